@@ -1,0 +1,1 @@
+"""Adapters: the only modules that talk to ClickHouse, AWS (boto3) or Stripe."""

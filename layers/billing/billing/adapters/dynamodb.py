@@ -1,0 +1,300 @@
+"""DynamoDB adapter: tenants, the usage ledger (event claims, quota counters) and shared helpers.
+
+Key design (tables are defined once, in template.yaml; tests build moto tables from it):
+
+TenantsTable  pk tenant_id                    the tenant record (billing.tenants.Tenant)
+LedgerTable   pk "EVT#{tenant}#{event_id}"    an event claim: exactly-once admission
+              pk "BATCH#{batch_id}"           an ingest batch; committed once durably stored
+              pk "QUOTA#{tenant}#{YYYY-MM}"   accepted queries of a month (compare-and-set)
+              pk "WEBHOOK#{stripe_event_id}"  a processed Stripe event (TTL)
+BillingTable  pk/sk, gsi1pk/gsi1sk            periods, statements, invoices, dunning, audit
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from billing.tenants import Tenant
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+BOTO_CONFIG = Config(retries={"max_attempts": 5, "mode": "adaptive"}, max_pool_connections=50)
+
+
+@lru_cache(maxsize=None)
+def dynamodb_client() -> Any:
+    return boto3.client("dynamodb", config=BOTO_CONFIG)
+
+
+def reset_clients() -> None:
+    """Forget cached boto3 clients (tests switch AWS mocks between runs)."""
+    dynamodb_client.cache_clear()
+
+
+def to_item(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(_plain(v)) for k, v in data.items() if v is not None}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _unplain(_deserializer.deserialize(v)) for k, v in item.items()}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float):
+        raise TypeError("floats are not stored; use Decimal")
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _unplain(value: Any) -> Any:
+    if isinstance(value, Decimal) and value == value.to_integral_value() and "E" not in str(value) and "." not in str(value):
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _unplain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unplain(v) for v in value]
+    return value
+
+
+def is_conditional_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in (
+        "ConditionalCheckFailedException", "TransactionCanceledException")
+
+
+class TenantRepository:
+    def __init__(self, table: str, client: Any = None):
+        self.table = table
+        self.client = client or dynamodb_client()
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        item = self.client.get_item(TableName=self.table, Key={"tenant_id": {"S": tenant_id}},
+                                    ConsistentRead=True).get("Item")
+        return _tenant(item) if item else None
+
+    def get_many(self, tenant_ids: Iterable[str]) -> dict[str, Tenant]:
+        ids = sorted(set(tenant_ids))
+        found: dict[str, Tenant] = {}
+        for start in range(0, len(ids), 100):
+            keys: list[dict[str, Any]] = [{"tenant_id": {"S": t}} for t in ids[start:start + 100]]
+            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                response = self.client.batch_get_item(RequestItems=request)
+                for item in response["Responses"].get(self.table, []):
+                    tenant = _tenant(item)
+                    found[tenant.id] = tenant
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def list_all(self) -> list[Tenant]:
+        tenants, kwargs = [], {"TableName": self.table, "ConsistentRead": True}
+        while True:
+            page = self.client.scan(**kwargs)
+            tenants.extend(_tenant(i) for i in page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return sorted(tenants, key=lambda t: t.id)
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def create(self, tenant: Tenant) -> bool:
+        """Insert a new tenant; False when the id exists already (idempotent signup)."""
+        data = tenant.model_dump(mode="json")
+        data["tenant_id"] = data.pop("id")
+        data["version"] = 1
+        try:
+            self.client.put_item(TableName=self.table, Item=to_item(data),
+                                 ConditionExpression="attribute_not_exists(tenant_id)")
+            return True
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+
+    def save(self, tenant: Tenant) -> Tenant:
+        """Optimistic write: succeeds only if nobody changed the record since it was read."""
+        data = tenant.model_dump(mode="json")
+        data["tenant_id"] = data.pop("id")
+        data["version"] = tenant.version + 1
+        self.client.put_item(
+            TableName=self.table, Item=to_item(data),
+            ConditionExpression="attribute_not_exists(tenant_id) OR version = :v",
+            ExpressionAttributeValues={":v": {"N": str(tenant.version)}},
+        )
+        return tenant.model_copy(update={"version": tenant.version + 1})
+
+
+def _tenant(item: dict[str, Any]) -> Tenant:
+    data = from_item(item)
+    data["id"] = data.pop("tenant_id")
+    return Tenant.model_validate(data)
+
+
+@dataclass(frozen=True)
+class Claim:
+    tenant_id: str
+    event_id: str
+
+    @property
+    def pk(self) -> str:
+        return f"EVT#{self.tenant_id}#{self.event_id}"
+
+
+@dataclass
+class ClaimOutcome:
+    claimed: list[Claim]
+    duplicates: list[Claim]      # already stored (committed) events
+    in_flight: list[Claim]       # claimed by a live request that has not stored them yet
+
+
+class UsageLedger:
+    """Exactly-once admission and exact quota counting, with conditional writes only."""
+
+    LEASE_SECONDS = 120  # longer than the ingest Lambda timeout: an older uncommitted claim is abandoned
+
+    def __init__(self, table: str, client: Any = None, *, workers: int = 16):
+        self.table = table
+        self.client = client or dynamodb_client()
+        self.workers = workers
+
+    # -- event claims ---------------------------------------------------------------------------
+    def claim(self, claims: Sequence[Claim], batch_id: str, expires_at: dict[Claim, int]) -> ClaimOutcome:
+        """Claim each event id for this batch. A claim whose batch committed is a duplicate; one whose
+        batch never committed and whose lease ran out (its request died) is taken over."""
+        now = int(time.time())
+        existing = self._get_items([c.pk for c in claims])
+        outcome = ClaimOutcome([], [], [])
+        batches = self._committed_batches({i["batch_id"]["S"] for i in existing.values()})
+        to_put: list[tuple[Claim, dict[str, Any] | None]] = []
+        for claim in claims:
+            item = existing.get(claim.pk)
+            if item is None:
+                to_put.append((claim, None))
+            elif item["batch_id"]["S"] in batches:
+                outcome.duplicates.append(claim)
+            elif int(item["lease_until"]["N"]) < now:
+                to_put.append((claim, item))
+            else:
+                outcome.in_flight.append(claim)
+
+        def put(entry: tuple[Claim, dict[str, Any] | None]) -> tuple[Claim, str]:
+            claim, previous = entry
+            item = {"pk": {"S": claim.pk}, "batch_id": {"S": batch_id},
+                    "lease_until": {"N": str(now + self.LEASE_SECONDS)},
+                    "expires_at": {"N": str(expires_at[claim])}}
+            if previous is None:
+                condition, values = "attribute_not_exists(pk)", None
+            else:
+                condition, values = "batch_id = :old", {":old": previous["batch_id"]}
+            try:
+                kwargs: dict[str, Any] = dict(TableName=self.table, Item=item, ConditionExpression=condition)
+                if values:
+                    kwargs["ExpressionAttributeValues"] = values
+                self.client.put_item(**kwargs)
+                return claim, "claimed"
+            except ClientError as exc:
+                if not is_conditional_failure(exc):
+                    raise
+                return claim, "raced"
+
+        results = self._parallel(put, to_put)
+        raced = [claim for claim, status in results if status == "raced"]
+        outcome.claimed.extend(claim for claim, status in results if status == "claimed")
+        if raced:  # someone else claimed it between our read and write: classify once more
+            again = self._get_items([c.pk for c in raced])
+            committed = self._committed_batches({i["batch_id"]["S"] for i in again.values()})
+            for claim in raced:
+                item = again.get(claim.pk)
+                (outcome.duplicates if item and item["batch_id"]["S"] in committed else outcome.in_flight).append(claim)
+        return outcome
+
+    def release(self, claims: Sequence[Claim], batch_id: str) -> None:
+        """Give claims back (their events were not stored), only where this batch still holds them."""
+        def delete(claim: Claim) -> None:
+            try:
+                self.client.delete_item(TableName=self.table, Key={"pk": {"S": claim.pk}},
+                                        ConditionExpression="batch_id = :b",
+                                        ExpressionAttributeValues={":b": {"S": batch_id}})
+            except ClientError as exc:
+                if not is_conditional_failure(exc):
+                    raise
+        self._parallel(delete, list(claims))
+
+    def commit_batch(self, batch_id: str, expires_at: int, **attributes: Any) -> None:
+        """Mark every claim of this batch as durably stored (in ClickHouse or the fallback queue)."""
+        self.client.put_item(TableName=self.table, Item=to_item(
+            {"pk": f"BATCH#{batch_id}", "committed": True, "expires_at": expires_at, **attributes}))
+
+    def _committed_batches(self, batch_ids: set[str]) -> set[str]:
+        items = self._get_items([f"BATCH#{b}" for b in batch_ids])
+        return {pk.removeprefix("BATCH#") for pk in items}
+
+    def _get_items(self, pks: list[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        unique = sorted(set(pks))
+        for start in range(0, len(unique), 100):
+            request: dict[str, Any] = {self.table: {
+                "Keys": [{"pk": {"S": pk}} for pk in unique[start:start + 100]], "ConsistentRead": True}}
+            while request:
+                response = self.client.batch_get_item(RequestItems=request)
+                for item in response["Responses"].get(self.table, []):
+                    found[item["pk"]["S"]] = item
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def _parallel(self, fn: Any, items: list[Any]) -> list[Any]:
+        if len(items) <= 1:
+            return [fn(i) for i in items]
+        with ThreadPoolExecutor(max_workers=min(self.workers, len(items))) as pool:
+            return list(pool.map(fn, items))
+
+    # -- quota counters -------------------------------------------------------------------------
+    def quota_used(self, tenant_id: str, month: str) -> tuple[int, int | None]:
+        """(used, version) of a tenant's month counter; version None when no counter exists yet."""
+        item = self.client.get_item(TableName=self.table, Key={"pk": {"S": f"QUOTA#{tenant_id}#{month}"}},
+                                    ConsistentRead=True).get("Item")
+        if not item:
+            return 0, None
+        return int(item["used"]["N"]), int(item["version"]["N"])
+
+    def quota_set(self, tenant_id: str, month: str, used: int, expected_version: int | None,
+                  expires_at: int) -> bool:
+        """Compare-and-set of the counter; False when another request moved it first."""
+        pk = f"QUOTA#{tenant_id}#{month}"
+        new_version = (expected_version or 0) + 1
+        item = {"pk": {"S": pk}, "used": {"N": str(used)}, "version": {"N": str(new_version)},
+                "expires_at": {"N": str(expires_at)}}
+        if expected_version is None:
+            condition, values = "attribute_not_exists(pk)", None
+        else:
+            condition, values = "version = :v", {":v": {"N": str(expected_version)}}
+        try:
+            kwargs: dict[str, Any] = dict(TableName=self.table, Item=item, ConditionExpression=condition)
+            if values:
+                kwargs["ExpressionAttributeValues"] = values
+            self.client.put_item(**kwargs)
+            return True
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+
+    def quota_give_back(self, tenant_id: str, month: str, count: int) -> None:
+        """Return admitted queries that were not stored after all (the request failed with 503)."""
+        if count <= 0:
+            return
+        self.client.update_item(
+            TableName=self.table, Key={"pk": {"S": f"QUOTA#{tenant_id}#{month}"}},
+            UpdateExpression="ADD used :neg, version :one",
+            ExpressionAttributeValues={":neg": {"N": str(-count)}, ":one": {"N": "1"}},
+        )

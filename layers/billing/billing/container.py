@@ -1,0 +1,70 @@
+"""Wiring: builds each service once per process from Settings. Handlers and the CLI ask here."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+from billing.adapters.clickhouse import UsageStore
+from billing.adapters.dynamodb import TenantRepository, UsageLedger, reset_clients
+from billing.plans import PlanCatalog
+from billing.pricing import PriceBook
+from billing.settings import Settings, get_settings
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+@lru_cache(maxsize=1)
+def clickhouse_url() -> str:
+    s = settings()
+    if s.clickhouse_url_secret:
+        # Credentials live in Secrets Manager; Powertools caches the value between invocations.
+        from aws_lambda_powertools.utilities import parameters
+
+        return str(parameters.get_secret(s.clickhouse_url_secret, max_age=300))
+    return s.clickhouse_url
+
+
+@lru_cache(maxsize=1)
+def usage_store() -> UsageStore:
+    s = settings()
+    return UsageStore.from_url(clickhouse_url(), s.clickhouse_database, timeout_s=s.clickhouse_insert_timeout_s)
+
+
+@lru_cache(maxsize=1)
+def price_book() -> PriceBook:
+    return PriceBook.load(settings().pricebook_path)
+
+
+@lru_cache(maxsize=1)
+def plan_catalog() -> PlanCatalog:
+    return PlanCatalog.load(settings().plans_path)
+
+
+@lru_cache(maxsize=1)
+def tenants() -> TenantRepository:
+    return TenantRepository(settings().tenants_table)
+
+
+@lru_cache(maxsize=1)
+def ledger() -> UsageLedger:
+    return UsageLedger(settings().ledger_table)
+
+
+def reset() -> None:
+    """Forget everything built so far (tests and the local runner change settings between runs)."""
+    get_settings.cache_clear()
+    reset_clients()
+    for cached in (clickhouse_url, usage_store, price_book, plan_catalog, tenants, ledger):
+        cached.cache_clear()
+    for extra in _EXTRA_RESETS:
+        extra()
+
+
+_EXTRA_RESETS: list = []
+
+
+def on_reset(fn):  # type: ignore[no-untyped-def]
+    """Register a cache_clear for providers defined in other modules (invoicing, dunning, ...)."""
+    _EXTRA_RESETS.append(fn)
+    return fn

@@ -1,0 +1,65 @@
+"""Typed domain errors. Each carries its HTTP status; handlers map them to responses in one place."""
+from __future__ import annotations
+
+from typing import Any
+
+
+class BillingError(Exception):
+    status: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, message: str, *, details: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class InvalidRequest(BillingError):
+    status, code = 400, "invalid_request"
+
+
+class Unauthorized(BillingError):
+    status, code = 401, "unauthorized"
+
+
+class PaymentRequired(BillingError):
+    status, code = 402, "tenant_suspended"
+
+
+class Forbidden(BillingError):
+    status, code = 403, "forbidden"
+
+
+class NotFound(BillingError):
+    status, code = 404, "not_found"
+
+
+class Conflict(BillingError):
+    status, code = 409, "conflict"
+
+
+class PayloadTooLarge(BillingError):
+    status, code = 413, "payload_too_large"
+
+
+class UnsupportedMediaType(BillingError):
+    status, code = 415, "unsupported_media_type"
+
+
+class QuotaExceeded(BillingError):
+    status, code = 429, "quota_exceeded"
+
+
+class ServiceUnavailable(BillingError):
+    status, code = 503, "service_unavailable"
+
+
+class StoreUnavailable(Exception):
+    """A backing store (ClickHouse, SQS) failed or timed out; callers decide how to degrade."""

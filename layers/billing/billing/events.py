@@ -1,0 +1,131 @@
+"""The usage event wire format and whole-batch validation (every bad field is reported at once)."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from billing.errors import InvalidRequest, PayloadTooLarge
+from billing.periods import parse_instant
+
+EventType = Literal["query", "embedding", "storage"]
+NonNegative = Annotated[int, Field(ge=0, strict=True)]
+Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")]
+
+
+class UsageEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: Identifier
+    tenant_id: Identifier
+    timestamp: datetime
+    type: EventType
+    model: str | None = Field(default=None, min_length=1, max_length=128)
+    input_tokens: NonNegative = 0
+    output_tokens: NonNegative = 0
+    bytes: NonNegative = 0
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _rfc3339(cls, value: Any) -> datetime:
+        if not isinstance(value, str):
+            raise ValueError("must be an RFC 3339 string such as 2025-11-03T12:00:00Z")
+        try:
+            return parse_instant(value)
+        except ValueError as exc:
+            raise ValueError(f"not an RFC 3339 timestamp with offset: {exc}") from None
+
+    @model_validator(mode="after")
+    def _type_rules(self) -> UsageEvent:
+        tokens = self.input_tokens + self.output_tokens
+        if self.type == "storage" and tokens:
+            raise ValueError("storage events carry bytes only, no tokens")
+        if self.type == "embedding" and self.bytes:
+            raise ValueError("embedding events carry tokens only, no bytes")
+        if tokens and not self.model:
+            raise ValueError("model is required when tokens > 0")
+        return self
+
+    @property
+    def queries(self) -> int:
+        return 1 if self.type == "query" else 0
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.tenant_id, self.event_id)
+
+
+def _problem(index: int | None, field: str, reason: str) -> dict[str, Any]:
+    return {"index": index, "field": field, "reason": reason}
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "event"
+
+
+def parse_event(raw: Any, index: int | None = None) -> tuple[UsageEvent | None, list[dict[str, Any]]]:
+    if not isinstance(raw, dict):
+        return None, [_problem(index, "event", "must be a JSON object")]
+    try:
+        return UsageEvent.model_validate(raw), []
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            reason = err["msg"].removeprefix("Value error, ")
+            field = _field_name(err["loc"])
+            if err["type"] == "extra_forbidden":
+                reason = "unknown field"
+            problems.append(_problem(index, field, reason))
+        return None, problems
+
+
+def parse_batch(raw_events: list[Any], max_events: int) -> list[UsageEvent]:
+    """Validate a whole batch; raise InvalidRequest listing every bad event if any is wrong."""
+    if not isinstance(raw_events, list) or not raw_events:
+        raise InvalidRequest("'events' must be a non-empty array", details=[_problem(None, "events", "required")])
+    if len(raw_events) > max_events:
+        raise PayloadTooLarge(
+            f"a batch holds at most {max_events} events, got {len(raw_events)}",
+            details=[_problem(None, "events", f"too many events ({len(raw_events)} > {max_events})")],
+        )
+    events: list[UsageEvent] = []
+    problems: list[dict[str, Any]] = []
+    seen: dict[tuple[str, str], int] = {}
+    for index, raw in enumerate(raw_events):
+        event, errs = parse_event(raw, index)
+        problems.extend(errs)
+        if event is not None:
+            if event.key in seen:
+                problems.append(_problem(index, "event_id", f"repeats event {seen[event.key]} of this batch"))
+            seen.setdefault(event.key, index)
+            events.append(event)
+    if problems:
+        raise InvalidRequest(f"{len({p['index'] for p in problems})} invalid event(s); nothing was stored",
+                             details=problems)
+    return events
+
+
+def parse_body(body: str | bytes | None, content_type: str | None, *, max_bytes: int, max_events: int
+               ) -> list[UsageEvent]:
+    """An HTTP request body ``{"events": [...]}`` to validated events, or a typed 4xx."""
+    from billing.errors import UnsupportedMediaType
+
+    if content_type is None or content_type.split(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType("Content-Type must be application/json",
+                                   details=[_problem(None, "Content-Type", f"got {content_type!r}")])
+    raw = body.encode() if isinstance(body, str) else (body or b"")
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"request body is {len(raw)} bytes; the limit is {max_bytes}")
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidRequest("request body is not valid JSON", details=[_problem(None, "body", str(exc))]) from None
+    if not isinstance(document, dict) or "events" not in document:
+        raise InvalidRequest('body must be an object {"events": [...]}',
+                             details=[_problem(None, "events", "required")])
+    extra = sorted(set(document) - {"events"})
+    if extra:
+        raise InvalidRequest("unknown top-level fields", details=[_problem(None, f, "unknown field") for f in extra])
+    return parse_batch(document["events"], max_events)

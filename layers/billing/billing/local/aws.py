@@ -1,0 +1,85 @@
+"""In-process AWS (moto) with the tables, queues, bucket and secrets declared in template.yaml."""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+
+from billing.local.template import load_template, resources_of_type
+
+REGION = "us-east-1"
+TABLE_SETTINGS = {"TenantsTable": "tenants_table", "LedgerTable": "ledger_table", "BillingTable": "billing_table"}
+QUEUE_SETTINGS = {"FallbackQueue": "fallback_queue_url", "InvoicingQueue": "invoicing_queue_url"}
+
+
+def fake_credentials() -> None:
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
+                       "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}.items():
+        os.environ[key] = value
+
+
+def create_resources(prefix: str = "billing") -> dict[str, Any]:
+    """Create every DynamoDB table, SQS queue (with its DLQ wiring) and the invoices bucket of the
+    template, named after their logical ids. Returns settings overrides (names and URLs)."""
+    template = load_template()
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    sqs = boto3.client("sqs", region_name=REGION)
+    overrides: dict[str, Any] = {}
+
+    for logical_id, resource in resources_of_type(template, "AWS::DynamoDB::Table").items():
+        props = resource["Properties"]
+        name = f"{prefix}-{logical_id}"
+        kwargs: dict[str, Any] = {
+            "TableName": name, "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"], "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+        }
+        if props.get("GlobalSecondaryIndexes"):
+            kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+        ddb.create_table(**kwargs)
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl:
+            ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+        if logical_id in TABLE_SETTINGS:
+            overrides[TABLE_SETTINGS[logical_id]] = name
+
+    queues = resources_of_type(template, "AWS::SQS::Queue")
+    urls: dict[str, str] = {}
+    # Dead-letter queues first, so redrive policies can point at them.
+    for logical_id in sorted(queues, key=lambda q: "RedrivePolicy" in queues[q].get("Properties", {})):
+        props = dict(queues[logical_id].get("Properties", {}))
+        attributes = {"VisibilityTimeout": str(props.get("VisibilityTimeout", 30))}
+        redrive = props.get("RedrivePolicy")
+        if redrive:
+            dlq_id = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+            dlq_arn = sqs.get_queue_attributes(QueueUrl=urls[dlq_id], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            attributes["RedrivePolicy"] = (
+                '{"deadLetterTargetArn": "%s", "maxReceiveCount": "%s"}' % (dlq_arn, redrive["maxReceiveCount"]))
+        urls[logical_id] = sqs.create_queue(QueueName=f"{prefix}-{logical_id}", Attributes=attributes)["QueueUrl"]
+        if logical_id in QUEUE_SETTINGS:
+            overrides[QUEUE_SETTINGS[logical_id]] = urls[logical_id]
+    overrides["queue_urls"] = urls
+
+    bucket = f"{prefix}-invoices".lower()
+    boto3.client("s3", region_name=REGION).create_bucket(Bucket=bucket)
+    overrides["invoices_bucket"] = bucket
+    return overrides
+
+
+@contextmanager
+def local_aws(prefix: str = "billing") -> Iterator[dict[str, Any]]:
+    """moto for the duration of the block, with the template's resources created."""
+    from moto import mock_aws
+
+    fake_credentials()
+    with mock_aws():
+        from billing.adapters.dynamodb import reset_clients
+
+        reset_clients()
+        try:
+            yield create_resources(prefix)
+        finally:
+            reset_clients()

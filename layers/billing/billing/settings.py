@@ -1,0 +1,56 @@
+"""Typed settings, read once from the environment (pydantic-settings)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_CONFIG = Path(__file__).resolve().parent / "config"
+DEFAULT_DATA_DIR = Path.cwd() / ".data"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # ClickHouse: one URL. chdb:///abs/path is the embedded engine; https://user:pass@host:8443/db a
+    # server. In Lambda the URL (it carries credentials) comes from Secrets Manager instead.
+    clickhouse_url: str = f"chdb://{DEFAULT_DATA_DIR / 'chdb'}"
+    clickhouse_url_secret: str | None = None
+    clickhouse_database: str = "billing"
+    clickhouse_insert_timeout_s: float = 5.0
+
+    tenants_table: str = "billing-tenants"
+    ledger_table: str = "billing-ledger"
+    billing_table: str = "billing-billing"
+
+    fallback_queue_url: str = ""
+    invoicing_queue_url: str = ""
+    invoices_bucket: str = "billing-invoices"
+
+    pricebook_path: Path = PACKAGE_CONFIG / "pricebook.yaml"
+    plans_path: Path = PACKAGE_CONFIG / "plans.yaml"
+
+    # API Gateway API key ids allowed to write usage for every tenant (the SaaS's own backend).
+    # Any other key may only write for tenants whose record lists that key id.
+    platform_api_key_ids: list[str] = Field(default_factory=list)
+
+    max_batch_events: int = 1000
+    max_body_bytes: int = 1_000_000
+    # How long an event id stays claimed after its month ends (the late-event window).
+    dedup_retention_days: int = 70
+
+    stripe_secret_name: str = "billing/stripe-secret-key"
+    stripe_webhook_secret_name: str = "billing/stripe-webhook-secret"
+    stripe_api_version: str = "2025-03-31.basil"
+    stripe_max_requests_per_second: float = 25.0
+    stripe_api_base: str | None = None  # only for a local Stripe double (tests, demo)
+
+    dunning_retry_days: list[int] = Field(default_factory=lambda: [3, 7, 14])
+    webhook_event_retention_days: int = 30
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

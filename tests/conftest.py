@@ -1,0 +1,110 @@
+"""Shared fixtures: real ClickHouse (chdb, one data path per process, one database per test),
+in-process AWS (moto, tables built from template.yaml), and one Lambda context."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from billing import container
+from billing.adapters.clickhouse import UsageStore
+from billing.local.aws import local_aws
+from billing.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+EVENTS_DIR = PROJECT_ROOT / "events"
+FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
+CHDB_PATH = Path(tempfile.gettempdir()) / f"billing-tests-chdb-{os.getpid()}"
+
+ENV_KEYS = ("CLICKHOUSE_URL", "CLICKHOUSE_DATABASE", "TENANTS_TABLE", "LEDGER_TABLE", "BILLING_TABLE",
+            "FALLBACK_QUEUE_URL", "INVOICING_QUEUE_URL", "INVOICES_BUCKET", "CLICKHOUSE_URL_SECRET",
+            "PLATFORM_API_KEY_IDS", "STRIPE_API_BASE")
+
+
+@dataclass
+class Env:
+    """What a test gets: the settings in force, the migrated ClickHouse store and queue URLs."""
+    settings: Settings
+    store: UsageStore
+    queue_urls: dict[str, str]
+
+
+@pytest.fixture
+def lambda_context() -> Any:
+    @dataclass
+    class LambdaContext:
+        function_name: str = "test-function"
+        function_version: str = "$LATEST"
+        memory_limit_in_mb: int = 512
+        invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+        aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
+
+        @staticmethod
+        def get_remaining_time_in_millis() -> int:
+            return 30_000
+
+    return LambdaContext()
+
+
+@pytest.fixture
+def clickhouse_database() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def env(clickhouse_database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    """Given a fresh AWS account (moto) and a fresh, migrated ClickHouse database."""
+    for key in ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    with local_aws(prefix=f"t{uuid.uuid4().hex[:8]}") as resources:
+        values = {
+            "CLICKHOUSE_URL": f"chdb://{CHDB_PATH}",
+            "CLICKHOUSE_DATABASE": clickhouse_database,
+            "TENANTS_TABLE": resources["tenants_table"],
+            "LEDGER_TABLE": resources["ledger_table"],
+            "BILLING_TABLE": resources["billing_table"],
+            "FALLBACK_QUEUE_URL": resources["fallback_queue_url"],
+            "INVOICING_QUEUE_URL": resources["invoicing_queue_url"],
+            "INVOICES_BUCKET": resources["invoices_bucket"],
+            "PLATFORM_API_KEY_IDS": '["platform-key"]',
+        }
+        for key, value in values.items():
+            monkeypatch.setenv(key, value)
+        container.reset()
+        store = container.usage_store()
+        store.migrate()
+        yield Env(settings=container.settings(), store=store, queue_urls=resources["queue_urls"])
+        container.reset()
+
+
+def load_event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS_DIR / name).read_text())
+
+
+def api_event(body: Any, *, path: str = "/v1/events", method: str = "POST", api_key_id: str | None = "platform-key",
+              content_type: str = "application/json", base64: bool = False,
+              headers: dict[str, str] | None = None, path_parameters: dict[str, str] | None = None) -> dict[str, Any]:
+    """An API Gateway (REST, proxy) event as Lambda receives it."""
+    import base64 as b64
+
+    raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    raw_bytes = raw.encode() if isinstance(raw, str) else raw
+    event = load_event("api_gateway_base.json")
+    event.update({
+        "resource": path, "path": path, "httpMethod": method,
+        "headers": {"Content-Type": content_type, **(headers or {})},
+        "multiValueHeaders": {},
+        "pathParameters": path_parameters,
+        "body": b64.b64encode(raw_bytes).decode() if base64 else raw_bytes.decode(),
+        "isBase64Encoded": base64,
+    })
+    event["requestContext"] = {**event["requestContext"], "resourcePath": path, "httpMethod": method, "path": path,
+                               "identity": {**event["requestContext"]["identity"], "apiKeyId": api_key_id}}
+    return event
