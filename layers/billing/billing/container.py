@@ -68,3 +68,21 @@ def on_reset(fn):  # type: ignore[no-untyped-def]
     """Register a cache_clear for providers defined in other modules (invoicing, dunning, ...)."""
     _EXTRA_RESETS.append(fn)
     return fn
+
+
+@lru_cache(maxsize=1)
+def periods():  # type: ignore[no-untyped-def]
+    from billing.adapters.billing_store import PeriodRepository
+
+    return PeriodRepository(settings().billing_table)
+
+
+@lru_cache(maxsize=1)
+def statements():  # type: ignore[no-untyped-def]
+    from billing.adapters.billing_store import StatementRepository
+
+    return StatementRepository(settings().billing_table)
+
+
+on_reset(periods.cache_clear)
+on_reset(statements.cache_clear)

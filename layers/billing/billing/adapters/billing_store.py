@@ -1,0 +1,83 @@
+"""BillingTable access for periods and statements (pk/sk single-table design).
+
+pk "PERIOD#{YYYY-MM}"   sk "CLOSE"             the month's close: closed_at (ISO), the watermark
+pk "MONTH#{YYYY-MM}"    sk "STMT#{tenant_id}"  a stored statement (JSON, immutable once written)
+pk "MONTH#{YYYY-MM}"    sk "INVOICE#{tenant}"  the Stripe invoicing state machine of that statement
+                                               (gsi1pk "STRIPEINV#{invoice_id}", gsi1sk "INVOICE")
+pk "TENANT#{tenant_id}" sk "DUNNING#..."/"AUDIT#..."  dunning state and audit trail
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from billing.adapters.dynamodb import dynamodb_client, is_conditional_failure
+from billing.periods import Month, iso, parse_instant
+from billing.statements import Statement
+
+
+class PeriodRepository:
+    def __init__(self, table: str, client: Any = None):
+        self.table = table
+        self.client = client or dynamodb_client()
+
+    def closed_at(self, month: Month | str) -> datetime | None:
+        item = self.client.get_item(TableName=self.table, ConsistentRead=True,
+                                    Key={"pk": {"S": f"PERIOD#{month}"}, "sk": {"S": "CLOSE"}}).get("Item")
+        return parse_instant(item["closed_at"]["S"]) if item else None
+
+    def close(self, month: Month | str, closed_at: datetime) -> datetime:
+        """Record the close once; returns the watermark in force (the first writer's)."""
+        try:
+            self.client.put_item(
+                TableName=self.table, ConditionExpression="attribute_not_exists(pk)",
+                Item={"pk": {"S": f"PERIOD#{month}"}, "sk": {"S": "CLOSE"}, "closed_at": {"S": iso(closed_at)}})
+            return closed_at
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
+        existing = self.closed_at(month)
+        assert existing is not None
+        return existing
+
+
+class StatementRepository:
+    def __init__(self, table: str, client: Any = None):
+        self.table = table
+        self.client = client or dynamodb_client()
+
+    def put_if_absent(self, statement: Statement) -> bool:
+        """Store a statement once. False (and no change) when one exists for that tenant-month."""
+        try:
+            self.client.put_item(
+                TableName=self.table, ConditionExpression="attribute_not_exists(pk)",
+                Item={"pk": {"S": f"MONTH#{statement.month}"}, "sk": {"S": f"STMT#{statement.tenant_id}"},
+                      "tenant_id": {"S": statement.tenant_id}, "month": {"S": statement.month},
+                      "is_final": {"BOOL": statement.is_final},
+                      "body": {"S": statement.model_dump_json()}})
+            return True
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+
+    def get(self, tenant_id: str, month: Month | str) -> Statement | None:
+        item = self.client.get_item(TableName=self.table, ConsistentRead=True,
+                                    Key={"pk": {"S": f"MONTH#{month}"}, "sk": {"S": f"STMT#{tenant_id}"}}).get("Item")
+        return Statement.model_validate(json.loads(item["body"]["S"])) if item else None
+
+    def list_month(self, month: Month | str) -> list[Statement]:
+        statements: list[Statement] = []
+        kwargs: dict[str, Any] = dict(
+            TableName=self.table, ConsistentRead=True,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :stmt)",
+            ExpressionAttributeValues={":pk": {"S": f"MONTH#{month}"}, ":stmt": {"S": "STMT#"}})
+        while True:
+            page = self.client.query(**kwargs)
+            statements.extend(Statement.model_validate(json.loads(i["body"]["S"])) for i in page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return sorted(statements, key=lambda s: s.tenant_id)
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
