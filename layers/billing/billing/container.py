@@ -86,3 +86,34 @@ def statements():  # type: ignore[no-untyped-def]
 
 on_reset(periods.cache_clear)
 on_reset(statements.cache_clear)
+
+
+@lru_cache(maxsize=1)
+def fallback_queue():  # type: ignore[no-untyped-def]
+    from billing.adapters.queues import SqsQueue
+
+    return SqsQueue(settings().fallback_queue_url)
+
+
+@lru_cache(maxsize=1)
+def ingest_service():  # type: ignore[no-untyped-def]
+    from billing.ingest import IngestService
+
+    s = settings()
+    return IngestService(tenants=tenants(), ledger=ledger(), periods=periods(), store=usage_store(),
+                         fallback=fallback_queue(), price_book=price_book(), catalog=plan_catalog(),
+                         dedup_retention_days=s.dedup_retention_days)
+
+
+def principal_for(api_key_id: str | None):  # type: ignore[no-untyped-def]
+    """The caller behind an API Gateway API key id (None: anonymous, refused by the API)."""
+    from billing.errors import Unauthorized
+    from billing.ingest import Principal
+
+    if not api_key_id:
+        raise Unauthorized("an API key is required (x-api-key header)")
+    return Principal(api_key_id=api_key_id, platform=api_key_id in settings().platform_api_key_ids)
+
+
+on_reset(fallback_queue.cache_clear)
+on_reset(ingest_service.cache_clear)

@@ -8,14 +8,16 @@ class BillingError(Exception):
     status: int = 400
     code: str = "bad_request"
 
-    def __init__(self, message: str, *, details: Any = None, headers: dict[str, str] | None = None):
+    def __init__(self, message: str, *, details: Any = None, headers: dict[str, str] | None = None,
+                 extra: dict[str, Any] | None = None):
         super().__init__(message)
         self.message = message
         self.details = details
         self.headers = headers or {}
+        self.extra = extra or {}
 
     def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        body: dict[str, Any] = {"error": self.code, "message": self.message, **self.extra}
         if self.details is not None:
             body["details"] = self.details
         return body

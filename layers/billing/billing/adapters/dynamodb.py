@@ -38,7 +38,10 @@ def dynamodb_client() -> Any:
 
 def reset_clients() -> None:
     """Forget cached boto3 clients (tests switch AWS mocks between runs)."""
+    from billing.adapters.queues import sqs_client
+
     dynamodb_client.cache_clear()
+    sqs_client.cache_clear()
 
 
 def to_item(data: dict[str, Any]) -> dict[str, Any]:

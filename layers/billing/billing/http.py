@@ -1,0 +1,41 @@
+"""HTTP mapping in one place: typed errors and results to API Gateway responses (Powertools)."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+
+from billing.errors import BillingError
+from billing.observability import logger
+
+JSON = "application/json"
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(status_code=status, content_type=JSON, body=json.dumps(body, default=str),
+                    headers=headers or {})
+
+
+def error_response(error: BillingError) -> Response:
+    return json_response(error.status, error.body(), error.headers)
+
+
+def install_error_handlers(app: APIGatewayRestResolver) -> None:
+    """Every BillingError becomes its status with a JSON body; unknown routes a JSON 404; anything
+    unexpected a JSON 500 that leaks no internals (and is logged with its stack)."""
+
+    @app.exception_handler(BillingError)
+    def _billing_error(error: BillingError) -> Response:
+        logger.info("request refused", extra={"status": error.status, "code": error.code})
+        return error_response(error)
+
+    @app.not_found
+    def _not_found(_: NotFoundError) -> Response:
+        return json_response(404, {"error": "not_found", "message": "no such route"})
+
+    @app.exception_handler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        logger.exception("unexpected error")
+        return json_response(500, {"error": "internal_error", "message": "unexpected error; it has been logged"})

@@ -1,0 +1,329 @@
+"""Usage ingestion: validate, authorize, claim event ids once, enforce quotas, price, store.
+
+Order of work for a batch (nothing is written before every check has passed):
+1. parse + price every event (400 lists each bad event's index, field and reason);
+2. tenant checks: unknown (404), key not allowed (403), suspended (402), cancelled or before its
+   first plan (403), month already closed (409);
+3. claim (tenant_id, event_id) in the DynamoDB ledger: duplicates are acknowledged, never re-stored;
+4. admit queries against the month's quota with compare-and-set (exact under concurrency);
+5. insert into ClickHouse in blocks carrying a dedup token; a failed block goes to the SQS fallback
+   queue with the same token; if SQS fails too, claims and quota are given back and we answer 503.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from billing.adapters.clickhouse import StoredEvent
+from billing.adapters.dynamodb import Claim
+from billing.errors import (Conflict, Forbidden, InvalidRequest, NotFound, PaymentRequired, QuotaExceeded,
+                            ServiceUnavailable, StoreUnavailable)
+from billing.events import UsageEvent
+from billing.observability import logger
+from billing.periods import Month, iso, parse_instant
+from billing.plans import PlanCatalog
+from billing.pricing import NoPriceVersion, PriceBook, UnknownModel
+from billing.quotas import admit_queries, quota_limit
+from billing.tenants import Tenant
+
+MAX_MESSAGE_BYTES = 200_000  # SQS allows 256 KiB; leave room for attributes and JSON escaping
+QUOTA_CAS_ATTEMPTS = 50
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the API Gateway API key id, and whether it may write for every tenant."""
+    api_key_id: str | None
+    platform: bool = False
+
+
+PLATFORM = Principal(api_key_id=None, platform=True)
+
+
+@dataclass
+class IngestResult:
+    accepted: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    rejected_for_quota: list[dict[str, Any]] = field(default_factory=list)
+    in_flight: list[str] = field(default_factory=list)
+    queued: bool = False
+    quota: dict[str, Any] | None = None
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "status": "queued" if self.queued else "stored",
+            "accepted": len(self.accepted),
+            "duplicates": self.duplicates,
+            "rejected_for_quota": self.rejected_for_quota,
+            "in_flight": self.in_flight,
+            "queued": self.queued,
+            **({"message": "ClickHouse was unavailable; accepted events are durably queued and will be "
+                           "stored by the replay job"} if self.queued else {}),
+            **({"quota": self.quota} if self.quota else {}),
+        }
+
+
+class Tenants(Protocol):
+    def get_many(self, tenant_ids: Sequence[str]) -> dict[str, Tenant]: ...
+
+
+class Periods(Protocol):
+    def closed_at(self, month: Month | str) -> datetime | None: ...
+
+
+class FallbackQueue(Protocol):
+    def send(self, body: str) -> None: ...
+
+
+class Store(Protocol):
+    def insert_events(self, events: Sequence[StoredEvent]) -> None: ...
+
+
+class IngestService:
+    def __init__(self, *, tenants: Any, ledger: Any, periods: Periods, store: Store, fallback: FallbackQueue,
+                 price_book: PriceBook, catalog: PlanCatalog, dedup_retention_days: int = 70,
+                 clock: Any = None):
+        self.tenants = tenants
+        self.ledger = ledger
+        self.periods = periods
+        self.store = store
+        self.fallback = fallback
+        self.price_book = price_book
+        self.catalog = catalog
+        self.dedup_retention_days = dedup_retention_days
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    # ------------------------------------------------------------------------------------------
+    def ingest(self, events: Sequence[UsageEvent], principal: Principal | None = None) -> IngestResult:
+        principal = principal or PLATFORM
+        now = self.clock()
+        priced = self._price(events, now)
+        tenants = self._check_tenants(events, principal)
+        batch_id = uuid.uuid4().hex
+        claims = {e.key: Claim(*e.key) for e in events}
+        expiry = {claims[e.key]: self._claim_expiry(e) for e in events}
+        outcome = self.ledger.claim(list(claims.values()), batch_id, expiry)
+        claimed_keys = {(c.tenant_id, c.event_id) for c in outcome.claimed}
+        result = IngestResult(duplicates=[c.event_id for c in outcome.duplicates],
+                              in_flight=[c.event_id for c in outcome.in_flight])
+        fresh = [e for e in events if e.key in claimed_keys]
+
+        admitted_queries, rejected, counted = self._admit(fresh, tenants, result)
+        rejected_keys = {e.key for e in rejected}
+        if rejected:
+            self.ledger.release([claims[k] for k in rejected_keys], batch_id)
+        to_store = [priced[e.key] for e in fresh if e.key not in rejected_keys]
+        if not to_store:
+            if rejected:
+                raise self._quota_error(result)
+            return result
+        try:
+            result.queued = self._store(to_store, batch_id)
+        except ServiceUnavailable:
+            self.ledger.release([claims[(s.tenant_id, s.event_id)] for s in to_store], batch_id)
+            for (tenant_id, month), count in counted.items():
+                self.ledger.quota_give_back(tenant_id, month, count)
+            raise
+        self.ledger.commit_batch(batch_id, max(expiry.values()), events=len(to_store), queued=result.queued)
+        result.accepted = [s.event_id for s in to_store]
+        logger.info("usage batch accepted", extra={
+            "batch_id": batch_id, "tenants": sorted({s.tenant_id for s in to_store}), "accepted": len(to_store),
+            "duplicates": len(result.duplicates), "rejected_for_quota": len(rejected), "queued": result.queued})
+        return result
+
+    # ------------------------------------------------------------------------------------------
+    def _price(self, events: Sequence[UsageEvent], now: datetime) -> dict[tuple[str, str], StoredEvent]:
+        priced: dict[tuple[str, str], StoredEvent] = {}
+        problems = []
+        for index, event in enumerate(events):
+            try:
+                cost = self.price_book.cost(event)
+            except UnknownModel as exc:
+                problems.append({"index": index, "field": "model", "reason": str(exc)})
+                continue
+            except NoPriceVersion as exc:
+                problems.append({"index": index, "field": "timestamp", "reason": str(exc)})
+                continue
+            priced[event.key] = StoredEvent(
+                tenant_id=event.tenant_id, event_id=event.event_id, timestamp=event.timestamp, type=event.type,
+                model=event.model or "", queries=event.queries, input_tokens=event.input_tokens,
+                output_tokens=event.output_tokens, bytes=event.bytes, cost_usd=cost.cost_usd,
+                price_version=cost.price_version, accepted_at=now)
+        if problems:
+            raise InvalidRequest(f"{len(problems)} invalid event(s); nothing was stored", details=problems)
+        return priced
+
+    def _check_tenants(self, events: Sequence[UsageEvent], principal: Principal) -> dict[str, Tenant]:
+        ids = sorted({e.tenant_id for e in events})
+        tenants = self.tenants.get_many(ids)
+        missing = [t for t in ids if t not in tenants]
+        if missing:
+            raise NotFound(f"unknown tenant(s): {', '.join(missing)}; nothing was stored",
+                           details=[{"field": "tenant_id", "tenant_id": t, "reason": "unknown tenant"} for t in missing])
+        if not principal.platform:
+            foreign = [t for t in ids if principal.api_key_id not in tenants[t].api_key_ids]
+            if foreign:
+                raise Forbidden(f"this API key may not write usage for tenant(s): {', '.join(foreign)}",
+                                details=[{"field": "tenant_id", "tenant_id": t, "reason": "not this key's tenant"}
+                                         for t in foreign])
+        suspended = [t for t in ids if tenants[t].payment_status == "suspended"]
+        if suspended:
+            raise PaymentRequired(
+                f"tenant(s) {', '.join(suspended)} suspended for non-payment; pay the open invoice to resume",
+                details=[{"field": "tenant_id", "tenant_id": t, "reason": "suspended"} for t in suspended])
+        refused = []
+        for index, event in enumerate(events):
+            tenant = tenants[event.tenant_id]
+            if tenant.is_canceled_at(event.timestamp):
+                refused.append({"index": index, "field": "timestamp",
+                                "reason": f"tenant {tenant.id} was cancelled at {iso(tenant.canceled_at)}"})  # type: ignore[arg-type]
+            elif tenant.plans and event.timestamp < tenant.first_plan_at():  # type: ignore[operator]
+                refused.append({"index": index, "field": "timestamp",
+                                "reason": f"tenant {tenant.id} has no plan before {iso(tenant.first_plan_at())}"})  # type: ignore[arg-type]
+        if refused:
+            raise Forbidden(f"{len(refused)} event(s) fall outside the tenant's subscription; nothing was stored",
+                            details=refused)
+        closed = []
+        for month in sorted({Month.of(e.timestamp) for e in events}):
+            closed_at = self.periods.closed_at(month)
+            if closed_at is not None:
+                closed.append({"field": "timestamp", "month": str(month),
+                               "reason": f"billing period {month} was closed at {iso(closed_at)}"})
+        if closed:
+            raise Conflict("events for a closed billing period are not accepted; nothing was stored",
+                           details=closed)
+        return tenants
+
+    def _claim_expiry(self, event: UsageEvent) -> int:
+        end = Month.of(event.timestamp).end + timedelta(days=self.dedup_retention_days)
+        return int(end.timestamp())
+
+    def _admit(self, fresh: list[UsageEvent], tenants: dict[str, Tenant], result: IngestResult
+               ) -> tuple[list[UsageEvent], list[UsageEvent], dict[tuple[str, str], int]]:
+        """Admit each (tenant, month)'s queries with compare-and-set on its counter."""
+        groups: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
+        for event in fresh:
+            if event.queries:
+                groups[(event.tenant_id, str(Month.of(event.timestamp)))].append(event)
+        admitted: list[UsageEvent] = []
+        rejected: list[UsageEvent] = []
+        counted: dict[tuple[str, str], int] = {}
+        for (tenant_id, month), queries in sorted(groups.items()):
+            tenant = tenants[tenant_id]
+            month_end = Month.parse(month).end
+            expires = int((month_end + timedelta(days=self.dedup_retention_days)).timestamp())
+            for attempt in range(QUOTA_CAS_ATTEMPTS):
+                used, version = self.ledger.quota_used(tenant_id, month)
+                decision = admit_queries(queries, used, lambda ts, t=tenant: quota_limit(t, self.catalog, ts))
+                if not decision.admitted:
+                    break
+                if self.ledger.quota_set(tenant_id, month, decision.used_after, version, expires):
+                    break
+                time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+            else:
+                raise ServiceUnavailable("quota counter is too contended; retry the request",
+                                         headers={"Retry-After": "1"})
+            admitted.extend(decision.admitted)
+            counted[(tenant_id, month)] = len(decision.admitted)
+            if decision.rejected:
+                rejected.extend(decision.rejected)
+                used_now = decision.used_after
+                result.quota = {"tenant_id": tenant_id, "month": month, "limit": decision.limit, "used": used_now,
+                                "resets_at": iso(month_end)}
+                result.rejected_for_quota.extend(
+                    {"event_id": e.event_id, "tenant_id": e.tenant_id, "timestamp": iso(e.timestamp)}
+                    for e in decision.rejected)
+        return admitted, rejected, counted
+
+    def _quota_error(self, result: IngestResult) -> QuotaExceeded:
+        quota = result.quota or {}
+        resets_at = parse_instant(quota["resets_at"]) if quota.get("resets_at") else self.clock()
+        retry_after = max(1, int((resets_at - self.clock()).total_seconds()))
+        error = QuotaExceeded(
+            f"monthly query quota of {quota.get('limit')} reached for tenant {quota.get('tenant_id')}; "
+            f"it resets at {quota.get('resets_at')}",
+            details={**quota, "rejected_for_quota": result.rejected_for_quota, "duplicates": result.duplicates},
+            headers={"Retry-After": str(retry_after)},
+            extra={"limit": quota.get("limit"), "used": quota.get("used"), "resets_at": quota.get("resets_at")})
+        return error
+
+    def _store(self, rows: list[StoredEvent], batch_id: str) -> bool:
+        """Insert block by block; a failed block goes to the fallback queue. True if anything was queued."""
+        queued = False
+        for block in blocks(rows):
+            try:
+                self.store.insert_events(block)
+                continue
+            except StoreUnavailable as exc:
+                logger.warning("ClickHouse insert failed; queueing block", extra={"batch_id": batch_id,
+                                                                                  "error": str(exc)})
+            try:
+                self.fallback.send(encode_block(batch_id, block))
+                queued = True
+            except Exception as exc:  # SQS down as well: nothing of this request may be acknowledged
+                logger.exception("fallback queue unavailable", extra={"batch_id": batch_id})
+                raise ServiceUnavailable("usage store and fallback queue are both unavailable; nothing was "
+                                         "accepted, retry the request", headers={"Retry-After": "5"}) from exc
+        return queued
+
+
+def blocks(rows: list[StoredEvent]) -> list[list[StoredEvent]]:
+    """Split rows into blocks that each fit in one SQS message (the same blocks are inserted and
+    queued, so a replay carries the same insert dedup token as the original attempt)."""
+    out: list[list[StoredEvent]] = []
+    current: list[StoredEvent] = []
+    size = 0
+    for row in rows:
+        row_size = len(json.dumps(encode_row(row)))
+        if current and size + row_size > MAX_MESSAGE_BYTES:
+            out.append(current)
+            current, size = [], 0
+        current.append(row)
+        size += row_size + 2
+    if current:
+        out.append(current)
+    return out
+
+
+def encode_row(row: StoredEvent) -> dict[str, Any]:
+    return {"tenant_id": row.tenant_id, "event_id": row.event_id, "timestamp": iso(row.timestamp),
+            "type": row.type, "model": row.model, "queries": row.queries, "input_tokens": row.input_tokens,
+            "output_tokens": row.output_tokens, "bytes": row.bytes, "cost_usd": str(row.cost_usd),
+            "price_version": row.price_version, "accepted_at": iso(row.accepted_at)}
+
+
+def encode_block(batch_id: str, block: list[StoredEvent]) -> str:
+    return json.dumps({"batch_id": batch_id, "events": [encode_row(r) for r in block]}, separators=(",", ":"))
+
+
+def decode_block(body: str) -> list[StoredEvent]:
+    document = json.loads(body)
+    return [StoredEvent(
+        tenant_id=r["tenant_id"], event_id=r["event_id"], timestamp=parse_instant(r["timestamp"]), type=r["type"],
+        model=r["model"], queries=int(r["queries"]), input_tokens=int(r["input_tokens"]),
+        output_tokens=int(r["output_tokens"]), bytes=int(r["bytes"]), cost_usd=Decimal(r["cost_usd"]),
+        price_version=r["price_version"], accepted_at=parse_instant(r["accepted_at"])) for r in document["events"]]
+
+
+def replay_block(body: str, store: Any) -> int:
+    """Store a queued block. Events already in ClickHouse (the original insert did land) are skipped,
+    and the block keeps its original dedup token, so a replay never counts anything twice."""
+    rows = decode_block(body)
+    by_tenant: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        by_tenant[row.tenant_id].append(row.event_id)
+    present = {(t, e) for t, ids in by_tenant.items() for e in store.existing_event_ids(t, ids)}
+    missing = [r for r in rows if (r.tenant_id, r.event_id) not in present]
+    if len(missing) == len(rows):
+        store.insert_events(rows)
+    elif missing:
+        store.insert_events(missing)
+    return len(missing)
