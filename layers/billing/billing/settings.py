@@ -43,9 +43,16 @@ class Settings(BaseSettings):
 
     stripe_secret_name: str = "billing/stripe-secret-key"
     stripe_webhook_secret_name: str = "billing/stripe-webhook-secret"
-    stripe_api_version: str = "2025-03-31.basil"
+    stripe_api_version: str = "2026-10-28.endive"  # the version stripe==16.x is generated for
     stripe_max_requests_per_second: float = 25.0
     stripe_api_base: str | None = None  # only for a local Stripe double (tests, demo)
+    # How many processes share the rate cap (the invoicing Lambda's MaximumConcurrency); each
+    # process limits itself to stripe_max_requests_per_second / stripe_rate_share.
+    stripe_rate_share: int = 1
+    stripe_timeout_s: float = 30.0
+    stripe_max_attempts: int = 5          # per request: 429, 5xx, 409 lock and network errors
+    stripe_secret_max_age_s: int = 300    # Powertools Parameters cache
+    invoicing_workers: int = 8            # statements invoiced in parallel by the CLI
 
     dunning_retry_days: list[int] = Field(default_factory=lambda: [3, 7, 14])
     webhook_event_retention_days: int = 30
