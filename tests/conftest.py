@@ -96,7 +96,7 @@ def api_event(body: Any, *, path: str = "/v1/events", method: str = "POST", api_
 
     raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
     raw_bytes = raw.encode() if isinstance(raw, str) else raw
-    event = load_event("api_gateway_base.json")
+    event = json.loads((FIXTURES_DIR / "api_gateway_base.json").read_text())
     event.update({
         "resource": path, "path": path, "httpMethod": method,
         "headers": {"Content-Type": content_type, **(headers or {})},

@@ -1,0 +1,44 @@
+"""POST /v1/events: accept a batch of usage events (API Gateway REST, API key required)."""
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from billing import container
+from billing.events import parse_body
+from billing.http import install_error_handlers, json_response
+from billing.observability import logger, metrics, tracer
+
+app = APIGatewayRestResolver()
+install_error_handlers(app)
+
+
+@app.post("/v1/events")
+@tracer.capture_method
+def ingest_events() -> Response:
+    request = app.current_event
+    principal = container.principal_for(request.request_context.identity.api_key_id)
+    settings = container.settings()
+    events = parse_body(request.decoded_body, request.headers.get("content-type"),
+                        max_bytes=settings.max_body_bytes, max_events=settings.max_batch_events)
+    logger.append_keys(tenant_ids=sorted({e.tenant_id for e in events}))
+    try:
+        result = container.ingest_service().ingest(events, principal)
+    except Exception:
+        metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=len(events))
+        raise
+    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=len(result.accepted))
+    metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=len(result.duplicates))
+    metrics.add_metric(name="EventsRejectedQuota", unit=MetricUnit.Count, value=len(result.rejected_for_quota))
+    if result.queued:
+        metrics.add_metric(name="EventsQueued", unit=MetricUnit.Count, value=len(result.accepted))
+    return json_response(202, result.body())
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,59 @@
+"""Metering fixtures: tenants with a plan or a plain quota, and calling the ingest handler."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from billing import container
+from billing.tenants import PlanAssignment, Tenant
+from tests.conftest import PROJECT_ROOT, api_event
+
+
+def load_handler(function_dir: str) -> Any:
+    path = PROJECT_ROOT / "functions" / function_dir / "app.py"
+    spec = importlib.util.spec_from_file_location(f"functions_{function_dir}_app", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def ingest_app() -> Any:
+    return load_handler("ingest")
+
+
+@pytest.fixture(scope="session")
+def replay_app() -> Any:
+    return load_handler("fallback_replay")
+
+
+def make_tenant(tenant_id: str = "acme-corp", *, quota: int | None = None, plan: str | None = None,
+                plan_from: str = "2025-01-01T00:00:00Z", **fields: Any) -> Tenant:
+    plans = [PlanAssignment(plan=plan, effective_at=plan_from)] if plan else []
+    tenant = Tenant(id=tenant_id, name=tenant_id.title(), email=f"billing@{tenant_id}.example",
+                    plans=plans, query_quota=quota, **fields)
+    assert container.tenants().create(tenant)
+    return tenant
+
+
+def usage(event_id: str, tenant_id: str = "acme-corp", ts: str = "2025-11-03T12:00:00Z", **kw: Any) -> dict:
+    return {"event_id": event_id, "tenant_id": tenant_id, "timestamp": ts, "type": "query",
+            "model": "gpt-4o-mini", "input_tokens": 100, "output_tokens": 20, **kw}
+
+
+@pytest.fixture
+def post(ingest_app, lambda_context):
+    """POST a body to /v1/events through the real handler; returns (status, json body, headers)."""
+    def _post(body: Any, **kw: Any) -> tuple[int, dict, dict]:
+        response = ingest_app.handler(api_event(body, **kw), lambda_context)
+        return response["statusCode"], json.loads(response["body"]), response.get("headers") or {}
+    return _post
+
+
+def stored(env, tenant_id: str = "acme-corp") -> dict:
+    return env.store.month_usage(tenant_id, __import__("billing.periods", fromlist=["Month"]).Month(2025, 11))
