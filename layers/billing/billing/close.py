@@ -1,0 +1,180 @@
+"""The monthly close, month-to-date previews and final (cancellation) statements.
+
+Close of month M (``BillingCycle.close``), safe to run any number of times:
+1. refuse while M is not over, and while the usage fallback queue still holds messages (visible, in
+   flight or delayed) - ``FallbackNotDrained`` is a 503, the scheduler retries later;
+2. record the close once (PeriodRepository: the first writer's ``closed_at`` is the watermark; from
+   then on ingest answers 409 for M);
+3. rate every tenant with a statement period in M that has no stored statement yet, counting events
+   of M stored up to ``closed_at`` and late events of earlier closed months stored after the previous
+   close (adjustment lines), and store each statement once (conditional put);
+4. enqueue one invoicing job per non-zero statement, once (a marker records the send);
+5. write the CSV of every stored statement of M to S3 (unchanged bytes are not rewritten).
+A re-run rates nothing already stored, so statements and the CSV are byte-identical.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from billing.errors import InvalidRequest, NotFound, ServiceUnavailable
+from billing.observability import logger
+from billing.periods import Month, iso
+from billing.rating import Rater, invoices_csv, statement_period
+from billing.statements import Statement
+from billing.tenants import Tenant
+
+LATE_LOOKBACK_MONTHS = 3
+
+
+class FallbackNotDrained(ServiceUnavailable):
+    code = "fallback_not_drained"
+
+
+class Periods(Protocol):
+    def closed_at(self, month: Month | str) -> datetime | None: ...
+    def close(self, month: Month | str, closed_at: datetime) -> datetime: ...
+
+
+class Statements(Protocol):
+    def put_if_absent(self, statement: Statement) -> bool: ...
+    def get(self, tenant_id: str, month: Month | str) -> Statement | None: ...
+    def list_month(self, month: Month | str) -> list[Statement]: ...
+
+
+@dataclass
+class CloseResult:
+    month: str
+    closed_at: datetime
+    statements: list[Statement]
+    created: list[str] = field(default_factory=list)     # tenant ids rated and stored by this run
+    enqueued: list[str] = field(default_factory=list)    # tenant ids whose invoicing job this run sent
+    csv_key: str = ""
+    csv_written: bool = False
+    csv: bytes = b""
+
+    def summary(self) -> dict[str, Any]:
+        return {"month": self.month, "closed_at": iso(self.closed_at), "statements": len(self.statements),
+                "statements_created": len(self.created), "jobs_enqueued": len(self.enqueued), "csv_key": self.csv_key,
+                "csv_written": self.csv_written}
+
+
+class BillingCycle:
+    def __init__(self, *, tenants: Any, periods: Periods, statements: Statements, queries: Any, rater: Rater,
+                 jobs: Any, archive: Any, fallback_depth: Callable[[], int],
+                 clock: Callable[[], datetime] | None = None):
+        self.tenants = tenants
+        self.periods = periods
+        self.statements = statements
+        self.queries = queries
+        self.rater = rater
+        self.jobs = jobs
+        self.archive = archive
+        self.fallback_depth = fallback_depth
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    # ------------------------------------------------------------------------------------------ rating
+    def _previous_closes(self, month: Month) -> dict[Month, datetime]:
+        closes: dict[Month, datetime] = {}
+        m = month
+        for _ in range(LATE_LOOKBACK_MONTHS):
+            m = m.previous()
+            closed_at = self.periods.closed_at(m)
+            if closed_at is not None:
+                closes[m] = closed_at
+        return closes
+
+    def rate(self, tenants: Sequence[Tenant], month: Month, cutoff: datetime | None) -> list[Statement]:
+        """Rate tenants for ``month``: events of the month stored up to ``cutoff`` (all when None) plus
+        late events of earlier closed months stored after the latest earlier close (up to ``cutoff``)."""
+        billable = [t for t in tenants if statement_period(t, month) is not None]
+        if not billable:
+            return []
+        by_id = {t.id: t for t in billable}
+        segments = {t.id: self.rater.segments(t, month) for t in billable}
+        usage = self.queries.month_usage(segments, month, cutoff)
+        closes = self._previous_closes(month)
+        late: dict[str, list[Any]] = {}
+        if closes:
+            late = self.queries.late_usage(
+                month, lower=max(closes.values()), upper=cutoff, closed=closes,
+                segments_of=lambda tenant_id, m: self.rater.segments(by_id[tenant_id], m) if tenant_id in by_id else [])
+        return [self.rater.rate(t, month, usage[t.id], late.get(t.id, ()), usage_cutoff=cutoff) for t in billable]
+
+    # ------------------------------------------------------------------------------------------ close
+    def close(self, month: Month) -> CloseResult:
+        now = self.clock()
+        if now < month.end:
+            raise InvalidRequest(f"month {month} is not over yet (it ends at {iso(month.end)})",
+                                 details=[{"field": "month", "reason": "month not over"}])
+        closed_at = self.periods.closed_at(month)
+        if closed_at is None:
+            depth = self.fallback_depth()
+            if depth:
+                raise FallbackNotDrained(
+                    f"the usage fallback queue still holds {depth} message(s); {month} is closed once it is drained",
+                    headers={"Retry-After": "300"})
+            closed_at = self.periods.close(month, now)
+        result = CloseResult(month=str(month), closed_at=closed_at, statements=[])
+        stored = {s.tenant_id for s in self.statements.list_month(month)}
+        pending = [t for t in self.tenants.list_all() if t.id not in stored]
+        for statement in self.rate(pending, month, closed_at):
+            if self.statements.put_if_absent(statement):
+                result.created.append(statement.tenant_id)
+        result.statements = self.statements.list_month(month)
+        for statement in result.statements:
+            if statement.total != 0 and self.jobs.enqueue_once(statement.tenant_id, statement.month):
+                result.enqueued.append(statement.tenant_id)
+        result.csv = invoices_csv(result.statements)
+        result.csv_key = self.archive.key(str(month))
+        result.csv_written = self.archive.put(str(month), result.csv)
+        logger.info("month closed", extra=result.summary())
+        return result
+
+    # ------------------------------------------------------------------------------------------ reads
+    def statement(self, tenant_id: str, month: Month) -> tuple[Statement, bool]:
+        """(statement, stored): the stored statement, or a month-to-date preview when none is stored."""
+        stored = self.statements.get(tenant_id, month)
+        if stored is not None:
+            return stored, True
+        tenant = self.tenants.get(tenant_id)
+        if tenant is None:
+            raise NotFound(f"unknown tenant {tenant_id}", details=[{"field": "tenant_id", "reason": "unknown tenant"}])
+        if statement_period(tenant, month) is None:
+            raise NotFound(f"tenant {tenant_id} has nothing to bill in {month}",
+                           details=[{"field": "month", "reason": "no plan in force during this month"}])
+        closed_at = self.periods.closed_at(month)
+        return self.rate([tenant], month, closed_at)[0], False
+
+    def preview_month(self, month: Month) -> list[Statement]:
+        """Every tenant's statement of ``month``: the stored ones, month-to-date previews for the rest."""
+        stored = {s.tenant_id: s for s in self.statements.list_month(month)}
+        pending = [t for t in self.tenants.list_all() if t.id not in stored]
+        previews = self.rate(pending, month, self.periods.closed_at(month))
+        return sorted([*stored.values(), *previews], key=lambda s: s.tenant_id)
+
+    def export_csv(self, month: Month) -> bytes:
+        return invoices_csv(self.preview_month(month))
+
+    # ------------------------------------------------------------------------------------------ final
+    def issue_final(self, tenant: Tenant) -> Statement:
+        """The final statement of a cancelled tenant, stored and queued for invoicing at once."""
+        if tenant.canceled_at is None:
+            raise InvalidRequest(f"tenant {tenant.id} is not cancelled")
+        month = Month.of(tenant.canceled_at)
+        existing = self.statements.get(tenant.id, month)
+        if existing is not None:
+            return existing
+        rated = self.rate([tenant], month, max(self.clock(), tenant.canceled_at))
+        if not rated:
+            raise InvalidRequest(f"tenant {tenant.id} has nothing to bill in {month}")
+        statement = rated[0]
+        if not self.statements.put_if_absent(statement):
+            statement = self.statements.get(tenant.id, month) or statement
+        if statement.total != 0:
+            self.jobs.enqueue_once(tenant.id, str(month))
+        logger.info("final statement issued", extra={"tenant_id": tenant.id, "month": str(month),
+                                                     "total": str(statement.total)})
+        return statement

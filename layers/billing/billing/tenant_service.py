@@ -1,0 +1,231 @@
+"""Tenant lifecycle: signup (optionally with a trial), plan changes, cancellation (final statement).
+
+Rules:
+* Instants are kept to the millisecond (like usage timestamps); "now" is the default everywhere.
+* Nothing may change inside a closed billing month (409): a signup or plan change effective in a
+  closed month, or a cancellation dated in one, is refused.
+* The plan history is append-only: a change must be effective after the latest entry (409 otherwise)
+  and before the cancellation, if any.
+* Trial: ``trial_ends_at`` explicit, or ``trial_days`` explicit, or ``trial: true`` for the plan's
+  ``trial_days``, counted from the first plan's ``effective_at``. A plan change keeps the trial end.
+* Cancellation is effective now (or at a given past instant of an open month); the final statement
+  is issued at once and its invoicing job enqueued when it is not zero. Cancelling twice returns the
+  same tenant and statement.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from billing.errors import Conflict, InvalidRequest, NotFound
+from billing.observability import logger
+from billing.periods import Month, iso, parse_instant, utc
+from billing.plans import PlanCatalog
+from billing.statements import Statement
+from billing.tenants import PlanAssignment, Tenant
+
+SAVE_ATTEMPTS = 5
+
+
+def _instant(value: Any) -> Any:
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 string such as 2025-11-03T12:00:00Z")
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        raise ValueError(f"not an RFC 3339 timestamp with offset: {exc}") from None
+
+
+class SignupRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")
+    name: str = Field(default="", max_length=256)
+    email: str = Field(default="", max_length=256)
+    plan: str = Field(min_length=1)
+    effective_at: datetime | None = None
+    trial: bool = False
+    trial_days: int | None = Field(default=None, ge=0, le=366)
+    trial_ends_at: datetime | None = None
+    api_key_ids: list[str] = Field(default_factory=list)
+
+    _parse = field_validator("effective_at", "trial_ends_at", mode="before")(_instant)
+
+
+class PlanChangeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    plan: str = Field(min_length=1)
+    effective_at: datetime | None = None
+
+    _parse = field_validator("effective_at", mode="before")(_instant)
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    at: datetime | None = None
+
+    _parse = field_validator("at", mode="before")(_instant)
+
+
+def parse_request(model: type[BaseModel], body: Any) -> Any:
+    """A JSON object to a request model, or InvalidRequest naming each bad field and why."""
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object", details=[{"field": "body", "reason": "not an object"}])
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            reason = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+            problems.append({"field": ".".join(str(p) for p in err["loc"]) or "body", "reason": reason})
+        raise InvalidRequest(f"{len(problems)} invalid field(s)", details=problems) from None
+
+
+def to_ms(instant: datetime) -> datetime:
+    instant = utc(instant)
+    return instant.replace(microsecond=instant.microsecond // 1000 * 1000)
+
+
+class TenantService:
+    def __init__(self, *, tenants: Any, catalog: PlanCatalog, periods: Any, cycle: Any,
+                 is_conflict: Callable[[Exception], bool], clock: Callable[[], datetime] | None = None):
+        self.tenants = tenants
+        self.catalog = catalog
+        self.periods = periods
+        self.cycle = cycle
+        self.is_conflict = is_conflict
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    # ------------------------------------------------------------------------------------------ checks
+    def _now(self) -> datetime:
+        return to_ms(self.clock())
+
+    def _plan(self, plan_id: str, field: str = "plan") -> None:
+        if plan_id not in self.catalog:
+            known = ", ".join(p.id for p in self.catalog.plans)
+            raise InvalidRequest(f"unknown plan {plan_id!r}",
+                                 details=[{"field": field, "reason": f"unknown plan; one of: {known}"}])
+
+    def _open(self, instant: datetime, field: str) -> None:
+        month = Month.of(instant)
+        closed_at = self.periods.closed_at(month)
+        if closed_at is not None:
+            raise Conflict(f"billing period {month} was closed at {iso(closed_at)}; it can no longer change",
+                           details=[{"field": field, "reason": f"{iso(instant)} falls in closed month {month}"}])
+
+    def get(self, tenant_id: str) -> Tenant:
+        tenant = self.tenants.get(tenant_id)
+        if tenant is None:
+            raise NotFound(f"unknown tenant {tenant_id}", details=[{"field": "tenant_id", "reason": "unknown tenant"}])
+        return tenant
+
+    # ------------------------------------------------------------------------------------------ signup
+    def signup(self, request: SignupRequest) -> tuple[Tenant, bool]:
+        """Create the tenant; (tenant, created). Repeating the same signup returns the stored tenant."""
+        self._plan(request.plan)
+        effective_at = to_ms(request.effective_at) if request.effective_at else self._now()
+        self._open(effective_at, "effective_at")
+        trial_ends_at = self._trial_end(request, effective_at)
+        tenant = Tenant(id=request.id, name=request.name, email=request.email,
+                        plans=[PlanAssignment(plan=request.plan, effective_at=effective_at)],
+                        trial_ends_at=trial_ends_at, api_key_ids=request.api_key_ids)
+        if self.tenants.create(tenant):
+            logger.info("tenant created", extra={"tenant_id": tenant.id, "plan": request.plan})
+            return self.get(tenant.id), True
+        existing = self.get(tenant.id)
+        same = (existing.plans[:1] == tenant.plans and existing.name == tenant.name and existing.email == tenant.email
+                and existing.trial_ends_at == tenant.trial_ends_at)
+        if request.effective_at is None:  # "now" differs between retries: compare what the caller sent
+            same = (bool(existing.plans) and existing.plans[0].plan == request.plan and existing.name == tenant.name
+                    and existing.email == tenant.email)
+        if not same:
+            raise Conflict(f"tenant {tenant.id} exists already with different details",
+                           details=[{"field": "id", "reason": "already taken"}])
+        return existing, False
+
+    def _trial_end(self, request: SignupRequest, effective_at: datetime) -> datetime | None:
+        if request.trial_ends_at is not None:
+            end = to_ms(request.trial_ends_at)
+            if end <= effective_at:
+                raise InvalidRequest("trial_ends_at must be after effective_at",
+                                     details=[{"field": "trial_ends_at", "reason": "not after effective_at"}])
+            return end
+        days = request.trial_days
+        if days is None and request.trial:
+            days = self.catalog.get(request.plan).trial_days
+        return effective_at + timedelta(days=days) if days else None
+
+    # ------------------------------------------------------------------------------------------ plan
+    def change_plan(self, tenant_id: str, request: PlanChangeRequest) -> Tenant:
+        self._plan(request.plan)
+        effective_at = to_ms(request.effective_at) if request.effective_at else self._now()
+        self._open(effective_at, "effective_at")
+
+        def apply(tenant: Tenant) -> Tenant:
+            latest = tenant.sorted_plans()[-1].effective_at if tenant.plans else None
+            if latest is not None and effective_at <= latest:
+                raise Conflict(f"the plan history is append-only: a change must be effective after {iso(latest)}",
+                               details=[{"field": "effective_at", "reason": f"not after the latest change {iso(latest)}"}])
+            if tenant.canceled_at is not None and effective_at >= tenant.canceled_at:
+                raise Conflict(f"tenant {tenant.id} was cancelled at {iso(tenant.canceled_at)}",
+                               details=[{"field": "effective_at", "reason": "at or after the cancellation"}])
+            plans = [*tenant.plans, PlanAssignment(plan=request.plan, effective_at=effective_at)]
+            return tenant.model_copy(update={"plans": plans})
+
+        tenant = self._update(tenant_id, apply)
+        logger.info("plan changed", extra={"tenant_id": tenant_id, "plan": request.plan,
+                                           "effective_at": iso(effective_at)})
+        return tenant
+
+    # ------------------------------------------------------------------------------------------ cancel
+    def cancel(self, tenant_id: str, request: CancelRequest | None = None) -> tuple[Tenant, Statement]:
+        request = request or CancelRequest()
+        now = self._now()
+        tenant = self.get(tenant_id)
+        if tenant.canceled_at is not None:
+            return tenant, self.cycle.issue_final(tenant)
+        at = to_ms(request.at) if request.at else now
+        if at > now:
+            raise InvalidRequest("a cancellation is effective now or at a past instant, never in the future",
+                                 details=[{"field": "at", "reason": "in the future"}])
+        self._open(at, "at")
+
+        def apply(current: Tenant) -> Tenant:
+            if current.canceled_at is not None:
+                return current
+            first = current.first_plan_at()
+            if first is None or at <= first:
+                raise InvalidRequest("a cancellation must come after the first plan took effect",
+                                     details=[{"field": "at", "reason": "not after the first plan"}])
+            return current.model_copy(update={"canceled_at": at})
+
+        tenant = self._update(tenant_id, apply)
+        logger.info("tenant cancelled", extra={"tenant_id": tenant_id, "canceled_at": iso(tenant.canceled_at)})  # type: ignore[arg-type]
+        return tenant, self.cycle.issue_final(tenant)
+
+    # ------------------------------------------------------------------------------------------ save
+    def _update(self, tenant_id: str, apply: Callable[[Tenant], Tenant]) -> Tenant:
+        """Read, change, save with the version check; re-read and re-apply when someone raced us."""
+        for _ in range(SAVE_ATTEMPTS):
+            current = self.get(tenant_id)
+            changed = apply(current)
+            if changed is current:
+                return current
+            try:
+                return self.tenants.save(changed)
+            except Exception as exc:
+                if not self.is_conflict(exc):
+                    raise
+        raise Conflict(f"tenant {tenant_id} is being changed concurrently; retry",
+                       details=[{"field": "tenant_id", "reason": "concurrent update"}])
+
+
+def parse_month(text: str, field: str = "month") -> Month:
+    try:
+        return Month.parse(text)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), details=[{"field": field, "reason": "must be YYYY-MM"}]) from None
