@@ -51,11 +51,14 @@ class Settings(BaseSettings):
     stripe_rate_share: int = 1
     stripe_timeout_s: float = 30.0
     stripe_max_attempts: int = 5          # per request: 429, 5xx, 409 lock and network errors
+    stripe_retry_base_delay_s: float = 0.5
     stripe_secret_max_age_s: int = 300    # Powertools Parameters cache
     invoicing_workers: int = 8            # statements invoiced in parallel by the CLI
 
     dunning_retry_days: list[int] = Field(default_factory=lambda: [3, 7, 14])
     webhook_event_retention_days: int = 30
+    webhook_tolerance_s: int = 300        # Stripe-Signature max age (Stripe's default)
+    dunning_batch_limit: int = 500        # due retries paid per dunning run
 
 
 @lru_cache(maxsize=1)
