@@ -1,0 +1,70 @@
+"""A throwaway local environment: embedded ClickHouse (fresh database) and in-process AWS (moto).
+
+Used by ``billing simulate``. chdb allows one data path per process, so a fresh database (dropped at
+the end) goes into the path this process already opened, else into CLICKHOUSE_URL when it is a
+chdb:// URL, else into a new temp directory.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from billing import container
+from billing.adapters import clickhouse
+from billing.local.aws import local_aws
+
+ENV_KEYS = ("CLICKHOUSE_URL", "CLICKHOUSE_URL_SECRET", "CLICKHOUSE_DATABASE", "TENANTS_TABLE", "LEDGER_TABLE",
+            "BILLING_TABLE", "FALLBACK_QUEUE_URL", "INVOICING_QUEUE_URL", "INVOICES_BUCKET", "PLANS_PATH",
+            "PRICEBOOK_PATH", "PLATFORM_API_KEY_IDS")
+
+
+def _open_chdb_url() -> str | None:
+    for url, _database in list(clickhouse._clients):
+        if url.startswith("chdb://"):
+            return url
+    return None
+
+
+@contextmanager
+def sandbox(*, plans_path: Path | None = None, pricebook_path: Path | None = None) -> Iterator[dict[str, Any]]:
+    saved = {k: os.environ.get(k) for k in ENV_KEYS}
+    with tempfile.TemporaryDirectory(prefix="billing-sim-") as tmp:
+        configured = os.environ.get("CLICKHOUSE_URL", "")
+        url = _open_chdb_url() or (configured if configured.startswith("chdb://") else f"chdb://{Path(tmp) / 'chdb'}")
+        try:
+            with local_aws(prefix=f"sim{uuid.uuid4().hex[:8]}") as resources:
+                values = {
+                    "CLICKHOUSE_URL": url, "CLICKHOUSE_DATABASE": f"sim_{uuid.uuid4().hex[:12]}",
+                    "TENANTS_TABLE": resources["tenants_table"], "LEDGER_TABLE": resources["ledger_table"],
+                    "BILLING_TABLE": resources["billing_table"],
+                    "FALLBACK_QUEUE_URL": resources["fallback_queue_url"],
+                    "INVOICING_QUEUE_URL": resources["invoicing_queue_url"],
+                    "INVOICES_BUCKET": resources["invoices_bucket"], "PLATFORM_API_KEY_IDS": "[]",
+                }
+                if plans_path:
+                    values["PLANS_PATH"] = str(Path(plans_path).resolve())
+                if pricebook_path:
+                    values["PRICEBOOK_PATH"] = str(Path(pricebook_path).resolve())
+                os.environ.pop("CLICKHOUSE_URL_SECRET", None)
+                os.environ.update(values)
+                container.reset()
+                container.usage_store().migrate()
+                try:
+                    yield {**resources, **values}
+                finally:
+                    try:
+                        container.usage_store().client.command(f"DROP DATABASE IF EXISTS {values['CLICKHOUSE_DATABASE']}")
+                    except Exception:  # noqa: BLE001 - best-effort cleanup of a throwaway database
+                        pass
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            container.reset()
