@@ -1,0 +1,195 @@
+"""Run the Grafana dashboards' SQL outside Grafana (tests and benches).
+
+Grafana first interpolates template variables (``${tenant:singlequote}``) in the browser, then the
+ClickHouse data source plugin (grafana-clickhouse-datasource v4) expands its macros in its backend.
+``render`` does the same two steps, with the plugin's own macro definitions (pkg/macros/macros.go):
+
+    $__timeFilter(c)      c >= toDateTime(<from s>) AND c <= toDateTime(<to s>)
+    $__timeFilter_ms(c)   same with fromUnixTimestamp64Milli(<ms>)
+    $__dateFilter(c)      c >= toDate('<from>') AND c <= toDate('<to>')
+    $__dateTimeFilter(d, t) / $__dt(d, t)   both of the above
+    $__fromTime / $__toTime            toDateTime(<s>)
+    $__fromTime_ms / $__toTime_ms      fromUnixTimestamp64Milli(<ms>)
+    $__timeInterval(c)    toStartOfInterval(toDateTime(c), INTERVAL <interval s> second)
+    $__timeInterval_ms(c) toStartOfInterval(toDateTime64(c, 3), INTERVAL <ms> millisecond)
+    $__interval_s         <interval s>
+
+An unknown macro or variable raises, so a dashboard cannot ship SQL this module cannot check.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+PLUGIN_TYPE = "grafana-clickhouse-datasource"
+_MACRO = re.compile(r"\$__(\w+)(?:\(([^()]*)\))?")
+_VARIABLE = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\[\[(\w+)(?::(\w+))?\]\]|\$(?!__)(\w+)")
+
+
+class TemplateError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    start: datetime
+    end: datetime
+    interval: timedelta = timedelta(hours=1)
+
+    @classmethod
+    def of(cls, start: datetime, end: datetime, interval: timedelta = timedelta(hours=1)) -> TimeRange:
+        def aware(dt: datetime) -> datetime:
+            return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+        return cls(aware(start), aware(end), interval)
+
+
+@dataclass(frozen=True)
+class Query:
+    """One SQL query of a dashboard: a panel target or a template variable."""
+    dashboard: str
+    kind: str          # "panel" or "variable"
+    title: str         # panel title or variable name
+    ref_id: str
+    raw_sql: str
+    format: int | None = None
+    panel: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+@dataclass
+class Dashboard:
+    path: Path
+    model: dict[str, Any]
+
+    @property
+    def title(self) -> str:
+        return str(self.model.get("title", self.path.stem))
+
+    @property
+    def uid(self) -> str:
+        return str(self.model.get("uid", ""))
+
+    def panels(self) -> Iterator[dict[str, Any]]:
+        for panel in self.model.get("panels", []):
+            yield panel
+            yield from panel.get("panels", [])  # collapsed rows keep their panels inside
+
+    def variables(self) -> list[dict[str, Any]]:
+        return list(self.model.get("templating", {}).get("list", []))
+
+    def queries(self) -> list[Query]:
+        found: list[Query] = []
+        for variable in self.variables():
+            if variable.get("type") == "query":
+                sql = variable.get("query")
+                sql = sql.get("rawSql", sql.get("query")) if isinstance(sql, dict) else sql
+                found.append(Query(self.title, "variable", variable["name"], variable["name"], str(sql)))
+        for panel in self.panels():
+            for target in panel.get("targets", []):
+                if target.get("hide"):
+                    continue
+                found.append(Query(self.title, "panel", panel.get("title", ""), target.get("refId", "A"),
+                                   target.get("rawSql", ""), target.get("format"), panel))
+        return found
+
+
+def load_dashboards(directory: Path) -> list[Dashboard]:
+    return [Dashboard(path, json.loads(path.read_text())) for path in sorted(directory.glob("*.json"))]
+
+
+def _format_value(name: str, value: str | list[str], fmt: str | None) -> str:
+    values = value if isinstance(value, list) else [value]
+    if fmt in (None, "raw", "text"):
+        if len(values) != 1 and fmt is None:
+            # Grafana's default for a multi-value SQL variable: quoted, comma separated.
+            return ",".join("'" + v.replace("'", "''") + "'" for v in values)
+        return ",".join(values)
+    if fmt == "singlequote":
+        return ",".join("'" + v.replace("'", "\\'") + "'" for v in values)
+    if fmt == "sqlstring":
+        return ",".join("'" + v.replace("'", "''") + "'" for v in values)
+    if fmt == "doublequote":
+        return ",".join('"' + v.replace('"', '\\"') + '"' for v in values)
+    if fmt == "csv":
+        return ",".join(values)
+    raise TemplateError(f"variable {name}: format {fmt!r} is not supported here")
+
+
+def interpolate(sql: str, variables: dict[str, str | list[str]]) -> str:
+    """Grafana's template-variable step (before the plugin sees the SQL)."""
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(3) or match.group(5)
+        fmt = match.group(2) or match.group(4)
+        if name not in variables:
+            raise TemplateError(f"unknown template variable ${name}")
+        return _format_value(name, variables[name], fmt)
+    return _VARIABLE.sub(replace, sql)
+
+
+def _dt(instant: datetime) -> str:
+    return f"toDateTime({int(instant.timestamp())})"
+
+
+def _dt64(instant: datetime) -> str:
+    return f"fromUnixTimestamp64Milli({int(instant.timestamp() * 1000)})"
+
+
+def _date(instant: datetime) -> str:
+    return f"toDate('{instant.strftime('%Y-%m-%d')}')"
+
+
+def expand_macros(sql: str, time_range: TimeRange) -> str:
+    """The data source plugin's macro step."""
+    start, end = time_range.start, time_range.end
+    seconds = max(int(time_range.interval.total_seconds()), 1)
+    millis = max(int(time_range.interval.total_seconds() * 1000), 1)
+
+    def args_of(name: str, raw: str | None, count: int) -> list[str]:
+        args = [a.strip() for a in (raw or "").split(",")] if raw is not None else []
+        if len(args) != count or not all(args):
+            raise TemplateError(f"$__{name} expects {count} argument(s), got {raw!r}")
+        return args
+
+    def replace(match: re.Match[str]) -> str:
+        name, raw = match.group(1), match.group(2)
+        if name == "fromTime":
+            return _dt(start)
+        if name == "toTime":
+            return _dt(end)
+        if name == "fromTime_ms":
+            return _dt64(start)
+        if name == "toTime_ms":
+            return _dt64(end)
+        if name == "timeFilter":
+            (c,) = args_of(name, raw, 1)
+            return f"{c} >= {_dt(start)} AND {c} <= {_dt(end)}"
+        if name == "timeFilter_ms":
+            (c,) = args_of(name, raw, 1)
+            return f"{c} >= {_dt64(start)} AND {c} <= {_dt64(end)}"
+        if name == "dateFilter":
+            (c,) = args_of(name, raw, 1)
+            return f"{c} >= {_date(start)} AND {c} <= {_date(end)}"
+        if name in ("dateTimeFilter", "dt"):
+            d, t = args_of(name, raw, 2)
+            return (f"({d} >= {_date(start)} AND {d} <= {_date(end)}) AND "
+                    f"({t} >= {_dt(start)} AND {t} <= {_dt(end)})")
+        if name == "timeInterval":
+            (c,) = args_of(name, raw, 1)
+            return f"toStartOfInterval(toDateTime({c}), INTERVAL {seconds} second)"
+        if name == "timeInterval_ms":
+            (c,) = args_of(name, raw, 1)
+            return f"toStartOfInterval(toDateTime64({c}, 3), INTERVAL {millis} millisecond)"
+        if name == "interval_s":
+            return str(seconds)
+        raise TemplateError(f"unknown macro $__{name}")
+
+    return _MACRO.sub(replace, sql)
+
+
+def render(sql: str, time_range: TimeRange, variables: dict[str, str | list[str]] | None = None) -> str:
+    """Variables first (Grafana), then macros (the plugin): the SQL ClickHouse receives."""
+    return expand_macros(interpolate(sql, variables or {}), time_range)
