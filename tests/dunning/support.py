@@ -1,0 +1,200 @@
+"""Webhook/dunning test support: Stripe events built from Stripe's own example objects, signed like
+Stripe signs them, delivered as API Gateway events to the real handlers (moto + chdb via `env`)."""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from billing import container, dunning_container
+from billing.adapters.webhook_verify import sign
+from billing.tenants import Tenant
+from tests.conftest import PROJECT_ROOT, api_event
+
+STRIPE_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stripe"
+WEBHOOK_SECRET = "whsec_test_5c1b0b7e2f3d4a9b8c7d6e5f4a3b2c1d"
+WEBHOOK_PATH = "/v1/webhooks/stripe"
+T0 = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)   # the November invoices are finalized and charged
+
+
+def fixture(name: str) -> dict[str, Any]:
+    return json.loads((STRIPE_FIXTURES / f"{name}.json").read_text())
+
+
+_EVENT, _INVOICE, _CUSTOMER = fixture("event"), fixture("invoice"), fixture("customer")
+
+INVOICE_STATUS_AFTER = {"invoice.finalized": "open", "invoice.payment_failed": "open",
+                        "invoice.payment_action_required": "open", "invoice.paid": "paid",
+                        "invoice.voided": "void", "invoice.marked_uncollectible": "uncollectible"}
+
+
+def invoice_object(invoice_id: str, tenant_id: str | None, *, status: str, month: str = "2025-11",
+                   customer: str | None = None, amount: int = 4900, created: datetime = T0,
+                   attempt_count: int = 0) -> dict[str, Any]:
+    """Stripe's example invoice with only ids, amounts, statuses, timestamps and metadata changed."""
+    inv = copy.deepcopy(_INVOICE)
+    ts = int(created.timestamp())
+    paid = status == "paid"
+    inv.update({
+        "id": invoice_id, "customer": customer or f"cus_{tenant_id or 'stranger'}", "status": status,
+        "amount_due": amount, "amount_remaining": 0 if paid else amount, "amount_paid": amount if paid else 0,
+        "subtotal": amount, "subtotal_excluding_tax": amount, "total": amount, "total_excluding_tax": amount,
+        "amount_overpaid": 0, "attempt_count": attempt_count, "attempted": attempt_count > 0,
+        "created": ts, "effective_at": ts, "period_start": ts, "period_end": ts, "due_date": None,
+        "next_payment_attempt": None, "webhooks_delivered_at": ts, "auto_advance": False,
+        "metadata": {"tenant_id": tenant_id, "month": month, "statement_id": f"{tenant_id}:{month}"}
+        if tenant_id else {},
+        "status_transitions": {"finalized_at": ts, "marked_uncollectible_at": None,
+                               "paid_at": ts if paid else None, "voided_at": None},
+    })
+    for line in inv["lines"]["data"]:
+        line.update({"amount": amount, "subtotal": amount, "invoice": invoice_id})
+    inv["lines"]["url"] = f"/v1/invoices/{invoice_id}/lines"
+    return inv
+
+
+def stripe_event(event_id: str, event_type: str, obj: dict[str, Any], created: datetime) -> dict[str, Any]:
+    event = copy.deepcopy(_EVENT)
+    event.update({"id": event_id, "type": event_type, "created": int(created.timestamp()),
+                  "data": {"object": obj}, "api_version": "2026-10-28.endive", "pending_webhooks": 1,
+                  "request": {"id": None, "idempotency_key": None}})
+    return event
+
+
+def invoice_event(event_id: str, event_type: str, invoice_id: str, tenant_id: str | None, created: datetime,
+                  **kwargs: Any) -> dict[str, Any]:
+    obj = invoice_object(invoice_id, tenant_id, status=INVOICE_STATUS_AFTER[event_type],
+                         created=kwargs.pop("invoice_created", T0), **kwargs)
+    return stripe_event(event_id, event_type, obj, created)
+
+
+def customer_deleted_event(event_id: str, tenant_id: str, created: datetime) -> dict[str, Any]:
+    customer = copy.deepcopy(_CUSTOMER)
+    customer.update({"id": f"cus_{tenant_id}", "metadata": {"tenant_id": tenant_id},
+                     "created": int(T0.timestamp()) - 86400 * 90})
+    customer["deleted"] = True
+    return stripe_event(event_id, "customer.deleted", customer, created)
+
+
+def webhook_request(event: dict[str, Any] | str | bytes, *, at: datetime, secret: str = WEBHOOK_SECRET,
+                    base64: bool = False, signature: str | None | bool = True) -> dict[str, Any]:
+    """The API Gateway event Stripe's delivery becomes; signed at ``at`` unless told otherwise."""
+    body = event if isinstance(event, (str, bytes)) else json.dumps(event, indent=2)
+    headers = {"User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)"}
+    if signature is True:
+        headers["Stripe-Signature"] = sign(body, secret, int(at.timestamp()))
+    elif isinstance(signature, str):
+        headers["Stripe-Signature"] = signature
+    return api_event(body, path=WEBHOOK_PATH, api_key_id=None, base64=base64,
+                     content_type="application/json; charset=utf-8", headers=headers)
+
+
+def load_handler(function_dir: str) -> Any:
+    path = PROJECT_ROOT / "functions" / function_dir / "app.py"
+    spec = importlib.util.spec_from_file_location(f"functions_{function_dir}_app_dunning", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class Clock:
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now = self.now + timedelta(**delta)
+        return self.now
+
+    def set(self, when: datetime) -> datetime:
+        self.now = when
+        return self.now
+
+
+@dataclass
+class ScriptedGateway:
+    """A stand-in for Stripe's invoices.pay when the Stripe double is not available: outcomes are
+    scripted per invoice (True = the charge succeeds); every call is recorded."""
+    outcomes: dict[str, list[bool]] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def pay_invoice(self, invoice_id: str, *, idempotency_key: str) -> Any:
+        from billing.dunning import PaymentAttempt
+
+        self.calls.append((invoice_id, idempotency_key))
+        script = self.outcomes.setdefault(invoice_id, [])
+        ok = script.pop(0) if script else False
+        if ok:
+            return PaymentAttempt(True, "paid")
+        return PaymentAttempt(False, "open", "card_declined", "Your card was declined.")
+
+
+@dataclass
+class Stripe:
+    """What a test drives: the clock, the handlers, tenants."""
+    clock: Clock
+    webhook: Any
+    dunning: Any
+    status: Any
+    lambda_context: Any
+
+    def deliver(self, event: dict[str, Any] | str | bytes, *, signed_at: datetime | None = None,
+                **kwargs: Any) -> tuple[int, dict[str, Any]]:
+        request = webhook_request(event, at=signed_at or self.clock.now, **kwargs)
+        response = self.webhook.handler(request, self.lambda_context)
+        return response["statusCode"], json.loads(response["body"])
+
+    def run_dunning(self) -> dict[str, Any]:
+        return self.dunning.handler({"time": self.clock.now.isoformat(), "detail-type": "Scheduled Event"},
+                                    self.lambda_context)
+
+    def get_status(self, tenant_id: str, api_key_id: str | None = "platform-key") -> tuple[int, dict[str, Any]]:
+        request = api_event(None, path=f"/v1/tenants/{tenant_id}/status", method="GET", api_key_id=api_key_id,
+                            path_parameters={"tenant_id": tenant_id})
+        request["resource"] = "/v1/tenants/{tenant_id}/status"
+        request["body"] = None
+        response = self.status.handler(request, self.lambda_context)
+        return response["statusCode"], json.loads(response["body"])
+
+
+def make_tenant(tenant_id: str, **fields: Any) -> Tenant:
+    tenant = Tenant(id=tenant_id, name=tenant_id.title(), email=f"billing@{tenant_id}.example",
+                    stripe_customer_id=f"cus_{tenant_id}", **fields)
+    assert container.tenants().create(tenant)
+    return tenant
+
+
+def create_webhook_secret(secret: str = WEBHOOK_SECRET) -> None:
+    boto3.client("secretsmanager").create_secret(Name=container.settings().stripe_webhook_secret_name,
+                                                  SecretString=secret)
+
+
+@pytest.fixture(scope="session")
+def handlers() -> dict[str, Any]:
+    return {name: load_handler(name) for name in ("stripe_webhook", "dunning", "tenant_status")}
+
+
+@pytest.fixture
+def stripe(env: Any, handlers: dict[str, Any], lambda_context: Any) -> Stripe:
+    """Given the webhook secret in Secrets Manager, an injected clock and the three handlers."""
+    create_webhook_secret()
+    clock = Clock()
+    dunning_container.use_clock(clock)
+    return Stripe(clock, handlers["stripe_webhook"], handlers["dunning"], handlers["tenant_status"], lambda_context)
+
+
+@pytest.fixture
+def gateway(stripe: Stripe) -> ScriptedGateway:
+    double = ScriptedGateway()
+    dunning_container.use_gateway(double)
+    return double
