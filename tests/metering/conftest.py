@@ -51,7 +51,9 @@ def post(ingest_app, lambda_context):
     """POST a body to /v1/events through the real handler; returns (status, json body, headers)."""
     def _post(body: Any, **kw: Any) -> tuple[int, dict, dict]:
         response = ingest_app.handler(api_event(body, **kw), lambda_context)
-        return response["statusCode"], json.loads(response["body"]), response.get("headers") or {}
+        headers = {**{k: v[-1] for k, v in (response.get("multiValueHeaders") or {}).items()},
+                   **(response.get("headers") or {})}
+        return response["statusCode"], json.loads(response["body"]), headers
     return _post
 
 

@@ -218,7 +218,13 @@ class UsageLedger:
             committed = self._committed_batches({i["batch_id"]["S"] for i in again.values()})
             for claim in raced:
                 item = again.get(claim.pk)
-                (outcome.duplicates if item and item["batch_id"]["S"] in committed else outcome.in_flight).append(claim)
+                owner = item["batch_id"]["S"] if item else None
+                if owner == batch_id:  # our own write landed; an SDK retry of it then failed the condition
+                    outcome.claimed.append(claim)
+                elif owner in committed:
+                    outcome.duplicates.append(claim)
+                else:
+                    outcome.in_flight.append(claim)
         return outcome
 
     def release(self, claims: Sequence[Claim], batch_id: str) -> None:

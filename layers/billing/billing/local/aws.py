@@ -69,11 +69,41 @@ def create_resources(prefix: str = "billing") -> dict[str, Any]:
     return overrides
 
 
+_atomic_installed = False
+
+
+def make_moto_dynamodb_atomic() -> None:
+    """DynamoDB applies each conditional write atomically; moto's in-memory backend does not lock,
+    so concurrent requests could both pass one condition. Serialize moto's writes like the service."""
+    global _atomic_installed
+    if _atomic_installed:
+        return
+    import functools
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.RLock()
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item",
+                 "get_item", "query", "scan"):
+        original = getattr(DynamoDBBackend, name, None)
+        if original is None:
+            continue
+
+        def locked(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> Any:
+            with lock:
+                return __original(self, *args, **kwargs)
+
+        setattr(DynamoDBBackend, name, functools.wraps(original)(locked))
+    _atomic_installed = True
+
+
 @contextmanager
 def local_aws(prefix: str = "billing") -> Iterator[dict[str, Any]]:
     """moto for the duration of the block, with the template's resources created."""
     from moto import mock_aws
 
+    make_moto_dynamodb_atomic()
     fake_credentials()
     with mock_aws():
         from billing.adapters.dynamodb import reset_clients

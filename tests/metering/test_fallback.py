@@ -1,0 +1,171 @@
+"""ClickHouse outages: accepted batches go to SQS and are replayed; nothing is lost or doubled."""
+from __future__ import annotations
+
+import json
+import random
+
+import boto3
+
+from billing import container
+from billing.errors import StoreUnavailable
+from tests.metering.conftest import make_tenant, stored, usage
+
+
+class FlakyClickHouse:
+    """The real store, with injected outages: 'fail' refuses the insert, 'lost_ack' stores the block
+    but reports a timeout (the insert in fact succeeded)."""
+
+    def __init__(self, store, plan):
+        self.store, self.plan, self.calls = store, plan, 0
+
+    def insert_events(self, events):
+        mode = self.plan(self.calls)
+        self.calls += 1
+        if mode == "fail":
+            raise StoreUnavailable("injected: connection refused")
+        self.store.insert_events(events)
+        if mode == "lost_ack":
+            raise StoreUnavailable("injected: timeout after the insert was applied")
+
+
+def drain(env, replay_app, lambda_context) -> int:
+    """Run the replay Lambda on everything in the fallback queue, as the SQS trigger would."""
+    sqs = boto3.client("sqs")
+    url = env.settings.fallback_queue_url
+    replayed = 0
+    while True:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return replayed
+        event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                              "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
+                              "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs",
+                              "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}
+                             for m in messages]}
+        response = replay_app.handler(event, lambda_context)
+        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
+        for m in messages:
+            if m["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+                replayed += 1
+
+
+def test_an_outage_queues_the_batch_with_202_and_the_replay_stores_it(env, post, replay_app, lambda_context):
+    # Given ClickHouse refuses inserts
+    make_tenant(quota=100)
+    service = container.ingest_service()
+    service.store = FlakyClickHouse(env.store, lambda n: "fail")
+    # When a batch arrives, Then it is acknowledged as queued
+    status, body, _ = post({"events": [usage("e-1"), usage("e-2", ts="2025-11-03T12:00:01Z")]})
+    assert status == 202 and body["queued"] is True and body["status"] == "queued"
+    assert stored(env)["events"] == 0
+    # When the replay Lambda runs, Then the events are stored
+    assert drain(env, replay_app, lambda_context) == 1
+    assert stored(env)["events"] == 2
+    # And a client retry of the queued batch is a duplicate, not a second copy
+    service.store = env.store
+    status, body, _ = post({"events": [usage("e-1"), usage("e-2", ts="2025-11-03T12:00:01Z")]})
+    assert body["accepted"] == 0 and sorted(body["duplicates"]) == ["e-1", "e-2"]
+    assert stored(env)["events"] == 2
+
+
+def test_fault_injection_stream_every_event_lands_exactly_once(env, post, replay_app, lambda_context):
+    # Given ClickHouse fails, or applies an insert and then times out, for part of a stream of batches
+    make_tenant(quota=None)
+    rng = random.Random(7)
+    modes = {}
+    service = container.ingest_service()
+    service.store = FlakyClickHouse(env.store, lambda n: modes.setdefault(n, rng.choice(["ok", "ok", "fail", "lost_ack"])))
+    expected = 0
+    # When 30 batches of 20 events arrive, with client retries of some batches
+    for b in range(30):
+        batch = {"events": [usage(f"b{b}-{i}", ts=f"2025-11-{1 + b % 28:02d}T{i % 24:02d}:00:00Z", input_tokens=i + 1)
+                            for i in range(20)]}
+        status, body, _ = post(batch)
+        assert status == 202
+        expected += 20
+        if b % 5 == 0:
+            post(batch)
+    # And the replay Lambda drains the queue (replayed twice to prove replay is idempotent too)
+    assert drain(env, replay_app, lambda_context) > 0
+    # Then every event is in ClickHouse exactly once, in raw rows, FINAL and the rollups
+    raw = env.store.query("SELECT count(), uniqExact(tenant_id, event_id) FROM usage_events")[0]
+    assert raw == (expected, expected)
+    assert stored(env)["events"] == expected
+    assert env.store.query("SELECT sum(events) FROM usage_hourly")[0][0] == expected
+    assert env.store.query("SELECT sum(events) FROM usage_daily")[0][0] == expected
+    tokens = env.store.query("SELECT sum(input_tokens) FROM usage_events")[0][0]
+    assert env.store.query("SELECT sum(input_tokens) FROM usage_daily")[0][0] == tokens
+
+
+def test_a_replayed_message_delivered_twice_is_stored_once(env, post, replay_app, lambda_context):
+    make_tenant(quota=None)
+    service = container.ingest_service()
+    service.store = FlakyClickHouse(env.store, lambda n: "fail")
+    post({"events": [usage("e-1")]})
+    sqs = boto3.client("sqs")
+    body = sqs.receive_message(QueueUrl=env.settings.fallback_queue_url)["Messages"][0]["Body"]
+    record = {"messageId": "m1", "receiptHandle": "r", "body": body, "attributes": {}, "messageAttributes": {},
+              "md5OfBody": "x", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:q",
+              "awsRegion": "us-east-1"}
+    for _ in range(2):  # SQS is at-least-once
+        assert replay_app.handler({"Records": [record]}, lambda_context) == {"batchItemFailures": []}
+    assert stored(env)["events"] == 1
+    assert env.store.query("SELECT sum(events) FROM usage_daily")[0][0] == 1
+
+
+def test_a_replay_that_fails_is_reported_for_retry_and_later_succeeds(env, post, replay_app, lambda_context):
+    make_tenant(quota=None)
+    service = container.ingest_service()
+    service.store = FlakyClickHouse(env.store, lambda n: "fail")
+    post({"events": [usage("e-1")]})
+    body = boto3.client("sqs").receive_message(QueueUrl=env.settings.fallback_queue_url)["Messages"][0]["Body"]
+    record = {"messageId": "m1", "receiptHandle": "r", "body": body, "attributes": {}, "messageAttributes": {},
+              "md5OfBody": "x", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:q",
+              "awsRegion": "us-east-1"}
+    # Given ClickHouse is still down for the replay
+    container.usage_store().client.command("RENAME TABLE usage_events TO usage_events_away")
+    try:
+        assert replay_app.handler({"Records": [record]}, lambda_context) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+    finally:
+        container.usage_store().client.command("RENAME TABLE usage_events_away TO usage_events")
+    assert replay_app.handler({"Records": [record]}, lambda_context) == {"batchItemFailures": []}
+    assert stored(env)["events"] == 1
+
+
+def test_when_sqs_is_down_too_the_answer_is_503_and_nothing_is_kept(env, post):
+    # Given ClickHouse and the fallback queue both fail
+    make_tenant(quota=5)
+    service = container.ingest_service()
+    service.store = FlakyClickHouse(env.store, lambda n: "fail")
+    good_queue = service.fallback
+    from billing.adapters.queues import SqsQueue
+    service.fallback = SqsQueue(env.settings.fallback_queue_url + "-missing")
+    # When a batch arrives, Then 503 and nothing is acknowledged
+    status, body, headers = post({"events": [usage("e-1"), usage("e-2", ts="2025-11-03T12:00:01Z")]})
+    assert status == 503 and "Retry-After" in headers
+    assert stored(env)["events"] == 0
+    # And the claims and quota were given back: the client's retry is accepted in full later
+    assert container.ledger().quota_used("acme-corp", "2025-11")[0] == 0
+    service.store, service.fallback = env.store, good_queue
+    status, body, _ = post({"events": [usage("e-1"), usage("e-2", ts="2025-11-03T12:00:01Z")]})
+    assert status == 202 and body["accepted"] == 2
+    assert stored(env)["events"] == 2
+
+
+def test_a_request_that_died_after_claiming_does_not_block_its_retry(env, post):
+    # Given a request claimed its events and then died (no commit, no release)
+    make_tenant(quota=None)
+    ledger = container.ledger()
+    from billing.adapters.dynamodb import Claim
+    ledger.claim([Claim("acme-corp", "e-1")], "dead-batch", {Claim("acme-corp", "e-1"): 2_000_000_000})
+    # While its lease is live the event is reported in flight, not accepted and not lost
+    status, body, _ = post({"events": [usage("e-1")]})
+    assert body["in_flight"] == ["e-1"] and body["accepted"] == 0
+    # When the lease has run out, Then the retry takes the claim over and stores the event
+    ledger.LEASE_SECONDS = -1
+    import boto3 as b3
+    b3.client("dynamodb").update_item(TableName=env.settings.ledger_table, Key={"pk": {"S": "EVT#acme-corp#e-1"}},
+                                      UpdateExpression="SET lease_until = :z", ExpressionAttributeValues={":z": {"N": "0"}})
+    status, body, _ = post({"events": [usage("e-1")]})
+    assert body["accepted"] == 1 and stored(env)["events"] == 1
