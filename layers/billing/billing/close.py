@@ -116,7 +116,8 @@ class BillingCycle:
                 raise FallbackNotDrained(
                     f"the usage fallback queue still holds {depth} message(s); {month} is closed once it is drained",
                     headers={"Retry-After": "300"})
-            closed_at = self.periods.close(month, now)
+            # Stored to the millisecond: the first run and every re-run use the very same cutoff.
+            closed_at = self.periods.close(month, now.replace(microsecond=now.microsecond // 1000 * 1000))
         result = CloseResult(month=str(month), closed_at=closed_at, statements=[])
         stored = {s.tenant_id for s in self.statements.list_month(month)}
         pending = [t for t in self.tenants.list_all() if t.id not in stored]
@@ -167,7 +168,9 @@ class BillingCycle:
         existing = self.statements.get(tenant.id, month)
         if existing is not None:
             return existing
-        rated = self.rate([tenant], month, max(self.clock(), tenant.canceled_at))
+        now = self.clock()
+        rated = self.rate([tenant], month, max(now.replace(microsecond=now.microsecond // 1000 * 1000),
+                                               tenant.canceled_at))
         if not rated:
             raise InvalidRequest(f"tenant {tenant.id} has nothing to bill in {month}")
         statement = rated[0]

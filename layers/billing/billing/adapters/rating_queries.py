@@ -139,10 +139,29 @@ class RatingQueries:
                     if seg.start <= at < seg.end:
                         per_segment[i] = per_segment[i] + Usage(1, int(row[4]), int(row[5]), Decimal(row[6]))
                         break
-            billed = self.segment_usage(tenant_id, segs, m, lower)
-            billed_queries = sum(u.queries for s, u in zip(segs, billed) if not s.trial)
+            billed_queries = self.billed_queries(tenant_id, segs, m, lower)
             result[tenant_id].append(LateUsage(m, billed_queries, tuple(per_segment)))
         return dict(result)
+
+    def billed_queries(self, tenant_id: str, segments: Sequence[Segment], month: Month, lower: datetime) -> int:
+        """Non-trial queries of ``month`` whose first copy was stored by ``lower`` (already billed)."""
+        params: dict[str, Any] = {"t": tenant_id, "start": ms(month.start), "end": ms(month.end), "lower": ms(lower)}
+        conds = []
+        for i, seg in enumerate(s for s in segments if not s.trial):
+            params[f"s{i}"], params[f"e{i}"] = ms(seg.start), ms(seg.end)
+            conds.append(f"(ts >= {_ts(f's{i}')} AND ts < {_ts(f'e{i}')})")
+        if not conds:
+            return 0
+        row = self.store.query(
+            f"""
+            SELECT countIf(q = 1 AND ({' OR '.join(conds)})) FROM (
+                SELECT event_id, any(timestamp) AS ts, any(queries) AS q, min(stored_at) AS first_stored
+                FROM usage_events
+                WHERE tenant_id = {{t:String}} AND timestamp >= {_ts('start')} AND timestamp < {_ts('end')}
+                GROUP BY event_id)
+            WHERE first_stored <= {_ts('lower')}
+            """, params)
+        return int(row[0][0])
 
     def month_totals_scan(self, month: Month) -> list[tuple[Any, ...]]:
         """A plain GROUP BY scan of the month (the bench's reference point)."""
