@@ -122,24 +122,6 @@ class Clock:
 
 
 @dataclass
-class ScriptedGateway:
-    """A stand-in for Stripe's invoices.pay when the Stripe double is not available: outcomes are
-    scripted per invoice (True = the charge succeeds); every call is recorded."""
-    outcomes: dict[str, list[bool]] = field(default_factory=dict)
-    calls: list[tuple[str, str]] = field(default_factory=list)
-
-    def pay_invoice(self, invoice_id: str, *, idempotency_key: str) -> Any:
-        from billing.dunning import PaymentAttempt
-
-        self.calls.append((invoice_id, idempotency_key))
-        script = self.outcomes.setdefault(invoice_id, [])
-        ok = script.pop(0) if script else False
-        if ok:
-            return PaymentAttempt(True, "paid")
-        return PaymentAttempt(False, "open", "card_declined", "Your card was declined.")
-
-
-@dataclass
 class Stripe:
     """What a test drives: the clock, the handlers, tenants."""
     clock: Clock
@@ -193,8 +175,55 @@ def stripe(env: Any, handlers: dict[str, Any], lambda_context: Any) -> Stripe:
     return Stripe(clock, handlers["stripe_webhook"], handlers["dunning"], handlers["tenant_status"], lambda_context)
 
 
+@dataclass
+class StripeWorld:
+    """The stripe engineer's Stripe double (an HTTP server the official SDK talks to) behind our real
+    gateway. Its webhook events are handed to our handler re-stamped with the injected clock."""
+    double: Any
+    gateway: Any
+    clock: Clock
+    seen: int = 0
+
+    def open_invoice(self, tenant_id: str, month: str = "2025-11", amount: int = 4900) -> str:
+        """Customer + draft invoice + one line + finalize (auto_advance=false), as invoicing does."""
+        from billing.adapters.stripe_gateway import CustomerDraft, InvoiceDraft, ItemDraft
+
+        tenant = container.tenants().get(tenant_id)
+        customer = self.gateway.ensure_customer(CustomerDraft(tenant_id, tenant.name, tenant.email,
+                                                              idempotency_key=f"customer:{tenant_id}"))
+        if tenant.stripe_customer_id != customer:
+            container.tenants().save(tenant.model_copy(update={"stripe_customer_id": customer}))
+        meta = {"tenant_id": tenant_id, "month": month, "statement_id": f"{tenant_id}:{month}"}
+        draft = self.gateway.create_draft_invoice(InvoiceDraft(customer, "usd", f"{month} usage", meta,
+                                                               idempotency_key=f"invoice:{tenant_id}:{month}"))
+        self.gateway.add_invoice_item(ItemDraft(customer, draft.id, "usd", amount, "Starter plan", T0 - timedelta(days=30),
+                                                T0, {**meta, "line_id": "base"}, idempotency_key=f"item:{draft.id}"))
+        self.gateway.finalize_invoice(draft.id, idempotency_key=f"finalize:{draft.id}")
+        return draft.id
+
+    def charge(self, invoice_id: str, key: str) -> Any:
+        return self.gateway.pay_invoice(invoice_id, idempotency_key=key)
+
+    def new_events(self) -> list[dict[str, Any]]:
+        events = self.double.events_of()[self.seen:]
+        self.seen += len(events)
+        for event in events:
+            event["created"] = int(self.clock.now.timestamp())
+        return events
+
+    def pay_requests(self) -> list[Any]:
+        return [r for r in self.double.requests if r.method == "POST" and r.path.endswith("/pay")]
+
+
 @pytest.fixture
-def gateway(stripe: Stripe) -> ScriptedGateway:
-    double = ScriptedGateway()
-    dunning_container.use_gateway(double)
-    return double
+def world(stripe: Stripe, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Given the Stripe double running, our Stripe key in Secrets Manager and the real gateway."""
+    from billing.local.stripe_double import StripeDouble, put_secret
+
+    with StripeDouble() as double:
+        monkeypatch.setenv("STRIPE_API_BASE", double.api_base)
+        monkeypatch.setenv("STRIPE_RETRY_BASE_DELAY_S", "0.01")
+        container.reset()
+        dunning_container.use_clock(stripe.clock)
+        put_secret(container.settings().stripe_secret_name)
+        yield StripeWorld(double, dunning_container.payment_gateway(), stripe.clock)

@@ -87,10 +87,6 @@ class Attempt:
     failure_message: str | None = None
     invoice_status: str | None = None
 
-    @property
-    def event_id(self) -> str:
-        return f"retry:{self.n}"
-
     def to_json(self) -> dict[str, Any]:
         return {"n": self.n, "at": iso(self.at), "succeeded": self.succeeded, "failure_code": self.failure_code,
                 "failure_message": self.failure_message, "invoice_status": self.invoice_status}
@@ -331,8 +327,9 @@ def _invoice_entries(inv: InvoiceDunning, retry_count: int) -> list[AuditEntry]:
             state = to
     if inv.closed:
         why = f"invoice {_verb(inv.closed.kind)}"
-        if inv.closed.mark.event_id.startswith("retry:"):
-            why = f"retry {inv.closed.mark.event_id.rsplit(':', 1)[-1]} succeeded; invoice paid"
+        won = [a for a in inv.attempts if a.succeeded and a.at == inv.closed.mark.at]
+        if won and inv.closed.kind == "paid":
+            why = f"retry {won[0].n} of {retry_count} succeeded; invoice paid"
         out.append(AuditEntry(inv.closed.mark.at, inv.invoice_id, state, inv.closed.kind, why,
                               inv.closed.mark.event_id))
         if inv.resolution and inv.resolution != inv.closed:
