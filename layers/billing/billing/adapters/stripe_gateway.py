@@ -44,7 +44,9 @@ if TYPE_CHECKING:
         InvoiceCreateParams,
         InvoiceFinalizeInvoiceParams,
         InvoiceItemCreateParams,
+        CustomerSearchParams,
         InvoiceItemCreateParamsPriceData,
+        InvoiceItemListParams,
         InvoiceListParams,
         InvoicePayParams,
     )
@@ -80,6 +82,7 @@ class InvoiceSummary:
     number: str | None = None
     hosted_invoice_url: str | None = None
     auto_advance: bool | None = None
+    replayed: bool = False         # Stripe answered from an earlier request with the same idempotency key
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,12 @@ class CustomerDraft:
     email: str
     idempotency_key: str
     test_clock: str | None = None
+
+
+@dataclass(frozen=True)
+class CreatedCustomer:
+    id: str
+    replayed: bool = False
 
 
 @dataclass(frozen=True)
@@ -234,24 +243,28 @@ class StripeGateway:
     def customer_request(draft: CustomerDraft) -> StripeRequest:
         return StripeRequest("post", "/customers", _customer_params(draft), draft.idempotency_key)
 
+    @staticmethod
+    def find_customer_request(tenant_id: str) -> StripeRequest:
+        params: CustomerSearchParams = {"query": f"metadata['tenant_id']:'{_quote(tenant_id)}'", "limit": 10}
+        return StripeRequest("get", "/customers/search", params)
+
     def find_customer(self, tenant_id: str) -> str | None:
         """The customer whose metadata names this tenant (search API; eventually consistent, so a
         customer created seconds ago may be missing: creation is idempotent by key for that)."""
-        query = f"metadata['tenant_id']:'{_quote(tenant_id)}'"
-        result = self._call("customers.search",
-                            lambda o: self.client.v1.customers.search({"query": query, "limit": 10}, o))
+        params: CustomerSearchParams = {"query": f"metadata['tenant_id']:'{_quote(tenant_id)}'", "limit": 10}
+        result = self._call("customers.search", lambda o: self.client.v1.customers.search(params, o))
         live = [c for c in result.data if not getattr(c, "deleted", False)]
         return min(live, key=lambda c: c.created).id if live else None
 
-    def create_customer(self, draft: CustomerDraft) -> str:
+    def create_customer(self, draft: CustomerDraft) -> CreatedCustomer:
         params = _customer_params(draft)
         customer = self._call("customers.create", lambda o: self.client.v1.customers.create(params, o),
                               idempotency_key=draft.idempotency_key, post=True)
-        return customer.id
+        return CreatedCustomer(customer.id, _replayed(customer))
 
     def ensure_customer(self, draft: CustomerDraft) -> str:
         """Find the tenant's customer by metadata, else create it (idempotent by tenant id)."""
-        return self.find_customer(draft.tenant_id) or self.create_customer(draft)
+        return self.find_customer(draft.tenant_id) or self.create_customer(draft).id
 
     # -- invoices -------------------------------------------------------------------------------
     @staticmethod
@@ -262,7 +275,7 @@ class StripeGateway:
         params = _invoice_params(draft)
         invoice = self._call("invoices.create", lambda o: self.client.v1.invoices.create(params, o),
                              idempotency_key=draft.idempotency_key, post=True)
-        return _invoice_summary(invoice)
+        return _invoice_summary(invoice, replayed=_replayed(invoice))
 
     @staticmethod
     def item_request(draft: ItemDraft) -> StripeRequest:
@@ -274,20 +287,32 @@ class StripeGateway:
                           idempotency_key=draft.idempotency_key, post=True)
         return _item_summary(item)
 
+    @staticmethod
+    def list_items_request(invoice_id: str) -> StripeRequest:
+        return StripeRequest("get", "/invoiceitems", _list_items_params(invoice_id, None))
+
     def list_invoice_items(self, invoice_id: str) -> list[ItemSummary]:
-        page = self._call("invoiceitems.list",
-                          lambda o: self.client.v1.invoice_items.list({"invoice": invoice_id, "limit": 100}, o))
-        items = [_item_summary(i) for i in page.data]
-        while page.has_more and page.data:
-            last = page.data[-1].id
-            page = self._call("invoiceitems.list", lambda o: self.client.v1.invoice_items.list(
-                {"invoice": invoice_id, "limit": 100, "starting_after": last}, o))
+        items: list[ItemSummary] = []
+        starting_after: str | None = None
+        while True:
+            params = _list_items_params(invoice_id, starting_after)
+            page = self._call("invoiceitems.list", lambda o: self.client.v1.invoice_items.list(params, o))
             items.extend(_item_summary(i) for i in page.data)
-        return items
+            if not page.has_more or not page.data:
+                return items
+            starting_after = page.data[-1].id
+
+    @staticmethod
+    def get_invoice_request(invoice_id: str) -> StripeRequest:
+        return StripeRequest("get", f"/invoices/{invoice_id}", {})
 
     def get_invoice(self, invoice_id: str) -> InvoiceSummary:
         invoice = self._call("invoices.retrieve", lambda o: self.client.v1.invoices.retrieve(invoice_id, None, o))
         return _invoice_summary(invoice)
+
+    @staticmethod
+    def find_invoice_request(customer_id: str) -> StripeRequest:
+        return StripeRequest("get", "/invoices", _list_invoices_params(customer_id, None))
 
     def find_invoice(self, customer_id: str, metadata_key: str, value: str) -> InvoiceSummary | None:
         """The customer's non-void invoice whose metadata[key] == value. Lists by customer (strongly
@@ -295,9 +320,7 @@ class StripeGateway:
         found: list[InvoiceSummary] = []
         starting_after: str | None = None
         while True:
-            params: InvoiceListParams = {"customer": customer_id, "limit": 100}
-            if starting_after:
-                params["starting_after"] = starting_after
+            params = _list_invoices_params(customer_id, starting_after)
             page = self._call("invoices.list", lambda o: self.client.v1.invoices.list(params, o))
             for invoice in page.data:
                 summary = _invoice_summary(invoice)
@@ -402,6 +425,20 @@ def _item_params(draft: ItemDraft) -> InvoiceItemCreateParams:
     return params
 
 
+def _list_items_params(invoice_id: str, starting_after: str | None) -> InvoiceItemListParams:
+    params: InvoiceItemListParams = {"invoice": invoice_id, "limit": 100}
+    if starting_after:
+        params["starting_after"] = starting_after
+    return params
+
+
+def _list_invoices_params(customer_id: str, starting_after: str | None) -> InvoiceListParams:
+    params: InvoiceListParams = {"customer": customer_id, "limit": 100}
+    if starting_after:
+        params["starting_after"] = starting_after
+    return params
+
+
 def _finalize_params() -> InvoiceFinalizeInvoiceParams:
     return {"auto_advance": False}
 
@@ -456,12 +493,18 @@ def _id(value: Any) -> str:
     return value if isinstance(value, str) else str(getattr(value, "id", ""))
 
 
-def _invoice_summary(invoice: stripe.Invoice) -> InvoiceSummary:
+def _replayed(obj: stripe.StripeObject) -> bool:
+    response = getattr(obj, "last_response", None)
+    headers = getattr(response, "headers", None) or {}
+    return any(k.lower() == "idempotent-replayed" and str(v).lower() == "true" for k, v in headers.items())
+
+
+def _invoice_summary(invoice: stripe.Invoice, *, replayed: bool = False) -> InvoiceSummary:
     return InvoiceSummary(
         id=str(invoice.id), customer_id=_id(invoice.customer), status=str(invoice.status or ""),
         total=int(invoice.total), amount_due=int(invoice.amount_due), amount_paid=int(invoice.amount_paid),
         currency=str(invoice.currency), metadata=_metadata(invoice.metadata), number=invoice.number,
-        hosted_invoice_url=invoice.hosted_invoice_url, auto_advance=invoice.auto_advance)
+        hosted_invoice_url=invoice.hosted_invoice_url, auto_advance=invoice.auto_advance, replayed=replayed)
 
 
 def _item_summary(item: stripe.InvoiceItem) -> ItemSummary:

@@ -58,6 +58,7 @@ class Fault:
     method: str | None = None        # "POST" / "GET"; None = any
     path: str | None = None          # regex matched against the path, e.g. r"/finalize$"
     times: int = 1                   # matching requests affected; -1 = until cleared
+    after: int = 0                   # let this many matching requests through first
 
     def matches(self, method: str, path: str) -> bool:
         return (self.times != 0 and (self.method is None or self.method.upper() == method)
@@ -158,8 +159,8 @@ class StripeDouble:
 
     # -- test controls --------------------------------------------------------------------------
     def add_fault(self, kind: FaultKind, *, method: str | None = None, path: str | None = None,
-                  times: int = 1) -> Fault:
-        fault = Fault(kind, method, path, times)
+                  times: int = 1, after: int = 0) -> Fault:
+        fault = Fault(kind, method, path, times, after)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -268,6 +269,10 @@ class StripeDouble:
                     err = StripeApiError(400, "idempotency_error", "Keys for idempotent requests can only be "
                                          "used with the same parameters they were first used with.")
                     return err.status, err.body, {}
+                if fault is not None and fault.kind == "lost_response":
+                    record(500, replayed=True)
+                    err = StripeApiError(500, "api_error", "An unknown error occurred (injected after processing).")
+                    return err.status, err.body, {}
                 record(saved[1], replayed=True)
                 return saved[1], copy.deepcopy(saved[2]), {"Idempotent-Replayed": "true", "Idempotency-Key": key}
         try:
@@ -293,6 +298,9 @@ class StripeDouble:
         with self._lock:
             for fault in self._faults:
                 if fault.matches(method, path):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        continue
                     if fault.times > 0:
                         fault.times -= 1
                     return fault
@@ -616,6 +624,7 @@ _ROUTES: list[tuple[str, str, Any]] = [
 class _Handler(BaseHTTPRequestHandler):
     stripe: StripeDouble
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # one response, one segment: no 40 ms delayed-ACK stalls
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
         pass

@@ -1,0 +1,82 @@
+"""BillingTable access for the per-statement Stripe invoicing state machine.
+
+pk "MONTH#{YYYY-MM}"  sk "INVOICE#{tenant_id}"   one record per statement (billing.invoicing.InvoiceRecord),
+                                                  versioned: every write is conditional on the version read.
+gsi1pk "STRIPEINV#{invoice_id}"  gsi1sk "INVOICE" set once the Stripe invoice id is known, so webhook
+                                                  handlers find (tenant_id, month) from a Stripe invoice id.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from billing.adapters.dynamodb import dynamodb_client, from_item, is_conditional_failure, to_item
+from billing.invoicing import InvoiceRecord
+
+
+class InvoiceRecordRepository:
+    def __init__(self, table: str, client: Any = None):
+        self.table = table
+        self.client = client or dynamodb_client()
+
+    @staticmethod
+    def _key(month: str, tenant_id: str) -> dict[str, Any]:
+        return {"pk": {"S": f"MONTH#{month}"}, "sk": {"S": f"INVOICE#{tenant_id}"}}
+
+    def get(self, tenant_id: str, month: str) -> InvoiceRecord | None:
+        item = self.client.get_item(TableName=self.table, Key=self._key(month, tenant_id),
+                                    ConsistentRead=True).get("Item")
+        return _record(item) if item else None
+
+    def find_by_invoice_id(self, invoice_id: str) -> InvoiceRecord | None:
+        page = self.client.query(
+            TableName=self.table, IndexName="gsi1", KeyConditionExpression="gsi1pk = :p AND gsi1sk = :s",
+            ExpressionAttributeValues={":p": {"S": f"STRIPEINV#{invoice_id}"}, ":s": {"S": "INVOICE"}})
+        items = page.get("Items") or []
+        return self.get(items[0]["tenant_id"]["S"], items[0]["month"]["S"]) if items else None
+
+    def list_month(self, month: str) -> list[InvoiceRecord]:
+        records: list[InvoiceRecord] = []
+        kwargs: dict[str, Any] = dict(
+            TableName=self.table, ConsistentRead=True, KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+            ExpressionAttributeValues={":pk": {"S": f"MONTH#{month}"}, ":p": {"S": "INVOICE#"}})
+        while True:
+            page = self.client.query(**kwargs)
+            records.extend(_record(i) for i in page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return sorted(records, key=lambda r: r.tenant_id)
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def save(self, record: InvoiceRecord) -> InvoiceRecord | None:
+        """Write ``record`` if nobody wrote since it was read (version 0 = must not exist yet).
+        Returns the stored record (version + 1), or None when another writer got there first."""
+        stored = record.model_copy(update={"version": record.version + 1})
+        data = stored.model_dump(mode="json")
+        item = to_item(data)
+        item.update(self._key(record.month, record.tenant_id))
+        if record.invoice_id:
+            item["gsi1pk"] = {"S": f"STRIPEINV#{record.invoice_id}"}
+            item["gsi1sk"] = {"S": "INVOICE"}
+        kwargs: dict[str, Any] = dict(TableName=self.table, Item=item)
+        if record.version == 0:
+            kwargs["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            kwargs["ConditionExpression"] = "version = :v"
+            kwargs["ExpressionAttributeValues"] = {":v": {"N": str(record.version)}}
+        try:
+            self.client.put_item(**kwargs)
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return None
+            raise
+        return stored
+
+    def delete(self, tenant_id: str, month: str) -> None:
+        """Operators only (and the tests that simulate a lost record)."""
+        self.client.delete_item(TableName=self.table, Key=self._key(month, tenant_id))
+
+
+def _record(item: dict[str, Any]) -> InvoiceRecord:
+    data = {k: v for k, v in from_item(item).items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk")}
+    return InvoiceRecord.model_validate(data)

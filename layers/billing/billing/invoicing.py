@@ -1,0 +1,476 @@
+"""Stripe invoicing of statements: an idempotent, resumable state machine per statement.
+
+Statements (billing.statements) are the source of truth for amounts; Stripe presents the invoice and
+charges the saved payment method. For each statement (tenant-month) a record in BillingTable
+(pk ``MONTH#{month}``, sk ``INVOICE#{tenant}``, versioned, conditional writes) walks through
+
+    pending -> draft_created -> items_added -> finalized -> paid | payment_failed
+    pending -> not_sent                      (total <= 0: nothing is sent to Stripe)
+
+and records the Stripe ids (customer, invoice; ``gsi1pk = STRIPEINV#{invoice_id}`` for webhooks).
+Each step is safe to repeat, so a job killed at any point and run again ends with exactly one Stripe
+invoice per tenant-month holding each statement line once:
+
+- every POST carries an idempotency key derived from the statement: ``{statement_id}:invoice``,
+  ``{statement_id}:line:{line_id}``, ``{statement_id}:finalize``, ``{statement_id}:pay`` (and
+  ``customer:{tenant_id}``); Stripe replays the first result for 24 hours;
+- beyond that, state is read back from Stripe instead of assumed: a record without an invoice id
+  first looks the invoice up by metadata (``statement_id``, listing the customer's invoices), a
+  draft's existing items are listed and only missing ``line_id``s added, and an invoice found
+  already finalized or paid moves the record forward without sending anything.
+
+The Stripe invoice total must equal the statement total to the cent: lines are already rounded to
+cents (billing.money), each becomes one item of exactly that many cents, and the draft's total is
+checked before it is finalized (``InvoiceMismatch`` otherwise, which fails the job).
+Invoices are ``charge_automatically`` with ``auto_advance=false``: Stripe neither charges nor retries
+them on its own; this job pays once and the dunning schedule (billing.dunning) owns later attempts.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from billing import container
+from billing.adapters.stripe_gateway import (
+    CustomerDraft,
+    InvoiceDraft,
+    InvoiceSummary,
+    ItemDraft,
+    PaymentAttempt,
+    StripeGateway,
+    StripeRequest,
+)
+from billing.errors import Conflict, InvalidRequest, NotFound
+from billing.money import to_cents
+from billing.observability import logger
+from billing.periods import Month, iso
+from billing.plans import PlanCatalog
+from billing.statements import Statement, StatementLine
+from billing.tenants import Tenant
+
+InvoiceState = Literal["pending", "draft_created", "items_added", "finalized", "paid", "payment_failed",
+                       "not_sent"]
+TERMINAL: frozenset[str] = frozenset({"paid", "payment_failed", "not_sent"})
+MAX_STEPS = 20  # enough for every state plus a few lost races
+
+
+class InvoiceRecord(BaseModel):
+    """The invoicing state of one statement (BillingTable, pk MONTH#{month} sk INVOICE#{tenant})."""
+    model_config = ConfigDict(extra="ignore")
+    tenant_id: str
+    month: str
+    statement_id: str
+    state: InvoiceState = "pending"
+    version: int = 0
+    is_final: bool = False
+    currency: str = "usd"
+    total_cents: int = 0               # the statement's total, in integer cents
+    customer_id: str | None = None
+    invoice_id: str | None = None
+    invoice_status: str | None = None  # Stripe's status as last seen here
+    invoice_number: str | None = None
+    hosted_invoice_url: str | None = None
+    stripe_total: int | None = None    # Stripe's total once finalized (== total_cents, checked)
+    lines: int = 0                     # statement lines on the Stripe invoice
+    payment_succeeded: bool | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    reason: str | None = None          # why a statement was not sent
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class StatementInconsistent(InvalidRequest):
+    code = "statement_inconsistent"
+
+
+class InvoiceMismatch(Conflict):
+    code = "invoice_mismatch"
+
+
+class InvoicingJob(BaseModel):
+    """The SQS message body: ``{"tenant_id": "...", "month": "YYYY-MM"}``."""
+    model_config = ConfigDict(extra="forbid")
+    tenant_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")
+    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def parse_job(body: str | bytes | dict[str, Any]) -> InvoicingJob:
+    """An invoicing message to a job, or InvalidRequest naming each bad field."""
+    try:
+        if isinstance(body, dict):
+            return InvoicingJob.model_validate(body)
+        return InvoicingJob.model_validate_json(body)
+    except ValidationError as exc:
+        details = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "reason": e["msg"]}
+                   for e in exc.errors(include_url=False)]
+        raise InvalidRequest('invoicing job must be {"tenant_id": "...", "month": "YYYY-MM"}',
+                             details=details) from None
+
+
+@dataclass
+class InvoiceOutcome:
+    tenant_id: str
+    month: str
+    state: str
+    total_cents: int
+    invoice_id: str | None = None
+    invoice_status: str | None = None
+    stripe_total: int | None = None
+    failure_code: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, record: InvoiceRecord) -> InvoiceOutcome:
+        return cls(record.tenant_id, record.month, record.state, record.total_cents, record.invoice_id,
+                   record.invoice_status, record.stripe_total, record.failure_code)
+
+    def summary(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def statement_cents(statement: Statement) -> int:
+    """The statement total in integer cents, after checking it is the sum of its (cent) lines."""
+    try:
+        lines = sum(to_cents(line.amount) for line in statement.lines)
+        total = to_cents(statement.total)
+    except ValueError as exc:
+        raise StatementInconsistent(f"statement {statement.statement_id}: {exc}") from None
+    if lines != total:
+        raise StatementInconsistent(f"statement {statement.statement_id}: lines sum to {lines} cents but the "
+                                    f"total is {total} cents")
+    return total
+
+
+def idempotency_key(statement_id: str, step: str) -> str:
+    return f"{statement_id}:{step}"
+
+
+class _Raced(Exception):
+    """Another writer moved the record first; re-read it and continue from its state."""
+
+
+@dataclass
+class _Run:
+    """What this run learned from Stripe, so it does not ask twice."""
+    invoice: InvoiceSummary | None = None
+    created_now: bool = False
+    lines_present: set[str] = field(default_factory=set)
+
+
+class InvoicingService:
+    def __init__(self, *, statements: Any, tenants: Any, catalog: PlanCatalog, records: Any,
+                 gateway: Callable[[], StripeGateway], is_conflict: Callable[[Exception], bool],
+                 clock: Callable[[], datetime] | None = None):
+        self.statements = statements
+        self.tenants = tenants
+        self.catalog = catalog
+        self.records = records
+        self._gateway_factory = gateway
+        self._gateway: StripeGateway | None = None
+        self._lock = threading.Lock()
+        self.is_conflict = is_conflict
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    @property
+    def gateway(self) -> StripeGateway:
+        with self._lock:
+            if self._gateway is None:
+                self._gateway = self._gateway_factory()
+            return self._gateway
+
+    # ------------------------------------------------------------------------------------------ job
+    def invoice(self, tenant_id: str, month: str | Month) -> InvoiceOutcome:
+        """Bring the statement's invoice as far as it goes: created, itemized, finalized, charged once."""
+        month = str(month)
+        statement = self.statements.get(tenant_id, month)
+        if statement is None:
+            raise NotFound(f"no statement for tenant {tenant_id} in {month}",
+                           details=[{"field": "tenant_id/month", "reason": "statement not found"}])
+        total = statement_cents(statement)
+        record = self.records.get(tenant_id, month) or self._create_record(statement, total)
+        run = _Run()
+        for _ in range(MAX_STEPS):
+            if record.state in TERMINAL:
+                return InvoiceOutcome.of(record)
+            try:
+                record = self._step(statement, total, record, run)
+            except _Raced:
+                record = self.records.get(tenant_id, month)
+                run = _Run()
+        raise Conflict(f"invoice of {statement.statement_id} is being advanced concurrently; retry later")
+
+    def _create_record(self, statement: Statement, total: int) -> InvoiceRecord:
+        now = iso(self.clock())
+        record = InvoiceRecord(tenant_id=statement.tenant_id, month=statement.month,
+                               statement_id=statement.statement_id, is_final=statement.is_final,
+                               currency=statement.currency, total_cents=total, created_at=now, updated_at=now)
+        return self.records.save(record) or self.records.get(statement.tenant_id, statement.month)
+
+    def _save(self, record: InvoiceRecord, **changes: Any) -> InvoiceRecord:
+        updated = record.model_copy(update={**changes, "updated_at": iso(self.clock())})
+        stored = self.records.save(updated)
+        if stored is None:
+            raise _Raced()
+        if updated.state != record.state:
+            logger.info("invoice state", extra={"tenant_id": record.tenant_id, "month": record.month,
+                                                "from_state": record.state, "to_state": updated.state,
+                                                "invoice_id": updated.invoice_id})
+        return stored
+
+    def _step(self, statement: Statement, total: int, record: InvoiceRecord, run: _Run) -> InvoiceRecord:
+        if record.state == "pending":
+            return self._start(statement, total, record, run)
+        if record.state == "draft_created":
+            return self._add_items(statement, total, record, run)
+        if record.state == "items_added":
+            return self._finalize(statement, total, record, run)
+        if record.state == "finalized":
+            return self._pay(statement, record)
+        raise AssertionError(f"unexpected state {record.state}")
+
+    def _start(self, statement: Statement, total: int, record: InvoiceRecord, run: _Run) -> InvoiceRecord:
+        if total <= 0:
+            reason = "zero total" if total == 0 else "credit total (carried by the next statement)"
+            logger.info("statement not sent to Stripe", extra={"statement_id": statement.statement_id,
+                                                              "reason": reason})
+            return self._save(record, state="not_sent", reason=reason)
+        customer_id, created = self._customer(statement.tenant_id)
+        existing = None if created else self.gateway.find_invoice(customer_id, "statement_id",
+                                                                  statement.statement_id)
+        if existing is not None:
+            logger.info("recovered the Stripe invoice by metadata", extra={
+                "statement_id": statement.statement_id, "invoice_id": existing.id, "status": existing.status})
+            run.invoice = existing
+        else:
+            run.invoice = self.gateway.create_draft_invoice(self.invoice_draft(statement, customer_id))
+            run.created_now = not run.invoice.replayed  # a fresh draft holds no items yet
+        return self._save(record, state="draft_created", customer_id=customer_id, invoice_id=run.invoice.id,
+                          invoice_status=run.invoice.status)
+
+    def _add_items(self, statement: Statement, total: int, record: InvoiceRecord, run: _Run) -> InvoiceRecord:
+        assert record.invoice_id and record.customer_id
+        invoice = run.invoice if run.invoice is not None else self.gateway.get_invoice(record.invoice_id)
+        if invoice.status != "draft":  # finalized by an earlier run whose record update was lost
+            return self._finalized(record, invoice, total)
+        if not run.created_now:
+            present = self._present_lines(statement, record.invoice_id)
+        else:
+            present = set()
+        for line in statement.lines:
+            if line.line_id in present:
+                continue
+            self.gateway.add_invoice_item(self.item_draft(statement, line, record.customer_id, record.invoice_id))
+            present.add(line.line_id)
+        run.invoice = None  # its total changed; read it again before finalizing
+        return self._save(record, state="items_added", lines=len(statement.lines), invoice_status="draft")
+
+    def _present_lines(self, statement: Statement, invoice_id: str) -> set[str]:
+        present: set[str] = set()
+        known = {line.line_id for line in statement.lines}
+        for item in self.gateway.list_invoice_items(invoice_id):
+            line_id = item.line_id
+            if line_id is None or line_id not in known or line_id in present:
+                raise InvoiceMismatch(f"Stripe invoice {invoice_id} holds an item ({item.id}, line {line_id!r}) "
+                                      f"that is not exactly one line of statement {statement.statement_id}")
+            present.add(line_id)
+        return present
+
+    def _finalize(self, statement: Statement, total: int, record: InvoiceRecord, run: _Run) -> InvoiceRecord:
+        assert record.invoice_id
+        invoice = self.gateway.get_invoice(record.invoice_id)
+        if invoice.status == "draft":
+            self._check_total_summary(statement.statement_id, invoice, total)
+            invoice = self.gateway.finalize_invoice(record.invoice_id,
+                                                    idempotency_key=idempotency_key(statement.statement_id, "finalize"))
+        return self._finalized(record, invoice, total)
+
+    def _finalized(self, record: InvoiceRecord, invoice: InvoiceSummary, total: int) -> InvoiceRecord:
+        self._check_total_summary(record.statement_id, invoice, total)
+        if invoice.status in ("void", "uncollectible"):
+            raise InvoiceMismatch(f"Stripe invoice {invoice.id} of {record.statement_id} is {invoice.status}; "
+                                  "an operator has to decide what to do with this statement")
+        return self._save(record, state="finalized", invoice_status=invoice.status, stripe_total=invoice.total,
+                          invoice_number=invoice.number, hosted_invoice_url=invoice.hosted_invoice_url)
+
+    @staticmethod
+    def _check_total_summary(statement_id: str, invoice: InvoiceSummary, total: int) -> None:
+        if invoice.total != total:
+            raise InvoiceMismatch(f"Stripe invoice {invoice.id} totals {invoice.total} cents but statement "
+                                  f"{statement_id} totals {total} cents")
+
+    def _pay(self, statement: Statement, record: InvoiceRecord) -> InvoiceRecord:
+        assert record.invoice_id
+        if record.invoice_status == "paid":  # nothing due (Stripe marks it paid when finalized)
+            return self._save(record, state="paid", payment_succeeded=True)
+        attempt: PaymentAttempt = self.gateway.pay_invoice(
+            record.invoice_id, idempotency_key=idempotency_key(statement.statement_id, "pay"))
+        if attempt.succeeded:
+            return self._save(record, state="paid", invoice_status=attempt.invoice_status, payment_succeeded=True)
+        logger.info("first charge failed; dunning takes over", extra={
+            "statement_id": statement.statement_id, "invoice_id": record.invoice_id,
+            "failure_code": attempt.failure_code})
+        return self._save(record, state="payment_failed", invoice_status=attempt.invoice_status,
+                          payment_succeeded=False, failure_code=attempt.failure_code,
+                          failure_message=attempt.failure_message)
+
+    # ------------------------------------------------------------------------------------------ customer
+    def ensure_customer(self, tenant_id: str) -> str:
+        """The tenant's Stripe customer id, creating the customer once (signup, or the first invoice)."""
+        return self._customer(tenant_id)[0]
+
+    def _customer(self, tenant_id: str) -> tuple[str, bool]:
+        """(customer id, created in this call)."""
+        tenant = self._tenant(tenant_id)
+        if tenant.stripe_customer_id:
+            return tenant.stripe_customer_id, False
+        draft = self.customer_draft(tenant)
+        existing = self.gateway.find_customer(tenant.id)
+        if existing is not None:
+            customer_id, new = existing, False
+        else:
+            created = self.gateway.create_customer(draft)
+            customer_id, new = created.id, not created.replayed
+        for _ in range(5):
+            if tenant.stripe_customer_id:
+                return tenant.stripe_customer_id, False
+            try:
+                self.tenants.save(tenant.model_copy(update={"stripe_customer_id": customer_id}))
+                logger.info("stripe customer linked", extra={"tenant_id": tenant.id, "customer_id": customer_id})
+                return customer_id, new
+            except Exception as exc:
+                if not self.is_conflict(exc):
+                    raise
+                tenant = self._tenant(tenant_id)
+        raise Conflict(f"tenant {tenant_id} is being changed concurrently; retry")
+
+    def _tenant(self, tenant_id: str) -> Tenant:
+        tenant = self.tenants.get(tenant_id)
+        if tenant is None:
+            raise NotFound(f"unknown tenant {tenant_id}", details=[{"field": "tenant_id", "reason": "unknown tenant"}])
+        return tenant
+
+    # ------------------------------------------------------------------------------------------ requests
+    @staticmethod
+    def customer_draft(tenant: Tenant) -> CustomerDraft:
+        return CustomerDraft(tenant_id=tenant.id, name=tenant.name or tenant.id, email=tenant.email,
+                             idempotency_key=f"customer:{tenant.id}")
+
+    @staticmethod
+    def invoice_draft(statement: Statement, customer_id: str) -> InvoiceDraft:
+        kind = "Final statement" if statement.is_final else "Statement"
+        return InvoiceDraft(
+            customer_id=customer_id, currency=statement.currency,
+            description=f"{kind} {statement.month} for {statement.tenant_id}",
+            metadata={"tenant_id": statement.tenant_id, "month": statement.month,
+                      "statement_id": statement.statement_id, "is_final": str(statement.is_final).lower()},
+            idempotency_key=idempotency_key(statement.statement_id, "invoice"))
+
+    def item_draft(self, statement: Statement, line: StatementLine, customer_id: str, invoice_id: str) -> ItemDraft:
+        return ItemDraft(
+            customer_id=customer_id, invoice_id=invoice_id, currency=statement.currency, amount=to_cents(line.amount),
+            description=line.description, period_start=line.period_start, period_end=line.period_end,
+            metadata={"tenant_id": statement.tenant_id, "month": statement.month,
+                      "statement_id": statement.statement_id, "line_id": line.line_id, "kind": line.kind},
+            idempotency_key=idempotency_key(statement.statement_id, f"line:{line.line_id}"),
+            product_id=self._product(line.plan))
+
+    def _product(self, plan_id: str | None) -> str | None:
+        if plan_id is None or plan_id not in self.catalog:
+            return None
+        return self.catalog.get(plan_id).stripe_product_id
+
+    def plan(self, tenant_id: str, month: str | Month) -> list[StripeRequest]:
+        """The Stripe requests ``invoice`` would send next, from our records alone (nothing is sent;
+        ids not known yet are shown as ``{customer_id}`` / ``{invoice_id}``)."""
+        month = str(month)
+        statement = self.statements.get(tenant_id, month)
+        if statement is None:
+            raise NotFound(f"no statement for tenant {tenant_id} in {month}")
+        total = statement_cents(statement)
+        record = self.records.get(tenant_id, month)
+        state = record.state if record else "pending"
+        if state in TERMINAL or total <= 0:
+            return []
+        tenant = self._tenant(tenant_id)
+        requests: list[StripeRequest] = []
+        customer_id = (record and record.customer_id) or tenant.stripe_customer_id
+        if customer_id is None:
+            draft = self.customer_draft(tenant)
+            requests += [StripeGateway.find_customer_request(tenant.id), StripeGateway.customer_request(draft)]
+            customer_id = "{customer_id}"
+        invoice_id = (record and record.invoice_id) or "{invoice_id}"
+        if state == "pending":
+            requests += [StripeGateway.find_invoice_request(customer_id),
+                         StripeGateway.invoice_request(self.invoice_draft(statement, customer_id))]
+        if state in ("pending", "draft_created"):
+            if state == "draft_created":
+                requests.append(StripeGateway.list_items_request(invoice_id))
+            requests += [StripeGateway.item_request(self.item_draft(statement, line, customer_id, invoice_id))
+                         for line in statement.lines]
+        if state in ("pending", "draft_created", "items_added"):
+            requests += [StripeGateway.get_invoice_request(invoice_id), StripeGateway.finalize_request(
+                invoice_id, idempotency_key(statement.statement_id, "finalize"))]
+        requests.append(StripeGateway.pay_request(invoice_id, idempotency_key(statement.statement_id, "pay")))
+        return requests
+
+    # ------------------------------------------------------------------------------------------ month
+    def push(self, month: str | Month, tenant_ids: Iterable[str] | None = None, *, workers: int = 8,
+             on_done: Callable[[InvoiceOutcome], None] | None = None) -> list[InvoiceOutcome]:
+        """Invoice the month's statements (or the given tenants') in parallel; the gateway's rate
+        limiter keeps the whole run under the Stripe cap. Failures are outcomes with ``error``."""
+        month = str(month)
+        ids = sorted(set(tenant_ids)) if tenant_ids is not None else [
+            s.tenant_id for s in self.statements.list_month(month)]
+
+        def one(tenant_id: str) -> InvoiceOutcome:
+            try:
+                return self.invoice(tenant_id, month)
+            except Exception as exc:  # one tenant's failure never stops the month
+                logger.exception("invoicing failed", extra={"tenant_id": tenant_id, "month": month})
+                return InvoiceOutcome(tenant_id, month, "error", 0, error=f"{type(exc).__name__}: {exc}")
+
+        outcomes: list[InvoiceOutcome] = []
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for future in as_completed([pool.submit(one, t) for t in ids]):
+                outcome = future.result()
+                outcomes.append(outcome)
+                if on_done:
+                    on_done(outcome)
+        return sorted(outcomes, key=lambda o: o.tenant_id)
+
+
+# ---------------------------------------------------------------------------------------------- wiring
+@lru_cache(maxsize=1)
+def stripe_gateway() -> StripeGateway:
+    return StripeGateway.from_settings(container.settings())
+
+
+@lru_cache(maxsize=1)
+def invoice_records() -> Any:
+    from billing.adapters.invoice_store import InvoiceRecordRepository
+
+    return InvoiceRecordRepository(container.settings().billing_table)
+
+
+@lru_cache(maxsize=1)
+def invoicing_service() -> InvoicingService:
+    from billing.adapters.dynamodb import is_conditional_failure
+
+    def is_conflict(exc: Exception) -> bool:
+        return hasattr(exc, "response") and is_conditional_failure(exc)  # type: ignore[arg-type]
+
+    return InvoicingService(statements=container.statements(), tenants=container.tenants(),
+                            catalog=container.plan_catalog(), records=invoice_records(), gateway=stripe_gateway,
+                            is_conflict=is_conflict)
+
+
+for _provider in (stripe_gateway, invoice_records, invoicing_service):
+    container.on_reset(_provider.cache_clear)

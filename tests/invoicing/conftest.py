@@ -1,0 +1,101 @@
+"""Invoicing fixtures: a Stripe double the real SDK talks to, the key in (moto) Secrets Manager,
+tenants and stored statements built the way the rating stage stores them."""
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from billing import container
+from billing.invoicing import InvoicingService, invoice_records, invoicing_service
+from billing.local.stripe_double import StripeDouble, put_secret
+from billing.money import round_cents
+from billing.periods import Month
+from billing.statements import Statement, StatementLine
+from billing.tenants import PlanAssignment, Tenant
+from tests.conftest import PROJECT_ROOT, Env
+
+MONTH = "2025-11"
+
+
+def load_handler(function_dir: str) -> Any:
+    path = PROJECT_ROOT / "functions" / function_dir / "app.py"
+    spec = importlib.util.spec_from_file_location(f"functions_{function_dir}_app_invoicing", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass
+class Billing:
+    env: Env
+    stripe: StripeDouble
+
+    @property
+    def service(self) -> InvoicingService:
+        return invoicing_service()
+
+    @property
+    def records(self) -> Any:
+        return invoice_records()
+
+
+@pytest.fixture
+def stripe_double() -> Iterator[StripeDouble]:
+    with StripeDouble(timeout_hang_s=0.6) as double:
+        yield double
+
+
+@pytest.fixture
+def billing(env: Env, stripe_double: StripeDouble, monkeypatch: pytest.MonkeyPatch) -> Iterator[Billing]:
+    """Given the local AWS account, the Stripe double as API base and the key in Secrets Manager."""
+    from aws_lambda_powertools.utilities import parameters
+
+    for key, value in {"STRIPE_API_BASE": stripe_double.api_base, "STRIPE_TIMEOUT_S": "0.3",
+                       "STRIPE_RETRY_BASE_DELAY_S": "0.01", "STRIPE_MAX_REQUESTS_PER_SECOND": "1000",
+                       "STRIPE_MAX_ATTEMPTS": "4"}.items():
+        monkeypatch.setenv(key, value)
+    container.reset()
+    put_secret(container.settings().stripe_secret_name)
+    parameters.clear_caches()
+    yield Billing(env, stripe_double)
+    parameters.clear_caches()
+    container.reset()
+
+
+def make_tenant(tenant_id: str, *, plan: str = "starter", customer: str | None = None) -> Tenant:
+    tenant = Tenant(id=tenant_id, name=tenant_id.title(), email=f"billing@{tenant_id}.example",
+                    plans=[PlanAssignment(plan=plan, effective_at=datetime(2025, 1, 1, tzinfo=UTC))],
+                    stripe_customer_id=customer)
+    assert container.tenants().create(tenant)
+    return tenant
+
+
+def make_statement(tenant_id: str, exact_amounts: list[str | Decimal], *, month: str = MONTH,
+                   plan: str | None = "starter", is_final: bool = False, store: bool = True) -> Statement:
+    """A statement whose lines are the exact amounts rounded half-up to cents once (the rating rule)."""
+    m = Month.parse(month)
+    lines = []
+    for n, exact in enumerate(exact_amounts, start=1):
+        exact = Decimal(str(exact))
+        lines.append(StatementLine(
+            line_id=f"usage:{n}", kind="usage_cost" if n > 1 else "base_fee", plan=plan,
+            description=f"line {n}: 1 x {exact} USD", quantity=Decimal(1), unit_price=exact,
+            amount_exact=exact, amount=round_cents(exact), period_start=m.start, period_end=m.end))
+    statement = Statement(statement_id=Statement.make_id(tenant_id, month), tenant_id=tenant_id, month=month,
+                          period_start=m.start, period_end=m.end, is_final=is_final,
+                          invoice_date=m.end.date().isoformat(), lines=lines,
+                          total=sum((line.amount for line in lines), Decimal(0)))
+    if store:
+        assert container.statements().put_if_absent(statement)
+    return statement
+
+
+def cents(statement: Statement) -> int:
+    return int(statement.total * 100)
