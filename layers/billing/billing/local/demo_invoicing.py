@@ -1,0 +1,99 @@
+"""Demo stage: push the closed month's statements to a local Stripe double and show the invoices.
+
+Runs in the environment ``billing demo`` already set up (moto + chdb, env vars, statements stored
+by the rating stage). Starts the Stripe double (an HTTP server the real SDK talks to), stores a
+test key in Secrets Manager, points ``STRIPE_API_BASE`` at the double and invoices every statement
+through the same code as the invoicing Lambda. The double keeps running for later stages
+(``current_double()``), holding the invoices and the webhook events Stripe would have sent.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from billing.local.stripe_double import StripeDouble, put_secret
+
+DEMO_MONTH = "2025-11"
+_running: list[StripeDouble] = []
+
+
+def current_double() -> StripeDouble | None:
+    """The double started by this stage (None before it ran)."""
+    return _running[0] if _running else None
+
+
+def start_double(latency_s: float = 0.0) -> StripeDouble:
+    """Start (once) the Stripe double and make the configured environment use it."""
+    from aws_lambda_powertools.utilities import parameters
+
+    from billing import container
+
+    if not _running:
+        _running.append(StripeDouble(latency_s=latency_s).start())
+    double = _running[0]
+    os.environ["STRIPE_API_BASE"] = double.api_base
+    container.reset()
+    put_secret(container.settings().stripe_secret_name)
+    parameters.clear_caches()
+    return double
+
+
+def run(console: Console, month: str = DEMO_MONTH, *, decline_one: bool = True) -> dict[str, Any]:
+    from billing import container
+    from billing.invoicing import invoicing_service
+
+    console.rule(f"[bold]Stripe invoicing[/] - {month}")
+    statements = container.statements().list_month(month)
+    if not statements:
+        console.print(f"no statements stored for {month}; the rating stage closes the month first")
+        return {"invoices": 0}
+    double = start_double()
+    console.print(f"Stripe double listening on {double.api_base} (API version "
+                  f"{container.settings().stripe_api_version}); the official SDK talks to it over HTTP")
+
+    payable = [s for s in statements if s.total > 0]
+    declined = None
+    if decline_one and len(payable) >= 2:
+        declined = payable[-1].tenant_id
+        double.decline(tenant_id=declined, decline_code="insufficient_funds")
+        console.print(f"[yellow]{declined}'s card will be declined[/] (a declined charge is an outcome; dunning "
+                      "takes over)")
+
+    service = invoicing_service()
+    before = len(double.requests)
+    outcomes = service.push(month, [s.tenant_id for s in statements])
+    sent = len(double.requests) - before
+
+    by_tenant = {s.tenant_id: s for s in statements}
+    invoices = {i["metadata"].get("tenant_id"): i for i in double.invoices_for()
+                if i["metadata"].get("month") == month}
+    table = Table("tenant", "invoice", "number", "statement", "stripe total", "status", "lines", "state",
+                  title=f"Stripe invoices for {month}")
+    equal = 0
+    for outcome in outcomes:
+        statement = by_tenant[outcome.tenant_id]
+        invoice = invoices.get(outcome.tenant_id)
+        stripe_total = invoice["total"] if invoice else None
+        same = invoice is None and statement.total == 0 or stripe_total == round(statement.total * 100)
+        equal += bool(same)
+        table.add_row(outcome.tenant_id, invoice["id"] if invoice else "-", (invoice or {}).get("number") or "-",
+                      f"{statement.total:.2f}", f"{stripe_total / 100:.2f}" if invoice else "(not sent)",
+                      invoice["status"] if invoice else "-", str(len(invoice["lines"]["data"])) if invoice else "-",
+                      outcome.state if not outcome.error else f"[red]{outcome.error}[/]",
+                      style=None if same else "red")
+    console.print(table)
+    console.print(f"Stripe totals equal statement totals: [bold]{equal}/{len(outcomes)}[/] "
+                  f"({sent} Stripe requests, rate cap {container.settings().stripe_max_requests_per_second:g}/s)")
+
+    before = len(double.requests)
+    service.push(month, [s.tenant_id for s in statements])
+    console.print(f"pushed again: {len(double.requests) - before} Stripe requests (every statement is done)")
+    events = double.events_of("invoice.finalized", "invoice.paid", "invoice.payment_failed")
+    counts = {t: sum(1 for e in events if e["type"] == t) for t in
+              ("invoice.finalized", "invoice.paid", "invoice.payment_failed")}
+    console.print("webhook events Stripe would send: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
+    return {"invoices": len(invoices), "equal": equal, "statements": len(outcomes), "declined": declined,
+            "requests": sent, "outcomes": [o.summary() for o in outcomes]}
