@@ -153,19 +153,23 @@ def test_when_sqs_is_down_too_the_answer_is_503_and_nothing_is_kept(env, post):
     assert stored(env)["events"] == 2
 
 
-def test_a_request_that_died_after_claiming_does_not_block_its_retry(env, post):
-    # Given a request claimed its events and then died (no commit, no release)
+def test_a_request_that_died_holding_the_lock_does_not_block_its_retry(env, post):
+    # Given a request took the tenant's lock, claimed its event and died (no commit, no release)
     make_tenant(quota=None)
     ledger = container.ledger()
     from billing.adapters.dynamodb import Claim
-    ledger.claim([Claim("acme-corp", "e-1")], "dead-batch", {Claim("acme-corp", "e-1"): 2_000_000_000})
-    # While its lease is live the event is reported in flight, not accepted and not lost
-    status, body, _ = post({"events": [usage("e-1")]})
-    assert body["in_flight"] == ["e-1"] and body["accepted"] == 0
-    # When the lease has run out, Then the retry takes the claim over and stores the event
-    ledger.LEASE_SECONDS = -1
-    import boto3 as b3
-    b3.client("dynamodb").update_item(TableName=env.settings.ledger_table, Key={"pk": {"S": "EVT#acme-corp#e-1"}},
+    with ledger.locked(["acme-corp"], "dead-batch"):
+        ledger.claim([Claim("acme-corp", "e-1")], "dead-batch", {Claim("acme-corp", "e-1"): 2_000_000_000})
+        import boto3 as b3
+        # (it never released the lock: put it back as the dead request left it)
+        lock = b3.client("dynamodb").get_item(TableName=env.settings.ledger_table, Key={"pk": {"S": "LOCK#acme-corp"}})["Item"]
+    b3.client("dynamodb").put_item(TableName=env.settings.ledger_table, Item=lock)
+    # While its lease is live, a retry waits and then gets 503 with Retry-After (nothing is lost)
+    ledger.lock_wait_seconds = 0.2
+    status, body, headers = post({"events": [usage("e-1")]})
+    assert status == 503 and headers["Retry-After"] == "1"
+    # When the lease has run out, Then the retry takes the lock and the abandoned claim over
+    b3.client("dynamodb").update_item(TableName=env.settings.ledger_table, Key={"pk": {"S": "LOCK#acme-corp"}},
                                       UpdateExpression="SET lease_until = :z", ExpressionAttributeValues={":z": {"N": "0"}})
     status, body, _ = post({"events": [usage("e-1")]})
-    assert body["accepted"] == 1 and stored(env)["events"] == 1
+    assert status == 202 and body["accepted"] == 1 and stored(env)["events"] == 1

@@ -48,7 +48,7 @@ def tenants() -> TenantRepository:
 
 @lru_cache(maxsize=1)
 def ledger() -> UsageLedger:
-    return UsageLedger(settings().ledger_table)
+    return UsageLedger(settings().ledger_table, lock_wait_seconds=settings().ingest_lock_wait_seconds)
 
 
 def reset() -> None:

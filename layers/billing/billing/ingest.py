@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from billing.adapters.clickhouse import StoredEvent
-from billing.adapters.dynamodb import Claim
+from billing.adapters.dynamodb import Claim, TenantBusy
 from billing.errors import (Conflict, Forbidden, InvalidRequest, NotFound, PaymentRequired, QuotaExceeded,
                             ServiceUnavailable, StoreUnavailable)
 from billing.events import UsageEvent
@@ -53,7 +53,6 @@ class IngestResult:
     accepted: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     rejected_for_quota: list[dict[str, Any]] = field(default_factory=list)
-    in_flight: list[str] = field(default_factory=list)
     queued: bool = False
     quota: dict[str, Any] | None = None
 
@@ -63,7 +62,6 @@ class IngestResult:
             "accepted": len(self.accepted),
             "duplicates": self.duplicates,
             "rejected_for_quota": self.rejected_for_quota,
-            "in_flight": self.in_flight,
             "queued": self.queued,
             **({"message": "ClickHouse was unavailable; accepted events are durably queued and will be "
                            "stored by the replay job"} if self.queued else {}),
@@ -108,15 +106,28 @@ class IngestService:
         priced = self._price(events, now)
         tenants = self._check_tenants(events, principal)
         batch_id = uuid.uuid4().hex
+        try:
+            with self.ledger.locked(tenants, batch_id):
+                result = self._admit_and_store(events, priced, tenants, batch_id)
+        except TenantBusy as busy:
+            raise ServiceUnavailable(f"tenant {busy} is busy with another batch; retry the request",
+                                     headers={"Retry-After": "1"}) from None
+        logger.info("usage batch accepted", extra={
+            "batch_id": batch_id, "tenants": sorted(tenants), "accepted": len(result.accepted),
+            "duplicates": len(result.duplicates), "rejected_for_quota": len(result.rejected_for_quota),
+            "queued": result.queued})
+        return result
+
+    def _admit_and_store(self, events: Sequence[UsageEvent], priced: dict[tuple[str, str], StoredEvent],
+                         tenants: dict[str, Tenant], batch_id: str) -> IngestResult:
         claims = {e.key: Claim(*e.key) for e in events}
         expiry = {claims[e.key]: self._claim_expiry(e) for e in events}
         outcome = self.ledger.claim(list(claims.values()), batch_id, expiry)
         claimed_keys = {(c.tenant_id, c.event_id) for c in outcome.claimed}
-        result = IngestResult(duplicates=[c.event_id for c in outcome.duplicates],
-                              in_flight=[c.event_id for c in outcome.in_flight])
+        result = IngestResult(duplicates=[c.event_id for c in outcome.duplicates])
         fresh = [e for e in events if e.key in claimed_keys]
 
-        admitted_queries, rejected, counted = self._admit(fresh, tenants, result)
+        rejected, counted = self._admit(fresh, tenants, result)
         rejected_keys = {e.key for e in rejected}
         if rejected:
             self.ledger.release([claims[k] for k in rejected_keys], batch_id)
@@ -134,9 +145,6 @@ class IngestService:
             raise
         self.ledger.commit_batch(batch_id, max(expiry.values()), events=len(to_store), queued=result.queued)
         result.accepted = [s.event_id for s in to_store]
-        logger.info("usage batch accepted", extra={
-            "batch_id": batch_id, "tenants": sorted({s.tenant_id for s in to_store}), "accepted": len(to_store),
-            "duplicates": len(result.duplicates), "rejected_for_quota": len(rejected), "queued": result.queued})
         return result
 
     # ------------------------------------------------------------------------------------------
@@ -207,7 +215,7 @@ class IngestService:
         return int(end.timestamp())
 
     def _admit(self, fresh: list[UsageEvent], tenants: dict[str, Tenant], result: IngestResult
-               ) -> tuple[list[UsageEvent], list[UsageEvent], dict[tuple[str, str], int]]:
+               ) -> tuple[list[UsageEvent], dict[tuple[str, str], int]]:
         """Admit each (tenant, month)'s queries with compare-and-set on its counter."""
         groups: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
         for event in fresh:
@@ -241,7 +249,7 @@ class IngestService:
                 result.rejected_for_quota.extend(
                     {"event_id": e.event_id, "tenant_id": e.tenant_id, "timestamp": iso(e.timestamp)}
                     for e in decision.rejected)
-        return admitted, rejected, counted
+        return rejected, counted
 
     def _quota_error(self, result: IngestResult) -> QuotaExceeded:
         quota = result.quota or {}

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     # Any other key may only write for tenants whose record lists that key id.
     platform_api_key_ids: list[str] = Field(default_factory=list)
 
+    # How long an ingest request waits for another batch of the same tenant (Lambda timeout is 30 s).
+    ingest_lock_wait_seconds: float = 20.0
     max_batch_events: int = 1000
     max_body_bytes: int = 1_000_000
     # How long an event id stays claimed after its month ends (the late-event window).

@@ -11,9 +11,10 @@ BillingTable  pk/sk, gsi1pk/gsi1sk            periods, statements, invoices, dun
 """
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -156,88 +157,97 @@ class Claim:
 @dataclass
 class ClaimOutcome:
     claimed: list[Claim]
-    duplicates: list[Claim]      # already stored (committed) events
-    in_flight: list[Claim]       # claimed by a live request that has not stored them yet
+    duplicates: list[Claim]      # already durably stored by an earlier request
+
+
+class TenantBusy(Exception):
+    """Another request holds a tenant's ingest lock for longer than we may wait."""
 
 
 class UsageLedger:
-    """Exactly-once admission and exact quota counting, with conditional writes only."""
+    """Exactly-once admission and exact quota counting.
 
-    LEASE_SECONDS = 120  # longer than the ingest Lambda timeout: an older uncommitted claim is abandoned
+    Writers of one tenant's usage take turns: a lease lock per tenant (a conditional put) makes the
+    read-classify-write of event claims and the quota counter race-free, while claims themselves go
+    in with BatchWriteItem (25 per call) rather than one conditional put each. A lock whose holder
+    died (its Lambda timed out) expires after LOCK_LEASE_SECONDS and is taken over; so are the claims
+    that holder wrote but never committed, since nothing of them was acknowledged.
+    """
 
-    def __init__(self, table: str, client: Any = None, *, workers: int = 16):
+    LOCK_LEASE_SECONDS = 90   # longer than the ingest Lambda timeout (30 s)
+
+    def __init__(self, table: str, client: Any = None, *, lock_wait_seconds: float = 10.0):
         self.table = table
         self.client = client or dynamodb_client()
-        self.workers = workers
+        self.lock_wait_seconds = lock_wait_seconds
 
-    # -- event claims ---------------------------------------------------------------------------
-    def claim(self, claims: Sequence[Claim], batch_id: str, expires_at: dict[Claim, int]) -> ClaimOutcome:
-        """Claim each event id for this batch. A claim whose batch committed is a duplicate; one whose
-        batch never committed and whose lease ran out (its request died) is taken over."""
-        now = int(time.time())
-        existing = self._get_items([c.pk for c in claims])
-        outcome = ClaimOutcome([], [], [])
-        batches = self._committed_batches({i["batch_id"]["S"] for i in existing.values()})
-        to_put: list[tuple[Claim, dict[str, Any] | None]] = []
-        for claim in claims:
-            item = existing.get(claim.pk)
-            if item is None:
-                to_put.append((claim, None))
-            elif item["batch_id"]["S"] in batches:
-                outcome.duplicates.append(claim)
-            elif int(item["lease_until"]["N"]) < now:
-                to_put.append((claim, item))
-            else:
-                outcome.in_flight.append(claim)
+    # -- per-tenant lease lock ------------------------------------------------------------------
+    @contextmanager
+    def locked(self, tenant_ids: Iterable[str], owner: str) -> Iterator[None]:
+        """Hold every tenant's lock (taken in sorted order, so two batches cannot deadlock)."""
+        held: list[str] = []
+        try:
+            for tenant_id in sorted(set(tenant_ids)):
+                self._acquire(tenant_id, owner)
+                held.append(tenant_id)
+            yield
+        finally:
+            for tenant_id in reversed(held):
+                self._release_lock(tenant_id, owner)
 
-        def put(entry: tuple[Claim, dict[str, Any] | None]) -> tuple[Claim, str]:
-            claim, previous = entry
-            item = {"pk": {"S": claim.pk}, "batch_id": {"S": batch_id},
-                    "lease_until": {"N": str(now + self.LEASE_SECONDS)},
-                    "expires_at": {"N": str(expires_at[claim])}}
-            if previous is None:
-                condition, values = "attribute_not_exists(pk)", None
-            else:
-                condition, values = "batch_id = :old", {":old": previous["batch_id"]}
+    def _acquire(self, tenant_id: str, owner: str) -> None:
+        deadline = time.monotonic() + self.lock_wait_seconds
+        attempt = 0
+        while True:
+            now = time.time()
             try:
-                kwargs: dict[str, Any] = dict(TableName=self.table, Item=item, ConditionExpression=condition)
-                if values:
-                    kwargs["ExpressionAttributeValues"] = values
-                self.client.put_item(**kwargs)
-                return claim, "claimed"
+                self.client.put_item(
+                    TableName=self.table,
+                    Item={"pk": {"S": f"LOCK#{tenant_id}"}, "owner": {"S": owner},
+                          "lease_until": {"N": f"{now + self.LOCK_LEASE_SECONDS:.3f}"},
+                          "expires_at": {"N": str(int(now) + 86_400)}},
+                    ConditionExpression="attribute_not_exists(pk) OR lease_until < :now OR #o = :me",
+                    ExpressionAttributeNames={"#o": "owner"},
+                    ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}, ":me": {"S": owner}})
+                return
             except ClientError as exc:
                 if not is_conditional_failure(exc):
                     raise
-                return claim, "raced"
+            if time.monotonic() >= deadline:
+                raise TenantBusy(tenant_id)
+            attempt += 1
+            time.sleep(random.uniform(0.001, min(0.1, 0.002 * 2 ** min(attempt, 6))))
 
-        results = self._parallel(put, to_put)
-        raced = [claim for claim, status in results if status == "raced"]
-        outcome.claimed.extend(claim for claim, status in results if status == "claimed")
-        if raced:  # someone else claimed it between our read and write: classify once more
-            again = self._get_items([c.pk for c in raced])
-            committed = self._committed_batches({i["batch_id"]["S"] for i in again.values()})
-            for claim in raced:
-                item = again.get(claim.pk)
-                owner = item["batch_id"]["S"] if item else None
-                if owner == batch_id:  # our own write landed; an SDK retry of it then failed the condition
-                    outcome.claimed.append(claim)
-                elif owner in committed:
-                    outcome.duplicates.append(claim)
-                else:
-                    outcome.in_flight.append(claim)
+    def _release_lock(self, tenant_id: str, owner: str) -> None:
+        try:
+            self.client.delete_item(TableName=self.table, Key={"pk": {"S": f"LOCK#{tenant_id}"}},
+                                    ConditionExpression="#o = :me", ExpressionAttributeNames={"#o": "owner"},
+                                    ExpressionAttributeValues={":me": {"S": owner}})
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
+
+    # -- event claims (caller holds the tenants' locks) ----------------------------------------
+    def claim(self, claims: Sequence[Claim], batch_id: str, expires_at: dict[Claim, int]) -> ClaimOutcome:
+        """Claim each event id for this batch. An id whose claiming batch committed is a duplicate;
+        an uncommitted claim belongs to a request that died (we hold the lock) and is taken over."""
+        existing = self._get_items([c.pk for c in claims])
+        committed = self._committed_batches({i["batch_id"]["S"] for i in existing.values()})
+        outcome = ClaimOutcome([], [])
+        for claim in claims:
+            item = existing.get(claim.pk)
+            if item is not None and item["batch_id"]["S"] in committed:
+                outcome.duplicates.append(claim)
+            else:
+                outcome.claimed.append(claim)
+        self._batch_write([{"PutRequest": {"Item": {
+            "pk": {"S": c.pk}, "batch_id": {"S": batch_id}, "expires_at": {"N": str(expires_at[c])}}}}
+            for c in outcome.claimed])
         return outcome
 
     def release(self, claims: Sequence[Claim], batch_id: str) -> None:
-        """Give claims back (their events were not stored), only where this batch still holds them."""
-        def delete(claim: Claim) -> None:
-            try:
-                self.client.delete_item(TableName=self.table, Key={"pk": {"S": claim.pk}},
-                                        ConditionExpression="batch_id = :b",
-                                        ExpressionAttributeValues={":b": {"S": batch_id}})
-            except ClientError as exc:
-                if not is_conditional_failure(exc):
-                    raise
-        self._parallel(delete, list(claims))
+        """Give claims back (their events were not stored); the caller still holds the locks."""
+        self._batch_write([{"DeleteRequest": {"Key": {"pk": {"S": c.pk}}}} for c in claims])
 
     def commit_batch(self, batch_id: str, expires_at: int, **attributes: Any) -> None:
         """Mark every claim of this batch as durably stored (in ClickHouse or the fallback queue)."""
@@ -261,11 +271,15 @@ class UsageLedger:
                 request = response.get("UnprocessedKeys") or {}
         return found
 
-    def _parallel(self, fn: Any, items: list[Any]) -> list[Any]:
-        if len(items) <= 1:
-            return [fn(i) for i in items]
-        with ThreadPoolExecutor(max_workers=min(self.workers, len(items))) as pool:
-            return list(pool.map(fn, items))
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        for start in range(0, len(requests), 25):
+            pending: dict[str, Any] = {self.table: requests[start:start + 25]}
+            attempt = 0
+            while pending:
+                pending = self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if pending:
+                    attempt += 1
+                    time.sleep(min(1.0, 0.01 * 2 ** attempt))
 
     # -- quota counters -------------------------------------------------------------------------
     def quota_used(self, tenant_id: str, month: str) -> tuple[int, int | None]:

@@ -1,0 +1,69 @@
+"""The local runner: loads Lambda handlers from functions/<name>/app.py and feeds them events, as
+Lambda would (moto does not run Lambda code)."""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from functools import lru_cache
+from types import ModuleType
+from typing import Any
+
+import boto3
+
+from billing.local.template import PROJECT_ROOT
+
+
+@dataclass
+class LocalContext:
+    function_name: str = "local"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:local"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 30_000
+
+
+@lru_cache(maxsize=None)
+def load_function(name: str) -> ModuleType:
+    """The handler module of functions/<name>/app.py (loaded once, like a warm Lambda)."""
+    path = PROJECT_ROOT / "functions" / name / "app.py"
+    spec = importlib.util.spec_from_file_location(f"functions.{name}.app", path)
+    assert spec and spec.loader, path
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def sqs_records(messages: list[dict[str, Any]], queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:local") -> dict:
+    return {"Records": [{
+        "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+        "attributes": {"ApproximateReceiveCount": m.get("Attributes", {}).get("ApproximateReceiveCount", "1")},
+        "messageAttributes": {}, "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn, "awsRegion": "us-east-1"} for m in messages]}
+
+
+def drain_queue(queue_url: str, function: str, *, max_rounds: int = 1000) -> tuple[int, int]:
+    """Deliver every message of a queue to a function's handler, deleting what it processed, the
+    way the SQS event source mapping does with ReportBatchItemFailures. Returns (processed, failed)."""
+    sqs = boto3.client("sqs")
+    handler = load_function(function).handler
+    processed = failed = 0
+    for _ in range(max_rounds):
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0,
+                                       AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
+        if not messages:
+            break
+        response = handler(sqs_records(messages), LocalContext(function_name=function))
+        failures = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
+        for message in messages:
+            if message["MessageId"] in failures:
+                failed += 1
+            else:
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                processed += 1
+        if failures:
+            break  # leave failed messages for a later drain (SQS would redeliver after the timeout)
+    return processed, failed
