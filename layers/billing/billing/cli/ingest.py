@@ -51,7 +51,6 @@ def ingest(file: Path = typer.Argument(..., exists=True, dir_okay=False, readabl
                 totals["accepted"] += len(result.accepted)
                 totals["duplicates"] += len(result.duplicates)
                 totals["rejected for quota"] += len(result.rejected_for_quota)
-                totals["in flight elsewhere"] += len(result.in_flight)
                 totals["queued (ClickHouse down)"] += len(result.accepted) if result.queued else 0
             except BillingError as error:
                 totals[f"refused: {error.code}"] += len(batch)
