@@ -35,7 +35,14 @@ def tenant_service() -> TenantService:
         return hasattr(exc, "response") and is_conditional_failure(exc)  # type: ignore[arg-type]
 
     return TenantService(tenants=container.tenants(), catalog=container.plan_catalog(),
-                         periods=container.periods(), cycle=billing_cycle(), is_conflict=is_conflict)
+                         periods=container.periods(), cycle=billing_cycle(), is_conflict=is_conflict,
+                         link_customer=_link_stripe_customer)
+
+
+def _link_stripe_customer(tenant_id: str) -> None:
+    from billing.invoicing import invoicing_service
+
+    invoicing_service().ensure_customer(tenant_id)
 
 
 def _reset() -> None:

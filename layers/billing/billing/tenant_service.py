@@ -92,7 +92,9 @@ def to_ms(instant: datetime) -> datetime:
 
 class TenantService:
     def __init__(self, *, tenants: Any, catalog: PlanCatalog, periods: Any, cycle: Any,
-                 is_conflict: Callable[[Exception], bool], clock: Callable[[], datetime] | None = None):
+                 is_conflict: Callable[[Exception], bool], clock: Callable[[], datetime] | None = None,
+                 link_customer: Callable[[str], object] | None = None):
+        self.link_customer = link_customer  # creates the Stripe customer once (billing.invoicing)
         self.tenants = tenants
         self.catalog = catalog
         self.periods = periods
@@ -135,7 +137,7 @@ class TenantService:
                         trial_ends_at=trial_ends_at, api_key_ids=request.api_key_ids)
         if self.tenants.create(tenant):
             logger.info("tenant created", extra={"tenant_id": tenant.id, "plan": request.plan})
-            return self.get(tenant.id), True
+            return self._linked(self.get(tenant.id)), True
         existing = self.get(tenant.id)
         same = (existing.plans[:1] == tenant.plans and existing.name == tenant.name and existing.email == tenant.email
                 and existing.trial_ends_at == tenant.trial_ends_at)
@@ -145,7 +147,20 @@ class TenantService:
         if not same:
             raise Conflict(f"tenant {tenant.id} exists already with different details",
                            details=[{"field": "id", "reason": "already taken"}])
-        return existing, False
+        return self._linked(existing), False
+
+    def _linked(self, tenant: Tenant) -> Tenant:
+        """The tenant with its Stripe customer, created once (a retried signup finds it). Best effort:
+        when Stripe is unreachable the signup still succeeds and the first invoice creates it."""
+        if self.link_customer is None or tenant.stripe_customer_id:
+            return tenant
+        try:
+            self.link_customer(tenant.id)
+        except Exception:
+            logger.warning("stripe customer not created at signup; the first invoice will create it",
+                           extra={"tenant_id": tenant.id}, exc_info=True)
+            return tenant
+        return self.get(tenant.id)
 
     def _trial_end(self, request: SignupRequest, effective_at: datetime) -> datetime | None:
         if request.trial_ends_at is not None:

@@ -456,6 +456,23 @@ def secret_key(settings: Settings) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _forget_cached_key() -> None:
+    """A container reset (tests, local runs) also forgets the key Powertools cached for max_age, so
+    a later environment never talks to Stripe with a key read in an earlier one."""
+    from aws_lambda_powertools.utilities import parameters
+
+    parameters.clear_caches()
+
+
+def _register_reset() -> None:
+    from billing import container
+
+    container.on_reset(_forget_cached_key)
+
+
+_register_reset()
+
+
 def _retryable(exc: stripe.StripeError) -> bool:
     headers = exc.headers or {}
     should = next((v for k, v in headers.items() if k.lower() == "stripe-should-retry"), None)
