@@ -16,6 +16,7 @@ import pytest
 from billing import container
 from billing.adapters.clickhouse import UsageStore
 from billing.local.aws import local_aws
+from billing.local.runner import api_gateway_event
 from billing.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -88,23 +89,6 @@ def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS_DIR / name).read_text())
 
 
-def api_event(body: Any, *, path: str = "/v1/events", method: str = "POST", api_key_id: str | None = "platform-key",
-              content_type: str = "application/json", base64: bool = False,
-              headers: dict[str, str] | None = None, path_parameters: dict[str, str] | None = None) -> dict[str, Any]:
-    """An API Gateway (REST, proxy) event as Lambda receives it."""
-    import base64 as b64
-
-    raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
-    raw_bytes = raw.encode() if isinstance(raw, str) else raw
-    event = json.loads((FIXTURES_DIR / "api_gateway_base.json").read_text())
-    event.update({
-        "resource": path, "path": path, "httpMethod": method,
-        "headers": {"Content-Type": content_type, **(headers or {})},
-        "multiValueHeaders": {},
-        "pathParameters": path_parameters,
-        "body": b64.b64encode(raw_bytes).decode() if base64 else raw_bytes.decode(),
-        "isBase64Encoded": base64,
-    })
-    event["requestContext"] = {**event["requestContext"], "resourcePath": path, "httpMethod": method, "path": path,
-                               "identity": {**event["requestContext"]["identity"], "apiKeyId": api_key_id}}
-    return event
+def api_event(body: Any, **kwargs: Any) -> dict[str, Any]:
+    """An API Gateway (REST, proxy) event as Lambda receives it (see billing.local.runner)."""
+    return api_gateway_event(body, **kwargs)

@@ -11,6 +11,7 @@ import pytest
 
 from billing import container
 from billing.tenants import PlanAssignment, Tenant
+from billing.local.runner import response_headers
 from tests.conftest import PROJECT_ROOT, api_event
 
 
@@ -51,9 +52,7 @@ def post(ingest_app, lambda_context):
     """POST a body to /v1/events through the real handler; returns (status, json body, headers)."""
     def _post(body: Any, **kw: Any) -> tuple[int, dict, dict]:
         response = ingest_app.handler(api_event(body, **kw), lambda_context)
-        headers = {**{k: v[-1] for k, v in (response.get("multiValueHeaders") or {}).items()},
-                   **(response.get("headers") or {})}
-        return response["statusCode"], json.loads(response["body"]), headers
+        return response["statusCode"], json.loads(response["body"]), response_headers(response)
     return _post
 
 

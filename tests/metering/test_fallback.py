@@ -7,54 +7,23 @@ import random
 import boto3
 
 from billing import container
-from billing.errors import StoreUnavailable
+from billing.local.faults import OutageStore
+from billing.local.runner import drain_queue
 from tests.metering.conftest import make_tenant, stored, usage
 
 
-class FlakyClickHouse:
-    """The real store, with injected outages: 'fail' refuses the insert, 'lost_ack' stores the block
-    but reports a timeout (the insert in fact succeeded)."""
-
-    def __init__(self, store, plan):
-        self.store, self.plan, self.calls = store, plan, 0
-
-    def insert_events(self, events):
-        mode = self.plan(self.calls)
-        self.calls += 1
-        if mode == "fail":
-            raise StoreUnavailable("injected: connection refused")
-        self.store.insert_events(events)
-        if mode == "lost_ack":
-            raise StoreUnavailable("injected: timeout after the insert was applied")
-
-
-def drain(env, replay_app, lambda_context) -> int:
-    """Run the replay Lambda on everything in the fallback queue, as the SQS trigger would."""
-    sqs = boto3.client("sqs")
-    url = env.settings.fallback_queue_url
-    replayed = 0
-    while True:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        if not messages:
-            return replayed
-        event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                              "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
-                              "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs",
-                              "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}
-                             for m in messages]}
-        response = replay_app.handler(event, lambda_context)
-        failed = {f["itemIdentifier"] for f in response["batchItemFailures"]}
-        for m in messages:
-            if m["MessageId"] not in failed:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-                replayed += 1
+def drain(env, *_: object) -> int:
+    """Run the replay Lambda over the fallback queue, as the SQS event source mapping would."""
+    processed, failed = drain_queue(env.settings.fallback_queue_url, "fallback_replay")
+    assert failed == 0
+    return processed
 
 
 def test_an_outage_queues_the_batch_with_202_and_the_replay_stores_it(env, post, replay_app, lambda_context):
     # Given ClickHouse refuses inserts
     make_tenant(quota=100)
     service = container.ingest_service()
-    service.store = FlakyClickHouse(env.store, lambda n: "fail")
+    service.store = OutageStore(env.store, lambda n: "fail")
     # When a batch arrives, Then it is acknowledged as queued
     status, body, _ = post({"events": [usage("e-1"), usage("e-2", ts="2025-11-03T12:00:01Z")]})
     assert status == 202 and body["queued"] is True and body["status"] == "queued"
@@ -75,7 +44,7 @@ def test_fault_injection_stream_every_event_lands_exactly_once(env, post, replay
     rng = random.Random(7)
     modes = {}
     service = container.ingest_service()
-    service.store = FlakyClickHouse(env.store, lambda n: modes.setdefault(n, rng.choice(["ok", "ok", "fail", "lost_ack"])))
+    service.store = OutageStore(env.store, lambda n: modes.setdefault(n, rng.choice(["ok", "ok", "fail", "lost_ack"])))
     expected = 0
     # When 30 batches of 20 events arrive, with client retries of some batches
     for b in range(30):
@@ -101,7 +70,7 @@ def test_fault_injection_stream_every_event_lands_exactly_once(env, post, replay
 def test_a_replayed_message_delivered_twice_is_stored_once(env, post, replay_app, lambda_context):
     make_tenant(quota=None)
     service = container.ingest_service()
-    service.store = FlakyClickHouse(env.store, lambda n: "fail")
+    service.store = OutageStore(env.store, lambda n: "fail")
     post({"events": [usage("e-1")]})
     sqs = boto3.client("sqs")
     body = sqs.receive_message(QueueUrl=env.settings.fallback_queue_url)["Messages"][0]["Body"]
@@ -117,7 +86,7 @@ def test_a_replayed_message_delivered_twice_is_stored_once(env, post, replay_app
 def test_a_replay_that_fails_is_reported_for_retry_and_later_succeeds(env, post, replay_app, lambda_context):
     make_tenant(quota=None)
     service = container.ingest_service()
-    service.store = FlakyClickHouse(env.store, lambda n: "fail")
+    service.store = OutageStore(env.store, lambda n: "fail")
     post({"events": [usage("e-1")]})
     body = boto3.client("sqs").receive_message(QueueUrl=env.settings.fallback_queue_url)["Messages"][0]["Body"]
     record = {"messageId": "m1", "receiptHandle": "r", "body": body, "attributes": {}, "messageAttributes": {},
@@ -137,7 +106,7 @@ def test_when_sqs_is_down_too_the_answer_is_503_and_nothing_is_kept(env, post):
     # Given ClickHouse and the fallback queue both fail
     make_tenant(quota=5)
     service = container.ingest_service()
-    service.store = FlakyClickHouse(env.store, lambda n: "fail")
+    service.store = OutageStore(env.store, lambda n: "fail")
     good_queue = service.fallback
     from billing.adapters.queues import SqsQueue
     service.fallback = SqsQueue(env.settings.fallback_queue_url + "-missing")

@@ -67,3 +67,35 @@ def drain_queue(queue_url: str, function: str, *, max_rounds: int = 1000) -> tup
         if failures:
             break  # leave failed messages for a later drain (SQS would redeliver after the timeout)
     return processed, failed
+
+
+def api_gateway_event(body: Any, *, path: str = "/v1/events", method: str = "POST",
+                      api_key_id: str | None = "platform-key", content_type: str = "application/json",
+                      base64: bool = False, headers: dict[str, str] | None = None,
+                      path_parameters: dict[str, str] | None = None,
+                      query: dict[str, str] | None = None) -> dict[str, Any]:
+    """An API Gateway REST (proxy integration) event, as Lambda receives it."""
+    import base64 as b64
+    import json
+
+    raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
+    raw_bytes = raw.encode() if isinstance(raw, str) else raw
+    return {
+        "resource": path, "path": path, "httpMethod": method,
+        "headers": {"Content-Type": content_type, **(headers or {})}, "multiValueHeaders": {},
+        "queryStringParameters": query, "multiValueQueryStringParameters": None,
+        "pathParameters": path_parameters, "stageVariables": None,
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "local", "resourceId": "local", "resourcePath": path,
+            "httpMethod": method, "path": f"/dev{path}", "stage": "dev",
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef", "requestTimeEpoch": 1762171200000,
+            "identity": {"apiKeyId": api_key_id, "sourceIp": "127.0.0.1", "userAgent": "billing-local"}},
+        "body": b64.b64encode(raw_bytes).decode() if base64 else raw_bytes.decode(),
+        "isBase64Encoded": base64,
+    }
+
+
+def response_headers(response: dict[str, Any]) -> dict[str, str]:
+    """Single- and multi-value headers of a proxy response, merged."""
+    return {**{k: v[-1] for k, v in (response.get("multiValueHeaders") or {}).items()},
+            **(response.get("headers") or {})}
