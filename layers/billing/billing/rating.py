@@ -164,15 +164,17 @@ def tier_label(tiers: Sequence[Tier], index: int) -> str:
 def _line(**kwargs: object) -> StatementLine:
     exact = kwargs.pop("exact")
     assert isinstance(exact, Decimal)
-    return StatementLine(amount_exact=_stored_exact(exact), amount=round_cents(exact), **kwargs)  # type: ignore[arg-type]
+    # Fields are built typed right here, so validation is skipped (rating 1,000 tenants must stay fast).
+    return StatementLine.model_construct(amount_exact=_stored_exact(exact), amount=round_cents(exact),  # type: ignore[arg-type]
+                                         **{"unit_price": None, "plan": None, "adjustment_month": None, **kwargs})
 
 
 def _stored_exact(value: Decimal) -> Decimal:
-    with localcontext() as ctx:
-        ctx.prec = 60
-        if value == value.quantize(EXACT_PLACES):
-            return value.normalize() if value else ZERO
-        return value.quantize(EXACT_PLACES)
+    """Terminating amounts are kept as they are; others (proration) to 15 places. Rounding to cents
+    always uses the full value (a proration is never within 1e-9 of a half cent unless exactly on it)."""
+    if value.as_tuple().exponent >= -15:  # type: ignore[operator]
+        return value
+    return value.quantize(EXACT_PLACES)
 
 
 def _fmt_price(value: Decimal) -> str:
@@ -188,6 +190,7 @@ class Rater:
 
     def __init__(self, catalog: PlanCatalog):
         self.catalog = catalog
+        self._digests: dict[tuple[str, ...], str] = {}
 
     def segments(self, tenant: Tenant, month: Month) -> list[Segment]:
         return pricing_segments(tenant, month)
@@ -215,7 +218,7 @@ class Rater:
         final = is_final(tenant, month)
         invoice_day = utc(tenant.canceled_at).date() if final else month.last_day.date()  # type: ignore[union-attr]
         used_plans = sorted({s.plan for s in segments} | {s.plan for x in late for s in self.segments(tenant, x.month)})
-        return Statement(
+        return Statement.model_construct(
             statement_id=Statement.make_id(tenant.id, str(month)), tenant_id=tenant.id, month=str(month),
             currency=self.catalog.currency, period_start=period[0], period_end=period[1], is_final=final,
             invoice_date=invoice_day.isoformat(), lines=lines, total=sum((l.amount for l in lines), ZERO),
@@ -231,6 +234,12 @@ class Rater:
             })
 
     def plans_digest(self, plan_ids: Sequence[str]) -> str:
+        key = tuple(plan_ids)
+        if key not in self._digests:
+            self._digests[key] = self._digest(key)
+        return self._digests[key]
+
+    def _digest(self, plan_ids: Sequence[str]) -> str:
         document = [self.catalog.get(p).model_dump(mode="json") for p in plan_ids]
         return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
 

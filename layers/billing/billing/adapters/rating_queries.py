@@ -40,10 +40,11 @@ class RatingQueries:
                     ) -> dict[str, MonthUsage]:
         """Usage per pricing segment for every tenant in ``segments`` (tenant_id -> its segments).
 
-        One GROUP BY tenant over the month gives every tenant's totals, and the segment usage of
-        tenants whose single segment spans the whole month; other tenants get one countIf/sumIf
-        query each (one scan of that tenant's rows)."""
-        params: dict[str, Any] = {"start": ms(month.start), "end": ms(month.end)}
+        Two scans: one GROUP BY tenant over the month's partition gives every tenant's totals (and the
+        usage of tenants whose single segment spans the month); one GROUP BY (tenant, segment) over
+        the rows of the other tenants only (primary key on tenant_id) gives their segments, each row's
+        segment being the number of segment starts at or before its timestamp."""
+        params: dict[str, Any] = {"partition": f"{month.year:04d}{month.month:02d}"}
         stored = ""
         if cutoff is not None:
             stored = f" AND stored_at <= {_ts('cutoff')}"
@@ -52,11 +53,12 @@ class RatingQueries:
             f"""
             SELECT tenant_id, count(), sum(queries), sum(input_tokens + output_tokens), sum(cost_usd)
             FROM usage_events FINAL
-            WHERE timestamp >= {_ts('start')} AND timestamp < {_ts('end')}{stored}
+            WHERE _partition_id = {{partition:String}}{stored}
             GROUP BY tenant_id
             """, params)
         totals = {r[0]: Usage(int(r[1]), int(r[2]), int(r[3]), Decimal(r[4])) for r in rows}
         result: dict[str, MonthUsage] = {}
+        split: dict[str, Sequence[Segment]] = {}
         for tenant_id, segs in segments.items():
             total = totals.get(tenant_id, Usage())
             if not segs:
@@ -66,29 +68,36 @@ class RatingQueries:
             elif len(segs) == 1 and segs[0].start == month.start and segs[0].end == month.end:
                 result[tenant_id] = MonthUsage((total,), total)
             else:
-                result[tenant_id] = MonthUsage(self.segment_usage(tenant_id, segs, month, cutoff), total)
+                split[tenant_id] = segs
+        if split:
+            per_segment = self._split_usage(split, params, stored)
+            for tenant_id, segs in split.items():
+                found = per_segment.get(tenant_id, {})
+                result[tenant_id] = MonthUsage(tuple(found.get(i + 1, Usage()) for i in range(len(segs))),
+                                               totals[tenant_id])
         return result
 
-    def segment_usage(self, tenant_id: str, segments: Sequence[Segment], month: Month,
-                      cutoff: datetime | None, *, stored_after: datetime | None = None) -> tuple[Usage, ...]:
-        params: dict[str, Any] = {"t": tenant_id, "start": ms(month.start), "end": ms(month.end)}
-        where = [f"tenant_id = {{t:String}}", f"timestamp >= {_ts('start')}", f"timestamp < {_ts('end')}"]
-        if cutoff is not None:
-            where.append(f"stored_at <= {_ts('cutoff')}")
-            params["cutoff"] = ms(cutoff)
-        if stored_after is not None:
-            where.append(f"stored_at > {_ts('after')}")
-            params["after"] = ms(stored_after)
-        columns = []
-        for i, seg in enumerate(segments):
-            params[f"s{i}"], params[f"e{i}"] = ms(seg.start), ms(seg.end)
-            cond = f"timestamp >= {_ts(f's{i}')} AND timestamp < {_ts(f'e{i}')}"
-            columns += [f"countIf({cond})", f"sumIf(queries, {cond})",
-                        f"sumIf(input_tokens + output_tokens, {cond})", f"sumIf(cost_usd, {cond})"]
-        row = self.store.query(
-            f"SELECT {', '.join(columns)} FROM usage_events FINAL WHERE {' AND '.join(where)}", params)[0]
-        return tuple(Usage(int(row[4 * i]), int(row[4 * i + 1]), int(row[4 * i + 2]), Decimal(row[4 * i + 3]))
-                     for i in range(len(segments)))
+    def _split_usage(self, split: Mapping[str, Sequence[Segment]], params: dict[str, Any], stored: str
+                     ) -> dict[str, dict[int, Usage]]:
+        """{tenant: {1-based segment index: usage}}; index 0 (before the first segment) and
+        len(segments) + 1 (after the last one ends) are outside every segment and dropped."""
+        ids = sorted(split)
+        bounds = [[ms(s.start) for s in split[t]] + [ms(split[t][-1].end)] for t in ids]
+        rows = self.store.query(
+            f"""
+            SELECT tenant_id,
+                   arrayCount(b -> b <= toUnixTimestamp64Milli(timestamp),
+                              {{bounds:Array(Array(Int64))}}[indexOf({{ids:Array(String)}}, tenant_id)]) AS segment,
+                   count(), sum(queries), sum(input_tokens + output_tokens), sum(cost_usd)
+            FROM usage_events FINAL
+            WHERE _partition_id = {{partition:String}} AND tenant_id IN {{ids:Array(String)}}{stored}
+            GROUP BY tenant_id, segment
+            """, {**params, "ids": ids, "bounds": bounds})
+        out: dict[str, dict[int, Usage]] = defaultdict(dict)
+        for r in rows:
+            if 1 <= int(r[1]) <= len(split[r[0]]):
+                out[r[0]][int(r[1])] = Usage(int(r[2]), int(r[3]), int(r[4]), Decimal(r[5]))
+        return out
 
     # ------------------------------------------------------------------------------------------
     def late_usage(self, month: Month, *, lower: datetime, upper: datetime | None,
@@ -108,20 +117,24 @@ class RatingQueries:
         if upper is not None:
             upper_sql = f" AND stored_at <= {_ts('upper')}"
             params["upper"] = ms(upper)
+        late_rows = self.store.query(
+            f"""
+            SELECT DISTINCT tenant_id, event_id FROM usage_events
+            WHERE timestamp >= {_ts('first')} AND timestamp < {_ts('start')} AND stored_at > {_ts('lower')}{upper_sql}
+            """, params)
+        if not late_rows:
+            return {}
         candidates = self.store.query(
             f"""
             SELECT tenant_id, event_id, any(timestamp), min(stored_at), any(queries),
                    any(input_tokens + output_tokens), any(cost_usd)
             FROM usage_events
             WHERE timestamp >= {_ts('first')} AND timestamp < {_ts('start')}
-              AND (tenant_id, event_id) IN (
-                  SELECT tenant_id, event_id FROM usage_events
-                  WHERE timestamp >= {_ts('first')} AND timestamp < {_ts('start')}
-                    AND stored_at > {_ts('lower')}{upper_sql})
+              AND tenant_id IN {{tenants:Array(String)}} AND (tenant_id, event_id) IN {{pairs:Array(Tuple(String, String))}}
             GROUP BY tenant_id, event_id
             HAVING min(stored_at) > {_ts('lower')}
             ORDER BY tenant_id, event_id
-            """, params)
+            """, {**params, "tenants": sorted({r[0] for r in late_rows}), "pairs": [tuple(r) for r in late_rows]})
         grouped: dict[tuple[str, Month], list[tuple[Any, ...]]] = defaultdict(list)
         for row in candidates:
             m = Month.of(utc(row[2]))
@@ -166,6 +179,6 @@ class RatingQueries:
     def month_totals_scan(self, month: Month) -> list[tuple[Any, ...]]:
         """A plain GROUP BY scan of the month (the bench's reference point)."""
         return self.store.query(
-            f"""SELECT tenant_id, count(), sum(queries), sum(input_tokens + output_tokens), sum(cost_usd)
-                FROM usage_events WHERE timestamp >= {_ts('start')} AND timestamp < {_ts('end')}
-                GROUP BY tenant_id""", {"start": ms(month.start), "end": ms(month.end)})
+            """SELECT tenant_id, count(), sum(queries), sum(input_tokens + output_tokens), sum(cost_usd)
+                FROM usage_events WHERE _partition_id = {partition:String}
+                GROUP BY tenant_id""", {"partition": f"{month.year:04d}{month.month:02d}"})
