@@ -1,0 +1,169 @@
+"""Dashboard load time at scale: N usage events for ~1,000 tenants with one large tenant, then every
+panel (and variable) query of every Grafana dashboard, timed for the largest tenant.
+
+    python bench/dashboard_bench.py                       # 10,000,000 events, embedded chdb
+    python bench/dashboard_bench.py --events 1000000      # quicker
+    python bench/dashboard_bench.py --url http://default:@localhost:8123 --keep   # a server; keep data
+
+Events are generated inside ClickHouse (INSERT ... SELECT FROM numbers()), so the materialized views
+fill usage_hourly and usage_daily exactly as real inserts do. Target: a whole dashboard < 1 s.
+Prints figures only; nothing is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+from billing.adapters.clickhouse import UsageStore  # noqa: E402
+from billing.local.grafana import TimeRange, load_dashboards, render  # noqa: E402
+from billing.periods import Month  # noqa: E402
+from billing.pricing import PriceBook  # noqa: E402
+from billing.settings import PACKAGE_CONFIG  # noqa: E402
+
+MODELS = ["gpt-4o-mini", "gpt-4o", "claude-3-5-haiku", "text-embedding-3-small"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=10_000_000, help="events to generate (default 10,000,000)")
+    p.add_argument("--tenants", type=int, default=1000, help="number of tenants (default 1000)")
+    p.add_argument("--largest-share", type=float, default=0.2,
+                   help="share of all events that belong to the largest tenant (default 0.2)")
+    p.add_argument("--month", default="2025-11", help="month the events fall in (default 2025-11)")
+    p.add_argument("--repeat", type=int, default=5, help="timed runs per query after the first (default 5)")
+    p.add_argument("--url", default=None, help="CLICKHOUSE_URL (default: a fresh embedded chdb in a temp dir)")
+    p.add_argument("--database", default=None, help="database name (default: a fresh bench_* database)")
+    p.add_argument("--keep", action="store_true", help="keep the database afterwards (e.g. to open Grafana on it)")
+    return p.parse_args(argv)
+
+
+def generate(store: UsageStore, events: int, tenants: int, largest_share: float, month: Month) -> None:
+    """One INSERT ... SELECT: skewed tenants, four models, costs priced with the price book's rates."""
+    version = PriceBook.load(PACKAGE_CONFIG / "pricebook.yaml").version_at(month.start)
+    inputs = ", ".join(f"toDecimal128('{version.models[m].input_per_1m}', 9)" for m in MODELS)
+    outputs = ", ".join(f"toDecimal128('{version.models[m].output_per_1m}', 9)" for m in MODELS)
+    factor = f"toDecimal128('{1 + version.markup}', 9)"
+    storage = f"toDecimal128('{version.storage_per_gb}', 9)"
+    largest = int(largest_share * 1_000_000)
+    store.client.command(f"""
+        INSERT INTO usage_events
+            (tenant_id, event_id, timestamp, type, model, queries, input_tokens, output_tokens, bytes,
+             cost_usd, price_version, accepted_at)
+        SELECT tenant_id, event_id, ts, type, model, queries, input_tokens, output_tokens, bytes,
+               toDecimal128(((toDecimal128(input_tokens, 0) * [{inputs}][m + 1]
+                             + toDecimal128(output_tokens, 0) * [{outputs}][m + 1]) / 1000000
+                             + toDecimal128(bytes, 0) * {storage} / 1000000000) * {factor}, 9) AS cost_usd,
+               '{version.version_id}' AS price_version, ts AS accepted_at
+        FROM (
+            SELECT number,
+                   if(cityHash64(number, 1) % 1000000 < {largest}, 'tenant-0000',
+                      concat('tenant-', leftPad(toString(1 + toUInt32(pow((cityHash64(number, 2) % 1000000) / 1e6, 2)
+                                                                     * {tenants - 1})), 4, '0'))) AS tenant_id,
+                   concat('e-', toString(number)) AS event_id,
+                   toDateTime64('{month.start:%Y-%m-%d %H:%M:%S}', 3, 'UTC')
+                       + toIntervalMillisecond(cityHash64(number, 3) % {month.seconds * 1000}) AS ts,
+                   cityHash64(number, 4) % 10 AS kind,
+                   multiIf(kind < 7, 'query', kind < 9, 'embedding', 'storage') AS type,
+                   multiIf(kind < 7, cityHash64(number, 5) % 3, kind < 9, 3, 0) AS m,
+                   if(type = 'storage', '', [{", ".join(f"'{x}'" for x in MODELS)}][m + 1]) AS model,
+                   toUInt8(type = 'query') AS queries,
+                   if(type = 'storage', 0, cityHash64(number, 6) % 4000) AS input_tokens,
+                   if(type = 'query', cityHash64(number, 7) % 1000, 0) AS output_tokens,
+                   multiIf(type = 'storage', cityHash64(number, 8) % 100000000,
+                           type = 'query', cityHash64(number, 9) % 8192, 0) AS bytes
+            FROM numbers({events})
+        )
+    """)
+    store.client.command(f"""
+        INSERT INTO tenant_quotas (tenant_id, plan, query_quota, updated_at)
+        SELECT concat('tenant-', leftPad(toString(number), 4, '0')),
+               ['starter', 'pro', 'enterprise'][number % 3 + 1],
+               if(number = 0, 5000000, [10000, 100000, 1000000][number % 3 + 1]),
+               now64(3)
+        FROM numbers({tenants})
+    """)
+
+
+def timed(store: UsageStore, sql: str, repeat: int) -> tuple[float, float, int]:
+    """(first run s, median of the following runs s, rows returned)."""
+    start = time.perf_counter()
+    rows = store.query(sql)
+    first = time.perf_counter() - start
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        store.query(sql)
+        runs.append(time.perf_counter() - start)
+    return first, statistics.median(runs) if runs else first, len(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    month = Month.parse(args.month)
+    url = args.url or f"chdb://{Path(tempfile.gettempdir()) / f'billing-bench-chdb-{uuid.uuid4().hex[:8]}'}"
+    database = args.database or f"bench_{uuid.uuid4().hex[:8]}"
+    store = UsageStore.from_url(url, database, timeout_s=600)
+    store.migrate()
+    engine = store.query("SELECT version()")[0][0]
+    print(f"ClickHouse {engine} at {url.split('@')[-1]}, database {database}; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+
+    start = time.perf_counter()
+    generate(store, args.events, args.tenants, args.largest_share, month)
+    took = time.perf_counter() - start
+    counts = store.query("SELECT count(), uniqExact(tenant_id) FROM usage_events")[0]
+    rollups = {t: store.query(f"SELECT count() FROM {t}")[0][0] for t in ("usage_hourly", "usage_daily")}
+    print(f"generated {counts[0]:,} events for {counts[1]:,} tenants in {took:.1f} s "
+          f"({counts[0] / took:,.0f} events/s); usage_hourly {rollups['usage_hourly']:,} rows, "
+          f"usage_daily {rollups['usage_daily']:,} rows")
+    tenant, tenant_events = store.query(
+        "SELECT tenant_id, count() AS n FROM usage_events GROUP BY tenant_id ORDER BY n DESC LIMIT 1")[0]
+    print(f"largest tenant {tenant}: {tenant_events:,} events ({100 * tenant_events / counts[0]:.1f}%)")
+
+    time_range = TimeRange.of(month.start, month.end - timedelta(seconds=1), interval=timedelta(hours=1))
+    print(f"\ntime range {args.month} (whole month), tenant={tenant}; first run, then median of {args.repeat}")
+    print(f"{'dashboard / panel':<70} {'first ms':>9} {'median ms':>10} {'rows':>6}")
+    verdicts = []
+    for board in load_dashboards(ROOT / "dashboards"):
+        total_first = total_median = 0.0
+        for query in board.queries():
+            sql = render(query.raw_sql, time_range, {"tenant": tenant})
+            first, median, rows = timed(store, sql, args.repeat)
+            total_first += first
+            total_median += median
+            label = f"{board.title} / {query.title}" + (" (variable)" if query.kind == "variable" else "")
+            print(f"{label[:70]:<70} {first * 1000:9.1f} {median * 1000:10.1f} {rows:6d}")
+        verdict = "OK" if total_median < 1.0 else "OVER TARGET"
+        verdicts.append(verdict)
+        print(f"{'  = whole dashboard, queries run one after another':<70} {total_first * 1000:9.1f} "
+              f"{total_median * 1000:10.1f}   {verdict} (target < 1000 ms)")
+
+    # The same month-to-date figure straight from usage_events, for reference and as a cross-check.
+    raw = f"""SELECT sum(cost_usd) FROM usage_events FINAL WHERE tenant_id = '{tenant}'
+              AND timestamp >= toDateTime64('{month.start:%Y-%m-%d %H:%M:%S}', 3, 'UTC')
+              AND timestamp < toDateTime64('{month.end:%Y-%m-%d %H:%M:%S}', 3, 'UTC')"""
+    first, median, _ = timed(store, raw, max(1, args.repeat // 2))
+    rollup = store.query(f"SELECT sum(cost_usd) FROM usage_daily WHERE tenant_id = '{tenant}'")[0][0]
+    exact = store.query(raw)[0][0]
+    print(f"\nreference: month cost from usage_events FINAL (what billing reads): first {first * 1000:.0f} ms, "
+          f"median {median * 1000:.0f} ms")
+    print(f"cross-check: rollup month cost {rollup} == usage_events FINAL {exact}: {rollup == exact}")
+
+    if not args.keep:
+        store.client.command(f"DROP DATABASE IF EXISTS {database}")
+    else:
+        print(f"kept database {database} at {url}")
+    return 0 if all(v == "OK" for v in verdicts) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

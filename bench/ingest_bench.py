@@ -1,0 +1,315 @@
+"""Ingest throughput: usage events through the ingest code path in batches of 500, next to a raw
+clickhouse-connect insert of the same rows, in the same run and the same ClickHouse.
+
+    python bench/ingest_bench.py                      # 20,000 events per path (a quick run)
+    python bench/ingest_bench.py --events 1000000     # the issue's full size (slow: see below)
+    python bench/ingest_bench.py --paths raw,service  # skip the Lambda handler path
+
+Paths, each on its own rows (event ids differ, the priced content is the same):
+  raw      clickhouse-connect ``client.insert`` of the priced rows into a fresh usage_events
+           (materialized views included), 500 rows a call; no validation, dedup or quota.
+  service  ``billing.container.ingest_service().ingest(events)`` after ``parse_batch``: validation,
+           pricing, DynamoDB ledger claims + quota compare-and-set, ClickHouse insert, batch commit.
+  handler  ``functions/ingest/app.py`` ``handler(event, context)`` with an API Gateway event whose body
+           is the JSON batch: Powertools resolver, parsing, the same service, the 202 response.
+
+AWS is moto, in process (billing.local.aws.local_aws); ClickHouse is embedded chdb unless --url.
+moto's DynamoDB is much slower per call than the real service and runs in this same process, so
+the figures break the time down: DynamoDB ledger calls, ClickHouse inserts, everything else.
+Peak memory: the process's peak RSS after each path, and tracemalloc's peak over a sample of
+handler batches. Prints figures only; nothing is asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+from billing import container  # noqa: E402
+from billing.adapters.clickhouse import EVENT_COLUMNS, StoredEvent, UsageStore  # noqa: E402
+from billing.events import parse_batch  # noqa: E402
+from billing.local.aws import local_aws  # noqa: E402
+from billing.periods import Month, iso  # noqa: E402
+from billing.tenants import PlanAssignment, Tenant  # noqa: E402
+
+MONTH = Month(2025, 11)
+MODELS = ["gpt-4o-mini", "gpt-4o", "claude-3-5-haiku"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=20_000, help="events per path (default 20,000; issue: 1,000,000)")
+    p.add_argument("--batch", type=int, default=500, help="events per batch (default 500)")
+    p.add_argument("--tenants", type=int, default=20, help="tenants the events spread over (default 20)")
+    p.add_argument("--paths", default="raw,service,handler", help="comma list of raw, service, handler")
+    p.add_argument("--url", default=None, help="CLICKHOUSE_URL (default: a fresh embedded chdb in a temp dir)")
+    p.add_argument("--tracemalloc-batches", type=int, default=10,
+                   help="handler batches measured with tracemalloc afterwards (default 10; 0 = skip)")
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------------------------- data
+def wire_batch(prefix: str, index: int, size: int, tenants: int) -> list[dict[str, Any]]:
+    """Deterministic wire-format events of batch ``index`` (the same content for every path)."""
+    rng = random.Random(index)
+    events = []
+    for i in range(size):
+        ts = MONTH.start + timedelta(seconds=rng.randrange(MONTH.seconds))
+        kind = rng.random()
+        event: dict[str, Any] = {"event_id": f"{prefix}-{index}-{i}", "tenant_id": f"bench-{rng.randrange(tenants):03d}",
+                                 "timestamp": iso(ts)}
+        if kind < 0.7:
+            event.update(type="query", model=rng.choice(MODELS), input_tokens=rng.randrange(4000),
+                         output_tokens=rng.randrange(1000), bytes=rng.randrange(8192))
+        elif kind < 0.9:
+            event.update(type="embedding", model="text-embedding-3-small", input_tokens=rng.randrange(4000))
+        else:
+            event.update(type="storage", bytes=rng.randrange(10**8))
+        events.append(event)
+    return events
+
+
+def priced_rows(raw: list[dict[str, Any]]) -> list[list[Any]]:
+    book = container.price_book()
+    now = MONTH.end
+    rows = []
+    for event in parse_batch(raw, len(raw)):
+        cost = book.cost(event)
+        rows.append(StoredEvent(event.tenant_id, event.event_id, event.timestamp, event.type, event.model or "",
+                                event.queries, event.input_tokens, event.output_tokens, event.bytes,
+                                cost.cost_usd, cost.price_version, now).row())
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------- timing
+class Clock:
+    """Accumulated seconds per label."""
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+
+class Timed:
+    """Wraps an object so every public method call adds its duration to ``clock`` under ``label``."""
+    def __init__(self, inner: Any, label: str, clock: Clock):
+        self._inner, self._label, self._clock = inner, label, clock
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name.startswith("_") or not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self._clock.seconds[self._label] += time.perf_counter() - start
+                self._clock.calls[self._label] += 1
+        return call
+
+
+@dataclass
+class Result:
+    path: str
+    events: int
+    seconds: float
+    breakdown: dict[str, float]
+    peak_rss_mb: float
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def run_batches(n_batches: int, prepare: Callable[[int], Any], work: Callable[[Any], None]) -> float:
+    """Seconds spent in ``work`` only (data preparation is outside the timer)."""
+    total = 0.0
+    for index in range(n_batches):
+        item = prepare(index)
+        start = time.perf_counter()
+        work(item)
+        total += time.perf_counter() - start
+    return total
+
+
+# ---------------------------------------------------------------------------------------------- paths
+def bench_raw(args: argparse.Namespace, url: str, n_batches: int) -> Result:
+    store = UsageStore.from_url(url, f"bench_raw_{uuid.uuid4().hex[:6]}", timeout_s=600)
+    store.migrate()
+    client = store.client
+    seconds = run_batches(
+        n_batches, lambda i: priced_rows(wire_batch("raw", i, args.batch, args.tenants)),
+        lambda rows: client.insert("usage_events", rows, column_names=EVENT_COLUMNS))
+    stored = store.query("SELECT count() FROM usage_events")[0][0]
+    assert stored == n_batches * args.batch, f"raw path stored {stored}"
+    return Result("raw", stored, seconds, {"clickhouse insert": seconds}, peak_rss_mb())
+
+
+def instrument() -> Clock:
+    clock = Clock()
+    service = container.ingest_service()
+    service.ledger = Timed(service.ledger, "dynamodb ledger (moto)", clock)
+    service.tenants = Timed(service.tenants, "dynamodb tenants (moto)", clock)
+    service.periods = Timed(service.periods, "dynamodb periods (moto)", clock)
+    service.store = Timed(service.store, "clickhouse insert", clock)
+    return clock
+
+
+def breakdown(total: float, clock: Clock) -> dict[str, float]:
+    parts = dict(clock.seconds)
+    parts["everything else (validation, pricing, HTTP, logging)"] = total - sum(parts.values())
+    clock.seconds.clear()
+    return parts
+
+
+def bench_service(args: argparse.Namespace, n_batches: int, clock: Clock) -> Result:
+    service = container.ingest_service()
+
+    def work(raw: list[dict[str, Any]]) -> None:
+        result = service.ingest(parse_batch(raw, container.settings().max_batch_events), None)
+        if len(result.accepted) != len(raw):
+            raise RuntimeError(f"service accepted {len(result.accepted)} of {len(raw)}: {result.body()}")
+
+    seconds = run_batches(n_batches, lambda i: wire_batch("svc", i, args.batch, args.tenants), work)
+    return Result("service", n_batches * args.batch, seconds, breakdown(seconds, clock), peak_rss_mb())
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "bench-ingest"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:bench-ingest"
+    aws_request_id: str = "bench"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 30_000
+
+
+def load_handler() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_ingest_app", ROOT / "functions" / "ingest" / "app.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def api_event(body: str) -> dict[str, Any]:
+    event = json.loads((ROOT / "events" / "ingest.json").read_text())
+    event["headers"] = {"Content-Type": "application/json", "x-api-key": "bench"}
+    event["requestContext"]["identity"]["apiKeyId"] = "platform-key"
+    event["body"] = body
+    return event
+
+
+def bench_handler(args: argparse.Namespace, n_batches: int, clock: Clock, app: Any, prefix: str = "hdl") -> Result:
+    context = LambdaContext()
+
+    def work(event: dict[str, Any]) -> None:
+        response = app.handler(event, context)
+        if response["statusCode"] != 202:
+            raise RuntimeError(f"handler answered {response['statusCode']}: {response['body'][:300]}")
+
+    def prepare(i: int) -> dict[str, Any]:
+        return api_event(json.dumps({"events": wire_batch(prefix, i, args.batch, args.tenants)}))
+
+    seconds = run_batches(n_batches, prepare, work)
+    return Result("handler", n_batches * args.batch, seconds, breakdown(seconds, clock), peak_rss_mb())
+
+
+# ---------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    n_batches = max(1, args.events // args.batch)
+    url = args.url or f"chdb://{Path(tempfile.gettempdir()) / f'billing-ingest-bench-{uuid.uuid4().hex[:8]}'}"
+    results: list[Result] = []
+    print(f"{n_batches * args.batch:,} events per path in batches of {args.batch}, {args.tenants} tenants, "
+          f"ClickHouse {url.split('@')[-1]}, AWS = moto (in process); {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
+
+    with local_aws(prefix=f"bench{uuid.uuid4().hex[:6]}") as resources:
+        os.environ.update({
+            "CLICKHOUSE_URL": url, "CLICKHOUSE_DATABASE": f"bench_ingest_{uuid.uuid4().hex[:6]}",
+            "TENANTS_TABLE": resources["tenants_table"], "LEDGER_TABLE": resources["ledger_table"],
+            "BILLING_TABLE": resources["billing_table"], "FALLBACK_QUEUE_URL": resources["fallback_queue_url"],
+            "INVOICING_QUEUE_URL": resources["invoicing_queue_url"], "INVOICES_BUCKET": resources["invoices_bucket"],
+            "PLATFORM_API_KEY_IDS": '["platform-key"]', "CLICKHOUSE_INSERT_TIMEOUT_S": "600",
+            "POWERTOOLS_METRICS_NAMESPACE": "Billing", "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true",
+        })
+        container.reset()
+        container.usage_store().migrate()
+        for t in range(args.tenants):  # enterprise: a 1,000,000-query monthly quota each
+            container.tenants().create(Tenant(id=f"bench-{t:03d}", plans=[
+                PlanAssignment(plan="enterprise", effective_at=MONTH.start - timedelta(days=31))]))
+        clock = instrument()
+        app = load_handler() if "handler" in paths or args.tracemalloc_batches else None
+        for path in paths:
+            gc.collect()
+            if path == "raw":
+                results.append(bench_raw(args, url, n_batches))
+            elif path == "service":
+                results.append(bench_service(args, n_batches, clock))
+            elif path == "handler":
+                results.append(bench_handler(args, n_batches, clock, app))
+            else:
+                raise SystemExit(f"unknown path {path!r}")
+            r = results[-1]
+            print(f"  {r.path:<8} {r.events:>10,} events in {r.seconds:8.1f} s = {r.rate:>10,.0f} events/s")
+        stored = container.usage_store().query("SELECT count() FROM usage_events")[0][0]
+        expected = sum(r.events for r in results if r.path != "raw")
+        print(f"  check: usage_events holds {stored:,} rows from service+handler (expected {expected:,})")
+
+        traced = None
+        if args.tracemalloc_batches and app is not None:
+            tracemalloc.start()
+            bench_handler(args, args.tracemalloc_batches, clock, app, prefix="mem")
+            traced = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+
+    raw = next((r for r in results if r.path == "raw"), None)
+    print(f"\n{'path':<9} {'events':>10} {'seconds':>9} {'events/s':>11} {'% of raw':>9} {'peak RSS MB':>12}")
+    for r in results:
+        share = f"{100 * r.rate / raw.rate:8.1f}%" if raw and raw.rate else "       -"
+        print(f"{r.path:<9} {r.events:>10,} {r.seconds:>9.1f} {r.rate:>11,.0f} {share} {r.peak_rss_mb:>12.0f}")
+    for r in results:
+        if r.path == "raw":
+            continue
+        print(f"\nwhere the {r.path} path's time goes:")
+        for label, seconds in sorted(r.breakdown.items(), key=lambda kv: -kv[1]):
+            print(f"  {label:<55} {seconds:8.1f} s {100 * seconds / r.seconds:6.1f}%")
+        ddb = sum(s for k, s in r.breakdown.items() if k.startswith("dynamodb"))
+        if raw and r.seconds > ddb:
+            rate = r.events / (r.seconds - ddb)
+            print(f"  without the moto DynamoDB time: {rate:,.0f} events/s = {100 * rate / raw.rate:.1f}% of raw")
+    if traced is not None:
+        print(f"\ntracemalloc peak over {args.tracemalloc_batches} handler batches of {args.batch}: {traced:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
