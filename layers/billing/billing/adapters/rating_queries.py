@@ -27,6 +27,13 @@ def ms(instant: datetime) -> int:
     return -((-micros) // 1000)
 
 
+def _segment_index(bounds: Sequence[tuple[int, int]], at_ms: int) -> int | None:
+    for index, (start, end) in enumerate(bounds):
+        if start <= at_ms < end:
+            return index
+    return None
+
+
 def _ts(name: str) -> str:
     return f"fromUnixTimestamp64Milli({{{name}:Int64}}, 'UTC')"
 
@@ -42,8 +49,8 @@ class RatingQueries:
 
         Two scans: one GROUP BY tenant over the month's partition gives every tenant's totals (and the
         usage of tenants whose single segment spans the month); one GROUP BY (tenant, segment) over
-        the rows of the other tenants only (primary key on tenant_id) gives their segments, each row's
-        segment being the number of segment starts at or before its timestamp."""
+        the hourly rollup of the other tenants (exact rows for the hours that hold a boundary) gives
+        their segments."""
         params: dict[str, Any] = {"partition": f"{month.year:04d}{month.month:02d}"}
         stored = ""
         if cutoff is not None:
@@ -51,11 +58,14 @@ class RatingQueries:
             params["cutoff"] = ms(cutoff)
         rows = self.store.query(
             f"""
-            SELECT tenant_id, count(), sum(queries), sum(input_tokens + output_tokens), sum(cost_usd)
-            FROM usage_events FINAL
-            WHERE _partition_id = {{partition:String}}{stored}
+            SELECT tenant_id, countIf(billed), sumIf(queries, billed), sumIf(input_tokens + output_tokens, billed),
+                   sumIf(cost_usd, billed), countIf(NOT billed)
+            FROM (SELECT tenant_id, queries, input_tokens, output_tokens, cost_usd,
+                         {"stored_at <= " + _ts("cutoff") if cutoff is not None else "true"} AS billed
+                  FROM usage_events FINAL WHERE _partition_id = {{partition:String}})
             GROUP BY tenant_id
             """, params)
+        stored_later = {r[0] for r in rows if r[5]}
         totals = {r[0]: Usage(int(r[1]), int(r[2]), int(r[3]), Decimal(r[4])) for r in rows}
         result: dict[str, MonthUsage] = {}
         split: dict[str, Sequence[Segment]] = {}
@@ -70,34 +80,105 @@ class RatingQueries:
             else:
                 split[tenant_id] = segs
         if split:
-            per_segment = self._split_usage(split, params, stored)
-            for tenant_id, segs in split.items():
-                found = per_segment.get(tenant_id, {})
-                result[tenant_id] = MonthUsage(tuple(found.get(i + 1, Usage()) for i in range(len(segs))),
-                                               totals[tenant_id])
+            per_segment = self._split_usage(split, params, stored, month, cutoff, totals, stored_later)
+            for tenant_id in split:
+                result[tenant_id] = MonthUsage(per_segment[tenant_id], totals[tenant_id])
         return result
 
-    def _split_usage(self, split: Mapping[str, Sequence[Segment]], params: dict[str, Any], stored: str
-                     ) -> dict[str, dict[int, Usage]]:
-        """{tenant: {1-based segment index: usage}}; index 0 (before the first segment) and
-        len(segments) + 1 (after the last one ends) are outside every segment and dropped."""
+    def _split_usage(self, split: Mapping[str, Sequence[Segment]], params: dict[str, Any], stored: str,
+                     month: Month, cutoff: datetime | None, totals: Mapping[str, Usage], stored_later: set[str]
+                     ) -> dict[str, tuple[Usage, ...]]:
+        """Per-segment usage of tenants with several segments, from the hourly rollup.
+
+        Hours wholly inside one segment come from ``usage_hourly``; hours that hold a segment
+        boundary are read exactly from ``usage_events FINAL``; rows stored after the cutoff are taken
+        back out of the rollup. The rollup counts every stored row, FINAL every event once, so a
+        tenant whose rollup month total differs from its FINAL total (a duplicate row slipped in)
+        is recomputed exactly from ``usage_events FINAL`` instead."""
         ids = sorted(split)
-        bounds = [[ms(s.start) for s in split[t]] + [ms(split[t][-1].end)] for t in ids]
-        rows = self.store.query(
+        hour_ms = 3_600_000
+        boundary_hours: dict[str, set[int]] = {}
+        bounds = {t: [(ms(seg.start), ms(seg.end)) for seg in split[t]] for t in ids}
+        for tenant_id in ids:
+            edges = {ms(seg.start) for seg in split[tenant_id]} | {ms(split[tenant_id][-1].end)}
+            boundary_hours[tenant_id] = {e // hour_ms * hour_ms for e in edges if e % hour_ms}
+        pairs = [(t, h) for t in ids for h in sorted(boundary_hours[t])]
+        # Segment of an hour: the number of segment starts (and the last end) at or before it, so
+        # 1..n inside a segment, 0 before the first, n + 1 after the last; boundary hours get 0.
+        seg_of_hour = (f"if((tenant_id, hour_ms) IN {{pairs:Array(Tuple(String, Int64))}}, 0, arrayCount(b -> b <= hour_ms, "
+                       f"{{bounds:Array(Array(Int64))}}[indexOf({{ids:Array(String)}}, toString(tenant_id))]))")
+        args = {**params, "ids": ids, "pairs": pairs,
+                "bounds": [[b[0] for b in bounds[t]] + [bounds[t][-1][1]] for t in ids],
+                "start": ms(month.start), "end": ms(month.end)}
+        groups = self.store.query(
             f"""
-            SELECT tenant_id,
-                   arrayCount(b -> b <= toUnixTimestamp64Milli(timestamp),
-                              {{bounds:Array(Array(Int64))}}[indexOf({{ids:Array(String)}}, tenant_id)]) AS segment,
-                   count(), sum(queries), sum(input_tokens + output_tokens), sum(cost_usd)
-            FROM usage_events FINAL
-            WHERE _partition_id = {{partition:String}} AND tenant_id IN {{ids:Array(String)}}{stored}
+            SELECT tenant_id, {seg_of_hour} AS segment, sum(events), sum(queries), sum(tokens), sum(cost)
+            FROM (
+                SELECT tenant_id, toInt64(toUnixTimestamp(hour)) * 1000 AS hour_ms, sum(events) AS events,
+                       sum(queries) AS queries, sum(input_tokens + output_tokens) AS tokens, sum(cost_usd) AS cost
+                FROM usage_hourly
+                WHERE tenant_id IN {{ids:Array(String)}} AND hour >= {_ts('start')} AND hour < {_ts('end')}
+                GROUP BY tenant_id, hour_ms)
             GROUP BY tenant_id, segment
-            """, {**params, "ids": ids, "bounds": bounds})
-        out: dict[str, dict[int, Usage]] = defaultdict(dict)
-        for r in rows:
+            """, args)
+        late: list[tuple[Any, ...]] = []
+        if cutoff is not None and stored_later & set(ids):
+            late = self.store.query(
+                f"""
+                SELECT tenant_id, {seg_of_hour} AS segment, count(), sum(queries), sum(tokens), sum(cost)
+                FROM (
+                    SELECT tenant_id, intDiv(toUnixTimestamp64Milli(timestamp), {hour_ms}) * {hour_ms} AS hour_ms,
+                           queries, input_tokens + output_tokens AS tokens, cost_usd AS cost
+                    FROM usage_events
+                    WHERE _partition_id = {{partition:String}} AND tenant_id IN {{ids:Array(String)}}
+                      AND stored_at > {_ts('cutoff')})
+                GROUP BY tenant_id, segment
+                """, args)
+        exact: list[tuple[Any, ...]] = []
+        if pairs:
+            exact = self.store.query(
+                f"""
+                SELECT tenant_id, toUnixTimestamp64Milli(timestamp), queries, input_tokens + output_tokens, cost_usd
+                FROM usage_events FINAL
+                WHERE _partition_id = {{partition:String}} AND tenant_id IN {{ids:Array(String)}}
+                  AND (tenant_id, intDiv(toUnixTimestamp64Milli(timestamp), {hour_ms}) * {hour_ms})
+                      IN {{pairs:Array(Tuple(String, Int64))}}{stored}
+                """, {**params, "ids": sorted({t for t, _ in pairs}), "pairs": pairs})
+
+        result: dict[str, list[Usage]] = {t: [Usage() for _ in split[t]] for t in ids}
+        rollup_total: dict[str, Usage] = defaultdict(Usage)
+        for r, sign in [(r, 1) for r in groups] + [(r, -1) for r in late]:
+            use = Usage(sign * int(r[2]), sign * int(r[3]), sign * int(r[4]), sign * Decimal(r[5]))
+            rollup_total[r[0]] += use
             if 1 <= int(r[1]) <= len(split[r[0]]):
-                out[r[0]][int(r[1])] = Usage(int(r[2]), int(r[3]), int(r[4]), Decimal(r[5]))
+                result[r[0]][int(r[1]) - 1] += use
+        for r in exact:
+            index = _segment_index(bounds[r[0]], int(r[1]))
+            if index is not None:
+                result[r[0]][index] += Usage(1, int(r[2]), int(r[3]), Decimal(r[4]))
+        out: dict[str, tuple[Usage, ...]] = {}
+        for tenant_id in ids:
+            if rollup_total.get(tenant_id, Usage()) == totals[tenant_id]:
+                out[tenant_id] = tuple(result[tenant_id])
+            else:
+                out[tenant_id] = self.segment_usage(tenant_id, split[tenant_id], params, stored)
         return out
+
+    def segment_usage(self, tenant_id: str, segments: Sequence[Segment], params: dict[str, Any], stored: str
+                      ) -> tuple[Usage, ...]:
+        """One tenant's usage per segment, exactly, from ``usage_events FINAL`` (countIf/sumIf)."""
+        params = {**params, "t": tenant_id}
+        columns = []
+        for i, seg in enumerate(segments):
+            params[f"s{i}"], params[f"e{i}"] = ms(seg.start), ms(seg.end)
+            cond = f"timestamp >= {_ts(f's{i}')} AND timestamp < {_ts(f'e{i}')}"
+            columns += [f"countIf({cond})", f"sumIf(queries, {cond})",
+                        f"sumIf(input_tokens + output_tokens, {cond})", f"sumIf(cost_usd, {cond})"]
+        row = self.store.query(
+            f"""SELECT {', '.join(columns)} FROM usage_events FINAL
+                WHERE _partition_id = {{partition:String}} AND tenant_id = {{t:String}}{stored}""", params)[0]
+        return tuple(Usage(int(row[4 * i]), int(row[4 * i + 1]), int(row[4 * i + 2]), Decimal(row[4 * i + 3]))
+                     for i in range(len(segments)))
 
     # ------------------------------------------------------------------------------------------
     def late_usage(self, month: Month, *, lower: datetime, upper: datetime | None,
