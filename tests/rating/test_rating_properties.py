@@ -37,6 +37,7 @@ def one_segment_usage(queries: int, cost: Decimal) -> MonthUsage:
     return MonthUsage((use,), use)
 
 
+@settings(deadline=None)
 @given(month=months, plan=plan_ids, fraction=st.floats(0.0001, 0.9999), queries=st.integers(0, 200_000),
        share=st.floats(0, 1), cost=money)
 def test_splitting_a_month_at_any_instant_never_changes_an_unchanged_plan(month, plan, fraction, queries, share,
@@ -60,6 +61,7 @@ def test_splitting_a_month_at_any_instant_never_changes_an_unchanged_plan(month,
     assert per_tier == {p.tier_index: p.quantity for p in walk_tiers(CATALOG.get(plan).query_tiers, 0, queries)}
 
 
+@settings(deadline=None)
 @given(month=months, plan=plan_ids, queries=st.integers(0, 200_000), more=st.integers(0, 50_000), cost=money,
        extra_cost=money)
 def test_totals_are_monotone_in_usage(month, plan, queries, more, cost, extra_cost):
@@ -74,6 +76,7 @@ def test_totals_are_monotone_in_usage(month, plan, queries, more, cost, extra_co
     assert all(l.amount >= lows.get(l.line_id, Decimal(0)) for l in high.lines)
 
 
+@settings(deadline=None)
 @given(month=months, a=plan_ids, b=plan_ids, fraction=st.floats(0.0001, 0.9999))
 def test_plan_segments_tile_the_month_and_proration_adds_up(month, a, b, fraction):
     # Given a plan change at any instant of any month (leap years and month ends included)
@@ -97,6 +100,7 @@ def test_plan_segments_tile_the_month_and_proration_adds_up(month, a, b, fractio
         assert abs(sum(l.amount for l in base) - expected) <= Decimal("0.01")
 
 
+@settings(deadline=None)
 @given(year=st.integers(1900, 2400))
 def test_month_lengths_are_calendar_months_in_utc(year):
     feb = Month(year, 2)
@@ -106,6 +110,7 @@ def test_month_lengths_are_calendar_months_in_utc(year):
     assert Month(year, 12).end == datetime(year + 1, 1, 1, tzinfo=UTC)
 
 
+@settings(deadline=None)
 @given(month=months, fraction=st.floats(0.0001, 0.9999))
 def test_a_trial_costs_nothing_and_takes_no_tier_positions(month, fraction):
     # Given a starter tenant whose trial ends inside the month, 1,500 queries on each side
@@ -121,7 +126,7 @@ def test_a_trial_costs_nothing_and_takes_no_tier_positions(month, fraction):
     assert amounts["queries:trial"] == 0 and amounts["usage:trial"] == 0 and amounts["usage"] == Decimal("1.50")
 
 
-@settings(max_examples=50)
+@settings(max_examples=50, deadline=None)
 @given(tiers=st.lists(st.integers(1, 1000), min_size=0, max_size=4, unique=True), position=st.integers(0, 5000),
        count=st.integers(0, 5000))
 def test_walking_tiers_conserves_queries(tiers, position, count):
