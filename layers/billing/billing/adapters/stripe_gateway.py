@@ -57,6 +57,10 @@ T = TypeVar("T")
 
 # Stripe limits on metadata values and descriptions.
 _MAX_DESCRIPTION = 500
+# Requests are spaced for 95% of the cap: the time between taking a token and the request reaching
+# Stripe varies by a few ms (encoding, threads), which can bunch requests at Stripe's end; 5% headroom
+# keeps every one-second window at Stripe under the cap.
+RATE_HEADROOM = 0.95
 
 
 # ------------------------------------------------------------------------------------ value types
@@ -151,31 +155,49 @@ class StripeRequest:
 
 # ------------------------------------------------------------------------------------ rate limit
 class RateLimiter:
-    """Thread-safe token bucket of capacity ``burst`` refilled at ``rate`` tokens per second.
+    """Thread-safe token bucket of capacity one, refilled at ``rate`` tokens per second.
 
-    With the default burst of 1 requests are spaced 1/rate apart (GCRA form), so no one-second
-    window ever holds more than ``rate`` (+1 at the window edge) requests from this process.
+    Threads take turns under a lock; each waits for its slot, ``1/rate`` after the previous one. A
+    thread that wakes late (busy CPU, the GIL) pushes the next slot back by its lateness beyond a
+    quarter interval, so the next request never goes right behind it: consecutive requests leave at
+    least 3/4 interval apart and no one-second window sees more than ``rate`` + 1 requests.
     """
 
-    def __init__(self, rate: float, burst: int = 1, *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep):
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
         self.interval = 1.0 / rate
-        self.tolerance = (max(1, burst) - 1) * self.interval
+        self.slack = self.interval / 4
         self._clock, self._sleep = clock, sleep
         self._lock = threading.Lock()
-        self._next = 0.0  # theoretical arrival time of the next request
+        self._next = 0.0  # earliest time the next request may leave
 
     def acquire(self) -> None:
         with self._lock:
             now = self._clock()
-            slot = max(now, self._next - self.tolerance)
-            self._next = max(self._next, now - self.tolerance) + self.interval
-        wait = slot - now
-        if wait > 0:
-            self._sleep(wait)
+            slot = max(now, self._next)
+            if slot > now:
+                self._sleep(slot - now)
+            late = self._clock() - slot
+            # Waking up to a quarter interval late is made up (the average rate stays ``rate``);
+            # beyond that, the next slot counts from when this request really left.
+            self._next = slot + max(0.0, late - self.slack) + self.interval
+
+
+class RateLimitedHttpClient(stripe.RequestsClient):
+    """The SDK's requests-based client, taking a token right before each request goes on the wire
+    (every attempt, retries included), so the spacing Stripe sees is the spacing we enforce."""
+
+    def __init__(self, limiter: RateLimiter, timeout: float):
+        super().__init__(timeout=timeout)
+        self.limiter = limiter
+
+    def request(self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None,
+                **kwargs: Any) -> Any:
+        self.limiter.acquire()
+        return super().request(method, url, headers, post_data, **kwargs)
 
 
 # ------------------------------------------------------------------------------------ gateway
@@ -193,6 +215,7 @@ class RetryPolicy:
 
 class StripeGateway:
     def __init__(self, client: stripe.StripeClient, limiter: RateLimiter, retry: RetryPolicy | None = None):
+        """``limiter`` is the one the client's HTTP layer takes tokens from (see from_settings)."""
         self.client = client
         self.limiter = limiter
         self.retry = retry or RetryPolicy()
@@ -201,12 +224,12 @@ class StripeGateway:
     def from_settings(cls, settings: Settings, *, api_key: str | None = None) -> StripeGateway:
         key = api_key if api_key is not None else secret_key(settings)
         base: BaseAddresses = {"api": settings.stripe_api_base} if settings.stripe_api_base else {}
+        limiter = RateLimiter(RATE_HEADROOM * settings.stripe_max_requests_per_second / max(1, settings.stripe_rate_share))
         client = stripe.StripeClient(
             key, stripe_version=settings.stripe_api_version, base_addresses=base,
-            max_network_retries=0,  # retried in _call, through the rate limiter, with the same key
-            http_client=stripe.RequestsClient(timeout=settings.stripe_timeout_s),
+            max_network_retries=0,  # retried in _call with the same key; every attempt takes a token
+            http_client=RateLimitedHttpClient(limiter, settings.stripe_timeout_s),
         )
-        limiter = RateLimiter(settings.stripe_max_requests_per_second / max(1, settings.stripe_rate_share))
         retry = RetryPolicy(max_attempts=settings.stripe_max_attempts, base_delay_s=settings.stripe_retry_base_delay_s)
         return cls(client, limiter, retry)
 
@@ -220,7 +243,6 @@ class StripeGateway:
             options["idempotency_key"] = idempotency_key
         attempt = 0
         while True:
-            self.limiter.acquire()
             try:
                 return fn(options)
             except stripe.StripeError as exc:

@@ -193,6 +193,15 @@ class StripeDouble:
         with self._lock:
             return list(self._requests)
 
+    def stats(self) -> dict[str, Any]:
+        requests = self.requests
+        times = [r.at for r in requests]
+        return {"requests": len(requests), "invoices": len(self.invoices), "customers": len(self.customers),
+                "max_in_1s": max_in_window(times, 1.0) if times else 0,
+                "span_s": (max(times) - min(times)) if times else 0.0,
+                "statuses": {str(code): sum(1 for r in requests if r.status == code)
+                             for code in sorted({r.status for r in requests})}}
+
     def reset_requests(self) -> None:
         with self._lock:
             self._requests.clear()
@@ -635,6 +644,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length).decode() if length else ""
         pairs = parse_qsl(url.query, keep_blank_values=True) + parse_qsl(body, keep_blank_values=True)
         headers = {k.lower(): v for k, v in self.headers.items()}
+        if url.path == "/_double/stats":  # not Stripe: lets a bench in another process read counts
+            self._send(200, self.stripe.stats(), {})
+            if "reset" in url.query:
+                self.stripe.reset_requests()
+            return
         if not headers.get("authorization", "").startswith("Bearer "):
             self._send(401, {"error": {"type": "invalid_request_error", "message": "No API key provided."}}, {})
             return
@@ -791,3 +805,21 @@ def put_secret(name: str, value: str = "sk_test_double_000000000000") -> None:
         client.create_secret(Name=name, SecretString=value)
     except client.exceptions.ResourceExistsException:
         client.put_secret_value(SecretId=name, SecretString=value)
+
+
+def main() -> None:
+    """``python -m billing.local.stripe_double [--latency S]``: serve until stdin closes (benches run
+    the double in its own process so its CPU does not compete with the code under test)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every call")
+    args = parser.parse_args()
+    with StripeDouble(latency_s=args.latency) as double:
+        print(double.api_base, flush=True)
+        sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()
