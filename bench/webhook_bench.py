@@ -1,0 +1,148 @@
+"""Stripe webhook handler latency, in-process: p50/p99 over N signed deliveries (default 10,000).
+
+Runs the real handler (functions/stripe_webhook/app.py) end to end - signature check with the
+Stripe SDK, event-id claim, invoice record CAS, tenant standing + audit transaction - against
+in-process DynamoDB (moto). A realistic month: per invoice finalized, then for a share of them
+payment_failed (+ Stripe's own retries), paid/voided/uncollectible, plus ~5% redeliveries and
+~2% event types we ignore. Target: p99 < 50 ms.
+
+    .venv/bin/python bench/webhook_bench.py [--events 10000] [--profile]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
+T0 = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)
+SECRET = "whsec_bench_0123456789abcdef"
+
+
+@dataclass
+class Ctx:
+    function_name: str = "bench"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    aws_request_id: str = "bench"
+
+    @staticmethod
+    def get_remaining_time_in_millis() -> int:
+        return 30_000
+
+
+def build_stream(n: int, rng: random.Random) -> list[dict[str, Any]]:
+    from tests.dunning.support import invoice_event
+
+    events: list[dict[str, Any]] = []
+    k = 0
+    while len(events) < n:
+        k += 1
+        tenant, inv = f"bench-{k % 400}", f"in_bench_{k}"
+        at = T0 + timedelta(minutes=rng.randint(0, 600))
+        story = [("invoice.finalized", at)]
+        roll = rng.random()
+        if roll < 0.3:
+            story += [("invoice.payment_failed", at + timedelta(minutes=1))]
+            story += [("invoice.payment_failed", at + timedelta(days=d)) for d in (3, 7) if rng.random() < 0.5]
+            story += [(rng.choice(["invoice.paid", "invoice.voided", "invoice.marked_uncollectible"]),
+                       at + timedelta(days=8))]
+        else:
+            story += [("invoice.paid", at + timedelta(minutes=1))]
+        for j, (kind, when) in enumerate(story):
+            events.append(invoice_event(f"evt_{k}_{j}", kind, inv, tenant, when))
+        if rng.random() < 0.02:
+            ignored = invoice_event(f"evt_{k}_up", "invoice.finalized", inv, tenant, at)
+            ignored["type"] = "invoice.upcoming"
+            events.append(ignored)
+    events = events[:n]
+    events += rng.sample(events, n // 20)   # redeliveries
+    rng.shuffle(events)
+    return events[:n]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+
+    import boto3
+
+    from billing import container, dunning_container
+    from billing.adapters.webhook_verify import sign
+    from billing.local.aws import local_aws
+    from billing.tenants import Tenant
+    from tests.conftest import api_event
+
+    with local_aws(prefix="bench") as res:
+        for key, setting in (("TENANTS_TABLE", "tenants_table"), ("LEDGER_TABLE", "ledger_table"),
+                             ("BILLING_TABLE", "billing_table")):
+            os.environ[key] = res[setting]
+        container.reset()
+        boto3.client("secretsmanager").create_secret(
+            Name=container.settings().stripe_webhook_secret_name, SecretString=SECRET)
+        for t in range(400):
+            container.tenants().create(Tenant(id=f"bench-{t}", stripe_customer_id=f"cus_bench-{t}"))
+        now = [T0]
+        dunning_container.use_clock(lambda: now[0])
+
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("webhook_app", ROOT / "functions/stripe_webhook/app.py")
+        app = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(app)  # type: ignore[union-attr]
+
+        rng = random.Random(7)
+        stream = build_stream(args.events, rng)
+        requests = []
+        for event in stream:
+            body = json.dumps(event)
+            requests.append(api_event(body, path="/v1/webhooks/stripe", api_key_id=None, headers={
+                "Stripe-Signature": sign(body, SECRET, int(T0.timestamp()))}, base64=rng.random() < 0.1))
+        ctx = Ctx()
+        app.handler(requests[0], ctx)  # warm (cold-start work is not the steady state)
+
+        profiler = None
+        if args.profile:
+            import cProfile
+            profiler = cProfile.Profile()
+            profiler.enable()
+        latencies, statuses = [], {}
+        started = time.perf_counter()
+        for request in requests[1:]:
+            t = time.perf_counter()
+            response = app.handler(request, ctx)
+            latencies.append((time.perf_counter() - t) * 1000)
+            status = json.loads(response["body"]).get("status", response["statusCode"])
+            statuses[status] = statuses.get(status, 0) + 1
+        wall = time.perf_counter() - started
+        if profiler:
+            import pstats
+            profiler.disable()
+            pstats.Stats(profiler).sort_stats("cumulative").print_callers("cast_value")
+
+    latencies.sort()
+    q = statistics.quantiles(latencies, n=100)
+    print(f"webhook handler, in-process (moto DynamoDB), {len(latencies)} deliveries in {wall:.1f} s")
+    print(f"  p50 {q[49]:.2f} ms   p90 {q[89]:.2f} ms   p99 {q[98]:.2f} ms   max {latencies[-1]:.2f} ms   "
+          f"mean {statistics.fmean(latencies):.2f} ms")
+    print(f"  outcomes: {dict(sorted(statuses.items(), key=str))}")
+    print(f"  target p99 < 50 ms: {'met' if q[98] < 50 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
