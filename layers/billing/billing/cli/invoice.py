@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from billing.cli import app
+from billing.errors import BillingError
 from billing.periods import Month
 from billing.statements import Statement
 
@@ -24,6 +25,11 @@ def _month(text: str) -> Month:
         return Month.parse(text)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--month") from None
+
+
+def _fail(error: BillingError) -> typer.Exit:
+    Console(stderr=True).print(f"[red]{error.message}[/]")
+    return typer.Exit(1)
 
 
 def statement_table(statement: Statement, *, stored: bool = True) -> Table:
@@ -45,7 +51,10 @@ def preview(tenant: str = typer.Option(..., "--tenant"), month: str = typer.Opti
     """Print a tenant's statement: the stored one, or a month-to-date preview (nothing is stored)."""
     from billing import rating_services
 
-    statement, stored = rating_services.billing_cycle().statement(tenant, _month(month))
+    try:
+        statement, stored = rating_services.billing_cycle().statement(tenant, _month(month))
+    except BillingError as error:
+        raise _fail(error) from None
     if as_json:
         typer.echo(statement.model_dump_json(indent=2))
         return
@@ -66,5 +75,8 @@ def close(month: str = typer.Option(..., "--month")) -> None:
     """Close a month now (what the scheduled Lambda does): statements, CSV to S3, invoicing jobs."""
     from billing import rating_services
 
-    result = rating_services.billing_cycle().close(_month(month))
+    try:
+        result = rating_services.billing_cycle().close(_month(month))
+    except BillingError as error:
+        raise _fail(error) from None
     Console().print(result.summary())
