@@ -39,6 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--largest-share", type=float, default=0.2,
                    help="share of all events that belong to the largest tenant (default 0.2)")
     p.add_argument("--month", default="2025-11", help="month the events fall in (default 2025-11)")
+    p.add_argument("--chunk", type=int, default=2_000_000, help="events per INSERT ... SELECT (default 2,000,000)")
     p.add_argument("--repeat", type=int, default=5, help="timed runs per query after the first (default 5)")
     p.add_argument("--url", default=None, help="CLICKHOUSE_URL (default: a fresh embedded chdb in a temp dir)")
     p.add_argument("--database", default=None, help="database name (default: a fresh bench_* database)")
@@ -46,14 +47,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def generate(store: UsageStore, events: int, tenants: int, largest_share: float, month: Month) -> None:
-    """One INSERT ... SELECT: skewed tenants, four models, costs priced with the price book's rates."""
+def generate(store: UsageStore, events: int, tenants: int, largest_share: float, month: Month, chunk: int) -> None:
+    """INSERT ... SELECT in chunks: skewed tenants, four models, costs priced with the price book's rates."""
     version = PriceBook.load(PACKAGE_CONFIG / "pricebook.yaml").version_at(month.start)
     inputs = ", ".join(f"toDecimal128('{version.models[m].input_per_1m}', 9)" for m in MODELS)
     outputs = ", ".join(f"toDecimal128('{version.models[m].output_per_1m}', 9)" for m in MODELS)
     factor = f"toDecimal128('{1 + version.markup}', 9)"
     storage = f"toDecimal128('{version.storage_per_gb}', 9)"
     largest = int(largest_share * 1_000_000)
+    for offset in range(0, events, chunk):
+        started = time.perf_counter()
+        _insert_chunk(store, offset, min(chunk, events - offset), inputs, outputs, factor, storage, largest,
+                      tenants, month, version.version_id)
+        print(f"  inserted {min(offset + chunk, events):>12,} events ({time.perf_counter() - started:.1f} s)", flush=True)
+    store.client.command(f"""
+        INSERT INTO tenant_quotas (tenant_id, plan, query_quota, updated_at)
+        SELECT concat('tenant-', leftPad(toString(number), 4, '0')),
+               ['starter', 'pro', 'enterprise'][number % 3 + 1],
+               if(number = 0, 5000000, [10000, 100000, 1000000][number % 3 + 1]),
+               now64(3)
+        FROM numbers({tenants})
+    """)
+
+
+def _insert_chunk(store: UsageStore, offset: int, count: int, inputs: str, outputs: str, factor: str, storage: str,
+                  largest: int, tenants: int, month: Month, version_id: str) -> None:
     store.client.command(f"""
         INSERT INTO usage_events
             (tenant_id, event_id, timestamp, type, model, queries, input_tokens, output_tokens, bytes,
@@ -62,7 +80,7 @@ def generate(store: UsageStore, events: int, tenants: int, largest_share: float,
                toDecimal128(((toDecimal128(input_tokens, 0) * [{inputs}][m + 1]
                              + toDecimal128(output_tokens, 0) * [{outputs}][m + 1]) / 1000000
                              + toDecimal128(bytes, 0) * {storage} / 1000000000) * {factor}, 9) AS cost_usd,
-               '{version.version_id}' AS price_version, ts AS accepted_at
+               '{version_id}' AS price_version, ts AS accepted_at
         FROM (
             SELECT number,
                    if(cityHash64(number, 1) % 1000000 < {largest}, 'tenant-0000',
@@ -80,16 +98,8 @@ def generate(store: UsageStore, events: int, tenants: int, largest_share: float,
                    if(type = 'query', cityHash64(number, 7) % 1000, 0) AS output_tokens,
                    multiIf(type = 'storage', cityHash64(number, 8) % 100000000,
                            type = 'query', cityHash64(number, 9) % 8192, 0) AS bytes
-            FROM numbers({events})
+            FROM numbers({offset}, {count})
         )
-    """)
-    store.client.command(f"""
-        INSERT INTO tenant_quotas (tenant_id, plan, query_quota, updated_at)
-        SELECT concat('tenant-', leftPad(toString(number), 4, '0')),
-               ['starter', 'pro', 'enterprise'][number % 3 + 1],
-               if(number = 0, 5000000, [10000, 100000, 1000000][number % 3 + 1]),
-               now64(3)
-        FROM numbers({tenants})
     """)
 
 
@@ -118,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
 
     start = time.perf_counter()
-    generate(store, args.events, args.tenants, args.largest_share, month)
+    generate(store, args.events, args.tenants, args.largest_share, month, args.chunk)
     took = time.perf_counter() - start
     counts = store.query("SELECT count(), uniqExact(tenant_id) FROM usage_events")[0]
     rollups = {t: store.query(f"SELECT count() FROM {t}")[0][0] for t in ("usage_hourly", "usage_daily")}

@@ -1,5 +1,7 @@
 """Run every bench with quick sizes (``make bench``); pass --full for the issue's sizes.
 
+Metering benches get explicit sizes below; any other bench/*.py runs with its own defaults.
+
     python bench/run_all.py          # dashboards at 1,000,000 events, ingest 10,000 events, import time
     python bench/run_all.py --full   # dashboards at 10,000,000 events, ingest 1,000,000 events (hours)
 """
@@ -22,6 +24,9 @@ def main() -> int:
         ["dashboard_bench.py", "--events", "10000000" if args.full else "1000000"],
         ["ingest_bench.py", "--events", "1000000" if args.full else "10000"],
     ]
+    # Every other bench script of the folder runs with its own defaults.
+    known = {r[0] for r in runs} | {Path(__file__).name}
+    runs += [[path.name] for path in sorted(HERE.glob("*.py")) if path.name not in known]
     status = 0
     for run in runs:
         print(f"\n=== python bench/{' '.join(run)}", flush=True)

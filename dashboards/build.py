@@ -155,7 +155,7 @@ def tenant_usage() -> dict[str, Any]:
     b.add("timeseries", "Queries per hour", (0, 5, 24, 8), f"""
         SELECT hour AS time, sum(queries) AS queries
         FROM usage_hourly
-        WHERE tenant_id = {TENANT} AND hour >= toStartOfHour($__fromTime) AND hour <= $__toTime
+        WHERE tenant_id = {TENANT} AND hour >= toStartOfHour(toDateTime($__fromTime, 'UTC')) AND hour <= $__toTime
         GROUP BY time
         ORDER BY time
     """, fmt=TIME_SERIES, unit="short", defaults=bars(),

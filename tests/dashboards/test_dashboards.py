@@ -190,6 +190,11 @@ def test_queries_per_hour(usage: dict[str, list[StoredEvent]], env: Any) -> None
         expected[e.timestamp.replace(minute=0, second=0, microsecond=0)] += e.queries
     rows = run(env.store, query("Queries per hour"), "acme")
     assert {utc(r["time"]): r["queries"] for r in rows} == dict(expected)  # hours with any event
+    # A range starting mid-hour still shows that whole hour (as a bar for the hour).
+    part = TimeRange.of(datetime(2025, 11, 3, 12, 30, tzinfo=UTC), datetime(2025, 11, 3, 14, 10, tzinfo=UTC))
+    rows = run(env.store, query("Queries per hour"), "acme", part)
+    hours = [datetime(2025, 11, 3, h, tzinfo=UTC) for h in (12, 13, 14)]
+    assert {utc(r["time"]): r["queries"] for r in rows} == {h: expected[h] for h in hours if h in expected}
 
 
 def test_tokens_and_cost_per_day(usage: dict[str, list[StoredEvent]], env: Any) -> None:
