@@ -134,8 +134,14 @@ class InvoiceDunning:
     closed: ResolutionMark | None = None       # earliest resolution: ends dunning
     resolution: ResolutionMark | None = None   # strongest resolution: the final state
     attempts: tuple[Attempt, ...] = ()
-    last_event_created: datetime | None = None
     version: int = 0
+
+    @property
+    def last_event_created(self) -> datetime | None:
+        """The latest Stripe event time that shaped this record (ignored events do not count)."""
+        marks = [m for m in (self.finalized, self.first_failure, self.closed and self.closed.mark,
+                             self.resolution and self.resolution.mark) if m and not m.event_id.startswith("retry:")]
+        return max(m.at for m in marks) if marks else None
 
     # -- derived ------------------------------------------------------------------------------------
     def failed_attempts(self) -> list[Attempt]:
@@ -170,7 +176,7 @@ class InvoiceDunning:
         """Everything but the storage version: equal fingerprints mean equal records."""
         return (self.tenant_id, self.invoice_id, self.month, self.finalized, self.first_failure,
                 self.failure_reason, self.closed, self.resolution,
-                tuple(sorted(self.attempts, key=lambda a: a.n)), self.last_event_created)
+                tuple(sorted(self.attempts, key=lambda a: a.n)))
 
 
 def _earliest(a: Mark | None, b: Mark | None) -> Mark | None:
@@ -184,13 +190,13 @@ def _earliest(a: Mark | None, b: Mark | None) -> Mark | None:
 def apply(record: InvoiceDunning, fact: Fact) -> InvoiceDunning:
     """Merge one fact into an invoice record. Commutative and idempotent (see module docstring)."""
     if isinstance(fact, Finalized):
-        return _touch(replace(record, finalized=_earliest(record.finalized, fact.mark)), fact.mark)
+        return replace(record, finalized=_earliest(record.finalized, fact.mark))
     if isinstance(fact, Failed):
         if record.closed is not None and fact.mark.at >= record.closed.mark.at:
-            return _touch(record, fact.mark)        # a failure reported after the invoice closed
+            return record                            # a failure reported after the invoice closed
         first = _earliest(record.first_failure, fact.mark)
         reason = fact.reason if first == fact.mark else record.failure_reason
-        return _touch(replace(record, first_failure=first, failure_reason=reason), fact.mark)
+        return replace(record, first_failure=first, failure_reason=reason)
     if isinstance(fact, Resolved):
         candidate = ResolutionMark(fact.kind, fact.mark)
         closed = record.closed
@@ -202,8 +208,7 @@ def apply(record: InvoiceDunning, fact: Fact) -> InvoiceDunning:
         first, reason = record.first_failure, record.failure_reason
         if first is not None and first.at >= closed.mark.at:
             first, reason = None, None               # that failure came after the invoice closed
-        return _touch(replace(record, closed=closed, resolution=resolution, first_failure=first,
-                              failure_reason=reason), fact.mark)
+        return replace(record, closed=closed, resolution=resolution, first_failure=first, failure_reason=reason)
     if isinstance(fact, Attempted):
         if any(a.n == fact.attempt.n for a in record.attempts):
             return record
@@ -216,12 +221,6 @@ def _stronger(a: ResolutionMark, b: ResolutionMark) -> bool:
     if ra != rb:
         return ra > rb
     return (a.mark, a.kind) < (b.mark, b.kind)
-
-
-def _touch(record: InvoiceDunning, mark: Mark) -> InvoiceDunning:
-    if record.last_event_created is None or mark.at > record.last_event_created:
-        return replace(record, last_event_created=mark.at)
-    return record
 
 
 # --------------------------------------------------------------------------------------- timeline
@@ -356,11 +355,14 @@ class PaymentGateway(Protocol):
 
 @dataclass(frozen=True)
 class TenantStanding:
-    """The serialisation point of a tenant's dunning: every recomputation bumps ``version``."""
+    """The serialisation point of a tenant's dunning: its standing, the audit trail that explains
+    it, and a version every recomputation bumps (one conditional write, no transaction)."""
     tenant_id: str
     status: Standing = "active"
     customer_deleted: Mark | None = None
+    audit: tuple[AuditEntry, ...] = ()
     version: int = 0
+    mirrored: bool = True     # the tenant record's payment_status already shows ``status``
 
 
 @dataclass(frozen=True)
@@ -373,11 +375,9 @@ class DueRetry:
 class DunningRepository(Protocol):
     def get_invoice(self, tenant_id: str, invoice_id: str) -> InvoiceDunning | None: ...
     def put_invoice(self, record: InvoiceDunning, next_retry_at: datetime | None) -> bool: ...
-    def list_invoices(self, tenant_id: str) -> list[InvoiceDunning]: ...
+    def snapshot(self, tenant_id: str) -> tuple[TenantStanding, list[InvoiceDunning]]: ...
     def standing(self, tenant_id: str) -> TenantStanding: ...
-    def audit(self, tenant_id: str) -> list[AuditEntry]: ...
-    def commit(self, before: TenantStanding, after: TenantStanding, *, tenant_status_changed: bool,
-               put: Sequence[AuditEntry], delete: Sequence[AuditEntry]) -> bool: ...
+    def commit(self, before: TenantStanding, after: TenantStanding) -> bool: ...
     def due(self, now: datetime, limit: int) -> list[DueRetry]: ...
 
 
@@ -455,19 +455,12 @@ class DunningService:
 
     # -- webhook side -----------------------------------------------------------------------------
     def record(self, tenant_id: str, invoice_id: str, month: str | None, facts: Sequence[Fact]) -> Outcome:
-        """Merge facts into the invoice record; when it changed, bring the tenant up to date."""
-        record, changed = self._update_invoice(tenant_id, invoice_id, month, facts)
-        standing = self.refresh(tenant_id) if changed else self.repo.standing(tenant_id).status
-        return Outcome(tenant_id, invoice_id, changed, record.state(self.retry_count), standing)
-
-    def customer_deleted(self, tenant_id: str, mark: Mark) -> Outcome:
-        standing = self.refresh(tenant_id, customer_deleted=mark)
-        return Outcome(tenant_id, None, True, None, standing)
-
-    def _update_invoice(self, tenant_id: str, invoice_id: str, month: str | None,
-                        facts: Sequence[Fact]) -> tuple[InvoiceDunning, bool]:
+        """Merge facts into the invoice record (compare-and-set on its version); when it changed,
+        bring the tenant's standing and audit trail up to date. Three requests on the usual path:
+        read the tenant's dunning partition, write the invoice, write the standing."""
         for attempt in range(self.MAX_CONFLICT_RETRIES):
-            current = self.repo.get_invoice(tenant_id, invoice_id)
+            standing, invoices = self.repo.snapshot(tenant_id)
+            current = next((i for i in invoices if i.invoice_id == invoice_id), None)
             base = current or InvoiceDunning(tenant_id=tenant_id, invoice_id=invoice_id, month=month)
             updated = base
             for fact in facts:
@@ -475,29 +468,38 @@ class DunningService:
             if updated.month is None and month:
                 updated = replace(updated, month=month)
             if current is not None and updated.fingerprint() == current.fingerprint():
-                return current, False
-            if self.repo.put_invoice(updated, updated.next_retry_at(self.retry_days)):
-                return replace(updated, version=base.version + 1), True
-            self._backoff(attempt)
+                return Outcome(tenant_id, invoice_id, False, current.state(self.retry_count), standing.status)
+            if not self.repo.put_invoice(updated, updated.next_retry_at(self.retry_days)):
+                self._backoff(attempt)
+                continue
+            updated = replace(updated, version=base.version + 1)
+            others = [i for i in invoices if i.invoice_id != invoice_id]
+            status = self.refresh(tenant_id, snapshot=(standing, [*others, updated]))
+            return Outcome(tenant_id, invoice_id, True, updated.state(self.retry_count), status)
         raise ConcurrentUpdate(f"invoice {invoice_id}: too many concurrent writers")
 
-    def refresh(self, tenant_id: str, *, customer_deleted: Mark | None = None) -> Standing:
-        """Recompute standing and audit trail from the invoice records; one transaction, versioned.
+    def customer_deleted(self, tenant_id: str, mark: Mark) -> Outcome:
+        snapshot = self.repo.snapshot(tenant_id)
+        known = snapshot[0].customer_deleted
+        if known is not None and known <= mark:
+            return Outcome(tenant_id, None, False, None, snapshot[0].status)
+        standing = self.refresh(tenant_id, customer_deleted=mark, snapshot=snapshot)
+        return Outcome(tenant_id, None, True, None, standing)
 
-        The standing (with its version) is read *before* the invoice records, so a writer that saw
-        stale records always loses the version race to one that saw them all."""
+    def refresh(self, tenant_id: str, *, customer_deleted: Mark | None = None,
+                snapshot: tuple[TenantStanding, list[InvoiceDunning]] | None = None) -> Standing:
+        """Recompute standing and audit trail from the invoice records; one versioned write.
+
+        The standing (with its version) is read no later than the invoice records (it sorts first
+        in the same query), so a writer that saw stale records always loses the version race to one
+        that saw them all; the loser re-reads and recomputes."""
         for attempt in range(self.MAX_CONFLICT_RETRIES):
-            before = self.repo.standing(tenant_id)
+            before, invoices = snapshot if snapshot is not None else self.repo.snapshot(tenant_id)
+            snapshot = None
             deleted = _earliest(before.customer_deleted, customer_deleted)
-            invoices = self.repo.list_invoices(tenant_id)
             status, entries = timeline(invoices, deleted, self.retry_count)
-            stored = {e.key: e for e in self.repo.audit(tenant_id)}
-            wanted = {e.key: e for e in entries}
-            put = [e for k, e in wanted.items() if stored.get(k) != e]
-            delete = [e for k, e in stored.items() if k not in wanted]
-            after = TenantStanding(tenant_id, status, deleted, before.version + 1)
-            if self.repo.commit(before, after, tenant_status_changed=status != before.status or before.version == 0,
-                                put=put, delete=delete):
+            after = TenantStanding(tenant_id, status, deleted, tuple(entries), before.version + 1)
+            if self.repo.commit(before, after):
                 return status
             self._backoff(attempt)
         raise ConcurrentUpdate(f"tenant {tenant_id}: too many concurrent writers")
@@ -552,7 +554,7 @@ class DunningService:
 
     # -- read side --------------------------------------------------------------------------------
     def status(self, tenant_id: str) -> StatusView:
-        standing = self.repo.standing(tenant_id)
-        invoices = sorted(self.repo.list_invoices(tenant_id), key=lambda i: (i.month or "", i.invoice_id))
+        standing, invoices = self.repo.snapshot(tenant_id)
+        invoices = sorted(invoices, key=lambda i: (i.month or "", i.invoice_id))
         rows = [(inv, inv.state(self.retry_count), inv.next_retry_at(self.retry_days)) for inv in invoices]
-        return StatusView(tenant_id, standing.status, rows, self.repo.audit(tenant_id))
+        return StatusView(tenant_id, standing.status, rows, list(standing.audit))

@@ -4,11 +4,14 @@ Pure domain: the signature check, the processed-event log, our invoice directory
 in through Protocols (billing.adapters.webhook_verify / dunning_store / dynamodb implement them).
 
 Per request: verify ``Stripe-Signature`` over the raw body (400, nothing stored, if missing, wrong
-or older than 300 s) -> parse -> unknown type: 200 ignored -> claim the event id (a redelivery of
-a processed event: 200 without effect) -> find our tenant from ``invoice.metadata`` (tenant_id,
-month; set when we create invoices) or our invoice record -> merge the facts (see billing.dunning)
--> mark the event done. If processing fails the claim is released (and would expire anyway), so
-Stripe's redelivery is processed again; every step is idempotent.
+or older than 300 s) -> parse -> unknown type: 200 ignored -> find our tenant from
+``invoice.metadata`` (tenant_id, month; set when we create invoices) or our invoice record -> merge
+the facts (see billing.dunning) -> record the event id (conditional put with a TTL).
+
+Merging is idempotent (a fact already in the record changes nothing and writes nothing), so a
+redelivery of a processed event has no effect and is answered 200 "duplicate" when its id is found
+recorded. The id is recorded only after the state change is stored: if processing fails, Stripe's
+redelivery is processed again - the dedup record and the state change can never disagree.
 """
 from __future__ import annotations
 
@@ -18,10 +21,10 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from billing.dunning import DunningService, Fact, Failed, Finalized, Mark, Resolved
-from billing.errors import Conflict, InvalidRequest
+from billing.errors import InvalidRequest
 from billing.tenants import Tenant
 
 INVOICE_EVENTS = ("invoice.finalized", "invoice.paid", "invoice.payment_failed",
@@ -42,9 +45,8 @@ class SignatureVerifier(Protocol):
 
 
 class EventLog(Protocol):
-    def claim(self, event_id: str, now: datetime) -> Literal["claimed", "duplicate", "in_flight"]: ...
-    def done(self, event_id: str, now: datetime, outcome: str) -> None: ...
-    def release(self, event_id: str) -> None: ...
+    def record(self, event_id: str, now: datetime, outcome: str) -> bool:
+        """Conditional put of the processed event id (with a TTL); False if it was there already."""
 
 
 class InvoiceDirectory(Protocol):
@@ -151,17 +153,9 @@ class WebhookProcessor:
         event = parse_event(payload)
         if event.type not in HANDLED_EVENTS:
             return WebhookResult("ignored", event.id, {"reason": f"event type {event.type} is not used"})
-        claim = self.events.claim(event.id, now)
-        if claim == "duplicate":
-            return WebhookResult("duplicate", event.id, {"reason": "already processed"})
-        if claim == "in_flight":
-            raise Conflict(f"event {event.id} is being processed by another delivery; retry later")
-        try:
-            result = self._dispatch(event)
-        except Exception:
-            self.events.release(event.id)
-            raise
-        self.events.done(event.id, now, json.dumps(result.detail, default=str))
+        result = self._dispatch(event)
+        if not self.events.record(event.id, now, json.dumps(result.detail, default=str)):
+            return WebhookResult("duplicate", event.id, {"reason": "already processed", **result.detail})
         return result
 
     def _dispatch(self, event: StripeEvent) -> WebhookResult:

@@ -4,32 +4,32 @@ BillingTable (pk/sk):
   pk "TENANT#{tenant_id}"  sk "DUNNING#{invoice_id}"   the invoice's dunning record (versioned)
                            gsi1pk "RETRY_DUE", gsi1sk "{next_retry_at}#{invoice_id}" only while a
                            retry is due (removed otherwise, so the index holds due work only)
-  pk "TENANT#{tenant_id}"  sk "STANDING"               the tenant's standing + version (the
-                                                       serialisation point of all dunning writes)
-  pk "TENANT#{tenant_id}"  sk "AUDIT#{when}#{seq}"     audit trail: from, to, when, why, event id
+  pk "TENANT#{tenant_id}"  sk "DUNNING"                the tenant's standing, its audit trail
+                                                       (entries keyed "AUDIT#{when}#{seq}": from, to,
+                                                       when, why, event id) and a version: the
+                                                       serialisation point of all dunning writes
   gsi1pk "STRIPEINV#{invoice_id}" gsi1sk "INVOICE"     the stripe engineer's invoice record (read only)
 LedgerTable:
-  pk "WEBHOOK#{stripe_event_id}"  status processing|done, lease_until, expires_at (TTL)
-TenantsTable: ``payment_status`` mirrored from STANDING (version bumped, so a concurrent
-  TenantRepository.save of a stale record fails its optimistic check instead of undoing it).
+  pk "WEBHOOK#{stripe_event_id}"  outcome, processed_at, expires_at (TTL)
+TenantsTable: ``payment_status`` mirrored from STANDING, with ``payment_version`` (the standing
+  version it shows; an older one never overwrites a newer one) and ``version`` bumped, so a
+  concurrent TenantRepository.save of a stale record fails its optimistic check instead of undoing it.
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from botocore.exceptions import ClientError
 
 from billing.adapters.dynamodb import dynamodb_client, is_conditional_failure
 from billing.dunning import (Attempt, AuditEntry, DueRetry, InvoiceDunning, Mark, ResolutionMark,
                              TenantStanding)
-from billing.errors import NotFound
 from billing.periods import iso, parse_instant, utc
 
 RETRY_DUE = "RETRY_DUE"
-MAX_TRANSACTION_ITEMS = 100
+STANDING = "DUNNING"  # sorts before every "DUNNING#{invoice}": read first by snapshot()
 
 
 def due_key(at: datetime) -> str:
@@ -66,7 +66,6 @@ class DunningStore:
             "closed": record.closed.to_json() if record.closed else None,
             "resolution": record.resolution.to_json() if record.resolution else None,
             "attempts": [a.to_json() for a in sorted(record.attempts, key=lambda a: a.n)],
-            "last_event_created": iso(record.last_event_created) if record.last_event_created else None,
         }
         item: dict[str, Any] = {
             "pk": _s(f"TENANT#{record.tenant_id}"), "sk": _s(f"DUNNING#{record.invoice_id}"),
@@ -102,59 +101,75 @@ class DunningStore:
     def list_invoices(self, tenant_id: str) -> list[InvoiceDunning]:
         return [_record(i) for i in self._query_prefix(tenant_id, "DUNNING#")]
 
+    def snapshot(self, tenant_id: str) -> tuple[TenantStanding, list[InvoiceDunning]]:
+        """Standing and every invoice record in one strongly consistent query; the standing item
+        sorts first, so it is read no later than any invoice record."""
+        items = self._query_prefix(tenant_id, STANDING)
+        standing = TenantStanding(tenant_id)
+        records = []
+        for item in items:
+            if item["sk"]["S"] == STANDING:
+                standing = _standing(tenant_id, item)
+            else:
+                records.append(_record(item))
+        return standing, records
+
     # -- standing and audit ---------------------------------------------------------------------------
     def standing(self, tenant_id: str) -> TenantStanding:
         item = self.client.get_item(TableName=self.table, ConsistentRead=True,
-                                    Key={"pk": _s(f"TENANT#{tenant_id}"), "sk": _s("STANDING")}).get("Item")
-        if not item:
-            return TenantStanding(tenant_id)
-        deleted = json.loads(item["customer_deleted"]["S"]) if "customer_deleted" in item else None
-        return TenantStanding(tenant_id, item["status"]["S"], Mark.from_json(deleted),  # type: ignore[arg-type]
-                              int(item["version"]["N"]))
+                                    Key={"pk": _s(f"TENANT#{tenant_id}"), "sk": _s(STANDING)}).get("Item")
+        return _standing(tenant_id, item) if item else TenantStanding(tenant_id)
 
-    def audit(self, tenant_id: str) -> list[AuditEntry]:
-        return [_entry(i) for i in self._query_prefix(tenant_id, "AUDIT#")]
-
-    def commit(self, before: TenantStanding, after: TenantStanding, *, tenant_status_changed: bool,
-               put: Sequence[AuditEntry], delete: Sequence[AuditEntry]) -> bool:
-        """One transaction: STANDING (version-checked), the tenant's payment_status, the audit delta."""
+    def commit(self, before: TenantStanding, after: TenantStanding) -> bool:
+        """Compare-and-set of STANDING (status, audit trail, version): one conditional put. Then,
+        when the status changed, mirror it onto the tenant record (guarded by the standing version,
+        so a slower writer never overwrites a newer status; a crash in between is repaired by the
+        next commit, which sees ``mirrored`` false)."""
+        need_mirror = after.status != before.status or not before.mirrored
         pk = _s(f"TENANT#{after.tenant_id}")
-        standing: dict[str, Any] = {"pk": pk, "sk": _s("STANDING"), "tenant_id": _s(after.tenant_id),
-                                    "status": _s(after.status), "version": {"N": str(after.version)}}
+        item: dict[str, Any] = {
+            "pk": pk, "sk": _s(STANDING), "tenant_id": _s(after.tenant_id), "status": _s(after.status),
+            "version": {"N": str(after.version)}, "mirrored": {"BOOL": not need_mirror},
+            "audit": _s(json.dumps([_audit_json(e) for e in after.audit], separators=(",", ":")))}
         if after.customer_deleted:
-            standing["customer_deleted"] = _s(json.dumps(after.customer_deleted.to_json()))
-        put_standing: dict[str, Any] = {"TableName": self.table, "Item": standing}
+            item["customer_deleted"] = _s(json.dumps(after.customer_deleted.to_json()))
+        kwargs: dict[str, Any] = {"TableName": self.table, "Item": item}
         if before.version == 0:
-            put_standing["ConditionExpression"] = "attribute_not_exists(pk)"
+            kwargs["ConditionExpression"] = "attribute_not_exists(pk)"
         else:
-            put_standing["ConditionExpression"] = "version = :v"
-            put_standing["ExpressionAttributeValues"] = {":v": {"N": str(before.version)}}
-        items: list[dict[str, Any]] = [{"Put": put_standing}]
-        if tenant_status_changed:
-            items.append({"Update": {
-                "TableName": self.tenants_table, "Key": {"tenant_id": _s(after.tenant_id)},
-                "UpdateExpression": "SET payment_status = :s ADD version :one",
-                "ConditionExpression": "attribute_exists(tenant_id)",
-                "ExpressionAttributeValues": {":s": _s(after.status), ":one": {"N": "1"}}}})
-        audit_ops = [{"Put": {"TableName": self.table, "Item": _audit_item(pk, e)}} for e in put]
-        audit_ops += [{"Delete": {"TableName": self.table, "Key": {"pk": pk, "sk": _s(e.key)}}} for e in delete]
-        first, rest = audit_ops[:MAX_TRANSACTION_ITEMS - len(items)], audit_ops[MAX_TRANSACTION_ITEMS - len(items):]
+            kwargs["ConditionExpression"] = "version = :v"
+            kwargs["ExpressionAttributeValues"] = {":v": {"N": str(before.version)}}
         try:
-            self.client.transact_write_items(TransactItems=items + first)
+            self.client.put_item(**kwargs)
+        except ClientError as exc:
+            if is_conditional_failure(exc):
+                return False
+            raise
+        if need_mirror:
+            self._mirror(after)
+        return True
+
+    def _mirror(self, standing: TenantStanding) -> None:
+        try:
+            self.client.update_item(
+                TableName=self.tenants_table, Key={"tenant_id": _s(standing.tenant_id)},
+                UpdateExpression="SET payment_status = :s, payment_version = :pv ADD version :one",
+                ConditionExpression="attribute_exists(tenant_id) AND "
+                                    "(attribute_not_exists(payment_version) OR payment_version < :pv)",
+                ExpressionAttributeValues={":s": _s(standing.status), ":pv": {"N": str(standing.version)},
+                                           ":one": {"N": "1"}})
         except ClientError as exc:
             if not is_conditional_failure(exc):
                 raise
-            reasons = exc.response.get("CancellationReasons") or []
-            if tenant_status_changed and len(reasons) > 1 and reasons[1].get("Code") == "ConditionalCheckFailed" \
-                    and reasons[0].get("Code") in (None, "None"):
-                raise NotFound(f"tenant {after.tenant_id} does not exist") from None
-            return False
-        for op in rest:  # only for an unusually long trail: the overflow follows the committed head
-            if "Put" in op:
-                self.client.put_item(**op["Put"])
-            else:
-                self.client.delete_item(**op["Delete"])
-        return True
+            return  # a newer standing is mirrored already (or the tenant is gone)
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={"pk": _s(f"TENANT#{standing.tenant_id}"), "sk": _s(STANDING)},
+                UpdateExpression="SET mirrored = :t", ConditionExpression="version = :v",
+                ExpressionAttributeValues={":t": {"BOOL": True}, ":v": {"N": str(standing.version)}})
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
 
     # -- scheduling ---------------------------------------------------------------------------------
     def due(self, now: datetime, limit: int) -> list[DueRetry]:
@@ -201,6 +216,13 @@ class DunningStore:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def _standing(tenant_id: str, item: dict[str, Any]) -> TenantStanding:
+    deleted = json.loads(item["customer_deleted"]["S"]) if "customer_deleted" in item else None
+    audit = tuple(_entry(e) for e in json.loads(item["audit"]["S"])) if "audit" in item else ()
+    return TenantStanding(tenant_id, item["status"]["S"], Mark.from_json(deleted), audit,  # type: ignore[arg-type]
+                          int(item["version"]["N"]), item.get("mirrored", {}).get("BOOL", True))
+
+
 def _state_label(record: InvoiceDunning, next_retry_at: datetime | None) -> str:
     if record.resolution:
         return record.resolution.kind
@@ -217,68 +239,36 @@ def _record(item: dict[str, Any]) -> InvoiceDunning:
         failure_reason=body.get("failure_reason"), closed=ResolutionMark.from_json(body.get("closed")),
         resolution=ResolutionMark.from_json(body.get("resolution")),
         attempts=tuple(Attempt.from_json(a) for a in body.get("attempts", [])),
-        last_event_created=parse_instant(body["last_event_created"]) if body.get("last_event_created") else None,
         version=int(item["version"]["N"]))
 
 
-def _audit_item(pk: dict[str, str], entry: AuditEntry) -> dict[str, Any]:
-    return {"pk": pk, "sk": _s(entry.key), "when": _s(iso(entry.at)), "subject": _s(entry.subject),
-            "from": _s(entry.from_state), "to": _s(entry.to_state), "why": _s(entry.why),
-            "stripe_event_id": _s(entry.event_id), "order": {"N": str(entry.order)}}
+def _audit_json(entry: AuditEntry) -> dict[str, Any]:
+    return {"key": entry.key, **entry.to_json(), "order": entry.order}
 
 
-def _entry(item: dict[str, Any]) -> AuditEntry:
-    return AuditEntry(parse_instant(item["when"]["S"]), item["subject"]["S"], item["from"]["S"], item["to"]["S"],
-                      item["why"]["S"], item["stripe_event_id"]["S"], int(item["order"]["N"]))
-
-
-ClaimStatus = Literal["claimed", "duplicate", "in_flight"]
+def _entry(data: dict[str, Any]) -> AuditEntry:
+    return AuditEntry(parse_instant(data["when"]), data["subject"], data["from"], data["to"], data["why"],
+                      data["stripe_event_id"], int(data["order"]))
 
 
 class ProcessedEvents:
-    """Stripe event ids in LedgerTable: claimed (processing, with a lease) then done (until TTL).
-
-    A claim whose processing died (lease ran out) is taken over, so a failure after the claim never
-    loses the event: Stripe's redelivery is processed. Processing itself is idempotent."""
-
-    LEASE_SECONDS = 60
+    """Processed Stripe event ids in LedgerTable (pk "WEBHOOK#{id}", TTL ``expires_at``). Written
+    once the event's state change is stored, with a conditional put: False means a redelivery."""
 
     def __init__(self, table: str, client: Any = None, *, retention_days: int = 30):
         self.table = table
         self.client = client or dynamodb_client()
         self.retention_s = retention_days * 86400
 
-    def claim(self, event_id: str, now: datetime) -> ClaimStatus:
+    def record(self, event_id: str, now: datetime, outcome: str) -> bool:
         epoch = int(utc(now).timestamp())
         try:
             self.client.put_item(
-                TableName=self.table,
-                Item={"pk": _s(f"WEBHOOK#{event_id}"), "status": _s("processing"),
-                      "lease_until": {"N": str(epoch + self.LEASE_SECONDS)},
-                      "expires_at": {"N": str(epoch + self.retention_s)}},
-                ConditionExpression="attribute_not_exists(pk) OR (#st = :processing AND lease_until < :now)",
-                ExpressionAttributeNames={"#st": "status"},
-                ExpressionAttributeValues={":processing": _s("processing"), ":now": {"N": str(epoch)}})
-            return "claimed"
+                TableName=self.table, ConditionExpression="attribute_not_exists(pk)",
+                Item={"pk": _s(f"WEBHOOK#{event_id}"), "outcome": _s(outcome[:1000]),
+                      "processed_at": _s(iso(now)), "expires_at": {"N": str(epoch + self.retention_s)}})
+            return True
         except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
-        item = self.client.get_item(TableName=self.table, Key={"pk": _s(f"WEBHOOK#{event_id}")},
-                                    ConsistentRead=True).get("Item")
-        return "duplicate" if item and item["status"]["S"] == "done" else "in_flight"
-
-    def done(self, event_id: str, now: datetime, outcome: str) -> None:
-        epoch = int(utc(now).timestamp())
-        self.client.put_item(TableName=self.table, Item={
-            "pk": _s(f"WEBHOOK#{event_id}"), "status": _s("done"), "outcome": _s(outcome[:1000]),
-            "processed_at": _s(iso(now)), "expires_at": {"N": str(epoch + self.retention_s)}})
-
-    def release(self, event_id: str) -> None:
-        try:
-            self.client.delete_item(TableName=self.table, Key={"pk": _s(f"WEBHOOK#{event_id}")},
-                                    ConditionExpression="#st = :processing",
-                                    ExpressionAttributeNames={"#st": "status"},
-                                    ExpressionAttributeValues={":processing": _s("processing")})
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
+            if is_conditional_failure(exc):
+                return False
+            raise
