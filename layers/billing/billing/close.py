@@ -101,7 +101,8 @@ class BillingCycle:
             late = self.queries.late_usage(
                 month, lower=max(closes.values()), upper=cutoff, closed=closes,
                 segments_of=lambda tenant_id, m: self.rater.segments(by_id[tenant_id], m) if tenant_id in by_id else [])
-        return [self.rater.rate(t, month, usage[t.id], late.get(t.id, ()), usage_cutoff=cutoff) for t in billable]
+        return [self.rater.rate(t, month, usage[t.id], late.get(t.id, ()), usage_cutoff=cutoff, segments=segments[t.id])
+                for t in billable]
 
     # ------------------------------------------------------------------------------------------ close
     def close(self, month: Month) -> CloseResult:

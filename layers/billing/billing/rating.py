@@ -196,15 +196,16 @@ class Rater:
         return pricing_segments(tenant, month)
 
     def rate(self, tenant: Tenant, month: Month, usage: MonthUsage, late: Iterable[LateUsage] = (), *,
-             usage_cutoff: datetime | None = None) -> Statement:
+             usage_cutoff: datetime | None = None, segments: list[Segment] | None = None) -> Statement:
+        """``segments``: this tenant's ``pricing_segments`` for the month, when the caller has them."""
         with localcontext() as ctx:
             ctx.prec = 60
-            return self._rate(tenant, month, usage, list(late), usage_cutoff)
+            return self._rate(tenant, month, usage, list(late), usage_cutoff,
+                              segments if segments is not None else self.segments(tenant, month))
 
     # ------------------------------------------------------------------------------------------
     def _rate(self, tenant: Tenant, month: Month, usage: MonthUsage, late: list[LateUsage],
-              usage_cutoff: datetime | None) -> Statement:
-        segments = self.segments(tenant, month)
+              usage_cutoff: datetime | None, segments: list[Segment]) -> Statement:
         if len(usage.segments) != len(segments):
             raise ValueError(f"{tenant.id} {month}: {len(usage.segments)} usage segments for {len(segments)} "
                              "pricing segments")
