@@ -105,6 +105,7 @@ class IngestService:
         now = self.clock()
         priced = self._price(events, now)
         tenants = self._check_tenants(events, principal)
+        self._refuse_exhausted_quota(events, tenants)
         batch_id = uuid.uuid4().hex
         try:
             with self.ledger.locked(tenants, batch_id):
@@ -117,6 +118,35 @@ class IngestService:
             "duplicates": len(result.duplicates), "rejected_for_quota": len(result.rejected_for_quota),
             "queued": result.queued})
         return result
+
+    def _refuse_exhausted_quota(self, events: Sequence[UsageEvent], tenants: dict[str, Tenant]) -> None:
+        """A batch of only new queries, all beyond an exhausted quota, is refused without waiting for
+        the tenant lock: stored claims and quota counters only grow, so reading them is enough. This
+        keeps a tenant hammering us over its quota from queueing behind its own lock."""
+        if not events or any(not e.queries for e in events):
+            return
+        claims = {Claim(*e.key): e for e in events}
+        stored = self.ledger.stored(list(claims))
+        fresh = [e for c, e in claims.items() if c not in stored]
+        if not fresh:
+            return
+        used_by_month: dict[tuple[str, str], int] = {}
+        for event in fresh:
+            key = (event.tenant_id, str(Month.of(event.timestamp)))
+            if key not in used_by_month:
+                used_by_month[key] = self.ledger.quota_used(*key)[0]
+            limit = quota_limit(tenants[event.tenant_id], self.catalog, event.timestamp)
+            if limit is None or used_by_month[key] < limit:
+                return
+        first = min(fresh, key=lambda e: (e.timestamp, e.event_id))
+        month = Month.of(first.timestamp)
+        result = IngestResult(duplicates=[c.event_id for c in stored])
+        result.rejected_for_quota = [{"event_id": e.event_id, "tenant_id": e.tenant_id, "timestamp": iso(e.timestamp)}
+                                     for e in sorted(fresh, key=lambda e: (e.timestamp, e.event_id))]
+        result.quota = {"tenant_id": first.tenant_id, "month": str(month),
+                        "limit": quota_limit(tenants[first.tenant_id], self.catalog, first.timestamp),
+                        "used": used_by_month[(first.tenant_id, str(month))], "resets_at": iso(month.end)}
+        raise self._quota_error(result)
 
     def _admit_and_store(self, events: Sequence[UsageEvent], priced: dict[tuple[str, str], StoredEvent],
                          tenants: dict[str, Tenant], batch_id: str) -> IngestResult:

@@ -216,7 +216,7 @@ class UsageLedger:
             if time.monotonic() >= deadline:
                 raise TenantBusy(tenant_id)
             attempt += 1
-            time.sleep(random.uniform(0.001, min(0.1, 0.002 * 2 ** min(attempt, 6))))
+            time.sleep(random.uniform(0.005, min(0.25, 0.005 * 2 ** min(attempt, 6))))
 
     def _release_lock(self, tenant_id: str, owner: str) -> None:
         try:
@@ -231,19 +231,19 @@ class UsageLedger:
     def claim(self, claims: Sequence[Claim], batch_id: str, expires_at: dict[Claim, int]) -> ClaimOutcome:
         """Claim each event id for this batch. An id whose claiming batch committed is a duplicate;
         an uncommitted claim belongs to a request that died (we hold the lock) and is taken over."""
-        existing = self._get_items([c.pk for c in claims])
-        committed = self._committed_batches({i["batch_id"]["S"] for i in existing.values()})
-        outcome = ClaimOutcome([], [])
-        for claim in claims:
-            item = existing.get(claim.pk)
-            if item is not None and item["batch_id"]["S"] in committed:
-                outcome.duplicates.append(claim)
-            else:
-                outcome.claimed.append(claim)
+        stored = self.stored(claims)
+        outcome = ClaimOutcome([c for c in claims if c not in stored], [c for c in claims if c in stored])
         self._batch_write([{"PutRequest": {"Item": {
             "pk": {"S": c.pk}, "batch_id": {"S": batch_id}, "expires_at": {"N": str(expires_at[c])}}}}
             for c in outcome.claimed])
         return outcome
+
+    def stored(self, claims: Sequence[Claim]) -> set[Claim]:
+        """The claims whose batch committed: those events are durably stored. Final once true, so
+        reading it needs no lock."""
+        existing = self._get_items([c.pk for c in claims])
+        committed = self._committed_batches({i["batch_id"]["S"] for i in existing.values()})
+        return {c for c in claims if c.pk in existing and existing[c.pk]["batch_id"]["S"] in committed}
 
     def release(self, claims: Sequence[Claim], batch_id: str) -> None:
         """Give claims back (their events were not stored); the caller still holds the locks."""
