@@ -16,7 +16,7 @@ import pytest
 from billing import container
 from billing.adapters.clickhouse import UsageStore
 from billing.local.aws import local_aws
-from billing.local.runner import api_gateway_event
+from billing.local.runner import LocalContext, api_gateway_event
 from billing.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -38,20 +38,8 @@ class Env:
 
 
 @pytest.fixture
-def lambda_context() -> Any:
-    @dataclass
-    class LambdaContext:
-        function_name: str = "test-function"
-        function_version: str = "$LATEST"
-        memory_limit_in_mb: int = 512
-        invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
-        aws_request_id: str = "52fdfc07-2182-154f-163f-5f0f9a621d72"
-
-        @staticmethod
-        def get_remaining_time_in_millis() -> int:
-            return 30_000
-
-    return LambdaContext()
+def lambda_context() -> LocalContext:
+    return LocalContext(function_name="test-function")
 
 
 @pytest.fixture

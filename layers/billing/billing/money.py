@@ -19,6 +19,14 @@ def D(value: object) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
+def reject_float(value: object) -> object:
+    """A pydantic ``mode="before"`` validator for prices read from YAML: a bare 0.1 is a float and
+    may already be inexact, so prices must be quoted strings."""
+    if isinstance(value, float):
+        raise ValueError("write prices as quoted strings, e.g. \"0.25\", never floats")
+    return value
+
+
 def round_event_cost(amount: Decimal) -> Decimal:
     with localcontext() as ctx:
         ctx.prec = 60

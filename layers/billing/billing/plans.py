@@ -8,18 +8,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from billing.money import reject_float
+
 
 class Tier(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     up_to: int | None = Field(default=None, gt=0)  # cumulative; None = no upper bound
     unit_price: Decimal = Field(ge=0)
 
-    @field_validator("unit_price", mode="before")
-    @classmethod
-    def _no_float(cls, value: Any) -> Any:
-        if isinstance(value, float):
-            raise ValueError("write prices as quoted strings, never floats")
-        return value
+    _no_float = field_validator("unit_price", mode="before")(reject_float)
 
 
 class Plan(BaseModel):
@@ -32,12 +29,7 @@ class Plan(BaseModel):
     query_tiers: list[Tier] = Field(default_factory=lambda: [Tier(up_to=None, unit_price=Decimal(0))])
     stripe_product_id: str | None = None
 
-    @field_validator("base_fee", mode="before")
-    @classmethod
-    def _no_float(cls, value: Any) -> Any:
-        if isinstance(value, float):
-            raise ValueError("write prices as quoted strings, never floats")
-        return value
+    _no_float = field_validator("base_fee", mode="before")(reject_float)
 
     @model_validator(mode="after")
     def _tiers_ascending(self) -> Plan:

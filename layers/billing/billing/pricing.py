@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from billing.events import UsageEvent
-from billing.money import ZERO, round_event_cost
+from billing.money import ZERO, reject_float, round_event_cost
 from billing.periods import iso, parse_instant
 
 MILLION = Decimal(1_000_000)
@@ -38,12 +38,7 @@ class PriceVersion(BaseModel):
     def _instant(cls, value: Any) -> Any:
         return parse_instant(value) if isinstance(value, str) else value
 
-    @field_validator("markup", "storage_per_gb", mode="before")
-    @classmethod
-    def _no_float(cls, value: Any) -> Any:
-        if isinstance(value, float):
-            raise ValueError("write prices as quoted strings, e.g. \"0.25\", never floats")
-        return value
+    _no_float = field_validator("markup", "storage_per_gb", mode="before")(reject_float)
 
     @property
     def version_id(self) -> str:
