@@ -111,7 +111,8 @@ def run(args: argparse.Namespace, api_base: str) -> None:
         print(f"tenants          {len(outcomes)}  states {states}  stripe total == statement total: {equal}")
         print(f"stripe requests  {requests} ({requests / len(outcomes):.1f} per statement), "
               f"latency {args.latency * 1000:.0f} ms/call, workers {args.workers}")
-        print(f"rate cap         {args.rate:g}/s; busiest 1 s window at Stripe: {seen['max_in_1s']} requests")
+        print(f"rate cap         {args.rate:g}/s; busiest window at Stripe: 1 s {seen['max_in_1s']} requests, "
+              f"5 s {seen['max_in_5s']} ({seen['max_in_5s'] / 5:.1f}/s)")
         print(f"time             {elapsed:.1f}s  floor {floor:.1f}s  ratio {elapsed / floor:.3f}x "
               f"(target <= 1.2x)  throughput {requests / elapsed:.1f} req/s")
 

@@ -198,6 +198,7 @@ class StripeDouble:
         times = [r.at for r in requests]
         return {"requests": len(requests), "invoices": len(self.invoices), "customers": len(self.customers),
                 "max_in_1s": max_in_window(times, 1.0) if times else 0,
+                "max_in_5s": max_in_window(times, 5.0) if times else 0,
                 "span_s": (max(times) - min(times)) if times else 0.0,
                 "statuses": {str(code): sum(1 for r in requests if r.status == code)
                              for code in sorted({r.status for r in requests})}}
