@@ -468,7 +468,10 @@ class DunningService:
             if updated.month is None and month:
                 updated = replace(updated, month=month)
             if current is not None and updated.fingerprint() == current.fingerprint():
-                return Outcome(tenant_id, invoice_id, False, current.state(self.retry_count), standing.status)
+                status = standing.status
+                if not self._up_to_date(standing, invoices):   # an earlier run stopped half way
+                    status = self.refresh(tenant_id, snapshot=(standing, invoices))
+                return Outcome(tenant_id, invoice_id, False, current.state(self.retry_count), status)
             if not self.repo.put_invoice(updated, updated.next_retry_at(self.retry_days)):
                 self._backoff(attempt)
                 continue
@@ -478,10 +481,14 @@ class DunningService:
             return Outcome(tenant_id, invoice_id, True, updated.state(self.retry_count), status)
         raise ConcurrentUpdate(f"invoice {invoice_id}: too many concurrent writers")
 
+    def _up_to_date(self, standing: TenantStanding, invoices: Sequence[InvoiceDunning]) -> bool:
+        status, entries = timeline(invoices, standing.customer_deleted, self.retry_count)
+        return standing.mirrored and status == standing.status and tuple(entries) == standing.audit
+
     def customer_deleted(self, tenant_id: str, mark: Mark) -> Outcome:
         snapshot = self.repo.snapshot(tenant_id)
         known = snapshot[0].customer_deleted
-        if known is not None and known <= mark:
+        if known is not None and known <= mark and self._up_to_date(*snapshot):
             return Outcome(tenant_id, None, False, None, snapshot[0].status)
         standing = self.refresh(tenant_id, customer_deleted=mark, snapshot=snapshot)
         return Outcome(tenant_id, None, True, None, standing)
@@ -513,6 +520,7 @@ class DunningService:
         if self.gateway is None:
             raise RuntimeError("dunning run needs a payment gateway")
         now = utc(self.clock())
+        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # stored with millisecond precision
         report = RunReport()
         for due in self.repo.due(now, limit):
             report.due += 1

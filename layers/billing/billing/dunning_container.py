@@ -61,6 +61,16 @@ def payment_gateway() -> Any:
 _gateway_override: list[Any] = []
 
 
+class LazyGateway:
+    """Builds the Stripe gateway (which fetches the Stripe key) only when a retry is actually due."""
+
+    def __init__(self, factory: Callable[[], Any]):
+        self._factory = factory
+
+    def pay_invoice(self, invoice_id: str, *, idempotency_key: str) -> Any:
+        return self._factory().pay_invoice(invoice_id, idempotency_key=idempotency_key)
+
+
 def use_gateway(gateway: Any | None) -> None:
     """Pay through another PaymentGateway (the local Stripe double); None: the real one."""
     _gateway_override.clear()
@@ -81,7 +91,7 @@ def dunning_runner() -> Any:
     """The dunning service with a payment gateway (only the scheduled job pays)."""
     from billing.dunning import DunningService
 
-    gateway = _gateway_override[0] if _gateway_override else payment_gateway()
+    gateway = _gateway_override[0] if _gateway_override else LazyGateway(payment_gateway)
     return DunningService(dunning_store(), retry_days=container.settings().dunning_retry_days, clock=clock(),
                           gateway=gateway)
 

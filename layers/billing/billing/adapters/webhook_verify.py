@@ -18,8 +18,8 @@ class StripeSignatureVerifier:
     """``Stripe-Signature: t=<unix>,v1=<hex hmac-sha256 of "t.<raw body>">[,v1=...]``.
 
     The HMAC is checked by ``stripe.WebhookSignature.verify_header`` against the exact bytes API
-    Gateway delivered; the age check (Stripe's 300 s tolerance) uses our injected clock instead of
-    the SDK's ``time.time()``, so tests can move time."""
+    Gateway delivered; the age check (Stripe's 300 s tolerance: older is refused) uses our injected
+    clock instead of the SDK's ``time.time()``, so tests can move time. Both must pass."""
 
     def __init__(self, secret: Callable[[], str], tolerance_s: int = DEFAULT_TOLERANCE_S):
         self._secret = secret
@@ -29,6 +29,14 @@ class StripeSignatureVerifier:
         if not header:
             raise InvalidSignature("missing Stripe-Signature header", field="Stripe-Signature")
         try:
+            timestamp = _timestamp(header)
+        except ValueError:
+            raise InvalidSignature("Stripe-Signature timestamp is not a number", field="Stripe-Signature") from None
+        age = utc(now).timestamp() - timestamp
+        if age > self.tolerance_s:   # checked first: a stale delivery is refused without the secret
+            raise InvalidSignature(f"signature timestamp is {int(age)} s old; the tolerance is "
+                                   f"{self.tolerance_s} s (replayed or delayed delivery)", field="Stripe-Signature")
+        try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidSignature("body is not UTF-8, so it cannot be a Stripe event", field="body") from None
@@ -37,11 +45,6 @@ class StripeSignatureVerifier:
         except stripe.SignatureVerificationError as exc:
             raise InvalidSignature(f"signature does not verify: {exc.user_message or exc}",
                                    field="Stripe-Signature") from None
-        timestamp = _timestamp(header)
-        age = utc(now).timestamp() - timestamp
-        if age > self.tolerance_s:
-            raise InvalidSignature(f"signature timestamp is {int(age)} s old; the tolerance is "
-                                   f"{self.tolerance_s} s (replayed or delayed delivery)", field="Stripe-Signature")
 
 
 def _timestamp(header: str) -> int:
