@@ -9,7 +9,9 @@ Target: rating within 1 s on a 2-core machine, memory under 1 GB.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -63,7 +65,9 @@ def load(store: UsageStore, events: int, tenant_count: int) -> float:
         FROM numbers({events})
         SETTINGS max_insert_block_size = 1000000
     """)
+    # Background merges would do this over time; merged parts are what a month-end close reads.
     store.client.command("OPTIMIZE TABLE usage_events FINAL")
+    store.client.command("OPTIMIZE TABLE usage_hourly FINAL")
     return time.perf_counter() - started
 
 
@@ -83,14 +87,21 @@ def main() -> None:
     parser.add_argument("--multi", type=int, default=50, help="tenants with several pricing segments")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--reuse", type=Path, help="a data directory left by an earlier run (skips loading)")
+    parser.add_argument("--load-only", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    path = args.reuse or Path(tempfile.mkdtemp(prefix="rating-bench-"))
-    store = UsageStore.from_url(f"chdb://{path}", "bench")
-    if not args.reuse:
+    if args.load_only:  # child process: load the data, so the parent's peak memory is the rating's
+        store = UsageStore.from_url(f"chdb://{args.load_only}", "bench")
         store.migrate()
+        print(f"  loaded in {load(store, args.events, args.tenants):.1f} s "
+              f"(loader peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)", flush=True)
+        return
+    path = args.reuse or Path(tempfile.mkdtemp(prefix="rating-bench-"))
+    if not args.reuse:
         print(f"loading {args.events:,} events for {args.tenants:,} tenants into {path} ...", flush=True)
-        print(f"  loaded in {load(store, args.events, args.tenants):.1f} s")
+        subprocess.run([sys.executable, __file__, "--load-only", str(path), "--events", str(args.events),
+                        "--tenants", str(args.tenants)], check=True)
+    store = UsageStore.from_url(f"chdb://{path}", "bench")
 
     queries = RatingQueries(store)
     cycle = BillingCycle(tenants=None, periods=NoCloses(), statements=None, queries=queries,
@@ -116,10 +127,11 @@ def main() -> None:
     print(f"plain GROUP BY scan       : {scan_s * 1000:8.1f} ms  ({len(rows):,} tenants)")  # type: ignore[arg-type]
     print(f"month's rating (FINAL)    : {rate_s * 1000:8.1f} ms  ({len(statements):,} statements, "  # type: ignore[arg-type]
           f"{args.multi} multi-segment, {events:,} queries, total {total:,.2f} USD)")
-    print(f"  of which: totals scan (FINAL) {totals_s * 1000:.0f} ms, multi-segment scan "
+    print(f"  parts (each best of the runs, measured separately): totals scan (FINAL) {totals_s * 1000:.0f} ms, multi-segment scan "
           f"{(split_s - totals_s) * 1000:.0f} ms, rating engine (Python) {engine_s * 1000:.0f} ms")
     print(f"rating / scan             : {rate_s / scan_s:8.2f} x")
-    print(f"peak memory (process RSS) : {peak_mb:8.0f} MB")
+    print(f"peak memory (process RSS) : {peak_mb:8.0f} MB  (rating process; data loaded by a child process)")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end of the run")
     print(f"target: rating <= 1000 ms -> {'OK' if rate_s <= 1 else 'MISSED'}; memory < 1024 MB -> "
           f"{'OK' if peak_mb < 1024 else 'MISSED'}")
     sys.stdout.flush()
