@@ -148,3 +148,30 @@ def test_a_preview_is_month_to_date_and_stores_nothing(env):
     assert not stored and statement.total == Decimal("29.03")
     assert container.statements().get("acme", NOV) is None
     assert rating_services.billing_cycle().export_csv(NOV).decode().splitlines()[1] == "acme,2025-11,3,0,29.03,2025-11-30"
+
+
+def test_usage_stored_after_a_final_statement_is_billed_next_month(env):
+    # Given a starter tenant with 5 November queries, cancelled at 2025-11-16 (final statement at once:
+    # 29.00 x 15/30 + 5 x 0.01)
+    make_tenant("leaver", [("starter", "2025-10-01T00:00:00Z")])
+    env.store.insert_events(queries("leaver", 5, "2025-11-02T00:00:00Z", prefix="a"))
+    _, final = rating_services.tenant_service().cancel(
+        "leaver", __import__("billing.tenant_service", fromlist=["CancelRequest"]).CancelRequest(at="2025-11-16T00:00:00Z"))
+    assert final.is_final and final.total == Decimal("14.55")
+    time.sleep(0.01)
+    # When 2 November queries from before the cancellation are stored after the final statement was issued
+    env.store.insert_events(queries("leaver", 2, "2025-11-10T00:00:00Z", prefix="b"))
+    cycle = rating_services.billing_cycle()
+    november = cycle.close(NOV)
+    december = cycle.close(DEC)
+    # Then November keeps the final statement, and December bills them as an adjustment-only statement
+    # (positions 6-7 of November's starter tiers @0.01)
+    assert [s.model_dump_json() for s in november.statements] == [final.model_dump_json()]
+    (adjustment,) = december.statements
+    assert {l.line_id: l.amount for l in adjustment.lines} == {
+        "usage": Decimal("0.00"), "adj:2025-11:queries:starter:t1": Decimal("0.02"), "adj:2025-11:usage": Decimal("0.00")}
+    assert adjustment.total == Decimal("0.02") and adjustment.invoice_date == "2025-12-31"
+    assert not adjustment.is_final and adjustment.total_queries == 0
+    # And nothing is billed twice on a re-run or in January
+    assert cycle.close(DEC).created == []
+    assert cycle.close(Month(2026, 1)).statements == []

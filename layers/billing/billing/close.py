@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from billing.errors import InvalidRequest, NotFound, ServiceUnavailable
 from billing.observability import logger
-from billing.periods import Month, iso
+from billing.periods import Month, iso, parse_instant
 from billing.rating import Rater, invoices_csv, statement_period
 from billing.statements import Statement
 from billing.tenants import Tenant
@@ -88,21 +88,41 @@ class BillingCycle:
 
     def rate(self, tenants: Sequence[Tenant], month: Month, cutoff: datetime | None) -> list[Statement]:
         """Rate tenants for ``month``: events of the month stored up to ``cutoff`` (all when None) plus
-        late events of earlier closed months stored after the latest earlier close (up to ``cutoff``)."""
-        billable = [t for t in tenants if statement_period(t, month) is not None]
-        if not billable:
-            return []
-        by_id = {t.id: t for t in billable}
-        segments = {t.id: self.rater.segments(t, month) for t in billable}
-        usage = self.queries.month_usage(segments, month, cutoff)
+        late events of earlier closed months stored after they were billed (up to ``cutoff``). A
+        tenant with no period in ``month`` but late events (cancelled earlier) gets a statement of
+        adjustment lines only."""
+        by_id = {t.id: t for t in tenants}
         closes = self._previous_closes(month)
         late: dict[str, list[Any]] = {}
         if closes:
             late = self.queries.late_usage(
                 month, lower=max(closes.values()), upper=cutoff, closed=closes,
+                billed_until=self._final_cutoffs(tenants, month, closes),
                 segments_of=lambda tenant_id, m: self.rater.segments(by_id[tenant_id], m) if tenant_id in by_id else [])
+        rated = [t for t in tenants if statement_period(t, month) is not None or late.get(t.id)]
+        if not rated:
+            return []
+        segments = {t.id: self.rater.segments(t, month) for t in rated}
+        usage = self.queries.month_usage(segments, month, cutoff)
         return [self.rater.rate(t, month, usage[t.id], late.get(t.id, ()), usage_cutoff=cutoff, segments=segments[t.id])
-                for t in billable]
+                for t in rated]
+
+    def _final_cutoffs(self, tenants: Sequence[Tenant], month: Month, closes: dict[Month, datetime]
+                       ) -> dict[tuple[str, Month], datetime]:
+        """(tenant, previous month) -> the cutoff of its final statement, when that statement (issued at
+        the cancellation) counted less than the month's close: events stored in between are late."""
+        previous = month.previous()
+        out: dict[tuple[str, Month], datetime] = {}
+        if previous not in closes:
+            return out
+        for tenant in tenants:
+            if tenant.canceled_at is None or Month.of(tenant.canceled_at) != previous:
+                continue
+            stored = self.statements.get(tenant.id, previous)
+            cutoff = stored.inputs.get("usage_cutoff") if stored is not None and stored.is_final else None
+            if cutoff and parse_instant(cutoff) < closes[previous]:
+                out[(tenant.id, previous)] = parse_instant(cutoff)
+        return out
 
     # ------------------------------------------------------------------------------------------ close
     def close(self, month: Month) -> CloseResult:
@@ -144,11 +164,11 @@ class BillingCycle:
         tenant = self.tenants.get(tenant_id)
         if tenant is None:
             raise NotFound(f"unknown tenant {tenant_id}", details=[{"field": "tenant_id", "reason": "unknown tenant"}])
-        if statement_period(tenant, month) is None:
+        rated = self.rate([tenant], month, self.periods.closed_at(month))
+        if not rated:
             raise NotFound(f"tenant {tenant_id} has nothing to bill in {month}",
                            details=[{"field": "month", "reason": "no plan in force during this month"}])
-        closed_at = self.periods.closed_at(month)
-        return self.rate([tenant], month, closed_at)[0], False
+        return rated[0], False
 
     def preview_month(self, month: Month) -> list[Statement]:
         """Every tenant's statement of ``month``: the stored ones, month-to-date previews for the rest."""

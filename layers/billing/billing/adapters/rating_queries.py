@@ -182,14 +182,18 @@ class RatingQueries:
 
     # ------------------------------------------------------------------------------------------
     def late_usage(self, month: Month, *, lower: datetime, upper: datetime | None,
-                   closed: Mapping[Month, datetime], segments_of: Callable[[str, Month], Sequence[Segment]]
-                   ) -> dict[str, list[LateUsage]]:
+                   closed: Mapping[Month, datetime], segments_of: Callable[[str, Month], Sequence[Segment]],
+                   billed_until: Mapping[tuple[str, Month], datetime] | None = None) -> dict[str, list[LateUsage]]:
         """Events of closed months before ``month`` whose first copy was stored in (lower, upper].
 
         ``lower`` is the latest close before ``month`` (everything stored up to it was billed by an
-        earlier statement); ``closed`` maps closed months to their close instants. Late events are
-        rare, so they are read row by row; each one is checked against every stored copy of its id,
-        so an event never becomes "late" because a duplicate copy was written after the close."""
+        earlier statement); ``closed`` maps closed months to their close instants; ``billed_until``
+        lowers that bound for a (tenant, month) whose statement used an earlier cutoff (a final
+        statement issued at the cancellation). Late events are rare, so they are read row by row;
+        each one is checked against every stored copy of its id, so an event never becomes "late"
+        because a duplicate copy was written after the close."""
+        billed_until = billed_until or {}
+        latest, lower = lower, min([lower, *billed_until.values()])
         first = month
         for _ in range(LATE_LOOKBACK_MONTHS):
             first = first.previous()
@@ -219,7 +223,7 @@ class RatingQueries:
         grouped: dict[tuple[str, Month], list[tuple[Any, ...]]] = defaultdict(list)
         for row in candidates:
             m = Month.of(utc(row[2]))
-            if m in closed and utc(row[3]) > closed[m]:
+            if m in closed and utc(row[3]) > billed_until.get((row[0], m), latest):
                 grouped[(row[0], m)].append(row)
         result: dict[str, list[LateUsage]] = defaultdict(list)
         for (tenant_id, m), rows in sorted(grouped.items(), key=lambda kv: (kv[0][0], kv[0][1])):
@@ -233,7 +237,7 @@ class RatingQueries:
                     if seg.start <= at < seg.end:
                         per_segment[i] = per_segment[i] + Usage(1, int(row[4]), int(row[5]), Decimal(row[6]))
                         break
-            billed_queries = self.billed_queries(tenant_id, segs, m, lower)
+            billed_queries = self.billed_queries(tenant_id, segs, m, billed_until.get((tenant_id, m), latest))
             result[tenant_id].append(LateUsage(m, billed_queries, tuple(per_segment)))
         return dict(result)
 
