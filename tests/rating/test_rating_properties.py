@@ -135,3 +135,14 @@ def test_walking_tiers_conserves_queries(tiers, position, count):
     pieces = walk_tiers(plan_tiers, position, count)
     assert sum(p.quantity for p in pieces) == count
     assert [p.tier_index for p in pieces] == sorted({p.tier_index for p in pieces})
+
+
+def test_a_cancellation_at_midnight_on_the_first_makes_the_previous_month_final():
+    from billing.rating import final_month
+
+    t = tenant(("starter", datetime(2025, 10, 1, tzinfo=UTC)), canceled_at=datetime(2025, 12, 1, tzinfo=UTC))
+    nov = Month(2025, 11)
+    assert final_month(t) == nov
+    statement = RATER.rate(t, nov, MonthUsage((Usage(),), Usage()))
+    assert statement.is_final and statement.invoice_date == "2025-11-30" and statement.total == Decimal("29.00")
+    assert pricing_segments(t, Month(2025, 12)) == []

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from billing.errors import InvalidRequest, NotFound, ServiceUnavailable
 from billing.observability import logger
 from billing.periods import Month, iso, parse_instant
-from billing.rating import Rater, invoices_csv, statement_period
+from billing.rating import Rater, final_month, invoices_csv, statement_period
 from billing.statements import Statement
 from billing.tenants import Tenant
 
@@ -185,7 +185,8 @@ class BillingCycle:
         """The final statement of a cancelled tenant, stored and queued for invoicing at once."""
         if tenant.canceled_at is None:
             raise InvalidRequest(f"tenant {tenant.id} is not cancelled")
-        month = Month.of(tenant.canceled_at)
+        month = final_month(tenant)
+        assert month is not None
         existing = self.statements.get(tenant.id, month)
         if existing is not None:
             return existing

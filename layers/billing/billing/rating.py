@@ -73,7 +73,16 @@ def statement_period(tenant: Tenant, month: Month) -> tuple[datetime, datetime] 
 
 
 def is_final(tenant: Tenant, month: Month) -> bool:
-    return tenant.canceled_at is not None and month.start < utc(tenant.canceled_at) < month.end
+    """The month's statement is the tenant's last: it is cancelled after the month began and by its end."""
+    return tenant.canceled_at is not None and month.start < utc(tenant.canceled_at) <= month.end
+
+
+def final_month(tenant: Tenant) -> Month | None:
+    """The month of the final statement (a cancellation at 00:00 on the 1st ends the month before)."""
+    if tenant.canceled_at is None:
+        return None
+    month = Month.of(tenant.canceled_at)
+    return month.previous() if utc(tenant.canceled_at) == month.start else month
 
 
 def pricing_segments(tenant: Tenant, month: Month) -> list[Segment]:
@@ -217,7 +226,9 @@ class Rater:
         for item in sorted(late, key=lambda x: x.month):
             lines += self._adjustment_lines(tenant, item)
         final = is_final(tenant, month)
-        invoice_day = utc(tenant.canceled_at).date() if final else month.last_day.date()  # type: ignore[union-attr]
+        invoice_day = month.last_day.date()
+        if final and utc(tenant.canceled_at) < month.end:  # type: ignore[arg-type]
+            invoice_day = utc(tenant.canceled_at).date()  # type: ignore[arg-type]
         used_plans = sorted({s.plan for s in segments} | {s.plan for x in late for s in self.segments(tenant, x.month)})
         return Statement.model_construct(
             statement_id=Statement.make_id(tenant.id, str(month)), tenant_id=tenant.id, month=str(month),
