@@ -54,6 +54,8 @@ def test_fail_three_retries_fail_suspended_customer_pays_active(stripe, world):
     # Given acme's November invoice, finalized on Dec 1 with auto_advance=false, and a card that declines
     _tenant()
     invoice = _fail_first_charge(stripe, world)
+    # (Stripe itself will neither advance nor retry it: auto_advance is off)
+    assert [(i["auto_advance"], i["next_payment_attempt"]) for i in world.double.invoices_for("acme")] == [(False, None)]
     # Then acme is past due with retries on day 3, 7 and 14
     assert container.tenants().get("acme").payment_status == "past_due"
     status, body = stripe.get_status("acme")

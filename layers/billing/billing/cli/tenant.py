@@ -1,0 +1,115 @@
+"""``billing tenant``: a tenant's payment standing and dunning timeline; operator tools for dunning.
+
+Works against the configured environment (tables from settings; Stripe key and webhook secret from
+Secrets Manager).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from billing.cli import app
+from billing.dunning import StatusView
+
+tenant_app = typer.Typer(help="Payment standing, dunning timeline and dunning operations.", no_args_is_help=True)
+app.add_typer(tenant_app, name="tenant")
+
+STYLE = {"active": "green", "past_due": "yellow", "suspended": "bold red", "exhausted": "red", "paid": "green",
+         "void": "dim", "uncollectible": "magenta", "open": "cyan", "draft": "dim"}
+
+
+def _styled(state: str) -> Text:
+    return Text(state, style=STYLE.get(state, ""))
+
+
+def status_renderable(view: StatusView, payment_status: str | None = None) -> Group:
+    """The standing, the invoices in dunning and the timeline, as rich tables."""
+    standing = payment_status or view.standing
+    head = Text.assemble("tenant ", (view.tenant_id, "bold"), "  payment status ", _styled(standing))
+    invoices = Table(title="invoices", title_justify="left")
+    invoices.add_column("invoice", overflow="fold")
+    for column in ("month", "state", "first failed", "retries", "next retry"):
+        invoices.add_column(column, no_wrap=True)
+    for inv, state, next_at in view.invoices:
+        invoices.add_row(inv.invoice_id, inv.month or "", _styled(state),
+                         inv.first_failure.at.strftime("%Y-%m-%d %H:%M") if inv.first_failure else "",
+                         str(len(inv.attempts)), next_at.strftime("%Y-%m-%d %H:%M") if next_at else "")
+    several = len({e.subject for e in view.audit if e.subject != "tenant"}) > 1
+    timeline = Table(title="timeline", title_justify="left")
+    timeline.add_column("when (UTC)", no_wrap=True)
+    timeline.add_column("transition", no_wrap=True)
+    timeline.add_column("why / event", overflow="fold")
+    for entry in view.audit:
+        tenant = entry.subject == "tenant"
+        subject = "tenant" if tenant else (f"invoice {entry.subject}" if several else "invoice")
+        move = Text.assemble((f"{subject} ", "bold" if tenant else "dim"), _styled(entry.from_state), " -> ",
+                             _styled(entry.to_state))
+        why = Text.assemble(entry.why, "\n", (entry.event_id, "dim"))
+        timeline.add_row(entry.at.strftime("%Y-%m-%d %H:%M"), move, why)
+    parts: list = [head]
+    if view.invoices:
+        parts.append(invoices)
+    parts.append(timeline if view.audit else Text("no dunning history", style="dim"))
+    return Group(*parts)
+
+
+@tenant_app.command("status")
+def status(tenant_id: str = typer.Argument(..., help="tenant id"),
+           as_json: bool = typer.Option(False, "--json", help="print JSON (what the HTTP endpoint returns)")) -> None:
+    """Print the tenant's payment status, its invoices in dunning and every transition."""
+    from billing import container, dunning_container
+
+    tenant = container.tenants().get(tenant_id)
+    if tenant is None:
+        Console(stderr=True).print(f"[red]no tenant {tenant_id!r}[/]")
+        raise typer.Exit(1)
+    view = dunning_container.dunning_service().status(tenant_id)
+    if as_json:
+        body = view.to_json()
+        body["payment_status"] = tenant.payment_status
+        typer.echo(json.dumps(body, indent=2))
+        return
+    Console().print(status_renderable(view, tenant.payment_status))
+
+
+@tenant_app.command("dunning-run")
+def dunning_run() -> None:
+    """Pay every dunning retry that is due now (what the scheduled Lambda does)."""
+    from billing import container, dunning_container
+
+    report = dunning_container.dunning_runner().run_due(limit=container.settings().dunning_batch_limit)
+    console = Console()
+    table = Table("tenant", "invoice", "attempt", "result", "standing", title=f"{report.due} retries due")
+    for d in report.details:
+        result = "paid" if d.get("succeeded") else d.get("failure_code") or d.get("error", "")
+        table.add_row(d.get("tenant_id", ""), d["invoice_id"], str(d["attempt"]), result, d.get("standing", ""))
+    console.print(table)
+
+
+@tenant_app.command("sign-webhook")
+def sign_webhook(event_file: Path = typer.Argument(Path("events/stripe_webhook.json"), exists=True),
+                 secret: str = typer.Option(..., "--secret", envvar="STRIPE_WEBHOOK_SECRET",
+                                            help="the endpoint secret stored in Secrets Manager (whsec_...)"),
+                 output: Path | None = typer.Option(None, "-o", "--output")) -> None:
+    """Re-sign a sample API Gateway event now, for `sam local invoke StripeWebhookFunction -e ...`
+    (a signature is only accepted for 300 s)."""
+    import base64
+    import time
+
+    from billing.adapters.webhook_verify import sign
+
+    event = json.loads(event_file.read_text())
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "stripe-signature"}
+    body = base64.b64decode(event["body"]) if event.get("isBase64Encoded") else event["body"]
+    headers["Stripe-Signature"] = sign(body, secret, int(time.time()))
+    event["headers"] = headers
+    text = json.dumps(event, indent=2)
+    if output:
+        output.write_text(text)
+    else:
+        typer.echo(text)
