@@ -33,7 +33,7 @@ STAGES = ["billing.local.demo_rating", "billing.local.demo_invoicing", "billing.
 
 
 def run(console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or Console(width=max(Console().width, 140))
     with sandbox():
         metering(console)
         for stage in STAGES:
