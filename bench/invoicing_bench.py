@@ -79,7 +79,7 @@ def run(args: argparse.Namespace, api_base: str) -> None:
             customer = setup.create_customer(CustomerDraft(tenant_id, tenant_id, "", f"customer:{tenant_id}")).id
             container.tenants().create(Tenant(id=tenant_id, name=tenant_id, stripe_customer_id=customer,
                                               plans=[PlanAssignment(plan="starter", effective_at=m.start)]))
-            exact = [Decimal("29"), Decimal(n % 997) / Decimal(7), Decimal(n) / Decimal(3000)]
+            exact = [Decimal(29), Decimal(n % 997) / Decimal(7), Decimal(n) / Decimal(3000)]
             lines = [StatementLine(line_id=f"l{i}", kind="usage_cost", description=f"line {i}", quantity=Decimal(1),
                                    amount_exact=e, amount=round_cents(e), period_start=m.start, period_end=m.end)
                      for i, e in enumerate(exact)]

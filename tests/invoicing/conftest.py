@@ -10,7 +10,6 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-
 from billing import container
 from billing.invoicing import InvoicingService, invoice_records, invoicing_service
 from billing.local.stripe_double import StripeDouble, put_secret
@@ -18,6 +17,7 @@ from billing.money import round_cents
 from billing.periods import Month
 from billing.statements import Statement, StatementLine
 from billing.tenants import PlanAssignment, Tenant
+
 from tests.conftest import PROJECT_ROOT, Env
 
 MONTH = "2025-11"

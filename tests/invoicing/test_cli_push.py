@@ -1,9 +1,9 @@
 """``billing invoice push``: same code as the Lambda; ``--dry-run`` prints the exact requests."""
 from __future__ import annotations
 
+from billing.cli import _load, app
 from typer.testing import CliRunner
 
-from billing.cli import _load, app
 from tests.invoicing.conftest import MONTH, Billing, make_statement, make_tenant
 
 runner = CliRunner()

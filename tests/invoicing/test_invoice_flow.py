@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from billing import container
+
 from tests.invoicing.conftest import MONTH, Billing, cents, make_statement, make_tenant
 
 

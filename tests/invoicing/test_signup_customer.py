@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from billing import container, rating_services
 from billing.tenant_service import SignupRequest
+
 from tests.invoicing.conftest import MONTH, Billing, make_statement
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import stripe
-
 from billing import container
+
 from tests.invoicing.conftest import MONTH, Billing, make_statement, make_tenant
 
 

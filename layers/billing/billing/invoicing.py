@@ -433,7 +433,7 @@ class InvoicingService:
         def one(tenant_id: str) -> InvoiceOutcome:
             try:
                 return self.invoice(tenant_id, month)
-            except Exception as exc:  # one tenant's failure never stops the month
+            except Exception as exc:  # noqa: BLE001 - one tenant's failure never stops the month
                 logger.exception("invoicing failed", extra={"tenant_id": tenant_id, "month": month})
                 return InvoiceOutcome(tenant_id, month, "error", 0, error=f"{type(exc).__name__}: {exc}")
 

@@ -41,10 +41,10 @@ if TYPE_CHECKING:
     from stripe._base_address import BaseAddresses
     from stripe.params import (
         CustomerCreateParams,
+        CustomerSearchParams,
         InvoiceCreateParams,
         InvoiceFinalizeInvoiceParams,
         InvoiceItemCreateParams,
-        CustomerSearchParams,
         InvoiceItemCreateParamsPriceData,
         InvoiceItemListParams,
         InvoiceListParams,
@@ -318,7 +318,8 @@ class StripeGateway:
         starting_after: str | None = None
         while True:
             params = _list_items_params(invoice_id, starting_after)
-            page = self._call("invoiceitems.list", lambda o: self.client.v1.invoice_items.list(params, o))
+            page = self._call("invoiceitems.list",  # called at once: params is this iteration's
+                              lambda o: self.client.v1.invoice_items.list(params, o))  # noqa: B023
             items.extend(_item_summary(i) for i in page.data)
             if not page.has_more or not page.data:
                 return items
@@ -343,7 +344,8 @@ class StripeGateway:
         starting_after: str | None = None
         while True:
             params = _list_invoices_params(customer_id, starting_after)
-            page = self._call("invoices.list", lambda o: self.client.v1.invoices.list(params, o))
+            page = self._call("invoices.list",  # called at once: params is this iteration's
+                              lambda o: self.client.v1.invoices.list(params, o))  # noqa: B023
             for invoice in page.data:
                 summary = _invoice_summary(invoice)
                 if summary.metadata.get(metadata_key) == value and summary.status != "void":
