@@ -16,7 +16,9 @@ from billing.observability import logger, metrics, tracer
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context: LambdaContext) -> dict[str, Any]:
     logger.info("dunning run", extra={"scheduled_time": event.get("time")})
-    report = dunning_container.dunning_runner().run_due(limit=container.settings().dunning_batch_limit)
+    report = dunning_container.dunning_runner().run_due(
+        limit=container.settings().dunning_batch_limit,
+        should_stop=lambda: context.get_remaining_time_in_millis() < 30_000)  # the rest waits an hour
     metrics.add_metric(name="DunningRetriesDue", unit=MetricUnit.Count, value=report.due)
     metrics.add_metric(name="DunningRetriesSucceeded", unit=MetricUnit.Count, value=report.succeeded)
     metrics.add_metric(name="DunningRetriesFailed", unit=MetricUnit.Count, value=report.failed)

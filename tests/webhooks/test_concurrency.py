@@ -40,7 +40,7 @@ def _view(tenant: str) -> str:
 def _conflict_counter() -> dict[str, int]:
     seen = {"conditional_failures": 0}
 
-    def after(http_response, parsed, **_):  # noqa: ANN001
+    def after(http_response, parsed, **_):
         if parsed.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
             seen["conditional_failures"] += 1
     dynamodb_client().meta.events.register("after-call.dynamodb", after)
@@ -102,7 +102,7 @@ def test_a_failure_mid_processing_leaves_the_event_to_be_processed_on_redelivery
     make_tenant("acme")
     failures = {"left": 1}
 
-    def throttle(params, **_):  # noqa: ANN001
+    def throttle(params, **_):
         item = params.get("Item") or {}
         if failures["left"] and item.get("sk", {}).get("S") == "DUNNING":
             failures["left"] -= 1

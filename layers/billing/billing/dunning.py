@@ -512,11 +512,12 @@ class DunningService:
         raise ConcurrentUpdate(f"tenant {tenant_id}: too many concurrent writers")
 
     def _backoff(self, attempt: int) -> None:
-        self._sleep(min(0.2, 0.002 * (2 ** min(attempt, 7))) * random.random())  # noqa: S311
+        self._sleep(min(0.2, 0.002 * (2 ** min(attempt, 7))) * random.random())
 
     # -- scheduled side ---------------------------------------------------------------------------
-    def run_due(self, *, limit: int = 500) -> RunReport:
-        """Pay every retry that is due now, once per attempt number (idempotency key per attempt)."""
+    def run_due(self, *, limit: int = 500, should_stop: Callable[[], bool] = lambda: False) -> RunReport:
+        """Pay every retry that is due now, once per attempt number (idempotency key per attempt).
+        ``should_stop`` (e.g. the Lambda is about to time out) ends the run early; the rest stays due."""
         if self.gateway is None:
             raise RuntimeError("dunning run needs a payment gateway")
         now = utc(self.clock())
@@ -524,6 +525,9 @@ class DunningService:
         report = RunReport()
         for due in self.repo.due(now, limit):
             report.due += 1
+            if should_stop():
+                report.skipped += 1
+                continue
             record = self.repo.get_invoice(due.tenant_id, due.invoice_id)
             standing = self.repo.standing(due.tenant_id)
             next_at = record.next_retry_at(self.retry_days) if record else None
@@ -536,7 +540,7 @@ class DunningService:
             key = f"{record.invoice_id}:retry:{n}"
             try:
                 result = self.gateway.pay_invoice(record.invoice_id, idempotency_key=key)
-            except Exception as exc:  # noqa: BLE001 - a transient gateway error: the next run retries
+            except Exception as exc:
                 report.errors += 1
                 report.details.append({"invoice_id": record.invoice_id, "attempt": n, "error": str(exc)})
                 continue

@@ -87,7 +87,7 @@ class DunningStore:
             condition, values = "attribute_not_exists(pk)", None
         else:
             condition, values = "version = :v", {":v": {"N": str(record.version)}}
-        kwargs: dict[str, Any] = dict(TableName=self.table, Item=item, ConditionExpression=condition)
+        kwargs: dict[str, Any] = {"TableName": self.table, "Item": item, "ConditionExpression": condition}
         if values:
             kwargs["ExpressionAttributeValues"] = values
         try:
@@ -174,10 +174,10 @@ class DunningStore:
     # -- scheduling ---------------------------------------------------------------------------------
     def due(self, now: datetime, limit: int) -> list[DueRetry]:
         found: list[DueRetry] = []
-        kwargs: dict[str, Any] = dict(
-            TableName=self.table, IndexName="gsi1",
-            KeyConditionExpression="gsi1pk = :p AND gsi1sk <= :upper",
-            ExpressionAttributeValues={":p": _s(RETRY_DUE), ":upper": _s(f"{due_key(now)}#~")})
+        kwargs: dict[str, Any] = {
+            "TableName": self.table, "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :p AND gsi1sk <= :upper",
+            "ExpressionAttributeValues": {":p": _s(RETRY_DUE), ":upper": _s(f"{due_key(now)}#~")}}
         while len(found) < limit:
             page = self.client.query(**kwargs)
             for item in page["Items"]:
@@ -204,10 +204,10 @@ class DunningStore:
 
     def _query_prefix(self, tenant_id: str, prefix: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = dict(
-            TableName=self.table, ConsistentRead=True,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": _s(f"TENANT#{tenant_id}"), ":prefix": _s(prefix)})
+        kwargs: dict[str, Any] = {
+            "TableName": self.table, "ConsistentRead": True,
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": _s(f"TENANT#{tenant_id}"), ":prefix": _s(prefix)}}
         while True:
             page = self.client.query(**kwargs)
             items.extend(page["Items"])
