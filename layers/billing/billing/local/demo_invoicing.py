@@ -1,9 +1,9 @@
 """Demo stage: push the closed month's statements to a local Stripe double and show the invoices.
 
 Runs in the environment ``billing demo`` already set up (moto + chdb, env vars, statements stored
-by the rating stage). Starts the Stripe double (an HTTP server the real SDK talks to), stores a
-test key in Secrets Manager, points ``STRIPE_API_BASE`` at the double and invoices every statement
-through the same code as the invoicing Lambda. The double keeps running for later stages
+and invoicing jobs enqueued by the rating stage's close). Starts the Stripe double (an HTTP server
+the real SDK talks to), stores a test key in Secrets Manager, points ``STRIPE_API_BASE`` at the
+double, feeds the queued jobs to the invoicing Lambda handler and pushes whatever had no job. The double keeps running for later stages
 (``current_double()``), holding the invoices and the webhook events Stripe would have sent.
 """
 from __future__ import annotations
@@ -64,6 +64,13 @@ def run(console: Console, month: str = DEMO_MONTH, *, decline_one: bool = True) 
 
     service = invoicing_service()
     before = len(double.requests)
+    queue_url = container.settings().invoicing_queue_url
+    if queue_url:  # the close enqueued one job per non-zero statement: the Lambda handles them
+        from billing.local.runner import drain_queue
+
+        processed, failed = drain_queue(queue_url, "invoicing")
+        console.print(f"InvoicingFunction handled {processed} SQS job(s) from the close ({failed} failed)")
+    # Statements without a job (zero totals) get their record too; finished ones send nothing.
     outcomes = service.push(month, [s.tenant_id for s in statements])
     sent = len(double.requests) - before
 
