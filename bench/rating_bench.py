@@ -31,7 +31,7 @@ MONTH = Month(2025, 11)
 
 
 class NoCloses:
-    def closed_at(self, month):  # noqa: ANN001, ANN201
+    def closed_at(self, month):
         return None
 
 
@@ -71,7 +71,7 @@ def load(store: UsageStore, events: int, tenant_count: int) -> float:
     return time.perf_counter() - started
 
 
-def best_of(runs: int, fn) -> tuple[float, object]:  # noqa: ANN001
+def best_of(runs: int, fn) -> tuple[float, object]:
     best, result = float("inf"), None
     for _ in range(runs):
         started = time.perf_counter()

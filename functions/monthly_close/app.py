@@ -8,7 +8,6 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from billing import rating_services
 from billing.observability import logger, metrics, tracer
 from billing.periods import Month, parse_instant

@@ -7,7 +7,6 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from billing import container, rating_services
 from billing.errors import Forbidden, InvalidRequest
 from billing.http import install_error_handlers, json_response

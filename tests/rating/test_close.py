@@ -8,12 +8,12 @@ from pathlib import Path
 
 import boto3
 import pytest
-
 from billing import container, rating_services
 from billing.close import FallbackNotDrained
 from billing.errors import InvalidRequest
 from billing.events import UsageEvent
 from billing.periods import Month
+
 from tests.rating.helpers import make_tenant, queries
 
 NOV, DEC = Month(2025, 11), Month(2025, 12)

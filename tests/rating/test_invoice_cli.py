@@ -1,11 +1,11 @@
 """``billing invoice preview|export|close`` against the configured (test) environment."""
 from __future__ import annotations
 
-from typer.testing import CliRunner
-
 from billing import container
 from billing.cli import _load, app
 from billing.periods import Month
+from typer.testing import CliRunner
+
 from tests.rating.helpers import make_tenant, queries
 
 

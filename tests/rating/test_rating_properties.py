@@ -4,14 +4,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from billing.periods import Month
 from billing.plans import PlanCatalog, Tier
 from billing.rating import MonthUsage, Rater, Usage, pricing_segments, walk_tiers
 from billing.settings import PACKAGE_CONFIG
 from billing.tenants import PlanAssignment, Tenant
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 CATALOG = PlanCatalog.load(PACKAGE_CONFIG / "plans.yaml")
 RATER = Rater(CATALOG)

@@ -14,10 +14,10 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
 from billing.cli import _load, app
 from billing.periods import iso, parse_instant
+from typer.testing import CliRunner
+
 from tests.conftest import CHDB_PATH
 
 DATA = Path(__file__).resolve().parent / "data"

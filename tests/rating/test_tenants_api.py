@@ -7,9 +7,9 @@ from typing import Any
 
 import boto3
 import pytest
-
 from billing import container
 from billing.periods import Month
+
 from tests.conftest import PROJECT_ROOT, api_event
 from tests.metering.conftest import load_handler
 from tests.rating.helpers import queries

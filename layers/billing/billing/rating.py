@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal, localcontext
+from typing import Any
 
 from billing.money import ZERO, round_cents
 from billing.periods import Month, iso, utc
@@ -164,18 +165,19 @@ def walk_tiers(tiers: Sequence[Tier], position: int, count: int) -> list[TierSli
 
 
 def tier_label(tiers: Sequence[Tier], index: int) -> str:
-    lower = 0 if index == 0 else tiers[index - 1].up_to
+    lower = 0 if index == 0 else (tiers[index - 1].up_to or 0)
     upper = tiers[index].up_to
     return f"queries {lower + 1:,}+" if upper is None else f"queries {lower + 1:,}-{upper:,}"
 
 
 # ---------------------------------------------------------------------------------------------- rating
-def _line(**kwargs: object) -> StatementLine:
+def _line(**kwargs: Any) -> StatementLine:
     exact = kwargs.pop("exact")
     assert isinstance(exact, Decimal)
+    fields: dict[str, Any] = {"unit_price": None, "plan": None, "adjustment_month": None, **kwargs,
+                              "amount_exact": _stored_exact(exact), "amount": round_cents(exact)}
     # Fields are built typed right here, so validation is skipped (rating 1,000 tenants must stay fast).
-    return StatementLine.model_construct(amount_exact=_stored_exact(exact), amount=round_cents(exact),  # type: ignore[arg-type]
-                                         **{"unit_price": None, "plan": None, "adjustment_month": None, **kwargs})
+    return StatementLine.model_construct(**fields)
 
 
 def _stored_exact(value: Decimal) -> Decimal:

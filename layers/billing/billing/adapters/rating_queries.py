@@ -105,8 +105,8 @@ class RatingQueries:
         pairs = [(t, h) for t in ids for h in sorted(boundary_hours[t])]
         # Segment of an hour: the number of segment starts (and the last end) at or before it, so
         # 1..n inside a segment, 0 before the first, n + 1 after the last; boundary hours get 0.
-        seg_of_hour = (f"if((tenant_id, hour_ms) IN {{pairs:Array(Tuple(String, Int64))}}, 0, arrayCount(b -> b <= hour_ms, "
-                       f"{{bounds:Array(Array(Int64))}}[indexOf({{ids:Array(String)}}, toString(tenant_id))]))")
+        seg_of_hour = ("if((tenant_id, hour_ms) IN {pairs:Array(Tuple(String, Int64))}, 0, arrayCount(b -> b <= hour_ms, "
+                       "{bounds:Array(Array(Int64))}[indexOf({ids:Array(String)}, toString(tenant_id))]))")
         args = {**params, "ids": ids, "pairs": pairs,
                 "bounds": [[b[0] for b in bounds[t]] + [bounds[t][-1][1]] for t in ids],
                 "start": ms(month.start), "end": ms(month.end)}

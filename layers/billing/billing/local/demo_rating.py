@@ -49,25 +49,27 @@ def _ingest(tenant_id: str, count: int, *, until: str | None = None, seed: int =
 def edge_cases(console: Console) -> None:
     tenants = _service()
     tenants.signup(SignupRequest(id="idle-co", name="Idle Co", email="billing@idle-co.example", plan="pro",
-                                 effective_at="2025-10-01T00:00:00Z"))
+                                 effective_at=parse_instant("2025-10-01T00:00:00Z")))
     console.print("idle-co: pro plan, no usage at all")
 
     tenants.signup(SignupRequest(id="upgrade-co", name="Upgrade Co", email="billing@upgrade-co.example",
-                                 plan="starter", effective_at="2025-10-01T00:00:00Z"))
-    tenants.change_plan("upgrade-co", PlanChangeRequest(plan="pro", effective_at="2025-11-16T08:00:00Z"))
+                                 plan="starter", effective_at=parse_instant("2025-10-01T00:00:00Z")))
+    tenants.change_plan("upgrade-co",
+                        PlanChangeRequest(plan="pro", effective_at=parse_instant("2025-11-16T08:00:00Z")))
     console.print(f"upgrade-co: starter, upgraded to pro at 2025-11-16T08:00Z; {_ingest('upgrade-co', 1500):,} events")
 
     trial, _ = tenants.signup(SignupRequest(id="trial-co", name="Trial Co", email="billing@trial-co.example",
-                                            plan="starter", trial=True, effective_at="2025-11-05T00:00:00Z"))
+                                            plan="starter", trial=True,
+                                            effective_at=parse_instant("2025-11-05T00:00:00Z")))
     console.print(f"trial-co: signed up 2025-11-05 with starter's 14-day trial "
                   f"(ends {trial.trial_ends_at:%Y-%m-%d})")
     accepted = _ingest_after("trial-co", 800, "2025-11-05T00:00:00Z")
     console.print(f"trial-co: {accepted:,} events from its signup on (trial usage is metered, billed at 0)")
 
     tenants.signup(SignupRequest(id="churn-co", name="Churn Co", email="billing@churn-co.example", plan="starter",
-                                 effective_at="2025-10-01T00:00:00Z"))
+                                 effective_at=parse_instant("2025-10-01T00:00:00Z")))
     used = _ingest("churn-co", 600, until="2025-11-12T15:00:00Z")
-    _, final = tenants.cancel("churn-co", CancelRequest(at="2025-11-12T15:00:00Z"))
+    _, final = tenants.cancel("churn-co", CancelRequest(at=parse_instant("2025-11-12T15:00:00Z")))
     console.print(f"churn-co: {used:,} events, cancelled at 2025-11-12T15:00Z -> final statement issued at once: "
                   f"{final.total:.2f} USD dated {final.invoice_date}")
 
