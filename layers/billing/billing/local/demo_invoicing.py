@@ -83,8 +83,8 @@ def run(console: Console, month: str = DEMO_MONTH, *, decline_one: bool = True) 
     for outcome in outcomes:
         statement = by_tenant[outcome.tenant_id]
         invoice = invoices.get(outcome.tenant_id)
-        stripe_total = invoice["total"] if invoice else None
-        same = invoice is None and statement.total == 0 or stripe_total == round(statement.total * 100)
+        stripe_total: int = invoice["total"] if invoice else 0
+        same = (statement.total <= 0) if invoice is None else stripe_total == round(statement.total * 100)
         equal += bool(same)
         table.add_row(outcome.tenant_id, invoice["id"] if invoice else "-", (invoice or {}).get("number") or "-",
                       f"{statement.total:.2f}", f"{stripe_total / 100:.2f}" if invoice else "(not sent)",

@@ -444,7 +444,7 @@ class StripeDouble:
             if unit < 0:
                 raise _invalid("This value must be greater than or equal to 0.", param="price_data[unit_amount]")
             amount, currency = unit * quantity, price_data["currency"]
-            pricing = {"type": "price_details", "unit_amount_decimal": str(unit),
+            pricing: dict[str, Any] = {"type": "price_details", "unit_amount_decimal": str(unit),
                        "price_details": {"price": self._new_id("price"), "product": price_data["product"]}}
         else:
             if "amount" not in params:
@@ -757,7 +757,7 @@ def _search(objects: list[dict[str, Any]], params: dict[str, Any], url: str) -> 
     query = params.get("query")
     if not query:
         raise _invalid("Missing required param: query.", param="query")
-    clauses = []
+    clauses: list[tuple[tuple[str, ...], str]] = []
     for part in re.split(r"\s+AND\s+", query):
         m = _CLAUSE.fullmatch(part)
         if not m:
