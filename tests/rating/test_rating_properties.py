@@ -145,3 +145,46 @@ def test_a_cancellation_at_midnight_on_the_first_makes_the_previous_month_final(
     statement = RATER.rate(t, nov, MonthUsage((Usage(),), Usage()))
     assert statement.is_final and statement.invoice_date == "2025-11-30" and statement.total == Decimal("29.00")
     assert pricing_segments(t, Month(2025, 12)) == []
+
+
+def _unit_price(plan_id: str, position: int) -> tuple[int, Decimal]:
+    lower = 0
+    for index, tier in enumerate(CATALOG.get(plan_id).query_tiers):
+        if tier.up_to is None or position <= tier.up_to:
+            return index, tier.unit_price
+        lower = tier.up_to
+    raise AssertionError(lower)
+
+
+@settings(deadline=None, max_examples=60)
+@given(month=months, plans=st.lists(plan_ids, min_size=1, max_size=4),
+       cuts=st.lists(st.floats(0.001, 0.999), min_size=3, max_size=3),
+       trial=st.booleans(), offsets=st.lists(st.floats(0, 0.9999), max_size=300),
+       at_boundary=st.integers(0, 40))
+def test_segment_counts_price_exactly_like_each_query_in_order(month, plans, cuts, trial, offsets, at_boundary):
+    # Given a plan history changing at arbitrary instants, maybe a trial ending inside the month
+    changes = sorted(instant_in(month, c) for c in cuts)
+    history = [(plans[0], month.start - timedelta(days=2))] + [(p, changes[i % 3]) for i, p in enumerate(plans[1:])]
+    history = [(p, at) for p, at in history if all(at != other for q, other in history if q != p)]
+    t = tenant(*history, trial_ends_at=changes[1] if trial else None)
+    # And queries at arbitrary instants, some exactly at a plan change
+    stamps = [instant_in(month, o) for o in offsets] + [changes[0]] * at_boundary
+    # When they are priced one by one in (timestamp, event_id) order...
+    reference: dict[tuple[str, int], Decimal] = {}
+    position = 0
+    for at in sorted(stamps):
+        if t.in_trial(at):
+            continue
+        position += 1
+        plan = t.plan_at(at)
+        index, price = _unit_price(plan, position)
+        reference[(plan, index)] = reference.get((plan, index), Decimal(0)) + price
+    # ...and by the engine from per-segment counts
+    segments = pricing_segments(t, month)
+    counts = [sum(1 for at in stamps if s.start <= at < s.end) for s in segments]
+    usage = MonthUsage(tuple(Usage(n, n, 0, Decimal(0)) for n in counts), Usage())
+    statement = RATER.rate(t, month, usage)
+    engine = {(l.plan, int(l.line_id.rsplit(":t", 1)[1]) - 1): l.amount_exact
+              for l in statement.lines if l.kind == "queries" and l.plan}
+    # Then every (plan, tier) amount is the same
+    assert {k: v for k, v in reference.items()} == engine
