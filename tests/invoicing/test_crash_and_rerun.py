@@ -135,3 +135,19 @@ def test_rerun_of_a_finished_job_sends_nothing(billing: Billing, statement) -> N
     outcome = billing.service.invoice("acme", MONTH)
 
     assert outcome.state == "paid" and billing.stripe.requests == []
+
+
+def test_two_invoices_for_one_statement_fail_the_job_instead_of_guessing(billing: Billing, statement) -> None:
+    # Given someone created two invoices carrying this statement's metadata, and our record was lost
+    from billing.adapters.stripe_gateway import InvoiceDraft
+    from billing.invoicing import InvoiceMismatch
+
+    customer = billing.service.ensure_customer("acme")
+    meta = {"tenant_id": "acme", "month": MONTH, "statement_id": "acme:2025-11"}
+    for n in range(2):
+        billing.service.gateway.create_draft_invoice(InvoiceDraft(customer, "usd", "manual", meta, f"manual-{n}"))
+
+    # When the job runs, it refuses to pick one and names both
+    with pytest.raises(InvoiceMismatch, match="2 non-void invoices"):
+        billing.service.invoice("acme", MONTH)
+    assert len(billing.stripe.invoices_for("acme")) == 2

@@ -243,8 +243,11 @@ class InvoicingService:
                                                               "reason": reason})
             return self._save(record, state="not_sent", reason=reason)
         customer_id, created = self._customer(statement.tenant_id)
-        existing = None if created else self.gateway.find_invoice(customer_id, "statement_id",
-                                                                  statement.statement_id)
+        found = [] if created else self.gateway.find_invoices(customer_id, "statement_id", statement.statement_id)
+        if len(found) > 1:
+            raise InvoiceMismatch(f"Stripe holds {len(found)} non-void invoices for statement {statement.statement_id} "
+                                  f"({', '.join(i.id for i in found)}); void the extra ones, then retry")
+        existing = found[0] if found else None
         if existing is not None:
             logger.info("recovered the Stripe invoice by metadata", extra={
                 "statement_id": statement.statement_id, "invoice_id": existing.id, "status": existing.status})

@@ -338,8 +338,13 @@ class StripeGateway:
         return StripeRequest("get", "/invoices", _list_invoices_params(customer_id, None))
 
     def find_invoice(self, customer_id: str, metadata_key: str, value: str) -> InvoiceSummary | None:
-        """The customer's non-void invoice whose metadata[key] == value. Lists by customer (strongly
-        consistent, unlike search), so it also finds an invoice created a moment ago."""
+        """The customer's newest non-void invoice whose metadata[key] == value (see find_invoices)."""
+        found = self.find_invoices(customer_id, metadata_key, value)
+        return found[0] if found else None
+
+    def find_invoices(self, customer_id: str, metadata_key: str, value: str) -> list[InvoiceSummary]:
+        """The customer's non-void invoices whose metadata[key] == value, newest first. Lists by
+        customer (strongly consistent, unlike search), so it also finds one created a moment ago."""
         found: list[InvoiceSummary] = []
         starting_after: str | None = None
         while True:
@@ -353,7 +358,7 @@ class StripeGateway:
             if not page.has_more or not page.data:
                 break
             starting_after = page.data[-1].id
-        return found[0] if found else None
+        return found
 
     def search_invoices(self, metadata_key: str, value: str) -> list[InvoiceSummary]:
         """Invoices by metadata across customers (search API, eventually consistent)."""
