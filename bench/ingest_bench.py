@@ -171,11 +171,14 @@ def peak_rss_mb() -> float:
 def run_batches(n_batches: int, prepare: Callable[[int], Any], work: Callable[[Any], None]) -> float:
     """Seconds spent in ``work`` only (data preparation is outside the timer)."""
     total = 0.0
+    step = max(1, n_batches // 10)
     for index in range(n_batches):
         item = prepare(index)
         start = time.perf_counter()
         work(item)
         total += time.perf_counter() - start
+        if n_batches >= 50 and (index + 1) % step == 0:
+            print(f"    ... {index + 1}/{n_batches} batches, {total:.0f} s", file=sys.stderr, flush=True)
     return total
 
 
