@@ -266,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     n_batches = max(1, args.events // args.batch)
     url = args.url or f"chdb://{Path(tempfile.gettempdir()) / f'billing-ingest-bench-{uuid.uuid4().hex[:8]}'}"
     results: list[Result] = []
+    calls: dict[str, int] = {}
     print(f"{n_batches * args.batch:,} events per path in batches of {args.batch}, {args.tenants} tenants, "
           f"ClickHouse {url.split('@')[-1]}, AWS = moto (in process); {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}")
@@ -292,9 +293,13 @@ def main(argv: list[str] | None = None) -> int:
             if path == "raw":
                 results.append(bench_raw(args, url, n_batches))
             elif path == "service":
+                before = clock.dynamodb.calls
                 results.append(bench_service(args, n_batches, clock))
+                calls["service"] = clock.dynamodb.calls - before
             elif path == "handler":
+                before = clock.dynamodb.calls
                 results.append(bench_handler(args, n_batches, clock, app))
+                calls["handler"] = clock.dynamodb.calls - before
             else:
                 raise SystemExit(f"unknown path {path!r}")
             r = results[-1]
@@ -322,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         for label, seconds in sorted(r.breakdown.items(), key=lambda kv: -kv[1]):
             print(f"  {label:<68} {seconds:8.1f} s {100 * seconds / r.seconds:6.1f}%")
         ddb = r.breakdown["dynamodb calls (moto, in process)"]
+        if r.path in calls:
+            print(f"  dynamodb calls made: {calls[r.path]:,} ({calls[r.path] / r.events:.2f} per event)")
         if raw and r.seconds > ddb:
             rate = r.events / (r.seconds - ddb)
             print(f"  without the moto DynamoDB time: {rate:,.0f} events/s = {100 * rate / raw.rate:.1f}% of raw")
