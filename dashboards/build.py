@@ -33,7 +33,7 @@ def target(query: str, fmt: int, ref: str = "A") -> dict[str, Any]:
         "datasource": DATASOURCE,
         "editorType": "sql",
         "format": fmt,
-        "queryType": "timeseries" if fmt == TIME_SERIES else "table",
+        "queryType": "timeSeries" if fmt == TIME_SERIES else "table",  # the plugin's QueryType values
         "rawSql": sql(query),
         "refId": ref,
     }
