@@ -15,9 +15,12 @@ CREATE TABLE IF NOT EXISTS usage_events
     cost_usd       Decimal(38, 9),
     price_version  LowCardinality(String),
     accepted_at    DateTime64(3, 'UTC'),
-    stored_at      DateTime64(3, 'UTC') DEFAULT now64(3)
+    stored_at      DateTime64(3, 'UTC') DEFAULT now64(3),
+    -- If a copy of an event is ever stored twice, merges and FINAL keep the FIRST one stored, so an
+    -- event's stored_at (which decides the statement that bills it) never moves.
+    keep_first     UInt64 MATERIALIZED 9999999999999 - toUInt64(toUnixTimestamp64Milli(stored_at))
 )
-ENGINE = ReplacingMergeTree
+ENGINE = ReplacingMergeTree(keep_first)
 PARTITION BY toYYYYMM(timestamp)
 ORDER BY (tenant_id, timestamp, event_id)
 SETTINGS non_replicated_deduplication_window = 10000;
