@@ -1,8 +1,9 @@
 """Stripe webhook handler latency, in-process: p50/p99 over N signed deliveries (default 10,000).
 
 Runs the real handler (functions/stripe_webhook/app.py) end to end - signature check with the
-Stripe SDK, event-id claim, invoice record CAS, tenant standing + audit transaction - against
-in-process DynamoDB (moto). A realistic month: per invoice finalized, then for a share of them
+Stripe SDK, one partition query, invoice record CAS, standing + audit CAS, event-id put - against
+in-process DynamoDB (moto). moto's Query scans the whole table (DynamoDB reads one partition), so
+the bench moves to fresh tables every ``--round`` deliveries to keep that artifact out. A month: per invoice finalized, then for a share of them
 payment_failed (+ Stripe's own retries), paid/voided/uncollectible, plus ~5% redeliveries and
 ~2% event types we ignore. Target: p99 < 50 ms.
 
@@ -45,14 +46,17 @@ class Ctx:
         return 30_000
 
 
-def build_stream(n: int, rng: random.Random) -> list[dict[str, Any]]:
+TENANTS_PER_ROUND = 20
+
+
+def build_stream(n: int, rng: random.Random, round_no: int) -> list[dict[str, Any]]:
     from tests.dunning.support import invoice_event
 
     events: list[dict[str, Any]] = []
     k = 0
     while len(events) < n:
         k += 1
-        tenant, inv = f"bench-{k % 400}", f"in_bench_{k}"
+        tenant, inv = f"bench-{round_no}-{k % TENANTS_PER_ROUND}", f"in_bench_{round_no}_{k}"
         at = T0 + timedelta(minutes=rng.randint(0, 600))
         story = [("invoice.finalized", at)]
         roll = rng.random()
@@ -64,9 +68,9 @@ def build_stream(n: int, rng: random.Random) -> list[dict[str, Any]]:
         else:
             story += [("invoice.paid", at + timedelta(minutes=1))]
         for j, (kind, when) in enumerate(story):
-            events.append(invoice_event(f"evt_{k}_{j}", kind, inv, tenant, when))
+            events.append(invoice_event(f"evt_{round_no}_{k}_{j}", kind, inv, tenant, when))
         if rng.random() < 0.02:
-            ignored = invoice_event(f"evt_{k}_up", "invoice.finalized", inv, tenant, at)
+            ignored = invoice_event(f"evt_{round_no}_{k}_up", "invoice.finalized", inv, tenant, at)
             ignored["type"] = "invoice.upcoming"
             events.append(ignored)
     events = events[:n]
@@ -78,82 +82,93 @@ def build_stream(n: int, rng: random.Random) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=10_000)
+    parser.add_argument("--round", type=int, default=100,
+                        help="deliveries per set of fresh tables (moto's Query scans the whole table)")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
+
+    import importlib.util
 
     import boto3
 
     from billing import container, dunning_container
+    from billing.adapters.dynamodb import dynamodb_client
     from billing.adapters.webhook_verify import sign
-    from billing.local.aws import local_aws
+    from billing.local.aws import create_resources, local_aws
     from billing.tenants import Tenant
     from tests.conftest import api_event
 
-    with local_aws(prefix="bench") as res:
-        for key, setting in (("TENANTS_TABLE", "tenants_table"), ("LEDGER_TABLE", "ledger_table"),
-                             ("BILLING_TABLE", "billing_table")):
-            os.environ[key] = res[setting]
-        container.reset()
-        boto3.client("secretsmanager").create_secret(
-            Name=container.settings().stripe_webhook_secret_name, SecretString=SECRET)
-        for t in range(400):
-            container.tenants().create(Tenant(id=f"bench-{t}", stripe_customer_id=f"cus_bench-{t}"))
-        now = [T0]
-        dunning_container.use_clock(lambda: now[0])
+    spec = importlib.util.spec_from_file_location("webhook_app", ROOT / "functions/stripe_webhook/app.py")
+    app = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(app)  # type: ignore[union-attr]
+    ctx = Ctx()
+    rng = random.Random(7)
+    aws = {"calls": 0, "s": 0.0, "t": 0.0, "cpu": 0.0, "c": 0.0}
 
-        import importlib.util
-        spec = importlib.util.spec_from_file_location("webhook_app", ROOT / "functions/stripe_webhook/app.py")
-        app = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(app)  # type: ignore[union-attr]
+    def before(**_: Any) -> None:
+        aws["t"], aws["c"] = time.perf_counter(), time.thread_time()
 
-        rng = random.Random(7)
-        stream = build_stream(args.events, rng)
-        requests = []
-        for event in stream:
-            body = json.dumps(event)
-            requests.append(api_event(body, path="/v1/webhooks/stripe", api_key_id=None, headers={
-                "Stripe-Signature": sign(body, SECRET, int(T0.timestamp()))}, base64=rng.random() < 0.1))
-        ctx = Ctx()
-        app.handler(requests[0], ctx)  # warm (cold-start work is not the steady state)
+    def after(**_: Any) -> None:
+        aws["calls"] += 1
+        aws["s"] += time.perf_counter() - aws["t"]
+        aws["cpu"] += time.thread_time() - aws["c"]
 
-        profiler = None
-        if args.profile:
-            import cProfile
-            profiler = cProfile.Profile()
-            profiler.enable()
-        from billing.adapters.dynamodb import dynamodb_client
-
-        aws = {"calls": 0, "s": 0.0, "t": 0.0}
-
-        def before(**_: Any) -> None:
-            aws["t"] = time.perf_counter()
-
-        def after(**_: Any) -> None:
-            aws["calls"] += 1
-            aws["s"] += time.perf_counter() - aws["t"]
-
-        events = dynamodb_client().meta.events
-        events.register("before-call.dynamodb", before)
-        events.register("after-call.dynamodb", after)
-        latencies, cpu, own, calls, statuses = [], [], [], [], {}
-        started = time.perf_counter()
-        for request in requests[1:]:
-            aws["calls"], aws["s"] = 0, 0.0
-            c = time.thread_time()
-            t = time.perf_counter()
-            response = app.handler(request, ctx)
-            elapsed = time.perf_counter() - t
-            latencies.append(elapsed * 1000)
-            cpu.append((time.thread_time() - c) * 1000)
-            own.append((elapsed - aws["s"]) * 1000)
-            calls.append(aws["calls"])
-            status = json.loads(response["body"]).get("status", response["statusCode"])
-            statuses[status] = statuses.get(status, 0) + 1
-        wall = time.perf_counter() - started
-        if profiler:
-            import pstats
-            profiler.disable()
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+    latencies: list[float] = []
+    cpu: list[float] = []
+    own: list[float] = []
+    own_cpu: list[float] = []
+    calls: list[int] = []
+    statuses: dict[Any, int] = {}
+    profiler = None
+    if args.profile:
+        import cProfile
+        profiler = cProfile.Profile()
+    wall = 0.0
+    with local_aws(prefix="bench0") as first:
+        boto3.client("secretsmanager").create_secret(Name="billing/stripe-webhook-secret", SecretString=SECRET)
+        rounds = -(-args.events // args.round)
+        for round_no in range(rounds):
+            res = first if round_no == 0 else create_resources(prefix=f"bench{round_no}")
+            for key, setting in (("TENANTS_TABLE", "tenants_table"), ("LEDGER_TABLE", "ledger_table"),
+                                 ("BILLING_TABLE", "billing_table")):
+                os.environ[key] = res[setting]
+            container.reset()
+            dunning_container.use_clock(lambda: T0)
+            for t in range(TENANTS_PER_ROUND):
+                tid = f"bench-{round_no}-{t}"
+                container.tenants().create(Tenant(id=tid, stripe_customer_id=f"cus_{tid}"))
+            size = min(args.round, args.events - round_no * args.round)
+            requests = []
+            for event in build_stream(size + 1, rng, round_no):
+                body = json.dumps(event)
+                requests.append(api_event(body, path="/v1/webhooks/stripe", api_key_id=None, headers={
+                    "Stripe-Signature": sign(body, SECRET, int(T0.timestamp()))}, base64=rng.random() < 0.1))
+            app.handler(requests[0], ctx)  # warm the new clients (not the steady state)
+            hooks = dynamodb_client().meta.events
+            hooks.register("before-call.dynamodb", before)
+            hooks.register("after-call.dynamodb", after)
+            if profiler:
+                profiler.enable()
+            started = time.perf_counter()
+            for request in requests[1:]:
+                aws["calls"], aws["s"], aws["cpu"] = 0, 0.0, 0.0
+                c = time.thread_time()
+                t = time.perf_counter()
+                response = app.handler(request, ctx)
+                elapsed = time.perf_counter() - t
+                latencies.append(elapsed * 1000)
+                cpu.append((time.thread_time() - c) * 1000)
+                own_cpu.append((cpu[-1] / 1000 - aws["cpu"]) * 1000)
+                own.append((elapsed - aws["s"]) * 1000)
+                calls.append(aws["calls"])
+                status = json.loads(response["body"]).get("status", response["statusCode"])
+                statuses[status] = statuses.get(status, 0) + 1
+            wall += time.perf_counter() - started
+            if profiler:
+                profiler.disable()
+    if profiler:
+        import pstats
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
 
     def line(name: str, values: list[float]) -> None:
         values = sorted(values)
@@ -162,15 +177,17 @@ def main() -> None:
               f"max {values[-1]:7.2f} ms")
 
     q = statistics.quantiles(sorted(latencies), n=100)
-    load = os.getloadavg()[0]
     print(f"webhook handler, in-process (moto DynamoDB), {len(latencies)} deliveries in {wall:.1f} s "
-          f"({os.cpu_count()} CPUs, load average {load:.1f})")
+          f"({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; fresh tables every {args.round})")
     line("wall clock, end to end", latencies)
     line("CPU time of the request (thread)", cpu)
     line("wall clock outside DynamoDB calls", own)
+    line("CPU time outside DynamoDB calls", own_cpu)
     print(f"  DynamoDB requests per delivery: mean {statistics.fmean(calls):.2f}, max {max(calls)}")
     print(f"  outcomes: {dict(sorted(statuses.items(), key=str))}")
-    print(f"  target p99 < 50 ms: {'met' if q[98] < 50 else 'NOT met'}")
+    own_p99 = statistics.quantiles(sorted(own_cpu), n=100)[98]
+    print(f"  target p99 < 50 ms: end to end against moto {'met' if q[98] < 50 else 'NOT met'} "
+          f"({q[98]:.1f} ms); the handler's own work {'met' if own_p99 < 50 else 'NOT met'} ({own_p99:.1f} ms CPU)")
 
 
 if __name__ == "__main__":
