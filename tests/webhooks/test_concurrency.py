@@ -61,7 +61,7 @@ def test_concurrent_events_for_one_tenant_lose_no_update(stripe):
     for event in _events("calm", 8):
         assert deliver(event) == "processed"
     conflicts = _conflict_counter()
-    # When the busy tenant's 20 events (8 invoices) hit 16 threads released by one barrier
+    # When the busy tenant's 21 events (8 invoices) hit 21 threads released by one barrier
     busy = _events("busy", 8)
     gate = threading.Barrier(len(busy))
 
