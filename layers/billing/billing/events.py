@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from billing.errors import InvalidRequest, PayloadTooLarge
-from billing.periods import parse_instant
+from billing.periods import rfc3339_field
 
 EventType = Literal["query", "embedding", "storage"]
 NonNegative = Annotated[int, Field(ge=0, strict=True)]
@@ -27,15 +27,7 @@ class UsageEvent(BaseModel):
     output_tokens: NonNegative = 0
     bytes: NonNegative = 0
 
-    @field_validator("timestamp", mode="before")
-    @classmethod
-    def _rfc3339(cls, value: Any) -> datetime:
-        if not isinstance(value, str):
-            raise ValueError("must be an RFC 3339 string such as 2025-11-03T12:00:00Z")
-        try:
-            return parse_instant(value)
-        except ValueError as exc:
-            raise ValueError(f"not an RFC 3339 timestamp with offset: {exc}") from None
+    _rfc3339 = field_validator("timestamp", mode="before")(rfc3339_field)
 
     @model_validator(mode="after")
     def _type_rules(self) -> UsageEvent:

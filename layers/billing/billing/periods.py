@@ -24,6 +24,19 @@ def parse_instant(value: str) -> datetime:
     return dt.astimezone(UTC)
 
 
+def rfc3339_field(value: object) -> object:
+    """A pydantic ``mode="before"`` validator for instants arriving as JSON/YAML text: RFC 3339 with
+    an offset, normalised to UTC. None and datetimes pass through for the field's own type check."""
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 string such as 2025-11-03T12:00:00Z")
+    try:
+        return parse_instant(value)
+    except ValueError as exc:
+        raise ValueError(f"not an RFC 3339 timestamp with offset: {exc}") from None
+
+
 def iso(dt: datetime) -> str:
     """Canonical text form: UTC, milliseconds when present, Z suffix."""
     dt = utc(dt)

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from billing.errors import Conflict, InvalidRequest, NotFound
 from billing.observability import logger
-from billing.periods import Month, iso, parse_instant, utc
+from billing.periods import Month, iso, rfc3339_field, utc
 from billing.plans import PlanCatalog
 from billing.statements import Statement
 from billing.tenants import PlanAssignment, Tenant
@@ -30,15 +30,7 @@ from billing.tenants import PlanAssignment, Tenant
 SAVE_ATTEMPTS = 5
 
 
-def _instant(value: Any) -> Any:
-    if value is None or isinstance(value, datetime):
-        return value
-    if not isinstance(value, str):
-        raise ValueError("must be an RFC 3339 string such as 2025-11-03T12:00:00Z")
-    try:
-        return parse_instant(value)
-    except ValueError as exc:
-        raise ValueError(f"not an RFC 3339 timestamp with offset: {exc}") from None
+_instant = rfc3339_field
 
 
 class SignupRequest(BaseModel):

@@ -2,17 +2,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
-from billing.periods import iso, parse_instant
+from billing.periods import iso, rfc3339_field
 
 PaymentStatus = Literal["active", "past_due", "suspended"]
 
 
-def _instant(value: Any) -> Any:
-    return parse_instant(value) if isinstance(value, str) else value
+_instant = rfc3339_field
 
 
 class PlanAssignment(BaseModel):

@@ -23,9 +23,16 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing.adapters.dynamodb import dynamodb_client, is_conditional_failure
-from billing.dunning import (Attempt, AuditEntry, DueRetry, InvoiceDunning, Mark, ResolutionMark,
-                             TenantStanding)
+from billing.adapters.dynamodb import dynamodb_client, is_conditional_failure, put_versioned
+from billing.dunning import (
+    Attempt,
+    AuditEntry,
+    DueRetry,
+    InvoiceDunning,
+    Mark,
+    ResolutionMark,
+    TenantStanding,
+)
 from billing.periods import iso, parse_instant, utc
 
 RETRY_DUE = "RETRY_DUE"
@@ -83,20 +90,7 @@ class DunningStore:
             item["next_retry_at"] = _s(iso(next_retry_at))
             item["gsi1pk"] = _s(RETRY_DUE)
             item["gsi1sk"] = _s(f"{due_key(next_retry_at)}#{record.invoice_id}")
-        if record.version == 0:
-            condition, values = "attribute_not_exists(pk)", None
-        else:
-            condition, values = "version = :v", {":v": {"N": str(record.version)}}
-        kwargs: dict[str, Any] = {"TableName": self.table, "Item": item, "ConditionExpression": condition}
-        if values:
-            kwargs["ExpressionAttributeValues"] = values
-        try:
-            self.client.put_item(**kwargs)
-            return True
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
+        return put_versioned(self.client, self.table, item, None if record.version == 0 else record.version)
 
     def list_invoices(self, tenant_id: str) -> list[InvoiceDunning]:
         return [_record(i) for i in self._query_prefix(tenant_id, "DUNNING#")]

@@ -78,6 +78,25 @@ def is_conditional_failure(exc: ClientError) -> bool:
         "ConditionalCheckFailedException", "TransactionCanceledException")
 
 
+def put_versioned(client: Any, table: str, item: dict[str, Any], expected_version: int | None) -> bool:
+    """Put ``item`` only if the stored one still has ``expected_version`` (None: only if absent).
+    False when someone else wrote first: the caller re-reads and retries."""
+    if expected_version is None:
+        condition, values = "attribute_not_exists(pk)", None
+    else:
+        condition, values = "version = :v", {":v": {"N": str(expected_version)}}
+    kwargs: dict[str, Any] = {"TableName": table, "Item": item, "ConditionExpression": condition}
+    if values:
+        kwargs["ExpressionAttributeValues"] = values
+    try:
+        client.put_item(**kwargs)
+        return True
+    except ClientError as exc:
+        if is_conditional_failure(exc):
+            return False
+        raise
+
+
 class TenantRepository:
     def __init__(self, table: str, client: Any = None):
         self.table = table
@@ -297,20 +316,7 @@ class UsageLedger:
         new_version = (expected_version or 0) + 1
         item = {"pk": {"S": pk}, "used": {"N": str(used)}, "version": {"N": str(new_version)},
                 "expires_at": {"N": str(expires_at)}}
-        if expected_version is None:
-            condition, values = "attribute_not_exists(pk)", None
-        else:
-            condition, values = "version = :v", {":v": {"N": str(expected_version)}}
-        try:
-            kwargs: dict[str, Any] = dict(TableName=self.table, Item=item, ConditionExpression=condition)
-            if values:
-                kwargs["ExpressionAttributeValues"] = values
-            self.client.put_item(**kwargs)
-            return True
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
+        return put_versioned(self.client, self.table, item, None if expected_version is None else expected_version)
 
     def quota_give_back(self, tenant_id: str, month: str, count: int) -> None:
         """Return admitted queries that were not stored after all (the request failed with 503)."""
