@@ -1,13 +1,20 @@
-"""Wiring: builds each service once per process from Settings. Handlers and the CLI ask here."""
+"""Wiring: builds each service once per process from Settings. Handlers and the CLI ask here.
+
+Adapters are imported inside their providers: a function that never touches ClickHouse does not
+pay for importing clickhouse-connect on a cold start.
+"""
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from billing.adapters.clickhouse import UsageStore
-from billing.adapters.dynamodb import TenantRepository, UsageLedger, reset_clients
-from billing.plans import PlanCatalog
-from billing.pricing import PriceBook
 from billing.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from billing.adapters.clickhouse import UsageStore
+    from billing.adapters.dynamodb import TenantRepository, UsageLedger
+    from billing.plans import PlanCatalog
+    from billing.pricing import PriceBook
 
 
 def settings() -> Settings:
@@ -27,32 +34,44 @@ def clickhouse_url() -> str:
 
 @lru_cache(maxsize=1)
 def usage_store() -> UsageStore:
+    from billing.adapters.clickhouse import UsageStore
+
     s = settings()
     return UsageStore.from_url(clickhouse_url(), s.clickhouse_database, timeout_s=s.clickhouse_insert_timeout_s)
 
 
 @lru_cache(maxsize=1)
 def price_book() -> PriceBook:
+    from billing.pricing import PriceBook
+
     return PriceBook.load(settings().pricebook_path)
 
 
 @lru_cache(maxsize=1)
 def plan_catalog() -> PlanCatalog:
+    from billing.plans import PlanCatalog
+
     return PlanCatalog.load(settings().plans_path)
 
 
 @lru_cache(maxsize=1)
 def tenants() -> TenantRepository:
+    from billing.adapters.dynamodb import TenantRepository
+
     return TenantRepository(settings().tenants_table)
 
 
 @lru_cache(maxsize=1)
 def ledger() -> UsageLedger:
+    from billing.adapters.dynamodb import UsageLedger
+
     return UsageLedger(settings().ledger_table, lock_wait_seconds=settings().ingest_lock_wait_seconds)
 
 
 def reset() -> None:
     """Forget everything built so far (tests and the local runner change settings between runs)."""
+    from billing.adapters.dynamodb import reset_clients
+
     get_settings.cache_clear()
     reset_clients()
     for cached in (clickhouse_url, usage_store, price_book, plan_catalog, tenants, ledger):
