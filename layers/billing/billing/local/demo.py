@@ -54,6 +54,11 @@ def metering(console: Console) -> None:
                            plans=[PlanAssignment(plan=plan, effective_at="2025-10-01T00:00:00Z")],
                            api_key_ids=[f"{tenant_id}-key"]))
         console.print(f"tenant [bold]{tenant_id}[/] on plan [cyan]{plan}[/]")
+    from billing.adapters.tenant_quotas import export_tenant_quotas
+
+    exported = export_tenant_quotas(container.tenants(), container.usage_store(), container.plan_catalog(),
+                                    at=MONTH.start)
+    console.print(f"{exported} tenant quotas exported to ClickHouse for the dashboards' quota panels")
     service = container.ingest_service()
     real_store = service.store
 
