@@ -46,6 +46,7 @@ from billing import container  # noqa: E402
 from billing.adapters.clickhouse import EVENT_COLUMNS, StoredEvent, UsageStore  # noqa: E402
 from billing.events import parse_batch  # noqa: E402
 from billing.local.aws import local_aws  # noqa: E402
+from billing.local.runner import LocalContext  # noqa: E402
 from billing.periods import Month, iso  # noqa: E402
 from billing.tenants import PlanAssignment, Tenant  # noqa: E402
 
@@ -214,19 +215,6 @@ def bench_service(args: argparse.Namespace, n_batches: int, clock: Clock) -> Res
     return Result("service", n_batches * args.batch, seconds, breakdown(seconds, clock, before), peak_rss_mb())
 
 
-@dataclass
-class LambdaContext:
-    function_name: str = "bench-ingest"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:bench-ingest"
-    aws_request_id: str = "bench"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
-
-
 def load_handler() -> Any:
     spec = importlib.util.spec_from_file_location("bench_ingest_app", ROOT / "functions" / "ingest" / "app.py")
     assert spec and spec.loader
@@ -244,7 +232,7 @@ def api_event(body: str) -> dict[str, Any]:
 
 
 def bench_handler(args: argparse.Namespace, n_batches: int, clock: Clock, app: Any, prefix: str = "hdl") -> Result:
-    context = LambdaContext()
+    context = LocalContext(function_name="bench-ingest", memory_limit_in_mb=1024)
 
     def work(event: dict[str, Any]) -> None:
         response = app.handler(event, context)
