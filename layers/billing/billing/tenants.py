@@ -37,6 +37,7 @@ class Tenant(BaseModel):
     # Legacy quota (before plans): used when the tenant has no plan history.
     query_quota: int | None = None
     payment_status: PaymentStatus = "active"
+    payment_version: int = 0  # version of the dunning standing mirrored into payment_status
     stripe_customer_id: str | None = None
     api_key_ids: list[str] = Field(default_factory=list)
     version: int = 0
