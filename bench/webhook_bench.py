@@ -18,7 +18,6 @@ import random
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,19 +30,6 @@ os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 T0 = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)
 SECRET = "whsec_bench_0123456789abcdef"
-
-
-@dataclass
-class Ctx:
-    function_name: str = "bench"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-    aws_request_id: str = "bench"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 30_000
 
 
 TENANTS_PER_ROUND = 20
@@ -101,7 +87,9 @@ def main() -> None:
     spec = importlib.util.spec_from_file_location("webhook_app", ROOT / "functions/stripe_webhook/app.py")
     app = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(app)  # type: ignore[union-attr]
-    ctx = Ctx()
+    from billing.local.runner import LocalContext
+
+    ctx = LocalContext(function_name="bench")
     rng = random.Random(7)
     aws = {"calls": 0, "s": 0.0, "t": 0.0, "cpu": 0.0, "c": 0.0}
 
