@@ -3,7 +3,6 @@ Stripe signs them, delivered as API Gateway events to the real handlers (moto + 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,11 +11,12 @@ from typing import Any
 
 import boto3
 import pytest
-
 from billing import container, dunning_container
 from billing.adapters.webhook_verify import sign
+from billing.local.runner import load_module
 from billing.tenants import Tenant
-from tests.conftest import PROJECT_ROOT, api_event
+
+from tests.conftest import api_event
 
 STRIPE_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stripe"
 WEBHOOK_SECRET = "whsec_test_5c1b0b7e2f3d4a9b8c7d6e5f4a3b2c1d"
@@ -97,12 +97,7 @@ def webhook_request(event: dict[str, Any] | str | bytes, *, at: datetime, secret
 
 
 def load_handler(function_dir: str) -> Any:
-    path = PROJECT_ROOT / "functions" / function_dir / "app.py"
-    spec = importlib.util.spec_from_file_location(f"functions_{function_dir}_app_dunning", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(function_dir)
 
 
 @dataclass

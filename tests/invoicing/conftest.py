@@ -2,7 +2,6 @@
 tenants and stored statements built the way the rating stage stores them."""
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,24 +11,20 @@ from typing import Any
 import pytest
 from billing import container
 from billing.invoicing import InvoicingService, invoice_records, invoicing_service
+from billing.local.runner import load_module
 from billing.local.stripe_double import StripeDouble, put_secret
 from billing.money import round_cents
 from billing.periods import Month
 from billing.statements import Statement, StatementLine
 from billing.tenants import PlanAssignment, Tenant
 
-from tests.conftest import PROJECT_ROOT, Env
+from tests.conftest import Env
 
 MONTH = "2025-11"
 
 
 def load_handler(function_dir: str) -> Any:
-    path = PROJECT_ROOT / "functions" / function_dir / "app.py"
-    spec = importlib.util.spec_from_file_location(f"functions_{function_dir}_app_invoicing", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(function_dir)
 
 
 @dataclass

@@ -1,26 +1,19 @@
 """Metering fixtures: tenants with a plan or a plain quota, and calling the ingest handler."""
 from __future__ import annotations
 
-import importlib.util
 import json
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-
 from billing import container
+from billing.local.runner import load_module, response_headers
 from billing.tenants import PlanAssignment, Tenant
-from billing.local.runner import response_headers
-from tests.conftest import PROJECT_ROOT, api_event
+
+from tests.conftest import api_event
 
 
 def load_handler(function_dir: str) -> Any:
-    path = PROJECT_ROOT / "functions" / function_dir / "app.py"
-    spec = importlib.util.spec_from_file_location(f"functions_{function_dir}_app", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(function_dir)
 
 
 @pytest.fixture(scope="session")

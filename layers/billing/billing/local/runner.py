@@ -26,15 +26,20 @@ class LocalContext:
         return 30_000
 
 
-@lru_cache(maxsize=None)
-def load_function(name: str) -> ModuleType:
-    """The handler module of functions/<name>/app.py (loaded once, like a warm Lambda)."""
+def load_module(name: str) -> ModuleType:
+    """A fresh copy of functions/<name>/app.py, as a new Lambda execution environment loads it."""
     path = PROJECT_ROOT / "functions" / name / "app.py"
     spec = importlib.util.spec_from_file_location(f"functions.{name}.app", path)
     assert spec and spec.loader, path
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@lru_cache(maxsize=None)
+def load_function(name: str) -> ModuleType:
+    """The handler module of functions/<name>/app.py, loaded once (a warm Lambda)."""
+    return load_module(name)
 
 
 def sqs_records(messages: list[dict[str, Any]], queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:local") -> dict:
