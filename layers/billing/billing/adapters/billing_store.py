@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing.adapters.dynamodb import dynamodb_client, is_conditional_failure
+from billing.adapters.dynamodb import dynamodb_client, is_conditional_failure, items
 from billing.periods import Month, iso, parse_instant
 from billing.statements import Statement
 
@@ -70,14 +70,8 @@ class StatementRepository:
         return Statement.model_validate(json.loads(item["body"]["S"])) if item else None
 
     def list_month(self, month: Month | str) -> list[Statement]:
-        statements: list[Statement] = []
-        kwargs: dict[str, Any] = dict(
-            TableName=self.table, ConsistentRead=True,
+        statements = [Statement.model_validate(json.loads(i["body"]["S"])) for i in items(
+            self.client.query, TableName=self.table, ConsistentRead=True,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :stmt)",
-            ExpressionAttributeValues={":pk": {"S": f"MONTH#{month}"}, ":stmt": {"S": "STMT#"}})
-        while True:
-            page = self.client.query(**kwargs)
-            statements.extend(Statement.model_validate(json.loads(i["body"]["S"])) for i in page["Items"])
-            if "LastEvaluatedKey" not in page:
-                return sorted(statements, key=lambda s: s.tenant_id)
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+            ExpressionAttributeValues={":pk": {"S": f"MONTH#{month}"}, ":stmt": {"S": "STMT#"}})]
+        return sorted(statements, key=lambda s: s.tenant_id)

@@ -23,7 +23,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing.adapters.dynamodb import dynamodb_client, is_conditional_failure, put_versioned
+from billing.adapters.dynamodb import dynamodb_client, is_conditional_failure, items, put_versioned
 from billing.dunning import (
     Attempt,
     AuditEntry,
@@ -98,10 +98,10 @@ class DunningStore:
     def snapshot(self, tenant_id: str) -> tuple[TenantStanding, list[InvoiceDunning]]:
         """Standing and every invoice record in one strongly consistent query; the standing item
         sorts first, so it is read no later than any invoice record."""
-        items = self._query_prefix(tenant_id, STANDING)
+        found = self._query_prefix(tenant_id, STANDING)
         standing = TenantStanding(tenant_id)
         records = []
-        for item in items:
+        for item in found:
             if item["sk"]["S"] == STANDING:
                 standing = _standing(tenant_id, item)
             else:
@@ -197,17 +197,10 @@ class DunningStore:
         return None
 
     def _query_prefix(self, tenant_id: str, prefix: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {
-            "TableName": self.table, "ConsistentRead": True,
-            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
-            "ExpressionAttributeValues": {":pk": _s(f"TENANT#{tenant_id}"), ":prefix": _s(prefix)}}
-        while True:
-            page = self.client.query(**kwargs)
-            items.extend(page["Items"])
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return list(items(
+            self.client.query, TableName=self.table, ConsistentRead=True,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ExpressionAttributeValues={":pk": _s(f"TENANT#{tenant_id}"), ":prefix": _s(prefix)}))
 
 
 def _standing(tenant_id: str, item: dict[str, Any]) -> TenantStanding:

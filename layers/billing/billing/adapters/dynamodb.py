@@ -78,6 +78,16 @@ def is_conditional_failure(exc: ClientError) -> bool:
         "ConditionalCheckFailedException", "TransactionCanceledException")
 
 
+def items(call: Any, **request: Any) -> Iterator[dict[str, Any]]:
+    """Every item of a paginated Query or Scan (``call`` is ``client.query`` or ``client.scan``)."""
+    while True:
+        page = call(**request)
+        yield from page["Items"]
+        if "LastEvaluatedKey" not in page:
+            return
+        request = {**request, "ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+
 def put_versioned(client: Any, table: str, item: dict[str, Any], expected_version: int | None) -> bool:
     """Put ``item`` only if the stored one still has ``expected_version`` (None: only if absent).
     False when someone else wrote first: the caller re-reads and retries."""
@@ -122,13 +132,8 @@ class TenantRepository:
         return found
 
     def list_all(self) -> list[Tenant]:
-        tenants, kwargs = [], {"TableName": self.table, "ConsistentRead": True}
-        while True:
-            page = self.client.scan(**kwargs)
-            tenants.extend(_tenant(i) for i in page["Items"])
-            if "LastEvaluatedKey" not in page:
-                return sorted(tenants, key=lambda t: t.id)
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        tenants = [_tenant(i) for i in items(self.client.scan, TableName=self.table, ConsistentRead=True)]
+        return sorted(tenants, key=lambda t: t.id)
 
     def create(self, tenant: Tenant) -> bool:
         """Insert a new tenant; False when the id exists already (idempotent signup)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing.adapters.dynamodb import dynamodb_client, from_item, is_conditional_failure, to_item
+from billing.adapters.dynamodb import dynamodb_client, from_item, is_conditional_failure, items, to_item
 from billing.invoicing import InvoiceRecord
 
 
@@ -37,16 +37,11 @@ class InvoiceRecordRepository:
         return self.get(items[0]["tenant_id"]["S"], items[0]["month"]["S"]) if items else None
 
     def list_month(self, month: str) -> list[InvoiceRecord]:
-        records: list[InvoiceRecord] = []
-        kwargs: dict[str, Any] = dict(
-            TableName=self.table, ConsistentRead=True, KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
-            ExpressionAttributeValues={":pk": {"S": f"MONTH#{month}"}, ":p": {"S": "INVOICE#"}})
-        while True:
-            page = self.client.query(**kwargs)
-            records.extend(_record(i) for i in page["Items"])
-            if "LastEvaluatedKey" not in page:
-                return sorted(records, key=lambda r: r.tenant_id)
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        records = [_record(i) for i in items(
+            self.client.query, TableName=self.table, ConsistentRead=True,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+            ExpressionAttributeValues={":pk": {"S": f"MONTH#{month}"}, ":p": {"S": "INVOICE#"}})]
+        return sorted(records, key=lambda r: r.tenant_id)
 
     def save(self, record: InvoiceRecord) -> InvoiceRecord | None:
         """Write ``record`` if nobody wrote since it was read (version 0 = must not exist yet).
