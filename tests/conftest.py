@@ -80,3 +80,10 @@ def load_event(name: str) -> dict[str, Any]:
 def api_event(body: Any, **kwargs: Any) -> dict[str, Any]:
     """An API Gateway (REST, proxy) event as Lambda receives it (see billing.local.runner)."""
     return api_gateway_event(body, **kwargs)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """This process's embedded ClickHouse data is throwaway: remove it when the session ends."""
+    import shutil
+
+    shutil.rmtree(CHDB_PATH, ignore_errors=True)
