@@ -127,18 +127,8 @@ class DunningStore:
             "audit": _s(json.dumps([_audit_json(e) for e in after.audit], separators=(",", ":")))}
         if after.customer_deleted:
             item["customer_deleted"] = _s(json.dumps(after.customer_deleted.to_json()))
-        kwargs: dict[str, Any] = {"TableName": self.table, "Item": item}
-        if before.version == 0:
-            kwargs["ConditionExpression"] = "attribute_not_exists(pk)"
-        else:
-            kwargs["ConditionExpression"] = "version = :v"
-            kwargs["ExpressionAttributeValues"] = {":v": {"N": str(before.version)}}
-        try:
-            self.client.put_item(**kwargs)
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
+        if not put_versioned(self.client, self.table, item, None if before.version == 0 else before.version):
+            return False
         if need_mirror:
             self._mirror(after)
         return True

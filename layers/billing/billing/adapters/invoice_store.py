@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from billing.adapters.dynamodb import dynamodb_client, from_item, is_conditional_failure, items, to_item
+from billing.adapters.dynamodb import (
+    dynamodb_client,
+    from_item,
+    items,
+    put_versioned,
+    to_item,
+)
 from billing.invoicing import InvoiceRecord
 
 
@@ -53,18 +57,8 @@ class InvoiceRecordRepository:
         if record.invoice_id:
             item["gsi1pk"] = {"S": f"STRIPEINV#{record.invoice_id}"}
             item["gsi1sk"] = {"S": "INVOICE"}
-        kwargs: dict[str, Any] = dict(TableName=self.table, Item=item)
-        if record.version == 0:
-            kwargs["ConditionExpression"] = "attribute_not_exists(pk)"
-        else:
-            kwargs["ConditionExpression"] = "version = :v"
-            kwargs["ExpressionAttributeValues"] = {":v": {"N": str(record.version)}}
-        try:
-            self.client.put_item(**kwargs)
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return None
-            raise
+        if not put_versioned(self.client, self.table, item, None if record.version == 0 else record.version):
+            return None
         return stored
 
     def delete(self, tenant_id: str, month: str) -> None:
