@@ -62,7 +62,7 @@ def env(clickhouse_database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[E
             "FALLBACK_QUEUE_URL": resources["fallback_queue_url"],
             "INVOICING_QUEUE_URL": resources["invoicing_queue_url"],
             "INVOICES_BUCKET": resources["invoices_bucket"],
-            "PLATFORM_API_KEY_IDS": '["platform-key"]',
+            "PLATFORM_API_KEY_IDS": "platform-key",  # as the template's Join renders it
         }
         for key, value in values.items():
             monkeypatch.setenv(key, value)

@@ -1,11 +1,13 @@
 """Typed settings, read once from the environment (pydantic-settings)."""
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PACKAGE_CONFIG = Path(__file__).resolve().parent / "config"
 DEFAULT_DATA_DIR = Path.cwd() / ".data"
@@ -34,7 +36,8 @@ class Settings(BaseSettings):
 
     # API Gateway API key ids allowed to write usage for every tenant (the SaaS's own backend).
     # Any other key may only write for tenants whose record lists that key id.
-    platform_api_key_ids: list[str] = Field(default_factory=list)
+    # The template sets it with !Join [",", ...] (a CommaDelimitedList): "" or "k1,k2"; JSON also works.
+    platform_api_key_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # How long an ingest request waits for another batch of the same tenant (Lambda timeout is 30 s).
     ingest_lock_wait_seconds: float = 20.0
@@ -57,10 +60,25 @@ class Settings(BaseSettings):
     stripe_secret_max_age_s: int = 300    # Powertools Parameters cache
     invoicing_workers: int = 8            # statements invoiced in parallel by the CLI
 
-    dunning_retry_days: list[int] = Field(default_factory=lambda: [3, 7, 14])
+    dunning_retry_days: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [3, 7, 14])
     webhook_event_retention_days: int = 30
     webhook_tolerance_s: int = 300        # Stripe-Signature max age (Stripe's default)
     dunning_batch_limit: int = 500        # due retries paid per dunning run
+
+    @field_validator("platform_api_key_ids", "dunning_retry_days", mode="before")
+    @classmethod
+    def _list_from_env(cls, value: Any) -> Any:
+        """A list variable is a JSON array or comma-separated values ("" is the empty list)."""
+        return comma_or_json_list(value)
+
+
+def comma_or_json_list(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 @lru_cache(maxsize=1)
