@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 from billing.adapters.clickhouse import UsageStore  # noqa: E402
-from billing.local.grafana import TimeRange, load_dashboards, render  # noqa: E402
+from billing_local.grafana import TimeRange, load_dashboards, render  # noqa: E402
 from billing.periods import Month  # noqa: E402
 from billing.pricing import PriceBook  # noqa: E402
 from billing.settings import PACKAGE_CONFIG  # noqa: E402

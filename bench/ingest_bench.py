@@ -13,7 +13,7 @@ Paths, each on its own rows (event ids differ, the priced content is the same):
   handler  ``functions/ingest/app.py`` ``handler(event, context)`` with an API Gateway event whose body
            is the JSON batch: Powertools resolver, parsing, the same service, the 202 response.
 
-AWS is moto, in process (billing.local.aws.local_aws); ClickHouse is embedded chdb unless --url.
+AWS is moto, in process (billing_local.aws.local_aws); ClickHouse is embedded chdb unless --url.
 moto's DynamoDB is much slower per call than the real service and runs in this same process, so
 the figures break the time down: DynamoDB ledger calls, ClickHouse inserts, everything else.
 Peak memory: the process's peak RSS after each path, and tracemalloc's peak over a sample of
@@ -45,8 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 from billing import container  # noqa: E402
 from billing.adapters.clickhouse import EVENT_COLUMNS, StoredEvent, UsageStore  # noqa: E402
 from billing.events import parse_batch  # noqa: E402
-from billing.local.aws import local_aws  # noqa: E402
-from billing.local.runner import LocalContext  # noqa: E402
+from billing_local.aws import local_aws  # noqa: E402
+from billing_local.runner import LocalContext  # noqa: E402
 from billing.periods import Month, iso  # noqa: E402
 from billing.tenants import PlanAssignment, Tenant  # noqa: E402
 

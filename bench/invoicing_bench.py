@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args()
 
-    double = subprocess.Popen([sys.executable, "-m", "billing.local.stripe_double", "--latency", str(args.latency)],
+    double = subprocess.Popen([sys.executable, "-m", "billing_local.stripe_double", "--latency", str(args.latency)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert double.stdout is not None
@@ -55,8 +55,8 @@ def run(args: argparse.Namespace, api_base: str) -> None:
     from billing import container
     from billing.adapters.stripe_gateway import CustomerDraft, StripeGateway
     from billing.invoicing import InvoicingService, invoicing_service
-    from billing.local.aws import local_aws
-    from billing.local.stripe_double import put_secret
+    from billing_local.aws import local_aws
+    from billing_local.stripe_double import put_secret
     from billing.money import round_cents
     from billing.periods import Month
     from billing.statements import Statement, StatementLine

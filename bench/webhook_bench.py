@@ -80,14 +80,14 @@ def main() -> None:
     from billing import container, dunning_container
     from billing.adapters.dynamodb import dynamodb_client
     from billing.adapters.webhook_verify import sign
-    from billing.local.aws import create_resources, local_aws
+    from billing_local.aws import create_resources, local_aws
     from billing.tenants import Tenant
     from tests.conftest import api_event
 
     spec = importlib.util.spec_from_file_location("webhook_app", ROOT / "functions/stripe_webhook/app.py")
     app = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(app)  # type: ignore[union-attr]
-    from billing.local.runner import LocalContext
+    from billing_local.runner import LocalContext
 
     ctx = LocalContext(function_name="bench")
     rng = random.Random(7)

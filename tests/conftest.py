@@ -15,8 +15,8 @@ import pytest
 
 from billing import container
 from billing.adapters.clickhouse import UsageStore
-from billing.local.aws import local_aws
-from billing.local.runner import LocalContext, api_gateway_event
+from billing_local.aws import local_aws
+from billing_local.runner import LocalContext, api_gateway_event
 from billing.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +78,7 @@ def load_event(name: str) -> dict[str, Any]:
 
 
 def api_event(body: Any, **kwargs: Any) -> dict[str, Any]:
-    """An API Gateway (REST, proxy) event as Lambda receives it (see billing.local.runner)."""
+    """An API Gateway (REST, proxy) event as Lambda receives it (see billing_local.runner)."""
     return api_gateway_event(body, **kwargs)
 
 

@@ -20,7 +20,7 @@ from billing import container
 from billing.adapters.clickhouse import StoredEvent, UsageStore
 from billing.adapters.tenant_quotas import current_quotas, export_tenant_quotas
 from billing.events import UsageEvent
-from billing.local.grafana import Dashboard, Query, TemplateError, TimeRange, load_dashboards, render
+from billing_local.grafana import Dashboard, Query, TemplateError, TimeRange, load_dashboards, render
 from billing.periods import Month, utc
 from billing.tenants import PlanAssignment, Tenant
 

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from billing import container, dunning_container
 from billing.adapters.webhook_verify import sign
-from billing.local.runner import load_module
+from billing_local.runner import load_module
 from billing.tenants import Tenant
 
 from tests.conftest import api_event
@@ -213,7 +213,7 @@ class StripeWorld:
 @pytest.fixture
 def world(stripe: Stripe, monkeypatch: pytest.MonkeyPatch) -> Any:
     """Given the Stripe double running, our Stripe key in Secrets Manager and the real gateway."""
-    from billing.local.stripe_double import StripeDouble, put_secret
+    from billing_local.stripe_double import StripeDouble, put_secret
 
     with StripeDouble() as double:
         monkeypatch.setenv("STRIPE_API_BASE", double.api_base)

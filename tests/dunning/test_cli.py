@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from typer.testing import CliRunner
 
-from billing.cli import _load, app
+from billing_cli import _load, app
 from tests.dunning.support import T0, invoice_event, make_tenant
 
 _load()

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from billing import container
-from billing.local.runner import LocalContext, load_function
-from billing.local.template import PROJECT_ROOT, TEMPLATE_PATH, load_template, resources_of_type
+from billing_local.runner import LocalContext, load_function
+from billing_local.template import PROJECT_ROOT, TEMPLATE_PATH, load_template, resources_of_type
 from billing.tenants import PlanAssignment, Tenant
 
 FUNCTIONS = resources_of_type(load_template(), "AWS::Serverless::Function")

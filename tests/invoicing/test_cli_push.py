@@ -1,7 +1,7 @@
 """``billing invoice push``: same code as the Lambda; ``--dry-run`` prints the exact requests."""
 from __future__ import annotations
 
-from billing.cli import _load, app
+from billing_cli import _load, app
 from typer.testing import CliRunner
 
 from tests.invoicing.conftest import MONTH, Billing, make_statement, make_tenant

@@ -1,7 +1,7 @@
 """The demo stage pushes the closed month to the Stripe double and shows equal totals."""
 from __future__ import annotations
 
-from billing.local import demo_invoicing
+from billing_cli.demo import invoicing as demo_invoicing
 from rich.console import Console
 
 from tests.invoicing.conftest import MONTH, Billing, make_statement, make_tenant

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from billing import container
 from billing.adapters.stripe_gateway import CustomerDraft
-from billing.local.stripe_double import put_secret
+from billing_local.stripe_double import put_secret
 
 from tests.invoicing.conftest import MONTH, cents, make_statement, make_tenant
 

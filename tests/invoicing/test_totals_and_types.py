@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import pytest
 from billing.invoicing import StatementInconsistent, statement_cents
-from billing.local.stripe_double import FIXTURES_PATH
-from billing.local.template import PROJECT_ROOT
+from billing_local.stripe_double import FIXTURES_PATH
+from billing_local.template import PROJECT_ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -60,7 +60,7 @@ def test_stripe_adapter_type_checks_against_the_sdk() -> None:
     result = subprocess.run([sys.executable, "-m", "mypy", "--no-error-summary",
                              "layers/billing/billing/adapters/stripe_gateway.py",
                              "layers/billing/billing/invoicing.py", "layers/billing/billing/adapters/invoice_store.py",
-                             "layers/billing/billing/local/stripe_double.py"],
+                             "src/billing_local/stripe_double.py"],
                             check=False, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
 

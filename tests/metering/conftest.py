@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from billing import container
-from billing.local.runner import load_module, response_headers
+from billing_local.runner import load_module, response_headers
 from billing.tenants import PlanAssignment, Tenant
 
 from tests.conftest import api_event

@@ -5,7 +5,7 @@ import json
 
 from typer.testing import CliRunner
 
-from billing.cli import _load, app
+from billing_cli import _load, app
 from tests.metering.conftest import make_tenant, stored, usage
 
 _load()

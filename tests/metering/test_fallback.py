@@ -7,8 +7,8 @@ import random
 import boto3
 
 from billing import container
-from billing.local.faults import OutageStore
-from billing.local.runner import drain_queue
+from billing_local.faults import OutageStore
+from billing_local.runner import drain_queue
 from tests.metering.conftest import make_tenant, stored, usage
 
 

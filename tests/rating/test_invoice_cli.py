@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from billing import container
-from billing.cli import _load, app
+from billing_cli import _load, app
 from billing.periods import Month
 from typer.testing import CliRunner
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from billing.cli import _load, app
+from billing_cli import _load, app
 from billing.periods import iso, parse_instant
 from typer.testing import CliRunner
 

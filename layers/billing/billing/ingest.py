@@ -18,6 +18,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -260,7 +261,7 @@ class IngestService:
             expires = int((month_end + timedelta(days=self.dedup_retention_days)).timestamp())
             for attempt in range(QUOTA_CAS_ATTEMPTS):
                 used, version = self.ledger.quota_used(tenant_id, month)
-                decision = admit_queries(queries, used, lambda ts, t=tenant: quota_limit(t, self.catalog, ts))
+                decision = admit_queries(queries, used, partial(quota_limit, tenant, self.catalog))
                 if not decision.admitted:
                     break
                 if self.ledger.quota_set(tenant_id, month, decision.used_after, version, expires):

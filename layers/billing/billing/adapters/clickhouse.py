@@ -137,7 +137,7 @@ class UsageStore:
 
     # -- reads ----------------------------------------------------------------------------------
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        return self.client.query(sql, parameters=parameters or {}).result_rows
+        return [tuple(row) for row in self.client.query(sql, parameters=parameters or {}).result_rows]
 
     def existing_event_ids(self, tenant_id: str, event_ids: Iterable[str]) -> set[str]:
         ids = list(event_ids)

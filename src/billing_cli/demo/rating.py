@@ -15,7 +15,7 @@ from rich.table import Table
 
 from billing import container, rating_services
 from billing.events import UsageEvent
-from billing.local.usage_generator import month_of_usage
+from billing_local.usage_generator import month_of_usage
 from billing.periods import Month, parse_instant
 from billing.rating import lines_csv
 from billing.tenant_service import CancelRequest, PlanChangeRequest, SignupRequest, TenantService
@@ -110,6 +110,6 @@ def run(console: Console) -> None:
     console.print(table)
     upgrade = next((s for s in result.statements if s.tenant_id == "upgrade-co"), None)
     if upgrade:
-        from billing.cli.invoice import statement_table
+        from billing_cli.invoice import statement_table
 
         console.print(statement_table(upgrade))

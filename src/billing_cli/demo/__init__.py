@@ -7,7 +7,7 @@ import warnings
 
 import typer
 
-from billing.cli import app
+from billing_cli import app
 
 
 @app.command("demo")
@@ -21,6 +21,6 @@ def demo(verbose: bool = typer.Option(False, "--verbose", help="also print the f
         from billing.observability import logger
 
         logger.setLevel(logging.ERROR)
-    from billing.local.demo import run
+    from billing_cli.demo.pipeline import run
 
     run()

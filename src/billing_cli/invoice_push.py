@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from billing.cli.invoice import _month, invoice_app
+from billing_cli.invoice import _month, invoice_app
 from billing.invoicing import InvoiceOutcome
 
 

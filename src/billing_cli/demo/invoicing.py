@@ -14,7 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from billing.local.stripe_double import StripeDouble, put_secret
+from billing_local.stripe_double import StripeDouble, put_secret
 
 DEMO_MONTH = "2025-11"
 _running: list[StripeDouble] = []
@@ -66,7 +66,7 @@ def run(console: Console, month: str = DEMO_MONTH, *, decline_one: bool = True) 
     before = len(double.requests)
     queue_url = container.settings().invoicing_queue_url
     if queue_url:  # the close enqueued one job per non-zero statement: the Lambda handles them
-        from billing.local.runner import drain_queue
+        from billing_local.runner import drain_queue
 
         processed, failed = drain_queue(queue_url, "invoicing")
         console.print(f"InvoicingFunction handled {processed} SQS job(s) from the close ({failed} failed)")

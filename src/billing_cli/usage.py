@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from billing import container
-from billing.cli import app
+from billing_cli import app
 from billing.periods import Month
 
 

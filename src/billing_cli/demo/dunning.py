@@ -33,7 +33,7 @@ class WebhookRelay:
     """Hands the Stripe double's webhook events to the webhook Lambda, as Stripe would."""
 
     def __init__(self, double: Any, secret: str, clock: _Clock):
-        from billing.local.runner import load_function
+        from billing_local.runner import load_function
 
         self.double, self.secret, self.clock = double, secret, clock
         self.webhook = load_function("stripe_webhook")
@@ -41,7 +41,7 @@ class WebhookRelay:
 
     def deliver_new(self) -> dict[str, int]:
         from billing.adapters.webhook_verify import sign
-        from billing.local.runner import LocalContext, api_gateway_event
+        from billing_local.runner import LocalContext, api_gateway_event
 
         counts: dict[str, int] = {}
         events = self.double.events_of()[self.seen:]
@@ -68,7 +68,7 @@ def _api_key(tenant_id: str) -> str:
 
 
 def _ingest_one(tenant: Any, at: datetime) -> tuple[int, str]:
-    from billing.local.runner import LocalContext, api_gateway_event, load_function
+    from billing_local.runner import LocalContext, api_gateway_event, load_function
 
     key = _api_key(tenant.id)
     body = {"events": [{"event_id": f"dunning-demo-{at.timestamp():.0f}", "tenant_id": tenant.id,
@@ -107,10 +107,10 @@ def _own_failing_tenant(double: Any) -> tuple[str, str]:
 
 def run(console: Console) -> dict[str, Any]:
     from billing import container, dunning_container
-    from billing.cli.tenant import status_renderable
-    from billing.local.demo_invoicing import current_double, start_double
-    from billing.local.runner import LocalContext, api_gateway_event, load_function
-    from billing.local.stripe_double import put_secret
+    from billing_cli.tenant import status_renderable
+    from billing_cli.demo.invoicing import current_double, start_double
+    from billing_local.runner import LocalContext, api_gateway_event, load_function
+    from billing_local.stripe_double import put_secret
 
     console.rule("[bold]Webhooks and dunning[/] - retries on day 3, 7 and 14, suspension, recovery")
     double = current_double() or start_double()

@@ -16,7 +16,7 @@ from typing import Any
 
 from billing import container
 from billing.adapters import clickhouse
-from billing.local.aws import local_aws
+from billing_local.aws import local_aws
 
 ENV_KEYS = ("CLICKHOUSE_URL", "CLICKHOUSE_URL_SECRET", "CLICKHOUSE_DATABASE", "TENANTS_TABLE", "LEDGER_TABLE",
             "BILLING_TABLE", "FALLBACK_QUEUE_URL", "INVOICING_QUEUE_URL", "INVOICES_BUCKET", "PLANS_PATH",

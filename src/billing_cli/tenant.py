@@ -13,7 +13,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from billing.cli import app
+from billing_cli import app
 from billing.dunning import StatusView
 
 tenant_app = typer.Typer(help="Payment standing, dunning timeline and dunning operations.", no_args_is_help=True)

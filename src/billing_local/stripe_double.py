@@ -44,7 +44,7 @@ FaultKind = Literal["rate_limit", "server_error", "timeout", "lost_response"]
 
 def load_fixtures(path: Path | None = None) -> dict[str, dict[str, Any]]:
     """Stripe's example objects: the project's copy, else the shared original beside the clone."""
-    from billing.local.template import PROJECT_ROOT
+    from billing_local.template import PROJECT_ROOT
 
     for candidate in (path, FIXTURES_PATH, PROJECT_ROOT.parent / "shared/stripe/fixtures3.json"):
         if candidate is not None and candidate.exists():
@@ -809,7 +809,7 @@ def put_secret(name: str, value: str = "sk_test_double_000000000000") -> None:
 
 
 def main() -> None:
-    """``python -m billing.local.stripe_double [--latency S]``: serve until stdin closes (benches run
+    """``python -m billing_local.stripe_double [--latency S]``: serve until stdin closes (benches run
     the double in its own process so its CPU does not compete with the code under test)."""
     import argparse
     import sys

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from billing.cli import app
+from billing_cli import app
 from billing.errors import BillingError
 from billing.periods import Month
 from billing.statements import Statement

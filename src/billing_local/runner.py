@@ -10,7 +10,7 @@ from typing import Any
 
 import boto3
 
-from billing.local.template import PROJECT_ROOT
+from billing_local.template import PROJECT_ROOT
 
 
 @dataclass

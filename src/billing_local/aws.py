@@ -8,7 +8,7 @@ from typing import Any
 
 import boto3
 
-from billing.local.template import load_template, resources_of_type
+from billing_local.template import load_template, resources_of_type
 
 REGION = "us-east-1"
 TABLE_SETTINGS = {"TenantsTable": "tenants_table", "LedgerTable": "ledger_table", "BillingTable": "billing_table"}

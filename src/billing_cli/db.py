@@ -5,7 +5,7 @@ import typer
 from rich.console import Console
 
 from billing import container
-from billing.cli import app
+from billing_cli import app
 
 db_app = typer.Typer(help="ClickHouse schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")

@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from billing.cli import app
+from billing_cli import app
 from billing.errors import BillingError, QuotaExceeded
 from billing.events import UsageEvent, parse_event
 from billing.observability import logger
@@ -123,7 +123,7 @@ def batches(events: list[UsageEvent], tenants: dict[str, Tenant]) -> Iterator[li
 def simulate_run(tenants_path: Path, events_path: Path, month: Month, *, plans: Path | None = None,
                  pricebook: Path | None = None, console: Console | None = None) -> SimulationReport:
     from billing import container, rating_services
-    from billing.local.sandbox import sandbox
+    from billing_local.sandbox import sandbox
 
     console = console or Console(stderr=True)
     report = SimulationReport(month=str(month))

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from billing import container
-from billing.cli import app
+from billing_cli import app
 from billing.errors import BillingError
 from billing.events import UsageEvent, parse_event
 

@@ -15,10 +15,10 @@ from rich.table import Table
 
 from billing import container
 from billing.events import UsageEvent
-from billing.local.faults import OutageStore
-from billing.local.runner import api_gateway_event, drain_queue, load_function, LocalContext, response_headers
-from billing.local.sandbox import sandbox
-from billing.local.usage_generator import month_of_usage
+from billing_local.faults import OutageStore
+from billing_local.runner import api_gateway_event, drain_queue, load_function, LocalContext, response_headers
+from billing_local.sandbox import sandbox
+from billing_local.usage_generator import month_of_usage
 from billing.periods import Month
 from billing.tenants import PlanAssignment, Tenant
 
@@ -29,7 +29,7 @@ TENANTS = [  # (id, plan, events in the month)
     ("medium-co", "pro", 2_500),
     ("large-co", "enterprise", 6_000),
 ]
-STAGES = ["billing.local.demo_rating", "billing.local.demo_invoicing", "billing.local.demo_dunning"]
+STAGES = ["billing_cli.demo.rating", "billing_cli.demo.invoicing", "billing_cli.demo.dunning"]
 
 
 def run(console: Console | None = None) -> None:

@@ -15,9 +15,9 @@ _GROUPS = ["db", "usage", "ingest", "demo", "invoice", "invoice_push", "simulate
 def _load() -> None:
     for name in _GROUPS:
         try:
-            importlib.import_module(f"billing.cli.{name}")
+            importlib.import_module(f"billing_cli.{name}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"billing.cli.{name}":
+            if exc.name != f"billing_cli.{name}":
                 raise
 
 

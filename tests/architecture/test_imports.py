@@ -1,0 +1,56 @@
+"""The package's import graph: the layer holds only what runs in Lambda, and the domain owns its interfaces.
+
+Walks every module's ``import`` statements (top level and inside functions, since adapters are imported
+lazily) without importing anything.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.conftest import PROJECT_ROOT
+
+LAYER = PROJECT_ROOT / "layers/billing"
+DEV_ONLY = {"billing_local", "billing_cli", "typer", "rich", "moto", "chdb", "pytest", "hypothesis"}
+
+
+def module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports_of(path: Path, name: str) -> set[str]:
+    """Absolute names of every module ``path`` imports (relative imports resolved against ``name``)."""
+    found: set[str] = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def layer_graph() -> dict[str, set[str]]:
+    modules = {module_name(p, LAYER): p for p in LAYER.rglob("*.py")}
+    return {name: imports_of(path, name) for name, path in modules.items()}
+
+
+def test_the_layer_imports_no_dev_package_or_dev_library() -> None:
+    # Given every module under the layer's folder
+    offenders = {
+        name: sorted(i for i in imported if i.split(".")[0] in DEV_ONLY)
+        for name, imported in layer_graph().items()
+    }
+    # Then none imports the dev packages or a dev-only library
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_layer_folder_holds_no_dev_package() -> None:
+    assert not (LAYER / "billing/local").exists()
+    assert not (LAYER / "billing/cli").exists()
