@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from billing.local.template import load_template
+from billing_local.template import load_template
 from billing.settings import Settings
 
 
