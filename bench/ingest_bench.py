@@ -43,7 +43,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 from billing import container  # noqa: E402
-from billing.adapters.clickhouse import EVENT_COLUMNS, StoredEvent, UsageStore  # noqa: E402
+from billing.adapters.clickhouse import EVENT_COLUMNS, UsageStore  # noqa: E402
+from billing.events import StoredEvent  # noqa: E402
 from billing.events import parse_batch  # noqa: E402
 from billing_local.aws import local_aws  # noqa: E402
 from billing_local.runner import LocalContext  # noqa: E402
@@ -93,9 +94,10 @@ def priced_rows(raw: list[dict[str, Any]]) -> list[list[Any]]:
     rows = []
     for event in parse_batch(raw, len(raw)):
         cost = book.cost(event)
-        rows.append(StoredEvent(event.tenant_id, event.event_id, event.timestamp, event.type, event.model or "",
-                                event.queries, event.input_tokens, event.output_tokens, event.bytes,
-                                cost.cost_usd, cost.price_version, now).row())
+        stored = StoredEvent(event.tenant_id, event.event_id, event.timestamp, event.type, event.model or "",
+                             event.queries, event.input_tokens, event.output_tokens, event.bytes,
+                             cost.cost_usd, cost.price_version, now)
+        rows.append([getattr(stored, c) for c in EVENT_COLUMNS])
     return rows
 
 

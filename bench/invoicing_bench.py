@@ -53,8 +53,10 @@ def stats(api_base: str, *, reset: bool = False) -> dict:
 
 def run(args: argparse.Namespace, api_base: str) -> None:
     from billing import container
-    from billing.adapters.stripe_gateway import CustomerDraft, StripeGateway
-    from billing.invoicing import InvoicingService, invoicing_service
+    from billing.adapters.stripe_gateway import StripeGateway
+    from billing.payments import CustomerDraft
+    from billing.container import invoicing_service
+    from billing.invoicing import InvoicingService
     from billing_local.aws import local_aws
     from billing_local.stripe_double import put_secret
     from billing.money import round_cents

@@ -77,7 +77,7 @@ def main() -> None:
 
     import boto3
 
-    from billing import container, dunning_container
+    from billing import container
     from billing.adapters.dynamodb import dynamodb_client
     from billing.adapters.webhook_verify import sign
     from billing_local.aws import create_resources, local_aws
@@ -121,7 +121,7 @@ def main() -> None:
                                  ("BILLING_TABLE", "billing_table")):
                 os.environ[key] = res[setting]
             container.reset()
-            dunning_container.use_clock(lambda: T0)
+            container.use_clock(lambda: T0)
             for t in range(TENANTS_PER_ROUND):
                 tid = f"bench-{round_no}-{t}"
                 container.tenants().create(Tenant(id=tid, stripe_customer_id=f"cus_{tid}"))

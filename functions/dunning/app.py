@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing import container, dunning_container
+from billing import container
 from billing.observability import logger, metrics, tracer
 
 
@@ -16,7 +16,7 @@ from billing.observability import logger, metrics, tracer
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context: LambdaContext) -> dict[str, Any]:
     logger.info("dunning run", extra={"scheduled_time": event.get("time")})
-    report = dunning_container.dunning_runner().run_due(
+    report = container.dunning_runner().run_due(
         limit=container.settings().dunning_batch_limit,
         should_stop=lambda: context.get_remaining_time_in_millis() < 30_000)  # the rest waits an hour
     metrics.add_metric(name="DunningRetriesDue", unit=MetricUnit.Count, value=report.due)

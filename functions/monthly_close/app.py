@@ -8,7 +8,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from billing import rating_services
+from billing import container
 from billing.observability import logger, metrics, tracer
 from billing.periods import Month, parse_instant
 from billing.tenant_service import parse_month
@@ -30,7 +30,7 @@ def target_month(event: dict[str, Any]) -> Month:
 def handler(event: dict, context: LambdaContext) -> dict:
     month = target_month(event)
     logger.append_keys(month=str(month))
-    result = rating_services.billing_cycle().close(month)
+    result = container.billing_cycle().close(month)
     metrics.add_metric(name="StatementsCreated", unit=MetricUnit.Count, value=len(result.created))
     metrics.add_metric(name="InvoicingJobsEnqueued", unit=MetricUnit.Count, value=len(result.enqueued))
     return result.summary()

@@ -7,7 +7,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing import dunning_container
+from billing import container
 from billing.errors import BillingError
 from billing.http import install_error_handlers, json_response
 from billing.observability import logger, metrics, tracer
@@ -22,7 +22,7 @@ install_error_handlers(app)
 def stripe_webhook() -> Response:
     request = app.current_event
     try:
-        result = dunning_container.webhook_processor().handle(
+        result = container.webhook_processor().handle(
             raw_body(request.raw_event), request.headers.get("stripe-signature"))
     except BillingError as error:
         metrics.add_metric(name="WebhookRefused", unit=MetricUnit.Count, value=1)

@@ -6,7 +6,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing import container, dunning_container
+from billing import container
 from billing.errors import Forbidden, NotFound
 from billing.http import install_error_handlers, json_response
 from billing.observability import logger, metrics, tracer
@@ -25,7 +25,7 @@ def tenant_status(tenant_id: str) -> Response:
     if not principal.platform and principal.api_key_id not in tenant.api_key_ids:
         raise Forbidden(f"this API key may not read tenant {tenant_id!r}",
                         details=[{"field": "tenant_id", "reason": "not allowed for this API key"}])
-    view = dunning_container.dunning_service().status(tenant_id)
+    view = container.dunning_service().status(tenant_id)
     body = view.to_json()
     body["payment_status"] = tenant.payment_status  # what ingest enforces
     return json_response(200, body)

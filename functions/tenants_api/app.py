@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from billing import container, rating_services
+from billing import container
 from billing.errors import Forbidden, InvalidRequest
 from billing.http import install_error_handlers, json_response
 from billing.observability import logger, metrics, tracer
@@ -29,14 +29,14 @@ def _caller(tenant_id: str | None = None) -> None:
     principal = container.principal_for(app.current_event.request_context.identity.api_key_id)
     if principal.platform:
         return
-    if tenant_id is None or principal.api_key_id not in rating_services.tenant_service().get(tenant_id).api_key_ids:
+    if tenant_id is None or principal.api_key_id not in container.tenant_service().get(tenant_id).api_key_ids:
         raise Forbidden("this API key may not manage tenants", details=[{"field": "x-api-key", "reason": "not allowed"}])
 
 
 @app.post("/v1/tenants")
 def signup() -> Response:
     _caller()
-    tenant, created = rating_services.tenant_service().signup(parse_request(SignupRequest, _body()))
+    tenant, created = container.tenant_service().signup(parse_request(SignupRequest, _body()))
     logger.append_keys(tenant_id=tenant.id)
     return json_response(201 if created else 200, tenant.model_dump(mode="json"))
 
@@ -44,21 +44,21 @@ def signup() -> Response:
 @app.post("/v1/tenants/<tenant_id>/plan")
 def change_plan(tenant_id: str) -> Response:
     _caller()
-    tenant = rating_services.tenant_service().change_plan(tenant_id, parse_request(PlanChangeRequest, _body()))
+    tenant = container.tenant_service().change_plan(tenant_id, parse_request(PlanChangeRequest, _body()))
     return json_response(200, tenant.model_dump(mode="json"))
 
 
 @app.post("/v1/tenants/<tenant_id>/cancel")
 def cancel(tenant_id: str) -> Response:
     _caller()
-    tenant, statement = rating_services.tenant_service().cancel(tenant_id, parse_request(CancelRequest, _body()))
+    tenant, statement = container.tenant_service().cancel(tenant_id, parse_request(CancelRequest, _body()))
     return json_response(200, {"tenant": tenant.model_dump(mode="json"), "statement": statement.model_dump(mode="json")})
 
 
 @app.get("/v1/tenants/<tenant_id>/statements/<month>")
 def statement(tenant_id: str, month: str) -> Response:
     _caller(tenant_id)
-    result, stored = rating_services.billing_cycle().statement(tenant_id, parse_month(month))
+    result, stored = container.billing_cycle().statement(tenant_id, parse_month(month))
     return json_response(200, {"preview": not stored, "statement": result.model_dump(mode="json")})
 
 

@@ -49,10 +49,10 @@ def statement_table(statement: Statement, *, stored: bool = True) -> Table:
 def preview(tenant: str = typer.Option(..., "--tenant"), month: str = typer.Option(..., "--month"),
             as_json: bool = typer.Option(False, "--json", help="print the statement as JSON")) -> None:
     """Print a tenant's statement: the stored one, or a month-to-date preview (nothing is stored)."""
-    from billing import rating_services
+    from billing import container
 
     try:
-        statement, stored = rating_services.billing_cycle().statement(tenant, _month(month))
+        statement, stored = container.billing_cycle().statement(tenant, _month(month))
     except BillingError as error:
         raise _fail(error) from None
     if as_json:
@@ -64,19 +64,19 @@ def preview(tenant: str = typer.Option(..., "--tenant"), month: str = typer.Opti
 @invoice_app.command("export")
 def export(month: str = typer.Option(..., "--month"), out: Path = typer.Option(..., "--out", dir_okay=False)) -> None:
     """Write the month's CSV (stored statements; month-to-date previews for tenants without one)."""
-    from billing import rating_services
+    from billing import container
 
-    out.write_bytes(rating_services.billing_cycle().export_csv(_month(month)))
+    out.write_bytes(container.billing_cycle().export_csv(_month(month)))
     Console(stderr=True).print(f"wrote {out}")
 
 
 @invoice_app.command("close")
 def close(month: str = typer.Option(..., "--month")) -> None:
     """Close a month now (what the scheduled Lambda does): statements, CSV to S3, invoicing jobs."""
-    from billing import rating_services
+    from billing import container
 
     try:
-        result = rating_services.billing_cycle().close(_month(month))
+        result = container.billing_cycle().close(_month(month))
     except BillingError as error:
         raise _fail(error) from None
     Console().print(result.summary())

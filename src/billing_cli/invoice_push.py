@@ -33,7 +33,7 @@ def push(month: str = typer.Option(..., "--month", help="YYYY-MM"),
          workers: int = typer.Option(0, "--workers", help="parallel statements (default: settings)")) -> None:
     """Create, itemize, finalize and charge the Stripe invoices of a month's statements."""
     from billing import container
-    from billing.invoicing import invoicing_service
+    from billing.container import invoicing_service
 
     m = _month(month)
     service = invoicing_service()

@@ -122,7 +122,7 @@ def batches(events: list[UsageEvent], tenants: dict[str, Tenant]) -> Iterator[li
 
 def simulate_run(tenants_path: Path, events_path: Path, month: Month, *, plans: Path | None = None,
                  pricebook: Path | None = None, console: Console | None = None) -> SimulationReport:
-    from billing import container, rating_services
+    from billing import container
     from billing_local.sandbox import sandbox
 
     console = console or Console(stderr=True)
@@ -146,7 +146,7 @@ def simulate_run(tenants_path: Path, events_path: Path, month: Month, *, plans: 
             for batch in batches(events, by_id):
                 _ingest(service, batch, report)
                 progress.advance(task, len(batch))
-        cycle = rating_services.billing_cycle()
+        cycle = container.billing_cycle()
         now = datetime.now(UTC)
         cycle.clock = lambda: max(now, month.end)  # a simulation may close a month that is not over
         result = cycle.close(month)

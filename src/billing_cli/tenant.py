@@ -62,13 +62,13 @@ def status_renderable(view: StatusView, payment_status: str | None = None) -> Gr
 def status(tenant_id: str = typer.Argument(..., help="tenant id"),
            as_json: bool = typer.Option(False, "--json", help="print JSON (what the HTTP endpoint returns)")) -> None:
     """Print the tenant's payment status, its invoices in dunning and every transition."""
-    from billing import container, dunning_container
+    from billing import container
 
     tenant = container.tenants().get(tenant_id)
     if tenant is None:
         Console(stderr=True).print(f"[red]no tenant {tenant_id!r}[/]")
         raise typer.Exit(1)
-    view = dunning_container.dunning_service().status(tenant_id)
+    view = container.dunning_service().status(tenant_id)
     if as_json:
         body = view.to_json()
         body["payment_status"] = tenant.payment_status
@@ -80,9 +80,9 @@ def status(tenant_id: str = typer.Argument(..., help="tenant id"),
 @tenant_app.command("dunning-run")
 def dunning_run() -> None:
     """Pay every dunning retry that is due now (what the scheduled Lambda does)."""
-    from billing import container, dunning_container
+    from billing import container
 
-    report = dunning_container.dunning_runner().run_due(limit=container.settings().dunning_batch_limit)
+    report = container.dunning_runner().run_due(limit=container.settings().dunning_batch_limit)
     console = Console()
     table = Table("tenant", "invoice", "attempt", "result", "standing", title=f"{report.due} retries due")
     for d in report.details:

@@ -54,3 +54,51 @@ def test_the_layer_imports_no_dev_package_or_dev_library() -> None:
 def test_the_layer_folder_holds_no_dev_package() -> None:
     assert not (LAYER / "billing/local").exists()
     assert not (LAYER / "billing/cli").exists()
+
+
+# The composition root and the adapters may import adapters; nothing else in the package may.
+MAY_IMPORT_ADAPTERS = {"billing.container"}
+
+
+def _internal(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The graph restricted to the package's own modules (``from billing import x`` names module x)."""
+    modules = set(graph)
+    return {name: {i for i in imported if i in modules and i != name} for name, imported in graph.items()}
+
+
+def test_no_domain_module_imports_an_adapter() -> None:
+    # Given the domain modules (everything but billing.adapters.* and the composition root)
+    graph = layer_graph()
+    offenders = {
+        name: sorted(i for i in imported if i == "billing.adapters" or i.startswith("billing.adapters."))
+        for name, imported in graph.items()
+        if not name.startswith("billing.adapters") and name not in MAY_IMPORT_ADAPTERS
+    }
+    # Then none of them imports an adapter: the domain declares protocols, adapters implement them
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    graph = _internal(layer_graph())
+    # A package's __init__ importing its own submodules is not a cycle of the design.
+    for name in graph:
+        graph[name] = {i for i in graph[name] if not i.startswith(name + ".")}
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    assert cycles == []

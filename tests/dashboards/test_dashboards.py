@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing import container
-from billing.adapters.clickhouse import StoredEvent, UsageStore
+from billing.adapters.clickhouse import UsageStore
+from billing.events import StoredEvent
 from billing.adapters.tenant_quotas import current_quotas, export_tenant_quotas
 from billing.events import UsageEvent
 from billing_local.grafana import Dashboard, Query, TemplateError, TimeRange, load_dashboards, render

@@ -11,7 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
-from billing import container, dunning_container
+from billing import container
 from billing.adapters.webhook_verify import sign
 from billing_local.runner import load_module
 from billing.tenants import Tenant
@@ -166,7 +166,7 @@ def stripe(env: Any, handlers: dict[str, Any], lambda_context: Any) -> Stripe:
     """Given the webhook secret in Secrets Manager, an injected clock and the three handlers."""
     create_webhook_secret()
     clock = Clock()
-    dunning_container.use_clock(clock)
+    container.use_clock(clock)
     return Stripe(clock, handlers["stripe_webhook"], handlers["dunning"], handlers["tenant_status"], lambda_context)
 
 
@@ -181,7 +181,7 @@ class StripeWorld:
 
     def open_invoice(self, tenant_id: str, month: str = "2025-11", amount: int = 4900) -> str:
         """Customer + draft invoice + one line + finalize (auto_advance=false), as invoicing does."""
-        from billing.adapters.stripe_gateway import CustomerDraft, InvoiceDraft, ItemDraft
+        from billing.payments import CustomerDraft, InvoiceDraft, ItemDraft
 
         tenant = container.tenants().get(tenant_id)
         customer = self.gateway.ensure_customer(CustomerDraft(tenant_id, tenant.name, tenant.email,
@@ -219,6 +219,6 @@ def world(stripe: Stripe, monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setenv("STRIPE_API_BASE", double.api_base)
         monkeypatch.setenv("STRIPE_RETRY_BASE_DELAY_S", "0.01")
         container.reset()
-        dunning_container.use_clock(stripe.clock)
+        container.use_clock(stripe.clock)
         put_secret(container.settings().stripe_secret_name)
-        yield StripeWorld(double, dunning_container.payment_gateway(), stripe.clock)
+        yield StripeWorld(double, container.payment_gateway(), stripe.clock)

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 from billing import container
-from billing.invoicing import InvoicingService, invoice_records, invoicing_service
+from billing.container import invoice_records, invoicing_service
+from billing.invoicing import InvoicingService
 from billing_local.runner import load_module
 from billing_local.stripe_double import StripeDouble, put_secret
 from billing.money import round_cents

@@ -139,7 +139,7 @@ def test_rerun_of_a_finished_job_sends_nothing(billing: Billing, statement) -> N
 
 def test_two_invoices_for_one_statement_fail_the_job_instead_of_guessing(billing: Billing, statement) -> None:
     # Given someone created two invoices carrying this statement's metadata, and our record was lost
-    from billing.adapters.stripe_gateway import InvoiceDraft
+    from billing.payments import InvoiceDraft
     from billing.invoicing import InvoiceMismatch
 
     customer = billing.service.ensure_customer("acme")

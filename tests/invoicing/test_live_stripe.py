@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 from billing import container
-from billing.adapters.stripe_gateway import CustomerDraft
+from billing.payments import CustomerDraft
 from billing_local.stripe_double import put_secret
 
 from tests.invoicing.conftest import MONTH, cents, make_statement, make_tenant
@@ -43,7 +43,7 @@ def live(env, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 
 
 def customer_with_card(client, clock, tenant_id: str, card: str) -> str:
-    from billing.invoicing import invoicing_service
+    from billing.container import invoicing_service
 
     gateway = invoicing_service().gateway
     customer_id = gateway.create_customer(CustomerDraft(tenant_id, tenant_id, "", f"live:{tenant_id}:{clock.id}",
@@ -66,7 +66,7 @@ def advance(client, clock, seconds: int) -> None:
 
 
 def test_statement_becomes_a_paid_stripe_invoice_with_equal_total(live) -> None:
-    from billing.invoicing import invoicing_service
+    from billing.container import invoicing_service
 
     client, clock = live
     tenant_id = f"live-{int(time.time())}"
@@ -85,7 +85,7 @@ def test_statement_becomes_a_paid_stripe_invoice_with_equal_total(live) -> None:
 
 
 def test_declined_card_is_an_outcome_and_stripe_does_not_retry_on_its_own(live) -> None:
-    from billing.invoicing import invoicing_service
+    from billing.container import invoicing_service
 
     client, clock = live
     tenant_id = f"live-decline-{int(time.time())}"

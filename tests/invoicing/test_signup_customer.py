@@ -1,7 +1,7 @@
 """Signup creates the Stripe customer once; existing tenants get one at their first invoice."""
 from __future__ import annotations
 
-from billing import container, rating_services
+from billing import container
 from billing.tenant_service import SignupRequest
 
 from tests.invoicing.conftest import MONTH, Billing, make_statement
@@ -10,7 +10,7 @@ from tests.invoicing.conftest import MONTH, Billing, make_statement
 def signup(tenant_id: str) -> None:
     request = SignupRequest(id=tenant_id, name="Acme Corp", email="billing@acme.example", plan="starter",
                             effective_at="2025-11-01T00:00:00Z")
-    rating_services.tenant_service().signup(request)
+    container.tenant_service().signup(request)
 
 
 def test_signup_creates_the_customer_exactly_once_even_when_retried(billing: Billing) -> None:

@@ -89,7 +89,7 @@ def test_invalid_request_fails_the_job(billing: Billing) -> None:
 
 def test_the_secret_key_comes_from_secrets_manager(billing: Billing, acme) -> None:
     # Given the key stored under the configured secret name (put there by the fixture)
-    from billing.invoicing import stripe_gateway
+    from billing.container import stripe_gateway
 
     # When the gateway is built, it authenticates with that key
     gateway = stripe_gateway()

@@ -126,7 +126,7 @@ def test_a_request_that_died_holding_the_lock_does_not_block_its_retry(env, post
     # Given a request took the tenant's lock, claimed its event and died (no commit, no release)
     make_tenant(quota=None)
     ledger = container.ledger()
-    from billing.adapters.dynamodb import Claim
+    from billing.exactly_once import Claim
     with ledger.locked(["acme-corp"], "dead-batch"):
         ledger.claim([Claim("acme-corp", "e-1")], "dead-batch", {Claim("acme-corp", "e-1"): 2_000_000_000})
         import boto3 as b3

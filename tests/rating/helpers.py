@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing import container
-from billing.adapters.clickhouse import StoredEvent
+from billing.events import StoredEvent
 from billing.periods import parse_instant
 from billing.tenants import Tenant
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from billing import container, rating_services
+from billing import container
 from billing.close import FallbackNotDrained
 from billing.errors import InvalidRequest
 from billing.events import UsageEvent
@@ -40,7 +40,7 @@ def test_the_close_rates_stores_exports_and_enqueues_once(env):
     make_tenant("quiet", [("payg", "2025-10-01T00:00:00Z")])
     env.store.insert_events(queries("acme", 800, "2025-11-02T00:00:00Z", prefix="a", cost="0.001"))
     env.store.insert_events(queries("acme", 10000, "2025-11-20T00:00:00Z", prefix="b"))
-    cycle = rating_services.billing_cycle()
+    cycle = container.billing_cycle()
     # When November is closed twice
     first = cycle.close(NOV)
     first_json = [s.model_dump_json() for s in first.statements]
@@ -70,7 +70,7 @@ def test_the_close_waits_for_the_fallback_queue_to_drain(env):
     make_tenant("acme", [("starter", "2025-10-01T00:00:00Z")])
     sqs = boto3.client("sqs")
     sqs.send_message(QueueUrl=env.settings.fallback_queue_url, MessageBody="{}")
-    cycle = rating_services.billing_cycle()
+    cycle = container.billing_cycle()
     # When the close runs, it refuses (the scheduler retries) and records nothing
     with pytest.raises(FallbackNotDrained) as refused:
         cycle.close(NOV)
@@ -85,7 +85,7 @@ def test_the_close_waits_for_the_fallback_queue_to_drain(env):
 
 
 def test_a_month_that_is_not_over_cannot_be_closed(env):
-    cycle = rating_services.billing_cycle()
+    cycle = container.billing_cycle()
     cycle.clock = lambda: NOV.end.replace(microsecond=0) - __import__("datetime").timedelta(seconds=1)
     with pytest.raises(InvalidRequest):
         cycle.close(NOV)
@@ -95,7 +95,7 @@ def test_late_events_become_a_prior_period_adjustment_billed_once(env):
     # Given a starter tenant with 1,000 November queries (tier 1 full), November closed
     make_tenant("acme", [("starter", "2025-10-01T00:00:00Z")])
     env.store.insert_events(queries("acme", 1000, "2025-11-02T00:00:00Z", prefix="n"))
-    cycle = rating_services.billing_cycle()
+    cycle = container.billing_cycle()
     november = cycle.close(NOV).statements[0]
     time.sleep(0.01)
     # When a fallback replay stores 3 November events after the close (2 queries, 1 embedding with cost),
@@ -127,14 +127,14 @@ def test_a_price_book_change_after_the_fact_does_not_change_a_regenerated_statem
     events = [UsageEvent(event_id=f"e{i}", tenant_id="acme", timestamp=f"2025-11-0{i + 1}T10:00:00Z", type="query",
                          model="gpt-4o", input_tokens=100_000, output_tokens=10_000) for i in range(5)]
     container.ingest_service().ingest(events)
-    stored = rating_services.billing_cycle().close(NOV).statements[0]
+    stored = container.billing_cycle().close(NOV).statements[0]
     # When the price book is changed (every price x 10) and the statement is regenerated from the stores
     book = tmp_path / "book.yaml"
     book.write_text(Path(env.settings.pricebook_path).read_text().replace('"2.50"', '"25.00"').replace('"10.00"', '"100.00"'))
     monkeypatch.setenv("PRICEBOOK_PATH", str(book))
     container.reset()
     assert container.price_book().versions[0].models["gpt-4o"].input_per_1m == Decimal("25.00")
-    cycle = rating_services.billing_cycle()
+    cycle = container.billing_cycle()
     (regenerated,) = cycle.rate([container.tenants().get("acme")], NOV, container.periods().closed_at(NOV))
     # Then it is the same statement (5 x (100k x 2.50 + 10k x 10.00) / 1e6 x 1.25 = 2.1875 -> 2.19)
     assert regenerated == stored
@@ -144,10 +144,10 @@ def test_a_price_book_change_after_the_fact_does_not_change_a_regenerated_statem
 def test_a_preview_is_month_to_date_and_stores_nothing(env):
     make_tenant("acme", [("starter", "2025-10-01T00:00:00Z")])
     env.store.insert_events(queries("acme", 3, "2025-11-02T00:00:00Z"))
-    statement, stored = rating_services.billing_cycle().statement("acme", NOV)
+    statement, stored = container.billing_cycle().statement("acme", NOV)
     assert not stored and statement.total == Decimal("29.03")
     assert container.statements().get("acme", NOV) is None
-    assert rating_services.billing_cycle().export_csv(NOV).decode().splitlines()[1] == "acme,2025-11,3,0,29.03,2025-11-30"
+    assert container.billing_cycle().export_csv(NOV).decode().splitlines()[1] == "acme,2025-11,3,0,29.03,2025-11-30"
 
 
 def test_usage_stored_after_a_final_statement_is_billed_next_month(env):
@@ -155,13 +155,13 @@ def test_usage_stored_after_a_final_statement_is_billed_next_month(env):
     # 29.00 x 15/30 + 5 x 0.01)
     make_tenant("leaver", [("starter", "2025-10-01T00:00:00Z")])
     env.store.insert_events(queries("leaver", 5, "2025-11-02T00:00:00Z", prefix="a"))
-    _, final = rating_services.tenant_service().cancel(
+    _, final = container.tenant_service().cancel(
         "leaver", __import__("billing.tenant_service", fromlist=["CancelRequest"]).CancelRequest(at="2025-11-16T00:00:00Z"))
     assert final.is_final and final.total == Decimal("14.55")
     time.sleep(0.01)
     # When 2 November queries from before the cancellation are stored after the final statement was issued
     env.store.insert_events(queries("leaver", 2, "2025-11-10T00:00:00Z", prefix="b"))
-    cycle = rating_services.billing_cycle()
+    cycle = container.billing_cycle()
     november = cycle.close(NOV)
     december = cycle.close(DEC)
     # Then November keeps the final statement, and December bills them as an adjustment-only statement

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from billing import container
-from billing.adapters.clickhouse import StoredEvent
+from billing.events import StoredEvent
 from billing.adapters.rating_queries import RatingQueries
 from billing.periods import Month
 from billing.rating import Usage, pricing_segments

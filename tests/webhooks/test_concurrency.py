@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from botocore.exceptions import ClientError
 
-from billing import container, dunning_container
+from billing import container
 from billing.adapters.dynamodb import dynamodb_client
 from billing.adapters.webhook_verify import sign
 from tests.dunning.support import T0, WEBHOOK_SECRET, invoice_event, make_tenant
@@ -32,7 +32,7 @@ def _events(tenant: str, invoices: int) -> list[dict]:
 
 
 def _view(tenant: str) -> str:
-    view = dunning_container.dunning_service().status(tenant).to_json()
+    view = container.dunning_service().status(tenant).to_json()
     view["tenant_status"] = container.tenants().get(tenant).payment_status
     return json.dumps(view, sort_keys=True).replace(tenant, "T")
 
@@ -51,7 +51,7 @@ def test_concurrent_events_for_one_tenant_lose_no_update(stripe):
     # Given two tenants with the same month of events: one processed in order, one all at once
     make_tenant("calm")
     make_tenant("busy")
-    processor = dunning_container.webhook_processor()
+    processor = container.webhook_processor()
     now = int(stripe.clock.now.timestamp())
 
     def deliver(event: dict) -> str:
@@ -80,7 +80,7 @@ def test_concurrent_events_for_one_tenant_lose_no_update(stripe):
 
 def test_the_same_event_delivered_twice_at_once_is_applied_once(stripe):
     make_tenant("acme")
-    processor = dunning_container.webhook_processor()
+    processor = container.webhook_processor()
     event = invoice_event("evt_twice", "invoice.payment_failed", "in_acme", "acme", T0)
     body = json.dumps(event).encode()
     header = sign(body, WEBHOOK_SECRET, int(stripe.clock.now.timestamp()))
@@ -93,7 +93,7 @@ def test_the_same_event_delivered_twice_at_once_is_applied_once(stripe):
     with ThreadPoolExecutor(max_workers=6) as pool:
         results = sorted(pool.map(racing, range(6)))
     assert results.count("processed") == 1 and results.count("duplicate") == 5
-    audit = dunning_container.dunning_service().status("acme").audit
+    audit = container.dunning_service().status("acme").audit
     assert [(e.subject, e.to_state) for e in audit] == [("in_acme", "past_due"), ("tenant", "past_due")]
 
 
@@ -120,7 +120,7 @@ def test_a_failure_mid_processing_leaves_the_event_to_be_processed_on_redelivery
     # Then it is processed (not taken for a duplicate), and the tenant is past due
     assert status == 200 and body["status"] == "processed"
     assert container.tenants().get("acme").payment_status == "past_due"
-    assert [e.to_state for e in dunning_container.dunning_service().status("acme").audit] == ["past_due", "past_due"]
+    assert [e.to_state for e in container.dunning_service().status("acme").audit] == ["past_due", "past_due"]
     # And a third delivery is a duplicate
     assert stripe.deliver(event)[1]["status"] == "duplicate"
 
@@ -129,7 +129,7 @@ def test_a_failure_mid_processing_leaves_the_event_to_be_processed_on_redelivery
 def test_standing_writes_from_the_dunning_job_and_webhooks_interleave_safely(stripe, threads):
     # Given one tenant with several failing invoices
     make_tenant("acme")
-    processor = dunning_container.webhook_processor()
+    processor = container.webhook_processor()
     now = int(stripe.clock.now.timestamp())
     events = [invoice_event(f"evt_f{i}", "invoice.payment_failed", f"in_{i}", "acme", T0) for i in range(threads)]
     events += [invoice_event(f"evt_p{i}", "invoice.paid", f"in_{i}", "acme", T0 + timedelta(hours=1))
@@ -149,4 +149,4 @@ def test_standing_writes_from_the_dunning_job_and_webhooks_interleave_safely(str
         assert set(pool.map(pay, events[threads:])) == {"processed"}
     # Then the tenant is active: no payment was lost
     assert container.tenants().get("acme").payment_status == "active"
-    assert dunning_container.dunning_service().status("acme").standing == "active"
+    assert container.dunning_service().status("acme").standing == "active"

@@ -9,7 +9,7 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing import container, dunning_container
+from billing import container
 from tests.dunning.support import T0, customer_deleted_event, invoice_event, make_tenant
 
 
@@ -19,13 +19,13 @@ def test_a_late_payment_failed_after_paid_changes_nothing(stripe):
     inv = "in_acme_11"
     stripe.deliver(invoice_event("evt_1", "invoice.payment_failed", inv, "acme", T0))
     stripe.deliver(invoice_event("evt_2", "invoice.paid", inv, "acme", T0 + timedelta(hours=5)))
-    before = dunning_container.dunning_service().status("acme").to_json()
+    before = container.dunning_service().status("acme").to_json()
     # When a payment_failed dated after the payment arrives late
     status, body = stripe.deliver(invoice_event("evt_3", "invoice.payment_failed", inv, "acme",
                                                 T0 + timedelta(hours=6)))
     # Then it is acknowledged and changes nothing
     assert status == 200 and body["changed"] is False and body["invoice_state"] == "paid"
-    assert dunning_container.dunning_service().status("acme").to_json() == before
+    assert container.dunning_service().status("acme").to_json() == before
     assert container.tenants().get("acme").payment_status == "active"
 
 
@@ -37,7 +37,7 @@ def test_paid_delivered_before_an_earlier_failure_keeps_the_invoice_paid(stripe)
     status, body = stripe.deliver(invoice_event("evt_fail", "invoice.payment_failed", inv, "acme", T0))
     # Then the invoice stays paid and the tenant active; the history records the real sequence
     assert body["invoice_state"] == "paid" and body["standing"] == "active"
-    audit = [(e["subject"], e["from"], e["to"]) for e in dunning_container.dunning_service().status("acme").to_json()["audit"]]
+    audit = [(e["subject"], e["from"], e["to"]) for e in container.dunning_service().status("acme").to_json()["audit"]]
     assert audit == [(inv, "open", "past_due"), ("tenant", "active", "past_due"),
                      (inv, "past_due", "paid"), ("tenant", "past_due", "active")]
 
@@ -48,7 +48,7 @@ def test_uncollectible_then_paid_ends_paid(stripe):
     stripe.deliver(invoice_event("evt_1", "invoice.payment_failed", inv, "acme", T0))
     stripe.deliver(invoice_event("evt_3", "invoice.paid", inv, "acme", T0 + timedelta(days=20)))
     stripe.deliver(invoice_event("evt_2", "invoice.marked_uncollectible", inv, "acme", T0 + timedelta(days=10)))
-    view = dunning_container.dunning_service().status("acme").to_json()
+    view = container.dunning_service().status("acme").to_json()
     assert view["invoices"][0]["state"] == "paid" and view["payment_status"] == "active"
     # marking it uncollectible (day 10) ended dunning; the later payment is recorded on the invoice
     assert view["audit"][-2:] == [
@@ -116,7 +116,7 @@ def _stream(run: str, tenants: list[dict]) -> list[dict]:
 
 
 def _final(run: str, count: int) -> str:
-    service = dunning_container.dunning_service()
+    service = container.dunning_service()
     state = []
     for t in range(count):
         tenant = f"{run}-t{t}"

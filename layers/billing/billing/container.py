@@ -1,27 +1,54 @@
-"""Wiring: builds each service once per process from Settings. Handlers and the CLI ask here.
+"""The composition root: every service is built here, once per process, from Settings.
 
-Adapters are imported inside their providers: a function that never touches ClickHouse does not
-pay for importing clickhouse-connect on a cold start.
+Handlers, the CLI, the demo and the tests ask this module (and only this module) for services.
+Invariants:
+- one instance of each provider per process until ``reset()``; in particular one Stripe gateway, so
+  one rate limiter holds the whole process under the Stripe cap (invoicing and dunning share it);
+- adapters are imported inside their providers: a function that never touches ClickHouse does not pay
+  for importing clickhouse-connect on a cold start, nor one that never pays for importing stripe;
+- ``reset()`` forgets everything built, the clock and gateway overrides, cached boto3 clients and the
+  secrets Powertools cached, so a later environment never sees a service or key of an earlier one.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import cache
 from typing import TYPE_CHECKING
 
 from billing.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from billing.adapters.billing_store import PeriodRepository, StatementRepository
     from billing.adapters.clickhouse import UsageStore
-    from billing.adapters.dynamodb import TenantRepository, UsageLedger
+    from billing.adapters.dunning_store import DunningStore, ProcessedEvents
+    from billing.adapters.invoice_store import InvoiceRecordRepository
+    from billing.adapters.queues import SqsQueue
+    from billing.adapters.stripe_gateway import StripeGateway
+    from billing.adapters.tenant_store import TenantRepository
+    from billing.adapters.usage_ledger import UsageLedger
+    from billing.close import BillingCycle
+    from billing.dunning import DunningService
+    from billing.ingest import IngestService, Principal
+    from billing.invoicing import InvoicingService
+    from billing.payments import PaymentCollector
     from billing.plans import PlanCatalog
     from billing.pricing import PriceBook
+    from billing.rating import Rater
+    from billing.tenant_service import TenantService
+    from billing.webhooks import WebhookProcessor
+
+_clock: list[Callable[[], datetime]] = []
+_gateway_override: list[PaymentCollector] = []
 
 
+# ------------------------------------------------------------------------------------------ settings
 def settings() -> Settings:
     return get_settings()
 
 
-@lru_cache(maxsize=1)
+@cache
 def clickhouse_url() -> str:
     s = settings()
     if s.clickhouse_url_secret:
@@ -32,7 +59,57 @@ def clickhouse_url() -> str:
     return s.clickhouse_url
 
 
-@lru_cache(maxsize=1)
+def clock() -> Callable[[], datetime]:
+    """The clock webhook and dunning decisions use (tests, demo and bench may replace it)."""
+    return _clock[0] if _clock else _system_clock
+
+
+def _system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def use_clock(fn: Callable[[], datetime] | None) -> None:
+    """Replace the clock (None: back to the system clock). Services built afterwards use it."""
+    _clock.clear()
+    if fn is not None:
+        _clock.append(fn)
+    _forget_services()
+
+
+def use_gateway(gateway: PaymentCollector | None) -> None:
+    """Let dunning pay through another collector (None: the Stripe gateway)."""
+    _gateway_override.clear()
+    if gateway is not None:
+        _gateway_override.append(gateway)
+    _forget_services()
+
+
+def is_conflict(exc: Exception) -> bool:
+    """True when ``exc`` is a lost conditional write (someone else wrote first): re-read and retry."""
+    from botocore.exceptions import ClientError
+
+    from billing.adapters.dynamodb import is_conditional_failure
+
+    return isinstance(exc, ClientError) and is_conditional_failure(exc)
+
+
+# ------------------------------------------------------------------------------------------ catalog
+@cache
+def price_book() -> PriceBook:
+    from billing.pricing import PriceBook
+
+    return PriceBook.load(settings().pricebook_path)
+
+
+@cache
+def plan_catalog() -> PlanCatalog:
+    from billing.plans import PlanCatalog
+
+    return PlanCatalog.load(settings().plans_path)
+
+
+# ------------------------------------------------------------------------------------------ stores
+@cache
 def usage_store() -> UsageStore:
     from billing.adapters.clickhouse import UsageStore
 
@@ -40,91 +117,87 @@ def usage_store() -> UsageStore:
     return UsageStore.from_url(clickhouse_url(), s.clickhouse_database, timeout_s=s.clickhouse_insert_timeout_s)
 
 
-@lru_cache(maxsize=1)
-def price_book() -> PriceBook:
-    from billing.pricing import PriceBook
-
-    return PriceBook.load(settings().pricebook_path)
-
-
-@lru_cache(maxsize=1)
-def plan_catalog() -> PlanCatalog:
-    from billing.plans import PlanCatalog
-
-    return PlanCatalog.load(settings().plans_path)
-
-
-@lru_cache(maxsize=1)
+@cache
 def tenants() -> TenantRepository:
-    from billing.adapters.dynamodb import TenantRepository
+    from billing.adapters.tenant_store import TenantRepository
 
     return TenantRepository(settings().tenants_table)
 
 
-@lru_cache(maxsize=1)
+@cache
 def ledger() -> UsageLedger:
-    from billing.adapters.dynamodb import UsageLedger
+    from billing.adapters.usage_ledger import UsageLedger
 
     return UsageLedger(settings().ledger_table, lock_wait_seconds=settings().ingest_lock_wait_seconds)
 
 
-def reset() -> None:
-    """Forget everything built so far (tests and the local runner change settings between runs)."""
-    from billing.adapters.dynamodb import reset_clients
-
-    get_settings.cache_clear()
-    reset_clients()
-    for cached in (clickhouse_url, usage_store, price_book, plan_catalog, tenants, ledger):
-        cached.cache_clear()
-    for extra in _EXTRA_RESETS:
-        extra()
-
-
-_EXTRA_RESETS: list = []
-
-
-def on_reset(fn):  # type: ignore[no-untyped-def]
-    """Register a cache_clear for providers defined in other modules (invoicing, dunning, ...)."""
-    _EXTRA_RESETS.append(fn)
-    return fn
-
-
-@lru_cache(maxsize=1)
-def periods():  # type: ignore[no-untyped-def]
+@cache
+def periods() -> PeriodRepository:
     from billing.adapters.billing_store import PeriodRepository
 
     return PeriodRepository(settings().billing_table)
 
 
-@lru_cache(maxsize=1)
-def statements():  # type: ignore[no-untyped-def]
+@cache
+def statements() -> StatementRepository:
     from billing.adapters.billing_store import StatementRepository
 
     return StatementRepository(settings().billing_table)
 
 
-on_reset(periods.cache_clear)
-on_reset(statements.cache_clear)
-
-
-@lru_cache(maxsize=1)
-def fallback_queue():  # type: ignore[no-untyped-def]
+@cache
+def fallback_queue() -> SqsQueue:
     from billing.adapters.queues import SqsQueue
 
     return SqsQueue(settings().fallback_queue_url)
 
 
-@lru_cache(maxsize=1)
-def ingest_service():  # type: ignore[no-untyped-def]
-    from billing.ingest import IngestService
+@cache
+def invoice_records() -> InvoiceRecordRepository:
+    from billing.adapters.invoice_store import InvoiceRecordRepository
+
+    return InvoiceRecordRepository(settings().billing_table)
+
+
+@cache
+def dunning_store() -> DunningStore:
+    from billing.adapters.dunning_store import DunningStore
 
     s = settings()
-    return IngestService(tenants=tenants(), ledger=ledger(), periods=periods(), store=usage_store(),
-                         fallback=fallback_queue(), price_book=price_book(), catalog=plan_catalog(),
-                         dedup_retention_days=s.dedup_retention_days)
+    return DunningStore(s.billing_table, s.tenants_table)
 
 
-def principal_for(api_key_id: str | None):  # type: ignore[no-untyped-def]
+@cache
+def processed_events() -> ProcessedEvents:
+    from billing.adapters.dunning_store import ProcessedEvents
+
+    s = settings()
+    return ProcessedEvents(s.ledger_table, retention_days=s.webhook_event_retention_days)
+
+
+# ------------------------------------------------------------------------------------------ Stripe
+@cache
+def stripe_gateway() -> StripeGateway:
+    """The process's one Stripe gateway (and so its one rate limiter). Building it reads the key."""
+    from billing.adapters.stripe_gateway import StripeGateway
+
+    return StripeGateway.from_settings(settings())
+
+
+def payment_gateway() -> StripeGateway:
+    """The gateway dunning and the demo pay through: the same instance as invoicing's."""
+    return stripe_gateway()
+
+
+@cache
+def webhook_secret() -> Callable[[], str]:
+    from billing.adapters.webhook_verify import secret_from_secrets_manager
+
+    return secret_from_secrets_manager(settings().stripe_webhook_secret_name, max_age_s=300)
+
+
+# ------------------------------------------------------------------------------------------ services
+def principal_for(api_key_id: str | None) -> Principal:
     """The caller behind an API Gateway API key id (None: anonymous, refused by the API)."""
     from billing.errors import Unauthorized
     from billing.ingest import Principal
@@ -134,5 +207,112 @@ def principal_for(api_key_id: str | None):  # type: ignore[no-untyped-def]
     return Principal(api_key_id=api_key_id, platform=api_key_id in settings().platform_api_key_ids)
 
 
-on_reset(fallback_queue.cache_clear)
-on_reset(ingest_service.cache_clear)
+@cache
+def ingest_service() -> IngestService:
+    from billing.ingest import IngestService
+
+    return IngestService(tenants=tenants(), ledger=ledger(), periods=periods(), store=usage_store(),
+                         fallback=fallback_queue(), price_book=price_book(), catalog=plan_catalog(),
+                         dedup_retention_days=settings().dedup_retention_days)
+
+
+@cache
+def rater() -> Rater:
+    from billing.rating import Rater
+
+    return Rater(plan_catalog())
+
+
+@cache
+def billing_cycle() -> BillingCycle:
+    from billing.adapters.close_io import InvoiceArchive, InvoicingJobs, QueueDepth
+    from billing.adapters.rating_queries import RatingQueries
+    from billing.close import BillingCycle
+
+    s = settings()
+    return BillingCycle(
+        tenants=tenants(), periods=periods(), statements=statements(),
+        queries=RatingQueries(usage_store()), rater=rater(),
+        jobs=InvoicingJobs(s.invoicing_queue_url, s.billing_table), archive=InvoiceArchive(s.invoices_bucket),
+        fallback_depth=QueueDepth(s.fallback_queue_url))
+
+
+@cache
+def tenant_service() -> TenantService:
+    from billing.tenant_service import TenantService
+
+    return TenantService(tenants=tenants(), catalog=plan_catalog(), periods=periods(), cycle=billing_cycle(),
+                         is_conflict=is_conflict, link_customer=_link_stripe_customer)
+
+
+def _link_stripe_customer(tenant_id: str) -> None:
+    invoicing_service().ensure_customer(tenant_id)
+
+
+@cache
+def invoicing_service() -> InvoicingService:
+    from billing.adapters.stripe_gateway import StripeGateway
+    from billing.invoicing import InvoicingService
+
+    return InvoicingService(statements=statements(), tenants=tenants(), catalog=plan_catalog(),
+                            records=invoice_records(), gateway=stripe_gateway, planner=StripeGateway,
+                            is_conflict=is_conflict)
+
+
+@cache
+def dunning_service() -> DunningService:
+    """Dunning for reading and webhook facts (no gateway: it never pays)."""
+    from billing.dunning import DunningService
+
+    return DunningService(dunning_store(), retry_days=settings().dunning_retry_days, clock=clock(), gateway=None)
+
+
+def dunning_runner() -> DunningService:
+    """Dunning with a payment gateway (only the scheduled job pays); the gateway is built when a retry is due."""
+    from billing.dunning import DunningService
+
+    gateway = _gateway_override[0] if _gateway_override else _LazyCollector()
+    return DunningService(dunning_store(), retry_days=settings().dunning_retry_days, clock=clock(),
+                          gateway=gateway)
+
+
+class _LazyCollector:
+    """Builds the Stripe gateway (which fetches the Stripe key) only when a retry is actually due."""
+
+    def pay_invoice(self, invoice_id: str, *, idempotency_key: str):  # type: ignore[no-untyped-def]
+        return payment_gateway().pay_invoice(invoice_id, idempotency_key=idempotency_key)
+
+
+@cache
+def webhook_processor() -> WebhookProcessor:
+    from billing.adapters.webhook_verify import StripeSignatureVerifier
+    from billing.webhooks import WebhookProcessor
+
+    return WebhookProcessor(
+        verifier=StripeSignatureVerifier(webhook_secret(), settings().webhook_tolerance_s),
+        events=processed_events(), dunning=dunning_service(), invoices=dunning_store(),
+        tenants=tenants(), clock=clock())
+
+
+# ------------------------------------------------------------------------------------------ reset
+_PROVIDERS = (clickhouse_url, price_book, plan_catalog, usage_store, tenants, ledger, periods, statements,
+              fallback_queue, invoice_records, dunning_store, processed_events, stripe_gateway, webhook_secret,
+              ingest_service, rater, billing_cycle, tenant_service, invoicing_service, dunning_service,
+              webhook_processor)
+
+
+def _forget_services() -> None:
+    for provider in _PROVIDERS:
+        provider.cache_clear()
+
+
+def reset() -> None:
+    """Forget everything built so far (tests and the local runner change settings between runs)."""
+    get_settings.cache_clear()
+    _clock.clear()
+    _gateway_override.clear()
+    _forget_services()
+    if "billing.adapters.aws" in sys.modules:  # never import boto3 just to forget its clients
+        sys.modules["billing.adapters.aws"].reset_clients()
+    if "aws_lambda_powertools.utilities.parameters" in sys.modules:
+        sys.modules["aws_lambda_powertools.utilities.parameters"].clear_caches()

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
+from billing.payments import PaymentCollector
 from billing.periods import iso, parse_instant, utc
 
 Resolution = Literal["paid", "void", "uncollectible"]
@@ -339,21 +340,6 @@ def _invoice_entries(inv: InvoiceDunning, retry_count: int) -> list[AuditEntry]:
 
 # --------------------------------------------------------------------------------------- ports
 @dataclass(frozen=True)
-class PaymentAttempt:
-    """What the Stripe gateway reports for one ``invoices.pay`` call (mirrors the adapter's type)."""
-    succeeded: bool
-    invoice_status: str | None = None
-    failure_code: str | None = None
-    failure_message: str | None = None
-
-
-class PaymentGateway(Protocol):
-    """The part of the Stripe gateway dunning needs (billing.adapters.stripe_gateway implements it)."""
-
-    def pay_invoice(self, invoice_id: str, *, idempotency_key: str) -> Any: ...
-
-
-@dataclass(frozen=True)
 class TenantStanding:
     """The serialisation point of a tenant's dunning: its standing, the audit trail that explains
     it, and a version every recomputation bumps (one conditional write, no transaction)."""
@@ -442,7 +428,7 @@ class DunningService:
     MAX_CONFLICT_RETRIES = 50
 
     def __init__(self, repo: DunningRepository, *, retry_days: Sequence[int], clock: Clock,
-                 gateway: PaymentGateway | None = None, sleep: Callable[[float], None] = time.sleep):
+                 gateway: PaymentCollector | None = None, sleep: Callable[[float], None] = time.sleep):
         self.repo = repo
         self.retry_days = list(retry_days)
         self.clock = clock

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -121,3 +123,20 @@ def parse_body(body: str | bytes | None, content_type: str | None, *, max_bytes:
     if extra:
         raise InvalidRequest("unknown top-level fields", details=[_problem(None, f, "unknown field") for f in extra])
     return parse_batch(document["events"], max_events)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """A priced, accepted event as it is written to usage_events (and carried by the fallback queue)."""
+    tenant_id: str
+    event_id: str
+    timestamp: datetime
+    type: str
+    model: str
+    queries: int
+    input_tokens: int
+    output_tokens: int
+    bytes: int
+    cost_usd: Decimal
+    price_version: str
+    accepted_at: datetime

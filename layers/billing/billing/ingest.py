@@ -23,11 +23,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-from billing.adapters.clickhouse import StoredEvent
-from billing.adapters.dynamodb import Claim, TenantBusy
 from billing.errors import (Conflict, Forbidden, InvalidRequest, NotFound, PaymentRequired, QuotaExceeded,
                             ServiceUnavailable, StoreUnavailable)
-from billing.events import UsageEvent
+from billing.events import StoredEvent, UsageEvent
+from billing.exactly_once import Claim, TenantBusy, UsageLedger
+from billing.fallback import blocks, encode_block
 from billing.observability import logger
 from billing.periods import Month, iso, parse_instant
 from billing.plans import PlanCatalog
@@ -35,7 +35,6 @@ from billing.pricing import NoPriceVersion, PriceBook, UnknownModel
 from billing.quotas import admit_queries, quota_limit
 from billing.tenants import Tenant
 
-MAX_MESSAGE_BYTES = 200_000  # SQS allows 256 KiB; leave room for attributes and JSON escaping
 QUOTA_CAS_ATTEMPTS = 50
 
 
@@ -312,57 +311,3 @@ class IngestService:
                 raise ServiceUnavailable("usage store and fallback queue are both unavailable; nothing was "
                                          "accepted, retry the request", headers={"Retry-After": "5"}) from exc
         return queued
-
-
-def blocks(rows: list[StoredEvent]) -> list[list[StoredEvent]]:
-    """Split rows into blocks that each fit in one SQS message (the same blocks are inserted and
-    queued, so a replay carries the same insert dedup token as the original attempt)."""
-    out: list[list[StoredEvent]] = []
-    current: list[StoredEvent] = []
-    size = 0
-    for row in rows:
-        row_size = len(json.dumps(encode_row(row)))
-        if current and size + row_size > MAX_MESSAGE_BYTES:
-            out.append(current)
-            current, size = [], 0
-        current.append(row)
-        size += row_size + 2
-    if current:
-        out.append(current)
-    return out
-
-
-def encode_row(row: StoredEvent) -> dict[str, Any]:
-    return {"tenant_id": row.tenant_id, "event_id": row.event_id, "timestamp": iso(row.timestamp),
-            "type": row.type, "model": row.model, "queries": row.queries, "input_tokens": row.input_tokens,
-            "output_tokens": row.output_tokens, "bytes": row.bytes, "cost_usd": str(row.cost_usd),
-            "price_version": row.price_version, "accepted_at": iso(row.accepted_at)}
-
-
-def encode_block(batch_id: str, block: list[StoredEvent]) -> str:
-    return json.dumps({"batch_id": batch_id, "events": [encode_row(r) for r in block]}, separators=(",", ":"))
-
-
-def decode_block(body: str) -> list[StoredEvent]:
-    document = json.loads(body)
-    return [StoredEvent(
-        tenant_id=r["tenant_id"], event_id=r["event_id"], timestamp=parse_instant(r["timestamp"]), type=r["type"],
-        model=r["model"], queries=int(r["queries"]), input_tokens=int(r["input_tokens"]),
-        output_tokens=int(r["output_tokens"]), bytes=int(r["bytes"]), cost_usd=Decimal(r["cost_usd"]),
-        price_version=r["price_version"], accepted_at=parse_instant(r["accepted_at"])) for r in document["events"]]
-
-
-def replay_block(body: str, store: Any) -> int:
-    """Store a queued block. Events already in ClickHouse (the original insert did land) are skipped,
-    and the block keeps its original dedup token, so a replay never counts anything twice."""
-    rows = decode_block(body)
-    by_tenant: dict[str, list[str]] = defaultdict(list)
-    for row in rows:
-        by_tenant[row.tenant_id].append(row.event_id)
-    present = {(t, e) for t, ids in by_tenant.items() for e in store.existing_event_ids(t, ids)}
-    missing = [r for r in rows if (r.tenant_id, r.event_id) not in present]
-    if len(missing) == len(rows):
-        store.insert_events(rows)
-    elif missing:
-        store.insert_events(missing)
-    return len(missing)

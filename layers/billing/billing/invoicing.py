@@ -32,24 +32,23 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from billing import container
-from billing.adapters.stripe_gateway import (
+from billing.errors import Conflict, InvalidRequest, NotFound
+from billing.money import to_cents
+from billing.observability import logger
+from billing.payments import (
     CustomerDraft,
     InvoiceDraft,
     InvoiceSummary,
     ItemDraft,
     PaymentAttempt,
-    StripeGateway,
-    StripeRequest,
+    PaymentGateway,
+    PlannedRequest,
+    RequestPlanner,
 )
-from billing.errors import Conflict, InvalidRequest, NotFound
-from billing.money import to_cents
-from billing.observability import logger
 from billing.periods import Month, iso
 from billing.plans import PlanCatalog
 from billing.statements import Statement, StatementLine
@@ -167,20 +166,22 @@ class _Run:
 
 class InvoicingService:
     def __init__(self, *, statements: Any, tenants: Any, catalog: PlanCatalog, records: Any,
-                 gateway: Callable[[], StripeGateway], is_conflict: Callable[[Exception], bool],
-                 clock: Callable[[], datetime] | None = None):
+                 gateway: Callable[[], PaymentGateway], planner: RequestPlanner,
+                 is_conflict: Callable[[Exception], bool], clock: Callable[[], datetime] | None = None):
+        """``gateway`` is called once, on first use: building it fetches the provider's secret key."""
         self.statements = statements
         self.tenants = tenants
         self.catalog = catalog
         self.records = records
         self._gateway_factory = gateway
-        self._gateway: StripeGateway | None = None
+        self._gateway: PaymentGateway | None = None
+        self.planner = planner
         self._lock = threading.Lock()
         self.is_conflict = is_conflict
         self.clock = clock or (lambda: datetime.now(UTC))
 
     @property
-    def gateway(self) -> StripeGateway:
+    def gateway(self) -> PaymentGateway:
         with self._lock:
             if self._gateway is None:
                 self._gateway = self._gateway_factory()
@@ -390,7 +391,7 @@ class InvoicingService:
             return None
         return self.catalog.get(plan_id).stripe_product_id
 
-    def plan(self, tenant_id: str, month: str | Month) -> list[StripeRequest]:
+    def plan(self, tenant_id: str, month: str | Month) -> list[PlannedRequest]:
         """The Stripe requests ``invoice`` would send next, from our records alone (nothing is sent;
         ids not known yet are shown as ``{customer_id}`` / ``{invoice_id}``)."""
         month = str(month)
@@ -403,25 +404,25 @@ class InvoicingService:
         if state in TERMINAL or total <= 0:
             return []
         tenant = self._tenant(tenant_id)
-        requests: list[StripeRequest] = []
+        requests: list[PlannedRequest] = []
         customer_id = (record and record.customer_id) or tenant.stripe_customer_id
         if customer_id is None:
             draft = self.customer_draft(tenant)
-            requests += [StripeGateway.find_customer_request(tenant.id), StripeGateway.customer_request(draft)]
+            requests += [self.planner.find_customer_request(tenant.id), self.planner.customer_request(draft)]
             customer_id = "{customer_id}"
         invoice_id = (record and record.invoice_id) or "{invoice_id}"
         if state == "pending":
-            requests += [StripeGateway.find_invoice_request(customer_id),
-                         StripeGateway.invoice_request(self.invoice_draft(statement, customer_id))]
+            requests += [self.planner.find_invoice_request(customer_id),
+                         self.planner.invoice_request(self.invoice_draft(statement, customer_id))]
         if state in ("pending", "draft_created"):
             if state == "draft_created":
-                requests.append(StripeGateway.list_items_request(invoice_id))
-            requests += [StripeGateway.item_request(self.item_draft(statement, line, customer_id, invoice_id))
+                requests.append(self.planner.list_items_request(invoice_id))
+            requests += [self.planner.item_request(self.item_draft(statement, line, customer_id, invoice_id))
                          for line in statement.lines]
         if state in ("pending", "draft_created", "items_added"):
-            requests += [StripeGateway.get_invoice_request(invoice_id), StripeGateway.finalize_request(
+            requests += [self.planner.get_invoice_request(invoice_id), self.planner.finalize_request(
                 invoice_id, idempotency_key(statement.statement_id, "finalize"))]
-        requests.append(StripeGateway.pay_request(invoice_id, idempotency_key(statement.statement_id, "pay")))
+        requests.append(self.planner.pay_request(invoice_id, idempotency_key(statement.statement_id, "pay")))
         return requests
 
     # ------------------------------------------------------------------------------------------ month
@@ -448,32 +449,3 @@ class InvoicingService:
                 if on_done:
                     on_done(outcome)
         return sorted(outcomes, key=lambda o: o.tenant_id)
-
-
-# ---------------------------------------------------------------------------------------------- wiring
-@lru_cache(maxsize=1)
-def stripe_gateway() -> StripeGateway:
-    return StripeGateway.from_settings(container.settings())
-
-
-@lru_cache(maxsize=1)
-def invoice_records() -> Any:
-    from billing.adapters.invoice_store import InvoiceRecordRepository
-
-    return InvoiceRecordRepository(container.settings().billing_table)
-
-
-@lru_cache(maxsize=1)
-def invoicing_service() -> InvoicingService:
-    from billing.adapters.dynamodb import is_conditional_failure
-
-    def is_conflict(exc: Exception) -> bool:
-        return hasattr(exc, "response") and is_conditional_failure(exc)  # type: ignore[arg-type]
-
-    return InvoicingService(statements=container.statements(), tenants=container.tenants(),
-                            catalog=container.plan_catalog(), records=invoice_records(), gateway=stripe_gateway,
-                            is_conflict=is_conflict)
-
-
-for _provider in (stripe_gateway, invoice_records, invoicing_service):
-    container.on_reset(_provider.cache_clear)

@@ -82,8 +82,8 @@ def _ingest_one(tenant: Any, at: datetime) -> tuple[int, str]:
 def _own_failing_tenant(double: Any) -> tuple[str, str]:
     """A tenant of our own with a declined card and a finalized, unpaid invoice (when the invoicing
     stage declined nobody)."""
-    from billing import container, dunning_container
-    from billing.adapters.stripe_gateway import CustomerDraft, InvoiceDraft, ItemDraft
+    from billing import container
+    from billing.payments import CustomerDraft, InvoiceDraft, ItemDraft
     from billing.tenants import PlanAssignment, Tenant
 
     tenant_id = "latepay-co"
@@ -91,7 +91,7 @@ def _own_failing_tenant(double: Any) -> tuple[str, str]:
                                       plans=[PlanAssignment(plan="starter", effective_at="2025-10-01T00:00:00Z")],
                                       api_key_ids=[f"{tenant_id}-key"]))
     double.decline(tenant_id=tenant_id, decline_code="insufficient_funds")
-    gateway = dunning_container.payment_gateway()
+    gateway = container.payment_gateway()
     customer = gateway.ensure_customer(CustomerDraft(tenant_id, "Latepay Co", "billing@latepay.example",
                                                      idempotency_key=f"demo-customer-{tenant_id}"))
     meta = {"tenant_id": tenant_id, "month": "2025-11", "statement_id": f"{tenant_id}:2025-11"}
@@ -106,7 +106,7 @@ def _own_failing_tenant(double: Any) -> tuple[str, str]:
 
 
 def run(console: Console) -> dict[str, Any]:
-    from billing import container, dunning_container
+    from billing import container
     from billing_cli.tenant import status_renderable
     from billing_cli.demo.invoicing import current_double, start_double
     from billing_local.runner import LocalContext, api_gateway_event, load_function
@@ -117,7 +117,7 @@ def run(console: Console) -> dict[str, Any]:
     secret = f"whsec_demo_{secrets.token_hex(12)}"
     put_secret(container.settings().stripe_webhook_secret_name, secret)
     clock = _Clock(T0)
-    dunning_container.use_clock(clock)
+    container.use_clock(clock)
     relay = WebhookRelay(double, secret, clock)
     dunning = load_function("dunning")
 
@@ -154,7 +154,7 @@ def run(console: Console) -> dict[str, Any]:
 
     clock.now = T0 + timedelta(days=15, hours=2)
     double.clear_declines()
-    dunning_container.payment_gateway().pay_invoice(invoice_id, idempotency_key=f"demo-customer-pays-{invoice_id}")
+    container.payment_gateway().pay_invoice(invoice_id, idempotency_key=f"demo-customer-pays-{invoice_id}")
     relay.deliver_new()
     tenant = tenants.get(tenant_id)
     rows.add_row("15", f"{clock.now:%Y-%m-%d %H:%M}", "customer updates the card and pays (invoice.paid)",
@@ -163,7 +163,7 @@ def run(console: Console) -> dict[str, Any]:
     rows.add_row("15", f"{clock.now:%Y-%m-%d %H:%M}", f"POST /v1/events -> {status}", tenant.payment_status)
     console.print(rows)
 
-    view = dunning_container.dunning_service().status(tenant_id)
+    view = container.dunning_service().status(tenant_id)
     console.print(status_renderable(view, tenant.payment_status))
     response = load_function("tenant_status").handler(
         api_gateway_event(None, path=f"/v1/tenants/{tenant_id}/status", method="GET", api_key_id=_api_key(tenant_id),
@@ -172,6 +172,6 @@ def run(console: Console) -> dict[str, Any]:
     console.print(f"GET /v1/tenants/{tenant_id}/status -> {response['statusCode']}: payment_status "
                   f"{body.get('payment_status')}, {len(body.get('audit', []))} audit entries "
                   f"(also: billing tenant status {tenant_id})")
-    dunning_container.use_clock(None)
+    container.use_clock(None)
     return {"tenant_id": tenant_id, "invoice_id": invoice_id, "final_status": tenant.payment_status,
             "audit": len(view.audit)}

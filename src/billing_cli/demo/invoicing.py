@@ -43,7 +43,7 @@ def start_double(latency_s: float = 0.0) -> StripeDouble:
 
 def run(console: Console, month: str = DEMO_MONTH, *, decline_one: bool = True) -> dict[str, Any]:
     from billing import container
-    from billing.invoicing import invoicing_service
+    from billing.container import invoicing_service
 
     console.rule(f"[bold]Stripe invoicing[/] - {month}")
     statements = container.statements().list_month(month)

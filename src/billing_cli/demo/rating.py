@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from billing import container, rating_services
+from billing import container
 from billing.events import UsageEvent
 from billing_local.usage_generator import month_of_usage
 from billing.periods import Month, parse_instant
@@ -31,7 +31,7 @@ NOTES = {
 
 def _service() -> TenantService:
     # The demo's Stripe double starts in the next stage; customers are created there, at the first invoice.
-    s = rating_services.tenant_service()
+    s = container.tenant_service()
     return TenantService(tenants=s.tenants, catalog=s.catalog, periods=s.periods, cycle=s.cycle,
                          is_conflict=s.is_conflict)
 
@@ -86,8 +86,8 @@ def _ingest_after(tenant_id: str, count: int, since: str) -> int:
 def run(console: Console) -> None:
     console.rule(f"[bold]2. Rating: edge cases, the close of {MONTH}, statements")
     edge_cases(console)
-    result = rating_services.billing_cycle().close(MONTH)
-    again = rating_services.billing_cycle().close(MONTH)
+    result = container.billing_cycle().close(MONTH)
+    again = container.billing_cycle().close(MONTH)
     console.print(f"month closed at {result.closed_at:%Y-%m-%dT%H:%M:%SZ}: {len(result.created)} statements stored, "
                   f"{len(result.enqueued)} invoicing jobs queued, CSV at s3://{container.settings().invoices_bucket}/"
                   f"{result.csv_key}")

@@ -1,10 +1,8 @@
 """ClickHouse adapter: one URL (chdb:///path embedded, https://... server), migrations, inserts, reads."""
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from importlib import resources
@@ -15,6 +13,8 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from billing.errors import StoreUnavailable
+from billing.events import StoredEvent
+from billing.exactly_once import block_token
 from billing.periods import Month, utc
 
 EVENT_COLUMNS = [
@@ -24,26 +24,6 @@ EVENT_COLUMNS = [
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _lock = threading.Lock()
 _clients: dict[tuple[str, str], Client] = {}
-
-
-@dataclass(frozen=True)
-class StoredEvent:
-    """A priced, accepted event as it is written to usage_events (and carried by the fallback queue)."""
-    tenant_id: str
-    event_id: str
-    timestamp: datetime
-    type: str
-    model: str
-    queries: int
-    input_tokens: int
-    output_tokens: int
-    bytes: int
-    cost_usd: Decimal
-    price_version: str
-    accepted_at: datetime
-
-    def row(self) -> list[Any]:
-        return [getattr(self, c) for c in EVENT_COLUMNS]
 
 
 def connect(url: str, database: str, *, timeout_s: float = 10.0) -> Client:
@@ -128,7 +108,7 @@ class UsageStore:
             return
         try:
             self.client.insert(
-                "usage_events", [e.row() for e in events], column_names=EVENT_COLUMNS,
+                "usage_events", [[getattr(e, c) for c in EVENT_COLUMNS] for e in events], column_names=EVENT_COLUMNS,
                 settings={"insert_deduplication_token": block_token(events),
                           "deduplicate_blocks_in_dependent_materialized_views": 1},
             )
@@ -170,13 +150,6 @@ class UsageStore:
         total = {k: sum(m[k] for m in by_model) for k in ("events", "queries", "input_tokens", "output_tokens", "bytes")}
         total["cost_usd"] = sum((m["cost_usd"] for m in by_model), Decimal(0))
         return {"tenant_id": tenant_id, "month": str(month), "by_model": by_model, **total}
-
-
-def block_token(events: Sequence[StoredEvent]) -> str:
-    digest = hashlib.sha256()
-    for e in events:
-        digest.update(f"{e.tenant_id}\x1f{e.event_id}\x1e".encode())
-    return digest.hexdigest()
 
 
 def as_utc(value: datetime) -> datetime:

@@ -4,28 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from functools import cache
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from billing.adapters.dynamodb import BOTO_CONFIG, dynamodb_client, is_conditional_failure
-
-
-@cache
-def sqs_client() -> Any:
-    return boto3.client("sqs", config=BOTO_CONFIG)
-
-
-@cache
-def s3_client() -> Any:
-    return boto3.client("s3", config=BOTO_CONFIG)
-
-
-def reset_clients() -> None:
-    sqs_client.cache_clear()
-    s3_client.cache_clear()
+from billing.adapters.aws import dynamodb_client, s3_client, sqs_client
+from billing.adapters.dynamodb import is_conditional_failure
 
 
 class QueueDepth:

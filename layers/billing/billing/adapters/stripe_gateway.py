@@ -35,6 +35,15 @@ import stripe
 from stripe._encode import _api_encode
 
 from billing.observability import logger
+from billing.payments import (
+    CreatedCustomer,
+    CustomerDraft,
+    InvoiceDraft,
+    InvoiceSummary,
+    ItemDraft,
+    ItemSummary,
+    PaymentAttempt,
+)
 
 if TYPE_CHECKING:
     from stripe import RequestOptions
@@ -61,82 +70,6 @@ _MAX_DESCRIPTION = 500
 # Stripe varies by a few ms (encoding, threads), which can bunch requests at Stripe's end; 5% headroom
 # keeps every one-second window at Stripe under the cap.
 RATE_HEADROOM = 0.95
-
-
-# ------------------------------------------------------------------------------------ value types
-@dataclass(frozen=True)
-class PaymentAttempt:
-    """The outcome of one charge of an invoice. A declined card is an outcome, not an error."""
-    succeeded: bool
-    invoice_status: str
-    failure_code: str | None = None
-    failure_message: str | None = None
-
-
-@dataclass(frozen=True)
-class InvoiceSummary:
-    id: str
-    customer_id: str
-    status: str                    # draft, open, paid, void, uncollectible
-    total: int                     # integer cents
-    amount_due: int
-    amount_paid: int
-    currency: str
-    metadata: dict[str, str]
-    number: str | None = None
-    hosted_invoice_url: str | None = None
-    auto_advance: bool | None = None
-    replayed: bool = False         # Stripe answered from an earlier request with the same idempotency key
-
-
-@dataclass(frozen=True)
-class ItemSummary:
-    id: str
-    invoice_id: str | None
-    amount: int
-    metadata: dict[str, str]
-
-    @property
-    def line_id(self) -> str | None:
-        return self.metadata.get("line_id")
-
-
-@dataclass(frozen=True)
-class CustomerDraft:
-    tenant_id: str
-    name: str
-    email: str
-    idempotency_key: str
-    test_clock: str | None = None
-
-
-@dataclass(frozen=True)
-class CreatedCustomer:
-    id: str
-    replayed: bool = False
-
-
-@dataclass(frozen=True)
-class InvoiceDraft:
-    customer_id: str
-    currency: str
-    description: str
-    metadata: dict[str, str]       # tenant_id, month, statement_id
-    idempotency_key: str
-
-
-@dataclass(frozen=True)
-class ItemDraft:
-    customer_id: str
-    invoice_id: str
-    currency: str
-    amount: int                    # integer cents, the statement line's rounded amount
-    description: str
-    period_start: datetime
-    period_end: datetime           # exclusive
-    metadata: dict[str, str]       # tenant_id, month, statement_id, line_id
-    idempotency_key: str
-    product_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -337,11 +270,6 @@ class StripeGateway:
     def find_invoice_request(customer_id: str) -> StripeRequest:
         return StripeRequest("get", "/invoices", _list_invoices_params(customer_id, None))
 
-    def find_invoice(self, customer_id: str, metadata_key: str, value: str) -> InvoiceSummary | None:
-        """The customer's newest non-void invoice whose metadata[key] == value (see find_invoices)."""
-        found = self.find_invoices(customer_id, metadata_key, value)
-        return found[0] if found else None
-
     def find_invoices(self, customer_id: str, metadata_key: str, value: str) -> list[InvoiceSummary]:
         """The customer's non-void invoices whose metadata[key] == value, newest first. Lists by
         customer (strongly consistent, unlike search), so it also finds one created a moment ago."""
@@ -359,13 +287,6 @@ class StripeGateway:
                 break
             starting_after = page.data[-1].id
         return found
-
-    def search_invoices(self, metadata_key: str, value: str) -> list[InvoiceSummary]:
-        """Invoices by metadata across customers (search API, eventually consistent)."""
-        query = f"metadata['{_quote(metadata_key)}']:'{_quote(value)}'"
-        result = self._call("invoices.search",
-                            lambda o: self.client.v1.invoices.search({"query": query, "limit": 100}, o))
-        return [_invoice_summary(i) for i in result.data]
 
     @staticmethod
     def finalize_request(invoice_id: str, idempotency_key: str) -> StripeRequest:
@@ -483,23 +404,6 @@ def secret_key(settings: Settings) -> str:
 
     value = parameters.get_secret(settings.stripe_secret_name, max_age=settings.stripe_secret_max_age_s)
     return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _forget_cached_key() -> None:
-    """A container reset (tests, local runs) also forgets the key Powertools cached for max_age, so
-    a later environment never talks to Stripe with a key read in an earlier one."""
-    from aws_lambda_powertools.utilities import parameters
-
-    parameters.clear_caches()
-
-
-def _register_reset() -> None:
-    from billing import container
-
-    container.on_reset(_forget_cached_key)
-
-
-_register_reset()
 
 
 def _retryable(exc: stripe.StripeError) -> bool:

@@ -1,0 +1,64 @@
+"""TenantsTable adapter: the tenant records (billing.tenants.Tenant), read with strong consistency,
+written with optimistic versions (``save`` fails if anyone changed the record since it was read)."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from billing.adapters.dynamodb import dynamodb_client, from_item, items, put_item_if, to_item
+from billing.tenants import Tenant
+
+
+class TenantRepository:
+    def __init__(self, table: str, client: Any = None):
+        self.table = table
+        self.client = client or dynamodb_client()
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        item = self.client.get_item(TableName=self.table, Key={"tenant_id": {"S": tenant_id}},
+                                    ConsistentRead=True).get("Item")
+        return _tenant(item) if item else None
+
+    def get_many(self, tenant_ids: Iterable[str]) -> dict[str, Tenant]:
+        ids = sorted(set(tenant_ids))
+        found: dict[str, Tenant] = {}
+        for start in range(0, len(ids), 100):
+            keys: list[dict[str, Any]] = [{"tenant_id": {"S": t}} for t in ids[start:start + 100]]
+            request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                response = self.client.batch_get_item(RequestItems=request)
+                for item in response["Responses"].get(self.table, []):
+                    tenant = _tenant(item)
+                    found[tenant.id] = tenant
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def list_all(self) -> list[Tenant]:
+        tenants = [_tenant(i) for i in items(self.client.scan, TableName=self.table, ConsistentRead=True)]
+        return sorted(tenants, key=lambda t: t.id)
+
+    def create(self, tenant: Tenant) -> bool:
+        """Insert a new tenant; False when the id exists already (idempotent signup)."""
+        data = tenant.model_dump(mode="json")
+        data["tenant_id"] = data.pop("id")
+        data["version"] = 1
+        return put_item_if(self.client, TableName=self.table, Item=to_item(data),
+                           ConditionExpression="attribute_not_exists(tenant_id)")
+
+    def save(self, tenant: Tenant) -> Tenant:
+        """Optimistic write: succeeds only if nobody changed the record since it was read."""
+        data = tenant.model_dump(mode="json")
+        data["tenant_id"] = data.pop("id")
+        data["version"] = tenant.version + 1
+        self.client.put_item(
+            TableName=self.table, Item=to_item(data),
+            ConditionExpression="attribute_not_exists(tenant_id) OR version = :v",
+            ExpressionAttributeValues={":v": {"N": str(tenant.version)}},
+        )
+        return tenant.model_copy(update={"version": tenant.version + 1})
+
+
+def _tenant(item: dict[str, Any]) -> Tenant:
+    data = from_item(item)
+    data["id"] = data.pop("tenant_id")
+    return Tenant.model_validate(data)

@@ -1,0 +1,142 @@
+"""What billing needs from a payment provider: the value types and the interfaces invoicing and dunning use.
+
+Implemented by ``billing.adapters.stripe_gateway`` (and, in tests, by the same adapter talking to the
+Stripe double). Amounts are integer minor units (cents); a declined card is a ``PaymentAttempt``
+outcome, never an exception; every call that creates something carries an idempotency key.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class PaymentAttempt:
+    """The outcome of one charge of an invoice. A declined card is an outcome, not an error."""
+    succeeded: bool
+    invoice_status: str
+    failure_code: str | None = None
+    failure_message: str | None = None
+
+
+@dataclass(frozen=True)
+class InvoiceSummary:
+    id: str
+    customer_id: str
+    status: str                    # draft, open, paid, void, uncollectible
+    total: int                     # integer cents
+    amount_due: int
+    amount_paid: int
+    currency: str
+    metadata: dict[str, str]
+    number: str | None = None
+    hosted_invoice_url: str | None = None
+    auto_advance: bool | None = None
+    replayed: bool = False         # Stripe answered from an earlier request with the same idempotency key
+
+
+@dataclass(frozen=True)
+class ItemSummary:
+    id: str
+    invoice_id: str | None
+    amount: int
+    metadata: dict[str, str]
+
+    @property
+    def line_id(self) -> str | None:
+        return self.metadata.get("line_id")
+
+
+@dataclass(frozen=True)
+class CustomerDraft:
+    tenant_id: str
+    name: str
+    email: str
+    idempotency_key: str
+    test_clock: str | None = None
+
+
+@dataclass(frozen=True)
+class CreatedCustomer:
+    id: str
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class InvoiceDraft:
+    customer_id: str
+    currency: str
+    description: str
+    metadata: dict[str, str]       # tenant_id, month, statement_id
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class ItemDraft:
+    customer_id: str
+    invoice_id: str
+    currency: str
+    amount: int                    # integer cents, the statement line's rounded amount
+    description: str
+    period_start: datetime
+    period_end: datetime           # exclusive
+    metadata: dict[str, str]       # tenant_id, month, statement_id, line_id
+    idempotency_key: str
+    product_id: str | None = None
+
+
+class PaymentCollector(Protocol):
+    """The one call dunning makes: charge an open invoice (again)."""
+
+    def pay_invoice(self, invoice_id: str, *, idempotency_key: str) -> PaymentAttempt: ...
+
+
+class PaymentGateway(PaymentCollector, Protocol):
+    """Everything invoicing asks the payment provider."""
+
+    def find_customer(self, tenant_id: str) -> str | None: ...
+
+    def create_customer(self, draft: CustomerDraft) -> CreatedCustomer: ...
+
+    def ensure_customer(self, draft: CustomerDraft) -> str: ...
+
+    def create_draft_invoice(self, draft: InvoiceDraft) -> InvoiceSummary: ...
+
+    def add_invoice_item(self, draft: ItemDraft) -> ItemSummary: ...
+
+    def list_invoice_items(self, invoice_id: str) -> list[ItemSummary]: ...
+
+    def get_invoice(self, invoice_id: str) -> InvoiceSummary: ...
+
+    def find_invoices(self, customer_id: str, metadata_key: str, value: str) -> list[InvoiceSummary]: ...
+
+    def finalize_invoice(self, invoice_id: str, *, idempotency_key: str) -> InvoiceSummary: ...
+
+
+class PlannedRequest(Protocol):
+    """One request as the provider would receive it, for ``billing invoice push --dry-run``."""
+
+    def render(self) -> str: ...
+
+
+class RequestPlanner(Protocol):
+    """Describes the requests a gateway call would send, without sending them."""
+
+    def find_customer_request(self, tenant_id: str) -> PlannedRequest: ...
+
+    def customer_request(self, draft: CustomerDraft) -> PlannedRequest: ...
+
+    def find_invoice_request(self, customer_id: str) -> PlannedRequest: ...
+
+    def invoice_request(self, draft: InvoiceDraft) -> PlannedRequest: ...
+
+    def list_items_request(self, invoice_id: str) -> PlannedRequest: ...
+
+    def item_request(self, draft: ItemDraft) -> PlannedRequest: ...
+
+    def get_invoice_request(self, invoice_id: str) -> PlannedRequest: ...
+
+    def finalize_request(self, invoice_id: str, idempotency_key: str) -> PlannedRequest: ...
+
+    def pay_request(self, invoice_id: str, idempotency_key: str) -> PlannedRequest: ...
