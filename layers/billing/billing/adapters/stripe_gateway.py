@@ -398,12 +398,24 @@ def _pay_params() -> InvoicePayParams:
 
 
 # ------------------------------------------------------------------------------------ helpers
+STRIPE_KEY_PREFIXES = ("sk_", "rk_")  # secret and restricted keys; live or test
+
+
 def secret_key(settings: Settings) -> str:
     """The Stripe secret key from Secrets Manager (Powertools caches it for max_age seconds)."""
     from aws_lambda_powertools.utilities import parameters
 
     value = parameters.get_secret(settings.stripe_secret_name, max_age=settings.stripe_secret_max_age_s)
-    return value.decode() if isinstance(value, bytes) else str(value)
+    key = (value.decode() if isinstance(value, bytes) else str(value)).strip()
+    if not key.startswith(STRIPE_KEY_PREFIXES):
+        # A new stack's secret holds the random value CloudFormation generated: fail at once (no
+        # request, no retries) instead of sending it to Stripe.
+        from billing.errors import ServiceUnavailable
+
+        raise ServiceUnavailable(
+            f"the Stripe secret {settings.stripe_secret_name} holds no Stripe key yet (sk_... or rk_...)",
+            details=[{"field": "STRIPE_SECRET_NAME", "reason": "secret value is not a Stripe API key"}])
+    return key
 
 
 def _retryable(exc: stripe.StripeError) -> bool:
