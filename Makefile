@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv lint typecheck bench clean
+.PHONY: demo test smoke venv lint typecheck bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,14 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/billing demo
 
+# Every test, the deploy smoke test (tests/smoke) included.
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+
+# What ships, run as Lambda runs it: sam build, then every function in a fresh interpreter with
+# only its built code + layer on the path and the template's environment (README "Deploying").
+smoke: $(STAMP)
+	$(BIN)/python -m pytest tests/smoke -q -s -p no:xdist
 
 typecheck: $(STAMP)
 	$(BIN)/mypy layers/billing/billing/adapters/stripe_gateway.py

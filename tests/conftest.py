@@ -87,3 +87,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     import shutil
 
     shutil.rmtree(CHDB_PATH, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """The deploy smoke test's one line per function (built how, cold import, status), when it ran
+    in this session (it runs in a worker under xdist, so its own print is not seen)."""
+    report = PROJECT_ROOT / ".aws-sam" / "smoke" / "report.txt"
+    started = getattr(config, "_billing_started", None)
+    if report.exists() and started is not None and report.stat().st_mtime >= started:
+        terminalreporter.write_sep("-", "deploy smoke test")
+        terminalreporter.write(report.read_text())
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import time
+
+    config._billing_started = time.time()  # type: ignore[attr-defined]

@@ -1,0 +1,75 @@
+"""Runs one Lambda handler the way the Lambda Python runtime does, in a fresh interpreter started
+with ``-I -S`` (no site-packages, no user site, no PYTHONPATH): the import path is the function's
+code, then the layer, then the test's stand-in engines, and nothing of the dev virtualenv.
+
+``-B``: Lambda's /opt and /var/task are read-only, so nothing compiled here is kept for the next
+cold start (a layer without .pyc files compiles its whole import tree on every cold start).
+
+Usage: python -I -S -B bootstrap.py spec.json  (spec: paths, handler, event, context; see smoke.py).
+Writes {"import_ms", "import_cpu_ms", "response" | "error"} to spec["result"]. Only the standard
+library is used here: this file must not import anything the shipped artifacts do not contain.
+"""
+import importlib
+import json
+import socket
+import sys
+import time
+import traceback
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _refuse_remote(event, args):
+    """No traffic leaves the machine: a call to Stripe or AWS proper fails at once instead."""
+    if event == "socket.getaddrinfo":
+        host = args[0]
+        if isinstance(host, bytes):
+            host = host.decode()
+        if host not in LOOPBACK and host is not None:
+            raise OSError(f"smoke test: {host} is not reachable from here (loopback only)")
+    elif event == "socket.connect":
+        sock, address = args
+        if sock.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in LOOPBACK:
+            raise OSError(f"smoke test: {address[0]} is not reachable from here (loopback only)")
+
+
+class Context:
+    """The attributes of the Lambda context object the handlers and Powertools read."""
+
+    def __init__(self, spec):
+        self.function_name = spec["function_name"]
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = spec["memory_mb"]
+        self.invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
+        self.aws_request_id = "5mok3-0000-0000-0000-000000000000"
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_stream_name = "2026/12/01/[$LATEST]smoke"
+        self._deadline = time.monotonic() + spec["timeout_s"]
+
+    def get_remaining_time_in_millis(self):
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def main():
+    spec = json.load(open(sys.argv[1]))
+    sys.path[:0] = [spec["code_dir"], spec["layer_dir"]]
+    sys.path.extend(spec["engine_dirs"])
+    sys.addaudithook(_refuse_remote)
+    result = {}
+    module_name, function_name = spec["handler"].rsplit(".", 1)
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        module = importlib.import_module(module_name)
+        result["import_ms"] = round((time.perf_counter() - wall) * 1000, 1)
+        result["import_cpu_ms"] = round((time.process_time() - cpu) * 1000, 1)
+        handler = getattr(module, function_name)
+        result["response"] = handler(spec["event"], Context(spec))
+    except BaseException as exc:  # what Lambda would report as the invocation's error
+        result["error"] = {"type": type(exc).__name__, "message": str(exc), "trace": traceback.format_exc()}
+    result["modules"] = sorted({name.split(".")[0] for name in sys.modules})
+    with open(spec["result"], "w") as out:
+        json.dump(result, out, default=str)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Deploy smoke test: every function, as built for Lambda, works on its first invocation with the
+environment the template gives it (issue 9).
+
+Built with ``sam build`` (or, without the SAM CLI or the template's Python, the layer the way SAM
+builds it); each function runs in a fresh interpreter whose import path is only its built code, the
+built layer and the embedded ClickHouse engine; AWS is moto's server on 127.0.0.1 with the
+template's tables, queues, bucket and secrets; the environment is the template's, intrinsics
+resolved against those resources (``PlatformApiKeyIds`` over its default and over two ids).
+
+The tests run in order, one deployment for the module: each step's given is the previous steps'
+outcome, the way a fresh stack sees its first traffic. Prints one line per function (built how,
+cold import ms, invoke status), also written to .aws-sam/smoke/report.txt.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from billing.local.template import PROJECT_ROOT
+
+from tests.smoke.build import build
+from tests.smoke.smoke import Deployment, engine_dir, migrate_clickhouse, new_prefix
+from tests.smoke.stack import create_stack, moto_server
+
+EVENTS = PROJECT_ROOT / "events"
+OUT = PROJECT_ROOT / ".aws-sam" / "smoke"
+REPORT = OUT / "report.txt"
+TWO_PLATFORM_KEYS = ["platform-key", "smoke-backend-2"]   # the samples' apiKeyId is platform-key
+WEBHOOK_SECRET = "whsec_smoke_0123456789abcdef"            # what an operator stores after deploy
+DEV_ONLY = ("chdb", "moto", "typer", "rich", "hypothesis", "pytest")
+
+
+def sample(name: str) -> dict:
+    return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+def signed_webhook_sample(secret: str) -> dict:
+    """events/stripe_webhook.json signed now (a signature is accepted for 300 s), as Stripe sends it."""
+    import hashlib
+    import hmac
+
+    event = sample("stripe_webhook")
+    body = base64.b64decode(event["body"]).decode() if event.get("isBase64Encoded") else event["body"]
+    timestamp = int(time.time())
+    digest = hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
+    headers = {k: v for k, v in event["headers"].items() if k.lower() != "stripe-signature"}
+    event["headers"] = {**headers, "Stripe-Signature": f"t={timestamp},v1={digest}"}
+    return event
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    artifacts = build(OUT)
+    work = tmp_path_factory.mktemp("smoke")
+    with moto_server() as endpoint:
+        clickhouse_url = f"chdb://{work / 'clickhouse'}"
+        stack = create_stack(endpoint, new_prefix(), {"ClickHouseUrlSecret": clickhouse_url,
+                                                      "StripeWebhookSecret": WEBHOOK_SECRET})
+        deployed = Deployment(artifacts=artifacts, stack=stack, engines=engine_dir(work / "engines"), work=work,
+                              parameters={"PlatformApiKeyIds": TWO_PLATFORM_KEYS})
+        migrate_clickhouse(clickhouse_url, deployed.environment("IngestFunction")["CLICKHOUSE_DATABASE"])
+        yield deployed
+        REPORT.parent.mkdir(parents=True, exist_ok=True)
+        REPORT.write_text("\n".join(deployed.report()) + "\n")
+        print("\n" + REPORT.read_text(), end="")
+
+
+def ok(invocation) -> dict:
+    assert invocation.error is None, f"{invocation.function} failed:\n{invocation.error.get('trace')}\n{invocation.log[-3000:]}"
+    return invocation.response
+
+
+def body(response: dict) -> dict:
+    return json.loads(response["body"])
+
+
+# ---------------------------------------------------------------------------------- the artifacts
+def test_the_layer_holds_the_package_and_its_requirements_and_no_dev_code(deployment):
+    layer = deployment.artifacts.layer_dir
+    assert (layer / "billing" / "container.py").exists()
+    assert (layer / "billing" / "config" / "plans.yaml").is_file()     # the symlinked config is copied
+    for dev_only in DEV_ONLY:
+        assert not list(layer.glob(f"{dev_only}")) and not list(layer.glob(f"{dev_only}-*.dist-info")), dev_only
+
+
+# ---------------------------------------------------------------------------------- in traffic order
+def test_signup_creates_the_tenant(deployment):
+    # Given a fresh stack whose Stripe secret still holds the value generated at deploy
+    # When the tenants API receives its sample (signup of acme-corp by the platform key)
+    response = ok(deployment.invoke("TenantsApiFunction", sample("tenants_api")))
+    # Then the tenant is created and stored
+    assert response["statusCode"] == 201, response
+    item = deployment.stack.client("dynamodb").get_item(
+        TableName=deployment.stack.ref("TenantsTable"), Key={"tenant_id": {"S": "acme-corp"}})["Item"]
+    assert item["name"]["S"] == "Acme Corp"
+
+
+def test_ingest_with_the_parameter_default_refuses_the_key_with_a_4xx(deployment):
+    # Given acme-corp has been on the free plan since October 2025 (the sample signed up today, the
+    # usage samples are from November 2025: the history is written directly)
+    deployment.stack.client("dynamodb").update_item(
+        TableName=deployment.stack.ref("TenantsTable"), Key={"tenant_id": {"S": "acme-corp"}},
+        UpdateExpression="SET plans = :p REMOVE trial_ends_at",
+        ExpressionAttributeValues={":p": {"L": [{"M": {"plan": {"S": "free"},
+                                                       "effective_at": {"S": "2025-10-01T00:00:00Z"}}}]}})
+    # When ingest runs with PlatformApiKeyIds at its default (no platform key)
+    invocation = deployment.invoke("IngestFunction", sample("ingest"), parameters={"PlatformApiKeyIds": ""},
+                                   label="IngestFunction (default)")
+    # Then the sample's key is refused as a client error naming the field, not a server error
+    response = ok(invocation)
+    assert response["statusCode"] == 403, response
+    assert "details" in body(response), body(response)
+
+
+def test_ingest_stores_the_sample_events(deployment):
+    # When ingest runs with two platform key ids (Join over a two-id value)
+    env = deployment.environment("IngestFunction")
+    assert env["PLATFORM_API_KEY_IDS"] == "platform-key,smoke-backend-2"
+    response = ok(deployment.invoke("IngestFunction", sample("ingest")))
+    # Then both events are accepted and claimed in the ledger (the close below reads them back)
+    assert response["statusCode"] == 202, response
+    assert body(response)["accepted"] == 2 and body(response)["status"] == "stored", body(response)
+    ledger = deployment.stack.client("dynamodb").get_item(
+        TableName=deployment.stack.ref("LedgerTable"), Key={"pk": {"S": "EVT#acme-corp#e-7f3a"}})
+    assert "Item" in ledger
+
+
+def test_fallback_replay_of_a_block_already_stored_stores_nothing_twice(deployment):
+    response = ok(deployment.invoke("FallbackReplayFunction", sample("fallback_replay")))
+    assert response == {"batchItemFailures": []}
+
+
+def test_dunning_finds_nothing_due_on_a_fresh_stack(deployment):
+    response = ok(deployment.invoke("DunningFunction", sample("dunning")))
+    assert response["due"] == 0, response
+
+
+def test_monthly_close_writes_statements_and_the_csv(deployment):
+    # When the scheduled close runs for December 1st (closes November 2025)
+    response = ok(deployment.invoke("MonthlyCloseFunction", sample("monthly_close")))
+    # Then November is closed with acme-corp's statement, and the CSV is in the bucket
+    assert response["month"] == "2025-11" and response["statements_created"] == 1, response
+    assert response["csv_written"], response
+    csv = deployment.stack.client("s3").get_object(Bucket=deployment.stack.ref("InvoicesBucket"),
+                                                  Key=response["csv_key"])["Body"].read().decode()
+    assert "acme-corp,2025-11,1," in csv, csv   # one query event of the two ingested, read from ClickHouse
+
+
+def test_invoicing_a_zero_statement_sends_nothing_to_stripe(deployment):
+    response = ok(deployment.invoke("InvoicingFunction", sample("invoicing")))
+    assert response == {"batchItemFailures": []}, response
+
+
+def test_the_signed_webhook_sample_drives_dunning(deployment):
+    # When Stripe delivers the sample payment failure, signed with the stored endpoint secret
+    response = ok(deployment.invoke("StripeWebhookFunction", signed_webhook_sample(WEBHOOK_SECRET)))
+    # Then it is processed and the tenant's standing changes
+    assert response["statusCode"] == 200, response
+    assert body(response)["status"] == "processed", body(response)
+
+
+def test_tenant_status_shows_the_invoice_in_dunning(deployment):
+    response = ok(deployment.invoke("TenantStatusFunction", sample("tenant_status")))
+    assert response["statusCode"] == 200, response
+    status = body(response)
+    assert status["payment_status"] != "active", status
+
+
+def test_no_function_imported_dev_code(deployment):
+    for invocation in deployment.invocations:
+        assert not set(invocation.modules) & {*DEV_ONLY, "billing_local", "billing_cli"} - {"chdb"}, invocation.function
+
+
+def test_every_function_ran(deployment):
+    from billing.local.template import load_template, resources_of_type
+
+    functions = set(resources_of_type(load_template(), "AWS::Serverless::Function"))
+    assert functions <= {i.function.split(" ")[0] for i in deployment.invocations}
