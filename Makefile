@@ -6,10 +6,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test smoke venv lint typecheck bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# The embeddable client (usage_tracker) is its own package; tests/client run it from here.
+	$(BIN)/pip install --quiet -e ./clients/python
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -30,7 +32,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy layers/billing/billing/adapters/stripe_gateway.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check layers functions tests bench || true
+	$(BIN)/ruff check layers functions tests bench clients || true
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -1,0 +1,406 @@
+"""The disk spool: append-only segments of wire-format event lines, one directory per live tracker.
+
+Layout under ``spool_dir``::
+
+    p-<pid>-<random>/          one per Tracker; flock(2) on its .lock is held for the tracker's life
+        .lock
+        000000000001.jsonl     segments: one event per line, exactly the JSON the API takes
+        000000000002.jsonl
+        ack                    "<segment> <offset>": everything before it is resolved
+
+Invariants:
+- A line is in a segment before ``track()`` returns (durability "batch"/"event"), or before the
+  sender reads it (durability "buffered").
+- A segment is deleted only when it is sealed (no more writes) and every line in it is resolved:
+  acknowledged by the server (accepted, or a listed duplicate) or refused by it as final.
+- A directory is worked on only by whoever holds the flock on its .lock. A directory whose owner
+  died has a free lock; any tracker that takes it adopts it and replays it from its ack cursor.
+  Replaying an acknowledged line is harmless: the server answers "duplicate" (same event_id).
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import threading
+from typing import List, Optional, Tuple
+
+DIR_PREFIX = "p-"
+LOCK_NAME = ".lock"
+ACK_NAME = "ack"
+SEGMENT_SUFFIX = ".jsonl"
+_OPEN_FLAGS = getattr(os, "O_CLOEXEC", 0)
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _try_lock(path: str) -> Optional[int]:
+    """An fd holding an exclusive flock on ``path``, or None if someone else holds it."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _OPEN_FLAGS, 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    return fd
+
+
+class Segment:
+    """One segment file. ``size`` counts bytes of complete lines; ``acked`` is the resolved prefix."""
+
+    def __init__(self, directory: SpoolDir, name: str, size: int, sealed: bool, acked: int = 0) -> None:
+        self.directory = directory
+        self.name = name
+        self.path = os.path.join(directory.path, name)
+        self.size = size
+        self.sealed = sealed
+        self.read_offset = acked
+        self.acked = acked
+        self.write_fd: Optional[int] = None
+        self.synced = size
+        self._read_fd: Optional[int] = None
+
+    def pread(self, length: int, offset: int) -> bytes:
+        if self._read_fd is None:
+            self._read_fd = os.open(self.path, os.O_RDONLY | _OPEN_FLAGS)
+        return os.pread(self._read_fd, length, offset)
+
+    def close(self) -> None:
+        for fd in (self.write_fd, self._read_fd):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self.write_fd = self._read_fd = None
+
+
+class SpoolDir:
+    def __init__(self, path: str, lock_fd: int, adopted: bool) -> None:
+        self.path = path
+        self.name = os.path.basename(path)
+        self.lock_fd = lock_fd
+        self.adopted = adopted
+        self.segments: List[Segment] = []
+
+    def write_ack(self, segment: Segment) -> None:
+        """Record the resolved prefix; lost on a crash it only means more duplicates on replay."""
+        tmp = os.path.join(self.path, ACK_NAME + ".tmp")
+        with open(tmp, "w") as handle:
+            handle.write(f"{segment.name} {segment.acked}\n")
+        os.replace(tmp, os.path.join(self.path, ACK_NAME))
+
+    def read_ack(self) -> Tuple[str, int]:
+        try:
+            with open(os.path.join(self.path, ACK_NAME)) as handle:
+                name, offset = handle.read().split()
+            return name, int(offset)
+        except (OSError, ValueError):
+            return "", 0
+
+    def remove(self) -> None:
+        """Delete the (fully resolved) directory, then let go of its lock."""
+        for name in (ACK_NAME, ACK_NAME + ".tmp", LOCK_NAME):
+            try:
+                os.unlink(os.path.join(self.path, name))
+            except OSError:
+                pass
+        try:
+            os.rmdir(self.path)
+        except OSError:
+            pass
+        self.release()
+
+    def release(self) -> None:
+        for segment in self.segments:
+            segment.close()
+        if self.lock_fd >= 0:
+            try:
+                os.close(self.lock_fd)
+            except OSError:
+                pass
+            self.lock_fd = -1
+
+
+class SpoolFull(Exception):
+    pass
+
+
+class Batch:
+    """Lines read for one request, and where they came from."""
+
+    def __init__(self) -> None:
+        self.lines: List[bytes] = []
+        self.parts: List[Tuple[Segment, int]] = []
+        self.skipped = 0   # torn lines passed over
+        self.own = 0       # lines of this tracker's own directory
+        self.replayed = 0  # lines of adopted directories
+
+
+class Spool:
+    """Segments of this tracker's own directory (written) and of adopted ones (replayed).
+
+    ``append`` runs on callers' threads; everything else on the sender thread. ``lock`` guards the
+    active segment, the byte count and the buffer.
+    """
+
+    def __init__(self, root: str, *, durability: str, segment_bytes: int, max_bytes: int) -> None:
+        self.root = os.path.abspath(root)
+        self.durability = durability
+        self.segment_bytes = segment_bytes
+        self.max_bytes = max_bytes
+        self.lock = threading.Lock()
+        self.bytes = 0
+        self.buffer: List[bytes] = []
+        self.lines_written = 0
+        self.own_read = 0  # own lines the sender has read (sender thread only)
+        self.dirs: List[SpoolDir] = []  # adopted ones first, own last
+        os.makedirs(self.root, exist_ok=True)
+        self.own = self._create_own_dir()
+        self.active = self._new_segment(self.own)
+
+    # -- caller threads ----------------------------------------------------------------------
+    def append(self, line: bytes) -> int:
+        """Put one line in the spool (SpoolFull when the size limit would be passed); returns how
+        many own lines the sender has not read yet, this one included."""
+        with self.lock:
+            if self.bytes + len(line) > self.max_bytes:
+                raise SpoolFull
+            if self.durability == "buffered":
+                self.buffer.append(line)
+            else:
+                active = self.active
+                os.write(active.write_fd, line)  # type: ignore[arg-type]
+                active.size += len(line)
+                if self.durability == "event":
+                    os.fsync(active.write_fd)  # type: ignore[arg-type]
+                    active.synced = active.size
+            self.bytes += len(line)
+            self.lines_written += 1
+            return self.lines_written - self.own_read
+
+    # -- sender thread -------------------------------------------------------------------------
+    def write_buffer(self) -> None:
+        """Buffered mode: move lines from memory into the active segment."""
+        with self.lock:
+            if not self.buffer:
+                return
+            data = b"".join(self.buffer)
+            self.buffer = []
+            active = self.active
+            os.write(active.write_fd, data)  # type: ignore[arg-type]
+            active.size += len(data)
+
+    def sync(self) -> None:
+        """fsync what the active segment holds beyond its last fsync (durability batch/buffered)."""
+        active = self.active
+        size = active.size
+        if size > active.synced and active.write_fd is not None:
+            os.fsync(active.write_fd)
+            active.synced = size
+
+    def rotate_if_full(self) -> None:
+        if self.active.size < self.segment_bytes:
+            return
+        new = self._new_segment(self.own)
+        with self.lock:
+            old, self.active = self.active, new
+            old.sealed = True
+        if old.write_fd is not None:
+            if old.synced < old.size:
+                os.fsync(old.write_fd)
+            os.close(old.write_fd)
+            old.write_fd = None
+
+    def readable(self) -> bool:
+        return any(s.read_offset < s.size for d in self.dirs for s in d.segments)
+
+    def read(self, max_events: int, max_bytes: int) -> Batch:
+        batch = self._read(max_events, max_bytes)
+        self.own_read += batch.own
+        return batch
+
+    def _read(self, max_events: int, max_bytes: int) -> Batch:
+        """Up to ``max_events`` unread lines, oldest first, each counted as its length + 1 against
+        ``max_bytes``.
+
+        The batch covers its segments up to the offsets in ``parts``; ``skipped`` counts torn last
+        lines (no newline) of sealed segments, which a killed process was writing when it died, so
+        no track() call returned for them.
+        """
+        batch = Batch()
+        lines = batch.lines
+        parts = batch.parts
+        total = 0
+        for directory in list(self.dirs):
+            for segment in list(directory.segments):
+                while segment.read_offset < segment.size:
+                    if len(lines) >= max_events or total >= max_bytes:
+                        return batch
+                    available = segment.size - segment.read_offset
+                    chunk = segment.pread(min(available, max_bytes - total + 4096), segment.read_offset)
+                    end = chunk.rfind(b"\n") + 1
+                    if end == 0:
+                        if segment.sealed and len(chunk) == available:
+                            segment.read_offset = segment.size
+                            parts.append((segment, segment.size))
+                            batch.skipped += 1
+                        break
+                    consumed = 0
+                    full = False
+                    for raw in chunk[:end].split(b"\n")[:-1]:
+                        if len(lines) >= max_events or total + len(raw) + 1 > max_bytes:
+                            full = True
+                            break
+                        consumed += len(raw) + 1
+                        if raw.strip():
+                            lines.append(raw)
+                            total += len(raw) + 1
+                            if directory.adopted:
+                                batch.replayed += 1
+                            else:
+                                batch.own += 1
+                    if consumed:
+                        segment.read_offset += consumed
+                        parts.append((segment, segment.read_offset))
+                    if full:
+                        return batch
+        return batch
+
+    def resolved(self, parts: List[Tuple[Segment, int]]) -> None:
+        """Every line of a batch is resolved: advance cursors, delete finished segments and dirs."""
+        touched = []
+        for segment, end in parts:
+            segment.acked = max(segment.acked, end)
+            if segment.directory not in touched:
+                touched.append(segment.directory)
+        for directory in touched:
+            last = None
+            for segment in list(directory.segments):
+                if segment.sealed and segment.acked >= segment.size:
+                    self._delete_segment(segment)
+                elif segment.acked > 0:
+                    last = segment
+            if directory.adopted and not directory.segments:
+                self.dirs.remove(directory)
+                directory.remove()
+            elif last is not None:
+                try:
+                    directory.write_ack(last)
+                except OSError:
+                    pass
+
+    def adopt_orphans(self) -> int:
+        """Take over directories whose owner died; returns the number of segments adopted."""
+        adopted = 0
+        try:
+            names = sorted(os.listdir(self.root))
+        except OSError:
+            return 0
+        known = {d.name for d in self.dirs}
+        for name in names:
+            if not name.startswith(DIR_PREFIX) or name in known:
+                continue
+            path = os.path.join(self.root, name)
+            if not os.path.isdir(path):
+                continue
+            fd = _try_lock(os.path.join(path, LOCK_NAME))
+            if fd is None:
+                continue
+            directory = SpoolDir(path, fd, adopted=True)
+            ack_name, ack_offset = directory.read_ack()
+            try:
+                files = sorted(f for f in os.listdir(path) if f.endswith(SEGMENT_SUFFIX))
+            except OSError:
+                files = []
+            for file in files:
+                file_path = os.path.join(path, file)
+                if ack_name and file < ack_name:
+                    os.unlink(file_path)  # resolved, its deletion was lost in a crash
+                    continue
+                size = os.path.getsize(file_path)
+                acked = min(ack_offset, size) if file == ack_name else 0
+                directory.segments.append(Segment(directory, file, size, sealed=True, acked=acked))
+            if not directory.segments:
+                directory.remove()
+                continue
+            with self.lock:
+                self.bytes += sum(s.size for s in directory.segments)
+            self.dirs.insert(len(self.dirs) - 1, directory)
+            adopted += len(directory.segments)
+        return adopted
+
+    def close(self) -> bool:
+        """Seal and sync; delete our directory if nothing in it is unresolved. True if deleted."""
+        with self.lock:
+            active = self.active
+            active.sealed = True
+        if self.durability == "buffered":
+            self.write_buffer()
+        if active.write_fd is not None and active.synced < active.size:
+            os.fsync(active.write_fd)
+        empty = all(s.acked >= s.size for d in self.dirs for s in d.segments)
+        for directory in self.dirs:
+            if empty or directory is not self.own:
+                for segment in list(directory.segments):
+                    if segment.acked >= segment.size:
+                        self._delete_segment(segment)
+            if not directory.segments:
+                directory.remove()
+            else:
+                directory.release()
+        return empty
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: close the parent's fds without touching its files or its locks."""
+        for directory in self.dirs:
+            for segment in directory.segments:
+                segment.close()
+            if directory.lock_fd >= 0:
+                os.close(directory.lock_fd)
+                directory.lock_fd = -1
+
+    # -- internals -----------------------------------------------------------------------------
+    def _create_own_dir(self) -> SpoolDir:
+        # Built under a name scanners ignore, locked, then renamed: nobody can adopt it half-made.
+        name = f"{DIR_PREFIX}{os.getpid()}-{os.urandom(4).hex()}"
+        staging = os.path.join(self.root, "." + name)
+        os.mkdir(staging, 0o700)
+        fd = _try_lock(os.path.join(staging, LOCK_NAME))
+        if fd is None:
+            raise OSError(f"cannot lock a fresh spool directory {staging}")
+        path = os.path.join(self.root, name)
+        os.rename(staging, path)
+        own = SpoolDir(path, fd, adopted=False)
+        self.dirs.append(own)
+        return own
+
+    def _new_segment(self, directory: SpoolDir) -> Segment:
+        number = int(directory.segments[-1].name.split(".")[0]) + 1 if directory.segments else 1
+        segment = Segment(directory, f"{number:012d}{SEGMENT_SUFFIX}", 0, sealed=False)
+        segment.write_fd = os.open(segment.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | _OPEN_FLAGS, 0o600)
+        if self.durability != "buffered":
+            _fsync_dir(directory.path)  # the file's name must survive a power loss with its lines
+        directory.segments.append(segment)
+        return segment
+
+    def _delete_segment(self, segment: Segment) -> None:
+        segment.close()
+        try:
+            os.unlink(segment.path)
+        except FileNotFoundError:
+            pass
+        segment.directory.segments.remove(segment)
+        with self.lock:
+            self.bytes -= segment.size

@@ -1,0 +1,63 @@
+"""What the tracker raises (only at the call: a bad argument, or the quota gate) and reports."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+
+class TransportError(Exception):
+    """The request got no HTTP answer (refused, reset, timed out, DNS...)."""
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A tenant's quota as ``GET /v1/tenants/{tenant_id}/quota`` returns it; ``limit`` and
+    ``remaining`` are None for an unlimited plan."""
+    tenant_id: str
+    limit: Optional[int]
+    used: int
+    remaining: Optional[int]
+    resets_at: Optional[str]
+    plan: Optional[str]
+    payment_status: Optional[str]
+    raw: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.remaining is not None and self.remaining <= 0
+
+
+class UsageRefused(Exception):
+    """The quota gate refused the work before it started (base class)."""
+
+    def __init__(self, message: str, quota: Quota) -> None:
+        super().__init__(message)
+        self.quota = quota
+
+
+class QuotaExceeded(UsageRefused):
+    """The tenant's monthly query quota is used up (``remaining`` is 0): do not do the work."""
+
+
+class TenantSuspended(UsageRefused):
+    """The tenant is suspended for non-payment: ingest would refuse its usage with 402."""
+
+
+class QuotaUnavailable(Exception):
+    """The quota could not be read (network, 5xx, unexpected answer) and ``fail_open`` is False."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something the tracker reports through ``on_error`` and logging instead of raising.
+
+    kind: ``rejected`` (the server refused these events as final; never retried), ``dropped``
+    (track() could not keep them: spool full, tracker closed, unreadable spool line), ``retry``
+    (a send failed and will be retried), ``auth`` (401/403 for the whole batch: kept and retried,
+    fix the key), ``quota_check`` (the quota gate could not read the quota), ``internal``.
+    """
+    kind: str
+    message: str
+    status: Optional[int] = None
+    events: List[Dict[str, Any]] = field(default_factory=list)
+    reason: Optional[str] = None

@@ -1,0 +1,362 @@
+"""The Tracker: ``track()`` on the caller's thread, a sender thread, a disk spool, a quota gate."""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Callable, Dict, Optional, Type
+
+from ._events import Clock, EventIds, check_identifier, encode_event, format_timestamp
+from ._sender import Sender
+from ._spool import Spool, SpoolFull
+from ._transport import Transport
+from .errors import (Problem, Quota, QuotaExceeded, QuotaUnavailable, TenantSuspended, TransportError)
+
+log = logging.getLogger("usage_tracker")
+
+DURABILITY_MODES = ("batch", "event", "buffered")
+MAX_BATCH_EVENTS = 1000        # the API's limit per request
+MAX_BATCH_BYTES = 1_000_000    # the API takes at most 1 MB (10^6 bytes) per request body
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Counts since this Tracker started.
+
+    queued: events tracked here, or replayed and already read back, that are not resolved yet.
+    sent: events the server acknowledged (accepted, or a listed duplicate).
+    duplicates: of those, the ones it already had (retries and replays).
+    spooled: events track() wrote to the spool.
+    replayed: events read back from spools left by earlier processes.
+    retried: requests sent again after a network error, 429 throttling, 408/5xx/503 or 401/403.
+    rejected: events the server refused as final (invalid, unknown tenant, over quota...).
+    dropped: events track() could not keep (spool full, tracker closed, disk error) and torn
+        spool lines left by a killed process.
+    """
+    queued: int
+    sent: int
+    duplicates: int
+    spooled: int
+    replayed: int
+    retried: int
+    rejected: int
+    dropped: int
+    spool_bytes: int
+    batches: int
+    last_error: Optional[str]
+
+    def as_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def _positive(name: str, value: Any, *, integer: bool = False) -> Any:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or value <= 0:
+        raise ValueError(f"{name} must be a positive {'int' if integer else 'number'}, got {value!r}")
+    return value
+
+
+class Tracker:
+    """Sends usage events to ``POST {endpoint}/v1/events``; see the README section
+    "Sending usage from your app" for the durability promise.
+
+    Invariants: ``track()`` never waits for the network and raises only ValueError (a bad
+    argument); a line is in the spool before track() returns (durability "batch" and "event");
+    a spool segment is deleted only once the server resolved every line in it.
+    """
+
+    def __init__(self, endpoint: str, api_key: str, spool_dir: str, *,
+                 flush_interval: float = 1.0,
+                 max_batch_events: int = MAX_BATCH_EVENTS,
+                 max_batch_bytes: int = MAX_BATCH_BYTES,
+                 durability: str = "batch",
+                 max_spool_bytes: int = 256 * 1024 * 1024,
+                 segment_bytes: int = 4 * 1024 * 1024,
+                 timeout: float = 10.0,
+                 quota_timeout: float = 2.0,
+                 fail_open: bool = True,
+                 backoff_base: float = 0.5,
+                 backoff_max: float = 30.0,
+                 max_retry_after: float = 300.0,
+                 adopt_interval: float = 30.0,
+                 exit_timeout: float = 5.0,
+                 on_error: Optional[Callable[[Problem], None]] = None) -> None:
+        if not isinstance(api_key, str) or not api_key:
+            raise ValueError("api_key must be a non-empty string")
+        if durability not in DURABILITY_MODES:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}, got {durability!r}")
+        _positive("max_batch_events", max_batch_events, integer=True)
+        if max_batch_events > MAX_BATCH_EVENTS:
+            raise ValueError(f"max_batch_events is at most {MAX_BATCH_EVENTS} (the API's limit)")
+        _positive("max_batch_bytes", max_batch_bytes, integer=True)
+        if not 4096 <= max_batch_bytes <= MAX_BATCH_BYTES:
+            raise ValueError(f"max_batch_bytes must be 4096..{MAX_BATCH_BYTES} (the API takes at most 1 MB)")
+        for name, value in (("flush_interval", flush_interval), ("timeout", timeout),
+                            ("quota_timeout", quota_timeout), ("backoff_base", backoff_base),
+                            ("backoff_max", backoff_max), ("max_retry_after", max_retry_after),
+                            ("adopt_interval", adopt_interval), ("exit_timeout", exit_timeout)):
+            _positive(name, value)
+        _positive("max_spool_bytes", max_spool_bytes, integer=True)
+        _positive("segment_bytes", segment_bytes, integer=True)
+        self.endpoint = endpoint
+        self._api_key = api_key
+        self.spool_dir = os.fspath(spool_dir)
+        self.durability = durability
+        self.fail_open = fail_open
+        self.exit_timeout = exit_timeout
+        self._on_error = on_error
+        self._options = dict(flush_interval=flush_interval, max_batch_events=max_batch_events,
+                             max_batch_bytes=max_batch_bytes, backoff_base=backoff_base, backoff_max=backoff_max,
+                             max_retry_after=max_retry_after, adopt_interval=adopt_interval)
+        self._spool_options = dict(durability=durability, segment_bytes=segment_bytes, max_bytes=max_spool_bytes)
+        self._timeout = timeout
+        self._quota_timeout = quota_timeout
+        self._max_events = max_batch_events
+        self._ids = EventIds()
+        self._clock = Clock()
+        self._dropped = 0
+        self._drop_lock = threading.Lock()
+        self._lifecycle = threading.Lock()
+        self._closed = False
+        self._forked = False
+        self._transport = Transport(endpoint, api_key, timeout)
+        self._quota_transport = Transport(endpoint, api_key, quota_timeout)
+        self._start()
+        ref = weakref.ref(self)
+        atexit.register(_close_at_exit, ref)
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=lambda: _mark_forked(ref))
+
+    def _start(self) -> None:
+        self._spool = Spool(self.spool_dir, **self._spool_options)  # type: ignore[arg-type]
+        self._spool.adopt_orphans()
+        self._sender = Sender(self._spool, self._transport, self._report, **self._options)  # type: ignore[arg-type]
+        self._sender.start()
+
+    # -- the hot path ------------------------------------------------------------------------
+    def track(self, tenant_id: str, type: str = "query", model: Optional[str] = None, input_tokens: int = 0,
+              output_tokens: int = 0, bytes: int = 0, *, event_id: Optional[str] = None,
+              timestamp: Optional[datetime] = None) -> str:
+        """Record one usage event; returns its event_id at once (generated: UUIDv7, time-ordered).
+
+        The timestamp is taken now unless given (an aware datetime). Raises ValueError for a bad
+        argument; anything else (spool full, disk error, closed tracker) is reported through
+        logging and ``on_error`` and counted as dropped.
+        """
+        if self._forked:
+            self._after_fork()
+        ms, stamp = self._clock.now()
+        if timestamp is not None:
+            stamp = format_timestamp(timestamp)
+        if event_id is None:
+            event_id = self._ids.next(ms)
+        else:
+            check_identifier("event_id", event_id)
+        line = encode_event(event_id, tenant_id, stamp, type, model, input_tokens, output_tokens, bytes)
+        if self._closed:
+            self._drop(line, "closed", "track() after close()")
+            return event_id
+        try:
+            unread = self._spool.append(line)
+        except SpoolFull:
+            self._drop(line, "spool_full", f"the spool is full ({self._spool.max_bytes} bytes); event not kept")
+            return event_id
+        except Exception as exc:  # a disk error must not reach the caller
+            self._drop(line, "disk", f"could not write the spool: {exc!r}")
+            return event_id
+        if unread == 1 or unread == self._max_events:
+            self._sender.wake()
+        return event_id
+
+    # -- the quota gate ----------------------------------------------------------------------
+    def quota(self, tenant_id: str) -> Quota:
+        """``GET /v1/tenants/{tenant_id}/quota``, or QuotaUnavailable."""
+        check_identifier("tenant_id", tenant_id)
+        try:
+            response = self._quota_transport.get_quota(tenant_id)
+        except TransportError as exc:
+            raise QuotaUnavailable(str(exc)) from exc
+        data = response.json()
+        if response.status != 200 or not isinstance(data, dict):
+            message = data.get("message") if isinstance(data, dict) else None
+            raise QuotaUnavailable(f"GET quota for {tenant_id} answered {response.status}: {message or 'no body'}")
+        try:
+            limit = data.get("limit")
+            remaining = data.get("remaining")
+            return Quota(tenant_id=tenant_id, limit=None if limit is None else int(limit), used=int(data.get("used") or 0),
+                         remaining=None if remaining is None else int(remaining), resets_at=data.get("resets_at"),
+                         plan=data.get("plan"), payment_status=data.get("payment_status"), raw=data)
+        except (TypeError, ValueError) as exc:
+            raise QuotaUnavailable(f"unexpected quota answer for {tenant_id}: {data!r}") from exc
+
+    def check_quota(self, tenant_id: str) -> Optional[Quota]:
+        """The gate: raises QuotaExceeded / TenantSuspended before the work. When the quota cannot
+        be read, returns None with ``fail_open`` (reported; ingest still enforces the quota
+        exactly), else raises QuotaUnavailable."""
+        try:
+            quota = self.quota(tenant_id)
+        except QuotaUnavailable as exc:
+            self._report(Problem("quota_check", str(exc)))
+            if self.fail_open:
+                log.warning("usage tracker: quota check failed, letting the work through: %s", exc)
+                return None
+            raise
+        if quota.payment_status == "suspended":
+            raise TenantSuspended(f"tenant {tenant_id} is suspended for non-payment", quota)
+        if quota.exhausted:
+            raise QuotaExceeded(f"tenant {tenant_id} has used its {quota.limit} queries this period; "
+                                f"it resets at {quota.resets_at}", quota)
+        return quota
+
+    def query(self, tenant_id: str, model: Optional[str] = None, *, type: str = "query") -> QueryScope:
+        """``with tracker.query(tenant, model=...) as q:`` checks the quota first, tracks on exit."""
+        check_identifier("tenant_id", tenant_id)
+        encode_event("x", tenant_id, "x", type, model, 0, 0, 0)  # the same ValueErrors as track(), now
+        return QueryScope(self, tenant_id, model, type)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every event tracked before this call (and every replayed one) is resolved,
+        sending partial batches at once. True if it happened within ``timeout`` seconds."""
+        if self._forked:
+            self._after_fork()
+        sender, spool = self._sender, self._spool
+        if self._spool.durability == "buffered":
+            sender.wake()
+        target = spool.lines_written
+        deadline = time.monotonic() + timeout
+        sender.request_flush()
+        try:
+            with sender.progress:
+                while sender.counters.own_resolved < target or len(spool.dirs) > 1:
+                    left = deadline - time.monotonic()
+                    if left <= 0 or sender.exited.is_set():
+                        return False
+                    sender.progress.wait(min(left, 0.5))
+            return True
+        finally:
+            sender.end_flush()
+
+    def close(self, timeout: Optional[float] = None) -> bool:
+        """Send what can be sent within ``timeout`` (default ``exit_timeout``), stop the sender and
+        release the spool. Unsent events stay on disk for the next Tracker on this spool_dir.
+        True if nothing was left behind. Idempotent."""
+        with self._lifecycle:
+            if self._closed:
+                return True
+            self._closed = True
+            self._sender.stop(self.exit_timeout if timeout is None else timeout)
+            try:
+                clean = self._spool.close()
+            except OSError as exc:
+                self._report(Problem("internal", f"closing the spool: {exc!r}"))
+                clean = False
+            self._transport.close()
+            return clean
+
+    def stats(self) -> Stats:
+        c = self._sender.counters
+        spool = self._spool
+        return Stats(queued=max(0, spool.lines_written + c.replayed - c.sent - c.rejected),
+                     sent=c.sent, duplicates=c.duplicates, spooled=spool.lines_written, replayed=c.replayed,
+                     retried=c.retried, rejected=c.rejected, dropped=self._dropped + c.unreadable,
+                     spool_bytes=spool.bytes, batches=c.batches, last_error=c.last_error)
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- internals ---------------------------------------------------------------------------
+    def _drop(self, line: bytes, reason: str, message: str) -> None:
+        with self._drop_lock:
+            self._dropped += 1
+        log.error("usage tracker: event dropped: %s", message)
+        self._report(Problem("dropped", message, reason=reason, events=[{"raw": line.decode()}]))
+
+    def _report(self, problem: Problem) -> None:
+        if self._on_error is None:
+            return
+        try:
+            self._on_error(problem)
+        except Exception:
+            log.exception("usage tracker: on_error callback raised")
+
+    def _after_fork(self) -> None:
+        """First use in a forked child: a spool directory and a sender of its own."""
+        with self._lifecycle:
+            if not self._forked:
+                return
+            self._spool.forget_after_fork()
+            self._ids.reseed()
+            self._transport = Transport(self.endpoint, self._api_key, self._timeout)
+            self._quota_transport = Transport(self.endpoint, self._api_key, self._quota_timeout)
+            self._drop_lock = threading.Lock()
+            self._start()
+            self._forked = False
+
+
+class QueryScope:
+    """One gated query: ``__enter__`` checks the quota (raising before the work), ``record()``
+    adds the tokens and bytes used, ``__exit__`` tracks the event. A block that raises before
+    anything was recorded tracks nothing (no work was done to bill); ``cancel()`` tracks nothing."""
+
+    def __init__(self, tracker: Tracker, tenant_id: str, model: Optional[str], type: str) -> None:
+        self._tracker = tracker
+        self.tenant_id = tenant_id
+        self.model = model
+        self.type = type
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.bytes = 0
+        self.quota: Optional[Quota] = None
+        self.event_id: Optional[str] = None
+        self._timestamp: Optional[datetime] = None
+        self._recorded = False
+        self._cancelled = False
+
+    def __enter__(self) -> QueryScope:
+        self.quota = self._tracker.check_quota(self.tenant_id)
+        self._timestamp = datetime.now().astimezone()
+        self.event_id = self._tracker._ids.next(time.time_ns() // 1_000_000)
+        return self
+
+    def record(self, input_tokens: int = 0, output_tokens: int = 0, bytes: int = 0,
+               model: Optional[str] = None) -> None:
+        """Add usage to this query (call it once, or once per chunk of a streamed answer)."""
+        if model is not None:
+            self.model = model
+        total = (self.input_tokens + input_tokens, self.output_tokens + output_tokens, self.bytes + bytes)
+        encode_event("x", self.tenant_id, "x", self.type, self.model, *total)  # ValueError now, not at exit
+        self.input_tokens, self.output_tokens, self.bytes = total
+        self._recorded = True
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        if self._cancelled or (exc_type is not None and not self._recorded):
+            return
+        self._tracker.track(self.tenant_id, self.type, self.model, self.input_tokens, self.output_tokens,
+                            self.bytes, event_id=self.event_id, timestamp=self._timestamp)
+
+
+def _close_at_exit(ref: "weakref.ReferenceType[Tracker]") -> None:
+    tracker = ref()
+    if tracker is not None and not tracker._forked:
+        tracker.close()
+
+
+def _mark_forked(ref: "weakref.ReferenceType[Tracker]") -> None:
+    tracker = ref()
+    if tracker is not None:
+        tracker._lifecycle = threading.Lock()  # another thread of the parent may have held it
+        tracker._forked = True
