@@ -30,6 +30,7 @@ smoke: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy layers/billing/billing/adapters/stripe_gateway.py
+	$(BIN)/mypy --strict clients/python/usage_tracker
 
 lint: $(STAMP)
 	$(BIN)/ruff check layers functions tests bench clients || true

@@ -30,6 +30,20 @@ MAX_EVENTS = 1000
 MAX_BYTES = 1_000_000
 
 
+class Request:
+    """One request as the fake saw it (status 0: the connection was dropped without an answer)."""
+
+    def __init__(self, path: str, status: int, events: int, size: int) -> None:
+        self.path = path
+        self.status = status
+        self.events = events
+        self.size = size
+        self.at = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"Request({self.path!r}, {self.status}, events={self.events}, size={self.size})"
+
+
 class Fault:
     """One scripted answer: an HTTP status (with optional Retry-After), ``"drop"`` (close the
     connection without answering) or ``"apply_then_drop"`` (store the batch, then drop)."""
@@ -62,9 +76,10 @@ class FakeBillingAPI:
         self.plan = plan
         self.delay = 0.0
         self.stored: Dict[Tuple[str, str], Dict[str, Any]] = {}
-        self.received: Counter = Counter()       # event_id -> times it arrived in a request
-        self.used: Counter = Counter()           # tenant -> queries admitted
-        self.log: List[Tuple[str, int, int]] = []  # (path, status, events in the request)
+        self.received: Counter[str] = Counter()     # event_id -> times it arrived in a request
+        self.used: Counter[str] = Counter()         # tenant -> queries admitted
+        self.log: List[Request] = []
+        self.in_flight = 0                       # POST /v1/events being handled right now
         self._faults: List[Fault] = []
         self._lock = threading.Lock()
         self._running = threading.Event()
@@ -124,6 +139,9 @@ class FakeBillingAPI:
         """The next ``times`` POST /v1/events get this answer instead of being processed."""
         with self._lock:
             self._faults.extend(Fault(kind, retry_after, body) for _ in range(times))
+
+    def posts(self) -> List[Request]:
+        return [r for r in list(self.log) if r.path == "/v1/events"]
 
     def stored_ids(self) -> List[str]:
         with self._lock:
@@ -193,7 +211,7 @@ class FakeBillingAPI:
         with self._lock:
             for raw in events:
                 if isinstance(raw, dict):
-                    self.received[raw.get("event_id")] += 1
+                    self.received[str(raw.get("event_id"))] += 1
         if problems:
             return 400, {}, {"error": "invalid_request", "details": problems,
                              "message": f"{len({p['index'] for p in problems})} invalid event(s); nothing was stored"}, len(events)
@@ -298,6 +316,16 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         api = self.owner
+        with api._lock:
+            api.in_flight += 1
+        try:
+            self._post()
+        finally:
+            with api._lock:
+                api.in_flight -= 1
+
+    def _post(self) -> None:
+        api = self.owner
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         api._running.wait()
@@ -308,17 +336,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
         fault = api.next_fault()
         if fault is not None and fault.kind == "drop":
-            api.log.append((self.path, 0, 0))
+            api.log.append(Request(self.path, 0, 0, len(body)))
             self._drop()
             return
         if fault is not None and fault.kind != "apply_then_drop":
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-            api.log.append((self.path, fault.kind, 0))
+            api.log.append(Request(self.path, int(fault.kind), 0, len(body)))
             self._send(int(fault.kind), fault.body or {"message": f"scripted {fault.kind}"}, headers)
             return
         status, headers, answer, count = api.handle_events(body, self.headers.get("Content-Type") or "",
                                                            self.headers.get("x-api-key"))
-        api.log.append((self.path, status, count))
+        api.log.append(Request(self.path, status, count, len(body)))
         if fault is not None:  # apply_then_drop: stored, but the answer never arrives
             self._drop()
             return
@@ -333,5 +361,5 @@ class _Handler(BaseHTTPRequestHandler):
             return
         from urllib.parse import unquote
         status, body = api.handle_quota(unquote(match.group(1)), self.headers.get("x-api-key"))
-        api.log.append((self.path, status, 0))
+        api.log.append(Request(self.path, status, 0, 0))
         self._send(status, body)

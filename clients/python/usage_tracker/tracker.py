@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import atexit
+import builtins
 import logging
 import os
 import threading
@@ -331,6 +332,9 @@ class QueryScope:
     def record(self, input_tokens: int = 0, output_tokens: int = 0, bytes: int = 0,
                model: Optional[str] = None) -> None:
         """Add usage to this query (call it once, or once per chunk of a streamed answer)."""
+        for name, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens), ("bytes", bytes)):
+            if builtins.type(value) is not int or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
         if model is not None:
             self.model = model
         total = (self.input_tokens + input_tokens, self.output_tokens + output_tokens, self.bytes + bytes)

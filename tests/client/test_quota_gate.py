@@ -1,0 +1,135 @@
+"""tracker.query(): the quota is checked before the work, the query tracked after it."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from usage_tracker import QuotaExceeded, QuotaUnavailable, TenantSuspended
+
+
+def test_a_query_within_quota_runs_and_is_tracked_with_its_tokens(api, make_tracker):
+    api.quotas["acme"] = 10
+    tracker = make_tracker()
+    with tracker.query("acme", model="gpt-4o-mini") as q:
+        assert q.quota is not None and (q.quota.limit, q.quota.used, q.quota.remaining) == (10, 0, 10)
+        q.record(input_tokens=1200, output_tokens=300)
+    assert tracker.flush(5)
+    stored = api.stored[("acme", q.event_id)]
+    assert (stored["type"], stored["model"], stored["input_tokens"], stored["output_tokens"]) == (
+        "query", "gpt-4o-mini", 1200, 300)
+
+
+def test_an_exhausted_quota_raises_before_the_work_and_tracks_nothing(api, make_tracker):
+    # Given acme has used its 2 queries
+    api.quotas["acme"] = 2
+    tracker = make_tracker()
+    for _ in range(2):
+        tracker.track("acme")
+    assert tracker.flush(5)
+    work_done = []
+    # When the app gates a third query
+    with pytest.raises(QuotaExceeded) as refused:
+        with tracker.query("acme", model="gpt-4o-mini"):
+            work_done.append(True)  # the paid call that must not happen
+    # Then the work never ran, the quota says why, and nothing more was tracked
+    assert work_done == []
+    assert (refused.value.quota.limit, refused.value.quota.remaining) == (2, 0)
+    assert refused.value.quota.resets_at.endswith("T00:00:00Z")
+    assert tracker.stats().spooled == 2
+
+
+def test_a_suspended_tenant_is_refused_before_the_work(api, make_tracker):
+    api.suspended = {"acme"}
+    tracker = make_tracker()
+    with pytest.raises(TenantSuspended):
+        with tracker.query("acme"):
+            pytest.fail("the work ran")
+
+
+def test_an_unlimited_plan_always_passes(api, make_tracker):
+    tracker = make_tracker()
+    with tracker.query("acme") as q:
+        assert q.quota is not None and q.quota.limit is None and not q.quota.exhausted
+    assert tracker.flush(5) and len(api.stored) == 1
+
+
+@pytest.mark.parametrize("outage", ["server_down", "no_quota_route"])
+def test_an_unreadable_quota_fails_open_by_default_and_is_reported(api, make_tracker, problems, outage):
+    tracker = make_tracker()
+    if outage == "server_down":
+        api.stop()
+    else:
+        api.tenants = set()  # the quota route answers 404
+    with tracker.query("acme") as q:
+        assert q.quota is None
+    assert [p.kind for p in problems][:1] == ["quota_check"]
+    assert tracker.stats().spooled == 1
+
+
+def test_fail_closed_raises_quota_unavailable(api, make_tracker):
+    api.stop()
+    tracker = make_tracker(fail_open=False, quota_timeout=0.5)
+    with pytest.raises(QuotaUnavailable):
+        with tracker.query("acme"):
+            pytest.fail("the work ran")
+
+
+def test_a_block_that_fails_before_recording_tracks_nothing_after_recording_tracks(make_tracker):
+    tracker = make_tracker()
+    with pytest.raises(RuntimeError):
+        with tracker.query("acme", model="gpt-4o-mini"):
+            raise RuntimeError("the provider timed out")
+    assert tracker.stats().spooled == 0
+    with pytest.raises(RuntimeError):
+        with tracker.query("acme", model="gpt-4o-mini") as q:
+            q.record(input_tokens=10)
+            raise RuntimeError("the stream broke after 10 tokens")
+    assert tracker.stats().spooled == 1
+    with tracker.query("acme") as q:
+        q.cancel()
+    assert tracker.stats().spooled == 1
+
+
+def test_record_adds_up_and_checks_its_arguments_at_the_call(api, make_tracker):
+    tracker = make_tracker()
+    with tracker.query("acme") as q:
+        with pytest.raises(ValueError, match="model is required"):
+            q.record(input_tokens=5)
+        q.record(input_tokens=5, model="gpt-4o-mini")
+        q.record(output_tokens=7)
+        with pytest.raises(ValueError, match="output_tokens"):
+            q.record(output_tokens=-1)
+    assert tracker.flush(5)
+    stored = api.stored[("acme", q.event_id)]
+    assert (stored["input_tokens"], stored["output_tokens"]) == (5, 7)
+    with pytest.raises(ValueError, match="tenant_id"):
+        tracker.query("not a tenant")
+
+
+def test_the_documented_race_concurrent_gates_can_overshoot_but_ingest_is_exact(api, make_tracker):
+    # Given acme has exactly one query left
+    api.quotas["acme"] = 1
+    tracker = make_tracker()
+    all_checked = threading.Barrier(5)
+    passed = []
+
+    def request() -> None:
+        with tracker.query("acme") as q:
+            passed.append(q.quota.remaining)
+            all_checked.wait(timeout=5)  # every request checked before any finished its work
+
+    # When five requests check the gate at the same time
+    threads = [threading.Thread(target=request) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert tracker.flush(5)
+    # Then all five passed the gate (overshoot = the number in flight), but ingest admitted one
+    assert passed == [1] * 5
+    assert len(api.stored) == 1 and tracker.stats().rejected == 4
+    # and the next request is refused before the work
+    with pytest.raises(QuotaExceeded):
+        with tracker.query("acme"):
+            pass

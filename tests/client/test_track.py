@@ -1,0 +1,174 @@
+"""track(): returns at once with a client-side UUIDv7, validates at the call, never raises otherwise."""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from tests.client.conftest import wait_until
+from usage_tracker import Tracker
+
+RFC3339_MS_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
+
+
+def spool_lines(spool: Path) -> list[dict]:
+    return [json.loads(line) for path in sorted(spool.glob("p-*/*.jsonl")) for line in path.read_text().splitlines()]
+
+
+def test_track_returns_time_ordered_uuid7_ids_while_the_server_hangs(api, make_tracker, tmp_path):
+    # Given a server that accepts connections but never answers
+    api.pause()
+    tracker = make_tracker()
+    try:
+        # When the app tracks 2,000 events from one thread
+        ids = [tracker.track("acme", "query", "gpt-4o-mini", 10, 2) for _ in range(2000)]
+        # Then every call returned an RFC 9562 version-7 id, strictly increasing, all distinct,
+        assert all(uuid.UUID(i).version == 7 for i in ids)
+        assert ids == sorted(ids) and len(set(ids)) == len(ids)
+        # and every event is already in the spool, though nothing was acknowledged
+        assert [line["event_id"] for line in spool_lines(tmp_path / "spool")] == ids
+        stats = tracker.stats()
+        assert (stats.spooled, stats.sent, stats.queued) == (2000, 0, 2000)
+    finally:
+        api.resume()
+    assert tracker.flush(10)
+    assert set(api.stored_ids()) == set(ids)
+
+
+def test_event_is_written_in_the_wire_format_with_the_timestamp_of_the_call(make_tracker, tmp_path):
+    tracker = make_tracker()
+    before = datetime.now(timezone.utc)
+    event_id = tracker.track(tenant_id="acme", type="query", model="gpt-4o-mini", input_tokens=1200,
+                             output_tokens=300)
+    after = datetime.now(timezone.utc)
+    [line] = spool_lines(tmp_path / "spool")
+    assert line == {"event_id": event_id, "tenant_id": "acme", "timestamp": line["timestamp"], "type": "query",
+                    "model": "gpt-4o-mini", "input_tokens": 1200, "output_tokens": 300, "bytes": 0}
+    assert RFC3339_MS_UTC.fullmatch(line["timestamp"])
+    stamp = datetime.strptime(line["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    assert before - timedelta(milliseconds=1) <= stamp <= after
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(tenant_id="acme corp"), "tenant_id"),
+    (dict(tenant_id=""), "tenant_id"),
+    (dict(tenant_id="a" * 129), "tenant_id"),
+    (dict(tenant_id="acme", type="queries"), "type"),
+    (dict(tenant_id="acme", input_tokens=-1, model="m"), "input_tokens"),
+    (dict(tenant_id="acme", output_tokens=True, model="m"), "output_tokens"),
+    (dict(tenant_id="acme", output_tokens=1.5, model="m"), "output_tokens"),
+    (dict(tenant_id="acme", bytes="10"), "bytes"),
+    (dict(tenant_id="acme", input_tokens=10), "model is required"),
+    (dict(tenant_id="acme", type="storage", model="m", input_tokens=1), "storage"),
+    (dict(tenant_id="acme", type="embedding", model="m", input_tokens=1, bytes=5), "embedding"),
+    (dict(tenant_id="acme", model=""), "model"),
+    (dict(tenant_id="acme", event_id="id with spaces"), "event_id"),
+    (dict(tenant_id="acme", timestamp=datetime(2025, 11, 3, 12, 0)), "timezone-aware"),
+])
+def test_a_bad_argument_is_a_value_error_at_the_call_and_nothing_is_spooled(make_tracker, kwargs, field):
+    tracker = make_tracker()
+    with pytest.raises(ValueError, match=field):
+        tracker.track(**kwargs)
+    assert tracker.stats().spooled == 0
+
+
+def test_explicit_event_id_and_timestamp_make_a_retried_call_a_duplicate(api, make_tracker):
+    # Given the app retries its own work and tracks it twice under one event id
+    tracker = make_tracker()
+    at = datetime(2025, 11, 3, 13, 0, 0, 123456, tzinfo=timezone(timedelta(hours=1)))
+    tracker.track("acme", model="gpt-4o-mini", input_tokens=5, event_id="req-42", timestamp=at)
+    assert tracker.flush(5)
+    tracker.track("acme", model="gpt-4o-mini", input_tokens=5, event_id="req-42", timestamp=at)
+    assert tracker.flush(5)
+    # Then the server has it once, timestamp in UTC with milliseconds, the second was a duplicate
+    assert api.stored == {("acme", "req-42"): api.stored[("acme", "req-42")]}
+    assert api.stored[("acme", "req-42")]["timestamp"] == "2025-11-03T12:00:00.123Z"
+    stats = tracker.stats()
+    assert (stats.sent, stats.duplicates) == (2, 1)
+
+
+def test_a_full_spool_drops_new_events_reports_them_and_never_raises(api, make_tracker, problems):
+    # Given the server is down and the spool may hold about 20 events
+    api.stop()
+    tracker = make_tracker(max_spool_bytes=4000)
+    # When the app tracks 50
+    ids = [tracker.track("acme", "query") for _ in range(50)]
+    # Then the first ones are kept, the rest are counted and reported as dropped; no call raised
+    stats = tracker.stats()
+    assert stats.spooled + stats.dropped == 50 and 10 < stats.spooled < 30
+    assert stats.spool_bytes <= 4000
+    dropped = [p for p in problems if p.kind == "dropped"]
+    assert len(dropped) == stats.dropped and all(p.reason == "spool_full" for p in dropped)
+    kept = ids[:stats.spooled]
+    # And once the server is back, the kept ones are delivered
+    api.start()
+    assert tracker.flush(10)
+    assert sorted(api.stored_ids()) == sorted(kept)
+
+
+def test_an_error_callback_that_raises_does_not_reach_the_caller(api, make_tracker):
+    def callback(problem):
+        raise RuntimeError("bug in the app's callback")
+
+    api.stop()
+    tracker = make_tracker(max_spool_bytes=300, on_error=callback)
+    for _ in range(5):
+        tracker.track("acme")
+    assert tracker.stats().dropped >= 3
+
+
+def test_track_after_close_is_counted_as_dropped(make_tracker, problems):
+    tracker = make_tracker()
+    tracker.close()
+    tracker.track("acme")
+    assert tracker.stats().dropped == 1
+    assert problems[-1].kind == "dropped" and problems[-1].reason == "closed"
+
+
+def test_many_threads_tracking_at_once_lose_nothing(api, make_tracker):
+    tracker = make_tracker()
+    ids: list[list[str]] = [[] for _ in range(8)]
+
+    def work(n: int) -> None:
+        for _ in range(500):
+            ids[n].append(tracker.track(f"tenant-{n}", "query"))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert tracker.flush(20)
+    everything = [i for chunk in ids for i in chunk]
+    assert len(set(everything)) == 4000
+    assert sorted(api.stored_ids()) == sorted(everything)
+    assert all(chunk == sorted(chunk) for chunk in ids)
+
+
+def test_close_at_the_end_leaves_an_empty_spool(api, make_tracker, tmp_path):
+    tracker = make_tracker()
+    for _ in range(10):
+        tracker.track("acme")
+    assert tracker.close(timeout=5) is True
+    assert len(api.stored) == 10
+    assert list((tmp_path / "spool").iterdir()) == []
+
+
+def test_events_are_sent_by_age_without_flush(api, make_tracker):
+    tracker = make_tracker(flush_interval=0.2)
+    event_id = tracker.track("acme")
+    wait_until(lambda: api.stored_ids() == [event_id], what="the event sent by age")
+
+
+def test_bad_settings_are_value_errors(api, tmp_path):
+    with pytest.raises(ValueError, match="durability"):
+        Tracker(api.url, "k", tmp_path, durability="sometimes")
+    with pytest.raises(ValueError, match="max_batch_events"):
+        Tracker(api.url, "k", tmp_path, max_batch_events=1001)
+    with pytest.raises(ValueError, match="endpoint"):
+        Tracker("ftp://x", "k", tmp_path)
