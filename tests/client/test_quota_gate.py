@@ -107,29 +107,68 @@ def test_record_adds_up_and_checks_its_arguments_at_the_call(api, make_tracker):
         tracker.query("not a tenant")
 
 
-def test_the_documented_race_concurrent_gates_can_overshoot_but_ingest_is_exact(api, make_tracker):
+def test_concurrent_gates_in_one_process_count_each_other_so_none_overshoots(api, make_tracker):
     # Given acme has exactly one query left
     api.quotas["acme"] = 1
     tracker = make_tracker()
     all_checked = threading.Barrier(5)
-    passed = []
+    passed, refused = [], []
 
     def request() -> None:
-        with tracker.query("acme") as q:
-            passed.append(q.quota.remaining)
-            all_checked.wait(timeout=5)  # every request checked before any finished its work
+        try:
+            with tracker.query("acme") as q:
+                passed.append(q.event_id)
+                all_checked.wait(timeout=5)
+        except QuotaExceeded:
+            refused.append(True)
+            all_checked.wait(timeout=5)
 
-    # When five requests check the gate at the same time
+    # When five requests of this process reach the gate while none has finished its work
     threads = [threading.Thread(target=request) for _ in range(5)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    # Then one runs: the others see its reservation (held until the server counted its event)
+    assert len(passed) == 1 and len(refused) == 4
     assert tracker.flush(5)
-    # Then all five passed the gate (overshoot = the number in flight), but ingest admitted one
-    assert passed == [1] * 5
-    assert len(api.stored) == 1 and tracker.stats().rejected == 4
-    # and the next request is refused before the work
+    assert api.stored_ids() == passed and tracker.stats().rejected == 0
+
+
+def test_a_reservation_ends_when_the_server_counted_the_query(api, make_tracker):
+    api.quotas["acme"] = 2
+    tracker = make_tracker()
+    with tracker.query("acme"):
+        pass
+    assert tracker.flush(5)
+    with tracker.query("acme") as q:  # server: 1 used, 1 left; nothing held here any more
+        assert q.quota.remaining == 1
+    with pytest.raises(QuotaExceeded):  # the second one is held here until it is acknowledged
+        with tracker.query("acme"):
+            pass
+    assert tracker.flush(5)
     with pytest.raises(QuotaExceeded):
         with tracker.query("acme"):
             pass
+    assert len(api.stored) == 2
+
+
+def test_the_documented_race_across_processes_overshoots_the_gate_but_ingest_is_exact(api, make_tracker):
+    # Given acme has one query left and three app processes (three trackers) serve it
+    api.quotas["acme"] = 1
+    trackers = [make_tracker() for _ in range(3)]
+    # When each checks the gate before any of them has sent its event (check, then work, then event)
+    scopes = [t.query("acme") for t in trackers]
+    for scope in scopes:
+        scope.__enter__()
+    for scope in scopes:
+        scope.__exit__(None, None, None)
+    # Then all three did the work (overshoot = the number in flight), but ingest stored exactly one
+    assert all(t.flush(5) for t in trackers)
+    assert len(api.stored) == 1
+    assert sum(t.stats().rejected for t in trackers) == 2
+    # and every process is refused before the work from now on
+    for tracker in trackers:
+        with pytest.raises(QuotaExceeded):
+            with tracker.query("acme"):
+                pass

@@ -65,12 +65,14 @@ class Counters:
 
 
 class Sender:
-    def __init__(self, spool: Spool, transport: Transport, report: Callable[[Problem], None], *,
+    def __init__(self, spool: Spool, transport: Transport, report: Callable[[Problem], None],
+                 on_resolved: Callable[[List[bytes]], None], *,
                  flush_interval: float, max_batch_events: int, max_batch_bytes: int, backoff_base: float,
                  backoff_max: float, max_retry_after: float, adopt_interval: float) -> None:
         self.spool = spool
         self.transport = transport
         self.report = report
+        self.on_resolved = on_resolved
         self.flush_interval = flush_interval
         self.max_events = max_batch_events
         self.max_line_bytes = max_batch_bytes - _BODY_OVERHEAD
@@ -164,6 +166,7 @@ class Sender:
                 self.report(Problem("dropped", f"{batch.skipped} torn line(s) at the end of a spool segment left by "
                                     "a killed process (never acknowledged to its caller)", reason="torn"))
             spool.resolved(batch.parts)
+            self.on_resolved(batch.lines)
             self.counters.batches += 1
             with self.progress:
                 self.progress.notify_all()

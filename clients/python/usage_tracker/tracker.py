@@ -9,9 +9,9 @@ import threading
 import time
 import weakref
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, Callable, Dict, Optional, Type
+from typing import Any, Callable, Dict, List, Optional, Type
 
 from ._events import Clock, EventIds, check_identifier, encode_event, format_timestamp
 from ._sender import Sender
@@ -124,6 +124,9 @@ class Tracker:
         self._dropped = 0
         self._drop_lock = threading.Lock()
         self._lifecycle = threading.Lock()
+        self._gate_lock = threading.Lock()
+        self._reserved: Dict[str, int] = {}   # tenant -> gated queries not yet resolved by the server
+        self._awaiting: Dict[str, str] = {}   # event_id of a tracked gated query -> tenant
         self._closed = False
         self._forked = False
         self._transport = Transport(endpoint, api_key, timeout)
@@ -137,7 +140,7 @@ class Tracker:
     def _start(self) -> None:
         self._spool = Spool(self.spool_dir, **self._spool_options)  # type: ignore[arg-type]
         self._spool.adopt_orphans()
-        self._sender = Sender(self._spool, self._transport, self._report, **self._options)  # type: ignore[arg-type]
+        self._sender = Sender(self._spool, self._transport, self._report, self._resolved, **self._options)  # type: ignore[arg-type]
         self._sender.start()
 
     # -- the hot path ------------------------------------------------------------------------
@@ -160,20 +163,25 @@ class Tracker:
         else:
             check_identifier("event_id", event_id)
         line = encode_event(event_id, tenant_id, stamp, type, model, input_tokens, output_tokens, bytes)
+        self._keep(line)
+        return event_id
+
+    def _keep(self, line: bytes) -> bool:
+        """Spool one encoded line; False (reported, counted as dropped) if it could not be kept."""
         if self._closed:
             self._drop(line, "closed", "track() after close()")
-            return event_id
+            return False
         try:
             unread = self._spool.append(line)
         except SpoolFull:
             self._drop(line, "spool_full", f"the spool is full ({self._spool.max_bytes} bytes); event not kept")
-            return event_id
+            return False
         except Exception as exc:  # a disk error must not reach the caller
             self._drop(line, "disk", f"could not write the spool: {exc!r}")
-            return event_id
+            return False
         if unread == 1 or unread == self._max_events:
             self._sender.wake()
-        return event_id
+        return True
 
     # -- the quota gate ----------------------------------------------------------------------
     def quota(self, tenant_id: str) -> Quota:
@@ -214,6 +222,55 @@ class Tracker:
             raise QuotaExceeded(f"tenant {tenant_id} has used its {quota.limit} queries this period; "
                                 f"it resets at {quota.resets_at}", quota)
         return quota
+
+    def _reserve(self, tenant_id: str, quota: Optional[Quota]) -> None:
+        """Count a gated query against the quota locally until the server has counted it.
+
+        The server's ``used`` does not include this process's gated queries that are still running
+        or waiting in the spool; subtracting them makes concurrent gates in one process exact.
+        Between the server counting a batch and the sender reading its answer, a query is counted
+        twice (conservative, for one round trip)."""
+        with self._gate_lock:
+            held = self._reserved.get(tenant_id, 0)
+            if quota is not None and quota.remaining is not None and quota.remaining - held <= 0:
+                raise QuotaExceeded(f"tenant {tenant_id} has used its {quota.limit} queries this period "
+                                    f"({held} of them still being sent from here); it resets at {quota.resets_at}",
+                                    quota)
+            self._reserved[tenant_id] = held + 1
+
+    def _release(self, tenant_id: str) -> None:
+        with self._gate_lock:
+            held = self._reserved.get(tenant_id, 0) - 1
+            if held > 0:
+                self._reserved[tenant_id] = held
+            else:
+                self._reserved.pop(tenant_id, None)
+
+    def _track_reserved(self, scope: QueryScope) -> None:
+        """Track a gated query; its reservation ends when the server resolves the event."""
+        assert scope.event_id is not None
+        line = encode_event(scope.event_id, scope.tenant_id, format_timestamp(scope.started_at),  # type: ignore[arg-type]
+                            scope.type, scope.model, scope.input_tokens, scope.output_tokens, scope.bytes)
+        with self._gate_lock:
+            self._awaiting[scope.event_id] = scope.tenant_id
+        if not self._keep(line):
+            with self._gate_lock:
+                self._awaiting.pop(scope.event_id, None)
+            self._release(scope.tenant_id)
+
+    def _resolved(self, lines: List[bytes]) -> None:
+        """Sender callback: these lines are resolved; end the reservations among them."""
+        if not self._awaiting:
+            return
+        ended = []
+        with self._gate_lock:
+            for line in lines:
+                # Own lines start with {"event_id":"<id>" (encode_event's fixed field order).
+                tenant = self._awaiting.pop(line[13:line.find(b'"', 13)].decode("ascii", "replace"), None)
+                if tenant is not None:
+                    ended.append(tenant)
+        for tenant in ended:
+            self._release(tenant)
 
     def query(self, tenant_id: str, model: Optional[str] = None, *, type: str = "query") -> QueryScope:
         """``with tracker.query(tenant, model=...) as q:`` checks the quota first, tracks on exit."""
@@ -319,13 +376,14 @@ class QueryScope:
         self.bytes = 0
         self.quota: Optional[Quota] = None
         self.event_id: Optional[str] = None
-        self._timestamp: Optional[datetime] = None
+        self.started_at: Optional[datetime] = None
         self._recorded = False
         self._cancelled = False
 
     def __enter__(self) -> QueryScope:
         self.quota = self._tracker.check_quota(self.tenant_id)
-        self._timestamp = datetime.now().astimezone()
+        self._tracker._reserve(self.tenant_id, self.quota)
+        self.started_at = datetime.now(timezone.utc)
         self.event_id = self._tracker._ids.next(time.time_ns() // 1_000_000)
         return self
 
@@ -348,9 +406,9 @@ class QueryScope:
     def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
                  tb: Optional[TracebackType]) -> None:
         if self._cancelled or (exc_type is not None and not self._recorded):
+            self._tracker._release(self.tenant_id)
             return
-        self._tracker.track(self.tenant_id, self.type, self.model, self.input_tokens, self.output_tokens,
-                            self.bytes, event_id=self.event_id, timestamp=self._timestamp)
+        self._tracker._track_reserved(self)
 
 
 def _close_at_exit(ref: "weakref.ReferenceType[Tracker]") -> None:
