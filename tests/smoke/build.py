@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from billing.local.template import PROJECT_ROOT, load_template, resources_of_type
+from billing_local.template import PROJECT_ROOT, load_template, resources_of_type
 
 LAYER_ID = "BillingLayer"
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from billing.local.template import PROJECT_ROOT, load_template
+from billing_local.template import PROJECT_ROOT, load_template
 
 from tests.smoke.build import Artifacts
 from tests.smoke.stack import FAKE_CREDENTIALS, REGION, Resolver, Stack, function_environment, function_setting

@@ -1,5 +1,5 @@
 """The stack the template describes, in moto's server on 127.0.0.1: tables, queues and the bucket
-(billing.local.aws builds them from the template), real Secrets Manager secrets, and the
+(billing_local.aws builds them from the template), real Secrets Manager secrets, and the
 template's intrinsics resolved against them, so each function gets exactly its deployed environment.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 import boto3
 
-from billing.local.aws import REGION, create_resources
-from billing.local.template import load_template, resources_of_type
+from billing_local.aws import REGION, create_resources
+from billing_local.template import load_template, resources_of_type
 
 ACCOUNT = "123456789012"
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "smoke", "AWS_SECRET_ACCESS_KEY": "smoke", "AWS_SESSION_TOKEN": "smoke"}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from billing.local.template import PROJECT_ROOT
+from billing_local.template import PROJECT_ROOT
 
 from tests.smoke.build import build
 from tests.smoke.smoke import Deployment, engine_dir, migrate_clickhouse, new_prefix
@@ -176,7 +176,7 @@ def test_no_function_imported_dev_code(deployment):
 
 
 def test_every_function_ran(deployment):
-    from billing.local.template import load_template, resources_of_type
+    from billing_local.template import load_template, resources_of_type
 
     functions = set(resources_of_type(load_template(), "AWS::Serverless::Function"))
     assert functions <= {i.function.split(" ")[0] for i in deployment.invocations}
