@@ -203,3 +203,24 @@ def test_an_unattributed_400_is_bisected_down_to_the_single_event(api, make_trac
     # Then the second half is stored and the first event, refused on its own, is final
     assert api.stored_ids() == [ids[1]]
     assert [e["event_id"] for p in problems if p.kind == "rejected" for e in p.events] == [ids[0]]
+
+
+def test_an_unexpected_error_in_the_sender_is_reported_and_the_batch_sent_again(api, make_tracker, problems):
+    # Given the sender hits a bug once while posting a batch
+    tracker = make_tracker()
+    real_post = tracker._transport.post_events
+    calls = []
+
+    def flaky(body, timeout=None):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("unexpected")
+        return real_post(body, timeout)
+
+    tracker._transport.post_events = flaky
+    ids = [tracker.track("acme") for _ in range(5)]
+    # Then it is reported, the thread carries on, and the batch is read again from the spool
+    assert tracker.flush(10)
+    assert sorted(api.stored_ids()) == sorted(ids)
+    assert [p.kind for p in problems] == ["internal"]
+    assert tracker.stats().sent == 5 and tracker.stats().queued == 0

@@ -175,3 +175,34 @@ def test_a_forked_child_gets_its_own_spool_and_sender(api, make_tracker, tmp_pat
     assert tracker.flush(10)
     assert sorted(api.stored_ids()) == sorted([parent_id, child_id])
     assert isinstance(tracker, Tracker)
+
+
+def test_close_while_the_server_hangs_returns_and_keeps_the_events(api, make_tracker):
+    # Given a server that stopped answering (as under SIGSTOP) with a request in flight
+    api.pause()
+    first = make_tracker(timeout=30)
+    ids = [first.track("acme") for _ in range(10)]
+    wait_until(lambda: api.in_flight == 1, what="the request to hang")
+    # When the app closes with a short deadline, the hanging request is cut off
+    assert first.close(timeout=0.2) is False
+    # Then the events are still spooled, and the next tracker delivers them once the server answers
+    api.resume()
+    second = make_tracker()
+    assert second.flush(10)
+    assert sorted(api.stored_ids()) == sorted(ids) and second.stats().replayed == 10
+
+
+def test_a_long_stall_is_retried_after_the_request_timeout_and_tracking_goes_on(api, make_tracker):
+    # Given a tracker with a 0.3 s request timeout and a server that stalls for a while
+    tracker = make_tracker(timeout=0.3)
+    api.pause()
+    ids = [tracker.track("acme") for _ in range(100)]
+    wait_until(lambda: tracker.stats().retried >= 2, what="timeouts")
+    # When the app keeps tracking through the stall and the server comes back
+    ids += [tracker.track("acme") for _ in range(1000)]
+    api.resume()
+    # Then everything is delivered exactly once (stalled copies become duplicates)
+    assert tracker.flush(10)
+    assert sorted(api.stored_ids()) == sorted(ids)
+    stats = tracker.stats()
+    assert stats.sent == 1100 and stats.rejected == 0 and stats.queued == 0

@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set
 
-from ._spool import Spool
+from ._spool import Batch, Spool
 from ._transport import Transport
 from .errors import Problem, TransportError
 
@@ -86,6 +86,7 @@ class Sender:
         self._closing = threading.Event()
         self._deadline: Optional[float] = None
         self._flushes = 0
+        self._current: Optional[Batch] = None
         self._rng = random.Random()
         self._thread = threading.Thread(target=self._run, name="usage-tracker-sender", daemon=True)
         self.exited = threading.Event()
@@ -111,20 +112,42 @@ class Sender:
         self._deadline = time.monotonic() + timeout
         self._closing.set()
         self._wake.set()
-        self._thread.join(timeout + 1.0)
+        self._thread.join(timeout + 0.5)
+        if self._thread.is_alive():  # stuck in a request to a hanging server: cut it off
+            self.transport.abort()
+            self._thread.join(2.0)
         return not self._thread.is_alive()
 
     # -- the thread --------------------------------------------------------------------------
     def _run(self) -> None:
+        failures = 0
         try:
-            self._loop()
-        except Exception as exc:  # never let the thread die silently
-            log.exception("usage tracker sender stopped")
-            self.report(Problem("internal", f"sender stopped: {exc!r}"))
+            while True:
+                try:
+                    self._loop()
+                    return
+                except Exception as exc:  # a disk error, a bug: report, keep the spool, carry on
+                    failures += 1
+                    log.exception("usage tracker: sender error (the spool keeps the events)")
+                    self.report(Problem("internal", f"sender error: {exc!r}"))
+                    self._rewind()
+                    if self._closing.is_set() or not self._sleep(self._backoff(failures, None)):
+                        return
         finally:
             self.exited.set()
             with self.progress:
                 self.progress.notify_all()
+
+    def _rewind(self) -> None:
+        """The batch being sent is unresolved after an error: read it again from the spool."""
+        batch, self._current = self._current, None
+        if batch is None:
+            return
+        for directory in self.spool.dirs:
+            for segment in directory.segments:
+                segment.read_offset = segment.acked
+        self.spool.own_read -= batch.own
+        self.counters.replayed -= batch.replayed
 
     def _loop(self) -> None:
         spool = self.spool
@@ -152,7 +175,7 @@ class Sender:
                 self._wake.wait(first_seen + self.flush_interval - now)
                 self._wake.clear()
                 continue
-            batch = spool.read(self.max_events, self.max_line_bytes)
+            batch = self._current = spool.read(self.max_events, self.max_line_bytes)
             first_seen = now if spool.readable() else None
             self.counters.replayed += batch.replayed
             if batch.lines:
@@ -165,6 +188,7 @@ class Sender:
                 self.counters.unreadable += batch.skipped
                 self.report(Problem("dropped", f"{batch.skipped} torn line(s) at the end of a spool segment left by "
                                     "a killed process (never acknowledged to its caller)", reason="torn"))
+            self._current = None
             spool.resolved(batch.parts)
             self.on_resolved(batch.lines)
             self.counters.batches += 1

@@ -165,6 +165,7 @@ class Spool:
         self.buffer: List[bytes] = []
         self.lines_written = 0
         self.own_read = 0  # own lines the sender has read (sender thread only)
+        self.closed = False
         self.dirs: List[SpoolDir] = []  # adopted ones first, own last
         os.makedirs(self.root, exist_ok=True)
         self.own = self._create_own_dir()
@@ -280,6 +281,8 @@ class Spool:
 
     def resolved(self, parts: List[Tuple[Segment, int]]) -> None:
         """Every line of a batch is resolved: advance cursors, delete finished segments and dirs."""
+        if self.closed:  # an answer arriving after close(): the next owner replays, duplicates are fine
+            return
         touched = []
         for segment, end in parts:
             segment.acked = max(segment.acked, end)
@@ -346,6 +349,7 @@ class Spool:
         with self.lock:
             active = self.active
             active.sealed = True
+        self.closed = True
         if self.durability == "buffered":
             self.write_buffer()
         if active.write_fd is not None and active.synced < active.size:

@@ -7,7 +7,7 @@ import json
 import socket
 import threading
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Set
 from urllib.parse import quote, urlsplit
 
 from .errors import TransportError
@@ -55,6 +55,8 @@ class Transport:
         self._api_key = api_key
         self.timeout = timeout
         self._local = threading.local()
+        self._open: Set[http.client.HTTPConnection] = set()
+        self._open_lock = threading.Lock()
 
     def post_events(self, body: bytes, timeout: Optional[float] = None) -> Response:
         return self._request("POST", "/v1/events", body, timeout)
@@ -65,7 +67,25 @@ class Transport:
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
-            conn.close()
+            self._discard(conn)
+
+    def abort(self) -> None:
+        """Cut every connection of every thread (a request blocked on a hanging server fails now)."""
+        with self._open_lock:
+            connections = list(self._open)
+        for conn in connections:
+            sock = conn.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def _discard(self, conn: http.client.HTTPConnection) -> None:
+        conn.close()
+        with self._open_lock:
+            self._open.discard(conn)
+        if getattr(self._local, "conn", None) is conn:
             self._local.conn = None
 
     def _connection(self, timeout: float) -> http.client.HTTPConnection:
@@ -74,6 +94,8 @@ class Transport:
             cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
             conn = cls(self._host, self._port, timeout=timeout)
             self._local.conn = conn
+            with self._open_lock:
+                self._open.add(conn)
         conn.timeout = timeout
         if conn.sock is not None:
             conn.sock.settimeout(timeout)
@@ -92,15 +114,13 @@ class Transport:
                 raw = conn.getresponse()
                 data = raw.read()
             except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                self._local.conn = None
+                self._discard(conn)
                 if attempt == 0 and reused and not isinstance(exc, socket.timeout):
                     continue
                 raise TransportError(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
             response_headers = {k.lower(): v for k, v in raw.getheaders()}
             if response_headers.get("connection", "").lower() == "close":
-                conn.close()
-                self._local.conn = None
+                self._discard(conn)
             return Response(raw.status, response_headers, data)
         raise AssertionError("unreachable")
 

@@ -79,7 +79,7 @@ class Tracker:
                  durability: str = "batch",
                  max_spool_bytes: int = 256 * 1024 * 1024,
                  segment_bytes: int = 4 * 1024 * 1024,
-                 timeout: float = 10.0,
+                 timeout: float = 30.0,
                  quota_timeout: float = 2.0,
                  fail_open: bool = True,
                  backoff_base: float = 0.5,
