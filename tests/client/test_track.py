@@ -172,3 +172,17 @@ def test_bad_settings_are_value_errors(api, tmp_path):
         Tracker(api.url, "k", tmp_path, max_batch_events=1001)
     with pytest.raises(ValueError, match="endpoint"):
         Tracker("ftp://x", "k", tmp_path)
+
+
+def test_a_disk_error_in_track_is_reported_as_dropped_and_never_raised(make_tracker, problems):
+    # Given the spool file cannot be written any more (here: its descriptor is gone)
+    tracker = make_tracker()
+    fd = tracker._spool.active.write_fd
+    tracker._spool.active.write_fd = 10_000
+    try:
+        # When the app tracks, the call returns normally and the loss is reported
+        tracker.track("acme")
+        assert tracker.stats().dropped == 1
+        assert problems[-1].kind == "dropped" and problems[-1].reason == "disk"
+    finally:
+        tracker._spool.active.write_fd = fd

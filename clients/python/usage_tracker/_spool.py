@@ -182,7 +182,9 @@ class Spool:
                 self.buffer.append(line)
             else:
                 active = self.active
-                os.write(active.write_fd, line)  # type: ignore[arg-type]
+                if os.write(active.write_fd, line) != len(line):  # type: ignore[arg-type]
+                    os.ftruncate(active.write_fd, active.size)  # type: ignore[arg-type]
+                    raise OSError("short write to the spool (disk full?)")
                 active.size += len(line)
                 if self.durability == "event":
                     os.fsync(active.write_fd)  # type: ignore[arg-type]
@@ -198,9 +200,15 @@ class Spool:
             if not self.buffer:
                 return
             data = b"".join(self.buffer)
-            self.buffer = []
             active = self.active
-            os.write(active.write_fd, data)  # type: ignore[arg-type]
+            try:
+                written = 0
+                while written < len(data):
+                    written += os.write(active.write_fd, data[written:])  # type: ignore[arg-type]
+            except OSError:
+                os.ftruncate(active.write_fd, active.size)  # type: ignore[arg-type]
+                raise  # the lines stay in the buffer for the next attempt
+            self.buffer = []
             active.size += len(data)
 
     def sync(self) -> None:
@@ -345,7 +353,8 @@ class Spool:
         return adopted
 
     def close(self) -> bool:
-        """Seal and sync; delete our directory if nothing in it is unresolved. True if deleted."""
+        """Seal and sync; delete every directory whose lines are all resolved, release the others.
+        True if nothing unresolved is left."""
         with self.lock:
             active = self.active
             active.sealed = True
@@ -354,17 +363,17 @@ class Spool:
             self.write_buffer()
         if active.write_fd is not None and active.synced < active.size:
             os.fsync(active.write_fd)
-        empty = all(s.acked >= s.size for d in self.dirs for s in d.segments)
-        for directory in self.dirs:
-            if empty or directory is not self.own:
-                for segment in list(directory.segments):
-                    if segment.acked >= segment.size:
-                        self._delete_segment(segment)
-            if not directory.segments:
-                directory.remove()
+        clean = True
+        for directory in list(self.dirs):
+            for segment in list(directory.segments):
+                if segment.acked >= segment.size:
+                    self._delete_segment(segment)
+            if directory.segments:
+                clean = False
+                directory.release()  # the next tracker on this spool_dir adopts it
             else:
-                directory.release()
-        return empty
+                directory.remove()
+        return clean
 
     def forget_after_fork(self) -> None:
         """In a forked child: close the parent's fds without touching its files or its locks."""
@@ -386,6 +395,8 @@ class Spool:
             raise OSError(f"cannot lock a fresh spool directory {staging}")
         path = os.path.join(self.root, name)
         os.rename(staging, path)
+        if self.durability != "buffered":
+            _fsync_dir(self.root)
         own = SpoolDir(path, fd, adopted=False)
         self.dirs.append(own)
         return own
