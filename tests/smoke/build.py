@@ -37,6 +37,12 @@ class Artifacts:
     def layer_dir(self) -> Path:
         return self.root / LAYER_ID / "python"
 
+    @property
+    def python_tag(self) -> str:
+        """The bytecode cache tag of the functions' interpreter (cpython-313 for python3.13)."""
+        return subprocess.run([str(self.python), "-c", "import sys; print(sys.implementation.cache_tag)"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
 
 def host_architecture() -> str:
     return "arm64" if platform.machine().lower() in ("arm64", "aarch64") else "x86_64"
@@ -105,7 +111,7 @@ def sam_build(out: Path, python: Path, sam: Path) -> Artifacts:
     template_file = out / "template.json"
     template_file.write_text(json.dumps(_absolute_paths(load_template(), architecture), indent=1))
     env = {**os.environ, "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "SAM_CLI_TELEMETRY": "0", "SAM_CLI_POLL_DELAY": "0"}
+           "SAM_CLI_TELEMETRY": "0", "LAYER_ARCH": architecture, "PYTHON": str(python)}
     env.pop("PYTHONPATH", None)
     command = [str(sam), "build", "--template-file", str(template_file), "--build-dir", str(out / "build"),
                "--cached", "--cache-dir", str(out / "cache"), "--parallel"]
@@ -118,12 +124,20 @@ def sam_build(out: Path, python: Path, sam: Path) -> Artifacts:
 
 
 def layer_like_sam(out: Path, python: Path) -> Path:
-    """The layer as SAM builds a ``python3.x`` layer: its requirements installed into python/, then
-    the package folder copied next to them (symbolic links followed)."""
-    layer = out / "build" / LAYER_ID / "python"
-    shutil.rmtree(layer, ignore_errors=True)
-    layer.mkdir(parents=True)
-    source = PROJECT_ROOT / "layers" / "billing"
+    """The layer as ``sam build`` builds it: a ``makefile`` layer runs its build target with
+    ARTIFACTS_DIR; a ``python3.x`` one gets its requirements installed into python/, then the
+    package folder copied next to them (symbolic links followed)."""
+    template = load_template()
+    layer_root = out / "build" / LAYER_ID
+    shutil.rmtree(layer_root, ignore_errors=True)
+    layer_root.mkdir(parents=True)
+    source = PROJECT_ROOT / template["Resources"][LAYER_ID]["Properties"]["ContentUri"]
+    if template["Resources"][LAYER_ID].get("Metadata", {}).get("BuildMethod") == "makefile":
+        subprocess.run(["make", "--no-print-directory", "-C", str(source), f"build-{LAYER_ID}",
+                        f"ARTIFACTS_DIR={layer_root}", f"PYTHON={python}", f"LAYER_ARCH={host_architecture()}"],
+                       check=True, capture_output=True)
+        return layer_root / "python"
+    layer = layer_root / "python"
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
                     "-r", str(source / "requirements.txt"), "-t", str(layer)], check=True)
     for entry in source.iterdir():
@@ -143,8 +157,9 @@ def fallback_build(out: Path, python: Path, reason: str) -> Artifacts:
         shutil.rmtree(target, ignore_errors=True)
         shutil.copytree(PROJECT_ROOT / resource["Properties"]["CodeUri"], target,
                         ignore=shutil.ignore_patterns("__pycache__"))
-    return Artifacts(how=f"layer built like SAM with {python.name} {_python_version(python)} ({reason})",
-                     python=python, root=out / "build")
+    recipe = ("make build-BillingLayer" if template["Resources"][LAYER_ID].get("Metadata", {}).get("BuildMethod")
+              == "makefile" else "layer built like SAM")
+    return Artifacts(how=f"{recipe}, python {_python_version(python)} ({reason})", python=python, root=out / "build")
 
 
 def build(out: Path) -> Artifacts:
