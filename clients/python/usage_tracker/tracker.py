@@ -122,6 +122,7 @@ class Tracker:
         self._ids = EventIds()
         self._clock = Clock()
         self._dropped = 0
+        self._last_drop_log = -1e9
         self._drop_lock = threading.Lock()
         self._lifecycle = threading.Lock()
         self._gate_lock = threading.Lock()
@@ -154,7 +155,10 @@ class Tracker:
         logging and ``on_error`` and counted as dropped.
         """
         if self._forked:
-            self._after_fork()
+            try:
+                self._after_fork()
+            except Exception as exc:  # e.g. the spool directory cannot be created in the child
+                self._report(Problem("internal", f"setting up the tracker after fork: {exc!r}"))
         ms, stamp = self._clock.now()
         if timestamp is not None:
             stamp = format_timestamp(timestamp)
@@ -336,7 +340,13 @@ class Tracker:
     def _drop(self, line: bytes, reason: str, message: str) -> None:
         with self._drop_lock:
             self._dropped += 1
-        log.error("usage tracker: event dropped: %s", message)
+            dropped = self._dropped
+            now = time.monotonic()
+            quiet = now - self._last_drop_log < 1.0  # a full spool must not flood the app's logs
+            if not quiet:
+                self._last_drop_log = now
+        if not quiet:
+            log.error("usage tracker: event dropped: %s (%d dropped so far)", message, dropped)
         self._report(Problem("dropped", message, reason=reason, events=[{"raw": line.decode()}]))
 
     def _report(self, problem: Problem) -> None:
