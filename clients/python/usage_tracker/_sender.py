@@ -176,6 +176,13 @@ class Sender:
                 self._wake.clear()
                 continue
             batch = self._current = spool.read(self.max_events, self.max_line_bytes)
+            if not batch.lines and not batch.parts:  # bytes without a complete line: never spin on them
+                self._current = None
+                if self._closing.is_set():
+                    return
+                self._wake.wait(self.flush_interval)
+                self._wake.clear()
+                continue
             first_seen = now if spool.readable() else None
             self.counters.replayed += batch.replayed
             if batch.lines:
