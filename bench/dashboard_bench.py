@@ -9,6 +9,7 @@ Events are generated inside ClickHouse (INSERT ... SELECT FROM numbers()), so th
 fill usage_hourly and usage_daily exactly as real inserts do. Target: a whole dashboard < 1 s.
 Prints figures only; nothing is asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 from billing.adapters.clickhouse import UsageStore  # noqa: E402
-from billing_local.grafana import TimeRange, load_dashboards, render  # noqa: E402
 from billing.periods import Month  # noqa: E402
 from billing.pricing import PriceBook  # noqa: E402
 from billing.settings import PACKAGE_CONFIG  # noqa: E402
+from billing_local.grafana import TimeRange, load_dashboards, render  # noqa: E402
 
 MODELS = ["gpt-4o-mini", "gpt-4o", "claude-3-5-haiku", "text-embedding-3-small"]
 
@@ -36,18 +37,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=10_000_000, help="events to generate (default 10,000,000)")
     p.add_argument("--tenants", type=int, default=1000, help="number of tenants (default 1000)")
-    p.add_argument("--largest-share", type=float, default=0.2,
-                   help="share of all events that belong to the largest tenant (default 0.2)")
+    p.add_argument(
+        "--largest-share",
+        type=float,
+        default=0.2,
+        help="share of all events that belong to the largest tenant (default 0.2)",
+    )
     p.add_argument("--month", default="2025-11", help="month the events fall in (default 2025-11)")
-    p.add_argument("--chunk", type=int, default=2_000_000, help="events per INSERT ... SELECT (default 2,000,000)")
+    p.add_argument(
+        "--chunk", type=int, default=2_000_000, help="events per INSERT ... SELECT (default 2,000,000)"
+    )
     p.add_argument("--repeat", type=int, default=5, help="timed runs per query after the first (default 5)")
-    p.add_argument("--url", default=None, help="CLICKHOUSE_URL (default: a fresh embedded chdb in a temp dir)")
+    p.add_argument(
+        "--url", default=None, help="CLICKHOUSE_URL (default: a fresh embedded chdb in a temp dir)"
+    )
     p.add_argument("--database", default=None, help="database name (default: a fresh bench_* database)")
-    p.add_argument("--keep", action="store_true", help="keep the database afterwards (e.g. to open Grafana on it)")
+    p.add_argument(
+        "--keep", action="store_true", help="keep the database afterwards (e.g. to open Grafana on it)"
+    )
     return p.parse_args(argv)
 
 
-def generate(store: UsageStore, events: int, tenants: int, largest_share: float, month: Month, chunk: int) -> None:
+def generate(
+    store: UsageStore, events: int, tenants: int, largest_share: float, month: Month, chunk: int
+) -> None:
     """INSERT ... SELECT in chunks: skewed tenants, four models, costs priced with the price book's rates."""
     version = PriceBook.load(PACKAGE_CONFIG / "pricebook.yaml").version_at(month.start)
     inputs = ", ".join(f"toDecimal128('{version.models[m].input_per_1m}', 9)" for m in MODELS)
@@ -57,9 +70,23 @@ def generate(store: UsageStore, events: int, tenants: int, largest_share: float,
     largest = int(largest_share * 1_000_000)
     for offset in range(0, events, chunk):
         started = time.perf_counter()
-        _insert_chunk(store, offset, min(chunk, events - offset), inputs, outputs, factor, storage, largest,
-                      tenants, month, version.version_id)
-        print(f"  inserted {min(offset + chunk, events):>12,} events ({time.perf_counter() - started:.1f} s)", flush=True)
+        _insert_chunk(
+            store,
+            offset,
+            min(chunk, events - offset),
+            inputs,
+            outputs,
+            factor,
+            storage,
+            largest,
+            tenants,
+            month,
+            version.version_id,
+        )
+        print(
+            f"  inserted {min(offset + chunk, events):>12,} events ({time.perf_counter() - started:.1f} s)",
+            flush=True,
+        )
     store.client.command(f"""
         INSERT INTO tenant_quotas (tenant_id, plan, query_quota, updated_at)
         SELECT concat('tenant-', leftPad(toString(number), 4, '0')),
@@ -70,8 +97,19 @@ def generate(store: UsageStore, events: int, tenants: int, largest_share: float,
     """)
 
 
-def _insert_chunk(store: UsageStore, offset: int, count: int, inputs: str, outputs: str, factor: str, storage: str,
-                  largest: int, tenants: int, month: Month, version_id: str) -> None:
+def _insert_chunk(
+    store: UsageStore,
+    offset: int,
+    count: int,
+    inputs: str,
+    outputs: str,
+    factor: str,
+    storage: str,
+    largest: int,
+    tenants: int,
+    month: Month,
+    version_id: str,
+) -> None:
     store.client.command(f"""
         INSERT INTO usage_events
             (tenant_id, event_id, timestamp, type, model, queries, input_tokens, output_tokens, bytes,
@@ -124,23 +162,30 @@ def main(argv: list[str] | None = None) -> int:
     store = UsageStore.from_url(url, database, timeout_s=600)
     store.migrate()
     engine = store.query("SELECT version()")[0][0]
-    print(f"ClickHouse {engine} at {url.split('@')[-1]}, database {database}; "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"ClickHouse {engine} at {url.split('@')[-1]}, database {database}; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
+    )
 
     start = time.perf_counter()
     generate(store, args.events, args.tenants, args.largest_share, month, args.chunk)
     took = time.perf_counter() - start
     counts = store.query("SELECT count(), uniqExact(tenant_id) FROM usage_events")[0]
     rollups = {t: store.query(f"SELECT count() FROM {t}")[0][0] for t in ("usage_hourly", "usage_daily")}
-    print(f"generated {counts[0]:,} events for {counts[1]:,} tenants in {took:.1f} s "
-          f"({counts[0] / took:,.0f} events/s); usage_hourly {rollups['usage_hourly']:,} rows, "
-          f"usage_daily {rollups['usage_daily']:,} rows")
+    print(
+        f"generated {counts[0]:,} events for {counts[1]:,} tenants in {took:.1f} s "
+        f"({counts[0] / took:,.0f} events/s); usage_hourly {rollups['usage_hourly']:,} rows, "
+        f"usage_daily {rollups['usage_daily']:,} rows"
+    )
     tenant, tenant_events = store.query(
-        "SELECT tenant_id, count() AS n FROM usage_events GROUP BY tenant_id ORDER BY n DESC LIMIT 1")[0]
+        "SELECT tenant_id, count() AS n FROM usage_events GROUP BY tenant_id ORDER BY n DESC LIMIT 1"
+    )[0]
     print(f"largest tenant {tenant}: {tenant_events:,} events ({100 * tenant_events / counts[0]:.1f}%)")
 
     time_range = TimeRange.of(month.start, month.end - timedelta(seconds=1), interval=timedelta(hours=1))
-    print(f"\ntime range {args.month} (whole month), tenant={tenant}; first run, then median of {args.repeat}")
+    print(
+        f"\ntime range {args.month} (whole month), tenant={tenant}; first run, then median of {args.repeat}"
+    )
     print(f"{'dashboard / panel':<70} {'first ms':>9} {'median ms':>10} {'rows':>6}")
     verdicts = []
     for board in load_dashboards(ROOT / "dashboards"):
@@ -154,8 +199,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label[:70]:<70} {first * 1000:9.1f} {median * 1000:10.1f} {rows:6d}")
         verdict = "OK" if total_median < 1.0 else "OVER TARGET"
         verdicts.append(verdict)
-        print(f"{'  = whole dashboard, queries run one after another':<70} {total_first * 1000:9.1f} "
-              f"{total_median * 1000:10.1f}   {verdict} (target < 1000 ms)")
+        print(
+            f"{'  = whole dashboard, queries run one after another':<70} {total_first * 1000:9.1f} "
+            f"{total_median * 1000:10.1f}   {verdict} (target < 1000 ms)"
+        )
 
     # The same month-to-date figure straight from usage_events, for reference and as a cross-check.
     raw = f"""SELECT sum(cost_usd) FROM usage_events FINAL WHERE tenant_id = '{tenant}'
@@ -164,8 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     first, median, _ = timed(store, raw, max(1, args.repeat // 2))
     rollup = store.query(f"SELECT sum(cost_usd) FROM usage_daily WHERE tenant_id = '{tenant}'")[0][0]
     exact = store.query(raw)[0][0]
-    print(f"\nreference: month cost from usage_events FINAL (what billing reads): first {first * 1000:.0f} ms, "
-          f"median {median * 1000:.0f} ms")
+    print(
+        f"\nreference: month cost from usage_events FINAL (what billing reads): first {first * 1000:.0f} ms, "
+        f"median {median * 1000:.0f} ms"
+    )
     print(f"cross-check: rollup month cost {rollup} == usage_events FINAL {exact}: {rollup == exact}")
 
     if not args.keep:

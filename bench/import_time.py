@@ -9,6 +9,7 @@ fails loudly instead of looking fast. The figure is the wall time of executing a
 imports and module-level setup), interpreter start-up excluded. Target: < 300 ms each.
 Prints figures only; nothing is asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,11 +58,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def probe(app: Path, importtime: bool = False) -> tuple[float, float, dict[str, int]]:
     """(wall s, CPU s, {top-level module: cumulative µs} with -X importtime) of one fresh import."""
     code = PROBE.format(blocked=BLOCKED, function_dir=str(app.parent), app=str(app))
-    env = {**os.environ, "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-           "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"), "POWERTOOLS_TRACE_DISABLED": "true"}
+    env = {
+        **os.environ,
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        "AWS_REGION": os.environ.get("AWS_REGION", "us-east-1"),
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
     flags = ["-X", "importtime"] if importtime else []
-    done = subprocess.run([sys.executable, *flags, "-c", code], capture_output=True, text=True,
-                          env=env, cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [sys.executable, *flags, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120
+    )
     if done.returncode != 0:
         tail = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"
         raise RuntimeError(f"{app.relative_to(ROOT)} failed to import: {tail}")
@@ -78,10 +84,14 @@ def probe(app: Path, importtime: bool = False) -> tuple[float, float, dict[str, 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     apps = sorted((ROOT / "functions").glob("*/app.py"))
-    print(f"{len(apps)} handler modules; {args.runs} fresh interpreters each; blocked: {', '.join(BLOCKED)}; "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n")
-    print(f"{'function':<22} {'min ms':>7} {'median ms':>10} {'max ms':>7} {'CPU ms':>7}  {'verdict':<7} "
-          "heaviest imports (cumulative ms, one -X importtime run)")
+    print(
+        f"{len(apps)} handler modules; {args.runs} fresh interpreters each; blocked: {', '.join(BLOCKED)}; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}\n"
+    )
+    print(
+        f"{'function':<22} {'min ms':>7} {'median ms':>10} {'max ms':>7} {'CPU ms':>7}  {'verdict':<7} "
+        "heaviest imports (cumulative ms, one -X importtime run)"
+    )
     failures = 0
     for app in apps:
         name = app.parent.name
@@ -98,10 +108,14 @@ def main(argv: list[str] | None = None) -> int:
         heavy = sorted(detail[2].items(), key=lambda kv: -kv[1])
         heavy = [(m, us) for m, us in heavy if m not in ("encodings", "site")][: args.top]
         verdict = "OK" if median < TARGET_MS else "SLOW"
-        print(f"{name:<22} {times[0]:7.0f} {median:10.0f} {times[-1]:7.0f} {cpu:7.0f}  {verdict:<7} "
-              + ", ".join(f"{m} {us / 1000:.0f}" for m, us in heavy))
-    print(f"\ntarget < {TARGET_MS} ms median per handler (interpreter start-up excluded; warm file cache). "
-          "CPU ms is the\nimporting process's CPU time: on a loaded machine it is closer to a quiet machine's wall time.")
+        print(
+            f"{name:<22} {times[0]:7.0f} {median:10.0f} {times[-1]:7.0f} {cpu:7.0f}  {verdict:<7} "
+            + ", ".join(f"{m} {us / 1000:.0f}" for m, us in heavy)
+        )
+    print(
+        f"\ntarget < {TARGET_MS} ms median per handler (interpreter start-up excluded; warm file cache). "
+        "CPU ms is the\nimporting process's CPU time: on a loaded machine it is closer to a quiet machine's wall time."
+    )
     return 1 if failures else 0
 
 

@@ -19,6 +19,7 @@ the figures break the time down: DynamoDB ledger calls, ClickHouse inserts, ever
 Peak memory: the process's peak RSS after each path, and tracemalloc's peak over a sample of
 handler batches. Prints figures only; nothing is asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,8 @@ import os
 import random
 import resource
 import sys
-import threading
 import tempfile
+import threading
 import time
 import tracemalloc
 import uuid
@@ -40,30 +41,39 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from billing import container
+from billing.adapters.clickhouse import EVENT_COLUMNS, UsageStore
+from billing.events import (
+    StoredEvent,
+    parse_batch,
+)
+from billing.periods import Month, iso
+from billing.tenants import PlanAssignment, Tenant
+from billing_local.aws import local_aws
+from billing_local.runner import LocalContext
+
 ROOT = Path(__file__).resolve().parents[1]
-
-from billing import container  # noqa: E402
-from billing.adapters.clickhouse import EVENT_COLUMNS, UsageStore  # noqa: E402
-from billing.events import StoredEvent  # noqa: E402
-from billing.events import parse_batch  # noqa: E402
-from billing_local.aws import local_aws  # noqa: E402
-from billing_local.runner import LocalContext  # noqa: E402
-from billing.periods import Month, iso  # noqa: E402
-from billing.tenants import PlanAssignment, Tenant  # noqa: E402
-
 MONTH = Month(2025, 11)
 MODELS = ["gpt-4o-mini", "gpt-4o", "claude-3-5-haiku"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--events", type=int, default=20_000, help="events per path (default 20,000; issue: 1,000,000)")
+    p.add_argument(
+        "--events", type=int, default=20_000, help="events per path (default 20,000; issue: 1,000,000)"
+    )
     p.add_argument("--batch", type=int, default=500, help="events per batch (default 500)")
     p.add_argument("--tenants", type=int, default=20, help="tenants the events spread over (default 20)")
     p.add_argument("--paths", default="raw,service,handler", help="comma list of raw, service, handler")
-    p.add_argument("--url", default=None, help="CLICKHOUSE_URL (default: a fresh embedded chdb in a temp dir)")
-    p.add_argument("--tracemalloc-batches", type=int, default=3,
-                   help="handler batches measured with tracemalloc afterwards (default 3; 0 = skip)")
+    p.add_argument(
+        "--url", default=None, help="CLICKHOUSE_URL (default: a fresh embedded chdb in a temp dir)"
+    )
+    p.add_argument(
+        "--tracemalloc-batches",
+        type=int,
+        default=3,
+        help="handler batches measured with tracemalloc afterwards (default 3; 0 = skip)",
+    )
     return p.parse_args(argv)
 
 
@@ -75,11 +85,19 @@ def wire_batch(prefix: str, index: int, size: int, tenants: int) -> list[dict[st
     for i in range(size):
         ts = MONTH.start + timedelta(seconds=rng.randrange(MONTH.seconds))
         kind = rng.random()
-        event: dict[str, Any] = {"event_id": f"{prefix}-{index}-{i}", "tenant_id": f"bench-{rng.randrange(tenants):03d}",
-                                 "timestamp": iso(ts)}
+        event: dict[str, Any] = {
+            "event_id": f"{prefix}-{index}-{i}",
+            "tenant_id": f"bench-{rng.randrange(tenants):03d}",
+            "timestamp": iso(ts),
+        }
         if kind < 0.7:
-            event.update(type="query", model=rng.choice(MODELS), input_tokens=rng.randrange(4000),
-                         output_tokens=rng.randrange(1000), bytes=rng.randrange(8192))
+            event.update(
+                type="query",
+                model=rng.choice(MODELS),
+                input_tokens=rng.randrange(4000),
+                output_tokens=rng.randrange(1000),
+                bytes=rng.randrange(8192),
+            )
         elif kind < 0.9:
             event.update(type="embedding", model="text-embedding-3-small", input_tokens=rng.randrange(4000))
         else:
@@ -94,9 +112,20 @@ def priced_rows(raw: list[dict[str, Any]]) -> list[list[Any]]:
     rows = []
     for event in parse_batch(raw, len(raw)):
         cost = book.cost(event)
-        stored = StoredEvent(event.tenant_id, event.event_id, event.timestamp, event.type, event.model or "",
-                             event.queries, event.input_tokens, event.output_tokens, event.bytes,
-                             cost.cost_usd, cost.price_version, now)
+        stored = StoredEvent(
+            event.tenant_id,
+            event.event_id,
+            event.timestamp,
+            event.type,
+            event.model or "",
+            event.queries,
+            event.input_tokens,
+            event.output_tokens,
+            event.bytes,
+            cost.cost_usd,
+            cost.price_version,
+            now,
+        )
         rows.append([getattr(stored, c) for c in EVENT_COLUMNS])
     return rows
 
@@ -105,6 +134,7 @@ def priced_rows(raw: list[dict[str, Any]]) -> list[list[Any]]:
 class Busy:
     """Wall-clock seconds during which at least one call of a kind was in flight (the ledger makes
     DynamoDB calls from a thread pool, so summing per-call times would overstate it)."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._active = 0
@@ -128,6 +158,7 @@ class Busy:
 
 class Clock:
     """Instruments, for the whole run, every botocore DynamoDB call and every UsageStore call."""
+
     def __init__(self) -> None:
         from botocore.client import BaseClient
 
@@ -148,6 +179,7 @@ class Clock:
             def timed(*args: Any, __original: Any = original, **kwargs: Any) -> Any:
                 with self.clickhouse:
                     return __original(*args, **kwargs)
+
             setattr(UsageStore, name, timed)
 
     def snapshot(self) -> tuple[float, float]:
@@ -191,8 +223,10 @@ def bench_raw(args: argparse.Namespace, url: str, n_batches: int) -> Result:
     store.migrate()
     client = store.client
     seconds = run_batches(
-        n_batches, lambda i: priced_rows(wire_batch("raw", i, args.batch, args.tenants)),
-        lambda rows: client.insert("usage_events", rows, column_names=EVENT_COLUMNS))
+        n_batches,
+        lambda i: priced_rows(wire_batch("raw", i, args.batch, args.tenants)),
+        lambda rows: client.insert("usage_events", rows, column_names=EVENT_COLUMNS),
+    )
     stored = store.query("SELECT count() FROM usage_events")[0][0]
     assert stored == n_batches * args.batch, f"raw path stored {stored}"
     return Result("raw", stored, seconds, {"clickhouse insert": seconds}, peak_rss_mb())
@@ -200,8 +234,11 @@ def bench_raw(args: argparse.Namespace, url: str, n_batches: int) -> Result:
 
 def breakdown(total: float, clock: Clock, before: tuple[float, float]) -> dict[str, float]:
     ddb, ch = (now - then for now, then in zip(clock.snapshot(), before))
-    return {"dynamodb calls (moto, in process)": ddb, "clickhouse calls (insert, dedup lookups)": ch,
-            "everything else (validation, pricing, quota logic, HTTP, logging)": total - ddb - ch}
+    return {
+        "dynamodb calls (moto, in process)": ddb,
+        "clickhouse calls (insert, dedup lookups)": ch,
+        "everything else (validation, pricing, quota logic, HTTP, logging)": total - ddb - ch,
+    }
 
 
 def bench_service(args: argparse.Namespace, n_batches: int, clock: Clock) -> Result:
@@ -214,11 +251,15 @@ def bench_service(args: argparse.Namespace, n_batches: int, clock: Clock) -> Res
 
     before = clock.snapshot()
     seconds = run_batches(n_batches, lambda i: wire_batch("svc", i, args.batch, args.tenants), work)
-    return Result("service", n_batches * args.batch, seconds, breakdown(seconds, clock, before), peak_rss_mb())
+    return Result(
+        "service", n_batches * args.batch, seconds, breakdown(seconds, clock, before), peak_rss_mb()
+    )
 
 
 def load_handler() -> Any:
-    spec = importlib.util.spec_from_file_location("bench_ingest_app", ROOT / "functions" / "ingest" / "app.py")
+    spec = importlib.util.spec_from_file_location(
+        "bench_ingest_app", ROOT / "functions" / "ingest" / "app.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -233,7 +274,9 @@ def api_event(body: str) -> dict[str, Any]:
     return event
 
 
-def bench_handler(args: argparse.Namespace, n_batches: int, clock: Clock, app: Any, prefix: str = "hdl") -> Result:
+def bench_handler(
+    args: argparse.Namespace, n_batches: int, clock: Clock, app: Any, prefix: str = "hdl"
+) -> Result:
     context = LocalContext(function_name="bench-ingest", memory_limit_in_mb=1024)
 
     def work(event: dict[str, Any]) -> None:
@@ -246,7 +289,9 @@ def bench_handler(args: argparse.Namespace, n_batches: int, clock: Clock, app: A
 
     before = clock.snapshot()
     seconds = run_batches(n_batches, prepare, work)
-    return Result("handler", n_batches * args.batch, seconds, breakdown(seconds, clock, before), peak_rss_mb())
+    return Result(
+        "handler", n_batches * args.batch, seconds, breakdown(seconds, clock, before), peak_rss_mb()
+    )
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -257,25 +302,40 @@ def main(argv: list[str] | None = None) -> int:
     url = args.url or f"chdb://{Path(tempfile.gettempdir()) / f'billing-ingest-bench-{uuid.uuid4().hex[:8]}'}"
     results: list[Result] = []
     calls: dict[str, int] = {}
-    print(f"{n_batches * args.batch:,} events per path in batches of {args.batch}, {args.tenants} tenants, "
-          f"ClickHouse {url.split('@')[-1]}, AWS = moto (in process); {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{n_batches * args.batch:,} events per path in batches of {args.batch}, {args.tenants} tenants, "
+        f"ClickHouse {url.split('@')[-1]}, AWS = moto (in process); {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
 
     with local_aws(prefix=f"bench{uuid.uuid4().hex[:6]}") as resources:
-        os.environ.update({
-            "CLICKHOUSE_URL": url, "CLICKHOUSE_DATABASE": f"bench_ingest_{uuid.uuid4().hex[:6]}",
-            "TENANTS_TABLE": resources["tenants_table"], "LEDGER_TABLE": resources["ledger_table"],
-            "BILLING_TABLE": resources["billing_table"], "FALLBACK_QUEUE_URL": resources["fallback_queue_url"],
-            "INVOICING_QUEUE_URL": resources["invoicing_queue_url"], "INVOICES_BUCKET": resources["invoices_bucket"],
-            "PLATFORM_API_KEY_IDS": '["platform-key"]', "CLICKHOUSE_INSERT_TIMEOUT_S": "600",
-            "POWERTOOLS_METRICS_NAMESPACE": "Billing", "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_LOG_LEVEL": "WARNING", "POWERTOOLS_METRICS_DISABLED": "true",
-        })
+        os.environ.update(
+            {
+                "CLICKHOUSE_URL": url,
+                "CLICKHOUSE_DATABASE": f"bench_ingest_{uuid.uuid4().hex[:6]}",
+                "TENANTS_TABLE": resources["tenants_table"],
+                "LEDGER_TABLE": resources["ledger_table"],
+                "BILLING_TABLE": resources["billing_table"],
+                "FALLBACK_QUEUE_URL": resources["fallback_queue_url"],
+                "INVOICING_QUEUE_URL": resources["invoicing_queue_url"],
+                "INVOICES_BUCKET": resources["invoices_bucket"],
+                "PLATFORM_API_KEY_IDS": '["platform-key"]',
+                "CLICKHOUSE_INSERT_TIMEOUT_S": "600",
+                "POWERTOOLS_METRICS_NAMESPACE": "Billing",
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_LOG_LEVEL": "WARNING",
+                "POWERTOOLS_METRICS_DISABLED": "true",
+            }
+        )
         container.reset()
         container.usage_store().migrate()
         for t in range(args.tenants):  # enterprise: a 1,000,000-query monthly quota each
-            container.tenants().create(Tenant(id=f"bench-{t:03d}", plans=[
-                PlanAssignment(plan="enterprise", effective_at=MONTH.start - timedelta(days=31))]))
+            container.tenants().create(
+                Tenant(
+                    id=f"bench-{t:03d}",
+                    plans=[PlanAssignment(plan="enterprise", effective_at=MONTH.start - timedelta(days=31))],
+                )
+            )
         clock = Clock()
         app = load_handler() if "handler" in paths or args.tracemalloc_batches else None
         for path in paths:
@@ -309,7 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{'path':<9} {'events':>10} {'seconds':>9} {'events/s':>11} {'% of raw':>9} {'peak RSS MB':>12}")
     for r in results:
         share = f"{100 * r.rate / raw.rate:8.1f}%" if raw and raw.rate else "       -"
-        print(f"{r.path:<9} {r.events:>10,} {r.seconds:>9.1f} {r.rate:>11,.0f} {share} {r.peak_rss_mb:>12.0f}")
+        print(
+            f"{r.path:<9} {r.events:>10,} {r.seconds:>9.1f} {r.rate:>11,.0f} {share} {r.peak_rss_mb:>12.0f}"
+        )
     for r in results:
         if r.path == "raw":
             continue
@@ -321,9 +383,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  dynamodb calls made: {calls[r.path]:,} ({calls[r.path] / r.events:.2f} per event)")
         if raw and r.seconds > ddb:
             rate = r.events / (r.seconds - ddb)
-            print(f"  without the moto DynamoDB time: {rate:,.0f} events/s = {100 * rate / raw.rate:.1f}% of raw")
+            print(
+                f"  without the moto DynamoDB time: {rate:,.0f} events/s = {100 * rate / raw.rate:.1f}% of raw"
+            )
     if traced is not None:
-        print(f"\ntracemalloc peak over {args.tracemalloc_batches} handler batches of {args.batch}: {traced:.1f} MiB")
+        print(
+            f"\ntracemalloc peak over {args.tracemalloc_batches} handler batches of {args.batch}: {traced:.1f} MiB"
+        )
     return 0
 
 

@@ -6,6 +6,7 @@ Target: rating within 1 s on a 2-core machine, memory under 1 GB.
 
     .venv/bin/python bench/rating_bench.py [--events 10000000] [--tenants 1000] [--multi 50]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,9 @@ def tenants(count: int, multi: int) -> list[Tenant]:
         history = [PlanAssignment(plan=plans[i % 4], effective_at=MONTH.start - timedelta(days=40))]
         extra = {}
         if i < multi:
-            history.append(PlanAssignment(plan="enterprise", effective_at=MONTH.start + timedelta(days=10 + i % 10)))
+            history.append(
+                PlanAssignment(plan="enterprise", effective_at=MONTH.start + timedelta(days=10 + i % 10))
+            )
             extra["trial_ends_at"] = MONTH.start + timedelta(days=3, hours=i)
         out.append(Tenant(id=f"tenant-{i:04d}", plans=history, **extra))
     return out
@@ -93,20 +96,41 @@ def main() -> None:
     if args.load_only:  # child process: load the data, so the parent's peak memory is the rating's
         store = UsageStore.from_url(f"chdb://{args.load_only}", "bench")
         store.migrate()
-        print(f"  loaded in {load(store, args.events, args.tenants):.1f} s "
-              f"(loader peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)", flush=True)
+        print(
+            f"  loaded in {load(store, args.events, args.tenants):.1f} s "
+            f"(loader peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB)",
+            flush=True,
+        )
         return
     path = args.reuse or Path(tempfile.mkdtemp(prefix="rating-bench-"))
     if not args.reuse:
         print(f"loading {args.events:,} events for {args.tenants:,} tenants into {path} ...", flush=True)
-        subprocess.run([sys.executable, __file__, "--load-only", str(path), "--events", str(args.events),
-                        "--tenants", str(args.tenants)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--load-only",
+                str(path),
+                "--events",
+                str(args.events),
+                "--tenants",
+                str(args.tenants),
+            ],
+            check=True,
+        )
     store = UsageStore.from_url(f"chdb://{path}", "bench")
 
     queries = RatingQueries(store)
-    cycle = BillingCycle(tenants=None, periods=NoCloses(), statements=None, queries=queries,
-                         rater=Rater(PlanCatalog.load(PACKAGE_CONFIG / "plans.yaml")), jobs=None, archive=None,
-                         fallback_depth=lambda: 0)
+    cycle = BillingCycle(
+        tenants=None,
+        periods=NoCloses(),
+        statements=None,
+        queries=queries,
+        rater=Rater(PlanCatalog.load(PACKAGE_CONFIG / "plans.yaml")),
+        jobs=None,
+        archive=None,
+        fallback_depth=lambda: 0,
+    )
     population = tenants(args.tenants, args.multi)
     cutoff = MONTH.end + timedelta(days=400)  # every row (stored_at is "now")
 
@@ -117,23 +141,30 @@ def main() -> None:
     totals_s, _ = best_of(args.runs, lambda: queries.month_usage({}, MONTH, cutoff))
     split_s, _ = best_of(args.runs, lambda: queries.month_usage(split, MONTH, cutoff))
     usage = queries.month_usage(segments, MONTH, cutoff)
-    engine_s, _ = best_of(args.runs, lambda: [cycle.rater.rate(t, MONTH, usage[t.id], usage_cutoff=cutoff)
-                                               for t in population])
+    engine_s, _ = best_of(
+        args.runs, lambda: [cycle.rater.rate(t, MONTH, usage[t.id], usage_cutoff=cutoff) for t in population]
+    )
     assert len(rows) == args.tenants and len(statements) == args.tenants  # type: ignore[arg-type]
     total = sum(s.total for s in statements)  # type: ignore[union-attr]
     events = sum(s.total_queries for s in statements)  # type: ignore[union-attr]
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     print(f"plain GROUP BY scan       : {scan_s * 1000:8.1f} ms  ({len(rows):,} tenants)")  # type: ignore[arg-type]
-    print(f"month's rating (FINAL)    : {rate_s * 1000:8.1f} ms  ({len(statements):,} statements, "  # type: ignore[arg-type]
-          f"{args.multi} multi-segment, {events:,} queries, total {total:,.2f} USD)")
-    print(f"  parts (each best of the runs, measured separately): totals scan (FINAL) {totals_s * 1000:.0f} ms, multi-segment scan "
-          f"{(split_s - totals_s) * 1000:.0f} ms, rating engine (Python) {engine_s * 1000:.0f} ms")
+    print(
+        f"month's rating (FINAL)    : {rate_s * 1000:8.1f} ms  ({len(statements):,} statements, "  # type: ignore[arg-type]
+        f"{args.multi} multi-segment, {events:,} queries, total {total:,.2f} USD)"
+    )
+    print(
+        f"  parts (each best of the runs, measured separately): totals scan (FINAL) {totals_s * 1000:.0f} ms, multi-segment scan "
+        f"{(split_s - totals_s) * 1000:.0f} ms, rating engine (Python) {engine_s * 1000:.0f} ms"
+    )
     print(f"rating / scan             : {rate_s / scan_s:8.2f} x")
     print(f"peak memory (process RSS) : {peak_mb:8.0f} MB  (rating process; data loaded by a child process)")
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the end of the run")
-    print(f"target: rating <= 1000 ms -> {'OK' if rate_s <= 1 else 'MISSED'}; memory < 1024 MB -> "
-          f"{'OK' if peak_mb < 1024 else 'MISSED'}")
+    print(
+        f"target: rating <= 1000 ms -> {'OK' if rate_s <= 1 else 'MISSED'}; memory < 1024 MB -> "
+        f"{'OK' if peak_mb < 1024 else 'MISSED'}"
+    )
     sys.stdout.flush()
 
 

@@ -5,6 +5,7 @@ Metering benches get explicit sizes below; any other bench/*.py runs with its ow
     python bench/run_all.py          # dashboards at 1,000,000 events, ingest 10,000 events, import time
     python bench/run_all.py --full   # dashboards at 10,000,000 events, ingest 1,000,000 events (hours)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,7 +17,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--full", action="store_true", help="the issue's full sizes")
     args = parser.parse_args()
     runs = [

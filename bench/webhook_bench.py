@@ -9,6 +9,7 @@ payment_failed (+ Stripe's own retries), paid/voided/uncollectible, plus ~5% red
 
     .venv/bin/python bench/webhook_bench.py [--events 10000] [--profile]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,9 +49,15 @@ def build_stream(n: int, rng: random.Random, round_no: int) -> list[dict[str, An
         roll = rng.random()
         if roll < 0.3:
             story += [("invoice.payment_failed", at + timedelta(minutes=1))]
-            story += [("invoice.payment_failed", at + timedelta(days=d)) for d in (3, 7) if rng.random() < 0.5]
-            story += [(rng.choice(["invoice.paid", "invoice.voided", "invoice.marked_uncollectible"]),
-                       at + timedelta(days=8))]
+            story += [
+                ("invoice.payment_failed", at + timedelta(days=d)) for d in (3, 7) if rng.random() < 0.5
+            ]
+            story += [
+                (
+                    rng.choice(["invoice.paid", "invoice.voided", "invoice.marked_uncollectible"]),
+                    at + timedelta(days=8),
+                )
+            ]
         else:
             story += [("invoice.paid", at + timedelta(minutes=1))]
         for j, (kind, when) in enumerate(story):
@@ -60,7 +67,7 @@ def build_stream(n: int, rng: random.Random, round_no: int) -> list[dict[str, An
             ignored["type"] = "invoice.upcoming"
             events.append(ignored)
     events = events[:n]
-    events += rng.sample(events, n // 20)   # redeliveries
+    events += rng.sample(events, n // 20)  # redeliveries
     rng.shuffle(events)
     return events[:n]
 
@@ -68,8 +75,12 @@ def build_stream(n: int, rng: random.Random, round_no: int) -> list[dict[str, An
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=10_000)
-    parser.add_argument("--round", type=int, default=100,
-                        help="deliveries per set of fresh tables (moto's Query scans the whole table)")
+    parser.add_argument(
+        "--round",
+        type=int,
+        default=100,
+        help="deliveries per set of fresh tables (moto's Query scans the whole table)",
+    )
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
 
@@ -80,8 +91,8 @@ def main() -> None:
     from billing import container
     from billing.adapters.dynamodb import dynamodb_client
     from billing.adapters.webhook_verify import sign
-    from billing_local.aws import create_resources, local_aws
     from billing.tenants import Tenant
+    from billing_local.aws import create_resources, local_aws
     from tests.conftest import api_event
 
     spec = importlib.util.spec_from_file_location("webhook_app", ROOT / "functions/stripe_webhook/app.py")
@@ -110,15 +121,21 @@ def main() -> None:
     profiler = None
     if args.profile:
         import cProfile
+
         profiler = cProfile.Profile()
     wall = 0.0
     with local_aws(prefix="bench0") as first:
-        boto3.client("secretsmanager").create_secret(Name="billing/stripe-webhook-secret", SecretString=SECRET)
+        boto3.client("secretsmanager").create_secret(
+            Name="billing/stripe-webhook-secret", SecretString=SECRET
+        )
         rounds = -(-args.events // args.round)
         for round_no in range(rounds):
             res = first if round_no == 0 else create_resources(prefix=f"bench{round_no}")
-            for key, setting in (("TENANTS_TABLE", "tenants_table"), ("LEDGER_TABLE", "ledger_table"),
-                                 ("BILLING_TABLE", "billing_table")):
+            for key, setting in (
+                ("TENANTS_TABLE", "tenants_table"),
+                ("LEDGER_TABLE", "ledger_table"),
+                ("BILLING_TABLE", "billing_table"),
+            ):
                 os.environ[key] = res[setting]
             container.reset()
             container.use_clock(lambda: T0)
@@ -129,8 +146,15 @@ def main() -> None:
             requests = []
             for event in build_stream(size + 1, rng, round_no):
                 body = json.dumps(event)
-                requests.append(api_event(body, path="/v1/webhooks/stripe", api_key_id=None, headers={
-                    "Stripe-Signature": sign(body, SECRET, int(T0.timestamp()))}, base64=rng.random() < 0.1))
+                requests.append(
+                    api_event(
+                        body,
+                        path="/v1/webhooks/stripe",
+                        api_key_id=None,
+                        headers={"Stripe-Signature": sign(body, SECRET, int(T0.timestamp()))},
+                        base64=rng.random() < 0.1,
+                    )
+                )
             app.handler(requests[0], ctx)  # warm the new clients (not the steady state)
             hooks = dynamodb_client().meta.events
             hooks.register("before-call.dynamodb", before)
@@ -156,17 +180,22 @@ def main() -> None:
                 profiler.disable()
     if profiler:
         import pstats
+
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
 
     def line(name: str, values: list[float]) -> None:
         values = sorted(values)
         q = statistics.quantiles(values, n=100)
-        print(f"  {name:<34} p50 {q[49]:7.2f} ms   p90 {q[89]:7.2f} ms   p99 {q[98]:7.2f} ms   "
-              f"max {values[-1]:7.2f} ms")
+        print(
+            f"  {name:<34} p50 {q[49]:7.2f} ms   p90 {q[89]:7.2f} ms   p99 {q[98]:7.2f} ms   "
+            f"max {values[-1]:7.2f} ms"
+        )
 
     q = statistics.quantiles(sorted(latencies), n=100)
-    print(f"webhook handler, in-process (moto DynamoDB), {len(latencies)} deliveries in {wall:.1f} s "
-          f"({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; fresh tables every {args.round})")
+    print(
+        f"webhook handler, in-process (moto DynamoDB), {len(latencies)} deliveries in {wall:.1f} s "
+        f"({os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; fresh tables every {args.round})"
+    )
     line("wall clock, end to end", latencies)
     line("CPU time of the request (thread)", cpu)
     line("wall clock outside DynamoDB calls", own)
@@ -174,8 +203,10 @@ def main() -> None:
     print(f"  DynamoDB requests per delivery: mean {statistics.fmean(calls):.2f}, max {max(calls)}")
     print(f"  outcomes: {dict(sorted(statuses.items(), key=str))}")
     own_p99 = statistics.quantiles(sorted(own_cpu), n=100)[98]
-    print(f"  target p99 < 50 ms: end to end against moto {'met' if q[98] < 50 else 'NOT met'} "
-          f"({q[98]:.1f} ms); the handler's own work {'met' if own_p99 < 50 else 'NOT met'} ({own_p99:.1f} ms CPU)")
+    print(
+        f"  target p99 < 50 ms: end to end against moto {'met' if q[98] < 50 else 'NOT met'} "
+        f"({q[98]:.1f} ms); the handler's own work {'met' if own_p99 < 50 else 'NOT met'} ({own_p99:.1f} ms CPU)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Shared fixtures: real ClickHouse (chdb, one data path per process, one database per test),
 in-process AWS (moto, tables built from template.yaml), and one Lambda context."""
+
 from __future__ import annotations
 
 import json
@@ -15,23 +16,34 @@ import pytest
 
 from billing import container
 from billing.adapters.clickhouse import UsageStore
+from billing.settings import Settings
 from billing_local.aws import local_aws
 from billing_local.runner import LocalContext, api_gateway_event
-from billing.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 EVENTS_DIR = PROJECT_ROOT / "events"
 FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
 CHDB_PATH = Path(tempfile.gettempdir()) / f"billing-tests-chdb-{os.getpid()}"
 
-ENV_KEYS = ("CLICKHOUSE_URL", "CLICKHOUSE_DATABASE", "TENANTS_TABLE", "LEDGER_TABLE", "BILLING_TABLE",
-            "FALLBACK_QUEUE_URL", "INVOICING_QUEUE_URL", "INVOICES_BUCKET", "CLICKHOUSE_URL_SECRET",
-            "PLATFORM_API_KEY_IDS", "STRIPE_API_BASE")
+ENV_KEYS = (
+    "CLICKHOUSE_URL",
+    "CLICKHOUSE_DATABASE",
+    "TENANTS_TABLE",
+    "LEDGER_TABLE",
+    "BILLING_TABLE",
+    "FALLBACK_QUEUE_URL",
+    "INVOICING_QUEUE_URL",
+    "INVOICES_BUCKET",
+    "CLICKHOUSE_URL_SECRET",
+    "PLATFORM_API_KEY_IDS",
+    "STRIPE_API_BASE",
+)
 
 
 @dataclass
 class Env:
     """What a test gets: the settings in force, the migrated ClickHouse store and queue URLs."""
+
     settings: Settings
     store: UsageStore
     queue_urls: dict[str, str]

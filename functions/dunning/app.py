@@ -1,5 +1,6 @@
 """Scheduled (EventBridge, daily): pay every dunning retry that is due (day 3, 7, 14 after the
 first failure), through Stripe ``invoices.pay`` with one idempotency key per attempt."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -18,7 +19,8 @@ def handler(event: dict, context: LambdaContext) -> dict[str, Any]:
     logger.info("dunning run", extra={"scheduled_time": event.get("time")})
     report = container.dunning_runner().run_due(
         limit=container.settings().dunning_batch_limit,
-        should_stop=lambda: context.get_remaining_time_in_millis() < 30_000)  # the rest waits an hour
+        should_stop=lambda: context.get_remaining_time_in_millis() < 30_000,
+    )  # the rest waits an hour
     metrics.add_metric(name="DunningRetriesDue", unit=MetricUnit.Count, value=report.due)
     metrics.add_metric(name="DunningRetriesSucceeded", unit=MetricUnit.Count, value=report.succeeded)
     metrics.add_metric(name="DunningRetriesFailed", unit=MetricUnit.Count, value=report.failed)

@@ -3,6 +3,7 @@
 Each message is one block with its original dedup token; a failing message is reported as a
 partial batch failure, retried by SQS, and moved to the DLQ after maxReceiveCount attempts.
 """
+
 from __future__ import annotations
 
 from aws_lambda_powertools.metrics import MetricUnit

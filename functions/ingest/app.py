@@ -1,4 +1,5 @@
 """POST /v1/events: accept a batch of usage events (API Gateway REST, API key required)."""
+
 from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -21,8 +22,12 @@ def ingest_events() -> Response:
     request = app.current_event
     principal = container.principal_for(request.request_context.identity.api_key_id)
     settings = container.settings()
-    events = parse_body(request.decoded_body, request.headers.get("content-type"),
-                        max_bytes=settings.max_body_bytes, max_events=settings.max_batch_events)
+    events = parse_body(
+        request.decoded_body,
+        request.headers.get("content-type"),
+        max_bytes=settings.max_body_bytes,
+        max_events=settings.max_batch_events,
+    )
     logger.append_keys(tenant_ids=sorted({e.tenant_id for e in events}))
     try:
         result = container.ingest_service().ingest(events, principal)
@@ -31,7 +36,9 @@ def ingest_events() -> Response:
         raise
     metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=len(result.accepted))
     metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=len(result.duplicates))
-    metrics.add_metric(name="EventsRejectedQuota", unit=MetricUnit.Count, value=len(result.rejected_for_quota))
+    metrics.add_metric(
+        name="EventsRejectedQuota", unit=MetricUnit.Count, value=len(result.rejected_for_quota)
+    )
     if result.queued:
         metrics.add_metric(name="EventsQueued", unit=MetricUnit.Count, value=len(result.accepted))
     return json_response(202, result.body())

@@ -6,6 +6,7 @@ outcome (state ``payment_failed``, dunning takes over), not a failure. A failing
 Stripe refusing a request, a total mismatch) is reported as a partial batch failure, retried by SQS
 and moved to the InvoicingDLQ after maxReceiveCount attempts.
 """
+
 from __future__ import annotations
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -27,8 +28,13 @@ def invoice(record: SQSRecord) -> dict:
     try:
         outcome = invoicing_service().invoice(job.tenant_id, job.month)
     except Exception:
-        logger.exception("invoicing job failed", extra={"message_id": record.message_id,
-                                                        "receive_count": record.attributes.approximate_receive_count})
+        logger.exception(
+            "invoicing job failed",
+            extra={
+                "message_id": record.message_id,
+                "receive_count": record.attributes.approximate_receive_count,
+            },
+        )
         raise
     finally:
         logger.remove_keys(["tenant_id", "month"])

@@ -1,6 +1,7 @@
 """Monthly close (EventBridge schedule, 1st of the month 00:15 UTC): rate the previous month, store
 statements, write the CSV, enqueue invoicing jobs. ``{"month": "YYYY-MM"}`` re-runs a given month.
 While the usage fallback queue is not drained it raises, so the invocation is retried later."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime
@@ -8,6 +9,7 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from billing import container
 from billing.observability import logger, metrics, tracer
 from billing.periods import Month, parse_instant

@@ -1,5 +1,6 @@
 """POST /v1/webhooks/stripe: Stripe events drive invoice payment state and dunning (no API key;
 the Stripe-Signature header, checked against the raw body, is the authentication)."""
+
 from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -23,13 +24,20 @@ def stripe_webhook() -> Response:
     request = app.current_event
     try:
         result = container.webhook_processor().handle(
-            raw_body(request.raw_event), request.headers.get("stripe-signature"))
+            raw_body(request.raw_event), request.headers.get("stripe-signature")
+        )
     except BillingError as error:
         metrics.add_metric(name="WebhookRefused", unit=MetricUnit.Count, value=1)
         logger.warning("stripe webhook refused", extra={"code": error.code, "reason": error.message})
         raise
-    logger.info("stripe webhook", extra={"stripe_event_id": result.event_id, "status": result.status,
-                                         **{k: v for k, v in result.detail.items() if k != "reason"}})
+    logger.info(
+        "stripe webhook",
+        extra={
+            "stripe_event_id": result.event_id,
+            "status": result.status,
+            **{k: v for k, v in result.detail.items() if k != "reason"},
+        },
+    )
     metrics.add_metric(name=f"Webhook{result.status.title()}", unit=MetricUnit.Count, value=1)
     return json_response(200, result.body())
 

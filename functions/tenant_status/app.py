@@ -1,5 +1,6 @@
 """GET /v1/tenants/{tenant_id}/status: payment standing, invoices in dunning and the audit trail
 (API key required)."""
+
 from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -23,8 +24,10 @@ def tenant_status(tenant_id: str) -> Response:
     if tenant is None:
         raise NotFound(f"no tenant {tenant_id!r}", details=[{"field": "tenant_id", "reason": "unknown"}])
     if not principal.platform and principal.api_key_id not in tenant.api_key_ids:
-        raise Forbidden(f"this API key may not read tenant {tenant_id!r}",
-                        details=[{"field": "tenant_id", "reason": "not allowed for this API key"}])
+        raise Forbidden(
+            f"this API key may not read tenant {tenant_id!r}",
+            details=[{"field": "tenant_id", "reason": "not allowed for this API key"}],
+        )
     view = container.dunning_service().status(tenant_id)
     body = view.to_json()
     body["payment_status"] = tenant.payment_status  # what ingest enforces

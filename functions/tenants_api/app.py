@@ -1,4 +1,5 @@
 """Tenants API: signup, plan changes, cancellation and statements (API Gateway REST, API key)."""
+
 from __future__ import annotations
 
 import json
@@ -7,6 +8,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from billing import container
 from billing.errors import Forbidden, InvalidRequest
 from billing.http import install_error_handlers, json_response
@@ -21,7 +23,9 @@ def _body() -> Any:
     try:
         return json.loads(app.current_event.decoded_body or "{}")
     except ValueError as exc:
-        raise InvalidRequest("request body is not valid JSON", details=[{"field": "body", "reason": str(exc)}]) from None
+        raise InvalidRequest(
+            "request body is not valid JSON", details=[{"field": "body", "reason": str(exc)}]
+        ) from None
 
 
 def _caller(tenant_id: str | None = None) -> None:
@@ -30,7 +34,9 @@ def _caller(tenant_id: str | None = None) -> None:
     if principal.platform:
         return
     if tenant_id is None or principal.api_key_id not in container.tenant_service().get(tenant_id).api_key_ids:
-        raise Forbidden("this API key may not manage tenants", details=[{"field": "x-api-key", "reason": "not allowed"}])
+        raise Forbidden(
+            "this API key may not manage tenants", details=[{"field": "x-api-key", "reason": "not allowed"}]
+        )
 
 
 @app.post("/v1/tenants")
@@ -52,7 +58,9 @@ def change_plan(tenant_id: str) -> Response:
 def cancel(tenant_id: str) -> Response:
     _caller()
     tenant, statement = container.tenant_service().cancel(tenant_id, parse_request(CancelRequest, _body()))
-    return json_response(200, {"tenant": tenant.model_dump(mode="json"), "statement": statement.model_dump(mode="json")})
+    return json_response(
+        200, {"tenant": tenant.model_dump(mode="json"), "statement": statement.model_dump(mode="json")}
+    )
 
 
 @app.get("/v1/tenants/<tenant_id>/statements/<month>")

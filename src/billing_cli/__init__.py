@@ -1,12 +1,16 @@
 """The operator CLI, ``billing``. One module per command group; each registers itself on ``app``."""
+
 from __future__ import annotations
 
 import importlib
 
 import typer
 
-app = typer.Typer(help="Usage metering, rating, invoicing and dunning.", no_args_is_help=True,
-                  pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="Usage metering, rating, invoicing and dunning.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 
 # Command groups, each in its own module. Missing modules are skipped so the CLI grows by file.
 _GROUPS = ["db", "usage", "ingest", "demo", "invoice", "invoice_push", "simulate", "tenant"]

@@ -1,4 +1,5 @@
 """``billing db``: ClickHouse schema migrations."""
+
 from __future__ import annotations
 
 import typer

@@ -1,4 +1,5 @@
 """``billing ingest FILE.jsonl``: the ingest Lambda's code path, from a JSON-lines file."""
+
 from __future__ import annotations
 
 import json
@@ -10,14 +11,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from billing import container
-from billing_cli import app
 from billing.errors import BillingError
 from billing.events import UsageEvent, parse_event
+from billing_cli import app
 
 
 @app.command("ingest")
-def ingest(file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="JSON lines"),
-           batch_size: int = typer.Option(500, min=1, max=1000, help="events per request")) -> None:
+def ingest(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="JSON lines"),
+    batch_size: int = typer.Option(500, min=1, max=1000, help="events per request"),
+) -> None:
     """Ingest usage events, one JSON object per line, through the same service as POST /v1/events.
     Lines that are not valid events are reported with their line number and skipped."""
     console = Console()
@@ -41,11 +44,12 @@ def ingest(file: Path = typer.Argument(..., exists=True, dir_okay=False, readabl
             events.append(event)
     service = container.ingest_service()
     totals: Counter = Counter()
-    with Progress(TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console) as progress:
+    with Progress(
+        TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+    ) as progress:
         task = progress.add_task("ingest", total=len(events))
         for start in range(0, len(events), batch_size):
-            batch = events[start:start + batch_size]
+            batch = events[start : start + batch_size]
             try:
                 result = service.ingest(batch)
                 totals["accepted"] += len(result.accepted)

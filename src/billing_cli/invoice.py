@@ -3,6 +3,7 @@
 Works against the configured environment (CLICKHOUSE_URL, tables, queue, bucket from settings).
 ``invoice_app`` is shared: billing/cli/invoice_push.py adds ``push`` to it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,10 +12,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from billing_cli import app
 from billing.errors import BillingError
 from billing.periods import Month
 from billing.statements import Statement
+from billing_cli import app
 
 invoice_app = typer.Typer(help="Statements, invoice CSV and the monthly close.", no_args_is_help=True)
 app.add_typer(invoice_app, name="invoice")
@@ -34,20 +35,30 @@ def _fail(error: BillingError) -> typer.Exit:
 
 def statement_table(statement: Statement, *, stored: bool = True) -> Table:
     state = "stored" if stored else "preview (month to date)"
-    title = (f"{statement.tenant_id} {statement.month} - {state}"
-             f"{' - FINAL' if statement.is_final else ''} - invoice date {statement.invoice_date}")
+    title = (
+        f"{statement.tenant_id} {statement.month} - {state}"
+        f"{' - FINAL' if statement.is_final else ''} - invoice date {statement.invoice_date}"
+    )
     table = Table("line", "description", "quantity", "unit price", "amount", title=title, show_footer=True)
     for line in statement.lines:
-        table.add_row(line.line_id, line.description, f"{line.quantity:,f}",
-                      "" if line.unit_price is None else f"{line.unit_price:f}", f"{line.amount:.2f}")
+        table.add_row(
+            line.line_id,
+            line.description,
+            f"{line.quantity:,f}",
+            "" if line.unit_price is None else f"{line.unit_price:f}",
+            f"{line.amount:.2f}",
+        )
     table.columns[3].footer = "total"
     table.columns[4].footer = f"{statement.total:.2f} {statement.currency.upper()}"
     return table
 
 
 @invoice_app.command("preview")
-def preview(tenant: str = typer.Option(..., "--tenant"), month: str = typer.Option(..., "--month"),
-            as_json: bool = typer.Option(False, "--json", help="print the statement as JSON")) -> None:
+def preview(
+    tenant: str = typer.Option(..., "--tenant"),
+    month: str = typer.Option(..., "--month"),
+    as_json: bool = typer.Option(False, "--json", help="print the statement as JSON"),
+) -> None:
     """Print a tenant's statement: the stored one, or a month-to-date preview (nothing is stored)."""
     from billing import container
 
@@ -62,7 +73,9 @@ def preview(tenant: str = typer.Option(..., "--tenant"), month: str = typer.Opti
 
 
 @invoice_app.command("export")
-def export(month: str = typer.Option(..., "--month"), out: Path = typer.Option(..., "--out", dir_okay=False)) -> None:
+def export(
+    month: str = typer.Option(..., "--month"), out: Path = typer.Option(..., "--out", dir_okay=False)
+) -> None:
     """Write the month's CSV (stored statements; month-to-date previews for tenants without one)."""
     from billing import container
 

@@ -4,6 +4,7 @@ Runs the same code as the invoicing Lambda (billing.invoicing) against the confi
 tables from settings, the Stripe key from Secrets Manager (STRIPE_SECRET_NAME), the API version and
 rate cap from settings. Safe to repeat: finished statements send nothing.
 """
+
 from __future__ import annotations
 
 import typer
@@ -11,8 +12,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from billing_cli.invoice import _month, invoice_app
 from billing.invoicing import InvoiceOutcome
+from billing_cli.invoice import _month, invoice_app
 
 
 def outcome_table(outcomes: list[InvoiceOutcome], title: str) -> Table:
@@ -21,16 +22,25 @@ def outcome_table(outcomes: list[InvoiceOutcome], title: str) -> Table:
         stripe_total = "" if o.stripe_total is None else f"{o.stripe_total / 100:.2f}"
         note = o.error or o.failure_code or ""
         style = "red" if o.error else "yellow" if o.state == "payment_failed" else None
-        table.add_row(o.tenant_id, o.state, o.invoice_id or "", f"{o.total_cents / 100:.2f}", stripe_total, note,
-                      style=style)
+        table.add_row(
+            o.tenant_id,
+            o.state,
+            o.invoice_id or "",
+            f"{o.total_cents / 100:.2f}",
+            stripe_total,
+            note,
+            style=style,
+        )
     return table
 
 
 @invoice_app.command("push")
-def push(month: str = typer.Option(..., "--month", help="YYYY-MM"),
-         tenant: list[str] = typer.Option(None, "--tenant", help="only this tenant (repeatable)"),
-         dry_run: bool = typer.Option(False, "--dry-run", help="print the Stripe requests instead of sending"),
-         workers: int = typer.Option(0, "--workers", help="parallel statements (default: settings)")) -> None:
+def push(
+    month: str = typer.Option(..., "--month", help="YYYY-MM"),
+    tenant: list[str] = typer.Option(None, "--tenant", help="only this tenant (repeatable)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the Stripe requests instead of sending"),
+    workers: int = typer.Option(0, "--workers", help="parallel statements (default: settings)"),
+) -> None:
     """Create, itemize, finalize and charge the Stripe invoices of a month's statements."""
     from billing import container
     from billing.container import invoicing_service
@@ -49,11 +59,20 @@ def push(month: str = typer.Option(..., "--month", help="YYYY-MM"),
             for request in requests:
                 console.print(request.render(), markup=False, highlight=False, soft_wrap=True)
         return
-    with Progress(TextColumn("invoicing {task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as progress:
+    with Progress(
+        TextColumn("invoicing {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
         task = progress.add_task(str(m), total=len(ids))
-        outcomes = service.push(m, ids, workers=workers or container.settings().invoicing_workers,
-                                on_done=lambda _o: progress.advance(task))
+        outcomes = service.push(
+            m,
+            ids,
+            workers=workers or container.settings().invoicing_workers,
+            on_done=lambda _o: progress.advance(task),
+        )
     console.print(outcome_table(outcomes, f"Stripe invoices {m}"))
     if any(o.error for o in outcomes):
         raise typer.Exit(1)

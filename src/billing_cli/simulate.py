@@ -4,6 +4,7 @@ Tenants are created from the file, events are ingested through the ingest servic
 (quota, cancellation and every other ingest rule apply as in production; refused events are counted
 and reported), the month is closed and its CSV written. Try a pricing change here before shipping it.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,7 +22,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from billing_cli import app
 from billing.errors import BillingError, QuotaExceeded
 from billing.events import UsageEvent, parse_event
 from billing.observability import logger
@@ -29,6 +29,7 @@ from billing.periods import Month
 from billing.rating import lines_csv
 from billing.statements import Statement
 from billing.tenants import Tenant
+from billing_cli import app
 
 BATCH = 500
 
@@ -41,7 +42,7 @@ class SimulationReport:
     accepted: int = 0
     duplicates: int = 0
     rejected: Counter = field(default_factory=Counter)  # reason -> events
-    examples: list[str] = field(default_factory=list)   # a few rejection messages
+    examples: list[str] = field(default_factory=list)  # a few rejection messages
     statements: list[Statement] = field(default_factory=list)
     csv: bytes = b""
 
@@ -60,8 +61,10 @@ def load_tenants(path: Path) -> list[Tenant]:
         try:
             tenants.append(Tenant.model_validate(entry))
         except ValidationError as exc:
-            raise typer.BadParameter(f"{path}: tenant #{index}: {exc.errors(include_url=False)[0]['msg']} "
-                                     f"at {exc.errors(include_url=False)[0]['loc']}") from None
+            raise typer.BadParameter(
+                f"{path}: tenant #{index}: {exc.errors(include_url=False)[0]['msg']} "
+                f"at {exc.errors(include_url=False)[0]['loc']}"
+            ) from None
     return tenants
 
 
@@ -120,8 +123,15 @@ def batches(events: list[UsageEvent], tenants: dict[str, Tenant]) -> Iterator[li
         yield current
 
 
-def simulate_run(tenants_path: Path, events_path: Path, month: Month, *, plans: Path | None = None,
-                 pricebook: Path | None = None, console: Console | None = None) -> SimulationReport:
+def simulate_run(
+    tenants_path: Path,
+    events_path: Path,
+    month: Month,
+    *,
+    plans: Path | None = None,
+    pricebook: Path | None = None,
+    console: Console | None = None,
+) -> SimulationReport:
     from billing import container
     from billing_local.sandbox import sandbox
 
@@ -140,8 +150,14 @@ def simulate_run(tenants_path: Path, events_path: Path, month: Month, *, plans: 
         report.tenants = len(tenants)
         by_id = {t.id: t for t in tenants}
         service = container.ingest_service()
-        with Progress(TextColumn("ingest"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as progress:
+        with Progress(
+            TextColumn("ingest"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
             task = progress.add_task("ingest", total=len(events))
             for batch in batches(events, by_id):
                 _ingest(service, batch, report)
@@ -170,33 +186,51 @@ def _ingest(service: Any, batch: list[UsageEvent], report: SimulationReport) -> 
     report.accepted += len(result.accepted)
     report.duplicates += len(result.duplicates)
     if result.rejected_for_quota:
-        _reject(report, "quota", f"{batch[0].tenant_id}: {len(result.rejected_for_quota)} queries over the quota",
-                len(result.rejected_for_quota))
+        _reject(
+            report,
+            "quota",
+            f"{batch[0].tenant_id}: {len(result.rejected_for_quota)} queries over the quota",
+            len(result.rejected_for_quota),
+        )
 
 
 def print_report(report: SimulationReport, console: Console) -> None:
-    console.print(f"[bold]{report.month}[/]: {report.tenants} tenants, {report.events_read} events read, "
-                  f"{report.accepted} accepted, {report.duplicates} duplicates, {report.rejected_total} rejected")
+    console.print(
+        f"[bold]{report.month}[/]: {report.tenants} tenants, {report.events_read} events read, "
+        f"{report.accepted} accepted, {report.duplicates} duplicates, {report.rejected_total} rejected"
+    )
     for reason, count in sorted(report.rejected.items()):
         console.print(f"  rejected ({reason}): {count}")
     for example in report.examples:
         console.print(f"  [dim]{example}[/]")
     table = Table("tenant", "queries", "tokens", "total USD", "invoice date", "final")
     for s in report.statements:
-        table.add_row(s.tenant_id, f"{s.total_queries:,}", f"{s.total_tokens:,}", f"{s.total:.2f}", s.invoice_date,
-                      "yes" if s.is_final else "")
+        table.add_row(
+            s.tenant_id,
+            f"{s.total_queries:,}",
+            f"{s.total_tokens:,}",
+            f"{s.total:.2f}",
+            s.invoice_date,
+            "yes" if s.is_final else "",
+        )
     console.print(table)
 
 
 @app.command("simulate")
 def simulate(
     tenants: Path = typer.Option(..., "--tenants", exists=True, dir_okay=False, help="tenants YAML or JSON"),
-    events: Path = typer.Option(..., "--events", exists=True, dir_okay=False, help="usage events, JSON lines"),
+    events: Path = typer.Option(
+        ..., "--events", exists=True, dir_okay=False, help="usage events, JSON lines"
+    ),
     month: str = typer.Option(..., "--month", help="YYYY-MM"),
     out: Path = typer.Option(..., "--out", dir_okay=False, help="invoice CSV to write"),
     plans: Path | None = typer.Option(None, "--plans", exists=True, dir_okay=False, help="plans YAML"),
-    pricebook: Path | None = typer.Option(None, "--pricebook", exists=True, dir_okay=False, help="price book YAML"),
-    lines: Path | None = typer.Option(None, "--lines", dir_okay=False, help="also write every statement line"),
+    pricebook: Path | None = typer.Option(
+        None, "--pricebook", exists=True, dir_okay=False, help="price book YAML"
+    ),
+    lines: Path | None = typer.Option(
+        None, "--lines", dir_okay=False, help="also write every statement line"
+    ),
 ) -> None:
     """Run tenants and events through ingest, rating and the close offline; write the month's CSV."""
     try:

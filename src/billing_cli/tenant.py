@@ -3,6 +3,7 @@
 Works against the configured environment (tables from settings; Stripe key and webhook secret from
 Secrets Manager).
 """
+
 from __future__ import annotations
 
 import json
@@ -13,14 +14,25 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from billing_cli import app
 from billing.dunning import StatusView
+from billing_cli import app
 
-tenant_app = typer.Typer(help="Payment standing, dunning timeline and dunning operations.", no_args_is_help=True)
+tenant_app = typer.Typer(
+    help="Payment standing, dunning timeline and dunning operations.", no_args_is_help=True
+)
 app.add_typer(tenant_app, name="tenant")
 
-STYLE = {"active": "green", "past_due": "yellow", "suspended": "bold red", "exhausted": "red", "paid": "green",
-         "void": "dim", "uncollectible": "magenta", "open": "cyan", "draft": "dim"}
+STYLE = {
+    "active": "green",
+    "past_due": "yellow",
+    "suspended": "bold red",
+    "exhausted": "red",
+    "paid": "green",
+    "void": "dim",
+    "uncollectible": "magenta",
+    "open": "cyan",
+    "draft": "dim",
+}
 
 
 def _styled(state: str) -> Text:
@@ -36,9 +48,14 @@ def status_renderable(view: StatusView, payment_status: str | None = None) -> Gr
     for column in ("month", "state", "first failed", "retries", "next retry"):
         invoices.add_column(column, no_wrap=True)
     for inv, state, next_at in view.invoices:
-        invoices.add_row(inv.invoice_id, inv.month or "", _styled(state),
-                         inv.first_failure.at.strftime("%Y-%m-%d %H:%M") if inv.first_failure else "",
-                         str(len(inv.attempts)), next_at.strftime("%Y-%m-%d %H:%M") if next_at else "")
+        invoices.add_row(
+            inv.invoice_id,
+            inv.month or "",
+            _styled(state),
+            inv.first_failure.at.strftime("%Y-%m-%d %H:%M") if inv.first_failure else "",
+            str(len(inv.attempts)),
+            next_at.strftime("%Y-%m-%d %H:%M") if next_at else "",
+        )
     several = len({e.subject for e in view.audit if e.subject != "tenant"}) > 1
     timeline = Table(title="timeline", title_justify="left")
     timeline.add_column("when (UTC)", no_wrap=True)
@@ -47,8 +64,12 @@ def status_renderable(view: StatusView, payment_status: str | None = None) -> Gr
     for entry in view.audit:
         tenant = entry.subject == "tenant"
         subject = "tenant" if tenant else (f"invoice {entry.subject}" if several else "invoice")
-        move = Text.assemble((f"{subject} ", "bold" if tenant else "dim"), _styled(entry.from_state), " -> ",
-                             _styled(entry.to_state))
+        move = Text.assemble(
+            (f"{subject} ", "bold" if tenant else "dim"),
+            _styled(entry.from_state),
+            " -> ",
+            _styled(entry.to_state),
+        )
         why = Text.assemble(entry.why, "\n", (entry.event_id, "dim"))
         timeline.add_row(entry.at.strftime("%Y-%m-%d %H:%M"), move, why)
     parts: list = [head]
@@ -59,8 +80,10 @@ def status_renderable(view: StatusView, payment_status: str | None = None) -> Gr
 
 
 @tenant_app.command("status")
-def status(tenant_id: str = typer.Argument(..., help="tenant id"),
-           as_json: bool = typer.Option(False, "--json", help="print JSON (what the HTTP endpoint returns)")) -> None:
+def status(
+    tenant_id: str = typer.Argument(..., help="tenant id"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON (what the HTTP endpoint returns)"),
+) -> None:
     """Print the tenant's payment status, its invoices in dunning and every transition."""
     from billing import container
 
@@ -87,15 +110,23 @@ def dunning_run() -> None:
     table = Table("tenant", "invoice", "attempt", "result", "standing", title=f"{report.due} retries due")
     for d in report.details:
         result = "paid" if d.get("succeeded") else d.get("failure_code") or d.get("error", "")
-        table.add_row(d.get("tenant_id", ""), d["invoice_id"], str(d["attempt"]), result, d.get("standing", ""))
+        table.add_row(
+            d.get("tenant_id", ""), d["invoice_id"], str(d["attempt"]), result, d.get("standing", "")
+        )
     console.print(table)
 
 
 @tenant_app.command("sign-webhook")
-def sign_webhook(event_file: Path = typer.Argument(Path("events/stripe_webhook.json"), exists=True),
-                 secret: str = typer.Option(..., "--secret", envvar="STRIPE_WEBHOOK_SECRET",
-                                            help="the endpoint secret stored in Secrets Manager (whsec_...)"),
-                 output: Path | None = typer.Option(None, "-o", "--output")) -> None:
+def sign_webhook(
+    event_file: Path = typer.Argument(Path("events/stripe_webhook.json"), exists=True),
+    secret: str = typer.Option(
+        ...,
+        "--secret",
+        envvar="STRIPE_WEBHOOK_SECRET",
+        help="the endpoint secret stored in Secrets Manager (whsec_...)",
+    ),
+    output: Path | None = typer.Option(None, "-o", "--output"),
+) -> None:
     """Re-sign a sample API Gateway event now, for `sam local invoke StripeWebhookFunction -e ...`
     (a signature is only accepted for 300 s)."""
     import base64

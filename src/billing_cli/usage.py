@@ -1,4 +1,5 @@
 """``billing usage``: a tenant's month of usage, each event counted once."""
+
 from __future__ import annotations
 
 import typer
@@ -6,23 +7,42 @@ from rich.console import Console
 from rich.table import Table
 
 from billing import container
-from billing_cli import app
 from billing.periods import Month
+from billing_cli import app
 
 
 def usage_table(rows: list[dict], title: str) -> Table:
     table = Table(title=title)
-    for column in ("tenant", "model", "events", "queries", "input tokens", "output tokens", "bytes", "cost (USD)"):
+    for column in (
+        "tenant",
+        "model",
+        "events",
+        "queries",
+        "input tokens",
+        "output tokens",
+        "bytes",
+        "cost (USD)",
+    ):
         table.add_column(column, justify="left" if column in ("tenant", "model") else "right")
     for r in rows:
-        table.add_row(r["tenant_id"], r.get("model") or "-", f"{r['events']:,}", f"{r['queries']:,}",
-                      f"{r['input_tokens']:,}", f"{r['output_tokens']:,}", f"{r['bytes']:,}", f"{r['cost_usd']:.9f}")
+        table.add_row(
+            r["tenant_id"],
+            r.get("model") or "-",
+            f"{r['events']:,}",
+            f"{r['queries']:,}",
+            f"{r['input_tokens']:,}",
+            f"{r['output_tokens']:,}",
+            f"{r['bytes']:,}",
+            f"{r['cost_usd']:.9f}",
+        )
     return table
 
 
 @app.command("usage")
-def usage(tenant: str = typer.Option(..., "--tenant", help="tenant id"),
-          month: str = typer.Option(..., "--month", help="YYYY-MM (UTC)")) -> None:
+def usage(
+    tenant: str = typer.Option(..., "--tenant", help="tenant id"),
+    month: str = typer.Option(..., "--month", help="YYYY-MM (UTC)"),
+) -> None:
     """Print a tenant's usage for a month by model, from ClickHouse, duplicates collapsed."""
     try:
         period = Month.parse(month)
@@ -30,6 +50,14 @@ def usage(tenant: str = typer.Option(..., "--tenant", help="tenant id"),
         raise typer.BadParameter(str(exc), param_hint="--month") from None
     summary = container.usage_store().month_usage(tenant, period)
     rows = [{"tenant_id": tenant, **m} for m in summary["by_model"]]
-    rows.append({"tenant_id": tenant, "model": "TOTAL", **{k: summary[k] for k in
-                 ("events", "queries", "input_tokens", "output_tokens", "bytes", "cost_usd")}})
+    rows.append(
+        {
+            "tenant_id": tenant,
+            "model": "TOTAL",
+            **{
+                k: summary[k]
+                for k in ("events", "queries", "input_tokens", "output_tokens", "bytes", "cost_usd")
+            },
+        }
+    )
     Console().print(usage_table(rows, f"Usage of {tenant} in {period} (UTC)"))

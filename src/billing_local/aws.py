@@ -1,6 +1,8 @@
 """In-process AWS (moto) with the tables, queues, bucket and secrets declared in template.yaml."""
+
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,14 +13,23 @@ import boto3
 from billing_local.template import load_template, resources_of_type
 
 REGION = "us-east-1"
-TABLE_SETTINGS = {"TenantsTable": "tenants_table", "LedgerTable": "ledger_table", "BillingTable": "billing_table"}
+TABLE_SETTINGS = {
+    "TenantsTable": "tenants_table",
+    "LedgerTable": "ledger_table",
+    "BillingTable": "billing_table",
+}
 QUEUE_SETTINGS = {"FallbackQueue": "fallback_queue_url", "InvoicingQueue": "invoicing_queue_url"}
 
 
 def fake_credentials() -> None:
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
-                       "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+    }.items():
         os.environ[key] = value
 
 
@@ -34,8 +45,10 @@ def create_resources(prefix: str = "billing") -> dict[str, Any]:
         props = resource["Properties"]
         name = f"{prefix}-{logical_id}"
         kwargs: dict[str, Any] = {
-            "TableName": name, "AttributeDefinitions": props["AttributeDefinitions"],
-            "KeySchema": props["KeySchema"], "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+            "TableName": name,
+            "AttributeDefinitions": props["AttributeDefinitions"],
+            "KeySchema": props["KeySchema"],
+            "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
         }
         if props.get("GlobalSecondaryIndexes"):
             kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
@@ -55,10 +68,15 @@ def create_resources(prefix: str = "billing") -> dict[str, Any]:
         redrive = props.get("RedrivePolicy")
         if redrive:
             dlq_id = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
-            dlq_arn = sqs.get_queue_attributes(QueueUrl=urls[dlq_id], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-            attributes["RedrivePolicy"] = (
-                '{"deadLetterTargetArn": "%s", "maxReceiveCount": "%s"}' % (dlq_arn, redrive["maxReceiveCount"]))
-        urls[logical_id] = sqs.create_queue(QueueName=f"{prefix}-{logical_id}", Attributes=attributes)["QueueUrl"]
+            dlq_arn = sqs.get_queue_attributes(QueueUrl=urls[dlq_id], AttributeNames=["QueueArn"])[
+                "Attributes"
+            ]["QueueArn"]
+            attributes["RedrivePolicy"] = json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(redrive["maxReceiveCount"])}
+            )
+        urls[logical_id] = sqs.create_queue(QueueName=f"{prefix}-{logical_id}", Attributes=attributes)[
+            "QueueUrl"
+        ]
         if logical_id in QUEUE_SETTINGS:
             overrides[QUEUE_SETTINGS[logical_id]] = urls[logical_id]
     overrides["queue_urls"] = urls
@@ -84,8 +102,16 @@ def make_moto_dynamodb_atomic() -> None:
     from moto.dynamodb.models import DynamoDBBackend
 
     lock = threading.RLock()
-    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item",
-                 "get_item", "query", "scan"):
+    for name in (
+        "put_item",
+        "update_item",
+        "delete_item",
+        "transact_write_items",
+        "batch_write_item",
+        "get_item",
+        "query",
+        "scan",
+    ):
         original = getattr(DynamoDBBackend, name, None)
         if original is None:
             continue

@@ -1,4 +1,5 @@
 """Injected failures for tests and the demo: the real ClickHouse store with outages switched on."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence

@@ -16,6 +16,7 @@ ClickHouse data source plugin (grafana-clickhouse-datasource v4) expands its mac
 
 An unknown macro or variable raises, so a dashboard cannot ship SQL this module cannot check.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,15 +46,17 @@ class TimeRange:
     def of(cls, start: datetime, end: datetime, interval: timedelta = timedelta(hours=1)) -> TimeRange:
         def aware(dt: datetime) -> datetime:
             return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
         return cls(aware(start), aware(end), interval)
 
 
 @dataclass(frozen=True)
 class Query:
     """One SQL query of a dashboard: a panel target or a template variable."""
+
     dashboard: str
-    kind: str          # "panel" or "variable"
-    title: str         # panel title or variable name
+    kind: str  # "panel" or "variable"
+    title: str  # panel title or variable name
     ref_id: str
     raw_sql: str
     format: int | None = None
@@ -92,8 +95,17 @@ class Dashboard:
             for target in panel.get("targets", []):
                 if target.get("hide"):
                     continue
-                found.append(Query(self.title, "panel", panel.get("title", ""), target.get("refId", "A"),
-                                   target.get("rawSql", ""), target.get("format"), panel))
+                found.append(
+                    Query(
+                        self.title,
+                        "panel",
+                        panel.get("title", ""),
+                        target.get("refId", "A"),
+                        target.get("rawSql", ""),
+                        target.get("format"),
+                        panel,
+                    )
+                )
         return found
 
 
@@ -121,12 +133,14 @@ def _format_value(name: str, value: str | list[str], fmt: str | None) -> str:
 
 def interpolate(sql: str, variables: dict[str, str | list[str]]) -> str:
     """Grafana's template-variable step (before the plugin sees the SQL)."""
+
     def replace(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(3) or match.group(5)
         fmt = match.group(2) or match.group(4)
         if name not in variables:
             raise TemplateError(f"unknown template variable ${name}")
         return _format_value(name, variables[name], fmt)
+
     return _VARIABLE.sub(replace, sql)
 
 
@@ -175,8 +189,10 @@ def expand_macros(sql: str, time_range: TimeRange) -> str:
             return f"{c} >= {_date(start)} AND {c} <= {_date(end)}"
         if name in ("dateTimeFilter", "dt"):
             d, t = args_of(name, raw, 2)
-            return (f"({d} >= {_date(start)} AND {d} <= {_date(end)}) AND "
-                    f"({t} >= {_dt(start)} AND {t} <= {_dt(end)})")
+            return (
+                f"({d} >= {_date(start)} AND {d} <= {_date(end)}) AND "
+                f"({t} >= {_dt(start)} AND {t} <= {_dt(end)})"
+            )
         if name == "timeInterval":
             (c,) = args_of(name, raw, 1)
             return f"toStartOfInterval(toDateTime({c}), INTERVAL {seconds} second)"

@@ -1,10 +1,11 @@
 """The local runner: loads Lambda handlers from functions/<name>/app.py and feeds them events, as
 Lambda would (moto does not run Lambda code)."""
+
 from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from types import ModuleType
 from typing import Any
 
@@ -36,18 +37,33 @@ def load_module(name: str) -> ModuleType:
     return module
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_function(name: str) -> ModuleType:
     """The handler module of functions/<name>/app.py, loaded once (a warm Lambda)."""
     return load_module(name)
 
 
-def sqs_records(messages: list[dict[str, Any]], queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:local") -> dict:
-    return {"Records": [{
-        "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-        "attributes": {"ApproximateReceiveCount": m.get("Attributes", {}).get("ApproximateReceiveCount", "1")},
-        "messageAttributes": {}, "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn, "awsRegion": "us-east-1"} for m in messages]}
+def sqs_records(
+    messages: list[dict[str, Any]], queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:local"
+) -> dict:
+    return {
+        "Records": [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": {
+                    "ApproximateReceiveCount": m.get("Attributes", {}).get("ApproximateReceiveCount", "1")
+                },
+                "messageAttributes": {},
+                "md5OfBody": m["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": "us-east-1",
+            }
+            for m in messages
+        ]
+    }
 
 
 def drain_queue(queue_url: str, function: str, *, max_rounds: int = 1000) -> tuple[int, int]:
@@ -57,8 +73,12 @@ def drain_queue(queue_url: str, function: str, *, max_rounds: int = 1000) -> tup
     handler = load_function(function).handler
     processed = failed = 0
     for _ in range(max_rounds):
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0,
-                                       AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
+        messages = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=0,
+            AttributeNames=["ApproximateReceiveCount"],
+        ).get("Messages", [])
         if not messages:
             break
         response = handler(sqs_records(messages), LocalContext(function_name=function))
@@ -74,11 +94,18 @@ def drain_queue(queue_url: str, function: str, *, max_rounds: int = 1000) -> tup
     return processed, failed
 
 
-def api_gateway_event(body: Any, *, path: str = "/v1/events", method: str = "POST",
-                      api_key_id: str | None = "platform-key", content_type: str = "application/json",
-                      base64: bool = False, headers: dict[str, str] | None = None,
-                      path_parameters: dict[str, str] | None = None,
-                      query: dict[str, str] | None = None) -> dict[str, Any]:
+def api_gateway_event(
+    body: Any,
+    *,
+    path: str = "/v1/events",
+    method: str = "POST",
+    api_key_id: str | None = "platform-key",
+    content_type: str = "application/json",
+    base64: bool = False,
+    headers: dict[str, str] | None = None,
+    path_parameters: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """An API Gateway REST (proxy integration) event, as Lambda receives it."""
     import base64 as b64
     import json
@@ -86,15 +113,27 @@ def api_gateway_event(body: Any, *, path: str = "/v1/events", method: str = "POS
     raw = body if isinstance(body, (str, bytes)) else json.dumps(body)
     raw_bytes = raw.encode() if isinstance(raw, str) else raw
     return {
-        "resource": path, "path": path, "httpMethod": method,
-        "headers": {"Content-Type": content_type, **(headers or {})}, "multiValueHeaders": {},
-        "queryStringParameters": query, "multiValueQueryStringParameters": None,
-        "pathParameters": path_parameters, "stageVariables": None,
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": {"Content-Type": content_type, **(headers or {})},
+        "multiValueHeaders": {},
+        "queryStringParameters": query,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": path_parameters,
+        "stageVariables": None,
         "requestContext": {
-            "accountId": "123456789012", "apiId": "local", "resourceId": "local", "resourcePath": path,
-            "httpMethod": method, "path": f"/dev{path}", "stage": "dev",
-            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef", "requestTimeEpoch": 1762171200000,
-            "identity": {"apiKeyId": api_key_id, "sourceIp": "127.0.0.1", "userAgent": "billing-local"}},
+            "accountId": "123456789012",
+            "apiId": "local",
+            "resourceId": "local",
+            "resourcePath": path,
+            "httpMethod": method,
+            "path": f"/dev{path}",
+            "stage": "dev",
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "requestTimeEpoch": 1762171200000,
+            "identity": {"apiKeyId": api_key_id, "sourceIp": "127.0.0.1", "userAgent": "billing-local"},
+        },
         "body": b64.b64encode(raw_bytes).decode() if base64 else raw_bytes.decode(),
         "isBase64Encoded": base64,
     }
@@ -102,5 +141,7 @@ def api_gateway_event(body: Any, *, path: str = "/v1/events", method: str = "POS
 
 def response_headers(response: dict[str, Any]) -> dict[str, str]:
     """Single- and multi-value headers of a proxy response, merged."""
-    return {**{k: v[-1] for k, v in (response.get("multiValueHeaders") or {}).items()},
-            **(response.get("headers") or {})}
+    return {
+        **{k: v[-1] for k, v in (response.get("multiValueHeaders") or {}).items()},
+        **(response.get("headers") or {}),
+    }

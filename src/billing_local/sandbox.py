@@ -4,6 +4,7 @@ Used by ``billing simulate``. chdb allows one data path per process, so a fresh 
 the end) goes into the path this process already opened, else into CLICKHOUSE_URL when it is a
 chdb:// URL, else into a new temp directory.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,9 +19,20 @@ from billing import container
 from billing.adapters import clickhouse
 from billing_local.aws import local_aws
 
-ENV_KEYS = ("CLICKHOUSE_URL", "CLICKHOUSE_URL_SECRET", "CLICKHOUSE_DATABASE", "TENANTS_TABLE", "LEDGER_TABLE",
-            "BILLING_TABLE", "FALLBACK_QUEUE_URL", "INVOICING_QUEUE_URL", "INVOICES_BUCKET", "PLANS_PATH",
-            "PRICEBOOK_PATH", "PLATFORM_API_KEY_IDS")
+ENV_KEYS = (
+    "CLICKHOUSE_URL",
+    "CLICKHOUSE_URL_SECRET",
+    "CLICKHOUSE_DATABASE",
+    "TENANTS_TABLE",
+    "LEDGER_TABLE",
+    "BILLING_TABLE",
+    "FALLBACK_QUEUE_URL",
+    "INVOICING_QUEUE_URL",
+    "INVOICES_BUCKET",
+    "PLANS_PATH",
+    "PRICEBOOK_PATH",
+    "PLATFORM_API_KEY_IDS",
+)
 
 
 def _open_chdb_url() -> str | None:
@@ -31,20 +43,27 @@ def _open_chdb_url() -> str | None:
 
 
 @contextmanager
-def sandbox(*, plans_path: Path | None = None, pricebook_path: Path | None = None) -> Iterator[dict[str, Any]]:
+def sandbox(
+    *, plans_path: Path | None = None, pricebook_path: Path | None = None
+) -> Iterator[dict[str, Any]]:
     saved = {k: os.environ.get(k) for k in ENV_KEYS}
     with tempfile.TemporaryDirectory(prefix="billing-sim-") as tmp:
         configured = os.environ.get("CLICKHOUSE_URL", "")
-        url = _open_chdb_url() or (configured if configured.startswith("chdb://") else f"chdb://{Path(tmp) / 'chdb'}")
+        url = _open_chdb_url() or (
+            configured if configured.startswith("chdb://") else f"chdb://{Path(tmp) / 'chdb'}"
+        )
         try:
             with local_aws(prefix=f"sim{uuid.uuid4().hex[:8]}") as resources:
                 values = {
-                    "CLICKHOUSE_URL": url, "CLICKHOUSE_DATABASE": f"sim_{uuid.uuid4().hex[:12]}",
-                    "TENANTS_TABLE": resources["tenants_table"], "LEDGER_TABLE": resources["ledger_table"],
+                    "CLICKHOUSE_URL": url,
+                    "CLICKHOUSE_DATABASE": f"sim_{uuid.uuid4().hex[:12]}",
+                    "TENANTS_TABLE": resources["tenants_table"],
+                    "LEDGER_TABLE": resources["ledger_table"],
                     "BILLING_TABLE": resources["billing_table"],
                     "FALLBACK_QUEUE_URL": resources["fallback_queue_url"],
                     "INVOICING_QUEUE_URL": resources["invoicing_queue_url"],
-                    "INVOICES_BUCKET": resources["invoices_bucket"], "PLATFORM_API_KEY_IDS": "[]",
+                    "INVOICES_BUCKET": resources["invoices_bucket"],
+                    "PLATFORM_API_KEY_IDS": "[]",
                 }
                 if plans_path:
                     values["PLANS_PATH"] = str(Path(plans_path).resolve())
@@ -58,7 +77,9 @@ def sandbox(*, plans_path: Path | None = None, pricebook_path: Path | None = Non
                     yield {**resources, **values}
                 finally:
                     try:
-                        container.usage_store().client.command(f"DROP DATABASE IF EXISTS {values['CLICKHOUSE_DATABASE']}")
+                        container.usage_store().client.command(
+                            f"DROP DATABASE IF EXISTS {values['CLICKHOUSE_DATABASE']}"
+                        )
                     except Exception:  # noqa: BLE001 - best-effort cleanup of a throwaway database
                         pass
         finally:

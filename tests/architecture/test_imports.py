@@ -3,6 +3,7 @@
 Walks every module's ``import`` statements (top level and inside functions, since adapters are imported
 lazily) without importing anything.
 """
+
 from __future__ import annotations
 
 import ast
@@ -92,7 +93,7 @@ def test_the_package_has_no_import_cycle() -> None:
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycles.append(stack[stack.index(nxt):] + [nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt)
         stack.pop()

@@ -1,5 +1,6 @@
 """Every Grafana panel's SQL (and variable query), macros filled in as the ClickHouse plugin does,
 runs against the real schema (chdb) and returns the figures billing uses."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -18,12 +19,11 @@ from hypothesis import strategies as st
 
 from billing import container
 from billing.adapters.clickhouse import UsageStore
-from billing.events import StoredEvent
 from billing.adapters.tenant_quotas import current_quotas, export_tenant_quotas
-from billing.events import UsageEvent
-from billing_local.grafana import Dashboard, Query, TemplateError, TimeRange, load_dashboards, render
+from billing.events import StoredEvent, UsageEvent
 from billing.periods import Month, utc
 from billing.tenants import PlanAssignment, Tenant
+from billing_local.grafana import Dashboard, Query, TemplateError, TimeRange, load_dashboards, render
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS_DIR = ROOT / "dashboards"
@@ -35,14 +35,34 @@ ALL_QUERIES = [q for d in DASHBOARDS for q in d.queries()]
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def priced(tenant: str, event_id: str, ts: datetime, kind: str, model: str | None, tin: int, tout: int,
-           nbytes: int) -> StoredEvent:
-    event = UsageEvent(event_id=event_id, tenant_id=tenant, timestamp=ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                       type=kind, model=model, input_tokens=tin, output_tokens=tout, bytes=nbytes)
+def priced(
+    tenant: str, event_id: str, ts: datetime, kind: str, model: str | None, tin: int, tout: int, nbytes: int
+) -> StoredEvent:
+    event = UsageEvent(
+        event_id=event_id,
+        tenant_id=tenant,
+        timestamp=ts.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        type=kind,
+        model=model,
+        input_tokens=tin,
+        output_tokens=tout,
+        bytes=nbytes,
+    )
     cost = container.price_book().cost(event)
-    return StoredEvent(tenant_id=tenant, event_id=event_id, timestamp=event.timestamp, type=kind, model=model or "",
-                       queries=event.queries, input_tokens=tin, output_tokens=tout, bytes=nbytes,
-                       cost_usd=cost.cost_usd, price_version=cost.price_version, accepted_at=event.timestamp)
+    return StoredEvent(
+        tenant_id=tenant,
+        event_id=event_id,
+        timestamp=event.timestamp,
+        type=kind,
+        model=model or "",
+        queries=event.queries,
+        input_tokens=tin,
+        output_tokens=tout,
+        bytes=nbytes,
+        cost_usd=cost.cost_usd,
+        price_version=cost.price_version,
+        accepted_at=event.timestamp,
+    )
 
 
 def generate(tenant: str, count: int, seed: int, month: Month = NOVEMBER) -> list[StoredEvent]:
@@ -52,10 +72,22 @@ def generate(tenant: str, count: int, seed: int, month: Month = NOVEMBER) -> lis
         ts = month.start + timedelta(seconds=rng.randrange(month.seconds), milliseconds=rng.randrange(1000))
         kind = rng.choice(["query", "query", "query", "embedding", "storage"])
         if kind == "query":
-            events.append(priced(tenant, f"{tenant}-{seed}-{i}", ts, kind, rng.choice(MODELS[:3]),
-                                 rng.randrange(5000), rng.randrange(2000), rng.randrange(10_000)))
+            events.append(
+                priced(
+                    tenant,
+                    f"{tenant}-{seed}-{i}",
+                    ts,
+                    kind,
+                    rng.choice(MODELS[:3]),
+                    rng.randrange(5000),
+                    rng.randrange(2000),
+                    rng.randrange(10_000),
+                )
+            )
         elif kind == "embedding":
-            events.append(priced(tenant, f"{tenant}-{seed}-{i}", ts, kind, MODELS[3], rng.randrange(9000), 0, 0))
+            events.append(
+                priced(tenant, f"{tenant}-{seed}-{i}", ts, kind, MODELS[3], rng.randrange(9000), 0, 0)
+            )
         else:
             events.append(priced(tenant, f"{tenant}-{seed}-{i}", ts, kind, None, 0, 0, rng.randrange(10**9)))
     return events
@@ -63,10 +95,12 @@ def generate(tenant: str, count: int, seed: int, month: Month = NOVEMBER) -> lis
 
 def insert(store: UsageStore, events: list[StoredEvent], block: int = 200) -> None:
     for start in range(0, len(events), block):  # many blocks = many unmerged rollup parts
-        store.insert_events(events[start:start + block])
+        store.insert_events(events[start : start + block])
 
 
-def run(store: UsageStore, query: Query, tenant: str | None, time_range: TimeRange = RANGE) -> list[dict[str, Any]]:
+def run(
+    store: UsageStore, query: Query, tenant: str | None, time_range: TimeRange = RANGE
+) -> list[dict[str, Any]]:
     result = store.client.query(render(query.raw_sql, time_range, {"tenant": tenant} if tenant else {}))
     return [dict(zip(result.column_names, row)) for row in result.result_rows]
 
@@ -90,13 +124,25 @@ def usage(env: Any) -> dict[str, list[StoredEvent]]:
     repo.create(Tenant(id="acme", plans=[PlanAssignment(plan="pro", effective_at=plans_at)]))
     repo.create(Tenant(id="globex", plans=[PlanAssignment(plan="starter", effective_at=plans_at)]))
     repo.create(Tenant(id="initech", query_quota=None))  # no plan, no quota: unlimited
-    repo.create(Tenant(id="hooli", query_quota=500))      # legacy quota, no usage at all
+    repo.create(Tenant(id="hooli", query_quota=500))  # legacy quota, no usage at all
     export_tenant_quotas(repo, env.store, container.plan_catalog(), at=datetime(2025, 11, 15, tzinfo=UTC))
 
-    events = {"acme": generate("acme", 1500, 1), "globex": generate("globex", 400, 2),
-              "initech": generate("initech", 250, 3)}
+    events = {
+        "acme": generate("acme", 1500, 1),
+        "globex": generate("globex", 400, 2),
+        "initech": generate("initech", 250, 3),
+    }
     events["acme"] += [
-        priced("acme", "edge-oct", datetime(2025, 10, 31, 23, 59, 59, 999000, tzinfo=UTC), "query", "gpt-4o", 10**6, 0, 0),
+        priced(
+            "acme",
+            "edge-oct",
+            datetime(2025, 10, 31, 23, 59, 59, 999000, tzinfo=UTC),
+            "query",
+            "gpt-4o",
+            10**6,
+            0,
+            0,
+        ),
         priced("acme", "edge-dec", datetime(2025, 12, 1, tzinfo=UTC), "query", "gpt-4o", 10**6, 0, 0),
         priced("acme", "edge-first", datetime(2025, 11, 1, tzinfo=UTC), "query", "gpt-4o", 1000, 10, 0),
     ]
@@ -113,7 +159,9 @@ def test_dashboard_files_match_their_generator() -> None:
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
     for name, text in build.render_all().items():
-        assert (DASHBOARDS_DIR / name).read_text() == text, f"run python dashboards/build.py ({name} is stale)"
+        assert (DASHBOARDS_DIR / name).read_text() == text, (
+            f"run python dashboards/build.py ({name} is stale)"
+        )
 
 
 def test_every_target_uses_the_provisioned_clickhouse_datasource() -> None:
@@ -122,7 +170,9 @@ def test_every_target_uses_the_provisioned_clickhouse_datasource() -> None:
     provisioned = yaml.safe_load((DASHBOARDS_DIR / "provisioning/datasources/clickhouse.yaml").read_text())
     source = provisioned["datasources"][0]
     assert source["type"] == "grafana-clickhouse-datasource"
-    providers = yaml.safe_load((DASHBOARDS_DIR / "provisioning/dashboards/billing.yaml").read_text())["providers"]
+    providers = yaml.safe_load((DASHBOARDS_DIR / "provisioning/dashboards/billing.yaml").read_text())[
+        "providers"
+    ]
     assert providers[0]["type"] == "file"
     assert {d.uid for d in DASHBOARDS} == {"billing-tenant-usage", "billing-operator-overview"}
     for board in DASHBOARDS:
@@ -140,11 +190,15 @@ def test_the_expander_refuses_what_it_cannot_check() -> None:
         render("SELECT 1 WHERE $__conditionalAll(x, $tenant)", RANGE, {"tenant": "a"})
     with pytest.raises(TemplateError, match="unknown template variable"):
         render("SELECT ${nope}", RANGE)
-    sql = render("SELECT 1 WHERE t = ${tenant:singlequote} AND $__timeFilter(ts) AND $__dateFilter(d)",
-                 TimeRange.of(datetime(2025, 11, 1, tzinfo=UTC), datetime(2025, 11, 2, 12, tzinfo=UTC)),
-                 {"tenant": "o'neil"})
-    assert sql == ("SELECT 1 WHERE t = 'o\\'neil' AND ts >= toDateTime(1761955200) AND ts <= toDateTime(1762084800)"
-                   " AND d >= toDate('2025-11-01') AND d <= toDate('2025-11-02')")
+    sql = render(
+        "SELECT 1 WHERE t = ${tenant:singlequote} AND $__timeFilter(ts) AND $__dateFilter(d)",
+        TimeRange.of(datetime(2025, 11, 1, tzinfo=UTC), datetime(2025, 11, 2, 12, tzinfo=UTC)),
+        {"tenant": "o'neil"},
+    )
+    assert sql == (
+        "SELECT 1 WHERE t = 'o\\'neil' AND ts >= toDateTime(1761955200) AND ts <= toDateTime(1762084800)"
+        " AND d >= toDate('2025-11-01') AND d <= toDate('2025-11-02')"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- every query
@@ -161,7 +215,9 @@ def test_every_query_runs_against_the_real_schema(usage: dict[str, list[StoredEv
         # Then ClickHouse accepts it and it returns data for the month
         if not rows:
             failures.append(f"{q.dashboard} / {q.title}: no rows")
-        elif q.format == 0 and [next(iter(r.values())) for r in rows] != sorted(next(iter(r.values())) for r in rows):
+        elif q.format == 0 and [next(iter(r.values())) for r in rows] != sorted(
+            next(iter(r.values())) for r in rows
+        ):
             failures.append(f"{q.dashboard} / {q.title}: time series not sorted by its first (time) column")
     assert not failures, "\n".join(failures)
 
@@ -175,13 +231,17 @@ def test_month_to_date_cost_is_the_sum_billing_uses(usage: dict[str, list[Stored
     # Halfway through the month, only the days so far count.
     mid = TimeRange.of(NOVEMBER.start, datetime(2025, 11, 15, 12, tzinfo=UTC))
     (row,) = run(env.store, query("Month-to-date cost"), "acme", mid)
-    assert row["cost_usd"] == sum((e.cost_usd for e in in_november(usage["acme"])
-                                   if e.timestamp < datetime(2025, 11, 16, tzinfo=UTC)), Decimal(0))
+    assert row["cost_usd"] == sum(
+        (e.cost_usd for e in in_november(usage["acme"]) if e.timestamp < datetime(2025, 11, 16, tzinfo=UTC)),
+        Decimal(0),
+    )
 
 
 def test_operator_month_to_date_covers_every_tenant(usage: dict[str, list[StoredEvent]], env: Any) -> None:
     (row,) = run(env.store, query("Month-to-date cost, all tenants", "billing-operator-overview"), None)
-    assert row["cost_usd"] == sum((e.cost_usd for evs in usage.values() for e in in_november(evs)), Decimal(0))
+    assert row["cost_usd"] == sum(
+        (e.cost_usd for evs in usage.values() for e in in_november(evs)), Decimal(0)
+    )
     assert row["tenants"] == 3
 
 
@@ -217,7 +277,8 @@ def test_usage_and_cost_by_model_match_billing(usage: dict[str, list[StoredEvent
     billing = env.store.month_usage("acme", NOVEMBER)
     by_model = {("(storage)" if m["model"] == "" else m["model"]): m for m in billing["by_model"]}
     assert {r["model"]: (r["events"], r["queries"], r["cost_usd"]) for r in rows} == {
-        k: (m["events"], m["queries"], m["cost_usd"]) for k, m in by_model.items()}
+        k: (m["events"], m["queries"], m["cost_usd"]) for k, m in by_model.items()
+    }
     assert [r["cost_usd"] for r in rows] == sorted((r["cost_usd"] for r in rows), reverse=True)
 
 
@@ -237,8 +298,16 @@ def test_a_newer_quota_export_wins(usage: dict[str, list[StoredEvent]], env: Any
     repo = container.tenants()
     acme = repo.get("acme")
     assert acme is not None
-    repo.save(acme.model_copy(update={"plans": [*acme.plans, PlanAssignment(
-        plan="enterprise", effective_at=datetime(2025, 11, 20, tzinfo=UTC))]}))
+    repo.save(
+        acme.model_copy(
+            update={
+                "plans": [
+                    *acme.plans,
+                    PlanAssignment(plan="enterprise", effective_at=datetime(2025, 11, 20, tzinfo=UTC)),
+                ]
+            }
+        )
+    )
     export_tenant_quotas(repo, env.store, container.plan_catalog(), at=datetime(2025, 11, 21, tzinfo=UTC))
     # Then the dashboards read the newest quota
     assert current_quotas(env.store)["acme"] == 1_000_000
@@ -251,13 +320,19 @@ def test_top_tenants(usage: dict[str, list[StoredEvent]], env: Any) -> None:
     costs = {t: sum((e.cost_usd for e in in_november(evs)), Decimal(0)) for t, evs in usage.items()}
     assert [r["tenant"] for r in rows] == sorted(costs, key=lambda t: -costs[t])
     assert {r["tenant"]: (r["cost_usd"], r["plan"], r["quota"]) for r in rows} == {
-        "acme": (costs["acme"], "pro", 100_000), "globex": (costs["globex"], "starter", 10_000),
-        "initech": (costs["initech"], "", None)}
-    pressure = run(env.store, query("Top tenants by quota used % (this month)", "billing-operator-overview"), None)
+        "acme": (costs["acme"], "pro", 100_000),
+        "globex": (costs["globex"], "starter", 10_000),
+        "initech": (costs["initech"], "", None),
+    }
+    pressure = run(
+        env.store, query("Top tenants by quota used % (this month)", "billing-operator-overview"), None
+    )
     assert [r["tenant"] for r in pressure] == ["globex", "acme"]  # initech is unlimited
 
 
-def test_tenant_variable_lists_tenants_with_usage_or_a_quota(usage: dict[str, list[StoredEvent]], env: Any) -> None:
+def test_tenant_variable_lists_tenants_with_usage_or_a_quota(
+    usage: dict[str, list[StoredEvent]], env: Any
+) -> None:
     rows = run(env.store, query("tenant"), None)
     assert [r["tenant_id"] for r in rows] == ["acme", "globex", "hooli", "initech"]
 
@@ -269,14 +344,27 @@ def test_a_replayed_block_is_not_counted_twice(usage: dict[str, list[StoredEvent
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.integers(0, NOVEMBER.seconds - 1), st.sampled_from(MODELS[:3]),
-                          st.integers(0, 10**6), st.integers(0, 10**6)), min_size=1, max_size=40),
-       st.integers(1, 40))
-def test_property_month_to_date_equals_the_sum_of_costs(env: Any, spec: list[tuple[int, str, int, int]],
-                                                        block: int) -> None:
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, NOVEMBER.seconds - 1),
+            st.sampled_from(MODELS[:3]),
+            st.integers(0, 10**6),
+            st.integers(0, 10**6),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.integers(1, 40),
+)
+def test_property_month_to_date_equals_the_sum_of_costs(
+    env: Any, spec: list[tuple[int, str, int, int]], block: int
+) -> None:
     tenant = f"prop-{uuid.uuid4().hex[:12]}"  # hypothesis reseeds `random` per example
-    events = [priced(tenant, f"e{i}", NOVEMBER.start + timedelta(seconds=s), "query", model, tin, tout, 0)
-              for i, (s, model, tin, tout) in enumerate(spec)]
+    events = [
+        priced(tenant, f"e{i}", NOVEMBER.start + timedelta(seconds=s), "query", model, tin, tout, 0)
+        for i, (s, model, tin, tout) in enumerate(spec)
+    ]
     insert(env.store, events, block)
     (row,) = run(env.store, query("Month-to-date cost"), tenant)
     assert row["cost_usd"] == sum((e.cost_usd for e in events), Decimal(0))

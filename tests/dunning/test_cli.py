@@ -1,4 +1,5 @@
 """`billing tenant status T`: the standing and the timeline, as tables or JSON."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,11 @@ def test_status_prints_the_standing_and_the_timeline(stripe):
     body = json.loads(as_json.output)
     assert body["payment_status"] == "active"
     assert [(e["subject"], e["to"], e["stripe_event_id"]) for e in body["audit"]] == [
-        ("in_acme_11", "past_due", "evt_f"), ("tenant", "past_due", "evt_f"),
-        ("in_acme_11", "paid", "evt_p"), ("tenant", "active", "evt_p")]
+        ("in_acme_11", "past_due", "evt_f"),
+        ("tenant", "past_due", "evt_f"),
+        ("in_acme_11", "paid", "evt_p"),
+        ("tenant", "active", "evt_p"),
+    ]
 
 
 def test_status_of_an_unknown_tenant_fails_cleanly(stripe):

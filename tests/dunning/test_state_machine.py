@@ -1,5 +1,6 @@
 """The dunning state machine as pure functions: any order, any repetition of an invoice's facts
 gives the same record, standing and audit trail (many examples, no I/O)."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -7,30 +8,51 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.dunning import (Attempt, Attempted, Failed, Finalized, InvoiceDunning, Mark, Resolved, apply,
-                             timeline)
+from billing.dunning import (
+    Attempt,
+    Attempted,
+    Failed,
+    Finalized,
+    InvoiceDunning,
+    Mark,
+    Resolved,
+    apply,
+    timeline,
+)
 
 T0 = datetime(2025, 12, 1, 9, tzinfo=UTC)
 RETRY_DAYS = [3, 7, 14]
 
 hours = st.integers(min_value=0, max_value=24 * 20)
 fact = st.one_of(
-    st.builds(lambda h, n: Finalized(Mark(T0 + timedelta(hours=h), f"evt_fin_{n}")), hours, st.integers(0, 2)),
-    st.builds(lambda h, n: Failed(Mark(T0 + timedelta(hours=h), f"evt_fail_{h}_{n}"), "payment failed"),
-              hours, st.integers(0, 2)),
-    st.builds(lambda k, h: Resolved(k, Mark(T0 + timedelta(hours=h), f"evt_{k}_{h}")),
-              st.sampled_from(["paid", "void", "uncollectible"]), hours),
+    st.builds(
+        lambda h, n: Finalized(Mark(T0 + timedelta(hours=h), f"evt_fin_{n}")), hours, st.integers(0, 2)
+    ),
+    st.builds(
+        lambda h, n: Failed(Mark(T0 + timedelta(hours=h), f"evt_fail_{h}_{n}"), "payment failed"),
+        hours,
+        st.integers(0, 2),
+    ),
+    st.builds(
+        lambda k, h: Resolved(k, Mark(T0 + timedelta(hours=h), f"evt_{k}_{h}")),
+        st.sampled_from(["paid", "void", "uncollectible"]),
+        hours,
+    ),
 )
 
 
 def _attempt(n: int, ok: bool) -> Attempted:
-    return Attempted(Attempt(n, T0 + timedelta(days=RETRY_DAYS[n - 1], hours=1), ok, None if ok else "card_declined"))
+    return Attempted(
+        Attempt(n, T0 + timedelta(days=RETRY_DAYS[n - 1], hours=1), ok, None if ok else "card_declined")
+    )
 
 
 # Attempt n has one outcome (one idempotency key per attempt), so outcomes are drawn per number.
 invoice_facts = st.builds(
     lambda facts, outcomes: facts + [_attempt(n, ok) for n, ok in outcomes.items()],
-    st.lists(fact, min_size=1, max_size=6), st.dictionaries(st.integers(1, 3), st.booleans(), max_size=3))
+    st.lists(fact, min_size=1, max_size=6),
+    st.dictionaries(st.integers(1, 3), st.booleans(), max_size=3),
+)
 
 
 def _fold(facts, invoice_id: str = "in_1") -> InvoiceDunning:
@@ -74,7 +96,9 @@ def test_the_schedule_is_day_3_7_14_after_the_first_failure():
     standing, entries = timeline([record], None, 3)
     assert standing == "suspended"
     assert [(e.subject, e.to_state) for e in entries if e.subject == "tenant"] == [
-        ("tenant", "past_due"), ("tenant", "suspended")]
+        ("tenant", "past_due"),
+        ("tenant", "suspended"),
+    ]
 
 
 def test_an_earlier_failure_arriving_late_moves_the_schedule_earlier():
@@ -85,8 +109,10 @@ def test_an_earlier_failure_arriving_late_moves_the_schedule_earlier():
 
 
 def test_suspension_lifts_only_when_every_failed_invoice_is_closed():
-    a = _fold([Failed(Mark(T0, "evt_a"), "x")] + [Attempted(Attempt(n, T0 + timedelta(days=d), False))
-                                                   for n, d in ((1, 3), (2, 7), (3, 14))])
+    a = _fold(
+        [Failed(Mark(T0, "evt_a"), "x")]
+        + [Attempted(Attempt(n, T0 + timedelta(days=d), False)) for n, d in ((1, 3), (2, 7), (3, 14))]
+    )
     b = _fold([Failed(Mark(T0 + timedelta(days=1), "evt_b"), "x")], "in_b")
     assert timeline([a, b], None, 3)[0] == "suspended"
     a = apply(a, Resolved("paid", Mark(T0 + timedelta(days=15), "evt_pa")))

@@ -1,5 +1,6 @@
 """The dunning timeline with an injected clock, against the Stripe double through our real gateway:
 fail, retry day 3/7/14 fail, suspended (ingest 402), customer pays, active; and recovery on day 7."""
+
 from __future__ import annotations
 
 import json
@@ -29,9 +30,15 @@ def _deliver_all(stripe, world) -> list[dict]:
 def _ingest_status(stripe, tenant_id: str = "acme") -> int:
     from tests.conftest import api_event
 
-    event = {"event_id": f"u-{stripe.clock.now.timestamp()}", "tenant_id": tenant_id,
-             "timestamp": "2025-12-02T10:00:00Z", "type": "query", "model": "gpt-4o-mini",
-             "input_tokens": 10, "output_tokens": 2}
+    event = {
+        "event_id": f"u-{stripe.clock.now.timestamp()}",
+        "tenant_id": tenant_id,
+        "timestamp": "2025-12-02T10:00:00Z",
+        "type": "query",
+        "model": "gpt-4o-mini",
+        "input_tokens": 10,
+        "output_tokens": 2,
+    }
     return ingest.handler(api_event({"events": [event]}), stripe.lambda_context)["statusCode"]
 
 
@@ -44,7 +51,7 @@ def _timeline(stripe, tenant_id: str = "acme") -> list[tuple]:
 def _fail_first_charge(stripe, world, tenant_id: str = "acme") -> str:
     world.double.decline(tenant_id=tenant_id)
     invoice = world.open_invoice(tenant_id)
-    attempt = world.charge(invoice, f"{invoice}:charge")      # the invoicing job's one charge
+    attempt = world.charge(invoice, f"{invoice}:charge")  # the invoicing job's one charge
     assert not attempt.succeeded
     _deliver_all(stripe, world)
     return invoice
@@ -55,12 +62,14 @@ def test_fail_three_retries_fail_suspended_customer_pays_active(stripe, world):
     _tenant()
     invoice = _fail_first_charge(stripe, world)
     # (Stripe itself will neither advance nor retry it: auto_advance is off)
-    assert [(i["auto_advance"], i["next_payment_attempt"]) for i in world.double.invoices_for("acme")] == [(False, None)]
+    assert [(i["auto_advance"], i["next_payment_attempt"]) for i in world.double.invoices_for("acme")] == [
+        (False, None)
+    ]
     # Then acme is past due with retries on day 3, 7 and 14
     assert container.tenants().get("acme").payment_status == "past_due"
     status, body = stripe.get_status("acme")
     assert body["invoices"][0]["next_retry_at"] == "2025-12-04T09:00:00Z"
-    assert _ingest_status(stripe) == 202                     # past due still ingests
+    assert _ingest_status(stripe) == 202  # past due still ingests
 
     # When the daily job runs before day 3, nothing is charged
     stripe.clock.set(T0 + timedelta(days=2))
@@ -72,7 +81,7 @@ def test_fail_three_retries_fail_suspended_customer_pays_active(stripe, world):
         report = stripe.run_dunning()
         assert (report["attempted"], report["failed"]) == (1, 1)
         assert world.pay_requests()[-1].idempotency_key == f"{invoice}:retry:{n}"
-        _deliver_all(stripe, world)                           # Stripe's own payment_failed events
+        _deliver_all(stripe, world)  # Stripe's own payment_failed events
         expected = "suspended" if n == 3 else "past_due"
         assert container.tenants().get("acme").payment_status == expected
 
@@ -103,7 +112,7 @@ def test_fail_three_retries_fail_suspended_customer_pays_active(stripe, world):
     ]
     audit = stripe.get_status("acme")[1]["audit"]
     assert all(e["stripe_event_id"] and e["why"] for e in audit)
-    assert audit[-1]["stripe_event_id"].startswith("evt_")    # the invoice.paid event that reactivated
+    assert audit[-1]["stripe_event_id"].startswith("evt_")  # the invoice.paid event that reactivated
 
 
 def test_recovery_on_day_7_cancels_the_remaining_retry(stripe, world):
@@ -128,7 +137,10 @@ def test_recovery_on_day_7_cancels_the_remaining_retry(stripe, world):
     stripe.clock.set(T0 + timedelta(days=14))
     assert stripe.run_dunning()["due"] == 0
     assert [r.idempotency_key for r in world.pay_requests()] == [
-        f"{invoice}:charge", f"{invoice}:retry:1", f"{invoice}:retry:2"]
+        f"{invoice}:charge",
+        f"{invoice}:retry:1",
+        f"{invoice}:retry:2",
+    ]
 
 
 def test_a_voided_invoice_stops_its_retries_and_clears_past_due(stripe, world):
@@ -160,7 +172,9 @@ def test_one_paid_invoice_leaves_the_tenant_past_due_while_another_is_failing(st
     _deliver_all(stripe, world)
     # Then acme stays past due, and November keeps its retry schedule
     assert container.tenants().get("acme").payment_status == "past_due"
-    states = {i["invoice_id"]: (i["state"], i["next_retry_at"]) for i in stripe.get_status("acme")[1]["invoices"]}
+    states = {
+        i["invoice_id"]: (i["state"], i["next_retry_at"]) for i in stripe.get_status("acme")[1]["invoices"]
+    }
     assert states == {october: ("paid", None), november: ("past_due", "2025-12-04T09:00:00Z")}
 
 
@@ -205,5 +219,10 @@ def test_tenant_status_endpoint_requires_an_allowed_key(stripe):
     assert stripe.get_status("acme", api_key_id="someone-else")[0] == 403
     assert stripe.get_status("nobody")[0] == 404
     status, body = stripe.get_status("acme")
-    assert status == 200 and body == {"tenant_id": "acme", "payment_status": "active", "invoices": [], "audit": []}
+    assert status == 200 and body == {
+        "tenant_id": "acme",
+        "payment_status": "active",
+        "invoices": [],
+        "audit": [],
+    }
     json.dumps(body)

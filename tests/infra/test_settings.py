@@ -1,11 +1,12 @@
 """Settings read the environment exactly as the template writes it (issue 9: a list variable set
 with !Join arrived as "k1,k2" and pydantic-settings, expecting JSON, refused it on every invocation)."""
+
 from __future__ import annotations
 
 import pytest
 
-from billing_local.template import load_template
 from billing.settings import Settings
+from billing_local.template import load_template
 
 
 def template_join(value: list[str]) -> str:
@@ -17,11 +18,14 @@ def template_join(value: list[str]) -> str:
     return separator.join(value)
 
 
-@pytest.mark.parametrize(("parameter", "expected"), [
-    ([], []),                                  # the parameter's default ("" joins to "")
-    (["k1"], ["k1"]),
-    (["k1", "k2"], ["k1", "k2"]),
-])
+@pytest.mark.parametrize(
+    ("parameter", "expected"),
+    [
+        ([], []),  # the parameter's default ("" joins to "")
+        (["k1"], ["k1"]),
+        (["k1", "k2"], ["k1", "k2"]),
+    ],
+)
 def test_platform_api_key_ids_read_what_the_template_joins(monkeypatch, parameter, expected):
     # Given the environment variable as CloudFormation renders the template's Join
     monkeypatch.setenv("PLATFORM_API_KEY_IDS", template_join(parameter))
@@ -31,11 +35,14 @@ def test_platform_api_key_ids_read_what_the_template_joins(monkeypatch, paramete
     assert settings.platform_api_key_ids == expected
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    ('["k1", "k2"]', ["k1", "k2"]),            # JSON, as the local sandbox and older docs set it
-    ("[]", []),
-    (" k1 , k2 ,", ["k1", "k2"]),              # blanks and empty items are not ids
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ('["k1", "k2"]', ["k1", "k2"]),  # JSON, as the local sandbox and older docs set it
+        ("[]", []),
+        (" k1 , k2 ,", ["k1", "k2"]),  # blanks and empty items are not ids
+    ],
+)
 def test_platform_api_key_ids_accept_json_and_tolerate_blanks(monkeypatch, raw, expected):
     # Given a hand-written value
     monkeypatch.setenv("PLATFORM_API_KEY_IDS", raw)

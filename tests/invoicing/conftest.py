@@ -1,5 +1,6 @@
 """Invoicing fixtures: a Stripe double the real SDK talks to, the key in (moto) Secrets Manager,
 tenants and stored statements built the way the rating stage stores them."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -9,16 +10,16 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+
 from billing import container
 from billing.container import invoice_records, invoicing_service
 from billing.invoicing import InvoicingService
-from billing_local.runner import load_module
-from billing_local.stripe_double import StripeDouble, put_secret
 from billing.money import round_cents
 from billing.periods import Month
 from billing.statements import Statement, StatementLine
 from billing.tenants import PlanAssignment, Tenant
-
+from billing_local.runner import load_module
+from billing_local.stripe_double import StripeDouble, put_secret
 from tests.conftest import Env
 
 MONTH = "2025-11"
@@ -53,9 +54,13 @@ def billing(env: Env, stripe_double: StripeDouble, monkeypatch: pytest.MonkeyPat
     """Given the local AWS account, the Stripe double as API base and the key in Secrets Manager."""
     from aws_lambda_powertools.utilities import parameters
 
-    for key, value in {"STRIPE_API_BASE": stripe_double.api_base, "STRIPE_TIMEOUT_S": "0.3",
-                       "STRIPE_RETRY_BASE_DELAY_S": "0.01", "STRIPE_MAX_REQUESTS_PER_SECOND": "1000",
-                       "STRIPE_MAX_ATTEMPTS": "4"}.items():
+    for key, value in {
+        "STRIPE_API_BASE": stripe_double.api_base,
+        "STRIPE_TIMEOUT_S": "0.3",
+        "STRIPE_RETRY_BASE_DELAY_S": "0.01",
+        "STRIPE_MAX_REQUESTS_PER_SECOND": "1000",
+        "STRIPE_MAX_ATTEMPTS": "4",
+    }.items():
         monkeypatch.setenv(key, value)
     container.reset()
     put_secret(container.settings().stripe_secret_name)
@@ -66,28 +71,56 @@ def billing(env: Env, stripe_double: StripeDouble, monkeypatch: pytest.MonkeyPat
 
 
 def make_tenant(tenant_id: str, *, plan: str = "starter", customer: str | None = None) -> Tenant:
-    tenant = Tenant(id=tenant_id, name=tenant_id.title(), email=f"billing@{tenant_id}.example",
-                    plans=[PlanAssignment(plan=plan, effective_at=datetime(2025, 1, 1, tzinfo=UTC))],
-                    stripe_customer_id=customer)
+    tenant = Tenant(
+        id=tenant_id,
+        name=tenant_id.title(),
+        email=f"billing@{tenant_id}.example",
+        plans=[PlanAssignment(plan=plan, effective_at=datetime(2025, 1, 1, tzinfo=UTC))],
+        stripe_customer_id=customer,
+    )
     assert container.tenants().create(tenant)
     return tenant
 
 
-def make_statement(tenant_id: str, exact_amounts: list[str | Decimal], *, month: str = MONTH,
-                   plan: str | None = "starter", is_final: bool = False, store: bool = True) -> Statement:
+def make_statement(
+    tenant_id: str,
+    exact_amounts: list[str | Decimal],
+    *,
+    month: str = MONTH,
+    plan: str | None = "starter",
+    is_final: bool = False,
+    store: bool = True,
+) -> Statement:
     """A statement whose lines are the exact amounts rounded half-up to cents once (the rating rule)."""
     m = Month.parse(month)
     lines = []
     for n, exact in enumerate(exact_amounts, start=1):
         exact = Decimal(str(exact))
-        lines.append(StatementLine(
-            line_id=f"usage:{n}", kind="usage_cost" if n > 1 else "base_fee", plan=plan,
-            description=f"line {n}: 1 x {exact} USD", quantity=Decimal(1), unit_price=exact,
-            amount_exact=exact, amount=round_cents(exact), period_start=m.start, period_end=m.end))
-    statement = Statement(statement_id=Statement.make_id(tenant_id, month), tenant_id=tenant_id, month=month,
-                          period_start=m.start, period_end=m.end, is_final=is_final,
-                          invoice_date=m.end.date().isoformat(), lines=lines,
-                          total=sum((line.amount for line in lines), Decimal(0)))
+        lines.append(
+            StatementLine(
+                line_id=f"usage:{n}",
+                kind="usage_cost" if n > 1 else "base_fee",
+                plan=plan,
+                description=f"line {n}: 1 x {exact} USD",
+                quantity=Decimal(1),
+                unit_price=exact,
+                amount_exact=exact,
+                amount=round_cents(exact),
+                period_start=m.start,
+                period_end=m.end,
+            )
+        )
+    statement = Statement(
+        statement_id=Statement.make_id(tenant_id, month),
+        tenant_id=tenant_id,
+        month=month,
+        period_start=m.start,
+        period_end=m.end,
+        is_final=is_final,
+        invoice_date=m.end.date().isoformat(),
+        lines=lines,
+        total=sum((line.amount for line in lines), Decimal(0)),
+    )
     if store:
         assert container.statements().put_if_absent(statement)
     return statement

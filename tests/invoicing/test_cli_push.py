@@ -1,9 +1,10 @@
 """``billing invoice push``: same code as the Lambda; ``--dry-run`` prints the exact requests."""
+
 from __future__ import annotations
 
-from billing_cli import _load, app
 from typer.testing import CliRunner
 
+from billing_cli import _load, app
 from tests.invoicing.conftest import MONTH, Billing, make_statement, make_tenant
 
 runner = CliRunner()
@@ -24,7 +25,9 @@ def test_dry_run_prints_the_requests_and_sends_nothing(billing: Billing) -> None
     assert "POST /v1/customers  Idempotency-Key: customer:acme" in out
     assert "POST /v1/invoices  Idempotency-Key: acme:2025-11:invoice" in out
     assert "auto_advance=false" in out and "collection_method=charge_automatically" in out
-    assert "POST /v1/invoiceitems  Idempotency-Key: acme:2025-11:line:usage:2" in out and "&amount=123\n" in out
+    assert (
+        "POST /v1/invoiceitems  Idempotency-Key: acme:2025-11:line:usage:2" in out and "&amount=123\n" in out
+    )
     assert "POST /v1/invoices/{invoice_id}/finalize  Idempotency-Key: acme:2025-11:finalize" in out
     assert "POST /v1/invoices/{invoice_id}/pay  Idempotency-Key: acme:2025-11:pay" in out
     assert billing.stripe.requests == []

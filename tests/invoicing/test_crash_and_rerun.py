@@ -5,6 +5,7 @@ A "crash" is Stripe failing every attempt of a step (the job fails, as a killed 
 response lost after Stripe acted on the request (``lost_response``). ``forget_idempotency_keys``
 is a day passing, so the rerun cannot lean on Stripe's 24-hour replay and must read Stripe's state.
 """
+
 from __future__ import annotations
 
 import threading
@@ -27,8 +28,9 @@ def assert_exactly_one_invoice(billing: Billing, tenant_id: str, statement) -> d
     line_ids = sorted(line["metadata"]["line_id"] for line in invoice["lines"]["data"])
     assert line_ids == sorted(line.line_id for line in statement.lines)
     assert invoice["total"] == cents(statement)
-    assert len([i for i in billing.stripe.invoice_items.values() if i["customer"] == invoice["customer"]]) == len(
-        statement.lines)
+    assert len(
+        [i for i in billing.stripe.invoice_items.values() if i["customer"] == invoice["customer"]]
+    ) == len(statement.lines)
     return invoice
 
 
@@ -40,14 +42,18 @@ def statement(billing: Billing):
 
 
 @pytest.mark.parametrize("forget_keys", [False, True], ids=["within-24h", "after-24h"])
-@pytest.mark.parametrize("step,path,after,state", [
-    ("after the draft", ITEMS, 0, "draft_created"),
-    ("after some items", ITEMS, 2, "draft_created"),
-    ("before finalize", FINALIZE, 0, "items_added"),
-    ("after finalize", PAY, 0, "finalized"),
-])
-def test_failed_step_then_rerun(billing: Billing, statement, step: str, path: str, after: int, state: str,
-                                forget_keys: bool) -> None:
+@pytest.mark.parametrize(
+    "step,path,after,state",
+    [
+        ("after the draft", ITEMS, 0, "draft_created"),
+        ("after some items", ITEMS, 2, "draft_created"),
+        ("before finalize", FINALIZE, 0, "items_added"),
+        ("after finalize", PAY, 0, "finalized"),
+    ],
+)
+def test_failed_step_then_rerun(
+    billing: Billing, statement, step: str, path: str, after: int, state: str, forget_keys: bool
+) -> None:
     # Given Stripe failing every attempt of one step
     billing.stripe.add_fault("server_error", method="POST", path=path, after=after, times=-1)
 
@@ -139,13 +145,15 @@ def test_rerun_of_a_finished_job_sends_nothing(billing: Billing, statement) -> N
 
 def test_two_invoices_for_one_statement_fail_the_job_instead_of_guessing(billing: Billing, statement) -> None:
     # Given someone created two invoices carrying this statement's metadata, and our record was lost
-    from billing.payments import InvoiceDraft
     from billing.invoicing import InvoiceMismatch
+    from billing.payments import InvoiceDraft
 
     customer = billing.service.ensure_customer("acme")
     meta = {"tenant_id": "acme", "month": MONTH, "statement_id": "acme:2025-11"}
     for n in range(2):
-        billing.service.gateway.create_draft_invoice(InvoiceDraft(customer, "usd", "manual", meta, f"manual-{n}"))
+        billing.service.gateway.create_draft_invoice(
+            InvoiceDraft(customer, "usd", "manual", meta, f"manual-{n}")
+        )
 
     # When the job runs, it refuses to pick one and names both
     with pytest.raises(InvoiceMismatch, match="2 non-void invoices"):

@@ -1,9 +1,10 @@
 """The demo stage pushes the closed month to the Stripe double and shows equal totals."""
+
 from __future__ import annotations
 
-from billing_cli.demo import invoicing as demo_invoicing
 from rich.console import Console
 
+from billing_cli.demo import invoicing as demo_invoicing
 from tests.invoicing.conftest import MONTH, Billing, make_statement, make_tenant
 
 

@@ -1,8 +1,8 @@
 """A statement becomes exactly one charged Stripe invoice whose total equals the statement's."""
+
 from __future__ import annotations
 
 from billing import container
-
 from tests.invoicing.conftest import MONTH, Billing, cents, make_statement, make_tenant
 
 
@@ -21,8 +21,12 @@ def test_statement_is_invoiced_itemized_finalized_and_charged(billing: Billing) 
     invoice = invoices[0]
     assert invoice["status"] == "paid" and invoice["total"] == cents(statement) == 4135
     assert invoice["auto_advance"] is False and invoice["collection_method"] == "charge_automatically"
-    assert invoice["metadata"] == {"tenant_id": "acme", "month": MONTH, "statement_id": "acme:2025-11",
-                                   "is_final": "false"}
+    assert invoice["metadata"] == {
+        "tenant_id": "acme",
+        "month": MONTH,
+        "statement_id": "acme:2025-11",
+        "is_final": "false",
+    }
     lines = {line["metadata"]["line_id"]: line["amount"] for line in invoice["lines"]["data"]}
     assert lines == {"usage:1": 2900, "usage:2": 1234, "usage:3": 1}
     # and the tenant now carries its Stripe customer, the record the Stripe ids
@@ -44,9 +48,16 @@ def test_every_post_carries_a_key_derived_from_the_statement(billing: Billing) -
     billing.service.invoice("beta", MONTH)
 
     # Then each POST used the key of its step, and the pinned API version
-    posts = [(r.path.rsplit("/", 1)[-1], r.idempotency_key) for r in billing.stripe.requests if r.method == "POST"]
-    assert [key for _, key in posts] == ["beta:2025-11:invoice", "beta:2025-11:line:usage:1",
-                                         "beta:2025-11:line:usage:2", "beta:2025-11:finalize", "beta:2025-11:pay"]
+    posts = [
+        (r.path.rsplit("/", 1)[-1], r.idempotency_key) for r in billing.stripe.requests if r.method == "POST"
+    ]
+    assert [key for _, key in posts] == [
+        "beta:2025-11:invoice",
+        "beta:2025-11:line:usage:1",
+        "beta:2025-11:line:usage:2",
+        "beta:2025-11:finalize",
+        "beta:2025-11:pay",
+    ]
     assert {r.stripe_version for r in billing.stripe.requests} == {container.settings().stripe_api_version}
 
 
@@ -100,5 +111,7 @@ def test_plan_product_is_named_through_an_inline_price(billing: Billing, monkeyp
     # Then the items name the product, and the amounts are unchanged
     (invoice,) = billing.stripe.invoices_for("prod")
     assert invoice["total"] == 3001
-    item_posts = [r.params for r in billing.stripe.requests if r.path == "/v1/invoiceitems" and r.method == "POST"]
+    item_posts = [
+        r.params for r in billing.stripe.requests if r.path == "/v1/invoiceitems" and r.method == "POST"
+    ]
     assert all(p["price_data"]["product"] == "prod_starter" and p["quantity"] == "1" for p in item_posts)

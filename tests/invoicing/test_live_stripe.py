@@ -7,6 +7,7 @@ Runs only when STRIPE_TEST_SECRET_KEY (an sk_test_... key) is set; skipped other
 The key goes into (moto's) Secrets Manager like in production, so it reaches the SDK only through
 Powertools Parameters. Each test makes its own test clock and deletes it (and with it its customers).
 """
+
 from __future__ import annotations
 
 import os
@@ -14,15 +15,17 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
 from billing import container
 from billing.payments import CustomerDraft
 from billing_local.stripe_double import put_secret
-
 from tests.invoicing.conftest import MONTH, cents, make_statement, make_tenant
 
 KEY = os.environ.get("STRIPE_TEST_SECRET_KEY", "")
-pytestmark = [pytest.mark.live_stripe,
-              pytest.mark.skipif(not KEY.startswith("sk_test_"), reason="STRIPE_TEST_SECRET_KEY (sk_test_...) not set")]
+pytestmark = [
+    pytest.mark.live_stripe,
+    pytest.mark.skipif(not KEY.startswith("sk_test_"), reason="STRIPE_TEST_SECRET_KEY (sk_test_...) not set"),
+]
 
 
 @pytest.fixture
@@ -34,7 +37,9 @@ def live(env, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     container.reset()
     put_secret(container.settings().stripe_secret_name, KEY)
     client = stripe.StripeClient(KEY, stripe_version=container.settings().stripe_api_version)
-    clock = client.v1.test_helpers.test_clocks.create({"frozen_time": int(time.time()), "name": "billing live test"})
+    clock = client.v1.test_helpers.test_clocks.create(
+        {"frozen_time": int(time.time()), "name": "billing live test"}
+    )
     try:
         yield client, clock
     finally:
@@ -46,10 +51,13 @@ def customer_with_card(client, clock, tenant_id: str, card: str) -> str:
     from billing.container import invoicing_service
 
     gateway = invoicing_service().gateway
-    customer_id = gateway.create_customer(CustomerDraft(tenant_id, tenant_id, "", f"live:{tenant_id}:{clock.id}",
-                                                        test_clock=clock.id)).id
+    customer_id = gateway.create_customer(
+        CustomerDraft(tenant_id, tenant_id, "", f"live:{tenant_id}:{clock.id}", test_clock=clock.id)
+    ).id
     payment_method = client.v1.payment_methods.attach(card, {"customer": customer_id})
-    client.v1.customers.update(customer_id, {"invoice_settings": {"default_payment_method": payment_method.id}})
+    client.v1.customers.update(
+        customer_id, {"invoice_settings": {"default_payment_method": payment_method.id}}
+    )
     tenant = container.tenants().get(tenant_id)
     container.tenants().save(tenant.model_copy(update={"stripe_customer_id": customer_id}))
     return customer_id
@@ -81,7 +89,9 @@ def test_statement_becomes_a_paid_stripe_invoice_with_equal_total(live) -> None:
     invoice = client.v1.invoices.retrieve(outcome.invoice_id)
     assert invoice.total == cents(statement) and invoice.status == "paid" and invoice.auto_advance is False
     lines = client.v1.invoices.list_lines(outcome.invoice_id, {"limit": 100})
-    assert sorted(line.metadata["line_id"] for line in lines.data) == sorted(line.line_id for line in statement.lines)
+    assert sorted(line.metadata["line_id"] for line in lines.data) == sorted(
+        line.line_id for line in statement.lines
+    )
 
 
 def test_declined_card_is_an_outcome_and_stripe_does_not_retry_on_its_own(live) -> None:

@@ -1,4 +1,5 @@
 """The rate cap measured where it matters (at the Stripe double), and the SQS handler."""
+
 from __future__ import annotations
 
 import json
@@ -6,10 +7,10 @@ import threading
 import time
 
 import pytest
+
 from billing import container
 from billing.adapters.stripe_gateway import RateLimiter
 from billing_local.stripe_double import max_in_window
-
 from tests.conftest import load_event
 from tests.invoicing.conftest import MONTH, Billing, load_handler, make_statement, make_tenant
 
@@ -77,8 +78,12 @@ def test_handler_reports_only_the_failed_messages(billing: Billing, invoicing_ap
     make_statement("good", ["19.99"])
     make_tenant("bad", customer="cus_missing")
     make_statement("bad", ["5"])
-    event = sqs_event(json.dumps({"tenant_id": "good", "month": MONTH}), '{"tenant_id": "good", "month": "11-2025"}',
-                      json.dumps({"tenant_id": "bad", "month": MONTH}), json.dumps({"tenant_id": "good", "month": MONTH}))
+    event = sqs_event(
+        json.dumps({"tenant_id": "good", "month": MONTH}),
+        '{"tenant_id": "good", "month": "11-2025"}',
+        json.dumps({"tenant_id": "bad", "month": MONTH}),
+        json.dumps({"tenant_id": "good", "month": MONTH}),
+    )
 
     # When the Lambda handles the batch
     response = invoicing_app.handler(event, lambda_context)

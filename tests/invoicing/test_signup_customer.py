@@ -1,15 +1,20 @@
 """Signup creates the Stripe customer once; existing tenants get one at their first invoice."""
+
 from __future__ import annotations
 
 from billing import container
 from billing.tenant_service import SignupRequest
-
 from tests.invoicing.conftest import MONTH, Billing, make_statement
 
 
 def signup(tenant_id: str) -> None:
-    request = SignupRequest(id=tenant_id, name="Acme Corp", email="billing@acme.example", plan="starter",
-                            effective_at="2025-11-01T00:00:00Z")
+    request = SignupRequest(
+        id=tenant_id,
+        name="Acme Corp",
+        email="billing@acme.example",
+        plan="starter",
+        effective_at="2025-11-01T00:00:00Z",
+    )
     container.tenant_service().signup(request)
 
 
@@ -26,7 +31,9 @@ def test_signup_creates_the_customer_exactly_once_even_when_retried(billing: Bil
     assert len([r for r in billing.stripe.requests if r.method == "POST" and r.path == "/v1/customers"]) == 1
 
 
-def test_signup_succeeds_while_stripe_is_down_and_the_first_invoice_creates_the_customer(billing: Billing) -> None:
+def test_signup_succeeds_while_stripe_is_down_and_the_first_invoice_creates_the_customer(
+    billing: Billing,
+) -> None:
     # Given Stripe failing every request during the signup
     billing.stripe.add_fault("server_error", times=-1)
     signup("acme")

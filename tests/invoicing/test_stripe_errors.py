@@ -1,11 +1,12 @@
 """How Stripe's failures reach the job: transient ones are retried with the same idempotency key,
 card declines are outcomes, invalid requests fail the job."""
+
 from __future__ import annotations
 
 import pytest
 import stripe
-from billing import container
 
+from billing import container
 from tests.invoicing.conftest import MONTH, Billing, make_statement, make_tenant
 
 
@@ -18,7 +19,9 @@ def acme(billing: Billing):
 
 
 @pytest.mark.parametrize("kind,status", [("rate_limit", 429), ("server_error", 500), ("timeout", 0)])
-def test_transient_failures_are_retried_with_the_same_key(billing: Billing, acme, kind: str, status: int) -> None:
+def test_transient_failures_are_retried_with_the_same_key(
+    billing: Billing, acme, kind: str, status: int
+) -> None:
     # Given Stripe failing the invoice creation twice
     billing.stripe.add_fault(kind, method="POST", path=r"^/v1/invoices$", times=2)
 
@@ -68,7 +71,11 @@ def test_pay_invoice_reports_declines_for_dunning(billing: Billing, acme) -> Non
     again = gateway.pay_invoice(invoice_id, idempotency_key=f"{invoice_id}:retry:3")
 
     # Then each attempt is a value
-    assert (first.succeeded, first.invoice_status, first.failure_code) == (False, "open", "insufficient_funds")
+    assert (first.succeeded, first.invoice_status, first.failure_code) == (
+        False,
+        "open",
+        "insufficient_funds",
+    )
     assert (second.succeeded, second.invoice_status) == (True, "paid")
     assert (again.succeeded, again.invoice_status) == (True, "paid")  # already paid: nothing charged
 

@@ -1,5 +1,6 @@
 """Stripe's total equals the statement's to the cent; the adapter type-checks against the SDK;
 the double's fixtures are Stripe's own."""
+
 from __future__ import annotations
 
 import itertools
@@ -10,17 +11,18 @@ import sys
 from decimal import Decimal
 
 import pytest
-from billing.invoicing import StatementInconsistent, statement_cents
-from billing_local.stripe_double import FIXTURES_PATH
-from billing_local.template import PROJECT_ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from billing.invoicing import StatementInconsistent, statement_cents
+from billing_local.stripe_double import FIXTURES_PATH
+from billing_local.template import PROJECT_ROOT
 from tests.invoicing.conftest import MONTH, Billing, cents, make_statement, make_tenant
 
 _ids = itertools.count()
-sub_cent = st.decimals(min_value=Decimal(0), max_value=Decimal(3), places=9, allow_nan=False,
-                       allow_infinity=False)
+sub_cent = st.decimals(
+    min_value=Decimal(0), max_value=Decimal(3), places=9, allow_nan=False, allow_infinity=False
+)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -53,15 +55,29 @@ def test_a_statement_whose_total_is_not_its_lines_is_refused(env) -> None:
         statement_cents(statement.model_copy(update={"total": Decimal("3.001")}))
 
 
-@pytest.mark.skipif(shutil.which("mypy", path=str(PROJECT_ROOT / ".venv/bin")) is None
-                    and shutil.which("mypy") is None, reason="mypy not installed")
+@pytest.mark.skipif(
+    shutil.which("mypy", path=str(PROJECT_ROOT / ".venv/bin")) is None and shutil.which("mypy") is None,
+    reason="mypy not installed",
+)
 def test_stripe_adapter_type_checks_against_the_sdk() -> None:
     # A wrong Stripe parameter name or type is a mypy error (the SDK's params are TypedDicts).
-    result = subprocess.run([sys.executable, "-m", "mypy", "--no-error-summary",
-                             "layers/billing/billing/adapters/stripe_gateway.py",
-                             "layers/billing/billing/invoicing.py", "layers/billing/billing/adapters/invoice_store.py",
-                             "src/billing_local/stripe_double.py"],
-                            check=False, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--no-error-summary",
+            "layers/billing/billing/adapters/stripe_gateway.py",
+            "layers/billing/billing/invoicing.py",
+            "layers/billing/billing/adapters/invoice_store.py",
+            "src/billing_local/stripe_double.py",
+        ],
+        check=False,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -1,14 +1,15 @@
 """Metering fixtures: tenants with a plan or a plain quota, and calling the ingest handler."""
+
 from __future__ import annotations
 
 import json
 from typing import Any
 
 import pytest
-from billing import container
-from billing_local.runner import load_module, response_headers
-from billing.tenants import PlanAssignment, Tenant
 
+from billing import container
+from billing.tenants import PlanAssignment, Tenant
+from billing_local.runner import load_module, response_headers
 from tests.conftest import api_event
 
 
@@ -26,26 +27,48 @@ def replay_app() -> Any:
     return load_handler("fallback_replay")
 
 
-def make_tenant(tenant_id: str = "acme-corp", *, quota: int | None = None, plan: str | None = None,
-                plan_from: str = "2025-01-01T00:00:00Z", **fields: Any) -> Tenant:
+def make_tenant(
+    tenant_id: str = "acme-corp",
+    *,
+    quota: int | None = None,
+    plan: str | None = None,
+    plan_from: str = "2025-01-01T00:00:00Z",
+    **fields: Any,
+) -> Tenant:
     plans = [PlanAssignment(plan=plan, effective_at=plan_from)] if plan else []
-    tenant = Tenant(id=tenant_id, name=tenant_id.title(), email=f"billing@{tenant_id}.example",
-                    plans=plans, query_quota=quota, **fields)
+    tenant = Tenant(
+        id=tenant_id,
+        name=tenant_id.title(),
+        email=f"billing@{tenant_id}.example",
+        plans=plans,
+        query_quota=quota,
+        **fields,
+    )
     assert container.tenants().create(tenant)
     return tenant
 
 
 def usage(event_id: str, tenant_id: str = "acme-corp", ts: str = "2025-11-03T12:00:00Z", **kw: Any) -> dict:
-    return {"event_id": event_id, "tenant_id": tenant_id, "timestamp": ts, "type": "query",
-            "model": "gpt-4o-mini", "input_tokens": 100, "output_tokens": 20, **kw}
+    return {
+        "event_id": event_id,
+        "tenant_id": tenant_id,
+        "timestamp": ts,
+        "type": "query",
+        "model": "gpt-4o-mini",
+        "input_tokens": 100,
+        "output_tokens": 20,
+        **kw,
+    }
 
 
 @pytest.fixture
 def post(ingest_app, lambda_context):
     """POST a body to /v1/events through the real handler; returns (status, json body, headers)."""
+
     def _post(body: Any, **kw: Any) -> tuple[int, dict, dict]:
         response = ingest_app.handler(api_event(body, **kw), lambda_context)
         return response["statusCode"], json.loads(response["body"]), response_headers(response)
+
     return _post
 
 

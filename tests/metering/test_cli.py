@@ -1,4 +1,5 @@
 """Operator CLI: db migrate, ingest FILE.jsonl (same code path as the Lambda), usage."""
+
 from __future__ import annotations
 
 import json
@@ -41,9 +42,17 @@ def test_ingest_a_jsonl_file_twice_counts_each_event_once(env, tmp_path):
 
 def test_usage_prints_the_month_by_model(env, post):
     make_tenant(plan="starter")
-    post({"events": [usage("u-1", input_tokens=1_000_000, output_tokens=0),
-                     usage("u-2", ts="2025-11-04T00:00:00Z", model="gpt-4o", input_tokens=10, output_tokens=0)]})
-    result = runner.invoke(app, ["usage", "--tenant", "acme-corp", "--month", "2025-11"], env={"COLUMNS": "200"})
+    post(
+        {
+            "events": [
+                usage("u-1", input_tokens=1_000_000, output_tokens=0),
+                usage("u-2", ts="2025-11-04T00:00:00Z", model="gpt-4o", input_tokens=10, output_tokens=0),
+            ]
+        }
+    )
+    result = runner.invoke(
+        app, ["usage", "--tenant", "acme-corp", "--month", "2025-11"], env={"COLUMNS": "200"}
+    )
     assert result.exit_code == 0, result.output
     # gpt-4o-mini: 1e6 * 0.15 / 1e6 * 1.25 = 0.1875
     assert "0.187500000" in result.output and "gpt-4o " in result.output and "TOTAL" in result.output

@@ -1,4 +1,5 @@
 """Exactly-once admission and exact quotas, including under concurrency."""
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -13,8 +14,14 @@ NOV = Month(2025, 11)
 
 
 def rollup_queries(env, tenant="acme-corp") -> tuple:
-    return (env.store.query("SELECT sum(queries) FROM usage_hourly WHERE tenant_id = {t:String}", {"t": tenant})[0][0],
-            env.store.query("SELECT sum(queries) FROM usage_daily WHERE tenant_id = {t:String}", {"t": tenant})[0][0])
+    return (
+        env.store.query("SELECT sum(queries) FROM usage_hourly WHERE tenant_id = {t:String}", {"t": tenant})[
+            0
+        ][0],
+        env.store.query("SELECT sum(queries) FROM usage_daily WHERE tenant_id = {t:String}", {"t": tenant})[
+            0
+        ][0],
+    )
 
 
 def test_a_retried_batch_counts_once_everywhere_and_consumes_no_quota(env, post):
@@ -27,7 +34,9 @@ def test_a_retried_batch_counts_once_everywhere_and_consumes_no_quota(env, post)
     third = post(batch)
     # Then it is stored once; the retries are acknowledged as duplicates
     assert first[0] == 202 and first[1]["accepted"] == 2
-    assert second[0] == 202 and second[1]["accepted"] == 0 and sorted(second[1]["duplicates"]) == ["e-1", "e-2"]
+    assert (
+        second[0] == 202 and second[1]["accepted"] == 0 and sorted(second[1]["duplicates"]) == ["e-1", "e-2"]
+    )
     assert third[1]["duplicates"] == second[1]["duplicates"]
     assert stored(env)["queries"] == 2
     assert rollup_queries(env) == (2, 2)
@@ -51,11 +60,24 @@ def test_a_batch_admits_queries_in_timestamp_order_and_names_the_rejected(env, p
     # Given 2 queries of quota left
     make_tenant(quota=2)
     # When a batch of 4 queries (sent out of order) and one embedding arrives
-    status, body, _ = post({"events": [
-        usage("late", ts="2025-11-05T00:00:00Z"), usage("first", ts="2025-11-01T00:00:00Z"),
-        usage("third", ts="2025-11-03T00:00:00Z"), usage("second", ts="2025-11-02T00:00:00Z"),
-        {"event_id": "emb", "tenant_id": "acme-corp", "timestamp": "2025-11-06T00:00:00Z", "type": "embedding",
-         "model": "text-embedding-3-small", "input_tokens": 10}]})
+    status, body, _ = post(
+        {
+            "events": [
+                usage("late", ts="2025-11-05T00:00:00Z"),
+                usage("first", ts="2025-11-01T00:00:00Z"),
+                usage("third", ts="2025-11-03T00:00:00Z"),
+                usage("second", ts="2025-11-02T00:00:00Z"),
+                {
+                    "event_id": "emb",
+                    "tenant_id": "acme-corp",
+                    "timestamp": "2025-11-06T00:00:00Z",
+                    "type": "embedding",
+                    "model": "text-embedding-3-small",
+                    "input_tokens": 10,
+                },
+            ]
+        }
+    )
     # Then the two earliest queries and the embedding are stored, the rest named as rejected
     assert status == 202 and body["accepted"] == 3
     assert sorted(r["event_id"] for r in body["rejected_for_quota"]) == ["late", "third"]
@@ -87,7 +109,9 @@ def test_quota_is_exact_under_50_concurrent_requests(env):
     # Given quota 10
     make_tenant(quota=10)
     # When 50 single-query requests race
-    statuses = concurrently(50, lambda i: ingest_one(usage(f"c-{i}", ts=f"2025-11-03T12:{i // 60:02d}:{i % 60:02d}Z")))
+    statuses = concurrently(
+        50, lambda i: ingest_one(usage(f"c-{i}", ts=f"2025-11-03T12:{i // 60:02d}:{i % 60:02d}Z"))
+    )
     # Then exactly 10 are admitted and stored
     assert statuses.count(202) == 10 and statuses.count(429) == 40
     assert stored(env)["queries"] == 10
@@ -97,7 +121,9 @@ def test_quota_is_exact_under_50_concurrent_requests(env):
 def test_concurrent_copies_of_one_event_store_it_once(env):
     # Given a tenant, When 20 copies of one event race
     make_tenant(quota=100)
-    results = concurrently(20, lambda i: container.ingest_service().ingest([UsageEvent.model_validate(usage("same"))]))
+    results = concurrently(
+        20, lambda i: container.ingest_service().ingest([UsageEvent.model_validate(usage("same"))])
+    )
     # Then exactly one request stored it; every other copy was acknowledged as a duplicate
     assert sum(len(r.accepted) for r in results) == 1
     assert all(len(r.accepted) + len(r.duplicates) == 1 for r in results)
@@ -109,11 +135,17 @@ def test_concurrent_copies_of_one_event_store_it_once(env):
 def test_quota_follows_the_plan_in_force_at_each_query(env, post):
     # Given payg (quota 50000) switched to a custom... starter (10000) — use a tenant-level check
     from billing import container
+    from billing.periods import parse_instant
     from billing.quotas import quota_limit
     from billing.tenants import PlanAssignment, Tenant
-    from billing.periods import parse_instant
-    tenant = Tenant(id="x", plans=[PlanAssignment(plan="starter", effective_at="2025-10-01T00:00:00Z"),
-                                   PlanAssignment(plan="pro", effective_at="2025-11-16T08:00:00Z")])
+
+    tenant = Tenant(
+        id="x",
+        plans=[
+            PlanAssignment(plan="starter", effective_at="2025-10-01T00:00:00Z"),
+            PlanAssignment(plan="pro", effective_at="2025-11-16T08:00:00Z"),
+        ],
+    )
     catalog = container.plan_catalog()
     assert quota_limit(tenant, catalog, parse_instant("2025-11-16T07:59:59Z")) == 10000
     assert quota_limit(tenant, catalog, parse_instant("2025-11-16T08:00:00Z")) == 100000

@@ -1,7 +1,7 @@
 """ClickHouse outages: accepted batches go to SQS and are replayed; nothing is lost or doubled."""
+
 from __future__ import annotations
 
-import json
 import random
 
 import boto3
@@ -44,12 +44,18 @@ def test_fault_injection_stream_every_event_lands_exactly_once(env, post, replay
     rng = random.Random(7)
     modes = {}
     service = container.ingest_service()
-    service.store = OutageStore(env.store, lambda n: modes.setdefault(n, rng.choice(["ok", "ok", "fail", "lost_ack"])))
+    service.store = OutageStore(
+        env.store, lambda n: modes.setdefault(n, rng.choice(["ok", "ok", "fail", "lost_ack"]))
+    )
     expected = 0
     # When 30 batches of 20 events arrive, with client retries of some batches
     for b in range(30):
-        batch = {"events": [usage(f"b{b}-{i}", ts=f"2025-11-{1 + b % 28:02d}T{i % 24:02d}:00:00Z", input_tokens=i + 1)
-                            for i in range(20)]}
+        batch = {
+            "events": [
+                usage(f"b{b}-{i}", ts=f"2025-11-{1 + b % 28:02d}T{i % 24:02d}:00:00Z", input_tokens=i + 1)
+                for i in range(20)
+            ]
+        }
         status, body, _ = post(batch)
         assert status == 202
         expected += 20
@@ -74,9 +80,17 @@ def test_a_replayed_message_delivered_twice_is_stored_once(env, post, replay_app
     post({"events": [usage("e-1")]})
     sqs = boto3.client("sqs")
     body = sqs.receive_message(QueueUrl=env.settings.fallback_queue_url)["Messages"][0]["Body"]
-    record = {"messageId": "m1", "receiptHandle": "r", "body": body, "attributes": {}, "messageAttributes": {},
-              "md5OfBody": "x", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:q",
-              "awsRegion": "us-east-1"}
+    record = {
+        "messageId": "m1",
+        "receiptHandle": "r",
+        "body": body,
+        "attributes": {},
+        "messageAttributes": {},
+        "md5OfBody": "x",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:1:q",
+        "awsRegion": "us-east-1",
+    }
     for _ in range(2):  # SQS is at-least-once
         assert replay_app.handler({"Records": [record]}, lambda_context) == {"batchItemFailures": []}
     assert stored(env)["events"] == 1
@@ -88,14 +102,26 @@ def test_a_replay_that_fails_is_reported_for_retry_and_later_succeeds(env, post,
     service = container.ingest_service()
     service.store = OutageStore(env.store, lambda n: "fail")
     post({"events": [usage("e-1")]})
-    body = boto3.client("sqs").receive_message(QueueUrl=env.settings.fallback_queue_url)["Messages"][0]["Body"]
-    record = {"messageId": "m1", "receiptHandle": "r", "body": body, "attributes": {}, "messageAttributes": {},
-              "md5OfBody": "x", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:q",
-              "awsRegion": "us-east-1"}
+    body = boto3.client("sqs").receive_message(QueueUrl=env.settings.fallback_queue_url)["Messages"][0][
+        "Body"
+    ]
+    record = {
+        "messageId": "m1",
+        "receiptHandle": "r",
+        "body": body,
+        "attributes": {},
+        "messageAttributes": {},
+        "md5OfBody": "x",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:1:q",
+        "awsRegion": "us-east-1",
+    }
     # Given ClickHouse is still down for the replay
     container.usage_store().client.command("RENAME TABLE usage_events TO usage_events_away")
     try:
-        assert replay_app.handler({"Records": [record]}, lambda_context) == {"batchItemFailures": [{"itemIdentifier": "m1"}]}
+        assert replay_app.handler({"Records": [record]}, lambda_context) == {
+            "batchItemFailures": [{"itemIdentifier": "m1"}]
+        }
     finally:
         container.usage_store().client.command("RENAME TABLE usage_events_away TO usage_events")
     assert replay_app.handler({"Records": [record]}, lambda_context) == {"batchItemFailures": []}
@@ -109,6 +135,7 @@ def test_when_sqs_is_down_too_the_answer_is_503_and_nothing_is_kept(env, post):
     service.store = OutageStore(env.store, lambda n: "fail")
     good_queue = service.fallback
     from billing.adapters.queues import SqsQueue
+
     service.fallback = SqsQueue(env.settings.fallback_queue_url + "-missing")
     # When a batch arrives, Then 503 and nothing is acknowledged
     status, body, headers = post({"events": [usage("e-1"), usage("e-2", ts="2025-11-03T12:00:01Z")]})
@@ -127,18 +154,26 @@ def test_a_request_that_died_holding_the_lock_does_not_block_its_retry(env, post
     make_tenant(quota=None)
     ledger = container.ledger()
     from billing.exactly_once import Claim
+
     with ledger.locked(["acme-corp"], "dead-batch"):
         ledger.claim([Claim("acme-corp", "e-1")], "dead-batch", {Claim("acme-corp", "e-1"): 2_000_000_000})
         import boto3 as b3
+
         # (it never released the lock: put it back as the dead request left it)
-        lock = b3.client("dynamodb").get_item(TableName=env.settings.ledger_table, Key={"pk": {"S": "LOCK#acme-corp"}})["Item"]
+        lock = b3.client("dynamodb").get_item(
+            TableName=env.settings.ledger_table, Key={"pk": {"S": "LOCK#acme-corp"}}
+        )["Item"]
     b3.client("dynamodb").put_item(TableName=env.settings.ledger_table, Item=lock)
     # While its lease is live, a retry waits and then gets 503 with Retry-After (nothing is lost)
     ledger.lock_wait_seconds = 0.2
     status, body, headers = post({"events": [usage("e-1")]})
     assert status == 503 and headers["Retry-After"] == "1"
     # When the lease has run out, Then the retry takes the lock and the abandoned claim over
-    b3.client("dynamodb").update_item(TableName=env.settings.ledger_table, Key={"pk": {"S": "LOCK#acme-corp"}},
-                                      UpdateExpression="SET lease_until = :z", ExpressionAttributeValues={":z": {"N": "0"}})
+    b3.client("dynamodb").update_item(
+        TableName=env.settings.ledger_table,
+        Key={"pk": {"S": "LOCK#acme-corp"}},
+        UpdateExpression="SET lease_until = :z",
+        ExpressionAttributeValues={":z": {"N": "0"}},
+    )
     status, body, _ = post({"events": [usage("e-1")]})
     assert status == 202 and body["accepted"] == 1 and stored(env)["events"] == 1

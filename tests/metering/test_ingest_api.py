@@ -1,7 +1,7 @@
 """POST /v1/events through the real handler, real ClickHouse (chdb) and in-process AWS (moto)."""
+
 from __future__ import annotations
 
-import base64
 import json
 from decimal import Decimal
 
@@ -9,7 +9,7 @@ import pytest
 
 from billing import container
 from billing.periods import Month
-from tests.metering.conftest import make_tenant, stored, usage
+from tests.metering.conftest import make_tenant, usage
 
 NOV = Month(2025, 11)
 
@@ -18,27 +18,51 @@ def test_a_valid_batch_is_stored_with_its_event_time_cost(env, post):
     # Given a tenant on the starter plan
     make_tenant(plan="starter")
     # When it sends a query and an embedding
-    status, body, _ = post({"events": [
-        usage("e-1", input_tokens=1200, output_tokens=300, bytes=5120),
-        {"event_id": "e-2", "tenant_id": "acme-corp", "timestamp": "2025-11-03T12:00:05Z",
-         "type": "embedding", "model": "text-embedding-3-small", "input_tokens": 1000}]})
+    status, body, _ = post(
+        {
+            "events": [
+                usage("e-1", input_tokens=1200, output_tokens=300, bytes=5120),
+                {
+                    "event_id": "e-2",
+                    "tenant_id": "acme-corp",
+                    "timestamp": "2025-11-03T12:00:05Z",
+                    "type": "embedding",
+                    "model": "text-embedding-3-small",
+                    "input_tokens": 1000,
+                },
+            ]
+        }
+    )
     # Then both are stored with their cost priced at event time
     assert status == 202 and body["accepted"] == 2 and body["status"] == "stored"
-    rows = env.store.query("SELECT event_id, cost_usd, price_version, queries FROM usage_events ORDER BY event_id")
-    assert rows == [("e-1", Decimal("0.000450640"), "2025-01-01T00:00:00Z", 1),
-                    ("e-2", Decimal("0.000025000"), "2025-01-01T00:00:00Z", 0)]
+    rows = env.store.query(
+        "SELECT event_id, cost_usd, price_version, queries FROM usage_events ORDER BY event_id"
+    )
+    assert rows == [
+        ("e-1", Decimal("0.000450640"), "2025-01-01T00:00:00Z", 1),
+        ("e-2", Decimal("0.000025000"), "2025-01-01T00:00:00Z", 0),
+    ]
 
 
 def test_invalid_events_list_index_field_and_reason_and_nothing_is_stored(env, post):
     make_tenant(plan="starter")
-    status, body, _ = post({"events": [
-        usage("ok-1"),
-        usage("bad-1", input_tokens=-5),
-        {"event_id": "bad-2", "tenant_id": "acme-corp", "timestamp": "yesterday", "type": "query"},
-        usage("bad-3", model=None),
-        usage("bad-4", model="gpt-17"),
-        {"event_id": "bad-5", "tenant_id": "acme-corp", "timestamp": "2025-11-03T12:00:00Z", "type": "video"},
-    ]})
+    status, body, _ = post(
+        {
+            "events": [
+                usage("ok-1"),
+                usage("bad-1", input_tokens=-5),
+                {"event_id": "bad-2", "tenant_id": "acme-corp", "timestamp": "yesterday", "type": "query"},
+                usage("bad-3", model=None),
+                usage("bad-4", model="gpt-17"),
+                {
+                    "event_id": "bad-5",
+                    "tenant_id": "acme-corp",
+                    "timestamp": "2025-11-03T12:00:00Z",
+                    "type": "video",
+                },
+            ]
+        }
+    )
     assert status == 400
     problems = {(p["index"], p["field"]) for p in body["details"]}
     assert {(1, "input_tokens"), (2, "timestamp"), (3, "event"), (5, "type")} <= problems
@@ -55,14 +79,17 @@ def test_an_unknown_model_is_a_400_naming_the_event(env, post):
     assert env.store.query("SELECT count() FROM usage_events") == [(0,)]
 
 
-@pytest.mark.parametrize("raw, content_type, status", [
-    ("not json", "application/json", 400),
-    ('{"events": []}', "application/json", 400),
-    ('{"events": "x"}', "application/json", 400),
-    ('[1, 2]', "application/json", 400),
-    ('{"events": [], "extra": 1}', "application/json", 400),
-    ('{"events": [{}]}', "text/plain", 415),
-])
+@pytest.mark.parametrize(
+    "raw, content_type, status",
+    [
+        ("not json", "application/json", 400),
+        ('{"events": []}', "application/json", 400),
+        ('{"events": "x"}', "application/json", 400),
+        ("[1, 2]", "application/json", 400),
+        ('{"events": [], "extra": 1}', "application/json", 400),
+        ('{"events": [{}]}', "text/plain", 415),
+    ],
+)
 def test_malformed_requests_get_a_clear_4xx(env, post, raw, content_type, status):
     code, body, _ = post(raw, content_type=content_type)
     assert code == status
@@ -127,6 +154,7 @@ def test_events_after_cancellation_and_before_the_first_plan_are_refused(env, po
 
 def test_events_for_a_closed_month_are_409(env, post):
     from datetime import UTC, datetime
+
     make_tenant(plan="starter")
     container.periods().close(Month(2025, 10), datetime(2025, 11, 1, 0, 15, tzinfo=UTC))
     code, body, _ = post({"events": [usage("e-1", ts="2025-10-31T23:59:59Z")]})

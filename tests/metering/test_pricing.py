@@ -1,5 +1,5 @@
 """Event-time pricing: the formula, version selection, rounding and refusal of unknown models."""
-from datetime import UTC, datetime
+
 from decimal import Decimal
 
 import pytest
@@ -9,12 +9,24 @@ from hypothesis import strategies as st
 from billing.events import UsageEvent
 from billing.pricing import PriceBook, UnknownModel
 
-BOOK = PriceBook.from_document({"versions": [
-    {"effective_from": "2025-01-01T00:00:00Z", "markup": "0.25", "storage_per_gb": "0.10",
-     "models": {"gpt-4o-mini": {"input_per_1m": "0.15", "output_per_1m": "0.60"}}},
-    {"effective_from": "2025-11-15T00:00:00Z", "markup": "0.30", "storage_per_gb": "0.10",
-     "models": {"gpt-4o-mini": {"input_per_1m": "0.10", "output_per_1m": "0.40"}}},
-]})
+BOOK = PriceBook.from_document(
+    {
+        "versions": [
+            {
+                "effective_from": "2025-01-01T00:00:00Z",
+                "markup": "0.25",
+                "storage_per_gb": "0.10",
+                "models": {"gpt-4o-mini": {"input_per_1m": "0.15", "output_per_1m": "0.60"}},
+            },
+            {
+                "effective_from": "2025-11-15T00:00:00Z",
+                "markup": "0.30",
+                "storage_per_gb": "0.10",
+                "models": {"gpt-4o-mini": {"input_per_1m": "0.10", "output_per_1m": "0.40"}},
+            },
+        ]
+    }
+)
 
 
 def event(ts: str, **kw) -> UsageEvent:
@@ -41,7 +53,9 @@ def test_rounding_is_half_up_at_nine_decimals():
     # 1 input token: 0.15/1e6 * 1.25 = 0.0000001875 -> 0.000000188 (half-up)
     assert BOOK.cost(event("2025-02-01T00:00:00Z", input_tokens=1)).cost_usd == Decimal("0.000000188")
     # 3 bytes: 3/1e9*0.10*1.25 = 3.75e-10 -> 0.000000000
-    assert BOOK.cost(event("2025-02-01T00:00:00Z", type="storage", model=None, bytes=3)).cost_usd == Decimal("0E-9")
+    assert BOOK.cost(event("2025-02-01T00:00:00Z", type="storage", model=None, bytes=3)).cost_usd == Decimal(
+        "0E-9"
+    )
 
 
 def test_unknown_model_is_refused():
@@ -51,9 +65,13 @@ def test_unknown_model_is_refused():
 
 @given(st.integers(0, 10**9), st.integers(0, 10**9), st.integers(0, 10**13))
 def test_cost_is_exact_and_never_negative(inp, out, nbytes):
-    cost = BOOK.cost(event("2025-03-01T00:00:00Z", input_tokens=inp, output_tokens=out, bytes=nbytes)).cost_usd
-    exact = ((Decimal(inp) * Decimal("0.15") + Decimal(out) * Decimal("0.60")) / Decimal(10**6)
-             + Decimal(nbytes) / Decimal(10**9) * Decimal("0.10")) * Decimal("1.25")
+    cost = BOOK.cost(
+        event("2025-03-01T00:00:00Z", input_tokens=inp, output_tokens=out, bytes=nbytes)
+    ).cost_usd
+    exact = (
+        (Decimal(inp) * Decimal("0.15") + Decimal(out) * Decimal("0.60")) / Decimal(10**6)
+        + Decimal(nbytes) / Decimal(10**9) * Decimal("0.10")
+    ) * Decimal("1.25")
     assert cost >= 0
     assert abs(cost - exact) <= Decimal("0.0000000005")
     assert cost.as_tuple().exponent == -9
@@ -61,7 +79,9 @@ def test_cost_is_exact_and_never_negative(inp, out, nbytes):
 
 def test_price_book_file_rejects_float_prices(tmp_path):
     path = tmp_path / "book.yaml"
-    path.write_text("versions:\n  - effective_from: '2025-01-01T00:00:00Z'\n    markup: 0.25\n"
-                    "    storage_per_gb: '0.1'\n    models: {}\n")
+    path.write_text(
+        "versions:\n  - effective_from: '2025-01-01T00:00:00Z'\n    markup: 0.25\n"
+        "    storage_per_gb: '0.1'\n    models: {}\n"
+    )
     with pytest.raises(ValueError):
         PriceBook.load(path)

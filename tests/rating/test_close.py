@@ -1,4 +1,5 @@
 """The monthly close: idempotence, fallback-queue guard, late data, price-book changes, previews."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,12 @@ from pathlib import Path
 
 import boto3
 import pytest
+
 from billing import container
 from billing.close import FallbackNotDrained
 from billing.errors import InvalidRequest
 from billing.events import UsageEvent
 from billing.periods import Month
-
 from tests.rating.helpers import make_tenant, queries
 
 NOV, DEC = Month(2025, 11), Month(2025, 12)
@@ -23,15 +24,20 @@ def _messages(url: str) -> list[dict]:
     sqs = boto3.client("sqs")
     found = []
     while True:
-        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get("Messages", [])
+        batch = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get(
+            "Messages", []
+        )
         if not batch:
             return found
         found += [json.loads(m["Body"]) for m in batch]
 
 
 def _s3_versions(env) -> list[dict]:
-    return boto3.client("s3").list_object_versions(Bucket=env.settings.invoices_bucket,
-                                                   Prefix="invoices/2025-11.csv").get("Versions", [])
+    return (
+        boto3.client("s3")
+        .list_object_versions(Bucket=env.settings.invoices_bucket, Prefix="invoices/2025-11.csv")
+        .get("Versions", [])
+    )
 
 
 def test_the_close_rates_stores_exports_and_enqueues_once(env):
@@ -49,15 +55,22 @@ def test_the_close_rates_stores_exports_and_enqueues_once(env):
     # starter queries 1-800 @0.01, pro 801-10,000 @0.008 and 10,001-10,800 @0.006, usage 800 x 0.001
     acme = first.statements[0]
     assert {l.line_id: l.amount for l in acme.lines} == {
-        "base:starter:1": Decimal("14.82"), "base:pro:1": Decimal("48.40"), "queries:starter:t1": Decimal("8.00"),
-        "queries:pro:t1": Decimal("73.60"), "queries:pro:t2": Decimal("4.80"), "usage": Decimal("0.80")}
+        "base:starter:1": Decimal("14.82"),
+        "base:pro:1": Decimal("48.40"),
+        "queries:starter:t1": Decimal("8.00"),
+        "queries:pro:t1": Decimal("73.60"),
+        "queries:pro:t2": Decimal("4.80"),
+        "usage": Decimal("0.80"),
+    }
     assert acme.total == Decimal("150.42")
     # And the re-run created nothing, enqueued nothing, and left statements and CSV byte-identical
     assert first.created == ["acme", "quiet"] and second.created == []
     assert [s.model_dump_json() for s in second.statements] == first_json
     assert second.csv == first.csv and not second.csv_written
-    assert first.csv == (b"tenant_id,month,total_queries,total_tokens,total_cost_usd,invoice_date\n"
-                         b"acme,2025-11,10800,0,150.42,2025-11-30\nquiet,2025-11,0,0,0.00,2025-11-30\n")
+    assert first.csv == (
+        b"tenant_id,month,total_queries,total_tokens,total_cost_usd,invoice_date\n"
+        b"acme,2025-11,10800,0,150.42,2025-11-30\nquiet,2025-11,0,0,0.00,2025-11-30\n"
+    )
     s3 = boto3.client("s3").get_object(Bucket=env.settings.invoices_bucket, Key="invoices/2025-11.csv")
     assert s3["Body"].read() == first.csv and len(_s3_versions(env)) == 1
     # And exactly one invoicing job, for the non-zero statement only
@@ -76,7 +89,9 @@ def test_the_close_waits_for_the_fallback_queue_to_drain(env):
         cycle.close(NOV)
     assert refused.value.status == 503 and container.periods().closed_at(NOV) is None
     # Also while the message is in flight (received, not yet deleted)
-    message = sqs.receive_message(QueueUrl=env.settings.fallback_queue_url, VisibilityTimeout=60)["Messages"][0]
+    message = sqs.receive_message(QueueUrl=env.settings.fallback_queue_url, VisibilityTimeout=60)["Messages"][
+        0
+    ]
     with pytest.raises(FallbackNotDrained):
         cycle.close(NOV)
     # Once replayed (deleted), the month closes
@@ -112,25 +127,48 @@ def test_late_events_become_a_prior_period_adjustment_billed_once(env):
     assert november.total == Decimal("39.00")  # 29.00 + 1,000 x 0.01
     # And December carries adjustment lines naming November: the late queries continue November's tiers
     # at positions 1,001-1,002 (@0.008), their usage cost is 2 x 0.5 + 0.25; the stray copy is not late
-    adjustments = {l.line_id: (l.quantity, l.amount, l.adjustment_month) for l in december.lines if l.kind == "adjustment"}
-    assert adjustments == {"adj:2025-11:queries:starter:t2": (Decimal(2), Decimal("0.02"), "2025-11"),
-                           "adj:2025-11:usage": (Decimal(3), Decimal("1.25"), "2025-11")}
+    adjustments = {
+        l.line_id: (l.quantity, l.amount, l.adjustment_month)
+        for l in december.lines
+        if l.kind == "adjustment"
+    }
+    assert adjustments == {
+        "adj:2025-11:queries:starter:t2": (Decimal(2), Decimal("0.02"), "2025-11"),
+        "adj:2025-11:usage": (Decimal(3), Decimal("1.25"), "2025-11"),
+    }
     assert december.total == Decimal("29.00") + Decimal("0.05") + Decimal("0.02") + Decimal("1.25")
     assert december.total_queries == 5  # the CSV counts December's own events
     # And closing December again bills nothing twice
     assert cycle.close(DEC).statements == [december]
 
 
-def test_a_price_book_change_after_the_fact_does_not_change_a_regenerated_statement(env, tmp_path, monkeypatch):
+def test_a_price_book_change_after_the_fact_does_not_change_a_regenerated_statement(
+    env, tmp_path, monkeypatch
+):
     # Given usage ingested (priced at event time) and November closed
     make_tenant("acme", [("starter", "2025-10-01T00:00:00Z")])
-    events = [UsageEvent(event_id=f"e{i}", tenant_id="acme", timestamp=f"2025-11-0{i + 1}T10:00:00Z", type="query",
-                         model="gpt-4o", input_tokens=100_000, output_tokens=10_000) for i in range(5)]
+    events = [
+        UsageEvent(
+            event_id=f"e{i}",
+            tenant_id="acme",
+            timestamp=f"2025-11-0{i + 1}T10:00:00Z",
+            type="query",
+            model="gpt-4o",
+            input_tokens=100_000,
+            output_tokens=10_000,
+        )
+        for i in range(5)
+    ]
     container.ingest_service().ingest(events)
     stored = container.billing_cycle().close(NOV).statements[0]
     # When the price book is changed (every price x 10) and the statement is regenerated from the stores
     book = tmp_path / "book.yaml"
-    book.write_text(Path(env.settings.pricebook_path).read_text().replace('"2.50"', '"25.00"').replace('"10.00"', '"100.00"'))
+    book.write_text(
+        Path(env.settings.pricebook_path)
+        .read_text()
+        .replace('"2.50"', '"25.00"')
+        .replace('"10.00"', '"100.00"')
+    )
     monkeypatch.setenv("PRICEBOOK_PATH", str(book))
     container.reset()
     assert container.price_book().versions[0].models["gpt-4o"].input_per_1m == Decimal("25.00")
@@ -147,7 +185,10 @@ def test_a_preview_is_month_to_date_and_stores_nothing(env):
     statement, stored = container.billing_cycle().statement("acme", NOV)
     assert not stored and statement.total == Decimal("29.03")
     assert container.statements().get("acme", NOV) is None
-    assert container.billing_cycle().export_csv(NOV).decode().splitlines()[1] == "acme,2025-11,3,0,29.03,2025-11-30"
+    assert (
+        container.billing_cycle().export_csv(NOV).decode().splitlines()[1]
+        == "acme,2025-11,3,0,29.03,2025-11-30"
+    )
 
 
 def test_usage_stored_after_a_final_statement_is_billed_next_month(env):
@@ -156,7 +197,11 @@ def test_usage_stored_after_a_final_statement_is_billed_next_month(env):
     make_tenant("leaver", [("starter", "2025-10-01T00:00:00Z")])
     env.store.insert_events(queries("leaver", 5, "2025-11-02T00:00:00Z", prefix="a"))
     _, final = container.tenant_service().cancel(
-        "leaver", __import__("billing.tenant_service", fromlist=["CancelRequest"]).CancelRequest(at="2025-11-16T00:00:00Z"))
+        "leaver",
+        __import__("billing.tenant_service", fromlist=["CancelRequest"]).CancelRequest(
+            at="2025-11-16T00:00:00Z"
+        ),
+    )
     assert final.is_final and final.total == Decimal("14.55")
     time.sleep(0.01)
     # When 2 November queries from before the cancellation are stored after the final statement was issued
@@ -169,7 +214,10 @@ def test_usage_stored_after_a_final_statement_is_billed_next_month(env):
     assert [s.model_dump_json() for s in november.statements] == [final.model_dump_json()]
     (adjustment,) = december.statements
     assert {l.line_id: l.amount for l in adjustment.lines} == {
-        "usage": Decimal("0.00"), "adj:2025-11:queries:starter:t1": Decimal("0.02"), "adj:2025-11:usage": Decimal("0.00")}
+        "usage": Decimal("0.00"),
+        "adj:2025-11:queries:starter:t1": Decimal("0.02"),
+        "adj:2025-11:usage": Decimal("0.00"),
+    }
     assert adjustment.total == Decimal("0.02") and adjustment.invoice_date == "2025-12-31"
     assert not adjustment.is_final and adjustment.total_queries == 0
     # And nothing is billed twice on a re-run or in January

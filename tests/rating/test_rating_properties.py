@@ -1,16 +1,18 @@
 """Property tests of the pure rating engine: tiers, proration and month boundaries."""
+
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from billing.periods import Month
 from billing.plans import PlanCatalog, Tier
 from billing.rating import MonthUsage, Rater, Usage, pricing_segments, walk_tiers
 from billing.settings import PACKAGE_CONFIG
 from billing.tenants import PlanAssignment, Tenant
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 CATALOG = PlanCatalog.load(PACKAGE_CONFIG / "plans.yaml")
 RATER = Rater(CATALOG)
@@ -37,10 +39,17 @@ def one_segment_usage(queries: int, cost: Decimal) -> MonthUsage:
 
 
 @settings(deadline=None)
-@given(month=months, plan=plan_ids, fraction=st.floats(0.0001, 0.9999), queries=st.integers(0, 200_000),
-       share=st.floats(0, 1), cost=money)
-def test_splitting_a_month_at_any_instant_never_changes_an_unchanged_plan(month, plan, fraction, queries, share,
-                                                                           cost):
+@given(
+    month=months,
+    plan=plan_ids,
+    fraction=st.floats(0.0001, 0.9999),
+    queries=st.integers(0, 200_000),
+    share=st.floats(0, 1),
+    cost=money,
+)
+def test_splitting_a_month_at_any_instant_never_changes_an_unchanged_plan(
+    month, plan, fraction, queries, share, cost
+):
     # Given a plan held all month, and the same plan re-entered at an arbitrary instant
     start = month.start - timedelta(days=3)
     whole = tenant((plan, start))
@@ -52,17 +61,26 @@ def test_splitting_a_month_at_any_instant_never_changes_an_unchanged_plan(month,
     assert a.lines == b.lines and a.total == b.total
     # And the graduated tiers give the same quantities whether the queries are walked in one or two runs
     first = int(queries * share)
-    walked = walk_tiers(CATALOG.get(plan).query_tiers, 0, first) + walk_tiers(CATALOG.get(plan).query_tiers, first,
-                                                                              queries - first)
+    walked = walk_tiers(CATALOG.get(plan).query_tiers, 0, first) + walk_tiers(
+        CATALOG.get(plan).query_tiers, first, queries - first
+    )
     per_tier: dict[int, int] = {}
     for piece in walked:
         per_tier[piece.tier_index] = per_tier.get(piece.tier_index, 0) + piece.quantity
-    assert per_tier == {p.tier_index: p.quantity for p in walk_tiers(CATALOG.get(plan).query_tiers, 0, queries)}
+    assert per_tier == {
+        p.tier_index: p.quantity for p in walk_tiers(CATALOG.get(plan).query_tiers, 0, queries)
+    }
 
 
 @settings(deadline=None)
-@given(month=months, plan=plan_ids, queries=st.integers(0, 200_000), more=st.integers(0, 50_000), cost=money,
-       extra_cost=money)
+@given(
+    month=months,
+    plan=plan_ids,
+    queries=st.integers(0, 200_000),
+    more=st.integers(0, 50_000),
+    cost=money,
+    extra_cost=money,
+)
 def test_totals_are_monotone_in_usage(month, plan, queries, more, cost, extra_cost):
     # Given a tenant on one plan all month
     t = tenant((plan, month.start))
@@ -93,8 +111,9 @@ def test_plan_segments_tile_the_month_and_proration_adds_up(month, a, b, fractio
     if a == b:
         assert len(base) == 1 and base[0].amount == CATALOG.get(a).base_fee
     else:
-        expected = (CATALOG.get(a).base_fee * segments[0].seconds + CATALOG.get(b).base_fee * segments[1].seconds) \
-            / month.seconds
+        expected = (
+            CATALOG.get(a).base_fee * segments[0].seconds + CATALOG.get(b).base_fee * segments[1].seconds
+        ) / month.seconds
         assert abs(exact - expected) < Decimal("1e-12")
         assert abs(sum(l.amount for l in base) - expected) <= Decimal("0.01")
 
@@ -121,16 +140,25 @@ def test_a_trial_costs_nothing_and_takes_no_tier_positions(month, fraction):
     statement = RATER.rate(t, month, MonthUsage((use, use), use + use))
     amounts = {l.line_id: l.amount for l in statement.lines}
     # Then the paid queries start at position 1: 1,000 @0.01 + 500 @0.008; trial lines are 0.00
-    assert amounts["queries:starter:t1"] == Decimal("10.00") and amounts["queries:starter:t2"] == Decimal("4.00")
-    assert amounts["queries:trial"] == 0 and amounts["usage:trial"] == 0 and amounts["usage"] == Decimal("1.50")
+    assert amounts["queries:starter:t1"] == Decimal("10.00") and amounts["queries:starter:t2"] == Decimal(
+        "4.00"
+    )
+    assert (
+        amounts["queries:trial"] == 0 and amounts["usage:trial"] == 0 and amounts["usage"] == Decimal("1.50")
+    )
 
 
 @settings(max_examples=50, deadline=None)
-@given(tiers=st.lists(st.integers(1, 1000), min_size=0, max_size=4, unique=True), position=st.integers(0, 5000),
-       count=st.integers(0, 5000))
+@given(
+    tiers=st.lists(st.integers(1, 1000), min_size=0, max_size=4, unique=True),
+    position=st.integers(0, 5000),
+    count=st.integers(0, 5000),
+)
 def test_walking_tiers_conserves_queries(tiers, position, count):
     bounds = sorted(tiers)
-    plan_tiers = [Tier(up_to=b, unit_price=Decimal("0.01")) for b in bounds] + [Tier(up_to=None, unit_price=Decimal(0))]
+    plan_tiers = [Tier(up_to=b, unit_price=Decimal("0.01")) for b in bounds] + [
+        Tier(up_to=None, unit_price=Decimal(0))
+    ]
     pieces = walk_tiers(plan_tiers, position, count)
     assert sum(p.quantity for p in pieces) == count
     assert [p.tier_index for p in pieces] == sorted({p.tier_index for p in pieces})
@@ -143,7 +171,9 @@ def test_a_cancellation_at_midnight_on_the_first_makes_the_previous_month_final(
     nov = Month(2025, 11)
     assert final_month(t) == nov
     statement = RATER.rate(t, nov, MonthUsage((Usage(),), Usage()))
-    assert statement.is_final and statement.invoice_date == "2025-11-30" and statement.total == Decimal("29.00")
+    assert (
+        statement.is_final and statement.invoice_date == "2025-11-30" and statement.total == Decimal("29.00")
+    )
     assert pricing_segments(t, Month(2025, 12)) == []
 
 
@@ -157,14 +187,22 @@ def _unit_price(plan_id: str, position: int) -> tuple[int, Decimal]:
 
 
 @settings(deadline=None, max_examples=60)
-@given(month=months, plans=st.lists(plan_ids, min_size=1, max_size=4),
-       cuts=st.lists(st.floats(0.001, 0.999), min_size=3, max_size=3),
-       trial=st.booleans(), offsets=st.lists(st.floats(0, 0.9999), max_size=300),
-       at_boundary=st.integers(0, 40))
-def test_segment_counts_price_exactly_like_each_query_in_order(month, plans, cuts, trial, offsets, at_boundary):
+@given(
+    month=months,
+    plans=st.lists(plan_ids, min_size=1, max_size=4),
+    cuts=st.lists(st.floats(0.001, 0.999), min_size=3, max_size=3),
+    trial=st.booleans(),
+    offsets=st.lists(st.floats(0, 0.9999), max_size=300),
+    at_boundary=st.integers(0, 40),
+)
+def test_segment_counts_price_exactly_like_each_query_in_order(
+    month, plans, cuts, trial, offsets, at_boundary
+):
     # Given a plan history changing at arbitrary instants, maybe a trial ending inside the month
     changes = sorted(instant_in(month, c) for c in cuts)
-    history = [(plans[0], month.start - timedelta(days=2))] + [(p, changes[i % 3]) for i, p in enumerate(plans[1:])]
+    history = [(plans[0], month.start - timedelta(days=2))] + [
+        (p, changes[i % 3]) for i, p in enumerate(plans[1:])
+    ]
     history = [(p, at) for p, at in history if all(at != other for q, other in history if q != p)]
     t = tenant(*history, trial_ends_at=changes[1] if trial else None)
     # And queries at arbitrary instants, some exactly at a plan change
@@ -184,7 +222,10 @@ def test_segment_counts_price_exactly_like_each_query_in_order(month, plans, cut
     counts = [sum(1 for at in stamps if s.start <= at < s.end) for s in segments]
     usage = MonthUsage(tuple(Usage(n, n, 0, Decimal(0)) for n in counts), Usage())
     statement = RATER.rate(t, month, usage)
-    engine = {(l.plan, int(l.line_id.rsplit(":t", 1)[1]) - 1): l.amount_exact
-              for l in statement.lines if l.kind == "queries" and l.plan}
+    engine = {
+        (l.plan, int(l.line_id.rsplit(":t", 1)[1]) - 1): l.amount_exact
+        for l in statement.lines
+        if l.kind == "queries" and l.plan
+    }
     # Then every (plan, tier) amount is the same
     assert {k: v for k, v in reference.items()} == engine

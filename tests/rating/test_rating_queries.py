@@ -1,4 +1,5 @@
 """ClickHouse reads for rating against a brute-force count of the same rows."""
+
 from __future__ import annotations
 
 import random
@@ -7,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from billing import container
-from billing.events import StoredEvent
 from billing.adapters.rating_queries import RatingQueries
+from billing.events import StoredEvent
 from billing.periods import Month
 from billing.rating import Usage, pricing_segments
 from billing.tenants import PlanAssignment, Tenant
@@ -31,10 +32,22 @@ def random_events(rng: random.Random, tenant_id: str, n: int, prefix: str) -> li
     for i in range(n):
         at = NOV.start + timedelta(milliseconds=rng.randrange(NOV.seconds * 1000))
         kind = rng.choice(["query", "query", "embedding"])
-        events.append(StoredEvent(tenant_id=tenant_id, event_id=f"{prefix}{i}", timestamp=at, type=kind, model="m",
-                                  queries=int(kind == "query"), input_tokens=rng.randrange(1000), output_tokens=7,
-                                  bytes=0, cost_usd=Decimal(rng.randrange(10**6)) / 10**9, price_version="v",
-                                  accepted_at=at))
+        events.append(
+            StoredEvent(
+                tenant_id=tenant_id,
+                event_id=f"{prefix}{i}",
+                timestamp=at,
+                type=kind,
+                model="m",
+                queries=int(kind == "query"),
+                input_tokens=rng.randrange(1000),
+                output_tokens=7,
+                bytes=0,
+                cost_usd=Decimal(rng.randrange(10**6)) / 10**9,
+                price_version="v",
+                accepted_at=at,
+            )
+        )
     return events
 
 
@@ -44,17 +57,28 @@ def test_segment_usage_matches_a_brute_force_count_at_unaligned_boundaries(env):
     tenants, events = [], {}
     for k in range(6):
         cuts = sorted(NOV.start + timedelta(milliseconds=rng.randrange(NOV.seconds * 1000)) for _ in range(4))
-        history = [PlanAssignment(plan="starter", effective_at=NOV.start - timedelta(days=1)),
-                   PlanAssignment(plan="pro", effective_at=cuts[0]), PlanAssignment(plan="starter", effective_at=cuts[2])]
-        tenant = Tenant(id=f"t{k}", plans=history, trial_ends_at=cuts[1], canceled_at=cuts[3] if k % 2 else None)
+        history = [
+            PlanAssignment(plan="starter", effective_at=NOV.start - timedelta(days=1)),
+            PlanAssignment(plan="pro", effective_at=cuts[0]),
+            PlanAssignment(plan="starter", effective_at=cuts[2]),
+        ]
+        tenant = Tenant(
+            id=f"t{k}", plans=history, trial_ends_at=cuts[1], canceled_at=cuts[3] if k % 2 else None
+        )
         tenants.append(tenant)
         events[tenant.id] = random_events(rng, tenant.id, 400, "e")
         # events exactly at each boundary and one millisecond before it
         for j, cut in enumerate(cuts):
             for delta, tag in ((timedelta(0), "at"), (timedelta(milliseconds=-1), "before")):
                 e = random_events(rng, tenant.id, 1, f"{tag}{j}-")[0]
-                events[tenant.id].append(StoredEvent(**{**e.__dict__, "timestamp": cut.replace(
-                    microsecond=cut.microsecond // 1000 * 1000) + delta}))
+                events[tenant.id].append(
+                    StoredEvent(
+                        **{
+                            **e.__dict__,
+                            "timestamp": cut.replace(microsecond=cut.microsecond // 1000 * 1000) + delta,
+                        }
+                    )
+                )
         env.store.insert_events(events[tenant.id])
     # And one duplicate row written in a separate block (the rollup counts it twice, FINAL once)
     env.store.insert_events([events["t0"][5]])
@@ -76,4 +100,6 @@ def test_segment_usage_matches_a_brute_force_count_at_unaligned_boundaries(env):
     # And every segment equals the brute-force count over the rows stored by then
     for tenant in tenants:
         assert with_cutoff[tenant.id].segments == brute_force(tenant, events[tenant.id]), tenant.id
-        assert without[tenant.id].segments == brute_force(tenant, events[tenant.id] + (late if tenant.id == "t1" else []))
+        assert without[tenant.id].segments == brute_force(
+            tenant, events[tenant.id] + (late if tenant.id == "t1" else [])
+        )

@@ -1,4 +1,5 @@
 """The tenants API through API Gateway events and the real handler (moto + chdb)."""
+
 from __future__ import annotations
 
 import json
@@ -7,9 +8,9 @@ from typing import Any
 
 import boto3
 import pytest
+
 from billing import container
 from billing.periods import Month
-
 from tests.conftest import PROJECT_ROOT, api_event
 from tests.metering.conftest import load_handler
 from tests.rating.helpers import queries
@@ -22,17 +23,34 @@ def tenants_app() -> Any:
 
 @pytest.fixture
 def call(tenants_app, lambda_context):
-    def _call(method: str, path: str, body: Any = None, *, api_key_id: str = "platform-key",
-              path_parameters: dict | None = None) -> tuple[int, dict]:
-        event = api_event(body if body is not None else "", path=path, method=method, api_key_id=api_key_id,
-                          path_parameters=path_parameters)
+    def _call(
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        api_key_id: str = "platform-key",
+        path_parameters: dict | None = None,
+    ) -> tuple[int, dict]:
+        event = api_event(
+            body if body is not None else "",
+            path=path,
+            method=method,
+            api_key_id=api_key_id,
+            path_parameters=path_parameters,
+        )
         response = tenants_app.handler(event, lambda_context)
         return response["statusCode"], json.loads(response["body"])
+
     return _call
 
 
-SIGNUP = {"id": "acme", "name": "Acme", "email": "billing@acme.example", "plan": "starter",
-          "effective_at": "2025-11-01T00:00:00Z"}
+SIGNUP = {
+    "id": "acme",
+    "name": "Acme",
+    "email": "billing@acme.example",
+    "plan": "starter",
+    "effective_at": "2025-11-01T00:00:00Z",
+}
 
 
 def test_signup_is_created_once_and_repeats_are_idempotent(env, call):
@@ -61,23 +79,34 @@ def test_bad_signups_are_400_naming_the_field(env, call):
     for body, field in BAD_SIGNUPS:
         status, response = call("POST", "/v1/tenants", body)
         assert status == 400, (body, response)
-        assert field in {d["field"] for d in response["details"]} and all(d["reason"] for d in response["details"])
+        assert field in {d["field"] for d in response["details"]} and all(
+            d["reason"] for d in response["details"]
+        )
     assert container.tenants().get("acme") is None
 
 
 def test_plan_changes_append_and_never_touch_a_closed_month(env, call):
     call("POST", "/v1/tenants", SIGNUP)
     # An upgrade effective mid-November
-    status, body = call("POST", "/v1/tenants/acme/plan", {"plan": "pro", "effective_at": "2025-11-16T08:00:00Z"},
-                        path_parameters={"tenant_id": "acme"})
+    status, body = call(
+        "POST",
+        "/v1/tenants/acme/plan",
+        {"plan": "pro", "effective_at": "2025-11-16T08:00:00Z"},
+        path_parameters={"tenant_id": "acme"},
+    )
     assert status == 200 and [p["plan"] for p in body["plans"]] == ["starter", "pro"]
     # Not before the latest change (append-only), not for an unknown plan or tenant
-    assert call("POST", "/v1/tenants/acme/plan", {"plan": "payg", "effective_at": "2025-11-10T00:00:00Z"})[0] == 409
+    assert (
+        call("POST", "/v1/tenants/acme/plan", {"plan": "payg", "effective_at": "2025-11-10T00:00:00Z"})[0]
+        == 409
+    )
     assert call("POST", "/v1/tenants/acme/plan", {"plan": "gold"})[0] == 400
     assert call("POST", "/v1/tenants/nobody/plan", {"plan": "pro"})[0] == 404
     # Once November is closed, nothing may be effective in it
     container.periods().close(Month(2025, 11), Month(2025, 12).start)
-    status, body = call("POST", "/v1/tenants/acme/plan", {"plan": "enterprise", "effective_at": "2025-11-30T00:00:00Z"})
+    status, body = call(
+        "POST", "/v1/tenants/acme/plan", {"plan": "enterprise", "effective_at": "2025-11-30T00:00:00Z"}
+    )
     assert status == 409 and "closed" in body["message"]
     assert call("POST", "/v1/tenants/acme/plan", {"plan": "enterprise"})[0] == 200  # effective now is fine
 
@@ -95,7 +124,9 @@ def test_cancellation_issues_the_final_statement_at_once(env, call):
     assert Decimal(statement["total"]) == Decimal("14.60")
     assert container.statements().get("acme", "2025-11").total == Decimal("14.60")
     # And its invoicing job is on the queue
-    messages = boto3.client("sqs").receive_message(QueueUrl=env.settings.invoicing_queue_url).get("Messages", [])
+    messages = (
+        boto3.client("sqs").receive_message(QueueUrl=env.settings.invoicing_queue_url).get("Messages", [])
+    )
     assert [json.loads(m["Body"]) for m in messages] == [{"month": "2025-11", "tenant_id": "acme"}]
     # And cancelling again returns the same statement, nothing new
     again = call("POST", "/v1/tenants/acme/cancel", {})
@@ -109,7 +140,9 @@ def test_statements_are_previewed_until_stored(env, call):
     call("POST", "/v1/tenants", SIGNUP)
     env.store.insert_events(queries("acme", 3, "2025-11-02T00:00:00Z"))
     status, body = call("GET", "/v1/tenants/acme/statements/2025-11")
-    assert status == 200 and body["preview"] is True and Decimal(body["statement"]["total"]) == Decimal("29.03")
+    assert (
+        status == 200 and body["preview"] is True and Decimal(body["statement"]["total"]) == Decimal("29.03")
+    )
     assert call("GET", "/v1/tenants/acme/statements/2025-13")[0] == 400
     assert call("GET", "/v1/tenants/nobody/statements/2025-11")[0] == 404
     assert call("GET", "/v1/tenants/acme/statements/2025-09")[0] == 404  # nothing to bill before its plan

@@ -1,5 +1,6 @@
 """Two events for the same tenant processed at the same moment never lose an update; a failure in
 the middle of processing never loses the event."""
+
 from __future__ import annotations
 
 import json
@@ -22,12 +23,23 @@ def _events(tenant: str, invoices: int) -> list[dict]:
     for i in range(invoices):
         inv = f"in_{tenant}_{i}"
         out.append(invoice_event(f"evt_{tenant}_{i}_fin", "invoice.finalized", inv, tenant, T0))
-        out.append(invoice_event(f"evt_{tenant}_{i}_fail", "invoice.payment_failed", inv, tenant,
-                                 T0 + timedelta(minutes=i + 1)))
+        out.append(
+            invoice_event(
+                f"evt_{tenant}_{i}_fail", "invoice.payment_failed", inv, tenant, T0 + timedelta(minutes=i + 1)
+            )
+        )
         if i % 2 == 0:
-            out.append(invoice_event(f"evt_{tenant}_{i}_paid", "invoice.paid", inv, tenant, T0 + timedelta(hours=i + 1)))
+            out.append(
+                invoice_event(
+                    f"evt_{tenant}_{i}_paid", "invoice.paid", inv, tenant, T0 + timedelta(hours=i + 1)
+                )
+            )
         elif i % 3 == 0:
-            out.append(invoice_event(f"evt_{tenant}_{i}_void", "invoice.voided", inv, tenant, T0 + timedelta(hours=i + 1)))
+            out.append(
+                invoice_event(
+                    f"evt_{tenant}_{i}_void", "invoice.voided", inv, tenant, T0 + timedelta(hours=i + 1)
+                )
+            )
     return out
 
 
@@ -43,6 +55,7 @@ def _conflict_counter() -> dict[str, int]:
     def after(http_response, parsed, **_):
         if parsed.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
             seen["conditional_failures"] += 1
+
     dynamodb_client().meta.events.register("after-call.dynamodb", after)
     return seen
 
@@ -106,8 +119,11 @@ def test_a_failure_mid_processing_leaves_the_event_to_be_processed_on_redelivery
         item = params.get("Item") or {}
         if failures["left"] and item.get("sk", {}).get("S") == "DUNNING":
             failures["left"] -= 1
-            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException",
-                                         "Message": "injected"}}, "PutItem")
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "injected"}},
+                "PutItem",
+            )
+
     dynamodb_client().meta.events.register("before-parameter-build.dynamodb.PutItem", throttle)
     event = invoice_event("evt_flaky", "invoice.payment_failed", "in_acme", "acme", T0)
     # When Stripe delivers it: 500, so Stripe will redeliver
@@ -131,9 +147,13 @@ def test_standing_writes_from_the_dunning_job_and_webhooks_interleave_safely(str
     make_tenant("acme")
     processor = container.webhook_processor()
     now = int(stripe.clock.now.timestamp())
-    events = [invoice_event(f"evt_f{i}", "invoice.payment_failed", f"in_{i}", "acme", T0) for i in range(threads)]
-    events += [invoice_event(f"evt_p{i}", "invoice.paid", f"in_{i}", "acme", T0 + timedelta(hours=1))
-               for i in range(threads)]
+    events = [
+        invoice_event(f"evt_f{i}", "invoice.payment_failed", f"in_{i}", "acme", T0) for i in range(threads)
+    ]
+    events += [
+        invoice_event(f"evt_p{i}", "invoice.paid", f"in_{i}", "acme", T0 + timedelta(hours=1))
+        for i in range(threads)
+    ]
     for event in events[:threads]:
         body = json.dumps(event).encode()
         processor.handle(body, sign(body, WEBHOOK_SECRET, now))

@@ -1,5 +1,6 @@
 """Out of order and more than once: the state never moves backwards, and a shuffled, duplicated
 stream reaches exactly the final states and audit trail of the ordered one."""
+
 from __future__ import annotations
 
 import itertools
@@ -21,8 +22,9 @@ def test_a_late_payment_failed_after_paid_changes_nothing(stripe):
     stripe.deliver(invoice_event("evt_2", "invoice.paid", inv, "acme", T0 + timedelta(hours=5)))
     before = container.dunning_service().status("acme").to_json()
     # When a payment_failed dated after the payment arrives late
-    status, body = stripe.deliver(invoice_event("evt_3", "invoice.payment_failed", inv, "acme",
-                                                T0 + timedelta(hours=6)))
+    status, body = stripe.deliver(
+        invoice_event("evt_3", "invoice.payment_failed", inv, "acme", T0 + timedelta(hours=6))
+    )
     # Then it is acknowledged and changes nothing
     assert status == 200 and body["changed"] is False and body["invoice_state"] == "paid"
     assert container.dunning_service().status("acme").to_json() == before
@@ -37,9 +39,16 @@ def test_paid_delivered_before_an_earlier_failure_keeps_the_invoice_paid(stripe)
     status, body = stripe.deliver(invoice_event("evt_fail", "invoice.payment_failed", inv, "acme", T0))
     # Then the invoice stays paid and the tenant active; the history records the real sequence
     assert body["invoice_state"] == "paid" and body["standing"] == "active"
-    audit = [(e["subject"], e["from"], e["to"]) for e in container.dunning_service().status("acme").to_json()["audit"]]
-    assert audit == [(inv, "open", "past_due"), ("tenant", "active", "past_due"),
-                     (inv, "past_due", "paid"), ("tenant", "past_due", "active")]
+    audit = [
+        (e["subject"], e["from"], e["to"])
+        for e in container.dunning_service().status("acme").to_json()["audit"]
+    ]
+    assert audit == [
+        (inv, "open", "past_due"),
+        ("tenant", "active", "past_due"),
+        (inv, "past_due", "paid"),
+        ("tenant", "past_due", "active"),
+    ]
 
 
 def test_uncollectible_then_paid_ends_paid(stripe):
@@ -47,15 +56,30 @@ def test_uncollectible_then_paid_ends_paid(stripe):
     inv = "in_acme_11"
     stripe.deliver(invoice_event("evt_1", "invoice.payment_failed", inv, "acme", T0))
     stripe.deliver(invoice_event("evt_3", "invoice.paid", inv, "acme", T0 + timedelta(days=20)))
-    stripe.deliver(invoice_event("evt_2", "invoice.marked_uncollectible", inv, "acme", T0 + timedelta(days=10)))
+    stripe.deliver(
+        invoice_event("evt_2", "invoice.marked_uncollectible", inv, "acme", T0 + timedelta(days=10))
+    )
     view = container.dunning_service().status("acme").to_json()
     assert view["invoices"][0]["state"] == "paid" and view["payment_status"] == "active"
     # marking it uncollectible (day 10) ended dunning; the later payment is recorded on the invoice
     assert view["audit"][-2:] == [
-        {"when": "2025-12-11T09:00:00Z", "subject": "tenant", "from": "past_due", "to": "active",
-         "why": f"invoice {inv} marked uncollectible", "stripe_event_id": "evt_2"},
-        {"when": "2025-12-21T09:00:00Z", "subject": inv, "from": "uncollectible", "to": "paid",
-         "why": "invoice paid", "stripe_event_id": "evt_3"}]
+        {
+            "when": "2025-12-11T09:00:00Z",
+            "subject": "tenant",
+            "from": "past_due",
+            "to": "active",
+            "why": f"invoice {inv} marked uncollectible",
+            "stripe_event_id": "evt_2",
+        },
+        {
+            "when": "2025-12-21T09:00:00Z",
+            "subject": inv,
+            "from": "uncollectible",
+            "to": "paid",
+            "why": "invoice paid",
+            "stripe_event_id": "evt_3",
+        },
+    ]
     assert view["invoices"][0]["next_retry_at"] is None
 
 
@@ -63,17 +87,21 @@ def test_uncollectible_then_paid_ends_paid(stripe):
 _RUNS = itertools.count(1)
 ENDINGS = ["open", "paid", "void", "uncollectible", "uncollectible_then_paid", "paid_then_late_failure"]
 
-invoice_story = st.fixed_dictionaries({
-    "failures": st.integers(min_value=0, max_value=3),
-    "action_required": st.booleans(),
-    "ending": st.sampled_from(ENDINGS),
-    "start_h": st.integers(min_value=0, max_value=48),
-    "gap_h": st.integers(min_value=1, max_value=200),
-})
-tenant_story = st.fixed_dictionaries({
-    "invoices": st.lists(invoice_story, min_size=1, max_size=2),
-    "customer_deleted_h": st.none() | st.integers(min_value=0, max_value=400),
-})
+invoice_story = st.fixed_dictionaries(
+    {
+        "failures": st.integers(min_value=0, max_value=3),
+        "action_required": st.booleans(),
+        "ending": st.sampled_from(ENDINGS),
+        "start_h": st.integers(min_value=0, max_value=48),
+        "gap_h": st.integers(min_value=1, max_value=200),
+    }
+)
+tenant_story = st.fixed_dictionaries(
+    {
+        "invoices": st.lists(invoice_story, min_size=1, max_size=2),
+        "customer_deleted_h": st.none() | st.integers(min_value=0, max_value=400),
+    }
+)
 
 
 def _stream(run: str, tenants: list[dict]) -> list[dict]:
@@ -89,8 +117,10 @@ def _stream(run: str, tenants: list[dict]) -> list[dict]:
             def add(kind: str, when, tenant=tenant, invoice=invoice, prefix=f"evt_{run}_{t}_{i}") -> None:
                 nonlocal seq
                 seq += 1
-                events.append((when, invoice_event(f"{prefix}_{seq}", kind, invoice, tenant, when,
-                                                   attempt_count=seq)))
+                events.append(
+                    (when, invoice_event(f"{prefix}_{seq}", kind, invoice, tenant, when, attempt_count=seq))
+                )
+
             add("invoice.finalized", at)
             for k in range(inv["failures"]):
                 add("invoice.payment_failed", at + timedelta(minutes=5 + k * 60))
@@ -120,13 +150,20 @@ def _final(run: str, count: int) -> str:
     state = []
     for t in range(count):
         tenant = f"{run}-t{t}"
-        state.append({"tenant": container.tenants().get(tenant).payment_status,
-                      "view": service.status(tenant).to_json()})
+        state.append(
+            {
+                "tenant": container.tenants().get(tenant).payment_status,
+                "view": service.status(tenant).to_json(),
+            }
+        )
     return json.dumps(state, sort_keys=True).replace(run, "RUN")
 
 
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                 HealthCheck.too_slow])
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(tenants=st.lists(tenant_story, min_size=1, max_size=4), data=st.data())
 def test_a_shuffled_duplicated_stream_ends_like_the_ordered_one(stripe, tenants, data):
     run = next(_RUNS)

@@ -1,4 +1,5 @@
 """Stripe-Signature over the raw body as API Gateway delivers it: good, bad, expired, replayed."""
+
 from __future__ import annotations
 
 import json
@@ -121,7 +122,8 @@ def test_the_webhook_secret_comes_from_secrets_manager(stripe):
     # Given the endpoint secret rotated in Secrets Manager (and the cache reset, as a new instance)
     make_tenant("acme")
     boto3.client("secretsmanager").put_secret_value(
-        SecretId=container.settings().stripe_webhook_secret_name, SecretString="whsec_rotated")
+        SecretId=container.settings().stripe_webhook_secret_name, SecretString="whsec_rotated"
+    )
     container.reset()
     container.use_clock(stripe.clock)
     # Then only deliveries signed with the new secret verify
@@ -147,8 +149,9 @@ def test_invoices_we_did_not_create_are_ignored(stripe):
     status, body = stripe.deliver(invoice_event("evt_y", "invoice.payment_failed", "in_ghost", "ghost", T0))
     assert status == 200 and body["status"] == "ignored" and body["reason"] == "unknown tenant"
     # An invoice naming our tenant but another Stripe customer
-    status, body = stripe.deliver(invoice_event("evt_z", "invoice.payment_failed", "in_odd", "acme", T0,
-                                                customer="cus_other"))
+    status, body = stripe.deliver(
+        invoice_event("evt_z", "invoice.payment_failed", "in_odd", "acme", T0, customer="cus_other")
+    )
     assert status == 200 and body["status"] == "ignored"
     assert container.tenants().get("acme").payment_status == "active"
 
@@ -156,12 +159,21 @@ def test_invoices_we_did_not_create_are_ignored(stripe):
 def test_an_invoice_without_metadata_is_found_through_our_invoice_record(stripe):
     # Given our invoice record for acme's November invoice (written by invoicing, indexed by Stripe id)
     make_tenant("acme")
-    boto3.client("dynamodb").put_item(TableName=container.settings().billing_table, Item={
-        "pk": {"S": "MONTH#2025-11"}, "sk": {"S": "INVOICE#acme"}, "tenant_id": {"S": "acme"},
-        "month": {"S": "2025-11"}, "gsi1pk": {"S": "STRIPEINV#in_nometa"}, "gsi1sk": {"S": "INVOICE"}})
+    boto3.client("dynamodb").put_item(
+        TableName=container.settings().billing_table,
+        Item={
+            "pk": {"S": "MONTH#2025-11"},
+            "sk": {"S": "INVOICE#acme"},
+            "tenant_id": {"S": "acme"},
+            "month": {"S": "2025-11"},
+            "gsi1pk": {"S": "STRIPEINV#in_nometa"},
+            "gsi1sk": {"S": "INVOICE"},
+        },
+    )
     # When its failure arrives without metadata
-    status, body = stripe.deliver(invoice_event("evt_nm", "invoice.payment_failed", "in_nometa", None, T0,
-                                                customer="cus_acme"))
+    status, body = stripe.deliver(
+        invoice_event("evt_nm", "invoice.payment_failed", "in_nometa", None, T0, customer="cus_acme")
+    )
     # Then it is attributed to acme
     assert status == 200 and body["status"] == "processed" and body["tenant_id"] == "acme"
 

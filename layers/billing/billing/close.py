@@ -12,9 +12,10 @@ Close of month M (``BillingCycle.close``), safe to run any number of times:
 5. write the CSV of every stored statement of M to S3 (unchanged bytes are not rewritten).
 A re-run rates nothing already stored, so statements and the CSV are byte-identical.
 """
+
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -22,9 +23,9 @@ from typing import Any, Protocol
 from billing.errors import InvalidRequest, NotFound, ServiceUnavailable
 from billing.observability import logger
 from billing.periods import Month, iso, parse_instant
-from billing.rating import Rater, final_month, invoices_csv, statement_period
+from billing.rating import LateUsage, MonthUsage, Rater, Segment, final_month, invoices_csv, statement_period
 from billing.statements import Statement
-from billing.tenants import Tenant
+from billing.tenants import Tenant, TenantStore
 
 LATE_LOOKBACK_MONTHS = 3
 
@@ -44,27 +45,72 @@ class Statements(Protocol):
     def list_month(self, month: Month | str) -> list[Statement]: ...
 
 
+class UsageQueries(Protocol):
+    """Exactly-once reads of stored usage (billing.adapters.rating_queries)."""
+
+    def month_usage(
+        self, segments: Mapping[str, Sequence[Segment]], month: Month, cutoff: datetime | None
+    ) -> dict[str, MonthUsage]: ...
+
+    def late_usage(
+        self,
+        month: Month,
+        *,
+        lower: datetime,
+        upper: datetime | None,
+        closed: Mapping[Month, datetime],
+        segments_of: Callable[[str, Month], Sequence[Segment]],
+        billed_until: Mapping[tuple[str, Month], datetime] | None = None,
+    ) -> dict[str, list[LateUsage]]: ...
+
+
+class InvoicingJobs(Protocol):
+    def enqueue_once(self, tenant_id: str, month: str) -> bool: ...
+
+
+class InvoiceArchive(Protocol):
+    def key(self, month: str) -> str: ...
+
+    def put(self, month: str, body: bytes) -> bool: ...
+
+
 @dataclass
 class CloseResult:
     month: str
     closed_at: datetime
     statements: list[Statement]
-    created: list[str] = field(default_factory=list)     # tenant ids rated and stored by this run
-    enqueued: list[str] = field(default_factory=list)    # tenant ids whose invoicing job this run sent
+    created: list[str] = field(default_factory=list)  # tenant ids rated and stored by this run
+    enqueued: list[str] = field(default_factory=list)  # tenant ids whose invoicing job this run sent
     csv_key: str = ""
     csv_written: bool = False
     csv: bytes = b""
 
     def summary(self) -> dict[str, Any]:
-        return {"month": self.month, "closed_at": iso(self.closed_at), "statements": len(self.statements),
-                "statements_created": len(self.created), "jobs_enqueued": len(self.enqueued), "csv_key": self.csv_key,
-                "csv_written": self.csv_written}
+        return {
+            "month": self.month,
+            "closed_at": iso(self.closed_at),
+            "statements": len(self.statements),
+            "statements_created": len(self.created),
+            "jobs_enqueued": len(self.enqueued),
+            "csv_key": self.csv_key,
+            "csv_written": self.csv_written,
+        }
 
 
 class BillingCycle:
-    def __init__(self, *, tenants: Any, periods: Periods, statements: Statements, queries: Any, rater: Rater,
-                 jobs: Any, archive: Any, fallback_depth: Callable[[], int],
-                 clock: Callable[[], datetime] | None = None):
+    def __init__(
+        self,
+        *,
+        tenants: TenantStore,
+        periods: Periods,
+        statements: Statements,
+        queries: UsageQueries,
+        rater: Rater,
+        jobs: InvoicingJobs,
+        archive: InvoiceArchive,
+        fallback_depth: Callable[[], int],
+        clock: Callable[[], datetime] | None = None,
+    ):
         self.tenants = tenants
         self.periods = periods
         self.statements = statements
@@ -96,19 +142,30 @@ class BillingCycle:
         late: dict[str, list[Any]] = {}
         if closes:
             late = self.queries.late_usage(
-                month, lower=max(closes.values()), upper=cutoff, closed=closes,
+                month,
+                lower=max(closes.values()),
+                upper=cutoff,
+                closed=closes,
                 billed_until=self._final_cutoffs(tenants, month, closes),
-                segments_of=lambda tenant_id, m: self.rater.segments(by_id[tenant_id], m) if tenant_id in by_id else [])
+                segments_of=lambda tenant_id, m: (
+                    self.rater.segments(by_id[tenant_id], m) if tenant_id in by_id else []
+                ),
+            )
         rated = [t for t in tenants if statement_period(t, month) is not None or late.get(t.id)]
         if not rated:
             return []
         segments = {t.id: self.rater.segments(t, month) for t in rated}
         usage = self.queries.month_usage(segments, month, cutoff)
-        return [self.rater.rate(t, month, usage[t.id], late.get(t.id, ()), usage_cutoff=cutoff, segments=segments[t.id])
-                for t in rated]
+        return [
+            self.rater.rate(
+                t, month, usage[t.id], late.get(t.id, ()), usage_cutoff=cutoff, segments=segments[t.id]
+            )
+            for t in rated
+        ]
 
-    def _final_cutoffs(self, tenants: Sequence[Tenant], month: Month, closes: dict[Month, datetime]
-                       ) -> dict[tuple[str, Month], datetime]:
+    def _final_cutoffs(
+        self, tenants: Sequence[Tenant], month: Month, closes: dict[Month, datetime]
+    ) -> dict[tuple[str, Month], datetime]:
         """(tenant, previous month) -> the cutoff of its final statement, when that statement (issued at
         the cancellation) counted less than the month's close: events stored in between are late."""
         previous = month.previous()
@@ -128,15 +185,18 @@ class BillingCycle:
     def close(self, month: Month) -> CloseResult:
         now = self.clock()
         if now < month.end:
-            raise InvalidRequest(f"month {month} is not over yet (it ends at {iso(month.end)})",
-                                 details=[{"field": "month", "reason": "month not over"}])
+            raise InvalidRequest(
+                f"month {month} is not over yet (it ends at {iso(month.end)})",
+                details=[{"field": "month", "reason": "month not over"}],
+            )
         closed_at = self.periods.closed_at(month)
         if closed_at is None:
             depth = self.fallback_depth()
             if depth:
                 raise FallbackNotDrained(
                     f"the usage fallback queue still holds {depth} message(s); {month} is closed once it is drained",
-                    headers={"Retry-After": "300"})
+                    headers={"Retry-After": "300"},
+                )
             # Stored to the millisecond: the first run and every re-run use the very same cutoff.
             closed_at = self.periods.close(month, now.replace(microsecond=now.microsecond // 1000 * 1000))
         result = CloseResult(month=str(month), closed_at=closed_at, statements=[])
@@ -163,11 +223,15 @@ class BillingCycle:
             return stored, True
         tenant = self.tenants.get(tenant_id)
         if tenant is None:
-            raise NotFound(f"unknown tenant {tenant_id}", details=[{"field": "tenant_id", "reason": "unknown tenant"}])
+            raise NotFound(
+                f"unknown tenant {tenant_id}", details=[{"field": "tenant_id", "reason": "unknown tenant"}]
+            )
         rated = self.rate([tenant], month, self.periods.closed_at(month))
         if not rated:
-            raise NotFound(f"tenant {tenant_id} has nothing to bill in {month}",
-                           details=[{"field": "month", "reason": "no plan in force during this month"}])
+            raise NotFound(
+                f"tenant {tenant_id} has nothing to bill in {month}",
+                details=[{"field": "month", "reason": "no plan in force during this month"}],
+            )
         return rated[0], False
 
     def preview_month(self, month: Month) -> list[Statement]:
@@ -191,8 +255,9 @@ class BillingCycle:
         if existing is not None:
             return existing
         now = self.clock()
-        rated = self.rate([tenant], month, max(now.replace(microsecond=now.microsecond // 1000 * 1000),
-                                               tenant.canceled_at))
+        rated = self.rate(
+            [tenant], month, max(now.replace(microsecond=now.microsecond // 1000 * 1000), tenant.canceled_at)
+        )
         if not rated:
             raise InvalidRequest(f"tenant {tenant.id} has nothing to bill in {month}")
         statement = rated[0]
@@ -200,6 +265,8 @@ class BillingCycle:
             statement = self.statements.get(tenant.id, month) or statement
         if statement.total != 0:
             self.jobs.enqueue_once(tenant.id, str(month))
-        logger.info("final statement issued", extra={"tenant_id": tenant.id, "month": str(month),
-                                                     "total": str(statement.total)})
+        logger.info(
+            "final statement issued",
+            extra={"tenant_id": tenant.id, "month": str(month), "total": str(statement.total)},
+        )
         return statement

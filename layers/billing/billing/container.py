@@ -9,6 +9,7 @@ Invariants:
 - ``reset()`` forgets everything built, the clock and gateway overrides, cached boto3 clients and the
   secrets Powertools cached, so a later environment never sees a service or key of an earlier one.
 """
+
 from __future__ import annotations
 
 import sys
@@ -114,7 +115,9 @@ def usage_store() -> UsageStore:
     from billing.adapters.clickhouse import UsageStore
 
     s = settings()
-    return UsageStore.from_url(clickhouse_url(), s.clickhouse_database, timeout_s=s.clickhouse_insert_timeout_s)
+    return UsageStore.from_url(
+        clickhouse_url(), s.clickhouse_database, timeout_s=s.clickhouse_insert_timeout_s
+    )
 
 
 @cache
@@ -211,9 +214,16 @@ def principal_for(api_key_id: str | None) -> Principal:
 def ingest_service() -> IngestService:
     from billing.ingest import IngestService
 
-    return IngestService(tenants=tenants(), ledger=ledger(), periods=periods(), store=usage_store(),
-                         fallback=fallback_queue(), price_book=price_book(), catalog=plan_catalog(),
-                         dedup_retention_days=settings().dedup_retention_days)
+    return IngestService(
+        tenants=tenants(),
+        ledger=ledger(),
+        periods=periods(),
+        store=usage_store(),
+        fallback=fallback_queue(),
+        price_book=price_book(),
+        catalog=plan_catalog(),
+        dedup_retention_days=settings().dedup_retention_days,
+    )
 
 
 @cache
@@ -231,18 +241,29 @@ def billing_cycle() -> BillingCycle:
 
     s = settings()
     return BillingCycle(
-        tenants=tenants(), periods=periods(), statements=statements(),
-        queries=RatingQueries(usage_store()), rater=rater(),
-        jobs=InvoicingJobs(s.invoicing_queue_url, s.billing_table), archive=InvoiceArchive(s.invoices_bucket),
-        fallback_depth=QueueDepth(s.fallback_queue_url))
+        tenants=tenants(),
+        periods=periods(),
+        statements=statements(),
+        queries=RatingQueries(usage_store()),
+        rater=rater(),
+        jobs=InvoicingJobs(s.invoicing_queue_url, s.billing_table),
+        archive=InvoiceArchive(s.invoices_bucket),
+        fallback_depth=QueueDepth(s.fallback_queue_url),
+    )
 
 
 @cache
 def tenant_service() -> TenantService:
     from billing.tenant_service import TenantService
 
-    return TenantService(tenants=tenants(), catalog=plan_catalog(), periods=periods(), cycle=billing_cycle(),
-                         is_conflict=is_conflict, link_customer=_link_stripe_customer)
+    return TenantService(
+        tenants=tenants(),
+        catalog=plan_catalog(),
+        periods=periods(),
+        cycle=billing_cycle(),
+        is_conflict=is_conflict,
+        link_customer=_link_stripe_customer,
+    )
 
 
 def _link_stripe_customer(tenant_id: str) -> None:
@@ -254,9 +275,15 @@ def invoicing_service() -> InvoicingService:
     from billing.adapters.stripe_gateway import StripeGateway
     from billing.invoicing import InvoicingService
 
-    return InvoicingService(statements=statements(), tenants=tenants(), catalog=plan_catalog(),
-                            records=invoice_records(), gateway=stripe_gateway, planner=StripeGateway,
-                            is_conflict=is_conflict)
+    return InvoicingService(
+        statements=statements(),
+        tenants=tenants(),
+        catalog=plan_catalog(),
+        records=invoice_records(),
+        gateway=stripe_gateway,
+        planner=StripeGateway,
+        is_conflict=is_conflict,
+    )
 
 
 @cache
@@ -264,7 +291,9 @@ def dunning_service() -> DunningService:
     """Dunning for reading and webhook facts (no gateway: it never pays)."""
     from billing.dunning import DunningService
 
-    return DunningService(dunning_store(), retry_days=settings().dunning_retry_days, clock=clock(), gateway=None)
+    return DunningService(
+        dunning_store(), retry_days=settings().dunning_retry_days, clock=clock(), gateway=None
+    )
 
 
 def dunning_runner() -> DunningService:
@@ -272,8 +301,9 @@ def dunning_runner() -> DunningService:
     from billing.dunning import DunningService
 
     gateway = _gateway_override[0] if _gateway_override else _LazyCollector()
-    return DunningService(dunning_store(), retry_days=settings().dunning_retry_days, clock=clock(),
-                          gateway=gateway)
+    return DunningService(
+        dunning_store(), retry_days=settings().dunning_retry_days, clock=clock(), gateway=gateway
+    )
 
 
 class _LazyCollector:
@@ -290,15 +320,38 @@ def webhook_processor() -> WebhookProcessor:
 
     return WebhookProcessor(
         verifier=StripeSignatureVerifier(webhook_secret(), settings().webhook_tolerance_s),
-        events=processed_events(), dunning=dunning_service(), invoices=dunning_store(),
-        tenants=tenants(), clock=clock())
+        events=processed_events(),
+        dunning=dunning_service(),
+        invoices=dunning_store(),
+        tenants=tenants(),
+        clock=clock(),
+    )
 
 
 # ------------------------------------------------------------------------------------------ reset
-_PROVIDERS = (clickhouse_url, price_book, plan_catalog, usage_store, tenants, ledger, periods, statements,
-              fallback_queue, invoice_records, dunning_store, processed_events, stripe_gateway, webhook_secret,
-              ingest_service, rater, billing_cycle, tenant_service, invoicing_service, dunning_service,
-              webhook_processor)
+_PROVIDERS = (
+    clickhouse_url,
+    price_book,
+    plan_catalog,
+    usage_store,
+    tenants,
+    ledger,
+    periods,
+    statements,
+    fallback_queue,
+    invoice_records,
+    dunning_store,
+    processed_events,
+    stripe_gateway,
+    webhook_secret,
+    ingest_service,
+    rater,
+    billing_cycle,
+    tenant_service,
+    invoicing_service,
+    dunning_service,
+    webhook_processor,
+)
 
 
 def _forget_services() -> None:

@@ -5,6 +5,7 @@ force is exported to the ClickHouse table ``tenant_quotas`` (migration 0003) whe
 plans change (``billing.adapters.tenant_quotas.export_tenant_quotas``). The limit is the one ingest
 enforces: ``billing.quotas.quota_limit`` (the plan in force, else the tenant's legacy quota).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -20,12 +21,14 @@ from billing.tenants import Tenant
 @dataclass(frozen=True)
 class QuotaRow:
     tenant_id: str
-    plan: str            # "" before the tenant has a plan (legacy quota)
+    plan: str  # "" before the tenant has a plan (legacy quota)
     query_quota: int | None  # None = unlimited
     updated_at: datetime
 
 
 def quota_rows(tenants: Iterable[Tenant], catalog: PlanCatalog, at: datetime) -> list[QuotaRow]:
     at = utc(at)
-    return [QuotaRow(t.id, t.plan_at(at) or "", quota_limit(t, catalog, at), at)
-            for t in sorted(tenants, key=lambda t: t.id)]
+    return [
+        QuotaRow(t.id, t.plan_at(at) or "", quota_limit(t, catalog, at), at)
+        for t in sorted(tenants, key=lambda t: t.id)
+    ]

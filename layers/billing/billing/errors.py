@@ -1,4 +1,5 @@
 """Typed domain errors. Each carries its HTTP status; handlers map them to responses in one place."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -8,8 +9,14 @@ class BillingError(Exception):
     status: int = 400
     code: str = "bad_request"
 
-    def __init__(self, message: str, *, details: Any = None, headers: dict[str, str] | None = None,
-                 extra: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: Any = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.details = details

@@ -1,4 +1,5 @@
 """The usage event wire format and whole-batch validation (every bad field is reported at once)."""
+
 from __future__ import annotations
 
 import json
@@ -78,7 +79,9 @@ def parse_event(raw: Any, index: int | None = None) -> tuple[UsageEvent | None, 
 def parse_batch(raw_events: list[Any], max_events: int) -> list[UsageEvent]:
     """Validate a whole batch; raise InvalidRequest listing every bad event if any is wrong."""
     if not isinstance(raw_events, list) or not raw_events:
-        raise InvalidRequest("'events' must be a non-empty array", details=[_problem(None, "events", "required")])
+        raise InvalidRequest(
+            "'events' must be a non-empty array", details=[_problem(None, "events", "required")]
+        )
     if len(raw_events) > max_events:
         raise PayloadTooLarge(
             f"a batch holds at most {max_events} events, got {len(raw_events)}",
@@ -96,38 +99,48 @@ def parse_batch(raw_events: list[Any], max_events: int) -> list[UsageEvent]:
             seen.setdefault(event.key, index)
             events.append(event)
     if problems:
-        raise InvalidRequest(f"{len({p['index'] for p in problems})} invalid event(s); nothing was stored",
-                             details=problems)
+        raise InvalidRequest(
+            f"{len({p['index'] for p in problems})} invalid event(s); nothing was stored", details=problems
+        )
     return events
 
 
-def parse_body(body: str | bytes | None, content_type: str | None, *, max_bytes: int, max_events: int
-               ) -> list[UsageEvent]:
+def parse_body(
+    body: str | bytes | None, content_type: str | None, *, max_bytes: int, max_events: int
+) -> list[UsageEvent]:
     """An HTTP request body ``{"events": [...]}`` to validated events, or a typed 4xx."""
     from billing.errors import UnsupportedMediaType
 
     if content_type is None or content_type.split(";")[0].strip().lower() != "application/json":
-        raise UnsupportedMediaType("Content-Type must be application/json",
-                                   details=[_problem(None, "Content-Type", f"got {content_type!r}")])
+        raise UnsupportedMediaType(
+            "Content-Type must be application/json",
+            details=[_problem(None, "Content-Type", f"got {content_type!r}")],
+        )
     raw = body.encode() if isinstance(body, str) else (body or b"")
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"request body is {len(raw)} bytes; the limit is {max_bytes}")
     try:
         document = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest("request body is not valid JSON", details=[_problem(None, "body", str(exc))]) from None
+        raise InvalidRequest(
+            "request body is not valid JSON", details=[_problem(None, "body", str(exc))]
+        ) from None
     if not isinstance(document, dict) or "events" not in document:
-        raise InvalidRequest('body must be an object {"events": [...]}',
-                             details=[_problem(None, "events", "required")])
+        raise InvalidRequest(
+            'body must be an object {"events": [...]}', details=[_problem(None, "events", "required")]
+        )
     extra = sorted(set(document) - {"events"})
     if extra:
-        raise InvalidRequest("unknown top-level fields", details=[_problem(None, f, "unknown field") for f in extra])
+        raise InvalidRequest(
+            "unknown top-level fields", details=[_problem(None, f, "unknown field") for f in extra]
+        )
     return parse_batch(document["events"], max_events)
 
 
 @dataclass(frozen=True)
 class StoredEvent:
     """A priced, accepted event as it is written to usage_events (and carried by the fallback queue)."""
+
     tenant_id: str
     event_id: str
     timestamp: datetime

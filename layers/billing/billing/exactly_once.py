@@ -14,6 +14,7 @@ An event is identified by ``(tenant_id, event_id)``. The guarantee is built from
 4. **Replays skip what is there** (``billing.fallback.replay_block``) and ``usage_events`` is a
    ``ReplacingMergeTree`` read with ``FINAL``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,7 +39,7 @@ class Claim:
 @dataclass
 class ClaimOutcome:
     claimed: list[Claim]
-    duplicates: list[Claim]      # already durably stored by an earlier request
+    duplicates: list[Claim]  # already durably stored by an earlier request
 
 
 class TenantBusy(Exception):
@@ -60,8 +61,9 @@ class UsageLedger(Protocol):
 
     def quota_used(self, tenant_id: str, month: str) -> tuple[int, int | None]: ...
 
-    def quota_set(self, tenant_id: str, month: str, used: int, expected_version: int | None,
-                  expires_at: int) -> bool: ...
+    def quota_set(
+        self, tenant_id: str, month: str, used: int, expected_version: int | None, expires_at: int
+    ) -> bool: ...
 
     def quota_give_back(self, tenant_id: str, month: str, count: int) -> None: ...
 

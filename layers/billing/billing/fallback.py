@@ -4,6 +4,7 @@ Invariants: a batch is cut into blocks that each fit one SQS message; the same b
 queued, so a replay carries the same insert dedup token (billing.exactly_once.block_token) as the
 original attempt; a replay skips events already stored, so it never counts anything twice.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,10 +43,20 @@ def blocks(rows: list[StoredEvent]) -> list[list[StoredEvent]]:
 
 
 def encode_row(row: StoredEvent) -> dict[str, Any]:
-    return {"tenant_id": row.tenant_id, "event_id": row.event_id, "timestamp": iso(row.timestamp),
-            "type": row.type, "model": row.model, "queries": row.queries, "input_tokens": row.input_tokens,
-            "output_tokens": row.output_tokens, "bytes": row.bytes, "cost_usd": str(row.cost_usd),
-            "price_version": row.price_version, "accepted_at": iso(row.accepted_at)}
+    return {
+        "tenant_id": row.tenant_id,
+        "event_id": row.event_id,
+        "timestamp": iso(row.timestamp),
+        "type": row.type,
+        "model": row.model,
+        "queries": row.queries,
+        "input_tokens": row.input_tokens,
+        "output_tokens": row.output_tokens,
+        "bytes": row.bytes,
+        "cost_usd": str(row.cost_usd),
+        "price_version": row.price_version,
+        "accepted_at": iso(row.accepted_at),
+    }
 
 
 def encode_block(batch_id: str, block: list[StoredEvent]) -> str:
@@ -54,11 +65,23 @@ def encode_block(batch_id: str, block: list[StoredEvent]) -> str:
 
 def decode_block(body: str) -> list[StoredEvent]:
     document = json.loads(body)
-    return [StoredEvent(
-        tenant_id=r["tenant_id"], event_id=r["event_id"], timestamp=parse_instant(r["timestamp"]), type=r["type"],
-        model=r["model"], queries=int(r["queries"]), input_tokens=int(r["input_tokens"]),
-        output_tokens=int(r["output_tokens"]), bytes=int(r["bytes"]), cost_usd=Decimal(r["cost_usd"]),
-        price_version=r["price_version"], accepted_at=parse_instant(r["accepted_at"])) for r in document["events"]]
+    return [
+        StoredEvent(
+            tenant_id=r["tenant_id"],
+            event_id=r["event_id"],
+            timestamp=parse_instant(r["timestamp"]),
+            type=r["type"],
+            model=r["model"],
+            queries=int(r["queries"]),
+            input_tokens=int(r["input_tokens"]),
+            output_tokens=int(r["output_tokens"]),
+            bytes=int(r["bytes"]),
+            cost_usd=Decimal(r["cost_usd"]),
+            price_version=r["price_version"],
+            accepted_at=parse_instant(r["accepted_at"]),
+        )
+        for r in document["events"]
+    ]
 
 
 def replay_block(body: str, store: ReplayStore) -> int:

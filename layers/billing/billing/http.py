@@ -1,4 +1,5 @@
 """HTTP mapping in one place: typed errors and results to API Gateway responses (Powertools)."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,9 @@ JSON = "application/json"
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(status_code=status, content_type=JSON, body=json.dumps(body, default=str),
-                    headers=headers or {})
+    return Response(
+        status_code=status, content_type=JSON, body=json.dumps(body, default=str), headers=headers or {}
+    )
 
 
 def error_response(error: BillingError) -> Response:
@@ -38,4 +40,6 @@ def install_error_handlers(app: APIGatewayRestResolver) -> None:
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response:
         logger.exception("unexpected error")
-        return json_response(500, {"error": "internal_error", "message": "unexpected error; it has been logged"})
+        return json_response(
+            500, {"error": "internal_error", "message": "unexpected error; it has been logged"}
+        )

@@ -9,22 +9,29 @@ Order of work for a batch (nothing is written before every check has passed):
 5. insert into ClickHouse in blocks carrying a dedup token; a failed block goes to the SQS fallback
    queue with the same token; if SQS fails too, claims and quota are given back and we answer 503.
 """
+
 from __future__ import annotations
 
-import json
 import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from functools import partial
 from typing import Any, Protocol
 
-from billing.errors import (Conflict, Forbidden, InvalidRequest, NotFound, PaymentRequired, QuotaExceeded,
-                            ServiceUnavailable, StoreUnavailable)
+from billing.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    PaymentRequired,
+    QuotaExceeded,
+    ServiceUnavailable,
+    StoreUnavailable,
+)
 from billing.events import StoredEvent, UsageEvent
 from billing.exactly_once import Claim, TenantBusy, UsageLedger
 from billing.fallback import blocks, encode_block
@@ -33,7 +40,7 @@ from billing.periods import Month, iso, parse_instant
 from billing.plans import PlanCatalog
 from billing.pricing import NoPriceVersion, PriceBook, UnknownModel
 from billing.quotas import admit_queries, quota_limit
-from billing.tenants import Tenant
+from billing.tenants import Tenant, TenantStore
 
 QUOTA_CAS_ATTEMPTS = 50
 
@@ -41,6 +48,7 @@ QUOTA_CAS_ATTEMPTS = 50
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: the API Gateway API key id, and whether it may write for every tenant."""
+
     api_key_id: str | None
     platform: bool = False
 
@@ -63,14 +71,16 @@ class IngestResult:
             "duplicates": self.duplicates,
             "rejected_for_quota": self.rejected_for_quota,
             "queued": self.queued,
-            **({"message": "ClickHouse was unavailable; accepted events are durably queued and will be "
-                           "stored by the replay job"} if self.queued else {}),
+            **(
+                {
+                    "message": "ClickHouse was unavailable; accepted events are durably queued and will be "
+                    "stored by the replay job"
+                }
+                if self.queued
+                else {}
+            ),
             **({"quota": self.quota} if self.quota else {}),
         }
-
-
-class Tenants(Protocol):
-    def get_many(self, tenant_ids: Sequence[str]) -> dict[str, Tenant]: ...
 
 
 class Periods(Protocol):
@@ -86,9 +96,19 @@ class Store(Protocol):
 
 
 class IngestService:
-    def __init__(self, *, tenants: Any, ledger: Any, periods: Periods, store: Store, fallback: FallbackQueue,
-                 price_book: PriceBook, catalog: PlanCatalog, dedup_retention_days: int = 70,
-                 clock: Any = None):
+    def __init__(
+        self,
+        *,
+        tenants: TenantStore,
+        ledger: UsageLedger,
+        periods: Periods,
+        store: Store,
+        fallback: FallbackQueue,
+        price_book: PriceBook,
+        catalog: PlanCatalog,
+        dedup_retention_days: int = 70,
+        clock: Callable[[], datetime] | None = None,
+    ):
         self.tenants = tenants
         self.ledger = ledger
         self.periods = periods
@@ -111,12 +131,20 @@ class IngestService:
             with self.ledger.locked(tenants, batch_id):
                 result = self._admit_and_store(events, priced, tenants, batch_id)
         except TenantBusy as busy:
-            raise ServiceUnavailable(f"tenant {busy} is busy with another batch; retry the request",
-                                     headers={"Retry-After": "1"}) from None
-        logger.info("usage batch accepted", extra={
-            "batch_id": batch_id, "tenants": sorted(tenants), "accepted": len(result.accepted),
-            "duplicates": len(result.duplicates), "rejected_for_quota": len(result.rejected_for_quota),
-            "queued": result.queued})
+            raise ServiceUnavailable(
+                f"tenant {busy} is busy with another batch; retry the request", headers={"Retry-After": "1"}
+            ) from None
+        logger.info(
+            "usage batch accepted",
+            extra={
+                "batch_id": batch_id,
+                "tenants": sorted(tenants),
+                "accepted": len(result.accepted),
+                "duplicates": len(result.duplicates),
+                "rejected_for_quota": len(result.rejected_for_quota),
+                "queued": result.queued,
+            },
+        )
         return result
 
     def _refuse_exhausted_quota(self, events: Sequence[UsageEvent], tenants: dict[str, Tenant]) -> None:
@@ -141,15 +169,26 @@ class IngestService:
         first = min(fresh, key=lambda e: (e.timestamp, e.event_id))
         month = Month.of(first.timestamp)
         result = IngestResult(duplicates=[c.event_id for c in stored])
-        result.rejected_for_quota = [{"event_id": e.event_id, "tenant_id": e.tenant_id, "timestamp": iso(e.timestamp)}
-                                     for e in sorted(fresh, key=lambda e: (e.timestamp, e.event_id))]
-        result.quota = {"tenant_id": first.tenant_id, "month": str(month),
-                        "limit": quota_limit(tenants[first.tenant_id], self.catalog, first.timestamp),
-                        "used": used_by_month[(first.tenant_id, str(month))], "resets_at": iso(month.end)}
+        result.rejected_for_quota = [
+            {"event_id": e.event_id, "tenant_id": e.tenant_id, "timestamp": iso(e.timestamp)}
+            for e in sorted(fresh, key=lambda e: (e.timestamp, e.event_id))
+        ]
+        result.quota = {
+            "tenant_id": first.tenant_id,
+            "month": str(month),
+            "limit": quota_limit(tenants[first.tenant_id], self.catalog, first.timestamp),
+            "used": used_by_month[(first.tenant_id, str(month))],
+            "resets_at": iso(month.end),
+        }
         raise self._quota_error(result)
 
-    def _admit_and_store(self, events: Sequence[UsageEvent], priced: dict[tuple[str, str], StoredEvent],
-                         tenants: dict[str, Tenant], batch_id: str) -> IngestResult:
+    def _admit_and_store(
+        self,
+        events: Sequence[UsageEvent],
+        priced: dict[tuple[str, str], StoredEvent],
+        tenants: dict[str, Tenant],
+        batch_id: str,
+    ) -> IngestResult:
         claims = {e.key: Claim(*e.key) for e in events}
         expiry = {claims[e.key]: self._claim_expiry(e) for e in events}
         outcome = self.ledger.claim(list(claims.values()), batch_id, expiry)
@@ -191,10 +230,19 @@ class IngestService:
                 problems.append({"index": index, "field": "timestamp", "reason": str(exc)})
                 continue
             priced[event.key] = StoredEvent(
-                tenant_id=event.tenant_id, event_id=event.event_id, timestamp=event.timestamp, type=event.type,
-                model=event.model or "", queries=event.queries, input_tokens=event.input_tokens,
-                output_tokens=event.output_tokens, bytes=event.bytes, cost_usd=cost.cost_usd,
-                price_version=cost.price_version, accepted_at=now)
+                tenant_id=event.tenant_id,
+                event_id=event.event_id,
+                timestamp=event.timestamp,
+                type=event.type,
+                model=event.model or "",
+                queries=event.queries,
+                input_tokens=event.input_tokens,
+                output_tokens=event.output_tokens,
+                bytes=event.bytes,
+                cost_usd=cost.cost_usd,
+                price_version=cost.price_version,
+                accepted_at=now,
+            )
         if problems:
             raise InvalidRequest(f"{len(problems)} invalid event(s); nothing was stored", details=problems)
         return priced
@@ -204,48 +252,75 @@ class IngestService:
         tenants = self.tenants.get_many(ids)
         missing = [t for t in ids if t not in tenants]
         if missing:
-            raise NotFound(f"unknown tenant(s): {', '.join(missing)}; nothing was stored",
-                           details=[{"field": "tenant_id", "tenant_id": t, "reason": "unknown tenant"} for t in missing])
+            raise NotFound(
+                f"unknown tenant(s): {', '.join(missing)}; nothing was stored",
+                details=[{"field": "tenant_id", "tenant_id": t, "reason": "unknown tenant"} for t in missing],
+            )
         if not principal.platform:
             foreign = [t for t in ids if principal.api_key_id not in tenants[t].api_key_ids]
             if foreign:
-                raise Forbidden(f"this API key may not write usage for tenant(s): {', '.join(foreign)}",
-                                details=[{"field": "tenant_id", "tenant_id": t, "reason": "not this key's tenant"}
-                                         for t in foreign])
+                raise Forbidden(
+                    f"this API key may not write usage for tenant(s): {', '.join(foreign)}",
+                    details=[
+                        {"field": "tenant_id", "tenant_id": t, "reason": "not this key's tenant"}
+                        for t in foreign
+                    ],
+                )
         suspended = [t for t in ids if tenants[t].payment_status == "suspended"]
         if suspended:
             raise PaymentRequired(
                 f"tenant(s) {', '.join(suspended)} suspended for non-payment; pay the open invoice to resume",
-                details=[{"field": "tenant_id", "tenant_id": t, "reason": "suspended"} for t in suspended])
+                details=[{"field": "tenant_id", "tenant_id": t, "reason": "suspended"} for t in suspended],
+            )
         refused = []
         for index, event in enumerate(events):
             tenant = tenants[event.tenant_id]
-            if tenant.is_canceled_at(event.timestamp):
-                refused.append({"index": index, "field": "timestamp",
-                                "reason": f"tenant {tenant.id} was cancelled at {iso(tenant.canceled_at)}"})  # type: ignore[arg-type]
-            elif tenant.plans and event.timestamp < tenant.first_plan_at():  # type: ignore[operator]
-                refused.append({"index": index, "field": "timestamp",
-                                "reason": f"tenant {tenant.id} has no plan before {iso(tenant.first_plan_at())}"})  # type: ignore[arg-type]
+            canceled_at, first_plan_at = tenant.canceled_at, tenant.first_plan_at()
+            if canceled_at is not None and event.timestamp >= canceled_at:
+                refused.append(
+                    {
+                        "index": index,
+                        "field": "timestamp",
+                        "reason": f"tenant {tenant.id} was cancelled at {iso(canceled_at)}",
+                    }
+                )
+            elif first_plan_at is not None and event.timestamp < first_plan_at:
+                refused.append(
+                    {
+                        "index": index,
+                        "field": "timestamp",
+                        "reason": f"tenant {tenant.id} has no plan before {iso(first_plan_at)}",
+                    }
+                )
         if refused:
-            raise Forbidden(f"{len(refused)} event(s) fall outside the tenant's subscription; nothing was stored",
-                            details=refused)
+            raise Forbidden(
+                f"{len(refused)} event(s) fall outside the tenant's subscription; nothing was stored",
+                details=refused,
+            )
         closed = []
         for month in sorted({Month.of(e.timestamp) for e in events}):
             closed_at = self.periods.closed_at(month)
             if closed_at is not None:
-                closed.append({"field": "timestamp", "month": str(month),
-                               "reason": f"billing period {month} was closed at {iso(closed_at)}"})
+                closed.append(
+                    {
+                        "field": "timestamp",
+                        "month": str(month),
+                        "reason": f"billing period {month} was closed at {iso(closed_at)}",
+                    }
+                )
         if closed:
-            raise Conflict("events for a closed billing period are not accepted; nothing was stored",
-                           details=closed)
+            raise Conflict(
+                "events for a closed billing period are not accepted; nothing was stored", details=closed
+            )
         return tenants
 
     def _claim_expiry(self, event: UsageEvent) -> int:
         end = Month.of(event.timestamp).end + timedelta(days=self.dedup_retention_days)
         return int(end.timestamp())
 
-    def _admit(self, fresh: list[UsageEvent], tenants: dict[str, Tenant], result: IngestResult
-               ) -> tuple[list[UsageEvent], dict[tuple[str, str], int]]:
+    def _admit(
+        self, fresh: list[UsageEvent], tenants: dict[str, Tenant], result: IngestResult
+    ) -> tuple[list[UsageEvent], dict[tuple[str, str], int]]:
         """Admit each (tenant, month)'s queries with compare-and-set on its counter."""
         groups: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
         for event in fresh:
@@ -267,18 +342,25 @@ class IngestService:
                     break
                 time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
             else:
-                raise ServiceUnavailable("quota counter is too contended; retry the request",
-                                         headers={"Retry-After": "1"})
+                raise ServiceUnavailable(
+                    "quota counter is too contended; retry the request", headers={"Retry-After": "1"}
+                )
             admitted.extend(decision.admitted)
             counted[(tenant_id, month)] = len(decision.admitted)
             if decision.rejected:
                 rejected.extend(decision.rejected)
                 used_now = decision.used_after
-                result.quota = {"tenant_id": tenant_id, "month": month, "limit": decision.limit, "used": used_now,
-                                "resets_at": iso(month_end)}
+                result.quota = {
+                    "tenant_id": tenant_id,
+                    "month": month,
+                    "limit": decision.limit,
+                    "used": used_now,
+                    "resets_at": iso(month_end),
+                }
                 result.rejected_for_quota.extend(
                     {"event_id": e.event_id, "tenant_id": e.tenant_id, "timestamp": iso(e.timestamp)}
-                    for e in decision.rejected)
+                    for e in decision.rejected
+                )
         return rejected, counted
 
     def _quota_error(self, result: IngestResult) -> QuotaExceeded:
@@ -288,9 +370,18 @@ class IngestService:
         error = QuotaExceeded(
             f"monthly query quota of {quota.get('limit')} reached for tenant {quota.get('tenant_id')}; "
             f"it resets at {quota.get('resets_at')}",
-            details={**quota, "rejected_for_quota": result.rejected_for_quota, "duplicates": result.duplicates},
+            details={
+                **quota,
+                "rejected_for_quota": result.rejected_for_quota,
+                "duplicates": result.duplicates,
+            },
             headers={"Retry-After": str(retry_after)},
-            extra={"limit": quota.get("limit"), "used": quota.get("used"), "resets_at": quota.get("resets_at")})
+            extra={
+                "limit": quota.get("limit"),
+                "used": quota.get("used"),
+                "resets_at": quota.get("resets_at"),
+            },
+        )
         return error
 
     def _store(self, rows: list[StoredEvent], batch_id: str) -> bool:
@@ -301,13 +392,18 @@ class IngestService:
                 self.store.insert_events(block)
                 continue
             except StoreUnavailable as exc:
-                logger.warning("ClickHouse insert failed; queueing block", extra={"batch_id": batch_id,
-                                                                                  "error": str(exc)})
+                logger.warning(
+                    "ClickHouse insert failed; queueing block",
+                    extra={"batch_id": batch_id, "error": str(exc)},
+                )
             try:
                 self.fallback.send(encode_block(batch_id, block))
                 queued = True
             except Exception as exc:  # SQS down as well: nothing of this request may be acknowledged
                 logger.exception("fallback queue unavailable", extra={"batch_id": batch_id})
-                raise ServiceUnavailable("usage store and fallback queue are both unavailable; nothing was "
-                                         "accepted, retry the request", headers={"Retry-After": "5"}) from exc
+                raise ServiceUnavailable(
+                    "usage store and fallback queue are both unavailable; nothing was "
+                    "accepted, retry the request",
+                    headers={"Retry-After": "5"},
+                ) from exc
         return queued

@@ -25,6 +25,7 @@ checked before it is finalized (``InvoiceMismatch`` otherwise, which fails the j
 Invoices are ``charge_automatically`` with ``auto_advance=false``: Stripe neither charges nor retries
 them on its own; this job pays once and the dunning schedule (billing.dunning) owns later attempts.
 """
+
 from __future__ import annotations
 
 import threading
@@ -32,7 +33,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -52,16 +53,18 @@ from billing.payments import (
 from billing.periods import Month, iso
 from billing.plans import PlanCatalog
 from billing.statements import Statement, StatementLine
-from billing.tenants import Tenant
+from billing.tenants import Tenant, TenantStore
 
-InvoiceState = Literal["pending", "draft_created", "items_added", "finalized", "paid", "payment_failed",
-                       "not_sent"]
+InvoiceState = Literal[
+    "pending", "draft_created", "items_added", "finalized", "paid", "payment_failed", "not_sent"
+]
 TERMINAL: frozenset[str] = frozenset({"paid", "payment_failed", "not_sent"})
 MAX_STEPS = 20  # enough for every state plus a few lost races
 
 
 class InvoiceRecord(BaseModel):
     """The invoicing state of one statement (BillingTable, pk MONTH#{month} sk INVOICE#{tenant})."""
+
     model_config = ConfigDict(extra="ignore")
     tenant_id: str
     month: str
@@ -70,20 +73,35 @@ class InvoiceRecord(BaseModel):
     version: int = 0
     is_final: bool = False
     currency: str = "usd"
-    total_cents: int = 0               # the statement's total, in integer cents
+    total_cents: int = 0  # the statement's total, in integer cents
     customer_id: str | None = None
     invoice_id: str | None = None
     invoice_status: str | None = None  # Stripe's status as last seen here
     invoice_number: str | None = None
     hosted_invoice_url: str | None = None
-    stripe_total: int | None = None    # Stripe's total once finalized (== total_cents, checked)
-    lines: int = 0                     # statement lines on the Stripe invoice
+    stripe_total: int | None = None  # Stripe's total once finalized (== total_cents, checked)
+    lines: int = 0  # statement lines on the Stripe invoice
     payment_succeeded: bool | None = None
     failure_code: str | None = None
     failure_message: str | None = None
-    reason: str | None = None          # why a statement was not sent
+    reason: str | None = None  # why a statement was not sent
     created_at: str | None = None
     updated_at: str | None = None
+
+
+class StatementSource(Protocol):
+    def get(self, tenant_id: str, month: Month | str) -> Statement | None: ...
+
+    def list_month(self, month: Month | str) -> list[Statement]: ...
+
+
+class InvoiceRecords(Protocol):
+    """Invoice records with versioned conditional writes: ``save`` returns None when another writer
+    moved the record first (re-read it and continue from its state)."""
+
+    def get(self, tenant_id: str, month: str) -> InvoiceRecord | None: ...
+
+    def save(self, record: InvoiceRecord) -> InvoiceRecord | None: ...
 
 
 class StatementInconsistent(InvalidRequest):
@@ -96,6 +114,7 @@ class InvoiceMismatch(Conflict):
 
 class InvoicingJob(BaseModel):
     """The SQS message body: ``{"tenant_id": "...", "month": "YYYY-MM"}``."""
+
     model_config = ConfigDict(extra="forbid")
     tenant_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")
     month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
@@ -108,10 +127,13 @@ def parse_job(body: str | bytes | dict[str, Any]) -> InvoicingJob:
             return InvoicingJob.model_validate(body)
         return InvoicingJob.model_validate_json(body)
     except ValidationError as exc:
-        details = [{"field": ".".join(str(p) for p in e["loc"]) or "body", "reason": e["msg"]}
-                   for e in exc.errors(include_url=False)]
-        raise InvalidRequest('invoicing job must be {"tenant_id": "...", "month": "YYYY-MM"}',
-                             details=details) from None
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "body", "reason": e["msg"]}
+            for e in exc.errors(include_url=False)
+        ]
+        raise InvalidRequest(
+            'invoicing job must be {"tenant_id": "...", "month": "YYYY-MM"}', details=details
+        ) from None
 
 
 @dataclass
@@ -128,8 +150,16 @@ class InvoiceOutcome:
 
     @classmethod
     def of(cls, record: InvoiceRecord) -> InvoiceOutcome:
-        return cls(record.tenant_id, record.month, record.state, record.total_cents, record.invoice_id,
-                   record.invoice_status, record.stripe_total, record.failure_code)
+        return cls(
+            record.tenant_id,
+            record.month,
+            record.state,
+            record.total_cents,
+            record.invoice_id,
+            record.invoice_status,
+            record.stripe_total,
+            record.failure_code,
+        )
 
     def summary(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -143,8 +173,9 @@ def statement_cents(statement: Statement) -> int:
     except ValueError as exc:
         raise StatementInconsistent(f"statement {statement.statement_id}: {exc}") from None
     if lines != total:
-        raise StatementInconsistent(f"statement {statement.statement_id}: lines sum to {lines} cents but the "
-                                    f"total is {total} cents")
+        raise StatementInconsistent(
+            f"statement {statement.statement_id}: lines sum to {lines} cents but the total is {total} cents"
+        )
     return total
 
 
@@ -159,15 +190,25 @@ class _Raced(Exception):
 @dataclass
 class _Run:
     """What this run learned from Stripe, so it does not ask twice."""
+
     invoice: InvoiceSummary | None = None
     created_now: bool = False
     lines_present: set[str] = field(default_factory=set)
 
 
 class InvoicingService:
-    def __init__(self, *, statements: Any, tenants: Any, catalog: PlanCatalog, records: Any,
-                 gateway: Callable[[], PaymentGateway], planner: RequestPlanner,
-                 is_conflict: Callable[[Exception], bool], clock: Callable[[], datetime] | None = None):
+    def __init__(
+        self,
+        *,
+        statements: StatementSource,
+        tenants: TenantStore,
+        catalog: PlanCatalog,
+        records: InvoiceRecords,
+        gateway: Callable[[], PaymentGateway],
+        planner: RequestPlanner,
+        is_conflict: Callable[[Exception], bool],
+        clock: Callable[[], datetime] | None = None,
+    ):
         """``gateway`` is called once, on first use: building it fetches the provider's secret key."""
         self.statements = statements
         self.tenants = tenants
@@ -193,8 +234,10 @@ class InvoicingService:
         month = str(month)
         statement = self.statements.get(tenant_id, month)
         if statement is None:
-            raise NotFound(f"no statement for tenant {tenant_id} in {month}",
-                           details=[{"field": "tenant_id/month", "reason": "statement not found"}])
+            raise NotFound(
+                f"no statement for tenant {tenant_id} in {month}",
+                details=[{"field": "tenant_id/month", "reason": "statement not found"}],
+            )
         total = statement_cents(statement)
         record = self.records.get(tenant_id, month) or self._create_record(statement, total)
         run = _Run()
@@ -204,16 +247,30 @@ class InvoicingService:
             try:
                 record = self._step(statement, total, record, run)
             except _Raced:
-                record = self.records.get(tenant_id, month)
+                record = self._reload(tenant_id, month)
                 run = _Run()
         raise Conflict(f"invoice of {statement.statement_id} is being advanced concurrently; retry later")
 
     def _create_record(self, statement: Statement, total: int) -> InvoiceRecord:
         now = iso(self.clock())
-        record = InvoiceRecord(tenant_id=statement.tenant_id, month=statement.month,
-                               statement_id=statement.statement_id, is_final=statement.is_final,
-                               currency=statement.currency, total_cents=total, created_at=now, updated_at=now)
-        return self.records.save(record) or self.records.get(statement.tenant_id, statement.month)
+        record = InvoiceRecord(
+            tenant_id=statement.tenant_id,
+            month=statement.month,
+            statement_id=statement.statement_id,
+            is_final=statement.is_final,
+            currency=statement.currency,
+            total_cents=total,
+            created_at=now,
+            updated_at=now,
+        )
+        return self.records.save(record) or self._reload(statement.tenant_id, statement.month)
+
+    def _reload(self, tenant_id: str, month: str) -> InvoiceRecord:
+        """The record another writer just wrote (it exists: records are never deleted by invoicing)."""
+        record = self.records.get(tenant_id, month)
+        if record is None:
+            raise Conflict(f"invoice record of {tenant_id} {month} vanished while being written; retry")
+        return record
 
     def _save(self, record: InvoiceRecord, **changes: Any) -> InvoiceRecord:
         updated = record.model_copy(update={**changes, "updated_at": iso(self.clock())})
@@ -221,9 +278,16 @@ class InvoicingService:
         if stored is None:
             raise _Raced()
         if updated.state != record.state:
-            logger.info("invoice state", extra={"tenant_id": record.tenant_id, "month": record.month,
-                                                "from_state": record.state, "to_state": updated.state,
-                                                "invoice_id": updated.invoice_id})
+            logger.info(
+                "invoice state",
+                extra={
+                    "tenant_id": record.tenant_id,
+                    "month": record.month,
+                    "from_state": record.state,
+                    "to_state": updated.state,
+                    "invoice_id": updated.invoice_id,
+                },
+            )
         return stored
 
     def _step(self, statement: Statement, total: int, record: InvoiceRecord, run: _Run) -> InvoiceRecord:
@@ -240,24 +304,41 @@ class InvoicingService:
     def _start(self, statement: Statement, total: int, record: InvoiceRecord, run: _Run) -> InvoiceRecord:
         if total <= 0:
             reason = "zero total" if total == 0 else "credit total (carried by the next statement)"
-            logger.info("statement not sent to Stripe", extra={"statement_id": statement.statement_id,
-                                                              "reason": reason})
+            logger.info(
+                "statement not sent to Stripe",
+                extra={"statement_id": statement.statement_id, "reason": reason},
+            )
             return self._save(record, state="not_sent", reason=reason)
         customer_id, created = self._customer(statement.tenant_id)
-        found = [] if created else self.gateway.find_invoices(customer_id, "statement_id", statement.statement_id)
+        found = (
+            [] if created else self.gateway.find_invoices(customer_id, "statement_id", statement.statement_id)
+        )
         if len(found) > 1:
-            raise InvoiceMismatch(f"Stripe holds {len(found)} non-void invoices for statement {statement.statement_id} "
-                                  f"({', '.join(i.id for i in found)}); void the extra ones, then retry")
+            raise InvoiceMismatch(
+                f"Stripe holds {len(found)} non-void invoices for statement {statement.statement_id} "
+                f"({', '.join(i.id for i in found)}); void the extra ones, then retry"
+            )
         existing = found[0] if found else None
         if existing is not None:
-            logger.info("recovered the Stripe invoice by metadata", extra={
-                "statement_id": statement.statement_id, "invoice_id": existing.id, "status": existing.status})
+            logger.info(
+                "recovered the Stripe invoice by metadata",
+                extra={
+                    "statement_id": statement.statement_id,
+                    "invoice_id": existing.id,
+                    "status": existing.status,
+                },
+            )
             run.invoice = existing
         else:
             run.invoice = self.gateway.create_draft_invoice(self.invoice_draft(statement, customer_id))
             run.created_now = not run.invoice.replayed  # a fresh draft holds no items yet
-        return self._save(record, state="draft_created", customer_id=customer_id, invoice_id=run.invoice.id,
-                          invoice_status=run.invoice.status)
+        return self._save(
+            record,
+            state="draft_created",
+            customer_id=customer_id,
+            invoice_id=run.invoice.id,
+            invoice_status=run.invoice.status,
+        )
 
     def _add_items(self, statement: Statement, total: int, record: InvoiceRecord, run: _Run) -> InvoiceRecord:
         assert record.invoice_id and record.customer_id
@@ -271,7 +352,9 @@ class InvoicingService:
         for line in statement.lines:
             if line.line_id in present:
                 continue
-            self.gateway.add_invoice_item(self.item_draft(statement, line, record.customer_id, record.invoice_id))
+            self.gateway.add_invoice_item(
+                self.item_draft(statement, line, record.customer_id, record.invoice_id)
+            )
             present.add(line.line_id)
         run.invoice = None  # its total changed; read it again before finalizing
         return self._save(record, state="items_added", lines=len(statement.lines), invoice_status="draft")
@@ -282,8 +365,10 @@ class InvoicingService:
         for item in self.gateway.list_invoice_items(invoice_id):
             line_id = item.line_id
             if line_id is None or line_id not in known or line_id in present:
-                raise InvoiceMismatch(f"Stripe invoice {invoice_id} holds an item ({item.id}, line {line_id!r}) "
-                                      f"that is not exactly one line of statement {statement.statement_id}")
+                raise InvoiceMismatch(
+                    f"Stripe invoice {invoice_id} holds an item ({item.id}, line {line_id!r}) "
+                    f"that is not exactly one line of statement {statement.statement_id}"
+                )
             present.add(line_id)
         return present
 
@@ -292,38 +377,62 @@ class InvoicingService:
         invoice = self.gateway.get_invoice(record.invoice_id)
         if invoice.status == "draft":
             self._check_total_summary(statement.statement_id, invoice, total)
-            invoice = self.gateway.finalize_invoice(record.invoice_id,
-                                                    idempotency_key=idempotency_key(statement.statement_id, "finalize"))
+            invoice = self.gateway.finalize_invoice(
+                record.invoice_id, idempotency_key=idempotency_key(statement.statement_id, "finalize")
+            )
         return self._finalized(record, invoice, total)
 
     def _finalized(self, record: InvoiceRecord, invoice: InvoiceSummary, total: int) -> InvoiceRecord:
         self._check_total_summary(record.statement_id, invoice, total)
         if invoice.status in ("void", "uncollectible"):
-            raise InvoiceMismatch(f"Stripe invoice {invoice.id} of {record.statement_id} is {invoice.status}; "
-                                  "an operator has to decide what to do with this statement")
-        return self._save(record, state="finalized", invoice_status=invoice.status, stripe_total=invoice.total,
-                          invoice_number=invoice.number, hosted_invoice_url=invoice.hosted_invoice_url)
+            raise InvoiceMismatch(
+                f"Stripe invoice {invoice.id} of {record.statement_id} is {invoice.status}; "
+                "an operator has to decide what to do with this statement"
+            )
+        return self._save(
+            record,
+            state="finalized",
+            invoice_status=invoice.status,
+            stripe_total=invoice.total,
+            invoice_number=invoice.number,
+            hosted_invoice_url=invoice.hosted_invoice_url,
+        )
 
     @staticmethod
     def _check_total_summary(statement_id: str, invoice: InvoiceSummary, total: int) -> None:
         if invoice.total != total:
-            raise InvoiceMismatch(f"Stripe invoice {invoice.id} totals {invoice.total} cents but statement "
-                                  f"{statement_id} totals {total} cents")
+            raise InvoiceMismatch(
+                f"Stripe invoice {invoice.id} totals {invoice.total} cents but statement "
+                f"{statement_id} totals {total} cents"
+            )
 
     def _pay(self, statement: Statement, record: InvoiceRecord) -> InvoiceRecord:
         assert record.invoice_id
         if record.invoice_status == "paid":  # nothing due (Stripe marks it paid when finalized)
             return self._save(record, state="paid", payment_succeeded=True)
         attempt: PaymentAttempt = self.gateway.pay_invoice(
-            record.invoice_id, idempotency_key=idempotency_key(statement.statement_id, "pay"))
+            record.invoice_id, idempotency_key=idempotency_key(statement.statement_id, "pay")
+        )
         if attempt.succeeded:
-            return self._save(record, state="paid", invoice_status=attempt.invoice_status, payment_succeeded=True)
-        logger.info("first charge failed; dunning takes over", extra={
-            "statement_id": statement.statement_id, "invoice_id": record.invoice_id,
-            "failure_code": attempt.failure_code})
-        return self._save(record, state="payment_failed", invoice_status=attempt.invoice_status,
-                          payment_succeeded=False, failure_code=attempt.failure_code,
-                          failure_message=attempt.failure_message)
+            return self._save(
+                record, state="paid", invoice_status=attempt.invoice_status, payment_succeeded=True
+            )
+        logger.info(
+            "first charge failed; dunning takes over",
+            extra={
+                "statement_id": statement.statement_id,
+                "invoice_id": record.invoice_id,
+                "failure_code": attempt.failure_code,
+            },
+        )
+        return self._save(
+            record,
+            state="payment_failed",
+            invoice_status=attempt.invoice_status,
+            payment_succeeded=False,
+            failure_code=attempt.failure_code,
+            failure_message=attempt.failure_message,
+        )
 
     # ------------------------------------------------------------------------------------------ customer
     def ensure_customer(self, tenant_id: str) -> str:
@@ -347,7 +456,9 @@ class InvoicingService:
                 return tenant.stripe_customer_id, False
             try:
                 self.tenants.save(tenant.model_copy(update={"stripe_customer_id": customer_id}))
-                logger.info("stripe customer linked", extra={"tenant_id": tenant.id, "customer_id": customer_id})
+                logger.info(
+                    "stripe customer linked", extra={"tenant_id": tenant.id, "customer_id": customer_id}
+                )
                 return customer_id, new
             except Exception as exc:
                 if not self.is_conflict(exc):
@@ -358,33 +469,58 @@ class InvoicingService:
     def _tenant(self, tenant_id: str) -> Tenant:
         tenant = self.tenants.get(tenant_id)
         if tenant is None:
-            raise NotFound(f"unknown tenant {tenant_id}", details=[{"field": "tenant_id", "reason": "unknown tenant"}])
+            raise NotFound(
+                f"unknown tenant {tenant_id}", details=[{"field": "tenant_id", "reason": "unknown tenant"}]
+            )
         return tenant
 
     # ------------------------------------------------------------------------------------------ requests
     @staticmethod
     def customer_draft(tenant: Tenant) -> CustomerDraft:
-        return CustomerDraft(tenant_id=tenant.id, name=tenant.name or tenant.id, email=tenant.email,
-                             idempotency_key=f"customer:{tenant.id}")
+        return CustomerDraft(
+            tenant_id=tenant.id,
+            name=tenant.name or tenant.id,
+            email=tenant.email,
+            idempotency_key=f"customer:{tenant.id}",
+        )
 
     @staticmethod
     def invoice_draft(statement: Statement, customer_id: str) -> InvoiceDraft:
         kind = "Final statement" if statement.is_final else "Statement"
         return InvoiceDraft(
-            customer_id=customer_id, currency=statement.currency,
+            customer_id=customer_id,
+            currency=statement.currency,
             description=f"{kind} {statement.month} for {statement.tenant_id}",
-            metadata={"tenant_id": statement.tenant_id, "month": statement.month,
-                      "statement_id": statement.statement_id, "is_final": str(statement.is_final).lower()},
-            idempotency_key=idempotency_key(statement.statement_id, "invoice"))
+            metadata={
+                "tenant_id": statement.tenant_id,
+                "month": statement.month,
+                "statement_id": statement.statement_id,
+                "is_final": str(statement.is_final).lower(),
+            },
+            idempotency_key=idempotency_key(statement.statement_id, "invoice"),
+        )
 
-    def item_draft(self, statement: Statement, line: StatementLine, customer_id: str, invoice_id: str) -> ItemDraft:
+    def item_draft(
+        self, statement: Statement, line: StatementLine, customer_id: str, invoice_id: str
+    ) -> ItemDraft:
         return ItemDraft(
-            customer_id=customer_id, invoice_id=invoice_id, currency=statement.currency, amount=to_cents(line.amount),
-            description=line.description, period_start=line.period_start, period_end=line.period_end,
-            metadata={"tenant_id": statement.tenant_id, "month": statement.month,
-                      "statement_id": statement.statement_id, "line_id": line.line_id, "kind": line.kind},
+            customer_id=customer_id,
+            invoice_id=invoice_id,
+            currency=statement.currency,
+            amount=to_cents(line.amount),
+            description=line.description,
+            period_start=line.period_start,
+            period_end=line.period_end,
+            metadata={
+                "tenant_id": statement.tenant_id,
+                "month": statement.month,
+                "statement_id": statement.statement_id,
+                "line_id": line.line_id,
+                "kind": line.kind,
+            },
             idempotency_key=idempotency_key(statement.statement_id, f"line:{line.line_id}"),
-            product_id=self._product(line.plan))
+            product_id=self._product(line.plan),
+        )
 
     def _product(self, plan_id: str | None) -> str | None:
         if plan_id is None or plan_id not in self.catalog:
@@ -412,27 +548,44 @@ class InvoicingService:
             customer_id = "{customer_id}"
         invoice_id = (record and record.invoice_id) or "{invoice_id}"
         if state == "pending":
-            requests += [self.planner.find_invoice_request(customer_id),
-                         self.planner.invoice_request(self.invoice_draft(statement, customer_id))]
+            requests += [
+                self.planner.find_invoice_request(customer_id),
+                self.planner.invoice_request(self.invoice_draft(statement, customer_id)),
+            ]
         if state in ("pending", "draft_created"):
             if state == "draft_created":
                 requests.append(self.planner.list_items_request(invoice_id))
-            requests += [self.planner.item_request(self.item_draft(statement, line, customer_id, invoice_id))
-                         for line in statement.lines]
+            requests += [
+                self.planner.item_request(self.item_draft(statement, line, customer_id, invoice_id))
+                for line in statement.lines
+            ]
         if state in ("pending", "draft_created", "items_added"):
-            requests += [self.planner.get_invoice_request(invoice_id), self.planner.finalize_request(
-                invoice_id, idempotency_key(statement.statement_id, "finalize"))]
+            requests += [
+                self.planner.get_invoice_request(invoice_id),
+                self.planner.finalize_request(
+                    invoice_id, idempotency_key(statement.statement_id, "finalize")
+                ),
+            ]
         requests.append(self.planner.pay_request(invoice_id, idempotency_key(statement.statement_id, "pay")))
         return requests
 
     # ------------------------------------------------------------------------------------------ month
-    def push(self, month: str | Month, tenant_ids: Iterable[str] | None = None, *, workers: int = 8,
-             on_done: Callable[[InvoiceOutcome], None] | None = None) -> list[InvoiceOutcome]:
+    def push(
+        self,
+        month: str | Month,
+        tenant_ids: Iterable[str] | None = None,
+        *,
+        workers: int = 8,
+        on_done: Callable[[InvoiceOutcome], None] | None = None,
+    ) -> list[InvoiceOutcome]:
         """Invoice the month's statements (or the given tenants') in parallel; the gateway's rate
         limiter keeps the whole run under the Stripe cap. Failures are outcomes with ``error``."""
         month = str(month)
-        ids = sorted(set(tenant_ids)) if tenant_ids is not None else [
-            s.tenant_id for s in self.statements.list_month(month)]
+        ids = (
+            sorted(set(tenant_ids))
+            if tenant_ids is not None
+            else [s.tenant_id for s in self.statements.list_month(month)]
+        )
 
         def one(tenant_id: str) -> InvoiceOutcome:
             try:

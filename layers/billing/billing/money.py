@@ -4,6 +4,7 @@
 - Statement lines: computed exactly, rounded half-up to cents once (``round_cents``); a statement
   total is the sum of its rounded lines. Stripe receives those same cents as integers.
 """
+
 from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal, localcontext
@@ -23,7 +24,7 @@ def reject_float(value: object) -> object:
     """A pydantic ``mode="before"`` validator for prices read from YAML: a bare 0.1 is a float and
     may already be inexact, so prices must be quoted strings."""
     if isinstance(value, float):
-        raise ValueError("write prices as quoted strings, e.g. \"0.25\", never floats")
+        raise ValueError('write prices as quoted strings, e.g. "0.25", never floats')
     return value
 
 

@@ -1,4 +1,5 @@
 """One place for Powertools Logger, Tracer and Metrics, shared by every function."""
+
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics, Tracer

@@ -4,6 +4,7 @@ Implemented by ``billing.adapters.stripe_gateway`` (and, in tests, by the same a
 Stripe double). Amounts are integer minor units (cents); a declined card is a ``PaymentAttempt``
 outcome, never an exception; every call that creates something carries an idempotency key.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Protocol
 @dataclass(frozen=True)
 class PaymentAttempt:
     """The outcome of one charge of an invoice. A declined card is an outcome, not an error."""
+
     succeeded: bool
     invoice_status: str
     failure_code: str | None = None
@@ -24,8 +26,8 @@ class PaymentAttempt:
 class InvoiceSummary:
     id: str
     customer_id: str
-    status: str                    # draft, open, paid, void, uncollectible
-    total: int                     # integer cents
+    status: str  # draft, open, paid, void, uncollectible
+    total: int  # integer cents
     amount_due: int
     amount_paid: int
     currency: str
@@ -33,7 +35,7 @@ class InvoiceSummary:
     number: str | None = None
     hosted_invoice_url: str | None = None
     auto_advance: bool | None = None
-    replayed: bool = False         # Stripe answered from an earlier request with the same idempotency key
+    replayed: bool = False  # Stripe answered from an earlier request with the same idempotency key
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class InvoiceDraft:
     customer_id: str
     currency: str
     description: str
-    metadata: dict[str, str]       # tenant_id, month, statement_id
+    metadata: dict[str, str]  # tenant_id, month, statement_id
     idempotency_key: str
 
 
@@ -77,11 +79,11 @@ class ItemDraft:
     customer_id: str
     invoice_id: str
     currency: str
-    amount: int                    # integer cents, the statement line's rounded amount
+    amount: int  # integer cents, the statement line's rounded amount
     description: str
     period_start: datetime
-    period_end: datetime           # exclusive
-    metadata: dict[str, str]       # tenant_id, month, statement_id, line_id
+    period_end: datetime  # exclusive
+    metadata: dict[str, str]  # tenant_id, month, statement_id, line_id
     idempotency_key: str
     product_id: str | None = None
 

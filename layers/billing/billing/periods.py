@@ -1,4 +1,5 @@
 """Billing periods: calendar months in UTC. The single place that knows about month boundaries."""
+
 from __future__ import annotations
 
 import re

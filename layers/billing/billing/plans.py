@@ -1,9 +1,9 @@
 """Plans: base fee, monthly query quota, trial length and graduated query tiers."""
+
 from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator

@@ -1,4 +1,5 @@
 """The price book: versioned provider prices plus markup; an event's cost is frozen at event time."""
+
 from __future__ import annotations
 
 import bisect
@@ -92,7 +93,11 @@ class PriceBook:
         if event.input_tokens or event.output_tokens or event.model:
             price = version.models.get(event.model or "")
             if price is None:
-                raise UnknownModel(f"unknown model {event.model!r} in price book version {version.version_id}")
-            provider += (event.input_tokens * price.input_per_1m + event.output_tokens * price.output_per_1m) / MILLION
+                raise UnknownModel(
+                    f"unknown model {event.model!r} in price book version {version.version_id}"
+                )
+            provider += (
+                event.input_tokens * price.input_per_1m + event.output_tokens * price.output_per_1m
+            ) / MILLION
         provider += Decimal(event.bytes) / GIGABYTE * version.storage_per_gb
         return EventCost(round_event_cost(provider * (1 + version.markup)), version.version_id)

@@ -1,4 +1,5 @@
 """Monthly query quotas: which plan limit applies, and which queries of a batch are admitted."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -28,7 +29,9 @@ class Admission:
     limit: Limit  # the limit that rejected the first refused query (or the last one applied)
 
 
-def admit_queries(queries: Sequence[UsageEvent], used: int, limit_at: Callable[[datetime], Limit]) -> Admission:
+def admit_queries(
+    queries: Sequence[UsageEvent], used: int, limit_at: Callable[[datetime], Limit]
+) -> Admission:
     """Admit queries in (timestamp, event_id) order while the month's count is below the limit in
     force at each query's time. Pure: the caller persists ``used_after`` with compare-and-set."""
     admitted: list[UsageEvent] = []

@@ -1,4 +1,5 @@
 """Typed settings, read once from the environment (pydantic-settings)."""
+
 from __future__ import annotations
 
 import json
@@ -55,15 +56,15 @@ class Settings(BaseSettings):
     # process limits itself to stripe_max_requests_per_second / stripe_rate_share.
     stripe_rate_share: int = 1
     stripe_timeout_s: float = 30.0
-    stripe_max_attempts: int = 5          # per request: 429, 5xx, 409 lock and network errors
+    stripe_max_attempts: int = 5  # per request: 429, 5xx, 409 lock and network errors
     stripe_retry_base_delay_s: float = 0.5
-    stripe_secret_max_age_s: int = 300    # Powertools Parameters cache
-    invoicing_workers: int = 8            # statements invoiced in parallel by the CLI
+    stripe_secret_max_age_s: int = 300  # Powertools Parameters cache
+    invoicing_workers: int = 8  # statements invoiced in parallel by the CLI
 
     dunning_retry_days: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [3, 7, 14])
     webhook_event_retention_days: int = 30
-    webhook_tolerance_s: int = 300        # Stripe-Signature max age (Stripe's default)
-    dunning_batch_limit: int = 500        # due retries paid per dunning run
+    webhook_tolerance_s: int = 300  # Stripe-Signature max age (Stripe's default)
+    dunning_batch_limit: int = 500  # due retries paid per dunning run
 
     @field_validator("platform_api_key_ids", "dunning_retry_days", mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 A statement is immutable once stored. ``line_id`` values are stable across re-computation, so
 they serve as Stripe idempotency keys (``{statement_id}:{line_id}``).
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -18,14 +19,14 @@ LineKind = Literal["base_fee", "queries", "usage_cost", "adjustment"]
 
 class StatementLine(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    line_id: str                      # stable within the statement, e.g. "base:starter:1"
+    line_id: str  # stable within the statement, e.g. "base:starter:1"
     kind: LineKind
-    description: str                  # human text incl. quantity and unit price
+    description: str  # human text incl. quantity and unit price
     plan: str | None = None
     quantity: Decimal
     unit_price: Decimal | None = None
-    amount_exact: Decimal             # unrounded
-    amount: Decimal                   # rounded half-up to cents, once
+    amount_exact: Decimal  # unrounded
+    amount: Decimal  # rounded half-up to cents, once
     period_start: datetime
     period_end: datetime
     adjustment_month: str | None = None  # for prior-period adjustment lines
@@ -37,16 +38,16 @@ class StatementLine(BaseModel):
 
 class Statement(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    statement_id: str                 # "{tenant_id}:{YYYY-MM}"
+    statement_id: str  # "{tenant_id}:{YYYY-MM}"
     tenant_id: str
-    month: str                        # YYYY-MM
+    month: str  # YYYY-MM
     currency: str = "usd"
     period_start: datetime
-    period_end: datetime              # exclusive; canceled_at for a final statement
+    period_end: datetime  # exclusive; canceled_at for a final statement
     is_final: bool = False
-    invoice_date: str                 # YYYY-MM-DD
+    invoice_date: str  # YYYY-MM-DD
     lines: list[StatementLine] = Field(default_factory=list)
-    total: Decimal                    # sum of the rounded lines
+    total: Decimal  # sum of the rounded lines
     total_queries: int = 0
     total_tokens: int = 0
     inputs: dict[str, Any] = Field(default_factory=dict)  # versions/digests of what it was rated from

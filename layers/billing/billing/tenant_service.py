@@ -12,11 +12,12 @@ Rules:
   is issued at once and its invoicing job enqueued when it is not zero. Cancelling twice returns the
   same tenant and statement.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -25,7 +26,15 @@ from billing.observability import logger
 from billing.periods import Month, iso, rfc3339_field, utc
 from billing.plans import PlanCatalog
 from billing.statements import Statement
-from billing.tenants import PlanAssignment, Tenant
+from billing.tenants import PlanAssignment, Tenant, TenantStore
+
+if TYPE_CHECKING:
+    from billing.close import BillingCycle
+
+
+class Periods(Protocol):
+    def closed_at(self, month: Month | str) -> datetime | None: ...
+
 
 SAVE_ATTEMPTS = 5
 
@@ -66,13 +75,19 @@ class CancelRequest(BaseModel):
 def parse_request(model: type[BaseModel], body: Any) -> Any:
     """A JSON object to a request model, or InvalidRequest naming each bad field and why."""
     if not isinstance(body, dict):
-        raise InvalidRequest("request body must be a JSON object", details=[{"field": "body", "reason": "not an object"}])
+        raise InvalidRequest(
+            "request body must be a JSON object", details=[{"field": "body", "reason": "not an object"}]
+        )
     try:
         return model.model_validate(body)
     except ValidationError as exc:
         problems = []
         for err in exc.errors(include_url=False):
-            reason = "unknown field" if err["type"] == "extra_forbidden" else err["msg"].removeprefix("Value error, ")
+            reason = (
+                "unknown field"
+                if err["type"] == "extra_forbidden"
+                else err["msg"].removeprefix("Value error, ")
+            )
             problems.append({"field": ".".join(str(p) for p in err["loc"]) or "body", "reason": reason})
         raise InvalidRequest(f"{len(problems)} invalid field(s)", details=problems) from None
 
@@ -83,9 +98,17 @@ def to_ms(instant: datetime) -> datetime:
 
 
 class TenantService:
-    def __init__(self, *, tenants: Any, catalog: PlanCatalog, periods: Any, cycle: Any,
-                 is_conflict: Callable[[Exception], bool], clock: Callable[[], datetime] | None = None,
-                 link_customer: Callable[[str], object] | None = None):
+    def __init__(
+        self,
+        *,
+        tenants: TenantStore,
+        catalog: PlanCatalog,
+        periods: Periods,
+        cycle: BillingCycle,
+        is_conflict: Callable[[Exception], bool],
+        clock: Callable[[], datetime] | None = None,
+        link_customer: Callable[[str], object] | None = None,
+    ):
         self.link_customer = link_customer  # creates the Stripe customer once (billing.invoicing)
         self.tenants = tenants
         self.catalog = catalog
@@ -101,20 +124,26 @@ class TenantService:
     def _plan(self, plan_id: str, field: str = "plan") -> None:
         if plan_id not in self.catalog:
             known = ", ".join(p.id for p in self.catalog.plans)
-            raise InvalidRequest(f"unknown plan {plan_id!r}",
-                                 details=[{"field": field, "reason": f"unknown plan; one of: {known}"}])
+            raise InvalidRequest(
+                f"unknown plan {plan_id!r}",
+                details=[{"field": field, "reason": f"unknown plan; one of: {known}"}],
+            )
 
     def _open(self, instant: datetime, field: str) -> None:
         month = Month.of(instant)
         closed_at = self.periods.closed_at(month)
         if closed_at is not None:
-            raise Conflict(f"billing period {month} was closed at {iso(closed_at)}; it can no longer change",
-                           details=[{"field": field, "reason": f"{iso(instant)} falls in closed month {month}"}])
+            raise Conflict(
+                f"billing period {month} was closed at {iso(closed_at)}; it can no longer change",
+                details=[{"field": field, "reason": f"{iso(instant)} falls in closed month {month}"}],
+            )
 
     def get(self, tenant_id: str) -> Tenant:
         tenant = self.tenants.get(tenant_id)
         if tenant is None:
-            raise NotFound(f"unknown tenant {tenant_id}", details=[{"field": "tenant_id", "reason": "unknown tenant"}])
+            raise NotFound(
+                f"unknown tenant {tenant_id}", details=[{"field": "tenant_id", "reason": "unknown tenant"}]
+            )
         return tenant
 
     # ------------------------------------------------------------------------------------------ signup
@@ -124,21 +153,36 @@ class TenantService:
         effective_at = to_ms(request.effective_at) if request.effective_at else self._now()
         self._open(effective_at, "effective_at")
         trial_ends_at = self._trial_end(request, effective_at)
-        tenant = Tenant(id=request.id, name=request.name, email=request.email,
-                        plans=[PlanAssignment(plan=request.plan, effective_at=effective_at)],
-                        trial_ends_at=trial_ends_at, api_key_ids=request.api_key_ids)
+        tenant = Tenant(
+            id=request.id,
+            name=request.name,
+            email=request.email,
+            plans=[PlanAssignment(plan=request.plan, effective_at=effective_at)],
+            trial_ends_at=trial_ends_at,
+            api_key_ids=request.api_key_ids,
+        )
         if self.tenants.create(tenant):
             logger.info("tenant created", extra={"tenant_id": tenant.id, "plan": request.plan})
             return self._linked(self.get(tenant.id)), True
         existing = self.get(tenant.id)
-        same = (existing.plans[:1] == tenant.plans and existing.name == tenant.name and existing.email == tenant.email
-                and existing.trial_ends_at == tenant.trial_ends_at)
+        same = (
+            existing.plans[:1] == tenant.plans
+            and existing.name == tenant.name
+            and existing.email == tenant.email
+            and existing.trial_ends_at == tenant.trial_ends_at
+        )
         if request.effective_at is None:  # "now" differs between retries: compare what the caller sent
-            same = (bool(existing.plans) and existing.plans[0].plan == request.plan and existing.name == tenant.name
-                    and existing.email == tenant.email)
+            same = (
+                bool(existing.plans)
+                and existing.plans[0].plan == request.plan
+                and existing.name == tenant.name
+                and existing.email == tenant.email
+            )
         if not same:
-            raise Conflict(f"tenant {tenant.id} exists already with different details",
-                           details=[{"field": "id", "reason": "already taken"}])
+            raise Conflict(
+                f"tenant {tenant.id} exists already with different details",
+                details=[{"field": "id", "reason": "already taken"}],
+            )
         return self._linked(existing), False
 
     def _linked(self, tenant: Tenant) -> Tenant:
@@ -149,8 +193,11 @@ class TenantService:
         try:
             self.link_customer(tenant.id)
         except Exception:
-            logger.warning("stripe customer not created at signup; the first invoice will create it",
-                           extra={"tenant_id": tenant.id}, exc_info=True)
+            logger.warning(
+                "stripe customer not created at signup; the first invoice will create it",
+                extra={"tenant_id": tenant.id},
+                exc_info=True,
+            )
             return tenant
         return self.get(tenant.id)
 
@@ -158,8 +205,10 @@ class TenantService:
         if request.trial_ends_at is not None:
             end = to_ms(request.trial_ends_at)
             if end <= effective_at:
-                raise InvalidRequest("trial_ends_at must be after effective_at",
-                                     details=[{"field": "trial_ends_at", "reason": "not after effective_at"}])
+                raise InvalidRequest(
+                    "trial_ends_at must be after effective_at",
+                    details=[{"field": "trial_ends_at", "reason": "not after effective_at"}],
+                )
             return end
         days = request.trial_days
         if days is None and request.trial:
@@ -175,17 +224,25 @@ class TenantService:
         def apply(tenant: Tenant) -> Tenant:
             latest = tenant.sorted_plans()[-1].effective_at if tenant.plans else None
             if latest is not None and effective_at <= latest:
-                raise Conflict(f"the plan history is append-only: a change must be effective after {iso(latest)}",
-                               details=[{"field": "effective_at", "reason": f"not after the latest change {iso(latest)}"}])
+                raise Conflict(
+                    f"the plan history is append-only: a change must be effective after {iso(latest)}",
+                    details=[
+                        {"field": "effective_at", "reason": f"not after the latest change {iso(latest)}"}
+                    ],
+                )
             if tenant.canceled_at is not None and effective_at >= tenant.canceled_at:
-                raise Conflict(f"tenant {tenant.id} was cancelled at {iso(tenant.canceled_at)}",
-                               details=[{"field": "effective_at", "reason": "at or after the cancellation"}])
+                raise Conflict(
+                    f"tenant {tenant.id} was cancelled at {iso(tenant.canceled_at)}",
+                    details=[{"field": "effective_at", "reason": "at or after the cancellation"}],
+                )
             plans = [*tenant.plans, PlanAssignment(plan=request.plan, effective_at=effective_at)]
             return tenant.model_copy(update={"plans": plans})
 
         tenant = self._update(tenant_id, apply)
-        logger.info("plan changed", extra={"tenant_id": tenant_id, "plan": request.plan,
-                                           "effective_at": iso(effective_at)})
+        logger.info(
+            "plan changed",
+            extra={"tenant_id": tenant_id, "plan": request.plan, "effective_at": iso(effective_at)},
+        )
         return tenant
 
     # ------------------------------------------------------------------------------------------ cancel
@@ -197,8 +254,10 @@ class TenantService:
             return tenant, self.cycle.issue_final(tenant)
         at = to_ms(request.at) if request.at else now
         if at > now:
-            raise InvalidRequest("a cancellation is effective now or at a past instant, never in the future",
-                                 details=[{"field": "at", "reason": "in the future"}])
+            raise InvalidRequest(
+                "a cancellation is effective now or at a past instant, never in the future",
+                details=[{"field": "at", "reason": "in the future"}],
+            )
         self._open(at, "at")
 
         def apply(current: Tenant) -> Tenant:
@@ -206,12 +265,15 @@ class TenantService:
                 return current
             first = current.first_plan_at()
             if first is None or at <= first:
-                raise InvalidRequest("a cancellation must come after the first plan took effect",
-                                     details=[{"field": "at", "reason": "not after the first plan"}])
+                raise InvalidRequest(
+                    "a cancellation must come after the first plan took effect",
+                    details=[{"field": "at", "reason": "not after the first plan"}],
+                )
             return current.model_copy(update={"canceled_at": at})
 
         tenant = self._update(tenant_id, apply)
-        logger.info("tenant cancelled", extra={"tenant_id": tenant_id, "canceled_at": iso(tenant.canceled_at)})  # type: ignore[arg-type]
+        canceled_at = iso(tenant.canceled_at) if tenant.canceled_at else None
+        logger.info("tenant cancelled", extra={"tenant_id": tenant_id, "canceled_at": canceled_at})
         return tenant, self.cycle.issue_final(tenant)
 
     # ------------------------------------------------------------------------------------------ save
@@ -227,8 +289,10 @@ class TenantService:
             except Exception as exc:
                 if not self.is_conflict(exc):
                     raise
-        raise Conflict(f"tenant {tenant_id} is being changed concurrently; retry",
-                       details=[{"field": "tenant_id", "reason": "concurrent update"}])
+        raise Conflict(
+            f"tenant {tenant_id} is being changed concurrently; retry",
+            details=[{"field": "tenant_id", "reason": "concurrent update"}],
+        )
 
 
 def parse_month(text: str, field: str = "month") -> Month:

@@ -1,8 +1,10 @@
 """Tenants: identity, append-only plan history, trial, cancellation and payment standing."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
@@ -67,3 +69,18 @@ class Tenant(BaseModel):
 
     def is_canceled_at(self, instant: datetime) -> bool:
         return self.canceled_at is not None and instant >= self.canceled_at
+
+
+class TenantStore(Protocol):
+    """Tenant records, read with strong consistency; ``save`` is an optimistic write that fails (a
+    conflict, see ``container.is_conflict``) when anyone changed the record since it was read."""
+
+    def get(self, tenant_id: str) -> Tenant | None: ...
+
+    def get_many(self, tenant_ids: Iterable[str]) -> dict[str, Tenant]: ...
+
+    def list_all(self) -> list[Tenant]: ...
+
+    def create(self, tenant: Tenant) -> bool: ...
+
+    def save(self, tenant: Tenant) -> Tenant: ...

@@ -13,6 +13,7 @@ redelivery of a processed event has no effect and is answered 200 "duplicate" wh
 recorded. The id is recorded only after the state change is stored: if processing fails, Stripe's
 redelivery is processed again - the dedup record and the state change can never disagree.
 """
+
 from __future__ import annotations
 
 import base64
@@ -27,8 +28,14 @@ from billing.dunning import DunningService, Fact, Failed, Finalized, Mark, Resol
 from billing.errors import InvalidRequest
 from billing.tenants import Tenant
 
-INVOICE_EVENTS = ("invoice.finalized", "invoice.paid", "invoice.payment_failed",
-                  "invoice.payment_action_required", "invoice.voided", "invoice.marked_uncollectible")
+INVOICE_EVENTS = (
+    "invoice.finalized",
+    "invoice.paid",
+    "invoice.payment_failed",
+    "invoice.payment_action_required",
+    "invoice.voided",
+    "invoice.marked_uncollectible",
+)
 HANDLED_EVENTS = (*INVOICE_EVENTS, "customer.deleted")
 TERMINAL_STATUSES = ("paid", "void", "uncollectible")
 
@@ -76,8 +83,9 @@ def raw_body(api_event: dict[str, Any]) -> bytes:
         try:
             return base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
-            raise InvalidRequest("body is flagged base64 but is not", details=[
-                {"field": "body", "reason": "invalid base64"}]) from None
+            raise InvalidRequest(
+                "body is flagged base64 but is not", details=[{"field": "body", "reason": "invalid base64"}]
+            ) from None
     return body.encode("utf-8") if isinstance(body, str) else bytes(body)
 
 
@@ -85,10 +93,14 @@ def parse_event(payload: bytes) -> StripeEvent:
     try:
         doc = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest("body is not valid JSON", details=[{"field": "body", "reason": str(exc)}]) from None
+        raise InvalidRequest(
+            "body is not valid JSON", details=[{"field": "body", "reason": str(exc)}]
+        ) from None
     problems = []
     if not isinstance(doc, dict):
-        raise InvalidRequest("body must be a Stripe event object", details=[{"field": "body", "reason": "not an object"}])
+        raise InvalidRequest(
+            "body must be a Stripe event object", details=[{"field": "body", "reason": "not an object"}]
+        )
     if not isinstance(doc.get("id"), str) or not doc["id"]:
         problems.append({"field": "id", "reason": "required string"})
     if not isinstance(doc.get("type"), str):
@@ -123,13 +135,13 @@ def invoice_facts(event: StripeEvent) -> list[Fact]:
         facts.append(Resolved("uncollectible", mark))
     status = obj.get("status")
     if status in TERMINAL_STATUSES and not any(isinstance(f, Resolved) and f.kind == status for f in facts):
-        facts.append(Resolved(status, mark))  # type: ignore[arg-type]
+        facts.append(Resolved(status, mark))
     return facts
 
 
 @dataclass
 class WebhookResult:
-    status: str          # processed | duplicate | ignored
+    status: str  # processed | duplicate | ignored
     event_id: str | None
     detail: dict[str, Any]
 
@@ -138,8 +150,16 @@ class WebhookResult:
 
 
 class WebhookProcessor:
-    def __init__(self, *, verifier: SignatureVerifier, events: EventLog, dunning: DunningService,
-                 invoices: InvoiceDirectory, tenants: TenantDirectory, clock: Callable[[], datetime]):
+    def __init__(
+        self,
+        *,
+        verifier: SignatureVerifier,
+        events: EventLog,
+        dunning: DunningService,
+        invoices: InvoiceDirectory,
+        tenants: TenantDirectory,
+        clock: Callable[[], datetime],
+    ):
         self.verifier = verifier
         self.events = events
         self.dunning = dunning
@@ -170,8 +190,9 @@ class WebhookProcessor:
         if not tenant_id:
             found = self.invoices.find_invoice(invoice_id)
             if found is None:
-                return WebhookResult("ignored", event.id, {"reason": "not an invoice we created",
-                                                           "invoice_id": invoice_id})
+                return WebhookResult(
+                    "ignored", event.id, {"reason": "not an invoice we created", "invoice_id": invoice_id}
+                )
             tenant_id, month = found
         tenant = self.tenants.get(tenant_id)
         if tenant is None:
@@ -180,8 +201,11 @@ class WebhookProcessor:
         if isinstance(customer, dict):
             customer = customer.get("id")
         if tenant.stripe_customer_id and customer and customer != tenant.stripe_customer_id:
-            return WebhookResult("ignored", event.id, {"reason": "invoice customer is not the tenant's",
-                                                       "tenant_id": tenant_id})
+            return WebhookResult(
+                "ignored",
+                event.id,
+                {"reason": "invoice customer is not the tenant's", "tenant_id": tenant_id},
+            )
         outcome = self.dunning.record(tenant_id, invoice_id, month, invoice_facts(event))
         return WebhookResult("processed", event.id, outcome.to_json())
 

@@ -1,4 +1,5 @@
 """``billing demo``: the whole pipeline on embedded defaults."""
+
 from __future__ import annotations
 
 import logging
@@ -11,8 +12,9 @@ from billing_cli import app
 
 
 @app.command("demo")
-def demo(verbose: bool = typer.Option(False, "--verbose", help="also print the functions' JSON logs and metrics")
-         ) -> None:
+def demo(
+    verbose: bool = typer.Option(False, "--verbose", help="also print the functions' JSON logs and metrics"),
+) -> None:
     """Run the main job end to end on embedded ClickHouse and in-process AWS (no setup needed)."""
     if not verbose:
         # The demo narrates what happens; the handlers' structured logs and EMF metrics would drown it.

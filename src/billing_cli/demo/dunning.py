@@ -7,6 +7,7 @@ webhook Lambda handler, signed with the endpoint secret stored in (moto's) Secre
 scheduled dunning Lambda pays retries through the real Stripe gateway against the double. Time is
 an injected clock moved day by day (Stripe's event times are re-stamped with it).
 """
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-T0 = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)   # November's invoices are finalized and charged
-RETRY_HOUR = timedelta(hours=1)                  # the hourly dunning run after each retry falls due
+T0 = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)  # November's invoices are finalized and charged
+RETRY_HOUR = timedelta(hours=1)  # the hourly dunning run after each retry falls due
 
 
 class _Clock:
@@ -44,13 +45,17 @@ class WebhookRelay:
         from billing_local.runner import LocalContext, api_gateway_event
 
         counts: dict[str, int] = {}
-        events = self.double.events_of()[self.seen:]
+        events = self.double.events_of()[self.seen :]
         self.seen += len(events)
         for event in events:
             event["created"] = int(self.clock.now.timestamp())
             body = json.dumps(event)
-            request = api_gateway_event(body, path="/v1/webhooks/stripe", api_key_id=None, headers={
-                "Stripe-Signature": sign(body, self.secret, int(self.clock.now.timestamp()))})
+            request = api_gateway_event(
+                body,
+                path="/v1/webhooks/stripe",
+                api_key_id=None,
+                headers={"Stripe-Signature": sign(body, self.secret, int(self.clock.now.timestamp()))},
+            )
             response = self.webhook.handler(request, LocalContext(function_name="StripeWebhookFunction"))
             status = json.loads(response["body"]).get("status", str(response["statusCode"]))
             counts[status] = counts.get(status, 0) + 1
@@ -71,9 +76,19 @@ def _ingest_one(tenant: Any, at: datetime) -> tuple[int, str]:
     from billing_local.runner import LocalContext, api_gateway_event, load_function
 
     key = _api_key(tenant.id)
-    body = {"events": [{"event_id": f"dunning-demo-{at.timestamp():.0f}", "tenant_id": tenant.id,
-                        "timestamp": "2025-12-16T08:00:00Z", "type": "query", "model": "gpt-4o-mini",
-                        "input_tokens": 100, "output_tokens": 20}]}
+    body = {
+        "events": [
+            {
+                "event_id": f"dunning-demo-{at.timestamp():.0f}",
+                "tenant_id": tenant.id,
+                "timestamp": "2025-12-16T08:00:00Z",
+                "type": "query",
+                "model": "gpt-4o-mini",
+                "input_tokens": 100,
+                "output_tokens": 20,
+            }
+        ]
+    }
     response = load_function("ingest").handler(api_gateway_event(body, api_key_id=key), LocalContext())
     payload = json.loads(response["body"])
     return response["statusCode"], payload.get("message") or payload.get("status", "")
@@ -87,19 +102,39 @@ def _own_failing_tenant(double: Any) -> tuple[str, str]:
     from billing.tenants import PlanAssignment, Tenant
 
     tenant_id = "latepay-co"
-    container.tenants().create(Tenant(id=tenant_id, name="Latepay Co", email="billing@latepay.example",
-                                      plans=[PlanAssignment(plan="starter", effective_at="2025-10-01T00:00:00Z")],
-                                      api_key_ids=[f"{tenant_id}-key"]))
+    container.tenants().create(
+        Tenant(
+            id=tenant_id,
+            name="Latepay Co",
+            email="billing@latepay.example",
+            plans=[PlanAssignment(plan="starter", effective_at="2025-10-01T00:00:00Z")],
+            api_key_ids=[f"{tenant_id}-key"],
+        )
+    )
     double.decline(tenant_id=tenant_id, decline_code="insufficient_funds")
     gateway = container.payment_gateway()
-    customer = gateway.ensure_customer(CustomerDraft(tenant_id, "Latepay Co", "billing@latepay.example",
-                                                     idempotency_key=f"demo-customer-{tenant_id}"))
+    customer = gateway.ensure_customer(
+        CustomerDraft(
+            tenant_id, "Latepay Co", "billing@latepay.example", idempotency_key=f"demo-customer-{tenant_id}"
+        )
+    )
     meta = {"tenant_id": tenant_id, "month": "2025-11", "statement_id": f"{tenant_id}:2025-11"}
-    draft = gateway.create_draft_invoice(InvoiceDraft(customer, "usd", "2025-11 usage", meta,
-                                                      idempotency_key=f"demo-invoice-{tenant_id}"))
-    gateway.add_invoice_item(ItemDraft(customer, draft.id, "usd", 2900, "Starter plan, 2025-11",
-                                       datetime(2025, 11, 1, tzinfo=UTC), T0.replace(hour=0), {**meta, "line_id": "base"},
-                                       idempotency_key=f"demo-item-{tenant_id}"))
+    draft = gateway.create_draft_invoice(
+        InvoiceDraft(customer, "usd", "2025-11 usage", meta, idempotency_key=f"demo-invoice-{tenant_id}")
+    )
+    gateway.add_invoice_item(
+        ItemDraft(
+            customer,
+            draft.id,
+            "usd",
+            2900,
+            "Starter plan, 2025-11",
+            datetime(2025, 11, 1, tzinfo=UTC),
+            T0.replace(hour=0),
+            {**meta, "line_id": "base"},
+            idempotency_key=f"demo-item-{tenant_id}",
+        )
+    )
     gateway.finalize_invoice(draft.id, idempotency_key=f"demo-finalize-{tenant_id}")
     gateway.pay_invoice(draft.id, idempotency_key=f"demo-charge-{tenant_id}")
     return tenant_id, draft.id
@@ -107,8 +142,8 @@ def _own_failing_tenant(double: Any) -> tuple[str, str]:
 
 def run(console: Console) -> dict[str, Any]:
     from billing import container
-    from billing_cli.tenant import status_renderable
     from billing_cli.demo.invoicing import current_double, start_double
+    from billing_cli.tenant import status_renderable
     from billing_local.runner import LocalContext, api_gateway_event, load_function
     from billing_local.stripe_double import put_secret
 
@@ -122,43 +157,66 @@ def run(console: Console) -> dict[str, Any]:
     dunning = load_function("dunning")
 
     counts = relay.deliver_new()
-    console.print(f"{T0:%b %d %H:%M}  Stripe delivers the invoicing webhooks, signed: "
-                  + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
-    failing = [i for i in double.invoices_for(include_void=False)
-               if i["status"] == "open" and i["attempt_count"] > 0 and i["metadata"].get("tenant_id")]
+    console.print(
+        f"{T0:%b %d %H:%M}  Stripe delivers the invoicing webhooks, signed: "
+        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    )
+    failing = [
+        i
+        for i in double.invoices_for(include_void=False)
+        if i["status"] == "open" and i["attempt_count"] > 0 and i["metadata"].get("tenant_id")
+    ]
     if failing:
         tenant_id, invoice_id = failing[0]["metadata"]["tenant_id"], failing[0]["id"]
     else:
         tenant_id, invoice_id = _own_failing_tenant(double)
         relay.deliver_new()
     tenants = container.tenants()
-    console.print(f"[bold]{tenant_id}[/]'s card was declined for invoice {invoice_id}: "
-                  f"payment status [yellow]{tenants.get(tenant_id).payment_status}[/]; "
-                  f"Stripe will not retry (auto_advance=false), our schedule will")
+    console.print(
+        f"[bold]{tenant_id}[/]'s card was declined for invoice {invoice_id}: "
+        f"payment status [yellow]{tenants.get(tenant_id).payment_status}[/]; "
+        f"Stripe will not retry (auto_advance=false), our schedule will"
+    )
 
     rows = Table("day", "when", "what happened", "tenant status", title=f"dunning timeline of {tenant_id}")
-    rows.add_row("0", f"{T0:%Y-%m-%d %H:%M}", "first charge declined (invoice.payment_failed)",
-                 tenants.get(tenant_id).payment_status)
+    rows.add_row(
+        "0",
+        f"{T0:%Y-%m-%d %H:%M}",
+        "first charge declined (invoice.payment_failed)",
+        tenants.get(tenant_id).payment_status,
+    )
     for day in (3, 7, 14):
         clock.now = T0 + timedelta(days=day) + RETRY_HOUR
-        report = dunning.handler({"time": clock.now.isoformat(), "detail-type": "Scheduled Event"},
-                                 LocalContext(function_name="DunningFunction"))
+        report = dunning.handler(
+            {"time": clock.now.isoformat(), "detail-type": "Scheduled Event"},
+            LocalContext(function_name="DunningFunction"),
+        )
         relay.deliver_new()
         detail = next((d for d in report["details"] if d.get("invoice_id") == invoice_id), {})
         outcome = "paid" if detail.get("succeeded") else f"declined ({detail.get('failure_code')})"
-        rows.add_row(str(day), f"{clock.now:%Y-%m-%d %H:%M}", f"retry {detail.get('attempt')} of 3: {outcome}",
-                     tenants.get(tenant_id).payment_status)
+        rows.add_row(
+            str(day),
+            f"{clock.now:%Y-%m-%d %H:%M}",
+            f"retry {detail.get('attempt')} of 3: {outcome}",
+            tenants.get(tenant_id).payment_status,
+        )
     tenant = tenants.get(tenant_id)
     status, message = _ingest_one(tenant, clock.now)
-    rows.add_row("14", f"{clock.now:%Y-%m-%d %H:%M}", f"POST /v1/events -> {status}: {message}", tenant.payment_status)
+    rows.add_row(
+        "14", f"{clock.now:%Y-%m-%d %H:%M}", f"POST /v1/events -> {status}: {message}", tenant.payment_status
+    )
 
     clock.now = T0 + timedelta(days=15, hours=2)
     double.clear_declines()
     container.payment_gateway().pay_invoice(invoice_id, idempotency_key=f"demo-customer-pays-{invoice_id}")
     relay.deliver_new()
     tenant = tenants.get(tenant_id)
-    rows.add_row("15", f"{clock.now:%Y-%m-%d %H:%M}", "customer updates the card and pays (invoice.paid)",
-                 tenant.payment_status)
+    rows.add_row(
+        "15",
+        f"{clock.now:%Y-%m-%d %H:%M}",
+        "customer updates the card and pays (invoice.paid)",
+        tenant.payment_status,
+    )
     status, message = _ingest_one(tenant, clock.now)
     rows.add_row("15", f"{clock.now:%Y-%m-%d %H:%M}", f"POST /v1/events -> {status}", tenant.payment_status)
     console.print(rows)
@@ -166,12 +224,25 @@ def run(console: Console) -> dict[str, Any]:
     view = container.dunning_service().status(tenant_id)
     console.print(status_renderable(view, tenant.payment_status))
     response = load_function("tenant_status").handler(
-        api_gateway_event(None, path=f"/v1/tenants/{tenant_id}/status", method="GET", api_key_id=_api_key(tenant_id),
-                          path_parameters={"tenant_id": tenant_id}), LocalContext())
+        api_gateway_event(
+            None,
+            path=f"/v1/tenants/{tenant_id}/status",
+            method="GET",
+            api_key_id=_api_key(tenant_id),
+            path_parameters={"tenant_id": tenant_id},
+        ),
+        LocalContext(),
+    )
     body = json.loads(response["body"])
-    console.print(f"GET /v1/tenants/{tenant_id}/status -> {response['statusCode']}: payment_status "
-                  f"{body.get('payment_status')}, {len(body.get('audit', []))} audit entries "
-                  f"(also: billing tenant status {tenant_id})")
+    console.print(
+        f"GET /v1/tenants/{tenant_id}/status -> {response['statusCode']}: payment_status "
+        f"{body.get('payment_status')}, {len(body.get('audit', []))} audit entries "
+        f"(also: billing tenant status {tenant_id})"
+    )
     container.use_clock(None)
-    return {"tenant_id": tenant_id, "invoice_id": invoice_id, "final_status": tenant.payment_status,
-            "audit": len(view.audit)}
+    return {
+        "tenant_id": tenant_id,
+        "invoice_id": invoice_id,
+        "final_status": tenant.payment_status,
+        "audit": len(view.audit),
+    }

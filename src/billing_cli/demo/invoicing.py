@@ -6,6 +6,7 @@ the real SDK talks to), stores a test key in Secrets Manager, points ``STRIPE_AP
 double, feeds the queued jobs to the invoicing Lambda handler and pushes whatever had no job. The double keeps running for later stages
 (``current_double()``), holding the invoices and the webhook events Stripe would have sent.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,16 +52,20 @@ def run(console: Console, month: str = DEMO_MONTH, *, decline_one: bool = True) 
         console.print(f"no statements stored for {month}; the rating stage closes the month first")
         return {"invoices": 0}
     double = start_double()
-    console.print(f"Stripe double listening on {double.api_base} (API version "
-                  f"{container.settings().stripe_api_version}); the official SDK talks to it over HTTP")
+    console.print(
+        f"Stripe double listening on {double.api_base} (API version "
+        f"{container.settings().stripe_api_version}); the official SDK talks to it over HTTP"
+    )
 
     payable = [s for s in statements if s.total > 0]
     declined = None
     if decline_one and len(payable) >= 2:
         declined = payable[-1].tenant_id
         double.decline(tenant_id=declined, decline_code="insufficient_funds")
-        console.print(f"[yellow]{declined}'s card will be declined[/] (a declined charge is an outcome; dunning "
-                      "takes over)")
+        console.print(
+            f"[yellow]{declined}'s card will be declined[/] (a declined charge is an outcome; dunning "
+            "takes over)"
+        )
 
     service = invoicing_service()
     before = len(double.requests)
@@ -75,10 +80,22 @@ def run(console: Console, month: str = DEMO_MONTH, *, decline_one: bool = True) 
     sent = len(double.requests) - before
 
     by_tenant = {s.tenant_id: s for s in statements}
-    invoices = {i["metadata"].get("tenant_id"): i for i in double.invoices_for()
-                if i["metadata"].get("month") == month}
-    table = Table("tenant", "invoice", "number", "statement", "stripe total", "status", "lines", "state",
-                  title=f"Stripe invoices for {month}")
+    invoices = {
+        i["metadata"].get("tenant_id"): i
+        for i in double.invoices_for()
+        if i["metadata"].get("month") == month
+    }
+    table = Table(
+        "tenant",
+        "invoice",
+        "number",
+        "statement",
+        "stripe total",
+        "status",
+        "lines",
+        "state",
+        title=f"Stripe invoices for {month}",
+    )
     equal = 0
     for outcome in outcomes:
         statement = by_tenant[outcome.tenant_id]
@@ -86,21 +103,37 @@ def run(console: Console, month: str = DEMO_MONTH, *, decline_one: bool = True) 
         stripe_total: int = invoice["total"] if invoice else 0
         same = (statement.total <= 0) if invoice is None else stripe_total == round(statement.total * 100)
         equal += bool(same)
-        table.add_row(outcome.tenant_id, invoice["id"] if invoice else "-", (invoice or {}).get("number") or "-",
-                      f"{statement.total:.2f}", f"{stripe_total / 100:.2f}" if invoice else "(not sent)",
-                      invoice["status"] if invoice else "-", str(len(invoice["lines"]["data"])) if invoice else "-",
-                      outcome.state if not outcome.error else f"[red]{outcome.error}[/]",
-                      style=None if same else "red")
+        table.add_row(
+            outcome.tenant_id,
+            invoice["id"] if invoice else "-",
+            (invoice or {}).get("number") or "-",
+            f"{statement.total:.2f}",
+            f"{stripe_total / 100:.2f}" if invoice else "(not sent)",
+            invoice["status"] if invoice else "-",
+            str(len(invoice["lines"]["data"])) if invoice else "-",
+            outcome.state if not outcome.error else f"[red]{outcome.error}[/]",
+            style=None if same else "red",
+        )
     console.print(table)
-    console.print(f"Stripe totals equal statement totals: [bold]{equal}/{len(outcomes)}[/] "
-                  f"({sent} Stripe requests, rate cap {container.settings().stripe_max_requests_per_second:g}/s)")
+    console.print(
+        f"Stripe totals equal statement totals: [bold]{equal}/{len(outcomes)}[/] "
+        f"({sent} Stripe requests, rate cap {container.settings().stripe_max_requests_per_second:g}/s)"
+    )
 
     before = len(double.requests)
     service.push(month, [s.tenant_id for s in statements])
     console.print(f"pushed again: {len(double.requests) - before} Stripe requests (every statement is done)")
     events = double.events_of("invoice.finalized", "invoice.paid", "invoice.payment_failed")
-    counts = {t: sum(1 for e in events if e["type"] == t) for t in
-              ("invoice.finalized", "invoice.paid", "invoice.payment_failed")}
+    counts = {
+        t: sum(1 for e in events if e["type"] == t)
+        for t in ("invoice.finalized", "invoice.paid", "invoice.payment_failed")
+    }
     console.print("webhook events Stripe would send: " + ", ".join(f"{n} {t}" for t, n in counts.items()))
-    return {"invoices": len(invoices), "equal": equal, "statements": len(outcomes), "declined": declined,
-            "requests": sent, "outcomes": [o.summary() for o in outcomes]}
+    return {
+        "invoices": len(invoices),
+        "equal": equal,
+        "statements": len(outcomes),
+        "declined": declined,
+        "requests": sent,
+        "outcomes": [o.summary() for o in outcomes],
+    }

@@ -3,6 +3,7 @@
 Clients are created lazily (a function that never calls SQS never builds an SQS client) and cached per
 process; ``reset_clients`` forgets them (tests and the local runner switch AWS endpoints between runs).
 """
+
 from __future__ import annotations
 
 from functools import cache

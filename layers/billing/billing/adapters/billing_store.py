@@ -6,6 +6,7 @@ pk "MONTH#{YYYY-MM}"    sk "INVOICE#{tenant}"  the Stripe invoicing state machin
                                                (gsi1pk "STRIPEINV#{invoice_id}", gsi1sk "INVOICE")
 pk "TENANT#{tenant_id}" sk "DUNNING#..."/"AUDIT#..."  dunning state and audit trail
 """
+
 from __future__ import annotations
 
 import json
@@ -25,16 +26,25 @@ class PeriodRepository:
         self.client = client or dynamodb_client()
 
     def closed_at(self, month: Month | str) -> datetime | None:
-        item = self.client.get_item(TableName=self.table, ConsistentRead=True,
-                                    Key={"pk": {"S": f"PERIOD#{month}"}, "sk": {"S": "CLOSE"}}).get("Item")
+        item = self.client.get_item(
+            TableName=self.table,
+            ConsistentRead=True,
+            Key={"pk": {"S": f"PERIOD#{month}"}, "sk": {"S": "CLOSE"}},
+        ).get("Item")
         return parse_instant(item["closed_at"]["S"]) if item else None
 
     def close(self, month: Month | str, closed_at: datetime) -> datetime:
         """Record the close once; returns the watermark in force (the first writer's)."""
         try:
             self.client.put_item(
-                TableName=self.table, ConditionExpression="attribute_not_exists(pk)",
-                Item={"pk": {"S": f"PERIOD#{month}"}, "sk": {"S": "CLOSE"}, "closed_at": {"S": iso(closed_at)}})
+                TableName=self.table,
+                ConditionExpression="attribute_not_exists(pk)",
+                Item={
+                    "pk": {"S": f"PERIOD#{month}"},
+                    "sk": {"S": "CLOSE"},
+                    "closed_at": {"S": iso(closed_at)},
+                },
+            )
             return closed_at
         except ClientError as exc:
             if not is_conditional_failure(exc):
@@ -53,11 +63,17 @@ class StatementRepository:
         """Store a statement once. False (and no change) when one exists for that tenant-month."""
         try:
             self.client.put_item(
-                TableName=self.table, ConditionExpression="attribute_not_exists(pk)",
-                Item={"pk": {"S": f"MONTH#{statement.month}"}, "sk": {"S": f"STMT#{statement.tenant_id}"},
-                      "tenant_id": {"S": statement.tenant_id}, "month": {"S": statement.month},
-                      "is_final": {"BOOL": statement.is_final},
-                      "body": {"S": statement.model_dump_json()}})
+                TableName=self.table,
+                ConditionExpression="attribute_not_exists(pk)",
+                Item={
+                    "pk": {"S": f"MONTH#{statement.month}"},
+                    "sk": {"S": f"STMT#{statement.tenant_id}"},
+                    "tenant_id": {"S": statement.tenant_id},
+                    "month": {"S": statement.month},
+                    "is_final": {"BOOL": statement.is_final},
+                    "body": {"S": statement.model_dump_json()},
+                },
+            )
             return True
         except ClientError as exc:
             if is_conditional_failure(exc):
@@ -65,13 +81,22 @@ class StatementRepository:
             raise
 
     def get(self, tenant_id: str, month: Month | str) -> Statement | None:
-        item = self.client.get_item(TableName=self.table, ConsistentRead=True,
-                                    Key={"pk": {"S": f"MONTH#{month}"}, "sk": {"S": f"STMT#{tenant_id}"}}).get("Item")
+        item = self.client.get_item(
+            TableName=self.table,
+            ConsistentRead=True,
+            Key={"pk": {"S": f"MONTH#{month}"}, "sk": {"S": f"STMT#{tenant_id}"}},
+        ).get("Item")
         return Statement.model_validate(json.loads(item["body"]["S"])) if item else None
 
     def list_month(self, month: Month | str) -> list[Statement]:
-        statements = [Statement.model_validate(json.loads(i["body"]["S"])) for i in items(
-            self.client.query, TableName=self.table, ConsistentRead=True,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :stmt)",
-            ExpressionAttributeValues={":pk": {"S": f"MONTH#{month}"}, ":stmt": {"S": "STMT#"}})]
+        statements = [
+            Statement.model_validate(json.loads(i["body"]["S"]))
+            for i in items(
+                self.client.query,
+                TableName=self.table,
+                ConsistentRead=True,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :stmt)",
+                ExpressionAttributeValues={":pk": {"S": f"MONTH#{month}"}, ":stmt": {"S": "STMT#"}},
+            )
+        ]
         return sorted(statements, key=lambda s: s.tenant_id)

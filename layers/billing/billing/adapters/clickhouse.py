@@ -1,12 +1,14 @@
 """ClickHouse adapter: one URL (chdb:///path embedded, https://... server), migrations, inserts, reads."""
+
 from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from importlib import resources
-from typing import Any, Iterable, Sequence
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import clickhouse_connect
@@ -18,8 +20,18 @@ from billing.exactly_once import block_token
 from billing.periods import Month, utc
 
 EVENT_COLUMNS = [
-    "tenant_id", "event_id", "timestamp", "type", "model", "queries", "input_tokens",
-    "output_tokens", "bytes", "cost_usd", "price_version", "accepted_at",
+    "tenant_id",
+    "event_id",
+    "timestamp",
+    "type",
+    "model",
+    "queries",
+    "input_tokens",
+    "output_tokens",
+    "bytes",
+    "cost_usd",
+    "price_version",
+    "accepted_at",
 ]
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _lock = threading.Lock()
@@ -49,9 +61,13 @@ def _new_client(url: str, database: str, timeout_s: float) -> Client:
         raise ValueError(f"unsupported CLICKHOUSE_URL scheme {parsed.scheme!r}")
     secure = parsed.scheme in ("https", "clickhouses")
     common: dict[str, Any] = dict(
-        host=parsed.hostname, port=parsed.port or (8443 if secure else 8123),
-        username=unquote(parsed.username or "default"), password=unquote(parsed.password or ""),
-        secure=secure, connect_timeout=timeout_s, send_receive_timeout=timeout_s,
+        host=parsed.hostname,
+        port=parsed.port or (8443 if secure else 8123),
+        username=unquote(parsed.username or "default"),
+        password=unquote(parsed.password or ""),
+        secure=secure,
+        connect_timeout=timeout_s,
+        send_receive_timeout=timeout_s,
     )
     bootstrap = clickhouse_connect.get_client(**common)
     bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {database}")
@@ -108,9 +124,13 @@ class UsageStore:
             return
         try:
             self.client.insert(
-                "usage_events", [[getattr(e, c) for c in EVENT_COLUMNS] for e in events], column_names=EVENT_COLUMNS,
-                settings={"insert_deduplication_token": block_token(events),
-                          "deduplicate_blocks_in_dependent_materialized_views": 1},
+                "usage_events",
+                [[getattr(e, c) for c in EVENT_COLUMNS] for e in events],
+                column_names=EVENT_COLUMNS,
+                settings={
+                    "insert_deduplication_token": block_token(events),
+                    "deduplicate_blocks_in_dependent_materialized_views": 1,
+                },
             )
         except Exception as exc:  # any driver/network/server failure means "not known to be stored"
             raise StoreUnavailable(f"ClickHouse insert failed: {exc}") from exc
@@ -143,11 +163,21 @@ class UsageStore:
             {"t": tenant_id, "start": month.start, "end": month.end},
         )
         by_model = [
-            {"model": r[0], "events": r[1], "queries": r[2], "input_tokens": r[3], "output_tokens": r[4],
-             "bytes": r[5], "cost_usd": Decimal(r[6])}
+            {
+                "model": r[0],
+                "events": r[1],
+                "queries": r[2],
+                "input_tokens": r[3],
+                "output_tokens": r[4],
+                "bytes": r[5],
+                "cost_usd": Decimal(r[6]),
+            }
             for r in rows
         ]
-        total = {k: sum(m[k] for m in by_model) for k in ("events", "queries", "input_tokens", "output_tokens", "bytes")}
+        total = {
+            k: sum(m[k] for m in by_model)
+            for k in ("events", "queries", "input_tokens", "output_tokens", "bytes")
+        }
         total["cost_usd"] = sum((m["cost_usd"] for m in by_model), Decimal(0))
         return {"tenant_id": tenant_id, "month": str(month), "by_model": by_model, **total}
 

@@ -1,5 +1,6 @@
 """AWS side of the monthly close: fallback-queue depth, invoicing jobs (SQS), the CSV (S3), and
 per-statement "job enqueued" markers in the BillingTable (pk MONTH#{M}, sk JOB#{tenant_id})."""
+
 from __future__ import annotations
 
 import hashlib
@@ -15,8 +16,11 @@ from billing.adapters.dynamodb import is_conditional_failure
 class QueueDepth:
     """Messages still in a queue: visible, in flight (received, not deleted) and delayed."""
 
-    ATTRIBUTES = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
-                  "ApproximateNumberOfMessagesDelayed"]
+    ATTRIBUTES = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
 
     def __init__(self, queue_url: str, client: Any = None):
         self.queue_url = queue_url
@@ -25,7 +29,9 @@ class QueueDepth:
     def __call__(self) -> int:
         if not self.queue_url:
             return 0
-        attrs = self.client.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=self.ATTRIBUTES)["Attributes"]
+        attrs = self.client.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=self.ATTRIBUTES)[
+            "Attributes"
+        ]
         return sum(int(attrs.get(name, 0)) for name in self.ATTRIBUTES)
 
 
@@ -42,19 +48,25 @@ class InvoicingJobs:
         return {"pk": {"S": f"MONTH#{month}"}, "sk": {"S": f"JOB#{tenant_id}"}}
 
     def was_enqueued(self, tenant_id: str, month: str) -> bool:
-        return "Item" in self.dynamodb.get_item(TableName=self.table, Key=self._key(tenant_id, month),
-                                                ConsistentRead=True)
+        return "Item" in self.dynamodb.get_item(
+            TableName=self.table, Key=self._key(tenant_id, month), ConsistentRead=True
+        )
 
     def enqueue_once(self, tenant_id: str, month: str) -> bool:
         """Send the job unless its marker exists; the marker is written after the send, so a crash in
         between sends it again on the next run (the consumer is idempotent). True when sent now."""
         if self.was_enqueued(tenant_id, month):
             return False
-        self.sqs.send_message(QueueUrl=self.queue_url,
-                              MessageBody=json.dumps({"tenant_id": tenant_id, "month": month}, sort_keys=True))
+        self.sqs.send_message(
+            QueueUrl=self.queue_url,
+            MessageBody=json.dumps({"tenant_id": tenant_id, "month": month}, sort_keys=True),
+        )
         try:
-            self.dynamodb.put_item(TableName=self.table, Item={**self._key(tenant_id, month), "enqueued": {"BOOL": True}},
-                                   ConditionExpression="attribute_not_exists(pk)")
+            self.dynamodb.put_item(
+                TableName=self.table,
+                Item={**self._key(tenant_id, month), "enqueued": {"BOOL": True}},
+                ConditionExpression="attribute_not_exists(pk)",
+            )
         except ClientError as exc:
             if not is_conditional_failure(exc):
                 raise

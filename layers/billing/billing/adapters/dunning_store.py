@@ -15,6 +15,7 @@ TenantsTable: ``payment_status`` mirrored from STANDING, with ``payment_version`
   version it shows; an older one never overwrites a newer one) and ``version`` bumped, so a
   concurrent TenantRepository.save of a stale record fails its optimistic check instead of undoing it.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,15 +59,19 @@ class DunningStore:
 
     # -- invoice records ----------------------------------------------------------------------------
     def get_invoice(self, tenant_id: str, invoice_id: str) -> InvoiceDunning | None:
-        item = self.client.get_item(TableName=self.table, ConsistentRead=True,
-                                    Key={"pk": _s(f"TENANT#{tenant_id}"), "sk": _s(f"DUNNING#{invoice_id}")}
-                                    ).get("Item")
+        item = self.client.get_item(
+            TableName=self.table,
+            ConsistentRead=True,
+            Key={"pk": _s(f"TENANT#{tenant_id}"), "sk": _s(f"DUNNING#{invoice_id}")},
+        ).get("Item")
         return _record(item) if item else None
 
     def put_invoice(self, record: InvoiceDunning, next_retry_at: datetime | None) -> bool:
         """Compare-and-set on ``version``; False when another writer got there first."""
         body = {
-            "tenant_id": record.tenant_id, "invoice_id": record.invoice_id, "month": record.month,
+            "tenant_id": record.tenant_id,
+            "invoice_id": record.invoice_id,
+            "month": record.month,
             "finalized": record.finalized.to_json() if record.finalized else None,
             "first_failure": record.first_failure.to_json() if record.first_failure else None,
             "failure_reason": record.failure_reason,
@@ -75,10 +80,14 @@ class DunningStore:
             "attempts": [a.to_json() for a in sorted(record.attempts, key=lambda a: a.n)],
         }
         item: dict[str, Any] = {
-            "pk": _s(f"TENANT#{record.tenant_id}"), "sk": _s(f"DUNNING#{record.invoice_id}"),
-            "tenant_id": _s(record.tenant_id), "invoice_id": _s(record.invoice_id),
-            "state": _s(_state_label(record, next_retry_at)), "attempts": {"N": str(len(record.attempts))},
-            "body": _s(json.dumps(body, sort_keys=True)), "version": {"N": str(record.version + 1)},
+            "pk": _s(f"TENANT#{record.tenant_id}"),
+            "sk": _s(f"DUNNING#{record.invoice_id}"),
+            "tenant_id": _s(record.tenant_id),
+            "invoice_id": _s(record.invoice_id),
+            "state": _s(_state_label(record, next_retry_at)),
+            "attempts": {"N": str(len(record.attempts))},
+            "body": _s(json.dumps(body, sort_keys=True)),
+            "version": {"N": str(record.version + 1)},
         }
         if record.month:
             item["month"] = _s(record.month)
@@ -110,8 +119,11 @@ class DunningStore:
 
     # -- standing and audit ---------------------------------------------------------------------------
     def standing(self, tenant_id: str) -> TenantStanding:
-        item = self.client.get_item(TableName=self.table, ConsistentRead=True,
-                                    Key={"pk": _s(f"TENANT#{tenant_id}"), "sk": _s(STANDING)}).get("Item")
+        item = self.client.get_item(
+            TableName=self.table,
+            ConsistentRead=True,
+            Key={"pk": _s(f"TENANT#{tenant_id}"), "sk": _s(STANDING)},
+        ).get("Item")
         return _standing(tenant_id, item) if item else TenantStanding(tenant_id)
 
     def commit(self, before: TenantStanding, after: TenantStanding) -> bool:
@@ -122,9 +134,14 @@ class DunningStore:
         need_mirror = after.status != before.status or not before.mirrored
         pk = _s(f"TENANT#{after.tenant_id}")
         item: dict[str, Any] = {
-            "pk": pk, "sk": _s(STANDING), "tenant_id": _s(after.tenant_id), "status": _s(after.status),
-            "version": {"N": str(after.version)}, "mirrored": {"BOOL": not need_mirror},
-            "audit": _s(json.dumps([_audit_json(e) for e in after.audit], separators=(",", ":")))}
+            "pk": pk,
+            "sk": _s(STANDING),
+            "tenant_id": _s(after.tenant_id),
+            "status": _s(after.status),
+            "version": {"N": str(after.version)},
+            "mirrored": {"BOOL": not need_mirror},
+            "audit": _s(json.dumps([_audit_json(e) for e in after.audit], separators=(",", ":"))),
+        }
         if after.customer_deleted:
             item["customer_deleted"] = _s(json.dumps(after.customer_deleted.to_json()))
         if not put_versioned(self.client, self.table, item, None if before.version == 0 else before.version):
@@ -136,21 +153,29 @@ class DunningStore:
     def _mirror(self, standing: TenantStanding) -> None:
         try:
             self.client.update_item(
-                TableName=self.tenants_table, Key={"tenant_id": _s(standing.tenant_id)},
+                TableName=self.tenants_table,
+                Key={"tenant_id": _s(standing.tenant_id)},
                 UpdateExpression="SET payment_status = :s, payment_version = :pv ADD version :one",
                 ConditionExpression="attribute_exists(tenant_id) AND "
-                                    "(attribute_not_exists(payment_version) OR payment_version < :pv)",
-                ExpressionAttributeValues={":s": _s(standing.status), ":pv": {"N": str(standing.version)},
-                                           ":one": {"N": "1"}})
+                "(attribute_not_exists(payment_version) OR payment_version < :pv)",
+                ExpressionAttributeValues={
+                    ":s": _s(standing.status),
+                    ":pv": {"N": str(standing.version)},
+                    ":one": {"N": "1"},
+                },
+            )
         except ClientError as exc:
             if not is_conditional_failure(exc):
                 raise
             return  # a newer standing is mirrored already (or the tenant is gone)
         try:
             self.client.update_item(
-                TableName=self.table, Key={"pk": _s(f"TENANT#{standing.tenant_id}"), "sk": _s(STANDING)},
-                UpdateExpression="SET mirrored = :t", ConditionExpression="version = :v",
-                ExpressionAttributeValues={":t": {"BOOL": True}, ":v": {"N": str(standing.version)}})
+                TableName=self.table,
+                Key={"pk": _s(f"TENANT#{standing.tenant_id}"), "sk": _s(STANDING)},
+                UpdateExpression="SET mirrored = :t",
+                ConditionExpression="version = :v",
+                ExpressionAttributeValues={":t": {"BOOL": True}, ":v": {"N": str(standing.version)}},
+            )
         except ClientError as exc:
             if not is_conditional_failure(exc):
                 raise
@@ -159,14 +184,21 @@ class DunningStore:
     def due(self, now: datetime, limit: int) -> list[DueRetry]:
         found: list[DueRetry] = []
         kwargs: dict[str, Any] = {
-            "TableName": self.table, "IndexName": "gsi1",
+            "TableName": self.table,
+            "IndexName": "gsi1",
             "KeyConditionExpression": "gsi1pk = :p AND gsi1sk <= :upper",
-            "ExpressionAttributeValues": {":p": _s(RETRY_DUE), ":upper": _s(f"{due_key(now)}#~")}}
+            "ExpressionAttributeValues": {":p": _s(RETRY_DUE), ":upper": _s(f"{due_key(now)}#~")},
+        }
         while len(found) < limit:
             page = self.client.query(**kwargs)
             for item in page["Items"]:
-                found.append(DueRetry(item["tenant_id"]["S"], item["invoice_id"]["S"],
-                                      parse_instant(item["next_retry_at"]["S"])))
+                found.append(
+                    DueRetry(
+                        item["tenant_id"]["S"],
+                        item["invoice_id"]["S"],
+                        parse_instant(item["next_retry_at"]["S"]),
+                    )
+                )
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -176,9 +208,11 @@ class DunningStore:
     def find_invoice(self, stripe_invoice_id: str) -> tuple[str, str] | None:
         """(tenant_id, month) of the invoice record we created for this Stripe invoice, if any."""
         page = self.client.query(
-            TableName=self.table, IndexName="gsi1",
+            TableName=self.table,
+            IndexName="gsi1",
             KeyConditionExpression="gsi1pk = :p AND gsi1sk = :s",
-            ExpressionAttributeValues={":p": _s(f"STRIPEINV#{stripe_invoice_id}"), ":s": _s("INVOICE")})
+            ExpressionAttributeValues={":p": _s(f"STRIPEINV#{stripe_invoice_id}"), ":s": _s("INVOICE")},
+        )
         for item in page["Items"]:
             pk, sk = item["pk"]["S"], item["sk"]["S"]
             tenant = item.get("tenant_id", {}).get("S") or sk.removeprefix("INVOICE#")
@@ -187,17 +221,28 @@ class DunningStore:
         return None
 
     def _query_prefix(self, tenant_id: str, prefix: str) -> list[dict[str, Any]]:
-        return list(items(
-            self.client.query, TableName=self.table, ConsistentRead=True,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
-            ExpressionAttributeValues={":pk": _s(f"TENANT#{tenant_id}"), ":prefix": _s(prefix)}))
+        return list(
+            items(
+                self.client.query,
+                TableName=self.table,
+                ConsistentRead=True,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+                ExpressionAttributeValues={":pk": _s(f"TENANT#{tenant_id}"), ":prefix": _s(prefix)},
+            )
+        )
 
 
 def _standing(tenant_id: str, item: dict[str, Any]) -> TenantStanding:
     deleted = json.loads(item["customer_deleted"]["S"]) if "customer_deleted" in item else None
     audit = tuple(_entry(e) for e in json.loads(item["audit"]["S"])) if "audit" in item else ()
-    return TenantStanding(tenant_id, item["status"]["S"], Mark.from_json(deleted), audit,  # type: ignore[arg-type]
-                          int(item["version"]["N"]), item.get("mirrored", {}).get("BOOL", True))
+    return TenantStanding(
+        tenant_id,
+        item["status"]["S"],
+        Mark.from_json(deleted),
+        audit,
+        int(item["version"]["N"]),
+        item.get("mirrored", {}).get("BOOL", True),
+    )
 
 
 def _state_label(record: InvoiceDunning, next_retry_at: datetime | None) -> str:
@@ -211,12 +256,17 @@ def _state_label(record: InvoiceDunning, next_retry_at: datetime | None) -> str:
 def _record(item: dict[str, Any]) -> InvoiceDunning:
     body = json.loads(item["body"]["S"])
     return InvoiceDunning(
-        tenant_id=body["tenant_id"], invoice_id=body["invoice_id"], month=body.get("month"),
-        finalized=Mark.from_json(body.get("finalized")), first_failure=Mark.from_json(body.get("first_failure")),
-        failure_reason=body.get("failure_reason"), closed=ResolutionMark.from_json(body.get("closed")),
+        tenant_id=body["tenant_id"],
+        invoice_id=body["invoice_id"],
+        month=body.get("month"),
+        finalized=Mark.from_json(body.get("finalized")),
+        first_failure=Mark.from_json(body.get("first_failure")),
+        failure_reason=body.get("failure_reason"),
+        closed=ResolutionMark.from_json(body.get("closed")),
         resolution=ResolutionMark.from_json(body.get("resolution")),
         attempts=tuple(Attempt.from_json(a) for a in body.get("attempts", [])),
-        version=int(item["version"]["N"]))
+        version=int(item["version"]["N"]),
+    )
 
 
 def _audit_json(entry: AuditEntry) -> dict[str, Any]:
@@ -224,8 +274,15 @@ def _audit_json(entry: AuditEntry) -> dict[str, Any]:
 
 
 def _entry(data: dict[str, Any]) -> AuditEntry:
-    return AuditEntry(parse_instant(data["when"]), data["subject"], data["from"], data["to"], data["why"],
-                      data["stripe_event_id"], int(data["order"]))
+    return AuditEntry(
+        parse_instant(data["when"]),
+        data["subject"],
+        data["from"],
+        data["to"],
+        data["why"],
+        data["stripe_event_id"],
+        int(data["order"]),
+    )
 
 
 class ProcessedEvents:
@@ -241,9 +298,15 @@ class ProcessedEvents:
         epoch = int(utc(now).timestamp())
         try:
             self.client.put_item(
-                TableName=self.table, ConditionExpression="attribute_not_exists(pk)",
-                Item={"pk": _s(f"WEBHOOK#{event_id}"), "outcome": _s(outcome[:1000]),
-                      "processed_at": _s(iso(now)), "expires_at": {"N": str(epoch + self.retention_s)}})
+                TableName=self.table,
+                ConditionExpression="attribute_not_exists(pk)",
+                Item={
+                    "pk": _s(f"WEBHOOK#{event_id}"),
+                    "outcome": _s(outcome[:1000]),
+                    "processed_at": _s(iso(now)),
+                    "expires_at": {"N": str(epoch + self.retention_s)},
+                },
+            )
             return True
         except ClientError as exc:
             if is_conditional_failure(exc):

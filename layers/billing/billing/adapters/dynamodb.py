@@ -12,6 +12,7 @@ LedgerTable   pk "EVT#{tenant}#{event_id}"    an event claim: exactly-once admis
               pk "WEBHOOK#{stripe_event_id}"  a processed Stripe event (TTL)
 BillingTable  pk/sk, gsi1pk/gsi1sk            periods, statements, invoices, dunning, audit
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -25,8 +26,15 @@ from billing.adapters.aws import dynamodb_client
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
-__all__ = ["dynamodb_client", "from_item", "is_conditional_failure", "items", "put_item_if", "put_versioned",
-           "to_item"]
+__all__ = [
+    "dynamodb_client",
+    "from_item",
+    "is_conditional_failure",
+    "items",
+    "put_item_if",
+    "put_versioned",
+    "to_item",
+]
 
 
 def to_item(data: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +56,12 @@ def _plain(value: Any) -> Any:
 
 
 def _unplain(value: Any) -> Any:
-    if isinstance(value, Decimal) and value == value.to_integral_value() and "E" not in str(value) and "." not in str(value):
+    if (
+        isinstance(value, Decimal)
+        and value == value.to_integral_value()
+        and "E" not in str(value)
+        and "." not in str(value)
+    ):
         return int(value)
     if isinstance(value, dict):
         return {k: _unplain(v) for k, v in value.items()}
@@ -59,7 +72,9 @@ def _unplain(value: Any) -> Any:
 
 def is_conditional_failure(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") in (
-        "ConditionalCheckFailedException", "TransactionCanceledException")
+        "ConditionalCheckFailedException",
+        "TransactionCanceledException",
+    )
 
 
 def items(call: Any, **request: Any) -> Iterator[dict[str, Any]]:
@@ -94,5 +109,3 @@ def put_versioned(client: Any, table: str, item: dict[str, Any], expected_versio
     if values:
         kwargs["ExpressionAttributeValues"] = values
     return put_item_if(client, **kwargs)
-
-

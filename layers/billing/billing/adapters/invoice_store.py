@@ -5,6 +5,7 @@ pk "MONTH#{YYYY-MM}"  sk "INVOICE#{tenant_id}"   one record per statement (billi
 gsi1pk "STRIPEINV#{invoice_id}"  gsi1sk "INVOICE" set once the Stripe invoice id is known, so webhook
                                                   handlers find (tenant_id, month) from a Stripe invoice id.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,22 +30,32 @@ class InvoiceRecordRepository:
         return {"pk": {"S": f"MONTH#{month}"}, "sk": {"S": f"INVOICE#{tenant_id}"}}
 
     def get(self, tenant_id: str, month: str) -> InvoiceRecord | None:
-        item = self.client.get_item(TableName=self.table, Key=self._key(month, tenant_id),
-                                    ConsistentRead=True).get("Item")
+        item = self.client.get_item(
+            TableName=self.table, Key=self._key(month, tenant_id), ConsistentRead=True
+        ).get("Item")
         return _record(item) if item else None
 
     def find_by_invoice_id(self, invoice_id: str) -> InvoiceRecord | None:
         page = self.client.query(
-            TableName=self.table, IndexName="gsi1", KeyConditionExpression="gsi1pk = :p AND gsi1sk = :s",
-            ExpressionAttributeValues={":p": {"S": f"STRIPEINV#{invoice_id}"}, ":s": {"S": "INVOICE"}})
+            TableName=self.table,
+            IndexName="gsi1",
+            KeyConditionExpression="gsi1pk = :p AND gsi1sk = :s",
+            ExpressionAttributeValues={":p": {"S": f"STRIPEINV#{invoice_id}"}, ":s": {"S": "INVOICE"}},
+        )
         items = page.get("Items") or []
         return self.get(items[0]["tenant_id"]["S"], items[0]["month"]["S"]) if items else None
 
     def list_month(self, month: str) -> list[InvoiceRecord]:
-        records = [_record(i) for i in items(
-            self.client.query, TableName=self.table, ConsistentRead=True,
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
-            ExpressionAttributeValues={":pk": {"S": f"MONTH#{month}"}, ":p": {"S": "INVOICE#"}})]
+        records = [
+            _record(i)
+            for i in items(
+                self.client.query,
+                TableName=self.table,
+                ConsistentRead=True,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :p)",
+                ExpressionAttributeValues={":pk": {"S": f"MONTH#{month}"}, ":p": {"S": "INVOICE#"}},
+            )
+        ]
         return sorted(records, key=lambda r: r.tenant_id)
 
     def save(self, record: InvoiceRecord) -> InvoiceRecord | None:

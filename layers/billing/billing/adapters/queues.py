@@ -1,4 +1,5 @@
 """SQS adapter: send a message to a queue (the usage fallback queue)."""
+
 from __future__ import annotations
 
 from typing import Any

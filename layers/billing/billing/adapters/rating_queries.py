@@ -6,6 +6,7 @@ rows of M stored later are late data, billed as adjustments on a later statement
 Boundaries are passed as epoch milliseconds (``timestamp`` is DateTime64(3)); an instant with
 sub-millisecond digits is rounded up, so an event at or after a boundary is on its later side.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -43,8 +44,9 @@ class RatingQueries:
         self.store = store
 
     # ------------------------------------------------------------------------------------------
-    def month_usage(self, segments: Mapping[str, Sequence[Segment]], month: Month, cutoff: datetime | None
-                    ) -> dict[str, MonthUsage]:
+    def month_usage(
+        self, segments: Mapping[str, Sequence[Segment]], month: Month, cutoff: datetime | None
+    ) -> dict[str, MonthUsage]:
         """Usage per pricing segment for every tenant in ``segments`` (tenant_id -> its segments).
 
         Two scans: one GROUP BY tenant over the month's partition gives every tenant's totals (and the
@@ -64,7 +66,9 @@ class RatingQueries:
                          {"stored_at <= " + _ts("cutoff") if cutoff is not None else "true"} AS billed
                   FROM usage_events FINAL WHERE _partition_id = {{partition:String}})
             GROUP BY tenant_id
-            """, params)
+            """,
+            params,
+        )
         stored_later = {r[0] for r in rows if r[5]}
         totals = {r[0]: Usage(int(r[1]), int(r[2]), int(r[3]), Decimal(r[4])) for r in rows}
         result: dict[str, MonthUsage] = {}
@@ -85,9 +89,16 @@ class RatingQueries:
                 result[tenant_id] = MonthUsage(per_segment[tenant_id], totals[tenant_id])
         return result
 
-    def _split_usage(self, split: Mapping[str, Sequence[Segment]], params: dict[str, Any], stored: str,
-                     month: Month, cutoff: datetime | None, totals: Mapping[str, Usage], stored_later: set[str]
-                     ) -> dict[str, tuple[Usage, ...]]:
+    def _split_usage(
+        self,
+        split: Mapping[str, Sequence[Segment]],
+        params: dict[str, Any],
+        stored: str,
+        month: Month,
+        cutoff: datetime | None,
+        totals: Mapping[str, Usage],
+        stored_later: set[str],
+    ) -> dict[str, tuple[Usage, ...]]:
         """Per-segment usage of tenants with several segments, from the hourly rollup.
 
         Hours wholly inside one segment come from ``usage_hourly``; hours that hold a segment
@@ -105,11 +116,18 @@ class RatingQueries:
         pairs = [(t, h) for t in ids for h in sorted(boundary_hours[t])]
         # Segment of an hour: the number of segment starts (and the last end) at or before it, so
         # 1..n inside a segment, 0 before the first, n + 1 after the last; boundary hours get 0.
-        seg_of_hour = ("if((tenant_id, hour_ms) IN {pairs:Array(Tuple(String, Int64))}, 0, arrayCount(b -> b <= hour_ms, "
-                       "{bounds:Array(Array(Int64))}[indexOf({ids:Array(String)}, toString(tenant_id))]))")
-        args = {**params, "ids": ids, "pairs": pairs,
-                "bounds": [[b[0] for b in bounds[t]] + [bounds[t][-1][1]] for t in ids],
-                "start": ms(month.start), "end": ms(month.end)}
+        seg_of_hour = (
+            "if((tenant_id, hour_ms) IN {pairs:Array(Tuple(String, Int64))}, 0, arrayCount(b -> b <= hour_ms, "
+            "{bounds:Array(Array(Int64))}[indexOf({ids:Array(String)}, toString(tenant_id))]))"
+        )
+        args = {
+            **params,
+            "ids": ids,
+            "pairs": pairs,
+            "bounds": [[b[0] for b in bounds[t]] + [bounds[t][-1][1]] for t in ids],
+            "start": ms(month.start),
+            "end": ms(month.end),
+        }
         groups = self.store.query(
             f"""
             SELECT tenant_id, {seg_of_hour} AS segment, sum(events), sum(queries), sum(tokens), sum(cost)
@@ -117,10 +135,12 @@ class RatingQueries:
                 SELECT tenant_id, toInt64(toUnixTimestamp(hour)) * 1000 AS hour_ms, sum(events) AS events,
                        sum(queries) AS queries, sum(input_tokens + output_tokens) AS tokens, sum(cost_usd) AS cost
                 FROM usage_hourly
-                WHERE tenant_id IN {{ids:Array(String)}} AND hour >= {_ts('start')} AND hour < {_ts('end')}
+                WHERE tenant_id IN {{ids:Array(String)}} AND hour >= {_ts("start")} AND hour < {_ts("end")}
                 GROUP BY tenant_id, hour_ms)
             GROUP BY tenant_id, segment
-            """, args)
+            """,
+            args,
+        )
         late: list[tuple[Any, ...]] = []
         if cutoff is not None and stored_later & set(ids):
             late = self.store.query(
@@ -131,9 +151,11 @@ class RatingQueries:
                            queries, input_tokens + output_tokens AS tokens, cost_usd AS cost
                     FROM usage_events
                     WHERE _partition_id = {{partition:String}} AND tenant_id IN {{ids:Array(String)}}
-                      AND stored_at > {_ts('cutoff')})
+                      AND stored_at > {_ts("cutoff")})
                 GROUP BY tenant_id, segment
-                """, args)
+                """,
+                args,
+            )
         exact: list[tuple[Any, ...]] = []
         if pairs:
             exact = self.store.query(
@@ -143,7 +165,9 @@ class RatingQueries:
                 WHERE _partition_id = {{partition:String}} AND tenant_id IN {{ids:Array(String)}}
                   AND (tenant_id, intDiv(toUnixTimestamp64Milli(timestamp), {hour_ms}) * {hour_ms})
                       IN {{pairs:Array(Tuple(String, Int64))}}{stored}
-                """, {**params, "ids": sorted({t for t, _ in pairs}), "pairs": pairs})
+                """,
+                {**params, "ids": sorted({t for t, _ in pairs}), "pairs": pairs},
+            )
 
         result: dict[str, list[Usage]] = {t: [Usage() for _ in split[t]] for t in ids}
         rollup_total: dict[str, Usage] = defaultdict(Usage)
@@ -164,26 +188,42 @@ class RatingQueries:
                 out[tenant_id] = self.segment_usage(tenant_id, split[tenant_id], params, stored)
         return out
 
-    def segment_usage(self, tenant_id: str, segments: Sequence[Segment], params: dict[str, Any], stored: str
-                      ) -> tuple[Usage, ...]:
+    def segment_usage(
+        self, tenant_id: str, segments: Sequence[Segment], params: dict[str, Any], stored: str
+    ) -> tuple[Usage, ...]:
         """One tenant's usage per segment, exactly, from ``usage_events FINAL`` (countIf/sumIf)."""
         params = {**params, "t": tenant_id}
         columns = []
         for i, seg in enumerate(segments):
             params[f"s{i}"], params[f"e{i}"] = ms(seg.start), ms(seg.end)
             cond = f"timestamp >= {_ts(f's{i}')} AND timestamp < {_ts(f'e{i}')}"
-            columns += [f"countIf({cond})", f"sumIf(queries, {cond})",
-                        f"sumIf(input_tokens + output_tokens, {cond})", f"sumIf(cost_usd, {cond})"]
+            columns += [
+                f"countIf({cond})",
+                f"sumIf(queries, {cond})",
+                f"sumIf(input_tokens + output_tokens, {cond})",
+                f"sumIf(cost_usd, {cond})",
+            ]
         row = self.store.query(
-            f"""SELECT {', '.join(columns)} FROM usage_events FINAL
-                WHERE _partition_id = {{partition:String}} AND tenant_id = {{t:String}}{stored}""", params)[0]
-        return tuple(Usage(int(row[4 * i]), int(row[4 * i + 1]), int(row[4 * i + 2]), Decimal(row[4 * i + 3]))
-                     for i in range(len(segments)))
+            f"""SELECT {", ".join(columns)} FROM usage_events FINAL
+                WHERE _partition_id = {{partition:String}} AND tenant_id = {{t:String}}{stored}""",
+            params,
+        )[0]
+        return tuple(
+            Usage(int(row[4 * i]), int(row[4 * i + 1]), int(row[4 * i + 2]), Decimal(row[4 * i + 3]))
+            for i in range(len(segments))
+        )
 
     # ------------------------------------------------------------------------------------------
-    def late_usage(self, month: Month, *, lower: datetime, upper: datetime | None,
-                   closed: Mapping[Month, datetime], segments_of: Callable[[str, Month], Sequence[Segment]],
-                   billed_until: Mapping[tuple[str, Month], datetime] | None = None) -> dict[str, list[LateUsage]]:
+    def late_usage(
+        self,
+        month: Month,
+        *,
+        lower: datetime,
+        upper: datetime | None,
+        closed: Mapping[Month, datetime],
+        segments_of: Callable[[str, Month], Sequence[Segment]],
+        billed_until: Mapping[tuple[str, Month], datetime] | None = None,
+    ) -> dict[str, list[LateUsage]]:
         """Events of closed months before ``month`` whose first copy was stored in (lower, upper].
 
         ``lower`` is the latest close before ``month`` (everything stored up to it was billed by an
@@ -205,8 +245,10 @@ class RatingQueries:
         late_rows = self.store.query(
             f"""
             SELECT DISTINCT tenant_id, event_id FROM usage_events
-            WHERE timestamp >= {_ts('first')} AND timestamp < {_ts('start')} AND stored_at > {_ts('lower')}{upper_sql}
-            """, params)
+            WHERE timestamp >= {_ts("first")} AND timestamp < {_ts("start")} AND stored_at > {_ts("lower")}{upper_sql}
+            """,
+            params,
+        )
         if not late_rows:
             return {}
         candidates = self.store.query(
@@ -214,12 +256,14 @@ class RatingQueries:
             SELECT tenant_id, event_id, any(timestamp), min(stored_at), any(queries),
                    any(input_tokens + output_tokens), any(cost_usd)
             FROM usage_events
-            WHERE timestamp >= {_ts('first')} AND timestamp < {_ts('start')}
+            WHERE timestamp >= {_ts("first")} AND timestamp < {_ts("start")}
               AND tenant_id IN {{tenants:Array(String)}} AND (tenant_id, event_id) IN {{pairs:Array(Tuple(String, String))}}
             GROUP BY tenant_id, event_id
-            HAVING min(stored_at) > {_ts('lower')}
+            HAVING min(stored_at) > {_ts("lower")}
             ORDER BY tenant_id, event_id
-            """, {**params, "tenants": sorted({r[0] for r in late_rows}), "pairs": [tuple(r) for r in late_rows]})
+            """,
+            {**params, "tenants": sorted({r[0] for r in late_rows}), "pairs": [tuple(r) for r in late_rows]},
+        )
         grouped: dict[tuple[str, Month], list[tuple[Any, ...]]] = defaultdict(list)
         for row in candidates:
             m = Month.of(utc(row[2]))
@@ -241,9 +285,16 @@ class RatingQueries:
             result[tenant_id].append(LateUsage(m, billed_queries, tuple(per_segment)))
         return dict(result)
 
-    def billed_queries(self, tenant_id: str, segments: Sequence[Segment], month: Month, lower: datetime) -> int:
+    def billed_queries(
+        self, tenant_id: str, segments: Sequence[Segment], month: Month, lower: datetime
+    ) -> int:
         """Non-trial queries of ``month`` whose first copy was stored by ``lower`` (already billed)."""
-        params: dict[str, Any] = {"t": tenant_id, "start": ms(month.start), "end": ms(month.end), "lower": ms(lower)}
+        params: dict[str, Any] = {
+            "t": tenant_id,
+            "start": ms(month.start),
+            "end": ms(month.end),
+            "lower": ms(lower),
+        }
         conds = []
         for i, seg in enumerate(s for s in segments if not s.trial):
             params[f"s{i}"], params[f"e{i}"] = ms(seg.start), ms(seg.end)
@@ -252,13 +303,15 @@ class RatingQueries:
             return 0
         row = self.store.query(
             f"""
-            SELECT countIf(q = 1 AND ({' OR '.join(conds)})) FROM (
+            SELECT countIf(q = 1 AND ({" OR ".join(conds)})) FROM (
                 SELECT event_id, any(timestamp) AS ts, any(queries) AS q, min(stored_at) AS first_stored
                 FROM usage_events
-                WHERE tenant_id = {{t:String}} AND timestamp >= {_ts('start')} AND timestamp < {_ts('end')}
+                WHERE tenant_id = {{t:String}} AND timestamp >= {_ts("start")} AND timestamp < {_ts("end")}
                 GROUP BY event_id)
-            WHERE first_stored <= {_ts('lower')}
-            """, params)
+            WHERE first_stored <= {_ts("lower")}
+            """,
+            params,
+        )
         return int(row[0][0])
 
     def month_totals_scan(self, month: Month) -> list[tuple[Any, ...]]:
@@ -266,4 +319,6 @@ class RatingQueries:
         return self.store.query(
             """SELECT tenant_id, count(), sum(queries), sum(input_tokens + output_tokens), sum(cost_usd)
                 FROM usage_events WHERE _partition_id = {partition:String}
-                GROUP BY tenant_id""", {"partition": f"{month.year:04d}{month.month:02d}"})
+                GROUP BY tenant_id""",
+            {"partition": f"{month.year:04d}{month.month:02d}"},
+        )

@@ -19,6 +19,7 @@ Invoices are created with ``collection_method=charge_automatically`` and ``auto_
 (and finalized with ``auto_advance=False``): Stripe never finalizes, charges or retries them on its
 own; our job pays once and the dunning schedule owns every later attempt.
 """
+
 from __future__ import annotations
 
 import random
@@ -27,7 +28,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
 
@@ -75,6 +75,7 @@ RATE_HEADROOM = 0.95
 @dataclass(frozen=True)
 class StripeRequest:
     """One request exactly as the SDK sends it (for ``--dry-run`` and logs)."""
+
     method: str
     path: str
     params: Mapping[str, Any]
@@ -96,8 +97,13 @@ class RateLimiter:
     least 3/4 interval apart and no one-second window sees more than ``rate`` + 1 requests.
     """
 
-    def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
@@ -127,8 +133,9 @@ class RateLimitedHttpClient(stripe.RequestsClient):
         super().__init__(timeout=timeout)
         self.limiter = limiter
 
-    def request(self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None,
-                **kwargs: Any) -> Any:
+    def request(
+        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None, **kwargs: Any
+    ) -> Any:
         self.limiter.acquire()
         return super().request(method, url, headers, post_data, **kwargs)
 
@@ -143,7 +150,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Full jitter exponential backoff before attempt ``attempt + 1``."""
-        return random.uniform(self.base_delay_s / 2, min(self.max_delay_s, self.base_delay_s * 2 ** attempt))
+        return random.uniform(self.base_delay_s / 2, min(self.max_delay_s, self.base_delay_s * 2**attempt))
 
 
 class StripeGateway:
@@ -157,18 +164,30 @@ class StripeGateway:
     def from_settings(cls, settings: Settings, *, api_key: str | None = None) -> StripeGateway:
         key = api_key if api_key is not None else secret_key(settings)
         base: BaseAddresses = {"api": settings.stripe_api_base} if settings.stripe_api_base else {}
-        limiter = RateLimiter(RATE_HEADROOM * settings.stripe_max_requests_per_second / max(1, settings.stripe_rate_share))
+        limiter = RateLimiter(
+            RATE_HEADROOM * settings.stripe_max_requests_per_second / max(1, settings.stripe_rate_share)
+        )
         client = stripe.StripeClient(
-            key, stripe_version=settings.stripe_api_version, base_addresses=base,
+            key,
+            stripe_version=settings.stripe_api_version,
+            base_addresses=base,
             max_network_retries=0,  # retried in _call with the same key; every attempt takes a token
             http_client=RateLimitedHttpClient(limiter, settings.stripe_timeout_s),
         )
-        retry = RetryPolicy(max_attempts=settings.stripe_max_attempts, base_delay_s=settings.stripe_retry_base_delay_s)
+        retry = RetryPolicy(
+            max_attempts=settings.stripe_max_attempts, base_delay_s=settings.stripe_retry_base_delay_s
+        )
         return cls(client, limiter, retry)
 
     # -- the one request path -------------------------------------------------------------------
-    def _call(self, what: str, fn: Callable[[RequestOptions], T], *, idempotency_key: str | None = None,
-              post: bool = False) -> T:
+    def _call(
+        self,
+        what: str,
+        fn: Callable[[RequestOptions], T],
+        *,
+        idempotency_key: str | None = None,
+        post: bool = False,
+    ) -> T:
         if post and not idempotency_key:
             idempotency_key = f"billing-{uuid.uuid4()}"  # still the same key on every retry
         options: RequestOptions = {"max_network_retries": 0}
@@ -182,15 +201,30 @@ class StripeGateway:
                 attempt += 1
                 if not _retryable(exc) or attempt >= self.retry.max_attempts:
                     log = logger.info if isinstance(exc, stripe.CardError) else logger.warning
-                    log("stripe request failed", extra={
-                        "stripe_call": what, "attempts": attempt, "http_status": exc.http_status,
-                        "stripe_code": exc.code, "error_type": type(exc).__name__,
-                        "stripe_request_id": exc.request_id, "idempotency_key": idempotency_key})
+                    log(
+                        "stripe request failed",
+                        extra={
+                            "stripe_call": what,
+                            "attempts": attempt,
+                            "http_status": exc.http_status,
+                            "stripe_code": exc.code,
+                            "error_type": type(exc).__name__,
+                            "stripe_request_id": exc.request_id,
+                            "idempotency_key": idempotency_key,
+                        },
+                    )
                     raise
                 delay = self.retry.delay(attempt - 1)
-                logger.info("stripe request retried", extra={
-                    "stripe_call": what, "attempt": attempt, "http_status": exc.http_status,
-                    "error_type": type(exc).__name__, "delay_s": round(delay, 3)})
+                logger.info(
+                    "stripe request retried",
+                    extra={
+                        "stripe_call": what,
+                        "attempt": attempt,
+                        "http_status": exc.http_status,
+                        "error_type": type(exc).__name__,
+                        "delay_s": round(delay, 3),
+                    },
+                )
                 self.retry.sleep(delay)
 
     # -- customers ------------------------------------------------------------------------------
@@ -213,8 +247,12 @@ class StripeGateway:
 
     def create_customer(self, draft: CustomerDraft) -> CreatedCustomer:
         params = _customer_params(draft)
-        customer = self._call("customers.create", lambda o: self.client.v1.customers.create(params, o),
-                              idempotency_key=draft.idempotency_key, post=True)
+        customer = self._call(
+            "customers.create",
+            lambda o: self.client.v1.customers.create(params, o),
+            idempotency_key=draft.idempotency_key,
+            post=True,
+        )
         return CreatedCustomer(customer.id, _replayed(customer))
 
     def ensure_customer(self, draft: CustomerDraft) -> str:
@@ -228,8 +266,12 @@ class StripeGateway:
 
     def create_draft_invoice(self, draft: InvoiceDraft) -> InvoiceSummary:
         params = _invoice_params(draft)
-        invoice = self._call("invoices.create", lambda o: self.client.v1.invoices.create(params, o),
-                             idempotency_key=draft.idempotency_key, post=True)
+        invoice = self._call(
+            "invoices.create",
+            lambda o: self.client.v1.invoices.create(params, o),
+            idempotency_key=draft.idempotency_key,
+            post=True,
+        )
         return _invoice_summary(invoice, replayed=_replayed(invoice))
 
     @staticmethod
@@ -238,8 +280,12 @@ class StripeGateway:
 
     def add_invoice_item(self, draft: ItemDraft) -> ItemSummary:
         params = _item_params(draft)
-        item = self._call("invoiceitems.create", lambda o: self.client.v1.invoice_items.create(params, o),
-                          idempotency_key=draft.idempotency_key, post=True)
+        item = self._call(
+            "invoiceitems.create",
+            lambda o: self.client.v1.invoice_items.create(params, o),
+            idempotency_key=draft.idempotency_key,
+            post=True,
+        )
         return _item_summary(item)
 
     @staticmethod
@@ -251,8 +297,10 @@ class StripeGateway:
         starting_after: str | None = None
         while True:
             params = _list_items_params(invoice_id, starting_after)
-            page = self._call("invoiceitems.list",  # called at once: params is this iteration's
-                              lambda o: self.client.v1.invoice_items.list(params, o))  # noqa: B023
+            page = self._call(
+                "invoiceitems.list",  # called at once: params is this iteration's
+                lambda o: self.client.v1.invoice_items.list(params, o),  # noqa: B023
+            )
             items.extend(_item_summary(i) for i in page.data)
             if not page.has_more or not page.data:
                 return items
@@ -263,7 +311,9 @@ class StripeGateway:
         return StripeRequest("get", f"/invoices/{invoice_id}", {})
 
     def get_invoice(self, invoice_id: str) -> InvoiceSummary:
-        invoice = self._call("invoices.retrieve", lambda o: self.client.v1.invoices.retrieve(invoice_id, None, o))
+        invoice = self._call(
+            "invoices.retrieve", lambda o: self.client.v1.invoices.retrieve(invoice_id, None, o)
+        )
         return _invoice_summary(invoice)
 
     @staticmethod
@@ -277,8 +327,10 @@ class StripeGateway:
         starting_after: str | None = None
         while True:
             params = _list_invoices_params(customer_id, starting_after)
-            page = self._call("invoices.list",  # called at once: params is this iteration's
-                              lambda o: self.client.v1.invoices.list(params, o))  # noqa: B023
+            page = self._call(
+                "invoices.list",  # called at once: params is this iteration's
+                lambda o: self.client.v1.invoices.list(params, o),  # noqa: B023
+            )
             for invoice in page.data:
                 summary = _invoice_summary(invoice)
                 if summary.metadata.get(metadata_key) == value and summary.status != "void":
@@ -294,9 +346,12 @@ class StripeGateway:
 
     def finalize_invoice(self, invoice_id: str, *, idempotency_key: str) -> InvoiceSummary:
         params = _finalize_params()
-        invoice = self._call("invoices.finalize",
-                             lambda o: self.client.v1.invoices.finalize_invoice(invoice_id, params, o),
-                             idempotency_key=idempotency_key, post=True)
+        invoice = self._call(
+            "invoices.finalize",
+            lambda o: self.client.v1.invoices.finalize_invoice(invoice_id, params, o),
+            idempotency_key=idempotency_key,
+            post=True,
+        )
         return _invoice_summary(invoice)
 
     @staticmethod
@@ -309,8 +364,12 @@ class StripeGateway:
         the dunning schedule retries those too. Anything else raises."""
         params = _pay_params()
         try:
-            invoice = self._call("invoices.pay", lambda o: self.client.v1.invoices.pay(invoice_id, params, o),
-                                 idempotency_key=idempotency_key, post=True)
+            invoice = self._call(
+                "invoices.pay",
+                lambda o: self.client.v1.invoices.pay(invoice_id, params, o),
+                idempotency_key=idempotency_key,
+                post=True,
+            )
         except stripe.CardError as exc:
             status = self._status_after_failure(invoice_id)
             return PaymentAttempt(False, status, _decline_code(exc), exc.user_message or str(exc))
@@ -319,7 +378,9 @@ class StripeGateway:
             if status == "paid":
                 return PaymentAttempt(True, status)
             if status == "open":
-                return PaymentAttempt(False, status, exc.code or "invalid_request", exc.user_message or str(exc))
+                return PaymentAttempt(
+                    False, status, exc.code or "invalid_request", exc.user_message or str(exc)
+                )
             raise
         summary = _invoice_summary(invoice)
         return PaymentAttempt(summary.status == "paid", summary.status)
@@ -345,7 +406,7 @@ def _invoice_params(draft: InvoiceDraft) -> InvoiceCreateParams:
         "customer": draft.customer_id,
         "currency": draft.currency,
         "collection_method": "charge_automatically",
-        "auto_advance": False,                     # Stripe never finalizes, charges or retries on its own
+        "auto_advance": False,  # Stripe never finalizes, charges or retries on its own
         "pending_invoice_items_behavior": "exclude",
         "description": draft.description[:_MAX_DESCRIPTION],
         "metadata": dict(draft.metadata),
@@ -358,16 +419,21 @@ def _item_params(draft: ItemDraft) -> InvoiceItemCreateParams:
         "invoice": draft.invoice_id,
         "currency": draft.currency,
         "description": draft.description[:_MAX_DESCRIPTION],
-        "period": {"start": int(draft.period_start.timestamp()),
-                   # Stripe's period end is inclusive; ours is exclusive.
-                   "end": max(int(draft.period_start.timestamp()), int(draft.period_end.timestamp()) - 1)},
+        "period": {
+            "start": int(draft.period_start.timestamp()),
+            # Stripe's period end is inclusive; ours is exclusive.
+            "end": max(int(draft.period_start.timestamp()), int(draft.period_end.timestamp()) - 1),
+        },
         "metadata": dict(draft.metadata),
     }
     if draft.product_id and draft.amount >= 0:
         # The current API has no `product` on invoice items: a product is named through an inline
         # one-off price. quantity 1 x unit_amount keeps the amount exactly the line's cents.
         price_data: InvoiceItemCreateParamsPriceData = {
-            "currency": draft.currency, "product": draft.product_id, "unit_amount": draft.amount}
+            "currency": draft.currency,
+            "product": draft.product_id,
+            "unit_amount": draft.amount,
+        }
         params["price_data"] = price_data
         params["quantity"] = 1
     else:
@@ -427,8 +493,16 @@ def _retryable(exc: stripe.StripeError) -> bool:
         return True
     if isinstance(exc, (stripe.RateLimitError, stripe.APIConnectionError)):
         return True
-    if isinstance(exc, (stripe.CardError, stripe.InvalidRequestError, stripe.IdempotencyError,
-                        stripe.AuthenticationError, stripe.PermissionError)):
+    if isinstance(
+        exc,
+        (
+            stripe.CardError,
+            stripe.InvalidRequestError,
+            stripe.IdempotencyError,
+            stripe.AuthenticationError,
+            stripe.PermissionError,
+        ),
+    ):
         return False
     status = exc.http_status
     return status is None or status == 409 or status >= 500
@@ -463,13 +537,26 @@ def _replayed(obj: stripe.StripeObject) -> bool:
 
 def _invoice_summary(invoice: stripe.Invoice, *, replayed: bool = False) -> InvoiceSummary:
     return InvoiceSummary(
-        id=str(invoice.id), customer_id=_id(invoice.customer), status=str(invoice.status or ""),
-        total=int(invoice.total), amount_due=int(invoice.amount_due), amount_paid=int(invoice.amount_paid),
-        currency=str(invoice.currency), metadata=_metadata(invoice.metadata), number=invoice.number,
-        hosted_invoice_url=invoice.hosted_invoice_url, auto_advance=invoice.auto_advance, replayed=replayed)
+        id=str(invoice.id),
+        customer_id=_id(invoice.customer),
+        status=str(invoice.status or ""),
+        total=int(invoice.total),
+        amount_due=int(invoice.amount_due),
+        amount_paid=int(invoice.amount_paid),
+        currency=str(invoice.currency),
+        metadata=_metadata(invoice.metadata),
+        number=invoice.number,
+        hosted_invoice_url=invoice.hosted_invoice_url,
+        auto_advance=invoice.auto_advance,
+        replayed=replayed,
+    )
 
 
 def _item_summary(item: stripe.InvoiceItem) -> ItemSummary:
     invoice = item.invoice
-    return ItemSummary(id=str(item.id), invoice_id=_id(invoice) if invoice else None, amount=int(item.amount),
-                       metadata=_metadata(item.metadata))
+    return ItemSummary(
+        id=str(item.id),
+        invoice_id=_id(invoice) if invoice else None,
+        amount=int(item.amount),
+        metadata=_metadata(item.metadata),
+    )

@@ -1,5 +1,6 @@
 """TenantsTable adapter: the tenant records (billing.tenants.Tenant), read with strong consistency,
 written with optimistic versions (``save`` fails if anyone changed the record since it was read)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -15,15 +16,16 @@ class TenantRepository:
         self.client = client or dynamodb_client()
 
     def get(self, tenant_id: str) -> Tenant | None:
-        item = self.client.get_item(TableName=self.table, Key={"tenant_id": {"S": tenant_id}},
-                                    ConsistentRead=True).get("Item")
+        item = self.client.get_item(
+            TableName=self.table, Key={"tenant_id": {"S": tenant_id}}, ConsistentRead=True
+        ).get("Item")
         return _tenant(item) if item else None
 
     def get_many(self, tenant_ids: Iterable[str]) -> dict[str, Tenant]:
         ids = sorted(set(tenant_ids))
         found: dict[str, Tenant] = {}
         for start in range(0, len(ids), 100):
-            keys: list[dict[str, Any]] = [{"tenant_id": {"S": t}} for t in ids[start:start + 100]]
+            keys: list[dict[str, Any]] = [{"tenant_id": {"S": t}} for t in ids[start : start + 100]]
             request: dict[str, Any] = {self.table: {"Keys": keys, "ConsistentRead": True}}
             while request:
                 response = self.client.batch_get_item(RequestItems=request)
@@ -42,8 +44,12 @@ class TenantRepository:
         data = tenant.model_dump(mode="json")
         data["tenant_id"] = data.pop("id")
         data["version"] = 1
-        return put_item_if(self.client, TableName=self.table, Item=to_item(data),
-                           ConditionExpression="attribute_not_exists(tenant_id)")
+        return put_item_if(
+            self.client,
+            TableName=self.table,
+            Item=to_item(data),
+            ConditionExpression="attribute_not_exists(tenant_id)",
+        )
 
     def save(self, tenant: Tenant) -> Tenant:
         """Optimistic write: succeeds only if nobody changed the record since it was read."""
@@ -51,7 +57,8 @@ class TenantRepository:
         data["tenant_id"] = data.pop("id")
         data["version"] = tenant.version + 1
         self.client.put_item(
-            TableName=self.table, Item=to_item(data),
+            TableName=self.table,
+            Item=to_item(data),
             ConditionExpression="attribute_not_exists(tenant_id) OR version = :v",
             ExpressionAttributeValues={":v": {"N": str(tenant.version)}},
         )

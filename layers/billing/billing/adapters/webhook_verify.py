@@ -1,5 +1,6 @@
 """Stripe webhook signatures, checked with the official SDK (the only module here importing stripe
 for that), and the endpoint secret from Secrets Manager through Powertools Parameters (cached)."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -31,20 +32,28 @@ class StripeSignatureVerifier:
         try:
             timestamp = _timestamp(header)
         except ValueError:
-            raise InvalidSignature("Stripe-Signature timestamp is not a number", field="Stripe-Signature") from None
+            raise InvalidSignature(
+                "Stripe-Signature timestamp is not a number", field="Stripe-Signature"
+            ) from None
         age = utc(now).timestamp() - timestamp
-        if age > self.tolerance_s:   # checked first: a stale delivery is refused without the secret
-            raise InvalidSignature(f"signature timestamp is {int(age)} s old; the tolerance is "
-                                   f"{self.tolerance_s} s (replayed or delayed delivery)", field="Stripe-Signature")
+        if age > self.tolerance_s:  # checked first: a stale delivery is refused without the secret
+            raise InvalidSignature(
+                f"signature timestamp is {int(age)} s old; the tolerance is "
+                f"{self.tolerance_s} s (replayed or delayed delivery)",
+                field="Stripe-Signature",
+            )
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidSignature("body is not UTF-8, so it cannot be a Stripe event", field="body") from None
+            raise InvalidSignature(
+                "body is not UTF-8, so it cannot be a Stripe event", field="body"
+            ) from None
         try:
             stripe.WebhookSignature.verify_header(text, header, self._secret(), tolerance=None)
         except stripe.SignatureVerificationError as exc:
-            raise InvalidSignature(f"signature does not verify: {exc.user_message or exc}",
-                                   field="Stripe-Signature") from None
+            raise InvalidSignature(
+                f"signature does not verify: {exc.user_message or exc}", field="Stripe-Signature"
+            ) from None
 
 
 def _timestamp(header: str) -> int:

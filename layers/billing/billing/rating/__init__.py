@@ -1,0 +1,59 @@
+"""Monthly rating: a tenant's month of usage to an exact, reproducible statement. Pure (no I/O).
+
+Where things are: ``segments`` (the period and its pricing segments), ``proration`` (base fees by the
+second), ``tiers`` (graduated tier math), ``usage`` (the aggregates rated), ``rater`` (statement lines),
+``csv`` (the invoice CSV and the lines CSV).
+
+Rules (the README's "Rating rules" states them for operators; this package implements them):
+
+* The period is the calendar month in UTC, ending early at ``canceled_at`` (the final statement).
+* Pricing segments: maximal half-open intervals ``[start, end)`` of the period with one plan and one
+  trial state. A plan entry that repeats the plan already in force does not cut a segment, and an
+  event exactly at a boundary belongs to the later segment (the new plan takes effect at its instant).
+* Base fee: one line per maximal interval of one plan: ``base_fee x non-trial seconds / month seconds``.
+* Queries: graduated tiers over the month's cumulative count of billable (non-trial) queries in
+  (timestamp, event_id) order; each query is priced by the tiers of the plan in force at its time at
+  its cumulative position, so a plan change does not restart the count. One line per plan and tier.
+* Usage cost: the sum of stored event-time ``cost_usd`` of the month's non-trial events, one line.
+* Trial: base fee, queries and usage cost are free; trial queries take no tier position. Trial usage
+  is shown at 0.00.
+* Late data: events of a closed month M' stored after its close are billed on the next statement as
+  ``adjustment`` lines naming M': their usage cost, and their non-trial queries priced by the plan in
+  force at each query's time, continuing the tier walk of M' after every query of M' already billed.
+* Rounding: every line is computed exactly and rounded half-up to cents once; the total is the sum of
+  the rounded lines.
+"""
+
+from billing.rating.csv import CSV_HEADER, LINES_HEADER, invoices_csv, lines_csv
+from billing.rating.rater import RATING_VERSION, Rater
+from billing.rating.segments import (
+    Segment,
+    final_month,
+    is_final,
+    pricing_segments,
+    seconds_between,
+    statement_period,
+)
+from billing.rating.tiers import TierSlice, tier_label, walk_tiers
+from billing.rating.usage import LateUsage, MonthUsage, Usage
+
+__all__ = [
+    "CSV_HEADER",
+    "LINES_HEADER",
+    "RATING_VERSION",
+    "LateUsage",
+    "MonthUsage",
+    "Rater",
+    "Segment",
+    "TierSlice",
+    "Usage",
+    "final_month",
+    "invoices_csv",
+    "is_final",
+    "lines_csv",
+    "pricing_segments",
+    "seconds_between",
+    "statement_period",
+    "tier_label",
+    "walk_tiers",
+]

@@ -1,0 +1,57 @@
+"""The month's invoice CSV (a contract: header and meaning never change) and the statement lines CSV."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from billing.money import round_cents
+from billing.statements import Statement
+
+CSV_HEADER = "tenant_id,month,total_queries,total_tokens,total_cost_usd,invoice_date"
+
+
+def invoices_csv(statements: Iterable[Statement]) -> bytes:
+    """The month's CSV: one row per statement, sorted by tenant_id, LF line ends."""
+    rows = [CSV_HEADER]
+    for s in sorted(statements, key=lambda s: s.tenant_id):
+        rows.append(
+            f"{_csv_field(s.tenant_id)},{s.month},{s.total_queries},{s.total_tokens},"
+            f"{round_cents(s.total):.2f},{s.invoice_date}"
+        )
+    return ("\n".join(rows) + "\n").encode()
+
+
+LINES_HEADER = (
+    "tenant_id,month,line_id,kind,plan,quantity,unit_price,amount_exact,amount,adjustment_month,description"
+)
+
+
+def lines_csv(statements: Iterable[Statement]) -> bytes:
+    rows = [LINES_HEADER]
+    for s in sorted(statements, key=lambda s: s.tenant_id):
+        for line in s.lines:
+            rows.append(
+                ",".join(
+                    _csv_field(v)
+                    for v in (
+                        s.tenant_id,
+                        s.month,
+                        line.line_id,
+                        line.kind,
+                        line.plan or "",
+                        f"{line.quantity:f}",
+                        "" if line.unit_price is None else f"{line.unit_price:f}",
+                        f"{line.amount_exact:f}",
+                        f"{line.amount:.2f}",
+                        line.adjustment_month or "",
+                        line.description,
+                    )
+                )
+            )
+    return ("\n".join(rows) + "\n").encode()
+
+
+def _csv_field(value: str) -> str:
+    if any(c in value for c in ',"\n\r'):
+        return '"' + value.replace('"', '""') + '"'
+    return value

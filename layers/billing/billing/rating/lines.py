@@ -1,0 +1,42 @@
+"""Building statement lines: exact amounts kept, rounded half-up to cents once."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from billing.money import round_cents
+from billing.statements import StatementLine
+
+EXACT_PLACES = Decimal("1E-15")  # stored form of amount_exact (rounding to cents uses the full value)
+
+
+def line(**kwargs: Any) -> StatementLine:
+    exact = kwargs.pop("exact")
+    assert isinstance(exact, Decimal)
+    fields: dict[str, Any] = {
+        "unit_price": None,
+        "plan": None,
+        "adjustment_month": None,
+        **kwargs,
+        "amount_exact": stored_exact(exact),
+        "amount": round_cents(exact),
+    }
+    # Fields are built typed right here, so validation is skipped (rating 1,000 tenants must stay fast).
+    return StatementLine.model_construct(**fields)
+
+
+def stored_exact(value: Decimal) -> Decimal:
+    """Terminating amounts are kept as they are; others (proration) to 15 places. Rounding to cents
+    always uses the full value (a proration is never within 1e-9 of a half cent unless exactly on it)."""
+    if value.as_tuple().exponent >= -15:  # type: ignore[operator]
+        return value
+    return value.quantize(EXACT_PLACES)
+
+
+def fmt_price(value: Decimal) -> str:
+    text = f"{value.normalize():f}"
+    if "." not in text:
+        return text + ".00"
+    whole, frac = text.split(".")
+    return f"{whole}.{frac.ljust(2, '0')}"

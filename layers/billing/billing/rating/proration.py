@@ -1,0 +1,56 @@
+"""Base fees prorated by the second.
+
+Invariant: a month on one plan is charged exactly ``base_fee`` (28-31 days and leap years alike); trial
+seconds are free; a plan's fee runs over the maximal intervals it is in force, one line per interval.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+
+from billing.money import ZERO
+from billing.periods import Month, iso
+from billing.plans import Plan
+from billing.rating.lines import fmt_price, line
+from billing.rating.segments import Segment
+from billing.statements import StatementLine
+
+
+def base_fee_lines(
+    segments: list[Segment], month: Month, plan_of: Callable[[str], Plan]
+) -> list[StatementLine]:
+    """One line per maximal interval of one plan: ``base_fee x non-trial seconds / seconds in the month``."""
+    runs: list[list[Segment]] = []
+    for seg in segments:
+        if runs and runs[-1][-1].plan == seg.plan and runs[-1][-1].end == seg.start:
+            runs[-1].append(seg)
+        else:
+            runs.append([seg])
+    lines = []
+    ordinal: dict[str, int] = {}
+    month_seconds = Decimal(month.seconds)
+    for run in runs:
+        plan = plan_of(run[0].plan)
+        ordinal[plan.id] = ordinal.get(plan.id, 0) + 1
+        seconds = sum((s.seconds for s in run if not s.trial), ZERO)
+        exact = plan.base_fee * seconds / month_seconds
+        start, end = run[0].start, run[-1].end
+        trial_note = " (trial time free)" if any(s.trial for s in run) else ""
+        lines.append(
+            line(
+                line_id=f"base:{plan.id}:{ordinal[plan.id]}",
+                kind="base_fee",
+                plan=plan.id,
+                description=(
+                    f"{plan.name} base fee {fmt_price(plan.base_fee)}/month x {seconds:f} s of "
+                    f"{month.seconds} s, {iso(start)} to {iso(end)}{trial_note}"
+                ),
+                quantity=seconds,
+                unit_price=None,
+                exact=exact,
+                period_start=start,
+                period_end=end,
+            )
+        )
+    return lines

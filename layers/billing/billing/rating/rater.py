@@ -1,0 +1,263 @@
+"""The rater: a tenant's month (segments, usage, late usage) to a Statement. Pure and reproducible."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal, localcontext
+from typing import Any
+
+from billing.money import ZERO
+from billing.periods import Month, iso, utc
+from billing.plans import Plan, PlanCatalog
+from billing.rating.lines import fmt_price, line
+from billing.rating.proration import base_fee_lines
+from billing.rating.segments import Segment, is_final, pricing_segments, statement_period
+from billing.rating.tiers import tier_label, walk_tiers
+from billing.rating.usage import LateUsage, MonthUsage, Usage
+from billing.statements import Statement, StatementLine
+from billing.tenants import Tenant
+
+RATING_VERSION = "rating/1"
+
+
+class Rater:
+    """Rates tenants against one plan catalog."""
+
+    def __init__(self, catalog: PlanCatalog):
+        self.catalog = catalog
+        self._digests: dict[tuple[str, ...], str] = {}
+
+    def segments(self, tenant: Tenant, month: Month) -> list[Segment]:
+        return pricing_segments(tenant, month)
+
+    def rate(
+        self,
+        tenant: Tenant,
+        month: Month,
+        usage: MonthUsage,
+        late: Iterable[LateUsage] = (),
+        *,
+        usage_cutoff: datetime | None = None,
+        segments: list[Segment] | None = None,
+    ) -> Statement:
+        """``segments``: this tenant's ``pricing_segments`` for the month, when the caller has them."""
+        with localcontext() as ctx:
+            ctx.prec = 60
+            return self._rate(
+                tenant,
+                month,
+                usage,
+                list(late),
+                usage_cutoff,
+                segments if segments is not None else self.segments(tenant, month),
+            )
+
+    # ------------------------------------------------------------------------------------------
+    def _rate(
+        self,
+        tenant: Tenant,
+        month: Month,
+        usage: MonthUsage,
+        late: list[LateUsage],
+        usage_cutoff: datetime | None,
+        segments: list[Segment],
+    ) -> Statement:
+        if len(usage.segments) != len(segments):
+            raise ValueError(
+                f"{tenant.id} {month}: {len(usage.segments)} usage segments for {len(segments)} "
+                "pricing segments"
+            )
+        period = statement_period(tenant, month) or (month.start, month.end)
+        lines: list[StatementLine] = []
+        lines += self._base_lines(segments, month)
+        lines += self._query_lines(segments, usage.segments, position=0, prefix="queries", kind="queries")
+        lines += self._usage_lines(segments, usage.segments, period)
+        for item in sorted(late, key=lambda x: x.month):
+            lines += self._adjustment_lines(tenant, item)
+        final = is_final(tenant, month)
+        invoice_day = month.last_day.date()
+        if final and utc(tenant.canceled_at) < month.end:  # type: ignore[arg-type]
+            invoice_day = utc(tenant.canceled_at).date()  # type: ignore[arg-type]
+        used_plans = sorted(
+            {s.plan for s in segments} | {s.plan for x in late for s in self.segments(tenant, x.month)}
+        )
+        return Statement.model_construct(
+            statement_id=Statement.make_id(tenant.id, str(month)),
+            tenant_id=tenant.id,
+            month=str(month),
+            currency=self.catalog.currency,
+            period_start=period[0],
+            period_end=period[1],
+            is_final=final,
+            invoice_date=invoice_day.isoformat(),
+            lines=lines,
+            total=sum((l.amount for l in lines), ZERO),
+            total_queries=usage.total.queries,
+            total_tokens=usage.total.tokens,
+            inputs={
+                "rating": RATING_VERSION,
+                "plans_digest": self.plans_digest(used_plans),
+                "plan_history": [
+                    {"plan": p.plan, "effective_at": iso(p.effective_at)} for p in tenant.sorted_plans()
+                ],
+                "trial_ends_at": iso(tenant.trial_ends_at) if tenant.trial_ends_at else None,
+                "canceled_at": iso(tenant.canceled_at) if tenant.canceled_at else None,
+                "usage_cutoff": iso(usage_cutoff) if usage_cutoff else None,
+                "late_months": [str(x.month) for x in sorted(late, key=lambda x: x.month)],
+            },
+        )
+
+    def plans_digest(self, plan_ids: Sequence[str]) -> str:
+        key = tuple(plan_ids)
+        if key not in self._digests:
+            self._digests[key] = self._digest(key)
+        return self._digests[key]
+
+    def _digest(self, plan_ids: Sequence[str]) -> str:
+        document = [self.catalog.get(p).model_dump(mode="json") for p in plan_ids]
+        return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _plan(self, plan_id: str) -> Plan:
+        return self.catalog.get(plan_id)
+
+    def _base_lines(self, segments: list[Segment], month: Month) -> list[StatementLine]:
+        return base_fee_lines(segments, month, self._plan)
+
+    def _query_lines(
+        self,
+        segments: Sequence[Segment],
+        usages: Sequence[Usage],
+        *,
+        position: int,
+        prefix: str,
+        kind: str,
+        month: str | None = None,
+    ) -> list[StatementLine]:
+        """Walk the tiers over the segments in time order; aggregate per (plan, tier)."""
+        buckets: dict[tuple[str, int], list[Any]] = {}
+        trial_queries, trial_bounds = 0, None
+        for seg, use in zip(segments, usages):
+            if seg.trial:
+                trial_queries += use.queries
+                if use.queries:
+                    trial_bounds = (trial_bounds[0] if trial_bounds else seg.start, seg.end)
+                continue
+            plan = self._plan(seg.plan)
+            for piece in walk_tiers(plan.query_tiers, position, use.queries):
+                bucket = buckets.setdefault(
+                    (plan.id, piece.tier_index), [0, piece.unit_price, seg.start, seg.end]
+                )
+                bucket[0] += piece.quantity
+                bucket[3] = seg.end
+            position += use.queries
+        lines = []
+        for (plan_id, index), (quantity, price, start, end) in sorted(
+            buckets.items(), key=lambda kv: (kv[1][2], kv[0][1], kv[0][0])
+        ):
+            plan = self._plan(plan_id)
+            lines.append(
+                line(
+                    line_id=f"{prefix}:{plan_id}:t{index + 1}",
+                    kind=kind,
+                    plan=plan_id,
+                    description=(
+                        f"{'Prior-period ' + month + ' ' if month else ''}{plan.name} "
+                        f"{tier_label(plan.query_tiers, index)}: {quantity:,} x {fmt_price(price)}"
+                    ),
+                    quantity=Decimal(quantity),
+                    unit_price=price,
+                    exact=price * quantity,
+                    period_start=start,
+                    period_end=end,
+                    adjustment_month=month,
+                )
+            )
+        if trial_queries and not month:
+            assert trial_bounds is not None
+            lines.append(
+                line(
+                    line_id=f"{prefix}:trial",
+                    kind=kind,
+                    plan=None,
+                    description=f"Trial queries: {trial_queries:,} x 0.00 (free during trial)",
+                    quantity=Decimal(trial_queries),
+                    unit_price=ZERO,
+                    exact=ZERO,
+                    period_start=trial_bounds[0],
+                    period_end=trial_bounds[1],
+                )
+            )
+        return lines
+
+    def _usage_lines(
+        self, segments: Sequence[Segment], usages: Sequence[Usage], period: tuple[datetime, datetime]
+    ) -> list[StatementLine]:
+        paid = sum((u for s, u in zip(segments, usages) if not s.trial), Usage())
+        trial = sum((u for s, u in zip(segments, usages) if s.trial), Usage())
+        lines = [
+            line(
+                line_id="usage",
+                kind="usage_cost",
+                plan=None,
+                description=f"Model and storage usage at event-time prices: {paid.events:,} events, "
+                f"{paid.tokens:,} tokens, {paid.cost_usd:f} USD",
+                quantity=Decimal(paid.events),
+                unit_price=None,
+                exact=paid.cost_usd,
+                period_start=period[0],
+                period_end=period[1],
+            )
+        ]
+        if trial.events:
+            lines.append(
+                line(
+                    line_id="usage:trial",
+                    kind="usage_cost",
+                    plan=None,
+                    description=f"Trial usage: {trial.events:,} events, {trial.tokens:,} tokens "
+                    f"(metered {trial.cost_usd:f} USD, free during trial)",
+                    quantity=Decimal(trial.events),
+                    unit_price=ZERO,
+                    exact=ZERO,
+                    period_start=period[0],
+                    period_end=period[1],
+                )
+            )
+        return lines
+
+    def _adjustment_lines(self, tenant: Tenant, late: LateUsage) -> list[StatementLine]:
+        segments = self.segments(tenant, late.month)
+        if len(late.segments) != len(segments):
+            raise ValueError(f"{tenant.id} {late.month}: late usage does not match its pricing segments")
+        tag = str(late.month)
+        lines = self._query_lines(
+            segments,
+            late.segments,
+            position=late.billed_queries,
+            prefix=f"adj:{tag}:queries",
+            kind="adjustment",
+            month=tag,
+        )
+        paid = sum((u for s, u in zip(segments, late.segments) if not s.trial), Usage())
+        if paid.events:
+            lines.append(
+                line(
+                    line_id=f"adj:{tag}:usage",
+                    kind="adjustment",
+                    plan=None,
+                    adjustment_month=tag,
+                    description=(
+                        f"Prior-period {tag} usage stored after its close: {paid.events:,} events, "
+                        f"{paid.tokens:,} tokens, {paid.cost_usd:f} USD"
+                    ),
+                    quantity=Decimal(paid.events),
+                    unit_price=None,
+                    exact=paid.cost_usd,
+                    period_start=late.month.start,
+                    period_end=late.month.end,
+                )
+            )
+        return lines
