@@ -13,6 +13,7 @@ with --api-key and a --tenant that exists there.
 
     .venv/bin/python bench/tracker_bench.py [--calls 50000] [--events 100000] [--endpoint URL --api-key K]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,9 @@ def percentile(sorted_values: list[int], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))] / 1000
 
 
-def caller_cost(endpoint: str, api_key: str, tenant: str, model: str, durability: str, calls: int,
-                pause_every: int) -> dict[str, float]:
+def caller_cost(
+    endpoint: str, api_key: str, tenant: str, model: str, durability: str, calls: int, pause_every: int
+) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as spool:
         tracker = Tracker(endpoint, api_key, spool, durability=durability)
         for _ in range(200):  # warm up
@@ -61,12 +63,21 @@ def caller_cost(endpoint: str, api_key: str, tenant: str, model: str, durability
         stats = tracker.stats()
         tracker.close()
     latencies.sort()
-    return {"p50": percentile(latencies, 0.50), "p90": percentile(latencies, 0.90),
-            "p99": percentile(latencies, 0.99), "p99.9": percentile(latencies, 0.999), "max": latencies[-1] / 1000,
-            "sent": stats.sent, "rejected": stats.rejected, "drained": drained}
+    return {
+        "p50": percentile(latencies, 0.50),
+        "p90": percentile(latencies, 0.90),
+        "p99": percentile(latencies, 0.99),
+        "p99.9": percentile(latencies, 0.999),
+        "max": latencies[-1] / 1000,
+        "sent": stats.sent,
+        "rejected": stats.rejected,
+        "drained": drained,
+    }
 
 
-def tracker_throughput(endpoint: str, api_key: str, tenant: str, model: str, events: int) -> tuple[float, bool]:
+def tracker_throughput(
+    endpoint: str, api_key: str, tenant: str, model: str, events: int
+) -> tuple[float, bool]:
     with tempfile.TemporaryDirectory() as spool:
         tracker = Tracker(endpoint, api_key, spool)
         start = time.perf_counter()
@@ -79,7 +90,9 @@ def tracker_throughput(endpoint: str, api_key: str, tenant: str, model: str, eve
     return events / elapsed, ok
 
 
-def direct_throughput(endpoint: str, api_key: str, tenant: str, model: str, events: int) -> tuple[float, bool]:
+def direct_throughput(
+    endpoint: str, api_key: str, tenant: str, model: str, events: int
+) -> tuple[float, bool]:
     parts = urlsplit(endpoint)
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     conn = cls(parts.hostname, parts.port, timeout=60)
@@ -88,11 +101,22 @@ def direct_throughput(endpoint: str, api_key: str, tenant: str, model: str, even
     start = time.perf_counter()
     for offset in range(0, events, 1000):
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
-        batch = [{"event_id": str(uuid.uuid4()), "tenant_id": tenant, "timestamp": now, "type": "query",
-                  "model": model, "input_tokens": 1200, "output_tokens": 300, "bytes": 0}
-                 for _ in range(min(1000, events - offset))]
-        conn.request("POST", parts.path.rstrip("/") + "/v1/events", body=json.dumps({"events": batch}),
-                     headers=headers)
+        batch = [
+            {
+                "event_id": str(uuid.uuid4()),
+                "tenant_id": tenant,
+                "timestamp": now,
+                "type": "query",
+                "model": model,
+                "input_tokens": 1200,
+                "output_tokens": 300,
+                "bytes": 0,
+            }
+            for _ in range(min(1000, events - offset))
+        ]
+        conn.request(
+            "POST", parts.path.rstrip("/") + "/v1/events", body=json.dumps({"events": batch}), headers=headers
+        )
         response = conn.getresponse()
         response.read()
         ok = ok and response.status == 202
@@ -102,22 +126,31 @@ def direct_throughput(endpoint: str, api_key: str, tenant: str, model: str, even
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", type=int, default=50_000, help="track() calls timed per durability mode")
     parser.add_argument("--events", type=int, default=100_000, help="events for the end-to-end comparison")
     parser.add_argument("--endpoint", help="API base URL (default: a FakeBillingAPI subprocess)")
     parser.add_argument("--api-key", default="bench-key")
     parser.add_argument("--tenant", default="bench-tenant")
     parser.add_argument("--model", default="gpt-4o-mini")
-    parser.add_argument("--pause-every", type=int, default=100,
-                        help="sleep 0.5 ms every N calls in the caller-cost run (0: back to back)")
+    parser.add_argument(
+        "--pause-every",
+        type=int,
+        default=100,
+        help="sleep 0.5 ms every N calls in the caller-cost run (0: back to back)",
+    )
     args = parser.parse_args()
-    print(f"cpus={os.cpu_count()} load={' '.join(f'{x:.2f}' for x in os.getloadavg())} python={sys.version.split()[0]}")
+    print(
+        f"cpus={os.cpu_count()} load={' '.join(f'{x:.2f}' for x in os.getloadavg())} python={sys.version.split()[0]}"
+    )
     server = None
     endpoint = args.endpoint
     if endpoint is None:
-        server = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  text=True)
+        server = subprocess.Popen(
+            [sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         endpoint = server.stdout.readline().strip()  # type: ignore[union-attr]
         print(f"endpoint: FakeBillingAPI subprocess at {endpoint}")
     else:
@@ -125,18 +158,28 @@ def main() -> int:
     try:
         print(f"\ntrack() on the calling thread, {args.calls} calls per mode (microseconds):")
         print(f"{'durability':<12}{'p50':>8}{'p90':>8}{'p99':>8}{'p99.9':>8}{'max':>10}  delivered")
-        for mode, calls in (("batch", args.calls), ("buffered", args.calls), ("event", max(100, args.calls // 50))):
+        for mode, calls in (
+            ("batch", args.calls),
+            ("buffered", args.calls),
+            ("event", max(100, args.calls // 50)),
+        ):
             r = caller_cost(endpoint, args.api_key, args.tenant, args.model, mode, calls, args.pause_every)
             label = mode + (" *" if mode == "batch" else "")
-            print(f"{label:<12}{r['p50']:>8.1f}{r['p90']:>8.1f}{r['p99']:>8.1f}{r['p99.9']:>8.1f}{r['max']:>10.1f}"
-                  f"  {r['sent']}/{calls + 200}{'' if r['drained'] else ' (not drained)'}")
+            print(
+                f"{label:<12}{r['p50']:>8.1f}{r['p90']:>8.1f}{r['p99']:>8.1f}{r['p99.9']:>8.1f}{r['max']:>10.1f}"
+                f"  {r['sent']}/{calls + 200}{'' if r['drained'] else ' (not drained)'}"
+            )
         print("* default; goal p99 < 20 us")
         print(f"\nend to end, {args.events} events:")
         direct, direct_ok = direct_throughput(endpoint, args.api_key, args.tenant, args.model, args.events)
         tracked, tracked_ok = tracker_throughput(endpoint, args.api_key, args.tenant, args.model, args.events)
-        print(f"  direct POST, batches of 1,000, one connection: {direct:>10,.0f} events/s{'' if direct_ok else ' (errors)'}")
-        print(f"  tracker: track() x N, then flush()           : {tracked:>10,.0f} events/s"
-              f"{'' if tracked_ok else ' (not all acknowledged)'}")
+        print(
+            f"  direct POST, batches of 1,000, one connection: {direct:>10,.0f} events/s{'' if direct_ok else ' (errors)'}"
+        )
+        print(
+            f"  tracker: track() x N, then flush()           : {tracked:>10,.0f} events/s"
+            f"{'' if tracked_ok else ' (not all acknowledged)'}"
+        )
         print(f"  tracker / direct: {tracked / direct:.0%} (goal >= 90%)")
     finally:
         if server is not None:

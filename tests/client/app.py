@@ -6,6 +6,7 @@
 ``track`` appends each event id to IDS_FILE after track() returned for it (an unbuffered write, so
 a SIGKILL cannot lose a line that was written).
 """
+
 from __future__ import annotations
 
 import json
@@ -18,13 +19,16 @@ from usage_tracker import Tracker
 
 def main() -> int:
     mode, endpoint, key, spool = sys.argv[1:5]
-    tracker = Tracker(endpoint, key, spool, flush_interval=0.05, backoff_base=0.02, backoff_max=0.2,
-                      adopt_interval=0.2)
+    tracker = Tracker(
+        endpoint, key, spool, flush_interval=0.05, backoff_base=0.02, backoff_max=0.2, adopt_interval=0.2
+    )
     if mode == "track":
         out = os.open(sys.argv[5], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         n = 0
         while True:
-            event_id = tracker.track(f"tenant-{n % 7}", "query", "gpt-4o-mini", input_tokens=n, output_tokens=1)
+            event_id = tracker.track(
+                f"tenant-{n % 7}", "query", "gpt-4o-mini", input_tokens=n, output_tokens=1
+            )
             os.write(out, (event_id + "\n").encode())
             n += 1
             if n % 20 == 0:

@@ -1,5 +1,6 @@
 """Fixtures for the usage_tracker client: a real HTTP fake of the billing API in this process
 (usage_tracker.testing) and trackers tuned for quick tests (short batch age and backoff)."""
+
 from __future__ import annotations
 
 import time
@@ -27,7 +28,9 @@ def problems() -> list[Problem]:
 
 
 @pytest.fixture
-def make_tracker(api: FakeBillingAPI, tmp_path: Path, problems: list[Problem]) -> Iterator[Callable[..., Tracker]]:
+def make_tracker(
+    api: FakeBillingAPI, tmp_path: Path, problems: list[Problem]
+) -> Iterator[Callable[..., Tracker]]:
     made: list[Tracker] = []
 
     def make(**options: Any) -> Tracker:

@@ -1,4 +1,5 @@
 """The sender against the documented answers of POST /v1/events: batching, retries, final refusals."""
+
 from __future__ import annotations
 
 import pytest
@@ -38,15 +39,18 @@ def test_default_batches_stay_under_1_mb_and_1000_events(api, make_tracker):
     long_model = "m" * 128
     api.models.add(long_model)
     for _ in range(3000):
-        tracker.track("tenant-with-a-rather-long-identifier-" + "x" * 80, "query", long_model, 10**12, 10**12,
-                      10**12)
+        tracker.track(
+            "tenant-with-a-rather-long-identifier-" + "x" * 80, "query", long_model, 10**12, 10**12, 10**12
+        )
     api.resume()
     assert tracker.flush(20)
     assert all(r.size < 1_000_000 and r.events <= 1000 for r in api.posts())
     assert len(api.stored) == 3000
 
 
-@pytest.mark.parametrize("fault, retry_after", [(503, 0.3), (429, 0.3), (500, None), (502, None), ("drop", None)])
+@pytest.mark.parametrize(
+    "fault, retry_after", [(503, 0.3), (429, 0.3), (500, None), (502, None), ("drop", None)]
+)
 def test_transient_failures_are_retried_until_stored(api, make_tracker, problems, fault, retry_after):
     # Given the server fails the next two requests
     api.script(fault, times=2, retry_after=retry_after)
@@ -94,7 +98,9 @@ def test_a_400_naming_events_refuses_those_and_resends_the_rest(api, make_tracke
     # Given a batch of 10 where event 3 names a model the price book does not know
     api.pause()
     tracker = make_tracker()
-    ids = [tracker.track("acme", model="gpt-4o-mini" if n != 3 else "gpt-9", input_tokens=5) for n in range(10)]
+    ids = [
+        tracker.track("acme", model="gpt-4o-mini" if n != 3 else "gpt-9", input_tokens=5) for n in range(10)
+    ]
     api.resume()
     assert tracker.flush(10)
     # Then the other 9 are stored, the bad one is refused once (never retried) and reported
@@ -191,8 +197,11 @@ def test_a_413_splits_the_batch_until_it_fits(api, make_tracker):
 
 def test_an_unattributed_400_is_bisected_down_to_the_single_event(api, make_tracker, problems):
     # Given the server refuses the batch and then its first half without naming an event
-    body = {"error": "invalid_request", "message": "request body is not valid JSON", "details": [
-        {"index": None, "field": "body", "reason": "bad"}]}
+    body = {
+        "error": "invalid_request",
+        "message": "request body is not valid JSON",
+        "details": [{"index": None, "field": "body", "reason": "bad"}],
+    }
     api.script(400, times=1, body=body)
     api.pause()
     tracker = make_tracker()

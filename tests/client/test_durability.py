@@ -1,4 +1,5 @@
 """The spool: SIGKILL mid-send loses nothing track() returned for, replay on start, several processes."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_app(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(APP), *args], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(APP), *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def test_two_apps_killed_mid_send_and_a_restart_deliver_every_event_exactly_once(api, tmp_path):
@@ -28,8 +30,11 @@ def test_two_apps_killed_mid_send_and_a_restart_deliver_every_event_exactly_once
     apps = [run_app("track", api.url, api.api_key, str(spool), str(f)) for f in id_files]
     try:
         # When both have had batches acknowledged and a request is in flight, they get SIGKILL
-        wait_until(lambda: len([r for r in api.posts() if r.status == 202]) >= 4 and api.in_flight > 0,
-                   timeout=30, what="acknowledged batches and one in flight")
+        wait_until(
+            lambda: len([r for r in api.posts() if r.status == 202]) >= 4 and api.in_flight > 0,
+            timeout=30,
+            what="acknowledged batches and one in flight",
+        )
         for app in apps:
             os.kill(app.pid, signal.SIGKILL)
     finally:
@@ -112,8 +117,20 @@ def test_a_torn_last_line_of_a_killed_process_is_skipped_and_reported(api, make_
     spool = tmp_path / "spool"
     dead = spool / "p-999999-deadbeef"
     dead.mkdir(parents=True)
-    lines = [json.dumps({"event_id": f"e-{n}", "tenant_id": "acme", "timestamp": "2025-11-03T12:00:00.000Z",
-                         "type": "query", "input_tokens": 0, "output_tokens": 0, "bytes": 0}) for n in range(3)]
+    lines = [
+        json.dumps(
+            {
+                "event_id": f"e-{n}",
+                "tenant_id": "acme",
+                "timestamp": "2025-11-03T12:00:00.000Z",
+                "type": "query",
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "bytes": 0,
+            }
+        )
+        for n in range(3)
+    ]
     (dead / "000000000001.jsonl").write_text("\n".join(lines) + "\n" + lines[0][:20])
     # When a tracker starts on that spool
     tracker = make_tracker()

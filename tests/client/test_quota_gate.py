@@ -1,4 +1,5 @@
 """tracker.query(): the quota is checked before the work, the query tracked after it."""
+
 from __future__ import annotations
 
 import threading
@@ -17,7 +18,11 @@ def test_a_query_within_quota_runs_and_is_tracked_with_its_tokens(api, make_trac
     assert tracker.flush(5)
     stored = api.stored[("acme", q.event_id)]
     assert (stored["type"], stored["model"], stored["input_tokens"], stored["output_tokens"]) == (
-        "query", "gpt-4o-mini", 1200, 300)
+        "query",
+        "gpt-4o-mini",
+        1200,
+        300,
+    )
 
 
 def test_an_exhausted_quota_raises_before_the_work_and_tracks_nothing(api, make_tracker):

@@ -1,11 +1,12 @@
 """track(): returns at once with a client-side UUIDv7, validates at the call, never raises otherwise."""
+
 from __future__ import annotations
 
 import json
 import re
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,11 @@ RFC3339_MS_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 
 
 def spool_lines(spool: Path) -> list[dict]:
-    return [json.loads(line) for path in sorted(spool.glob("p-*/*.jsonl")) for line in path.read_text().splitlines()]
+    return [
+        json.loads(line)
+        for path in sorted(spool.glob("p-*/*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
 
 
 def test_track_returns_time_ordered_uuid7_ids_while_the_server_hangs(api, make_tracker, tmp_path):
@@ -42,34 +47,46 @@ def test_track_returns_time_ordered_uuid7_ids_while_the_server_hangs(api, make_t
 
 def test_event_is_written_in_the_wire_format_with_the_timestamp_of_the_call(make_tracker, tmp_path):
     tracker = make_tracker()
-    before = datetime.now(timezone.utc)
-    event_id = tracker.track(tenant_id="acme", type="query", model="gpt-4o-mini", input_tokens=1200,
-                             output_tokens=300)
-    after = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
+    event_id = tracker.track(
+        tenant_id="acme", type="query", model="gpt-4o-mini", input_tokens=1200, output_tokens=300
+    )
+    after = datetime.now(UTC)
     [line] = spool_lines(tmp_path / "spool")
-    assert line == {"event_id": event_id, "tenant_id": "acme", "timestamp": line["timestamp"], "type": "query",
-                    "model": "gpt-4o-mini", "input_tokens": 1200, "output_tokens": 300, "bytes": 0}
+    assert line == {
+        "event_id": event_id,
+        "tenant_id": "acme",
+        "timestamp": line["timestamp"],
+        "type": "query",
+        "model": "gpt-4o-mini",
+        "input_tokens": 1200,
+        "output_tokens": 300,
+        "bytes": 0,
+    }
     assert RFC3339_MS_UTC.fullmatch(line["timestamp"])
-    stamp = datetime.strptime(line["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    stamp = datetime.strptime(line["timestamp"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
     assert before - timedelta(milliseconds=1) <= stamp <= after
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    (dict(tenant_id="acme corp"), "tenant_id"),
-    (dict(tenant_id=""), "tenant_id"),
-    (dict(tenant_id="a" * 129), "tenant_id"),
-    (dict(tenant_id="acme", type="queries"), "type"),
-    (dict(tenant_id="acme", input_tokens=-1, model="m"), "input_tokens"),
-    (dict(tenant_id="acme", output_tokens=True, model="m"), "output_tokens"),
-    (dict(tenant_id="acme", output_tokens=1.5, model="m"), "output_tokens"),
-    (dict(tenant_id="acme", bytes="10"), "bytes"),
-    (dict(tenant_id="acme", input_tokens=10), "model is required"),
-    (dict(tenant_id="acme", type="storage", model="m", input_tokens=1), "storage"),
-    (dict(tenant_id="acme", type="embedding", model="m", input_tokens=1, bytes=5), "embedding"),
-    (dict(tenant_id="acme", model=""), "model"),
-    (dict(tenant_id="acme", event_id="id with spaces"), "event_id"),
-    (dict(tenant_id="acme", timestamp=datetime(2025, 11, 3, 12, 0)), "timezone-aware"),
-])
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(tenant_id="acme corp"), "tenant_id"),
+        (dict(tenant_id=""), "tenant_id"),
+        (dict(tenant_id="a" * 129), "tenant_id"),
+        (dict(tenant_id="acme", type="queries"), "type"),
+        (dict(tenant_id="acme", input_tokens=-1, model="m"), "input_tokens"),
+        (dict(tenant_id="acme", output_tokens=True, model="m"), "output_tokens"),
+        (dict(tenant_id="acme", output_tokens=1.5, model="m"), "output_tokens"),
+        (dict(tenant_id="acme", bytes="10"), "bytes"),
+        (dict(tenant_id="acme", input_tokens=10), "model is required"),
+        (dict(tenant_id="acme", type="storage", model="m", input_tokens=1), "storage"),
+        (dict(tenant_id="acme", type="embedding", model="m", input_tokens=1, bytes=5), "embedding"),
+        (dict(tenant_id="acme", model=""), "model"),
+        (dict(tenant_id="acme", event_id="id with spaces"), "event_id"),
+        (dict(tenant_id="acme", timestamp=datetime(2025, 11, 3, 12, 0)), "timezone-aware"),
+    ],
+)
 def test_a_bad_argument_is_a_value_error_at_the_call_and_nothing_is_spooled(make_tracker, kwargs, field):
     tracker = make_tracker()
     with pytest.raises(ValueError, match=field):
@@ -104,7 +121,7 @@ def test_a_full_spool_drops_new_events_reports_them_and_never_raises(api, make_t
     assert stats.spool_bytes <= 4000
     dropped = [p for p in problems if p.kind == "dropped"]
     assert len(dropped) == stats.dropped and all(p.reason == "spool_full" for p in dropped)
-    kept = ids[:stats.spooled]
+    kept = ids[: stats.spooled]
     # And once the server is back, the kept ones are delivered
     api.start()
     assert tracker.flush(10)

@@ -1,4 +1,5 @@
 """Secrets as a new stack has them: CloudFormation generates a random value that operators replace."""
+
 from __future__ import annotations
 
 import pytest

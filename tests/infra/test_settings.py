@@ -60,4 +60,3 @@ def test_dunning_retry_days_accept_comma_separated_integers(monkeypatch):
 def test_a_list_given_in_code_is_kept(monkeypatch):
     monkeypatch.delenv("PLATFORM_API_KEY_IDS", raising=False)
     assert Settings(platform_api_key_ids=["k9"]).platform_api_key_ids == ["k9"]
-

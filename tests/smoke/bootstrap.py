@@ -9,6 +9,7 @@ Usage: python -I -S -B bootstrap.py spec.json  (spec: paths, handler, event, con
 Writes {"import_ms", "import_cpu_ms", "response" | "error"} to spec["result"]. Only the standard
 library is used here: this file must not import anything the shipped artifacts do not contain.
 """
+
 import importlib
 import json
 import socket

@@ -5,6 +5,7 @@ The only change made to the template for a build here is the architecture: binar
 taken for this machine's CPU (the template ships arm64; pydantic-core and friends for arm64 do not
 load on x86_64). Code, requirements, build methods and the layer recipe are the template's own.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,9 @@ LAYER_ID = "BillingLayer"
 @dataclass(frozen=True)
 class Artifacts:
     """A build: one folder per function (its code) and the layer's ``python/`` folder (/opt/python)."""
+
     how: str
-    python: Path          # the interpreter the functions run on (the template's runtime when found)
+    python: Path  # the interpreter the functions run on (the template's runtime when found)
     root: Path
 
     def code_dir(self, logical_id: str) -> Path:
@@ -40,8 +42,12 @@ class Artifacts:
     @property
     def python_tag(self) -> str:
         """The bytecode cache tag of the functions' interpreter (cpython-313 for python3.13)."""
-        return subprocess.run([str(self.python), "-c", "import sys; print(sys.implementation.cache_tag)"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            [str(self.python), "-c", "import sys; print(sys.implementation.cache_tag)"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
 
 
 def host_architecture() -> str:
@@ -57,8 +63,12 @@ def runtime_version(template: dict[str, Any]) -> str:
 
 def _python_version(python: Path | str) -> str | None:
     try:
-        out = subprocess.run([str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            [str(python), "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except OSError:
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -110,16 +120,35 @@ def sam_build(out: Path, python: Path, sam: Path) -> Artifacts:
     out.mkdir(parents=True, exist_ok=True)
     template_file = out / "template.json"
     template_file.write_text(json.dumps(_absolute_paths(load_template(), architecture), indent=1))
-    env = {**os.environ, "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "SAM_CLI_TELEMETRY": "0", "LAYER_ARCH": architecture, "PYTHON": str(python)}
+    env = {
+        **os.environ,
+        "PATH": f"{python.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "SAM_CLI_TELEMETRY": "0",
+        "LAYER_ARCH": architecture,
+        "PYTHON": str(python),
+    }
     env.pop("PYTHONPATH", None)
-    command = [str(sam), "build", "--template-file", str(template_file), "--build-dir", str(out / "build"),
-               "--cached", "--cache-dir", str(out / "cache"), "--parallel"]
+    command = [
+        str(sam),
+        "build",
+        "--template-file",
+        str(template_file),
+        "--build-dir",
+        str(out / "build"),
+        "--cached",
+        "--cache-dir",
+        str(out / "cache"),
+        "--parallel",
+    ]
     done = subprocess.run(command, cwd=out, env=env, capture_output=True, text=True, timeout=900)
     (out / "sam-build.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
-        raise RuntimeError(f"sam build failed (log: {out / 'sam-build.log'}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
-    how = f"sam build ({python.name}, {architecture}" + (")" if architecture == "arm64" else "; template: arm64)")
+        raise RuntimeError(
+            f"sam build failed (log: {out / 'sam-build.log'}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+        )
+    how = f"sam build ({python.name}, {architecture}" + (
+        ")" if architecture == "arm64" else "; template: arm64)"
+    )
     return Artifacts(how=how, python=python, root=out / "build")
 
 
@@ -133,13 +162,38 @@ def layer_like_sam(out: Path, python: Path) -> Path:
     layer_root.mkdir(parents=True)
     source = PROJECT_ROOT / template["Resources"][LAYER_ID]["Properties"]["ContentUri"]
     if template["Resources"][LAYER_ID].get("Metadata", {}).get("BuildMethod") == "makefile":
-        subprocess.run(["make", "--no-print-directory", "-C", str(source), f"build-{LAYER_ID}",
-                        f"ARTIFACTS_DIR={layer_root}", f"PYTHON={python}", f"LAYER_ARCH={host_architecture()}"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "make",
+                "--no-print-directory",
+                "-C",
+                str(source),
+                f"build-{LAYER_ID}",
+                f"ARTIFACTS_DIR={layer_root}",
+                f"PYTHON={python}",
+                f"LAYER_ARCH={host_architecture()}",
+            ],
+            check=True,
+            capture_output=True,
+        )
         return layer_root / "python"
     layer = layer_root / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile",
-                    "-r", str(source / "requirements.txt"), "-t", str(layer)], check=True)
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-compile",
+            "-r",
+            str(source / "requirements.txt"),
+            "-t",
+            str(layer),
+        ],
+        check=True,
+    )
     for entry in source.iterdir():
         target = layer / entry.name
         if entry.is_dir():
@@ -155,11 +209,19 @@ def fallback_build(out: Path, python: Path, reason: str) -> Artifacts:
     for logical_id, resource in resources_of_type(template, "AWS::Serverless::Function").items():
         target = out / "build" / logical_id
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(PROJECT_ROOT / resource["Properties"]["CodeUri"], target,
-                        ignore=shutil.ignore_patterns("__pycache__"))
-    recipe = ("make build-BillingLayer" if template["Resources"][LAYER_ID].get("Metadata", {}).get("BuildMethod")
-              == "makefile" else "layer built like SAM")
-    return Artifacts(how=f"{recipe}, python {_python_version(python)} ({reason})", python=python, root=out / "build")
+        shutil.copytree(
+            PROJECT_ROOT / resource["Properties"]["CodeUri"],
+            target,
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    recipe = (
+        "make build-BillingLayer"
+        if template["Resources"][LAYER_ID].get("Metadata", {}).get("BuildMethod") == "makefile"
+        else "layer built like SAM"
+    )
+    return Artifacts(
+        how=f"{recipe}, python {_python_version(python)} ({reason})", python=python, root=out / "build"
+    )
 
 
 def build(out: Path) -> Artifacts:
@@ -170,6 +232,11 @@ def build(out: Path) -> Artifacts:
     sam = sam_cli()
     if python and sam and os.environ.get("SMOKE_BUILD") != "like-sam":
         return sam_build(out, python, sam)
-    reason = ("SMOKE_BUILD=like-sam" if os.environ.get("SMOKE_BUILD") == "like-sam"
-              else "no SAM CLI" if python else f"no python{version} on this machine")
+    reason = (
+        "SMOKE_BUILD=like-sam"
+        if os.environ.get("SMOKE_BUILD") == "like-sam"
+        else "no SAM CLI"
+        if python
+        else f"no python{version} on this machine"
+    )
     return fallback_build(out, Path(sys.executable), reason)

@@ -11,6 +11,7 @@ The tests run in order, one deployment for the module: each step's given is the 
 outcome, the way a fresh stack sees its first traffic. Prints one line per function (built how,
 cold import ms, invoke status), also written to .aws-sam/smoke/report.txt.
 """
+
 from __future__ import annotations
 
 import base64
@@ -22,7 +23,6 @@ from pathlib import Path
 import pytest
 
 from billing_local.template import PROJECT_ROOT
-
 from tests.smoke.build import build
 from tests.smoke.smoke import Deployment, engine_dir, migrate_clickhouse, new_prefix
 from tests.smoke.stack import create_stack, moto_server
@@ -30,8 +30,8 @@ from tests.smoke.stack import create_stack, moto_server
 EVENTS = PROJECT_ROOT / "events"
 OUT = PROJECT_ROOT / ".aws-sam" / "smoke"
 REPORT = OUT / "report.txt"
-TWO_PLATFORM_KEYS = ["platform-key", "smoke-backend-2"]   # the samples' apiKeyId is platform-key
-WEBHOOK_SECRET = "whsec_smoke_0123456789abcdef"            # what an operator stores after deploy
+TWO_PLATFORM_KEYS = ["platform-key", "smoke-backend-2"]  # the samples' apiKeyId is platform-key
+WEBHOOK_SECRET = "whsec_smoke_0123456789abcdef"  # what an operator stores after deploy
 DEV_ONLY = ("chdb", "moto", "typer", "rich", "hypothesis", "pytest")
 
 
@@ -59,10 +59,18 @@ def deployment(tmp_path_factory):
     work = tmp_path_factory.mktemp("smoke")
     with moto_server() as endpoint:
         clickhouse_url = f"chdb://{work / 'clickhouse'}"
-        stack = create_stack(endpoint, new_prefix(), {"ClickHouseUrlSecret": clickhouse_url,
-                                                      "StripeWebhookSecret": WEBHOOK_SECRET})
-        deployed = Deployment(artifacts=artifacts, stack=stack, engines=engine_dir(work / "engines"), work=work,
-                              parameters={"PlatformApiKeyIds": TWO_PLATFORM_KEYS})
+        stack = create_stack(
+            endpoint,
+            new_prefix(),
+            {"ClickHouseUrlSecret": clickhouse_url, "StripeWebhookSecret": WEBHOOK_SECRET},
+        )
+        deployed = Deployment(
+            artifacts=artifacts,
+            stack=stack,
+            engines=engine_dir(work / "engines"),
+            work=work,
+            parameters={"PlatformApiKeyIds": TWO_PLATFORM_KEYS},
+        )
         migrate_clickhouse(clickhouse_url, deployed.environment("IngestFunction")["CLICKHOUSE_DATABASE"])
         yield deployed
         REPORT.parent.mkdir(parents=True, exist_ok=True)
@@ -71,7 +79,9 @@ def deployment(tmp_path_factory):
 
 
 def ok(invocation) -> dict:
-    assert invocation.error is None, f"{invocation.function} failed:\n{invocation.error.get('trace')}\n{invocation.log[-3000:]}"
+    assert invocation.error is None, (
+        f"{invocation.function} failed:\n{invocation.error.get('trace')}\n{invocation.log[-3000:]}"
+    )
     return invocation.response
 
 
@@ -83,8 +93,10 @@ def body(response: dict) -> dict:
 def test_the_layer_holds_the_package_and_its_requirements_and_no_dev_code(deployment):
     layer = deployment.artifacts.layer_dir
     assert (layer / "billing" / "container.py").exists()
-    assert (layer / "billing" / "config" / "plans.yaml").is_file()     # the symlinked config is copied
-    assert (layer / "boto3").is_dir() and (layer / "botocore").is_dir()   # one matching pair (requirements.txt)
+    assert (layer / "billing" / "config" / "plans.yaml").is_file()  # the symlinked config is copied
+    assert (layer / "boto3").is_dir() and (
+        layer / "botocore"
+    ).is_dir()  # one matching pair (requirements.txt)
     for dev_only in (*DEV_ONLY, "billing_local", "billing_cli", "billing/local", "billing/cli"):
         assert not (layer / dev_only).exists(), dev_only
         assert not list(layer.glob(f"{dev_only}-*.dist-info")), dev_only
@@ -116,7 +128,8 @@ def test_signup_creates_the_tenant(deployment):
     # Then the tenant is created and stored
     assert response["statusCode"] == 201, response
     item = deployment.stack.client("dynamodb").get_item(
-        TableName=deployment.stack.ref("TenantsTable"), Key={"tenant_id": {"S": "acme-corp"}})["Item"]
+        TableName=deployment.stack.ref("TenantsTable"), Key={"tenant_id": {"S": "acme-corp"}}
+    )["Item"]
     assert item["name"]["S"] == "Acme Corp"
 
 
@@ -124,13 +137,20 @@ def test_ingest_with_the_parameter_default_refuses_the_key_with_a_4xx(deployment
     # Given acme-corp has been on the free plan since October 2025 (the sample signed up today, the
     # usage samples are from November 2025: the history is written directly)
     deployment.stack.client("dynamodb").update_item(
-        TableName=deployment.stack.ref("TenantsTable"), Key={"tenant_id": {"S": "acme-corp"}},
+        TableName=deployment.stack.ref("TenantsTable"),
+        Key={"tenant_id": {"S": "acme-corp"}},
         UpdateExpression="SET plans = :p REMOVE trial_ends_at",
-        ExpressionAttributeValues={":p": {"L": [{"M": {"plan": {"S": "free"},
-                                                       "effective_at": {"S": "2025-10-01T00:00:00Z"}}}]}})
+        ExpressionAttributeValues={
+            ":p": {"L": [{"M": {"plan": {"S": "free"}, "effective_at": {"S": "2025-10-01T00:00:00Z"}}}]}
+        },
+    )
     # When ingest runs with PlatformApiKeyIds at its default (no platform key)
-    invocation = deployment.invoke("IngestFunction", sample("ingest"), parameters={"PlatformApiKeyIds": ""},
-                                   label="IngestFunction (default)")
+    invocation = deployment.invoke(
+        "IngestFunction",
+        sample("ingest"),
+        parameters={"PlatformApiKeyIds": ""},
+        label="IngestFunction (default)",
+    )
     # Then the sample's key is refused as a client error naming the field, not a server error
     response = ok(invocation)
     assert response["statusCode"] == 403, response
@@ -146,7 +166,8 @@ def test_ingest_stores_the_sample_events(deployment):
     assert response["statusCode"] == 202, response
     assert body(response)["accepted"] == 2 and body(response)["status"] == "stored", body(response)
     ledger = deployment.stack.client("dynamodb").get_item(
-        TableName=deployment.stack.ref("LedgerTable"), Key={"pk": {"S": "EVT#acme-corp#e-7f3a"}})
+        TableName=deployment.stack.ref("LedgerTable"), Key={"pk": {"S": "EVT#acme-corp#e-7f3a"}}
+    )
     assert "Item" in ledger
 
 
@@ -166,9 +187,13 @@ def test_monthly_close_writes_statements_and_the_csv(deployment):
     # Then November is closed with acme-corp's statement, and the CSV is in the bucket
     assert response["month"] == "2025-11" and response["statements_created"] == 1, response
     assert response["csv_written"], response
-    csv = deployment.stack.client("s3").get_object(Bucket=deployment.stack.ref("InvoicesBucket"),
-                                                  Key=response["csv_key"])["Body"].read().decode()
-    assert "acme-corp,2025-11,1," in csv, csv   # one query event of the two ingested, read from ClickHouse
+    csv = (
+        deployment.stack.client("s3")
+        .get_object(Bucket=deployment.stack.ref("InvoicesBucket"), Key=response["csv_key"])["Body"]
+        .read()
+        .decode()
+    )
+    assert "acme-corp,2025-11,1," in csv, csv  # one query event of the two ingested, read from ClickHouse
 
 
 def test_invoicing_a_zero_statement_sends_nothing_to_stripe(deployment):
@@ -193,7 +218,9 @@ def test_tenant_status_shows_the_invoice_in_dunning(deployment):
 
 def test_no_function_imported_dev_code(deployment):
     for invocation in deployment.invocations:
-        assert not set(invocation.modules) & {*DEV_ONLY, "billing_local", "billing_cli"} - {"chdb"}, invocation.function
+        assert not set(invocation.modules) & {*DEV_ONLY, "billing_local", "billing_cli"} - {"chdb"}, (
+            invocation.function
+        )
 
 
 def test_every_function_ran(deployment):

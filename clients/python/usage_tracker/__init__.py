@@ -1,14 +1,24 @@
 """Send usage events to the billing API from the app that serves the tenants.
 
-    from usage_tracker import Tracker
-    tracker = Tracker(endpoint="http://127.0.0.1:8787", api_key="...", spool_dir="/var/spool/usage")
-    tracker.track(tenant_id="acme", type="query", model="gpt-4o-mini", input_tokens=1200, output_tokens=300)
-    with tracker.query("acme", model="gpt-4o-mini") as q:   # raises QuotaExceeded before the work
-        q.record(input_tokens=..., output_tokens=...)
+from usage_tracker import Tracker
+tracker = Tracker(endpoint="http://127.0.0.1:8787", api_key="...", spool_dir="/var/spool/usage")
+tracker.track(tenant_id="acme", type="query", model="gpt-4o-mini", input_tokens=1200, output_tokens=300)
+with tracker.query("acme", model="gpt-4o-mini") as q:   # raises QuotaExceeded before the work
+    q.record(input_tokens=..., output_tokens=...)
 """
+
 from .errors import Problem, Quota, QuotaExceeded, QuotaUnavailable, TenantSuspended, UsageRefused
 from .tracker import QueryScope, Stats, Tracker
 
-__all__ = ["Problem", "Quota", "QueryScope", "QuotaExceeded", "QuotaUnavailable", "Stats", "TenantSuspended",
-           "Tracker", "UsageRefused"]
+__all__ = [
+    "Problem",
+    "Quota",
+    "QueryScope",
+    "QuotaExceeded",
+    "QuotaUnavailable",
+    "Stats",
+    "TenantSuspended",
+    "Tracker",
+    "UsageRefused",
+]
 __version__ = "0.1.0"

@@ -4,6 +4,7 @@ Everything here runs on the caller's thread inside ``track()``, so it is written
 json.dumps of the whole event (identifiers are validated against a charset that needs no escaping),
 a per-second cache of the formatted date, and a non-cryptographic random source for the id bits.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,7 +55,12 @@ class EventIds:
             ms, counter = self._last_ms, self._counter
             rand = self._rng.getrandbits(62)
         return "%08x-%04x-%04x-%04x-%012x" % (
-            ms >> 16, ms & 0xFFFF, 0x7000 | counter, 0x8000 | (rand >> 48), rand & 0xFFFFFFFFFFFF)
+            ms >> 16,
+            ms & 0xFFFF,
+            0x7000 | counter,
+            0x8000 | (rand >> 48),
+            rand & 0xFFFFFFFFFFFF,
+        )
 
 
 class Clock:
@@ -105,8 +111,16 @@ def _count(name: str, value: object) -> int:
     return value
 
 
-def encode_event(event_id: str, tenant_id: str, timestamp: str, type: str, model: Optional[str],
-                 input_tokens: int, output_tokens: int, nbytes: int) -> bytes:
+def encode_event(
+    event_id: str,
+    tenant_id: str,
+    timestamp: str,
+    type: str,
+    model: Optional[str],
+    input_tokens: int,
+    output_tokens: int,
+    nbytes: int,
+) -> bytes:
     """Validate (the server's rules that can be checked without its price book) and encode one line.
 
     Raises ValueError naming the argument. The result is one JSON object and a newline.
@@ -125,8 +139,8 @@ def encode_event(event_id: str, tenant_id: str, timestamp: str, type: str, model
     if type == "embedding" and nbytes:
         raise ValueError("embedding events carry tokens only, no bytes")
     model_part = "" if model is None else ',"model":' + _encoded_model(model)
-    return ('{"event_id":"%s","tenant_id":"%s","timestamp":"%s","type":"%s"%s,'
-            '"input_tokens":%d,"output_tokens":%d,"bytes":%d}\n' % (
-                event_id, tenant_id, timestamp, type, model_part, input_tokens, output_tokens, nbytes)
-            ).encode()
-
+    return (
+        '{"event_id":"%s","tenant_id":"%s","timestamp":"%s","type":"%s"%s,'
+        '"input_tokens":%d,"output_tokens":%d,"bytes":%d}\n'
+        % (event_id, tenant_id, timestamp, type, model_part, input_tokens, output_tokens, nbytes)
+    ).encode()

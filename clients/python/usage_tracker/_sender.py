@@ -18,6 +18,7 @@ How answers are treated (README, "Sending usage from your app"):
 - 413, or another 4xx naming nothing: the batch is split in halves until the offending single event
   is found, which is refused.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,10 +66,21 @@ class Counters:
 
 
 class Sender:
-    def __init__(self, spool: Spool, transport: Transport, report: Callable[[Problem], None],
-                 on_resolved: Callable[[List[bytes]], None], *,
-                 flush_interval: float, max_batch_events: int, max_batch_bytes: int, backoff_base: float,
-                 backoff_max: float, max_retry_after: float, adopt_interval: float) -> None:
+    def __init__(
+        self,
+        spool: Spool,
+        transport: Transport,
+        report: Callable[[Problem], None],
+        on_resolved: Callable[[List[bytes]], None],
+        *,
+        flush_interval: float,
+        max_batch_events: int,
+        max_batch_bytes: int,
+        backoff_base: float,
+        backoff_max: float,
+        max_retry_after: float,
+        adopt_interval: float,
+    ) -> None:
         self.spool = spool
         self.transport = transport
         self.report = report
@@ -193,8 +205,14 @@ class Sender:
             self.counters.own_resolved += batch.own
             if batch.skipped:
                 self.counters.unreadable += batch.skipped
-                self.report(Problem("dropped", f"{batch.skipped} torn line(s) at the end of a spool segment left by "
-                                    "a killed process (never acknowledged to its caller)", reason="torn"))
+                self.report(
+                    Problem(
+                        "dropped",
+                        f"{batch.skipped} torn line(s) at the end of a spool segment left by "
+                        "a killed process (never acknowledged to its caller)",
+                        reason="torn",
+                    )
+                )
             self._current = None
             spool.resolved(batch.parts)
             self.on_resolved(batch.lines)
@@ -257,8 +275,12 @@ class Sender:
                 if status in _RETRY_STATUSES or status >= 500 or status == 429 or status < 400:
                     problem = Problem("retry", f"POST /v1/events answered {status}", status=status)
                 elif status == 401 or (status == 403 and not self._attributed(part, data)):
-                    problem = Problem("auth", f"POST /v1/events answered {status}: {self._message(data)}; "
-                                      "the events are kept and retried", status=status)
+                    problem = Problem(
+                        "auth",
+                        f"POST /v1/events answered {status}: {self._message(data)}; "
+                        "the events are kept and retried",
+                        status=status,
+                    )
                 else:
                     self._refuse(part, status, data, pending)
                     failures = 0
@@ -266,7 +288,9 @@ class Sender:
             failures += 1
             counters.retried += 1
             counters.last_error = problem.message
-            log.warning("usage tracker: %s (attempt %d, %d events kept)", problem.message, failures, len(part))
+            log.warning(
+                "usage tracker: %s (attempt %d, %d events kept)", problem.message, failures, len(part)
+            )
             self.report(problem)
             pending.append(part)
             if not self._sleep(self._backoff(failures, retry_after)):
@@ -281,26 +305,37 @@ class Sender:
         self.counters.sent += len(part) - len(refused)
         self.counters.duplicates += len(duplicates or [])
         if refused:
-            self._final(refused, 202, "quota", "over the tenant's monthly query quota; not stored, not billed")
+            self._final(
+                refused, 202, "quota", "over the tenant's monthly query quota; not stored, not billed"
+            )
 
     def _quota_answer(self, part: List[bytes], data: Any, pending: List[List[bytes]]) -> bool:
         """A 429 for quota names its events (rejected_for_quota, duplicates): resolve them."""
         details = data.get("details") if isinstance(data, dict) else None
         if not isinstance(details, dict):
             return False
-        refused_ids = {r.get("event_id") for r in details.get("rejected_for_quota") or [] if isinstance(r, dict)}
+        refused_ids = {
+            r.get("event_id") for r in details.get("rejected_for_quota") or [] if isinstance(r, dict)
+        }
         duplicate_ids = set(details.get("duplicates") or [])
         if not refused_ids and not duplicate_ids:
             return False
         events = [_event(line) for line in part]
         refused = [e for e in events if e.get("event_id") in refused_ids]
-        acknowledged = [e for e in events if e.get("event_id") in duplicate_ids and e.get("event_id") not in refused_ids]
-        rest = [line for line, e in zip(part, events)
-                if e.get("event_id") not in refused_ids and e.get("event_id") not in duplicate_ids]
+        acknowledged = [
+            e for e in events if e.get("event_id") in duplicate_ids and e.get("event_id") not in refused_ids
+        ]
+        rest = [
+            line
+            for line, e in zip(part, events)
+            if e.get("event_id") not in refused_ids and e.get("event_id") not in duplicate_ids
+        ]
         self.counters.sent += len(acknowledged)
         self.counters.duplicates += len(acknowledged)
         if refused:
-            self._final(refused, 429, "quota", "over the tenant's monthly query quota; not stored, not billed")
+            self._final(
+                refused, 429, "quota", "over the tenant's monthly query quota; not stored, not billed"
+            )
         if rest:
             pending.append(rest)
         return True
@@ -334,7 +369,9 @@ class Sender:
         if tenants or months:
             for i, event in enumerate(map(_event, part)):
                 timestamp = event.get("timestamp")
-                if event.get("tenant_id") in tenants or (isinstance(timestamp, str) and timestamp[:7] in months):
+                if event.get("tenant_id") in tenants or (
+                    isinstance(timestamp, str) and timestamp[:7] in months
+                ):
                     indexes.add(i)
         return indexes
 
@@ -346,7 +383,9 @@ class Sender:
             for item in details if isinstance(details, list) else []:
                 if isinstance(item, dict) and type(item.get("index")) is int:
                     reasons.setdefault(item["index"], f"{item.get('field')}: {item.get('reason')}")
-            refused = [dict(_event(part[i]), _reason=reasons.get(i, self._message(data))) for i in sorted(named)]
+            refused = [
+                dict(_event(part[i]), _reason=reasons.get(i, self._message(data))) for i in sorted(named)
+            ]
             self._final(refused, status, "refused", self._message(data))
             rest = [line for i, line in enumerate(part) if i not in named]
             if rest:

@@ -17,6 +17,7 @@ Invariants:
   died has a free lock; any tracker that takes it adopts it and replays it from its ack cursor.
   Replaying an acknowledged line is harmless: the server answers "duplicate" (same event_id).
 """
+
 from __future__ import annotations
 
 import errno
@@ -143,8 +144,8 @@ class Batch:
     def __init__(self) -> None:
         self.lines: List[bytes] = []
         self.parts: List[Tuple[Segment, int]] = []
-        self.skipped = 0   # torn lines passed over
-        self.own = 0       # lines of this tracker's own directory
+        self.skipped = 0  # torn lines passed over
+        self.own = 0  # lines of this tracker's own directory
         self.replayed = 0  # lines of adopted directories
 
 

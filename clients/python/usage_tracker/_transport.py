@@ -1,4 +1,5 @@
 """HTTP with the standard library: one keep-alive connection per thread, no retries here."""
+
 from __future__ import annotations
 
 import email.utils
@@ -123,4 +124,3 @@ class Transport:
                 self._discard(conn)
             return Response(raw.status, response_headers, data)
         raise AssertionError("unreachable")
-

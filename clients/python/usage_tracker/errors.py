@@ -1,4 +1,5 @@
 """What the tracker raises (only at the call: a bad argument, or the quota gate) and reports."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ class TransportError(Exception):
 class Quota:
     """A tenant's quota as ``GET /v1/tenants/{tenant_id}/quota`` returns it; ``limit`` and
     ``remaining`` are None for an unlimited plan."""
+
     tenant_id: str
     limit: Optional[int]
     used: int
@@ -56,6 +58,7 @@ class Problem:
     (a send failed and will be retried), ``auth`` (401/403 for the whole batch: kept and retried,
     fix the key), ``quota_check`` (the quota gate could not read the quota), ``internal``.
     """
+
     kind: str
     message: str
     status: Optional[int] = None

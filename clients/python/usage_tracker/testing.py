@@ -11,6 +11,7 @@ slowed (``delay``), paused (``pause``/``resume``) or stopped and restarted on th
     with FakeBillingAPI(quotas={"acme": 100}) as api:
         tracker = Tracker(api.url, api.api_key, spool_dir)
 """
+
 from __future__ import annotations
 
 import calendar
@@ -65,9 +66,17 @@ def _month_end(timestamp: str) -> str:
 
 
 class FakeBillingAPI:
-    def __init__(self, *, api_key: str = "test-key", port: int = 0, quotas: Optional[Dict[str, Optional[int]]] = None,
-                 tenants: Optional[Iterable[str]] = None, models: Optional[Iterable[str]] = None,
-                 suspended: Iterable[str] = (), plan: str = "pro") -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str = "test-key",
+        port: int = 0,
+        quotas: Optional[Dict[str, Optional[int]]] = None,
+        tenants: Optional[Iterable[str]] = None,
+        models: Optional[Iterable[str]] = None,
+        suspended: Iterable[str] = (),
+        plan: str = "pro",
+    ) -> None:
         self.api_key = api_key
         self.quotas: Dict[str, Optional[int]] = dict(quotas or {})
         self.tenants: Optional[Set[str]] = set(tenants) if tenants is not None else None
@@ -76,10 +85,10 @@ class FakeBillingAPI:
         self.plan = plan
         self.delay = 0.0
         self.stored: Dict[Tuple[str, str], Dict[str, Any]] = {}
-        self.received: Counter[str] = Counter()     # event_id -> times it arrived in a request
-        self.used: Counter[str] = Counter()         # tenant -> queries admitted
+        self.received: Counter[str] = Counter()  # event_id -> times it arrived in a request
+        self.used: Counter[str] = Counter()  # tenant -> queries admitted
         self.log: List[Request] = []
-        self.in_flight = 0                       # POST /v1/events being handled right now
+        self.in_flight = 0  # POST /v1/events being handled right now
         self._faults: List[Fault] = []
         self._lock = threading.Lock()
         self._running = threading.Event()
@@ -108,7 +117,9 @@ class FakeBillingAPI:
         server.daemon_threads = True
         self._port = server.server_address[1]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -134,8 +145,14 @@ class FakeBillingAPI:
     def resume(self) -> None:
         self._running.set()
 
-    def script(self, kind: Any, *, times: int = 1, retry_after: Optional[float] = None,
-               body: Optional[Dict[str, Any]] = None) -> None:
+    def script(
+        self,
+        kind: Any,
+        *,
+        times: int = 1,
+        retry_after: Optional[float] = None,
+        body: Optional[Dict[str, Any]] = None,
+    ) -> None:
         """The next ``times`` POST /v1/events get this answer instead of being processed."""
         with self._lock:
             self._faults.extend(Fault(kind, retry_after, body) for _ in range(times))
@@ -178,27 +195,54 @@ class FakeBillingAPI:
             problems.append(_problem(index, "model", f"unknown model {model!r}"))
         return problems
 
-    def handle_events(self, body: bytes, content_type: str, api_key: Optional[str]
-                      ) -> Tuple[int, Dict[str, str], Optional[Dict[str, Any]], int]:
+    def handle_events(
+        self, body: bytes, content_type: str, api_key: Optional[str]
+    ) -> Tuple[int, Dict[str, str], Optional[Dict[str, Any]], int]:
         if not api_key:
             return 401, {}, {"error": "unauthorized", "message": "an API key is required"}, 0
         if api_key != self.api_key:
             return 403, {}, {"message": "Forbidden"}, 0
         if content_type.split(";")[0].strip().lower() != "application/json":
-            return 415, {}, {"error": "unsupported_media_type", "message": "Content-Type must be application/json"}, 0
+            return (
+                415,
+                {},
+                {"error": "unsupported_media_type", "message": "Content-Type must be application/json"},
+                0,
+            )
         if len(body) > MAX_BYTES:
             return 413, {}, {"error": "payload_too_large", "message": f"request body is {len(body)} bytes"}, 0
         try:
             document = json.loads(body)
         except ValueError as exc:
-            return 400, {}, {"error": "invalid_request", "message": "request body is not valid JSON",
-                             "details": [_problem(None, "body", str(exc))]}, 0
+            return (
+                400,
+                {},
+                {
+                    "error": "invalid_request",
+                    "message": "request body is not valid JSON",
+                    "details": [_problem(None, "body", str(exc))],
+                },
+                0,
+            )
         events = document.get("events") if isinstance(document, dict) else None
         if not isinstance(events, list) or not events:
-            return 400, {}, {"error": "invalid_request", "message": "'events' must be a non-empty array",
-                             "details": [_problem(None, "events", "required")]}, 0
+            return (
+                400,
+                {},
+                {
+                    "error": "invalid_request",
+                    "message": "'events' must be a non-empty array",
+                    "details": [_problem(None, "events", "required")],
+                },
+                0,
+            )
         if len(events) > MAX_EVENTS:
-            return 413, {}, {"error": "payload_too_large", "message": f"at most {MAX_EVENTS} events"}, len(events)
+            return (
+                413,
+                {},
+                {"error": "payload_too_large", "message": f"at most {MAX_EVENTS} events"},
+                len(events),
+            )
         problems: List[Dict[str, Any]] = []
         seen: Dict[Tuple[Any, Any], int] = {}
         for index, raw in enumerate(events):
@@ -213,20 +257,47 @@ class FakeBillingAPI:
                 if isinstance(raw, dict):
                     self.received[str(raw.get("event_id"))] += 1
         if problems:
-            return 400, {}, {"error": "invalid_request", "details": problems,
-                             "message": f"{len({p['index'] for p in problems})} invalid event(s); nothing was stored"}, len(events)
+            return (
+                400,
+                {},
+                {
+                    "error": "invalid_request",
+                    "details": problems,
+                    "message": f"{len({p['index'] for p in problems})} invalid event(s); nothing was stored",
+                },
+                len(events),
+            )
         tenant_ids = sorted({e["tenant_id"] for e in events})
         if self.tenants is not None:
             missing = [t for t in tenant_ids if t not in self.tenants]
             if missing:
-                return 404, {}, {"error": "not_found", "message": f"unknown tenant(s): {', '.join(missing)}",
-                                 "details": [{"field": "tenant_id", "tenant_id": t, "reason": "unknown tenant"}
-                                             for t in missing]}, len(events)
+                return (
+                    404,
+                    {},
+                    {
+                        "error": "not_found",
+                        "message": f"unknown tenant(s): {', '.join(missing)}",
+                        "details": [
+                            {"field": "tenant_id", "tenant_id": t, "reason": "unknown tenant"}
+                            for t in missing
+                        ],
+                    },
+                    len(events),
+                )
         suspended = [t for t in tenant_ids if t in self.suspended]
         if suspended:
-            return 402, {}, {"error": "tenant_suspended", "message": "suspended for non-payment",
-                             "details": [{"field": "tenant_id", "tenant_id": t, "reason": "suspended"}
-                                         for t in suspended]}, len(events)
+            return (
+                402,
+                {},
+                {
+                    "error": "tenant_suspended",
+                    "message": "suspended for non-payment",
+                    "details": [
+                        {"field": "tenant_id", "tenant_id": t, "reason": "suspended"} for t in suspended
+                    ],
+                },
+                len(events),
+            )
         with self._lock:
             duplicates = [e["event_id"] for e in events if (e["tenant_id"], e["event_id"]) in self.stored]
             fresh = [e for e in events if (e["tenant_id"], e["event_id"]) not in self.stored]
@@ -240,24 +311,51 @@ class FakeBillingAPI:
                         continue
                     used[event["tenant_id"]] += 1
                 admitted.append(event)
-            refused = [{"event_id": e["event_id"], "tenant_id": e["tenant_id"], "timestamp": e["timestamp"]}
-                       for e in rejected]
+            refused = [
+                {"event_id": e["event_id"], "tenant_id": e["tenant_id"], "timestamp": e["timestamp"]}
+                for e in rejected
+            ]
             if rejected and not admitted:
                 first = rejected[0]
                 resets_at = _month_end(first["timestamp"])
-                retry_after = max(1, int(calendar.timegm(time.strptime(resets_at, "%Y-%m-%dT%H:%M:%SZ")) - time.time()))
-                quota = {"tenant_id": first["tenant_id"], "month": first["timestamp"][:7],
-                         "limit": self.quotas.get(first["tenant_id"]), "used": used[first["tenant_id"]],
-                         "resets_at": resets_at}
-                return 429, {"Retry-After": str(retry_after)}, {
-                    "error": "quota_exceeded", "message": "monthly query quota reached", "limit": quota["limit"],
-                    "used": quota["used"], "resets_at": resets_at,
-                    "details": {**quota, "rejected_for_quota": refused, "duplicates": duplicates}}, len(events)
+                retry_after = max(
+                    1, int(calendar.timegm(time.strptime(resets_at, "%Y-%m-%dT%H:%M:%SZ")) - time.time())
+                )
+                quota = {
+                    "tenant_id": first["tenant_id"],
+                    "month": first["timestamp"][:7],
+                    "limit": self.quotas.get(first["tenant_id"]),
+                    "used": used[first["tenant_id"]],
+                    "resets_at": resets_at,
+                }
+                return (
+                    429,
+                    {"Retry-After": str(retry_after)},
+                    {
+                        "error": "quota_exceeded",
+                        "message": "monthly query quota reached",
+                        "limit": quota["limit"],
+                        "used": quota["used"],
+                        "resets_at": resets_at,
+                        "details": {**quota, "rejected_for_quota": refused, "duplicates": duplicates},
+                    },
+                    len(events),
+                )
             self.used = used
             for event in admitted:
                 self.stored[(event["tenant_id"], event["event_id"])] = event
-        return 202, {}, {"status": "stored", "accepted": len(admitted), "duplicates": duplicates,
-                         "rejected_for_quota": refused, "queued": False}, len(events)
+        return (
+            202,
+            {},
+            {
+                "status": "stored",
+                "accepted": len(admitted),
+                "duplicates": duplicates,
+                "rejected_for_quota": refused,
+                "queued": False,
+            },
+            len(events),
+        )
 
     def handle_quota(self, tenant_id: str, api_key: Optional[str]) -> Tuple[int, Dict[str, Any]]:
         if api_key != self.api_key:
@@ -268,9 +366,14 @@ class FakeBillingAPI:
         with self._lock:
             limit = self.quotas.get(tenant_id)
             used = self.used[tenant_id]
-        return 200, {"limit": limit, "used": used, "remaining": None if limit is None else max(0, limit - used),
-                     "resets_at": _month_end(now.strftime("%Y-%m-%dT%H:%M:%SZ")), "plan": self.plan,
-                     "payment_status": "suspended" if tenant_id in self.suspended else "active"}
+        return 200, {
+            "limit": limit,
+            "used": used,
+            "remaining": None if limit is None else max(0, limit - used),
+            "resets_at": _month_end(now.strftime("%Y-%m-%dT%H:%M:%SZ")),
+            "plan": self.plan,
+            "payment_status": "suspended" if tenant_id in self.suspended else "active",
+        }
 
     def next_fault(self) -> Optional[Fault]:
         with self._lock:
@@ -297,7 +400,9 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _send(self, status: int, body: Optional[Dict[str, Any]], headers: Optional[Dict[str, str]] = None) -> None:
+    def _send(
+        self, status: int, body: Optional[Dict[str, Any]], headers: Optional[Dict[str, str]] = None
+    ) -> None:
         data = json.dumps(body).encode() if body is not None else b""
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -344,8 +449,9 @@ class _Handler(BaseHTTPRequestHandler):
             api.log.append(Request(self.path, int(fault.kind), 0, len(body)))
             self._send(int(fault.kind), fault.body or {"message": f"scripted {fault.kind}"}, headers)
             return
-        status, headers, answer, count = api.handle_events(body, self.headers.get("Content-Type") or "",
-                                                           self.headers.get("x-api-key"))
+        status, headers, answer, count = api.handle_events(
+            body, self.headers.get("Content-Type") or "", self.headers.get("x-api-key")
+        )
         api.log.append(Request(self.path, status, count, len(body)))
         if fault is not None:  # apply_then_drop: stored, but the answer never arrives
             self._drop()
@@ -360,6 +466,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, {"message": "Not Found"})
             return
         from urllib.parse import unquote
+
         status, body = api.handle_quota(unquote(match.group(1)), self.headers.get("x-api-key"))
         api.log.append(Request(self.path, status, 0, 0))
         self._send(status, body)

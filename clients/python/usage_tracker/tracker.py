@@ -1,4 +1,5 @@
 """The Tracker: ``track()`` on the caller's thread, a sender thread, a disk spool, a quota gate."""
+
 from __future__ import annotations
 
 import atexit
@@ -17,13 +18,13 @@ from ._events import Clock, EventIds, check_identifier, encode_event, format_tim
 from ._sender import Sender
 from ._spool import Spool, SpoolFull
 from ._transport import Transport
-from .errors import (Problem, Quota, QuotaExceeded, QuotaUnavailable, TenantSuspended, TransportError)
+from .errors import Problem, Quota, QuotaExceeded, QuotaUnavailable, TenantSuspended, TransportError
 
 log = logging.getLogger("usage_tracker")
 
 DURABILITY_MODES = ("batch", "event", "buffered")
-MAX_BATCH_EVENTS = 1000        # the API's limit per request
-MAX_BATCH_BYTES = 1_000_000    # the API takes at most 1 MB (10^6 bytes) per request body
+MAX_BATCH_EVENTS = 1000  # the API's limit per request
+MAX_BATCH_BYTES = 1_000_000  # the API takes at most 1 MB (10^6 bytes) per request body
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Stats:
     dropped: events track() could not keep (spool full, tracker closed, disk error) and torn
         spool lines left by a killed process.
     """
+
     queued: int
     sent: int
     duplicates: int
@@ -72,22 +74,28 @@ class Tracker:
     a spool segment is deleted only once the server resolved every line in it.
     """
 
-    def __init__(self, endpoint: str, api_key: str, spool_dir: str, *,
-                 flush_interval: float = 1.0,
-                 max_batch_events: int = MAX_BATCH_EVENTS,
-                 max_batch_bytes: int = MAX_BATCH_BYTES,
-                 durability: str = "batch",
-                 max_spool_bytes: int = 256 * 1024 * 1024,
-                 segment_bytes: int = 4 * 1024 * 1024,
-                 timeout: float = 30.0,
-                 quota_timeout: float = 2.0,
-                 fail_open: bool = True,
-                 backoff_base: float = 0.5,
-                 backoff_max: float = 30.0,
-                 max_retry_after: float = 300.0,
-                 adopt_interval: float = 30.0,
-                 exit_timeout: float = 5.0,
-                 on_error: Optional[Callable[[Problem], None]] = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        api_key: str,
+        spool_dir: str,
+        *,
+        flush_interval: float = 1.0,
+        max_batch_events: int = MAX_BATCH_EVENTS,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
+        durability: str = "batch",
+        max_spool_bytes: int = 256 * 1024 * 1024,
+        segment_bytes: int = 4 * 1024 * 1024,
+        timeout: float = 30.0,
+        quota_timeout: float = 2.0,
+        fail_open: bool = True,
+        backoff_base: float = 0.5,
+        backoff_max: float = 30.0,
+        max_retry_after: float = 300.0,
+        adopt_interval: float = 30.0,
+        exit_timeout: float = 5.0,
+        on_error: Optional[Callable[[Problem], None]] = None,
+    ) -> None:
         if not isinstance(api_key, str) or not api_key:
             raise ValueError("api_key must be a non-empty string")
         if durability not in DURABILITY_MODES:
@@ -98,10 +106,16 @@ class Tracker:
         _positive("max_batch_bytes", max_batch_bytes, integer=True)
         if not 4096 <= max_batch_bytes <= MAX_BATCH_BYTES:
             raise ValueError(f"max_batch_bytes must be 4096..{MAX_BATCH_BYTES} (the API takes at most 1 MB)")
-        for name, value in (("flush_interval", flush_interval), ("timeout", timeout),
-                            ("quota_timeout", quota_timeout), ("backoff_base", backoff_base),
-                            ("backoff_max", backoff_max), ("max_retry_after", max_retry_after),
-                            ("adopt_interval", adopt_interval), ("exit_timeout", exit_timeout)):
+        for name, value in (
+            ("flush_interval", flush_interval),
+            ("timeout", timeout),
+            ("quota_timeout", quota_timeout),
+            ("backoff_base", backoff_base),
+            ("backoff_max", backoff_max),
+            ("max_retry_after", max_retry_after),
+            ("adopt_interval", adopt_interval),
+            ("exit_timeout", exit_timeout),
+        ):
             _positive(name, value)
         _positive("max_spool_bytes", max_spool_bytes, integer=True)
         _positive("segment_bytes", segment_bytes, integer=True)
@@ -112,10 +126,18 @@ class Tracker:
         self.fail_open = fail_open
         self.exit_timeout = exit_timeout
         self._on_error = on_error
-        self._options = dict(flush_interval=flush_interval, max_batch_events=max_batch_events,
-                             max_batch_bytes=max_batch_bytes, backoff_base=backoff_base, backoff_max=backoff_max,
-                             max_retry_after=max_retry_after, adopt_interval=adopt_interval)
-        self._spool_options = dict(durability=durability, segment_bytes=segment_bytes, max_bytes=max_spool_bytes)
+        self._options = dict(
+            flush_interval=flush_interval,
+            max_batch_events=max_batch_events,
+            max_batch_bytes=max_batch_bytes,
+            backoff_base=backoff_base,
+            backoff_max=backoff_max,
+            max_retry_after=max_retry_after,
+            adopt_interval=adopt_interval,
+        )
+        self._spool_options = dict(
+            durability=durability, segment_bytes=segment_bytes, max_bytes=max_spool_bytes
+        )
         self._timeout = timeout
         self._quota_timeout = quota_timeout
         self._max_events = max_batch_events
@@ -126,8 +148,8 @@ class Tracker:
         self._drop_lock = threading.Lock()
         self._lifecycle = threading.Lock()
         self._gate_lock = threading.Lock()
-        self._reserved: Dict[str, int] = {}   # tenant -> gated queries not yet resolved by the server
-        self._awaiting: Dict[str, str] = {}   # event_id of a tracked gated query -> tenant
+        self._reserved: Dict[str, int] = {}  # tenant -> gated queries not yet resolved by the server
+        self._awaiting: Dict[str, str] = {}  # event_id of a tracked gated query -> tenant
         self._closed = False
         self._forked = False
         self._transport = Transport(endpoint, api_key, timeout)
@@ -145,9 +167,18 @@ class Tracker:
         self._sender.start()
 
     # -- the hot path ------------------------------------------------------------------------
-    def track(self, tenant_id: str, type: str = "query", model: Optional[str] = None, input_tokens: int = 0,
-              output_tokens: int = 0, bytes: int = 0, *, event_id: Optional[str] = None,
-              timestamp: Optional[datetime] = None) -> str:
+    def track(
+        self,
+        tenant_id: str,
+        type: str = "query",
+        model: Optional[str] = None,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        bytes: int = 0,
+        *,
+        event_id: Optional[str] = None,
+        timestamp: Optional[datetime] = None,
+    ) -> str:
         """Record one usage event; returns its event_id at once (generated: UUIDv7, time-ordered).
 
         The timestamp is taken now unless given (an aware datetime). Raises ValueError for a bad
@@ -178,7 +209,9 @@ class Tracker:
         try:
             unread = self._spool.append(line)
         except SpoolFull:
-            self._drop(line, "spool_full", f"the spool is full ({self._spool.max_bytes} bytes); event not kept")
+            self._drop(
+                line, "spool_full", f"the spool is full ({self._spool.max_bytes} bytes); event not kept"
+            )
             return False
         except Exception as exc:  # a disk error must not reach the caller
             self._drop(line, "disk", f"could not write the spool: {exc!r}")
@@ -198,13 +231,22 @@ class Tracker:
         data = response.json()
         if response.status != 200 or not isinstance(data, dict):
             message = data.get("message") if isinstance(data, dict) else None
-            raise QuotaUnavailable(f"GET quota for {tenant_id} answered {response.status}: {message or 'no body'}")
+            raise QuotaUnavailable(
+                f"GET quota for {tenant_id} answered {response.status}: {message or 'no body'}"
+            )
         try:
             limit = data.get("limit")
             remaining = data.get("remaining")
-            return Quota(tenant_id=tenant_id, limit=None if limit is None else int(limit), used=int(data.get("used") or 0),
-                         remaining=None if remaining is None else int(remaining), resets_at=data.get("resets_at"),
-                         plan=data.get("plan"), payment_status=data.get("payment_status"), raw=data)
+            return Quota(
+                tenant_id=tenant_id,
+                limit=None if limit is None else int(limit),
+                used=int(data.get("used") or 0),
+                remaining=None if remaining is None else int(remaining),
+                resets_at=data.get("resets_at"),
+                plan=data.get("plan"),
+                payment_status=data.get("payment_status"),
+                raw=data,
+            )
         except (TypeError, ValueError) as exc:
             raise QuotaUnavailable(f"unexpected quota answer for {tenant_id}: {data!r}") from exc
 
@@ -223,8 +265,11 @@ class Tracker:
         if quota.payment_status == "suspended":
             raise TenantSuspended(f"tenant {tenant_id} is suspended for non-payment", quota)
         if quota.exhausted:
-            raise QuotaExceeded(f"tenant {tenant_id} has used its {quota.limit} queries this period; "
-                                f"it resets at {quota.resets_at}", quota)
+            raise QuotaExceeded(
+                f"tenant {tenant_id} has used its {quota.limit} queries this period; "
+                f"it resets at {quota.resets_at}",
+                quota,
+            )
         return quota
 
     def _reserve(self, tenant_id: str, quota: Optional[Quota]) -> None:
@@ -237,9 +282,11 @@ class Tracker:
         with self._gate_lock:
             held = self._reserved.get(tenant_id, 0)
             if quota is not None and quota.remaining is not None and quota.remaining - held <= 0:
-                raise QuotaExceeded(f"tenant {tenant_id} has used its {quota.limit} queries this period "
-                                    f"({held} of them still being sent from here); it resets at {quota.resets_at}",
-                                    quota)
+                raise QuotaExceeded(
+                    f"tenant {tenant_id} has used its {quota.limit} queries this period "
+                    f"({held} of them still being sent from here); it resets at {quota.resets_at}",
+                    quota,
+                )
             self._reserved[tenant_id] = held + 1
 
     def _release(self, tenant_id: str) -> None:
@@ -253,8 +300,16 @@ class Tracker:
     def _track_reserved(self, scope: QueryScope) -> None:
         """Track a gated query; its reservation ends when the server resolves the event."""
         assert scope.event_id is not None
-        line = encode_event(scope.event_id, scope.tenant_id, format_timestamp(scope.started_at),  # type: ignore[arg-type]
-                            scope.type, scope.model, scope.input_tokens, scope.output_tokens, scope.bytes)
+        line = encode_event(
+            scope.event_id,
+            scope.tenant_id,
+            format_timestamp(scope.started_at),  # type: ignore[arg-type]
+            scope.type,
+            scope.model,
+            scope.input_tokens,
+            scope.output_tokens,
+            scope.bytes,
+        )
         with self._gate_lock:
             self._awaiting[scope.event_id] = scope.tenant_id
         if not self._keep(line):
@@ -270,7 +325,7 @@ class Tracker:
         with self._gate_lock:
             for line in lines:
                 # Own lines start with {"event_id":"<id>" (encode_event's fixed field order).
-                tenant = self._awaiting.pop(line[13:line.find(b'"', 13)].decode("ascii", "replace"), None)
+                tenant = self._awaiting.pop(line[13 : line.find(b'"', 13)].decode("ascii", "replace"), None)
                 if tenant is not None:
                     ended.append(tenant)
         for tenant in ended:
@@ -325,10 +380,19 @@ class Tracker:
     def stats(self) -> Stats:
         c = self._sender.counters
         spool = self._spool
-        return Stats(queued=max(0, spool.lines_written + c.replayed - c.sent - c.rejected),
-                     sent=c.sent, duplicates=c.duplicates, spooled=spool.lines_written, replayed=c.replayed,
-                     retried=c.retried, rejected=c.rejected, dropped=self._dropped + c.unreadable,
-                     spool_bytes=spool.bytes, batches=c.batches, last_error=c.last_error)
+        return Stats(
+            queued=max(0, spool.lines_written + c.replayed - c.sent - c.rejected),
+            sent=c.sent,
+            duplicates=c.duplicates,
+            spooled=spool.lines_written,
+            replayed=c.replayed,
+            retried=c.retried,
+            rejected=c.rejected,
+            dropped=self._dropped + c.unreadable,
+            spool_bytes=spool.bytes,
+            batches=c.batches,
+            last_error=c.last_error,
+        )
 
     def __enter__(self) -> Tracker:
         return self
@@ -397,10 +461,15 @@ class QueryScope:
         self.event_id = self._tracker._ids.next(time.time_ns() // 1_000_000)
         return self
 
-    def record(self, input_tokens: int = 0, output_tokens: int = 0, bytes: int = 0,
-               model: Optional[str] = None) -> None:
+    def record(
+        self, input_tokens: int = 0, output_tokens: int = 0, bytes: int = 0, model: Optional[str] = None
+    ) -> None:
         """Add usage to this query (call it once, or once per chunk of a streamed answer)."""
-        for name, value in (("input_tokens", input_tokens), ("output_tokens", output_tokens), ("bytes", bytes)):
+        for name, value in (
+            ("input_tokens", input_tokens),
+            ("output_tokens", output_tokens),
+            ("bytes", bytes),
+        ):
             if builtins.type(value) is not int or value < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
         if model is not None:
@@ -413,21 +482,25 @@ class QueryScope:
     def cancel(self) -> None:
         self._cancelled = True
 
-    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
-                 tb: Optional[TracebackType]) -> None:
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
         if self._cancelled or (exc_type is not None and not self._recorded):
             self._tracker._release(self.tenant_id)
             return
         self._tracker._track_reserved(self)
 
 
-def _close_at_exit(ref: "weakref.ReferenceType[Tracker]") -> None:
+def _close_at_exit(ref: weakref.ReferenceType[Tracker]) -> None:
     tracker = ref()
     if tracker is not None and not tracker._forked:
         tracker.close()
 
 
-def _mark_forked(ref: "weakref.ReferenceType[Tracker]") -> None:
+def _mark_forked(ref: weakref.ReferenceType[Tracker]) -> None:
     tracker = ref()
     if tracker is not None:
         tracker._lifecycle = threading.Lock()  # another thread of the parent may have held it

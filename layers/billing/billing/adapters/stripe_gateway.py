@@ -480,7 +480,8 @@ def secret_key(settings: Settings) -> str:
 
         raise ServiceUnavailable(
             f"the Stripe secret {settings.stripe_secret_name} holds no Stripe key yet (sk_... or rk_...)",
-            details=[{"field": "STRIPE_SECRET_NAME", "reason": "secret value is not a Stripe API key"}])
+            details=[{"field": "STRIPE_SECRET_NAME", "reason": "secret value is not a Stripe API key"}],
+        )
     return key
 
 
