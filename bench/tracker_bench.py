@@ -29,14 +29,6 @@ from urllib.parse import urlsplit
 
 from usage_tracker import Tracker
 
-SERVER = """
-import sys, time
-from usage_tracker.testing import FakeBillingAPI
-api = FakeBillingAPI(api_key="bench-key").start()
-print(api.url, flush=True)
-sys.stdin.read()
-"""
-
 
 def percentile(sorted_values: list[int], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * q))] / 1000
@@ -149,7 +141,10 @@ def main() -> int:
     endpoint = args.endpoint
     if endpoint is None:
         server = subprocess.Popen(
-            [sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-m", "usage_tracker.testing", "--api-key", args.api_key],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         endpoint = server.stdout.readline().strip()  # type: ignore[union-attr]
         print(f"endpoint: FakeBillingAPI subprocess at {endpoint}")

@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 from tests.client.conftest import wait_until
@@ -223,3 +225,45 @@ def test_a_long_stall_is_retried_after_the_request_timeout_and_tracking_goes_on(
     assert sorted(api.stored_ids()) == sorted(ids)
     stats = tracker.stats()
     assert stats.sent == 1100 and stats.rejected == 0 and stats.queued == 0
+
+
+def test_the_app_keeps_tracking_while_the_api_process_is_stopped_and_nothing_is_lost(tmp_path):
+    # Given the API (the fake, in its own process) and an app process tracking continuously
+    server = subprocess.Popen([sys.executable, "-m", "usage_tracker.testing", "--api-key", "k"], cwd=ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    url = server.stdout.readline().strip()
+    spool, ids_file = tmp_path / "spool", tmp_path / "ids.txt"
+
+    def state() -> dict:
+        with urllib.request.urlopen(url + "/_fake/state", timeout=5) as response:
+            return json.loads(response.read())
+
+    def tracked() -> int:
+        return len(ids_file.read_text().splitlines()) if ids_file.exists() else 0
+
+    app = run_app("track", url, "k", str(spool), str(ids_file))
+    try:
+        wait_until(lambda: len(state()["stored"]) >= 500, timeout=30, what="the app's first batches")
+        # When the API process is stopped (SIGSTOP) for a while
+        os.kill(server.pid, signal.SIGSTOP)
+        at_stop = tracked()
+        time.sleep(1.0)
+        wait_until(lambda: tracked() >= at_stop + 2000, timeout=30, what="tracking during the stop")
+        # Then the app kept tracking; and after SIGCONT its backlog is delivered
+        os.kill(server.pid, signal.SIGCONT)
+        during = tracked()
+        wait_until(lambda: len(state()["stored"]) >= during, timeout=30, what="the backlog delivered")
+        os.kill(app.pid, signal.SIGKILL)
+        app.wait()
+        drain = run_app("drain", url, "k", str(spool))
+        _, err = drain.communicate(timeout=60)
+        assert drain.returncode == 0, err
+        ids = ids_file.read_text().splitlines()
+        stored = state()["stored"]
+        assert len(stored) == len(set(stored)) and set(ids) <= set(stored) and len(set(stored) - set(ids)) <= 1
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+        app.kill()
+        app.wait()
+        server.stdin.close()
+        server.wait(10)

@@ -23,6 +23,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
+from urllib.parse import unquote
 
 _IDENT = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
@@ -461,12 +462,43 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         api = self.owner
         api._running.wait()
+        if self.path == "/_fake/state":  # for a test that runs the fake in another process
+            with api._lock:
+                state = {"stored": [event_id for (_, event_id) in api.stored], "received": dict(api.received)}
+            self._send(200, state)
+            return
         match = re.fullmatch(r"/v1/tenants/([^/]+)/quota", self.path.split("?")[0])
         if not match:
             self._send(404, {"message": "Not Found"})
             return
-        from urllib.parse import unquote
-
         status, body = api.handle_quota(unquote(match.group(1)), self.headers.get("x-api-key"))
         api.log.append(Request(self.path, status, 0, 0))
         self._send(status, body)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m usage_tracker.testing [--port N] [--api-key K] [--delay S]``: serve until stdin
+    closes or SIGTERM; prints the URL first. ``GET /_fake/state`` returns stored and received ids."""
+    import argparse
+    import signal
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m usage_tracker.testing", description=main.__doc__)
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--api-key", default="test-key")
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before answering each POST")
+    args = parser.parse_args(argv)
+    api = FakeBillingAPI(api_key=args.api_key, port=args.port)
+    api.delay = args.delay
+    api.start()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(api.url, flush=True)
+    try:
+        sys.stdin.read()
+    finally:
+        api.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
