@@ -229,8 +229,13 @@ def test_a_long_stall_is_retried_after_the_request_timeout_and_tracking_goes_on(
 
 def test_the_app_keeps_tracking_while_the_api_process_is_stopped_and_nothing_is_lost(tmp_path):
     # Given the API (the fake, in its own process) and an app process tracking continuously
-    server = subprocess.Popen([sys.executable, "-m", "usage_tracker.testing", "--api-key", "k"], cwd=ROOT,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "usage_tracker.testing", "--api-key", "k"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     url = server.stdout.readline().strip()
     spool, ids_file = tmp_path / "spool", tmp_path / "ids.txt"
 
@@ -260,7 +265,9 @@ def test_the_app_keeps_tracking_while_the_api_process_is_stopped_and_nothing_is_
         assert drain.returncode == 0, err
         ids = ids_file.read_text().splitlines()
         stored = state()["stored"]
-        assert len(stored) == len(set(stored)) and set(ids) <= set(stored) and len(set(stored) - set(ids)) <= 1
+        assert (
+            len(stored) == len(set(stored)) and set(ids) <= set(stored) and len(set(stored) - set(ids)) <= 1
+        )
     finally:
         os.kill(server.pid, signal.SIGCONT)
         app.kill()
