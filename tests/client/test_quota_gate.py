@@ -177,3 +177,17 @@ def test_the_documented_race_across_processes_overshoots_the_gate_but_ingest_is_
         with pytest.raises(QuotaExceeded):
             with tracker.query("acme"):
                 pass
+
+
+def test_a_gated_embedding_neither_holds_nor_needs_a_query_of_the_quota(api, make_tracker):
+    api.quotas["acme"] = 1
+    tracker = make_tracker()
+    with tracker.query("acme", model="text-embedding-3-small", type="embedding") as q:
+        q.record(input_tokens=100)
+    with tracker.query("acme"):  # the one query left is still there
+        pass
+    assert tracker.flush(5)
+    with tracker.query("acme", model="text-embedding-3-small", type="embedding") as q:  # quota used up
+        q.record(input_tokens=100)
+    assert tracker.flush(5)
+    assert sorted(e["type"] for e in api.stored.values()) == ["embedding", "embedding", "query"]

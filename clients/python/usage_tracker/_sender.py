@@ -237,7 +237,10 @@ class Sender:
                     return False
             if now >= end:
                 return True
-            self._closing.wait(min(end - now, self.flush_interval))
+            if self._closing.is_set():  # set for good: waiting on it would return at once
+                time.sleep(min(end - now, self.flush_interval))
+            else:
+                self._closing.wait(min(end - now, self.flush_interval))
             self._housekeeping()
             if self.spool.durability != "event":
                 self.spool.sync()

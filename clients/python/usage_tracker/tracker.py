@@ -250,10 +250,11 @@ class Tracker:
         except (TypeError, ValueError) as exc:
             raise QuotaUnavailable(f"unexpected quota answer for {tenant_id}: {data!r}") from exc
 
-    def check_quota(self, tenant_id: str) -> Optional[Quota]:
-        """The gate: raises QuotaExceeded / TenantSuspended before the work. When the quota cannot
-        be read, returns None with ``fail_open`` (reported; ingest still enforces the quota
-        exactly), else raises QuotaUnavailable."""
+    def check_quota(self, tenant_id: str, *, queries: bool = True) -> Optional[Quota]:
+        """The gate: raises QuotaExceeded (only when ``queries``: the quota counts queries) or
+        TenantSuspended before the work. When the quota cannot be read, returns None with
+        ``fail_open`` (reported; ingest still enforces the quota exactly), else raises
+        QuotaUnavailable."""
         try:
             quota = self.quota(tenant_id)
         except QuotaUnavailable as exc:
@@ -264,7 +265,7 @@ class Tracker:
             raise
         if quota.payment_status == "suspended":
             raise TenantSuspended(f"tenant {tenant_id} is suspended for non-payment", quota)
-        if quota.exhausted:
+        if queries and quota.exhausted:
             raise QuotaExceeded(
                 f"tenant {tenant_id} has used its {quota.limit} queries this period; "
                 f"it resets at {quota.resets_at}",
@@ -297,8 +298,8 @@ class Tracker:
             else:
                 self._reserved.pop(tenant_id, None)
 
-    def _track_reserved(self, scope: QueryScope) -> None:
-        """Track a gated query; its reservation ends when the server resolves the event."""
+    def _track_reserved(self, scope: QueryScope, holds: bool) -> None:
+        """Track a gated query; its reservation (if ``holds``) ends when the server resolves it."""
         assert scope.event_id is not None
         line = encode_event(
             scope.event_id,
@@ -310,9 +311,10 @@ class Tracker:
             scope.output_tokens,
             scope.bytes,
         )
-        with self._gate_lock:
-            self._awaiting[scope.event_id] = scope.tenant_id
-        if not self._keep(line):
+        if holds:
+            with self._gate_lock:
+                self._awaiting[scope.event_id] = scope.tenant_id
+        if not self._keep(line) and holds:
             with self._gate_lock:
                 self._awaiting.pop(scope.event_id, None)
             self._release(scope.tenant_id)
@@ -453,10 +455,13 @@ class QueryScope:
         self.started_at: Optional[datetime] = None
         self._recorded = False
         self._cancelled = False
+        self._holds = False  # a reservation against the quota is held (see Tracker._reserve)
 
     def __enter__(self) -> QueryScope:
-        self.quota = self._tracker.check_quota(self.tenant_id)
-        self._tracker._reserve(self.tenant_id, self.quota)
+        self.quota = self._tracker.check_quota(self.tenant_id, queries=self.type == "query")
+        if self.type == "query":  # only queries count against the quota
+            self._tracker._reserve(self.tenant_id, self.quota)
+            self._holds = True
         self.started_at = datetime.now(timezone.utc)
         self.event_id = self._tracker._ids.next(time.time_ns() // 1_000_000)
         return self
@@ -472,10 +477,10 @@ class QueryScope:
         ):
             if builtins.type(value) is not int or value < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-        if model is not None:
-            self.model = model
+        new_model = self.model if model is None else model
         total = (self.input_tokens + input_tokens, self.output_tokens + output_tokens, self.bytes + bytes)
-        encode_event("x", self.tenant_id, "x", self.type, self.model, *total)  # ValueError now, not at exit
+        encode_event("x", self.tenant_id, "x", self.type, new_model, *total)  # ValueError now, not at exit
+        self.model = new_model
         self.input_tokens, self.output_tokens, self.bytes = total
         self._recorded = True
 
@@ -489,9 +494,10 @@ class QueryScope:
         tb: Optional[TracebackType],
     ) -> None:
         if self._cancelled or (exc_type is not None and not self._recorded):
-            self._tracker._release(self.tenant_id)
+            if self._holds:
+                self._tracker._release(self.tenant_id)
             return
-        self._tracker._track_reserved(self)
+        self._tracker._track_reserved(self, self._holds)
 
 
 def _close_at_exit(ref: weakref.ReferenceType[Tracker]) -> None:
