@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from billing.invoicing import InvoiceOutcome
+from billing.invoicing import InvoiceOutcome, plan_requests
 from billing_cli.invoice import _month, invoice_app
 
 
@@ -54,7 +54,7 @@ def push(
         raise typer.Exit(1)
     if dry_run:
         for tenant_id in ids:
-            requests = service.plan(tenant_id, m)
+            requests = plan_requests(service, tenant_id, m)
             console.rule(f"{tenant_id} {m}: {len(requests)} request(s)")
             for request in requests:
                 console.print(request.render(), markup=False, highlight=False, soft_wrap=True)

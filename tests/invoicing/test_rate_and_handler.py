@@ -9,7 +9,7 @@ import time
 import pytest
 
 from billing import container
-from billing.adapters.stripe_gateway import RateLimiter
+from billing.adapters.stripe_http import RateLimiter
 from billing_local.stripe_double import max_in_window
 from tests.conftest import load_event
 from tests.invoicing.conftest import MONTH, Billing, load_handler, make_statement, make_tenant

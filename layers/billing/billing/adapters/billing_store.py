@@ -100,3 +100,20 @@ class StatementRepository:
             )
         ]
         return sorted(statements, key=lambda s: s.tenant_id)
+
+
+def invoice_statement(client: Any, table: str, stripe_invoice_id: str) -> tuple[str, str] | None:
+    """(tenant_id, month) of the invoice record holding this Stripe invoice id, through the
+    ``STRIPEINV#`` index entry (the one lookup webhooks and invoicing share)."""
+    page = client.query(
+        TableName=table,
+        IndexName="gsi1",
+        KeyConditionExpression="gsi1pk = :p AND gsi1sk = :s",
+        ExpressionAttributeValues={":p": {"S": f"STRIPEINV#{stripe_invoice_id}"}, ":s": {"S": "INVOICE"}},
+    )
+    for item in page.get("Items") or []:
+        pk, sk = item["pk"]["S"], item["sk"]["S"]
+        tenant = item.get("tenant_id", {}).get("S") or sk.removeprefix("INVOICE#")
+        month = item.get("month", {}).get("S") or pk.removeprefix("MONTH#")
+        return tenant, month
+    return None

@@ -24,6 +24,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from billing.adapters.billing_store import invoice_statement
 from billing.adapters.dynamodb import dynamodb_client, is_conditional_failure, items, put_versioned
 from billing.dunning import (
     Attempt,
@@ -207,18 +208,7 @@ class DunningStore:
     # -- our invoices (written by the invoicing engineer) --------------------------------------------
     def find_invoice(self, stripe_invoice_id: str) -> tuple[str, str] | None:
         """(tenant_id, month) of the invoice record we created for this Stripe invoice, if any."""
-        page = self.client.query(
-            TableName=self.table,
-            IndexName="gsi1",
-            KeyConditionExpression="gsi1pk = :p AND gsi1sk = :s",
-            ExpressionAttributeValues={":p": _s(f"STRIPEINV#{stripe_invoice_id}"), ":s": _s("INVOICE")},
-        )
-        for item in page["Items"]:
-            pk, sk = item["pk"]["S"], item["sk"]["S"]
-            tenant = item.get("tenant_id", {}).get("S") or sk.removeprefix("INVOICE#")
-            month = item.get("month", {}).get("S") or pk.removeprefix("MONTH#")
-            return tenant, month
-        return None
+        return invoice_statement(self.client, self.table, stripe_invoice_id)
 
     def _query_prefix(self, tenant_id: str, prefix: str) -> list[dict[str, Any]]:
         return list(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from billing.adapters.billing_store import invoice_statement
 from billing.adapters.dynamodb import (
     dynamodb_client,
     from_item,
@@ -36,14 +37,8 @@ class InvoiceRecordRepository:
         return _record(item) if item else None
 
     def find_by_invoice_id(self, invoice_id: str) -> InvoiceRecord | None:
-        page = self.client.query(
-            TableName=self.table,
-            IndexName="gsi1",
-            KeyConditionExpression="gsi1pk = :p AND gsi1sk = :s",
-            ExpressionAttributeValues={":p": {"S": f"STRIPEINV#{invoice_id}"}, ":s": {"S": "INVOICE"}},
-        )
-        items = page.get("Items") or []
-        return self.get(items[0]["tenant_id"]["S"], items[0]["month"]["S"]) if items else None
+        found = invoice_statement(self.client, self.table, invoice_id)
+        return self.get(*found) if found else None
 
     def list_month(self, month: str) -> list[InvoiceRecord]:
         records = [

@@ -1,30 +1,4 @@
-"""Stripe invoicing of statements: an idempotent, resumable state machine per statement.
-
-Statements (billing.statements) are the source of truth for amounts; Stripe presents the invoice and
-charges the saved payment method. For each statement (tenant-month) a record in BillingTable
-(pk ``MONTH#{month}``, sk ``INVOICE#{tenant}``, versioned, conditional writes) walks through
-
-    pending -> draft_created -> items_added -> finalized -> paid | payment_failed
-    pending -> not_sent                      (total <= 0: nothing is sent to Stripe)
-
-and records the Stripe ids (customer, invoice; ``gsi1pk = STRIPEINV#{invoice_id}`` for webhooks).
-Each step is safe to repeat, so a job killed at any point and run again ends with exactly one Stripe
-invoice per tenant-month holding each statement line once:
-
-- every POST carries an idempotency key derived from the statement: ``{statement_id}:invoice``,
-  ``{statement_id}:line:{line_id}``, ``{statement_id}:finalize``, ``{statement_id}:pay`` (and
-  ``customer:{tenant_id}``); Stripe replays the first result for 24 hours;
-- beyond that, state is read back from Stripe instead of assumed: a record without an invoice id
-  first looks the invoice up by metadata (``statement_id``, listing the customer's invoices), a
-  draft's existing items are listed and only missing ``line_id``s added, and an invoice found
-  already finalized or paid moves the record forward without sending anything.
-
-The Stripe invoice total must equal the statement total to the cent: lines are already rounded to
-cents (billing.money), each becomes one item of exactly that many cents, and the draft's total is
-checked before it is finalized (``InvoiceMismatch`` otherwise, which fails the job).
-Invoices are ``charge_automatically`` with ``auto_advance=false``: Stripe neither charges nor retries
-them on its own; this job pays once and the dunning schedule (billing.dunning) owns later attempts.
-"""
+"""The per-statement invoicing state machine (see the package docstring for its invariants)."""
 
 from __future__ import annotations
 
@@ -33,11 +7,20 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from billing.errors import Conflict, InvalidRequest, NotFound
+from billing.errors import Conflict, NotFound
+from billing.invoicing.records import (
+    MAX_STEPS,
+    TERMINAL,
+    InvoiceMismatch,
+    InvoiceOutcome,
+    InvoiceRecord,
+    InvoiceRecords,
+    StatementSource,
+    idempotency_key,
+    statement_cents,
+)
 from billing.money import to_cents
 from billing.observability import logger
 from billing.payments import (
@@ -47,140 +30,12 @@ from billing.payments import (
     ItemDraft,
     PaymentAttempt,
     PaymentGateway,
-    PlannedRequest,
     RequestPlanner,
 )
 from billing.periods import Month, iso
 from billing.plans import PlanCatalog
 from billing.statements import Statement, StatementLine
 from billing.tenants import Tenant, TenantStore
-
-InvoiceState = Literal[
-    "pending", "draft_created", "items_added", "finalized", "paid", "payment_failed", "not_sent"
-]
-TERMINAL: frozenset[str] = frozenset({"paid", "payment_failed", "not_sent"})
-MAX_STEPS = 20  # enough for every state plus a few lost races
-
-
-class InvoiceRecord(BaseModel):
-    """The invoicing state of one statement (BillingTable, pk MONTH#{month} sk INVOICE#{tenant})."""
-
-    model_config = ConfigDict(extra="ignore")
-    tenant_id: str
-    month: str
-    statement_id: str
-    state: InvoiceState = "pending"
-    version: int = 0
-    is_final: bool = False
-    currency: str = "usd"
-    total_cents: int = 0  # the statement's total, in integer cents
-    customer_id: str | None = None
-    invoice_id: str | None = None
-    invoice_status: str | None = None  # Stripe's status as last seen here
-    invoice_number: str | None = None
-    hosted_invoice_url: str | None = None
-    stripe_total: int | None = None  # Stripe's total once finalized (== total_cents, checked)
-    lines: int = 0  # statement lines on the Stripe invoice
-    payment_succeeded: bool | None = None
-    failure_code: str | None = None
-    failure_message: str | None = None
-    reason: str | None = None  # why a statement was not sent
-    created_at: str | None = None
-    updated_at: str | None = None
-
-
-class StatementSource(Protocol):
-    def get(self, tenant_id: str, month: Month | str) -> Statement | None: ...
-
-    def list_month(self, month: Month | str) -> list[Statement]: ...
-
-
-class InvoiceRecords(Protocol):
-    """Invoice records with versioned conditional writes: ``save`` returns None when another writer
-    moved the record first (re-read it and continue from its state)."""
-
-    def get(self, tenant_id: str, month: str) -> InvoiceRecord | None: ...
-
-    def save(self, record: InvoiceRecord) -> InvoiceRecord | None: ...
-
-
-class StatementInconsistent(InvalidRequest):
-    code = "statement_inconsistent"
-
-
-class InvoiceMismatch(Conflict):
-    code = "invoice_mismatch"
-
-
-class InvoicingJob(BaseModel):
-    """The SQS message body: ``{"tenant_id": "...", "month": "YYYY-MM"}``."""
-
-    model_config = ConfigDict(extra="forbid")
-    tenant_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")
-    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
-
-
-def parse_job(body: str | bytes | dict[str, Any]) -> InvoicingJob:
-    """An invoicing message to a job, or InvalidRequest naming each bad field."""
-    try:
-        if isinstance(body, dict):
-            return InvoicingJob.model_validate(body)
-        return InvoicingJob.model_validate_json(body)
-    except ValidationError as exc:
-        details = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "body", "reason": e["msg"]}
-            for e in exc.errors(include_url=False)
-        ]
-        raise InvalidRequest(
-            'invoicing job must be {"tenant_id": "...", "month": "YYYY-MM"}', details=details
-        ) from None
-
-
-@dataclass
-class InvoiceOutcome:
-    tenant_id: str
-    month: str
-    state: str
-    total_cents: int
-    invoice_id: str | None = None
-    invoice_status: str | None = None
-    stripe_total: int | None = None
-    failure_code: str | None = None
-    error: str | None = None
-
-    @classmethod
-    def of(cls, record: InvoiceRecord) -> InvoiceOutcome:
-        return cls(
-            record.tenant_id,
-            record.month,
-            record.state,
-            record.total_cents,
-            record.invoice_id,
-            record.invoice_status,
-            record.stripe_total,
-            record.failure_code,
-        )
-
-    def summary(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
-
-
-def statement_cents(statement: Statement) -> int:
-    """The statement total in integer cents, after checking it is the sum of its (cent) lines."""
-    try:
-        lines = sum(to_cents(line.amount) for line in statement.lines)
-        total = to_cents(statement.total)
-    except ValueError as exc:
-        raise StatementInconsistent(f"statement {statement.statement_id}: {exc}") from None
-    if lines != total:
-        raise StatementInconsistent(
-            f"statement {statement.statement_id}: lines sum to {lines} cents but the total is {total} cents"
-        )
-    return total
-
-
-def idempotency_key(statement_id: str, step: str) -> str:
-    return f"{statement_id}:{step}"
 
 
 class _Raced(Exception):
@@ -441,7 +296,7 @@ class InvoicingService:
 
     def _customer(self, tenant_id: str) -> tuple[str, bool]:
         """(customer id, created in this call)."""
-        tenant = self._tenant(tenant_id)
+        tenant = self.tenant(tenant_id)
         if tenant.stripe_customer_id:
             return tenant.stripe_customer_id, False
         draft = self.customer_draft(tenant)
@@ -463,10 +318,10 @@ class InvoicingService:
             except Exception as exc:
                 if not self.is_conflict(exc):
                     raise
-                tenant = self._tenant(tenant_id)
+                tenant = self.tenant(tenant_id)
         raise Conflict(f"tenant {tenant_id} is being changed concurrently; retry")
 
-    def _tenant(self, tenant_id: str) -> Tenant:
+    def tenant(self, tenant_id: str) -> Tenant:
         tenant = self.tenants.get(tenant_id)
         if tenant is None:
             raise NotFound(
@@ -526,48 +381,6 @@ class InvoicingService:
         if plan_id is None or plan_id not in self.catalog:
             return None
         return self.catalog.get(plan_id).stripe_product_id
-
-    def plan(self, tenant_id: str, month: str | Month) -> list[PlannedRequest]:
-        """The Stripe requests ``invoice`` would send next, from our records alone (nothing is sent;
-        ids not known yet are shown as ``{customer_id}`` / ``{invoice_id}``)."""
-        month = str(month)
-        statement = self.statements.get(tenant_id, month)
-        if statement is None:
-            raise NotFound(f"no statement for tenant {tenant_id} in {month}")
-        total = statement_cents(statement)
-        record = self.records.get(tenant_id, month)
-        state = record.state if record else "pending"
-        if state in TERMINAL or total <= 0:
-            return []
-        tenant = self._tenant(tenant_id)
-        requests: list[PlannedRequest] = []
-        customer_id = (record and record.customer_id) or tenant.stripe_customer_id
-        if customer_id is None:
-            draft = self.customer_draft(tenant)
-            requests += [self.planner.find_customer_request(tenant.id), self.planner.customer_request(draft)]
-            customer_id = "{customer_id}"
-        invoice_id = (record and record.invoice_id) or "{invoice_id}"
-        if state == "pending":
-            requests += [
-                self.planner.find_invoice_request(customer_id),
-                self.planner.invoice_request(self.invoice_draft(statement, customer_id)),
-            ]
-        if state in ("pending", "draft_created"):
-            if state == "draft_created":
-                requests.append(self.planner.list_items_request(invoice_id))
-            requests += [
-                self.planner.item_request(self.item_draft(statement, line, customer_id, invoice_id))
-                for line in statement.lines
-            ]
-        if state in ("pending", "draft_created", "items_added"):
-            requests += [
-                self.planner.get_invoice_request(invoice_id),
-                self.planner.finalize_request(
-                    invoice_id, idempotency_key(statement.statement_id, "finalize")
-                ),
-            ]
-        requests.append(self.planner.pay_request(invoice_id, idempotency_key(statement.statement_id, "pay")))
-        return requests
 
     # ------------------------------------------------------------------------------------------ month
     def push(

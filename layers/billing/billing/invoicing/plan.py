@@ -1,0 +1,54 @@
+"""The dry-run plan: the provider requests ``InvoicingService.invoice`` would send next, from our records
+alone (``billing invoice push --dry-run``). Nothing is sent."""
+
+from __future__ import annotations
+
+from billing.errors import NotFound
+from billing.invoicing.records import TERMINAL, idempotency_key, statement_cents
+from billing.invoicing.state_machine import InvoicingService
+from billing.payments import (
+    PlannedRequest,
+)
+from billing.periods import Month
+
+
+def plan_requests(service: InvoicingService, tenant_id: str, month: str | Month) -> list[PlannedRequest]:
+    """The Stripe requests ``invoice`` would send next, from our records alone (nothing is sent;
+    ids not known yet are shown as ``{customer_id}`` / ``{invoice_id}``)."""
+    month = str(month)
+    planner = service.planner
+    statement = service.statements.get(tenant_id, month)
+    if statement is None:
+        raise NotFound(f"no statement for tenant {tenant_id} in {month}")
+    total = statement_cents(statement)
+    record = service.records.get(tenant_id, month)
+    state = record.state if record else "pending"
+    if state in TERMINAL or total <= 0:
+        return []
+    tenant = service.tenant(tenant_id)
+    requests: list[PlannedRequest] = []
+    customer_id = (record and record.customer_id) or tenant.stripe_customer_id
+    if customer_id is None:
+        draft = service.customer_draft(tenant)
+        requests += [planner.find_customer_request(tenant.id), planner.customer_request(draft)]
+        customer_id = "{customer_id}"
+    invoice_id = (record and record.invoice_id) or "{invoice_id}"
+    if state == "pending":
+        requests += [
+            planner.find_invoice_request(customer_id),
+            planner.invoice_request(service.invoice_draft(statement, customer_id)),
+        ]
+    if state in ("pending", "draft_created"):
+        if state == "draft_created":
+            requests.append(planner.list_items_request(invoice_id))
+        requests += [
+            planner.item_request(service.item_draft(statement, line, customer_id, invoice_id))
+            for line in statement.lines
+        ]
+    if state in ("pending", "draft_created", "items_added"):
+        requests += [
+            planner.get_invoice_request(invoice_id),
+            planner.finalize_request(invoice_id, idempotency_key(statement.statement_id, "finalize")),
+        ]
+    requests.append(planner.pay_request(invoice_id, idempotency_key(statement.statement_id, "pay")))
+    return requests

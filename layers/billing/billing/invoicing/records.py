@@ -1,0 +1,140 @@
+"""Invoice records, the invoicing job message, outcomes, and the statement total in cents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from billing.errors import Conflict, InvalidRequest
+from billing.money import to_cents
+from billing.periods import Month
+from billing.statements import Statement
+
+InvoiceState = Literal[
+    "pending", "draft_created", "items_added", "finalized", "paid", "payment_failed", "not_sent"
+]
+TERMINAL: frozenset[str] = frozenset({"paid", "payment_failed", "not_sent"})
+MAX_STEPS = 20  # enough for every state plus a few lost races
+
+
+class InvoiceRecord(BaseModel):
+    """The invoicing state of one statement (BillingTable, pk MONTH#{month} sk INVOICE#{tenant})."""
+
+    model_config = ConfigDict(extra="ignore")
+    tenant_id: str
+    month: str
+    statement_id: str
+    state: InvoiceState = "pending"
+    version: int = 0
+    is_final: bool = False
+    currency: str = "usd"
+    total_cents: int = 0  # the statement's total, in integer cents
+    customer_id: str | None = None
+    invoice_id: str | None = None
+    invoice_status: str | None = None  # Stripe's status as last seen here
+    invoice_number: str | None = None
+    hosted_invoice_url: str | None = None
+    stripe_total: int | None = None  # Stripe's total once finalized (== total_cents, checked)
+    lines: int = 0  # statement lines on the Stripe invoice
+    payment_succeeded: bool | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    reason: str | None = None  # why a statement was not sent
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class StatementSource(Protocol):
+    def get(self, tenant_id: str, month: Month | str) -> Statement | None: ...
+
+    def list_month(self, month: Month | str) -> list[Statement]: ...
+
+
+class InvoiceRecords(Protocol):
+    """Invoice records with versioned conditional writes: ``save`` returns None when another writer
+    moved the record first (re-read it and continue from its state)."""
+
+    def get(self, tenant_id: str, month: str) -> InvoiceRecord | None: ...
+
+    def save(self, record: InvoiceRecord) -> InvoiceRecord | None: ...
+
+
+class StatementInconsistent(InvalidRequest):
+    code = "statement_inconsistent"
+
+
+class InvoiceMismatch(Conflict):
+    code = "invoice_mismatch"
+
+
+class InvoicingJob(BaseModel):
+    """The SQS message body: ``{"tenant_id": "...", "month": "YYYY-MM"}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    tenant_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")
+    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def parse_job(body: str | bytes | dict[str, Any]) -> InvoicingJob:
+    """An invoicing message to a job, or InvalidRequest naming each bad field."""
+    try:
+        if isinstance(body, dict):
+            return InvoicingJob.model_validate(body)
+        return InvoicingJob.model_validate_json(body)
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]) or "body", "reason": e["msg"]}
+            for e in exc.errors(include_url=False)
+        ]
+        raise InvalidRequest(
+            'invoicing job must be {"tenant_id": "...", "month": "YYYY-MM"}', details=details
+        ) from None
+
+
+@dataclass
+class InvoiceOutcome:
+    tenant_id: str
+    month: str
+    state: str
+    total_cents: int
+    invoice_id: str | None = None
+    invoice_status: str | None = None
+    stripe_total: int | None = None
+    failure_code: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, record: InvoiceRecord) -> InvoiceOutcome:
+        return cls(
+            record.tenant_id,
+            record.month,
+            record.state,
+            record.total_cents,
+            record.invoice_id,
+            record.invoice_status,
+            record.stripe_total,
+            record.failure_code,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def statement_cents(statement: Statement) -> int:
+    """The statement total in integer cents, after checking it is the sum of its (cent) lines."""
+    try:
+        lines = sum(to_cents(line.amount) for line in statement.lines)
+        total = to_cents(statement.total)
+    except ValueError as exc:
+        raise StatementInconsistent(f"statement {statement.statement_id}: {exc}") from None
+    if lines != total:
+        raise StatementInconsistent(
+            f"statement {statement.statement_id}: lines sum to {lines} cents but the total is {total} cents"
+        )
+    return total
+
+
+def idempotency_key(statement_id: str, step: str) -> str:
+    return f"{statement_id}:{step}"

@@ -1,0 +1,3 @@
+from billing_local.stripe_double import main
+
+main()

@@ -1,0 +1,310 @@
+"""The double's engine: lifecycle, fault injection, Stripe's idempotency semantics, the request log."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+import threading
+import time
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Self
+
+from billing_local.stripe_double.faults import (
+    Decline,
+    Fault,
+    FaultKind,
+    RecordedRequest,
+    StripeApiError,
+    max_in_window,
+)
+from billing_local.stripe_double.fixtures import load_fixtures
+from billing_local.stripe_double.server import _Handler
+
+
+class DoubleCore:
+    """Lifecycle, injected faults, Stripe's idempotency and the request log; endpoints come from a
+    ``Resources`` subclass through ``routes``."""
+
+    routes: list[tuple[str, str, Any]] = []
+
+    def __init__(
+        self,
+        *,
+        latency_s: float = 0.0,
+        timeout_hang_s: float = 2.0,
+        fixtures: Path | None = None,
+        default_payment_method: str | None = "pm_card_visa",
+    ):
+        self.latency_s = latency_s
+        self.timeout_hang_s = timeout_hang_s
+        self.default_payment_method = default_payment_method
+        self.fixtures = load_fixtures(fixtures)
+        self._lock = threading.RLock()
+        self._seq = itertools.count(1)
+        self.customers: dict[str, dict[str, Any]] = {}
+        self.invoice_items: dict[str, dict[str, Any]] = {}
+        self.invoices: dict[str, dict[str, Any]] = {}
+        self.events: list[dict[str, Any]] = []
+        self._requests: list[RecordedRequest] = []
+        self._idempotency: dict[str, tuple[str, int, dict[str, Any]]] = {}
+        self._in_flight: set[str] = set()
+        self._faults: list[Fault] = []
+        self._declines: dict[str, Decline] = {}
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def start(self) -> Self:
+        double: DoubleCore = self
+
+        class Handler(_Handler):
+            stripe = double
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="stripe-double", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def api_base(self) -> str:
+        assert self._server is not None, "start() the double first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    # -- test controls --------------------------------------------------------------------------
+    def add_fault(
+        self,
+        kind: FaultKind,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        times: int = 1,
+        after: int = 0,
+    ) -> Fault:
+        fault = Fault(kind, method, path, times, after)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def decline(
+        self,
+        *,
+        customer_id: str | None = None,
+        tenant_id: str | None = None,
+        payment_method: str | None = None,
+        code: str = "card_declined",
+        decline_code: str | None = "insufficient_funds",
+        message: str = "Your card has insufficient funds.",
+    ) -> None:
+        """Make charges fail for a customer, a tenant (metadata tenant_id) or a payment method."""
+        target = (
+            f"cus:{customer_id}"
+            if customer_id
+            else f"tenant:{tenant_id}"
+            if tenant_id
+            else f"pm:{payment_method}"
+        )
+        with self._lock:
+            self._declines[target] = Decline(code, decline_code, message)
+
+    def clear_declines(self) -> None:
+        with self._lock:
+            self._declines.clear()
+
+    def forget_idempotency_keys(self) -> None:
+        """Keys expire at Stripe after 24 hours; this is that day passing."""
+        with self._lock:
+            self._idempotency.clear()
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def stats(self) -> dict[str, Any]:
+        requests = self.requests
+        times = [r.at for r in requests]
+        return {
+            "requests": len(requests),
+            "invoices": len(self.invoices),
+            "customers": len(self.customers),
+            "max_in_1s": max_in_window(times, 1.0) if times else 0,
+            "max_in_5s": max_in_window(times, 5.0) if times else 0,
+            "span_s": (max(times) - min(times)) if times else 0.0,
+            "statuses": {
+                str(code): sum(1 for r in requests if r.status == code)
+                for code in sorted({r.status for r in requests})
+            },
+        }
+
+    def reset_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def invoices_for(
+        self, tenant_id: str | None = None, *, include_void: bool = True
+    ) -> list[dict[str, Any]]:
+        with self._lock:
+            found = [
+                copy.deepcopy(i)
+                for i in self.invoices.values()
+                if (tenant_id is None or i["metadata"].get("tenant_id") == tenant_id)
+                and (include_void or i["status"] != "void")
+            ]
+        return sorted(found, key=lambda i: (i["created"], i["id"]))
+
+    def customer_for(self, tenant_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            for customer in self.customers.values():
+                if customer["metadata"].get("tenant_id") == tenant_id:
+                    return copy.deepcopy(customer)
+        return None
+
+    def events_of(self, *types: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [copy.deepcopy(e) for e in self.events if not types or e["type"] in types]
+
+    # -- request handling (called from the HTTP handler threads) --------------------------------
+    def handle(
+        self, method: str, path: str, params: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+        """(status, body, headers), or None to drop the connection without answering."""
+        key = headers.get("idempotency-key") if method == "POST" else None
+        version = headers.get("stripe-version")
+        received = time.monotonic()
+        fault = self._take_fault(method, path)
+
+        def record(status: int, *, replayed: bool = False) -> None:
+            with self._lock:
+                self._requests.append(
+                    RecordedRequest(
+                        received,
+                        method,
+                        path,
+                        params,
+                        key,
+                        version,
+                        status,
+                        replayed,
+                        fault.kind if fault else None,
+                    )
+                )
+
+        if self.latency_s:
+            time.sleep(self.latency_s)
+        if fault is not None and fault.kind == "timeout":
+            record(0)
+            time.sleep(self.timeout_hang_s)
+            return None
+        if fault is not None and fault.kind == "rate_limit":
+            record(429)
+            err = StripeApiError(
+                429, "invalid_request_error", "Too many requests hit the API too quickly.", code="rate_limit"
+            )
+            return err.status, err.body, {}
+        if fault is not None and fault.kind == "server_error":
+            record(500)
+            err = StripeApiError(500, "api_error", "An unknown error occurred (injected).")
+            return err.status, err.body, {}
+
+        fingerprint = json.dumps([method, path, params], sort_keys=True)
+        if key:
+            with self._lock:
+                saved = self._idempotency.get(key)
+                if saved is None and key in self._in_flight:
+                    record(409)
+                    err = StripeApiError(
+                        409,
+                        "idempotency_error",
+                        "There is currently another in-progress request using this Idempotent Key.",
+                        code="idempotency_key_in_use",
+                    )
+                    return err.status, err.body, {}
+                if saved is None:
+                    self._in_flight.add(key)
+            if saved is not None:
+                if saved[0] != fingerprint:
+                    record(400)
+                    err = StripeApiError(
+                        400,
+                        "idempotency_error",
+                        "Keys for idempotent requests can only be "
+                        "used with the same parameters they were first used with.",
+                    )
+                    return err.status, err.body, {}
+                if fault is not None and fault.kind == "lost_response":
+                    record(500, replayed=True)
+                    err = StripeApiError(
+                        500, "api_error", "An unknown error occurred (injected after processing)."
+                    )
+                    return err.status, err.body, {}
+                record(saved[1], replayed=True)
+                return (
+                    saved[1],
+                    copy.deepcopy(saved[2]),
+                    {"Idempotent-Replayed": "true", "Idempotency-Key": key},
+                )
+        try:
+            try:
+                status, body = 200, self._dispatch(method, path, params, key, version)
+            except StripeApiError as exc:
+                status, body = exc.status, exc.body
+            if key:
+                with self._lock:
+                    self._idempotency[key] = (fingerprint, status, copy.deepcopy(body))
+        finally:
+            if key:
+                with self._lock:
+                    self._in_flight.discard(key)
+        if fault is not None and fault.kind == "lost_response":
+            record(500)
+            err = StripeApiError(500, "api_error", "An unknown error occurred (injected after processing).")
+            return err.status, err.body, {}
+        record(status)
+        return status, body, ({"Idempotency-Key": key} if key else {})
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(method, path):
+                    if fault.after > 0:
+                        fault.after -= 1
+                        continue
+                    if fault.times > 0:
+                        fault.times -= 1
+                    return fault
+        return None
+
+    def _dispatch(
+        self, method: str, path: str, params: dict[str, Any], key: str | None, version: str | None
+    ) -> dict[str, Any]:
+        for route_method, pattern, action in self.routes:
+            if route_method == method:
+                match = re.fullmatch(pattern, path)
+                if match:
+                    with self._lock:
+                        answer: dict[str, Any] = action(
+                            self, params, *match.groups(), request={"key": key, "version": version}
+                        )
+                        return answer
+        raise StripeApiError(404, "invalid_request_error", f"Unrecognized request URL ({method}: {path}).")
