@@ -237,6 +237,8 @@ class Tracker:
         try:
             limit = data.get("limit")
             remaining = data.get("remaining")
+            if remaining is None and limit is not None:  # tolerate an answer without it
+                remaining = max(0, int(limit) - int(data.get("used") or 0))
             return Quota(
                 tenant_id=tenant_id,
                 limit=None if limit is None else int(limit),
