@@ -233,3 +233,14 @@ def test_an_unexpected_error_in_the_sender_is_reported_and_the_batch_sent_again(
     assert sorted(api.stored_ids()) == sorted(ids)
     assert [p.kind for p in problems] == ["internal"]
     assert tracker.stats().sent == 5 and tracker.stats().queued == 0
+
+
+def test_a_404_naming_nothing_is_a_wrong_endpoint_and_keeps_the_events(api, make_tracker, problems):
+    # Given a proxy in front of the API answers 404 (no details) for a while
+    api.script(404, times=2, body={"message": "Not Found"})
+    tracker = make_tracker()
+    ids = [tracker.track("acme") for _ in range(3)]
+    # Then nothing is refused: the events wait, each failure is reported as "config"
+    assert tracker.flush(10)
+    assert sorted(api.stored_ids()) == sorted(ids)
+    assert [p.kind for p in problems] == ["config", "config"] and tracker.stats().rejected == 0

@@ -15,6 +15,8 @@ How answers are treated (README, "Sending usage from your app"):
   those events are refused (final, reported), the rest is sent again at once.
 - 401, or 403 naming nothing: the key is wrong for everything; the batch is kept and retried with
   backoff, and each failure is reported (kind ``auth``).
+- 404, 405 or 415 naming nothing: not an answer about the events (a wrong endpoint path, a proxy):
+  kept and retried with backoff, reported (kind ``config``).
 - 413, or another 4xx naming nothing: the batch is split in halves until the offending single event
   is found, which is refused.
 """
@@ -35,6 +37,7 @@ from .errors import Problem, TransportError
 log = logging.getLogger("usage_tracker")
 
 _RETRY_STATUSES = {408, 425, 500, 502, 503, 504}
+_CONFIG_STATUSES = {404, 405, 415}
 _BODY_OVERHEAD = len(b'{"events":[]}')
 
 
@@ -277,6 +280,15 @@ class Sender:
                     continue
                 if status in _RETRY_STATUSES or status >= 500 or status == 429 or status < 400:
                     problem = Problem("retry", f"POST /v1/events answered {status}", status=status)
+                elif status in _CONFIG_STATUSES and not self._attributed(part, data):
+                    # Not this API's per-event answer: a wrong endpoint path (or a proxy). Dropping
+                    # the events would lose them for a configuration mistake, so they wait.
+                    problem = Problem(
+                        "config",
+                        f"POST /v1/events answered {status}: {self._message(data)}; check the endpoint, "
+                        "the events are kept and retried",
+                        status=status,
+                    )
                 elif status == 401 or (status == 403 and not self._attributed(part, data)):
                     problem = Problem(
                         "auth",

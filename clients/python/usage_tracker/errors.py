@@ -56,7 +56,8 @@ class Problem:
     kind: ``rejected`` (the server refused these events as final; never retried), ``dropped``
     (track() could not keep them: spool full, tracker closed, unreadable spool line), ``retry``
     (a send failed and will be retried), ``auth`` (401/403 for the whole batch: kept and retried,
-    fix the key), ``quota_check`` (the quota gate could not read the quota), ``internal``.
+    fix the key), ``config`` (404/405/415 naming no event: a wrong endpoint path; kept and
+    retried), ``quota_check`` (the quota gate could not read the quota), ``internal``.
     """
 
     kind: str
