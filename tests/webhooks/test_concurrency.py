@@ -126,9 +126,9 @@ def test_a_failure_mid_processing_leaves_the_event_to_be_processed_on_redelivery
 
     dynamodb_client().meta.events.register("before-parameter-build.dynamodb.PutItem", throttle)
     event = invoice_event("evt_flaky", "invoice.payment_failed", "in_acme", "acme", T0)
-    # When Stripe delivers it: 500, so Stripe will redeliver
+    # When Stripe delivers it: 503 (a backing service failed, never a 500), so Stripe will redeliver
     status, body = stripe.deliver(event)
-    assert status == 500
+    assert status == 503 and body["error"] == "service_unavailable"
     assert container.tenants().get("acme").payment_status == "active"
     # When the redelivery comes
     stripe.clock.advance(minutes=1)

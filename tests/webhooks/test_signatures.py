@@ -8,7 +8,7 @@ from datetime import timedelta
 import boto3
 
 from billing import container
-from tests.dunning.support import T0, invoice_event, make_tenant, webhook_request
+from tests.dunning.support import T0, WEBHOOK_SECRET, invoice_event, make_tenant, webhook_request
 
 
 def _failed(event_id: str = "evt_fail_1", tenant: str = "acme", invoice: str = "in_acme_2025_11"):
@@ -183,3 +183,56 @@ def test_a_body_that_is_not_a_stripe_event_is_a_400_even_when_signed(stripe):
     status, body = stripe.deliver('{"hello": "world"}')
     assert status == 400 and body["error"] == "invalid_request"
     assert {d["field"] for d in body["details"]} >= {"id", "type", "created", "data.object"}
+
+
+def _old_signature(body: str, at) -> str:
+    """The v1 signature Stripe made for ``body`` at ``at`` (what an attacker captured)."""
+    from billing.adapters.webhook_verify import sign
+
+    return sign(body, WEBHOOK_SECRET, int(at.timestamp())).split(",v1=")[1]
+
+
+def test_a_second_timestamp_can_never_launder_an_expired_signature(stripe):
+    # Given a delivery signed 40 days ago, captured with its valid v1 signature
+    make_tenant("acme")
+    body = json.dumps(_failed())
+    old = stripe.clock.now - timedelta(days=40)
+    v1 = _old_signature(body, old)
+    now_t, old_t = int(stripe.clock.now.timestamp()), int(old.timestamp())
+    # When it is replayed with a fresh timestamp slipped in front of the old one, in any spelling
+    for header in (
+        f"t ={now_t},t={old_t},v1={v1}",
+        f" t={now_t},t={old_t},v1={v1}",
+        f"t={old_t},t ={now_t},v1={v1}",
+        f"t={now_t},t={old_t},v1={v1}",
+        f"t={old_t},v1={v1}",
+    ):
+        status, response = stripe.deliver(body, signature=header)
+        # Then it is refused (400, naming the header) and nothing is stored
+        assert status == 400 and response["error"] == "invalid_signature", header
+        assert response["details"][0]["field"] == "Stripe-Signature"
+    assert _stored_nothing()
+
+
+def test_a_header_not_exactly_in_stripes_format_is_refused_even_with_a_valid_signature(stripe):
+    # Given a delivery signed now (its own header verifies)
+    make_tenant("acme")
+    body = json.dumps(_failed())
+    good = webhook_request(body, at=stripe.clock.now)["headers"]["Stripe-Signature"]
+    t, v1 = good.removeprefix("t=").split(",v1=")
+    # When the same parts arrive in any other spelling
+    for header in (
+        f"t={t}, v1={v1}",
+        f"t={t},v1={v1},",
+        f"v1={v1},t={t}",
+        f"t={t},v1={v1.upper()}",
+        f"t={t},v1={v1},extra=1",
+        f"t=+{t},v1={v1}",
+        f"t={t}\n,v1={v1}",
+        f"t={t},v1={v1} ",
+    ):
+        status, response = stripe.deliver(body, signature=header)
+        # Then 400 and nothing stored; only the exact header passes
+        assert status == 400 and response["error"] == "invalid_signature", header
+    assert _stored_nothing()
+    assert stripe.deliver(body, signature=good)[0] == 200

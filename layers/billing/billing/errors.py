@@ -72,3 +72,8 @@ class ServiceUnavailable(BillingError):
 
 class StoreUnavailable(Exception):
     """A backing store (ClickHouse, SQS) failed or timed out; callers decide how to degrade."""
+
+
+class StoreRejected(Exception):
+    """A backing store refused the data itself (a value out of range, a type error): retrying or
+    queueing it can never succeed, so it is refused to the client, never sent to the fallback queue."""

@@ -14,7 +14,13 @@ from billing.errors import InvalidRequest, PayloadTooLarge
 from billing.periods import rfc3339_field
 
 EventType = Literal["query", "embedding", "storage"]
-NonNegative = Annotated[int, Field(ge=0, strict=True)]
+# Upper bounds (issue 10, defect 3): far beyond any real event, small enough that no sum overflows:
+# sums are UInt128 in ClickHouse (migration 0004), so fewer than 10^23 events of the largest size
+# fit in any total, and costs stay within Decimal(38, 9).
+MAX_TOKENS = 10**12
+MAX_BYTES = 10**15
+Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS, strict=True)]
+Bytes = Annotated[int, Field(ge=0, le=MAX_BYTES, strict=True)]
 Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")]
 
 
@@ -26,9 +32,9 @@ class UsageEvent(BaseModel):
     timestamp: datetime
     type: EventType
     model: str | None = Field(default=None, min_length=1, max_length=128)
-    input_tokens: NonNegative = 0
-    output_tokens: NonNegative = 0
-    bytes: NonNegative = 0
+    input_tokens: Tokens = 0
+    output_tokens: Tokens = 0
+    bytes: Bytes = 0
 
     _rfc3339 = field_validator("timestamp", mode="before")(rfc3339_field)
 

@@ -5,7 +5,11 @@ An event is identified by ``(tenant_id, event_id)``. The guarantee is built from
 1. **Claims** (``UsageLedger``, implemented by ``billing.adapters.usage_ledger``): each event id is
    claimed by the batch that stores it; a claim whose batch has a commit record is a duplicate,
    acknowledged and never stored or counted again. An uncommitted claim was left by a request that
-   died before acknowledging anything, and is taken over.
+   died (or answered 503) before acknowledging it, and is taken over.
+   **Quota is counted per claim**: a query's claim is written in the same DynamoDB transaction that
+   moves its month's counter (``claim_counted``) and marked with that month; releasing it takes it
+   off the counter in one transaction too. A request that takes over a counted claim does not count
+   it again. So each counter equals the live counted claims of its month at every instant.
 2. **Commit after store**: a batch's commit record is written only once every block has a durable
    home (ClickHouse or the fallback queue).
 3. **Insert dedup tokens** (``block_token``): every block is inserted with a token derived from its
@@ -36,10 +40,17 @@ class Claim:
         return f"EVT#{self.tenant_id}#{self.event_id}"
 
 
-@dataclass
-class ClaimOutcome:
-    claimed: list[Claim]
-    duplicates: list[Claim]  # already durably stored by an earlier request
+MAX_COUNTED_PER_TRANSACTION = 99  # DynamoDB transactions hold 100 items: the counter and 99 claims
+
+
+@dataclass(frozen=True)
+class ClaimState:
+    """An existing claim: the batch that wrote it, whether that batch committed (the event is
+    durably stored: a duplicate), and the month whose quota counter counts it (queries only)."""
+
+    batch_id: str
+    committed: bool
+    counted_month: str | None = None
 
 
 class TenantBusy(Exception):
@@ -51,11 +62,35 @@ class UsageLedger(Protocol):
 
     def locked(self, tenant_ids: Iterable[str], owner: str) -> AbstractContextManager[None]: ...
 
-    def claim(self, claims: Sequence[Claim], batch_id: str, expires_at: dict[Claim, int]) -> ClaimOutcome: ...
+    def lookup(self, claims: Sequence[Claim]) -> dict[Claim, ClaimState]: ...
+
+    def claim(
+        self,
+        claims: Sequence[Claim],
+        batch_id: str,
+        expires_at: dict[Claim, int],
+        counted: dict[Claim, str] | None = None,
+    ) -> None: ...
+
+    def claim_counted(
+        self,
+        tenant_id: str,
+        month: str,
+        claims: Sequence[Claim],
+        batch_id: str,
+        expires_at: dict[Claim, int],
+        *,
+        used_after: int,
+        expected_version: int | None,
+        counter_expires_at: int,
+        previous: dict[Claim, str],
+    ) -> bool: ...
 
     def stored(self, claims: Sequence[Claim]) -> set[Claim]: ...
 
-    def release(self, claims: Sequence[Claim], batch_id: str) -> None: ...
+    def release(
+        self, claims: Sequence[Claim], batch_id: str, counted: dict[Claim, str] | None = None
+    ) -> None: ...
 
     def commit_batch(self, batch_id: str, expires_at: int, **attributes: Any) -> None: ...
 
@@ -64,8 +99,6 @@ class UsageLedger(Protocol):
     def quota_set(
         self, tenant_id: str, month: str, used: int, expected_version: int | None, expires_at: int
     ) -> bool: ...
-
-    def quota_give_back(self, tenant_id: str, month: str, count: int) -> None: ...
 
 
 def block_token(events: Sequence[StoredEvent]) -> str:

@@ -39,7 +39,27 @@ def install_error_handlers(app: APIGatewayRestResolver) -> None:
 
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response:
+        if _is_backing_service_failure(error):
+            logger.exception("a backing service failed")
+            return json_response(
+                503,
+                {
+                    "error": "service_unavailable",
+                    "message": "a backing service is unavailable; retry the request",
+                },
+                {"Retry-After": "5"},
+            )
         logger.exception("unexpected error")
         return json_response(
             500, {"error": "internal_error", "message": "unexpected error; it has been logged"}
         )
+
+
+def _is_backing_service_failure(error: Exception) -> bool:
+    """An AWS SDK (DynamoDB, SQS, Secrets Manager) or network failure: the request may be retried,
+    and every write of ours is idempotent, so it is a 503, not a 500."""
+    return (
+        type(error).__module__.split(".")[0] in ("botocore", "urllib3")
+        or type(error).__name__ == "GetParameterError"  # Powertools Parameters: Secrets Manager failed
+        or isinstance(error, (ConnectionError, TimeoutError))
+    )

@@ -23,6 +23,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from billing.errors import (
+    BillingError,
     Conflict,
     Forbidden,
     InvalidRequest,
@@ -30,10 +31,11 @@ from billing.errors import (
     PaymentRequired,
     QuotaExceeded,
     ServiceUnavailable,
+    StoreRejected,
     StoreUnavailable,
 )
 from billing.events import StoredEvent, UsageEvent
-from billing.exactly_once import Claim, TenantBusy, UsageLedger
+from billing.exactly_once import MAX_COUNTED_PER_TRANSACTION, Claim, TenantBusy, UsageLedger
 from billing.fallback import blocks, encode_block
 from billing.observability import logger
 from billing.periods import Month, iso, parse_instant
@@ -92,7 +94,10 @@ class FallbackQueue(Protocol):
 
 
 class Store(Protocol):
-    def insert_events(self, events: Sequence[StoredEvent]) -> None: ...
+    def insert_events(self, events: Sequence[StoredEvent]) -> None:
+        """Raises StoreUnavailable when the block may be retried, StoreRejected when it never can."""
+
+    def existing_event_ids(self, tenant_id: str, event_ids: Sequence[str]) -> set[str]: ...
 
 
 class IngestService:
@@ -191,30 +196,115 @@ class IngestService:
     ) -> IngestResult:
         claims = {e.key: Claim(*e.key) for e in events}
         expiry = {claims[e.key]: self._claim_expiry(e) for e in events}
-        outcome = self.ledger.claim(list(claims.values()), batch_id, expiry)
-        claimed_keys = {(c.tenant_id, c.event_id) for c in outcome.claimed}
-        result = IngestResult(duplicates=[c.event_id for c in outcome.duplicates])
-        fresh = [e for e in events if e.key in claimed_keys]
+        states = self.ledger.lookup(list(claims.values()))
+        result = IngestResult(duplicates=[c.event_id for c, st in states.items() if st.committed])
+        fresh = [e for e in events if not (claims[e.key] in states and states[claims[e.key]].committed)]
+        # Claims of a request that never got an answer to its client (it died, or answered 503 with
+        # these events unsettled) are taken over. Their quota is already counted, and their rows may
+        # have landed: those found in ClickHouse are not inserted again.
+        taken_over = {claims[e.key]: states[claims[e.key]] for e in fresh if claims[e.key] in states}
+        counted = {c: st.counted_month for c, st in taken_over.items() if st.counted_month}
+        landed = self._already_stored([e for e in fresh if claims[e.key] in taken_over])
 
-        rejected, counted = self._admit(fresh, tenants, result)
+        plain = [claims[e.key] for e in fresh if not e.queries or claims[e.key] in counted]
+        self.ledger.claim(plain, batch_id, expiry, counted)
+        rejected = self._admit(
+            [e for e in fresh if e.queries and claims[e.key] not in counted],
+            tenants,
+            result,
+            batch_id,
+            expiry,
+            {c: st.batch_id for c, st in taken_over.items()},
+            counted,
+        )
         rejected_keys = {e.key for e in rejected}
-        if rejected:
-            self.ledger.release([claims[k] for k in rejected_keys], batch_id)
-        to_store = [priced[e.key] for e in fresh if e.key not in rejected_keys]
-        if not to_store:
-            if rejected:
+        accepted = [e for e in fresh if e.key not in rejected_keys]
+        to_store = [priced[e.key] for e in accepted if e.key not in landed]
+        outcome = self._store(to_store, batch_id)
+        if outcome.failed is None:
+            result.queued = outcome.queued
+            self.ledger.commit_batch(
+                batch_id, max(expiry.values()), events=len(accepted), queued=result.queued
+            )
+            result.accepted = [e.event_id for e in accepted]
+            if not accepted and rejected:
                 raise self._quota_error(result)
             return result
+        raise self._partial_failure(
+            events, accepted, landed, outcome, claims, counted, batch_id, expiry, result
+        )
+
+    def _already_stored(self, events: Sequence[UsageEvent]) -> set[tuple[str, str]]:
+        """Keys of taken-over events that are in ClickHouse already (their old request inserted them
+        and died before committing). When ClickHouse cannot say, none: inserting again is safe, as
+        ClickHouse drops a block carrying the same dedup token and FINAL collapses any other copy."""
+        by_tenant: dict[str, list[str]] = defaultdict(list)
+        for event in events:
+            by_tenant[event.tenant_id].append(event.event_id)
+        found: set[tuple[str, str]] = set()
         try:
-            result.queued = self._store(to_store, batch_id)
-        except ServiceUnavailable:
-            self.ledger.release([claims[(s.tenant_id, s.event_id)] for s in to_store], batch_id)
-            for (tenant_id, month), count in counted.items():
-                self.ledger.quota_give_back(tenant_id, month, count)
-            raise
-        self.ledger.commit_batch(batch_id, max(expiry.values()), events=len(to_store), queued=result.queued)
-        result.accepted = [s.event_id for s in to_store]
-        return result
+            for tenant_id, ids in by_tenant.items():
+                found |= {(tenant_id, e) for e in self.store.existing_event_ids(tenant_id, ids)}
+        except Exception:
+            logger.warning("could not check taken-over events in ClickHouse", exc_info=True)
+            return set()
+        return found
+
+    def _partial_failure(
+        self,
+        events: Sequence[UsageEvent],
+        accepted: list[UsageEvent],
+        landed: set[tuple[str, str]],
+        outcome: StoreOutcome,
+        claims: dict[tuple[str, str], Claim],
+        counted: dict[Claim, str],
+        batch_id: str,
+        expiry: dict[Claim, int],
+        result: IngestResult,
+    ) -> BillingError:
+        """A block found no durable home. What has one (stored or queued) stays claimed, counted and
+        committed, and is named ``kept``; what surely was not stored is given back (claim and quota);
+        a block whose insert may have been applied (it timed out) and that ClickHouse cannot confirm
+        either way stays claimed and counted under a batch that never commits, is named
+        ``unsettled``, and the client's retry settles it. So a retry of the same request stores every
+        event exactly once, and every quota counter equals the month's counted claims."""
+        month_of = {claims[e.key]: str(Month.of(e.timestamp)) for e in accepted if e.queries}
+        counted = {**counted, **month_of}
+        kept_keys = landed | {(r.tenant_id, r.event_id) for r in outcome.kept}
+        unsettled_keys = {(r.tenant_id, r.event_id) for r in outcome.unsettled}
+        released = [claims[e.key] for e in accepted if e.key not in kept_keys and e.key not in unsettled_keys]
+        self.ledger.release(released, batch_id, {c: counted[c] for c in released if c in counted})
+        if unsettled_keys:
+            unsettled = [claims[k] for k in unsettled_keys]
+            self.ledger.claim(
+                unsettled, f"{batch_id}-unsettled", expiry, {c: counted[c] for c in unsettled if c in counted}
+            )
+        kept = [e.event_id for e in accepted if e.key in kept_keys]
+        if kept:
+            self.ledger.commit_batch(batch_id, max(expiry.values()), events=len(kept), queued=outcome.queued)
+        extra = {
+            "kept": kept,
+            "unsettled": [e.event_id for e in accepted if e.key in unsettled_keys],
+            "duplicates": result.duplicates,
+            "rejected_for_quota": result.rejected_for_quota,
+        }
+        if outcome.failure == "rejected":
+            index = {e.key: i for i, e in enumerate(events)}
+            return InvalidRequest(
+                f"ClickHouse refused {len(outcome.failed or [])} event(s) as invalid; nothing else was stored"
+                + (f" but the {len(kept)} event(s) named in 'kept'" if kept else ""),
+                details=[
+                    {"index": index[(r.tenant_id, r.event_id)], "field": "event", "reason": outcome.reason}
+                    for r in outcome.failed or []
+                ],
+                extra=extra,
+            )
+        return ServiceUnavailable(
+            "usage store and fallback queue are both unavailable; retry the request: events named in "
+            "'kept' are stored (the retry reports them as duplicates), the rest were not accepted",
+            headers={"Retry-After": "5"},
+            extra=extra,
+        )
 
     # ------------------------------------------------------------------------------------------
     def _price(self, events: Sequence[UsageEvent], now: datetime) -> dict[tuple[str, str], StoredEvent]:
@@ -319,49 +409,74 @@ class IngestService:
         return int(end.timestamp())
 
     def _admit(
-        self, fresh: list[UsageEvent], tenants: dict[str, Tenant], result: IngestResult
-    ) -> tuple[list[UsageEvent], dict[tuple[str, str], int]]:
-        """Admit each (tenant, month)'s queries with compare-and-set on its counter."""
+        self,
+        queries: list[UsageEvent],
+        tenants: dict[str, Tenant],
+        result: IngestResult,
+        batch_id: str,
+        expiry: dict[Claim, int],
+        previous: dict[Claim, str],
+        counted: dict[Claim, str],
+    ) -> list[UsageEvent]:
+        """Admit each (tenant, month)'s queries in (timestamp, event_id) order against its counter:
+        each transaction moves the counter and writes the admitted queries' claims, marked counted
+        (``counted`` is extended with them). Returns the queries refused for quota (never claimed)."""
         groups: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
-        for event in fresh:
-            if event.queries:
-                groups[(event.tenant_id, str(Month.of(event.timestamp)))].append(event)
-        admitted: list[UsageEvent] = []
+        for event in queries:
+            groups[(event.tenant_id, str(Month.of(event.timestamp)))].append(event)
         rejected: list[UsageEvent] = []
-        counted: dict[tuple[str, str], int] = {}
-        for (tenant_id, month), queries in sorted(groups.items()):
+        for (tenant_id, month), group in sorted(groups.items()):
             tenant = tenants[tenant_id]
             month_end = Month.parse(month).end
             expires = int((month_end + timedelta(days=self.dedup_retention_days)).timestamp())
-            for attempt in range(QUOTA_CAS_ATTEMPTS):
-                used, version = self.ledger.quota_used(tenant_id, month)
-                decision = admit_queries(queries, used, partial(quota_limit, tenant, self.catalog))
-                if not decision.admitted:
-                    break
-                if self.ledger.quota_set(tenant_id, month, decision.used_after, version, expires):
-                    break
-                time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
-            else:
-                raise ServiceUnavailable(
-                    "quota counter is too contended; retry the request", headers={"Retry-After": "1"}
-                )
-            admitted.extend(decision.admitted)
-            counted[(tenant_id, month)] = len(decision.admitted)
-            if decision.rejected:
-                rejected.extend(decision.rejected)
-                used_now = decision.used_after
+            ordered = sorted(group, key=lambda e: (e.timestamp, e.event_id))
+            group_rejected: list[UsageEvent] = []
+            limit: int | None = None
+            used = 0
+            for start in range(0, len(ordered), MAX_COUNTED_PER_TRANSACTION):
+                chunk = ordered[start : start + MAX_COUNTED_PER_TRANSACTION]
+                for attempt in range(QUOTA_CAS_ATTEMPTS):
+                    used, version = self.ledger.quota_used(tenant_id, month)
+                    decision = admit_queries(chunk, used, partial(quota_limit, tenant, self.catalog))
+                    if not decision.admitted:
+                        break
+                    admitted = [Claim(*e.key) for e in decision.admitted]
+                    if self.ledger.claim_counted(
+                        tenant_id,
+                        month,
+                        admitted,
+                        batch_id,
+                        expiry,
+                        used_after=decision.used_after,
+                        expected_version=version,
+                        counter_expires_at=expires,
+                        previous={c: previous[c] for c in admitted if c in previous},
+                    ):
+                        counted.update({c: month for c in admitted})
+                        break
+                    time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
+                else:
+                    raise ServiceUnavailable(
+                        "quota counter is too contended; retry the request", headers={"Retry-After": "1"}
+                    )
+                used = decision.used_after
+                if decision.rejected:
+                    limit = decision.limit
+                group_rejected.extend(decision.rejected)
+            if group_rejected:
+                rejected.extend(group_rejected)
                 result.quota = {
                     "tenant_id": tenant_id,
                     "month": month,
-                    "limit": decision.limit,
-                    "used": used_now,
+                    "limit": limit,
+                    "used": used,
                     "resets_at": iso(month_end),
                 }
                 result.rejected_for_quota.extend(
                     {"event_id": e.event_id, "tenant_id": e.tenant_id, "timestamp": iso(e.timestamp)}
-                    for e in decision.rejected
+                    for e in group_rejected
                 )
-        return rejected, counted
+        return rejected
 
     def _quota_error(self, result: IngestResult) -> QuotaExceeded:
         quota = result.quota or {}
@@ -384,13 +499,21 @@ class IngestService:
         )
         return error
 
-    def _store(self, rows: list[StoredEvent], batch_id: str) -> bool:
-        """Insert block by block; a failed block goes to the fallback queue. True if anything was queued."""
-        queued = False
+    def _store(self, rows: list[StoredEvent], batch_id: str) -> StoreOutcome:
+        """Insert block by block; a block ClickHouse did not take goes to the fallback queue. Stops at
+        the first block that finds no durable home (later blocks are not tried)."""
+        outcome = StoreOutcome()
         for block in blocks(rows):
             try:
                 self.store.insert_events(block)
+                outcome.kept.extend(block)
                 continue
+            except StoreRejected as exc:  # a retry cannot fix it: never queued (issue 10, defect 3)
+                logger.error(
+                    "ClickHouse refused a block as invalid", extra={"batch_id": batch_id, "error": str(exc)}
+                )
+                outcome.failed, outcome.failure, outcome.reason = block, "rejected", str(exc)
+                return outcome
             except StoreUnavailable as exc:
                 logger.warning(
                     "ClickHouse insert failed; queueing block",
@@ -398,12 +521,44 @@ class IngestService:
                 )
             try:
                 self.fallback.send(encode_block(batch_id, block))
-                queued = True
-            except Exception as exc:  # SQS down as well: nothing of this request may be acknowledged
+                outcome.kept.extend(block)
+                outcome.queued = True
+            except Exception:  # SQS down as well: this block has no durable home
                 logger.exception("fallback queue unavailable", extra={"batch_id": batch_id})
-                raise ServiceUnavailable(
-                    "usage store and fallback queue are both unavailable; nothing was "
-                    "accepted, retry the request",
-                    headers={"Retry-After": "5"},
-                ) from exc
-        return queued
+                outcome.failed, outcome.failure = block, "unavailable"
+                landed = self._already_stored_rows(block)
+                if landed is None:
+                    outcome.unsettled = block
+                else:
+                    outcome.kept.extend(r for r in block if (r.tenant_id, r.event_id) in landed)
+                return outcome
+        return outcome
+
+    def _already_stored_rows(self, block: list[StoredEvent]) -> set[tuple[str, str]] | None:
+        """Which rows of a block whose insert reported failure are in ClickHouse (a timed-out insert
+        may have been applied); None when ClickHouse cannot say."""
+        by_tenant: dict[str, list[str]] = defaultdict(list)
+        for row in block:
+            by_tenant[row.tenant_id].append(row.event_id)
+        try:
+            return {
+                (tenant_id, e)
+                for tenant_id, ids in by_tenant.items()
+                for e in self.store.existing_event_ids(tenant_id, ids)
+            }
+        except Exception:
+            return None
+
+
+@dataclass
+class StoreOutcome:
+    """Where a batch's rows went: ``kept`` have a durable home (ClickHouse or the fallback queue);
+    ``failed`` is the block that found none (``failure``: "unavailable" or "rejected"), of which
+    ``unsettled`` rows may or may not have been applied; rows after it were not tried."""
+
+    kept: list[StoredEvent] = field(default_factory=list)
+    queued: bool = False
+    failed: list[StoredEvent] | None = None
+    failure: str = ""
+    reason: str = ""
+    unsettled: list[StoredEvent] = field(default_factory=list)

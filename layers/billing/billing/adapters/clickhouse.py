@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import struct
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -13,8 +14,9 @@ from urllib.parse import unquote, urlparse
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import DataError, ProgrammingError
 
-from billing.errors import StoreUnavailable
+from billing.errors import StoreRejected, StoreUnavailable
 from billing.events import StoredEvent
 from billing.exactly_once import block_token
 from billing.periods import Month, utc
@@ -33,6 +35,9 @@ EVENT_COLUMNS = [
     "price_version",
     "accepted_at",
 ]
+# Errors about the rows themselves (a value out of its column's range, a wrong type), raised by the
+# driver while encoding the block: nothing reached the server, and nothing ever will.
+_PERMANENT = (DataError, ProgrammingError, OverflowError, TypeError, struct.error)
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _lock = threading.Lock()
 _clients: dict[tuple[str, str], Client] = {}
@@ -132,6 +137,8 @@ class UsageStore:
                     "deduplicate_blocks_in_dependent_materialized_views": 1,
                 },
             )
+        except _PERMANENT as exc:  # the data itself is refused: a retry or replay can never succeed
+            raise StoreRejected(f"ClickHouse refused the block: {exc}") from exc
         except Exception as exc:  # any driver/network/server failure means "not known to be stored"
             raise StoreUnavailable(f"ClickHouse insert failed: {exc}") from exc
 

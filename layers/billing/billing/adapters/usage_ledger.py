@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from billing.adapters.dynamodb import dynamodb_client, is_conditional_failure, put_versioned, to_item
-from billing.exactly_once import Claim, ClaimOutcome, TenantBusy
+from billing.exactly_once import MAX_COUNTED_PER_TRANSACTION, Claim, ClaimState, TenantBusy
 
 
 class UsageLedger:
@@ -93,37 +94,145 @@ class UsageLedger:
                 raise
 
     # -- event claims (caller holds the tenants' locks) ----------------------------------------
-    def claim(self, claims: Sequence[Claim], batch_id: str, expires_at: dict[Claim, int]) -> ClaimOutcome:
-        """Claim each event id for this batch. An id whose claiming batch committed is a duplicate;
-        an uncommitted claim belongs to a request that died (we hold the lock) and is taken over."""
-        stored = self.stored(claims)
-        outcome = ClaimOutcome([c for c in claims if c not in stored], [c for c in claims if c in stored])
+    def lookup(self, claims: Sequence[Claim]) -> dict[Claim, ClaimState]:
+        """The existing claim of each event id (absent ids are left out), with whether its batch
+        committed and which month's quota it counts in. Committed is final, so reading it needs no lock."""
+        existing = self._get_items([c.pk for c in claims])
+        committed = self._committed_batches({i["batch_id"]["S"] for i in existing.values()})
+        states: dict[Claim, ClaimState] = {}
+        for c in claims:
+            item = existing.get(c.pk)
+            if item is not None:
+                batch = item["batch_id"]["S"]
+                counted = item.get("counted", {}).get("S")
+                states[c] = ClaimState(batch_id=batch, committed=batch in committed, counted_month=counted)
+        return states
+
+    def claim(
+        self,
+        claims: Sequence[Claim],
+        batch_id: str,
+        expires_at: dict[Claim, int],
+        counted: dict[Claim, str] | None = None,
+    ) -> None:
+        """Write claims that change no quota counter: events that are not queries, and queries whose
+        quota an earlier (unanswered) request already counted (``counted``: claim -> month, kept)."""
+        counted = counted or {}
         self._batch_write(
             [
-                {
-                    "PutRequest": {
-                        "Item": {
-                            "pk": {"S": c.pk},
-                            "batch_id": {"S": batch_id},
-                            "expires_at": {"N": str(expires_at[c])},
-                        }
-                    }
-                }
-                for c in outcome.claimed
+                {"PutRequest": {"Item": self._claim_item(c, batch_id, expires_at[c], counted.get(c))}}
+                for c in claims
             ]
         )
-        return outcome
+
+    def claim_counted(
+        self,
+        tenant_id: str,
+        month: str,
+        claims: Sequence[Claim],
+        batch_id: str,
+        expires_at: dict[Claim, int],
+        *,
+        used_after: int,
+        expected_version: int | None,
+        counter_expires_at: int,
+        previous: dict[Claim, str],
+    ) -> bool:
+        """One transaction: the month's counter moves to ``used_after`` (compare-and-set on its
+        version) and every claim is written marked as counted in it. So a query is counted exactly
+        when its claim says so: a crash can never leave one without the other (at most
+        ``MAX_COUNTED_PER_TRANSACTION`` claims). ``previous``: claim -> batch id of an uncommitted claim
+        taken over. False when the counter or a claim moved first (re-read and try again)."""
+        assert len(claims) <= MAX_COUNTED_PER_TRANSACTION
+        new_version = (expected_version or 0) + 1
+        counter: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"pk": {"S": f"QUOTA#{tenant_id}#{month}"}},
+            "UpdateExpression": "SET used = :used, version = :nv, expires_at = :exp",
+            "ExpressionAttributeValues": {
+                ":used": {"N": str(used_after)},
+                ":nv": {"N": str(new_version)},
+                ":exp": {"N": str(counter_expires_at)},
+            },
+        }
+        if expected_version is None:
+            counter["ConditionExpression"] = "attribute_not_exists(pk)"
+        else:
+            counter["ConditionExpression"] = "version = :v"
+            counter["ExpressionAttributeValues"][":v"] = {"N": str(expected_version)}
+        items: list[dict[str, Any]] = [{"Update": counter}]
+        for c in claims:
+            put: dict[str, Any] = {
+                "TableName": self.table,
+                "Item": self._claim_item(c, batch_id, expires_at[c], month),
+            }
+            if c in previous:
+                put["ConditionExpression"] = "attribute_not_exists(pk) OR batch_id = :prev"
+                put["ExpressionAttributeValues"] = {":prev": {"S": previous[c]}}
+            else:
+                put["ConditionExpression"] = "attribute_not_exists(pk)"
+            items.append({"Put": put})
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                return False
+            raise
+        return True
+
+    def release(
+        self, claims: Sequence[Claim], batch_id: str, counted: dict[Claim, str] | None = None
+    ) -> None:
+        """Give claims back (their events were not stored). A counted claim is deleted in the same
+        transaction that takes its query off its month's counter, so the two never disagree."""
+        counted = counted or {}
+        plain = [c for c in claims if c not in counted]
+        self._batch_write([{"DeleteRequest": {"Key": {"pk": {"S": c.pk}}}} for c in plain])
+        groups: dict[tuple[str, str], list[Claim]] = defaultdict(list)
+        for c in claims:
+            if c in counted:
+                groups[(c.tenant_id, counted[c])].append(c)
+        for (tenant_id, month), group in sorted(groups.items()):
+            for start in range(0, len(group), MAX_COUNTED_PER_TRANSACTION):
+                chunk = group[start : start + MAX_COUNTED_PER_TRANSACTION]
+                items: list[dict[str, Any]] = [
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": {"pk": {"S": f"QUOTA#{tenant_id}#{month}"}},
+                            "UpdateExpression": "ADD used :neg, version :one",
+                            "ExpressionAttributeValues": {
+                                ":neg": {"N": str(-len(chunk))},
+                                ":one": {"N": "1"},
+                            },
+                        }
+                    }
+                ]
+                items += [
+                    {
+                        "Delete": {
+                            "TableName": self.table,
+                            "Key": {"pk": {"S": c.pk}},
+                            "ConditionExpression": "batch_id = :me",
+                            "ExpressionAttributeValues": {":me": {"S": batch_id}},
+                        }
+                    }
+                    for c in chunk
+                ]
+                self.client.transact_write_items(TransactItems=items)
+
+    def _claim_item(
+        self, claim: Claim, batch_id: str, expires_at: int, counted: str | None
+    ) -> dict[str, Any]:
+        item = {"pk": {"S": claim.pk}, "batch_id": {"S": batch_id}, "expires_at": {"N": str(expires_at)}}
+        if counted:
+            item["counted"] = {"S": counted}
+        return item
 
     def stored(self, claims: Sequence[Claim]) -> set[Claim]:
         """The claims whose batch committed: those events are durably stored. Final once true, so
         reading it needs no lock."""
-        existing = self._get_items([c.pk for c in claims])
-        committed = self._committed_batches({i["batch_id"]["S"] for i in existing.values()})
-        return {c for c in claims if c.pk in existing and existing[c.pk]["batch_id"]["S"] in committed}
-
-    def release(self, claims: Sequence[Claim], batch_id: str) -> None:
-        """Give claims back (their events were not stored); the caller still holds the locks."""
-        self._batch_write([{"DeleteRequest": {"Key": {"pk": {"S": c.pk}}}} for c in claims])
+        return {c for c, state in self.lookup(claims).items() if state.committed}
 
     def commit_batch(self, batch_id: str, expires_at: int, **attributes: Any) -> None:
         """Mark every claim of this batch as durably stored (in ClickHouse or the fallback queue)."""
@@ -189,15 +298,4 @@ class UsageLedger:
         }
         return put_versioned(
             self.client, self.table, item, None if expected_version is None else expected_version
-        )
-
-    def quota_give_back(self, tenant_id: str, month: str, count: int) -> None:
-        """Return admitted queries that were not stored after all (the request failed with 503)."""
-        if count <= 0:
-            return
-        self.client.update_item(
-            TableName=self.table,
-            Key={"pk": {"S": f"QUOTA#{tenant_id}#{month}"}},
-            UpdateExpression="ADD used :neg, version :one",
-            ExpressionAttributeValues={":neg": {"N": str(-count)}, ":one": {"N": "1"}},
         )
