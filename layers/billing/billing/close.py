@@ -61,6 +61,7 @@ class UsageQueries(Protocol):
         closed: Mapping[Month, datetime],
         segments_of: Callable[[str, Month], Sequence[Segment]],
         billed_until: Mapping[tuple[str, Month], datetime] | None = None,
+        tenant_ids: Sequence[str] | None = None,
     ) -> dict[str, list[LateUsage]]: ...
 
 
@@ -150,6 +151,7 @@ class BillingCycle:
                 segments_of=lambda tenant_id, m: (
                     self.rater.segments(by_id[tenant_id], m) if tenant_id in by_id else []
                 ),
+                tenant_ids=sorted(by_id),
             )
         rated = [t for t in tenants if statement_period(t, month) is not None or late.get(t.id)]
         if not rated:

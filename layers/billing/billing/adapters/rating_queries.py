@@ -20,6 +20,9 @@ from billing.periods import Month, utc
 from billing.rating import LateUsage, MonthUsage, Segment, Usage
 
 LATE_LOOKBACK_MONTHS = 3  # late events are looked for in the months before the one being rated
+# Rating at most this many tenants (a preview, a final statement, the usage page) reads only their
+# rows (the primary key starts with tenant_id); more (the close) scans the month's partition once.
+FEW_TENANTS = 100
 
 
 def ms(instant: datetime) -> int:
@@ -54,6 +57,10 @@ class RatingQueries:
         the hourly rollup of the other tenants (exact rows for the hours that hold a boundary) gives
         their segments."""
         params: dict[str, Any] = {"partition": f"{month.year:04d}{month.month:02d}"}
+        only = ""
+        if len(segments) <= FEW_TENANTS:
+            only = " AND tenant_id IN {tenants:Array(String)}"
+            params["tenants"] = sorted(segments)
         stored = ""
         if cutoff is not None:
             stored = f" AND stored_at <= {_ts('cutoff')}"
@@ -64,7 +71,7 @@ class RatingQueries:
                    sumIf(cost_usd, billed), countIf(NOT billed)
             FROM (SELECT tenant_id, queries, input_tokens, output_tokens, cost_usd,
                          {"stored_at <= " + _ts("cutoff") if cutoff is not None else "true"} AS billed
-                  FROM usage_events FINAL WHERE _partition_id = {{partition:String}})
+                  FROM usage_events FINAL WHERE _partition_id = {{partition:String}}{only})
             GROUP BY tenant_id
             """,
             params,
@@ -223,8 +230,10 @@ class RatingQueries:
         closed: Mapping[Month, datetime],
         segments_of: Callable[[str, Month], Sequence[Segment]],
         billed_until: Mapping[tuple[str, Month], datetime] | None = None,
+        tenant_ids: Sequence[str] | None = None,
     ) -> dict[str, list[LateUsage]]:
-        """Events of closed months before ``month`` whose first copy was stored in (lower, upper].
+        """Events of closed months before ``month`` whose first copy was stored in (lower, upper]
+        (of ``tenant_ids`` only, when given and few; of every tenant otherwise).
 
         ``lower`` is the latest close before ``month`` (everything stored up to it was billed by an
         earlier statement); ``closed`` maps closed months to their close instants; ``billed_until``
@@ -239,8 +248,11 @@ class RatingQueries:
             first = first.previous()
         params: dict[str, Any] = {"first": ms(first.start), "start": ms(month.start), "lower": ms(lower)}
         upper_sql = ""
+        if tenant_ids is not None and len(tenant_ids) <= FEW_TENANTS:
+            upper_sql = " AND tenant_id IN {only:Array(String)}"
+            params["only"] = sorted(tenant_ids)
         if upper is not None:
-            upper_sql = f" AND stored_at <= {_ts('upper')}"
+            upper_sql += f" AND stored_at <= {_ts('upper')}"
             params["upper"] = ms(upper)
         late_rows = self.store.query(
             f"""
