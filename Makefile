@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test smoke venv lint format typecheck bench clean
+.PHONY: demo test smoke venv lint format typecheck bench clean browser
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,19 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/billing demo
 
+# Debian's Chromium for the portal's browser tests (Playwright drives it; no browser is downloaded).
+# Installed only when missing and running as root; elsewhere tests/portal skip and say why.
+CHROMIUM := /usr/bin/chromium
+browser:
+	@if [ ! -x $(CHROMIUM) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium (apt-get) for the browser tests"; \
+		(apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1)) || \
+		echo "chromium could not be installed: browser tests will be skipped"; \
+	fi
+
 # Every test, the deploy smoke test (tests/smoke) included.
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 # What ships, run as Lambda runs it: sam build, then every function in a fresh interpreter with

@@ -37,6 +37,8 @@ ENV_KEYS = (
     "CLICKHOUSE_URL_SECRET",
     "PLATFORM_API_KEY_IDS",
     "STRIPE_API_BASE",
+    "PORTAL_SECRET_NAME",
+    "PORTAL_BASE_URL",
 )
 
 
@@ -74,6 +76,7 @@ def env(clickhouse_database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[E
             "FALLBACK_QUEUE_URL": resources["fallback_queue_url"],
             "INVOICING_QUEUE_URL": resources["invoicing_queue_url"],
             "INVOICES_BUCKET": resources["invoices_bucket"],
+            "PORTAL_SECRET_NAME": resources["portal_secret_name"],
             "PLATFORM_API_KEY_IDS": "platform-key",  # as the template's Join renders it
         }
         for key, value in values.items():

@@ -87,6 +87,18 @@ def create_resources(prefix: str = "billing") -> dict[str, Any]:
     return overrides
 
 
+def create_portal_secret(prefix: str) -> str:
+    """The portal link signing key (template: PortalTokenSecret), generated as GenerateSecretString
+    does on deploy. Returns its name (PORTAL_SECRET_NAME)."""
+    import secrets
+
+    name = f"{prefix}-PortalTokenSecret"
+    boto3.client("secretsmanager", region_name=REGION).create_secret(
+        Name=name, SecretString=secrets.token_urlsafe(48)
+    )
+    return name
+
+
 _atomic_installed = False
 
 
@@ -136,6 +148,6 @@ def local_aws(prefix: str = "billing") -> Iterator[dict[str, Any]]:
 
         reset_clients()
         try:
-            yield create_resources(prefix)
+            yield {**create_resources(prefix), "portal_secret_name": create_portal_secret(prefix)}
         finally:
             reset_clients()

@@ -32,6 +32,7 @@ ENV_KEYS = (
     "PLANS_PATH",
     "PRICEBOOK_PATH",
     "PLATFORM_API_KEY_IDS",
+    "PORTAL_SECRET_NAME",
 )
 
 
@@ -64,6 +65,7 @@ def sandbox(
                     "INVOICING_QUEUE_URL": resources["invoicing_queue_url"],
                     "INVOICES_BUCKET": resources["invoices_bucket"],
                     "PLATFORM_API_KEY_IDS": "[]",
+                    "PORTAL_SECRET_NAME": resources["portal_secret_name"],
                 }
                 if plans_path:
                     values["PLANS_PATH"] = str(Path(plans_path).resolve())

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from billing.invoicing import InvoicingService
     from billing.payments import PaymentCollector
     from billing.plans import PlanCatalog
+    from billing.portal import PortalService, PortalTokens
     from billing.pricing import PriceBook
     from billing.rating import Rater
     from billing.tenant_service import TenantService
@@ -328,6 +329,52 @@ def webhook_processor() -> WebhookProcessor:
     )
 
 
+# ------------------------------------------------------------------------------------------ portal
+@cache
+def portal_secret() -> Callable[[], bytes]:
+    """The portal link signing key, read through Powertools Parameters (cached max_age seconds)."""
+    from aws_lambda_powertools.utilities import parameters
+
+    s = settings()
+
+    def secret() -> bytes:
+        value = parameters.get_secret(s.portal_secret_name, max_age=s.portal_secret_max_age_s)
+        key = value if isinstance(value, bytes) else str(value).encode()
+        if len(key) < 32:
+            from billing.errors import ServiceUnavailable
+
+            raise ServiceUnavailable(
+                "the portal signing secret is too short (32 bytes at least)",
+                details=[{"field": "PORTAL_SECRET_NAME", "reason": "secret shorter than 32 bytes"}],
+            )
+        return key
+
+    return secret
+
+
+@cache
+def portal_tokens() -> PortalTokens:
+    from billing.portal import PortalTokens
+
+    return PortalTokens(portal_secret(), clock())
+
+
+@cache
+def portal_service() -> PortalService:
+    from billing.adapters.portal_queries import PortalUsageQueries
+    from billing.portal import PortalService
+
+    return PortalService(
+        tenants=tenants(),
+        catalog=plan_catalog(),
+        statements=lambda tenant_id, month: billing_cycle().statement(tenant_id, month),
+        rollups=PortalUsageQueries(usage_store()),
+        quota=ledger(),
+        invoices=invoice_records(),
+        clock=clock(),
+    )
+
+
 # ------------------------------------------------------------------------------------------ reset
 _PROVIDERS = (
     clickhouse_url,
@@ -351,6 +398,9 @@ _PROVIDERS = (
     invoicing_service,
     dunning_service,
     webhook_processor,
+    portal_secret,
+    portal_tokens,
+    portal_service,
 )
 
 

@@ -12,6 +12,14 @@ from billing.errors import BillingError
 from billing.observability import logger
 
 JSON = "application/json"
+HTML = "text/html; charset=utf-8"
+# What every page of a signed link carries: never cached, never framed, no Referer (the token is in the URL).
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+}
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -24,13 +32,32 @@ def error_response(error: BillingError) -> Response:
     return json_response(error.status, error.body(), error.headers)
 
 
-def install_error_handlers(app: APIGatewayRestResolver) -> None:
-    """Every BillingError becomes its status with a JSON body; unknown routes a JSON 404; anything
-    unexpected a JSON 500 that leaks no internals (and is logged with its stack)."""
+def html_response(status: int, html: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        status_code=status, content_type=HTML, body=html, headers={**PAGE_HEADERS, **(headers or {})}
+    )
+
+
+def error_page_response(error: BillingError) -> Response:
+    from billing.portal_page import error_page
+
+    return html_response(
+        error.status,
+        error_page(error.status, error.message),
+        {**error.headers, "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"},
+    )
+
+
+def install_error_handlers(app: APIGatewayRestResolver, *, html_resources: tuple[str, ...] = ()) -> None:
+    """Every BillingError becomes its status with a JSON body (an HTML page on ``html_resources``,
+    the routes a browser opens); unknown routes a JSON 404; anything unexpected a JSON 500 that
+    leaks no internals (and is logged with its stack)."""
 
     @app.exception_handler(BillingError)
     def _billing_error(error: BillingError) -> Response:
         logger.info("request refused", extra={"status": error.status, "code": error.code})
+        if app.current_event.resource in html_resources:
+            return error_page_response(error)
         return error_response(error)
 
     @app.not_found

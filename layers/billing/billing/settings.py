@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     stripe_secret_max_age_s: int = 300  # Powertools Parameters cache
     invoicing_workers: int = 8  # statements invoiced in parallel by the CLI
 
+    # The tenant's usage page: the Secrets Manager secret whose value signs portal links (HMAC-SHA256),
+    # and the public base URL links point at (default: the API stage the request came through).
+    portal_secret_name: str = "billing/portal-token-secret"
+    portal_secret_max_age_s: int = 300
+    portal_base_url: str | None = None
+
     dunning_retry_days: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [3, 7, 14])
     webhook_event_retention_days: int = 30
     webhook_tolerance_s: int = 300  # Stripe-Signature max age (Stripe's default)

@@ -8,6 +8,7 @@ gsi1pk "STRIPEINV#{invoice_id}"  gsi1sk "INVOICE" set once the Stripe invoice id
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from billing.adapters.billing_store import invoice_statement
@@ -52,6 +53,20 @@ class InvoiceRecordRepository:
             )
         ]
         return sorted(records, key=lambda r: r.tenant_id)
+
+    def for_tenant(self, tenant_id: str, months: Sequence[str]) -> list[InvoiceRecord]:
+        """One tenant's records of these months (those that exist), in one consistent BatchGetItem."""
+        keys = [self._key(m, tenant_id) for m in dict.fromkeys(months)]
+        found: list[InvoiceRecord] = []
+        for start in range(0, len(keys), 100):
+            request = {self.table: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
+            for _ in range(10):  # unprocessed keys are retried (throttling); a handful of keys at most
+                answer = self.client.batch_get_item(RequestItems=request)
+                found.extend(_record(i) for i in answer.get("Responses", {}).get(self.table, []))
+                request = answer.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+        return found
 
     def save(self, record: InvoiceRecord) -> InvoiceRecord | None:
         """Write ``record`` if nobody wrote since it was read (version 0 = must not exist yet).

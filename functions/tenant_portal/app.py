@@ -1,0 +1,97 @@
+"""The tenant's usage page: signed links (platform key), the page and the JSON route it calls.
+
+POST /v1/tenants/{tenant_id}/portal-link   platform API key -> {url, expires_at}
+GET  /v1/portal?token=...&month=YYYY-MM     the page (HTML; no API key: the signed token is the credential)
+GET  /v1/portal/data?month=YYYY-MM          the same view as JSON (token as "Authorization: Bearer" or ?token=)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from billing import container
+from billing.errors import Forbidden, InvalidRequest
+from billing.http import PAGE_HEADERS, html_response, install_error_handlers, json_response
+from billing.observability import logger, metrics, tracer
+from billing.periods import iso
+from billing.portal import parse_ttl
+from billing.portal_page import content_security_policy, render_content, render_page
+
+PAGE, DATA = "/v1/portal", "/v1/portal/data"
+app = APIGatewayRestResolver()
+install_error_handlers(app, html_resources=(PAGE,))
+
+
+def _body() -> Any:
+    try:
+        return json.loads(app.current_event.decoded_body or "{}")
+    except ValueError as exc:
+        raise InvalidRequest(
+            "request body is not valid JSON", details=[{"field": "body", "reason": str(exc)}]
+        ) from None
+
+
+def _base_url() -> str:
+    configured = container.settings().portal_base_url
+    if configured:
+        return configured.rstrip("/")
+    ctx = app.current_event.request_context
+    host = ctx.domain_name or app.current_event.headers.get("Host") or "localhost"
+    return f"https://{host}/{ctx.stage}" if ctx.stage else f"https://{host}"
+
+
+@app.post("/v1/tenants/<tenant_id>/portal-link")
+def portal_link(tenant_id: str) -> Response:
+    principal = container.principal_for(app.current_event.request_context.identity.api_key_id)
+    if not principal.platform:
+        raise Forbidden(
+            "only the platform key may create portal links",
+            details=[{"field": "x-api-key", "reason": "not a platform key"}],
+        )
+    ttl = parse_ttl(_body())
+    container.portal_service().tenant(tenant_id)  # 404 for an unknown tenant
+    token, expires_at = container.portal_tokens().issue(tenant_id, ttl)
+    logger.info("portal link issued", extra={"tenant_id": tenant_id, "expires_at": iso(expires_at)})
+    return json_response(
+        201, {"url": f"{_base_url()}{PAGE}?token={quote(token)}", "expires_at": iso(expires_at)}
+    )
+
+
+def _token() -> str | None:
+    auth = app.current_event.headers.get("Authorization") or app.current_event.headers.get("authorization")
+    if auth and auth.startswith("Bearer "):
+        return auth[len("Bearer ") :].strip()
+    return app.current_event.get_query_string_value("token")
+
+
+@app.get(PAGE)
+@tracer.capture_method
+def page() -> Response:
+    token = app.current_event.get_query_string_value("token")
+    grant = container.portal_tokens().verify(token)
+    logger.append_keys(tenant_id=grant.tenant_id)
+    view = container.portal_service().view(grant.tenant_id, app.current_event.get_query_string_value("month"))
+    html, nonce = render_page(view, token or "")
+    return html_response(200, html, {"Content-Security-Policy": content_security_policy(nonce)})
+
+
+@app.get(DATA)
+@tracer.capture_method
+def data() -> Response:
+    grant = container.portal_tokens().verify(_token())
+    logger.append_keys(tenant_id=grant.tenant_id)
+    view = container.portal_service().view(grant.tenant_id, app.current_event.get_query_string_value("month"))
+    return json_response(200, {**view.to_json(), "html": render_content(view)}, dict(PAGE_HEADERS))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,134 @@
+"""Fixtures of the tenant usage page: two tenants with a month of usage, the handler, a fixed clock."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from billing import container
+from billing.events import StoredEvent
+from billing.periods import parse_instant
+from tests.conftest import api_event
+from tests.metering.conftest import load_handler
+from tests.rating.helpers import make_tenant
+
+NOW = parse_instant("2025-11-20T15:30:00Z")  # the page's "now": November 2025 is the current month
+MODELS = ("gpt-4o-mini", "gpt-4o", "")
+
+
+def usage(tenant_id: str, start: str, days: int, per_day: int, *, seed: int = 0) -> list[StoredEvent]:
+    """``per_day`` events a day (queries with tokens, and a storage event) with varied costs."""
+    base = parse_instant(start)
+    events = []
+    for d in range(days):
+        for i in range(per_day + (d * 7 + seed) % 5):
+            model = MODELS[(i + d + seed) % len(MODELS)]
+            ts = base + timedelta(days=d, minutes=i * 37 % 1440, milliseconds=i)
+            events.append(
+                StoredEvent(
+                    tenant_id=tenant_id,
+                    event_id=f"{tenant_id}-{d:02d}-{i:04d}",
+                    timestamp=ts,
+                    type="query" if model else "storage",
+                    model=model,
+                    queries=1 if model else 0,
+                    input_tokens=100 * (i % 7) if model else 0,
+                    output_tokens=30 * (i % 3) if model else 0,
+                    bytes=0 if model else 1_000_000,
+                    cost_usd=Decimal(f"0.{(i * 7919 + d * 104729 + seed) % 10**9:09d}") / 10,
+                    price_version="2025-01-01T00:00:00Z",
+                    accepted_at=ts,
+                )
+            )
+    return events
+
+
+@dataclass
+class Portal:
+    handler: Any
+    context: Any
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = "",
+        api_key_id: str | None = "platform-key",
+        query: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        path_parameters: dict[str, str] | None = None,
+        resource: str | None = None,
+    ) -> dict[str, Any]:
+        event = api_event(
+            body,
+            path=path,
+            method=method,
+            api_key_id=api_key_id,
+            query=query,
+            headers=headers,
+            path_parameters=path_parameters,
+        )
+        if resource:
+            event["resource"] = resource
+        return self.handler(event, self.context)
+
+    def link(self, tenant_id: str, body: Any = "", api_key_id: str | None = "platform-key") -> dict[str, Any]:
+        return self.call(
+            "POST",
+            f"/v1/tenants/{tenant_id}/portal-link",
+            body=body,
+            api_key_id=api_key_id,
+            path_parameters={"tenant_id": tenant_id},
+            resource="/v1/tenants/{tenant_id}/portal-link",
+        )
+
+    def token(self, tenant_id: str, **body: Any) -> str:
+        response = self.link(tenant_id, body or "")
+        assert response["statusCode"] == 201, response
+        url = json.loads(response["body"])["url"]
+        return parse_qs(urlsplit(url).query)["token"][0]
+
+    def page(self, token: str | None, month: str | None = None) -> dict[str, Any]:
+        query = {k: v for k, v in {"token": token, "month": month}.items() if v is not None}
+        return self.call("GET", "/v1/portal", api_key_id=None, query=query or None)
+
+    def data(self, token: str, month: str | None = None) -> dict[str, Any]:
+        return self.call(
+            "GET",
+            "/v1/portal/data",
+            api_key_id=None,
+            query={"month": month} if month else None,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+
+@pytest.fixture
+def clock() -> Callable[[datetime], None]:
+    moments = [NOW]
+    container.use_clock(lambda: moments[-1])
+
+    def set_now(at: datetime) -> None:
+        moments.append(at)
+
+    yield set_now
+    container.use_clock(None)
+
+
+@pytest.fixture
+def portal(env, clock, lambda_context) -> Portal:
+    """Given acme (starter since October) and globex (pro) with October and November usage."""
+    make_tenant("acme", [("starter", "2025-10-01T00:00:00Z")])
+    make_tenant("globex", [("pro", "2025-10-15T00:00:00Z")])
+    store = container.usage_store()
+    store.insert_events(usage("acme", "2025-10-01T00:00:00Z", 31, 20))
+    store.insert_events(usage("acme", "2025-11-01T00:00:00Z", 20, 30))
+    store.insert_events(usage("globex", "2025-11-01T00:00:00Z", 20, 9, seed=3))
+    return Portal(load_handler("tenant_portal").handler, lambda_context)
