@@ -4,6 +4,12 @@ panel (and variable) query of every Grafana dashboard, timed for the largest ten
     python bench/dashboard_bench.py                       # 10,000,000 events, embedded chdb
     python bench/dashboard_bench.py --events 1000000      # quicker
     python bench/dashboard_bench.py --url http://default:@localhost:8123 --keep   # a server; keep data
+    python bench/dashboard_bench.py --no-portal           # operator dashboards only
+
+After the dashboards it times the tenant usage page's data for the same largest tenant (the
+statement preview through the close/preview service, the usage_daily rollup, quota, invoices; AWS
+in moto in-process) and the page's HTML rendering, and cross-checks the page's per-day figures
+against usage_events FINAL. Target: the page's data < 300 ms.
 
 Events are generated inside ClickHouse (INSERT ... SELECT FROM numbers()), so the materialized views
 fill usage_hourly and usage_daily exactly as real inserts do. Target: a whole dashboard < 1 s.
@@ -54,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--database", default=None, help="database name (default: a fresh bench_* database)")
     p.add_argument(
         "--keep", action="store_true", help="keep the database afterwards (e.g. to open Grafana on it)"
+    )
+    p.add_argument(
+        "--no-portal", dest="portal", action="store_false", help="skip the tenant usage page timings"
     )
     return p.parse_args(argv)
 
@@ -217,11 +226,127 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"cross-check: rollup month cost {rollup} == usage_events FINAL {exact}: {rollup == exact}")
 
+    if args.portal:
+        bench_portal(url, database, store, tenant, month, args.repeat)
+
     if not args.keep:
         store.client.command(f"DROP DATABASE IF EXISTS {database}")
     else:
         print(f"kept database {database} at {url}")
     return 0 if all(v == "OK" for v in verdicts) else 0
+
+
+def bench_portal(url: str, database: str, store: UsageStore, tenant: str, month: Month, repeat: int) -> None:
+    """The tenant usage page's data for ``tenant`` (in-process: ClickHouse as above, AWS in moto)."""
+    from billing import container
+    from billing.tenants import PlanAssignment, Tenant
+    from billing_local.aws import local_aws
+
+    settings = {
+        "TENANTS_TABLE": "tenants_table",
+        "LEDGER_TABLE": "ledger_table",
+        "BILLING_TABLE": "billing_table",
+        "FALLBACK_QUEUE_URL": "fallback_queue_url",
+        "INVOICING_QUEUE_URL": "invoicing_queue_url",
+        "INVOICES_BUCKET": "invoices_bucket",
+        "PORTAL_SECRET_NAME": "portal_secret_name",
+    }
+    names = [*settings, "CLICKHOUSE_URL", "CLICKHOUSE_DATABASE", "CLICKHOUSE_URL_SECRET"]
+    saved = {k: os.environ.get(k) for k in names}
+    with local_aws(prefix="portalbench") as resources:
+        os.environ.pop("CLICKHOUSE_URL_SECRET", None)
+        os.environ.update({key: resources[source] for key, source in settings.items()})
+        os.environ.update({"CLICKHOUSE_URL": url, "CLICKHOUSE_DATABASE": database})
+        container.reset()
+        # "Now" is the month's last hour: the month is open, so the page shows a month-to-date preview
+        # (rated from usage_events FINAL by the close/preview service, the expensive case).
+        container.use_clock(lambda: month.end - timedelta(hours=1))
+        container.tenants().create(
+            Tenant(
+                id=tenant,
+                name="Largest tenant",
+                plans=[PlanAssignment(plan="enterprise", effective_at=month.previous().start)],
+            )
+        )
+        queries = store.query(f"SELECT sum(queries) FROM usage_daily WHERE tenant_id = '{tenant}'")[0][0]
+        container.ledger().quota_set(
+            tenant, str(month), int(queries), None, int(month.end.timestamp()) + 86400
+        )
+        service = container.portal_service()
+        _time_portal(
+            service, store, tenant, month, repeat, "as generated: overlapping parts, FINAL merges them"
+        )
+        # Real ingestion writes parts in time order, which FINAL reads without merging; the generated
+        # chunks each span the whole month. Once ClickHouse has merged them (as its background merges do):
+        started = time.perf_counter()
+        store.client.command("OPTIMIZE TABLE usage_events FINAL")
+        print(f"\n(OPTIMIZE TABLE usage_events FINAL took {time.perf_counter() - started:.1f} s)")
+        _time_portal(service, store, tenant, month, repeat, "after the parts are merged")
+        container.use_clock(None)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    container.reset()
+
+
+def _time_portal(service, store: UsageStore, tenant: str, month: Month, repeat: int, state: str) -> None:  # type: ignore[no-untyped-def]
+    from billing import container
+    from billing.portal_page import render_page
+
+    parts = store.query(
+        "SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = 'usage_events' AND active"
+    )[0][0]
+    print(
+        f"\ntenant usage page for {tenant}, {month}, {state} ({parts} active parts); first run, then median of {repeat}"
+    )
+    print(f"{'tenant usage page':<70} {'first ms':>9} {'median ms':>10}")
+    runs: dict[str, list[float]] = {"data": [], "statement": [], "rollup": [], "render": []}
+    view = None
+    for _ in range(repeat + 1):
+        start = time.perf_counter()
+        view = service.view(tenant, str(month))
+        runs["data"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        container.billing_cycle().statement(tenant, month)
+        runs["statement"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        service.rollups.month(tenant, month, month.last_day.date())
+        runs["rollup"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        render_page(view, "token")
+        runs["render"].append(time.perf_counter() - start)
+    labels = {
+        "data": "page data (PortalService.view: everything the page shows)",
+        "statement": "  of which: statement preview (close/preview service, FINAL)",
+        "rollup": "  of which: per day and per model (usage_daily)",
+        "render": "HTML rendering (two SVG charts, tables)",
+    }
+    for key, label in labels.items():
+        first, rest = runs[key][0], statistics.median(runs[key][1:]) if repeat else runs[key][0]
+        verdict = (
+            ("   OK" if rest < 0.3 else "   OVER TARGET") + " (target < 300 ms)" if key == "data" else ""
+        )
+        print(f"{label:<70} {first * 1000:9.1f} {rest * 1000:10.1f}{verdict}")
+    assert view is not None
+    exact = {
+        d: (int(q), c)
+        for d, q, c in store.query(
+            f"""SELECT toDate(timestamp), sum(queries), sum(cost_usd) FROM usage_events FINAL
+                WHERE tenant_id = '{tenant}' AND _partition_id = '{month.year:04d}{month.month:02d}'
+                GROUP BY 1"""
+        )
+    }
+    same = all(exact.get(d.day, (0, 0)) == (d.queries, d.cost_usd) for d in view.rollup.days)
+    usage_line = (
+        next((x for x in view.statement.lines if x.line_id == "usage"), None) if view.statement else None
+    )
+    print(
+        f"cross-check: page per-day queries and cost == usage_events FINAL on all {len(view.rollup.days)} days: "
+        f"{same and len(exact) <= len(view.rollup.days)}; page total {view.total} (usage line "
+        f"{usage_line.amount_exact if usage_line else '-'} == FINAL month cost {sum(c for _, c in exact.values())})"
+    )
 
 
 if __name__ == "__main__":

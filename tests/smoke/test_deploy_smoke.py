@@ -216,6 +216,26 @@ def test_tenant_status_shows_the_invoice_in_dunning(deployment):
     assert status["payment_status"] != "active", status
 
 
+def test_the_portal_link_opens_the_tenants_page(deployment):
+    # When the platform asks for acme-corp's usage page link (the sample)
+    response = ok(deployment.invoke("TenantPortalFunction", sample("tenant_portal")))
+    assert response["statusCode"] == 201, response
+    url = body(response)["url"]
+    assert url.startswith("https://abc123.execute-api.us-east-1.amazonaws.com/dev/v1/portal?token="), url
+    # Then the page opens with that token (signed with the stack's generated secret), with no API key
+    page = sample("tenant_status")
+    page.update(
+        resource="/v1/portal",
+        path="/v1/portal",
+        pathParameters=None,
+        queryStringParameters={"token": url.split("token=", 1)[1]},
+    )
+    page["requestContext"]["identity"]["apiKeyId"] = None
+    shown = ok(deployment.invoke("TenantPortalFunction", page))
+    assert shown["statusCode"] == 200, shown
+    assert "Acme Corp" in shown["body"] and "<svg" in shown["body"]
+
+
 def test_no_function_imported_dev_code(deployment):
     for invocation in deployment.invocations:
         assert not set(invocation.modules) & {*DEV_ONLY, "billing_local", "billing_cli"} - {"chdb"}, (
