@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -329,14 +330,19 @@ class PortalService:
         now = utc(self.clock())
         months = self.selectable_months(tenant, now)
         month = self.parse_month(tenant, month_text)
-        try:
-            statement: Statement | None
-            statement, stored = self.statements(tenant_id, month)
-        except NotFound:
-            statement, stored = None, False
-        until = min(month.last_day.date(), now.date()) if month.contains(now) else month.last_day.date()
-        rollup = self.rollups.month(tenant_id, month, until)
-        used, _ = self.quota.quota_used(tenant_id, str(month))
+        # The DynamoDB reads (quota counter, invoice records) overlap the ClickHouse work.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal") as pool:
+            used_later = pool.submit(self.quota.quota_used, tenant_id, str(month))
+            invoices_later = pool.submit(self._open_invoices, tenant.id, months)
+            try:
+                statement: Statement | None
+                statement, stored = self.statements(tenant_id, month)
+            except NotFound:
+                statement, stored = None, False
+            until = min(month.last_day.date(), now.date()) if month.contains(now) else month.last_day.date()
+            rollup = self.rollups.month(tenant_id, month, until)
+            used, _ = used_later.result()
+            open_invoices = invoices_later.result()
         at = now if month.contains(now) else month.end - timedelta(milliseconds=1)
         quota = Quota(used=used, limit=quota_limit(tenant, self.catalog, at), resets_at=month.end)
         return PortalView(
@@ -350,7 +356,7 @@ class PortalService:
             rollup=rollup,
             quota=quota,
             payment_status=tenant.payment_status,
-            open_invoices=self._open_invoices(tenant.id, months),
+            open_invoices=open_invoices,
         )
 
     def _open_invoices(self, tenant_id: str, months: Sequence[Month]) -> list[OpenInvoice]:
