@@ -136,3 +136,19 @@ def test_a_token_verifies_against_the_secret_in_secrets_manager(portal):
     # Then the old link no longer opens
     with pytest.raises(PortalLinkInvalid):
         container.portal_tokens().verify(token)
+
+
+def test_changing_any_character_of_a_token_makes_it_invalid():
+    # Given a token signed with a key
+    tokens = PortalTokens(lambda: b"k" * 48, lambda: NOW)
+    token, _ = tokens.issue("acme")
+    assert tokens.verify(token).tenant_id == "acme"
+    # When any one character is replaced (by each of two others), Then it is refused
+    for i, char in enumerate(token):
+        for other in {"A", "x", "-"} - {char}:
+            with pytest.raises(PortalLinkInvalid):
+                tokens.verify(token[:i] + other + token[i + 1 :])
+    # And a token cut short or extended is refused too
+    for bad in (token[:-1], token + "A", token.replace(".", "")):
+        with pytest.raises(PortalLinkInvalid):
+            tokens.verify(bad)
