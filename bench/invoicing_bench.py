@@ -31,6 +31,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tenants", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=25.0, help="requests/s cap (25 test mode, 100 live)")
+    parser.add_argument(
+        "--endpoint-rate", type=float, default=25.0, help="requests/s cap per endpoint (Stripe: 25)"
+    )
     parser.add_argument("--latency", type=float, default=0.03, help="seconds per Stripe call at the double")
     parser.add_argument("--workers", type=int, default=8)
     args = parser.parse_args()
@@ -63,7 +66,6 @@ def run(args: argparse.Namespace, api_base: str) -> None:
     from billing.container import invoicing_service
     from billing.invoicing import InvoicingService
     from billing.money import round_cents
-    from billing.payments import CustomerDraft
     from billing.periods import Month
     from billing.statements import Statement, StatementLine
     from billing.tenants import PlanAssignment, Tenant
@@ -78,6 +80,7 @@ def run(args: argparse.Namespace, api_base: str) -> None:
                 "LEDGER_TABLE": resources["ledger_table"],
                 "STRIPE_API_BASE": api_base,
                 "STRIPE_MAX_REQUESTS_PER_SECOND": str(args.rate),
+                "STRIPE_ENDPOINT_REQUESTS_PER_SECOND": str(args.endpoint_rate),
             }
         )
         container.reset()
@@ -91,8 +94,14 @@ def run(args: argparse.Namespace, api_base: str) -> None:
 
         def prepare(n: int) -> None:
             tenant_id = f"tenant-{n:05d}"
-            customer = setup.create_customer(
-                CustomerDraft(tenant_id, tenant_id, "", f"customer:{tenant_id}")
+            # A customer with a saved card that is its invoices' default (what the setup flow leaves).
+            customer = setup.client.v1.customers.create(
+                {
+                    "name": tenant_id,
+                    "metadata": {"tenant_id": tenant_id},
+                    "payment_method": "pm_card_visa",
+                    "invoice_settings": {"default_payment_method": "pm_card_visa"},
+                }
             ).id
             container.tenants().create(
                 Tenant(

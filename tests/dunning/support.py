@@ -275,6 +275,8 @@ class StripeWorld:
         )
         if tenant.stripe_customer_id != customer:
             container.tenants().save(tenant.model_copy(update={"stripe_customer_id": customer}))
+        if self.double.customers[customer]["invoice_settings"]["default_payment_method"] is None:
+            self.double.attach_card(customer_id=customer)  # the tenant saved a card (setup session)
         meta = {"tenant_id": tenant_id, "month": month, "statement_id": f"{tenant_id}:{month}"}
         draft = self.gateway.create_draft_invoice(
             InvoiceDraft(

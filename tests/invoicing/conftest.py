@@ -43,10 +43,17 @@ class Billing:
         return invoice_records()
 
 
+_DOUBLES: list[StripeDouble] = []
+
+
 @pytest.fixture
 def stripe_double() -> Iterator[StripeDouble]:
     with StripeDouble(timeout_hang_s=0.6) as double:
-        yield double
+        _DOUBLES.append(double)
+        try:
+            yield double
+        finally:
+            _DOUBLES.remove(double)
 
 
 @pytest.fixture
@@ -59,6 +66,8 @@ def billing(env: Env, stripe_double: StripeDouble, monkeypatch: pytest.MonkeyPat
         "STRIPE_TIMEOUT_S": "0.3",
         "STRIPE_RETRY_BASE_DELAY_S": "0.01",
         "STRIPE_MAX_REQUESTS_PER_SECOND": "1000",
+        "STRIPE_ENDPOINT_REQUESTS_PER_SECOND": "1000",
+        "STRIPE_SEARCH_REQUESTS_PER_SECOND": "1000",
         "STRIPE_MAX_ATTEMPTS": "4",
     }.items():
         monkeypatch.setenv(key, value)
@@ -70,7 +79,13 @@ def billing(env: Env, stripe_double: StripeDouble, monkeypatch: pytest.MonkeyPat
     container.reset()
 
 
-def make_tenant(tenant_id: str, *, plan: str = "starter", customer: str | None = None) -> Tenant:
+def make_tenant(
+    tenant_id: str, *, plan: str = "starter", customer: str | None = None, card: bool = True
+) -> Tenant:
+    """A tenant; with ``card`` its Stripe customer has a default card from creation on (as after the
+    setup session), without it the tenant never saved one."""
+    if card and _DOUBLES:
+        _DOUBLES[-1].card_at_signup(tenant_id)
     tenant = Tenant(
         id=tenant_id,
         name=tenant_id.title(),

@@ -7,7 +7,9 @@ from billing.tenant_service import SignupRequest
 from tests.invoicing.conftest import MONTH, Billing, make_statement
 
 
-def signup(tenant_id: str) -> None:
+def signup(tenant_id: str, billing: Billing | None = None) -> None:
+    if billing is not None:
+        billing.stripe.card_at_signup(tenant_id)  # the tenant saves a card right after signup
     request = SignupRequest(
         id=tenant_id,
         name="Acme Corp",
@@ -36,7 +38,7 @@ def test_signup_succeeds_while_stripe_is_down_and_the_first_invoice_creates_the_
 ) -> None:
     # Given Stripe failing every request during the signup
     billing.stripe.add_fault("server_error", times=-1)
-    signup("acme")
+    signup("acme", billing)
     assert container.tenants().get("acme").stripe_customer_id is None
 
     # When Stripe is back and the tenant's first statement is invoiced

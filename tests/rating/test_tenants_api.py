@@ -69,6 +69,9 @@ BAD_SIGNUPS = [
     ({**SIGNUP, "colour": "red"}, "colour"),
     ({k: v for k, v in SIGNUP.items() if k != "id"}, "id"),
     ({**SIGNUP, "trial_days": -1}, "trial_days"),
+    ({**SIGNUP, "email": "billing at acme"}, "email"),  # Stripe would refuse it (email_invalid)
+    ({**SIGNUP, "email": "a@b"}, "email"),
+    ({**SIGNUP, "name": "x" * 257}, "name"),
     ({**SIGNUP, "trial_ends_at": "2025-10-01T00:00:00Z"}, "trial_ends_at"),
     ("not json", "body"),
     ([1, 2], "body"),

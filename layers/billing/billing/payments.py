@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Literal, Protocol
+
+CollectionMethod = Literal["charge_automatically", "send_invoice"]
+# Stripe's limit of invoice items per invoice: a statement with more lines cannot be invoiced.
+MAX_INVOICE_ITEMS = 250
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class InvoiceSummary:
     number: str | None = None
     hosted_invoice_url: str | None = None
     auto_advance: bool | None = None
+    collection_method: str = "charge_automatically"
     replayed: bool = False  # Stripe answered from an earlier request with the same idempotency key
 
 
@@ -72,6 +77,9 @@ class InvoiceDraft:
     description: str
     metadata: dict[str, str]  # tenant_id, month, statement_id
     idempotency_key: str
+    # send_invoice when the customer has no payment method on file: Stripe's hosted page and a due
+    # date instead of an off-session charge that can only fail.
+    collection_method: CollectionMethod = "charge_automatically"
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,25 @@ class ItemDraft:
     metadata: dict[str, str]  # tenant_id, month, statement_id, line_id
     idempotency_key: str
     product_id: str | None = None
+
+
+@dataclass(frozen=True)
+class SetupSessionDraft:
+    """A hosted page where the tenant saves a card for its future invoices (Checkout, setup mode)."""
+
+    tenant_id: str
+    customer_id: str
+    currency: str
+    success_url: str
+    cancel_url: str
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class HostedSession:
+    id: str
+    url: str
+    expires_at: int | None = None
 
 
 class PaymentCollector(Protocol):
@@ -114,6 +141,27 @@ class PaymentGateway(PaymentCollector, Protocol):
     def find_invoices(self, customer_id: str, metadata_key: str, value: str) -> list[InvoiceSummary]: ...
 
     def finalize_invoice(self, invoice_id: str, *, idempotency_key: str) -> InvoiceSummary: ...
+
+    def send_invoice(self, invoice_id: str, *, idempotency_key: str) -> InvoiceSummary: ...
+
+    def payment_method_on_file(self, customer_id: str) -> str | None: ...
+
+
+class CardOnFile(Protocol):
+    """What the card-on-file flow asks the provider: hosted setup and portal pages, and making a
+    saved card the one invoices charge."""
+
+    def create_setup_session(self, draft: SetupSessionDraft) -> HostedSession: ...
+
+    def create_portal_session(
+        self, customer_id: str, return_url: str, idempotency_key: str
+    ) -> HostedSession: ...
+
+    def setup_intent_payment_method(self, setup_intent_id: str) -> tuple[str | None, str | None]: ...
+
+    def set_default_payment_method(self, customer_id: str, payment_method_id: str) -> None: ...
+
+    def payment_method_on_file(self, customer_id: str) -> str | None: ...
 
 
 class PlannedRequest(Protocol):

@@ -50,7 +50,9 @@ class Settings(BaseSettings):
     stripe_secret_name: str = "billing/stripe-secret-key"
     stripe_webhook_secret_name: str = "billing/stripe-webhook-secret"
     stripe_api_version: str = "2026-10-28.endive"  # the version stripe==16.x is generated for
-    stripe_max_requests_per_second: float = 25.0
+    stripe_max_requests_per_second: float = 25.0  # the account's cap (live mode: 100)
+    stripe_endpoint_requests_per_second: float = 25.0  # Stripe's default per-endpoint limit
+    stripe_search_requests_per_second: float = 20.0  # the search endpoints' limit
     stripe_api_base: str | None = None  # only for a local Stripe double (tests, demo)
     # How many processes share the rate cap (the invoicing Lambda's MaximumConcurrency); each
     # process limits itself to stripe_max_requests_per_second / stripe_rate_share.
@@ -60,6 +62,14 @@ class Settings(BaseSettings):
     stripe_retry_base_delay_s: float = 0.5
     stripe_secret_max_age_s: int = 300  # Powertools Parameters cache
     invoicing_workers: int = 8  # statements invoiced in parallel by the CLI
+    # A tenant without a payment method gets its invoice sent (hosted page) due in this many days.
+    invoice_days_until_due: int = Field(default=14, ge=0, le=365)
+    # Stripe Tax: automatic_tax on invoices, the address collected by the setup session.
+    stripe_automatic_tax: bool = False
+    # Where Stripe's hosted pages send the tenant back (a request may give its own).
+    billing_setup_success_url: str = "https://example.com/billing/card-saved?session_id={CHECKOUT_SESSION_ID}"
+    billing_setup_cancel_url: str = "https://example.com/billing/card-canceled"
+    billing_portal_return_url: str = "https://example.com/billing"
 
     # The tenant's usage page: the Secrets Manager secret whose value signs portal links (HMAC-SHA256),
     # and the public base URL links point at (default: the API stage the request came through).

@@ -42,11 +42,16 @@ SAVE_ATTEMPTS = 5
 _instant = rfc3339_field
 
 
+# Stripe refuses a malformed email (``email_invalid``) on every customer create; checked at signup so
+# a tenant record can never make every invoicing attempt fail.
+EMAIL_PATTERN = r"^$|^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$"
+
+
 class SignupRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")
-    name: str = Field(default="", max_length=256)
-    email: str = Field(default="", max_length=256)
+    name: str = Field(default="", max_length=256)  # Stripe's customer name limit
+    email: str = Field(default="", max_length=256, pattern=EMAIL_PATTERN)
     plan: str = Field(min_length=1)
     effective_at: datetime | None = None
     trial: bool = False

@@ -58,6 +58,8 @@ def run(console: Console, month: str = DEMO_MONTH, *, decline_one: bool = True) 
     )
 
     payable = [s for s in statements if s.total > 0]
+    for statement in payable:  # each tenant saved a card (Stripe customers start with none)
+        double.card_at_signup(statement.tenant_id)
     declined = None
     if decline_one and len(payable) >= 2:
         declined = payable[-1].tenant_id

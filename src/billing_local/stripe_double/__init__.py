@@ -26,6 +26,7 @@ Layout: ``core`` (lifecycle, faults, idempotency), ``resources`` (the endpoints)
 
 from __future__ import annotations
 
+from billing_local.stripe_double.core import ACCOUNT_API_VERSION, RateLimits
 from billing_local.stripe_double.faults import (
     Decline,
     Fault,
@@ -40,7 +41,9 @@ from billing_local.stripe_double.resources import Resources
 from billing_local.stripe_double.server import decode_form
 
 __all__ = [
+    "ACCOUNT_API_VERSION",
     "FIXTURES_PATH",
+    "RateLimits",
     "Decline",
     "Fault",
     "FaultKind",

@@ -8,6 +8,8 @@ import json
 import re
 import threading
 import time
+from collections import deque
+from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
@@ -23,6 +25,25 @@ from billing_local.stripe_double.faults import (
 from billing_local.stripe_double.fixtures import load_fixtures
 from billing_local.stripe_double.server import _Handler
 
+# The account's default API version: events are rendered at the webhook endpoint's version, or at
+# this one when the endpoint has none, never at the version of the request that caused them.
+ACCOUNT_API_VERSION = "2026-10-28.endive"
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Stripe's limits as the double enforces them when asked (requests per rolling second)."""
+
+    global_per_s: int = 100  # live mode (test mode: 25)
+    endpoint_per_s: int = 25  # per endpoint (method + path with ids as {id}), by default
+    search_per_s: int = 20  # the search endpoints
+
+
+def endpoint_of(method: str, path: str) -> str:
+    """``POST /v1/invoices/in_123/pay`` -> ``POST /v1/invoices/{id}/pay`` (the unit Stripe limits)."""
+    parts = ["{id}" if re.fullmatch(r"[a-z]+_[A-Za-z0-9_]+", p) else p for p in path.split("/")]
+    return f"{method} {'/'.join(parts)}"
+
 
 class DoubleCore:
     """Lifecycle, injected faults, Stripe's idempotency and the request log; endpoints come from a
@@ -36,17 +57,32 @@ class DoubleCore:
         latency_s: float = 0.0,
         timeout_hang_s: float = 2.0,
         fixtures: Path | None = None,
-        default_payment_method: str | None = "pm_card_visa",
+        search_delay_s: float = 1.0,
+        rate_limits: RateLimits | None = None,
+        webhook_api_version: str | None = None,
     ):
+        """Customers start with no payment method (``attach_card`` or a completed setup session
+        gives them one); search sees an object ``search_delay_s`` after it was written; with
+        ``rate_limits`` requests over Stripe's limits get 429 ``rate_limit``."""
         self.latency_s = latency_s
         self.timeout_hang_s = timeout_hang_s
-        self.default_payment_method = default_payment_method
+        self.search_delay_s = search_delay_s
+        self.rate_limits = rate_limits
+        self.webhook_api_version = webhook_api_version or ACCOUNT_API_VERSION
+        self._indexed_at: dict[str, float] = {}
+        self._cards_at_signup: dict[str, str] = {}
+        self._windows: dict[str, deque[float]] = {}
         self.fixtures = load_fixtures(fixtures)
         self._lock = threading.RLock()
         self._seq = itertools.count(1)
         self.customers: dict[str, dict[str, Any]] = {}
         self.invoice_items: dict[str, dict[str, Any]] = {}
         self.invoices: dict[str, dict[str, Any]] = {}
+        self.payment_methods: dict[str, dict[str, Any]] = {}
+        self.products: dict[str, dict[str, Any]] = {}
+        self.checkout_sessions: dict[str, dict[str, Any]] = {}
+        self.portal_sessions: dict[str, dict[str, Any]] = {}
+        self.setup_intents: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
         self._requests: list[RecordedRequest] = []
         self._idempotency: dict[str, tuple[str, int, dict[str, Any]]] = {}
@@ -96,8 +132,13 @@ class DoubleCore:
         path: str | None = None,
         times: int = 1,
         after: int = 0,
+        took_effect: bool = False,
     ) -> Fault:
-        fault = Fault(kind, method, path, times, after)
+        """Kinds: ``rate_limit`` / ``lock_timeout`` (429 with that code), ``server_error`` (500 before
+        the endpoint runs, nothing saved), ``saved_server_error`` (500 saved under the idempotency
+        key and replayed with ``Stripe-Should-Retry: false``; with ``took_effect`` the work was
+        done first), ``timeout`` (no answer), ``lost_response`` (done, then the answer is lost)."""
+        fault = Fault(kind, method, path, times, after, took_effect)
         with self._lock:
             self._faults.append(fault)
         return fault
@@ -216,12 +257,12 @@ class DoubleCore:
             record(0)
             time.sleep(self.timeout_hang_s)
             return None
-        if fault is not None and fault.kind == "rate_limit":
+        if fault is not None and fault.kind in ("rate_limit", "lock_timeout"):
             record(429)
-            err = StripeApiError(
-                429, "invalid_request_error", "Too many requests hit the API too quickly.", code="rate_limit"
-            )
-            return err.status, err.body, {}
+            return self._too_many(fault.kind)
+        if fault is None and self._over_rate_limit(method, path, received):
+            record(429)
+            return self._too_many("rate_limit")
         if fault is not None and fault.kind == "server_error":
             record(500)
             err = StripeApiError(500, "api_error", "An unknown error occurred (injected).")
@@ -259,17 +300,26 @@ class DoubleCore:
                     )
                     return err.status, err.body, {}
                 record(saved[1], replayed=True)
-                return (
-                    saved[1],
-                    copy.deepcopy(saved[2]),
-                    {"Idempotent-Replayed": "true", "Idempotency-Key": key},
-                )
+                replay = {"Idempotent-Replayed": "true", "Idempotency-Key": key}
+                if saved[1] >= 500:  # Stripe replays a saved 500 and says retrying cannot help
+                    replay["Stripe-Should-Retry"] = "false"
+                return saved[1], copy.deepcopy(saved[2]), replay
         try:
-            try:
-                status, body = 200, self._dispatch(method, path, params, key, version)
-            except StripeApiError as exc:
-                status, body = exc.status, exc.body
-            if key:
+            save = True
+            if fault is not None and fault.kind == "saved_server_error":
+                # The endpoint began and failed: Stripe keeps this 500 as the key's result.
+                if fault.took_effect:
+                    try:
+                        self._dispatch(method, path, params, key, version)
+                    except StripeApiError:
+                        pass
+                status, body = 500, StripeApiError(500, "api_error", "An unknown error occurred.").body
+            else:
+                try:
+                    status, body = 200, self._dispatch(method, path, params, key, version)
+                except StripeApiError as exc:
+                    status, body, save = exc.status, exc.body, exc.saved
+            if key and save:
                 with self._lock:
                     self._idempotency[key] = (fingerprint, status, copy.deepcopy(body))
         finally:
@@ -282,6 +332,38 @@ class DoubleCore:
             return err.status, err.body, {}
         record(status)
         return status, body, ({"Idempotency-Key": key} if key else {})
+
+    @staticmethod
+    def _too_many(kind: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+        message = (
+            "This object cannot be accessed right now because another API request or Stripe "
+            "process is currently accessing it."
+            if kind == "lock_timeout"
+            else "Too many requests hit the API too quickly."
+        )
+        err = StripeApiError(429, "invalid_request_error", message, code=kind)
+        return err.status, err.body, {}
+
+    def _over_rate_limit(self, method: str, path: str, now: float) -> bool:
+        """Rolling one-second windows: the account's, and the endpoint's (search has its own)."""
+        limits = self.rate_limits
+        if limits is None:
+            return False
+        endpoint = endpoint_of(method, path)
+        per_endpoint = limits.search_per_s if path.endswith("/search") else limits.endpoint_per_s
+        with self._lock:
+            windows = [
+                (self._windows.setdefault("*", deque()), limits.global_per_s),
+                (self._windows.setdefault(endpoint, deque()), per_endpoint),
+            ]
+            for window, _ in windows:
+                while window and now - window[0] >= 1.0:
+                    window.popleft()
+            if any(len(window) >= cap for window, cap in windows):
+                return True
+            for window, _ in windows:
+                window.append(now)
+        return False
 
     def _take_fault(self, method: str, path: str) -> Fault | None:
         with self._lock:

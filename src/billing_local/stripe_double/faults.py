@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-FaultKind = Literal["rate_limit", "server_error", "timeout", "lost_response"]
+FaultKind = Literal[
+    "rate_limit", "lock_timeout", "server_error", "saved_server_error", "timeout", "lost_response"
+]
 
 
 @dataclass
@@ -17,6 +19,7 @@ class Fault:
     path: str | None = None  # regex matched against the path, e.g. r"/finalize$"
     times: int = 1  # matching requests affected; -1 = until cleared
     after: int = 0  # let this many matching requests through first
+    took_effect: bool = False  # saved_server_error: the request did its work before failing
 
     def matches(self, method: str, path: str) -> bool:
         return (
@@ -56,10 +59,14 @@ class StripeApiError(Exception):
         code: str | None = None,
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        saved: bool | None = None,
         **extra: Any,
     ):
         super().__init__(message)
         self.status = status
+        # Stripe saves a result under the idempotency key only once the endpoint started executing:
+        # a request refused by validation (400) can be sent again, fixed, under the same key.
+        self.saved = status != 400 if saved is None else saved
         self.body: dict[str, Any] = {
             "error": {
                 k: v

@@ -26,7 +26,7 @@ class Resources(DoubleCore):
                 "id": self._new_id("evt"),
                 "type": type_,
                 "created": int(time.time()),
-                "api_version": request.get("version"),
+                "api_version": self.webhook_api_version,
                 "livemode": False,
                 "pending_webhooks": 1,
                 "data": {"object": copy.deepcopy(obj)},
@@ -126,12 +126,13 @@ class Resources(DoubleCore):
                 "test_clock",
                 "payment_method",
                 "invoice_settings",
+                "address",
                 "expand",
             },
         )
+        _email(params.get("email"))
         customer = copy.deepcopy(self.fixtures["customer"])
         customer_id = self._new_id("cus")
-        payment_method = params.get("payment_method") or self.default_payment_method
         customer.update(
             {
                 "id": customer_id,
@@ -146,12 +147,98 @@ class Resources(DoubleCore):
                 "next_invoice_sequence": 1,
             }
         )
-        customer["invoice_settings"]["default_payment_method"] = (params.get("invoice_settings") or {}).get(
-            "default_payment_method"
-        ) or payment_method
+        default = (params.get("invoice_settings") or {}).get("default_payment_method")
+        given = params.get("payment_method")
+        at_signup = self._cards_at_signup.get(customer["metadata"].get("tenant_id", ""))
+        if given:  # attached at creation; the invoices' default only when asked for
+            pm_id = self._payment_method(given, customer_id, given)["id"]
+            default = pm_id if default == given else default
+        elif at_signup:
+            default = self._payment_method(None, customer_id, at_signup)["id"]
+        customer["invoice_settings"]["default_payment_method"] = default or None
+        if params.get("address"):
+            customer["address"] = {**customer["address"], **params["address"]}
         self.customers[customer_id] = customer
+        self._index(customer_id)
         self._emit("customer.created", customer, request)
         return customer
+
+    def update_customer(
+        self, params: dict[str, Any], customer_id: str, *, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        _only(params, {"name", "email", "metadata", "invoice_settings", "address", "expand"})
+        customer = self._customer(customer_id, "id")
+        if "email" in params:
+            _email(params["email"])
+            customer["email"] = params["email"] or None
+        if "name" in params:
+            customer["name"] = params["name"] or None
+        if "metadata" in params:
+            customer["metadata"].update(_metadata(params["metadata"]))
+        if params.get("address"):
+            customer["address"] = {**customer["address"], **params["address"]}
+        settings = params.get("invoice_settings") or {}
+        if "default_payment_method" in settings:
+            pm_id = settings["default_payment_method"] or None
+            if pm_id is not None:
+                pm = self.payment_methods.get(pm_id)
+                if pm is None:
+                    raise _missing("payment_method", pm_id, "invoice_settings[default_payment_method]")
+                if pm["customer"] != customer_id:
+                    raise _invalid(
+                        "The payment method must be attached to the customer.",
+                        param="invoice_settings[default_payment_method]",
+                    )
+            customer["invoice_settings"]["default_payment_method"] = pm_id
+        self._emit("customer.updated", customer, request)
+        return customer
+
+    def _index(self, object_id: str) -> None:
+        """Search sees an object only ``search_delay_s`` after it was written (eventual consistency)."""
+        self._indexed_at[object_id] = time.monotonic() + self.search_delay_s
+
+    def _searchable(self, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [o for o in objects if self._indexed_at.get(o["id"], 0.0) <= now]
+
+    def _payment_method(
+        self, pm_id: str | None, customer_id: str, card: str = "pm_card_visa"
+    ) -> dict[str, Any]:
+        """A card payment method attached to the customer (test tokens like ``pm_card_visa`` become
+        a new ``pm_...`` each time, as at Stripe)."""
+        if pm_id and pm_id in self.payment_methods:
+            pm = self.payment_methods[pm_id]
+        elif pm_id and not pm_id.startswith("pm_card_"):
+            raise _missing("payment_method", pm_id, "payment_method")
+        else:
+            pm = copy.deepcopy(self.fixtures["payment_method"])
+            pm.update({"id": self._new_id("pm"), "created": int(time.time()), "metadata": {}})
+            pm["card"]["last4"] = "0341" if "chargeDeclined" in (pm_id or card) else "4242"
+            self.payment_methods[pm["id"]] = pm
+        pm["customer"] = customer_id
+        return pm
+
+    def card_at_signup(self, tenant_id: str, token: str = "pm_card_visa") -> None:
+        """Test control: this tenant's customer, when created, at once has a default card (as if the
+        tenant completed the setup session right after signup). Nobody else gets a card."""
+        with self._lock:
+            self._cards_at_signup[tenant_id] = token
+
+    def attach_card(
+        self, *, customer_id: str | None = None, tenant_id: str | None = None, token: str = "pm_card_visa"
+    ) -> str:
+        """Test control: the customer saved a card and it is their invoices' default (what a
+        completed setup session plus our webhook do). Returns the payment method id."""
+        with self._lock:
+            if customer_id is None:
+                found = [c for c in self.customers.values() if c["metadata"].get("tenant_id") == tenant_id]
+                if not found:
+                    raise LookupError(f"no customer of tenant {tenant_id}")
+                customer_id = found[0]["id"]
+            customer = self._customer(customer_id)
+            pm = self._payment_method(None, customer["id"], token)
+            customer["invoice_settings"]["default_payment_method"] = pm["id"]
+            return str(pm["id"])
 
     def get_customer(
         self, params: dict[str, Any], customer_id: str, *, request: dict[str, Any]
@@ -165,7 +252,7 @@ class Resources(DoubleCore):
         return _list(found, params, "/v1/customers")
 
     def search_customers(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
-        return _search(list(self.customers.values()), params, "/v1/customers/search")
+        return _search(self._searchable(list(self.customers.values())), params, "/v1/customers/search")
 
     def create_item(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
         _only(
@@ -199,6 +286,13 @@ class Resources(DoubleCore):
                 )
             if invoice["customer"] != customer["id"]:
                 raise _invalid("The invoice belongs to another customer.", param="invoice")
+            if (
+                sum(1 for i in self.invoice_items.values() if i["invoice"] == invoice["id"])
+                >= MAX_INVOICE_ITEMS
+            ):
+                raise _invalid(
+                    f"An invoice can have at most {MAX_INVOICE_ITEMS} invoice items.", param="invoice"
+                )
         price_data = params.get("price_data")
         if price_data is not None and "amount" in params:
             raise _invalid(
@@ -292,6 +386,7 @@ class Resources(DoubleCore):
                 "metadata",
                 "pending_invoice_items_behavior",
                 "days_until_due",
+                "automatic_tax",
                 "expand",
             },
         )
@@ -301,6 +396,20 @@ class Resources(DoubleCore):
         method = params.get("collection_method", "charge_automatically")
         if method not in ("charge_automatically", "send_invoice"):
             raise _invalid(f"Invalid collection_method: {method}", param="collection_method")
+        days_until_due = None
+        if method == "send_invoice":
+            if "days_until_due" not in params:
+                raise _invalid(
+                    "Missing required param: days_until_due (collection_method=send_invoice).",
+                    param="days_until_due",
+                )
+            days_until_due = _int(params["days_until_due"], "days_until_due")
+        elif "days_until_due" in params:
+            raise _invalid(
+                "days_until_due can only be set when collection_method is send_invoice.",
+                param="days_until_due",
+            )
+        tax = _bool((params.get("automatic_tax") or {}).get("enabled", "false"), "automatic_tax[enabled]")
         behavior = params.get("pending_invoice_items_behavior", "exclude")
         if behavior not in ("exclude", "include"):
             raise _invalid("Invalid pending_invoice_items_behavior", param="pending_invoice_items_behavior")
@@ -318,6 +427,8 @@ class Resources(DoubleCore):
                 "due_date": None,
                 "currency": params.get("currency") or customer.get("currency") or "usd",
                 "collection_method": method,
+                "days_until_due": days_until_due,
+                "automatic_tax": {"enabled": tax, "liability": None, "status": "complete" if tax else None},
                 "auto_advance": _bool(params.get("auto_advance", "false"), "auto_advance"),
                 "description": params.get("description"),
                 "metadata": _metadata(params.get("metadata")),
@@ -350,6 +461,7 @@ class Resources(DoubleCore):
             }
         )
         self.invoices[invoice_id] = invoice
+        self._index(invoice_id)
         if behavior == "include":
             for item in self.invoice_items.values():
                 if item["customer"] == customer["id"] and item["invoice"] is None:
@@ -373,7 +485,7 @@ class Resources(DoubleCore):
         return _list(found, params, "/v1/invoices")
 
     def search_invoices(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
-        return _search(list(self.invoices.values()), params, "/v1/invoices/search")
+        return _search(self._searchable(list(self.invoices.values())), params, "/v1/invoices/search")
 
     def finalize(self, params: dict[str, Any], invoice_id: str, *, request: dict[str, Any]) -> dict[str, Any]:
         _only(params, {"auto_advance", "expand"})
@@ -397,13 +509,19 @@ class Resources(DoubleCore):
             }
         )
         invoice["status_transitions"]["finalized_at"] = now
+        if invoice["collection_method"] == "send_invoice":
+            invoice["due_date"] = now + 86400 * int(invoice["days_until_due"] or 0)
         customer["next_invoice_sequence"] += 1
         self._emit("invoice.finalized", invoice, request)
         if invoice["amount_due"] == 0:  # Stripe marks zero-due invoices paid on finalization
             self._mark_paid(invoice, now, request)
         return invoice
 
-    def _mark_paid(self, invoice: dict[str, Any], now: int, request: dict[str, Any]) -> None:
+    def _mark_paid(
+        self, invoice: dict[str, Any], now: int, request: dict[str, Any], *, charged: bool = True
+    ) -> None:
+        """``invoice.paid`` always; ``invoice.payment_succeeded`` only when a payment was made
+        (not for an invoice paid out of band or with nothing due)."""
         invoice.update(
             {
                 "status": "paid",
@@ -414,7 +532,8 @@ class Resources(DoubleCore):
         )
         invoice["status_transitions"]["paid_at"] = now
         self._emit("invoice.paid", invoice, request)
-        self._emit("invoice.payment_succeeded", invoice, request)
+        if charged:
+            self._emit("invoice.payment_succeeded", invoice, request)
 
     def pay(self, params: dict[str, Any], invoice_id: str, *, request: dict[str, Any]) -> dict[str, Any]:
         _only(params, {"off_session", "payment_method", "paid_out_of_band", "forgive", "expand"})
@@ -425,7 +544,7 @@ class Resources(DoubleCore):
             raise _invalid(f"You cannot pay an invoice with status {invoice['status']}.")
         now = int(time.time())
         if _bool(params.get("paid_out_of_band", "false"), "paid_out_of_band"):
-            self._mark_paid(invoice, now, request)
+            self._mark_paid(invoice, now, request, charged=False)
             return invoice
         customer = self.customers[invoice["customer"]]
         payment_method = params.get("payment_method") or customer["invoice_settings"].get(
@@ -442,6 +561,8 @@ class Resources(DoubleCore):
         decline = self._decline_for(customer, payment_method)
         if decline is not None:
             self._emit("invoice.payment_failed", invoice, request)
+            if decline.code == "authentication_required":  # the card needs 3DS: only the customer can
+                self._emit("invoice.payment_action_required", invoice, request)
             raise StripeApiError(
                 402,
                 "card_error",
@@ -473,13 +594,236 @@ class Resources(DoubleCore):
         self._emit("invoice.marked_uncollectible", invoice, request)
         return invoice
 
+    def send_invoice(
+        self, params: dict[str, Any], invoice_id: str, *, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Stripe emails the customer the invoice and its hosted payment page (send_invoice only)."""
+        _only(params, {"expand"})
+        invoice = self._invoice(invoice_id)
+        if invoice["status"] != "open":
+            raise _invalid(f"You can only send open invoices, not {invoice['status']}.")
+        if invoice["collection_method"] != "send_invoice":
+            raise _invalid("You can only manually send an invoice with collection_method=send_invoice.")
+        self._emit("invoice.sent", invoice, request)
+        return invoice
 
+    # -- card on file: Checkout in setup mode, setup intents, the customer portal --------------
+    def create_checkout_session(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
+        _only(
+            params,
+            {
+                "mode",
+                "customer",
+                "currency",
+                "success_url",
+                "cancel_url",
+                "client_reference_id",
+                "metadata",
+                "setup_intent_data",
+                "billing_address_collection",
+                "customer_update",
+                "payment_method_types",
+                "expand",
+            },
+        )
+        if params.get("mode") not in ("setup", "payment", "subscription"):
+            raise _invalid("Missing required param: mode.", param="mode")
+        if params["mode"] != "setup":
+            raise _invalid("The Stripe double implements Checkout in setup mode only.", param="mode")
+        if not params.get("currency") and not params.get("payment_method_types"):
+            raise _invalid(
+                "currency is required in setup mode when payment_method_types is not set.", param="currency"
+            )
+        if params.get("customer_update") and not params.get("customer"):
+            raise _invalid("customer_update can only be used with customer.", param="customer_update")
+        for url in ("success_url", "cancel_url"):
+            if url in params and not re.match(r"^https?://", params[url]):
+                raise _invalid("Not a valid URL", param=url, code="url_invalid")
+        customer = self._customer(params["customer"]) if params.get("customer") else None
+        session = copy.deepcopy(self.fixtures["checkout.session"])
+        session_id = f"cs_test_{secrets.token_hex(16)}"
+        now = int(time.time())
+        session.update(
+            {
+                "id": session_id,
+                "created": now,
+                "expires_at": now + 86400,
+                "mode": "setup",
+                "status": "open",
+                "payment_status": "no_payment_required",
+                "customer": customer["id"] if customer else None,
+                "currency": params.get("currency"),
+                "success_url": params.get("success_url"),
+                "cancel_url": params.get("cancel_url"),
+                "client_reference_id": params.get("client_reference_id"),
+                "metadata": _metadata(params.get("metadata")),
+                "billing_address_collection": params.get("billing_address_collection"),
+                "setup_intent": None,
+                "payment_intent": None,
+                "subscription": None,
+                "invoice": None,
+                "amount_subtotal": None,
+                "amount_total": None,
+                "url": f"https://checkout.stripe.com/c/pay/{session_id}",
+            }
+        )
+        intent = copy.deepcopy(self.fixtures["setup_intent"])
+        intent.update(
+            {
+                "id": self._new_id("seti"),
+                "created": now,
+                "customer": session["customer"],
+                "metadata": _metadata((params.get("setup_intent_data") or {}).get("metadata")),
+                "status": "requires_payment_method",
+                "payment_method": None,
+                "last_setup_error": None,
+                "next_action": None,
+                "usage": "off_session",
+            }
+        )
+        intent["client_secret"] = f"{intent['id']}_secret_{secrets.token_hex(8)}"
+        self.setup_intents[intent["id"]] = intent
+        session["setup_intent"] = intent["id"]
+        self.checkout_sessions[session_id] = session
+        return session
+
+    def get_checkout_session(
+        self, params: dict[str, Any], session_id: str, *, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        session = self.checkout_sessions.get(session_id)
+        if session is None:
+            raise _missing("checkout.session", session_id)
+        return session
+
+    def get_setup_intent(
+        self, params: dict[str, Any], intent_id: str, *, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        intent = self.setup_intents.get(intent_id)
+        if intent is None:
+            raise _missing("setup_intent", intent_id)
+        return intent
+
+    def complete_checkout_session(
+        self,
+        session_id: str,
+        *,
+        token: str = "pm_card_visa",
+        address: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Test control: the customer entered a card on the hosted page. As at Stripe, the card is
+        attached to the customer but NOT made the invoices' default (our webhook does that); Stripe
+        sends ``setup_intent.succeeded`` then ``checkout.session.completed``."""
+        with self._lock:
+            session = self.checkout_sessions[session_id]
+            if session["status"] != "open":
+                raise ValueError(f"session {session_id} is {session['status']}")
+            intent = self.setup_intents[session["setup_intent"]]
+            customer_id = session["customer"]
+            pm = self._payment_method(None, customer_id, token)
+            if address and customer_id:
+                customer = self.customers[customer_id]
+                customer["address"] = {**customer["address"], **address}
+            intent.update({"status": "succeeded", "payment_method": pm["id"]})
+            session.update({"status": "complete"})
+            request = {"key": None, "version": None}
+            self._emit("setup_intent.succeeded", intent, request)
+            self._emit("checkout.session.completed", session, request)
+            return copy.deepcopy(session)
+
+    def create_portal_session(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
+        _only(params, {"customer", "return_url", "configuration", "locale", "flow_data", "expand"})
+        if not params.get("customer"):
+            raise _invalid("Missing required param: customer.", param="customer")
+        customer = self._customer(params["customer"])
+        session = copy.deepcopy(self.fixtures["billing_portal.session"])
+        session_id = self._new_id("bps")
+        session.update(
+            {
+                "id": session_id,
+                "created": int(time.time()),
+                "customer": customer["id"],
+                "flow": None,
+                "livemode": False,
+                "return_url": params.get("return_url"),
+                "url": f"https://billing.stripe.com/p/session/test_{session_id}",
+            }
+        )
+        self.portal_sessions[session_id] = session
+        return session
+
+    # -- the catalog ----------------------------------------------------------------------------
+    def create_product(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
+        _only(params, {"id", "name", "description", "metadata", "tax_code", "unit_label", "active", "expand"})
+        if not params.get("name"):
+            raise _invalid("Missing required param: name.", param="name")
+        product_id = params.get("id") or self._new_id("prod")
+        if product_id in self.products:
+            raise _invalid(
+                f"Product already exists: {product_id}", param="id", code="resource_already_exists"
+            )
+        product = copy.deepcopy(self.fixtures["product"])
+        now = int(time.time())
+        product.update(
+            {
+                "id": product_id,
+                "created": now,
+                "updated": now,
+                "name": params["name"],
+                "description": params.get("description") or None,
+                "metadata": _metadata(params.get("metadata")),
+                "tax_code": params.get("tax_code"),
+                "unit_label": params.get("unit_label"),
+                "active": _bool(params.get("active", "true"), "active"),
+                "default_price": None,
+                "package_dimensions": None,
+                "livemode": False,
+            }
+        )
+        self.products[product_id] = product
+        return product
+
+    def update_product(
+        self, params: dict[str, Any], product_id: str, *, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        _only(params, {"name", "description", "metadata", "tax_code", "unit_label", "active", "expand"})
+        product = self.products.get(product_id)
+        if product is None:
+            raise _missing("product", product_id)
+        for name in ("name", "description", "tax_code", "unit_label"):
+            if name in params:
+                product[name] = params[name] or None
+        if "active" in params:
+            product["active"] = _bool(params["active"], "active")
+        if "metadata" in params:
+            product["metadata"].update(_metadata(params["metadata"]))
+        product["updated"] = int(time.time())
+        return product
+
+    def get_product(
+        self, params: dict[str, Any], product_id: str, *, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        product = self.products.get(product_id)
+        if product is None:
+            raise _missing("product", product_id)
+        return product
+
+    def list_products(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
+        found = [
+            p
+            for p in self.products.values()
+            if "active" not in params or p["active"] == _bool(params["active"], "active")
+        ]
+        return _list(found, params, "/v1/products")
+
+
+MAX_INVOICE_ITEMS = 250  # Stripe's limit of invoice items per invoice
 _ID = r"([A-Za-z0-9_]+)"
 _ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/v1/customers", Resources.create_customer),
     ("GET", "/v1/customers/search", Resources.search_customers),
     ("GET", "/v1/customers", Resources.list_customers),
     ("GET", f"/v1/customers/{_ID}", Resources.get_customer),
+    ("POST", f"/v1/customers/{_ID}", Resources.update_customer),
     ("POST", "/v1/invoiceitems", Resources.create_item),
     ("GET", "/v1/invoiceitems", Resources.list_items),
     ("GET", f"/v1/invoiceitems/{_ID}", Resources.get_item),
@@ -491,6 +835,15 @@ _ROUTES: list[tuple[str, str, Any]] = [
     ("POST", f"/v1/invoices/{_ID}/pay", Resources.pay),
     ("POST", f"/v1/invoices/{_ID}/void", Resources.void),
     ("POST", f"/v1/invoices/{_ID}/mark_uncollectible", Resources.mark_uncollectible),
+    ("POST", f"/v1/invoices/{_ID}/send", Resources.send_invoice),
+    ("POST", "/v1/checkout/sessions", Resources.create_checkout_session),
+    ("GET", f"/v1/checkout/sessions/{_ID}", Resources.get_checkout_session),
+    ("GET", f"/v1/setup_intents/{_ID}", Resources.get_setup_intent),
+    ("POST", "/v1/billing_portal/sessions", Resources.create_portal_session),
+    ("POST", "/v1/products", Resources.create_product),
+    ("GET", "/v1/products", Resources.list_products),
+    ("GET", f"/v1/products/{_ID}", Resources.get_product),
+    ("POST", f"/v1/products/{_ID}", Resources.update_product),
 ]
 Resources.routes = _ROUTES
 
@@ -503,6 +856,17 @@ def _only(params: dict[str, Any], allowed: set[str]) -> None:
                 param=name,
                 code="parameter_unknown",
             )
+
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
+
+
+def _email(value: Any) -> None:
+    """Stripe refuses a malformed email with ``email_invalid`` (and longer than 512 characters)."""
+    if value in (None, ""):
+        return
+    if not isinstance(value, str) or len(value) > 512 or not _EMAIL.match(value):
+        raise _invalid(f"Invalid email address: {value}", param="email", code="email_invalid")
 
 
 def _int(value: Any, param: str) -> int:

@@ -8,11 +8,16 @@ Powertools Parameters (cached) and is never logged.
 Every request goes through one path (``_call``):
 - a client-side rate limiter shared by all threads of the process (``RateLimiter``), so a month's
   run stays under Stripe's limit (``stripe_max_requests_per_second / stripe_rate_share`` here);
-- retries with exponential backoff and full jitter on 429, 5xx, 409 (lock timeouts) and network
-  errors, honouring ``Stripe-Should-Retry``. The SDK's own retries are switched off
-  (``max_network_retries=0``) so that every attempt passes the rate limiter; each POST carries an
-  explicit ``Idempotency-Key`` that stays the same across attempts, so a retry can never create a
-  second object;
+- Stripe's limits per endpoint (25/s, search 20/s) and per account, both enforced client-side
+  (``StripeRateLimits``), so a month's run stays under them (rates divided by ``stripe_rate_share``);
+- retries with exponential backoff and full jitter on 429 (``rate_limit`` and ``lock_timeout``),
+  5xx, 409 (a key in flight) and network errors, honouring ``Stripe-Should-Retry``. The SDK's own
+  retries are switched off (``max_network_retries=0``) so that every attempt passes the rate
+  limiter; each POST carries an explicit ``Idempotency-Key`` that stays the same across attempts,
+  so a retry can never create a second object;
+- a 5xx Stripe saved under the key is replayed to every retry with it (``Stripe-Should-Retry:
+  false``): the call then looks its object up (by metadata, with strongly consistent list or
+  retrieve calls, never search) and only when none exists retries under ``{key}:a{n}``;
 - card errors are values (``PaymentAttempt``), not exceptions; invalid requests raise.
 
 Invoices are created with ``collection_method=charge_automatically`` and ``auto_advance=False``
@@ -34,19 +39,22 @@ from stripe._encode import _api_encode
 from billing.adapters.stripe_http import (
     RATE_HEADROOM,
     RateLimitedHttpClient,
-    RateLimiter,
     RetryPolicy,
+    StripeRateLimits,
+    replayed_failure,
     retryable,
 )
 from billing.observability import logger
 from billing.payments import (
     CreatedCustomer,
     CustomerDraft,
+    HostedSession,
     InvoiceDraft,
     InvoiceSummary,
     ItemDraft,
     ItemSummary,
     PaymentAttempt,
+    SetupSessionDraft,
 )
 
 if TYPE_CHECKING:
@@ -54,7 +62,9 @@ if TYPE_CHECKING:
     from stripe._base_address import BaseAddresses
     from stripe.params import (
         CustomerCreateParams,
+        CustomerListParams,
         CustomerSearchParams,
+        CustomerUpdateParams,
         InvoiceCreateParams,
         InvoiceFinalizeInvoiceParams,
         InvoiceItemCreateParams,
@@ -62,11 +72,16 @@ if TYPE_CHECKING:
         InvoiceItemListParams,
         InvoiceListParams,
         InvoicePayParams,
+        InvoiceSendInvoiceParams,
     )
+    from stripe.params.billing_portal import SessionCreateParams as PortalSessionCreateParams
+    from stripe.params.checkout import SessionCreateParams
 
     from billing.settings import Settings
 
 T = TypeVar("T")
+
+_MAX_REKEYS = 2  # new keys tried after a replayed 5xx before the call fails
 
 # Stripe limits on metadata values and descriptions.
 _MAX_DESCRIPTION = 500
@@ -88,30 +103,49 @@ class StripeRequest:
 
 
 class StripeGateway:
-    def __init__(self, client: stripe.StripeClient, limiter: RateLimiter, retry: RetryPolicy | None = None):
-        """``limiter`` is the one the client's HTTP layer takes tokens from (see from_settings)."""
+    def __init__(
+        self,
+        client: stripe.StripeClient,
+        limits: StripeRateLimits,
+        retry: RetryPolicy | None = None,
+        *,
+        days_until_due: int = 14,
+        automatic_tax: bool = False,
+    ):
+        """``limits`` are the ones the client's HTTP layer takes tokens from (see from_settings)."""
         self.client = client
-        self.limiter = limiter
+        self.limits = limits
         self.retry = retry or RetryPolicy()
+        self.days_until_due = days_until_due
+        self.automatic_tax = automatic_tax
 
     @classmethod
     def from_settings(cls, settings: Settings, *, api_key: str | None = None) -> StripeGateway:
         key = api_key if api_key is not None else secret_key(settings)
         base: BaseAddresses = {"api": settings.stripe_api_base} if settings.stripe_api_base else {}
-        limiter = RateLimiter(
-            RATE_HEADROOM * settings.stripe_max_requests_per_second / max(1, settings.stripe_rate_share)
+        share = RATE_HEADROOM / max(1, settings.stripe_rate_share)
+        limits = StripeRateLimits(
+            share * settings.stripe_max_requests_per_second,
+            share * settings.stripe_endpoint_requests_per_second,
+            share * settings.stripe_search_requests_per_second,
         )
         client = stripe.StripeClient(
             key,
             stripe_version=settings.stripe_api_version,
             base_addresses=base,
             max_network_retries=0,  # retried in _call with the same key; every attempt takes a token
-            http_client=RateLimitedHttpClient(limiter, settings.stripe_timeout_s),
+            http_client=RateLimitedHttpClient(limits, settings.stripe_timeout_s),
         )
         retry = RetryPolicy(
             max_attempts=settings.stripe_max_attempts, base_delay_s=settings.stripe_retry_base_delay_s
         )
-        return cls(client, limiter, retry)
+        return cls(
+            client,
+            limits,
+            retry,
+            days_until_due=settings.invoice_days_until_due,
+            automatic_tax=settings.stripe_automatic_tax,
+        )
 
     # -- the one request path -------------------------------------------------------------------
     def _call(
@@ -121,18 +155,34 @@ class StripeGateway:
         *,
         idempotency_key: str | None = None,
         post: bool = False,
+        recover: Callable[[], T | None] | None = None,
     ) -> T:
+        """``recover`` finds the object a POST was creating or changing (None: not there), for
+        when Stripe replays a saved 5xx under the key."""
         if post and not idempotency_key:
             idempotency_key = f"billing-{uuid.uuid4()}"  # still the same key on every retry
         options: RequestOptions = {"max_network_retries": 0}
         if idempotency_key:
             options["idempotency_key"] = idempotency_key
-        attempt = 0
+        attempt = rekeyed = 0
         while True:
             try:
                 return fn(options)
             except stripe.StripeError as exc:
                 attempt += 1
+                if idempotency_key and replayed_failure(exc) and rekeyed < _MAX_REKEYS:
+                    found = recover() if recover is not None else None
+                    if found is not None:
+                        logger.info("recovered after a replayed stripe error", extra={"stripe_call": what})
+                        return found
+                    rekeyed += 1
+                    # Derived, not random: a crash and rerun here derives the same key again.
+                    options["idempotency_key"] = f"{idempotency_key}:a{rekeyed}"
+                    logger.warning(
+                        "stripe replays a saved error; retrying under a derived key",
+                        extra={"stripe_call": what, "idempotency_key": options["idempotency_key"]},
+                    )
+                    continue
                 if not retryable(exc) or attempt >= self.retry.max_attempts:
                     log = logger.info if isinstance(exc, stripe.CardError) else logger.warning
                     log(
@@ -186,8 +236,67 @@ class StripeGateway:
             lambda o: self.client.v1.customers.create(params, o),
             idempotency_key=draft.idempotency_key,
             post=True,
+            recover=lambda: self._customer_by_email(draft),
         )
         return CreatedCustomer(customer.id, _replayed(customer))
+
+    def _customer_by_email(self, draft: CustomerDraft) -> stripe.Customer | None:
+        """The tenant's customer by listing (strongly consistent) the customers with its email."""
+        if not draft.email:
+            return None
+        params: CustomerListParams = {"email": draft.email, "limit": 100}
+        page = self._call("customers.list", lambda o: self.client.v1.customers.list(params, o))
+        mine = [c for c in page.data if _metadata(c.metadata).get("tenant_id") == draft.tenant_id]
+        return min(mine, key=lambda c: c.created) if mine else None
+
+    def payment_method_on_file(self, customer_id: str) -> str | None:
+        """The customer's invoices' default payment method (a retrieve: strongly consistent)."""
+        customer = self._call(
+            "customers.retrieve", lambda o: self.client.v1.customers.retrieve(customer_id, None, o)
+        )
+        settings = customer.invoice_settings
+        default = settings.default_payment_method if settings is not None else None
+        return _id(default) if default else None
+
+    def set_default_payment_method(self, customer_id: str, payment_method_id: str) -> None:
+        """Make the saved card the one invoices charge (idempotent: the same value twice is one state)."""
+        params: CustomerUpdateParams = {"invoice_settings": {"default_payment_method": payment_method_id}}
+        self._call(
+            "customers.update",
+            lambda o: self.client.v1.customers.update(customer_id, params, o),
+            idempotency_key=f"default-pm:{customer_id}:{payment_method_id}",
+            post=True,
+        )
+
+    def setup_intent_payment_method(self, setup_intent_id: str) -> tuple[str | None, str | None]:
+        """(customer id, payment method id) of a setup intent, once it succeeded."""
+        intent = self._call(
+            "setup_intents.retrieve",
+            lambda o: self.client.v1.setup_intents.retrieve(setup_intent_id, None, o),
+        )
+        if intent.status != "succeeded" or not intent.payment_method:
+            return (_id(intent.customer) if intent.customer else None, None)
+        return (_id(intent.customer) if intent.customer else None, _id(intent.payment_method))
+
+    def create_setup_session(self, draft: SetupSessionDraft) -> HostedSession:
+        params = _setup_session_params(draft, collect_address=self.automatic_tax)
+        session = self._call(
+            "checkout.sessions.create",
+            lambda o: self.client.v1.checkout.sessions.create(params, o),
+            idempotency_key=draft.idempotency_key,
+            post=True,
+        )
+        return HostedSession(str(session.id), str(session.url or ""), session.expires_at)
+
+    def create_portal_session(self, customer_id: str, return_url: str, idempotency_key: str) -> HostedSession:
+        params: PortalSessionCreateParams = {"customer": customer_id, "return_url": return_url}
+        session = self._call(
+            "billing_portal.sessions.create",
+            lambda o: self.client.v1.billing_portal.sessions.create(params, o),
+            idempotency_key=idempotency_key,
+            post=True,
+        )
+        return HostedSession(str(session.id), str(session.url), None)
 
     def ensure_customer(self, draft: CustomerDraft) -> str:
         """Find the tenant's customer by metadata, else create it (idempotent by tenant id)."""
@@ -199,14 +308,31 @@ class StripeGateway:
         return StripeRequest("post", "/invoices", _invoice_params(draft), draft.idempotency_key)
 
     def create_draft_invoice(self, draft: InvoiceDraft) -> InvoiceSummary:
-        params = _invoice_params(draft)
+        params = _invoice_params(draft, self.days_until_due, self.automatic_tax)
+        statement_id = draft.metadata.get("statement_id", "")
         invoice = self._call(
             "invoices.create",
             lambda o: self.client.v1.invoices.create(params, o),
             idempotency_key=draft.idempotency_key,
             post=True,
+            recover=lambda: self._invoice_by_metadata(draft.customer_id, "statement_id", statement_id),
         )
         return _invoice_summary(invoice, replayed=_replayed(invoice))
+
+    def _invoice_by_metadata(self, customer_id: str, key: str, value: str) -> stripe.Invoice | None:
+        found = self._invoices_by_metadata(customer_id, key, value)
+        return found[0] if found and value else None
+
+    def send_invoice(self, invoice_id: str, *, idempotency_key: str) -> InvoiceSummary:
+        """Stripe emails the customer the invoice with its hosted payment page (send_invoice)."""
+        params: InvoiceSendInvoiceParams = {}
+        invoice = self._call(
+            "invoices.send",
+            lambda o: self.client.v1.invoices.send_invoice(invoice_id, params, o),
+            idempotency_key=idempotency_key,
+            post=True,
+        )
+        return _invoice_summary(invoice)
 
     @staticmethod
     def item_request(draft: ItemDraft) -> StripeRequest:
@@ -214,11 +340,20 @@ class StripeGateway:
 
     def add_invoice_item(self, draft: ItemDraft) -> ItemSummary:
         params = _item_params(draft)
+        line_id = draft.metadata.get("line_id")
         item = self._call(
             "invoiceitems.create",
             lambda o: self.client.v1.invoice_items.create(params, o),
             idempotency_key=draft.idempotency_key,
             post=True,
+            recover=lambda: next(
+                (
+                    i
+                    for i in self._items(draft.invoice_id)
+                    if line_id and _metadata(i.metadata).get("line_id") == line_id
+                ),
+                None,
+            ),
         )
         return _item_summary(item)
 
@@ -227,7 +362,10 @@ class StripeGateway:
         return StripeRequest("get", "/invoiceitems", _list_items_params(invoice_id, None))
 
     def list_invoice_items(self, invoice_id: str) -> list[ItemSummary]:
-        items: list[ItemSummary] = []
+        return [_item_summary(i) for i in self._items(invoice_id)]
+
+    def _items(self, invoice_id: str) -> list[stripe.InvoiceItem]:
+        items: list[stripe.InvoiceItem] = []
         starting_after: str | None = None
         while True:
             params = _list_items_params(invoice_id, starting_after)
@@ -235,7 +373,7 @@ class StripeGateway:
                 "invoiceitems.list",  # called at once: params is this iteration's
                 lambda o: self.client.v1.invoice_items.list(params, o),  # noqa: B023
             )
-            items.extend(_item_summary(i) for i in page.data)
+            items.extend(page.data)
             if not page.has_more or not page.data:
                 return items
             starting_after = page.data[-1].id
@@ -257,7 +395,10 @@ class StripeGateway:
     def find_invoices(self, customer_id: str, metadata_key: str, value: str) -> list[InvoiceSummary]:
         """The customer's non-void invoices whose metadata[key] == value, newest first. Lists by
         customer (strongly consistent, unlike search), so it also finds one created a moment ago."""
-        found: list[InvoiceSummary] = []
+        return [_invoice_summary(i) for i in self._invoices_by_metadata(customer_id, metadata_key, value)]
+
+    def _invoices_by_metadata(self, customer_id: str, metadata_key: str, value: str) -> list[stripe.Invoice]:
+        found: list[stripe.Invoice] = []
         starting_after: str | None = None
         while True:
             params = _list_invoices_params(customer_id, starting_after)
@@ -266,9 +407,8 @@ class StripeGateway:
                 lambda o: self.client.v1.invoices.list(params, o),  # noqa: B023
             )
             for invoice in page.data:
-                summary = _invoice_summary(invoice)
-                if summary.metadata.get(metadata_key) == value and summary.status != "void":
-                    found.append(summary)
+                if _metadata(invoice.metadata).get(metadata_key) == value and invoice.status != "void":
+                    found.append(invoice)
             if not page.has_more or not page.data:
                 break
             starting_after = page.data[-1].id
@@ -285,6 +425,7 @@ class StripeGateway:
             lambda o: self.client.v1.invoices.finalize_invoice(invoice_id, params, o),
             idempotency_key=idempotency_key,
             post=True,
+            recover=lambda: self._invoice_unless(invoice_id, "draft"),
         )
         return _invoice_summary(invoice)
 
@@ -303,6 +444,7 @@ class StripeGateway:
                 lambda o: self.client.v1.invoices.pay(invoice_id, params, o),
                 idempotency_key=idempotency_key,
                 post=True,
+                recover=lambda: self._invoice_unless(invoice_id, "open"),
             )
         except stripe.CardError as exc:
             status = self._status_after_failure(invoice_id)
@@ -318,6 +460,13 @@ class StripeGateway:
             raise
         summary = _invoice_summary(invoice)
         return PaymentAttempt(summary.status == "paid", summary.status)
+
+    def _invoice_unless(self, invoice_id: str, status: str) -> stripe.Invoice | None:
+        """The invoice when it has left ``status`` (the replayed call's work is done), else None."""
+        invoice = self._call(
+            "invoices.retrieve", lambda o: self.client.v1.invoices.retrieve(invoice_id, None, o)
+        )
+        return invoice if invoice.status != status else None
 
     def _status_after_failure(self, invoice_id: str) -> str:
         return self.get_invoice(invoice_id).status
@@ -335,16 +484,40 @@ def _customer_params(draft: CustomerDraft) -> CustomerCreateParams:
     return params
 
 
-def _invoice_params(draft: InvoiceDraft) -> InvoiceCreateParams:
-    return {
+def _invoice_params(
+    draft: InvoiceDraft, days_until_due: int = 14, automatic_tax: bool = False
+) -> InvoiceCreateParams:
+    params: InvoiceCreateParams = {
         "customer": draft.customer_id,
         "currency": draft.currency,
-        "collection_method": "charge_automatically",
+        "collection_method": draft.collection_method,
         "auto_advance": False,  # Stripe never finalizes, charges or retries on its own
         "pending_invoice_items_behavior": "exclude",
         "description": draft.description[:_MAX_DESCRIPTION],
         "metadata": dict(draft.metadata),
     }
+    if draft.collection_method == "send_invoice":
+        params["days_until_due"] = days_until_due  # Stripe's due date, shown on the hosted page
+    if automatic_tax:
+        params["automatic_tax"] = {"enabled": True}  # Stripe adds tax on top of our lines
+    return params
+
+
+def _setup_session_params(draft: SetupSessionDraft, *, collect_address: bool) -> SessionCreateParams:
+    params: SessionCreateParams = {
+        "mode": "setup",
+        "customer": draft.customer_id,
+        "currency": draft.currency,  # setup mode needs it to offer the currency's payment methods
+        "success_url": draft.success_url,
+        "cancel_url": draft.cancel_url,
+        "client_reference_id": draft.tenant_id,
+        "metadata": {"tenant_id": draft.tenant_id},
+        "setup_intent_data": {"metadata": {"tenant_id": draft.tenant_id}},
+    }
+    if collect_address:  # Stripe Tax needs the customer's address
+        params["billing_address_collection"] = "required"
+        params["customer_update"] = {"address": "auto", "name": "auto"}
+    return params
 
 
 def _item_params(draft: ItemDraft) -> InvoiceItemCreateParams:
@@ -459,6 +632,7 @@ def _invoice_summary(invoice: stripe.Invoice, *, replayed: bool = False) -> Invo
         number=invoice.number,
         hosted_invoice_url=invoice.hosted_invoice_url,
         auto_advance=invoice.auto_advance,
+        collection_method=str(invoice.collection_method or "charge_automatically"),
         replayed=replayed,
     )
 

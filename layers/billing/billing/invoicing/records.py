@@ -13,9 +13,10 @@ from billing.periods import Month
 from billing.statements import Statement
 
 InvoiceState = Literal[
-    "pending", "draft_created", "items_added", "finalized", "paid", "payment_failed", "not_sent"
+    "pending", "draft_created", "items_added", "finalized", "paid", "payment_failed", "sent", "not_sent"
 ]
-TERMINAL: frozenset[str] = frozenset({"paid", "payment_failed", "not_sent"})
+# sent: the tenant had no payment method; Stripe emailed the invoice (hosted page, due date).
+TERMINAL: frozenset[str] = frozenset({"paid", "payment_failed", "sent", "not_sent"})
 MAX_STEPS = 20  # enough for every state plus a few lost races
 
 
@@ -34,6 +35,7 @@ class InvoiceRecord(BaseModel):
     customer_id: str | None = None
     invoice_id: str | None = None
     invoice_status: str | None = None  # Stripe's status as last seen here
+    collection_method: str = "charge_automatically"  # send_invoice: no payment method on file
     invoice_number: str | None = None
     hosted_invoice_url: str | None = None
     stripe_total: int | None = None  # Stripe's total once finalized (== total_cents, checked)
@@ -63,6 +65,10 @@ class InvoiceRecords(Protocol):
 
 class StatementInconsistent(InvalidRequest):
     code = "statement_inconsistent"
+
+
+class TooManyLines(InvalidRequest):
+    code = "too_many_invoice_lines"
 
 
 class InvoiceMismatch(Conflict):

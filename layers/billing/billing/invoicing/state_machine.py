@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -18,12 +19,15 @@ from billing.invoicing.records import (
     InvoiceRecord,
     InvoiceRecords,
     StatementSource,
+    TooManyLines,
     idempotency_key,
     statement_cents,
 )
 from billing.money import to_cents
 from billing.observability import logger
 from billing.payments import (
+    MAX_INVOICE_ITEMS,
+    CollectionMethod,
     CustomerDraft,
     InvoiceDraft,
     InvoiceSummary,
@@ -164,6 +168,12 @@ class InvoicingService:
                 extra={"statement_id": statement.statement_id, "reason": reason},
             )
             return self._save(record, state="not_sent", reason=reason)
+        if len(statement.lines) > MAX_INVOICE_ITEMS:
+            raise TooManyLines(
+                f"statement {statement.statement_id} has {len(statement.lines)} lines; a Stripe "
+                f"invoice holds at most {MAX_INVOICE_ITEMS}",
+                details=[{"field": "lines", "reason": f"more than {MAX_INVOICE_ITEMS} lines"}],
+            )
         customer_id, created = self._customer(statement.tenant_id)
         found = (
             [] if created else self.gateway.find_invoices(customer_id, "statement_id", statement.statement_id)
@@ -185,7 +195,12 @@ class InvoicingService:
             )
             run.invoice = existing
         else:
-            run.invoice = self.gateway.create_draft_invoice(self.invoice_draft(statement, customer_id))
+            method: CollectionMethod = (
+                "charge_automatically" if self.gateway.payment_method_on_file(customer_id) else "send_invoice"
+            )
+            run.invoice = self.gateway.create_draft_invoice(
+                self.invoice_draft(statement, customer_id, method)
+            )
             run.created_now = not run.invoice.replayed  # a fresh draft holds no items yet
         return self._save(
             record,
@@ -193,6 +208,7 @@ class InvoicingService:
             customer_id=customer_id,
             invoice_id=run.invoice.id,
             invoice_status=run.invoice.status,
+            collection_method=run.invoice.collection_method,
         )
 
     def _add_items(self, statement: Statement, total: int, record: InvoiceRecord, run: _Run) -> InvoiceRecord:
@@ -265,6 +281,17 @@ class InvoicingService:
         assert record.invoice_id
         if record.invoice_status == "paid":  # nothing due (Stripe marks it paid when finalized)
             return self._save(record, state="paid", payment_succeeded=True)
+        if record.collection_method == "send_invoice":
+            # No card on file: an off-session charge could only fail. Stripe emails the invoice
+            # with its hosted payment page; invoice.paid (webhook) settles it.
+            sent = self.gateway.send_invoice(
+                record.invoice_id, idempotency_key=idempotency_key(statement.statement_id, "send")
+            )
+            logger.info(
+                "no payment method on file; invoice sent",
+                extra={"statement_id": statement.statement_id, "invoice_id": record.invoice_id},
+            )
+            return self._save(record, state="sent", invoice_status=sent.status)
         attempt: PaymentAttempt = self.gateway.pay_invoice(
             record.invoice_id, idempotency_key=idempotency_key(statement.statement_id, "pay")
         )
@@ -332,15 +359,21 @@ class InvoicingService:
     # ------------------------------------------------------------------------------------------ requests
     @staticmethod
     def customer_draft(tenant: Tenant) -> CustomerDraft:
+        name = tenant.name or tenant.id
+        # The key depends on what is sent: Stripe answers a changed name or email under a used key
+        # with a 400 that no retry gets past. The lookup before creating finds an earlier one.
+        digest = hashlib.sha256(f"{name}\n{tenant.email}".encode()).hexdigest()[:12]
         return CustomerDraft(
             tenant_id=tenant.id,
-            name=tenant.name or tenant.id,
+            name=name,
             email=tenant.email,
-            idempotency_key=f"customer:{tenant.id}",
+            idempotency_key=f"customer:{tenant.id}:{digest}",
         )
 
     @staticmethod
-    def invoice_draft(statement: Statement, customer_id: str) -> InvoiceDraft:
+    def invoice_draft(
+        statement: Statement, customer_id: str, method: CollectionMethod = "charge_automatically"
+    ) -> InvoiceDraft:
         kind = "Final statement" if statement.is_final else "Statement"
         return InvoiceDraft(
             customer_id=customer_id,
@@ -352,7 +385,12 @@ class InvoicingService:
                 "statement_id": statement.statement_id,
                 "is_final": str(statement.is_final).lower(),
             },
-            idempotency_key=idempotency_key(statement.statement_id, "invoice"),
+            # Another collection method is another request: its own key (the lookup by metadata
+            # before creating keeps it to one invoice per statement).
+            idempotency_key=idempotency_key(
+                statement.statement_id, "invoice" if method == "charge_automatically" else "invoice:send"
+            ),
+            collection_method=method,
         )
 
     def item_draft(

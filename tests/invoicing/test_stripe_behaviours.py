@@ -1,0 +1,189 @@
+"""The project against the Stripe behaviours the double now has: replayed 500s, 429 lock timeouts,
+rate limits per endpoint, search lag, idempotency keys that follow what is sent, the 250-item limit,
+and a tenant without a payment method."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
+
+import pytest
+
+from billing import container
+from billing.invoicing import TERMINAL
+from billing.invoicing.records import TooManyLines
+from billing_local.stripe_double import RateLimits, StripeDouble, max_in_window
+from tests.invoicing.conftest import MONTH, Billing, make_statement, make_tenant
+
+
+@pytest.mark.parametrize("took_effect", [False, True], ids=["nothing-created", "created-then-failed"])
+def test_a_replayed_500_is_recovered_by_metadata_or_a_derived_key(
+    billing: Billing, took_effect: bool
+) -> None:
+    # Given Stripe saving a 500 under the invoice-creation key (which it replays to every retry)
+    make_tenant("acme")
+    make_statement("acme", ["49.99", "0.01"])
+    billing.stripe.add_fault(
+        "saved_server_error", method="POST", path="^/v1/invoices$", took_effect=took_effect
+    )
+
+    # When the job runs
+    outcome = billing.service.invoice("acme", MONTH)
+
+    # Then it got past the replay: exactly one invoice, paid
+    assert outcome.state == "paid"
+    assert len(billing.stripe.invoices_for("acme", include_void=False)) == 1
+    keys = [
+        r.idempotency_key for r in billing.stripe.requests if r.path == "/v1/invoices" and r.method == "POST"
+    ]
+    if took_effect:  # found by its metadata: no new key needed
+        assert keys == ["acme:2025-11:invoice", "acme:2025-11:invoice"]
+    else:  # nothing there: a key derived from the old one
+        assert keys == ["acme:2025-11:invoice", "acme:2025-11:invoice", "acme:2025-11:invoice:a1"]
+
+
+@pytest.mark.parametrize("path", [r"/finalize$", r"/pay$", r"^/v1/invoiceitems$"])
+def test_replayed_500s_of_later_steps_are_recovered(billing: Billing, path: str) -> None:
+    # Given a saved 500 on a later step, once after doing its work and once without
+    make_tenant("acme")
+    make_statement("acme", ["49.99", "0.01"])
+    billing.stripe.add_fault("saved_server_error", method="POST", path=path, took_effect=True)
+
+    # When the job runs
+    outcome = billing.service.invoice("acme", MONTH)
+
+    # Then the invoice is right: two lines, paid once
+    (invoice,) = billing.stripe.invoices_for("acme")
+    assert outcome.state == "paid" and invoice["status"] == "paid"
+    assert len(invoice["lines"]["data"]) == 2 and invoice["attempt_count"] == 1
+
+
+def test_lock_timeouts_are_429s_and_are_retried(billing: Billing) -> None:
+    # Given the invoice locked by another Stripe process when we pay it
+    make_tenant("acme")
+    make_statement("acme", ["10.00"])
+    billing.stripe.add_fault("lock_timeout", method="POST", path=r"/pay$", times=2)
+
+    # When the job runs, then it waits and pays under the same key
+    assert billing.service.invoice("acme", MONTH).state == "paid"
+    pays = [r for r in billing.stripe.requests if r.path.endswith("/pay")]
+    assert [r.status for r in pays] == [429, 429, 200] and len({r.idempotency_key for r in pays}) == 1
+
+
+def test_a_parallel_month_stays_under_stripes_per_endpoint_and_account_limits(
+    env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given Stripe enforcing 10/s per endpoint and 25/s per account, and our settings saying so
+    from aws_lambda_powertools.utilities import parameters
+
+    from billing_local.stripe_double import put_secret
+
+    limits = RateLimits(global_per_s=25, endpoint_per_s=10, search_per_s=10)
+    with StripeDouble(rate_limits=limits) as double:
+        for key, value in {
+            "STRIPE_API_BASE": double.api_base,
+            "STRIPE_MAX_REQUESTS_PER_SECOND": "25",
+            "STRIPE_ENDPOINT_REQUESTS_PER_SECOND": "10",
+            "STRIPE_SEARCH_REQUESTS_PER_SECOND": "10",
+            "STRIPE_RETRY_BASE_DELAY_S": "0.01",
+        }.items():
+            monkeypatch.setenv(key, value)
+        container.reset()
+        put_secret(container.settings().stripe_secret_name)
+        parameters.clear_caches()
+        for n in range(6):
+            tenant = f"t{n}"
+            double.card_at_signup(tenant)
+            make_tenant(tenant, card=False)
+            make_statement(tenant, ["10.00", "1.00", "0.50"])
+
+        # When six statements (three items each) are invoiced by eight threads
+        outcomes = container.invoicing_service().push(MONTH, workers=8)
+
+        # Then all are paid and Stripe never answered 429
+        assert {o.state for o in outcomes} == {"paid"}
+        assert all(r.status != 429 for r in double.requests)
+        items = [r.at for r in double.requests if r.path == "/v1/invoiceitems" and r.method == "POST"]
+        assert len(items) == 18 and max_in_window(items, 1.0) <= 10
+    container.reset()
+
+
+def test_read_after_write_never_depends_on_search(billing: Billing) -> None:
+    # Given a customer created a moment ago (search does not see it yet) and its id not yet stored
+    make_tenant("acme")
+    first = billing.service.ensure_customer("acme")
+    tenant = container.tenants().get("acme")
+    container.tenants().save(tenant.model_copy(update={"stripe_customer_id": None}))
+
+    # When the customer is ensured again at once
+    second = billing.service.ensure_customer("acme")
+
+    # Then it is the same customer (the idempotent create replayed it), never a second one
+    assert second == first and len(billing.stripe.customers) == 1
+
+
+def test_a_changed_email_under_the_same_customer_key_is_no_400(billing: Billing) -> None:
+    # Given a customer created, its id lost before it was stored, then the tenant's email changed
+    make_tenant("acme")
+    billing.service.ensure_customer("acme")
+    tenant = container.tenants().get("acme")
+    container.tenants().save(
+        tenant.model_copy(update={"stripe_customer_id": None, "email": "new@acme.example"})
+    )
+
+    # When the customer is ensured again, then Stripe is sent another key (no idempotency_error)
+    assert billing.service.ensure_customer("acme")
+    statuses = {r.status for r in billing.stripe.requests if r.path == "/v1/customers"}
+    assert statuses == {200}
+
+
+def test_a_statement_over_250_lines_is_refused_before_anything_is_sent(billing: Billing) -> None:
+    # Given a statement of 251 lines
+    make_tenant("acme")
+    make_statement("acme", [Decimal("0.01")] * 251)
+    billing.stripe.reset_requests()
+
+    # When the job runs, then it fails naming the field, and Stripe received nothing
+    with pytest.raises(TooManyLines) as refused:
+        billing.service.invoice("acme", MONTH)
+    assert refused.value.details == [{"field": "lines", "reason": "more than 250 lines"}]
+    assert billing.stripe.requests == []
+
+
+def test_a_tenant_without_a_payment_method_is_sent_its_invoice_with_a_due_date(billing: Billing) -> None:
+    # Given a tenant that never saved a card
+    make_tenant("acme", card=False)
+    make_statement("acme", ["49.99"])
+
+    # When the job runs
+    outcome = billing.service.invoice("acme", MONTH)
+
+    # Then no charge was attempted: the invoice is sent (hosted page, due in 14 days), still open
+    assert outcome.state == "sent" and outcome.state in TERMINAL
+    (invoice,) = billing.stripe.invoices_for("acme")
+    assert invoice["collection_method"] == "send_invoice" and invoice["status"] == "open"
+    assert invoice["due_date"] - invoice["status_transitions"]["finalized_at"] == 14 * 86400
+    assert not [r for r in billing.stripe.requests if r.path.endswith("/pay")]
+    assert billing.stripe.events_of("invoice.sent")
+    record = billing.records.get("acme", MONTH)
+    assert record.hosted_invoice_url and record.collection_method == "send_invoice"
+    # and a rerun sends nothing more
+    before = len(billing.stripe.requests)
+    billing.service.invoice("acme", MONTH)
+    assert len(billing.stripe.requests) == before
+
+
+def test_many_tenants_without_cards_are_each_sent_one_invoice(billing: Billing) -> None:
+    # Given three tenants without cards, their jobs delivered twice at once
+    for n in range(3):
+        make_tenant(f"t{n}", card=False)
+        make_statement(f"t{n}", ["5.00"])
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = list(
+            pool.map(lambda t: billing.service.invoice(t, MONTH), [f"t{n % 3}" for n in range(6)])
+        )
+
+    # Then each has one sent invoice
+    assert {o.state for o in outcomes} == {"sent"}
+    for n in range(3):
+        assert len(billing.stripe.invoices_for(f"t{n}")) == 1
