@@ -73,7 +73,8 @@ def test_lock_timeouts_are_429s_and_are_retried(billing: Billing) -> None:
 def test_a_parallel_month_stays_under_stripes_per_endpoint_and_account_limits(
     env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given Stripe enforcing 10/s per endpoint and 25/s per account, and our settings saying so
+    # Given Stripe enforcing 10/s per endpoint and 25/s per account, and our limits set below them
+    # (a loaded 2-core machine can bunch requests that left on time)
     from aws_lambda_powertools.utilities import parameters
 
     from billing_local.stripe_double import put_secret
@@ -82,8 +83,8 @@ def test_a_parallel_month_stays_under_stripes_per_endpoint_and_account_limits(
     with StripeDouble(rate_limits=limits) as double:
         for key, value in {
             "STRIPE_API_BASE": double.api_base,
-            "STRIPE_MAX_REQUESTS_PER_SECOND": "25",
-            "STRIPE_ENDPOINT_REQUESTS_PER_SECOND": "10",
+            "STRIPE_MAX_REQUESTS_PER_SECOND": "20",
+            "STRIPE_ENDPOINT_REQUESTS_PER_SECOND": "8",
             "STRIPE_SEARCH_REQUESTS_PER_SECOND": "10",
             "STRIPE_RETRY_BASE_DELAY_S": "0.01",
         }.items():
@@ -105,6 +106,7 @@ def test_a_parallel_month_stays_under_stripes_per_endpoint_and_account_limits(
         assert all(r.status != 429 for r in double.requests)
         items = [r.at for r in double.requests if r.path == "/v1/invoiceitems" and r.method == "POST"]
         assert len(items) == 18 and max_in_window(items, 1.0) <= 10
+        assert max_in_window([r.at for r in double.requests], 1.0) <= 25
     container.reset()
 
 
