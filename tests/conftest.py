@@ -17,7 +17,7 @@ import pytest
 from billing import container
 from billing.adapters.clickhouse import UsageStore
 from billing.settings import Settings
-from billing_local.aws import local_aws
+from billing_local.aws import local_aws, resource_environment
 from billing_local.runner import LocalContext, api_gateway_event
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -70,13 +70,7 @@ def env(clickhouse_database: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[E
         values = {
             "CLICKHOUSE_URL": f"chdb://{CHDB_PATH}",
             "CLICKHOUSE_DATABASE": clickhouse_database,
-            "TENANTS_TABLE": resources["tenants_table"],
-            "LEDGER_TABLE": resources["ledger_table"],
-            "BILLING_TABLE": resources["billing_table"],
-            "FALLBACK_QUEUE_URL": resources["fallback_queue_url"],
-            "INVOICING_QUEUE_URL": resources["invoicing_queue_url"],
-            "INVOICES_BUCKET": resources["invoices_bucket"],
-            "PORTAL_SECRET_NAME": resources["portal_secret_name"],
+            **resource_environment(resources),
             "PLATFORM_API_KEY_IDS": "platform-key",  # as the template's Join renders it
         }
         for key, value in values.items():

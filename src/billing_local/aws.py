@@ -151,3 +151,17 @@ def local_aws(prefix: str = "billing") -> Iterator[dict[str, Any]]:
             yield {**create_resources(prefix), "portal_secret_name": create_portal_secret(prefix)}
         finally:
             reset_clients()
+
+
+def resource_environment(resources: dict[str, Any]) -> dict[str, str]:
+    """The settings' environment variables that name the resources ``create_resources`` made (what
+    the template's ``Ref``/``GetAtt`` give each function in AWS)."""
+    return {
+        "TENANTS_TABLE": resources["tenants_table"],
+        "LEDGER_TABLE": resources["ledger_table"],
+        "BILLING_TABLE": resources["billing_table"],
+        "FALLBACK_QUEUE_URL": resources["fallback_queue_url"],
+        "INVOICING_QUEUE_URL": resources["invoicing_queue_url"],
+        "INVOICES_BUCKET": resources["invoices_bucket"],
+        "PORTAL_SECRET_NAME": resources["portal_secret_name"],
+    }

@@ -17,7 +17,7 @@ from typing import Any
 
 from billing import container
 from billing.adapters import clickhouse
-from billing_local.aws import local_aws
+from billing_local.aws import local_aws, resource_environment
 
 ENV_KEYS = (
     "CLICKHOUSE_URL",
@@ -58,14 +58,8 @@ def sandbox(
                 values = {
                     "CLICKHOUSE_URL": url,
                     "CLICKHOUSE_DATABASE": f"sim_{uuid.uuid4().hex[:12]}",
-                    "TENANTS_TABLE": resources["tenants_table"],
-                    "LEDGER_TABLE": resources["ledger_table"],
-                    "BILLING_TABLE": resources["billing_table"],
-                    "FALLBACK_QUEUE_URL": resources["fallback_queue_url"],
-                    "INVOICING_QUEUE_URL": resources["invoicing_queue_url"],
-                    "INVOICES_BUCKET": resources["invoices_bucket"],
+                    **resource_environment(resources),
                     "PLATFORM_API_KEY_IDS": "[]",
-                    "PORTAL_SECRET_NAME": resources["portal_secret_name"],
                 }
                 if plans_path:
                     values["PLANS_PATH"] = str(Path(plans_path).resolve())

@@ -18,6 +18,7 @@ from billing.adapters.webhook_verify import sign
 from billing.tenants import Tenant
 from billing_local.runner import load_module
 from tests.conftest import api_event
+from tests.support import create_tenant
 
 STRIPE_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stripe"
 WEBHOOK_SECRET = "whsec_test_5c1b0b7e2f3d4a9b8c7d6e5f4a3b2c1d"
@@ -222,15 +223,8 @@ class Stripe:
 
 
 def make_tenant(tenant_id: str, **fields: Any) -> Tenant:
-    tenant = Tenant(
-        id=tenant_id,
-        name=tenant_id.title(),
-        email=f"billing@{tenant_id}.example",
-        stripe_customer_id=f"cus_{tenant_id}",
-        **fields,
-    )
-    assert container.tenants().create(tenant)
-    return tenant
+    fields.setdefault("stripe_customer_id", f"cus_{tenant_id}")
+    return create_tenant(tenant_id, **fields)
 
 
 def create_webhook_secret(secret: str = WEBHOOK_SECRET) -> None:

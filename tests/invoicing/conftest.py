@@ -17,10 +17,11 @@ from billing.invoicing import InvoicingService
 from billing.money import round_cents
 from billing.periods import Month
 from billing.statements import Statement, StatementLine
-from billing.tenants import PlanAssignment, Tenant
+from billing.tenants import Tenant
 from billing_local.runner import load_module
 from billing_local.stripe_double import StripeDouble, put_secret
 from tests.conftest import Env
+from tests.support import create_tenant
 
 MONTH = "2025-11"
 
@@ -86,15 +87,7 @@ def make_tenant(
     setup session), without it the tenant never saved one."""
     if card and _DOUBLES:
         _DOUBLES[-1].card_at_signup(tenant_id)
-    tenant = Tenant(
-        id=tenant_id,
-        name=tenant_id.title(),
-        email=f"billing@{tenant_id}.example",
-        plans=[PlanAssignment(plan=plan, effective_at=datetime(2025, 1, 1, tzinfo=UTC))],
-        stripe_customer_id=customer,
-    )
-    assert container.tenants().create(tenant)
-    return tenant
+    return create_tenant(tenant_id, [(plan, datetime(2025, 1, 1, tzinfo=UTC))], stripe_customer_id=customer)
 
 
 def make_statement(

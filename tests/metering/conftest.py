@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from billing import container
-from billing.tenants import PlanAssignment, Tenant
+from billing.tenants import Tenant
 from billing_local.runner import load_module, response_headers
 from tests.conftest import api_event
+from tests.support import create_tenant
 
 
 def load_handler(function_dir: str) -> Any:
@@ -35,17 +35,7 @@ def make_tenant(
     plan_from: str = "2025-01-01T00:00:00Z",
     **fields: Any,
 ) -> Tenant:
-    plans = [PlanAssignment(plan=plan, effective_at=plan_from)] if plan else []
-    tenant = Tenant(
-        id=tenant_id,
-        name=tenant_id.title(),
-        email=f"billing@{tenant_id}.example",
-        plans=plans,
-        query_quota=quota,
-        **fields,
-    )
-    assert container.tenants().create(tenant)
-    return tenant
+    return create_tenant(tenant_id, [(plan, plan_from)] if plan else [], query_quota=quota, **fields)
 
 
 def usage(event_id: str, tenant_id: str = "acme-corp", ts: str = "2025-11-03T12:00:00Z", **kw: Any) -> dict:

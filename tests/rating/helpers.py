@@ -6,10 +6,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from billing import container
 from billing.events import StoredEvent
 from billing.periods import parse_instant
 from billing.tenants import Tenant
+from tests.support import create_tenant
 
 
 def at(text: str) -> datetime:
@@ -17,15 +17,7 @@ def at(text: str) -> datetime:
 
 
 def make_tenant(tenant_id: str, plans: list[tuple[str, str]], **extra: Any) -> Tenant:
-    tenant = Tenant(
-        id=tenant_id,
-        name=tenant_id.title(),
-        email=f"billing@{tenant_id}.example",
-        plans=[{"plan": p, "effective_at": e} for p, e in plans],
-        **extra,
-    )
-    assert container.tenants().create(tenant)
-    return container.tenants().get(tenant_id)  # type: ignore[return-value]
+    return create_tenant(tenant_id, plans, **extra)
 
 
 def event(

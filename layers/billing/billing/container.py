@@ -236,7 +236,9 @@ def rater() -> Rater:
 
 @cache
 def billing_cycle() -> BillingCycle:
-    from billing.adapters.close_io import InvoiceArchive, InvoicingJobs, QueueDepth
+    from billing.adapters.invoice_archive import InvoiceArchive
+    from billing.adapters.invoicing_jobs import InvoicingJobs
+    from billing.adapters.queues import QueueDepth
     from billing.adapters.rating_queries import RatingQueries
     from billing.close import BillingCycle
 

@@ -13,9 +13,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from billing.adapters.dynamodb import dynamodb_client, is_conditional_failure, items
+from billing.adapters.dynamodb import dynamodb_client, items, write_if
 from billing.periods import Month, iso, parse_instant
 from billing.statements import Statement
 
@@ -35,20 +33,13 @@ class PeriodRepository:
 
     def close(self, month: Month | str, closed_at: datetime) -> datetime:
         """Record the close once; returns the watermark in force (the first writer's)."""
-        try:
-            self.client.put_item(
-                TableName=self.table,
-                ConditionExpression="attribute_not_exists(pk)",
-                Item={
-                    "pk": {"S": f"PERIOD#{month}"},
-                    "sk": {"S": "CLOSE"},
-                    "closed_at": {"S": iso(closed_at)},
-                },
-            )
+        if write_if(
+            self.client.put_item,
+            TableName=self.table,
+            ConditionExpression="attribute_not_exists(pk)",
+            Item={"pk": {"S": f"PERIOD#{month}"}, "sk": {"S": "CLOSE"}, "closed_at": {"S": iso(closed_at)}},
+        ):
             return closed_at
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
         existing = self.closed_at(month)
         assert existing is not None
         return existing
@@ -61,24 +52,19 @@ class StatementRepository:
 
     def put_if_absent(self, statement: Statement) -> bool:
         """Store a statement once. False (and no change) when one exists for that tenant-month."""
-        try:
-            self.client.put_item(
-                TableName=self.table,
-                ConditionExpression="attribute_not_exists(pk)",
-                Item={
-                    "pk": {"S": f"MONTH#{statement.month}"},
-                    "sk": {"S": f"STMT#{statement.tenant_id}"},
-                    "tenant_id": {"S": statement.tenant_id},
-                    "month": {"S": statement.month},
-                    "is_final": {"BOOL": statement.is_final},
-                    "body": {"S": statement.model_dump_json()},
-                },
-            )
-            return True
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
+        return write_if(
+            self.client.put_item,
+            TableName=self.table,
+            ConditionExpression="attribute_not_exists(pk)",
+            Item={
+                "pk": {"S": f"MONTH#{statement.month}"},
+                "sk": {"S": f"STMT#{statement.tenant_id}"},
+                "tenant_id": {"S": statement.tenant_id},
+                "month": {"S": statement.month},
+                "is_final": {"BOOL": statement.is_final},
+                "body": {"S": statement.model_dump_json()},
+            },
+        )
 
     def get(self, tenant_id: str, month: Month | str) -> Statement | None:
         item = self.client.get_item(

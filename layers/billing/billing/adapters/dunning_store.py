@@ -22,10 +22,8 @@ import json
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from billing.adapters.billing_store import invoice_statement
-from billing.adapters.dynamodb import dynamodb_client, is_conditional_failure, items, put_versioned
+from billing.adapters.dynamodb import dynamodb_client, items, put_versioned, write_if
 from billing.dunning import (
     Attempt,
     AuditEntry,
@@ -152,34 +150,29 @@ class DunningStore:
         return True
 
     def _mirror(self, standing: TenantStanding) -> None:
-        try:
-            self.client.update_item(
-                TableName=self.tenants_table,
-                Key={"tenant_id": _s(standing.tenant_id)},
-                UpdateExpression="SET payment_status = :s, payment_version = :pv ADD version :one",
-                ConditionExpression="attribute_exists(tenant_id) AND "
-                "(attribute_not_exists(payment_version) OR payment_version < :pv)",
-                ExpressionAttributeValues={
-                    ":s": _s(standing.status),
-                    ":pv": {"N": str(standing.version)},
-                    ":one": {"N": "1"},
-                },
-            )
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
+        mirrored = write_if(
+            self.client.update_item,
+            TableName=self.tenants_table,
+            Key={"tenant_id": _s(standing.tenant_id)},
+            UpdateExpression="SET payment_status = :s, payment_version = :pv ADD version :one",
+            ConditionExpression="attribute_exists(tenant_id) AND "
+            "(attribute_not_exists(payment_version) OR payment_version < :pv)",
+            ExpressionAttributeValues={
+                ":s": _s(standing.status),
+                ":pv": {"N": str(standing.version)},
+                ":one": {"N": "1"},
+            },
+        )
+        if not mirrored:
             return  # a newer standing is mirrored already (or the tenant is gone)
-        try:
-            self.client.update_item(
-                TableName=self.table,
-                Key={"pk": _s(f"TENANT#{standing.tenant_id}"), "sk": _s(STANDING)},
-                UpdateExpression="SET mirrored = :t",
-                ConditionExpression="version = :v",
-                ExpressionAttributeValues={":t": {"BOOL": True}, ":v": {"N": str(standing.version)}},
-            )
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
+        write_if(  # False: a newer standing replaced this one meanwhile; it mirrors itself
+            self.client.update_item,
+            TableName=self.table,
+            Key={"pk": _s(f"TENANT#{standing.tenant_id}"), "sk": _s(STANDING)},
+            UpdateExpression="SET mirrored = :t",
+            ConditionExpression="version = :v",
+            ExpressionAttributeValues={":t": {"BOOL": True}, ":v": {"N": str(standing.version)}},
+        )
 
     # -- scheduling ---------------------------------------------------------------------------------
     def due(self, now: datetime, limit: int) -> list[DueRetry]:
@@ -286,19 +279,14 @@ class ProcessedEvents:
 
     def record(self, event_id: str, now: datetime, outcome: str) -> bool:
         epoch = int(utc(now).timestamp())
-        try:
-            self.client.put_item(
-                TableName=self.table,
-                ConditionExpression="attribute_not_exists(pk)",
-                Item={
-                    "pk": _s(f"WEBHOOK#{event_id}"),
-                    "outcome": _s(outcome[:1000]),
-                    "processed_at": _s(iso(now)),
-                    "expires_at": {"N": str(epoch + self.retention_s)},
-                },
-            )
-            return True
-        except ClientError as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
+        return write_if(
+            self.client.put_item,
+            TableName=self.table,
+            ConditionExpression="attribute_not_exists(pk)",
+            Item={
+                "pk": _s(f"WEBHOOK#{event_id}"),
+                "outcome": _s(outcome[:1000]),
+                "processed_at": _s(iso(now)),
+                "expires_at": {"N": str(epoch + self.retention_s)},
+            },
+        )

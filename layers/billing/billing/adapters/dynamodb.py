@@ -1,7 +1,7 @@
 """DynamoDB helpers shared by the table adapters: item (de)serialisation, pagination, conditional puts.
 
 The tables' adapters: ``tenant_store`` (tenants), ``usage_ledger`` (exactly-once claims, quota
-counters), ``billing_store``, ``invoice_store``, ``dunning_store``, ``close_io``.
+counters), ``billing_store``, ``invoice_store``, ``dunning_store``, ``invoicing_jobs``.
 
 Key design (tables are defined once, in template.yaml; tests build moto tables from it):
 
@@ -31,9 +31,9 @@ __all__ = [
     "from_item",
     "is_conditional_failure",
     "items",
-    "put_item_if",
     "put_versioned",
     "to_item",
+    "write_if",
 ]
 
 
@@ -87,10 +87,11 @@ def items(call: Any, **request: Any) -> Iterator[dict[str, Any]]:
         request = {**request, "ExclusiveStartKey": page["LastEvaluatedKey"]}
 
 
-def put_item_if(client: Any, **request: Any) -> bool:
-    """``put_item`` with a ``ConditionExpression``: False (not an error) when the condition fails."""
+def write_if(call: Any, **request: Any) -> bool:
+    """A conditional write (``call`` is ``client.put_item``, ``update_item`` or ``delete_item``, with a
+    ``ConditionExpression``): True when written, False (not an error) when the condition failed."""
     try:
-        client.put_item(**request)
+        call(**request)
         return True
     except ClientError as exc:
         if is_conditional_failure(exc):
@@ -108,4 +109,4 @@ def put_versioned(client: Any, table: str, item: dict[str, Any], expected_versio
     kwargs: dict[str, Any] = {"TableName": table, "Item": item, "ConditionExpression": condition}
     if values:
         kwargs["ExpressionAttributeValues"] = values
-    return put_item_if(client, **kwargs)
+    return write_if(client.put_item, **kwargs)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from billing.adapters.dynamodb import dynamodb_client, from_item, items, put_item_if, to_item
+from billing.adapters.dynamodb import dynamodb_client, from_item, items, to_item, write_if
 from billing.tenants import Tenant
 
 
@@ -44,8 +44,8 @@ class TenantRepository:
         data = tenant.model_dump(mode="json")
         data["tenant_id"] = data.pop("id")
         data["version"] = 1
-        return put_item_if(
-            self.client,
+        return write_if(
+            self.client.put_item,
             TableName=self.table,
             Item=to_item(data),
             ConditionExpression="attribute_not_exists(tenant_id)",

@@ -18,7 +18,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing.adapters.dynamodb import dynamodb_client, is_conditional_failure, put_versioned, to_item
+from billing.adapters.dynamodb import (
+    dynamodb_client,
+    is_conditional_failure,
+    put_versioned,
+    to_item,
+    write_if,
+)
 from billing.exactly_once import MAX_COUNTED_PER_TRANSACTION, Claim, ClaimState, TenantBusy
 
 
@@ -81,17 +87,14 @@ class UsageLedger:
             time.sleep(random.uniform(0.005, min(0.25, 0.005 * 2 ** min(attempt, 6))))
 
     def _release_lock(self, tenant_id: str, owner: str) -> None:
-        try:
-            self.client.delete_item(
-                TableName=self.table,
-                Key={"pk": {"S": f"LOCK#{tenant_id}"}},
-                ConditionExpression="#o = :me",
-                ExpressionAttributeNames={"#o": "owner"},
-                ExpressionAttributeValues={":me": {"S": owner}},
-            )
-        except ClientError as exc:
-            if not is_conditional_failure(exc):
-                raise
+        write_if(  # False: the lease expired and another batch owns the lock now
+            self.client.delete_item,
+            TableName=self.table,
+            Key={"pk": {"S": f"LOCK#{tenant_id}"}},
+            ConditionExpression="#o = :me",
+            ExpressionAttributeNames={"#o": "owner"},
+            ExpressionAttributeValues={":me": {"S": owner}},
+        )
 
     # -- event claims (caller holds the tenants' locks) ----------------------------------------
     def lookup(self, claims: Sequence[Claim]) -> dict[Claim, ClaimState]:
