@@ -163,5 +163,9 @@ def resource_environment(resources: dict[str, Any]) -> dict[str, str]:
         "FALLBACK_QUEUE_URL": resources["fallback_queue_url"],
         "INVOICING_QUEUE_URL": resources["invoicing_queue_url"],
         "INVOICES_BUCKET": resources["invoices_bucket"],
-        "PORTAL_SECRET_NAME": resources["portal_secret_name"],
+        **(
+            {"PORTAL_SECRET_NAME": resources["portal_secret_name"]}
+            if "portal_secret_name" in resources
+            else {}
+        ),
     }
