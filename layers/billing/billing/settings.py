@@ -1,21 +1,29 @@
-"""Typed settings, read once from the environment (pydantic-settings)."""
+"""Typed settings, read once from the environment.
+
+A pydantic model fed by the process environment (variable names are the field names, any case).
+Not pydantic-settings: its import (dotenv, argparse, its sources) cost 60-80 ms of every cold start
+(bench/import_time.py) for features a Lambda environment never uses. List fields accept what the
+template renders (comma-separated, from a CommaDelimitedList !Join) as well as a JSON array.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PACKAGE_CONFIG = Path(__file__).resolve().parent / "config"
 DEFAULT_DATA_DIR = Path.cwd() / ".data"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+class Settings(BaseModel):
+    """Values passed in code win over the environment; unknown variables are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
 
     # ClickHouse: one URL. chdb:///abs/path is the embedded engine; https://user:pass@host:8443/db a
     # server. In Lambda the URL (it carries credentials) comes from Secrets Manager instead.
@@ -38,7 +46,7 @@ class Settings(BaseSettings):
     # API Gateway API key ids allowed to write usage for every tenant (the SaaS's own backend).
     # Any other key may only write for tenants whose record lists that key id.
     # The template sets it with !Join [",", ...] (a CommaDelimitedList): "" or "k1,k2"; JSON also works.
-    platform_api_key_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    platform_api_key_ids: list[str] = Field(default_factory=list)
 
     # How long an ingest request waits for another batch of the same tenant (Lambda timeout is 30 s).
     ingest_lock_wait_seconds: float = 20.0
@@ -77,10 +85,17 @@ class Settings(BaseSettings):
     portal_secret_max_age_s: int = 300
     portal_base_url: str | None = None
 
-    dunning_retry_days: Annotated[list[int], NoDecode] = Field(default_factory=lambda: [3, 7, 14])
+    dunning_retry_days: list[int] = Field(default_factory=lambda: [3, 7, 14])
     webhook_event_retention_days: int = 30
     webhook_tolerance_s: int = 300  # Stripe-Signature max age (Stripe's default)
     dunning_batch_limit: int = 500  # due retries paid per dunning run
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_environment(cls, data: Any) -> Any:
+        environment = {key.lower(): value for key, value in os.environ.items()}
+        found = {name: environment[name] for name in cls.model_fields if name in environment}
+        return {**found, **(data if isinstance(data, dict) else {})}
 
     @field_validator("platform_api_key_ids", "dunning_retry_days", mode="before")
     @classmethod
