@@ -1,20 +1,19 @@
 """The SAM template: translates to CloudFormation, passes cfn-lint, and every function resolves to a
 real handler that runs its events/ sample (what `sam local invoke Fn -e events/x.json` would do)."""
-
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from billing import container
-from billing.tenants import PlanAssignment, Tenant
 from billing_local.runner import LocalContext, load_function
 from billing_local.template import PROJECT_ROOT, TEMPLATE_PATH, load_template, resources_of_type
+from billing.tenants import PlanAssignment, Tenant
+
+from tests.infra.translated import cfn_lint, write_translated
 
 FUNCTIONS = resources_of_type(load_template(), "AWS::Serverless::Function")
 
@@ -26,17 +25,10 @@ def a_closed_zero_statement() -> None:
 
     from billing.statements import Statement
 
-    container.statements().put_if_absent(
-        Statement(
-            statement_id="acme-corp:2025-11",
-            tenant_id="acme-corp",
-            month="2025-11",
-            period_start=datetime(2025, 11, 1, tzinfo=UTC),
-            period_end=datetime(2025, 12, 1, tzinfo=UTC),
-            invoice_date="2025-11-30",
-            total=Decimal("0.00"),
-        )
-    )
+    container.statements().put_if_absent(Statement(
+        statement_id="acme-corp:2025-11", tenant_id="acme-corp", month="2025-11",
+        period_start=datetime(2025, 11, 1, tzinfo=UTC), period_end=datetime(2025, 12, 1, tzinfo=UTC),
+        invoice_date="2025-11-30", total=Decimal("0.00")))
 
 
 # What a sample needs to exist first, by function folder.
@@ -47,38 +39,14 @@ def code_dir(resource: dict) -> Path:
     return PROJECT_ROOT / resource["Properties"]["CodeUri"]
 
 
-def cfn_lint_errors(path: Path) -> list[dict]:
-    result = subprocess.run(
-        [sys.executable, "-m", "cfnlint", "--format", "json", str(path)], capture_output=True, text=True
-    )
-    findings = json.loads(result.stdout or "[]")
-    return [f for f in findings if f["Level"] == "Error"]
-
-
-def test_the_template_translates_with_the_sam_translator_and_passes_cfn_lint(tmp_path, monkeypatch):
-    # Given the SAM translator (cfn-lint alone misses bad references inside SAM resources)
-    from samtranslator.translator.transform import transform
-
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-
-    class NoManagedPolicies:
-        def load(self):
-            return {}
-
-    # When the template is packaged (local code paths become S3 URIs, as `sam package` does) and
-    # translated to plain CloudFormation
-    template = load_template()
-    for resource in template["Resources"].values():
-        for key in ("CodeUri", "ContentUri"):
-            if isinstance(resource.get("Properties", {}).get(key), str):
-                resource["Properties"][key] = f"s3://artifacts/{resource['Properties'][key]}.zip"
-    translated = transform(template, {"Environment": "dev"}, NoManagedPolicies())
-    out = tmp_path / "translated.json"
-    out.write_text(json.dumps(translated, indent=1, default=str))
+def test_the_template_translates_with_the_sam_translator_and_passes_cfn_lint(tmp_path):
+    # Given the template packaged and translated to plain CloudFormation (cfn-lint alone misses bad
+    # references inside SAM resources)
+    out = write_translated(tmp_path / "translated.json")
     # Then no SAM resource is left and cfn-lint finds no error, in either form
     assert '"AWS::Serverless::' not in out.read_text()
-    assert cfn_lint_errors(out) == []
-    assert cfn_lint_errors(TEMPLATE_PATH) == []
+    assert [f for f in cfn_lint(out) if f["Level"] == "Error"] == []
+    assert [f for f in cfn_lint(TEMPLATE_PATH) if f["Level"] == "Error"] == []
 
 
 @pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
@@ -87,22 +55,15 @@ def test_every_function_has_a_handler_and_a_sample_event(logical_id):
     module_name, function_name = resource["Properties"]["Handler"].rsplit(".", 1)
     path = code_dir(resource) / f"{module_name}.py"
     assert path.exists(), f"{logical_id}: {path} is missing"
-    assert (PROJECT_ROOT / "events" / f"{code_dir(resource).name}.json").exists(), (
+    assert (PROJECT_ROOT / "events" / f"{code_dir(resource).name}.json").exists(), \
         f"{logical_id}: events/{code_dir(resource).name}.json is missing"
-    )
 
 
 @pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
 def test_every_function_runs_its_sample_event(env, logical_id):
     # Given the tenant the samples talk about
-    container.tenants().create(
-        Tenant(
-            id="acme-corp",
-            name="Acme Corp",
-            email="billing@acme.example",
-            plans=[PlanAssignment(plan="starter", effective_at="2025-10-01T00:00:00Z")],
-        )
-    )
+    container.tenants().create(Tenant(id="acme-corp", name="Acme Corp", email="billing@acme.example",
+                                      plans=[PlanAssignment(plan="starter", effective_at="2025-10-01T00:00:00Z")]))
     resource = FUNCTIONS[logical_id]
     name = code_dir(resource).name
     GIVENS.get(name, lambda: None)()

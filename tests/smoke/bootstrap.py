@@ -51,6 +51,30 @@ class Context:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+def _record_aws_calls(calls):
+    """Every AWS API call the handler makes (service, operation, the resources it names), so the
+    test can check each one against the function's IAM role from the translated template. Installed
+    after the import is timed; botocore comes from the layer."""
+    try:
+        from botocore.client import BaseClient
+    except ImportError:
+        return
+    original = BaseClient._make_api_call
+
+    def recording(self, operation_name, api_params):
+        model = self.meta.service_model
+        names = {k: api_params[k] for k in ("TableName", "IndexName", "QueueUrl", "Bucket", "Key", "SecretId")
+                 if k in api_params}
+        if "RequestItems" in api_params:
+            names["Tables"] = sorted(api_params["RequestItems"])
+        if isinstance(names.get("Key"), dict):  # DynamoDB key: its partition key value
+            names["Key"] = next(iter(next(iter(names["Key"].values())).values()))
+        calls.append({"service": model.signing_name or model.endpoint_prefix, "operation": operation_name, **names})
+        return original(self, operation_name, api_params)
+
+    BaseClient._make_api_call = recording
+
+
 def main():
     spec = json.load(open(sys.argv[1]))
     sys.path[:0] = [spec["code_dir"], spec["layer_dir"]]
@@ -64,6 +88,8 @@ def main():
         result["import_ms"] = round((time.perf_counter() - wall) * 1000, 1)
         result["import_cpu_ms"] = round((time.process_time() - cpu) * 1000, 1)
         handler = getattr(module, function_name)
+        result["aws_calls"] = []
+        _record_aws_calls(result["aws_calls"])
         result["response"] = handler(spec["event"], Context(spec))
     except BaseException as exc:  # what Lambda would report as the invocation's error
         result["error"] = {"type": type(exc).__name__, "message": str(exc), "trace": traceback.format_exc()}

@@ -2,10 +2,10 @@
 (billing_local.aws builds them from the template), real Secrets Manager secrets, and the
 template's intrinsics resolved against them, so each function gets exactly its deployed environment.
 """
-
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,11 +18,7 @@ from billing_local.aws import REGION, create_resources
 from billing_local.template import load_template, resources_of_type
 
 ACCOUNT = "123456789012"
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "smoke",
-    "AWS_SECRET_ACCESS_KEY": "smoke",
-    "AWS_SESSION_TOKEN": "smoke",
-}
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "smoke", "AWS_SECRET_ACCESS_KEY": "smoke", "AWS_SESSION_TOKEN": "smoke"}
 
 
 @dataclass
@@ -33,17 +29,16 @@ class Stack:
     physical: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def ref(self, logical_id: str) -> str:
-        return self.physical[logical_id]["Ref"]
+        return self.attribute(logical_id, "Ref")
+
+    def attribute(self, logical_id: str, name: str) -> str:
+        """A resource the smoke stack does not create (topic, alarms, roles) gets a name that can
+        match no call, so a policy naming it still resolves."""
+        return self.physical.get(logical_id, {}).get(name, f"arn:aws:not-created:::{logical_id}/{name}")
 
     def client(self, service: str) -> Any:
-        return boto3.client(
-            service,
-            region_name=REGION,
-            endpoint_url=self.endpoint,
-            aws_access_key_id="smoke",
-            aws_secret_access_key="smoke",
-            aws_session_token="smoke",
-        )
+        return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint,
+                            aws_access_key_id="smoke", aws_secret_access_key="smoke", aws_session_token="smoke")
 
 
 @contextmanager
@@ -106,10 +101,8 @@ class Resolver:
     def __init__(self, template: dict[str, Any], stack: Stack, parameters: dict[str, Any]):
         self.template = template
         self.stack = stack
-        self.parameters = {
-            name: parameters.get(name, spec.get("Default"))
-            for name, spec in template.get("Parameters", {}).items()
-        }
+        self.parameters = {name: parameters.get(name, spec.get("Default"))
+                           for name, spec in template.get("Parameters", {}).items()}
         self.types = {name: spec["Type"] for name, spec in template.get("Parameters", {}).items()}
 
     def parameter(self, name: str) -> Any:
@@ -130,7 +123,7 @@ class Resolver:
             return value
         if len(value) != 1:
             return {k: self(v) for k, v in value.items()}
-        ((name, arg),) = value.items()
+        (name, arg), = value.items()
         if name == "Ref":
             if arg in self.parameters:
                 return self.parameter(arg)
@@ -141,7 +134,7 @@ class Resolver:
             return self.stack.ref(arg)
         if name == "Fn::GetAtt":
             logical_id, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
-            return self.stack.physical[logical_id][attribute]
+            return self.stack.attribute(logical_id, attribute)
         if name == "Fn::Join":
             separator, items = arg
             return separator.join(str(v) for v in self(items))
@@ -152,26 +145,23 @@ class Resolver:
             left, right = self(arg)
             return str(left) == str(right)
         if name == "Fn::Sub":
-            text = arg if isinstance(arg, str) else arg[0]
-            import re
+            text, variables = (arg, {}) if isinstance(arg, str) else (arg[0], self(arg[1]))
 
-            return re.sub(
-                r"\$\{([^}]+)\}",
-                lambda m: str(
-                    self({"Fn::GetAtt": m.group(1).split(".", 1)})
-                    if "." in m.group(1)
-                    else self({"Ref": m.group(1)})
-                ),
-                text,
-            )
+            def one(match: re.Match[str]) -> str:
+                key = match.group(1)
+                if key in variables:
+                    return str(variables[key])
+                if key == "AWS::Partition":
+                    return "aws"
+                return str(self({"Fn::GetAtt": key.split(".", 1)}) if "." in key else self({"Ref": key}))
+
+            return re.sub(r"\$\{([^}]+)\}", one, text)
         return {k: self(v) for k, v in value.items()}
 
 
 def function_environment(template: dict[str, Any], logical_id: str, resolver: Resolver) -> dict[str, str]:
     """Globals' variables overlaid with the function's own, resolved, as Lambda sees them (strings)."""
-    variables = dict(
-        template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
-    )
+    variables = dict(template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}))
     props = template["Resources"][logical_id]["Properties"]
     variables.update(props.get("Environment", {}).get("Variables", {}))
     return {name: _lambda_string(resolver(value)) for name, value in variables.items()}

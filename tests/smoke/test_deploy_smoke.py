@@ -236,6 +236,23 @@ def test_the_portal_link_opens_the_tenants_page(deployment):
     assert "Acme Corp" in shown["body"] and "<svg" in shown["body"]
 
 
+def test_every_aws_call_is_allowed_by_the_functions_role(deployment):
+    """moto does not enforce IAM: each call the functions made above is checked against the role
+    aws-sam-translator generates for that function (least privilege that still works)."""
+    from tests.smoke.iam import action_of, allows, resources_of, role_of
+
+    refused = []
+    for invocation in deployment.invocations:
+        statements = role_of(invocation.logical_id, deployment.stack, deployment.parameters)
+        for call in invocation.aws_calls:
+            if not allows(statements, call, deployment.stack):
+                refused.append(
+                    f"{invocation.function}: {action_of(call)} on {resources_of(call, deployment.stack)}"
+                )
+    assert sum(len(i.aws_calls) for i in deployment.invocations) > 20  # the recorder saw the traffic
+    assert refused == []
+
+
 def test_no_function_imported_dev_code(deployment):
     for invocation in deployment.invocations:
         assert not set(invocation.modules) & {*DEV_ONLY, "billing_local", "billing_cli"} - {"chdb"}, (
