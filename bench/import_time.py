@@ -15,6 +15,7 @@ environment. Rounds interleave baseline and handlers so a busy machine slows bot
 is handler median / baseline median, of CPU time (steadier under load) and of wall time.
 Goal: every handler <= 1.2x the baseline. Prints figures only; nothing is asserted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,12 +31,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from billing_local.template import load_template, resources_of_type  # noqa: E402
-
 from tests.smoke.build import build  # noqa: E402
 from tests.smoke.stack import Resolver, Stack, function_environment  # noqa: E402
 
 GOAL = 1.2
-BASELINE = '''
+BASELINE = """
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 
@@ -56,7 +56,7 @@ def ping() -> dict:
 @metrics.log_metrics
 def handler(event, context):
     return app.resolve(event, context)
-'''
+"""
 
 PROBE = r"""
 import sys, time, importlib
@@ -77,23 +77,36 @@ def fake_stack(template: dict) -> Stack:
     for logical_id, resource in template["Resources"].items():
         name = f"bench-{logical_id}"
         arn = f"arn:aws:{resource['Type'].split('::')[1].lower()}:us-east-1:123456789012:{name}"
-        stack.physical[logical_id] = {"Ref": f"https://sqs.us-east-1.amazonaws.com/123456789012/{name}"
-                                      if resource["Type"] == "AWS::SQS::Queue" else
-                                      arn if resource["Type"] == "AWS::SecretsManager::Secret" else name,
-                                      "Arn": arn, "QueueName": name}
+        stack.physical[logical_id] = {
+            "Ref": f"https://sqs.us-east-1.amazonaws.com/123456789012/{name}"
+            if resource["Type"] == "AWS::SQS::Queue"
+            else arn
+            if resource["Type"] == "AWS::SecretsManager::Secret"
+            else name,
+            "Arn": arn,
+            "QueueName": name,
+        }
     return stack
 
 
 def environment(template: dict, logical_id: str | None, stack: Stack) -> dict[str, str]:
     name = f"bench-{logical_id or 'Baseline'}"
     runtime = {
-        "AWS_LAMBDA_FUNCTION_NAME": name, "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512", "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_EXECUTION_ENV": f"AWS_Lambda_{template['Globals']['Function']['Runtime']}",
-        "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_SESSION_TOKEN": "bench",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_SESSION_TOKEN": "bench",
         "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0",
-        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR", "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
-        "TZ": ":UTC", "LANG": "en_US.UTF-8", "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+        "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+        "TZ": ":UTC",
+        "LANG": "en_US.UTF-8",
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
     }
     if logical_id is None:
         return runtime
@@ -102,12 +115,18 @@ def environment(template: dict, logical_id: str | None, stack: Stack) -> dict[st
 
 def probe(python: Path, code: Path, layer: Path, env: dict[str, str], importtime: bool = False):
     flags = ["-X", "importtime"] if importtime else []
-    done = subprocess.run([str(python), "-I", "-S", "-B", *flags, "-c", PROBE.format(code=str(code), layer=str(layer))],
-                          capture_output=True, text=True, env=env, cwd=code, timeout=120)
+    done = subprocess.run(
+        [str(python), "-I", "-S", "-B", *flags, "-c", PROBE.format(code=str(code), layer=str(layer))],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=code,
+        timeout=120,
+    )
     line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
     if done.returncode != 0 or line is None:
         raise RuntimeError(f"{code.name}: {done.stderr.strip().splitlines()[-1:] or 'no output'}")
-    wall, cpu, top = eval(line[len("RESULT "):])  # noqa: S307 - our own probe's repr
+    wall, cpu, top = eval(line[len("RESULT ") :])  # noqa: S307 - our own probe's repr
     heavy: dict[str, int] = {}
     for text in done.stderr.splitlines():
         match = _IMPORTTIME.match(text)
@@ -119,9 +138,13 @@ def probe(python: Path, code: Path, layer: Path, env: dict[str, str], importtime
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=7, help="interleaved rounds (default 7)")
-    parser.add_argument("--importtime", action="store_true", help="name the heaviest imports (one -X importtime run)")
+    parser.add_argument(
+        "--importtime", action="store_true", help="name the heaviest imports (one -X importtime run)"
+    )
     args = parser.parse_args(argv)
 
     artifacts = build(ROOT / ".aws-sam" / "smoke")
@@ -135,8 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         subjects[logical_id] = (artifacts.code_dir(logical_id), environment(template, logical_id, stack))
 
     print(f"built: {artifacts.how}; interpreter {artifacts.python}")
-    print(f"{len(functions)} handlers + baseline; {args.runs} interleaved rounds; {os.cpu_count()} CPUs, "
-          f"load average {os.getloadavg()[0]:.1f}\n")
+    print(
+        f"{len(functions)} handlers + baseline; {args.runs} interleaved rounds; {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f}\n"
+    )
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in subjects}
     modules: dict[str, list[str]] = {}
     for _ in range(args.runs):
@@ -146,8 +171,10 @@ def main(argv: list[str] | None = None) -> int:
             modules[name] = top
     base_wall = statistics.median(w for w, _ in samples["(baseline)"])
     base_cpu = statistics.median(c for _, c in samples["(baseline)"])
-    print(f"{'function':<24} {'wall ms':>8} {'CPU ms':>7} {'x CPU':>6} {'x wall':>7}  verdict  "
-          "not in the baseline (top-level packages)")
+    print(
+        f"{'function':<24} {'wall ms':>8} {'CPU ms':>7} {'x CPU':>6} {'x wall':>7}  verdict  "
+        "not in the baseline (top-level packages)"
+    )
     worst = 0.0
     for name in subjects:
         wall = statistics.median(w for w, _ in samples[name])
@@ -157,10 +184,15 @@ def main(argv: list[str] | None = None) -> int:
         extra = sorted(set(modules[name]) - set(modules["(baseline)"]) - set(sys.builtin_module_names))
         extra = [m for m in extra if not m.startswith("_")]
         verdict = "" if name == "(baseline)" else ("OK" if ratio <= GOAL else "over")
-        print(f"{name:<24} {wall:8.0f} {cpu:7.0f} {ratio:6.2f} {wall / base_wall:7.2f}  {verdict:<7}  "
-              + ", ".join(extra[:12]) + (" ..." if len(extra) > 12 else ""))
-    print(f"\nworst handler: {worst:.2f}x the baseline's CPU (goal <= {GOAL}x). Import only (Lambda's init phase),"
-          " interpreter start-up excluded, warm file cache.")
+        print(
+            f"{name:<24} {wall:8.0f} {cpu:7.0f} {ratio:6.2f} {wall / base_wall:7.2f}  {verdict:<7}  "
+            + ", ".join(extra[:12])
+            + (" ..." if len(extra) > 12 else "")
+        )
+    print(
+        f"\nworst handler: {worst:.2f}x the baseline's CPU (goal <= {GOAL}x). Import only (Lambda's init phase),"
+        " interpreter start-up excluded, warm file cache."
+    )
     if args.importtime:
         print("\nheaviest imports, one -X importtime run each (cumulative ms):")
         for name, (code, env) in subjects.items():

@@ -28,7 +28,9 @@ def invoice(record: SQSRecord) -> dict:
     try:
         outcome = invoicing_service().invoice(job.tenant_id, job.month)
     except Exception:
-        metrics.add_metric(name="InvoicingJobsFailed", unit=MetricUnit.Count, value=1)  # InvoicingJobFailuresAlarm
+        metrics.add_metric(
+            name="InvoicingJobsFailed", unit=MetricUnit.Count, value=1
+        )  # InvoicingJobFailuresAlarm
         logger.exception(
             "invoicing job failed",
             extra={

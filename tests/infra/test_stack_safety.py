@@ -1,18 +1,21 @@
 """The stack is safe to operate (issue 9): least privilege read from the translated template, stateful
 resources that survive deletes and replacements, event sources that cannot flood or starve, alarms
 that reach someone, and the outputs an operator needs."""
+
 from __future__ import annotations
 
 import pytest
 
 from billing_local.template import TEMPLATE_PATH, load_template, resources_of_type
-
 from tests.infra.translated import cfn_lint, role_statements, translated, write_translated
 
 TEMPLATE = load_template()
 FUNCTIONS = resources_of_type(TEMPLATE, "AWS::Serverless::Function")
-API_FUNCTIONS = sorted(f for f, r in FUNCTIONS.items()
-                       if any(e["Type"] == "Api" for e in r["Properties"].get("Events", {}).values()))
+API_FUNCTIONS = sorted(
+    f
+    for f, r in FUNCTIONS.items()
+    if any(e["Type"] == "Api" for e in r["Properties"].get("Events", {}).values())
+)
 STATEFUL = ("AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::SecretsManager::Secret", "AWS::SQS::Queue")
 # What SAM itself attaches to the roles it generates: logs, X-Ray, and for SQS event sources the
 # poller's ReceiveMessage/DeleteMessage/GetQueueAttributes (AWS managed, not editable in the template).
@@ -27,8 +30,9 @@ def setting(function_id: str, key: str):
 @pytest.mark.parametrize("function_id", sorted(FUNCTIONS))
 def test_functions_state_exact_actions_not_sam_policy_templates(function_id):
     for policy in FUNCTIONS[function_id]["Properties"].get("Policies", []):
-        assert isinstance(policy, dict) and set(policy) == {"Statement"}, \
+        assert isinstance(policy, dict) and set(policy) == {"Statement"}, (
             f"{function_id}: policy template {policy} (CRUD templates grant Scan, DeleteItem, ... )"
+        )
 
 
 @pytest.mark.parametrize("function_id", sorted(FUNCTIONS))
@@ -39,26 +43,33 @@ def test_no_generated_role_allows_a_wildcard_action_or_resource(function_id):
     assert statements, function_id
     for statement in statements:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        resources = (
+            statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        )
         # Then every action is one API call, and no statement applies to every resource
         assert all("*" not in action for action in actions), (function_id, statement)
         assert "*" not in resources, (function_id, statement)
     role_id = template["Resources"][function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
-    managed = {arn["Fn::Sub"].rsplit("/", 1)[-1] if isinstance(arn, dict) else arn.rsplit("/", 1)[-1]
-               for arn in template["Resources"][role_id]["Properties"].get("ManagedPolicyArns", [])}
+    managed = {
+        arn["Fn::Sub"].rsplit("/", 1)[-1] if isinstance(arn, dict) else arn.rsplit("/", 1)[-1]
+        for arn in template["Resources"][role_id]["Properties"].get("ManagedPolicyArns", [])
+    }
     assert managed <= SAM_MANAGED, (function_id, managed)
 
 
 def test_ingest_may_delete_only_tenant_locks_on_the_ledger():
     statements = role_statements(translated(), "IngestFunction")
     deletes = [s for s in statements if "dynamodb:DeleteItem" in s["Action"]]
-    assert deletes and all(s["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["LOCK#*"]}}
-                           for s in deletes)
+    assert deletes and all(
+        s["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["LOCK#*"]}} for s in deletes
+    )
     assert not any("dynamodb:Scan" in s["Action"] for s in statements)
 
 
 # ---------------------------------------------------------------------------------- stateful resources
-@pytest.mark.parametrize("logical_id", sorted(r for r, v in TEMPLATE["Resources"].items() if v["Type"] in STATEFUL))
+@pytest.mark.parametrize(
+    "logical_id", sorted(r for r, v in TEMPLATE["Resources"].items() if v["Type"] in STATEFUL)
+)
 def test_stateful_resources_survive_stack_deletion_and_replacement(logical_id):
     resource = TEMPLATE["Resources"][logical_id]
     assert resource.get("DeletionPolicy") == "Retain", logical_id
@@ -73,34 +84,47 @@ def sqs_sources():
                 yield function_id, event["Properties"]
 
 
-@pytest.mark.parametrize(("function_id", "source"), list(sqs_sources()), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("function_id", "source"), list(sqs_sources()), ids=lambda v: v if isinstance(v, str) else ""
+)
 def test_sqs_visibility_timeout_is_at_least_six_times_the_function_timeout(function_id, source):
     queue = TEMPLATE["Resources"][source["Queue"]["Fn::GetAtt"][0]]["Properties"]
     assert queue["VisibilityTimeout"] >= 6 * setting(function_id, "Timeout"), function_id
-    assert "MaximumConcurrency" in source.get("ScalingConfig", {}), f"{function_id}: unbounded SQS concurrency"
+    assert "MaximumConcurrency" in source.get("ScalingConfig", {}), (
+        f"{function_id}: unbounded SQS concurrency"
+    )
 
 
 def test_fallback_replay_drains_at_bounded_concurrency_and_ingest_is_capped():
     replay = dict(sqs_sources())["FallbackReplayFunction"]
     assert replay["ScalingConfig"]["MaximumConcurrency"] <= 5
     reserved = FUNCTIONS["IngestFunction"]["Properties"]["ReservedConcurrentExecutions"]
-    assert reserved == {"Fn::If": ["CapsIngest", {"Ref": "IngestReservedConcurrency"}, {"Ref": "AWS::NoValue"}]}
+    assert reserved == {
+        "Fn::If": ["CapsIngest", {"Ref": "IngestReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
     assert TEMPLATE["Parameters"]["IngestReservedConcurrency"]["Default"] > 0
 
 
 # ---------------------------------------------------------------------------------- alarms
 def alarms() -> dict[str, dict]:
-    return {k: v["Properties"] for k, v in TEMPLATE["Resources"].items() if v["Type"] == "AWS::CloudWatch::Alarm"}
+    return {
+        k: v["Properties"] for k, v in TEMPLATE["Resources"].items() if v["Type"] == "AWS::CloudWatch::Alarm"
+    }
 
 
 def alarm_on_errors_of(function_id: str) -> bool:
-    return any(a.get("MetricName") == "Errors" and a["Dimensions"][0]["Value"] == {"Ref": function_id}
-               for a in alarms().values())
+    return any(
+        a.get("MetricName") == "Errors" and a["Dimensions"][0]["Value"] == {"Ref": function_id}
+        for a in alarms().values()
+    )
 
 
 def alarm_on_5xx_of(function_id: str) -> bool:
-    routes = {(e["Properties"]["Method"].upper(), e["Properties"]["Path"])
-              for e in FUNCTIONS[function_id]["Properties"]["Events"].values() if e["Type"] == "Api"}
+    routes = {
+        (e["Properties"]["Method"].upper(), e["Properties"]["Path"])
+        for e in FUNCTIONS[function_id]["Properties"]["Events"].values()
+        if e["Type"] == "Api"
+    }
     for alarm in alarms().values():
         watched = set()
         for metric in alarm.get("Metrics", []):
@@ -123,7 +147,9 @@ def test_every_api_function_has_an_errors_and_a_5xx_alarm(function_id):
 def test_a_failed_monthly_close_or_dunning_run_is_never_silent():
     assert alarm_on_errors_of("MonthlyCloseFunction") and alarm_on_errors_of("DunningFunction")
     for function_id in ("MonthlyCloseFunction", "DunningFunction"):
-        on_failure = FUNCTIONS[function_id]["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]
+        on_failure = FUNCTIONS[function_id]["Properties"]["EventInvokeConfig"]["DestinationConfig"][
+            "OnFailure"
+        ]
         assert on_failure == {"Type": "SNS", "Destination": {"Ref": "AlarmTopic"}}, function_id
 
 
@@ -145,13 +171,23 @@ def test_every_alarm_notifies_the_topic_an_email_can_subscribe_to():
 # ---------------------------------------------------------------------------------- operating it
 def test_the_outputs_name_what_an_operator_fills_in_and_uses():
     outputs = TEMPLATE["Outputs"]
-    for name in ("ApiUrl", "UsagePlanId", "ClickHouseUrlSecretName", "StripeSecretKeyName",
-                 "StripeWebhookSecretName", "StripeWebhookUrl", "AlarmTopicArn"):
+    for name in (
+        "ApiUrl",
+        "UsagePlanId",
+        "ClickHouseUrlSecretName",
+        "StripeSecretKeyName",
+        "StripeWebhookSecretName",
+        "StripeWebhookUrl",
+        "AlarmTopicArn",
+    ):
         assert name in outputs, name
     assert outputs["UsagePlanId"]["Value"] == {"Ref": "BillingApiUsagePlan"}
-    assert "BillingApiUsagePlan" in translated()["Resources"]          # SAM's generated usage plan
-    for output, secret in (("ClickHouseUrlSecretName", "ClickHouseUrlSecret"),
-                           ("StripeSecretKeyName", "StripeSecretKey"), ("StripeWebhookSecretName", "StripeWebhookSecret")):
+    assert "BillingApiUsagePlan" in translated()["Resources"]  # SAM's generated usage plan
+    for output, secret in (
+        ("ClickHouseUrlSecretName", "ClickHouseUrlSecret"),
+        ("StripeSecretKeyName", "StripeSecretKey"),
+        ("StripeWebhookSecretName", "StripeWebhookSecret"),
+    ):
         assert outputs[output]["Value"] == TEMPLATE["Resources"][secret]["Properties"]["Name"], output
 
 

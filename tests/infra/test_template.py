@@ -1,5 +1,6 @@
 """The SAM template: translates to CloudFormation, passes cfn-lint, and every function resolves to a
 real handler that runs its events/ sample (what `sam local invoke Fn -e events/x.json` would do)."""
+
 from __future__ import annotations
 
 import json
@@ -9,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from billing import container
+from billing.tenants import PlanAssignment, Tenant
 from billing_local.runner import LocalContext, load_function
 from billing_local.template import PROJECT_ROOT, TEMPLATE_PATH, load_template, resources_of_type
-from billing.tenants import PlanAssignment, Tenant
-
 from tests.infra.translated import cfn_lint, write_translated
 
 FUNCTIONS = resources_of_type(load_template(), "AWS::Serverless::Function")
@@ -25,10 +25,17 @@ def a_closed_zero_statement() -> None:
 
     from billing.statements import Statement
 
-    container.statements().put_if_absent(Statement(
-        statement_id="acme-corp:2025-11", tenant_id="acme-corp", month="2025-11",
-        period_start=datetime(2025, 11, 1, tzinfo=UTC), period_end=datetime(2025, 12, 1, tzinfo=UTC),
-        invoice_date="2025-11-30", total=Decimal("0.00")))
+    container.statements().put_if_absent(
+        Statement(
+            statement_id="acme-corp:2025-11",
+            tenant_id="acme-corp",
+            month="2025-11",
+            period_start=datetime(2025, 11, 1, tzinfo=UTC),
+            period_end=datetime(2025, 12, 1, tzinfo=UTC),
+            invoice_date="2025-11-30",
+            total=Decimal("0.00"),
+        )
+    )
 
 
 # What a sample needs to exist first, by function folder.
@@ -55,15 +62,22 @@ def test_every_function_has_a_handler_and_a_sample_event(logical_id):
     module_name, function_name = resource["Properties"]["Handler"].rsplit(".", 1)
     path = code_dir(resource) / f"{module_name}.py"
     assert path.exists(), f"{logical_id}: {path} is missing"
-    assert (PROJECT_ROOT / "events" / f"{code_dir(resource).name}.json").exists(), \
+    assert (PROJECT_ROOT / "events" / f"{code_dir(resource).name}.json").exists(), (
         f"{logical_id}: events/{code_dir(resource).name}.json is missing"
+    )
 
 
 @pytest.mark.parametrize("logical_id", sorted(FUNCTIONS))
 def test_every_function_runs_its_sample_event(env, logical_id):
     # Given the tenant the samples talk about
-    container.tenants().create(Tenant(id="acme-corp", name="Acme Corp", email="billing@acme.example",
-                                      plans=[PlanAssignment(plan="starter", effective_at="2025-10-01T00:00:00Z")]))
+    container.tenants().create(
+        Tenant(
+            id="acme-corp",
+            name="Acme Corp",
+            email="billing@acme.example",
+            plans=[PlanAssignment(plan="starter", effective_at="2025-10-01T00:00:00Z")],
+        )
+    )
     resource = FUNCTIONS[logical_id]
     name = code_dir(resource).name
     GIVENS.get(name, lambda: None)()

@@ -1,6 +1,7 @@
 """template.yaml as CloudFormation runs it: packaged (code paths become S3 URIs, as `sam package`
 does) and translated by aws-sam-translator, so tests read the roles, event source mappings and
 alarms SAM actually generates. Also cfn-lint, run as its command line (it has no ``python -m``)."""
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,9 @@ def _translated_json() -> str:
         for key in ("CodeUri", "ContentUri"):
             if isinstance(resource.get("Properties", {}).get(key), str):
                 resource["Properties"][key] = f"s3://artifacts/{resource['Properties'][key]}.zip"
-    return json.dumps(transform(template, {"Environment": "dev"}, _NoManagedPolicies()), indent=1, default=str)
+    return json.dumps(
+        transform(template, {"Environment": "dev"}, _NoManagedPolicies()), indent=1, default=str
+    )
 
 
 def translated() -> dict[str, Any]:
@@ -46,8 +49,11 @@ def write_translated(path: Path) -> Path:
 def role_statements(template: dict[str, Any], function_id: str) -> list[dict[str, Any]]:
     """The inline policy statements of a function's generated role."""
     role = template["Resources"][template["Resources"][function_id]["Properties"]["Role"]["Fn::GetAtt"][0]]
-    return [statement for policy in role["Properties"].get("Policies", [])
-            for statement in policy["PolicyDocument"]["Statement"]]
+    return [
+        statement
+        for policy in role["Properties"].get("Policies", [])
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
 
 
 def cfn_lint(path: Path, *, informational: bool = False) -> list[dict[str, Any]]:
@@ -56,6 +62,7 @@ def cfn_lint(path: Path, *, informational: bool = False) -> list[dict[str, Any]]
     if informational:
         command += ["--include-checks", "I"]
     done = subprocess.run([command[0], str(path), *command[1:]], capture_output=True, text=True)
-    assert done.returncode in (0, 2, 4, 6, 8, 10, 12, 14) and done.stdout.strip().startswith("["), \
+    assert done.returncode in (0, 2, 4, 6, 8, 10, 12, 14) and done.stdout.strip().startswith("["), (
         f"cfn-lint did not run: exit {done.returncode}: {done.stderr[-2000:]}"
+    )
     return json.loads(done.stdout)

@@ -63,13 +63,18 @@ def _record_aws_calls(calls):
 
     def recording(self, operation_name, api_params):
         model = self.meta.service_model
-        names = {k: api_params[k] for k in ("TableName", "IndexName", "QueueUrl", "Bucket", "Key", "SecretId")
-                 if k in api_params}
+        names = {
+            k: api_params[k]
+            for k in ("TableName", "IndexName", "QueueUrl", "Bucket", "Key", "SecretId")
+            if k in api_params
+        }
         if "RequestItems" in api_params:
             names["Tables"] = sorted(api_params["RequestItems"])
         if isinstance(names.get("Key"), dict):  # DynamoDB key: its partition key value
             names["Key"] = next(iter(next(iter(names["Key"].values())).values()))
-        calls.append({"service": model.signing_name or model.endpoint_prefix, "operation": operation_name, **names})
+        calls.append(
+            {"service": model.signing_name or model.endpoint_prefix, "operation": operation_name, **names}
+        )
         return original(self, operation_name, api_params)
 
     BaseClient._make_api_call = recording

@@ -3,6 +3,7 @@ generates from template.yaml (tests/infra/translated.py), its intrinsics resolve
 smoke stack; the call is what tests/smoke/bootstrap.py recorded. Only what the template uses is
 modelled: Allow statements, exact actions, resource ARNs with wildcards, and the
 ForAllValues:StringLike dynamodb:LeadingKeys condition."""
+
 from __future__ import annotations
 
 from fnmatch import fnmatchcase

@@ -4,6 +4,7 @@ Each invocation is a fresh interpreter (tests/smoke/bootstrap.py, ``-I -S``) who
 only the built function code, the built layer and the stand-in ClickHouse engine (chdb), with only
 the Lambda runtime's own variables plus exactly the template's environment for that function.
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -17,9 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from billing_local.template import PROJECT_ROOT, load_template
-
 from tests.smoke.build import Artifacts
-from tests.smoke.stack import FAKE_CREDENTIALS, REGION, Resolver, Stack, function_environment, function_setting
+from tests.smoke.stack import (
+    FAKE_CREDENTIALS,
+    REGION,
+    Resolver,
+    Stack,
+    function_environment,
+    function_setting,
+)
 
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 TRACE_ID = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=0"
@@ -75,33 +82,50 @@ class Deployment:
         resolver = Resolver(self.template, self.stack, {**self.parameters, **(parameters or {})})
         name = f"{self.stack.prefix}-{logical_id}"
         runtime = {
-            "AWS_LAMBDA_FUNCTION_NAME": name, "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_NAME": name,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function_setting(self.template, logical_id, "MemorySize")),
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}", "AWS_LAMBDA_LOG_STREAM_NAME": "smoke",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": "smoke",
             "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "AWS_EXECUTION_ENV": f"AWS_Lambda_{self.template['Globals']['Function']['Runtime']}",
-            "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, **FAKE_CREDENTIALS,
-            "LAMBDA_TASK_ROOT": str(self.artifacts.code_dir(logical_id)), "LAMBDA_RUNTIME_DIR": str(BOOTSTRAP.parent),
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            **FAKE_CREDENTIALS,
+            "LAMBDA_TASK_ROOT": str(self.artifacts.code_dir(logical_id)),
+            "LAMBDA_RUNTIME_DIR": str(BOOTSTRAP.parent),
             "_HANDLER": self.template["Resources"][logical_id]["Properties"]["Handler"],
-            "_X_AMZN_TRACE_ID": TRACE_ID, "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
-            "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000", "TZ": ":UTC", "LANG": "en_US.UTF-8",
-            "PATH": "/usr/local/bin:/usr/bin:/bin", "TMPDIR": str(self.work / "tmp"),
+            "_X_AMZN_TRACE_ID": TRACE_ID,
+            "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR",
+            "AWS_XRAY_DAEMON_ADDRESS": "127.0.0.1:2000",
+            "TZ": ":UTC",
+            "LANG": "en_US.UTF-8",
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "TMPDIR": str(self.work / "tmp"),
             # The one stand-in: AWS is moto's server, reached by the functions' ordinary clients.
             "AWS_ENDPOINT_URL": self.stack.endpoint,
         }
         return {**runtime, **function_environment(self.template, logical_id, resolver)}
 
-    def invoke(self, logical_id: str, event: dict[str, Any], *, parameters: dict[str, Any] | None = None,
-               label: str | None = None) -> Invocation:
+    def invoke(
+        self,
+        logical_id: str,
+        event: dict[str, Any],
+        *,
+        parameters: dict[str, Any] | None = None,
+        label: str | None = None,
+    ) -> Invocation:
         label = label or logical_id
         run = self.work / "runs" / f"{len(self.invocations):02d}-{label}"
         run.mkdir(parents=True)
         (self.work / "tmp").mkdir(exist_ok=True)
         spec = {
-            "code_dir": str(self.artifacts.code_dir(logical_id)), "layer_dir": str(self.artifacts.layer_dir),
+            "code_dir": str(self.artifacts.code_dir(logical_id)),
+            "layer_dir": str(self.artifacts.layer_dir),
             "engine_dirs": [str(self.engines)],
             "handler": self.template["Resources"][logical_id]["Properties"]["Handler"],
-            "event": event, "function_name": f"{self.stack.prefix}-{logical_id}",
+            "event": event,
+            "function_name": f"{self.stack.prefix}-{logical_id}",
             "memory_mb": int(function_setting(self.template, logical_id, "MemorySize")),
             "timeout_s": int(function_setting(self.template, logical_id, "Timeout")),
             "result": str(run / "result.json"),
@@ -109,15 +133,36 @@ class Deployment:
         (run / "spec.json").write_text(json.dumps(spec))
         env = self.environment(logical_id, parameters)
         (run / "environment.json").write_text(json.dumps(env, indent=1, sort_keys=True))
-        done = subprocess.run([str(self.artifacts.python), "-I", "-S", "-B", str(BOOTSTRAP), str(run / "spec.json")],
-                              env=env, cwd=spec["code_dir"], capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [str(self.artifacts.python), "-I", "-S", "-B", str(BOOTSTRAP), str(run / "spec.json")],
+            env=env,
+            cwd=spec["code_dir"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         (run / "output.log").write_text(done.stdout + done.stderr)
-        result = json.loads((run / "result.json").read_text()) if (run / "result.json").exists() else {
-            "error": {"type": "interpreter exited", "message": f"exit {done.returncode}: {done.stderr[-2000:]}"}}
-        invocation = Invocation(function=label, status=_status(result), import_ms=result.get("import_ms"),
-                                response=result.get("response"), error=result.get("error"),
-                                modules=result.get("modules", []), log=done.stdout + done.stderr,
-                                logical_id=logical_id, aws_calls=result.get("aws_calls", []))
+        result = (
+            json.loads((run / "result.json").read_text())
+            if (run / "result.json").exists()
+            else {
+                "error": {
+                    "type": "interpreter exited",
+                    "message": f"exit {done.returncode}: {done.stderr[-2000:]}",
+                }
+            }
+        )
+        invocation = Invocation(
+            function=label,
+            status=_status(result),
+            import_ms=result.get("import_ms"),
+            response=result.get("response"),
+            error=result.get("error"),
+            modules=result.get("modules", []),
+            log=done.stdout + done.stderr,
+            logical_id=logical_id,
+            aws_calls=result.get("aws_calls", []),
+        )
         self.invocations.append(invocation)
         return invocation
 

@@ -2,6 +2,7 @@
 (billing_local.aws builds them from the template), real Secrets Manager secrets, and the
 template's intrinsics resolved against them, so each function gets exactly its deployed environment.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,11 @@ from billing_local.aws import REGION, create_resources
 from billing_local.template import load_template, resources_of_type
 
 ACCOUNT = "123456789012"
-FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "smoke", "AWS_SECRET_ACCESS_KEY": "smoke", "AWS_SESSION_TOKEN": "smoke"}
+FAKE_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "smoke",
+    "AWS_SECRET_ACCESS_KEY": "smoke",
+    "AWS_SESSION_TOKEN": "smoke",
+}
 
 
 @dataclass
@@ -37,8 +42,14 @@ class Stack:
         return self.physical.get(logical_id, {}).get(name, f"arn:aws:not-created:::{logical_id}/{name}")
 
     def client(self, service: str) -> Any:
-        return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint,
-                            aws_access_key_id="smoke", aws_secret_access_key="smoke", aws_session_token="smoke")
+        return boto3.client(
+            service,
+            region_name=REGION,
+            endpoint_url=self.endpoint,
+            aws_access_key_id="smoke",
+            aws_secret_access_key="smoke",
+            aws_session_token="smoke",
+        )
 
 
 @contextmanager
@@ -101,8 +112,10 @@ class Resolver:
     def __init__(self, template: dict[str, Any], stack: Stack, parameters: dict[str, Any]):
         self.template = template
         self.stack = stack
-        self.parameters = {name: parameters.get(name, spec.get("Default"))
-                           for name, spec in template.get("Parameters", {}).items()}
+        self.parameters = {
+            name: parameters.get(name, spec.get("Default"))
+            for name, spec in template.get("Parameters", {}).items()
+        }
         self.types = {name: spec["Type"] for name, spec in template.get("Parameters", {}).items()}
 
     def parameter(self, name: str) -> Any:
@@ -123,7 +136,7 @@ class Resolver:
             return value
         if len(value) != 1:
             return {k: self(v) for k, v in value.items()}
-        (name, arg), = value.items()
+        ((name, arg),) = value.items()
         if name == "Ref":
             if arg in self.parameters:
                 return self.parameter(arg)
@@ -161,7 +174,9 @@ class Resolver:
 
 def function_environment(template: dict[str, Any], logical_id: str, resolver: Resolver) -> dict[str, str]:
     """Globals' variables overlaid with the function's own, resolved, as Lambda sees them (strings)."""
-    variables = dict(template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}))
+    variables = dict(
+        template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    )
     props = template["Resources"][logical_id]["Properties"]
     variables.update(props.get("Environment", {}).get("Variables", {}))
     return {name: _lambda_string(resolver(value)) for name, value in variables.items()}
