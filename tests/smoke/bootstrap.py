@@ -61,20 +61,31 @@ def _record_aws_calls(calls):
         return
     original = BaseClient._make_api_call
 
-    def recording(self, operation_name, api_params):
-        model = self.meta.service_model
+    def named(service, operation, params):
         names = {
-            k: api_params[k]
+            k: params[k]
             for k in ("TableName", "IndexName", "QueueUrl", "Bucket", "Key", "SecretId")
-            if k in api_params
+            if k in params
         }
-        if "RequestItems" in api_params:
-            names["Tables"] = sorted(api_params["RequestItems"])
+        if "RequestItems" in params:
+            names["Tables"] = sorted(params["RequestItems"])
         if isinstance(names.get("Key"), dict):  # DynamoDB key: its partition key value
             names["Key"] = next(iter(next(iter(names["Key"].values())).values()))
-        calls.append(
-            {"service": model.signing_name or model.endpoint_prefix, "operation": operation_name, **names}
-        )
+        if "Item" in params and "Key" not in names and params["Item"]:  # a Put: its first key attribute
+            names["Key"] = next(iter(next(iter(params["Item"].values())).values()))
+        return {"service": service, "operation": operation, **names}
+
+    def recording(self, operation_name, api_params):
+        model = self.meta.service_model
+        service = model.signing_name or model.endpoint_prefix
+        if operation_name == "TransactWriteItems":
+            # IAM authorizes each item by the action it performs (PutItem, UpdateItem, ... )
+            for item in api_params.get("TransactItems", []):
+                ((kind, params),) = item.items()
+                operation = {"ConditionCheck": "ConditionCheckItem"}.get(kind, f"{kind}Item")
+                calls.append(named(service, operation, params))
+        else:
+            calls.append(named(service, operation_name, api_params))
         return original(self, operation_name, api_params)
 
     BaseClient._make_api_call = recording
