@@ -36,8 +36,11 @@ def engine_dir(into: Path) -> Path:
     """A folder holding only the embedded ClickHouse engine (chdb's own files, linked from the dev
     virtualenv): the test's stand-in for a ClickHouse server, never part of the layer."""
     into.mkdir(parents=True, exist_ok=True)
-    for dist in ("chdb", "chdb-core"):
-        distribution = importlib.metadata.distribution(dist)
+    for dist in ("chdb", "chdb-core"):  # chdb-core holds the engine since chdb 4; older chdb had it inside
+        try:
+            distribution = importlib.metadata.distribution(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
         tops = {Path(str(f)).parts[0] for f in distribution.files or []}
         for top in tops:
             if top.endswith(".dist-info") or top.startswith("..") or top == "__pycache__":
