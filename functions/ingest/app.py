@@ -9,8 +9,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing import container
 from billing.events import parse_body
-from billing.http import install_error_handlers, json_response
+from billing.http import api_key_id, install_error_handlers, json_response
 from billing.observability import logger, metrics, tracer
+from billing.validation import raw_body
 
 app = APIGatewayRestResolver()
 install_error_handlers(app)
@@ -20,10 +21,10 @@ install_error_handlers(app)
 @tracer.capture_method
 def ingest_events() -> Response:
     request = app.current_event
-    principal = container.principal_for(request.request_context.identity.api_key_id)
+    principal = container.principal_for(api_key_id(request.raw_event))
     settings = container.settings()
     events = parse_body(
-        request.decoded_body,
+        raw_body(request.raw_event),
         request.headers.get("content-type"),
         max_bytes=settings.max_body_bytes,
         max_events=settings.max_batch_events,

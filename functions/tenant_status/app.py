@@ -1,5 +1,5 @@
 """GET /v1/tenants/{tenant_id}/status: payment standing, invoices in dunning and the audit trail
-(API key required)."""
+(API key required; a tenant's own key reads only its own tenant)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing import container
-from billing.errors import Forbidden, NotFound
-from billing.http import install_error_handlers, json_response
+from billing.http import api_key_id, install_error_handlers, json_response
 from billing.observability import logger, metrics, tracer
 
 app = APIGatewayRestResolver()
@@ -19,19 +18,9 @@ install_error_handlers(app)
 @app.get("/v1/tenants/<tenant_id>/status")
 @tracer.capture_method
 def tenant_status(tenant_id: str) -> Response:
-    principal = container.principal_for(app.current_event.request_context.identity.api_key_id)
-    tenant = container.tenants().get(tenant_id)
-    if tenant is None:
-        raise NotFound(f"no tenant {tenant_id!r}", details=[{"field": "tenant_id", "reason": "unknown"}])
-    if not principal.platform and principal.api_key_id not in tenant.api_key_ids:
-        raise Forbidden(
-            f"this API key may not read tenant {tenant_id!r}",
-            details=[{"field": "tenant_id", "reason": "not allowed for this API key"}],
-        )
-    view = container.dunning_service().status(tenant_id)
-    body = view.to_json()
-    body["payment_status"] = tenant.payment_status  # what ingest enforces
-    return json_response(200, body)
+    principal = container.principal_for(api_key_id(app.current_event.raw_event))
+    view = container.tenant_service().status(tenant_id, principal)
+    return json_response(200, view.to_json())
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -1,8 +1,9 @@
-"""Tenants API: signup, plan changes, cancellation and statements (API Gateway REST, API key)."""
+"""Tenants API: signup, plan changes, cancellation and statements (API Gateway REST, API key).
+Authorization (platform keys manage tenants; a tenant's own key reads its statements) is decided by
+the domain (``billing.tenants.Principal``), never here."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -10,54 +11,46 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing import container
-from billing.errors import Forbidden, InvalidRequest
-from billing.http import install_error_handlers, json_response
+from billing.http import api_key_id, install_error_handlers, json_response
 from billing.observability import logger, metrics, tracer
 from billing.tenant_service import CancelRequest, PlanChangeRequest, SignupRequest, parse_month, parse_request
+from billing.tenants import Principal
+from billing.validation import parse_json, raw_body
 
 app = APIGatewayRestResolver()
 install_error_handlers(app)
 
 
 def _body() -> Any:
-    try:
-        return json.loads(app.current_event.decoded_body or "{}")
-    except ValueError as exc:
-        raise InvalidRequest(
-            "request body is not valid JSON", details=[{"field": "body", "reason": str(exc)}]
-        ) from None
+    raw = raw_body(app.current_event.raw_event)
+    return parse_json(raw) if raw.strip() else {}
 
 
-def _caller(tenant_id: str | None = None) -> None:
-    """Platform keys manage every tenant; a tenant's own key may only read its statements."""
-    principal = container.principal_for(app.current_event.request_context.identity.api_key_id)
-    if principal.platform:
-        return
-    if tenant_id is None or principal.api_key_id not in container.tenant_service().get(tenant_id).api_key_ids:
-        raise Forbidden(
-            "this API key may not manage tenants", details=[{"field": "x-api-key", "reason": "not allowed"}]
-        )
+def _caller() -> Principal:
+    return container.principal_for(api_key_id(app.current_event.raw_event))
 
 
 @app.post("/v1/tenants")
 def signup() -> Response:
-    _caller()
-    tenant, created = container.tenant_service().signup(parse_request(SignupRequest, _body()))
+    principal = _caller()
+    tenant, created = container.tenant_service().signup(parse_request(SignupRequest, _body()), principal)
     logger.append_keys(tenant_id=tenant.id)
     return json_response(201 if created else 200, tenant.model_dump(mode="json"))
 
 
 @app.post("/v1/tenants/<tenant_id>/plan")
 def change_plan(tenant_id: str) -> Response:
-    _caller()
-    tenant = container.tenant_service().change_plan(tenant_id, parse_request(PlanChangeRequest, _body()))
+    principal = _caller()
+    request = parse_request(PlanChangeRequest, _body())
+    tenant = container.tenant_service().change_plan(tenant_id, request, principal)
     return json_response(200, tenant.model_dump(mode="json"))
 
 
 @app.post("/v1/tenants/<tenant_id>/cancel")
 def cancel(tenant_id: str) -> Response:
-    _caller()
-    tenant, statement = container.tenant_service().cancel(tenant_id, parse_request(CancelRequest, _body()))
+    principal = _caller()
+    request = parse_request(CancelRequest, _body())
+    tenant, statement = container.tenant_service().cancel(tenant_id, request, principal)
     return json_response(
         200, {"tenant": tenant.model_dump(mode="json"), "statement": statement.model_dump(mode="json")}
     )
@@ -65,8 +58,8 @@ def cancel(tenant_id: str) -> Response:
 
 @app.get("/v1/tenants/<tenant_id>/statements/<month>")
 def statement(tenant_id: str, month: str) -> Response:
-    _caller(tenant_id)
-    result, stored = container.billing_cycle().statement(tenant_id, parse_month(month))
+    principal = _caller()
+    result, stored = container.tenant_service().statement(tenant_id, parse_month(month), principal)
     return json_response(200, {"preview": not stored, "statement": result.model_dump(mode="json")})
 
 

@@ -39,9 +39,9 @@ def _styled(state: str) -> Text:
     return Text(state, style=STYLE.get(state, ""))
 
 
-def status_renderable(view: StatusView, payment_status: str | None = None) -> Group:
+def status_renderable(view: StatusView) -> Group:
     """The standing, the invoices in dunning and the timeline, as rich tables."""
-    standing = payment_status or view.standing
+    standing = view.payment_status or view.standing
     head = Text.assemble("tenant ", (view.tenant_id, "bold"), "  payment status ", _styled(standing))
     invoices = Table(title="invoices", title_justify="left")
     invoices.add_column("invoice", overflow="fold")
@@ -86,18 +86,17 @@ def status(
 ) -> None:
     """Print the tenant's payment status, its invoices in dunning and every transition."""
     from billing import container
+    from billing.errors import NotFound
 
-    tenant = container.tenants().get(tenant_id)
-    if tenant is None:
+    try:
+        view = container.tenant_service().status(tenant_id)
+    except NotFound:
         Console(stderr=True).print(f"[red]no tenant {tenant_id!r}[/]")
-        raise typer.Exit(1)
-    view = container.dunning_service().status(tenant_id)
+        raise typer.Exit(1) from None
     if as_json:
-        body = view.to_json()
-        body["payment_status"] = tenant.payment_status
-        typer.echo(json.dumps(body, indent=2))
+        typer.echo(json.dumps(view.to_json(), indent=2))
         return
-    Console().print(status_renderable(view, tenant.payment_status))
+    Console().print(status_renderable(view))
 
 
 @tenant_app.command("dunning-run")

@@ -4,7 +4,9 @@ Close of month M (``BillingCycle.close``), safe to run any number of times:
 1. refuse while M is not over, and while the usage fallback queue still holds messages (visible, in
    flight or delayed) - ``FallbackNotDrained`` is a 503, the scheduler retries later;
 2. record the close once (PeriodRepository: the first writer's ``closed_at`` is the watermark; from
-   then on ingest answers 409 for M);
+   then on ingest answers 409 for M); ``closed_at`` is read from the usage store's clock
+   (``store_clock``: ClickHouse ``now64``), the clock ``stored_at`` is written with; then repair the
+   month's drifted quota counters (``reconcile``; no ingest for M can happen any more);
 3. rate every tenant with a statement period in M that has no stored statement yet, counting events
    of M stored up to ``closed_at`` and late events of earlier closed months stored after the previous
    close (adjustment lines), and store each statement once (conditional put);
@@ -22,10 +24,10 @@ from typing import Any, Protocol
 
 from billing.errors import InvalidRequest, NotFound, ServiceUnavailable
 from billing.observability import logger
-from billing.periods import Month, iso, parse_instant
+from billing.periods import Month, iso, parse_instant, to_ms
 from billing.rating import LateUsage, MonthUsage, Rater, Segment, final_month, invoices_csv, statement_period
 from billing.statements import Statement
-from billing.tenants import Tenant, TenantStore
+from billing.tenants import Tenant, TenantStore, unknown_tenant
 
 LATE_LOOKBACK_MONTHS = 3
 
@@ -111,7 +113,13 @@ class BillingCycle:
         archive: InvoiceArchive,
         fallback_depth: Callable[[], int],
         clock: Callable[[], datetime] | None = None,
+        store_clock: Callable[[], datetime] | None = None,
+        reconcile: Callable[[Month], object] | None = None,
     ):
+        # Watermarks (closed_at, a final statement's cutoff) are compared with ClickHouse's
+        # stored_at, so they are read from ClickHouse's clock, never this process's (defect 14).
+        self.store_clock = store_clock or self._clock
+        self.reconcile = reconcile
         self.tenants = tenants
         self.periods = periods
         self.statements = statements
@@ -121,6 +129,9 @@ class BillingCycle:
         self.archive = archive
         self.fallback_depth = fallback_depth
         self.clock = clock or (lambda: datetime.now(UTC))
+
+    def _clock(self) -> datetime:
+        return self.clock()
 
     # ------------------------------------------------------------------------------------------ rating
     def _previous_closes(self, month: Month) -> dict[Month, datetime]:
@@ -200,7 +211,9 @@ class BillingCycle:
                     headers={"Retry-After": "300"},
                 )
             # Stored to the millisecond: the first run and every re-run use the very same cutoff.
-            closed_at = self.periods.close(month, now.replace(microsecond=now.microsecond // 1000 * 1000))
+            closed_at = self.periods.close(month, to_ms(self.store_clock()))
+        if self.reconcile is not None:  # no ingest for the month from here on: counters are final
+            self.reconcile(month)
         result = CloseResult(month=str(month), closed_at=closed_at, statements=[])
         stored = {s.tenant_id for s in self.statements.list_month(month)}
         pending = [t for t in self.tenants.list_all() if t.id not in stored]
@@ -225,9 +238,7 @@ class BillingCycle:
             return stored, True
         tenant = self.tenants.get(tenant_id)
         if tenant is None:
-            raise NotFound(
-                f"unknown tenant {tenant_id}", details=[{"field": "tenant_id", "reason": "unknown tenant"}]
-            )
+            raise unknown_tenant([tenant_id])
         rated = self.rate([tenant], month, self.periods.closed_at(month))
         if not rated:
             raise NotFound(
@@ -256,10 +267,7 @@ class BillingCycle:
         existing = self.statements.get(tenant.id, month)
         if existing is not None:
             return existing
-        now = self.clock()
-        rated = self.rate(
-            [tenant], month, max(now.replace(microsecond=now.microsecond // 1000 * 1000), tenant.canceled_at)
-        )
+        rated = self.rate([tenant], month, max(to_ms(self.store_clock()), tenant.canceled_at))
         if not rated:
             raise InvalidRequest(f"tenant {tenant.id} has nothing to bill in {month}")
         statement = rated[0]

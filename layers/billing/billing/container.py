@@ -31,14 +31,17 @@ if TYPE_CHECKING:
     from billing.adapters.usage_ledger import UsageLedger
     from billing.close import BillingCycle
     from billing.dunning import DunningService
-    from billing.ingest import IngestService, Principal
+    from billing.ingest import IngestService
     from billing.invoicing import InvoicingService
     from billing.payments import PaymentCollector
+    from billing.periods import Month
     from billing.plans import PlanCatalog
     from billing.portal import PortalService, PortalTokens
     from billing.pricing import PriceBook
+    from billing.quotas import Repair
     from billing.rating import Rater
     from billing.tenant_service import TenantService
+    from billing.tenants import Principal
     from billing.webhooks import WebhookProcessor
 
 _clock: list[Callable[[], datetime]] = []
@@ -204,7 +207,7 @@ def webhook_secret() -> Callable[[], str]:
 def principal_for(api_key_id: str | None) -> Principal:
     """The caller behind an API Gateway API key id (None: anonymous, refused by the API)."""
     from billing.errors import Unauthorized
-    from billing.ingest import Principal
+    from billing.tenants import Principal
 
     if not api_key_id:
         raise Unauthorized("an API key is required (x-api-key header)")
@@ -244,6 +247,8 @@ def billing_cycle() -> BillingCycle:
 
     s = settings()
     return BillingCycle(
+        store_clock=usage_store().now,
+        reconcile=reconcile_quotas,
         tenants=tenants(),
         periods=periods(),
         statements=statements(),
@@ -252,6 +257,19 @@ def billing_cycle() -> BillingCycle:
         jobs=InvoicingJobs(s.invoicing_queue_url, s.billing_table),
         archive=InvoiceArchive(s.invoices_bucket),
         fallback_depth=QueueDepth(s.fallback_queue_url),
+    )
+
+
+def reconcile_quotas(month: Month) -> list[Repair]:
+    """Repair the month's drifted quota counters from ClickHouse (``billing quota reconcile``, the close)."""
+    from billing.quotas import reconcile_quotas as reconcile
+
+    return reconcile(
+        month,
+        [t.id for t in tenants().list_all()],
+        usage_store().stored_queries(month),
+        ledger(),
+        retention_days=settings().dedup_retention_days,
     )
 
 
@@ -266,6 +284,7 @@ def tenant_service() -> TenantService:
         cycle=billing_cycle(),
         is_conflict=is_conflict,
         link_customer=_link_stripe_customer,
+        dunning=dunning_service,
     )
 
 

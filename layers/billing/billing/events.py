@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -12,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from billing.errors import InvalidRequest, PayloadTooLarge
 from billing.periods import rfc3339_field
+from billing.validation import Identifier, parse_json, require_json, validation_details
 
 EventType = Literal["query", "embedding", "storage"]
 # Upper bounds (issue 10, defect 3): far beyond any real event, small enough that no sum overflows:
@@ -21,17 +21,16 @@ MAX_TOKENS = 10**12
 MAX_BYTES = 10**15
 Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS, strict=True)]
 Bytes = Annotated[int, Field(ge=0, le=MAX_BYTES, strict=True)]
-Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")]
 
 
 class UsageEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     event_id: Identifier
     tenant_id: Identifier
     timestamp: datetime
     type: EventType
-    model: str | None = Field(default=None, min_length=1, max_length=128)
+    model: str | None = Field(default=None, min_length=1, max_length=128, strict=True)
     input_tokens: Tokens = 0
     output_tokens: Tokens = 0
     bytes: Bytes = 0
@@ -62,24 +61,13 @@ def _problem(index: int | None, field: str, reason: str) -> dict[str, Any]:
     return {"index": index, "field": field, "reason": reason}
 
 
-def _field_name(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "event"
-
-
 def parse_event(raw: Any, index: int | None = None) -> tuple[UsageEvent | None, list[dict[str, Any]]]:
     if not isinstance(raw, dict):
         return None, [_problem(index, "event", "must be a JSON object")]
     try:
         return UsageEvent.model_validate(raw), []
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False):
-            reason = err["msg"].removeprefix("Value error, ")
-            field = _field_name(err["loc"])
-            if err["type"] == "extra_forbidden":
-                reason = "unknown field"
-            problems.append(_problem(index, field, reason))
-        return None, problems
+        return None, validation_details(exc, index=index, root="event", with_index=True)
 
 
 def parse_batch(raw_events: list[Any], max_events: int) -> list[UsageEvent]:
@@ -115,22 +103,11 @@ def parse_body(
     body: str | bytes | None, content_type: str | None, *, max_bytes: int, max_events: int
 ) -> list[UsageEvent]:
     """An HTTP request body ``{"events": [...]}`` to validated events, or a typed 4xx."""
-    from billing.errors import UnsupportedMediaType
-
-    if content_type is None or content_type.split(";")[0].strip().lower() != "application/json":
-        raise UnsupportedMediaType(
-            "Content-Type must be application/json",
-            details=[_problem(None, "Content-Type", f"got {content_type!r}")],
-        )
-    raw = body.encode() if isinstance(body, str) else (body or b"")
+    require_json(content_type)
+    raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else (body or b"")
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"request body is {len(raw)} bytes; the limit is {max_bytes}")
-    try:
-        document = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(
-            "request body is not valid JSON", details=[_problem(None, "body", str(exc))]
-        ) from None
+    document = parse_json(raw, index_key=True)
     if not isinstance(document, dict) or "events" not in document:
         raise InvalidRequest(
             'body must be an object {"events": [...]}', details=[_problem(None, "events", "required")]

@@ -22,6 +22,15 @@ PAGE_HEADERS = {
 }
 
 
+def api_key_id(raw_event: Any) -> str | None:
+    """The caller's API Gateway API key id, or None (no key, or an event without a
+    ``requestContext`` - API Gateway always sends one, but a malformed event is a 401, not a 500)."""
+    context = raw_event.get("requestContext") if isinstance(raw_event, dict) else None
+    identity = context.get("identity") if isinstance(context, dict) else None
+    key = identity.get("apiKeyId") if isinstance(identity, dict) else None
+    return key if isinstance(key, str) and key else None
+
+
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(
         status_code=status, content_type=JSON, body=json.dumps(body, default=str), headers=headers or {}

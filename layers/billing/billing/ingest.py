@@ -1,13 +1,28 @@
 """Usage ingestion: validate, authorize, claim event ids once, enforce quotas, price, store.
 
 Order of work for a batch (nothing is written before every check has passed):
-1. parse + price every event (400 lists each bad event's index, field and reason);
-2. tenant checks: unknown (404), key not allowed (403), suspended (402), cancelled or before its
-   first plan (403), month already closed (409);
-3. claim (tenant_id, event_id) in the DynamoDB ledger: duplicates are acknowledged, never re-stored;
-4. admit queries against the month's quota with compare-and-set (exact under concurrency);
-5. insert into ClickHouse in blocks carrying a dedup token; a failed block goes to the SQS fallback
-   queue with the same token; if SQS fails too, claims and quota are given back and we answer 503.
+1. parse + price every event (400 lists each bad event's index, field and reason; an event dated
+   more than ``MAX_FUTURE_SKEW`` ahead is one);
+2. tenant checks: ``Principal.authorize`` (unknown 404 for platform keys; unknown or foreign 403 for
+   any other key), suspended (402), cancelled or before its first plan (403), month closed (409);
+3. under the tenants' locks, look the claims up (``UsageLedger.lookup``): committed ones are
+   duplicates, acknowledged and never re-stored; uncommitted ones (a request that died, or answered
+   503 with them unsettled) are taken over with their quota already counted, and those found in
+   ClickHouse already are not inserted again;
+4. admit queries in (timestamp, event_id) order: each DynamoDB transaction moves the month's counter
+   and writes the admitted claims marked counted (``claim_counted``), so quota is counted exactly once
+   per claim whatever crashes; refused queries are never claimed;
+5. insert into ClickHouse in blocks carrying a dedup token; a block ClickHouse did not take goes to the
+   SQS fallback queue with the same token; a block refused as invalid (``StoreRejected``) is never
+   queued; then the batch's commit record is written (202).
+   When a block finds no durable home, the answer is 503 naming ``kept`` (stored or queued, committed)
+   and ``unsettled`` events; everything else is given back, claim and quota in one transaction
+   (``_partial_failure``).
+
+Notes for issue 15 (removing the per-tenant lock): the lock is what makes "an uncommitted claim
+belongs to a dead request" true in step 3; the claim puts of step 4 are already conditional on the
+claim being absent or still held by the batch we saw, and releases on being ours, so without the lock
+a concurrent batch loses with a cancelled transaction instead of double counting.
 """
 
 from __future__ import annotations
@@ -27,7 +42,6 @@ from billing.errors import (
     Conflict,
     Forbidden,
     InvalidRequest,
-    NotFound,
     PaymentRequired,
     QuotaExceeded,
     ServiceUnavailable,
@@ -42,20 +56,14 @@ from billing.periods import Month, iso, parse_instant
 from billing.plans import PlanCatalog
 from billing.pricing import NoPriceVersion, PriceBook, UnknownModel
 from billing.quotas import admit_queries, quota_limit
-from billing.tenants import Tenant, TenantStore
+from billing.tenants import PLATFORM, Principal, Tenant, TenantStore
+
+__all__ = ["PLATFORM", "IngestResult", "IngestService", "Principal"]
 
 QUOTA_CAS_ATTEMPTS = 50
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the API Gateway API key id, and whether it may write for every tenant."""
-
-    api_key_id: str | None
-    platform: bool = False
-
-
-PLATFORM = Principal(api_key_id=None, platform=True)
+# How far ahead of our clock an event may be dated (client clock skew). A later event is a 400: it
+# would be billed, and count against the quota, of a month that has not begun.
+MAX_FUTURE_SKEW = timedelta(minutes=5)
 
 
 @dataclass
@@ -113,7 +121,9 @@ class IngestService:
         catalog: PlanCatalog,
         dedup_retention_days: int = 70,
         clock: Callable[[], datetime] | None = None,
+        max_future_skew: timedelta = MAX_FUTURE_SKEW,
     ):
+        self.max_future_skew = max_future_skew
         self.tenants = tenants
         self.ledger = ledger
         self.periods = periods
@@ -222,13 +232,15 @@ class IngestService:
         to_store = [priced[e.key] for e in accepted if e.key not in landed]
         outcome = self._store(to_store, batch_id)
         if outcome.failed is None:
+            if not accepted:  # nothing claimed: nothing to commit (a refused request writes nothing)
+                if rejected:
+                    raise self._quota_error(result)
+                return result
             result.queued = outcome.queued
             self.ledger.commit_batch(
                 batch_id, max(expiry.values()), events=len(accepted), queued=result.queued
             )
             result.accepted = [e.event_id for e in accepted]
-            if not accepted and rejected:
-                raise self._quota_error(result)
             return result
         raise self._partial_failure(
             events, accepted, landed, outcome, claims, counted, batch_id, expiry, result
@@ -310,7 +322,18 @@ class IngestService:
     def _price(self, events: Sequence[UsageEvent], now: datetime) -> dict[tuple[str, str], StoredEvent]:
         priced: dict[tuple[str, str], StoredEvent] = {}
         problems = []
+        latest = now + self.max_future_skew
         for index, event in enumerate(events):
+            if event.timestamp > latest:
+                problems.append(
+                    {
+                        "index": index,
+                        "field": "timestamp",
+                        "reason": f"more than {int(self.max_future_skew.total_seconds())} s in the future "
+                        f"(latest accepted now: {iso(latest)})",
+                    }
+                )
+                continue
             try:
                 cost = self.price_book.cost(event)
             except UnknownModel as exc:
@@ -340,22 +363,7 @@ class IngestService:
     def _check_tenants(self, events: Sequence[UsageEvent], principal: Principal) -> dict[str, Tenant]:
         ids = sorted({e.tenant_id for e in events})
         tenants = self.tenants.get_many(ids)
-        missing = [t for t in ids if t not in tenants]
-        if missing:
-            raise NotFound(
-                f"unknown tenant(s): {', '.join(missing)}; nothing was stored",
-                details=[{"field": "tenant_id", "tenant_id": t, "reason": "unknown tenant"} for t in missing],
-            )
-        if not principal.platform:
-            foreign = [t for t in ids if principal.api_key_id not in tenants[t].api_key_ids]
-            if foreign:
-                raise Forbidden(
-                    f"this API key may not write usage for tenant(s): {', '.join(foreign)}",
-                    details=[
-                        {"field": "tenant_id", "tenant_id": t, "reason": "not this key's tenant"}
-                        for t in foreign
-                    ],
-                )
+        principal.authorize(ids, tenants, "write usage for")
         suspended = [t for t in ids if tenants[t].payment_status == "suspended"]
         if suspended:
             raise PaymentRequired(

@@ -6,7 +6,20 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")  # ASCII digits only: \d would take any script's
+# RFC 3339 section 5.6 date-time, exactly: no week dates, no basic format, offsets in minutes, "T".
+_RFC3339 = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+# The instants the system accepts anywhere (events, plan changes, trials, months): far enough from
+# datetime's limits that no month arithmetic or UTC conversion can overflow.
+MIN_INSTANT = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_INSTANT = datetime(2100, 1, 1, tzinfo=UTC)  # exclusive
+
+
+class OutOfRange(ValueError):
+    """An instant or month outside [MIN_INSTANT, MAX_INSTANT)."""
 
 
 def utc(dt: datetime) -> datetime:
@@ -15,27 +28,50 @@ def utc(dt: datetime) -> datetime:
 
 
 def parse_instant(value: str) -> datetime:
-    """RFC 3339 timestamp to an aware UTC datetime (offset required)."""
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    dt = datetime.fromisoformat(text)
-    if dt.tzinfo is None:
-        raise ValueError("timestamp needs a UTC offset or Z")
-    return dt.astimezone(UTC)
+    """An RFC 3339 date-time (offset required, nothing around it) to an aware UTC datetime inside
+    [MIN_INSTANT, MAX_INSTANT); ValueError (OutOfRange beyond it) otherwise, never anything else."""
+    match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError("not an RFC 3339 date-time such as 2025-11-03T12:00:00Z (offset required)")
+    fraction = (match.group(7) or "")[:7]  # datetime keeps microseconds; we keep milliseconds
+    offset = match.group(8)
+    text = f"{value[:19]}{fraction}{'+00:00' if offset in ('Z', 'z') else offset}"
+    try:
+        dt = datetime.fromisoformat(text.replace("t", "T", 1))
+        return in_range(dt.astimezone(UTC))
+    except OverflowError:
+        raise OutOfRange(_range_message()) from None
+
+
+def in_range(dt: datetime) -> datetime:
+    """``dt`` (aware) if inside [MIN_INSTANT, MAX_INSTANT), else OutOfRange."""
+    if not MIN_INSTANT <= dt < MAX_INSTANT:
+        raise OutOfRange(_range_message())
+    return dt
+
+
+def _range_message() -> str:
+    return f"instants must be from {iso(MIN_INSTANT)} up to (not including) {iso(MAX_INSTANT)}"
+
+
+def to_ms(instant: datetime) -> datetime:
+    """``instant`` in UTC truncated to the millisecond: how every instant is stored and compared."""
+    instant = utc(instant)
+    return instant.replace(microsecond=instant.microsecond // 1000 * 1000)
 
 
 def rfc3339_field(value: object) -> object:
     """A pydantic ``mode="before"`` validator for instants arriving as JSON/YAML text: RFC 3339 with
     an offset, normalised to UTC. None and datetimes pass through for the field's own type check."""
-    if value is None or isinstance(value, datetime):
+    if value is None:
         return value
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("a datetime needs a UTC offset")
+        return in_range(value.astimezone(UTC))
     if not isinstance(value, str):
         raise ValueError("must be an RFC 3339 string such as 2025-11-03T12:00:00Z")
-    try:
-        return parse_instant(value)
-    except ValueError as exc:
-        raise ValueError(f"not an RFC 3339 timestamp with offset: {exc}") from None
+    return parse_instant(value)
 
 
 def iso(dt: datetime) -> str:
@@ -53,10 +89,16 @@ class Month:
 
     @classmethod
     def parse(cls, text: str) -> Month:
-        m = _MONTH.match(text.strip())
+        """``YYYY-MM`` (ASCII digits, nothing around it) of a month inside the accepted range."""
+        m = _MONTH.fullmatch(text) if isinstance(text, str) else None
         if not m:
             raise ValueError(f"month must be YYYY-MM, got {text!r}")
-        return cls(int(m.group(1)), int(m.group(2)))
+        month = cls(int(m.group(1)), int(m.group(2)))
+        if not MIN_INSTANT <= month.start < MAX_INSTANT:
+            raise OutOfRange(
+                f"month must be from {Month.of(MIN_INSTANT)} to {Month.of(MAX_INSTANT).previous()}"
+            )
+        return month
 
     @classmethod
     def of(cls, dt: datetime) -> Month:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Protocol
 
 from billing.events import UsageEvent
+from billing.observability import logger
+from billing.periods import Month
 from billing.plans import PlanCatalog
 from billing.tenants import Tenant
 
@@ -49,3 +52,50 @@ def admit_queries(
                 last_limit = limit
             rejected.append(event)
     return Admission(admitted, rejected, used, last_limit)
+
+
+class QuotaCounters(Protocol):
+    def quota_used(self, tenant_id: str, month: str) -> tuple[int, int | None]: ...
+
+    def quota_set(
+        self, tenant_id: str, month: str, used: int, expected_version: int | None, expires_at: int
+    ) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Repair:
+    tenant_id: str
+    month: str
+    counted: int  # the counter before
+    stored: int  # the month's stored queries (ClickHouse, each event once)
+
+
+def reconcile_quotas(
+    month: Month,
+    tenant_ids: Iterable[str],
+    stored_queries: Mapping[str, int],
+    counters: QuotaCounters,
+    *,
+    retention_days: int = 70,
+) -> list[Repair]:
+    """Set every drifted (tenant, month) quota counter to the month's stored queries, logging each
+    repair. Run where no ingest for ``month`` can happen any more (the monthly close, after the
+    close is recorded and the fallback queue drained), or from ``billing quota reconcile``: a
+    counter moved by a concurrent batch is re-read and compared again (compare-and-set)."""
+    repairs: list[Repair] = []
+    expires = int((month.end + timedelta(days=retention_days)).timestamp())
+    for tenant_id in sorted(set(tenant_ids) | set(stored_queries)):
+        stored = int(stored_queries.get(tenant_id, 0))
+        for _ in range(20):
+            used, version = counters.quota_used(tenant_id, str(month))
+            if used == stored or (version is None and stored == 0):
+                break
+            if counters.quota_set(tenant_id, str(month), stored, version, expires):
+                repair = Repair(tenant_id, str(month), used, stored)
+                logger.warning(
+                    "quota counter repaired",
+                    extra={"tenant_id": tenant_id, "month": str(month), "counted": used, "stored": stored},
+                )
+                repairs.append(repair)
+                break
+    return repairs

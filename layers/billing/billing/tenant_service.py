@@ -17,19 +17,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from billing.errors import Conflict, InvalidRequest, NotFound
+from billing.errors import Conflict, InvalidRequest
 from billing.observability import logger
-from billing.periods import Month, iso, rfc3339_field, utc
+from billing.periods import MAX_INSTANT, Month, iso, rfc3339_field, to_ms
 from billing.plans import PlanCatalog
 from billing.statements import Statement
-from billing.tenants import PlanAssignment, Tenant, TenantStore
+from billing.tenants import PLATFORM, PlanAssignment, Principal, Tenant, TenantStore
+from billing.validation import Identifier, parse_model
 
 if TYPE_CHECKING:
     from billing.close import BillingCycle
+    from billing.dunning import DunningService, StatusView
+
+__all__ = ["to_ms", "parse_request", "parse_month", "TenantService"]
 
 
 class Periods(Protocol):
@@ -48,30 +52,32 @@ EMAIL_PATTERN = r"^$|^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$"
 
 
 class SignupRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")
+    model_config = ConfigDict(extra="forbid", strict=True)  # "yes", "5", true never pass as bool/int
+    id: Identifier
     name: str = Field(default="", max_length=256)  # Stripe's customer name limit
     email: str = Field(default="", max_length=256, pattern=EMAIL_PATTERN)
-    plan: str = Field(min_length=1)
+    plan: str = Field(min_length=1, max_length=128)
     effective_at: datetime | None = None
     trial: bool = False
     trial_days: int | None = Field(default=None, ge=0, le=366)
     trial_ends_at: datetime | None = None
-    api_key_ids: list[str] = Field(default_factory=list)
+    api_key_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list, max_length=20
+    )
 
     _parse = field_validator("effective_at", "trial_ends_at", mode="before")(_instant)
 
 
 class PlanChangeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    plan: str = Field(min_length=1)
+    model_config = ConfigDict(extra="forbid", strict=True)
+    plan: str = Field(min_length=1, max_length=128)
     effective_at: datetime | None = None
 
     _parse = field_validator("effective_at", mode="before")(_instant)
 
 
 class CancelRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     at: datetime | None = None
 
     _parse = field_validator("at", mode="before")(_instant)
@@ -79,27 +85,7 @@ class CancelRequest(BaseModel):
 
 def parse_request(model: type[BaseModel], body: Any) -> Any:
     """A JSON object to a request model, or InvalidRequest naming each bad field and why."""
-    if not isinstance(body, dict):
-        raise InvalidRequest(
-            "request body must be a JSON object", details=[{"field": "body", "reason": "not an object"}]
-        )
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False):
-            reason = (
-                "unknown field"
-                if err["type"] == "extra_forbidden"
-                else err["msg"].removeprefix("Value error, ")
-            )
-            problems.append({"field": ".".join(str(p) for p in err["loc"]) or "body", "reason": reason})
-        raise InvalidRequest(f"{len(problems)} invalid field(s)", details=problems) from None
-
-
-def to_ms(instant: datetime) -> datetime:
-    instant = utc(instant)
-    return instant.replace(microsecond=instant.microsecond // 1000 * 1000)
+    return parse_model(model, body)
 
 
 class TenantService:
@@ -113,7 +99,9 @@ class TenantService:
         is_conflict: Callable[[Exception], bool],
         clock: Callable[[], datetime] | None = None,
         link_customer: Callable[[str], object] | None = None,
+        dunning: Callable[[], DunningService] | None = None,
     ):
+        self.dunning = dunning  # the payment standing's reader (status)
         self.link_customer = link_customer  # creates the Stripe customer once (billing.invoicing)
         self.tenants = tenants
         self.catalog = catalog
@@ -143,17 +131,29 @@ class TenantService:
                 details=[{"field": field, "reason": f"{iso(instant)} falls in closed month {month}"}],
             )
 
-    def get(self, tenant_id: str) -> Tenant:
-        tenant = self.tenants.get(tenant_id)
-        if tenant is None:
-            raise NotFound(
-                f"unknown tenant {tenant_id}", details=[{"field": "tenant_id", "reason": "unknown tenant"}]
-            )
-        return tenant
+    def get(self, tenant_id: str, principal: Principal = PLATFORM, action: str = "manage") -> Tenant:
+        """The tenant, if ``principal`` may ``action`` it (404 unknown, 403 not the key's; see Principal)."""
+        return principal.require(tenant_id, self.tenants.get(tenant_id), action)
+
+    # ------------------------------------------------------------------------------------------ reads
+    def statement(
+        self, tenant_id: str, month: Month, principal: Principal = PLATFORM
+    ) -> tuple[Statement, bool]:
+        """(statement, stored) of a tenant's month: a platform key, or the tenant's own key."""
+        self.get(tenant_id, principal, "read the statements of")
+        return self.cycle.statement(tenant_id, month)
+
+    def status(self, tenant_id: str, principal: Principal = PLATFORM) -> StatusView:
+        """The finished status view: dunning standing, invoices and audit trail, with the
+        ``payment_status`` mirrored on the tenant record (what ingest enforces)."""
+        tenant = self.get(tenant_id, principal, "read the status of")
+        assert self.dunning is not None, "TenantService built without a dunning reader"
+        return self.dunning().status(tenant_id).with_payment_status(tenant.payment_status)
 
     # ------------------------------------------------------------------------------------------ signup
-    def signup(self, request: SignupRequest) -> tuple[Tenant, bool]:
+    def signup(self, request: SignupRequest, principal: Principal = PLATFORM) -> tuple[Tenant, bool]:
         """Create the tenant; (tenant, created). Repeating the same signup returns the stored tenant."""
+        principal.require_platform("manage tenants")
         self._plan(request.plan)
         effective_at = to_ms(request.effective_at) if request.effective_at else self._now()
         self._open(effective_at, "effective_at")
@@ -218,10 +218,21 @@ class TenantService:
         days = request.trial_days
         if days is None and request.trial:
             days = self.catalog.get(request.plan).trial_days
-        return effective_at + timedelta(days=days) if days else None
+        if not days:
+            return None
+        trial_end = effective_at + timedelta(days=days)
+        if trial_end >= MAX_INSTANT:
+            raise InvalidRequest(
+                f"the trial would end at {iso(trial_end)}, past {iso(MAX_INSTANT)}",
+                details=[{"field": "trial_days", "reason": "the trial would end past the accepted range"}],
+            )
+        return trial_end
 
     # ------------------------------------------------------------------------------------------ plan
-    def change_plan(self, tenant_id: str, request: PlanChangeRequest) -> Tenant:
+    def change_plan(
+        self, tenant_id: str, request: PlanChangeRequest, principal: Principal = PLATFORM
+    ) -> Tenant:
+        principal.require_platform("manage tenants")
         self._plan(request.plan)
         effective_at = to_ms(request.effective_at) if request.effective_at else self._now()
         self._open(effective_at, "effective_at")
@@ -235,10 +246,13 @@ class TenantService:
                         {"field": "effective_at", "reason": f"not after the latest change {iso(latest)}"}
                     ],
                 )
-            if tenant.canceled_at is not None and effective_at >= tenant.canceled_at:
+            if tenant.canceled_at is not None:
+                # The final statement was issued (and queued) at the cancellation: a change at any
+                # time, even before canceled_at, would never be billed (issue 10, defect 10).
                 raise Conflict(
-                    f"tenant {tenant.id} was cancelled at {iso(tenant.canceled_at)}",
-                    details=[{"field": "effective_at", "reason": "at or after the cancellation"}],
+                    f"tenant {tenant.id} was cancelled at {iso(tenant.canceled_at)} and its final "
+                    "statement is issued; its plan history can no longer change",
+                    details=[{"field": "effective_at", "reason": "the tenant is cancelled"}],
                 )
             plans = [*tenant.plans, PlanAssignment(plan=request.plan, effective_at=effective_at)]
             return tenant.model_copy(update={"plans": plans})
@@ -251,7 +265,10 @@ class TenantService:
         return tenant
 
     # ------------------------------------------------------------------------------------------ cancel
-    def cancel(self, tenant_id: str, request: CancelRequest | None = None) -> tuple[Tenant, Statement]:
+    def cancel(
+        self, tenant_id: str, request: CancelRequest | None = None, principal: Principal = PLATFORM
+    ) -> tuple[Tenant, Statement]:
+        principal.require_platform("manage tenants")
         request = request or CancelRequest()
         now = self._now()
         tenant = self.get(tenant_id)

@@ -16,17 +16,28 @@ redelivery is processed again - the dedup record and the state change can never 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
+
+from pydantic import (
+    AliasPath,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 
 from billing.dunning import DunningService, Fact, Failed, Finalized, Mark, Resolved
 from billing.errors import InvalidRequest
+from billing.periods import MAX_INSTANT, MIN_INSTANT, Month
 from billing.tenants import Tenant
+from billing.validation import Identifier, parse_json, validation_details
+from billing.validation import raw_body as raw_body  # re-exported: the handler's import
 
 INVOICE_EVENTS = (
     "invoice.finalized",
@@ -64,66 +75,132 @@ class TenantDirectory(Protocol):
     def get(self, tenant_id: str) -> Tenant | None: ...
 
 
-@dataclass(frozen=True)
+@dataclass
 class StripeEvent:
     id: str
     type: str
     created: int
     object: dict[str, Any]
+    invoice: InvoiceObject | None = None  # typed data.object of invoice events
+    customer: CustomerObject | None = None  # typed data.object of customer.deleted
 
     @property
     def mark(self) -> Mark:
         return Mark(datetime.fromtimestamp(self.created, UTC), self.id)
 
 
-def raw_body(api_event: dict[str, Any]) -> bytes:
-    """The request body exactly as API Gateway received it (base64-decoded when it says so)."""
-    body = api_event.get("body") or ""
-    if api_event.get("isBase64Encoded"):
-        try:
-            return base64.b64decode(body, validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidRequest(
-                "body is flagged base64 but is not", details=[{"field": "body", "reason": "invalid base64"}]
-            ) from None
-    return body.encode("utf-8") if isinstance(body, str) else bytes(body)
+StripeId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=255)]
+MetadataValue = Annotated[str, StringConstraints(strict=True, max_length=500)]  # Stripe's own limits
+Metadata = dict[Annotated[str, StringConstraints(strict=True, max_length=40)], MetadataValue]
+
+
+class _EventEnvelope(BaseModel):
+    """What every Stripe event must be; ``created`` inside the instants the system accepts."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    id: StripeId
+    type: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=255)]
+    created: int = Field(ge=int(MIN_INSTANT.timestamp()), lt=int(MAX_INSTANT.timestamp()))
+    object: dict[str, Any] = Field(validation_alias=AliasPath("data", "object"))
+
+
+class _OurMetadata(BaseModel):
+    """The metadata invoicing writes on our invoices and customers (other keys are ignored)."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    tenant_id: Identifier | None = None
+    month: str | None = None
+
+    @field_validator("month")
+    @classmethod
+    def _month(cls, value: str | None) -> str | None:
+        return None if value is None else str(Month.parse(value))
+
+
+class _CustomerRef(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    id: StripeId
+
+
+class InvoiceObject(BaseModel):
+    """The fields of a Stripe invoice that dunning consumes."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    id: StripeId
+    metadata: Metadata | None = None
+    customer: StripeId | _CustomerRef | None = None
+    status: Annotated[str, StringConstraints(max_length=64)] | None = None
+    attempt_count: int | None = Field(default=None, ge=0, le=10_000)
+
+    @property
+    def ours(self) -> _OurMetadata:
+        return _OurMetadata.model_validate(self.metadata or {})
+
+    @property
+    def customer_id(self) -> str | None:
+        return self.customer.id if isinstance(self.customer, _CustomerRef) else self.customer
+
+
+class CustomerObject(BaseModel):
+    """The fields of a Stripe customer that ``customer.deleted`` consumes."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    id: StripeId
+    metadata: Metadata | None = None
+
+    @property
+    def ours(self) -> _OurMetadata:
+        return _OurMetadata.model_validate(self.metadata or {})
+
+
+def _typed(model: type[InvoiceObject] | type[CustomerObject], obj: dict[str, Any]) -> Any:
+    """``data.object`` as ``model``, with our metadata checked too; 400 naming the fields otherwise."""
+    try:
+        typed = model.model_validate(obj)
+    except ValidationError as exc:
+        raise _shape_error(exc, "data.object.") from None
+    try:
+        typed.ours  # noqa: B018 - validates tenant_id and month
+    except ValidationError as exc:
+        raise _shape_error(exc, "data.object.metadata.") from None
+    return typed
+
+
+def _shape_error(exc: ValidationError, prefix: str) -> InvalidRequest:
+    problems = [{**p, "field": prefix + p["field"]} for p in validation_details(exc)]
+    return InvalidRequest("the Stripe object does not have the expected shape", details=problems)
 
 
 def parse_event(payload: bytes) -> StripeEvent:
-    try:
-        doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(
-            "body is not valid JSON", details=[{"field": "body", "reason": str(exc)}]
-        ) from None
-    problems = []
+    """A verified body to a StripeEvent: JSON (UTF-8, bounded depth), the event envelope typed, and the
+    object of every handled type typed (InvoiceObject, CustomerObject); any mismatch is a 400."""
+    doc = parse_json(payload)
     if not isinstance(doc, dict):
         raise InvalidRequest(
             "body must be a Stripe event object", details=[{"field": "body", "reason": "not an object"}]
         )
-    if not isinstance(doc.get("id"), str) or not doc["id"]:
-        problems.append({"field": "id", "reason": "required string"})
-    if not isinstance(doc.get("type"), str):
-        problems.append({"field": "type", "reason": "required string"})
-    if not isinstance(doc.get("created"), int) or isinstance(doc.get("created"), bool):
-        problems.append({"field": "created", "reason": "required integer (unix seconds)"})
-    obj = (doc.get("data") or {}).get("object") if isinstance(doc.get("data"), dict) else None
-    if not isinstance(obj, dict):
-        problems.append({"field": "data.object", "reason": "required object"})
-    if problems:
-        raise InvalidRequest("not a Stripe event", details=problems)
-    return StripeEvent(doc["id"], doc["type"], doc["created"], obj)  # type: ignore[arg-type]
+    try:
+        envelope = _EventEnvelope.model_validate(doc)
+    except ValidationError as exc:
+        raise InvalidRequest("not a Stripe event", details=validation_details(exc)) from None
+    event = StripeEvent(envelope.id, envelope.type, envelope.created, envelope.object)
+    if envelope.type in INVOICE_EVENTS:
+        event.invoice = _typed(InvoiceObject, envelope.object)
+    elif envelope.type == "customer.deleted":
+        event.customer = _typed(CustomerObject, envelope.object)
+    return event
 
 
 def invoice_facts(event: StripeEvent) -> list[Fact]:
     """What an invoice event says: its type, and the invoice status in its snapshot."""
-    obj, mark = event.object, event.mark
+    mark = event.mark
+    invoice = event.invoice or InvoiceObject.model_validate(event.object)
     facts: list[Fact] = []
     kind = event.type
     if kind == "invoice.finalized":
         facts.append(Finalized(mark))
     elif kind == "invoice.payment_failed":
-        attempt = obj.get("attempt_count")
+        attempt = invoice.attempt_count
         facts.append(Failed(mark, "payment failed" + (f" (Stripe attempt {attempt})" if attempt else "")))
     elif kind == "invoice.payment_action_required":
         facts.append(Failed(mark, "payment needs customer action (authentication)"))
@@ -133,9 +210,9 @@ def invoice_facts(event: StripeEvent) -> list[Fact]:
         facts.append(Resolved("void", mark))
     elif kind == "invoice.marked_uncollectible":
         facts.append(Resolved("uncollectible", mark))
-    status = obj.get("status")
+    status = invoice.status
     if status in TERMINAL_STATUSES and not any(isinstance(f, Resolved) and f.kind == status for f in facts):
-        facts.append(Resolved(status, mark))
+        facts.append(Resolved(status, mark))  # type: ignore[arg-type]  # one of TERMINAL_STATUSES
     return facts
 
 
@@ -181,12 +258,10 @@ class WebhookProcessor:
     def _dispatch(self, event: StripeEvent) -> WebhookResult:
         if event.type == "customer.deleted":
             return self._customer_deleted(event)
-        obj = event.object
-        invoice_id = obj.get("id")
-        if not isinstance(invoice_id, str):
-            return WebhookResult("ignored", event.id, {"reason": "invoice without id"})
-        metadata = obj.get("metadata") or {}
-        tenant_id, month = metadata.get("tenant_id"), metadata.get("month")
+        invoice = event.invoice or InvoiceObject.model_validate(event.object)
+        invoice_id = invoice.id
+        ours = invoice.ours
+        tenant_id, month = ours.tenant_id, ours.month
         if not tenant_id:
             found = self.invoices.find_invoice(invoice_id)
             if found is None:
@@ -197,9 +272,7 @@ class WebhookProcessor:
         tenant = self.tenants.get(tenant_id)
         if tenant is None:
             return WebhookResult("ignored", event.id, {"reason": "unknown tenant", "tenant_id": tenant_id})
-        customer = obj.get("customer")
-        if isinstance(customer, dict):
-            customer = customer.get("id")
+        customer = invoice.customer_id
         if tenant.stripe_customer_id and customer and customer != tenant.stripe_customer_id:
             return WebhookResult(
                 "ignored",
@@ -210,10 +283,10 @@ class WebhookProcessor:
         return WebhookResult("processed", event.id, outcome.to_json())
 
     def _customer_deleted(self, event: StripeEvent) -> WebhookResult:
-        obj = event.object
-        tenant_id = (obj.get("metadata") or {}).get("tenant_id")
+        customer = event.customer or CustomerObject.model_validate(event.object)
+        tenant_id = customer.ours.tenant_id
         tenant = self.tenants.get(tenant_id) if tenant_id else None
-        if tenant is None or (tenant.stripe_customer_id and tenant.stripe_customer_id != obj.get("id")):
+        if tenant is None or (tenant.stripe_customer_id and tenant.stripe_customer_id != customer.id):
             return WebhookResult("ignored", event.id, {"reason": "not a customer of a known tenant"})
         outcome = self.dunning.customer_deleted(tenant.id, event.mark)
         return WebhookResult("processed", event.id, outcome.to_json())

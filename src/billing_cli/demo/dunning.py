@@ -221,8 +221,8 @@ def run(console: Console) -> dict[str, Any]:
     rows.add_row("15", f"{clock.now:%Y-%m-%d %H:%M}", f"POST /v1/events -> {status}", tenant.payment_status)
     console.print(rows)
 
-    view = container.dunning_service().status(tenant_id)
-    console.print(status_renderable(view, tenant.payment_status))
+    view = container.tenant_service().status(tenant_id)
+    console.print(status_renderable(view))
     response = load_function("tenant_status").handler(
         api_gateway_event(
             None,

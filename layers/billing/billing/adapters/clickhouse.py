@@ -156,6 +156,21 @@ class UsageStore:
         )
         return {r[0] for r in rows}
 
+    def now(self) -> datetime:
+        """ClickHouse's clock (``now64(3)``): the clock ``stored_at`` is written with, so the close's
+        watermark is compared with stored_at on one clock (issue 10, defect 14)."""
+        return utc(self.query("SELECT now64(3, 'UTC')")[0][0])
+
+    def stored_queries(self, month: Month) -> dict[str, int]:
+        """Each tenant's stored queries of ``month``, each event once (FINAL)."""
+        rows = self.query(
+            "SELECT tenant_id, countIf(queries = 1) FROM usage_events FINAL "
+            "WHERE timestamp >= {start:DateTime64(3, 'UTC')} AND timestamp < {end:DateTime64(3, 'UTC')} "
+            "GROUP BY tenant_id",
+            {"start": month.start, "end": month.end},
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+
     def month_usage(self, tenant_id: str, month: Month) -> dict[str, Any]:
         """Exactly-once totals of a tenant's month (duplicates collapsed by FINAL)."""
         rows = self.query(

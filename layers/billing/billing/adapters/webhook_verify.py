@@ -56,6 +56,11 @@ class StripeSignatureVerifier:
         age = utc(now).timestamp() - int(match["t"])
         if age > self.tolerance_s:  # a stale delivery is refused without fetching the secret
             raise self._expired(age)
+        if age < -self.tolerance_s:  # Stripe signs at sending time: a future one was never Stripe's
+            raise InvalidSignature(
+                f"signature timestamp is {int(-age)} s in the future; the tolerance is {self.tolerance_s} s",
+                field="Stripe-Signature",
+            )
         # The SDK compares with time.time(); shift its tolerance so it compares with our clock.
         # (A shift to exactly 0 is nudged: the SDK skips its age check for a falsy tolerance.)
         shifted = self.tolerance_s + (time.time() - utc(now).timestamp()) or 1e-9

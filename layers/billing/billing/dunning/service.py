@@ -25,7 +25,7 @@ from billing.dunning.facts import (
 )
 from billing.dunning.timeline import AuditEntry, Standing, timeline
 from billing.payments import PaymentCollector
-from billing.periods import iso, utc
+from billing.periods import iso, to_ms
 
 
 @dataclass(frozen=True)
@@ -110,11 +110,15 @@ class StatusView:
     standing: Standing
     invoices: list[tuple[InvoiceDunning, InvoiceState, datetime | None]]
     audit: list[AuditEntry]
+    payment_status: str | None = None  # the tenant record's mirror (what ingest enforces), when known
+
+    def with_payment_status(self, payment_status: str) -> StatusView:
+        return replace(self, payment_status=payment_status)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "tenant_id": self.tenant_id,
-            "payment_status": self.standing,
+            "payment_status": self.payment_status or self.standing,
             "invoices": [
                 {
                     "invoice_id": inv.invoice_id,
@@ -227,8 +231,7 @@ class DunningService:
         ``should_stop`` (e.g. the Lambda is about to time out) ends the run early; the rest stays due."""
         if self.gateway is None:
             raise RuntimeError("dunning run needs a payment gateway")
-        now = utc(self.clock())
-        now = now.replace(microsecond=now.microsecond // 1000 * 1000)  # stored with millisecond precision
+        now = to_ms(self.clock())  # stored with millisecond precision
         report = RunReport()
         for due in self.repo.due(now, limit):
             report.due += 1

@@ -11,6 +11,7 @@ from billing.errors import Conflict, InvalidRequest
 from billing.money import to_cents
 from billing.periods import Month
 from billing.statements import Statement
+from billing.validation import Identifier, validation_details
 
 InvoiceState = Literal[
     "pending", "draft_created", "items_added", "finalized", "paid", "payment_failed", "sent", "not_sent"
@@ -79,8 +80,8 @@ class InvoicingJob(BaseModel):
     """The SQS message body: ``{"tenant_id": "...", "month": "YYYY-MM"}``."""
 
     model_config = ConfigDict(extra="forbid")
-    tenant_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@/+=-]+$")
-    month: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    tenant_id: Identifier
+    month: str = Field(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 
 
 def parse_job(body: str | bytes | dict[str, Any]) -> InvoicingJob:
@@ -90,10 +91,7 @@ def parse_job(body: str | bytes | dict[str, Any]) -> InvoicingJob:
             return InvoicingJob.model_validate(body)
         return InvoicingJob.model_validate_json(body)
     except ValidationError as exc:
-        details = [
-            {"field": ".".join(str(p) for p in e["loc"]) or "body", "reason": e["msg"]}
-            for e in exc.errors(include_url=False)
-        ]
+        details = validation_details(exc)
         raise InvalidRequest(
             'invoicing job must be {"tenant_id": "...", "month": "YYYY-MM"}', details=details
         ) from None

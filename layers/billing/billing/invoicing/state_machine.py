@@ -39,7 +39,7 @@ from billing.payments import (
 from billing.periods import Month, iso
 from billing.plans import PlanCatalog
 from billing.statements import Statement, StatementLine
-from billing.tenants import Tenant, TenantStore
+from billing.tenants import Tenant, TenantStore, unknown_tenant
 
 
 class _Raced(Exception):
@@ -351,9 +351,7 @@ class InvoicingService:
     def tenant(self, tenant_id: str) -> Tenant:
         tenant = self.tenants.get(tenant_id)
         if tenant is None:
-            raise NotFound(
-                f"unknown tenant {tenant_id}", details=[{"field": "tenant_id", "reason": "unknown tenant"}]
-            )
+            raise unknown_tenant([tenant_id])
         return tenant
 
     # ------------------------------------------------------------------------------------------ requests
