@@ -7,7 +7,6 @@ GET  /v1/portal/data?month=YYYY-MM          the same view as JSON (token as "Aut
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote
 
@@ -16,12 +15,13 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing import container
-from billing.errors import Forbidden, InvalidRequest
-from billing.http import PAGE_HEADERS, html_response, install_error_handlers, json_response
+from billing.errors import Forbidden
+from billing.http import PAGE_HEADERS, api_key_id, html_response, install_error_handlers, json_response
 from billing.observability import logger, metrics, tracer
 from billing.periods import iso
 from billing.portal import parse_ttl
 from billing.portal_page import content_security_policy, render_content, render_page
+from billing.validation import parse_json, raw_body
 
 PAGE, DATA = "/v1/portal", "/v1/portal/data"
 app = APIGatewayRestResolver()
@@ -29,12 +29,8 @@ install_error_handlers(app, html_resources=(PAGE,))
 
 
 def _body() -> Any:
-    try:
-        return json.loads(app.current_event.decoded_body or "{}")
-    except ValueError as exc:
-        raise InvalidRequest(
-            "request body is not valid JSON", details=[{"field": "body", "reason": str(exc)}]
-        ) from None
+    raw = raw_body(app.current_event.raw_event)  # never a 500: not UTF-8, too deep, bad base64 are 400s
+    return parse_json(raw) if raw.strip() else {}
 
 
 def _base_url() -> str:
@@ -48,7 +44,7 @@ def _base_url() -> str:
 
 @app.post("/v1/tenants/<tenant_id>/portal-link")
 def portal_link(tenant_id: str) -> Response:
-    principal = container.principal_for(app.current_event.request_context.identity.api_key_id)
+    principal = container.principal_for(api_key_id(app.current_event.raw_event))
     if not principal.platform:
         raise Forbidden(
             "only the platform key may create portal links",

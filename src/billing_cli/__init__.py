@@ -13,7 +13,18 @@ app = typer.Typer(
 )
 
 # Command groups, each in its own module. Missing modules are skipped so the CLI grows by file.
-_GROUPS = ["db", "usage", "ingest", "demo", "invoice", "invoice_push", "simulate", "tenant", "portal", "quota"]
+_GROUPS = [
+    "db",
+    "usage",
+    "ingest",
+    "demo",
+    "invoice",
+    "invoice_push",
+    "simulate",
+    "tenant",
+    "portal",
+    "quota",
+]
 
 
 def _load() -> None:

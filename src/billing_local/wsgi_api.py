@@ -22,7 +22,16 @@ API_KEYS = {"platform-key": "platform-key", "acme-key": "acme-key", "stranger-ke
 class Base64Api(LocalApi):
     """LocalApi with every body base64-encoded, as API Gateway sends it under binary media types."""
 
-    def event(self, method: str, url: str, headers: dict[str, str], body: bytes, route: Any, params: dict[str, str], host: str) -> dict[str, Any]:
+    def event(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes,
+        route: Any,
+        params: dict[str, str],
+        host: str,
+    ) -> dict[str, Any]:
         event = super().event(method, url, headers, body, route, params, host)
         if body:
             event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True

@@ -13,8 +13,8 @@ from schemathesis import checks
 
 from billing import container
 from billing.tenants import PlanAssignment, Tenant
-from billing_local.wsgi_api import OPENAPI_PATH, wsgi_app
 from billing_local.template import load_template, resources_of_type
+from billing_local.wsgi_api import OPENAPI_PATH, wsgi_app
 from tests.dunning.support import create_webhook_secret
 from tests.fuzz.support import FUZZ
 
@@ -60,7 +60,7 @@ def tenants(env):
     return env
 
 
-# The usage page's routes are documented, their fuzzing is tests/portal's (issue of the portal).
+# The usage page's own routes (HTML, signed tokens) are documented; tests/portal exercises them.
 @schema.exclude(path_regex="^/v1/portal").parametrize()
 @settings(FUZZ, max_examples=max(5, FUZZ.max_examples // 2))
 def test_every_answer_is_as_documented(case, tenants):
