@@ -93,7 +93,7 @@ def unknown_tenant(tenant_ids: Iterable[str]) -> NotFound:
     """The one "unknown tenant" error (404), naming each id."""
     ids = sorted(set(tenant_ids))
     return NotFound(
-        f"unknown tenant(s): {', '.join(ids)}",
+        f"unknown tenant {ids[0]}" if len(ids) == 1 else f"unknown tenants: {', '.join(ids)}",
         details=[{"field": "tenant_id", "tenant_id": t, "reason": "unknown tenant"} for t in ids],
     )
 
