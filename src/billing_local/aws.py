@@ -114,12 +114,14 @@ def make_moto_dynamodb_atomic() -> None:
     from moto.dynamodb.models import DynamoDBBackend
 
     lock = threading.RLock()
+    DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
     for name in (
         "put_item",
         "update_item",
         "delete_item",
         "transact_write_items",
         "batch_write_item",
+        "batch_get_item",
         "get_item",
         "query",
         "scan",
@@ -134,6 +136,66 @@ def make_moto_dynamodb_atomic() -> None:
 
         setattr(DynamoDBBackend, name, functools.wraps(original)(locked))
     _atomic_installed = True
+
+
+def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+    """moto's TransactWriteItems without its deep copy of every touched table (O(table size) per
+    call, and under concurrency its rollback would put back a stale copy over other requests'
+    writes). Run under the lock above: every condition is checked against the state before the
+    transaction, then every write is applied, which is DynamoDB's all-or-nothing semantics."""
+    from moto.dynamodb.comparisons import get_filter_expression
+    from moto.dynamodb.exceptions import (
+        MultipleTransactionsException,
+        TooManyTransactionsException,
+        TransactionCanceledException,
+    )
+
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    seen: set[tuple[str, str]] = set()
+    reasons: list[Any] = []
+    operations = []
+    for entry in transact_items:
+        op_type, op = next(iter(entry.items()))
+        table_name = op["TableName"]
+        if op_type == "Put":
+            table = self.get_table(table_name)
+            key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+            if table.range_key_attr is not None:
+                key[table.range_key_attr] = op["Item"][table.range_key_attr]
+        else:
+            key = op["Key"]
+        marker = (str(table_name), str(dict(sorted(key.items()))))
+        if marker in seen:
+            raise MultipleTransactionsException()
+        seen.add(marker)
+        current = self.get_item(table_name, key)
+        condition = op.get("ConditionExpression")
+        if condition is not None and not get_filter_expression(
+            condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
+        ).expr(current):
+            old = None
+            if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                old = current.to_json()["Attributes"]
+            reasons.append(("ConditionalCheckFailed", "The conditional request failed", old))
+        else:
+            reasons.append((None, None, None))
+        operations.append((op_type, op, key))
+    if any(code is not None for code, _, _ in reasons):
+        raise TransactionCanceledException(reasons)
+    for op_type, op, key in operations:
+        if op_type == "Put":
+            self.put_item(op["TableName"], op["Item"])
+        elif op_type == "Delete":
+            self.delete_item(op["TableName"], key)
+        elif op_type == "Update":
+            self.update_item(
+                op["TableName"],
+                key,
+                update_expression=op["UpdateExpression"],
+                expression_attribute_names=op.get("ExpressionAttributeNames"),
+                expression_attribute_values=op.get("ExpressionAttributeValues"),
+            )
 
 
 @contextmanager

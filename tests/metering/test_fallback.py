@@ -149,31 +149,22 @@ def test_when_sqs_is_down_too_the_answer_is_503_and_nothing_is_kept(env, post):
     assert stored(env)["events"] == 2
 
 
-def test_a_request_that_died_holding_the_lock_does_not_block_its_retry(env, post):
-    # Given a request took the tenant's lock, claimed its event and died (no commit, no release)
+def test_a_request_that_died_holding_a_claim_does_not_block_its_retry_past_the_lease(env, post):
+    # Given a request claimed its event and died (no commit, no release; its lease still runs)
     make_tenant(quota=None)
     ledger = container.ledger()
     from billing.exactly_once import Claim
 
-    with ledger.locked(["acme-corp"], "dead-batch"):
-        ledger.claim([Claim("acme-corp", "e-1")], "dead-batch", {Claim("acme-corp", "e-1"): 2_000_000_000})
-        import boto3 as b3
-
-        # (it never released the lock: put it back as the dead request left it)
-        lock = b3.client("dynamodb").get_item(
-            TableName=env.settings.ledger_table, Key={"pk": {"S": "LOCK#acme-corp"}}
-        )["Item"]
-    b3.client("dynamodb").put_item(TableName=env.settings.ledger_table, Item=lock)
-    # While its lease is live, a retry waits and then gets 503 with Retry-After (nothing is lost)
-    ledger.lock_wait_seconds = 0.2
-    status, body, headers = post({"events": [usage("e-1")]})
-    assert status == 503 and headers["Retry-After"] == "1"
-    # When the lease has run out, Then the retry takes the lock and the abandoned claim over
-    b3.client("dynamodb").update_item(
-        TableName=env.settings.ledger_table,
-        Key={"pk": {"S": "LOCK#acme-corp"}},
-        UpdateExpression="SET lease_until = :z",
-        ExpressionAttributeValues={":z": {"N": "0"}},
+    claim = Claim("acme-corp", "e-1")
+    service = container.ingest_service()
+    ledger.claim(
+        [claim], "dead-batch", {claim: 2_000_000_000}, lease_until=service.now_s() + 90, counted=None
     )
+    # While its lease is live, a retry waits and then gets 503 with Retry-After, naming nothing kept
+    service.claim_wait_seconds = 0.2
+    status, body, headers = post({"events": [usage("e-1")]})
+    assert status == 503 and headers["Retry-After"] == "1" and body["kept"] == []
+    # When the lease has run out, Then the retry takes the abandoned claim over
+    service.now_s = lambda: 2_000_000_000.0
     status, body, _ = post({"events": [usage("e-1")]})
     assert status == 202 and body["accepted"] == 1 and stored(env)["events"] == 1

@@ -135,7 +135,7 @@ def tenants() -> TenantRepository:
 def ledger() -> UsageLedger:
     from billing.adapters.usage_ledger import UsageLedger
 
-    return UsageLedger(settings().ledger_table, lock_wait_seconds=settings().ingest_lock_wait_seconds)
+    return UsageLedger(settings().ledger_table)
 
 
 @cache
@@ -227,6 +227,7 @@ def ingest_service() -> IngestService:
         price_book=price_book(),
         catalog=plan_catalog(),
         dedup_retention_days=settings().dedup_retention_days,
+        claim_wait_seconds=settings().ingest_claim_wait_seconds,
     )
 
 

@@ -5,24 +5,19 @@ Order of work for a batch (nothing is written before every check has passed):
    more than ``MAX_FUTURE_SKEW`` ahead is one);
 2. tenant checks: ``Principal.authorize`` (unknown 404 for platform keys; unknown or foreign 403 for
    any other key), suspended (402), cancelled or before its first plan (403), month closed (409);
-3. under the tenants' locks, look the claims up (``UsageLedger.lookup``): committed ones are
-   duplicates, acknowledged and never re-stored; uncommitted ones (a request that died, or answered
-   503 with them unsettled) are taken over with their quota already counted, and those found in
-   ClickHouse already are not inserted again;
-4. admit queries in (timestamp, event_id) order: each DynamoDB transaction moves the month's counter
-   and writes the admitted claims marked counted (``claim_counted``), so quota is counted exactly once
-   per claim whatever crashes; refused queries are never claimed;
+3. claim (tenant_id, event_id) in the DynamoDB ledger with conditional writes, no lock: committed
+   claims are duplicates, acknowledged and never re-stored; an id another live batch holds (its
+   lease runs) is waited for; a dead batch's uncommitted claims are taken over with their quota
+   already counted, and those found in ClickHouse already are not inserted again;
+4. admit queries in (timestamp, event_id) order against an atomic conditional counter, in the same
+   DynamoDB transaction as their claims (``claim_counted``), so quota is counted exactly once per
+   claim whatever crashes, in arrival order across batches; refused queries are never claimed;
 5. insert into ClickHouse in blocks carrying a dedup token; a block ClickHouse did not take goes to the
    SQS fallback queue with the same token; a block refused as invalid (``StoreRejected``) is never
    queued; then the batch's commit record is written (202).
    When a block finds no durable home, the answer is 503 naming ``kept`` (stored or queued, committed)
    and ``unsettled`` events; everything else is given back, claim and quota in one transaction
-   (``_partial_failure``).
-
-Notes for issue 15 (removing the per-tenant lock): the lock is what makes "an uncommitted claim
-belongs to a dead request" true in step 3; the claim puts of step 4 are already conditional on the
-claim being absent or still held by the batch we saw, and releases on being ours, so without the lock
-a concurrent batch loses with a cancelled transaction instead of double counting.
+   (``_partial_failure``). See ``_Batch`` for the admission rule and the failure paths.
 """
 
 from __future__ import annotations
@@ -49,7 +44,13 @@ from billing.errors import (
     StoreUnavailable,
 )
 from billing.events import StoredEvent, UsageEvent
-from billing.exactly_once import MAX_COUNTED_PER_TRANSACTION, Claim, TenantBusy, UsageLedger
+from billing.exactly_once import (
+    MAX_CLAIMS_PER_TRANSACTION,
+    MAX_COUNTED_PER_TRANSACTION,
+    Claim,
+    ClaimState,
+    UsageLedger,
+)
 from billing.fallback import blocks, encode_block
 from billing.observability import logger
 from billing.periods import Month, iso, parse_instant
@@ -60,10 +61,16 @@ from billing.tenants import PLATFORM, Principal, Tenant, TenantStore
 
 __all__ = ["PLATFORM", "IngestResult", "IngestService", "Principal"]
 
-QUOTA_CAS_ATTEMPTS = 50
+QUOTA_ATTEMPTS = 50  # counter transactions per chunk; each failed one means the counter moved
+# Longer than the ingest Lambda timeout (30 s): a live batch's claims are never taken over.
+CLAIM_LEASE_SECONDS = 90
 # How far ahead of our clock an event may be dated (client clock skew). A later event is a 400: it
 # would be billed, and count against the quota, of a month that has not begun.
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+
+
+class _Busy(Exception):
+    """Another live batch holds one of this batch's event ids for longer than we may wait."""
 
 
 @dataclass
@@ -120,6 +127,7 @@ class IngestService:
         price_book: PriceBook,
         catalog: PlanCatalog,
         dedup_retention_days: int = 70,
+        claim_wait_seconds: float = 10.0,
         clock: Callable[[], datetime] | None = None,
         max_future_skew: timedelta = MAX_FUTURE_SKEW,
     ):
@@ -132,6 +140,11 @@ class IngestService:
         self.price_book = price_book
         self.catalog = catalog
         self.dedup_retention_days = dedup_retention_days
+        self.claim_wait_seconds = claim_wait_seconds
+        self.claim_lease_seconds = CLAIM_LEASE_SECONDS
+        self.now_s: Callable[[], float] = (
+            time.time
+        )  # leases are wall-clock (Lambda timeouts), not billing time
         self.clock = clock or (lambda: datetime.now(UTC))
 
     # ------------------------------------------------------------------------------------------
@@ -140,15 +153,8 @@ class IngestService:
         now = self.clock()
         priced = self._price(events, now)
         tenants = self._check_tenants(events, principal)
-        self._refuse_exhausted_quota(events, tenants)
         batch_id = uuid.uuid4().hex
-        try:
-            with self.ledger.locked(tenants, batch_id):
-                result = self._admit_and_store(events, priced, tenants, batch_id)
-        except TenantBusy as busy:
-            raise ServiceUnavailable(
-                f"tenant {busy} is busy with another batch; retry the request", headers={"Retry-After": "1"}
-            ) from None
+        result = _Batch(self, events, priced, tenants, batch_id).run()
         logger.info(
             "usage batch accepted",
             extra={
@@ -161,90 +167,6 @@ class IngestService:
             },
         )
         return result
-
-    def _refuse_exhausted_quota(self, events: Sequence[UsageEvent], tenants: dict[str, Tenant]) -> None:
-        """A batch of only new queries, all beyond an exhausted quota, is refused without waiting for
-        the tenant lock: stored claims and quota counters only grow, so reading them is enough. This
-        keeps a tenant hammering us over its quota from queueing behind its own lock."""
-        if not events or any(not e.queries for e in events):
-            return
-        claims = {Claim(*e.key): e for e in events}
-        stored = self.ledger.stored(list(claims))
-        fresh = [e for c, e in claims.items() if c not in stored]
-        if not fresh:
-            return
-        used_by_month: dict[tuple[str, str], int] = {}
-        for event in fresh:
-            key = (event.tenant_id, str(Month.of(event.timestamp)))
-            if key not in used_by_month:
-                used_by_month[key] = self.ledger.quota_used(*key)[0]
-            limit = quota_limit(tenants[event.tenant_id], self.catalog, event.timestamp)
-            if limit is None or used_by_month[key] < limit:
-                return
-        first = min(fresh, key=lambda e: (e.timestamp, e.event_id))
-        month = Month.of(first.timestamp)
-        result = IngestResult(duplicates=[c.event_id for c in stored])
-        result.rejected_for_quota = [
-            {"event_id": e.event_id, "tenant_id": e.tenant_id, "timestamp": iso(e.timestamp)}
-            for e in sorted(fresh, key=lambda e: (e.timestamp, e.event_id))
-        ]
-        result.quota = {
-            "tenant_id": first.tenant_id,
-            "month": str(month),
-            "limit": quota_limit(tenants[first.tenant_id], self.catalog, first.timestamp),
-            "used": used_by_month[(first.tenant_id, str(month))],
-            "resets_at": iso(month.end),
-        }
-        raise self._quota_error(result)
-
-    def _admit_and_store(
-        self,
-        events: Sequence[UsageEvent],
-        priced: dict[tuple[str, str], StoredEvent],
-        tenants: dict[str, Tenant],
-        batch_id: str,
-    ) -> IngestResult:
-        claims = {e.key: Claim(*e.key) for e in events}
-        expiry = {claims[e.key]: self._claim_expiry(e) for e in events}
-        states = self.ledger.lookup(list(claims.values()))
-        result = IngestResult(duplicates=[c.event_id for c, st in states.items() if st.committed])
-        fresh = [e for e in events if not (claims[e.key] in states and states[claims[e.key]].committed)]
-        # Claims of a request that never got an answer to its client (it died, or answered 503 with
-        # these events unsettled) are taken over. Their quota is already counted, and their rows may
-        # have landed: those found in ClickHouse are not inserted again.
-        taken_over = {claims[e.key]: states[claims[e.key]] for e in fresh if claims[e.key] in states}
-        counted = {c: st.counted_month for c, st in taken_over.items() if st.counted_month}
-        landed = self._already_stored([e for e in fresh if claims[e.key] in taken_over])
-
-        plain = [claims[e.key] for e in fresh if not e.queries or claims[e.key] in counted]
-        self.ledger.claim(plain, batch_id, expiry, counted)
-        rejected = self._admit(
-            [e for e in fresh if e.queries and claims[e.key] not in counted],
-            tenants,
-            result,
-            batch_id,
-            expiry,
-            {c: st.batch_id for c, st in taken_over.items()},
-            counted,
-        )
-        rejected_keys = {e.key for e in rejected}
-        accepted = [e for e in fresh if e.key not in rejected_keys]
-        to_store = [priced[e.key] for e in accepted if e.key not in landed]
-        outcome = self._store(to_store, batch_id)
-        if outcome.failed is None:
-            if not accepted:  # nothing claimed: nothing to commit (a refused request writes nothing)
-                if rejected:
-                    raise self._quota_error(result)
-                return result
-            result.queued = outcome.queued
-            self.ledger.commit_batch(
-                batch_id, max(expiry.values()), events=len(accepted), queued=result.queued
-            )
-            result.accepted = [e.event_id for e in accepted]
-            return result
-        raise self._partial_failure(
-            events, accepted, landed, outcome, claims, counted, batch_id, expiry, result
-        )
 
     def _already_stored(self, events: Sequence[UsageEvent]) -> set[tuple[str, str]]:
         """Keys of taken-over events that are in ClickHouse already (their old request inserted them
@@ -289,7 +211,12 @@ class IngestService:
         if unsettled_keys:
             unsettled = [claims[k] for k in unsettled_keys]
             self.ledger.claim(
-                unsettled, f"{batch_id}-unsettled", expiry, {c: counted[c] for c in unsettled if c in counted}
+                unsettled,
+                f"{batch_id}-unsettled",
+                expiry,
+                lease_until=0,  # given up: the retry takes them over at once
+                counted={c: counted[c] for c in unsettled if c in counted},
+                previous={c: batch_id for c in unsettled},
             )
         kept = [e.event_id for e in accepted if e.key in kept_keys]
         if kept:
@@ -416,76 +343,6 @@ class IngestService:
         end = Month.of(event.timestamp).end + timedelta(days=self.dedup_retention_days)
         return int(end.timestamp())
 
-    def _admit(
-        self,
-        queries: list[UsageEvent],
-        tenants: dict[str, Tenant],
-        result: IngestResult,
-        batch_id: str,
-        expiry: dict[Claim, int],
-        previous: dict[Claim, str],
-        counted: dict[Claim, str],
-    ) -> list[UsageEvent]:
-        """Admit each (tenant, month)'s queries in (timestamp, event_id) order against its counter:
-        each transaction moves the counter and writes the admitted queries' claims, marked counted
-        (``counted`` is extended with them). Returns the queries refused for quota (never claimed)."""
-        groups: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
-        for event in queries:
-            groups[(event.tenant_id, str(Month.of(event.timestamp)))].append(event)
-        rejected: list[UsageEvent] = []
-        for (tenant_id, month), group in sorted(groups.items()):
-            tenant = tenants[tenant_id]
-            month_end = Month.parse(month).end
-            expires = int((month_end + timedelta(days=self.dedup_retention_days)).timestamp())
-            ordered = sorted(group, key=lambda e: (e.timestamp, e.event_id))
-            group_rejected: list[UsageEvent] = []
-            limit: int | None = None
-            used = 0
-            for start in range(0, len(ordered), MAX_COUNTED_PER_TRANSACTION):
-                chunk = ordered[start : start + MAX_COUNTED_PER_TRANSACTION]
-                for attempt in range(QUOTA_CAS_ATTEMPTS):
-                    used, version = self.ledger.quota_used(tenant_id, month)
-                    decision = admit_queries(chunk, used, partial(quota_limit, tenant, self.catalog))
-                    if not decision.admitted:
-                        break
-                    admitted = [Claim(*e.key) for e in decision.admitted]
-                    if self.ledger.claim_counted(
-                        tenant_id,
-                        month,
-                        admitted,
-                        batch_id,
-                        expiry,
-                        used_after=decision.used_after,
-                        expected_version=version,
-                        counter_expires_at=expires,
-                        previous={c: previous[c] for c in admitted if c in previous},
-                    ):
-                        counted.update({c: month for c in admitted})
-                        break
-                    time.sleep(random.uniform(0, 0.005 * (attempt + 1)))
-                else:
-                    raise ServiceUnavailable(
-                        "quota counter is too contended; retry the request", headers={"Retry-After": "1"}
-                    )
-                used = decision.used_after
-                if decision.rejected:
-                    limit = decision.limit
-                group_rejected.extend(decision.rejected)
-            if group_rejected:
-                rejected.extend(group_rejected)
-                result.quota = {
-                    "tenant_id": tenant_id,
-                    "month": month,
-                    "limit": limit,
-                    "used": used,
-                    "resets_at": iso(month_end),
-                }
-                result.rejected_for_quota.extend(
-                    {"event_id": e.event_id, "tenant_id": e.tenant_id, "timestamp": iso(e.timestamp)}
-                    for e in group_rejected
-                )
-        return rejected
-
     def _quota_error(self, result: IngestResult) -> QuotaExceeded:
         quota = result.quota or {}
         resets_at = parse_instant(quota["resets_at"]) if quota.get("resets_at") else self.clock()
@@ -570,3 +427,261 @@ class StoreOutcome:
     failure: str = ""
     reason: str = ""
     unsettled: list[StoredEvent] = field(default_factory=list)
+
+
+class _Batch:
+    """One batch's way through the ledger without a lock: claim every new event id with conditional
+    writes (queries in the same transaction as their month's counter), store, commit. It remembers
+    what it holds so that any failure gives each claim back (never stored) or gives it up (may be
+    stored: lease 0, still counted, the retry settles it).
+
+    Admission: the queries of each (tenant, month) are taken in (timestamp, event_id) order, 99 per
+    transaction; a transaction adds its queries to the counter only if the counter still leaves
+    room for each of them (``used <= max_used``), or, when some of the chunk are refused, only if
+    it still has exactly the value the refusal was decided on. So across batches queries are
+    admitted in the order their transactions reach the counter."""
+
+    def __init__(
+        self,
+        service: IngestService,
+        events: Sequence[UsageEvent],
+        priced: dict[tuple[str, str], StoredEvent],
+        tenants: dict[str, Tenant],
+        batch_id: str,
+    ):
+        self.s, self.ledger = service, service.ledger
+        self.events, self.priced, self.tenants, self.batch_id = events, priced, tenants, batch_id
+        self.claims = {e.key: Claim(*e.key) for e in events}
+        self.expiry = {self.claims[e.key]: service._claim_expiry(e) for e in events}
+        self.lease_until = service.now_s() + service.claim_lease_seconds
+        self.result = IngestResult()
+        self.known: dict[Claim, ClaimState] = {}  # claims found held by another batch (after a conflict)
+        self.held: dict[Claim, str | None] = {}  # claims this batch wrote -> the month counting it
+        self.taken_over: set[Claim] = set()  # held claims written over a dead batch's claim
+        self.duplicates: set[Claim] = set()
+        self.moved: list[UsageEvent] = []  # queries a dead batch counted: claimed without counting
+
+    # ------------------------------------------------------------------------------------------
+    def run(self) -> IngestResult:
+        try:
+            rejected = self._claim_all()
+        except _Busy as busy:
+            raise self._busy(str(busy)) from None
+        except Exception:
+            self._give_up()
+            raise
+        self.result.duplicates = [e.event_id for e in self.events if self.claims[e.key] in self.duplicates]
+        rejected_keys = {e.key for e in rejected}
+        accepted = [e for e in self.events if self.claims[e.key] in self.held and e.key not in rejected_keys]
+        if not accepted:  # nothing claimed: nothing to commit (a refused request writes nothing)
+            if rejected:
+                raise self.s._quota_error(self.result)
+            return self.result
+        try:
+            landed = self.s._already_stored([e for e in accepted if self.claims[e.key] in self.taken_over])
+            to_store = [self.priced[e.key] for e in accepted if e.key not in landed]
+            outcome = self.s._store(to_store, self.batch_id)
+            if outcome.failed is None:
+                self.result.queued = outcome.queued
+                self.ledger.commit_batch(
+                    self.batch_id, max(self.expiry.values()), events=len(accepted), queued=outcome.queued
+                )
+        except Exception:
+            self._give_up()
+            raise
+        if outcome.failed is None:
+            self.result.accepted = [e.event_id for e in accepted]
+            return self.result
+        counted = {c: m for c, m in self.held.items() if m and c in self.taken_over}
+        raise self.s._partial_failure(
+            self.events,
+            accepted,
+            landed,
+            outcome,
+            self.claims,
+            counted,
+            self.batch_id,
+            self.expiry,
+            self.result,
+        )
+
+    def _claim_all(self) -> list[UsageEvent]:
+        """Claim every new event id; returns the queries refused for quota (never claimed)."""
+        groups: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
+        for event in self.events:
+            if event.queries:
+                groups[(event.tenant_id, str(Month.of(event.timestamp)))].append(event)
+        rejected: list[UsageEvent] = []
+        for (tenant_id, month), group in sorted(groups.items()):
+            rejected += self._claim_queries(
+                tenant_id, month, sorted(group, key=lambda e: (e.timestamp, e.event_id))
+            )
+        self._claim_plain([e for e in self.events if not e.queries] + self.moved)
+        return rejected
+
+    def _settled(self, events: Sequence[UsageEvent], *, counting: bool) -> list[UsageEvent]:
+        """Those of ``events`` still to be claimed: duplicates (their batch committed) drop out, and
+        when ``counting``, so do queries a dead batch already counted (claimed later, not counted)."""
+        keep = []
+        for event in events:
+            state = self.known.get(self.claims[event.key])
+            if state is not None and state.committed:
+                self.duplicates.add(self.claims[event.key])
+            elif counting and state is not None and state.counted_month:
+                self.moved.append(event)
+            else:
+                keep.append(event)
+        return keep
+
+    def _claim_queries(self, tenant_id: str, month: str, ordered: list[UsageEvent]) -> list[UsageEvent]:
+        limit_at = partial(quota_limit, self.tenants[tenant_id], self.s.catalog)
+        month_end = Month.parse(month).end
+        counter_expires = int((month_end + timedelta(days=self.s.dedup_retention_days)).timestamp())
+        used, limit = 0, None  # ``used``: the counter as last seen (a guess until a refusal tells)
+        rejected: list[UsageEvent] = []
+        for start in range(0, len(ordered), MAX_COUNTED_PER_TRANSACTION):
+            chunk = ordered[start : start + MAX_COUNTED_PER_TRANSACTION]
+            for _attempt in range(QUOTA_ATTEMPTS):
+                chunk = self._settled(chunk, counting=True)
+                decision = admit_queries(chunk, used, limit_at)
+                if not decision.admitted:
+                    break
+                admitted = [self.claims[e.key] for e in decision.admitted]
+                exact = bool(decision.rejected)
+                outcome = self.ledger.claim_counted(
+                    tenant_id,
+                    month,
+                    admitted,
+                    self.batch_id,
+                    self.expiry,
+                    lease_until=self.lease_until,
+                    max_used=used if exact else _max_used(decision.admitted, limit_at),
+                    min_used=used if exact else None,
+                    counter_expires_at=counter_expires,
+                    previous={c: self.known[c].batch_id for c in admitted if c in self.known},
+                )
+                if outcome.written:
+                    self.held.update({c: month for c in admitted})
+                    self.taken_over.update(c for c in admitted if c in self.known)
+                    break
+                if outcome.conflicts:
+                    self._resolve(outcome.conflicts)
+                if outcome.used is not None:
+                    used = outcome.used
+            else:
+                raise ServiceUnavailable(
+                    "quota counter is too contended; retry the request", headers={"Retry-After": "1"}
+                )
+            used = decision.used_after
+            if decision.rejected:
+                limit = decision.limit
+                rejected.extend(decision.rejected)
+        if rejected:
+            self.result.quota = {
+                "tenant_id": tenant_id,
+                "month": month,
+                "limit": limit,
+                "used": used,
+                "resets_at": iso(month_end),
+            }
+            self.result.rejected_for_quota.extend(
+                {"event_id": e.event_id, "tenant_id": e.tenant_id, "timestamp": iso(e.timestamp)}
+                for e in rejected
+            )
+        return rejected
+
+    def _claim_plain(self, events: list[UsageEvent]) -> None:
+        for start in range(0, len(events), MAX_CLAIMS_PER_TRANSACTION):
+            chunk = events[start : start + MAX_CLAIMS_PER_TRANSACTION]
+            for _attempt in range(QUOTA_ATTEMPTS):
+                chunk = self._settled(chunk, counting=False)
+                if not chunk:
+                    break
+                claims = [self.claims[e.key] for e in chunk]
+                counted = {c: m for c in claims if c in self.known and (m := self.known[c].counted_month)}
+                outcome = self.ledger.claim(
+                    claims,
+                    self.batch_id,
+                    self.expiry,
+                    lease_until=self.lease_until,
+                    counted=counted,
+                    previous={c: self.known[c].batch_id for c in claims if c in self.known},
+                )
+                if outcome.written:
+                    self.held.update({c: counted.get(c) for c in claims})
+                    self.taken_over.update(c for c in claims if c in self.known)
+                    break
+                self._resolve(outcome.conflicts)
+            else:
+                raise ServiceUnavailable(
+                    "event claims are too contended; retry the request", headers={"Retry-After": "1"}
+                )
+
+    def _resolve(self, conflicts: frozenset[Claim]) -> None:
+        """Learn who holds the conflicting claims; while a live batch holds one (it may still commit
+        it), wait for its outcome, up to ``claim_wait_seconds``."""
+        deadline = time.monotonic() + self.s.claim_wait_seconds
+        pending, delay = set(conflicts), 0.02
+        while True:
+            states = self.ledger.lookup(sorted(pending, key=lambda c: c.pk))
+            for claim in pending:
+                if claim in states:
+                    self.known[claim] = states[claim]
+                else:  # given back meanwhile: claim it as new
+                    self.known.pop(claim, None)
+            now = self.s.now_s()
+            live = {c for c in pending if c in states and states[c].in_flight(now)}
+            if not live:
+                return
+            if time.monotonic() >= deadline:
+                raise _Busy(min(live, key=lambda c: c.pk).event_id)
+            time.sleep(random.uniform(delay / 2, delay))
+            delay, pending = min(0.5, delay * 2), live
+
+    def _busy(self, event_id: str) -> ServiceUnavailable:
+        """Another live batch kept one of our ids past the wait: give back what we claimed anew (no
+        insert happened), give up what we took over from dead batches (their rows may have landed:
+        named ``unsettled``, still counted; the retry settles them)."""
+        fresh = [c for c in self.held if c not in self.taken_over]
+        self.ledger.release(fresh, self.batch_id, {c: m for c in fresh if (m := self.held[c])})
+        given_up = [c for c in self.held if c in self.taken_over]
+        if given_up:
+            self._give_up(given_up)
+        return ServiceUnavailable(
+            f"event {event_id} is being stored by another request right now; retry the request "
+            "(nothing was stored; events named 'unsettled' are settled by the retry)",
+            headers={"Retry-After": "1"},
+            extra={
+                "kept": [],
+                "unsettled": [c.event_id for c in given_up],
+                "duplicates": [e.event_id for e in self.events if self.claims[e.key] in self.duplicates],
+                "rejected_for_quota": [],
+            },
+        )
+
+    def _give_up(self, claims: Sequence[Claim] | None = None) -> None:
+        """Best effort after a failure: lease 0 on our claims, so the retry takes them over at once
+        rather than waiting for the lease (they stay counted; the retry checks ClickHouse)."""
+        held = list(self.held) if claims is None else list(claims)
+        if not held:
+            return
+        try:
+            self.ledger.claim(
+                held,
+                self.batch_id,
+                self.expiry,
+                lease_until=0,
+                counted={c: m for c in held if (m := self.held[c])},
+                previous={c: self.batch_id for c in held},
+            )
+        except Exception:
+            logger.warning(
+                "could not give up the claims of a failed batch", extra={"batch_id": self.batch_id}
+            )
+
+
+def _max_used(admitted: Sequence[UsageEvent], limit_at: Callable[[datetime], int | None]) -> int | None:
+    """The largest counter value at which every admitted query still fits: the i-th (0-based) needs
+    ``used + i < limit`` of its own time. None: no limit applies."""
+    bounds = [limit - 1 - i for i, e in enumerate(admitted) if (limit := limit_at(e.timestamp)) is not None]
+    return min(bounds) if bounds else None

@@ -48,8 +48,9 @@ class Settings(BaseModel):
     # The template sets it with !Join [",", ...] (a CommaDelimitedList): "" or "k1,k2"; JSON also works.
     platform_api_key_ids: list[str] = Field(default_factory=list)
 
-    # How long an ingest request waits for another batch of the same tenant (Lambda timeout is 30 s).
-    ingest_lock_wait_seconds: float = 20.0
+    # How long an ingest request waits for another live request that holds one of its event ids
+    # (a concurrent copy of the same event) before answering 503; other batches never wait.
+    ingest_claim_wait_seconds: float = 10.0
     max_batch_events: int = 1000
     max_body_bytes: int = 1_000_000
     # How long an event id stays claimed after its month ends (the late-event window).

@@ -1,10 +1,13 @@
 """LedgerTable adapter: the exactly-once store of ingest (see billing.exactly_once for the protocol).
 
-LedgerTable  pk "EVT#{tenant}#{event_id}"    an event claim: exactly-once admission
+LedgerTable  pk "EVT#{tenant}#{event_id}"    an event claim: batch_id, lease_until, counted month
              pk "BATCH#{batch_id}"           an ingest batch; committed once durably stored
-             pk "QUOTA#{tenant}#{YYYY-MM}"   accepted queries of a month (compare-and-set)
-             pk "LOCK#{tenant}"              a tenant's ingest lease lock
+             pk "QUOTA#{tenant}#{YYYY-MM}"   accepted queries of a month (atomic conditional ADD)
              pk "WEBHOOK#{stripe_event_id}"  a processed Stripe event (TTL; billing.adapters.dunning_store)
+
+Requests per accepted batch of B events (q queries), nothing contended: ceil(q / 99) transactions
+for the queries (counter + claims), ceil((B - q) / 100) transactions for the other claims, one
+PutItem commit. No reads: conflicts come back as cancellation reasons and only then are looked up.
 """
 
 from __future__ import annotations
@@ -12,94 +15,41 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing.adapters.dynamodb import (
-    dynamodb_client,
-    is_conditional_failure,
-    put_versioned,
-    to_item,
-    write_if,
+from billing.adapters.dynamodb import dynamodb_client, put_versioned, to_item
+from billing.exactly_once import (
+    MAX_CLAIMS_PER_TRANSACTION,
+    MAX_COUNTED_PER_TRANSACTION,
+    Claim,
+    ClaimResult,
+    ClaimState,
 )
-from billing.exactly_once import MAX_COUNTED_PER_TRANSACTION, Claim, ClaimState, TenantBusy
+
+TRANSACTION_CONFLICT_ATTEMPTS = 20
 
 
 class UsageLedger:
-    """Exactly-once admission and exact quota counting.
+    """Exactly-once admission and exact quota counting without locks.
 
-    Writers of one tenant's usage take turns: a lease lock per tenant (a conditional put) makes the
-    read-classify-write of event claims and the quota counter race-free, while claims themselves go
-    in with BatchWriteItem (25 per call) rather than one conditional put each. A lock whose holder
-    died (its Lambda timed out) expires after LOCK_LEASE_SECONDS and is taken over; so are the claims
-    that holder wrote but never committed, since nothing of them was acknowledged.
+    Every claim is a conditional Put inside a transaction, so two batches carrying the same event id
+    cannot both hold it; a query's claim and its month's counter move in one transaction, the
+    counter with ``ADD`` on condition ``used <= :max_used``, so concurrent batches never read,
+    compare and retry the counter. A transaction DynamoDB cancels because another one touched the
+    same item at the same moment (``TransactionConflict``, the counter is hot) is retried here with
+    jitter; a cancellation for a failed condition is reported to the caller as a ``ClaimResult``.
     """
 
-    LOCK_LEASE_SECONDS = 90  # longer than the ingest Lambda timeout (30 s)
-
-    def __init__(self, table: str, client: Any = None, *, lock_wait_seconds: float = 10.0):
+    def __init__(self, table: str, client: Any = None):
         self.table = table
         self.client = client or dynamodb_client()
-        self.lock_wait_seconds = lock_wait_seconds
 
-    # -- per-tenant lease lock ------------------------------------------------------------------
-    @contextmanager
-    def locked(self, tenant_ids: Iterable[str], owner: str) -> Iterator[None]:
-        """Hold every tenant's lock (taken in sorted order, so two batches cannot deadlock)."""
-        held: list[str] = []
-        try:
-            for tenant_id in sorted(set(tenant_ids)):
-                self._acquire(tenant_id, owner)
-                held.append(tenant_id)
-            yield
-        finally:
-            for tenant_id in reversed(held):
-                self._release_lock(tenant_id, owner)
-
-    def _acquire(self, tenant_id: str, owner: str) -> None:
-        deadline = time.monotonic() + self.lock_wait_seconds
-        attempt = 0
-        while True:
-            now = time.time()
-            try:
-                self.client.put_item(
-                    TableName=self.table,
-                    Item={
-                        "pk": {"S": f"LOCK#{tenant_id}"},
-                        "owner": {"S": owner},
-                        "lease_until": {"N": f"{now + self.LOCK_LEASE_SECONDS:.3f}"},
-                        "expires_at": {"N": str(int(now) + 86_400)},
-                    },
-                    ConditionExpression="attribute_not_exists(pk) OR lease_until < :now OR #o = :me",
-                    ExpressionAttributeNames={"#o": "owner"},
-                    ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}, ":me": {"S": owner}},
-                )
-                return
-            except ClientError as exc:
-                if not is_conditional_failure(exc):
-                    raise
-            if time.monotonic() >= deadline:
-                raise TenantBusy(tenant_id)
-            attempt += 1
-            time.sleep(random.uniform(0.005, min(0.25, 0.005 * 2 ** min(attempt, 6))))
-
-    def _release_lock(self, tenant_id: str, owner: str) -> None:
-        write_if(  # False: the lease expired and another batch owns the lock now
-            self.client.delete_item,
-            TableName=self.table,
-            Key={"pk": {"S": f"LOCK#{tenant_id}"}},
-            ConditionExpression="#o = :me",
-            ExpressionAttributeNames={"#o": "owner"},
-            ExpressionAttributeValues={":me": {"S": owner}},
-        )
-
-    # -- event claims (caller holds the tenants' locks) ----------------------------------------
     def lookup(self, claims: Sequence[Claim]) -> dict[Claim, ClaimState]:
         """The existing claim of each event id (absent ids are left out), with whether its batch
-        committed and which month's quota it counts in. Committed is final, so reading it needs no lock."""
+        committed, which month's quota it counts in and its lease. Strongly consistent reads."""
         existing = self._get_items([c.pk for c in claims])
         committed = self._committed_batches({i["batch_id"]["S"] for i in existing.values()})
         states: dict[Claim, ClaimState] = {}
@@ -108,7 +58,12 @@ class UsageLedger:
             if item is not None:
                 batch = item["batch_id"]["S"]
                 counted = item.get("counted", {}).get("S")
-                states[c] = ClaimState(batch_id=batch, committed=batch in committed, counted_month=counted)
+                states[c] = ClaimState(
+                    batch_id=batch,
+                    committed=batch in committed,
+                    counted_month=counted,
+                    lease_until=float(item.get("lease_until", {}).get("N", "0")),
+                )
         return states
 
     def claim(
@@ -116,17 +71,26 @@ class UsageLedger:
         claims: Sequence[Claim],
         batch_id: str,
         expires_at: dict[Claim, int],
+        *,
+        lease_until: float,
         counted: dict[Claim, str] | None = None,
-    ) -> None:
-        """Write claims that change no quota counter: events that are not queries, and queries whose
-        quota an earlier (unanswered) request already counted (``counted``: claim -> month, kept)."""
-        counted = counted or {}
-        self._batch_write(
-            [
-                {"PutRequest": {"Item": self._claim_item(c, batch_id, expires_at[c], counted.get(c))}}
-                for c in claims
+        previous: dict[Claim, str] | None = None,
+    ) -> ClaimResult:
+        """Claims that change no quota counter: events that are not queries, and queries whose quota
+        an earlier (unanswered) request already counted (``counted``: claim -> month, kept). Each is
+        written only if absent or still held by ``previous[claim]``; all or nothing per
+        ``MAX_CLAIMS_PER_TRANSACTION`` claims (longer lists: per chunk, conflicts of every chunk)."""
+        counted, previous = counted or {}, previous or {}
+        conflicts: set[Claim] = set()
+        for start in range(0, len(claims), MAX_CLAIMS_PER_TRANSACTION):
+            chunk = claims[start : start + MAX_CLAIMS_PER_TRANSACTION]
+            puts = [
+                self._claim_put(c, batch_id, expires_at[c], counted.get(c), lease_until, previous.get(c))
+                for c in chunk
             ]
-        )
+            outcome = self._transact(puts, chunk, counter=False)
+            conflicts |= outcome.conflicts
+        return ClaimResult(written=not conflicts, conflicts=frozenset(conflicts))
 
     def claim_counted(
         self,
@@ -136,52 +100,100 @@ class UsageLedger:
         batch_id: str,
         expires_at: dict[Claim, int],
         *,
-        used_after: int,
-        expected_version: int | None,
+        lease_until: float,
+        max_used: int | None,
+        min_used: int | None = None,
         counter_expires_at: int,
         previous: dict[Claim, str],
-    ) -> bool:
-        """One transaction: the month's counter moves to ``used_after`` (compare-and-set on its
-        version) and every claim is written marked as counted in it. So a query is counted exactly
-        when its claim says so: a crash can never leave one without the other (at most
-        ``MAX_COUNTED_PER_TRANSACTION`` claims). ``previous``: claim -> batch id of an uncommitted claim
-        taken over. False when the counter or a claim moved first (re-read and try again)."""
-        assert len(claims) <= MAX_COUNTED_PER_TRANSACTION
-        new_version = (expected_version or 0) + 1
+    ) -> ClaimResult:
+        """One transaction: the month's counter grows by ``len(claims)`` if it is between ``min_used``
+        and ``max_used`` (None: no bound), and every claim is written marked as counted in it. So a query
+        is counted exactly when its claim says so: a crash can never leave one without the other.
+        ``previous``: claim -> batch id of an uncommitted claim taken over. Not written: the
+        conflicting claims, or the counter's value when it had no room (then re-decide and retry)."""
+        assert 0 < len(claims) <= MAX_COUNTED_PER_TRANSACTION
         counter: dict[str, Any] = {
             "TableName": self.table,
             "Key": {"pk": {"S": f"QUOTA#{tenant_id}#{month}"}},
-            "UpdateExpression": "SET used = :used, version = :nv, expires_at = :exp",
+            "UpdateExpression": "ADD used :n, version :one SET expires_at = :exp",
             "ExpressionAttributeValues": {
-                ":used": {"N": str(used_after)},
-                ":nv": {"N": str(new_version)},
+                ":n": {"N": str(len(claims))},
+                ":one": {"N": "1"},
                 ":exp": {"N": str(counter_expires_at)},
             },
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
-        if expected_version is None:
-            counter["ConditionExpression"] = "attribute_not_exists(pk)"
+        values = counter["ExpressionAttributeValues"]
+        bounds = []
+        if min_used:
+            bounds.append("used >= :min")
+            values[":min"] = {"N": str(min_used)}
+        if max_used is not None:
+            bounds.append("used <= :max")
+            values[":max"] = {"N": str(max_used)}
+        if bounds:
+            condition = " AND ".join(bounds)
+            # an absent counter is 0: it satisfies any upper bound, and a lower bound only of 0
+            counter["ConditionExpression"] = (
+                condition if min_used else f"attribute_not_exists(used) OR {condition}"
+            )
+        items = [{"Update": counter}] + [
+            self._claim_put(c, batch_id, expires_at[c], month, lease_until, previous.get(c)) for c in claims
+        ]
+        return self._transact(items, claims, counter=True)
+
+    def _claim_put(
+        self,
+        claim: Claim,
+        batch_id: str,
+        expires_at: int,
+        counted: str | None,
+        lease_until: float,
+        previous: str | None,
+    ) -> dict[str, Any]:
+        put: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": self._claim_item(claim, batch_id, expires_at, counted, lease_until),
+        }
+        if previous is not None:
+            put["ConditionExpression"] = "attribute_not_exists(pk) OR batch_id = :prev"
+            put["ExpressionAttributeValues"] = {":prev": {"S": previous}}
         else:
-            counter["ConditionExpression"] = "version = :v"
-            counter["ExpressionAttributeValues"][":v"] = {"N": str(expected_version)}
-        items: list[dict[str, Any]] = [{"Update": counter}]
-        for c in claims:
-            put: dict[str, Any] = {
-                "TableName": self.table,
-                "Item": self._claim_item(c, batch_id, expires_at[c], month),
-            }
-            if c in previous:
-                put["ConditionExpression"] = "attribute_not_exists(pk) OR batch_id = :prev"
-                put["ExpressionAttributeValues"] = {":prev": {"S": previous[c]}}
-            else:
-                put["ConditionExpression"] = "attribute_not_exists(pk)"
-            items.append({"Put": put})
-        try:
-            self.client.transact_write_items(TransactItems=items)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-                return False
-            raise
-        return True
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        return {"Put": put}
+
+    def _transact(
+        self, items: list[dict[str, Any]], claims: Sequence[Claim], *, counter: bool
+    ) -> ClaimResult:
+        """Run a transaction of (optionally) the counter followed by one Put per claim."""
+        for attempt in range(TRANSACTION_CONFLICT_ATTEMPTS):
+            try:
+                self.client.transact_write_items(TransactItems=items)
+                return ClaimResult(written=True)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons: list[dict[str, Any]] = list(exc.response.get("CancellationReasons") or [])
+            codes = [r.get("Code", "None") for r in reasons]
+            if "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes:
+                time.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 5)))
+                continue
+            used = None
+            offset = 1 if counter else 0
+            if counter and codes and codes[0] == "ConditionalCheckFailed":
+                used = int(reasons[0].get("Item", {}).get("used", {}).get("N", "0"))
+            conflicts = frozenset(
+                claims[i - offset]
+                for i, code in enumerate(codes)
+                if i >= offset and code == "ConditionalCheckFailed"
+            )
+            if not reasons:  # a cancellation without reasons: treat every claim as contested
+                conflicts = frozenset(claims)
+            return ClaimResult(written=False, conflicts=conflicts, used=used)
+        raise ClientError(
+            {"Error": {"Code": "TransactionConflict", "Message": "ledger item too contended"}},
+            "TransactWriteItems",
+        )
 
     def release(
         self, claims: Sequence[Claim], batch_id: str, counted: dict[Claim, str] | None = None
@@ -225,16 +237,20 @@ class UsageLedger:
                 self.client.transact_write_items(TransactItems=items)
 
     def _claim_item(
-        self, claim: Claim, batch_id: str, expires_at: int, counted: str | None
+        self, claim: Claim, batch_id: str, expires_at: int, counted: str | None, lease_until: float
     ) -> dict[str, Any]:
-        item = {"pk": {"S": claim.pk}, "batch_id": {"S": batch_id}, "expires_at": {"N": str(expires_at)}}
+        item = {
+            "pk": {"S": claim.pk},
+            "batch_id": {"S": batch_id},
+            "expires_at": {"N": str(expires_at)},
+            "lease_until": {"N": str(int(lease_until))},
+        }
         if counted:
             item["counted"] = {"S": counted}
         return item
 
     def stored(self, claims: Sequence[Claim]) -> set[Claim]:
-        """The claims whose batch committed: those events are durably stored. Final once true, so
-        reading it needs no lock."""
+        """The claims whose batch committed: those events are durably stored (final once true)."""
         return {c for c, state in self.lookup(claims).items() if state.committed}
 
     def commit_batch(self, batch_id: str, expires_at: int, **attributes: Any) -> None:
@@ -290,7 +306,8 @@ class UsageLedger:
     def quota_set(
         self, tenant_id: str, month: str, used: int, expected_version: int | None, expires_at: int
     ) -> bool:
-        """Compare-and-set of the counter; False when another request moved it first."""
+        """Compare-and-set of the counter on its version, which every ingest change moves too (quota
+        reconciliation, tests); False when another request moved it first. Ingest never calls it."""
         pk = f"QUOTA#{tenant_id}#{month}"
         new_version = (expected_version or 0) + 1
         item = {
