@@ -173,7 +173,7 @@ class UsageLedger:
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                     raise
-                reasons: list[dict[str, Any]] = list(exc.response.get("CancellationReasons") or [])
+                reasons: list[Any] = list(exc.response.get("CancellationReasons") or [])
             codes = [r.get("Code", "None") for r in reasons]
             if "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes:
                 time.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 5)))
