@@ -50,6 +50,7 @@ from billing.events import (
 from billing.periods import Month, iso
 from billing.tenants import PlanAssignment, Tenant
 from billing_local.aws import local_aws
+from billing_local.aws_meter import DynamoMeter, Usage
 from billing_local.runner import LocalContext
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -302,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     url = args.url or f"chdb://{Path(tempfile.gettempdir()) / f'billing-ingest-bench-{uuid.uuid4().hex[:8]}'}"
     results: list[Result] = []
     calls: dict[str, int] = {}
+    metered: dict[str, Usage] = {}
     print(
         f"{n_batches * args.batch:,} events per path in batches of {args.batch}, {args.tenants} tenants, "
         f"ClickHouse {url.split('@')[-1]}, AWS = moto (in process); {os.cpu_count()} CPUs, "
@@ -337,19 +339,24 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         clock = Clock()
+        from billing.adapters.aws import dynamodb_client
+
+        meter = DynamoMeter().attach(dynamodb_client())
         app = load_handler() if "handler" in paths or args.tracemalloc_batches else None
         for path in paths:
             gc.collect()
             if path == "raw":
                 results.append(bench_raw(args, url, n_batches))
             elif path == "service":
-                before = clock.dynamodb.calls
+                before, usage = clock.dynamodb.calls, meter.snapshot()
                 results.append(bench_service(args, n_batches, clock))
                 calls["service"] = clock.dynamodb.calls - before
+                metered["service"] = meter.snapshot().minus(usage)
             elif path == "handler":
-                before = clock.dynamodb.calls
+                before, usage = clock.dynamodb.calls, meter.snapshot()
                 results.append(bench_handler(args, n_batches, clock, app))
                 calls["handler"] = clock.dynamodb.calls - before
+                metered["handler"] = meter.snapshot().minus(usage)
             else:
                 raise SystemExit(f"unknown path {path!r}")
             r = results[-1]
@@ -381,6 +388,16 @@ def main(argv: list[str] | None = None) -> int:
         ddb = r.breakdown["dynamodb calls (moto, in process)"]
         if r.path in calls:
             print(f"  dynamodb calls made: {calls[r.path]:,} ({calls[r.path] / r.events:.2f} per event)")
+        if r.path in metered:
+            u = metered[r.path]
+            print(
+                f"  dynamodb per batch of {args.batch} ({args.tenants} tenants): {u.total_requests / n_batches:.1f} "
+                f"requests ("
+                + ", ".join(f"{op} {n / n_batches:.1f}" for op, n in sorted(u.requests.items()))
+                + f"), "
+                f"{u.wru / n_batches:.1f} WRU, {u.rru / n_batches:.1f} RRU; per accepted event "
+                f"{u.total_requests / r.events:.3f} requests, {u.wru / r.events:.2f} WRU, {u.rru / r.events:.3f} RRU"
+            )
         if raw and r.seconds > ddb:
             rate = r.events / (r.seconds - ddb)
             print(

@@ -1,0 +1,88 @@
+"""Dev only: the per-tenant lease lock that ingest used before issue 15, kept so that
+``bench/scale_model.py`` can run the old design next to the new one in the same run.
+
+Before issue 15 every batch took ``LOCK#{tenant}`` (a conditional put with a 90 s lease, retried
+with jittered backoff for up to 20 s, then 503) and held it through all of its ledger calls, the
+ClickHouse insert and the commit. ``TenantLockedIngest`` wraps today's service in that lock, so the
+lock is held exactly as long as a whole batch takes. (The old ledger also read every claim and the
+counter before writing under the lock, so the old design held it longer than this: the comparison
+flatters it.)"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from billing.adapters.dynamodb import is_conditional_failure
+from billing.errors import ServiceUnavailable
+from billing.events import UsageEvent
+from billing.ingest import IngestResult, IngestService, Principal
+
+LOCK_LEASE_SECONDS = 90
+LOCK_WAIT_SECONDS = 20.0  # the old INGEST_LOCK_WAIT_SECONDS
+
+
+class TenantLockedIngest:
+    def __init__(
+        self, service: IngestService, client: Any, table: str, wait_seconds: float = LOCK_WAIT_SECONDS
+    ):
+        self.service, self.client, self.table, self.wait_seconds = service, client, table, wait_seconds
+
+    def ingest(self, events: Sequence[UsageEvent], principal: Principal | None = None) -> IngestResult:
+        owner = f"{random.getrandbits(64):016x}"
+        held: list[str] = []
+        try:
+            for tenant_id in sorted({e.tenant_id for e in events}):
+                self._acquire(tenant_id, owner)
+                held.append(tenant_id)
+            return self.service.ingest(events, principal)
+        finally:
+            for tenant_id in reversed(held):
+                self._release(tenant_id, owner)
+
+    def _acquire(self, tenant_id: str, owner: str) -> None:
+        deadline = time.monotonic() + self.wait_seconds
+        attempt = 0
+        while True:
+            now = time.time()
+            try:
+                self.client.put_item(
+                    TableName=self.table,
+                    Item={
+                        "pk": {"S": f"LOCK#{tenant_id}"},
+                        "owner": {"S": owner},
+                        "lease_until": {"N": f"{now + LOCK_LEASE_SECONDS:.3f}"},
+                        "expires_at": {"N": str(int(now) + 86_400)},
+                    },
+                    ConditionExpression="attribute_not_exists(pk) OR lease_until < :now OR #o = :me",
+                    ExpressionAttributeNames={"#o": "owner"},
+                    ExpressionAttributeValues={":now": {"N": f"{now:.3f}"}, ":me": {"S": owner}},
+                )
+                return
+            except ClientError as exc:
+                if not is_conditional_failure(exc):
+                    raise
+            if time.monotonic() >= deadline:
+                raise ServiceUnavailable(
+                    f"tenant {tenant_id} is busy with another batch; retry the request",
+                    headers={"Retry-After": "1"},
+                )
+            attempt += 1
+            time.sleep(random.uniform(0.005, min(0.25, 0.005 * 2 ** min(attempt, 6))))
+
+    def _release(self, tenant_id: str, owner: str) -> None:
+        try:
+            self.client.delete_item(
+                TableName=self.table,
+                Key={"pk": {"S": f"LOCK#{tenant_id}"}},
+                ConditionExpression="#o = :me",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":me": {"S": owner}},
+            )
+        except ClientError as exc:
+            if not is_conditional_failure(exc):
+                raise
