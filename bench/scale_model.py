@@ -11,7 +11,8 @@ The model:
   with its own boto3 client and the real ``IngestService``), all writing for ONE tenant, each
   sending batches of B events back to back (70% queries, 20% embeddings, 10% storage; timestamps
   spread over November 2025) and retrying a 503 at once, as the usage_tracker client does;
-  ``--resend`` of the batches are sent a second time right after their answer, and must come back
+  (until the run's end; a 503 after it is counted and not retried, so a run lasts at most
+  ``--seconds`` plus one lock wait); ``--resend`` of the batches are sent a second time right after their answer, and must come back
   as duplicates only;
 - DynamoDB: ``python -m billing_local.moto_server`` out of process, reached over HTTP via
   AWS_ENDPOINT_URL; every call first sleeps ``--ddb-ms`` (a botocore ``before-send`` hook: the
@@ -200,7 +201,8 @@ def writer_process(job: dict[str, Any], out: Any, ready: Any, go: Any, window: A
                 if error.status == 503:
                     with lock:
                         stats["503"] += 1
-                    continue
+                    if time.time() < stop_at:  # past the run's end a 503 is not retried (keeps runs short)
+                        continue
                 return error
 
     def run(thread_index: int) -> None:
