@@ -422,8 +422,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         for design in designs:
-            first = by[(design, writers[0])]
-            print(f"\n{design}: DynamoDB requests per batch by operation (N={writers[0]}, resends included):")
+            first = max((r for r in results if r["design"] == design), key=lambda r: r["batches"])
+            print(
+                f"\n{design}: DynamoDB requests per batch by operation (N={first['writers']}, the run with the most "
+                "batches; resent batches' requests included):"
+            )
             for op, count in sorted(first["requests"].items()):
                 print(f"  {op:<20} {count / max(1, first['batches']):6.2f}")
             print(
@@ -438,7 +441,11 @@ def main(argv: list[str] | None = None) -> int:
             )
     finally:
         moto.terminate()
-        moto.wait(timeout=10)
+        try:
+            moto.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            moto.kill()
+            moto.wait()
     return 0
 
 
