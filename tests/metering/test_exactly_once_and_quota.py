@@ -95,14 +95,11 @@ def ingest_one(event: dict) -> int:
     """One request's path below HTTP parsing. Powertools' resolver keeps the current event on the
     class, so in-process threads cannot share one handler module; Lambda never runs two
     invocations in one environment. Concurrent requests meet in DynamoDB, which is what we test."""
-    for _ in range(20):  # a client honours 503 + Retry-After (the tenant was busy) and retries
-        try:
-            result = container.ingest_service().ingest([UsageEvent.model_validate(event)])
-            return 202 if result.accepted or result.duplicates else 200
-        except BillingError as error:
-            if error.status != 503:
-                return error.status
-    return 503
+    try:  # no lock: nothing waits for another request, so no 503 (it would fail the counts below)
+        result = container.ingest_service().ingest([UsageEvent.model_validate(event)])
+        return 202 if result.accepted or result.duplicates else 200
+    except BillingError as error:
+        return error.status
 
 
 def test_quota_is_exact_under_50_concurrent_requests(env):
