@@ -57,11 +57,11 @@ def test_no_generated_role_allows_a_wildcard_action_or_resource(function_id):
     assert managed <= SAM_MANAGED, (function_id, managed)
 
 
-def test_ingest_may_delete_only_tenant_locks_and_event_claims_on_the_ledger():
+def test_ingest_may_delete_only_event_claims_on_the_ledger():
     statements = role_statements(translated(), "IngestFunction")
     deletes = [s for s in statements if "dynamodb:DeleteItem" in s["Action"]]
     assert deletes and all(
-        s["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["LOCK#*", "EVT#*"]}}
+        s["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["EVT#*"]}}
         for s in deletes
     )
     assert not any("dynamodb:Scan" in s["Action"] for s in statements)
