@@ -61,8 +61,7 @@ def test_ingest_may_delete_only_event_claims_on_the_ledger():
     statements = role_statements(translated(), "IngestFunction")
     deletes = [s for s in statements if "dynamodb:DeleteItem" in s["Action"]]
     assert deletes and all(
-        s["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["EVT#*"]}}
-        for s in deletes
+        s["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["EVT#*"]}} for s in deletes
     )
     assert not any("dynamodb:Scan" in s["Action"] for s in statements)
 
