@@ -90,10 +90,9 @@ def main() -> None:
 
     from billing import container
     from billing.adapters.dynamodb import dynamodb_client
-    from billing.adapters.webhook_verify import sign
     from billing.tenants import Tenant
     from billing_local.aws import create_resources, local_aws
-    from tests.conftest import api_event
+    from billing_local.webhook_delivery import stripe_delivery
 
     spec = importlib.util.spec_from_file_location("webhook_app", ROOT / "functions/stripe_webhook/app.py")
     app = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
@@ -145,15 +144,8 @@ def main() -> None:
             size = min(args.round, args.events - round_no * args.round)
             requests = []
             for event in build_stream(size + 1, rng, round_no):
-                body = json.dumps(event)
                 requests.append(
-                    api_event(
-                        body,
-                        path="/v1/webhooks/stripe",
-                        api_key_id=None,
-                        headers={"Stripe-Signature": sign(body, SECRET, int(T0.timestamp()))},
-                        base64=rng.random() < 0.1,
-                    )
+                    stripe_delivery(json.dumps(event), secret=SECRET, at=T0, base64=rng.random() < 0.1)
                 )
             app.handler(requests[0], ctx)  # warm the new clients (not the steady state)
             hooks = dynamodb_client().meta.events

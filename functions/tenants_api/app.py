@@ -11,6 +11,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing import container
+from billing.card_on_file import PortalRequest, SetupRequest
 from billing.http import api_key_id, install_error_handlers, json_response
 from billing.observability import logger, metrics, tracer
 from billing.tenant_service import CancelRequest, PlanChangeRequest, SignupRequest, parse_month, parse_request
@@ -61,6 +62,23 @@ def statement(tenant_id: str, month: str) -> Response:
     principal = _caller()
     result, stored = container.tenant_service().statement(tenant_id, parse_month(month), principal)
     return json_response(200, {"preview": not stored, "statement": result.model_dump(mode="json")})
+
+
+@app.post("/v1/tenants/<tenant_id>/billing/setup")
+def billing_setup(tenant_id: str) -> Response:
+    """A Stripe-hosted page (Checkout, setup mode) where the tenant saves a card for its invoices
+    (a platform key, or the tenant's own key)."""
+    container.tenant_service().get(tenant_id, _caller(), "ask for the billing pages of")
+    request = parse_request(SetupRequest, _body())
+    return json_response(201, container.card_on_file().setup_session(tenant_id, request))
+
+
+@app.post("/v1/tenants/<tenant_id>/billing/portal")
+def billing_portal(tenant_id: str) -> Response:
+    """A Stripe Billing Portal session: update the card, see and pay invoices."""
+    container.tenant_service().get(tenant_id, _caller(), "ask for the billing pages of")
+    request = parse_request(PortalRequest, _body())
+    return json_response(201, container.card_on_file().portal_session(tenant_id, request))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

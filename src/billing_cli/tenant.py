@@ -40,9 +40,16 @@ def _styled(state: str) -> Text:
 
 
 def status_renderable(view: StatusView) -> Group:
-    """The standing, the invoices in dunning and the timeline, as rich tables."""
+    """The standing, whether a card is on file, the invoices in dunning and the timeline."""
     standing = view.payment_status or view.standing
-    head = Text.assemble("tenant ", (view.tenant_id, "bold"), "  payment status ", _styled(standing))
+    card = (
+        Text("payment method on file", style="green")
+        if view.payment_method_on_file
+        else Text("no payment method on file (invoices are sent, not charged)", style="yellow")
+    )
+    head = Text.assemble(
+        "tenant ", (view.tenant_id, "bold"), "  payment status ", _styled(standing), "  ", card
+    )
     invoices = Table(title="invoices", title_justify="left")
     invoices.add_column("invoice", overflow="fold")
     for column in ("month", "state", "first failed", "retries", "next retry"):

@@ -14,15 +14,14 @@ import boto3
 import pytest
 
 from billing import container
-from billing.adapters.webhook_verify import sign
 from billing.tenants import Tenant
 from billing_local.runner import load_module
+from billing_local.webhook_delivery import stripe_delivery
 from tests.conftest import api_event
 from tests.support import create_tenant
 
 STRIPE_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stripe"
 WEBHOOK_SECRET = "whsec_test_5c1b0b7e2f3d4a9b8c7d6e5f4a3b2c1d"
-WEBHOOK_PATH = "/v1/webhooks/stripe"
 T0 = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)  # the November invoices are finalized and charged
 
 
@@ -148,20 +147,7 @@ def webhook_request(
     signature: str | None | bool = True,
 ) -> dict[str, Any]:
     """The API Gateway event Stripe's delivery becomes; signed at ``at`` unless told otherwise."""
-    body = event if isinstance(event, (str, bytes)) else json.dumps(event, indent=2)
-    headers = {"User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)"}
-    if signature is True:
-        headers["Stripe-Signature"] = sign(body, secret, int(at.timestamp()))
-    elif isinstance(signature, str):
-        headers["Stripe-Signature"] = signature
-    return api_event(
-        body,
-        path=WEBHOOK_PATH,
-        api_key_id=None,
-        base64=base64,
-        content_type="application/json; charset=utf-8",
-        headers=headers,
-    )
+    return stripe_delivery(event, secret=secret, at=at, base64=base64, signature=signature)
 
 
 def load_handler(function_dir: str) -> Any:

@@ -26,7 +26,8 @@ def test_status_prints_the_standing_and_the_timeline(stripe):
     assert table.exit_code == 0, table.output
     assert "payment status active" in table.output and "past_due -> active" in table.output
     body = json.loads(as_json.output)
-    assert body["payment_status"] == "active"
+    assert body["payment_status"] == "active" and body["payment_method_on_file"] is False
+    assert "no payment method on file" in table.output
     assert [(e["subject"], e["to"], e["stripe_event_id"]) for e in body["audit"]] == [
         ("in_acme_11", "past_due", "evt_f"),
         ("tenant", "past_due", "evt_f"),

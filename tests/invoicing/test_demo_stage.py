@@ -9,9 +9,10 @@ from tests.invoicing.conftest import MONTH, Billing, make_statement, make_tenant
 
 
 def test_demo_stage_invoices_the_month(billing: Billing, monkeypatch) -> None:
-    # Given three closed statements, one of them zero
+    # Given four closed statements, one of them zero
     monkeypatch.setenv("STRIPE_API_BASE", billing.stripe.api_base)  # restored after the stage moves it
-    for tenant_id, amounts in {"acme": ["29", "4.4449"], "beta": ["99", "0.005"], "zero": ["0"]}.items():
+    statements = {"acme": ["29", "4.4449"], "beta": ["99", "0.005"], "gamma": ["10"], "zero": ["0"]}
+    for tenant_id, amounts in statements.items():
         make_tenant(tenant_id)
         make_statement(tenant_id, amounts)
     console = Console(record=True, width=160)
@@ -24,9 +25,17 @@ def test_demo_stage_invoices_the_month(billing: Billing, monkeypatch) -> None:
         if demo_invoicing._running:
             demo_invoicing._running.pop().stop()
 
-    # Then two invoices exist, totals equal, one card declined, and pushing again sent nothing
+    # Then three invoices exist, totals equal, one card declined, one tenant without a card was
+    # sent its invoice, the others saved theirs through the setup flow; pushing again sent nothing
     text = console.export_text()
-    assert result["invoices"] == 2 and result["equal"] == 3 and result["declined"] == "beta"
-    assert "Stripe totals equal statement totals: 3/3" in text
+    assert result["invoices"] == 3 and result["equal"] == 4 and result["declined"] == "beta"
+    assert result["no_card"] == "gamma"
+    assert "Stripe totals equal statement totals: 4/4" in text
     assert "pushed again: 0 Stripe requests" in text
     assert {i["status"] for i in double.invoices_for()} == {"paid", "open"}
+    by_tenant = {i["metadata"]["tenant_id"]: i for i in double.invoices_for()}
+    assert by_tenant["gamma"]["collection_method"] == "send_invoice"
+    assert by_tenant["acme"]["collection_method"] == "charge_automatically"
+    assert len(double.checkout_sessions) == 2 and all(
+        s["status"] == "complete" for s in double.checkout_sessions.values()
+    )

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from billing.adapters.stripe_gateway import StripeGateway
     from billing.adapters.tenant_store import TenantRepository
     from billing.adapters.usage_ledger import UsageLedger
+    from billing.card_on_file import CardOnFileService
     from billing.close import BillingCycle
     from billing.dunning import DunningService
     from billing.ingest import IngestService
@@ -337,6 +338,26 @@ class _LazyCollector:
 
 
 @cache
+def card_on_file() -> CardOnFileService:
+    """Setup/portal sessions and the saved card's webhook facts (the Stripe key is read on first use)."""
+    from billing.card_on_file import CardOnFileService, CardUrls
+
+    s = settings()
+    return CardOnFileService(
+        tenants=tenants(),
+        mirror=tenants(),
+        ensure_customer=_link_customer,
+        provider=stripe_gateway,
+        urls=CardUrls(s.billing_setup_success_url, s.billing_setup_cancel_url, s.billing_portal_return_url),
+        currency=plan_catalog().currency,
+    )
+
+
+def _link_customer(tenant_id: str) -> str:
+    return invoicing_service().ensure_customer(tenant_id)
+
+
+@cache
 def webhook_processor() -> WebhookProcessor:
     from billing.adapters.webhook_verify import StripeSignatureVerifier
     from billing.webhooks import WebhookProcessor
@@ -348,6 +369,7 @@ def webhook_processor() -> WebhookProcessor:
         invoices=dunning_store(),
         tenants=tenants(),
         clock=clock(),
+        cards=card_on_file,
     )
 
 
@@ -418,6 +440,7 @@ _PROVIDERS = (
     billing_cycle,
     tenant_service,
     invoicing_service,
+    card_on_file,
     dunning_service,
     webhook_processor,
     portal_secret,

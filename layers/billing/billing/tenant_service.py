@@ -148,7 +148,11 @@ class TenantService:
         ``payment_status`` mirrored on the tenant record (what ingest enforces)."""
         tenant = self.get(tenant_id, principal, "read the status of")
         assert self.dunning is not None, "TenantService built without a dunning reader"
-        return self.dunning().status(tenant_id).with_payment_status(tenant.payment_status)
+        return (
+            self.dunning()
+            .status(tenant_id)
+            .with_payment_status(tenant.payment_status, tenant.payment_method_id is not None)
+        )
 
     # ------------------------------------------------------------------------------------------ signup
     def signup(self, request: SignupRequest, principal: Principal = PLATFORM) -> tuple[Tenant, bool]:

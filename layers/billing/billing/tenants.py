@@ -44,12 +44,16 @@ class Tenant(BaseModel):
     payment_status: PaymentStatus = "active"
     payment_version: int = 0  # version of the dunning standing mirrored into payment_status
     stripe_customer_id: str | None = None
+    # The customer's invoice default payment method, mirrored by the webhook (card on file), and
+    # the time at Stripe of the setup or change it came from (newer ones only replace it).
+    payment_method_id: str | None = None
+    payment_method_at: datetime | None = None
     api_key_ids: list[str] = Field(default_factory=list)
     version: int = 0
 
-    _parse = field_validator("trial_ends_at", "canceled_at", mode="before")(_instant)
+    _parse = field_validator("trial_ends_at", "canceled_at", "payment_method_at", mode="before")(_instant)
 
-    @field_serializer("trial_ends_at", "canceled_at")
+    @field_serializer("trial_ends_at", "canceled_at", "payment_method_at")
     def _ser(self, value: datetime | None) -> str | None:
         return iso(value) if value else None
 

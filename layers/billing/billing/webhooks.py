@@ -32,6 +32,7 @@ from pydantic import (
     field_validator,
 )
 
+from billing.card_on_file import CARD_EVENTS, CardOnFileService, card_fact
 from billing.dunning import DunningService, Fact, Failed, Finalized, Mark, Resolved
 from billing.errors import InvalidRequest
 from billing.periods import MAX_INSTANT, MIN_INSTANT, Month
@@ -47,7 +48,7 @@ INVOICE_EVENTS = (
     "invoice.voided",
     "invoice.marked_uncollectible",
 )
-HANDLED_EVENTS = (*INVOICE_EVENTS, "customer.deleted")
+HANDLED_EVENTS = (*INVOICE_EVENTS, "customer.deleted", *CARD_EVENTS)
 TERMINAL_STATUSES = ("paid", "void", "uncollectible")
 
 
@@ -236,7 +237,10 @@ class WebhookProcessor:
         invoices: InvoiceDirectory,
         tenants: TenantDirectory,
         clock: Callable[[], datetime],
+        cards: Callable[[], CardOnFileService] | None = None,
     ):
+        """``cards`` builds the card-on-file service on first use (it may read the Stripe key)."""
+        self._cards = cards
         self.verifier = verifier
         self.events = events
         self.dunning = dunning
@@ -258,6 +262,8 @@ class WebhookProcessor:
     def _dispatch(self, event: StripeEvent) -> WebhookResult:
         if event.type == "customer.deleted":
             return self._customer_deleted(event)
+        if event.type in CARD_EVENTS:
+            return self._card(event)
         invoice = event.invoice or InvoiceObject.model_validate(event.object)
         invoice_id = invoice.id
         ours = invoice.ours
@@ -281,6 +287,13 @@ class WebhookProcessor:
             )
         outcome = self.dunning.record(tenant_id, invoice_id, month, invoice_facts(event))
         return WebhookResult("processed", event.id, outcome.to_json())
+
+    def _card(self, event: StripeEvent) -> WebhookResult:
+        fact = card_fact(event.id, event.type, event.created, event.object)
+        if fact is None or self._cards is None:
+            return WebhookResult("ignored", event.id, {"reason": "not about a card on file"})
+        detail = self._cards().record(fact)
+        return WebhookResult(detail.pop("status"), event.id, detail)
 
     def _customer_deleted(self, event: StripeEvent) -> WebhookResult:
         customer = event.customer or CustomerObject.model_validate(event.object)

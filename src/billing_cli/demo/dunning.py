@@ -41,21 +41,15 @@ class WebhookRelay:
         self.seen = 0
 
     def deliver_new(self) -> dict[str, int]:
-        from billing.adapters.webhook_verify import sign
-        from billing_local.runner import LocalContext, api_gateway_event
+        from billing_local.runner import LocalContext
+        from billing_local.webhook_delivery import stripe_delivery
 
         counts: dict[str, int] = {}
         events = self.double.events_of()[self.seen :]
         self.seen += len(events)
         for event in events:
             event["created"] = int(self.clock.now.timestamp())
-            body = json.dumps(event)
-            request = api_gateway_event(
-                body,
-                path="/v1/webhooks/stripe",
-                api_key_id=None,
-                headers={"Stripe-Signature": sign(body, self.secret, int(self.clock.now.timestamp()))},
-            )
+            request = stripe_delivery(event, secret=self.secret, at=self.clock.now)
             response = self.webhook.handler(request, LocalContext(function_name="StripeWebhookFunction"))
             status = json.loads(response["body"]).get("status", str(response["statusCode"]))
             counts[status] = counts.get(status, 0) + 1
@@ -118,6 +112,7 @@ def _own_failing_tenant(double: Any) -> tuple[str, str]:
             tenant_id, "Latepay Co", "billing@latepay.example", idempotency_key=f"demo-customer-{tenant_id}"
         )
     )
+    double.attach_card(customer_id=customer)  # it saved a card, which declines
     meta = {"tenant_id": tenant_id, "month": "2025-11", "statement_id": f"{tenant_id}:2025-11"}
     draft = gateway.create_draft_invoice(
         InvoiceDraft(customer, "usd", "2025-11 usage", meta, idempotency_key=f"demo-invoice-{tenant_id}")

@@ -42,6 +42,32 @@ def start_double(latency_s: float = 0.0) -> StripeDouble:
     return double
 
 
+def save_cards(double: StripeDouble, tenant_ids: list[str]) -> dict[str, str]:
+    """The path a real tenant takes to a card on file: a setup session (created on demand with its
+    customer), the card entered on Stripe's page (the double completes the session), and Stripe's
+    webhooks through the real webhook Lambda, signed, which make the card the invoice default."""
+    import secrets
+    from datetime import UTC, datetime
+
+    from billing import container
+    from billing.card_on_file import SetupRequest
+    from billing_cli.demo.dunning import WebhookRelay, _Clock
+
+    secret = f"whsec_demo_{secrets.token_hex(12)}"
+    put_secret(container.settings().stripe_webhook_secret_name, secret)
+    relay = WebhookRelay(double, secret, _Clock(datetime.now(UTC)))
+    relay.seen = len(double.events_of())
+    cards: dict[str, str] = {}
+    for tenant_id in tenant_ids:
+        session = container.card_on_file().setup_session(tenant_id, SetupRequest())
+        double.complete_checkout_session(session["session_id"])
+        relay.deliver_new()
+        tenant = container.tenants().get(tenant_id)
+        if tenant is not None and tenant.payment_method_id:
+            cards[tenant_id] = tenant.payment_method_id
+    return cards
+
+
 def run(console: Console, month: str = DEMO_MONTH, *, decline_one: bool = True) -> dict[str, Any]:
     from billing import container
     from billing.container import invoicing_service
@@ -58,11 +84,21 @@ def run(console: Console, month: str = DEMO_MONTH, *, decline_one: bool = True) 
     )
 
     payable = [s for s in statements if s.total > 0]
-    for statement in payable:  # each tenant saved a card (Stripe customers start with none)
-        double.card_at_signup(statement.tenant_id)
+    no_card = payable[-1].tenant_id if len(payable) >= 3 else None
+    with_card = [s.tenant_id for s in payable if s.tenant_id != no_card]
+    cards = save_cards(double, with_card)
+    console.print(
+        f"{len(cards)} tenant(s) saved a card through the setup flow (Checkout in setup mode; the "
+        "webhook made it their invoice default)"
+        + (
+            f"; [yellow]{no_card} saved none[/] (its invoice is sent with a due date, not charged)"
+            if no_card
+            else ""
+        )
+    )
     declined = None
-    if decline_one and len(payable) >= 2:
-        declined = payable[-1].tenant_id
+    if decline_one and len(with_card) >= 2:
+        declined = with_card[-1]
         double.decline(tenant_id=declined, decline_code="insufficient_funds")
         console.print(
             f"[yellow]{declined}'s card will be declined[/] (a declined charge is an outcome; dunning "
@@ -136,6 +172,7 @@ def run(console: Console, month: str = DEMO_MONTH, *, decline_one: bool = True) 
         "equal": equal,
         "statements": len(outcomes),
         "declined": declined,
+        "no_card": no_card,
         "requests": sent,
         "outcomes": [o.summary() for o in outcomes],
     }

@@ -30,7 +30,12 @@ def s3_client() -> Any:
     return boto3.client("s3", config=BOTO_CONFIG)
 
 
+@cache
+def events_client() -> Any:
+    return boto3.client("events", config=BOTO_CONFIG)
+
+
 def reset_clients() -> None:
     """Forget cached boto3 clients (tests switch AWS mocks between runs)."""
-    for client in (dynamodb_client, sqs_client, s3_client):
+    for client in (dynamodb_client, sqs_client, s3_client, events_client):
         client.cache_clear()

@@ -4,9 +4,11 @@ written with optimistic versions (``save`` fails if anyone changed the record si
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from billing.adapters.dynamodb import dynamodb_client, from_item, items, to_item, write_if
+from billing.periods import iso
 from billing.tenants import Tenant
 
 
@@ -63,6 +65,26 @@ class TenantRepository:
             ExpressionAttributeValues={":v": {"N": str(tenant.version)}},
         )
         return tenant.model_copy(update={"version": tenant.version + 1})
+
+    def record_payment_method(self, tenant_id: str, payment_method_id: str | None, at: datetime) -> bool:
+        """Mirror the default payment method as of ``at``, unless a newer one is stored (one
+        conditional update; the version moves so an optimistic save of a stale copy fails)."""
+        names = {"#m": "payment_method_id", "#a": "payment_method_at"}
+        values: dict[str, Any] = {":a": {"S": iso(at)}, ":one": {"N": "1"}}
+        if payment_method_id:
+            update = "SET #m = :m, #a = :a ADD version :one"
+            values[":m"] = {"S": payment_method_id}
+        else:
+            update = "SET #a = :a REMOVE #m ADD version :one"
+        return write_if(
+            self.client.update_item,
+            TableName=self.table,
+            Key={"tenant_id": {"S": tenant_id}},
+            UpdateExpression=update,
+            ConditionExpression="attribute_exists(tenant_id) AND (attribute_not_exists(#a) OR #a <= :a)",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
 
 
 def _tenant(item: dict[str, Any]) -> Tenant:

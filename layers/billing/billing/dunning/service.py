@@ -111,11 +111,20 @@ class StatusView:
     invoices: list[tuple[InvoiceDunning, InvoiceState, datetime | None]]
     audit: list[AuditEntry]
     payment_status: str | None = None  # the tenant record's mirror (what ingest enforces), when known
+    payment_method_on_file: bool | None = None  # the tenant's card mirror (billing.card_on_file), when known
 
-    def with_payment_status(self, payment_status: str) -> StatusView:
-        return replace(self, payment_status=payment_status)
+    def with_payment_status(
+        self, payment_status: str, payment_method_on_file: bool | None = None
+    ) -> StatusView:
+        return replace(self, payment_status=payment_status, payment_method_on_file=payment_method_on_file)
 
     def to_json(self) -> dict[str, Any]:
+        body = self._json()
+        if self.payment_method_on_file is not None:
+            body["payment_method_on_file"] = self.payment_method_on_file
+        return body
+
+    def _json(self) -> dict[str, Any]:
         return {
             "tenant_id": self.tenant_id,
             "payment_status": self.payment_status or self.standing,
