@@ -224,5 +224,6 @@ def test_tenant_status_endpoint_requires_an_allowed_key(stripe):
         "payment_status": "active",
         "invoices": [],
         "audit": [],
+        "payment_method_on_file": False,
     }
     json.dumps(body)
