@@ -88,6 +88,7 @@ def test_setup_session_then_webhook_makes_the_card_the_default(
     # and so does the operator CLI
     from typer.testing import CliRunner
 
+    import billing_cli.tenant  # noqa: F401 - registers `billing tenant`
     from billing_cli import app
 
     out = CliRunner().invoke(app, ["tenant", "status", "acme", "--json"])
