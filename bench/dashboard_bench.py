@@ -240,23 +240,17 @@ def bench_portal(url: str, database: str, store: UsageStore, tenant: str, month:
     """The tenant usage page's data for ``tenant`` (in-process: ClickHouse as above, AWS in moto)."""
     from billing import container
     from billing.tenants import PlanAssignment, Tenant
-    from billing_local.aws import local_aws
+    from billing_local.aws import local_aws, resource_environment
+    from billing_local.environ import SETTINGS_KEYS, patched_environ
 
-    settings = {
-        "TENANTS_TABLE": "tenants_table",
-        "LEDGER_TABLE": "ledger_table",
-        "BILLING_TABLE": "billing_table",
-        "FALLBACK_QUEUE_URL": "fallback_queue_url",
-        "INVOICING_QUEUE_URL": "invoicing_queue_url",
-        "INVOICES_BUCKET": "invoices_bucket",
-        "PORTAL_SECRET_NAME": "portal_secret_name",
-    }
-    names = [*settings, "CLICKHOUSE_URL", "CLICKHOUSE_DATABASE", "CLICKHOUSE_URL_SECRET"]
-    saved = {k: os.environ.get(k) for k in names}
-    with local_aws(prefix="portalbench") as resources:
-        os.environ.pop("CLICKHOUSE_URL_SECRET", None)
-        os.environ.update({key: resources[source] for key, source in settings.items()})
-        os.environ.update({"CLICKHOUSE_URL": url, "CLICKHOUSE_DATABASE": database})
+    with (
+        local_aws(prefix="portalbench") as resources,
+        patched_environ(
+            {**resource_environment(resources), "CLICKHOUSE_URL": url, "CLICKHOUSE_DATABASE": database},
+            unset=["CLICKHOUSE_URL_SECRET"],
+            restore=SETTINGS_KEYS,
+        ),
+    ):
         container.reset()
         # "Now" is the month's last hour: the month is open, so the page shows a month-to-date preview
         # (rated from usage_events FINAL by the close/preview service, the expensive case).
@@ -283,11 +277,6 @@ def bench_portal(url: str, database: str, store: UsageStore, tenant: str, month:
         print(f"\n(OPTIMIZE TABLE usage_events FINAL took {time.perf_counter() - started:.1f} s)")
         _time_portal(service, store, tenant, month, repeat, "after the parts are merged")
         container.use_clock(None)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
     container.reset()
 
 

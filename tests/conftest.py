@@ -18,6 +18,7 @@ from billing import container
 from billing.adapters.clickhouse import UsageStore
 from billing.settings import Settings
 from billing_local.aws import local_aws, resource_environment
+from billing_local.environ import SETTINGS_KEYS
 from billing_local.runner import LocalContext, api_gateway_event
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -25,21 +26,7 @@ EVENTS_DIR = PROJECT_ROOT / "events"
 FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
 CHDB_PATH = Path(tempfile.gettempdir()) / f"billing-tests-chdb-{os.getpid()}"
 
-ENV_KEYS = (
-    "CLICKHOUSE_URL",
-    "CLICKHOUSE_DATABASE",
-    "TENANTS_TABLE",
-    "LEDGER_TABLE",
-    "BILLING_TABLE",
-    "FALLBACK_QUEUE_URL",
-    "INVOICING_QUEUE_URL",
-    "INVOICES_BUCKET",
-    "CLICKHOUSE_URL_SECRET",
-    "PLATFORM_API_KEY_IDS",
-    "STRIPE_API_BASE",
-    "PORTAL_SECRET_NAME",
-    "PORTAL_BASE_URL",
-)
+ENV_KEYS = SETTINGS_KEYS  # every variable Settings reads starts unset in a test
 
 
 @dataclass

@@ -18,22 +18,7 @@ from typing import Any
 from billing import container
 from billing.adapters import clickhouse
 from billing_local.aws import local_aws, resource_environment
-
-ENV_KEYS = (
-    "CLICKHOUSE_URL",
-    "CLICKHOUSE_URL_SECRET",
-    "CLICKHOUSE_DATABASE",
-    "TENANTS_TABLE",
-    "LEDGER_TABLE",
-    "BILLING_TABLE",
-    "FALLBACK_QUEUE_URL",
-    "INVOICING_QUEUE_URL",
-    "INVOICES_BUCKET",
-    "PLANS_PATH",
-    "PRICEBOOK_PATH",
-    "PLATFORM_API_KEY_IDS",
-    "PORTAL_SECRET_NAME",
-)
+from billing_local.environ import SETTINGS_KEYS, patched_environ
 
 
 def _open_chdb_url() -> str | None:
@@ -47,8 +32,10 @@ def _open_chdb_url() -> str | None:
 def sandbox(
     *, plans_path: Path | None = None, pricebook_path: Path | None = None
 ) -> Iterator[dict[str, Any]]:
-    saved = {k: os.environ.get(k) for k in ENV_KEYS}
-    with tempfile.TemporaryDirectory(prefix="billing-sim-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="billing-sim-") as tmp,
+        patched_environ(unset=["CLICKHOUSE_URL_SECRET"], restore=SETTINGS_KEYS),
+    ):
         configured = os.environ.get("CLICKHOUSE_URL", "")
         url = _open_chdb_url() or (
             configured if configured.startswith("chdb://") else f"chdb://{Path(tmp) / 'chdb'}"
@@ -65,7 +52,6 @@ def sandbox(
                     values["PLANS_PATH"] = str(Path(plans_path).resolve())
                 if pricebook_path:
                     values["PRICEBOOK_PATH"] = str(Path(pricebook_path).resolve())
-                os.environ.pop("CLICKHOUSE_URL_SECRET", None)
                 os.environ.update(values)
                 container.reset()
                 container.usage_store().migrate()
@@ -79,9 +65,4 @@ def sandbox(
                     except Exception:  # noqa: BLE001 - best-effort cleanup of a throwaway database
                         pass
         finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
             container.reset()

@@ -5,7 +5,6 @@ template's intrinsics resolved against them, so each function gets exactly its d
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from typing import Any
 import boto3
 
 from billing_local.aws import REGION, create_resources
+from billing_local.environ import patched_environ
 from billing_local.template import load_template, resources_of_type
 
 ACCOUNT = "123456789012"
@@ -68,16 +68,8 @@ def moto_server() -> Iterator[str]:
 
 @contextmanager
 def _pointed_at(endpoint: str) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION", *FAKE_CREDENTIALS)}
-    os.environ.update({"AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": REGION, **FAKE_CREDENTIALS})
-    try:
+    with patched_environ({"AWS_ENDPOINT_URL": endpoint, "AWS_DEFAULT_REGION": REGION, **FAKE_CREDENTIALS}):
         yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def create_stack(endpoint: str, prefix: str, secret_values: dict[str, str]) -> Stack:
