@@ -1,5 +1,6 @@
-"""GET /v1/tenants/{tenant_id}/status: payment standing, invoices in dunning and the audit trail
-(API key required; a tenant's own key reads only its own tenant)."""
+"""GET /v1/tenants/{tenant_id}/status: payment standing, invoices in dunning and the audit trail;
+GET /v1/tenants/{tenant_id}/quota: the quota gate's read (API key required; a tenant's own key
+reads only its own tenant)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from billing import container
 from billing.http import api_key_id, install_error_handlers, json_response
 from billing.observability import logger, metrics, tracer
+from billing.periods import Month
+from billing.quotas import quota_status
 
 app = APIGatewayRestResolver()
 install_error_handlers(app)
@@ -21,6 +24,17 @@ def tenant_status(tenant_id: str) -> Response:
     principal = container.principal_for(api_key_id(app.current_event.raw_event))
     view = container.tenant_service().status(tenant_id, principal)
     return json_response(200, view.to_json())
+
+
+@app.get("/v1/tenants/<tenant_id>/quota")
+@tracer.capture_method
+def tenant_quota(tenant_id: str) -> Response:
+    principal = container.principal_for(api_key_id(app.current_event.raw_event))
+    now = container.clock()()
+    found, used = container.quota_reads().read(tenant_id, str(Month.of(now)))
+    tenant = principal.require(tenant_id, found, "read the quota of")
+    status = quota_status(tenant, container.plan_catalog(), used, now)
+    return json_response(200, status.to_json(), headers={"Cache-Control": "no-store"})
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

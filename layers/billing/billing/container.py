@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from billing.adapters.dunning_store import DunningStore, ProcessedEvents
     from billing.adapters.invoice_store import InvoiceRecordRepository
     from billing.adapters.queues import SqsQueue
+    from billing.adapters.quota_reads import QuotaReads
     from billing.adapters.stripe_gateway import StripeGateway
     from billing.adapters.tenant_store import TenantRepository
     from billing.adapters.usage_ledger import UsageLedger
@@ -137,6 +138,13 @@ def ledger() -> UsageLedger:
     from billing.adapters.usage_ledger import UsageLedger
 
     return UsageLedger(settings().ledger_table)
+
+
+@cache
+def quota_reads() -> QuotaReads:
+    from billing.adapters.quota_reads import QuotaReads
+
+    return QuotaReads(settings().tenants_table, settings().ledger_table)
 
 
 @cache
@@ -427,6 +435,7 @@ _PROVIDERS = (
     usage_store,
     tenants,
     ledger,
+    quota_reads,
     periods,
     statements,
     fallback_queue,

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from billing.events import UsageEvent
 from billing.observability import logger
-from billing.periods import Month
+from billing.periods import Month, iso
 from billing.plans import PlanCatalog
 from billing.tenants import Tenant
 
@@ -99,3 +99,51 @@ def reconcile_quotas(
                 repairs.append(repair)
                 break
     return repairs
+
+
+class QuotaReads(Protocol):
+    def read(self, tenant_id: str, month: str) -> tuple[Tenant | None, int]:
+        """The tenant and its month's query counter, both read with strong consistency."""
+        ...
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    """What the quota gate reads: the month's query count as ingest counts it, against the limit of
+    the plan in force now. ``limit``/``remaining`` are None for an unlimited plan."""
+
+    tenant_id: str
+    limit: Limit
+    used: int
+    resets_at: datetime
+    plan: str | None
+    payment_status: str
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.limit is None else max(0, self.limit - self.used)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id,
+            "limit": self.limit,
+            "used": self.used,
+            "remaining": self.remaining,
+            "resets_at": iso(self.resets_at),
+            "plan": self.plan,
+            "payment_status": self.payment_status,
+        }
+
+
+def quota_status(tenant: Tenant, catalog: PlanCatalog, used: int, now: datetime) -> QuotaStatus:
+    """The tenant's quota at ``now``. ``used`` must be the very counter ingest moves in the same
+    transaction as each query's claim (``QuotaReads.read`` of ``Month.of(now)``), read consistently,
+    so the gate never sees a count ingest has not settled, nor a stale replica."""
+    return QuotaStatus(
+        tenant_id=tenant.id,
+        limit=quota_limit(tenant, catalog, now),
+        used=used,
+        resets_at=Month.of(now).end,
+        plan=tenant.plan_at(now),
+        payment_status=tenant.payment_status,
+    )
