@@ -12,6 +12,11 @@ server does not share this process's GIL); with --endpoint (e.g. a `billing serv
 with --api-key and a --tenant that exists there.
 
     .venv/bin/python bench/tracker_bench.py [--calls 50000] [--events 100000] [--endpoint URL --api-key K]
+                                            [--serve-events 5000 | --no-serve]
+
+3. The same end-to-end comparison against `billing serve` (started here in a subprocess on a fresh
+   data directory, a tenant on the enterprise plan): the real handlers, moto and embedded
+   ClickHouse, so the server's ingest cost dominates both figures (--serve-events, default 5,000).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from urllib.parse import urlsplit
@@ -71,7 +77,7 @@ def tracker_throughput(
     endpoint: str, api_key: str, tenant: str, model: str, events: int
 ) -> tuple[float, bool]:
     with tempfile.TemporaryDirectory() as spool:
-        tracker = Tracker(endpoint, api_key, spool)
+        tracker = Tracker(endpoint, api_key, spool, timeout=300)
         start = time.perf_counter()
         for _ in range(events):
             tracker.track(tenant, "query", model, 1200, 300)
@@ -87,7 +93,7 @@ def direct_throughput(
 ) -> tuple[float, bool]:
     parts = urlsplit(endpoint)
     cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = cls(parts.hostname, parts.port, timeout=60)
+    conn = cls(parts.hostname, parts.port, timeout=300)
     headers = {"content-type": "application/json", "x-api-key": api_key}
     ok = True
     start = time.perf_counter()
@@ -133,6 +139,10 @@ def main() -> int:
         default=100,
         help="sleep 0.5 ms every N calls in the caller-cost run (0: back to back)",
     )
+    parser.add_argument(
+        "--serve-events", type=int, default=5_000, help="events end to end against billing serve"
+    )
+    parser.add_argument("--no-serve", action="store_true", help="skip the run against billing serve")
     args = parser.parse_args()
     print(
         f"cpus={os.cpu_count()} load={' '.join(f'{x:.2f}' for x in os.getloadavg())} python={sys.version.split()[0]}"
@@ -180,7 +190,69 @@ def main() -> int:
         if server is not None:
             server.stdin.close()  # type: ignore[union-attr]
             server.wait(10)
+    if not args.no_serve and args.endpoint is None:
+        against_billing_serve(args.serve_events, args.model)
     return 0
+
+
+def against_billing_serve(events: int, model: str) -> None:
+    """End to end against `billing serve` in a subprocess: direct batches of 1,000, then the tracker."""
+    import json
+    import tempfile
+    import urllib.request
+
+    key = "bench-serve-key"
+    with tempfile.TemporaryDirectory(prefix="tracker-bench-serve-") as tmp:
+        serve = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from billing_cli import main; main()",
+                "serve",
+                "--port",
+                "0",
+                "--data",
+                tmp,
+                "--api-key",
+                key,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            url = ""
+            for line in serve.stdout:  # type: ignore[union-attr]
+                if line.startswith("billing serve: http"):
+                    url = line.split()[-1]
+                if line.startswith("platform key:"):
+                    break
+            threading.Thread(target=lambda: [None for _ in serve.stdout], daemon=True).start()  # type: ignore[union-attr]
+            for tenant in ("bench-direct", "bench-tracked"):
+                body = {"id": tenant, "name": tenant, "email": f"{tenant}@example.com", "plan": "enterprise"}
+                request = urllib.request.Request(
+                    f"{url}/v1/tenants",
+                    data=json.dumps(body).encode(),
+                    method="POST",
+                    headers={"x-api-key": key, "Content-Type": "application/json"},
+                )
+                urllib.request.urlopen(request, timeout=120).read()
+            print(
+                f"\nend to end against billing serve ({url}; real handlers, moto, embedded ClickHouse), {events} events:"
+            )
+            direct, direct_ok = direct_throughput(url, key, "bench-direct", model, events)
+            tracked, tracked_ok = tracker_throughput(url, key, "bench-tracked", model, events)
+            print(
+                f"  direct POST, batches of 1,000, one connection: {direct:>10,.0f} events/s{'' if direct_ok else ' (errors)'}"
+            )
+            print(
+                f"  tracker: track() x N, then flush()           : {tracked:>10,.0f} events/s"
+                f"{'' if tracked_ok else ' (not all acknowledged)'}"
+            )
+            print(f"  tracker / direct: {tracked / direct:.0%} (goal >= 90%)")
+        finally:
+            serve.terminate()
+            serve.wait(60)
 
 
 if __name__ == "__main__":

@@ -164,12 +164,16 @@ def _server(api: LocalApi, host: str, port: int) -> ThreadingHTTPServer:
                     {"Content-Type": "application/json"},
                     json.dumps({"message": str(exc)}).encode(),
                 )
-            self.send_response(status)
-            for k, v in out.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                for k, v in out.items():
+                    if k.lower() != "content-length":
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client gave up waiting (its timeout): nothing to answer
 
         do_GET = do_POST = do_PUT = do_DELETE = _serve
 
