@@ -30,7 +30,12 @@ TENANTS = [  # (id, plan, events in the month)
     ("medium-co", "pro", 2_500),
     ("large-co", "enterprise", 6_000),
 ]
-STAGES = ["billing_cli.demo.rating", "billing_cli.demo.invoicing", "billing_cli.demo.dunning"]
+STAGES = [
+    "billing_cli.demo.rating",
+    "billing_cli.demo.invoicing",
+    "billing_cli.demo.dunning",
+    "billing_cli.demo.tracker",
+]
 
 
 def run(console: Console | None = None) -> None:
