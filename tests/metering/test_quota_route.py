@@ -90,7 +90,9 @@ def test_who_may_read_a_quota(env, get_quota):
     # And no key is 401, an unknown tenant 404 naming the field
     assert get_quota("acme-corp", api_key_id=None)[0] == 401
     status, body, _ = get_quota("nobody")
-    assert status == 404 and body["details"] == [{"field": "tenant_id", "reason": "unknown"}]
+    assert status == 404 and body["details"][0]["field"] == "tenant_id"
+    # And for a tenant's key an unknown tenant is the same 403 as another's (it learns nothing)
+    assert get_quota("nobody", api_key_id="acme-key")[0] == 403
 
 
 def test_the_trackers_gate_refuses_before_the_work_through_the_template_routes(env, tmp_path):
