@@ -218,7 +218,7 @@ def writer_process(job: dict[str, Any], out: Any, ready: Any, go: Any, window: A
             result = send(batch)
             elapsed = time.perf_counter() - t0
             again = None
-            if rng.random() < job["resend"]:
+            if not isinstance(result, BillingError) and rng.random() < job["resend"]:
                 again = send(batch)
             with lock:
                 stats["latencies"].append(elapsed)
