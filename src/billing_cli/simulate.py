@@ -1,209 +1,112 @@
-"""``billing simulate``: the whole pipeline offline (fresh embedded ClickHouse, in-process AWS).
+"""``billing simulate``: a month of usage through ingest, rating and the close, offline; and pricing
+what-ifs (the same usage under a proposed catalog, compared tenant by tenant and line by line).
 
-Tenants are created from the file, events are ingested through the ingest service in timestamp order
-(quota, cancellation and every other ingest rule apply as in production; refused events are counted
-and reported), the month is closed and its CSV written. Try a pricing change here before shipping it.
+The engine is ``billing_local.simulation`` (production ingest service, quota logic, rater and close
+on in-memory stores and a fresh embedded ClickHouse); the comparison is ``billing_local.whatif``.
 """
 
 from __future__ import annotations
 
-import json
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import typer
-import yaml
-from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
-from billing.errors import BillingError, QuotaExceeded
-from billing.events import UsageEvent, parse_event
 from billing.observability import logger
 from billing.periods import Month
-from billing.rating import lines_csv
-from billing.statements import Statement
-from billing.tenants import Tenant
 from billing_cli import app
+from billing_local.simulation import (
+    Catalog,
+    SimulationFailed,
+    SimulationInputError,
+    SimulationReport,
+    SimulationResult,
+    SimulationSpec,
+)
+from billing_local.simulation import (
+    simulate as run_simulation,
+)
+from billing_local.whatif import Comparison, compare, diff_csv
 
-BATCH = 500
-
-
-@dataclass
-class SimulationReport:
-    month: str
-    tenants: int = 0
-    events_read: int = 0
-    accepted: int = 0
-    duplicates: int = 0
-    rejected: Counter = field(default_factory=Counter)  # reason -> events
-    examples: list[str] = field(default_factory=list)  # a few rejection messages
-    statements: list[Statement] = field(default_factory=list)
-    csv: bytes = b""
-
-    @property
-    def rejected_total(self) -> int:
-        return sum(self.rejected.values())
+SHOWN_TENANTS = 20  # what-if tenants printed; --out-diff has all of them
 
 
-def load_tenants(path: Path) -> list[Tenant]:
-    document = yaml.safe_load(Path(path).read_text())  # YAML is a superset of JSON
-    entries = document.get("tenants") if isinstance(document, dict) else document
-    if not isinstance(entries, list):
-        raise typer.BadParameter(f"{path}: expected a 'tenants' list")
-    tenants = []
-    for index, entry in enumerate(entries):
-        try:
-            tenants.append(Tenant.model_validate(entry))
-        except ValidationError as exc:
-            raise typer.BadParameter(
-                f"{path}: tenant #{index}: {exc.errors(include_url=False)[0]['msg']} "
-                f"at {exc.errors(include_url=False)[0]['loc']}"
-            ) from None
-    return tenants
+class PlainProgress:
+    """Progress as periodic plain lines (a log shows the run is alive): events done, events/s, ETA."""
+
+    def __init__(
+        self,
+        write: Callable[[str], None],
+        *,
+        label: str = "ingest",
+        interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.write, self.label, self.interval, self.clock = write, label, interval, clock
+        self.total: int | None = None
+        self.done = 0
+        self.started = self.last = clock()
+
+    def start(self, total: int) -> None:
+        self.total = total
+        self.started = self.last = self.clock()
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        if self.clock() - self.last >= self.interval:
+            self.last = self.clock()
+            self.write(self.line())
+
+    def finish(self) -> None:
+        self.write(self.line())
+
+    def line(self) -> str:
+        elapsed = max(self.clock() - self.started, 1e-9)
+        rate = self.done / elapsed
+        text = f"{self.label}: {self.done:,}"
+        if self.total:
+            text += f"/{self.total:,} events ({100 * self.done / self.total:.0f}%)"
+        else:
+            text += " events"
+        text += f", {rate:,.0f} events/s"
+        if self.total and self.done < self.total and rate > 0:
+            text += f", ETA {(self.total - self.done) / rate:,.0f} s"
+        elif self.total and self.done >= self.total:
+            text += f", done in {elapsed:,.1f} s"
+        return text
 
 
-def read_events(path: Path, report: SimulationReport) -> list[UsageEvent]:
-    events = []
-    with Path(path).open() as handle:
-        for number, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            report.events_read += 1
-            try:
-                document: Any = json.loads(raw)
-            except ValueError:
-                _reject(report, "invalid", f"line {number}: not JSON")
-                continue
-            event, problems = parse_event(document, number)
-            if event is None:
-                _reject(report, "invalid", f"line {number}: {problems[0]['field']}: {problems[0]['reason']}")
-                continue
-            events.append(event)
-    return sorted(events, key=lambda e: (e.timestamp, e.event_id))
+class RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:,.0f} events/s" if task.speed else "", style="progress.data.speed")
 
 
-def _reject(report: SimulationReport, reason: str, message: str, count: int = 1) -> None:
-    report.rejected[reason] += count
-    if len(report.examples) < 8:
-        report.examples.append(message)
-
-
-def _state(tenant: Tenant | None, event: UsageEvent) -> str:
-    if tenant is None:
-        return "unknown"
-    if tenant.is_canceled_at(event.timestamp):
-        return "canceled"
-    first = tenant.first_plan_at()
-    if first is None or event.timestamp < first:
-        return "no-plan"
-    return "ok"
-
-
-def batches(events: list[UsageEvent], tenants: dict[str, Tenant]) -> Iterator[list[UsageEvent]]:
-    """Consecutive events (already in timestamp order) of one tenant, month and subscription state,
-    at most BATCH each: a batch-level refusal then concerns exactly the events it names."""
-    current: list[UsageEvent] = []
-    ids: set[str] = set()
-    key: tuple[str, str, str] | None = None
-    for event in events:
-        k = (event.tenant_id, str(Month.of(event.timestamp)), _state(tenants.get(event.tenant_id), event))
-        if current and (k != key or len(current) >= BATCH or event.event_id in ids):
-            yield current
-            current, ids = [], set()
-        key = k
-        ids.add(event.event_id)
-        current.append(event)
-    if current:
-        yield current
-
-
-def simulate_run(
-    tenants_path: Path,
-    events_path: Path,
-    month: Month,
-    *,
-    plans: Path | None = None,
-    pricebook: Path | None = None,
-    console: Console | None = None,
-) -> SimulationReport:
-    from billing import container
-    from billing_local.sandbox import sandbox
-
-    console = console or Console(stderr=True)
-    report = SimulationReport(month=str(month))
-    tenants = load_tenants(tenants_path)
-    events = read_events(events_path, report)
-    with sandbox(plans_path=plans, pricebook_path=pricebook):
-        catalog = container.plan_catalog()
-        for tenant in tenants:
-            unknown = [p.plan for p in tenant.plans if p.plan not in catalog]
-            if unknown:
-                raise typer.BadParameter(f"tenant {tenant.id}: unknown plan(s) {', '.join(unknown)}")
-            if not container.tenants().create(tenant):
-                raise typer.BadParameter(f"tenant {tenant.id} appears twice in {tenants_path}")
-        report.tenants = len(tenants)
-        by_id = {t.id: t for t in tenants}
-        service = container.ingest_service()
-        with Progress(
-            TextColumn("ingest"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task("ingest", total=len(events))
-            for batch in batches(events, by_id):
-                _ingest(service, batch, report)
-                progress.advance(task, len(batch))
-        cycle = container.billing_cycle()
-        now = datetime.now(UTC)
-        cycle.clock = lambda: max(now, month.end)  # a simulation may close a month that is not over
-        result = cycle.close(month)
-        report.statements = result.statements
-        report.csv = result.csv
-    return report
-
-
-def _ingest(service: Any, batch: list[UsageEvent], report: SimulationReport) -> None:
-    try:
-        result = service.ingest(batch)
-    except QuotaExceeded as exc:
-        details = exc.details if isinstance(exc.details, dict) else {}
-        refused = len(details.get("rejected_for_quota", [])) or len(batch)
-        report.duplicates += len(details.get("duplicates", []))
-        _reject(report, "quota", f"{batch[0].tenant_id}: {exc.message}", refused)
-        return
-    except BillingError as exc:
-        _reject(report, exc.code, f"{batch[0].tenant_id} {batch[0].event_id}..: {exc.message}", len(batch))
-        return
-    report.accepted += len(result.accepted)
-    report.duplicates += len(result.duplicates)
-    if result.rejected_for_quota:
-        _reject(
-            report,
-            "quota",
-            f"{batch[0].tenant_id}: {len(result.rejected_for_quota)} queries over the quota",
-            len(result.rejected_for_quota),
-        )
-
-
-def print_report(report: SimulationReport, console: Console) -> None:
+def print_report(report: SimulationReport, console: Console, title: str = "") -> None:
+    seconds = sum(report.seconds.values())
     console.print(
-        f"[bold]{report.month}[/]: {report.tenants} tenants, {report.events_read} events read, "
+        f"[bold]{title or report.month}[/]: {report.tenants} tenants, {report.events_read} events read, "
         f"{report.accepted} accepted, {report.duplicates} duplicates, {report.rejected_total} rejected"
+        + (f" ({seconds:.1f} s, {report.workers} worker(s))" if seconds else "")
     )
     for reason, count in sorted(report.rejected.items()):
         console.print(f"  rejected ({reason}): {count}")
     for example in report.examples:
         console.print(f"  [dim]{example}[/]")
-    table = Table("tenant", "queries", "tokens", "total USD", "invoice date", "final")
+    table = Table("tenant", "queries", "tokens", "total", "invoice date", "final")
     for s in report.statements:
         table.add_row(
             s.tenant_id,
@@ -214,6 +117,76 @@ def print_report(report: SimulationReport, console: Console) -> None:
             "yes" if s.is_final else "",
         )
     console.print(table)
+
+
+def print_comparison(comparison: Comparison, console: Console) -> None:
+    total = comparison.current_total
+    share = f", {100 * comparison.difference / total:+.1f}%" if total else ""
+    console.print(
+        f"[bold]What-if {comparison.month}[/]: current {comparison.current_total:,.2f} -> proposed "
+        f"{comparison.proposed_total:,.2f} ({comparison.difference:+,.2f}{share}); "
+        f"{len(comparison.changed)} of {len(comparison.tenants)} tenants change"
+    )
+    affected = comparison.admission_changed
+    if affected:
+        console.print(
+            f"[yellow]The proposal also changes admission at ingest for {len(affected)} tenant(s)[/] "
+            "(simulated: refused events are neither stored nor billed):"
+        )
+        for t in affected:
+            assert t.admission is not None
+            console.print(f"  {t.tenant_id}: {t.admission.describe()}")
+    table = Table("tenant", "current", "proposed", "difference", "lines moved (largest first)")
+    for t in comparison.changed[:SHOWN_TENANTS]:
+        moved = ", ".join(f"{l.line_id} {l.difference:+.2f}" for l in t.lines[:4])
+        if len(t.lines) > 4:
+            moved += f", +{len(t.lines) - 4} more"
+        table.add_row(
+            t.tenant_id,
+            "" if t.current is None else f"{t.current:,.2f}",
+            "" if t.proposed is None else f"{t.proposed:,.2f}",
+            f"{t.difference:+,.2f}",
+            moved + (f" [dim]{t.note}[/]" if t.note else ""),
+        )
+    table.add_row(
+        "[bold]total[/]",
+        f"{comparison.current_total:,.2f}",
+        f"{comparison.proposed_total:,.2f}",
+        f"{comparison.difference:+,.2f}",
+        "",
+    )
+    console.print(table)
+    if len(comparison.changed) > SHOWN_TENANTS:
+        console.print(
+            f"  [dim]{len(comparison.changed) - SHOWN_TENANTS} more tenants change: see --out-diff[/]"
+        )
+
+
+def run_with_progress(spec: SimulationSpec, console: Console) -> SimulationResult:
+    """The simulation with a progress bar on a terminal, periodic plain lines otherwise."""
+    label = "ingest (current + proposed)" if spec.proposed else "ingest"
+    if console.is_terminal:
+        with Progress(
+            TextColumn(label),
+            BarColumn(),
+            MofNCompleteColumn(),
+            RateColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(label, total=None)
+            return run_simulation(
+                spec,
+                total=lambda n: bar.update(task, total=n),
+                progress=lambda n: bar.advance(task, n),
+            )
+    plain = PlainProgress(lambda text: console.print(text, highlight=False), label=label)
+    result = run_simulation(spec, total=plain.start, progress=plain.advance)
+    plain.finish()
+    return result
 
 
 @app.command("simulate")
@@ -231,17 +204,52 @@ def simulate(
     lines: Path | None = typer.Option(
         None, "--lines", dir_okay=False, help="also write every statement line"
     ),
+    compare_plans: Path | None = typer.Option(
+        None, "--compare-plans", exists=True, dir_okay=False, help="what-if: proposed plans YAML"
+    ),
+    compare_pricebook: Path | None = typer.Option(
+        None, "--compare-pricebook", exists=True, dir_okay=False, help="what-if: proposed price book YAML"
+    ),
+    out_diff: Path | None = typer.Option(
+        None, "--out-diff", dir_okay=False, help="what-if: write the comparison CSV"
+    ),
+    workers: int = typer.Option(
+        0, "--workers", min=0, help="processes sharing the tenants (0: by input size and CPUs)"
+    ),
 ) -> None:
-    """Run tenants and events through ingest, rating and the close offline; write the month's CSV."""
+    """Run tenants and events through ingest, rating and the close offline; write the month's CSV.
+    With --compare-plans/--compare-pricebook, also under the proposal, and compare."""
     try:
         target = Month.parse(month)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--month") from None
+    if out_diff and not (compare_plans or compare_pricebook):
+        raise typer.BadParameter("needs --compare-plans or --compare-pricebook", param_hint="--out-diff")
+    current = Catalog(plans=plans, pricebook=pricebook)
+    proposed = None
+    if compare_plans or compare_pricebook:
+        proposed = Catalog(plans=compare_plans or plans, pricebook=compare_pricebook or pricebook)
+    spec = SimulationSpec(tenants, events, target, current, proposed, workers=workers)
     console = Console(stderr=True)
     logger.setLevel("WARNING")  # per-batch logs would drown the report
-    report = simulate_run(tenants, events, target, plans=plans, pricebook=pricebook, console=console)
+    try:
+        result = run_with_progress(spec, console)
+    except SimulationInputError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    except SimulationFailed as exc:
+        console.print(f"[red]simulation failed[/]: {exc}")
+        raise typer.Exit(1) from None
+    report = result.current
     out.write_bytes(report.csv)
     if lines:
-        lines.write_bytes(lines_csv(report.statements))
-    print_report(report, console)
-    console.print(f"wrote {out}" + (f" and {lines}" if lines else ""))
+        lines.write_bytes(report.lines_csv)
+    print_report(report, console, title=f"{report.month} (current)" if result.proposed else "")
+    written = [str(out)] + ([str(lines)] if lines else [])
+    if result.proposed:
+        print_report(result.proposed, console, title=f"{report.month} (proposed)")
+        comparison = compare(report, result.proposed)
+        print_comparison(comparison, console)
+        if out_diff:
+            out_diff.write_bytes(diff_csv(comparison))
+            written.append(str(out_diff))
+    console.print("wrote " + " and ".join(written))

@@ -1,8 +1,9 @@
 """A throwaway local environment: embedded ClickHouse (fresh database) and in-process AWS (moto).
 
-Used by ``billing simulate``. chdb allows one data path per process, so a fresh database (dropped at
-the end) goes into the path this process already opened, else into CLICKHOUSE_URL when it is a
-chdb:// URL, else into a new temp directory.
+``clickhouse_sandbox`` is the ClickHouse half alone (``billing simulate`` runs on it with in-memory
+stores); ``sandbox`` adds moto's tables, queues and bucket (the demo). chdb allows one data path per
+process, so a fresh database (dropped at the end) goes into the path this process already opened,
+else into CLICKHOUSE_URL when it is a chdb:// URL, else into a new temp directory.
 """
 
 from __future__ import annotations
@@ -29,40 +30,53 @@ def _open_chdb_url() -> str | None:
 
 
 @contextmanager
+def _restored_env() -> Iterator[None]:
+    try:
+        with patched_environ(unset=["CLICKHOUSE_URL_SECRET"], restore=SETTINGS_KEYS):
+            yield
+    finally:
+        container.reset()
+
+
+@contextmanager
+def clickhouse_sandbox(
+    *, plans_path: Path | None = None, pricebook_path: Path | None = None, url: str | None = None
+) -> Iterator[dict[str, str]]:
+    """A fresh, migrated ClickHouse database (dropped at the end) and the given plans and price book
+    as the settings in force; ``url`` picks the ClickHouse (default: embedded, see the module)."""
+    with _restored_env(), tempfile.TemporaryDirectory(prefix="billing-sim-") as tmp:
+        configured = os.environ.get("CLICKHOUSE_URL", "")
+        url = (
+            url
+            or _open_chdb_url()
+            or (configured if configured.startswith("chdb://") else f"chdb://{Path(tmp) / 'chdb'}")
+        )
+        values = {"CLICKHOUSE_URL": url, "CLICKHOUSE_DATABASE": f"sim_{uuid.uuid4().hex[:12]}"}
+        if plans_path:
+            values["PLANS_PATH"] = str(Path(plans_path).resolve())
+        if pricebook_path:
+            values["PRICEBOOK_PATH"] = str(Path(pricebook_path).resolve())
+        os.environ.pop("CLICKHOUSE_URL_SECRET", None)
+        os.environ.update(values)
+        container.reset()
+        container.usage_store().migrate()
+        try:
+            yield values
+        finally:
+            try:
+                container.usage_store().client.command(
+                    f"DROP DATABASE IF EXISTS {values['CLICKHOUSE_DATABASE']}"
+                )
+            except Exception:  # noqa: BLE001 - best-effort cleanup of a throwaway database
+                pass
+
+
+@contextmanager
 def sandbox(
     *, plans_path: Path | None = None, pricebook_path: Path | None = None
 ) -> Iterator[dict[str, Any]]:
-    with (
-        tempfile.TemporaryDirectory(prefix="billing-sim-") as tmp,
-        patched_environ(unset=["CLICKHOUSE_URL_SECRET"], restore=SETTINGS_KEYS),
-    ):
-        configured = os.environ.get("CLICKHOUSE_URL", "")
-        url = _open_chdb_url() or (
-            configured if configured.startswith("chdb://") else f"chdb://{Path(tmp) / 'chdb'}"
-        )
-        try:
-            with local_aws(prefix=f"sim{uuid.uuid4().hex[:8]}") as resources:
-                values = {
-                    "CLICKHOUSE_URL": url,
-                    "CLICKHOUSE_DATABASE": f"sim_{uuid.uuid4().hex[:12]}",
-                    **resource_environment(resources),
-                    "PLATFORM_API_KEY_IDS": "[]",
-                }
-                if plans_path:
-                    values["PLANS_PATH"] = str(Path(plans_path).resolve())
-                if pricebook_path:
-                    values["PRICEBOOK_PATH"] = str(Path(pricebook_path).resolve())
-                os.environ.update(values)
-                container.reset()
-                container.usage_store().migrate()
-                try:
-                    yield {**resources, **values}
-                finally:
-                    try:
-                        container.usage_store().client.command(
-                            f"DROP DATABASE IF EXISTS {values['CLICKHOUSE_DATABASE']}"
-                        )
-                    except Exception:  # noqa: BLE001 - best-effort cleanup of a throwaway database
-                        pass
-        finally:
-            container.reset()
+    with _restored_env(), local_aws(prefix=f"sim{uuid.uuid4().hex[:8]}") as resources:
+        values = {**resource_environment(resources), "PLATFORM_API_KEY_IDS": "[]"}
+        os.environ.update(values)
+        with clickhouse_sandbox(plans_path=plans_path, pricebook_path=pricebook_path) as clickhouse_values:
+            yield {**resources, **values, **clickhouse_values}

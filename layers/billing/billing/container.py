@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from billing.settings import Settings, get_settings
 
@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from billing.adapters.tenant_store import TenantRepository
     from billing.adapters.usage_ledger import UsageLedger
     from billing.card_on_file import CardOnFileService
-    from billing.close import BillingCycle
+    from billing.close import BillingCycle, InvoiceArchive, InvoicingJobs
     from billing.dunning import DunningService
-    from billing.ingest import IngestService
+    from billing.ingest import IngestService, Store
     from billing.invoicing import InvoicingService
     from billing.payments import PaymentCollector
     from billing.periods import Month
@@ -48,6 +48,19 @@ if TYPE_CHECKING:
 
 _clock: list[Callable[[], datetime]] = []
 _gateway_override: list[PaymentCollector] = []
+_store_overrides: dict[str, Any] = {}
+# Stores a local runtime may supply instead of the AWS adapters (``use_stores``).
+STORE_OVERRIDES = (
+    "tenants",
+    "ledger",
+    "periods",
+    "statements",
+    "fallback_queue",
+    "ingest_store",
+    "invoicing_jobs",
+    "invoice_archive",
+    "fallback_depth",
+)
 
 
 # ------------------------------------------------------------------------------------------ settings
@@ -91,6 +104,19 @@ def use_gateway(gateway: PaymentCollector | None) -> None:
     _forget_services()
 
 
+def use_stores(**stores: Any) -> None:
+    """Serve these stores instead of building their AWS adapters (``billing simulate`` passes in-memory
+    ones; no arguments: back to the adapters). Names are those of ``STORE_OVERRIDES``; each object
+    implements the domain protocol the store's consumers declare. Services built afterwards use them;
+    the ingest service, quota logic, rater and close themselves are always the production ones."""
+    unknown = sorted(set(stores) - set(STORE_OVERRIDES))
+    if unknown:
+        raise ValueError(f"no such store: {', '.join(unknown)}")
+    _store_overrides.clear()
+    _store_overrides.update(stores)
+    _forget_services()
+
+
 def is_conflict(exc: Exception) -> bool:
     """True when ``exc`` is a lost conditional write (someone else wrote first): re-read and retry."""
     from botocore.exceptions import ClientError
@@ -128,6 +154,8 @@ def usage_store() -> UsageStore:
 
 @cache
 def tenants() -> TenantRepository:
+    if "tenants" in _store_overrides:
+        return _store_overrides["tenants"]
     from billing.adapters.tenant_store import TenantRepository
 
     return TenantRepository(settings().tenants_table)
@@ -135,6 +163,8 @@ def tenants() -> TenantRepository:
 
 @cache
 def ledger() -> UsageLedger:
+    if "ledger" in _store_overrides:
+        return _store_overrides["ledger"]
     from billing.adapters.usage_ledger import UsageLedger
 
     return UsageLedger(settings().ledger_table)
@@ -149,6 +179,8 @@ def quota_reads() -> QuotaReads:
 
 @cache
 def periods() -> PeriodRepository:
+    if "periods" in _store_overrides:
+        return _store_overrides["periods"]
     from billing.adapters.billing_store import PeriodRepository
 
     return PeriodRepository(settings().billing_table)
@@ -156,6 +188,8 @@ def periods() -> PeriodRepository:
 
 @cache
 def statements() -> StatementRepository:
+    if "statements" in _store_overrides:
+        return _store_overrides["statements"]
     from billing.adapters.billing_store import StatementRepository
 
     return StatementRepository(settings().billing_table)
@@ -163,6 +197,8 @@ def statements() -> StatementRepository:
 
 @cache
 def fallback_queue() -> SqsQueue:
+    if "fallback_queue" in _store_overrides:
+        return _store_overrides["fallback_queue"]
     from billing.adapters.queues import SqsQueue
 
     return SqsQueue(settings().fallback_queue_url)
@@ -231,13 +267,20 @@ def ingest_service() -> IngestService:
         tenants=tenants(),
         ledger=ledger(),
         periods=periods(),
-        store=usage_store(),
+        store=ingest_store(),
         fallback=fallback_queue(),
         price_book=price_book(),
         catalog=plan_catalog(),
         dedup_retention_days=settings().dedup_retention_days,
         claim_wait_seconds=settings().ingest_claim_wait_seconds,
     )
+
+
+def ingest_store() -> Store:
+    """Where ingest writes accepted events: ClickHouse (a local runtime may put a buffer in front)."""
+    if "ingest_store" in _store_overrides:
+        return _store_overrides["ingest_store"]
+    return usage_store()
 
 
 @cache
@@ -248,14 +291,38 @@ def rater() -> Rater:
 
 
 @cache
-def billing_cycle() -> BillingCycle:
-    from billing.adapters.invoice_archive import InvoiceArchive
-    from billing.adapters.invoicing_jobs import InvoicingJobs
+def invoicing_jobs() -> InvoicingJobs:
+    if "invoicing_jobs" in _store_overrides:
+        return _store_overrides["invoicing_jobs"]
+    from billing.adapters.invoicing_jobs import InvoicingJobs as SqsInvoicingJobs
+
+    return SqsInvoicingJobs(settings().invoicing_queue_url, settings().billing_table)
+
+
+@cache
+def invoice_archive() -> InvoiceArchive:
+    if "invoice_archive" in _store_overrides:
+        return _store_overrides["invoice_archive"]
+    from billing.adapters.invoice_archive import InvoiceArchive as S3InvoiceArchive
+
+    return S3InvoiceArchive(settings().invoices_bucket)
+
+
+@cache
+def fallback_depth() -> Callable[[], int]:
+    """Messages still in the usage fallback queue (the close waits until it is empty)."""
+    if "fallback_depth" in _store_overrides:
+        return _store_overrides["fallback_depth"]
     from billing.adapters.queues import QueueDepth
+
+    return QueueDepth(settings().fallback_queue_url)
+
+
+@cache
+def billing_cycle() -> BillingCycle:
     from billing.adapters.rating_queries import RatingQueries
     from billing.close import BillingCycle
 
-    s = settings()
     return BillingCycle(
         store_clock=usage_store().now,
         reconcile=reconcile_quotas,
@@ -264,9 +331,9 @@ def billing_cycle() -> BillingCycle:
         statements=statements(),
         queries=RatingQueries(usage_store()),
         rater=rater(),
-        jobs=InvoicingJobs(s.invoicing_queue_url, s.billing_table),
-        archive=InvoiceArchive(s.invoices_bucket),
-        fallback_depth=QueueDepth(s.fallback_queue_url),
+        jobs=invoicing_jobs(),
+        archive=invoice_archive(),
+        fallback_depth=fallback_depth(),
     )
 
 
@@ -446,6 +513,9 @@ _PROVIDERS = (
     webhook_secret,
     ingest_service,
     rater,
+    invoicing_jobs,
+    invoice_archive,
+    fallback_depth,
     billing_cycle,
     tenant_service,
     invoicing_service,
@@ -468,6 +538,7 @@ def reset() -> None:
     get_settings.cache_clear()
     _clock.clear()
     _gateway_override.clear()
+    _store_overrides.clear()
     _forget_services()
     if "billing.adapters.aws" in sys.modules:  # never import boto3 just to forget its clients
         sys.modules["billing.adapters.aws"].reset_clients()

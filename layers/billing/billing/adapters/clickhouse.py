@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from importlib import resources
+from operator import attrgetter
 from typing import Any
 from urllib.parse import unquote, urlparse
 
@@ -128,10 +129,12 @@ class UsageStore:
         if not events:
             return
         try:
+            # Column-oriented: the driver serialises columns, so handing it columns skips a transpose.
             self.client.insert(
                 "usage_events",
-                [[getattr(e, c) for c in EVENT_COLUMNS] for e in events],
+                [list(map(attrgetter(c), events)) for c in EVENT_COLUMNS],
                 column_names=EVENT_COLUMNS,
+                column_oriented=True,
                 settings={
                     "insert_deduplication_token": block_token(events),
                     "deduplicate_blocks_in_dependent_materialized_views": 1,

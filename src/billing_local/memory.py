@@ -1,0 +1,268 @@
+"""In-memory implementations of the stores the domain declares, for ``billing simulate`` (dev only).
+
+Each class implements a protocol of the domain with the same observable rules as its DynamoDB, SQS or
+S3 adapter, so the production ingest service, quota logic, rater and close run on them unchanged:
+
+- ``MemoryLedger``: ``billing.exactly_once.UsageLedger`` (tenant locks, claims committed by their
+  batch, compare-and-set quota counters);
+- ``MemoryTenants``: ``billing.tenants.TenantStore`` (records round-trip through their JSON form as
+  they do through DynamoDB; ``save`` is optimistic and fails with the conditional-check error
+  ``container.is_conflict`` recognises);
+- ``MemoryPeriods``, ``MemoryStatements``, ``MemoryJobs``, ``MemoryArchive``, ``MemoryQueue``: the
+  close's periods (first close wins), statements (stored once, as JSON), invoicing jobs (sent once),
+  CSV archive (unchanged bytes not rewritten) and the fallback queue (its depth guards the close);
+- ``BlockStore``: the ingest ``Store`` in front of ClickHouse, handing the production adapter's
+  ``insert_events`` blocks of ``block_rows`` rows instead of one SQS-sized block per call.
+
+Nothing expires (claims and counters live as long as the simulation) and nothing is shared between
+processes: one instance set is one simulated account.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
+
+from billing.events import StoredEvent
+from billing.exactly_once import Claim, ClaimOutcome, TenantBusy
+from billing.periods import Month, iso, parse_instant
+from billing.statements import Statement
+from billing.tenants import Tenant
+
+
+def _conditional_failure(operation: str) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": "ConditionalCheckFailedException", "Message": "The conditional request failed"}},
+        operation,
+    )
+
+
+class MemoryLedger:
+    """``billing.exactly_once.UsageLedger`` in memory. A claim is a duplicate once its batch committed;
+    an uncommitted claim (its request failed) is taken over by the next claimer."""
+
+    def __init__(self, *, lock_wait_seconds: float = 20.0):
+        self.lock_wait_seconds = lock_wait_seconds
+        self._claims: dict[Claim, str] = {}
+        self._committed: set[str] = set()
+        self._quota: dict[tuple[str, str], tuple[int, int]] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    @contextmanager
+    def locked(self, tenant_ids: Iterable[str], owner: str) -> Iterator[None]:
+        held: list[threading.Lock] = []
+        try:
+            for tenant_id in sorted(set(tenant_ids)):
+                with self._guard:
+                    lock = self._locks.setdefault(tenant_id, threading.Lock())
+                if not lock.acquire(timeout=self.lock_wait_seconds):
+                    raise TenantBusy(tenant_id)
+                held.append(lock)
+            yield
+        finally:
+            for lock in reversed(held):
+                lock.release()
+
+    def claim(self, claims: Sequence[Claim], batch_id: str, expires_at: dict[Claim, int]) -> ClaimOutcome:
+        stored = self.stored(claims)
+        outcome = ClaimOutcome([c for c in claims if c not in stored], [c for c in claims if c in stored])
+        for claim in outcome.claimed:
+            self._claims[claim] = batch_id
+        return outcome
+
+    def stored(self, claims: Sequence[Claim]) -> set[Claim]:
+        committed, owners = self._committed, self._claims
+        return {c for c in claims if owners.get(c) in committed}
+
+    def release(self, claims: Sequence[Claim], batch_id: str) -> None:
+        for claim in claims:
+            self._claims.pop(claim, None)
+
+    def commit_batch(self, batch_id: str, expires_at: int, **attributes: Any) -> None:
+        self._committed.add(batch_id)
+
+    def quota_used(self, tenant_id: str, month: str) -> tuple[int, int | None]:
+        found = self._quota.get((tenant_id, month))
+        return (0, None) if found is None else found
+
+    def quota_set(
+        self, tenant_id: str, month: str, used: int, expected_version: int | None, expires_at: int
+    ) -> bool:
+        with self._guard:
+            current = self._quota.get((tenant_id, month))
+            if (current[1] if current else None) != expected_version:
+                return False
+            self._quota[(tenant_id, month)] = (used, (expected_version or 0) + 1)
+            return True
+
+    def quota_give_back(self, tenant_id: str, month: str, count: int) -> None:
+        if count <= 0:
+            return
+        with self._guard:
+            used, version = self._quota.get((tenant_id, month), (0, 0))
+            self._quota[(tenant_id, month)] = (used - count, version + 1)
+
+    # -- what a simulation reports ----------------------------------------------------------------
+    def quota_counters(self) -> dict[tuple[str, str], int]:
+        return {key: used for key, (used, _version) in self._quota.items()}
+
+
+class MemoryTenants:
+    """``billing.tenants.TenantStore`` in memory, with the repository's versioning: ``create`` stores
+    version 1, ``save`` succeeds only when nobody saved since the record was read."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, Tenant] = {}
+
+    @staticmethod
+    def _stored(tenant: Tenant, version: int) -> Tenant:
+        data = tenant.model_dump(mode="json")
+        data["version"] = version
+        return Tenant.model_validate(data)
+
+    def get(self, tenant_id: str) -> Tenant | None:
+        found = self._records.get(tenant_id)
+        return None if found is None else found.model_copy(deep=True)
+
+    def get_many(self, tenant_ids: Iterable[str]) -> dict[str, Tenant]:
+        return {t: self._records[t].model_copy(deep=True) for t in set(tenant_ids) if t in self._records}
+
+    def list_all(self) -> list[Tenant]:
+        return [self._records[t].model_copy(deep=True) for t in sorted(self._records)]
+
+    def create(self, tenant: Tenant) -> bool:
+        if tenant.id in self._records:
+            return False
+        self._records[tenant.id] = self._stored(tenant, 1)
+        return True
+
+    def save(self, tenant: Tenant) -> Tenant:
+        current = self._records.get(tenant.id)
+        if current is not None and current.version != tenant.version:
+            raise _conditional_failure("PutItem")
+        self._records[tenant.id] = self._stored(tenant, tenant.version + 1)
+        return tenant.model_copy(update={"version": tenant.version + 1})
+
+
+class MemoryPeriods:
+    """Month closes: the first ``close`` of a month records its watermark, later ones return it."""
+
+    def __init__(self) -> None:
+        self._closed: dict[str, datetime] = {}
+
+    def closed_at(self, month: Month | str) -> datetime | None:
+        return self._closed.get(str(month))
+
+    def close(self, month: Month | str, closed_at: datetime) -> datetime:
+        # Kept in its stored text form, like the DynamoDB item, so both read back the same instant.
+        return self._closed.setdefault(str(month), parse_instant(iso(closed_at)))
+
+
+class MemoryStatements:
+    """Statements stored once per tenant-month, as their JSON (what reads return is re-parsed, exactly
+    as from the BillingTable)."""
+
+    def __init__(self) -> None:
+        self._bodies: dict[tuple[str, str], str] = {}
+
+    def put_if_absent(self, statement: Statement) -> bool:
+        key = (statement.month, statement.tenant_id)
+        if key in self._bodies:
+            return False
+        self._bodies[key] = statement.model_dump_json()
+        return True
+
+    def get(self, tenant_id: str, month: Month | str) -> Statement | None:
+        body = self._bodies.get((str(month), tenant_id))
+        return None if body is None else Statement.model_validate(json.loads(body))
+
+    def list_month(self, month: Month | str) -> list[Statement]:
+        m = str(month)
+        return [
+            Statement.model_validate(json.loads(body))
+            for (month_key, _tenant), body in sorted(self._bodies.items())
+            if month_key == m
+        ]
+
+
+class MemoryJobs:
+    """Invoicing jobs, each (tenant, month) sent once; ``sent`` keeps them in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+        self._seen: set[tuple[str, str]] = set()
+
+    def enqueue_once(self, tenant_id: str, month: str) -> bool:
+        if (tenant_id, month) in self._seen:
+            return False
+        self._seen.add((tenant_id, month))
+        self.sent.append((tenant_id, month))
+        return True
+
+
+class MemoryArchive:
+    """The month's CSV by key; an unchanged body is not rewritten (``put`` returns False)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    @staticmethod
+    def key(month: str) -> str:
+        return f"invoices/{month}.csv"
+
+    def put(self, month: str, body: bytes) -> bool:
+        key = self.key(month)
+        existing = self.objects.get(key)
+        if existing is not None and hashlib.md5(existing).digest() == hashlib.md5(body).digest():
+            return False
+        self.objects[key] = body
+        return True
+
+
+class MemoryQueue:
+    """The usage fallback queue: messages are kept; calling it gives its depth (the close's guard)."""
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+
+    def send(self, body: str) -> None:
+        self.messages.append(body)
+
+    def __call__(self) -> int:
+        return len(self.messages)
+
+
+class EventStore(Protocol):
+    def insert_events(self, events: Sequence[StoredEvent]) -> None: ...
+
+
+class BlockStore:
+    """The ingest service's ``Store``: accepted rows are handed to ``target.insert_events`` (the
+    production ClickHouse adapter) in blocks of ``block_rows``. ``flush`` stores the rest; until it
+    returns, rows are only in memory, so a simulation flushes before it closes the month."""
+
+    def __init__(self, target: EventStore, *, block_rows: int = 100_000):
+        self.target = target
+        self.block_rows = block_rows
+        self._pending: list[StoredEvent] = []
+        self.rows = 0
+
+    def insert_events(self, events: Sequence[StoredEvent]) -> None:
+        self._pending.extend(events)
+        if len(self._pending) >= self.block_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for start in range(0, len(pending), self.block_rows):
+            block = pending[start : start + self.block_rows]
+            self.target.insert_events(block)
+            self.rows += len(block)

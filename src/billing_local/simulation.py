@@ -1,0 +1,623 @@
+"""The engine of ``billing simulate``: a month of usage through the production ingest service, quota
+logic, rater and close, on in-memory stores and a fresh embedded ClickHouse database (dev only).
+
+Invariants:
+- Events are ingested per tenant in ``(timestamp, event_id)`` order. Every ingest rule is per
+  tenant (claims, the quota counter, cancellation, the first plan) and so is rating, so that order
+  is all the rules need: tenants are independent. They go one after another, and with several
+  workers each process simulates a share of the tenants (its own stores and ClickHouse database,
+  the production ingest and close on its tenants); the month's CSV is ``invoices_csv`` over every
+  share's stored statements, as the close builds it.
+- A batch holds events of one tenant, one month and one subscription state (subscribed, cancelled,
+  before the first plan), up to ``batch_events``: a batch-level refusal (403 outside the
+  subscription, 404 unknown tenant, 409 closed month) then concerns exactly its events. A second
+  copy of an event id goes into a later batch, as a client's retry would, and the ledger answers it.
+- Refusals naming events (400 invalid, 403) drop exactly those events and send the rest again, as
+  the usage client does with the same answers; a refusal naming none drops the batch.
+- Accepted rows reach ClickHouse through the production adapter in large blocks (``BlockStore``),
+  all of them before the month is closed.
+- A comparison (``proposed``) runs the same events through ingest and the close again under the
+  other plans and price book, so admission (a lower quota) and event-time costs are the proposal's.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import re
+import tempfile
+import time
+import traceback
+import zlib
+from array import array
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from billing import container
+from billing.errors import BillingError, QuotaExceeded
+from billing.events import UsageEvent, parse_event
+from billing.ingest import IngestService
+from billing.periods import Month
+from billing.plans import PlanCatalog
+from billing.rating import invoices_csv, lines_csv
+from billing.settings import get_settings
+from billing.statements import Statement
+from billing.tenants import Tenant
+from billing_local import memory
+from billing_local.sandbox import clickhouse_sandbox
+
+BATCH_EVENTS = 50_000
+BLOCK_ROWS = 100_000
+EVENTS_PER_WORKER = 150_000  # below this a worker process costs more (start, imports) than it saves
+# ``code`` of the ingest errors -> the reason a simulation reports
+REASONS = {"invalid_request": "invalid"}
+
+
+class SimulationInputError(ValueError):
+    """The tenants or events file cannot be simulated (the message says which entry and why)."""
+
+
+class SimulationFailed(RuntimeError):
+    """A worker process failed; the message carries its traceback."""
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The plans and price book one side of a simulation rates with (None: the configured ones)."""
+
+    plans: Path | None = None
+    pricebook: Path | None = None
+
+
+@dataclass(frozen=True)
+class SimulationSpec:
+    tenants: Path
+    events: Path
+    month: Month
+    current: Catalog = Catalog()
+    proposed: Catalog | None = None  # a what-if: the same events under another catalog
+    workers: int = 0  # processes; 0 = as many as the input and the CPUs make worth it
+    batch_events: int = BATCH_EVENTS
+
+
+@dataclass
+class TenantCounts:
+    """What ingest did with one tenant's events."""
+
+    accepted: int = 0
+    accepted_queries: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)  # reason -> events
+
+
+@dataclass
+class SimulationReport:
+    month: str
+    tenants: int = 0
+    events_read: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)  # reason -> events
+    examples: list[str] = field(default_factory=list)  # a few rejection messages
+    per_tenant: defaultdict[str, TenantCounts] = field(default_factory=lambda: defaultdict(TenantCounts))
+    statements: list[Statement] = field(default_factory=list)
+    csv: bytes = b""
+    seconds: dict[str, float] = field(default_factory=dict)  # phase -> wall seconds
+    workers: int = 1
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    @property
+    def lines_csv(self) -> bytes:
+        return lines_csv(self.statements)
+
+    def reject(self, tenant_id: str, reason: str, message: str, count: int = 1) -> None:
+        reason = REASONS.get(reason, reason)
+        self.rejected[reason] += count
+        if tenant_id:
+            self.per_tenant[tenant_id].rejected[reason] += count
+        if len(self.examples) < 8:
+            self.examples.append(message)
+
+    def __getstate__(self) -> dict[str, Any]:  # per_tenant's factory is a lambda: send a plain dict
+        return {**self.__dict__, "per_tenant": dict(self.per_tenant)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.per_tenant = defaultdict(TenantCounts, state["per_tenant"])
+
+
+@dataclass
+class SimulationResult:
+    current: SimulationReport
+    proposed: SimulationReport | None = None
+
+
+# ---------------------------------------------------------------------------------------------- input
+def load_tenants(path: Path) -> list[Tenant]:
+    document = yaml.safe_load(Path(path).read_text())  # YAML is a superset of JSON
+    entries = document.get("tenants") if isinstance(document, dict) else document
+    if not isinstance(entries, list):
+        raise SimulationInputError(f"{path}: expected a 'tenants' list")
+    tenants = []
+    for index, entry in enumerate(entries):
+        try:
+            tenants.append(Tenant.model_validate(entry))
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            raise SimulationInputError(f"{path}: tenant #{index}: {first['msg']} at {first['loc']}") from None
+    seen: set[str] = set()
+    for tenant in tenants:
+        if tenant.id in seen:
+            raise SimulationInputError(f"tenant {tenant.id} appears twice in {path}")
+        seen.add(tenant.id)
+    return tenants
+
+
+def check_plans(tenants: Sequence[Tenant], catalog: Catalog) -> None:
+    """Every plan a tenant's history names exists in the catalog's plans file."""
+    plans = PlanCatalog.load(catalog.plans or get_settings().plans_path)
+    for tenant in tenants:
+        unknown = [p.plan for p in tenant.plans if p.plan not in plans]
+        if unknown:
+            where = f" in {catalog.plans}" if catalog.plans else ""
+            raise SimulationInputError(f"tenant {tenant.id}: unknown plan(s) {', '.join(unknown)}{where}")
+
+
+_TENANT = re.compile(rb'"tenant_id"\s*:\s*"([A-Za-z0-9._:@/+=-]{1,128})"')
+
+
+def tenant_of_line(raw: bytes) -> str | None:
+    """The top-level ``tenant_id`` string of a JSON line as the JSON parser reads it; None when there
+    is none. Without a backslash, a line whose text names one tenant_id key holds exactly that one
+    (a string cannot contain a quote), so a regex suffices; other lines are parsed."""
+    if b"\\" not in raw:
+        found = _TENANT.findall(raw)
+        if len(found) == 1:
+            return str(found[0].decode())
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return None
+    tenant_id = document.get("tenant_id") if isinstance(document, dict) else None
+    return tenant_id if isinstance(tenant_id, str) else None
+
+
+@dataclass
+class TenantLines:
+    """One tenant's lines of the events file, unparsed (parsed when the tenant's turn comes, so a
+    million events never sit in memory as objects at once)."""
+
+    numbers: array[int] = field(default_factory=lambda: array("L"))
+    raw: list[bytes] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+
+def count_lines(path: Path) -> Counter[str | None]:
+    """Non-empty lines per tenant id (None: lines naming no tenant)."""
+    counts: Counter[str | None] = Counter()
+    with Path(path).open("rb") as handle:
+        for raw in handle:
+            if raw.strip():
+                counts[tenant_of_line(raw)] += 1
+    return counts
+
+
+def read_lines(
+    path: Path, report: SimulationReport, owns: Callable[[str | None], bool] = lambda _t: True
+) -> dict[str, TenantLines]:
+    """The lines of the tenants this process ``owns``, grouped by tenant; lines naming no tenant
+    (owned as None) are reported invalid here."""
+    groups: dict[str, TenantLines] = defaultdict(TenantLines)
+    with Path(path).open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            tenant_id = tenant_of_line(raw)
+            if not owns(tenant_id):
+                continue
+            report.events_read += 1
+            if tenant_id is None:
+                _report_invalid(raw, number, report)
+                continue
+            group = groups[tenant_id]
+            group.numbers.append(number)
+            group.raw.append(raw)
+    return dict(sorted(groups.items()))
+
+
+def parse_lines(tenant_id: str, lines: TenantLines, report: SimulationReport) -> list[UsageEvent]:
+    """A tenant's valid events; invalid lines are counted and reported with the API's reasons."""
+    events = []
+    validate_json = UsageEvent.model_validate_json
+    for number, raw in zip(lines.numbers, lines.raw):
+        try:
+            event = validate_json(raw)
+        except ValidationError:
+            _report_invalid(raw, number, report, tenant_id)
+            continue
+        if event.tenant_id != tenant_id:
+            raise SimulationFailed(f"line {number}: read as tenant {tenant_id}, parsed as {event.tenant_id}")
+        events.append(event)
+    return events
+
+
+def _report_invalid(raw: bytes, number: int, report: SimulationReport, tenant_id: str = "") -> None:
+    try:
+        document: Any = json.loads(raw)
+    except ValueError:
+        report.reject(tenant_id, "invalid", f"line {number}: not JSON")
+        return
+    _event, problems = parse_event(document, number)
+    problem = problems[0] if problems else {"field": "event", "reason": "invalid"}
+    report.reject(tenant_id, "invalid", f"line {number}: {problem['field']}: {problem['reason']}")
+
+
+# ---------------------------------------------------------------------------------------------- batches
+def _state(tenant: Tenant | None, event: UsageEvent) -> str:
+    if tenant is None:
+        return "unknown"
+    if tenant.is_canceled_at(event.timestamp):
+        return "canceled"
+    first = tenant.first_plan_at()
+    if first is None or event.timestamp < first:
+        return "no-plan"
+    return "ok"
+
+
+def tenant_batches(
+    events: Sequence[UsageEvent], tenant: Tenant | None, *, batch_events: int = BATCH_EVENTS
+) -> Iterator[list[UsageEvent]]:
+    """One tenant's events (in any order) as ingest batches: ``(timestamp, event_id)`` order, cut at
+    every change of month or subscription state and at ``batch_events``; repeated ids follow later."""
+    pending = sorted(events, key=lambda e: (e.timestamp, e.event_id))
+    while pending:
+        repeats: list[UsageEvent] = []
+        current: list[UsageEvent] = []
+        seen: set[str] = set()
+        key: tuple[int, int, str] | None = None
+        for event in pending:
+            if event.event_id in seen:
+                repeats.append(event)
+                continue
+            ts = event.timestamp
+            k = (ts.year, ts.month, _state(tenant, event))
+            if current and (k != key or len(current) >= batch_events):
+                yield current
+                current = []
+            key = k
+            seen.add(event.event_id)
+            current.append(event)
+        if current:
+            yield current
+        pending = repeats
+
+
+# ---------------------------------------------------------------------------------------------- ingest
+def ingest_batch(service: IngestService, batch: list[UsageEvent], report: SimulationReport) -> None:
+    """One batch through the production ingest service, answered as the usage client would: events
+    the refusal names (by index) are dropped and the rest is sent again; a refusal naming no event
+    drops the batch. Every event ends up accepted, duplicate or rejected with a reason."""
+    tenant_id = batch[0].tenant_id
+    counts = report.per_tenant[tenant_id]
+    while batch:
+        try:
+            result = service.ingest(batch)
+        except QuotaExceeded as exc:
+            details = exc.details if isinstance(exc.details, dict) else {}
+            refused = len(details.get("rejected_for_quota", [])) or len(batch)
+            duplicates = len(details.get("duplicates", []))
+            report.duplicates += duplicates
+            counts.duplicates += duplicates
+            report.reject(tenant_id, "quota", f"{tenant_id}: {exc.message}", refused)
+            return
+        except BillingError as exc:
+            named = _named_indexes(exc, len(batch))
+            if not named:
+                report.reject(
+                    tenant_id, exc.code, f"{tenant_id} {batch[0].event_id}..: {exc.message}", len(batch)
+                )
+                return
+            first = batch[min(named)]
+            report.reject(tenant_id, exc.code, f"{tenant_id} {first.event_id}: {_reason(exc)}", len(named))
+            batch = [e for i, e in enumerate(batch) if i not in named]
+            continue
+        report.accepted += len(result.accepted)
+        report.duplicates += len(result.duplicates)
+        counts.accepted += len(result.accepted)
+        counts.duplicates += len(result.duplicates)
+        accepted = set(result.accepted)
+        counts.accepted_queries += sum(e.queries for e in batch if e.event_id in accepted)
+        if result.rejected_for_quota:
+            report.reject(
+                tenant_id,
+                "quota",
+                f"{tenant_id}: {len(result.rejected_for_quota)} queries over the quota",
+                len(result.rejected_for_quota),
+            )
+        return
+
+
+def _named_indexes(exc: BillingError, size: int) -> set[int]:
+    details = exc.details if isinstance(exc.details, list) else []
+    named = {d.get("index") for d in details if isinstance(d, dict)}
+    if None in named or not named:
+        return set()
+    return {i for i in named if isinstance(i, int) and 0 <= i < size}
+
+
+def _reason(exc: BillingError) -> str:
+    details = exc.details if isinstance(exc.details, list) else []
+    first = details[0] if details and isinstance(details[0], dict) else {}
+    return f"{first.get('field', '')}: {first.get('reason', exc.message)}"
+
+
+# ---------------------------------------------------------------------------------------------- one run
+Progress = Callable[[int], None]  # called with the number of events just handled
+
+
+@contextmanager
+def memory_stores(block_rows: int = BLOCK_ROWS) -> Iterator[dict[str, Any]]:
+    """In-memory stores served by the container (see billing_local.memory) for the duration."""
+    fallback = memory.MemoryQueue()
+    stores: dict[str, Any] = {
+        "tenants": memory.MemoryTenants(),
+        "ledger": memory.MemoryLedger(),
+        "periods": memory.MemoryPeriods(),
+        "statements": memory.MemoryStatements(),
+        "fallback_queue": fallback,
+        "fallback_depth": fallback,
+        "ingest_store": memory.BlockStore(container.usage_store(), block_rows=block_rows),
+        "invoicing_jobs": memory.MemoryJobs(),
+        "invoice_archive": memory.MemoryArchive(),
+    }
+    container.use_stores(**stores)
+    try:
+        yield stores
+    finally:
+        container.use_stores()
+
+
+def run_month(
+    tenants: Sequence[Tenant],
+    lines: Mapping[str, TenantLines],
+    month: Month,
+    report: SimulationReport,
+    *,
+    catalog: Catalog = Catalog(),
+    progress: Progress | None = None,
+    batch_events: int = BATCH_EVENTS,
+    clickhouse_url: str | None = None,
+) -> SimulationReport:
+    """Create the tenants, ingest every tenant's lines, close ``month``: the report gets the counts,
+    the stored statements and the month's CSV. Nothing outlives the call (the database is dropped)."""
+    with (
+        clickhouse_sandbox(plans_path=catalog.plans, pricebook_path=catalog.pricebook, url=clickhouse_url),
+        memory_stores() as stores,
+    ):
+        started = time.perf_counter()
+        store = container.tenants()
+        for tenant in tenants:
+            if not store.create(tenant):
+                raise SimulationInputError(f"tenant {tenant.id} appears twice")
+        report.tenants = len(tenants)
+        known = {t.id: t for t in tenants}
+        service = container.ingest_service()
+        for tenant_id, own in lines.items():
+            report.per_tenant[tenant_id]  # listed even when every event is refused
+            events = parse_lines(tenant_id, own, report)
+            if progress and len(own) > len(events):
+                progress(len(own) - len(events))
+            for batch in tenant_batches(events, known.get(tenant_id), batch_events=batch_events):
+                ingest_batch(service, batch, report)
+                if progress:
+                    progress(len(batch))
+        stores["ingest_store"].flush()
+        report.seconds["ingest"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        cycle = container.billing_cycle()
+        now = datetime.now(UTC)
+        cycle.clock = lambda: max(now, month.end)  # a simulation may close a month that is not over
+        result = cycle.close(month)
+        report.statements = result.statements
+        report.csv = result.csv
+        report.seconds["close"] = time.perf_counter() - started
+    return report
+
+
+# ---------------------------------------------------------------------------------------------- shards
+def shard_plan(counts: Mapping[str | None, int], workers: int) -> dict[str | None, int]:
+    """Tenant -> worker, balancing lines (largest first onto the least loaded); None goes to 0."""
+    load = [0] * workers
+    plan: dict[str | None, int] = {None: 0}
+    for tenant_id, n in sorted(
+        ((t, n) for t, n in counts.items() if t is not None), key=lambda kv: (-kv[1], kv[0])
+    ):
+        worker = min(range(workers), key=lambda w: (load[w], w))
+        plan[tenant_id] = worker
+        load[worker] += n
+    return plan
+
+
+def _owner(plan: Mapping[str | None, int], workers: int) -> Callable[[str | None], int]:
+    def owner(tenant_id: str | None) -> int:
+        found = plan.get(tenant_id)
+        return found if found is not None else zlib.crc32((tenant_id or "").encode()) % workers
+
+    return owner
+
+
+def run_shard(
+    spec: SimulationSpec,
+    shard: int = 0,
+    plan: Mapping[str | None, int] | None = None,
+    workers: int = 1,
+    *,
+    progress: Progress | None = None,
+    clickhouse_url: str | None = None,
+) -> SimulationResult:
+    """The current (and proposed) month of the tenants ``plan`` gives this shard (all when no plan)."""
+    owner = _owner(plan or {}, workers)
+    read = SimulationReport(month=str(spec.month))
+    tenants = [t for t in load_tenants(spec.tenants) if owner(t.id) == shard]
+    lines = read_lines(spec.events, read, lambda t: owner(t) == shard)
+    runs: list[SimulationReport] = []
+    for catalog in [spec.current] + ([spec.proposed] if spec.proposed else []):
+        report = SimulationReport(
+            month=read.month,
+            events_read=read.events_read,
+            rejected=Counter(read.rejected),
+            examples=list(read.examples),
+        )
+        runs.append(
+            run_month(
+                tenants,
+                lines,
+                spec.month,
+                report,
+                catalog=catalog,
+                progress=progress,
+                batch_events=spec.batch_events,
+                clickhouse_url=clickhouse_url,
+            )
+        )
+    return SimulationResult(runs[0], runs[1] if len(runs) > 1 else None)
+
+
+def merge(reports: Sequence[SimulationReport]) -> SimulationReport:
+    """One report of the shards' reports: counts added, statements of every shard, their CSV."""
+    merged = SimulationReport(month=reports[0].month, workers=len(reports))
+    for r in reports:
+        merged.tenants += r.tenants
+        merged.events_read += r.events_read
+        merged.accepted += r.accepted
+        merged.duplicates += r.duplicates
+        merged.rejected.update(r.rejected)
+        merged.examples += r.examples[: max(0, 8 - len(merged.examples))]
+        merged.per_tenant.update(r.per_tenant)
+        merged.statements += r.statements
+        for phase, seconds in r.seconds.items():
+            merged.seconds[phase] = max(merged.seconds.get(phase, 0.0), seconds)
+    merged.statements.sort(key=lambda s: s.tenant_id)
+    merged.csv = invoices_csv(merged.statements)
+    return merged
+
+
+def _worker(
+    messages: Any,
+    spec: SimulationSpec,
+    shard: int,
+    plan: dict[str | None, int],
+    workers: int,
+    clickhouse_url: str,
+) -> None:
+    """A worker process: its shard's runs, progress every 0.2 s, the result (or the error) at the end."""
+    from billing.observability import logger
+
+    logger.setLevel("WARNING")
+    pending = [0, time.monotonic()]
+
+    def progress(n: int) -> None:
+        pending[0] += n
+        if time.monotonic() - pending[1] >= 0.2:
+            messages.put(("progress", shard, pending[0]))
+            pending[0], pending[1] = 0, time.monotonic()
+
+    try:
+        result = run_shard(spec, shard, plan, workers, progress=progress, clickhouse_url=clickhouse_url)
+        messages.put(("progress", shard, pending[0]))
+        messages.put(("done", shard, result))
+    except SimulationInputError as exc:
+        messages.put(("input_error", shard, str(exc)))
+    except BaseException:  # noqa: BLE001 - reported to the parent, which raises it
+        messages.put(("error", shard, traceback.format_exc()))
+
+
+def worker_count(spec: SimulationSpec, lines: int) -> int:
+    if spec.workers > 0:
+        return spec.workers
+    return max(1, min(os.cpu_count() or 1, lines // EVENTS_PER_WORKER))
+
+
+def simulate(
+    spec: SimulationSpec, *, progress: Progress | None = None, total: Callable[[int], None] | None = None
+) -> SimulationResult:
+    """Simulate the month (and the proposal, if any). ``total`` is told how many events the runs
+    will handle before they start; ``progress`` how many were just handled."""
+    tenants = load_tenants(spec.tenants)
+    for catalog in [spec.current] + ([spec.proposed] if spec.proposed else []):
+        check_plans(tenants, catalog)
+    counts = count_lines(spec.events)
+    runs = 2 if spec.proposed else 1
+    if total:
+        total(sum(counts.values()) * runs)
+    workers = worker_count(spec, sum(counts.values()))
+    if workers == 1:
+        result = run_shard(spec, progress=progress)
+        return result
+    plan = shard_plan(counts, workers)
+    results = _run_workers(spec, plan, workers, progress)
+    current = merge([r.current for r in results])
+    proposed = merge([r.proposed for r in results if r.proposed]) if spec.proposed else None
+    return SimulationResult(current, proposed)
+
+
+def _run_workers(
+    spec: SimulationSpec, plan: dict[str | None, int], workers: int, progress: Progress | None
+) -> list[SimulationResult]:
+    context = multiprocessing.get_context("spawn")  # chdb and threads do not survive a fork
+    messages = context.Queue()
+    configured = os.environ.get("CLICKHOUSE_URL", "")
+    with tempfile.TemporaryDirectory(prefix="billing-sim-workers-") as tmp:
+        processes = []
+        for shard in range(workers):
+            # chdb opens one data path per process: each worker gets its own, a server is shared.
+            url = (
+                configured if configured.startswith(("http", "clickhouse")) else f"chdb://{tmp}/shard{shard}"
+            )
+            process = context.Process(
+                target=_worker, args=(messages, spec, shard, plan, workers, url), daemon=True
+            )
+            process.start()
+            processes.append(process)
+        results: dict[int, SimulationResult] = {}
+        try:
+            while len(results) < workers:
+                try:
+                    kind, shard, payload = messages.get(timeout=1.0)
+                except Exception:  # queue.Empty: check nobody died without a word
+                    dead = [p for i, p in enumerate(processes) if i not in results and not p.is_alive()]
+                    if dead and messages.empty():
+                        raise SimulationFailed(
+                            f"a worker process exited with code {dead[0].exitcode}"
+                        ) from None
+                    continue
+                if kind == "progress":
+                    if progress and payload:
+                        progress(payload)
+                elif kind == "done":
+                    results[shard] = payload
+                elif kind == "input_error":
+                    raise SimulationInputError(payload)
+                else:
+                    raise SimulationFailed(f"worker {shard} failed:\n{payload}")
+        finally:
+            for process in processes:
+                if process.is_alive() and len(results) < workers:
+                    process.terminate()
+                process.join(timeout=30)
+    return [results[shard] for shard in range(workers)]
