@@ -8,7 +8,9 @@ else into CLICKHOUSE_URL when it is a chdb:// URL, else into a new temp director
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -20,6 +22,18 @@ from billing import container
 from billing.adapters import clickhouse
 from billing_local.aws import local_aws, resource_environment
 from billing_local.environ import SETTINGS_KEYS, patched_environ
+
+
+def _process_chdb_url() -> str:
+    """A data path for this process's embedded ClickHouse, removed when the process exits (chdb keeps
+    the path it opened first for the life of the process)."""
+    if not _process_dir:
+        _process_dir.append(tempfile.mkdtemp(prefix="billing-sim-"))
+        atexit.register(shutil.rmtree, _process_dir[0], True)
+    return f"chdb://{Path(_process_dir[0]) / 'chdb'}"
+
+
+_process_dir: list[str] = []
 
 
 def _open_chdb_url() -> str | None:
@@ -44,12 +58,12 @@ def clickhouse_sandbox(
 ) -> Iterator[dict[str, str]]:
     """A fresh, migrated ClickHouse database (dropped at the end) and the given plans and price book
     as the settings in force; ``url`` picks the ClickHouse (default: embedded, see the module)."""
-    with _restored_env(), tempfile.TemporaryDirectory(prefix="billing-sim-") as tmp:
+    with _restored_env():
         configured = os.environ.get("CLICKHOUSE_URL", "")
         url = (
             url
             or _open_chdb_url()
-            or (configured if configured.startswith("chdb://") else f"chdb://{Path(tmp) / 'chdb'}")
+            or (configured if configured.startswith("chdb://") else _process_chdb_url())
         )
         values = {"CLICKHOUSE_URL": url, "CLICKHOUSE_DATABASE": f"sim_{uuid.uuid4().hex[:12]}"}
         if plans_path:

@@ -137,12 +137,19 @@ def _tenant(index: int, archetype: str, month: Month) -> dict[str, Any]:
 
 
 def simulated_month(
-    month: Month, *, tenants: int = 11, events: int = 58_430, seed: int = 0, duplicates: float = 0.004
+    month: Month,
+    *,
+    tenants: int = 11,
+    events: int = 58_430,
+    seed: int = 0,
+    duplicates: float = 0.004,
+    unknown_models: int = 3,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(tenant records, wire-format events) of a month exercising every rule: zero usage, pay as you
     go, graduated tiers, quota exceeded, upgrade, downgrade, trial, cancellation, late signup, events
     exactly at a plan change, exact duplicate copies (a client retry, right after the original) and
-    a few events of a model no price book knows. Pair it with ``price_book_with_change(month)``.
+    ``unknown_models`` events of a model no price book knows (usage exported from production has
+    none: the API refuses them). Pair it with ``price_book_with_change(month)``.
     Deterministic for a given seed; events come in (timestamp, event_id) order."""
     rng = random.Random(f"month:{month}:{seed}")
     records = [_tenant(i, ARCHETYPES[i % len(ARCHETYPES)][0], month) for i in range(tenants)]
@@ -162,11 +169,12 @@ def simulated_month(
             if n < len(changes):  # a query exactly at each plan change: it belongs to the new plan
                 event.update(timestamp=changes[n], type="query", model="gpt-4o-mini", bytes=0)
                 event.update(input_tokens=100, output_tokens=10)
-            elif rng.random() < 0.0005 and event.get("model"):
-                event["model"] = UNKNOWN_MODEL
             else:  # milliseconds, so ties at one second are rare but ordering is exercised
                 event["timestamp"] = event["timestamp"][:-1] + f".{rng.randrange(1000):03d}Z"
         out.extend(usage)
+    with_model = [e for e in out if e.get("model")]
+    for event in rng.sample(with_model, min(unknown_models, len(with_model))):
+        event["model"] = UNKNOWN_MODEL
     out.sort(key=lambda e: (e["timestamp"], e["event_id"]))
     with_copies: list[dict[str, Any]] = []
     for event in out:
