@@ -31,10 +31,17 @@ from typing import Any, Protocol
 from botocore.exceptions import ClientError
 
 from billing.events import StoredEvent
-from billing.exactly_once import Claim, ClaimOutcome, TenantBusy
+from billing.exactly_once import MAX_COUNTED_PER_TRANSACTION, Claim, ClaimState, TenantBusy
 from billing.periods import Month, iso, parse_instant
 from billing.statements import Statement
 from billing.tenants import Tenant
+
+
+def _transaction_canceled() -> ClientError:
+    return ClientError(
+        {"Error": {"Code": "TransactionCanceledException", "Message": "Transaction cancelled"}},
+        "TransactWriteItems",
+    )
 
 
 def _conditional_failure(operation: str) -> ClientError:
@@ -45,16 +52,18 @@ def _conditional_failure(operation: str) -> ClientError:
 
 
 class MemoryLedger:
-    """``billing.exactly_once.UsageLedger`` in memory. A claim is a duplicate once its batch committed;
-    an uncommitted claim (its request failed) is taken over by the next claimer."""
+    """``billing.exactly_once.UsageLedger`` in memory, with the DynamoDB adapter's rules: a claim is a
+    duplicate once its batch committed; an uncommitted claim (its request got no answer) is taken
+    over; ``claim_counted`` moves the month's counter (compare-and-set) and writes the claims marked
+    counted all or nothing; ``release`` takes counted claims off their counter as it deletes them."""
 
     def __init__(self, *, lock_wait_seconds: float = 20.0):
         self.lock_wait_seconds = lock_wait_seconds
-        self._claims: dict[Claim, str] = {}
+        self._claims: dict[Claim, tuple[str, str | None]] = {}  # claim -> (batch id, counted month)
         self._committed: set[str] = set()
-        self._quota: dict[tuple[str, str], tuple[int, int]] = {}
+        self._quota: dict[tuple[str, str], tuple[int, int]] = {}  # (tenant, month) -> (used, version)
         self._locks: dict[str, threading.Lock] = {}
-        self._guard = threading.Lock()
+        self._guard = threading.RLock()
 
     @contextmanager
     def locked(self, tenant_ids: Iterable[str], owner: str) -> Iterator[None]:
@@ -71,20 +80,70 @@ class MemoryLedger:
             for lock in reversed(held):
                 lock.release()
 
-    def claim(self, claims: Sequence[Claim], batch_id: str, expires_at: dict[Claim, int]) -> ClaimOutcome:
-        stored = self.stored(claims)
-        outcome = ClaimOutcome([c for c in claims if c not in stored], [c for c in claims if c in stored])
-        for claim in outcome.claimed:
-            self._claims[claim] = batch_id
-        return outcome
+    def lookup(self, claims: Sequence[Claim]) -> dict[Claim, ClaimState]:
+        found: dict[Claim, ClaimState] = {}
+        for claim in claims:
+            existing = self._claims.get(claim)
+            if existing is not None:
+                found[claim] = ClaimState(existing[0], existing[0] in self._committed, existing[1])
+        return found
+
+    def claim(
+        self,
+        claims: Sequence[Claim],
+        batch_id: str,
+        expires_at: dict[Claim, int],
+        counted: dict[Claim, str] | None = None,
+    ) -> None:
+        counted = counted or {}
+        with self._guard:
+            for claim in claims:
+                self._claims[claim] = (batch_id, counted.get(claim))
+
+    def claim_counted(
+        self,
+        tenant_id: str,
+        month: str,
+        claims: Sequence[Claim],
+        batch_id: str,
+        expires_at: dict[Claim, int],
+        *,
+        used_after: int,
+        expected_version: int | None,
+        counter_expires_at: int,
+        previous: dict[Claim, str],
+    ) -> bool:
+        assert len(claims) <= MAX_COUNTED_PER_TRANSACTION
+        with self._guard:
+            current = self._quota.get((tenant_id, month))
+            if (None if current is None else current[1]) != expected_version:
+                return False
+            for claim in claims:
+                existing = self._claims.get(claim)
+                if existing is not None and (claim not in previous or existing[0] != previous[claim]):
+                    return False
+            self._quota[(tenant_id, month)] = (used_after, (expected_version or 0) + 1)
+            for claim in claims:
+                self._claims[claim] = (batch_id, month)
+            return True
 
     def stored(self, claims: Sequence[Claim]) -> set[Claim]:
-        committed, owners = self._committed, self._claims
-        return {c for c in claims if owners.get(c) in committed}
+        return {c for c, state in self.lookup(claims).items() if state.committed}
 
-    def release(self, claims: Sequence[Claim], batch_id: str) -> None:
-        for claim in claims:
-            self._claims.pop(claim, None)
+    def release(
+        self, claims: Sequence[Claim], batch_id: str, counted: dict[Claim, str] | None = None
+    ) -> None:
+        counted = counted or {}
+        with self._guard:
+            owned = [c for c in claims if c in counted]
+            if any(self._claims.get(c, (None,))[0] != batch_id for c in owned):
+                raise _transaction_canceled()
+            for claim in claims:
+                self._claims.pop(claim, None)
+            for claim in owned:
+                key = (claim.tenant_id, counted[claim])
+                used, version = self._quota.get(key, (0, 0))
+                self._quota[key] = (used - 1, version + 1)
 
     def commit_batch(self, batch_id: str, expires_at: int, **attributes: Any) -> None:
         self._committed.add(batch_id)
@@ -98,21 +157,10 @@ class MemoryLedger:
     ) -> bool:
         with self._guard:
             current = self._quota.get((tenant_id, month))
-            if (current[1] if current else None) != expected_version:
+            if (None if current is None else current[1]) != expected_version:
                 return False
             self._quota[(tenant_id, month)] = (used, (expected_version or 0) + 1)
             return True
-
-    def quota_give_back(self, tenant_id: str, month: str, count: int) -> None:
-        if count <= 0:
-            return
-        with self._guard:
-            used, version = self._quota.get((tenant_id, month), (0, 0))
-            self._quota[(tenant_id, month)] = (used - count, version + 1)
-
-    # -- what a simulation reports ----------------------------------------------------------------
-    def quota_counters(self) -> dict[tuple[str, str], int]:
-        return {key: used for key, (used, _version) in self._quota.items()}
 
 
 class MemoryTenants:
@@ -243,6 +291,8 @@ class MemoryQueue:
 class EventStore(Protocol):
     def insert_events(self, events: Sequence[StoredEvent]) -> None: ...
 
+    def existing_event_ids(self, tenant_id: str, event_ids: Sequence[str]) -> set[str]: ...
+
 
 class BlockStore:
     """The ingest service's ``Store``: accepted rows are handed to ``target.insert_events`` (the
@@ -259,6 +309,11 @@ class BlockStore:
         self._pending.extend(events)
         if len(self._pending) >= self.block_rows:
             self.flush()
+
+    def existing_event_ids(self, tenant_id: str, event_ids: Sequence[str]) -> set[str]:
+        wanted = set(event_ids)
+        pending = {e.event_id for e in self._pending if e.tenant_id == tenant_id and e.event_id in wanted}
+        return pending | self.target.existing_event_ids(tenant_id, list(wanted - pending))
 
     def flush(self) -> None:
         pending, self._pending = self._pending, []

@@ -13,7 +13,7 @@ from billing import container
 from billing.adapters.billing_store import PeriodRepository, StatementRepository
 from billing.adapters.tenant_store import TenantRepository
 from billing.adapters.usage_ledger import UsageLedger
-from billing.exactly_once import Claim, TenantBusy
+from billing.exactly_once import Claim, ClaimState, TenantBusy
 from billing.statements import Statement, StatementLine
 from billing.tenants import Tenant
 from billing_local import memory
@@ -37,39 +37,67 @@ def stores(request, env):
     }
 
 
+EXPIRES = 2_000_000_000
+
+
 def test_claims_become_duplicates_once_their_batch_commits(stores):
     ledger = stores["ledger"]
     claims = [Claim("acme", "e1"), Claim("acme", "e2")]
-    expiry = dict.fromkeys(claims, 2_000_000_000)
+    expiry = dict.fromkeys([*claims, Claim("acme", "e3")], EXPIRES)
     # Given a batch that claimed two events but has not committed
-    first = ledger.claim(claims, "b1", expiry)
-    assert (first.claimed, first.duplicates) == (claims, [])
-    # Then they are not stored, and a later batch takes the uncommitted claims over
+    ledger.claim(claims, "b1", expiry)
+    assert ledger.lookup(claims) == dict.fromkeys(claims, ClaimState("b1", False, None))
     assert ledger.stored(claims) == set()
-    second = ledger.claim(claims, "b2", expiry)
-    assert second.claimed == claims
-    # When that batch commits, both are stored and a third batch sees duplicates
-    ledger.commit_batch("b2", 2_000_000_000, events=2, queued=False)
-    assert ledger.stored(claims) == set(claims)
-    third = ledger.claim([*claims, Claim("acme", "e3")], "b3", {**expiry, Claim("acme", "e3"): 2_000_000_000})
-    assert (third.claimed, third.duplicates) == ([Claim("acme", "e3")], claims)
-    # And a released claim is claimable again
+    # When a later batch takes the uncommitted claims over and commits
+    ledger.claim(claims, "b2", expiry)
+    ledger.commit_batch("b2", EXPIRES, events=2, queued=False)
+    # Then both are stored: duplicates for anyone else
+    assert ledger.stored([*claims, Claim("acme", "e3")]) == set(claims)
+    assert ledger.lookup([Claim("acme", "e3"), claims[0]]) == {claims[0]: ClaimState("b2", True, None)}
+    # And a released claim is gone
+    ledger.claim([Claim("acme", "e3")], "b3", expiry)
     ledger.release([Claim("acme", "e3")], "b3")
-    assert ledger.claim([Claim("acme", "e3")], "b4", {Claim("acme", "e3"): 2_000_000_000}).claimed == [
-        Claim("acme", "e3")
-    ]
+    assert ledger.lookup([Claim("acme", "e3")]) == {}
 
 
-def test_the_quota_counter_is_compare_and_set(stores):
+def test_counted_claims_move_the_quota_counter_all_or_nothing(stores):
     ledger = stores["ledger"]
+    q1, q2, q3 = Claim("acme", "q1"), Claim("acme", "q2"), Claim("acme", "q3")
+    expiry = dict.fromkeys([q1, q2, q3], EXPIRES)
+
+    def counted(claims, batch, used_after, version, previous=None):
+        return ledger.claim_counted(
+            "acme",
+            "2025-11",
+            claims,
+            batch,
+            expiry,
+            used_after=used_after,
+            expected_version=version,
+            counter_expires_at=EXPIRES,
+            previous=previous or {},
+        )
+
     assert ledger.quota_used("acme", "2025-11") == (0, None)
-    assert ledger.quota_set("acme", "2025-11", 3, None, 2_000_000_000)
-    assert not ledger.quota_set("acme", "2025-11", 4, None, 2_000_000_000)  # someone created it first
-    assert ledger.quota_used("acme", "2025-11") == (3, 1)
-    assert not ledger.quota_set("acme", "2025-11", 5, 7, 2_000_000_000)  # stale version
-    assert ledger.quota_set("acme", "2025-11", 5, 1, 2_000_000_000)
-    ledger.quota_give_back("acme", "2025-11", 2)
-    assert ledger.quota_used("acme", "2025-11") == (3, 3)
+    # Given two queries counted in one step
+    assert counted([q1, q2], "b1", 2, None)
+    assert ledger.quota_used("acme", "2025-11") == (2, 1)
+    assert ledger.lookup([q1])[q1] == ClaimState("b1", False, "2025-11")
+    # Then a stale counter version, or a claim someone else holds, changes nothing
+    assert not counted([q3], "b2", 3, None)
+    assert not counted([q1, q3], "b2", 4, 1)
+    assert ledger.quota_used("acme", "2025-11") == (2, 1) and ledger.lookup([q3]) == {}
+    # And an uncommitted claim is taken over when its holder is named
+    assert counted([q1, q3], "b2", 3, 1, previous={q1: "b1"})
+    assert ledger.quota_used("acme", "2025-11") == (3, 2)
+    assert ledger.lookup([q1])[q1].batch_id == "b2"
+    # When a counted claim is released, its query is taken off the counter with it
+    ledger.release([q3], "b2", {q3: "2025-11"})
+    assert ledger.quota_used("acme", "2025-11") == (2, 3) and ledger.lookup([q3]) == {}
+    # And the plain compare-and-set of the counter
+    assert not ledger.quota_set("acme", "2025-11", 9, 1, EXPIRES)
+    assert ledger.quota_set("acme", "2025-11", 9, 3, EXPIRES)
+    assert ledger.quota_used("acme", "2025-11") == (9, 4)
     assert ledger.quota_used("acme", "2025-12") == (0, None)
 
 
