@@ -3,8 +3,8 @@
 Each class implements a protocol of the domain with the same observable rules as its DynamoDB, SQS or
 S3 adapter, so the production ingest service, quota logic, rater and close run on them unchanged:
 
-- ``MemoryLedger``: ``billing.exactly_once.UsageLedger`` (tenant locks, claims committed by their
-  batch, compare-and-set quota counters);
+- ``MemoryLedger``: ``billing.exactly_once.UsageLedger`` (claims committed by their batch,
+  conditional claim writes, bounded quota counters);
 - ``MemoryTenants``: ``billing.tenants.TenantStore`` (records round-trip through their JSON form as
   they do through DynamoDB; ``save`` is optimistic and fails with the conditional-check error
   ``container.is_conflict`` recognises);
@@ -23,15 +23,20 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
 from billing.events import StoredEvent
-from billing.exactly_once import MAX_COUNTED_PER_TRANSACTION, Claim, ClaimState, TenantBusy
+from billing.exactly_once import (
+    MAX_CLAIMS_PER_TRANSACTION,
+    MAX_COUNTED_PER_TRANSACTION,
+    Claim,
+    ClaimResult,
+    ClaimState,
+)
 from billing.periods import Month, iso, parse_instant
 from billing.statements import Statement
 from billing.tenants import Tenant
@@ -52,53 +57,57 @@ def _conditional_failure(operation: str) -> ClientError:
 
 
 class MemoryLedger:
-    """``billing.exactly_once.UsageLedger`` in memory, with the DynamoDB adapter's rules: a claim is a
-    duplicate once its batch committed; an uncommitted claim (its request got no answer) is taken
-    over; ``claim_counted`` moves the month's counter (compare-and-set) and writes the claims marked
-    counted all or nothing; ``release`` takes counted claims off their counter as it deletes them."""
+    """``billing.exactly_once.UsageLedger`` in memory, with the DynamoDB adapter's rules (no locks): a
+    claim is written only if absent or still held by the batch named in ``previous``, all or nothing
+    per ``MAX_CLAIMS_PER_TRANSACTION``; ``claim_counted`` grows the month's counter by the claims if
+    it is within the bounds and writes them marked counted, all or nothing; a claim is a duplicate
+    once its batch committed; ``release`` takes counted claims off their counter as it deletes them."""
 
-    def __init__(self, *, lock_wait_seconds: float = 20.0):
-        self.lock_wait_seconds = lock_wait_seconds
-        self._claims: dict[Claim, tuple[str, str | None]] = {}  # claim -> (batch id, counted month)
+    def __init__(self) -> None:
+        # claim -> (batch id, counted month, lease until)
+        self._claims: dict[Claim, tuple[str, str | None, float]] = {}
         self._committed: set[str] = set()
         self._quota: dict[tuple[str, str], tuple[int, int]] = {}  # (tenant, month) -> (used, version)
-        self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.RLock()
-
-    @contextmanager
-    def locked(self, tenant_ids: Iterable[str], owner: str) -> Iterator[None]:
-        held: list[threading.Lock] = []
-        try:
-            for tenant_id in sorted(set(tenant_ids)):
-                with self._guard:
-                    lock = self._locks.setdefault(tenant_id, threading.Lock())
-                if not lock.acquire(timeout=self.lock_wait_seconds):
-                    raise TenantBusy(tenant_id)
-                held.append(lock)
-            yield
-        finally:
-            for lock in reversed(held):
-                lock.release()
 
     def lookup(self, claims: Sequence[Claim]) -> dict[Claim, ClaimState]:
         found: dict[Claim, ClaimState] = {}
         for claim in claims:
             existing = self._claims.get(claim)
             if existing is not None:
-                found[claim] = ClaimState(existing[0], existing[0] in self._committed, existing[1])
+                batch, month, lease = existing
+                found[claim] = ClaimState(batch, batch in self._committed, month, lease)
         return found
+
+    def _conflicts(self, claims: Sequence[Claim], previous: dict[Claim, str]) -> set[Claim]:
+        conflicts = set()
+        for claim in claims:
+            existing = self._claims.get(claim)
+            if existing is not None and (claim not in previous or existing[0] != previous[claim]):
+                conflicts.add(claim)
+        return conflicts
 
     def claim(
         self,
         claims: Sequence[Claim],
         batch_id: str,
         expires_at: dict[Claim, int],
+        *,
+        lease_until: float,
         counted: dict[Claim, str] | None = None,
-    ) -> None:
-        counted = counted or {}
+        previous: dict[Claim, str] | None = None,
+    ) -> ClaimResult:
+        counted, previous = counted or {}, previous or {}
+        conflicts: set[Claim] = set()
         with self._guard:
-            for claim in claims:
-                self._claims[claim] = (batch_id, counted.get(claim))
+            for start in range(0, len(claims), MAX_CLAIMS_PER_TRANSACTION):
+                chunk = claims[start : start + MAX_CLAIMS_PER_TRANSACTION]
+                found = self._conflicts(chunk, previous)
+                conflicts |= found
+                if not found:
+                    for claim in chunk:
+                        self._claims[claim] = (batch_id, counted.get(claim), lease_until)
+        return ClaimResult(written=not conflicts, conflicts=frozenset(conflicts))
 
     def claim_counted(
         self,
@@ -108,24 +117,23 @@ class MemoryLedger:
         batch_id: str,
         expires_at: dict[Claim, int],
         *,
-        used_after: int,
-        expected_version: int | None,
+        lease_until: float,
+        max_used: int | None,
+        min_used: int | None = None,
         counter_expires_at: int,
         previous: dict[Claim, str],
-    ) -> bool:
-        assert len(claims) <= MAX_COUNTED_PER_TRANSACTION
+    ) -> ClaimResult:
+        assert 0 < len(claims) <= MAX_COUNTED_PER_TRANSACTION
         with self._guard:
-            current = self._quota.get((tenant_id, month))
-            if (None if current is None else current[1]) != expected_version:
-                return False
+            used, version = self._quota.get((tenant_id, month), (0, 0))
+            no_room = bool(min_used and used < min_used) or (max_used is not None and used > max_used)
+            conflicts = self._conflicts(claims, previous)
+            if no_room or conflicts:
+                return ClaimResult(False, frozenset(conflicts), used if no_room else None)
+            self._quota[(tenant_id, month)] = (used + len(claims), version + 1)
             for claim in claims:
-                existing = self._claims.get(claim)
-                if existing is not None and (claim not in previous or existing[0] != previous[claim]):
-                    return False
-            self._quota[(tenant_id, month)] = (used_after, (expected_version or 0) + 1)
-            for claim in claims:
-                self._claims[claim] = (batch_id, month)
-            return True
+                self._claims[claim] = (batch_id, month, lease_until)
+            return ClaimResult(written=True)
 
     def stored(self, claims: Sequence[Claim]) -> set[Claim]:
         return {c for c, state in self.lookup(claims).items() if state.committed}
@@ -136,7 +144,7 @@ class MemoryLedger:
         counted = counted or {}
         with self._guard:
             owned = [c for c in claims if c in counted]
-            if any(self._claims.get(c, (None,))[0] != batch_id for c in owned):
+            if any(self._claims.get(c, ("",))[0] != batch_id for c in owned):
                 raise _transaction_canceled()
             for claim in claims:
                 self._claims.pop(claim, None)
@@ -155,6 +163,7 @@ class MemoryLedger:
     def quota_set(
         self, tenant_id: str, month: str, used: int, expected_version: int | None, expires_at: int
     ) -> bool:
+        """The reconcile's compare-and-set of a counter (``billing.quotas.QuotaCounters``)."""
         with self._guard:
             current = self._quota.get((tenant_id, month))
             if (None if current is None else current[1]) != expected_version:

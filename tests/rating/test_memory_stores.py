@@ -3,7 +3,6 @@ same calls against both (moto for DynamoDB) give the same results."""
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -13,7 +12,7 @@ from billing import container
 from billing.adapters.billing_store import PeriodRepository, StatementRepository
 from billing.adapters.tenant_store import TenantRepository
 from billing.adapters.usage_ledger import UsageLedger
-from billing.exactly_once import Claim, ClaimState, TenantBusy
+from billing.exactly_once import Claim, ClaimState
 from billing.statements import Statement, StatementLine
 from billing.tenants import Tenant
 from billing_local import memory
@@ -23,14 +22,14 @@ from billing_local import memory
 def stores(request, env):
     if request.param == "memory":
         return {
-            "ledger": memory.MemoryLedger(lock_wait_seconds=0.2),
+            "ledger": memory.MemoryLedger(),
             "tenants": memory.MemoryTenants(),
             "periods": memory.MemoryPeriods(),
             "statements": memory.MemoryStatements(),
         }
     s = env.settings
     return {
-        "ledger": UsageLedger(s.ledger_table, lock_wait_seconds=0.2),
+        "ledger": UsageLedger(s.ledger_table),
         "tenants": TenantRepository(s.tenants_table),
         "periods": PeriodRepository(s.billing_table),
         "statements": StatementRepository(s.billing_table),
@@ -38,90 +37,71 @@ def stores(request, env):
 
 
 EXPIRES = 2_000_000_000
+LEASE = 4_000_000_000.0
 
 
 def test_claims_become_duplicates_once_their_batch_commits(stores):
     ledger = stores["ledger"]
     claims = [Claim("acme", "e1"), Claim("acme", "e2")]
-    expiry = dict.fromkeys([*claims, Claim("acme", "e3")], EXPIRES)
+    e3 = Claim("acme", "e3")
+    expiry = dict.fromkeys([*claims, e3], EXPIRES)
     # Given a batch that claimed two events but has not committed
-    ledger.claim(claims, "b1", expiry)
-    assert ledger.lookup(claims) == dict.fromkeys(claims, ClaimState("b1", False, None))
+    assert ledger.claim(claims, "b1", expiry, lease_until=LEASE).written
+    assert ledger.lookup(claims) == dict.fromkeys(claims, ClaimState("b1", False, None, LEASE))
     assert ledger.stored(claims) == set()
-    # When a later batch takes the uncommitted claims over and commits
-    ledger.claim(claims, "b2", expiry)
+    # Then another batch cannot write them, unless it names their holder (a take-over)
+    refused = ledger.claim([*claims, e3], "b2", expiry, lease_until=LEASE)
+    assert (refused.written, refused.conflicts) == (False, frozenset(claims))
+    assert ledger.lookup([e3]) == {}  # all or nothing
+    assert ledger.claim(claims, "b2", expiry, lease_until=LEASE, previous=dict.fromkeys(claims, "b1")).written
+    # When that batch commits, both are stored: duplicates for anyone else
     ledger.commit_batch("b2", EXPIRES, events=2, queued=False)
-    # Then both are stored: duplicates for anyone else
-    assert ledger.stored([*claims, Claim("acme", "e3")]) == set(claims)
-    assert ledger.lookup([Claim("acme", "e3"), claims[0]]) == {claims[0]: ClaimState("b2", True, None)}
+    assert ledger.stored([*claims, e3]) == set(claims)
+    assert ledger.lookup([e3, claims[0]]) == {claims[0]: ClaimState("b2", True, None, LEASE)}
     # And a released claim is gone
-    ledger.claim([Claim("acme", "e3")], "b3", expiry)
-    ledger.release([Claim("acme", "e3")], "b3")
-    assert ledger.lookup([Claim("acme", "e3")]) == {}
+    assert ledger.claim([e3], "b3", expiry, lease_until=LEASE).written
+    ledger.release([e3], "b3")
+    assert ledger.lookup([e3]) == {}
 
 
-def test_counted_claims_move_the_quota_counter_all_or_nothing(stores):
+def test_counted_claims_grow_the_quota_counter_within_bounds_all_or_nothing(stores):
     ledger = stores["ledger"]
     q1, q2, q3 = Claim("acme", "q1"), Claim("acme", "q2"), Claim("acme", "q3")
     expiry = dict.fromkeys([q1, q2, q3], EXPIRES)
 
-    def counted(claims, batch, used_after, version, previous=None):
+    def counted(claims, batch, max_used, previous=None, min_used=None):
         return ledger.claim_counted(
             "acme",
             "2025-11",
             claims,
             batch,
             expiry,
-            used_after=used_after,
-            expected_version=version,
+            lease_until=LEASE,
+            max_used=max_used,
+            min_used=min_used,
             counter_expires_at=EXPIRES,
             previous=previous or {},
         )
 
     assert ledger.quota_used("acme", "2025-11") == (0, None)
-    # Given two queries counted in one step
-    assert counted([q1, q2], "b1", 2, None)
+    # Given two queries counted in one step (room: the counter is at most 3)
+    assert counted([q1, q2], "b1", 3).written
     assert ledger.quota_used("acme", "2025-11") == (2, 1)
-    assert ledger.lookup([q1])[q1] == ClaimState("b1", False, "2025-11")
-    # Then a stale counter version, or a claim someone else holds, changes nothing
-    assert not counted([q3], "b2", 3, None)
-    assert not counted([q1, q3], "b2", 4, 1)
+    assert ledger.lookup([q1])[q1] == ClaimState("b1", False, "2025-11", LEASE)
+    # Then no room, or a claim someone else holds, changes nothing
+    no_room = counted([q3], "b2", 1)
+    assert (no_room.written, no_room.used) == (False, 2)
+    contested = counted([q1, q3], "b2", None)
+    assert (contested.written, contested.conflicts) == (False, frozenset({q1}))
     assert ledger.quota_used("acme", "2025-11") == (2, 1) and ledger.lookup([q3]) == {}
     # And an uncommitted claim is taken over when its holder is named
-    assert counted([q1, q3], "b2", 3, 1, previous={q1: "b1"})
-    assert ledger.quota_used("acme", "2025-11") == (3, 2)
+    assert counted([q1, q3], "b2", None, previous={q1: "b1"}).written
+    assert ledger.quota_used("acme", "2025-11") == (4, 2)
     assert ledger.lookup([q1])[q1].batch_id == "b2"
     # When a counted claim is released, its query is taken off the counter with it
     ledger.release([q3], "b2", {q3: "2025-11"})
-    assert ledger.quota_used("acme", "2025-11") == (2, 3) and ledger.lookup([q3]) == {}
-    # And the plain compare-and-set of the counter
-    assert not ledger.quota_set("acme", "2025-11", 9, 1, EXPIRES)
-    assert ledger.quota_set("acme", "2025-11", 9, 3, EXPIRES)
-    assert ledger.quota_used("acme", "2025-11") == (9, 4)
+    assert ledger.quota_used("acme", "2025-11") == (3, 3) and ledger.lookup([q3]) == {}
     assert ledger.quota_used("acme", "2025-12") == (0, None)
-
-
-def test_a_tenant_lock_is_held_by_one_batch(stores):
-    ledger = stores["ledger"]
-    refused: list[str] = []
-
-    def other_batch() -> None:
-        try:
-            with ledger.locked(["a"], "owner-2"):
-                pass
-        except TenantBusy as busy:
-            refused.append(str(busy))
-
-    # Given a batch holding tenants a and b
-    with ledger.locked(["b", "a"], "owner-1"):
-        # When another batch wants a meanwhile, then it gives up after its wait
-        thread = threading.Thread(target=other_batch)
-        thread.start()
-        thread.join()
-    assert refused == ["a"]
-    # And once released, a is free
-    with ledger.locked(["a"], "owner-2"):
-        pass
 
 
 def test_tenants_are_created_once_and_saved_optimistically(stores):
