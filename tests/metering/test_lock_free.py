@@ -196,3 +196,28 @@ def test_a_failure_that_is_not_a_crash_gives_the_claims_up_so_the_retry_need_not
     result = ingest(batch)
     assert not isinstance(result, BillingError) and len(result.accepted) == 10
     assert rows(env) == (10, 10) and counter() == 10
+
+
+def test_a_counter_transaction_whose_answer_was_lost_is_recognised_as_our_own(env, monkeypatch):
+    # Given the first counter transaction is applied but its answer lost: the SDK's retry of it
+    # then conflicts with the claims it wrote itself
+    from billing.exactly_once import ClaimResult
+
+    make_tenant(quota=1000)
+    ledger = container.ingest_service().ledger
+    real, calls = ledger.claim_counted, {"n": 0}
+
+    def applied_then_conflicted(tenant_id, month, claims, *args, **kwargs):
+        calls["n"] += 1
+        outcome = real(tenant_id, month, claims, *args, **kwargs)
+        if calls["n"] == 1:
+            return ClaimResult(written=False, conflicts=frozenset(claims))
+        return outcome
+
+    monkeypatch.setattr(ledger, "claim_counted", applied_then_conflicted)
+    container.ingest_service().claim_wait_seconds = 0.5
+    batch = events("l", 30, every=3)
+    # When the batch is ingested, Then it is accepted without waiting for itself, counted once
+    result = ingest(batch)
+    assert not isinstance(result, BillingError) and len(result.accepted) == 30
+    assert rows(env) == (30, 30) and counter() == stored_queries(env) == 20

@@ -525,7 +525,11 @@ class _Batch:
         keep = []
         for event in events:
             state = self.known.get(self.claims[event.key])
-            if state is not None and state.committed:
+            if state is not None and state.batch_id == self.batch_id:
+                # our own write landed although its answer was lost (an SDK retry then conflicted
+                # with it): a transaction is all or nothing, so the claim is ours, counted as it says
+                self.held[self.claims[event.key]] = state.counted_month
+            elif state is not None and state.committed:
                 self.duplicates.add(self.claims[event.key])
             elif counting and state is not None and state.counted_month:
                 self.moved.append(event)
@@ -630,7 +634,11 @@ class _Batch:
                 else:  # given back meanwhile: claim it as new
                     self.known.pop(claim, None)
             now = self.s.now_s()
-            live = {c for c in pending if c in states and states[c].in_flight(now)}
+            live = {
+                c
+                for c in pending
+                if c in states and states[c].in_flight(now) and states[c].batch_id != self.batch_id
+            }
             if not live:
                 return
             if time.monotonic() >= deadline:
