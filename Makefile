@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test smoke venv lint format typecheck bench clean browser
+.PHONY: demo test smoke venv lint format typecheck bench clean live-stripe-test browser
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ test: $(STAMP) browser
 # only its built code + layer on the path and the template's environment (README "Deploying").
 smoke: $(STAMP)
 	$(BIN)/python -m pytest tests/smoke -q -s -p no:xdist
+
+# The opt-in live tests against Stripe's test mode (skipped unless STRIPE_TEST_SECRET_KEY=sk_test_...):
+# invoicing, declines, the setup session, the no-card invoice and the catalog sync (README "Running it").
+live-stripe-test: $(STAMP)
+	$(BIN)/python -m pytest tests/invoicing/test_live_stripe.py tests/invoicing/test_live_stripe_collection.py -m live_stripe -v -p no:xdist
 
 # mypy over the whole layer package (files and strictness per module in pyproject.toml), and the client.
 typecheck: $(STAMP)

@@ -36,6 +36,7 @@ _GROUPS = [
     "portal",
     "quota",
     "serve",
+    "stripe_catalog",
 ]
 # Commands that build their own environment (or talk to the server themselves): never forwarded.
 SELF_CONTAINED = {"serve", "local", "demo", "simulate", ("portal", "serve"), ("tenant", "sign-webhook")}

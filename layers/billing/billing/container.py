@@ -22,9 +22,11 @@ from billing.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from billing.adapters.billing_store import PeriodRepository, StatementRepository
+    from billing.adapters.catalog_store import ProductIdStore
     from billing.adapters.clickhouse import UsageStore
     from billing.adapters.dunning_store import DunningStore, ProcessedEvents
     from billing.adapters.invoice_store import InvoiceRecordRepository
+    from billing.adapters.notices import EventBridgeNotices, InvoiceDetailsLookup
     from billing.adapters.queues import SqsQueue
     from billing.adapters.quota_reads import QuotaReads
     from billing.adapters.stripe_gateway import StripeGateway
@@ -382,7 +384,29 @@ def invoicing_service() -> InvoicingService:
         gateway=stripe_gateway,
         planner=StripeGateway,
         is_conflict=is_conflict,
+        products=lambda: product_ids().get(),
+        notices=notices(),
     )
+
+
+@cache
+def product_ids() -> ProductIdStore:
+    from billing.adapters.catalog_store import ProductIdStore
+
+    return ProductIdStore(settings().billing_table)
+
+
+@cache
+def notices() -> EventBridgeNotices:
+    from billing.adapters.notices import EventBridgeNotices
+
+    return EventBridgeNotices(settings().notices_bus_name)
+
+
+def _invoice_details() -> InvoiceDetailsLookup:
+    from billing.adapters.notices import InvoiceDetailsLookup
+
+    return InvoiceDetailsLookup(dunning_store(), invoice_records())
 
 
 @cache
@@ -391,7 +415,12 @@ def dunning_service() -> DunningService:
     from billing.dunning import DunningService
 
     return DunningService(
-        dunning_store(), retry_days=settings().dunning_retry_days, clock=clock(), gateway=None
+        dunning_store(),
+        retry_days=settings().dunning_retry_days,
+        clock=clock(),
+        gateway=None,
+        notices=notices(),
+        invoice_details=_invoice_details(),
     )
 
 
@@ -401,7 +430,12 @@ def dunning_runner() -> DunningService:
 
     gateway = _gateway_override[0] if _gateway_override else _LazyCollector()
     return DunningService(
-        dunning_store(), retry_days=settings().dunning_retry_days, clock=clock(), gateway=gateway
+        dunning_store(),
+        retry_days=settings().dunning_retry_days,
+        clock=clock(),
+        gateway=gateway,
+        notices=notices(),
+        invoice_details=_invoice_details(),
     )
 
 
@@ -520,6 +554,8 @@ _PROVIDERS = (
     tenant_service,
     invoicing_service,
     card_on_file,
+    product_ids,
+    notices,
     dunning_service,
     webhook_processor,
     portal_secret,

@@ -40,6 +40,7 @@ class InvoiceSummary:
     hosted_invoice_url: str | None = None
     auto_advance: bool | None = None
     collection_method: str = "charge_automatically"
+    total_excluding_tax: int | None = None  # None: as total (no tax)
     replayed: bool = False  # Stripe answered from an earlier request with the same idempotency key
 
 

@@ -75,6 +75,8 @@ class Settings(BaseModel):
     invoice_days_until_due: int = Field(default=14, ge=0, le=365)
     # Stripe Tax: automatic_tax on invoices, the address collected by the setup session.
     stripe_automatic_tax: bool = False
+    # The stack's EventBridge bus for dunning notices ("" publishes none).
+    notices_bus_name: str = ""
     # Where Stripe's hosted pages send the tenant back (a request may give its own).
     billing_setup_success_url: str = "https://example.com/billing/card-saved?session_id={CHECKOUT_SESSION_ID}"
     billing_setup_cancel_url: str = "https://example.com/billing/card-canceled"

@@ -27,6 +27,7 @@ own; our job pays once and the dunning schedule owns every later attempt.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from billing.adapters.stripe_http import (
     replayed_failure,
     retryable,
 )
+from billing.catalog_sync import ProductSpec, StripeProduct
 from billing.observability import logger
 from billing.payments import (
     CreatedCustomer,
@@ -73,6 +75,9 @@ if TYPE_CHECKING:
         InvoiceListParams,
         InvoicePayParams,
         InvoiceSendInvoiceParams,
+        ProductCreateParams,
+        ProductListParams,
+        ProductUpdateParams,
     )
     from stripe.params.billing_portal import SessionCreateParams as PortalSessionCreateParams
     from stripe.params.checkout import SessionCreateParams
@@ -287,6 +292,51 @@ class StripeGateway:
             post=True,
         )
         return HostedSession(str(session.id), str(session.url or ""), session.expires_at)
+
+    # -- the catalog (billing.catalog_sync.ProductDirectory) -----------------------------------------
+    def list_products(self) -> list[StripeProduct]:
+        """Every product carrying our ``metadata.billing_key`` (list: strongly consistent)."""
+        found: list[StripeProduct] = []
+        starting_after: str | None = None
+        while True:
+            params: ProductListParams = {"limit": 100}
+            if starting_after:
+                params["starting_after"] = starting_after
+            page = self._call(
+                "products.list",
+                lambda o: self.client.v1.products.list(params, o),  # noqa: B023 - called at once
+            )
+            for product in page.data:
+                key = _metadata(product.metadata).get("billing_key")
+                if key:
+                    found.append(StripeProduct(str(product.id), key, str(product.name), product.description))
+            if not page.has_more or not page.data:
+                return found
+            starting_after = page.data[-1].id
+
+    def create_product(self, spec: ProductSpec) -> StripeProduct:
+        params: ProductCreateParams = {
+            "name": spec.name,
+            "description": spec.description,
+            "metadata": {"billing_key": spec.key},
+        }
+        product = self._call(
+            "products.create",
+            lambda o: self.client.v1.products.create(params, o),
+            idempotency_key=f"catalog:{spec.key}:{_digest(spec.name, spec.description)}",
+            post=True,
+        )
+        return StripeProduct(str(product.id), spec.key, str(product.name), product.description)
+
+    def update_product(self, product_id: str, spec: ProductSpec) -> StripeProduct:
+        params: ProductUpdateParams = {"name": spec.name, "description": spec.description}
+        product = self._call(
+            "products.update",
+            lambda o: self.client.v1.products.update(product_id, params, o),
+            idempotency_key=f"catalog-update:{product_id}:{_digest(spec.name, spec.description)}",
+            post=True,
+        )
+        return StripeProduct(str(product.id), spec.key, str(product.name), product.description)
 
     def create_portal_session(self, customer_id: str, return_url: str, idempotency_key: str) -> HostedSession:
         params: PortalSessionCreateParams = {"customer": customer_id, "return_url": return_url}
@@ -598,6 +648,10 @@ def _decline_code(exc: stripe.CardError) -> str | None:
     return str(decline) if decline else exc.code
 
 
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
+
+
 def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace("'", "\\'")
 
@@ -633,6 +687,9 @@ def _invoice_summary(invoice: stripe.Invoice, *, replayed: bool = False) -> Invo
         hosted_invoice_url=invoice.hosted_invoice_url,
         auto_advance=invoice.auto_advance,
         collection_method=str(invoice.collection_method or "charge_automatically"),
+        total_excluding_tax=int(
+            invoice.total_excluding_tax if invoice.total_excluding_tax is not None else invoice.total
+        ),
         replayed=replayed,
     )
 

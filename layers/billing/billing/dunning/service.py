@@ -23,7 +23,9 @@ from billing.dunning.facts import (
     apply,
     earliest,
 )
+from billing.dunning.notices import InvoiceLookup, NoticePublisher, notices_for
 from billing.dunning.timeline import AuditEntry, Standing, timeline
+from billing.observability import logger
 from billing.payments import PaymentCollector
 from billing.periods import iso, to_ms
 
@@ -157,7 +159,12 @@ class DunningService:
         clock: Clock,
         gateway: PaymentCollector | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        notices: NoticePublisher | None = None,
+        invoice_details: InvoiceLookup | None = None,
     ):
+        """``notices`` gets every transition a standing commit adds (``billing.dunning.notices``)."""
+        self.notices = notices
+        self.invoice_details = invoice_details
         self.repo = repo
         self.retry_days = list(retry_days)
         self.clock = clock
@@ -227,9 +234,29 @@ class DunningService:
             status, entries = timeline(invoices, deleted, self.retry_count)
             after = TenantStanding(tenant_id, status, deleted, tuple(entries), before.version + 1)
             if self.repo.commit(before, after):
+                self._notify(tenant_id, before, after, invoices)
                 return status
             self._backoff(attempt)
         raise ConcurrentUpdate(f"tenant {tenant_id}: too many concurrent writers")
+
+    def _notify(
+        self,
+        tenant_id: str,
+        before: TenantStanding,
+        after: TenantStanding,
+        invoices: Sequence[InvoiceDunning],
+    ) -> None:
+        if self.notices is None:
+            return
+        known = set(before.audit)
+        added = [e for e in after.audit if e not in known]
+        if not added:
+            return
+        try:
+            found = notices_for(tenant_id, added, invoices, self.retry_days, self.invoice_details)
+            self.notices.publish(found)
+        except Exception:  # noqa: BLE001 - a lost notice never undoes the stored transition
+            logger.exception("dunning notices not published", extra={"tenant_id": tenant_id})
 
     def _backoff(self, attempt: int) -> None:
         self._sleep(min(0.2, 0.002 * (2 ** min(attempt, 7))) * random.random())

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from billing.catalog_sync import product_key
+from billing.dunning.notices import InvoiceDetails, NoticePublisher, payment_method_missing
 from billing.errors import Conflict, NotFound
 from billing.invoicing.records import (
     MAX_STEPS,
@@ -67,8 +69,15 @@ class InvoicingService:
         planner: RequestPlanner,
         is_conflict: Callable[[Exception], bool],
         clock: Callable[[], datetime] | None = None,
+        products: Callable[[], Mapping[str, str]] | None = None,
+        notices: NoticePublisher | None = None,
     ):
-        """``gateway`` is called once, on first use: building it fetches the provider's secret key."""
+        """``gateway`` is called once, on first use: building it fetches the provider's secret key.
+        ``products`` gives the recorded ``billing_key -> Stripe product`` ids (catalog sync), read
+        once per service."""
+        self._products_source = products
+        self._products: Mapping[str, str] | None = None
+        self.notices = notices
         self.statements = statements
         self.tenants = tenants
         self.catalog = catalog
@@ -271,9 +280,11 @@ class InvoicingService:
 
     @staticmethod
     def _check_total_summary(statement_id: str, invoice: InvoiceSummary, total: int) -> None:
-        if invoice.total != total:
+        # Stripe Tax adds tax on top of our lines: what must equal the statement is the pre-tax total.
+        pre_tax = invoice.total if invoice.total_excluding_tax is None else invoice.total_excluding_tax
+        if pre_tax != total:
             raise InvoiceMismatch(
-                f"Stripe invoice {invoice.id} totals {invoice.total} cents but statement "
+                f"Stripe invoice {invoice.id} totals {pre_tax} cents before tax but statement "
                 f"{statement_id} totals {total} cents"
             )
 
@@ -291,7 +302,18 @@ class InvoicingService:
                 "no payment method on file; invoice sent",
                 extra={"statement_id": statement.statement_id, "invoice_id": record.invoice_id},
             )
-            return self._save(record, state="sent", invoice_status=sent.status)
+            saved = self._save(record, state="sent", invoice_status=sent.status)
+            if self.notices is not None:
+                details = InvoiceDetails(
+                    sent.amount_due,
+                    sent.currency,
+                    sent.hosted_invoice_url or record.hosted_invoice_url,
+                    record.month,
+                )
+                self.notices.publish(
+                    [payment_method_missing(record.tenant_id, record.invoice_id, self.clock(), details)]
+                )
+            return saved
         attempt: PaymentAttempt = self.gateway.pay_invoice(
             record.invoice_id, idempotency_key=idempotency_key(statement.statement_id, "pay")
         )
@@ -410,10 +432,17 @@ class InvoicingService:
                 "kind": line.kind,
             },
             idempotency_key=idempotency_key(statement.statement_id, f"line:{line.line_id}"),
-            product_id=self._product(line.plan),
+            product_id=self._product(line.plan, line.kind),
         )
 
-    def _product(self, plan_id: str | None) -> str | None:
+    def _product(self, plan_id: str | None, kind: str) -> str | None:
+        """The synced product of the line's kind (billing stripe sync-catalog), else the plan's
+        ``stripe_product_id`` from the plans file, else none."""
+        if self._products is None:
+            self._products = dict(self._products_source()) if self._products_source else {}
+        synced = self._products.get(product_key(plan_id, kind))
+        if synced:
+            return synced
         if plan_id is None or plan_id not in self.catalog:
             return None
         return self.catalog.get(plan_id).stripe_product_id
