@@ -360,7 +360,7 @@ def tenant_service() -> TenantService:
         tenants=tenants(),
         catalog=plan_catalog(),
         periods=periods(),
-        cycle=billing_cycle(),
+        cycle=billing_cycle,
         is_conflict=is_conflict,
         link_customer=_link_stripe_customer,
         dunning=dunning_service,

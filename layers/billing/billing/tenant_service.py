@@ -95,7 +95,7 @@ class TenantService:
         tenants: TenantStore,
         catalog: PlanCatalog,
         periods: Periods,
-        cycle: BillingCycle,
+        cycle: BillingCycle | Callable[[], BillingCycle],
         is_conflict: Callable[[Exception], bool],
         clock: Callable[[], datetime] | None = None,
         link_customer: Callable[[str], object] | None = None,
@@ -106,9 +106,15 @@ class TenantService:
         self.tenants = tenants
         self.catalog = catalog
         self.periods = periods
-        self.cycle = cycle
+        self._cycle = cycle  # a factory: reading a tenant's status never builds the ClickHouse side
         self.is_conflict = is_conflict
         self.clock = clock or (lambda: datetime.now(UTC))
+
+    @property
+    def cycle(self) -> BillingCycle:
+        if callable(self._cycle) and not hasattr(self._cycle, "issue_final"):
+            self._cycle = self._cycle()
+        return self._cycle  # type: ignore[return-value]
 
     # ------------------------------------------------------------------------------------------ checks
     def _now(self) -> datetime:
