@@ -69,6 +69,8 @@ def _record_aws_calls(calls):
         }
         if "RequestItems" in params:
             names["Tables"] = sorted(params["RequestItems"])
+        if "Entries" in params:  # EventBridge PutEvents: the buses its entries go to
+            names["Buses"] = sorted({e.get("EventBusName", "default") for e in params["Entries"]})
         if isinstance(names.get("Key"), dict):  # DynamoDB key: its partition key value
             names["Key"] = next(iter(next(iter(names["Key"].values())).values()))
         if "Item" in params and "Key" not in names and params["Item"]:  # a Put: its first key attribute

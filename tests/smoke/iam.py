@@ -34,6 +34,8 @@ def resources_of(call: dict[str, Any], stack: Stack) -> list[str]:
         return [f"{bucket}/{call['Key']}"] if "Key" in call else [bucket]
     if service == "secretsmanager":
         return [call["SecretId"]]
+    if service == "events":
+        return [_physical(stack, "Ref", bus)["Arn"] for bus in call["Buses"]]
     raise AssertionError(f"no IAM model for {service}:{call['operation']}")
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from billing_local.environ import SETTINGS_KEYS
 from billing_local.template import PROJECT_ROOT, load_template
 from tests.smoke.build import Artifacts
 from tests.smoke.stack import (
@@ -187,9 +188,15 @@ def _status(result: dict[str, Any]) -> str:
 def migrate_clickhouse(url: str, database: str) -> None:
     """What a team runs once per ClickHouse database before the first deploy: ``billing db migrate``."""
     cli = Path(sys.executable).with_name("billing")
-    env = {**os.environ, "CLICKHOUSE_URL": url, "CLICKHOUSE_DATABASE": database}
-    env.pop("CLICKHOUSE_URL_SECRET", None)
-    subprocess.run([str(cli), "db", "migrate"], env=env, check=True, capture_output=True, cwd=PROJECT_ROOT)
+    # Only what the operator sets: no settings or `billing serve` pointer left by earlier tests.
+    inherited = {
+        k: v for k, v in os.environ.items() if k not in SETTINGS_KEYS and not k.startswith("BILLING_LOCAL")
+    }
+    env = {**inherited, "CLICKHOUSE_URL": url, "CLICKHOUSE_DATABASE": database}
+    done = subprocess.run(
+        [str(cli), "db", "migrate"], env=env, capture_output=True, text=True, cwd=PROJECT_ROOT
+    )
+    assert done.returncode == 0, f"billing db migrate failed ({done.returncode}): {done.stderr}{done.stdout}"
 
 
 def new_prefix() -> str:

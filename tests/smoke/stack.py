@@ -94,6 +94,11 @@ def create_stack(endpoint: str, prefix: str, secret_values: dict[str, str]) -> S
         value = secret_values.get(logical_id, secrets.token_urlsafe(24))
         arn = manager.create_secret(Name=f"{prefix}-{logical_id}", SecretString=value)["ARN"]
         stack.physical[logical_id] = {"Ref": arn, "Arn": arn}
+    events = stack.client("events")
+    for logical_id in resources_of_type(template, "AWS::Events::EventBus"):
+        name = f"{prefix}-{logical_id}"
+        arn = events.create_event_bus(Name=name)["EventBusArn"]
+        stack.physical[logical_id] = {"Ref": name, "Arn": arn, "Name": name}
     return stack
 
 
