@@ -44,7 +44,6 @@ from typing import Any
 from billing import container
 from billing.adapters.clickhouse import EVENT_COLUMNS, UsageStore
 from billing.events import (
-    StoredEvent,
     parse_batch,
 )
 from billing.periods import Month, iso
@@ -113,20 +112,7 @@ def priced_rows(raw: list[dict[str, Any]]) -> list[list[Any]]:
     rows = []
     for event in parse_batch(raw, len(raw)):
         cost = book.cost(event)
-        stored = StoredEvent(
-            event.tenant_id,
-            event.event_id,
-            event.timestamp,
-            event.type,
-            event.model or "",
-            event.queries,
-            event.input_tokens,
-            event.output_tokens,
-            event.bytes,
-            cost.cost_usd,
-            cost.price_version,
-            now,
-        )
+        stored = event.stored(cost.cost_usd, cost.price_version, now)
         rows.append([getattr(stored, c) for c in EVENT_COLUMNS])
     return rows
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import yaml
 
 from billing.adapters.clickhouse import UsageStore
-from billing.events import StoredEvent, UsageEvent
+from billing.events import UsageEvent
 from billing.observability import logger
 from billing.periods import Month
 from billing.pricing import PriceBook, UnknownModel
@@ -164,22 +164,7 @@ def bulk_insert(files: dict[str, Path], url: str) -> tuple[int, float, float]:
             if event.key in seen:
                 continue
             seen.add(event.key)
-            block.append(
-                StoredEvent(
-                    event.tenant_id,
-                    event.event_id,
-                    event.timestamp,
-                    event.type,
-                    event.model or "",
-                    event.queries,
-                    event.input_tokens,
-                    event.output_tokens,
-                    event.bytes,
-                    cost.cost_usd,
-                    cost.price_version,
-                    now,
-                )
-            )
+            block.append(event.stored(cost.cost_usd, cost.price_version, now))
             if len(block) >= 100_000:
                 flush()
     if block:

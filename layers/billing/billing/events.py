@@ -56,6 +56,23 @@ class UsageEvent(BaseModel):
     def key(self) -> tuple[str, str]:
         return (self.tenant_id, self.event_id)
 
+    def stored(self, cost_usd: Decimal, price_version: str, accepted_at: datetime) -> StoredEvent:
+        """This event as it is written to usage_events, priced at event time."""
+        return StoredEvent(
+            tenant_id=self.tenant_id,
+            event_id=self.event_id,
+            timestamp=self.timestamp,
+            type=self.type,
+            model=self.model or "",
+            queries=self.queries,
+            input_tokens=self.input_tokens,
+            output_tokens=self.output_tokens,
+            bytes=self.bytes,
+            cost_usd=cost_usd,
+            price_version=price_version,
+            accepted_at=accepted_at,
+        )
+
 
 def _problem(index: int | None, field: str, reason: str) -> dict[str, Any]:
     return {"index": index, "field": field, "reason": reason}

@@ -269,20 +269,7 @@ class IngestService:
             except NoPriceVersion as exc:
                 problems.append({"index": index, "field": "timestamp", "reason": str(exc)})
                 continue
-            priced[event.key] = StoredEvent(
-                tenant_id=event.tenant_id,
-                event_id=event.event_id,
-                timestamp=event.timestamp,
-                type=event.type,
-                model=event.model or "",
-                queries=event.queries,
-                input_tokens=event.input_tokens,
-                output_tokens=event.output_tokens,
-                bytes=event.bytes,
-                cost_usd=cost.cost_usd,
-                price_version=cost.price_version,
-                accepted_at=now,
-            )
+            priced[event.key] = event.stored(cost.cost_usd, cost.price_version, now)
         if problems:
             raise InvalidRequest(f"{len(problems)} invalid event(s); nothing was stored", details=problems)
         return priced
