@@ -35,6 +35,7 @@ INVOICE_STATUS_AFTER = {
     "invoice.finalized": "open",
     "invoice.payment_failed": "open",
     "invoice.payment_action_required": "open",
+    "invoice.overdue": "open",
     "invoice.paid": "paid",
     "invoice.voided": "void",
     "invoice.marked_uncollectible": "uncollectible",
@@ -245,8 +246,11 @@ class StripeWorld:
     clock: Clock
     seen: int = 0
 
-    def open_invoice(self, tenant_id: str, month: str = "2025-11", amount: int = 4900) -> str:
-        """Customer + draft invoice + one line + finalize (auto_advance=false), as invoicing does."""
+    def open_invoice(
+        self, tenant_id: str, month: str = "2025-11", amount: int = 4900, *, card: bool = True
+    ) -> str:
+        """Customer + draft invoice + one line + finalize (auto_advance=false), as invoicing does;
+        without ``card`` the tenant never saved one, so the invoice is ``send_invoice`` and sent."""
         from billing.payments import CustomerDraft, InvoiceDraft, ItemDraft
 
         tenant = container.tenants().get(tenant_id)
@@ -255,12 +259,17 @@ class StripeWorld:
         )
         if tenant.stripe_customer_id != customer:
             container.tenants().save(tenant.model_copy(update={"stripe_customer_id": customer}))
-        if self.double.customers[customer]["invoice_settings"]["default_payment_method"] is None:
+        if card and self.double.customers[customer]["invoice_settings"]["default_payment_method"] is None:
             self.double.attach_card(customer_id=customer)  # the tenant saved a card (setup session)
         meta = {"tenant_id": tenant_id, "month": month, "statement_id": f"{tenant_id}:{month}"}
         draft = self.gateway.create_draft_invoice(
             InvoiceDraft(
-                customer, "usd", f"{month} usage", meta, idempotency_key=f"invoice:{tenant_id}:{month}"
+                customer,
+                "usd",
+                f"{month} usage",
+                meta,
+                idempotency_key=f"invoice:{tenant_id}:{month}",
+                collection_method="charge_automatically" if card else "send_invoice",
             )
         )
         self.gateway.add_invoice_item(
@@ -277,6 +286,8 @@ class StripeWorld:
             )
         )
         self.gateway.finalize_invoice(draft.id, idempotency_key=f"finalize:{draft.id}")
+        if not card:
+            self.gateway.send_invoice(draft.id, idempotency_key=f"send:{draft.id}")
         return draft.id
 
     def charge(self, invoice_id: str, key: str) -> Any:

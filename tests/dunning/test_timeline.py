@@ -213,6 +213,62 @@ def test_a_gateway_outage_leaves_the_retry_due_for_the_next_run(stripe, world):
     assert world.pay_requests()[-1].idempotency_key == f"{invoice}:retry:1"
 
 
+def _sent_invoice_overdue(stripe, world, tenant_id: str = "acme") -> str:
+    """A tenant without a card is sent its invoice (due in 14 days) and lets the due date pass."""
+    invoice = world.open_invoice(tenant_id, card=False)
+    _deliver_all(stripe, world)  # finalized, sent: nothing is failing yet
+    assert container.tenants().get(tenant_id).payment_status == "active"
+    assert not world.pay_requests()  # a sent invoice is never charged by the invoicing job
+    (sent,) = world.double.invoices_for(tenant_id)
+    stripe.clock.set(T0 + timedelta(days=14))
+    assert world.double.pass_due_dates(sent["due_date"]) == [invoice]
+    bodies = _deliver_all(stripe, world)
+    assert [b["invoice_state"] for b in bodies] == ["past_due"]
+    return invoice
+
+
+def test_an_overdue_sent_invoice_is_dunned_until_the_tenant_saves_a_card(stripe, world):
+    # Given acme never saved a card: its invoice was sent and the due date passed (invoice.overdue)
+    _tenant()
+    invoice = _sent_invoice_overdue(stripe, world)
+    # Then acme is past due, with the usual retries after the overdue date
+    assert container.tenants().get("acme").payment_status == "past_due"
+    status, body = stripe.get_status("acme")
+    assert body["invoices"][0]["next_retry_at"] == "2025-12-18T09:00:00Z"
+    assert "past its due date" in body["audit"][1]["why"]
+    # When the day-3 retry runs with still no card on file, it fails (Stripe: no payment method)
+    stripe.clock.set(T0 + timedelta(days=17, hours=1))
+    report = stripe.run_dunning()
+    assert (report["attempted"], report["failed"]) == (1, 1)
+    assert report["details"][0]["failure_code"] == "invoice_no_payment_method_types"
+    # When acme saves a card and the day-7 retry runs
+    world.double.attach_card(customer_id=container.tenants().get("acme").stripe_customer_id)
+    stripe.clock.set(T0 + timedelta(days=21, hours=1))
+    report = stripe.run_dunning()
+    _deliver_all(stripe, world)
+    # Then the retry charges the new card and acme is active again
+    assert (report["attempted"], report["succeeded"]) == (1, 1)
+    assert container.tenants().get("acme").payment_status == "active"
+    assert [r.idempotency_key for r in world.pay_requests()] == [f"{invoice}:retry:1", f"{invoice}:retry:2"]
+
+
+def test_an_overdue_sent_invoice_without_a_card_ends_suspended(stripe, world):
+    # Given acme's sent invoice is overdue and acme never saves a card
+    _tenant()
+    _sent_invoice_overdue(stripe, world)
+    # When every retry runs and fails
+    for day in (17, 21, 28):
+        stripe.clock.set(T0 + timedelta(days=day, hours=1))
+        stripe.run_dunning()
+        _deliver_all(stripe, world)
+    # Then acme is suspended, and a redelivered overdue event changes nothing
+    assert container.tenants().get("acme").payment_status == "suspended"
+    (overdue,) = world.double.events_of("invoice.overdue")
+    status, body = stripe.deliver(overdue)
+    assert status == 200 and body["status"] == "duplicate"
+    assert world.double.pass_due_dates(2**31) == []  # Stripe says it once
+
+
 def test_tenant_status_endpoint_requires_an_allowed_key(stripe):
     _tenant()
     assert stripe.get_status("acme", api_key_id=None)[0] == 401

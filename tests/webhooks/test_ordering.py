@@ -51,6 +51,20 @@ def test_paid_delivered_before_an_earlier_failure_keeps_the_invoice_paid(stripe)
     ]
 
 
+def test_an_overdue_delivered_after_the_payment_changes_nothing(stripe):
+    # Given acme paid its sent invoice on the hosted page just before Stripe flagged it overdue
+    make_tenant("acme")
+    inv = "in_acme_11"
+    stripe.deliver(invoice_event("evt_paid", "invoice.paid", inv, "acme", T0 + timedelta(days=14)))
+    # When the overdue event, dated later, arrives
+    status, body = stripe.deliver(
+        invoice_event("evt_overdue", "invoice.overdue", inv, "acme", T0 + timedelta(days=14, hours=1))
+    )
+    # Then the invoice stays paid and acme active
+    assert status == 200 and body["invoice_state"] == "paid" and body["changed"] is False
+    assert container.tenants().get("acme").payment_status == "active"
+
+
 def test_uncollectible_then_paid_ends_paid(stripe):
     make_tenant("acme")
     inv = "in_acme_11"

@@ -45,6 +45,7 @@ INVOICE_EVENTS = (
     "invoice.paid",
     "invoice.payment_failed",
     "invoice.payment_action_required",
+    "invoice.overdue",
     "invoice.voided",
     "invoice.marked_uncollectible",
 )
@@ -205,6 +206,8 @@ def invoice_facts(event: StripeEvent) -> list[Fact]:
         facts.append(Failed(mark, "payment failed" + (f" (Stripe attempt {attempt})" if attempt else "")))
     elif kind == "invoice.payment_action_required":
         facts.append(Failed(mark, "payment needs customer action (authentication)"))
+    elif kind == "invoice.overdue":  # a send_invoice invoice (no card on file) not paid by its due date
+        facts.append(Failed(mark, "invoice unpaid past its due date"))
     elif kind == "invoice.paid":
         facts.append(Resolved("paid", mark))
     elif kind == "invoice.voided":

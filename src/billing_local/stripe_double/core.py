@@ -89,6 +89,7 @@ class DoubleCore:
         self._in_flight: set[str] = set()
         self._faults: list[Fault] = []
         self._declines: dict[str, Decline] = {}
+        self._overdue_sent: set[str] = set()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 

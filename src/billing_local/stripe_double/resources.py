@@ -594,6 +594,25 @@ class Resources(DoubleCore):
         self._emit("invoice.marked_uncollectible", invoice, request)
         return invoice
 
+    def pass_due_dates(self, now: int) -> list[str]:
+        """Time reaching ``now`` (unix seconds): every open ``send_invoice`` invoice whose due date has
+        passed emits ``invoice.overdue`` once, as Stripe does. Returns those invoices' ids."""
+        overdue = []
+        with self._lock:
+            for invoice in sorted(self.invoices.values(), key=lambda i: i["id"]):
+                due = invoice.get("due_date")
+                if (
+                    invoice["collection_method"] == "send_invoice"
+                    and invoice["status"] == "open"
+                    and due is not None
+                    and due <= now
+                    and invoice["id"] not in self._overdue_sent
+                ):
+                    self._overdue_sent.add(invoice["id"])
+                    self._emit("invoice.overdue", invoice, {})
+                    overdue.append(invoice["id"])
+        return overdue
+
     def send_invoice(
         self, params: dict[str, Any], invoice_id: str, *, request: dict[str, Any]
     ) -> dict[str, Any]:
