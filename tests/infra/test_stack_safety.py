@@ -17,9 +17,10 @@ API_FUNCTIONS = sorted(
     if any(e["Type"] == "Api" for e in r["Properties"].get("Events", {}).values())
 )
 STATEFUL = ("AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::SecretsManager::Secret", "AWS::SQS::Queue")
-# What SAM itself attaches to the roles it generates: logs, X-Ray, and for SQS event sources the
-# poller's ReceiveMessage/DeleteMessage/GetQueueAttributes (AWS managed, not editable in the template).
-SAM_MANAGED = {"AWSLambdaBasicExecutionRole", "AWSXrayWriteOnlyAccess", "AWSLambdaSQSQueueExecutionRole"}
+# What SAM itself attaches to the roles it generates: logs and X-Ray. (Its SQS event sources would add
+# AWSLambdaSQSQueueExecutionRole, whose SQS actions apply to every queue: the template maps queues itself.)
+SAM_MANAGED = {"AWSLambdaBasicExecutionRole", "AWSXrayWriteOnlyAccess"}
+POLL_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 
 
 def setting(function_id: str, key: str):
@@ -78,10 +79,28 @@ def test_stateful_resources_survive_stack_deletion_and_replacement(logical_id):
 
 # ---------------------------------------------------------------------------------- event sources
 def sqs_sources():
+    """(function, mapping properties) of every queue a function consumes; ``Queue`` is the queue's id."""
+    for mapping in resources_of_type(TEMPLATE, "AWS::Lambda::EventSourceMapping").values():
+        props = mapping["Properties"]
+        yield props["FunctionName"]["Ref"], {**props, "Queue": props["EventSourceArn"]}
+
+
+def test_no_function_uses_sams_sqs_event_and_its_account_wide_policy():
     for function_id, resource in FUNCTIONS.items():
-        for event in resource["Properties"].get("Events", {}).values():
-            if event["Type"] == "SQS":
-                yield function_id, event["Properties"]
+        kinds = {e["Type"] for e in resource["Properties"].get("Events", {}).values()}
+        assert "SQS" not in kinds, function_id
+
+
+@pytest.mark.parametrize(
+    ("function_id", "source"), list(sqs_sources()), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_each_consumer_may_poll_only_its_own_queue(function_id, source):
+    # Given the role SAM generates for a queue's consumer
+    statements = role_statements(translated(), function_id)
+    polls = [s for s in statements if POLL_ACTIONS & set(s["Action"])]
+    # Then exactly the poller's three actions are granted, on that one queue
+    assert polls and all(set(s["Action"]) == POLL_ACTIONS for s in polls), polls
+    assert all(s["Resource"] == source["EventSourceArn"] for s in polls), polls
 
 
 @pytest.mark.parametrize(
