@@ -23,7 +23,11 @@ install_error_handlers(app)
 def tenant_status(tenant_id: str) -> Response:
     principal = container.principal_for(api_key_id(app.current_event.raw_event))
     view = container.tenant_service().status(tenant_id, principal)
-    return json_response(200, view.to_json())
+    body = view.to_json()
+    credits = container.credit_book().summary(tenant_id, container.clock()())
+    if credits["grants"]:  # tenants without prepaid credits keep the body they always had
+        body["credits"] = credits
+    return json_response(200, body)
 
 
 @app.get("/v1/tenants/<tenant_id>/quota")

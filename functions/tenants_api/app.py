@@ -1,6 +1,6 @@
-"""Tenants API: signup, plan changes, cancellation and statements (API Gateway REST, API key).
-Authorization (platform keys manage tenants; a tenant's own key reads its statements) is decided by
-the domain (``billing.tenants.Principal``), never here."""
+"""Tenants API: signup, plan changes, cancellation, statements, prepaid credits and coupons
+(API Gateway REST, API key). Authorization (platform keys manage tenants; a tenant's own key reads
+its statements and credits) is decided by the domain (``billing.tenants.Principal``), never here."""
 
 from __future__ import annotations
 
@@ -14,7 +14,15 @@ from billing import container
 from billing.card_on_file import PortalRequest, SetupRequest
 from billing.http import api_key_id, install_error_handlers, json_response
 from billing.observability import logger, metrics, tracer
-from billing.tenant_service import CancelRequest, PlanChangeRequest, SignupRequest, parse_month, parse_request
+from billing.tenant_service import (
+    CancelRequest,
+    CouponRequest,
+    CreditGrantRequest,
+    PlanChangeRequest,
+    SignupRequest,
+    parse_month,
+    parse_request,
+)
 from billing.tenants import Principal
 from billing.validation import parse_json, raw_body
 
@@ -79,6 +87,32 @@ def billing_portal(tenant_id: str) -> Response:
     container.tenant_service().get(tenant_id, _caller(), "ask for the billing pages of")
     request = parse_request(PortalRequest, _body())
     return json_response(201, container.card_on_file().portal_session(tenant_id, request))
+
+
+@app.post("/v1/tenants/<tenant_id>/credits")
+def grant_credit(tenant_id: str) -> Response:
+    _caller()
+    grant, created = container.tenant_service().grant_credit(
+        tenant_id, parse_request(CreditGrantRequest, _body())
+    )
+    return json_response(201 if created else 200, grant.model_dump(mode="json"))
+
+
+@app.get("/v1/tenants/<tenant_id>/credits")
+def list_credits(tenant_id: str) -> Response:
+    _caller(tenant_id)
+    return json_response(
+        200, {"tenant_id": tenant_id, "grants": container.tenant_service().credits_of(tenant_id)}
+    )
+
+
+@app.post("/v1/tenants/<tenant_id>/coupons")
+def attach_coupon(tenant_id: str) -> Response:
+    _caller()
+    tenant, created = container.tenant_service().attach_coupon(
+        tenant_id, parse_request(CouponRequest, _body())
+    )
+    return json_response(201 if created else 200, tenant.model_dump(mode="json"))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -100,10 +100,95 @@ def status(
     except NotFound:
         Console(stderr=True).print(f"[red]no tenant {tenant_id!r}[/]")
         raise typer.Exit(1) from None
+    credits = container.credit_book().summary(tenant_id, container.clock()())
     if as_json:
-        typer.echo(json.dumps(view.to_json(), indent=2))
+        body = view.to_json()
+        if credits["grants"]:
+            body["credits"] = credits
+        typer.echo(json.dumps(body, indent=2))
         return
     Console().print(status_renderable(view))
+    Console().print(credits_renderable(credits))
+
+
+def credits_renderable(summary: dict) -> Table | Text:
+    """Prepaid credits: the usable balance and each grant with what remains of it."""
+    if not summary["grants"]:
+        return Text("no prepaid credits", style="dim")
+    balance = ", ".join(f"{v} {c.upper()}" for c, v in summary["balance"].items()) or "0"
+    table = Table(title=f"prepaid credits - balance {balance}", title_justify="left")
+    for column in ("grant", "amount", "remaining", "priority", "granted", "expires"):
+        table.add_column(column, no_wrap=True)
+    for g in summary["grants"]:
+        table.add_row(
+            g["grant_id"],
+            f"{g['amount']} {g['currency'].upper()}",
+            g["remaining"] + (" (expired)" if g["expired"] else ""),
+            str(g["priority"]),
+            g["granted_at"],
+            g["expires_at"] or "never",
+        )
+    return table
+
+
+@tenant_app.command("grant-credit")
+def grant_credit(
+    tenant_id: str = typer.Argument(..., help="tenant id"),
+    grant_id: str = typer.Option(..., "--id", help="grant id (repeating a grant is a no-op)"),
+    amount: str = typer.Option(..., "--amount", help="amount in the tenant's currency, e.g. 50.00"),
+    expires_at: str | None = typer.Option(None, "--expires-at", help="RFC 3339 instant"),
+    granted_at: str | None = typer.Option(None, "--granted-at", help="RFC 3339 instant (default now)"),
+    priority: int = typer.Option(100, "--priority", help="lower burns first"),
+    description: str = typer.Option("", "--description"),
+) -> None:
+    """Grant prepaid credits to a tenant (what POST /v1/tenants/{id}/credits does)."""
+    from billing import container
+    from billing.tenant_service import CreditGrantRequest, parse_request
+
+    body: dict = {"grant_id": grant_id, "amount": amount, "priority": priority, "description": description}
+    body.update({k: v for k, v in {"expires_at": expires_at, "granted_at": granted_at}.items() if v})
+    grant, created = container.tenant_service().grant_credit(
+        tenant_id, parse_request(CreditGrantRequest, body)
+    )
+    typer.echo(json.dumps({"created": created, "grant": grant.model_dump(mode="json")}, indent=2))
+
+
+@tenant_app.command("credits")
+def credits(tenant_id: str = typer.Argument(..., help="tenant id")) -> None:
+    """List a tenant's credit grants with what remains of each."""
+    from billing import container
+
+    container.tenant_service().get(tenant_id)
+    Console().print(credits_renderable(container.credit_book().summary(tenant_id, container.clock()())))
+
+
+@tenant_app.command("add-coupon")
+def add_coupon(
+    tenant_id: str = typer.Argument(..., help="tenant id"),
+    coupon_id: str = typer.Option(..., "--id", help="coupon id (attaching it again is a no-op)"),
+    percent_off: str | None = typer.Option(None, "--percent-off"),
+    amount_off: str | None = typer.Option(None, "--amount-off"),
+    duration: str = typer.Option("once", "--duration", help="once | repeating | forever"),
+    months: int | None = typer.Option(None, "--months", help="months of a repeating coupon"),
+    starts_at: str | None = typer.Option(None, "--starts-at", help="RFC 3339 instant (default now)"),
+    name: str = typer.Option("", "--name"),
+) -> None:
+    """Attach a coupon to a tenant (what POST /v1/tenants/{id}/coupons does)."""
+    from billing import container
+    from billing.tenant_service import CouponRequest, parse_request
+
+    body: dict = {"coupon_id": coupon_id, "duration": duration, "name": name}
+    extra = {
+        "percent_off": percent_off,
+        "amount_off": amount_off,
+        "duration_months": months,
+        "starts_at": starts_at,
+    }
+    body.update({k: v for k, v in extra.items() if v is not None})
+    tenant, created = container.tenant_service().attach_coupon(tenant_id, parse_request(CouponRequest, body))
+    typer.echo(
+        json.dumps({"created": created, "coupons": [c.model_dump(mode="json") for c in tenant.coupons]})
+    )
 
 
 @tenant_app.command("dunning-run")

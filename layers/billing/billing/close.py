@@ -10,18 +10,21 @@ Close of month M (``BillingCycle.close``), safe to run any number of times:
 3. rate every tenant with a statement period in M that has no stored statement yet, counting events
    of M stored up to ``closed_at`` and late events of earlier closed months stored after the previous
    close (adjustment lines), and store each statement once (conditional put);
-4. enqueue one invoicing job per non-zero statement, once (a marker records the send);
+4. record each stored statement's prepaid-credit burns in the credit ledger (a conditional put per
+   statement and grant: a re-run burns nothing twice), then enqueue one invoicing job per non-zero
+   statement, once (a marker records the send) - a statement paid in full by credits is not invoiced;
 5. write the CSV of every stored statement of M to S3 (unchanged bytes are not rewritten).
 A re-run rates nothing already stored, so statements and the CSV are byte-identical.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from billing.credits import CreditBalance, CreditBook
 from billing.errors import InvalidRequest, NotFound, ServiceUnavailable
 from billing.observability import logger
 from billing.periods import Month, iso, parse_instant, to_ms
@@ -51,7 +54,12 @@ class UsageQueries(Protocol):
     """Exactly-once reads of stored usage (billing.adapters.rating_queries)."""
 
     def month_usage(
-        self, segments: Mapping[str, Sequence[Segment]], month: Month, cutoff: datetime | None
+        self,
+        segments: Mapping[str, Sequence[Segment]],
+        month: Month,
+        cutoff: datetime | None,
+        *,
+        metered: Collection[str] = (),
     ) -> dict[str, MonthUsage]: ...
 
     def late_usage(
@@ -64,6 +72,7 @@ class UsageQueries(Protocol):
         segments_of: Callable[[str, Month], Sequence[Segment]],
         billed_until: Mapping[tuple[str, Month], datetime] | None = None,
         tenant_ids: Sequence[str] | None = None,
+        needs_meters: Callable[[Sequence[Segment]], bool] | None = None,
     ) -> dict[str, list[LateUsage]]: ...
 
 
@@ -115,11 +124,13 @@ class BillingCycle:
         clock: Callable[[], datetime] | None = None,
         store_clock: Callable[[], datetime] | None = None,
         reconcile: Callable[[Month], object] | None = None,
+        credits: CreditBook | None = None,
     ):
         # Watermarks (closed_at, a final statement's cutoff) are compared with ClickHouse's
         # stored_at, so they are read from ClickHouse's clock, never this process's (defect 14).
         self.store_clock = store_clock or self._clock
         self.reconcile = reconcile
+        self.credits = credits
         self.tenants = tenants
         self.periods = periods
         self.statements = statements
@@ -163,15 +174,30 @@ class BillingCycle:
                     self.rater.segments(by_id[tenant_id], m) if tenant_id in by_id else []
                 ),
                 tenant_ids=sorted(by_id),
+                needs_meters=self.rater.needs_meters,
             )
         rated = [t for t in tenants if statement_period(t, month) is not None or late.get(t.id)]
         if not rated:
             return []
         segments = {t.id: self.rater.segments(t, month) for t in rated}
-        usage = self.queries.month_usage(segments, month, cutoff)
+        metered = [t for t, segs in segments.items() if self.rater.needs_meters(segs)]
+        usage = self.queries.month_usage(segments, month, cutoff, metered=metered)
+        credits: dict[str, list[CreditBalance]] = {}
+        if self.credits is not None:
+            credits = self.credits.for_statements(
+                [t.id for t in rated],
+                {t.id: Statement.make_id(t.id, str(month)) for t in rated},
+                {t.id: statement_period(t, month) or (month.start, month.end) for t in rated},
+            )
         return [
             self.rater.rate(
-                t, month, usage[t.id], late.get(t.id, ()), usage_cutoff=cutoff, segments=segments[t.id]
+                t,
+                month,
+                usage[t.id],
+                late.get(t.id, ()),
+                usage_cutoff=cutoff,
+                segments=segments[t.id],
+                credits=credits.get(t.id, ()),
             )
             for t in rated
         ]
@@ -222,6 +248,7 @@ class BillingCycle:
                 result.created.append(statement.tenant_id)
         result.statements = self.statements.list_month(month)
         for statement in result.statements:
+            self._record_burns(statement)
             if statement.total != 0 and self.jobs.enqueue_once(statement.tenant_id, statement.month):
                 result.enqueued.append(statement.tenant_id)
         result.csv = invoices_csv(result.statements)
@@ -229,6 +256,12 @@ class BillingCycle:
         result.csv_written = self.archive.put(str(month), result.csv)
         logger.info("month closed", extra=result.summary())
         return result
+
+    def _record_burns(self, statement: Statement) -> None:
+        """The stored statement's credit burns into the ledger, once each (after the statement is
+        stored, and again on every re-run: a crash in between loses no burn and doubles none)."""
+        if self.credits is not None and any(line.kind == "credit" for line in statement.lines):
+            self.credits.record(statement)
 
     # ------------------------------------------------------------------------------------------ reads
     def statement(self, tenant_id: str, month: Month) -> tuple[Statement, bool]:
@@ -273,6 +306,7 @@ class BillingCycle:
         statement = rated[0]
         if not self.statements.put_if_absent(statement):
             statement = self.statements.get(tenant.id, month) or statement
+        self._record_burns(statement)
         if statement.total != 0:
             self.jobs.enqueue_once(tenant.id, str(month))
         logger.info(

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from billing.adapters.usage_ledger import UsageLedger
     from billing.card_on_file import CardOnFileService
     from billing.close import BillingCycle, InvoiceArchive, InvoicingJobs
+    from billing.credits import CreditBook
     from billing.dunning import DunningService
     from billing.ingest import IngestService, Store
     from billing.invoicing import InvoicingService
@@ -62,6 +63,7 @@ STORE_OVERRIDES = (
     "invoicing_jobs",
     "invoice_archive",
     "fallback_depth",
+    "credits",
 )
 
 
@@ -321,6 +323,19 @@ def fallback_depth() -> Callable[[], int]:
 
 
 @cache
+def credit_book() -> CreditBook:
+    """Prepaid credits: the DynamoDB ledger, or the ``credits`` store a local runtime supplies (a
+    ``billing.credits.CreditLedger``); the book's rules are always the production ones."""
+    from billing.credits import CreditBook
+
+    if "credits" in _store_overrides:
+        return CreditBook(_store_overrides["credits"])
+    from billing.adapters.credit_ledger import CreditLedgerRepository
+
+    return CreditBook(CreditLedgerRepository(settings().billing_table))
+
+
+@cache
 def billing_cycle() -> BillingCycle:
     from billing.adapters.rating_queries import RatingQueries
     from billing.close import BillingCycle
@@ -336,6 +351,7 @@ def billing_cycle() -> BillingCycle:
         jobs=invoicing_jobs(),
         archive=invoice_archive(),
         fallback_depth=fallback_depth(),
+        credits=credit_book(),
     )
 
 
@@ -364,6 +380,7 @@ def tenant_service() -> TenantService:
         is_conflict=is_conflict,
         link_customer=_link_stripe_customer,
         dunning=dunning_service,
+        credits=credit_book(),
     )
 
 
@@ -550,6 +567,7 @@ _PROVIDERS = (
     invoicing_jobs,
     invoice_archive,
     fallback_depth,
+    credit_book,
     billing_cycle,
     tenant_service,
     invoicing_service,

@@ -1,8 +1,9 @@
 """Money is Decimal end to end. The one rounding rule: ROUND_HALF_UP, applied once per line.
 
 - Event cost: exact, stored rounded half-up to 9 decimal places (``round_event_cost``).
-- Statement lines: computed exactly, rounded half-up to cents once (``round_cents``); a statement
-  total is the sum of its rounded lines. Stripe receives those same cents as integers.
+- Statement lines: computed exactly, rounded half-up once to the minor unit of the statement's
+  currency (``round_minor``: USD 2 decimals, JPY 0, KWD 3; ``round_cents`` is USD's); a statement
+  total is the sum of its rounded lines. Stripe receives those same minor units as integers.
 """
 
 from __future__ import annotations
@@ -32,6 +33,63 @@ def round_event_cost(amount: Decimal) -> Decimal:
     with localcontext() as ctx:
         ctx.prec = 60
         return amount.quantize(NANO, rounding=ROUND_HALF_UP)
+
+
+# ISO 4217 minor-unit exponents that differ from 2 (Stripe's zero-decimal and three-decimal currencies).
+_EXPONENTS = {
+    **dict.fromkeys(
+        [
+            "bif",
+            "clp",
+            "djf",
+            "gnf",
+            "jpy",
+            "kmf",
+            "krw",
+            "mga",
+            "pyg",
+            "rwf",
+            "ugx",
+            "vnd",
+            "vuv",
+            "xaf",
+            "xof",
+            "xpf",
+        ],
+        0,
+    ),
+    **dict.fromkeys(["bhd", "jod", "kwd", "omr", "tnd"], 3),
+}
+
+
+def exponent(currency: str) -> int:
+    """Decimal places of the currency's minor unit (2 unless ISO 4217 says otherwise)."""
+    return _EXPONENTS.get(currency.lower(), 2)
+
+
+def quantum(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-exponent(currency))
+
+
+def round_minor(amount: Decimal, currency: str) -> Decimal:
+    """The one rounding rule for a statement line: half-up once, to the currency's minor unit."""
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return amount.quantize(quantum(currency), rounding=ROUND_HALF_UP)
+
+
+def to_minor(amount: Decimal, currency: str) -> int:
+    """Integer minor units of an amount already rounded to them (raises if it is not)."""
+    units = amount.scaleb(exponent(currency))
+    if units != units.to_integral_value():
+        unit = "cents" if exponent(currency) == 2 else f"{currency} minor units"
+        raise ValueError(f"{amount} is not a whole number of {unit}")
+    return int(units)
+
+
+def fmt_minor(amount: Decimal, currency: str) -> str:
+    """The rounded amount with exactly the currency's decimals (``12.30`` USD, ``1230`` JPY)."""
+    return f"{round_minor(amount, currency):.{exponent(currency)}f}"
 
 
 def round_cents(amount: Decimal) -> Decimal:

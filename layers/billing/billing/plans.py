@@ -1,9 +1,15 @@
-"""Plans: base fee, monthly query quota, trial length and graduated query tiers."""
+"""Plans: base fee, monthly query quota, trial length, graduated query tiers, and optionally
+``charges`` (any metric, any pricing model), a minimum commitment and a currency.
+
+``query_tiers`` is shorthand for one graduated charge on queries (line ids ``queries:...``); a plan
+written without the new keys validates, digests and rates exactly as before they existed.
+"""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -19,6 +25,77 @@ class Tier(BaseModel):
     _no_float = field_validator("unit_price", mode="before")(reject_float)
 
 
+Metric = Literal["queries", "input_tokens", "output_tokens", "tokens", "bytes", "events"]
+ChargeModel = Literal["graduated", "volume", "package", "per_unit"]
+
+
+class ChargeTier(BaseModel):
+    """A tier of a graduated or volume charge; ``flat_amount`` is charged once per month when the
+    tier is used (graduated: any unit falls in it; volume: the month's total reaches it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    up_to: int | None = Field(default=None, gt=0)  # cumulative; None = no upper bound
+    unit_price: Decimal = Field(default=Decimal(0), ge=0)
+    flat_amount: Decimal = Field(default=Decimal(0), ge=0)
+
+    _no_float = field_validator("unit_price", "flat_amount", mode="before")(reject_float)
+
+
+def _check_tiers(owner: str, bounds: list[int | None]) -> None:
+    if not bounds or bounds[-1] is not None or any(b is None for b in bounds[:-1]):
+        raise ValueError(f"{owner}: only the last tier may (and must) have up_to: null")
+    finite = [b for b in bounds if b is not None]
+    if finite != sorted(set(finite)):
+        raise ValueError(f"{owner}: tier bounds must strictly increase")
+
+
+class Charge(BaseModel):
+    """One priced metric of a plan. ``id`` names the charge across plans: a mid-month plan change
+    continues the month's count of a charge with the same id (see billing.rating.charges)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: str = ""
+    metric: Metric
+    event_type: str | None = Field(default=None, min_length=1)  # only events of this type
+    model: str | None = Field(default=None, min_length=1)  # only events of this model
+    charge_model: ChargeModel
+    tiers: list[ChargeTier] = Field(default_factory=list)  # graduated, volume
+    package_size: int | None = Field(default=None, gt=0)  # package
+    package_price: Decimal | None = Field(default=None, ge=0)  # package
+    unit_price: Decimal | None = Field(default=None, ge=0)  # per_unit
+
+    _no_float = field_validator("package_price", "unit_price", mode="before")(reject_float)
+
+    @model_validator(mode="after")
+    def _shape(self) -> Charge:
+        owner = f"charge {self.id}"
+        if self.charge_model in ("graduated", "volume"):
+            _check_tiers(owner, [t.up_to for t in self.tiers])
+            if self.package_size is not None or self.package_price is not None or self.unit_price is not None:
+                raise ValueError(f"{owner}: a {self.charge_model} charge is priced by its tiers only")
+        elif self.charge_model == "package":
+            if self.package_size is None or self.package_price is None:
+                raise ValueError(f"{owner}: a package charge needs package_size and package_price")
+            if self.tiers or self.unit_price is not None:
+                raise ValueError(f"{owner}: a package charge is priced by package_price only")
+        else:
+            if self.unit_price is None:
+                raise ValueError(f"{owner}: a per_unit charge needs unit_price")
+            if self.tiers or self.package_size is not None or self.package_price is not None:
+                raise ValueError(f"{owner}: a per_unit charge is priced by unit_price only")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.id
+
+
+# Keys added after the first plan format: left out of the plan digest while at their defaults, so a
+# plan file without them digests (and rates) exactly as before.
+_LATER_KEYS = ("charges", "minimum_commitment", "currency")
+
+
 class Plan(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     id: str
@@ -28,23 +105,34 @@ class Plan(BaseModel):
     trial_days: int = Field(default=0, ge=0)
     query_tiers: list[Tier] = Field(default_factory=lambda: [Tier(up_to=None, unit_price=Decimal(0))])
     stripe_product_id: str | None = None
+    charges: list[Charge] = Field(default_factory=list)
+    minimum_commitment: Decimal | None = Field(default=None, ge=0)  # per month, prorated like base_fee
+    currency: str | None = Field(default=None, pattern=r"^[a-z]{3}$")  # None = the catalog's
 
-    _no_float = field_validator("base_fee", mode="before")(reject_float)
+    _no_float = field_validator("base_fee", "minimum_commitment", mode="before")(reject_float)
 
     @model_validator(mode="after")
     def _tiers_ascending(self) -> Plan:
-        bounds = [t.up_to for t in self.query_tiers]
-        if not bounds or bounds[-1] is not None or any(b is None for b in bounds[:-1]):
-            raise ValueError(f"plan {self.id}: only the last tier may (and must) have up_to: null")
-        finite = [b for b in bounds if b is not None]
-        if finite != sorted(set(finite)):
-            raise ValueError(f"plan {self.id}: tier bounds must strictly increase")
+        _check_tiers(f"plan {self.id}", [t.up_to for t in self.query_tiers])
+        ids = [c.id for c in self.charges]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"plan {self.id}: charge ids must be unique")
+        if "queries" in ids:
+            raise ValueError(f"plan {self.id}: charge id 'queries' is taken by query_tiers")
         return self
+
+    def digest_document(self) -> dict[str, Any]:
+        """What the statement's plans_digest hashes: the plan, without later keys left at defaults."""
+        document = self.model_dump(mode="json")
+        for key in _LATER_KEYS:
+            if not document[key]:
+                del document[key]
+        return document
 
 
 class PlanCatalog(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    currency: str = "usd"
+    currency: str = Field(default="usd", pattern=r"^[a-z]{3}$")
     plans: list[Plan]
 
     @classmethod
@@ -56,6 +144,9 @@ class PlanCatalog(BaseModel):
             if plan.id == plan_id:
                 return plan
         raise KeyError(plan_id)
+
+    def currency_of(self, plan_id: str) -> str:
+        return self.get(plan_id).currency or self.currency
 
     def __contains__(self, plan_id: object) -> bool:
         return any(p.id == plan_id for p in self.plans)

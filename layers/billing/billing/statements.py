@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from billing.periods import iso
 
-LineKind = Literal["base_fee", "queries", "usage_cost", "adjustment"]
+LineKind = Literal[
+    "base_fee", "queries", "usage_cost", "adjustment", "charge", "commitment", "coupon", "credit"
+]
 
 
 class StatementLine(BaseModel):
@@ -26,7 +28,7 @@ class StatementLine(BaseModel):
     quantity: Decimal
     unit_price: Decimal | None = None
     amount_exact: Decimal  # unrounded
-    amount: Decimal  # rounded half-up to cents, once
+    amount: Decimal  # rounded half-up once to the currency's minor unit (cents for USD)
     period_start: datetime
     period_end: datetime
     adjustment_month: str | None = None  # for prior-period adjustment lines

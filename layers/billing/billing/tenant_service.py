@@ -11,17 +11,25 @@ Rules:
 * Cancellation is effective now (or at a given past instant of an open month); the final statement
   is issued at once and its invoicing job enqueued when it is not zero. Cancelling twice returns the
   same tenant and statement.
+* A tenant has one currency: a plan change to a plan of another currency is refused (409).
+* Credits: a grant is written once under its ``grant_id`` (repeating it is a no-op, another grant
+  under the same id a 409), in the tenant's currency. Coupons: attached once under their
+  ``coupon_id`` (the same again is a no-op, a different one a 409); they start in an open month.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from billing.coupons import Coupon, Duration
+from billing.credits import CreditBook, CreditGrant
 from billing.errors import Conflict, InvalidRequest
+from billing.money import reject_float
 from billing.observability import logger
 from billing.periods import MAX_INSTANT, Month, iso, rfc3339_field, to_ms
 from billing.plans import PlanCatalog
@@ -83,6 +91,34 @@ class CancelRequest(BaseModel):
     _parse = field_validator("at", mode="before")(_instant)
 
 
+class CreditGrantRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grant_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    amount: Decimal = Field(gt=0, max_digits=20, decimal_places=9)
+    currency: str | None = Field(default=None, pattern=r"^[a-z]{3}$")  # None: the tenant's
+    granted_at: datetime | None = None
+    expires_at: datetime | None = None
+    priority: int = Field(default=100, ge=0, le=1_000_000)
+    description: str = Field(default="", max_length=256)
+
+    _no_float = field_validator("amount", mode="before")(reject_float)
+    _parse = field_validator("granted_at", "expires_at", mode="before")(_instant)
+
+
+class CouponRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    coupon_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    name: str = Field(default="", max_length=256)
+    percent_off: Decimal | None = Field(default=None, gt=0, le=100, max_digits=9, decimal_places=6)
+    amount_off: Decimal | None = Field(default=None, gt=0, max_digits=20, decimal_places=9)
+    duration: Duration
+    duration_months: int | None = Field(default=None, ge=1, le=1200)
+    starts_at: datetime | None = None
+
+    _no_float = field_validator("percent_off", "amount_off", mode="before")(reject_float)
+    _parse = field_validator("starts_at", mode="before")(_instant)
+
+
 def parse_request(model: type[BaseModel], body: Any) -> Any:
     """A JSON object to a request model, or InvalidRequest naming each bad field and why."""
     return parse_model(model, body)
@@ -100,8 +136,10 @@ class TenantService:
         clock: Callable[[], datetime] | None = None,
         link_customer: Callable[[str], object] | None = None,
         dunning: Callable[[], DunningService] | None = None,
+        credits: CreditBook | None = None,
     ):
         self.dunning = dunning  # the payment standing's reader (status)
+        self.credits = credits
         self.link_customer = link_customer  # creates the Stripe customer once (billing.invoicing)
         self.tenants = tenants
         self.catalog = catalog
@@ -248,6 +286,13 @@ class TenantService:
         self._open(effective_at, "effective_at")
 
         def apply(tenant: Tenant) -> Tenant:
+            currencies = {self.catalog.currency_of(p.plan) for p in tenant.plans if p.plan in self.catalog}
+            wanted = self.catalog.currency_of(request.plan)
+            if currencies and wanted not in currencies:
+                raise Conflict(
+                    f"tenant {tenant.id} is billed in {', '.join(sorted(currencies))}; plan {request.plan} is in {wanted}",
+                    details=[{"field": "plan", "reason": "a tenant has one currency"}],
+                )
             latest = tenant.sorted_plans()[-1].effective_at if tenant.plans else None
             if latest is not None and effective_at <= latest:
                 raise Conflict(
@@ -307,6 +352,105 @@ class TenantService:
         canceled_at = iso(tenant.canceled_at) if tenant.canceled_at else None
         logger.info("tenant cancelled", extra={"tenant_id": tenant_id, "canceled_at": canceled_at})
         return tenant, self.cycle.issue_final(tenant)
+
+    # ------------------------------------------------------------------------------------------ credits
+    def currency(self, tenant: Tenant) -> str:
+        currencies = sorted(
+            {self.catalog.currency_of(p.plan) for p in tenant.plans if p.plan in self.catalog}
+        )
+        return currencies[0] if currencies else self.catalog.currency
+
+    def _book(self) -> CreditBook:
+        if self.credits is None:
+            raise RuntimeError("no credit ledger configured")
+        return self.credits
+
+    def grant_credit(
+        self, tenant_id: str, request: CreditGrantRequest, principal: Principal = PLATFORM
+    ) -> tuple[CreditGrant, bool]:
+        """Write the grant once; (grant, created). The same grant again returns the stored one."""
+        principal.require_platform("manage tenants")
+        tenant = self.get(tenant_id, principal)
+        currency = self.currency(tenant)
+        if request.currency is not None and request.currency != currency:
+            raise InvalidRequest(
+                f"tenant {tenant_id} is billed in {currency}",
+                details=[{"field": "currency", "reason": f"must be the tenant's currency {currency}"}],
+            )
+        try:
+            grant = CreditGrant(
+                tenant_id=tenant_id,
+                grant_id=request.grant_id,
+                amount=request.amount,
+                currency=currency,
+                granted_at=to_ms(request.granted_at) if request.granted_at else self._now(),
+                expires_at=to_ms(request.expires_at) if request.expires_at else None,
+                priority=request.priority,
+                description=request.description,
+            )
+        except ValidationError as exc:
+            raise InvalidRequest(
+                "invalid credit grant",
+                details=[{"field": "expires_at", "reason": exc.errors(include_url=False)[0]["msg"]}],
+            ) from None
+        book = self._book()
+        if book.ledger.add_grant(grant):
+            logger.info("credit granted", extra={"tenant_id": tenant_id, "grant_id": grant.grant_id})
+            return grant, True
+        stored = book.ledger.get_grant(tenant_id, grant.grant_id)
+        assert stored is not None
+        same = stored.model_dump(exclude={"granted_at"}) == grant.model_dump(exclude={"granted_at"}) and (
+            request.granted_at is None or stored.granted_at == grant.granted_at
+        )
+        if not same:
+            raise Conflict(
+                f"credit grant {grant.grant_id} exists already with different details",
+                details=[{"field": "grant_id", "reason": "already taken"}],
+            )
+        return stored, False
+
+    def credits_of(self, tenant_id: str, principal: Principal = PLATFORM) -> list[dict[str, object]]:
+        self.get(tenant_id, principal, "read the credits of")
+        return self._book().status(tenant_id, self._now())
+
+    # ------------------------------------------------------------------------------------------ coupons
+    def attach_coupon(
+        self, tenant_id: str, request: CouponRequest, principal: Principal = PLATFORM
+    ) -> tuple[Tenant, bool]:
+        principal.require_platform("manage tenants")
+        self.get(tenant_id, principal)
+        starts_at = to_ms(request.starts_at) if request.starts_at else self._now()
+        try:
+            coupon = Coupon(
+                coupon_id=request.coupon_id,
+                name=request.name,
+                percent_off=request.percent_off,
+                amount_off=request.amount_off,
+                duration=request.duration,
+                duration_months=request.duration_months,
+                starts_at=starts_at,
+            )
+        except ValidationError as exc:
+            message = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+            raise InvalidRequest(message, details=[{"field": "duration", "reason": message}]) from None
+        self._open(starts_at, "starts_at")
+        created = []
+
+        def apply(tenant: Tenant) -> Tenant:
+            existing = next((c for c in tenant.coupons if c.coupon_id == coupon.coupon_id), None)
+            if existing is not None:
+                ignore = {"starts_at"} if request.starts_at is None else set()
+                if existing.model_dump(exclude=ignore) != coupon.model_dump(exclude=ignore):
+                    raise Conflict(
+                        f"coupon {coupon.coupon_id} is attached already with different details",
+                        details=[{"field": "coupon_id", "reason": "already attached"}],
+                    )
+                return tenant
+            created.append(True)
+            return tenant.model_copy(update={"coupons": [*tenant.coupons, coupon]})
+
+        tenant = self._update(tenant_id, apply)
+        return tenant, bool(created)
 
     # ------------------------------------------------------------------------------------------ save
     def _update(self, tenant_id: str, apply: Callable[[Tenant], Tenant]) -> Tenant:

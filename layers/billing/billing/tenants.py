@@ -9,6 +9,7 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
+from billing.coupons import Coupon
 from billing.errors import Forbidden, NotFound
 from billing.periods import iso, rfc3339_field
 from billing.validation import ID_MAX_LENGTH, ID_PATTERN
@@ -49,6 +50,7 @@ class Tenant(BaseModel):
     payment_method_id: str | None = None
     payment_method_at: datetime | None = None
     api_key_ids: list[str] = Field(default_factory=list)
+    coupons: list[Coupon] = Field(default_factory=list)  # attached coupons (billing.coupons)
     version: int = 0
 
     _parse = field_validator("trial_ends_at", "canceled_at", "payment_method_at", mode="before")(_instant)

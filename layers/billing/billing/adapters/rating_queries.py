@@ -10,7 +10,7 @@ sub-millisecond digits is rounded up, so an event at or after a boundary is on i
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from billing.adapters.clickhouse import UsageStore
 from billing.periods import Month, utc
 from billing.rating import LateUsage, MonthUsage, Segment, Usage
+from billing.rating.usage import Meter, Meters
 
 LATE_LOOKBACK_MONTHS = 3  # late events are looked for in the months before the one being rated
 # Rating at most this many tenants (a preview, a final statement, the usage page) reads only their
@@ -48,9 +49,15 @@ class RatingQueries:
 
     # ------------------------------------------------------------------------------------------
     def month_usage(
-        self, segments: Mapping[str, Sequence[Segment]], month: Month, cutoff: datetime | None
+        self,
+        segments: Mapping[str, Sequence[Segment]],
+        month: Month,
+        cutoff: datetime | None,
+        *,
+        metered: Collection[str] = (),
     ) -> dict[str, MonthUsage]:
-        """Usage per pricing segment for every tenant in ``segments`` (tenant_id -> its segments).
+        """Usage per pricing segment for every tenant in ``segments`` (tenant_id -> its segments);
+        for the tenants in ``metered`` (a plan of theirs has charges) also their meters per segment.
 
         Two scans: one GROUP BY tenant over the month's partition gives every tenant's totals (and the
         usage of tenants whose single segment spans the month); one GROUP BY (tenant, segment) over
@@ -94,7 +101,66 @@ class RatingQueries:
             per_segment = self._split_usage(split, params, stored, month, cutoff, totals, stored_later)
             for tenant_id in split:
                 result[tenant_id] = MonthUsage(per_segment[tenant_id], totals[tenant_id])
+        wanted = {t: segments[t] for t in metered if segments.get(t)}
+        if wanted:
+            meters = self.segment_meters(wanted, month, cutoff, totals)
+            for tenant_id, per_segment_meters in meters.items():
+                use = result[tenant_id]
+                result[tenant_id] = MonthUsage(use.segments, use.total, per_segment_meters)
         return result
+
+    def segment_meters(
+        self,
+        segments: Mapping[str, Sequence[Segment]],
+        month: Month,
+        cutoff: datetime | None,
+        totals: Mapping[str, Usage],
+    ) -> dict[str, tuple[Meters, ...]]:
+        """Per segment, the counters of every (type, model) of each tenant's month, exactly once.
+
+        One GROUP BY (tenant, segment, type, model) over the month's partition of ``usage_events
+        FINAL``, limited to these tenants (tenants with no event of the month are not read); the
+        rollups hold no event type, so they cannot answer it."""
+        out: dict[str, tuple[Meters, ...]] = {}
+        ids = sorted(t for t in segments if totals.get(t, Usage()).events)
+        for tenant_id in segments:
+            if tenant_id not in ids:
+                out[tenant_id] = tuple(() for _ in segments[tenant_id])
+        if not ids:
+            return out
+        params: dict[str, Any] = {
+            "partition": f"{month.year:04d}{month.month:02d}",
+            "ids": ids,
+            "bounds": [[ms(s.start) for s in segments[t]] + [ms(segments[t][-1].end)] for t in ids],
+        }
+        stored = ""
+        if cutoff is not None:
+            stored = f" AND stored_at <= {_ts('cutoff')}"
+            params["cutoff"] = ms(cutoff)
+        rows = self.store.query(
+            f"""
+            SELECT tenant_id, arrayCount(b -> b <= ts, {{bounds:Array(Array(Int64))}}[indexOf({{ids:Array(String)}},
+                       toString(tenant_id))]) AS segment, type, model,
+                   count(), sum(queries), sum(input_tokens), sum(output_tokens), sum(bytes)
+            FROM (SELECT tenant_id, toUnixTimestamp64Milli(timestamp) AS ts, type, model, queries, input_tokens,
+                         output_tokens, bytes
+                  FROM usage_events FINAL
+                  WHERE _partition_id = {{partition:String}} AND tenant_id IN {{ids:Array(String)}}{stored})
+            GROUP BY tenant_id, segment, type, model
+            ORDER BY tenant_id, segment, type, model
+            """,
+            params,
+        )
+        collected: dict[str, list[list[Meter]]] = {t: [[] for _ in segments[t]] for t in ids}
+        for r in rows:
+            index = int(r[1])
+            if 1 <= index <= len(segments[r[0]]):
+                collected[r[0]][index - 1].append(
+                    Meter(str(r[2]), str(r[3]), int(r[4]), int(r[5]), int(r[6]), int(r[7]), int(r[8]))
+                )
+        for tenant_id in ids:
+            out[tenant_id] = tuple(tuple(m) for m in collected[tenant_id])
+        return out
 
     def _split_usage(
         self,
@@ -231,9 +297,13 @@ class RatingQueries:
         segments_of: Callable[[str, Month], Sequence[Segment]],
         billed_until: Mapping[tuple[str, Month], datetime] | None = None,
         tenant_ids: Sequence[str] | None = None,
+        needs_meters: Callable[[Sequence[Segment]], bool] | None = None,
     ) -> dict[str, list[LateUsage]]:
         """Events of closed months before ``month`` whose first copy was stored in (lower, upper]
         (of ``tenant_ids`` only, when given and few; of every tenant otherwise).
+
+        When ``needs_meters(segments)`` (a plan of that month has charges), each LateUsage also
+        carries the late events' meters and those of the events already billed, per segment.
 
         ``lower`` is the latest close before ``month`` (everything stored up to it was billed by an
         earlier statement); ``closed`` maps closed months to their close instants; ``billed_until``
@@ -266,7 +336,8 @@ class RatingQueries:
         candidates = self.store.query(
             f"""
             SELECT tenant_id, event_id, any(timestamp), min(stored_at), any(queries),
-                   any(input_tokens + output_tokens), any(cost_usd)
+                   any(input_tokens + output_tokens), any(cost_usd), any(type), any(model), any(input_tokens),
+                   any(output_tokens), any(bytes)
             FROM usage_events
             WHERE timestamp >= {_ts("first")} AND timestamp < {_ts("start")}
               AND tenant_id IN {{tenants:Array(String)}} AND (tenant_id, event_id) IN {{pairs:Array(Tuple(String, String))}}
@@ -287,14 +358,38 @@ class RatingQueries:
             if not segs:
                 continue
             per_segment = [Usage() for _ in segs]
+            late_meters: list[list[Meter]] = [[] for _ in segs]
             for row in rows:
                 at = utc(row[2])
                 for i, seg in enumerate(segs):
                     if seg.start <= at < seg.end:
                         per_segment[i] = per_segment[i] + Usage(1, int(row[4]), int(row[5]), Decimal(row[6]))
+                        late_meters[i].append(
+                            Meter(
+                                str(row[7]),
+                                str(row[8]),
+                                1,
+                                int(row[4]),
+                                int(row[9]),
+                                int(row[10]),
+                                int(row[11]),
+                            )
+                        )
                         break
-            billed_queries = self.billed_queries(tenant_id, segs, m, billed_until.get((tenant_id, m), latest))
-            result[tenant_id].append(LateUsage(m, billed_queries, tuple(per_segment)))
+            bound = billed_until.get((tenant_id, m), latest)
+            billed_queries = self.billed_queries(tenant_id, segs, m, bound)
+            if needs_meters is not None and needs_meters(segs):
+                result[tenant_id].append(
+                    LateUsage(
+                        m,
+                        billed_queries,
+                        tuple(per_segment),
+                        tuple(tuple(x) for x in late_meters),
+                        self.billed_meters(tenant_id, segs, m, bound),
+                    )
+                )
+            else:
+                result[tenant_id].append(LateUsage(m, billed_queries, tuple(per_segment)))
         return dict(result)
 
     def billed_queries(
@@ -325,6 +420,41 @@ class RatingQueries:
             params,
         )
         return int(row[0][0])
+
+    def billed_meters(
+        self, tenant_id: str, segments: Sequence[Segment], month: Month, lower: datetime
+    ) -> tuple[Meters, ...]:
+        """Per segment, the meters of the events of ``month`` whose first copy was stored by ``lower``."""
+        params: dict[str, Any] = {
+            "t": tenant_id,
+            "start": ms(month.start),
+            "end": ms(month.end),
+            "lower": ms(lower),
+            "bounds": [ms(s.start) for s in segments] + [ms(segments[-1].end)],
+        }
+        rows = self.store.query(
+            f"""
+            SELECT arrayCount(b -> b <= toUnixTimestamp64Milli(ts), {{bounds:Array(Int64)}}) AS segment, type, model,
+                   count(), sum(q), sum(i), sum(o), sum(by) FROM (
+                SELECT event_id, any(timestamp) AS ts, any(type) AS type, any(model) AS model, any(queries) AS q,
+                       any(input_tokens) AS i, any(output_tokens) AS o, any(bytes) AS by,
+                       min(stored_at) AS first_stored
+                FROM usage_events
+                WHERE tenant_id = {{t:String}} AND timestamp >= {_ts("start")} AND timestamp < {_ts("end")}
+                GROUP BY event_id)
+            WHERE first_stored <= {_ts("lower")}
+            GROUP BY segment, type, model
+            ORDER BY segment, type, model
+            """,
+            params,
+        )
+        collected: list[list[Meter]] = [[] for _ in segments]
+        for r in rows:
+            if 1 <= int(r[0]) <= len(segments):
+                collected[int(r[0]) - 1].append(
+                    Meter(str(r[1]), str(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]), int(r[7]))
+                )
+        return tuple(tuple(m) for m in collected)
 
     def month_totals_scan(self, month: Month) -> list[tuple[Any, ...]]:
         """A plain GROUP BY scan of the month (the bench's reference point)."""

@@ -8,7 +8,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from billing.errors import Conflict, InvalidRequest
-from billing.money import to_cents
+from billing.money import to_minor
 from billing.periods import Month
 from billing.statements import Statement
 from billing.validation import Identifier, validation_details
@@ -129,8 +129,8 @@ class InvoiceOutcome:
 def statement_cents(statement: Statement) -> int:
     """The statement total in integer cents, after checking it is the sum of its (cent) lines."""
     try:
-        lines = sum(to_cents(line.amount) for line in statement.lines)
-        total = to_cents(statement.total)
+        lines = sum(to_minor(line.amount, statement.currency) for line in statement.lines)
+        total = to_minor(statement.total, statement.currency)
     except ValueError as exc:
         raise StatementInconsistent(f"statement {statement.statement_id}: {exc}") from None
     if lines != total:

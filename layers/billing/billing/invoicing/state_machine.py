@@ -25,7 +25,7 @@ from billing.invoicing.records import (
     idempotency_key,
     statement_cents,
 )
-from billing.money import to_cents
+from billing.money import to_minor
 from billing.observability import logger
 from billing.payments import (
     MAX_INVOICE_ITEMS,
@@ -420,7 +420,7 @@ class InvoicingService:
             customer_id=customer_id,
             invoice_id=invoice_id,
             currency=statement.currency,
-            amount=to_cents(line.amount),
+            amount=to_minor(line.amount, statement.currency),
             description=line.description,
             period_start=line.period_start,
             period_end=line.period_end,

@@ -1,10 +1,15 @@
-"""The month's invoice CSV (a contract: header and meaning never change) and the statement lines CSV."""
+"""The month's invoice CSV (a contract: header and meaning never change) and the statement lines CSV.
+
+``total_cost_usd`` is the statement total (every line, coupons and credits included) in the
+statement's currency with that currency's decimals: USD tenants read exactly as always; a JPY
+tenant's total is whole yen (the column keeps its historical name).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from billing.money import round_cents
+from billing.money import fmt_minor
 from billing.statements import Statement
 
 CSV_HEADER = "tenant_id,month,total_queries,total_tokens,total_cost_usd,invoice_date"
@@ -16,7 +21,7 @@ def invoices_csv(statements: Iterable[Statement]) -> bytes:
     for s in sorted(statements, key=lambda s: s.tenant_id):
         rows.append(
             f"{_csv_field(s.tenant_id)},{s.month},{s.total_queries},{s.total_tokens},"
-            f"{round_cents(s.total):.2f},{s.invoice_date}"
+            f"{fmt_minor(s.total, s.currency)},{s.invoice_date}"
         )
     return ("\n".join(rows) + "\n").encode()
 
@@ -42,7 +47,7 @@ def lines_csv(statements: Iterable[Statement]) -> bytes:
                         f"{line.quantity:f}",
                         "" if line.unit_price is None else f"{line.unit_price:f}",
                         f"{line.amount_exact:f}",
-                        f"{line.amount:.2f}",
+                        fmt_minor(line.amount, s.currency),
                         line.adjustment_month or "",
                         line.description,
                     )

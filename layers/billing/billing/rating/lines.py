@@ -1,17 +1,17 @@
-"""Building statement lines: exact amounts kept, rounded half-up to cents once."""
+"""Building statement lines: exact amounts kept, rounded half-up once to the currency's minor unit."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
 
-from billing.money import round_cents
+from billing.money import round_minor
 from billing.statements import StatementLine
 
 EXACT_PLACES = Decimal("1E-15")  # stored form of amount_exact (rounding to cents uses the full value)
 
 
-def line(**kwargs: Any) -> StatementLine:
+def line(currency: str = "usd", **kwargs: Any) -> StatementLine:
     exact = kwargs.pop("exact")
     assert isinstance(exact, Decimal)
     fields: dict[str, Any] = {
@@ -20,7 +20,7 @@ def line(**kwargs: Any) -> StatementLine:
         "adjustment_month": None,
         **kwargs,
         "amount_exact": stored_exact(exact),
-        "amount": round_cents(exact),
+        "amount": round_minor(exact, currency),
     }
     # Fields are built typed right here, so validation is skipped (rating 1,000 tenants must stay fast).
     return StatementLine.model_construct(**fields)

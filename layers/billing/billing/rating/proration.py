@@ -18,7 +18,7 @@ from billing.statements import StatementLine
 
 
 def base_fee_lines(
-    segments: list[Segment], month: Month, plan_of: Callable[[str], Plan]
+    segments: list[Segment], month: Month, plan_of: Callable[[str], Plan], currency: str = "usd"
 ) -> list[StatementLine]:
     """One line per maximal interval of one plan: ``base_fee x non-trial seconds / seconds in the month``."""
     runs: list[list[Segment]] = []
@@ -39,6 +39,7 @@ def base_fee_lines(
         trial_note = " (trial time free)" if any(s.trial for s in run) else ""
         lines.append(
             line(
+                currency,
                 line_id=f"base:{plan.id}:{ordinal[plan.id]}",
                 kind="base_fee",
                 plan=plan.id,

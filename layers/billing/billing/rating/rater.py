@@ -9,9 +9,15 @@ from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
+from billing.credits import CreditBalance
 from billing.money import ZERO
 from billing.periods import Month, iso, utc
 from billing.plans import Plan, PlanCatalog
+from billing.rating.charges import adjustment_lines as charge_adjustment_lines
+from billing.rating.charges import charge_lines, needs_meters
+from billing.rating.commitment import true_up_line
+from billing.rating.coupons import coupon_lines
+from billing.rating.credits import credit_lines
 from billing.rating.lines import fmt_price, line
 from billing.rating.proration import base_fee_lines
 from billing.rating.segments import Segment, is_final, pricing_segments, statement_period
@@ -42,8 +48,11 @@ class Rater:
         *,
         usage_cutoff: datetime | None = None,
         segments: list[Segment] | None = None,
+        credits: Sequence[CreditBalance] = (),
     ) -> Statement:
-        """``segments``: this tenant's ``pricing_segments`` for the month, when the caller has them."""
+        """``segments``: this tenant's ``pricing_segments`` for the month, when the caller has them;
+        ``credits``: the tenant's grants usable in the period with what each has left before this
+        statement (billing.credits.CreditBook.for_statements)."""
         with localcontext() as ctx:
             ctx.prec = 60
             return self._rate(
@@ -53,7 +62,19 @@ class Rater:
                 list(late),
                 usage_cutoff,
                 segments if segments is not None else self.segments(tenant, month),
+                credits,
             )
+
+    def needs_meters(self, segments: Sequence[Segment]) -> bool:
+        """Whether rating these segments needs per-(type, model) meters (a plan in force has charges)."""
+        return needs_meters(segments, self._plan)
+
+    def currency(self, tenant: Tenant) -> str:
+        """The tenant's one currency: that of every plan it ever had (mixing is refused)."""
+        currencies = {self.catalog.currency_of(p.plan) for p in tenant.plans if p.plan in self.catalog}
+        if len(currencies) > 1:
+            raise ValueError(f"{tenant.id}: plans in several currencies ({', '.join(sorted(currencies))})")
+        return currencies.pop() if currencies else self.catalog.currency
 
     # ------------------------------------------------------------------------------------------
     def _rate(
@@ -64,19 +85,40 @@ class Rater:
         late: list[LateUsage],
         usage_cutoff: datetime | None,
         segments: list[Segment],
+        credits: Sequence[CreditBalance],
     ) -> Statement:
         if len(usage.segments) != len(segments):
             raise ValueError(
                 f"{tenant.id} {month}: {len(usage.segments)} usage segments for {len(segments)} "
                 "pricing segments"
             )
+        currency = self.currency(tenant)
         period = statement_period(tenant, month) or (month.start, month.end)
         lines: list[StatementLine] = []
-        lines += self._base_lines(segments, month)
-        lines += self._query_lines(segments, usage.segments, position=0, prefix="queries", kind="queries")
-        lines += self._usage_lines(segments, usage.segments, period)
+        lines += base_fee_lines(segments, month, self._plan, currency)
+        lines += self._query_lines(
+            segments, usage.segments, position=0, prefix="queries", kind="queries", currency=currency
+        )
+        if self.needs_meters(segments):
+            if len(usage.metered) != len(segments):
+                raise ValueError(f"{tenant.id} {month}: charges to rate but no meters per segment")
+            lines += charge_lines(segments, usage.metered, self._plan, currency)
+        lines += self._usage_lines(segments, usage.segments, period, currency)
         for item in sorted(late, key=lambda x: x.month):
-            lines += self._adjustment_lines(tenant, item)
+            lines += self._adjustment_lines(tenant, item, currency)
+        true_up = true_up_line(
+            segments,
+            month,
+            self._plan,
+            sum((l.amount for l in lines if l.kind != "adjustment"), ZERO),
+            currency,
+            period,
+        )
+        if true_up is not None:
+            lines.append(true_up)
+        coupons = [c for c in tenant.coupons if c.applies_to(month)]
+        lines += coupon_lines(coupons, month, sum((l.amount for l in lines), ZERO), currency, period)
+        lines += credit_lines(credits, sum((l.amount for l in lines), ZERO), currency, period)
         final = is_final(tenant, month)
         invoice_day = month.last_day.date()
         if final and utc(tenant.canceled_at) < month.end:  # type: ignore[arg-type]
@@ -88,7 +130,7 @@ class Rater:
             statement_id=Statement.make_id(tenant.id, str(month)),
             tenant_id=tenant.id,
             month=str(month),
-            currency=self.catalog.currency,
+            currency=currency,
             period_start=period[0],
             period_end=period[1],
             is_final=final,
@@ -107,6 +149,17 @@ class Rater:
                 "canceled_at": iso(tenant.canceled_at) if tenant.canceled_at else None,
                 "usage_cutoff": iso(usage_cutoff) if usage_cutoff else None,
                 "late_months": [str(x.month) for x in sorted(late, key=lambda x: x.month)],
+                # Present only when used, so statements without them keep their stored form.
+                **({"coupons": [c.model_dump(mode="json") for c in coupons]} if coupons else {}),
+                **(
+                    {
+                        "credits": [
+                            {"grant_id": c.grant.grant_id, "available": str(c.available)} for c in credits
+                        ]
+                    }
+                    if credits
+                    else {}
+                ),
             },
         )
 
@@ -117,14 +170,11 @@ class Rater:
         return self._digests[key]
 
     def _digest(self, plan_ids: Sequence[str]) -> str:
-        document = [self.catalog.get(p).model_dump(mode="json") for p in plan_ids]
+        document = [self.catalog.get(p).digest_document() for p in plan_ids]
         return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:16]
 
     def _plan(self, plan_id: str) -> Plan:
         return self.catalog.get(plan_id)
-
-    def _base_lines(self, segments: list[Segment], month: Month) -> list[StatementLine]:
-        return base_fee_lines(segments, month, self._plan)
 
     def _query_lines(
         self,
@@ -135,6 +185,7 @@ class Rater:
         prefix: str,
         kind: str,
         month: str | None = None,
+        currency: str = "usd",
     ) -> list[StatementLine]:
         """Walk the tiers over the segments in time order; aggregate per (plan, tier)."""
         buckets: dict[tuple[str, int], list[Any]] = {}
@@ -160,6 +211,7 @@ class Rater:
             plan = self._plan(plan_id)
             lines.append(
                 line(
+                    currency,
                     line_id=f"{prefix}:{plan_id}:t{index + 1}",
                     kind=kind,
                     plan=plan_id,
@@ -179,6 +231,7 @@ class Rater:
             assert trial_bounds is not None
             lines.append(
                 line(
+                    currency,
                     line_id=f"{prefix}:trial",
                     kind=kind,
                     plan=None,
@@ -193,12 +246,17 @@ class Rater:
         return lines
 
     def _usage_lines(
-        self, segments: Sequence[Segment], usages: Sequence[Usage], period: tuple[datetime, datetime]
+        self,
+        segments: Sequence[Segment],
+        usages: Sequence[Usage],
+        period: tuple[datetime, datetime],
+        currency: str,
     ) -> list[StatementLine]:
         paid = sum((u for s, u in zip(segments, usages) if not s.trial), Usage())
         trial = sum((u for s, u in zip(segments, usages) if s.trial), Usage())
         lines = [
             line(
+                currency,
                 line_id="usage",
                 kind="usage_cost",
                 plan=None,
@@ -214,6 +272,7 @@ class Rater:
         if trial.events:
             lines.append(
                 line(
+                    currency,
                     line_id="usage:trial",
                     kind="usage_cost",
                     plan=None,
@@ -228,7 +287,7 @@ class Rater:
             )
         return lines
 
-    def _adjustment_lines(self, tenant: Tenant, late: LateUsage) -> list[StatementLine]:
+    def _adjustment_lines(self, tenant: Tenant, late: LateUsage, currency: str) -> list[StatementLine]:
         segments = self.segments(tenant, late.month)
         if len(late.segments) != len(segments):
             raise ValueError(f"{tenant.id} {late.month}: late usage does not match its pricing segments")
@@ -240,11 +299,19 @@ class Rater:
             prefix=f"adj:{tag}:queries",
             kind="adjustment",
             month=tag,
+            currency=currency,
         )
+        if self.needs_meters(segments):
+            if len(late.metered) != len(segments) or len(late.billed_metered) != len(segments):
+                raise ValueError(f"{tenant.id} {late.month}: late charges to rate but no meters per segment")
+            lines += charge_adjustment_lines(
+                tag, segments, late.billed_metered, late.metered, self._plan, currency
+            )
         paid = sum((u for s, u in zip(segments, late.segments) if not s.trial), Usage())
         if paid.events:
             lines.append(
                 line(
+                    currency,
                     line_id=f"adj:{tag}:usage",
                     kind="adjustment",
                     plan=None,

@@ -9,8 +9,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Protocol
 
-from billing.plans import Tier
+
+class Tier(Protocol):
+    """A query tier or a charge tier: a cumulative upper bound (None = unbounded) and a unit price."""
+
+    @property
+    def up_to(self) -> int | None: ...
+
+    @property
+    def unit_price(self) -> Decimal: ...
 
 
 @dataclass(frozen=True)
@@ -36,7 +45,20 @@ def walk_tiers(tiers: Sequence[Tier], position: int, count: int) -> list[TierSli
     return slices
 
 
-def tier_label(tiers: Sequence[Tier], index: int) -> str:
-    lower = 0 if index == 0 else (tiers[index - 1].up_to or 0)
+def tier_lower(tiers: Sequence[Tier], index: int) -> int:
+    """Units below the tier (its first unit is at cumulative position lower + 1)."""
+    return 0 if index == 0 else (tiers[index - 1].up_to or 0)
+
+
+def tier_index(tiers: Sequence[Tier], position: int) -> int:
+    """The tier holding cumulative position ``position`` (>= 1)."""
+    for index, tier in enumerate(tiers):
+        if tier.up_to is None or position <= tier.up_to:
+            return index
+    raise ValueError("the last tier must be unbounded")
+
+
+def tier_label(tiers: Sequence[Tier], index: int, unit: str = "queries") -> str:
+    lower = tier_lower(tiers, index)
     upper = tiers[index].up_to
-    return f"queries {lower + 1:,}+" if upper is None else f"queries {lower + 1:,}-{upper:,}"
+    return f"{unit} {lower + 1:,}+" if upper is None else f"{unit} {lower + 1:,}-{upper:,}"

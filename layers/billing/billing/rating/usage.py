@@ -28,12 +28,32 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class Meter:
+    """Counters of the stored events of one (type, model) over some interval: what charges price."""
+
+    type: str
+    model: str  # "" for events without a model
+    events: int = 0
+    queries: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    bytes: int = 0
+
+
+Meters = tuple[Meter, ...]
+
+
+@dataclass(frozen=True)
 class MonthUsage:
     """A tenant's month: one Usage per pricing segment (same order as ``pricing_segments``) and the
-    totals of every stored event of the month (trial included) for the CSV."""
+    totals of every stored event of the month (trial included) for the CSV.
+
+    ``metered``: one ``Meters`` per pricing segment, read only when a plan of the month has
+    ``charges`` (empty otherwise; the rater refuses to price charges without them)."""
 
     segments: tuple[Usage, ...]
     total: Usage = field(default_factory=Usage)
+    metered: tuple[Meters, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -43,3 +63,6 @@ class LateUsage:
     month: Month
     billed_queries: int  # non-trial queries of ``month`` already billed (tier position)
     segments: tuple[Usage, ...]  # late events per pricing segment of ``month``
+    # With charges: late events' meters per segment, and the meters of the events already billed.
+    metered: tuple[Meters, ...] = ()
+    billed_metered: tuple[Meters, ...] = ()

@@ -1,0 +1,169 @@
+"""A plan's ``charges``: which units each charge counts in each pricing segment, priced by its model
+(``graduated.py``, ``volume.py``, ``package.py``, ``per_unit.py``), as statement lines.
+
+Rules (the README's "Pricing models" states them for operators):
+
+* A charge is identified by its id across plans: a mid-month plan change continues the month's count
+  of every charge id both plans have (graduated/package positions, the volume total).
+* Trial: a trial segment's units are free and take no position (no tier, no block, not in the
+  volume total); they are shown on one ``charge:{id}:trial`` line at 0.
+* Late data: events of a closed month stored after its close add the difference between the charge
+  rated on the month's billed units plus the late ones and the charge rated on the billed units
+  alone, one ``adjustment`` line per changed line (a late batch can lower a volume charge).
+* Line ids: ``charge:{id}:{plan}:t{n}`` (graduated, volume), ``charge:{id}:{plan}`` (package,
+  per_unit); adjustments ``adj:{YYYY-MM}:charge:...``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+
+from billing.money import ZERO
+from billing.plans import Charge, Plan
+from billing.rating.graduated import graduated
+from billing.rating.lines import line
+from billing.rating.metrics import quantity, units
+from billing.rating.package import package
+from billing.rating.per_unit import per_unit
+from billing.rating.pricing_types import Priced, Use
+from billing.rating.segments import Segment
+from billing.rating.usage import Meters
+from billing.rating.volume import volume
+from billing.statements import StatementLine
+
+MODELS: dict[str, Callable[[Sequence[Use]], list[Priced]]] = {
+    "graduated": graduated,
+    "volume": volume,
+    "package": package,
+    "per_unit": per_unit,
+}
+
+
+def charge_ids(segments: Sequence[Segment], plan_of: Callable[[str], Plan]) -> list[str]:
+    """Charge ids of the plans in force, in order of first appearance."""
+    ids: list[str] = []
+    for seg in segments:
+        for charge in plan_of(seg.plan).charges:
+            if charge.id not in ids:
+                ids.append(charge.id)
+    return ids
+
+
+def needs_meters(segments: Sequence[Segment], plan_of: Callable[[str], Plan]) -> bool:
+    return any(plan_of(seg.plan).charges for seg in segments)
+
+
+def _charge(plan: Plan, charge_id: str) -> Charge | None:
+    return next((c for c in plan.charges if c.id == charge_id), None)
+
+
+def uses_of(
+    charge_id: str, segments: Sequence[Segment], metered: Sequence[Meters], plan_of: Callable[[str], Plan]
+) -> tuple[list[Use], int]:
+    """(non-trial uses in time order, trial units) of one charge id."""
+    uses, trial = [], 0
+    for seg, meters in zip(segments, metered):
+        plan = plan_of(seg.plan)
+        charge = _charge(plan, charge_id)
+        if charge is None:
+            continue
+        count = quantity(charge, meters)
+        if seg.trial:
+            trial += count
+        else:
+            uses.append(Use(plan, charge, count, seg.start, seg.end))
+    return uses, trial
+
+
+def price(uses: Sequence[Use]) -> list[Priced]:
+    return MODELS[uses[0].charge.charge_model](uses) if uses else []
+
+
+def charge_lines(
+    segments: Sequence[Segment],
+    metered: Sequence[Meters],
+    plan_of: Callable[[str], Plan],
+    currency: str,
+) -> list[StatementLine]:
+    lines = []
+    for charge_id in charge_ids(segments, plan_of):
+        uses, trial = uses_of(charge_id, segments, metered, plan_of)
+        for priced in price(uses):
+            lines.append(
+                line(
+                    currency,
+                    line_id=f"charge:{charge_id}:{priced.key}",
+                    kind="charge",
+                    plan=priced.plan.id,
+                    description=priced.description,
+                    quantity=priced.quantity,
+                    unit_price=priced.unit_price,
+                    exact=priced.exact,
+                    period_start=priced.start,
+                    period_end=priced.end,
+                )
+            )
+        if trial:
+            first = next(s for s in segments if s.trial)
+            last = next(s for s in reversed(segments) if s.trial)
+            charge = next(c for s in segments for c in plan_of(s.plan).charges if c.id == charge_id)
+            lines.append(
+                line(
+                    currency,
+                    line_id=f"charge:{charge_id}:trial",
+                    kind="charge",
+                    plan=None,
+                    description=f"Trial {charge.label}: {trial:,} {units(charge)} x 0.00 (free during trial)",
+                    quantity=Decimal(trial),
+                    unit_price=ZERO,
+                    exact=ZERO,
+                    period_start=first.start,
+                    period_end=last.end,
+                )
+            )
+    return lines
+
+
+def adjustment_lines(
+    month: str,
+    segments: Sequence[Segment],
+    billed: Sequence[Meters],
+    late: Sequence[Meters],
+    plan_of: Callable[[str], Plan],
+    currency: str,
+) -> list[StatementLine]:
+    """Late events of closed ``month``: the charge with them minus the charge billed without them."""
+    combined = [tuple(b) + tuple(l) for b, l in zip(billed, late)]
+    lines = []
+    for charge_id in charge_ids(segments, plan_of):
+        before = {p.key: p for p in price(uses_of(charge_id, segments, billed, plan_of)[0])}
+        after = {p.key: p for p in price(uses_of(charge_id, segments, combined, plan_of)[0])}
+        for key in [*after, *(k for k in before if k not in after)]:
+            a, b = after.get(key), before.get(key)
+            quantity_delta = (a.quantity if a else ZERO) - (b.quantity if b else ZERO)
+            exact_delta = (a.exact if a else ZERO) - (b.exact if b else ZERO)
+            if not quantity_delta and not exact_delta:
+                continue
+            ref = a or b
+            assert ref is not None
+            was = f"{b.quantity:,} for {b.exact:f}" if b else "nothing"
+            lines.append(
+                line(
+                    currency,
+                    line_id=f"adj:{month}:charge:{charge_id}:{key}",
+                    kind="adjustment",
+                    plan=ref.plan.id,
+                    adjustment_month=month,
+                    description=(
+                        f"Prior-period {month} {a.description if a else ref.plan.name + ' ' + key + ': none'}"
+                        f" with usage stored after its close (billed before: {was})"
+                    ),
+                    quantity=quantity_delta,
+                    unit_price=ref.unit_price,
+                    exact=exact_delta,
+                    period_start=ref.start,
+                    period_end=ref.end,
+                )
+            )
+    return lines

@@ -1,0 +1,51 @@
+"""Package charges: a price per block of ``package_size`` units, a partial block rounded up.
+
+Invariants: blocks are counted over the month's cumulative units across plans - a block is charged
+when its first unit is used, under the plan in force then (a block opened before a plan change is
+filled after it at no charge), so one plan's month of n units is exactly ceil(n / size) blocks,
+however the month is split; a late batch continues the month's count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+from billing.money import ZERO
+from billing.rating.lines import fmt_price
+from billing.rating.metrics import units
+from billing.rating.pricing_types import Priced, Use
+
+
+def blocks_between(before: int, after: int, size: int) -> int:
+    """Blocks opened by the units at positions before+1 .. after: ceil(after/size) - ceil(before/size)."""
+    return -(-after // size) - -(-before // size)
+
+
+def package(uses: Sequence[Use], position: int = 0) -> list[Priced]:
+    out: dict[str, Priced] = {}
+    unit_count: dict[str, int] = {}
+    for use in uses:
+        size, price = use.charge.package_size, use.charge.package_price
+        assert size is not None and price is not None
+        opened = blocks_between(position, position + use.quantity, size)
+        position += use.quantity
+        if not use.quantity:
+            continue
+        priced = out.get(use.plan.id)
+        if priced is None:
+            priced = out[use.plan.id] = Priced(
+                use.plan, use.plan.id, ZERO, price, ZERO, "", use.start, use.end
+            )
+        priced.quantity += opened
+        priced.exact = price * priced.quantity
+        priced.end = use.end
+        unit_count[use.plan.id] = unit_count.get(use.plan.id, 0) + use.quantity
+    for plan_id, priced in out.items():
+        charge = next(u.charge for u in uses if u.plan.id == plan_id)
+        priced.description = (
+            f"{priced.plan.name} {charge.label}: {unit_count[plan_id]:,} {units(charge)} = "
+            f"{priced.quantity:,} package(s) of {charge.package_size:,} x {fmt_price(priced.unit_price or ZERO)}"
+        )
+        priced.quantity = Decimal(priced.quantity)
+    return sorted(out.values(), key=lambda p: (p.start, p.key))

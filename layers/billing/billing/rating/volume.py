@@ -1,0 +1,54 @@
+"""Volume charges: every unit of the month priced at the tier the month's total reaches.
+
+Invariants: the tier is decided by the month's total of non-trial units across plans, so splitting
+the month at any instant (a plan change) gives the same tier; each plan's units are priced at that
+tier under its own prices (each plan's tier holding the total); the reached tier's ``flat_amount``
+is charged once, under the plan of the month's last unit. A month with no unit charges nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from billing.money import ZERO
+from billing.rating.lines import fmt_price
+from billing.rating.metrics import units
+from billing.rating.pricing_types import Priced, Use
+from billing.rating.tiers import tier_index, tier_label
+
+
+def volume_total(uses: Sequence[Use]) -> int:
+    return sum(u.quantity for u in uses)
+
+
+def volume(uses: Sequence[Use]) -> list[Priced]:
+    total = volume_total(uses)
+    if total == 0:
+        return []
+    out: dict[str, Priced] = {}
+    for use in uses:
+        if use.quantity == 0:
+            continue
+        index = tier_index(use.charge.tiers, total)
+        priced = out.get(use.plan.id)
+        if priced is None:
+            price = use.charge.tiers[index].unit_price
+            priced = out[use.plan.id] = Priced(
+                use.plan, f"{use.plan.id}:t{index + 1}", ZERO, price, ZERO, "", use.start, use.end
+            )
+        priced.quantity += use.quantity
+        priced.end = use.end
+    last = next(u for u in reversed(uses) if u.quantity)
+    for plan_id, priced in out.items():
+        charge = next(u.charge for u in uses if u.plan.id == plan_id)
+        index = tier_index(charge.tiers, total)
+        price = priced.unit_price or ZERO
+        priced.exact = price * priced.quantity
+        flat = charge.tiers[index].flat_amount if plan_id == last.plan.id else ZERO
+        priced.exact += flat
+        priced.description = (
+            f"{priced.plan.name} {charge.label}: {priced.quantity:,} x {fmt_price(price)}"
+            + (f" + flat {fmt_price(flat)}" if flat else "")
+            + f" (volume tier {tier_label(charge.tiers, index, units(charge))}, reached by the month's {total:,})"
+        )
+    return sorted(out.values(), key=lambda p: (p.start, p.key))
