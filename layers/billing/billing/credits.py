@@ -17,7 +17,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
-from billing.money import ZERO, reject_float
+from billing.money import ZERO, exponent, fmt_minor, reject_float
 from billing.periods import iso, rfc3339_field
 from billing.statements import Statement
 
@@ -44,6 +44,8 @@ class CreditGrant(BaseModel):
     def _expiry(self) -> CreditGrant:
         if self.expires_at is not None and self.expires_at <= self.granted_at:
             raise ValueError("expires_at must be after granted_at")
+        if self.amount != self.amount.quantize(Decimal(1).scaleb(-exponent(self.currency))):
+            raise ValueError(f"amount must be whole {self.currency} minor units ({exponent(self.currency)} decimals)")
         return self
 
     def usable_in(self, start: datetime, end: datetime) -> bool:
@@ -144,7 +146,7 @@ class CreditBook:
             if not g["expired"]:
                 currency = str(g["currency"])
                 balance[currency] = balance.get(currency, ZERO) + Decimal(str(g["remaining"]))
-        return {"balance": {c: f"{v:f}" for c, v in sorted(balance.items())}, "grants": grants}
+        return {"balance": {c: fmt_minor(v, c) for c, v in sorted(balance.items())}, "grants": grants}
 
     def status(self, tenant_id: str, now: datetime) -> list[dict[str, object]]:
         grants, burns = self.ledger.entries(tenant_id)
@@ -152,7 +154,7 @@ class CreditBook:
         return [
             {
                 **g.model_dump(mode="json", exclude={"tenant_id"}),
-                "remaining": str(left[g.grant_id]),
+                "remaining": fmt_minor(left[g.grant_id], g.currency),
                 "expired": g.expires_at is not None and g.expires_at <= now,
             }
             for g in sorted(grants, key=lambda g: (g.granted_at, g.grant_id))

@@ -389,10 +389,9 @@ class TenantService:
                 description=request.description,
             )
         except ValidationError as exc:
-            raise InvalidRequest(
-                "invalid credit grant",
-                details=[{"field": "expires_at", "reason": exc.errors(include_url=False)[0]["msg"]}],
-            ) from None
+            reason = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+            field = "amount" if "amount" in reason else "expires_at"
+            raise InvalidRequest("invalid credit grant", details=[{"field": field, "reason": reason}]) from None
         book = self._book()
         if book.ledger.add_grant(grant):
             logger.info("credit granted", extra={"tenant_id": tenant_id, "grant_id": grant.grant_id})

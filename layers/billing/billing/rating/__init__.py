@@ -2,7 +2,10 @@
 
 Where things are: ``segments`` (the period and its pricing segments), ``proration`` (base fees by the
 second), ``tiers`` (graduated tier math), ``usage`` (the aggregates rated), ``rater`` (statement lines),
-``csv`` (the invoice CSV and the lines CSV).
+``csv`` (the invoice CSV and the lines CSV); pricing models: ``charges`` (a plan's charges: metrics per
+segment, trial, plan change, late data), ``metrics`` (what a charge counts), one file per charge model
+(``graduated``, ``volume``, ``package``, ``per_unit``; values in ``pricing_types``), ``commitment``
+(minimum commitment true-up), ``coupons`` and ``credits`` (the negative lines, in that order, last).
 
 Rules (the README's "Rating rules" states them for operators; this package implements them):
 
@@ -20,8 +23,9 @@ Rules (the README's "Rating rules" states them for operators; this package imple
 * Late data: events of a closed month M' stored after its close are billed on the next statement as
   ``adjustment`` lines naming M': their usage cost, and their non-trial queries priced by the plan in
   force at each query's time, continuing the tier walk of M' after every query of M' already billed.
-* Rounding: every line is computed exactly and rounded half-up to cents once; the total is the sum of
-  the rounded lines.
+* Charges, commitment, coupons, credits: see those modules (and the README's "Pricing models").
+* Rounding: every line is computed exactly and rounded half-up once to the minor unit of the tenant's
+  currency (cents for USD); the total is the sum of the rounded lines.
 """
 
 from billing.rating.csv import CSV_HEADER, LINES_HEADER, invoices_csv, lines_csv
