@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from billing.periods import iso, parse_instant
 from billing_cli import _load, app
 from tests.conftest import CHDB_PATH
+from tests.invoicing.conftest import billing, stripe_double  # noqa: F401 (the Stripe fixtures, for tests here)
 
 DATA = Path(__file__).resolve().parent
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)

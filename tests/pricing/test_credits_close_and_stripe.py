@@ -13,7 +13,7 @@ import pytest
 from billing import container
 from billing.periods import Month
 from tests.conftest import api_event
-from tests.invoicing.conftest import Billing, billing, stripe_double  # noqa: F401 (fixtures)
+from tests.invoicing.conftest import Billing
 from tests.metering.conftest import load_handler
 from tests.pricing.conftest import DATA
 from tests.rating.helpers import make_tenant, queries

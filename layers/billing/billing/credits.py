@@ -45,7 +45,9 @@ class CreditGrant(BaseModel):
         if self.expires_at is not None and self.expires_at <= self.granted_at:
             raise ValueError("expires_at must be after granted_at")
         if self.amount != self.amount.quantize(Decimal(1).scaleb(-exponent(self.currency))):
-            raise ValueError(f"amount must be whole {self.currency} minor units ({exponent(self.currency)} decimals)")
+            raise ValueError(
+                f"amount must be whole {self.currency} minor units ({exponent(self.currency)} decimals)"
+            )
         return self
 
     def usable_in(self, start: datetime, end: datetime) -> bool:

@@ -391,7 +391,9 @@ class TenantService:
         except ValidationError as exc:
             reason = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
             field = "amount" if "amount" in reason else "expires_at"
-            raise InvalidRequest("invalid credit grant", details=[{"field": field, "reason": reason}]) from None
+            raise InvalidRequest(
+                "invalid credit grant", details=[{"field": field, "reason": reason}]
+            ) from None
         book = self._book()
         if book.ledger.add_grant(grant):
             logger.info("credit granted", extra={"tenant_id": tenant_id, "grant_id": grant.grant_id})
