@@ -4,7 +4,10 @@ Prints the time of the month's rating (ClickHouse reads with FINAL + the rating 
 statement built) next to a plain GROUP BY scan of the same rows in the same run, and peak memory.
 Target: rating within 1 s on a 2-core machine, memory under 1 GB.
 
-    .venv/bin/python bench/rating_bench.py [--events 10000000] [--tenants 1000] [--multi 50]
+    .venv/bin/python bench/rating_bench.py [--events 10000000] [--tenants 1000] [--multi 50] [--charges]
+
+``--charges`` rates with every plan also carrying charges (graduated output tokens of the model the
+events use, volume on queries, per-unit embedding events), so every tenant's meters are read too.
 """
 
 from __future__ import annotations
@@ -17,13 +20,14 @@ import sys
 import tempfile
 import time
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 
 from billing.adapters.clickhouse import UsageStore
 from billing.adapters.rating_queries import RatingQueries
 from billing.close import BillingCycle
 from billing.periods import Month
-from billing.plans import PlanCatalog
+from billing.plans import Charge, ChargeTier, PlanCatalog
 from billing.rating import Rater
 from billing.settings import PACKAGE_CONFIG
 from billing.tenants import PlanAssignment, Tenant
@@ -74,6 +78,21 @@ def load(store: UsageStore, events: int, tenant_count: int) -> float:
     return time.perf_counter() - started
 
 
+def with_charges(catalog: PlanCatalog) -> PlanCatalog:
+    charges = [
+        Charge(id="out", metric="output_tokens", model="gpt-4o-mini", charge_model="graduated",
+               tiers=[ChargeTier(up_to=1_000_000, unit_price=Decimal("0")),
+                      ChargeTier(up_to=None, unit_price=Decimal("0.000002"), flat_amount=Decimal("5"))]),
+        Charge(id="calls", metric="queries", charge_model="volume",
+               tiers=[ChargeTier(up_to=5000, unit_price=Decimal("0.001")), ChargeTier(unit_price=Decimal("0.0005"))]),
+        Charge(id="embeds", metric="events", event_type="embedding", charge_model="per_unit",
+               unit_price=Decimal("0.0001")),
+    ]  # fmt: skip
+    return catalog.model_copy(
+        update={"plans": [p.model_copy(update={"charges": charges}) for p in catalog.plans]}
+    )
+
+
 def best_of(runs: int, fn) -> tuple[float, object]:
     best, result = float("inf"), None
     for _ in range(runs):
@@ -89,6 +108,9 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=1000)
     parser.add_argument("--multi", type=int, default=50, help="tenants with several pricing segments")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--charges", action="store_true", help="plans with charges (meters read for every tenant)"
+    )
     parser.add_argument("--reuse", type=Path, help="a data directory left by an earlier run (skips loading)")
     parser.add_argument("--load-only", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -126,7 +148,11 @@ def main() -> None:
         periods=NoCloses(),
         statements=None,
         queries=queries,
-        rater=Rater(PlanCatalog.load(PACKAGE_CONFIG / "plans.yaml")),
+        rater=Rater(
+            with_charges(PlanCatalog.load(PACKAGE_CONFIG / "plans.yaml"))
+            if args.charges
+            else PlanCatalog.load(PACKAGE_CONFIG / "plans.yaml")
+        ),
         jobs=None,
         archive=None,
         fallback_depth=lambda: 0,
@@ -140,7 +166,15 @@ def main() -> None:
     split = {t: s for t, s in segments.items() if len(s) > 1}
     totals_s, _ = best_of(args.runs, lambda: queries.month_usage({}, MONTH, cutoff))
     split_s, _ = best_of(args.runs, lambda: queries.month_usage(split, MONTH, cutoff))
-    usage = queries.month_usage(segments, MONTH, cutoff)
+    metered = [t for t, segs in segments.items() if cycle.rater.needs_meters(segs)]
+    usage = queries.month_usage(segments, MONTH, cutoff, metered=metered)
+    meters_s = 0.0
+    if metered:
+        totals = {t: u.total for t, u in usage.items()}
+        meters_s, _ = best_of(
+            args.runs,
+            lambda: queries.segment_meters({t: segments[t] for t in metered}, MONTH, cutoff, totals),
+        )
     engine_s, _ = best_of(
         args.runs, lambda: [cycle.rater.rate(t, MONTH, usage[t.id], usage_cutoff=cutoff) for t in population]
     )
@@ -157,6 +191,11 @@ def main() -> None:
     print(
         f"  parts (each best of the runs, measured separately): totals scan (FINAL) {totals_s * 1000:.0f} ms, multi-segment scan "
         f"{(split_s - totals_s) * 1000:.0f} ms, rating engine (Python) {engine_s * 1000:.0f} ms"
+        + (
+            f", meters scan for charges {meters_s * 1000:.0f} ms ({len(metered):,} tenants)"
+            if metered
+            else ""
+        )
     )
     print(f"rating / scan             : {rate_s / scan_s:8.2f} x")
     print(f"peak memory (process RSS) : {peak_mb:8.0f} MB  (rating process; data loaded by a child process)")
