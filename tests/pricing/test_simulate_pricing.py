@@ -117,6 +117,6 @@ def test_every_pricing_model_through_billing_simulate(simulate):
     assert lines["yen-t"] == {  # 1000 x 1,728,000 s / 2,592,000 s
         "base:yen:1": Decimal("667"),
         "queries:yen:t1": Decimal("0"),
-        "charge:calls:yen": Decimal("17"),
+        "charge:yen-calls:yen": Decimal("17"),
         "usage": Decimal("0"),
     }

@@ -135,6 +135,20 @@ class PlanCatalog(BaseModel):
     currency: str = Field(default="usd", pattern=r"^[a-z]{3}$")
     plans: list[Plan]
 
+    @model_validator(mode="after")
+    def _one_meaning_per_charge_id(self) -> PlanCatalog:
+        """A charge id continues its count across a plan change, so it means one thing everywhere."""
+        seen: dict[str, tuple[str, str, str | None, str | None, str]] = {}
+        for plan in self.plans:
+            for c in plan.charges:
+                shape = (c.charge_model, c.metric, c.event_type, c.model, plan.id)
+                first = seen.setdefault(c.id, shape)
+                if first[:4] != shape[:4]:
+                    raise ValueError(
+                        f"charge {c.id}: plans {first[4]} and {plan.id} give it different models, metrics or filters"
+                    )
+        return self
+
     @classmethod
     def load(cls, path: Path | str) -> PlanCatalog:
         return cls.model_validate(yaml.safe_load(Path(path).read_text()))
