@@ -11,7 +11,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from billing.adapters.dynamodb import dynamodb_client, items, put_item_if
+from billing.adapters.dynamodb import dynamodb_client, items, write_if
 from billing.credits import CreditBurn, CreditGrant
 
 
@@ -21,8 +21,8 @@ class CreditLedgerRepository:
         self.client = client or dynamodb_client()
 
     def add_grant(self, grant: CreditGrant) -> bool:
-        return put_item_if(
-            self.client,
+        return write_if(
+            self.client.put_item,
             TableName=self.table,
             ConditionExpression="attribute_not_exists(pk)",
             Item={
@@ -79,8 +79,8 @@ class CreditLedgerRepository:
         }
 
     def add_burn(self, burn: CreditBurn) -> bool:
-        return put_item_if(
-            self.client,
+        return write_if(
+            self.client.put_item,
             TableName=self.table,
             ConditionExpression="attribute_not_exists(pk)",
             Item={
