@@ -91,27 +91,23 @@ def billing_portal(tenant_id: str) -> Response:
 
 @app.post("/v1/tenants/<tenant_id>/credits")
 def grant_credit(tenant_id: str) -> Response:
-    _caller()
-    grant, created = container.tenant_service().grant_credit(
-        tenant_id, parse_request(CreditGrantRequest, _body())
-    )
+    principal = _caller()
+    request = parse_request(CreditGrantRequest, _body())
+    grant, created = container.tenant_service().grant_credit(tenant_id, request, principal)
     return json_response(201 if created else 200, grant.model_dump(mode="json"))
 
 
 @app.get("/v1/tenants/<tenant_id>/credits")
 def list_credits(tenant_id: str) -> Response:
-    _caller(tenant_id)
-    return json_response(
-        200, {"tenant_id": tenant_id, "grants": container.tenant_service().credits_of(tenant_id)}
-    )
+    grants = container.tenant_service().credits_of(tenant_id, _caller())
+    return json_response(200, {"tenant_id": tenant_id, "grants": grants})
 
 
 @app.post("/v1/tenants/<tenant_id>/coupons")
 def attach_coupon(tenant_id: str) -> Response:
-    _caller()
-    tenant, created = container.tenant_service().attach_coupon(
-        tenant_id, parse_request(CouponRequest, _body())
-    )
+    principal = _caller()
+    request = parse_request(CouponRequest, _body())
+    tenant, created = container.tenant_service().attach_coupon(tenant_id, request, principal)
     return json_response(201 if created else 200, tenant.model_dump(mode="json"))
 
 
