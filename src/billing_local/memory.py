@@ -11,6 +11,8 @@ S3 adapter, so the production ingest service, quota logic, rater and close run o
 - ``MemoryPeriods``, ``MemoryStatements``, ``MemoryJobs``, ``MemoryArchive``, ``MemoryQueue``: the
   close's periods (first close wins), statements (stored once, as JSON), invoicing jobs (sent once),
   CSV archive (unchanged bytes not rewritten) and the fallback queue (its depth guards the close);
+- ``MemoryCredits``: ``billing.credits.CreditLedger`` (grants and burns append-only, each written
+  once; entries read back in the adapter's key order, grants through their JSON form);
 - ``BlockStore``: the ingest ``Store`` in front of ClickHouse, handing the production adapter's
   ``insert_events`` blocks of ``block_rows`` rows instead of one SQS-sized block per call.
 
@@ -29,6 +31,7 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
+from billing.credits import CreditBurn, CreditGrant
 from billing.events import StoredEvent
 from billing.exactly_once import (
     MAX_CLAIMS_PER_TRANSACTION,
@@ -295,6 +298,50 @@ class MemoryQueue:
 
     def __call__(self) -> int:
         return len(self.messages)
+
+
+class MemoryCredits:
+    """``billing.credits.CreditLedger`` in memory, with the DynamoDB adapter's rules: a grant is
+    written once per (tenant, grant id) and a burn once per (tenant, statement, grant), both
+    conditional puts answering True when written now; nothing is ever changed or removed. ``entries``
+    returns grants and burns in the adapter's sort-key order (grant id; statement id then grant id)."""
+
+    def __init__(self) -> None:
+        self._grants: dict[tuple[str, str], str] = {}  # (tenant, grant id) -> the grant's JSON
+        self._burns: dict[tuple[str, str, str], CreditBurn] = {}  # (tenant, statement, grant)
+        self._guard = threading.Lock()
+
+    def add_grant(self, grant: CreditGrant) -> bool:
+        with self._guard:
+            key = (grant.tenant_id, grant.grant_id)
+            if key in self._grants:
+                return False
+            self._grants[key] = grant.model_dump_json()
+            return True
+
+    def get_grant(self, tenant_id: str, grant_id: str) -> CreditGrant | None:
+        body = self._grants.get((tenant_id, grant_id))
+        return None if body is None else CreditGrant.model_validate(json.loads(body))
+
+    def entries(self, tenant_id: str) -> tuple[list[CreditGrant], list[CreditBurn]]:
+        grants = [
+            CreditGrant.model_validate(json.loads(body))
+            for (tenant, _grant), body in sorted(self._grants.items())
+            if tenant == tenant_id
+        ]
+        burns = [burn for key, burn in sorted(self._burns.items()) if key[0] == tenant_id]
+        return grants, burns
+
+    def tenants_with_grants(self) -> set[str]:
+        return {tenant for tenant, _grant in self._grants}
+
+    def add_burn(self, burn: CreditBurn) -> bool:
+        with self._guard:
+            key = (burn.tenant_id, burn.statement_id, burn.grant_id)
+            if key in self._burns:
+                return False
+            self._burns[key] = burn.model_copy()
+            return True
 
 
 class EventStore(Protocol):

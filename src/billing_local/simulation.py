@@ -51,6 +51,7 @@ from billing.plans import PlanCatalog
 from billing.rating import invoices_csv, lines_csv
 from billing.settings import get_settings
 from billing.statements import Statement
+from billing.tenant_service import CouponRequest, CreditGrantRequest, parse_request
 from billing.tenants import Tenant
 from billing_local import memory
 from billing_local.sandbox import clickhouse_sandbox
@@ -145,13 +146,32 @@ class SimulationResult:
 
 
 # ---------------------------------------------------------------------------------------------- input
-def load_tenants(path: Path) -> list[Tenant]:
+GRANTED = ("coupons", "credits")  # tenant entry keys granted through the tenant service, not stored
+
+
+@dataclass(frozen=True)
+class TenantGrants:
+    """What a tenant entry attaches once the tenant exists: the bodies of POST
+    /v1/tenants/{id}/coupons and POST /v1/tenants/{id}/credits, in file order."""
+
+    coupons: tuple[CouponRequest, ...] = ()
+    credits: tuple[CreditGrantRequest, ...] = ()
+
+
+def _entries(path: Path) -> list[Any]:
     document = yaml.safe_load(Path(path).read_text())  # YAML is a superset of JSON
     entries = document.get("tenants") if isinstance(document, dict) else document
     if not isinstance(entries, list):
         raise SimulationInputError(f"{path}: expected a 'tenants' list")
+    return entries
+
+
+def load_tenants(path: Path) -> list[Tenant]:
+    """The tenant records (an entry's coupons and credits are ``load_grants``'s)."""
     tenants = []
-    for index, entry in enumerate(entries):
+    for index, entry in enumerate(_entries(path)):
+        if isinstance(entry, dict):
+            entry = {k: v for k, v in entry.items() if k not in GRANTED}
         try:
             tenants.append(Tenant.model_validate(entry))
         except ValidationError as exc:
@@ -163,6 +183,46 @@ def load_tenants(path: Path) -> list[Tenant]:
             raise SimulationInputError(f"tenant {tenant.id} appears twice in {path}")
         seen.add(tenant.id)
     return tenants
+
+
+def load_grants(path: Path) -> dict[str, TenantGrants]:
+    """Tenant id -> its entry's coupons and credits, each checked as the tenants API checks its body
+    (what depends on the tenant, such as its currency, is checked when granted)."""
+    found: dict[str, TenantGrants] = {}
+    for entry in _entries(path):
+        if not isinstance(entry, dict) or not any(entry.get(k) for k in GRANTED):
+            continue
+        tenant_id = str(entry.get("id"))
+        parsed: dict[str, list[Any]] = {}
+        for key, model in (("coupons", CouponRequest), ("credits", CreditGrantRequest)):
+            bodies = entry.get(key) or []
+            if not isinstance(bodies, list):
+                raise SimulationInputError(f"{path}: tenant {tenant_id}: {key} must be a list")
+            parsed[key] = []
+            for index, body in enumerate(bodies):
+                try:
+                    parsed[key].append(parse_request(model, body))
+                except BillingError as exc:
+                    raise SimulationInputError(
+                        f"{path}: tenant {tenant_id}: {key[:-1]} #{index}: {_reason(exc)}"
+                    ) from None
+        found[tenant_id] = TenantGrants(tuple(parsed["coupons"]), tuple(parsed["credits"]))
+    return found
+
+
+def grant(tenant_id: str, grants: TenantGrants) -> None:
+    """Attach the coupons and grant the credits through the production tenant service (the tenant
+    exists): what the API would do with the same bodies, in file order."""
+    service = container.tenant_service()
+    for key, requests, apply in (
+        ("coupon", grants.coupons, service.attach_coupon),
+        ("credit", grants.credits, service.grant_credit),
+    ):
+        for index, request in enumerate(requests):
+            try:
+                apply(tenant_id, request)
+            except BillingError as exc:
+                raise SimulationInputError(f"tenant {tenant_id}: {key} #{index}: {_reason(exc)}") from None
 
 
 def check_plans(tenants: Sequence[Tenant], catalog: Catalog) -> None:
@@ -383,6 +443,7 @@ def memory_stores(block_rows: int = BLOCK_ROWS) -> Iterator[dict[str, Any]]:
         "ingest_store": memory.BlockStore(container.usage_store(), block_rows=block_rows),
         "invoicing_jobs": memory.MemoryJobs(),
         "invoice_archive": memory.MemoryArchive(),
+        "credits": memory.MemoryCredits(),
     }
     container.use_stores(**stores)
     try:
@@ -401,9 +462,11 @@ def run_month(
     progress: Progress | None = None,
     batch_events: int = BATCH_EVENTS,
     clickhouse_url: str | None = None,
+    grants: Mapping[str, TenantGrants] | None = None,
 ) -> SimulationReport:
-    """Create the tenants, ingest every tenant's lines, close ``month``: the report gets the counts,
-    the stored statements and the month's CSV. Nothing outlives the call (the database is dropped)."""
+    """Create the tenants (then attach their coupons and grant their credits), ingest every tenant's
+    lines, close ``month``: the report gets the counts, the stored statements and the month's CSV.
+    Nothing outlives the call (the database is dropped)."""
     with (
         clickhouse_sandbox(plans_path=catalog.plans, pricebook_path=catalog.pricebook, url=clickhouse_url),
         memory_stores() as stores,
@@ -413,6 +476,9 @@ def run_month(
         for tenant in tenants:
             if not store.create(tenant):
                 raise SimulationInputError(f"tenant {tenant.id} appears twice")
+        for tenant in tenants:
+            if grants and tenant.id in grants:
+                grant(tenant.id, grants[tenant.id])
         report.tenants = len(tenants)
         known = {t.id: t for t in tenants}
         service = container.ingest_service()
@@ -474,6 +540,7 @@ def run_shard(
     owner = _owner(plan or {}, workers)
     read = SimulationReport(month=str(spec.month))
     tenants = [t for t in load_tenants(spec.tenants) if owner(t.id) == shard]
+    grants = load_grants(spec.tenants)
     lines = read_lines(spec.events, read, lambda t: owner(t) == shard)
     runs: list[SimulationReport] = []
     for catalog in [spec.current] + ([spec.proposed] if spec.proposed else []):
@@ -493,6 +560,7 @@ def run_shard(
                 progress=progress,
                 batch_events=spec.batch_events,
                 clickhouse_url=clickhouse_url,
+                grants=grants,
             )
         )
     return SimulationResult(runs[0], runs[1] if len(runs) > 1 else None)
@@ -559,6 +627,7 @@ def simulate(
     """Simulate the month (and the proposal, if any). ``total`` is told how many events the runs
     will handle before they start; ``progress`` how many were just handled."""
     tenants = load_tenants(spec.tenants)
+    load_grants(spec.tenants)  # a bad coupon or credit body is refused before any work
     for catalog in [spec.current] + ([spec.proposed] if spec.proposed else []):
         check_plans(tenants, catalog)
     counts = count_lines(spec.events)

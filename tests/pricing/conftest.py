@@ -33,7 +33,7 @@ def simulate(tmp_path, monkeypatch):
     monkeypatch.setenv("CLICKHOUSE_URL", f"chdb://{CHDB_PATH}")
     _load()
 
-    def run(events: list[dict], *, tenants: Path = DATA / "tenants.yaml", month: str = "2025-11"):
+    def run(events: list[dict], *extra: str, tenants: Path = DATA / "tenants.yaml", month: str = "2025-11"):
         events_path = tmp_path / "events.jsonl"
         events_path.write_text("".join(json.dumps(e) + "\n" for e in events))
         out, lines = tmp_path / "invoices.csv", tmp_path / "lines.csv"
@@ -55,6 +55,7 @@ def simulate(tmp_path, monkeypatch):
                 str(DATA / "pricebook.yaml"),
                 "--lines",
                 str(lines),
+                *extra,
             ],
             catch_exceptions=False,
         )

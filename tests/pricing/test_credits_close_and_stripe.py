@@ -22,7 +22,8 @@ NOV, DEC = Month(2025, 11), Month(2025, 12)
 
 
 @pytest.fixture(autouse=True)
-def pricing_plans(monkeypatch):
+def pricing_plans(env, monkeypatch):
+    # after env, which starts every setting unset
     monkeypatch.setenv("PLANS_PATH", str(DATA / "plans.yaml"))
     container.reset()
 

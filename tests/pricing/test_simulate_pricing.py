@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from tests.pricing.conftest import DAY, HOUR, ev, parse_instant, series
 
 T = parse_instant
@@ -120,3 +122,29 @@ def test_every_pricing_model_through_billing_simulate(simulate):
         "charge:yen-calls:yen": Decimal("17"),
         "usage": Decimal("0"),
     }
+
+
+def test_sharded_workers_grant_credits_and_coupons_as_one_process(simulate):
+    # Given the same month and tenants (coupons and credits in the tenants file)
+    one_csv, one_lines, _ = simulate(november(), "--workers", "1")
+    # When two worker processes share the tenants, each on its own in-memory stores
+    two_csv, two_lines, _ = simulate(november(), "--workers", "2")
+    # Then every worker granted its tenants' credits and coupons: the same statements, line by line
+    assert two_csv == one_csv
+    assert two_lines == one_lines
+    assert two_lines["credited"]["credit:b-soon"] == Decimal("-70.00")
+    assert two_lines["couponed"]["coupon:welcome"] == Decimal("-7.50")
+
+
+def test_a_bad_credit_in_the_tenants_file_is_refused_naming_the_entry(simulate, tmp_path):
+    # Given a tenants file whose credit has a float amount
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text(
+        "tenants:\n"
+        "  - id: t1\n"
+        "    plans: [{plan: flat, effective_at: '2025-10-01T00:00:00Z'}]\n"
+        "    credits: [{grant_id: g1, amount: 5.5}]\n"
+    )
+    # When it is simulated, then it is refused before any work, naming the tenant, entry and field
+    with pytest.raises(AssertionError, match=r"tenant t1: credit #0: amount"):
+        simulate([], tenants=tenants)
