@@ -237,3 +237,10 @@ def test_cfn_lint_informational_level_has_no_unexplained_finding(tmp_path):
 
 def _generated(path: list) -> bool:
     return path[1] == "BillingApi" or str(path[1]).endswith("PermissionStage")
+
+
+def test_no_metric_math_alarm_reads_more_than_ten_metrics():
+    # CloudWatch's hard limit: an alarm on a metric math expression reads at most 10 metrics (a
+    # function with more routes needs a second alarm)
+    for name, alarm in alarms().items():
+        assert sum("MetricStat" in m for m in alarm.get("Metrics", [])) <= 10, name

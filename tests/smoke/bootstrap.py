@@ -12,6 +12,7 @@ library is used here: this file must not import anything the shipped artifacts d
 
 import importlib
 import json
+import re
 import socket
 import sys
 import time
@@ -75,6 +76,9 @@ def _record_aws_calls(calls):
             names["Key"] = next(iter(next(iter(names["Key"].values())).values()))
         if "Item" in params and "Key" not in names and params["Item"]:  # a Put: its first key attribute
             names["Key"] = next(iter(next(iter(params["Item"].values())).values()))
+        condition = re.match(r"\s*#?\w+\s*=\s*(:\w+)", params.get("KeyConditionExpression", ""))
+        if condition and "Key" not in names:  # a Query: the partition key value it names
+            names["Key"] = next(iter(params["ExpressionAttributeValues"][condition.group(1)].values()))
         return {"service": service, "operation": operation, **names}
 
     def recording(self, operation_name, api_params):

@@ -2,7 +2,8 @@
 generates from template.yaml (tests/infra/translated.py), its intrinsics resolved against the
 smoke stack; the call is what tests/smoke/bootstrap.py recorded. Only what the template uses is
 modelled: Allow statements, exact actions, resource ARNs with wildcards, and the
-ForAllValues:StringLike dynamodb:LeadingKeys condition."""
+ForAllValues:StringLike dynamodb:LeadingKeys condition (on the partition key value of an item's
+key, a put item's first attribute or a query's key condition)."""
 
 from __future__ import annotations
 

@@ -123,8 +123,11 @@ class CreditBook:
         period: dict[str, tuple[datetime, datetime]],
     ) -> dict[str, list[CreditBalance]]:
         """Per tenant: its grants usable in the statement's period, with what each has left before
-        that statement (its own burns excluded, so re-rating it gives the same lines)."""
-        holders = self.ledger.tenants_with_grants() & set(tenant_ids)
+        that statement (its own burns excluded, so re-rating it gives the same lines). One tenant
+        (a preview, a final statement) reads its own entries; more (the close) first ask which
+        tenants hold grants at all, one index query instead of one query per tenant."""
+        wanted = set(tenant_ids)
+        holders = wanted if len(wanted) <= 1 else self.ledger.tenants_with_grants() & wanted
         out: dict[str, list[CreditBalance]] = {}
         for tenant_id in sorted(holders):
             grants, burns = self.ledger.entries(tenant_id)
