@@ -163,7 +163,11 @@ DIFF_HEADER = ["tenant_id", "item", "current", "proposed", "difference", "admiss
 
 
 def _money(value: Decimal | None) -> str:
-    return "" if value is None else f"{value:.2f}"
+    """Two decimals, or all of them for a currency with more minor digits (KWD: 3): never rounded."""
+    if value is None:
+        return ""
+    exponent = value.as_tuple().exponent
+    return f"{value:f}" if isinstance(exponent, int) and exponent < -2 else f"{value:.2f}"
 
 
 def diff_csv(comparison: Comparison) -> bytes:
