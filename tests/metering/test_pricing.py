@@ -1,13 +1,13 @@
 """Event-time pricing: the formula, version selection, rounding and refusal of unknown models."""
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation, localcontext
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing.events import UsageEvent
-from billing.pricing import PriceBook, UnknownModel
+from billing.events import MAX_BYTES, MAX_TOKENS, UsageEvent
+from billing.pricing import EventCost, PriceBook, UnknownModel
 
 BOOK = PriceBook.from_document(
     {
@@ -85,3 +85,57 @@ def test_price_book_file_rejects_float_prices(tmp_path):
     )
     with pytest.raises(ValueError):
         PriceBook.load(path)
+
+
+def _formula(book: PriceBook, event: UsageEvent) -> EventCost:
+    """The cost by the formula itself (``PriceBook._cost`` in 60 digits), without the fast path."""
+    with localcontext() as ctx:
+        ctx.prec = 60
+        return book._cost(event)
+
+
+_prices = st.integers(0, 40).flatmap(
+    lambda places: st.decimals(min_value=0, max_value=10**6, places=places, allow_nan=False)
+)
+
+
+@given(
+    markup=_prices,
+    storage=_prices,
+    price_in=_prices,
+    price_out=_prices,
+    inp=st.integers(0, MAX_TOKENS),
+    out=st.integers(0, MAX_TOKENS),
+    nbytes=st.integers(0, MAX_BYTES),
+    model=st.sampled_from(["m", "other", None]),
+)
+def test_the_fast_path_gives_the_formulas_decimal(
+    markup, storage, price_in, price_out, inp, out, nbytes, model
+):
+    # Given a price book with arbitrary prices (up to 40 decimals: some fold exactly, some do not)
+    book = PriceBook.from_document(
+        {
+            "versions": [
+                {
+                    "effective_from": "2025-01-01T00:00:00Z",
+                    "markup": str(markup),
+                    "storage_per_gb": str(storage),
+                    "models": {"m": {"input_per_1m": str(price_in), "output_per_1m": str(price_out)}},
+                }
+            ]
+        }
+    )
+    tokens = {"input_tokens": inp, "output_tokens": out} if model else {}
+    kind = "query" if model else "storage"
+    e = event("2025-03-01T00:00:00Z", type=kind, model=model, bytes=0 if model else nbytes, **tokens)
+    # When it is priced, Then it is the formula's Decimal to the digit (or the same refusal)
+    try:
+        expected: EventCost | type[Exception] = _formula(book, e)
+    except (UnknownModel, InvalidOperation) as exc:
+        expected = type(exc)
+    if isinstance(expected, EventCost):
+        got = book.cost(e)
+        assert (str(got.cost_usd), got.price_version) == (str(expected.cost_usd), expected.price_version)
+    else:
+        with pytest.raises(expected):
+            book.cost(e)

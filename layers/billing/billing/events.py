@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -52,9 +54,15 @@ class UsageEvent(BaseModel):
     def queries(self) -> int:
         return 1 if self.type == "query" else 0
 
-    @property
+    @cached_property
     def key(self) -> tuple[str, str]:
+        """``(tenant_id, event_id)``, computed once (ingest looks events up by it many times)."""
         return (self.tenant_id, self.event_id)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> UsageEvent:
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop("key", None)  # a copy with other fields must not keep this one's key
+        return copied
 
     def stored(self, cost_usd: Decimal, price_version: str, accepted_at: datetime) -> StoredEvent:
         """This event as it is written to usage_events, priced at event time."""
@@ -137,7 +145,7 @@ def parse_body(
     return parse_batch(document["events"], max_events)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredEvent:
     """A priced, accepted event as it is written to usage_events (and carried by the fallback queue)."""
 

@@ -8,7 +8,9 @@ original attempt; a replay skips events already stored, so it never counts anyth
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -16,6 +18,23 @@ from billing.events import StoredEvent
 from billing.periods import iso, parse_instant
 
 MAX_MESSAGE_BYTES = 200_000  # SQS allows 256 KiB; leave room for attributes and JSON escaping
+ROW_FIELDS = (
+    "tenant_id",
+    "event_id",
+    "timestamp",
+    "type",
+    "model",
+    "queries",
+    "input_tokens",
+    "output_tokens",
+    "bytes",
+    "cost_usd",
+    "price_version",
+    "accepted_at",
+)
+# What json.dumps(encode_row(row)) writes besides the values: braces, quoted keys, separators.
+_ROW_OVERHEAD = len(json.dumps(dict.fromkeys(ROW_FIELDS, 0))) - len(ROW_FIELDS)
+_PLAIN = re.compile(r"[ !#-\[\]-~]*")  # what json.dumps writes as itself (no quote, backslash, escape)
 
 
 class ReplayStore(Protocol):
@@ -30,8 +49,9 @@ def blocks(rows: list[StoredEvent]) -> list[list[StoredEvent]]:
     out: list[list[StoredEvent]] = []
     current: list[StoredEvent] = []
     size = 0
+    repeated: dict[str, int] = {}  # text size of values rows share (tenant, type, model, price version)
     for row in rows:
-        row_size = len(json.dumps(encode_row(row)))
+        row_size = encoded_size(row, repeated)
         if current and size + row_size > MAX_MESSAGE_BYTES:
             out.append(current)
             current, size = [], 0
@@ -40,6 +60,50 @@ def blocks(rows: list[StoredEvent]) -> list[list[StoredEvent]]:
     if current:
         out.append(current)
     return out
+
+
+def encoded_size(row: StoredEvent, repeated: dict[str, int] | None = None) -> int:
+    """``len(json.dumps(encode_row(row)))``, the size ``blocks`` cuts by, without building the JSON:
+    the fixed part plus each value's JSON length, computed from the value itself. ``repeated``
+    caches the sizes of values many rows share."""
+    cache = {} if repeated is None else repeated
+    shared = 0
+    for text in (row.tenant_id, row.type, row.model, row.price_version):
+        found = cache.get(text) if type(text) is str else None
+        if found is None:
+            found = _json_size(text)
+            if type(text) is str:
+                cache[text] = found
+        shared += found
+    return (
+        _ROW_OVERHEAD
+        + shared
+        + _json_size(row.event_id)
+        + _instant_size(row.timestamp)
+        + _json_size(row.queries)
+        + _json_size(row.input_tokens)
+        + _json_size(row.output_tokens)
+        + _json_size(row.bytes)
+        + _json_size(str(row.cost_usd))
+        + _instant_size(row.accepted_at)
+    )
+
+
+def _json_size(value: object) -> int:
+    """``len(json.dumps(value))``."""
+    if type(value) is str:
+        return len(value) + 2 if _PLAIN.fullmatch(value) else len(json.dumps(value))
+    if type(value) is int:
+        return len(int.__repr__(value))
+    return len(json.dumps(value))
+
+
+def _instant_size(value: datetime) -> int:
+    """``len(json.dumps(iso(value)))``: a UTC instant of a four-digit year is 2025-11-03T12:00:00Z,
+    with .mmm before the Z when it has a fraction of a second."""
+    if type(value) is datetime and value.tzinfo is UTC and value.year >= 1000:
+        return 26 if value.microsecond else 22
+    return len(iso(value)) + 2
 
 
 def encode_row(row: StoredEvent) -> dict[str, Any]:

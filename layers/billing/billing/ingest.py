@@ -29,7 +29,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from operator import attrgetter
 from typing import Any, Protocol
 
 from billing.errors import (
@@ -56,11 +56,12 @@ from billing.observability import logger
 from billing.periods import Month, iso, parse_instant
 from billing.plans import PlanCatalog
 from billing.pricing import NoPriceVersion, PriceBook, UnknownModel
-from billing.quotas import admit_queries, quota_limit
+from billing.quotas import admit_queries, quota_schedule
 from billing.tenants import PLATFORM, Principal, Tenant, TenantStore
 
 __all__ = ["PLATFORM", "IngestResult", "IngestService", "Principal"]
 
+_ARRIVAL = attrgetter("timestamp", "event_id")  # the (timestamp, event_id) order of admission
 QUOTA_ATTEMPTS = 50  # counter transactions per chunk; each failed one means the counter moved
 # Longer than the ingest Lambda timeout (30 s): a live batch's claims are never taken over.
 CLAIM_LEASE_SECONDS = 90
@@ -146,6 +147,7 @@ class IngestService:
             time.time
         )  # leases are wall-clock (Lambda timeouts), not billing time
         self.clock = clock or (lambda: datetime.now(UTC))
+        self._expiries: dict[tuple[Month, int], int] = {}  # (month, retention days) -> claim expiry
 
     # ------------------------------------------------------------------------------------------
     def ingest(self, events: Sequence[UsageEvent], principal: Principal | None = None) -> IngestResult:
@@ -285,9 +287,10 @@ class IngestService:
                 details=[{"field": "tenant_id", "tenant_id": t, "reason": "suspended"} for t in suspended],
             )
         refused = []
+        bounds = {t: (tenant.canceled_at, tenant.first_plan_at()) for t, tenant in tenants.items()}
         for index, event in enumerate(events):
             tenant = tenants[event.tenant_id]
-            canceled_at, first_plan_at = tenant.canceled_at, tenant.first_plan_at()
+            canceled_at, first_plan_at = bounds[event.tenant_id]
             if canceled_at is not None and event.timestamp >= canceled_at:
                 refused.append(
                     {
@@ -327,8 +330,13 @@ class IngestService:
         return tenants
 
     def _claim_expiry(self, event: UsageEvent) -> int:
-        end = Month.of(event.timestamp).end + timedelta(days=self.dedup_retention_days)
-        return int(end.timestamp())
+        month = Month.of(event.timestamp)
+        key = (month, self.dedup_retention_days)
+        found = self._expiries.get(key)
+        if found is None:
+            end = month.end + timedelta(days=self.dedup_retention_days)
+            found = self._expiries[key] = int(end.timestamp())
+        return found
 
     def _quota_error(self, result: IngestResult) -> QuotaExceeded:
         quota = result.quota or {}
@@ -497,12 +505,10 @@ class _Batch:
         groups: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
         for event in self.events:
             if event.queries:
-                groups[(event.tenant_id, str(Month.of(event.timestamp)))].append(event)
+                groups[(event.tenant_id, _month_text(event.timestamp))].append(event)
         rejected: list[UsageEvent] = []
         for (tenant_id, month), group in sorted(groups.items()):
-            rejected += self._claim_queries(
-                tenant_id, month, sorted(group, key=lambda e: (e.timestamp, e.event_id))
-            )
+            rejected += self._claim_queries(tenant_id, month, sorted(group, key=_ARRIVAL))
         self._claim_plain([e for e in self.events if not e.queries] + self.moved)
         return rejected
 
@@ -525,7 +531,7 @@ class _Batch:
         return keep
 
     def _claim_queries(self, tenant_id: str, month: str, ordered: list[UsageEvent]) -> list[UsageEvent]:
-        limit_at = partial(quota_limit, self.tenants[tenant_id], self.s.catalog)
+        limit_at = quota_schedule(self.tenants[tenant_id], self.s.catalog)
         month_end = Month.parse(month).end
         counter_expires = int((month_end + timedelta(days=self.s.dedup_retention_days)).timestamp())
         used, limit = 0, None  # ``used``: the counter as last seen (a guess until a refusal tells)
@@ -673,6 +679,17 @@ class _Batch:
             logger.warning(
                 "could not give up the claims of a failed batch", extra={"batch_id": self.batch_id}
             )
+
+
+def _month_text(instant: datetime) -> str:
+    month = Month.of(instant)
+    found = _MONTH_TEXT.get(month)
+    if found is None:
+        found = _MONTH_TEXT[month] = str(month)
+    return found
+
+
+_MONTH_TEXT: dict[Month, str] = {}  # str(Month) of the months ingest has seen
 
 
 def _max_used(admitted: Sequence[UsageEvent], limit_at: Callable[[datetime], int | None]) -> int | None:

@@ -8,11 +8,12 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_UP, Decimal, localcontext
+from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
 NANO = Decimal("0.000000001")
+_PREC60 = Context(prec=60)  # the default context's traps, 60 digits
 
 
 def D(value: object) -> Decimal:
@@ -30,9 +31,7 @@ def reject_float(value: object) -> object:
 
 
 def round_event_cost(amount: Decimal) -> Decimal:
-    with localcontext() as ctx:
-        ctx.prec = 60
-        return amount.quantize(NANO, rounding=ROUND_HALF_UP)
+    return amount.quantize(NANO, rounding=ROUND_HALF_UP, context=_PREC60)
 
 
 # ISO 4217 minor-unit exponents that differ from 2 (Stripe's zero-decimal and three-decimal currencies).

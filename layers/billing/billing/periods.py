@@ -100,8 +100,15 @@ class Month:
 
     @classmethod
     def of(cls, dt: datetime) -> Month:
-        dt = utc(dt)
-        return cls(dt.year, dt.month)
+        if dt.tzinfo is not UTC:
+            dt = utc(dt)
+        if cls is not Month:
+            return cls(dt.year, dt.month)
+        key = (dt.year, dt.month)
+        found = _MONTHS.get(key)
+        if found is None:  # months are immutable values: one instance each serves every caller
+            found = _MONTHS[key] = Month(dt.year, dt.month)
+        return found
 
     @property
     def start(self) -> datetime:
@@ -131,3 +138,6 @@ class Month:
 
     def __str__(self) -> str:
         return f"{self.year:04d}-{self.month:02d}"
+
+
+_MONTHS: dict[tuple[int, int], Month] = {}  # Month.of's instances

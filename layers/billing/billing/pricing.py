@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal, localcontext
+from decimal import Context, Decimal, Inexact, InvalidOperation, localcontext
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from billing.periods import iso, parse_instant
 
 MILLION = Decimal(1_000_000)
 GIGABYTE = Decimal(1_000_000_000)
+# Arithmetic that must be exact: any rounding raises Inexact (and the exact-by-definition path is taken).
+_EXACT = Context(prec=60, traps=[Inexact, InvalidOperation])
 
 
 class ModelPrice(BaseModel):
@@ -60,12 +62,44 @@ class NoPriceVersion(ValueError):
     pass
 
 
+@dataclass(frozen=True)
+class _Folded:
+    """A version's prices with the markup and the unit folded in: USD per input token, per output
+    token (by model) and per byte, each exact."""
+
+    per_token: dict[str, tuple[Decimal, Decimal]]
+    per_byte: Decimal
+
+    @classmethod
+    def of(cls, version: PriceVersion) -> _Folded | None:
+        """None when a folded price is not exact in 60 digits (then every cost takes ``_cost``)."""
+        try:
+            factor = _EXACT.add(1, version.markup)
+            per_token = {
+                model: (
+                    _EXACT.divide(_EXACT.multiply(price.input_per_1m, factor), MILLION),
+                    _EXACT.divide(_EXACT.multiply(price.output_per_1m, factor), MILLION),
+                )
+                for model, price in version.models.items()
+            }
+            return cls(per_token, _EXACT.divide(_EXACT.multiply(version.storage_per_gb, factor), GIGABYTE))
+        except (Inexact, InvalidOperation):
+            return None
+
+
 class PriceBook:
+    """Invariant: ``cost`` is the formula of ``_cost`` (provider cost plus markup, rounded half-up to
+    nanodollars once). Its fast path multiplies the counts by the folded prices of ``_Folded``: in
+    exact arithmetic that is the same number, so it is taken only while every step is exact (60
+    digits, Inexact trapped), and the same rounding then gives the same Decimal."""
+
     def __init__(self, versions: list[PriceVersion]):
         if not versions:
             raise ValueError("a price book needs at least one version")
         self.versions = sorted(versions, key=lambda v: v.effective_from)
         self._starts = [v.effective_from for v in self.versions]
+        self._folded = [_Folded.of(v) for v in self.versions]
+        self._ids = [v.version_id for v in self.versions]
 
     @classmethod
     def load(cls, path: Path | str) -> PriceBook:
@@ -83,7 +117,26 @@ class PriceBook:
         return self.versions[index]
 
     def cost(self, event: UsageEvent) -> EventCost:
-        with localcontext() as ctx:
+        index = bisect.bisect_right(self._starts, event.timestamp) - 1
+        folded = self._folded[index] if index >= 0 else None
+        if folded is not None:
+            rates = folded.per_token.get(event.model or "")
+            tokens = event.input_tokens or event.output_tokens or event.model
+            if rates is not None or not tokens:
+                try:
+                    amount = _EXACT.multiply(folded.per_byte, event.bytes)
+                    if tokens and rates is not None:
+                        amount = _EXACT.add(
+                            amount,
+                            _EXACT.add(
+                                _EXACT.multiply(rates[0], event.input_tokens),
+                                _EXACT.multiply(rates[1], event.output_tokens),
+                            ),
+                        )
+                    return EventCost(round_event_cost(amount), self._ids[index])
+                except (Inexact, InvalidOperation):
+                    pass
+        with localcontext() as ctx:  # unknown model, no version, or not exact: the formula itself
             ctx.prec = 60
             return self._cost(event)
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any, Protocol
 
 from billing.events import UsageEvent
@@ -24,6 +26,22 @@ def quota_limit(tenant: Tenant, catalog: PlanCatalog, instant: datetime) -> Limi
     return catalog.get(plan_id).query_quota
 
 
+def quota_schedule(tenant: Tenant, catalog: PlanCatalog) -> Callable[[datetime], Limit]:
+    """``quota_limit(tenant, catalog, instant)`` for many instants: the plan history is sorted once
+    and the plan in force found by bisection (the last assignment effective at or before the instant,
+    as ``Tenant.plan_at`` takes it), so each answer is ``quota_limit``'s."""
+    plans = tenant.sorted_plans()
+    starts = [p.effective_at for p in plans]
+
+    def limit_at(instant: datetime) -> Limit:
+        index = bisect.bisect_right(starts, instant)
+        if index == 0:
+            return tenant.query_quota
+        return catalog.get(plans[index - 1].plan).query_quota
+
+    return limit_at
+
+
 @dataclass(frozen=True)
 class Admission:
     admitted: list[UsageEvent]
@@ -40,7 +58,7 @@ def admit_queries(
     admitted: list[UsageEvent] = []
     rejected: list[UsageEvent] = []
     last_limit: Limit = None
-    for event in sorted(queries, key=lambda e: (e.timestamp, e.event_id)):
+    for event in sorted(queries, key=attrgetter("timestamp", "event_id")):
         limit = limit_at(event.timestamp)
         if limit is None or used < limit:
             admitted.append(event)
