@@ -211,6 +211,15 @@ class MemoryTenants:
         self._records[tenant.id] = self._stored(tenant, tenant.version + 1)
         return tenant.model_copy(update={"version": tenant.version + 1})
 
+    def link_stripe_customer(self, tenant_id: str, customer_id: str) -> str | None:
+        current = self._records.get(tenant_id)
+        if current is None:
+            return None
+        if current.stripe_customer_id is None:
+            linked = current.model_copy(update={"stripe_customer_id": customer_id})
+            self._records[tenant_id] = self._stored(linked, current.version + 1)
+        return self._records[tenant_id].stripe_customer_id
+
 
 class MemoryPeriods:
     """Month closes: the first ``close`` of a month records its watermark, later ones return it."""

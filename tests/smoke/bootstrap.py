@@ -52,6 +52,39 @@ class Context:
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
+_EXPRESSION_WORDS = {
+    "SET",
+    "ADD",
+    "REMOVE",
+    "DELETE",
+    "AND",
+    "OR",
+    "NOT",
+    "IN",
+    "BETWEEN",
+    "if_not_exists",
+    "attribute_exists",
+    "attribute_not_exists",
+    "attribute_type",
+    "begins_with",
+    "contains",
+    "size",
+    "list_append",
+}
+
+
+def _attributes(params):
+    """The top-level attribute names a write accesses (IAM's dynamodb:Attributes): the key, the item,
+    and every name its expressions use (placeholders resolved)."""
+    found = set(params.get("Key", {})) | set(params.get("Item", {}))
+    found |= {name.split(".")[0] for name in params.get("ExpressionAttributeNames", {}).values()}
+    for key in ("UpdateExpression", "ConditionExpression"):
+        for word in re.findall(r"(?<![:#\w])[A-Za-z_][A-Za-z0-9_]*", params.get(key, "")):
+            if word not in _EXPRESSION_WORDS:
+                found.add(word)
+    return sorted(found)
+
+
 def _record_aws_calls(calls):
     """Every AWS API call the handler makes (service, operation, the resources it names), so the
     test can check each one against the function's IAM role from the translated template. Installed
@@ -79,6 +112,9 @@ def _record_aws_calls(calls):
         condition = re.match(r"\s*#?\w+\s*=\s*(:\w+)", params.get("KeyConditionExpression", ""))
         if condition and "Key" not in names:  # a Query: the partition key value it names
             names["Key"] = next(iter(params["ExpressionAttributeValues"][condition.group(1)].values()))
+        if service == "dynamodb" and operation in ("PutItem", "UpdateItem"):
+            names["Attributes"] = _attributes(params)
+            names["ReturnValues"] = params.get("ReturnValues", "NONE")
         return {"service": service, "operation": operation, **names}
 
     def recording(self, operation_name, api_params):

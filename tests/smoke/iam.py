@@ -1,9 +1,10 @@
 """Is an AWS call a function made allowed by its role? The role is the one aws-sam-translator
 generates from template.yaml (tests/infra/translated.py), its intrinsics resolved against the
 smoke stack; the call is what tests/smoke/bootstrap.py recorded. Only what the template uses is
-modelled: Allow statements, exact actions, resource ARNs with wildcards, and the
-ForAllValues:StringLike dynamodb:LeadingKeys condition (on the partition key value of an item's
-key, a put item's first attribute or a query's key condition)."""
+modelled: Allow statements, exact actions, resource ARNs with wildcards, and the conditions
+ForAllValues:StringLike dynamodb:LeadingKeys (on the partition key value of an item's key, a put item's
+first attribute or a query's key condition), ForAllValues:StringEquals dynamodb:Attributes (the
+attribute names a write touches) and StringEqualsIfExists dynamodb:ReturnValues."""
 
 from __future__ import annotations
 
@@ -72,7 +73,15 @@ def _matches(statement: dict[str, Any], action: str, arn: str, call: dict[str, A
         return False
     for operator, conditions in statement.get("Condition", {}).items():
         for key, patterns in conditions.items():
-            assert (operator, key) == ("ForAllValues:StringLike", "dynamodb:LeadingKeys"), (operator, key)
-            if not any(fnmatchcase(str(call.get("Key", "")), pattern) for pattern in _listed(patterns)):
-                return False
+            if (operator, key) == ("ForAllValues:StringLike", "dynamodb:LeadingKeys"):
+                if not any(fnmatchcase(str(call.get("Key", "")), p) for p in _listed(patterns)):
+                    return False
+            elif (operator, key) == ("ForAllValues:StringEquals", "dynamodb:Attributes"):
+                if not set(call.get("Attributes", [])) <= set(_listed(patterns)):
+                    return False
+            elif (operator, key) == ("StringEqualsIfExists", "dynamodb:ReturnValues"):
+                if call.get("ReturnValues", "NONE") not in _listed(patterns):
+                    return False
+            else:
+                raise AssertionError(f"no IAM model for the condition {operator} {key}")
     return True

@@ -94,6 +94,11 @@ class TenantStore(Protocol):
 
     def save(self, tenant: Tenant) -> Tenant: ...
 
+    def link_stripe_customer(self, tenant_id: str, customer_id: str) -> str | None:
+        """Store the tenant's Stripe customer id unless one is stored already, touching nothing else
+        in the record; returns the id stored afterwards (the first link wins), None if no such tenant."""
+        ...
+
 
 def unknown_tenant(tenant_ids: Iterable[str]) -> NotFound:
     """The one "unknown tenant" error (404), naming each id."""

@@ -66,6 +66,23 @@ class TenantRepository:
         )
         return tenant.model_copy(update={"version": tenant.version + 1})
 
+    def link_stripe_customer(self, tenant_id: str, customer_id: str) -> str | None:
+        """One conditional update of ``stripe_customer_id`` (and the version, so a stale optimistic save
+        fails): the only attributes the invoicing role may write (an IAM dynamodb:Attributes condition)."""
+        linked = write_if(
+            self.client.update_item,
+            TableName=self.table,
+            Key={"tenant_id": {"S": tenant_id}},
+            UpdateExpression="SET #c = :c ADD version :one",
+            ConditionExpression="attribute_exists(tenant_id) AND (attribute_not_exists(#c) OR #c = :c)",
+            ExpressionAttributeNames={"#c": "stripe_customer_id"},
+            ExpressionAttributeValues={":c": {"S": customer_id}, ":one": {"N": "1"}},
+        )
+        if linked:
+            return customer_id
+        tenant = self.get(tenant_id)
+        return None if tenant is None else tenant.stripe_customer_id
+
     def record_payment_method(self, tenant_id: str, payment_method_id: str | None, at: datetime) -> bool:
         """Mirror the default payment method as of ``at``, unless a newer one is stored (one
         conditional update; the version moves so an optimistic save of a stale copy fails)."""

@@ -355,20 +355,13 @@ class InvoicingService:
         else:
             created = self.gateway.create_customer(draft)
             customer_id, new = created.id, not created.replayed
-        for _ in range(5):
-            if tenant.stripe_customer_id:
-                return tenant.stripe_customer_id, False
-            try:
-                self.tenants.save(tenant.model_copy(update={"stripe_customer_id": customer_id}))
-                logger.info(
-                    "stripe customer linked", extra={"tenant_id": tenant.id, "customer_id": customer_id}
-                )
-                return customer_id, new
-            except Exception as exc:
-                if not self.is_conflict(exc):
-                    raise
-                tenant = self.tenant(tenant_id)
-        raise Conflict(f"tenant {tenant_id} is being changed concurrently; retry")
+        linked = self.tenants.link_stripe_customer(tenant.id, customer_id)
+        if linked is None:
+            raise unknown_tenant([tenant_id])
+        if linked != customer_id:
+            return linked, False  # a concurrent job linked its customer first: that one is the tenant's
+        logger.info("stripe customer linked", extra={"tenant_id": tenant.id, "customer_id": customer_id})
+        return customer_id, new
 
     def tenant(self, tenant_id: str) -> Tenant:
         tenant = self.tenants.get(tenant_id)
