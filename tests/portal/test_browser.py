@@ -116,6 +116,35 @@ def test_choosing_the_previous_month_swaps_the_page_through_the_json_route(site,
     assert page.text_content("#total") == usd(october.total)
 
 
+def test_the_prepaid_credit_left_is_shown_and_pays_the_preview(site, page):
+    from decimal import Decimal
+
+    from billing.tenant_service import CreditGrantRequest
+
+    # Given acme holds a 25.00 grant expiring in January (and the preview owes more than that)
+    request = CreditGrantRequest(
+        grant_id="welcome", amount=Decimal("25.00"), granted_at="2025-11-01T00:00:00Z",
+        expires_at="2026-01-01T00:00:00Z",
+    )  # fmt: skip
+    container.tenant_service().grant_credit("acme", request)
+    statement, _ = container.billing_cycle().statement("acme", Month.parse("2025-11"))
+    (credit,) = [line for line in statement.lines if line.kind == "credit"]
+    assert credit.amount == Decimal("-25.00") and statement.total > 0
+    # When acme opens its link
+    page.goto(link(site, "acme"))
+    # Then the card shows the credit left (no statement issued has used any) and when it expires
+    assert page.text_content("#credit-left") == "$25.00"
+    assert page.text_content("#credit-note").startswith("1 active grant; the next expires 01 Jan 2026")
+    assert page.locator("#credit-left").is_visible()
+    # And the preview's credit line and total are the statement's
+    row = page.locator('#lines tr[data-line="credit:welcome"]')
+    assert row.locator("td[data-amount]").text_content() == "-$25.00"
+    assert page.text_content("#total") == usd(statement.total)
+    # And on a phone the cards still fit the screen
+    page.set_viewport_size({"width": 375, "height": 800})
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 375
+
+
 def test_an_expired_or_altered_token_gets_403_and_shows_nothing(site, page, clock):
     from datetime import timedelta
 

@@ -189,3 +189,56 @@ def test_page_headers_keep_the_token_private_and_load_nothing_external(portal):
     assert not re.search(
         r'(src|href)="(https?:)?//', response["body"].replace('href="https://invoice.stripe.com', "")
     )
+
+
+def test_the_page_shows_the_prepaid_credit_left_as_the_status_api(portal, lambda_context, clock):
+    from billing.periods import parse_instant
+    from billing.tenant_service import CreditGrantRequest
+
+    # Given acme holds two grants from September: 10.00 (burns first) and 500.00 expiring in January
+    service = container.tenant_service()
+    for grant_id, amount, priority, expires in (
+        ("first", "10.00", 0, None),
+        ("big", "500.00", 1, "2026-01-01T00:00:00Z"),
+    ):
+        service.grant_credit(
+            "acme",
+            CreditGrantRequest(grant_id=grant_id, amount=Decimal(amount), priority=priority,
+                               granted_at="2025-09-01T00:00:00Z", expires_at=expires),
+        )  # fmt: skip
+    # And October is closed: its statement burns the credits it is paid with
+    clock(parse_instant("2025-11-01T00:20:00Z"))
+    october = container.billing_cycle().close(Month.parse("2025-10")).statements[0]
+    clock(parse_instant("2025-11-20T15:30:00Z"))
+    owed = sum((line.amount for line in october.lines if line.kind != "credit"), Decimal(0))
+    assert october.total == 0 and 10 < owed < 510
+    # When acme opens its page
+    token = portal.token("acme")
+    data = json.loads(portal.data(token)["body"])
+    # Then the balance is what October left (510.00 less what it burnt), as the status API says
+    left = Decimal("510.00") - owed
+    assert data["credits"]["balance"] == {"usd": f"{left:.2f}"}
+    status = load_handler("tenant_status").handler(
+        api_event("", path="/v1/tenants/acme/status", method="GET", path_parameters={"tenant_id": "acme"}),
+        lambda_context,
+    )
+    assert json.loads(status["body"])["credits"] == data["credits"]
+    html = portal.page(token)["body"]
+    assert f'id="credit-left" data-amounts="usd:{left:.2f}">${left:,.2f}</p>' in html
+    assert "1 active grant; the next expires 01 Jan 2026, 00:00 UTC" in html
+    # And November's preview is paid from that balance exactly as the statements route says
+    assert data["statement"] == statement_route("acme", "2025-11", lambda_context)["statement"]
+    assert data["statement"]["total"] == "0.00"
+    assert any(line["line_id"] == "credit:big" for line in data["statement"]["lines"])
+    # And a tenant holding no grants gets no credit card
+    other = portal.token("globex")
+    assert json.loads(portal.data(other)["body"])["credits"] is None
+    assert "credit-left" not in portal.page(other)["body"]
+
+
+def test_money_is_shown_in_the_statements_currency():
+    from billing.portal_page import money
+
+    assert money(Decimal("-1234.50"), "usd") == "-$1,234.50"
+    assert money(Decimal("1230"), "jpy") == "1,230 JPY"
+    assert money(Decimal("1.235"), "kwd") == "1.235 KWD"

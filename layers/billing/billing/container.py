@@ -542,6 +542,7 @@ def portal_service() -> PortalService:
         quota=ledger(),
         invoices=invoice_records(),
         clock=clock(),
+        credits=credit_book(),
     )
 
 

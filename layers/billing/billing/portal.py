@@ -8,6 +8,8 @@ Invariants:
 - the statement shown is the one ``GET /v1/tenants/{id}/statements/{month}`` returns (the same
   close/preview service is asked; nothing is re-rated here), so the page's total is what is invoiced.
 - per-day and per-model figures come from the ``usage_daily`` rollup (never a scan of raw events).
+- the prepaid-credit balance is the one the status API shows (``CreditBook.summary``: unexpired
+  grants less the burns of issued statements), shown only to a tenant that holds grants.
 - every instant shown is UTC.
 """
 
@@ -167,6 +169,12 @@ class QuotaCounter(Protocol):
     def quota_used(self, tenant_id: str, month: str) -> tuple[int, int | None]: ...
 
 
+class CreditSummaries(Protocol):
+    def summary(self, tenant_id: str, now: datetime) -> dict[str, Any]:
+        """``{"balance": {currency: amount}, "grants": [...]}`` (billing.credits.CreditBook)."""
+        ...
+
+
 class InvoiceLookup(Protocol):
     def for_tenant(self, tenant_id: str, months: Sequence[str]) -> Sequence[Any]:
         """The invoice records (billing.invoicing.InvoiceRecord) of these months that exist."""
@@ -220,6 +228,7 @@ class PortalView:
     quota: Quota
     payment_status: str
     open_invoices: list[OpenInvoice] = field(default_factory=list)
+    credits: dict[str, Any] | None = None  # the credit summary; None: the tenant holds no grants
 
     @property
     def total(self) -> Decimal:
@@ -260,6 +269,7 @@ class PortalView:
             "quota": self.quota.to_json(),
             "payment_status": self.payment_status,
             "open_invoices": [i.to_json() for i in self.open_invoices],
+            "credits": self.credits,
         }
 
 
@@ -280,6 +290,7 @@ class PortalService:
         quota: QuotaCounter,
         invoices: InvoiceLookup,
         clock: Callable[[], datetime],
+        credits: CreditSummaries | None = None,
     ):
         self.tenants = tenants
         self.catalog = catalog
@@ -288,6 +299,7 @@ class PortalService:
         self.quota = quota
         self.invoices = invoices
         self.clock = clock
+        self.credits = credits
 
     def tenant(self, tenant_id: str) -> Tenant:
         tenant = self.tenants.get(tenant_id)
@@ -334,6 +346,7 @@ class PortalService:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal") as pool:
             used_later = pool.submit(self.quota.quota_used, tenant_id, str(month))
             invoices_later = pool.submit(self._open_invoices, tenant.id, months)
+            credits_later = pool.submit(self._credits, tenant.id, now)
             try:
                 statement: Statement | None
                 statement, stored = self.statements(tenant_id, month)
@@ -343,6 +356,7 @@ class PortalService:
             rollup = self.rollups.month(tenant_id, month, until)
             used, _ = used_later.result()
             open_invoices = invoices_later.result()
+            credits = credits_later.result()
         at = now if month.contains(now) else month.end - timedelta(milliseconds=1)
         quota = Quota(used=used, limit=quota_limit(tenant, self.catalog, at), resets_at=month.end)
         return PortalView(
@@ -357,7 +371,14 @@ class PortalService:
             quota=quota,
             payment_status=tenant.payment_status,
             open_invoices=open_invoices,
+            credits=credits,
         )
+
+    def _credits(self, tenant_id: str, now: datetime) -> dict[str, Any] | None:
+        if self.credits is None:
+            return None
+        summary = self.credits.summary(tenant_id, now)
+        return summary if summary["grants"] else None
 
     def _open_invoices(self, tenant_id: str, months: Sequence[Month]) -> list[OpenInvoice]:
         out = []

@@ -181,6 +181,7 @@ def _cards(view: PortalView) -> str:
         )
     short, explanation, css = STANDING.get(view.payment_status, (view.payment_status, "", "warn"))
     current = view.month.contains(view.generated_at)
+    currency = view.statement.currency if view.statement is not None else "usd"
     if view.stored:
         label, kind = (
             "Total invoiced",
@@ -193,7 +194,7 @@ def _cards(view: PortalView) -> str:
     return (
         '<section class="cards" aria-label="Summary">'
         f'<div class="card"><p class="label">{label}</p>'
-        f'<p class="value" id="total" data-amount="{view.total:.2f}">{usd(view.total)}</p>'
+        f'<p class="value" id="total" data-amount="{view.total:.2f}">{money(view.total, currency)}</p>'
         f'<p class="note">{kind}</p></div>'
         f'<div class="card"><p class="label">Queries in {escape(month_name(view.month))}</p>'
         f'<p class="value" id="queries">{count(queries)}</p></div>'
@@ -202,7 +203,35 @@ def _cards(view: PortalView) -> str:
         f'<div class="card"><p class="label">Payment standing</p>'
         f'<p class="value {css}" id="standing" data-status="{escape(view.payment_status)}">'
         f'{escape(short)}</p><p class="note">{escape(explanation)}</p></div>'
-        "</section>"
+        f"{_credit_card(view)}</section>"
+    )
+
+
+def money(amount: Decimal, currency: str) -> str:
+    """USD as ``usd`` shows it; another currency as the statement has it (its own decimals: rounded
+    once already) with its code (1,230 JPY)."""
+    return usd(amount) if currency == "usd" else f"{amount:,} {currency.upper()}"
+
+
+def _credit_card(view: PortalView) -> str:
+    """The prepaid credit still usable (unexpired grants less what issued statements used), for a
+    tenant holding grants."""
+    summary = view.credits
+    if not summary:
+        return ""
+    grants = summary["grants"]
+    balance = {c: Decimal(v) for c, v in summary["balance"].items()} or {grants[0]["currency"]: Decimal(0)}
+    value = " + ".join(money(v, c) for c, v in balance.items())
+    active = [g for g in grants if not g["expired"] and Decimal(g["remaining"]) > 0]
+    expiries = sorted(g["expires_at"] for g in active if g["expires_at"])
+    note = f"{len(active)} active grant{'' if len(active) == 1 else 's'}"
+    if expiries:
+        note += f"; the next expires {utc_text(datetime.fromisoformat(expiries[0]))}"
+    amounts = ",".join(f"{c}:{v}" for c, v in balance.items())
+    return (
+        '<div class="card"><p class="label">Prepaid credit left</p>'
+        f'<p class="value" id="credit-left" data-amounts="{escape(amounts)}">{escape(value)}</p>'
+        f'<p class="note" id="credit-note">{escape(note)}. Issued statements already deducted.</p></div>'
     )
 
 
@@ -218,8 +247,8 @@ def _statement(view: PortalView) -> str:
             else ""
         )
         + f'</td><td class="num qty">{count(line.quantity)}</td>'
-        f'<td class="num unit">{"" if line.unit_price is None else escape(_unit_price(line.unit_price))}</td>'
-        f'<td class="num" data-amount="{line.amount:.2f}">{usd(line.amount)}</td></tr>'
+        f'<td class="num unit">{"" if line.unit_price is None else escape(_unit_price(line.unit_price, s.currency))}</td>'
+        f'<td class="num" data-amount="{line.amount:.2f}">{money(line.amount, s.currency)}</td></tr>'
         for line in s.lines
     )
     what = (
@@ -235,15 +264,17 @@ def _statement(view: PortalView) -> str:
         '<th scope="col">Line</th><th scope="col" class="num">Quantity</th>'
         '<th scope="col" class="num unit">Unit price</th><th scope="col" class="num">Amount</th></tr></thead>'
         f"<tbody>{rows}</tbody>"
-        f'<tfoot><tr><td colspan="3" class="qty">Total</td><td class="num" id="lines-total">{usd(s.total)}</td></tr></tfoot>'
+        f'<tfoot><tr><td colspan="3" class="qty">Total</td><td class="num" id="lines-total">{money(s.total, s.currency)}</td></tr></tfoot>'
         "</table></div>"
         f'<p><a class="button" id="csv" download="{escape(view.csv_filename())}" '
         f'href="data:text/csv;charset=utf-8;base64,{csv}">Download the lines as CSV</a></p>'
     )
 
 
-def _unit_price(price: Decimal) -> str:
+def _unit_price(price: Decimal, currency: str = "usd") -> str:
     text = f"{price.normalize():f}"
+    if currency != "usd":
+        return f"{text} {currency.upper()}"
     if "." in text and len(text.split(".")[1]) < 2:
         text = f"{price:.2f}"
     return f"${text}"
