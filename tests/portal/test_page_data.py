@@ -153,6 +153,33 @@ def test_quota_standing_and_open_invoices(portal):
     assert "Payment overdue" in html and "$35.12" in html
 
 
+@pytest.mark.parametrize(
+    ("currency", "minor", "json_amount", "shown"),
+    [("jpy", 3512, "3512", "3,512 JPY"), ("kwd", 3512, "3.512", "3.512 KWD")],
+)
+def test_an_open_invoice_is_shown_in_its_currencys_minor_units(portal, currency, minor, json_amount, shown):
+    # Given an open invoice in a currency without cents (Stripe's amount: 3512 yen, or 3.512 dinars)
+    container.invoice_records().save(
+        InvoiceRecord(
+            tenant_id="acme",
+            month="2025-10",
+            statement_id="acme:2025-10",
+            state="sent",
+            total_cents=minor,
+            currency=currency,
+            invoice_id="in_jp",
+            invoice_status="open",
+            stripe_total=minor,
+        )
+    )
+    # When the page and its data are read
+    token = portal.token("acme")
+    (invoice,) = json.loads(portal.data(token)["body"])["open_invoices"]
+    # Then the amount is Stripe's minor units at the currency's exponent, not divided by 100
+    assert (invoice["amount"], invoice["currency"]) == (json_amount, currency)
+    assert f"{shown} (open)" in portal.page(token)["body"]
+
+
 def test_a_month_not_on_the_page_is_a_400_naming_month(portal):
     token = portal.token("acme")
     for month in ("2025-13", "2025-12", "2025-08", "last"):

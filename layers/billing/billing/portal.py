@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from billing.errors import Forbidden, InvalidRequest, NotFound
+from billing.money import exponent, fmt_minor
 from billing.periods import Month, iso, utc
 from billing.plans import PlanCatalog
 from billing.quotas import Limit, quota_limit
@@ -197,9 +198,13 @@ class OpenInvoice:
     invoice_id: str
     number: str | None
     status: str
-    amount_cents: int
+    amount_cents: int  # Stripe's integer amount: minor units of ``currency`` (cents, yen, fils)
     currency: str
     hosted_invoice_url: str | None
+
+    @property
+    def amount(self) -> Decimal:
+        return Decimal(self.amount_cents).scaleb(-exponent(self.currency))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -207,7 +212,7 @@ class OpenInvoice:
             "invoice_id": self.invoice_id,
             "number": self.number,
             "status": self.status,
-            "amount": f"{Decimal(self.amount_cents) / 100:.2f}",
+            "amount": fmt_minor(self.amount, self.currency),
             "currency": self.currency,
             "hosted_invoice_url": self.hosted_invoice_url,
         }

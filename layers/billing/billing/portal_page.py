@@ -303,7 +303,7 @@ def _invoices(view: PortalView) -> str:
     items = []
     for inv in view.open_invoices:
         label = f"Invoice {inv.number or inv.invoice_id} for {month_name(Month.parse(inv.month))}"
-        amount = usd(Decimal(inv.amount_cents) / 100)
+        amount = money(inv.amount, inv.currency)
         url = inv.hosted_invoice_url or ""
         link = (
             f'<a href="{escape(url)}" target="_blank" rel="noopener noreferrer">View and pay {escape(label)}</a>'
