@@ -93,7 +93,7 @@ class Charge(BaseModel):
 
 # Keys added after the first plan format: left out of the plan digest while at their defaults, so a
 # plan file without them digests (and rates) exactly as before.
-_LATER_KEYS = ("charges", "minimum_commitment", "currency")
+_LATER_KEYS = ("charges", "minimum_commitment", "currency", "usage_rate")
 
 
 class Plan(BaseModel):
@@ -108,8 +108,11 @@ class Plan(BaseModel):
     charges: list[Charge] = Field(default_factory=list)
     minimum_commitment: Decimal | None = Field(default=None, ge=0)  # per month, prorated like base_fee
     currency: str | None = Field(default=None, pattern=r"^[a-z]{3}$")  # None = the catalog's
+    # Units of the plan's currency per USD of event-time usage cost (the price book is in USD): the
+    # plan's fixed rate, so a statement stays reproducible. Required for a plan not in USD.
+    usage_rate: Decimal | None = Field(default=None, gt=0)
 
-    _no_float = field_validator("base_fee", "minimum_commitment", mode="before")(reject_float)
+    _no_float = field_validator("base_fee", "minimum_commitment", "usage_rate", mode="before")(reject_float)
 
     @model_validator(mode="after")
     def _tiers_ascending(self) -> Plan:
@@ -148,6 +151,25 @@ class PlanCatalog(BaseModel):
                         f"charge {c.id}: plans {first[4]} and {plan.id} give it different models, metrics or filters"
                     )
         return self
+
+    @model_validator(mode="after")
+    def _usage_in_the_plans_currency(self) -> PlanCatalog:
+        """Event-time usage cost is in USD: a plan in another currency says how many units a USD is."""
+        for plan in self.plans:
+            currency = plan.currency or self.currency
+            if currency != "usd" and plan.usage_rate is None:
+                raise ValueError(
+                    f"plan {plan.id}: usage_rate is required for a plan in {currency.upper()} "
+                    f"({currency.upper()} per USD of event-time usage cost, a quoted string)"
+                )
+            if currency == "usd" and plan.usage_rate not in (None, 1):
+                raise ValueError(f"plan {plan.id}: a USD plan's usage_rate can only be 1")
+        return self
+
+    def usage_rate_of(self, plan_id: str) -> Decimal:
+        """Plan-currency units per USD of event-time usage cost (1 for a USD plan)."""
+        rate = self.get(plan_id).usage_rate
+        return Decimal(1) if rate is None else rate
 
     @classmethod
     def load(cls, path: Path | str) -> PlanCatalog:

@@ -254,6 +254,7 @@ class Rater:
     ) -> list[StatementLine]:
         paid = sum((u for s, u in zip(segments, usages) if not s.trial), Usage())
         trial = sum((u for s, u in zip(segments, usages) if s.trial), Usage())
+        exact, rates = self._in_currency(segments, usages, currency)
         lines = [
             line(
                 currency,
@@ -261,10 +262,10 @@ class Rater:
                 kind="usage_cost",
                 plan=None,
                 description=f"Model and storage usage at event-time prices: {paid.events:,} events, "
-                f"{paid.tokens:,} tokens, {paid.cost_usd:f} USD",
+                f"{paid.tokens:,} tokens, {paid.cost_usd:f} USD{rates}",
                 quantity=Decimal(paid.events),
                 unit_price=None,
-                exact=paid.cost_usd,
+                exact=exact,
                 period_start=period[0],
                 period_end=period[1],
             )
@@ -287,6 +288,18 @@ class Rater:
             )
         return lines
 
+    def _in_currency(
+        self, segments: Sequence[Segment], usages: Sequence[Usage], currency: str
+    ) -> tuple[Decimal, str]:
+        """The paid segments' USD usage cost in the statement's currency, exactly (each segment at its
+        plan's ``usage_rate``), and the description's note of the rates ("" for USD)."""
+        if currency == "usd":
+            return sum((u.cost_usd for s, u in zip(segments, usages) if not s.trial), ZERO), ""
+        paid = [(s, u) for s, u in zip(segments, usages) if not s.trial]
+        exact = sum((u.cost_usd * self.catalog.usage_rate_of(s.plan) for s, u in paid), ZERO)
+        rates = " / ".join(f"{r:f}" for r in sorted({self.catalog.usage_rate_of(s.plan) for s, _ in paid}))
+        return exact, f" x {rates} {currency.upper()}/USD" if rates else ""
+
     def _adjustment_lines(self, tenant: Tenant, late: LateUsage, currency: str) -> list[StatementLine]:
         segments = self.segments(tenant, late.month)
         if len(late.segments) != len(segments):
@@ -308,6 +321,7 @@ class Rater:
                 tag, segments, late.billed_metered, late.metered, self._plan, currency
             )
         paid = sum((u for s, u in zip(segments, late.segments) if not s.trial), Usage())
+        exact, rates = self._in_currency(segments, late.segments, currency)
         if paid.events:
             lines.append(
                 line(
@@ -318,11 +332,11 @@ class Rater:
                     adjustment_month=tag,
                     description=(
                         f"Prior-period {tag} usage stored after its close: {paid.events:,} events, "
-                        f"{paid.tokens:,} tokens, {paid.cost_usd:f} USD"
+                        f"{paid.tokens:,} tokens, {paid.cost_usd:f} USD{rates}"
                     ),
                     quantity=Decimal(paid.events),
                     unit_price=None,
-                    exact=paid.cost_usd,
+                    exact=exact,
                     period_start=late.month.start,
                     period_end=late.month.end,
                 )
