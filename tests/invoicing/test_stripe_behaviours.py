@@ -189,3 +189,30 @@ def test_many_tenants_without_cards_are_each_sent_one_invoice(billing: Billing) 
     assert {o.state for o in outcomes} == {"sent"}
     for n in range(3):
         assert len(billing.stripe.invoices_for(f"t{n}")) == 1
+
+
+def test_a_statement_below_stripes_minimum_charge_is_carried_to_the_next_invoice(billing: Billing) -> None:
+    # Given acme (a card on file) owes 0.30 for October, under Stripe's 0.50 USD minimum charge
+    make_tenant("acme")
+    make_statement("acme", ["0.30"], month="2025-10")
+    # When October is invoiced
+    october = billing.service.invoice("acme", "2025-10")
+    # Then Stripe marked the invoice paid without charging it and moved the 30 cents to the customer's
+    # balance; the record says so instead of claiming a payment
+    (invoice,) = billing.stripe.invoices_for("acme")
+    assert (invoice["status"], invoice["total"], invoice["amount_paid"]) == ("paid", 30, 0)
+    assert billing.stripe.customer_for("acme")["balance"] == 30
+    assert october.state == "carried" and october.state in TERMINAL
+    record = billing.records.get("acme", "2025-10")
+    assert record.carried_to_balance == 30 and record.payment_succeeded is False
+    assert not [r for r in billing.stripe.requests if r.path.endswith("/pay")]
+
+    # When November's 49.99 is invoiced
+    make_statement("acme", ["49.99"], month="2025-11")
+    november = billing.service.invoice("acme", "2025-11")
+    # Then the invoice still totals our statement to the cent, and the charge collects both months
+    assert november.state == "paid"
+    invoice = billing.stripe.invoices_for("acme")[-1]
+    assert (invoice["total"], invoice["starting_balance"], invoice["amount_due"]) == (4999, 30, 5029)
+    assert invoice["amount_paid"] == 5029 and billing.stripe.customer_for("acme")["balance"] == 0
+    assert billing.records.get("acme", "2025-11").stripe_total == 4999

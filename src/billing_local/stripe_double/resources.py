@@ -11,6 +11,26 @@ from typing import Any
 from billing_local.stripe_double.core import DoubleCore
 from billing_local.stripe_double.faults import Decline, StripeApiError, _invalid, _missing
 
+# Stripe's minimum charge amounts (minor units) by currency; 50 for the rest here.
+MINIMUM_CHARGE = {
+    "usd": 50,
+    "eur": 50,
+    "gbp": 30,
+    "jpy": 50,
+    "cad": 50,
+    "aud": 50,
+    "chf": 50,
+    "nzd": 50,
+    "sgd": 50,
+    "brl": 50,
+    "dkk": 250,
+    "hkd": 400,
+    "mxn": 1000,
+    "nok": 300,
+    "pln": 200,
+    "sek": 300,
+}
+
 
 class Resources(DoubleCore):
     """The endpoints (each runs under the double's lock, called by ``DoubleCore._dispatch``)."""
@@ -145,6 +165,7 @@ class Resources(DoubleCore):
                 "test_clock": params.get("test_clock"),
                 "invoice_prefix": customer_id[-8:].upper().replace("_", "0"),
                 "next_invoice_sequence": 1,
+                "balance": 0,
             }
         )
         default = (params.get("invoice_settings") or {}).get("default_payment_method")
@@ -512,9 +533,36 @@ class Resources(DoubleCore):
         if invoice["collection_method"] == "send_invoice":
             invoice["due_date"] = now + 86400 * int(invoice["days_until_due"] or 0)
         customer["next_invoice_sequence"] += 1
+        # The customer's balance is applied at finalization (a debit carried from an earlier invoice
+        # is owed on this one; a credit lowers it), then Stripe's minimum charge rule.
+        balance = int(customer.get("balance") or 0)
+        due = max(invoice["total"] + balance, 0)
+        customer["balance"] = min(invoice["total"] + balance, 0)
+        invoice.update(
+            {
+                "starting_balance": balance,
+                "amount_due": due,
+                "amount_remaining": due,
+                "ending_balance": customer["balance"],
+            }
+        )
         self._emit("invoice.finalized", invoice, request)
-        if invoice["amount_due"] == 0:  # Stripe marks zero-due invoices paid on finalization
+        if due == 0:  # Stripe marks zero-due invoices paid on finalization
             self._mark_paid(invoice, now, request)
+        elif due < MINIMUM_CHARGE.get(invoice["currency"], 50):
+            # Below the minimum charge: marked paid, nothing charged, the amount due added to the
+            # customer's balance, which the next invoice's finalization applies.
+            customer["balance"] += due
+            invoice.update(
+                {
+                    "status": "paid",
+                    "amount_paid": 0,
+                    "amount_remaining": 0,
+                    "ending_balance": customer["balance"],
+                }
+            )
+            invoice["status_transitions"]["paid_at"] = now
+            self._emit("invoice.paid", invoice, request)
         return invoice
 
     def _mark_paid(

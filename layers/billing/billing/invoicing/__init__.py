@@ -7,7 +7,7 @@ Statements (billing.statements) are the source of truth for amounts; Stripe pres
 charges the saved payment method. For each statement (tenant-month) a record in BillingTable
 (pk ``MONTH#{month}``, sk ``INVOICE#{tenant}``, versioned, conditional writes) walks through
 
-    pending -> draft_created -> items_added -> finalized -> paid | payment_failed
+    pending -> draft_created -> items_added -> finalized -> paid | payment_failed | sent | carried
     pending -> not_sent                      (total <= 0: nothing is sent to Stripe)
 
 and records the Stripe ids (customer, invoice; ``gsi1pk = STRIPEINV#{invoice_id}`` for webhooks).

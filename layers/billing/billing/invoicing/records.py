@@ -14,10 +14,20 @@ from billing.statements import Statement
 from billing.validation import Identifier, validation_details
 
 InvoiceState = Literal[
-    "pending", "draft_created", "items_added", "finalized", "paid", "payment_failed", "sent", "not_sent"
+    "pending",
+    "draft_created",
+    "items_added",
+    "finalized",
+    "paid",
+    "payment_failed",
+    "sent",
+    "carried",
+    "not_sent",
 ]
 # sent: the tenant had no payment method; Stripe emailed the invoice (hosted page, due date).
-TERMINAL: frozenset[str] = frozenset({"paid", "payment_failed", "sent", "not_sent"})
+# carried: below Stripe's minimum charge; Stripe marked it paid without a charge and added the amount
+# to the customer's balance, which its next invoice collects.
+TERMINAL: frozenset[str] = frozenset({"paid", "payment_failed", "sent", "carried", "not_sent"})
 MAX_STEPS = 20  # enough for every state plus a few lost races
 
 
@@ -40,6 +50,7 @@ class InvoiceRecord(BaseModel):
     invoice_number: str | None = None
     hosted_invoice_url: str | None = None
     stripe_total: int | None = None  # Stripe's total once finalized (== total_cents, checked)
+    carried_to_balance: int | None = None  # cents Stripe moved to the customer's balance (minimum charge)
     lines: int = 0  # statement lines on the Stripe invoice
     payment_succeeded: bool | None = None
     failure_code: str | None = None

@@ -269,6 +269,9 @@ class InvoicingService:
                 f"Stripe invoice {invoice.id} of {record.statement_id} is {invoice.status}; "
                 "an operator has to decide what to do with this statement"
             )
+        # Paid on finalization with less paid than due: under Stripe's minimum charge, the amount
+        # due went to the customer's balance (Stripe collects it with the customer's next invoice).
+        carried = invoice.amount_due - invoice.amount_paid if invoice.status == "paid" else 0
         return self._save(
             record,
             state="finalized",
@@ -276,6 +279,7 @@ class InvoicingService:
             stripe_total=invoice.total,
             invoice_number=invoice.number,
             hosted_invoice_url=invoice.hosted_invoice_url,
+            carried_to_balance=carried or None,
         )
 
     @staticmethod
@@ -290,6 +294,18 @@ class InvoicingService:
 
     def _pay(self, statement: Statement, record: InvoiceRecord) -> InvoiceRecord:
         assert record.invoice_id
+        if record.invoice_status == "paid" and record.carried_to_balance:
+            logger.info(
+                "below Stripe's minimum charge; carried to the customer's next invoice",
+                extra={"statement_id": statement.statement_id, "cents": record.carried_to_balance},
+            )
+            return self._save(
+                record,
+                state="carried",
+                payment_succeeded=False,
+                reason=f"below Stripe's minimum charge: {record.carried_to_balance} minor units added to "
+                "the customer's Stripe balance, collected with the next invoice",
+            )
         if record.invoice_status == "paid":  # nothing due (Stripe marks it paid when finalized)
             return self._save(record, state="paid", payment_succeeded=True)
         if record.collection_method == "send_invoice":
