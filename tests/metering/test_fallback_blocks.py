@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from billing.events import StoredEvent
-from billing.fallback import MAX_MESSAGE_BYTES, ROW_FIELDS, blocks, encode_row, encoded_size
+from billing.fallback import MAX_MESSAGE_BYTES, ROW_FIELDS, blocks, encode_row, encoded_size, encoded_sizes
 
 _instants = st.one_of(
     st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)),
@@ -62,7 +62,14 @@ def test_a_rows_size_is_the_length_of_its_json(row):
     # When its size is computed, Then it is the length of json.dumps of its encoding
     assert tuple(encode_row(row)) == ROW_FIELDS
     assert encoded_size(row) == len(json.dumps(encode_row(row)))
-    assert encoded_size(row, {}) == encoded_size(row)
+
+
+@given(st.lists(_rows, max_size=8), st.lists(_rows, max_size=3))
+def test_rows_sized_by_column_are_sized_as_one_by_one(plain, rows):
+    # Given rows, some of them sharing values (column passes) and some not
+    batch = plain + rows + plain
+    # When they are sized column by column, Then each size is the row's own
+    assert encoded_sizes(batch) == [encoded_size(r) for r in batch]
 
 
 @given(st.lists(_rows, max_size=5), st.integers(300, 3_000))

@@ -10,8 +10,10 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from operator import add
 from typing import Any, Protocol
 
 from billing.events import StoredEvent
@@ -45,46 +47,55 @@ class ReplayStore(Protocol):
 
 def blocks(rows: list[StoredEvent]) -> list[list[StoredEvent]]:
     """Split rows into blocks that each fit in one SQS message (the same blocks are inserted and
-    queued, so a replay carries the same insert dedup token as the original attempt)."""
+    queued, so a replay carries the same insert dedup token as the original attempt): a block ends
+    before the row that would take the sum of ``encoded_size`` (plus 2 a row) past the limit."""
     out: list[list[StoredEvent]] = []
-    current: list[StoredEvent] = []
-    size = 0
-    repeated: dict[str, int] = {}  # text size of values rows share (tenant, type, model, price version)
-    for row in rows:
-        row_size = encoded_size(row, repeated)
-        if current and size + row_size > MAX_MESSAGE_BYTES:
-            out.append(current)
-            current, size = [], 0
-        current.append(row)
+    start, size = 0, 0
+    for i, row_size in enumerate(encoded_sizes(rows)):
+        if i > start and size + row_size > MAX_MESSAGE_BYTES:
+            out.append(rows[start:i])
+            start, size = i, 0
         size += row_size + 2
-    if current:
-        out.append(current)
+    if start < len(rows):
+        out.append(rows[start:])
     return out
 
 
-def encoded_size(row: StoredEvent, repeated: dict[str, int] | None = None) -> int:
+def encoded_sizes(rows: Sequence[StoredEvent]) -> list[int]:
+    """``encoded_size`` of each row, column by column: a column of plain text, of ints or of UTC
+    instants is sized in one pass without a call per value; any other column value by value."""
+    sizes = [_ROW_OVERHEAD] * len(rows)
+    if not rows:
+        return sizes
+    for name in ("tenant_id", "event_id", "type", "model", "price_version"):
+        sizes = list(map(add, sizes, _text_sizes([getattr(r, name) for r in rows])))
+    sizes = list(map(add, sizes, _text_sizes([str(r.cost_usd) for r in rows])))
+    for name in ("queries", "input_tokens", "output_tokens", "bytes"):
+        numbers = [getattr(r, name) for r in rows]
+        if all(type(n) is int for n in numbers):
+            sizes = list(map(add, sizes, map(len, map(int.__repr__, numbers))))
+        else:
+            sizes = list(map(add, sizes, map(_json_size, numbers)))
+    for name in ("timestamp", "accepted_at"):
+        sizes = list(map(add, sizes, map(_instant_size, [getattr(r, name) for r in rows])))
+    return sizes
+
+
+def _text_sizes(values: list[Any]) -> list[int]:
+    if all(type(v) is str for v in values) and _PLAIN.fullmatch("".join(values)):
+        return [len(v) + 2 for v in values]  # every character written as itself, in quotes
+    return [_json_size(v) for v in values]
+
+
+def encoded_size(row: StoredEvent) -> int:
     """``len(json.dumps(encode_row(row)))``, the size ``blocks`` cuts by, without building the JSON:
-    the fixed part plus each value's JSON length, computed from the value itself. ``repeated``
-    caches the sizes of values many rows share."""
-    cache = {} if repeated is None else repeated
-    shared = 0
-    for text in (row.tenant_id, row.type, row.model, row.price_version):
-        found = cache.get(text) if type(text) is str else None
-        if found is None:
-            found = _json_size(text)
-            if type(text) is str:
-                cache[text] = found
-        shared += found
+    the fixed part plus each value's JSON length, computed from the value itself."""
+    values = (row.tenant_id, row.event_id, row.type, row.model, str(row.cost_usd), row.price_version)
+    numbers = (row.queries, row.input_tokens, row.output_tokens, row.bytes)
     return (
         _ROW_OVERHEAD
-        + shared
-        + _json_size(row.event_id)
+        + sum(map(_json_size, values + numbers))
         + _instant_size(row.timestamp)
-        + _json_size(row.queries)
-        + _json_size(row.input_tokens)
-        + _json_size(row.output_tokens)
-        + _json_size(row.bytes)
-        + _json_size(str(row.cost_usd))
         + _instant_size(row.accepted_at)
     )
 

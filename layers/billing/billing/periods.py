@@ -33,8 +33,13 @@ def parse_instant(value: str) -> datetime:
     match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         raise ValueError("not an RFC 3339 date-time such as 2025-11-03T12:00:00Z (offset required)")
-    fraction = (match.group(7) or "")[:7]  # datetime keeps microseconds; we keep milliseconds
     offset = match.group(8)
+    if offset == "Z" and value[10] == "T" and len(value) <= 27:  # ...:SS[.ffffff]Z, the usual form
+        try:
+            return in_range(datetime.fromisoformat(value))  # the same instant as below, in UTC
+        except ValueError:
+            pass  # the general path gives its own message
+    fraction = (match.group(7) or "")[:7]  # datetime keeps microseconds; we keep milliseconds
     text = f"{value[:19]}{fraction}{'+00:00' if offset in ('Z', 'z') else offset}"
     try:
         dt = datetime.fromisoformat(text.replace("t", "T", 1))

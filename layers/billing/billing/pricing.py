@@ -48,7 +48,7 @@ class PriceVersion(BaseModel):
         return self.id or iso(self.effective_from)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EventCost:
     cost_usd: Decimal
     price_version: str
