@@ -34,7 +34,6 @@ from botocore.exceptions import ClientError
 from billing.credits import CreditBurn, CreditGrant
 from billing.events import StoredEvent
 from billing.exactly_once import (
-    MAX_CLAIMS_PER_TRANSACTION,
     MAX_COUNTED_PER_TRANSACTION,
     Claim,
     ClaimResult,
@@ -61,8 +60,8 @@ def _conditional_failure(operation: str) -> ClientError:
 
 class MemoryLedger:
     """``billing.exactly_once.UsageLedger`` in memory, with the DynamoDB adapter's rules (no locks): a
-    claim is written only if absent or still held by the batch named in ``previous``, all or nothing
-    per ``MAX_CLAIMS_PER_TRANSACTION``; ``claim_counted`` grows the month's counter by the claims if
+    claim is written only if absent or still held by the batch named in ``previous``, each on its
+    own (``claim`` writes every claim but the conflicting ones); ``claim_counted`` grows the month's counter by the claims if
     it is within the bounds and writes them marked counted, all or nothing; a claim is a duplicate
     once its batch committed; ``release`` takes counted claims off their counter as it deletes them."""
 
@@ -101,15 +100,11 @@ class MemoryLedger:
         previous: dict[Claim, str] | None = None,
     ) -> ClaimResult:
         counted, previous = counted or {}, previous or {}
-        conflicts: set[Claim] = set()
         with self._guard:
-            for start in range(0, len(claims), MAX_CLAIMS_PER_TRANSACTION):
-                chunk = claims[start : start + MAX_CLAIMS_PER_TRANSACTION]
-                found = self._conflicts(chunk, previous)
-                conflicts |= found
-                if not found:
-                    for claim in chunk:
-                        self._claims[claim] = (batch_id, counted.get(claim), lease_until)
+            conflicts = self._conflicts(claims, previous)
+            for claim in claims:
+                if claim not in conflicts:
+                    self._claims[claim] = (batch_id, counted.get(claim), lease_until)
         return ClaimResult(written=not conflicts, conflicts=frozenset(conflicts))
 
     def claim_counted(

@@ -221,3 +221,31 @@ def test_a_counter_transaction_whose_answer_was_lost_is_recognised_as_our_own(en
     result = ingest(batch)
     assert not isinstance(result, BillingError) and len(result.accepted) == 30
     assert rows(env) == (30, 30) and counter() == stored_queries(env) == 20
+
+
+def test_a_claim_write_failing_part_way_gives_up_the_claims_written_beside_it(env, monkeypatch):
+    # Given a batch of 5 queries and 5 embeddings; the embeddings' claims are single conditional
+    # writes sent in parallel, and DynamoDB fails the one of p-0004 while the others are written
+    from botocore.exceptions import ClientError
+
+    make_tenant(quota=1000)
+    batch = events("p", 10, every=2)
+    client = container.ingest_service().ledger.client
+    real = client.put_item
+
+    def failing(**request):
+        if request["Item"]["pk"]["S"].endswith("#p-0004"):
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "down"}}, "PutItem")
+        return real(**request)
+
+    monkeypatch.setattr(client, "put_item", failing)
+    with pytest.raises(ClientError):
+        container.ingest_service().ingest(batch)
+    monkeypatch.setattr(client, "put_item", real)
+    assert rows(env) == (0, 0)
+    # When the client retries at once, Then it takes over every claim the failed request wrote
+    # (none is left under a running lease) and stores each event once, counted once
+    container.ingest_service().claim_wait_seconds = 0.1
+    result = ingest(batch)
+    assert not isinstance(result, BillingError) and len(result.accepted) == 10
+    assert rows(env) == (10, 10) and counter() == stored_queries(env) == 5

@@ -26,9 +26,11 @@ of one tenant proceed in parallel and meet only in conditional writes. The guara
    ``ReplacingMergeTree`` read with ``FINAL``.
 
 The ledger protocol below is what ingest needs; in-memory versions (``billing simulate``) must keep
-its semantics: ``claim``/``claim_counted`` are all-or-nothing per call of at most
-``MAX_CLAIMS_PER_TRANSACTION`` / ``MAX_COUNTED_PER_TRANSACTION`` claims and report conflicts rather
-than raise; ``lookup`` is strongly consistent.
+its semantics: ``claim_counted`` is all or nothing per call of at most ``MAX_COUNTED_PER_TRANSACTION``
+claims (with the counter); ``claim`` writes each claim on its own condition (nothing about those
+claims needs atomicity with anything else, and a single conditional write costs half a
+transactional one), naming the claims it could not write; both report conflicts rather than raise;
+``lookup`` is strongly consistent.
 """
 
 from __future__ import annotations
@@ -51,8 +53,7 @@ class Claim:
         return f"EVT#{self.tenant_id}#{self.event_id}"
 
 
-MAX_CLAIMS_PER_TRANSACTION = 100  # DynamoDB transactions hold 100 items
-MAX_COUNTED_PER_TRANSACTION = 99  # the counter and 99 claims
+MAX_COUNTED_PER_TRANSACTION = 99  # DynamoDB transactions hold 100 items: the counter and 99 claims
 
 
 @dataclass(frozen=True)
@@ -73,13 +74,24 @@ class ClaimState:
 
 @dataclass(frozen=True)
 class ClaimResult:
-    """What one all-or-nothing claim write did. ``conflicts``: claims that exist although they were
-    expected absent, or are no longer held by the batch they were to be taken over from; ``used``:
-    the month's counter when it had no room for the claims (``claim_counted`` only)."""
+    """What a claim call did. ``written``: every claim was written. ``conflicts``: claims that exist
+    although they were expected absent, or are no longer held by the batch they were to be taken
+    over from: not written (``claim_counted`` then wrote nothing at all; ``claim`` wrote every
+    other claim); ``used``: the month's counter when it had no room (``claim_counted`` only)."""
 
     written: bool
     conflicts: frozenset[Claim] = frozenset()
     used: int | None = None
+
+
+class ClaimsInterrupted(Exception):
+    """A ``claim`` call failed part-way (a request to the store failed): ``written`` are the claims
+    it had written by then, held by the calling batch, which must account for them (give them up
+    or back) and then re-raise ``error``, the failure itself."""
+
+    def __init__(self, error: Exception, written: frozenset[Claim]):
+        super().__init__(str(error))
+        self.error, self.written = error, written
 
 
 class UsageLedger(Protocol):
@@ -98,9 +110,10 @@ class UsageLedger(Protocol):
         previous: dict[Claim, str] | None = None,
     ) -> ClaimResult:
         """Write claims that change no counter (non-queries; queries already counted: ``counted``
-        keeps their month). Each must be absent, or held by ``previous[claim]`` (a take-over, or a
-        batch rewriting its own claims, e.g. with ``lease_until=0`` to give them up). All or
-        nothing per ``MAX_CLAIMS_PER_TRANSACTION`` claims."""
+        keeps their month). Each is written on its own condition: absent, or held by
+        ``previous[claim]`` (a take-over, or a batch rewriting its own claims, e.g. with
+        ``lease_until=0`` to give them up); those that fail it are the result's ``conflicts``, every
+        other one is written. Any number of claims. A failure part-way raises ``ClaimsInterrupted``."""
         ...
 
     def claim_counted(

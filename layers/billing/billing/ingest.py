@@ -45,9 +45,9 @@ from billing.errors import (
 )
 from billing.events import StoredEvent, UsageEvent
 from billing.exactly_once import (
-    MAX_CLAIMS_PER_TRANSACTION,
     MAX_COUNTED_PER_TRANSACTION,
     Claim,
+    ClaimsInterrupted,
     ClaimState,
     UsageLedger,
 )
@@ -212,14 +212,17 @@ class IngestService:
         self.ledger.release(released, batch_id, {c: counted[c] for c in released if c in counted})
         if unsettled_keys:
             unsettled = [claims[k] for k in unsettled_keys]
-            self.ledger.claim(
-                unsettled,
-                f"{batch_id}-unsettled",
-                expiry,
-                lease_until=0,  # given up: the retry takes them over at once
-                counted={c: counted[c] for c in unsettled if c in counted},
-                previous={c: batch_id for c in unsettled},
-            )
+            try:
+                self.ledger.claim(
+                    unsettled,
+                    f"{batch_id}-unsettled",
+                    expiry,
+                    lease_until=0,  # given up: the retry takes them over at once
+                    counted={c: counted[c] for c in unsettled if c in counted},
+                    previous={c: batch_id for c in unsettled},
+                )
+            except ClaimsInterrupted as interrupted:
+                raise interrupted.error from None
         kept = [e.event_id for e in accepted if e.key in kept_keys]
         if kept:
             self.ledger.commit_batch(batch_id, max(expiry.values()), events=len(kept), queued=outcome.queued)
@@ -520,7 +523,7 @@ class _Batch:
             state = self.known.get(self.claims[event.key])
             if state is not None and state.batch_id == self.batch_id:
                 # our own write landed although its answer was lost (an SDK retry then conflicted
-                # with it): a transaction is all or nothing, so the claim is ours, counted as it says
+                # with it): each write is all or nothing, so the claim is ours, counted as it says
                 self.held[self.claims[event.key]] = state.counted_month
             elif state is not None and state.committed:
                 self.duplicates.add(self.claims[event.key])
@@ -588,31 +591,40 @@ class _Batch:
         return rejected
 
     def _claim_plain(self, events: list[UsageEvent]) -> None:
-        for start in range(0, len(events), MAX_CLAIMS_PER_TRANSACTION):
-            chunk = events[start : start + MAX_CLAIMS_PER_TRANSACTION]
-            for _attempt in range(QUOTA_ATTEMPTS):
-                chunk = self._settled(chunk, counting=False)
-                if not chunk:
-                    break
-                claims = [self.claims[e.key] for e in chunk]
-                counted = {c: m for c in claims if c in self.known and (m := self.known[c].counted_month)}
+        """Claims that change no counter, each on its own condition: those written are held at once,
+        the conflicting ones are looked up and tried again (or settled: duplicates, our own)."""
+        pending = events
+        for _attempt in range(QUOTA_ATTEMPTS):
+            pending = self._settled(pending, counting=False)
+            if not pending:
+                return
+            claims = [self.claims[e.key] for e in pending]
+            counted = {c: m for c in claims if c in self.known and (m := self.known[c].counted_month)}
+            previous = {c: self.known[c].batch_id for c in claims if c in self.known}
+            try:
                 outcome = self.ledger.claim(
                     claims,
                     self.batch_id,
                     self.expiry,
                     lease_until=self.lease_until,
                     counted=counted,
-                    previous={c: self.known[c].batch_id for c in claims if c in self.known},
+                    previous=previous,
                 )
-                if outcome.written:
-                    self.held.update({c: counted.get(c) for c in claims})
-                    self.taken_over.update(c for c in claims if c in self.known)
-                    break
-                self._resolve(outcome.conflicts)
-            else:
-                raise ServiceUnavailable(
-                    "event claims are too contended; retry the request", headers={"Retry-After": "1"}
-                )
+            except ClaimsInterrupted as interrupted:  # what it wrote is ours: the failure path gives it up
+                self._hold(interrupted.written, counted, previous)
+                raise interrupted.error from None
+            self._hold(frozenset(claims) - outcome.conflicts, counted, previous)
+            if outcome.written:
+                return
+            pending = [e for e in pending if self.claims[e.key] in outcome.conflicts]
+            self._resolve(outcome.conflicts)
+        raise ServiceUnavailable(
+            "event claims are too contended; retry the request", headers={"Retry-After": "1"}
+        )
+
+    def _hold(self, written: frozenset[Claim], counted: dict[Claim, str], previous: dict[Claim, str]) -> None:
+        self.held.update({c: counted.get(c) for c in written})
+        self.taken_over.update(c for c in written if c in previous)
 
     def _resolve(self, conflicts: frozenset[Claim]) -> None:
         """Learn who holds the conflicting claims; while a live batch holds one (it may still commit

@@ -6,37 +6,54 @@ LedgerTable  pk "EVT#{tenant}#{event_id}"    an event claim: batch_id, lease_unt
              pk "WEBHOOK#{stripe_event_id}"  a processed Stripe event (TTL; billing.adapters.dunning_store)
 
 Requests per accepted batch of B events (q queries), nothing contended: ceil(q / 99) transactions
-for the queries (counter + claims), ceil((B - q) / 100) transactions for the other claims, one
-PutItem commit. No reads: conflicts come back as cancellation reasons and only then are looked up.
+for the queries (counter + claims, 2 WRU per item), B - q conditional PutItems for the other claims
+(1 WRU each, sent in parallel), one PutItem commit. No reads: conflicts come back as cancellation
+reasons or failed conditions and only then are looked up.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing.adapters.dynamodb import dynamodb_client, put_versioned, to_item
+from billing.adapters.dynamodb import dynamodb_client, is_conditional_failure, put_versioned, to_item
 from billing.exactly_once import (
-    MAX_CLAIMS_PER_TRANSACTION,
     MAX_COUNTED_PER_TRANSACTION,
     Claim,
     ClaimResult,
+    ClaimsInterrupted,
     ClaimState,
 )
 
 TRANSACTION_CONFLICT_ATTEMPTS = 20
+# Threads sending one process's claim PutItems in parallel (boto's connection pool holds 50): a
+# batch's plain claims cost about one round trip, not one per claim.
+CLAIM_PUT_THREADS = 32
+
+_pool: ThreadPoolExecutor | None = None
+_pool_guard = threading.Lock()
+
+
+def _put_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_guard:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(CLAIM_PUT_THREADS, thread_name_prefix="claim-put")
+        return _pool
 
 
 class UsageLedger:
     """Exactly-once admission and exact quota counting without locks.
 
-    Every claim is a conditional Put inside a transaction, so two batches carrying the same event id
-    cannot both hold it; a query's claim and its month's counter move in one transaction, the
+    Every claim is a conditional write, so two batches carrying the same event id cannot both hold
+    it; a query's claim and its month's counter move in one transaction, the
     counter with ``ADD`` on condition ``used <= :max_used``, so concurrent batches never read,
     compare and retry the counter. A transaction DynamoDB cancels because another one touched the
     same item at the same moment (``TransactionConflict``, the counter is hot) is retried here with
@@ -78,19 +95,41 @@ class UsageLedger:
     ) -> ClaimResult:
         """Claims that change no quota counter: events that are not queries, and queries whose quota
         an earlier (unanswered) request already counted (``counted``: claim -> month, kept). Each is
-        written only if absent or still held by ``previous[claim]``; all or nothing per
-        ``MAX_CLAIMS_PER_TRANSACTION`` claims (longer lists: per chunk, conflicts of every chunk)."""
+        one conditional PutItem (1 WRU, where a transaction would charge 2), written only if absent
+        or still held by ``previous[claim]``; they are sent in parallel and nothing needs them
+        atomic together: a claim is its own exactly-once guard, and the batch commit record, not the
+        claims, makes a batch's events count as stored. Conflicts are reported; if a request fails,
+        every other one is still awaited and ``ClaimsInterrupted`` names those written."""
         counted, previous = counted or {}, previous or {}
-        conflicts: set[Claim] = set()
-        for start in range(0, len(claims), MAX_CLAIMS_PER_TRANSACTION):
-            chunk = claims[start : start + MAX_CLAIMS_PER_TRANSACTION]
-            puts = [
-                self._claim_put(c, batch_id, expires_at[c], counted.get(c), lease_until, previous.get(c))
-                for c in chunk
-            ]
-            outcome = self._transact(puts, chunk, counter=False)
-            conflicts |= outcome.conflicts
-        return ClaimResult(written=not conflicts, conflicts=frozenset(conflicts))
+
+        def put(claim: Claim) -> bool:
+            request = self._claim_put(
+                claim, batch_id, expires_at[claim], counted.get(claim), lease_until, previous.get(claim)
+            )["Put"]
+            try:
+                self.client.put_item(**request)
+            except ClientError as exc:
+                if is_conditional_failure(exc):
+                    return False
+                raise
+            return True
+
+        futures: list[Future[bool]] = []
+        if len(claims) > 1:
+            pool = _put_pool()
+            futures = [pool.submit(put, c) for c in claims[1:]]
+        outcomes: list[bool | Exception] = []
+        for index, claim in enumerate(claims):
+            try:
+                outcomes.append(put(claim) if index == 0 else futures[index - 1].result())
+            except Exception as exc:  # every request is awaited before the failure is reported
+                outcomes.append(exc)
+        written = frozenset(c for c, ok in zip(claims, outcomes, strict=True) if ok is True)
+        errors = [e for e in outcomes if isinstance(e, Exception)]
+        if errors:
+            raise ClaimsInterrupted(errors[0], written) from errors[0]
+        conflicts = frozenset(c for c, ok in zip(claims, outcomes, strict=True) if ok is False)
+        return ClaimResult(written=not conflicts, conflicts=conflicts)
 
     def claim_counted(
         self,
@@ -165,7 +204,7 @@ class UsageLedger:
     def _transact(
         self, items: list[dict[str, Any]], claims: Sequence[Claim], *, counter: bool
     ) -> ClaimResult:
-        """Run a transaction of (optionally) the counter followed by one Put per claim."""
+        """Run a transaction of (optionally) the counter followed by one Put per claim: all or nothing."""
         for attempt in range(TRANSACTION_CONFLICT_ATTEMPTS):
             try:
                 self.client.transact_write_items(TransactItems=items)
