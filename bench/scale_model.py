@@ -75,6 +75,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far; 0 where /proc is not there."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_moto(port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen(
@@ -300,8 +310,10 @@ def run_once(args: argparse.Namespace, design: str, writers: int, quota: int | N
         ready.get(timeout=300)
     start_at = time.time() + 0.2
     window[0], window[1] = start_at, start_at + args.seconds
+    moto_cpu = process_cpu_s(args.moto_pid)
     go.set()
     results = [out.get(timeout=600) for _ in children]
+    moto_cpu = process_cpu_s(args.moto_pid) - moto_cpu
     for child in children:
         child.join()
     latencies = sorted(x for r in results for x in r["latencies"])
@@ -349,6 +361,7 @@ def run_once(args: argparse.Namespace, design: str, writers: int, quota: int | N
         "wru": sum(r["wru"] for r in results),
         "rru": sum(r["rru"] for r in results),
         "cpu_s": sum(r["cpu_s"] for r in results),
+        "moto_cpu_s": moto_cpu,
         "elapsed": elapsed,
         "stored_queries": len(queries),
         "counter": used,
@@ -370,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     moto = start_moto(port)
+    args.moto_pid = moto.pid
     try:
         from billing_local.aws import create_resources, fake_credentials
 
@@ -397,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         results = []
         header = (
             f"{'design':<9}{'N':>4}{'events/s':>10}{'batches':>9}{'p50 ms':>9}{'p99 ms':>9}{'503s':>6}"
-            f"{'DDB req/batch':>15}{'WRU/event':>11}{'CPU s':>8}  check"
+            f"{'DDB req/batch':>15}{'WRU/event':>11}{'CPU s':>8}{'moto CPU':>10}  check"
         )
         print(header, flush=True)
         for n in writers:
@@ -408,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
                 per_event = r["wru"] / max(1, r["accepted"])
                 print(
                     f"{design:<9}{n:>4}{r['events_per_s']:>10,.0f}{r['batches']:>9}{r['p50_ms']:>9.0f}"
-                    f"{r['p99_ms']:>9.0f}{r['503']:>6}{per_batch:>15.1f}{per_event:>11.2f}{r['cpu_s']:>8.1f}  "
+                    f"{r['p99_ms']:>9.0f}{r['503']:>6}{per_batch:>15.1f}{per_event:>11.2f}{r['cpu_s']:>8.1f}"
+                    f"{100 * r['moto_cpu_s'] / max(1e-9, r['elapsed']):>9.0f}%  "
                     f"{r['check']}{'  errors ' + str(r['errors']) if r['errors'] else ''}",
                     flush=True,
                 )
