@@ -4,9 +4,11 @@
 Before issue 15 every batch took ``LOCK#{tenant}`` (a conditional put with a 90 s lease, retried
 with jittered backoff for up to 20 s, then 503) and held it through all of its ledger calls, the
 ClickHouse insert and the commit. ``TenantLockedIngest`` wraps today's service in that lock, so the
-lock is held exactly as long as a whole batch takes. (The old ledger also read every claim and the
-counter before writing under the lock, so the old design held it longer than this: the comparison
-flatters it.)"""
+lock is held exactly as long as a whole batch takes, plus the two reads the old ledger made under
+it before writing: a consistent ``BatchGetItem`` of every claim of the batch and a ``GetItem`` of
+each month's counter (their answers are not needed by today's service, which decides by
+conditional writes; they are made for their round trips). The old design's claim writes were one
+``BatchWriteItem`` where today's are parallel ``PutItem``s: about the same one round trip."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from billing.adapters.dynamodb import is_conditional_failure
 from billing.errors import ServiceUnavailable
 from billing.events import UsageEvent
 from billing.ingest import IngestResult, IngestService, Principal
+from billing.periods import Month
 
 LOCK_LEASE_SECONDS = 90
 LOCK_WAIT_SECONDS = 20.0  # the old INGEST_LOCK_WAIT_SECONDS
@@ -39,10 +42,29 @@ class TenantLockedIngest:
             for tenant_id in sorted({e.tenant_id for e in events}):
                 self._acquire(tenant_id, owner)
                 held.append(tenant_id)
+            self._old_reads(events)
             return self.service.ingest(events, principal)
         finally:
             for tenant_id in reversed(held):
                 self._release(tenant_id, owner)
+
+    def _old_reads(self, events: Sequence[UsageEvent]) -> None:
+        keys = sorted({f"EVT#{e.tenant_id}#{e.event_id}" for e in events})
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {
+                self.table: {
+                    "Keys": [{"pk": {"S": k}} for k in keys[start : start + 100]],
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                request = self.client.batch_get_item(RequestItems=request).get("UnprocessedKeys") or {}
+        for tenant_id, month in sorted(
+            {(e.tenant_id, str(Month.of(e.timestamp))) for e in events if e.queries}
+        ):
+            self.client.get_item(
+                TableName=self.table, Key={"pk": {"S": f"QUOTA#{tenant_id}#{month}"}}, ConsistentRead=True
+            )
 
     def _acquire(self, tenant_id: str, owner: str) -> None:
         deadline = time.monotonic() + self.wait_seconds
