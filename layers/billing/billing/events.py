@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -25,8 +24,38 @@ Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS, strict=True)]
 Bytes = Annotated[int, Field(ge=0, le=MAX_BYTES, strict=True)]
 
 
+T = TypeVar("T")
+
+
+class _once(Generic[T]):
+    """A value derived from an immutable instance, computed on first read and kept in the instance's
+    ``__dict__``; later reads find it there without calling this (it is not a data descriptor).
+    ``functools.cached_property`` without its per-read lock (Python 3.11), which costs more than
+    the value. Not a field: dumps, equality and hashing see the fields only."""
+
+    def __init__(self, compute: Callable[[Any], T]) -> None:
+        self.compute = compute
+        self.__doc__ = compute.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> _once[T]: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> T: ...
+
+    def __get__(self, instance: object | None, owner: type | None = None) -> T | _once[T]:
+        if instance is None:
+            return self
+        value: T = self.compute(instance)
+        instance.__dict__[self.name] = value
+        return value
+
+
 class UsageEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, ignored_types=(_once,))
 
     event_id: Identifier
     tenant_id: Identifier
@@ -50,18 +79,20 @@ class UsageEvent(BaseModel):
             raise ValueError("model is required when tokens > 0")
         return self
 
-    @property
+    @_once
     def queries(self) -> int:
+        """1 for a query, else 0 (what the quota and the query tiers count)."""
         return 1 if self.type == "query" else 0
 
-    @cached_property
+    @_once
     def key(self) -> tuple[str, str]:
-        """``(tenant_id, event_id)``, computed once (ingest looks events up by it many times)."""
+        """``(tenant_id, event_id)`` (ingest looks events up by it many times)."""
         return (self.tenant_id, self.event_id)
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> UsageEvent:
         copied = super().model_copy(update=update, deep=deep)
-        copied.__dict__.pop("key", None)  # a copy with other fields must not keep this one's key
+        for derived in ("key", "queries"):  # a copy with other fields must not keep this one's
+            copied.__dict__.pop(derived, None)
         return copied
 
     def stored(self, cost_usd: Decimal, price_version: str, accepted_at: datetime) -> StoredEvent:

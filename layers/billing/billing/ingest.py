@@ -147,7 +147,7 @@ class IngestService:
             time.time
         )  # leases are wall-clock (Lambda timeouts), not billing time
         self.clock = clock or (lambda: datetime.now(UTC))
-        self._expiries: dict[tuple[Month, int], int] = {}  # (month, retention days) -> claim expiry
+        self._expiries: dict[tuple[int, int, int], int] = {}  # (year, month, retention days) -> expiry
 
     # ------------------------------------------------------------------------------------------
     def ingest(self, events: Sequence[UsageEvent], principal: Principal | None = None) -> IngestResult:
@@ -316,7 +316,8 @@ class IngestService:
                 details=refused,
             )
         closed = []
-        for month in sorted({Month.of(e.timestamp) for e in events}):
+        months = {(m.year, m.month): m for m in map(Month.of, [e.timestamp for e in events])}
+        for month in sorted(months.values()):
             closed_at = self.periods.closed_at(month)
             if closed_at is not None:
                 closed.append(
@@ -334,7 +335,7 @@ class IngestService:
 
     def _claim_expiry(self, event: UsageEvent) -> int:
         month = Month.of(event.timestamp)
-        key = (month, self.dedup_retention_days)
+        key = (month.year, month.month, self.dedup_retention_days)
         found = self._expiries.get(key)
         if found is None:
             end = month.end + timedelta(days=self.dedup_retention_days)
@@ -695,13 +696,14 @@ class _Batch:
 
 def _month_text(instant: datetime) -> str:
     month = Month.of(instant)
-    found = _MONTH_TEXT.get(month)
+    key = (month.year, month.month)  # ints hash in C; a Month's hash is Python code
+    found = _MONTH_TEXT.get(key)
     if found is None:
-        found = _MONTH_TEXT[month] = str(month)
+        found = _MONTH_TEXT[key] = str(month)
     return found
 
 
-_MONTH_TEXT: dict[Month, str] = {}  # str(Month) of the months ingest has seen
+_MONTH_TEXT: dict[tuple[int, int], str] = {}  # str(Month) of the months ingest has seen
 
 
 def _max_used(admitted: Sequence[UsageEvent], limit_at: Callable[[datetime], int | None]) -> int | None:

@@ -123,16 +123,13 @@ class PriceBook:
             rates = folded.per_token.get(event.model or "")
             tokens = event.input_tokens or event.output_tokens or event.model
             if rates is not None or not tokens:
-                try:
-                    amount = _EXACT.multiply(folded.per_byte, event.bytes)
+                try:  # a zero count adds exactly nothing: skipped
+                    amount = _EXACT.multiply(folded.per_byte, event.bytes) if event.bytes else ZERO
                     if tokens and rates is not None:
-                        amount = _EXACT.add(
-                            amount,
-                            _EXACT.add(
-                                _EXACT.multiply(rates[0], event.input_tokens),
-                                _EXACT.multiply(rates[1], event.output_tokens),
-                            ),
-                        )
+                        if event.input_tokens:
+                            amount = _EXACT.add(amount, _EXACT.multiply(rates[0], event.input_tokens))
+                        if event.output_tokens:
+                            amount = _EXACT.add(amount, _EXACT.multiply(rates[1], event.output_tokens))
                     return EventCost(round_event_cost(amount), self._ids[index])
                 except (Inexact, InvalidOperation):
                     pass
