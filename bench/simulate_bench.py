@@ -200,7 +200,8 @@ def main() -> None:
     rate = report.events_read * runs / wall
     print(
         f"simulate     : {report.events_read:,} events x {runs} run(s), {report.tenants:,} tenants in {wall:.1f} s "
-        f"= {rate:,.0f} events/s ({report.workers} worker(s); CPU {cpu:.1f} s; phases, slowest worker: "
+        f"= {rate:,.0f} events/s ({report.workers} worker(s); CPU {cpu:.1f} s, {cpu / wall:.2f} of "
+        f"{os.cpu_count()} cores busy on average; phases, slowest worker: "
         + ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items())
         + ")"
     )
