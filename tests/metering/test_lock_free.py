@@ -249,3 +249,31 @@ def test_a_claim_write_failing_part_way_gives_up_the_claims_written_beside_it(en
     result = ingest(batch)
     assert not isinstance(result, BillingError) and len(result.accepted) == 10
     assert rows(env) == (10, 10) and counter() == stored_queries(env) == 5
+
+
+def test_a_forked_process_writes_claims_with_threads_of_its_own(env):
+    # Given the ledger's claim threads have run in this process (40 embeddings' claims: many threads)
+    import multiprocessing
+
+    from billing.exactly_once import Claim
+
+    make_tenant(quota=None)
+    assert len(ingest(events("parent", 80, every=2)).accepted) == 80
+    ledger = container.ledger()
+
+    def child(out):
+        claims = [Claim("acme-corp", f"child-{i}") for i in range(2)]
+        result = ledger.claim(claims, "b-child", dict.fromkeys(claims, 2_000_000_000), lease_until=0)
+        out.put(result.written)
+
+    # When a forked child (a worker process) writes several claims in parallel
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    process = context.Process(target=child, args=(out,))
+    process.start()
+    try:
+        # Then it does not wait for the parent's threads, which it does not have
+        assert out.get(timeout=30) is True
+    finally:
+        process.kill()
+        process.join()

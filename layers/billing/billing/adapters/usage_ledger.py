@@ -13,6 +13,7 @@ reasons or failed conditions and only then are looked up.
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -47,6 +48,15 @@ def _put_pool() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(CLAIM_PUT_THREADS, thread_name_prefix="claim-put")
         return _pool
+
+
+def _forget_pool() -> None:
+    """A forked child has none of the parent's threads: it builds its own pool when it needs one."""
+    global _pool, _pool_guard
+    _pool, _pool_guard = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
 
 
 class UsageLedger:
