@@ -85,7 +85,9 @@ class MemoryLedger:
         conflicts = set()
         for claim in claims:
             existing = self._claims.get(claim)
-            if existing is not None and (claim not in previous or existing[0] != previous[claim]):
+            # absent: a conflict only for a take-over (given back meanwhile); present: unless held
+            # by the batch it is taken over from
+            if (claim in previous) if existing is None else existing[0] != previous.get(claim):
                 conflicts.add(claim)
         return conflicts
 

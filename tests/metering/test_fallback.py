@@ -151,20 +151,25 @@ def test_when_sqs_is_down_too_the_answer_is_503_and_nothing_is_kept(env, post):
 
 def test_a_request_that_died_holding_a_claim_does_not_block_its_retry_past_the_lease(env, post):
     # Given a request claimed its event and died (no commit, no release; its lease still runs)
-    make_tenant(quota=None)
-    ledger = container.ledger()
+    from datetime import timedelta
+
     from billing.exactly_once import Claim
 
+    make_tenant(quota=None)
+    now = [container.clock()()]
+    container.use_clock(lambda: now[0])
     claim = Claim("acme-corp", "e-1")
     service = container.ingest_service()
-    ledger.claim(
+    container.ledger().claim(
         [claim], "dead-batch", {claim: 2_000_000_000}, lease_until=service.now_s() + 90, counted=None
     )
-    # While its lease is live, a retry waits and then gets 503 with Retry-After, naming nothing kept
+    # While its lease is live, a retry waits and then gets 503 naming nothing kept, with a
+    # Retry-After that is the rest of the dead request's lease
     service.claim_wait_seconds = 0.2
+    now[0] += timedelta(seconds=30)
     status, body, headers = post({"events": [usage("e-1")]})
-    assert status == 503 and headers["Retry-After"] == "1" and body["kept"] == []
-    # When the lease has run out, Then the retry takes the abandoned claim over
-    service.now_s = lambda: 2_000_000_000.0
+    assert status == 503 and headers["Retry-After"] == "60" and body["kept"] == []
+    # When the client comes back after Retry-After, Then the retry takes the abandoned claim over
+    now[0] += timedelta(seconds=60)
     status, body, _ = post({"events": [usage("e-1")]})
     assert status == 202 and body["accepted"] == 1 and stored(env)["events"] == 1

@@ -84,7 +84,8 @@ def clickhouse_url() -> str:
 
 
 def clock() -> Callable[[], datetime]:
-    """The clock webhook and dunning decisions use (tests, demo and bench may replace it)."""
+    """The clock webhook, dunning and ingest (event skew, claim leases) decisions use (tests, demo and
+    bench may replace it)."""
     return _clock[0] if _clock else _system_clock
 
 
@@ -277,6 +278,7 @@ def ingest_service() -> IngestService:
         catalog=plan_catalog(),
         dedup_retention_days=settings().dedup_retention_days,
         claim_wait_seconds=settings().ingest_claim_wait_seconds,
+        clock=clock(),
     )
 
 

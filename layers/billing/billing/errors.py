@@ -77,3 +77,14 @@ class StoreUnavailable(Exception):
 class StoreRejected(Exception):
     """A backing store refused the data itself (a value out of range, a type error): retrying or
     queueing it can never succeed, so it is refused to the client, never sent to the fallback queue."""
+
+
+def is_backing_service_failure(error: BaseException) -> bool:
+    """An AWS SDK (DynamoDB, SQS, Secrets Manager) or network failure: the request may be retried,
+    and every write of ours is idempotent, so it is a 503, not a 500. (Told by the exception's
+    module, so that domain code needs no SDK import.)"""
+    return (
+        type(error).__module__.split(".")[0] in ("botocore", "urllib3")
+        or type(error).__name__ == "GetParameterError"  # Powertools Parameters: Secrets Manager failed
+        or isinstance(error, (ConnectionError, TimeoutError))
+    )

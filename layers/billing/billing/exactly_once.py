@@ -110,10 +110,11 @@ class UsageLedger(Protocol):
         previous: dict[Claim, str] | None = None,
     ) -> ClaimResult:
         """Write claims that change no counter (non-queries; queries already counted: ``counted``
-        keeps their month). Each is written on its own condition: absent, or held by
-        ``previous[claim]`` (a take-over, or a batch rewriting its own claims, e.g. with
-        ``lease_until=0`` to give them up); those that fail it are the result's ``conflicts``, every
-        other one is written. Any number of claims. A failure part-way raises ``ClaimsInterrupted``."""
+        keeps their month). Each is written on its own condition: absent, or, when in ``previous``,
+        still held by ``previous[claim]`` (a take-over, or a batch rewriting its own claims, e.g.
+        with ``lease_until=0`` to give them up; a claim given back meanwhile is a conflict); those
+        that fail it are the result's ``conflicts``, every other one is written. Any number of
+        claims. A failure part-way raises ``ClaimsInterrupted``."""
         ...
 
     def claim_counted(

@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
-from billing.errors import BillingError
+from billing.errors import BillingError, is_backing_service_failure
 from billing.observability import logger
 
 JSON = "application/json"
@@ -75,7 +75,7 @@ def install_error_handlers(app: APIGatewayRestResolver, *, html_resources: tuple
 
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response:
-        if _is_backing_service_failure(error):
+        if is_backing_service_failure(error):
             logger.exception("a backing service failed")
             return json_response(
                 503,
@@ -89,13 +89,3 @@ def install_error_handlers(app: APIGatewayRestResolver, *, html_resources: tuple
         return json_response(
             500, {"error": "internal_error", "message": "unexpected error; it has been logged"}
         )
-
-
-def _is_backing_service_failure(error: Exception) -> bool:
-    """An AWS SDK (DynamoDB, SQS, Secrets Manager) or network failure: the request may be retried,
-    and every write of ours is idempotent, so it is a 503, not a 500."""
-    return (
-        type(error).__module__.split(".")[0] in ("botocore", "urllib3")
-        or type(error).__name__ == "GetParameterError"  # Powertools Parameters: Secrets Manager failed
-        or isinstance(error, (ConnectionError, TimeoutError))
-    )

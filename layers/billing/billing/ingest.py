@@ -17,11 +17,15 @@ Order of work for a batch (nothing is written before every check has passed):
    queued; then the batch's commit record is written (202).
    When a block finds no durable home, the answer is 503 naming ``kept`` (stored or queued, committed)
    and ``unsettled`` events; everything else is given back, claim and quota in one transaction
-   (``_partial_failure``). See ``_Batch`` for the admission rule and the failure paths.
+   (``_partial_failure``). Any other failure after claiming lets every claim go before answering
+   (``_Batch._fail``: given back, or given up with lease 0 and named ``unsettled``), so the client's
+   immediate retry proceeds; only when DynamoDB fails too do the claims wait for their lease, and
+   ``Retry-After`` says how long. See ``_Batch`` for the admission rule and the failure paths.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 import uuid
@@ -30,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from billing.errors import (
     BillingError,
@@ -42,6 +46,7 @@ from billing.errors import (
     ServiceUnavailable,
     StoreRejected,
     StoreUnavailable,
+    is_backing_service_failure,
 )
 from billing.events import StoredEvent, UsageEvent
 from billing.exactly_once import (
@@ -71,7 +76,12 @@ MAX_FUTURE_SKEW = timedelta(minutes=5)
 
 
 class _Busy(Exception):
-    """Another live batch holds one of this batch's event ids for longer than we may wait."""
+    """Another live batch holds one of this batch's event ids for longer than we may wait; its
+    lease (epoch seconds) runs until ``lease_until``."""
+
+    def __init__(self, event_id: str, lease_until: float):
+        super().__init__(event_id)
+        self.event_id, self.lease_until = event_id, lease_until
 
 
 @dataclass
@@ -143,10 +153,9 @@ class IngestService:
         self.dedup_retention_days = dedup_retention_days
         self.claim_wait_seconds = claim_wait_seconds
         self.claim_lease_seconds = CLAIM_LEASE_SECONDS
-        self.now_s: Callable[[], float] = (
-            time.time
-        )  # leases are wall-clock (Lambda timeouts), not billing time
         self.clock = clock or (lambda: datetime.now(UTC))
+        # leases run on the same clock (tests advance it to let a dead request's lease run out)
+        self.now_s: Callable[[], float] = lambda: self.clock().timestamp()
         self._expiries: dict[tuple[int, int, int], int] = {}  # (year, month, retention days) -> expiry
 
     # ------------------------------------------------------------------------------------------
@@ -194,6 +203,7 @@ class IngestService:
         outcome: StoreOutcome,
         claims: dict[tuple[str, str], Claim],
         counted: dict[Claim, str],
+        taken_over: set[Claim],
         batch_id: str,
         expiry: dict[Claim, int],
         result: IngestResult,
@@ -201,13 +211,15 @@ class IngestService:
         """A block found no durable home. What has one (stored or queued) stays claimed, counted and
         committed, and is named ``kept``; what surely was not stored is given back (claim and quota);
         a block whose insert may have been applied (it timed out) and that ClickHouse cannot confirm
-        either way stays claimed and counted under a batch that never commits, is named
-        ``unsettled``, and the client's retry settles it. So a retry of the same request stores every
-        event exactly once, and every quota counter equals the month's counted claims."""
+        either way, and any event taken over from a dead batch (which may have stored or queued it),
+        stays claimed and counted under a batch that never commits, is named ``unsettled``, and the
+        client's retry settles it. So a retry of the same request stores every event exactly once,
+        and every quota counter equals the month's counted claims."""
         month_of = {claims[e.key]: str(Month.of(e.timestamp)) for e in accepted if e.queries}
         counted = {**counted, **month_of}
         kept_keys = landed | {(r.tenant_id, r.event_id) for r in outcome.kept}
         unsettled_keys = {(r.tenant_id, r.event_id) for r in outcome.unsettled}
+        unsettled_keys |= {e.key for e in accepted if claims[e.key] in taken_over and e.key not in kept_keys}
         released = [claims[e.key] for e in accepted if e.key not in kept_keys and e.key not in unsettled_keys]
         self.ledger.release(released, batch_id, {c: counted[c] for c in released if c in counted})
         if unsettled_keys:
@@ -465,10 +477,9 @@ class _Batch:
         try:
             rejected = self._claim_all()
         except _Busy as busy:
-            raise self._busy(str(busy)) from None
-        except Exception:
-            self._give_up()
-            raise
+            raise self._busy(busy) from None
+        except Exception as exc:
+            self._fail(exc, inserted=False)
         self.result.duplicates = [e.event_id for e in self.events if self.claims[e.key] in self.duplicates]
         rejected_keys = {e.key for e in rejected}
         accepted = [e for e in self.events if self.claims[e.key] in self.held and e.key not in rejected_keys]
@@ -485,24 +496,24 @@ class _Batch:
                 self.ledger.commit_batch(
                     self.batch_id, max(self.expiry.values()), events=len(accepted), queued=outcome.queued
                 )
-        except Exception:
-            self._give_up()
-            raise
-        if outcome.failed is None:
-            self.result.accepted = [e.event_id for e in accepted]
-            return self.result
-        counted = {c: m for c, m in self.held.items() if m and c in self.taken_over}
-        raise self.s._partial_failure(
-            self.events,
-            accepted,
-            landed,
-            outcome,
-            self.claims,
-            counted,
-            self.batch_id,
-            self.expiry,
-            self.result,
-        )
+                self.result.accepted = [e.event_id for e in accepted]
+                return self.result
+            counted = {c: m for c, m in self.held.items() if m and c in self.taken_over}
+            error = self.s._partial_failure(
+                self.events,
+                accepted,
+                landed,
+                outcome,
+                self.claims,
+                counted,
+                self.taken_over,
+                self.batch_id,
+                self.expiry,
+                self.result,
+            )
+        except Exception as exc:
+            self._fail(exc, inserted=True)
+        raise error
 
     def _claim_all(self) -> list[UsageEvent]:
         """Claim every new event id; returns the queries refused for quota (never claimed)."""
@@ -648,50 +659,100 @@ class _Batch:
             if not live:
                 return
             if time.monotonic() >= deadline:
-                raise _Busy(min(live, key=lambda c: c.pk).event_id)
+                raise _Busy(min(live, key=lambda c: c.pk).event_id, max(states[c].lease_until for c in live))
             time.sleep(random.uniform(delay / 2, delay))
             delay, pending = min(0.5, delay * 2), live
 
-    def _busy(self, event_id: str) -> ServiceUnavailable:
-        """Another live batch kept one of our ids past the wait: give back what we claimed anew (no
-        insert happened), give up what we took over from dead batches (their rows may have landed:
-        named ``unsettled``, still counted; the retry settles them)."""
-        fresh = [c for c in self.held if c not in self.taken_over]
-        self.ledger.release(fresh, self.batch_id, {c: m for c in fresh if (m := self.held[c])})
-        given_up = [c for c in self.held if c in self.taken_over]
-        if given_up:
-            self._give_up(given_up)
+    def _busy(self, busy: _Busy) -> ServiceUnavailable:
+        """Another live batch kept one of our ids past the wait. Nothing was inserted: let our claims
+        go (``_let_go``) and tell the client to come back when that batch's lease has run out (it
+        committed or gave the ids up before then, or it died and they can be taken over)."""
+        unsettled, let_go = self._let_go(inserted=False)
+        wait = max(busy.lease_until, self.lease_until if not let_go else 0) - self.s.now_s()
         return ServiceUnavailable(
-            f"event {event_id} is being stored by another request right now; retry the request "
-            "(nothing was stored; events named 'unsettled' are settled by the retry)",
-            headers={"Retry-After": "1"},
-            extra={
-                "kept": [],
-                "unsettled": [c.event_id for c in given_up],
-                "duplicates": [e.event_id for e in self.events if self.claims[e.key] in self.duplicates],
-                "rejected_for_quota": [],
-            },
+            f"event {busy.event_id} is being stored by another request right now; retry the request "
+            "after Retry-After (nothing was stored; events named 'unsettled' are settled by the retry)",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            extra=self._failure_extra(unsettled),
         )
 
-    def _give_up(self, claims: Sequence[Claim] | None = None) -> None:
-        """Best effort after a failure: lease 0 on our claims, so the retry takes them over at once
-        rather than waiting for the lease (they stay counted; the retry checks ClickHouse)."""
-        held = list(self.held) if claims is None else list(claims)
-        if not held:
-            return
-        try:
-            self.ledger.claim(
-                held,
-                self.batch_id,
-                self.expiry,
-                lease_until=0,
-                counted={c: m for c in held if (m := self.held[c])},
-                previous={c: self.batch_id for c in held},
-            )
-        except Exception:
-            logger.warning(
-                "could not give up the claims of a failed batch", extra={"batch_id": self.batch_id}
-            )
+    def _fail(self, error: Exception, *, inserted: bool) -> NoReturn:
+        """The batch failed after claiming (a backing service failed, or a bug): let every claim go
+        before answering, so that the client's retry proceeds at once. A backing-service failure or a
+        ServiceUnavailable becomes the 503 naming what is ``unsettled``; when even letting go failed
+        (DynamoDB down), its ``Retry-After`` is the end of our claims' lease, after which the retry
+        takes them over. Anything else is re-raised (a 500) after letting go."""
+        logger.warning(
+            "ingest batch failed; letting its claims go", extra={"batch_id": self.batch_id}, exc_info=error
+        )
+        unsettled, let_go = self._let_go(inserted=inserted)
+        if not (isinstance(error, ServiceUnavailable) or is_backing_service_failure(error)):
+            raise error
+        cause = error.message if isinstance(error, ServiceUnavailable) else "a backing service failed"
+        held = "" if let_go else f"; their claims are held until {iso(self._lease_end())}"
+        raise ServiceUnavailable(
+            f"{cause}. Retry the request after Retry-After: nothing was stored but maybe the events "
+            f"named 'unsettled', which the retry settles (each stored once, counted once){held}",
+            headers={
+                "Retry-After": str(1 if let_go else max(1, math.ceil(self.lease_until - self.s.now_s())))
+            },
+            extra=self._failure_extra(unsettled),
+        ) from error
+
+    def _let_go(self, *, inserted: bool) -> tuple[list[str], bool]:
+        """Before answering a failure: give back (claim and quota, one transaction) each claim that
+        surely was not stored - claimed anew and, when ``inserted`` is False, no insert was tried -
+        and give up the rest (lease 0, still counted: they may be stored; the retry takes them over
+        at once and settles them). Returns the event ids given up or still held (``unsettled``) and
+        whether every claim was let go (else they wait for their lease)."""
+        fresh = [] if inserted else [c for c in self.held if c not in self.taken_over]
+        if fresh:
+            try:
+                self.ledger.release(fresh, self.batch_id, {c: m for c in fresh if (m := self.held[c])})
+                for c in fresh:
+                    del self.held[c]
+            except Exception:
+                logger.warning("could not give back the claims of a failed batch", exc_info=True)
+        rest = list(self.held)
+        let_go = self._give_up(rest)
+        return [c.event_id for c in rest], let_go
+
+    def _give_up(self, claims: Sequence[Claim]) -> bool:
+        """Lease 0 on those of ``claims`` still ours (a claim given back meanwhile, e.g. by a release
+        whose answer was lost, is a conflict and left alone). False when DynamoDB failed."""
+        pending = list(claims)
+        for _attempt in range(3):
+            if not pending:
+                return True
+            try:
+                outcome = self.ledger.claim(
+                    pending,
+                    self.batch_id,
+                    self.expiry,
+                    lease_until=0,
+                    counted={c: m for c in pending if (m := self.held[c])},
+                    previous={c: self.batch_id for c in pending},
+                )
+            except Exception:
+                logger.warning(
+                    "could not give up the claims of a failed batch", extra={"batch_id": self.batch_id}
+                )
+                return False
+            if outcome.written:
+                return True
+            pending = [c for c in pending if c not in outcome.conflicts]
+        return not pending
+
+    def _lease_end(self) -> datetime:
+        return datetime.fromtimestamp(self.lease_until, UTC)
+
+    def _failure_extra(self, unsettled: list[str]) -> dict[str, Any]:
+        return {
+            "kept": [],
+            "unsettled": unsettled,
+            "duplicates": [e.event_id for e in self.events if self.claims[e.key] in self.duplicates],
+            "rejected_for_quota": [],
+        }
 
 
 def _month_text(instant: datetime) -> str:

@@ -106,10 +106,11 @@ class UsageLedger:
         """Claims that change no quota counter: events that are not queries, and queries whose quota
         an earlier (unanswered) request already counted (``counted``: claim -> month, kept). Each is
         one conditional PutItem (1 WRU, where a transaction would charge 2), written only if absent
-        or still held by ``previous[claim]``; they are sent in parallel and nothing needs them
-        atomic together: a claim is its own exactly-once guard, and the batch commit record, not the
-        claims, makes a batch's events count as stored. Conflicts are reported; if a request fails,
-        every other one is still awaited and ``ClaimsInterrupted`` names those written."""
+        or, when in ``previous``, still held by ``previous[claim]``; they are sent in parallel and
+        nothing needs them atomic together: a claim is its own exactly-once guard, and the batch
+        commit record, not the claims, makes a batch's events count as stored. Conflicts are
+        reported; if a request fails, every other one is still awaited and ``ClaimsInterrupted``
+        names those written."""
         counted, previous = counted or {}, previous or {}
 
         def put(claim: Claim) -> bool:
@@ -205,7 +206,9 @@ class UsageLedger:
             "Item": self._claim_item(claim, batch_id, expires_at, counted, lease_until),
         }
         if previous is not None:
-            put["ConditionExpression"] = "attribute_not_exists(pk) OR batch_id = :prev"
+            # still there and still held by it: a claim given back meanwhile (its counter moved) is a
+            # conflict, never silently re-created as counted
+            put["ConditionExpression"] = "batch_id = :prev"
             put["ExpressionAttributeValues"] = {":prev": {"S": previous}}
         else:
             put["ConditionExpression"] = "attribute_not_exists(pk)"
