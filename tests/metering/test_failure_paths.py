@@ -25,14 +25,12 @@ from tests.metering.test_outages_and_bounds import (
 
 
 class FailingCalls:
-    """The real ledger; the calls named in ``down`` raise (DynamoDB unreachable) until ``heal()``.
-    With ``applied``, they run first and then raise (the write happened, its answer was lost)."""
+    """The real ledger; the calls named in ``down`` raise (DynamoDB unreachable), the first ``times``
+    of them (None: every one). With ``applied``, they run first and then raise (the write happened,
+    its answer was lost)."""
 
-    def __init__(self, ledger: Any, *down: str, applied: bool = False):
-        self.ledger, self.down, self.applied = ledger, set(down), applied
-
-    def heal(self) -> None:
-        self.down = set()
+    def __init__(self, ledger: Any, *down: str, applied: bool = False, times: int | None = None):
+        self.ledger, self.down, self.applied, self.times = ledger, set(down), applied, times
 
     def __getattr__(self, name: str) -> Any:
         real = getattr(self.ledger, name)
@@ -40,6 +38,10 @@ class FailingCalls:
             return real
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            if self.times is not None:
+                if self.times == 0:
+                    return real(*args, **kwargs)
+                self.times -= 1
             if self.applied:
                 real(*args, **kwargs)
             raise ConnectionError(f"injected: DynamoDB unreachable at {name}")
@@ -79,7 +81,7 @@ def test_dynamodb_failing_while_claiming_gives_the_counted_queries_back_at_once(
     # Given DynamoDB fails at the plain-claims transaction, after the batch's queries were counted
     make_tenant(quota=100)
     service = container.ingest_service()
-    service.ledger = FailingCalls(service.ledger, "claim")
+    service.ledger = FailingCalls(service.ledger, "claim", times=1)
     storage = {
         "event_id": "s-1",
         "tenant_id": "acme-corp",
@@ -99,6 +101,25 @@ def test_dynamodb_failing_while_claiming_gives_the_counted_queries_back_at_once(
     status, answer, _ = post(body)
     assert status == 202 and answer["accepted"] == 3
     assert stored_queries(env) == counter() == 2
+
+
+def test_a_claim_write_whose_answer_was_lost_is_given_up_too(env, post):
+    # Given DynamoDB applies the queries' counter transaction and then times out (answer lost)
+    make_tenant(quota=100)
+    service = container.ingest_service()
+    service.ledger = FailingCalls(service.ledger, "claim_counted", applied=True, times=1)
+    body = {"events": [usage("q-1"), usage("q-2", ts="2025-11-03T12:00:01Z")]}
+    # When the batch arrives
+    status, answer, headers = post(body)
+    # Then 503 naming both unsettled: the claims it may have written are given up (lease 0, counted)
+    assert status == 503 and headers["Retry-After"] == "1"
+    assert sorted(answer["unsettled"]) == ["q-1", "q-2"] and counter() == 2
+    # And the client's immediate retry takes them over without waiting for a lease, counted once
+    service.ledger = service.ledger.ledger
+    service.claim_wait_seconds = 0
+    status, answer, _ = post(body)
+    assert status == 202 and answer["accepted"] == 2
+    assert stored_queries(env) == raw_rows(env) == 2 == counter()
 
 
 def test_dynamodb_failing_in_a_503s_bookkeeping_still_lets_every_claim_go(env, post, small_blocks):

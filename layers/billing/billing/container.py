@@ -84,8 +84,8 @@ def clickhouse_url() -> str:
 
 
 def clock() -> Callable[[], datetime]:
-    """The clock webhook, dunning and ingest (event skew, claim leases) decisions use (tests, demo and
-    bench may replace it)."""
+    """The clock webhook and dunning decisions and ingest's claim leases use (tests, demo and bench
+    may replace it)."""
     return _clock[0] if _clock else _system_clock
 
 
@@ -278,8 +278,12 @@ def ingest_service() -> IngestService:
         catalog=plan_catalog(),
         dedup_retention_days=settings().dedup_retention_days,
         claim_wait_seconds=settings().ingest_claim_wait_seconds,
-        clock=clock(),
+        lease_clock=_epoch_seconds(clock()),
     )
+
+
+def _epoch_seconds(now: Callable[[], datetime]) -> Callable[[], float]:
+    return lambda: now().timestamp()
 
 
 def ingest_store() -> Store:

@@ -141,6 +141,7 @@ class IngestService:
         claim_wait_seconds: float = 10.0,
         clock: Callable[[], datetime] | None = None,
         max_future_skew: timedelta = MAX_FUTURE_SKEW,
+        lease_clock: Callable[[], float] | None = None,
     ):
         self.max_future_skew = max_future_skew
         self.tenants = tenants
@@ -154,8 +155,9 @@ class IngestService:
         self.claim_wait_seconds = claim_wait_seconds
         self.claim_lease_seconds = CLAIM_LEASE_SECONDS
         self.clock = clock or (lambda: datetime.now(UTC))
-        # leases run on the same clock (tests advance it to let a dead request's lease run out)
-        self.now_s: Callable[[], float] = lambda: self.clock().timestamp()
+        # Claim leases measure Lambda lifetimes (epoch seconds), not billing time; tests advance this
+        # clock to let a dead request's lease run out.
+        self.now_s: Callable[[], float] = lease_clock or time.time
         self._expiries: dict[tuple[int, int, int], int] = {}  # (year, month, retention days) -> expiry
 
     # ------------------------------------------------------------------------------------------
@@ -471,6 +473,9 @@ class _Batch:
         self.taken_over: set[Claim] = set()  # held claims written over a dead batch's claim
         self.duplicates: set[Claim] = set()
         self.moved: list[UsageEvent] = []  # queries a dead batch counted: claimed without counting
+        # the claims of the write in progress -> month counting them: if it raises, it may still
+        # have been applied (DynamoDB timed out after committing it), so a failure gives them up too
+        self.in_doubt: dict[Claim, str | None] = {}
 
     # ------------------------------------------------------------------------------------------
     def run(self) -> IngestResult:
@@ -560,6 +565,7 @@ class _Batch:
                     break
                 admitted = [self.claims[e.key] for e in decision.admitted]
                 exact = bool(decision.rejected)
+                self.in_doubt = dict.fromkeys(admitted, month)
                 outcome = self.ledger.claim_counted(
                     tenant_id,
                     month,
@@ -572,6 +578,7 @@ class _Batch:
                     counter_expires_at=counter_expires,
                     previous={c: self.known[c].batch_id for c in admitted if c in self.known},
                 )
+                self.in_doubt = {}
                 if outcome.written:
                     self.held.update({c: month for c in admitted})
                     self.taken_over.update(c for c in admitted if c in self.known)
@@ -613,6 +620,7 @@ class _Batch:
             claims = [self.claims[e.key] for e in pending]
             counted = {c: m for c in claims if c in self.known and (m := self.known[c].counted_month)}
             previous = {c: self.known[c].batch_id for c in claims if c in self.known}
+            self.in_doubt = {c: counted.get(c) for c in claims}
             try:
                 outcome = self.ledger.claim(
                     claims,
@@ -625,6 +633,7 @@ class _Batch:
             except ClaimsInterrupted as interrupted:  # what it wrote is ours: the failure path gives it up
                 self._hold(interrupted.written, counted, previous)
                 raise interrupted.error from None
+            self.in_doubt = {}
             self._hold(frozenset(claims) - outcome.conflicts, counted, previous)
             if outcome.written:
                 return
@@ -703,8 +712,9 @@ class _Batch:
         """Before answering a failure: give back (claim and quota, one transaction) each claim that
         surely was not stored - claimed anew and, when ``inserted`` is False, no insert was tried -
         and give up the rest (lease 0, still counted: they may be stored; the retry takes them over
-        at once and settles them). Returns the event ids given up or still held (``unsettled``) and
-        whether every claim was let go (else they wait for their lease)."""
+        at once and settles them), with the claims of a write that raised (it may have been
+        applied). Returns the event ids given up or still held (``unsettled``) and whether every
+        claim was let go (else they wait for their lease)."""
         fresh = [] if inserted else [c for c in self.held if c not in self.taken_over]
         if fresh:
             try:
@@ -713,35 +723,37 @@ class _Batch:
                     del self.held[c]
             except Exception:
                 logger.warning("could not give back the claims of a failed batch", exc_info=True)
-        rest = list(self.held)
-        let_go = self._give_up(rest)
-        return [c.event_id for c in rest], let_go
+        rest = {**self.in_doubt, **self.held}
+        ours, let_go = self._give_up(rest)
+        return [c.event_id for c in rest if c in ours], let_go
 
-    def _give_up(self, claims: Sequence[Claim]) -> bool:
-        """Lease 0 on those of ``claims`` still ours (a claim given back meanwhile, e.g. by a release
-        whose answer was lost, is a conflict and left alone). False when DynamoDB failed."""
+    def _give_up(self, claims: dict[Claim, str | None]) -> tuple[set[Claim], bool]:
+        """Lease 0 on those of ``claims`` (-> the month counting each) still ours; a claim given back
+        meanwhile (e.g. by a release whose answer was lost), or never written, is a conflict and
+        left alone. Returns the claims given up (all of them, as far as we know, when DynamoDB
+        failed) and whether it worked."""
         pending = list(claims)
         for _attempt in range(3):
             if not pending:
-                return True
+                break
             try:
                 outcome = self.ledger.claim(
                     pending,
                     self.batch_id,
                     self.expiry,
                     lease_until=0,
-                    counted={c: m for c in pending if (m := self.held[c])},
+                    counted={c: m for c in pending if (m := claims[c])},
                     previous={c: self.batch_id for c in pending},
                 )
             except Exception:
                 logger.warning(
                     "could not give up the claims of a failed batch", extra={"batch_id": self.batch_id}
                 )
-                return False
+                return set(claims), False
             if outcome.written:
-                return True
+                return set(pending), True
             pending = [c for c in pending if c not in outcome.conflicts]
-        return not pending
+        return set(pending), not pending
 
     def _lease_end(self) -> datetime:
         return datetime.fromtimestamp(self.lease_until, UTC)
