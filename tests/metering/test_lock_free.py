@@ -242,7 +242,7 @@ def test_a_claim_write_failing_part_way_gives_up_the_claims_written_beside_it(en
         return real(**request)
 
     monkeypatch.setattr(client, "put_item", failing)
-    with pytest.raises(ClientError):
+    with pytest.raises(ServiceUnavailable):
         container.ingest_service().ingest(batch)
     monkeypatch.setattr(client, "put_item", real)
     assert rows(env) == (0, 0)

@@ -732,28 +732,26 @@ class _Batch:
         meanwhile (e.g. by a release whose answer was lost), or never written, is a conflict and
         left alone. Returns the claims given up (all of them, as far as we know, when DynamoDB
         failed) and whether it worked."""
-        pending = list(claims)
-        for _attempt in range(3):
-            if not pending:
-                break
-            try:
-                outcome = self.ledger.claim(
-                    pending,
-                    self.batch_id,
-                    self.expiry,
-                    lease_until=0,
-                    counted={c: m for c in pending if (m := claims[c])},
-                    previous={c: self.batch_id for c in pending},
-                )
-            except Exception:
-                logger.warning(
-                    "could not give up the claims of a failed batch", extra={"batch_id": self.batch_id}
-                )
-                return set(claims), False
-            if outcome.written:
-                return set(pending), True
-            pending = [c for c in pending if c not in outcome.conflicts]
-        return set(pending), not pending
+        if not claims:
+            return set(), True
+        try:
+            outcome = self.ledger.claim(
+                list(claims),
+                self.batch_id,
+                self.expiry,
+                lease_until=0,
+                counted={c: m for c, m in claims.items() if m},
+                previous=dict.fromkeys(claims, self.batch_id),
+            )
+        except Exception as exc:
+            logger.warning(
+                "could not give up the claims of a failed batch", extra={"batch_id": self.batch_id}
+            )
+            # a claim we know we hold that was not given up keeps its lease; one of a write that
+            # raised may never have existed (if it does, the retry is told how long it is held)
+            written = exc.written if isinstance(exc, ClaimsInterrupted) else frozenset()
+            return set(claims), all(c in written for c in claims if c in self.held)
+        return set(claims) - outcome.conflicts, True
 
     def _lease_end(self) -> datetime:
         return datetime.fromtimestamp(self.lease_until, UTC)
