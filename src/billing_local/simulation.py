@@ -601,13 +601,15 @@ def run_shard(
     progress: Progress | None = None,
     clickhouse_url: str | None = None,
     index: LineIndex | None = None,
+    loaded: tuple[list[Tenant], dict[str, TenantGrants]] | None = None,
 ) -> SimulationResult:
     """The current (and proposed) month of the tenants ``plan`` gives this shard (all when no plan);
-    ``index``: the events file's line index, when the parent made one."""
+    ``index``: the events file's line index, when the parent made one; ``loaded``: the tenants
+    file's tenants and grants, when already read."""
     owner = _owner(plan or {}, workers)
     read = SimulationReport(month=str(spec.month))
-    tenants = [t for t in load_tenants(spec.tenants) if owner(t.id) == shard]
-    grants = load_grants(spec.tenants)
+    every, grants = loaded or (load_tenants(spec.tenants), load_grants(spec.tenants))
+    tenants = [t for t in every if owner(t.id) == shard]
     started = time.perf_counter()
     lines = read_lines(spec.events, read, lambda t: owner(t) == shard, index)
     read.seconds["read"] = time.perf_counter() - started
@@ -678,10 +680,19 @@ def _worker(
             pending[0], pending[1] = 0, time.monotonic()
 
     try:
-        clickhouse.connect(clickhouse_url, "default")  # the embedded engine starts meanwhile
+        # meanwhile: the embedded engine starts and the tenants file is read
+        clickhouse.connect(clickhouse_url, "default")
+        loaded = (load_tenants(spec.tenants), load_grants(spec.tenants))
         plan, index = plans.recv()
         result = run_shard(
-            spec, shard, plan, workers, progress=progress, clickhouse_url=clickhouse_url, index=index
+            spec,
+            shard,
+            plan,
+            workers,
+            progress=progress,
+            clickhouse_url=clickhouse_url,
+            index=index,
+            loaded=loaded,
         )
         messages.put(("progress", shard, pending[0]))
         messages.put(("done", shard, result))
@@ -702,27 +713,34 @@ def simulate(
 ) -> SimulationResult:
     """Simulate the month (and the proposal, if any). ``total`` is told how many events the runs
     will handle before they start; ``progress`` how many were just handled."""
-    tenants = load_tenants(spec.tenants)
-    load_grants(spec.tenants)  # a bad coupon or credit body is refused before any work
-    for catalog in [spec.current] + ([spec.proposed] if spec.proposed else []):
-        check_plans(tenants, catalog)
     events = count_events(spec.events)
     runs = 2 if spec.proposed else 1
-    if total:
-        total(events * runs)
+
+    def checked() -> tuple[list[Tenant], dict[str, TenantGrants]]:
+        """The tenants file read and checked (a bad entry, coupon, credit or plan is refused before
+        any event is ingested); then ``total`` is told."""
+        tenants = load_tenants(spec.tenants)
+        grants = load_grants(spec.tenants)
+        for catalog in [spec.current] + ([spec.proposed] if spec.proposed else []):
+            check_plans(tenants, catalog)
+        if total:
+            total(events * runs)
+        return tenants, grants
+
     workers = worker_count(spec, events)
     if workers == 1:
-        result = run_shard(spec, progress=progress)
-        return result
-    results = _run_workers(spec, workers, progress)
+        return run_shard(spec, progress=progress, loaded=checked())
+    results = _run_workers(spec, workers, progress, checked)
     current = merge([r.current for r in results])
     proposed = merge([r.proposed for r in results if r.proposed]) if spec.proposed else None
     return SimulationResult(current, proposed)
 
 
-def _run_workers(spec: SimulationSpec, workers: int, progress: Progress | None) -> list[SimulationResult]:
-    """Start the workers, then index the events file while they start, balance the tenants over
-    them (``shard_plan``) and hand each the plan and the index."""
+def _run_workers(
+    spec: SimulationSpec, workers: int, progress: Progress | None, check: Callable[[], object]
+) -> list[SimulationResult]:
+    """Start the workers, then, while they start, ``check`` the input and index the events file;
+    balance the tenants over them (``shard_plan``) and hand each the plan and the index."""
     context = multiprocessing.get_context("spawn")  # chdb and threads do not survive a fork
     messages = context.Queue()
     configured = os.environ.get("CLICKHOUSE_URL", "")
@@ -744,6 +762,7 @@ def _run_workers(spec: SimulationSpec, workers: int, progress: Progress | None) 
                 process.start()
                 processes.append(process)
                 plans.append(send)
+            check()
             index = LineIndex.of(spec.events)
             plan = shard_plan(index.counts(), workers)
             for send in plans:
