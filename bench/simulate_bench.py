@@ -18,8 +18,10 @@ process and its worker processes together. Prints figures only; nothing is asser
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -186,7 +188,9 @@ def main() -> None:
         workers=args.workers,
     )
     # The in-process run and the baseline share one embedded ClickHouse (one data path per process).
-    clickhouse_url = f"chdb://{tempfile.mkdtemp(prefix='simulate-bench-')}"
+    data = tempfile.mkdtemp(prefix="simulate-bench-chdb-")
+    atexit.register(shutil.rmtree, data, True)  # the month's files in --dir are kept for the next run
+    clickhouse_url = f"chdb://{data}"
     os.environ["CLICKHOUSE_URL"] = clickhouse_url
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start", flush=True)
     cpu = cpu_seconds()
