@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from billing import container
@@ -25,3 +29,40 @@ def create_tenant(
     stored = container.tenants().get(tenant_id)
     assert stored is not None
     return stored
+
+
+@dataclass(frozen=True)
+class SimulateRun:
+    invoices_csv: str  # the --out CSV
+    lines: Path  # the --lines CSV
+    output: str  # what the command printed
+
+
+def run_simulate(
+    directory: Path,
+    events: Iterable[dict[str, Any]],
+    *extra: str,
+    tenants: Path,
+    plans: Path,
+    pricebook: Path | None = None,
+    month: str = "2025-11",
+    raw_lines: Sequence[str] = (),
+) -> SimulateRun:
+    """``billing simulate`` through the CLI as an operator runs it (the caller points CLICKHOUSE_URL at
+    the embedded engine): ``events`` as JSON lines, then ``raw_lines`` as written; exit code 0 asserted."""
+    from typer.testing import CliRunner
+
+    from billing_cli import app
+
+    events_path = directory / "events.jsonl"
+    events_path.write_text(
+        "".join(json.dumps(e) + "\n" for e in events) + "".join(l + "\n" for l in raw_lines)
+    )
+    out, lines = directory / "invoices.csv", directory / "lines.csv"
+    args = ["simulate", "--tenants", str(tenants), "--events", str(events_path), "--month", month]
+    args += ["--out", str(out), "--plans", str(plans), "--lines", str(lines)]
+    if pricebook is not None:
+        args += ["--pricebook", str(pricebook)]
+    result = CliRunner().invoke(app, [*args, *extra], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return SimulateRun(out.read_text(), lines, result.output)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
+import csv
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from billing.periods import iso, parse_instant
-from billing_cli import _load, app
+from billing_cli import _load
 from tests.conftest import CHDB_PATH
 from tests.invoicing.conftest import billing, stripe_double  # noqa: F401 (the Stripe fixtures, for tests here)
+from tests.support import run_simulate
 
 DATA = Path(__file__).resolve().parent
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
@@ -34,41 +34,23 @@ def simulate(tmp_path, monkeypatch):
     _load()
 
     def run(events: list[dict], *extra: str, tenants: Path = DATA / "tenants.yaml", month: str = "2025-11"):
-        events_path = tmp_path / "events.jsonl"
-        events_path.write_text("".join(json.dumps(e) + "\n" for e in events))
-        out, lines = tmp_path / "invoices.csv", tmp_path / "lines.csv"
-        result = CliRunner().invoke(
-            app,
-            [
-                "simulate",
-                "--tenants",
-                str(tenants),
-                "--events",
-                str(events_path),
-                "--month",
-                month,
-                "--out",
-                str(out),
-                "--plans",
-                str(DATA / "plans.yaml"),
-                "--pricebook",
-                str(DATA / "pricebook.yaml"),
-                "--lines",
-                str(lines),
-                *extra,
-            ],
-            catch_exceptions=False,
+        done = run_simulate(
+            tmp_path,
+            events,
+            *extra,
+            tenants=tenants,
+            plans=DATA / "plans.yaml",
+            pricebook=DATA / "pricebook.yaml",
+            month=month,
         )
-        assert result.exit_code == 0, result.output
+        lines = done.lines
         by_tenant: dict[str, dict[str, Decimal]] = {}
         rows = {}
         header = lines.read_text().splitlines()[0].split(",")
-        import csv
-
         for row in csv.DictReader(lines.read_text().splitlines()):
             by_tenant.setdefault(row["tenant_id"], {})[row["line_id"]] = Decimal(row["amount"])
             rows[(row["tenant_id"], row["line_id"])] = row
         assert header[0] == "tenant_id"
-        return out.read_text(), by_tenant, rows
+        return done.invoices_csv, by_tenant, rows
 
     return run

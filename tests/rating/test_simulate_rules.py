@@ -9,17 +9,16 @@ A gpt-4o query with 100,000 input tokens costs 100,000 x 2.50 / 1e6 x 1.25 = 0.3
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from billing.periods import iso, parse_instant
-from billing_cli import _load, app
+from billing_cli import _load
 from tests.conftest import CHDB_PATH
+from tests.support import run_simulate
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -67,37 +66,15 @@ def simulate(tmp_path, monkeypatch):
     def run(
         events: list[dict], *extra: str, tenants: Path = DATA / "tenants.yaml", raw_lines: list[str] = ()
     ):
-        events_path = tmp_path / "events.jsonl"
-        events_path.write_text(
-            "".join(json.dumps(e) + "\n" for e in events) + "".join(l + "\n" for l in raw_lines)
+        done = run_simulate(
+            tmp_path, events, *extra, tenants=tenants, plans=DATA / "plans.yaml", raw_lines=raw_lines
         )
-        out, lines = tmp_path / "invoices.csv", tmp_path / "lines.csv"
-        result = CliRunner().invoke(
-            app,
-            [
-                "simulate",
-                "--tenants",
-                str(tenants),
-                "--events",
-                str(events_path),
-                "--month",
-                "2025-11",
-                "--out",
-                str(out),
-                "--plans",
-                str(DATA / "plans.yaml"),
-                "--lines",
-                str(lines),
-                *extra,
-            ],
-            catch_exceptions=False,
-        )
-        assert result.exit_code == 0, result.output
+        lines = done.lines
         amounts = {}
         for row in lines.read_text().splitlines()[1:]:
             cells = row.split(",")
             amounts[(cells[0], cells[2])] = Decimal(cells[8])
-        return out.read_text(), amounts, result.output
+        return done.invoices_csv, amounts, done.output
 
     return run
 
