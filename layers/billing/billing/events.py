@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Generic, Literal, TypeVar, overload
@@ -192,3 +192,7 @@ class StoredEvent:
     cost_usd: Decimal
     price_version: str
     accepted_at: datetime
+
+
+# usage_events' columns and the fallback row's keys, in this order (one list: the dataclass's fields)
+STORED_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(StoredEvent))

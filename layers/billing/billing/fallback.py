@@ -15,24 +15,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
 
-from billing.events import StoredEvent
+from billing.events import STORED_FIELDS, StoredEvent
 from billing.periods import iso, parse_instant
 
 MAX_MESSAGE_BYTES = 200_000  # SQS allows 256 KiB; leave room for attributes and JSON escaping
-ROW_FIELDS = (
-    "tenant_id",
-    "event_id",
-    "timestamp",
-    "type",
-    "model",
-    "queries",
-    "input_tokens",
-    "output_tokens",
-    "bytes",
-    "cost_usd",
-    "price_version",
-    "accepted_at",
-)
+ROW_FIELDS = STORED_FIELDS
 # What json.dumps(encode_row(row)) writes besides the values: braces, quoted keys, separators.
 _ROW_OVERHEAD = len(json.dumps(dict.fromkeys(ROW_FIELDS, 0))) - len(ROW_FIELDS)
 _PLAIN = re.compile(r"[ !#-\[\]-~]*")  # what json.dumps writes as itself (no quote, backslash, escape)

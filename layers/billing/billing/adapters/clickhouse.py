@@ -18,24 +18,11 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DataError, ProgrammingError
 
 from billing.errors import StoreRejected, StoreUnavailable
-from billing.events import StoredEvent
+from billing.events import STORED_FIELDS, StoredEvent
 from billing.exactly_once import block_token
 from billing.periods import Month, utc
 
-EVENT_COLUMNS = [
-    "tenant_id",
-    "event_id",
-    "timestamp",
-    "type",
-    "model",
-    "queries",
-    "input_tokens",
-    "output_tokens",
-    "bytes",
-    "cost_usd",
-    "price_version",
-    "accepted_at",
-]
+EVENT_COLUMNS = list(STORED_FIELDS)
 # Errors about the rows themselves (a value out of its column's range, a wrong type), raised by the
 # driver while encoding the block: nothing reached the server, and nothing ever will.
 _PERMANENT = (DataError, ProgrammingError, OverflowError, TypeError, struct.error)
