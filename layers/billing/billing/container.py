@@ -502,6 +502,7 @@ def webhook_processor() -> WebhookProcessor:
         tenants=tenants(),
         clock=clock(),
         cards=card_on_file,
+        api_version=settings().stripe_api_version,
     )
 
 

@@ -35,6 +35,7 @@ from pydantic import (
 from billing.card_on_file import CARD_EVENTS, CardOnFileService, card_fact
 from billing.dunning import DunningService, Fact, Failed, Finalized, Mark, Resolved
 from billing.errors import InvalidRequest
+from billing.observability import logger
 from billing.periods import MAX_INSTANT, MIN_INSTANT, Month
 from billing.tenants import Tenant
 from billing.validation import Identifier, parse_json, validation_details
@@ -85,6 +86,7 @@ class StripeEvent:
     object: dict[str, Any]
     invoice: InvoiceObject | None = None  # typed data.object of invoice events
     customer: CustomerObject | None = None  # typed data.object of customer.deleted
+    api_version: str | None = None  # the version Stripe rendered the event at (the endpoint's)
 
     @property
     def mark(self) -> Mark:
@@ -104,6 +106,7 @@ class _EventEnvelope(BaseModel):
     type: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=255)]
     created: int = Field(ge=int(MIN_INSTANT.timestamp()), lt=int(MAX_INSTANT.timestamp()))
     object: dict[str, Any] = Field(validation_alias=AliasPath("data", "object"))
+    api_version: Annotated[str, StringConstraints(strict=True, max_length=64)] | None = None
 
 
 class _OurMetadata(BaseModel):
@@ -185,7 +188,9 @@ def parse_event(payload: bytes) -> StripeEvent:
         envelope = _EventEnvelope.model_validate(doc)
     except ValidationError as exc:
         raise InvalidRequest("not a Stripe event", details=validation_details(exc)) from None
-    event = StripeEvent(envelope.id, envelope.type, envelope.created, envelope.object)
+    event = StripeEvent(
+        envelope.id, envelope.type, envelope.created, envelope.object, api_version=envelope.api_version
+    )
     if envelope.type in INVOICE_EVENTS:
         event.invoice = _typed(InvoiceObject, envelope.object)
     elif envelope.type == "customer.deleted":
@@ -241,9 +246,12 @@ class WebhookProcessor:
         tenants: TenantDirectory,
         clock: Callable[[], datetime],
         cards: Callable[[], CardOnFileService] | None = None,
+        api_version: str | None = None,
     ):
-        """``cards`` builds the card-on-file service on first use (it may read the Stripe key)."""
+        """``cards`` builds the card-on-file service on first use (it may read the Stripe key);
+        ``api_version``: the Stripe API version the typed models are written for (the SDK's pin)."""
         self._cards = cards
+        self.api_version = api_version
         self.verifier = verifier
         self.events = events
         self.dunning = dunning
@@ -259,8 +267,23 @@ class WebhookProcessor:
             return WebhookResult("ignored", event.id, {"reason": f"event type {event.type} is not used"})
         result = self._dispatch(event)
         if not self.events.record(event.id, now, json.dumps(result.detail, default=str)):
-            return WebhookResult("duplicate", event.id, {"reason": "already processed", **result.detail})
-        return result
+            result = WebhookResult("duplicate", event.id, {"reason": "already processed", **result.detail})
+        return self._version_warning(event, result)
+
+    def _version_warning(self, event: StripeEvent, result: WebhookResult) -> WebhookResult:
+        """An event at another API version than the pin is still processed (the typed models refuse
+        what does not fit, with a 400), but the operator is told: in the log and in the answer Stripe
+        shows under the endpoint's delivery attempts."""
+        if not (self.api_version and event.api_version and event.api_version != self.api_version):
+            return result
+        warning = (
+            f"event rendered at Stripe API version {event.api_version}, this code parses "
+            f"{self.api_version}: set the webhook endpoint's api_version to {self.api_version}"
+        )
+        logger.warning(
+            "stripe webhook api version mismatch", extra={"event_id": event.id, "warning": warning}
+        )
+        return WebhookResult(result.status, result.event_id, {**result.detail, "warning": warning})
 
     def _dispatch(self, event: StripeEvent) -> WebhookResult:
         if event.type == "customer.deleted":
