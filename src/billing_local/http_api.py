@@ -69,10 +69,20 @@ def template_routes(function_dirs: Iterable[str] | None = None) -> list[Route]:
 
 
 class LocalApi:
-    def __init__(self, routes: list[Route], api_keys: dict[str, str], *, stage: str = "local"):
+    def __init__(
+        self,
+        routes: list[Route],
+        api_keys: dict[str, str],
+        *,
+        stage: str = "local",
+        all_bodies_binary: bool = False,
+    ):
+        """``all_bodies_binary``: every body base64-encoded, as API Gateway sends them under the
+        template's ``BinaryMediaTypes: */*``; otherwise only a body that is not UTF-8."""
         self.routes = routes
         self.api_keys = api_keys  # key value -> key id
         self.stage = stage
+        self.all_bodies_binary = all_bodies_binary
 
     def event(
         self,
@@ -89,11 +99,13 @@ class LocalApi:
         key_id = self.api_keys.get(headers.get("x-api-key", ""))
         text_body: str | None = None
         encoded = False
-        if body:
+        if body and not self.all_bodies_binary:
             try:
                 text_body = body.decode()
             except UnicodeDecodeError:
-                text_body, encoded = base64.b64encode(body).decode(), True
+                pass
+        if body and text_body is None:
+            text_body, encoded = base64.b64encode(body).decode(), True
         return {
             "resource": route.resource,
             "path": parts.path,

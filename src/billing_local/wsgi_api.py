@@ -7,7 +7,6 @@ own id: ``API_KEYS``). ``GET /openapi.yaml`` serves the document."""
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
@@ -19,27 +18,9 @@ OPENAPI_PATH = PROJECT_ROOT / "openapi.yaml"
 API_KEYS = {"platform-key": "platform-key", "acme-key": "acme-key", "stranger-key": "stranger-key"}
 
 
-class Base64Api(LocalApi):
-    """LocalApi with every body base64-encoded, as API Gateway sends it under binary media types."""
-
-    def event(
-        self,
-        method: str,
-        url: str,
-        headers: dict[str, str],
-        body: bytes,
-        route: Any,
-        params: dict[str, str],
-        host: str,
-    ) -> dict[str, Any]:
-        event = super().event(method, url, headers, body, route, params, host)
-        if body:
-            event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
-        return event
-
-
 def make_app(api_keys: dict[str, str] | None = None) -> Callable[..., Iterable[bytes]]:
-    api = Base64Api(template_routes(), api_keys if api_keys is not None else API_KEYS)
+    keys = api_keys if api_keys is not None else API_KEYS
+    api = LocalApi(template_routes(), keys, all_bodies_binary=True)
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO") or "/"
