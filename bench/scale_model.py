@@ -391,19 +391,14 @@ def main(argv: list[str] | None = None) -> int:
     moto = start_moto(port)
     args.moto_pid = moto.pid
     try:
-        from billing_local.aws import create_resources, fake_credentials
+        from billing_local.aws import create_resources, fake_credentials, resource_environment
 
         fake_credentials()
         os.environ["AWS_ENDPOINT_URL"] = endpoint
         resources = create_resources(prefix=f"scale{uuid.uuid4().hex[:6]}")
         os.environ.update(
             {
-                "TENANTS_TABLE": resources["tenants_table"],
-                "LEDGER_TABLE": resources["ledger_table"],
-                "BILLING_TABLE": resources["billing_table"],
-                "FALLBACK_QUEUE_URL": resources["fallback_queue_url"],
-                "INVOICING_QUEUE_URL": resources["invoicing_queue_url"],
-                "INVOICES_BUCKET": resources["invoices_bucket"],
+                **resource_environment(resources),
                 "CLICKHOUSE_URL": "chdb:///nonexistent-unused",
                 "POWERTOOLS_TRACE_DISABLED": "true",
                 "POWERTOOLS_LOG_LEVEL": "ERROR",

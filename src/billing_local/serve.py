@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from billing_local.aws import resource_environment
 from billing_local.http_api import LocalApi, template_routes
 from billing_local.runner import LocalContext, drain_queue, load_function
 from billing_local.template import PROJECT_ROOT, load_template, resources_of_type
@@ -313,13 +314,7 @@ def configure(data_dir: Path, resources: dict[str, Any]) -> None:
         {
             "CLICKHOUSE_URL": f"chdb://{(data_dir / 'chdb').resolve()}",
             "CLICKHOUSE_DATABASE": os.environ.get("CLICKHOUSE_DATABASE") or "billing",
-            "TENANTS_TABLE": resources["tenants_table"],
-            "LEDGER_TABLE": resources["ledger_table"],
-            "BILLING_TABLE": resources["billing_table"],
-            "FALLBACK_QUEUE_URL": resources["fallback_queue_url"],
-            "INVOICING_QUEUE_URL": resources["invoicing_queue_url"],
-            "INVOICES_BUCKET": resources["invoices_bucket"],
-            "PORTAL_SECRET_NAME": resources["portal_secret_name"],
+            **resource_environment(resources),
             "PLATFORM_API_KEY_IDS": PLATFORM_KEY_ID,
         }
     )
