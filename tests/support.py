@@ -33,14 +33,18 @@ def create_tenant(
 
 @dataclass(frozen=True)
 class SimulateRun:
-    invoices_csv: str  # the --out CSV
+    invoices: Path  # the --out CSV
     lines: Path  # the --lines CSV
     output: str  # what the command printed
+
+    @property
+    def invoices_csv(self) -> str:
+        return self.invoices.read_text()
 
 
 def run_simulate(
     directory: Path,
-    events: Iterable[dict[str, Any]],
+    events: Iterable[dict[str, Any]] | Path,
     *extra: str,
     tenants: Path,
     plans: Path,
@@ -49,15 +53,17 @@ def run_simulate(
     raw_lines: Sequence[str] = (),
 ) -> SimulateRun:
     """``billing simulate`` through the CLI as an operator runs it (the caller points CLICKHOUSE_URL at
-    the embedded engine): ``events`` as JSON lines, then ``raw_lines`` as written; exit code 0 asserted."""
+    the embedded engine): ``events`` an events file, or events written as JSON lines followed by
+    ``raw_lines`` as they are; exit code 0 asserted."""
     from typer.testing import CliRunner
 
     from billing_cli import app
 
-    events_path = directory / "events.jsonl"
-    events_path.write_text(
-        "".join(json.dumps(e) + "\n" for e in events) + "".join(l + "\n" for l in raw_lines)
-    )
+    events_path = events if isinstance(events, Path) else directory / "events.jsonl"
+    if not isinstance(events, Path):
+        events_path.write_text(
+            "".join(json.dumps(e) + "\n" for e in events) + "".join(l + "\n" for l in raw_lines)
+        )
     out, lines = directory / "invoices.csv", directory / "lines.csv"
     args = ["simulate", "--tenants", str(tenants), "--events", str(events_path), "--month", month]
     args += ["--out", str(out), "--plans", str(plans), "--lines", str(lines)]
@@ -65,4 +71,4 @@ def run_simulate(
         args += ["--pricebook", str(pricebook)]
     result = CliRunner().invoke(app, [*args, *extra], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return SimulateRun(out.read_text(), lines, result.output)
+    return SimulateRun(out, lines, result.output)

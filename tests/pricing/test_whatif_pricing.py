@@ -7,13 +7,10 @@ Tiers of the ``calls`` charge (tests/pricing/plans.yaml, plan vol): 1-10 @0.10; 
 
 from __future__ import annotations
 
-import json
-
-from typer.testing import CliRunner
-
-from billing_cli import _load, app
+from billing_cli import _load
 from tests.conftest import CHDB_PATH
 from tests.pricing.conftest import DATA, HOUR, series
+from tests.support import run_simulate
 
 TENANTS = """tenants:
   - {id: small, plans: [{plan: vol, effective_at: "2025-10-01T00:00:00Z"}]}
@@ -33,17 +30,18 @@ def test_a_graduated_plan_against_a_volume_plan_shows_the_lines_that_moved(tmp_p
     events = series("small", "s", "2025-11-02T00:00:00Z", 15, HOUR) + series(
         "big", "b", "2025-11-02T00:00:00Z", 25, HOUR
     )
-    (tmp_path / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     # When November is simulated under both
-    result = CliRunner().invoke(
-        app,
-        ["simulate", "--tenants", str(tmp_path / "tenants.yaml"), "--events", str(tmp_path / "events.jsonl"),
-         "--month", "2025-11", "--out", str(tmp_path / "invoices.csv"), "--plans", str(current),
-         "--pricebook", str(DATA / "pricebook.yaml"), "--compare-plans", str(DATA / "plans.yaml"),
-         "--out-diff", str(tmp_path / "diff.csv")],
-        catch_exceptions=False,
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
+    run_simulate(
+        tmp_path,
+        events,
+        "--compare-plans",
+        str(DATA / "plans.yaml"),
+        "--out-diff",
+        str(tmp_path / "diff.csv"),
+        tenants=tmp_path / "tenants.yaml",
+        plans=current,
+        pricebook=DATA / "pricebook.yaml",
+    )
     # Then the diff has both totals per tenant and every line that moved, largest change first:
     # big, 25 calls: graduated 10 x 0.10 + (10 x 0.05 + 1.00) + 5 x 0.02 = 2.60; volume 25 x 0.02 = 0.50
     # small, 15 calls: graduated 10 x 0.10 + (5 x 0.05 + 1.00) = 2.25; volume 15 x 0.05 + 1.00 = 1.75

@@ -12,19 +12,19 @@ from pathlib import Path
 import boto3
 import pytest
 import yaml
-from typer.testing import CliRunner
 
 from billing import container
 from billing.periods import Month
 from billing.rating import lines_csv
 from billing.statements import Statement
 from billing.tenants import Tenant
-from billing_cli import _load, app
+from billing_cli import _load
 from billing_local.runner import LocalContext, api_gateway_event, load_module
 from billing_local.simulation import Catalog, SimulationSpec
 from billing_local.simulation import simulate as run_simulation
 from billing_local.usage_generator import UNKNOWN_MODEL, price_book_with_change, simulated_month
 from tests.conftest import CHDB_PATH
+from tests.support import run_simulate
 
 NOV = Month(2025, 11)
 PLANS = Path(__file__).resolve().parent / "data" / "plans_small.yaml"
@@ -102,31 +102,16 @@ def production_month(env, files: dict[str, Path], monkeypatch) -> tuple[bytes, l
 def simulate(files: dict[str, Path], tmp_path: Path, monkeypatch, *extra: str) -> tuple[bytes, bytes, str]:
     monkeypatch.setenv("CLICKHOUSE_URL", f"chdb://{CHDB_PATH}")
     _load()
-    out, lines = tmp_path / "sim.csv", tmp_path / "sim-lines.csv"
-    result = CliRunner().invoke(
-        app,
-        [
-            "simulate",
-            "--tenants",
-            str(files["tenants"]),
-            "--events",
-            str(files["events"]),
-            "--month",
-            str(NOV),
-            "--out",
-            str(out),
-            "--lines",
-            str(lines),
-            "--plans",
-            str(PLANS),
-            "--pricebook",
-            str(files["pricebook"]),
-            *extra,
-        ],
-        catch_exceptions=False,
+    done = run_simulate(
+        tmp_path,
+        files["events"],
+        *extra,
+        tenants=files["tenants"],
+        plans=PLANS,
+        pricebook=files["pricebook"],
+        month=str(NOV),
     )
-    assert result.exit_code == 0, result.output
-    return out.read_bytes(), lines.read_bytes(), result.output
+    return done.invoices.read_bytes(), done.lines.read_bytes(), done.output
 
 
 def _comparable(statements: list[Statement]) -> list[dict]:

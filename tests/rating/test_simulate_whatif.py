@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from typer.testing import CliRunner
 
 from billing.periods import Month, iso, parse_instant
-from billing_cli import _load, app
+from billing_cli import _load
 from billing_cli.simulate import PlainProgress, run_with_progress
 from billing_local.simulation import Catalog, SimulationSpec
 from tests.conftest import CHDB_PATH
+from tests.support import run_simulate
 
 DATA = Path(__file__).resolve().parent / "data"
 TENANTS = """tenants:
@@ -65,26 +65,10 @@ def month(tmp_path, monkeypatch) -> dict[str, Path]:
 
 
 def run(files: dict[str, Path], tmp_path: Path, *extra: str) -> str:
-    result = CliRunner().invoke(
-        app,
-        [
-            "simulate",
-            "--tenants",
-            str(files["tenants"]),
-            "--events",
-            str(files["events"]),
-            "--month",
-            "2025-11",
-            "--out",
-            str(tmp_path / "invoices.csv"),
-            "--plans",
-            str(DATA / "plans.yaml"),
-            *extra,
-        ],
-        catch_exceptions=False,
+    done = run_simulate(
+        tmp_path, files["events"], *extra, tenants=files["tenants"], plans=DATA / "plans.yaml"
     )
-    assert result.exit_code == 0, result.output
-    return result.output
+    return done.output
 
 
 def test_a_proposed_plans_file_is_compared_tenant_by_tenant_and_line_by_line(month, tmp_path):
