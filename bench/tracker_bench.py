@@ -176,16 +176,7 @@ def main() -> int:
             )
         print("* default; goal p99 < 20 us")
         print(f"\nend to end, {args.events} events:")
-        direct, direct_ok = direct_throughput(endpoint, args.api_key, args.tenant, args.model, args.events)
-        tracked, tracked_ok = tracker_throughput(endpoint, args.api_key, args.tenant, args.model, args.events)
-        print(
-            f"  direct POST, batches of 1,000, one connection: {direct:>10,.0f} events/s{'' if direct_ok else ' (errors)'}"
-        )
-        print(
-            f"  tracker: track() x N, then flush()           : {tracked:>10,.0f} events/s"
-            f"{'' if tracked_ok else ' (not all acknowledged)'}"
-        )
-        print(f"  tracker / direct: {tracked / direct:.0%} (goal >= 90%)")
+        end_to_end(endpoint, args.api_key, (args.tenant, args.tenant), args.model, args.events)
     finally:
         if server is not None:
             server.stdin.close()  # type: ignore[union-attr]
@@ -193,6 +184,20 @@ def main() -> int:
     if not args.no_serve and args.endpoint is None:
         against_billing_serve(args.serve_events, args.model)
     return 0
+
+
+def end_to_end(endpoint: str, key: str, tenants: tuple[str, str], model: str, events: int) -> None:
+    """Direct batches of 1,000 (as the first tenant), then the tracker (as the second), and the ratio."""
+    direct, direct_ok = direct_throughput(endpoint, key, tenants[0], model, events)
+    tracked, tracked_ok = tracker_throughput(endpoint, key, tenants[1], model, events)
+    print(
+        f"  direct POST, batches of 1,000, one connection: {direct:>10,.0f} events/s{'' if direct_ok else ' (errors)'}"
+    )
+    print(
+        f"  tracker: track() x N, then flush()           : {tracked:>10,.0f} events/s"
+        f"{'' if tracked_ok else ' (not all acknowledged)'}"
+    )
+    print(f"  tracker / direct: {tracked / direct:.0%} (goal >= 90%)")
 
 
 def against_billing_serve(events: int, model: str) -> None:
@@ -240,16 +245,7 @@ def against_billing_serve(events: int, model: str) -> None:
             print(
                 f"\nend to end against billing serve ({url}; real handlers, moto, embedded ClickHouse), {events} events:"
             )
-            direct, direct_ok = direct_throughput(url, key, "bench-direct", model, events)
-            tracked, tracked_ok = tracker_throughput(url, key, "bench-tracked", model, events)
-            print(
-                f"  direct POST, batches of 1,000, one connection: {direct:>10,.0f} events/s{'' if direct_ok else ' (errors)'}"
-            )
-            print(
-                f"  tracker: track() x N, then flush()           : {tracked:>10,.0f} events/s"
-                f"{'' if tracked_ok else ' (not all acknowledged)'}"
-            )
-            print(f"  tracker / direct: {tracked / direct:.0%} (goal >= 90%)")
+            end_to_end(url, key, ("bench-direct", "bench-tracked"), model, events)
         finally:
             serve.terminate()
             serve.wait(60)
