@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from decimal import Decimal
@@ -118,7 +117,7 @@ def test_late_events_become_a_prior_period_adjustment_billed_once(env):
     # and a stray copy of an already billed event is written again
     late = queries("acme", 2, "2025-11-29T00:00:00Z", prefix="late", cost="0.5")
     embedding = queries("acme", 1, "2025-11-29T01:00:00Z", prefix="emb", cost="0.25")[0]
-    embedding = dataclasses.replace(embedding, type="embedding", queries=0)
+    embedding = embedding._replace(type="embedding", queries=0)
     env.store.insert_events(late + [embedding])
     env.store.insert_events(queries("acme", 1, "2025-11-02T00:00:00Z", prefix="n"))
     env.store.insert_events(queries("acme", 5, "2025-12-03T00:00:00Z", prefix="d"))

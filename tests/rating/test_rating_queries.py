@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 from datetime import UTC, datetime, timedelta
@@ -73,9 +72,7 @@ def test_segment_usage_matches_a_brute_force_count_at_unaligned_boundaries(env):
             for delta, tag in ((timedelta(0), "at"), (timedelta(milliseconds=-1), "before")):
                 e = random_events(rng, tenant.id, 1, f"{tag}{j}-")[0]
                 events[tenant.id].append(
-                    dataclasses.replace(
-                        e, timestamp=cut.replace(microsecond=cut.microsecond // 1000 * 1000) + delta
-                    )
+                    e._replace(timestamp=cut.replace(microsecond=cut.microsecond // 1000 * 1000) + delta)
                 )
         env.store.insert_events(events[tenant.id])
     # And one duplicate row written in a separate block (the rollup counts it twice, FINAL once)

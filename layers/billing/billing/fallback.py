@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from itertools import repeat
+from operator import attrgetter
 from typing import Any, Protocol
 
 from billing.events import STORED_FIELDS, StoredEvent
@@ -49,33 +51,43 @@ def blocks(rows: list[StoredEvent]) -> list[list[StoredEvent]]:
 
 def encoded_sizes(rows: Sequence[StoredEvent]) -> list[int]:
     """``encoded_size`` of each row, column by column: a column of plain text, of ints or of UTC
-    instants is sized in one pass without a call per value; any other column value by value."""
+    instants is sized without a Python call per value; any other column value by value."""
     if not rows:
         return []
-    texts = [
-        _text_sizes([getattr(r, name) for r in rows])
-        for name in ("tenant_id", "event_id", "type", "model", "price_version")
+    columns = {name: list(map(attrgetter(name), rows)) for name in ROW_FIELDS}
+    sizes: list[Any] = [
+        _text_sizes(columns[name]) for name in ("tenant_id", "event_id", "type", "model", "price_version")
     ]
-    texts.append(_text_sizes([str(r.cost_usd) for r in rows]))
-    numbers = []
+    sizes.append(_text_sizes(tuple(map(str, columns["cost_usd"]))))
     for name in ("queries", "input_tokens", "output_tokens", "bytes"):
-        column = [getattr(r, name) for r in rows]
-        exact = all(type(n) is int for n in column)
-        numbers.append(list(map(len, map(int.__repr__, column))) if exact else list(map(_json_size, column)))
-    instants = [_instant_sizes([getattr(r, name) for r in rows]) for name in ("timestamp", "accepted_at")]
-    return [_ROW_OVERHEAD + sum(sizes) for sizes in zip(*texts, *numbers, *instants)]
+        column = columns[name]
+        exact = set(map(type, column)) == _INT
+        sizes.append(map(len, map(int.__repr__, column)) if exact else map(_json_size, column))
+    sizes += [_instant_sizes(columns[name]) for name in ("timestamp", "accepted_at")]
+    return list(map(sum, zip(repeat(_ROW_OVERHEAD), *sizes)))
 
 
-def _instant_sizes(values: list[Any]) -> list[int]:
-    if all(type(v) is datetime and v.tzinfo is UTC and v.year >= 1000 for v in values):
+_INT, _STR, _DATETIME, _UTC = {int}, {str}, {datetime}, {UTC}
+
+
+def _instant_sizes(values: Sequence[Any]) -> Iterable[int]:
+    if (
+        set(map(type, values)) == _DATETIME
+        and set(map(_TZINFO, values)) == _UTC
+        and min(map(_YEAR, values)) >= 1000
+    ):
         return [26 if v.microsecond else 22 for v in values]  # as _instant_size says
-    return list(map(_instant_size, values))
+    return map(_instant_size, values)
 
 
-def _text_sizes(values: list[Any]) -> list[int]:
-    if all(type(v) is str for v in values) and _PLAIN.fullmatch("".join(values)):
-        return [len(v) + 2 for v in values]  # every character written as itself, in quotes
-    return [_json_size(v) for v in values]
+def _text_sizes(values: Sequence[Any]) -> Iterable[int]:
+    if set(map(type, values)) == _STR and _PLAIN.fullmatch("".join(values)):
+        return map(_QUOTED, map(len, values))  # every character written as itself, in quotes
+    return map(_json_size, values)
+
+
+_TZINFO, _YEAR = attrgetter("tzinfo"), attrgetter("year")
+_QUOTED = (2).__add__
 
 
 def encoded_size(row: StoredEvent) -> int:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Context, Decimal, Inexact, InvalidOperation, localcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -48,8 +48,7 @@ class PriceVersion(BaseModel):
         return self.id or iso(self.effective_from)
 
 
-@dataclass(frozen=True, slots=True)
-class EventCost:
+class EventCost(NamedTuple):
     cost_usd: Decimal
     price_version: str
 
