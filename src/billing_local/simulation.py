@@ -341,7 +341,7 @@ def read_lines(
 def parse_lines(tenant_id: str, lines: TenantLines, report: SimulationReport) -> list[UsageEvent]:
     """A tenant's valid events; invalid lines are counted and reported with the API's reasons."""
     events = []
-    validate_json = UsageEvent.model_validate_json
+    validate_json = UsageEvent.__pydantic_validator__.validate_json  # model_validate_json, minus a call
     for number, raw in zip(lines.numbers, lines.raw):
         try:
             event = validate_json(raw)

@@ -58,7 +58,7 @@ from billing.exactly_once import (
 )
 from billing.fallback import blocks, encode_block
 from billing.observability import logger
-from billing.periods import Month, iso, parse_instant
+from billing.periods import Month, iso, months_of, parse_instant
 from billing.plans import PlanCatalog
 from billing.pricing import NoPriceVersion, PriceBook, UnknownModel
 from billing.quotas import admit_queries, quota_schedule
@@ -330,8 +330,7 @@ class IngestService:
                 details=refused,
             )
         closed = []
-        months = {(m.year, m.month): m for m in map(Month.of, [e.timestamp for e in events])}
-        for month in sorted(months.values()):
+        for month in sorted(set(months_of([e.timestamp for e in events]))):
             closed_at = self.periods.closed_at(month)
             if closed_at is not None:
                 closed.append(
@@ -347,8 +346,8 @@ class IngestService:
             )
         return tenants
 
-    def _claim_expiry(self, event: UsageEvent) -> int:
-        month = Month.of(event.timestamp)
+    def _claim_expiry(self, month: Month) -> int:
+        """When the claims of ``month``'s events expire (the retention after the month ends)."""
         key = (month.year, month.month, self.dedup_retention_days)
         found = self._expiries.get(key)
         if found is None:
@@ -465,7 +464,9 @@ class _Batch:
         self.s, self.ledger = service, service.ledger
         self.events, self.priced, self.tenants, self.batch_id = events, priced, tenants, batch_id
         self.claims = {e.key: Claim(*e.key) for e in events}
-        self.expiry = {self.claims[e.key]: service._claim_expiry(e) for e in events}
+        self.months = months_of([e.timestamp for e in events])  # each event's, in order
+        expiry = {m: service._claim_expiry(m) for m in set(self.months)}
+        self.expiry = {self.claims[e.key]: expiry[m] for e, m in zip(events, self.months, strict=True)}
         self.lease_until = service.now_s() + service.claim_lease_seconds
         self.result = IngestResult()
         self.known: dict[Claim, ClaimState] = {}  # claims found held by another batch (after a conflict)
@@ -523,9 +524,10 @@ class _Batch:
     def _claim_all(self) -> list[UsageEvent]:
         """Claim every new event id; returns the queries refused for quota (never claimed)."""
         groups: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
-        for event in self.events:
+        text = {m: str(m) for m in set(self.months)}
+        for event, of in zip(self.events, self.months, strict=True):
             if event.queries:
-                groups[(event.tenant_id, _month_text(event.timestamp))].append(event)
+                groups[(event.tenant_id, text[of])].append(event)
         rejected: list[UsageEvent] = []
         for (tenant_id, month), group in sorted(groups.items()):
             rejected += self._claim_queries(tenant_id, month, sorted(group, key=_ARRIVAL))
@@ -763,18 +765,6 @@ class _Batch:
             "duplicates": [e.event_id for e in self.events if self.claims[e.key] in self.duplicates],
             "rejected_for_quota": [],
         }
-
-
-def _month_text(instant: datetime) -> str:
-    month = Month.of(instant)
-    key = (month.year, month.month)  # ints hash in C; a Month's hash is Python code
-    found = _MONTH_TEXT.get(key)
-    if found is None:
-        found = _MONTH_TEXT[key] = str(month)
-    return found
-
-
-_MONTH_TEXT: dict[tuple[int, int], str] = {}  # str(Month) of the months ingest has seen
 
 
 def _max_used(admitted: Sequence[UsageEvent], limit_at: Callable[[datetime], int | None]) -> int | None:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 
 _MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")  # ASCII digits only: \d would take any script's
 # RFC 3339 section 5.6 date-time, exactly: no week dates, no basic format, offsets in minutes, "T".
+# The usual form, ...:SS[.ffffff]Z, which datetime.fromisoformat reads as the same instant in UTC.
+_RFC3339_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z")
 _RFC3339 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
@@ -30,15 +34,19 @@ def utc(dt: datetime) -> datetime:
 def parse_instant(value: str) -> datetime:
     """An RFC 3339 date-time (offset required, nothing around it) to an aware UTC datetime inside
     [MIN_INSTANT, MAX_INSTANT); ValueError (OutOfRange beyond it) otherwise, never anything else."""
+    if type(value) is str and _RFC3339_UTC.fullmatch(value):
+        try:
+            dt = datetime.fromisoformat(value)
+        except ValueError:
+            pass  # such as month 13: the general path gives its own message
+        else:
+            if MIN_INSTANT <= dt < MAX_INSTANT:
+                return dt
+            raise OutOfRange(_range_message())
     match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         raise ValueError("not an RFC 3339 date-time such as 2025-11-03T12:00:00Z (offset required)")
     offset = match.group(8)
-    if offset == "Z" and value[10] == "T" and len(value) <= 27:  # ...:SS[.ffffff]Z, the usual form
-        try:
-            return in_range(datetime.fromisoformat(value))  # the same instant as below, in UTC
-        except ValueError:
-            pass  # the general path gives its own message
     fraction = (match.group(7) or "")[:7]  # datetime keeps microseconds; we keep milliseconds
     text = f"{value[:19]}{fraction}{'+00:00' if offset in ('Z', 'z') else offset}"
     try:
@@ -145,4 +153,19 @@ class Month:
         return f"{self.year:04d}-{self.month:02d}"
 
 
-_MONTHS: dict[tuple[int, int], Month] = {}  # Month.of's instances
+class _MonthInstances(dict[tuple[int, int], Month]):
+    def __missing__(self, key: tuple[int, int]) -> Month:
+        found = self[key] = Month(*key)
+        return found
+
+
+_MONTHS: dict[tuple[int, int], Month] = _MonthInstances()  # Month.of's instances
+_TZINFO, _YEAR, _MONTH_OF_YEAR = attrgetter("tzinfo"), attrgetter("year"), attrgetter("month")
+
+
+def months_of(instants: Sequence[datetime]) -> list[Month]:
+    """``[Month.of(i) for i in instants]``; for instants all in UTC (what validated events hold)
+    without a Python call per instant (ingest asks once per batch)."""
+    if set(map(_TZINFO, instants)) <= {UTC}:
+        return list(map(_MONTHS.__getitem__, zip(map(_YEAR, instants), map(_MONTH_OF_YEAR, instants))))
+    return list(map(Month.of, instants))
