@@ -58,7 +58,7 @@ from billing.exactly_once import (
 )
 from billing.fallback import blocks, encode_block
 from billing.observability import logger
-from billing.periods import Month, iso, months_of, parse_instant
+from billing.periods import Month, iso, month_keys, parse_instant
 from billing.plans import PlanCatalog
 from billing.pricing import NoPriceVersion, PriceBook, UnknownModel
 from billing.quotas import admit_queries, quota_schedule
@@ -330,7 +330,7 @@ class IngestService:
                 details=refused,
             )
         closed = []
-        for month in sorted(set(months_of([e.timestamp for e in events]))):
+        for month in sorted(Month(*key) for key in set(month_keys([e.timestamp for e in events]))):
             closed_at = self.periods.closed_at(month)
             if closed_at is not None:
                 closed.append(
@@ -464,8 +464,8 @@ class _Batch:
         self.s, self.ledger = service, service.ledger
         self.events, self.priced, self.tenants, self.batch_id = events, priced, tenants, batch_id
         self.claims = {e.key: Claim(*e.key) for e in events}
-        self.months = months_of([e.timestamp for e in events])  # each event's, in order
-        expiry = {m: service._claim_expiry(m) for m in set(self.months)}
+        self.months = month_keys([e.timestamp for e in events])  # each event's (year, month), in order
+        expiry = {m: service._claim_expiry(Month(*m)) for m in set(self.months)}
         self.expiry = {self.claims[e.key]: expiry[m] for e, m in zip(events, self.months, strict=True)}
         self.lease_until = service.now_s() + service.claim_lease_seconds
         self.result = IngestResult()
@@ -524,7 +524,7 @@ class _Batch:
     def _claim_all(self) -> list[UsageEvent]:
         """Claim every new event id; returns the queries refused for quota (never claimed)."""
         groups: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
-        text = {m: str(m) for m in set(self.months)}
+        text = {m: str(Month(*m)) for m in set(self.months)}
         for event, of in zip(self.events, self.months, strict=True):
             if event.queries:
                 groups[(event.tenant_id, text[of])].append(event)

@@ -153,19 +153,14 @@ class Month:
         return f"{self.year:04d}-{self.month:02d}"
 
 
-class _MonthInstances(dict[tuple[int, int], Month]):
-    def __missing__(self, key: tuple[int, int]) -> Month:
-        found = self[key] = Month(*key)
-        return found
-
-
-_MONTHS: dict[tuple[int, int], Month] = _MonthInstances()  # Month.of's instances
+_MONTHS: dict[tuple[int, int], Month] = {}  # Month.of's instances
 _TZINFO, _YEAR, _MONTH_OF_YEAR = attrgetter("tzinfo"), attrgetter("year"), attrgetter("month")
 
 
-def months_of(instants: Sequence[datetime]) -> list[Month]:
-    """``[Month.of(i) for i in instants]``; for instants all in UTC (what validated events hold)
-    without a Python call per instant (ingest asks once per batch)."""
+def month_keys(instants: Sequence[datetime]) -> list[tuple[int, int]]:
+    """``(year, month)`` of ``Month.of(i)`` for each of ``instants``; for instants all in UTC (what
+    validated events hold) without a Python call per instant (ingest asks once per batch). Keys,
+    not Months: a tuple of ints hashes in C, a Month's dataclass hash is Python code."""
     if set(map(_TZINFO, instants)) <= {UTC}:
-        return list(map(_MONTHS.__getitem__, zip(map(_YEAR, instants), map(_MONTH_OF_YEAR, instants))))
-    return list(map(Month.of, instants))
+        return list(zip(map(_YEAR, instants), map(_MONTH_OF_YEAR, instants)))
+    return [(m.year, m.month) for m in map(Month.of, instants)]
