@@ -156,6 +156,15 @@ class MemoryLedger:
     def commit_batch(self, batch_id: str, expires_at: int, **attributes: Any) -> None:
         self._committed.add(batch_id)
 
+    def forget_claims(self) -> None:
+        """Drop every claim and commit record; the quota counters stay. A simulation calls it after
+        each tenant's last batch: claims are per tenant and no later batch carries that tenant's
+        ids, so they are never read again, and a month's million claims need not be kept (they
+        were most of a worker's memory, and a dict that size slows every claim lookup)."""
+        with self._guard:
+            self._claims.clear()
+            self._committed.clear()
+
     def quota_used(self, tenant_id: str, month: str) -> tuple[int, int | None]:
         found = self._quota.get((tenant_id, month))
         return (0, None) if found is None else found

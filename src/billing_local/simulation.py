@@ -555,6 +555,7 @@ def run_month(
                     if progress:
                         progress(len(batch))
                 del events
+                stores["ledger"].forget_claims()  # this tenant's ids never come again
                 gc.collect(1)
             stores["ingest_store"].flush()
         report.seconds["ingest"] = time.perf_counter() - started
