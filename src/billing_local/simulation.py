@@ -387,7 +387,9 @@ def tenant_batches(
     events: Sequence[UsageEvent], tenant: Tenant | None, *, batch_events: int = BATCH_EVENTS
 ) -> Iterator[list[UsageEvent]]:
     """One tenant's events (in any order) as ingest batches: ``(timestamp, event_id)`` order, cut at
-    every change of month or subscription state and at ``batch_events``; repeated ids follow later."""
+    every change of month or subscription state and at ``batch_events``; repeated ids follow later.
+    The (month, state) key can only change at a month start, the cancellation or the first plan,
+    so it is looked at only when an event reaches the next such instant (events are UTC)."""
     pending = sorted(events, key=attrgetter("timestamp", "event_id"))
     state = _states(tenant)
     while pending:
@@ -395,21 +397,44 @@ def tenant_batches(
         current: list[UsageEvent] = []
         seen: set[str] = set()
         key: tuple[int, int, str] | None = None
+        changes = iter(_key_changes(tenant, pending[0].timestamp, pending[-1].timestamp))
+        change = next(changes, None)
         for event in pending:
             if event.event_id in seen:
                 repeats.append(event)
                 continue
             ts = event.timestamp
-            k = (ts.year, ts.month, state(event))
-            if current and (k != key or len(current) >= batch_events):
+            if key is None or (change is not None and ts >= change):
+                while change is not None and ts >= change:
+                    change = next(changes, None)
+                k = (ts.year, ts.month, state(event))
+                if current and k != key:
+                    yield current
+                    current = []
+                key = k
+            if len(current) >= batch_events:
                 yield current
                 current = []
-            key = k
             seen.add(event.event_id)
             current.append(event)
         if current:
             yield current
         pending = repeats
+
+
+def _key_changes(tenant: Tenant | None, first: datetime, last: datetime) -> list[datetime]:
+    """The instants in (first, last] at which an event's (month, state) key may differ from the
+    previous event's: every month start, the cancellation and the first plan."""
+    found: set[datetime] = set()
+    month = Month.of(first).next()
+    while month.start <= last:
+        found.add(month.start)
+        month = month.next()
+    if tenant is not None:
+        found.update(
+            t for t in (tenant.canceled_at, tenant.first_plan_at()) if t is not None and first < t <= last
+        )
+    return sorted(found)
 
 
 # ---------------------------------------------------------------------------------------------- ingest

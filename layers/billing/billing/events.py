@@ -76,6 +76,9 @@ class UsageEvent(BaseModel):
             raise ValueError("embedding events carry tokens only, no bytes")
         if tokens and not self.model:
             raise ValueError("model is required when tokens > 0")
+        # the derived values ingest reads for every event, set now rather than by a first read
+        self.__dict__["queries"] = 1 if self.type == "query" else 0
+        self.__dict__["key"] = (self.tenant_id, self.event_id)
         return self
 
     @_once
