@@ -9,10 +9,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 
 from billing import container
 from billing.exactly_once import Claim
 from billing_local.faults import OutageStore
+from billing_local.runner import drain_queue
 from tests.metering.conftest import make_tenant, usage
 from tests.metering.test_outages_and_bounds import (
     FlakyQueue,
@@ -251,3 +253,77 @@ def test_a_claim_given_back_is_never_recreated_by_its_batch_giving_it_up(env, le
     # Then it is a conflict: no counted claim appears without its query on the counter
     assert not outcome.written and outcome.conflicts == {claim}
     assert ledger.lookup([claim]) == {} and ledger.quota_used("acme-corp", "2025-11")[0] == 0
+
+
+class SendAppliedAnswerLost:
+    """A botocore hook on the real SQS client: ``SendMessage`` reaches the queue (moto takes the
+    message), then the call raises ``error`` as if the answer had been lost on the way back (a read
+    timeout, a connection reset after SQS accepted the request)."""
+
+    def __init__(self, error: Exception):
+        self.error, self.sends = error, 0
+        self.client = container.fallback_queue().client
+
+    def __enter__(self) -> SendAppliedAnswerLost:
+        self.client.meta.events.register("after-call.sqs.SendMessage", self._lose)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.meta.events.unregister("after-call.sqs.SendMessage", self._lose)
+
+    def _lose(self, http_response: Any, **_: Any) -> None:
+        assert http_response.status_code == 200  # the message was queued
+        self.sends += 1
+        raise self.error
+
+
+LOST_ANSWERS = {
+    "read timeout": lambda: ReadTimeoutError(endpoint_url="https://sqs.us-east-1.amazonaws.com/"),
+    "connection reset": lambda: ConnectionClosedError(endpoint_url="https://sqs.us-east-1.amazonaws.com/"),
+}
+
+
+@pytest.mark.parametrize("lost", sorted(LOST_ANSWERS))
+@pytest.mark.parametrize("order", ["replay, then retry", "retry, then replay"])
+def test_a_block_sqs_queued_although_the_send_raised_stays_counted_until_it_is_settled(
+    env, post, lost, order
+):
+    # Given a quota of 2, ClickHouse refusing inserts (its reads still answer), and SQS queueing the
+    # block but the send raising afterwards: the answer was lost
+    make_tenant(quota=2)
+    service = container.ingest_service()
+    service.store = OutageStore(env.store, lambda n: "fail")
+    body = {"events": [usage("q-1"), usage("q-2", ts="2025-11-03T12:00:01Z")]}
+    # When the batch arrives
+    with SendAppliedAnswerLost(LOST_ANSWERS[lost]()) as sqs:
+        status, answer, headers = post(body)
+    # Then 503 naming both events unsettled: the block may be queued, so they stay claimed and counted
+    assert sqs.sends == 1 and queue_depth(env) == 1
+    assert status == 503 and headers["Retry-After"]
+    assert answer["kept"] == [] and sorted(answer["unsettled"]) == ["q-1", "q-2"]
+    assert "unsettled" in answer["message"]
+    assert counter() == stored_queries(env) + len(answer["unsettled"]) == 2
+    # And another query meanwhile meets the full quota (the queued block will be stored)
+    status, refused, _ = post({"events": [usage("q-3", ts="2025-11-04T00:00:00Z")]})
+    assert status == 429 and counter() == 2
+    service.store = env.store
+    service.claim_wait_seconds = 0
+    if order == "replay, then retry":
+        # When the replay stores the queued block, Then the counter equals the stored queries
+        assert drain_queue(env.settings.fallback_queue_url, "fallback_replay") == (1, 0)
+        assert stored_queries(env) == raw_rows(env) == 2 == counter()
+    # When the client retries the request
+    status, answer, _ = post(body)
+    # Then it is accepted, each event stored once and counted once
+    assert status == 202 and answer["accepted"] + len(answer["duplicates"]) == 2
+    assert stored_queries(env) == raw_rows(env) == 2 == counter()
+    if order == "retry, then replay":
+        # When the replay then runs over the queued block, Then it stores nothing again
+        assert drain_queue(env.settings.fallback_queue_url, "fallback_replay") == (1, 0)
+    # And at the end: every event once, the counter equals the stored queries, the queue is empty
+    assert stored_queries(env) == raw_rows(env) == 2 == counter()
+    assert queue_depth(env) == 0
+    # And a second retry is all duplicates
+    status, answer, _ = post(body)
+    assert status == 202 and sorted(answer["duplicates"]) == ["q-1", "q-2"]
+    assert stored_queries(env) == 2 == counter()

@@ -9,14 +9,15 @@ import boto3
 import pytest
 
 from billing import container, fallback
-from billing.errors import StoreRejected, StoreUnavailable
+from billing.errors import QueueRefused, StoreRejected, StoreUnavailable
 from billing_local.faults import OutageStore
 from billing_local.runner import drain_queue
 from tests.metering.conftest import make_tenant, usage
 
 
 class FlakyQueue:
-    """The real fallback queue; ``plan(n)`` says for the n-th send whether SQS is down."""
+    """The real fallback queue; ``plan(n)`` says for the n-th send whether SQS refuses the message
+    (it answers with an error, e.g. access denied: surely not queued)."""
 
     def __init__(self, queue: Any, plan):
         self.queue, self.plan, self.calls = queue, plan, 0
@@ -25,7 +26,7 @@ class FlakyQueue:
         down = self.plan(self.calls)
         self.calls += 1
         if down:
-            raise ConnectionError("injected outage: SQS unreachable")
+            raise QueueRefused("injected outage: SQS refused the message")
         self.queue.send(body)
 
 

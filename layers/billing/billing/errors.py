@@ -79,6 +79,13 @@ class StoreRejected(Exception):
     queueing it can never succeed, so it is refused to the client, never sent to the fallback queue."""
 
 
+class QueueRefused(Exception):
+    """The queue answered that it did not take the message (SQS refused the request on its first
+    attempt, or the SDK refused it before sending): the message is surely not queued. Any other
+    failure of a send (a timeout, a connection reset, an error after SDK retries) leaves it
+    unknown whether the message was queued, and the sender must treat it as possibly queued."""
+
+
 def is_backing_service_failure(error: BaseException) -> bool:
     """An AWS SDK (DynamoDB, SQS, Secrets Manager) or network failure: the request may be retried,
     and every write of ours is idempotent, so it is a 503, not a 500. (Told by the exception's

@@ -16,7 +16,8 @@ Order of work for a batch (nothing is written before every check has passed):
    SQS fallback queue with the same token; a block refused as invalid (``StoreRejected``) is never
    queued; then the batch's commit record is written (202).
    When a block finds no durable home, the answer is 503 naming ``kept`` (stored or queued, committed)
-   and ``unsettled`` events; everything else is given back, claim and quota in one transaction
+   and ``unsettled`` events (maybe stored or queued: a send that raised without SQS refusing it may
+   have queued the block); everything else is given back, claim and quota in one transaction
    (``_partial_failure``). Any other failure after claiming lets every claim go before answering
    (``_Batch._fail``: given back, or given up with lease 0 and named ``unsettled``), so the client's
    immediate retry proceeds; only when DynamoDB fails too do the claims wait for their lease, and
@@ -43,6 +44,7 @@ from billing.errors import (
     Forbidden,
     InvalidRequest,
     PaymentRequired,
+    QueueRefused,
     QuotaExceeded,
     ServiceUnavailable,
     StoreRejected,
@@ -117,7 +119,9 @@ class Periods(Protocol):
 
 
 class FallbackQueue(Protocol):
-    def send(self, body: str) -> None: ...
+    def send(self, body: str) -> None:
+        """Raises QueueRefused when the message is surely not queued; after any other exception it
+        may be (the answer of a send SQS applied was lost), and a replay may store it."""
 
 
 class Store(Protocol):
@@ -214,7 +218,8 @@ class IngestService:
         """A block found no durable home. What has one (stored or queued) stays claimed, counted and
         committed, and is named ``kept``; what surely was not stored is given back (claim and quota);
         a block whose insert may have been applied (it timed out) and that ClickHouse cannot confirm
-        either way, and any event taken over from a dead batch (which may have stored or queued it),
+        either way, or whose send to the queue raised without SQS refusing it (it may be queued and
+        replayed), and any event taken over from a dead batch (which may have stored or queued it),
         stays claimed and counted under a batch that never commits, is named ``unsettled``, and the
         client's retry settles it. So a retry of the same request stores every event exactly once,
         and every quota counter equals the month's counted claims."""
@@ -260,7 +265,9 @@ class IngestService:
             )
         return ServiceUnavailable(
             "usage store and fallback queue are both unavailable; retry the request: events named in "
-            "'kept' are stored (the retry reports them as duplicates), the rest were not accepted",
+            "'kept' are stored or queued (the retry reports them as duplicates), those named in "
+            "'unsettled' may be stored or queued and stay counted until the retry settles them (each "
+            "stored once, counted once), the rest were not accepted",
             headers={"Retry-After": "5"},
             extra=extra,
         )
@@ -409,14 +416,16 @@ class IngestService:
                 self.fallback.send(encode_block(batch_id, block))
                 outcome.kept.extend(block)
                 outcome.queued = True
-            except Exception:  # SQS down as well: this block has no durable home
+            except Exception as exc:  # SQS failed as well: this block has no durable home we know of
                 logger.exception("fallback queue unavailable", extra={"batch_id": batch_id})
                 outcome.failed, outcome.failure = block, "unavailable"
                 landed = self._already_stored_rows(block)
-                if landed is None:
-                    outcome.unsettled = block
-                else:
+                if landed is not None:
                     outcome.kept.extend(r for r in block if (r.tenant_id, r.event_id) in landed)
+                if landed is None or not isinstance(exc, QueueRefused):
+                    # the insert may have landed unseen, or the send may have queued the block
+                    # although it raised (its answer lost): what is not known stored is unsettled
+                    outcome.unsettled = [r for r in block if (r.tenant_id, r.event_id) not in (landed or ())]
                 return outcome
         return outcome
 
@@ -440,7 +449,8 @@ class IngestService:
 class StoreOutcome:
     """Where a batch's rows went: ``kept`` have a durable home (ClickHouse or the fallback queue);
     ``failed`` is the block that found none (``failure``: "unavailable" or "rejected"), of which
-    ``unsettled`` rows may or may not have been applied; rows after it were not tried."""
+    ``unsettled`` rows may or may not have been applied (inserted, or queued by a send whose answer
+    was lost); rows after it were not tried."""
 
     kept: list[StoredEvent] = field(default_factory=list)
     queued: bool = False

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import ClientError, NoCredentialsError, ParamValidationError
+
 from billing.adapters.aws import sqs_client
+from billing.errors import QueueRefused
 
 
 class SqsQueue:
@@ -17,7 +20,20 @@ class SqsQueue:
         return self._client or sqs_client()
 
     def send(self, body: str) -> None:
-        self.client.send_message(QueueUrl=self.url, MessageBody=body)
+        """Raises ``QueueRefused`` only when the message is surely not queued: the SDK refused the
+        request before sending it, or SQS answered its first attempt with a 4xx (queue missing,
+        access denied, message too large). Anything else (no answer: a timeout or a reset, which
+        may come after SQS accepted the message; a 5xx; any error after SDK retries, an earlier
+        attempt of which may have been applied) is re-raised as it is: the message may be queued."""
+        try:
+            self.client.send_message(QueueUrl=self.url, MessageBody=body)
+        except (ParamValidationError, NoCredentialsError) as exc:
+            raise QueueRefused(str(exc)) from exc
+        except ClientError as exc:
+            meta = exc.response.get("ResponseMetadata", {})
+            if meta.get("RetryAttempts", 0) == 0 and 400 <= meta.get("HTTPStatusCode", 0) < 500:
+                raise QueueRefused(str(exc)) from exc
+            raise
 
 
 class QueueDepth:
