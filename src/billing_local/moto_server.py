@@ -61,6 +61,9 @@ def keep_alive_handler() -> Any:
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True  # werkzeug sends headers and body apart: no delayed-ACK stall
 
+        def log_request(self, *_: Any) -> None:  # a stderr line per call (CPU), nobody reads it
+            pass
+
         def send_header(self, keyword: str, value: str) -> None:
             if keyword.lower() == "connection" and value.lower() == "close":
                 return
