@@ -109,6 +109,9 @@ class PeakMemory:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        # one last sample at the end of the run: an in-process run is at its largest here
+        self.peak_mb = max(self.peak_mb, self.sample())
+        self.peak_pss_mb = max(self.peak_pss_mb, self.sample("Pss:"))
 
     def _run(self) -> None:
         samples = 0
