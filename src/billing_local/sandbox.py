@@ -54,18 +54,18 @@ def _restored_env() -> Iterator[None]:
 
 @contextmanager
 def clickhouse_sandbox(
-    *, plans_path: Path | None = None, pricebook_path: Path | None = None, url: str | None = None
+    *,
+    plans_path: Path | None = None,
+    pricebook_path: Path | None = None,
+    url: str | None = None,
+    database: str | None = None,
 ) -> Iterator[dict[str, str]]:
     """A fresh, migrated ClickHouse database (dropped at the end) and the given plans and price book
-    as the settings in force; ``url`` picks the ClickHouse (default: embedded, see the module)."""
+    as the settings in force; ``url`` picks the ClickHouse (default: embedded, see the module);
+    ``database``: one ``migrated_database`` made beforehand, to use instead of a new one."""
     with _restored_env():
-        configured = os.environ.get("CLICKHOUSE_URL", "")
-        url = (
-            url
-            or _open_chdb_url()
-            or (configured if configured.startswith("chdb://") else _process_chdb_url())
-        )
-        values = {"CLICKHOUSE_URL": url, "CLICKHOUSE_DATABASE": f"sim_{uuid.uuid4().hex[:12]}"}
+        url = _sandbox_url(url)
+        values = {"CLICKHOUSE_URL": url, "CLICKHOUSE_DATABASE": database or f"sim_{uuid.uuid4().hex[:12]}"}
         if plans_path:
             values["PLANS_PATH"] = str(Path(plans_path).resolve())
         if pricebook_path:
@@ -83,6 +83,25 @@ def clickhouse_sandbox(
                 )
             except Exception:  # noqa: BLE001 - best-effort cleanup of a throwaway database
                 pass
+
+
+def _sandbox_url(url: str | None) -> str:
+    configured = os.environ.get("CLICKHOUSE_URL", "")
+    return (
+        url or _open_chdb_url() or (configured if configured.startswith("chdb://") else _process_chdb_url())
+    )
+
+
+def migrated_database(url: str | None = None) -> str:
+    """Create and migrate a fresh database for a later ``clickhouse_sandbox(database=...)`` (a
+    simulation worker does it while the parent indexes the events file); returns its name."""
+    name = f"sim_{uuid.uuid4().hex[:12]}"
+    with _restored_env():
+        os.environ.pop("CLICKHOUSE_URL_SECRET", None)
+        os.environ.update({"CLICKHOUSE_URL": _sandbox_url(url), "CLICKHOUSE_DATABASE": name})
+        container.reset()
+        container.usage_store().migrate()
+    return name
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gc
 import json
+import mmap
 import multiprocessing
 import os
 import re
@@ -37,6 +38,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import compress
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -57,7 +59,7 @@ from billing.statements import Statement
 from billing.tenant_service import CouponRequest, CreditGrantRequest, parse_request
 from billing.tenants import Tenant
 from billing_local import memory
-from billing_local.sandbox import clickhouse_sandbox
+from billing_local.sandbox import clickhouse_sandbox, migrated_database
 
 BATCH_EVENTS = 50_000
 BLOCK_ROWS = 100_000
@@ -283,14 +285,19 @@ class LineIndex:
 
     names: list[str | None] = field(default_factory=lambda: [None])
     ids: array[int] = field(default_factory=lambda: array("I"))
+    # line n starts at byte offsets[n - 1] and ends before offsets[n]: a worker reads its own lines
+    # by slicing the mapped file, without going through the others
+    offsets: array[int] = field(default_factory=lambda: array("Q", [0]))
 
     @classmethod
     def of(cls, path: Path) -> LineIndex:
         index = cls()
         known: dict[str | None, int] = {}
-        append = index.ids.append
+        append, ends, end = index.ids.append, index.offsets.append, 0
         with Path(path).open("rb") as handle:
             for raw in handle:
+                end += len(raw)
+                ends(end)
                 if not raw.strip():
                     append(0)
                     continue
@@ -317,15 +324,14 @@ def read_lines(
     (owned as None) are reported invalid here. With the file's ``index`` no line is searched for
     its tenant."""
     groups: dict[str, TenantLines] = defaultdict(TenantLines)
-    owned = bytes(owns(name) for name in index.names) if index else b""
-    ids = index.ids if index else array("I")
+    if index is not None:
+        _read_indexed(path, report, owns, index, groups)
+        return dict(sorted(groups.items()))
     with Path(path).open("rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            if index is not None and not owned[ids[number - 1]]:
-                continue
             if not raw.strip():
                 continue
-            tenant_id = tenant_of_line(raw) if index is None else index.names[ids[number - 1]]
+            tenant_id = tenant_of_line(raw)
             if not owns(tenant_id):
                 continue
             report.events_read += 1
@@ -336,6 +342,32 @@ def read_lines(
             group.numbers.append(number)
             group.raw.append(raw)
     return dict(sorted(groups.items()))
+
+
+def _read_indexed(
+    path: Path,
+    report: SimulationReport,
+    owns: Callable[[str | None], bool],
+    index: LineIndex,
+    groups: dict[str, TenantLines],
+) -> None:
+    """``read_lines`` with the file's index: only this process's lines are visited (picked in C by
+    ``compress``), each sliced out of the mapped file."""
+    names, ids, offsets = index.names, index.ids, index.offsets
+    owned = b"\0" + bytes(owns(name) for name in names[1:])  # id 0: a blank line, never read
+    if not ids or not any(owned):
+        return
+    with Path(path).open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        for line in compress(range(len(ids)), map(owned.__getitem__, ids)):
+            raw = data[offsets[line] : offsets[line + 1]]
+            tenant_id = names[ids[line]]
+            report.events_read += 1
+            if tenant_id is None:
+                _report_invalid(raw, line + 1, report)
+                continue
+            group = groups[tenant_id]
+            group.numbers.append(line + 1)
+            group.raw.append(raw)
 
 
 def parse_lines(tenant_id: str, lines: TenantLines, report: SimulationReport) -> list[UsageEvent]:
@@ -550,12 +582,18 @@ def run_month(
     batch_events: int = BATCH_EVENTS,
     clickhouse_url: str | None = None,
     grants: Mapping[str, TenantGrants] | None = None,
+    clickhouse_database: str | None = None,
 ) -> SimulationReport:
     """Create the tenants (then attach their coupons and grant their credits), ingest every tenant's
     lines, close ``month``: the report gets the counts, the stored statements and the month's CSV.
     Nothing outlives the call (the database is dropped)."""
     with (
-        clickhouse_sandbox(plans_path=catalog.plans, pricebook_path=catalog.pricebook, url=clickhouse_url),
+        clickhouse_sandbox(
+            plans_path=catalog.plans,
+            pricebook_path=catalog.pricebook,
+            url=clickhouse_url,
+            database=clickhouse_database,
+        ),
         memory_stores() as stores,
     ):
         started = time.perf_counter()
@@ -628,10 +666,12 @@ def run_shard(
     clickhouse_url: str | None = None,
     index: LineIndex | None = None,
     loaded: tuple[list[Tenant], dict[str, TenantGrants]] | None = None,
+    prepared: str | None = None,
 ) -> SimulationResult:
     """The current (and proposed) month of the tenants ``plan`` gives this shard (all when no plan);
     ``index``: the events file's line index, when the parent made one; ``loaded``: the tenants
-    file's tenants and grants, when already read."""
+    file's tenants and grants, when already read; ``prepared``: a migrated database for the first
+    run (``sandbox.migrated_database``)."""
     owner = _owner(plan or {}, workers)
     read = SimulationReport(month=str(spec.month))
     every, grants = loaded or (load_tenants(spec.tenants), load_grants(spec.tenants))
@@ -659,6 +699,7 @@ def run_shard(
                 batch_events=spec.batch_events,
                 clickhouse_url=clickhouse_url,
                 grants=grants,
+                clickhouse_database=prepared if not runs else None,
             )
         )
     return SimulationResult(runs[0], runs[1] if len(runs) > 1 else None)
@@ -709,6 +750,7 @@ def _worker(
         # meanwhile: the embedded engine starts and the tenants file is read
         clickhouse.connect(clickhouse_url, "default")
         loaded = (load_tenants(spec.tenants), load_grants(spec.tenants))
+        prepared = migrated_database(clickhouse_url)
         plan, index = plans.recv()
         result = run_shard(
             spec,
@@ -719,6 +761,7 @@ def _worker(
             clickhouse_url=clickhouse_url,
             index=index,
             loaded=loaded,
+            prepared=prepared,
         )
         messages.put(("progress", shard, pending[0]))
         messages.put(("done", shard, result))
