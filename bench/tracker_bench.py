@@ -28,9 +28,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from usage_tracker import Tracker
@@ -98,7 +98,9 @@ def direct_throughput(
     ok = True
     start = time.perf_counter()
     for offset in range(0, events, 1000):
-        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        # to the millisecond: a timestamp cut to the second can fall before a plan that began
+        # within that second (a tenant signed up just now), and ingest refuses it
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         batch = [
             {
                 "event_id": str(uuid.uuid4()),
@@ -202,53 +204,25 @@ def end_to_end(endpoint: str, key: str, tenants: tuple[str, str], model: str, ev
 
 def against_billing_serve(events: int, model: str) -> None:
     """End to end against `billing serve` in a subprocess: direct batches of 1,000, then the tracker."""
-    import json
-    import tempfile
-    import urllib.request
+    from pathlib import Path
+
+    from billing_local.serve_process import ServeProcess
 
     key = "bench-serve-key"
     with tempfile.TemporaryDirectory(prefix="tracker-bench-serve-") as tmp:
-        serve = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from billing_cli import main; main()",
-                "serve",
-                "--port",
-                "0",
-                "--data",
-                tmp,
-                "--api-key",
-                key,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        serve = ServeProcess(Path(tmp), key)
         try:
-            url = ""
-            for line in serve.stdout:  # type: ignore[union-attr]
-                if line.startswith("billing serve: http"):
-                    url = line.split()[-1]
-                if line.startswith("platform key:"):
-                    break
-            threading.Thread(target=lambda: [None for _ in serve.stdout], daemon=True).start()  # type: ignore[union-attr]
             for tenant in ("bench-direct", "bench-tracked"):
                 body = {"id": tenant, "name": tenant, "email": f"{tenant}@example.com", "plan": "enterprise"}
-                request = urllib.request.Request(
-                    f"{url}/v1/tenants",
-                    data=json.dumps(body).encode(),
-                    method="POST",
-                    headers={"x-api-key": key, "Content-Type": "application/json"},
-                )
-                urllib.request.urlopen(request, timeout=120).read()
+                status, answer = serve.call("POST", "/v1/tenants", body)
+                if status not in (200, 201):
+                    raise SystemExit(f"signing up {tenant} failed: {status} {answer}")
             print(
-                f"\nend to end against billing serve ({url}; real handlers, moto, embedded ClickHouse), {events} events:"
+                f"\nend to end against billing serve ({serve.url}; real handlers, moto, embedded ClickHouse), {events} events:"
             )
-            end_to_end(url, key, ("bench-direct", "bench-tracked"), model, events)
+            end_to_end(serve.url, key, ("bench-direct", "bench-tracked"), model, events)
         finally:
-            serve.terminate()
-            serve.wait(60)
+            serve.stop()
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from billing_local.serve_process import ServeProcess
 from usage_tracker import QuotaExceeded, Tracker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,69 +30,9 @@ APP = Path(__file__).resolve().parent / "app.py"
 KEY = "serve-test-platform-key"
 
 
-class Server:
-    def __init__(self, data: Path):
-        self.data = data
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from billing_cli import main; main()",
-                "serve",
-                "--port",
-                "0",
-                "--data",
-                str(data),
-                "--api-key",
-                KEY,
-            ],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        deadline = time.monotonic() + 180
-        assert self.process.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                raise AssertionError(f"billing serve exited: {''.join(self.lines)}")
-            self.lines.append(line)
-            if line.startswith("billing serve: http"):
-                self.url = line.split()[-1]
-            if line.startswith("platform key:"):
-                assert line.split()[-1] == KEY
-                break
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-
-    def call(self, method: str, path: str, body: Any = None, key: str | None = KEY) -> tuple[int, Any]:
-        request = urllib.request.Request(
-            self.url + path,
-            method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", **({"x-api-key": key} if key else {})},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=120) as response:
-                return response.status, json.loads(response.read())
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGCONT)
-        self.process.terminate()
-        return self.process.wait(60)
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(tmp_path_factory.mktemp("serve") / "data")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    running = ServeProcess(tmp_path_factory.mktemp("serve") / "data", KEY, cwd=ROOT)
     yield running
     running.stop()
 
@@ -117,7 +57,7 @@ def wait_until(condition: Any, timeout: float, what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def signup(server: Server, tenant_id: str, plan: str) -> None:
+def signup(server: ServeProcess, tenant_id: str, plan: str) -> None:
     status, body = server.call(
         "POST",
         "/v1/tenants",
@@ -126,7 +66,7 @@ def signup(server: Server, tenant_id: str, plan: str) -> None:
     assert status in (200, 201), body
 
 
-def month_queries(server: Server, tenant_id: str) -> int:
+def month_queries(server: ServeProcess, tenant_id: str) -> int:
     month = datetime.now(UTC).strftime("%Y-%m")
     status, body = server.call("GET", f"/v1/tenants/{tenant_id}/statements/{month}")
     assert status == 200 and body["preview"] is True, body
@@ -248,7 +188,7 @@ def test_keys_routes_and_pages(server):
 
 
 def test_sigterm_stops_the_server_cleanly(tmp_path):
-    running = Server(tmp_path / "data")
+    running = ServeProcess(tmp_path / "data", KEY, cwd=ROOT)
     assert running.call("GET", "/v1/tenants/nobody/quota")[0] == 404
     assert running.stop() == 0
     assert "billing serve: stopped" in "".join(running.lines)
