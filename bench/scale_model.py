@@ -94,7 +94,7 @@ def process_cpu_s(pid: int) -> float:
 def start_moto(port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "billing_local.moto_server", "--port", str(port), "--lean"],
+        [sys.executable, "-m", "billing_local.moto_server", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

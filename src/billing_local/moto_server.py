@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import io
 import signal
-import socketserver
-import sys
 import threading
 from typing import Any
 
@@ -75,88 +72,10 @@ def keep_alive_handler() -> Any:
     return KeepAlive
 
 
-class LeanHandler(socketserver.StreamRequestHandler):
-    """A minimal HTTP/1.1 front for moto's WSGI app, for DynamoDB's JSON protocol only (every
-    request a POST with a Content-Length body, no chunking, no ``Expect``): werkzeug's development
-    server, on ``http.server``, parses headers with the email package and builds its environ and
-    response in about 0.8 ms of CPU per call, as much as moto's own DynamoDB work. The scale model
-    starts the server with ``--lean`` so that this process's CPU is moto's emulation, which stands
-    for DynamoDB, rather than HTTP parsing (``bench/scale_model.py``)."""
-
-    app: Any = None
-    disable_nagle_algorithm = True
-
-    def handle(self) -> None:
-        rfile, wfile = self.rfile, self.wfile
-        host, port = self.server.server_address[:2]
-        while True:
-            line = rfile.readline(65537)
-            if not line.strip():
-                return
-            method, target, protocol = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
-            environ: dict[str, Any] = {
-                "REQUEST_METHOD": method,
-                "SCRIPT_NAME": "",
-                "SERVER_NAME": str(host),
-                "SERVER_PORT": str(port),
-                "SERVER_PROTOCOL": protocol,
-                "wsgi.version": (1, 0),
-                "wsgi.url_scheme": "http",
-                "wsgi.errors": sys.stderr,
-                "wsgi.multithread": True,
-                "wsgi.multiprocess": False,
-                "wsgi.run_once": False,
-                "REMOTE_ADDR": self.client_address[0],
-            }
-            path, _, query = target.partition("?")
-            environ["PATH_INFO"], environ["QUERY_STRING"] = path, query
-            length = 0
-            while True:
-                header = rfile.readline(65537)
-                if header in (b"\r\n", b"\n", b""):
-                    break
-                name, _, value = header.decode("latin-1").partition(":")
-                name, value = name.strip(), value.strip()
-                key = name.upper().replace("-", "_")
-                if key == "CONTENT_LENGTH":
-                    length = int(value)
-                    environ["CONTENT_LENGTH"] = value
-                elif key == "CONTENT_TYPE":
-                    environ["CONTENT_TYPE"] = value
-                else:
-                    environ[f"HTTP_{key}"] = value
-            environ["wsgi.input"] = io.BytesIO(rfile.read(length) if length else b"")
-            answer: list[Any] = []
-
-            def start_response(
-                status: str, headers: list[tuple[str, str]], exc_info: Any = None, answer: list[Any] = answer
-            ) -> Any:
-                answer[:] = [status, headers]
-                return lambda _data: None
-
-            chunks = self.app(environ, start_response)
-            try:
-                body = b"".join(chunks)
-            finally:
-                if hasattr(chunks, "close"):
-                    chunks.close()
-            status, headers = answer
-            head = [f"HTTP/1.1 {status}"]
-            head += [f"{k}: {v}" for k, v in headers if k.lower() not in ("content-length", "connection")]
-            head.append(f"Content-Length: {len(body)}")
-            wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
-
-
-class _LeanServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5123)
-    parser.add_argument("--lean", action="store_true", help="the minimal front (DynamoDB only)")
     args = parser.parse_args()
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
@@ -165,13 +84,13 @@ def main() -> None:
 
     make_moto_dynamodb_atomic()
     skip_per_request_bookkeeping()
-    app = DomainDispatcherApplication(create_backend_app)
-    server: Any
-    if args.lean:
-        LeanHandler.app = app
-        server = _LeanServer((args.host, args.port), LeanHandler)
-    else:
-        server = make_server(args.host, args.port, app, threaded=True, request_handler=keep_alive_handler())
+    server = make_server(
+        args.host,
+        args.port,
+        DomainDispatcherApplication(create_backend_app),
+        threaded=True,
+        request_handler=keep_alive_handler(),
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     stop = threading.Event()
