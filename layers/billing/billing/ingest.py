@@ -170,9 +170,10 @@ class IngestService:
         principal = principal or PLATFORM
         now = self.clock()
         priced = self._price(events, now)
-        tenants = self._check_tenants(events, principal)
+        months = month_keys([e.timestamp for e in events])  # each event's (year, month), in order
+        tenants = self._check_tenants(events, principal, months)
         batch_id = uuid.uuid4().hex
-        result = _Batch(self, events, priced, tenants, batch_id).run()
+        result = _Batch(self, events, months, priced, tenants, batch_id).run()
         logger.info(
             "usage batch accepted",
             extra={
@@ -301,7 +302,9 @@ class IngestService:
             raise InvalidRequest(f"{len(problems)} invalid event(s); nothing was stored", details=problems)
         return priced
 
-    def _check_tenants(self, events: Sequence[UsageEvent], principal: Principal) -> dict[str, Tenant]:
+    def _check_tenants(
+        self, events: Sequence[UsageEvent], principal: Principal, months: Sequence[tuple[int, int]]
+    ) -> dict[str, Tenant]:
         ids = sorted({e.tenant_id for e in events})
         tenants = self.tenants.get_many(ids)
         principal.authorize(ids, tenants, "write usage for")
@@ -346,7 +349,7 @@ class IngestService:
                 details=refused,
             )
         closed = []
-        for month in sorted(Month(*key) for key in set(month_keys([e.timestamp for e in events]))):
+        for month in sorted(Month(*key) for key in set(months)):
             closed_at = self.periods.closed_at(month)
             if closed_at is not None:
                 closed.append(
@@ -476,6 +479,7 @@ class _Batch:
         self,
         service: IngestService,
         events: Sequence[UsageEvent],
+        months: Sequence[tuple[int, int]],  # each event's (year, month), in order
         priced: dict[tuple[str, str], StoredEvent],
         tenants: dict[str, Tenant],
         batch_id: str,
@@ -484,7 +488,7 @@ class _Batch:
         self.events, self.priced, self.tenants, self.batch_id = events, priced, tenants, batch_id
         keys = [e.key for e in events]
         self.claims = dict(zip(keys, map(_claim_of, keys), strict=True))
-        self.months = month_keys([e.timestamp for e in events])  # each event's (year, month), in order
+        self.months = months
         expiry = {m: service._claim_expiry(Month(*m)) for m in set(self.months)}
         self.expiry = {self.claims[e.key]: expiry[m] for e, m in zip(events, self.months, strict=True)}
         self.lease_until = service.now_s() + service.claim_lease_seconds

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 
 _MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")  # ASCII digits only: \d would take any script's
-# RFC 3339 section 5.6 date-time, exactly: no week dates, no basic format, offsets in minutes, "T".
 # The usual form, ...:SS[.ffffff]Z, which datetime.fromisoformat reads as the same instant in UTC.
 _RFC3339_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z")
+# RFC 3339 section 5.6 date-time, exactly: no week dates, no basic format, offsets in minutes, "T".
 _RFC3339 = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )

@@ -34,7 +34,7 @@ def quota_schedule(tenant: Tenant, catalog: PlanCatalog) -> Callable[[datetime],
     starts = [p.effective_at for p in plans]
     try:  # each segment's limit, found once (ingest asks twice per query)
         limits = [tenant.query_quota] + [catalog.get(p.plan).query_quota for p in plans]
-    except Exception:  # a plan the catalog lacks: raise only when an instant falls in its segment
+    except KeyError:  # a plan the catalog lacks: raise only when an instant falls in its segment
         pass
     else:
         return lambda instant: limits[bisect.bisect_right(starts, instant)]
