@@ -64,16 +64,12 @@ def clickhouse_sandbox(
     as the settings in force; ``url`` picks the ClickHouse (default: embedded, see the module);
     ``database``: one ``migrated_database`` made beforehand, to use instead of a new one."""
     with _restored_env():
-        url = _sandbox_url(url)
-        values = {"CLICKHOUSE_URL": url, "CLICKHOUSE_DATABASE": database or f"sim_{uuid.uuid4().hex[:12]}"}
+        values = {"CLICKHOUSE_URL": _sandbox_url(url), "CLICKHOUSE_DATABASE": database or _new_name()}
         if plans_path:
             values["PLANS_PATH"] = str(Path(plans_path).resolve())
         if pricebook_path:
             values["PRICEBOOK_PATH"] = str(Path(pricebook_path).resolve())
-        os.environ.pop("CLICKHOUSE_URL_SECRET", None)
-        os.environ.update(values)
-        container.reset()
-        container.usage_store().migrate()
+        _use_migrated(values)
         try:
             yield values
         finally:
@@ -92,15 +88,25 @@ def _sandbox_url(url: str | None) -> str:
     )
 
 
+def _new_name() -> str:
+    return f"sim_{uuid.uuid4().hex[:12]}"
+
+
+def _use_migrated(values: dict[str, str]) -> None:
+    """These settings in force (the ClickHouse URL from them, never a secret's) and their database
+    migrated (a no-op for one migrated already)."""
+    os.environ.pop("CLICKHOUSE_URL_SECRET", None)
+    os.environ.update(values)
+    container.reset()
+    container.usage_store().migrate()
+
+
 def migrated_database(url: str | None = None) -> str:
     """Create and migrate a fresh database for a later ``clickhouse_sandbox(database=...)`` (a
     simulation worker does it while the parent indexes the events file); returns its name."""
-    name = f"sim_{uuid.uuid4().hex[:12]}"
+    name = _new_name()
     with _restored_env():
-        os.environ.pop("CLICKHOUSE_URL_SECRET", None)
-        os.environ.update({"CLICKHOUSE_URL": _sandbox_url(url), "CLICKHOUSE_DATABASE": name})
-        container.reset()
-        container.usage_store().migrate()
+        _use_migrated({"CLICKHOUSE_URL": _sandbox_url(url), "CLICKHOUSE_DATABASE": name})
     return name
 
 
