@@ -39,6 +39,10 @@ def units(operation: str, params: dict[str, Any]) -> tuple[float, float]:
         return float(sum(len(v) for v in params.get("RequestItems", {}).values())), 0.0
     if operation == "TransactWriteItems":
         return 2.0 * len(params.get("TransactItems", [])), 0.0
+    if operation == "BatchExecuteStatement":  # PartiQL: each statement as its DynamoDB operation
+        statements = [s["Statement"].lstrip()[:6].upper() for s in params.get("Statements", [])]
+        writes = sum(1 for verb in statements if verb in ("INSERT", "UPDATE", "DELETE"))
+        return float(writes), 0.5 * (len(statements) - writes)
     if operation == "GetItem":
         return 0.0, consistent
     if operation == "BatchGetItem":

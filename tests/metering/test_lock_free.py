@@ -227,30 +227,71 @@ def test_a_counter_transaction_whose_answer_was_lost_is_recognised_as_our_own(en
 
 
 def test_a_claim_write_failing_part_way_gives_up_the_claims_written_beside_it(env, monkeypatch):
-    # Given a batch of 5 queries and 5 embeddings; the embeddings' claims are single conditional
-    # writes sent in parallel, and DynamoDB fails the one of p-0004 while the others are written
+    # Given a batch of 30 queries and 30 embeddings; the embeddings' claims are PartiQL INSERTs, 25
+    # to a BatchExecuteStatement, the requests sent in parallel, and DynamoDB fails the one that
+    # carries p-0058 while the other is written
     from botocore.exceptions import ClientError
 
     make_tenant(quota=1000)
-    batch = events("p", 10, every=2)
+    batch = events("p", 60, every=2)
     client = container.ingest_service().ledger.client
-    real = client.put_item
+    real = client.batch_execute_statement
 
     def failing(**request):
-        if request["Item"]["pk"]["S"].endswith("#p-0004"):
-            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "down"}}, "PutItem")
+        if any(s["Parameters"][0]["S"].endswith("#p-0058") for s in request["Statements"]):
+            raise ClientError(
+                {"Error": {"Code": "InternalServerError", "Message": "down"}}, "BatchExecuteStatement"
+            )
         return real(**request)
 
-    monkeypatch.setattr(client, "put_item", failing)
+    monkeypatch.setattr(client, "batch_execute_statement", failing)
     with pytest.raises(ServiceUnavailable):
         container.ingest_service().ingest(batch)
-    monkeypatch.setattr(client, "put_item", real)
+    monkeypatch.setattr(client, "batch_execute_statement", real)
     assert rows(env) == (0, 0)
     # When the client retries at once, Then it takes over every claim the failed request wrote
     # (none is left under a running lease) and stores each event once, counted once
     container.ingest_service().claim_wait_seconds = 0.1
     result = ingest(batch)
-    assert not isinstance(result, BillingError) and len(result.accepted) == 10
+    assert not isinstance(result, BillingError) and len(result.accepted) == 60
+    assert rows(env) == (60, 60) and counter() == stored_queries(env) == 30
+
+
+def test_claim_statements_dynamodb_did_not_run_are_sent_again(env, monkeypatch):
+    # Given DynamoDB answers the first BatchExecuteStatement of a batch with a statement it
+    # throttled (p-0002) and one that hit an internal error after it was applied (p-0004): the
+    # request succeeds, those two statements report errors
+    make_tenant(quota=1000)
+    batch = events("p", 10, every=2)
+    client = container.ingest_service().ledger.client
+    real = client.batch_execute_statement
+    calls = []
+
+    def flaky(**request):
+        calls.append([s["Parameters"][0]["S"].rsplit("#", 1)[1] for s in request["Statements"]])
+        if len(calls) > 1:
+            return real(**request)
+        applied = [s for s in request["Statements"] if not s["Parameters"][0]["S"].endswith("#p-0002")]
+        responses = iter(real(Statements=applied)["Responses"])
+        out = []
+        for s in request["Statements"]:
+            event_id = s["Parameters"][0]["S"].rsplit("#", 1)[1]
+            if event_id == "p-0002":
+                out.append({"Error": {"Code": "ThrottlingError", "Message": "slow down"}})
+            elif event_id == "p-0004":
+                next(responses)
+                out.append({"Error": {"Code": "InternalServerError", "Message": "answer lost"}})
+            else:
+                out.append(next(responses))
+        return {"Responses": out}
+
+    monkeypatch.setattr(client, "batch_execute_statement", flaky)
+    # When the batch is ingested
+    result = ingest(batch)
+    # Then only the two statements are sent again; p-0004's own claim (DuplicateItem on the second
+    # try) is recognised as ours, and every event is stored once, counted once
+    assert calls[1] == ["p-0002", "p-0004"]
+    assert not isinstance(result, BillingError) and len(result.accepted) == 10 and not result.duplicates
     assert rows(env) == (10, 10) and counter() == stored_queries(env) == 5
 
 

@@ -120,7 +120,16 @@ def _record_aws_calls(calls):
     def recording(self, operation_name, api_params):
         model = self.meta.service_model
         service = model.signing_name or model.endpoint_prefix
-        if operation_name == "TransactWriteItems":
+        if operation_name == "BatchExecuteStatement":
+            # IAM authorizes each PartiQL statement by its verb (PartiQLInsert, ...) on its table
+            for statement in api_params.get("Statements", []):
+                verb, table = re.match(
+                    r'\s*(\w+)\s+(?:INTO\s+|FROM\s+)?"([^"]+)"', statement["Statement"], re.I
+                ).groups()
+                first = (statement.get("Parameters") or [{}])[0]
+                call = {"service": service, "operation": f"PartiQL{verb.capitalize()}", "TableName": table}
+                calls.append({**call, "Key": next(iter(first.values()))} if first else call)
+        elif operation_name == "TransactWriteItems":
             # IAM authorizes each item by the action it performs (PutItem, UpdateItem, ... )
             for item in api_params.get("TransactItems", []):
                 ((kind, params),) = item.items()

@@ -6,19 +6,21 @@ LedgerTable  pk "EVT#{tenant}#{event_id}"    an event claim: batch_id, lease_unt
              pk "WEBHOOK#{stripe_event_id}"  a processed Stripe event (TTL; billing.adapters.dunning_store)
 
 Requests per accepted batch of B events (q queries), nothing contended: ceil(q / 99) transactions
-for the queries (counter + claims, 2 WRU per item), B - q conditional PutItems for the other claims
-(1 WRU each, sent in parallel), one PutItem commit. No reads: conflicts come back as cancellation
-reasons or failed conditions and only then are looked up.
+for the queries (counter + claims, 2 WRU per item), ceil((B - q) / 25) BatchExecuteStatements of
+PartiQL INSERTs for the other claims (1 WRU each, sent in parallel), one PutItem commit. No reads:
+conflicts come back as cancellation reasons, DuplicateItem or failed conditions and only then are
+looked up.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -34,9 +36,21 @@ from billing.exactly_once import (
 )
 
 TRANSACTION_CONFLICT_ATTEMPTS = 20
-# Threads sending one process's claim PutItems in parallel (boto's connection pool holds 50): a
-# batch's plain claims cost about one round trip, not one per claim.
+# Threads sending one process's claim requests in parallel (boto's connection pool holds 50): a
+# batch's plain claims cost about one round trip, not one per request.
 CLAIM_PUT_THREADS = 32
+MAX_STATEMENTS_PER_BATCH = 25  # DynamoDB's limit for BatchExecuteStatement
+STATEMENT_ATTEMPTS = 8
+# statement errors of a BatchExecuteStatement that mean "not run, send it again"
+RETRIED_STATEMENT_ERRORS = frozenset(
+    {
+        "ThrottlingError",
+        "ProvisionedThroughputExceeded",
+        "RequestLimitExceeded",
+        "TransactionConflict",
+        "InternalServerError",
+    }
+)
 
 _pool: ThreadPoolExecutor | None = None
 _pool_guard = threading.Lock()
@@ -73,6 +87,12 @@ class UsageLedger:
     def __init__(self, table: str, client: Any = None):
         self.table = table
         self.client = client or dynamodb_client()
+        columns = "'pk': ?, 'batch_id': ?, 'expires_at': ?, 'lease_until': ?"
+        # [without, with] the counted month; parameters are bound in this order
+        self._insert_sql = (
+            f'INSERT INTO "{table}" VALUE {{{columns}}}',
+            f"INSERT INTO \"{table}\" VALUE {{{columns}, 'counted': ?}}",
+        )
 
     def lookup(self, claims: Sequence[Claim]) -> dict[Claim, ClaimState]:
         """The existing claim of each event id (absent ids are left out), with whether its batch
@@ -105,15 +125,21 @@ class UsageLedger:
     ) -> ClaimResult:
         """Claims that change no quota counter: events that are not queries, and queries whose quota
         an earlier (unanswered) request already counted (``counted``: claim -> month, kept). Each is
-        one conditional PutItem (1 WRU, where a transaction would charge 2), written only if absent
-        or, when in ``previous``, still held by ``previous[claim]``; they are sent in parallel and
-        nothing needs them atomic together: a claim is its own exactly-once guard, and the batch
-        commit record, not the claims, makes a batch's events count as stored. Conflicts are
-        reported; if a request fails, every other one is still awaited and ``ClaimsInterrupted``
-        names those written."""
+        written on its own condition at 1 WRU (a transaction would charge 2): a new claim is a
+        PartiQL ``INSERT`` (it fails on an existing key), 25 to a ``BatchExecuteStatement``; a
+        take-over (in ``previous``) is a ``PutItem`` on condition ``batch_id = previous[claim]``.
+        The requests are sent in parallel and nothing needs them atomic together: a claim is its
+        own exactly-once guard, and the batch commit record, not the claims, makes a batch's events
+        count as stored. Conflicts are reported; if a request fails, every other one is still
+        awaited and ``ClaimsInterrupted`` names the claims known written."""
         counted, previous = counted or {}, previous or {}
+        fresh = [c for c in claims if c not in previous]
+        taken = [c for c in claims if c in previous]
 
-        def put(claim: Claim) -> bool:
+        def insert(chunk: Sequence[Claim]) -> dict[Claim, bool]:
+            return self._insert_claims(chunk, batch_id, expires_at, counted, lease_until)
+
+        def put(claim: Claim) -> dict[Claim, bool]:
             request = self._claim_put(
                 claim, batch_id, expires_at[claim], counted.get(claim), lease_until, previous.get(claim)
             )["Put"]
@@ -121,26 +147,86 @@ class UsageLedger:
                 self.client.put_item(**request)
             except ClientError as exc:
                 if is_conditional_failure(exc):
-                    return False
+                    return {claim: False}
                 raise
-            return True
+            return {claim: True}
 
-        futures: list[Future[bool]] = []
-        if len(claims) > 1:
+        requests: list[tuple[Sequence[Claim], Callable[[], dict[Claim, bool]]]] = [
+            (chunk, functools.partial(insert, chunk))
+            for chunk in (
+                fresh[i : i + MAX_STATEMENTS_PER_BATCH]
+                for i in range(0, len(fresh), MAX_STATEMENTS_PER_BATCH)
+            )
+        ] + [((c,), functools.partial(put, c)) for c in taken]
+        futures: list[Future[dict[Claim, bool]]] = []
+        if len(requests) > 1:
             pool = _put_pool()
-            futures = [pool.submit(put, c) for c in claims[1:]]
-        outcomes: list[bool | Exception] = []
-        for index, claim in enumerate(claims):
-            try:
-                outcomes.append(put(claim) if index == 0 else futures[index - 1].result())
-            except Exception as exc:  # every request is awaited before the failure is reported
-                outcomes.append(exc)
-        written = frozenset(c for c, ok in zip(claims, outcomes, strict=True) if ok is True)
-        errors = [e for e in outcomes if isinstance(e, Exception)]
+            futures = [pool.submit(call) for _, call in requests[1:]]
+        outcome: dict[Claim, bool] = {}
+        errors: list[Exception] = []
+        for index, (_, call) in enumerate(requests):
+            try:  # every request is awaited before a failure is reported
+                outcome.update(call() if index == 0 else futures[index - 1].result())
+            except Exception as exc:
+                errors.append(exc)
+        written = frozenset(c for c, ok in outcome.items() if ok)
         if errors:
             raise ClaimsInterrupted(errors[0], written) from errors[0]
-        conflicts = frozenset(c for c, ok in zip(claims, outcomes, strict=True) if ok is False)
+        conflicts = frozenset(c for c, ok in outcome.items() if not ok)
         return ClaimResult(written=not conflicts, conflicts=conflicts)
+
+    def _insert_claims(
+        self,
+        claims: Sequence[Claim],
+        batch_id: str,
+        expires_at: dict[Claim, int],
+        counted: dict[Claim, str],
+        lease_until: float,
+    ) -> dict[Claim, bool]:
+        """One ``BatchExecuteStatement`` of at most 25 ``INSERT``s: claim -> written (False: the id
+        is claimed already, ``DuplicateItem``). Statements DynamoDB did not run (throttled, a
+        conflict, an internal error) are sent again with backoff; any other statement error raises.
+        A statement retried after an internal error may have been applied the first time and then
+        reports ``DuplicateItem``: ingest's conflict lookup finds such a claim held by its own
+        batch and keeps it."""
+        outcome: dict[Claim, bool] = {}
+        pending = list(claims)
+        for attempt in range(STATEMENT_ATTEMPTS):
+            statements = []
+            for c in pending:
+                values = [
+                    {"S": c.pk},
+                    {"S": batch_id},
+                    {"N": str(expires_at[c])},
+                    {"N": str(int(lease_until))},
+                ]
+                month = counted.get(c)
+                if month:
+                    values.append({"S": month})
+                statements.append({"Statement": self._insert_sql[bool(month)], "Parameters": values})
+            responses = self.client.batch_execute_statement(Statements=statements)["Responses"]
+            again = []
+            for c, response in zip(pending, responses, strict=True):
+                code = (response.get("Error") or {}).get("Code")
+                if code is None:
+                    outcome[c] = True
+                elif code == "DuplicateItem":
+                    outcome[c] = False
+                elif code in RETRIED_STATEMENT_ERRORS:
+                    again.append(c)
+                else:
+                    raise ClientError(
+                        {"Error": {"Code": code, "Message": response["Error"].get("Message", "")}},
+                        "BatchExecuteStatement",
+                    )
+            if not again:
+                return outcome
+            pending = again
+            time.sleep(random.uniform(0, min(1.0, 0.01 * 2**attempt)))
+        raise ClientError(
+            {"Error": {"Code": "ThrottlingError", "Message": f"{len(pending)} claim inserts not run"}},
+            "BatchExecuteStatement",
+        )
 
     def claim_counted(
         self,
