@@ -161,18 +161,19 @@ def _cache_condition_parsing() -> None:
 
 
 class _ParsedCondition:
-    """What moto's callers use of a ``ConditionExpressionParser``: ``parse()`` and the attribute
-    names the expression used (a new list each time: callers extend it)."""
+    """A moto ``ConditionExpressionParser`` that has parsed: ``parse()`` returns its tree, and every
+    other attribute is the parser's (a list as a copy: moto's callers extend the names and values
+    found)."""
 
-    def __init__(self, tree: Any, names_found: list[str]):
-        self.tree, self._names_found = tree, tuple(names_found)
+    def __init__(self, parser: Any):
+        self._parser, self._tree = parser, parser.parse()
 
     def parse(self) -> Any:
-        return self.tree
+        return self._tree
 
-    @property
-    def expr_attr_names_found(self) -> list[str]:
-        return list(self._names_found)
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._parser, name)
+        return list(value) if isinstance(value, list) else value
 
 
 def _condition_parser(expression: Any, names: Any, values: Any) -> Any:
@@ -197,8 +198,7 @@ def _parsed_condition(key: str) -> _ParsedCondition:
     from moto.dynamodb.comparisons import create_condition_expression_parser
 
     expression, names, values = json.loads(key)
-    parser = create_condition_expression_parser(expression, names, values)
-    return _ParsedCondition(parser.parse(), parser.expr_attr_names_found)
+    return _ParsedCondition(create_condition_expression_parser(expression, names, values))
 
 
 def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
