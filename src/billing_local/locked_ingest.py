@@ -8,7 +8,8 @@ lock is held exactly as long as a whole batch takes, plus the two reads the old 
 it before writing: a consistent ``BatchGetItem`` of every claim of the batch and a ``GetItem`` of
 each month's counter (their answers are not needed by today's service, which decides by
 conditional writes; they are made for their round trips). The old design's claim writes were one
-``BatchWriteItem`` where today's are parallel ``PutItem``s: about the same one round trip."""
+``BatchWriteItem`` where today's are one ``BatchExecuteStatement`` per 25 claims: the same one
+round trip."""
 
 from __future__ import annotations
 
