@@ -226,6 +226,22 @@ def test_a_counter_transaction_whose_answer_was_lost_is_recognised_as_our_own(en
     assert rows(env) == (30, 30) and counter() == stored_queries(env) == 20
 
 
+def statement_event(statement: dict[str, Any]) -> str:
+    """The event id a claim INSERT statement claims."""
+    return statement["Parameters"][0]["S"].rsplit("#", 1)[1]
+
+
+def route_claim_statements(monkeypatch, answer) -> Any:
+    """The ledger's ``BatchExecuteStatement`` goes through ``answer(real, statements)``; returns a
+    function that puts the real one back."""
+    client = container.ingest_service().ledger.client
+    real = client.batch_execute_statement
+    monkeypatch.setattr(
+        client, "batch_execute_statement", lambda **request: answer(real, request["Statements"])
+    )
+    return lambda: monkeypatch.setattr(client, "batch_execute_statement", real)
+
+
 def test_a_claim_write_failing_part_way_gives_up_the_claims_written_beside_it(env, monkeypatch):
     # Given a batch of 30 queries and 30 embeddings; the embeddings' claims are PartiQL INSERTs, 25
     # to a BatchExecuteStatement, the requests sent in parallel, and DynamoDB fails the one that
@@ -234,20 +250,17 @@ def test_a_claim_write_failing_part_way_gives_up_the_claims_written_beside_it(en
 
     make_tenant(quota=1000)
     batch = events("p", 60, every=2)
-    client = container.ingest_service().ledger.client
-    real = client.batch_execute_statement
 
-    def failing(**request):
-        if any(s["Parameters"][0]["S"].endswith("#p-0058") for s in request["Statements"]):
-            raise ClientError(
-                {"Error": {"Code": "InternalServerError", "Message": "down"}}, "BatchExecuteStatement"
-            )
-        return real(**request)
+    def failing(real, statements):
+        if "p-0058" in map(statement_event, statements):
+            error = {"Error": {"Code": "InternalServerError", "Message": "down"}}
+            raise ClientError(error, "BatchExecuteStatement")
+        return real(Statements=statements)
 
-    monkeypatch.setattr(client, "batch_execute_statement", failing)
+    healthy = route_claim_statements(monkeypatch, failing)
     with pytest.raises(ServiceUnavailable):
         container.ingest_service().ingest(batch)
-    monkeypatch.setattr(client, "batch_execute_statement", real)
+    healthy()
     assert rows(env) == (0, 0)
     # When the client retries at once, Then it takes over every claim the failed request wrote
     # (none is left under a running lease) and stores each event once, counted once
@@ -263,29 +276,27 @@ def test_claim_statements_dynamodb_did_not_run_are_sent_again(env, monkeypatch):
     # request succeeds, those two statements report errors
     make_tenant(quota=1000)
     batch = events("p", 10, every=2)
-    client = container.ingest_service().ledger.client
-    real = client.batch_execute_statement
     calls = []
 
-    def flaky(**request):
-        calls.append([s["Parameters"][0]["S"].rsplit("#", 1)[1] for s in request["Statements"]])
+    def flaky(real, statements):
+        calls.append([statement_event(s) for s in statements])
         if len(calls) > 1:
-            return real(**request)
-        applied = [s for s in request["Statements"] if not s["Parameters"][0]["S"].endswith("#p-0002")]
-        responses = iter(real(Statements=applied)["Responses"])
+            return real(Statements=statements)
+        applied = iter(
+            real(Statements=[s for s in statements if statement_event(s) != "p-0002"])["Responses"]
+        )
         out = []
-        for s in request["Statements"]:
-            event_id = s["Parameters"][0]["S"].rsplit("#", 1)[1]
+        for event_id in calls[0]:
             if event_id == "p-0002":
                 out.append({"Error": {"Code": "ThrottlingError", "Message": "slow down"}})
             elif event_id == "p-0004":
-                next(responses)
+                next(applied)
                 out.append({"Error": {"Code": "InternalServerError", "Message": "answer lost"}})
             else:
-                out.append(next(responses))
+                out.append(next(applied))
         return {"Responses": out}
 
-    monkeypatch.setattr(client, "batch_execute_statement", flaky)
+    route_claim_statements(monkeypatch, flaky)
     # When the batch is ingested
     result = ingest(batch)
     # Then only the two statements are sent again; p-0004's own claim (DuplicateItem on the second
