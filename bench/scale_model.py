@@ -16,7 +16,10 @@ The model:
   as duplicates only;
 - DynamoDB: ``python -m billing_local.moto_server`` out of process, reached over HTTP via
   AWS_ENDPOINT_URL; every call first sleeps ``--ddb-ms`` (a botocore ``before-send`` hook: the
-  round trip a Lambda sees in-region); conditional writes and transactions are atomic;
+  round trip a Lambda sees in-region); conditional writes and transactions are atomic; with
+  ``--tx-ms`` a transaction keeps its items that long and one touching them meanwhile is cancelled
+  with TransactionConflict (DynamoDB's behaviour on a hot item, here the tenant's quota counter;
+  the ledger retries it with jitter);
 - ClickHouse: an in-memory stand-in per process whose insert sleeps ``--ch-ms`` (ClickHouse Cloud's
   insert round trip) and records every row it gets, so a second insert of an event is seen;
 - lock design: ``billing_local.locked_ingest.TenantLockedIngest``: the old lease lock (conditional
@@ -67,6 +70,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=6.0, help="sending time per run (default 6)")
     p.add_argument("--ddb-ms", type=float, default=8.0, help="round trip added to each DynamoDB call")
     p.add_argument("--ch-ms", type=float, default=80.0, help="time of each ClickHouse insert")
+    p.add_argument(
+        "--tx-ms",
+        type=float,
+        default=0.0,
+        help="how long a DynamoDB transaction keeps its items: another one touching them meanwhile is "
+        "cancelled with TransactionConflict (default 0: never, as moto)",
+    )
     p.add_argument("--procs", type=int, default=2, help="writer processes (default 2)")
     p.add_argument("--resend", type=float, default=0.05, help="share of batches sent twice (default 5%%)")
     p.add_argument("--quota-writers", type=int, default=16, help="writers of the quota run (0: skip)")
@@ -91,8 +101,10 @@ def process_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_moto(port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+def start_moto(port: int, transaction_ms: float = 0.0) -> subprocess.Popen[bytes]:
+    from billing_local.aws import TRANSACTION_MS_VARIABLE
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), TRANSACTION_MS_VARIABLE: str(transaction_ms)}
     proc = subprocess.Popen(
         [sys.executable, "-m", "billing_local.moto_server", "--port", str(port)],
         env=env,
@@ -384,11 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     endpoint = f"http://127.0.0.1:{port}"
     print(
         f"one tenant, batches of {args.batch}, {args.seconds:g} s per run, DynamoDB +{args.ddb_ms:g} ms per call "
-        f"(moto server at {endpoint}), ClickHouse insert {args.ch_ms:g} ms, writers in {args.procs} processes; "
+        f"(moto server at {endpoint}), ClickHouse insert {args.ch_ms:g} ms, "
+        f"transactions hold their items {args.tx_ms:g} ms, writers in {args.procs} processes; "
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    moto = start_moto(port)
+    moto = start_moto(port, args.tx_ms)
     args.moto_pid = moto.pid
     try:
         from billing_local.aws import create_resources, fake_credentials, resource_environment

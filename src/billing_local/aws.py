@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -201,11 +202,25 @@ def _parsed_condition(key: str) -> _ParsedCondition:
     return _ParsedCondition(create_condition_expression_parser(expression, names, values))
 
 
+# DynamoDB cancels a transaction that touches an item another transaction is still running on
+# (TransactionConflict). moto runs each one at an instant, so it never does; with
+# BILLING_MOTO_TRANSACTION_MS > 0 (the scale model's --tx-ms) each transaction keeps its items that
+# long after it ran and one touching them meanwhile is cancelled for them.
+TRANSACTION_MS_VARIABLE = "BILLING_MOTO_TRANSACTION_MS"
+_ongoing: dict[tuple[str, str], float] = {}  # item -> time.monotonic() its transaction ends
+
+
+def _transaction_seconds() -> float:
+    return float(os.environ.get(TRANSACTION_MS_VARIABLE) or 0) / 1000
+
+
 def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
     """moto's TransactWriteItems without its deep copy of every touched table (O(table size) per
     call, and under concurrency its rollback would put back a stale copy over other requests'
     writes). Run under the lock above: every condition is checked against the state before the
-    transaction, then every write is applied, which is DynamoDB's all-or-nothing semantics."""
+    transaction, then every write is applied, which is DynamoDB's all-or-nothing semantics. An item
+    still held by an earlier transaction (``BILLING_MOTO_TRANSACTION_MS``) cancels it with
+    ``TransactionConflict`` for that item."""
     from moto.dynamodb.exceptions import (
         MultipleTransactionsException,
         TooManyTransactionsException,
@@ -217,6 +232,7 @@ def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> No
     seen: set[tuple[str, str]] = set()
     reasons: list[Any] = []
     operations = []
+    now, holds = time.monotonic(), _transaction_seconds()
     for entry in transact_items:
         op_type, op = next(iter(entry.items()))
         table_name = op["TableName"]
@@ -233,7 +249,9 @@ def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> No
         seen.add(marker)
         current = self.get_item(table_name, key)
         condition = op.get("ConditionExpression")
-        if condition is not None and not _filter_expression(
+        if holds and _ongoing.get(marker, 0.0) > now:
+            reasons.append(("TransactionConflict", "Transaction is ongoing for the item", None))
+        elif condition is not None and not _filter_expression(
             condition, op.get("ExpressionAttributeNames"), op.get("ExpressionAttributeValues")
         ).expr(current):
             old = None
@@ -245,6 +263,11 @@ def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> No
         operations.append((op_type, op, key))
     if any(code is not None for code, _, _ in reasons):
         raise TransactionCanceledException(reasons)
+    if holds:
+        if len(_ongoing) > 10_000:
+            for ended in [m for m, until in _ongoing.items() if until <= now]:
+                del _ongoing[ended]
+        _ongoing.update(dict.fromkeys(seen, now + holds))
     for op_type, op, key in operations:
         if op_type == "Put":
             self.put_item(op["TableName"], op["Item"])

@@ -1,17 +1,19 @@
 """The DynamoDB that ingest's tests and benches run against (moto, with billing_local.aws's changes)
 behaves as DynamoDB does where ingest relies on it: PartiQL INSERTs in a BatchExecuteStatement
 (each statement on its own, DuplicateItem for an existing key, at most 25) and conditions
-evaluated against each write's own values (moto's parsed conditions are shared between writes)."""
+evaluated against each write's own values (moto's parsed conditions are shared between writes),
+and, when asked to, TransactionConflict for a transaction on an item another one still holds."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from billing_local.aws import local_aws, resource_environment
+from billing_local.aws import TRANSACTION_MS_VARIABLE, local_aws, resource_environment
 
 
 @pytest.fixture
@@ -91,3 +93,32 @@ def test_one_condition_sent_with_other_values_is_evaluated_with_its_own(table):
     # When the same condition is sent again with values seen before, Then each is judged afresh
     assert not rewrite("one", "three")
     assert rewrite("two", "one")
+
+
+def test_a_transaction_on_an_item_another_one_still_holds_is_a_transaction_conflict(table, monkeypatch):
+    client, name = table
+    # Given transactions keep their items 300 ms (the scale model's --tx-ms)
+    monkeypatch.setenv(TRANSACTION_MS_VARIABLE, "300")
+
+    def count(pk: str) -> dict:
+        return {
+            "Update": {
+                "TableName": name,
+                "Key": {"pk": {"S": pk}},
+                "UpdateExpression": "ADD used :one",
+                "ExpressionAttributeValues": {":one": {"N": "1"}},
+            }
+        }
+
+    client.transact_write_items(TransactItems=[count("QUOTA#t#2025-11")])
+    # When another transaction touches the same counter at once
+    with pytest.raises(ClientError) as cancelled:
+        client.transact_write_items(TransactItems=[count("QUOTA#t#2025-11"), count("QUOTA#u#2025-11")])
+    # Then it is cancelled for that item only and writes nothing; once the first has ended it runs
+    reasons = [r["Code"] for r in cancelled.value.response["CancellationReasons"]]
+    assert reasons == ["TransactionConflict", "None"]
+    assert "Item" not in client.get_item(TableName=name, Key={"pk": {"S": "QUOTA#u#2025-11"}})
+    time.sleep(0.35)
+    client.transact_write_items(TransactItems=[count("QUOTA#t#2025-11"), count("QUOTA#u#2025-11")])
+    item = client.get_item(TableName=name, Key={"pk": {"S": "QUOTA#t#2025-11"}}, ConsistentRead=True)["Item"]
+    assert item["used"] == {"N": "2"}

@@ -8,6 +8,8 @@ from billing import container
 from billing.errors import BillingError
 from billing.events import UsageEvent
 from billing.periods import Month
+from billing_local.aws import TRANSACTION_MS_VARIABLE
+from billing_local.aws_meter import DynamoMeter
 from tests.metering.conftest import make_tenant, stored, usage
 
 NOV = Month(2025, 11)
@@ -110,6 +112,24 @@ def test_quota_is_exact_under_50_concurrent_requests(env):
         50, lambda i: ingest_one(usage(f"c-{i}", ts=f"2025-11-03T12:{i // 60:02d}:{i % 60:02d}Z"))
     )
     # Then exactly 10 are admitted and stored
+    assert statuses.count(202) == 10 and statuses.count(429) == 40
+    assert stored(env)["queries"] == 10
+    assert container.ledger().quota_used("acme-corp", "2025-11")[0] == 10
+
+
+def test_quota_is_exact_when_the_counter_is_contended(env, monkeypatch):
+    # Given quota 10, and DynamoDB cancelling a transaction on the counter while another one still
+    # holds it (TransactionConflict: each keeps it 30 ms)
+    monkeypatch.setenv(TRANSACTION_MS_VARIABLE, "30")
+    make_tenant(quota=10)
+    meter = DynamoMeter().attach(container.ledger().client)
+    # When 50 single-query requests race
+    statuses = concurrently(
+        50, lambda i: ingest_one(usage(f"c-{i}", ts=f"2025-11-03T12:{i // 60:02d}:{i % 60:02d}Z"))
+    )
+    # Then the conflicts (transactions sent again) are retried: exactly 10 are admitted, stored and
+    # counted, none fails
+    assert meter.snapshot().requests["TransactWriteItems"] > 60
     assert statuses.count(202) == 10 and statuses.count(429) == 40
     assert stored(env)["queries"] == 10
     assert container.ledger().quota_used("acme-corp", "2025-11")[0] == 10
