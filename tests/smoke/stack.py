@@ -54,9 +54,14 @@ class Stack:
 
 @contextmanager
 def moto_server() -> Iterator[str]:
-    """moto's server on a free loopback port; its endpoint URL."""
+    """moto's server on a free loopback port; its endpoint URL. Its DynamoDB behaves as the service
+    where ingest relies on it (atomic conditional writes, PartiQL INSERT batches): the patches are
+    installed here, not left to whichever test happened to install them first in this process."""
     from moto.server import ThreadedMotoServer
 
+    from billing_local.aws import make_moto_dynamodb_atomic
+
+    make_moto_dynamodb_atomic()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

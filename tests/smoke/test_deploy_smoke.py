@@ -169,6 +169,11 @@ def test_ingest_stores_the_sample_events(deployment):
         TableName=deployment.stack.ref("LedgerTable"), Key={"pk": {"S": "EVT#acme-corp#e-7f3a"}}
     )
     assert "Item" in ledger
+    # And the embedding's claim went in as a PartiQL INSERT (the role check below covers its action)
+    calls = deployment.invocations[-1].aws_calls
+    assert any(c["operation"] == "PartiQLInsert" and c["Key"].startswith("EVT#acme-corp#") for c in calls), (
+        calls
+    )
 
 
 def test_fallback_replay_of_a_block_already_stored_stores_nothing_twice(deployment):
