@@ -49,3 +49,21 @@ def test_push_invoices_the_month_and_is_safe_to_repeat(billing: Billing) -> None
     assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
     assert "paid" in first.output and "not_sent" in first.output
     assert [i["status"] for i in billing.stripe.invoices_for()] == ["paid"]
+
+
+def test_dry_run_of_a_statement_below_zero_prints_the_balance_credit(billing: Billing) -> None:
+    # Given a statement below zero, for a tenant linked to its Stripe customer
+    _load()
+    make_tenant("owed", customer="cus_owed")
+    make_statement("owed", ["1.00", "-5.20"])
+
+    # When pushed with --dry-run
+    result = runner.invoke(app, ["invoice", "push", "--month", MONTH, "--dry-run"])
+
+    # Then the credit to the customer's balance is printed (amount negative: a credit), nothing sent
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "GET /v1/customers/cus_owed/balance_transactions" in out
+    assert "POST /v1/customers/cus_owed/balance_transactions  Idempotency-Key: owed:2025-11:credit" in out
+    assert "amount=-420" in out and "/v1/invoices" not in out
+    assert billing.stripe.requests == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from billing import container
 from tests.invoicing.conftest import MONTH, Billing, cents, make_statement, make_tenant
 
@@ -73,6 +75,57 @@ def test_zero_total_statement_is_never_sent(billing: Billing) -> None:
     assert outcome.state == "not_sent"
     assert billing.stripe.requests == []
     assert billing.records.get("trial", MONTH).reason == "zero total"
+
+
+def credit_posts(billing: Billing) -> list:
+    return [
+        r for r in billing.stripe.requests if r.method == "POST" and r.path.endswith("/balance_transactions")
+    ]
+
+
+def test_a_statement_below_zero_is_credited_to_the_customers_balance_once(billing: Billing) -> None:
+    # Given a statement whose total is below zero (a late adjustment lowered a charge already billed)
+    make_tenant("owed")
+    make_statement("owed", ["1.00", "-5.20"])
+
+    # When the job runs, and runs again
+    outcome = billing.service.invoice("owed", MONTH)
+    again = billing.service.invoice("owed", MONTH)
+
+    # Then the 4.20 owed is credited once to the customer's Stripe balance, and no invoice is made
+    assert outcome.state == again.state == "credited" and outcome.credited_to_balance == 420
+    assert billing.stripe.customer_for("owed")["balance"] == -420
+    assert billing.stripe.invoices_for("owed") == []
+    (post,) = credit_posts(billing)
+    assert post.params["amount"] == "-420" and post.params["metadata"]["statement_id"] == "owed:2025-11"
+    assert post.idempotency_key == "owed:2025-11:credit"
+    record = billing.records.get("owed", MONTH)
+    assert record.balance_transaction_id.startswith("cbtxn_") and "credited" in record.reason
+
+    # And the next month's invoice is its statement less the credit: Stripe takes it off at finalization
+    make_statement("owed", ["10.00"], month="2025-12")
+    following = billing.service.invoice("owed", "2025-12")
+    (invoice,) = billing.stripe.invoices_for("owed")
+    assert following.state == "paid" and following.stripe_total == invoice["total"] == 1000
+    assert invoice["amount_due"] == invoice["amount_paid"] == 580
+    assert billing.stripe.customer_for("owed")["balance"] == 0
+
+
+def test_a_credit_made_by_a_run_that_died_before_saving_is_not_made_again(billing: Billing) -> None:
+    # Given a run credited the balance and died before its record said so (the key long expired)
+    make_tenant("owed2", customer=None)
+    statement = make_statement("owed2", ["-3.00"])
+    service = billing.service
+    customer_id, _ = service._customer("owed2")
+    draft = service.credit_draft(statement, customer_id, 300)
+    service.gateway.credit_balance(replace(draft, idempotency_key="expired-key"))
+
+    # When the job runs again
+    outcome = service.invoice("owed2", MONTH)
+
+    # Then it finds that credit by its metadata and makes no second one
+    assert outcome.state == "credited" and len(credit_posts(billing)) == 1
+    assert billing.stripe.customer_for("owed2")["balance"] == -300
 
 
 def test_final_statement_is_invoiced_like_any_other(billing: Billing) -> None:

@@ -110,3 +110,21 @@ def test_declined_card_is_an_outcome_and_stripe_does_not_retry_on_its_own(live) 
     advance(client, clock, 10 * 24 * 3600)
     invoice = client.v1.invoices.retrieve(outcome.invoice_id)
     assert invoice.status == "open" and invoice.attempt_count == 1 and invoice.next_payment_attempt is None
+
+
+def test_statement_below_zero_is_credited_to_the_stripe_balance_once(live) -> None:
+    from billing.container import invoicing_service
+
+    client, clock = live
+    tenant_id = f"live-credit-{int(time.time())}"
+    make_tenant(tenant_id)
+    customer_id = customer_with_card(client, clock, tenant_id, "pm_card_visa")
+    make_statement(tenant_id, ["1.00", "-5.20"])
+
+    outcome = invoicing_service().invoice(tenant_id, MONTH)
+    again = invoicing_service().invoice(tenant_id, MONTH)
+
+    assert outcome.state == again.state == "credited" and outcome.credited_to_balance == 420
+    assert client.v1.customers.retrieve(customer_id).balance == -420
+    credits = client.v1.customers.balance_transactions.list(customer_id, {"limit": 10}).data
+    assert [(t.amount, t.metadata["statement_id"]) for t in credits] == [(-420, f"{tenant_id}:{MONTH}")]

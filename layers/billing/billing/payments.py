@@ -98,6 +98,19 @@ class ItemDraft:
 
 
 @dataclass(frozen=True)
+class BalanceCreditDraft:
+    """A credit to the customer's balance at the provider (a statement whose total is below zero):
+    the provider takes it off the customer's next invoices at finalization."""
+
+    customer_id: str
+    currency: str
+    amount: int  # minor units credited, > 0
+    description: str
+    metadata: dict[str, str]  # tenant_id, month, statement_id
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
 class SetupSessionDraft:
     """A hosted page where the tenant saves a card for its future invoices (Checkout, setup mode)."""
 
@@ -147,6 +160,14 @@ class PaymentGateway(PaymentCollector, Protocol):
 
     def payment_method_on_file(self, customer_id: str) -> str | None: ...
 
+    def credit_balance(self, draft: BalanceCreditDraft) -> str:
+        """Credit the customer's balance; returns the provider's id of that credit."""
+        ...
+
+    def find_balance_credit(self, customer_id: str, metadata_key: str, value: str) -> str | None:
+        """The credit of the customer's balance whose metadata[key] == value, if one was made."""
+        ...
+
 
 class CardOnFile(Protocol):
     """What the card-on-file flow asks the provider: hosted setup and portal pages, and making a
@@ -191,3 +212,7 @@ class RequestPlanner(Protocol):
     def finalize_request(self, invoice_id: str, idempotency_key: str) -> PlannedRequest: ...
 
     def pay_request(self, invoice_id: str, idempotency_key: str) -> PlannedRequest: ...
+
+    def find_balance_credit_request(self, customer_id: str) -> PlannedRequest: ...
+
+    def balance_credit_request(self, draft: BalanceCreditDraft) -> PlannedRequest: ...

@@ -80,6 +80,7 @@ class DoubleCore:
         self.invoices: dict[str, dict[str, Any]] = {}
         self.payment_methods: dict[str, dict[str, Any]] = {}
         self.products: dict[str, dict[str, Any]] = {}
+        self.balance_transactions: dict[str, dict[str, Any]] = {}  # customer_balance_transaction
         self.checkout_sessions: dict[str, dict[str, Any]] = {}
         self.portal_sessions: dict[str, dict[str, Any]] = {}
         self.setup_intents: dict[str, dict[str, Any]] = {}

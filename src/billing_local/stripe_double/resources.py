@@ -275,6 +275,51 @@ class Resources(DoubleCore):
     def search_customers(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
         return _search(self._searchable(list(self.customers.values())), params, "/v1/customers/search")
 
+    def create_balance_transaction(
+        self, params: dict[str, Any], customer_id: str, *, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        """An adjustment of the customer's balance (negative: a credit the next invoices use up at
+        finalization, as Stripe applies it). Stripe requires a non-zero integer amount and the
+        currency; the balance is in the customer's currency."""
+        _only(params, {"amount", "currency", "description", "metadata", "expand"})
+        customer = self._customer(customer_id, "id")
+        if "amount" not in params:
+            raise _invalid("Missing required param: amount.", param="amount")
+        amount = _int(params["amount"], "amount")
+        if amount == 0:
+            raise _invalid("Amount must be non-zero.", param="amount")
+        currency = params.get("currency")
+        if not currency:
+            raise _invalid("Missing required param: currency.", param="currency")
+        txn = copy.deepcopy(self.fixtures["customer_balance_transaction"])
+        customer["balance"] = int(customer.get("balance") or 0) + amount
+        txn.update(
+            {
+                "id": self._new_id("cbtxn"),
+                "created": int(time.time()),
+                "amount": amount,
+                "currency": currency,
+                "customer": customer_id,
+                "description": params.get("description"),
+                "metadata": _metadata(params.get("metadata")),
+                "ending_balance": customer["balance"],
+                "type": "adjustment",
+                "invoice": None,
+                "credit_note": None,
+            }
+        )
+        self.balance_transactions[txn["id"]] = txn
+        self._emit("customer.updated", customer, request)
+        return txn
+
+    def list_balance_transactions(
+        self, params: dict[str, Any], customer_id: str, *, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        _only(params, {"limit", "starting_after", "ending_before", "expand", "created", "invoice"})
+        self._customer(customer_id, "id")
+        found = [t for t in self.balance_transactions.values() if t["customer"] == customer_id]
+        return _list(found, params, f"/v1/customers/{customer_id}/balance_transactions")
+
     def create_item(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
         _only(
             params,
@@ -891,6 +936,8 @@ _ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/v1/customers", Resources.list_customers),
     ("GET", f"/v1/customers/{_ID}", Resources.get_customer),
     ("POST", f"/v1/customers/{_ID}", Resources.update_customer),
+    ("POST", f"/v1/customers/{_ID}/balance_transactions", Resources.create_balance_transaction),
+    ("GET", f"/v1/customers/{_ID}/balance_transactions", Resources.list_balance_transactions),
     ("POST", "/v1/invoiceitems", Resources.create_item),
     ("GET", "/v1/invoiceitems", Resources.list_items),
     ("GET", f"/v1/invoiceitems/{_ID}", Resources.get_item),

@@ -48,6 +48,7 @@ from billing.adapters.stripe_http import (
 from billing.catalog_sync import ProductSpec, StripeProduct
 from billing.observability import logger
 from billing.payments import (
+    BalanceCreditDraft,
     CreatedCustomer,
     CustomerDraft,
     HostedSession,
@@ -63,6 +64,8 @@ if TYPE_CHECKING:
     from stripe import RequestOptions
     from stripe._base_address import BaseAddresses
     from stripe.params import (
+        CustomerBalanceTransactionCreateParams,
+        CustomerBalanceTransactionListParams,
         CustomerCreateParams,
         CustomerListParams,
         CustomerSearchParams,
@@ -464,6 +467,57 @@ class StripeGateway:
             starting_after = page.data[-1].id
         return found
 
+    # -- balance credits (statements below zero) ------------------------------------------------
+    @staticmethod
+    def balance_credit_request(draft: BalanceCreditDraft) -> StripeRequest:
+        return StripeRequest(
+            "post",
+            f"/customers/{draft.customer_id}/balance_transactions",
+            _credit_params(draft),
+            draft.idempotency_key,
+        )
+
+    @staticmethod
+    def find_balance_credit_request(customer_id: str) -> StripeRequest:
+        return StripeRequest("get", f"/customers/{customer_id}/balance_transactions", {"limit": 100})
+
+    def credit_balance(self, draft: BalanceCreditDraft) -> str:
+        """A negative customer balance transaction (a credit Stripe applies to the next invoices)."""
+        params = _credit_params(draft)
+        statement_id = draft.metadata.get("statement_id", "")
+        txn = self._call(
+            "customers.balance_transactions.create",
+            lambda o: self.client.v1.customers.balance_transactions.create(draft.customer_id, params, o),
+            idempotency_key=draft.idempotency_key,
+            post=True,
+            recover=lambda: self._balance_credit(draft.customer_id, "statement_id", statement_id),
+        )
+        return txn.id
+
+    def find_balance_credit(self, customer_id: str, metadata_key: str, value: str) -> str | None:
+        """Lists the customer's balance transactions (strongly consistent), newest first."""
+        found = self._balance_credit(customer_id, metadata_key, value)
+        return found.id if found is not None else None
+
+    def _balance_credit(
+        self, customer_id: str, metadata_key: str, value: str
+    ) -> stripe.CustomerBalanceTransaction | None:
+        starting_after: str | None = None
+        while True:
+            params: CustomerBalanceTransactionListParams = {"limit": 100}
+            if starting_after:
+                params["starting_after"] = starting_after
+            page = self._call(
+                "customers.balance_transactions.list",  # called at once: params is this iteration's
+                lambda o: self.client.v1.customers.balance_transactions.list(customer_id, params, o),  # noqa: B023
+            )
+            for txn in page.data:
+                if _metadata(txn.metadata).get(metadata_key) == value:
+                    return txn
+            if not page.has_more or not page.data:
+                return None
+            starting_after = page.data[-1].id
+
     @staticmethod
     def finalize_request(invoice_id: str, idempotency_key: str) -> StripeRequest:
         return StripeRequest("post", f"/invoices/{invoice_id}/finalize", _finalize_params(), idempotency_key)
@@ -610,6 +664,15 @@ def _list_invoices_params(customer_id: str, starting_after: str | None) -> Invoi
     if starting_after:
         params["starting_after"] = starting_after
     return params
+
+
+def _credit_params(draft: BalanceCreditDraft) -> CustomerBalanceTransactionCreateParams:
+    return {
+        "amount": -draft.amount,  # negative: a credit to the customer
+        "currency": draft.currency,
+        "description": draft.description[:_MAX_DESCRIPTION],
+        "metadata": dict(draft.metadata),
+    }
 
 
 def _finalize_params() -> InvoiceFinalizeInvoiceParams:

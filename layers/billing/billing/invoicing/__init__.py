@@ -8,7 +8,8 @@ charges the saved payment method. For each statement (tenant-month) a record in 
 (pk ``MONTH#{month}``, sk ``INVOICE#{tenant}``, versioned, conditional writes) walks through
 
     pending -> draft_created -> items_added -> finalized -> paid | payment_failed | sent | carried
-    pending -> not_sent                      (total <= 0: nothing is sent to Stripe)
+    pending -> not_sent                      (total = 0: nothing is sent to Stripe)
+    pending -> credited                      (total < 0: credited once to the customer's Stripe balance)
 
 and records the Stripe ids (customer, invoice; ``gsi1pk = STRIPEINV#{invoice_id}`` for webhooks).
 Each step is safe to repeat, so a job killed at any point and run again ends with exactly one Stripe

@@ -23,7 +23,7 @@ def plan_requests(service: InvoicingService, tenant_id: str, month: str | Month)
     total = statement_cents(statement)
     record = service.records.get(tenant_id, month)
     state = record.state if record else "pending"
-    if state in TERMINAL or total <= 0:
+    if state in TERMINAL or total == 0:
         return []
     tenant = service.tenant(tenant_id)
     requests: list[PlannedRequest] = []
@@ -32,6 +32,12 @@ def plan_requests(service: InvoicingService, tenant_id: str, month: str | Month)
         draft = service.customer_draft(tenant)
         requests += [planner.find_customer_request(tenant.id), planner.customer_request(draft)]
         customer_id = "{customer_id}"
+    if total < 0:  # credited to the customer's balance (state_machine._credit)
+        return [
+            *requests,
+            planner.find_balance_credit_request(customer_id),
+            planner.balance_credit_request(service.credit_draft(statement, customer_id, -total)),
+        ]
     invoice_id = (record and record.invoice_id) or "{invoice_id}"
     if state == "pending":
         requests += [

@@ -22,12 +22,15 @@ InvoiceState = Literal[
     "payment_failed",
     "sent",
     "carried",
+    "credited",
     "not_sent",
 ]
 # sent: the tenant had no payment method; Stripe emailed the invoice (hosted page, due date).
 # carried: below Stripe's minimum charge; Stripe marked it paid without a charge and added the amount
 # to the customer's balance, which its next invoice collects.
-TERMINAL: frozenset[str] = frozenset({"paid", "payment_failed", "sent", "carried", "not_sent"})
+# credited: the statement's total is below zero (a late adjustment lowered a charge already billed);
+# the amount is credited to the customer's Stripe balance, which its next invoices use up.
+TERMINAL: frozenset[str] = frozenset({"paid", "payment_failed", "sent", "carried", "credited", "not_sent"})
 MAX_STEPS = 20  # enough for every state plus a few lost races
 
 
@@ -51,6 +54,8 @@ class InvoiceRecord(BaseModel):
     hosted_invoice_url: str | None = None
     stripe_total: int | None = None  # Stripe's total once finalized (== total_cents, checked)
     carried_to_balance: int | None = None  # cents Stripe moved to the customer's balance (minimum charge)
+    credited_to_balance: int | None = None  # cents credited to the customer's balance (a total below zero)
+    balance_transaction_id: str | None = None  # Stripe's id of that credit
     lines: int = 0  # statement lines on the Stripe invoice
     payment_succeeded: bool | None = None
     failure_code: str | None = None
@@ -119,6 +124,7 @@ class InvoiceOutcome:
     stripe_total: int | None = None
     failure_code: str | None = None
     error: str | None = None
+    credited_to_balance: int | None = None
 
     @classmethod
     def of(cls, record: InvoiceRecord) -> InvoiceOutcome:
@@ -131,6 +137,7 @@ class InvoiceOutcome:
             record.invoice_status,
             record.stripe_total,
             record.failure_code,
+            credited_to_balance=record.credited_to_balance,
         )
 
     def summary(self) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from billing.money import to_minor
 from billing.observability import logger
 from billing.payments import (
     MAX_INVOICE_ITEMS,
+    BalanceCreditDraft,
     CollectionMethod,
     CustomerDraft,
     InvoiceDraft,
@@ -170,13 +171,14 @@ class InvoicingService:
         raise AssertionError(f"unexpected state {record.state}")
 
     def _start(self, statement: Statement, total: int, record: InvoiceRecord, run: _Run) -> InvoiceRecord:
-        if total <= 0:
-            reason = "zero total" if total == 0 else "credit total (carried by the next statement)"
+        if total == 0:
             logger.info(
                 "statement not sent to Stripe",
-                extra={"statement_id": statement.statement_id, "reason": reason},
+                extra={"statement_id": statement.statement_id, "reason": "zero total"},
             )
-            return self._save(record, state="not_sent", reason=reason)
+            return self._save(record, state="not_sent", reason="zero total")
+        if total < 0:
+            return self._credit(statement, -total, record)
         if len(statement.lines) > MAX_INVOICE_ITEMS:
             raise TooManyLines(
                 f"statement {statement.statement_id} has {len(statement.lines)} lines; a Stripe "
@@ -218,6 +220,47 @@ class InvoicingService:
             invoice_id=run.invoice.id,
             invoice_status=run.invoice.status,
             collection_method=run.invoice.collection_method,
+        )
+
+    def _credit(self, statement: Statement, owed: int, record: InvoiceRecord) -> InvoiceRecord:
+        """A total below zero (only a late adjustment can make one: coupons and credits stop at zero)
+        is owed to the tenant: it is credited once to the customer's Stripe balance, which Stripe
+        takes off the customer's next invoices. A credit made by an earlier run whose record update
+        was lost is found by its metadata, not made again."""
+        customer_id, created = self._customer(statement.tenant_id)
+        credit = (
+            None
+            if created
+            else self.gateway.find_balance_credit(customer_id, "statement_id", statement.statement_id)
+        )
+        if credit is None:
+            credit = self.gateway.credit_balance(self.credit_draft(statement, customer_id, owed))
+        logger.info(
+            "statement below zero; credited to the customer's balance",
+            extra={"statement_id": statement.statement_id, "cents": owed, "balance_transaction_id": credit},
+        )
+        return self._save(
+            record,
+            state="credited",
+            customer_id=customer_id,
+            balance_transaction_id=credit,
+            credited_to_balance=owed,
+            reason=f"total below zero: {owed} minor units credited to the customer's Stripe balance, "
+            "taken off its next invoices",
+        )
+
+    def credit_draft(self, statement: Statement, customer_id: str, owed: int) -> BalanceCreditDraft:
+        return BalanceCreditDraft(
+            customer_id=customer_id,
+            currency=statement.currency,
+            amount=owed,
+            description=f"Credit from statement {statement.statement_id} ({statement.month})",
+            metadata={
+                "tenant_id": statement.tenant_id,
+                "month": statement.month,
+                "statement_id": statement.statement_id,
+            },
+            idempotency_key=idempotency_key(statement.statement_id, "credit"),
         )
 
     def _add_items(self, statement: Statement, total: int, record: InvoiceRecord, run: _Run) -> InvoiceRecord:
