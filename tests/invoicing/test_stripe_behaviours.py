@@ -5,6 +5,7 @@ and a tenant without a payment method."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -216,3 +217,41 @@ def test_a_statement_below_stripes_minimum_charge_is_carried_to_the_next_invoice
     assert (invoice["total"], invoice["starting_balance"], invoice["amount_due"]) == (4999, 30, 5029)
     assert invoice["amount_paid"] == 5029 and billing.stripe.customer_for("acme")["balance"] == 0
     assert billing.records.get("acme", "2025-11").stripe_total == 4999
+
+
+def test_lists_are_read_to_their_last_page(billing: Billing) -> None:
+    # Given a customer with 105 balance credits and a draft invoice with 105 items (Stripe lists
+    # 100 at most a page)
+    from billing.payments import BalanceCreditDraft, InvoiceDraft, ItemDraft
+
+    make_tenant("pages")
+    gateway = billing.service.gateway
+    customer_id, _ = billing.service._customer("pages")
+    for n in range(105):
+        gateway.credit_balance(
+            BalanceCreditDraft(customer_id, "usd", 1, f"credit {n}", {"statement_id": f"s{n}"}, f"credit-{n}")
+        )
+    invoice = gateway.create_draft_invoice(InvoiceDraft(customer_id, "usd", "pages", {}, "pages-invoice"))
+    for n in range(105):
+        gateway.add_invoice_item(
+            ItemDraft(
+                customer_id,
+                invoice.id,
+                "usd",
+                1,
+                f"item {n}",
+                datetime(2025, 11, 1, tzinfo=UTC),
+                datetime(2025, 12, 1, tzinfo=UTC),
+                {"line_id": f"l{n}"},
+                f"pages-item-{n}",
+            )
+        )
+
+    # When the oldest credit is looked for and the items are listed
+    oldest = gateway.find_balance_credit(customer_id, "statement_id", "s0")
+    items = gateway.list_invoice_items(invoice.id)
+
+    # Then both reach past the first page
+    assert oldest is not None and oldest.startswith("cbtxn_")
+    assert sorted(i.line_id for i in items) == sorted(f"l{n}" for n in range(105))
+    assert len({r.params.get("starting_after") for r in billing.stripe.requests if r.method == "GET"}) > 2

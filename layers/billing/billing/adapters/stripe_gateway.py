@@ -27,9 +27,10 @@ own; our job pays once and the dunning schedule owns every later attempt.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlencode
@@ -65,7 +66,6 @@ if TYPE_CHECKING:
     from stripe._base_address import BaseAddresses
     from stripe.params import (
         CustomerBalanceTransactionCreateParams,
-        CustomerBalanceTransactionListParams,
         CustomerCreateParams,
         CustomerListParams,
         CustomerSearchParams,
@@ -79,7 +79,6 @@ if TYPE_CHECKING:
         InvoicePayParams,
         InvoiceSendInvoiceParams,
         ProductCreateParams,
-        ProductListParams,
         ProductUpdateParams,
     )
     from stripe.params.billing_portal import SessionCreateParams as PortalSessionCreateParams
@@ -88,6 +87,7 @@ if TYPE_CHECKING:
     from billing.settings import Settings
 
 T = TypeVar("T")
+Listed = TypeVar("Listed", bound=stripe.StripeObject)
 
 _MAX_REKEYS = 2  # new keys tried after a replayed 5xx before the call fails
 
@@ -300,22 +300,11 @@ class StripeGateway:
     def list_products(self) -> list[StripeProduct]:
         """Every product carrying our ``metadata.billing_key`` (list: strongly consistent)."""
         found: list[StripeProduct] = []
-        starting_after: str | None = None
-        while True:
-            params: ProductListParams = {"limit": 100}
-            if starting_after:
-                params["starting_after"] = starting_after
-            page = self._call(
-                "products.list",
-                lambda o: self.client.v1.products.list(params, o),  # noqa: B023 - called at once
-            )
-            for product in page.data:
-                key = _metadata(product.metadata).get("billing_key")
-                if key:
-                    found.append(StripeProduct(str(product.id), key, str(product.name), product.description))
-            if not page.has_more or not page.data:
-                return found
-            starting_after = page.data[-1].id
+        for product in self._each("products.list", self.client.v1.products.list, {"limit": 100}):
+            key = _metadata(product.metadata).get("billing_key")
+            if key:
+                found.append(StripeProduct(str(product.id), key, str(product.name), product.description))
+        return found
 
     def create_product(self, spec: ProductSpec) -> StripeProduct:
         params: ProductCreateParams = {
@@ -418,18 +407,8 @@ class StripeGateway:
         return [_item_summary(i) for i in self._items(invoice_id)]
 
     def _items(self, invoice_id: str) -> list[stripe.InvoiceItem]:
-        items: list[stripe.InvoiceItem] = []
-        starting_after: str | None = None
-        while True:
-            params = _list_items_params(invoice_id, starting_after)
-            page = self._call(
-                "invoiceitems.list",  # called at once: params is this iteration's
-                lambda o: self.client.v1.invoice_items.list(params, o),  # noqa: B023
-            )
-            items.extend(page.data)
-            if not page.has_more or not page.data:
-                return items
-            starting_after = page.data[-1].id
+        params = _list_items_params(invoice_id, None)
+        return list(self._each("invoiceitems.list", self.client.v1.invoice_items.list, params))
 
     @staticmethod
     def get_invoice_request(invoice_id: str) -> StripeRequest:
@@ -451,21 +430,12 @@ class StripeGateway:
         return [_invoice_summary(i) for i in self._invoices_by_metadata(customer_id, metadata_key, value)]
 
     def _invoices_by_metadata(self, customer_id: str, metadata_key: str, value: str) -> list[stripe.Invoice]:
-        found: list[stripe.Invoice] = []
-        starting_after: str | None = None
-        while True:
-            params = _list_invoices_params(customer_id, starting_after)
-            page = self._call(
-                "invoices.list",  # called at once: params is this iteration's
-                lambda o: self.client.v1.invoices.list(params, o),  # noqa: B023
-            )
-            for invoice in page.data:
-                if _metadata(invoice.metadata).get(metadata_key) == value and invoice.status != "void":
-                    found.append(invoice)
-            if not page.has_more or not page.data:
-                break
-            starting_after = page.data[-1].id
-        return found
+        invoices = self._each(
+            "invoices.list", self.client.v1.invoices.list, _list_invoices_params(customer_id, None)
+        )
+        return [
+            i for i in invoices if _metadata(i.metadata).get(metadata_key) == value and i.status != "void"
+        ]
 
     # -- balance credits (statements below zero) ------------------------------------------------
     @staticmethod
@@ -502,21 +472,27 @@ class StripeGateway:
     def _balance_credit(
         self, customer_id: str, metadata_key: str, value: str
     ) -> stripe.CustomerBalanceTransaction | None:
-        starting_after: str | None = None
+        lister = functools.partial(self.client.v1.customers.balance_transactions.list, customer_id)
+        for txn in self._each("customers.balance_transactions.list", lister, {"limit": 100}):
+            if _metadata(txn.metadata).get(metadata_key) == value:
+                return txn
+        return None
+
+    def _each(
+        self,
+        what: str,
+        lister: Callable[[Any, RequestOptions], stripe.ListObject[Listed]],
+        params: Mapping[str, Any],
+    ) -> Iterator[Listed]:
+        """Every object of a Stripe list, page after page (``starting_after`` the last one seen).
+        Lists are strongly consistent, unlike search."""
+        query = dict(params)
         while True:
-            params: CustomerBalanceTransactionListParams = {"limit": 100}
-            if starting_after:
-                params["starting_after"] = starting_after
-            page = self._call(
-                "customers.balance_transactions.list",  # called at once: params is this iteration's
-                lambda o: self.client.v1.customers.balance_transactions.list(customer_id, params, o),  # noqa: B023
-            )
-            for txn in page.data:
-                if _metadata(txn.metadata).get(metadata_key) == value:
-                    return txn
+            page = self._call(what, lambda o: lister(dict(query), o))  # noqa: B023 - called at once
+            yield from page.data
             if not page.has_more or not page.data:
-                return None
-            starting_after = page.data[-1].id
+                return
+            query["starting_after"] = page.data[-1]["id"]  # every listed object has one
 
     @staticmethod
     def finalize_request(invoice_id: str, idempotency_key: str) -> StripeRequest:
