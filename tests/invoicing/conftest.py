@@ -136,3 +136,13 @@ def make_statement(
 
 def cents(statement: Statement) -> int:
     return int(statement.total * 100)
+
+
+class Published:
+    """A NoticePublisher that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.notices: list = []
+
+    def publish(self, notices) -> None:
+        self.notices.extend(notices)

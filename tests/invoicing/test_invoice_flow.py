@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from billing import container
-from tests.invoicing.conftest import MONTH, Billing, cents, make_statement, make_tenant
+from tests.invoicing.conftest import MONTH, Billing, Published, cents, make_statement, make_tenant
 
 
 def test_statement_is_invoiced_itemized_finalized_and_charged(billing: Billing) -> None:
@@ -87,6 +87,7 @@ def test_a_statement_below_zero_is_credited_to_the_customers_balance_once(billin
     # Given a statement whose total is below zero (a late adjustment lowered a charge already billed)
     make_tenant("owed")
     make_statement("owed", ["1.00", "-5.20"])
+    billing.service.notices = published = Published()
 
     # When the job runs, and runs again
     outcome = billing.service.invoice("owed", MONTH)
@@ -101,6 +102,8 @@ def test_a_statement_below_zero_is_credited_to_the_customers_balance_once(billin
     assert post.idempotency_key == "owed:2025-11:credit"
     record = billing.records.get("owed", MONTH)
     assert record.balance_transaction_id.startswith("cbtxn_") and "credited" in record.reason
+    (notice,) = published.notices  # the SaaS can tell the tenant about its credit
+    assert notice.kind == "balance_credited" and notice.detail()["amount_due"] == -420
 
     # And the next month's invoice is its statement less the credit: Stripe takes it off at finalization
     make_statement("owed", ["10.00"], month="2025-12")

@@ -14,7 +14,7 @@ from billing import container
 from billing.invoicing import TERMINAL
 from billing.invoicing.records import TooManyLines
 from billing_local.stripe_double import RateLimits, StripeDouble
-from tests.invoicing.conftest import MONTH, Billing, make_statement, make_tenant
+from tests.invoicing.conftest import MONTH, Billing, Published, make_statement, make_tenant
 
 
 @pytest.mark.parametrize("took_effect", [False, True], ids=["nothing-created", "created-then-failed"])
@@ -217,6 +217,22 @@ def test_a_statement_below_stripes_minimum_charge_is_carried_to_the_next_invoice
     assert (invoice["total"], invoice["starting_balance"], invoice["amount_due"]) == (4999, 30, 5029)
     assert invoice["amount_paid"] == 5029 and billing.stripe.customer_for("acme")["balance"] == 0
     assert billing.records.get("acme", "2025-11").stripe_total == 4999
+
+
+def test_a_final_statement_below_the_minimum_is_left_on_the_balance_and_says_so(billing: Billing) -> None:
+    # Given gone (cancelled) owes 0.30 on its final statement, under Stripe's 0.50 USD minimum
+    make_tenant("gone")
+    make_statement("gone", ["0.30"], is_final=True)
+    billing.service.notices = published = Published()
+    # When it is invoiced
+    outcome = billing.service.invoice("gone", MONTH)
+    # Then the 30 cents stay on the customer's balance, the record says no later invoice will
+    # collect them, and the operator gets a notice to act on
+    assert outcome.state == "carried" and billing.stripe.customer_for("gone")["balance"] == 30
+    assert "no later invoice will collect it" in billing.records.get("gone", MONTH).reason
+    (notice,) = published.notices
+    assert notice.kind == "final_balance_left" and notice.invoice_id == outcome.invoice_id
+    assert notice.detail()["amount_due"] == 30 and notice.detail()["month"] == MONTH
 
 
 def test_lists_are_read_to_their_last_page(billing: Billing) -> None:

@@ -3,7 +3,8 @@
 Owned by the dunning domain: the value type and the publishing protocol live here, the EventBridge
 adapter in ``billing.adapters.notices``. Invariants:
 - a notice is derived from an audit entry the tenant's standing commit added (or from invoicing for
-  ``payment_method_missing``), so it is published after the state it reports is stored;
+  ``payment_method_missing``, ``balance_credited`` and ``final_balance_left``), so it is published
+  after the state it reports is stored;
 - delivery is at least once: a notice has a stable ``id`` (kind, subject, Stripe event or retry id)
   for the consumer to drop repeats, e.g. when a reordered webhook stream recomputes the trail;
 - publishing never fails the transition: a lost notice is logged, the state stays right.
@@ -27,6 +28,8 @@ NoticeKind = Literal[
     "suspended",
     "reactivated",
     "payment_method_missing",
+    "balance_credited",
+    "final_balance_left",
 ]
 
 
@@ -144,6 +147,38 @@ def payment_method_missing(
         tenant_id,
         at,
         "no payment method on file; invoice sent with its hosted payment page",
+        f"invoice:{invoice_id}",
+        invoice_id,
+        details,
+    )
+
+
+def balance_credited(
+    tenant_id: str, balance_transaction_id: str, at: datetime, details: InvoiceDetails
+) -> Notice:
+    """A statement below zero was credited to the customer's Stripe balance (``details.amount_due``
+    is the credit, negative): its next invoices will be that much lower."""
+    return Notice(
+        "balance_credited",
+        tenant_id,
+        at,
+        "statement total below zero (a late adjustment); credited to the customer's Stripe balance",
+        f"credit:{balance_transaction_id}",
+        None,
+        details,
+    )
+
+
+def final_balance_left(tenant_id: str, invoice_id: str, at: datetime, details: InvoiceDetails) -> Notice:
+    """A final statement (the tenant cancelled) was below Stripe's minimum charge: Stripe marked the
+    invoice paid and left ``details.amount_due`` on the customer's balance, and no later invoice
+    will collect it. An operator decides: collect it another way or write it off."""
+    return Notice(
+        "final_balance_left",
+        tenant_id,
+        at,
+        "final statement below Stripe's minimum charge; the amount is left on the customer's Stripe "
+        "balance and no later invoice will collect it",
         f"invoice:{invoice_id}",
         invoice_id,
         details,

@@ -11,7 +11,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from billing.catalog_sync import product_key
-from billing.dunning.notices import InvoiceDetails, NoticePublisher, payment_method_missing
+from billing.dunning.notices import (
+    InvoiceDetails,
+    NoticePublisher,
+    balance_credited,
+    final_balance_left,
+    payment_method_missing,
+)
 from billing.errors import Conflict, NotFound
 from billing.invoicing.records import (
     MAX_STEPS,
@@ -239,7 +245,7 @@ class InvoicingService:
             "statement below zero; credited to the customer's balance",
             extra={"statement_id": statement.statement_id, "cents": owed, "balance_transaction_id": credit},
         )
-        return self._save(
+        saved = self._save(
             record,
             state="credited",
             customer_id=customer_id,
@@ -248,6 +254,10 @@ class InvoicingService:
             reason=f"total below zero: {owed} minor units credited to the customer's Stripe balance, "
             "taken off its next invoices",
         )
+        if self.notices is not None:
+            details = InvoiceDetails(-owed, statement.currency, None, statement.month)
+            self.notices.publish([balance_credited(statement.tenant_id, credit, self.clock(), details)])
+        return saved
 
     def credit_draft(self, statement: Statement, customer_id: str, owed: int) -> BalanceCreditDraft:
         return BalanceCreditDraft(
@@ -342,13 +352,26 @@ class InvoicingService:
                 "below Stripe's minimum charge; carried to the customer's next invoice",
                 extra={"statement_id": statement.statement_id, "cents": record.carried_to_balance},
             )
-            return self._save(
+            saved = self._save(
                 record,
                 state="carried",
                 payment_succeeded=False,
                 reason=f"below Stripe's minimum charge: {record.carried_to_balance} minor units added to "
-                "the customer's Stripe balance, collected with the next invoice",
+                "the customer's Stripe balance, "
+                + (
+                    "and no later invoice will collect it (final statement)"
+                    if record.is_final
+                    else "collected with the next invoice"
+                ),
             )
+            if record.is_final and self.notices is not None:  # there is no next invoice
+                details = InvoiceDetails(
+                    record.carried_to_balance, record.currency, record.hosted_invoice_url, record.month
+                )
+                self.notices.publish(
+                    [final_balance_left(record.tenant_id, record.invoice_id, self.clock(), details)]
+                )
+            return saved
         if record.invoice_status == "paid":  # nothing due (Stripe marks it paid when finalized)
             return self._save(record, state="paid", payment_succeeded=True)
         if record.collection_method == "send_invoice":
