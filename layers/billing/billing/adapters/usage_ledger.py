@@ -151,20 +151,20 @@ class UsageLedger:
                 raise
             return {claim: True}
 
-        requests: list[tuple[Sequence[Claim], Callable[[], dict[Claim, bool]]]] = [
-            (chunk, functools.partial(insert, chunk))
-            for chunk in (
-                fresh[i : i + MAX_STATEMENTS_PER_BATCH]
-                for i in range(0, len(fresh), MAX_STATEMENTS_PER_BATCH)
-            )
-        ] + [((c,), functools.partial(put, c)) for c in taken]
+        chunks = (
+            fresh[i : i + MAX_STATEMENTS_PER_BATCH] for i in range(0, len(fresh), MAX_STATEMENTS_PER_BATCH)
+        )
+        requests: list[Callable[[], dict[Claim, bool]]] = [
+            functools.partial(insert, chunk) for chunk in chunks
+        ]
+        requests += [functools.partial(put, c) for c in taken]
         futures: list[Future[dict[Claim, bool]]] = []
         if len(requests) > 1:
             pool = _put_pool()
-            futures = [pool.submit(call) for _, call in requests[1:]]
+            futures = [pool.submit(call) for call in requests[1:]]
         outcome: dict[Claim, bool] = {}
         errors: list[Exception] = []
-        for index, (_, call) in enumerate(requests):
+        for index, call in enumerate(requests):
             try:  # every request is awaited before a failure is reported
                 outcome.update(call() if index == 0 else futures[index - 1].result())
             except Exception as exc:
