@@ -97,8 +97,8 @@ def test_one_condition_sent_with_other_values_is_evaluated_with_its_own(table):
 
 def test_a_transaction_on_an_item_another_one_still_holds_is_a_transaction_conflict(table, monkeypatch):
     client, name = table
-    # Given transactions keep their items 300 ms (the scale model's --tx-ms)
-    monkeypatch.setenv(TRANSACTION_MS_VARIABLE, "300")
+    # Given transactions keep their items 1 s (the scale model's --tx-ms)
+    monkeypatch.setenv(TRANSACTION_MS_VARIABLE, "1000")
 
     def count(pk: str) -> dict:
         return {
@@ -118,7 +118,7 @@ def test_a_transaction_on_an_item_another_one_still_holds_is_a_transaction_confl
     reasons = [r["Code"] for r in cancelled.value.response["CancellationReasons"]]
     assert reasons == ["TransactionConflict", "None"]
     assert "Item" not in client.get_item(TableName=name, Key={"pk": {"S": "QUOTA#u#2025-11"}})
-    time.sleep(0.35)
+    time.sleep(1.05)
     client.transact_write_items(TransactItems=[count("QUOTA#t#2025-11"), count("QUOTA#u#2025-11")])
     item = client.get_item(TableName=name, Key={"pk": {"S": "QUOTA#t#2025-11"}}, ConsistentRead=True)["Item"]
     assert item["used"] == {"N": "2"}
