@@ -41,6 +41,9 @@ TRANSACTION_CONFLICT_ATTEMPTS = 20
 CLAIM_PUT_THREADS = 32
 MAX_STATEMENTS_PER_BATCH = 25  # DynamoDB's limit for BatchExecuteStatement
 STATEMENT_ATTEMPTS = 8
+# statement errors of a BatchExecuteStatement that mean "the id is claimed already" (DynamoDB documents
+# DuplicateItem for an INSERT of an existing key; a failed condition means the same)
+CONFLICT_STATEMENT_ERRORS = frozenset({"DuplicateItem", "ConditionalCheckFailed"})
 # statement errors of a BatchExecuteStatement that mean "not run, send it again"
 RETRIED_STATEMENT_ERRORS = frozenset(
     {
@@ -210,7 +213,7 @@ class UsageLedger:
                 code = (response.get("Error") or {}).get("Code")
                 if code is None:
                     outcome[c] = True
-                elif code == "DuplicateItem":
+                elif code in CONFLICT_STATEMENT_ERRORS:
                     outcome[c] = False
                 elif code in RETRIED_STATEMENT_ERRORS:
                     again.append(c)
