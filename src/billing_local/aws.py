@@ -237,10 +237,7 @@ def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> No
         op_type, op = next(iter(entry.items()))
         table_name = op["TableName"]
         if op_type == "Put":
-            table = self.get_table(table_name)
-            key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
-            if table.range_key_attr is not None:
-                key[table.range_key_attr] = op["Item"][table.range_key_attr]
+            key = {k: op["Item"][k] for k in _key_names(self.get_table(table_name))}
         else:
             key = op["Key"]
         marker = (str(table_name), str(dict(sorted(key.items()))))
@@ -281,6 +278,11 @@ def _transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> No
                 expression_attribute_names=op.get("ExpressionAttributeNames"),
                 expression_attribute_values=op.get("ExpressionAttributeValues"),
             )
+
+
+def _key_names(table: Any) -> list[str]:
+    """A moto table's key attributes: the hash key, then the range key if it has one."""
+    return [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr is not None else [])
 
 
 _PARTIQL_INSERT = re.compile(r'\s*INSERT\s+INTO\s+"([^"]+)"\s+VALUE\s+\{(.*)\}\s*', re.IGNORECASE | re.DOTALL)
@@ -330,7 +332,7 @@ def _batch_execute_statement(
             continue
         table = self.tables[table_name]
         item = dict(zip(names, parameters, strict=False))
-        keys = [table.hash_key_attr] + ([table.range_key_attr] if table.range_key_attr else [])
+        keys = _key_names(table)
         if len(parameters) != len(names) or any(k not in item for k in keys):
             message = (
                 "Number of parameters in request and statement don't match, or a key attribute is missing"

@@ -401,13 +401,13 @@ class StripeGateway:
 
     @staticmethod
     def list_items_request(invoice_id: str) -> StripeRequest:
-        return StripeRequest("get", "/invoiceitems", _list_items_params(invoice_id, None))
+        return StripeRequest("get", "/invoiceitems", _list_items_params(invoice_id))
 
     def list_invoice_items(self, invoice_id: str) -> list[ItemSummary]:
         return [_item_summary(i) for i in self._items(invoice_id)]
 
     def _items(self, invoice_id: str) -> list[stripe.InvoiceItem]:
-        params = _list_items_params(invoice_id, None)
+        params = _list_items_params(invoice_id)
         return list(self._each("invoiceitems.list", self.client.v1.invoice_items.list, params))
 
     @staticmethod
@@ -422,7 +422,7 @@ class StripeGateway:
 
     @staticmethod
     def find_invoice_request(customer_id: str) -> StripeRequest:
-        return StripeRequest("get", "/invoices", _list_invoices_params(customer_id, None))
+        return StripeRequest("get", "/invoices", _list_invoices_params(customer_id))
 
     def find_invoices(self, customer_id: str, metadata_key: str, value: str) -> list[InvoiceSummary]:
         """The customer's non-void invoices whose metadata[key] == value, newest first. Lists by
@@ -431,7 +431,7 @@ class StripeGateway:
 
     def _invoices_by_metadata(self, customer_id: str, metadata_key: str, value: str) -> list[stripe.Invoice]:
         invoices = self._each(
-            "invoices.list", self.client.v1.invoices.list, _list_invoices_params(customer_id, None)
+            "invoices.list", self.client.v1.invoices.list, _list_invoices_params(customer_id)
         )
         return [
             i for i in invoices if _metadata(i.metadata).get(metadata_key) == value and i.status != "void"
@@ -628,18 +628,14 @@ def _item_params(draft: ItemDraft) -> InvoiceItemCreateParams:
     return params
 
 
-def _list_items_params(invoice_id: str, starting_after: str | None) -> InvoiceItemListParams:
-    params: InvoiceItemListParams = {"invoice": invoice_id, "limit": 100}
-    if starting_after:
-        params["starting_after"] = starting_after
-    return params
+def _list_items_params(invoice_id: str) -> InvoiceItemListParams:
+    """The first page's parameters (``_each`` adds ``starting_after`` for the next ones)."""
+    return {"invoice": invoice_id, "limit": 100}
 
 
-def _list_invoices_params(customer_id: str, starting_after: str | None) -> InvoiceListParams:
-    params: InvoiceListParams = {"customer": customer_id, "limit": 100}
-    if starting_after:
-        params["starting_after"] = starting_after
-    return params
+def _list_invoices_params(customer_id: str) -> InvoiceListParams:
+    """The first page's parameters (``_each`` adds ``starting_after`` for the next ones)."""
+    return {"customer": customer_id, "limit": 100}
 
 
 def _credit_params(draft: BalanceCreditDraft) -> CustomerBalanceTransactionCreateParams:
