@@ -30,10 +30,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from billing.adapters.clickhouse import UsageStore  # noqa: E402
-from billing.periods import Month  # noqa: E402
-from billing.pricing import PriceBook  # noqa: E402
-from billing.settings import PACKAGE_CONFIG  # noqa: E402
+from billing.adapters.clickhouse.usage_store import UsageStore  # noqa: E402
+from billing.kernel.periods import Month  # noqa: E402
+from billing.metering.price_book import PriceBook  # noqa: E402
+from billing.runtime.settings import PACKAGE_CONFIG  # noqa: E402
 from billing_local.grafana import TimeRange, load_dashboards, render  # noqa: E402
 
 MODELS = ["gpt-4o-mini", "gpt-4o", "claude-3-5-haiku", "text-embedding-3-small"]
@@ -238,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def bench_portal(url: str, database: str, store: UsageStore, tenant: str, month: Month, repeat: int) -> None:
     """The tenant usage page's data for ``tenant`` (in-process: ClickHouse as above, AWS in moto)."""
-    from billing import container
-    from billing.tenants import PlanAssignment, Tenant
+    from billing.runtime import container
+    from billing.tenants.tenant import PlanAssignment, Tenant
     from billing_local.aws import local_aws, resource_environment
     from billing_local.environ import SETTINGS_KEYS, patched_environ
 
@@ -281,8 +281,8 @@ def bench_portal(url: str, database: str, store: UsageStore, tenant: str, month:
 
 
 def _time_portal(service, store: UsageStore, tenant: str, month: Month, repeat: int, state: str) -> None:  # type: ignore[no-untyped-def]
-    from billing import container
-    from billing.portal_page import render_page
+    from billing.portal.page import render_page
+    from billing.runtime import container
 
     parts = store.query(
         "SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = 'usage_events' AND active"

@@ -8,7 +8,7 @@ clickhouse-connect insert of the same rows, in the same run and the same ClickHo
 Paths, each on its own rows (event ids differ, the priced content is the same):
   raw      clickhouse-connect ``client.insert`` of the priced rows into a fresh usage_events
            (materialized views included), 500 rows a call; no validation, dedup or quota.
-  service  ``billing.container.ingest_service().ingest(events)`` after ``parse_batch``: validation,
+  service  ``billing.runtime.container.ingest_service().ingest(events)`` after ``parse_batch``: validation,
            pricing, DynamoDB ledger claims + quota compare-and-set, ClickHouse insert, batch commit.
   handler  ``functions/ingest/app.py`` ``handler(event, context)`` with an API Gateway event whose body
            is the JSON batch: Powertools resolver, parsing, the same service, the 202 response.
@@ -41,13 +41,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from billing import container
-from billing.adapters.clickhouse import EVENT_COLUMNS, UsageStore
-from billing.events import (
+from billing.adapters.clickhouse.usage_store import EVENT_COLUMNS, UsageStore
+from billing.kernel.periods import Month, iso
+from billing.metering.events import (
     parse_batch,
 )
-from billing.periods import Month, iso
-from billing.tenants import PlanAssignment, Tenant
+from billing.runtime import container
+from billing.tenants.tenant import PlanAssignment, Tenant
 from billing_local.aws import local_aws
 from billing_local.aws_meter import DynamoMeter, Usage
 from billing_local.runner import LocalContext
@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         clock = Clock()
-        from billing.adapters.aws import dynamodb_client
+        from billing.adapters.aws.clients import dynamodb_client
 
         meter = DynamoMeter().attach(dynamodb_client())
         app = load_handler() if "handler" in paths or args.tracemalloc_batches else None

@@ -61,14 +61,14 @@ def stats(api_base: str, *, reset: bool = False) -> dict:
 
 
 def run(args: argparse.Namespace, api_base: str) -> None:
-    from billing import container
-    from billing.adapters.stripe_gateway import StripeGateway
-    from billing.container import invoicing_service
+    from billing.adapters.stripe.gateway import StripeGateway
     from billing.invoicing import InvoicingService
-    from billing.money import round_cents
-    from billing.periods import Month
-    from billing.statements import Statement, StatementLine
-    from billing.tenants import PlanAssignment, Tenant
+    from billing.kernel.money import round_cents
+    from billing.kernel.periods import Month
+    from billing.runtime import container
+    from billing.runtime.container import invoicing_service
+    from billing.statements.statement import Statement, StatementLine
+    from billing.tenants.tenant import PlanAssignment, Tenant
     from billing_local.aws import local_aws
     from billing_local.stripe_double import put_secret
 

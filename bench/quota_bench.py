@@ -39,10 +39,10 @@ def main() -> int:
     import warnings
 
     warnings.filterwarnings("ignore", message="No application metrics to publish")
-    from billing import container
-    from billing.events import UsageEvent
-    from billing.periods import iso
-    from billing.tenants import PlanAssignment, Tenant
+    from billing.kernel.periods import iso
+    from billing.metering.events import UsageEvent
+    from billing.runtime import container
+    from billing.tenants.tenant import PlanAssignment, Tenant
     from billing_local.aws import local_aws
     from billing_local.runner import LocalContext, api_gateway_event, load_function
 

@@ -23,14 +23,14 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from billing.adapters.clickhouse import UsageStore
-from billing.adapters.rating_queries import RatingQueries
-from billing.close import BillingCycle
-from billing.periods import Month
-from billing.plans import Charge, ChargeTier, PlanCatalog
+from billing.adapters.clickhouse.rating_queries import RatingQueries
+from billing.adapters.clickhouse.usage_store import UsageStore
+from billing.catalog.plans import Charge, ChargeTier, PlanCatalog
+from billing.kernel.periods import Month
 from billing.rating import Rater
-from billing.settings import PACKAGE_CONFIG
-from billing.tenants import PlanAssignment, Tenant
+from billing.runtime.settings import PACKAGE_CONFIG
+from billing.statements.close import BillingCycle
+from billing.tenants.tenant import PlanAssignment, Tenant
 
 MONTH = Month(2025, 11)
 

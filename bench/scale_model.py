@@ -147,8 +147,8 @@ class LatencyStore:
 
 # --------------------------------------------------------------------------------------- writers
 def make_batch(tenant: str, prefix: str, size: int, rng: random.Random) -> list[Any]:
-    from billing.events import UsageEvent
-    from billing.periods import iso, parse_instant
+    from billing.kernel.periods import iso, parse_instant
+    from billing.metering.events import UsageEvent
 
     start = parse_instant(MONTH_START)
     out = []
@@ -176,10 +176,10 @@ def make_batch(tenant: str, prefix: str, size: int, rng: random.Random) -> list[
 
 def writer_process(job: dict[str, Any], out: Any, ready: Any, go: Any, window: Any) -> None:
     """One process of writers: ``job['threads']`` threads sending batches until ``stop_at``."""
-    from billing import container
-    from billing.adapters.aws import dynamodb_client
-    from billing.errors import BillingError
-    from billing.ingest import IngestService
+    from billing.adapters.aws.clients import dynamodb_client
+    from billing.kernel.errors import BillingError
+    from billing.metering.ingest import IngestService
+    from billing.runtime import container
     from billing_local.aws_meter import DynamoMeter
     from billing_local.locked_ingest import TenantLockedIngest
 
@@ -283,9 +283,9 @@ def writer_process(job: dict[str, Any], out: Any, ready: Any, go: Any, window: A
 
 # --------------------------------------------------------------------------------------- a run
 def create_tenant(tenant: str, quota: int | None) -> None:
-    from billing import container
-    from billing.periods import parse_instant
-    from billing.tenants import PlanAssignment, Tenant
+    from billing.kernel.periods import parse_instant
+    from billing.runtime import container
+    from billing.tenants.tenant import PlanAssignment, Tenant
 
     plans = (
         []
@@ -296,7 +296,7 @@ def create_tenant(tenant: str, quota: int | None) -> None:
 
 
 def counter(tenant: str) -> int:
-    from billing import container
+    from billing.runtime import container
 
     return container.ledger().quota_used(tenant, "2025-11")[0]
 
@@ -419,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                 "POWERTOOLS_METRICS_NAMESPACE": "Billing",
             }
         )
-        from billing import container
+        from billing.runtime import container
 
         container.reset()
         results = []

@@ -32,11 +32,11 @@ from pathlib import Path
 
 import yaml
 
-from billing.adapters.clickhouse import UsageStore
-from billing.events import UsageEvent
-from billing.observability import logger
-from billing.periods import Month
-from billing.pricing import PriceBook, UnknownModel
+from billing.adapters.clickhouse.usage_store import UsageStore
+from billing.kernel.periods import Month
+from billing.metering.events import UsageEvent
+from billing.metering.price_book import PriceBook, UnknownModel
+from billing.runtime.observability import logger
 from billing_local.simulation import Catalog, SimulationSpec, simulate
 from billing_local.usage_generator import price_book_with_change, simulated_month
 

@@ -88,9 +88,9 @@ def main() -> None:
 
     import boto3
 
-    from billing import container
-    from billing.adapters.dynamodb import dynamodb_client
-    from billing.tenants import Tenant
+    from billing.adapters.dynamodb.items import dynamodb_client
+    from billing.runtime import container
+    from billing.tenants.tenant import Tenant
     from billing_local.aws import create_resources, local_aws
     from billing_local.webhook_delivery import stripe_delivery
 

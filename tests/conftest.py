@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from billing import container
-from billing.adapters.clickhouse import UsageStore
-from billing.settings import Settings
+from billing.adapters.clickhouse.usage_store import UsageStore
+from billing.runtime import container
+from billing.runtime.settings import Settings
 from billing_local.aws import local_aws, resource_environment
 from billing_local.environ import SETTINGS_KEYS
 from billing_local.runner import LocalContext, api_gateway_event

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from billing import container
-from billing.tenants import PlanAssignment, Tenant
+from billing.runtime import container
+from billing.tenants.tenant import PlanAssignment, Tenant
 
 
 def create_tenant(

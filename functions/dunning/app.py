@@ -8,8 +8,8 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing import container
-from billing.observability import logger, metrics, tracer
+from billing.runtime import container
+from billing.runtime.observability import logger, metrics, tracer
 
 
 @logger.inject_lambda_context(clear_state=True)

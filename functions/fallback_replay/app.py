@@ -11,9 +11,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing import container
-from billing.fallback import replay_block
-from billing.observability import logger, metrics, tracer
+from billing.metering.fallback import replay_block
+from billing.runtime import container
+from billing.runtime.observability import logger, metrics, tracer
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 

@@ -7,11 +7,11 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing import container
-from billing.events import parse_body
-from billing.http import api_key_id, install_error_handlers, json_response
-from billing.observability import logger, metrics, tracer
-from billing.validation import raw_body
+from billing.kernel.validation import raw_body
+from billing.metering.events import parse_body
+from billing.runtime import container
+from billing.runtime.http import api_key_id, install_error_handlers, json_response
+from billing.runtime.observability import logger, metrics, tracer
 
 app = APIGatewayRestResolver()
 install_error_handlers(app)

@@ -8,11 +8,11 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing import container
-from billing.errors import BillingError
-from billing.http import install_error_handlers, json_response
-from billing.observability import logger, metrics, tracer
-from billing.webhooks import raw_body
+from billing.kernel.errors import BillingError
+from billing.payments.stripe_webhooks import raw_body
+from billing.runtime import container
+from billing.runtime.http import install_error_handlers, json_response
+from billing.runtime.observability import logger, metrics, tracer
 
 app = APIGatewayRestResolver()
 install_error_handlers(app)

@@ -14,14 +14,20 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing import container
-from billing.errors import Forbidden
-from billing.http import PAGE_HEADERS, api_key_id, html_response, install_error_handlers, json_response
-from billing.observability import logger, metrics, tracer
-from billing.periods import iso
-from billing.portal import parse_ttl
-from billing.portal_page import content_security_policy, render_content, render_page
-from billing.validation import parse_json, raw_body
+from billing.kernel.errors import Forbidden
+from billing.kernel.periods import iso
+from billing.kernel.validation import parse_json, raw_body
+from billing.portal.page import content_security_policy, render_content, render_page
+from billing.portal.view import parse_ttl
+from billing.runtime import container
+from billing.runtime.http import (
+    PAGE_HEADERS,
+    api_key_id,
+    html_response,
+    install_error_handlers,
+    json_response,
+)
+from billing.runtime.observability import logger, metrics, tracer
 
 PAGE, DATA = "/v1/portal", "/v1/portal/data"
 app = APIGatewayRestResolver()

@@ -8,11 +8,11 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing import container
-from billing.http import api_key_id, install_error_handlers, json_response
-from billing.observability import logger, metrics, tracer
-from billing.periods import Month
-from billing.quotas import quota_status
+from billing.kernel.periods import Month
+from billing.metering.quotas import quota_status
+from billing.runtime import container
+from billing.runtime.http import api_key_id, install_error_handlers, json_response
+from billing.runtime.observability import logger, metrics, tracer
 
 app = APIGatewayRestResolver()
 install_error_handlers(app)

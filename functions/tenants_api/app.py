@@ -1,6 +1,6 @@
 """Tenants API: signup, plan changes, cancellation, statements, prepaid credits and coupons
 (API Gateway REST, API key). Authorization (platform keys manage tenants; a tenant's own key reads
-its statements and credits) is decided by the domain (``billing.tenants.Principal``), never here."""
+its statements and credits) is decided by the domain (``billing.tenants.tenant.Principal``), never here."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing import container
-from billing.card_on_file import PortalRequest, SetupRequest
-from billing.http import api_key_id, install_error_handlers, json_response
-from billing.observability import logger, metrics, tracer
-from billing.tenant_service import (
+from billing.kernel.validation import parse_json, raw_body
+from billing.payments.card_on_file import PortalRequest, SetupRequest
+from billing.runtime import container
+from billing.runtime.http import api_key_id, install_error_handlers, json_response
+from billing.runtime.observability import logger, metrics, tracer
+from billing.tenants.service import (
     CancelRequest,
     CouponRequest,
     CreditGrantRequest,
@@ -23,8 +24,7 @@ from billing.tenant_service import (
     parse_month,
     parse_request,
 )
-from billing.tenants import Principal
-from billing.validation import parse_json, raw_body
+from billing.tenants.tenant import Principal
 
 app = APIGatewayRestResolver()
 install_error_handlers(app)
@@ -81,7 +81,7 @@ def billing_setup(tenant_id: str) -> Response:
     return json_response(201, container.card_on_file().setup_session(tenant_id, request))
 
 
-@app.post("/v1/tenants/<tenant_id>/billing/portal")
+@app.post("/v1/tenants/<tenant_id>/billing/portal/view")
 def billing_portal(tenant_id: str) -> Response:
     """A Stripe Billing Portal session: update the card, see and pay invoices."""
     container.tenant_service().get(tenant_id, _caller(), "ask for the billing pages of")

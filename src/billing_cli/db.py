@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from billing import container
+from billing.runtime import container
 from billing_cli import app
 
 db_app = typer.Typer(help="ClickHouse schema.", no_args_is_help=True)

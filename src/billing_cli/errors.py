@@ -17,7 +17,7 @@ def _one_line(text: object) -> str:
 
 def explain(exc: BaseException) -> str:
     """What went wrong and what to do about it, in one line."""
-    from billing.errors import BillingError, StoreRejected, StoreUnavailable
+    from billing.kernel.errors import BillingError, StoreRejected, StoreUnavailable
 
     name = type(exc).__name__
     text = _one_line(exc)

@@ -10,9 +10,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from billing import container
-from billing.errors import BillingError
-from billing.events import UsageEvent, parse_event
+from billing.kernel.errors import BillingError
+from billing.metering.events import UsageEvent, parse_event
+from billing.runtime import container
 from billing_cli import app
 
 

@@ -12,9 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from billing.errors import BillingError
-from billing.periods import Month
-from billing.statements import Statement
+from billing.kernel.errors import BillingError
+from billing.kernel.periods import Month
+from billing.statements.statement import Statement
 from billing_cli import app
 
 invoice_app = typer.Typer(help="Statements, invoice CSV and the monthly close.", no_args_is_help=True)
@@ -60,7 +60,7 @@ def preview(
     as_json: bool = typer.Option(False, "--json", help="print the statement as JSON"),
 ) -> None:
     """Print a tenant's statement: the stored one, or a month-to-date preview (nothing is stored)."""
-    from billing import container
+    from billing.runtime import container
 
     try:
         statement, stored = container.billing_cycle().statement(tenant, _month(month))
@@ -77,7 +77,7 @@ def export(
     month: str = typer.Option(..., "--month"), out: Path = typer.Option(..., "--out", dir_okay=False)
 ) -> None:
     """Write the month's CSV (stored statements; month-to-date previews for tenants without one)."""
-    from billing import container
+    from billing.runtime import container
 
     out.write_bytes(container.billing_cycle().export_csv(_month(month)))
     Console(stderr=True).print(f"wrote {out}")
@@ -86,7 +86,7 @@ def export(
 @invoice_app.command("close")
 def close(month: str = typer.Option(..., "--month")) -> None:
     """Close a month now (what the scheduled Lambda does): statements, CSV to S3, invoicing jobs."""
-    from billing import container
+    from billing.runtime import container
 
     try:
         result = container.billing_cycle().close(_month(month))

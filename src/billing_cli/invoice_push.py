@@ -42,8 +42,8 @@ def push(
     workers: int = typer.Option(0, "--workers", help="parallel statements (default: settings)"),
 ) -> None:
     """Create, itemize, finalize and charge the Stripe invoices of a month's statements."""
-    from billing import container
-    from billing.container import invoicing_service
+    from billing.runtime import container
+    from billing.runtime.container import invoicing_service
 
     m = _month(month)
     service = invoicing_service()

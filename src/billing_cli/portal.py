@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import typer
 from rich.console import Console
 
-from billing import container
+from billing.runtime import container
 from billing_cli import app
 
 portal = typer.Typer(

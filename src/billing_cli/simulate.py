@@ -26,8 +26,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from billing.observability import logger
-from billing.periods import Month
+from billing.kernel.periods import Month
+from billing.runtime.observability import logger
 from billing_cli import app
 from billing_local.simulation import (
     Catalog,

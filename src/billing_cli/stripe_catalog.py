@@ -18,8 +18,8 @@ def sync_catalog(
 ) -> None:
     """One Stripe Product per plan line kind and per usage kind (by metadata.billing_key), created
     or renamed as needed; their ids are recorded for invoicing. Safe to repeat."""
-    from billing import container
-    from billing.catalog_sync import sync_catalog as sync
+    from billing.catalog.product_sync import sync_catalog as sync
+    from billing.runtime import container
 
     plan, ids = sync(
         container.plan_catalog(), container.stripe_gateway(), container.product_ids(), dry_run=dry_run

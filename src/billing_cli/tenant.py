@@ -92,8 +92,8 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="print JSON (what the HTTP endpoint returns)"),
 ) -> None:
     """Print the tenant's payment status, its invoices in dunning and every transition."""
-    from billing import container
-    from billing.errors import NotFound
+    from billing.kernel.errors import NotFound
+    from billing.runtime import container
 
     try:
         view = container.tenant_service().status(tenant_id)
@@ -142,8 +142,8 @@ def grant_credit(
     description: str = typer.Option("", "--description"),
 ) -> None:
     """Grant prepaid credits to a tenant (what POST /v1/tenants/{id}/credits does)."""
-    from billing import container
-    from billing.tenant_service import CreditGrantRequest, parse_request
+    from billing.runtime import container
+    from billing.tenants.service import CreditGrantRequest, parse_request
 
     body: dict = {"grant_id": grant_id, "amount": amount, "priority": priority, "description": description}
     body.update({k: v for k, v in {"expires_at": expires_at, "granted_at": granted_at}.items() if v})
@@ -156,7 +156,7 @@ def grant_credit(
 @tenant_app.command("credits")
 def credits(tenant_id: str = typer.Argument(..., help="tenant id")) -> None:
     """List a tenant's credit grants with what remains of each."""
-    from billing import container
+    from billing.runtime import container
 
     container.tenant_service().get(tenant_id)
     Console().print(credits_renderable(container.credit_book().summary(tenant_id, container.clock()())))
@@ -174,8 +174,8 @@ def add_coupon(
     name: str = typer.Option("", "--name"),
 ) -> None:
     """Attach a coupon to a tenant (what POST /v1/tenants/{id}/coupons does)."""
-    from billing import container
-    from billing.tenant_service import CouponRequest, parse_request
+    from billing.runtime import container
+    from billing.tenants.service import CouponRequest, parse_request
 
     body: dict = {"coupon_id": coupon_id, "duration": duration, "name": name}
     extra = {
@@ -194,7 +194,7 @@ def add_coupon(
 @tenant_app.command("dunning-run")
 def dunning_run() -> None:
     """Pay every dunning retry that is due now (what the scheduled Lambda does)."""
-    from billing import container
+    from billing.runtime import container
 
     report = container.dunning_runner().run_due(limit=container.settings().dunning_batch_limit)
     console = Console()
@@ -223,7 +223,7 @@ def sign_webhook(
     import base64
     import time
 
-    from billing.adapters.webhook_verify import sign
+    from billing.adapters.stripe.webhook_signature import sign
 
     event = json.loads(event_file.read_text())
     headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "stripe-signature"}

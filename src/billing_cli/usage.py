@@ -6,8 +6,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from billing import container
-from billing.periods import Month
+from billing.kernel.periods import Month
+from billing.runtime import container
 from billing_cli import app
 
 

@@ -359,7 +359,7 @@ def local_aws(prefix: str = "billing") -> Iterator[dict[str, Any]]:
     make_moto_dynamodb_atomic()
     fake_credentials()
     with mock_aws():
-        from billing.adapters.aws import reset_clients
+        from billing.adapters.aws.clients import reset_clients
 
         reset_clients()
         try:

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
-from billing.settings import Settings
+from billing.runtime.settings import Settings
 
 # Every variable Settings reads (pydantic-settings: the field name, upper-cased).
 SETTINGS_KEYS: tuple[str, ...] = tuple(name.upper() for name in Settings.model_fields)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from billing.errors import StoreUnavailable
+from billing.kernel.errors import StoreUnavailable
 
 Mode = Literal["ok", "fail", "lost_ack"]
 

@@ -20,11 +20,11 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from billing.adapters.dynamodb import is_conditional_failure
-from billing.errors import ServiceUnavailable
-from billing.events import UsageEvent
-from billing.ingest import IngestResult, IngestService, Principal
-from billing.periods import Month
+from billing.adapters.dynamodb.items import is_conditional_failure
+from billing.kernel.errors import ServiceUnavailable
+from billing.kernel.periods import Month
+from billing.metering.events import UsageEvent
+from billing.metering.ingest import IngestResult, IngestService, Principal
 
 LOCK_LEASE_SECONDS = 90
 LOCK_WAIT_SECONDS = 20.0  # the old INGEST_LOCK_WAIT_SECONDS

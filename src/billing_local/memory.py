@@ -3,15 +3,15 @@
 Each class implements a protocol of the domain with the same observable rules as its DynamoDB, SQS or
 S3 adapter, so the production ingest service, quota logic, rater and close run on them unchanged:
 
-- ``MemoryLedger``: ``billing.exactly_once.UsageLedger`` (claims committed by their batch,
+- ``MemoryLedger``: ``billing.metering.exactly_once.UsageLedger`` (claims committed by their batch,
   conditional claim writes, bounded quota counters);
-- ``MemoryTenants``: ``billing.tenants.TenantStore`` (records round-trip through their JSON form as
+- ``MemoryTenants``: ``billing.tenants.tenant.TenantStore`` (records round-trip through their JSON form as
   they do through DynamoDB; ``save`` is optimistic and fails with the conditional-check error
   ``container.is_conflict`` recognises);
 - ``MemoryPeriods``, ``MemoryStatements``, ``MemoryJobs``, ``MemoryArchive``, ``MemoryQueue``: the
   close's periods (first close wins), statements (stored once, as JSON), invoicing jobs (sent once),
   CSV archive (unchanged bytes not rewritten) and the fallback queue (its depth guards the close);
-- ``MemoryCredits``: ``billing.credits.CreditLedger`` (grants and burns append-only, each written
+- ``MemoryCredits``: ``billing.tenants.credits.CreditLedger`` (grants and burns append-only, each written
   once; entries read back in the adapter's key order, grants through their JSON form);
 - ``BlockStore``: the ingest ``Store`` in front of ClickHouse, handing the production adapter's
   ``insert_events`` blocks of ``block_rows`` rows instead of one SQS-sized block per call.
@@ -31,17 +31,17 @@ from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
-from billing.credits import CreditBurn, CreditGrant
-from billing.events import StoredEvent
-from billing.exactly_once import (
+from billing.kernel.periods import Month, iso, parse_instant
+from billing.metering.events import StoredEvent
+from billing.metering.exactly_once import (
     MAX_COUNTED_PER_TRANSACTION,
     Claim,
     ClaimResult,
     ClaimState,
 )
-from billing.periods import Month, iso, parse_instant
-from billing.statements import Statement
-from billing.tenants import Tenant
+from billing.statements.statement import Statement
+from billing.tenants.credits import CreditBurn, CreditGrant
+from billing.tenants.tenant import Tenant
 
 
 def _transaction_canceled() -> ClientError:
@@ -59,7 +59,7 @@ def _conditional_failure(operation: str) -> ClientError:
 
 
 class MemoryLedger:
-    """``billing.exactly_once.UsageLedger`` in memory, with the DynamoDB adapter's rules (no locks): a
+    """``billing.metering.exactly_once.UsageLedger`` in memory, with the DynamoDB adapter's rules (no locks): a
     claim is written only if absent or still held by the batch named in ``previous``, each on its
     own (``claim`` writes every claim but the conflicting ones); ``claim_counted`` grows the month's counter by the claims if
     it is within the bounds and writes them marked counted, all or nothing; a claim is a duplicate
@@ -172,7 +172,7 @@ class MemoryLedger:
     def quota_set(
         self, tenant_id: str, month: str, used: int, expected_version: int | None, expires_at: int
     ) -> bool:
-        """The reconcile's compare-and-set of a counter (``billing.quotas.QuotaCounters``)."""
+        """The reconcile's compare-and-set of a counter (``billing.metering.quotas.QuotaCounters``)."""
         with self._guard:
             current = self._quota.get((tenant_id, month))
             if (None if current is None else current[1]) != expected_version:
@@ -182,7 +182,7 @@ class MemoryLedger:
 
 
 class MemoryTenants:
-    """``billing.tenants.TenantStore`` in memory, with the repository's versioning: ``create`` stores
+    """``billing.tenants.tenant.TenantStore`` in memory, with the repository's versioning: ``create`` stores
     version 1, ``save`` succeeds only when nobody saved since the record was read."""
 
     def __init__(self) -> None:
@@ -316,7 +316,7 @@ class MemoryQueue:
 
 
 class MemoryCredits:
-    """``billing.credits.CreditLedger`` in memory, with the DynamoDB adapter's rules: a grant is
+    """``billing.tenants.credits.CreditLedger`` in memory, with the DynamoDB adapter's rules: a grant is
     written once per (tenant, grant id) and a burn once per (tenant, statement, grant), both
     conditional puts answering True when written now; nothing is ever changed or removed. ``entries``
     returns grants and burns in the adapter's sort-key order (grant id; statement id then grant id)."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from billing import container
-from billing.events import UsageEvent
 from billing.invoicing import InvoiceRecord
-from billing.periods import Month, iso, utc
-from billing.tenants import PlanAssignment, Tenant
+from billing.kernel.periods import Month, iso, utc
+from billing.metering.events import UsageEvent
+from billing.runtime import container
+from billing.tenants.tenant import PlanAssignment, Tenant
 from billing_local.usage_generator import month_of_usage
 
 

@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from billing import container
-from billing.adapters import clickhouse
+from billing.adapters.clickhouse import usage_store as clickhouse
+from billing.runtime import container
 from billing_local.aws import local_aws, resource_environment
 from billing_local.environ import SETTINGS_KEYS, patched_environ
 

@@ -152,8 +152,8 @@ class LocalServer:
     def create_tenant_key(self, tenant_id: str) -> dict[str, str]:
         """A new API key for one tenant: its id is added to the tenant's ``api_key_ids`` (what API
         Gateway's key id is to ingest), its value returned once."""
-        from billing import container
-        from billing.errors import NotFound
+        from billing.kernel.errors import NotFound
+        from billing.runtime import container
 
         tenant = container.tenants().get(tenant_id)
         if tenant is None:
@@ -168,7 +168,7 @@ class LocalServer:
     # -- background work -------------------------------------------------------------------------
     def replay_fallback(self) -> tuple[int, int]:
         """Deliver the fallback queue to FallbackReplayFunction (what its SQS trigger does)."""
-        from billing import container
+        from billing.runtime import container
 
         url = container.settings().fallback_queue_url
         processed, failed = drain_queue(url, "fallback_replay") if url else (0, 0)
@@ -209,7 +209,7 @@ class LocalServer:
         return {"exit_code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
 
     def admin(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
-        from billing.errors import BillingError
+        from billing.kernel.errors import BillingError
 
         try:
             data = json.loads(body or b"{}")
@@ -343,7 +343,7 @@ def serve(
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
         warnings.filterwarnings("ignore", message="No application metrics to publish")
-        from billing.observability import logger
+        from billing.runtime.observability import logger
 
         logger.setLevel(logging.ERROR)
     server = LocalServer(
@@ -352,7 +352,7 @@ def serve(
     with local_aws(prefix="serve") as resources:
         from aws_lambda_powertools.utilities import parameters
 
-        from billing import container
+        from billing.runtime import container
         from billing_local.stripe_double import StripeDouble, put_secret
 
         configure(data_dir, resources)

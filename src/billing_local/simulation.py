@@ -46,18 +46,18 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from billing import container
-from billing.adapters import clickhouse
-from billing.errors import BillingError, QuotaExceeded
-from billing.events import UsageEvent, parse_event
-from billing.ingest import IngestService
-from billing.periods import Month
-from billing.plans import PlanCatalog
+from billing.adapters.clickhouse import usage_store as clickhouse
+from billing.catalog.plans import PlanCatalog
+from billing.kernel.errors import BillingError, QuotaExceeded
+from billing.kernel.periods import Month
+from billing.metering.events import UsageEvent, parse_event
+from billing.metering.ingest import IngestService
 from billing.rating import invoices_csv, lines_csv
-from billing.settings import get_settings
-from billing.statements import Statement
-from billing.tenant_service import CouponRequest, CreditGrantRequest, parse_request
-from billing.tenants import Tenant
+from billing.runtime import container
+from billing.runtime.settings import get_settings
+from billing.statements.statement import Statement
+from billing.tenants.service import CouponRequest, CreditGrantRequest, parse_request
+from billing.tenants.tenant import Tenant
 from billing_local import memory
 from billing_local.sandbox import clickhouse_sandbox, migrated_database
 
@@ -735,7 +735,7 @@ def _worker(
     """A worker process: it opens ClickHouse while the parent indexes the events file, receives the
     plan and the index from ``plans``, runs its shard, sends progress every 0.2 s and the result (or
     the error) at the end."""
-    from billing.observability import logger
+    from billing.runtime.observability import logger
 
     logger.setLevel("WARNING")
     pending = [0, time.monotonic()]

@@ -6,7 +6,7 @@ import random
 from datetime import timedelta
 from typing import Any
 
-from billing.periods import Month, iso
+from billing.kernel.periods import Month, iso
 
 MODELS = ["gpt-4o-mini", "gpt-4o", "claude-3-5-haiku"]
 

@@ -1,5 +1,5 @@
 """A Stripe webhook delivery as API Gateway hands it to the webhook Lambda: the one place (demo,
-tests, bench) that signs events, with Stripe's own scheme (``billing.adapters.webhook_verify.sign``)."""
+tests, bench) that signs events, with Stripe's own scheme (``billing.adapters.stripe.webhook_signature.sign``)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def stripe_delivery(
 ) -> dict[str, Any]:
     """The API Gateway event of one delivery, signed at ``at`` (``signature``: True signs, a string
     is sent as the header, None/False sends none)."""
-    from billing.adapters.webhook_verify import sign
+    from billing.adapters.stripe.webhook_signature import sign
     from billing_local.runner import api_gateway_event
 
     body = event if isinstance(event, (str, bytes)) else json.dumps(event, indent=2)

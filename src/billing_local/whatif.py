@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from billing.money import ZERO
-from billing.statements import Statement
+from billing.kernel.money import ZERO
+from billing.statements.statement import Statement
 from billing_local.simulation import SimulationReport, TenantCounts
 
 ALL = "*"  # the grand-total row of the diff CSV (not a valid tenant id, so it cannot collide)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from billing import container
+from billing.runtime import container
 from billing_cli import _load, app, run
 from tests.conftest import CHDB_PATH, ENV_KEYS
 

@@ -11,8 +11,8 @@ import yaml
 from hypothesis import settings
 from schemathesis import checks
 
-from billing import container
-from billing.tenants import PlanAssignment, Tenant
+from billing.runtime import container
+from billing.tenants.tenant import PlanAssignment, Tenant
 from billing_local.template import load_template, resources_of_type
 from billing_local.wsgi_api import OPENAPI_PATH, wsgi_app
 from tests.dunning.support import create_webhook_secret

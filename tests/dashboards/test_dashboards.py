@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing import container
-from billing.adapters.clickhouse import UsageStore
-from billing.adapters.tenant_quotas import current_quotas, export_tenant_quotas
-from billing.events import StoredEvent, UsageEvent
-from billing.periods import Month, utc
-from billing.tenants import PlanAssignment, Tenant
+from billing.adapters.clickhouse.tenant_quotas import current_quotas, export_tenant_quotas
+from billing.adapters.clickhouse.usage_store import UsageStore
+from billing.kernel.periods import Month, utc
+from billing.metering.events import StoredEvent, UsageEvent
+from billing.runtime import container
+from billing.tenants.tenant import PlanAssignment, Tenant
 from billing_local.grafana import Dashboard, Query, TemplateError, TimeRange, load_dashboards, render
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 import pytest
 
-from billing import container
-from billing.tenants import Tenant
+from billing.runtime import container
+from billing.tenants.tenant import Tenant
 from billing_local.runner import load_module
 from billing_local.webhook_delivery import stripe_delivery
 from tests.conftest import api_event
@@ -251,7 +251,7 @@ class StripeWorld:
     ) -> str:
         """Customer + draft invoice + one line + finalize (auto_advance=false), as invoicing does;
         without ``card`` the tenant never saved one, so the invoice is ``send_invoice`` and sent."""
-        from billing.payments import CustomerDraft, InvoiceDraft, ItemDraft
+        from billing.payments.provider import CustomerDraft, InvoiceDraft, ItemDraft
 
         tenant = container.tenants().get(tenant_id)
         customer = self.gateway.ensure_customer(

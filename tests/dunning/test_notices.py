@@ -9,9 +9,9 @@ from datetime import timedelta
 import boto3
 import pytest
 
-from billing import container
 from billing.dunning.notices import notices_for
 from billing.dunning.timeline import AuditEntry
+from billing.runtime import container
 from tests.dunning.support import T0
 from tests.dunning.test_timeline import _deliver_all, _fail_first_charge, _tenant
 

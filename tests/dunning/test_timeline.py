@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from billing import container
-from billing.tenants import PlanAssignment
+from billing.runtime import container
+from billing.tenants.tenant import PlanAssignment
 from tests.dunning.support import T0, customer_deleted_event, load_handler, make_tenant
 
 ingest = load_handler("ingest")

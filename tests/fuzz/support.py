@@ -16,7 +16,7 @@ import boto3
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from billing import container
+from billing.runtime import container
 from billing_local.runner import api_gateway_event
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from billing import container
-from billing.tenants import PlanAssignment, Tenant
+from billing.runtime import container
+from billing.tenants.tenant import PlanAssignment, Tenant
 from billing_local.runner import LocalContext, load_module
 from tests.dunning.support import (
     T0,
@@ -164,7 +164,7 @@ def _stripe_event(draw) -> dict:
 @given(data=st.data())
 @FUZZ
 def test_stripe_webhook_signed_bodies_never_fail_and_refusals_change_nothing(tenants, handlers, data):
-    from billing.adapters.webhook_verify import sign
+    from billing.adapters.stripe.webhook_signature import sign
 
     kind = data.draw(st.sampled_from(["signed", "signed", "signed", "raw"]))
     body = data.draw(raw_bodies(_stripe_event))

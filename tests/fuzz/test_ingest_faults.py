@@ -23,9 +23,9 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from billing import container
-from billing.errors import QueueRefused, StoreUnavailable
-from billing.tenants import Tenant
+from billing.kernel.errors import QueueRefused, StoreUnavailable
+from billing.runtime import container
+from billing.tenants.tenant import Tenant
 from billing_local.runner import LocalContext, api_gateway_event, drain_queue, load_module, response_headers
 from tests.fuzz.support import EXAMPLES, FUZZ
 
@@ -152,7 +152,7 @@ def test_whatever_fails_a_retrying_client_gets_every_event_stored_once_and_quota
 def run_with_faults(env, ingest, monkeypatch, schedule, seed, rate, crash_share, quota):
     """Given a tenant (quota ``quota`` or none) and faults drawn from ``seed``, When a client sends
     each batch of ``schedule`` and retries it until it gets through, Then the invariants hold."""
-    from billing import fallback
+    from billing.metering import fallback
 
     monkeypatch.setattr(fallback, "MAX_MESSAGE_BYTES", 700)  # several blocks per batch
     clock = Clock()

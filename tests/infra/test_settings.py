@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from billing.settings import Settings
+from billing.runtime.settings import Settings
 from billing_local.template import load_template
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from billing import container
-from billing.tenants import PlanAssignment, Tenant
+from billing.runtime import container
+from billing.tenants.tenant import PlanAssignment, Tenant
 from billing_local.runner import LocalContext, load_function
 from billing_local.template import PROJECT_ROOT, TEMPLATE_PATH, load_template, resources_of_type
 from tests.infra.translated import cfn_lint, write_translated
@@ -23,7 +23,7 @@ def a_closed_zero_statement() -> None:
     call is due; the invoicing tests cover Stripe itself)."""
     from datetime import UTC, datetime
 
-    from billing.statements import Statement
+    from billing.statements.statement import Statement
 
     container.statements().put_if_absent(
         Statement(

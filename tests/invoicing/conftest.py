@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from billing import container
-from billing.container import invoice_records, invoicing_service
 from billing.invoicing import InvoicingService
-from billing.money import round_cents
-from billing.periods import Month
-from billing.statements import Statement, StatementLine
-from billing.tenants import Tenant
+from billing.kernel.money import round_cents
+from billing.kernel.periods import Month
+from billing.runtime import container
+from billing.runtime.container import invoice_records, invoicing_service
+from billing.statements.statement import Statement, StatementLine
+from billing.tenants.tenant import Tenant
 from billing_local.runner import load_module
 from billing_local.stripe_double import StripeDouble, put_secret
 from tests.conftest import Env

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 import billing_cli.stripe_catalog  # noqa: F401 - registers `billing stripe`
-from billing import container
+from billing.runtime import container
 from billing_cli import app
 from tests.invoicing.conftest import MONTH, Billing, make_statement, make_tenant
 

@@ -146,7 +146,7 @@ def test_rerun_of_a_finished_job_sends_nothing(billing: Billing, statement) -> N
 def test_two_invoices_for_one_statement_fail_the_job_instead_of_guessing(billing: Billing, statement) -> None:
     # Given someone created two invoices carrying this statement's metadata, and our record was lost
     from billing.invoicing import InvoiceMismatch
-    from billing.payments import InvoiceDraft
+    from billing.payments.provider import InvoiceDraft
 
     customer = billing.service.ensure_customer("acme")
     meta = {"tenant_id": "acme", "month": MONTH, "statement_id": "acme:2025-11"}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from billing import container
+from billing.runtime import container
 from billing_local.template import load_template, resources_of_type
 from tests.invoicing.conftest import Billing, make_tenant
 from tests.smoke.bootstrap import _attributes

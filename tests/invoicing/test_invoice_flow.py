@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from billing import container
+from billing.runtime import container
 from tests.invoicing.conftest import MONTH, Billing, Published, cents, make_statement, make_tenant
 
 

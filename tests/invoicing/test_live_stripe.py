@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from billing import container
-from billing.payments import CustomerDraft
+from billing.payments.provider import CustomerDraft
+from billing.runtime import container
 from billing_local.stripe_double import put_secret
 from tests.invoicing.conftest import MONTH, cents, make_statement, make_tenant
 
@@ -48,7 +48,7 @@ def live(env, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
 
 
 def customer_with_card(client, clock, tenant_id: str, card: str) -> str:
-    from billing.container import invoicing_service
+    from billing.runtime.container import invoicing_service
 
     gateway = invoicing_service().gateway
     customer_id = gateway.create_customer(
@@ -74,7 +74,7 @@ def advance(client, clock, seconds: int) -> None:
 
 
 def test_statement_becomes_a_paid_stripe_invoice_with_equal_total(live) -> None:
-    from billing.container import invoicing_service
+    from billing.runtime.container import invoicing_service
 
     client, clock = live
     tenant_id = f"live-{int(time.time())}"
@@ -95,7 +95,7 @@ def test_statement_becomes_a_paid_stripe_invoice_with_equal_total(live) -> None:
 
 
 def test_declined_card_is_an_outcome_and_stripe_does_not_retry_on_its_own(live) -> None:
-    from billing.container import invoicing_service
+    from billing.runtime.container import invoicing_service
 
     client, clock = live
     tenant_id = f"live-decline-{int(time.time())}"
@@ -113,7 +113,7 @@ def test_declined_card_is_an_outcome_and_stripe_does_not_retry_on_its_own(live) 
 
 
 def test_statement_below_zero_is_credited_to_the_stripe_balance_once(live) -> None:
-    from billing.container import invoicing_service
+    from billing.runtime.container import invoicing_service
 
     client, clock = live
     tenant_id = f"live-credit-{int(time.time())}"

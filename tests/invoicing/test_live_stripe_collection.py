@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import time
 
-from billing import container
-from billing.card_on_file import CardFact, SetupRequest
+from billing.payments.card_on_file import CardFact, SetupRequest
+from billing.runtime import container
 from tests.invoicing.conftest import MONTH, make_statement, make_tenant
 from tests.invoicing.test_live_stripe import live, pytestmark  # noqa: F401, F811 - fixture and skip marks
 
@@ -86,7 +86,7 @@ def test_a_tenant_without_a_card_is_sent_its_invoice(live) -> None:  # noqa: F81
 
 
 def test_catalog_sync_is_idempotent_on_stripe(live) -> None:  # noqa: F811
-    from billing.catalog_sync import sync_catalog
+    from billing.catalog.product_sync import sync_catalog
 
     gateway = container.stripe_gateway()
     first, ids = sync_catalog(container.plan_catalog(), gateway, container.product_ids())

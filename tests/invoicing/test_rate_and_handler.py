@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from billing import container
-from billing.adapters.stripe_http import RateLimiter
+from billing.adapters.stripe.http import RateLimiter
+from billing.runtime import container
 from billing_local.stripe_double import max_in_window
 from tests.conftest import load_event
 from tests.invoicing.conftest import MONTH, Billing, load_handler, make_statement, make_tenant

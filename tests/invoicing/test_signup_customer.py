@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from billing import container
-from billing.tenant_service import SignupRequest
+from billing.runtime import container
+from billing.tenants.service import SignupRequest
 from tests.invoicing.conftest import MONTH, Billing, make_statement
 
 

@@ -10,9 +10,9 @@ from decimal import Decimal
 
 import pytest
 
-from billing import container
 from billing.invoicing import TERMINAL
 from billing.invoicing.records import TooManyLines
+from billing.runtime import container
 from billing_local.stripe_double import RateLimits, StripeDouble
 from tests.invoicing.conftest import MONTH, Billing, Published, make_statement, make_tenant
 
@@ -238,7 +238,7 @@ def test_a_final_statement_below_the_minimum_is_left_on_the_balance_and_says_so(
 def test_lists_are_read_to_their_last_page(billing: Billing) -> None:
     # Given a customer with 105 balance credits and a draft invoice with 105 items (Stripe lists
     # 100 at most a page)
-    from billing.payments import BalanceCreditDraft, InvoiceDraft, ItemDraft
+    from billing.payments.provider import BalanceCreditDraft, InvoiceDraft, ItemDraft
 
     make_tenant("pages")
     gateway = billing.service.gateway

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import stripe
 
-from billing import container
+from billing.runtime import container
 from tests.invoicing.conftest import MONTH, Billing, make_statement, make_tenant
 
 
@@ -96,7 +96,7 @@ def test_invalid_request_fails_the_job(billing: Billing) -> None:
 
 def test_the_secret_key_comes_from_secrets_manager(billing: Billing, acme) -> None:
     # Given the key stored under the configured secret name (put there by the fixture)
-    from billing.container import stripe_gateway
+    from billing.runtime.container import stripe_gateway
 
     # When the gateway is built, it authenticates with that key
     gateway = stripe_gateway()

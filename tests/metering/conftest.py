@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from billing.tenants import Tenant
+from billing.tenants.tenant import Tenant
 from billing_local.runner import load_module, response_headers
 from tests.conftest import api_event
 from tests.support import create_tenant
@@ -63,4 +63,6 @@ def post(ingest_app, lambda_context):
 
 
 def stored(env, tenant_id: str = "acme-corp") -> dict:
-    return env.store.month_usage(tenant_id, __import__("billing.periods", fromlist=["Month"]).Month(2025, 11))
+    return env.store.month_usage(
+        tenant_id, __import__("billing.kernel.periods", fromlist=["Month"]).Month(2025, 11)
+    )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from billing import container
-from billing.errors import BillingError
-from billing.events import UsageEvent
-from billing.periods import Month
+from billing.kernel.errors import BillingError
+from billing.kernel.periods import Month
+from billing.metering.events import UsageEvent
+from billing.runtime import container
 from billing_local.aws import TRANSACTION_MS_VARIABLE
 from billing_local.aws_meter import DynamoMeter
 from tests.metering.conftest import make_tenant, stored, usage
@@ -151,10 +151,10 @@ def test_concurrent_copies_of_one_event_store_it_once(env):
 
 def test_quota_follows_the_plan_in_force_at_each_query(env, post):
     # Given payg (quota 50000) switched to a custom... starter (10000) — use a tenant-level check
-    from billing import container
-    from billing.periods import parse_instant
-    from billing.quotas import quota_limit
-    from billing.tenants import PlanAssignment, Tenant
+    from billing.kernel.periods import parse_instant
+    from billing.metering.quotas import quota_limit
+    from billing.runtime import container
+    from billing.tenants.tenant import PlanAssignment, Tenant
 
     tenant = Tenant(
         id="x",

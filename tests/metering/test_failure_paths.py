@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 
-from billing import container
-from billing.exactly_once import Claim
+from billing.metering.exactly_once import Claim
+from billing.runtime import container
 from billing_local.faults import OutageStore
 from billing_local.runner import drain_queue
 from tests.metering.conftest import make_tenant, usage
@@ -54,7 +54,7 @@ class FailingCalls:
 @pytest.fixture
 def small_blocks(monkeypatch):
     """Blocks of about 3 events, so a batch of 12 is cut into several."""
-    from billing import fallback
+    from billing.metering import fallback
 
     monkeypatch.setattr(fallback, "MAX_MESSAGE_BYTES", 800)
 
@@ -153,8 +153,8 @@ def test_dynamodb_failing_in_a_503s_bookkeeping_still_lets_every_claim_go(env, p
 
 def test_an_event_taken_over_from_a_dead_request_is_never_given_back(env, post, replay_app):
     # Given a request queued e-1 (ClickHouse was down), counted it, and died before committing
-    from billing import fallback
-    from billing.events import UsageEvent
+    from billing.metering import fallback
+    from billing.metering.events import UsageEvent
 
     make_tenant(quota=1)
     service = container.ingest_service()

@@ -6,7 +6,7 @@ import random
 
 import boto3
 
-from billing import container
+from billing.runtime import container
 from billing_local.faults import OutageStore
 from billing_local.runner import drain_queue
 from tests.metering.conftest import make_tenant, stored, usage
@@ -134,7 +134,7 @@ def test_when_sqs_is_down_too_the_answer_is_503_and_nothing_is_kept(env, post):
     service = container.ingest_service()
     service.store = OutageStore(env.store, lambda n: "fail")
     good_queue = service.fallback
-    from billing.adapters.queues import SqsQueue
+    from billing.adapters.aws.queues import SqsQueue
 
     service.fallback = SqsQueue(env.settings.fallback_queue_url + "-missing")
     # When a batch arrives, Then 503 and nothing is acknowledged
@@ -153,7 +153,7 @@ def test_a_request_that_died_holding_a_claim_does_not_block_its_retry_past_the_l
     # Given a request claimed its event and died (no commit, no release; its lease still runs)
     from datetime import timedelta
 
-    from billing.exactly_once import Claim
+    from billing.metering.exactly_once import Claim
 
     make_tenant(quota=None)
     now = [container.clock()()]

@@ -9,8 +9,15 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.events import StoredEvent
-from billing.fallback import MAX_MESSAGE_BYTES, ROW_FIELDS, blocks, encode_row, encoded_size, encoded_sizes
+from billing.metering.events import StoredEvent
+from billing.metering.fallback import (
+    MAX_MESSAGE_BYTES,
+    ROW_FIELDS,
+    blocks,
+    encode_row,
+    encoded_size,
+    encoded_sizes,
+)
 
 _instants = st.one_of(
     st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)),

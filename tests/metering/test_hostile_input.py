@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from billing.periods import iso
+from billing.kernel.periods import iso
 from tests.conftest import api_event
 from tests.metering.conftest import make_tenant, usage
 

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from billing import container
-from billing.periods import Month
+from billing.kernel.periods import Month
+from billing.runtime import container
 from tests.metering.conftest import make_tenant, usage
 
 NOV = Month(2025, 11)

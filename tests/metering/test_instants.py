@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.periods import parse_instant
+from billing.kernel.periods import parse_instant
 
 _two = st.integers(0, 99).map(lambda n: f"{n:02d}")
 _texts = st.builds(

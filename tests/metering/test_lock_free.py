@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from billing import container
-from billing.errors import BillingError, ServiceUnavailable
-from billing.events import UsageEvent
+from billing.kernel.errors import BillingError, ServiceUnavailable
+from billing.metering.events import UsageEvent
+from billing.runtime import container
 from tests.metering.conftest import make_tenant, usage
 
 
@@ -204,7 +204,7 @@ def test_a_failure_that_is_not_a_crash_gives_the_claims_up_so_the_retry_need_not
 def test_a_counter_transaction_whose_answer_was_lost_is_recognised_as_our_own(env, monkeypatch):
     # Given the first counter transaction is applied but its answer lost: the SDK's retry of it
     # then conflicts with the claims it wrote itself
-    from billing.exactly_once import ClaimResult
+    from billing.metering.exactly_once import ClaimResult
 
     make_tenant(quota=1000)
     ledger = container.ingest_service().ledger
@@ -310,7 +310,7 @@ def test_a_forked_process_writes_claims_with_threads_of_its_own(env):
     # Given the ledger's claim threads have run in this process (40 embeddings' claims: many threads)
     import multiprocessing
 
-    from billing.exactly_once import Claim
+    from billing.metering.exactly_once import Claim
 
     make_tenant(quota=None)
     assert len(ingest(events("parent", 80, every=2)).accepted) == 80

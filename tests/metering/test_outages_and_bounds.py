@@ -8,8 +8,9 @@ from typing import Any
 import boto3
 import pytest
 
-from billing import container, fallback
-from billing.errors import QueueRefused, StoreRejected, StoreUnavailable
+from billing.kernel.errors import QueueRefused, StoreRejected, StoreUnavailable
+from billing.metering import fallback
+from billing.runtime import container
 from billing_local.faults import OutageStore
 from billing_local.runner import drain_queue
 from tests.metering.conftest import make_tenant, usage
@@ -211,7 +212,7 @@ def test_a_value_beyond_its_bound_is_a_400_before_anything_is_acknowledged(env, 
 
 def test_rollup_sums_do_not_wrap_at_the_bounds(env):
     # Given 20,000 events at the largest accepted token and byte counts (their sum is past 2^64)
-    from billing.events import MAX_BYTES, MAX_TOKENS
+    from billing.metering.events import MAX_BYTES, MAX_TOKENS
 
     n = 20_000
     env.store.client.command(

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.events import MAX_BYTES, MAX_TOKENS, UsageEvent
-from billing.pricing import EventCost, PriceBook, UnknownModel
+from billing.metering.events import MAX_BYTES, MAX_TOKENS, UsageEvent
+from billing.metering.price_book import EventCost, PriceBook, UnknownModel
 
 BOOK = PriceBook.from_document(
     {

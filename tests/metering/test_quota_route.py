@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from billing.periods import Month, iso
+from billing.kernel.periods import Month, iso
 from billing_local.http_api import LocalApi, serving, template_routes
 from billing_local.runner import load_module, response_headers
 from tests.conftest import api_event

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.plans import PlanCatalog
-from billing.quotas import quota_limit, quota_schedule
-from billing.tenants import PlanAssignment, Tenant
+from billing.catalog.plans import PlanCatalog
+from billing.metering.quotas import quota_limit, quota_schedule
+from billing.tenants.tenant import PlanAssignment, Tenant
 
 CATALOG = PlanCatalog.model_validate(
     {

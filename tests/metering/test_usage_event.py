@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 
-from billing.events import UsageEvent
+from billing.metering.events import UsageEvent
 
 
 def test_the_key_of_a_copy_with_other_fields_is_its_own():

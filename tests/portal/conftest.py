@@ -12,9 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from billing import container
-from billing.events import StoredEvent
-from billing.periods import parse_instant
+from billing.kernel.periods import parse_instant
+from billing.metering.events import StoredEvent
+from billing.runtime import container
 from tests.conftest import api_event
 from tests.metering.conftest import load_handler
 from tests.rating.helpers import make_tenant

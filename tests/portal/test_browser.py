@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from billing import container
-from billing.periods import Month
-from billing.portal_page import usd
+from billing.kernel.periods import Month
+from billing.portal.page import usd
 from billing.rating.csv import lines_csv
-from billing.settings import get_settings
+from billing.runtime import container
+from billing.runtime.settings import get_settings
 from billing_local.http_api import LocalApi, serving, template_routes
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -119,7 +119,7 @@ def test_choosing_the_previous_month_swaps_the_page_through_the_json_route(site,
 def test_the_prepaid_credit_left_is_shown_and_pays_the_preview(site, page):
     from decimal import Decimal
 
-    from billing.tenant_service import CreditGrantRequest
+    from billing.tenants.service import CreditGrantRequest
 
     # Given acme holds a 25.00 grant expiring in January (and the preview owes more than that)
     request = CreditGrantRequest(
@@ -205,7 +205,7 @@ def test_keyboard_labels_and_a_phone_screen(site, page):
 
 
 def test_colors_have_enough_contrast():
-    from billing.portal_page import CSS
+    from billing.portal.page import CSS
 
     colors = dict(re.findall(r"--(\w+):(#[0-9a-f]{6})", CSS))
 

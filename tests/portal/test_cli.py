@@ -6,8 +6,8 @@ import re
 
 from typer.testing import CliRunner
 
-from billing import container
-from billing.periods import Month, parse_instant
+from billing.kernel.periods import Month, parse_instant
+from billing.runtime import container
 from billing_cli import _load, app
 
 

@@ -11,10 +11,10 @@ from decimal import Decimal
 
 import pytest
 
-from billing import container
 from billing.invoicing import InvoiceRecord
-from billing.periods import Month
+from billing.kernel.periods import Month
 from billing.rating.csv import lines_csv
+from billing.runtime import container
 from tests.conftest import api_event
 from tests.metering.conftest import load_handler
 from tests.portal.conftest import usage
@@ -61,7 +61,7 @@ def test_the_page_shows_the_statement_exactly_as_the_statements_route(portal, la
 
 def test_an_issued_statement_is_shown_as_stored(portal, lambda_context, clock):
     # Given October is closed (its statement stored)
-    from billing.periods import parse_instant
+    from billing.kernel.periods import parse_instant
 
     clock(parse_instant("2025-11-01T00:20:00Z"))
     container.billing_cycle().close(Month.parse("2025-10"))
@@ -200,7 +200,7 @@ def test_the_csv_link_holds_the_statement_lines(portal, lambda_context):
 
 
 def test_numbers_are_formatted_for_people_and_utc_is_said(portal):
-    from billing.portal_page import count, usd
+    from billing.portal.page import count, usd
 
     assert usd(Decimal("1234567.005")) == "$1,234,567.01" and usd(Decimal("-3")) == "-$3.00"
     assert count(2592000) == "2,592,000" and count(Decimal("1.50")) == "1.5"
@@ -219,8 +219,8 @@ def test_page_headers_keep_the_token_private_and_load_nothing_external(portal):
 
 
 def test_the_page_shows_the_prepaid_credit_left_as_the_status_api(portal, lambda_context, clock):
-    from billing.periods import parse_instant
-    from billing.tenant_service import CreditGrantRequest
+    from billing.kernel.periods import parse_instant
+    from billing.tenants.service import CreditGrantRequest
 
     # Given acme holds two grants from September: 10.00 (burns first) and 500.00 expiring in January
     service = container.tenant_service()
@@ -264,7 +264,7 @@ def test_the_page_shows_the_prepaid_credit_left_as_the_status_api(portal, lambda
 
 
 def test_money_is_shown_in_the_statements_currency():
-    from billing.portal_page import money
+    from billing.portal.page import money
 
     assert money(Decimal("-1234.50"), "usd") == "-$1,234.50"
     assert money(Decimal("1230"), "jpy") == "1,230 JPY"

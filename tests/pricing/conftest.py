@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from billing.periods import iso, parse_instant
+from billing.kernel.periods import iso, parse_instant
 from billing_cli import _load
 from tests.conftest import CHDB_PATH
 from tests.invoicing.conftest import billing, stripe_double  # noqa: F401 (the Stripe fixtures, for tests here)

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from billing.adapters.credit_ledger import CreditLedgerRepository
-from billing.credits import CreditBurn, CreditGrant
+from billing.adapters.dynamodb.credit_ledger import CreditLedgerRepository
+from billing.tenants.credits import CreditBurn, CreditGrant
 from billing_local import memory
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from billing import container
-from billing.periods import Month
+from billing.kernel.periods import Month
+from billing.runtime import container
 from tests.conftest import api_event
 from tests.invoicing.conftest import Billing
 from tests.metering.conftest import load_handler

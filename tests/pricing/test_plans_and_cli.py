@@ -11,10 +11,11 @@ import yaml
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from billing import container
-from billing.plans import PlanCatalog
+from billing.catalog.plans import PlanCatalog
+from billing.kernel.periods import Month
 from billing.rating import Rater
-from billing.settings import PACKAGE_CONFIG
+from billing.runtime import container
+from billing.runtime.settings import PACKAGE_CONFIG
 from billing_cli import _load, app
 from tests.pricing.conftest import DATA
 from tests.rating.helpers import make_tenant
@@ -95,9 +96,7 @@ def test_credits_and_coupons_from_the_cli(env, monkeypatch):
                                  "--duration", "once", "--starts-at", "2025-11-01T00:00:00Z"])  # fmt: skip
     assert result.exit_code == 0, result.output
     # Then November is 100.00 - 50% = 50.00 - the 25.00 credit
-    november = (
-        container.billing_cycle().close(__import__("billing.periods").periods.Month(2025, 11)).statements[0]
-    )
+    november = container.billing_cycle().close(Month(2025, 11)).statements[0]
     assert november.total == Decimal("25.00")
     # And the status command shows the balance left
     result = runner.invoke(app, ["tenant", "status", "acme", "--json"])

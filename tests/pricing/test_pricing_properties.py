@@ -8,16 +8,16 @@ from decimal import ROUND_HALF_UP, Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.coupons import Coupon
-from billing.credits import CreditBalance, CreditGrant
-from billing.periods import Month
-from billing.plans import Charge, ChargeTier, Plan
+from billing.catalog.plans import Charge, ChargeTier, Plan
+from billing.kernel.periods import Month
 from billing.rating.charges import MODELS
-from billing.rating.coupons import coupon_lines
-from billing.rating.credits import burn_order, credit_lines
+from billing.rating.coupon_lines import coupon_lines
+from billing.rating.credit_lines import burn_order, credit_lines
 from billing.rating.package import package
 from billing.rating.pricing_types import Use
 from billing.rating.tiers import tier_index
+from billing.tenants.coupons import Coupon
+from billing.tenants.credits import CreditBalance, CreditGrant
 
 START = datetime(2025, 11, 1, tzinfo=UTC)
 NOVEMBER = Month(2025, 11)

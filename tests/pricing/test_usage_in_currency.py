@@ -8,11 +8,11 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from billing.periods import Month
-from billing.plans import PlanCatalog
+from billing.catalog.plans import PlanCatalog
+from billing.kernel.periods import Month
 from billing.rating import Rater
 from billing.rating.usage import MonthUsage, Usage
-from billing.tenants import PlanAssignment, Tenant
+from billing.tenants.tenant import PlanAssignment, Tenant
 
 NOVEMBER = Month.parse("2025-11")
 

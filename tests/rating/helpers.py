@@ -6,9 +6,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from billing.events import StoredEvent
-from billing.periods import parse_instant
-from billing.tenants import Tenant
+from billing.kernel.periods import parse_instant
+from billing.metering.events import StoredEvent
+from billing.tenants.tenant import Tenant
 from tests.support import create_tenant
 
 

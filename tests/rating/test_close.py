@@ -10,11 +10,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from billing import container
-from billing.close import FallbackNotDrained
-from billing.errors import InvalidRequest
-from billing.events import UsageEvent
-from billing.periods import Month
+from billing.kernel.errors import InvalidRequest
+from billing.kernel.periods import Month
+from billing.metering.events import UsageEvent
+from billing.runtime import container
+from billing.statements.close import FallbackNotDrained
 from tests.rating.helpers import make_tenant, queries
 
 NOV, DEC = Month(2025, 11), Month(2025, 12)
@@ -198,7 +198,7 @@ def test_usage_stored_after_a_final_statement_is_billed_next_month(env):
     env.store.insert_events(queries("leaver", 5, "2025-11-02T00:00:00Z", prefix="a"))
     _, final = container.tenant_service().cancel(
         "leaver",
-        __import__("billing.tenant_service", fromlist=["CancelRequest"]).CancelRequest(
+        __import__("billing.tenants.service", fromlist=["CancelRequest"]).CancelRequest(
             at="2025-11-16T00:00:00Z"
         ),
     )

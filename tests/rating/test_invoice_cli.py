@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typer.testing import CliRunner
 
-from billing import container
-from billing.periods import Month
+from billing.kernel.periods import Month
+from billing.runtime import container
 from billing_cli import _load, app
 from tests.rating.helpers import make_tenant, queries
 

@@ -8,13 +8,13 @@ from decimal import Decimal
 
 import pytest
 
-from billing import container
-from billing.adapters.billing_store import PeriodRepository, StatementRepository
-from billing.adapters.tenant_store import TenantRepository
-from billing.adapters.usage_ledger import UsageLedger
-from billing.exactly_once import Claim, ClaimState
-from billing.statements import Statement, StatementLine
-from billing.tenants import Tenant
+from billing.adapters.dynamodb.statements import PeriodRepository, StatementRepository
+from billing.adapters.dynamodb.tenants import TenantRepository
+from billing.adapters.dynamodb.usage_ledger import UsageLedger
+from billing.metering.exactly_once import Claim, ClaimState
+from billing.runtime import container
+from billing.statements.statement import Statement, StatementLine
+from billing.tenants.tenant import Tenant
 from billing_local import memory
 
 

@@ -8,11 +8,11 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.periods import Month
-from billing.plans import PlanCatalog, Tier
+from billing.catalog.plans import PlanCatalog, Tier
+from billing.kernel.periods import Month
 from billing.rating import MonthUsage, Rater, Usage, pricing_segments, walk_tiers
-from billing.settings import PACKAGE_CONFIG
-from billing.tenants import PlanAssignment, Tenant
+from billing.runtime.settings import PACKAGE_CONFIG
+from billing.tenants.tenant import PlanAssignment, Tenant
 
 CATALOG = PlanCatalog.load(PACKAGE_CONFIG / "plans.yaml")
 RATER = Rater(CATALOG)

@@ -7,12 +7,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from billing import container
-from billing.adapters.rating_queries import RatingQueries
-from billing.events import StoredEvent
-from billing.periods import Month
+from billing.adapters.clickhouse.rating_queries import RatingQueries
+from billing.kernel.periods import Month
+from billing.metering.events import StoredEvent
 from billing.rating import Usage, pricing_segments
-from billing.tenants import PlanAssignment, Tenant
+from billing.runtime import container
+from billing.tenants.tenant import PlanAssignment, Tenant
 
 NOV = Month(2025, 11)
 

@@ -13,11 +13,11 @@ import boto3
 import pytest
 import yaml
 
-from billing import container
-from billing.periods import Month
+from billing.kernel.periods import Month
 from billing.rating import lines_csv
-from billing.statements import Statement
-from billing.tenants import Tenant
+from billing.runtime import container
+from billing.statements.statement import Statement
+from billing.tenants.tenant import Tenant
 from billing_cli import _load
 from billing_local.runner import LocalContext, api_gateway_event, load_module
 from billing_local.simulation import Catalog, SimulationSpec

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from billing.periods import iso, parse_instant
+from billing.kernel.periods import iso, parse_instant
 from billing_cli import _load
 from tests.conftest import CHDB_PATH
 from tests.support import run_simulate

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from billing.periods import Month, iso, parse_instant
+from billing.kernel.periods import Month, iso, parse_instant
 from billing_cli import _load
 from billing_cli.simulate import PlainProgress, run_with_progress
 from billing_local.simulation import Catalog, SimulationSpec

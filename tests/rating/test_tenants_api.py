@@ -9,8 +9,8 @@ from typing import Any
 import boto3
 import pytest
 
-from billing import container
-from billing.periods import Month
+from billing.kernel.periods import Month
+from billing.runtime import container
 from tests.conftest import PROJECT_ROOT, api_event
 from tests.metering.conftest import load_handler
 from tests.rating.helpers import queries

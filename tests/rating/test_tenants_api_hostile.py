@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from billing import container
+from billing.runtime import container
 from tests.conftest import api_event
 from tests.metering.conftest import load_handler
 

@@ -92,7 +92,8 @@ def body(response: dict) -> dict:
 # ---------------------------------------------------------------------------------- the artifacts
 def test_the_layer_holds_the_package_and_its_requirements_and_no_dev_code(deployment):
     layer = deployment.artifacts.layer_dir
-    assert (layer / "billing" / "container.py").exists()
+    assert (layer / "billing" / "runtime" / "container.py").exists()
+    assert (layer / "billing" / "adapters" / "clickhouse" / "migrations").is_dir()
     assert (layer / "billing" / "config" / "plans.yaml").is_file()  # the symlinked config is copied
     assert (layer / "boto3").is_dir() and (
         layer / "botocore"

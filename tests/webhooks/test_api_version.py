@@ -4,7 +4,7 @@ the answer under the endpoint's delivery attempts."""
 
 from __future__ import annotations
 
-from billing import container
+from billing.runtime import container
 from tests.dunning.support import T0, invoice_event, make_tenant
 
 

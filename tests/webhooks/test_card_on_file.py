@@ -9,13 +9,13 @@ import random
 
 import pytest
 
-from billing import container
+from billing.runtime import container
 from tests.conftest import api_event
 from tests.dunning.support import load_handler
 
 
 def signup(tenant_id: str) -> None:
-    from billing.tenants import Tenant
+    from billing.tenants.tenant import Tenant
 
     assert container.tenants().create(
         Tenant(
@@ -100,7 +100,7 @@ def test_the_tenants_own_key_may_ask_for_its_pages_and_no_other(
 ) -> None:
     signup("acme")
     signup("other")
-    assert call(tenants_app, lambda_context, "/v1/tenants/acme/billing/portal", {}, "k-own")[0] == 201
+    assert call(tenants_app, lambda_context, "/v1/tenants/acme/billing/portal/view", {}, "k-own")[0] == 201
     status, body = call(tenants_app, lambda_context, "/v1/tenants/acme/billing/setup", {}, "k-stranger")
     assert status == 403
     status, body = call(
@@ -116,7 +116,7 @@ def test_the_portal_session_url_and_return_url(cards, stripe, tenants_app, lambd
     status, body = call(
         tenants_app,
         lambda_context,
-        "/v1/tenants/acme/billing/portal",
+        "/v1/tenants/acme/billing/portal/view",
         {"return_url": "https://app.example/b"},
     )
     assert status == 201 and body["url"].startswith("https://billing.stripe.com/")

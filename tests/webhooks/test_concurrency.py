@@ -11,9 +11,9 @@ from datetime import timedelta
 import pytest
 from botocore.exceptions import ClientError
 
-from billing import container
-from billing.adapters.dynamodb import dynamodb_client
-from billing.adapters.webhook_verify import sign
+from billing.adapters.dynamodb.items import dynamodb_client
+from billing.adapters.stripe.webhook_signature import sign
+from billing.runtime import container
 from tests.dunning.support import T0, WEBHOOK_SECRET, invoice_event, make_tenant
 
 

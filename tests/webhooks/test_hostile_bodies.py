@@ -9,7 +9,7 @@ import json
 import boto3
 import pytest
 
-from billing import container
+from billing.runtime import container
 from tests.dunning.support import T0, customer_deleted_event, invoice_event, make_tenant
 
 

@@ -10,7 +10,7 @@ from datetime import timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing import container
+from billing.runtime import container
 from tests.dunning.support import T0, customer_deleted_event, invoice_event, make_tenant
 
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import boto3
 
-from billing import container
+from billing.runtime import container
 from tests.dunning.support import T0, WEBHOOK_SECRET, invoice_event, make_tenant, webhook_request
 
 
@@ -187,7 +187,7 @@ def test_a_body_that_is_not_a_stripe_event_is_a_400_even_when_signed(stripe):
 
 def _old_signature(body: str, at) -> str:
     """The v1 signature Stripe made for ``body`` at ``at`` (what an attacker captured)."""
-    from billing.adapters.webhook_verify import sign
+    from billing.adapters.stripe.webhook_signature import sign
 
     return sign(body, WEBHOOK_SECRET, int(at.timestamp())).split(",v1=")[1]
 

@@ -20,7 +20,7 @@ def demo(
         # The demo narrates what happens; the handlers' structured logs and EMF metrics would drown it.
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         warnings.filterwarnings("ignore", message="No application metrics to publish")
-        from billing.observability import logger
+        from billing.runtime.observability import logger
 
         logger.setLevel(logging.ERROR)
     from billing_cli.demo.pipeline import run

@@ -58,7 +58,7 @@ class WebhookRelay:
 
 def _api_key(tenant_id: str) -> str:
     """The tenant's own API key id (one is issued for the demo if it has none)."""
-    from billing import container
+    from billing.runtime import container
 
     tenant = container.tenants().get(tenant_id)
     if not tenant.api_key_ids:
@@ -91,9 +91,9 @@ def _ingest_one(tenant: Any, at: datetime) -> tuple[int, str]:
 def _own_failing_tenant(double: Any) -> tuple[str, str]:
     """A tenant of our own with a declined card and a finalized, unpaid invoice (when the invoicing
     stage declined nobody)."""
-    from billing import container
-    from billing.payments import CustomerDraft, InvoiceDraft, ItemDraft
-    from billing.tenants import PlanAssignment, Tenant
+    from billing.payments.provider import CustomerDraft, InvoiceDraft, ItemDraft
+    from billing.runtime import container
+    from billing.tenants.tenant import PlanAssignment, Tenant
 
     tenant_id = "latepay-co"
     container.tenants().create(
@@ -136,7 +136,7 @@ def _own_failing_tenant(double: Any) -> tuple[str, str]:
 
 
 def run(console: Console) -> dict[str, Any]:
-    from billing import container
+    from billing.runtime import container
     from billing_cli.demo.invoicing import current_double, start_double
     from billing_cli.tenant import status_renderable
     from billing_local.runner import LocalContext, api_gateway_event, load_function

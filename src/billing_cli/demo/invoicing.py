@@ -30,7 +30,7 @@ def start_double(latency_s: float = 0.0) -> StripeDouble:
     """Start (once) the Stripe double and make the configured environment use it."""
     from aws_lambda_powertools.utilities import parameters
 
-    from billing import container
+    from billing.runtime import container
 
     if not _running:
         _running.append(StripeDouble(latency_s=latency_s).start())
@@ -49,8 +49,8 @@ def save_cards(double: StripeDouble, tenant_ids: list[str]) -> dict[str, str]:
     import secrets
     from datetime import UTC, datetime
 
-    from billing import container
-    from billing.card_on_file import SetupRequest
+    from billing.payments.card_on_file import SetupRequest
+    from billing.runtime import container
     from billing_cli.demo.dunning import WebhookRelay, _Clock
 
     secret = f"whsec_demo_{secrets.token_hex(12)}"
@@ -69,8 +69,8 @@ def save_cards(double: StripeDouble, tenant_ids: list[str]) -> dict[str, str]:
 
 
 def run(console: Console, month: str = DEMO_MONTH, *, decline_one: bool = True) -> dict[str, Any]:
-    from billing import container
-    from billing.container import invoicing_service
+    from billing.runtime import container
+    from billing.runtime.container import invoicing_service
 
     console.rule(f"[bold]Stripe invoicing[/] - {month}")
     statements = container.statements().list_month(month)

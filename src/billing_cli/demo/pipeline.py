@@ -14,10 +14,10 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from billing import container
-from billing.events import UsageEvent
-from billing.periods import Month
-from billing.tenants import PlanAssignment, Tenant
+from billing.kernel.periods import Month
+from billing.metering.events import UsageEvent
+from billing.runtime import container
+from billing.tenants.tenant import PlanAssignment, Tenant
 from billing_local.faults import OutageStore
 from billing_local.runner import LocalContext, api_gateway_event, drain_queue, load_function, response_headers
 from billing_local.sandbox import sandbox
@@ -66,7 +66,7 @@ def metering(console: Console) -> None:
             )
         )
         console.print(f"tenant [bold]{tenant_id}[/] on plan [cyan]{plan}[/]")
-    from billing.adapters.tenant_quotas import export_tenant_quotas
+    from billing.adapters.clickhouse.tenant_quotas import export_tenant_quotas
 
     exported = export_tenant_quotas(
         container.tenants(), container.usage_store(), container.plan_catalog(), at=MONTH.start

@@ -14,11 +14,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from billing import container
-from billing.events import UsageEvent
-from billing.periods import Month, parse_instant
+from billing.kernel.periods import Month, parse_instant
+from billing.metering.events import UsageEvent
 from billing.rating import lines_csv
-from billing.tenant_service import CancelRequest, PlanChangeRequest, SignupRequest, TenantService
+from billing.runtime import container
+from billing.tenants.service import CancelRequest, PlanChangeRequest, SignupRequest, TenantService
 from billing_local.usage_generator import month_of_usage
 
 MONTH = Month(2025, 11)

@@ -22,8 +22,8 @@ KEY, KEY_ID = "demo-tracker-key", "demo-platform-key"
 
 
 def run(console: Console) -> dict[str, Any]:
-    from billing import container
-    from billing.tenants import PlanAssignment, Tenant
+    from billing.runtime import container
+    from billing.tenants.tenant import PlanAssignment, Tenant
     from billing_local.http_api import LocalApi, serving, template_routes
     from usage_tracker import QuotaExceeded, Tracker
 

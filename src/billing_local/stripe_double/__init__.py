@@ -18,7 +18,7 @@ mark_uncollectible; statuses draft/open/paid/void/uncollectible).
 - ``requests`` lists what was received (monotonic timestamps, for rate-cap tests); ``events`` holds
   the webhook events Stripe would send (``invoice.finalized``, ``invoice.paid``,
   ``invoice.payment_failed``, ...), built from the fixture ``event`` object with ``data.object``
-  the invoice at that moment; webhook signatures come from ``billing.adapters.webhook_verify.sign`` (Stripe's own scheme).
+  the invoice at that moment; webhook signatures come from ``billing.adapters.stripe.webhook_signature.sign`` (Stripe's own scheme).
 
 Layout: ``core`` (lifecycle, faults, idempotency), ``resources`` (the endpoints), ``server`` (HTTP),
 ``faults`` (fault and error types), ``fixtures`` (Stripe's example objects).

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from billing.periods import iso, parse_instant
+from billing.kernel.periods import iso, parse_instant
 
 Resolution = Literal["paid", "void", "uncollectible"]
 InvoiceState = Literal["open", "past_due", "exhausted", "paid", "void", "uncollectible"]

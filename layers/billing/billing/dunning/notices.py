@@ -1,7 +1,7 @@
 """Notices: each dunning transition, as an event the SaaS can email or page on.
 
 Owned by the dunning domain: the value type and the publishing protocol live here, the EventBridge
-adapter in ``billing.adapters.notices``. Invariants:
+adapter in ``billing.adapters.aws.notices``. Invariants:
 - a notice is derived from an audit entry the tenant's standing commit added (or from invoicing for
   ``payment_method_missing``, ``balance_credited`` and ``final_balance_left``), so it is published
   after the state it reports is stored;
@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 
 from billing.dunning.facts import InvoiceDunning
 from billing.dunning.timeline import AuditEntry
-from billing.periods import iso
+from billing.kernel.periods import iso
 
 NoticeKind = Literal[
     "payment_failed",

@@ -1,6 +1,6 @@
 """The dunning service: records facts from webhooks, runs due retries, reports a tenant's status.
 
-Storage and the payment collector come in through the protocols declared here and in billing.payments.
+Storage and the payment collector come in through the protocols declared here and in billing.payments.provider.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from billing.dunning.facts import (
 )
 from billing.dunning.notices import InvoiceLookup, NoticePublisher, notices_for
 from billing.dunning.timeline import AuditEntry, Standing, timeline
-from billing.observability import logger
-from billing.payments import PaymentCollector
-from billing.periods import iso, to_ms
+from billing.kernel.periods import iso, to_ms
+from billing.payments.provider import PaymentCollector
+from billing.runtime.observability import logger
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,9 @@ class StatusView:
     invoices: list[tuple[InvoiceDunning, InvoiceState, datetime | None]]
     audit: list[AuditEntry]
     payment_status: str | None = None  # the tenant record's mirror (what ingest enforces), when known
-    payment_method_on_file: bool | None = None  # the tenant's card mirror (billing.card_on_file), when known
+    payment_method_on_file: bool | None = (
+        None  # the tenant's card mirror (billing.payments.card_on_file), when known
+    )
 
     def with_payment_status(
         self, payment_status: str, payment_method_on_file: bool | None = None

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from billing.dunning.facts import InvoiceDunning, Mark
-from billing.periods import iso
+from billing.kernel.periods import iso
 
 Standing = Literal["active", "past_due", "suspended"]
 SEVERITY: dict[str, int] = {"active": 0, "past_due": 1, "suspended": 2}

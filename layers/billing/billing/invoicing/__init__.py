@@ -3,7 +3,7 @@
 Where things are: ``records`` (the record, job, outcome types), ``state_machine`` (the service),
 ``plan`` (the dry-run request plan).
 
-Statements (billing.statements) are the source of truth for amounts; Stripe presents the invoice and
+Statements (billing.statements.statement) are the source of truth for amounts; Stripe presents the invoice and
 charges the saved payment method. For each statement (tenant-month) a record in BillingTable
 (pk ``MONTH#{month}``, sk ``INVOICE#{tenant}``, versioned, conditional writes) walks through
 
@@ -24,7 +24,7 @@ invoice per tenant-month holding each statement line once:
   already finalized or paid moves the record forward without sending anything.
 
 The Stripe invoice total must equal the statement total to the cent: lines are already rounded to
-cents (billing.money), each becomes one item of exactly that many cents, and the draft's total is
+cents (billing.kernel.money), each becomes one item of exactly that many cents, and the draft's total is
 checked before it is finalized (``InvoiceMismatch`` otherwise, which fails the job).
 Invoices are ``charge_automatically`` with ``auto_advance=false``: Stripe neither charges nor retries
 them on its own; this job pays once and the dunning schedule (billing.dunning) owns later attempts.

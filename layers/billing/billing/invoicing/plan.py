@@ -3,13 +3,13 @@ alone (``billing invoice push --dry-run``). Nothing is sent."""
 
 from __future__ import annotations
 
-from billing.errors import NotFound
 from billing.invoicing.records import TERMINAL, idempotency_key, statement_cents
 from billing.invoicing.state_machine import InvoicingService
-from billing.payments import (
+from billing.kernel.errors import NotFound
+from billing.kernel.periods import Month
+from billing.payments.provider import (
     PlannedRequest,
 )
-from billing.periods import Month
 
 
 def plan_requests(service: InvoicingService, tenant_id: str, month: str | Month) -> list[PlannedRequest]:

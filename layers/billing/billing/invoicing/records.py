@@ -7,11 +7,11 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from billing.errors import Conflict, InvalidRequest
-from billing.money import to_minor
-from billing.periods import Month
-from billing.statements import Statement
-from billing.validation import Identifier, validation_details
+from billing.kernel.errors import Conflict, InvalidRequest
+from billing.kernel.money import to_minor
+from billing.kernel.periods import Month
+from billing.kernel.validation import Identifier, validation_details
+from billing.statements.statement import Statement
 
 InvoiceState = Literal[
     "pending",

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from billing.catalog_sync import product_key
+from billing.catalog.plans import PlanCatalog
+from billing.catalog.product_sync import product_key
 from billing.dunning.notices import (
     InvoiceDetails,
     NoticePublisher,
@@ -18,7 +19,6 @@ from billing.dunning.notices import (
     final_balance_left,
     payment_method_missing,
 )
-from billing.errors import Conflict, NotFound
 from billing.invoicing.records import (
     MAX_STEPS,
     TERMINAL,
@@ -31,9 +31,10 @@ from billing.invoicing.records import (
     idempotency_key,
     statement_cents,
 )
-from billing.money import to_minor
-from billing.observability import logger
-from billing.payments import (
+from billing.kernel.errors import Conflict, NotFound
+from billing.kernel.money import to_minor
+from billing.kernel.periods import Month, iso
+from billing.payments.provider import (
     MAX_INVOICE_ITEMS,
     BalanceCreditDraft,
     CollectionMethod,
@@ -45,10 +46,9 @@ from billing.payments import (
     PaymentGateway,
     RequestPlanner,
 )
-from billing.periods import Month, iso
-from billing.plans import PlanCatalog
-from billing.statements import Statement, StatementLine
-from billing.tenants import Tenant, TenantStore, unknown_tenant
+from billing.runtime.observability import logger
+from billing.statements.statement import Statement, StatementLine
+from billing.tenants.tenant import Tenant, TenantStore, unknown_tenant
 
 
 class _Raced(Exception):

@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
-from billing.money import ZERO
-from billing.plans import Charge, Plan
+from billing.catalog.plans import Charge, Plan
+from billing.kernel.money import ZERO
 from billing.rating.graduated import graduated
 from billing.rating.lines import line
 from billing.rating.metrics import quantity, units
@@ -30,7 +30,7 @@ from billing.rating.pricing_types import Priced, Use
 from billing.rating.segments import Segment
 from billing.rating.usage import Meters
 from billing.rating.volume import volume
-from billing.statements import StatementLine
+from billing.statements.statement import StatementLine
 
 MODELS: dict[str, Callable[[Sequence[Use]], list[Priced]]] = {
     "graduated": graduated,

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
-from billing.money import ZERO, fmt_minor, round_minor
-from billing.periods import Month
-from billing.plans import Plan
+from billing.catalog.plans import Plan
+from billing.kernel.money import ZERO, fmt_minor, round_minor
+from billing.kernel.periods import Month
 from billing.rating.lines import fmt_price, line
 from billing.rating.segments import Segment
-from billing.statements import StatementLine
+from billing.statements.statement import StatementLine
 
 
 def required_minimum(

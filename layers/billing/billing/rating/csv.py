@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from billing.money import fmt_minor
-from billing.statements import Statement
+from billing.kernel.money import fmt_minor
+from billing.statements.statement import Statement
 
 CSV_HEADER = "tenant_id,month,total_queries,total_tokens,total_cost_usd,invoice_date"
 

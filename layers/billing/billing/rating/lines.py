@@ -5,8 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from billing.money import round_minor
-from billing.statements import StatementLine
+from billing.kernel.money import round_minor
+from billing.statements.statement import StatementLine
 
 EXACT_PLACES = Decimal("1E-15")  # stored form of amount_exact (rounding to cents uses the full value)
 

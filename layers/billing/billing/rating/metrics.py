@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from billing.plans import Charge
+from billing.catalog.plans import Charge
 from billing.rating.usage import Meter
 
 METRIC_UNITS = {

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from billing.plans import Charge, Plan
+from billing.catalog.plans import Charge, Plan
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from decimal import Decimal
 
-from billing.money import ZERO
-from billing.periods import Month, iso
-from billing.plans import Plan
+from billing.catalog.plans import Plan
+from billing.kernel.money import ZERO
+from billing.kernel.periods import Month, iso
 from billing.rating.lines import fmt_price, line
 from billing.rating.segments import Segment
-from billing.statements import StatementLine
+from billing.statements.statement import StatementLine
 
 
 def base_fee_lines(

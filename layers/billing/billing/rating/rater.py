@@ -9,22 +9,22 @@ from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
-from billing.credits import CreditBalance
-from billing.money import ZERO
-from billing.periods import Month, iso, utc
-from billing.plans import Plan, PlanCatalog
+from billing.catalog.plans import Plan, PlanCatalog
+from billing.kernel.money import ZERO
+from billing.kernel.periods import Month, iso, utc
 from billing.rating.charges import adjustment_lines as charge_adjustment_lines
 from billing.rating.charges import charge_lines, needs_meters
 from billing.rating.commitment import true_up_line
-from billing.rating.coupons import coupon_lines
-from billing.rating.credits import credit_lines
+from billing.rating.coupon_lines import coupon_lines
+from billing.rating.credit_lines import credit_lines
 from billing.rating.lines import fmt_price, line
 from billing.rating.proration import base_fee_lines
 from billing.rating.segments import Segment, is_final, pricing_segments, statement_period
 from billing.rating.tiers import tier_label, walk_tiers
 from billing.rating.usage import LateUsage, MonthUsage, Usage
-from billing.statements import Statement, StatementLine
-from billing.tenants import Tenant
+from billing.statements.statement import Statement, StatementLine
+from billing.tenants.credits import CreditBalance
+from billing.tenants.tenant import Tenant
 
 RATING_VERSION = "rating/1"
 
@@ -52,7 +52,7 @@ class Rater:
     ) -> Statement:
         """``segments``: this tenant's ``pricing_segments`` for the month, when the caller has them;
         ``credits``: the tenant's grants usable in the period with what each has left before this
-        statement (billing.credits.CreditBook.for_statements)."""
+        statement (billing.tenants.credits.CreditBook.for_statements)."""
         with localcontext() as ctx:
             ctx.prec = 60
             return self._rate(

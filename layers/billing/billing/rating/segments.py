@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from billing.periods import Month, utc
-from billing.tenants import Tenant
+from billing.kernel.periods import Month, utc
+from billing.tenants.tenant import Tenant
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,12 @@
-"""The aggregates of stored usage that rating prices (read by billing.adapters.rating_queries)."""
+"""The aggregates of stored usage that rating prices (read by billing.adapters.clickhouse.rating_queries)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from billing.money import ZERO
-from billing.periods import Month
+from billing.kernel.money import ZERO
+from billing.kernel.periods import Month
 
 
 @dataclass(frozen=True)

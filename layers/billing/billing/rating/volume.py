@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from billing.money import ZERO
+from billing.kernel.money import ZERO
 from billing.rating.lines import fmt_price
 from billing.rating.metrics import units
 from billing.rating.pricing_types import Priced, Use

@@ -1,0 +1,38 @@
+"""Write tenants' quotas to ClickHouse ``tenant_quotas`` for the dashboards' "quota used %" panels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from billing.adapters.clickhouse.usage_store import UsageStore
+from billing.catalog.plans import PlanCatalog
+from billing.metering.quota_export import QuotaRow, quota_rows
+
+COLUMNS = ["tenant_id", "plan", "query_quota", "updated_at"]
+
+
+def write_quotas(store: UsageStore, rows: Sequence[QuotaRow]) -> int:
+    """Append one row per tenant; the newest updated_at wins in every dashboard query (argMax)."""
+    if rows:
+        store.client.insert(
+            "tenant_quotas",
+            [[r.tenant_id, r.plan, r.query_quota, r.updated_at] for r in rows],
+            column_names=COLUMNS,
+        )
+    return len(rows)
+
+
+def export_tenant_quotas(
+    tenants: Any, store: UsageStore, catalog: PlanCatalog, at: datetime | None = None
+) -> int:
+    """Export every tenant's quota in force at ``at`` (default now). ``tenants`` is a TenantRepository."""
+    return write_quotas(store, quota_rows(tenants.list_all(), catalog, at or datetime.now(UTC)))
+
+
+def current_quotas(store: UsageStore) -> dict[str, int | None]:
+    rows = store.query(
+        "SELECT tenant_id, argMax(tuple(query_quota), updated_at).1 FROM tenant_quotas GROUP BY tenant_id"
+    )
+    return {r[0]: r[1] for r in rows}

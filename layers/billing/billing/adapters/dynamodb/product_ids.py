@@ -1,0 +1,40 @@
+"""Where the Stripe product ids of our catalog are recorded: one BillingTable item
+(pk ``CATALOG``, sk ``STRIPE_PRODUCTS``) mapping ``billing_key -> product id`` (billing.catalog.product_sync)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from billing.adapters.dynamodb.items import from_item, to_item
+
+
+class ProductIdStore:
+    def __init__(self, table: str, client: Any = None):
+        self.table = table
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from billing.adapters.dynamodb.items import dynamodb_client
+
+            self._client = dynamodb_client()
+        return self._client
+
+    def get(self) -> dict[str, str]:
+        item = self.client.get_item(
+            TableName=self.table,
+            Key={"pk": {"S": "CATALOG"}, "sk": {"S": "STRIPE_PRODUCTS"}},
+            ConsistentRead=True,
+        ).get("Item")
+        if not item:
+            return {}
+        products = from_item(item).get("products") or {}
+        return {str(k): str(v) for k, v in products.items()}
+
+    def put(self, ids: Mapping[str, str]) -> None:
+        self.client.put_item(
+            TableName=self.table,
+            Item=to_item({"pk": "CATALOG", "sk": "STRIPE_PRODUCTS", "products": dict(ids)}),
+        )

@@ -1,0 +1,462 @@
+"""LedgerTable adapter: the exactly-once store of ingest (see billing.metering.exactly_once for the protocol).
+
+LedgerTable  pk "EVT#{tenant}#{event_id}"    an event claim: batch_id, lease_until, counted month
+             pk "BATCH#{batch_id}"           an ingest batch; committed once durably stored
+             pk "QUOTA#{tenant}#{YYYY-MM}"   accepted queries of a month (atomic conditional ADD)
+             pk "WEBHOOK#{stripe_event_id}"  a processed Stripe event (TTL; billing.adapters.dynamodb.dunning)
+
+Requests per accepted batch of B events (q queries), nothing contended: ceil(q / 99) transactions
+for the queries (counter + claims, 2 WRU per item), ceil((B - q) / 25) BatchExecuteStatements of
+PartiQL INSERTs for the other claims (1 WRU each, sent in parallel), one PutItem commit. No reads:
+conflicts come back as cancellation reasons, DuplicateItem or failed conditions and only then are
+looked up.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import random
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from billing.adapters.dynamodb.items import dynamodb_client, is_conditional_failure, put_versioned, to_item
+from billing.metering.exactly_once import (
+    MAX_COUNTED_PER_TRANSACTION,
+    Claim,
+    ClaimResult,
+    ClaimsInterrupted,
+    ClaimState,
+)
+
+TRANSACTION_CONFLICT_ATTEMPTS = 20
+# Threads sending one process's claim requests in parallel (boto's connection pool holds 50): a
+# batch's plain claims cost about one round trip, not one per request.
+CLAIM_PUT_THREADS = 32
+MAX_STATEMENTS_PER_BATCH = 25  # DynamoDB's limit for BatchExecuteStatement
+STATEMENT_ATTEMPTS = 8
+# statement errors of a BatchExecuteStatement that mean "the id is claimed already" (DynamoDB documents
+# DuplicateItem for an INSERT of an existing key; a failed condition means the same)
+CONFLICT_STATEMENT_ERRORS = frozenset({"DuplicateItem", "ConditionalCheckFailed"})
+# statement errors of a BatchExecuteStatement that mean "not run, send it again"
+RETRIED_STATEMENT_ERRORS = frozenset(
+    {
+        "ThrottlingError",
+        "ProvisionedThroughputExceeded",
+        "RequestLimitExceeded",
+        "TransactionConflict",
+        "InternalServerError",
+    }
+)
+
+_pool: ThreadPoolExecutor | None = None
+_pool_guard = threading.Lock()
+
+
+def _put_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_guard:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(CLAIM_PUT_THREADS, thread_name_prefix="claim-put")
+        return _pool
+
+
+def _forget_pool() -> None:
+    """A forked child has none of the parent's threads: it builds its own pool when it needs one."""
+    global _pool, _pool_guard
+    _pool, _pool_guard = None, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+class UsageLedger:
+    """Exactly-once admission and exact quota counting without locks.
+
+    Every claim is a conditional write, so two batches carrying the same event id cannot both hold
+    it; a query's claim and its month's counter move in one transaction, the
+    counter with ``ADD`` on condition ``used <= :max_used``, so concurrent batches never read,
+    compare and retry the counter. A transaction DynamoDB cancels because another one touched the
+    same item at the same moment (``TransactionConflict``, the counter is hot) is retried here with
+    jitter; a cancellation for a failed condition is reported to the caller as a ``ClaimResult``.
+    """
+
+    def __init__(self, table: str, client: Any = None):
+        self.table = table
+        self.client = client or dynamodb_client()
+        columns = "'pk': ?, 'batch_id': ?, 'expires_at': ?, 'lease_until': ?"
+        # [without, with] the counted month; parameters are bound in this order
+        self._insert_sql = (
+            f'INSERT INTO "{table}" VALUE {{{columns}}}',
+            f"INSERT INTO \"{table}\" VALUE {{{columns}, 'counted': ?}}",
+        )
+
+    def lookup(self, claims: Sequence[Claim]) -> dict[Claim, ClaimState]:
+        """The existing claim of each event id (absent ids are left out), with whether its batch
+        committed, which month's quota it counts in and its lease. Strongly consistent reads."""
+        existing = self._get_items([c.pk for c in claims])
+        committed = self._committed_batches({i["batch_id"]["S"] for i in existing.values()})
+        states: dict[Claim, ClaimState] = {}
+        for c in claims:
+            item = existing.get(c.pk)
+            if item is not None:
+                batch = item["batch_id"]["S"]
+                counted = item.get("counted", {}).get("S")
+                states[c] = ClaimState(
+                    batch_id=batch,
+                    committed=batch in committed,
+                    counted_month=counted,
+                    lease_until=float(item.get("lease_until", {}).get("N", "0")),
+                )
+        return states
+
+    def claim(
+        self,
+        claims: Sequence[Claim],
+        batch_id: str,
+        expires_at: dict[Claim, int],
+        *,
+        lease_until: float,
+        counted: dict[Claim, str] | None = None,
+        previous: dict[Claim, str] | None = None,
+    ) -> ClaimResult:
+        """Claims that change no quota counter: events that are not queries, and queries whose quota
+        an earlier (unanswered) request already counted (``counted``: claim -> month, kept). Each is
+        written on its own condition at 1 WRU (a transaction would charge 2): a new claim is a
+        PartiQL ``INSERT`` (it fails on an existing key), 25 to a ``BatchExecuteStatement``; a
+        take-over (in ``previous``) is a ``PutItem`` on condition ``batch_id = previous[claim]``.
+        The requests are sent in parallel and nothing needs them atomic together: a claim is its
+        own exactly-once guard, and the batch commit record, not the claims, makes a batch's events
+        count as stored. Conflicts are reported; if a request fails, every other one is still
+        awaited and ``ClaimsInterrupted`` names the claims known written."""
+        counted, previous = counted or {}, previous or {}
+        fresh = [c for c in claims if c not in previous]
+        taken = [c for c in claims if c in previous]
+
+        def insert(chunk: Sequence[Claim]) -> dict[Claim, bool]:
+            return self._insert_claims(chunk, batch_id, expires_at, counted, lease_until)
+
+        def put(claim: Claim) -> dict[Claim, bool]:
+            request = self._claim_put(
+                claim, batch_id, expires_at[claim], counted.get(claim), lease_until, previous.get(claim)
+            )["Put"]
+            try:
+                self.client.put_item(**request)
+            except ClientError as exc:
+                if is_conditional_failure(exc):
+                    return {claim: False}
+                raise
+            return {claim: True}
+
+        chunks = (
+            fresh[i : i + MAX_STATEMENTS_PER_BATCH] for i in range(0, len(fresh), MAX_STATEMENTS_PER_BATCH)
+        )
+        requests: list[Callable[[], dict[Claim, bool]]] = [
+            functools.partial(insert, chunk) for chunk in chunks
+        ]
+        requests += [functools.partial(put, c) for c in taken]
+        futures: list[Future[dict[Claim, bool]]] = []
+        if len(requests) > 1:
+            pool = _put_pool()
+            futures = [pool.submit(call) for call in requests[1:]]
+        outcome: dict[Claim, bool] = {}
+        errors: list[Exception] = []
+        for index, call in enumerate(requests):
+            try:  # every request is awaited before a failure is reported
+                outcome.update(call() if index == 0 else futures[index - 1].result())
+            except Exception as exc:
+                errors.append(exc)
+        written = frozenset(c for c, ok in outcome.items() if ok)
+        if errors:
+            raise ClaimsInterrupted(errors[0], written) from errors[0]
+        conflicts = frozenset(c for c, ok in outcome.items() if not ok)
+        return ClaimResult(written=not conflicts, conflicts=conflicts)
+
+    def _insert_claims(
+        self,
+        claims: Sequence[Claim],
+        batch_id: str,
+        expires_at: dict[Claim, int],
+        counted: dict[Claim, str],
+        lease_until: float,
+    ) -> dict[Claim, bool]:
+        """One ``BatchExecuteStatement`` of at most 25 ``INSERT``s: claim -> written (False: the id
+        is claimed already, ``DuplicateItem``). Statements DynamoDB did not run (throttled, a
+        conflict, an internal error) are sent again with backoff; any other statement error raises.
+        A statement retried after an internal error may have been applied the first time and then
+        reports ``DuplicateItem``: ingest's conflict lookup finds such a claim held by its own
+        batch and keeps it."""
+        outcome: dict[Claim, bool] = {}
+        pending = list(claims)
+        for attempt in range(STATEMENT_ATTEMPTS):
+            statements = []
+            for c in pending:
+                values = [
+                    {"S": c.pk},
+                    {"S": batch_id},
+                    {"N": str(expires_at[c])},
+                    {"N": str(int(lease_until))},
+                ]
+                month = counted.get(c)
+                if month:
+                    values.append({"S": month})
+                statements.append({"Statement": self._insert_sql[bool(month)], "Parameters": values})
+            responses = self.client.batch_execute_statement(Statements=statements)["Responses"]
+            again = []
+            for c, response in zip(pending, responses, strict=True):
+                code = (response.get("Error") or {}).get("Code")
+                if code is None:
+                    outcome[c] = True
+                elif code in CONFLICT_STATEMENT_ERRORS:
+                    outcome[c] = False
+                elif code in RETRIED_STATEMENT_ERRORS:
+                    again.append(c)
+                else:
+                    raise ClientError(
+                        {"Error": {"Code": code, "Message": response["Error"].get("Message", "")}},
+                        "BatchExecuteStatement",
+                    )
+            if not again:
+                return outcome
+            pending = again
+            time.sleep(random.uniform(0, min(1.0, 0.01 * 2**attempt)))
+        raise ClientError(
+            {"Error": {"Code": "ThrottlingError", "Message": f"{len(pending)} claim inserts not run"}},
+            "BatchExecuteStatement",
+        )
+
+    def claim_counted(
+        self,
+        tenant_id: str,
+        month: str,
+        claims: Sequence[Claim],
+        batch_id: str,
+        expires_at: dict[Claim, int],
+        *,
+        lease_until: float,
+        max_used: int | None,
+        min_used: int | None = None,
+        counter_expires_at: int,
+        previous: dict[Claim, str],
+    ) -> ClaimResult:
+        """One transaction: the month's counter grows by ``len(claims)`` if it is between ``min_used``
+        and ``max_used`` (None: no bound), and every claim is written marked as counted in it. So a query
+        is counted exactly when its claim says so: a crash can never leave one without the other.
+        ``previous``: claim -> batch id of an uncommitted claim taken over. Not written: the
+        conflicting claims, or the counter's value when it had no room (then re-decide and retry)."""
+        assert 0 < len(claims) <= MAX_COUNTED_PER_TRANSACTION
+        counter: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"pk": {"S": f"QUOTA#{tenant_id}#{month}"}},
+            "UpdateExpression": "ADD used :n, version :one SET expires_at = :exp",
+            "ExpressionAttributeValues": {
+                ":n": {"N": str(len(claims))},
+                ":one": {"N": "1"},
+                ":exp": {"N": str(counter_expires_at)},
+            },
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        values = counter["ExpressionAttributeValues"]
+        bounds = []
+        if min_used:
+            bounds.append("used >= :min")
+            values[":min"] = {"N": str(min_used)}
+        if max_used is not None:
+            bounds.append("used <= :max")
+            values[":max"] = {"N": str(max_used)}
+        if bounds:
+            condition = " AND ".join(bounds)
+            # an absent counter is 0: it satisfies any upper bound, and a lower bound only of 0
+            counter["ConditionExpression"] = (
+                condition if min_used else f"attribute_not_exists(used) OR {condition}"
+            )
+        items = [{"Update": counter}] + [
+            self._claim_put(c, batch_id, expires_at[c], month, lease_until, previous.get(c)) for c in claims
+        ]
+        return self._transact(items, claims, counter=True)
+
+    def _claim_put(
+        self,
+        claim: Claim,
+        batch_id: str,
+        expires_at: int,
+        counted: str | None,
+        lease_until: float,
+        previous: str | None,
+    ) -> dict[str, Any]:
+        put: dict[str, Any] = {
+            "TableName": self.table,
+            "Item": self._claim_item(claim, batch_id, expires_at, counted, lease_until),
+        }
+        if previous is not None:
+            # still there and still held by it: a claim given back meanwhile (its counter moved) is a
+            # conflict, never silently re-created as counted
+            put["ConditionExpression"] = "batch_id = :prev"
+            put["ExpressionAttributeValues"] = {":prev": {"S": previous}}
+        else:
+            put["ConditionExpression"] = "attribute_not_exists(pk)"
+        return {"Put": put}
+
+    def _transact(
+        self, items: list[dict[str, Any]], claims: Sequence[Claim], *, counter: bool
+    ) -> ClaimResult:
+        """Run a transaction of (optionally) the counter followed by one Put per claim: all or nothing."""
+        for attempt in range(TRANSACTION_CONFLICT_ATTEMPTS):
+            try:
+                self.client.transact_write_items(TransactItems=items)
+                return ClaimResult(written=True)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    raise
+                reasons: list[Any] = list(exc.response.get("CancellationReasons") or [])
+            codes = [r.get("Code", "None") for r in reasons]
+            if "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes:
+                time.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 5)))
+                continue
+            used = None
+            offset = 1 if counter else 0
+            if counter and codes and codes[0] == "ConditionalCheckFailed":
+                used = int(reasons[0].get("Item", {}).get("used", {}).get("N", "0"))
+            conflicts = frozenset(
+                claims[i - offset]
+                for i, code in enumerate(codes)
+                if i >= offset and code == "ConditionalCheckFailed"
+            )
+            if not reasons:  # a cancellation without reasons: treat every claim as contested
+                conflicts = frozenset(claims)
+            return ClaimResult(written=False, conflicts=conflicts, used=used)
+        raise ClientError(
+            {"Error": {"Code": "TransactionConflict", "Message": "ledger item too contended"}},
+            "TransactWriteItems",
+        )
+
+    def release(
+        self, claims: Sequence[Claim], batch_id: str, counted: dict[Claim, str] | None = None
+    ) -> None:
+        """Give claims back (their events were not stored). A counted claim is deleted in the same
+        transaction that takes its query off its month's counter, so the two never disagree."""
+        counted = counted or {}
+        plain = [c for c in claims if c not in counted]
+        self._batch_write([{"DeleteRequest": {"Key": {"pk": {"S": c.pk}}}} for c in plain])
+        groups: dict[tuple[str, str], list[Claim]] = defaultdict(list)
+        for c in claims:
+            if c in counted:
+                groups[(c.tenant_id, counted[c])].append(c)
+        for (tenant_id, month), group in sorted(groups.items()):
+            for start in range(0, len(group), MAX_COUNTED_PER_TRANSACTION):
+                chunk = group[start : start + MAX_COUNTED_PER_TRANSACTION]
+                items: list[dict[str, Any]] = [
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": {"pk": {"S": f"QUOTA#{tenant_id}#{month}"}},
+                            "UpdateExpression": "ADD used :neg, version :one",
+                            "ExpressionAttributeValues": {
+                                ":neg": {"N": str(-len(chunk))},
+                                ":one": {"N": "1"},
+                            },
+                        }
+                    }
+                ]
+                items += [
+                    {
+                        "Delete": {
+                            "TableName": self.table,
+                            "Key": {"pk": {"S": c.pk}},
+                            "ConditionExpression": "batch_id = :me",
+                            "ExpressionAttributeValues": {":me": {"S": batch_id}},
+                        }
+                    }
+                    for c in chunk
+                ]
+                self.client.transact_write_items(TransactItems=items)
+
+    def _claim_item(
+        self, claim: Claim, batch_id: str, expires_at: int, counted: str | None, lease_until: float
+    ) -> dict[str, Any]:
+        item = {
+            "pk": {"S": claim.pk},
+            "batch_id": {"S": batch_id},
+            "expires_at": {"N": str(expires_at)},
+            "lease_until": {"N": str(int(lease_until))},
+        }
+        if counted:
+            item["counted"] = {"S": counted}
+        return item
+
+    def stored(self, claims: Sequence[Claim]) -> set[Claim]:
+        """The claims whose batch committed: those events are durably stored (final once true)."""
+        return {c for c, state in self.lookup(claims).items() if state.committed}
+
+    def commit_batch(self, batch_id: str, expires_at: int, **attributes: Any) -> None:
+        """Mark every claim of this batch as durably stored (in ClickHouse or the fallback queue)."""
+        self.client.put_item(
+            TableName=self.table,
+            Item=to_item(
+                {"pk": f"BATCH#{batch_id}", "committed": True, "expires_at": expires_at, **attributes}
+            ),
+        )
+
+    def _committed_batches(self, batch_ids: set[str]) -> set[str]:
+        items = self._get_items([f"BATCH#{b}" for b in batch_ids])
+        return {pk.removeprefix("BATCH#") for pk in items}
+
+    def _get_items(self, pks: list[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        unique = sorted(set(pks))
+        for start in range(0, len(unique), 100):
+            request: dict[str, Any] = {
+                self.table: {
+                    "Keys": [{"pk": {"S": pk}} for pk in unique[start : start + 100]],
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                response = self.client.batch_get_item(RequestItems=request)
+                for item in response["Responses"].get(self.table, []):
+                    found[item["pk"]["S"]] = item
+                request = response.get("UnprocessedKeys") or {}
+        return found
+
+    def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        for start in range(0, len(requests), 25):
+            pending: dict[str, Any] = {self.table: requests[start : start + 25]}
+            attempt = 0
+            while pending:
+                pending = self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if pending:
+                    attempt += 1
+                    time.sleep(min(1.0, 0.01 * 2**attempt))
+
+    # -- quota counters -------------------------------------------------------------------------
+    def quota_used(self, tenant_id: str, month: str) -> tuple[int, int | None]:
+        """(used, version) of a tenant's month counter; version None when no counter exists yet."""
+        item = self.client.get_item(
+            TableName=self.table, Key={"pk": {"S": f"QUOTA#{tenant_id}#{month}"}}, ConsistentRead=True
+        ).get("Item")
+        if not item:
+            return 0, None
+        return int(item["used"]["N"]), int(item["version"]["N"])
+
+    def quota_set(
+        self, tenant_id: str, month: str, used: int, expected_version: int | None, expires_at: int
+    ) -> bool:
+        """Compare-and-set of the counter on its version, which every ingest change moves too (quota
+        reconciliation, tests); False when another request moved it first. Ingest never calls it."""
+        pk = f"QUOTA#{tenant_id}#{month}"
+        new_version = (expected_version or 0) + 1
+        item = {
+            "pk": {"S": pk},
+            "used": {"N": str(used)},
+            "version": {"N": str(new_version)},
+            "expires_at": {"N": str(expires_at)},
+        }
+        return put_versioned(
+            self.client, self.table, item, None if expected_version is None else expected_version
+        )

@@ -1,0 +1,152 @@
+"""The price book: versioned provider prices plus markup; an event's cost is frozen at event time."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Context, Decimal, Inexact, InvalidOperation, localcontext
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from billing.kernel.money import ZERO, reject_float, round_event_cost
+from billing.kernel.periods import iso, parse_instant
+from billing.metering.events import UsageEvent
+
+MILLION = Decimal(1_000_000)
+GIGABYTE = Decimal(1_000_000_000)
+# Arithmetic that must be exact: any rounding raises Inexact (and the exact-by-definition path is taken).
+_EXACT = Context(prec=60, traps=[Inexact, InvalidOperation])
+
+
+class ModelPrice(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    input_per_1m: Decimal = Field(ge=0)
+    output_per_1m: Decimal = Field(ge=0)
+
+
+class PriceVersion(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    effective_from: datetime
+    markup: Decimal = Field(ge=0)
+    storage_per_gb: Decimal = Field(ge=0)
+    models: dict[str, ModelPrice]
+    id: str | None = None
+
+    @field_validator("effective_from", mode="before")
+    @classmethod
+    def _instant(cls, value: Any) -> Any:
+        return parse_instant(value) if isinstance(value, str) else value
+
+    _no_float = field_validator("markup", "storage_per_gb", mode="before")(reject_float)
+
+    @property
+    def version_id(self) -> str:
+        return self.id or iso(self.effective_from)
+
+
+class EventCost(NamedTuple):
+    cost_usd: Decimal
+    price_version: str
+
+
+class UnknownModel(ValueError):
+    pass
+
+
+class NoPriceVersion(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class _Folded:
+    """A version's prices with the markup and the unit folded in: USD per input token, per output
+    token (by model) and per byte, each exact."""
+
+    per_token: dict[str, tuple[Decimal, Decimal]]
+    per_byte: Decimal
+
+    @classmethod
+    def of(cls, version: PriceVersion) -> _Folded | None:
+        """None when a folded price is not exact in 60 digits (then every cost takes ``_cost``)."""
+        try:
+            factor = _EXACT.add(1, version.markup)
+            per_token = {
+                model: (
+                    _EXACT.divide(_EXACT.multiply(price.input_per_1m, factor), MILLION),
+                    _EXACT.divide(_EXACT.multiply(price.output_per_1m, factor), MILLION),
+                )
+                for model, price in version.models.items()
+            }
+            return cls(per_token, _EXACT.divide(_EXACT.multiply(version.storage_per_gb, factor), GIGABYTE))
+        except (Inexact, InvalidOperation):
+            return None
+
+
+class PriceBook:
+    """Invariant: ``cost`` is the formula of ``_cost`` (provider cost plus markup, rounded half-up to
+    nanodollars once). Its fast path multiplies the counts by the folded prices of ``_Folded``: in
+    exact arithmetic that is the same number, so it is taken only while every step is exact (60
+    digits, Inexact trapped), and the same rounding then gives the same Decimal."""
+
+    def __init__(self, versions: list[PriceVersion]):
+        if not versions:
+            raise ValueError("a price book needs at least one version")
+        self.versions = sorted(versions, key=lambda v: v.effective_from)
+        self._starts = [v.effective_from for v in self.versions]
+        self._folded = [_Folded.of(v) for v in self.versions]
+        self._ids = [v.version_id for v in self.versions]
+
+    @classmethod
+    def load(cls, path: Path | str) -> PriceBook:
+        document = yaml.safe_load(Path(path).read_text())
+        return cls.from_document(document)
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> PriceBook:
+        return cls([PriceVersion.model_validate(v) for v in document["versions"]])
+
+    def version_at(self, instant: datetime) -> PriceVersion:
+        index = bisect.bisect_right(self._starts, instant) - 1
+        if index < 0:
+            raise NoPriceVersion(f"no price book version in force at {iso(instant)}")
+        return self.versions[index]
+
+    def cost(self, event: UsageEvent) -> EventCost:
+        index = bisect.bisect_right(self._starts, event.timestamp) - 1
+        folded = self._folded[index] if index >= 0 else None
+        if folded is not None:
+            rates = folded.per_token.get(event.model or "")
+            tokens = event.input_tokens or event.output_tokens or event.model
+            if rates is not None or not tokens:
+                try:  # a zero count adds exactly nothing: skipped
+                    amount = _EXACT.multiply(folded.per_byte, event.bytes) if event.bytes else ZERO
+                    if tokens and rates is not None:
+                        if event.input_tokens:
+                            amount = _EXACT.add(amount, _EXACT.multiply(rates[0], event.input_tokens))
+                        if event.output_tokens:
+                            amount = _EXACT.add(amount, _EXACT.multiply(rates[1], event.output_tokens))
+                    return EventCost(round_event_cost(amount), self._ids[index])
+                except (Inexact, InvalidOperation):
+                    pass
+        with localcontext() as ctx:  # unknown model, no version, or not exact: the formula itself
+            ctx.prec = 60
+            return self._cost(event)
+
+    def _cost(self, event: UsageEvent) -> EventCost:
+        version = self.version_at(event.timestamp)
+        provider = ZERO
+        if event.input_tokens or event.output_tokens or event.model:
+            price = version.models.get(event.model or "")
+            if price is None:
+                raise UnknownModel(
+                    f"unknown model {event.model!r} in price book version {version.version_id}"
+                )
+            provider += (
+                event.input_tokens * price.input_per_1m + event.output_tokens * price.output_per_1m
+            ) / MILLION
+        provider += Decimal(event.bytes) / GIGABYTE * version.storage_per_gb
+        return EventCost(round_event_cost(provider * (1 + version.markup)), version.version_id)

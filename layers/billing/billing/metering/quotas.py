@@ -1,0 +1,173 @@
+"""Monthly query quotas: which plan limit applies, and which queries of a batch are admitted."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from operator import attrgetter
+from typing import Any, Protocol
+
+from billing.catalog.plans import PlanCatalog
+from billing.kernel.periods import Month, iso
+from billing.metering.events import UsageEvent
+from billing.runtime.observability import logger
+from billing.tenants.tenant import Tenant
+
+Limit = int | None  # None = unlimited
+
+
+def quota_limit(tenant: Tenant, catalog: PlanCatalog, instant: datetime) -> Limit:
+    """The query_quota of the plan in force at ``instant``; the tenant's own quota before plans exist."""
+    plan_id = tenant.plan_at(instant)
+    if plan_id is None:
+        return tenant.query_quota
+    return catalog.get(plan_id).query_quota
+
+
+def quota_schedule(tenant: Tenant, catalog: PlanCatalog) -> Callable[[datetime], Limit]:
+    """``quota_limit(tenant, catalog, instant)`` for many instants: the plan history is sorted once
+    and the plan in force found by bisection (the last assignment effective at or before the instant,
+    as ``Tenant.plan_at`` takes it), so each answer is ``quota_limit``'s."""
+    plans = tenant.sorted_plans()
+    starts = [p.effective_at for p in plans]
+    try:  # each segment's limit, found once (ingest asks twice per query)
+        limits = [tenant.query_quota] + [catalog.get(p.plan).query_quota for p in plans]
+    except KeyError:  # a plan the catalog lacks: raise only when an instant falls in its segment
+        pass
+    else:
+        return lambda instant: limits[bisect.bisect_right(starts, instant)]
+
+    def limit_at(instant: datetime) -> Limit:
+        index = bisect.bisect_right(starts, instant)
+        if index == 0:
+            return tenant.query_quota
+        return catalog.get(plans[index - 1].plan).query_quota
+
+    return limit_at
+
+
+@dataclass(frozen=True)
+class Admission:
+    admitted: list[UsageEvent]
+    rejected: list[UsageEvent]
+    used_after: int
+    limit: Limit  # the limit that rejected the first refused query (or the last one applied)
+
+
+def admit_queries(
+    queries: Sequence[UsageEvent], used: int, limit_at: Callable[[datetime], Limit]
+) -> Admission:
+    """Admit queries in (timestamp, event_id) order while the month's count is below the limit in
+    force at each query's time. Pure: the caller persists ``used_after`` with compare-and-set."""
+    admitted: list[UsageEvent] = []
+    rejected: list[UsageEvent] = []
+    last_limit: Limit = None
+    for event in sorted(queries, key=attrgetter("timestamp", "event_id")):
+        limit = limit_at(event.timestamp)
+        if limit is None or used < limit:
+            admitted.append(event)
+            used += 1
+            if not rejected:
+                last_limit = limit
+        else:
+            if not rejected:
+                last_limit = limit
+            rejected.append(event)
+    return Admission(admitted, rejected, used, last_limit)
+
+
+class QuotaCounters(Protocol):
+    def quota_used(self, tenant_id: str, month: str) -> tuple[int, int | None]: ...
+
+    def quota_set(
+        self, tenant_id: str, month: str, used: int, expected_version: int | None, expires_at: int
+    ) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Repair:
+    tenant_id: str
+    month: str
+    counted: int  # the counter before
+    stored: int  # the month's stored queries (ClickHouse, each event once)
+
+
+def reconcile_quotas(
+    month: Month,
+    tenant_ids: Iterable[str],
+    stored_queries: Mapping[str, int],
+    counters: QuotaCounters,
+    *,
+    retention_days: int = 70,
+) -> list[Repair]:
+    """Set every drifted (tenant, month) quota counter to the month's stored queries, logging each
+    repair. Run where no ingest for ``month`` can happen any more (the monthly close, after the
+    close is recorded and the fallback queue drained), or from ``billing quota reconcile``: a
+    counter moved by a concurrent batch is re-read and compared again (compare-and-set)."""
+    repairs: list[Repair] = []
+    expires = int((month.end + timedelta(days=retention_days)).timestamp())
+    for tenant_id in sorted(set(tenant_ids) | set(stored_queries)):
+        stored = int(stored_queries.get(tenant_id, 0))
+        for _ in range(20):
+            used, version = counters.quota_used(tenant_id, str(month))
+            if used == stored or (version is None and stored == 0):
+                break
+            if counters.quota_set(tenant_id, str(month), stored, version, expires):
+                repair = Repair(tenant_id, str(month), used, stored)
+                logger.warning(
+                    "quota counter repaired",
+                    extra={"tenant_id": tenant_id, "month": str(month), "counted": used, "stored": stored},
+                )
+                repairs.append(repair)
+                break
+    return repairs
+
+
+class QuotaReads(Protocol):
+    def read(self, tenant_id: str, month: str) -> tuple[Tenant | None, int]:
+        """The tenant and its month's query counter, both read with strong consistency."""
+        ...
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    """What the quota gate reads: the month's query count as ingest counts it, against the limit of
+    the plan in force now. ``limit``/``remaining`` are None for an unlimited plan."""
+
+    tenant_id: str
+    limit: Limit
+    used: int
+    resets_at: datetime
+    plan: str | None
+    payment_status: str
+
+    @property
+    def remaining(self) -> int | None:
+        return None if self.limit is None else max(0, self.limit - self.used)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id,
+            "limit": self.limit,
+            "used": self.used,
+            "remaining": self.remaining,
+            "resets_at": iso(self.resets_at),
+            "plan": self.plan,
+            "payment_status": self.payment_status,
+        }
+
+
+def quota_status(tenant: Tenant, catalog: PlanCatalog, used: int, now: datetime) -> QuotaStatus:
+    """The tenant's quota at ``now``. ``used`` must be the very counter ingest moves in the same
+    transaction as each query's claim (``QuotaReads.read`` of ``Month.of(now)``), read consistently,
+    so the gate never sees a count ingest has not settled, nor a stale replica."""
+    return QuotaStatus(
+        tenant_id=tenant.id,
+        limit=quota_limit(tenant, catalog, now),
+        used=used,
+        resets_at=Month.of(now).end,
+        plan=tenant.plan_at(now),
+        payment_status=tenant.payment_status,
+    )

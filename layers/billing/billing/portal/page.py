@@ -1,0 +1,390 @@
+"""The tenant's usage page as HTML: server-rendered, inline SVG charts, no external resource.
+
+Invariants:
+- every value that comes from data is HTML-escaped; only https:// Stripe links become hrefs;
+- the page loads nothing from any other origin (its Content-Security-Policy says so) and works
+  without JavaScript (the month form submits); the small inline script only swaps the month in place
+  by calling the page's JSON route;
+- each chart has exactly one point (``<rect class="point">``) per day shown, and the same figures as
+  an accessible table;
+- money is shown from Decimals (statement amounts exactly as invoiced, in cents), never floats.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+from html import escape
+
+from billing.kernel.periods import Month
+from billing.portal.view import DayUsage, PortalView
+
+STANDING = {  # status -> (short, explanation, style)
+    "active": ("Good standing", "Every invoice is paid or not yet due.", "ok"),
+    "past_due": ("Payment overdue", "An invoice is unpaid; it is retried automatically.", "warn"),
+    "suspended": ("Suspended", "New usage is refused until the open invoice is paid.", "bad"),
+}
+
+CSS = """
+:root{--fg:#1b1f24;--muted:#4a5560;--line:#d5dbe1;--bg:#ffffff;--card:#f5f7f9;--accent:#0b5cad;--ok:#17602b;--warn:#8a4b00;--bad:#a3161b}
+*{box-sizing:border-box}
+body{margin:0;font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--fg);background:var(--bg)}
+header,main,footer{max-width:1080px;margin:0 auto;padding:0 16px}
+header{padding-top:16px;display:flex;flex-wrap:wrap;gap:12px;align-items:flex-end;justify-content:space-between}
+h1{font-size:1.5rem;margin:0}h2{font-size:1.15rem;margin:28px 0 8px}
+.sub{color:var(--muted);margin:2px 0 0}
+form{display:flex;gap:8px;align-items:center}
+select,button,.button{font:inherit;padding:6px 10px;border:1px solid var(--muted);border-radius:6px;background:#fff;color:var(--fg)}
+button,.button{background:var(--accent);color:#fff;border-color:var(--accent);cursor:pointer;text-decoration:none;display:inline-block}
+a{color:var(--accent)}
+:focus-visible{outline:3px solid #f2a900;outline-offset:2px}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(220px,1fr));gap:12px;margin-top:16px}
+.card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:12px 14px}
+.card .label{color:var(--muted);font-size:.9rem;margin:0}
+.card .value{font-size:1.5rem;font-weight:600;margin:2px 0 0;font-variant-numeric:tabular-nums}
+.card .note{color:var(--muted);font-size:.85rem;margin:4px 0 0}
+progress{width:100%;height:12px}
+.ok{color:var(--ok)}.warn{color:var(--warn)}.bad{color:var(--bad)}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:16px}
+figure{margin:0;background:var(--card);border:1px solid var(--line);border-radius:8px;padding:12px}
+figcaption{font-weight:600;margin-bottom:4px}
+svg{width:100%;height:auto;display:block}
+svg .point{fill:var(--accent)}svg .axis{stroke:var(--muted);stroke-width:1}svg text{fill:var(--muted);font-size:13px}
+.scroll{overflow-x:auto}
+table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
+th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}
+td.num,th.num{text-align:right;white-space:nowrap}
+tfoot td{font-weight:700;border-top:2px solid var(--fg)}
+details{margin-top:6px}summary{cursor:pointer;color:var(--accent)}
+footer{color:var(--muted);font-size:.85rem;padding:24px 16px}
+.badge{display:inline-block;font-size:.8rem;padding:1px 8px;border-radius:10px;border:1px solid currentColor}
+@media (max-width:560px){h1{font-size:1.25rem}.card .value{font-size:1.25rem}th,td{padding:6px 4px}
+#lines thead,#lines .unit{display:none}#lines tr{display:grid;grid-template-columns:1fr auto;column-gap:8px}
+#lines td{border:0}#lines tr{border-bottom:1px solid var(--line)}#lines td.desc{grid-column:1/-1}
+#lines td.qty{text-align:left;color:var(--muted)}#models{font-size:.9rem}#models td.wrap{white-space:normal}#lines tfoot tr{border-top:2px solid var(--fg)}#lines tfoot td{border:0}}
+"""
+
+SCRIPT = """
+(function(){
+  var form=document.getElementById('month-form');if(!form||!window.fetch)return;
+  var select=document.getElementById('month');
+  select.addEventListener('change',function(){
+    var token=form.elements.token.value, month=select.value;
+    var status=document.getElementById('status');status.textContent='Loading '+month+'\\u2026';
+    fetch('portal/data?month='+encodeURIComponent(month),{headers:{'Authorization':'Bearer '+token},credentials:'omit'})
+      .then(function(r){if(!r.ok)throw new Error(r.status);return r.json();})
+      .then(function(data){
+        document.getElementById('content').innerHTML=data.html;
+        history.replaceState(null,'','portal?token='+encodeURIComponent(token)+'&month='+encodeURIComponent(month));
+        status.textContent='Showing '+month;
+      })
+      .catch(function(){form.submit();});
+  });
+})();
+"""
+
+
+# --------------------------------------------------------------------------------------- formatting
+def usd(amount: Decimal) -> str:
+    """$1,234.56 (half-up to cents; a negative amount as -$1.00)."""
+    cents = amount.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    sign = "-" if cents < 0 else ""
+    return f"{sign}${abs(cents):,.2f}"
+
+
+def count(n: int | Decimal) -> str:
+    """1,234,567 (a Decimal quantity with decimals keeps them: 1,234.5)."""
+    if isinstance(n, Decimal) and n != n.to_integral_value():
+        return f"{n.normalize():,f}"
+    return f"{int(n):,}"
+
+
+def utc_text(at: datetime) -> str:
+    return at.strftime("%d %b %Y, %H:%M UTC")
+
+
+def month_name(month: Month) -> str:
+    return month.start.strftime("%B %Y")
+
+
+# --------------------------------------------------------------------------------------- charts
+def bar_chart(
+    chart_id: str,
+    title: str,
+    days: Sequence[DayUsage],
+    value: Callable[[DayUsage], Decimal],
+    fmt: Callable[[Decimal], str],
+) -> str:
+    """An inline SVG bar chart, one ``<rect class="point">`` per day (zero days too: a 1px bar)."""
+    width, height, left, bottom, top = 720, 220, 64, 24, 12
+    plot_w, plot_h = width - left - 8, height - bottom - top
+    values = [value(d) for d in days]
+    peak = max(values, default=Decimal(0))
+    scale = peak if peak > 0 else Decimal(1)
+    slot = Decimal(plot_w) / max(len(days), 1)
+    bar = max(slot * Decimal("0.7"), Decimal(1))
+    parts = [
+        f'<svg id="{chart_id}" viewBox="0 0 {width} {height}" role="img" aria-labelledby="{chart_id}-t {chart_id}-d" '
+        f'focusable="false" preserveAspectRatio="xMidYMid meet">',
+        f'<title id="{chart_id}-t">{escape(title)}</title>',
+        f'<desc id="{chart_id}-d">{len(days)} days; highest {escape(fmt(peak))}. The table below lists every day.</desc>',
+        f'<line class="axis" x1="{left}" y1="{top + plot_h}" x2="{width - 8}" y2="{top + plot_h}"/>',
+        f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}"/>',
+        f'<text x="{left - 6}" y="{top + 10}" text-anchor="end">{escape(fmt(peak))}</text>',
+        f'<text x="{left - 6}" y="{top + plot_h}" text-anchor="end">0</text>',
+    ]
+    for i, (day, v) in enumerate(zip(days, values, strict=True)):
+        h = max(Decimal(plot_h) * v / scale, Decimal(1))
+        x = Decimal(left) + slot * i + (slot - bar) / 2
+        y = Decimal(top + plot_h) - h
+        parts.append(
+            f'<rect class="point" data-day="{day.day.isoformat()}" data-value="{v}" x="{x:.1f}" y="{y:.1f}" '
+            f'width="{bar:.1f}" height="{h:.1f}"><title>{day.day:%d %b}: {escape(fmt(v))}</title></rect>'
+        )
+        if day.day.day in (1, 8, 15, 22, 29):
+            parts.append(
+                f'<text x="{x + bar / 2:.1f}" y="{height - 6}" text-anchor="middle">{day.day.day}</text>'
+            )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _day_table(days: Sequence[DayUsage]) -> str:
+    rows = "".join(
+        f'<tr><th scope="row">{d.day:%a %d %b}</th><td class="num">{count(d.queries)}</td>'
+        f'<td class="num">{usd(d.cost_usd)}</td></tr>'
+        for d in days
+    )
+    return (
+        '<details><summary>Show every day as a table</summary><div class="scroll"><table>'
+        '<caption class="sub">Per day (UTC), from the usage rollup</caption>'
+        '<thead><tr><th scope="col">Day</th><th scope="col" class="num">Queries</th>'
+        f'<th scope="col" class="num">Metered cost</th></tr></thead><tbody>{rows}</tbody></table></div></details>'
+    )
+
+
+# --------------------------------------------------------------------------------------- sections
+def _cards(view: PortalView) -> str:
+    queries = sum(d.queries for d in view.rollup.days)
+    q = view.quota
+    if q.limit is None:
+        quota_value, quota_bar = f"{count(q.used)} used", '<p class="note">No monthly limit on this plan</p>'
+    else:
+        pct = Decimal(100) * q.used / q.limit if q.limit else Decimal(100)
+        quota_value = f"{count(q.used)} / {count(q.limit)}"
+        quota_bar = (
+            f'<progress id="quota-bar" max="{q.limit}" value="{min(q.used, q.limit)}" '
+            f'aria-label="Quota used: {pct:.0f} percent">{pct:.0f}%</progress>'
+        )
+    short, explanation, css = STANDING.get(view.payment_status, (view.payment_status, "", "warn"))
+    current = view.month.contains(view.generated_at)
+    currency = view.statement.currency if view.statement is not None else "usd"
+    if view.stored:
+        label, kind = (
+            "Total invoiced",
+            f"Statement issued {view.statement.invoice_date if view.statement else ''}",
+        )
+    elif current:
+        label, kind = "Month-to-date cost", "Preview: what would be invoiced now"
+    else:
+        label, kind = "Cost of the month", "Preview: the month is not closed yet"
+    return (
+        '<section class="cards" aria-label="Summary">'
+        f'<div class="card"><p class="label">{label}</p>'
+        f'<p class="value" id="total" data-amount="{view.total:.2f}">{money(view.total, currency)}</p>'
+        f'<p class="note">{kind}</p></div>'
+        f'<div class="card"><p class="label">Queries in {escape(month_name(view.month))}</p>'
+        f'<p class="value" id="queries">{count(queries)}</p></div>'
+        f'<div class="card"><p class="label">Query quota used</p><p class="value" id="quota">{quota_value}</p>'
+        f'{quota_bar}<p class="note">Resets {escape(utc_text(q.resets_at))}</p></div>'
+        f'<div class="card"><p class="label">Payment standing</p>'
+        f'<p class="value {css}" id="standing" data-status="{escape(view.payment_status)}">'
+        f'{escape(short)}</p><p class="note">{escape(explanation)}</p></div>'
+        f"{_credit_card(view)}</section>"
+    )
+
+
+def money(amount: Decimal, currency: str) -> str:
+    """USD as ``usd`` shows it; another currency as the statement has it (its own decimals: rounded
+    once already) with its code (1,230 JPY)."""
+    return usd(amount) if currency == "usd" else f"{amount:,} {currency.upper()}"
+
+
+def _credit_card(view: PortalView) -> str:
+    """The prepaid credit still usable (unexpired grants less what issued statements used), for a
+    tenant holding grants."""
+    summary = view.credits
+    if not summary:
+        return ""
+    grants = summary["grants"]
+    balance = {c: Decimal(v) for c, v in summary["balance"].items()} or {grants[0]["currency"]: Decimal(0)}
+    value = " + ".join(money(v, c) for c, v in balance.items())
+    active = [g for g in grants if not g["expired"] and Decimal(g["remaining"]) > 0]
+    expiries = sorted(g["expires_at"] for g in active if g["expires_at"])
+    note = f"{len(active)} active grant{'' if len(active) == 1 else 's'}"
+    if expiries:
+        note += f"; the next expires {utc_text(datetime.fromisoformat(expiries[0]))}"
+    amounts = ",".join(f"{c}:{v}" for c, v in balance.items())
+    return (
+        '<div class="card"><p class="label">Prepaid credit left</p>'
+        f'<p class="value" id="credit-left" data-amounts="{escape(amounts)}">{escape(value)}</p>'
+        f'<p class="note" id="credit-note">{escape(note)}. Issued statements already deducted.</p></div>'
+    )
+
+
+def _statement(view: PortalView) -> str:
+    s = view.statement
+    if s is None:
+        return '<h2 id="statement-h">Statement</h2><p>No plan was in force this month: nothing to bill.</p>'
+    rows = "".join(
+        f'<tr data-line="{escape(line.line_id)}"><td class="desc">{escape(line.description)}'
+        + (
+            f' <span class="badge">for {escape(line.adjustment_month)}</span>'
+            if line.adjustment_month
+            else ""
+        )
+        + f'</td><td class="num qty">{count(line.quantity)}</td>'
+        f'<td class="num unit">{"" if line.unit_price is None else escape(_unit_price(line.unit_price, s.currency))}</td>'
+        f'<td class="num" data-amount="{line.amount:.2f}">{money(line.amount, s.currency)}</td></tr>'
+        for line in s.lines
+    )
+    what = (
+        f"Issued {escape(s.invoice_date)}"
+        if view.stored
+        else f"Preview of the statement for {escape(month_name(view.month))}, as it would be invoiced now"
+    )
+    csv = base64.b64encode(view.lines_csv()).decode()
+    return (
+        '<h2 id="statement-h">Statement lines</h2>'
+        f'<p class="sub">{what}. Amounts in {escape(s.currency.upper())}.</p>'
+        '<div class="scroll"><table id="lines" aria-labelledby="statement-h"><thead><tr>'
+        '<th scope="col">Line</th><th scope="col" class="num">Quantity</th>'
+        '<th scope="col" class="num unit">Unit price</th><th scope="col" class="num">Amount</th></tr></thead>'
+        f"<tbody>{rows}</tbody>"
+        f'<tfoot><tr><td colspan="3" class="qty">Total</td><td class="num" id="lines-total">{money(s.total, s.currency)}</td></tr></tfoot>'
+        "</table></div>"
+        f'<p><a class="button" id="csv" download="{escape(view.csv_filename())}" '
+        f'href="data:text/csv;charset=utf-8;base64,{csv}">Download the lines as CSV</a></p>'
+    )
+
+
+def _unit_price(price: Decimal, currency: str = "usd") -> str:
+    text = f"{price.normalize():f}"
+    if currency != "usd":
+        return f"{text} {currency.upper()}"
+    if "." in text and len(text.split(".")[1]) < 2:
+        text = f"{price:.2f}"
+    return f"${text}"
+
+
+def _models(view: PortalView) -> str:
+    if not view.rollup.models:
+        return '<h2 id="models-h">Usage by model</h2><p>No usage recorded this month.</p>'
+    rows = "".join(
+        f'<tr><th scope="row">{escape(m.model or "storage")}</th><td class="num">{count(m.queries)}</td>'
+        f'<td class="num wrap">{count(m.input_tokens)} /<wbr> {count(m.output_tokens)}</td>'
+        f'<td class="num">{usd(m.cost_usd)}</td></tr>'
+        for m in view.rollup.models
+    )
+    return (
+        '<h2 id="models-h">Usage by model</h2><div class="scroll"><table id="models" aria-labelledby="models-h">'
+        '<thead><tr><th scope="col">Model</th><th scope="col" class="num">Queries</th>'
+        '<th scope="col" class="num">Tokens in / out</th>'
+        f'<th scope="col" class="num">Metered cost</th></tr></thead><tbody>{rows}</tbody></table></div>'
+    )
+
+
+def _invoices(view: PortalView) -> str:
+    if not view.open_invoices:
+        return '<h2 id="invoices-h">Open invoices</h2><p id="no-invoices">No open invoices.</p>'
+    items = []
+    for inv in view.open_invoices:
+        label = f"Invoice {inv.number or inv.invoice_id} for {month_name(Month.parse(inv.month))}"
+        amount = money(inv.amount, inv.currency)
+        url = inv.hosted_invoice_url or ""
+        link = (
+            f'<a href="{escape(url)}" target="_blank" rel="noopener noreferrer">View and pay {escape(label)}</a>'
+            if url.startswith("https://")
+            else escape(label)
+        )
+        items.append(
+            f'<li data-invoice="{escape(inv.invoice_id)}">{link}: {amount} ({escape(inv.status)})</li>'
+        )
+    return f'<h2 id="invoices-h">Open invoices</h2><ul id="invoices">{"".join(items)}</ul>'
+
+
+def render_content(view: PortalView) -> str:
+    """The month-dependent part of the page (what the JSON route returns as ``html``)."""
+    days = view.rollup.days
+    return (
+        _cards(view)
+        + '<h2 id="charts-h">Per day</h2><div class="charts">'
+        + '<figure><figcaption id="queries-cap">Queries per day</figcaption>'
+        + bar_chart(
+            "queries-chart",
+            f"Queries per day, {month_name(view.month)}",
+            days,
+            lambda d: Decimal(d.queries),
+            count,
+        )
+        + "</figure>"
+        + '<figure><figcaption id="cost-cap">Metered cost per day (USD)</figcaption>'
+        + bar_chart(
+            "cost-chart", f"Metered cost per day, {month_name(view.month)}", days, lambda d: d.cost_usd, usd
+        )
+        + "</figure></div>"
+        + _day_table(days)
+        + '<p class="sub">Metered cost is the usage priced when it happened; the statement adds plan fees and tiers.</p>'
+        + _statement(view)
+        + _models(view)
+        + _invoices(view)
+    )
+
+
+def render_page(view: PortalView, token: str, nonce: str | None = None) -> tuple[str, str]:
+    """(HTML, nonce) of the whole page; the nonce goes into the response's Content-Security-Policy."""
+    nonce = nonce or secrets.token_urlsafe(16)
+    options = "".join(
+        f'<option value="{m}"{" selected" if m == view.month else ""}>{escape(month_name(m))}</option>'
+        for m in view.months
+    )
+    html = (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<meta name="referrer" content="no-referrer"><meta name="robots" content="noindex">'
+        '<link rel="icon" href="data:,">'
+        f"<title>Usage and invoice: {escape(view.tenant_name)}, {escape(month_name(view.month))}</title>"
+        f'<style nonce="{nonce}">{CSS}</style></head><body>'
+        f"<header><div><h1>{escape(view.tenant_name)}</h1>"
+        f'<p class="sub">Usage and invoice, all times UTC. Updated {escape(utc_text(view.generated_at))}.</p></div>'
+        '<form id="month-form" method="get" action="portal">'
+        f'<input type="hidden" name="token" value="{escape(token)}">'
+        f'<label for="month">Month</label><select id="month" name="month">{options}</select>'
+        '<button type="submit">Show</button></form></header>'
+        f'<main><p id="status" class="sub" role="status" aria-live="polite"></p><div id="content">{render_content(view)}</div></main>'
+        f"<footer>Tenant {escape(view.tenant_id)}. Figures per day come from hourly-updated usage rollups; "
+        "the statement is computed exactly as it will be invoiced. This link is personal and expires.</footer>"
+        f'<script nonce="{nonce}">{SCRIPT}</script></body></html>'
+    )
+    return html, nonce
+
+
+def error_page(status: int, message: str) -> str:
+    """What an invalid or expired link shows: the reason, nothing of any tenant."""
+    title = "Link expired or invalid" if status == 403 else "Cannot show this page"
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1"><meta name="referrer" content="no-referrer">'
+        f'<title>{title}</title></head><body><main><h1>{title}</h1><p id="error">{escape(message)}</p>'
+        "<p>Ask your account contact for a new link.</p></main></body></html>"
+    )
+
+
+def content_security_policy(nonce: str) -> str:
+    return (
+        f"default-src 'none'; style-src 'nonce-{nonce}'; script-src 'nonce-{nonce}'; img-src 'self' data:; "
+        "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    )

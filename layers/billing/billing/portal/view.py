@@ -1,0 +1,407 @@
+"""The tenant's usage page: signed, expiring links and the data the page shows.
+
+Invariants:
+- a portal token names exactly one tenant and an expiry; it is an HMAC-SHA256 over a context string
+  and its payload, so changing any byte (tenant, expiry, scope) makes it invalid. The page's routes
+  take the tenant from the verified token only, never from a parameter, and only ever read: a token
+  cannot be turned into another tenant's page or into any write (no route that writes accepts it).
+- the statement shown is the one ``GET /v1/tenants/{id}/statements/{month}`` returns (the same
+  close/preview service is asked; nothing is re-rated here), so the page's total is what is invoiced.
+- per-day and per-model figures come from the ``usage_daily`` rollup (never a scan of raw events).
+- the prepaid-credit balance is the one the status API shows (``CreditBook.summary``: unexpired
+  grants less the burns of issued statements), shown only to a tenant that holds grants.
+- every instant shown is UTC.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+
+from billing.catalog.plans import PlanCatalog
+from billing.kernel.errors import Forbidden, InvalidRequest, NotFound
+from billing.kernel.money import exponent, fmt_minor
+from billing.kernel.periods import Month, iso, utc
+from billing.metering.quotas import Limit, quota_limit
+from billing.rating.csv import lines_csv
+from billing.statements.statement import Statement
+from billing.tenants.tenant import Tenant, TenantStore
+
+DEFAULT_TTL = timedelta(hours=1)
+MAX_TTL = timedelta(hours=24)
+MIN_TTL = timedelta(seconds=60)
+MONTHS_SHOWN = 12  # the current month and up to 11 before it (never before the first plan)
+_CONTEXT = b"billing-portal-link.v1."  # domain separation: this key signs portal links only
+_SCOPE = "portal:read"
+
+
+class PortalLinkInvalid(Forbidden):
+    """403 for a token that is missing, altered, expired or not a portal token (the page shows nothing)."""
+
+    code = "portal_link_invalid"
+
+
+@dataclass(frozen=True)
+class PortalGrant:
+    tenant_id: str
+    expires_at: datetime
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class PortalTokens:
+    """Issues and verifies portal tokens ``<payload>.<signature>`` (base64url, no padding)."""
+
+    def __init__(self, secret: Callable[[], bytes], clock: Callable[[], datetime]):
+        self._secret = secret
+        self._clock = clock
+
+    def _sign(self, payload: str) -> str:
+        return _b64(hmac.new(self._secret(), _CONTEXT + payload.encode(), hashlib.sha256).digest())
+
+    def issue(self, tenant_id: str, ttl: timedelta = DEFAULT_TTL) -> tuple[str, datetime]:
+        if not MIN_TTL <= ttl <= MAX_TTL:
+            raise InvalidRequest(
+                f"a portal link lives between {int(MIN_TTL.total_seconds())} s and {int(MAX_TTL.total_seconds())} s",
+                details=[{"field": "expires_in", "reason": "out of range (60 to 86400 seconds)"}],
+            )
+        expires_at = (utc(self._clock()) + ttl).replace(microsecond=0)
+        body = {"v": 1, "sub": tenant_id, "exp": int(expires_at.timestamp()), "scope": _SCOPE}
+        payload = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
+        return f"{payload}.{self._sign(payload)}", expires_at
+
+    def verify(self, token: str | None) -> PortalGrant:
+        """The grant a valid token carries; PortalLinkInvalid for anything else (no detail leaked
+        beyond "invalid" or "expired")."""
+        if not token or token.count(".") != 1 or len(token) > 2048:
+            raise PortalLinkInvalid(
+                "This link is not valid.", details=[{"field": "token", "reason": "invalid"}]
+            )
+        payload, signature = token.split(".")
+        if not hmac.compare_digest(self._sign(payload), signature):
+            raise PortalLinkInvalid(
+                "This link is not valid.", details=[{"field": "token", "reason": "invalid"}]
+            )
+        try:
+            body = json.loads(_unb64(payload))
+            tenant_id, expires = str(body["sub"]), int(body["exp"])
+            valid = body.get("v") == 1 and body.get("scope") == _SCOPE
+        except (ValueError, KeyError, TypeError):
+            valid = False
+        if not valid:
+            raise PortalLinkInvalid(
+                "This link is not valid.", details=[{"field": "token", "reason": "invalid"}]
+            )
+        expires_at = datetime.fromtimestamp(expires, UTC)
+        if utc(self._clock()) >= expires_at:
+            raise PortalLinkInvalid(
+                "This link has expired.", details=[{"field": "token", "reason": "expired"}]
+            )
+        return PortalGrant(tenant_id, expires_at)
+
+
+def parse_ttl(body: Any) -> timedelta:
+    """``{"expires_in": seconds}`` (optional; default one hour, at most 24 hours)."""
+    if body is None or body == {}:
+        return DEFAULT_TTL
+    if not isinstance(body, dict):
+        raise InvalidRequest(
+            "body must be a JSON object", details=[{"field": "body", "reason": "not an object"}]
+        )
+    unknown = sorted(set(body) - {"expires_in"})
+    if unknown:
+        raise InvalidRequest(
+            f"unknown field {unknown[0]!r}", details=[{"field": unknown[0], "reason": "unknown field"}]
+        )
+    value = body.get("expires_in", int(DEFAULT_TTL.total_seconds()))
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(
+            "expires_in must be a whole number of seconds",
+            details=[{"field": "expires_in", "reason": "not an integer"}],
+        )
+    return timedelta(seconds=value)
+
+
+# ---------------------------------------------------------------------------------------------- data
+@dataclass(frozen=True)
+class DayUsage:
+    day: date
+    queries: int
+    cost_usd: Decimal
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    model: str  # "" for storage-only events
+    events: int
+    queries: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: Decimal
+
+
+@dataclass(frozen=True)
+class MonthRollup:
+    """One month of a tenant from ``usage_daily``: per day (every day present, zeros included) and per model."""
+
+    days: list[DayUsage]
+    models: list[ModelUsage]
+
+
+class UsageRollups(Protocol):
+    def month(self, tenant_id: str, month: Month, until: date) -> MonthRollup: ...
+
+
+class QuotaCounter(Protocol):
+    def quota_used(self, tenant_id: str, month: str) -> tuple[int, int | None]: ...
+
+
+class CreditSummaries(Protocol):
+    def summary(self, tenant_id: str, now: datetime) -> dict[str, Any]:
+        """``{"balance": {currency: amount}, "grants": [...]}`` (billing.tenants.credits.CreditBook)."""
+        ...
+
+
+class InvoiceLookup(Protocol):
+    def for_tenant(self, tenant_id: str, months: Sequence[str]) -> Sequence[Any]:
+        """The invoice records (billing.invoicing.InvoiceRecord) of these months that exist."""
+        ...
+
+
+@dataclass(frozen=True)
+class Quota:
+    used: int
+    limit: Limit
+    resets_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"used": self.used, "limit": self.limit, "resets_at": iso(self.resets_at)}
+
+
+@dataclass(frozen=True)
+class OpenInvoice:
+    month: str
+    invoice_id: str
+    number: str | None
+    status: str
+    amount_cents: int  # Stripe's integer amount: minor units of ``currency`` (cents, yen, fils)
+    currency: str
+    hosted_invoice_url: str | None
+
+    @property
+    def amount(self) -> Decimal:
+        return Decimal(self.amount_cents).scaleb(-exponent(self.currency))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "month": self.month,
+            "invoice_id": self.invoice_id,
+            "number": self.number,
+            "status": self.status,
+            "amount": fmt_minor(self.amount, self.currency),
+            "currency": self.currency,
+            "hosted_invoice_url": self.hosted_invoice_url,
+        }
+
+
+@dataclass(frozen=True)
+class PortalView:
+    """Everything the page shows for one tenant and month."""
+
+    tenant_id: str
+    tenant_name: str
+    month: Month
+    months: list[Month]  # selectable, newest first
+    generated_at: datetime
+    statement: Statement | None  # None: no plan in force that month (nothing to bill)
+    stored: bool  # True: the issued statement; False: a month-to-date preview
+    rollup: MonthRollup
+    quota: Quota
+    payment_status: str
+    open_invoices: list[OpenInvoice] = field(default_factory=list)
+    credits: dict[str, Any] | None = None  # the credit summary; None: the tenant holds no grants
+
+    @property
+    def total(self) -> Decimal:
+        return self.statement.total if self.statement is not None else Decimal("0.00")
+
+    def lines_csv(self) -> bytes:
+        return lines_csv([self.statement] if self.statement is not None else [])
+
+    def csv_filename(self) -> str:
+        return f"{self.tenant_id}-{self.month}-statement-lines.csv".replace("/", "_")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id,
+            "tenant_name": self.tenant_name,
+            "month": str(self.month),
+            "months": [str(m) for m in self.months],
+            "generated_at": iso(self.generated_at),
+            "timezone": "UTC",
+            "preview": not self.stored,
+            "total": f"{self.total:.2f}",
+            "statement": self.statement.model_dump(mode="json") if self.statement is not None else None,
+            "days": [
+                {"day": d.day.isoformat(), "queries": d.queries, "cost_usd": f"{d.cost_usd:f}"}
+                for d in self.rollup.days
+            ],
+            "models": [
+                {
+                    "model": m.model,
+                    "events": m.events,
+                    "queries": m.queries,
+                    "input_tokens": m.input_tokens,
+                    "output_tokens": m.output_tokens,
+                    "cost_usd": f"{m.cost_usd:f}",
+                }
+                for m in self.rollup.models
+            ],
+            "quota": self.quota.to_json(),
+            "payment_status": self.payment_status,
+            "open_invoices": [i.to_json() for i in self.open_invoices],
+            "credits": self.credits,
+        }
+
+
+StatementReader = Callable[[str, Month], tuple[Statement, bool]]
+OPEN_STATUSES = frozenset({"open", "uncollectible"})
+
+
+class PortalService:
+    """Assembles a PortalView from the services that own each figure (read only)."""
+
+    def __init__(
+        self,
+        *,
+        tenants: TenantStore,
+        catalog: PlanCatalog,
+        statements: StatementReader,
+        rollups: UsageRollups,
+        quota: QuotaCounter,
+        invoices: InvoiceLookup,
+        clock: Callable[[], datetime],
+        credits: CreditSummaries | None = None,
+    ):
+        self.tenants = tenants
+        self.catalog = catalog
+        self.statements = statements
+        self.rollups = rollups
+        self.quota = quota
+        self.invoices = invoices
+        self.clock = clock
+        self.credits = credits
+
+    def tenant(self, tenant_id: str) -> Tenant:
+        tenant = self.tenants.get(tenant_id)
+        if tenant is None:
+            raise NotFound(f"no tenant {tenant_id!r}", details=[{"field": "tenant_id", "reason": "unknown"}])
+        return tenant
+
+    @staticmethod
+    def selectable_months(tenant: Tenant, now: datetime) -> list[Month]:
+        """The current month and the ones before it, back to the first plan's (at most MONTHS_SHOWN)."""
+        current = Month.of(now)
+        if tenant.canceled_at is not None and tenant.canceled_at < current.start:
+            current = Month.of(tenant.canceled_at - timedelta(milliseconds=1))
+        first = tenant.first_plan_at()
+        oldest = Month.of(first) if first is not None else current
+        months = [current]
+        while len(months) < MONTHS_SHOWN and months[-1] > oldest:
+            months.append(months[-1].previous())
+        return months
+
+    def parse_month(self, tenant: Tenant, text: str | None) -> Month:
+        months = self.selectable_months(tenant, self.clock())
+        if not text:
+            return months[0]
+        try:
+            month = Month.parse(text)
+        except ValueError:
+            raise InvalidRequest(
+                "month must be YYYY-MM", details=[{"field": "month", "reason": "not YYYY-MM"}]
+            ) from None
+        if month not in months:
+            raise InvalidRequest(
+                f"month {month} is not available on this page",
+                details=[{"field": "month", "reason": f"choose one of {', '.join(str(m) for m in months)}"}],
+            )
+        return month
+
+    def view(self, tenant_id: str, month_text: str | None = None) -> PortalView:
+        tenant = self.tenant(tenant_id)
+        now = utc(self.clock())
+        months = self.selectable_months(tenant, now)
+        month = self.parse_month(tenant, month_text)
+        # The DynamoDB reads (quota counter, invoice records) overlap the ClickHouse work.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal") as pool:
+            used_later = pool.submit(self.quota.quota_used, tenant_id, str(month))
+            invoices_later = pool.submit(self._open_invoices, tenant.id, months)
+            credits_later = pool.submit(self._credits, tenant.id, now)
+            try:
+                statement: Statement | None
+                statement, stored = self.statements(tenant_id, month)
+            except NotFound:
+                statement, stored = None, False
+            until = min(month.last_day.date(), now.date()) if month.contains(now) else month.last_day.date()
+            rollup = self.rollups.month(tenant_id, month, until)
+            used, _ = used_later.result()
+            open_invoices = invoices_later.result()
+            credits = credits_later.result()
+        at = now if month.contains(now) else month.end - timedelta(milliseconds=1)
+        quota = Quota(used=used, limit=quota_limit(tenant, self.catalog, at), resets_at=month.end)
+        return PortalView(
+            tenant_id=tenant.id,
+            tenant_name=tenant.name or tenant.id,
+            month=month,
+            months=months,
+            generated_at=now,
+            statement=statement,
+            stored=stored,
+            rollup=rollup,
+            quota=quota,
+            payment_status=tenant.payment_status,
+            open_invoices=open_invoices,
+            credits=credits,
+        )
+
+    def _credits(self, tenant_id: str, now: datetime) -> dict[str, Any] | None:
+        if self.credits is None:
+            return None
+        summary = self.credits.summary(tenant_id, now)
+        return summary if summary["grants"] else None
+
+    def _open_invoices(self, tenant_id: str, months: Sequence[Month]) -> list[OpenInvoice]:
+        out = []
+        records = self.invoices.for_tenant(tenant_id, [str(m) for m in months])
+        for record in sorted(records, key=lambda r: str(r.month), reverse=True):
+            if not record.invoice_id or record.invoice_status not in OPEN_STATUSES:
+                continue
+            out.append(
+                OpenInvoice(
+                    month=str(record.month),
+                    invoice_id=str(record.invoice_id),
+                    number=record.invoice_number,
+                    status=str(record.invoice_status),
+                    amount_cents=int(
+                        record.stripe_total if record.stripe_total is not None else record.total_cents
+                    ),
+                    currency=str(record.currency),
+                    hosted_invoice_url=record.hosted_invoice_url,
+                )
+            )
+        return out
