@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from billing.adapters.clickhouse.usage_store import UsageStore  # noqa: E402
+from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore  # noqa: E402
 from billing.kernel.periods import Month  # noqa: E402
 from billing.metering.price_book import PriceBook  # noqa: E402
 from billing.runtime.settings import PACKAGE_CONFIG  # noqa: E402
@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def generate(
-    store: UsageStore, events: int, tenants: int, largest_share: float, month: Month, chunk: int
+    store: ClickHouseUsageStore, events: int, tenants: int, largest_share: float, month: Month, chunk: int
 ) -> None:
     """INSERT ... SELECT in chunks: skewed tenants, four models, costs priced with the price book's rates."""
     version = PriceBook.load(PACKAGE_CONFIG / "pricebook.yaml").version_at(month.start)
@@ -107,7 +107,7 @@ def generate(
 
 
 def _insert_chunk(
-    store: UsageStore,
+    store: ClickHouseUsageStore,
     offset: int,
     count: int,
     inputs: str,
@@ -150,7 +150,7 @@ def _insert_chunk(
     """)
 
 
-def timed(store: UsageStore, sql: str, repeat: int) -> tuple[float, float, int]:
+def timed(store: ClickHouseUsageStore, sql: str, repeat: int) -> tuple[float, float, int]:
     """(first run s, median of the following runs s, rows returned)."""
     start = time.perf_counter()
     rows = store.query(sql)
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     month = Month.parse(args.month)
     url = args.url or f"chdb://{Path(tempfile.gettempdir()) / f'billing-bench-chdb-{uuid.uuid4().hex[:8]}'}"
     database = args.database or f"bench_{uuid.uuid4().hex[:8]}"
-    store = UsageStore.from_url(url, database, timeout_s=600)
+    store = ClickHouseUsageStore.from_url(url, database, timeout_s=600)
     store.migrate()
     engine = store.query("SELECT version()")[0][0]
     print(
@@ -236,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(v == "OK" for v in verdicts) else 0
 
 
-def bench_portal(url: str, database: str, store: UsageStore, tenant: str, month: Month, repeat: int) -> None:
+def bench_portal(
+    url: str, database: str, store: ClickHouseUsageStore, tenant: str, month: Month, repeat: int
+) -> None:
     """The tenant usage page's data for ``tenant`` (in-process: ClickHouse as above, AWS in moto)."""
     from billing.runtime import container
     from billing.tenants.tenant import PlanAssignment, Tenant
@@ -254,7 +256,7 @@ def bench_portal(url: str, database: str, store: UsageStore, tenant: str, month:
         container.reset()
         # "Now" is the month's last hour: the month is open, so the page shows a month-to-date preview
         # (rated from usage_events FINAL by the close/preview service, the expensive case).
-        container.use_clock(lambda: month.end - timedelta(hours=1))
+        container.override(clock=lambda: month.end - timedelta(hours=1))
         container.tenants().create(
             Tenant(
                 id=tenant,
@@ -276,11 +278,13 @@ def bench_portal(url: str, database: str, store: UsageStore, tenant: str, month:
         store.client.command("OPTIMIZE TABLE usage_events FINAL")
         print(f"\n(OPTIMIZE TABLE usage_events FINAL took {time.perf_counter() - started:.1f} s)")
         _time_portal(service, store, tenant, month, repeat, "after the parts are merged")
-        container.use_clock(None)
+        container.override(clock=None)
     container.reset()
 
 
-def _time_portal(service, store: UsageStore, tenant: str, month: Month, repeat: int, state: str) -> None:  # type: ignore[no-untyped-def]
+def _time_portal(
+    service, store: ClickHouseUsageStore, tenant: str, month: Month, repeat: int, state: str
+) -> None:  # type: ignore[no-untyped-def]
     from billing.portal.page import render_page
     from billing.runtime import container
 

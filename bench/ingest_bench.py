@@ -41,7 +41,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from billing.adapters.clickhouse.usage_store import EVENT_COLUMNS, UsageStore
+from billing.adapters.clickhouse.usage_store import EVENT_COLUMNS, ClickHouseUsageStore
 from billing.kernel.periods import Month, iso
 from billing.metering.events import (
     parse_batch,
@@ -144,7 +144,7 @@ class Busy:
 
 
 class Clock:
-    """Instruments, for the whole run, every botocore DynamoDB call and every UsageStore call."""
+    """Instruments, for the whole run, every botocore DynamoDB call and every ClickHouseUsageStore call."""
 
     def __init__(self) -> None:
         from botocore.client import BaseClient
@@ -161,13 +161,13 @@ class Clock:
 
         BaseClient._make_api_call = api_call  # type: ignore[method-assign]
         for name in ("insert_events", "query", "existing_event_ids"):
-            original = getattr(UsageStore, name)
+            original = getattr(ClickHouseUsageStore, name)
 
             def timed(*args: Any, __original: Any = original, **kwargs: Any) -> Any:
                 with self.clickhouse:
                     return __original(*args, **kwargs)
 
-            setattr(UsageStore, name, timed)
+            setattr(ClickHouseUsageStore, name, timed)
 
     def snapshot(self) -> tuple[float, float]:
         return self.dynamodb.seconds, self.clickhouse.seconds
@@ -206,7 +206,7 @@ def run_batches(n_batches: int, prepare: Callable[[int], Any], work: Callable[[A
 
 # ---------------------------------------------------------------------------------------------- paths
 def bench_raw(args: argparse.Namespace, url: str, n_batches: int) -> Result:
-    store = UsageStore.from_url(url, f"bench_raw_{uuid.uuid4().hex[:6]}", timeout_s=600)
+    store = ClickHouseUsageStore.from_url(url, f"bench_raw_{uuid.uuid4().hex[:6]}", timeout_s=600)
     store.migrate()
     client = store.client
     seconds = run_batches(

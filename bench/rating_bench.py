@@ -23,8 +23,8 @@ from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from billing.adapters.clickhouse.rating_queries import RatingQueries
-from billing.adapters.clickhouse.usage_store import UsageStore
+from billing.adapters.clickhouse.rating_queries import ClickHouseRatingQueries
+from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
 from billing.catalog.plans import Charge, ChargeTier, PlanCatalog
 from billing.kernel.periods import Month
 from billing.rating import Rater
@@ -56,7 +56,7 @@ def tenants(count: int, multi: int) -> list[Tenant]:
     return out
 
 
-def load(store: UsageStore, events: int, tenant_count: int) -> float:
+def load(store: ClickHouseUsageStore, events: int, tenant_count: int) -> float:
     started = time.perf_counter()
     step_ms = MONTH.seconds * 1000 // events
     store.client.command(f"""
@@ -116,7 +116,7 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.load_only:  # child process: load the data, so the parent's peak memory is the rating's
-        store = UsageStore.from_url(f"chdb://{args.load_only}", "bench")
+        store = ClickHouseUsageStore.from_url(f"chdb://{args.load_only}", "bench")
         store.migrate()
         print(
             f"  loaded in {load(store, args.events, args.tenants):.1f} s "
@@ -140,9 +140,9 @@ def main() -> None:
             ],
             check=True,
         )
-    store = UsageStore.from_url(f"chdb://{path}", "bench")
+    store = ClickHouseUsageStore.from_url(f"chdb://{path}", "bench")
 
-    queries = RatingQueries(store)
+    queries = ClickHouseRatingQueries(store)
     cycle = BillingCycle(
         tenants=None,
         periods=NoCloses(),

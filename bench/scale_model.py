@@ -1,4 +1,4 @@
-"""Scale model of one tenant with many writers (issue 15): the per-tenant lock design next to the
+"""Scale model of one tenant with many writers: the per-tenant lock design next to the
 lock-free one, in the same run, against moto's DynamoDB in its own process with network latency
 injected, and a ClickHouse stand-in whose insert takes a fixed time.
 

@@ -10,7 +10,7 @@ The month is ``billing_local.usage_generator.simulated_month`` (every rule: tier
 downgrade, trial, cancellation, late signup, duplicates, a price-book change mid-month), written once
 to --dir and reused. The simulation is timed end to end as ``billing simulate`` runs it (reading
 and parsing the file included; worker processes by input size unless --workers). The baseline is
-``UsageStore.insert_events`` (the production adapter) of the month's priced rows in blocks of
+``ClickHouseUsageStore.insert_events`` (the production adapter) of the month's priced rows in blocks of
 100,000 into a fresh database; only the inserts are timed. Peak memory is sampled from /proc for the
 process and its worker processes together. Prints figures only; nothing is asserted.
 """
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from billing.adapters.clickhouse.usage_store import UsageStore
+from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
 from billing.kernel.periods import Month
 from billing.metering.events import UsageEvent
 from billing.metering.price_book import PriceBook, UnknownModel
@@ -151,7 +151,7 @@ def cpu_seconds() -> float:
 def bulk_insert(files: dict[str, Path], url: str) -> tuple[int, float, float]:
     """(rows, wall seconds, CPU seconds) of inserting the month's priced rows with the production adapter, 100,000 a block."""
     book = PriceBook.load(files["pricebook"])
-    store = UsageStore.from_url(url, f"b_{uuid.uuid4().hex[:8]}")
+    store = ClickHouseUsageStore.from_url(url, f"b_{uuid.uuid4().hex[:8]}")
     store.migrate()
     now = datetime.now(UTC)
     rows, seconds, cpu, block = 0, 0.0, 0.0, []

@@ -137,7 +137,7 @@ def main() -> None:
             ):
                 os.environ[key] = res[setting]
             container.reset()
-            container.use_clock(lambda: T0)
+            container.override(clock=lambda: T0)
             for t in range(TENANTS_PER_ROUND):
                 tid = f"bench-{round_no}-{t}"
                 container.tenants().create(Tenant(id=tid, stripe_customer_id=f"cus_{tid}"))

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from billing.adapters.clickhouse.usage_store import UsageStore
+from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
 from billing.runtime import container
 from billing.runtime.settings import Settings
 from billing_local.aws import local_aws, resource_environment
@@ -34,7 +34,7 @@ class Env:
     """What a test gets: the settings in force, the migrated ClickHouse store and queue URLs."""
 
     settings: Settings
-    store: UsageStore
+    store: ClickHouseUsageStore
     queue_urls: dict[str, str]
 
 

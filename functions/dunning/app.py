@@ -17,7 +17,7 @@ from billing.runtime.observability import logger, metrics, tracer
 @metrics.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict, context: LambdaContext) -> dict[str, Any]:
     logger.info("dunning run", extra={"scheduled_time": event.get("time")})
-    report = container.dunning_runner().run_due(
+    report = container.dunning_service().run_due(
         limit=container.settings().dunning_batch_limit,
         should_stop=lambda: context.get_remaining_time_in_millis() < 30_000,
     )  # the rest waits an hour

@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from billing.kernel.validation import raw_body
 from billing.metering.events import parse_body
 from billing.runtime import container
-from billing.runtime.http import api_key_id, install_error_handlers, json_response
+from billing.runtime.http import caller, install_error_handlers, json_response
 from billing.runtime.observability import logger, metrics, tracer
 
 app = APIGatewayRestResolver()
@@ -21,7 +21,7 @@ install_error_handlers(app)
 @tracer.capture_method
 def ingest_events() -> Response:
     request = app.current_event
-    principal = container.principal_for(api_key_id(request.raw_event))
+    principal = caller(request.raw_event)
     settings = container.settings()
     events = parse_body(
         raw_body(request.raw_event),

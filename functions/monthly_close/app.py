@@ -10,10 +10,9 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing.kernel.periods import Month, parse_instant
+from billing.kernel.periods import Month, parse_instant, parse_month
 from billing.runtime import container
 from billing.runtime.observability import logger, metrics, tracer
-from billing.tenants.service import parse_month
 
 
 def target_month(event: dict[str, Any]) -> Month:

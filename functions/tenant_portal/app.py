@@ -7,7 +7,6 @@ GET  /v1/portal/data?month=YYYY-MM          the same view as JSON (token as "Aut
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -16,27 +15,22 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing.kernel.errors import Forbidden
 from billing.kernel.periods import iso
-from billing.kernel.validation import parse_json, raw_body
 from billing.portal.page import content_security_policy, render_content, render_page
-from billing.portal.view import parse_ttl
+from billing.portal.tokens import parse_ttl
 from billing.runtime import container
 from billing.runtime.http import (
     PAGE_HEADERS,
-    api_key_id,
+    caller,
     html_response,
     install_error_handlers,
     json_response,
+    request_body,
 )
 from billing.runtime.observability import logger, metrics, tracer
 
 PAGE, DATA = "/v1/portal", "/v1/portal/data"
 app = APIGatewayRestResolver()
 install_error_handlers(app, html_resources=(PAGE,))
-
-
-def _body() -> Any:
-    raw = raw_body(app.current_event.raw_event)  # never a 500: not UTF-8, too deep, bad base64 are 400s
-    return parse_json(raw) if raw.strip() else {}
 
 
 def _base_url() -> str:
@@ -50,13 +44,13 @@ def _base_url() -> str:
 
 @app.post("/v1/tenants/<tenant_id>/portal-link")
 def portal_link(tenant_id: str) -> Response:
-    principal = container.principal_for(api_key_id(app.current_event.raw_event))
+    principal = caller(app.current_event)
     if not principal.platform:
         raise Forbidden(
             "only the platform key may create portal links",
             details=[{"field": "x-api-key", "reason": "not a platform key"}],
         )
-    ttl = parse_ttl(_body())
+    ttl = parse_ttl(request_body(app.current_event))
     container.portal_service().tenant(tenant_id)  # 404 for an unknown tenant
     token, expires_at = container.portal_tokens().issue(tenant_id, ttl)
     logger.info("portal link issued", extra={"tenant_id": tenant_id, "expires_at": iso(expires_at)})

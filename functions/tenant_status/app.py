@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from billing.kernel.periods import Month
 from billing.metering.quotas import quota_status
 from billing.runtime import container
-from billing.runtime.http import api_key_id, install_error_handlers, json_response
+from billing.runtime.http import caller, install_error_handlers, json_response
 from billing.runtime.observability import logger, metrics, tracer
 
 app = APIGatewayRestResolver()
@@ -21,7 +21,7 @@ install_error_handlers(app)
 @app.get("/v1/tenants/<tenant_id>/status")
 @tracer.capture_method
 def tenant_status(tenant_id: str) -> Response:
-    principal = container.principal_for(api_key_id(app.current_event.raw_event))
+    principal = caller(app.current_event)
     view = container.tenant_service().status(tenant_id, principal)
     body = view.to_json()
     credits = container.credit_book().summary(tenant_id, container.clock()())
@@ -33,7 +33,7 @@ def tenant_status(tenant_id: str) -> Response:
 @app.get("/v1/tenants/<tenant_id>/quota")
 @tracer.capture_method
 def tenant_quota(tenant_id: str) -> Response:
-    principal = container.principal_for(api_key_id(app.current_event.raw_event))
+    principal = caller(app.current_event)
     now = container.clock()()
     found, used = container.quota_reads().read(tenant_id, str(Month.of(now)))
     tenant = principal.require(tenant_id, found, "read the quota of")

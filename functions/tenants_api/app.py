@@ -1,64 +1,53 @@
 """Tenants API: signup, plan changes, cancellation, statements, prepaid credits and coupons
 (API Gateway REST, API key). Authorization (platform keys manage tenants; a tenant's own key reads
-its statements and credits) is decided by the domain (``billing.tenants.tenant.Principal``), never here."""
+its statements and credits) is decided by the domain (``billing.tenants.access.Principal``), never here."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing.kernel.validation import parse_json, raw_body
+from billing.kernel.periods import parse_month
 from billing.payments.card_on_file import PortalRequest, SetupRequest
 from billing.runtime import container
-from billing.runtime.http import api_key_id, install_error_handlers, json_response
+from billing.runtime.http import caller, install_error_handlers, json_response, request_body
 from billing.runtime.observability import logger, metrics, tracer
-from billing.tenants.service import (
+from billing.tenants.requests import (
     CancelRequest,
     CouponRequest,
     CreditGrantRequest,
     PlanChangeRequest,
     SignupRequest,
-    parse_month,
     parse_request,
 )
-from billing.tenants.tenant import Principal
 
 app = APIGatewayRestResolver()
 install_error_handlers(app)
 
 
-def _body() -> Any:
-    raw = raw_body(app.current_event.raw_event)
-    return parse_json(raw) if raw.strip() else {}
-
-
-def _caller() -> Principal:
-    return container.principal_for(api_key_id(app.current_event.raw_event))
-
-
 @app.post("/v1/tenants")
 def signup() -> Response:
-    principal = _caller()
-    tenant, created = container.tenant_service().signup(parse_request(SignupRequest, _body()), principal)
+    principal = caller(app.current_event)
+    tenant, created = container.tenant_service().signup(
+        parse_request(SignupRequest, request_body(app.current_event)), principal
+    )
     logger.append_keys(tenant_id=tenant.id)
     return json_response(201 if created else 200, tenant.model_dump(mode="json"))
 
 
 @app.post("/v1/tenants/<tenant_id>/plan")
 def change_plan(tenant_id: str) -> Response:
-    principal = _caller()
-    request = parse_request(PlanChangeRequest, _body())
+    principal = caller(app.current_event)
+    request = parse_request(PlanChangeRequest, request_body(app.current_event))
     tenant = container.tenant_service().change_plan(tenant_id, request, principal)
     return json_response(200, tenant.model_dump(mode="json"))
 
 
 @app.post("/v1/tenants/<tenant_id>/cancel")
 def cancel(tenant_id: str) -> Response:
-    principal = _caller()
-    request = parse_request(CancelRequest, _body())
+    principal = caller(app.current_event)
+    request = parse_request(CancelRequest, request_body(app.current_event))
     tenant, statement = container.tenant_service().cancel(tenant_id, request, principal)
     return json_response(
         200, {"tenant": tenant.model_dump(mode="json"), "statement": statement.model_dump(mode="json")}
@@ -67,7 +56,7 @@ def cancel(tenant_id: str) -> Response:
 
 @app.get("/v1/tenants/<tenant_id>/statements/<month>")
 def statement(tenant_id: str, month: str) -> Response:
-    principal = _caller()
+    principal = caller(app.current_event)
     result, stored = container.tenant_service().statement(tenant_id, parse_month(month), principal)
     return json_response(200, {"preview": not stored, "statement": result.model_dump(mode="json")})
 
@@ -76,37 +65,37 @@ def statement(tenant_id: str, month: str) -> Response:
 def billing_setup(tenant_id: str) -> Response:
     """A Stripe-hosted page (Checkout, setup mode) where the tenant saves a card for its invoices
     (a platform key, or the tenant's own key)."""
-    container.tenant_service().get(tenant_id, _caller(), "ask for the billing pages of")
-    request = parse_request(SetupRequest, _body())
+    container.tenant_service().get(tenant_id, caller(app.current_event), "ask for the billing pages of")
+    request = parse_request(SetupRequest, request_body(app.current_event))
     return json_response(201, container.card_on_file().setup_session(tenant_id, request))
 
 
-@app.post("/v1/tenants/<tenant_id>/billing/portal/view")
+@app.post("/v1/tenants/<tenant_id>/billing/portal")
 def billing_portal(tenant_id: str) -> Response:
     """A Stripe Billing Portal session: update the card, see and pay invoices."""
-    container.tenant_service().get(tenant_id, _caller(), "ask for the billing pages of")
-    request = parse_request(PortalRequest, _body())
+    container.tenant_service().get(tenant_id, caller(app.current_event), "ask for the billing pages of")
+    request = parse_request(PortalRequest, request_body(app.current_event))
     return json_response(201, container.card_on_file().portal_session(tenant_id, request))
 
 
 @app.post("/v1/tenants/<tenant_id>/credits")
 def grant_credit(tenant_id: str) -> Response:
-    principal = _caller()
-    request = parse_request(CreditGrantRequest, _body())
+    principal = caller(app.current_event)
+    request = parse_request(CreditGrantRequest, request_body(app.current_event))
     grant, created = container.tenant_service().grant_credit(tenant_id, request, principal)
     return json_response(201 if created else 200, grant.model_dump(mode="json"))
 
 
 @app.get("/v1/tenants/<tenant_id>/credits")
 def list_credits(tenant_id: str) -> Response:
-    grants = container.tenant_service().credits_of(tenant_id, _caller())
+    grants = container.tenant_service().credits_of(tenant_id, caller(app.current_event))
     return json_response(200, {"tenant_id": tenant_id, "grants": grants})
 
 
 @app.post("/v1/tenants/<tenant_id>/coupons")
 def attach_coupon(tenant_id: str) -> Response:
-    principal = _caller()
-    request = parse_request(CouponRequest, _body())
+    principal = caller(app.current_event)
+    request = parse_request(CouponRequest, request_body(app.current_event))
     tenant, created = container.tenant_service().attach_coupon(tenant_id, request, principal)
     return json_response(201 if created else 200, tenant.model_dump(mode="json"))
 

@@ -16,10 +16,10 @@ app.add_typer(quota_app, name="quota")
 def reconcile(month: str = typer.Option(..., "--month", help="YYYY-MM")) -> None:
     """Recount the month's stored queries from ClickHouse and repair every counter that drifted
     (each repair is logged). The monthly close runs this before rating."""
+    from billing.kernel.periods import parse_month
     from billing.runtime import container
-    from billing.tenants.service import parse_month
 
-    repairs = container.reconcile_quotas(parse_month(month))
+    repairs = container.quota_reconciler()(parse_month(month))
     table = Table(
         "tenant", "month", "counter was", "stored queries", title=f"{len(repairs)} counter(s) repaired"
     )

@@ -97,8 +97,8 @@ def status(
 
     try:
         view = container.tenant_service().status(tenant_id)
-    except NotFound:
-        Console(stderr=True).print(f"[red]no tenant {tenant_id!r}[/]")
+    except NotFound as exc:
+        Console(stderr=True).print(f"[red]{exc.message}[/]")
         raise typer.Exit(1) from None
     credits = container.credit_book().summary(tenant_id, container.clock()())
     if as_json:
@@ -143,7 +143,7 @@ def grant_credit(
 ) -> None:
     """Grant prepaid credits to a tenant (what POST /v1/tenants/{id}/credits does)."""
     from billing.runtime import container
-    from billing.tenants.service import CreditGrantRequest, parse_request
+    from billing.tenants.requests import CreditGrantRequest, parse_request
 
     body: dict = {"grant_id": grant_id, "amount": amount, "priority": priority, "description": description}
     body.update({k: v for k, v in {"expires_at": expires_at, "granted_at": granted_at}.items() if v})
@@ -175,7 +175,7 @@ def add_coupon(
 ) -> None:
     """Attach a coupon to a tenant (what POST /v1/tenants/{id}/coupons does)."""
     from billing.runtime import container
-    from billing.tenants.service import CouponRequest, parse_request
+    from billing.tenants.requests import CouponRequest, parse_request
 
     body: dict = {"coupon_id": coupon_id, "duration": duration, "name": name}
     extra = {
@@ -196,7 +196,7 @@ def dunning_run() -> None:
     """Pay every dunning retry that is due now (what the scheduled Lambda does)."""
     from billing.runtime import container
 
-    report = container.dunning_runner().run_due(limit=container.settings().dunning_batch_limit)
+    report = container.dunning_service().run_due(limit=container.settings().dunning_batch_limit)
     console = Console()
     table = Table("tenant", "invoice", "attempt", "result", "standing", title=f"{report.due} retries due")
     for d in report.details:

@@ -1,7 +1,7 @@
-"""Dev only: the per-tenant lease lock that ingest used before issue 15, kept so that
-``bench/scale_model.py`` can run the old design next to the new one in the same run.
+"""Dev only: a per-tenant lease lock around ingest, the design the lock-free ledger is measured
+against: ``bench/scale_model.py`` runs both designs in the same run.
 
-Before issue 15 every batch took ``LOCK#{tenant}`` (a conditional put with a 90 s lease, retried
+In the lock design every batch takes ``LOCK#{tenant}`` (a conditional put with a 90 s lease, retried
 with jittered backoff for up to 20 s, then 503) and held it through all of its ledger calls, the
 ClickHouse insert and the commit. ``TenantLockedIngest`` wraps today's service in that lock, so the
 lock is held exactly as long as a whole batch takes, plus the two reads the old ledger made under

@@ -152,12 +152,12 @@ class LocalServer:
     def create_tenant_key(self, tenant_id: str) -> dict[str, str]:
         """A new API key for one tenant: its id is added to the tenant's ``api_key_ids`` (what API
         Gateway's key id is to ingest), its value returned once."""
-        from billing.kernel.errors import NotFound
         from billing.runtime import container
+        from billing.tenants.tenant import unknown_tenant
 
         tenant = container.tenants().get(tenant_id)
         if tenant is None:
-            raise NotFound(f"no tenant {tenant_id!r}", details=[{"field": "tenant_id", "reason": "unknown"}])
+            raise unknown_tenant([tenant_id])
         key_id = f"key-{tenant_id}-{secrets.token_hex(4)}"
         value = secrets.token_urlsafe(24)
         container.tenants().save(tenant.model_copy(update={"api_key_ids": [*tenant.api_key_ids, key_id]}))

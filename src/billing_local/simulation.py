@@ -56,7 +56,7 @@ from billing.rating import invoices_csv, lines_csv
 from billing.runtime import container
 from billing.runtime.settings import get_settings
 from billing.statements.statement import Statement
-from billing.tenants.service import CouponRequest, CreditGrantRequest, parse_request
+from billing.tenants.requests import CouponRequest, CreditGrantRequest, parse_request
 from billing.tenants.tenant import Tenant
 from billing_local import memory
 from billing_local.sandbox import clickhouse_sandbox, migrated_database
@@ -546,13 +546,13 @@ def memory_stores(block_rows: int = BLOCK_ROWS) -> Iterator[dict[str, Any]]:
         "ingest_store": memory.BlockStore(container.usage_store(), block_rows=block_rows),
         "invoicing_jobs": memory.MemoryJobs(),
         "invoice_archive": memory.MemoryArchive(),
-        "credits": memory.MemoryCredits(),
+        "credit_ledger": memory.MemoryCredits(),
     }
-    container.use_stores(**stores)
+    container.override(**stores)
     try:
         yield stores
     finally:
-        container.use_stores()
+        container.override(**dict.fromkeys(stores))
 
 
 @contextmanager

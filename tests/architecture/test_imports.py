@@ -103,3 +103,10 @@ def test_the_package_has_no_import_cycle() -> None:
         if node not in state:
             visit(node)
     assert cycles == []
+
+
+def test_the_package_root_holds_only_its_map() -> None:
+    # Given the layer package's root folder
+    root = LAYER / "billing"
+    # Then its only module is __init__.py (every other module lives in the package of its context)
+    assert sorted(p.name for p in root.glob("*.py")) == ["__init__.py"]

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from billing.adapters.clickhouse.tenant_quotas import current_quotas, export_tenant_quotas
-from billing.adapters.clickhouse.usage_store import UsageStore
+from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
 from billing.kernel.periods import Month, utc
 from billing.metering.events import StoredEvent, UsageEvent
 from billing.runtime import container
@@ -93,13 +93,13 @@ def generate(tenant: str, count: int, seed: int, month: Month = NOVEMBER) -> lis
     return events
 
 
-def insert(store: UsageStore, events: list[StoredEvent], block: int = 200) -> None:
+def insert(store: ClickHouseUsageStore, events: list[StoredEvent], block: int = 200) -> None:
     for start in range(0, len(events), block):  # many blocks = many unmerged rollup parts
         store.insert_events(events[start : start + block])
 
 
 def run(
-    store: UsageStore, query: Query, tenant: str | None, time_range: TimeRange = RANGE
+    store: ClickHouseUsageStore, query: Query, tenant: str | None, time_range: TimeRange = RANGE
 ) -> list[dict[str, Any]]:
     result = store.client.query(render(query.raw_sql, time_range, {"tenant": tenant} if tenant else {}))
     return [dict(zip(result.column_names, row)) for row in result.result_rows]

@@ -230,7 +230,7 @@ def stripe(env: Any, handlers: dict[str, Any], lambda_context: Any) -> Stripe:
     """Given the webhook secret in Secrets Manager, an injected clock and the three handlers."""
     create_webhook_secret()
     clock = Clock()
-    container.use_clock(clock)
+    container.override(clock=clock)
     return Stripe(
         clock, handlers["stripe_webhook"], handlers["dunning"], handlers["tenant_status"], lambda_context
     )
@@ -313,6 +313,6 @@ def world(stripe: Stripe, monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setenv("STRIPE_API_BASE", double.api_base)
         monkeypatch.setenv("STRIPE_RETRY_BASE_DELAY_S", "0.01")
         container.reset()
-        container.use_clock(stripe.clock)
+        container.override(clock=stripe.clock)
         put_secret(container.settings().stripe_secret_name)
-        yield StripeWorld(double, container.payment_gateway(), stripe.clock)
+        yield StripeWorld(double, container.stripe_gateway(), stripe.clock)

@@ -38,4 +38,4 @@ def test_status_prints_the_standing_and_the_timeline(stripe):
 
 def test_status_of_an_unknown_tenant_fails_cleanly(stripe):
     result = CliRunner().invoke(app, ["tenant", "status", "nobody"])
-    assert result.exit_code == 1 and "no tenant" in result.output
+    assert result.exit_code == 1 and "unknown tenant" in result.output

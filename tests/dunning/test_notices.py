@@ -29,7 +29,7 @@ def bus(stripe, world, monkeypatch: pytest.MonkeyPatch):
     events.put_targets(Rule="all", EventBusName="billing-notices", Targets=[{"Id": "q", "Arn": arn}])
     monkeypatch.setenv("NOTICES_BUS_NAME", "billing-notices")
     container.reset()
-    container.use_clock(stripe.clock)
+    container.override(clock=stripe.clock)
 
     def read() -> list[dict]:
         out = []

@@ -1,9 +1,9 @@
-"""Fault injection, property-based (issue 10): random outages of ClickHouse (refused, "applied but
+"""Fault injection, property-based: random outages of ClickHouse (refused, "applied but
 timed out", reads failing), of SQS (refused, unreachable, or the message queued and the answer lost)
 and of DynamoDB at any ledger call (refused, or applied with the answer lost), and crashes at any of
 those calls (the request dies there and answers nothing), with a client that retries as
 ``usage_tracker`` does: after ``Retry-After`` when the answer gives one, else after an exponential
-backoff; time is the injected clock (``container.use_clock``), advanced instead of slept, so a claim
+backoff; time is the injected clock (``container.override(clock=...)``), advanced instead of slept, so a claim
 left under lease by a dead request runs out as it would.
 
 After every answer (and the replay, which may run between any two), the quota counter is never below
@@ -156,7 +156,7 @@ def run_with_faults(env, ingest, monkeypatch, schedule, seed, rate, crash_share,
 
     monkeypatch.setattr(fallback, "MAX_MESSAGE_BYTES", 700)  # several blocks per batch
     clock = Clock()
-    container.use_clock(clock)
+    container.override(clock=clock)
     tenant_id = f"t-{uuid.uuid4().hex[:10]}"
     container.tenants().create(Tenant(id=tenant_id, query_quota=quota))
     service = container.ingest_service()

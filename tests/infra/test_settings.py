@@ -1,5 +1,5 @@
-"""Settings read the environment exactly as the template writes it (issue 9: a list variable set
-with !Join arrived as "k1,k2" and pydantic-settings, expecting JSON, refused it on every invocation)."""
+"""Settings read the environment exactly as the template writes it (a list variable set
+with !Join arrives as "k1,k2", which a reader expecting JSON would refuse on every invocation)."""
 
 from __future__ import annotations
 

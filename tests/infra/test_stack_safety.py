@@ -1,4 +1,4 @@
-"""The stack is safe to operate (issue 9): least privilege read from the translated template, stateful
+"""The stack is safe to operate: least privilege read from the translated template, stateful
 resources that survive deletes and replacements, event sources that cannot flood or starve, alarms
 that reach someone, and the outputs an operator needs."""
 

@@ -1,4 +1,4 @@
-"""Linking a tenant's Stripe customer writes one attribute (issue 9's least privilege): the invoicing
+"""Linking a tenant's Stripe customer writes one attribute: the invoicing
 and tenants API roles may update only ``stripe_customer_id`` and ``version`` of a tenant record, so
 the write the code makes must fit that IAM condition, and the first link of a tenant wins."""
 

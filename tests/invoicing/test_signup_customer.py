@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from billing.runtime import container
-from billing.tenants.service import SignupRequest
+from billing.tenants.requests import SignupRequest
 from tests.invoicing.conftest import MONTH, Billing, make_statement
 
 

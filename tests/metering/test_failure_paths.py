@@ -1,5 +1,5 @@
-"""Every way an ingest request can fail lets its claims go before it answers (issue 10's fault
-property on the lock-free ledger of issue 15): a client retrying at once proceeds, the quota counter
+"""Every way an ingest request can fail lets its claims go before it answers (a fault
+property of the lock-free ledger): a client retrying at once proceeds, the quota counter
 equals the stored queries plus what the 503 names ``unsettled``, and when DynamoDB itself is down so
 that nothing can be let go, ``Retry-After`` is the end of the claims' lease, not "at once"."""
 
@@ -74,9 +74,9 @@ def clock():
             self.now += timedelta(seconds=seconds)
 
     at = Clock()
-    container.use_clock(at)
+    container.override(clock=at)
     yield at
-    container.use_clock(None)
+    container.override(clock=None)
 
 
 def test_dynamodb_failing_while_claiming_gives_the_counted_queries_back_at_once(env, post):

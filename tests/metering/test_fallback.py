@@ -134,9 +134,9 @@ def test_when_sqs_is_down_too_the_answer_is_503_and_nothing_is_kept(env, post):
     service = container.ingest_service()
     service.store = OutageStore(env.store, lambda n: "fail")
     good_queue = service.fallback
-    from billing.adapters.aws.queues import SqsQueue
+    from billing.adapters.aws.queues import SqsFallbackQueue
 
-    service.fallback = SqsQueue(env.settings.fallback_queue_url + "-missing")
+    service.fallback = SqsFallbackQueue(env.settings.fallback_queue_url + "-missing")
     # When a batch arrives, Then 503 and nothing is acknowledged
     status, body, headers = post({"events": [usage("e-1"), usage("e-2", ts="2025-11-03T12:00:01Z")]})
     assert status == 503 and "Retry-After" in headers
@@ -157,7 +157,7 @@ def test_a_request_that_died_holding_a_claim_does_not_block_its_retry_past_the_l
 
     make_tenant(quota=None)
     now = [container.clock()()]
-    container.use_clock(lambda: now[0])
+    container.override(clock=lambda: now[0])
     claim = Claim("acme-corp", "e-1")
     service = container.ingest_service()
     container.ledger().claim(

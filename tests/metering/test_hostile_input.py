@@ -1,4 +1,4 @@
-"""Issue 10, defects 5-7, 9, 11-13 on POST /v1/events: every hostile input is a 4xx naming the field,
+"""POST /v1/events: every hostile input is a 4xx naming the field,
 never a 500, and stores nothing."""
 
 from __future__ import annotations

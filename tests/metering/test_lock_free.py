@@ -1,4 +1,4 @@
-"""Issue 15: one tenant, many writers. No per-tenant lock: concurrent batches of one tenant run in
+"""one tenant, many writers. No per-tenant lock: concurrent batches of one tenant run in
 parallel (threads against moto), exactly once and the quota stay exact, and a request that dies
 anywhere (between its claims and the rest of its counter transactions, between insert and commit)
 is settled by its retry."""

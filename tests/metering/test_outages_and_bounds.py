@@ -1,4 +1,4 @@
-"""Issue 10, defects 2-4: a 503 keeps nothing it does not name, an error a retry cannot fix is a 400
+"""a 503 keeps nothing it does not name, an error a retry cannot fix is a 400
 and never queued, and quota counting is idempotent per claim (crash between insert and commit)."""
 
 from __future__ import annotations

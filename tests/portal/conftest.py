@@ -113,13 +113,13 @@ class Portal:
 @pytest.fixture
 def clock() -> Callable[[datetime], None]:
     moments = [NOW]
-    container.use_clock(lambda: moments[-1])
+    container.override(clock=lambda: moments[-1])
 
     def set_now(at: datetime) -> None:
         moments.append(at)
 
     yield set_now
-    container.use_clock(None)
+    container.override(clock=None)
 
 
 @pytest.fixture

@@ -119,7 +119,7 @@ def test_choosing_the_previous_month_swaps_the_page_through_the_json_route(site,
 def test_the_prepaid_credit_left_is_shown_and_pays_the_preview(site, page):
     from decimal import Decimal
 
-    from billing.tenants.service import CreditGrantRequest
+    from billing.tenants.requests import CreditGrantRequest
 
     # Given acme holds a 25.00 grant expiring in January (and the preview owes more than that)
     request = CreditGrantRequest(

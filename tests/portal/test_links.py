@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from billing.portal.view import PortalLinkInvalid, PortalTokens, _b64, _unb64
+from billing.portal.tokens import PortalLinkInvalid, PortalTokens, _b64, _unb64
 from billing.runtime import container
 from billing_local.template import load_template, resources_of_type
 from tests.portal.conftest import NOW

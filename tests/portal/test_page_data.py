@@ -220,7 +220,7 @@ def test_page_headers_keep_the_token_private_and_load_nothing_external(portal):
 
 def test_the_page_shows_the_prepaid_credit_left_as_the_status_api(portal, lambda_context, clock):
     from billing.kernel.periods import parse_instant
-    from billing.tenants.service import CreditGrantRequest
+    from billing.tenants.requests import CreditGrantRequest
 
     # Given acme holds two grants from September: 10.00 (burns first) and 500.00 expiring in January
     service = container.tenant_service()

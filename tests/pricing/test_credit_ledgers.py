@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from billing.adapters.dynamodb.credit_ledger import CreditLedgerRepository
+from billing.adapters.dynamodb.credit_ledger import DynamoCreditLedger
 from billing.tenants.credits import CreditBurn, CreditGrant
 from billing_local import memory
 
@@ -17,7 +17,7 @@ from billing_local import memory
 def ledger(request, env):
     if request.param == "memory":
         return memory.MemoryCredits()
-    return CreditLedgerRepository(env.settings.billing_table)
+    return DynamoCreditLedger(env.settings.billing_table)
 
 
 def grant(tenant: str, grant_id: str, amount: str, **fields) -> CreditGrant:

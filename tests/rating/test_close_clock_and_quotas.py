@@ -1,5 +1,5 @@
-"""Issue 10: the close takes its watermark from ClickHouse's clock (defect 14) and repairs drifted
-quota counters before rating (defect 4: ``billing quota reconcile``)."""
+"""the close takes its watermark from ClickHouse's clock and repairs drifted
+quota counters before rating (``billing quota reconcile``)."""
 
 from __future__ import annotations
 

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
-from billing.adapters.dynamodb.statements import PeriodRepository, StatementRepository
-from billing.adapters.dynamodb.tenants import TenantRepository
-from billing.adapters.dynamodb.usage_ledger import UsageLedger
+from billing.adapters.dynamodb.statements import DynamoPeriodStore, DynamoStatementStore
+from billing.adapters.dynamodb.tenants import DynamoTenantStore
+from billing.adapters.dynamodb.usage_ledger import DynamoUsageLedger
 from billing.metering.exactly_once import Claim, ClaimState
 from billing.runtime import container
 from billing.statements.statement import Statement, StatementLine
@@ -29,10 +29,10 @@ def stores(request, env):
         }
     s = env.settings
     return {
-        "ledger": UsageLedger(s.ledger_table),
-        "tenants": TenantRepository(s.tenants_table),
-        "periods": PeriodRepository(s.billing_table),
-        "statements": StatementRepository(s.billing_table),
+        "ledger": DynamoUsageLedger(s.ledger_table),
+        "tenants": DynamoTenantStore(s.tenants_table),
+        "periods": DynamoPeriodStore(s.billing_table),
+        "statements": DynamoStatementStore(s.billing_table),
     }
 
 

@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from billing.adapters.clickhouse.rating_queries import RatingQueries
+from billing.adapters.clickhouse.rating_queries import ClickHouseRatingQueries
 from billing.kernel.periods import Month
 from billing.metering.events import StoredEvent
 from billing.rating import Usage, pricing_segments
@@ -82,7 +82,7 @@ def test_segment_usage_matches_a_brute_force_count_at_unaligned_boundaries(env):
     # And rows stored after the cutoff (late data) for t1
     late = random_events(rng, "t1", 30, "late")
     env.store.insert_events(late)
-    queries = RatingQueries(container.usage_store())
+    queries = ClickHouseRatingQueries(container.usage_store())
     exact_reads: list[str] = []
     original = queries.segment_usage
     queries.segment_usage = lambda tenant_id, *a: exact_reads.append(tenant_id) or original(tenant_id, *a)  # type: ignore[method-assign]

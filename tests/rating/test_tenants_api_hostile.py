@@ -1,4 +1,4 @@
-"""Issue 10 on the tenants API and tenant status: instants out of range, strict types, deep JSON,
+"""the tenants API and tenant status: instants out of range, strict types, deep JSON,
 no requestContext, one answer for unknown and foreign tenants, plan changes after a cancellation."""
 
 from __future__ import annotations

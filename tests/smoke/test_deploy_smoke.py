@@ -1,5 +1,5 @@
 """Deploy smoke test: every function, as built for Lambda, works on its first invocation with the
-environment the template gives it (issue 9).
+environment the template gives it.
 
 Built with ``sam build`` (or, without the SAM CLI or the template's Python, the layer the way SAM
 builds it); each function runs in a fresh interpreter whose import path is only its built code, the

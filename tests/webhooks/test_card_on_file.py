@@ -47,7 +47,7 @@ def call(app, lambda_context, path: str, body: dict | None = None, api_key_id: s
 def cards(world, stripe, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PLATFORM_API_KEY_IDS", "platform-key")
     container.reset()
-    container.use_clock(stripe.clock)
+    container.override(clock=stripe.clock)
     return world
 
 
@@ -100,7 +100,7 @@ def test_the_tenants_own_key_may_ask_for_its_pages_and_no_other(
 ) -> None:
     signup("acme")
     signup("other")
-    assert call(tenants_app, lambda_context, "/v1/tenants/acme/billing/portal/view", {}, "k-own")[0] == 201
+    assert call(tenants_app, lambda_context, "/v1/tenants/acme/billing/portal", {}, "k-own")[0] == 201
     status, body = call(tenants_app, lambda_context, "/v1/tenants/acme/billing/setup", {}, "k-stranger")
     assert status == 403
     status, body = call(
@@ -116,7 +116,7 @@ def test_the_portal_session_url_and_return_url(cards, stripe, tenants_app, lambd
     status, body = call(
         tenants_app,
         lambda_context,
-        "/v1/tenants/acme/billing/portal/view",
+        "/v1/tenants/acme/billing/portal",
         {"return_url": "https://app.example/b"},
     )
     assert status == 201 and body["url"].startswith("https://billing.stripe.com/")

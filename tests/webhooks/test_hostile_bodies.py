@@ -1,4 +1,4 @@
-"""Issue 10, defects 7-8: correctly signed bodies of the wrong shape are a 400 naming the field, and
+"""correctly signed bodies of the wrong shape are a 400 naming the field, and
 store nothing; deep JSON is a 400, never a RecursionError."""
 
 from __future__ import annotations

@@ -125,7 +125,7 @@ def test_the_webhook_secret_comes_from_secrets_manager(stripe):
         SecretId=container.settings().stripe_webhook_secret_name, SecretString="whsec_rotated"
     )
     container.reset()
-    container.use_clock(stripe.clock)
+    container.override(clock=stripe.clock)
     # Then only deliveries signed with the new secret verify
     assert stripe.deliver(_failed("evt_old"))[0] == 400
     assert stripe.deliver(_failed("evt_new"), secret="whsec_rotated")[0] == 200

@@ -106,7 +106,7 @@ def _own_failing_tenant(double: Any) -> tuple[str, str]:
         )
     )
     double.decline(tenant_id=tenant_id, decline_code="insufficient_funds")
-    gateway = container.payment_gateway()
+    gateway = container.stripe_gateway()
     customer = gateway.ensure_customer(
         CustomerDraft(
             tenant_id, "Latepay Co", "billing@latepay.example", idempotency_key=f"demo-customer-{tenant_id}"
@@ -147,7 +147,7 @@ def run(console: Console) -> dict[str, Any]:
     secret = f"whsec_demo_{secrets.token_hex(12)}"
     put_secret(container.settings().stripe_webhook_secret_name, secret)
     clock = _Clock(T0)
-    container.use_clock(clock)
+    container.override(clock=clock)
     relay = WebhookRelay(double, secret, clock)
     dunning = load_function("dunning")
 
@@ -203,7 +203,7 @@ def run(console: Console) -> dict[str, Any]:
 
     clock.now = T0 + timedelta(days=15, hours=2)
     double.clear_declines()
-    container.payment_gateway().pay_invoice(invoice_id, idempotency_key=f"demo-customer-pays-{invoice_id}")
+    container.stripe_gateway().pay_invoice(invoice_id, idempotency_key=f"demo-customer-pays-{invoice_id}")
     relay.deliver_new()
     tenant = tenants.get(tenant_id)
     rows.add_row(
@@ -234,7 +234,7 @@ def run(console: Console) -> dict[str, Any]:
         f"{body.get('payment_status')}, {len(body.get('audit', []))} audit entries "
         f"(also: billing tenant status {tenant_id})"
     )
-    container.use_clock(None)
+    container.override(clock=None)
     return {
         "tenant_id": tenant_id,
         "invoice_id": invoice_id,

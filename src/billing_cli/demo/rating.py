@@ -18,7 +18,8 @@ from billing.kernel.periods import Month, parse_instant
 from billing.metering.events import UsageEvent
 from billing.rating import lines_csv
 from billing.runtime import container
-from billing.tenants.service import CancelRequest, PlanChangeRequest, SignupRequest, TenantService
+from billing.tenants.requests import CancelRequest, PlanChangeRequest, SignupRequest
+from billing.tenants.service import TenantService
 from billing_local.usage_generator import month_of_usage
 
 MONTH = Month(2025, 11)

@@ -48,8 +48,8 @@ from billing.dunning.facts import (
 from billing.dunning.service import (
     ConcurrentUpdate,
     DueRetry,
-    DunningRepository,
     DunningService,
+    DunningStore,
     Outcome,
     RunReport,
     StatusView,
@@ -63,7 +63,7 @@ __all__ = [
     "AuditEntry",
     "ConcurrentUpdate",
     "DueRetry",
-    "DunningRepository",
+    "DunningStore",
     "DunningService",
     "Fact",
     "Failed",

@@ -50,7 +50,7 @@ class DueRetry:
     due_at: datetime
 
 
-class DunningRepository(Protocol):
+class DunningStore(Protocol):
     def get_invoice(self, tenant_id: str, invoice_id: str) -> InvoiceDunning | None: ...
     def put_invoice(self, record: InvoiceDunning, next_retry_at: datetime | None) -> bool: ...
     def snapshot(self, tenant_id: str) -> tuple[TenantStanding, list[InvoiceDunning]]: ...
@@ -155,7 +155,7 @@ class DunningService:
 
     def __init__(
         self,
-        repo: DunningRepository,
+        repo: DunningStore,
         *,
         retry_days: Sequence[int],
         clock: Clock,

@@ -7,6 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
+from typing import Protocol
+
+from billing.kernel.errors import InvalidRequest
 
 _MONTH = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")  # ASCII digits only: \d would take any script's
 # The usual form, ...:SS[.ffffff]Z, which datetime.fromisoformat reads as the same instant in UTC.
@@ -164,3 +167,19 @@ def month_keys(instants: Sequence[datetime]) -> list[tuple[int, int]]:
     if set(map(_TZINFO, instants)) <= {UTC}:
         return list(zip(map(_YEAR, instants), map(_MONTH_OF_YEAR, instants)))
     return [(m.year, m.month) for m in map(Month.of, instants)]
+
+
+class PeriodStore(Protocol):
+    """Where each period's close is recorded: ``close`` writes it once (a later call returns the
+    first ``closed_at``); ``closed_at`` is None until then. Ingest refuses events of a closed period."""
+
+    def closed_at(self, month: Month | str) -> datetime | None: ...
+    def close(self, month: Month | str, closed_at: datetime) -> datetime: ...
+
+
+def parse_month(text: str, field: str = "month") -> Month:
+    """``YYYY-MM`` from a request or a command line; anything else is a 400 naming ``field``."""
+    try:
+        return Month.parse(text)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), details=[{"field": field, "reason": "must be YYYY-MM"}]) from None

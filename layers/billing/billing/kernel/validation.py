@@ -14,6 +14,7 @@ import json
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, StringConstraints, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from billing.kernel.errors import InvalidRequest, UnsupportedMediaType
 
@@ -137,3 +138,19 @@ def parse_model(model: type[Model], body: Any, *, what: str = "request body") ->
     except ValidationError as exc:
         problems = validation_details(exc)
         raise InvalidRequest(f"{len(problems)} invalid field(s)", details=problems) from None
+
+
+def field_error(model: str, field: str, message: str, value: Any) -> ValidationError:
+    """A model-level rule's failure located at the field it concerns, so ``validation_details`` names
+    that field (a plain ValueError from a model validator has no location). Raise it from the
+    validator."""
+    return ValidationError.from_exception_data(
+        model,
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("value_error", "{reason}", {"reason": message}),
+                loc=(field,),
+                input=value,
+            )
+        ],
+    )

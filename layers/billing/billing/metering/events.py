@@ -14,7 +14,7 @@ from billing.kernel.periods import rfc3339_field
 from billing.kernel.validation import Identifier, parse_json, require_json, validation_details
 
 EventType = Literal["query", "embedding", "storage"]
-# Upper bounds (issue 10, defect 3): far beyond any real event, small enough that no sum overflows:
+# Upper bounds: far beyond any real event, small enough that no sum overflows:
 # sums are UInt128 in ClickHouse (migration 0004), so fewer than 10^23 events of the largest size
 # fit in any total, and costs stay within Decimal(38, 9).
 MAX_TOKENS = 10**12

@@ -65,7 +65,8 @@ from billing.metering.fallback import blocks, encode_block
 from billing.metering.price_book import NoPriceVersion, PriceBook, UnknownModel
 from billing.metering.quotas import admit_queries, quota_schedule
 from billing.runtime.observability import logger
-from billing.tenants.tenant import PLATFORM, Principal, Tenant, TenantStore
+from billing.tenants.access import PLATFORM, Principal
+from billing.tenants.tenant import Tenant, TenantStore
 
 __all__ = ["PLATFORM", "IngestResult", "IngestService", "Principal"]
 

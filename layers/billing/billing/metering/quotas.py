@@ -13,7 +13,7 @@ from billing.catalog.plans import PlanCatalog
 from billing.kernel.periods import Month, iso
 from billing.metering.events import UsageEvent
 from billing.runtime.observability import logger
-from billing.tenants.tenant import Tenant
+from billing.tenants.tenant import Tenant, TenantStore
 
 Limit = int | None  # None = unlimited
 
@@ -123,6 +123,31 @@ def reconcile_quotas(
                 repairs.append(repair)
                 break
     return repairs
+
+
+class QuotaReconciler:
+    """Repairs a month's drifted quota counters from the stored usage (``billing quota reconcile``,
+    the close), over every tenant on record and every tenant with stored queries."""
+
+    def __init__(
+        self,
+        tenants: TenantStore,
+        stored_queries: Callable[[Month], Mapping[str, int]],
+        counters: QuotaCounters,
+        *,
+        retention_days: int = 70,
+    ):
+        self.tenants, self.stored_queries, self.counters = tenants, stored_queries, counters
+        self.retention_days = retention_days
+
+    def __call__(self, month: Month) -> list[Repair]:
+        return reconcile_quotas(
+            month,
+            [t.id for t in self.tenants.list_all()],
+            self.stored_queries(month),
+            self.counters,
+            retention_days=self.retention_days,
+        )
 
 
 class QuotaReads(Protocol):

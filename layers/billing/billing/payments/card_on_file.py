@@ -23,10 +23,9 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing.kernel.errors import NotFound
 from billing.payments.provider import CardOnFile, HostedSession, SetupSessionDraft
 from billing.runtime.observability import logger
-from billing.tenants.tenant import Tenant
+from billing.tenants.tenant import Tenant, unknown_tenant
 
 URL_PATTERN = r"^https?://[^\s]+$"
 CARD_EVENTS = ("checkout.session.completed", "setup_intent.succeeded", "customer.updated")
@@ -100,9 +99,7 @@ class CardOnFileService:
     def _tenant(self, tenant_id: str) -> Tenant:
         tenant = self.tenants.get(tenant_id)
         if tenant is None:
-            raise NotFound(
-                f"unknown tenant {tenant_id}", details=[{"field": "tenant_id", "reason": "unknown tenant"}]
-            )
+            raise unknown_tenant([tenant_id])
         return tenant
 
     # ------------------------------------------------------------------------------------------ API

@@ -1,13 +1,23 @@
 """The composition root: every service is built here, once per process, from Settings.
 
-Handlers, the CLI, the demo and the tests ask this module (and only this module) for services.
-Invariants:
-- one instance of each provider per process until ``reset()``; in particular one Stripe gateway, so
-  one rate limiter holds the whole process under the Stripe cap (invoicing and dunning share it);
+Handlers, the CLI, the demo and the tests ask this module (and only this module) for services. Each
+dependency is a *provider*: a function decorated with ``@provider`` that builds it from settings and
+from other providers. Invariants:
+- one instance of each provider per process until ``reset()`` or ``override()``; in particular one
+  Stripe gateway, so one rate limiter holds the whole process under the Stripe cap (invoicing and
+  dunning share it);
+- one way to replace a dependency: ``override(name=value)`` serves ``value`` for the provider
+  ``name`` (any provider: a store, the clock, the payment collector...), and everything built from it
+  afterwards uses it, as cosmicpython's ``bootstrap`` takes its fakes as arguments. The services
+  themselves (ingest, the quota rules, the rater, the close) are always the production ones;
 - adapters are imported inside their providers: a function that never touches ClickHouse does not pay
   for importing clickhouse-connect on a cold start, nor one that never pays for importing stripe;
-- ``reset()`` forgets everything built, the clock and gateway overrides, cached boto3 clients and the
-  secrets Powertools cached, so a later environment never sees a service or key of an earlier one.
+- no domain rule lives here: this module only wires;
+- ``reset()`` forgets everything built and every override, cached boto3 clients and the secrets
+  Powertools cached, so a later environment never sees a service or key of an earlier one.
+
+Length: one provider per dependency the process can build (about 40); splitting them across
+modules would hide the one list a reader checks to see what is wired to what.
 """
 
 from __future__ import annotations
@@ -16,55 +26,92 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from billing.runtime.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from billing.adapters.aws.notices import EventBridgeNotices, InvoiceDetailsLookup
-    from billing.adapters.aws.queues import SqsQueue
-    from billing.adapters.clickhouse.usage_store import UsageStore
-    from billing.adapters.dynamodb.dunning import DunningStore, ProcessedEvents
-    from billing.adapters.dynamodb.invoice_records import InvoiceRecordRepository
-    from billing.adapters.dynamodb.product_ids import ProductIdStore
-    from billing.adapters.dynamodb.quota_reads import QuotaReads
-    from billing.adapters.dynamodb.statements import PeriodRepository, StatementRepository
-    from billing.adapters.dynamodb.tenants import TenantRepository
-    from billing.adapters.dynamodb.usage_ledger import UsageLedger
+    from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
+    from billing.adapters.dynamodb.dunning import DynamoDunningStore, DynamoEventLog
+    from billing.adapters.dynamodb.invoice_records import DynamoInvoiceRecords
+    from billing.adapters.dynamodb.product_ids import DynamoProductIds
+    from billing.adapters.dynamodb.quota_reads import DynamoQuotaReads
+    from billing.adapters.dynamodb.tenants import DynamoTenantStore
+    from billing.adapters.dynamodb.usage_ledger import DynamoUsageLedger
     from billing.adapters.stripe.gateway import StripeGateway
     from billing.catalog.plans import PlanCatalog
     from billing.dunning import DunningService
+    from billing.dunning.notices import NoticePublisher
     from billing.invoicing import InvoicingService
-    from billing.kernel.periods import Month
-    from billing.metering.ingest import IngestService, Store
+    from billing.kernel.periods import PeriodStore
+    from billing.metering.ingest import FallbackQueue, IngestService, Store
     from billing.metering.price_book import PriceBook
-    from billing.metering.quotas import Repair
+    from billing.metering.quotas import QuotaReconciler
     from billing.payments.card_on_file import CardOnFileService
     from billing.payments.provider import PaymentCollector
     from billing.payments.stripe_webhooks import WebhookProcessor
-    from billing.portal.view import PortalService, PortalTokens
+    from billing.portal.tokens import PortalTokens
+    from billing.portal.view import PortalService
     from billing.rating import Rater
-    from billing.statements.close import BillingCycle, InvoiceArchive, InvoicingJobs
-    from billing.tenants.credits import CreditBook
+    from billing.statements.close import BillingCycle, InvoiceArchive, InvoicingJobs, StatementStore
+    from billing.tenants.credits import CreditBook, CreditLedger
     from billing.tenants.service import TenantService
-    from billing.tenants.tenant import Principal
 
-_clock: list[Callable[[], datetime]] = []
-_gateway_override: list[PaymentCollector] = []
-_store_overrides: dict[str, Any] = {}
-# Stores a local runtime may supply instead of the AWS adapters (``use_stores``).
-STORE_OVERRIDES = (
-    "tenants",
-    "ledger",
-    "periods",
-    "statements",
-    "fallback_queue",
-    "ingest_store",
-    "invoicing_jobs",
-    "invoice_archive",
-    "fallback_depth",
-    "credits",
-)
+T = TypeVar("T")
+
+_providers: dict[str, Callable[[], Any]] = {}  # name -> the cached builder
+_overrides: dict[str, Any] = {}
+
+
+def provider(build: Callable[[], T]) -> Callable[[], T]:
+    """Register ``build`` as the provider of its name: built once per process, unless overridden."""
+    name = build.__name__
+    cached = cache(build)
+    _providers[name] = cached
+
+    def get() -> T:
+        if name in _overrides:
+            return _overrides[name]
+        return cached()
+
+    get.__name__ = get.__qualname__ = name
+    get.__doc__ = build.__doc__
+    return get
+
+
+def override(**dependencies: Any) -> None:
+    """Serve these values for the providers of these names (``None`` for a name: back to what it
+    builds); every service is then built anew, so it picks them up. Unknown names are an error."""
+    unknown = sorted(set(dependencies) - set(_providers))
+    if unknown:
+        raise ValueError(f"no such provider: {', '.join(unknown)}")
+    for name, value in dependencies.items():
+        if value is None:
+            _overrides.pop(name, None)
+        else:
+            _overrides[name] = value
+    _forget_services()
+
+
+def overridden(name: str) -> bool:
+    return name in _overrides
+
+
+def _forget_services() -> None:
+    for cached in _providers.values():
+        cached.cache_clear()  # type: ignore[attr-defined]
+
+
+def reset() -> None:
+    """Forget everything built so far and every override (tests and the local runner change settings
+    between runs)."""
+    get_settings.cache_clear()
+    _overrides.clear()
+    _forget_services()
+    if "billing.adapters.aws.clients" in sys.modules:  # never import boto3 just to forget its clients
+        sys.modules["billing.adapters.aws.clients"].reset_clients()
+    if "aws_lambda_powertools.utilities.parameters" in sys.modules:
+        sys.modules["aws_lambda_powertools.utilities.parameters"].clear_caches()
 
 
 # ------------------------------------------------------------------------------------------ settings
@@ -72,7 +119,7 @@ def settings() -> Settings:
     return get_settings()
 
 
-@cache
+@provider
 def clickhouse_url() -> str:
     s = settings()
     if s.clickhouse_url_secret:
@@ -83,43 +130,15 @@ def clickhouse_url() -> str:
     return s.clickhouse_url
 
 
+@provider
 def clock() -> Callable[[], datetime]:
-    """The clock webhook and dunning decisions and ingest's claim leases use (tests, demo and bench
-    may replace it)."""
-    return _clock[0] if _clock else _system_clock
+    """The clock webhook and dunning decisions and ingest's claim leases use (tests, the demo and the
+    benches override it)."""
+    return _system_clock
 
 
 def _system_clock() -> datetime:
     return datetime.now(UTC)
-
-
-def use_clock(fn: Callable[[], datetime] | None) -> None:
-    """Replace the clock (None: back to the system clock). Services built afterwards use it."""
-    _clock.clear()
-    if fn is not None:
-        _clock.append(fn)
-    _forget_services()
-
-
-def use_gateway(gateway: PaymentCollector | None) -> None:
-    """Let dunning pay through another collector (None: the Stripe gateway)."""
-    _gateway_override.clear()
-    if gateway is not None:
-        _gateway_override.append(gateway)
-    _forget_services()
-
-
-def use_stores(**stores: Any) -> None:
-    """Serve these stores instead of building their AWS adapters (``billing simulate`` passes in-memory
-    ones; no arguments: back to the adapters). Names are those of ``STORE_OVERRIDES``; each object
-    implements the domain protocol the store's consumers declare. Services built afterwards use them;
-    the ingest service, quota logic, rater and close themselves are always the production ones."""
-    unknown = sorted(set(stores) - set(STORE_OVERRIDES))
-    if unknown:
-        raise ValueError(f"no such store: {', '.join(unknown)}")
-    _store_overrides.clear()
-    _store_overrides.update(stores)
-    _forget_services()
 
 
 def is_conflict(exc: Exception) -> bool:
@@ -132,14 +151,14 @@ def is_conflict(exc: Exception) -> bool:
 
 
 # ------------------------------------------------------------------------------------------ catalog
-@cache
+@provider
 def price_book() -> PriceBook:
     from billing.metering.price_book import PriceBook
 
     return PriceBook.load(settings().pricebook_path)
 
 
-@cache
+@provider
 def plan_catalog() -> PlanCatalog:
     from billing.catalog.plans import PlanCatalog
 
@@ -147,93 +166,132 @@ def plan_catalog() -> PlanCatalog:
 
 
 # ------------------------------------------------------------------------------------------ stores
-@cache
-def usage_store() -> UsageStore:
-    from billing.adapters.clickhouse.usage_store import UsageStore
+@provider
+def usage_store() -> ClickHouseUsageStore:
+    from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
 
     s = settings()
-    return UsageStore.from_url(
+    return ClickHouseUsageStore.from_url(
         clickhouse_url(), s.clickhouse_database, timeout_s=s.clickhouse_insert_timeout_s
     )
 
 
-@cache
-def tenants() -> TenantRepository:
-    if "tenants" in _store_overrides:
-        return _store_overrides["tenants"]
-    from billing.adapters.dynamodb.tenants import TenantRepository
-
-    return TenantRepository(settings().tenants_table)
+@provider
+def ingest_store() -> Store:
+    """Where ingest writes accepted events: ClickHouse (a local runtime may put a buffer in front)."""
+    return usage_store()
 
 
-@cache
-def ledger() -> UsageLedger:
-    if "ledger" in _store_overrides:
-        return _store_overrides["ledger"]
-    from billing.adapters.dynamodb.usage_ledger import UsageLedger
+@provider
+def tenants() -> DynamoTenantStore:
+    from billing.adapters.dynamodb.tenants import DynamoTenantStore
 
-    return UsageLedger(settings().ledger_table)
+    return DynamoTenantStore(settings().tenants_table)
 
 
-@cache
-def quota_reads() -> QuotaReads:
-    from billing.adapters.dynamodb.quota_reads import QuotaReads
+@provider
+def ledger() -> DynamoUsageLedger:
+    from billing.adapters.dynamodb.usage_ledger import DynamoUsageLedger
 
-    return QuotaReads(settings().tenants_table, settings().ledger_table)
-
-
-@cache
-def periods() -> PeriodRepository:
-    if "periods" in _store_overrides:
-        return _store_overrides["periods"]
-    from billing.adapters.dynamodb.statements import PeriodRepository
-
-    return PeriodRepository(settings().billing_table)
+    return DynamoUsageLedger(settings().ledger_table)
 
 
-@cache
-def statements() -> StatementRepository:
-    if "statements" in _store_overrides:
-        return _store_overrides["statements"]
-    from billing.adapters.dynamodb.statements import StatementRepository
+@provider
+def quota_reads() -> DynamoQuotaReads:
+    from billing.adapters.dynamodb.quota_reads import DynamoQuotaReads
 
-    return StatementRepository(settings().billing_table)
+    return DynamoQuotaReads(settings().tenants_table, settings().ledger_table)
 
 
-@cache
-def fallback_queue() -> SqsQueue:
-    if "fallback_queue" in _store_overrides:
-        return _store_overrides["fallback_queue"]
-    from billing.adapters.aws.queues import SqsQueue
+@provider
+def periods() -> PeriodStore:
+    from billing.adapters.dynamodb.statements import DynamoPeriodStore
 
-    return SqsQueue(settings().fallback_queue_url)
+    return DynamoPeriodStore(settings().billing_table)
 
 
-@cache
-def invoice_records() -> InvoiceRecordRepository:
-    from billing.adapters.dynamodb.invoice_records import InvoiceRecordRepository
+@provider
+def statements() -> StatementStore:
+    from billing.adapters.dynamodb.statements import DynamoStatementStore
 
-    return InvoiceRecordRepository(settings().billing_table)
-
-
-@cache
-def dunning_store() -> DunningStore:
-    from billing.adapters.dynamodb.dunning import DunningStore
-
-    s = settings()
-    return DunningStore(s.billing_table, s.tenants_table)
+    return DynamoStatementStore(settings().billing_table)
 
 
-@cache
-def processed_events() -> ProcessedEvents:
-    from billing.adapters.dynamodb.dunning import ProcessedEvents
+@provider
+def fallback_queue() -> FallbackQueue:
+    from billing.adapters.aws.queues import SqsFallbackQueue
+
+    return SqsFallbackQueue(settings().fallback_queue_url)
+
+
+@provider
+def fallback_depth() -> Callable[[], int]:
+    """Messages still in the usage fallback queue (the close waits until it is empty)."""
+    from billing.adapters.aws.queues import SqsQueueDepth
+
+    return SqsQueueDepth(settings().fallback_queue_url)
+
+
+@provider
+def invoice_records() -> DynamoInvoiceRecords:
+    from billing.adapters.dynamodb.invoice_records import DynamoInvoiceRecords
+
+    return DynamoInvoiceRecords(settings().billing_table)
+
+
+@provider
+def dunning_store() -> DynamoDunningStore:
+    from billing.adapters.dynamodb.dunning import DynamoDunningStore
 
     s = settings()
-    return ProcessedEvents(s.ledger_table, retention_days=s.webhook_event_retention_days)
+    return DynamoDunningStore(s.billing_table, s.tenants_table)
+
+
+@provider
+def processed_events() -> DynamoEventLog:
+    from billing.adapters.dynamodb.dunning import DynamoEventLog
+
+    s = settings()
+    return DynamoEventLog(s.ledger_table, retention_days=s.webhook_event_retention_days)
+
+
+@provider
+def invoicing_jobs() -> InvoicingJobs:
+    from billing.adapters.aws.invoicing_jobs import SqsInvoicingJobs
+
+    return SqsInvoicingJobs(settings().invoicing_queue_url, settings().billing_table)
+
+
+@provider
+def invoice_archive() -> InvoiceArchive:
+    from billing.adapters.aws.invoice_archive import S3InvoiceArchive
+
+    return S3InvoiceArchive(settings().invoices_bucket)
+
+
+@provider
+def credit_ledger() -> CreditLedger:
+    from billing.adapters.dynamodb.credit_ledger import DynamoCreditLedger
+
+    return DynamoCreditLedger(settings().billing_table)
+
+
+@provider
+def product_ids() -> DynamoProductIds:
+    from billing.adapters.dynamodb.product_ids import DynamoProductIds
+
+    return DynamoProductIds(settings().billing_table)
+
+
+@provider
+def notices() -> NoticePublisher:
+    from billing.adapters.aws.notices import EventBridgeNoticePublisher
+
+    return EventBridgeNoticePublisher(settings().notices_bus_name)
 
 
 # ------------------------------------------------------------------------------------------ Stripe
-@cache
+@provider
 def stripe_gateway() -> StripeGateway:
     """The process's one Stripe gateway (and so its one rate limiter). Building it reads the key."""
     from billing.adapters.stripe.gateway import StripeGateway
@@ -241,12 +299,19 @@ def stripe_gateway() -> StripeGateway:
     return StripeGateway.from_settings(settings())
 
 
-def payment_gateway() -> StripeGateway:
-    """The gateway dunning and the demo pay through: the same instance as invoicing's."""
-    return stripe_gateway()
+@provider
+def payment_collector() -> PaymentCollector:
+    """What dunning pays through: the Stripe gateway, built only when a retry is actually due (the
+    webhook function reads dunning state but never pays, so it never reads the Stripe key)."""
+    return _LazyCollector()
 
 
-@cache
+class _LazyCollector:
+    def pay_invoice(self, invoice_id: str, *, idempotency_key: str):  # type: ignore[no-untyped-def]
+        return stripe_gateway().pay_invoice(invoice_id, idempotency_key=idempotency_key)
+
+
+@provider
 def webhook_secret() -> Callable[[], str]:
     from billing.adapters.stripe.webhook_signature import secret_from_secrets_manager
 
@@ -254,20 +319,11 @@ def webhook_secret() -> Callable[[], str]:
 
 
 # ------------------------------------------------------------------------------------------ services
-def principal_for(api_key_id: str | None) -> Principal:
-    """The caller behind an API Gateway API key id (None: anonymous, refused by the API)."""
-    from billing.kernel.errors import Unauthorized
-    from billing.tenants.tenant import Principal
-
-    if not api_key_id:
-        raise Unauthorized("an API key is required (x-api-key header)")
-    return Principal(api_key_id=api_key_id, platform=api_key_id in settings().platform_api_key_ids)
-
-
-@cache
+@provider
 def ingest_service() -> IngestService:
     from billing.metering.ingest import IngestService
 
+    now = clock()
     return IngestService(
         tenants=tenants(),
         ledger=ledger(),
@@ -278,81 +334,50 @@ def ingest_service() -> IngestService:
         catalog=plan_catalog(),
         dedup_retention_days=settings().dedup_retention_days,
         claim_wait_seconds=settings().ingest_claim_wait_seconds,
-        lease_clock=_epoch_seconds(clock()),
+        lease_clock=lambda: now().timestamp(),
     )
 
 
-def _epoch_seconds(now: Callable[[], datetime]) -> Callable[[], float]:
-    return lambda: now().timestamp()
-
-
-def ingest_store() -> Store:
-    """Where ingest writes accepted events: ClickHouse (a local runtime may put a buffer in front)."""
-    if "ingest_store" in _store_overrides:
-        return _store_overrides["ingest_store"]
-    return usage_store()
-
-
-@cache
+@provider
 def rater() -> Rater:
     from billing.rating import Rater
 
     return Rater(plan_catalog())
 
 
-@cache
-def invoicing_jobs() -> InvoicingJobs:
-    if "invoicing_jobs" in _store_overrides:
-        return _store_overrides["invoicing_jobs"]
-    from billing.adapters.aws.invoicing_jobs import InvoicingJobs as SqsInvoicingJobs
-
-    return SqsInvoicingJobs(settings().invoicing_queue_url, settings().billing_table)
-
-
-@cache
-def invoice_archive() -> InvoiceArchive:
-    if "invoice_archive" in _store_overrides:
-        return _store_overrides["invoice_archive"]
-    from billing.adapters.aws.invoice_archive import InvoiceArchive as S3InvoiceArchive
-
-    return S3InvoiceArchive(settings().invoices_bucket)
-
-
-@cache
-def fallback_depth() -> Callable[[], int]:
-    """Messages still in the usage fallback queue (the close waits until it is empty)."""
-    if "fallback_depth" in _store_overrides:
-        return _store_overrides["fallback_depth"]
-    from billing.adapters.aws.queues import QueueDepth
-
-    return QueueDepth(settings().fallback_queue_url)
-
-
-@cache
+@provider
 def credit_book() -> CreditBook:
-    """Prepaid credits: the DynamoDB ledger, or the ``credits`` store a local runtime supplies (a
-    ``billing.tenants.credits.CreditLedger``); the book's rules are always the production ones."""
+    """Prepaid credits: the book's rules over the ``credit_ledger``."""
     from billing.tenants.credits import CreditBook
 
-    if "credits" in _store_overrides:
-        return CreditBook(_store_overrides["credits"])
-    from billing.adapters.dynamodb.credit_ledger import CreditLedgerRepository
-
-    return CreditBook(CreditLedgerRepository(settings().billing_table))
+    return CreditBook(credit_ledger())
 
 
-@cache
+@provider
+def quota_reconciler() -> QuotaReconciler:
+    """Repairs a month's drifted quota counters (``billing quota reconcile``, the close)."""
+    from billing.metering.quotas import QuotaReconciler
+
+    return QuotaReconciler(
+        tenants(),
+        lambda month: usage_store().stored_queries(month),
+        ledger(),
+        retention_days=settings().dedup_retention_days,
+    )
+
+
+@provider
 def billing_cycle() -> BillingCycle:
-    from billing.adapters.clickhouse.rating_queries import RatingQueries
+    from billing.adapters.clickhouse.rating_queries import ClickHouseRatingQueries
     from billing.statements.close import BillingCycle
 
     return BillingCycle(
         store_clock=usage_store().now,
-        reconcile=reconcile_quotas,
+        reconcile=quota_reconciler(),
         tenants=tenants(),
         periods=periods(),
         statements=statements(),
-        queries=RatingQueries(usage_store()),
+        queries=ClickHouseRatingQueries(usage_store()),
         rater=rater(),
         jobs=invoicing_jobs(),
         archive=invoice_archive(),
@@ -361,20 +386,7 @@ def billing_cycle() -> BillingCycle:
     )
 
 
-def reconcile_quotas(month: Month) -> list[Repair]:
-    """Repair the month's drifted quota counters from ClickHouse (``billing quota reconcile``, the close)."""
-    from billing.metering.quotas import reconcile_quotas as reconcile
-
-    return reconcile(
-        month,
-        [t.id for t in tenants().list_all()],
-        usage_store().stored_queries(month),
-        ledger(),
-        retention_days=settings().dedup_retention_days,
-    )
-
-
-@cache
+@provider
 def tenant_service() -> TenantService:
     from billing.tenants.service import TenantService
 
@@ -384,17 +396,18 @@ def tenant_service() -> TenantService:
         periods=periods(),
         cycle=billing_cycle,
         is_conflict=is_conflict,
-        link_customer=_link_stripe_customer,
+        link_customer=link_customer,
         dunning=dunning_service,
         credits=credit_book(),
     )
 
 
-def _link_stripe_customer(tenant_id: str) -> None:
-    invoicing_service().ensure_customer(tenant_id)
+def link_customer(tenant_id: str) -> str:
+    """The tenant's Stripe customer id, creating and linking the customer once (signup, card on file)."""
+    return invoicing_service().ensure_customer(tenant_id)
 
 
-@cache
+@provider
 def invoicing_service() -> InvoicingService:
     from billing.adapters.stripe.gateway import StripeGateway
     from billing.invoicing import InvoicingService
@@ -412,84 +425,41 @@ def invoicing_service() -> InvoicingService:
     )
 
 
-@cache
-def product_ids() -> ProductIdStore:
-    from billing.adapters.dynamodb.product_ids import ProductIdStore
-
-    return ProductIdStore(settings().billing_table)
-
-
-@cache
-def notices() -> EventBridgeNotices:
-    from billing.adapters.aws.notices import EventBridgeNotices
-
-    return EventBridgeNotices(settings().notices_bus_name)
-
-
-def _invoice_details() -> InvoiceDetailsLookup:
-    from billing.adapters.aws.notices import InvoiceDetailsLookup
-
-    return InvoiceDetailsLookup(dunning_store(), invoice_records())
-
-
-@cache
+@provider
 def dunning_service() -> DunningService:
-    """Dunning for reading and webhook facts (no gateway: it never pays)."""
+    """Dunning: webhook facts, a tenant's status, and the scheduled retries (which pay through the
+    ``payment_collector``)."""
+    from billing.adapters.aws.notices import DynamoInvoiceDetails
     from billing.dunning import DunningService
 
     return DunningService(
         dunning_store(),
         retry_days=settings().dunning_retry_days,
         clock=clock(),
-        gateway=None,
+        gateway=payment_collector(),
         notices=notices(),
-        invoice_details=_invoice_details(),
+        invoice_details=DynamoInvoiceDetails(dunning_store(), invoice_records()),
     )
 
 
-def dunning_runner() -> DunningService:
-    """Dunning with a payment gateway (only the scheduled job pays); the gateway is built when a retry is due."""
-    from billing.dunning import DunningService
-
-    gateway = _gateway_override[0] if _gateway_override else _LazyCollector()
-    return DunningService(
-        dunning_store(),
-        retry_days=settings().dunning_retry_days,
-        clock=clock(),
-        gateway=gateway,
-        notices=notices(),
-        invoice_details=_invoice_details(),
-    )
-
-
-class _LazyCollector:
-    """Builds the Stripe gateway (which fetches the Stripe key) only when a retry is actually due."""
-
-    def pay_invoice(self, invoice_id: str, *, idempotency_key: str):  # type: ignore[no-untyped-def]
-        return payment_gateway().pay_invoice(invoice_id, idempotency_key=idempotency_key)
-
-
-@cache
+@provider
 def card_on_file() -> CardOnFileService:
-    """Setup/portal sessions and the saved card's webhook facts (the Stripe key is read on first use)."""
+    """Setup sessions, the provider's billing-settings page and the saved card's webhook facts (the
+    Stripe key is read on first use)."""
     from billing.payments.card_on_file import CardOnFileService, CardUrls
 
     s = settings()
     return CardOnFileService(
         tenants=tenants(),
         mirror=tenants(),
-        ensure_customer=_link_customer,
+        ensure_customer=link_customer,
         provider=stripe_gateway,
         urls=CardUrls(s.billing_setup_success_url, s.billing_setup_cancel_url, s.billing_portal_return_url),
         currency=plan_catalog().currency,
     )
 
 
-def _link_customer(tenant_id: str) -> str:
-    return invoicing_service().ensure_customer(tenant_id)
-
-
-@cache
+@provider
 def webhook_processor() -> WebhookProcessor:
     from billing.adapters.stripe.webhook_signature import StripeSignatureVerifier
     from billing.payments.stripe_webhooks import WebhookProcessor
@@ -507,102 +477,41 @@ def webhook_processor() -> WebhookProcessor:
 
 
 # ------------------------------------------------------------------------------------------ portal
-@cache
+@provider
 def portal_secret() -> Callable[[], bytes]:
     """The portal link signing key, read through Powertools Parameters (cached max_age seconds)."""
     from aws_lambda_powertools.utilities import parameters
+
+    from billing.portal.tokens import signing_key
 
     s = settings()
 
     def secret() -> bytes:
         value = parameters.get_secret(s.portal_secret_name, max_age=s.portal_secret_max_age_s)
-        key = value if isinstance(value, bytes) else str(value).encode()
-        if len(key) < 32:
-            from billing.kernel.errors import ServiceUnavailable
-
-            raise ServiceUnavailable(
-                "the portal signing secret is too short (32 bytes at least)",
-                details=[{"field": "PORTAL_SECRET_NAME", "reason": "secret shorter than 32 bytes"}],
-            )
-        return key
+        return signing_key(value if isinstance(value, bytes) else str(value))
 
     return secret
 
 
-@cache
+@provider
 def portal_tokens() -> PortalTokens:
-    from billing.portal.view import PortalTokens
+    from billing.portal.tokens import PortalTokens
 
     return PortalTokens(portal_secret(), clock())
 
 
-@cache
+@provider
 def portal_service() -> PortalService:
-    from billing.adapters.clickhouse.portal_queries import PortalUsageQueries
+    from billing.adapters.clickhouse.portal_queries import ClickHouseUsageRollups
     from billing.portal.view import PortalService
 
     return PortalService(
         tenants=tenants(),
         catalog=plan_catalog(),
         statements=lambda tenant_id, month: billing_cycle().statement(tenant_id, month),
-        rollups=PortalUsageQueries(usage_store()),
+        rollups=ClickHouseUsageRollups(usage_store()),
         quota=ledger(),
         invoices=invoice_records(),
         clock=clock(),
         credits=credit_book(),
     )
-
-
-# ------------------------------------------------------------------------------------------ reset
-_PROVIDERS = (
-    clickhouse_url,
-    price_book,
-    plan_catalog,
-    usage_store,
-    tenants,
-    ledger,
-    quota_reads,
-    periods,
-    statements,
-    fallback_queue,
-    invoice_records,
-    dunning_store,
-    processed_events,
-    stripe_gateway,
-    webhook_secret,
-    ingest_service,
-    rater,
-    invoicing_jobs,
-    invoice_archive,
-    fallback_depth,
-    credit_book,
-    billing_cycle,
-    tenant_service,
-    invoicing_service,
-    card_on_file,
-    product_ids,
-    notices,
-    dunning_service,
-    webhook_processor,
-    portal_secret,
-    portal_tokens,
-    portal_service,
-)
-
-
-def _forget_services() -> None:
-    for provider in _PROVIDERS:
-        provider.cache_clear()
-
-
-def reset() -> None:
-    """Forget everything built so far (tests and the local runner change settings between runs)."""
-    get_settings.cache_clear()
-    _clock.clear()
-    _gateway_override.clear()
-    _store_overrides.clear()
-    _forget_services()
-    if "billing.adapters.aws.clients" in sys.modules:  # never import boto3 just to forget its clients
-        sys.modules["billing.adapters.aws.clients"].reset_clients()
-    if "aws_lambda_powertools.utilities.parameters" in sys.modules:
-        sys.modules["aws_lambda_powertools.utilities.parameters"].clear_caches()

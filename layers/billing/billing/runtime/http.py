@@ -9,7 +9,10 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from billing.kernel.errors import BillingError, is_backing_service_failure
+from billing.kernel.validation import parse_json, raw_body
 from billing.runtime.observability import logger
+from billing.runtime.settings import get_settings
+from billing.tenants.access import Principal, principal_for
 
 JSON = "application/json"
 HTML = "text/html; charset=utf-8"
@@ -29,6 +32,20 @@ def api_key_id(raw_event: Any) -> str | None:
     identity = context.get("identity") if isinstance(context, dict) else None
     key = identity.get("apiKeyId") if isinstance(identity, dict) else None
     return key if isinstance(key, str) and key else None
+
+
+def caller(event: Any) -> Principal:
+    """Who is calling (``event``: the resolver's current event, or its raw dict): the request's API
+    key, platform or tenant; a 401 without one."""
+    raw_event = getattr(event, "raw_event", event)
+    return principal_for(api_key_id(raw_event), get_settings().platform_api_key_ids)
+
+
+def request_body(event: Any) -> Any:
+    """The request's JSON body (``event`` as for ``caller``), an empty body read as ``{}``; a body
+    that is not UTF-8, bad base64, too deep or not JSON is a 400 naming why, never a 500."""
+    raw = raw_body(getattr(event, "raw_event", event))
+    return parse_json(raw) if raw.strip() else {}
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:

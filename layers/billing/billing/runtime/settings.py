@@ -84,7 +84,7 @@ class Settings(BaseModel):
 
     # The tenant's usage page: the Secrets Manager secret whose value signs portal links (HMAC-SHA256),
     # and the public base URL links point at (default: the API stage the request came through).
-    portal_secret_name: str = "billing/portal/view-token-secret"
+    portal_secret_name: str = "billing/portal-token-secret"
     portal_secret_max_age_s: int = 300
     portal_base_url: str | None = None
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from billing.kernel.errors import InvalidRequest, NotFound, ServiceUnavailable
-from billing.kernel.periods import Month, iso, parse_instant, to_ms
+from billing.kernel.periods import Month, PeriodStore, iso, parse_instant, to_ms
 from billing.rating import LateUsage, MonthUsage, Rater, Segment, final_month, invoices_csv, statement_period
 from billing.runtime.observability import logger
 from billing.statements.statement import Statement
@@ -39,18 +39,13 @@ class FallbackNotDrained(ServiceUnavailable):
     code = "fallback_not_drained"
 
 
-class Periods(Protocol):
-    def closed_at(self, month: Month | str) -> datetime | None: ...
-    def close(self, month: Month | str, closed_at: datetime) -> datetime: ...
-
-
-class Statements(Protocol):
+class StatementStore(Protocol):
     def put_if_absent(self, statement: Statement) -> bool: ...
     def get(self, tenant_id: str, month: Month | str) -> Statement | None: ...
     def list_month(self, month: Month | str) -> list[Statement]: ...
 
 
-class UsageQueries(Protocol):
+class RatingQueries(Protocol):
     """Exactly-once reads of stored usage (billing.adapters.clickhouse.rating_queries)."""
 
     def month_usage(
@@ -114,9 +109,9 @@ class BillingCycle:
         self,
         *,
         tenants: TenantStore,
-        periods: Periods,
-        statements: Statements,
-        queries: UsageQueries,
+        periods: PeriodStore,
+        statements: StatementStore,
+        queries: RatingQueries,
         rater: Rater,
         jobs: InvoicingJobs,
         archive: InvoiceArchive,
@@ -127,7 +122,7 @@ class BillingCycle:
         credits: CreditBook | None = None,
     ):
         # Watermarks (closed_at, a final statement's cutoff) are compared with ClickHouse's
-        # stored_at, so they are read from ClickHouse's clock, never this process's (defect 14).
+        # stored_at, so they are read from ClickHouse's clock, never this process's.
         self.store_clock = store_clock or self._clock
         self.reconcile = reconcile
         self.credits = credits

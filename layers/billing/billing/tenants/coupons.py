@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 
 from billing.kernel.money import reject_float
 from billing.kernel.periods import Month, iso, rfc3339_field
+from billing.kernel.validation import field_error
 
 Duration = Literal["once", "repeating", "forever"]
 
@@ -39,9 +40,16 @@ class Coupon(BaseModel):
     @model_validator(mode="after")
     def _shape(self) -> Coupon:
         if (self.percent_off is None) == (self.amount_off is None):
-            raise ValueError("a coupon has exactly one of percent_off and amount_off")
+            raise field_error(
+                "Coupon", "percent_off", "a coupon has exactly one of percent_off and amount_off", None
+            )
         if (self.duration == "repeating") != (self.duration_months is not None):
-            raise ValueError("duration_months is given exactly when duration is repeating")
+            raise field_error(
+                "Coupon",
+                "duration_months",
+                "duration_months is given exactly when duration is repeating",
+                self.duration_months,
+            )
         return self
 
     def applies_to(self, month: Month) -> bool:

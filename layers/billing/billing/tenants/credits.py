@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 
 from billing.kernel.money import ZERO, exponent, fmt_minor, reject_float
 from billing.kernel.periods import iso, rfc3339_field
+from billing.kernel.validation import field_error
 from billing.statements.statement import Statement
 
 
@@ -43,10 +44,15 @@ class CreditGrant(BaseModel):
     @model_validator(mode="after")
     def _expiry(self) -> CreditGrant:
         if self.expires_at is not None and self.expires_at <= self.granted_at:
-            raise ValueError("expires_at must be after granted_at")
+            raise field_error(
+                "CreditGrant", "expires_at", "expires_at must be after granted_at", self.expires_at
+            )
         if self.amount != self.amount.quantize(Decimal(1).scaleb(-exponent(self.currency))):
-            raise ValueError(
-                f"amount must be whole {self.currency} minor units ({exponent(self.currency)} decimals)"
+            raise field_error(
+                "CreditGrant",
+                "amount",
+                f"amount must be whole {self.currency} minor units ({exponent(self.currency)} decimals)",
+                str(self.amount),
             )
         return self
 

@@ -21,107 +21,36 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from billing.catalog.plans import PlanCatalog
 from billing.kernel.errors import Conflict, InvalidRequest
-from billing.kernel.money import reject_float
-from billing.kernel.periods import MAX_INSTANT, Month, iso, rfc3339_field, to_ms
-from billing.kernel.validation import Identifier, parse_model
+from billing.kernel.periods import MAX_INSTANT, Month, PeriodStore, iso, to_ms
+from billing.kernel.validation import validation_details
 from billing.runtime.observability import logger
 from billing.statements.statement import Statement
-from billing.tenants.coupons import Coupon, Duration
+from billing.tenants.access import PLATFORM, Principal
+from billing.tenants.coupons import Coupon
 from billing.tenants.credits import CreditBook, CreditGrant
-from billing.tenants.tenant import PLATFORM, PlanAssignment, Principal, Tenant, TenantStore
+from billing.tenants.requests import (
+    CancelRequest,
+    CouponRequest,
+    CreditGrantRequest,
+    PlanChangeRequest,
+    SignupRequest,
+)
+from billing.tenants.tenant import PlanAssignment, Tenant, TenantStore
 
 if TYPE_CHECKING:
     from billing.dunning import DunningService, StatusView
     from billing.statements.close import BillingCycle
 
-__all__ = ["to_ms", "parse_request", "parse_month", "TenantService"]
-
-
-class Periods(Protocol):
-    def closed_at(self, month: Month | str) -> datetime | None: ...
+__all__ = ["TenantService"]
 
 
 SAVE_ATTEMPTS = 5
-
-
-_instant = rfc3339_field
-
-
-# Stripe refuses a malformed email (``email_invalid``) on every customer create; checked at signup so
-# a tenant record can never make every invoicing attempt fail.
-EMAIL_PATTERN = r"^$|^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$"
-
-
-class SignupRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)  # "yes", "5", true never pass as bool/int
-    id: Identifier
-    name: str = Field(default="", max_length=256)  # Stripe's customer name limit
-    email: str = Field(default="", max_length=256, pattern=EMAIL_PATTERN)
-    plan: str = Field(min_length=1, max_length=128)
-    effective_at: datetime | None = None
-    trial: bool = False
-    trial_days: int | None = Field(default=None, ge=0, le=366)
-    trial_ends_at: datetime | None = None
-    api_key_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
-        default_factory=list, max_length=20
-    )
-
-    _parse = field_validator("effective_at", "trial_ends_at", mode="before")(_instant)
-
-
-class PlanChangeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    plan: str = Field(min_length=1, max_length=128)
-    effective_at: datetime | None = None
-
-    _parse = field_validator("effective_at", mode="before")(_instant)
-
-
-class CancelRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    at: datetime | None = None
-
-    _parse = field_validator("at", mode="before")(_instant)
-
-
-class CreditGrantRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    grant_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
-    amount: Decimal = Field(gt=0, max_digits=20, decimal_places=9)
-    currency: str | None = Field(default=None, pattern=r"^[a-z]{3}$")  # None: the tenant's
-    granted_at: datetime | None = None
-    expires_at: datetime | None = None
-    priority: int = Field(default=100, ge=0, le=1_000_000)
-    description: str = Field(default="", max_length=256)
-
-    _no_float = field_validator("amount", mode="before")(reject_float)
-    _parse = field_validator("granted_at", "expires_at", mode="before")(_instant)
-
-
-class CouponRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    coupon_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
-    name: str = Field(default="", max_length=256)
-    percent_off: Decimal | None = Field(default=None, gt=0, le=100, max_digits=9, decimal_places=6)
-    amount_off: Decimal | None = Field(default=None, gt=0, max_digits=20, decimal_places=9)
-    duration: Duration
-    duration_months: int | None = Field(default=None, ge=1, le=1200)
-    starts_at: datetime | None = None
-
-    _no_float = field_validator("percent_off", "amount_off", mode="before")(reject_float)
-    _parse = field_validator("starts_at", mode="before")(_instant)
-
-
-def parse_request(model: type[BaseModel], body: Any) -> Any:
-    """A JSON object to a request model, or InvalidRequest naming each bad field and why."""
-    return parse_model(model, body)
 
 
 class TenantService:
@@ -130,7 +59,7 @@ class TenantService:
         *,
         tenants: TenantStore,
         catalog: PlanCatalog,
-        periods: Periods,
+        periods: PeriodStore,
         cycle: BillingCycle | Callable[[], BillingCycle],
         is_conflict: Callable[[Exception], bool],
         clock: Callable[[], datetime] | None = None,
@@ -303,7 +232,7 @@ class TenantService:
                 )
             if tenant.canceled_at is not None:
                 # The final statement was issued (and queued) at the cancellation: a change at any
-                # time, even before canceled_at, would never be billed (issue 10, defect 10).
+                # time, even before canceled_at, would never be billed.
                 raise Conflict(
                     f"tenant {tenant.id} was cancelled at {iso(tenant.canceled_at)} and its final "
                     "statement is issued; its plan history can no longer change",
@@ -389,11 +318,7 @@ class TenantService:
                 description=request.description,
             )
         except ValidationError as exc:
-            reason = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
-            field = "amount" if "amount" in reason else "expires_at"
-            raise InvalidRequest(
-                "invalid credit grant", details=[{"field": field, "reason": reason}]
-            ) from None
+            raise InvalidRequest("invalid credit grant", details=validation_details(exc)) from None
         book = self._book()
         if book.ledger.add_grant(grant):
             logger.info("credit granted", extra={"tenant_id": tenant_id, "grant_id": grant.grant_id})
@@ -432,8 +357,7 @@ class TenantService:
                 starts_at=starts_at,
             )
         except ValidationError as exc:
-            message = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
-            raise InvalidRequest(message, details=[{"field": "duration", "reason": message}]) from None
+            raise InvalidRequest("invalid coupon", details=validation_details(exc)) from None
         self._open(starts_at, "starts_at")
         created = []
 
@@ -470,10 +394,3 @@ class TenantService:
             f"tenant {tenant_id} is being changed concurrently; retry",
             details=[{"field": "tenant_id", "reason": "concurrent update"}],
         )
-
-
-def parse_month(text: str, field: str = "month") -> Month:
-    try:
-        return Month.parse(text)
-    except ValueError as exc:
-        raise InvalidRequest(str(exc), details=[{"field": field, "reason": "must be YYYY-MM"}]) from None

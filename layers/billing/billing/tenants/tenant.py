@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
-from billing.kernel.errors import Forbidden, NotFound
+from billing.kernel.errors import NotFound
 from billing.kernel.periods import iso, rfc3339_field
 from billing.kernel.validation import ID_MAX_LENGTH, ID_PATTERN
 from billing.tenants.coupons import Coupon
@@ -107,54 +106,3 @@ def unknown_tenant(tenant_ids: Iterable[str]) -> NotFound:
         f"unknown tenant {ids[0]}" if len(ids) == 1 else f"unknown tenants: {', '.join(ids)}",
         details=[{"field": "tenant_id", "tenant_id": t, "reason": "unknown tenant"} for t in ids],
     )
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: the API Gateway API key id, and whether it is a platform key (the SaaS's own
-    backend, ``PLATFORM_API_KEY_IDS``). The one place the API-key rule for tenants is decided:
-
-    - a platform key may act for every tenant; an unknown tenant is a 404 for it;
-    - any other key may act only for tenants whose record lists it in ``api_key_ids``; for such a key a
-      tenant that does not exist and a tenant of someone else get the very same 403, so a tenant's key
-      cannot tell which tenants exist."""
-
-    api_key_id: str | None
-    platform: bool = False
-
-    def may_act_for(self, tenant: Tenant) -> bool:
-        return self.platform or (self.api_key_id is not None and self.api_key_id in tenant.api_key_ids)
-
-    def authorize(self, tenant_ids: Iterable[str], found: Mapping[str, Tenant], action: str) -> None:
-        """Raise unless this caller may ``action`` (e.g. "write usage for") every tenant named;
-        ``found`` holds the tenants that exist."""
-        ids = sorted(set(tenant_ids))
-        if self.platform:
-            missing = [t for t in ids if t not in found]
-            if missing:
-                raise unknown_tenant(missing)
-            return
-        refused = [t for t in ids if t not in found or not self.may_act_for(found[t])]
-        if refused:
-            raise Forbidden(
-                f"this API key may not {action} tenant(s): {', '.join(refused)}",
-                details=[
-                    {"field": "tenant_id", "tenant_id": t, "reason": "not this key's tenant"} for t in refused
-                ],
-            )
-
-    def require(self, tenant_id: str, tenant: Tenant | None, action: str) -> Tenant:
-        """The tenant, if this caller may ``action`` it (see ``authorize``)."""
-        self.authorize([tenant_id], {tenant_id: tenant} if tenant is not None else {}, action)
-        assert tenant is not None
-        return tenant
-
-    def require_platform(self, action: str) -> None:
-        if not self.platform:
-            raise Forbidden(
-                f"this API key may not {action}",
-                details=[{"field": "x-api-key", "reason": "not a platform key"}],
-            )
-
-
-PLATFORM = Principal(api_key_id=None, platform=True)

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 from billing.adapters.aws.clients import s3_client
 
 
-class InvoiceArchive:
+class S3InvoiceArchive:
     """The month's CSV in S3. Written only when absent or different, so a re-run changes nothing."""
 
     def __init__(self, bucket: str, client: Any = None):

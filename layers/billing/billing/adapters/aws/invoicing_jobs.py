@@ -10,7 +10,7 @@ from billing.adapters.aws.clients import dynamodb_client, sqs_client
 from billing.adapters.dynamodb.items import write_if
 
 
-class InvoicingJobs:
+class SqsInvoicingJobs:
     """One SQS message per statement to invoice, sent once (a marker records that it was sent)."""
 
     def __init__(self, queue_url: str, table: str, sqs: Any = None, dynamodb: Any = None):

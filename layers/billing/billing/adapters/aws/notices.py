@@ -14,7 +14,7 @@ SOURCE = "billing"
 _BATCH = 10  # PutEvents takes at most 10 entries
 
 
-class EventBridgeNotices:
+class EventBridgeNoticePublisher:
     """``source: billing``, ``detail-type: dunning.{kind}``, ``detail``: ``Notice.detail()``.
     An empty bus name publishes nothing (notices switched off)."""
 
@@ -58,7 +58,7 @@ class EventBridgeNotices:
                 )
 
 
-class InvoiceDetailsLookup:
+class DynamoInvoiceDetails:
     """(tenant, Stripe invoice id) -> amount, currency, hosted URL, from the invoice record found
     through its ``STRIPEINV#`` index entry."""
 

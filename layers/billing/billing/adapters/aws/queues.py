@@ -10,7 +10,7 @@ from billing.adapters.aws.clients import sqs_client
 from billing.kernel.errors import QueueRefused
 
 
-class SqsQueue:
+class SqsFallbackQueue:
     def __init__(self, url: str, client: Any = None):
         self.url = url
         self._client = client
@@ -36,7 +36,7 @@ class SqsQueue:
             raise
 
 
-class QueueDepth:
+class SqsQueueDepth:
     """Messages still in a queue: visible, in flight (received, not deleted) and delayed."""
 
     ATTRIBUTES = [

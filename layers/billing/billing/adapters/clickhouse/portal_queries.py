@@ -10,13 +10,13 @@ from collections import defaultdict
 from datetime import date, timedelta
 from decimal import Decimal
 
-from billing.adapters.clickhouse.usage_store import UsageStore
+from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
 from billing.kernel.periods import Month
 from billing.portal.view import DayUsage, ModelUsage, MonthRollup
 
 
-class PortalUsageQueries:
-    def __init__(self, store: UsageStore):
+class ClickHouseUsageRollups:
+    def __init__(self, store: ClickHouseUsageStore):
         self.store = store
 
     def month(self, tenant_id: str, month: Month, until: date) -> MonthRollup:

@@ -5,6 +5,9 @@ Usage cutoff: a statement of a closed month M counts only rows with ``stored_at 
 rows of M stored later are late data, billed as adjustments on a later statement.
 Boundaries are passed as epoch milliseconds (``timestamp`` is DateTime64(3)); an instant with
 sub-millisecond digits is rounded up, so an event at or after a boundary is on its later side.
+
+Length: one class whose every read shares the same exactly-once rules (``FINAL``, the segment bounds,
+the late-data watermark); each SQL text sits next to the method that reads its answer.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from billing.adapters.clickhouse.usage_store import UsageStore
+from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
 from billing.kernel.periods import Month, utc
 from billing.rating import LateUsage, MonthUsage, Segment, Usage
 from billing.rating.usage import Meter, Meters
@@ -43,8 +46,8 @@ def _ts(name: str) -> str:
     return f"fromUnixTimestamp64Milli({{{name}:Int64}}, 'UTC')"
 
 
-class RatingQueries:
-    def __init__(self, store: UsageStore):
+class ClickHouseRatingQueries:
+    def __init__(self, store: ClickHouseUsageStore):
         self.store = store
 
     # ------------------------------------------------------------------------------------------

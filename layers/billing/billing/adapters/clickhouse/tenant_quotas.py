@@ -6,14 +6,14 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from billing.adapters.clickhouse.usage_store import UsageStore
+from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
 from billing.catalog.plans import PlanCatalog
 from billing.metering.quota_export import QuotaRow, quota_rows
 
 COLUMNS = ["tenant_id", "plan", "query_quota", "updated_at"]
 
 
-def write_quotas(store: UsageStore, rows: Sequence[QuotaRow]) -> int:
+def write_quotas(store: ClickHouseUsageStore, rows: Sequence[QuotaRow]) -> int:
     """Append one row per tenant; the newest updated_at wins in every dashboard query (argMax)."""
     if rows:
         store.client.insert(
@@ -25,13 +25,13 @@ def write_quotas(store: UsageStore, rows: Sequence[QuotaRow]) -> int:
 
 
 def export_tenant_quotas(
-    tenants: Any, store: UsageStore, catalog: PlanCatalog, at: datetime | None = None
+    tenants: Any, store: ClickHouseUsageStore, catalog: PlanCatalog, at: datetime | None = None
 ) -> int:
     """Export every tenant's quota in force at ``at`` (default now). ``tenants`` is a TenantRepository."""
     return write_quotas(store, quota_rows(tenants.list_all(), catalog, at or datetime.now(UTC)))
 
 
-def current_quotas(store: UsageStore) -> dict[str, int | None]:
+def current_quotas(store: ClickHouseUsageStore) -> dict[str, int | None]:
     rows = store.query(
         "SELECT tenant_id, argMax(tuple(query_quota), updated_at).1 FROM tenant_quotas GROUP BY tenant_id"
     )

@@ -82,14 +82,14 @@ def _statements(sql: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
-class UsageStore:
+class ClickHouseUsageStore:
     """Everything the domain needs from ClickHouse."""
 
     def __init__(self, client: Client):
         self.client = client
 
     @classmethod
-    def from_url(cls, url: str, database: str, *, timeout_s: float = 10.0) -> UsageStore:
+    def from_url(cls, url: str, database: str, *, timeout_s: float = 10.0) -> ClickHouseUsageStore:
         return cls(connect(url, database, timeout_s=timeout_s))
 
     # -- schema ---------------------------------------------------------------------------------
@@ -148,7 +148,7 @@ class UsageStore:
 
     def now(self) -> datetime:
         """ClickHouse's clock (``now64(3)``): the clock ``stored_at`` is written with, so the close's
-        watermark is compared with stored_at on one clock (issue 10, defect 14)."""
+        watermark is compared with stored_at on one clock."""
         return utc(self.query("SELECT now64(3, 'UTC')")[0][0])
 
     def stored_queries(self, month: Month) -> dict[str, int]:

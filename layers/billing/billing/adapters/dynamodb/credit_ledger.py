@@ -15,7 +15,7 @@ from billing.adapters.dynamodb.items import dynamodb_client, items, write_if
 from billing.tenants.credits import CreditBurn, CreditGrant
 
 
-class CreditLedgerRepository:
+class DynamoCreditLedger:
     def __init__(self, table: str, client: Any = None):
         self.table = table
         self.client = client or dynamodb_client()

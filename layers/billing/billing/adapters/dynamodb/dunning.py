@@ -48,8 +48,8 @@ def _s(value: str) -> dict[str, str]:
     return {"S": value}
 
 
-class DunningStore:
-    """Implements billing.dunning.DunningRepository on BillingTable (+ TenantsTable for the mirror)."""
+class DynamoDunningStore:
+    """Implements billing.dunning.DunningStore on BillingTable (+ TenantsTable for the mirror)."""
 
     def __init__(self, billing_table: str, tenants_table: str, client: Any = None):
         self.table = billing_table
@@ -268,7 +268,7 @@ def _entry(data: dict[str, Any]) -> AuditEntry:
     )
 
 
-class ProcessedEvents:
+class DynamoEventLog:
     """Processed Stripe event ids in LedgerTable (pk "WEBHOOK#{id}", TTL ``expires_at``). Written
     once the event's state change is stored, with a conditional put: False means a redelivery."""
 

@@ -22,7 +22,7 @@ from billing.adapters.dynamodb.statements import invoice_statement
 from billing.invoicing import InvoiceRecord
 
 
-class InvoiceRecordRepository:
+class DynamoInvoiceRecords:
     def __init__(self, table: str, client: Any = None):
         self.table = table
         self.client = client or dynamodb_client()

@@ -9,7 +9,7 @@ from typing import Any
 from billing.adapters.dynamodb.items import from_item, to_item
 
 
-class ProductIdStore:
+class DynamoProductIds:
     def __init__(self, table: str, client: Any = None):
         self.table = table
         self._client = client

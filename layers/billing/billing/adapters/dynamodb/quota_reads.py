@@ -10,7 +10,7 @@ from billing.adapters.dynamodb.tenants import _tenant
 from billing.tenants.tenant import Tenant
 
 
-class QuotaReads:
+class DynamoQuotaReads:
     def __init__(self, tenants_table: str, ledger_table: str, client: Any = None):
         self.tenants_table = tenants_table
         self.ledger_table = ledger_table

@@ -18,7 +18,7 @@ from billing.kernel.periods import Month, iso, parse_instant
 from billing.statements.statement import Statement
 
 
-class PeriodRepository:
+class DynamoPeriodStore:
     def __init__(self, table: str, client: Any = None):
         self.table = table
         self.client = client or dynamodb_client()
@@ -45,7 +45,7 @@ class PeriodRepository:
         return existing
 
 
-class StatementRepository:
+class DynamoStatementStore:
     def __init__(self, table: str, client: Any = None):
         self.table = table
         self.client = client or dynamodb_client()

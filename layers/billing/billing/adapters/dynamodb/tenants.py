@@ -12,7 +12,7 @@ from billing.kernel.periods import iso
 from billing.tenants.tenant import Tenant
 
 
-class TenantRepository:
+class DynamoTenantStore:
     def __init__(self, table: str, client: Any = None):
         self.table = table
         self.client = client or dynamodb_client()

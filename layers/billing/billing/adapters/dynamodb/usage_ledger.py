@@ -10,6 +10,10 @@ for the queries (counter + claims, 2 WRU per item), ceil((B - q) / 25) BatchExec
 PartiQL INSERTs for the other claims (1 WRU each, sent in parallel), one PutItem commit. No reads:
 conflicts come back as cancellation reasons, DuplicateItem or failed conditions and only then are
 looked up.
+
+Length: the claims, the counted claims and the quota counter are written in shared transactions
+(a query's claim and its counter move together), so their item formats and conditions stay in one
+class.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ def _forget_pool() -> None:
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-class UsageLedger:
+class DynamoUsageLedger:
     """Exactly-once admission and exact quota counting without locks.
 
     Every claim is a conditional write, so two batches carrying the same event id cannot both hold

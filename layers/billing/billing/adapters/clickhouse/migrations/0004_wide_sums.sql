@@ -1,4 +1,4 @@
--- Wide sums (issue 10, defect 3): ClickHouse's sum() keeps the column's type, so a month of UInt64
+-- Wide sums: ClickHouse's sum() keeps the column's type, so a month of UInt64
 -- token or byte counts could wrap around to a small number. Every counted column becomes UInt128:
 -- with the per-event bounds ingest enforces (billing.events: tokens <= 10^12, bytes <= 10^15) no sum
 -- of fewer than 10^23 events can overflow. Raw rows and both rollups are widened, so sums read from

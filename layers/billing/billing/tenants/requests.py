@@ -1,0 +1,88 @@
+"""The tenants API's request bodies: strict (``"yes"``, ``"5"``, ``1.5`` never pass as bool, int or
+money), unknown fields refused, instants RFC 3339 with an offset; every problem is a 400 naming its
+field (``parse_request``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from billing.kernel.money import reject_float
+from billing.kernel.periods import rfc3339_field
+from billing.kernel.validation import Identifier, parse_model
+from billing.tenants.coupons import Duration
+
+_instant = rfc3339_field
+
+
+# Stripe refuses a malformed email (``email_invalid``) on every customer create; checked at signup so
+# a tenant record can never make every invoicing attempt fail.
+EMAIL_PATTERN = r"^$|^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$"
+
+
+class SignupRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)  # "yes", "5", true never pass as bool/int
+    id: Identifier
+    name: str = Field(default="", max_length=256)  # Stripe's customer name limit
+    email: str = Field(default="", max_length=256, pattern=EMAIL_PATTERN)
+    plan: str = Field(min_length=1, max_length=128)
+    effective_at: datetime | None = None
+    trial: bool = False
+    trial_days: int | None = Field(default=None, ge=0, le=366)
+    trial_ends_at: datetime | None = None
+    api_key_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list, max_length=20
+    )
+
+    _parse = field_validator("effective_at", "trial_ends_at", mode="before")(_instant)
+
+
+class PlanChangeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    plan: str = Field(min_length=1, max_length=128)
+    effective_at: datetime | None = None
+
+    _parse = field_validator("effective_at", mode="before")(_instant)
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    at: datetime | None = None
+
+    _parse = field_validator("at", mode="before")(_instant)
+
+
+class CreditGrantRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grant_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    amount: Decimal = Field(gt=0, max_digits=20, decimal_places=9)
+    currency: str | None = Field(default=None, pattern=r"^[a-z]{3}$")  # None: the tenant's
+    granted_at: datetime | None = None
+    expires_at: datetime | None = None
+    priority: int = Field(default=100, ge=0, le=1_000_000)
+    description: str = Field(default="", max_length=256)
+
+    _no_float = field_validator("amount", mode="before")(reject_float)
+    _parse = field_validator("granted_at", "expires_at", mode="before")(_instant)
+
+
+class CouponRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    coupon_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
+    name: str = Field(default="", max_length=256)
+    percent_off: Decimal | None = Field(default=None, gt=0, le=100, max_digits=9, decimal_places=6)
+    amount_off: Decimal | None = Field(default=None, gt=0, max_digits=20, decimal_places=9)
+    duration: Duration
+    duration_months: int | None = Field(default=None, ge=1, le=1200)
+    starts_at: datetime | None = None
+
+    _no_float = field_validator("percent_off", "amount_off", mode="before")(reject_float)
+    _parse = field_validator("starts_at", mode="before")(_instant)
+
+
+def parse_request(model: type[BaseModel], body: Any) -> Any:
+    """A JSON object to a request model, or InvalidRequest naming each bad field and why."""
+    return parse_model(model, body)
