@@ -31,7 +31,7 @@ import random
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -187,21 +187,17 @@ class IngestService:
         )
         return result
 
-    def _already_stored(self, events: Sequence[UsageEvent]) -> set[tuple[str, str]]:
-        """Keys of taken-over events that are in ClickHouse already (their old request inserted them
-        and died before committing). When ClickHouse cannot say, none: inserting again is safe, as
-        ClickHouse drops a block carrying the same dedup token and FINAL collapses any other copy."""
+    def _stored_keys(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]] | None:
+        """Which of ``keys`` (tenant_id, event_id) ClickHouse holds, asked tenant by tenant; None when
+        it cannot say, which each caller answers for itself."""
         by_tenant: dict[str, list[str]] = defaultdict(list)
-        for event in events:
-            by_tenant[event.tenant_id].append(event.event_id)
-        found: set[tuple[str, str]] = set()
+        for tenant_id, event_id in keys:
+            by_tenant[tenant_id].append(event_id)
         try:
-            for tenant_id, ids in by_tenant.items():
-                found |= {(tenant_id, e) for e in self.store.existing_event_ids(tenant_id, ids)}
+            return {(t, e) for t, ids in by_tenant.items() for e in self.store.existing_event_ids(t, ids)}
         except Exception:
-            logger.warning("could not check taken-over events in ClickHouse", exc_info=True)
-            return set()
-        return found
+            logger.warning("ClickHouse could not say which events it holds", exc_info=True)
+            return None
 
     def _partial_failure(
         self,
@@ -422,7 +418,8 @@ class IngestService:
             except Exception as exc:  # SQS failed as well: this block has no durable home we know of
                 logger.exception("fallback queue unavailable", extra={"batch_id": batch_id})
                 outcome.failed, outcome.failure = block, "unavailable"
-                landed = self._already_stored_rows(block)
+                # a timed-out insert may have been applied: what ClickHouse holds is kept
+                landed = self._stored_keys([(r.tenant_id, r.event_id) for r in block])
                 if landed is not None:
                     outcome.kept.extend(r for r in block if (r.tenant_id, r.event_id) in landed)
                 if landed is None or not isinstance(exc, QueueRefused):
@@ -431,21 +428,6 @@ class IngestService:
                     outcome.unsettled = [r for r in block if (r.tenant_id, r.event_id) not in (landed or ())]
                 return outcome
         return outcome
-
-    def _already_stored_rows(self, block: list[StoredEvent]) -> set[tuple[str, str]] | None:
-        """Which rows of a block whose insert reported failure are in ClickHouse (a timed-out insert
-        may have been applied); None when ClickHouse cannot say."""
-        by_tenant: dict[str, list[str]] = defaultdict(list)
-        for row in block:
-            by_tenant[row.tenant_id].append(row.event_id)
-        try:
-            return {
-                (tenant_id, e)
-                for tenant_id, ids in by_tenant.items()
-                for e in self.store.existing_event_ids(tenant_id, ids)
-            }
-        except Exception:
-            return None
 
 
 @dataclass
@@ -518,7 +500,11 @@ class _Batch:
                 raise self.s._quota_error(self.result)
             return self.result
         try:
-            landed = self.s._already_stored([e for e in accepted if self.claims[e.key] in self.taken_over])
+            # Taken-over events their dead batch inserted before it died are not inserted again. When
+            # ClickHouse cannot say, none are: inserting again is safe, as ClickHouse drops a block
+            # carrying the same dedup token and FINAL collapses any other copy.
+            landed = self.s._stored_keys([e.key for e in accepted if self.claims[e.key] in self.taken_over])
+            landed = landed if landed is not None else set()
             to_store = [self.priced[e.key] for e in accepted if e.key not in landed]
             outcome = self.s._store(to_store, self.batch_id)
             if outcome.failed is None:
