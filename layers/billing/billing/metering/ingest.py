@@ -18,7 +18,7 @@ Order of work for a batch (nothing is written before every check has passed):
    When a block finds no durable home, the answer is 503 naming ``kept`` (stored or queued, committed)
    and ``unsettled`` events (maybe stored or queued: a send that raised without SQS refusing it may
    have queued the block); everything else is given back, claim and quota in one transaction
-   (``_partial_failure``). Any other failure after claiming lets every claim go before answering
+   (``_Batch._partial_failure``). Any other failure after claiming lets every claim go before answering
    (``_Batch._fail``: given back, or given up with lease 0 and named ``unsettled``), so the client's
    immediate retry proceeds; only when DynamoDB fails too do the claims wait for their lease, and
    ``Retry-After`` says how long. See ``_Batch`` for the admission rule and the failure paths.
@@ -34,7 +34,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from functools import lru_cache, partial
 from operator import attrgetter
 from typing import Any, NoReturn, Protocol
 
@@ -132,6 +132,11 @@ class Store(Protocol):
 
 
 class IngestService:
+    """Admits each batch and hands it to a ``_Batch``. Its collaborators and settings are
+    plain attributes, read anew for every request (a test or the demo may swap ``store``,
+    ``fallback``, ``ledger``, ``claim_wait_seconds`` or ``now_s`` between requests); a batch never
+    sees this object."""
+
     def __init__(
         self,
         *,
@@ -163,7 +168,6 @@ class IngestService:
         # Claim leases measure Lambda lifetimes (epoch seconds), not billing time; tests advance this
         # clock to let a dead request's lease run out.
         self.now_s: Callable[[], float] = lease_clock or time.time
-        self._expiries: dict[tuple[int, int, int], int] = {}  # (year, month, retention days) -> expiry
 
     # ------------------------------------------------------------------------------------------
     def ingest(self, events: Sequence[UsageEvent], principal: Principal | None = None) -> IngestResult:
@@ -173,7 +177,22 @@ class IngestService:
         months = month_keys([e.timestamp for e in events])  # each event's (year, month), in order
         tenants = self._check_tenants(events, principal, months)
         batch_id = uuid.uuid4().hex
-        result = _Batch(self, events, months, priced, tenants, batch_id).run()
+        result = _Batch(
+            events,
+            months,
+            priced,
+            tenants,
+            batch_id,
+            ledger=self.ledger,
+            store=self.store,
+            fallback=self.fallback,
+            catalog=self.catalog,
+            retention_days=self.dedup_retention_days,
+            claim_wait_seconds=self.claim_wait_seconds,
+            lease_seconds=self.claim_lease_seconds,
+            lease_clock=self.now_s,
+            clock=self.clock,
+        ).run()
         logger.info(
             "usage batch accepted",
             extra={
@@ -186,88 +205,6 @@ class IngestService:
             },
         )
         return result
-
-    def _stored_keys(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]] | None:
-        """Which of ``keys`` (tenant_id, event_id) ClickHouse holds, asked tenant by tenant; None when
-        it cannot say, which each caller answers for itself."""
-        by_tenant: dict[str, list[str]] = defaultdict(list)
-        for tenant_id, event_id in keys:
-            by_tenant[tenant_id].append(event_id)
-        try:
-            return {(t, e) for t, ids in by_tenant.items() for e in self.store.existing_event_ids(t, ids)}
-        except Exception:
-            logger.warning("ClickHouse could not say which events it holds", exc_info=True)
-            return None
-
-    def _partial_failure(
-        self,
-        events: Sequence[UsageEvent],
-        accepted: list[UsageEvent],
-        landed: set[tuple[str, str]],
-        outcome: StoreOutcome,
-        claims: dict[tuple[str, str], Claim],
-        counted: dict[Claim, str],
-        taken_over: set[Claim],
-        batch_id: str,
-        expiry: dict[Claim, int],
-        result: IngestResult,
-    ) -> BillingError:
-        """A block found no durable home. What has one (stored or queued) stays claimed, counted and
-        committed, and is named ``kept``; what surely was not stored is given back (claim and quota);
-        a block whose insert may have been applied (it timed out) and that ClickHouse cannot confirm
-        either way, or whose send to the queue raised without SQS refusing it (it may be queued and
-        replayed), and any event taken over from a dead batch (which may have stored or queued it),
-        stays claimed and counted under a batch that never commits, is named ``unsettled``, and the
-        client's retry settles it. So a retry of the same request stores every event exactly once,
-        and every quota counter equals the month's counted claims."""
-        month_of = {claims[e.key]: str(Month.of(e.timestamp)) for e in accepted if e.queries}
-        counted = {**counted, **month_of}
-        kept_keys = landed | {(r.tenant_id, r.event_id) for r in outcome.kept}
-        unsettled_keys = {(r.tenant_id, r.event_id) for r in outcome.unsettled}
-        unsettled_keys |= {e.key for e in accepted if claims[e.key] in taken_over and e.key not in kept_keys}
-        released = [claims[e.key] for e in accepted if e.key not in kept_keys and e.key not in unsettled_keys]
-        self.ledger.release(released, batch_id, {c: counted[c] for c in released if c in counted})
-        if unsettled_keys:
-            unsettled = [claims[k] for k in unsettled_keys]
-            try:
-                self.ledger.claim(
-                    unsettled,
-                    f"{batch_id}-unsettled",
-                    expiry,
-                    lease_until=0,  # given up: the retry takes them over at once
-                    counted={c: counted[c] for c in unsettled if c in counted},
-                    previous={c: batch_id for c in unsettled},
-                )
-            except ClaimsInterrupted as interrupted:
-                raise interrupted.error from None
-        kept = [e.event_id for e in accepted if e.key in kept_keys]
-        if kept:
-            self.ledger.commit_batch(batch_id, max(expiry.values()), events=len(kept), queued=outcome.queued)
-        extra = {
-            "kept": kept,
-            "unsettled": [e.event_id for e in accepted if e.key in unsettled_keys],
-            "duplicates": result.duplicates,
-            "rejected_for_quota": result.rejected_for_quota,
-        }
-        if outcome.failure == "rejected":
-            index = {e.key: i for i, e in enumerate(events)}
-            return InvalidRequest(
-                f"ClickHouse refused {len(outcome.failed or [])} event(s) as invalid; nothing else was stored"
-                + (f" but the {len(kept)} event(s) named in 'kept'" if kept else ""),
-                details=[
-                    {"index": index[(r.tenant_id, r.event_id)], "field": "event", "reason": outcome.reason}
-                    for r in outcome.failed or []
-                ],
-                extra=extra,
-            )
-        return ServiceUnavailable(
-            "usage store and fallback queue are both unavailable; retry the request: events named in "
-            "'kept' are stored or queued (the retry reports them as duplicates), those named in "
-            "'unsettled' may be stored or queued and stay counted until the retry settles them (each "
-            "stored once, counted once), the rest were not accepted",
-            headers={"Retry-After": "5"},
-            extra=extra,
-        )
 
     # ------------------------------------------------------------------------------------------
     def _price(self, events: Sequence[UsageEvent], now: datetime) -> dict[tuple[str, str], StoredEvent]:
@@ -361,74 +298,6 @@ class IngestService:
             )
         return tenants
 
-    def _claim_expiry(self, month: Month) -> int:
-        """When the claims of ``month``'s events expire (the retention after the month ends)."""
-        key = (month.year, month.month, self.dedup_retention_days)
-        found = self._expiries.get(key)
-        if found is None:
-            end = month.end + timedelta(days=self.dedup_retention_days)
-            found = self._expiries[key] = int(end.timestamp())
-        return found
-
-    def _quota_error(self, result: IngestResult) -> QuotaExceeded:
-        quota = result.quota or {}
-        resets_at = parse_instant(quota["resets_at"]) if quota.get("resets_at") else self.clock()
-        retry_after = max(1, int((resets_at - self.clock()).total_seconds()))
-        error = QuotaExceeded(
-            f"monthly query quota of {quota.get('limit')} reached for tenant {quota.get('tenant_id')}; "
-            f"it resets at {quota.get('resets_at')}",
-            details={
-                **quota,
-                "rejected_for_quota": result.rejected_for_quota,
-                "duplicates": result.duplicates,
-            },
-            headers={"Retry-After": str(retry_after)},
-            extra={
-                "limit": quota.get("limit"),
-                "used": quota.get("used"),
-                "resets_at": quota.get("resets_at"),
-            },
-        )
-        return error
-
-    def _store(self, rows: list[StoredEvent], batch_id: str) -> StoreOutcome:
-        """Insert block by block; a block ClickHouse did not take goes to the fallback queue. Stops at
-        the first block that finds no durable home (later blocks are not tried)."""
-        outcome = StoreOutcome()
-        for block in blocks(rows):
-            try:
-                self.store.insert_events(block)
-                outcome.kept.extend(block)
-                continue
-            except StoreRejected as exc:  # a retry cannot fix it: never queued (issue 10, defect 3)
-                logger.error(
-                    "ClickHouse refused a block as invalid", extra={"batch_id": batch_id, "error": str(exc)}
-                )
-                outcome.failed, outcome.failure, outcome.reason = block, "rejected", str(exc)
-                return outcome
-            except StoreUnavailable as exc:
-                logger.warning(
-                    "ClickHouse insert failed; queueing block",
-                    extra={"batch_id": batch_id, "error": str(exc)},
-                )
-            try:
-                self.fallback.send(encode_block(batch_id, block))
-                outcome.kept.extend(block)
-                outcome.queued = True
-            except Exception as exc:  # SQS failed as well: this block has no durable home we know of
-                logger.exception("fallback queue unavailable", extra={"batch_id": batch_id})
-                outcome.failed, outcome.failure = block, "unavailable"
-                # a timed-out insert may have been applied: what ClickHouse holds is kept
-                landed = self._stored_keys([(r.tenant_id, r.event_id) for r in block])
-                if landed is not None:
-                    outcome.kept.extend(r for r in block if (r.tenant_id, r.event_id) in landed)
-                if landed is None or not isinstance(exc, QueueRefused):
-                    # the insert may have landed unseen, or the send may have queued the block
-                    # although it raised (its answer lost): what is not known stored is unsettled
-                    outcome.unsettled = [r for r in block if (r.tenant_id, r.event_id) not in (landed or ())]
-                return outcome
-        return outcome
-
 
 @dataclass
 class StoreOutcome:
@@ -446,10 +315,17 @@ class StoreOutcome:
 
 
 class _Batch:
-    """One batch's way through the ledger without a lock: claim every new event id with conditional
-    writes (queries in the same transaction as their month's counter), store, commit. It remembers
-    what it holds so that any failure gives each claim back (never stored) or gives it up (may be
-    stored: lease 0, still counted, the retry settles it).
+    """One admitted batch's way through the ledger: claim every new event id with conditional writes
+    (queries in the same transaction as their month's counter), store, commit. It remembers what it
+    holds so that any failure gives each claim back (never stored) or gives it up (may be stored:
+    lease 0, still counted, the retry settles it). ``run`` is its only entry, once per batch.
+
+    Its collaborators come in explicitly: the ``ledger``, the ClickHouse ``store`` and the
+    ``fallback`` queue; the ``catalog`` (each tenant's quota schedule); ``retention_days`` (claims
+    and counters expire that long after their month ends); ``claim_wait_seconds`` (how long to wait
+    for another live batch's claim); ``lease_seconds`` and the ``lease_clock`` (epoch seconds:
+    leases measure Lambda lifetimes, not billing time); the billing ``clock`` (the 429's
+    ``Retry-After``).
 
     Admission: the queries of each (tenant, month) are taken in (timestamp, event_id) order, 99 per
     transaction; a transaction adds its queries to the counter only if the counter still leaves
@@ -459,21 +335,32 @@ class _Batch:
 
     def __init__(
         self,
-        service: IngestService,
         events: Sequence[UsageEvent],
         months: Sequence[tuple[int, int]],  # each event's (year, month), in order
         priced: dict[tuple[str, str], StoredEvent],
         tenants: dict[str, Tenant],
         batch_id: str,
+        *,
+        ledger: UsageLedger,
+        store: Store,
+        fallback: FallbackQueue,
+        catalog: PlanCatalog,
+        retention_days: int,
+        claim_wait_seconds: float,
+        lease_seconds: float,
+        lease_clock: Callable[[], float],
+        clock: Callable[[], datetime],
     ):
-        self.s, self.ledger = service, service.ledger
+        self.ledger, self.store, self.fallback, self.catalog = ledger, store, fallback, catalog
+        self.retention_days, self.claim_wait_seconds = retention_days, claim_wait_seconds
+        self.now_s, self.clock = lease_clock, clock
         self.events, self.priced, self.tenants, self.batch_id = events, priced, tenants, batch_id
         keys = [e.key for e in events]
         self.claims = dict(zip(keys, map(_claim_of, keys), strict=True))
         self.months = months
-        expiry = {m: service._claim_expiry(Month(*m)) for m in set(self.months)}
+        expiry = {m: claim_expiry(*m, retention_days) for m in set(self.months)}
         self.expiry = {self.claims[e.key]: expiry[m] for e, m in zip(events, self.months, strict=True)}
-        self.lease_until = service.now_s() + service.claim_lease_seconds
+        self.lease_until = lease_clock() + lease_seconds
         self.result = IngestResult()
         self.known: dict[Claim, ClaimState] = {}  # claims found held by another batch (after a conflict)
         self.held: dict[Claim, str | None] = {}  # claims this batch wrote -> the month counting it
@@ -497,16 +384,17 @@ class _Batch:
         accepted = [e for e in self.events if self.claims[e.key] in self.held and e.key not in rejected_keys]
         if not accepted:  # nothing claimed: nothing to commit (a refused request writes nothing)
             if rejected:
-                raise self.s._quota_error(self.result)
+                raise self._quota_error()
             return self.result
         try:
             # Taken-over events their dead batch inserted before it died are not inserted again. When
             # ClickHouse cannot say, none are: inserting again is safe, as ClickHouse drops a block
             # carrying the same dedup token and FINAL collapses any other copy.
-            landed = self.s._stored_keys([e.key for e in accepted if self.claims[e.key] in self.taken_over])
+            landed = _stored_keys(
+                self.store, [e.key for e in accepted if self.claims[e.key] in self.taken_over]
+            )
             landed = landed if landed is not None else set()
-            to_store = [self.priced[e.key] for e in accepted if e.key not in landed]
-            outcome = self.s._store(to_store, self.batch_id)
+            outcome = self._store([self.priced[e.key] for e in accepted if e.key not in landed])
             if outcome.failed is None:
                 self.result.queued = outcome.queued
                 self.ledger.commit_batch(
@@ -514,23 +402,12 @@ class _Batch:
                 )
                 self.result.accepted = [e.event_id for e in accepted]
                 return self.result
-            counted = {c: m for c, m in self.held.items() if m and c in self.taken_over}
-            error = self.s._partial_failure(
-                self.events,
-                accepted,
-                landed,
-                outcome,
-                self.claims,
-                counted,
-                self.taken_over,
-                self.batch_id,
-                self.expiry,
-                self.result,
-            )
+            error = self._partial_failure(accepted, landed, outcome)
         except Exception as exc:
             self._fail(exc, inserted=True)
         raise error
 
+    # ----------------------------------------------------------------------------------- claiming
     def _claim_all(self) -> list[UsageEvent]:
         """Claim every new event id; returns the queries refused for quota (never claimed)."""
         groups: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
@@ -563,9 +440,9 @@ class _Batch:
         return keep
 
     def _claim_queries(self, tenant_id: str, month: str, ordered: list[UsageEvent]) -> list[UsageEvent]:
-        limit_at = quota_schedule(self.tenants[tenant_id], self.s.catalog)
-        month_end = Month.parse(month).end
-        counter_expires = int((month_end + timedelta(days=self.s.dedup_retention_days)).timestamp())
+        limit_at = quota_schedule(self.tenants[tenant_id], self.catalog)
+        of = Month.parse(month)
+        counter_expires = claim_expiry(of.year, of.month, self.retention_days)  # with the month's claims
         used, limit = 0, None  # ``used``: the counter as last seen (a guess until a refusal tells)
         rejected: list[UsageEvent] = []
         for start in range(0, len(ordered), MAX_COUNTED_PER_TRANSACTION):
@@ -613,7 +490,7 @@ class _Batch:
                 "month": month,
                 "limit": limit,
                 "used": used,
-                "resets_at": iso(month_end),
+                "resets_at": iso(of.end),
             }
             self.result.rejected_for_quota.extend(
                 {"event_id": e.event_id, "tenant_id": e.tenant_id, "timestamp": iso(e.timestamp)}
@@ -662,7 +539,7 @@ class _Batch:
     def _resolve(self, conflicts: frozenset[Claim]) -> None:
         """Learn who holds the conflicting claims; while a live batch holds one (it may still commit
         it), wait for its outcome, up to ``claim_wait_seconds``."""
-        deadline = time.monotonic() + self.s.claim_wait_seconds
+        deadline = time.monotonic() + self.claim_wait_seconds
         pending, delay = set(conflicts), 0.02
         while True:
             states = self.ledger.lookup(sorted(pending, key=lambda c: c.pk))
@@ -671,7 +548,7 @@ class _Batch:
                     self.known[claim] = states[claim]
                 else:  # given back meanwhile: claim it as new
                     self.known.pop(claim, None)
-            now = self.s.now_s()
+            now = self.now_s()
             live = {
                 c
                 for c in pending
@@ -684,12 +561,140 @@ class _Batch:
             time.sleep(random.uniform(delay / 2, delay))
             delay, pending = min(0.5, delay * 2), live
 
+    # ------------------------------------------------------------------------------------ storing
+    def _store(self, rows: list[StoredEvent]) -> StoreOutcome:
+        """Insert block by block; a block ClickHouse did not take goes to the fallback queue. Stops at
+        the first block that finds no durable home (later blocks are not tried)."""
+        outcome = StoreOutcome()
+        for block in blocks(rows):
+            try:
+                self.store.insert_events(block)
+                outcome.kept.extend(block)
+                continue
+            except StoreRejected as exc:  # no retry can fix it, so neither can a replay: never queued
+                logger.error(
+                    "ClickHouse refused a block as invalid",
+                    extra={"batch_id": self.batch_id, "error": str(exc)},
+                )
+                outcome.failed, outcome.failure, outcome.reason = block, "rejected", str(exc)
+                return outcome
+            except StoreUnavailable as exc:
+                logger.warning(
+                    "ClickHouse insert failed; queueing block",
+                    extra={"batch_id": self.batch_id, "error": str(exc)},
+                )
+            try:
+                self.fallback.send(encode_block(self.batch_id, block))
+                outcome.kept.extend(block)
+                outcome.queued = True
+            except Exception as exc:  # SQS failed as well: this block has no durable home we know of
+                logger.exception("fallback queue unavailable", extra={"batch_id": self.batch_id})
+                outcome.failed, outcome.failure = block, "unavailable"
+                # a timed-out insert may have been applied: what ClickHouse holds is kept
+                landed = _stored_keys(self.store, [(r.tenant_id, r.event_id) for r in block])
+                if landed is not None:
+                    outcome.kept.extend(r for r in block if (r.tenant_id, r.event_id) in landed)
+                if landed is None or not isinstance(exc, QueueRefused):
+                    # the insert may have landed unseen, or the send may have queued the block
+                    # although it raised (its answer lost): what is not known stored is unsettled
+                    outcome.unsettled = [r for r in block if (r.tenant_id, r.event_id) not in (landed or ())]
+                return outcome
+        return outcome
+
+    # ------------------------------------------------------------------------------ failure exits
+    def _quota_error(self) -> QuotaExceeded:
+        """The 429 of a batch whose every new query was refused and that claimed nothing else."""
+        quota = self.result.quota or {}
+        resets_at = parse_instant(quota["resets_at"]) if quota.get("resets_at") else self.clock()
+        retry_after = max(1, int((resets_at - self.clock()).total_seconds()))
+        return QuotaExceeded(
+            f"monthly query quota of {quota.get('limit')} reached for tenant {quota.get('tenant_id')}; "
+            f"it resets at {quota.get('resets_at')}",
+            details={
+                **quota,
+                "rejected_for_quota": self.result.rejected_for_quota,
+                "duplicates": self.result.duplicates,
+            },
+            headers={"Retry-After": str(retry_after)},
+            extra={
+                "limit": quota.get("limit"),
+                "used": quota.get("used"),
+                "resets_at": quota.get("resets_at"),
+            },
+        )
+
+    def _partial_failure(
+        self, accepted: list[UsageEvent], landed: set[tuple[str, str]], outcome: StoreOutcome
+    ) -> BillingError:
+        """A block found no durable home (``outcome``; ``landed``: taken-over events found stored).
+        What has one (stored or queued) stays claimed, counted and committed, and is named ``kept``;
+        what surely was not stored is given back (claim and quota); a block whose insert may have
+        been applied (it timed out) and that ClickHouse cannot confirm either way, or whose send to
+        the queue raised without SQS refusing it (it may be queued and replayed), and any event
+        taken over from a dead batch (which may have stored or queued it), stays claimed and counted
+        under a batch that never commits, is named ``unsettled``, and the client's retry settles it.
+        So a retry of the same request stores every event exactly once, and every quota counter
+        equals the month's counted claims."""
+        claims, batch_id = self.claims, self.batch_id
+        counted = {c: m for c, m in self.held.items() if m and c in self.taken_over}
+        counted |= {claims[e.key]: str(Month.of(e.timestamp)) for e in accepted if e.queries}
+        kept_keys = landed | {(r.tenant_id, r.event_id) for r in outcome.kept}
+        unsettled_keys = {(r.tenant_id, r.event_id) for r in outcome.unsettled}
+        unsettled_keys |= {
+            e.key for e in accepted if claims[e.key] in self.taken_over and e.key not in kept_keys
+        }
+        released = [claims[e.key] for e in accepted if e.key not in kept_keys and e.key not in unsettled_keys]
+        self.ledger.release(released, batch_id, {c: counted[c] for c in released if c in counted})
+        if unsettled_keys:
+            unsettled = [claims[k] for k in unsettled_keys]
+            try:
+                self.ledger.claim(
+                    unsettled,
+                    f"{batch_id}-unsettled",
+                    self.expiry,
+                    lease_until=0,  # given up: the retry takes them over at once
+                    counted={c: counted[c] for c in unsettled if c in counted},
+                    previous={c: batch_id for c in unsettled},
+                )
+            except ClaimsInterrupted as interrupted:
+                raise interrupted.error from None
+        kept = [e.event_id for e in accepted if e.key in kept_keys]
+        if kept:
+            self.ledger.commit_batch(
+                batch_id, max(self.expiry.values()), events=len(kept), queued=outcome.queued
+            )
+        extra = {
+            "kept": kept,
+            "unsettled": [e.event_id for e in accepted if e.key in unsettled_keys],
+            "duplicates": self.result.duplicates,
+            "rejected_for_quota": self.result.rejected_for_quota,
+        }
+        if outcome.failure == "rejected":
+            index = {e.key: i for i, e in enumerate(self.events)}
+            return InvalidRequest(
+                f"ClickHouse refused {len(outcome.failed or [])} event(s) as invalid; nothing else was stored"
+                + (f" but the {len(kept)} event(s) named in 'kept'" if kept else ""),
+                details=[
+                    {"index": index[(r.tenant_id, r.event_id)], "field": "event", "reason": outcome.reason}
+                    for r in outcome.failed or []
+                ],
+                extra=extra,
+            )
+        return ServiceUnavailable(
+            "usage store and fallback queue are both unavailable; retry the request: events named in "
+            "'kept' are stored or queued (the retry reports them as duplicates), those named in "
+            "'unsettled' may be stored or queued and stay counted until the retry settles them (each "
+            "stored once, counted once), the rest were not accepted",
+            headers={"Retry-After": "5"},
+            extra=extra,
+        )
+
     def _busy(self, busy: _Busy) -> ServiceUnavailable:
         """Another live batch kept one of our ids past the wait. Nothing was inserted: let our claims
         go (``_let_go``) and tell the client to come back when that batch's lease has run out (it
         committed or gave the ids up before then, or it died and they can be taken over)."""
         unsettled, let_go = self._let_go(inserted=False)
-        wait = max(busy.lease_until, self.lease_until if not let_go else 0) - self.s.now_s()
+        wait = max(busy.lease_until, self.lease_until if not let_go else 0) - self.now_s()
         return ServiceUnavailable(
             f"event {busy.event_id} is being stored by another request right now; retry the request "
             "after Retry-After (nothing was stored; events named 'unsettled' are settled by the retry)",
@@ -714,9 +719,7 @@ class _Batch:
         raise ServiceUnavailable(
             f"{cause}. Retry the request after Retry-After: nothing was stored but maybe the events "
             f"named 'unsettled', which the retry settles (each stored once, counted once){held}",
-            headers={
-                "Retry-After": str(1 if let_go else max(1, math.ceil(self.lease_until - self.s.now_s())))
-            },
+            headers={"Retry-After": str(1 if let_go else max(1, math.ceil(self.lease_until - self.now_s())))},
             extra=self._failure_extra(unsettled),
         ) from error
 
@@ -775,6 +778,26 @@ class _Batch:
             "duplicates": [e.event_id for e in self.events if self.claims[e.key] in self.duplicates],
             "rejected_for_quota": [],
         }
+
+
+@lru_cache(maxsize=1024)
+def claim_expiry(year: int, month: int, retention_days: int) -> int:
+    """When the claims of a month's events expire, and its quota counter: ``retention_days`` after
+    the month ends (epoch seconds)."""
+    return int((Month(year, month).end + timedelta(days=retention_days)).timestamp())
+
+
+def _stored_keys(store: Store, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]] | None:
+    """Which of ``keys`` (tenant_id, event_id) ClickHouse holds, asked tenant by tenant; None when
+    it cannot say, which each caller answers for itself."""
+    by_tenant: dict[str, list[str]] = defaultdict(list)
+    for tenant_id, event_id in keys:
+        by_tenant[tenant_id].append(event_id)
+    try:
+        return {(t, e) for t, ids in by_tenant.items() for e in store.existing_event_ids(t, ids)}
+    except Exception:
+        logger.warning("ClickHouse could not say which events it holds", exc_info=True)
+        return None
 
 
 _claim_of: Callable[[tuple[str, str]], Claim] = partial(tuple.__new__, Claim)  # Claim(*key), in C
