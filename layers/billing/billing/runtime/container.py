@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from billing.dunning import DunningService
     from billing.invoicing import InvoicingService
     from billing.kernel.periods import Month
-    from billing.metering.ingest import IngestService, Store
+    from billing.metering.claims import Store
+    from billing.metering.ingest import IngestService
     from billing.metering.price_book import PriceBook
     from billing.metering.quotas import Repair
     from billing.payments.card_on_file import CardOnFileService
