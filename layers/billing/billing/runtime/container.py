@@ -44,9 +44,10 @@ if TYPE_CHECKING:
     from billing.dunning.notices import NoticePublisher
     from billing.invoicing import InvoicingService
     from billing.kernel.periods import PeriodStore
-    from billing.metering.ingest import FallbackQueue, IngestService, Store
+    from billing.metering.ingest import IngestService
     from billing.metering.price_book import PriceBook
     from billing.metering.quotas import QuotaReconciler
+    from billing.metering.storing import FallbackQueue, UsageStore
     from billing.payments.card_on_file import CardOnFileService
     from billing.payments.provider import PaymentCollector
     from billing.payments.stripe_webhooks import WebhookProcessor
@@ -177,7 +178,7 @@ def usage_store() -> ClickHouseUsageStore:
 
 
 @provider
-def ingest_store() -> Store:
+def ingest_store() -> UsageStore:
     """Where ingest writes accepted events: ClickHouse (a local runtime may put a buffer in front)."""
     return usage_store()
 
