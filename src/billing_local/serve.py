@@ -335,7 +335,7 @@ def serve(
     import warnings
 
     from billing_local.aws import local_aws
-    from billing_local.http_api import _server
+    from billing_local.http_api import http_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
     if quiet_handlers:
@@ -365,7 +365,7 @@ def serve(
         parameters.clear_caches()
         server.load_keys()
         api = ServeApi(server)
-        http = _server(api, host, port)
+        http = http_server(api, host, port)
         http.daemon_threads = True
         base = f"http://{host}:{http.server_address[1]}"
         os.environ.setdefault("PORTAL_BASE_URL", base)
