@@ -21,7 +21,8 @@ invoice_app = typer.Typer(help="Statements, invoice CSV and the monthly close.",
 app.add_typer(invoice_app, name="invoice")
 
 
-def _month(text: str) -> Month:
+def parse_month_option(text: str) -> Month:
+    """``--month YYYY-MM``; a malformed one is a usage error naming the option."""
     try:
         return Month.parse(text)
     except ValueError as exc:
@@ -63,7 +64,7 @@ def preview(
     from billing.runtime import container
 
     try:
-        statement, stored = container.billing_cycle().statement(tenant, _month(month))
+        statement, stored = container.billing_cycle().statement(tenant, parse_month_option(month))
     except BillingError as error:
         raise _fail(error) from None
     if as_json:
@@ -79,7 +80,7 @@ def export(
     """Write the month's CSV (stored statements; month-to-date previews for tenants without one)."""
     from billing.runtime import container
 
-    out.write_bytes(container.billing_cycle().export_csv(_month(month)))
+    out.write_bytes(container.billing_cycle().export_csv(parse_month_option(month)))
     Console(stderr=True).print(f"wrote {out}")
 
 
@@ -89,7 +90,7 @@ def close(month: str = typer.Option(..., "--month")) -> None:
     from billing.runtime import container
 
     try:
-        result = container.billing_cycle().close(_month(month))
+        result = container.billing_cycle().close(parse_month_option(month))
     except BillingError as error:
         raise _fail(error) from None
     Console().print(result.summary())

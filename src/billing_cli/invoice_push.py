@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from billing.invoicing import InvoiceOutcome, plan_requests
-from billing_cli.invoice import _month, invoice_app
+from billing_cli.invoice import invoice_app, parse_month_option
 
 
 def outcome_table(outcomes: list[InvoiceOutcome], title: str) -> Table:
@@ -45,7 +45,7 @@ def push(
     from billing.runtime import container
     from billing.runtime.container import invoicing_service
 
-    m = _month(month)
+    m = parse_month_option(month)
     service = invoicing_service()
     console = Console()
     ids = sorted(tenant) if tenant else [s.tenant_id for s in container.statements().list_month(m)]

@@ -41,10 +41,14 @@ def serve(
 ) -> None:
     """Serve every API route of template.yaml with the real handlers, on embedded ClickHouse at DATA
     and in-process AWS; stops on SIGTERM / Ctrl-C."""
+    from billing_cli import run
     from billing_local.serve import serve as run_server
 
     def say(line: str) -> None:
         print(line, flush=True)
+
+    def run_here(argv: list[str]) -> int:
+        return run(argv, allow_forward=False)  # the server is where a forwarded command lands
 
     run_server(
         host=host,
@@ -53,6 +57,7 @@ def serve(
         api_key=api_key,
         schedules=schedules,
         print_line=say,
+        cli=run_here,
         quiet_handlers=not verbose,
     )
 

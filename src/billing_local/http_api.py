@@ -156,7 +156,9 @@ class LocalApi:
         return int(response["statusCode"]), out_headers, data
 
 
-def _server(api: LocalApi, host: str, port: int) -> ThreadingHTTPServer:
+def http_server(api: LocalApi, host: str, port: int) -> ThreadingHTTPServer:
+    """An HTTP server on (host, port) whose requests ``api`` answers; the caller runs it."""
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -198,7 +200,7 @@ def _server(api: LocalApi, host: str, port: int) -> ThreadingHTTPServer:
 @contextmanager
 def serving(api: LocalApi, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Serve ``api`` in a background thread for the block; yields the base URL (no stage prefix)."""
-    server = _server(api, host, port)
+    server = http_server(api, host, port)
     thread = threading.Thread(target=server.serve_forever, name="local-api", daemon=True)
     thread.start()
     try:
@@ -210,7 +212,7 @@ def serving(api: LocalApi, host: str = "127.0.0.1", port: int = 0) -> Iterator[s
 
 
 def serve_forever(api: LocalApi, host: str, port: int) -> None:
-    server = _server(api, host, port)
+    server = http_server(api, host, port)
     try:
         server.serve_forever()
     finally:

@@ -37,7 +37,7 @@ _process_dir: list[str] = []
 
 
 def _open_chdb_url() -> str | None:
-    for url, _database in list(clickhouse._clients):
+    for url in clickhouse.connected_urls():
         if url.startswith("chdb://"):
             return url
     return None

@@ -107,10 +107,13 @@ def scheduled_event(function: str, now: datetime, detail: dict[str, Any] | None 
 # ------------------------------------------------------------------------------------------ the server
 @dataclass
 class LocalServer:
-    """The state of one ``billing serve``: keys, resources, background loops."""
+    """The state of one ``billing serve``: keys, resources, background loops; ``cli`` runs one
+    ``billing`` command line in this process and returns its exit code (the CLI passes it in, since
+    the CLI imports the local runtime and not the reverse)."""
 
     data_dir: Path
     platform_key: str
+    cli: Callable[[list[str]], int]
     schedules: bool = False
     replay_interval_s: float = 1.0
     keys: dict[str, str] = field(default_factory=dict)  # key value -> key id
@@ -201,11 +204,9 @@ class LocalServer:
     # -- the operator door -----------------------------------------------------------------------
     def run_cli(self, argv: list[str]) -> dict[str, Any]:
         """Run one ``billing`` command in this process (the one holding the state); one at a time."""
-        from billing_cli import run
-
         out, err = io.StringIO(), io.StringIO()
         with self.cli_lock, redirect_stdout(out), redirect_stderr(err):
-            code = run(argv, allow_forward=False)
+            code = self.cli(argv)
         return {"exit_code": code, "stdout": out.getvalue(), "stderr": err.getvalue()}
 
     def admin(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
@@ -328,14 +329,16 @@ def serve(
     api_key: str | None,
     schedules: bool,
     print_line: Callable[[str], None],
+    cli: Callable[[list[str]], int],
     quiet_handlers: bool = True,
 ) -> None:
-    """Run until SIGTERM/SIGINT: set up, print the base URL and key, serve a thread per request."""
+    """Run until SIGTERM/SIGINT: set up, print the base URL and key, serve a thread per request;
+    ``cli`` runs the command lines ``/_local/cli`` receives (``LocalServer.cli``)."""
     import logging
     import warnings
 
     from billing_local.aws import local_aws
-    from billing_local.http_api import _server
+    from billing_local.http_api import http_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
     if quiet_handlers:
@@ -347,7 +350,7 @@ def serve(
 
         logger.setLevel(logging.ERROR)
     server = LocalServer(
-        data_dir=data_dir, platform_key=api_key or secrets.token_urlsafe(24), schedules=schedules
+        data_dir=data_dir, platform_key=api_key or secrets.token_urlsafe(24), cli=cli, schedules=schedules
     )
     with local_aws(prefix="serve") as resources:
         from aws_lambda_powertools.utilities import parameters
@@ -365,7 +368,7 @@ def serve(
         parameters.clear_caches()
         server.load_keys()
         api = ServeApi(server)
-        http = _server(api, host, port)
+        http = http_server(api, host, port)
         http.daemon_threads = True
         base = f"http://{host}:{http.server_address[1]}"
         os.environ.setdefault("PORTAL_BASE_URL", base)

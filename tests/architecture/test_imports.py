@@ -1,4 +1,7 @@
-"""The package's import graph: the layer holds only what runs in Lambda, and the domain owns its interfaces.
+"""The import graphs: the layer holds only what runs in Lambda and the domain owns its interfaces; the
+dev packages (``src/billing_local``, ``src/billing_cli``) and the client (``usage_tracker``) have no
+import cycles and no private imports across modules; the local runtime never imports the CLI; the
+client needs only the standard library.
 
 Walks every module's ``import`` statements (top level and inside functions, since adapters are imported
 lazily) without importing anything.
@@ -7,12 +10,19 @@ lazily) without importing anything.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import PROJECT_ROOT
 
 LAYER = PROJECT_ROOT / "layers/billing"
+SRC = PROJECT_ROOT / "src"
+CLIENT = PROJECT_ROOT / "clients/python"
 DEV_ONLY = {"billing_local", "billing_cli", "typer", "rich", "moto", "chdb", "pytest", "hypothesis"}
+# Each checked package and the folder its import path starts from.
+PACKAGES = {"billing": LAYER, "billing_local": SRC, "billing_cli": SRC, "usage_tracker": CLIENT}
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -20,26 +30,40 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _from_base(node: ast.ImportFrom, name: str, path: Path) -> str:
+    """The absolute module of ``from BASE import ...`` in module ``name`` (relative imports resolved)."""
+    base = node.module or ""
+    if node.level:
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+        base = ".".join([*anchor, *([base] if base else [])])
+    return base
+
+
 def imports_of(path: Path, name: str) -> set[str]:
     """Absolute names of every module ``path`` imports (relative imports resolved against ``name``)."""
     found: set[str] = set()
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*anchor, *([base] if base else [])])
+            base = _from_base(node, name, path)
             found.add(base)
             found.update(f"{base}.{alias.name}" for alias in node.names)
     return found
 
 
+def modules_of(package: str) -> dict[str, Path]:
+    root = PACKAGES[package]
+    return {module_name(p, root): p for p in (root / package).rglob("*.py")}
+
+
+def graph_of(package: str) -> dict[str, set[str]]:
+    return {name: imports_of(path, name) for name, path in modules_of(package).items()}
+
+
 def layer_graph() -> dict[str, set[str]]:
-    modules = {module_name(p, LAYER): p for p in LAYER.rglob("*.py")}
-    return {name: imports_of(path, name) for name, path in modules.items()}
+    return graph_of("billing")
 
 
 def test_the_layer_imports_no_dev_package_or_dev_library() -> None:
@@ -79,11 +103,12 @@ def test_no_domain_module_imports_an_adapter() -> None:
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-def test_the_package_has_no_import_cycle() -> None:
-    graph = _internal(layer_graph())
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle a depth-first walk of the package's own import graph meets, as module paths."""
+    internal = _internal(graph)
     # A package's __init__ importing its own submodules is not a cycle of the design.
-    for name in graph:
-        graph[name] = {i for i in graph[name] if not i.startswith(name + ".")}
+    for name in internal:
+        internal[name] = {i for i in internal[name] if not i.startswith(name + ".")}
     cycles: list[list[str]] = []
     state: dict[str, int] = {}
     stack: list[str] = []
@@ -91,7 +116,7 @@ def test_the_package_has_no_import_cycle() -> None:
     def visit(node: str) -> None:
         state[node] = 1
         stack.append(node)
-        for nxt in sorted(graph[node]):
+        for nxt in sorted(internal[node]):
             if state.get(nxt) == 1:
                 cycles.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
@@ -99,10 +124,132 @@ def test_the_package_has_no_import_cycle() -> None:
         stack.pop()
         state[node] = 2
 
-    for node in sorted(graph):
+    for node in sorted(internal):
         if node not in state:
             visit(node)
+    return cycles
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    assert import_cycles(layer_graph()) == []
+
+
+# ------------------------------------------------------------------------- dev packages and the client
+CHECKED = ["billing_local", "billing_cli", "usage_tracker"]
+
+
+@pytest.mark.parametrize("package", CHECKED)
+def test_a_dev_package_or_the_client_has_no_import_cycle(package: str) -> None:
+    # Given the package's import graph (imports inside functions included)
+    graph = graph_of(package)
+    # When its cycles are searched
+    cycles = import_cycles(graph)
+    # Then there are none: two modules that need each other are one module, or share a third
     assert cycles == []
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def first_party_modules() -> set[str]:
+    return {m for package in PACKAGES for m in modules_of(package)}
+
+
+def private_uses(path: Path, name: str, first_party: set[str]) -> set[str]:
+    """What module ``name`` (at ``path``) takes that is private elsewhere (the rule: the test below)."""
+    found: set[str] = set()
+
+    def module(target: str) -> None:
+        top, *rest = target.split(".")
+        if top in PACKAGES and top != name.split(".")[0] and any(map(_private, rest)):
+            found.add(target)
+
+    def attribute(owner: str, attr: str) -> None:
+        if owner not in first_party or not _private(attr):
+            return
+        if f"{owner}.{attr}" in first_party:
+            module(f"{owner}.{attr}")
+        elif owner != name:
+            found.add(f"{owner}.{attr}")
+
+    tree = ast.parse(path.read_text(), str(path))
+    bound: dict[str, str] = {}  # local name -> the module it is bound to
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                module(alias.name)
+                top = alias.name.split(".")[0]
+                bound[alias.asname or top] = alias.name if alias.asname else top  # import a.b binds a
+        elif isinstance(node, ast.ImportFrom):
+            base = _from_base(node, name, path)
+            module(base)
+            for alias in node.names:
+                attribute(base, alias.name)
+                if f"{base}.{alias.name}" in first_party:
+                    bound[alias.asname or alias.name] = f"{base}.{alias.name}"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            chain: list[str] = []
+            value: ast.expr = node.value
+            while isinstance(value, ast.Attribute):
+                chain.insert(0, value.attr)
+                value = value.value
+            if isinstance(value, ast.Name) and value.id in bound:
+                attribute(".".join([bound[value.id], *chain]), node.attr)
+    return found
+
+
+@pytest.mark.parametrize("package", CHECKED)
+def test_no_module_takes_what_another_module_keeps_private(package: str) -> None:
+    """The rule, for every module of the package (tests/ are not checked):
+
+    - a name with one leading underscore (dunders are public) is private to the module defining it:
+      ``from m import _name``, and ``m._name`` on a module ``m`` bound by an import, are forbidden in
+      any other module of the project (the layer's ``billing``, ``billing_local``, ``billing_cli``,
+      ``usage_tracker``); when ``m._name`` is itself a module, the next rule decides;
+    - a module whose dotted path has a component with one leading underscore is private to its
+      top-level package: ``import p._m``, ``from p._m import Name``, ``from p import _m`` (and their
+      relative forms) are allowed within package ``p`` only, so ``usage_tracker.tracker`` imports
+      ``usage_tracker._spool`` and ``billing_cli`` may not;
+    - third-party libraries' private names are theirs to keep stable and are not checked.
+    """
+    # Given the package's modules and every module of the project
+    first_party = first_party_modules()
+    # When each one's imports, and attributes of the modules it imported, are read
+    offenders = {
+        name: sorted(uses)
+        for name, path in modules_of(package).items()
+        if (uses := private_uses(path, name, first_party))
+    }
+    # Then none takes another module's private name or another package's private module: what two
+    # modules share is public in one of them
+    assert offenders == {}
+
+
+def test_the_local_runtime_never_imports_the_cli() -> None:
+    # Given every module of billing_local
+    graph = graph_of("billing_local")
+    # When its imports are read
+    offenders = {
+        name: sorted(i for i in imported if i.split(".")[0] == "billing_cli")
+        for name, imported in graph.items()
+    }
+    # Then none is the CLI's: the CLI imports the local runtime, what the runtime needs of it is passed in
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_the_client_imports_only_the_standard_library_and_itself() -> None:
+    # Given every module of the usage_tracker client (what customers install)
+    graph = graph_of("usage_tracker")
+    # When its imports are read
+    allowed = set(sys.stdlib_module_names) | {"usage_tracker"}
+    offenders = {
+        name: sorted(i for i in imported if i.split(".")[0] not in allowed)
+        for name, imported in graph.items()
+    }
+    # Then each is the standard library's or its own: the client installs with no dependency
+    assert {k: v for k, v in offenders.items() if v} == {}
 
 
 def test_the_package_root_holds_only_its_map() -> None:

@@ -22,40 +22,6 @@ T0 = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)  # November's invoices are finalize
 RETRY_HOUR = timedelta(hours=1)  # the hourly dunning run after each retry falls due
 
 
-class _Clock:
-    def __init__(self, now: datetime):
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-class WebhookRelay:
-    """Hands the Stripe double's webhook events to the webhook Lambda, as Stripe would."""
-
-    def __init__(self, double: Any, secret: str, clock: _Clock):
-        from billing_local.runner import load_function
-
-        self.double, self.secret, self.clock = double, secret, clock
-        self.webhook = load_function("stripe_webhook")
-        self.seen = 0
-
-    def deliver_new(self) -> dict[str, int]:
-        from billing_local.runner import LocalContext
-        from billing_local.webhook_delivery import stripe_delivery
-
-        counts: dict[str, int] = {}
-        events = self.double.events_of()[self.seen :]
-        self.seen += len(events)
-        for event in events:
-            event["created"] = int(self.clock.now.timestamp())
-            request = stripe_delivery(event, secret=self.secret, at=self.clock.now)
-            response = self.webhook.handler(request, LocalContext(function_name="StripeWebhookFunction"))
-            status = json.loads(response["body"]).get("status", str(response["statusCode"]))
-            counts[status] = counts.get(status, 0) + 1
-        return counts
-
-
 def _api_key(tenant_id: str) -> str:
     """The tenant's own API key id (one is issued for the demo if it has none)."""
     from billing.runtime import container
@@ -138,6 +104,7 @@ def _own_failing_tenant(double: Any) -> tuple[str, str]:
 def run(console: Console) -> dict[str, Any]:
     from billing.runtime import container
     from billing_cli.demo.invoicing import current_double, start_double
+    from billing_cli.demo.webhooks import Clock, WebhookRelay
     from billing_cli.tenant import status_renderable
     from billing_local.runner import LocalContext, api_gateway_event, load_function
     from billing_local.stripe_double import put_secret
@@ -146,7 +113,7 @@ def run(console: Console) -> dict[str, Any]:
     double = current_double() or start_double()
     secret = f"whsec_demo_{secrets.token_hex(12)}"
     put_secret(container.settings().stripe_webhook_secret_name, secret)
-    clock = _Clock(T0)
+    clock = Clock(T0)
     container.override(clock=clock)
     relay = WebhookRelay(double, secret, clock)
     dunning = load_function("dunning")

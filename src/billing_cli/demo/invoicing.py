@@ -51,11 +51,11 @@ def save_cards(double: StripeDouble, tenant_ids: list[str]) -> dict[str, str]:
 
     from billing.payments.card_on_file import SetupRequest
     from billing.runtime import container
-    from billing_cli.demo.dunning import WebhookRelay, _Clock
+    from billing_cli.demo.webhooks import Clock, WebhookRelay
 
     secret = f"whsec_demo_{secrets.token_hex(12)}"
     put_secret(container.settings().stripe_webhook_secret_name, secret)
-    relay = WebhookRelay(double, secret, _Clock(datetime.now(UTC)))
+    relay = WebhookRelay(double, secret, Clock(datetime.now(UTC)))
     relay.seen = len(double.events_of())
     cards: dict[str, str] = {}
     for tenant_id in tenant_ids:

@@ -23,7 +23,7 @@ from billing_local.stripe_double.faults import (
     max_in_window,
 )
 from billing_local.stripe_double.fixtures import load_fixtures
-from billing_local.stripe_double.server import _Handler
+from billing_local.stripe_double.server import listen
 
 # The account's default API version: events are rendered at the webhook endpoint's version, or at
 # this one when the endpoint has none, never at the version of the request that caused them.
@@ -96,13 +96,7 @@ class DoubleCore:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> Self:
-        double: DoubleCore = self
-
-        class Handler(_Handler):
-            stripe = double
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = listen(self)
         self._thread = threading.Thread(target=self._server.serve_forever, name="stripe-double", daemon=True)
         self._thread.start()
         return self

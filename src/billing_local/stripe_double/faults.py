@@ -77,11 +77,13 @@ class StripeApiError(Exception):
         self.headers = headers or {}
 
 
-def _invalid(message: str, *, param: str | None = None, code: str | None = None) -> StripeApiError:
+def invalid_request(message: str, *, param: str | None = None, code: str | None = None) -> StripeApiError:
+    """Stripe's 400 for a request the endpoint refuses."""
     return StripeApiError(400, "invalid_request_error", message, param=param, code=code)
 
 
-def _missing(kind: str, obj_id: str, param: str = "id") -> StripeApiError:
+def resource_missing(kind: str, obj_id: str, param: str = "id") -> StripeApiError:
+    """Stripe's 404 for an id it does not know."""
     return StripeApiError(
         404, "invalid_request_error", f"No such {kind}: '{obj_id}'", code="resource_missing", param=param
     )

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from billing_local.stripe_double.core import DoubleCore
-from billing_local.stripe_double.faults import Decline, StripeApiError, _invalid, _missing
+from billing_local.stripe_double.faults import Decline, StripeApiError, invalid_request, resource_missing
 
 # Stripe's minimum charge amounts (minor units) by currency; 50 for the rest here.
 MINIMUM_CHARGE = {
@@ -58,13 +58,13 @@ class Resources(DoubleCore):
     def _customer(self, customer_id: str, param: str = "customer") -> dict[str, Any]:
         customer = self.customers.get(customer_id)
         if customer is None:
-            raise _missing("customer", customer_id, param)
+            raise resource_missing("customer", customer_id, param)
         return customer
 
     def _invoice(self, invoice_id: str) -> dict[str, Any]:
         invoice = self.invoices.get(invoice_id)
         if invoice is None:
-            raise _missing("invoice", invoice_id)
+            raise resource_missing("invoice", invoice_id)
         return invoice
 
     def _refresh(self, invoice: dict[str, Any]) -> dict[str, Any]:
@@ -204,9 +204,11 @@ class Resources(DoubleCore):
             if pm_id is not None:
                 pm = self.payment_methods.get(pm_id)
                 if pm is None:
-                    raise _missing("payment_method", pm_id, "invoice_settings[default_payment_method]")
+                    raise resource_missing(
+                        "payment_method", pm_id, "invoice_settings[default_payment_method]"
+                    )
                 if pm["customer"] != customer_id:
-                    raise _invalid(
+                    raise invalid_request(
                         "The payment method must be attached to the customer.",
                         param="invoice_settings[default_payment_method]",
                     )
@@ -230,7 +232,7 @@ class Resources(DoubleCore):
         if pm_id and pm_id in self.payment_methods:
             pm = self.payment_methods[pm_id]
         elif pm_id and not pm_id.startswith("pm_card_"):
-            raise _missing("payment_method", pm_id, "payment_method")
+            raise resource_missing("payment_method", pm_id, "payment_method")
         else:
             pm = copy.deepcopy(self.fixtures["payment_method"])
             pm.update({"id": self._new_id("pm"), "created": int(time.time()), "metadata": {}})
@@ -284,13 +286,13 @@ class Resources(DoubleCore):
         _only(params, {"amount", "currency", "description", "metadata", "expand"})
         customer = self._customer(customer_id, "id")
         if "amount" not in params:
-            raise _invalid("Missing required param: amount.", param="amount")
+            raise invalid_request("Missing required param: amount.", param="amount")
         amount = _int(params["amount"], "amount")
         if amount == 0:
-            raise _invalid("Amount must be non-zero.", param="amount")
+            raise invalid_request("Amount must be non-zero.", param="amount")
         currency = params.get("currency")
         if not currency:
-            raise _invalid("Missing required param: currency.", param="currency")
+            raise invalid_request("Missing required param: currency.", param="currency")
         txn = copy.deepcopy(self.fixtures["customer_balance_transaction"])
         customer["balance"] = int(customer.get("balance") or 0) + amount
         txn.update(
@@ -337,43 +339,43 @@ class Resources(DoubleCore):
             },
         )
         if "customer" not in params:
-            raise _invalid("Missing required param: customer.", param="customer")
+            raise invalid_request("Missing required param: customer.", param="customer")
         customer = self._customer(params["customer"])
         invoice = None
         if params.get("invoice"):
             invoice = self.invoices.get(params["invoice"])
             if invoice is None:
-                raise _missing("invoice", params["invoice"], "invoice")
+                raise resource_missing("invoice", params["invoice"], "invoice")
             if invoice["status"] != "draft":
-                raise _invalid(
+                raise invalid_request(
                     "You can only add invoice items to draft invoices.",
                     param="invoice",
                     code="invoice_not_editable",
                 )
             if invoice["customer"] != customer["id"]:
-                raise _invalid("The invoice belongs to another customer.", param="invoice")
+                raise invalid_request("The invoice belongs to another customer.", param="invoice")
             if (
                 sum(1 for i in self.invoice_items.values() if i["invoice"] == invoice["id"])
                 >= MAX_INVOICE_ITEMS
             ):
-                raise _invalid(
+                raise invalid_request(
                     f"An invoice can have at most {MAX_INVOICE_ITEMS} invoice items.", param="invoice"
                 )
         price_data = params.get("price_data")
         if price_data is not None and "amount" in params:
-            raise _invalid(
+            raise invalid_request(
                 "You may only specify one of these parameters: amount, price_data.", param="amount"
             )
         quantity = _int(params.get("quantity", "1"), "quantity")
         if price_data is not None:
             for required in ("currency", "product"):
                 if required not in price_data:
-                    raise _invalid(
+                    raise invalid_request(
                         f"Missing required param: price_data[{required}].", param=f"price_data[{required}]"
                     )
             unit = _int(price_data.get("unit_amount", "x"), "price_data[unit_amount]")
             if unit < 0:
-                raise _invalid(
+                raise invalid_request(
                     "This value must be greater than or equal to 0.", param="price_data[unit_amount]"
                 )
             amount, currency = unit * quantity, price_data["currency"]
@@ -384,13 +386,15 @@ class Resources(DoubleCore):
             }
         else:
             if "amount" not in params:
-                raise _invalid("Missing required param: amount.", param="amount")
+                raise invalid_request("Missing required param: amount.", param="amount")
             amount, currency = _int(params["amount"], "amount"), params.get("currency")
             pricing = {"type": "price_details", "unit_amount_decimal": str(amount), "price_details": None}
         if not currency:
-            raise _invalid("Missing required param: currency.", param="currency")
+            raise invalid_request("Missing required param: currency.", param="currency")
         if invoice is not None and currency != invoice["currency"]:
-            raise _invalid("The currency of the invoice item must match the invoice.", param="currency")
+            raise invalid_request(
+                "The currency of the invoice item must match the invoice.", param="currency"
+            )
         period = params.get("period") or {}
         now = int(time.time())
         start, end = (
@@ -398,7 +402,9 @@ class Resources(DoubleCore):
             _int(period.get("end", now), "period[end]"),
         )
         if end < start:
-            raise _invalid("The period end must be greater than or equal to its start.", param="period[end]")
+            raise invalid_request(
+                "The period end must be greater than or equal to its start.", param="period[end]"
+            )
         item = copy.deepcopy(self.fixtures["invoiceitem"])
         item.update(
             {
@@ -428,7 +434,7 @@ class Resources(DoubleCore):
     def get_item(self, params: dict[str, Any], item_id: str, *, request: dict[str, Any]) -> dict[str, Any]:
         item = self.invoice_items.get(item_id)
         if item is None:
-            raise _missing("invoiceitem", item_id)
+            raise resource_missing("invoiceitem", item_id)
         return item
 
     def list_items(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
@@ -457,28 +463,30 @@ class Resources(DoubleCore):
             },
         )
         if "customer" not in params:
-            raise _invalid("Missing required param: customer.", param="customer")
+            raise invalid_request("Missing required param: customer.", param="customer")
         customer = self._customer(params["customer"])
         method = params.get("collection_method", "charge_automatically")
         if method not in ("charge_automatically", "send_invoice"):
-            raise _invalid(f"Invalid collection_method: {method}", param="collection_method")
+            raise invalid_request(f"Invalid collection_method: {method}", param="collection_method")
         days_until_due = None
         if method == "send_invoice":
             if "days_until_due" not in params:
-                raise _invalid(
+                raise invalid_request(
                     "Missing required param: days_until_due (collection_method=send_invoice).",
                     param="days_until_due",
                 )
             days_until_due = _int(params["days_until_due"], "days_until_due")
         elif "days_until_due" in params:
-            raise _invalid(
+            raise invalid_request(
                 "days_until_due can only be set when collection_method is send_invoice.",
                 param="days_until_due",
             )
         tax = _bool((params.get("automatic_tax") or {}).get("enabled", "false"), "automatic_tax[enabled]")
         behavior = params.get("pending_invoice_items_behavior", "exclude")
         if behavior not in ("exclude", "include"):
-            raise _invalid("Invalid pending_invoice_items_behavior", param="pending_invoice_items_behavior")
+            raise invalid_request(
+                "Invalid pending_invoice_items_behavior", param="pending_invoice_items_behavior"
+            )
         invoice = copy.deepcopy(self.fixtures["invoice"])
         now = int(time.time())
         invoice_id = self._new_id("in")
@@ -557,7 +565,7 @@ class Resources(DoubleCore):
         _only(params, {"auto_advance", "expand"})
         invoice = self._invoice(invoice_id)
         if invoice["status"] != "draft":
-            raise _invalid(
+            raise invalid_request(
                 "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
                 code="invoice_not_editable",
             )
@@ -632,9 +640,9 @@ class Resources(DoubleCore):
         _only(params, {"off_session", "payment_method", "paid_out_of_band", "forgive", "expand"})
         invoice = self._invoice(invoice_id)
         if invoice["status"] == "paid":
-            raise _invalid("Invoice is already paid")
+            raise invalid_request("Invoice is already paid")
         if invoice["status"] != "open":
-            raise _invalid(f"You cannot pay an invoice with status {invoice['status']}.")
+            raise invalid_request(f"You cannot pay an invoice with status {invoice['status']}.")
         now = int(time.time())
         if _bool(params.get("paid_out_of_band", "false"), "paid_out_of_band"):
             self._mark_paid(invoice, now, request, charged=False)
@@ -644,7 +652,7 @@ class Resources(DoubleCore):
             "default_payment_method"
         )
         if not payment_method:
-            raise _invalid(
+            raise invalid_request(
                 "This customer has no attached payment source or default payment method. Please "
                 "consider adding a default payment method.",
                 code="invoice_no_payment_method_types",
@@ -670,7 +678,9 @@ class Resources(DoubleCore):
     def void(self, params: dict[str, Any], invoice_id: str, *, request: dict[str, Any]) -> dict[str, Any]:
         invoice = self._invoice(invoice_id)
         if invoice["status"] not in ("open", "uncollectible"):
-            raise _invalid(f"You can only void open or uncollectible invoices, not {invoice['status']}.")
+            raise invalid_request(
+                f"You can only void open or uncollectible invoices, not {invoice['status']}."
+            )
         invoice["status"] = "void"
         invoice["status_transitions"]["voided_at"] = int(time.time())
         self._emit("invoice.voided", invoice, request)
@@ -681,7 +691,7 @@ class Resources(DoubleCore):
     ) -> dict[str, Any]:
         invoice = self._invoice(invoice_id)
         if invoice["status"] != "open":
-            raise _invalid(f"You can only mark open invoices uncollectible, not {invoice['status']}.")
+            raise invalid_request(f"You can only mark open invoices uncollectible, not {invoice['status']}.")
         invoice["status"] = "uncollectible"
         invoice["status_transitions"]["marked_uncollectible_at"] = int(time.time())
         self._emit("invoice.marked_uncollectible", invoice, request)
@@ -713,9 +723,11 @@ class Resources(DoubleCore):
         _only(params, {"expand"})
         invoice = self._invoice(invoice_id)
         if invoice["status"] != "open":
-            raise _invalid(f"You can only send open invoices, not {invoice['status']}.")
+            raise invalid_request(f"You can only send open invoices, not {invoice['status']}.")
         if invoice["collection_method"] != "send_invoice":
-            raise _invalid("You can only manually send an invoice with collection_method=send_invoice.")
+            raise invalid_request(
+                "You can only manually send an invoice with collection_method=send_invoice."
+            )
         self._emit("invoice.sent", invoice, request)
         return invoice
 
@@ -739,18 +751,18 @@ class Resources(DoubleCore):
             },
         )
         if params.get("mode") not in ("setup", "payment", "subscription"):
-            raise _invalid("Missing required param: mode.", param="mode")
+            raise invalid_request("Missing required param: mode.", param="mode")
         if params["mode"] != "setup":
-            raise _invalid("The Stripe double implements Checkout in setup mode only.", param="mode")
+            raise invalid_request("The Stripe double implements Checkout in setup mode only.", param="mode")
         if not params.get("currency") and not params.get("payment_method_types"):
-            raise _invalid(
+            raise invalid_request(
                 "currency is required in setup mode when payment_method_types is not set.", param="currency"
             )
         if params.get("customer_update") and not params.get("customer"):
-            raise _invalid("customer_update can only be used with customer.", param="customer_update")
+            raise invalid_request("customer_update can only be used with customer.", param="customer_update")
         for url in ("success_url", "cancel_url"):
             if url in params and not re.match(r"^https?://", params[url]):
-                raise _invalid("Not a valid URL", param=url, code="url_invalid")
+                raise invalid_request("Not a valid URL", param=url, code="url_invalid")
         customer = self._customer(params["customer"]) if params.get("customer") else None
         session = copy.deepcopy(self.fixtures["checkout.session"])
         session_id = f"cs_test_{secrets.token_hex(16)}"
@@ -804,7 +816,7 @@ class Resources(DoubleCore):
     ) -> dict[str, Any]:
         session = self.checkout_sessions.get(session_id)
         if session is None:
-            raise _missing("checkout.session", session_id)
+            raise resource_missing("checkout.session", session_id)
         return session
 
     def get_setup_intent(
@@ -812,7 +824,7 @@ class Resources(DoubleCore):
     ) -> dict[str, Any]:
         intent = self.setup_intents.get(intent_id)
         if intent is None:
-            raise _missing("setup_intent", intent_id)
+            raise resource_missing("setup_intent", intent_id)
         return intent
 
     def complete_checkout_session(
@@ -845,7 +857,7 @@ class Resources(DoubleCore):
     def create_portal_session(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
         _only(params, {"customer", "return_url", "configuration", "locale", "flow_data", "expand"})
         if not params.get("customer"):
-            raise _invalid("Missing required param: customer.", param="customer")
+            raise invalid_request("Missing required param: customer.", param="customer")
         customer = self._customer(params["customer"])
         session = copy.deepcopy(self.fixtures["billing_portal.session"])
         session_id = self._new_id("bps")
@@ -867,10 +879,10 @@ class Resources(DoubleCore):
     def create_product(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
         _only(params, {"id", "name", "description", "metadata", "tax_code", "unit_label", "active", "expand"})
         if not params.get("name"):
-            raise _invalid("Missing required param: name.", param="name")
+            raise invalid_request("Missing required param: name.", param="name")
         product_id = params.get("id") or self._new_id("prod")
         if product_id in self.products:
-            raise _invalid(
+            raise invalid_request(
                 f"Product already exists: {product_id}", param="id", code="resource_already_exists"
             )
         product = copy.deepcopy(self.fixtures["product"])
@@ -900,7 +912,7 @@ class Resources(DoubleCore):
         _only(params, {"name", "description", "metadata", "tax_code", "unit_label", "active", "expand"})
         product = self.products.get(product_id)
         if product is None:
-            raise _missing("product", product_id)
+            raise resource_missing("product", product_id)
         for name in ("name", "description", "tax_code", "unit_label"):
             if name in params:
                 product[name] = params[name] or None
@@ -916,7 +928,7 @@ class Resources(DoubleCore):
     ) -> dict[str, Any]:
         product = self.products.get(product_id)
         if product is None:
-            raise _missing("product", product_id)
+            raise resource_missing("product", product_id)
         return product
 
     def list_products(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
@@ -965,7 +977,7 @@ Resources.routes = _ROUTES
 def _only(params: dict[str, Any], allowed: set[str]) -> None:
     for name in params:
         if name not in allowed:
-            raise _invalid(
+            raise invalid_request(
                 f"Received unknown parameter: {name} (or one the Stripe double does not support)",
                 param=name,
                 code="parameter_unknown",
@@ -980,14 +992,14 @@ def _email(value: Any) -> None:
     if value in (None, ""):
         return
     if not isinstance(value, str) or len(value) > 512 or not _EMAIL.match(value):
-        raise _invalid(f"Invalid email address: {value}", param="email", code="email_invalid")
+        raise invalid_request(f"Invalid email address: {value}", param="email", code="email_invalid")
 
 
 def _int(value: Any, param: str) -> int:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise _invalid(f"Invalid integer: {value}", param=param) from None
+        raise invalid_request(f"Invalid integer: {value}", param=param) from None
 
 
 def _bool(value: Any, param: str) -> bool:
@@ -995,17 +1007,17 @@ def _bool(value: Any, param: str) -> bool:
         return True
     if value in ("false", False):
         return False
-    raise _invalid(f"Invalid boolean: {value}", param=param)
+    raise invalid_request(f"Invalid boolean: {value}", param=param)
 
 
 def _metadata(value: Any) -> dict[str, str]:
     if value in (None, ""):
         return {}
     if not isinstance(value, dict):
-        raise _invalid("Invalid metadata: must be an object", param="metadata")
+        raise invalid_request("Invalid metadata: must be an object", param="metadata")
     for key, item in value.items():
         if len(key) > 40 or len(str(item)) > 500:
-            raise _invalid(
+            raise invalid_request(
                 "Metadata keys are at most 40 and values 500 characters.", param=f"metadata[{key}]"
             )
     return {k: str(v) for k, v in value.items()}
@@ -1018,11 +1030,11 @@ def _list(
     if params.get("starting_after"):
         ids = [o["id"] for o in ordered]
         if params["starting_after"] not in ids:
-            raise _missing("object", params["starting_after"], "starting_after")
+            raise resource_missing("object", params["starting_after"], "starting_after")
         ordered = ordered[ids.index(params["starting_after"]) + 1 :]
     limit = _int(params.get("limit", 10), "limit")
     if not 1 <= limit <= 100:
-        raise _invalid("limit must be between 1 and 100", param="limit")
+        raise invalid_request("limit must be between 1 and 100", param="limit")
     return {"object": "list", "data": ordered[:limit], "has_more": len(ordered) > limit, "url": url}
 
 
@@ -1037,12 +1049,12 @@ def _search(objects: list[dict[str, Any]], params: dict[str, Any], url: str) -> 
     """Stripe's search query language, the exact-match subset: clauses joined by AND."""
     query = params.get("query")
     if not query:
-        raise _invalid("Missing required param: query.", param="query")
+        raise invalid_request("Missing required param: query.", param="query")
     clauses: list[tuple[tuple[str, ...], str]] = []
     for part in re.split(r"\s+AND\s+", query):
         m = _CLAUSE.fullmatch(part)
         if not m:
-            raise _invalid(f"Unsupported search query: {query}", param="query")
+            raise invalid_request(f"Unsupported search query: {query}", param="query")
         value = re.sub(r"\\(.)", r"\1", m.group("value"))
         if m.group("mkey") is not None:
             clauses.append((("metadata", re.sub(r"\\(.)", r"\1", m.group("mkey"))), value))

@@ -5,16 +5,37 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-if TYPE_CHECKING:
-    from billing_local.stripe_double.core import DoubleCore
+
+class StripeEngine(Protocol):
+    """What the HTTP face asks of the double's engine (``core.DoubleCore``)."""
+
+    def handle(
+        self, method: str, path: str, params: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[int, dict[str, Any], dict[str, str]] | None: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def reset_requests(self) -> None: ...
 
 
-class _Handler(BaseHTTPRequestHandler):
-    stripe: DoubleCore
+def listen(engine: StripeEngine) -> ThreadingHTTPServer:
+    """An HTTP server on 127.0.0.1 (a free port) whose requests ``engine`` answers; the caller runs
+    ``serve_forever``."""
+
+    class Bound(Handler):
+        stripe = engine
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Bound)
+    server.daemon_threads = True
+    return server
+
+
+class Handler(BaseHTTPRequestHandler):
+    stripe: StripeEngine
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # one response, one segment: no 40 ms delayed-ACK stalls
 

@@ -44,6 +44,12 @@ def connect(url: str, database: str, *, timeout_s: float = 10.0) -> Client:
         return client
 
 
+def connected_urls() -> list[str]:
+    """The URLs this process holds a cached client for, first connected first (one per database)."""
+    with _lock:
+        return [url for url, _database in _clients]
+
+
 def _new_client(url: str, database: str, timeout_s: float) -> Client:
     parsed = urlparse(url)
     if parsed.scheme == "chdb":
