@@ -1,8 +1,9 @@
 """Dunning: per-invoice payment state, the tenant's standing derived from it, and the audit trail.
 
 Pure domain: no AWS, no Stripe. Storage and the payment gateway come in through Protocols.
-Where things are: ``facts`` (facts and the per-invoice record), ``timeline`` (standing and audit
-trail), ``service`` (the service and the storage protocol it needs).
+Where things are: ``facts`` (facts and the per-invoice record), ``schedule`` (when each retry is
+due, and when retries end), ``timeline`` (standing and audit trail), ``notices`` (transitions as
+events), ``service`` (the service and the storage protocol it needs).
 
 Model (order-independent by construction)
 -----------------------------------------
@@ -28,7 +29,8 @@ emits every change of state, so the stored trail is the same whatever order even
   deleted in Stripe, so it cannot be collected);
 - otherwise ``active``.
 
-Retries run at ``first_failure + retry_days[k]`` (default 3, 7, 14 days) for k = attempts made.
+Retries run at ``first_failure + retry_days[k]`` (default 3, 7, 14 days) for k = retries made, until
+``len(retry_days)`` were made (``schedule``: the one place that formula is written).
 """
 
 from billing.dunning.facts import (
