@@ -1,12 +1,15 @@
 """The package's import graph: the layer holds only what runs in Lambda, and the domain owns its interfaces.
 
 Walks every module's ``import`` statements (top level and inside functions, since adapters are imported
-lazily) without importing anything.
+lazily) without importing anything; the last two tests import in a fresh interpreter, to see what a cold
+start loads.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import PROJECT_ROOT
@@ -103,3 +106,33 @@ def test_the_package_has_no_import_cycle() -> None:
         if node not in state:
             visit(node)
     assert cycles == []
+
+
+def _fresh(code: str) -> str:
+    """What ``code`` prints, run in a fresh interpreter (nothing imported by the test session)."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return result.stdout.strip()
+
+
+def test_reading_settings_does_not_import_the_dunning_service() -> None:
+    # Given a fresh interpreter, as on a cold start
+    # When it imports the settings (their retry default comes from billing.dunning.schedule)
+    loaded = _fresh(
+        "import sys, billing.runtime.settings; "
+        "print(sorted(m for m in sys.modules if m in "
+        "('billing.dunning.service', 'billing.dunning.notices', 'billing.payments.provider')))"
+    )
+    # Then the dunning service and what it imports stay unloaded
+    assert loaded == "[]"
+
+
+def test_every_dunning_export_is_the_object_its_module_defines() -> None:
+    # Given every dunning submodule imported before the package's names are read
+    # When each exported name is read from the package
+    wrong = _fresh(
+        "import types, billing.dunning.service, billing.dunning.timeline, billing.dunning.facts; "
+        "import billing.dunning as d; "
+        "print([n for n in d.__all__ if isinstance(getattr(d, n), types.ModuleType)])"
+    )
+    # Then none of them is a module (a submodule of the same name would shadow a lazily read name)
+    assert wrong == "[]"

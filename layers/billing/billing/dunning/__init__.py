@@ -33,6 +33,11 @@ Retries run at ``first_failure + retry_days[k]`` (default 3, 7, 14 days) for k =
 ``len(retry_days)`` were made (``schedule``: the one place that formula is written).
 """
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from billing.dunning.facts import (
     Attempt,
     Attempted,
@@ -47,17 +52,46 @@ from billing.dunning.facts import (
     Resolved,
     apply,
 )
-from billing.dunning.service import (
-    ConcurrentUpdate,
-    DueRetry,
-    DunningRepository,
-    DunningService,
-    Outcome,
-    RunReport,
-    StatusView,
-    TenantStanding,
-)
 from billing.dunning.timeline import AuditEntry, Standing, timeline
+
+if TYPE_CHECKING:
+    from billing.dunning.service import (
+        ConcurrentUpdate,
+        DueRetry,
+        DunningRepository,
+        DunningService,
+        Outcome,
+        RunReport,
+        StatusView,
+        TenantStanding,
+    )
+
+# The service's names are imported on first use, not with the package: Settings imports
+# ``billing.dunning.schedule`` for its default and every function reads Settings on a cold start,
+# so importing this package must not bring in the service (with the notices and the payment
+# protocols it imports). A lazy name must never be a submodule's name too: importing that
+# submodule would bind the module over it.
+_SERVICE_NAMES = frozenset(
+    {
+        "ConcurrentUpdate",
+        "DueRetry",
+        "DunningRepository",
+        "DunningService",
+        "Outcome",
+        "RunReport",
+        "StatusView",
+        "TenantStanding",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _SERVICE_NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module("billing.dunning.service"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Attempt",
