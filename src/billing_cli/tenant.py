@@ -14,7 +14,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from billing.dunning import StatusView
+from billing.dunning.service import StatusView
 from billing_cli import app
 
 tenant_app = typer.Typer(

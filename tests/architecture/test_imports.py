@@ -4,12 +4,14 @@ import cycles and no private imports across modules; the local runtime never imp
 client needs only the standard library.
 
 Walks every module's ``import`` statements (top level and inside functions, since adapters are imported
-lazily) without importing anything.
+lazily) without importing anything; the last two tests import in a fresh interpreter, to see what a cold
+start loads.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -257,3 +259,21 @@ def test_the_package_root_holds_only_its_map() -> None:
     root = LAYER / "billing"
     # Then its only module is __init__.py (every other module lives in the package of its context)
     assert sorted(p.name for p in root.glob("*.py")) == ["__init__.py"]
+
+
+def _fresh(code: str) -> str:
+    """What ``code`` prints, run in a fresh interpreter (nothing imported by the test session)."""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return result.stdout.strip()
+
+
+def test_reading_settings_does_not_import_the_dunning_service() -> None:
+    # Given a fresh interpreter, as on a cold start
+    # When it imports the settings (their retry default comes from billing.dunning.schedule)
+    loaded = _fresh(
+        "import sys, billing.runtime.settings; "
+        "print(sorted(m for m in sys.modules if m.startswith('billing.') and m not in "
+        "('billing.runtime', 'billing.runtime.settings', 'billing.dunning', 'billing.dunning.schedule')))"
+    )
+    # Then nothing else of the package is loaded (the dunning package imports none of its modules)
+    assert loaded == "[]"

@@ -96,7 +96,7 @@ def test_each_dunning_transition_publishes_a_notice(stripe, world, bus) -> None:
 
 def test_notices_carry_the_invoice_amount_and_hosted_url_from_our_record() -> None:
     # Given an added audit entry of a first failure and a lookup of our invoice record
-    from billing.dunning import Failed, InvoiceDunning, Mark, apply
+    from billing.dunning.facts import Failed, InvoiceDunning, Mark, apply
     from billing.dunning.notices import InvoiceDetails
 
     record = apply(InvoiceDunning("acme", "in_1", "2025-11"), Failed(Mark(T0, "evt_1"), "declined"))

@@ -8,17 +8,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from billing.dunning import (
-    Attempt,
-    Attempted,
-    Failed,
-    Finalized,
-    InvoiceDunning,
-    Mark,
-    Resolved,
-    apply,
-    timeline,
-)
+from billing.dunning.facts import Attempt, Attempted, Failed, Finalized, InvoiceDunning, Mark, Resolved, apply
+from billing.dunning.timeline import timeline
 
 T0 = datetime(2025, 12, 1, 9, tzinfo=UTC)
 RETRY_DAYS = [3, 7, 14]

@@ -119,8 +119,8 @@ def test_a_credit_made_by_a_run_that_died_before_saving_is_not_made_again(billin
     make_tenant("owed2", customer=None)
     statement = make_statement("owed2", ["-3.00"])
     service = billing.service
-    customer_id, _ = service._customer("owed2")
-    draft = service.credit_draft(statement, customer_id, 300)
+    customer_id, _ = service.customers.link("owed2")
+    draft = service.drafts.credit_draft(statement, customer_id, 300)
     service.gateway.credit_balance(replace(draft, idempotency_key="expired-key"))
 
     # When the job runs again

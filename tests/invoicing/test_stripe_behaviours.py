@@ -242,7 +242,7 @@ def test_lists_are_read_to_their_last_page(billing: Billing) -> None:
 
     make_tenant("pages")
     gateway = billing.service.gateway
-    customer_id, _ = billing.service._customer("pages")
+    customer_id, _ = billing.service.customers.link("pages")
     for n in range(105):
         gateway.credit_balance(
             BalanceCreditDraft(customer_id, "usd", 1, f"credit {n}", {"statement_id": f"s{n}"}, f"credit-{n}")

@@ -1,8 +1,10 @@
 """Dunning: per-invoice payment state, the tenant's standing derived from it, and the audit trail.
 
-Pure domain: no AWS, no Stripe. Storage and the payment gateway come in through Protocols.
-Where things are: ``facts`` (facts and the per-invoice record), ``timeline`` (standing and audit
-trail), ``service`` (the service and the storage protocol it needs).
+Pure domain: no AWS, no Stripe. Storage and the payment gateway come in through Protocols. The
+package imports none of its modules (Settings reads ``schedule`` on every cold start, which must not
+load the service): import from the module that defines a name. Where things are: ``facts`` (facts and the per-invoice record), ``schedule`` (when each retry is
+due, and when retries end), ``timeline`` (standing and audit trail), ``notices`` (transitions as
+events), ``service`` (the service and the storage protocol it needs).
 
 Model (order-independent by construction)
 -----------------------------------------
@@ -28,57 +30,6 @@ emits every change of state, so the stored trail is the same whatever order even
   deleted in Stripe, so it cannot be collected);
 - otherwise ``active``.
 
-Retries run at ``first_failure + retry_days[k]`` (default 3, 7, 14 days) for k = attempts made.
+Retries run at ``first_failure + retry_days[k]`` (default 3, 7, 14 days) for k = retries made, until
+``len(retry_days)`` were made (``schedule``: the one place that formula is written).
 """
-
-from billing.dunning.facts import (
-    Attempt,
-    Attempted,
-    Fact,
-    Failed,
-    Finalized,
-    InvoiceDunning,
-    InvoiceState,
-    Mark,
-    Resolution,
-    ResolutionMark,
-    Resolved,
-    apply,
-)
-from billing.dunning.service import (
-    ConcurrentUpdate,
-    DueRetry,
-    DunningService,
-    DunningStore,
-    Outcome,
-    RunReport,
-    StatusView,
-    TenantStanding,
-)
-from billing.dunning.timeline import AuditEntry, Standing, timeline
-
-__all__ = [
-    "Attempt",
-    "Attempted",
-    "AuditEntry",
-    "ConcurrentUpdate",
-    "DueRetry",
-    "DunningStore",
-    "DunningService",
-    "Fact",
-    "Failed",
-    "Finalized",
-    "InvoiceDunning",
-    "InvoiceState",
-    "Mark",
-    "Outcome",
-    "Resolution",
-    "Resolved",
-    "ResolutionMark",
-    "RunReport",
-    "Standing",
-    "StatusView",
-    "TenantStanding",
-    "apply",
-    "timeline",
-]

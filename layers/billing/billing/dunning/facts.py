@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
+from billing.dunning.schedule import retry_due_at
 from billing.kernel.periods import iso, parse_instant
 
 Resolution = Literal["paid", "void", "uncollectible"]
@@ -158,14 +159,18 @@ class InvoiceDunning:
             return "open"
         return "exhausted" if self.exhausted_at(retry_count) else "past_due"
 
+    @property
+    def retries_made(self) -> int:
+        """Our retries made so far, whatever their outcome (each attempt number counts once); the
+        next one is number ``retries_made + 1``."""
+        return len({a.n for a in self.attempts})
+
     def next_retry_at(self, retry_days: Sequence[int]) -> datetime | None:
-        """When the next retry is due; None when none is (not failing, closed, or retries used up)."""
+        """When the next retry is due (``schedule.retry_due_at``); None when none is: not failing,
+        closed, or the schedule has ended."""
         if self.first_failure is None or self.closed is not None:
             return None
-        made = len({a.n for a in self.attempts})
-        if made >= len(retry_days):
-            return None
-        return self.first_failure.at + timedelta(days=retry_days[made])
+        return retry_due_at(self.first_failure.at, self.retries_made, retry_days)
 
     def fingerprint(self) -> tuple[Any, ...]:
         """Everything but the storage version: equal fingerprints mean equal records."""

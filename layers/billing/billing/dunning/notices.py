@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from billing.dunning.facts import InvoiceDunning
+from billing.dunning.schedule import retry_due_at
 from billing.dunning.timeline import AuditEntry
 from billing.kernel.periods import iso
 
@@ -129,13 +130,15 @@ def notices_for(
 def _next_retry(
     invoice: InvoiceDunning | None, entry: AuditEntry, retry_days: Sequence[int]
 ) -> datetime | None:
-    """The retry that follows this failure (None after the last, or once the invoice is closed)."""
+    """The retry that follows this failure (None after the last, or once the invoice is closed).
+
+    The retries made are those that had failed by the entry's time, not all of them: a trail
+    recomputed later still tells, for this entry, the retry that came next then. For the latest
+    entry that is every retry made, so the notice names the due date the record stores."""
     if invoice is None or invoice.first_failure is None or invoice.closed is not None:
         return None
-    done = sum(1 for a in invoice.failed_attempts() if a.at <= entry.at)
-    if done >= len(retry_days):
-        return None
-    return invoice.first_failure.at + timedelta(days=retry_days[done])
+    made = sum(1 for a in invoice.failed_attempts() if a.at <= entry.at)
+    return retry_due_at(invoice.first_failure.at, made, retry_days)
 
 
 def payment_method_missing(

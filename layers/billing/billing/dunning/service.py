@@ -24,6 +24,7 @@ from billing.dunning.facts import (
     earliest,
 )
 from billing.dunning.notices import InvoiceLookup, NoticePublisher, notices_for
+from billing.dunning.schedule import last_retry
 from billing.dunning.timeline import AuditEntry, Standing, timeline
 from billing.kernel.periods import iso, to_ms
 from billing.payments.provider import PaymentCollector
@@ -175,7 +176,7 @@ class DunningService:
 
     @property
     def retry_count(self) -> int:
-        return len(self.retry_days)
+        return last_retry(self.retry_days)
 
     # -- webhook side -----------------------------------------------------------------------------
     def record(self, tenant_id: str, invoice_id: str, month: str | None, facts: Sequence[Fact]) -> Outcome:
@@ -284,7 +285,7 @@ class DunningService:
                     self.repo.put_invoice(record, None)  # no one left to charge: drop the schedule
                 report.skipped += 1
                 continue
-            n = len({a.n for a in record.attempts}) + 1
+            n = record.retries_made + 1
             key = f"{record.invoice_id}:retry:{n}"
             try:
                 result = self.gateway.pay_invoice(record.invoice_id, idempotency_key=key)

@@ -1,7 +1,15 @@
 """Stripe invoicing of statements: an idempotent, resumable state machine per statement.
 
-Where things are: ``records`` (the record, job, outcome types), ``state_machine`` (the service),
-``plan`` (the dry-run request plan).
+Where things are:
+
+- ``records``: the invoice record, its states, the job message, outcomes, the statement total in cents;
+- ``state_machine``: ``InvoiceStateMachine``, the per-statement walk from ``pending`` to a terminal state;
+- ``customers``: ``CustomerLinker``, the tenant's one Stripe customer (signup and card on file use it too);
+- ``drafts``: ``Drafts``, the invoice, item and balance-credit requests built from a statement;
+- ``push``: ``push_month``, a month's statements invoiced on a thread pool;
+- ``service``: ``InvoicingService``, those parts wired together behind ``invoice``, ``push`` and
+  ``ensure_customer`` (what handlers, the CLI and the container call);
+- ``plan``: the dry-run request plan (``billing invoice push --dry-run``).
 
 Statements (billing.statements.statement) are the source of truth for amounts; Stripe presents the invoice and
 charges the saved payment method. For each statement (tenant-month) a record in BillingTable
@@ -30,7 +38,10 @@ Invoices are ``charge_automatically`` with ``auto_advance=false``: Stripe neithe
 them on its own; this job pays once and the dunning schedule (billing.dunning) owns later attempts.
 """
 
+from billing.invoicing.customers import CustomerLinker, customer_draft
+from billing.invoicing.drafts import Drafts
 from billing.invoicing.plan import plan_requests
+from billing.invoicing.push import push_month
 from billing.invoicing.records import (
     MAX_STEPS,
     TERMINAL,
@@ -46,22 +57,28 @@ from billing.invoicing.records import (
     parse_job,
     statement_cents,
 )
-from billing.invoicing.state_machine import InvoicingService
+from billing.invoicing.service import InvoicingService
+from billing.invoicing.state_machine import InvoiceStateMachine
 
 __all__ = [
     "MAX_STEPS",
     "TERMINAL",
+    "CustomerLinker",
+    "Drafts",
     "InvoiceMismatch",
     "InvoiceOutcome",
     "InvoiceRecord",
     "InvoiceRecords",
     "InvoiceState",
+    "InvoiceStateMachine",
     "InvoicingJob",
     "InvoicingService",
     "StatementInconsistent",
     "StatementSource",
+    "customer_draft",
     "idempotency_key",
     "parse_job",
     "plan_requests",
+    "push_month",
     "statement_cents",
 ]

@@ -3,13 +3,12 @@ alone (``billing invoice push --dry-run``). Nothing is sent."""
 
 from __future__ import annotations
 
+from billing.invoicing.customers import customer_draft
 from billing.invoicing.records import TERMINAL, idempotency_key, statement_cents
-from billing.invoicing.state_machine import InvoicingService
+from billing.invoicing.service import InvoicingService
 from billing.kernel.errors import NotFound
 from billing.kernel.periods import Month
-from billing.payments.provider import (
-    PlannedRequest,
-)
+from billing.payments.provider import PlannedRequest
 
 
 def plan_requests(service: InvoicingService, tenant_id: str, month: str | Month) -> list[PlannedRequest]:
@@ -25,30 +24,30 @@ def plan_requests(service: InvoicingService, tenant_id: str, month: str | Month)
     state = record.state if record else "pending"
     if state in TERMINAL or total == 0:
         return []
-    tenant = service.tenant(tenant_id)
+    tenant = service.customers.tenant(tenant_id)
     requests: list[PlannedRequest] = []
     customer_id = (record and record.customer_id) or tenant.stripe_customer_id
     if customer_id is None:
-        draft = service.customer_draft(tenant)
+        draft = customer_draft(tenant)
         requests += [planner.find_customer_request(tenant.id), planner.customer_request(draft)]
         customer_id = "{customer_id}"
-    if total < 0:  # credited to the customer's balance (state_machine._credit)
+    if total < 0:  # credited to the customer's balance (InvoiceStateMachine._credit)
         return [
             *requests,
             planner.find_balance_credit_request(customer_id),
-            planner.balance_credit_request(service.credit_draft(statement, customer_id, -total)),
+            planner.balance_credit_request(service.drafts.credit_draft(statement, customer_id, -total)),
         ]
     invoice_id = (record and record.invoice_id) or "{invoice_id}"
     if state == "pending":
         requests += [
             planner.find_invoice_request(customer_id),
-            planner.invoice_request(service.invoice_draft(statement, customer_id)),
+            planner.invoice_request(service.drafts.invoice_draft(statement, customer_id)),
         ]
     if state in ("pending", "draft_created"):
         if state == "draft_created":
             requests.append(planner.list_items_request(invoice_id))
         requests += [
-            planner.item_request(service.item_draft(statement, line, customer_id, invoice_id))
+            planner.item_request(service.drafts.item_draft(statement, line, customer_id, invoice_id))
             for line in statement.lines
         ]
     if state in ("pending", "draft_created", "items_added"):

@@ -1,17 +1,27 @@
-"""The per-statement invoicing state machine (see the package docstring for its invariants)."""
+"""The per-statement invoicing walk: one record moved from ``pending`` to a terminal state.
+
+``InvoiceStateMachine.invoice`` reads the statement and its record, then repeats one step at a time
+until the record is terminal (``records.TERMINAL``). Invariants (the package docstring has the states):
+
+- a step sends at most the Stripe requests of its own transition, then saves the record with a
+  versioned conditional write; a step that loses that write to another writer re-reads the record
+  and goes on from the state the winner stored (at most ``records.MAX_STEPS`` steps, then ``Conflict``);
+- a step never assumes what an earlier run did: what it cannot take from the record it reads back
+  from Stripe (the invoice by metadata, a draft's items, the invoice's status), so a run killed at
+  any point and run again sends nothing twice that Stripe would act on twice;
+- the draft's pre-tax total is checked against the statement before finalizing and again after;
+  any difference is ``InvoiceMismatch`` and nothing more is sent for that statement;
+- notices (``payment_method_missing``, ``balance_credited``, ``final_balance_left``) are published
+  only after the record saying so is stored.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from billing.catalog.plans import PlanCatalog
-from billing.catalog.product_sync import product_key
 from billing.dunning.notices import (
     InvoiceDetails,
     NoticePublisher,
@@ -19,6 +29,8 @@ from billing.dunning.notices import (
     final_balance_left,
     payment_method_missing,
 )
+from billing.invoicing.customers import CustomerLinker
+from billing.invoicing.drafts import Drafts
 from billing.invoicing.records import (
     MAX_STEPS,
     TERMINAL,
@@ -32,23 +44,16 @@ from billing.invoicing.records import (
     statement_cents,
 )
 from billing.kernel.errors import Conflict, NotFound
-from billing.kernel.money import to_minor
 from billing.kernel.periods import Month, iso
 from billing.payments.provider import (
     MAX_INVOICE_ITEMS,
-    BalanceCreditDraft,
     CollectionMethod,
-    CustomerDraft,
-    InvoiceDraft,
     InvoiceSummary,
-    ItemDraft,
     PaymentAttempt,
     PaymentGateway,
-    RequestPlanner,
 )
 from billing.runtime.observability import logger
-from billing.statements.statement import Statement, StatementLine
-from billing.tenants.tenant import Tenant, TenantStore, unknown_tenant
+from billing.statements.statement import Statement
 
 
 class _Raced(Exception):
@@ -61,49 +66,34 @@ class _Run:
 
     invoice: InvoiceSummary | None = None
     created_now: bool = False
-    lines_present: set[str] = field(default_factory=set)
 
 
-class InvoicingService:
+class InvoiceStateMachine:
     def __init__(
         self,
         *,
         statements: StatementSource,
-        tenants: TenantStore,
-        catalog: PlanCatalog,
         records: InvoiceRecords,
+        customers: CustomerLinker,
+        drafts: Drafts,
         gateway: Callable[[], PaymentGateway],
-        planner: RequestPlanner,
-        is_conflict: Callable[[Exception], bool],
         clock: Callable[[], datetime] | None = None,
-        products: Callable[[], Mapping[str, str]] | None = None,
         notices: NoticePublisher | None = None,
     ):
-        """``gateway`` is called once, on first use: building it fetches the provider's secret key.
-        ``products`` gives the recorded ``billing_key -> Stripe product`` ids (catalog sync), read
-        once per service."""
-        self._products_source = products
-        self._products: Mapping[str, str] | None = None
-        self.notices = notices
+        """``gateway`` is called on each use; the caller makes it build the gateway once (building it
+        fetches the provider's secret key). ``notices`` may be None: nothing is published then."""
         self.statements = statements
-        self.tenants = tenants
-        self.catalog = catalog
         self.records = records
-        self._gateway_factory = gateway
-        self._gateway: PaymentGateway | None = None
-        self.planner = planner
-        self._lock = threading.Lock()
-        self.is_conflict = is_conflict
+        self.customers = customers
+        self.drafts = drafts
+        self._gateway = gateway
         self.clock = clock or (lambda: datetime.now(UTC))
+        self.notices = notices
 
     @property
     def gateway(self) -> PaymentGateway:
-        with self._lock:
-            if self._gateway is None:
-                self._gateway = self._gateway_factory()
-            return self._gateway
+        return self._gateway()
 
-    # ------------------------------------------------------------------------------------------ job
     def invoice(self, tenant_id: str, month: str | Month) -> InvoiceOutcome:
         """Bring the statement's invoice as far as it goes: created, itemized, finalized, charged once."""
         month = str(month)
@@ -191,7 +181,7 @@ class InvoicingService:
                 f"invoice holds at most {MAX_INVOICE_ITEMS}",
                 details=[{"field": "lines", "reason": f"more than {MAX_INVOICE_ITEMS} lines"}],
             )
-        customer_id, created = self._customer(statement.tenant_id)
+        customer_id, created = self.customers.link(statement.tenant_id)
         found = (
             [] if created else self.gateway.find_invoices(customer_id, "statement_id", statement.statement_id)
         )
@@ -216,7 +206,7 @@ class InvoicingService:
                 "charge_automatically" if self.gateway.payment_method_on_file(customer_id) else "send_invoice"
             )
             run.invoice = self.gateway.create_draft_invoice(
-                self.invoice_draft(statement, customer_id, method)
+                self.drafts.invoice_draft(statement, customer_id, method)
             )
             run.created_now = not run.invoice.replayed  # a fresh draft holds no items yet
         return self._save(
@@ -233,14 +223,14 @@ class InvoicingService:
         is owed to the tenant: it is credited once to the customer's Stripe balance, which Stripe
         takes off the customer's next invoices. A credit made by an earlier run whose record update
         was lost is found by its metadata, not made again."""
-        customer_id, created = self._customer(statement.tenant_id)
+        customer_id, created = self.customers.link(statement.tenant_id)
         credit = (
             None
             if created
             else self.gateway.find_balance_credit(customer_id, "statement_id", statement.statement_id)
         )
         if credit is None:
-            credit = self.gateway.credit_balance(self.credit_draft(statement, customer_id, owed))
+            credit = self.gateway.credit_balance(self.drafts.credit_draft(statement, customer_id, owed))
         logger.info(
             "statement below zero; credited to the customer's balance",
             extra={"statement_id": statement.statement_id, "cents": owed, "balance_transaction_id": credit},
@@ -259,20 +249,6 @@ class InvoicingService:
             self.notices.publish([balance_credited(statement.tenant_id, credit, self.clock(), details)])
         return saved
 
-    def credit_draft(self, statement: Statement, customer_id: str, owed: int) -> BalanceCreditDraft:
-        return BalanceCreditDraft(
-            customer_id=customer_id,
-            currency=statement.currency,
-            amount=owed,
-            description=f"Credit from statement {statement.statement_id} ({statement.month})",
-            metadata={
-                "tenant_id": statement.tenant_id,
-                "month": statement.month,
-                "statement_id": statement.statement_id,
-            },
-            idempotency_key=idempotency_key(statement.statement_id, "credit"),
-        )
-
     def _add_items(self, statement: Statement, total: int, record: InvoiceRecord, run: _Run) -> InvoiceRecord:
         assert record.invoice_id and record.customer_id
         invoice = run.invoice if run.invoice is not None else self.gateway.get_invoice(record.invoice_id)
@@ -286,7 +262,7 @@ class InvoicingService:
             if line.line_id in present:
                 continue
             self.gateway.add_invoice_item(
-                self.item_draft(statement, line, record.customer_id, record.invoice_id)
+                self.drafts.item_draft(statement, line, record.customer_id, record.invoice_id)
             )
             present.add(line.line_id)
         run.invoice = None  # its total changed; read it again before finalizing
@@ -419,139 +395,3 @@ class InvoicingService:
             failure_code=attempt.failure_code,
             failure_message=attempt.failure_message,
         )
-
-    # ------------------------------------------------------------------------------------------ customer
-    def ensure_customer(self, tenant_id: str) -> str:
-        """The tenant's Stripe customer id, creating the customer once (signup, or the first invoice)."""
-        return self._customer(tenant_id)[0]
-
-    def _customer(self, tenant_id: str) -> tuple[str, bool]:
-        """(customer id, created in this call)."""
-        tenant = self.tenant(tenant_id)
-        if tenant.stripe_customer_id:
-            return tenant.stripe_customer_id, False
-        draft = self.customer_draft(tenant)
-        existing = self.gateway.find_customer(tenant.id)
-        if existing is not None:
-            customer_id, new = existing, False
-        else:
-            created = self.gateway.create_customer(draft)
-            customer_id, new = created.id, not created.replayed
-        linked = self.tenants.link_stripe_customer(tenant.id, customer_id)
-        if linked is None:
-            raise unknown_tenant([tenant_id])
-        if linked != customer_id:
-            return linked, False  # a concurrent job linked its customer first: that one is the tenant's
-        logger.info("stripe customer linked", extra={"tenant_id": tenant.id, "customer_id": customer_id})
-        return customer_id, new
-
-    def tenant(self, tenant_id: str) -> Tenant:
-        tenant = self.tenants.get(tenant_id)
-        if tenant is None:
-            raise unknown_tenant([tenant_id])
-        return tenant
-
-    # ------------------------------------------------------------------------------------------ requests
-    @staticmethod
-    def customer_draft(tenant: Tenant) -> CustomerDraft:
-        name = tenant.name or tenant.id
-        # The key depends on what is sent: Stripe answers a changed name or email under a used key
-        # with a 400 that no retry gets past. The lookup before creating finds an earlier one.
-        digest = hashlib.sha256(f"{name}\n{tenant.email}".encode()).hexdigest()[:12]
-        return CustomerDraft(
-            tenant_id=tenant.id,
-            name=name,
-            email=tenant.email,
-            idempotency_key=f"customer:{tenant.id}:{digest}",
-        )
-
-    @staticmethod
-    def invoice_draft(
-        statement: Statement, customer_id: str, method: CollectionMethod = "charge_automatically"
-    ) -> InvoiceDraft:
-        kind = "Final statement" if statement.is_final else "Statement"
-        return InvoiceDraft(
-            customer_id=customer_id,
-            currency=statement.currency,
-            description=f"{kind} {statement.month} for {statement.tenant_id}",
-            metadata={
-                "tenant_id": statement.tenant_id,
-                "month": statement.month,
-                "statement_id": statement.statement_id,
-                "is_final": str(statement.is_final).lower(),
-            },
-            # Another collection method is another request: its own key (the lookup by metadata
-            # before creating keeps it to one invoice per statement).
-            idempotency_key=idempotency_key(
-                statement.statement_id, "invoice" if method == "charge_automatically" else "invoice:send"
-            ),
-            collection_method=method,
-        )
-
-    def item_draft(
-        self, statement: Statement, line: StatementLine, customer_id: str, invoice_id: str
-    ) -> ItemDraft:
-        return ItemDraft(
-            customer_id=customer_id,
-            invoice_id=invoice_id,
-            currency=statement.currency,
-            amount=to_minor(line.amount, statement.currency),
-            description=line.description,
-            period_start=line.period_start,
-            period_end=line.period_end,
-            metadata={
-                "tenant_id": statement.tenant_id,
-                "month": statement.month,
-                "statement_id": statement.statement_id,
-                "line_id": line.line_id,
-                "kind": line.kind,
-            },
-            idempotency_key=idempotency_key(statement.statement_id, f"line:{line.line_id}"),
-            product_id=self._product(line.plan, line.kind),
-        )
-
-    def _product(self, plan_id: str | None, kind: str) -> str | None:
-        """The synced product of the line's kind (billing stripe sync-catalog), else the plan's
-        ``stripe_product_id`` from the plans file, else none."""
-        if self._products is None:
-            self._products = dict(self._products_source()) if self._products_source else {}
-        synced = self._products.get(product_key(plan_id, kind))
-        if synced:
-            return synced
-        if plan_id is None or plan_id not in self.catalog:
-            return None
-        return self.catalog.get(plan_id).stripe_product_id
-
-    # ------------------------------------------------------------------------------------------ month
-    def push(
-        self,
-        month: str | Month,
-        tenant_ids: Iterable[str] | None = None,
-        *,
-        workers: int = 8,
-        on_done: Callable[[InvoiceOutcome], None] | None = None,
-    ) -> list[InvoiceOutcome]:
-        """Invoice the month's statements (or the given tenants') in parallel; the gateway's rate
-        limiter keeps the whole run under the Stripe cap. Failures are outcomes with ``error``."""
-        month = str(month)
-        ids = (
-            sorted(set(tenant_ids))
-            if tenant_ids is not None
-            else [s.tenant_id for s in self.statements.list_month(month)]
-        )
-
-        def one(tenant_id: str) -> InvoiceOutcome:
-            try:
-                return self.invoice(tenant_id, month)
-            except Exception as exc:  # noqa: BLE001 - one tenant's failure never stops the month
-                logger.exception("invoicing failed", extra={"tenant_id": tenant_id, "month": month})
-                return InvoiceOutcome(tenant_id, month, "error", 0, error=f"{type(exc).__name__}: {exc}")
-
-        outcomes: list[InvoiceOutcome] = []
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for future in as_completed([pool.submit(one, t) for t in ids]):
-                outcome = future.result()
-                outcomes.append(outcome)
-                if on_done:
-                    on_done(outcome)
-        return sorted(outcomes, key=lambda o: o.tenant_id)

@@ -32,7 +32,8 @@ from pydantic import (
     field_validator,
 )
 
-from billing.dunning import DunningService, Fact, Failed, Finalized, Mark, Resolved
+from billing.dunning.facts import Fact, Failed, Finalized, Mark, Resolved
+from billing.dunning.service import DunningService
 from billing.kernel.errors import InvalidRequest
 from billing.kernel.periods import MAX_INSTANT, MIN_INSTANT, Month
 from billing.kernel.validation import Identifier, parse_json, validation_details

@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from billing.adapters.dynamodb.usage_ledger import DynamoUsageLedger
     from billing.adapters.stripe.gateway import StripeGateway
     from billing.catalog.plans import PlanCatalog
-    from billing.dunning import DunningService
     from billing.dunning.notices import NoticePublisher
+    from billing.dunning.service import DunningService
     from billing.invoicing import InvoicingService
     from billing.kernel.periods import PeriodStore
     from billing.metering.ingest import IngestService
@@ -420,7 +420,6 @@ def invoicing_service() -> InvoicingService:
         records=invoice_records(),
         gateway=stripe_gateway,
         planner=StripeGateway,
-        is_conflict=is_conflict,
         products=lambda: product_ids().get(),
         notices=notices(),
     )
@@ -431,7 +430,7 @@ def dunning_service() -> DunningService:
     """Dunning: webhook facts, a tenant's status, and the scheduled retries (which pay through the
     ``payment_collector``)."""
     from billing.adapters.aws.notices import DynamoInvoiceDetails
-    from billing.dunning import DunningService
+    from billing.dunning.service import DunningService
 
     return DunningService(
         dunning_store(),

@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from billing.dunning.schedule import DEFAULT_RETRY_DAYS
+
 PACKAGE_CONFIG = Path(__file__).resolve().parent.parent / "config"
 DEFAULT_DATA_DIR = Path.cwd() / ".data"
 
@@ -88,7 +90,8 @@ class Settings(BaseModel):
     portal_secret_max_age_s: int = 300
     portal_base_url: str | None = None
 
-    dunning_retry_days: list[int] = Field(default_factory=lambda: [3, 7, 14])
+    # Retry k is due retry_days[k-1] days after the first failed payment (billing.dunning.schedule).
+    dunning_retry_days: list[int] = Field(default_factory=lambda: list(DEFAULT_RETRY_DAYS))
     webhook_event_retention_days: int = 30
     webhook_tolerance_s: int = 300  # Stripe-Signature max age (Stripe's default)
     dunning_batch_limit: int = 500  # due retries paid per dunning run

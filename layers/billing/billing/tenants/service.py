@@ -44,7 +44,7 @@ from billing.tenants.requests import (
 from billing.tenants.tenant import PlanAssignment, Tenant, TenantStore
 
 if TYPE_CHECKING:
-    from billing.dunning import DunningService, StatusView
+    from billing.dunning.service import DunningService, StatusView
     from billing.statements.close import BillingCycle
 
 __all__ = ["TenantService"]

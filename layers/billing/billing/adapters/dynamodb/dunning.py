@@ -24,15 +24,9 @@ from typing import Any
 
 from billing.adapters.dynamodb.items import dynamodb_client, items, put_versioned, write_if
 from billing.adapters.dynamodb.statements import invoice_statement
-from billing.dunning import (
-    Attempt,
-    AuditEntry,
-    DueRetry,
-    InvoiceDunning,
-    Mark,
-    ResolutionMark,
-    TenantStanding,
-)
+from billing.dunning.facts import Attempt, InvoiceDunning, Mark, ResolutionMark
+from billing.dunning.service import DueRetry, TenantStanding
+from billing.dunning.timeline import AuditEntry
 from billing.kernel.periods import iso, parse_instant, utc
 
 RETRY_DUE = "RETRY_DUE"
