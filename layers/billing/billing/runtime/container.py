@@ -405,7 +405,7 @@ def invoicing_service() -> InvoicingService:
         catalog=plan_catalog(),
         records=invoice_records(),
         gateway=stripe_gateway,
-        planner=StripeGateway,
+        planner=StripeGateway.planner(settings()),
         is_conflict=is_conflict,
         products=lambda: product_ids().get(),
         notices=notices(),

@@ -5,7 +5,11 @@ spec; ``make typecheck`` runs mypy over this file so a wrong parameter fails the
 version pinned by ``Settings.stripe_api_version``. The secret key comes from Secrets Manager through
 Powertools Parameters (cached) and is never logged.
 
-Every request goes through one path (``_call``):
+Every operation is first a ``StripeRequest`` (method, path, parameters, idempotency key) built by
+one ``*_request`` method; ``--dry-run`` renders it and the call sends that same object through the
+SDK's raw request, so what the plan shows is what Stripe receives.
+
+Every request goes through one path (``_send``):
 - a client-side rate limiter shared by all threads of the process (``RateLimiter``), so a month's
   run stays under Stripe's limit (``stripe_max_requests_per_second / stripe_rate_share`` here);
 - Stripe's limits per endpoint (25/s, search 20/s) and per account, both enforced client-side
@@ -27,13 +31,12 @@ own; our job pays once and the dunning schedule owns every later attempt.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, unquote, urlencode
 
 import stripe
 from stripe._encode import _api_encode
@@ -43,6 +46,7 @@ from billing.adapters.stripe.http import (
     RateLimitedHttpClient,
     RetryPolicy,
     StripeRateLimits,
+    endpoint_of,
     replayed_failure,
     retryable,
 )
@@ -66,6 +70,7 @@ if TYPE_CHECKING:
     from stripe._base_address import BaseAddresses
     from stripe.params import (
         CustomerBalanceTransactionCreateParams,
+        CustomerBalanceTransactionListParams,
         CustomerCreateParams,
         CustomerListParams,
         CustomerSearchParams,
@@ -79,6 +84,7 @@ if TYPE_CHECKING:
         InvoicePayParams,
         InvoiceSendInvoiceParams,
         ProductCreateParams,
+        ProductListParams,
         ProductUpdateParams,
     )
     from stripe.params.billing_portal import SessionCreateParams as PortalSessionCreateParams
@@ -86,8 +92,7 @@ if TYPE_CHECKING:
 
     from billing.runtime.settings import Settings
 
-T = TypeVar("T")
-Listed = TypeVar("Listed", bound=stripe.StripeObject)
+Answer = TypeVar("Answer", bound=stripe.StripeObject)
 
 _MAX_REKEYS = 2  # new keys tried after a replayed 5xx before the call fails
 
@@ -97,17 +102,31 @@ _MAX_DESCRIPTION = 500
 
 @dataclass(frozen=True)
 class StripeRequest:
-    """One request exactly as the SDK sends it (for ``--dry-run`` and logs)."""
+    """One request exactly as the SDK sends it: what ``--dry-run`` prints and what a call sends are
+    the same object, so the two cannot differ."""
 
-    method: str
-    path: str
+    method: str  # "get" or "post", as the SDK spells them
+    path: str  # from /v1 on, ids quoted (``segment``)
     params: Mapping[str, Any]
     idempotency_key: str | None = None
 
+    def form(self) -> str:
+        """The parameters form-encoded as the SDK encodes them (query string or body)."""
+        return urlencode(list(_api_encode(dict(self.params)))).replace("%5B", "[").replace("%5D", "]")
+
+    def after(self, last_id: str) -> StripeRequest:
+        """The next page of a list request."""
+        return replace(self, params={**self.params, "starting_after": last_id})
+
     def render(self) -> str:
-        body = urlencode(list(_api_encode(dict(self.params))))
+        # The path unquoted: the plan's placeholders for ids not known yet read as {invoice_id}.
         key = f"  Idempotency-Key: {self.idempotency_key}" if self.idempotency_key else ""
-        return f"{self.method.upper()} /v1{self.path}{key}\n    {body}"
+        return f"{self.method.upper()} {unquote(self.path)}{key}\n    {self.form()}"
+
+
+def segment(value: str) -> str:
+    """An id as one path segment, quoted as the SDK quotes the ids of its typed calls."""
+    return quote_plus(value)
 
 
 class StripeGateway:
@@ -141,7 +160,7 @@ class StripeGateway:
             key,
             stripe_version=settings.stripe_api_version,
             base_addresses=base,
-            max_network_retries=0,  # retried in _call with the same key; every attempt takes a token
+            max_network_retries=0,  # retried in _send with the same key; every attempt takes a token
             http_client=RateLimitedHttpClient(limits, settings.stripe_timeout_s),
         )
         retry = RetryPolicy(
@@ -155,27 +174,33 @@ class StripeGateway:
             automatic_tax=settings.stripe_automatic_tax,
         )
 
+    @classmethod
+    def planner(cls, settings: Settings) -> StripeGateway:
+        """A gateway that only describes requests (``--dry-run``): built without the secret key, so
+        the SDK refuses to send anything through it, with the account's invoice terms from settings."""
+        return cls.from_settings(settings, api_key="")
+
     # -- the one request path -------------------------------------------------------------------
-    def _call(
+    def _send(
         self,
-        what: str,
-        fn: Callable[[RequestOptions], T],
+        request: StripeRequest,
+        returns: type[Answer],
         *,
-        idempotency_key: str | None = None,
-        post: bool = False,
-        recover: Callable[[], T | None] | None = None,
-    ) -> T:
-        """``recover`` finds the object a POST was creating or changing (None: not there), for
-        when Stripe replays a saved 5xx under the key."""
-        if post and not idempotency_key:
+        recover: Callable[[], Answer | None] | None = None,
+    ) -> Answer:
+        """Sends ``request`` exactly as described and checks Stripe answered a ``returns``.
+
+        ``recover`` finds the object a POST was creating or changing (None: not there), for when
+        Stripe replays a saved 5xx under the key."""
+        what = endpoint_of(request.method, request.path)
+        idempotency_key = request.idempotency_key
+        if request.method == "post" and not idempotency_key:
             idempotency_key = f"billing-{uuid.uuid4()}"  # still the same key on every retry
-        options: RequestOptions = {"max_network_retries": 0}
-        if idempotency_key:
-            options["idempotency_key"] = idempotency_key
+        sent_key = idempotency_key
         attempt = rekeyed = 0
         while True:
             try:
-                return fn(options)
+                return self._execute(request, sent_key, returns)
             except stripe.StripeError as exc:
                 attempt += 1
                 if idempotency_key and replayed_failure(exc) and rekeyed < _MAX_REKEYS:
@@ -185,10 +210,10 @@ class StripeGateway:
                         return found
                     rekeyed += 1
                     # Derived, not random: a crash and rerun here derives the same key again.
-                    options["idempotency_key"] = f"{idempotency_key}:a{rekeyed}"
+                    sent_key = f"{idempotency_key}:a{rekeyed}"
                     logger.warning(
                         "stripe replays a saved error; retrying under a derived key",
-                        extra={"stripe_call": what, "idempotency_key": options["idempotency_key"]},
+                        extra={"stripe_call": what, "idempotency_key": sent_key},
                     )
                     continue
                 if not retryable(exc) or attempt >= self.retry.max_attempts:
@@ -219,32 +244,70 @@ class StripeGateway:
                 )
                 self.retry.sleep(delay)
 
-    # -- customers ------------------------------------------------------------------------------
-    @staticmethod
-    def customer_request(draft: CustomerDraft) -> StripeRequest:
-        return StripeRequest("post", "/customers", _customer_params(draft), draft.idempotency_key)
+    def _execute(self, request: StripeRequest, idempotency_key: str | None, returns: type[Answer]) -> Answer:
+        """One attempt: the SDK's raw request (its encoding, headers, errors) of exactly
+        ``request``; its retries are off so that every attempt passes ``_send`` and the limiter."""
+        options: RequestOptions = {"max_network_retries": 0}
+        if idempotency_key:
+            options["idempotency_key"] = idempotency_key
+        # raw_request takes the request options and the params as one set of keyword arguments;
+        # no Stripe parameter we send is named like an option.
+        response = self.client.raw_request(request.method, request.path, **request.params, **options)
+        answer = self.client.deserialize(response, dict(request.params), api_mode="V1")
+        if not isinstance(answer, returns):
+            raise TypeError(f"{request.method.upper()} {request.path} answered {type(answer).__name__}")
+        return answer
 
-    @staticmethod
-    def find_customer_request(tenant_id: str) -> StripeRequest:
+    def _each(self, request: StripeRequest, returns: type[Answer]) -> Iterator[Answer]:
+        """Every object of a Stripe list, page after page (``starting_after`` the last one seen).
+        Lists are strongly consistent, unlike search."""
+        while True:
+            page = self._send(request, stripe.ListObject)
+            for listed in page.data:
+                if not isinstance(listed, returns):
+                    raise TypeError(f"GET {request.path} listed {type(listed).__name__}")
+                yield listed
+            if not page.has_more or not page.data:
+                return
+            request = request.after(str(page.data[-1]["id"]))  # every listed object has one
+
+    # -- customers ------------------------------------------------------------------------------
+    def find_customer_request(self, tenant_id: str) -> StripeRequest:
         params: CustomerSearchParams = {"query": f"metadata['tenant_id']:'{_quote(tenant_id)}'", "limit": 10}
-        return StripeRequest("get", "/customers/search", params)
+        return StripeRequest("get", "/v1/customers/search", params)
+
+    def customer_request(self, draft: CustomerDraft) -> StripeRequest:
+        params: CustomerCreateParams = {"metadata": {"tenant_id": draft.tenant_id}}
+        if draft.name:
+            params["name"] = draft.name
+        if draft.email:
+            params["email"] = draft.email
+        if draft.test_clock:
+            params["test_clock"] = draft.test_clock
+        return StripeRequest("post", "/v1/customers", params, draft.idempotency_key)
+
+    def customers_by_email_request(self, email: str) -> StripeRequest:
+        params: CustomerListParams = {"email": email, "limit": 100}
+        return StripeRequest("get", "/v1/customers", params)
+
+    def retrieve_customer_request(self, customer_id: str) -> StripeRequest:
+        return StripeRequest("get", f"/v1/customers/{segment(customer_id)}", {})
+
+    def default_payment_method_request(self, customer_id: str, payment_method_id: str) -> StripeRequest:
+        params: CustomerUpdateParams = {"invoice_settings": {"default_payment_method": payment_method_id}}
+        key = f"default-pm:{customer_id}:{payment_method_id}"
+        return StripeRequest("post", f"/v1/customers/{segment(customer_id)}", params, key)
 
     def find_customer(self, tenant_id: str) -> str | None:
         """The customer whose metadata names this tenant (search API; eventually consistent, so a
         customer created seconds ago may be missing: creation is idempotent by key for that)."""
-        params: CustomerSearchParams = {"query": f"metadata['tenant_id']:'{_quote(tenant_id)}'", "limit": 10}
-        result = self._call("customers.search", lambda o: self.client.v1.customers.search(params, o))
+        result = self._send(self.find_customer_request(tenant_id), stripe.SearchResultObject)
         live = [c for c in result.data if not getattr(c, "deleted", False)]
         return min(live, key=lambda c: c.created).id if live else None
 
     def create_customer(self, draft: CustomerDraft) -> CreatedCustomer:
-        params = _customer_params(draft)
-        customer = self._call(
-            "customers.create",
-            lambda o: self.client.v1.customers.create(params, o),
-            idempotency_key=draft.idempotency_key,
-            post=True,
-            recover=lambda: self._customer_by_email(draft),
+        customer = self._send(
+            self.customer_request(draft), stripe.Customer, recover=lambda: self._customer_by_email(draft)
         )
         return CreatedCustomer(customer.id, _replayed(customer))
 
@@ -252,111 +315,145 @@ class StripeGateway:
         """The tenant's customer by listing (strongly consistent) the customers with its email."""
         if not draft.email:
             return None
-        params: CustomerListParams = {"email": draft.email, "limit": 100}
-        page = self._call("customers.list", lambda o: self.client.v1.customers.list(params, o))
+        page = self._send(self.customers_by_email_request(draft.email), stripe.ListObject)
         mine = [c for c in page.data if _metadata(c.metadata).get("tenant_id") == draft.tenant_id]
         return min(mine, key=lambda c: c.created) if mine else None
 
     def payment_method_on_file(self, customer_id: str) -> str | None:
         """The customer's invoices' default payment method (a retrieve: strongly consistent)."""
-        customer = self._call(
-            "customers.retrieve", lambda o: self.client.v1.customers.retrieve(customer_id, None, o)
-        )
+        customer = self._send(self.retrieve_customer_request(customer_id), stripe.Customer)
         settings = customer.invoice_settings
         default = settings.default_payment_method if settings is not None else None
         return _id(default) if default else None
 
     def set_default_payment_method(self, customer_id: str, payment_method_id: str) -> None:
         """Make the saved card the one invoices charge (idempotent: the same value twice is one state)."""
-        params: CustomerUpdateParams = {"invoice_settings": {"default_payment_method": payment_method_id}}
-        self._call(
-            "customers.update",
-            lambda o: self.client.v1.customers.update(customer_id, params, o),
-            idempotency_key=f"default-pm:{customer_id}:{payment_method_id}",
-            post=True,
-        )
+        self._send(self.default_payment_method_request(customer_id, payment_method_id), stripe.Customer)
+
+    def ensure_customer(self, draft: CustomerDraft) -> str:
+        """Find the tenant's customer by metadata, else create it (idempotent by tenant id)."""
+        return self.find_customer(draft.tenant_id) or self.create_customer(draft).id
+
+    # -- hosted sessions --------------------------------------------------------------------------
+    def setup_intent_request(self, setup_intent_id: str) -> StripeRequest:
+        return StripeRequest("get", f"/v1/setup_intents/{segment(setup_intent_id)}", {})
+
+    def setup_session_request(self, draft: SetupSessionDraft) -> StripeRequest:
+        params: SessionCreateParams = {
+            "mode": "setup",
+            "customer": draft.customer_id,
+            "currency": draft.currency,  # setup mode needs it to offer the currency's payment methods
+            "success_url": draft.success_url,
+            "cancel_url": draft.cancel_url,
+            "client_reference_id": draft.tenant_id,
+            "metadata": {"tenant_id": draft.tenant_id},
+            "setup_intent_data": {"metadata": {"tenant_id": draft.tenant_id}},
+        }
+        if self.automatic_tax:  # Stripe Tax needs the customer's address
+            params["billing_address_collection"] = "required"
+            params["customer_update"] = {"address": "auto", "name": "auto"}
+        return StripeRequest("post", "/v1/checkout/sessions", params, draft.idempotency_key)
+
+    def portal_session_request(
+        self, customer_id: str, return_url: str, idempotency_key: str
+    ) -> StripeRequest:
+        params: PortalSessionCreateParams = {"customer": customer_id, "return_url": return_url}
+        return StripeRequest("post", "/v1/billing_portal/sessions", params, idempotency_key)
 
     def setup_intent_payment_method(self, setup_intent_id: str) -> tuple[str | None, str | None]:
         """(customer id, payment method id) of a setup intent, once it succeeded."""
-        intent = self._call(
-            "setup_intents.retrieve",
-            lambda o: self.client.v1.setup_intents.retrieve(setup_intent_id, None, o),
-        )
+        intent = self._send(self.setup_intent_request(setup_intent_id), stripe.SetupIntent)
         if intent.status != "succeeded" or not intent.payment_method:
             return (_id(intent.customer) if intent.customer else None, None)
         return (_id(intent.customer) if intent.customer else None, _id(intent.payment_method))
 
     def create_setup_session(self, draft: SetupSessionDraft) -> HostedSession:
-        params = _setup_session_params(draft, collect_address=self.automatic_tax)
-        session = self._call(
-            "checkout.sessions.create",
-            lambda o: self.client.v1.checkout.sessions.create(params, o),
-            idempotency_key=draft.idempotency_key,
-            post=True,
-        )
+        session = self._send(self.setup_session_request(draft), stripe.checkout.Session)
         return HostedSession(str(session.id), str(session.url or ""), session.expires_at)
 
-    # -- the catalog (billing.catalog.product_sync.ProductDirectory) -----------------------------------------
+    def create_portal_session(self, customer_id: str, return_url: str, idempotency_key: str) -> HostedSession:
+        request = self.portal_session_request(customer_id, return_url, idempotency_key)
+        session = self._send(request, stripe.billing_portal.Session)
+        return HostedSession(str(session.id), str(session.url), None)
+
+    # -- the catalog (billing.catalog.product_sync.ProductDirectory) -----------------------------
+    def list_products_request(self) -> StripeRequest:
+        params: ProductListParams = {"limit": 100}
+        return StripeRequest("get", "/v1/products", params)
+
+    def product_request(self, spec: ProductSpec) -> StripeRequest:
+        params: ProductCreateParams = {
+            "name": spec.name,
+            "description": spec.description,
+            "metadata": {"billing_key": spec.key},
+        }
+        key = f"catalog:{spec.key}:{_digest(spec.name, spec.description)}"
+        return StripeRequest("post", "/v1/products", params, key)
+
+    def product_update_request(self, product_id: str, spec: ProductSpec) -> StripeRequest:
+        params: ProductUpdateParams = {"name": spec.name, "description": spec.description}
+        key = f"catalog-update:{product_id}:{_digest(spec.name, spec.description)}"
+        return StripeRequest("post", f"/v1/products/{segment(product_id)}", params, key)
+
     def list_products(self) -> list[StripeProduct]:
         """Every product carrying our ``metadata.billing_key`` (list: strongly consistent)."""
         found: list[StripeProduct] = []
-        for product in self._each("products.list", self.client.v1.products.list, {"limit": 100}):
+        for product in self._each(self.list_products_request(), stripe.Product):
             key = _metadata(product.metadata).get("billing_key")
             if key:
                 found.append(StripeProduct(str(product.id), key, str(product.name), product.description))
         return found
 
     def create_product(self, spec: ProductSpec) -> StripeProduct:
-        params: ProductCreateParams = {
-            "name": spec.name,
-            "description": spec.description,
-            "metadata": {"billing_key": spec.key},
-        }
-        product = self._call(
-            "products.create",
-            lambda o: self.client.v1.products.create(params, o),
-            idempotency_key=f"catalog:{spec.key}:{_digest(spec.name, spec.description)}",
-            post=True,
-        )
+        product = self._send(self.product_request(spec), stripe.Product)
         return StripeProduct(str(product.id), spec.key, str(product.name), product.description)
 
     def update_product(self, product_id: str, spec: ProductSpec) -> StripeProduct:
-        params: ProductUpdateParams = {"name": spec.name, "description": spec.description}
-        product = self._call(
-            "products.update",
-            lambda o: self.client.v1.products.update(product_id, params, o),
-            idempotency_key=f"catalog-update:{product_id}:{_digest(spec.name, spec.description)}",
-            post=True,
-        )
+        product = self._send(self.product_update_request(product_id, spec), stripe.Product)
         return StripeProduct(str(product.id), spec.key, str(product.name), product.description)
 
-    def create_portal_session(self, customer_id: str, return_url: str, idempotency_key: str) -> HostedSession:
-        params: PortalSessionCreateParams = {"customer": customer_id, "return_url": return_url}
-        session = self._call(
-            "billing_portal.sessions.create",
-            lambda o: self.client.v1.billing_portal.sessions.create(params, o),
-            idempotency_key=idempotency_key,
-            post=True,
-        )
-        return HostedSession(str(session.id), str(session.url), None)
-
-    def ensure_customer(self, draft: CustomerDraft) -> str:
-        """Find the tenant's customer by metadata, else create it (idempotent by tenant id)."""
-        return self.find_customer(draft.tenant_id) or self.create_customer(draft).id
-
     # -- invoices -------------------------------------------------------------------------------
-    @staticmethod
-    def invoice_request(draft: InvoiceDraft) -> StripeRequest:
-        return StripeRequest("post", "/invoices", _invoice_params(draft), draft.idempotency_key)
+    def invoice_request(self, draft: InvoiceDraft) -> StripeRequest:
+        params: InvoiceCreateParams = {
+            "customer": draft.customer_id,
+            "currency": draft.currency,
+            "collection_method": draft.collection_method,
+            "auto_advance": False,  # Stripe never finalizes, charges or retries on its own
+            "pending_invoice_items_behavior": "exclude",
+            "description": draft.description[:_MAX_DESCRIPTION],
+            "metadata": dict(draft.metadata),
+        }
+        if draft.collection_method == "send_invoice":
+            params["days_until_due"] = self.days_until_due  # Stripe's due date, shown on the hosted page
+        if self.automatic_tax:
+            params["automatic_tax"] = {"enabled": True}  # Stripe adds tax on top of our lines
+        return StripeRequest("post", "/v1/invoices", params, draft.idempotency_key)
+
+    def get_invoice_request(self, invoice_id: str) -> StripeRequest:
+        return StripeRequest("get", f"/v1/invoices/{segment(invoice_id)}", {})
+
+    def find_invoice_request(self, customer_id: str) -> StripeRequest:
+        """The first page of the customer's invoices (``_each`` asks for the next ones)."""
+        params: InvoiceListParams = {"customer": customer_id, "limit": 100}
+        return StripeRequest("get", "/v1/invoices", params)
+
+    def finalize_request(self, invoice_id: str, idempotency_key: str) -> StripeRequest:
+        params: InvoiceFinalizeInvoiceParams = {"auto_advance": False}
+        return StripeRequest("post", f"/v1/invoices/{segment(invoice_id)}/finalize", params, idempotency_key)
+
+    def send_request(self, invoice_id: str, idempotency_key: str) -> StripeRequest:
+        params: InvoiceSendInvoiceParams = {}
+        return StripeRequest("post", f"/v1/invoices/{segment(invoice_id)}/send", params, idempotency_key)
+
+    def pay_request(self, invoice_id: str, idempotency_key: str) -> StripeRequest:
+        params: InvoicePayParams = {"off_session": True}
+        return StripeRequest("post", f"/v1/invoices/{segment(invoice_id)}/pay", params, idempotency_key)
 
     def create_draft_invoice(self, draft: InvoiceDraft) -> InvoiceSummary:
-        params = _invoice_params(draft, self.days_until_due, self.automatic_tax)
         statement_id = draft.metadata.get("statement_id", "")
-        invoice = self._call(
-            "invoices.create",
-            lambda o: self.client.v1.invoices.create(params, o),
-            idempotency_key=draft.idempotency_key,
-            post=True,
+        invoice = self._send(
+            self.invoice_request(draft),
+            stripe.Invoice,
             recover=lambda: self._invoice_by_metadata(draft.customer_id, "statement_id", statement_id),
         )
         return _invoice_summary(invoice, replayed=_replayed(invoice))
@@ -367,62 +464,11 @@ class StripeGateway:
 
     def send_invoice(self, invoice_id: str, *, idempotency_key: str) -> InvoiceSummary:
         """Stripe emails the customer the invoice with its hosted payment page (send_invoice)."""
-        params: InvoiceSendInvoiceParams = {}
-        invoice = self._call(
-            "invoices.send",
-            lambda o: self.client.v1.invoices.send_invoice(invoice_id, params, o),
-            idempotency_key=idempotency_key,
-            post=True,
-        )
+        invoice = self._send(self.send_request(invoice_id, idempotency_key), stripe.Invoice)
         return _invoice_summary(invoice)
-
-    @staticmethod
-    def item_request(draft: ItemDraft) -> StripeRequest:
-        return StripeRequest("post", "/invoiceitems", _item_params(draft), draft.idempotency_key)
-
-    def add_invoice_item(self, draft: ItemDraft) -> ItemSummary:
-        params = _item_params(draft)
-        line_id = draft.metadata.get("line_id")
-        item = self._call(
-            "invoiceitems.create",
-            lambda o: self.client.v1.invoice_items.create(params, o),
-            idempotency_key=draft.idempotency_key,
-            post=True,
-            recover=lambda: next(
-                (
-                    i
-                    for i in self._items(draft.invoice_id)
-                    if line_id and _metadata(i.metadata).get("line_id") == line_id
-                ),
-                None,
-            ),
-        )
-        return _item_summary(item)
-
-    @staticmethod
-    def list_items_request(invoice_id: str) -> StripeRequest:
-        return StripeRequest("get", "/invoiceitems", _list_items_params(invoice_id))
-
-    def list_invoice_items(self, invoice_id: str) -> list[ItemSummary]:
-        return [_item_summary(i) for i in self._items(invoice_id)]
-
-    def _items(self, invoice_id: str) -> list[stripe.InvoiceItem]:
-        params = _list_items_params(invoice_id)
-        return list(self._each("invoiceitems.list", self.client.v1.invoice_items.list, params))
-
-    @staticmethod
-    def get_invoice_request(invoice_id: str) -> StripeRequest:
-        return StripeRequest("get", f"/invoices/{invoice_id}", {})
 
     def get_invoice(self, invoice_id: str) -> InvoiceSummary:
-        invoice = self._call(
-            "invoices.retrieve", lambda o: self.client.v1.invoices.retrieve(invoice_id, None, o)
-        )
-        return _invoice_summary(invoice)
-
-    @staticmethod
-    def find_invoice_request(customer_id: str) -> StripeRequest:
-        return StripeRequest("get", "/invoices", _list_invoices_params(customer_id))
+        return _invoice_summary(self._send(self.get_invoice_request(invoice_id), stripe.Invoice))
 
     def find_invoices(self, customer_id: str, metadata_key: str, value: str) -> list[InvoiceSummary]:
         """The customer's non-void invoices whose metadata[key] == value, newest first. Lists by
@@ -430,100 +476,27 @@ class StripeGateway:
         return [_invoice_summary(i) for i in self._invoices_by_metadata(customer_id, metadata_key, value)]
 
     def _invoices_by_metadata(self, customer_id: str, metadata_key: str, value: str) -> list[stripe.Invoice]:
-        invoices = self._each(
-            "invoices.list", self.client.v1.invoices.list, _list_invoices_params(customer_id)
-        )
+        invoices = self._each(self.find_invoice_request(customer_id), stripe.Invoice)
         return [
             i for i in invoices if _metadata(i.metadata).get(metadata_key) == value and i.status != "void"
         ]
 
-    # -- balance credits (statements below zero) ------------------------------------------------
-    @staticmethod
-    def balance_credit_request(draft: BalanceCreditDraft) -> StripeRequest:
-        return StripeRequest(
-            "post",
-            f"/customers/{draft.customer_id}/balance_transactions",
-            _credit_params(draft),
-            draft.idempotency_key,
-        )
-
-    @staticmethod
-    def find_balance_credit_request(customer_id: str) -> StripeRequest:
-        return StripeRequest("get", f"/customers/{customer_id}/balance_transactions", {"limit": 100})
-
-    def credit_balance(self, draft: BalanceCreditDraft) -> str:
-        """A negative customer balance transaction (a credit Stripe applies to the next invoices)."""
-        params = _credit_params(draft)
-        statement_id = draft.metadata.get("statement_id", "")
-        txn = self._call(
-            "customers.balance_transactions.create",
-            lambda o: self.client.v1.customers.balance_transactions.create(draft.customer_id, params, o),
-            idempotency_key=draft.idempotency_key,
-            post=True,
-            recover=lambda: self._balance_credit(draft.customer_id, "statement_id", statement_id),
-        )
-        return txn.id
-
-    def find_balance_credit(self, customer_id: str, metadata_key: str, value: str) -> str | None:
-        """Lists the customer's balance transactions (strongly consistent), newest first."""
-        found = self._balance_credit(customer_id, metadata_key, value)
-        return found.id if found is not None else None
-
-    def _balance_credit(
-        self, customer_id: str, metadata_key: str, value: str
-    ) -> stripe.CustomerBalanceTransaction | None:
-        lister = functools.partial(self.client.v1.customers.balance_transactions.list, customer_id)
-        for txn in self._each("customers.balance_transactions.list", lister, {"limit": 100}):
-            if _metadata(txn.metadata).get(metadata_key) == value:
-                return txn
-        return None
-
-    def _each(
-        self,
-        what: str,
-        lister: Callable[[Any, RequestOptions], stripe.ListObject[Listed]],
-        params: Mapping[str, Any],
-    ) -> Iterator[Listed]:
-        """Every object of a Stripe list, page after page (``starting_after`` the last one seen).
-        Lists are strongly consistent, unlike search."""
-        query = dict(params)
-        while True:
-            page = self._call(what, lambda o: lister(dict(query), o))  # noqa: B023 - called at once
-            yield from page.data
-            if not page.has_more or not page.data:
-                return
-            query["starting_after"] = page.data[-1]["id"]  # every listed object has one
-
-    @staticmethod
-    def finalize_request(invoice_id: str, idempotency_key: str) -> StripeRequest:
-        return StripeRequest("post", f"/invoices/{invoice_id}/finalize", _finalize_params(), idempotency_key)
-
     def finalize_invoice(self, invoice_id: str, *, idempotency_key: str) -> InvoiceSummary:
-        params = _finalize_params()
-        invoice = self._call(
-            "invoices.finalize",
-            lambda o: self.client.v1.invoices.finalize_invoice(invoice_id, params, o),
-            idempotency_key=idempotency_key,
-            post=True,
+        invoice = self._send(
+            self.finalize_request(invoice_id, idempotency_key),
+            stripe.Invoice,
             recover=lambda: self._invoice_unless(invoice_id, "draft"),
         )
         return _invoice_summary(invoice)
-
-    @staticmethod
-    def pay_request(invoice_id: str, idempotency_key: str) -> StripeRequest:
-        return StripeRequest("post", f"/invoices/{invoice_id}/pay", _pay_params(), idempotency_key)
 
     def pay_invoice(self, invoice_id: str, *, idempotency_key: str) -> PaymentAttempt:
         """Charge the customer's saved payment method once. Declines come back as a value; so does a
         request Stripe refuses while the invoice stays open (e.g. no payment method on file), since
         the dunning schedule retries those too. Anything else raises."""
-        params = _pay_params()
         try:
-            invoice = self._call(
-                "invoices.pay",
-                lambda o: self.client.v1.invoices.pay(invoice_id, params, o),
-                idempotency_key=idempotency_key,
-                post=True,
+            invoice = self._send(
+                self.pay_request(invoice_id, idempotency_key),
+                stripe.Invoice,
                 recover=lambda: self._invoice_unless(invoice_id, "open"),
             )
         except stripe.CardError as exc:
@@ -543,116 +516,106 @@ class StripeGateway:
 
     def _invoice_unless(self, invoice_id: str, status: str) -> stripe.Invoice | None:
         """The invoice when it has left ``status`` (the replayed call's work is done), else None."""
-        invoice = self._call(
-            "invoices.retrieve", lambda o: self.client.v1.invoices.retrieve(invoice_id, None, o)
-        )
+        invoice = self._send(self.get_invoice_request(invoice_id), stripe.Invoice)
         return invoice if invoice.status != status else None
 
     def _status_after_failure(self, invoice_id: str) -> str:
         return self.get_invoice(invoice_id).status
 
-
-# ------------------------------------------------------------------------------------ parameters
-def _customer_params(draft: CustomerDraft) -> CustomerCreateParams:
-    params: CustomerCreateParams = {"metadata": {"tenant_id": draft.tenant_id}}
-    if draft.name:
-        params["name"] = draft.name
-    if draft.email:
-        params["email"] = draft.email
-    if draft.test_clock:
-        params["test_clock"] = draft.test_clock
-    return params
-
-
-def _invoice_params(
-    draft: InvoiceDraft, days_until_due: int = 14, automatic_tax: bool = False
-) -> InvoiceCreateParams:
-    params: InvoiceCreateParams = {
-        "customer": draft.customer_id,
-        "currency": draft.currency,
-        "collection_method": draft.collection_method,
-        "auto_advance": False,  # Stripe never finalizes, charges or retries on its own
-        "pending_invoice_items_behavior": "exclude",
-        "description": draft.description[:_MAX_DESCRIPTION],
-        "metadata": dict(draft.metadata),
-    }
-    if draft.collection_method == "send_invoice":
-        params["days_until_due"] = days_until_due  # Stripe's due date, shown on the hosted page
-    if automatic_tax:
-        params["automatic_tax"] = {"enabled": True}  # Stripe adds tax on top of our lines
-    return params
-
-
-def _setup_session_params(draft: SetupSessionDraft, *, collect_address: bool) -> SessionCreateParams:
-    params: SessionCreateParams = {
-        "mode": "setup",
-        "customer": draft.customer_id,
-        "currency": draft.currency,  # setup mode needs it to offer the currency's payment methods
-        "success_url": draft.success_url,
-        "cancel_url": draft.cancel_url,
-        "client_reference_id": draft.tenant_id,
-        "metadata": {"tenant_id": draft.tenant_id},
-        "setup_intent_data": {"metadata": {"tenant_id": draft.tenant_id}},
-    }
-    if collect_address:  # Stripe Tax needs the customer's address
-        params["billing_address_collection"] = "required"
-        params["customer_update"] = {"address": "auto", "name": "auto"}
-    return params
-
-
-def _item_params(draft: ItemDraft) -> InvoiceItemCreateParams:
-    params: InvoiceItemCreateParams = {
-        "customer": draft.customer_id,
-        "invoice": draft.invoice_id,
-        "currency": draft.currency,
-        "description": draft.description[:_MAX_DESCRIPTION],
-        "period": {
-            "start": int(draft.period_start.timestamp()),
-            # Stripe's period end is inclusive; ours is exclusive.
-            "end": max(int(draft.period_start.timestamp()), int(draft.period_end.timestamp()) - 1),
-        },
-        "metadata": dict(draft.metadata),
-    }
-    if draft.product_id and draft.amount >= 0:
-        # The current API has no `product` on invoice items: a product is named through an inline
-        # one-off price. quantity 1 x unit_amount keeps the amount exactly the line's cents.
-        price_data: InvoiceItemCreateParamsPriceData = {
+    # -- invoice items ----------------------------------------------------------------------------
+    def item_request(self, draft: ItemDraft) -> StripeRequest:
+        params: InvoiceItemCreateParams = {
+            "customer": draft.customer_id,
+            "invoice": draft.invoice_id,
             "currency": draft.currency,
-            "product": draft.product_id,
-            "unit_amount": draft.amount,
+            "description": draft.description[:_MAX_DESCRIPTION],
+            "period": {
+                "start": int(draft.period_start.timestamp()),
+                # Stripe's period end is inclusive; ours is exclusive.
+                "end": max(int(draft.period_start.timestamp()), int(draft.period_end.timestamp()) - 1),
+            },
+            "metadata": dict(draft.metadata),
         }
-        params["price_data"] = price_data
-        params["quantity"] = 1
-    else:
-        params["amount"] = draft.amount
-    return params
+        if draft.product_id and draft.amount >= 0:
+            # The current API has no `product` on invoice items: a product is named through an inline
+            # one-off price. quantity 1 x unit_amount keeps the amount exactly the line's cents.
+            price_data: InvoiceItemCreateParamsPriceData = {
+                "currency": draft.currency,
+                "product": draft.product_id,
+                "unit_amount": draft.amount,
+            }
+            params["price_data"] = price_data
+            params["quantity"] = 1
+        else:
+            params["amount"] = draft.amount
+        return StripeRequest("post", "/v1/invoiceitems", params, draft.idempotency_key)
 
+    def list_items_request(self, invoice_id: str) -> StripeRequest:
+        """The first page of the invoice's items (``_each`` asks for the next ones)."""
+        params: InvoiceItemListParams = {"invoice": invoice_id, "limit": 100}
+        return StripeRequest("get", "/v1/invoiceitems", params)
 
-def _list_items_params(invoice_id: str) -> InvoiceItemListParams:
-    """The first page's parameters (``_each`` adds ``starting_after`` for the next ones)."""
-    return {"invoice": invoice_id, "limit": 100}
+    def add_invoice_item(self, draft: ItemDraft) -> ItemSummary:
+        line_id = draft.metadata.get("line_id")
+        item = self._send(
+            self.item_request(draft),
+            stripe.InvoiceItem,
+            recover=lambda: next(
+                (
+                    i
+                    for i in self._items(draft.invoice_id)
+                    if line_id and _metadata(i.metadata).get("line_id") == line_id
+                ),
+                None,
+            ),
+        )
+        return _item_summary(item)
 
+    def list_invoice_items(self, invoice_id: str) -> list[ItemSummary]:
+        return [_item_summary(i) for i in self._items(invoice_id)]
 
-def _list_invoices_params(customer_id: str) -> InvoiceListParams:
-    """The first page's parameters (``_each`` adds ``starting_after`` for the next ones)."""
-    return {"customer": customer_id, "limit": 100}
+    def _items(self, invoice_id: str) -> list[stripe.InvoiceItem]:
+        return list(self._each(self.list_items_request(invoice_id), stripe.InvoiceItem))
 
+    # -- balance credits (statements below zero) ------------------------------------------------
+    def balance_credit_request(self, draft: BalanceCreditDraft) -> StripeRequest:
+        params: CustomerBalanceTransactionCreateParams = {
+            "amount": -draft.amount,  # negative: a credit to the customer
+            "currency": draft.currency,
+            "description": draft.description[:_MAX_DESCRIPTION],
+            "metadata": dict(draft.metadata),
+        }
+        path = f"/v1/customers/{segment(draft.customer_id)}/balance_transactions"
+        return StripeRequest("post", path, params, draft.idempotency_key)
 
-def _credit_params(draft: BalanceCreditDraft) -> CustomerBalanceTransactionCreateParams:
-    return {
-        "amount": -draft.amount,  # negative: a credit to the customer
-        "currency": draft.currency,
-        "description": draft.description[:_MAX_DESCRIPTION],
-        "metadata": dict(draft.metadata),
-    }
+    def find_balance_credit_request(self, customer_id: str) -> StripeRequest:
+        """The first page of the customer's balance transactions (``_each`` asks for the next ones)."""
+        params: CustomerBalanceTransactionListParams = {"limit": 100}
+        return StripeRequest("get", f"/v1/customers/{segment(customer_id)}/balance_transactions", params)
 
+    def credit_balance(self, draft: BalanceCreditDraft) -> str:
+        """A negative customer balance transaction (a credit Stripe applies to the next invoices)."""
+        statement_id = draft.metadata.get("statement_id", "")
+        txn = self._send(
+            self.balance_credit_request(draft),
+            stripe.CustomerBalanceTransaction,
+            recover=lambda: self._balance_credit(draft.customer_id, "statement_id", statement_id),
+        )
+        return txn.id
 
-def _finalize_params() -> InvoiceFinalizeInvoiceParams:
-    return {"auto_advance": False}
+    def find_balance_credit(self, customer_id: str, metadata_key: str, value: str) -> str | None:
+        """Lists the customer's balance transactions (strongly consistent), newest first."""
+        found = self._balance_credit(customer_id, metadata_key, value)
+        return found.id if found is not None else None
 
-
-def _pay_params() -> InvoicePayParams:
-    return {"off_session": True}
+    def _balance_credit(
+        self, customer_id: str, metadata_key: str, value: str
+    ) -> stripe.CustomerBalanceTransaction | None:
+        request = self.find_balance_credit_request(customer_id)
+        for txn in self._each(request, stripe.CustomerBalanceTransaction):
+            if _metadata(txn.metadata).get(metadata_key) == value:
+                return txn
+        return None
 
 
 # ------------------------------------------------------------------------------------ helpers
