@@ -103,3 +103,19 @@ def test_the_package_has_no_import_cycle() -> None:
         if node not in state:
             visit(node)
     assert cycles == []
+
+
+def test_only_the_stripe_adapter_imports_the_stripe_sdk() -> None:
+    # Given every module of the layer and every Lambda handler
+    modules = layer_graph()
+    for path in (PROJECT_ROOT / "functions").rglob("*.py"):
+        name = "functions." + module_name(path, PROJECT_ROOT / "functions")
+        modules[name] = imports_of(path, name)
+    adapter = "billing.adapters.stripe"
+    offenders = {
+        name: sorted(i for i in imported if i == "stripe" or i.startswith("stripe."))
+        for name, imported in modules.items()
+        if name != adapter and not name.startswith(adapter + ".")
+    }
+    # Then only the Stripe adapter's modules import the SDK; the rest goes through StripeGateway
+    assert {k: v for k, v in offenders.items() if v} == {}
