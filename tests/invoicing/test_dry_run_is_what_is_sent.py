@@ -123,3 +123,15 @@ def test_a_rerun_after_the_draft_is_sent_exactly_as_planned(billing: Billing) ->
 
     # Then Stripe received every planned request, as planned and in that order
     assert not_sent_as_planned(billing, plan, "acme") == []
+
+
+def test_the_dry_runs_planner_sends_nothing(billing: Billing) -> None:
+    # Given the planner --dry-run describes requests with (the Stripe double as its API base)
+    from billing.adapters.stripe.gateway import StripeGateway
+
+    planner = StripeGateway.planner(container.settings())
+
+    # When it is asked to make a call, then it fails before anything leaves the process
+    with pytest.raises(RuntimeError, match="only plans requests"):
+        planner.get_invoice("in_123")
+    assert billing.stripe.requests == []

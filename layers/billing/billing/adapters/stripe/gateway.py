@@ -10,8 +10,8 @@ It uses the official SDK's ``StripeClient`` with the API version pinned by
 ``Settings.stripe_api_version``; request parameters are typed with the SDK's ``TypedDict``s
 (generated from Stripe's OpenAPI spec; ``make typecheck`` runs mypy over this package so a wrong
 parameter fails the build). The secret key comes from Secrets Manager through Powertools Parameters
-(cached) and is never logged. A planner (``StripeGateway.planner``) holds no key at all: it
-describes requests with the same account terms as the gateway and cannot send them.
+(cached) and is never logged. A planner (``StripeGateway.planner``) reads no key at all: it
+describes requests with the same account terms as the gateway, and its HTTP client sends nothing.
 """
 
 from __future__ import annotations
@@ -22,7 +22,13 @@ import stripe
 
 from billing.adapters.stripe.balance_transactions import BalanceTransactions
 from billing.adapters.stripe.customers import Customers
-from billing.adapters.stripe.http import RATE_HEADROOM, RateLimitedHttpClient, RetryPolicy, StripeRateLimits
+from billing.adapters.stripe.http import (
+    RATE_HEADROOM,
+    NoSendHttpClient,
+    RateLimitedHttpClient,
+    RetryPolicy,
+    StripeRateLimits,
+)
 from billing.adapters.stripe.invoice_items import InvoiceItems
 from billing.adapters.stripe.invoices import Invoices
 from billing.adapters.stripe.products import Products
@@ -54,19 +60,32 @@ class StripeGateway(Customers, Sessions, Products, Invoices, InvoiceItems, Balan
     @classmethod
     def from_settings(cls, settings: Settings, *, api_key: str | None = None) -> StripeGateway:
         key = api_key if api_key is not None else secret_key(settings)
-        base: BaseAddresses = {"api": settings.stripe_api_base} if settings.stripe_api_base else {}
         share = RATE_HEADROOM / max(1, settings.stripe_rate_share)
         limits = StripeRateLimits(
             share * settings.stripe_max_requests_per_second,
             share * settings.stripe_endpoint_requests_per_second,
             share * settings.stripe_search_requests_per_second,
         )
+        return cls._built(settings, key, limits, RateLimitedHttpClient(limits, settings.stripe_timeout_s))
+
+    @classmethod
+    def planner(cls, settings: Settings) -> StripeGateway:
+        """A gateway that only describes requests (``--dry-run``), with the account's terms from
+        settings: it reads no secret key and its HTTP client sends nothing."""
+        limits = StripeRateLimits(1.0, 1.0, 1.0)  # never waited on: nothing is sent
+        return cls._built(settings, "", limits, NoSendHttpClient())
+
+    @classmethod
+    def _built(
+        cls, settings: Settings, key: str, limits: StripeRateLimits, http_client: stripe.HTTPClient
+    ) -> StripeGateway:
+        base: BaseAddresses = {"api": settings.stripe_api_base} if settings.stripe_api_base else {}
         client = stripe.StripeClient(
             key,
             stripe_version=settings.stripe_api_version,
             base_addresses=base,
             max_network_retries=0,  # retried in _send with the same key; every attempt takes a token
-            http_client=RateLimitedHttpClient(limits, settings.stripe_timeout_s),
+            http_client=http_client,
         )
         retry = RetryPolicy(
             max_attempts=settings.stripe_max_attempts, base_delay_s=settings.stripe_retry_base_delay_s
@@ -78,12 +97,6 @@ class StripeGateway(Customers, Sessions, Products, Invoices, InvoiceItems, Balan
             days_until_due=settings.invoice_days_until_due,
             automatic_tax=settings.stripe_automatic_tax,
         )
-
-    @classmethod
-    def planner(cls, settings: Settings) -> StripeGateway:
-        """A gateway that only describes requests (``--dry-run``): built without the secret key, so
-        the SDK refuses to send anything through it, with the account's invoice terms from settings."""
-        return cls.from_settings(settings, api_key="")
 
 
 STRIPE_KEY_PREFIXES = ("sk_", "rk_")  # secret and restricted keys; live or test
