@@ -9,7 +9,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing.kernel.periods import parse_month
-from billing.payments.card_on_file import PortalRequest, SetupRequest
+from billing.payments.card_on_file import PaymentSettingsRequest, SetupRequest
 from billing.runtime import container
 from billing.runtime.http import caller, install_error_handlers, json_response, request_body
 from billing.runtime.observability import logger, metrics, tracer
@@ -71,11 +71,12 @@ def billing_setup(tenant_id: str) -> Response:
 
 
 @app.post("/v1/tenants/<tenant_id>/billing/portal")
-def billing_portal(tenant_id: str) -> Response:
-    """A Stripe Billing Portal session: update the card, see and pay invoices."""
+def payment_settings(tenant_id: str) -> Response:
+    """The payment settings page (a Stripe Billing Portal session): update the card, see and pay
+    invoices."""
     container.tenant_service().get(tenant_id, caller(app.current_event), "ask for the billing pages of")
-    request = parse_request(PortalRequest, request_body(app.current_event))
-    return json_response(201, container.card_on_file().portal_session(tenant_id, request))
+    request = parse_request(PaymentSettingsRequest, request_body(app.current_event))
+    return json_response(201, container.card_on_file().payment_settings_session(tenant_id, request))
 
 
 @app.post("/v1/tenants/<tenant_id>/credits")

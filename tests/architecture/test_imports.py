@@ -277,3 +277,35 @@ def test_reading_settings_does_not_import_the_dunning_service() -> None:
     )
     # Then nothing else of the package is loaded (the dunning package imports none of its modules)
     assert loaded == "[]"
+
+
+def test_only_the_stripe_adapter_imports_the_stripe_sdk() -> None:
+    # Given every module of the layer and every Lambda handler
+    modules = layer_graph()
+    for path in (PROJECT_ROOT / "functions").rglob("*.py"):
+        name = "functions." + module_name(path, PROJECT_ROOT / "functions")
+        modules[name] = imports_of(path, name)
+    adapter = "billing.adapters.stripe"
+    offenders = {
+        name: sorted(i for i in imported if i == "stripe" or i.startswith("stripe."))
+        for name, imported in modules.items()
+        if name != adapter and not name.startswith(adapter + ".")
+    }
+    # Then only the Stripe adapter's modules import the SDK; the rest goes through StripeGateway
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+MAX_MODULE_LINES = 400
+
+
+def test_no_layer_module_is_long_without_saying_why() -> None:
+    # Given every module of the layer package
+    long_unexplained = {}
+    for path in sorted(LAYER.rglob("*.py")):
+        lines = path.read_text().count("\n")
+        docstring = ast.get_docstring(ast.parse(path.read_text())) or ""
+        # Then one longer than MAX_MODULE_LINES states why in a "Length:" paragraph of its docstring
+        if lines > MAX_MODULE_LINES and "\nLength: " not in f"\n{docstring}":
+            long_unexplained[str(path.relative_to(LAYER))] = lines
+    assert long_unexplained == {}
+

@@ -1,4 +1,5 @@
-"""A payment method on file: Stripe's hosted setup page, the customer portal, and the webhook facts
+"""A payment method on file: Stripe's hosted setup page, the payment settings page (Stripe calls it
+the Billing Portal; "portal" in this code is the tenant's usage page only), and the webhook facts
 that make a saved card the one invoices charge.
 
 Invariants:
@@ -39,7 +40,7 @@ class SetupRequest(BaseModel):
     cancel_url: str | None = Field(default=None, max_length=2048, pattern=URL_PATTERN)
 
 
-class PortalRequest(BaseModel):
+class PaymentSettingsRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     return_url: str | None = Field(default=None, max_length=2048, pattern=URL_PATTERN)
 
@@ -122,12 +123,14 @@ class CardOnFileService:
         logger.info("setup session created", extra={"tenant_id": tenant_id, "session_id": session.id})
         return _session_json(session, customer_id)
 
-    def portal_session(self, tenant_id: str, request: PortalRequest) -> dict[str, Any]:
-        """A Billing Portal URL: update the card, see and pay invoices."""
+    def payment_settings_session(self, tenant_id: str, request: PaymentSettingsRequest) -> dict[str, Any]:
+        """The payment settings page (Stripe's Billing Portal) URL: update the card, see and pay invoices."""
         self._tenant(tenant_id)
         customer_id = self.ensure_customer(tenant_id)
-        session = self.provider.create_portal_session(
-            customer_id, request.return_url or self.urls.return_url, f"portal:{tenant_id}:{uuid.uuid4()}"
+        session = self.provider.create_payment_settings_session(
+            customer_id,
+            request.return_url or self.urls.return_url,
+            f"payment-settings:{tenant_id}:{uuid.uuid4()}",
         )
         return _session_json(session, customer_id)
 

@@ -170,12 +170,12 @@ class PaymentGateway(PaymentCollector, Protocol):
 
 
 class CardOnFile(Protocol):
-    """What the card-on-file flow asks the provider: hosted setup and portal pages, and making a
+    """What the card-on-file flow asks the provider: hosted setup and payment settings pages, and making a
     saved card the one invoices charge."""
 
     def create_setup_session(self, draft: SetupSessionDraft) -> HostedSession: ...
 
-    def create_portal_session(
+    def create_payment_settings_session(
         self, customer_id: str, return_url: str, idempotency_key: str
     ) -> HostedSession: ...
 

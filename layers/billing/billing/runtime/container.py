@@ -419,7 +419,7 @@ def invoicing_service() -> InvoicingService:
         catalog=plan_catalog(),
         records=invoice_records(),
         gateway=stripe_gateway,
-        planner=StripeGateway,
+        planner=StripeGateway.planner(settings()),
         products=lambda: product_ids().get(),
         notices=notices(),
     )

@@ -1,5 +1,6 @@
 """Stripe HTTP concerns, apart from the calls: the process-wide rate limiter, the SDK HTTP client that
-takes a token before every attempt, and the retry policy (which errors are worth retrying, how long to wait).
+takes a token before every attempt (and the one a planner gets, which sends nothing), and the retry
+policy (which errors are worth retrying, how long to wait).
 """
 
 from __future__ import annotations
@@ -105,6 +106,16 @@ class RateLimitedHttpClient(stripe.RequestsClient):
     ) -> Any:
         self.limits.acquire(method, url)
         return super().request(method, url, headers, post_data, **kwargs)
+
+
+class NoSendHttpClient(stripe.RequestsClient):
+    """The HTTP client of a gateway that only describes requests (``--dry-run``): a request sent
+    through it is a bug, so it fails before anything leaves the process (and is not retried)."""
+
+    def request(
+        self, method: str, url: str, headers: Mapping[str, str] | None, post_data: Any = None, **kwargs: Any
+    ) -> Any:
+        raise RuntimeError(f"{method.upper()} {url} not sent: this Stripe client only plans requests")
 
 
 @dataclass

@@ -18,7 +18,8 @@ DEFAULT_TOLERANCE_S = 300  # stripe.Webhook.DEFAULT_TOLERANCE
 
 # Exactly what Stripe sends: one timestamp first, then one or more hex signatures (v1, and v0 in
 # test mode), no spaces, nothing else. Anything else is refused before any parsing, so the one
-# timestamp the SDK reads for the age check is the one its HMAC covers.
+# timestamp the SDK reads for the age check is the one its HMAC covers (a second or space-padded
+# ``t`` must never be seen by one check and not the other).
 STRIPE_SIGNATURE_FORMAT = re.compile(r"t=(?P<t>[0-9]{1,12})(?:,v[01]=[0-9a-f]{64})+")
 MAX_HEADER_CHARS = 4096
 
