@@ -154,6 +154,18 @@ DENIED = [
     ("IngestFunction", "Scan of the ledger", ("Scan", {"TableName": LEDGER})),
     ("IngestFunction", "GetItem of a statement", get(BILLING, "MONTH#2025-11")),
     ("IngestFunction", "GetItem of a tenant (it reads tenants in one BatchGetItem)", get(TENANTS, "acme")),
+    ("StripeWebhookFunction", "PutItem of a claim", put(LEDGER, "EVT#acme#e1")),
+    ("StripeWebhookFunction", "PutItem of a quota counter", put(LEDGER, "QUOTA#acme#2025-11", used="0")),
+    ("StripeWebhookFunction", "PutItem of a batch commit", put(LEDGER, "BATCH#b1")),
+    ("TenantStatusFunction", "BatchGetItem of claims", batch_get(LEDGER, "EVT#acme#e1")),
+    (
+        "TenantStatusFunction",
+        "BatchGetItem of a processed Stripe event id",
+        batch_get(LEDGER, "WEBHOOK#evt_1"),
+    ),
+    ("TenantPortalFunction", "GetItem of a claim", get(LEDGER, "EVT#acme#e1")),
+    ("TenantPortalFunction", "GetItem of a processed Stripe event id", get(LEDGER, "WEBHOOK#evt_1")),
+    ("MonthlyCloseFunction", "PutItem of a claim", put(LEDGER, "EVT#acme#e1")),
 ]
 
 # (function, what the request is, the request): what the code sends, inside each narrowed grant.
@@ -173,6 +185,9 @@ ALLOWED = [
     ("IngestFunction", "PutItem of the batch commit", put(LEDGER, "BATCH#b1", committed="1")),
     ("IngestFunction", "BatchGetItem of batch commits", batch_get(LEDGER, "BATCH#b1", "BATCH#b2")),
     ("IngestFunction", "GetItem of a month's close", get(BILLING, "PERIOD#2025-11")),
+    ("StripeWebhookFunction", "PutItem of a processed Stripe event id", put(LEDGER, "WEBHOOK#evt_1")),
+    ("TenantStatusFunction", "BatchGetItem of the month's counter", batch_get(LEDGER, "QUOTA#acme#2025-11")),
+    ("TenantPortalFunction", "GetItem of the month's counter", get(LEDGER, "QUOTA#acme#2025-11")),
 ]
 
 
@@ -213,6 +228,16 @@ def _listed(value: Any) -> list[Any]:
 
 def leading_keys(statement: dict[str, Any]) -> list[str] | None:
     return statement.get("Condition", {}).get("ForAllValues:StringLike", {}).get("dynamodb:LeadingKeys")
+
+
+def test_no_function_reaches_the_whole_ledger():
+    # Given every statement of every role that names LedgerTable
+    found = statements_on("LedgerTable")
+    assert found
+    # Then each is bound to the partition key prefixes of its item family
+    for function_id, statement in found:
+        keys = leading_keys(statement)
+        assert keys and all(k.endswith("#*") and "*" not in k[:-1] for k in keys), (function_id, statement)
 
 
 @pytest.mark.parametrize("function_id", FUNCTIONS)
@@ -301,3 +326,28 @@ def test_every_ledger_request_of_ingest_is_allowed_on_every_path():
         key.split("#", 1)[0] for c in calls for keys in c.get("LeadingKeys", {}).values() for key in keys
     }
     assert prefixes == {"EVT", "QUOTA", "BATCH"}
+
+
+def test_quota_counter_reads_and_repairs_are_allowed():
+    from billing.adapters.dynamodb.quota_reads import DynamoQuotaReads
+    from billing.adapters.dynamodb.usage_ledger import DynamoUsageLedger
+
+    with recorded("iamquota") as (calls, stack):
+        ledger = DynamoUsageLedger(stack.ref("LedgerTable"))
+        # Given the close repairs a counter, the status route and the usage page read it
+        assert ledger.quota_set("acme", "2025-11", 3, None, 2_000_000_000)
+        repair = list(calls)
+        assert (
+            DynamoQuotaReads(stack.ref("TenantsTable"), stack.ref("LedgerTable")).read("acme", "2025-11")[1]
+            == 3
+        )
+        status = calls[len(repair) :]
+        assert ledger.quota_used("acme", "2025-11") == (3, 1)
+        page = calls[len(repair) + len(status) :]
+    # Then each role allows its own requests
+    assert refused("MonthlyCloseFunction", repair, stack) == []
+    assert refused("TenantStatusFunction", status, stack) == []
+    assert refused("TenantPortalFunction", page, stack) == []
+    assert [c["operation"] for c in status] == ["BatchGetItem"] and [c["operation"] for c in page] == [
+        "GetItem"
+    ]
