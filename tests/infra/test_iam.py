@@ -157,6 +157,21 @@ DENIED = [
     ("StripeWebhookFunction", "PutItem of a claim", put(LEDGER, "EVT#acme#e1")),
     ("StripeWebhookFunction", "PutItem of a quota counter", put(LEDGER, "QUOTA#acme#2025-11", used="0")),
     ("StripeWebhookFunction", "PutItem of a batch commit", put(LEDGER, "BATCH#b1")),
+    ("StripeWebhookFunction", "UpdateItem linking a Stripe customer", tenant_update(["stripe_customer_id"])),
+    ("StripeWebhookFunction", "UpdateItem of the tenant's plans", tenant_update(["plans"])),
+    (
+        "StripeWebhookFunction",
+        "a mirror returning the whole record",
+        tenant_update(["payment_status"], returns="ALL_NEW"),
+    ),
+    (
+        "StripeWebhookFunction",
+        "one UpdateItem of both payment status and method",
+        tenant_update(["payment_status", "payment_method_id"]),
+    ),
+    ("StripeWebhookFunction", "PutItem of a tenant record", put(TENANTS, "acme")),
+    ("DunningFunction", "UpdateItem of the payment method", MIRROR_METHOD),
+    ("DunningFunction", "UpdateItem linking a Stripe customer", tenant_update(["stripe_customer_id"])),
     ("TenantStatusFunction", "BatchGetItem of claims", batch_get(LEDGER, "EVT#acme#e1")),
     (
         "TenantStatusFunction",
@@ -166,6 +181,7 @@ DENIED = [
     ("TenantPortalFunction", "GetItem of a claim", get(LEDGER, "EVT#acme#e1")),
     ("TenantPortalFunction", "GetItem of a processed Stripe event id", get(LEDGER, "WEBHOOK#evt_1")),
     ("MonthlyCloseFunction", "PutItem of a claim", put(LEDGER, "EVT#acme#e1")),
+    ("TenantsApiFunction", "UpdateItem of the payment status", MIRROR_STATUS),
 ]
 
 # (function, what the request is, the request): what the code sends, inside each narrowed grant.
@@ -186,6 +202,9 @@ ALLOWED = [
     ("IngestFunction", "BatchGetItem of batch commits", batch_get(LEDGER, "BATCH#b1", "BATCH#b2")),
     ("IngestFunction", "GetItem of a month's close", get(BILLING, "PERIOD#2025-11")),
     ("StripeWebhookFunction", "PutItem of a processed Stripe event id", put(LEDGER, "WEBHOOK#evt_1")),
+    ("StripeWebhookFunction", "UpdateItem mirroring the standing", MIRROR_STATUS),
+    ("StripeWebhookFunction", "UpdateItem mirroring the payment method", MIRROR_METHOD),
+    ("DunningFunction", "UpdateItem mirroring the standing", MIRROR_STATUS),
     ("TenantStatusFunction", "BatchGetItem of the month's counter", batch_get(LEDGER, "QUOTA#acme#2025-11")),
     ("TenantPortalFunction", "GetItem of the month's counter", get(LEDGER, "QUOTA#acme#2025-11")),
 ]
@@ -238,6 +257,20 @@ def test_no_function_reaches_the_whole_ledger():
     for function_id, statement in found:
         keys = leading_keys(statement)
         assert keys and all(k.endswith("#*") and "*" not in k[:-1] for k in keys), (function_id, statement)
+
+
+def test_every_tenant_update_is_bound_to_its_attributes():
+    # Given every statement of every role that allows UpdateItem on TenantsTable
+    updates = [(f, s) for f, s in statements_on("TenantsTable") if "dynamodb:UpdateItem" in s["Action"]]
+    assert {f for f, _ in updates} >= {"StripeWebhookFunction", "DunningFunction", "InvoicingFunction"}
+    for function_id, statement in updates:
+        # Then it lists the attributes it may name (the key among them) and returns no others
+        condition = statement["Condition"]
+        attributes = condition["ForAllValues:StringEquals"]["dynamodb:Attributes"]
+        assert "tenant_id" in attributes, (function_id, statement)
+        assert set(condition["StringEqualsIfExists"]["dynamodb:ReturnValues"]) <= {"NONE", "UPDATED_NEW"}
+        # And it allows nothing else (a PutItem would replace the whole record)
+        assert statement["Action"] == ["dynamodb:UpdateItem"], (function_id, statement)
 
 
 @pytest.mark.parametrize("function_id", FUNCTIONS)
@@ -326,6 +359,31 @@ def test_every_ledger_request_of_ingest_is_allowed_on_every_path():
         key.split("#", 1)[0] for c in calls for keys in c.get("LeadingKeys", {}).values() for key in keys
     }
     assert prefixes == {"EVT", "QUOTA", "BATCH"}
+
+
+def test_webhook_and_dunning_writes_are_allowed_and_each_role_keeps_to_its_own():
+    from datetime import UTC, datetime
+
+    from billing.adapters.dynamodb.dunning import DynamoDunningStore, DynamoEventLog
+    from billing.adapters.dynamodb.tenants import DynamoTenantStore
+    from billing.dunning.service import TenantStanding
+
+    now = datetime(2025, 12, 3, tzinfo=UTC)
+    with recorded("iamwebhook") as (calls, stack):
+        tenants, billing, ledger = (stack.ref(t) for t in ("TenantsTable", "BillingTable", "LedgerTable"))
+        dunning = DynamoDunningStore(billing, tenants)
+        # Given a payment failure that changes the tenant's standing (mirrored on its record)
+        assert dunning.commit(TenantStanding("acme"), TenantStanding("acme", "past_due", version=1))
+        standing_calls = list(calls)
+        # When the webhook records the event id and a card set up
+        assert DynamoEventLog(ledger).record("evt_1", now, "processed")
+        assert DynamoTenantStore(tenants).record_payment_method("acme", "pm_1", now)
+    # Then the webhook's role allows all of it
+    assert refused("StripeWebhookFunction", calls, stack) == []
+    # And dunning's role allows the standing and its mirror, not the event log or the card
+    assert refused("DunningFunction", standing_calls, stack) == []
+    assert len(refused("DunningFunction", calls, stack)) == len(calls) - len(standing_calls) == 2
+    assert {c["operation"] for c in standing_calls} == {"PutItem", "UpdateItem"}
 
 
 def test_quota_counter_reads_and_repairs_are_allowed():
