@@ -170,8 +170,11 @@ DENIED = [
         tenant_update(["payment_status", "payment_method_id"]),
     ),
     ("StripeWebhookFunction", "PutItem of a tenant record", put(TENANTS, "acme")),
+    ("StripeWebhookFunction", "PutItem of a statement", put(BILLING, "MONTH#2025-11")),
+    ("StripeWebhookFunction", "PutItem of a month's close", put(BILLING, "PERIOD#2025-11")),
     ("DunningFunction", "UpdateItem of the payment method", MIRROR_METHOD),
     ("DunningFunction", "UpdateItem linking a Stripe customer", tenant_update(["stripe_customer_id"])),
+    ("DunningFunction", "PutItem of an invoice record", put(BILLING, "MONTH#2025-11")),
     ("TenantStatusFunction", "BatchGetItem of claims", batch_get(LEDGER, "EVT#acme#e1")),
     (
         "TenantStatusFunction",
@@ -181,7 +184,13 @@ DENIED = [
     ("TenantPortalFunction", "GetItem of a claim", get(LEDGER, "EVT#acme#e1")),
     ("TenantPortalFunction", "GetItem of a processed Stripe event id", get(LEDGER, "WEBHOOK#evt_1")),
     ("MonthlyCloseFunction", "PutItem of a claim", put(LEDGER, "EVT#acme#e1")),
+    ("MonthlyCloseFunction", "PutItem of the dunning standing", put(BILLING, "TENANT#acme")),
+    ("TenantsApiFunction", "PutItem of a month's close", put(BILLING, "PERIOD#2025-11")),
+    ("TenantsApiFunction", "PutItem of the dunning standing", put(BILLING, "TENANT#acme")),
     ("TenantsApiFunction", "UpdateItem of the payment status", MIRROR_STATUS),
+    ("InvoicingFunction", "DeleteItem of an invoice record", delete(BILLING, "MONTH#2025-11")),
+    ("InvoicingFunction", "PutItem of the dunning standing", put(BILLING, "TENANT#acme")),
+    ("InvoicingFunction", "PutItem of a month's close", put(BILLING, "PERIOD#2025-11")),
 ]
 
 # (function, what the request is, the request): what the code sends, inside each narrowed grant.
@@ -204,9 +213,17 @@ ALLOWED = [
     ("StripeWebhookFunction", "PutItem of a processed Stripe event id", put(LEDGER, "WEBHOOK#evt_1")),
     ("StripeWebhookFunction", "UpdateItem mirroring the standing", MIRROR_STATUS),
     ("StripeWebhookFunction", "UpdateItem mirroring the payment method", MIRROR_METHOD),
+    ("StripeWebhookFunction", "PutItem of the dunning standing", put(BILLING, "TENANT#acme")),
     ("DunningFunction", "UpdateItem mirroring the standing", MIRROR_STATUS),
+    ("DunningFunction", "PutItem of the dunning standing", put(BILLING, "TENANT#acme")),
     ("TenantStatusFunction", "BatchGetItem of the month's counter", batch_get(LEDGER, "QUOTA#acme#2025-11")),
     ("TenantPortalFunction", "GetItem of the month's counter", get(LEDGER, "QUOTA#acme#2025-11")),
+    ("MonthlyCloseFunction", "PutItem of the close", put(BILLING, "PERIOD#2025-11")),
+    ("MonthlyCloseFunction", "PutItem of a statement", put(BILLING, "MONTH#2025-11")),
+    ("MonthlyCloseFunction", "PutItem of a credit burn", put(BILLING, "CREDITS#acme")),
+    ("TenantsApiFunction", "PutItem of a final statement", put(BILLING, "MONTH#2025-11")),
+    ("TenantsApiFunction", "PutItem of a credit grant", put(BILLING, "CREDITS#acme")),
+    ("InvoicingFunction", "PutItem of an invoice record", put(BILLING, "MONTH#2025-11")),
 ]
 
 
