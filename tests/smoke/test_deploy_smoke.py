@@ -245,10 +245,11 @@ def test_the_portal_link_opens_the_tenants_page(deployment):
 
 def test_every_aws_call_is_allowed_by_the_functions_role(deployment):
     """moto does not enforce IAM: each call the functions made above is checked against the role
-    aws-sam-translator generates for that function (least privilege that still works)."""
-    from tests.smoke.iam import action_of, allows, resources_of, role_of
+    aws-sam-translator generates for that function (least privilege that still works), with its
+    conditions on item keys and attributes (tests/smoke/iam.py)."""
+    from tests.smoke.iam import action_of, allowing, allows, resources_of, role_of
 
-    refused = []
+    refused, bound = [], set()
     for invocation in deployment.invocations:
         statements = role_of(invocation.logical_id, deployment.stack, deployment.parameters)
         for call in invocation.aws_calls:
@@ -256,8 +257,24 @@ def test_every_aws_call_is_allowed_by_the_functions_role(deployment):
                 refused.append(
                     f"{invocation.function}: {action_of(call)} on {resources_of(call, deployment.stack)}"
                 )
+            for arn in resources_of(call, deployment.stack):
+                grants = allowing(statements, call, arn)
+                bound |= {(invocation.logical_id, s["Sid"]) for s in grants if "Condition" in s}
     assert sum(len(i.aws_calls) for i in deployment.invocations) > 20  # the recorder saw the traffic
     assert refused == []
+    # And the key- and attribute-bound grants were the ones that allowed the traffic they cover
+    assert bound >= {
+        ("IngestFunction", "EventClaims"),
+        ("IngestFunction", "QuotaCounters"),
+        ("IngestFunction", "BatchCommits"),
+        ("IngestFunction", "ClosedPeriods"),
+        ("MonthlyCloseFunction", "CloseWrites"),
+        ("MonthlyCloseFunction", "QuotaCounters"),
+        ("StripeWebhookFunction", "ProcessedEventIds"),
+        ("StripeWebhookFunction", "DunningState"),
+        ("StripeWebhookFunction", "MirrorPaymentStatus"),
+        ("TenantPortalFunction", "ReadQuotaCounter"),
+    }, sorted(bound)
 
 
 def test_no_function_imported_dev_code(deployment):
