@@ -304,6 +304,7 @@ def test_a_key_bound_statement_grants_only_requests_that_carry_keys(function_id)
 
 
 def test_the_models_wildcards_are_iams():
+    """StringLike as IAM matches it: ``*`` and ``?`` are the only wildcards, case matters."""
     assert string_like("EVT#acme#e-1", ["EVT#*"]) and string_like("EVT#", ["EVT#*"])
     assert not string_like("XEVT#acme", ["EVT#*"]) and not string_like("evt#acme", ["EVT#*"])
     assert string_like("a[b]", ["a[b]"]) and not string_like("ab", ["a[b]"])  # no character classes
