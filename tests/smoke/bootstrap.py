@@ -85,61 +85,138 @@ def _attributes(params):
     return sorted(found)
 
 
-def _record_aws_calls(calls):
-    """Every AWS API call the handler makes (service, operation, the resources it names), so the
-    test can check each one against the function's IAM role from the translated template. Installed
-    after the import is timed; botocore comes from the layer."""
+# The action IAM authorizes each item of a transaction as; the operations that write
+_TRANSACT_ACTION = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+    "Get": "GetItem",
+}
+_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem", "BatchWriteItem"}
+
+
+def _value(attribute):
+    """The scalar of a DynamoDB attribute value ({"S": "EVT#..."} -> "EVT#...")."""
+    return str(next(iter(attribute.values())))
+
+
+def _query_key(params, hash_key):
+    """The partition key value a Query's key condition names (``pk = :v`` or ``#k = :v``)."""
+    names = params.get("ExpressionAttributeNames", {})
+    for name, placeholder in re.findall(r"(#?\w+)\s*=\s*(:\w+)", params.get("KeyConditionExpression", "")):
+        if names.get(name, name) == hash_key:
+            return _value(params["ExpressionAttributeValues"][placeholder])
+    return None
+
+
+def _dynamodb(operation, params, partition_keys):
+    """One DynamoDB request as IAM sees it: its table(s) and index, ``LeadingKeys`` (table -> the
+    partition key values of the items it reads or writes: every item of a batch), and for a write
+    ``Attributes`` and ``ReturnValues``. A request naming no item (Scan) records no LeadingKeys."""
+    call = {"service": "dynamodb", "operation": operation}
+    leading = {}
+    if "RequestItems" in params:  # BatchGetItem, BatchWriteItem
+        call["Tables"] = sorted(params["RequestItems"])
+        attributes = set()
+        for table, request in params["RequestItems"].items():
+            hash_key = partition_keys.get(table, {}).get("")
+            if isinstance(request, dict):  # BatchGetItem: {"Keys": [...]}
+                items = request.get("Keys", [])
+            else:  # BatchWriteItem: [{"PutRequest": {"Item": ...}} | {"DeleteRequest": {"Key": ...}}]
+                items = [next(iter(next(iter(w.values())).values())) for w in request]
+            if hash_key:
+                leading[table] = [_value(item[hash_key]) for item in items]
+            attributes |= {name for item in items for name in item}
+        if operation in _WRITES:
+            call["Attributes"] = sorted(attributes)
+    else:
+        table = params["TableName"]
+        call["TableName"] = table
+        index = params.get("IndexName")
+        if index:
+            call["IndexName"] = index
+        hash_key = partition_keys.get(table, {}).get(index or "")
+        item = params.get("Key") or params.get("Item")
+        if item is not None and hash_key:
+            leading[table] = [_value(item[hash_key])]
+        elif operation == "Query" and hash_key:
+            value = _query_key(params, hash_key)
+            if value is not None:
+                leading[table] = [value]
+        if operation in _WRITES:
+            call["Attributes"] = _attributes(params)
+            call["ReturnValues"] = params.get("ReturnValues", "NONE")
+    if leading:
+        call["LeadingKeys"] = leading
+    return call
+
+
+def _partiql(statement, partition_keys):
+    """One PartiQL statement as IAM authorizes it: PartiQLInsert, ... on its table; an INSERT's
+    LeadingKeys is the partition key value in its item (a literal or its bound parameter)."""
+    text = statement["Statement"]
+    verb = text.split(None, 1)[0].capitalize()
+    table = re.search(r'(?:INTO|FROM|UPDATE)\s+"([^"]+)"', text, re.I).group(1)
+    call = {"service": "dynamodb", "operation": f"PartiQL{verb}", "TableName": table}
+    if verb == "Insert":
+        parameters = iter(statement.get("Parameters") or [])
+        item = {}
+        for name, value in re.findall(r"'([^']+)'\s*:\s*(\?|'[^']*'|[-+\d.eE]+)", text):
+            item[name] = _value(next(parameters)) if value == "?" else value.strip("'")
+        call["Attributes"] = sorted(item)
+        if partition_keys.get(table, {}).get("") in item:
+            hash_key = partition_keys[table][""]
+            call["LeadingKeys"] = {table: [item[hash_key]]}
+    return call
+
+
+def describe(service, operation, params, partition_keys):
+    """The requests IAM authorizes for one API call, each {"service", "operation" (named as its IAM
+    action), the resources it names, and for DynamoDB the condition keys the template's policies
+    use}. ``partition_keys``: table name -> {"": its partition key, index name: the index's}.
+    A transaction is authorized item by item (PutItem, UpdateItem, DeleteItem, ConditionCheckItem)
+    and a PartiQL batch statement by statement (PartiQLInsert, ...): each becomes its own request."""
+    if service == "dynamodb":
+        if operation == "BatchExecuteStatement":
+            return [_partiql(s, partition_keys) for s in params.get("Statements", [])]
+        if operation == "ExecuteStatement":
+            return [_partiql(params, partition_keys)]
+        if operation in ("TransactWriteItems", "TransactGetItems"):
+            calls = []
+            for item in params.get("TransactItems", []):
+                ((kind, request),) = item.items()
+                calls.append(_dynamodb(_TRANSACT_ACTION[kind], request, partition_keys))
+            return calls
+        return [_dynamodb(operation, params, partition_keys)]
+    names = {k: params[k] for k in ("QueueUrl", "Bucket", "Key", "SecretId") if k in params}
+    if "Entries" in params:  # EventBridge PutEvents: the buses its entries go to
+        names["Buses"] = sorted({e.get("EventBusName", "default") for e in params["Entries"]})
+    return [{"service": service, "operation": operation, **names}]
+
+
+def _record_aws_calls(calls, partition_keys):
+    """Every AWS API call the handler makes (``describe``), so the test can check each one against
+    the function's IAM role from the translated template. Installed after the import is timed;
+    botocore comes from the layer. Returns a function that uninstalls it."""
     try:
         from botocore.client import BaseClient
     except ImportError:
-        return
+        return lambda: None
     original = BaseClient._make_api_call
-
-    def named(service, operation, params):
-        names = {
-            k: params[k]
-            for k in ("TableName", "IndexName", "QueueUrl", "Bucket", "Key", "SecretId")
-            if k in params
-        }
-        if "RequestItems" in params:
-            names["Tables"] = sorted(params["RequestItems"])
-        if "Entries" in params:  # EventBridge PutEvents: the buses its entries go to
-            names["Buses"] = sorted({e.get("EventBusName", "default") for e in params["Entries"]})
-        if isinstance(names.get("Key"), dict):  # DynamoDB key: its partition key value
-            names["Key"] = next(iter(next(iter(names["Key"].values())).values()))
-        if "Item" in params and "Key" not in names and params["Item"]:  # a Put: its first key attribute
-            names["Key"] = next(iter(next(iter(params["Item"].values())).values()))
-        condition = re.match(r"\s*#?\w+\s*=\s*(:\w+)", params.get("KeyConditionExpression", ""))
-        if condition and "Key" not in names:  # a Query: the partition key value it names
-            names["Key"] = next(iter(params["ExpressionAttributeValues"][condition.group(1)].values()))
-        if service == "dynamodb" and operation in ("PutItem", "UpdateItem"):
-            names["Attributes"] = _attributes(params)
-            names["ReturnValues"] = params.get("ReturnValues", "NONE")
-        return {"service": service, "operation": operation, **names}
 
     def recording(self, operation_name, api_params):
         model = self.meta.service_model
         service = model.signing_name or model.endpoint_prefix
-        if operation_name == "BatchExecuteStatement":
-            # IAM authorizes each PartiQL statement by its verb (PartiQLInsert, ...) on its table
-            for statement in api_params.get("Statements", []):
-                verb, table = re.match(
-                    r'\s*(\w+)\s+(?:INTO\s+|FROM\s+)?"([^"]+)"', statement["Statement"], re.I
-                ).groups()
-                first = (statement.get("Parameters") or [{}])[0]
-                call = {"service": service, "operation": f"PartiQL{verb.capitalize()}", "TableName": table}
-                calls.append({**call, "Key": next(iter(first.values()))} if first else call)
-        elif operation_name == "TransactWriteItems":
-            # IAM authorizes each item by the action it performs (PutItem, UpdateItem, ... )
-            for item in api_params.get("TransactItems", []):
-                ((kind, params),) = item.items()
-                operation = {"ConditionCheck": "ConditionCheckItem"}.get(kind, f"{kind}Item")
-                calls.append(named(service, operation, params))
-        else:
-            calls.append(named(service, operation_name, api_params))
+        calls.extend(describe(service, operation_name, api_params, partition_keys))
         return original(self, operation_name, api_params)
 
     BaseClient._make_api_call = recording
+
+    def uninstall():
+        BaseClient._make_api_call = original
+
+    return uninstall
 
 
 def main():
@@ -156,7 +233,7 @@ def main():
         result["import_cpu_ms"] = round((time.process_time() - cpu) * 1000, 1)
         handler = getattr(module, function_name)
         result["aws_calls"] = []
-        _record_aws_calls(result["aws_calls"])
+        _record_aws_calls(result["aws_calls"], spec["partition_keys"])
         result["response"] = handler(spec["event"], Context(spec))
     except BaseException as exc:  # what Lambda would report as the invocation's error
         result["error"] = {"type": type(exc).__name__, "message": str(exc), "trace": traceback.format_exc()}

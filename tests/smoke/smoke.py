@@ -20,6 +20,7 @@ from typing import Any
 from billing_local.environ import SETTINGS_KEYS
 from billing_local.template import PROJECT_ROOT, load_template
 from tests.smoke.build import Artifacts
+from tests.smoke.iam import partition_keys
 from tests.smoke.stack import (
     FAKE_CREDENTIALS,
     REGION,
@@ -133,6 +134,7 @@ class Deployment:
             "memory_mb": int(function_setting(self.template, logical_id, "MemorySize")),
             "timeout_s": int(function_setting(self.template, logical_id, "Timeout")),
             "result": str(run / "result.json"),
+            "partition_keys": partition_keys(self.stack),
         }
         (run / "spec.json").write_text(json.dumps(spec))
         env = self.environment(logical_id, parameters)

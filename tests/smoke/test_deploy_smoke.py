@@ -172,9 +172,10 @@ def test_ingest_stores_the_sample_events(deployment):
     assert "Item" in ledger
     # And the embedding's claim went in as a PartiQL INSERT (the role check below covers its action)
     calls = deployment.invocations[-1].aws_calls
-    assert any(c["operation"] == "PartiQLInsert" and c["Key"].startswith("EVT#acme-corp#") for c in calls), (
-        calls
-    )
+    inserted = [
+        key for c in calls if c["operation"] == "PartiQLInsert" for key in c["LeadingKeys"][c["TableName"]]
+    ]
+    assert any(key.startswith("EVT#acme-corp#") for key in inserted), calls
 
 
 def test_fallback_replay_of_a_block_already_stored_stores_nothing_twice(deployment):
@@ -244,10 +245,11 @@ def test_the_portal_link_opens_the_tenants_page(deployment):
 
 def test_every_aws_call_is_allowed_by_the_functions_role(deployment):
     """moto does not enforce IAM: each call the functions made above is checked against the role
-    aws-sam-translator generates for that function (least privilege that still works)."""
-    from tests.smoke.iam import action_of, allows, resources_of, role_of
+    aws-sam-translator generates for that function (least privilege that still works), with its
+    conditions on item keys and attributes (tests/smoke/iam.py)."""
+    from tests.smoke.iam import action_of, allowing, allows, resources_of, role_of
 
-    refused = []
+    refused, bound = [], set()
     for invocation in deployment.invocations:
         statements = role_of(invocation.logical_id, deployment.stack, deployment.parameters)
         for call in invocation.aws_calls:
@@ -255,8 +257,24 @@ def test_every_aws_call_is_allowed_by_the_functions_role(deployment):
                 refused.append(
                     f"{invocation.function}: {action_of(call)} on {resources_of(call, deployment.stack)}"
                 )
+            for arn in resources_of(call, deployment.stack):
+                grants = allowing(statements, call, arn)
+                bound |= {(invocation.logical_id, s["Sid"]) for s in grants if "Condition" in s}
     assert sum(len(i.aws_calls) for i in deployment.invocations) > 20  # the recorder saw the traffic
     assert refused == []
+    # And the key- and attribute-bound grants were the ones that allowed the traffic they cover
+    assert bound >= {
+        ("IngestFunction", "EventClaims"),
+        ("IngestFunction", "QuotaCounters"),
+        ("IngestFunction", "BatchCommits"),
+        ("IngestFunction", "ClosedPeriods"),
+        ("MonthlyCloseFunction", "CloseWrites"),
+        ("MonthlyCloseFunction", "QuotaCounters"),
+        ("StripeWebhookFunction", "ProcessedEventIds"),
+        ("StripeWebhookFunction", "DunningState"),
+        ("StripeWebhookFunction", "MirrorPaymentStatus"),
+        ("TenantPortalFunction", "ReadQuotaCounter"),
+    }, sorted(bound)
 
 
 def test_no_function_imported_dev_code(deployment):
