@@ -156,6 +156,17 @@ class LocalApi:
         return int(response["statusCode"]), out_headers, data
 
 
+LISTEN_BACKLOG = 128
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of clients connecting at once overflows the
+    # kernel's queue of connections not yet accepted, and some of them are reset (half of 32
+    # clients posting at once). Up to 128 wait here to be accepted (capped by the kernel's
+    # net.core.somaxconn).
+    request_queue_size = LISTEN_BACKLOG
+
+
 def http_server(api: LocalApi, host: str, port: int) -> ThreadingHTTPServer:
     """An HTTP server on (host, port) whose requests ``api`` answers; the caller runs it."""
 
@@ -194,7 +205,7 @@ def http_server(api: LocalApi, host: str, port: int) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
             return
 
-    return ThreadingHTTPServer((host, port), Handler)
+    return _Server((host, port), Handler)
 
 
 @contextmanager
