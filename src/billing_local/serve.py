@@ -34,7 +34,7 @@ from typing import Any
 
 from billing_local.aws import resource_environment
 from billing_local.http_api import LocalApi, template_routes
-from billing_local.runner import LocalContext, drain_queue, load_function
+from billing_local.runner import drain_queue, invoke
 from billing_local.template import PROJECT_ROOT, load_template, resources_of_type
 
 PLATFORM_KEY_ID = "local-platform-key"
@@ -180,7 +180,7 @@ class LocalServer:
 
     def run_schedule(self, function: str, detail: dict[str, Any] | None = None) -> Any:
         event = scheduled_event(function, datetime.now(UTC), detail)
-        return load_function(function).handler(event, LocalContext(function_name=function))
+        return invoke(function, event)
 
     def background(self, log: Callable[[str], None]) -> None:
         """Replay the fallback queue when it holds messages; run due schedules (``--schedules``)."""
