@@ -12,7 +12,9 @@ Invariants:
 - AWS state (tenants, ledger, statements) lives in this process's memory (moto); ClickHouse rows and
   the API keys (``DIR/keys.json``) outlive a restart; ``DIR/serve.json`` names the running server;
 - the fallback replay runs whenever the fallback queue holds messages, through the real
-  FallbackReplayFunction handler, so events queued while ClickHouse was down land once it is back.
+  FallbackReplayFunction handler, so events queued while ClickHouse was down land once it is back;
+- every handler runs through ``runner.invoke``, one event at a time in the process, whatever the
+  function: Powertools' resolvers share the event they resolve.
 """
 
 from __future__ import annotations
@@ -332,7 +334,7 @@ def serve(
     cli: Callable[[list[str]], int],
     quiet_handlers: bool = True,
 ) -> None:
-    """Run until SIGTERM/SIGINT: set up, print the base URL and key, serve a thread per request;
+    """Run until SIGTERM/SIGINT: set up, print the base URL and key, serve a thread per connection;
     ``cli`` runs the command lines ``/_local/cli`` receives (``LocalServer.cli``)."""
     import logging
     import warnings
