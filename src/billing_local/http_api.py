@@ -4,7 +4,9 @@ proxy event API Gateway would send, handed to the real handler of functions/<dir
 Routes are read from the template (so they cannot drift). The API key check is emulated: routes
 that require a key answer 403 ``{"message": "Forbidden"}`` without a known ``x-api-key``, as API
 Gateway does; a known key reaches the handler as ``requestContext.identity.apiKeyId``.
-Dev only (tests, ``billing portal serve``); one thread per request.
+Dev only (tests, ``billing portal serve``); a thread per connection, the handlers run one event at
+a time in the process (``billing_local.runner.invoke``: Powertools shares the current event
+between threads).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from billing_local.runner import LocalContext, load_function
+from billing_local.runner import invoke
 from billing_local.template import load_template, resources_of_type
 
 
@@ -147,13 +149,24 @@ class LocalApi:
         if route.api_key_required and headers.get("x-api-key", "") not in self.api_keys:
             return 403, {"Content-Type": "application/json"}, b'{"message": "Forbidden"}'
         event = self.event(method, url, headers, body, route, match.groupdict(), host)
-        response = load_function(route.function).handler(event, LocalContext(function_name=route.function))
+        response = invoke(route.function, event)
         out_headers = {k: v for k, v in (response.get("headers") or {}).items()}
         for k, values in (response.get("multiValueHeaders") or {}).items():
             out_headers[k] = ", ".join(values)
         raw = response.get("body") or ""
         data = base64.b64decode(raw) if response.get("isBase64Encoded") else raw.encode()
         return int(response["statusCode"]), out_headers, data
+
+
+LISTEN_BACKLOG = 128
+
+
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of clients connecting at once overflows the
+    # kernel's queue of connections not yet accepted, and some of them are reset (half of 32
+    # clients posting at once). Up to 128 wait here to be accepted (capped by the kernel's
+    # net.core.somaxconn).
+    request_queue_size = LISTEN_BACKLOG
 
 
 def http_server(api: LocalApi, host: str, port: int) -> ThreadingHTTPServer:
@@ -194,7 +207,7 @@ def http_server(api: LocalApi, host: str, port: int) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
             return
 
-    return ThreadingHTTPServer((host, port), Handler)
+    return _Server((host, port), Handler)
 
 
 @contextmanager

@@ -1,9 +1,10 @@
 """The local runner: loads Lambda handlers from functions/<name>/app.py and feeds them events, as
-Lambda would (moto does not run Lambda code)."""
+Lambda would (moto does not run Lambda code). ``invoke`` runs one event at a time in the process."""
 
 from __future__ import annotations
 
 import importlib.util
+import threading
 from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
@@ -43,6 +44,20 @@ def load_function(name: str) -> ModuleType:
     return load_module(name)
 
 
+# Lambda gives each execution environment one event at a time, and the handlers rely on it:
+# Powertools' event handler keeps the event being resolved on a class attribute that every resolver
+# of the process shares (``BaseRouter.current_event``), so two handlers running at once on two
+# threads, of one function or of two, read each other's request. The process is therefore one
+# environment: every invocation through ``invoke`` waits for the one running.
+_one_event_at_a_time = threading.Lock()
+
+
+def invoke(function: str, event: Any, context: LocalContext | None = None) -> Any:
+    """The answer of functions/<function>/app.py's handler to ``event``, run alone in the process."""
+    with _one_event_at_a_time:
+        return load_function(function).handler(event, context or LocalContext(function_name=function))
+
+
 def sqs_records(
     messages: list[dict[str, Any]], queue_arn: str = "arn:aws:sqs:us-east-1:123456789012:local"
 ) -> dict:
@@ -70,7 +85,6 @@ def drain_queue(queue_url: str, function: str, *, max_rounds: int = 1000) -> tup
     """Deliver every message of a queue to a function's handler, deleting what it processed, the
     way the SQS event source mapping does with ReportBatchItemFailures. Returns (processed, failed)."""
     sqs = boto3.client("sqs")
-    handler = load_function(function).handler
     processed = failed = 0
     for _ in range(max_rounds):
         messages = sqs.receive_message(
@@ -81,7 +95,7 @@ def drain_queue(queue_url: str, function: str, *, max_rounds: int = 1000) -> tup
         ).get("Messages", [])
         if not messages:
             break
-        response = handler(sqs_records(messages), LocalContext(function_name=function))
+        response = invoke(function, sqs_records(messages))
         failures = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
         for message in messages:
             if message["MessageId"] in failures:

@@ -12,7 +12,9 @@ Invariants:
 - AWS state (tenants, ledger, statements) lives in this process's memory (moto); ClickHouse rows and
   the API keys (``DIR/keys.json``) outlive a restart; ``DIR/serve.json`` names the running server;
 - the fallback replay runs whenever the fallback queue holds messages, through the real
-  FallbackReplayFunction handler, so events queued while ClickHouse was down land once it is back.
+  FallbackReplayFunction handler, so events queued while ClickHouse was down land once it is back;
+- every handler runs through ``runner.invoke``, one event at a time in the process, whatever the
+  function: Powertools' resolvers share the event they resolve.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 
 from billing_local.aws import resource_environment
 from billing_local.http_api import LocalApi, template_routes
-from billing_local.runner import LocalContext, drain_queue, load_function
+from billing_local.runner import drain_queue, invoke
 from billing_local.template import PROJECT_ROOT, load_template, resources_of_type
 
 PLATFORM_KEY_ID = "local-platform-key"
@@ -180,7 +182,7 @@ class LocalServer:
 
     def run_schedule(self, function: str, detail: dict[str, Any] | None = None) -> Any:
         event = scheduled_event(function, datetime.now(UTC), detail)
-        return load_function(function).handler(event, LocalContext(function_name=function))
+        return invoke(function, event)
 
     def background(self, log: Callable[[str], None]) -> None:
         """Replay the fallback queue when it holds messages; run due schedules (``--schedules``)."""
@@ -332,7 +334,7 @@ def serve(
     cli: Callable[[list[str]], int],
     quiet_handlers: bool = True,
 ) -> None:
-    """Run until SIGTERM/SIGINT: set up, print the base URL and key, serve a thread per request;
+    """Run until SIGTERM/SIGINT: set up, print the base URL and key, serve a thread per connection;
     ``cli`` runs the command lines ``/_local/cli`` receives (``LocalServer.cli``)."""
     import logging
     import warnings
