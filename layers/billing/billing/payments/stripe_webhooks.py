@@ -29,7 +29,7 @@ from billing.dunning.service import DunningService
 from billing.kernel.errors import InvalidRequest
 from billing.kernel.validation import parse_json, validation_details
 from billing.kernel.validation import raw_body as raw_body  # re-exported: the handler's import
-from billing.payments.card_on_file import CARD_EVENTS, CardOnFileService, card_fact
+from billing.payments.card_on_file import CARD_EVENTS, CardObject, CardOnFileService, card_fact, card_object
 from billing.payments.stripe_objects import (
     Metadata,
     OurMetadata,
@@ -88,6 +88,7 @@ class StripeEvent:
     object: dict[str, Any]
     invoice: InvoiceObject | None = None  # typed data.object of invoice events
     customer: CustomerObject | None = None  # typed data.object of customer.deleted
+    card: CardObject | None = None  # typed data.object of CARD_EVENTS
     api_version: str | None = None  # the version Stripe rendered the event at (the endpoint's)
 
     @property
@@ -139,7 +140,8 @@ class CustomerObject(BaseModel):
 
 def parse_event(payload: bytes) -> StripeEvent:
     """A verified body to a StripeEvent: JSON (UTF-8, bounded depth), the event envelope typed, and the
-    object of every handled type typed (InvoiceObject, CustomerObject); any mismatch is a 400."""
+    object of every handled type typed (InvoiceObject, CustomerObject, the card objects); any
+    mismatch is a 400."""
     doc = parse_json(payload)
     if not isinstance(doc, dict):
         raise InvalidRequest(
@@ -156,6 +158,8 @@ def parse_event(payload: bytes) -> StripeEvent:
         event.invoice = typed_object(InvoiceObject, envelope.object, OurMetadata)
     elif envelope.type == "customer.deleted":
         event.customer = typed_object(CustomerObject, envelope.object, OurMetadata)
+    elif envelope.type in CARD_EVENTS:
+        event.card = card_object(envelope.type, envelope.object)
     return event
 
 
@@ -276,7 +280,8 @@ class WebhookProcessor:
         return WebhookResult("processed", event.id, outcome.to_json())
 
     def _card(self, event: StripeEvent) -> WebhookResult:
-        fact = card_fact(event.id, event.type, event.created, event.object)
+        card = event.card or card_object(event.type, event.object)
+        fact = card_fact(event.id, event.created, card)
         if fact is None or self._cards is None:
             return WebhookResult("ignored", event.id, {"reason": "not about a card on file"})
         detail = self._cards().record(fact)
