@@ -232,3 +232,61 @@ def test_a_completed_setup_while_stripe_fails_is_a_503_and_its_redelivery_comple
     status, answer = stripe.deliver(succeeded)
     assert status == 200 and answer["status"] == "processed", answer
     assert container.tenants().get("acme").payment_method_id == succeeded["data"]["object"]["payment_method"]
+
+
+def test_a_redelivered_card_event_leaves_the_tenant_record_untouched(
+    cards, stripe, tenants_app, lambda_context
+) -> None:
+    # Given acme's completed setup, its two events delivered once
+    signup("acme")
+    _, body = call(tenants_app, lambda_context, "/v1/tenants/acme/billing/setup", {})
+    cards.new_events()
+    cards.double.complete_checkout_session(body["session_id"])
+    events = cards.new_events()
+    for event in events:
+        assert stripe.deliver(event)[0] == 200
+    applied = container.tenants().get("acme")
+    assert applied.payment_method_id is not None
+    customer_writes = len(_customer_writes(cards))
+
+    # When Stripe redelivers each (same event id), and the same facts come again under new ids
+    again = [copy.deepcopy(e) for e in events]
+    for n, event in enumerate(again):
+        event["id"] = f"evt_same_facts_{n}"
+    for event in events + again:
+        status, answer = stripe.deliver(event)
+        assert status == 200 and answer.get("changed") in (None, False), answer
+
+    # Then the tenant record is exactly as it was (its version too), and Stripe was not asked to
+    # set the same default card again
+    assert container.tenants().get("acme") == applied
+    assert len(_customer_writes(cards)) == customer_writes
+
+
+def test_the_mirror_writes_a_payment_method_only_when_it_changes_something(cards) -> None:
+    # Given acme's mirror holding a card as of a moment
+    from datetime import UTC, datetime, timedelta
+
+    signup("acme")
+    store = container.tenants()
+    at = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)
+    assert store.record_payment_method("acme", "pm_1", at) is True
+    version = store.get("acme").version
+
+    # When the same card at the same moment is recorded again, or an older card
+    # Then nothing is written (the version stays)
+    assert store.record_payment_method("acme", "pm_1", at) is False
+    assert store.record_payment_method("acme", "pm_0", at - timedelta(hours=1)) is False
+    assert store.get("acme").version == version
+
+    # And each newer fact is written once: the card removed, then another card
+    for n, card in enumerate([None, "pm_2"], start=1):
+        later = at + timedelta(hours=n)
+        assert store.record_payment_method("acme", card, later) is True
+        assert store.record_payment_method("acme", card, later) is False
+        assert store.get("acme").version == version + n
+        assert store.get("acme").payment_method_id == card
+
+
+def _customer_writes(world) -> list:
+    return [r for r in world.double.requests if r.method == "POST" and r.path.startswith("/v1/customers/")]

@@ -11,6 +11,8 @@ Invariants:
   change) it reports, and the tenant's mirror only moves to a newer one (a conditional update), so
   duplicated or shuffled ``setup_intent.succeeded`` / ``checkout.session.completed`` /
   ``customer.updated`` deliveries end with the newest card, whatever their order;
+- a fact already mirrored (a redelivery, or the same card at the same moment from the setup's other
+  event) writes nothing: neither the tenant record (its version stays) nor the customer at Stripe;
 - a fact about another customer than the tenant's is ignored;
 - every field of a card event that is read is typed first (``card_object``): a signed event of the
   wrong shape is a 400 naming the field, before anything is read or written.
@@ -65,8 +67,8 @@ class TenantReader(Protocol):
 
 class PaymentMethodMirror(Protocol):
     def record_payment_method(self, tenant_id: str, payment_method_id: str | None, at: datetime) -> bool:
-        """Store the tenant's default payment method as of ``at``, unless a newer one is stored
-        (False then, or when the tenant does not exist)."""
+        """Store the tenant's default payment method as of ``at``, unless a newer one is stored or
+        this very one is (False then, with nothing written, or when the tenant does not exist)."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,10 @@ class CardOnFileService:
                     return {"status": "ignored", "reason": "setup intent of another customer"}
             if payment_method is None:
                 return {"status": "ignored", "reason": "the setup saved no payment method"}
+            if fact.at == tenant.payment_method_at and payment_method == tenant.payment_method_id:
+                # The mirror is written only after Stripe's default was set (or reported by Stripe),
+                # so this card is the default already: setting it again would write for nothing.
+                return {"status": "processed", "tenant_id": tenant.id, "changed": False}
             # Checkout only attaches the card; we make it the one invoices charge (the same value
             # set twice is one state, so a redelivery changes nothing).
             self.provider.set_default_payment_method(tenant.stripe_customer_id, payment_method)
