@@ -139,12 +139,34 @@ def test_tenant_status_never_fails_and_changes_nothing(tenants, handlers, data):
     assert snapshot(tenants) == before  # a read never writes
 
 
+def _customer_updated(tenant_id: str) -> dict:
+    """A card event that needs no Stripe call: the tenant's customer, its default card changed."""
+    event = customer_deleted_event("evt_fuzz", tenant_id, T0)
+    customer = event["data"]["object"]
+    customer.pop("deleted", None)
+    customer["invoice_settings"] = {
+        **(customer.get("invoice_settings") or {}),
+        "default_payment_method": "pm_1",
+    }
+    return {**event, "type": "customer.updated"}
+
+
 def _stripe_event(draw) -> dict:
     kind = draw(
-        st.sampled_from(["invoice.payment_failed", "invoice.paid", "invoice.finalized", "customer.deleted"])
+        st.sampled_from(
+            [
+                "invoice.payment_failed",
+                "invoice.paid",
+                "invoice.finalized",
+                "customer.deleted",
+                "customer.updated",
+            ]
+        )
     )
     if kind == "customer.deleted":
         event = customer_deleted_event("evt_fuzz", "acme", T0)
+    elif kind == "customer.updated":
+        event = _customer_updated("acme")
     else:
         event = invoice_event("evt_fuzz", kind, "in_acme", "acme", T0, customer="cus_acme")
     obj = event["data"]["object"]

@@ -126,6 +126,40 @@ def test_fallback_replay_drains_at_bounded_concurrency_and_ingest_is_capped():
     assert TEMPLATE["Parameters"]["IngestReservedConcurrency"]["Default"] > 0
 
 
+API_GATEWAY_TIMEOUT_S = 29  # a REST API's integration timeout: past it the caller gets a bare 504
+# The API routes that wait on Stripe, with the most Stripe calls one request makes: the setup page
+# for a tenant without a customer looks the customer up, creates it, then creates the session.
+STRIPE_CALLS_PER_REQUEST = {"TenantsApiFunction": 3}
+
+
+def environment(function_id: str) -> dict:
+    return {
+        **TEMPLATE["Globals"]["Function"]["Environment"]["Variables"],
+        **FUNCTIONS[function_id]["Properties"].get("Environment", {}).get("Variables", {}),
+    }
+
+
+@pytest.mark.parametrize("function_id", sorted(STRIPE_CALLS_PER_REQUEST))
+def test_an_api_request_waiting_on_a_failing_stripe_still_answers_503_in_time(function_id):
+    # Given the function's Stripe timeout and attempts as deployed (the settings' defaults unless set)
+    from billing.adapters.stripe.http import RetryPolicy
+    from billing.runtime.settings import Settings
+
+    env = environment(function_id)
+    defaults = Settings.model_fields
+    timeout = float(env.get("STRIPE_TIMEOUT_S", defaults["stripe_timeout_s"].default))
+    attempts = int(env.get("STRIPE_MAX_ATTEMPTS", defaults["stripe_max_attempts"].default))
+    policy = RetryPolicy(max_attempts=attempts, base_delay_s=defaults["stripe_retry_base_delay_s"].default)
+    # When every Stripe call of its slowest request times out on every attempt (longest backoffs)
+    per_call = attempts * timeout + sum(
+        min(policy.max_delay_s, policy.base_delay_s * 2**n) for n in range(attempts - 1)
+    )
+    worst = STRIPE_CALLS_PER_REQUEST[function_id] * per_call
+    # Then the function gives up, with time left to answer its 503, before API Gateway or Lambda does
+    assert worst <= API_GATEWAY_TIMEOUT_S - 2, (function_id, worst)
+    assert worst <= setting(function_id, "Timeout") - 3, (function_id, worst)
+
+
 # ---------------------------------------------------------------------------------- alarms
 def alarms() -> dict[str, dict]:
     return {

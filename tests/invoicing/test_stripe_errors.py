@@ -102,3 +102,25 @@ def test_the_secret_key_comes_from_secrets_manager(billing: Billing, acme) -> No
     gateway = stripe_gateway()
     assert gateway.client._requestor._options.api_key == "sk_test_double_000000000000"
     assert gateway.client._requestor._options.stripe_version == container.settings().stripe_api_version
+
+
+@pytest.mark.parametrize(
+    "error, outage",
+    [
+        (stripe.APIConnectionError("timed out"), True),
+        (stripe.APIError("boom", http_status=500), True),
+        (stripe.APIError("bad gateway", http_status=502), True),
+        (stripe.RateLimitError("slow down", http_status=429), True),
+        (stripe.IdempotencyError("in flight", http_status=409), True),
+        (stripe.InvalidRequestError("No such customer", "customer", http_status=404), False),
+        (stripe.InvalidRequestError("bad param", "x", http_status=400), False),
+        (stripe.CardError("declined", None, "card_declined", http_status=402), False),
+        (ValueError("not stripe"), False),
+    ],
+)
+def test_what_reaches_an_http_caller_as_a_503_is_stripe_failing_not_the_request(error, outage) -> None:
+    # Given an error the Stripe adapter let through (it retried the transient ones already)
+    from billing.kernel.errors import is_backing_service_failure
+
+    # Then only Stripe failing (no answer, 5xx, 429, 409) is a backing-service failure (503, Retry-After)
+    assert is_backing_service_failure(error) is outage

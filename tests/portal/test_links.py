@@ -152,3 +152,27 @@ def test_changing_any_character_of_a_token_makes_it_invalid():
     for bad in (token[:-1], token + "A", token.replace(".", "")):
         with pytest.raises(PortalLinkInvalid):
             tokens.verify(bad)
+
+
+@pytest.mark.parametrize(
+    "tail",
+    ["é", "\u00e9A", "Ω" * 43, "\U0001f600", "\ud800"],
+    ids=["accent", "accent-and-ascii", "signature-length", "emoji", "lone-surrogate"],
+)
+def test_a_token_with_a_non_ascii_signature_is_refused_like_any_altered_token(portal, tail):
+    # Given a genuine token whose signature is replaced by non-ASCII text
+    payload = portal.token("acme").split(".")[0]
+    token = f"{payload}.{tail}"
+    # When it is presented to the page, and to the data route as ?token= and as a Bearer header
+    responses = {
+        "page": portal.page(token),
+        "data ?token=": portal.call("GET", "/v1/portal/data", api_key_id=None, query={"token": token}),
+        "data bearer": portal.data(token),
+    }
+    # Then each is the 403 of an altered link, never a 500, and shows nothing of the tenant
+    for name, response in responses.items():
+        assert response["statusCode"] == 403, (name, response)
+        assert "acme" not in response["body"].lower(), name
+    # And a non-ASCII payload with any signature is refused the same way
+    assert portal.page(f"é{payload}.AAAA")["statusCode"] == 403
+    assert portal.page(f"\ud800{payload}.AAAA")["statusCode"] == 403

@@ -163,3 +163,130 @@ def test_a_setup_of_another_customer_is_ignored(cards, stripe, tenants_app, lamb
         event["data"]["object"]["customer"] = "cus_someone_else"
         assert stripe.deliver(event)[1]["status"] in ("ignored", "duplicate")
     assert container.tenants().get("acme").payment_method_id is None
+
+
+@pytest.mark.parametrize("fault", ["server_error", "timeout"])
+@pytest.mark.parametrize("page", ["setup", "portal"])
+def test_stripe_failing_makes_the_pages_a_503_with_retry_after(
+    cards, stripe, tenants_app, lambda_context, monkeypatch: pytest.MonkeyPatch, page, fault
+) -> None:
+    # Given a tenant linked to its Stripe customer, and Stripe failing every session request
+    # (answering 500, or not answering within the timeout), with a short retry budget
+    monkeypatch.setenv("STRIPE_TIMEOUT_S", "0.2")
+    monkeypatch.setenv("STRIPE_MAX_ATTEMPTS", "2")
+    container.reset()
+    container.override(clock=stripe.clock)
+    signup("acme")
+    container.link_customer("acme")
+    path = r"^/v1/checkout/sessions$" if page == "setup" else r"^/v1/billing_portal/sessions$"
+    cards.double.add_fault(fault, method="POST", path=path, times=-1)
+
+    # When the platform asks for the page
+    response = tenants_app.handler(_request(f"/v1/tenants/acme/billing/{page}"), lambda_context)
+
+    # Then it is told to come back later (503 with Retry-After), as for any failing backing service
+    assert response["statusCode"] == 503, response
+    assert json.loads(response["body"])["error"] == "service_unavailable"
+    assert int(response["multiValueHeaders"]["Retry-After"][0]) > 0
+
+    # And once Stripe is back the same request succeeds
+    cards.double.clear_faults()
+    assert call(tenants_app, lambda_context, f"/v1/tenants/acme/billing/{page}", {})[0] == 201
+
+
+def _request(path: str) -> dict:
+    request = api_event(
+        {},
+        path=path,
+        method="POST",
+        api_key_id="platform-key",
+        path_parameters={"tenant_id": path.split("/")[3]},
+    )
+    request["resource"] = "/v1/tenants/{tenant_id}/billing/" + path.rsplit("/", 1)[1]
+    return request
+
+
+def test_a_completed_setup_while_stripe_fails_is_a_503_and_its_redelivery_completes_it(
+    cards, stripe, tenants_app, lambda_context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a completed setup, and Stripe failing every change of the customer (the default card)
+    monkeypatch.setenv("STRIPE_MAX_ATTEMPTS", "2")
+    container.reset()
+    container.override(clock=stripe.clock)
+    signup("acme")
+    _, body = call(tenants_app, lambda_context, "/v1/tenants/acme/billing/setup", {})
+    cards.new_events()
+    cards.double.complete_checkout_session(body["session_id"])
+    (succeeded, _completed) = cards.new_events()
+    cards.double.add_fault("server_error", method="POST", path=r"^/v1/customers/", times=-1)
+
+    # When Stripe delivers setup_intent.succeeded
+    status, answer = stripe.deliver(succeeded)
+
+    # Then it is a 503 (Stripe redelivers it), and the tenant has no card on file yet
+    assert status == 503, answer
+    assert container.tenants().get("acme").payment_method_id is None
+
+    # And the redelivery once Stripe is back makes the card the default
+    cards.double.clear_faults()
+    status, answer = stripe.deliver(succeeded)
+    assert status == 200 and answer["status"] == "processed", answer
+    assert container.tenants().get("acme").payment_method_id == succeeded["data"]["object"]["payment_method"]
+
+
+def test_a_redelivered_card_event_leaves_the_tenant_record_untouched(
+    cards, stripe, tenants_app, lambda_context
+) -> None:
+    # Given acme's completed setup, its two events delivered once
+    signup("acme")
+    _, body = call(tenants_app, lambda_context, "/v1/tenants/acme/billing/setup", {})
+    cards.new_events()
+    cards.double.complete_checkout_session(body["session_id"])
+    events = cards.new_events()
+    for event in events:
+        assert stripe.deliver(event)[0] == 200
+    applied = container.tenants().get("acme")
+    assert applied.payment_method_id is not None
+    customer_writes = len(_customer_writes(cards))
+
+    # When Stripe redelivers each (same event id), and the same facts come again under new ids
+    again = [copy.deepcopy(e) for e in events]
+    for n, event in enumerate(again):
+        event["id"] = f"evt_same_facts_{n}"
+    for event in events + again:
+        status, answer = stripe.deliver(event)
+        assert status == 200 and answer.get("changed") in (None, False), answer
+
+    # Then the tenant record is exactly as it was (its version too), and Stripe was not asked to
+    # set the same default card again
+    assert container.tenants().get("acme") == applied
+    assert len(_customer_writes(cards)) == customer_writes
+
+
+def test_the_mirror_writes_a_payment_method_only_when_it_changes_something(cards) -> None:
+    # Given acme's mirror holding a card as of a moment
+    from datetime import UTC, datetime, timedelta
+
+    signup("acme")
+    store = container.tenants()
+    at = datetime(2025, 12, 1, 9, 0, tzinfo=UTC)
+    assert store.record_payment_method("acme", "pm_1", at) is True
+    version = store.get("acme").version
+
+    # When the same card at the same moment is recorded again, or an older card
+    # Then nothing is written (the version stays)
+    assert store.record_payment_method("acme", "pm_1", at) is False
+    assert store.record_payment_method("acme", "pm_0", at - timedelta(hours=1)) is False
+    assert store.get("acme").version == version
+
+    # And each newer fact is written once: the card removed, then another card
+    for n, card in enumerate([None, "pm_2"], start=1):
+        later = at + timedelta(hours=n)
+        assert store.record_payment_method("acme", card, later) is True
+        assert store.record_payment_method("acme", card, later) is False
+        assert store.get("acme").version == version + n
+        assert store.get("acme").payment_method_id == card
+
+
+def _customer_writes(world) -> list:
+    return [r for r in world.double.requests if r.method == "POST" and r.path.startswith("/v1/customers/")]

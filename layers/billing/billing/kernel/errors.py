@@ -87,11 +87,25 @@ class QueueRefused(Exception):
 
 
 def is_backing_service_failure(error: BaseException) -> bool:
-    """An AWS SDK (DynamoDB, SQS, Secrets Manager) or network failure: the request may be retried,
-    and every write of ours is idempotent, so it is a 503, not a 500. (Told by the exception's
-    module, so that domain code needs no SDK import.)"""
+    """An AWS SDK (DynamoDB, SQS, Secrets Manager), payment provider or network failure: the request
+    may be retried, and every write of ours is idempotent, so it is a 503, not a 500. (Told by the
+    exception's module, so that domain code needs no SDK import.)"""
     return (
         type(error).__module__.split(".")[0] in ("botocore", "urllib3")
         or type(error).__name__ == "GetParameterError"  # Powertools Parameters: Secrets Manager failed
         or isinstance(error, (ConnectionError, TimeoutError))
+        or is_payment_provider_outage(error)
     )
+
+
+def is_payment_provider_outage(error: BaseException) -> bool:
+    """A Stripe SDK error that says Stripe failed rather than our request: no answer (a connection
+    error or a timeout: no HTTP status; so has an error raised before sending, such as no key
+    configured, which is the operator's to fix, not the caller's), a 5xx, a rate limit (429) or a request still in flight
+    under its key (409). These are the errors the Stripe adapter retries
+    (``billing.adapters.stripe.http.retryable``), so one reaching a caller means Stripe kept failing
+    for the whole retry budget. A refusal of the request itself (400, 402, 404) is not an outage."""
+    if type(error).__module__.split(".")[0] != "stripe":
+        return False
+    status = getattr(error, "http_status", None)
+    return status is None or status in (409, 429) or (isinstance(status, int) and status >= 500)

@@ -11,20 +11,36 @@ Invariants:
   change) it reports, and the tenant's mirror only moves to a newer one (a conditional update), so
   duplicated or shuffled ``setup_intent.succeeded`` / ``checkout.session.completed`` /
   ``customer.updated`` deliveries end with the newest card, whatever their order;
-- a fact about another customer than the tenant's is ignored.
+- a fact already mirrored (a redelivery, or the same card at the same moment from the setup's other
+  event) writes nothing: neither the tenant record (its version stays) nor the customer at Stripe;
+- a fact about another customer than the tenant's is ignored;
+- every field of a card event that is read is typed first (``card_object``): a signed event of the
+  wrong shape is a 400 naming the field, before anything is read or written.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from billing.kernel.validation import ID_MAX_LENGTH, ID_PATTERN
 from billing.payments.provider import CardOnFile, HostedSession, SetupSessionDraft
+from billing.payments.stripe_objects import (
+    Metadata,
+    StripeId,
+    StripeRef,
+    StripeTimestamp,
+    TenantMetadata,
+    instant,
+    ref_id,
+    typed_object,
+)
 from billing.runtime.observability import logger
 from billing.tenants.tenant import Tenant, unknown_tenant
 
@@ -51,8 +67,8 @@ class TenantReader(Protocol):
 
 class PaymentMethodMirror(Protocol):
     def record_payment_method(self, tenant_id: str, payment_method_id: str | None, at: datetime) -> bool:
-        """Store the tenant's default payment method as of ``at``, unless a newer one is stored
-        (False then, or when the tenant does not exist)."""
+        """Store the tenant's default payment method as of ``at``, unless a newer one is stored or
+        this very one is (False then, with nothing written, or when the tenant does not exist)."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +170,10 @@ class CardOnFileService:
                     return {"status": "ignored", "reason": "setup intent of another customer"}
             if payment_method is None:
                 return {"status": "ignored", "reason": "the setup saved no payment method"}
+            if fact.at == tenant.payment_method_at and payment_method == tenant.payment_method_id:
+                # The mirror is written only after Stripe's default was set (or reported by Stripe),
+                # so this card is the default already: setting it again would write for nothing.
+                return {"status": "processed", "tenant_id": tenant.id, "changed": False}
             # Checkout only attaches the card; we make it the one invoices charge (the same value
             # set twice is one state, so a redelivery changes nothing).
             self.provider.set_default_payment_method(tenant.stripe_customer_id, payment_method)
@@ -170,49 +190,90 @@ class CardOnFileService:
         }
 
 
-def card_fact(event_id: str, event_type: str, created: int, obj: dict[str, Any]) -> CardFact | None:
-    """The card fact of a ``CARD_EVENTS`` event (None: nothing about a card on file)."""
-    raw_metadata = obj.get("metadata")
-    metadata: dict[str, Any] = raw_metadata if isinstance(raw_metadata, dict) else {}
-    customer = _ref(obj.get("customer"))
-    if event_type == "checkout.session.completed":
-        if obj.get("mode") != "setup" or obj.get("status") not in (None, "complete"):
+ShortText = Annotated[str, StringConstraints(strict=True, max_length=64)]
+
+
+class CheckoutSessionObject(BaseModel):
+    """The fields of a Checkout Session that ``checkout.session.completed`` consumes."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    id: StripeId
+    created: StripeTimestamp | None = None
+    mode: ShortText | None = None
+    status: ShortText | None = None
+    customer: StripeRef | None = None
+    setup_intent: StripeRef | None = None
+    client_reference_id: Annotated[str, StringConstraints(strict=True, max_length=200)] | None = None
+    metadata: Metadata | None = None
+
+
+class SetupIntentObject(BaseModel):
+    """The fields of a SetupIntent that ``setup_intent.succeeded`` consumes."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    id: StripeId
+    created: StripeTimestamp | None = None
+    customer: StripeRef | None = None
+    payment_method: StripeRef | None = None
+    metadata: Metadata | None = None
+
+
+class InvoiceSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True)
+    default_payment_method: StripeRef | None = None
+
+
+class UpdatedCustomerObject(BaseModel):
+    """The fields of a customer that ``customer.updated`` consumes."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    id: StripeId
+    metadata: Metadata | None = None
+    invoice_settings: InvoiceSettings | None = None
+
+
+CardObject = CheckoutSessionObject | SetupIntentObject | UpdatedCustomerObject
+_CARD_OBJECTS: dict[str, type[CardObject]] = {
+    "checkout.session.completed": CheckoutSessionObject,
+    "setup_intent.succeeded": SetupIntentObject,
+    "customer.updated": UpdatedCustomerObject,
+}
+
+
+def card_object(event_type: str, obj: dict[str, Any]) -> CardObject:
+    """``data.object`` of a ``CARD_EVENTS`` event, typed; a 400 naming the fields that do not fit."""
+    return typed_object(_CARD_OBJECTS[event_type], obj, TenantMetadata)
+
+
+def card_fact(event_id: str, created: int, obj: CardObject) -> CardFact | None:
+    """The card fact of a ``CARD_EVENTS`` event (None: nothing about a card on file); ``created``:
+    the event's, the time of a fact whose object carries none."""
+    tenant_id = TenantMetadata.model_validate(obj.metadata or {}).tenant_id
+    if isinstance(obj, CheckoutSessionObject):
+        if obj.mode != "setup" or obj.status not in (None, "complete"):
             return None
-        tenant_id = metadata.get("tenant_id") or obj.get("client_reference_id")
-        intent = _ref(obj.get("setup_intent"))
+        intent = ref_id(obj.setup_intent)
         if not intent:
             return None
-        return CardFact(event_id, tenant_id, customer, None, _at(obj.get("created"), created), intent)
-    if event_type == "setup_intent.succeeded":
-        payment_method = _ref(obj.get("payment_method"))
-        intent = obj.get("id") if isinstance(obj.get("id"), str) else None
-        if not payment_method or not intent:
+        tenant_id = tenant_id or _tenant_reference(obj.client_reference_id)
+        at = instant(obj.created or created)
+        return CardFact(event_id, tenant_id, ref_id(obj.customer), None, at, intent)
+    if isinstance(obj, SetupIntentObject):
+        payment_method = ref_id(obj.payment_method)
+        if not payment_method:
             return None
-        at = _at(obj.get("created"), created)
-        return CardFact(event_id, metadata.get("tenant_id"), customer, payment_method, at, intent)
-    if event_type == "customer.updated":
-        raw_settings = obj.get("invoice_settings")
-        settings: dict[str, Any] = raw_settings if isinstance(raw_settings, dict) else {}
-        customer_id = obj.get("id") if isinstance(obj.get("id"), str) else None
-        return CardFact(
-            event_id,
-            metadata.get("tenant_id"),
-            customer_id,
-            _ref(settings.get("default_payment_method")),
-            datetime.fromtimestamp(created, UTC),
-        )
+        at = instant(obj.created or created)
+        return CardFact(event_id, tenant_id, ref_id(obj.customer), payment_method, at, obj.id)
+    settings = obj.invoice_settings or InvoiceSettings()
+    return CardFact(event_id, tenant_id, obj.id, ref_id(settings.default_payment_method), instant(created))
+
+
+def _tenant_reference(value: str | None) -> str | None:
+    """``client_reference_id`` as a tenant id: we set it to one, but it is free text at Stripe (another
+    integration may use it), so a value that cannot be a tenant id names no tenant."""
+    if value and len(value) <= ID_MAX_LENGTH and re.fullmatch(ID_PATTERN, value):
+        return value
     return None
-
-
-def _ref(value: Any) -> str | None:
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) and value else None
-
-
-def _at(value: Any, fallback: int) -> datetime:
-    seconds = value if isinstance(value, int) and not isinstance(value, bool) else fallback
-    return datetime.fromtimestamp(seconds, UTC)
 
 
 def _session_json(session: HostedSession, customer_id: str) -> dict[str, Any]:

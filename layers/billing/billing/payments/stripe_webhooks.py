@@ -19,26 +19,27 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Protocol
 
-from pydantic import (
-    AliasPath,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StringConstraints,
-    ValidationError,
-    field_validator,
-)
+from pydantic import AliasPath, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from billing.dunning.facts import Fact, Failed, Finalized, Mark, Resolved
 from billing.dunning.service import DunningService
 from billing.kernel.errors import InvalidRequest
-from billing.kernel.periods import MAX_INSTANT, MIN_INSTANT, Month
-from billing.kernel.validation import Identifier, parse_json, validation_details
+from billing.kernel.validation import parse_json, validation_details
 from billing.kernel.validation import raw_body as raw_body  # re-exported: the handler's import
-from billing.payments.card_on_file import CARD_EVENTS, CardOnFileService, card_fact
+from billing.payments.card_on_file import CARD_EVENTS, CardObject, CardOnFileService, card_fact, card_object
+from billing.payments.stripe_objects import (
+    Metadata,
+    OurMetadata,
+    Ref,
+    StripeId,
+    StripeTimestamp,
+    instant,
+    ref_id,
+    typed_object,
+)
 from billing.runtime.observability import logger
 from billing.tenants.tenant import Tenant
 
@@ -87,16 +88,12 @@ class StripeEvent:
     object: dict[str, Any]
     invoice: InvoiceObject | None = None  # typed data.object of invoice events
     customer: CustomerObject | None = None  # typed data.object of customer.deleted
+    card: CardObject | None = None  # typed data.object of CARD_EVENTS
     api_version: str | None = None  # the version Stripe rendered the event at (the endpoint's)
 
     @property
     def mark(self) -> Mark:
-        return Mark(datetime.fromtimestamp(self.created, UTC), self.id)
-
-
-StripeId = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=255)]
-MetadataValue = Annotated[str, StringConstraints(strict=True, max_length=500)]  # Stripe's own limits
-Metadata = dict[Annotated[str, StringConstraints(strict=True, max_length=40)], MetadataValue]
+        return Mark(instant(self.created), self.id)
 
 
 class _EventEnvelope(BaseModel):
@@ -105,27 +102,9 @@ class _EventEnvelope(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     id: StripeId
     type: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=255)]
-    created: int = Field(ge=int(MIN_INSTANT.timestamp()), lt=int(MAX_INSTANT.timestamp()))
+    created: StripeTimestamp
     object: dict[str, Any] = Field(validation_alias=AliasPath("data", "object"))
     api_version: Annotated[str, StringConstraints(strict=True, max_length=64)] | None = None
-
-
-class _OurMetadata(BaseModel):
-    """The metadata invoicing writes on our invoices and customers (other keys are ignored)."""
-
-    model_config = ConfigDict(extra="ignore", strict=True)
-    tenant_id: Identifier | None = None
-    month: str | None = None
-
-    @field_validator("month")
-    @classmethod
-    def _month(cls, value: str | None) -> str | None:
-        return None if value is None else str(Month.parse(value))
-
-
-class _CustomerRef(BaseModel):
-    model_config = ConfigDict(extra="ignore", strict=True)
-    id: StripeId
 
 
 class InvoiceObject(BaseModel):
@@ -134,17 +113,17 @@ class InvoiceObject(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     id: StripeId
     metadata: Metadata | None = None
-    customer: StripeId | _CustomerRef | None = None
+    customer: StripeId | Ref | None = None
     status: Annotated[str, StringConstraints(max_length=64)] | None = None
     attempt_count: int | None = Field(default=None, ge=0, le=10_000)
 
     @property
-    def ours(self) -> _OurMetadata:
-        return _OurMetadata.model_validate(self.metadata or {})
+    def ours(self) -> OurMetadata:
+        return OurMetadata.model_validate(self.metadata or {})
 
     @property
     def customer_id(self) -> str | None:
-        return self.customer.id if isinstance(self.customer, _CustomerRef) else self.customer
+        return ref_id(self.customer)
 
 
 class CustomerObject(BaseModel):
@@ -155,31 +134,14 @@ class CustomerObject(BaseModel):
     metadata: Metadata | None = None
 
     @property
-    def ours(self) -> _OurMetadata:
-        return _OurMetadata.model_validate(self.metadata or {})
-
-
-def _typed(model: type[InvoiceObject] | type[CustomerObject], obj: dict[str, Any]) -> Any:
-    """``data.object`` as ``model``, with our metadata checked too; 400 naming the fields otherwise."""
-    try:
-        typed = model.model_validate(obj)
-    except ValidationError as exc:
-        raise _shape_error(exc, "data.object.") from None
-    try:
-        typed.ours  # noqa: B018 - validates tenant_id and month
-    except ValidationError as exc:
-        raise _shape_error(exc, "data.object.metadata.") from None
-    return typed
-
-
-def _shape_error(exc: ValidationError, prefix: str) -> InvalidRequest:
-    problems = [{**p, "field": prefix + p["field"]} for p in validation_details(exc)]
-    return InvalidRequest("the Stripe object does not have the expected shape", details=problems)
+    def ours(self) -> OurMetadata:
+        return OurMetadata.model_validate(self.metadata or {})
 
 
 def parse_event(payload: bytes) -> StripeEvent:
     """A verified body to a StripeEvent: JSON (UTF-8, bounded depth), the event envelope typed, and the
-    object of every handled type typed (InvoiceObject, CustomerObject); any mismatch is a 400."""
+    object of every handled type typed (InvoiceObject, CustomerObject, the card objects); any
+    mismatch is a 400."""
     doc = parse_json(payload)
     if not isinstance(doc, dict):
         raise InvalidRequest(
@@ -193,9 +155,11 @@ def parse_event(payload: bytes) -> StripeEvent:
         envelope.id, envelope.type, envelope.created, envelope.object, api_version=envelope.api_version
     )
     if envelope.type in INVOICE_EVENTS:
-        event.invoice = _typed(InvoiceObject, envelope.object)
+        event.invoice = typed_object(InvoiceObject, envelope.object, OurMetadata)
     elif envelope.type == "customer.deleted":
-        event.customer = _typed(CustomerObject, envelope.object)
+        event.customer = typed_object(CustomerObject, envelope.object, OurMetadata)
+    elif envelope.type in CARD_EVENTS:
+        event.card = card_object(envelope.type, envelope.object)
     return event
 
 
@@ -316,7 +280,8 @@ class WebhookProcessor:
         return WebhookResult("processed", event.id, outcome.to_json())
 
     def _card(self, event: StripeEvent) -> WebhookResult:
-        fact = card_fact(event.id, event.type, event.created, event.object)
+        card = event.card or card_object(event.type, event.object)
+        fact = card_fact(event.id, event.created, card)
         if fact is None or self._cards is None:
             return WebhookResult("ignored", event.id, {"reason": "not about a card on file"})
         detail = self._cards().record(fact)

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,9 @@ MAX_TTL = timedelta(hours=24)
 MIN_TTL = timedelta(seconds=60)
 _CONTEXT = b"billing-portal-link.v1."  # domain separation: this key signs portal links only
 _SCOPE = "portal:read"
+# What ``issue`` produces: two base64url parts. Anything else (non-ASCII text included, which
+# ``hmac.compare_digest`` cannot compare as str) is refused before any key is read.
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 class PortalLinkInvalid(Forbidden):
@@ -74,12 +78,12 @@ class PortalTokens:
     def verify(self, token: str | None) -> PortalGrant:
         """The grant a valid token carries; PortalLinkInvalid for anything else (no detail leaked
         beyond "invalid" or "expired")."""
-        if not token or token.count(".") != 1 or len(token) > 2048:
+        if not token or len(token) > 2048 or not _TOKEN_SHAPE.fullmatch(token):
             raise PortalLinkInvalid(
                 "This link is not valid.", details=[{"field": "token", "reason": "invalid"}]
             )
         payload, signature = token.split(".")
-        if not hmac.compare_digest(self._sign(payload), signature):
+        if not hmac.compare_digest(self._sign(payload).encode(), signature.encode()):
             raise PortalLinkInvalid(
                 "This link is not valid.", details=[{"field": "token", "reason": "invalid"}]
             )

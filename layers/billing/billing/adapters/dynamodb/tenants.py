@@ -84,21 +84,27 @@ class DynamoTenantStore:
         return None if tenant is None else tenant.stripe_customer_id
 
     def record_payment_method(self, tenant_id: str, payment_method_id: str | None, at: datetime) -> bool:
-        """Mirror the default payment method as of ``at``, unless a newer one is stored (one
-        conditional update; the version moves so an optimistic save of a stale copy fails)."""
+        """Mirror the default payment method as of ``at``, unless a newer one is stored or this very
+        one is (one conditional update; the version moves so an optimistic save of a stale copy
+        fails, and so it moves only when something changes: a redelivery writes nothing)."""
         names = {"#m": "payment_method_id", "#a": "payment_method_at"}
         values: dict[str, Any] = {":a": {"S": iso(at)}, ":one": {"N": "1"}}
         if payment_method_id:
             update = "SET #m = :m, #a = :a ADD version :one"
             values[":m"] = {"S": payment_method_id}
+            differs = "attribute_not_exists(#m) OR #m <> :m"
         else:
             update = "SET #a = :a REMOVE #m ADD version :one"
+            differs = "attribute_exists(#m)"
+        # At the same moment, a different method still replaces the stored one (the last writer wins,
+        # as it always did); the same one is not written again.
+        newer = f"attribute_not_exists(#a) OR #a < :a OR (#a = :a AND ({differs}))"
         return write_if(
             self.client.update_item,
             TableName=self.table,
             Key={"tenant_id": {"S": tenant_id}},
             UpdateExpression=update,
-            ConditionExpression="attribute_exists(tenant_id) AND (attribute_not_exists(#a) OR #a <= :a)",
+            ConditionExpression=f"attribute_exists(tenant_id) AND ({newer})",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
         )
