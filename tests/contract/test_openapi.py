@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-import yaml
 from hypothesis import settings
 from schemathesis import checks
 
@@ -15,6 +14,7 @@ from billing.runtime import container
 from billing.tenants.tenant import PlanAssignment, Tenant
 from billing_local.template import load_template, resources_of_type
 from billing_local.wsgi_api import OPENAPI_PATH, wsgi_app
+from billing_local.yaml_lint import load_unique
 from tests.dunning.support import create_webhook_secret
 from tests.fuzz.support import FUZZ
 
@@ -38,7 +38,7 @@ def _template_routes() -> set[tuple[str, str]]:
 
 
 def test_the_document_names_exactly_the_routes_api_gateway_serves():
-    document = yaml.safe_load(OPENAPI_PATH.read_text())
+    document = load_unique(OPENAPI_PATH.read_text(), "openapi.yaml")
     assert document["openapi"].startswith("3.1")
     documented = {
         (m.upper(), path) for path, item in document["paths"].items() for m in item if m != "parameters"
