@@ -6,26 +6,16 @@ documented schema. Size: ``FUZZ_EXAMPLES`` (tests/fuzz/support.py)."""
 from __future__ import annotations
 
 import pytest
-import schemathesis
 from hypothesis import settings
-from schemathesis import checks
 
 from billing.runtime import container
 from billing.tenants.tenant import PlanAssignment, Tenant
 from billing_local.template import load_template, resources_of_type
-from billing_local.wsgi_api import OPENAPI_PATH, wsgi_app
+from billing_local.wsgi_api import OPENAPI_PATH
 from billing_local.yaml_lint import load_unique
+from tests.contract.support import CHECKS, schema
 from tests.dunning.support import create_webhook_secret
 from tests.fuzz.support import FUZZ
-
-schema = schemathesis.openapi.from_wsgi("/openapi.yaml", wsgi_app)
-
-CHECKS = [
-    checks.not_a_server_error,
-    checks.status_code_conformance,
-    checks.content_type_conformance,
-    checks.response_schema_conformance,
-]
 
 
 def _template_routes() -> set[tuple[str, str]]:

@@ -1,0 +1,109 @@
+"""Answers that generated requests hardly ever reach (a tenant that exists, a batch over its quota,
+a signed link), each checked against openapi.yaml exactly as test_openapi checks generated ones:
+a documented status, content type and schema, never a 5xx (``documented_answer``)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from billing.kernel.periods import iso, parse_instant
+from billing.portal.tokens import MAX_TTL, MIN_TTL
+from billing.runtime import container
+from billing_local.wsgi_api import OPENAPI_PATH
+from billing_local.yaml_lint import load_unique
+from tests.contract.support import documented_answer
+from tests.dunning.support import create_webhook_secret
+from tests.support import create_tenant
+
+NOW = parse_instant("2025-11-20T15:30:00Z")
+
+
+@pytest.fixture
+def clock(env):
+    """Given a fresh account and ClickHouse, the webhook secret, and the clock at NOW (settable)."""
+    create_webhook_secret()
+    moments = [NOW]
+    container.override(clock=lambda: moments[-1])
+    yield moments
+    container.override(clock=None)
+
+
+def query(event_id: str, tenant_id: str = "acme") -> dict:
+    return {
+        "event_id": event_id,
+        "tenant_id": tenant_id,
+        "timestamp": iso(NOW - timedelta(hours=1)),
+        "type": "query",
+        "model": "gpt-4o-mini",
+        "input_tokens": 100,
+        "output_tokens": 20,
+    }
+
+
+def portal_token(tenant_id: str, **body: int) -> str:
+    link = documented_answer(
+        "POST", "/v1/tenants/{tenant_id}/portal-link", body=body or None, tenant_id=tenant_id
+    )
+    assert link.status_code == 201, link.text
+    return parse_qs(urlsplit(link.json()["url"]).query)["token"][0]
+
+
+def test_a_batch_partly_refused_for_quota_is_the_documented_202(clock):
+    # Given a tenant whose monthly quota is 2 queries
+    create_tenant("acme", query_quota=2)
+    # When a batch of 3 queries arrives
+    response = documented_answer("POST", "/v1/events", body={"events": [query(f"q{i}") for i in range(3)]})
+    # Then it is a 202 as IngestResult documents it: the refused query named, and the quota it met
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert (body["accepted"], [r["event_id"] for r in body["rejected_for_quota"]]) == (2, ["q2"])
+    assert body["quota"] == {
+        "tenant_id": "acme",
+        "month": "2025-11",
+        "limit": 2,
+        "used": 2,
+        "resets_at": "2025-12-01T00:00:00Z",
+    }
+
+
+@pytest.mark.parametrize("route", ["/v1/portal", "/v1/portal/data"])
+@pytest.mark.parametrize("token", ["forged", "expired", "missing"])
+def test_a_bad_portal_token_is_the_documented_403(clock, route, token):
+    # Given acme's portal link (signed, one minute long), forged, expired or left out
+    create_tenant("acme", plans=[("starter", "2025-10-01T00:00:00Z")])
+    valid = portal_token("acme", expires_in=60)
+    payload, signature = valid.split(".")
+    sent = {
+        "forged": f"{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}",
+        "expired": valid,
+        "missing": "",
+    }[token]
+    if token == "expired":
+        clock.append(NOW + timedelta(seconds=60))
+    # When the page or its data is asked for with it
+    response = documented_answer("GET", route, query={"token": sent}, api_key=None)
+    # Then it is the documented 403 (HTML for the page, JSON for the data), naming no tenant
+    assert response.status_code == 403, response.text
+    assert "acme" not in response.text.lower()
+
+
+def test_portal_link_lifetimes_are_the_documented_bounds(clock):
+    # Given the document's bounds of expires_in
+    documented = load_unique(OPENAPI_PATH.read_text())["paths"]["/v1/tenants/{tenant_id}/portal-link"]
+    bounds = documented["post"]["requestBody"]["content"]["application/json"]["schema"]["properties"][
+        "expires_in"
+    ]
+    # Then they are the code's
+    assert (bounds["minimum"], bounds["maximum"]) == (MIN_TTL.total_seconds(), MAX_TTL.total_seconds())
+    create_tenant("acme", plans=[("starter", "2025-10-01T00:00:00Z")])
+    # And each bound is a 201, one second beyond it a 400 naming expires_in, all as documented
+    for seconds, status in [(59, 400), (60, 201), (86400, 201), (86401, 400)]:
+        response = documented_answer(
+            "POST", "/v1/tenants/{tenant_id}/portal-link", body={"expires_in": seconds}, tenant_id="acme"
+        )
+        assert response.status_code == status, (seconds, response.text)
+        if status == 400:
+            assert response.json()["details"][0]["field"] == "expires_in"
