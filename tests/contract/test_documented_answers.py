@@ -12,6 +12,7 @@ import pytest
 from billing.kernel.periods import iso, parse_instant
 from billing.portal.tokens import MAX_TTL, MIN_TTL
 from billing.runtime import container
+from billing_local.stripe_double import StripeDouble, put_secret
 from billing_local.wsgi_api import OPENAPI_PATH
 from billing_local.yaml_lint import load_unique
 from tests.contract.support import documented_answer
@@ -107,3 +108,82 @@ def test_portal_link_lifetimes_are_the_documented_bounds(clock):
         assert response.status_code == status, (seconds, response.text)
         if status == 400:
             assert response.json()["details"][0]["field"] == "expires_in"
+
+
+def test_every_route_answers_its_documented_success(clock):
+    # Given acme's key, and a month of acme's usage under way
+    tenant = "/v1/tenants/{tenant_id}"
+    signup = {
+        "id": "acme",
+        "plan": "starter",
+        "effective_at": "2025-10-01T00:00:00Z",
+        "api_key_ids": ["acme-key"],
+    }
+    # When the platform signs acme up, twice (201, then the same tenant: 200)
+    assert documented_answer("POST", "/v1/tenants", body=signup).status_code == 201
+    assert documented_answer("POST", "/v1/tenants", body=signup).status_code == 200
+    # And acme sends usage with its own key
+    batch = {"events": [query("q1"), query("q2")]}
+    assert documented_answer("POST", "/v1/events", body=batch, api_key="acme-key").status_code == 202
+    # And the platform grants credits and a coupon (each twice: 201, then 200) and changes the plan
+    grant = {"grant_id": "welcome", "amount": "25.00", "priority": 5}
+    coupon = {"coupon_id": "launch", "percent_off": "10", "duration": "repeating", "duration_months": 3}
+    for status in (201, 200):
+        assert (
+            documented_answer("POST", f"{tenant}/credits", body=grant, tenant_id="acme").status_code == status
+        )
+        assert (
+            documented_answer("POST", f"{tenant}/coupons", body=coupon, tenant_id="acme").status_code
+            == status
+        )
+    change = {"plan": "pro", "effective_at": "2025-11-15T00:00:00Z"}
+    assert documented_answer("POST", f"{tenant}/plan", body=change, tenant_id="acme").status_code == 200
+    # Then every read answers 200 as documented, with the tenant's key as with the platform's
+    for key in ("platform-key", "acme-key"):
+        for route in ("credits", "status", "quota", "statements/{month}"):
+            response = documented_answer(
+                "GET", f"{tenant}/{route}", api_key=key, tenant_id="acme", month="2025-11"
+            )
+            assert response.status_code == 200, (route, response.text)
+    # And the usage page and its data answer 200 to acme's signed link
+    token = portal_token("acme")
+    assert documented_answer("GET", "/v1/portal", query={"token": token}, api_key=None).status_code == 200
+    data = documented_answer(
+        "GET", "/v1/portal/data", headers={"Authorization": f"Bearer {token}"}, api_key=None
+    )
+    assert data.status_code == 200
+    # And a cancellation answers the tenant and its final statement
+    assert documented_answer("POST", f"{tenant}/cancel", body={}, tenant_id="acme").status_code == 200
+
+
+@pytest.fixture
+def stripe_at(clock, monkeypatch):
+    """The Stripe key in Secrets Manager and the gateway pointed at ``base`` (fast retries)."""
+
+    def point(base: str) -> None:
+        monkeypatch.setenv("STRIPE_API_BASE", base)
+        monkeypatch.setenv("STRIPE_RETRY_BASE_DELAY_S", "0.01")
+        monkeypatch.setenv("STRIPE_MAX_ATTEMPTS", "2")
+        container.reset()
+        container.override(clock=lambda: clock[-1])
+        put_secret(container.settings().stripe_secret_name)
+
+    return point
+
+
+def test_the_stripe_hosted_pages_are_the_documented_201(stripe_at):
+    # Given the Stripe double, and a tenant with its own key
+    with StripeDouble() as double:
+        stripe_at(double.api_base)
+        create_tenant("acme", plans=[("starter", "2025-10-01T00:00:00Z")], api_key_ids=["acme-key"])
+        # When the tenant asks for the card setup page and the payment settings page
+        for route in ("setup", "portal"):
+            response = documented_answer(
+                "POST",
+                f"/v1/tenants/{{tenant_id}}/billing/{route}",
+                body={},
+                api_key="acme-key",
+                tenant_id="acme",
+            )
+            # Then each is a 201 HostedSession as documented
+            assert response.status_code == 201, (route, response.text)

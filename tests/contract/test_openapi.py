@@ -50,8 +50,9 @@ def tenants(env):
     return env
 
 
-# The usage page's own routes (HTML, signed tokens) are documented; tests/portal exercises them. The
-# billing setup/portal routes call Stripe; tests/invoicing exercises them against the Stripe double.
+# Generated requests cannot hold a signed token, and the billing setup/portal routes call Stripe:
+# test_documented_answers checks those routes' answers (and the answers generated requests hardly
+# reach: a tenant that exists, a batch over its quota) against this document.
 @schema.exclude(path_regex="^/v1/portal|/billing/(setup|portal)$").parametrize()
 @settings(FUZZ, max_examples=max(5, FUZZ.max_examples // 2))
 def test_every_answer_is_as_documented(case, tenants):
