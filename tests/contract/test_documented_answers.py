@@ -4,11 +4,15 @@ a documented status, content type and schema, never a 5xx (``documented_answer``
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
+import boto3
 import pytest
+import stripe
 
+from billing.kernel.errors import is_backing_service_failure
 from billing.kernel.periods import iso, parse_instant
 from billing.portal.tokens import MAX_TTL, MIN_TTL
 from billing.runtime import container
@@ -187,3 +191,49 @@ def test_the_stripe_hosted_pages_are_the_documented_201(stripe_at):
             )
             # Then each is a 201 HostedSession as documented
             assert response.status_code == 201, (route, response.text)
+
+
+def test_stripe_unreachable_is_the_documented_503(stripe_at):
+    # Given Stripe unreachable (nothing listens where the gateway sends)
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    stripe_at(f"http://127.0.0.1:{port}")
+    create_tenant("acme", plans=[("starter", "2025-10-01T00:00:00Z")])
+    # When the platform asks for acme's card setup page
+    response = documented_answer(
+        "POST", "/v1/tenants/{tenant_id}/billing/setup", body={}, service_down=True, tenant_id="acme"
+    )
+    # Then it is a 503 to retry, as documented (not a 500)
+    assert response.status_code == 503, response.text
+    assert response.headers.get("retry-after")
+
+
+def test_the_usage_page_answers_a_backing_service_failure_as_the_documented_html_503(clock):
+    # Given the portal's signing secret unreadable (Secrets Manager fails)
+    boto3.client("secretsmanager").delete_secret(
+        SecretId=container.settings().portal_secret_name, ForceDeleteWithoutRecovery=True
+    )
+    # When a browser opens a link (its token must be checked against the secret)
+    response = documented_answer(
+        "GET", "/v1/portal", query={"token": "payload.signature"}, api_key=None, service_down=True
+    )
+    # Then it is the documented 503, a page (a browser shows it), to retry
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"][0].startswith("text/html")
+    assert response.headers.get("retry-after")
+
+
+@pytest.mark.parametrize(
+    "error, retry",
+    [
+        (stripe.APIConnectionError("unreachable"), True),
+        (stripe.RateLimitError("slow down"), True),
+        (stripe.APIError("stripe failed"), True),
+        (stripe.InvalidRequestError("no such customer", param="customer"), False),
+        (stripe.CardError("declined", param=None, code="card_declined"), False),
+    ],
+)
+def test_only_stripes_try_again_errors_are_a_503(error, retry):
+    # Given an error out of the Stripe SDK, Then it is a 503 to retry only when retrying can help
+    assert is_backing_service_failure(error) is retry

@@ -86,12 +86,19 @@ class QueueRefused(Exception):
     unknown whether the message was queued, and the sender must treat it as possibly queued."""
 
 
+# Stripe's errors that say "try again": unreachable, still rate-limited after the adapter's retries,
+# or failing on its side. Its other errors (a refused card, a request Stripe finds invalid) are not.
+_STRIPE_TRANSIENT = frozenset({"APIConnectionError", "RateLimitError", "APIError"})
+
+
 def is_backing_service_failure(error: BaseException) -> bool:
-    """An AWS SDK (DynamoDB, SQS, Secrets Manager) or network failure: the request may be retried,
-    and every write of ours is idempotent, so it is a 503, not a 500. (Told by the exception's
-    module, so that domain code needs no SDK import.)"""
+    """An AWS SDK (DynamoDB, SQS, Secrets Manager) or network failure, or Stripe unreachable or
+    failing: the request may be retried, and every write of ours is idempotent, so it is a 503,
+    not a 500. (Told by the exception's module, so that domain code needs no SDK import.)"""
+    package = type(error).__module__.split(".")[0]
     return (
-        type(error).__module__.split(".")[0] in ("botocore", "urllib3")
+        package in ("botocore", "urllib3")
+        or (package == "stripe" and type(error).__name__ in _STRIPE_TRANSIENT)
         or type(error).__name__ == "GetParameterError"  # Powertools Parameters: Secrets Manager failed
         or isinstance(error, (ConnectionError, TimeoutError))
     )
