@@ -16,6 +16,7 @@ from billing.kernel.errors import is_backing_service_failure
 from billing.kernel.periods import iso, parse_instant
 from billing.portal.tokens import MAX_TTL, MIN_TTL
 from billing.runtime import container
+from billing_local.http_api import LocalApi, template_routes
 from billing_local.stripe_double import StripeDouble, put_secret
 from billing_local.wsgi_api import OPENAPI_PATH
 from billing_local.yaml_lint import load_unique
@@ -222,6 +223,37 @@ def test_the_usage_page_answers_a_backing_service_failure_as_the_documented_html
     assert response.status_code == 503, response.text
     assert response.headers["content-type"][0].startswith("text/html")
     assert response.headers.get("retry-after")
+
+
+def _json_body_routes() -> list[tuple[str, str]]:
+    document = load_unique(OPENAPI_PATH.read_text())
+    return [
+        (method.upper(), path)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method != "parameters"
+        and "application/json" in (operation.get("requestBody") or {}).get("content", {})
+        and path != "/v1/webhooks/stripe"  # Stripe's signature, not a key, decides its answers
+    ]
+
+
+@pytest.mark.parametrize("method, route", _json_body_routes())
+def test_a_route_documents_415_exactly_when_it_refuses_a_body_that_is_not_json(clock, method, route):
+    # Given a tenant, and a JSON body sent as text/plain
+    create_tenant("acme", plans=[("starter", "2025-10-01T00:00:00Z")])
+    documented = load_unique(OPENAPI_PATH.read_text())["paths"][route][method.lower()]["responses"]
+    api = LocalApi(template_routes(), {"platform-key": "platform-key"}, all_bodies_binary=True)
+    path = route.replace("{tenant_id}", "acme")
+    # When it is sent
+    status, _, body = api.handle(
+        method,
+        path,
+        {"x-api-key": "platform-key", "content-type": "text/plain"},
+        b'{"events": []}',
+        "localhost",
+    )
+    # Then the route answers 415 if and only if openapi.yaml says it may
+    assert (status == 415) == ("415" in documented), (status, body)
 
 
 @pytest.mark.parametrize(
