@@ -50,10 +50,12 @@ typecheck: $(STAMP)
 	$(BIN)/mypy --strict clients/python/usage_tracker
 
 # Fails on any finding: rules in pyproject.toml ([tool.ruff]); `make format` applies the formatter.
+# The contract may not repeat a mapping key (YAML keeps the last one silently).
 LINTED := layers functions tests bench src dashboards clients
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/python -m billing_local.yaml_lint openapi.yaml
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix $(LINTED)

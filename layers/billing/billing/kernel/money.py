@@ -30,6 +30,17 @@ def reject_float(value: object) -> object:
     return value
 
 
+def decimal_text(value: object) -> object:
+    """A pydantic ``mode="before"`` validator for money (and percentages) in a request body, on a
+    Decimal field with ``strict=False`` so that the text is parsed: a decimal string such as
+    "25.00", or a Decimal built in code. A JSON number is refused, float or not: a float may
+    already be inexact, true/false would pass as 1/0, and the contract (openapi.yaml) writes these
+    as text."""
+    if value is None or isinstance(value, (str, Decimal)):
+        return value
+    raise ValueError('write it as a quoted decimal string, e.g. "25.00", never a JSON number')
+
+
 def round_event_cost(amount: Decimal) -> Decimal:
     return amount.quantize(NANO, rounding=ROUND_HALF_UP, context=_PREC60)
 

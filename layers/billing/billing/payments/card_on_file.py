@@ -51,13 +51,13 @@ CARD_EVENTS = ("checkout.session.completed", "setup_intent.succeeded", "customer
 class SetupRequest(BaseModel):
     """``POST /v1/tenants/{id}/billing/setup``; URLs default to the settings'."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     success_url: str | None = Field(default=None, max_length=2048, pattern=URL_PATTERN)
     cancel_url: str | None = Field(default=None, max_length=2048, pattern=URL_PATTERN)
 
 
 class PaymentSettingsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     return_url: str | None = Field(default=None, max_length=2048, pattern=URL_PATTERN)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
-from billing.kernel.errors import BillingError, is_backing_service_failure
+from billing.kernel.errors import BillingError, ServiceUnavailable, is_backing_service_failure
 from billing.kernel.validation import parse_json, raw_body
 from billing.runtime.observability import logger
 from billing.runtime.settings import get_settings
@@ -74,17 +74,25 @@ def error_page_response(error: BillingError) -> Response:
     )
 
 
+class _InternalError(BillingError):
+    status, code = 500, "internal_error"
+
+
 def install_error_handlers(app: APIGatewayRestResolver, *, html_resources: tuple[str, ...] = ()) -> None:
     """Every BillingError becomes its status with a JSON body (an HTML page on ``html_resources``,
-    the routes a browser opens); unknown routes a JSON 404; anything unexpected a JSON 500 that
+    the routes a browser opens, whatever the failure: a browser shows a page, not JSON); unknown
+    routes a JSON 404; a failing backing service a 503 with Retry-After; anything else a 500 that
     leaks no internals (and is logged with its stack)."""
+
+    def refusal(error: BillingError) -> Response:
+        if app.current_event.resource in html_resources:
+            return error_page_response(error)
+        return error_response(error)
 
     @app.exception_handler(BillingError)
     def _billing_error(error: BillingError) -> Response:
         logger.info("request refused", extra={"status": error.status, "code": error.code})
-        if app.current_event.resource in html_resources:
-            return error_page_response(error)
-        return error_response(error)
+        return refusal(error)
 
     @app.not_found
     def _not_found(_: NotFoundError) -> Response:
@@ -94,15 +102,10 @@ def install_error_handlers(app: APIGatewayRestResolver, *, html_resources: tuple
     def _unexpected(error: Exception) -> Response:
         if is_backing_service_failure(error):
             logger.exception("a backing service failed")
-            return json_response(
-                503,
-                {
-                    "error": "service_unavailable",
-                    "message": "a backing service is unavailable; retry the request",
-                },
-                {"Retry-After": "5"},
+            return refusal(
+                ServiceUnavailable(
+                    "a backing service is unavailable; retry the request", headers={"Retry-After": "5"}
+                )
             )
         logger.exception("unexpected error")
-        return json_response(
-            500, {"error": "internal_error", "message": "unexpected error; it has been logged"}
-        )
+        return refusal(_InternalError("unexpected error; it has been logged"))

@@ -1,6 +1,6 @@
-"""The tenants API's request bodies: strict (``"yes"``, ``"5"``, ``1.5`` never pass as bool, int or
-money), unknown fields refused, instants RFC 3339 with an offset; every problem is a 400 naming its
-field (``parse_request``)."""
+"""The tenants API's request bodies: strict (``"yes"``, ``"5"``, ``1.5``, ``true`` never pass as bool,
+int or money; money is a decimal string), unknown fields refused, instants RFC 3339 with an offset;
+every problem is a 400 naming its field (``parse_request``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from billing.kernel.money import reject_float
+from billing.kernel.money import decimal_text
 from billing.kernel.periods import rfc3339_field
 from billing.kernel.validation import Identifier, parse_model
 from billing.tenants.coupons import Duration
@@ -56,30 +56,34 @@ class CancelRequest(BaseModel):
 
 
 class CreditGrantRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     grant_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
-    amount: Decimal = Field(gt=0, max_digits=20, decimal_places=9)
+    # not strict: money arrives as text to parse (``decimal_text`` admits nothing else)
+    amount: Decimal = Field(gt=0, max_digits=20, decimal_places=9, strict=False)
     currency: str | None = Field(default=None, pattern=r"^[a-z]{3}$")  # None: the tenant's
     granted_at: datetime | None = None
     expires_at: datetime | None = None
     priority: int = Field(default=100, ge=0, le=1_000_000)
     description: str = Field(default="", max_length=256)
 
-    _no_float = field_validator("amount", mode="before")(reject_float)
+    _money = field_validator("amount", mode="before")(decimal_text)
     _parse = field_validator("granted_at", "expires_at", mode="before")(_instant)
 
 
 class CouponRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     coupon_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")
     name: str = Field(default="", max_length=256)
-    percent_off: Decimal | None = Field(default=None, gt=0, le=100, max_digits=9, decimal_places=6)
-    amount_off: Decimal | None = Field(default=None, gt=0, max_digits=20, decimal_places=9)
+    # not strict: money arrives as text to parse (``decimal_text`` admits nothing else)
+    percent_off: Decimal | None = Field(
+        default=None, gt=0, le=100, max_digits=9, decimal_places=6, strict=False
+    )
+    amount_off: Decimal | None = Field(default=None, gt=0, max_digits=20, decimal_places=9, strict=False)
     duration: Duration
     duration_months: int | None = Field(default=None, ge=1, le=1200)
     starts_at: datetime | None = None
 
-    _no_float = field_validator("percent_off", "amount_off", mode="before")(reject_float)
+    _money = field_validator("percent_off", "amount_off", mode="before")(decimal_text)
     _parse = field_validator("starts_at", mode="before")(_instant)
 
 
