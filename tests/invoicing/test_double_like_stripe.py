@@ -223,3 +223,20 @@ def test_a_completed_setup_session_attaches_a_card_but_does_not_make_it_the_defa
         "setup_intent.succeeded",
         "checkout.session.completed",
     ]
+
+
+def test_a_balance_transaction_description_over_350_characters_is_refused(double: StripeDouble) -> None:
+    # Given a customer
+    sdk = client(double)
+    customer = sdk.v1.customers.create({})
+    credit = {"amount": -500, "currency": "usd"}
+
+    # When a balance transaction is created with a 351-character description
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        sdk.v1.customers.balance_transactions.create(customer.id, {**credit, "description": "x" * 351})
+
+    # Then Stripe answers 400 naming the field, and the balance is untouched; 350 characters pass
+    assert (refused.value.http_status, refused.value.param) == (400, "description")
+    assert double.customers[customer.id]["balance"] == 0
+    txn = sdk.v1.customers.balance_transactions.create(customer.id, {**credit, "description": "x" * 350})
+    assert len(txn.description or "") == 350

@@ -271,3 +271,26 @@ def test_lists_are_read_to_their_last_page(billing: Billing) -> None:
     assert oldest is not None and oldest.startswith("cbtxn_")
     assert sorted(i.line_id for i in items) == sorted(f"l{n}" for n in range(105))
     assert len({r.params.get("starting_after") for r in billing.stripe.requests if r.method == "GET"}) > 2
+
+
+def test_a_long_balance_credit_description_is_cut_to_stripes_350_characters(billing: Billing) -> None:
+    # Given a customer and a credit whose description is longer than Stripe allows on a balance transaction
+    from billing.payments.provider import BalanceCreditDraft
+
+    make_tenant("acme")
+    customer_id = billing.service.ensure_customer("acme")
+    draft = BalanceCreditDraft(
+        customer_id=customer_id,
+        currency="usd",
+        amount=700,
+        description="Credit from statement " + "x" * 400,
+        metadata={"tenant_id": "acme", "statement_id": "acme:2025-11"},
+        idempotency_key="acme:2025-11:credit",
+    )
+
+    # When it is credited
+    txn_id = container.stripe_gateway().credit_balance(draft)
+
+    # Then Stripe accepted it with the description cut to 350 characters
+    txn = billing.stripe.balance_transactions[txn_id]
+    assert txn["amount"] == -700 and txn["description"] == draft.description[:350]

@@ -293,6 +293,12 @@ class Resources(DoubleCore):
         currency = params.get("currency")
         if not currency:
             raise invalid_request("Missing required param: currency.", param="currency")
+        description = params.get("description")
+        if description is not None and len(description) > MAX_BALANCE_DESCRIPTION:
+            raise invalid_request(
+                f"Invalid string: {description[:20]}...; must be at most {MAX_BALANCE_DESCRIPTION} characters",
+                param="description",
+            )
         txn = copy.deepcopy(self.fixtures["customer_balance_transaction"])
         customer["balance"] = int(customer.get("balance") or 0) + amount
         txn.update(
@@ -941,6 +947,7 @@ class Resources(DoubleCore):
 
 
 MAX_INVOICE_ITEMS = 250  # Stripe's limit of invoice items per invoice
+MAX_BALANCE_DESCRIPTION = 350  # Stripe's limit for a customer balance transaction's description
 _ID = r"([A-Za-z0-9_]+)"
 _ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/v1/customers", Resources.create_customer),
