@@ -240,3 +240,25 @@ def test_a_balance_transaction_description_over_350_characters_is_refused(double
     assert double.customers[customer.id]["balance"] == 0
     txn = sdk.v1.customers.balance_transactions.create(customer.id, {**credit, "description": "x" * 350})
     assert len(txn.description or "") == 350
+
+
+def test_rate_limits_fold_only_object_ids_so_each_endpoint_has_its_own_bucket() -> None:
+    # Given the double enforcing 2 requests/s per endpoint
+    with StripeDouble(rate_limits=RateLimits(global_per_s=100, endpoint_per_s=2, search_per_s=2)) as d:
+        sdk = client(d)
+        customers = [sdk.v1.customers.create({}).id for _ in range(2)]
+
+        # When one endpoint gets its 2 requests (setup intents, ids of any kind)
+        for intent in ("seti_a", "seti_b"):
+            with pytest.raises(stripe.InvalidRequestError):  # 404: no such setup intent
+                sdk.v1.setup_intents.retrieve(intent)
+
+        # Then another endpoint whose path words also have underscores is not limited with it
+        with pytest.raises(stripe.InvalidRequestError) as other:
+            sdk.v1.payment_methods.retrieve("pm_a")
+        assert other.value.http_status == 404
+        # while one endpoint's requests share a bucket whatever the object id
+        for customer in customers:
+            sdk.v1.customers.balance_transactions.list(customer)
+        with pytest.raises(stripe.RateLimitError):
+            sdk.v1.customers.balance_transactions.list(customers[0])

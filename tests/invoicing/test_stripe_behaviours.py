@@ -294,3 +294,33 @@ def test_a_long_balance_credit_description_is_cut_to_stripes_350_characters(bill
     # Then Stripe accepted it with the description cut to 350 characters
     txn = billing.stripe.balance_transactions[txn_id]
     assert txn["amount"] == -700 and txn["description"] == draft.description[:350]
+
+
+def test_our_rate_limiter_gives_each_endpoint_its_own_bucket_and_folds_only_ids() -> None:
+    from billing.adapters.stripe.http import StripeRateLimits, endpoint_of
+
+    # Given our limiter and requests whose path words have underscores like Stripe's ids
+    limits = StripeRateLimits(100, 25, 20)
+    api = "https://api.stripe.com"
+
+    def bucket(method: str, path: str):
+        return limits.for_endpoint(endpoint_of(method, api + path))
+
+    # Then only object ids are folded into the endpoint's name
+    assert endpoint_of("get", api + "/v1/setup_intents/seti_1Abc") == "GET /v1/setup_intents/{id}"
+    assert endpoint_of("post", api + "/v1/billing_portal/sessions") == "POST /v1/billing_portal/sessions"
+    assert (
+        endpoint_of("get", api + "/v1/customers/cus_1/balance_transactions?limit=100")
+        == "GET /v1/customers/{id}/balance_transactions"
+    )
+    assert endpoint_of("get", api + "/v1/checkout/sessions/cs_test_a1") == "GET /v1/checkout/sessions/{id}"
+    # and different endpoints never share a bucket, while one endpoint's ids do
+    assert bucket("get", "/v1/setup_intents/seti_1") is not bucket("get", "/v1/payment_methods/pm_1")
+    assert bucket("get", "/v1/setup_intents") is not bucket("get", "/v1/payment_methods")
+    assert bucket("post", "/v1/billing_portal/sessions") is not bucket(
+        "post", "/v1/billing_portal/configurations"
+    )
+    assert bucket("post", "/v1/invoices/in_1/mark_uncollectible") is not bucket(
+        "post", "/v1/invoices/in_1/void"
+    )
+    assert bucket("get", "/v1/setup_intents/seti_1") is bucket("get", "/v1/setup_intents/seti_2")

@@ -39,9 +39,18 @@ class RateLimits:
     search_per_s: int = 20  # the search endpoints
 
 
+# Stripe's id prefixes (the double's own ids and the ones a client may send): only these segments are
+# ids. Path words with an underscore (``setup_intents``, ``billing_portal``, ``balance_transactions``)
+# name endpoints, each limited on its own.
+_ID = re.compile(
+    r"(?:acct|ba|bpc|bps|card|cbtxn|ch|clock|cn|cs|cus|evt|ii|il|in|pi|pm|price|prod|re|seti|si|src|sub"
+    r"|tok|txn)_[A-Za-z0-9_]+"
+)
+
+
 def endpoint_of(method: str, path: str) -> str:
     """``POST /v1/invoices/in_123/pay`` -> ``POST /v1/invoices/{id}/pay`` (the unit Stripe limits)."""
-    parts = ["{id}" if re.fullmatch(r"[a-z]+_[A-Za-z0-9_]+", p) else p for p in path.split("/")]
+    parts = ["{id}" if _ID.fullmatch(p) else p for p in path.split("/")]
     return f"{method} {'/'.join(parts)}"
 
 
