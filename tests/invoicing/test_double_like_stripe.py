@@ -262,3 +262,30 @@ def test_rate_limits_fold_only_object_ids_so_each_endpoint_has_its_own_bucket() 
             sdk.v1.customers.balance_transactions.list(customer)
         with pytest.raises(stripe.RateLimitError):
             sdk.v1.customers.balance_transactions.list(customers[0])
+
+
+def test_a_portal_session_needs_a_saved_configuration(double: StripeDouble) -> None:
+    # Given a customer on an account whose customer portal settings were never saved
+    sdk = client(double)
+    customer = sdk.v1.customers.create({})
+    session = {"customer": customer.id, "return_url": "https://example.com/billing"}
+
+    # When a portal session is created without naming a configuration
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        sdk.v1.billing_portal.sessions.create(session)
+
+    # Then Stripe refuses it and says how to fix it
+    assert refused.value.http_status == 400
+    assert "No configuration provided" in str(refused.value.user_message)
+
+    # When a configuration is created through the API, it is not the default: a session must name it
+    config = sdk.v1.billing_portal.configurations.create({"features": {"invoice_history": {"enabled": True}}})
+    assert config.is_default is False and config.active is True
+    with pytest.raises(stripe.InvalidRequestError):
+        sdk.v1.billing_portal.sessions.create(session)
+    named = sdk.v1.billing_portal.sessions.create({**session, "configuration": config.id})
+    assert named.configuration == config.id
+
+    # and once the settings are saved in the Dashboard, a session naming none uses that default
+    default = double.save_portal_settings()
+    assert sdk.v1.billing_portal.sessions.create(session).configuration == default["id"]

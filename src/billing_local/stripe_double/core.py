@@ -92,6 +92,7 @@ class DoubleCore:
         self.balance_transactions: dict[str, dict[str, Any]] = {}  # customer_balance_transaction
         self.checkout_sessions: dict[str, dict[str, Any]] = {}
         self.portal_sessions: dict[str, dict[str, Any]] = {}
+        self.portal_configurations: dict[str, dict[str, Any]] = {}
         self.setup_intents: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
         self._requests: list[RecordedRequest] = []

@@ -861,10 +861,30 @@ class Resources(DoubleCore):
             return copy.deepcopy(session)
 
     def create_portal_session(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
+        """Stripe needs a saved configuration: the one named, else the account's default (saved in
+        the Dashboard: ``save_portal_settings``). With neither it refuses the session."""
         _only(params, {"customer", "return_url", "configuration", "locale", "flow_data", "expand"})
         if not params.get("customer"):
             raise invalid_request("Missing required param: customer.", param="customer")
         customer = self._customer(params["customer"])
+        if params.get("configuration"):
+            configuration = self._portal_configuration(params["configuration"], "configuration")
+            if not configuration["active"]:
+                raise invalid_request(
+                    f"The configuration {configuration['id']} is inactive and cannot be used to create "
+                    "portal sessions.",
+                    param="configuration",
+                )
+        else:
+            configuration = next(
+                (c for c in self.portal_configurations.values() if c["is_default"] and c["active"]), None
+            )
+            if configuration is None:
+                raise invalid_request(
+                    "No configuration provided and your test mode default configuration has not been "
+                    "created. Provide a configuration or create your default by saving your customer "
+                    "portal settings in test mode at https://dashboard.stripe.com/test/settings/billing/portal."
+                )
         session = copy.deepcopy(self.fixtures["billing_portal.session"])
         session_id = self._new_id("bps")
         session.update(
@@ -872,6 +892,7 @@ class Resources(DoubleCore):
                 "id": session_id,
                 "created": int(time.time()),
                 "customer": customer["id"],
+                "configuration": configuration["id"],
                 "flow": None,
                 "livemode": False,
                 "return_url": params.get("return_url"),
@@ -880,6 +901,121 @@ class Resources(DoubleCore):
         )
         self.portal_sessions[session_id] = session
         return session
+
+    def _portal_configuration(self, config_id: str, param: str = "id") -> dict[str, Any]:
+        configuration = self.portal_configurations.get(config_id)
+        if configuration is None:
+            raise resource_missing("configuration", config_id, param)
+        return configuration
+
+    def _configure_portal(self, configuration: dict[str, Any], params: dict[str, Any]) -> None:
+        for name in ("default_return_url", "name"):
+            if name in params:
+                configuration[name] = params[name] or None
+        if "active" in params:
+            configuration["active"] = _bool(params["active"], "active")
+        if "metadata" in params:
+            configuration["metadata"] = {**(configuration["metadata"] or {}), **_metadata(params["metadata"])}
+        for section in ("business_profile", "login_page"):
+            if params.get(section):
+                configuration[section] = {**configuration[section], **params[section]}
+        for feature, given in (params.get("features") or {}).items():
+            if feature not in configuration["features"]:
+                raise invalid_request(f"Received unknown parameter: features[{feature}]", param="features")
+            merged = {**configuration["features"][feature], **given}
+            if "enabled" in given:
+                merged["enabled"] = _bool(given["enabled"], f"features[{feature}][enabled]")
+            configuration["features"][feature] = merged
+        configuration["updated"] = int(time.time())
+
+    def create_portal_configuration(
+        self, params: dict[str, Any], *, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A configuration made through the API is never the account's default."""
+        _only(
+            params,
+            {
+                "business_profile",
+                "default_return_url",
+                "features",
+                "login_page",
+                "metadata",
+                "name",
+                "expand",
+            },
+        )
+        if not params.get("features"):
+            raise invalid_request("Missing required param: features.", param="features")
+        return self._new_portal_configuration(params, is_default=False)
+
+    def _new_portal_configuration(self, params: dict[str, Any], *, is_default: bool) -> dict[str, Any]:
+        configuration = copy.deepcopy(self.fixtures["billing_portal.configuration"])
+        now = int(time.time())
+        configuration.update(
+            {
+                "id": self._new_id("bpc"),
+                "created": now,
+                "updated": now,
+                "is_default": is_default,
+                "livemode": False,
+                "active": True,
+                "metadata": {},
+                "default_return_url": None,
+                "name": None,
+            }
+        )
+        self._configure_portal(configuration, params)
+        self.portal_configurations[configuration["id"]] = configuration
+        return configuration
+
+    def update_portal_configuration(
+        self, params: dict[str, Any], config_id: str, *, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        _only(
+            params,
+            {
+                "active",
+                "business_profile",
+                "default_return_url",
+                "features",
+                "login_page",
+                "metadata",
+                "name",
+                "expand",
+            },
+        )
+        configuration = self._portal_configuration(config_id)
+        if "active" in params and not _bool(params["active"], "active") and configuration["is_default"]:
+            raise invalid_request("You cannot deactivate the default configuration.", param="active")
+        self._configure_portal(configuration, params)
+        return configuration
+
+    def get_portal_configuration(
+        self, params: dict[str, Any], config_id: str, *, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self._portal_configuration(config_id)
+
+    def list_portal_configurations(
+        self, params: dict[str, Any], *, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        _only(params, {"active", "is_default", "limit", "starting_after", "ending_before", "expand"})
+        found = [
+            c
+            for c in self.portal_configurations.values()
+            if ("active" not in params or c["active"] == _bool(params["active"], "active"))
+            and ("is_default" not in params or c["is_default"] == _bool(params["is_default"], "is_default"))
+        ]
+        return _list(found, params, "/v1/billing_portal/configurations")
+
+    def save_portal_settings(self, **params: Any) -> dict[str, Any]:
+        """Test control: the portal settings saved in the Dashboard, which makes the account's
+        default configuration (the API cannot make one)."""
+        with self._lock:
+            for configuration in self.portal_configurations.values():
+                if configuration["is_default"]:
+                    self._configure_portal(configuration, params)
+                    return copy.deepcopy(configuration)
+            return copy.deepcopy(self._new_portal_configuration(params, is_default=True))
 
     # -- the catalog ----------------------------------------------------------------------------
     def create_product(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
@@ -973,6 +1109,10 @@ _ROUTES: list[tuple[str, str, Any]] = [
     ("GET", f"/v1/checkout/sessions/{_ID}", Resources.get_checkout_session),
     ("GET", f"/v1/setup_intents/{_ID}", Resources.get_setup_intent),
     ("POST", "/v1/billing_portal/sessions", Resources.create_portal_session),
+    ("POST", "/v1/billing_portal/configurations", Resources.create_portal_configuration),
+    ("GET", "/v1/billing_portal/configurations", Resources.list_portal_configurations),
+    ("GET", f"/v1/billing_portal/configurations/{_ID}", Resources.get_portal_configuration),
+    ("POST", f"/v1/billing_portal/configurations/{_ID}", Resources.update_portal_configuration),
     ("POST", "/v1/products", Resources.create_product),
     ("GET", "/v1/products", Resources.list_products),
     ("GET", f"/v1/products/{_ID}", Resources.get_product),

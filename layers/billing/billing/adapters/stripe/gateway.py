@@ -1,9 +1,10 @@
 """The Stripe gateway: the one object the rest of the code talks to Stripe through.
 
 ``StripeGateway`` implements ``PaymentGateway`` and ``PaymentCollector`` (invoicing, dunning),
-``CardOnFile`` (the hosted setup and portal pages), ``RequestPlanner`` (``--dry-run``) and the
-catalog's ``ProductDirectory``. It is composed of one class per Stripe resource (``customers``,
-``invoices``, ``invoice_items``, ``balance_transactions``, ``products``, ``sessions``) over the one
+``CardOnFile`` (the hosted setup and portal pages), ``RequestPlanner`` (``--dry-run``), the
+catalog's ``ProductDirectory`` and the payment settings page's ``PageDirectory``. It is composed of
+one class per Stripe resource (``customers``, ``invoices``, ``invoice_items``,
+``balance_transactions``, ``products``, ``portal_configurations``, ``sessions``) over the one
 request path of ``client``; only the modules of this package import ``stripe``.
 
 It uses the official SDK's ``StripeClient`` with the API version pinned by
@@ -31,6 +32,7 @@ from billing.adapters.stripe.http import (
 )
 from billing.adapters.stripe.invoice_items import InvoiceItems
 from billing.adapters.stripe.invoices import Invoices
+from billing.adapters.stripe.portal_configurations import PortalConfigurations
 from billing.adapters.stripe.products import Products
 from billing.adapters.stripe.sessions import Sessions
 
@@ -40,7 +42,9 @@ if TYPE_CHECKING:
     from billing.runtime.settings import Settings
 
 
-class StripeGateway(Customers, Sessions, Products, Invoices, InvoiceItems, BalanceTransactions):
+class StripeGateway(
+    Customers, Sessions, Products, PortalConfigurations, Invoices, InvoiceItems, BalanceTransactions
+):
     def __init__(
         self,
         client: stripe.StripeClient,
