@@ -289,3 +289,18 @@ def test_a_portal_session_needs_a_saved_configuration(double: StripeDouble) -> N
     # and once the settings are saved in the Dashboard, a session naming none uses that default
     default = double.save_portal_settings()
     assert sdk.v1.billing_portal.sessions.create(session).configuration == default["id"]
+
+
+@pytest.mark.parametrize(("lag", "seen"), [("0", True), ("60", False)])
+def test_the_search_lag_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, lag: str, seen: bool
+) -> None:
+    # Given the double started with STRIPE_DOUBLE_SEARCH_DELAY_S (Stripe: under a minute, an hour in outages)
+    monkeypatch.setenv("STRIPE_DOUBLE_SEARCH_DELAY_S", lag)
+    with StripeDouble() as d:
+        sdk = client(d)
+        # When a customer is created and searched for at once
+        customer = sdk.v1.customers.create({"metadata": {"tenant_id": "acme"}})
+        found = sdk.v1.customers.search({"query": "metadata['tenant_id']:'acme'"}).data
+        # Then search sees it only when the index has no lag
+        assert [c.id for c in found] == ([customer.id] if seen else [])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import os
 import re
 import threading
 import time
@@ -54,6 +55,20 @@ def endpoint_of(method: str, path: str) -> str:
     return f"{method} {'/'.join(parts)}"
 
 
+DEFAULT_SEARCH_DELAY_S = 1.0
+
+
+def search_delay_from_env() -> float:
+    """``STRIPE_DOUBLE_SEARCH_DELAY_S`` (seconds), so a whole run can face a slower search index."""
+    raw = os.environ.get("STRIPE_DOUBLE_SEARCH_DELAY_S", "").strip()
+    if not raw:
+        return DEFAULT_SEARCH_DELAY_S
+    value = float(raw)
+    if value < 0:
+        raise ValueError("STRIPE_DOUBLE_SEARCH_DELAY_S must be >= 0")
+    return value
+
+
 class DoubleCore:
     """Lifecycle, injected faults, Stripe's idempotency and the request log; endpoints come from a
     ``Resources`` subclass through ``routes``."""
@@ -66,16 +81,18 @@ class DoubleCore:
         latency_s: float = 0.0,
         timeout_hang_s: float = 2.0,
         fixtures: Path | None = None,
-        search_delay_s: float = 1.0,
+        search_delay_s: float | None = None,
         rate_limits: RateLimits | None = None,
         webhook_api_version: str | None = None,
     ):
         """Customers start with no payment method (``attach_card`` or a completed setup session
-        gives them one); search sees an object ``search_delay_s`` after it was written; with
+        gives them one); search sees an object ``search_delay_s`` after it was written (default
+        ``STRIPE_DOUBLE_SEARCH_DELAY_S``, else 1 s; Stripe documents under a minute, up to an hour
+        in outages; the attribute may be changed at any time and applies to later writes); with
         ``rate_limits`` requests over Stripe's limits get 429 ``rate_limit``."""
         self.latency_s = latency_s
         self.timeout_hang_s = timeout_hang_s
-        self.search_delay_s = search_delay_s
+        self.search_delay_s = search_delay_from_env() if search_delay_s is None else search_delay_s
         self.rate_limits = rate_limits
         self.webhook_api_version = webhook_api_version or ACCOUNT_API_VERSION
         self._indexed_at: dict[str, float] = {}
