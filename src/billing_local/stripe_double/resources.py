@@ -269,8 +269,14 @@ class Resources(DoubleCore):
         return self._customer(customer_id, "id")
 
     def list_customers(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
+        _only(
+            params, {"email", "created", "limit", "starting_after", "ending_before", "test_clock", "expand"}
+        )
         found = [
-            c for c in self.customers.values() if not params.get("email") or c["email"] == params["email"]
+            c
+            for c in self.customers.values()
+            if (not params.get("email") or c["email"] == params["email"])
+            and _in_range(c["created"], params.get("created"), "created")
         ]
         return _list(found, params, "/v1/customers")
 
@@ -1147,6 +1153,21 @@ def _int(value: Any, param: str) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise invalid_request(f"Invalid integer: {value}", param=param) from None
+
+
+def _in_range(value: int, bounds: Any, param: str) -> bool:
+    """A list filter like ``created[gte]=...`` (or an exact ``created=...``)."""
+    if bounds in (None, ""):
+        return True
+    if not isinstance(bounds, dict):
+        return value == _int(bounds, param)
+    checks = {"gt": value.__gt__, "gte": value.__ge__, "lt": value.__lt__, "lte": value.__le__}
+    for op, bound in bounds.items():
+        if op not in checks:
+            raise invalid_request(f"Received unknown parameter: {param}[{op}]", param=f"{param}[{op}]")
+        if not checks[op](_int(bound, f"{param}[{op}]")):
+            return False
+    return True
 
 
 def _bool(value: Any, param: str) -> bool:
