@@ -304,3 +304,35 @@ def test_the_search_lag_comes_from_the_environment(
         found = sdk.v1.customers.search({"query": "metadata['tenant_id']:'acme'"}).data
         # Then search sees it only when the index has no lag
         assert [c.id for c in found] == ([customer.id] if seen else [])
+
+
+def _finalized(sdk: stripe.StripeClient, currency: str, amount: int) -> stripe.Invoice:
+    customer = sdk.v1.customers.create({})
+    invoice = sdk.v1.invoices.create({"customer": customer.id, "currency": currency, "auto_advance": False})
+    sdk.v1.invoice_items.create(
+        {"customer": customer.id, "invoice": str(invoice.id), "amount": amount, "currency": currency}
+    )
+    return sdk.v1.invoices.finalize_invoice(str(invoice.id), {"auto_advance": False})
+
+
+def test_the_minimum_charge_is_stripes_published_one_for_the_currency(double: StripeDouble) -> None:
+    sdk = client(double)
+    # When invoices just under and at Stripe's minimum are finalized (15.00 CZK, 10 THB, 0.30 GBP)
+    for currency, minimum in (("czk", 1500), ("thb", 1000), ("gbp", 30)):
+        under, at = _finalized(sdk, currency, minimum - 1), _finalized(sdk, currency, minimum)
+        # Then the one under it is paid uncharged (carried to the balance), the other is open to charge
+        assert (under.status, under.amount_paid, at.status) == ("paid", 0, "open"), currency
+        assert double.customers[str(under.customer)]["balance"] == minimum - 1
+
+
+def test_a_currency_without_a_published_minimum_is_refused_unless_the_double_is_told() -> None:
+    # Given a currency Stripe publishes no minimum for (it converts to the settlement currency)
+    with StripeDouble() as d:
+        # When an invoice in it is finalized, then the double says it cannot know (a 400, nothing changed)
+        with pytest.raises(stripe.InvalidRequestError) as refused:
+            _finalized(client(d), "kwd", 500)
+        assert "minimum_charges" in str(refused.value.user_message)
+        assert {i["status"] for i in d.invoices.values()} == {"draft"}
+    # When the double is given its minimum, then that minimum applies
+    with StripeDouble(minimum_charges={"kwd": 150}) as d:
+        assert _finalized(client(d), "kwd", 149).status == "paid"

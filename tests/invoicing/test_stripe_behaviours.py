@@ -324,3 +324,25 @@ def test_our_rate_limiter_gives_each_endpoint_its_own_bucket_and_folds_only_ids(
         "post", "/v1/invoices/in_1/void"
     )
     assert bucket("get", "/v1/setup_intents/seti_1") is bucket("get", "/v1/setup_intents/seti_2")
+
+
+def test_a_final_statement_under_stripes_minimum_for_its_currency_says_which_minimum(
+    billing: Billing,
+) -> None:
+    # Given gone (cancelled) owes 10.00 CZK on its final statement, under Stripe's 15.00 CZK minimum
+    make_tenant("gone")
+    statement = make_statement("gone", ["10.00"], is_final=True, store=False)
+    assert container.statements().put_if_absent(statement.model_copy(update={"currency": "czk"}))
+    billing.service.notices = published = Published()
+
+    # When it is invoiced
+    outcome = billing.service.invoice("gone", MONTH)
+
+    # Then Stripe charged nothing and kept the 1000 minor units on the balance; the record names the
+    # minimum it fell under, and the operator is told
+    (invoice,) = billing.stripe.invoices_for("gone")
+    assert (invoice["currency"], invoice["status"], invoice["amount_paid"]) == ("czk", "paid", 0)
+    assert outcome.state == "carried" and billing.stripe.customer_for("gone")["balance"] == 1000
+    reason = billing.records.get("gone", MONTH).reason
+    assert reason.startswith("below Stripe's minimum charge of 15.00 CZK: 1000 minor units")
+    assert [n.kind for n in published.notices] == ["final_balance_left"]

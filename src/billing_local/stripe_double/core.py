@@ -10,11 +10,13 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
 
+from billing.adapters.stripe.minimum_charge import STRIPE_MINIMUM_CHARGE
 from billing_local.stripe_double.faults import (
     Decline,
     Fault,
@@ -84,17 +86,21 @@ class DoubleCore:
         search_delay_s: float | None = None,
         rate_limits: RateLimits | None = None,
         webhook_api_version: str | None = None,
+        minimum_charges: Mapping[str, int] | None = None,
     ):
         """Customers start with no payment method (``attach_card`` or a completed setup session
         gives them one); search sees an object ``search_delay_s`` after it was written (default
         ``STRIPE_DOUBLE_SEARCH_DELAY_S``, else 1 s; Stripe documents under a minute, up to an hour
         in outages; the attribute may be changed at any time and applies to later writes); with
-        ``rate_limits`` requests over Stripe's limits get 429 ``rate_limit``."""
+        ``rate_limits`` requests over Stripe's limits get 429 ``rate_limit``; an invoice below
+        Stripe's published minimum charge for its currency (``minimum_charges`` adds or replaces
+        some) is carried to the customer's balance at finalization."""
         self.latency_s = latency_s
         self.timeout_hang_s = timeout_hang_s
         self.search_delay_s = search_delay_from_env() if search_delay_s is None else search_delay_s
         self.rate_limits = rate_limits
         self.webhook_api_version = webhook_api_version or ACCOUNT_API_VERSION
+        self.minimum_charges = {**STRIPE_MINIMUM_CHARGE, **(minimum_charges or {})}
         self._indexed_at: dict[str, float] = {}
         self._cards_at_signup: dict[str, str] = {}
         self._windows: dict[str, deque[float]] = {}

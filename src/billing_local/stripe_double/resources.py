@@ -11,26 +11,6 @@ from typing import Any
 from billing_local.stripe_double.core import DoubleCore
 from billing_local.stripe_double.faults import Decline, StripeApiError, invalid_request, resource_missing
 
-# Stripe's minimum charge amounts (minor units) by currency; 50 for the rest here.
-MINIMUM_CHARGE = {
-    "usd": 50,
-    "eur": 50,
-    "gbp": 30,
-    "jpy": 50,
-    "cad": 50,
-    "aud": 50,
-    "chf": 50,
-    "nzd": 50,
-    "sgd": 50,
-    "brl": 50,
-    "dkk": 250,
-    "hkd": 400,
-    "mxn": 1000,
-    "nok": 300,
-    "pln": 200,
-    "sek": 300,
-}
-
 
 class Resources(DoubleCore):
     """The endpoints (each runs under the double's lock, called by ``DoubleCore._dispatch``)."""
@@ -581,6 +561,7 @@ class Resources(DoubleCore):
                 "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
                 code="invoice_not_editable",
             )
+        minimum = self._minimum_charge(invoice["currency"])  # refused before anything changes
         if "auto_advance" in params:
             invoice["auto_advance"] = _bool(params["auto_advance"], "auto_advance")
         customer = self.customers[invoice["customer"]]
@@ -614,7 +595,7 @@ class Resources(DoubleCore):
         self._emit("invoice.finalized", invoice, request)
         if due == 0:  # Stripe marks zero-due invoices paid on finalization
             self._mark_paid(invoice, now, request)
-        elif due < MINIMUM_CHARGE.get(invoice["currency"], 50):
+        elif due < minimum:
             # Below the minimum charge: marked paid, nothing charged, the amount due added to the
             # customer's balance, which the next invoice's finalization applies.
             customer["balance"] += due
@@ -629,6 +610,19 @@ class Resources(DoubleCore):
             invoice["status_transitions"]["paid_at"] = now
             self._emit("invoice.paid", invoice, request)
         return invoice
+
+    def _minimum_charge(self, currency: str) -> int:
+        """Stripe's published minimum (``billing.adapters.stripe.minimum_charge``), or the one the
+        double was given. Outside the table Stripe converts to the settlement currency at the day's
+        rate, which the double cannot know: it refuses rather than guess a number."""
+        minimum = self.minimum_charges.get(currency)
+        if minimum is None:
+            raise invalid_request(
+                f"The Stripe double knows no minimum charge for {currency}: Stripe publishes one for its "
+                "settlement currencies only; start the double with minimum_charges={...}.",
+                param="currency",
+            )
+        return minimum
 
     def _mark_paid(
         self, invoice: dict[str, Any], now: int, request: dict[str, Any], *, charged: bool = True

@@ -138,6 +138,11 @@ class PaymentCollector(Protocol):
 class PaymentGateway(PaymentCollector, Protocol):
     """Everything invoicing asks the payment provider."""
 
+    def minimum_charge(self, currency: str) -> int | None:
+        """The smallest amount (minor units) the provider charges in ``currency`` (None: unknown);
+        less is not charged but carried to the customer's balance."""
+        ...
+
     def find_customer(self, tenant_id: str) -> str | None: ...
 
     def create_customer(self, draft: CustomerDraft) -> CreatedCustomer: ...

@@ -32,6 +32,7 @@ from billing.adapters.stripe.http import (
 )
 from billing.adapters.stripe.invoice_items import InvoiceItems
 from billing.adapters.stripe.invoices import Invoices
+from billing.adapters.stripe.minimum_charge import minimum_charge
 from billing.adapters.stripe.portal_configurations import PortalConfigurations
 from billing.adapters.stripe.products import Products
 from billing.adapters.stripe.sessions import Sessions
@@ -60,6 +61,10 @@ class StripeGateway(
         self.retry = retry or RetryPolicy()
         self.days_until_due = days_until_due
         self.automatic_tax = automatic_tax
+
+    def minimum_charge(self, currency: str) -> int | None:
+        """Stripe's published minimum charge (``minimum_charge.py``)."""
+        return minimum_charge(currency)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, api_key: str | None = None) -> StripeGateway:
