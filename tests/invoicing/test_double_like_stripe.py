@@ -336,3 +336,30 @@ def test_a_currency_without_a_published_minimum_is_refused_unless_the_double_is_
     # When the double is given its minimum, then that minimum applies
     with StripeDouble(minimum_charges={"kwd": 150}) as d:
         assert _finalized(client(d), "kwd", 149).status == "paid"
+
+
+@pytest.mark.parametrize(
+    ("after_days", "sent_on_day"), [(0, 0), (3, 3), (None, None)], ids=["at-due", "3-days", "off"]
+)
+def test_invoice_overdue_follows_the_accounts_invoice_automation(
+    after_days: int | None, sent_on_day: int | None
+) -> None:
+    # Given an account whose invoice automation sends invoice.overdue N days after the due date (or never)
+    with StripeDouble(overdue_after_days=after_days) as d:
+        sdk = client(d)
+        customer = sdk.v1.customers.create({})
+        invoice = sdk.v1.invoices.create(
+            {"customer": customer.id, "collection_method": "send_invoice", "days_until_due": 14}
+        )
+        sdk.v1.invoice_items.create(
+            {"customer": customer.id, "invoice": str(invoice.id), "amount": 1000, "currency": "usd"}
+        )
+        due = sdk.v1.invoices.finalize_invoice(str(invoice.id), {"auto_advance": False}).due_date
+        assert due is not None
+
+        # When the days after the due date pass, the invoice still unpaid
+        sent = [day for day in range(6) if d.pass_due_dates(due + day * 86400)]
+
+        # Then invoice.overdue is sent once, on that day, or never
+        assert sent == ([] if sent_on_day is None else [sent_on_day])
+        assert len(d.events_of("invoice.overdue")) == (0 if sent_on_day is None else 1)

@@ -16,7 +16,7 @@ uses them, and ``adapters`` implements them):
 - ``statements``: the statement model and the close (month-end, previews, final statements).
 - ``invoicing``: statements pushed to the payment provider by a resumable state machine.
 - ``payments``: what we need of a payment provider, the card on file and its payment settings page's
-  configuration, Stripe's webhooks as facts.
+  configuration, the account's go-live check, Stripe's webhooks as facts.
 - ``dunning``: payment state per invoice, the tenant's standing, retries and notices.
 - ``portal``: the tenant's usage page: signed links, its data, its HTML.
 - ``adapters``: the only code that touches ClickHouse, DynamoDB, SQS/S3/EventBridge or Stripe, one

@@ -87,6 +87,7 @@ class DoubleCore:
         rate_limits: RateLimits | None = None,
         webhook_api_version: str | None = None,
         minimum_charges: Mapping[str, int] | None = None,
+        overdue_after_days: int | None = 0,
     ):
         """Customers start with no payment method (``attach_card`` or a completed setup session
         gives them one); search sees an object ``search_delay_s`` after it was written (default
@@ -94,13 +95,16 @@ class DoubleCore:
         in outages; the attribute may be changed at any time and applies to later writes); with
         ``rate_limits`` requests over Stripe's limits get 429 ``rate_limit``; an invoice below
         Stripe's published minimum charge for its currency (``minimum_charges`` adds or replaces
-        some) is carried to the customer's balance at finalization."""
+        some) is carried to the customer's balance at finalization; ``invoice.overdue`` is sent
+        ``overdue_after_days`` after a sent invoice's due date, or never with None (the account's
+        invoice automation, which Stripe's API does not expose)."""
         self.latency_s = latency_s
         self.timeout_hang_s = timeout_hang_s
         self.search_delay_s = search_delay_from_env() if search_delay_s is None else search_delay_s
         self.rate_limits = rate_limits
         self.webhook_api_version = webhook_api_version or ACCOUNT_API_VERSION
         self.minimum_charges = {**STRIPE_MINIMUM_CHARGE, **(minimum_charges or {})}
+        self.overdue_after_days = overdue_after_days
         self._indexed_at: dict[str, float] = {}
         self._cards_at_signup: dict[str, str] = {}
         self._windows: dict[str, deque[float]] = {}
@@ -116,6 +120,7 @@ class DoubleCore:
         self.checkout_sessions: dict[str, dict[str, Any]] = {}
         self.portal_sessions: dict[str, dict[str, Any]] = {}
         self.portal_configurations: dict[str, dict[str, Any]] = {}
+        self.webhook_endpoints: dict[str, dict[str, Any]] = {}
         self.setup_intents: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
         self._requests: list[RecordedRequest] = []

@@ -704,9 +704,14 @@ class Resources(DoubleCore):
         return invoice
 
     def pass_due_dates(self, now: int) -> list[str]:
-        """Time reaching ``now`` (unix seconds): every open ``send_invoice`` invoice whose due date has
-        passed emits ``invoice.overdue`` once, as Stripe does. Returns those invoices' ids."""
-        overdue = []
+        """Time reaching ``now`` (unix seconds): every open ``send_invoice`` invoice whose due date
+        plus ``overdue_after_days`` has passed emits ``invoice.overdue`` once, as Stripe does when the
+        account's invoice automation says so (``overdue_after_days=None``: never). Returns those
+        invoices' ids."""
+        overdue: list[str] = []
+        if self.overdue_after_days is None:
+            return overdue
+        after = 86400 * self.overdue_after_days
         with self._lock:
             for invoice in sorted(self.invoices.values(), key=lambda i: i["id"]):
                 due = invoice.get("due_date")
@@ -714,7 +719,7 @@ class Resources(DoubleCore):
                     invoice["collection_method"] == "send_invoice"
                     and invoice["status"] == "open"
                     and due is not None
-                    and due <= now
+                    and due + after <= now
                     and invoice["id"] not in self._overdue_sent
                 ):
                     self._overdue_sent.add(invoice["id"])
@@ -1017,6 +1022,46 @@ class Resources(DoubleCore):
                     return copy.deepcopy(configuration)
             return copy.deepcopy(self._new_portal_configuration(params, is_default=True))
 
+    # -- webhook endpoints ----------------------------------------------------------------------
+    def create_webhook_endpoint(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
+        """Where Stripe delivers events. The double keeps its events in ``events`` whatever the
+        endpoints say; these are what an operator (or ``billing stripe check``) reads back."""
+        _only(
+            params, {"url", "enabled_events", "api_version", "description", "metadata", "connect", "expand"}
+        )
+        if not params.get("url"):
+            raise invalid_request("Missing required param: url.", param="url")
+        events = params.get("enabled_events")
+        if not events or not isinstance(events, list):
+            raise invalid_request("Missing required param: enabled_events.", param="enabled_events")
+        endpoint = copy.deepcopy(self.fixtures["webhook_endpoint"])
+        endpoint.update(
+            {
+                "id": self._new_id("we"),
+                "created": int(time.time()),
+                "url": params["url"],
+                "enabled_events": list(events),
+                "api_version": params.get("api_version"),
+                "description": params.get("description"),
+                "metadata": _metadata(params.get("metadata")),
+                "status": "enabled",
+                "livemode": False,
+                "secret": f"whsec_{secrets.token_hex(16)}",
+            }
+        )
+        self.webhook_endpoints[endpoint["id"]] = endpoint
+        return endpoint
+
+    def list_webhook_endpoints(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
+        _only(params, {"limit", "starting_after", "ending_before", "expand"})
+        listed = [{k: v for k, v in e.items() if k != "secret"} for e in self.webhook_endpoints.values()]
+        return _list(listed, params, "/v1/webhook_endpoints")
+
+    def disable_webhook_endpoint(self, endpoint_id: str) -> None:
+        """Test control: the endpoint disabled in the Dashboard (Stripe stops delivering to it)."""
+        with self._lock:
+            self.webhook_endpoints[endpoint_id]["status"] = "disabled"
+
     # -- the catalog ----------------------------------------------------------------------------
     def create_product(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
         _only(params, {"id", "name", "description", "metadata", "tax_code", "unit_label", "active", "expand"})
@@ -1113,6 +1158,8 @@ _ROUTES: list[tuple[str, str, Any]] = [
     ("GET", "/v1/billing_portal/configurations", Resources.list_portal_configurations),
     ("GET", f"/v1/billing_portal/configurations/{_ID}", Resources.get_portal_configuration),
     ("POST", f"/v1/billing_portal/configurations/{_ID}", Resources.update_portal_configuration),
+    ("POST", "/v1/webhook_endpoints", Resources.create_webhook_endpoint),
+    ("GET", "/v1/webhook_endpoints", Resources.list_webhook_endpoints),
     ("POST", "/v1/products", Resources.create_product),
     ("GET", "/v1/products", Resources.list_products),
     ("GET", f"/v1/products/{_ID}", Resources.get_product),

@@ -4,7 +4,8 @@
 ``CardOnFile`` (the hosted setup and portal pages), ``RequestPlanner`` (``--dry-run``), the
 catalog's ``ProductDirectory`` and the payment settings page's ``PageDirectory``. It is composed of
 one class per Stripe resource (``customers``, ``invoices``, ``invoice_items``,
-``balance_transactions``, ``products``, ``portal_configurations``, ``sessions``) over the one
+``balance_transactions``, ``products``, ``portal_configurations``, ``sessions``,
+``webhook_endpoints``, read by ``billing stripe check``) over the one
 request path of ``client``; only the modules of this package import ``stripe``.
 
 It uses the official SDK's ``StripeClient`` with the API version pinned by
@@ -36,6 +37,7 @@ from billing.adapters.stripe.minimum_charge import minimum_charge
 from billing.adapters.stripe.portal_configurations import PortalConfigurations
 from billing.adapters.stripe.products import Products
 from billing.adapters.stripe.sessions import Sessions
+from billing.adapters.stripe.webhook_endpoints import WebhookEndpoints
 
 if TYPE_CHECKING:
     from stripe._base_address import BaseAddresses
@@ -44,7 +46,14 @@ if TYPE_CHECKING:
 
 
 class StripeGateway(
-    Customers, Sessions, Products, PortalConfigurations, Invoices, InvoiceItems, BalanceTransactions
+    Customers,
+    Sessions,
+    Products,
+    PortalConfigurations,
+    WebhookEndpoints,
+    Invoices,
+    InvoiceItems,
+    BalanceTransactions,
 ):
     def __init__(
         self,
