@@ -881,15 +881,16 @@ class Resources(DoubleCore):
                     param="configuration",
                 )
         else:
-            configuration = next(
+            default: dict[str, Any] | None = next(
                 (c for c in self.portal_configurations.values() if c["is_default"] and c["active"]), None
             )
-            if configuration is None:
+            if default is None:
                 raise invalid_request(
                     "No configuration provided and your test mode default configuration has not been "
                     "created. Provide a configuration or create your default by saving your customer "
                     "portal settings in test mode at https://dashboard.stripe.com/test/settings/billing/portal."
                 )
+            configuration = default
         session = copy.deepcopy(self.fixtures["billing_portal.session"])
         session_id = self._new_id("bps")
         session.update(
