@@ -368,6 +368,12 @@ def serve(
         container.reset()
         put_secret(container.settings().stripe_secret_name)
         parameters.clear_caches()
+        # The operator's setup (`billing stripe sync-catalog`): Stripe makes no portal session
+        # without a saved configuration.
+        from billing.payments.payment_settings_page import PageSpec, sync_page
+
+        spec = PageSpec(default_return_url=container.settings().billing_portal_return_url)
+        sync_page(spec, container.stripe_gateway(), container.payment_settings_page_id())
         server.load_keys()
         api = ServeApi(server)
         http = http_server(api, host, port)

@@ -3,6 +3,7 @@ idempotent by metadata, ids recorded; invoice lines name them and keep our amoun
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 import billing_cli.stripe_catalog  # noqa: F401 - registers `billing stripe`
@@ -78,3 +79,54 @@ def test_invoice_lines_name_the_synced_products_with_our_amounts(billing: Billin
     ]
     assert [p["price_data"]["unit_amount"] for p in posts] == ["2900", "444"]
     assert billing.stripe.invoices_for("acme")[0]["total"] == 3344
+
+
+def _portal_posts(billing: Billing) -> list:
+    return [
+        r
+        for r in billing.stripe.requests
+        if r.method == "POST" and r.path.startswith("/v1/billing_portal/configurations")
+    ]
+
+
+def test_sync_keeps_one_customer_portal_configuration_and_records_it(
+    billing: Billing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = CliRunner()
+    ids = container.payment_settings_page_id()
+
+    # When the operator looks first (dry run), it says the configuration would be created, and writes nothing
+    dry = runner.invoke(app, ["stripe", "sync-catalog", "--dry-run"], env={"COLUMNS": "160"})
+    assert dry.exit_code == 0, dry.output
+    assert "customer portal configuration: create" in dry.output
+    assert _portal_posts(billing) == [] and ids.get() is None
+
+    # When it syncs
+    result = runner.invoke(app, ["stripe", "sync-catalog"], env={"COLUMNS": "160"})
+    assert result.exit_code == 0, result.output
+
+    # Then one configuration: the invoices, the card, the customer's details; its id recorded
+    (config,) = billing.stripe.portal_configurations.values()
+    features = config["features"]
+    assert features["invoice_history"]["enabled"] and features["payment_method_update"]["enabled"]
+    assert features["customer_update"]["allowed_updates"] == ["email", "address", "tax_id"]
+    assert config["default_return_url"] == container.settings().billing_portal_return_url
+    assert config["metadata"]["billing_key"] == "payment_settings_page" and not config["is_default"]
+    assert ids.get() == config["id"]
+
+    # When it runs again, nothing is sent; when the return URL changes, the same one is updated
+    billing.stripe.reset_requests()
+    again = runner.invoke(app, ["stripe", "sync-catalog"], env={"COLUMNS": "160"})
+    assert again.exit_code == 0 and "customer portal configuration: unchanged" in again.output
+    assert _portal_posts(billing) == []
+    monkeypatch.setenv("BILLING_PORTAL_RETURN_URL", "https://app.example/settings/billing")
+    container.reset()
+    dry = runner.invoke(app, ["stripe", "sync-catalog", "--dry-run"], env={"COLUMNS": "160"})
+    assert "customer portal configuration: update" in dry.output and _portal_posts(billing) == []
+    runner.invoke(app, ["stripe", "sync-catalog"], env={"COLUMNS": "160"})
+    (updated,) = billing.stripe.portal_configurations.values()
+    assert (
+        updated["id"] == config["id"]
+        and updated["default_return_url"] == "https://app.example/settings/billing"
+    )
+    assert len(_portal_posts(billing)) == 1 and container.payment_settings_page_id().get() == config["id"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from billing.runtime import container
 from billing_local.template import load_template, resources_of_type
 from tests.invoicing.conftest import Billing, make_tenant
@@ -79,3 +81,73 @@ def test_the_first_link_wins_and_a_stale_save_after_it_fails(billing: Billing) -
         assert container.is_conflict(exc)
     else:
         raise AssertionError("a stale save overwrote the link")
+
+
+def _customer_posts(billing: Billing) -> list:
+    return [r for r in billing.stripe.requests if r.method == "POST" and r.path == "/v1/customers"]
+
+
+def test_a_customer_whose_link_was_lost_is_found_by_search_once_stripe_indexed_it(billing: Billing) -> None:
+    # Given a tenant's customer made earlier, its id lost before it was stored and the tenant's email
+    # changed since (so a creation would carry another key), and Stripe's search index caught up
+    billing.stripe.search_delay_s = 0.0
+    make_tenant("acme")
+    first = billing.service.ensure_customer("acme")
+    tenant = container.tenants().get("acme")
+    container.tenants().save(
+        tenant.model_copy(update={"stripe_customer_id": None, "email": "new@acme.example"})
+    )
+    billing.stripe.reset_requests()
+
+    # When the tenant's customer is linked again
+    customer_id, new = billing.service.customers.link("acme")
+
+    # Then search found the first one: linked, not new, nothing created
+    assert (customer_id, new) == (first, False)
+    assert _customer_posts(billing) == [] and len(billing.stripe.customers) == 1
+    assert container.tenants().get("acme").stripe_customer_id == first
+
+
+@pytest.mark.parametrize("took_effect", [True, False], ids=["created-then-500", "500-before-creating"])
+def test_a_customer_behind_a_replayed_500_is_recovered_by_its_email(
+    billing: Billing, took_effect: bool
+) -> None:
+    # Given Stripe saving a 500 under the customer-creation key (replayed to every retry), and its
+    # search index an hour behind (as in an incident), so only a strongly consistent list can tell
+    billing.stripe.search_delay_s = 3600.0
+    make_tenant("acme")
+    billing.stripe.add_fault(
+        "saved_server_error", method="POST", path="^/v1/customers$", took_effect=took_effect
+    )
+
+    # When the tenant's customer is linked
+    customer_id, new = billing.service.customers.link("acme")
+
+    # Then Stripe holds one customer, the one linked
+    (customer,) = billing.stripe.customers.values()
+    assert customer_id == customer["id"] == container.tenants().get("acme").stripe_customer_id
+    listed = [r.params for r in billing.stripe.requests if r.method == "GET" and r.path == "/v1/customers"]
+    assert [p["email"] for p in listed] == ["billing@acme.example"]
+    keys = [r.idempotency_key for r in _customer_posts(billing)]
+    if took_effect:  # found by listing its email's customers: made by an earlier attempt, not new
+        assert len(set(keys)) == 1 and new is False
+    else:  # nothing there: created under a key derived from the old one
+        assert keys[-1] == keys[0] + ":a1" and new is True
+
+
+def test_a_customer_behind_a_replayed_500_is_recovered_without_an_email(billing: Billing) -> None:
+    # Given a tenant without an email, and Stripe creating its customer, then saving a 500 under the key
+    from datetime import UTC, datetime
+
+    from tests.support import create_tenant
+
+    billing.stripe.search_delay_s = 3600.0
+    create_tenant("acme", [("starter", datetime(2025, 1, 1, tzinfo=UTC))], email="")
+    billing.stripe.add_fault("saved_server_error", method="POST", path="^/v1/customers$", took_effect=True)
+
+    # When the tenant's customer is linked
+    customer_id, new = billing.service.customers.link("acme")
+
+    # Then the customer is found among the customers created in the key's lifetime: still one customer
+    (customer,) = billing.stripe.customers.values()
+    assert (customer_id, new) == (customer["id"], False)

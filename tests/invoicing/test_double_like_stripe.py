@@ -223,3 +223,143 @@ def test_a_completed_setup_session_attaches_a_card_but_does_not_make_it_the_defa
         "setup_intent.succeeded",
         "checkout.session.completed",
     ]
+
+
+def test_a_balance_transaction_description_over_350_characters_is_refused(double: StripeDouble) -> None:
+    # Given a customer
+    sdk = client(double)
+    customer = sdk.v1.customers.create({})
+    credit = {"amount": -500, "currency": "usd"}
+
+    # When a balance transaction is created with a 351-character description
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        sdk.v1.customers.balance_transactions.create(customer.id, {**credit, "description": "x" * 351})
+
+    # Then Stripe answers 400 naming the field, and the balance is untouched; 350 characters pass
+    assert (refused.value.http_status, refused.value.param) == (400, "description")
+    assert double.customers[customer.id]["balance"] == 0
+    txn = sdk.v1.customers.balance_transactions.create(customer.id, {**credit, "description": "x" * 350})
+    assert len(txn.description or "") == 350
+
+
+def test_rate_limits_fold_only_object_ids_so_each_endpoint_has_its_own_bucket() -> None:
+    # Given the double enforcing 2 requests/s per endpoint
+    with StripeDouble(rate_limits=RateLimits(global_per_s=100, endpoint_per_s=2, search_per_s=2)) as d:
+        sdk = client(d)
+        customers = [sdk.v1.customers.create({}).id for _ in range(2)]
+
+        # When one endpoint gets its 2 requests (setup intents, ids of any kind)
+        for intent in ("seti_a", "seti_b"):
+            with pytest.raises(stripe.InvalidRequestError):  # 404: no such setup intent
+                sdk.v1.setup_intents.retrieve(intent)
+
+        # Then another endpoint whose path words also have underscores is not limited with it
+        with pytest.raises(stripe.InvalidRequestError) as other:
+            sdk.v1.payment_methods.retrieve("pm_a")
+        assert other.value.http_status == 404
+        # while one endpoint's requests share a bucket whatever the object id
+        for customer in customers:
+            sdk.v1.customers.balance_transactions.list(customer)
+        with pytest.raises(stripe.RateLimitError):
+            sdk.v1.customers.balance_transactions.list(customers[0])
+
+
+def test_a_portal_session_needs_a_saved_configuration(double: StripeDouble) -> None:
+    # Given a customer on an account whose customer portal settings were never saved
+    sdk = client(double)
+    customer = sdk.v1.customers.create({})
+    session = {"customer": customer.id, "return_url": "https://example.com/billing"}
+
+    # When a portal session is created without naming a configuration
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        sdk.v1.billing_portal.sessions.create(session)
+
+    # Then Stripe refuses it and says how to fix it
+    assert refused.value.http_status == 400
+    assert "No configuration provided" in str(refused.value.user_message)
+
+    # When a configuration is created through the API, it is not the default: a session must name it
+    config = sdk.v1.billing_portal.configurations.create({"features": {"invoice_history": {"enabled": True}}})
+    assert config.is_default is False and config.active is True
+    with pytest.raises(stripe.InvalidRequestError):
+        sdk.v1.billing_portal.sessions.create(session)
+    named = sdk.v1.billing_portal.sessions.create({**session, "configuration": config.id})
+    assert named.configuration == config.id
+
+    # and once the settings are saved in the Dashboard, a session naming none uses that default
+    default = double.save_portal_settings()
+    assert sdk.v1.billing_portal.sessions.create(session).configuration == default["id"]
+
+
+@pytest.mark.parametrize(("lag", "seen"), [("0", True), ("60", False)])
+def test_the_search_lag_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, lag: str, seen: bool
+) -> None:
+    # Given the double started with STRIPE_DOUBLE_SEARCH_DELAY_S (Stripe: under a minute, an hour in outages)
+    monkeypatch.setenv("STRIPE_DOUBLE_SEARCH_DELAY_S", lag)
+    with StripeDouble() as d:
+        sdk = client(d)
+        # When a customer is created and searched for at once
+        customer = sdk.v1.customers.create({"metadata": {"tenant_id": "acme"}})
+        found = sdk.v1.customers.search({"query": "metadata['tenant_id']:'acme'"}).data
+        # Then search sees it only when the index has no lag
+        assert [c.id for c in found] == ([customer.id] if seen else [])
+
+
+def _finalized(sdk: stripe.StripeClient, currency: str, amount: int) -> stripe.Invoice:
+    customer = sdk.v1.customers.create({})
+    invoice = sdk.v1.invoices.create({"customer": customer.id, "currency": currency, "auto_advance": False})
+    sdk.v1.invoice_items.create(
+        {"customer": customer.id, "invoice": str(invoice.id), "amount": amount, "currency": currency}
+    )
+    return sdk.v1.invoices.finalize_invoice(str(invoice.id), {"auto_advance": False})
+
+
+def test_the_minimum_charge_is_stripes_published_one_for_the_currency(double: StripeDouble) -> None:
+    sdk = client(double)
+    # When invoices just under and at Stripe's minimum are finalized (15.00 CZK, 10 THB, 0.30 GBP)
+    for currency, minimum in (("czk", 1500), ("thb", 1000), ("gbp", 30)):
+        under, at = _finalized(sdk, currency, minimum - 1), _finalized(sdk, currency, minimum)
+        # Then the one under it is paid uncharged (carried to the balance), the other is open to charge
+        assert (under.status, under.amount_paid, at.status) == ("paid", 0, "open"), currency
+        assert double.customers[str(under.customer)]["balance"] == minimum - 1
+
+
+def test_a_currency_without_a_published_minimum_is_refused_unless_the_double_is_told() -> None:
+    # Given a currency Stripe publishes no minimum for (it converts to the settlement currency)
+    with StripeDouble() as d:
+        # When an invoice in it is finalized, then the double says it cannot know (a 400, nothing changed)
+        with pytest.raises(stripe.InvalidRequestError) as refused:
+            _finalized(client(d), "kwd", 500)
+        assert "minimum_charges" in str(refused.value.user_message)
+        assert {i["status"] for i in d.invoices.values()} == {"draft"}
+    # When the double is given its minimum, then that minimum applies
+    with StripeDouble(minimum_charges={"kwd": 150}) as d:
+        assert _finalized(client(d), "kwd", 149).status == "paid"
+
+
+@pytest.mark.parametrize(
+    ("after_days", "sent_on_day"), [(0, 0), (3, 3), (None, None)], ids=["at-due", "3-days", "off"]
+)
+def test_invoice_overdue_follows_the_accounts_invoice_automation(
+    after_days: int | None, sent_on_day: int | None
+) -> None:
+    # Given an account whose invoice automation sends invoice.overdue N days after the due date (or never)
+    with StripeDouble(overdue_after_days=after_days) as d:
+        sdk = client(d)
+        customer = sdk.v1.customers.create({})
+        invoice = sdk.v1.invoices.create(
+            {"customer": customer.id, "collection_method": "send_invoice", "days_until_due": 14}
+        )
+        sdk.v1.invoice_items.create(
+            {"customer": customer.id, "invoice": str(invoice.id), "amount": 1000, "currency": "usd"}
+        )
+        due = sdk.v1.invoices.finalize_invoice(str(invoice.id), {"auto_advance": False}).due_date
+        assert due is not None
+
+        # When the days after the due date pass, the invoice still unpaid
+        sent = [day for day in range(6) if d.pass_due_dates(due + day * 86400)]
+
+        # Then invoice.overdue is sent once, on that day, or never
+        assert sent == ([] if sent_on_day is None else [sent_on_day])
+        assert len(d.events_of("invoice.overdue")) == (0 if sent_on_day is None else 1)

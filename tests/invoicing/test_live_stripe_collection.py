@@ -93,3 +93,20 @@ def test_catalog_sync_is_idempotent_on_stripe(live) -> None:  # noqa: F811
     second, again = sync_catalog(container.plan_catalog(), gateway, container.product_ids())
     assert not second.create and not second.update and again == ids
     assert all(client_id.startswith("prod_") for client_id in ids.values())
+
+
+def test_portal_configuration_sync_is_idempotent_and_names_every_session(live) -> None:  # noqa: F811
+    from billing.payments.card_on_file import PaymentSettingsRequest
+    from billing.payments.payment_settings_page import PageSpec, sync_page
+
+    client, clock = live
+    spec = PageSpec(default_return_url=container.settings().billing_portal_return_url)
+    gateway, ids = container.stripe_gateway(), container.payment_settings_page_id()
+    _, config_id = sync_page(spec, gateway, ids)
+    second, again = sync_page(spec, gateway, ids)
+    assert second.action == "unchanged" and again == config_id and config_id and config_id.startswith("bpc_")
+
+    tenant_id = f"live-portal-{int(time.time())}"
+    _tenant_with_customer(client, clock, tenant_id)
+    page = container.card_on_file().payment_settings_session(tenant_id, PaymentSettingsRequest())
+    assert page["url"].startswith("https://billing.stripe.com/")

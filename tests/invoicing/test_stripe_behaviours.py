@@ -271,3 +271,78 @@ def test_lists_are_read_to_their_last_page(billing: Billing) -> None:
     assert oldest is not None and oldest.startswith("cbtxn_")
     assert sorted(i.line_id for i in items) == sorted(f"l{n}" for n in range(105))
     assert len({r.params.get("starting_after") for r in billing.stripe.requests if r.method == "GET"}) > 2
+
+
+def test_a_long_balance_credit_description_is_cut_to_stripes_350_characters(billing: Billing) -> None:
+    # Given a customer and a credit whose description is longer than Stripe allows on a balance transaction
+    from billing.payments.provider import BalanceCreditDraft
+
+    make_tenant("acme")
+    customer_id = billing.service.ensure_customer("acme")
+    draft = BalanceCreditDraft(
+        customer_id=customer_id,
+        currency="usd",
+        amount=700,
+        description="Credit from statement " + "x" * 400,
+        metadata={"tenant_id": "acme", "statement_id": "acme:2025-11"},
+        idempotency_key="acme:2025-11:credit",
+    )
+
+    # When it is credited
+    txn_id = container.stripe_gateway().credit_balance(draft)
+
+    # Then Stripe accepted it with the description cut to 350 characters
+    txn = billing.stripe.balance_transactions[txn_id]
+    assert txn["amount"] == -700 and txn["description"] == draft.description[:350]
+
+
+def test_our_rate_limiter_gives_each_endpoint_its_own_bucket_and_folds_only_ids() -> None:
+    from billing.adapters.stripe.http import StripeRateLimits, endpoint_of
+
+    # Given our limiter and requests whose path words have underscores like Stripe's ids
+    limits = StripeRateLimits(100, 25, 20)
+    api = "https://api.stripe.com"
+
+    def bucket(method: str, path: str):
+        return limits.for_endpoint(endpoint_of(method, api + path))
+
+    # Then only object ids are folded into the endpoint's name
+    assert endpoint_of("get", api + "/v1/setup_intents/seti_1Abc") == "GET /v1/setup_intents/{id}"
+    assert endpoint_of("post", api + "/v1/billing_portal/sessions") == "POST /v1/billing_portal/sessions"
+    assert (
+        endpoint_of("get", api + "/v1/customers/cus_1/balance_transactions?limit=100")
+        == "GET /v1/customers/{id}/balance_transactions"
+    )
+    assert endpoint_of("get", api + "/v1/checkout/sessions/cs_test_a1") == "GET /v1/checkout/sessions/{id}"
+    # and different endpoints never share a bucket, while one endpoint's ids do
+    assert bucket("get", "/v1/setup_intents/seti_1") is not bucket("get", "/v1/payment_methods/pm_1")
+    assert bucket("get", "/v1/setup_intents") is not bucket("get", "/v1/payment_methods")
+    assert bucket("post", "/v1/billing_portal/sessions") is not bucket(
+        "post", "/v1/billing_portal/configurations"
+    )
+    assert bucket("post", "/v1/invoices/in_1/mark_uncollectible") is not bucket(
+        "post", "/v1/invoices/in_1/void"
+    )
+    assert bucket("get", "/v1/setup_intents/seti_1") is bucket("get", "/v1/setup_intents/seti_2")
+
+
+def test_a_final_statement_under_stripes_minimum_for_its_currency_says_which_minimum(
+    billing: Billing,
+) -> None:
+    # Given gone (cancelled) owes 10.00 CZK on its final statement, under Stripe's 15.00 CZK minimum
+    make_tenant("gone")
+    statement = make_statement("gone", ["10.00"], is_final=True, store=False)
+    assert container.statements().put_if_absent(statement.model_copy(update={"currency": "czk"}))
+    billing.service.notices = published = Published()
+
+    # When it is invoiced
+    outcome = billing.service.invoice("gone", MONTH)
+
+    # Then Stripe charged nothing and kept the 1000 minor units on the balance; the record names the
+    # minimum it fell under, and the operator is told
+    (invoice,) = billing.stripe.invoices_for("gone")
+    assert (invoice["currency"], invoice["status"], invoice["amount_paid"]) == ("czk", "paid", 0)
+    assert outcome.state == "carried" and billing.stripe.customer_for("gone")["balance"] == 1000
+    reason = billing.records.get("gone", MONTH).reason
+    assert reason.startswith("below Stripe's minimum charge of 15.00 CZK: 1000 minor units")
+    assert [n.kind for n in published.notices] == ["final_balance_left"]

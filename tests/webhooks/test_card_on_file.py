@@ -95,9 +95,18 @@ def test_setup_session_then_webhook_makes_the_card_the_default(
     assert json.loads(out.output)["payment_method_on_file"] is True
 
 
+def portal_configured() -> None:
+    """What ``billing stripe sync-catalog`` does for the portal: our configuration, its id recorded."""
+    from billing.payments.payment_settings_page import PageSpec, sync_page
+
+    spec = PageSpec(default_return_url=container.settings().billing_portal_return_url)
+    sync_page(spec, container.stripe_gateway(), container.payment_settings_page_id())
+
+
 def test_the_tenants_own_key_may_ask_for_its_pages_and_no_other(
     cards, stripe, tenants_app, lambda_context
 ) -> None:
+    portal_configured()
     signup("acme")
     signup("other")
     assert call(tenants_app, lambda_context, "/v1/tenants/acme/billing/portal", {}, "k-own")[0] == 201
@@ -112,17 +121,43 @@ def test_the_tenants_own_key_may_ask_for_its_pages_and_no_other(
 
 
 def test_the_portal_session_url_and_return_url(cards, stripe, tenants_app, lambda_context) -> None:
+    # Given the catalog sync made our portal configuration
+    portal_configured()
     signup("acme")
+
+    # When the tenant asks for its payment settings page
     status, body = call(
         tenants_app,
         lambda_context,
         "/v1/tenants/acme/billing/portal",
         {"return_url": "https://app.example/b"},
     )
+
+    # Then a session of its customer, returning where asked, with our configuration
     assert status == 201 and body["url"].startswith("https://billing.stripe.com/")
     (portal,) = cards.double.portal_sessions.values()
     assert portal["return_url"] == "https://app.example/b"
     assert portal["customer"] == container.tenants().get("acme").stripe_customer_id
+    assert portal["configuration"] == container.payment_settings_page_id().get()
+
+
+def test_without_a_portal_configuration_the_page_is_a_503_naming_the_fix(
+    cards, stripe, tenants_app, lambda_context
+) -> None:
+    # Given an account whose portal was never configured (no sync, no settings saved in the Dashboard)
+    signup("acme")
+
+    # When the tenant asks for its payment settings page
+    status, body = call(tenants_app, lambda_context, "/v1/tenants/acme/billing/portal", {})
+
+    # Then Stripe refused the session, and the answer says what the operator must run
+    assert status == 503 and "billing stripe sync-catalog" in body["message"]
+    assert cards.double.portal_sessions == {}
+
+    # When the settings are saved in the Dashboard instead, sessions use that default
+    default = cards.double.save_portal_settings()
+    assert call(tenants_app, lambda_context, "/v1/tenants/acme/billing/portal", {})[0] == 201
+    assert [p["configuration"] for p in cards.double.portal_sessions.values()] == [default["id"]]
 
 
 def test_two_setups_delivered_in_any_order_end_with_the_newer_card(

@@ -15,7 +15,8 @@ uses them, and ``adapters`` implements them):
 - ``rating``: a tenant's period of usage to an exact statement (pure); one small file per charge model.
 - ``statements``: the statement model and the close (month-end, previews, final statements).
 - ``invoicing``: statements pushed to the payment provider by a resumable state machine.
-- ``payments``: what we need of a payment provider, the card on file, Stripe's webhooks as facts.
+- ``payments``: what we need of a payment provider, the card on file and its payment settings page's
+  configuration, the account's go-live check, Stripe's webhooks as facts.
 - ``dunning``: payment state per invoice, the tenant's standing, retries and notices.
 - ``portal``: the tenant's usage page: signed links, its data, its HTML.
 - ``adapters``: the only code that touches ClickHouse, DynamoDB, SQS/S3/EventBridge or Stripe, one

@@ -74,14 +74,20 @@ def put_secret(name: str, value: str = "sk_test_double_000000000000") -> None:
 
 
 def main() -> None:
-    """``python -m billing_local.stripe_double [--latency S]``: serve until stdin closes (benches run
+    """``python -m billing_local.stripe_double [--latency S] [--search-delay S]``: serve until stdin closes (benches run
     the double in its own process so its CPU does not compete with the code under test)."""
     import argparse
     import sys
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every call")
+    parser.add_argument(
+        "--search-delay",
+        type=float,
+        default=None,
+        help="seconds before search sees a write (default STRIPE_DOUBLE_SEARCH_DELAY_S, else 1)",
+    )
     args = parser.parse_args()
-    with StripeDouble(latency_s=args.latency) as double:
+    with StripeDouble(latency_s=args.latency, search_delay_s=args.search_delay) as double:
         print(double.api_base, flush=True)
         sys.stdin.read()

@@ -5,15 +5,18 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import os
 import re
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
 
+from billing.adapters.stripe.minimum_charge import STRIPE_MINIMUM_CHARGE
 from billing_local.stripe_double.faults import (
     Decline,
     Fault,
@@ -39,10 +42,33 @@ class RateLimits:
     search_per_s: int = 20  # the search endpoints
 
 
+# Stripe's id prefixes (the double's own ids and the ones a client may send): only these segments are
+# ids. Path words with an underscore (``setup_intents``, ``billing_portal``, ``balance_transactions``)
+# name endpoints, each limited on its own.
+_ID = re.compile(
+    r"(?:acct|ba|bpc|bps|card|cbtxn|ch|clock|cn|cs|cus|evt|ii|il|in|pi|pm|price|prod|re|seti|si|src|sub"
+    r"|tok|txn)_[A-Za-z0-9_]+"
+)
+
+
 def endpoint_of(method: str, path: str) -> str:
     """``POST /v1/invoices/in_123/pay`` -> ``POST /v1/invoices/{id}/pay`` (the unit Stripe limits)."""
-    parts = ["{id}" if re.fullmatch(r"[a-z]+_[A-Za-z0-9_]+", p) else p for p in path.split("/")]
+    parts = ["{id}" if _ID.fullmatch(p) else p for p in path.split("/")]
     return f"{method} {'/'.join(parts)}"
+
+
+DEFAULT_SEARCH_DELAY_S = 1.0
+
+
+def search_delay_from_env() -> float:
+    """``STRIPE_DOUBLE_SEARCH_DELAY_S`` (seconds), so a whole run can face a slower search index."""
+    raw = os.environ.get("STRIPE_DOUBLE_SEARCH_DELAY_S", "").strip()
+    if not raw:
+        return DEFAULT_SEARCH_DELAY_S
+    value = float(raw)
+    if value < 0:
+        raise ValueError("STRIPE_DOUBLE_SEARCH_DELAY_S must be >= 0")
+    return value
 
 
 class DoubleCore:
@@ -57,18 +83,28 @@ class DoubleCore:
         latency_s: float = 0.0,
         timeout_hang_s: float = 2.0,
         fixtures: Path | None = None,
-        search_delay_s: float = 1.0,
+        search_delay_s: float | None = None,
         rate_limits: RateLimits | None = None,
         webhook_api_version: str | None = None,
+        minimum_charges: Mapping[str, int] | None = None,
+        overdue_after_days: int | None = 0,
     ):
         """Customers start with no payment method (``attach_card`` or a completed setup session
-        gives them one); search sees an object ``search_delay_s`` after it was written; with
-        ``rate_limits`` requests over Stripe's limits get 429 ``rate_limit``."""
+        gives them one); search sees an object ``search_delay_s`` after it was written (default
+        ``STRIPE_DOUBLE_SEARCH_DELAY_S``, else 1 s; Stripe documents under a minute, up to an hour
+        in outages; the attribute may be changed at any time and applies to later writes); with
+        ``rate_limits`` requests over Stripe's limits get 429 ``rate_limit``; an invoice below
+        Stripe's published minimum charge for its currency (``minimum_charges`` adds or replaces
+        some) is carried to the customer's balance at finalization; ``invoice.overdue`` is sent
+        ``overdue_after_days`` after a sent invoice's due date, or never with None (the account's
+        invoice automation, which Stripe's API does not expose)."""
         self.latency_s = latency_s
         self.timeout_hang_s = timeout_hang_s
-        self.search_delay_s = search_delay_s
+        self.search_delay_s = search_delay_from_env() if search_delay_s is None else search_delay_s
         self.rate_limits = rate_limits
         self.webhook_api_version = webhook_api_version or ACCOUNT_API_VERSION
+        self.minimum_charges = {**STRIPE_MINIMUM_CHARGE, **(minimum_charges or {})}
+        self.overdue_after_days = overdue_after_days
         self._indexed_at: dict[str, float] = {}
         self._cards_at_signup: dict[str, str] = {}
         self._windows: dict[str, deque[float]] = {}
@@ -83,6 +119,8 @@ class DoubleCore:
         self.balance_transactions: dict[str, dict[str, Any]] = {}  # customer_balance_transaction
         self.checkout_sessions: dict[str, dict[str, Any]] = {}
         self.portal_sessions: dict[str, dict[str, Any]] = {}
+        self.portal_configurations: dict[str, dict[str, Any]] = {}
+        self.webhook_endpoints: dict[str, dict[str, Any]] = {}
         self.setup_intents: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
         self._requests: list[RecordedRequest] = []

@@ -11,26 +11,6 @@ from typing import Any
 from billing_local.stripe_double.core import DoubleCore
 from billing_local.stripe_double.faults import Decline, StripeApiError, invalid_request, resource_missing
 
-# Stripe's minimum charge amounts (minor units) by currency; 50 for the rest here.
-MINIMUM_CHARGE = {
-    "usd": 50,
-    "eur": 50,
-    "gbp": 30,
-    "jpy": 50,
-    "cad": 50,
-    "aud": 50,
-    "chf": 50,
-    "nzd": 50,
-    "sgd": 50,
-    "brl": 50,
-    "dkk": 250,
-    "hkd": 400,
-    "mxn": 1000,
-    "nok": 300,
-    "pln": 200,
-    "sek": 300,
-}
-
 
 class Resources(DoubleCore):
     """The endpoints (each runs under the double's lock, called by ``DoubleCore._dispatch``)."""
@@ -269,8 +249,14 @@ class Resources(DoubleCore):
         return self._customer(customer_id, "id")
 
     def list_customers(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
+        _only(
+            params, {"email", "created", "limit", "starting_after", "ending_before", "test_clock", "expand"}
+        )
         found = [
-            c for c in self.customers.values() if not params.get("email") or c["email"] == params["email"]
+            c
+            for c in self.customers.values()
+            if (not params.get("email") or c["email"] == params["email"])
+            and _in_range(c["created"], params.get("created"), "created")
         ]
         return _list(found, params, "/v1/customers")
 
@@ -293,6 +279,12 @@ class Resources(DoubleCore):
         currency = params.get("currency")
         if not currency:
             raise invalid_request("Missing required param: currency.", param="currency")
+        description = params.get("description")
+        if description is not None and len(description) > MAX_BALANCE_DESCRIPTION:
+            raise invalid_request(
+                f"Invalid string: {description[:20]}...; must be at most {MAX_BALANCE_DESCRIPTION} characters",
+                param="description",
+            )
         txn = copy.deepcopy(self.fixtures["customer_balance_transaction"])
         customer["balance"] = int(customer.get("balance") or 0) + amount
         txn.update(
@@ -569,6 +561,7 @@ class Resources(DoubleCore):
                 "This invoice is already finalized, you can't re-finalize a non-draft invoice.",
                 code="invoice_not_editable",
             )
+        minimum = self._minimum_charge(invoice["currency"])  # refused before anything changes
         if "auto_advance" in params:
             invoice["auto_advance"] = _bool(params["auto_advance"], "auto_advance")
         customer = self.customers[invoice["customer"]]
@@ -602,7 +595,7 @@ class Resources(DoubleCore):
         self._emit("invoice.finalized", invoice, request)
         if due == 0:  # Stripe marks zero-due invoices paid on finalization
             self._mark_paid(invoice, now, request)
-        elif due < MINIMUM_CHARGE.get(invoice["currency"], 50):
+        elif due < minimum:
             # Below the minimum charge: marked paid, nothing charged, the amount due added to the
             # customer's balance, which the next invoice's finalization applies.
             customer["balance"] += due
@@ -617,6 +610,19 @@ class Resources(DoubleCore):
             invoice["status_transitions"]["paid_at"] = now
             self._emit("invoice.paid", invoice, request)
         return invoice
+
+    def _minimum_charge(self, currency: str) -> int:
+        """Stripe's published minimum (``billing.adapters.stripe.minimum_charge``), or the one the
+        double was given. Outside the table Stripe converts to the settlement currency at the day's
+        rate, which the double cannot know: it refuses rather than guess a number."""
+        minimum = self.minimum_charges.get(currency)
+        if minimum is None:
+            raise invalid_request(
+                f"The Stripe double knows no minimum charge for {currency}: Stripe publishes one for its "
+                "settlement currencies only; start the double with minimum_charges={...}.",
+                param="currency",
+            )
+        return minimum
 
     def _mark_paid(
         self, invoice: dict[str, Any], now: int, request: dict[str, Any], *, charged: bool = True
@@ -698,9 +704,14 @@ class Resources(DoubleCore):
         return invoice
 
     def pass_due_dates(self, now: int) -> list[str]:
-        """Time reaching ``now`` (unix seconds): every open ``send_invoice`` invoice whose due date has
-        passed emits ``invoice.overdue`` once, as Stripe does. Returns those invoices' ids."""
-        overdue = []
+        """Time reaching ``now`` (unix seconds): every open ``send_invoice`` invoice whose due date
+        plus ``overdue_after_days`` has passed emits ``invoice.overdue`` once, as Stripe does when the
+        account's invoice automation says so (``overdue_after_days=None``: never). Returns those
+        invoices' ids."""
+        overdue: list[str] = []
+        if self.overdue_after_days is None:
+            return overdue
+        after = 86400 * self.overdue_after_days
         with self._lock:
             for invoice in sorted(self.invoices.values(), key=lambda i: i["id"]):
                 due = invoice.get("due_date")
@@ -708,7 +719,7 @@ class Resources(DoubleCore):
                     invoice["collection_method"] == "send_invoice"
                     and invoice["status"] == "open"
                     and due is not None
-                    and due <= now
+                    and due + after <= now
                     and invoice["id"] not in self._overdue_sent
                 ):
                     self._overdue_sent.add(invoice["id"])
@@ -855,10 +866,31 @@ class Resources(DoubleCore):
             return copy.deepcopy(session)
 
     def create_portal_session(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
+        """Stripe needs a saved configuration: the one named, else the account's default (saved in
+        the Dashboard: ``save_portal_settings``). With neither it refuses the session."""
         _only(params, {"customer", "return_url", "configuration", "locale", "flow_data", "expand"})
         if not params.get("customer"):
             raise invalid_request("Missing required param: customer.", param="customer")
         customer = self._customer(params["customer"])
+        if params.get("configuration"):
+            configuration = self._portal_configuration(params["configuration"], "configuration")
+            if not configuration["active"]:
+                raise invalid_request(
+                    f"The configuration {configuration['id']} is inactive and cannot be used to create "
+                    "portal sessions.",
+                    param="configuration",
+                )
+        else:
+            default: dict[str, Any] | None = next(
+                (c for c in self.portal_configurations.values() if c["is_default"] and c["active"]), None
+            )
+            if default is None:
+                raise invalid_request(
+                    "No configuration provided and your test mode default configuration has not been "
+                    "created. Provide a configuration or create your default by saving your customer "
+                    "portal settings in test mode at https://dashboard.stripe.com/test/settings/billing/portal."
+                )
+            configuration = default
         session = copy.deepcopy(self.fixtures["billing_portal.session"])
         session_id = self._new_id("bps")
         session.update(
@@ -866,6 +898,7 @@ class Resources(DoubleCore):
                 "id": session_id,
                 "created": int(time.time()),
                 "customer": customer["id"],
+                "configuration": configuration["id"],
                 "flow": None,
                 "livemode": False,
                 "return_url": params.get("return_url"),
@@ -874,6 +907,161 @@ class Resources(DoubleCore):
         )
         self.portal_sessions[session_id] = session
         return session
+
+    def _portal_configuration(self, config_id: str, param: str = "id") -> dict[str, Any]:
+        configuration = self.portal_configurations.get(config_id)
+        if configuration is None:
+            raise resource_missing("configuration", config_id, param)
+        return configuration
+
+    def _configure_portal(self, configuration: dict[str, Any], params: dict[str, Any]) -> None:
+        for name in ("default_return_url", "name"):
+            if name in params:
+                configuration[name] = params[name] or None
+        if "active" in params:
+            configuration["active"] = _bool(params["active"], "active")
+        if "metadata" in params:
+            configuration["metadata"] = {**(configuration["metadata"] or {}), **_metadata(params["metadata"])}
+        for section in ("business_profile", "login_page"):
+            if params.get(section):
+                configuration[section] = {**configuration[section], **params[section]}
+        for feature, given in (params.get("features") or {}).items():
+            if feature not in configuration["features"]:
+                raise invalid_request(f"Received unknown parameter: features[{feature}]", param="features")
+            merged = {**configuration["features"][feature], **given}
+            if "enabled" in given:
+                merged["enabled"] = _bool(given["enabled"], f"features[{feature}][enabled]")
+            configuration["features"][feature] = merged
+        configuration["updated"] = int(time.time())
+
+    def create_portal_configuration(
+        self, params: dict[str, Any], *, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A configuration made through the API is never the account's default."""
+        _only(
+            params,
+            {
+                "business_profile",
+                "default_return_url",
+                "features",
+                "login_page",
+                "metadata",
+                "name",
+                "expand",
+            },
+        )
+        if not params.get("features"):
+            raise invalid_request("Missing required param: features.", param="features")
+        return self._new_portal_configuration(params, is_default=False)
+
+    def _new_portal_configuration(self, params: dict[str, Any], *, is_default: bool) -> dict[str, Any]:
+        configuration = copy.deepcopy(self.fixtures["billing_portal.configuration"])
+        now = int(time.time())
+        configuration.update(
+            {
+                "id": self._new_id("bpc"),
+                "created": now,
+                "updated": now,
+                "is_default": is_default,
+                "livemode": False,
+                "active": True,
+                "metadata": {},
+                "default_return_url": None,
+                "name": None,
+            }
+        )
+        self._configure_portal(configuration, params)
+        self.portal_configurations[configuration["id"]] = configuration
+        return configuration
+
+    def update_portal_configuration(
+        self, params: dict[str, Any], config_id: str, *, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        _only(
+            params,
+            {
+                "active",
+                "business_profile",
+                "default_return_url",
+                "features",
+                "login_page",
+                "metadata",
+                "name",
+                "expand",
+            },
+        )
+        configuration = self._portal_configuration(config_id)
+        if "active" in params and not _bool(params["active"], "active") and configuration["is_default"]:
+            raise invalid_request("You cannot deactivate the default configuration.", param="active")
+        self._configure_portal(configuration, params)
+        return configuration
+
+    def get_portal_configuration(
+        self, params: dict[str, Any], config_id: str, *, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        return self._portal_configuration(config_id)
+
+    def list_portal_configurations(
+        self, params: dict[str, Any], *, request: dict[str, Any]
+    ) -> dict[str, Any]:
+        _only(params, {"active", "is_default", "limit", "starting_after", "ending_before", "expand"})
+        found = [
+            c
+            for c in self.portal_configurations.values()
+            if ("active" not in params or c["active"] == _bool(params["active"], "active"))
+            and ("is_default" not in params or c["is_default"] == _bool(params["is_default"], "is_default"))
+        ]
+        return _list(found, params, "/v1/billing_portal/configurations")
+
+    def save_portal_settings(self, **params: Any) -> dict[str, Any]:
+        """Test control: the portal settings saved in the Dashboard, which makes the account's
+        default configuration (the API cannot make one)."""
+        with self._lock:
+            for configuration in self.portal_configurations.values():
+                if configuration["is_default"]:
+                    self._configure_portal(configuration, params)
+                    return copy.deepcopy(configuration)
+            return copy.deepcopy(self._new_portal_configuration(params, is_default=True))
+
+    # -- webhook endpoints ----------------------------------------------------------------------
+    def create_webhook_endpoint(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
+        """Where Stripe delivers events. The double keeps its events in ``events`` whatever the
+        endpoints say; these are what an operator (or ``billing stripe check``) reads back."""
+        _only(
+            params, {"url", "enabled_events", "api_version", "description", "metadata", "connect", "expand"}
+        )
+        if not params.get("url"):
+            raise invalid_request("Missing required param: url.", param="url")
+        events = params.get("enabled_events")
+        if not events or not isinstance(events, list):
+            raise invalid_request("Missing required param: enabled_events.", param="enabled_events")
+        endpoint = copy.deepcopy(self.fixtures["webhook_endpoint"])
+        endpoint.update(
+            {
+                "id": self._new_id("we"),
+                "created": int(time.time()),
+                "url": params["url"],
+                "enabled_events": list(events),
+                "api_version": params.get("api_version"),
+                "description": params.get("description"),
+                "metadata": _metadata(params.get("metadata")),
+                "status": "enabled",
+                "livemode": False,
+                "secret": f"whsec_{secrets.token_hex(16)}",
+            }
+        )
+        self.webhook_endpoints[endpoint["id"]] = endpoint
+        return endpoint
+
+    def list_webhook_endpoints(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
+        _only(params, {"limit", "starting_after", "ending_before", "expand"})
+        listed = [{k: v for k, v in e.items() if k != "secret"} for e in self.webhook_endpoints.values()]
+        return _list(listed, params, "/v1/webhook_endpoints")
+
+    def disable_webhook_endpoint(self, endpoint_id: str) -> None:
+        """Test control: the endpoint disabled in the Dashboard (Stripe stops delivering to it)."""
+        with self._lock:
+            self.webhook_endpoints[endpoint_id]["status"] = "disabled"
 
     # -- the catalog ----------------------------------------------------------------------------
     def create_product(self, params: dict[str, Any], *, request: dict[str, Any]) -> dict[str, Any]:
@@ -941,6 +1129,7 @@ class Resources(DoubleCore):
 
 
 MAX_INVOICE_ITEMS = 250  # Stripe's limit of invoice items per invoice
+MAX_BALANCE_DESCRIPTION = 350  # Stripe's limit for a customer balance transaction's description
 _ID = r"([A-Za-z0-9_]+)"
 _ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/v1/customers", Resources.create_customer),
@@ -966,6 +1155,12 @@ _ROUTES: list[tuple[str, str, Any]] = [
     ("GET", f"/v1/checkout/sessions/{_ID}", Resources.get_checkout_session),
     ("GET", f"/v1/setup_intents/{_ID}", Resources.get_setup_intent),
     ("POST", "/v1/billing_portal/sessions", Resources.create_portal_session),
+    ("POST", "/v1/billing_portal/configurations", Resources.create_portal_configuration),
+    ("GET", "/v1/billing_portal/configurations", Resources.list_portal_configurations),
+    ("GET", f"/v1/billing_portal/configurations/{_ID}", Resources.get_portal_configuration),
+    ("POST", f"/v1/billing_portal/configurations/{_ID}", Resources.update_portal_configuration),
+    ("POST", "/v1/webhook_endpoints", Resources.create_webhook_endpoint),
+    ("GET", "/v1/webhook_endpoints", Resources.list_webhook_endpoints),
     ("POST", "/v1/products", Resources.create_product),
     ("GET", "/v1/products", Resources.list_products),
     ("GET", f"/v1/products/{_ID}", Resources.get_product),
@@ -1000,6 +1195,21 @@ def _int(value: Any, param: str) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise invalid_request(f"Invalid integer: {value}", param=param) from None
+
+
+def _in_range(value: int, bounds: Any, param: str) -> bool:
+    """A list filter like ``created[gte]=...`` (or an exact ``created=...``)."""
+    if bounds in (None, ""):
+        return True
+    if not isinstance(bounds, dict):
+        return value == _int(bounds, param)
+    checks = {"gt": value.__gt__, "gte": value.__ge__, "lt": value.__lt__, "lte": value.__le__}
+    for op, bound in bounds.items():
+        if op not in checks:
+            raise invalid_request(f"Received unknown parameter: {param}[{op}]", param=f"{param}[{op}]")
+        if not checks[op](_int(bound, f"{param}[{op}]")):
+            return False
+    return True
 
 
 def _bool(value: Any, param: str) -> bool:

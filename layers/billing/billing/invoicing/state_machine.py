@@ -44,6 +44,7 @@ from billing.invoicing.records import (
     statement_cents,
 )
 from billing.kernel.errors import Conflict, NotFound
+from billing.kernel.money import fmt_minor, from_minor
 from billing.kernel.periods import Month, iso
 from billing.payments.provider import (
     MAX_INVOICE_ITEMS,
@@ -328,12 +329,14 @@ class InvoiceStateMachine:
                 "below Stripe's minimum charge; carried to the customer's next invoice",
                 extra={"statement_id": statement.statement_id, "cents": record.carried_to_balance},
             )
+            currency, minimum = record.currency, self.gateway.minimum_charge(record.currency)
+            of = f" of {fmt_minor(from_minor(minimum, currency), currency)}" if minimum else " in"
             saved = self._save(
                 record,
                 state="carried",
                 payment_succeeded=False,
-                reason=f"below Stripe's minimum charge: {record.carried_to_balance} minor units added to "
-                "the customer's Stripe balance, "
+                reason=f"below Stripe's minimum charge{of} {currency.upper()}: "
+                f"{record.carried_to_balance} minor units added to the customer's Stripe balance, "
                 + (
                     "and no later invoice will collect it (final statement)"
                     if record.is_final

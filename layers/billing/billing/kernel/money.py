@@ -97,6 +97,11 @@ def to_minor(amount: Decimal, currency: str) -> int:
     return int(units)
 
 
+def from_minor(units: int, currency: str) -> Decimal:
+    """An integer of minor units as the amount it stands for (``1500`` CZK is ``15.00``)."""
+    return Decimal(units).scaleb(-exponent(currency))
+
+
 def fmt_minor(amount: Decimal, currency: str) -> str:
     """The rounded amount with exactly the currency's decimals (``12.30`` USD, ``1230`` JPY)."""
     return f"{round_minor(amount, currency):.{exponent(currency)}f}"

@@ -100,14 +100,18 @@ class CardOnFileService:
         provider: Callable[[], CardOnFile],
         urls: CardUrls,
         currency: str,
+        page_config: Callable[[], str | None] = lambda: None,
     ):
-        """``provider`` is called on first use (building it reads the Stripe key)."""
+        """``provider`` is called on first use (building it reads the Stripe key); ``page_config``
+        gives the provider's id of our payment settings page configuration (recorded by the catalog
+        sync; None: the account's default)."""
         self.tenants = tenants
         self.mirror = mirror
         self.ensure_customer = ensure_customer
         self._provider = provider
         self.urls = urls
         self.currency = currency
+        self.page_config = page_config
 
     @property
     def provider(self) -> CardOnFile:
@@ -147,6 +151,7 @@ class CardOnFileService:
             customer_id,
             request.return_url or self.urls.return_url,
             f"payment-settings:{tenant_id}:{uuid.uuid4()}",
+            self.page_config(),
         )
         return _session_json(session, customer_id)
 

@@ -138,6 +138,11 @@ class PaymentCollector(Protocol):
 class PaymentGateway(PaymentCollector, Protocol):
     """Everything invoicing asks the payment provider."""
 
+    def minimum_charge(self, currency: str) -> int | None:
+        """The smallest amount (minor units) the provider charges in ``currency`` (None: unknown);
+        less is not charged but carried to the customer's balance."""
+        ...
+
     def find_customer(self, tenant_id: str) -> str | None: ...
 
     def create_customer(self, draft: CustomerDraft) -> CreatedCustomer: ...
@@ -176,8 +181,10 @@ class CardOnFile(Protocol):
     def create_setup_session(self, draft: SetupSessionDraft) -> HostedSession: ...
 
     def create_payment_settings_session(
-        self, customer_id: str, return_url: str, idempotency_key: str
-    ) -> HostedSession: ...
+        self, customer_id: str, return_url: str, idempotency_key: str, configuration: str | None = None
+    ) -> HostedSession:
+        """The page with ``configuration`` (the provider's id of ours), else the account's default."""
+        ...
 
     def setup_intent_payment_method(self, setup_intent_id: str) -> tuple[str | None, str | None]: ...
 

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
     from billing.adapters.dynamodb.dunning import DynamoDunningStore, DynamoEventLog
     from billing.adapters.dynamodb.invoice_records import DynamoInvoiceRecords
-    from billing.adapters.dynamodb.product_ids import DynamoProductIds
+    from billing.adapters.dynamodb.product_ids import DynamoPageConfigId, DynamoProductIds
     from billing.adapters.dynamodb.quota_reads import DynamoQuotaReads
     from billing.adapters.dynamodb.tenants import DynamoTenantStore
     from billing.adapters.dynamodb.usage_ledger import DynamoUsageLedger
@@ -285,6 +285,13 @@ def product_ids() -> DynamoProductIds:
 
 
 @provider
+def payment_settings_page_id() -> DynamoPageConfigId:
+    from billing.adapters.dynamodb.product_ids import DynamoPageConfigId
+
+    return DynamoPageConfigId(settings().billing_table)
+
+
+@provider
 def notices() -> NoticePublisher:
     from billing.adapters.aws.notices import EventBridgeNoticePublisher
 
@@ -456,6 +463,7 @@ def card_on_file() -> CardOnFileService:
         provider=stripe_gateway,
         urls=CardUrls(s.billing_setup_success_url, s.billing_setup_cancel_url, s.billing_portal_return_url),
         currency=plan_catalog().currency,
+        page_config=lambda: payment_settings_page_id().get(),
     )
 
 

@@ -1,5 +1,7 @@
-"""Where the Stripe product ids of our catalog are recorded: one BillingTable item
-(pk ``CATALOG``, sk ``STRIPE_PRODUCTS``) mapping ``billing_key -> product id`` (billing.catalog.product_sync)."""
+"""Where the Stripe ids of our catalog are recorded: one BillingTable item (pk ``CATALOG``, sk
+``STRIPE_PRODUCTS``) mapping ``billing_key -> product id`` (billing.catalog.product_sync), and one
+(sk ``STRIPE_PORTAL_CONFIGURATION``) holding the id of our Billing Portal configuration
+(billing.payments.payment_settings_page)."""
 
 from __future__ import annotations
 
@@ -37,4 +39,35 @@ class DynamoProductIds:
         self.client.put_item(
             TableName=self.table,
             Item=to_item({"pk": "CATALOG", "sk": "STRIPE_PRODUCTS", "products": dict(ids)}),
+        )
+
+
+class DynamoPageConfigId:
+    """The id every Billing Portal session names (``billing stripe sync-catalog`` records it)."""
+
+    _KEY = {"pk": {"S": "CATALOG"}, "sk": {"S": "STRIPE_PORTAL_CONFIGURATION"}}
+
+    def __init__(self, table: str, client: Any = None):
+        self.table = table
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from billing.adapters.dynamodb.items import dynamodb_client
+
+            self._client = dynamodb_client()
+        return self._client
+
+    def get(self) -> str | None:
+        item = self.client.get_item(TableName=self.table, Key=self._KEY, ConsistentRead=True).get("Item")
+        value = from_item(item).get("configuration_id") if item else None
+        return str(value) if value else None
+
+    def put(self, config_id: str) -> None:
+        self.client.put_item(
+            TableName=self.table,
+            Item=to_item(
+                {"pk": "CATALOG", "sk": "STRIPE_PORTAL_CONFIGURATION", "configuration_id": config_id}
+            ),
         )

@@ -12,11 +12,14 @@ from typing import TYPE_CHECKING
 
 import stripe
 
-from billing.adapters.stripe.client import MAX_DESCRIPTION, StripeCalls, StripeRequest, metadata_of, segment
+from billing.adapters.stripe.client import StripeCalls, StripeRequest, metadata_of, segment
 from billing.payments.provider import BalanceCreditDraft
 
 if TYPE_CHECKING:
     from stripe.params import CustomerBalanceTransactionCreateParams, CustomerBalanceTransactionListParams
+
+# Stripe refuses a longer customer balance transaction description with a 400 (other objects allow 500).
+MAX_BALANCE_DESCRIPTION = 350
 
 
 class BalanceTransactions(StripeCalls):
@@ -25,7 +28,7 @@ class BalanceTransactions(StripeCalls):
         params: CustomerBalanceTransactionCreateParams = {
             "amount": -draft.amount,  # negative: a credit to the customer
             "currency": draft.currency,
-            "description": draft.description[:MAX_DESCRIPTION],
+            "description": draft.description[:MAX_BALANCE_DESCRIPTION],
             "metadata": dict(draft.metadata),
         }
         path = f"/v1/customers/{segment(draft.customer_id)}/balance_transactions"

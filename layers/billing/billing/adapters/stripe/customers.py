@@ -3,12 +3,16 @@
 Finding a tenant's customer uses search, which is eventually consistent: a customer created seconds
 ago may be missing, so creation is idempotent by key (the same draft twice is one customer). When
 Stripe replays a saved 5xx of a creation, the customer is looked up by listing (strongly
-consistent) the customers with the draft's email. The default payment method is read with a
-retrieve (strongly consistent) and set idempotently (the same value twice is one state).
+consistent) the customers with the draft's email, or, for a tenant without one, the customers
+created within the key's lifetime (Stripe keeps a key's result 24 hours), by ``metadata.tenant_id``.
+A customer found that way was made by an earlier attempt, so it is reported as replayed, not new.
+The default payment method is read with a retrieve (strongly consistent) and set idempotently (the
+same value twice is one state).
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 import stripe
@@ -32,6 +36,10 @@ if TYPE_CHECKING:
     )
 
 
+KEY_LIFETIME_S = 24 * 3600  # Stripe keeps an idempotency key's result this long
+CLOCK_SKEW_S = 3600  # our clock against Stripe's ``created``, with room to spare
+
+
 class Customers(StripeCalls):
     # -- requests ---------------------------------------------------------------------------------
     def find_customer_request(self, tenant_id: str) -> StripeRequest:
@@ -52,6 +60,10 @@ class Customers(StripeCalls):
         params: CustomerListParams = {"email": email, "limit": 100}
         return StripeRequest("get", "/v1/customers", params)
 
+    def customers_created_since_request(self, since: int) -> StripeRequest:
+        params: CustomerListParams = {"created": {"gte": since}, "limit": 100}
+        return StripeRequest("get", "/v1/customers", params)
+
     def retrieve_customer_request(self, customer_id: str) -> StripeRequest:
         return StripeRequest("get", f"/v1/customers/{segment(customer_id)}", {})
 
@@ -69,21 +81,32 @@ class Customers(StripeCalls):
         return min(live, key=lambda c: c.created).id if live else None
 
     def create_customer(self, draft: CustomerDraft) -> CreatedCustomer:
-        customer = self._send(
-            self.customer_request(draft), stripe.Customer, recover=lambda: self._customer_by_email(draft)
-        )
-        return CreatedCustomer(customer.id, was_replayed(customer))
+        recovered: list[stripe.Customer] = []
+
+        def recover() -> stripe.Customer | None:
+            found = self._lost_customer(draft)
+            recovered.extend([found] if found is not None else [])
+            return found
+
+        customer = self._send(self.customer_request(draft), stripe.Customer, recover=recover)
+        return CreatedCustomer(customer.id, was_replayed(customer) or bool(recovered))
 
     def ensure_customer(self, draft: CustomerDraft) -> str:
         """Find the tenant's customer by metadata, else create it (idempotent by tenant id)."""
         return self.find_customer(draft.tenant_id) or self.create_customer(draft).id
 
-    def _customer_by_email(self, draft: CustomerDraft) -> stripe.Customer | None:
-        """The tenant's customer by listing (strongly consistent) the customers with its email."""
-        if not draft.email:
-            return None
-        page = self._send(self.customers_by_email_request(draft.email), stripe.ListObject)
-        mine = [c for c in page.data if metadata_of(c.metadata).get("tenant_id") == draft.tenant_id]
+    def _lost_customer(self, draft: CustomerDraft) -> stripe.Customer | None:
+        """The tenant's customer made behind a replayed 5xx, by listing (strongly consistent) the
+        customers with its email, or without one those created while the key's result is kept."""
+        if draft.email:
+            request = self.customers_by_email_request(draft.email)
+        else:
+            request = self.customers_created_since_request(int(time.time()) - KEY_LIFETIME_S - CLOCK_SKEW_S)
+        mine = [
+            c
+            for c in self._each(request, stripe.Customer)
+            if metadata_of(c.metadata).get("tenant_id") == draft.tenant_id
+        ]
         return min(mine, key=lambda c: c.created) if mine else None
 
     def payment_method_on_file(self, customer_id: str) -> str | None:

@@ -1,9 +1,11 @@
 """The Stripe gateway: the one object the rest of the code talks to Stripe through.
 
 ``StripeGateway`` implements ``PaymentGateway`` and ``PaymentCollector`` (invoicing, dunning),
-``CardOnFile`` (the hosted setup and portal pages), ``RequestPlanner`` (``--dry-run``) and the
-catalog's ``ProductDirectory``. It is composed of one class per Stripe resource (``customers``,
-``invoices``, ``invoice_items``, ``balance_transactions``, ``products``, ``sessions``) over the one
+``CardOnFile`` (the hosted setup and portal pages), ``RequestPlanner`` (``--dry-run``), the
+catalog's ``ProductDirectory`` and the payment settings page's ``PageDirectory``. It is composed of
+one class per Stripe resource (``customers``, ``invoices``, ``invoice_items``,
+``balance_transactions``, ``products``, ``portal_configurations``, ``sessions``,
+``webhook_endpoints``, read by ``billing stripe check``) over the one
 request path of ``client``; only the modules of this package import ``stripe``.
 
 It uses the official SDK's ``StripeClient`` with the API version pinned by
@@ -31,8 +33,11 @@ from billing.adapters.stripe.http import (
 )
 from billing.adapters.stripe.invoice_items import InvoiceItems
 from billing.adapters.stripe.invoices import Invoices
+from billing.adapters.stripe.minimum_charge import minimum_charge
+from billing.adapters.stripe.portal_configurations import PortalConfigurations
 from billing.adapters.stripe.products import Products
 from billing.adapters.stripe.sessions import Sessions
+from billing.adapters.stripe.webhook_endpoints import WebhookEndpoints
 
 if TYPE_CHECKING:
     from stripe._base_address import BaseAddresses
@@ -40,7 +45,16 @@ if TYPE_CHECKING:
     from billing.runtime.settings import Settings
 
 
-class StripeGateway(Customers, Sessions, Products, Invoices, InvoiceItems, BalanceTransactions):
+class StripeGateway(
+    Customers,
+    Sessions,
+    Products,
+    PortalConfigurations,
+    WebhookEndpoints,
+    Invoices,
+    InvoiceItems,
+    BalanceTransactions,
+):
     def __init__(
         self,
         client: stripe.StripeClient,
@@ -56,6 +70,10 @@ class StripeGateway(Customers, Sessions, Products, Invoices, InvoiceItems, Balan
         self.retry = retry or RetryPolicy()
         self.days_until_due = days_until_due
         self.automatic_tax = automatic_tax
+
+    def minimum_charge(self, currency: str) -> int | None:
+        """Stripe's published minimum charge (``minimum_charge.py``)."""
+        return minimum_charge(currency)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, api_key: str | None = None) -> StripeGateway:

@@ -58,11 +58,21 @@ class RateLimiter:
             self._next = slot + max(0.0, late - self.slack) + self.interval
 
 
-_ID_SEGMENT = re.compile(r"^[a-z]+_[A-Za-z0-9_]+$")
+# The prefixes of Stripe's object ids (``cus_...``, ``in_...``, ``cs_test_...``). Matching on the
+# prefix, not on "word_word": path words like ``setup_intents``, ``billing_portal`` and
+# ``balance_transactions`` have an underscore too, and folding them would put different endpoints in
+# one bucket (``GET /v1/setup_intents/{id}`` and ``GET /v1/payment_methods/{id}`` alike).
+STRIPE_ID_PREFIXES = (
+    "acct", "ba", "bpc", "bps", "card", "cbtxn", "ch", "clock", "cn", "cs", "cus", "di", "evt", "ii",
+    "il", "in", "pi", "pm", "po", "price", "prod", "promo", "py", "re", "seti", "si", "src", "sub",
+    "taxr", "tok", "tr", "txi", "txn", "we",
+)  # fmt: skip
+_ID_SEGMENT = re.compile(rf"^(?:{'|'.join(STRIPE_ID_PREFIXES)})_[A-Za-z0-9_]+$")
 
 
 def endpoint_of(method: str, url: str) -> str:
-    """The unit Stripe rate-limits: ``POST /v1/invoices/{id}/pay`` (ids and the query dropped)."""
+    """The unit Stripe rate-limits: ``POST /v1/invoices/{id}/pay`` (object ids and the query dropped;
+    every other path segment kept, so each endpoint has its own bucket)."""
     path = re.sub(r"^[a-z]+://[^/]+", "", url).split("?", 1)[0]
     return f"{method.upper()} " + "/".join("{id}" if _ID_SEGMENT.match(p) else p for p in path.split("/"))
 

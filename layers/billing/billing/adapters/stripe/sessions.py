@@ -2,7 +2,8 @@
 card, the setup intent it leaves behind, and the payment settings session (Stripe's Billing Portal).
 
 With automatic tax on, the setup session collects the customer's address (Stripe Tax needs it).
-Both sessions are created under the caller's idempotency key.
+Both sessions are created under the caller's idempotency key. A portal session names our portal
+configuration (``portal_configurations``): Stripe refuses a session without a saved one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 import stripe
 
 from billing.adapters.stripe.client import StripeCalls, StripeRequest, id_of, segment
+from billing.kernel.errors import ServiceUnavailable
 from billing.payments.provider import HostedSession, SetupSessionDraft
 
 if TYPE_CHECKING:
@@ -43,9 +45,11 @@ class Sessions(StripeCalls):
         return StripeRequest("get", f"/v1/setup_intents/{segment(setup_intent_id)}", {})
 
     def payment_settings_session_request(
-        self, customer_id: str, return_url: str, idempotency_key: str
+        self, customer_id: str, return_url: str, idempotency_key: str, configuration: str | None = None
     ) -> StripeRequest:
         params: PortalSessionCreateParams = {"customer": customer_id, "return_url": return_url}
+        if configuration:
+            params["configuration"] = configuration
         return StripeRequest("post", "/v1/billing_portal/sessions", params, idempotency_key)
 
     # -- calls ------------------------------------------------------------------------------------
@@ -62,8 +66,20 @@ class Sessions(StripeCalls):
         return (customer, id_of(intent.payment_method))
 
     def create_payment_settings_session(
-        self, customer_id: str, return_url: str, idempotency_key: str
+        self, customer_id: str, return_url: str, idempotency_key: str, configuration: str | None = None
     ) -> HostedSession:
-        request = self.payment_settings_session_request(customer_id, return_url, idempotency_key)
-        session = self._send(request, stripe.billing_portal.Session)
+        """A Billing Portal session with ``configuration`` (ours, from the catalog sync), else the
+        account's default; Stripe refuses one with neither, which no retry or tenant can fix."""
+        request = self.payment_settings_session_request(
+            customer_id, return_url, idempotency_key, configuration
+        )
+        try:
+            session = self._send(request, stripe.billing_portal.Session)
+        except stripe.InvalidRequestError as exc:
+            if exc.param == "configuration" or "No configuration provided" in str(exc.user_message or exc):
+                raise ServiceUnavailable(
+                    "Stripe's customer portal has no configuration: run `billing stripe sync-catalog`",
+                    details=[{"field": "configuration", "reason": str(exc.user_message or exc)}],
+                ) from exc
+            raise
         return HostedSession(str(session.id), str(session.url), None)
