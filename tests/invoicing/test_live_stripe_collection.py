@@ -41,7 +41,8 @@ def test_setup_session_then_a_saved_card_becomes_the_invoice_default(live) -> No
         {
             "customer": customer_id,
             "payment_method": "pm_card_visa",
-            "payment_method_types": ["card"],
+            # The pinned API version takes no payment_method_types here; a card needs no redirect
+            "automatic_payment_methods": {"enabled": True, "allow_redirects": "never"},
             "usage": "off_session",
             "confirm": True,
             "metadata": {"tenant_id": tenant_id},
