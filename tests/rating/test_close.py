@@ -15,6 +15,7 @@ from billing.kernel.periods import Month
 from billing.metering.events import UsageEvent
 from billing.runtime import container
 from billing.statements.close import FallbackNotDrained
+from billing.tenants.service import CancelRequest
 from tests.rating.helpers import make_tenant, queries
 
 NOV, DEC = Month(2025, 11), Month(2025, 12)
@@ -215,6 +216,37 @@ def test_usage_stored_after_a_final_statement_is_billed_next_month(env):
     (adjustment,) = december.statements
     assert {l.line_id: l.amount for l in adjustment.lines} == {
         "usage": Decimal("0.00"),
+        "adj:2025-11:queries:starter:t1": Decimal("0.02"),
+        "adj:2025-11:usage": Decimal("0.00"),
+    }
+    assert adjustment.total == Decimal("0.02") and adjustment.invoice_date == "2025-12-31"
+    assert not adjustment.is_final and adjustment.total_queries == 0
+    # And nothing is billed twice on a re-run or in January
+    assert cycle.close(DEC).created == []
+    assert cycle.close(Month(2026, 1)).statements == []
+
+
+@pytest.mark.parametrize("canceled_at", ["2025-12-01T00:00:00Z", "2025-11-30T23:59:59.999Z"])
+def test_usage_stored_after_a_final_statement_ending_the_month_is_billed_next_month(env, canceled_at):
+    # Given a starter tenant with 5 November queries, cancelled at the very end of November (exactly
+    # 00:00 on December 1st, or 1 ms before it): November's statement is its final one, issued at once
+    make_tenant("leaver", [("starter", "2025-10-01T00:00:00Z")])
+    env.store.insert_events(queries("leaver", 5, "2025-11-02T00:00:00Z", prefix="a"))
+    _, final = container.tenant_service().cancel("leaver", CancelRequest(at=canceled_at))
+    assert final.month == "2025-11" and final.is_final and final.invoice_date == "2025-11-30"
+    assert final.total == Decimal("29.05")
+    time.sleep(0.01)
+    # When 2 November queries from before the cancellation are stored after the final statement was
+    # issued, and before November's close
+    env.store.insert_events(queries("leaver", 2, "2025-11-30T23:59:58Z", prefix="b"))
+    cycle = container.billing_cycle()
+    november = cycle.close(NOV)
+    december = cycle.close(DEC)
+    # Then November keeps the final statement, and December bills them on a statement of adjustment
+    # lines (positions 6-7 of November's starter tiers @0.01)
+    assert [s.model_dump_json() for s in november.statements] == [final.model_dump_json()]
+    (adjustment,) = december.statements
+    assert {l.line_id: l.amount for l in adjustment.lines if l.kind == "adjustment"} == {
         "adj:2025-11:queries:starter:t1": Decimal("0.02"),
         "adj:2025-11:usage": Decimal("0.00"),
     }

@@ -201,13 +201,16 @@ class BillingCycle:
         self, tenants: Sequence[Tenant], month: Month, closes: dict[Month, datetime]
     ) -> dict[tuple[str, Month], datetime]:
         """(tenant, previous month) -> the cutoff of its final statement, when that statement (issued at
-        the cancellation) counted less than the month's close: events stored in between are late."""
+        the cancellation) counted less than the month's close: events stored in between are late.
+
+        The month of that statement is ``final_month``, not the month of ``canceled_at``: they differ
+        for a cancellation at 00:00 on the 1st, whose final statement is the previous month's."""
         previous = month.previous()
         out: dict[tuple[str, Month], datetime] = {}
         if previous not in closes:
             return out
         for tenant in tenants:
-            if tenant.canceled_at is None or Month.of(tenant.canceled_at) != previous:
+            if final_month(tenant) != previous:
                 continue
             stored = self.statements.get(tenant.id, previous)
             cutoff = stored.inputs.get("usage_cutoff") if stored is not None and stored.is_final else None
