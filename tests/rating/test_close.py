@@ -255,3 +255,26 @@ def test_usage_stored_after_a_final_statement_ending_the_month_is_billed_next_mo
     # And nothing is billed twice on a re-run or in January
     assert cycle.close(DEC).created == []
     assert cycle.close(Month(2026, 1)).statements == []
+
+
+def test_an_earlier_month_replayed_after_a_final_statement_is_billed_next_month(env):
+    # Given a starter tenant with October closed (3 queries), cancelled on 2025-11-16 (final statement)
+    OCT = Month(2025, 10)
+    make_tenant("leaver", [("starter", "2025-09-01T00:00:00Z")])
+    env.store.insert_events(queries("leaver", 3, "2025-10-02T00:00:00Z", prefix="o"))
+    cycle = container.billing_cycle()
+    cycle.close(OCT)
+    time.sleep(0.01)
+    _, final = container.tenant_service().cancel("leaver", CancelRequest(at="2025-11-16T00:00:00Z"))
+    time.sleep(0.01)
+    # When a replay stores 2 more October queries after the final statement, before November's close
+    env.store.insert_events(queries("leaver", 2, "2025-10-20T00:00:00Z", prefix="r"))
+    cycle.close(NOV)
+    (december,) = cycle.close(DEC).statements
+    # Then December bills them as October adjustments (positions 4-5 of October's tiers @0.01)
+    assert final.inputs["late_months"] == []
+    assert {l.line_id: l.amount for l in december.lines if l.kind == "adjustment"} == {
+        "adj:2025-10:queries:starter:t1": Decimal("0.02"),
+        "adj:2025-10:usage": Decimal("0.00"),
+    }
+    assert december.total == Decimal("0.02")

@@ -200,11 +200,15 @@ class BillingCycle:
     def _final_cutoffs(
         self, tenants: Sequence[Tenant], month: Month, closes: dict[Month, datetime]
     ) -> dict[tuple[str, Month], datetime]:
-        """(tenant, previous month) -> the cutoff of its final statement, when that statement (issued at
-        the cancellation) counted less than the month's close: events stored in between are late.
+        """(tenant, closed month) -> the cutoff of the tenant's final statement, when that statement is
+        the previous month's and (issued at the cancellation) counted less than that month's close.
 
-        The month of that statement is ``final_month``, not the month of ``canceled_at``: they differ
-        for a cancellation at 00:00 on the 1st, whose final statement is the previous month's."""
+        The close of the previous month rated no statement for such a tenant, so whatever it stored
+        after the final statement's cutoff was billed nowhere: the previous month's own events, and
+        late events of the months before it, which that close would have billed as adjustments.
+
+        The month of the final statement is ``final_month``, not the month of ``canceled_at``: they
+        differ for a cancellation at 00:00 on the 1st, whose final statement is the previous month's."""
         previous = month.previous()
         out: dict[tuple[str, Month], datetime] = {}
         if previous not in closes:
@@ -215,7 +219,7 @@ class BillingCycle:
             stored = self.statements.get(tenant.id, previous)
             cutoff = stored.inputs.get("usage_cutoff") if stored is not None and stored.is_final else None
             if cutoff and parse_instant(cutoff) < closes[previous]:
-                out[(tenant.id, previous)] = parse_instant(cutoff)
+                out.update({(tenant.id, m): parse_instant(cutoff) for m in closes})
         return out
 
     # ------------------------------------------------------------------------------------------ close
