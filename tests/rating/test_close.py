@@ -278,3 +278,18 @@ def test_an_earlier_month_replayed_after_a_final_statement_is_billed_next_month(
         "adj:2025-10:usage": Decimal("0.00"),
     }
     assert december.total == Decimal("0.02")
+
+
+def test_late_trial_usage_of_a_cancelled_tenant_issues_no_statement(env):
+    # Given a starter tenant cancelled on 2025-11-16 during its trial (which runs to 2025-11-20): its
+    # final statement bills nothing
+    make_tenant("trialist", [("starter", "2025-11-06T00:00:00Z")], trial_ends_at="2025-11-20T00:00:00Z")
+    _, final = container.tenant_service().cancel("trialist", CancelRequest(at="2025-11-16T00:00:00Z"))
+    assert final.is_final and final.total == 0
+    time.sleep(0.01)
+    # When a trial-time query is stored after the final statement, before November's close
+    env.store.insert_events(queries("trialist", 1, "2025-11-10T00:00:00Z", prefix="t"))
+    cycle = container.billing_cycle()
+    cycle.close(NOV)
+    # Then December has nothing to bill it: trial usage is free, and no empty statement is issued
+    assert cycle.close(DEC).statements == []

@@ -154,7 +154,7 @@ class BillingCycle:
         """Rate tenants for ``month``: events of the month stored up to ``cutoff`` (all when None) plus
         late events of earlier closed months stored after they were billed (up to ``cutoff``). A
         tenant with no period in ``month`` but late events (cancelled earlier) gets a statement of
-        adjustment lines only."""
+        adjustment lines only, and none when no late event is billable (trial-time usage is free)."""
         by_id = {t.id: t for t in tenants}
         closes = self._previous_closes(month)
         late: dict[str, list[Any]] = {}
@@ -184,7 +184,7 @@ class BillingCycle:
                 {t.id: Statement.make_id(t.id, str(month)) for t in rated},
                 {t.id: statement_period(t, month) or (month.start, month.end) for t in rated},
             )
-        return [
+        statements = [
             self.rater.rate(
                 t,
                 month,
@@ -195,6 +195,11 @@ class BillingCycle:
                 credits=credits.get(t.id, ()),
             )
             for t in rated
+        ]
+        return [
+            s
+            for t, s in zip(rated, statements)
+            if statement_period(t, month) is not None or any(line.kind == "adjustment" for line in s.lines)
         ]
 
     def _final_cutoffs(
