@@ -210,12 +210,11 @@ def test_usage_stored_after_a_final_statement_is_billed_next_month(env):
     cycle = container.billing_cycle()
     november = cycle.close(NOV)
     december = cycle.close(DEC)
-    # Then November keeps the final statement, and December bills them as an adjustment-only statement
-    # (positions 6-7 of November's starter tiers @0.01)
+    # Then November keeps the final statement, and December bills them on a statement of adjustment
+    # lines only (positions 6-7 of November's starter tiers @0.01)
     assert [s.model_dump_json() for s in november.statements] == [final.model_dump_json()]
     (adjustment,) = december.statements
     assert {l.line_id: l.amount for l in adjustment.lines} == {
-        "usage": Decimal("0.00"),
         "adj:2025-11:queries:starter:t1": Decimal("0.02"),
         "adj:2025-11:usage": Decimal("0.00"),
     }
@@ -243,10 +242,10 @@ def test_usage_stored_after_a_final_statement_ending_the_month_is_billed_next_mo
     november = cycle.close(NOV)
     december = cycle.close(DEC)
     # Then November keeps the final statement, and December bills them on a statement of adjustment
-    # lines (positions 6-7 of November's starter tiers @0.01)
+    # lines only (positions 6-7 of November's starter tiers @0.01)
     assert [s.model_dump_json() for s in november.statements] == [final.model_dump_json()]
     (adjustment,) = december.statements
-    assert {l.line_id: l.amount for l in adjustment.lines if l.kind == "adjustment"} == {
+    assert {l.line_id: l.amount for l in adjustment.lines} == {
         "adj:2025-11:queries:starter:t1": Decimal("0.02"),
         "adj:2025-11:usage": Decimal("0.00"),
     }
@@ -271,9 +270,9 @@ def test_an_earlier_month_replayed_after_a_final_statement_is_billed_next_month(
     env.store.insert_events(queries("leaver", 2, "2025-10-20T00:00:00Z", prefix="r"))
     cycle.close(NOV)
     (december,) = cycle.close(DEC).statements
-    # Then December bills them as October adjustments (positions 4-5 of October's tiers @0.01)
+    # Then December bills them as October adjustments (positions 4-5 of October's tiers @0.01), alone
     assert final.inputs["late_months"] == []
-    assert {l.line_id: l.amount for l in december.lines if l.kind == "adjustment"} == {
+    assert {l.line_id: l.amount for l in december.lines} == {
         "adj:2025-10:queries:starter:t1": Decimal("0.02"),
         "adj:2025-10:usage": Decimal("0.00"),
     }
