@@ -308,4 +308,3 @@ def test_no_layer_module_is_long_without_saying_why() -> None:
         if lines > MAX_MODULE_LINES and "\nLength: " not in f"\n{docstring}":
             long_unexplained[str(path.relative_to(LAYER))] = lines
     assert long_unexplained == {}
-
