@@ -15,6 +15,7 @@ from billing.kernel.periods import Month
 from billing.metering.events import UsageEvent
 from billing.runtime import container
 from billing.statements.close import FallbackNotDrained
+from billing.tenants.service import CancelRequest
 from tests.rating.helpers import make_tenant, queries
 
 NOV, DEC = Month(2025, 11), Month(2025, 12)
@@ -209,12 +210,11 @@ def test_usage_stored_after_a_final_statement_is_billed_next_month(env):
     cycle = container.billing_cycle()
     november = cycle.close(NOV)
     december = cycle.close(DEC)
-    # Then November keeps the final statement, and December bills them as an adjustment-only statement
-    # (positions 6-7 of November's starter tiers @0.01)
+    # Then November keeps the final statement, and December bills them on a statement of adjustment
+    # lines only (positions 6-7 of November's starter tiers @0.01)
     assert [s.model_dump_json() for s in november.statements] == [final.model_dump_json()]
     (adjustment,) = december.statements
     assert {l.line_id: l.amount for l in adjustment.lines} == {
-        "usage": Decimal("0.00"),
         "adj:2025-11:queries:starter:t1": Decimal("0.02"),
         "adj:2025-11:usage": Decimal("0.00"),
     }
@@ -223,3 +223,72 @@ def test_usage_stored_after_a_final_statement_is_billed_next_month(env):
     # And nothing is billed twice on a re-run or in January
     assert cycle.close(DEC).created == []
     assert cycle.close(Month(2026, 1)).statements == []
+
+
+@pytest.mark.parametrize("canceled_at", ["2025-12-01T00:00:00Z", "2025-11-30T23:59:59.999Z"])
+def test_usage_stored_after_a_final_statement_ending_the_month_is_billed_next_month(env, canceled_at):
+    # Given a starter tenant with 5 November queries, cancelled at the very end of November (exactly
+    # 00:00 on December 1st, or 1 ms before it): November's statement is its final one, issued at once
+    make_tenant("leaver", [("starter", "2025-10-01T00:00:00Z")])
+    env.store.insert_events(queries("leaver", 5, "2025-11-02T00:00:00Z", prefix="a"))
+    _, final = container.tenant_service().cancel("leaver", CancelRequest(at=canceled_at))
+    assert final.month == "2025-11" and final.is_final and final.invoice_date == "2025-11-30"
+    assert final.total == Decimal("29.05")
+    time.sleep(0.01)
+    # When 2 November queries from before the cancellation are stored after the final statement was
+    # issued, and before November's close
+    env.store.insert_events(queries("leaver", 2, "2025-11-30T23:59:58Z", prefix="b"))
+    cycle = container.billing_cycle()
+    november = cycle.close(NOV)
+    december = cycle.close(DEC)
+    # Then November keeps the final statement, and December bills them on a statement of adjustment
+    # lines only (positions 6-7 of November's starter tiers @0.01)
+    assert [s.model_dump_json() for s in november.statements] == [final.model_dump_json()]
+    (adjustment,) = december.statements
+    assert {l.line_id: l.amount for l in adjustment.lines} == {
+        "adj:2025-11:queries:starter:t1": Decimal("0.02"),
+        "adj:2025-11:usage": Decimal("0.00"),
+    }
+    assert adjustment.total == Decimal("0.02") and adjustment.invoice_date == "2025-12-31"
+    assert not adjustment.is_final and adjustment.total_queries == 0
+    # And nothing is billed twice on a re-run or in January
+    assert cycle.close(DEC).created == []
+    assert cycle.close(Month(2026, 1)).statements == []
+
+
+def test_an_earlier_month_replayed_after_a_final_statement_is_billed_next_month(env):
+    # Given a starter tenant with October closed (3 queries), cancelled on 2025-11-16 (final statement)
+    OCT = Month(2025, 10)
+    make_tenant("leaver", [("starter", "2025-09-01T00:00:00Z")])
+    env.store.insert_events(queries("leaver", 3, "2025-10-02T00:00:00Z", prefix="o"))
+    cycle = container.billing_cycle()
+    cycle.close(OCT)
+    time.sleep(0.01)
+    _, final = container.tenant_service().cancel("leaver", CancelRequest(at="2025-11-16T00:00:00Z"))
+    time.sleep(0.01)
+    # When a replay stores 2 more October queries after the final statement, before November's close
+    env.store.insert_events(queries("leaver", 2, "2025-10-20T00:00:00Z", prefix="r"))
+    cycle.close(NOV)
+    (december,) = cycle.close(DEC).statements
+    # Then December bills them as October adjustments (positions 4-5 of October's tiers @0.01), alone
+    assert final.inputs["late_months"] == []
+    assert {l.line_id: l.amount for l in december.lines} == {
+        "adj:2025-10:queries:starter:t1": Decimal("0.02"),
+        "adj:2025-10:usage": Decimal("0.00"),
+    }
+    assert december.total == Decimal("0.02")
+
+
+def test_late_trial_usage_of_a_cancelled_tenant_issues_no_statement(env):
+    # Given a starter tenant cancelled on 2025-11-16 during its trial (which runs to 2025-11-20): its
+    # final statement bills nothing
+    make_tenant("trialist", [("starter", "2025-11-06T00:00:00Z")], trial_ends_at="2025-11-20T00:00:00Z")
+    _, final = container.tenant_service().cancel("trialist", CancelRequest(at="2025-11-16T00:00:00Z"))
+    assert final.is_final and final.total == 0
+    time.sleep(0.01)
+    # When a trial-time query is stored after the final statement, before November's close
+    env.store.insert_events(queries("trialist", 1, "2025-11-10T00:00:00Z", prefix="t"))
+    cycle = container.billing_cycle()
+    cycle.close(NOV)
+    # Then December has nothing to bill it: trial usage is free, and no empty statement is issued
+    assert cycle.close(DEC).statements == []

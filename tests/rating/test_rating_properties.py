@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from billing.catalog.plans import PlanCatalog, Tier
 from billing.kernel.periods import Month
-from billing.rating import MonthUsage, Rater, Usage, pricing_segments, walk_tiers
+from billing.rating import LateUsage, MonthUsage, Rater, Usage, pricing_segments, walk_tiers
 from billing.runtime.settings import PACKAGE_CONFIG
 from billing.tenants.tenant import PlanAssignment, Tenant
 
@@ -175,6 +175,35 @@ def test_a_cancellation_at_midnight_on_the_first_makes_the_previous_month_final(
         statement.is_final and statement.invoice_date == "2025-11-30" and statement.total == Decimal("29.00")
     )
     assert pricing_segments(t, Month(2025, 12)) == []
+
+
+@settings(deadline=None)
+@given(
+    month=months,
+    at_midnight=st.booleans(),
+    queries=st.integers(0, 5000),
+    others=st.integers(0, 50),
+    billed=st.integers(0, 20_000),
+    cost=money,
+)
+def test_a_statement_of_late_usage_alone_holds_its_adjustment_lines_only(
+    month, at_midnight, queries, others, billed, cost
+):
+    # Given a tenant whose final statement was the previous month's (cancelled at 00:00 on the 1st of
+    # this month, or the millisecond before), and late usage of that month
+    previous = month.previous()
+    canceled = month.start - (timedelta(0) if at_midnight else timedelta(milliseconds=1))
+    t = tenant(("starter", previous.start - timedelta(days=3)), canceled_at=canceled)
+    assert pricing_segments(t, month) == []
+    assume(queries + others > 0)
+    late = LateUsage(previous, billed, (Usage(queries + others, queries, 0, cost),))
+    # When this month's statement is rated
+    statement = RATER.rate(t, month, MonthUsage((), Usage()), [late])
+    # Then every line is an adjustment naming the previous month: no usage line of 0.00, no base fee
+    assert statement.lines
+    assert all(l.kind == "adjustment" and l.adjustment_month == str(previous) for l in statement.lines)
+    assert statement.total == sum(l.amount for l in statement.lines)
+    assert not statement.is_final and statement.invoice_date == month.last_day.date().isoformat()
 
 
 def _unit_price(plan_id: str, position: int) -> tuple[int, Decimal]:

@@ -17,7 +17,8 @@ Rules (the README's "Rating rules" states them for operators; this package imple
 * Queries: graduated tiers over the month's cumulative count of billable (non-trial) queries in
   (timestamp, event_id) order; each query is priced by the tiers of the plan in force at its time at
   its cumulative position, so a plan change does not restart the count. One line per plan and tier.
-* Usage cost: the sum of stored event-time ``cost_usd`` of the month's non-trial events, one line.
+* Usage cost: the sum of stored event-time ``cost_usd`` of the month's non-trial events, one line;
+  none on a statement of a month without a period (late usage alone: adjustment lines only).
 * Trial: base fee, queries and usage cost are free; trial queries take no tier position. Trial usage
   is shown at 0.00.
 * Late data: events of a closed month M' stored after its close are billed on the next statement as

@@ -26,7 +26,10 @@ from billing.statements.statement import Statement, StatementLine
 from billing.tenants.credits import CreditBalance
 from billing.tenants.tenant import Tenant
 
-RATING_VERSION = "rating/1"
+# Recorded in every statement's inputs. It changes whenever the rules change what a statement holds
+# for the same inputs: stored statements are immutable, so a statement that differs from a re-rating
+# of its inputs must say which rules produced it.
+RATING_VERSION = "rating/2"
 
 
 class Rater:
@@ -103,7 +106,8 @@ class Rater:
             if len(usage.metered) != len(segments):
                 raise ValueError(f"{tenant.id} {month}: charges to rate but no meters per segment")
             lines += charge_lines(segments, usage.metered, self._plan, currency)
-        lines += self._usage_lines(segments, usage.segments, period, currency)
+        if segments:  # without a period here the statement bills late usage alone: adjustment lines only
+            lines += self._usage_lines(segments, usage.segments, period, currency)
         for item in sorted(late, key=lambda x: x.month):
             lines += self._adjustment_lines(tenant, item, currency)
         true_up = true_up_line(

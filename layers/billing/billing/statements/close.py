@@ -154,7 +154,7 @@ class BillingCycle:
         """Rate tenants for ``month``: events of the month stored up to ``cutoff`` (all when None) plus
         late events of earlier closed months stored after they were billed (up to ``cutoff``). A
         tenant with no period in ``month`` but late events (cancelled earlier) gets a statement of
-        adjustment lines only."""
+        adjustment lines only, and none when no late event is billable (trial-time usage is free)."""
         by_id = {t.id: t for t in tenants}
         closes = self._previous_closes(month)
         late: dict[str, list[Any]] = {}
@@ -184,7 +184,7 @@ class BillingCycle:
                 {t.id: Statement.make_id(t.id, str(month)) for t in rated},
                 {t.id: statement_period(t, month) or (month.start, month.end) for t in rated},
             )
-        return [
+        statements = [
             self.rater.rate(
                 t,
                 month,
@@ -196,23 +196,35 @@ class BillingCycle:
             )
             for t in rated
         ]
+        return [
+            s
+            for t, s in zip(rated, statements)
+            if statement_period(t, month) is not None or any(line.kind == "adjustment" for line in s.lines)
+        ]
 
     def _final_cutoffs(
         self, tenants: Sequence[Tenant], month: Month, closes: dict[Month, datetime]
     ) -> dict[tuple[str, Month], datetime]:
-        """(tenant, previous month) -> the cutoff of its final statement, when that statement (issued at
-        the cancellation) counted less than the month's close: events stored in between are late."""
+        """(tenant, closed month) -> the cutoff of the tenant's final statement, when that statement is
+        the previous month's and (issued at the cancellation) counted less than that month's close.
+
+        The close of the previous month rated no statement for such a tenant, so whatever it stored
+        after the final statement's cutoff was billed nowhere: the previous month's own events, and
+        late events of the months before it, which that close would have billed as adjustments.
+
+        The month of the final statement is ``final_month``, not the month of ``canceled_at``: they
+        differ for a cancellation at 00:00 on the 1st, whose final statement is the previous month's."""
         previous = month.previous()
         out: dict[tuple[str, Month], datetime] = {}
         if previous not in closes:
             return out
         for tenant in tenants:
-            if tenant.canceled_at is None or Month.of(tenant.canceled_at) != previous:
+            if final_month(tenant) != previous:
                 continue
             stored = self.statements.get(tenant.id, previous)
             cutoff = stored.inputs.get("usage_cutoff") if stored is not None and stored.is_final else None
             if cutoff and parse_instant(cutoff) < closes[previous]:
-                out[(tenant.id, previous)] = parse_instant(cutoff)
+                out.update({(tenant.id, m): parse_instant(cutoff) for m in closes})
         return out
 
     # ------------------------------------------------------------------------------------------ close
