@@ -181,6 +181,8 @@ def test_the_stripe_hosted_pages_are_the_documented_201(stripe_at):
     with StripeDouble() as double:
         stripe_at(double.api_base)
         create_tenant("acme", plans=[("starter", "2025-10-01T00:00:00Z")], api_key_ids=["acme-key"])
+        # and the payment settings page configured on the account (what sync-catalog does)
+        double.save_portal_settings()
         # When the tenant asks for the card setup page and the payment settings page
         for route in ("setup", "portal"):
             response = documented_answer(

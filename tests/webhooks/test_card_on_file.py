@@ -213,6 +213,7 @@ def test_stripe_failing_makes_the_pages_a_503_with_retry_after(
     container.override(clock=stripe.clock)
     signup("acme")
     container.link_customer("acme")
+    portal_configured()
     path = r"^/v1/checkout/sessions$" if page == "setup" else r"^/v1/billing_portal/sessions$"
     cards.double.add_fault(fault, method="POST", path=path, times=-1)
 
