@@ -11,7 +11,9 @@ from typing import Any
 from billing.adapters.dynamodb.items import from_item, to_item
 
 
-class DynamoProductIds:
+class _CatalogItem:
+    """One item of the catalog's partition; the DynamoDB client is built on first use."""
+
     def __init__(self, table: str, client: Any = None):
         self.table = table
         self._client = client
@@ -24,6 +26,8 @@ class DynamoProductIds:
             self._client = dynamodb_client()
         return self._client
 
+
+class DynamoProductIds(_CatalogItem):
     def get(self) -> dict[str, str]:
         item = self.client.get_item(
             TableName=self.table,
@@ -42,22 +46,10 @@ class DynamoProductIds:
         )
 
 
-class DynamoPageConfigId:
+class DynamoPageConfigId(_CatalogItem):
     """The id every Billing Portal session names (``billing stripe sync-catalog`` records it)."""
 
     _KEY = {"pk": {"S": "CATALOG"}, "sk": {"S": "STRIPE_PORTAL_CONFIGURATION"}}
-
-    def __init__(self, table: str, client: Any = None):
-        self.table = table
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            from billing.adapters.dynamodb.items import dynamodb_client
-
-            self._client = dynamodb_client()
-        return self._client
 
     def get(self) -> str | None:
         item = self.client.get_item(TableName=self.table, Key=self._KEY, ConsistentRead=True).get("Item")
