@@ -163,3 +163,17 @@ def test_the_sample_event_runs(env, tenants_app, lambda_context):
     event = json.loads((PROJECT_ROOT / "events" / "tenants_api.json").read_text())
     event["requestContext"]["identity"]["apiKeyId"] = "platform-key"
     assert tenants_app.handler(event, lambda_context)["statusCode"] == 201
+
+
+def test_a_cancellation_at_midnight_is_refused_once_the_month_it_ends_is_closed(env, call):
+    # Given a starter tenant since November, and November closed
+    call("POST", "/v1/tenants", SIGNUP)
+    container.periods().close(Month(2025, 11), Month(2025, 12).start)
+    # When it is cancelled at exactly 00:00 on 1 December (its final statement would be November's)
+    status, body = call("POST", "/v1/tenants/acme/cancel", {"at": "2025-12-01T00:00:00Z"})
+    # Then it is refused like any change inside a closed month, and nothing was written
+    assert status == 409 and "2025-11" in body["message"], body
+    assert container.tenants().get("acme").canceled_at is None
+    # And one millisecond later it is a December cancellation, accepted, with December's final statement
+    status, body = call("POST", "/v1/tenants/acme/cancel", {"at": "2025-12-01T00:00:00.001Z"})
+    assert status == 200 and body["statement"]["month"] == "2025-12" and body["statement"]["is_final"]

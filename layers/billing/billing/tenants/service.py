@@ -3,7 +3,8 @@
 Rules:
 * Instants are kept to the millisecond (like usage timestamps); "now" is the default everywhere.
 * Nothing may change inside a closed billing month (409): a signup or plan change effective in a
-  closed month, or a cancellation dated in one, is refused.
+  closed month, or a cancellation dated in one, is refused; a cancellation at 00:00 on the 1st ends
+  the month before (its final statement is that month's), so that month must be open too.
 * The plan history is append-only: a change must be effective after the latest entry (409 otherwise)
   and before the cancellation, if any.
 * Trial: ``trial_ends_at`` explicit, or ``trial_days`` explicit, or ``trial: true`` for the plan's
@@ -264,7 +265,10 @@ class TenantService:
                 "a cancellation is effective now or at a past instant, never in the future",
                 details=[{"field": "at", "reason": "in the future"}],
             )
+        # The final statement is the month of the last millisecond billed: at 00:00 on the 1st that
+        # is the month before, which must still be open as well.
         self._open(at, "at")
+        self._open(at - timedelta(milliseconds=1), "at")
 
         def apply(current: Tenant) -> Tenant:
             if current.canceled_at is not None:
