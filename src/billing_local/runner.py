@@ -55,7 +55,19 @@ _one_event_at_a_time = threading.Lock()
 def invoke(function: str, event: Any, context: LocalContext | None = None) -> Any:
     """The answer of functions/<function>/app.py's handler to ``event``, run alone in the process."""
     with _one_event_at_a_time:
+        _skip_cold_start_metric_when_disabled()
         return load_function(function).handler(event, context or LocalContext(function_name=function))
+
+
+def _skip_cold_start_metric_when_disabled() -> None:
+    """Powertools prints the ColdStart metric through ``single_metric``, which ignores
+    POWERTOOLS_METRICS_DISABLED (only ``flush_metrics`` checks it): with metrics disabled (the demo,
+    ``billing serve``) the process counts as warm, so no EMF line reaches their console."""
+    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+    from aws_lambda_powertools.metrics.provider import cold_start
+
+    if is_metrics_disabled():
+        cold_start.is_cold_start = False
 
 
 def sqs_records(

@@ -109,7 +109,7 @@ def run(console: Console) -> dict[str, Any]:
     from billing_local.runner import LocalContext, api_gateway_event, load_function
     from billing_local.stripe_double import put_secret
 
-    console.rule("[bold]Webhooks and dunning[/] - retries on day 3, 7 and 14, suspension, recovery")
+    console.rule("[bold]4/5 Webhooks and dunning[/] - retries on day 3, 7 and 14, suspension, recovery")
     double = current_double() or start_double()
     secret = f"whsec_demo_{secrets.token_hex(12)}"
     put_secret(container.settings().stripe_webhook_secret_name, secret)

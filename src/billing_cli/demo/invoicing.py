@@ -72,7 +72,7 @@ def run(console: Console, month: str = DEMO_MONTH, *, decline_one: bool = True) 
     from billing.runtime import container
     from billing.runtime.container import invoicing_service
 
-    console.rule(f"[bold]Stripe invoicing[/] - {month}")
+    console.rule(f"[bold]3/5 Stripe invoicing[/] - {month}")
     statements = container.statements().list_month(month)
     if not statements:
         console.print(f"no statements stored for {month}; the rating stage closes the month first")

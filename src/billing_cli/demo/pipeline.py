@@ -50,10 +50,36 @@ def run(console: Console | None = None) -> None:
                     raise
                 continue
             module.run(console)
+    next_steps(console)
+
+
+def next_steps(console: Console) -> None:
+    """Where the demo leaves the reader: its files, and the first steps on a server of their own."""
+    from billing_cli.demo.rating import OUT_DIR
+
+    csv = OUT_DIR.resolve() / f"invoices-{MONTH}.csv"
+    console.print(
+        Panel(
+            f"invoice CSV of {MONTH}: {csv}\n"
+            f"statements (JSON) and line items: {OUT_DIR.resolve()}/\n\n"
+            "run the whole API locally (prints its URL and the platform key):\n"
+            "  billing serve\n"
+            "then, in another shell, sign up a tenant:\n"
+            '  curl -X POST -H "x-api-key: $KEY" -H "content-type: application/json" \\\n'
+            '    -d \'{"id": "acme", "name": "Acme", "email": "billing@acme.example", "plan": "starter"}\' \\\n'
+            "    http://127.0.0.1:8787/v1/tenants\n"
+            "and get the link to its usage page:\n"
+            '  curl -X POST -H "x-api-key: $KEY" http://127.0.0.1:8787/v1/tenants/acme/portal-link\n'
+            "(or `billing portal serve`: the usage page of a demo tenant, its link printed at start)",
+            title="next",
+            expand=False,
+        ),
+        soft_wrap=True,
+    )
 
 
 def metering(console: Console) -> None:
-    console.rule(f"[bold]1. Metering: a month ({MONTH}) of usage into embedded ClickHouse")
+    console.rule(f"[bold]1/5 Metering: a month ({MONTH}) of usage into embedded ClickHouse")
     repo = container.tenants()
     for tenant_id, plan, _ in TENANTS + [("capped-co", "free", 0)]:
         repo.create(

@@ -126,12 +126,12 @@ def _ingest_after(tenant_id: str, count: int, since: str) -> int:
 
 
 def run(console: Console) -> None:
-    console.rule(f"[bold]2. Rating: edge cases, the close of {MONTH}, statements")
+    console.rule(f"[bold]2/5 Rating: edge cases, the close of {MONTH}, statements")
     edge_cases(console)
     result = container.billing_cycle().close(MONTH)
     again = container.billing_cycle().close(MONTH)
     console.print(
-        f"month closed at {result.closed_at:%Y-%m-%dT%H:%M:%SZ}: {len(result.created)} statements stored, "
+        f"{MONTH} closed: {len(result.created)} statements stored, "
         f"{len(result.enqueued)} invoicing jobs queued, CSV at s3://{container.settings().invoices_bucket}/"
         f"{result.csv_key}"
     )

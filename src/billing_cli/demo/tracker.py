@@ -27,7 +27,7 @@ def run(console: Console) -> dict[str, Any]:
     from billing_local.http_api import LocalApi, serving, template_routes
     from usage_tracker import QuotaExceeded, Tracker
 
-    console.rule("[bold]Sending usage from the app: the tracker through an API outage")
+    console.rule("[bold]5/5 Sending usage from the app: the tracker through an API outage")
     import logging
 
     logging.getLogger("usage_tracker").setLevel(logging.CRITICAL)  # the stage narrates the retries itself
@@ -89,7 +89,12 @@ def run(console: Console) -> dict[str, Any]:
                 pass
         except QuotaExceeded as exc:
             refused = True
-            console.print(f"quota used up: the gate refuses the next query [bold]before[/] the work ({exc})")
+            # Not the exception's text: it names the reset instant of the wall-clock month (the live
+            # tracker stamps events now), which would contradict the demo's 2025-11/12 dates.
+            console.print(
+                f"quota used up: the gate refuses the next query [bold]before[/] the work "
+                f"({TENANT} has used its {exc.quota.limit} queries this month; the quota resets on the 1st)"
+            )
         tracker.close(timeout=5)
         assert quota.used == 70 and refused
     return {"tracked": tracked, "counted": quota.used}
