@@ -7,6 +7,7 @@ Works against the configured environment (CLICKHOUSE_URL, tables, queue, bucket 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from billing.kernel.errors import BillingError
 from billing.kernel.periods import Month, iso
 from billing.statements.statement import Statement
 from billing_cli import app
+from billing_cli.errors import require_tenants
 
 if TYPE_CHECKING:
     from billing.statements.close import CloseResult
@@ -68,8 +70,10 @@ def preview(
     """Print a tenant's statement: the stored one, or a month-to-date preview (nothing is stored)."""
     from billing.runtime import container
 
+    period = parse_month_option(month)
+    require_tenants(tenant)
     try:
-        statement, stored = container.billing_cycle().statement(tenant, parse_month_option(month))
+        statement, stored = container.billing_cycle().statement(tenant, period)
     except BillingError as error:
         raise _fail(error) from None
     if as_json:
@@ -122,13 +126,16 @@ def close(
     from billing.runtime import container
 
     period = parse_month_option(month)
-    # stdout carries only the result, so that --json can be piped
+    # stdout carries only the result, so that --json can be piped; a spinner (on a terminal) and
+    # the time taken go to stderr
     progress = Console(stderr=True)
-    progress.print(f"closing {period}...")
+    started = time.monotonic()
     try:
-        result = container.billing_cycle().close(period)
+        with progress.status(f"closing {period}"):
+            result = container.billing_cycle().close(period)
     except BillingError as error:
         raise _fail(error) from None
+    progress.print(f"closed {period} in {time.monotonic() - started:.1f} s", highlight=False)
     summary = result.summary()
     if as_json:
         typer.echo(json.dumps(summary, indent=2))

@@ -53,7 +53,7 @@ def test_close_prints_json_or_a_table_not_a_dict_repr(env):
     summary = json.loads(done.stdout)
     assert summary["month"] == "2025-11" and summary["statements"] == 1
     assert summary["statements_created"] == 1 and summary["jobs_enqueued"] == 1
-    assert "closing 2025-11" in done.stderr
+    assert "closed 2025-11 in" in done.stderr
     # When it is closed again without --json: a table of the statements, no Python dict
     again = runner.invoke(app, ["invoice", "close", "--month", "2025-11"], catch_exceptions=False)
     assert again.exit_code == 0
