@@ -82,3 +82,19 @@ def explain(exc: BaseException) -> str:
     if isinstance(exc, ValueError):
         return f"invalid value: {text}"
     return f"{name}: {text}"
+
+
+def require_tenants(*tenant_ids: str) -> None:
+    """Every command that takes a tenant id answers an unknown one the same way: the message of
+    ``billing.tenants.tenant.unknown_tenant`` on stderr, exit 1, before anything is printed."""
+    import typer
+    from rich.console import Console
+
+    from billing.runtime import container
+    from billing.tenants.tenant import unknown_tenant
+
+    store = container.tenants()
+    missing = [t for t in tenant_ids if store.get(t) is None]
+    if missing:
+        Console(stderr=True).print(unknown_tenant(missing).message, markup=False, highlight=False)
+        raise typer.Exit(1)

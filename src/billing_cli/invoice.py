@@ -6,16 +6,23 @@ Works against the configured environment (CLICKHOUSE_URL, tables, queue, bucket 
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from billing.kernel.errors import BillingError
-from billing.kernel.periods import Month
+from billing.kernel.periods import Month, iso
 from billing.statements.statement import Statement
 from billing_cli import app
+from billing_cli.errors import require_tenants
+
+if TYPE_CHECKING:
+    from billing.statements.close import CloseResult
 
 invoice_app = typer.Typer(help="Statements, invoice CSV and the monthly close.", no_args_is_help=True)
 app.add_typer(invoice_app, name="invoice")
@@ -63,8 +70,10 @@ def preview(
     """Print a tenant's statement: the stored one, or a month-to-date preview (nothing is stored)."""
     from billing.runtime import container
 
+    period = parse_month_option(month)
+    require_tenants(tenant)
     try:
-        statement, stored = container.billing_cycle().statement(tenant, parse_month_option(month))
+        statement, stored = container.billing_cycle().statement(tenant, period)
     except BillingError as error:
         raise _fail(error) from None
     if as_json:
@@ -84,13 +93,61 @@ def export(
     Console(stderr=True).print(f"wrote {out}")
 
 
+def close_table(result: CloseResult) -> Table:
+    """The close's statements, one row each, with what this run did to them."""
+    created, enqueued = set(result.created), set(result.enqueued)
+    table = Table(
+        "tenant",
+        "total",
+        "invoice date",
+        "final",
+        "stored now",
+        "job sent now",
+        title=f"{result.month} closed at {iso(result.closed_at)}",
+    )
+    for s in sorted(result.statements, key=lambda s: s.tenant_id):
+        table.add_row(
+            s.tenant_id,
+            f"{s.total:.2f} {s.currency.upper()}",
+            s.invoice_date,
+            "yes" if s.is_final else "",
+            "yes" if s.tenant_id in created else "",
+            "yes" if s.tenant_id in enqueued else "",
+        )
+    return table
+
+
 @invoice_app.command("close")
-def close(month: str = typer.Option(..., "--month")) -> None:
+def close(
+    month: str = typer.Option(..., "--month"),
+    as_json: bool = typer.Option(False, "--json", help="print the close's summary as JSON"),
+) -> None:
     """Close a month now (what the scheduled Lambda does): statements, CSV to S3, invoicing jobs."""
     from billing.runtime import container
 
+    period = parse_month_option(month)
+    # stdout carries only the result, so that --json can be piped; a spinner (on a terminal) and
+    # the time taken go to stderr
+    progress = Console(stderr=True)
+    started = time.monotonic()
     try:
-        result = container.billing_cycle().close(parse_month_option(month))
+        with progress.status(f"closing {period}"):
+            result = container.billing_cycle().close(period)
     except BillingError as error:
         raise _fail(error) from None
-    Console().print(result.summary())
+    progress.print(f"closed {period} in {time.monotonic() - started:.1f} s", highlight=False)
+    summary = result.summary()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    out = Console()
+    out.print(close_table(result))
+    out.print(
+        f"{summary['statements']} statement(s), {summary['statements_created']} stored now, "
+        f"{summary['jobs_enqueued']} invoicing job(s) sent now; CSV "
+        + (
+            f"written to {summary['csv_key']}"
+            if summary["csv_written"]
+            else f"already at {summary['csv_key']}"
+        )
+    )

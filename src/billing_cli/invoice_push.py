@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from billing.invoicing import InvoiceOutcome, plan_requests
+from billing_cli.errors import require_tenants
 from billing_cli.invoice import invoice_app, parse_month_option
 
 
@@ -46,6 +47,8 @@ def push(
     from billing.runtime.container import invoicing_service
 
     m = parse_month_option(month)
+    if tenant:
+        require_tenants(*tenant)
     service = invoicing_service()
     console = Console()
     ids = sorted(tenant) if tenant else [s.tenant_id for s in container.statements().list_month(m)]

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from billing.runtime import container
 from billing_cli import app
+from billing_cli.errors import require_tenants
 
 portal = typer.Typer(
     help="The tenant usage page: signed links, and a local server for it.", no_args_is_help=True
@@ -27,7 +28,7 @@ def link(
     base_url: str = typer.Option(None, help="public base URL of the API (default: PORTAL_BASE_URL)"),
 ) -> None:
     """Print a signed link to TENANT_ID's page (same token as POST /v1/tenants/{id}/portal-link)."""
-    container.portal_service().tenant(tenant_id)
+    require_tenants(tenant_id)
     token, expires_at = container.portal_tokens().issue(tenant_id, timedelta(seconds=expires_in))
     base = (base_url or container.settings().portal_base_url or "http://127.0.0.1:8787").rstrip("/")
     console.print(f"{base}/v1/portal?token={token}", soft_wrap=True)

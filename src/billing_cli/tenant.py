@@ -16,6 +16,7 @@ from rich.text import Text
 
 from billing.dunning.service import StatusView
 from billing_cli import app
+from billing_cli.errors import require_tenants
 
 tenant_app = typer.Typer(
     help="Payment standing, dunning timeline and dunning operations.", no_args_is_help=True
@@ -92,14 +93,10 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="print JSON (what the HTTP endpoint returns)"),
 ) -> None:
     """Print the tenant's payment status, its invoices in dunning and every transition."""
-    from billing.kernel.errors import NotFound
     from billing.runtime import container
 
-    try:
-        view = container.tenant_service().status(tenant_id)
-    except NotFound as exc:
-        Console(stderr=True).print(f"[red]{exc.message}[/]")
-        raise typer.Exit(1) from None
+    require_tenants(tenant_id)
+    view = container.tenant_service().status(tenant_id)
     credits = container.credit_book().summary(tenant_id, container.clock()())
     if as_json:
         body = view.to_json()
@@ -145,6 +142,7 @@ def grant_credit(
     from billing.runtime import container
     from billing.tenants.requests import CreditGrantRequest, parse_request
 
+    require_tenants(tenant_id)
     body: dict = {"grant_id": grant_id, "amount": amount, "priority": priority, "description": description}
     body.update({k: v for k, v in {"expires_at": expires_at, "granted_at": granted_at}.items() if v})
     grant, created = container.tenant_service().grant_credit(
@@ -158,7 +156,7 @@ def credits(tenant_id: str = typer.Argument(..., help="tenant id")) -> None:
     """List a tenant's credit grants with what remains of each."""
     from billing.runtime import container
 
-    container.tenant_service().get(tenant_id)
+    require_tenants(tenant_id)
     Console().print(credits_renderable(container.credit_book().summary(tenant_id, container.clock()())))
 
 
@@ -177,6 +175,7 @@ def add_coupon(
     from billing.runtime import container
     from billing.tenants.requests import CouponRequest, parse_request
 
+    require_tenants(tenant_id)
     body: dict = {"coupon_id": coupon_id, "duration": duration, "name": name}
     extra = {
         "percent_off": percent_off,

@@ -9,6 +9,7 @@ from rich.table import Table
 from billing.kernel.periods import Month
 from billing.runtime import container
 from billing_cli import app
+from billing_cli.errors import require_tenants
 
 
 def usage_table(rows: list[dict], title: str) -> Table:
@@ -49,6 +50,8 @@ def usage(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--month") from None
     summary = container.usage_store().month_usage(tenant, period)
+    # ClickHouse has no tenants: an unknown one would read as an empty month
+    require_tenants(tenant)
     rows = [{"tenant_id": tenant, **m} for m in summary["by_model"]]
     rows.append(
         {

@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from itertools import compress
 from operator import attrgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
 from pydantic import ValidationError
@@ -152,6 +152,14 @@ class SimulationResult:
 
 # ---------------------------------------------------------------------------------------------- input
 GRANTED = ("coupons", "credits")  # tenant entry keys granted through the tenant service, not stored
+TENANT_SHAPE = (
+    "expected a stored tenant record: {id, name?, email?, plans: [{plan, effective_at}, ...], "
+    "trial_ends_at?, canceled_at?, query_quota?, coupons?, credits?}"
+)
+EVENT_SHAPE = (
+    "expected one usage event per line, a JSON object as POST /v1/events takes it: "
+    '{"event_id", "tenant_id", "timestamp", "type", "model"?, "input_tokens"?, "output_tokens"?, "bytes"?}'
+)
 
 
 @dataclass(frozen=True)
@@ -175,14 +183,28 @@ def _entries(path: Path) -> list[Any]:
 def load_tenants(path: Path) -> list[Tenant]:
     """The tenant records (an entry's coupons and credits are ``load_grants``'s)."""
     tenants = []
+    known = set(Tenant.model_fields) | set(GRANTED)
     for index, entry in enumerate(_entries(path)):
-        if isinstance(entry, dict):
-            entry = {k: v for k, v in entry.items() if k not in GRANTED}
+        where = f"{path}: tenant #{index}"
+        if not isinstance(entry, dict):
+            raise SimulationInputError(f"{where}: not a mapping; {TENANT_SHAPE}")
+        where += f" (id {entry['id']})" if "id" in entry else ""
+        # The stored record ignores unknown keys; here one is a mistake (a POST /v1/tenants body's
+        # `plan` would otherwise simulate a tenant without any plan), so it is refused
+        unknown = sorted(str(k) for k in entry if k not in known)
+        if unknown:
+            hint = (
+                " (`plan` is the POST /v1/tenants body's; here a tenant's plan history is "
+                "`plans: [{plan: starter, effective_at: 2025-10-01T00:00:00Z}]`)"
+                if "plan" in unknown or "effective_at" in unknown
+                else ""
+            )
+            raise SimulationInputError(f"{where}: unknown key(s) {', '.join(unknown)}{hint}; {TENANT_SHAPE}")
         try:
-            tenants.append(Tenant.model_validate(entry))
+            tenants.append(Tenant.model_validate({k: v for k, v in entry.items() if k not in GRANTED}))
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
-            raise SimulationInputError(f"{path}: tenant #{index}: {first['msg']} at {first['loc']}") from None
+            raise SimulationInputError(f"{where}: {first['msg']} at {first['loc']}; {TENANT_SHAPE}") from None
     seen: set[str] = set()
     for tenant in tenants:
         if tenant.id in seen:
@@ -336,8 +358,7 @@ def read_lines(
                 continue
             report.events_read += 1
             if tenant_id is None:
-                _report_invalid(raw, number, report)
-                continue
+                _refuse_line(raw, number)
             group = groups[tenant_id]
             group.numbers.append(number)
             group.raw.append(raw)
@@ -363,38 +384,42 @@ def _read_indexed(
             tenant_id = names[ids[line]]
             report.events_read += 1
             if tenant_id is None:
-                _report_invalid(raw, line + 1, report)
-                continue
+                _refuse_line(raw, line + 1)
             group = groups[tenant_id]
             group.numbers.append(line + 1)
             group.raw.append(raw)
 
 
 def parse_lines(tenant_id: str, lines: TenantLines, report: SimulationReport) -> list[UsageEvent]:
-    """A tenant's valid events; invalid lines are counted and reported with the API's reasons."""
+    """A tenant's events; a line that is not one refuses the run (``_refuse_line``)."""
     events = []
     validate_json = UsageEvent.__pydantic_validator__.validate_json  # model_validate_json, minus a call
     for number, raw in zip(lines.numbers, lines.raw):
         try:
             event = validate_json(raw)
         except ValidationError:
-            _report_invalid(raw, number, report, tenant_id)
-            continue
+            _refuse_line(raw, number)
         if event.tenant_id != tenant_id:
             raise SimulationFailed(f"line {number}: read as tenant {tenant_id}, parsed as {event.tenant_id}")
         events.append(event)
     return events
 
 
-def _report_invalid(raw: bytes, number: int, report: SimulationReport, tenant_id: str = "") -> None:
+def _refuse_line(raw: bytes, number: int) -> NoReturn:
+    """A line that is not an event is refused, the whole run with it: a wrong file (a tenants file,
+    an export) would otherwise simulate as a month of refusals. Events that ingest refuses (an
+    unknown model, over quota, after a cancellation) are counted in ``report``, as ingest answers them."""
     try:
         document: Any = json.loads(raw)
     except ValueError:
-        report.reject(tenant_id, "invalid", f"line {number}: not JSON")
-        return
+        raise SimulationInputError(f"events file line {number}: not JSON; {EVENT_SHAPE}") from None
+    if not isinstance(document, dict):
+        raise SimulationInputError(f"events file line {number}: not a JSON object; {EVENT_SHAPE}")
     _event, problems = parse_event(document, number)
     problem = problems[0] if problems else {"field": "event", "reason": "invalid"}
-    report.reject(tenant_id, "invalid", f"line {number}: {problem['field']}: {problem['reason']}")
+    raise SimulationInputError(
+        f"events file line {number}: {problem['field']}: {problem['reason']}; {EVENT_SHAPE}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- batches

@@ -124,8 +124,9 @@ def test_the_messages_name_the_fix(unconfigured, capsys, tmp_path):
     assert run(["--local", str(tmp_path / "nothing"), "tenant", "status", "x"]) == 1
     assert "no `billing serve` is running" in capsys.readouterr().err
     assert run(["db", "migrate"]) == 0 and "applied" in capsys.readouterr().out
-    assert run(["usage", "--tenant", "x", "--month", "2025-11"]) == 0  # migrated: usage reads ClickHouse only
-    capsys.readouterr()
+    # migrated: usage reads ClickHouse, then the tenant store to tell an unknown tenant from an idle one
+    assert run(["usage", "--tenant", "x", "--month", "2025-11"]) == 1
+    assert "no AWS region is configured" in capsys.readouterr().err
     import os
 
     os.environ["CLICKHOUSE_URL"] = "ftp://nowhere"

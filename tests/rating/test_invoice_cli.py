@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from typer.testing import CliRunner
 
 from billing.kernel.periods import Month
@@ -37,3 +39,23 @@ def test_preview_export_and_close(env, tmp_path):
     assert bad.exit_code == 2 and "YYYY-MM" in bad.output
     unknown = runner.invoke(app, ["invoice", "preview", "--tenant", "nobody", "--month", "2025-11"])
     assert unknown.exit_code == 1 and "unknown tenant nobody" in unknown.output
+
+
+def test_close_prints_json_or_a_table_not_a_dict_repr(env):
+    _load()
+    make_tenant("acme", [("starter", "2025-10-01T00:00:00Z")])
+    env.store.insert_events(queries("acme", 3, "2025-11-02T00:00:00Z"))
+    runner = CliRunner()
+    # Given a month to close, When it is closed with --json
+    done = runner.invoke(app, ["invoice", "close", "--month", "2025-11", "--json"], catch_exceptions=False)
+    # Then stdout is exactly the JSON summary, and progress went to stderr
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.stdout)
+    assert summary["month"] == "2025-11" and summary["statements"] == 1
+    assert summary["statements_created"] == 1 and summary["jobs_enqueued"] == 1
+    assert "closed 2025-11 in" in done.stderr
+    # When it is closed again without --json: a table of the statements, no Python dict
+    again = runner.invoke(app, ["invoice", "close", "--month", "2025-11"], catch_exceptions=False)
+    assert again.exit_code == 0
+    assert "{'" not in again.stdout and "acme" in again.stdout and "29.03 USD" in again.stdout
+    assert "1 statement(s), 0 stored now" in again.stdout

@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from billing_local.simulation import LineIndex, SimulationReport, read_lines, tenant_of_line
+import pytest
+
+from billing_local.simulation import (
+    LineIndex,
+    SimulationInputError,
+    SimulationReport,
+    read_lines,
+    tenant_of_line,
+)
 
 
 def test_the_index_names_each_lines_tenant_and_reads_the_same_lines(tmp_path):
@@ -27,8 +35,17 @@ def test_the_index_names_each_lines_tenant_and_reads_the_same_lines(tmp_path):
     expected = Counter(tenant_of_line(line.encode()) for line in lines if line.strip())
     assert index.counts() == expected == Counter({"acme": 2, "beta": 1, None: 3})
     # And reading with the index keeps exactly the lines (and reports) reading without it does
-    for owns in (lambda t: True, lambda t: t == "acme", lambda t: t in ("beta", None)):
+    for owns in (lambda t: True, lambda t: t == "acme", lambda t: t == "beta", lambda t: t in ("beta", None)):
         plain, indexed = SimulationReport(month="2025-11"), SimulationReport(month="2025-11")
+        if owns(None):
+            # a line naming no tenant is not an event: both refuse the run at the same first line
+            with pytest.raises(SimulationInputError) as without_index:
+                read_lines(path, plain, owns)
+            with pytest.raises(SimulationInputError) as indexed_error:
+                read_lines(path, indexed, owns, index)
+            assert str(indexed_error.value) == str(without_index.value)
+            assert str(without_index.value).startswith("events file line 5: not JSON")
+            continue
         without = read_lines(path, plain, owns)
         with_index = read_lines(path, indexed, owns, index)
         assert {t: (list(g.numbers), g.raw) for t, g in with_index.items()} == {
