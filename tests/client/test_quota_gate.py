@@ -169,7 +169,8 @@ def test_the_documented_race_across_processes_overshoots_the_gate_but_ingest_is_
     for scope in scopes:
         scope.__exit__(None, None, None)
     # Then all three did the work (overshoot = the number in flight), but ingest stored exactly one
-    assert all(t.flush(5) for t in trackers)
+    results = [t.flush(5) for t in trackers]
+    assert all(r.complete for r in results) and sum(r.refused for r in results) == 2
     assert len(api.stored) == 1
     assert sum(t.stats().rejected for t in trackers) == 2
     # and every process is refused before the work from now on
