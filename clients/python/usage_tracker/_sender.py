@@ -313,7 +313,7 @@ class Sender:
         """404 unknown tenant: hold the events while their retention lasts, refuse the rest."""
         now = time.monotonic()
         refused = []
-        kept = []
+        newly_held = []
         for line, event in events:
             key = _event_id(line)
             entry = self.held.setdefault(key, [now, now, 0.0])
@@ -321,18 +321,19 @@ class Sender:
             if now - entry[0] < self.unknown_tenant_retention and self._hold_again(line):
                 ceiling = min(self.backoff_max, self.backoff_base * (2 ** min(int(entry[2]) - 1, 30)))
                 entry[1] = now + self._rng.uniform(ceiling / 2, ceiling)
-                kept.append(event)
+                if entry[2] == 1:  # reported when first held, not on every retry
+                    newly_held.append(event)
             else:
                 del self.held[key]
                 refused.append(event)
-        if kept:
+        if newly_held:
             text = (
-                f"{len(kept)} event(s) of an unknown tenant held and retried for up to "
+                f"{len(newly_held)} event(s) of an unknown tenant held and retried for up to "
                 f"{self.unknown_tenant_retention:g} s from the first refusal: {message}"
             )
             self.counters.last_error = text
             log.warning("usage tracker: %s", text)
-            self.report(Problem("held", text, status=404, events=kept))
+            self.report(Problem("held", text, status=404, events=newly_held))
         if refused:
             self._final(
                 refused, 404, "unknown_tenant", f"{message} (held {self.unknown_tenant_retention:g} s)"
