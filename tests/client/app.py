@@ -33,7 +33,7 @@ def main() -> int:
             n += 1
             if n % 20 == 0:
                 time.sleep(0.002)
-    drained = tracker.flush(30)
+    drained = bool(tracker.flush(30))
     stats = tracker.stats().as_dict()
     tracker.close()
     print(json.dumps({"drained": drained, **stats}))

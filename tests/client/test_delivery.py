@@ -102,8 +102,10 @@ def test_a_400_naming_events_refuses_those_and_resends_the_rest(api, make_tracke
         tracker.track("acme", model="gpt-4o-mini" if n != 3 else "gpt-9", input_tokens=5) for n in range(10)
     ]
     api.resume()
-    assert tracker.flush(10)
-    # Then the other 9 are stored, the bad one is refused once (never retried) and reported
+    result = tracker.flush(10)
+    # Then the flush does not read as success: 9 delivered, 1 refused
+    assert not result and (result.complete, result.delivered, result.refused) == (True, 9, 1)
+    # and the other 9 are stored, the bad one is refused once (never retried) and reported
     assert sorted(api.stored_ids()) == sorted(ids[:3] + ids[4:])
     assert api.received[ids[3]] == 1
     [rejected] = [p for p in problems if p.kind == "rejected"]
@@ -113,17 +115,49 @@ def test_a_400_naming_events_refuses_those_and_resends_the_rest(api, make_tracke
     assert (stats.sent, stats.rejected, stats.queued, stats.retried) == (9, 1, 0, 0)
 
 
-def test_a_404_for_one_unknown_tenant_refuses_only_its_events(api, make_tracker, problems):
+def test_a_404_for_an_unknown_tenant_holds_its_events_and_delivers_them_once_it_exists(
+    api, make_tracker, problems
+):
+    # Given ghost is not a tenant yet (the app tracked before the SaaS created it)
     api.tenants = {"acme"}
     api.pause()
-    tracker = make_tracker()
+    tracker = make_tracker(unknown_tenant_retention=30)
     good = [tracker.track("acme") for _ in range(4)]
     bad = [tracker.track("ghost") for _ in range(2)]
     api.resume()
-    assert tracker.flush(10)
+    # When the tracker flushes
+    result = tracker.flush(10)
+    # Then acme's events are stored, ghost's are held (not refused, not reported as success)
     assert sorted(api.stored_ids()) == sorted(good)
+    assert not result and (result.delivered, result.refused, result.held) == (4, 0, 2)
+    assert tracker.stats().held == 2 and tracker.stats().rejected == 0
+    assert "rejected" not in {p.kind for p in problems}
+    held = [e["event_id"] for p in problems if p.kind == "held" for e in p.events]
+    assert set(held) == set(bad)
+    # When the tenant is created, the held events are delivered on a retry
+    api.tenants.add("ghost")
+    wait_until(lambda: len(api.stored) == 6, what="held events delivered")
+    assert tracker.flush(10)
+    stats = tracker.stats()
+    assert (stats.sent, stats.rejected, stats.held, stats.queued, stats.spooled) == (6, 0, 0, 0, 6)
+
+
+def test_a_404_for_an_unknown_tenant_refuses_its_events_after_the_retention(api, make_tracker, problems):
+    # Given ghost never becomes a tenant and events are held for 0.3 s
+    api.tenants = {"acme"}
+    tracker = make_tracker(unknown_tenant_retention=0.3)
+    ok = tracker.track("acme")
+    bad = [tracker.track("ghost") for _ in range(2)]
+    # When the retention has passed
+    wait_until(lambda: tracker.stats().rejected == 2, what="held events refused")
+    # Then they are refused as final, counted and reported, and flush() says so
+    result = tracker.flush(10)
+    assert not result and (result.delivered, result.refused, result.held) == (1, 2, 0)
+    assert api.stored_ids() == [ok]
     refused = [e["event_id"] for p in problems if p.kind == "rejected" for e in p.events]
-    assert sorted(refused) == sorted(bad) and tracker.stats().rejected == 2
+    assert sorted(refused) == sorted(bad)
+    assert {p.reason for p in problems if p.kind == "rejected"} == {"unknown_tenant"}
+    assert tracker.stats().queued == 0 and tracker.close()
 
 
 def test_a_suspended_tenant_402_refuses_its_events(api, make_tracker):
@@ -131,7 +165,8 @@ def test_a_suspended_tenant_402_refuses_its_events(api, make_tracker):
     tracker = make_tracker()
     tracker.track("late-payer")
     ok = tracker.track("acme")
-    assert tracker.flush(10)
+    result = tracker.flush(10)
+    assert not result and (result.delivered, result.refused) == (1, 1)
     assert api.stored_ids() == [ok] and tracker.stats().rejected == 1
 
 
@@ -142,12 +177,13 @@ def test_quota_refusals_are_final_in_a_202_and_in_a_429(api, make_tracker, probl
     tracker = make_tracker()
     first = [tracker.track("acme") for _ in range(5)]
     api.resume()
-    assert tracker.flush(10)
-    # Then 3 are stored and 2 refused inside the 202
+    result = tracker.flush(10)
+    # Then 3 are stored and 2 refused inside the 202, and the flush does not read as success
+    assert not result and (result.complete, result.delivered, result.refused) == (True, 3, 2)
     assert sorted(api.stored_ids()) == sorted(first[:3])
     # When two more arrive alone, the server answers 429 (with a Retry-After of weeks)
     later = [tracker.track("acme") for _ in range(2)]
-    assert tracker.flush(10)
+    assert tracker.flush(10).refused == 2
     assert [r.status for r in api.posts()] == [202, 429]
     # Then they are refused too, never retried, and reported with reason "quota"
     assert all(api.received[i] == 1 for i in later)
@@ -165,7 +201,8 @@ def test_a_429_quota_answer_acknowledges_its_duplicates_and_resends_nothing_else
     tracker.track("acme", event_id="q-1")
     over = tracker.track("acme", event_id="q-2")
     api.resume()
-    assert tracker.flush(5)
+    result = tracker.flush(5)
+    assert not result and (result.delivered, result.refused) == (1, 1)
     assert api.stored_ids() == [first] and api.received[over] == 1
     stats = tracker.stats()
     assert (stats.sent, stats.duplicates, stats.rejected) == (2, 1, 1)
@@ -208,7 +245,7 @@ def test_an_unattributed_400_is_bisected_down_to_the_single_event(api, make_trac
     ids = [tracker.track("acme") for _ in range(2)]
     api.script(400, times=1, body=body)
     api.resume()
-    assert tracker.flush(10)
+    assert tracker.flush(10).refused == 1
     # Then the second half is stored and the first event, refused on its own, is final
     assert api.stored_ids() == [ids[1]]
     assert [e["event_id"] for p in problems if p.kind == "rejected" for e in p.events] == [ids[0]]

@@ -184,7 +184,7 @@ def test_a_forked_child_gets_its_own_spool_and_sender(api, make_tracker, tmp_pat
     if pid == 0:  # the child: track, flush, leave without running the parent's atexit handlers
         try:
             child_id = tracker.track("acme")
-            ok = tracker.flush(10)
+            ok = bool(tracker.flush(10))
             (tmp_path / "child.txt").write_text(f"{child_id} {ok}")
         finally:
             os._exit(0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import pytest
@@ -70,6 +71,32 @@ def test_an_unreadable_quota_fails_open_by_default_and_is_reported(api, make_tra
         assert q.quota is None
     assert [p.kind for p in problems][:1] == ["quota_check"]
     assert tracker.stats().spooled == 1
+
+
+def test_an_outage_logs_one_warning_then_one_summary_not_one_line_per_request(
+    api, make_tracker, problems, caplog
+):
+    # Given the quota route cannot be read
+    tracker = make_tracker(quota_timeout=0.5)
+    api.stop()
+    caplog.set_level(logging.WARNING, logger="usage_tracker")
+    # When five gated requests run during the outage
+    for _ in range(5):
+        with tracker.query("acme") as q:
+            assert q.quota is None
+    # Then the app's log has one warning about it, while on_error still hears of every failure
+    failed = [r for r in caplog.records if "quota check failed" in r.getMessage()]
+    assert len(failed) == 1
+    assert [p.kind for p in problems].count("quota_check") == 5
+    # When the API is back, one line sums the outage up, and the next outage logs again
+    api.start()
+    with tracker.query("acme") as q:
+        assert q.quota is not None
+    summaries = [r for r in caplog.records if "failed during the outage" in r.getMessage()]
+    assert len(summaries) == 1 and "5 quota check(s) failed" in summaries[0].getMessage()
+    with tracker.query("acme"):
+        pass
+    assert len([r for r in caplog.records if "failed during the outage" in r.getMessage()]) == 1
 
 
 def test_fail_closed_raises_quota_unavailable(api, make_tracker):
@@ -169,7 +196,8 @@ def test_the_documented_race_across_processes_overshoots_the_gate_but_ingest_is_
     for scope in scopes:
         scope.__exit__(None, None, None)
     # Then all three did the work (overshoot = the number in flight), but ingest stored exactly one
-    assert all(t.flush(5) for t in trackers)
+    results = [t.flush(5) for t in trackers]
+    assert all(r.complete for r in results) and sum(r.refused for r in results) == 2
     assert len(api.stored) == 1
     assert sum(t.stats().rejected for t in trackers) == 2
     # and every process is refused before the work from now on

@@ -12,12 +12,15 @@ from typing import Any
 import pytest
 
 from billing_local.runner import LocalContext, load_module, response_headers
+from tests.client.conftest import wait_until
 from tests.conftest import api_event
 from tests.metering.conftest import make_tenant
 from usage_tracker import Tracker
 
 PLATFORM_SECRET = "platform-secret"  # the x-api-key whose API Gateway key id is "platform-key"
-FAST = dict(flush_interval=0.05, backoff_base=0.02, backoff_max=0.2, exit_timeout=2.0)
+FAST = dict(
+    flush_interval=0.05, backoff_base=0.02, backoff_max=0.2, exit_timeout=2.0, unknown_tenant_retention=0.5
+)
 
 
 @pytest.fixture
@@ -86,7 +89,8 @@ def test_tracked_events_are_stored_once_and_a_bad_one_is_refused_alone(env, trac
     bad = tracker.track("acme-corp", "query", "no-such-model", 100, 20)
     good += [tracker.track("globex", "embedding", "gpt-4o-mini", 50) for _ in range(10)]
     # When the tracker flushes
-    assert tracker.flush(30)
+    result = tracker.flush(30)
+    assert not result and (result.complete, result.delivered, result.refused) == (True, 30, 1)
     # Then the ingest API refused the batch with a 400 naming that event; the client sent the rest
     assert stored_ids(env, "acme-corp") + stored_ids(env, "globex") == sorted(good[:20]) + sorted(good[20:])
     [rejected] = [p for p in problems if p.kind == "rejected"]
@@ -110,12 +114,12 @@ def test_quota_refusals_of_the_real_api_are_final_in_a_202_and_in_a_429(env, tra
     # Given a tenant that may make 3 queries a month
     make_tenant("acme-corp", quota=3)
     first = [tracker.track("acme-corp") for _ in range(5)]
-    assert tracker.flush(30)
+    assert tracker.flush(30).refused == 2
     # Then 3 are stored and the 2 refused in the 202 are final
     assert stored_ids(env, "acme-corp") == sorted(first[:3])
     # When more queries arrive alone, the real API answers 429 (Retry-After: the month's end)
     more = [tracker.track("acme-corp") for _ in range(2)]
-    assert tracker.flush(30)
+    assert tracker.flush(30).refused == 2
     # Then they are refused too, not retried
     assert set(more).isdisjoint(stored_ids(env, "acme-corp"))
     stats = tracker.stats()
@@ -124,11 +128,12 @@ def test_quota_refusals_of_the_real_api_are_final_in_a_202_and_in_a_429(env, tra
     assert {p.status for p in problems if p.kind == "rejected"} == {202, 429}
 
 
-def test_an_unknown_tenant_is_refused_and_its_batch_mates_stored(env, tracker, problems):
+def test_an_unknown_tenant_is_held_then_refused_and_its_batch_mates_stored(env, tracker, problems):
     make_tenant("acme-corp", plan="starter")
     ok = [tracker.track("acme-corp") for _ in range(3)]
     ghost = tracker.track("nobody")
-    assert tracker.flush(30)
+    assert tracker.flush(30).held == 1
+    wait_until(lambda: tracker.stats().rejected == 1, what="the unknown tenant's event refused")
     assert stored_ids(env, "acme-corp") == sorted(ok)
     assert [e["event_id"] for p in problems if p.kind == "rejected" for e in p.events] == [ghost]
     assert [p.status for p in problems if p.kind == "rejected"] == [404]

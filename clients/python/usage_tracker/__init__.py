@@ -8,9 +8,10 @@ with tracker.query("acme", model="gpt-4o-mini") as q:   # raises QuotaExceeded b
 """
 
 from .errors import Problem, Quota, QuotaExceeded, QuotaUnavailable, TenantSuspended, UsageRefused
-from .tracker import QueryScope, Stats, Tracker
+from .tracker import FlushResult, QueryScope, Stats, Tracker
 
 __all__ = [
+    "FlushResult",
     "Problem",
     "Quota",
     "QueryScope",

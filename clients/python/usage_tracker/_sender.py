@@ -12,7 +12,10 @@ How answers are treated (README, "Sending usage from your app"):
 - a 429 quota answer: the events it names (rejected for quota, duplicates) are resolved; any other
   event of the batch is sent again.
 - 400/402/403/404/409 naming events (``index``), tenants (``tenant_id``) or months (``month``):
-  those events are refused (final, reported), the rest is sent again at once.
+  those events are refused (final, reported), the rest is sent again at once. Except a 404 naming
+  an unknown tenant: a tenant is often created just after its first usage, so its events are held
+  (appended to the spool again, sent again with backoff) for ``unknown_tenant_retention`` seconds
+  from the first such answer, and refused only after that.
 - 401, or 403 naming nothing: the key is wrong for everything; the batch is kept and retried with
   backoff, and each failure is reported (kind ``auth``).
 - 404, 405 or 415 naming nothing: not an answer about the events (a wrong endpoint path, a proxy):
@@ -28,7 +31,7 @@ import logging
 import random
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from ._spool import Batch, Spool
 from ._transport import Transport
@@ -43,6 +46,12 @@ _BODY_OVERHEAD = len(b'{"events":[]}')
 
 def _body(lines: Sequence[bytes]) -> bytes:
     return b'{"events":[' + b",".join(lines) + b"]}"
+
+
+def _event_id(line: bytes) -> str:
+    """The event id of a spool line (its own key for a line that has none)."""
+    event_id = _event(line).get("event_id")
+    return event_id if isinstance(event_id, str) else line.decode("utf-8", "replace")
 
 
 def _event(line: bytes) -> Dict[str, Any]:
@@ -64,6 +73,7 @@ class Counters:
         self.replayed = 0
         self.unreadable = 0
         self.own_resolved = 0
+        self.requeued = 0  # lines appended to the spool again (held for an unknown tenant)
         self.batches = 0
         self.last_error: Optional[str] = None
 
@@ -83,6 +93,7 @@ class Sender:
         backoff_max: float,
         max_retry_after: float,
         adopt_interval: float,
+        unknown_tenant_retention: float = 300.0,
     ) -> None:
         self.spool = spool
         self.transport = transport
@@ -95,6 +106,11 @@ class Sender:
         self.backoff_max = backoff_max
         self.max_retry_after = max_retry_after
         self.adopt_interval = adopt_interval
+        self.unknown_tenant_retention = unknown_tenant_retention
+        # event_id -> [first 404 (monotonic), next retry (monotonic), attempts]. In memory only: a
+        # restarted tracker holds them for a full retention again, which errs on keeping.
+        self.held: Dict[str, List[float]] = {}
+        self._requeue: List[bytes] = []  # lines of the current batch appended again, not resolved
         self.counters = Counters()
         self.progress = threading.Condition()
         self._wake = threading.Event()
@@ -200,10 +216,12 @@ class Sender:
                 continue
             first_seen = now if spool.readable() else None
             self.counters.replayed += batch.replayed
-            if batch.lines:
+            self._requeue = []
+            send = self._not_held(batch.lines) if self.held else batch.lines
+            if send:
                 if spool.durability != "event":
                     spool.sync()  # the batch is durable before it can be acknowledged
-                if not self._deliver(batch.lines):
+                if not self._deliver(send):
                     return  # closing, deadline passed: the spool keeps the rest for the next start
             self.counters.own_resolved += batch.own
             if batch.skipped:
@@ -218,10 +236,21 @@ class Sender:
                 )
             self._current = None
             spool.resolved(batch.parts)
-            self.on_resolved(batch.lines)
+            requeued = set(map(id, self._requeue))
+            if self.held:  # delivered or refused for good: no longer held
+                for line in send:
+                    if id(line) not in requeued:
+                        self.held.pop(_event_id(line), None)
+            self.on_resolved([line for line in batch.lines if id(line) not in requeued])
+            self._requeue = []
             self.counters.batches += 1
             with self.progress:
                 self.progress.notify_all()
+            if batch.lines and not send:  # only held events: wait for their retry, do not spin
+                if self._closing.is_set():
+                    return
+                self._wake.wait(min(self.flush_interval, self._next_held_retry() - time.monotonic()))
+                self._wake.clear()
 
     def _housekeeping(self) -> None:
         spool = self.spool
@@ -253,6 +282,62 @@ class Sender:
             return min(retry_after, self.max_retry_after) * self._rng.uniform(1.0, 1.2)
         ceiling = min(self.backoff_max, self.backoff_base * (2 ** min(failures - 1, 30)))
         return self._rng.uniform(ceiling / 2, ceiling)
+
+    # -- events held for an unknown tenant ---------------------------------------------------
+    def _not_held(self, lines: List[bytes]) -> List[bytes]:
+        """The lines to send now; held ones whose retry is not due go back to the spool."""
+        now = time.monotonic()
+        send = []
+        for line in lines:
+            entry = self.held.get(_event_id(line))
+            if entry is not None and now < entry[1]:
+                self._hold_again(line)
+            else:
+                send.append(line)
+        return send
+
+    def _next_held_retry(self) -> float:
+        return min((entry[1] for entry in self.held.values()), default=time.monotonic())
+
+    def _hold_again(self, line: bytes) -> bool:
+        """Append ``line`` to the spool again (it stays durable while held); False if it cannot be."""
+        try:
+            self.spool.append(line + b"\n")  # batch lines come without their newline
+        except Exception:  # spool full, disk error: the event cannot be kept any longer
+            return False
+        self._requeue.append(line)
+        self.counters.requeued += 1
+        return True
+
+    def _hold_unknown_tenant(self, events: List[Tuple[bytes, Dict[str, Any]]], message: str) -> None:
+        """404 unknown tenant: hold the events while their retention lasts, refuse the rest."""
+        now = time.monotonic()
+        refused = []
+        newly_held = []
+        for line, event in events:
+            key = _event_id(line)
+            entry = self.held.setdefault(key, [now, now, 0.0])
+            entry[2] += 1
+            if now - entry[0] < self.unknown_tenant_retention and self._hold_again(line):
+                ceiling = min(self.backoff_max, self.backoff_base * (2 ** min(int(entry[2]) - 1, 30)))
+                entry[1] = now + self._rng.uniform(ceiling / 2, ceiling)
+                if entry[2] == 1:  # reported when first held, not on every retry
+                    newly_held.append(event)
+            else:
+                del self.held[key]
+                refused.append(event)
+        if newly_held:
+            text = (
+                f"{len(newly_held)} event(s) of an unknown tenant held and retried for up to "
+                f"{self.unknown_tenant_retention:g} s from the first refusal: {message}"
+            )
+            self.counters.last_error = text
+            log.warning("usage tracker: %s", text)
+            self.report(Problem("held", text, status=404, events=newly_held))
+        if refused:
+            self._final(
+                refused, 404, "unknown_tenant", f"{message} (held {self.unknown_tenant_retention:g} s)"
+            )
 
     # -- one batch ---------------------------------------------------------------------------
     def _deliver(self, lines: List[bytes]) -> bool:
@@ -390,6 +475,18 @@ class Sender:
                     indexes.add(i)
         return indexes
 
+    @staticmethod
+    def _unknown_tenants(data: Any) -> Set[str]:
+        details = data.get("details") if isinstance(data, dict) else None
+        if isinstance(details, dict):
+            details = [details]
+        items = details if isinstance(details, list) else []
+        return {
+            item["tenant_id"]
+            for item in items
+            if isinstance(item, dict) and isinstance(item.get("tenant_id"), str)
+        }
+
     def _refuse(self, part: List[bytes], status: int, data: Any, pending: List[List[bytes]]) -> None:
         named = self._attributed(part, data) if status != 413 else set()
         if named:
@@ -398,11 +495,21 @@ class Sender:
             for item in details if isinstance(details, list) else []:
                 if isinstance(item, dict) and type(item.get("index")) is int:
                     reasons.setdefault(item["index"], f"{item.get('field')}: {item.get('reason')}")
+            rest = [line for i, line in enumerate(part) if i not in named]
+            if status == 404:
+                unknown = self._unknown_tenants(data)
+                held = [i for i in sorted(named) if _event(part[i]).get("tenant_id") in unknown]
+                if held:
+                    self._hold_unknown_tenant(
+                        [(part[i], dict(_event(part[i]), _reason="unknown tenant")) for i in held],
+                        self._message(data),
+                    )
+                    named = named - set(held)
             refused = [
                 dict(_event(part[i]), _reason=reasons.get(i, self._message(data))) for i in sorted(named)
             ]
-            self._final(refused, status, "refused", self._message(data))
-            rest = [line for i, line in enumerate(part) if i not in named]
+            if refused:
+                self._final(refused, status, "refused", self._message(data))
             if rest:
                 pending.append(rest)
         elif len(part) > 1:

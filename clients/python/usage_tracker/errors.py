@@ -57,7 +57,9 @@ class Problem:
     (track() could not keep them: spool full, tracker closed, unreadable spool line), ``retry``
     (a send failed and will be retried), ``auth`` (401/403 for the whole batch: kept and retried,
     fix the key), ``config`` (404/405/415 naming no event: a wrong endpoint path; kept and
-    retried), ``quota_check`` (the quota gate could not read the quota), ``internal``.
+    retried), ``held`` (a 404 naming an unknown tenant: its events are kept and retried for
+    ``unknown_tenant_retention``, then refused), ``quota_check`` (the quota gate could not read
+    the quota), ``internal``.
     """
 
     kind: str

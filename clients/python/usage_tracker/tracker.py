@@ -37,7 +37,8 @@ class Stats:
     spooled: events track() wrote to the spool.
     replayed: events read back from spools left by earlier processes.
     retried: requests sent again after a network error, 429 throttling, 408/5xx/503 or 401/403.
-    rejected: events the server refused as final (invalid, unknown tenant, over quota...).
+    rejected: events the server refused as final (invalid, over quota, a tenant still unknown
+        after ``unknown_tenant_retention``...): never delivered, never billed.
     dropped: events track() could not keep (spool full, tracker closed, disk error) and torn
         spool lines left by a killed process.
     """
@@ -53,9 +54,35 @@ class Stats:
     spool_bytes: int
     batches: int
     last_error: Optional[str]
+    held: int = 0
+    """held: events of a tenant the server does not know (404) that are kept and retried until
+    ``unknown_tenant_retention`` has passed."""
 
     def as_dict(self) -> Dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class FlushResult:
+    """What ``flush()`` saw: true only when everything was delivered.
+
+    complete: every event tracked before the call (and every replayed one) was answered for, or
+        is held for an unknown tenant, within the timeout.
+    delivered: events the server acknowledged since the previous ``flush()`` (or the start).
+    refused: events the server refused as final since then: answered for, but not delivered.
+    held: events of an unknown tenant still kept for a retry when the call returned.
+
+    ``bool(result)`` is ``complete and not refused and not held``, so ``if tracker.flush():``
+    never reads as success for events the server refused.
+    """
+
+    complete: bool
+    delivered: int
+    refused: int
+    held: int
+
+    def __bool__(self) -> bool:
+        return self.complete and self.refused == 0 and self.held == 0
 
 
 def _positive(name: str, value: Any, *, integer: bool = False) -> Any:
@@ -94,6 +121,7 @@ class Tracker:
         max_retry_after: float = 300.0,
         adopt_interval: float = 30.0,
         exit_timeout: float = 5.0,
+        unknown_tenant_retention: float = 300.0,
         on_error: Optional[Callable[[Problem], None]] = None,
     ) -> None:
         if not isinstance(api_key, str) or not api_key:
@@ -115,6 +143,7 @@ class Tracker:
             ("max_retry_after", max_retry_after),
             ("adopt_interval", adopt_interval),
             ("exit_timeout", exit_timeout),
+            ("unknown_tenant_retention", unknown_tenant_retention),
         ):
             _positive(name, value)
         _positive("max_spool_bytes", max_spool_bytes, integer=True)
@@ -134,6 +163,7 @@ class Tracker:
             backoff_max=backoff_max,
             max_retry_after=max_retry_after,
             adopt_interval=adopt_interval,
+            unknown_tenant_retention=unknown_tenant_retention,
         )
         self._spool_options = dict(
             durability=durability, segment_bytes=segment_bytes, max_bytes=max_spool_bytes
@@ -152,6 +182,9 @@ class Tracker:
         self._awaiting: Dict[str, str] = {}  # event_id of a tracked gated query -> tenant
         self._closed = False
         self._forked = False
+        self._flush_mark = (0, 0)  # (sent, rejected) when the previous flush() returned
+        self._quota_failures = 0  # failed quota checks of the current outage
+        self._quota_log_lock = threading.Lock()
         self._transport = Transport(endpoint, api_key, timeout)
         self._quota_transport = Transport(endpoint, api_key, quota_timeout)
         self._start()
@@ -262,9 +295,10 @@ class Tracker:
         except QuotaUnavailable as exc:
             self._report(Problem("quota_check", str(exc)))
             if self.fail_open:
-                log.warning("usage tracker: quota check failed, letting the work through: %s", exc)
+                self._quota_failed(exc)
                 return None
             raise
+        self._quota_works()
         if quota.payment_status == "suspended":
             raise TenantSuspended(f"tenant {tenant_id} is suspended for non-payment", quota)
         if queries and quota.exhausted:
@@ -274,6 +308,31 @@ class Tracker:
                 quota,
             )
         return quota
+
+    def _quota_failed(self, exc: QuotaUnavailable) -> None:
+        """Log the first failure of an outage only: every gated request of a busy app would
+        otherwise log one line while the API is down."""
+        with self._quota_log_lock:
+            self._quota_failures += 1
+            first = self._quota_failures == 1
+        if first:
+            log.warning(
+                "usage tracker: quota check failed, letting the work through: %s "
+                "(further failures are counted and summed up when the check works again)",
+                exc,
+            )
+
+    def _quota_works(self) -> None:
+        if not self._quota_failures:
+            return
+        with self._quota_log_lock:
+            failed, self._quota_failures = self._quota_failures, 0
+        if failed:
+            log.warning(
+                "usage tracker: the quota check works again; %d quota check(s) failed during the "
+                "outage and let the work through",
+                failed,
+            )
 
     def _reserve(self, tenant_id: str, quota: Optional[Quota]) -> None:
         """Count a gated query against the quota locally until the server has counted it.
@@ -342,9 +401,12 @@ class Tracker:
         return QueryScope(self, tenant_id, model, type)
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every event tracked before this call (and every replayed one) is resolved,
-        sending partial batches at once. True if it happened within ``timeout`` seconds."""
+    def flush(self, timeout: float = 10.0) -> FlushResult:
+        """Wait until every event tracked before this call (and every replayed one) is answered
+        for, sending partial batches at once, at most ``timeout`` seconds. The result is true only
+        if all of them were delivered: false when the time ran out, when the server refused events
+        since the previous flush (``refused``), or when events of an unknown tenant are still held
+        (``held``). Events held are not waited for: they are retried in the background."""
         if self._forked:
             self._after_fork()
         sender, spool = self._sender, self._spool
@@ -352,17 +414,22 @@ class Tracker:
             sender.wake()
         target = spool.lines_written
         deadline = time.monotonic() + timeout
+        complete = True
         sender.request_flush()
         try:
             with sender.progress:
                 while sender.counters.own_resolved < target or len(spool.dirs) > 1:
                     left = deadline - time.monotonic()
                     if left <= 0 or sender.exited.is_set():
-                        return False
+                        complete = False
+                        break
                     sender.progress.wait(min(left, 0.5))
-            return True
         finally:
             sender.end_flush()
+        counters = sender.counters
+        sent, rejected = counters.sent, counters.rejected
+        mark, self._flush_mark = self._flush_mark, (sent, rejected)
+        return FlushResult(complete, sent - mark[0], rejected - mark[1], len(sender.held))
 
     def close(self, timeout: Optional[float] = None) -> bool:
         """Send what can be sent within ``timeout`` (default ``exit_timeout``), stop the sender and
@@ -385,10 +452,10 @@ class Tracker:
         c = self._sender.counters
         spool = self._spool
         return Stats(
-            queued=max(0, spool.lines_written + c.replayed - c.sent - c.rejected),
+            queued=max(0, spool.lines_written - c.requeued + c.replayed - c.sent - c.rejected),
             sent=c.sent,
             duplicates=c.duplicates,
-            spooled=spool.lines_written,
+            spooled=spool.lines_written - c.requeued,
             replayed=c.replayed,
             retried=c.retried,
             rejected=c.rejected,
@@ -396,6 +463,7 @@ class Tracker:
             spool_bytes=spool.bytes,
             batches=c.batches,
             last_error=c.last_error,
+            held=len(self._sender.held),
         )
 
     def __enter__(self) -> Tracker:
