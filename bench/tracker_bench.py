@@ -57,7 +57,7 @@ def caller_cost(
             latencies.append(perf() - start)
             if pause_every and n % pause_every == 0:
                 time.sleep(0.0005)  # an app does other work between calls; the sender runs meanwhile
-        drained = tracker.flush(60)
+        drained = tracker.flush(60).complete
         stats = tracker.stats()
         tracker.close()
     latencies.sort()
@@ -81,7 +81,7 @@ def tracker_throughput(
         start = time.perf_counter()
         for _ in range(events):
             tracker.track(tenant, "query", model, 1200, 300)
-        drained = tracker.flush(600)
+        drained = tracker.flush(600).complete
         elapsed = time.perf_counter() - start
         ok = drained and tracker.stats().sent == events
         tracker.close()

@@ -51,7 +51,7 @@ def main() -> int:
             ahead = n / rate - (time.monotonic() - started)
             if ahead > 0:
                 time.sleep(ahead)
-    drained = tracker.flush(600)
+    drained = tracker.flush(600).complete  # every event answered for (delivered or refused)
     stats = tracker.stats().as_dict()
     tracker.close()
     print(json.dumps({"drained": drained, **stats}))

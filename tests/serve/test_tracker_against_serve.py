@@ -135,10 +135,13 @@ def test_quota_refusals_and_the_gate_through_billing_serve(server, tmp_path):
         # When 110 queries are tracked, then 5 more once the quota is used up (a 429)
         for n in range(110):
             tracker.track("capped", "query", "gpt-4o-mini", input_tokens=n + 1)
-        assert tracker.flush(60)
+        first = tracker.flush(60)
+        # (every event answered for, and the refusals reported as such, never as success)
+        assert first.complete and not first and (first.delivered, first.refused) == (100, 10)
         for _ in range(5):
             tracker.track("capped", "query", "gpt-4o-mini", input_tokens=1)
-        assert tracker.flush(60)
+        second = tracker.flush(60)
+        assert second.complete and not second and (second.delivered, second.refused) == (0, 5)
         # Then 15 are refused as final, the gate refuses before the work, and 100 are billed
         assert tracker.stats().rejected == 15
         with pytest.raises(QuotaExceeded), tracker.query("capped", model="gpt-4o-mini"):
