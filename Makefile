@@ -35,12 +35,12 @@ test: $(STAMP) browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 # What ships, run as Lambda runs it: sam build, then every function in a fresh interpreter with
-# only its built code + layer on the path and the template's environment (README "Deploying").
+# only its built code + layer on the path and the template's environment (docs/deploying.md).
 smoke: $(STAMP)
 	$(BIN)/python -m pytest tests/smoke -q -s -p no:xdist
 
 # The opt-in live tests against Stripe's test mode (skipped unless STRIPE_TEST_SECRET_KEY=sk_test_...):
-# invoicing, declines, the setup session, the no-card invoice and the catalog sync (README "Running it").
+# invoicing, declines, the setup session, the no-card invoice and the catalog sync (docs/stripe-invoicing.md, "Running it").
 live-stripe-test: $(STAMP)
 	$(BIN)/python -m pytest tests/invoicing/test_live_stripe.py tests/invoicing/test_live_stripe_collection.py -m live_stripe -v -p no:xdist
 
