@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
@@ -12,7 +12,9 @@ from billing.kernel.errors import BillingError, ServiceUnavailable, is_backing_s
 from billing.kernel.validation import parse_json, raw_body
 from billing.runtime.observability import logger
 from billing.runtime.settings import get_settings
-from billing.tenants.access import Principal, principal_for
+
+if TYPE_CHECKING:
+    from billing.tenants.access import Principal
 
 JSON = "application/json"
 HTML = "text/html; charset=utf-8"
@@ -37,6 +39,10 @@ def api_key_id(raw_event: Any) -> str | None:
 def caller(event: Any) -> Principal:
     """Who is calling (``event``: the resolver's current event, or its raw dict): the request's API
     key, platform or tenant; a 401 without one."""
+    # Imported here: the functions that never ask who is calling (webhooks, schedules) need not load
+    # the tenant model on a cold start.
+    from billing.tenants.access import principal_for
+
     raw_event = getattr(event, "raw_event", event)
     return principal_for(api_key_id(raw_event), get_settings().platform_api_key_ids)
 
