@@ -85,9 +85,13 @@ def make_tenant(
 ) -> Tenant:
     """A tenant; with ``card`` its Stripe customer has a default card from creation on (as after the
     setup session), without it the tenant never saved one."""
+    mirror: dict[str, Any] = {}
     if card and _DOUBLES:
         _DOUBLES[-1].card_at_signup(tenant_id)
-    return create_tenant(tenant_id, [(plan, datetime(2025, 1, 1, tzinfo=UTC))], stripe_customer_id=customer)
+        # what the webhook mirrors once the setup session completes
+        mirror = {"payment_method_id": "pm_card_visa", "payment_method_at": datetime(2025, 1, 1, tzinfo=UTC)}
+    plans = [(plan, datetime(2025, 1, 1, tzinfo=UTC))]
+    return create_tenant(tenant_id, plans, stripe_customer_id=customer, **mirror)
 
 
 def make_statement(

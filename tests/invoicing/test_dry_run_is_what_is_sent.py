@@ -102,6 +102,25 @@ def test_a_new_tenants_plan_is_sent_as_planned_but_the_lookup_of_its_new_custome
     assert [(method, path) for method, path, _, _ in missing] == [("GET", lookup.format(customer_id))]
 
 
+def test_a_tenant_without_a_card_is_planned_as_the_job_sends_it(billing: Billing) -> None:
+    # Given a tenant linked to its Stripe customer who never saved a card, and its statement
+    make_tenant("acme", card=False)
+    billing.service.ensure_customer("acme")
+    make_statement("acme", ["29.00", "1.234"])
+    billing.stripe.reset_requests()
+
+    # When the dry run plans it
+    plan = plan_requests(billing.service, "acme", MONTH)
+
+    # Then the plan sends the invoice for payment on Stripe's hosted page rather than charging it
+    paths = [r.path for r in plan if isinstance(r, StripeRequest)]
+    assert paths[-1].endswith("/send") and not any(p.endswith("/pay") for p in paths)
+
+    # And invoicing it for real sends exactly that
+    assert billing.service.invoice("acme", MONTH).state == "sent"
+    assert not_sent_as_planned(billing, plan, "acme") == []
+
+
 def test_a_rerun_after_the_draft_is_sent_exactly_as_planned(billing: Billing) -> None:
     # Given a job that stopped after creating the draft invoice (Stripe failing every item)
     make_tenant("acme")

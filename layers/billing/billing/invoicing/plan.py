@@ -1,5 +1,10 @@
 """The dry-run plan: the provider requests ``InvoicingService.invoice`` would send next, from our records
-alone (``billing invoice push --dry-run``). Nothing is sent."""
+alone (``billing invoice push --dry-run``). Nothing is sent.
+
+The collection method is the one the job will use: a draft already made keeps its own; before the
+draft, the job asks the provider whether the customer has a payment method, and the plan reads our
+mirror of that answer (the tenant's card on file, kept by the webhook): with a card the invoice is
+charged (``pay``), without one it is sent for payment on the hosted page (``send``)."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from billing.invoicing.records import TERMINAL, idempotency_key, statement_cents
 from billing.invoicing.service import InvoicingService
 from billing.kernel.errors import NotFound
 from billing.kernel.periods import Month
-from billing.payments.provider import PlannedRequest
+from billing.payments.provider import CollectionMethod, PlannedRequest
 
 
 def plan_requests(service: InvoicingService, tenant_id: str, month: str | Month) -> list[PlannedRequest]:
@@ -38,10 +43,13 @@ def plan_requests(service: InvoicingService, tenant_id: str, month: str | Month)
             planner.balance_credit_request(service.drafts.credit_draft(statement, customer_id, -total)),
         ]
     invoice_id = (record and record.invoice_id) or "{invoice_id}"
+    method: CollectionMethod = "charge_automatically" if tenant.payment_method_id else "send_invoice"
+    if record is not None and state != "pending":
+        method = "send_invoice" if record.collection_method == "send_invoice" else "charge_automatically"
     if state == "pending":
         requests += [
             planner.find_invoice_request(customer_id),
-            planner.invoice_request(service.drafts.invoice_draft(statement, customer_id)),
+            planner.invoice_request(service.drafts.invoice_draft(statement, customer_id, method)),
         ]
     if state in ("pending", "draft_created"):
         if state == "draft_created":
@@ -55,5 +63,8 @@ def plan_requests(service: InvoicingService, tenant_id: str, month: str | Month)
             planner.get_invoice_request(invoice_id),
             planner.finalize_request(invoice_id, idempotency_key(statement.statement_id, "finalize")),
         ]
-    requests.append(planner.pay_request(invoice_id, idempotency_key(statement.statement_id, "pay")))
+    if method == "send_invoice":
+        requests.append(planner.send_request(invoice_id, idempotency_key(statement.statement_id, "send")))
+    else:
+        requests.append(planner.pay_request(invoice_id, idempotency_key(statement.statement_id, "pay")))
     return requests
