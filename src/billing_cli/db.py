@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 
 from billing.runtime import container
-from billing_cli import app
+from billing_cli import SET_UP, app
+from billing_cli.output import emit, json_option
 
 db_app = typer.Typer(help="ClickHouse schema.", no_args_is_help=True)
-app.add_typer(db_app, name="db")
+app.add_typer(db_app, name="db", rich_help_panel=SET_UP)
 
 
 @db_app.command("migrate")
-def migrate() -> None:
+def migrate(as_json: bool = json_option()) -> None:
     """Apply pending schema migrations (idempotent) to CLICKHOUSE_URL / CLICKHOUSE_DATABASE."""
-    console = Console()
     applied = container.usage_store().migrate()
-    if applied:
-        for name in applied:
-            console.print(f"applied [bold]{name}[/]")
-    else:
-        console.print("schema is up to date")
+    human = [f"applied [bold]{name}[/]" for name in applied] or "schema is up to date"
+    emit({"applied": list(applied)}, human, as_json=as_json)

@@ -1,14 +1,33 @@
-"""One line saying what to do, for every failure a command can meet (``billing_cli.run`` prints it)."""
+"""One line saying what to do, for every failure a command can meet (``billing_cli.run`` prints it),
+and the one exit code each kind of failure gets, in every command (docs/cli.md lists them)."""
 
 from __future__ import annotations
 
 import re
+from enum import IntEnum
 
 LOCAL_HINT = "or point the CLI at a running `billing serve` with --local DIR (or BILLING_LOCAL=DIR)"
 
 
+class ExitCode(IntEnum):
+    """What a script can tell from ``billing``'s exit status; the same situation is the same code in
+    every command. 2 is click's own (a bad option or argument), kept for every input refused."""
+
+    OK = 0
+    NOT_FOUND = 1  # an unknown tenant, no statements for the month: nothing to act on
+    USAGE = 2  # a bad option, argument or input value
+    UNREACHABLE = 3  # ClickHouse, AWS, Stripe or a `billing serve` does not answer
+    NOT_CONFIGURED = 4  # settings, credentials, schema or a Stripe account setup missing
+    PARTIAL = 5  # some items done, some failed (the output says which)
+    FAILED = 6  # anything else
+
+
 class CliFailure(Exception):
-    """A failure whose message already says what to do (printed as it is, exit 1)."""
+    """A failure whose message already says what to do (printed as it is, exit ``code``)."""
+
+    def __init__(self, message: str, code: ExitCode = ExitCode.FAILED):
+        super().__init__(message)
+        self.code = code
 
 
 def _one_line(text: object) -> str:
@@ -17,10 +36,57 @@ def _one_line(text: object) -> str:
 
 def explain(exc: BaseException) -> str:
     """What went wrong and what to do about it, in one line."""
+    return classify(exc)[0]
+
+
+def _billing_code(status: int) -> ExitCode:
+    if status == 404:
+        return ExitCode.NOT_FOUND
+    if status in (400, 422):
+        return ExitCode.USAGE
+    if status in (502, 503, 504):
+        return ExitCode.UNREACHABLE
+    return ExitCode.FAILED
+
+
+def classify(exc: BaseException) -> tuple[str, ExitCode]:
+    """The one-line explanation and the exit code of a failure."""
+    message = _describe(exc)
+    return message, _code(exc, message)
+
+
+def _code(exc: BaseException, message: str) -> ExitCode:
+    from billing.kernel.errors import BillingError
+
+    if isinstance(exc, CliFailure):
+        return exc.code
+    if isinstance(exc, BillingError):
+        return _billing_code(exc.status)
+    if " is unreachable " in message or " does not answer " in message:
+        return ExitCode.UNREACHABLE
+    if message.startswith(
+        (
+            "no AWS ",
+            "missing configuration",
+            "an AWS resource does not exist",
+            "AWS refused the credentials",
+            "the ClickHouse schema is not migrated",
+            "invalid configuration",
+            "unsupported CLICKHOUSE_URL",
+            "invalid value: unsupported CLICKHOUSE_URL",
+        )
+    ):
+        return ExitCode.NOT_CONFIGURED
+    return ExitCode.FAILED
+
+
+def _describe(exc: BaseException) -> str:
     from billing.kernel.errors import BillingError, StoreRejected, StoreUnavailable
 
     name = type(exc).__name__
     text = _one_line(exc)
+    if isinstance(exc, CliFailure):
+        return str(exc)
     if isinstance(exc, BillingError):
         return f"{exc.message} ({exc.status} {exc.code})"
     if "UNKNOWN_TABLE" in text or "UNKNOWN_DATABASE" in text or re.search(r"Code: (60|81)\b", text):
@@ -86,7 +152,7 @@ def explain(exc: BaseException) -> str:
 
 def require_tenants(*tenant_ids: str) -> None:
     """Every command that takes a tenant id answers an unknown one the same way: the message of
-    ``billing.tenants.tenant.unknown_tenant`` on stderr, exit 1, before anything is printed."""
+    ``billing.tenants.tenant.unknown_tenant`` on stderr, exit 1 (NOT_FOUND), before anything is printed."""
     import typer
     from rich.console import Console
 
@@ -97,4 +163,4 @@ def require_tenants(*tenant_ids: str) -> None:
     missing = [t for t in tenant_ids if store.get(t) is None]
     if missing:
         Console(stderr=True).print(unknown_tenant(missing).message, markup=False, highlight=False)
-        raise typer.Exit(1)
+        raise typer.Exit(ExitCode.NOT_FOUND)

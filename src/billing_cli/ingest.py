@@ -7,45 +7,52 @@ from collections import Counter
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from billing.kernel.errors import BillingError
 from billing.metering.events import UsageEvent, parse_event
 from billing.runtime import container
-from billing_cli import app
+from billing_cli import USAGE, app
+from billing_cli.errors import ExitCode
+from billing_cli.output import emit, json_option, progress_console
 
 
-@app.command("ingest")
+@app.command("ingest", rich_help_panel=USAGE)
 def ingest(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="JSON lines"),
     batch_size: int = typer.Option(500, min=1, max=1000, help="events per request"),
+    as_json: bool = json_option(),
 ) -> None:
     """Ingest usage events, one JSON object per line, through the same service as POST /v1/events.
-    Lines that are not valid events are reported with their line number and skipped."""
-    console = Console()
+
+    Lines that are not valid events are reported with their line number and skipped. Exit 5 when
+    some events were refused or invalid and others accepted, 6 when none was accepted."""
     events: list[UsageEvent] = []
-    invalid = 0
+    problems: list[dict] = []  # {"line", "field", "reason"}: lines skipped
     for number, line in enumerate(file.read_text().splitlines(), start=1):
         if not line.strip():
             continue
         try:
             raw = json.loads(line)
         except ValueError as exc:
-            console.print(f"[red]line {number}[/]: not JSON ({exc})")
-            invalid += 1
+            problems.append({"line": number, "field": "", "reason": f"not JSON ({exc})"})
             continue
-        event, problems = parse_event(raw)
+        event, found = parse_event(raw)
         if event is None:
-            for p in problems:
-                console.print(f"[red]line {number}[/] {p['field']}: {p['reason']}")
-            invalid += 1
+            problems += [{"line": number, "field": p["field"], "reason": p["reason"]} for p in found]
         else:
             events.append(event)
+    invalid = len({p["line"] for p in problems})
     service = container.ingest_service()
     totals: Counter = Counter()
+    refused: list[dict] = []  # batches the service refused as a whole
     with Progress(
-        TextColumn("ingesting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=console
+        TextColumn("ingesting"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=progress_console(),
+        transient=True,
     ) as progress:
         task = progress.add_task("ingest", total=len(events))
         for start in range(0, len(events), batch_size):
@@ -54,15 +61,37 @@ def ingest(
                 result = service.ingest(batch)
                 totals["accepted"] += len(result.accepted)
                 totals["duplicates"] += len(result.duplicates)
-                totals["rejected for quota"] += len(result.rejected_for_quota)
-                totals["queued (ClickHouse down)"] += len(result.accepted) if result.queued else 0
+                totals["rejected_for_quota"] += len(result.rejected_for_quota)
+                totals["queued"] += len(result.accepted) if result.queued else 0
             except BillingError as error:
-                totals[f"refused: {error.code}"] += len(batch)
-                console.print(f"[yellow]batch at event {start}[/]: {error.status} {error.message}")
+                totals["refused"] += len(batch)
+                refused.append(
+                    {"first_event": start, "events": len(batch), "status": error.status, "error": error.code}
+                    | {"message": error.message}
+                )
             progress.advance(task, len(batch))
-    totals["invalid lines"] = invalid
-    for key, value in totals.items():
-        if value:
-            console.print(f"{key}: [bold]{value:,}[/]")
-    if invalid or any(k.startswith("refused") for k in totals):
-        raise typer.Exit(code=1)
+    counts = {k: totals[k] for k in ("accepted", "duplicates", "rejected_for_quota", "queued", "refused")} | {
+        "invalid_lines": invalid
+    }
+    failed = bool(invalid or refused)
+    document = {"file": str(file), **counts, "problems": problems, "refused_batches": refused}
+
+    def human() -> list:
+        out: list = [
+            f"[red]line {p['line']}[/] {p['field'] + ': ' if p['field'] else ''}{p['reason']}"
+            for p in problems
+        ]
+        out += [
+            f"[yellow]batch at event {r['first_event']}[/]: {r['status']} {r['message']}" for r in refused
+        ]
+        labels = {
+            "rejected_for_quota": "rejected for quota",
+            "queued": "queued (ClickHouse down)",
+            "invalid_lines": "invalid lines",
+        }
+        out += [f"{labels.get(k, k)}: [bold]{v:,}[/]" for k, v in counts.items() if v or k == "accepted"]
+        return out
+
+    emit(document, human, as_json=as_json)
+    if failed:
+        raise typer.Exit(ExitCode.PARTIAL if totals["accepted"] or totals["duplicates"] else ExitCode.FAILED)

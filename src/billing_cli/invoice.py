@@ -6,26 +6,25 @@ Works against the configured environment (CLICKHOUSE_URL, tables, queue, bucket 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from billing.kernel.errors import BillingError
 from billing.kernel.periods import Month, iso
 from billing.statements.statement import Statement
-from billing_cli import app
-from billing_cli.errors import require_tenants
+from billing_cli import MONTH_END, app
+from billing_cli.errors import CliFailure, classify, require_tenants
+from billing_cli.output import emit, json_option, progress_console
 
 if TYPE_CHECKING:
     from billing.statements.close import CloseResult
 
 invoice_app = typer.Typer(help="Statements, invoice CSV and the monthly close.", no_args_is_help=True)
-app.add_typer(invoice_app, name="invoice")
+app.add_typer(invoice_app, name="invoice", rich_help_panel=MONTH_END)
 
 
 def parse_month_option(text: str) -> Month:
@@ -36,9 +35,9 @@ def parse_month_option(text: str) -> Month:
         raise typer.BadParameter(str(exc), param_hint="--month") from None
 
 
-def _fail(error: BillingError) -> typer.Exit:
-    Console(stderr=True).print(f"[red]{error.message}[/]")
-    return typer.Exit(1)
+def _fail(error: BillingError) -> CliFailure:
+    """A refusal of the domain as one line, with the exit code of its kind (404 not found, ...)."""
+    return CliFailure(error.message, classify(error)[1])
 
 
 def statement_table(statement: Statement, *, stored: bool = True) -> Table:
@@ -65,7 +64,7 @@ def statement_table(statement: Statement, *, stored: bool = True) -> Table:
 def preview(
     tenant: str = typer.Option(..., "--tenant"),
     month: str = typer.Option(..., "--month"),
-    as_json: bool = typer.Option(False, "--json", help="print the statement as JSON"),
+    as_json: bool = json_option(),
 ) -> None:
     """Print a tenant's statement: the stored one, or a month-to-date preview (nothing is stored)."""
     from billing.runtime import container
@@ -76,21 +75,7 @@ def preview(
         statement, stored = container.billing_cycle().statement(tenant, period)
     except BillingError as error:
         raise _fail(error) from None
-    if as_json:
-        typer.echo(statement.model_dump_json(indent=2))
-        return
-    Console().print(statement_table(statement, stored=stored))
-
-
-@invoice_app.command("export")
-def export(
-    month: str = typer.Option(..., "--month"), out: Path = typer.Option(..., "--out", dir_okay=False)
-) -> None:
-    """Write the month's CSV (stored statements; month-to-date previews for tenants without one)."""
-    from billing.runtime import container
-
-    out.write_bytes(container.billing_cycle().export_csv(parse_month_option(month)))
-    Console(stderr=True).print(f"wrote {out}")
+    emit(statement, statement_table(statement, stored=stored), as_json=as_json)
 
 
 def close_table(result: CloseResult) -> Table:
@@ -120,7 +105,7 @@ def close_table(result: CloseResult) -> Table:
 @invoice_app.command("close")
 def close(
     month: str = typer.Option(..., "--month"),
-    as_json: bool = typer.Option(False, "--json", help="print the close's summary as JSON"),
+    as_json: bool = json_option(),
 ) -> None:
     """Close a month now (what the scheduled Lambda does): statements, CSV to S3, invoicing jobs."""
     from billing.runtime import container
@@ -128,7 +113,7 @@ def close(
     period = parse_month_option(month)
     # stdout carries only the result, so that --json can be piped; a spinner (on a terminal) and
     # the time taken go to stderr
-    progress = Console(stderr=True)
+    progress = progress_console()
     started = time.monotonic()
     try:
         with progress.status(f"closing {period}"):
@@ -137,12 +122,7 @@ def close(
         raise _fail(error) from None
     progress.print(f"closed {period} in {time.monotonic() - started:.1f} s", highlight=False)
     summary = result.summary()
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2))
-        return
-    out = Console()
-    out.print(close_table(result))
-    out.print(
+    line = (
         f"{summary['statements']} statement(s), {summary['statements_created']} stored now, "
         f"{summary['jobs_enqueued']} invoicing job(s) sent now; CSV "
         + (
@@ -150,4 +130,25 @@ def close(
             if summary["csv_written"]
             else f"already at {summary['csv_key']}"
         )
+    )
+    emit(summary, [close_table(result), line], as_json=as_json)
+
+
+@invoice_app.command("export")
+def export(
+    month: str = typer.Option(..., "--month"),
+    out: Path = typer.Option(..., "--out", dir_okay=False),
+    as_json: bool = json_option(),
+) -> None:
+    """Write the month's CSV (stored statements; month-to-date previews for tenants without one)."""
+    from billing.runtime import container
+
+    period = parse_month_option(month)
+    csv = container.billing_cycle().export_csv(period)
+    out.write_bytes(csv)
+    rows = max(len(csv.decode().splitlines()) - 1, 0)
+    emit(
+        {"month": str(period), "path": str(out), "rows": rows, "bytes": len(csv)},
+        f"wrote {out} ({rows} row(s))",
+        as_json=as_json,
     )

@@ -13,18 +13,19 @@ from typing import Any
 
 import typer
 
-from billing_cli import app
-from billing_cli.errors import CliFailure
+from billing_cli import TRY, app
+from billing_cli.errors import CliFailure, ExitCode
+from billing_cli.output import emit, json_option
 
 DEFAULT_DATA = Path(".data/serve")
 local_app = typer.Typer(
     help="Operate a running `billing serve` (found with --data DIR, --local DIR or BILLING_LOCAL).",
     no_args_is_help=True,
 )
-app.add_typer(local_app, name="local")
+app.add_typer(local_app, name="local", rich_help_panel=TRY)
 
 
-@app.command("serve")
+@app.command("serve", rich_help_panel=TRY)
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8787, help="port to listen on (0: any free port)"),
@@ -38,14 +39,29 @@ def serve(
         False, "--schedules", help="run the template's schedules (close, dunning)"
     ),
     verbose: bool = typer.Option(False, "--verbose", help="also print the handlers' JSON logs and metrics"),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="once listening, print one JSON document (url, api_key, pid, data) on stdout; every "
+        "other line goes to stderr",
+    ),
 ) -> None:
     """Serve every API route of template.yaml with the real handlers, on embedded ClickHouse at DATA
-    and in-process AWS; stops on SIGTERM / Ctrl-C."""
+    and in-process AWS; stops on SIGTERM / Ctrl-C.
+
+    Without --json its lines are its output: the
+    first is `billing serve: URL`."""
     from billing_cli import run
     from billing_local.serve import serve as run_server
 
     def say(line: str) -> None:
-        print(line, flush=True)
+        if not as_json:
+            print(line, flush=True)
+            return
+        print(line, file=sys.stderr, flush=True)
+        if line.startswith("billing serve: http"):  # listening: serve.json names it
+            state = json.loads((data / "serve.json").read_text())
+            emit({**state, "data": str(data)}, as_json=True)
 
     def run_here(argv: list[str]) -> int:
         return run(argv, allow_forward=False)  # the server is where a forwarded command lands
@@ -74,7 +90,10 @@ def locate(local: str | None) -> tuple[str, str]:
         return target.rstrip("/"), key
     state = Path(target) / "serve.json"
     if not state.exists():
-        raise CliFailure(f"no `billing serve` is running on {target}: start `billing serve --data {target}`")
+        raise CliFailure(
+            f"no `billing serve` is running on {target}: start `billing serve --data {target}`",
+            ExitCode.UNREACHABLE,
+        )
     data = json.loads(state.read_text())
     return data["url"], data["api_key"]
 
@@ -96,7 +115,9 @@ def call(
         return error.code, json.loads(error.read() or b"null")
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
-        raise CliFailure(f"`billing serve` at {url} does not answer ({reason}): is it running?") from None
+        raise CliFailure(
+            f"`billing serve` at {url} does not answer ({reason}): is it running?", ExitCode.UNREACHABLE
+        ) from None
 
 
 def _absolute(argv: list[str]) -> list[str]:
@@ -126,20 +147,26 @@ def _local_option() -> Any:
     )
 
 
-def _answer(status: int, body: Any) -> None:
+def _answer(status: int, body: Any, *, as_json: bool) -> None:
+    """The server's answer: its body (a table of its fields for a person), or its error with the exit
+    code of its status."""
     if status >= 400:
+        from billing_cli.errors import _billing_code
+
         message = body.get("message") if isinstance(body, dict) else body
         print(f"billing: {message} ({status})", file=sys.stderr)
-        raise typer.Exit(1)
-    typer.echo(json.dumps(body, indent=2))
+        raise typer.Exit(_billing_code(status))
+    emit(body, as_json=as_json)
 
 
 @local_app.command("key")
 def key(
-    tenant_id: str = typer.Argument(..., help="tenant the key belongs to"), data: str = _local_option()
+    tenant_id: str = typer.Argument(..., help="tenant the key belongs to"),
+    data: str = _local_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Create an API key for a tenant (its id goes on the tenant's api_key_ids); prints it once."""
-    _answer(*call(data, "POST", "/_local/keys", {"tenant_id": tenant_id}))
+    _answer(*call(data, "POST", "/_local/keys", {"tenant_id": tenant_id}), as_json=as_json)
 
 
 @local_app.command("schedule")
@@ -149,14 +176,14 @@ def schedule(
         None, "--month", help="monthly_close: the month to close (default: the previous)"
     ),
     data: str = _local_option(),
+    as_json: bool = json_option(),
 ) -> None:
     """Run a scheduled function now, with the EventBridge event its rule sends."""
-    _answer(
-        *call(data, "POST", f"/_local/schedules/{function}", {"detail": {"month": month} if month else {}})
-    )
+    detail = {"month": month} if month else {}
+    _answer(*call(data, "POST", f"/_local/schedules/{function}", {"detail": detail}), as_json=as_json)
 
 
 @local_app.command("replay")
-def replay(data: str = _local_option()) -> None:
+def replay(data: str = _local_option(), as_json: bool = json_option()) -> None:
     """Deliver the fallback queue to the replay function now (the server also does it every second)."""
-    _answer(*call(data, "POST", "/_local/replay", {}))
+    _answer(*call(data, "POST", "/_local/replay", {}), as_json=as_json)

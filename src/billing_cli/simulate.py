@@ -1,7 +1,8 @@
 """``billing simulate``: a month of usage through ingest, rating and the close, offline; and pricing
 what-ifs (the same usage under a proposed catalog, compared tenant by tenant and line by line).
 
-The engine is ``billing_local.simulation`` (production ingest service, quota logic, rater and close
+The report and the comparison are the output (stdout; one JSON document with ``--json``); progress
+goes to stderr. The engine is ``billing_local.simulation`` (production ingest service, quota logic, rater and close
 on in-memory stores and a fresh embedded ClickHouse); the comparison is ``billing_local.whatif``.
 """
 
@@ -28,7 +29,9 @@ from rich.text import Text
 
 from billing.kernel.periods import Month
 from billing.runtime.observability import logger
-from billing_cli import app
+from billing_cli import PRICING, app
+from billing_cli.errors import CliFailure
+from billing_cli.output import emit, json_option, progress_console
 from billing_local.simulation import (
     Catalog,
     SimulationFailed,
@@ -95,17 +98,17 @@ class RateColumn(ProgressColumn):
         return Text(f"{task.speed:,.0f} events/s" if task.speed else "", style="progress.data.speed")
 
 
-def print_report(report: SimulationReport, console: Console, title: str = "") -> None:
+def report_renderables(report: SimulationReport, title: str = "") -> list:
     seconds = sum(report.seconds.values())
-    console.print(
+    out: list = []
+    out.append(
         f"[bold]{title or report.month}[/]: {report.tenants} tenants, {report.events_read} events read, "
         f"{report.accepted} accepted, {report.duplicates} duplicates, {report.rejected_total} rejected"
         + (f" ({seconds:.1f} s, {report.workers} worker(s))" if seconds else "")
     )
     for reason, count in sorted(report.rejected.items()):
-        console.print(f"  rejected ({reason}): {count}")
-    for example in report.examples:
-        console.print(f"  [dim]{example}[/]")
+        out.append(f"  rejected ({reason}): {count}")
+    out += [Text(f"  {example}", style="dim") for example in report.examples]
     table = Table("tenant", "queries", "tokens", "total", "invoice date", "final")
     for s in report.statements:
         table.add_row(
@@ -116,26 +119,84 @@ def print_report(report: SimulationReport, console: Console, title: str = "") ->
             s.invoice_date,
             "yes" if s.is_final else "",
         )
-    console.print(table)
+    out.append(table)
+    return out
 
 
-def print_comparison(comparison: Comparison, console: Console) -> None:
+def report_json(report: SimulationReport) -> dict:
+    return {
+        "month": report.month,
+        "tenants": report.tenants,
+        "events_read": report.events_read,
+        "accepted": report.accepted,
+        "duplicates": report.duplicates,
+        "rejected": dict(sorted(report.rejected.items())),
+        "rejected_total": report.rejected_total,
+        "examples": report.examples,
+        "seconds": report.seconds,
+        "workers": report.workers,
+        "statements": [
+            {
+                "tenant_id": s.tenant_id,
+                "total_queries": s.total_queries,
+                "total_tokens": s.total_tokens,
+                "total": s.total,
+                "currency": s.currency,
+                "invoice_date": s.invoice_date,
+                "is_final": s.is_final,
+            }
+            for s in report.statements
+        ],
+    }
+
+
+def comparison_json(comparison: Comparison) -> dict:
+    return {
+        "month": comparison.month,
+        "current_total": comparison.current_total,
+        "proposed_total": comparison.proposed_total,
+        "difference": comparison.difference,
+        "tenants": [
+            {
+                "tenant_id": t.tenant_id,
+                "current": t.current,
+                "proposed": t.proposed,
+                "difference": t.difference,
+                "lines": [
+                    {
+                        "line_id": l.line_id,
+                        "current": l.current,
+                        "proposed": l.proposed,
+                        "difference": l.difference,
+                    }
+                    for l in t.lines
+                ],
+                "admission": t.admission.describe() if t.admission else None,
+                "note": t.note,
+            }
+            for t in comparison.changed
+        ],
+    }
+
+
+def comparison_renderables(comparison: Comparison) -> list:
     total = comparison.current_total
     share = f", {100 * comparison.difference / total:+.1f}%" if total else ""
-    console.print(
+    out: list = []
+    out.append(
         f"[bold]What-if {comparison.month}[/]: current {comparison.current_total:,.2f} -> proposed "
         f"{comparison.proposed_total:,.2f} ({comparison.difference:+,.2f}{share}); "
         f"{len(comparison.changed)} of {len(comparison.tenants)} tenants change"
     )
     affected = comparison.admission_changed
     if affected:
-        console.print(
+        out.append(
             f"[yellow]The proposal also changes admission at ingest for {len(affected)} tenant(s)[/] "
             "(simulated: refused events are neither stored nor billed):"
         )
         for t in affected:
             assert t.admission is not None
-            console.print(f"  {t.tenant_id}: {t.admission.describe()}")
+            out.append(f"  {t.tenant_id}: {t.admission.describe()}")
     table = Table("tenant", "current", "proposed", "difference", "lines moved (largest first)")
     for t in comparison.changed[:SHOWN_TENANTS]:
         moved = ", ".join(f"{l.line_id} {l.difference:+.2f}" for l in t.lines[:4])
@@ -155,11 +216,10 @@ def print_comparison(comparison: Comparison, console: Console) -> None:
         f"{comparison.difference:+,.2f}",
         "",
     )
-    console.print(table)
+    out.append(table)
     if len(comparison.changed) > SHOWN_TENANTS:
-        console.print(
-            f"  [dim]{len(comparison.changed) - SHOWN_TENANTS} more tenants change: see --out-diff[/]"
-        )
+        out.append(f"  [dim]{len(comparison.changed) - SHOWN_TENANTS} more tenants change: see --out-diff[/]")
+    return out
 
 
 def run_with_progress(spec: SimulationSpec, console: Console) -> SimulationResult:
@@ -189,7 +249,7 @@ def run_with_progress(spec: SimulationSpec, console: Console) -> SimulationResul
     return result
 
 
-@app.command("simulate")
+@app.command("simulate", rich_help_panel=PRICING)
 def simulate(
     tenants: Path = typer.Option(..., "--tenants", exists=True, dir_okay=False, help="tenants YAML or JSON"),
     events: Path = typer.Option(
@@ -216,8 +276,10 @@ def simulate(
     workers: int = typer.Option(
         0, "--workers", min=0, help="processes sharing the tenants (0: by input size and CPUs)"
     ),
+    as_json: bool = json_option(),
 ) -> None:
     """Run tenants and events through ingest, rating and the close offline; write the month's CSV.
+
     With --compare-plans/--compare-pricebook, also under the proposal, and compare."""
     try:
         target = Month.parse(month)
@@ -230,26 +292,28 @@ def simulate(
     if compare_plans or compare_pricebook:
         proposed = Catalog(plans=compare_plans or plans, pricebook=compare_pricebook or pricebook)
     spec = SimulationSpec(tenants, events, target, current, proposed, workers=workers)
-    console = Console(stderr=True)
+    console = progress_console()
     logger.setLevel("WARNING")  # per-batch logs would drown the report
     try:
         result = run_with_progress(spec, console)
     except SimulationInputError as exc:
         raise typer.BadParameter(str(exc)) from None
     except SimulationFailed as exc:
-        console.print(f"[red]simulation failed[/]: {exc}")
-        raise typer.Exit(1) from None
+        raise CliFailure(f"simulation failed: {exc}") from None
     report = result.current
     out.write_bytes(report.csv)
     if lines:
         lines.write_bytes(report.lines_csv)
-    print_report(report, console, title=f"{report.month} (current)" if result.proposed else "")
+    human = report_renderables(report, title=f"{report.month} (current)" if result.proposed else "")
+    document: dict = {"current": report_json(report), "proposed": None, "comparison": None}
     written = [str(out)] + ([str(lines)] if lines else [])
     if result.proposed:
-        print_report(result.proposed, console, title=f"{report.month} (proposed)")
+        human += report_renderables(result.proposed, title=f"{report.month} (proposed)")
         comparison = compare(report, result.proposed)
-        print_comparison(comparison, console)
+        human += comparison_renderables(comparison)
+        document |= {"proposed": report_json(result.proposed), "comparison": comparison_json(comparison)}
         if out_diff:
             out_diff.write_bytes(diff_csv(comparison))
             written.append(str(out_diff))
-    console.print("wrote " + " and ".join(written))
+    human.append("wrote " + " and ".join(written))
+    emit({"month": report.month, **document, "written": written}, human, as_json=as_json)

@@ -10,18 +10,19 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console, Group
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from billing.dunning.service import StatusView
-from billing_cli import app
+from billing_cli import TENANTS, app
 from billing_cli.errors import require_tenants
+from billing_cli.output import dumps, emit, json_option
 
 tenant_app = typer.Typer(
     help="Payment standing, dunning timeline and dunning operations.", no_args_is_help=True
 )
-app.add_typer(tenant_app, name="tenant")
+app.add_typer(tenant_app, name="tenant", rich_help_panel=TENANTS)
 
 STYLE = {
     "active": "green",
@@ -90,22 +91,20 @@ def status_renderable(view: StatusView) -> Group:
 @tenant_app.command("status")
 def status(
     tenant_id: str = typer.Argument(..., help="tenant id"),
-    as_json: bool = typer.Option(False, "--json", help="print JSON (what the HTTP endpoint returns)"),
+    as_json: bool = json_option(),
 ) -> None:
-    """Print the tenant's payment status, its invoices in dunning and every transition."""
+    """Print the tenant's payment status, its invoices in dunning and every transition.
+
+    The JSON is what the HTTP endpoint returns, with the prepaid credits when there are any."""
     from billing.runtime import container
 
     require_tenants(tenant_id)
     view = container.tenant_service().status(tenant_id)
     credits = container.credit_book().summary(tenant_id, container.clock()())
-    if as_json:
-        body = view.to_json()
-        if credits["grants"]:
-            body["credits"] = credits
-        typer.echo(json.dumps(body, indent=2))
-        return
-    Console().print(status_renderable(view))
-    Console().print(credits_renderable(credits))
+    body = view.to_json() if as_json else {}
+    if as_json and credits["grants"]:
+        body["credits"] = credits
+    emit(body, lambda: [status_renderable(view), credits_renderable(credits)], as_json=as_json)
 
 
 def credits_renderable(summary: dict) -> Table | Text:
@@ -137,6 +136,7 @@ def grant_credit(
     granted_at: str | None = typer.Option(None, "--granted-at", help="RFC 3339 instant (default now)"),
     priority: int = typer.Option(100, "--priority", help="lower burns first"),
     description: str = typer.Option("", "--description"),
+    as_json: bool = json_option(),
 ) -> None:
     """Grant prepaid credits to a tenant (what POST /v1/tenants/{id}/credits does)."""
     from billing.runtime import container
@@ -148,16 +148,22 @@ def grant_credit(
     grant, created = container.tenant_service().grant_credit(
         tenant_id, parse_request(CreditGrantRequest, body)
     )
-    typer.echo(json.dumps({"created": created, "grant": grant.model_dump(mode="json")}, indent=2))
+    emit(
+        {"created": created, "grant": grant},
+        f"{'granted' if created else 'already granted (nothing changed)'}: {grant.grant_id}, "
+        f"{grant.amount} {grant.currency.upper()} to {tenant_id}",
+        as_json=as_json,
+    )
 
 
 @tenant_app.command("credits")
-def credits(tenant_id: str = typer.Argument(..., help="tenant id")) -> None:
+def credits(tenant_id: str = typer.Argument(..., help="tenant id"), as_json: bool = json_option()) -> None:
     """List a tenant's credit grants with what remains of each."""
     from billing.runtime import container
 
     require_tenants(tenant_id)
-    Console().print(credits_renderable(container.credit_book().summary(tenant_id, container.clock()())))
+    summary = container.credit_book().summary(tenant_id, container.clock()())
+    emit({"tenant_id": tenant_id, **summary}, credits_renderable(summary), as_json=as_json)
 
 
 @tenant_app.command("add-coupon")
@@ -170,6 +176,7 @@ def add_coupon(
     months: int | None = typer.Option(None, "--months", help="months of a repeating coupon"),
     starts_at: str | None = typer.Option(None, "--starts-at", help="RFC 3339 instant (default now)"),
     name: str = typer.Option("", "--name"),
+    as_json: bool = json_option(),
 ) -> None:
     """Attach a coupon to a tenant (what POST /v1/tenants/{id}/coupons does)."""
     from billing.runtime import container
@@ -185,25 +192,27 @@ def add_coupon(
     }
     body.update({k: v for k, v in extra.items() if v is not None})
     tenant, created = container.tenant_service().attach_coupon(tenant_id, parse_request(CouponRequest, body))
-    typer.echo(
-        json.dumps({"created": created, "coupons": [c.model_dump(mode="json") for c in tenant.coupons]})
+    emit(
+        {"created": created, "coupons": tenant.coupons},
+        f"{'attached' if created else 'already attached (nothing changed)'}: coupon {coupon_id} to "
+        f"{tenant_id} ({len(tenant.coupons)} coupon(s) on the tenant)",
+        as_json=as_json,
     )
 
 
 @tenant_app.command("dunning-run")
-def dunning_run() -> None:
+def dunning_run(as_json: bool = json_option()) -> None:
     """Pay every dunning retry that is due now (what the scheduled Lambda does)."""
     from billing.runtime import container
 
     report = container.dunning_service().run_due(limit=container.settings().dunning_batch_limit)
-    console = Console()
     table = Table("tenant", "invoice", "attempt", "result", "standing", title=f"{report.due} retries due")
     for d in report.details:
         result = "paid" if d.get("succeeded") else d.get("failure_code") or d.get("error", "")
         table.add_row(
             d.get("tenant_id", ""), d["invoice_id"], str(d["attempt"]), result, d.get("standing", "")
         )
-    console.print(table)
+    emit(report, table, as_json=as_json)
 
 
 @tenant_app.command("sign-webhook")
@@ -216,9 +225,12 @@ def sign_webhook(
         help="the endpoint secret stored in Secrets Manager (whsec_...)",
     ),
     output: Path | None = typer.Option(None, "-o", "--output"),
+    as_json: bool = json_option(),
 ) -> None:
-    """Re-sign a sample API Gateway event now, for `sam local invoke StripeWebhookFunction -e ...`
-    (a signature is only accepted for 300 s)."""
+    """Re-sign a sample API Gateway event now, for `sam local invoke StripeWebhookFunction -e ...`.
+
+    A signature is only accepted for 300 s. Without --output the event itself is the output (JSON
+    either way)."""
     import base64
     import time
 
@@ -229,8 +241,8 @@ def sign_webhook(
     body = base64.b64decode(event["body"]) if event.get("isBase64Encoded") else event["body"]
     headers["Stripe-Signature"] = sign(body, secret, int(time.time()))
     event["headers"] = headers
-    text = json.dumps(event, indent=2)
-    if output:
-        output.write_text(text)
-    else:
-        typer.echo(text)
+    if output is None:
+        emit(event, dumps(event), as_json=True)
+        return
+    output.write_text(dumps(event))
+    emit({"path": str(output)}, f"wrote {output}", as_json=as_json)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from billing.kernel.periods import Month
 from billing.runtime import container
-from billing_cli import app
+from billing_cli import USAGE, app
 from billing_cli.errors import require_tenants
+from billing_cli.output import emit, json_option
+
+TOTALS = ("events", "queries", "input_tokens", "output_tokens", "bytes", "cost_usd")
 
 
 def usage_table(rows: list[dict], title: str) -> Table:
@@ -39,10 +41,11 @@ def usage_table(rows: list[dict], title: str) -> Table:
     return table
 
 
-@app.command("usage")
+@app.command("usage", rich_help_panel=USAGE)
 def usage(
     tenant: str = typer.Option(..., "--tenant", help="tenant id"),
     month: str = typer.Option(..., "--month", help="YYYY-MM (UTC)"),
+    as_json: bool = json_option(),
 ) -> None:
     """Print a tenant's usage for a month by model, from ClickHouse, duplicates collapsed."""
     try:
@@ -53,14 +56,11 @@ def usage(
     # ClickHouse has no tenants: an unknown one would read as an empty month
     require_tenants(tenant)
     rows = [{"tenant_id": tenant, **m} for m in summary["by_model"]]
-    rows.append(
-        {
-            "tenant_id": tenant,
-            "model": "TOTAL",
-            **{
-                k: summary[k]
-                for k in ("events", "queries", "input_tokens", "output_tokens", "bytes", "cost_usd")
-            },
-        }
-    )
-    Console().print(usage_table(rows, f"Usage of {tenant} in {period} (UTC)"))
+    rows.append({"tenant_id": tenant, "model": "TOTAL", **{k: summary[k] for k in TOTALS}})
+    document = {
+        "tenant_id": tenant,
+        "month": str(period),
+        "by_model": summary["by_model"],
+        "total": {k: summary[k] for k in TOTALS},
+    }
+    emit(document, usage_table(rows, f"Usage of {tenant} in {period} (UTC)"), as_json=as_json)

@@ -1,6 +1,7 @@
 """Every `billing` command, run as a new user would without configuration (no AWS region, an
 unmigrated ClickHouse database, no running `billing serve`) and with a bad argument, ends in a
-one-line error that says what to do: exit 1 for failures, 2 for usage errors; never a traceback."""
+one-line error that says what to do, with the exit code of its kind (``billing_cli.errors.ExitCode``:
+4 not configured, 3 unreachable, 2 usage error, ...); never a traceback."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import typer
 
 from billing.runtime import container
 from billing_cli import _load, app, run
+from billing_cli.errors import ExitCode
 from tests.conftest import CHDB_PATH, ENV_KEYS
 
 # Commands that serve or run their own whole environment: only their argument errors are run here
@@ -84,7 +86,7 @@ def unconfigured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[No
 def assert_one_line_error(code: int, err: str, out: str, *, expected: set[int]) -> None:
     assert "Traceback" not in err + out, err + out
     assert code in expected, (code, err, out)
-    if code == 1:
+    if code not in (ExitCode.OK, ExitCode.USAGE):
         lines = [line for line in err.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("billing: "), err
 
@@ -107,33 +109,34 @@ def test_without_configuration_every_command_says_what_to_do(path, command, unco
     # When a command runs with its required arguments but nothing configured
     code = run([*path, *placeholder_args(command)])
     captured = capsys.readouterr()
-    # Then it fails in one line (or refuses its arguments), never with a traceback (`db migrate`
-    # succeeds: the default ClickHouse is embedded)
+    # Then it fails in one line as not configured (or unreachable, or refuses its arguments), never
+    # with a traceback (`db migrate` succeeds: the default ClickHouse is embedded)
+    failures = {ExitCode.NOT_CONFIGURED, ExitCode.UNREACHABLE, ExitCode.USAGE}
     assert_one_line_error(
-        code, captured.err, captured.out, expected={0, 1, 2} if path == ("db", "migrate") else {1, 2}
+        code, captured.err, captured.out, expected={0} if path == ("db", "migrate") else failures
     )
 
 
 def test_the_messages_name_the_fix(unconfigured, capsys, tmp_path):
-    assert run(["tenant", "status", "x"]) == 1
+    assert run(["tenant", "status", "x"]) == ExitCode.NOT_CONFIGURED
     assert "no AWS region is configured" in capsys.readouterr().err
-    assert run(["usage", "--tenant", "x", "--month", "2025-11"]) == 1
+    assert run(["usage", "--tenant", "x", "--month", "2025-11"]) == ExitCode.NOT_CONFIGURED
     assert "run `billing db migrate`" in capsys.readouterr().err
     assert run(["usage", "--tenant", "x", "--month", "2025-13"]) == 2
     assert "--month" in capsys.readouterr().err
-    assert run(["--local", str(tmp_path / "nothing"), "tenant", "status", "x"]) == 1
+    assert run(["--local", str(tmp_path / "nothing"), "tenant", "status", "x"]) == ExitCode.UNREACHABLE
     assert "no `billing serve` is running" in capsys.readouterr().err
     assert run(["db", "migrate"]) == 0 and "applied" in capsys.readouterr().out
     # migrated: usage reads ClickHouse, then the tenant store to tell an unknown tenant from an idle one
-    assert run(["usage", "--tenant", "x", "--month", "2025-11"]) == 1
+    assert run(["usage", "--tenant", "x", "--month", "2025-11"]) == ExitCode.NOT_CONFIGURED
     assert "no AWS region is configured" in capsys.readouterr().err
     import os
 
     os.environ["CLICKHOUSE_URL"] = "ftp://nowhere"
     container.reset()
-    assert run(["db", "migrate"]) == 1
+    assert run(["db", "migrate"]) == ExitCode.NOT_CONFIGURED
     assert "unsupported CLICKHOUSE_URL scheme" in capsys.readouterr().err
-    assert run(["--local", "http://127.0.0.1:9", "local", "replay"]) in (1, 2)
+    assert run(["--local", "http://127.0.0.1:9", "local", "replay"]) in (ExitCode.UNREACHABLE, ExitCode.USAGE)
     assert "Traceback" not in capsys.readouterr().err
 
 

@@ -51,7 +51,7 @@ def test_a_new_account_is_missing_its_webhook_endpoint_and_portal_configuration(
     result = CliRunner().invoke(app, ["stripe", "check"], env=WIDE)
 
     # Then it fails, naming what is missing, and what to confirm by hand
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 4, result.output  # not configured
     rows = _rows(result.output)
     assert rows["webhook endpoint"] == "missing" and rows["customer portal configuration"] == "missing"
     assert rows["invoice.overdue timing"] == "confirm" and rows["minimum charge USD"] == "ok"
@@ -69,7 +69,7 @@ def test_an_endpoint_without_invoice_overdue_would_never_dun_a_tenant_without_a_
     result = CliRunner().invoke(app, ["stripe", "check"], env=WIDE)
 
     # Then it fails on invoice.overdue alone, saying what that costs
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 4, result.output  # not configured
     rows = _rows(result.output)
     assert rows["invoice.overdue"] == "missing" and rows["webhook events"] == "ok"
     assert rows["customer portal configuration"] == "ok"

@@ -89,7 +89,7 @@ def test_credits_and_coupons_from_the_cli(env, monkeypatch):
     runner = CliRunner()
     # When an operator grants credits and attaches a coupon
     result = runner.invoke(app, ["tenant", "grant-credit", "acme", "--id", "g1", "--amount", "25.00",
-                                 "--granted-at", "2025-10-01T00:00:00Z", "--priority", "5"])  # fmt: skip
+                                 "--granted-at", "2025-10-01T00:00:00Z", "--priority", "5", "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["created"] is True
     result = runner.invoke(app, ["tenant", "add-coupon", "acme", "--id", "half", "--percent-off", "50",
