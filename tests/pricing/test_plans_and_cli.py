@@ -91,7 +91,7 @@ def test_credits_and_coupons_from_the_cli(env, monkeypatch):
     result = runner.invoke(app, ["tenant", "grant-credit", "acme", "--id", "g1", "--amount", "25.00",
                                  "--granted-at", "2025-10-01T00:00:00Z", "--priority", "5", "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["created"] is True
+    assert json.loads(result.stdout)["created"] is True  # the service's log line is on stderr
     result = runner.invoke(app, ["tenant", "add-coupon", "acme", "--id", "half", "--percent-off", "50",
                                  "--duration", "once", "--starts-at", "2025-11-01T00:00:00Z"])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -101,6 +101,6 @@ def test_credits_and_coupons_from_the_cli(env, monkeypatch):
     # And the status command shows the balance left
     result = runner.invoke(app, ["tenant", "status", "acme", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["credits"]["balance"] == {"usd": "0.00"}
+    assert json.loads(result.stdout)["credits"]["balance"] == {"usd": "0.00"}
     result = runner.invoke(app, ["tenant", "credits", "acme"])
     assert result.exit_code == 0 and "g1" in result.output
