@@ -39,7 +39,8 @@ def explain(exc: BaseException) -> str:
     return classify(exc)[0]
 
 
-def _billing_code(status: int) -> ExitCode:
+def exit_code_of_status(status: int) -> ExitCode:
+    """The exit code of an HTTP status the domain (or a `billing serve`) answered with."""
     if status == 404:
         return ExitCode.NOT_FOUND
     if status in (400, 422):
@@ -61,7 +62,7 @@ def _code(exc: BaseException, message: str) -> ExitCode:
     if isinstance(exc, CliFailure):
         return exc.code
     if isinstance(exc, BillingError):
-        return _billing_code(exc.status)
+        return exit_code_of_status(exc.status)
     if " is unreachable " in message or " does not answer " in message:
         return ExitCode.UNREACHABLE
     if message.startswith(

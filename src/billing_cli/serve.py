@@ -151,11 +151,11 @@ def _answer(status: int, body: Any, *, as_json: bool) -> None:
     """The server's answer: its body (a table of its fields for a person), or its error with the exit
     code of its status."""
     if status >= 400:
-        from billing_cli.errors import _billing_code
+        from billing_cli.errors import exit_code_of_status
 
         message = body.get("message") if isinstance(body, dict) else body
         print(f"billing: {message} ({status})", file=sys.stderr)
-        raise typer.Exit(_billing_code(status))
+        raise typer.Exit(exit_code_of_status(status))
     emit(body, as_json=as_json)
 
 

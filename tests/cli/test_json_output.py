@@ -37,12 +37,16 @@ NOT_IN_THE_MONTH = {("demo",), ("portal", "serve"), ("serve",), ("local", "key")
 NOT_IN_THE_MONTH |= {("local", "replay")}
 
 
+STDERR: list[str] = []  # what the last json_of printed on stderr
+
+
 def json_of(argv: list[str], capsys: pytest.CaptureFixture[str], expected: int = ExitCode.OK) -> object:
     """Run ``billing ARGV --json`` here; its stdout must be one JSON document and nothing else."""
     code = run([*argv, "--json"], allow_forward=False)
     out, err = capsys.readouterr()
     assert code == expected, (argv, code, out, err)
     assert "Traceback" not in out + err
+    STDERR[:] = [err]
     return json.loads(out)  # raises on anything but exactly one document
 
 
@@ -110,6 +114,8 @@ def test_every_command_prints_one_json_document_on_stdout(
     granted = cli("tenant", "grant-credit", "acme", "--id", "g1", "--amount", "10.00")
     assert isinstance(granted, dict) and granted["created"] is True
     assert granted["grant"]["amount"] == "10.00" and granted["grant"]["granted_at"].endswith("Z")
+    # (the service's JSON log line of the grant went to stderr)
+    assert json.loads(STDERR[0].splitlines()[0])["message"] == "credit granted"
     coupon = cli("tenant", "add-coupon", "acme", "--id", "c1", "--percent-off", "10", "--duration", "once")
     assert isinstance(coupon, dict) and coupon["created"] is True
     credits = cli("tenant", "credits", "acme")
