@@ -51,63 +51,51 @@ def exit_code_of_status(status: int) -> ExitCode:
 
 
 def classify(exc: BaseException) -> tuple[str, ExitCode]:
-    """The one-line explanation and the exit code of a failure."""
-    message = _describe(exc)
-    return message, _code(exc, message)
-
-
-def _code(exc: BaseException, message: str) -> ExitCode:
-    from billing.kernel.errors import BillingError
-
-    if isinstance(exc, CliFailure):
-        return exc.code
-    if isinstance(exc, BillingError):
-        return exit_code_of_status(exc.status)
-    if " is unreachable " in message or " does not answer " in message:
-        return ExitCode.UNREACHABLE
-    if message.startswith(
-        (
-            "no AWS ",
-            "missing configuration",
-            "an AWS resource does not exist",
-            "AWS refused the credentials",
-            "the ClickHouse schema is not migrated",
-            "invalid configuration",
-            "unsupported CLICKHOUSE_URL",
-            "invalid value: unsupported CLICKHOUSE_URL",
-        )
-    ):
-        return ExitCode.NOT_CONFIGURED
-    return ExitCode.FAILED
-
-
-def _describe(exc: BaseException) -> str:
-    from billing.kernel.errors import BillingError, StoreRejected, StoreUnavailable
+    """The one-line explanation of a failure, and its exit code."""
+    from billing.kernel.errors import (
+        BillingError,
+        StoreRejected,
+        StoreUnavailable,
+        is_payment_provider_outage,
+    )
 
     name = type(exc).__name__
     text = _one_line(exc)
     if isinstance(exc, CliFailure):
-        return str(exc)
+        return str(exc), exc.code
     if isinstance(exc, BillingError):
-        return f"{exc.message} ({exc.status} {exc.code})"
+        return f"{exc.message} ({exc.status} {exc.code})", exit_code_of_status(exc.status)
     if "UNKNOWN_TABLE" in text or "UNKNOWN_DATABASE" in text or re.search(r"Code: (60|81)\b", text):
-        return "the ClickHouse schema is not migrated (a table is missing): run `billing db migrate` first"
+        return (
+            "the ClickHouse schema is not migrated (a table is missing): run `billing db migrate` first",
+            ExitCode.NOT_CONFIGURED,
+        )
     try:
         import botocore.exceptions as boto
     except ImportError:  # pragma: no cover - botocore is a dependency of the layer
         boto = None  # type: ignore[assignment]
     if boto is not None:
         if isinstance(exc, boto.NoRegionError):
-            return f"no AWS region is configured: set AWS_REGION and the tables and queues (README, Configuration), {LOCAL_HINT}"
+            return (
+                f"no AWS region is configured: set AWS_REGION and the tables and queues (README, Configuration), {LOCAL_HINT}",
+                ExitCode.NOT_CONFIGURED,
+            )
         if isinstance(exc, boto.NoCredentialsError | boto.PartialCredentialsError):
-            return f"no AWS credentials found: configure them (AWS_PROFILE, ...), {LOCAL_HINT}"
+            return (
+                f"no AWS credentials found: configure them (AWS_PROFILE, ...), {LOCAL_HINT}",
+                ExitCode.NOT_CONFIGURED,
+            )
         if isinstance(exc, boto.ParamValidationError):
             return (
                 f"missing configuration ({text}): set TENANTS_TABLE, LEDGER_TABLE, BILLING_TABLE, "
-                f"FALLBACK_QUEUE_URL, INVOICING_QUEUE_URL, INVOICES_BUCKET, {LOCAL_HINT}"
+                f"FALLBACK_QUEUE_URL, INVOICING_QUEUE_URL, INVOICES_BUCKET, {LOCAL_HINT}",
+                ExitCode.NOT_CONFIGURED,
             )
         if isinstance(exc, boto.EndpointConnectionError | boto.ConnectTimeoutError | boto.ReadTimeoutError):
-            return f"AWS is unreachable ({text}): check the network, AWS_ENDPOINT_URL, {LOCAL_HINT}"
+            return (
+                f"AWS is unreachable ({text}): check the network, AWS_ENDPOINT_URL, {LOCAL_HINT}",
+                ExitCode.UNREACHABLE,
+            )
         if isinstance(exc, boto.ClientError):
             code = exc.response.get("Error", {}).get("Code", "")
             if code in (
@@ -115,40 +103,68 @@ def _describe(exc: BaseException) -> str:
                 "NoSuchBucket",
                 "AWS.SimpleQueueService.NonExistentQueue",
             ):
-                return f"an AWS resource does not exist ({text}): check the table, queue and bucket settings, {LOCAL_HINT}"
+                return (
+                    f"an AWS resource does not exist ({text}): check the table, queue and bucket settings, {LOCAL_HINT}",
+                    ExitCode.NOT_CONFIGURED,
+                )
             if code in (
                 "UnrecognizedClientException",
                 "InvalidClientTokenId",
                 "ExpiredTokenException",
                 "AccessDeniedException",
             ):
-                return f"AWS refused the credentials ({text}): check them and their permissions"
-            return f"AWS call failed: {text}"
+                return (
+                    f"AWS refused the credentials ({text}): check them and their permissions",
+                    ExitCode.NOT_CONFIGURED,
+                )
+            return f"AWS call failed: {text}", ExitCode.FAILED
         if isinstance(exc, boto.BotoCoreError):
-            return f"AWS client error: {text}"
+            return f"AWS client error: {text}", ExitCode.FAILED
+    if name == "GetParameterError":  # Powertools Parameters: the Stripe key's secret
+        return (
+            f"missing configuration ({text}): store the Stripe key in the secret STRIPE_SECRET_NAME names",
+            ExitCode.NOT_CONFIGURED,
+        )
+    if type(exc).__module__.split(".")[0] == "stripe":
+        if name in ("AuthenticationError", "PermissionError"):
+            return (
+                f"Stripe refused the key ({text}): check the secret STRIPE_SECRET_NAME names",
+                ExitCode.NOT_CONFIGURED,
+            )
+        if is_payment_provider_outage(exc):
+            return f"Stripe is unreachable ({text}): try again later", ExitCode.UNREACHABLE
+        return f"Stripe refused the request: {text}", ExitCode.FAILED
     try:
         from pydantic import ValidationError
     except ImportError:  # pragma: no cover
         ValidationError = ()  # type: ignore[assignment,misc]  # noqa: N806
     if isinstance(exc, ValidationError):
         fields = ", ".join(".".join(str(p) for p in e["loc"]) or "value" for e in exc.errors())
-        return f"invalid configuration or input ({fields}): {_one_line(exc.errors()[0]['msg'])}"
+        return (
+            f"invalid configuration or input ({fields}): {_one_line(exc.errors()[0]['msg'])}",
+            ExitCode.NOT_CONFIGURED,
+        )
     if isinstance(exc, StoreUnavailable):
-        return f"ClickHouse is unreachable ({text}): check CLICKHOUSE_URL, {LOCAL_HINT}"
+        return f"ClickHouse is unreachable ({text}): check CLICKHOUSE_URL, {LOCAL_HINT}", ExitCode.UNREACHABLE
     if isinstance(exc, StoreRejected):
-        return f"ClickHouse refused the data: {text}"
+        return f"ClickHouse refused the data: {text}", ExitCode.FAILED
     module = type(exc).__module__
     if module.startswith("clickhouse_connect") or module.startswith("chdb"):
         if "onnect" in text or "timed out" in text or "refused" in text:
-            return f"ClickHouse is unreachable ({text}): check CLICKHOUSE_URL, {LOCAL_HINT}"
-        return f"ClickHouse error: {text}"
+            return (
+                f"ClickHouse is unreachable ({text}): check CLICKHOUSE_URL, {LOCAL_HINT}",
+                ExitCode.UNREACHABLE,
+            )
+        return f"ClickHouse error: {text}", ExitCode.FAILED
     if isinstance(exc, ConnectionError | TimeoutError):
-        return f"a service is unreachable ({text}): is it running?"
+        return f"a service is unreachable ({text}): is it running?", ExitCode.UNREACHABLE
     if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
-        return f"{text}"
+        return f"{text}", ExitCode.FAILED
     if isinstance(exc, ValueError):
-        return f"invalid value: {text}"
-    return f"{name}: {text}"
+        if "CLICKHOUSE_URL" in text:
+            return f"invalid value: {text}", ExitCode.NOT_CONFIGURED
+        return f"invalid value: {text}", ExitCode.FAILED
+    return f"{name}: {text}", ExitCode.FAILED
 
 
 def require_tenants(*tenant_ids: str) -> None:
