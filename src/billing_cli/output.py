@@ -24,6 +24,8 @@ import typer
 from rich.console import Console, RenderableType
 from rich.table import Table
 
+from billing.kernel.periods import Month
+
 JSON_HELP = "print one JSON document on stdout (for scripts) instead of a table"
 
 
@@ -46,7 +48,7 @@ def instant(value: datetime) -> str:
 
 def to_jsonable(value: Any) -> Any:
     """``value`` as plain JSON types: Decimal as its exact string, datetimes as ``instant``, dates as
-    YYYY-MM-DD, pydantic models and dataclasses as their fields, sets sorted."""
+    YYYY-MM-DD, months as YYYY-MM, pydantic models and dataclasses as their fields, sets sorted."""
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):  # not money: ratios and seconds only
@@ -59,7 +61,7 @@ def to_jsonable(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, enum.Enum):
         return to_jsonable(value.value)
-    if isinstance(value, Path):
+    if isinstance(value, Path | Month):  # a Month is its YYYY-MM
         return str(value)
     if isinstance(value, bytes):
         return value.decode()
