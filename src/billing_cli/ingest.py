@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from billing.kernel.errors import BillingError
@@ -78,11 +79,12 @@ def ingest(
 
     def human() -> list:
         out: list = [
-            f"[red]line {p['line']}[/] {p['field'] + ': ' if p['field'] else ''}{p['reason']}"
+            f"[red]line {p['line']}[/] {escape(p['field'] + ': ' if p['field'] else '')}{escape(p['reason'])}"
             for p in problems
         ]
         out += [
-            f"[yellow]batch at event {r['first_event']}[/]: {r['status']} {r['message']}" for r in refused
+            f"[yellow]batch at event {r['first_event']}[/]: {r['status']} {escape(r['message'])}"
+            for r in refused
         ]
         labels = {
             "rejected_for_quota": "rejected for quota",

@@ -54,6 +54,9 @@ def serve(
     from billing_cli import run
     from billing_local.serve import serve as run_server
 
+    if as_json:  # Powertools prints EMF metrics on stdout, which holds the one document
+        os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+
     def say(line: str) -> None:
         if not as_json:
             print(line, flush=True)

@@ -21,6 +21,8 @@ def demo(
 
     Its narration is the output; with --json it goes to stderr and stdout gets one JSON document naming
     the files it wrote."""
+    if as_json:  # Powertools prints EMF metrics on stdout, which holds the one document
+        os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
     if not verbose:
         # The demo narrates what happens; the handlers' structured logs and EMF metrics would drown it.
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
