@@ -120,7 +120,7 @@ def logs_to_stderr() -> None:
 
     for handler in logger.handlers:
         if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-            handler.setStream(_Stderr())  # type: ignore[arg-type]
+            handler.setStream(_Stderr())
 
 
 # Commands that build their own environment (or talk to the server themselves): never forwarded.

@@ -6,7 +6,7 @@ import typer
 
 from billing.runtime import container
 from billing_cli import SET_UP, app
-from billing_cli.output import emit, json_option
+from billing_cli.output import Human, emit, json_option
 
 db_app = typer.Typer(help="ClickHouse schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db", rich_help_panel=SET_UP)
@@ -16,5 +16,5 @@ app.add_typer(db_app, name="db", rich_help_panel=SET_UP)
 def migrate(as_json: bool = json_option()) -> None:
     """Apply pending schema migrations (idempotent) to CLICKHOUSE_URL / CLICKHOUSE_DATABASE."""
     applied = container.usage_store().migrate()
-    human = [f"applied [bold]{name}[/]" for name in applied] or "schema is up to date"
+    human: Human = [f"applied [bold]{name}[/]" for name in applied] or "schema is up to date"
     emit({"applied": list(applied)}, human, as_json=as_json)
