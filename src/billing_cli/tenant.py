@@ -16,7 +16,7 @@ from rich.text import Text
 
 from billing.dunning.service import StatusView
 from billing_cli import TENANTS, app
-from billing_cli.errors import require_tenants
+from billing_cli.errors import ExitCode, require_tenants
 from billing_cli.output import dumps, emit, json_option
 
 tenant_app = typer.Typer(
@@ -202,7 +202,10 @@ def add_coupon(
 
 @tenant_app.command("dunning-run")
 def dunning_run(as_json: bool = json_option()) -> None:
-    """Pay every dunning retry that is due now (what the scheduled Lambda does)."""
+    """Pay every dunning retry that is due now (what the scheduled Lambda does).
+
+    Exit 5 when some retries could not be made (the payment provider failed) and others were, 6
+    when none was; a declined payment is a result, not a failure."""
     from billing.runtime import container
 
     report = container.dunning_service().run_due(limit=container.settings().dunning_batch_limit)
@@ -213,6 +216,8 @@ def dunning_run(as_json: bool = json_option()) -> None:
             d.get("tenant_id", ""), d["invoice_id"], str(d["attempt"]), result, d.get("standing", "")
         )
     emit(report, table, as_json=as_json)
+    if report.errors:  # a retry that could not be made (a declined card is an answer, not an error)
+        raise typer.Exit(ExitCode.PARTIAL if report.attempted else ExitCode.FAILED)
 
 
 @tenant_app.command("sign-webhook")
