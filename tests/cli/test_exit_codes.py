@@ -4,6 +4,7 @@ partial success exit 5: what a script retries, tells apart from a missing settin
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from billing.runtime import container
 from billing_cli import run
 from billing_cli.errors import ExitCode
+from tests.dunning.support import handlers, stripe  # noqa: F401 - fixtures used by name
 from tests.invoicing.conftest import MONTH, Billing, billing, make_tenant, stripe_double  # noqa: F401
 
 CLOSED_PORT = "http://127.0.0.1:9"  # discard: nothing listens there
@@ -62,3 +64,24 @@ def test_some_lines_invalid_is_exit_5_and_none_accepted_exit_6(
     # When nothing in the file is an event, Then exit 6
     assert run(["ingest", str(bad), "--json"], allow_forward=False) == ExitCode.FAILED
     assert json.loads(capsys.readouterr().out)["accepted"] == 0
+
+
+def test_a_dunning_run_whose_retries_cannot_be_made_is_exit_6(
+    stripe,  # noqa: ANN001, F811 - tests/dunning's fixture: handlers and a clock, no Stripe key stored
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.dunning.support import T0, invoice_event
+    from tests.dunning.support import make_tenant as make_dunning_tenant
+
+    # Given acme's invoice failed on T0, so a retry is due on day 3, and no Stripe key to pay it with
+    make_dunning_tenant("acme")
+    stripe.deliver(invoice_event("evt_f", "invoice.payment_failed", "in_acme_11", "acme", T0))
+    stripe.clock.set(T0 + timedelta(days=3, hours=1))
+    capsys.readouterr()  # what the webhook handler printed (its EMF metrics) is not the command's
+    # When the operator runs the due retries
+    code = run(["tenant", "dunning-run", "--json"], allow_forward=False)
+    out, err = capsys.readouterr()
+    # Then the report says the retry could not be made, and the run is exit 6 (none could be made)
+    report = json.loads(out)
+    assert (report["due"], report["attempted"], report["errors"]) == (1, 0, 1), report
+    assert code == ExitCode.FAILED, err
