@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -169,7 +170,7 @@ def test_commands_not_run_here_still_take_json() -> None:
 
 
 @pytest.fixture
-def served(tmp_path: Path) -> object:
+def served(tmp_path: Path) -> Iterator[tuple[dict, Path]]:
     """``billing serve --json`` in a subprocess; yields (its JSON document, its --data DIR)."""
     data = tmp_path / "serve"
     process = subprocess.Popen(
@@ -193,7 +194,7 @@ def served(tmp_path: Path) -> object:
         except ValueError:
             continue
     try:
-        assert document is not None, (text, process.poll())
+        assert isinstance(document, dict), (text, process.poll())
         yield document, data
     finally:
         process.send_signal(signal.SIGTERM)
