@@ -232,11 +232,24 @@ PHONE = {"width": 375, "height": 800}
 
 # Every table cell (every column, the details' day table opened) is rendered, inside the screen and
 # inside its scroll box, and its text is not cut; or, where the box scrolls sideways, the box shows
-# its shading. Every column header is on screen, or each of its cells shows it as a label, or it is
+# its shading, and no figure is split over two lines. Every column header is on screen, or each of its cells shows it as a label, or it is
 # the rows' own heading (first column). Returns the problems found, as text.
-TABLE_CHECK = """() => {
+TABLE_CHECK = r"""() => {
   document.querySelectorAll('details').forEach(d => { d.open = true; });
   const vw = document.documentElement.clientWidth, problems = [];
+  // a figure (digits, separators, a currency sign) split over two lines reads as two figures
+  const brokenNumbers = cell => {
+    const broken = [];
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const m of node.textContent.matchAll(/-?\$?\d[\d,.]*/g)) {
+        const range = document.createRange();
+        range.setStart(node, m.index); range.setEnd(node, m.index + m[0].length);
+        if (new Set([...range.getClientRects()].map(r => Math.round(r.top))).size > 1) broken.push(m[0]);
+      }
+    }
+    return broken;
+  };
   const rendered = el => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
   document.querySelectorAll('#content table').forEach((table, t) => {
     const name = table.id || 'table ' + t;
@@ -252,7 +265,8 @@ TABLE_CHECK = """() => {
         const here = col, head = (heads[here] || {}).textContent || 'column ' + here;
         col += cell.colSpan;
         const label = getComputedStyle(cell, '::before').content;
-        if (row.parentElement.tagName === 'TBODY' && here > 0 && label !== JSON.stringify(head)) labelled[here] = false;
+        if (row.parentElement.tagName === 'TBODY' && here > 0 && cell.textContent.trim() && label !== JSON.stringify(head))
+          labelled[here] = false;
         if (!rendered(cell)) {
           if (cell.textContent.trim()) problems.push(`${name}: ${head} "${cell.textContent.trim()}" is hidden`);
           continue;
@@ -261,6 +275,8 @@ TABLE_CHECK = """() => {
         const inside = r.left >= Math.max(0, box.left) - 1 && r.right <= Math.min(vw, box.right) + 1;
         if (!inside && !(scrolls && shaded))
           problems.push(`${name}: ${head} "${cell.textContent.trim()}" spans ${Math.round(r.left)}-${Math.round(r.right)} px, outside 0-${vw} with no scroll shading`);
+        for (const number of brokenNumbers(cell))
+          problems.push(`${name}: ${head} "${number}" is broken across lines`);
         if (cell.scrollWidth > cell.clientWidth + 1)
           problems.push(`${name}: ${head} "${cell.textContent.trim()}" is cut (${cell.scrollWidth} px in ${cell.clientWidth})`);
       }

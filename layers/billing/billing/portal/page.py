@@ -65,10 +65,10 @@ footer{color:var(--muted);font-size:.85rem;padding:24px 16px}
 @media (max-width:560px){h1{font-size:1.25rem}.card .value{font-size:1.25rem}th,td{padding:6px 4px}
 svg text{font-size:18px}
 #lines thead,table.stack thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);clip-path:inset(50%)}
-#lines tr{display:grid;grid-template-columns:repeat(3,auto);justify-content:space-between;column-gap:12px;border-bottom:1px solid var(--line);padding:4px 0}
+#lines tr{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr) auto;column-gap:12px;border-bottom:1px solid var(--line);padding:4px 0}
 #lines td{border:0;min-width:0;overflow-wrap:anywhere}#lines td.desc{grid-column:1/-1}
-#lines tbody td.num{text-align:left;white-space:normal}#lines tbody td.num:last-child{text-align:right}
-#lines tbody td[data-label]::before{content:attr(data-label);display:block;color:var(--muted);font-size:.8rem;font-weight:400}
+#lines tbody td.num{text-align:left}#lines tbody td.num:last-child{text-align:right}
+#lines tbody td[data-label]:not(:empty)::before{content:attr(data-label);display:block;color:var(--muted);font-size:.8rem;font-weight:400}
 #lines tfoot tr{grid-template-columns:1fr auto;border-top:2px solid var(--fg);border-bottom:0}#lines tfoot td{border:0}
 table.stack tr{display:block;border-bottom:1px solid var(--line);padding:6px 0}
 table.stack th[scope=row]{display:block;border:0;padding:0 4px;overflow-wrap:anywhere}
@@ -236,7 +236,7 @@ def bar_chart(
 def _day_table(days: Sequence[DayUsage]) -> str:
     rows = "".join(
         f'<tr><th scope="row">{d.day:%a %d %b}</th><td class="num" data-label="Queries">{count(d.queries)}</td>'
-        f'<td class="num" data-label="Metered cost">{usd(d.cost_usd)}</td></tr>'
+        f'<td class="num" data-label="Metered cost">{metered_usd(d.cost_usd)}</td></tr>'
         for d in days
     )
     return (
@@ -369,7 +369,7 @@ def _models(view: PortalView) -> str:
         f'<tr><th scope="row">{escape(m.model or "storage")}</th>'
         f'<td class="num" data-label="Queries">{count(m.queries)}</td>'
         f'<td class="num" data-label="Tokens in / out">{count(m.input_tokens)} /<wbr> {count(m.output_tokens)}</td>'
-        f'<td class="num" data-label="Metered cost">{usd(m.cost_usd)}</td></tr>'
+        f'<td class="num" data-label="Metered cost">{metered_usd(m.cost_usd)}</td></tr>'
         for m in view.rollup.models
     )
     return (
