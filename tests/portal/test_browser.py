@@ -225,3 +225,230 @@ def test_colors_have_enough_contrast():
         for bg in ("bg", "card"):
             assert ratio(colors[fg], colors[bg]) >= 4.5, (fg, bg)
     assert ratio("#ffffff", colors["accent"]) >= 4.5
+
+
+# ------------------------------------------------------------------------------- phone layout, chart axes
+PHONE = {"width": 375, "height": 800}
+
+# Every table cell (every column, the details' day table opened) is rendered, inside the screen and
+# inside its scroll box, and its text is not cut; or, where the box scrolls sideways, the box shows
+# its shading, and no figure is split over two lines. Every column header is on screen, or each of its cells shows it as a label, or it is
+# the rows' own heading (first column). Returns the problems found, as text.
+TABLE_CHECK = r"""() => {
+  document.querySelectorAll('details').forEach(d => { d.open = true; });
+  const vw = document.documentElement.clientWidth, problems = [];
+  // a figure (digits, separators, a currency sign; not part of a date, time or name) split over
+  // two lines reads as two figures
+  const brokenNumbers = cell => {
+    const broken = [];
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const m of node.textContent.matchAll(/(?<![\w.,:-])-?\$?\d[\d,.]*(?![\w:-])/g)) {
+        const range = document.createRange();
+        range.setStart(node, m.index); range.setEnd(node, m.index + m[0].length);
+        if (new Set([...range.getClientRects()].map(r => Math.round(r.top))).size > 1) broken.push(m[0]);
+      }
+    }
+    return broken;
+  };
+  const rendered = el => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+  document.querySelectorAll('#content table').forEach((table, t) => {
+    const name = table.id || 'table ' + t;
+    const heads = [...table.querySelectorAll('thead th')];
+    const scroller = table.closest('.scroll');
+    const box = scroller ? scroller.getBoundingClientRect() : {left: 0, right: vw};
+    const scrolls = !!scroller && scroller.scrollWidth > scroller.clientWidth + 1;
+    const shaded = !!scroller && getComputedStyle(scroller).backgroundImage.includes('gradient');
+    const labelled = heads.map(() => true);
+    for (const row of table.querySelectorAll('tbody tr, tfoot tr')) {
+      let col = 0;
+      for (const cell of row.cells) {
+        const here = col, head = (heads[here] || {}).textContent || 'column ' + here;
+        col += cell.colSpan;
+        const label = getComputedStyle(cell, '::before').content;
+        if (row.parentElement.tagName === 'TBODY' && here > 0 && cell.textContent.trim() && label !== JSON.stringify(head))
+          labelled[here] = false;
+        if (!rendered(cell)) {
+          if (cell.textContent.trim()) problems.push(`${name}: ${head} "${cell.textContent.trim()}" is hidden`);
+          continue;
+        }
+        const r = cell.getBoundingClientRect();
+        const inside = r.left >= Math.max(0, box.left) - 1 && r.right <= Math.min(vw, box.right) + 1;
+        if (!inside && !(scrolls && shaded))
+          problems.push(`${name}: ${head} "${cell.textContent.trim()}" spans ${Math.round(r.left)}-${Math.round(r.right)} px, outside 0-${vw} with no scroll shading`);
+        for (const number of brokenNumbers(cell))
+          problems.push(`${name}: ${head} "${number}" is broken across lines`);
+        if (cell.scrollWidth > cell.clientWidth + 1)
+          problems.push(`${name}: ${head} "${cell.textContent.trim()}" is cut (${cell.scrollWidth} px in ${cell.clientWidth})`);
+      }
+    }
+    heads.forEach((th, i) => {
+      const r = th.getBoundingClientRect();
+      const onScreen = rendered(th) && r.left >= -1 && r.right <= vw + 1 && th.scrollWidth <= th.clientWidth + 1;
+      if (!onScreen && !labelled[i] && i > 0)
+        problems.push(`${name}: header "${th.textContent}" is neither on screen nor a label of its cells`);
+    });
+  });
+  return problems;
+}"""
+
+# Per chart: the ticks (value, label, box), the bars (value, height), the plot's height, the text boxes.
+CHART_AXES = """(id) => {
+  const svg = document.getElementById(id), frame = svg.getBoundingClientRect();
+  const box = el => { const r = el.getBoundingClientRect(); return {left: r.left, right: r.right, top: r.top, bottom: r.bottom, height: r.height}; };
+  return {
+    frame: box(svg),
+    ticks: [...svg.querySelectorAll('text.tick')].map(t => ({value: t.dataset.value, label: t.textContent, box: box(t)})),
+    bars: [...svg.querySelectorAll('rect.point')].map(b => ({value: b.dataset.value, height: b.height.baseVal.value})),
+    axis: (() => { const l = svg.querySelectorAll('line.axis')[1]; return l.y2.baseVal.value - l.y1.baseVal.value; })(),
+    texts: [...svg.querySelectorAll('text')].map(box),
+    desc: svg.querySelector('desc').textContent,
+  };
+}"""
+
+
+@pytest.fixture
+def extremes(portal) -> dict[str, str]:
+    """Given three more tenants: newco with no usage yet, tinyco whose month so far cost fractions of a
+    cent, bigco with 2,469,000 queries costing $12,345,678 and more on one day (a long model name, billions
+    of tokens)."""
+    from decimal import Decimal
+
+    from billing.kernel.periods import parse_instant
+    from billing.metering.events import StoredEvent
+    from tests.rating.helpers import make_tenant
+
+    def event(tenant: str, n: int, at: str, cost: str, *, queries: int = 1, model: str = "gpt-4o-mini",
+              tokens: int = 100) -> StoredEvent:  # fmt: skip
+        ts = parse_instant(at)
+        return StoredEvent(
+            tenant_id=tenant, event_id=f"{tenant}-{n}", timestamp=ts, type="query", model=model,
+            queries=queries, input_tokens=tokens, output_tokens=tokens // 3, bytes=0,
+            cost_usd=Decimal(cost), price_version="2025-01-01T00:00:00Z", accepted_at=ts,
+        )  # fmt: skip
+
+    for tenant in ("newco", "tinyco", "bigco"):
+        make_tenant(tenant, [("starter", "2025-11-01T00:00:00Z")])
+    container.usage_store().insert_events(
+        [
+            event("tinyco", 1, "2025-11-03T10:00:00Z", "0.0001"),
+            event("tinyco", 2, "2025-11-03T11:00:00Z", "0.0002"),
+            event("tinyco", 3, "2025-11-12T09:00:00Z", "0.00007"),
+            event("bigco", 0, "2025-11-02T10:00:00Z", "1234.5", queries=250, model="gpt-4o"),
+            event(
+                "bigco",
+                1,
+                "2025-11-18T10:00:00Z",
+                "12345678",
+                tokens=9_876_543_210,
+                model="claude-3-5-sonnet-20241022-long-context-preview",
+            ),  # fmt: skip
+        ]
+        # a stored event counts at most 255 queries: millions of them are thousands of events
+        + [event("bigco", n, "2025-11-18T11:00:00Z", "0.25", queries=250) for n in range(2, 9_878)]
+    )
+    return {"zero": "newco", "tiny": "tinyco", "huge": "bigco"}
+
+
+def table_problems(page: Any) -> list[str]:
+    return page.evaluate(TABLE_CHECK)
+
+
+def test_every_tables_columns_can_be_read_on_a_phone_and_wider(site, page, extremes):
+    for tenant in ("acme", extremes["tiny"], extremes["huge"]):
+        # When each tenant opens its page on a 375 px screen
+        page.set_viewport_size(PHONE)
+        page.goto(link(site, tenant))
+        # Then the page does not scroll sideways, and every column of every table can be read:
+        # on screen, labelled, and not cut
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= 375, tenant
+        assert page.locator("#models").count() == 1 and page.locator("#lines").count() == 1
+        assert table_problems(page) == [], tenant
+        # And the statement's unit prices and the models' metered cost are there to read
+        model_costs = page.locator("#models td[data-label='Metered cost']").all()
+        assert model_costs and all(c.is_visible() for c in model_costs)
+        prices = [c for c in page.locator("#lines tbody td.unit").all() if c.text_content()]
+        assert all(c.is_visible() for c in prices)
+        # And just above the phone layout, and on a wide screen, the tables are ordinary tables
+        # with their headers, every column inside the screen
+        for width in (600, 1280):
+            page.set_viewport_size({"width": width, "height": 900})
+            assert page.locator("#models thead th").nth(3).is_visible()
+            assert table_problems(page) == [], (tenant, width)
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+
+
+def test_a_table_too_wide_for_its_box_shows_scroll_shading(site, page):
+    # Given a phone where the models table is forced back to one unbreakable row per model
+    page.set_viewport_size(PHONE)
+    page.goto(link(site, "acme"))
+    page.evaluate("""() => document.querySelectorAll('#models tr, #models th, #models td').forEach(el => {
+        el.style.setProperty('display', el.tagName === 'TR' ? 'table-row' : 'table-cell', 'important');
+        el.style.setProperty('white-space', 'nowrap', 'important');
+    })""")
+    # Then its box scrolls and is shaded on the side with more to see, and the check accepts it
+    scroller = page.locator("#models").locator("xpath=..")
+    assert scroller.evaluate("e => e.scrollWidth > e.clientWidth")
+    assert "gradient" in scroller.evaluate("e => getComputedStyle(e).backgroundImage")
+    assert not [p for p in table_problems(page) if p.startswith("models")]
+    # And the page itself still does not scroll sideways
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 375
+
+
+def axes(page: Any, chart: str) -> dict[str, Any]:
+    return page.evaluate(CHART_AXES, chart)
+
+
+def assert_sane_axis(chart: dict[str, Any], *, tenant: str) -> None:
+    """Ticks start at 0, rise in equal round steps, the top one at or above the highest bar and less
+    than 2.5 times it; every label differs, no text overlaps another or leaves the chart; bars are as
+    tall as their value on that axis."""
+    from decimal import Decimal
+
+    values = [Decimal(t["value"]) for t in chart["ticks"]]
+    labels = [t["label"] for t in chart["ticks"]]
+    peak = max(Decimal(b["value"]) for b in chart["bars"])
+    assert values[0] == 0 and labels[0] in ("0", "$0"), (tenant, labels)
+    assert len(set(labels)) == len(labels), (tenant, labels)
+    if peak == 0:
+        assert values == [0], (tenant, labels)
+        assert max(b["height"] for b in chart["bars"]) <= 1, tenant
+        assert "nothing recorded" in chart["desc"]
+    else:
+        steps = {b - a for a, b in zip(values, values[1:], strict=False)}
+        assert len(steps) == 1 and 3 <= len(values) <= 5 or values == [0, 1], (tenant, labels)
+        (step,) = steps
+        assert step.normalize().as_tuple().digits[0] in (1, 2, 5), (tenant, step)
+        assert peak <= values[-1] < peak * Decimal("2.5"), (tenant, peak, labels)
+        assert all(label.strip("$0.") for label in labels[1:]), (tenant, labels)  # no "$0.00" tick
+        for bar in chart["bars"]:
+            expected = chart["axis"] * float(Decimal(bar["value"]) / values[-1])
+            assert abs(bar["height"] - max(expected, 1)) < 0.6, (tenant, bar)
+    frame = chart["frame"]
+    for text in chart["texts"]:
+        assert frame["left"] - 1 <= text["left"] and text["right"] <= frame["right"] + 1, (tenant, text)
+        assert frame["top"] - 1 <= text["top"] and text["bottom"] <= frame["bottom"] + 1, (tenant, text)
+        assert text["height"] >= 9, (tenant, "chart text too small to read", text)
+    ticks = sorted((t["box"] for t in chart["ticks"]), key=lambda b: b["top"])
+    for upper, lower in zip(ticks, ticks[1:], strict=False):
+        assert upper["bottom"] <= lower["top"] + 1, (tenant, "tick labels overlap", labels)
+
+
+@pytest.mark.parametrize("width", [375, 1280])
+def test_chart_axes_are_round_and_readable_for_zero_tiny_and_huge_usage(site, page, extremes, width):
+    page.set_viewport_size({"width": width, "height": 900})
+    for kind, tenant in [("normal", "acme"), *extremes.items()]:
+        # When each tenant opens its page
+        page.goto(link(site, tenant))
+        # Then both charts' value axes are sane for its figures
+        for chart in ("queries-chart", "cost-chart"):
+            assert_sane_axis(axes(page, chart), tenant=f"{kind} {chart} at {width}px")
+    # And a tiny cost reads as what it is, never $0.00
+    page.goto(link(site, extremes["tiny"]))
+    cost = axes(page, "cost-chart")
+    assert [t["label"] for t in cost["ticks"]] == ["$0", "$0.0001", "$0.0002", "$0.0003"]
+    assert page.text_content('#cost-chart rect[data-day="2025-11-03"] > title') == "03 Nov: $0.0003"
+    # And a huge one is abbreviated on the axis
+    page.goto(link(site, extremes["huge"]))
+    assert [t["label"] for t in axes(page, "cost-chart")["ticks"]] == ["$0", "$5M", "$10M", "$15M"]
+    assert [t["label"] for t in axes(page, "queries-chart")["ticks"]] == ["0", "1M", "2M", "3M"]

@@ -16,7 +16,7 @@ import base64
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 from html import escape
 
 from billing.kernel.periods import Month
@@ -52,8 +52,9 @@ progress{width:100%;height:12px}
 figure{margin:0;background:var(--card);border:1px solid var(--line);border-radius:8px;padding:12px}
 figcaption{font-weight:600;margin-bottom:4px}
 svg{width:100%;height:auto;display:block}
-svg .point{fill:var(--accent)}svg .axis{stroke:var(--muted);stroke-width:1}svg text{fill:var(--muted);font-size:13px}
-.scroll{overflow-x:auto}
+svg .point{fill:var(--accent)}svg .axis{stroke:var(--muted);stroke-width:1}svg .grid{stroke:var(--line);stroke-width:1}
+svg text{fill:var(--muted);font-size:13px}
+.scroll{overflow-x:auto;background:linear-gradient(to right,var(--bg) 30%,rgba(255,255,255,0)) left/40px 100% no-repeat local,linear-gradient(to left,var(--bg) 30%,rgba(255,255,255,0)) right/40px 100% no-repeat local,radial-gradient(farthest-side at 0 50%,rgba(0,0,0,.3),rgba(0,0,0,0)) left/14px 100% no-repeat scroll,radial-gradient(farthest-side at 100% 50%,rgba(0,0,0,.3),rgba(0,0,0,0)) right/14px 100% no-repeat scroll}
 table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
 th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 td.num,th.num{text-align:right;white-space:nowrap}
@@ -62,9 +63,17 @@ details{margin-top:6px}summary{cursor:pointer;color:var(--accent)}
 footer{color:var(--muted);font-size:.85rem;padding:24px 16px}
 .badge{display:inline-block;font-size:.8rem;padding:1px 8px;border-radius:10px;border:1px solid currentColor}
 @media (max-width:560px){h1{font-size:1.25rem}.card .value{font-size:1.25rem}th,td{padding:6px 4px}
-#lines thead,#lines .unit{display:none}#lines tr{display:grid;grid-template-columns:1fr auto;column-gap:8px}
-#lines td{border:0}#lines tr{border-bottom:1px solid var(--line)}#lines td.desc{grid-column:1/-1}
-#lines td.qty{text-align:left;color:var(--muted)}#models{font-size:.9rem}#models td.wrap{white-space:normal}#lines tfoot tr{border-top:2px solid var(--fg)}#lines tfoot td{border:0}}
+svg text{font-size:18px}
+#lines thead,table.stack thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);clip-path:inset(50%)}
+#lines tr{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr) auto;column-gap:12px;border-bottom:1px solid var(--line);padding:4px 0}
+#lines td{border:0;min-width:0;overflow-wrap:anywhere}#lines td.desc{grid-column:1/-1}
+#lines tbody td.num{text-align:left}#lines tbody td.num:last-child{text-align:right}
+#lines tbody td[data-label]:not(:empty)::before{content:attr(data-label);display:block;color:var(--muted);font-size:.8rem;font-weight:400}
+#lines tfoot tr{grid-template-columns:1fr auto;border-top:2px solid var(--fg);border-bottom:0}#lines tfoot td{border:0}
+table.stack tr{display:block;border-bottom:1px solid var(--line);padding:6px 0}
+table.stack th[scope=row]{display:block;border:0;padding:0 4px;overflow-wrap:anywhere}
+table.stack td{display:flex;justify-content:space-between;gap:12px;border:0;padding:1px 4px;white-space:normal;text-align:right;overflow-wrap:anywhere}
+table.stack td::before{content:attr(data-label);color:var(--muted);text-align:left;white-space:nowrap}}
 """
 
 SCRIPT = """
@@ -111,42 +120,114 @@ def month_name(month: Month) -> str:
 
 
 # --------------------------------------------------------------------------------------- charts
+CHART_W, CHART_H, CHART_TOP, CHART_BOTTOM = 480, 220, 14, 30
+CHART_FONT_MAX = 18  # the phone font size of chart text (CSS), in viewBox units: margins are sized for it
+# (axis top from which ticks are abbreviated, divisor, suffix): below 100,000 the digits are short enough
+SCALES = (
+    (Decimal(10) ** 9, Decimal(10) ** 9, "B"),
+    (Decimal(10) ** 6, Decimal(10) ** 6, "M"),
+    (Decimal(10) ** 5, Decimal(10) ** 3, "k"),
+)
+
+
+def axis_ticks(peak: Decimal, *, whole: bool) -> list[Decimal]:
+    """Evenly spaced round ticks (1, 2, 2.5 or 5 times a power of ten) from 0 to the first tick at or
+    above ``peak``: 3 to 5 of them (counts under 4 may have 2: ``whole`` keeps every tick an
+    integer, there is no half query). A series of zeros has the single tick 0: nothing to scale to."""
+    if peak <= 0:
+        return [Decimal(0)]
+    raw = peak / 4
+    magnitude = Decimal(1).scaleb(raw.adjusted())
+    steps = [magnitude * m for m in (Decimal(1), Decimal(2), Decimal("2.5"), Decimal(5), Decimal(10))]
+    if whole:
+        steps = [s for s in steps if s >= 1 and s == s.to_integral_value()] or [Decimal(1)]
+    step = next(s for s in steps if s >= raw)
+    intervals = int((peak / step).to_integral_value(rounding=ROUND_CEILING))
+    return [step * i for i in range(intervals + 1)]
+
+
+def tick_label(value: Decimal, step: Decimal, top: Decimal, prefix: str = "") -> str:
+    """A tick of an axis rising by ``step`` to ``top``, as short as that allows: $0.0003, $0.75, 40,
+    2,500, 250k, $15M, 1.5M (every tick of one axis with the same decimals and unit, so they read as
+    one scale and no two print alike; 0 is plain 0)."""
+    if value == 0:
+        return f"{prefix}0"
+    divisor, suffix = next(((d, s) for at, d, s in SCALES if top >= at), (Decimal(1), ""))
+    exponent = (step / divisor).normalize().as_tuple().exponent
+    decimals = max(0, -exponent) if isinstance(exponent, int) else 0
+    return f"{prefix}{value / divisor:,.{decimals}f}{suffix}"
+
+
+def metered_usd(amount: Decimal) -> str:
+    """Dollars and cents, but a non-zero amount under a cent keeps two significant digits ($0.00031),
+    so a tenant's first tiny costs never read as $0.00."""
+    if amount == 0 or abs(amount) >= Decimal("0.01"):
+        return usd(amount)
+    tiny = amount.quantize(Decimal(1).scaleb(amount.adjusted() - 1), rounding=ROUND_HALF_UP)
+    return f"{'-' if tiny < 0 else ''}${abs(tiny).normalize():f}"
+
+
 def bar_chart(
     chart_id: str,
     title: str,
     days: Sequence[DayUsage],
     value: Callable[[DayUsage], Decimal],
     fmt: Callable[[Decimal], str],
+    *,
+    prefix: str = "",
+    whole: bool = False,
 ) -> str:
-    """An inline SVG bar chart, one ``<rect class="point">`` per day (zero days too: a 1px bar)."""
-    width, height, left, bottom, top = 720, 220, 64, 24, 12
-    plot_w, plot_h = width - left - 8, height - bottom - top
+    """An inline SVG bar chart, one ``<rect class="point">`` per day (a zero day too: a 1px bar), on a
+    value axis of round ticks from 0 (``text.tick``, each with its ``data-value``) whose top tick is at
+    or above the highest day. A month of zeros has only the 0 tick and says nothing was recorded."""
     values = [value(d) for d in days]
     peak = max(values, default=Decimal(0))
-    scale = peak if peak > 0 else Decimal(1)
+    ticks = axis_ticks(peak, whole=whole)
+    step = ticks[1] if len(ticks) > 1 else Decimal(1)
+    labels = [tick_label(t, step, ticks[-1], prefix) for t in ticks]
+    # room for the longest tick label at the largest font the CSS uses (digits ~0.6 em wide)
+    left = 12 + round(max(len(label) for label in labels) * CHART_FONT_MAX * 0.62)
+    width, height, top, bottom = CHART_W, CHART_H, CHART_TOP, CHART_BOTTOM
+    plot_w, plot_h = width - left - 8, height - bottom - top
+    base = top + plot_h
+    scale = ticks[-1] if ticks[-1] > 0 else Decimal(1)
     slot = Decimal(plot_w) / max(len(days), 1)
     bar = max(slot * Decimal("0.7"), Decimal(1))
+    summary = f"highest {fmt(peak)}, axis 0 to {labels[-1]}" if peak > 0 else "nothing recorded"
     parts = [
         f'<svg id="{chart_id}" viewBox="0 0 {width} {height}" role="img" aria-labelledby="{chart_id}-t {chart_id}-d" '
         f'focusable="false" preserveAspectRatio="xMidYMid meet">',
         f'<title id="{chart_id}-t">{escape(title)}</title>',
-        f'<desc id="{chart_id}-d">{len(days)} days; highest {escape(fmt(peak))}. The table below lists every day.</desc>',
-        f'<line class="axis" x1="{left}" y1="{top + plot_h}" x2="{width - 8}" y2="{top + plot_h}"/>',
-        f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{top + plot_h}"/>',
-        f'<text x="{left - 6}" y="{top + 10}" text-anchor="end">{escape(fmt(peak))}</text>',
-        f'<text x="{left - 6}" y="{top + plot_h}" text-anchor="end">0</text>',
+        f'<desc id="{chart_id}-d">{len(days)} days; {escape(summary)}. The table below lists every day.</desc>',
     ]
+    for tick, label in zip(ticks, labels, strict=True):
+        y = Decimal(base) - Decimal(plot_h) * tick / scale
+        if tick > 0:
+            parts.append(f'<line class="grid" x1="{left}" y1="{y:.1f}" x2="{width - 8}" y2="{y:.1f}"/>')
+        parts.append(
+            f'<text class="tick" data-value="{tick}" x="{left - 6}" y="{y:.1f}" text-anchor="end" '
+            f'dominant-baseline="middle">{escape(label)}</text>'
+        )
+    parts += [
+        f'<line class="axis" x1="{left}" y1="{base}" x2="{width - 8}" y2="{base}"/>',
+        f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{base}"/>',
+    ]
+    if peak <= 0:
+        parts.append(
+            f'<text class="empty" x="{left + plot_w / 2:.1f}" y="{top + plot_h / 2:.1f}" text-anchor="middle">'
+            "Nothing recorded</text>"
+        )
     for i, (day, v) in enumerate(zip(days, values, strict=True)):
         h = max(Decimal(plot_h) * v / scale, Decimal(1))
         x = Decimal(left) + slot * i + (slot - bar) / 2
-        y = Decimal(top + plot_h) - h
+        y = Decimal(base) - h
         parts.append(
             f'<rect class="point" data-day="{day.day.isoformat()}" data-value="{v}" x="{x:.1f}" y="{y:.1f}" '
             f'width="{bar:.1f}" height="{h:.1f}"><title>{day.day:%d %b}: {escape(fmt(v))}</title></rect>'
         )
         if day.day.day in (1, 8, 15, 22, 29):
             parts.append(
-                f'<text x="{x + bar / 2:.1f}" y="{height - 6}" text-anchor="middle">{day.day.day}</text>'
+                f'<text class="day" x="{x + bar / 2:.1f}" y="{height - 6}" text-anchor="middle">{day.day.day}</text>'
             )
     parts.append("</svg>")
     return "".join(parts)
@@ -154,8 +235,8 @@ def bar_chart(
 
 def _day_table(days: Sequence[DayUsage]) -> str:
     rows = "".join(
-        f'<tr><th scope="row">{d.day:%a %d %b}</th><td class="num">{count(d.queries)}</td>'
-        f'<td class="num">{usd(d.cost_usd)}</td></tr>'
+        f'<tr><th scope="row">{d.day:%a %d %b}</th><td class="num" data-label="Queries">{count(d.queries)}</td>'
+        f'<td class="num" data-label="Metered cost">{metered_usd(d.cost_usd)}</td></tr>'
         for d in days
     )
     return (
@@ -246,9 +327,10 @@ def _statement(view: PortalView) -> str:
             if line.adjustment_month
             else ""
         )
-        + f'</td><td class="num qty">{count(line.quantity)}</td>'
-        f'<td class="num unit">{"" if line.unit_price is None else escape(_unit_price(line.unit_price, s.currency))}</td>'
-        f'<td class="num" data-amount="{line.amount:.2f}">{money(line.amount, s.currency)}</td></tr>'
+        + f'</td><td class="num qty" data-label="Quantity">{count(line.quantity)}</td>'
+        f'<td class="num unit" data-label="Unit price">'
+        f"{'' if line.unit_price is None else escape(_unit_price(line.unit_price, s.currency))}</td>"
+        f'<td class="num" data-label="Amount" data-amount="{line.amount:.2f}">{money(line.amount, s.currency)}</td></tr>'
         for line in s.lines
     )
     what = (
@@ -284,13 +366,14 @@ def _models(view: PortalView) -> str:
     if not view.rollup.models:
         return '<h2 id="models-h">Usage by model</h2><p>No usage recorded this month.</p>'
     rows = "".join(
-        f'<tr><th scope="row">{escape(m.model or "storage")}</th><td class="num">{count(m.queries)}</td>'
-        f'<td class="num wrap">{count(m.input_tokens)} /<wbr> {count(m.output_tokens)}</td>'
-        f'<td class="num">{usd(m.cost_usd)}</td></tr>'
+        f'<tr><th scope="row">{escape(m.model or "storage")}</th>'
+        f'<td class="num" data-label="Queries">{count(m.queries)}</td>'
+        f'<td class="num" data-label="Tokens in / out">{count(m.input_tokens)} /<wbr> {count(m.output_tokens)}</td>'
+        f'<td class="num" data-label="Metered cost">{metered_usd(m.cost_usd)}</td></tr>'
         for m in view.rollup.models
     )
     return (
-        '<h2 id="models-h">Usage by model</h2><div class="scroll"><table id="models" aria-labelledby="models-h">'
+        '<h2 id="models-h">Usage by model</h2><div class="scroll"><table id="models" class="stack" aria-labelledby="models-h">'
         '<thead><tr><th scope="col">Model</th><th scope="col" class="num">Queries</th>'
         '<th scope="col" class="num">Tokens in / out</th>'
         f'<th scope="col" class="num">Metered cost</th></tr></thead><tbody>{rows}</tbody></table></div>'
@@ -329,11 +412,17 @@ def render_content(view: PortalView) -> str:
             days,
             lambda d: Decimal(d.queries),
             count,
+            whole=True,
         )
         + "</figure>"
         + '<figure><figcaption id="cost-cap">Metered cost per day (USD)</figcaption>'
         + bar_chart(
-            "cost-chart", f"Metered cost per day, {month_name(view.month)}", days, lambda d: d.cost_usd, usd
+            "cost-chart",
+            f"Metered cost per day, {month_name(view.month)}",
+            days,
+            lambda d: d.cost_usd,
+            metered_usd,
+            prefix="$",
         )
         + "</figure></div>"
         + _day_table(days)
