@@ -10,7 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from usage_tracker import Tracker
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "restart-test-platform-key"
 MONTH = datetime.now(UTC).strftime("%Y-%m")
+PREVIOUS = (datetime.now(UTC).replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
 
 
 def events(tenant: str, n: int) -> list[dict[str, Any]]:
@@ -87,7 +88,7 @@ def test_a_killed_server_restarted_on_its_data_dir_has_everything_it_accepted(da
     # HTTP for one and tracked with the usage tracker for the other
     first = ServeProcess(data, KEY, cwd=ROOT)
     try:
-        keys = {}
+        keys, customers = {}, {}
         for tenant in ("north", "south"):
             status, body = first.call(
                 "POST",
@@ -95,6 +96,7 @@ def test_a_killed_server_restarted_on_its_data_dir_has_everything_it_accepted(da
                 {"id": tenant, "name": tenant, "email": f"{tenant}@example.com", "plan": "pro"},
             )
             assert status in (200, 201), body
+            customers[tenant] = body["stripe_customer_id"]
             status, created = first.call("POST", "/_local/keys", {"tenant_id": tenant})
             assert status == 201, created
             keys[tenant] = created["api_key"]
@@ -110,6 +112,10 @@ def test_a_killed_server_restarted_on_its_data_dir_has_everything_it_accepted(da
             )
             assert status == 202 and body["accepted"] == 40, body
         assert track(first, keys["south"], tmp_path / "spool", "south", 150)
+        status, closed = first.call(
+            "POST", "/_local/schedules/monthly_close", {"detail": {"month": PREVIOUS}}
+        )
+        assert status == 200 and closed["result"]["csv_written"], closed
         before = snapshot(first, keys)
         assert before["north quota"]["used"] == 120 and before["south quota"]["used"] == 150
     finally:
@@ -130,6 +136,14 @@ def test_a_killed_server_restarted_on_its_data_dir_has_everything_it_accepted(da
         assert without_clock(after) == without_clock(before)
         assert after["north quota"]["used"] == per_tenant["north"]
         assert after["south quota"]["used"] == per_tenant["south"]
+        # And the previous month's close is the one stored before (a re-run keeps its cutoff)
+        status, again = second.call(
+            "POST", "/_local/schedules/monthly_close", {"detail": {"month": PREVIOUS}}
+        )
+        assert status == 200 and again["result"]["closed_at"] == closed["result"]["closed_at"], again
+        # And the Stripe customer made at signup is still there (a billing portal session for it)
+        status, portal = second.call("POST", "/v1/tenants/north/billing/portal", {}, key=keys["north"])
+        assert status == 201 and portal["customer_id"] == customers["north"], portal
         # And the tracker, pointed at the new server, has every event answered (no unknown tenant)
         result = track(second, keys["south"], tmp_path / "spool", "south", 60)
         assert result and result.delivered == 60
