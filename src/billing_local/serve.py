@@ -30,6 +30,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import threading
 import uuid
 from collections.abc import Callable
@@ -369,7 +370,7 @@ def serve(
 
 def _serve(
     *,
-    bound: Any,
+    bound: socket.socket,
     host: str,
     data_dir: Path,
     api_key: str | None,
