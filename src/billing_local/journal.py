@@ -13,8 +13,9 @@ Invariants:
   them in, and replaying it into an empty moto rebuilds the same items, messages, objects, secrets;
 - reads (Get/List/Describe/Query/Scan/Receive...) and message visibility changes are not journaled
   (after a restart every undeleted message is visible again, as after its visibility timeout);
-- SQS deletes are journaled by message id (receipt handles are random per receive) and message ids
-  of replayed sends are mapped to the ids the new moto gives them;
+- SQS deletes are journaled by message id (receipt handles are random per receive), always the id
+  the message had when its send was journaled: a replayed send gets a new id from the new moto, and
+  the journal maps between the two both ways;
 - a line cut short by a crash (no final newline) was never answered: it is dropped at start.
 """
 
@@ -131,7 +132,9 @@ class AwsJournal:
         self._lock = threading.Lock()
         self._file: Any = None
         self._original: Callable[[Any], Any] | None = None
-        self._ids: dict[str, str] = {}  # SQS message id in the journal -> id in this moto
+        # SQS message ids: as journaled when sent (in whichever run) -> in this moto, and back
+        self._ids: dict[str, str] = {}
+        self._journaled_ids: dict[str, str] = {}
         self.appended = 0
         self.report = ReplayReport()  # of the last ``replay()``
 
@@ -191,6 +194,7 @@ class AwsJournal:
         for entry_id, old in journaled.items():
             if entry_id in now:
                 self._ids[old] = now[entry_id]
+                self._journaled_ids[now[entry_id]] = old
 
     # -- while serving ---------------------------------------------------------------------------
     def install(self) -> None:
@@ -235,7 +239,7 @@ class AwsJournal:
         for entry_id, handle in handles.items():
             for message in queue._messages if queue is not None else []:
                 if message.had_receipt_handle(handle):
-                    found[entry_id] = message.id
+                    found[entry_id] = self._journaled_ids.get(message.id, message.id)
         return found
 
     def _entry(

@@ -174,3 +174,22 @@ def test_a_line_cut_short_by_a_crash_is_dropped_and_the_journal_goes_on(journal_
     # And every line of the journal is whole, the new write included
     assert journal_path.read_bytes().startswith(whole)
     assert [e["op"] for e in lines(journal_path)[-1:]] == ["PutItem"]
+
+
+def test_a_message_sent_before_one_restart_and_deleted_after_it_stays_deleted_after_the_next(journal_path):
+    # Given a message sent, then the server restarted (the message gets a new id from the new moto)
+    with local_aws(PREFIX, AwsJournal(journal_path)) as resources:
+        sqs = boto3.client("sqs")
+        queue = resources["fallback_queue_url"]
+        sqs.send_message(QueueUrl=queue, MessageBody="kept")
+        sqs.send_message(QueueUrl=queue, MessageBody="done")
+    with local_aws(PREFIX, AwsJournal(journal_path)) as resources:
+        # When it is received and deleted after that restart
+        received = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10)["Messages"]
+        done = next(m for m in received if m["Body"] == "done")
+        sqs.delete_message(QueueUrl=queue, ReceiptHandle=done["ReceiptHandle"])
+    # Then after the next restart it is still deleted, and the other one still there
+    journal = AwsJournal(journal_path)
+    with local_aws(PREFIX, journal) as resources:
+        assert state(resources)["queues"][queue] == ["kept"]
+    assert journal.report.diverged == 0
