@@ -397,6 +397,10 @@ def _serve(
     server = LocalServer(
         data_dir=data_dir, platform_key=api_key or secrets.token_urlsafe(24), cli=cli, schedules=schedules
     )
+    # AWS is the in-process moto and nothing else: an endpoint left in the shell (the scale model's
+    # moto server) would take the calls past the journal.
+    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
+        del os.environ[name]
     journal = AwsJournal(data_dir / JOURNAL_NAME)
     with local_aws(prefix="serve", journal=journal) as resources:
         from aws_lambda_powertools.utilities import parameters
