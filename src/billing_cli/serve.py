@@ -30,7 +30,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on"),
     port: int = typer.Option(8787, help="port to listen on (0: any free port)"),
     data: Path = typer.Option(
-        DEFAULT_DATA, "--data", help="directory of the embedded ClickHouse and the keys"
+        DEFAULT_DATA,
+        "--data",
+        help="directory of the server's state (ClickHouse, the AWS journal, Stripe, the keys); kept across restarts",
     ),
     api_key: str = typer.Option(
         None, "--api-key", help="the platform API key (random and printed when not given)"
@@ -53,6 +55,7 @@ def serve(
     first is `billing serve: URL`."""
     from billing_cli import run
     from billing_local.serve import serve as run_server
+    from billing_local.serve_guard import ServeError
 
     if as_json:  # Powertools prints EMF metrics on stdout, which holds the one document
         os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
@@ -69,16 +72,19 @@ def serve(
     def run_here(argv: list[str]) -> int:
         return run(argv, allow_forward=False)  # the server is where a forwarded command lands
 
-    run_server(
-        host=host,
-        port=port,
-        data_dir=data,
-        api_key=api_key,
-        schedules=schedules,
-        print_line=say,
-        cli=run_here,
-        quiet_handlers=not verbose,
-    )
+    try:
+        run_server(
+            host=host,
+            port=port,
+            data_dir=data,
+            api_key=api_key,
+            schedules=schedules,
+            print_line=say,
+            cli=run_here,
+            quiet_handlers=not verbose,
+        )
+    except ServeError as error:
+        raise CliFailure(str(error)) from None
 
 
 # ------------------------------------------------------------------------------------------ client side

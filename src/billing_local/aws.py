@@ -13,6 +13,7 @@ from typing import Any
 
 import boto3
 
+from billing_local.journal import AwsJournal
 from billing_local.template import load_template, resources_of_type
 
 REGION = "us-east-1"
@@ -38,11 +39,15 @@ def fake_credentials() -> None:
 
 def create_resources(prefix: str = "billing") -> dict[str, Any]:
     """Create every DynamoDB table, SQS queue (with its DLQ wiring) and the invoices bucket of the
-    template, named after their logical ids. Returns settings overrides (names and URLs)."""
+    template, named after their logical ids, each one that does not exist yet (a replayed journal
+    made the others). Returns settings overrides (names and URLs)."""
     template = load_template()
     ddb = boto3.client("dynamodb", region_name=REGION)
     sqs = boto3.client("sqs", region_name=REGION)
+    s3 = boto3.client("s3", region_name=REGION)
     overrides: dict[str, Any] = {}
+    existing_tables = set(ddb.list_tables()["TableNames"])
+    existing_queues = {url.rsplit("/", 1)[-1]: url for url in sqs.list_queues().get("QueueUrls", [])}
 
     for logical_id, resource in resources_of_type(template, "AWS::DynamoDB::Table").items():
         props = resource["Properties"]
@@ -55,10 +60,11 @@ def create_resources(prefix: str = "billing") -> dict[str, Any]:
         }
         if props.get("GlobalSecondaryIndexes"):
             kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
-        ddb.create_table(**kwargs)
-        ttl = props.get("TimeToLiveSpecification")
-        if ttl:
-            ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+        if name not in existing_tables:
+            ddb.create_table(**kwargs)
+            ttl = props.get("TimeToLiveSpecification")
+            if ttl:
+                ddb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
         if logical_id in TABLE_SETTINGS:
             overrides[TABLE_SETTINGS[logical_id]] = name
 
@@ -77,28 +83,33 @@ def create_resources(prefix: str = "billing") -> dict[str, Any]:
             attributes["RedrivePolicy"] = json.dumps(
                 {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(redrive["maxReceiveCount"])}
             )
-        urls[logical_id] = sqs.create_queue(QueueName=f"{prefix}-{logical_id}", Attributes=attributes)[
-            "QueueUrl"
-        ]
+        name = f"{prefix}-{logical_id}"
+        urls[logical_id] = (
+            existing_queues.get(name) or sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        )
         if logical_id in QUEUE_SETTINGS:
             overrides[QUEUE_SETTINGS[logical_id]] = urls[logical_id]
     overrides["queue_urls"] = urls
 
     bucket = f"{prefix}-invoices".lower()
-    boto3.client("s3", region_name=REGION).create_bucket(Bucket=bucket)
+    if bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+        s3.create_bucket(Bucket=bucket)
     overrides["invoices_bucket"] = bucket
     return overrides
 
 
 def create_portal_secret(prefix: str) -> str:
     """The portal link signing key (template: PortalTokenSecret), generated as GenerateSecretString
-    does on deploy. Returns its name (PORTAL_SECRET_NAME)."""
+    does on deploy, unless it exists (a replayed journal keeps the links already signed valid).
+    Returns its name (PORTAL_SECRET_NAME)."""
     import secrets
 
     name = f"{prefix}-PortalTokenSecret"
-    boto3.client("secretsmanager", region_name=REGION).create_secret(
-        Name=name, SecretString=secrets.token_urlsafe(48)
-    )
+    client = boto3.client("secretsmanager", region_name=REGION)
+    try:
+        client.create_secret(Name=name, SecretString=secrets.token_urlsafe(48))
+    except client.exceptions.ResourceExistsException:
+        pass
     return name
 
 
@@ -352,8 +363,10 @@ def _batch_execute_statement(
 
 
 @contextmanager
-def local_aws(prefix: str = "billing") -> Iterator[dict[str, Any]]:
-    """moto for the duration of the block, with the template's resources created."""
+def local_aws(prefix: str = "billing", journal: AwsJournal | None = None) -> Iterator[dict[str, Any]]:
+    """moto for the duration of the block, with the template's resources created. With a
+    ``journal``: its calls are replayed first (the state of the last run), and every state-changing
+    call of the block, the resources' creation included, is journaled."""
     from moto import mock_aws
 
     make_moto_dynamodb_atomic()
@@ -362,9 +375,14 @@ def local_aws(prefix: str = "billing") -> Iterator[dict[str, Any]]:
         from billing.adapters.aws.clients import reset_clients
 
         reset_clients()
+        if journal is not None:
+            journal.replay()
+            journal.install()
         try:
             yield {**create_resources(prefix), "portal_secret_name": create_portal_secret(prefix)}
         finally:
+            if journal is not None:
+                journal.uninstall()
             reset_clients()
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
 import threading
 import uuid
 from collections.abc import Iterable, Iterator
@@ -169,8 +170,11 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = LISTEN_BACKLOG
 
 
-def http_server(api: LocalApi, host: str, port: int) -> ThreadingHTTPServer:
-    """An HTTP server on (host, port) whose requests ``api`` answers; the caller runs it."""
+def http_server(
+    api: LocalApi, host: str, port: int, *, bound: socket.socket | None = None
+) -> ThreadingHTTPServer:
+    """An HTTP server on (host, port), or on the listening socket ``bound``, whose requests ``api``
+    answers; the caller runs it."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -207,7 +211,13 @@ def http_server(api: LocalApi, host: str, port: int) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
             return
 
-    return _Server((host, port), Handler)
+    if bound is None:
+        return _Server((host, port), Handler)
+    server = _Server(bound.getsockname()[:2], Handler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = bound
+    server.server_address = bound.getsockname()[:2]
+    return server
 
 
 @contextmanager

@@ -9,8 +9,13 @@ inside the process that holds the state).
 
 Invariants:
 - routes come from template.yaml only; nothing here answers a ``/v1`` path itself;
-- AWS state (tenants, ledger, statements) lives in this process's memory (moto); ClickHouse rows and
-  the API keys (``DIR/keys.json``) outlive a restart; ``DIR/serve.json`` names the running server;
+- everything outlives a restart or a crash (``kill -9``): AWS state (tenants, API key ids, the
+  ledger, quota counters, statements, credits, dunning state, queued messages, invoice files) is
+  moto's, rebuilt at start from ``DIR/aws-journal.jsonl`` (``billing_local.journal``); the Stripe
+  double's objects are in ``DIR/stripe.json``; ClickHouse rows in ``DIR/chdb``; the API keys in
+  ``DIR/keys.json``; ``DIR/serve.json`` names the running server;
+- one server per data directory (``DIR/serve.lock``), and the port is bound before the state is
+  opened: either taken, the start is refused with a ``ServeError`` naming the cause and the flag;
 - the fallback replay runs whenever the fallback queue holds messages, through the real
   FallbackReplayFunction handler, so events queued while ClickHouse was down land once it is back;
 - every handler runs through ``runner.invoke``, one event at a time in the process, whatever the
@@ -25,6 +30,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import threading
 import uuid
 from collections.abc import Callable
@@ -40,6 +46,7 @@ from billing_local.runner import drain_queue, invoke
 from billing_local.template import PROJECT_ROOT, load_template, resources_of_type
 
 PLATFORM_KEY_ID = "local-platform-key"
+STRIPE_STATE_NAME = "stripe.json"
 ENV_LOCAL = "BILLING_LOCAL"  # DIR (or base URL) of a running `billing serve` for every CLI command
 
 
@@ -335,14 +342,50 @@ def serve(
     quiet_handlers: bool = True,
 ) -> None:
     """Run until SIGTERM/SIGINT: set up, print the base URL and key, serve a thread per connection;
-    ``cli`` runs the command lines ``/_local/cli`` receives (``LocalServer.cli``)."""
+    ``cli`` runs the command lines ``/_local/cli`` receives (``LocalServer.cli``). Raises
+    ``ServeError`` (before opening any state) when another server uses ``data_dir`` or the port is
+    taken."""
+    from billing_local.serve_guard import bind_port, lock_data_dir
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = lock_data_dir(data_dir)
+    try:
+        bound = bind_port(host, port)
+        try:
+            _serve(
+                bound=bound,
+                host=host,
+                data_dir=data_dir,
+                api_key=api_key,
+                schedules=schedules,
+                print_line=print_line,
+                cli=cli,
+                quiet_handlers=quiet_handlers,
+            )
+        finally:
+            bound.close()
+    finally:
+        os.close(lock)
+
+
+def _serve(
+    *,
+    bound: socket.socket,
+    host: str,
+    data_dir: Path,
+    api_key: str | None,
+    schedules: bool,
+    print_line: Callable[[str], None],
+    cli: Callable[[list[str]], int],
+    quiet_handlers: bool,
+) -> None:
     import logging
     import warnings
 
     from billing_local.aws import local_aws
     from billing_local.http_api import http_server
+    from billing_local.journal import JOURNAL_NAME, AwsJournal
 
-    data_dir.mkdir(parents=True, exist_ok=True)
     if quiet_handlers:
         # The handlers' JSON logs and EMF metrics would bury the server's own lines.
         os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
@@ -354,7 +397,12 @@ def serve(
     server = LocalServer(
         data_dir=data_dir, platform_key=api_key or secrets.token_urlsafe(24), cli=cli, schedules=schedules
     )
-    with local_aws(prefix="serve") as resources:
+    # AWS is the in-process moto and nothing else: an endpoint left in the shell (the scale model's
+    # moto server) would take the calls past the journal.
+    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
+        del os.environ[name]
+    journal = AwsJournal(data_dir / JOURNAL_NAME)
+    with local_aws(prefix="serve", journal=journal) as resources:
         from aws_lambda_powertools.utilities import parameters
 
         from billing.runtime import container
@@ -363,7 +411,7 @@ def serve(
         configure(data_dir, resources)
         container.reset()
         container.usage_store().migrate()
-        double = StripeDouble().start()
+        double = StripeDouble(state_path=data_dir / STRIPE_STATE_NAME).start()
         os.environ["STRIPE_API_BASE"] = double.api_base
         container.reset()
         put_secret(container.settings().stripe_secret_name)
@@ -376,7 +424,7 @@ def serve(
         sync_page(spec, container.stripe_gateway(), container.payment_settings_page_id())
         server.load_keys()
         api = ServeApi(server)
-        http = http_server(api, host, port)
+        http = http_server(api, host, 0, bound=bound)
         http.daemon_threads = True
         base = f"http://{host}:{http.server_address[1]}"
         os.environ.setdefault("PORTAL_BASE_URL", base)
@@ -391,6 +439,12 @@ def serve(
             threading.Thread(target=http.shutdown, daemon=True).start()
 
         previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        report = journal.report
+        if report.calls:
+            print_line(
+                f"restored {report.calls} AWS calls from {journal.path} in {report.seconds:.1f} s"
+                + (f"; {report.diverged} answered differently" if report.diverged else "")
+            )
         print_line(f"billing serve: {base}")
         print_line(f"platform key: {server.platform_key}")
         print_line(

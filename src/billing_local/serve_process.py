@@ -1,6 +1,7 @@
 """Dev only: `billing serve` in a subprocess, for what drives it from outside (the usage tracker's
-tests against it, ``bench/tracker_bench.py``): started on port 0 with a fresh data directory and a
-platform key, its URL read from its banner, every line it prints kept."""
+tests against it, ``bench/tracker_bench.py``): started on port 0 (or a given one) on a data
+directory (fresh, or one a stopped or killed server left) with a platform key, its URL read from
+its banner, every line it prints kept."""
 
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ _OWN_KEY: Any = object()  # ``call``'s default: the key the server was started w
 
 
 class ServeProcess:
-    def __init__(self, data: Path, key: str, *, cwd: Path | None = None, timeout: float = 180):
+    def __init__(self, data: Path, key: str, *, cwd: Path | None = None, timeout: float = 180, port: int = 0):
         self.data, self.key = data, key
         self.process = subprocess.Popen(
             [sys.executable, "-c", "from billing_cli import main; main()", "serve"]
-            + ["--port", "0", "--data", str(data), "--api-key", key],
+            + ["--port", str(port), "--data", str(data), "--api-key", key],
             cwd=cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -68,6 +69,11 @@ class ServeProcess:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
+
+    def kill(self) -> int:
+        """SIGKILL: the server gets no chance to save or close anything (a crash)."""
+        self.process.kill()
+        return self.process.wait(60)
 
     def stop(self) -> int:
         self.process.send_signal(signal.SIGCONT)  # a test may have stopped it

@@ -70,7 +70,8 @@ def put_secret(name: str, value: str = "sk_test_double_000000000000") -> None:
     try:
         client.create_secret(Name=name, SecretString=value)
     except client.exceptions.ResourceExistsException:
-        client.put_secret_value(SecretId=name, SecretString=value)
+        if client.get_secret_value(SecretId=name)["SecretString"] != value:
+            client.put_secret_value(SecretId=name, SecretString=value)
 
 
 def main() -> None:

@@ -28,6 +28,25 @@ from billing_local.stripe_double.faults import (
 from billing_local.stripe_double.fixtures import load_fixtures
 from billing_local.stripe_double.server import listen
 
+# What ``save_state`` keeps besides the id sequence, the overdue notices sent and the idempotency
+# keys: the objects and events. Test controls (faults, declines, rate windows) and the request log
+# are the test's, not the account's.
+_PERSISTED = (
+    "customers",
+    "invoice_items",
+    "invoices",
+    "payment_methods",
+    "products",
+    "balance_transactions",
+    "checkout_sessions",
+    "portal_sessions",
+    "portal_configurations",
+    "webhook_endpoints",
+    "setup_intents",
+    "events",
+    "_cards_at_signup",
+)
+
 # The account's default API version: events are rendered at the webhook endpoint's version, or at
 # this one when the endpoint has none, never at the version of the request that caused them.
 ACCOUNT_API_VERSION = "2026-10-28.endive"
@@ -88,6 +107,7 @@ class DoubleCore:
         webhook_api_version: str | None = None,
         minimum_charges: Mapping[str, int] | None = None,
         overdue_after_days: int | None = 0,
+        state_path: Path | None = None,
     ):
         """Customers start with no payment method (``attach_card`` or a completed setup session
         gives them one); search sees an object ``search_delay_s`` after it was written (default
@@ -97,7 +117,9 @@ class DoubleCore:
         Stripe's published minimum charge for its currency (``minimum_charges`` adds or replaces
         some) is carried to the customer's balance at finalization; ``invoice.overdue`` is sent
         ``overdue_after_days`` after a sent invoice's due date, or never with None (the account's
-        invoice automation, which Stripe's API does not expose)."""
+        invoice automation, which Stripe's API does not expose); with ``state_path`` the objects,
+        events and idempotency keys are loaded from that file if it exists and saved to it after
+        every request that may write (``save_state``)."""
         self.latency_s = latency_s
         self.timeout_hang_s = timeout_hang_s
         self.search_delay_s = search_delay_from_env() if search_delay_s is None else search_delay_s
@@ -131,6 +153,46 @@ class DoubleCore:
         self._overdue_sent: set[str] = set()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.state_path = state_path
+        if state_path is not None and state_path.exists():
+            self._load_state(state_path)
+
+    # -- durable state --------------------------------------------------------------------------
+    def save_state(self) -> None:
+        """Write the state to ``state_path`` atomically: a temporary file, fsynced, renamed over the
+        old one, so a crash leaves either the old state or the new, never half of one. Test
+        controls that change objects outside a request (``attach_card``...) call it themselves."""
+        if self.state_path is None:
+            return
+        with self._lock:
+            following = next(self._seq)
+            self._seq = itertools.count(following)
+            state = {
+                "seq": following,
+                **{name: getattr(self, name) for name in _PERSISTED},
+                "_overdue_sent": sorted(self._overdue_sent),
+                "_idempotency": {k: list(v) for k, v in self._idempotency.items()},
+            }
+            tmp = self.state_path.with_name(self.state_path.name + ".tmp")
+            with tmp.open("w") as file:
+                json.dump(state, file, separators=(",", ":"))
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp, self.state_path)
+            directory = os.open(self.state_path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+
+    def _load_state(self, path: Path) -> None:
+        """Objects loaded are searchable at once (their indexing delay passed while it was down)."""
+        state = json.loads(path.read_text())
+        self._seq = itertools.count(int(state["seq"]))
+        for name in _PERSISTED:
+            setattr(self, name, state[name])
+        self._overdue_sent = set(state["_overdue_sent"])
+        self._idempotency = {k: (v[0], int(v[1]), v[2]) for k, v in state["_idempotency"].items()}
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> Self:
@@ -360,6 +422,8 @@ class DoubleCore:
             if key:
                 with self._lock:
                     self._in_flight.discard(key)
+        if method != "GET":
+            self.save_state()
         if fault is not None and fault.kind == "lost_response":
             record(500)
             err = StripeApiError(500, "api_error", "An unknown error occurred (injected after processing).")
