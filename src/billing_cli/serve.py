@@ -84,7 +84,7 @@ def serve(
             quiet_handlers=not verbose,
         )
     except ServeError as error:
-        raise CliFailure(str(error)) from None
+        raise CliFailure(str(error), ExitCode.USAGE) from None
 
 
 # ------------------------------------------------------------------------------------------ client side

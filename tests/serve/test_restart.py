@@ -173,7 +173,7 @@ def test_a_second_server_on_the_same_data_dir_is_told_which_one_holds_it(data, t
         # When another is started on the same directory (another port)
         refused = run_serve("--port", "0", "--data", str(data))
         # Then it exits at once, naming the running one's pid, the directory and the flag
-        assert refused.returncode == 1
+        assert refused.returncode == 2  # a flag to change: the usage exit code
         message = refused.stderr.strip()
         assert message == (
             f"billing: another billing serve (pid {running.process.pid}) is using data dir {data}; "
@@ -196,7 +196,7 @@ def test_a_server_on_a_port_another_server_holds_is_told_so(data, tmp_path):
         # When another is started on that port (its own data directory)
         refused = run_serve("--port", str(port), "--data", str(tmp_path / "other"))
         # Then it exits before opening anything, naming the holder and the flag
-        assert refused.returncode == 1
+        assert refused.returncode == 2  # a flag to change: the usage exit code
         assert refused.stderr.strip() == (
             f"billing: port {port} is in use (by another billing serve, pid {running.process.pid}); "
             "pass --port with another port (0: any free port)"
@@ -216,6 +216,6 @@ def test_a_port_held_by_another_program_is_named(tmp_path):
         # When billing serve is started on it
         refused = run_serve("--port", str(port), "--data", str(tmp_path / "data"))
     # Then the message names that program (this test's own process) and the flag
-    assert refused.returncode == 1
+    assert refused.returncode == 2  # a flag to change: the usage exit code
     assert f"port {port} is in use (by pid " in refused.stderr and "pass --port" in refused.stderr
     assert "Traceback" not in refused.stderr
