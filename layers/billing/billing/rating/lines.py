@@ -18,6 +18,8 @@ def line(currency: str = "usd", **kwargs: Any) -> StatementLine:
         "unit_price": None,
         "plan": None,
         "adjustment_month": None,
+        "prorated_seconds": None,
+        "month_seconds": None,
         **kwargs,
         "amount_exact": stored_exact(exact),
         "amount": round_minor(exact, currency),
@@ -33,10 +35,3 @@ def stored_exact(value: Decimal) -> Decimal:
         return value
     return value.quantize(EXACT_PLACES)
 
-
-def fmt_price(value: Decimal) -> str:
-    text = f"{value.normalize():f}"
-    if "." not in text:
-        return text + ".00"
-    whole, frac = text.split(".")
-    return f"{whole}.{frac.ljust(2, '0')}"
