@@ -34,4 +34,3 @@ def stored_exact(value: Decimal) -> Decimal:
     if value.as_tuple().exponent >= -15:  # type: ignore[operator]
         return value
     return value.quantize(EXACT_PLACES)
-

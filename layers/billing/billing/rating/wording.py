@@ -89,13 +89,28 @@ def plural(n: int | Decimal, one: str, many: str | None = None) -> str:
 
 
 # --------------------------------------------------------------------------------------- dates
+# English names, whatever the process locale: the same statement always reads the same.
+_MONTHS = (
+    "January", "February", "March", "April", "May", "June",
+    "July", "August", "September", "October", "November", "December",
+)  # fmt: skip
+
+
+def _mon(at: datetime) -> str:
+    return _MONTHS[at.month - 1][:3]
+
+
 def day(at: datetime) -> str:
-    return f"{at.day} {at:%b %Y}"
+    """``7 Nov 2026``."""
+    return f"{at.day} {_mon(at)} {at.year}"
 
 
 def month_name(month: Month | str) -> str:
-    """``October 2026``."""
-    return (month if isinstance(month, Month) else Month.parse(month)).start.strftime("%B %Y")
+    """``October 2026`` (of a month or its ``YYYY-MM``)."""
+    if isinstance(month, Month):
+        return f"{_MONTHS[month.month - 1]} {month.year}"
+    year, number = month.split("-")
+    return f"{_MONTHS[int(number) - 1]} {int(year)}"
 
 
 def day_range(start: datetime, end: datetime) -> str:
@@ -105,9 +120,9 @@ def day_range(start: datetime, end: datetime) -> str:
     if start.date() == last.date():
         return day(start)
     if (start.year, start.month) == (last.year, last.month):
-        return f"{start.day}-{last.day} {last:%b %Y}"
+        return f"{start.day}-{last.day} {_mon(last)} {last.year}"
     if start.year == last.year:
-        return f"{start.day} {start:%b} - {day(last)}"
+        return f"{start.day} {_mon(start)} - {day(last)}"
     return f"{day(start)} - {day(last)}"
 
 
@@ -133,7 +148,9 @@ def tier_range(tiers: Sequence[Tier], index: int) -> str:
 def _quantity_of(n: int | Decimal, unit: str) -> str:
     """``2,238 queries``; tokens and bytes compact (``8.75M tokens``)."""
     shown = compact(n) if unit.endswith(("tokens", "bytes")) else count(n)
-    singular = unit[:-1] if unit.endswith("s") and n == 1 else unit
+    singular = unit
+    if n == 1:
+        singular = unit[:-3] + "y" if unit.endswith("ies") else unit.removesuffix("s")
     return f"{shown} {singular}"
 
 
@@ -157,7 +174,8 @@ def base_fee(
     trial_until: datetime | None = None,
 ) -> str:
     """``Pro plan, 1-30 Nov 2026``; ``Pro plan, 7-30 Nov 2026 (prorated, 24 of 30 days)``;
-    ``Pro plan, 1-14 Nov 2026 (free trial)``. ``seconds``: the paid (non-trial) seconds charged;
+    ``Pro plan, 1-14 Nov 2026 (free trial)``; ``Pro plan, 1-30 Nov 2026 (prorated, 16 of 30 days
+    after the free trial 1-14 Nov 2026)``. ``seconds``: the paid (non-trial) seconds charged;
     ``trial_until``: the end of the trial when part of the interval was trial."""
     head = f"{plan_label(plan_name)}, {day_range(start, end)}"
     if seconds == 0 and trial_until is not None:
@@ -166,7 +184,7 @@ def base_fee(
         return head
     of_month = f"{days(seconds)} of {days(Decimal(month_seconds))} days"
     if trial_until is not None:
-        return f"{head} (prorated, {of_month} after the free trial to {day(trial_until)})"
+        return f"{head} (prorated, {of_month} after the free trial {day_range(start, trial_until)})"
     return f"{head} (prorated, {of_month})"
 
 
