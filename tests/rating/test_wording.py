@@ -225,7 +225,7 @@ def test_a_plan_change_names_the_plan_of_each_tier_and_each_fee():
     assert text["base:starter:1"] == "Starter plan, 1-15 Nov 2026 (prorated, 15 of 30 days)"
     assert text["base:pro:1"] == "Pro plan, 16-30 Nov 2026 (prorated, 15 of 30 days)"
     assert text["queries:starter:t1"] == "100 queries at $0.01 (Starter plan)"
-    assert text["queries:pro:t1"] == "Queries 1-10,000 at $0.008 (100 queries) (Pro plan)"
+    assert text["queries:pro:t1"] == "Queries 1-10,000 at $0.008 (100 queries, Pro plan)"
 
 
 def meters(*ms: Meter) -> tuple[Meter, ...]:
@@ -405,3 +405,29 @@ def test_no_line_shows_seconds_or_instants_and_the_same_input_rates_the_same(pla
     assert rows[0].endswith(",description,prorated_seconds,month_seconds")
     (base_row,) = [r for r in rows if f",base:{plan}:1," in r]
     assert base_row.endswith(f",2148224.299,{MONTH_SECONDS}")
+
+
+def test_a_line_worded_past_stripes_limit_is_cut_on_the_statement_itself():
+    # Given a charge whose name alone is longer than Stripe takes
+    long_name = "Very long charge name " * 30
+    catalog = PlanCatalog.model_validate(
+        {
+            "plans": [
+                {
+                    "id": "wordy",
+                    "name": "Wordy",
+                    "charges": [
+                        {**CHARGES[3], "name": long_name},
+                    ],
+                }
+            ]
+        }
+    )
+    t = tenant(("wordy", "2026-01-01T00:00:00Z"))
+    metered = (meters(Meter("embedding", "", events=3)),)
+    statement = Rater(catalog).rate(t, NOV, MonthUsage((Usage(3, 0, 0, Decimal(0)),), Usage(), metered))
+    (line,) = [l for l in statement.lines if l.kind == "charge"]
+    # Then the line's description is cut at a word boundary within the limit, the amount untouched
+    assert len(line.description) <= w.DESCRIPTION_LIMIT and line.description.endswith("…")
+    assert long_name.startswith(line.description[:-1] + " ")  # a whole word before the cut
+    assert line.amount == Decimal("0.06")

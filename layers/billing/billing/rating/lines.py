@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing.kernel.money import round_minor
+from billing.rating.wording import fit
 from billing.statements.statement import StatementLine
 
 EXACT_PLACES = Decimal("1E-15")  # stored form of amount_exact (rounding to cents uses the full value)
@@ -14,6 +15,7 @@ EXACT_PLACES = Decimal("1E-15")  # stored form of amount_exact (rounding to cent
 def line(currency: str = "usd", **kwargs: Any) -> StatementLine:
     exact = kwargs.pop("exact")
     assert isinstance(exact, Decimal)
+    kwargs["description"] = fit(kwargs["description"])  # what Stripe takes, and so what every reader sees
     fields: dict[str, Any] = {
         "unit_price": None,
         "plan": None,

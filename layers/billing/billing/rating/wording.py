@@ -267,7 +267,12 @@ def trial_charge(label: str, unit: str, quantity: int) -> str:
 
 
 def with_plan(text: str, plan_name: str | None) -> str:
-    """``text (Starter plan)``: which plan priced the line, when a statement has several."""
+    """Which plan priced the line, when a statement has several: ``100 queries at $0.01 (Starter
+    plan)``, or inside a closing note: ``Queries 1-10,000 at $0.008 (100 queries, Pro plan)``."""
+    if not plan_name:
+        return text
+    if text.endswith(")"):
+        return f"{text[:-1]}, {plan_label(plan_name)})"
     return text + _plan_note(plan_name)
 
 
