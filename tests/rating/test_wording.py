@@ -138,6 +138,12 @@ def test_periods_are_shown_as_days_within_a_month_across_months_and_across_years
     assert w.day_range(at("2026-12-28T00:00:00Z"), at("2027-01-04T00:00:00Z")) == "28 Dec 2026 - 3 Jan 2027"
     assert w.day_range(at("2026-11-07T00:00:00Z"), at("2026-11-07T05:00:00Z")) == "7 Nov 2026"
     assert w.month_name("2026-10") == "October 2026"
+    assert [w.days(Decimal(s)) for s in (2_073_600, 2_148_224, 3_600, 86_400)] == [
+        "24",
+        "24.9",
+        "under 0.1",
+        "1",
+    ]
 
 
 def test_a_description_too_long_for_stripe_is_cut_at_a_word_boundary():

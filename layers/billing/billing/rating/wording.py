@@ -127,10 +127,13 @@ def day_range(start: datetime, end: datetime) -> str:
 
 
 def days(seconds: Decimal) -> str:
-    """Seconds as days: whole days exactly (``24``), otherwise to one decimal (``24.9``)."""
+    """Seconds as days: whole days exactly (``24``), otherwise to one decimal (``24.9``); a part
+    of a day too small for that is ``under 0.1``."""
     value = seconds / _DAY
     if value == value.to_integral_value():
         return f"{int(value)}"
+    if value < Decimal("0.05"):
+        return "under 0.1"
     text = f"{value.quantize(Decimal('0.1'), rounding=ROUND_HALF_UP):f}"
     return text[:-2] if text.endswith(".0") else text
 
