@@ -155,7 +155,7 @@ def test_quota_standing_and_open_invoices(portal):
 
 @pytest.mark.parametrize(
     ("currency", "minor", "json_amount", "shown"),
-    [("jpy", 3512, "3512", "3,512 JPY"), ("kwd", 3512, "3.512", "3.512 KWD")],
+    [("jpy", 3512, "3512", "¥3,512"), ("kwd", 3512, "3.512", "3.512 KWD")],
 )
 def test_an_open_invoice_is_shown_in_its_currencys_minor_units(portal, currency, minor, json_amount, shown):
     # Given an open invoice in a currency without cents (Stripe's amount: 3512 yen, or 3.512 dinars)
@@ -267,5 +267,6 @@ def test_money_is_shown_in_the_statements_currency():
     from billing.portal.page import money
 
     assert money(Decimal("-1234.50"), "usd") == "-$1,234.50"
-    assert money(Decimal("1230"), "jpy") == "1,230 JPY"
+    assert money(Decimal("1230"), "jpy") == "¥1,230"
+    assert money(Decimal("99"), "eur") == "€99.00"
     assert money(Decimal("1.235"), "kwd") == "1.235 KWD"

@@ -51,7 +51,7 @@ def test_a_yen_plan_bills_usage_at_its_rate_rounded_once():
         Decimal("185"),
         "jpy",
     )
-    assert line.description.endswith("1.234567 USD x 150 JPY/USD")
+    assert line.description == "Usage at list prices: 3 requests, 900 tokens (US$1.234567 at ¥150 per US$)"
 
 
 def test_across_a_plan_change_each_plans_usage_is_converted_at_its_own_rate():
@@ -63,7 +63,7 @@ def test_across_a_plan_change_each_plans_usage_is_converted_at_its_own_rate():
     # When rated, then 2.00 x 150 + 4.00 x 149.5 = 300 + 598 = 898 JPY
     line = usage_line(rater.rate(t, NOVEMBER, month))
     assert line.amount_exact == Decimal("898.000") and line.amount == Decimal("898")
-    assert "x 149.5 / 150 JPY/USD" in line.description
+    assert line.description.endswith("(US$6.00 at ¥149.5 / ¥150 per US$)")
 
 
 def test_a_three_decimal_currency_keeps_its_fils():
@@ -89,4 +89,5 @@ def test_a_plan_not_in_usd_without_a_rate_is_refused_and_usd_needs_none():
         Rater(catalog).rate(tenant(("u", "2025-01-01T00:00:00Z")), NOVEMBER, MonthUsage((usage,), usage))
     )
     assert (line.amount_exact, line.amount) == (Decimal("1.005"), Decimal("1.01"))
-    assert line.description.endswith("1.005 USD")
+    # (in USD the list price is the amount itself: the words name what was used)
+    assert line.description == "Usage at list prices: 1 request, 0 tokens"

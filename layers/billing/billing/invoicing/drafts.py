@@ -8,7 +8,11 @@ Pure construction: nothing here talks to Stripe. Invariants:
 - every idempotency key is ``records.idempotency_key(statement_id, step)``, so the same statement
   always sends the same keys (``invoice``, ``invoice:send``, ``line:{line_id}``, ``credit``);
 - an item's amount is its line's amount in minor units, unchanged (lines are already rounded to
-  cents), so the invoice's pre-tax total is the statement total.
+  cents), so the invoice's pre-tax total is the statement total;
+- an item's description is its line's words (billing.rating.wording), cut at a word boundary to
+  Stripe's limit; its metadata also carries the line's audit data (``amount_exact``, quantity, unit
+  price, plan, period instants, adjustment month, a base fee's prorated and month seconds), within
+  Stripe's metadata limits (at most 50 keys, keys up to 40 characters, values up to 500).
 """
 
 from __future__ import annotations
@@ -19,13 +23,35 @@ from billing.catalog.plans import PlanCatalog
 from billing.catalog.product_sync import product_key
 from billing.invoicing.records import idempotency_key
 from billing.kernel.money import to_minor
+from billing.kernel.periods import iso
 from billing.payments.provider import (
     BalanceCreditDraft,
     CollectionMethod,
     InvoiceDraft,
     ItemDraft,
 )
+from billing.rating.wording import fit
 from billing.statements.statement import Statement, StatementLine
+
+METADATA_VALUE_LIMIT = 500  # Stripe: metadata values up to 500 characters (keys up to 40, 50 keys)
+
+
+def line_audit(line: StatementLine) -> dict[str, str]:
+    """What an auditor checks a line by, as Stripe metadata (only the fields the line has): the
+    exact amount before rounding, the quantity and unit price it was priced at, the plan, its
+    instants, and for a base fee the seconds charged of the month's seconds."""
+    fields: dict[str, object] = {
+        "amount_exact": f"{line.amount_exact:f}",
+        "quantity": f"{line.quantity:f}",
+        "unit_price": None if line.unit_price is None else f"{line.unit_price:f}",
+        "plan": line.plan,
+        "period_start": iso(line.period_start),
+        "period_end": iso(line.period_end),
+        "adjustment_month": line.adjustment_month,
+        "prorated_seconds": None if line.prorated_seconds is None else f"{line.prorated_seconds:f}",
+        "month_seconds": line.month_seconds,
+    }
+    return {k: str(v)[:METADATA_VALUE_LIMIT] for k, v in fields.items() if v is not None}
 
 
 class Drafts:
@@ -67,7 +93,7 @@ class Drafts:
             invoice_id=invoice_id,
             currency=statement.currency,
             amount=to_minor(line.amount, statement.currency),
-            description=line.description,
+            description=fit(line.description),
             period_start=line.period_start,
             period_end=line.period_end,
             metadata={
@@ -76,6 +102,7 @@ class Drafts:
                 "statement_id": statement.statement_id,
                 "line_id": line.line_id,
                 "kind": line.kind,
+                **line_audit(line),
             },
             idempotency_key=idempotency_key(statement.statement_id, f"line:{line.line_id}"),
             product_id=self.product(line.plan, line.kind),

@@ -21,6 +21,7 @@ from html import escape
 
 from billing.kernel.periods import Month
 from billing.portal.view import DayUsage, PortalView
+from billing.rating import wording
 
 STANDING = {  # status -> (short, explanation, style)
     "active": ("Good standing", "Every invoice is paid or not yet due.", "ok"),
@@ -289,9 +290,9 @@ def _cards(view: PortalView) -> str:
 
 
 def money(amount: Decimal, currency: str) -> str:
-    """USD as ``usd`` shows it; another currency as the statement has it (its own decimals: rounded
-    once already) with its code (1,230 JPY)."""
-    return usd(amount) if currency == "usd" else f"{amount:,} {currency.upper()}"
+    """In the currency's own form, as the invoice's lines say it (billing.rating.wording.money):
+    ``-$1,234.50``, ``€99.00``, ``¥1,230``, ``1.235 KWD``."""
+    return wording.money(amount, currency)
 
 
 def _credit_card(view: PortalView) -> str:
@@ -354,12 +355,7 @@ def _statement(view: PortalView) -> str:
 
 
 def _unit_price(price: Decimal, currency: str = "usd") -> str:
-    text = f"{price.normalize():f}"
-    if currency != "usd":
-        return f"{text} {currency.upper()}"
-    if "." in text and len(text.split(".")[1]) < 2:
-        text = f"{price:.2f}"
-    return f"${text}"
+    return wording.unit_price(price, currency)
 
 
 def _models(view: PortalView) -> str:

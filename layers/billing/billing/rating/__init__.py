@@ -5,7 +5,8 @@ second), ``tiers`` (graduated tier math), ``usage`` (the aggregates rated), ``ra
 ``csv`` (the invoice CSV and the lines CSV); pricing models: ``charges`` (a plan's charges: metrics per
 segment, trial, plan change, late data), ``metrics`` (what a charge counts), one file per charge model
 (``graduated``, ``volume``, ``package``, ``per_unit``; values in ``pricing_types``), ``commitment``
-(minimum commitment true-up), ``coupon_lines`` and ``credit_lines`` (the negative lines, in that order, last).
+(minimum commitment true-up), ``coupon_lines`` and ``credit_lines`` (the negative lines, in that order, last);
+``wording`` (what the customer reads on each line: the page, the CSV and the Stripe item alike).
 
 Rules (docs/rating.md, "Rating rules", states them for operators; this package implements them):
 

@@ -21,9 +21,10 @@ from decimal import Decimal
 
 from billing.catalog.plans import Charge, Plan
 from billing.kernel.money import ZERO
+from billing.rating import wording
 from billing.rating.graduated import graduated
 from billing.rating.lines import line
-from billing.rating.metrics import quantity, units
+from billing.rating.metrics import METRIC_UNITS, quantity
 from billing.rating.package import package
 from billing.rating.per_unit import per_unit
 from billing.rating.pricing_types import Priced, Use
@@ -80,6 +81,37 @@ def price(uses: Sequence[Use]) -> list[Priced]:
     return MODELS[uses[0].charge.charge_model](uses) if uses else []
 
 
+def describe(priced: Priced, currency: str, several_plans: bool = False) -> str:
+    """The customer's words for one priced line of a charge (billing.rating.wording); the plan is
+    named when the charge was priced under several plans in the period."""
+    charge = priced.charge
+    unit = METRIC_UNITS[charge.metric]
+    price = priced.unit_price or ZERO
+    model = charge.charge_model
+    if model == "graduated":
+        assert priced.tier_index is not None
+        text = wording.graduated_charge(
+            charge.label, unit, charge.tiers, priced.tier_index, priced.quantity, price, currency, priced.flat
+        )
+    elif model == "volume":
+        assert priced.tier_index is not None
+        text = wording.volume_charge(
+            charge.label, unit, charge.tiers, priced.tier_index, priced.quantity, price, currency, priced.flat
+        )
+    elif model == "package":
+        assert charge.package_size is not None
+        text = wording.package_charge(
+            charge.label, unit, priced.quantity, charge.package_size, priced.used, price, currency
+        )
+    else:
+        text = wording.per_unit_charge(charge.label, unit, priced.quantity, price, currency)
+    return wording.with_plan(text, priced.plan.name if several_plans else None)
+
+
+def _several_plans(priced: Sequence[Priced]) -> bool:
+    return len({p.plan.id for p in priced}) > 1
+
+
 def charge_lines(
     segments: Sequence[Segment],
     metered: Sequence[Meters],
@@ -89,14 +121,16 @@ def charge_lines(
     lines = []
     for charge_id in charge_ids(segments, plan_of):
         uses, trial = uses_of(charge_id, segments, metered, plan_of)
-        for priced in price(uses):
+        all_priced = price(uses)
+        several = _several_plans(all_priced)
+        for priced in all_priced:
             lines.append(
                 line(
                     currency,
                     line_id=f"charge:{charge_id}:{priced.key}",
                     kind="charge",
                     plan=priced.plan.id,
-                    description=priced.description,
+                    description=describe(priced, currency, several),
                     quantity=priced.quantity,
                     unit_price=priced.unit_price,
                     exact=priced.exact,
@@ -114,7 +148,7 @@ def charge_lines(
                     line_id=f"charge:{charge_id}:trial",
                     kind="charge",
                     plan=None,
-                    description=f"Trial {charge.label}: {trial:,} {units(charge)} x 0.00 (free during trial)",
+                    description=wording.trial_charge(charge.label, METRIC_UNITS[charge.metric], trial),
                     quantity=Decimal(trial),
                     unit_price=ZERO,
                     exact=ZERO,
@@ -147,7 +181,8 @@ def adjustment_lines(
                 continue
             ref = a or b
             assert ref is not None
-            was = f"{b.quantity:,} for {b.exact:f}" if b else "nothing"
+            several = _several_plans([*after.values(), *before.values()])
+            was = f"{wording.count(b.quantity)} for {wording.money(b.exact, currency)}" if b else "nothing"
             lines.append(
                 line(
                     currency,
@@ -155,9 +190,14 @@ def adjustment_lines(
                     kind="adjustment",
                     plan=ref.plan.id,
                     adjustment_month=month,
-                    description=(
-                        f"Prior-period {month} {a.description if a else ref.plan.name + ' ' + key + ': none'}"
-                        f" with usage stored after its close (billed before: {was})"
+                    description=wording.late_recharge(
+                        month,
+                        describe(a, currency, several)
+                        if a
+                        else wording.none_now(
+                            wording.with_plan(ref.charge.label, ref.plan.name if several else None)
+                        ),
+                        was,
                     ),
                     quantity=quantity_delta,
                     unit_price=ref.unit_price,

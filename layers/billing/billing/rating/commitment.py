@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 from billing.catalog.plans import Plan
-from billing.kernel.money import ZERO, fmt_minor, round_minor
+from billing.kernel.money import ZERO, round_minor
 from billing.kernel.periods import Month
-from billing.rating.lines import fmt_price, line
+from billing.rating import wording
+from billing.rating.lines import line
 from billing.rating.segments import Segment
 from billing.statements.statement import StatementLine
 
@@ -49,21 +50,13 @@ def true_up_line(
     shortfall = round_minor(required, currency) - charged
     if shortfall <= 0:
         return None
-    parts = sorted(
-        {
-            f"{plan_of(s.plan).name} {fmt_price(plan_of(s.plan).minimum_commitment or ZERO)}/month"
-            for s in segments
-        }
-    )
+    full = {plan_of(s.plan).minimum_commitment for s in segments} == {required}
     return line(
         currency,
         line_id="commitment:true_up",
         kind="commitment",
         plan=None,
-        description=(
-            f"Minimum commitment {fmt_minor(required, currency)} ({', '.join(parts)}, prorated by non-trial "
-            f"time) less the month's charges {fmt_minor(charged, currency)}: true-up"
-        ),
+        description=wording.commitment(required, charged, currency, prorated=not full),
         quantity=Decimal(1),
         unit_price=None,
         exact=required - charged,

@@ -13,9 +13,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
-from billing.kernel.money import fmt_minor, round_minor
+from billing.kernel.money import round_minor
 from billing.kernel.periods import Month
-from billing.rating.lines import fmt_price, line
+from billing.rating import wording
+from billing.rating.lines import line
 from billing.statements.statement import StatementLine
 from billing.tenants.coupons import Coupon
 
@@ -34,26 +35,20 @@ def coupon_lines(
             continue
         if coupon.percent_off is not None:
             off = round_minor(running * coupon.percent_off / 100, currency)
-            what = (
-                f"{fmt_price(coupon.percent_off).rstrip('0').rstrip('.')}% of {fmt_minor(running, currency)}"
-            )
         else:
             assert coupon.amount_off is not None
             off = min(round_minor(coupon.amount_off, currency), running)
-            what = f"{fmt_minor(coupon.amount_off, currency)} off (of {fmt_minor(running, currency)})"
         if off <= 0:
             continue
-        duration = {"once": "once", "forever": "forever"}.get(
-            coupon.duration, f"{coupon.duration_months} months"
-        )
         lines.append(
             line(
                 currency,
                 line_id=f"coupon:{coupon.coupon_id}",
                 kind="coupon",
                 plan=None,
-                description=f"Coupon {coupon.coupon_id}{' (' + coupon.name + ')' if coupon.name else ''}: "
-                f"{what}, {duration} from {Month.of(coupon.starts_at)}",
+                description=wording.coupon(
+                    coupon.name, coupon.coupon_id, coupon.percent_off, coupon.amount_off, currency
+                ),
                 quantity=Decimal(1),
                 unit_price=None,
                 exact=-off,

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 
-from billing.kernel.money import fmt_minor, round_minor
-from billing.kernel.periods import iso
+from billing.kernel.money import round_minor
+from billing.rating import wording
 from billing.rating.lines import line
 from billing.statements.statement import StatementLine
 from billing.tenants.credits import CreditBalance
@@ -41,17 +41,14 @@ def credit_lines(
             continue
         burn = min(available, running)
         grant = balance.grant
-        expiry = f", expires {iso(grant.expires_at)}" if grant.expires_at else ""
         lines.append(
             line(
                 currency,
                 line_id=f"credit:{grant.grant_id}",
                 kind="credit",
                 plan=None,
-                description=(
-                    f"Prepaid credit {grant.grant_id}{' (' + grant.description + ')' if grant.description else ''}: "
-                    f"{fmt_minor(burn, currency)} of {fmt_minor(available, currency)} available, "
-                    f"{fmt_minor(available - burn, currency)} left (priority {grant.priority}{expiry})"
+                description=wording.credit(
+                    grant.description, grant.grant_id, available - burn, currency, grant.expires_at
                 ),
                 quantity=Decimal(1),
                 unit_price=None,

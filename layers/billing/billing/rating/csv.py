@@ -3,6 +3,9 @@
 ``total_cost_usd`` is the statement total (every line, coupons and credits included) in the
 statement's currency with that currency's decimals: USD tenants read exactly as always; a JPY
 tenant's total is whole yen (the column keeps its historical name).
+
+The lines CSV is the audit view: every line's id, kind, exact and rounded amounts, the customer's
+words (``description``) and, for a base fee, the seconds it charged of the month's seconds.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ def invoices_csv(statements: Iterable[Statement]) -> bytes:
 
 
 LINES_HEADER = (
-    "tenant_id,month,line_id,kind,plan,quantity,unit_price,amount_exact,amount,adjustment_month,description"
+    "tenant_id,month,line_id,kind,plan,quantity,unit_price,amount_exact,amount,adjustment_month,description,"
+    "prorated_seconds,month_seconds"
 )
 
 
@@ -50,6 +54,8 @@ def lines_csv(statements: Iterable[Statement]) -> bytes:
                         fmt_minor(line.amount, s.currency),
                         line.adjustment_month or "",
                         line.description,
+                        "" if line.prorated_seconds is None else f"{line.prorated_seconds:f}",
+                        "" if line.month_seconds is None else str(line.month_seconds),
                     )
                 )
             )

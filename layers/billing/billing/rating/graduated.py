@@ -9,19 +9,15 @@ force when the tier's first unit is used, and never for a tier no unit reaches.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
 
 from billing.kernel.money import ZERO
-from billing.rating.lines import fmt_price
-from billing.rating.metrics import units
 from billing.rating.pricing_types import Priced, Use
-from billing.rating.tiers import tier_label, tier_lower, walk_tiers
+from billing.rating.tiers import tier_lower, walk_tiers
 
 
 def graduated(uses: Sequence[Use], position: int = 0) -> list[Priced]:
     """``position``: units of the month already priced (a late batch continues after them)."""
     out: dict[tuple[str, int], Priced] = {}
-    flats: dict[tuple[str, int], Decimal] = {}
     for use in uses:
         tiers = use.charge.tiers
         for piece in walk_tiers(tiers, position, use.quantity):
@@ -29,8 +25,8 @@ def graduated(uses: Sequence[Use], position: int = 0) -> list[Priced]:
             priced = out.get(key)
             if priced is None:
                 priced = out[key] = Priced(
-                    use.plan, f"{use.plan.id}:t{piece.tier_index + 1}", ZERO, piece.unit_price, ZERO, "",
-                    use.start, use.end,
+                    use.plan, f"{use.plan.id}:t{piece.tier_index + 1}", ZERO, piece.unit_price, ZERO,
+                    use.start, use.end, use.charge, piece.tier_index,
                 )  # fmt: skip
             priced.quantity += piece.quantity
             priced.exact += piece.unit_price * piece.quantity
@@ -38,15 +34,7 @@ def graduated(uses: Sequence[Use], position: int = 0) -> list[Priced]:
             if position <= tier_lower(tiers, piece.tier_index):  # this piece holds the tier's first unit
                 flat = tiers[piece.tier_index].flat_amount
                 if flat:
-                    flats[key] = flat
+                    priced.flat = flat
                     priced.exact += flat
         position += use.quantity
-    for (_, index), priced in out.items():
-        charge = next(u.charge for u in uses if u.plan.id == priced.plan.id)
-        flat_fee = flats.get((priced.plan.id, index))
-        priced.description = (
-            f"{priced.plan.name} {charge.label} ({tier_label(charge.tiers, index, units(charge))}): "
-            f"{priced.quantity:,} x {fmt_price(priced.unit_price or ZERO)}"
-            + (f" + flat {fmt_price(flat_fee)}" if flat_fee else "")
-        )
     return sorted(out.values(), key=lambda p: (p.start, p.key))

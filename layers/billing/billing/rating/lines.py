@@ -6,6 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing.kernel.money import round_minor
+from billing.rating.wording import fit
 from billing.statements.statement import StatementLine
 
 EXACT_PLACES = Decimal("1E-15")  # stored form of amount_exact (rounding to cents uses the full value)
@@ -14,10 +15,13 @@ EXACT_PLACES = Decimal("1E-15")  # stored form of amount_exact (rounding to cent
 def line(currency: str = "usd", **kwargs: Any) -> StatementLine:
     exact = kwargs.pop("exact")
     assert isinstance(exact, Decimal)
+    kwargs["description"] = fit(kwargs["description"])  # what Stripe takes, and so what every reader sees
     fields: dict[str, Any] = {
         "unit_price": None,
         "plan": None,
         "adjustment_month": None,
+        "prorated_seconds": None,
+        "month_seconds": None,
         **kwargs,
         "amount_exact": stored_exact(exact),
         "amount": round_minor(exact, currency),
@@ -32,11 +36,3 @@ def stored_exact(value: Decimal) -> Decimal:
     if value.as_tuple().exponent >= -15:  # type: ignore[operator]
         return value
     return value.quantize(EXACT_PLACES)
-
-
-def fmt_price(value: Decimal) -> str:
-    text = f"{value.normalize():f}"
-    if "." not in text:
-        return text + ".00"
-    whole, frac = text.split(".")
-    return f"{whole}.{frac.ljust(2, '0')}"

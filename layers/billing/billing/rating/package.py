@@ -12,8 +12,6 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from billing.kernel.money import ZERO
-from billing.rating.lines import fmt_price
-from billing.rating.metrics import units
 from billing.rating.pricing_types import Priced, Use
 
 
@@ -24,7 +22,6 @@ def blocks_between(before: int, after: int, size: int) -> int:
 
 def package(uses: Sequence[Use], position: int = 0) -> list[Priced]:
     out: dict[str, Priced] = {}
-    unit_count: dict[str, int] = {}
     for use in uses:
         size, price = use.charge.package_size, use.charge.package_price
         assert size is not None and price is not None
@@ -35,17 +32,12 @@ def package(uses: Sequence[Use], position: int = 0) -> list[Priced]:
         priced = out.get(use.plan.id)
         if priced is None:
             priced = out[use.plan.id] = Priced(
-                use.plan, use.plan.id, ZERO, price, ZERO, "", use.start, use.end
+                use.plan, use.plan.id, ZERO, price, ZERO, use.start, use.end, use.charge
             )
         priced.quantity += opened
         priced.exact = price * priced.quantity
         priced.end = use.end
-        unit_count[use.plan.id] = unit_count.get(use.plan.id, 0) + use.quantity
-    for plan_id, priced in out.items():
-        charge = next(u.charge for u in uses if u.plan.id == plan_id)
-        priced.description = (
-            f"{priced.plan.name} {charge.label}: {unit_count[plan_id]:,} {units(charge)} = "
-            f"{priced.quantity:,} package(s) of {charge.package_size:,} x {fmt_price(priced.unit_price or ZERO)}"
-        )
+        priced.used += use.quantity
+    for priced in out.values():
         priced.quantity = Decimal(priced.quantity)
     return sorted(out.values(), key=lambda p: (p.start, p.key))

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from billing.kernel.money import ZERO
-from billing.rating.lines import fmt_price
-from billing.rating.metrics import units
 from billing.rating.pricing_types import Priced, Use
 
 
@@ -20,15 +18,9 @@ def per_unit(uses: Sequence[Use]) -> list[Priced]:
         priced = out.get(use.plan.id)
         if priced is None:
             priced = out[use.plan.id] = Priced(
-                use.plan, use.plan.id, ZERO, price, ZERO, "", use.start, use.end
+                use.plan, use.plan.id, ZERO, price, ZERO, use.start, use.end, use.charge
             )
         priced.quantity += use.quantity
         priced.exact = price * priced.quantity
         priced.end = use.end
-    for plan_id, priced in out.items():
-        charge = next(u.charge for u in uses if u.plan.id == plan_id)
-        priced.description = (
-            f"{priced.plan.name} {charge.label}: {priced.quantity:,} {units(charge)} x "
-            f"{fmt_price(priced.unit_price or ZERO)}"
-        )
     return sorted(out.values(), key=lambda p: (p.start, p.key))

@@ -24,13 +24,19 @@ class Use:
 
 @dataclass
 class Priced:
-    """One line's worth: ``key`` is unique within the charge (e.g. ``pro:t2``); ``exact`` unrounded."""
+    """One line's worth: ``key`` is unique within the charge (e.g. ``pro:t2``); ``exact`` unrounded.
+    What the line's words need (billing.rating.wording): ``charge`` (the plan's), ``tier_index`` (the
+    tier priced: graduated, volume), ``flat`` (a tier's flat amount included in ``exact``), ``used``
+    (package: the units the packages hold)."""
 
     plan: Plan
     key: str
     quantity: Decimal
     unit_price: Decimal | None
     exact: Decimal
-    description: str
     start: datetime
     end: datetime
+    charge: Charge
+    tier_index: int | None = None
+    flat: Decimal = Decimal(0)
+    used: int = 0

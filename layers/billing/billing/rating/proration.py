@@ -2,6 +2,8 @@
 
 Invariant: a month on one plan is charged exactly ``base_fee`` (28-31 days and leap years alike); trial
 seconds are free; a plan's fee runs over the maximal intervals it is in force, one line per interval.
+A line's quantity is 1 (one fee); the seconds it charges and the month's seconds are kept on the line
+(``prorated_seconds``, ``month_seconds``) for audit, and its description says the days.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from decimal import Decimal
 
 from billing.catalog.plans import Plan
 from billing.kernel.money import ZERO
-from billing.kernel.periods import Month, iso
-from billing.rating.lines import fmt_price, line
+from billing.kernel.periods import Month
+from billing.rating import wording
+from billing.rating.lines import line
 from billing.rating.segments import Segment
 from billing.statements.statement import StatementLine
 
@@ -36,22 +39,28 @@ def base_fee_lines(
         seconds = sum((s.seconds for s in run if not s.trial), ZERO)
         exact = plan.base_fee * seconds / month_seconds
         start, end = run[0].start, run[-1].end
-        trial_note = " (trial time free)" if any(s.trial for s in run) else ""
+        trial = [s for s in run if s.trial]
         lines.append(
             line(
                 currency,
                 line_id=f"base:{plan.id}:{ordinal[plan.id]}",
                 kind="base_fee",
                 plan=plan.id,
-                description=(
-                    f"{plan.name} base fee {fmt_price(plan.base_fee)}/month x {seconds:f} s of "
-                    f"{month.seconds} s, {iso(start)} to {iso(end)}{trial_note}"
+                description=wording.base_fee(
+                    plan.name,
+                    start,
+                    end,
+                    seconds=seconds,
+                    month_seconds=month.seconds,
+                    trial_until=trial[-1].end if trial else None,
                 ),
-                quantity=seconds,
+                quantity=Decimal(1),
                 unit_price=None,
                 exact=exact,
                 period_start=start,
                 period_end=end,
+                prorated_seconds=seconds,
+                month_seconds=month.seconds,
             )
         )
     return lines

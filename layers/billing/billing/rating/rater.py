@@ -12,15 +12,16 @@ from typing import Any
 from billing.catalog.plans import Plan, PlanCatalog
 from billing.kernel.money import ZERO
 from billing.kernel.periods import Month, iso, utc
+from billing.rating import wording
 from billing.rating.charges import adjustment_lines as charge_adjustment_lines
 from billing.rating.charges import charge_lines, needs_meters
 from billing.rating.commitment import true_up_line
 from billing.rating.coupon_lines import coupon_lines
 from billing.rating.credit_lines import credit_lines
-from billing.rating.lines import fmt_price, line
+from billing.rating.lines import line
 from billing.rating.proration import base_fee_lines
 from billing.rating.segments import Segment, is_final, pricing_segments, statement_period
-from billing.rating.tiers import tier_label, walk_tiers
+from billing.rating.tiers import walk_tiers
 from billing.rating.usage import LateUsage, MonthUsage, Usage
 from billing.statements.statement import Statement, StatementLine
 from billing.tenants.credits import CreditBalance
@@ -29,7 +30,7 @@ from billing.tenants.tenant import Tenant
 # Recorded in every statement's inputs. It changes whenever the rules change what a statement holds
 # for the same inputs: stored statements are immutable, so a statement that differs from a re-rating
 # of its inputs must say which rules produced it.
-RATING_VERSION = "rating/2"
+RATING_VERSION = "rating/3"
 
 
 class Rater:
@@ -209,20 +210,21 @@ class Rater:
                 bucket[3] = seg.end
             position += use.queries
         lines = []
+        several = len({plan_id for plan_id, _ in buckets}) > 1
         for (plan_id, index), (quantity, price, start, end) in sorted(
             buckets.items(), key=lambda kv: (kv[1][2], kv[0][1], kv[0][0])
         ):
             plan = self._plan(plan_id)
+            text = wording.query_tier(
+                plan.query_tiers, index, quantity, price, currency, plan.name if several else None
+            )
             lines.append(
                 line(
                     currency,
                     line_id=f"{prefix}:{plan_id}:t{index + 1}",
                     kind=kind,
                     plan=plan_id,
-                    description=(
-                        f"{'Prior-period ' + month + ' ' if month else ''}{plan.name} "
-                        f"{tier_label(plan.query_tiers, index)}: {quantity:,} x {fmt_price(price)}"
-                    ),
+                    description=wording.late(month, text) if month else text,
                     quantity=Decimal(quantity),
                     unit_price=price,
                     exact=price * quantity,
@@ -239,7 +241,7 @@ class Rater:
                     line_id=f"{prefix}:trial",
                     kind=kind,
                     plan=None,
-                    description=f"Trial queries: {trial_queries:,} x 0.00 (free during trial)",
+                    description=wording.trial_queries(trial_queries),
                     quantity=Decimal(trial_queries),
                     unit_price=ZERO,
                     exact=ZERO,
@@ -265,8 +267,7 @@ class Rater:
                 line_id="usage",
                 kind="usage_cost",
                 plan=None,
-                description=f"Model and storage usage at event-time prices: {paid.events:,} events, "
-                f"{paid.tokens:,} tokens, {paid.cost_usd:f} USD{rates}",
+                description=wording.usage(paid.events, paid.tokens, paid.cost_usd, currency, rates),
                 quantity=Decimal(paid.events),
                 unit_price=None,
                 exact=exact,
@@ -281,8 +282,7 @@ class Rater:
                     line_id="usage:trial",
                     kind="usage_cost",
                     plan=None,
-                    description=f"Trial usage: {trial.events:,} events, {trial.tokens:,} tokens "
-                    f"(metered {trial.cost_usd:f} USD, free during trial)",
+                    description=wording.trial_usage(trial.events, trial.tokens, trial.cost_usd),
                     quantity=Decimal(trial.events),
                     unit_price=ZERO,
                     exact=ZERO,
@@ -294,15 +294,14 @@ class Rater:
 
     def _in_currency(
         self, segments: Sequence[Segment], usages: Sequence[Usage], currency: str
-    ) -> tuple[Decimal, str]:
+    ) -> tuple[Decimal, list[Decimal]]:
         """The paid segments' USD usage cost in the statement's currency, exactly (each segment at its
-        plan's ``usage_rate``), and the description's note of the rates ("" for USD)."""
+        plan's ``usage_rate``), and the rates used, ascending (none for USD)."""
         if currency == "usd":
-            return sum((u.cost_usd for s, u in zip(segments, usages) if not s.trial), ZERO), ""
+            return sum((u.cost_usd for s, u in zip(segments, usages) if not s.trial), ZERO), []
         paid = [(s, u) for s, u in zip(segments, usages) if not s.trial]
         exact = sum((u.cost_usd * self.catalog.usage_rate_of(s.plan) for s, u in paid), ZERO)
-        rates = " / ".join(f"{r:f}" for r in sorted({self.catalog.usage_rate_of(s.plan) for s, _ in paid}))
-        return exact, f" x {rates} {currency.upper()}/USD" if rates else ""
+        return exact, sorted({self.catalog.usage_rate_of(s.plan) for s, _ in paid})
 
     def _adjustment_lines(self, tenant: Tenant, late: LateUsage, currency: str) -> list[StatementLine]:
         segments = self.segments(tenant, late.month)
@@ -334,9 +333,8 @@ class Rater:
                     kind="adjustment",
                     plan=None,
                     adjustment_month=tag,
-                    description=(
-                        f"Prior-period {tag} usage stored after its close: {paid.events:,} events, "
-                        f"{paid.tokens:,} tokens, {paid.cost_usd:f} USD{rates}"
+                    description=wording.late_usage(
+                        tag, paid.events, paid.tokens, paid.cost_usd, currency, rates
                     ),
                     quantity=Decimal(paid.events),
                     unit_price=None,

@@ -11,10 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from billing.kernel.money import ZERO
-from billing.rating.lines import fmt_price
-from billing.rating.metrics import units
 from billing.rating.pricing_types import Priced, Use
-from billing.rating.tiers import tier_index, tier_label
+from billing.rating.tiers import tier_index
 
 
 def volume_total(uses: Sequence[Use]) -> int:
@@ -34,7 +32,15 @@ def volume(uses: Sequence[Use]) -> list[Priced]:
         if priced is None:
             price = use.charge.tiers[index].unit_price
             priced = out[use.plan.id] = Priced(
-                use.plan, f"{use.plan.id}:t{index + 1}", ZERO, price, ZERO, "", use.start, use.end
+                use.plan,
+                f"{use.plan.id}:t{index + 1}",
+                ZERO,
+                price,
+                ZERO,
+                use.start,
+                use.end,
+                use.charge,
+                index,
             )
         priced.quantity += use.quantity
         priced.end = use.end
@@ -44,11 +50,6 @@ def volume(uses: Sequence[Use]) -> list[Priced]:
         index = tier_index(charge.tiers, total)
         price = priced.unit_price or ZERO
         priced.exact = price * priced.quantity
-        flat = charge.tiers[index].flat_amount if plan_id == last.plan.id else ZERO
-        priced.exact += flat
-        priced.description = (
-            f"{priced.plan.name} {charge.label}: {priced.quantity:,} x {fmt_price(price)}"
-            + (f" + flat {fmt_price(flat)}" if flat else "")
-            + f" (volume tier {tier_label(charge.tiers, index, units(charge))}, reached by the month's {total:,})"
-        )
+        priced.flat = charge.tiers[index].flat_amount if plan_id == last.plan.id else ZERO
+        priced.exact += priced.flat
     return sorted(out.values(), key=lambda p: (p.start, p.key))

@@ -23,15 +23,18 @@ class StatementLine(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     line_id: str  # stable within the statement, e.g. "base:starter:1"
     kind: LineKind
-    description: str  # human text incl. quantity and unit price
+    description: str  # what the customer reads (billing.rating.wording); never audited by
     plan: str | None = None
-    quantity: Decimal
+    quantity: Decimal  # what the customer counts: units, requests, packages; 1 for a fee or a credit
     unit_price: Decimal | None = None
     amount_exact: Decimal  # unrounded
     amount: Decimal  # rounded half-up once to the currency's minor unit (cents for USD)
     period_start: datetime
     period_end: datetime
     adjustment_month: str | None = None  # for prior-period adjustment lines
+    # A base fee's proration, for audit: amount_exact = fee x prorated_seconds / month_seconds.
+    prorated_seconds: Decimal | None = None
+    month_seconds: int | None = None
 
     @field_serializer("period_start", "period_end")
     def _ser(self, value: datetime) -> str:
