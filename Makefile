@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test smoke venv lint format typecheck bench clean live-stripe-test browser
+.PHONY: demo test smoke venv lint format typecheck bench clean live-stripe-test browser docs
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +51,7 @@ typecheck: $(STAMP)
 
 # Fails on any finding: rules in pyproject.toml ([tool.ruff]); `make format` applies the formatter.
 # The contract may not repeat a mapping key (YAML keeps the last one silently).
-LINTED := layers functions tests bench src dashboards clients
+LINTED := layers functions tests bench src dashboards clients docs_hooks
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
@@ -61,8 +61,13 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix $(LINTED)
 	$(BIN)/ruff format $(LINTED)
 
+# The documentation site (mkdocs.yml, MkDocs + Material) into site/; --strict: a broken link or
+# anchor, or a page missing from the navigation, fails. Offline: nothing is fetched to build it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache
+	rm -rf $(VENV) .data .pytest_cache site
