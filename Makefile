@@ -35,12 +35,12 @@ test: $(STAMP) browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 # What ships, run as Lambda runs it: sam build, then every function in a fresh interpreter with
-# only its built code + layer on the path and the template's environment (docs/deploying.md).
+# only its built code + layer on the path and the template's environment (docs/operations/deploying.md).
 smoke: $(STAMP)
 	$(BIN)/python -m pytest tests/smoke -q -s -p no:xdist
 
 # The opt-in live tests against Stripe's test mode (skipped unless STRIPE_TEST_SECRET_KEY=sk_test_...):
-# invoicing, declines, the setup session, the no-card invoice and the catalog sync (docs/stripe-invoicing.md, "Running it").
+# invoicing, declines, the setup session, the no-card invoice and the catalog sync (docs/guides/stripe-invoicing.md, "Running it").
 live-stripe-test: $(STAMP)
 	$(BIN)/python -m pytest tests/invoicing/test_live_stripe.py tests/invoicing/test_live_stripe_collection.py -m live_stripe -v -p no:xdist
 
@@ -62,9 +62,10 @@ format: $(STAMP)
 	$(BIN)/ruff format $(LINTED)
 
 # The documentation site (mkdocs.yml, MkDocs + Material) into site/; --strict: a broken link or
-# anchor, or a page missing from the navigation, fails. Offline: nothing is fetched to build it.
+# anchor, or a page missing from the navigation, fails (not --quiet: it hides the warnings strict
+# mode counts). Offline: nothing is fetched to build it.
 docs: $(STAMP)
-	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py

@@ -31,7 +31,7 @@ def explain(exc: BaseException) -> str:
         boto = None  # type: ignore[assignment]
     if boto is not None:
         if isinstance(exc, boto.NoRegionError):
-            return f"no AWS region is configured: set AWS_REGION and the tables and queues (README, Configuration), {LOCAL_HINT}"
+            return f"no AWS region is configured: set AWS_REGION and the tables and queues (docs/reference/settings.md), {LOCAL_HINT}"
         if isinstance(exc, boto.NoCredentialsError | boto.PartialCredentialsError):
             return f"no AWS credentials found: configure them (AWS_PROFILE, ...), {LOCAL_HINT}"
         if isinstance(exc, boto.ParamValidationError):
