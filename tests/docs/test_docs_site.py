@@ -94,7 +94,9 @@ def test_mkdocs_build_strict_fails_on_a_broken_docs_tree(tmp_path, change):
             page.write("\n[gone](no-such-page.md)\n")
     text = (ROOT / "mkdocs.yml").read_text()
     text = text.replace("docs_dir: docs", f"docs_dir: {docs}")
-    text = text.replace("  - docs_hooks/site.py", f"  - {ROOT / 'docs_hooks' / 'site.py'}")
+    text = text.replace(
+        "  - docs_hooks/generated_pages.py", f"  - {ROOT / 'docs_hooks' / 'generated_pages.py'}"
+    )
     config = tmp_path / "mkdocs.yml"
     config.write_text(text)
 

@@ -13,6 +13,7 @@ A page opts in by holding a marker line; everything else on the page is kept aro
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ def _security_intro(spec: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _operations(spec: dict[str, Any]):  # type: ignore[no-untyped-def]
+def _operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any], list[Any]]]:
     for path, item in spec.get("paths", {}).items():
         shared = item.get("parameters", [])
         for method in METHODS:
