@@ -46,7 +46,7 @@ def render_openapi(spec: dict[str, Any]) -> str:
     parts: list[str] = []
     info = spec.get("info", {})
     if info.get("description"):
-        parts.append(info["description"].strip())
+        parts.append(info["description"].strip() + "\n")
     parts.append(_security_intro(spec))
     parts.append("## Endpoints\n")
     parts.append("| method | path | summary |\n| --- | --- | --- |")
