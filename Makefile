@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test smoke venv lint format typecheck bench clean live-stripe-test browser
+.PHONY: demo test smoke venv lint format typecheck bench clean live-stripe-test browser docs
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,12 +35,12 @@ test: $(STAMP) browser
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 # What ships, run as Lambda runs it: sam build, then every function in a fresh interpreter with
-# only its built code + layer on the path and the template's environment (docs/deploying.md).
+# only its built code + layer on the path and the template's environment (docs/operations/deploying.md).
 smoke: $(STAMP)
 	$(BIN)/python -m pytest tests/smoke -q -s -p no:xdist
 
 # The opt-in live tests against Stripe's test mode (skipped unless STRIPE_TEST_SECRET_KEY=sk_test_...):
-# invoicing, declines, the setup session, the no-card invoice and the catalog sync (docs/stripe-invoicing.md, "Running it").
+# invoicing, declines, the setup session, the no-card invoice and the catalog sync (docs/guides/stripe-invoicing.md, "Running it").
 live-stripe-test: $(STAMP)
 	$(BIN)/python -m pytest tests/invoicing/test_live_stripe.py tests/invoicing/test_live_stripe_collection.py -m live_stripe -v -p no:xdist
 
@@ -51,7 +51,7 @@ typecheck: $(STAMP)
 
 # Fails on any finding: rules in pyproject.toml ([tool.ruff]); `make format` applies the formatter.
 # The contract may not repeat a mapping key (YAML keeps the last one silently).
-LINTED := layers functions tests bench src dashboards clients
+LINTED := layers functions tests bench src dashboards clients docs_hooks
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
@@ -61,8 +61,14 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix $(LINTED)
 	$(BIN)/ruff format $(LINTED)
 
+# The documentation site (mkdocs.yml, MkDocs + Material) into site/; --strict: a broken link or
+# anchor, or a page missing from the navigation, fails (not --quiet: it hides the warnings strict
+# mode counts). Offline: nothing is fetched to build it.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache
+	rm -rf $(VENV) .data .pytest_cache site

@@ -77,7 +77,7 @@ def classify(exc: BaseException) -> tuple[str, ExitCode]:
     if boto is not None:
         if isinstance(exc, boto.NoRegionError):
             return (
-                f"no AWS region is configured: set AWS_REGION and the tables and queues (README, Configuration), {LOCAL_HINT}",
+                f"no AWS region is configured: set AWS_REGION and the tables and queues (docs/reference/settings.md), {LOCAL_HINT}",
                 ExitCode.NOT_CONFIGURED,
             )
         if isinstance(exc, boto.NoCredentialsError | boto.PartialCredentialsError):

@@ -259,7 +259,7 @@ def test_samconfig_has_an_environment_that_deploys_without_a_prompt():
 # Findings in what the SAM translator generates (not in template.yaml): I3042 - SAM writes
 # arn:aws:... into the API integration URIs and invoke permissions (right for the aws partition);
 # W3005 - SAM adds DependsOn next to a Ref on its usage plan; W1020 - the layer name's Sub has no
-# variable left once the translator resolved ${Environment}. docs/deploying.md lists them.
+# variable left once the translator resolved ${Environment}. docs/operations/deploying.md lists them.
 KNOWN_TRANSLATOR_FINDINGS = {"I3042", "W3005", "W1020"}
 
 

@@ -158,7 +158,7 @@ def run(s: Scenario, store) -> tuple[str, list[Statement]]:
 
     def replayable(event: StoredEvent) -> bool:
         """Stored at the cancellation, the event is billed by the next month's close only if its month
-        is among the 3 that close looks back at (README: later ones are a known limit); others are
+        is among the 3 that close looks back at (docs/design/known-problems.md: later ones are a known limit); others are
         stored after their own month's close instead."""
         return final is not None and final.previous().previous() <= Month.of(event.timestamp)
 

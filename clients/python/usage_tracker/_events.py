@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Dict, Optional, Tuple
 
 EVENT_TYPES = frozenset({"query", "embedding", "storage"})
-# The server's identifier rule (README, "The wire format"): 1-128 characters of [A-Za-z0-9._:@/+=-].
+# The server's identifier rule (docs/concepts/metering.md, "The wire format"): 1-128 characters of [A-Za-z0-9._:@/+=-].
 _IDENTIFIER = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _MAX_MODEL = 128
 builtin_type = type  # encode_event has an argument named type, as the wire format does

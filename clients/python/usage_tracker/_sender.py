@@ -3,7 +3,7 @@
 One batch is in flight at a time and it is resolved completely (acknowledged, or refused as final)
 before the next is read, so "resolved" is a prefix of the spool and the ack cursor is one offset.
 
-How answers are treated (README, "Sending usage from your app"):
+How answers are treated (docs/guides/tracker.md):
 - 202: accepted and listed ``duplicates`` are acknowledged; ``rejected_for_quota`` are refused
   (final: the server will never store them).
 - network error, 408, 425, 5xx, 503, a 429 that names no event (throttling): retried, the same

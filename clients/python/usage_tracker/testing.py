@@ -1,7 +1,7 @@
 """A local stand-in for the billing API, for testing an app that embeds the tracker (and the tracker).
 
 ``FakeBillingAPI`` serves ``POST /v1/events`` and ``GET /v1/tenants/{id}/quota`` over real HTTP on
-127.0.0.1 with the documented contract (README, "Metering (ingest)"): 202 with ``accepted``,
+127.0.0.1 with the documented contract (docs/concepts/metering.md): 202 with ``accepted``,
 ``duplicates`` and ``rejected_for_quota``; 400 with ``details`` ``[{index, field, reason}]`` and
 nothing of the batch stored; 401/403 for keys; 402 suspended; 404 unknown tenant; 413 over 1,000
 events or 1 MB; 415; 429 with ``Retry-After`` when every query of a batch is over quota; exactly

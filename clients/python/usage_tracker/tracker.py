@@ -93,8 +93,8 @@ def _positive(name: str, value: Any, *, integer: bool = False) -> Any:
 
 
 class Tracker:
-    """Sends usage events to ``POST {endpoint}/v1/events``; see the README section
-    "Sending usage from your app" for the durability promise.
+    """Sends usage events to ``POST {endpoint}/v1/events``; see docs/guides/tracker.md
+    ("The durability promise") for what a returned ``track()`` guarantees.
 
     Invariants: ``track()`` never waits for the network and raises only ValueError (a bad
     argument); a line is in the spool before track() returns (durability "batch" and "event");

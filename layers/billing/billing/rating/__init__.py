@@ -8,7 +8,7 @@ segment, trial, plan change, late data), ``metrics`` (what a charge counts), one
 (minimum commitment true-up), ``coupon_lines`` and ``credit_lines`` (the negative lines, in that order, last);
 ``wording`` (what the customer reads on each line: the page, the CSV and the Stripe item alike).
 
-Rules (docs/rating.md, "Rating rules", states them for operators; this package implements them):
+Rules (docs/concepts/rating.md, "Rating rules", states them for operators; this package implements them):
 
 * The period is the calendar month in UTC, ending early at ``canceled_at`` (the final statement).
 * Pricing segments: maximal half-open intervals ``[start, end)`` of the period with one plan and one
@@ -25,7 +25,7 @@ Rules (docs/rating.md, "Rating rules", states them for operators; this package i
 * Late data: events of a closed month M' stored after its close are billed on the next statement as
   ``adjustment`` lines naming M': their usage cost, and their non-trial queries priced by the plan in
   force at each query's time, continuing the tier walk of M' after every query of M' already billed.
-* Charges, commitment, coupons, credits: see those modules (and docs/pricing-models.md).
+* Charges, commitment, coupons, credits: see those modules (and docs/guides/pricing-models.md).
 * Rounding: every line is computed exactly and rounded half-up once to the minor unit of the tenant's
   currency (cents for USD); the total is the sum of the rounded lines.
 """

@@ -1,7 +1,7 @@
 """A plan's ``charges``: which units each charge counts in each pricing segment, priced by its model
 (``graduated.py``, ``volume.py``, ``package.py``, ``per_unit.py``), as statement lines.
 
-Rules (docs/pricing-models.md states them for operators):
+Rules (docs/guides/pricing-models.md states them for operators):
 
 * A charge is identified by its id across plans: a mid-month plan change continues the month's count
   of every charge id both plans have (graduated/package positions, the volume total).
