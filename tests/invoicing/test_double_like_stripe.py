@@ -363,3 +363,19 @@ def test_invoice_overdue_follows_the_accounts_invoice_automation(
         # Then invoice.overdue is sent once, on that day, or never
         assert sent == ([] if sent_on_day is None else [sent_on_day])
         assert len(d.events_of("invoice.overdue")) == (0 if sent_on_day is None else 1)
+
+
+def test_an_invoice_item_description_over_500_characters_is_refused(double: StripeDouble) -> None:
+    # Given a customer
+    sdk = client(double)
+    customer = sdk.v1.customers.create({"email": "a@acme.example"})
+    item = {"customer": customer.id, "amount": 100, "currency": "usd"}
+
+    # When an item's description is 501 characters, Stripe refuses it naming the parameter
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        sdk.v1.invoice_items.create({**item, "description": "x" * 501})
+    assert refused.value.param == "description"
+
+    # And 500 characters are accepted as they are
+    accepted = sdk.v1.invoice_items.create({**item, "description": "x" * 500})
+    assert accepted.description == "x" * 500

@@ -280,11 +280,7 @@ class Resources(DoubleCore):
         if not currency:
             raise invalid_request("Missing required param: currency.", param="currency")
         description = params.get("description")
-        if description is not None and len(description) > MAX_BALANCE_DESCRIPTION:
-            raise invalid_request(
-                f"Invalid string: {description[:20]}...; must be at most {MAX_BALANCE_DESCRIPTION} characters",
-                param="description",
-            )
+        _check_length(description, MAX_BALANCE_DESCRIPTION, "description")
         txn = copy.deepcopy(self.fixtures["customer_balance_transaction"])
         customer["balance"] = int(customer.get("balance") or 0) + amount
         txn.update(
@@ -332,6 +328,8 @@ class Resources(DoubleCore):
         )
         if "customer" not in params:
             raise invalid_request("Missing required param: customer.", param="customer")
+        description = params.get("description")
+        _check_length(description, MAX_ITEM_DESCRIPTION, "description")
         customer = self._customer(params["customer"])
         invoice = None
         if params.get("invoice"):
@@ -1130,6 +1128,17 @@ class Resources(DoubleCore):
 
 MAX_INVOICE_ITEMS = 250  # Stripe's limit of invoice items per invoice
 MAX_BALANCE_DESCRIPTION = 350  # Stripe's limit for a customer balance transaction's description
+MAX_ITEM_DESCRIPTION = 500  # Stripe's limit for an invoice item's description (API 2018-10-31 on)
+
+
+def _check_length(text: str | None, limit: int, param: str) -> None:
+    """Stripe's refusal of a string parameter longer than its limit."""
+    if text is not None and len(text) > limit:
+        raise invalid_request(
+            f"Invalid string: {text[:20]}...; must be at most {limit} characters", param=param
+        )
+
+
 _ID = r"([A-Za-z0-9_]+)"
 _ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/v1/customers", Resources.create_customer),
