@@ -9,7 +9,8 @@ from decimal import Decimal
 
 import pytest
 
-from billing.portal.page import axis_ticks, bar_chart, metered_usd, tick_label, usd
+from billing.portal.charts import axis_ticks, bar_chart, tick_label
+from billing.portal.page import metered_usd, usd
 from billing.portal.view import DayUsage
 
 
