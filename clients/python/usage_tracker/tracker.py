@@ -12,7 +12,7 @@ import weakref
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Optional, Type
+from typing import Any, Callable, Dict, List, Mapping, Optional, Type
 
 from ._events import Clock, EventIds, check_identifier, encode_event, format_timestamp
 from ._sender import Sender
@@ -211,11 +211,14 @@ class Tracker:
         *,
         event_id: Optional[str] = None,
         timestamp: Optional[datetime] = None,
+        properties: Optional[Mapping[str, Any]] = None,
     ) -> str:
         """Record one usage event; returns its event_id at once (generated: UUIDv7, time-ordered).
 
-        The timestamp is taken now unless given (an aware datetime). Raises ValueError for a bad
-        argument; anything else (spool full, disk error, closed tracker) is reported through
+        The timestamp is taken now unless given (an aware datetime). ``properties``: at most 32
+        names (``[a-z][a-z0-9_]{0,63}``) to a str (at most 256 characters) or a number (int,
+        Decimal, or float, sent as its repr) below 10^20 with at most 18 fractional digits; they
+        are spooled and sent as given. Raises ValueError for a bad argument; anything else (spool full, disk error, closed tracker) is reported through
         logging and ``on_error`` and counted as dropped.
         """
         if self._forked:
@@ -230,7 +233,9 @@ class Tracker:
             event_id = self._ids.next(ms)
         else:
             check_identifier("event_id", event_id)
-        line = encode_event(event_id, tenant_id, stamp, type, model, input_tokens, output_tokens, bytes)
+        line = encode_event(
+            event_id, tenant_id, stamp, type, model, input_tokens, output_tokens, bytes, properties
+        )
         self._keep(line)
         return event_id
 
