@@ -376,6 +376,7 @@ class Tracker:
             scope.input_tokens,
             scope.output_tokens,
             scope.bytes,
+            scope.properties,
         )
         if holds:
             with self._gate_lock:
@@ -399,11 +400,19 @@ class Tracker:
         for tenant in ended:
             self._release(tenant)
 
-    def query(self, tenant_id: str, model: Optional[str] = None, *, type: str = "query") -> QueryScope:
-        """``with tracker.query(tenant, model=...) as q:`` checks the quota first, tracks on exit."""
+    def query(
+        self,
+        tenant_id: str,
+        model: Optional[str] = None,
+        *,
+        type: str = "query",
+        properties: Optional[Mapping[str, Any]] = None,
+    ) -> QueryScope:
+        """``with tracker.query(tenant, model=...) as q:`` checks the quota first, tracks on exit
+        (with ``properties``, as ``track()`` takes them; ``record()`` may add more)."""
         check_identifier("tenant_id", tenant_id)
-        encode_event("x", tenant_id, "x", type, model, 0, 0, 0)  # the same ValueErrors as track(), now
-        return QueryScope(self, tenant_id, model, type)
+        encode_event("x", tenant_id, "x", type, model, 0, 0, 0, properties)  # track()'s ValueErrors, now
+        return QueryScope(self, tenant_id, model, type, properties)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def flush(self, timeout: float = 10.0) -> FlushResult:
@@ -517,8 +526,16 @@ class QueryScope:
     adds the tokens and bytes used, ``__exit__`` tracks the event. A block that raises before
     anything was recorded tracks nothing (no work was done to bill); ``cancel()`` tracks nothing."""
 
-    def __init__(self, tracker: Tracker, tenant_id: str, model: Optional[str], type: str) -> None:
+    def __init__(
+        self,
+        tracker: Tracker,
+        tenant_id: str,
+        model: Optional[str],
+        type: str,
+        properties: Optional[Mapping[str, Any]] = None,
+    ) -> None:
         self._tracker = tracker
+        self.properties: Optional[Dict[str, Any]] = None if properties is None else dict(properties)
         self.tenant_id = tenant_id
         self.model = model
         self.type = type
@@ -542,9 +559,15 @@ class QueryScope:
         return self
 
     def record(
-        self, input_tokens: int = 0, output_tokens: int = 0, bytes: int = 0, model: Optional[str] = None
+        self,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        bytes: int = 0,
+        model: Optional[str] = None,
+        properties: Optional[Mapping[str, Any]] = None,
     ) -> None:
-        """Add usage to this query (call it once, or once per chunk of a streamed answer)."""
+        """Add usage to this query (call it once, or once per chunk of a streamed answer);
+        ``properties`` are merged into the query's (a name given again takes the new value)."""
         for name, value in (
             ("input_tokens", input_tokens),
             ("output_tokens", output_tokens),
@@ -554,8 +577,12 @@ class QueryScope:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
         new_model = self.model if model is None else model
         total = (self.input_tokens + input_tokens, self.output_tokens + output_tokens, self.bytes + bytes)
-        encode_event("x", self.tenant_id, "x", self.type, new_model, *total)  # ValueError now, not at exit
+        merged = self.properties if properties is None else {**(self.properties or {}), **properties}
+        encode_event(
+            "x", self.tenant_id, "x", self.type, new_model, *total, merged
+        )  # ValueError now, not at exit
         self.model = new_model
+        self.properties = merged
         self.input_tokens, self.output_tokens, self.bytes = total
         self._recorded = True
 
