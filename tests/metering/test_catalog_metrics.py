@@ -4,13 +4,16 @@ each aggregation computed by ClickHouse for a tenant and period, exactly, each e
 from __future__ import annotations
 
 import random
+import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import Context, Decimal, localcontext
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from billing.adapters.clickhouse.metric_queries import ClickHouseMetrics
@@ -269,3 +272,65 @@ def test_the_shipped_catalog_parses_with_a_metrics_section_from_yaml():
     document = yaml.safe_load(CATALOG_METRICS)
     catalog = PlanCatalog.model_validate({"plans": [{"id": "p", "name": "P"}], **document})
     assert catalog.metric("active_users").event_types == ["query", "embedding"]
+
+
+_numbers = st.decimals(
+    min_value=Decimal("-99999999999999999999.999999999999999999"),
+    max_value=Decimal("99999999999999999999.999999999999999999"),
+    places=18,
+    allow_nan=False,
+    allow_infinity=False,
+)
+_events = st.lists(
+    st.tuples(
+        st.integers(0, 3600),  # seconds into the month's first hours: ties happen
+        st.one_of(st.none(), _numbers),  # the number property, or none
+        st.sampled_from(["u1", "u2", "u3", "u4"]),
+        st.sampled_from(["eu", "us"]),
+    ),
+    min_size=0,
+    max_size=25,
+)
+
+
+# each example is a fresh tenant of real ClickHouse rows, so the shared database is safe to reuse
+@settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=_events, order=st.randoms(use_true_random=False), block=st.integers(1, 10))
+def test_each_aggregation_equals_its_definition_over_any_events_in_any_order(env, rows, order, block):
+    # Given any events of a fresh tenant, stored in any order and in blocks of any size
+    tenant = f"t-{uuid.uuid4().hex[:10]}"
+    start = datetime(2025, 11, 1, tzinfo=UTC)
+    events = [
+        event(
+            f"e{i:03d}",
+            {"u": user, "region": region, **({} if number is None else {"v": number})},
+            at=start + timedelta(seconds=second),
+            tenant=tenant,
+        )
+        for i, (second, number, user, region) in enumerate(rows)
+    ]
+    shuffled = events[:]
+    order.shuffle(shuffled)
+    for i in range(0, len(shuffled), block):
+        env.store.insert_events(shuffled[i : i + block])
+    # Then each aggregation is its definition worked out in Python
+    eu = [{"property": "region", "in": ["eu"]}]
+    for filters in ([], eu):
+        kept = [e for e in events if not filters or e.properties["region"] == "eu"]
+        carried = [e for e in kept if "v" in e.properties]
+        numbers = [e.properties["v"] for e in carried]
+
+        def of(aggregation: str, prop: str | None = None, filters: list = filters) -> Decimal | None:
+            definition = metric(aggregation=aggregation, property=prop, filters=filters)
+            return value(env, definition, tenant=tenant)
+
+        assert of("count") == len(kept)
+        with localcontext(Context(prec=100)):  # Python's default 28 digits would round the oracle
+            total = sum(numbers, Decimal(0))
+        assert of("sum", "v") == total
+        assert of("max", "v") == (max(numbers) if numbers else None)
+        last = max(carried, key=lambda e: (e.timestamp, e.event_id), default=None)
+        assert of("latest", "v") == (None if last is None else last.properties["v"])
+        unique = of("unique_count", "u")
+        assert unique == len({e.properties["u"] for e in kept})
+        assert unique is not None and unique <= len(kept)  # a unique count never exceeds the count
