@@ -17,10 +17,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from billing.adapters.clickhouse.metric_queries import ClickHouseMetrics
-from billing.catalog.metrics import MetricDefinition
-from billing.catalog.plans import PlanCatalog
+from billing.catalog.metrics import BUILT_IN, BUILT_IN_METRICS, MetricDefinition
+from billing.catalog.plans import Charge, PlanCatalog
 from billing.kernel.periods import Month
 from billing.metering.events import StoredEvent
+from billing.rating.metrics import METRIC_UNITS, quantity
+from billing.rating.usage import Meter
 
 NOV = Month(2025, 11)
 T0 = datetime(2025, 11, 3, 12, tzinfo=UTC)
@@ -89,9 +91,13 @@ def test_metrics_load_from_the_plans_file_next_to_the_plans(tmp_path):
             "metrics.0.aggregation",
             "'count', 'sum', 'max', 'latest' or 'unique_count'",
         ),
-        ({"aggregation": "sum"}, "metrics.0", "a sum needs `property`"),
-        ({"aggregation": "unique_count"}, "metrics.0", "a unique_count needs `property`"),
+        ({"aggregation": "sum"}, "metrics.0", "a sum reads exactly one of `property`"),
+        ({"aggregation": "unique_count"}, "metrics.0", "a unique_count reads exactly one of `property`"),
+        ({"aggregation": "max", "property": "s", "field": "bytes"}, "metrics.0", "exactly one of"),
+        ({"aggregation": "sum", "field": "seconds"}, "metrics.0.field", "'input_tokens'"),
+        ({"aggregation": "count", "models": []}, "metrics.0.models", "at least 1"),
         ({"aggregation": "count", "property": "seconds"}, "metrics.0", "reads no property"),
+        ({"aggregation": "count", "field": "bytes"}, "metrics.0", "reads no property or field"),
         ({"aggregation": "max", "property": "Seconds"}, "metrics.0", "'Seconds' is not a property name"),
         ({"aggregation": "count", "event_types": []}, "metrics.0.event_types", "at least 1"),
         ({"aggregation": "count", "event_types": ["image"]}, "metrics.0.event_types.0", "'query'"),
@@ -334,3 +340,112 @@ def test_each_aggregation_equals_its_definition_over_any_events_in_any_order(env
         unique = of("unique_count", "u")
         assert unique == len({e.properties["u"] for e in kept})
         assert unique is not None and unique <= len(kept)  # a unique count never exceeds the count
+
+
+# -- today's metrics in this model --------------------------------------------------------------
+def test_the_six_built_in_metrics_are_catalog_metrics_with_the_same_results(env):
+    # Given a month of queries, embeddings and storage events of several models (and one duplicate)
+    rng = random.Random(11)
+    rows = []
+    for i in range(80):
+        kind = rng.choice(["query", "query", "embedding", "storage"])
+        model = "" if kind == "storage" else rng.choice(["gpt-4o", "gpt-4o-mini"])
+        tokens = (
+            (0, 0) if kind == "storage" else (rng.randint(0, 5000), rng.randint(0, 900) * (kind == "query"))
+        )
+        size = rng.randint(0, 10**9) if kind != "embedding" else 0
+        at = T0 + timedelta(minutes=i)
+        rows.append(
+            StoredEvent(
+                "acme", f"e{i}", at, kind, model, int(kind == "query"), *tokens, size, Decimal(0), "v1", at
+            )
+        )
+    env.store.insert_events(rows)
+    env.store.insert_events(rows[:5])  # stored twice: counts once
+    # When each built-in metric is computed as a catalog metric
+    metrics = ClickHouseMetrics(env.store)
+
+    def of(definition: MetricDefinition) -> Decimal | None:
+        return metrics.value(definition, "acme", NOV.start, NOV.end)
+
+    # Then it is the month's total that the stored usage reports
+    month = env.store.month_usage("acme", NOV)
+    assert set(BUILT_IN) == BUILT_IN_METRICS == set(METRIC_UNITS)
+    for name in ("events", "queries", "input_tokens", "output_tokens", "bytes"):
+        assert of(BUILT_IN[name]) == month[name], name
+    assert of(BUILT_IN["tokens"]) == month["input_tokens"] + month["output_tokens"]
+    # And narrowed by a charge's type and model filters, the quantity the rating counts for that charge
+    meters: dict[tuple[str, str], list[int]] = {}
+    for row in rows:
+        m = meters.setdefault((row.type, row.model), [0, 0, 0, 0, 0])
+        for k, v in enumerate((1, row.queries, row.input_tokens, row.output_tokens, row.bytes)):
+            m[k] += v
+    rated = [Meter(t, model, *counts) for (t, model), counts in meters.items()]
+    for name in BUILT_IN:
+        for kind in (None, "query", "embedding", "storage"):
+            for model in (None, "gpt-4o", "gpt-4o-mini"):
+                charge = Charge(
+                    id="c",
+                    metric=name,
+                    event_type=kind,
+                    model=model,
+                    charge_model="per_unit",
+                    unit_price=Decimal(1),
+                )
+                narrowed = BUILT_IN[name].model_copy(
+                    update={
+                        "event_types": [kind] if kind else BUILT_IN[name].event_types,
+                        "models": [model] if model else None,
+                    }
+                )
+                assert of(narrowed) == quantity(charge, rated), (name, kind, model)
+
+
+def test_a_metric_may_read_an_event_counter_and_filter_by_model(env):
+    # Given queries of two models with tokens and a region property
+    env.store.insert_events(
+        [
+            StoredEvent(
+                "acme", "a", T0, "query", "gpt-4o", 1, 100, 10, 0, Decimal(0), "v1", T0, {"region": "eu"}
+            ),
+            StoredEvent(
+                "acme",
+                "b",
+                T0 + timedelta(1),
+                "query",
+                "gpt-4o",
+                1,
+                300,
+                30,
+                0,
+                Decimal(0),
+                "v1",
+                T0,
+                {"region": "us"},
+            ),
+            StoredEvent(
+                "acme",
+                "c",
+                T0 + timedelta(2),
+                "query",
+                "mini",
+                1,
+                900,
+                90,
+                0,
+                Decimal(0),
+                "v1",
+                T0,
+                {"region": "eu"},
+            ),
+        ]
+    )
+    # Then sums, max and latest of a counter honour the model and property filters
+    eu = [{"property": "region", "in": ["eu"]}]
+    assert value(env, metric(aggregation="sum", field="tokens")) == 1430
+    assert value(env, metric(aggregation="sum", field="input_tokens", models=["gpt-4o"])) == 400
+    assert value(env, metric(aggregation="sum", field="output_tokens", filters=eu)) == 100
+    assert value(env, metric(aggregation="max", field="input_tokens", models=["gpt-4o"])) == 300
+    assert value(env, metric(aggregation="latest", field="tokens")) == 990
+    assert value(env, metric(aggregation="unique_count", field="queries")) == 1
+    assert value(env, metric(aggregation="count", models=["nothing"])) == 0

@@ -110,7 +110,8 @@ def _property_value(value: Any) -> PropertyValue:
         if value != value or value in (float("inf"), float("-inf")):
             raise PydanticCustomError("property_number", "must be a finite number")
         raise PydanticCustomError(
-            "property_number", "a fractional number was read through a float; send it as JSON text"
+            "property_number",
+            "a float has already lost the number's digits: an exact number is an int or a Decimal",
         )
     elif kind is UnreadableNumber:
         raise PydanticCustomError("property_number", "a number's exponent is out of range")

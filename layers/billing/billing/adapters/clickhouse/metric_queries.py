@@ -17,30 +17,50 @@ from typing import Any
 from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
 from billing.catalog.metrics import MetricDefinition
 
-# Per aggregation: the value's expression and how many events carry what it reads.
-_HAS_NUMBER = "mapContains(number_properties, {p:String})"
-_NUMBER = "number_properties[{p:String}]"
-_HAS_ANY = f"(mapContains(string_properties, {{p:String}}) OR {_HAS_NUMBER})"
-_AGGREGATES = {
-    "count": ("count()", "count()"),
-    "sum": (f"sumIf(toDecimal256({_NUMBER}, 18), {_HAS_NUMBER})", f"countIf({_HAS_NUMBER})"),
-    "max": (f"maxIf({_NUMBER}, {_HAS_NUMBER})", f"countIf({_HAS_NUMBER})"),
-    # the last value: latest timestamp, ties broken by the greatest event_id (order-independent)
-    "latest": (f"argMaxIf({_NUMBER}, (timestamp, event_id), {_HAS_NUMBER})", f"countIf({_HAS_NUMBER})"),
-    # a value is (is text, text, number): the text "3" and the number 3 are two values
-    "unique_count": (
-        f"uniqExactIf((mapContains(string_properties, {{p:String}}), string_properties[{{p:String}}], "
-        f"{_NUMBER}), {_HAS_ANY})",
-        f"countIf({_HAS_ANY})",
-    ),
+_PROPERTY = "number_properties[{p:String}]"
+_HAS_PROPERTY = "mapContains(number_properties, {p:String})"
+_HAS_ANY = "(mapContains(string_properties, {p:String}) OR mapContains(number_properties, {p:String}))"
+# an event counter a metric may read instead of a property (every event has it)
+_FIELDS = {
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "tokens": "(input_tokens + output_tokens)",
+    "bytes": "bytes",
+    "queries": "queries",
 }
+
+
+def _aggregate(metric: MetricDefinition) -> tuple[str, str]:
+    """(the value's expression, the count of events carrying what it reads)."""
+    if metric.aggregation == "count":
+        return "count()", "count()"
+    if metric.field is not None:
+        number, has = _FIELDS[metric.field], "1"
+        text = "(0, '', toDecimal256(" + number + ", 18))"  # a counter is a number: (is text, text, number)
+        any_value = "1"
+    else:
+        number, has = _PROPERTY, _HAS_PROPERTY
+        text = f"(mapContains(string_properties, {{p:String}}), string_properties[{{p:String}}], {_PROPERTY})"
+        any_value = _HAS_ANY
+    if metric.aggregation == "sum":
+        return f"sumIf(toDecimal256({number}, 18), {has})", f"countIf({has})"
+    if metric.aggregation == "max":
+        return f"maxIf({number}, {has})", f"countIf({has})"
+    if metric.aggregation == "latest":
+        # the last value: latest timestamp, ties broken by the greatest event_id (order-independent)
+        return f"argMaxIf({number}, (timestamp, event_id), {has})", f"countIf({has})"
+    # unique_count: a value is (is text, text, number), so the text "3" and the number 3 are two
+    return f"uniqExactIf({text}, {any_value})", f"countIf({any_value})"
 
 
 def metric_sql(metric: MetricDefinition) -> tuple[str, dict[str, Any]]:
     """The query (one row: the value, the number of events it read) and its fixed parameters."""
-    value, carried = _AGGREGATES[metric.aggregation]
+    value, carried = _aggregate(metric)
     parameters: dict[str, Any] = {"types": list(metric.event_types), "p": metric.property or ""}
     conditions = []
+    if metric.models is not None:
+        parameters["models"] = list(metric.models)
+        conditions.append("model IN {models:Array(String)}")
     for i, rule in enumerate(metric.filters):
         parameters[f"f{i}"] = rule.property
         parameters[f"v{i}"] = list(rule.in_ or rule.not_in or [])
