@@ -36,11 +36,11 @@ def _aggregate(metric: MetricDefinition) -> tuple[str, str]:
         return "count()", "count()"
     if metric.field is not None:
         number, has = _FIELDS[metric.field], "1"
-        text = "(0, '', toDecimal256(" + number + ", 18))"  # a counter is a number: (is text, text, number)
+        key = f"(0, '', toDecimal256({number}, 18))"  # a counter is a number: (is text, text, number)
         any_value = "1"
     else:
         number, has = _PROPERTY, _HAS_PROPERTY
-        text = f"(mapContains(string_properties, {{p:String}}), string_properties[{{p:String}}], {_PROPERTY})"
+        key = f"(mapContains(string_properties, {{p:String}}), string_properties[{{p:String}}], {_PROPERTY})"
         any_value = _HAS_ANY
     if metric.aggregation == "sum":
         return f"sumIf(toDecimal256({number}, 18), {has})", f"countIf({has})"
@@ -50,7 +50,7 @@ def _aggregate(metric: MetricDefinition) -> tuple[str, str]:
         # the last value: latest timestamp, ties broken by the greatest event_id (order-independent)
         return f"argMaxIf({number}, (timestamp, event_id), {has})", f"countIf({has})"
     # unique_count: a value is (is text, text, number), so the text "3" and the number 3 are two
-    return f"uniqExactIf({text}, {any_value})", f"countIf({any_value})"
+    return f"uniqExactIf({key}, {any_value})", f"countIf({any_value})"
 
 
 def metric_sql(metric: MetricDefinition) -> tuple[str, dict[str, Any]]:
