@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from billing.kernel.errors import BillingError
+from billing.kernel.validation import exact_number
 from billing.metering.events import UsageEvent, parse_event
 from billing.runtime import container
 from billing_cli import USAGE, app
@@ -34,7 +35,7 @@ def ingest(
         if not line.strip():
             continue
         try:
-            raw = json.loads(line)
+            raw = json.loads(line, parse_float=exact_number)  # property numbers exactly, as the API
         except ValueError as exc:
             problems.append({"line": number, "field": "", "reason": f"not JSON ({exc})"})
             continue

@@ -50,6 +50,7 @@ from billing.adapters.clickhouse import usage_store as clickhouse
 from billing.catalog.plans import PlanCatalog
 from billing.kernel.errors import BillingError, QuotaExceeded
 from billing.kernel.periods import Month
+from billing.kernel.validation import exact_number
 from billing.metering.events import UsageEvent, parse_event
 from billing.metering.ingest import IngestService
 from billing.rating import invoices_csv, lines_csv
@@ -398,7 +399,12 @@ def parse_lines(tenant_id: str, lines: TenantLines, report: SimulationReport) ->
         try:
             event = validate_json(raw)
         except ValidationError:
-            _refuse_line(raw, number)
+            # pydantic's JSON mode reads a fractional number through a float, which a property
+            # refuses: such a line is read again exactly, as ingest reads its body
+            try:
+                event = UsageEvent.model_validate(json.loads(raw, parse_float=exact_number))
+            except ValueError:
+                _refuse_line(raw, number)
         if event.tenant_id != tenant_id:
             raise SimulationFailed(f"line {number}: read as tenant {tenant_id}, parsed as {event.tenant_id}")
         events.append(event)
@@ -410,7 +416,7 @@ def _refuse_line(raw: bytes, number: int) -> NoReturn:
     an export) would otherwise simulate as a month of refusals. Events that ingest refuses (an
     unknown model, over quota, after a cancellation) are counted in ``report``, as ingest answers them."""
     try:
-        document: Any = json.loads(raw)
+        document: Any = json.loads(raw, parse_float=exact_number)
     except ValueError:
         raise SimulationInputError(f"events file line {number}: not JSON; {EVENT_SHAPE}") from None
     if not isinstance(document, dict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from decimal import Decimal
 
 import pytest
 
@@ -219,3 +220,19 @@ def test_a_gated_embedding_neither_holds_nor_needs_a_query_of_the_quota(api, mak
         q.record(input_tokens=100)
     assert tracker.flush(5)
     assert sorted(e["type"] for e in api.stored.values()) == ["embedding", "embedding", "query"]
+
+
+def test_a_gated_query_carries_its_properties_merged_by_record(api, make_tracker):
+    # Given a gated query opened with properties, to which record() adds and overrides some
+    tracker = make_tracker()
+    with pytest.raises(ValueError, match="property names"):
+        tracker.query("acme", properties={"Bad": 1})
+    with tracker.query("acme", model="gpt-4o-mini", properties={"region": "eu", "images": 1}) as q:
+        q.record(input_tokens=5, properties={"images": 2, "seconds": Decimal("0.25")})
+        with pytest.raises(ValueError, match="'n' must be a finite number"):
+            q.record(properties={"n": float("inf")})
+    # When it is tracked, Then the server receives the merged properties, exactly
+    assert tracker.flush(5)
+    stored = api.stored[("acme", q.event_id)]
+    assert stored["properties"] == {"region": "eu", "images": 2, "seconds": Decimal("0.25")}
+    assert stored["input_tokens"] == 5

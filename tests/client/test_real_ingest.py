@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -98,6 +99,28 @@ def test_tracked_events_are_stored_once_and_a_bad_one_is_refused_alone(env, trac
     assert "model" in rejected.events[0]["_reason"]
     stats = tracker.stats()
     assert (stats.sent, stats.rejected, stats.retried, stats.queued) == (30, 1, 0, 0)
+
+
+def test_tracked_properties_reach_clickhouse_exactly(env, tracker):
+    # Given a tenant, and events tracked with text and exact number properties
+    make_tenant("acme-corp", plan="starter")
+    exact = Decimal("12345678901234567890.123456789012345678")
+    event_id = tracker.track(
+        "acme-corp", "query", properties={"gpu": "h100", "seconds": exact, "ratio": 0.1, "n": 7}
+    )
+    plain = tracker.track("acme-corp", "query")
+    # When the tracker flushes
+    assert tracker.flush(30)
+    # Then ClickHouse holds each value exactly, and the event without any has empty maps
+    rows = env.store.query(
+        "SELECT event_id, string_properties, number_properties FROM usage_events ORDER BY event_id"
+    )
+    assert sorted(rows) == sorted(
+        [
+            (event_id, {"gpu": "h100"}, {"seconds": exact, "ratio": Decimal("0.1"), "n": Decimal(7)}),
+            (plain, {}, {}),
+        ]
+    )
 
 
 def test_retracked_ids_are_acknowledged_as_duplicates_by_the_real_ledger(env, tracker):

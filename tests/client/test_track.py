@@ -7,6 +7,7 @@ import re
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,19 @@ def test_event_is_written_in_the_wire_format_with_the_timestamp_of_the_call(make
         (dict(tenant_id="acme", model=""), "model"),
         (dict(tenant_id="acme", event_id="id with spaces"), "event_id"),
         (dict(tenant_id="acme", timestamp=datetime(2025, 11, 3, 12, 0)), "timezone-aware"),
+        (dict(tenant_id="acme", properties=[("region", "eu")]), "mapping"),
+        (dict(tenant_id="acme", properties={"Region": "eu"}), "property names"),
+        (dict(tenant_id="acme", properties={"a" * 65: 1}), "property names"),
+        (dict(tenant_id="acme", properties={f"p{i}": i for i in range(33)}), "at most 32 properties"),
+        (dict(tenant_id="acme", properties={"note": "x" * 257}), "'note' holds at most 256"),
+        (dict(tenant_id="acme", properties={"note": "\ud800"}), "'note' is not valid Unicode"),
+        (dict(tenant_id="acme", properties={"on": True}), "'on' must be a str, int, Decimal or float"),
+        (dict(tenant_id="acme", properties={"n": None}), "'n' must be a str"),
+        (dict(tenant_id="acme", properties={"n": 10**20}), "'n' must be below 10"),
+        (dict(tenant_id="acme", properties={"n": Decimal("-1E+20")}), "'n' must be below 10"),
+        (dict(tenant_id="acme", properties={"n": Decimal("0.0000000000000000001")}), "more than 18 digits"),
+        (dict(tenant_id="acme", properties={"n": float("nan")}), "'n' must be a finite number"),
+        (dict(tenant_id="acme", properties={"n": Decimal("Infinity")}), "'n' must be a finite number"),
     ],
 )
 def test_a_bad_argument_is_a_value_error_at_the_call_and_nothing_is_spooled(make_tracker, kwargs, field):
@@ -92,6 +106,37 @@ def test_a_bad_argument_is_a_value_error_at_the_call_and_nothing_is_spooled(make
     with pytest.raises(ValueError, match=field):
         tracker.track(**kwargs)
     assert tracker.stats().spooled == 0
+
+
+def test_properties_are_spooled_and_sent_exactly_as_given(api, make_tracker, tmp_path):
+    # Given text, ints, exact decimals (38 digits among them) and a float
+    properties = {
+        "region": "eu-west",
+        "note": 'line\nbreak "quoted" é😀',
+        "images": 3,
+        "seconds": Decimal("12345678901234567890.123456789012345678"),
+        "tiny": Decimal("1E-18"),
+        "ratio": 0.1,
+    }
+    tracker = make_tracker()
+    # When an event is tracked with them
+    event_id = tracker.track("acme", "query", properties=properties)
+    # Then the spooled line carries them as exact JSON numbers and text
+    [raw] = [
+        line
+        for path in sorted((tmp_path / "spool").glob("p-*/*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    assert json.loads(raw, parse_float=Decimal)["properties"] == {**properties, "ratio": Decimal("0.1")}
+    assert '"seconds":12345678901234567890.123456789012345678' in raw and '"ratio":0.1' in raw
+    # And the server receives them unchanged
+    assert tracker.flush(10)
+    assert api.stored[("acme", event_id)]["properties"] == {**properties, "ratio": Decimal("0.1")}
+    # And an event without properties is written as before (no properties key)
+    tracker.track("acme", "query", properties={})
+    tracker.track("acme", "query")
+    assert tracker.flush(10)
+    assert [e for e in api.stored.values() if "properties" not in e].__len__() == 2
 
 
 def test_explicit_event_id_and_timestamp_make_a_retried_call_a_duplicate(api, make_tracker):

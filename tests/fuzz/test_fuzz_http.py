@@ -58,6 +58,8 @@ def _event(draw) -> dict:
         "input_tokens": 10,
         "output_tokens": 2,
     }
+    if draw(st.booleans()):  # properties, valid or mutated (bad names, nested, hostile values)
+        base["properties"] = mutate({"region": "eu", "gpu_seconds": 12.5, "images": 3}, draw)
     return mutate(base, draw)
 
 

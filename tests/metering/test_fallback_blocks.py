@@ -12,8 +12,11 @@ from hypothesis import strategies as st
 from billing.metering.events import StoredEvent
 from billing.metering.fallback import (
     MAX_MESSAGE_BYTES,
+    PROPERTY_KEYS,
     ROW_FIELDS,
     blocks,
+    decode_block,
+    encode_block,
     encode_row,
     encoded_size,
     encoded_sizes,
@@ -29,6 +32,18 @@ _instants = st.one_of(
     st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31)),  # naive
 )
 _text = st.one_of(st.text(max_size=40), st.from_regex(r"[A-Za-z0-9._:@/+=-]{1,40}", fullmatch=True))
+_properties = st.one_of(
+    st.just({}),
+    st.dictionaries(
+        st.from_regex(r"[a-z][a-z0-9_]{0,63}", fullmatch=True),
+        st.one_of(
+            st.text(max_size=256).filter(lambda t: not any(0xD800 <= ord(c) < 0xE000 for c in t)),
+            st.decimals(min_value=-(10**20) + 1, max_value=10**20 - 1, places=18, allow_nan=False),
+            st.integers(-(10**19), 10**19).map(Decimal),
+        ),
+        max_size=32,
+    ),
+)
 _rows = st.builds(
     StoredEvent,
     tenant_id=_text,
@@ -43,6 +58,7 @@ _rows = st.builds(
     cost_usd=st.decimals(min_value=0, max_value=10**9, places=9, allow_nan=False),
     price_version=_text,
     accepted_at=_instants,
+    properties=_properties,
 )
 
 
@@ -68,8 +84,25 @@ def _blocks_by_json(rows: list[StoredEvent]) -> list[list[StoredEvent]]:
 def test_a_rows_size_is_the_length_of_its_json(row):
     # Given any row (any text, escapes and non-ASCII included, any time zone)
     # When its size is computed, Then it is the length of json.dumps of its encoding
-    assert tuple(encode_row(row)) == ROW_FIELDS
+    text, numbers = row.split_properties()
+    present = tuple(k for k, v in zip(PROPERTY_KEYS, (text, numbers)) if v)
+    assert tuple(encode_row(row)) == ROW_FIELDS + present
     assert encoded_size(row) == len(json.dumps(encode_row(row)))
+
+
+@settings(deadline=None)  # a shared machine: timings vary, the property does not
+@given(st.lists(_rows, min_size=1, max_size=5))
+def test_a_queued_block_decodes_to_its_rows_properties_and_all(rows):
+    # Given rows with any properties (exact numbers of up to 38 digits, any text)
+    # When they are queued and read back, Then every property comes back with its type and exact value
+    decoded = decode_block(encode_block("b-1", rows))
+
+    def typed(row: StoredEvent) -> dict:
+        return {name: (type(value), value) for name, value in row.properties.items()}
+
+    assert [typed(r) for r in decoded] == [typed(r) for r in rows]
+    # And a row without properties is queued without any property key, as before
+    assert all(set(PROPERTY_KEYS).isdisjoint(encode_row(r)) for r in rows if not r.properties)
 
 
 @settings(deadline=None)  # a shared machine: timings vary, the property does not

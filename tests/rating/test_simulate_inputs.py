@@ -78,3 +78,34 @@ def test_an_events_line_that_is_not_an_event_is_refused(simulate, line, reason, 
     assert result.exit_code == 2  # a usage error: a bad --tenants or --events
     assert "events file line 2" in text and reason in text, text
     assert "one usage event per line" in text and not out.exists()
+
+
+def test_events_with_properties_simulate_as_the_same_events_without(simulate, tmp_path):
+    # Given the same events twice: plain, and carrying properties (fractions, 38 digits, text)
+    plain = [
+        json.dumps({**EVENT, "event_id": f"e{i}", "timestamp": f"2025-11-0{i + 2}T00:00:00Z"})
+        for i in range(3)
+    ]
+    tagged = [
+        line[:-1]
+        + ', "properties": {"region": "eu", "seconds": 0.1, "big": 12345678901234567890.123456789012345678}}'
+        for line in plain
+    ]
+    # When each is simulated, Then both are accepted and the statements are identical
+    result, _, out = simulate(GOOD_TENANTS, plain)
+    assert result.exit_code == 0, result.output
+    expected = out.read_text()
+    result, _, out = simulate(GOOD_TENANTS, tagged)
+    assert result.exit_code == 0, result.output
+    assert out.read_text() == expected
+
+
+def test_an_event_with_a_bad_property_is_refused_naming_it(simulate):
+    events = [
+        json.dumps(EVENT),
+        json.dumps(EVENT)[:-1].replace('"e1"', '"e2"') + ', "properties": {"n": 1e-19}}',
+    ]
+    result, text, out = simulate(GOOD_TENANTS, events)
+    assert result.exit_code == 2
+    assert "events file line 2" in text and "properties.n" in text and "18 digits" in text, text
+    assert not out.exists()

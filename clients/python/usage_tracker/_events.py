@@ -14,13 +14,22 @@ import re
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Dict, Optional, Tuple
+from decimal import Decimal, localcontext
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 EVENT_TYPES = frozenset({"query", "embedding", "storage"})
 # The server's identifier rule (docs/concepts/metering.md, "The wire format"): 1-128 characters of [A-Za-z0-9._:@/+=-].
 _IDENTIFIER = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _MAX_MODEL = 128
 builtin_type = type  # encode_event has an argument named type, as the wire format does
+# The server's property rules (docs/metering.md, "Event properties"): at most 32, named
+# [a-z][a-z0-9_]{0,63}; text of at most 256 characters or a number ClickHouse's Decimal(38, 18)
+# holds exactly (below 10^20 in magnitude, nothing past the 18th fractional digit).
+MAX_PROPERTIES = 32
+_PROPERTY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_MAX_PROPERTY_TEXT = 256
+_NUMBER_LIMIT = Decimal(10) ** 20
+_QUANTUM = Decimal(1).scaleb(-18)
 
 
 class EventIds:
@@ -111,6 +120,59 @@ def _count(name: str, value: object) -> int:
     return value
 
 
+def _number_text(name: str, value: Any) -> str:
+    """A number property as the JSON text of its exact value (a float: its shortest repr, the
+    digits ``repr()`` shows, which is what reaches the server)."""
+    kind = builtin_type(value)
+    if kind is int:
+        number = Decimal(value)
+    elif kind is Decimal:
+        number = value
+    elif kind is float:
+        number = Decimal(repr(value)) if value == value and abs(value) != float("inf") else Decimal("NaN")
+    else:
+        raise ValueError(f"property {name!r} must be a str, int, Decimal or float, got {value!r}")
+    if not number.is_finite():
+        raise ValueError(f"property {name!r} must be a finite number, got {value!r}")
+    if number.copy_abs() >= _NUMBER_LIMIT:
+        raise ValueError(f"property {name!r} must be below 10^20 in magnitude, got {value!r}")
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -18:
+        with localcontext() as ctx:
+            ctx.prec = 80
+            if number.quantize(_QUANTUM) != number:
+                raise ValueError(f"property {name!r} has more than 18 digits after the point: {value!r}")
+    return str(number)
+
+
+def encode_properties(properties: Optional[Mapping[str, Any]]) -> str:
+    """``,"properties":{...}`` for an event's properties ('' for None or none): validated by the
+    server's rules, so a batch is never refused for them. Raises ValueError naming the property."""
+    if properties is None:
+        return ""
+    if not isinstance(properties, Mapping):
+        raise ValueError(f"properties must be a mapping of names to values, got {properties!r}")
+    if len(properties) > MAX_PROPERTIES:
+        raise ValueError(f"an event carries at most {MAX_PROPERTIES} properties, got {len(properties)}")
+    parts = []
+    for name, value in properties.items():
+        if builtin_type(name) is not str or _PROPERTY_NAME.fullmatch(name) is None:
+            raise ValueError(
+                f"property names are 1-64 characters of a-z, 0-9 and _, starting with a letter; got {name!r}"
+            )
+        if builtin_type(value) is str:
+            if len(value) > _MAX_PROPERTY_TEXT:
+                raise ValueError(f"property {name!r} holds at most 256 characters, got {len(value)}")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"property {name!r} is not valid Unicode (a lone surrogate)") from None
+            parts.append('"%s":%s' % (name, json.dumps(value)))
+        else:
+            parts.append('"%s":%s' % (name, _number_text(name, value)))
+    return ',"properties":{%s}' % ",".join(parts) if parts else ""
+
+
 def encode_event(
     event_id: str,
     tenant_id: str,
@@ -120,6 +182,7 @@ def encode_event(
     input_tokens: int,
     output_tokens: int,
     nbytes: int,
+    properties: Optional[Mapping[str, Any]] = None,
 ) -> bytes:
     """Validate (the server's rules that can be checked without its price book) and encode one line.
 
@@ -139,8 +202,19 @@ def encode_event(
     if type == "embedding" and nbytes:
         raise ValueError("embedding events carry tokens only, no bytes")
     model_part = "" if model is None else ',"model":' + _encoded_model(model)
+    properties_part = "" if properties is None else encode_properties(properties)
     return (
         '{"event_id":"%s","tenant_id":"%s","timestamp":"%s","type":"%s"%s,'
-        '"input_tokens":%d,"output_tokens":%d,"bytes":%d}\n'
-        % (event_id, tenant_id, timestamp, type, model_part, input_tokens, output_tokens, nbytes)
+        '"input_tokens":%d,"output_tokens":%d,"bytes":%d%s}\n'
+        % (
+            event_id,
+            tenant_id,
+            timestamp,
+            type,
+            model_part,
+            input_tokens,
+            output_tokens,
+            nbytes,
+            properties_part,
+        )
     ).encode()

@@ -21,13 +21,26 @@ import threading
 import time
 from collections import Counter
 from datetime import datetime, timezone
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 from urllib.parse import unquote
 
+from ._events import encode_properties
+
 _IDENT = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})")
-_FIELDS = {"event_id", "tenant_id", "timestamp", "type", "model", "input_tokens", "output_tokens", "bytes"}
+_FIELDS = {
+    "event_id",
+    "tenant_id",
+    "timestamp",
+    "type",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "bytes",
+    "properties",
+}
 MAX_EVENTS = 1000
 MAX_BYTES = 1_000_000
 
@@ -194,6 +207,14 @@ class FakeBillingAPI:
             problems.append(_problem(index, "model", "model is required when tokens > 0"))
         if model is not None and self.models is not None and model not in self.models:
             problems.append(_problem(index, "model", f"unknown model {model!r}"))
+        properties = raw.get("properties")
+        if properties is not None:
+            try:
+                if not isinstance(properties, dict):
+                    raise ValueError("must be a JSON object")
+                encode_properties(properties)  # the server's rules, as the tracker checks them
+            except ValueError as exc:
+                problems.append(_problem(index, "properties", str(exc)))
         return problems
 
     def handle_events(
@@ -213,8 +234,8 @@ class FakeBillingAPI:
         if len(body) > MAX_BYTES:
             return 413, {}, {"error": "payload_too_large", "message": f"request body is {len(body)} bytes"}, 0
         try:
-            document = json.loads(body)
-        except ValueError as exc:
+            document = json.loads(body, parse_float=Decimal)  # numbers exactly, as the server reads them
+        except (ValueError, ArithmeticError) as exc:
             return (
                 400,
                 {},

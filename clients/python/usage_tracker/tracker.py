@@ -12,7 +12,7 @@ import weakref
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Optional, Type
+from typing import Any, Callable, Dict, List, Mapping, Optional, Type
 
 from ._events import Clock, EventIds, check_identifier, encode_event, format_timestamp
 from ._sender import Sender
@@ -211,11 +211,14 @@ class Tracker:
         *,
         event_id: Optional[str] = None,
         timestamp: Optional[datetime] = None,
+        properties: Optional[Mapping[str, Any]] = None,
     ) -> str:
         """Record one usage event; returns its event_id at once (generated: UUIDv7, time-ordered).
 
-        The timestamp is taken now unless given (an aware datetime). Raises ValueError for a bad
-        argument; anything else (spool full, disk error, closed tracker) is reported through
+        The timestamp is taken now unless given (an aware datetime). ``properties``: at most 32
+        names (``[a-z][a-z0-9_]{0,63}``) to a str (at most 256 characters) or a number (int,
+        Decimal, or float, sent as its repr) below 10^20 with at most 18 fractional digits; they
+        are spooled and sent as given. Raises ValueError for a bad argument; anything else (spool full, disk error, closed tracker) is reported through
         logging and ``on_error`` and counted as dropped.
         """
         if self._forked:
@@ -230,7 +233,9 @@ class Tracker:
             event_id = self._ids.next(ms)
         else:
             check_identifier("event_id", event_id)
-        line = encode_event(event_id, tenant_id, stamp, type, model, input_tokens, output_tokens, bytes)
+        line = encode_event(
+            event_id, tenant_id, stamp, type, model, input_tokens, output_tokens, bytes, properties
+        )
         self._keep(line)
         return event_id
 
@@ -371,6 +376,7 @@ class Tracker:
             scope.input_tokens,
             scope.output_tokens,
             scope.bytes,
+            scope.properties,
         )
         if holds:
             with self._gate_lock:
@@ -394,11 +400,19 @@ class Tracker:
         for tenant in ended:
             self._release(tenant)
 
-    def query(self, tenant_id: str, model: Optional[str] = None, *, type: str = "query") -> QueryScope:
-        """``with tracker.query(tenant, model=...) as q:`` checks the quota first, tracks on exit."""
+    def query(
+        self,
+        tenant_id: str,
+        model: Optional[str] = None,
+        *,
+        type: str = "query",
+        properties: Optional[Mapping[str, Any]] = None,
+    ) -> QueryScope:
+        """``with tracker.query(tenant, model=...) as q:`` checks the quota first, tracks on exit
+        (with ``properties``, as ``track()`` takes them; ``record()`` may add more)."""
         check_identifier("tenant_id", tenant_id)
-        encode_event("x", tenant_id, "x", type, model, 0, 0, 0)  # the same ValueErrors as track(), now
-        return QueryScope(self, tenant_id, model, type)
+        encode_event("x", tenant_id, "x", type, model, 0, 0, 0, properties)  # track()'s ValueErrors, now
+        return QueryScope(self, tenant_id, model, type, properties)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def flush(self, timeout: float = 10.0) -> FlushResult:
@@ -512,8 +526,16 @@ class QueryScope:
     adds the tokens and bytes used, ``__exit__`` tracks the event. A block that raises before
     anything was recorded tracks nothing (no work was done to bill); ``cancel()`` tracks nothing."""
 
-    def __init__(self, tracker: Tracker, tenant_id: str, model: Optional[str], type: str) -> None:
+    def __init__(
+        self,
+        tracker: Tracker,
+        tenant_id: str,
+        model: Optional[str],
+        type: str,
+        properties: Optional[Mapping[str, Any]] = None,
+    ) -> None:
         self._tracker = tracker
+        self.properties: Optional[Dict[str, Any]] = None if properties is None else dict(properties)
         self.tenant_id = tenant_id
         self.model = model
         self.type = type
@@ -537,9 +559,15 @@ class QueryScope:
         return self
 
     def record(
-        self, input_tokens: int = 0, output_tokens: int = 0, bytes: int = 0, model: Optional[str] = None
+        self,
+        input_tokens: int = 0,
+        output_tokens: int = 0,
+        bytes: int = 0,
+        model: Optional[str] = None,
+        properties: Optional[Mapping[str, Any]] = None,
     ) -> None:
-        """Add usage to this query (call it once, or once per chunk of a streamed answer)."""
+        """Add usage to this query (call it once, or once per chunk of a streamed answer);
+        ``properties`` are merged into the query's (a name given again takes the new value)."""
         for name, value in (
             ("input_tokens", input_tokens),
             ("output_tokens", output_tokens),
@@ -549,8 +577,12 @@ class QueryScope:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
         new_model = self.model if model is None else model
         total = (self.input_tokens + input_tokens, self.output_tokens + output_tokens, self.bytes + bytes)
-        encode_event("x", self.tenant_id, "x", self.type, new_model, *total)  # ValueError now, not at exit
+        merged = self.properties if properties is None else {**(self.properties or {}), **properties}
+        encode_event(
+            "x", self.tenant_id, "x", self.type, new_model, *total, merged
+        )  # ValueError now, not at exit
         self.model = new_model
+        self.properties = merged
         self.input_tokens, self.output_tokens, self.bytes = total
         self._recorded = True
 

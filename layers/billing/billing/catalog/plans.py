@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from billing.catalog.metrics import MetricDefinition, check_unique_ids
 from billing.kernel.money import reject_float
 
 
@@ -137,6 +138,19 @@ class PlanCatalog(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     currency: str = Field(default="usd", pattern=r"^[a-z]{3}$")
     plans: list[Plan]
+    # Usage measures over event types and properties (billing.catalog.metrics); none by default.
+    metrics: list[MetricDefinition] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_definition_per_metric(self) -> PlanCatalog:
+        check_unique_ids(self.metrics)
+        return self
+
+    def metric(self, metric_id: str) -> MetricDefinition:
+        for metric in self.metrics:
+            if metric.id == metric_id:
+                return metric
+        raise KeyError(metric_id)
 
     @model_validator(mode="after")
     def _one_meaning_per_charge_id(self) -> PlanCatalog:

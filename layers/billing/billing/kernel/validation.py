@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, StringConstraints, ValidationError
@@ -64,12 +65,16 @@ def require_json(content_type: str | None) -> None:
         )
 
 
-def parse_json(raw: bytes | str, *, field: str = "body", index_key: bool = False) -> Any:
-    """A UTF-8 JSON document, or InvalidRequest naming ``field`` (not UTF-8, not JSON, too deep)."""
+def parse_json(
+    raw: bytes | str, *, field: str = "body", index_key: bool = False, exact_numbers: bool = False
+) -> Any:
+    """A UTF-8 JSON document, or InvalidRequest naming ``field`` (not UTF-8, not JSON, too deep).
+    ``exact_numbers``: a number with a fraction or an exponent is read as the ``Decimal`` its text
+    spells, never through a float (integers are ``int`` either way)."""
     extra: dict[str, Any] = {"index": None} if index_key else {}
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        document = json.loads(text)
+        document = json.loads(text, parse_float=exact_number) if exact_numbers else json.loads(text)
     except UnicodeDecodeError as exc:
         raise InvalidRequest(
             "request body is not UTF-8", details=[{**extra, "field": field, "reason": str(exc)}]
@@ -83,6 +88,27 @@ def parse_json(raw: bytes | str, *, field: str = "body", index_key: bool = False
     if _depth(document) > MAX_JSON_DEPTH:
         raise _too_deep(field, extra)
     return document
+
+
+class UnreadableNumber:
+    """A JSON number no ``Decimal`` can hold (an exponent beyond about 10^18): no field accepts it,
+    so the field it stands in is refused, by name, like any other wrong value."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"UnreadableNumber({self.text[:40]!r})"
+
+
+def exact_number(text: str) -> Decimal | UnreadableNumber:
+    """A JSON number's text (with a fraction or an exponent) as the exact ``Decimal`` it spells."""
+    try:
+        return Decimal(text)
+    except ArithmeticError:
+        return UnreadableNumber(text)
 
 
 def _too_deep(field: str, extra: dict[str, Any]) -> InvalidRequest:

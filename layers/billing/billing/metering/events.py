@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Annotated, Any, Generic, Literal, NamedTuple, TypeVar, overload
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from billing.kernel.errors import InvalidRequest, PayloadTooLarge
 from billing.kernel.periods import rfc3339_field
-from billing.kernel.validation import Identifier, parse_json, require_json, validation_details
+from billing.kernel.validation import (
+    Identifier,
+    UnreadableNumber,
+    parse_json,
+    require_json,
+    validation_details,
+)
 
 EventType = Literal["query", "embedding", "storage"]
 # Upper bounds: far beyond any real event, small enough that no sum overflows:
@@ -21,6 +38,108 @@ MAX_TOKENS = 10**12
 MAX_BYTES = 10**15
 Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS, strict=True)]
 Bytes = Annotated[int, Field(ge=0, le=MAX_BYTES, strict=True)]
+
+# Event properties: a flat object of named strings and numbers, stored as two ClickHouse maps
+# (migration 0005): text in Map(LowCardinality(String), String), numbers in
+# Map(LowCardinality(String), Decimal(38, 18)). A number is accepted only when that column holds it
+# exactly: |value| < 10^20 (at most 20 integer digits) and no non-zero digit past the 18th
+# fractional place, whatever its JSON spelling (1e3, 1.50, -0).
+MAX_PROPERTIES = 32
+PROPERTY_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+MAX_PROPERTY_TEXT = 256
+PROPERTY_SCALE = 18
+PROPERTY_INTEGER_DIGITS = 20
+_PROPERTY_LIMIT = Decimal(10) ** PROPERTY_INTEGER_DIGITS
+_PROPERTY_QUANTUM = Decimal(1).scaleb(-PROPERTY_SCALE)
+_WIDE = Context(prec=80)  # quantizing a value below 10^20 to 18 places needs 38 digits: never rounds
+PropertyValue = str | Decimal
+NO_PROPERTIES: dict[str, PropertyValue] = {}  # the default of every event without any: never mutated
+
+
+def _property_name(value: Any) -> str:
+    if type(value) is not str or PROPERTY_NAME.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "property_name",
+            "a property name is 1-64 characters of a-z, 0-9 and _, starting with a letter",
+        )
+    return value
+
+
+def exact_property_number(value: Decimal) -> Decimal:
+    """``value`` if Decimal(38, 18) holds it exactly, else ``ValueError`` saying why. The check is on
+    the value, not its spelling: 1.500000000000000000000 and 15E-1 are both 1.5."""
+    if not value.is_finite():
+        raise ValueError("must be a finite number")
+    if value.copy_abs() >= _PROPERTY_LIMIT:
+        raise ValueError(
+            f"a number must be below 10^{PROPERTY_INTEGER_DIGITS} in magnitude "
+            f"(at most {PROPERTY_INTEGER_DIGITS} integer digits)"
+        )
+    exponent = value.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -PROPERTY_SCALE:
+        if value.quantize(_PROPERTY_QUANTUM, context=_WIDE) != value:
+            raise ValueError(f"a number has at most {PROPERTY_SCALE} digits after the decimal point")
+    return value
+
+
+def _property_value(value: Any) -> PropertyValue:
+    """A property's value: text of at most 256 characters, or an exact number (``exact_property_number``).
+    JSON numbers must arrive as ``int`` or ``Decimal`` (the body is parsed with ``parse_float=Decimal``):
+    a ``float`` has already lost the number's digits, so it is refused, never rounded."""
+    kind = type(value)
+    if kind is str:
+        if len(value) > MAX_PROPERTY_TEXT:
+            raise PydanticCustomError(
+                "property_text",
+                "a text value holds at most {limit} characters, got {length}",
+                {"limit": MAX_PROPERTY_TEXT, "length": len(value)},
+            )
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise PydanticCustomError(
+                    "property_text", "a text value must be valid Unicode (no lone surrogate)"
+                ) from None
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        number = Decimal(value)
+    elif kind is Decimal:
+        number = value
+    elif kind is float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise PydanticCustomError("property_number", "must be a finite number")
+        raise PydanticCustomError(
+            "property_number",
+            "a float has already lost the number's digits: an exact number is an int or a Decimal",
+        )
+    elif kind is UnreadableNumber:
+        raise PydanticCustomError("property_number", "a number's exponent is out of range")
+    else:
+        raise PydanticCustomError("property_value", "a property value must be a string or a number")
+    try:
+        return exact_property_number(number)
+    except ValueError as exc:
+        raise PydanticCustomError("property_number", str(exc)) from None
+
+
+def _at_most_32(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) > MAX_PROPERTIES:
+        raise PydanticCustomError(
+            "too_many_properties",
+            "an event carries at most {limit} properties, got {count}",
+            {"limit": MAX_PROPERTIES, "count": len(value)},
+        )
+    return value
+
+
+Properties = Annotated[
+    dict[
+        Annotated[str, PlainValidator(_property_name, json_schema_input_type=str)],
+        Annotated[PropertyValue, PlainValidator(_property_value, json_schema_input_type=str | Decimal)],
+    ],
+    BeforeValidator(_at_most_32),
+]
 
 
 T = TypeVar("T")
@@ -64,6 +183,7 @@ class UsageEvent(BaseModel):
     input_tokens: Tokens = 0
     output_tokens: Tokens = 0
     bytes: Bytes = 0
+    properties: Properties = Field(default_factory=dict)
 
     _rfc3339 = field_validator("timestamp", mode="before")(rfc3339_field)
 
@@ -91,6 +211,11 @@ class UsageEvent(BaseModel):
         """``(tenant_id, event_id)`` (ingest looks events up by it many times)."""
         return (self.tenant_id, self.event_id)
 
+    def __hash__(self) -> int:
+        # pydantic's frozen hash covers every field, and ``properties`` is a dict; equal events have
+        # equal identities, so hashing these alone is consistent with equality
+        return hash((self.tenant_id, self.event_id, self.timestamp, self.type))
+
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> UsageEvent:
         copied = super().model_copy(update=update, deep=deep)
         for derived in ("key", "queries"):  # a copy with other fields must not keep this one's
@@ -112,6 +237,7 @@ class UsageEvent(BaseModel):
             cost_usd,
             price_version,
             accepted_at,
+            self.properties or NO_PROPERTIES,
         )
 
 
@@ -125,7 +251,10 @@ def parse_event(raw: Any, index: int | None = None) -> tuple[UsageEvent | None, 
     try:
         return UsageEvent.model_validate(raw), []
     except ValidationError as exc:
-        return None, validation_details(exc, index=index, root="event", with_index=True)
+        problems = validation_details(exc, index=index, root="event", with_index=True)
+        for problem in problems:  # a bad property name is located at the name, not "<name>.[key]"
+            problem["field"] = problem["field"].removesuffix(".[key]")
+        return None, problems
 
 
 def parse_batch(raw_events: list[Any], max_events: int) -> list[UsageEvent]:
@@ -165,7 +294,7 @@ def parse_body(
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else (body or b"")
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"request body is {len(raw)} bytes; the limit is {max_bytes}")
-    document = parse_json(raw, index_key=True)
+    document = parse_json(raw, index_key=True, exact_numbers=True)
     if not isinstance(document, dict) or "events" not in document:
         raise InvalidRequest(
             'body must be an object {"events": [...]}', details=[_problem(None, "events", "required")]
@@ -195,6 +324,20 @@ class StoredEvent(NamedTuple):
     cost_usd: Decimal
     price_version: str
     accepted_at: datetime
+    properties: dict[str, PropertyValue] = NO_PROPERTIES
+    """Text values (``str``) and exact numbers (``Decimal``) by name, as validated; never mutated
+    (shared with the event it was made from, and empty rows share one empty dict)."""
+
+    def split_properties(self) -> tuple[dict[str, str], dict[str, Decimal]]:
+        """(text, numbers): the two maps ``usage_events`` and the fallback queue store them in."""
+        text: dict[str, str] = {}
+        numbers: dict[str, Decimal] = {}
+        for name, value in self.properties.items():
+            if type(value) is str:
+                text[name] = value
+            else:
+                numbers[name] = value  # type: ignore[assignment]
+        return text, numbers
 
 
 # usage_events' columns and the fallback row's keys, in this order (one list: the tuple's fields)

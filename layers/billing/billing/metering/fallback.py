@@ -18,10 +18,14 @@ from operator import attrgetter
 from typing import Any, Protocol
 
 from billing.kernel.periods import iso, parse_instant
-from billing.metering.events import STORED_FIELDS, StoredEvent
+from billing.metering.events import NO_PROPERTIES, STORED_FIELDS, PropertyValue, StoredEvent
 
 MAX_MESSAGE_BYTES = 200_000  # SQS allows 256 KiB; leave room for attributes and JSON escaping
-ROW_FIELDS = STORED_FIELDS
+# The keys of every queued row; a row with properties also has "string_properties" and/or
+# "number_properties" (each only when not empty: a row without properties is queued as it always
+# was), numbers written as the decimal text of their exact value.
+ROW_FIELDS = tuple(name for name in STORED_FIELDS if name != "properties")
+PROPERTY_KEYS = ("string_properties", "number_properties")
 # What json.dumps(encode_row(row)) writes besides the values: braces, quoted keys, separators.
 _ROW_OVERHEAD = len(json.dumps(dict.fromkeys(ROW_FIELDS, 0))) - len(ROW_FIELDS)
 _PLAIN = re.compile(r"[ !#-\[\]-~]*")  # what json.dumps writes as itself (no quote, backslash, escape)
@@ -64,7 +68,29 @@ def encoded_sizes(rows: Sequence[StoredEvent]) -> list[int]:
         exact = set(map(type, column)) == _INT
         sizes.append(map(len, map(int.__repr__, column)) if exact else map(_json_size, column))
     sizes += [_instant_sizes(columns[name]) for name in ("timestamp", "accepted_at")]
+    if any(map(_PROPERTIES, rows)):
+        sizes.append(map(_properties_size, rows))
     return list(map(sum, zip(repeat(_ROW_OVERHEAD), *sizes)))
+
+
+_PROPERTIES = attrgetter("properties")
+
+
+def _encoded_properties(row: StoredEvent) -> dict[str, dict[str, str]]:
+    text, numbers = row.split_properties()
+    encoded: dict[str, dict[str, str]] = {}
+    if text:
+        encoded["string_properties"] = text
+    if numbers:
+        encoded["number_properties"] = {name: str(value) for name, value in numbers.items()}
+    return encoded
+
+
+def _properties_size(row: StoredEvent) -> int:
+    """What a row's properties add to its JSON: ``, "key": {...}`` per non-empty map."""
+    if not row.properties:
+        return 0
+    return sum(len(key) + 6 + len(json.dumps(value)) for key, value in _encoded_properties(row).items())
 
 
 _INT, _STR, _DATETIME, _UTC = {int}, {str}, {datetime}, {UTC}
@@ -100,6 +126,7 @@ def encoded_size(row: StoredEvent) -> int:
         + sum(map(_json_size, values + numbers))
         + _instant_size(row.timestamp)
         + _instant_size(row.accepted_at)
+        + _properties_size(row)
     )
 
 
@@ -134,6 +161,7 @@ def encode_row(row: StoredEvent) -> dict[str, Any]:
         "cost_usd": str(row.cost_usd),
         "price_version": row.price_version,
         "accepted_at": iso(row.accepted_at),
+        **(_encoded_properties(row) if row.properties else {}),
     }
 
 
@@ -157,9 +185,17 @@ def decode_block(body: str) -> list[StoredEvent]:
             cost_usd=Decimal(r["cost_usd"]),
             price_version=r["price_version"],
             accepted_at=parse_instant(r["accepted_at"]),
+            properties=_decoded_properties(r),
         )
         for r in document["events"]
     ]
+
+
+def _decoded_properties(row: dict[str, Any]) -> dict[str, PropertyValue]:
+    text, numbers = row.get("string_properties"), row.get("number_properties")
+    if not text and not numbers:
+        return NO_PROPERTIES
+    return {**(text or {}), **{name: Decimal(value) for name, value in (numbers or {}).items()}}
 
 
 def replay_block(body: str, store: ReplayStore) -> int:

@@ -22,7 +22,10 @@ from billing.kernel.periods import Month, utc
 from billing.metering.events import STORED_FIELDS, StoredEvent
 from billing.metering.exactly_once import block_token
 
-EVENT_COLUMNS = list(STORED_FIELDS)
+# The columns every insert writes, one per StoredEvent field but its properties, which are written
+# only by a block that has some, as two maps (their columns default to empty maps).
+EVENT_COLUMNS = [name for name in STORED_FIELDS if name != "properties"]
+PROPERTY_COLUMNS = ["string_properties", "number_properties"]
 # Errors about the rows themselves (a value out of its column's range, a wrong type), raised by the
 # driver while encoding the block: nothing reached the server, and nothing ever will.
 _PERMANENT = (DataError, ProgrammingError, OverflowError, TypeError, struct.error)
@@ -121,12 +124,17 @@ class ClickHouseUsageStore:
         """Insert one block. The dedup token makes a replay of the same block a no-op."""
         if not events:
             return
+        # Column-oriented: the driver serialises columns, so handing it columns skips a transpose.
+        columns = [list(map(attrgetter(c), events)) for c in EVENT_COLUMNS]
+        names = EVENT_COLUMNS
+        if any(e.properties for e in events):
+            columns += map(list, zip(*(e.split_properties() for e in events)))
+            names = EVENT_COLUMNS + PROPERTY_COLUMNS
         try:
-            # Column-oriented: the driver serialises columns, so handing it columns skips a transpose.
             self.client.insert(
                 "usage_events",
-                [list(map(attrgetter(c), events)) for c in EVENT_COLUMNS],
-                column_names=EVENT_COLUMNS,
+                columns,
+                column_names=names,
                 column_oriented=True,
                 settings={
                     "insert_deduplication_token": block_token(events),
