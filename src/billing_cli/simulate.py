@@ -293,13 +293,18 @@ def simulate(
         proposed = Catalog(plans=compare_plans or plans, pricebook=compare_pricebook or pricebook)
     spec = SimulationSpec(tenants, events, target, current, proposed, workers=workers)
     console = progress_console()
-    logger.setLevel("WARNING")  # per-batch logs would drown the report
+    # Per-batch logs would drown the report; the level is given back, as the command may run inside
+    # a process that keeps logging (a `billing serve` answering `billing --local DIR simulate`).
+    level = logger.log_level
+    logger.setLevel("WARNING")
     try:
         result = run_with_progress(spec, console)
     except SimulationInputError as exc:
         raise typer.BadParameter(str(exc)) from None
     except SimulationFailed as exc:
         raise CliFailure(f"simulation failed: {exc}") from None
+    finally:
+        logger.setLevel(level)
     report = result.current
     out.write_bytes(report.csv)
     if lines:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from billing.runtime.observability import logger
 from billing_cli import run
 from billing_cli.errors import ExitCode
 from tests.cli.test_no_tracebacks import COMMANDS as LEAF_COMMANDS
@@ -144,6 +145,7 @@ def test_every_command_prints_one_json_document_on_stdout(
         )
         + "\n"
     )
+    level_before_simulate = logger.log_level
     simulated = cli(
         "simulate",
         "--tenants",
@@ -158,6 +160,8 @@ def test_every_command_prints_one_json_document_on_stdout(
         str(RATING_DATA / "plans.yaml"),
     )
     assert isinstance(simulated, dict) and simulated["current"]["accepted"] == 1
+    # (simulate quiets the domain's logger while it runs, and gives its level back)
+    assert logger.log_level == level_before_simulate
 
     # Every command was run with --json, but those checked on their own below or named above
     every = {path for path, _ in LEAF_COMMANDS}
