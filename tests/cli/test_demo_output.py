@@ -14,8 +14,8 @@ def test_the_demo_ends_with_the_quickstart_and_where_its_files_are():
     text = console.export_text()
     # Then it names the CSV it wrote, the server to start, the signup call and the usage page link
     assert f"invoices/test/invoices-{MONTH}.csv" in text
-    assert "billing serve" in text
-    assert "http://127.0.0.1:8787/v1/tenants " in text
+    assert "billing serve --api-key dev-key" in text and "BILLING=http://127.0.0.1:8787 KEY=dev-key" in text
+    assert '"$BILLING/v1/tenants" ' in text and "README's ten-minute quickstart" in text
     assert "/v1/tenants/acme/portal-link" in text
 
 

@@ -62,14 +62,15 @@ def next_steps(console: Console) -> None:
         Panel(
             f"invoice CSV of {MONTH}: {csv}\n"
             f"statements (JSON) and line items: {OUT_DIR.resolve()}/\n\n"
-            "run the whole API locally (prints its URL and the platform key):\n"
-            "  billing serve\n"
+            "next, your own tenant (the README's ten-minute quickstart, step by step):\n"
+            "  . .venv/bin/activate\n"
+            "  billing serve --api-key dev-key          # the whole API locally; leave it running\n"
             "then, in another shell, sign up a tenant:\n"
-            '  curl -X POST -H "x-api-key: $KEY" -H "content-type: application/json" \\\n'
-            '    -d \'{"id": "acme", "name": "Acme", "email": "billing@acme.example", "plan": "starter"}\' \\\n'
-            "    http://127.0.0.1:8787/v1/tenants\n"
+            "  export BILLING=http://127.0.0.1:8787 KEY=dev-key\n"
+            '  curl -fsS -X POST "$BILLING/v1/tenants" -H "x-api-key: $KEY" -H "content-type: application/json" \\\n'
+            '    -d \'{"id": "acme", "name": "Acme", "email": "billing@acme.example", "plan": "pro"}\'\n'
             "and get the link to its usage page:\n"
-            '  curl -X POST -H "x-api-key: $KEY" http://127.0.0.1:8787/v1/tenants/acme/portal-link\n'
+            '  curl -fsS -X POST "$BILLING/v1/tenants/acme/portal-link" -H "x-api-key: $KEY"\n'
             "(or `billing portal serve`: the usage page of a demo tenant, its link printed at start)",
             title="next",
             expand=False,
