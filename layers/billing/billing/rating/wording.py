@@ -225,8 +225,7 @@ def graduated_charge(
 ) -> str:
     """``GPT-4o output 1-1,000,000 at $0.00001 + $5.00 flat (800K output tokens)``."""
     span = tier_range(tiers, index)
-    flat_text = f" + {money(flat, currency)} flat" if flat else ""
-    at = f"at {unit_price(price, currency)}{flat_text}"
+    at = _at(price, currency, flat)
     if not span:
         return f"{label}: {_quantity_of(quantity, unit)} {at}"
     return f"{label} {span} {at} ({_quantity_of(quantity, unit)})"
@@ -244,9 +243,14 @@ def volume_charge(
 ) -> str:
     """``Storage: 12.3K events at $0.001 + $5.00 flat (the price for 10,001-50,000 a month)``."""
     span = tier_range(tiers, index)
-    flat_text = f" + {money(flat, currency)} flat" if flat else ""
     why = f" (the price for {span} a month)" if span else ""
-    return f"{label}: {_quantity_of(quantity, unit)} at {unit_price(price, currency)}{flat_text}{why}"
+    return f"{label}: {_quantity_of(quantity, unit)} {_at(price, currency, flat)}{why}"
+
+
+def _at(price: Decimal, currency: str, flat: Decimal | None) -> str:
+    """``at $0.00001``, or ``at $0.00001 + $5.00 flat`` for a tier with a flat fee."""
+    flat_text = f" + {money(flat, currency)} flat" if flat else ""
+    return f"at {unit_price(price, currency)}{flat_text}"
 
 
 def package_charge(
