@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from billing.metering.price_book import PriceBook
     from billing.metering.quotas import QuotaReconciler
     from billing.metering.storing import FallbackQueue, UsageStore
+    from billing.outgoing_webhooks.endpoints import EndpointService, EndpointStore, SecretVault
     from billing.payments.card_on_file import CardOnFileService
     from billing.payments.provider import PaymentCollector
     from billing.payments.stripe_webhooks import WebhookProcessor
@@ -298,6 +299,20 @@ def notices() -> NoticePublisher:
     return EventBridgeNoticePublisher(settings().notices_bus_name)
 
 
+@provider
+def webhook_endpoints() -> EndpointStore:
+    from billing.adapters.dynamodb.webhook_endpoints import DynamoWebhookEndpoints
+
+    return DynamoWebhookEndpoints(settings().billing_table)
+
+
+@provider
+def webhook_secrets() -> SecretVault:
+    from billing.adapters.aws.webhook_secrets import SecretsManagerWebhookSecrets
+
+    return SecretsManagerWebhookSecrets(settings().webhook_secrets_prefix)
+
+
 # ------------------------------------------------------------------------------------------ Stripe
 @provider
 def stripe_gateway() -> StripeGateway:
@@ -482,6 +497,14 @@ def webhook_processor() -> WebhookProcessor:
         cards=card_on_file,
         api_version=settings().stripe_api_version,
     )
+
+
+@provider
+def webhook_endpoint_service() -> EndpointService:
+    """The SaaS's outgoing-webhook endpoints and what a delivery to each is signed with."""
+    from billing.outgoing_webhooks.endpoints import EndpointService
+
+    return EndpointService(webhook_endpoints(), webhook_secrets(), clock())
 
 
 # ------------------------------------------------------------------------------------------ portal
