@@ -114,6 +114,10 @@ def build_delivery(
     message_id: str | None = None,
 ) -> Delivery:
     """A new message (a fresh id unless given) for ``event_type`` about one object, signed."""
-    document = payload(event_type, object_id=object_id, sequence=sequence, data=data)
-    body = json.dumps(document, separators=(",", ":"), sort_keys=True, default=str).encode("utf-8")
+    body = encode(payload(event_type, object_id=object_id, sequence=sequence, data=data))
     return sign_delivery(message_id or new_message_id(), body, secrets_in_force, at)
+
+
+def encode(document: Mapping[str, Any]) -> bytes:
+    """The body's bytes: compact JSON, keys sorted, Decimals and instants as text (never a float)."""
+    return json.dumps(document, separators=(",", ":"), sort_keys=True, default=str).encode("utf-8")

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from billing.metering.price_book import PriceBook
     from billing.metering.quotas import QuotaReconciler
     from billing.metering.storing import FallbackQueue, UsageStore
+    from billing.outgoing_webhooks.delivery import Poster, Sender, SequenceCounter
     from billing.outgoing_webhooks.endpoints import EndpointService, EndpointStore, SecretVault
     from billing.payments.card_on_file import CardOnFileService
     from billing.payments.provider import PaymentCollector
@@ -313,6 +314,20 @@ def webhook_secrets() -> SecretVault:
     return SecretsManagerWebhookSecrets(settings().webhook_secrets_prefix)
 
 
+@provider
+def webhook_sequences() -> SequenceCounter:
+    from billing.adapters.dynamodb.webhook_endpoints import DynamoSequenceCounter
+
+    return DynamoSequenceCounter(settings().billing_table)
+
+
+@provider
+def webhook_poster() -> Poster:
+    from billing.adapters.http_poster import UrllibPoster
+
+    return UrllibPoster()
+
+
 # ------------------------------------------------------------------------------------------ Stripe
 @provider
 def stripe_gateway() -> StripeGateway:
@@ -505,6 +520,14 @@ def webhook_endpoint_service() -> EndpointService:
     from billing.outgoing_webhooks.endpoints import EndpointService
 
     return EndpointService(webhook_endpoints(), webhook_secrets(), clock())
+
+
+@provider
+def webhook_sender() -> Sender:
+    """One attempt of an outgoing webhook message, signed when it is made."""
+    from billing.outgoing_webhooks.delivery import Sender
+
+    return Sender(webhook_endpoint_service(), webhook_poster(), clock())
 
 
 # ------------------------------------------------------------------------------------------ portal

@@ -1,6 +1,7 @@
 """BillingTable items of the outgoing-webhook endpoints (billing.outgoing_webhooks.endpoints):
 
-pk "WEBHOOKS"  sk "ENDPOINT#{endpoint_id}"   an endpoint (JSON body, its version), never its secret
+pk "WEBHOOKS"                sk "ENDPOINT#{endpoint_id}"   an endpoint (JSON body, its version), never its secret
+pk "WEBHOOKSEQ#{object_id}"  sk "SEQ"                      the object's last webhook sequence number
 
 One partition: the SaaS has a few endpoints (``MAX_ENDPOINTS``) and every delivery reads them all.
 """
@@ -63,3 +64,22 @@ class DynamoWebhookEndpoints:
             Key=_key(endpoint_id),
             ConditionExpression="attribute_exists(pk)",
         )
+
+
+class DynamoSequenceCounter:
+    """pk "WEBHOOKSEQ#{object_id}" sk "SEQ": an object's last webhook sequence number (ADD is atomic,
+    so two events of one object at once get two numbers)."""
+
+    def __init__(self, table: str, client: Any = None):
+        self.table = table
+        self.client = client or dynamodb_client()
+
+    def next(self, object_id: str) -> int:
+        answer = self.client.update_item(
+            TableName=self.table,
+            Key={"pk": {"S": f"WEBHOOKSEQ#{object_id}"}, "sk": {"S": "SEQ"}},
+            UpdateExpression="ADD seq :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(answer["Attributes"]["seq"]["N"])
