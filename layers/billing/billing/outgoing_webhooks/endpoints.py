@@ -4,7 +4,8 @@ signing secret.
 Invariants:
 - only a platform key (the SaaS's own backend) registers, reads, rotates or deletes endpoints;
 - an endpoint's URL is https, or http to 127.0.0.1 / localhost / [::1] (a team's local app); it
-  carries no credentials and no fragment; its event types are a non-empty subset of
+  carries no credentials and no fragment, and a literal IP address in it is public or loopback
+  (never private, link-local or reserved); its event types are a non-empty subset of
   ``events.EVENT_TYPES``; every refusal is a 400 naming the field;
 - each endpoint has its own secret, kept in the ``SecretVault`` (never in the endpoint record, never
   in a listing): shown once when the endpoint is registered and once on each rotation;
@@ -60,8 +61,12 @@ def checked_url(value: str) -> str:
         address = ip_address(host)
     except ValueError:
         return value
-    if parts.scheme == "https" and (address.is_unspecified or address.is_multicast):
-        raise ValueError("must name a reachable host")
+    if address.is_loopback:
+        return value
+    # A webhook must never reach into the network it is sent from (the cloud metadata service at
+    # 169.254.169.254, private ranges).
+    if not address.is_global or address.is_multicast:
+        raise ValueError("must name a public host (no private, link-local or reserved address)")
     return value
 
 
