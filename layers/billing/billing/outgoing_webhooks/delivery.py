@@ -51,6 +51,9 @@ class Message:
     event_type: str
     body: bytes
     attempts: int = 0
+    # Not to be attempted before this instant: a queue that can only delay for a while (SQS: 15
+    # minutes) hands the message back early, and it goes back to wait out the rest.
+    not_before: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,16 @@ class SequenceCounter(Protocol):
 
 
 class DeliveryQueue(Protocol):
-    def send(self, message: Message, delay: timedelta) -> None: ...
+    def send(self, message: Message, delay: timedelta) -> None:
+        """Queue ``message`` to be attempted ``delay`` from now (it sets ``not_before`` if it
+        cannot hold it that long)."""
+        ...
+
+
+class DeadLetters(Protocol):
+    def send(self, message: Message, reason: str) -> None:
+        """Keep a message whose attempts are all spent, for an operator to inspect and resend."""
+        ...
 
 
 def retry_delay(attempts_made: int) -> timedelta | None:
@@ -145,3 +157,45 @@ class Sender:
         if answer.status is not None and 200 <= answer.status < 300:
             return Outcome(made, delivered=True, answer=answer, retry_in=None)
         return Outcome(made, delivered=False, answer=answer, retry_in=retry_delay(made.attempts))
+
+
+class Relay:
+    """What the queue's consumer does with each message it receives: wait out ``not_before``, make
+    the attempt, queue the next one after its delay, or hand a message whose attempts are spent to
+    the dead letters (its alarm says so). A failure of the queue itself raises: the queue then
+    hands the same message back, so nothing is lost (an attempt may repeat: at least once)."""
+
+    def __init__(
+        self,
+        sender: Sender,
+        queue: DeliveryQueue,
+        dead_letters: DeadLetters,
+        clock: Callable[[], datetime],
+    ):
+        self.sender = sender
+        self.queue = queue
+        self.dead_letters = dead_letters
+        self.clock = clock
+
+    def handle(self, message: Message) -> Outcome | None:
+        """The attempt's outcome, or None when the message went back to wait."""
+        now = self.clock()
+        if message.not_before is not None and now < message.not_before:
+            self.queue.send(
+                Message(
+                    message.message_id,
+                    message.endpoint_id,
+                    message.event_type,
+                    message.body,
+                    message.attempts,
+                ),
+                message.not_before - now,
+            )
+            return None
+        outcome = self.sender.attempt(message)
+        if outcome.retry_in is not None:
+            self.queue.send(outcome.message, outcome.retry_in)
+        elif not outcome.delivered and not outcome.dropped:
+            reason = outcome.answer.error if outcome.answer and outcome.answer.error else "not delivered"
+            self.dead_letters.send(outcome.message, reason)
+        return outcome

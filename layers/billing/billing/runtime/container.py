@@ -48,7 +48,15 @@ if TYPE_CHECKING:
     from billing.metering.price_book import PriceBook
     from billing.metering.quotas import QuotaReconciler
     from billing.metering.storing import FallbackQueue, UsageStore
-    from billing.outgoing_webhooks.delivery import Poster, Sender, SequenceCounter
+    from billing.outgoing_webhooks.delivery import (
+        DeadLetters,
+        DeliveryQueue,
+        Dispatcher,
+        Poster,
+        Relay,
+        Sender,
+        SequenceCounter,
+    )
     from billing.outgoing_webhooks.endpoints import EndpointService, EndpointStore, SecretVault
     from billing.payments.card_on_file import CardOnFileService
     from billing.payments.provider import PaymentCollector
@@ -322,6 +330,20 @@ def webhook_sequences() -> SequenceCounter:
 
 
 @provider
+def webhook_queue() -> DeliveryQueue:
+    from billing.adapters.aws.webhook_queue import SqsDeliveryQueue
+
+    return SqsDeliveryQueue(settings().webhook_delivery_queue_url, clock())
+
+
+@provider
+def webhook_dead_letters() -> DeadLetters:
+    from billing.adapters.aws.webhook_queue import SqsDeadLetters
+
+    return SqsDeadLetters(settings().webhook_dead_letter_queue_url)
+
+
+@provider
 def webhook_poster() -> Poster:
     from billing.adapters.http_poster import UrllibPoster
 
@@ -528,6 +550,21 @@ def webhook_sender() -> Sender:
     from billing.outgoing_webhooks.delivery import Sender
 
     return Sender(webhook_endpoint_service(), webhook_poster(), clock())
+
+
+@provider
+def webhook_dispatcher() -> Dispatcher:
+    """Publishing an event to every endpoint that wants it (queued, then attempted by the relay)."""
+    from billing.outgoing_webhooks.delivery import Dispatcher
+
+    return Dispatcher(webhook_endpoint_service(), webhook_sequences(), webhook_queue())
+
+
+@provider
+def webhook_relay() -> Relay:
+    from billing.outgoing_webhooks.delivery import Relay
+
+    return Relay(webhook_sender(), webhook_queue(), webhook_dead_letters(), clock())
 
 
 # ------------------------------------------------------------------------------------------ portal
