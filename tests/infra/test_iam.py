@@ -195,6 +195,9 @@ DENIED = [
     ("WebhookEndpointsFunction", "PutItem of the dunning standing", put(BILLING, "TENANT#acme")),
     ("WebhookEndpointsFunction", "DeleteItem of a statement", delete(BILLING, "MONTH#2025-11")),
     ("WebhookEndpointsFunction", "PutItem of a claim", put(LEDGER, "EVT#acme#e1")),
+    ("WebhookDeliveryFunction", "PutItem of an endpoint", put(BILLING, "WEBHOOKS")),
+    ("WebhookDeliveryFunction", "GetItem of a tenant record", get(TENANTS, "acme")),
+    ("WebhookDeliveryFunction", "GetItem of a statement", get(BILLING, "MONTH#2025-11")),
 ]
 
 # (function, what the request is, the request): what the code sends, inside each narrowed grant.
@@ -231,6 +234,7 @@ ALLOWED = [
     ("WebhookEndpointsFunction", "PutItem of an endpoint", put(BILLING, "WEBHOOKS")),
     ("WebhookEndpointsFunction", "GetItem of an endpoint", get(BILLING, "WEBHOOKS")),
     ("WebhookEndpointsFunction", "DeleteItem of an endpoint", delete(BILLING, "WEBHOOKS")),
+    ("WebhookDeliveryFunction", "GetItem of an endpoint", get(BILLING, "WEBHOOKS")),
 ]
 
 

@@ -255,6 +255,13 @@ def test_the_saas_registers_a_webhook_endpoint_and_its_secret_is_kept(deployment
     assert created["secret"] in stored["SecretString"]
 
 
+def test_a_webhook_to_an_endpoint_deleted_meanwhile_is_dropped(deployment):
+    # When the delivery function receives its sample (a message to an endpoint that is not there)
+    response = ok(deployment.invoke("WebhookDeliveryFunction", sample("webhook_delivery")))
+    # Then it is dropped, not failed: nothing for SQS to hand back
+    assert response == {"batchItemFailures": []}, response
+
+
 def test_every_aws_call_is_allowed_by_the_functions_role(deployment):
     """moto does not enforce IAM: each call the functions made above is checked against the role
     aws-sam-translator generates for that function (least privilege that still works), with its
