@@ -122,3 +122,14 @@ def test_a_message_that_is_not_ours_fails_alone(env, endpoint, receiver, app):
     bad = {"MessageId": "m-bad", "ReceiptHandle": "r", "MD5OfBody": "", "Body": "not json"}
     assert run(app, [*good, bad]) == {"batchItemFailures": [{"itemIdentifier": "m-bad"}]}
     assert len(receiver.verified) == 1
+
+
+def test_billing_serve_delivers_the_queued_webhooks(env, endpoint, receiver, tmp_path):
+    # Given a local server (its background loop does what the SQS trigger does) and a published event
+    from billing_local.serve import LocalServer
+
+    server = LocalServer(data_dir=tmp_path, platform_key="k", cli=lambda argv: 0)
+    container.webhook_dispatcher().publish("invoice.paid", "in_5", {"id": "in_5"})
+    # When its loop runs a round, Then the receiver has the event, verified
+    assert server.deliver_webhooks() == (1, 0)
+    assert [d["object_id"] for d in receiver.verified] == ["in_5"]
