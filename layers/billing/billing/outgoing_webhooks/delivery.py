@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from billing.kernel.errors import NotFound
 from billing.outgoing_webhooks.endpoints import EndpointService
 from billing.outgoing_webhooks.signing import encode, new_message_id, payload, sign_delivery
 
@@ -142,13 +141,10 @@ class Sender:
 
     def attempt(self, message: Message) -> Outcome:
         """Make the message's next attempt now (see the module's invariants)."""
-        try:
-            endpoint = self.endpoints.store.get(message.endpoint_id)
-            secrets = self.endpoints.secrets_in_force(message.endpoint_id) if endpoint else []
-        except NotFound:
-            endpoint, secrets = None, []
-        if endpoint is None or not secrets:
+        target = self.endpoints.target(message.endpoint_id)
+        if target is None:
             return Outcome(message, delivered=False, answer=None, retry_in=None, dropped=True)
+        endpoint, secrets = target
         delivery = sign_delivery(message.message_id, message.body, secrets, self.clock())
         answer = self.poster.post(endpoint.url, delivery.body, delivery.headers, self.timeout_s)
         made = Message(

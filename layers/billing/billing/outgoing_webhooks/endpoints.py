@@ -11,7 +11,8 @@ Invariants:
   in a listing): shown once when the endpoint is registered and once on each rotation;
 - a rotation makes a new secret current at once and keeps the previous one in force until the
   overlap ends: until then deliveries carry a signature of each (``SigningSecrets.in_force``), so a
-  receiver may switch to the new secret at any moment of the window;
+  receiver may switch to the new secret at any moment of the window; a rotation during an overlap
+  ends the older secret at once (never more than two in force);
 - two rotations of one endpoint at once: one wins, the other is a 409 (the endpoint's ``version``).
 """
 
@@ -258,6 +259,15 @@ class EndpointService:
         if material is None:
             raise _unknown(endpoint_id)
         return material.in_force(self.clock())
+
+    def target(self, endpoint_id: str) -> tuple[Endpoint, list[str]] | None:
+        """Where a delivery to the endpoint goes now and what it is signed with; None once the
+        endpoint (or its secret) is deleted."""
+        endpoint = self.store.get(endpoint_id)
+        material = self.vault.get(endpoint_id) if endpoint is not None else None
+        if endpoint is None or material is None:
+            return None
+        return endpoint, material.in_force(self.clock())
 
     def subscribers(self, event_type: str) -> list[Endpoint]:
         """The endpoints that want ``event_type``."""
