@@ -22,7 +22,12 @@ TABLE_SETTINGS = {
     "LedgerTable": "ledger_table",
     "BillingTable": "billing_table",
 }
-QUEUE_SETTINGS = {"FallbackQueue": "fallback_queue_url", "InvoicingQueue": "invoicing_queue_url"}
+QUEUE_SETTINGS = {
+    "FallbackQueue": "fallback_queue_url",
+    "InvoicingQueue": "invoicing_queue_url",
+    "WebhookDeliveryQueue": "webhook_delivery_queue_url",
+    "WebhookDeadLetterQueue": "webhook_dead_letter_queue_url",
+}
 
 
 def fake_credentials() -> None:
@@ -396,6 +401,8 @@ def resource_environment(resources: dict[str, Any]) -> dict[str, str]:
         "FALLBACK_QUEUE_URL": resources["fallback_queue_url"],
         "INVOICING_QUEUE_URL": resources["invoicing_queue_url"],
         "INVOICES_BUCKET": resources["invoices_bucket"],
+        "WEBHOOK_DELIVERY_QUEUE_URL": resources.get("webhook_delivery_queue_url", ""),
+        "WEBHOOK_DEAD_LETTER_QUEUE_URL": resources.get("webhook_dead_letter_queue_url", ""),
         **(
             {"PORTAL_SECRET_NAME": resources["portal_secret_name"]}
             if "portal_secret_name" in resources

@@ -187,12 +187,21 @@ class LocalServer:
         self.replayed += processed
         return processed, failed
 
+    def deliver_webhooks(self) -> tuple[int, int]:
+        """Deliver the outgoing webhook queue to WebhookDeliveryFunction (what its SQS trigger
+        does): each message's attempt, a failed one back in the queue after its backoff."""
+        from billing.runtime import container
+
+        url = container.settings().webhook_delivery_queue_url
+        return drain_queue(url, "webhook_delivery") if url else (0, 0)
+
     def run_schedule(self, function: str, detail: dict[str, Any] | None = None) -> Any:
         event = scheduled_event(function, datetime.now(UTC), detail)
         return invoke(function, event)
 
     def background(self, log: Callable[[str], None]) -> None:
-        """Replay the fallback queue when it holds messages; run due schedules (``--schedules``)."""
+        """Replay the fallback queue when it holds messages, attempt queued webhooks; run due
+        schedules (``--schedules``)."""
         schedules = template_schedules() if self.schedules else []
         while not self.stop_event.wait(self.replay_interval_s):
             try:
@@ -201,6 +210,12 @@ class LocalServer:
                     log(f"fallback replay: {processed} block(s) stored in ClickHouse")
             except Exception as exc:  # noqa: BLE001 - ClickHouse still down: the next round retries
                 log(f"fallback replay failed, retrying: {exc}")
+            try:
+                attempted, _ = self.deliver_webhooks()
+                if attempted:
+                    log(f"webhooks: {attempted} attempt(s) made")
+            except Exception as exc:  # noqa: BLE001 - the queue hands the messages back next round
+                log(f"webhook delivery failed, retrying: {exc}")
             now = datetime.now(UTC)
             for schedule in schedules:
                 if schedule.due(now, self.last_run.get(schedule)):

@@ -12,6 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from billing.metering.events import UsageEvent
+from billing.outgoing_webhooks.endpoints import EndpointRequest, RotateRequest
 from billing.payments.card_on_file import PaymentSettingsRequest, SetupRequest
 from billing.runtime import container
 from billing.tenants.requests import (
@@ -49,6 +50,12 @@ ROUTES: dict[str, tuple[type[BaseModel] | None, str, dict[str, Any]]] = {
     "portal-link": (None, f"{TENANT}/portal-link", {}),  # {"expires_in"}: billing.portal.tokens.parse_ttl
     "billing-setup": (SetupRequest, f"{TENANT}/billing/setup", {}),
     "billing-portal": (PaymentSettingsRequest, f"{TENANT}/billing/portal", {}),
+    "webhook-endpoints": (
+        EndpointRequest,
+        "/v1/webhook-endpoints",
+        {"url": "https://hooks.example.com/b", "event_types": ["invoice.paid"]},
+    ),
+    "rotate-secret": (RotateRequest, "/v1/webhook-endpoints/{endpoint_id}/rotate-secret", {}),
 }
 WHERE_AN_INT = {True: "a bool", "5": "a numeric string", 5.0: "a float"}
 WHERE_MONEY = {True: "a bool", 25: "an integer", 25.5: "a float"}
@@ -60,6 +67,7 @@ CASES = [
     *[("credits", "priority", v) for v in WHERE_AN_INT],
     *[("coupons", "duration_months", v) for v in WHERE_AN_INT],
     *[("portal-link", "expires_in", v) for v in WHERE_AN_INT],
+    *[("rotate-secret", "overlap_hours", v) for v in WHERE_AN_INT],
     *[("signup", "trial", v) for v in WHERE_A_BOOL],
     *[("credits", "amount", v) for v in WHERE_MONEY],
     *[("coupons", f, v) for f in ("percent_off", "amount_off") for v in WHERE_MONEY],
@@ -71,6 +79,8 @@ CASES = [
             ("billing-setup", "success_url"),
             ("billing-setup", "cancel_url"),
             ("billing-portal", "return_url"),
+            ("webhook-endpoints", "url"),
+            ("webhook-endpoints", "description"),
         ]
         for v in WHERE_A_STRING
     ],
@@ -90,7 +100,10 @@ def test_a_wrong_type_is_a_400_naming_the_field(env, route, field, value):
     if route == "events":
         body = {"events": [body]}
     # When that body arrives with the field of the wrong type
-    response = documented_answer("POST", path, body=body, tenant_id="acme")
+    params = (
+        {"endpoint_id": "ep_000000000000000000000000"} if "{endpoint_id}" in path else {"tenant_id": "acme"}
+    )
+    response = documented_answer("POST", path, body=body, **params)
     # Then it is a 400 whose details name the field, and nothing was created
     assert response.status_code == 400, response.text
     assert field in [problem["field"] for problem in response.json()["details"]], response.text

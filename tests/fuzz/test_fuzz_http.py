@@ -212,3 +212,53 @@ def test_stripe_webhook_signed_bodies_never_fail_and_refusals_change_nothing(ten
             "ignored",
             "processed",
         )
+
+
+@pytest.fixture
+def webhook_endpoints_app():
+    return load_module("webhook_endpoints")
+
+
+@st.composite
+def webhook_endpoint_requests(draw, known_id: str):
+    endpoint_id = draw(st.sampled_from([known_id, "ep_000000000000000000000000", "", "x" * 300, "%2F", "ė"]))
+    method, path, params, body = draw(
+        st.sampled_from(
+            [
+                (
+                    "POST",
+                    "/v1/webhook-endpoints",
+                    None,
+                    lambda: {"url": "https://hooks.example.com/b", "event_types": ["invoice.paid"]},
+                ),
+                ("GET", "/v1/webhook-endpoints", None, None),
+                ("GET", f"/v1/webhook-endpoints/{endpoint_id}", {"endpoint_id": endpoint_id}, None),
+                ("DELETE", f"/v1/webhook-endpoints/{endpoint_id}", {"endpoint_id": endpoint_id}, None),
+                (
+                    "POST",
+                    f"/v1/webhook-endpoints/{endpoint_id}/rotate-secret",
+                    {"endpoint_id": endpoint_id},
+                    lambda: {"overlap_hours": 24},
+                ),
+            ]
+        )
+    )
+    raw = draw(raw_bodies(lambda d: mutate(body(), d))) if body else b""
+    return draw(api_events(path=path, method=method, body=raw, path_parameters=params))
+
+
+@given(data=st.data())
+@FUZZ
+def test_webhook_endpoints_never_fail_and_refusals_change_nothing(tenants, webhook_endpoints_app, data):
+    from billing.outgoing_webhooks.endpoints import EndpointRequest
+    from billing.tenants.access import PLATFORM
+
+    service = container.webhook_endpoint_service()
+    known = service.endpoints(PLATFORM) or [
+        service.register(
+            EndpointRequest(url="https://hooks.example.com/a", event_types=["tenant.suspended"]), PLATFORM
+        )[0]
+    ]
+    request = data.draw(webhook_endpoint_requests(known[0].id))
+    before = snapshot(tenants)
+    check_response(webhook_endpoints_app.handler(request, CONTEXT), before, tenants)

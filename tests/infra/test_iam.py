@@ -191,6 +191,13 @@ DENIED = [
     ("InvoicingFunction", "DeleteItem of an invoice record", delete(BILLING, "MONTH#2025-11")),
     ("InvoicingFunction", "PutItem of the dunning standing", put(BILLING, "TENANT#acme")),
     ("InvoicingFunction", "PutItem of a month's close", put(BILLING, "PERIOD#2025-11")),
+    ("WebhookEndpointsFunction", "GetItem of a tenant record", get(TENANTS, "acme")),
+    ("WebhookEndpointsFunction", "PutItem of the dunning standing", put(BILLING, "TENANT#acme")),
+    ("WebhookEndpointsFunction", "DeleteItem of a statement", delete(BILLING, "MONTH#2025-11")),
+    ("WebhookEndpointsFunction", "PutItem of a claim", put(LEDGER, "EVT#acme#e1")),
+    ("WebhookDeliveryFunction", "PutItem of an endpoint", put(BILLING, "WEBHOOKS")),
+    ("WebhookDeliveryFunction", "GetItem of a tenant record", get(TENANTS, "acme")),
+    ("WebhookDeliveryFunction", "GetItem of a statement", get(BILLING, "MONTH#2025-11")),
 ]
 
 # (function, what the request is, the request): what the code sends, inside each narrowed grant.
@@ -224,6 +231,10 @@ ALLOWED = [
     ("TenantsApiFunction", "PutItem of a final statement", put(BILLING, "MONTH#2025-11")),
     ("TenantsApiFunction", "PutItem of a credit grant", put(BILLING, "CREDITS#acme")),
     ("InvoicingFunction", "PutItem of an invoice record", put(BILLING, "MONTH#2025-11")),
+    ("WebhookEndpointsFunction", "PutItem of an endpoint", put(BILLING, "WEBHOOKS")),
+    ("WebhookEndpointsFunction", "GetItem of an endpoint", get(BILLING, "WEBHOOKS")),
+    ("WebhookEndpointsFunction", "DeleteItem of an endpoint", delete(BILLING, "WEBHOOKS")),
+    ("WebhookDeliveryFunction", "GetItem of an endpoint", get(BILLING, "WEBHOOKS")),
 ]
 
 

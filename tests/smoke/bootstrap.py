@@ -190,6 +190,8 @@ def describe(service, operation, params, partition_keys):
             return calls
         return [_dynamodb(operation, params, partition_keys)]
     names = {k: params[k] for k in ("QueueUrl", "Bucket", "Key", "SecretId") if k in params}
+    if service == "secretsmanager" and operation == "CreateSecret":  # names the secret it creates
+        names["SecretId"] = params["Name"]
     if "Entries" in params:  # EventBridge PutEvents: the buses its entries go to
         names["Buses"] = sorted({e.get("EventBusName", "default") for e in params["Entries"]})
     return [{"service": service, "operation": operation, **names}]

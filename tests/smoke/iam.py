@@ -23,7 +23,7 @@ from typing import Any
 
 from billing_local.template import load_template, resources_of_type
 from tests.infra.translated import role_statements, translated
-from tests.smoke.stack import Resolver, Stack
+from tests.smoke.stack import ACCOUNT, REGION, Resolver, Stack
 
 # Operations authorized by another action's name.
 IAM_ACTION = {("s3", "HeadObject"): "s3:GetObject", ("s3", "ListObjectsV2"): "s3:ListBucket"}
@@ -79,7 +79,13 @@ def resources_of(call: dict[str, Any], stack: Stack) -> list[str]:
         bucket = f"arn:aws:s3:::{call['Bucket']}"
         return [f"{bucket}/{call['Key']}"] if "Key" in call else [bucket]
     if service == "secretsmanager":
-        return [call["SecretId"]]
+        # A secret named rather than given by ARN is authorized as the ARN its name makes.
+        secret = call["SecretId"]
+        return [
+            secret
+            if secret.startswith("arn:")
+            else f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{secret}"
+        ]
     if service == "events":
         return [_physical(stack, "Ref", bus)["Arn"] for bus in call["Buses"]]
     raise AssertionError(f"no IAM model for {service}:{call['operation']}")

@@ -146,6 +146,8 @@ class Resolver:
                 return REGION
             if arg == "AWS::AccountId":
                 return ACCOUNT
+            if arg == "AWS::StackName":
+                return self.stack.prefix
             return self.stack.ref(arg)
         if name == "Fn::GetAtt":
             logical_id, attribute = arg if isinstance(arg, list) else arg.split(".", 1)

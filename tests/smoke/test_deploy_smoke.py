@@ -243,6 +243,25 @@ def test_the_portal_link_opens_the_tenants_page(deployment):
     assert "Acme Corp" in shown["body"] and "<svg" in shown["body"]
 
 
+def test_the_saas_registers_a_webhook_endpoint_and_its_secret_is_kept(deployment):
+    # When the webhook endpoints API receives its sample (the platform key registers an endpoint)
+    response = ok(deployment.invoke("WebhookEndpointsFunction", sample("webhook_endpoints")))
+    # Then the endpoint is stored and its signing secret is in Secrets Manager under the stack's prefix
+    assert response["statusCode"] == 201, response
+    created = body(response)
+    stored = deployment.stack.client("secretsmanager").get_secret_value(
+        SecretId=f"{deployment.stack.prefix}/webhook-endpoints/{created['id']}"
+    )
+    assert created["secret"] in stored["SecretString"]
+
+
+def test_a_webhook_to_an_endpoint_deleted_meanwhile_is_dropped(deployment):
+    # When the delivery function receives its sample (a message to an endpoint that is not there)
+    response = ok(deployment.invoke("WebhookDeliveryFunction", sample("webhook_delivery")))
+    # Then it is dropped, not failed: nothing for SQS to hand back
+    assert response == {"batchItemFailures": []}, response
+
+
 def test_every_aws_call_is_allowed_by_the_functions_role(deployment):
     """moto does not enforce IAM: each call the functions made above is checked against the role
     aws-sam-translator generates for that function (least privilege that still works), with its
@@ -274,6 +293,7 @@ def test_every_aws_call_is_allowed_by_the_functions_role(deployment):
         ("StripeWebhookFunction", "DunningState"),
         ("StripeWebhookFunction", "MirrorPaymentStatus"),
         ("TenantPortalFunction", "ReadQuotaCounter"),
+        ("WebhookEndpointsFunction", "Endpoints"),
     }, sorted(bound)
 
 

@@ -48,6 +48,16 @@ if TYPE_CHECKING:
     from billing.metering.price_book import PriceBook
     from billing.metering.quotas import QuotaReconciler
     from billing.metering.storing import FallbackQueue, UsageStore
+    from billing.outgoing_webhooks.delivery import (
+        DeadLetters,
+        DeliveryQueue,
+        Dispatcher,
+        Poster,
+        Relay,
+        Sender,
+        SequenceCounter,
+    )
+    from billing.outgoing_webhooks.endpoints import EndpointService, EndpointStore, SecretVault
     from billing.payments.card_on_file import CardOnFileService
     from billing.payments.provider import PaymentCollector
     from billing.payments.stripe_webhooks import WebhookProcessor
@@ -298,6 +308,48 @@ def notices() -> NoticePublisher:
     return EventBridgeNoticePublisher(settings().notices_bus_name)
 
 
+@provider
+def webhook_endpoints() -> EndpointStore:
+    from billing.adapters.dynamodb.webhook_endpoints import DynamoWebhookEndpoints
+
+    return DynamoWebhookEndpoints(settings().billing_table)
+
+
+@provider
+def webhook_secrets() -> SecretVault:
+    from billing.adapters.aws.webhook_secrets import SecretsManagerWebhookSecrets
+
+    return SecretsManagerWebhookSecrets(settings().webhook_secrets_prefix)
+
+
+@provider
+def webhook_sequences() -> SequenceCounter:
+    from billing.adapters.dynamodb.webhook_endpoints import DynamoSequenceCounter
+
+    return DynamoSequenceCounter(settings().billing_table)
+
+
+@provider
+def webhook_queue() -> DeliveryQueue:
+    from billing.adapters.aws.webhook_queue import SqsDeliveryQueue
+
+    return SqsDeliveryQueue(settings().webhook_delivery_queue_url, clock())
+
+
+@provider
+def webhook_dead_letters() -> DeadLetters:
+    from billing.adapters.aws.webhook_queue import SqsDeadLetters
+
+    return SqsDeadLetters(settings().webhook_dead_letter_queue_url)
+
+
+@provider
+def webhook_poster() -> Poster:
+    from billing.adapters.http_poster import UrllibPoster
+
+    return UrllibPoster()
+
+
 # ------------------------------------------------------------------------------------------ Stripe
 @provider
 def stripe_gateway() -> StripeGateway:
@@ -482,6 +534,37 @@ def webhook_processor() -> WebhookProcessor:
         cards=card_on_file,
         api_version=settings().stripe_api_version,
     )
+
+
+@provider
+def webhook_endpoint_service() -> EndpointService:
+    """The SaaS's outgoing-webhook endpoints and what a delivery to each is signed with."""
+    from billing.outgoing_webhooks.endpoints import EndpointService
+
+    return EndpointService(webhook_endpoints(), webhook_secrets(), clock())
+
+
+@provider
+def webhook_sender() -> Sender:
+    """One attempt of an outgoing webhook message, signed when it is made."""
+    from billing.outgoing_webhooks.delivery import Sender
+
+    return Sender(webhook_endpoint_service(), webhook_poster(), clock())
+
+
+@provider
+def webhook_dispatcher() -> Dispatcher:
+    """Publishing an event to every endpoint that wants it (queued, then attempted by the relay)."""
+    from billing.outgoing_webhooks.delivery import Dispatcher
+
+    return Dispatcher(webhook_endpoint_service(), webhook_sequences(), webhook_queue())
+
+
+@provider
+def webhook_relay() -> Relay:
+    from billing.outgoing_webhooks.delivery import Relay
+
+    return Relay(webhook_sender(), webhook_queue(), webhook_dead_letters(), clock())
 
 
 # ------------------------------------------------------------------------------------------ portal

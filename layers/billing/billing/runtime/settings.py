@@ -90,6 +90,14 @@ class Settings(BaseModel):
     portal_secret_max_age_s: int = 300
     portal_base_url: str | None = None
 
+    # Outgoing webhooks: each endpoint's signing secret is the Secrets Manager secret
+    # "{webhook_secrets_prefix}/{endpoint_id}".
+    webhook_secrets_prefix: str = "billing/webhook-endpoints"
+    # The queue of outgoing webhook messages between attempts, and where a message whose attempts
+    # are all spent is kept.
+    webhook_delivery_queue_url: str = ""
+    webhook_dead_letter_queue_url: str = ""
+
     # Retry k is due retry_days[k-1] days after the first failed payment (billing.dunning.schedule).
     dunning_retry_days: list[int] = Field(default_factory=lambda: list(DEFAULT_RETRY_DAYS))
     webhook_event_retention_days: int = 30

@@ -35,7 +35,12 @@ def events_client() -> Any:
     return boto3.client("events", config=BOTO_CONFIG)
 
 
+@cache
+def secretsmanager_client() -> Any:
+    return boto3.client("secretsmanager", config=BOTO_CONFIG)
+
+
 def reset_clients() -> None:
     """Forget cached boto3 clients (tests switch AWS mocks between runs)."""
-    for client in (dynamodb_client, sqs_client, s3_client, events_client):
+    for client in (dynamodb_client, sqs_client, s3_client, events_client, secretsmanager_client):
         client.cache_clear()

@@ -1,0 +1,61 @@
+"""Webhook endpoints API: where the SaaS wants our outgoing webhooks, the event types each wants,
+and each one's signing secret (API Gateway REST, platform API key only; the domain decides who may,
+``billing.outgoing_webhooks.endpoints``). A secret is in the answer only when it is made: on
+registration and on rotation."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from billing.kernel.validation import parse_model
+from billing.outgoing_webhooks.endpoints import EndpointRequest, RotateRequest
+from billing.runtime import container
+from billing.runtime.http import caller, install_error_handlers, json_response, request_body
+from billing.runtime.observability import logger, metrics, tracer
+
+app = APIGatewayRestResolver()
+install_error_handlers(app)
+
+
+@app.post("/v1/webhook-endpoints")
+def register() -> Response:
+    principal = caller(app.current_event)
+    request = parse_model(EndpointRequest, request_body(app.current_event))
+    endpoint, secret = container.webhook_endpoint_service().register(request, principal)
+    logger.append_keys(endpoint_id=endpoint.id)
+    return json_response(201, {**endpoint.model_dump(mode="json"), "secret": secret})
+
+
+@app.get("/v1/webhook-endpoints")
+def list_endpoints() -> Response:
+    endpoints = container.webhook_endpoint_service().endpoints(caller(app.current_event))
+    return json_response(200, {"endpoints": [e.model_dump(mode="json") for e in endpoints]})
+
+
+@app.get("/v1/webhook-endpoints/<endpoint_id>")
+def get_endpoint(endpoint_id: str) -> Response:
+    endpoint = container.webhook_endpoint_service().get(endpoint_id, caller(app.current_event))
+    return json_response(200, endpoint.model_dump(mode="json"))
+
+
+@app.delete("/v1/webhook-endpoints/<endpoint_id>")
+def delete_endpoint(endpoint_id: str) -> Response:
+    endpoint = container.webhook_endpoint_service().delete(endpoint_id, caller(app.current_event))
+    return json_response(200, {**endpoint.model_dump(mode="json"), "deleted": True})
+
+
+@app.post("/v1/webhook-endpoints/<endpoint_id>/rotate-secret")
+def rotate_secret(endpoint_id: str) -> Response:
+    principal = caller(app.current_event)
+    request = parse_model(RotateRequest, request_body(app.current_event))
+    endpoint, secret = container.webhook_endpoint_service().rotate_secret(endpoint_id, request, principal)
+    return json_response(200, {**endpoint.model_dump(mode="json"), "secret": secret})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+@tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

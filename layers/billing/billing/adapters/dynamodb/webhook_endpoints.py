@@ -1,0 +1,85 @@
+"""BillingTable items of the outgoing-webhook endpoints (billing.outgoing_webhooks.endpoints):
+
+pk "WEBHOOKS"                sk "ENDPOINT#{endpoint_id}"   an endpoint (JSON body, its version), never its secret
+pk "WEBHOOKSEQ#{object_id}"  sk "SEQ"                      the object's last webhook sequence number
+
+One partition: the SaaS has a few endpoints (``MAX_ENDPOINTS``) and every delivery reads them all.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from billing.adapters.dynamodb.items import dynamodb_client, items, put_versioned, write_if
+from billing.outgoing_webhooks.endpoints import Endpoint
+
+PARTITION = "WEBHOOKS"
+
+
+def _key(endpoint_id: str) -> dict[str, Any]:
+    return {"pk": {"S": PARTITION}, "sk": {"S": f"ENDPOINT#{endpoint_id}"}}
+
+
+def _item(endpoint: Endpoint) -> dict[str, Any]:
+    return {
+        **_key(endpoint.id),
+        "version": {"N": str(endpoint.version)},
+        "body": {"S": endpoint.model_dump_json()},
+    }
+
+
+class DynamoWebhookEndpoints:
+    def __init__(self, table: str, client: Any = None):
+        self.table = table
+        self.client = client or dynamodb_client()
+
+    def add(self, endpoint: Endpoint) -> None:
+        put_versioned(self.client, self.table, _item(endpoint), None)
+
+    def get(self, endpoint_id: str) -> Endpoint | None:
+        item = self.client.get_item(TableName=self.table, ConsistentRead=True, Key=_key(endpoint_id)).get(
+            "Item"
+        )
+        return Endpoint.model_validate_json(item["body"]["S"]) if item else None
+
+    def all(self) -> list[Endpoint]:
+        return [
+            Endpoint.model_validate_json(item["body"]["S"])
+            for item in items(
+                self.client.query,
+                TableName=self.table,
+                ConsistentRead=True,
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :sk)",
+                ExpressionAttributeValues={":pk": {"S": PARTITION}, ":sk": {"S": "ENDPOINT#"}},
+            )
+        ]
+
+    def replace(self, endpoint: Endpoint, *, expected_version: int) -> bool:
+        return put_versioned(self.client, self.table, _item(endpoint), expected_version)
+
+    def delete(self, endpoint_id: str) -> bool:
+        return write_if(
+            self.client.delete_item,
+            TableName=self.table,
+            Key=_key(endpoint_id),
+            ConditionExpression="attribute_exists(pk)",
+        )
+
+
+class DynamoSequenceCounter:
+    """pk "WEBHOOKSEQ#{object_id}" sk "SEQ": an object's last webhook sequence number (ADD is atomic,
+    so two events of one object at once get two numbers)."""
+
+    def __init__(self, table: str, client: Any = None):
+        self.table = table
+        self.client = client or dynamodb_client()
+
+    def next(self, object_id: str) -> int:
+        answer = self.client.update_item(
+            TableName=self.table,
+            Key={"pk": {"S": f"WEBHOOKSEQ#{object_id}"}, "sk": {"S": "SEQ"}},
+            UpdateExpression="ADD seq :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="UPDATED_NEW",
+        )
+        return int(answer["Attributes"]["seq"]["N"])

@@ -1,0 +1,197 @@
+"""Sending a message to an endpoint: one attempt at a time, and when to try again.
+
+Invariants:
+- ``Dispatcher.publish`` gives the event the object's next sequence number (``SequenceCounter``:
+  increasing per object, never reused), then one message per endpoint subscribed to its type, all
+  with the same id and body; the body is fixed when published and never rebuilt, so every attempt
+  (and a resend) carries exactly the bytes of the first;
+- each attempt is signed when it is made (its own timestamp) with the secrets in force then, so a
+  retry hours later is neither refused as old nor signed with a secret rotated away;
+- an attempt succeeds on a 2xx answer only; anything else (no answer within ``timeout_s``, a
+  refused connection, any other status) is retried after ``RETRY_SCHEDULE``, about three days in
+  all, then given up; a message to an endpoint deleted meanwhile is dropped, never sent;
+- at least once, never exactly once: a receiver deduplicates on ``webhook-id`` and orders by
+  ``sequence`` (the body says which object).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from billing.outgoing_webhooks.endpoints import EndpointService
+from billing.outgoing_webhooks.signing import encode, new_message_id, payload, sign_delivery
+
+# Delay before attempt n+1 (n = attempts made): immediately, then backing off to 20 hours; the last
+# attempt is about 71 hours after the first.
+RETRY_SCHEDULE: tuple[timedelta, ...] = (
+    timedelta(seconds=5),
+    timedelta(minutes=5),
+    timedelta(minutes=30),
+    timedelta(hours=2),
+    timedelta(hours=5),
+    timedelta(hours=10),
+    timedelta(hours=14),
+    timedelta(hours=20),
+    timedelta(hours=20),
+)
+MAX_ATTEMPTS = len(RETRY_SCHEDULE) + 1
+DEFAULT_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message to one endpoint, as queued between attempts."""
+
+    message_id: str
+    endpoint_id: str
+    event_type: str
+    body: bytes
+    attempts: int = 0
+    # Not to be attempted before this instant: a queue that can only delay for a while (SQS: 15
+    # minutes) hands the message back early, and it goes back to wait out the rest.
+    not_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What an attempt got: an HTTP status, or none (``error`` says why: timeout, refused...)."""
+
+    status: int | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An attempt's result: ``delivered``; else ``retry_in`` (None: given up or dropped)."""
+
+    message: Message
+    delivered: bool
+    answer: Answer | None
+    retry_in: timedelta | None
+    dropped: bool = False
+
+
+class Poster(Protocol):
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout_s: float) -> Answer: ...
+
+
+class SequenceCounter(Protocol):
+    def next(self, object_id: str) -> int:
+        """The object's next sequence number (1 first), atomically."""
+        ...
+
+
+class DeliveryQueue(Protocol):
+    def send(self, message: Message, delay: timedelta) -> None:
+        """Queue ``message`` to be attempted ``delay`` from now (it sets ``not_before`` if it
+        cannot hold it that long)."""
+        ...
+
+
+class DeadLetters(Protocol):
+    def send(self, message: Message, reason: str) -> None:
+        """Keep a message whose attempts are all spent, for an operator to inspect and resend."""
+        ...
+
+
+def retry_delay(attempts_made: int) -> timedelta | None:
+    """How long to wait after ``attempts_made`` failed attempts; None once they are all spent."""
+    if 1 <= attempts_made <= len(RETRY_SCHEDULE):
+        return RETRY_SCHEDULE[attempts_made - 1]
+    return None
+
+
+class Dispatcher:
+    def __init__(self, endpoints: EndpointService, sequences: SequenceCounter, queue: DeliveryQueue):
+        self.endpoints = endpoints
+        self.sequences = sequences
+        self.queue = queue
+
+    def publish(self, event_type: str, object_id: str, data: Mapping[str, Any]) -> list[Message]:
+        """Queue the event for every endpoint that wants it (none: nothing is queued, and no
+        sequence number is used)."""
+        subscribers = self.endpoints.subscribers(event_type)
+        if not subscribers:
+            return []
+        sequence = self.sequences.next(object_id)
+        body = encode(payload(event_type, object_id=object_id, sequence=sequence, data=data))
+        message_id = new_message_id()
+        messages = [Message(message_id, e.id, event_type, body) for e in subscribers]
+        for message in messages:
+            self.queue.send(message, timedelta(0))
+        return messages
+
+
+class Sender:
+    def __init__(
+        self,
+        endpoints: EndpointService,
+        poster: Poster,
+        clock: Callable[[], datetime],
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+    ):
+        self.endpoints = endpoints
+        self.poster = poster
+        self.clock = clock
+        self.timeout_s = timeout_s
+
+    def attempt(self, message: Message) -> Outcome:
+        """Make the message's next attempt now (see the module's invariants)."""
+        target = self.endpoints.target(message.endpoint_id)
+        if target is None:
+            return Outcome(message, delivered=False, answer=None, retry_in=None, dropped=True)
+        endpoint, secrets = target
+        delivery = sign_delivery(message.message_id, message.body, secrets, self.clock())
+        answer = self.poster.post(endpoint.url, delivery.body, delivery.headers, self.timeout_s)
+        made = Message(
+            message.message_id, message.endpoint_id, message.event_type, message.body, message.attempts + 1
+        )
+        if answer.status is not None and 200 <= answer.status < 300:
+            return Outcome(made, delivered=True, answer=answer, retry_in=None)
+        return Outcome(made, delivered=False, answer=answer, retry_in=retry_delay(made.attempts))
+
+
+class Relay:
+    """What the queue's consumer does with each message it receives: wait out ``not_before``, make
+    the attempt, queue the next one after its delay, or hand a message whose attempts are spent to
+    the dead letters (its alarm says so). A failure of the queue itself raises: the queue then
+    hands the same message back, so nothing is lost (an attempt may repeat: at least once)."""
+
+    def __init__(
+        self,
+        sender: Sender,
+        queue: DeliveryQueue,
+        dead_letters: DeadLetters,
+        clock: Callable[[], datetime],
+    ):
+        self.sender = sender
+        self.queue = queue
+        self.dead_letters = dead_letters
+        self.clock = clock
+
+    def handle(self, message: Message) -> Outcome | None:
+        """The attempt's outcome, or None when the message went back to wait."""
+        now = self.clock()
+        if message.not_before is not None and now < message.not_before:
+            self.queue.send(
+                Message(
+                    message.message_id,
+                    message.endpoint_id,
+                    message.event_type,
+                    message.body,
+                    message.attempts,
+                ),
+                message.not_before - now,
+            )
+            return None
+        outcome = self.sender.attempt(message)
+        if outcome.retry_in is not None:
+            self.queue.send(outcome.message, outcome.retry_in)
+        elif not outcome.delivered and not outcome.dropped:
+            reason = outcome.answer.error if outcome.answer and outcome.answer.error else "not delivered"
+            self.dead_letters.send(outcome.message, reason)
+        return outcome
