@@ -12,6 +12,11 @@ Rules (docs/guides/pricing-models.md states them for operators):
   alone, one ``adjustment`` line per changed line (a late batch can lower a volume charge).
 * Line ids: ``charge:{id}:{plan}:t{n}`` (graduated, volume), ``charge:{id}:{plan}`` (package,
   per_unit); adjustments ``adj:{YYYY-MM}:charge:...``.
+* A charge on a catalog metric takes its units per segment from ``Measured`` (how each aggregation
+  splits across segments: billing.rating.measures). With ``group_by``, each group value is priced by
+  the charge on its own units as if it were its own charge (its own tiers, volume total, blocks), on
+  lines ``charge:{id}:{group}:...`` where ``{group}`` is ``gpu=h100`` (``,``-joined when several);
+  at most ``MAX_GROUPS`` groups per statement, more is a ``TooManyGroups`` error.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
+from billing.catalog.metrics import BUILT_IN_METRICS
 from billing.catalog.plans import Charge, Plan
 from billing.kernel.money import ZERO
 from billing.rating import wording
 from billing.rating.graduated import graduated
 from billing.rating.lines import line
+from billing.rating.measures import MAX_GROUPS, Group, Measured, TooManyGroups
 from billing.rating.metrics import METRIC_UNITS, quantity
 from billing.rating.package import package
 from billing.rating.per_unit import per_unit
@@ -59,17 +66,56 @@ def _charge(plan: Plan, charge_id: str) -> Charge | None:
     return next((c for c in plan.charges if c.id == charge_id), None)
 
 
+Units = Callable[[Charge], str]  # what a charge's units are called in its lines
+
+
+def builtin_units(charge: Charge) -> str:
+    return METRIC_UNITS[charge.metric]
+
+
+def _measured_units(measured: Sequence[Measured], index: int, charge_id: str, group: Group | None) -> Decimal:
+    """A catalog-metric charge's units in segment ``index``: of one group, or of all (ungrouped)."""
+    if index >= len(measured):
+        return ZERO
+    cell = measured[index].get(charge_id, {})
+    return sum(cell.values(), ZERO) if group is None else cell.get(group, ZERO)
+
+
+def groups_of(charge_id: str, measured: Sequence[Measured]) -> list[Group]:
+    """The group values of a grouped charge in the period, sorted; at most ``MAX_GROUPS``."""
+    groups = sorted({g for per_segment in measured for g in per_segment.get(charge_id, {})})
+    if len(groups) > MAX_GROUPS:
+        raise TooManyGroups(
+            f"charge {charge_id}: {len(groups)} groups in one statement, more than the {MAX_GROUPS} allowed"
+        )
+    return groups
+
+
+def group_id(charge: Charge, group: Group) -> str:
+    return ",".join(f"{name}={value}" for name, value in zip(charge.group_by, group))
+
+
 def uses_of(
-    charge_id: str, segments: Sequence[Segment], metered: Sequence[Meters], plan_of: Callable[[str], Plan]
-) -> tuple[list[Use], int]:
-    """(non-trial uses in time order, trial units) of one charge id."""
-    uses, trial = [], 0
-    for seg, meters in zip(segments, metered):
+    charge_id: str,
+    segments: Sequence[Segment],
+    metered: Sequence[Meters],
+    plan_of: Callable[[str], Plan],
+    measured: Sequence[Measured] = (),
+    group: Group | None = None,
+) -> tuple[list[Use], int | Decimal]:
+    """(non-trial uses in time order, trial units) of one charge id (of one ``group`` of it)."""
+    uses: list[Use] = []
+    trial: int | Decimal = 0
+    for index, seg in enumerate(segments):
         plan = plan_of(seg.plan)
         charge = _charge(plan, charge_id)
         if charge is None:
             continue
-        count = quantity(charge, meters)
+        count: int | Decimal
+        if charge.metric in BUILT_IN_METRICS:
+            count = quantity(charge, metered[index])
+        else:
+            count = _measured_units(measured, index, charge_id, group)
         if seg.trial:
             trial += count
         else:
@@ -81,30 +127,38 @@ def price(uses: Sequence[Use]) -> list[Priced]:
     return MODELS[uses[0].charge.charge_model](uses) if uses else []
 
 
-def describe(priced: Priced, currency: str, several_plans: bool = False) -> str:
+def describe(
+    priced: Priced,
+    currency: str,
+    several_plans: bool = False,
+    units: Units = builtin_units,
+    group: Group | None = None,
+) -> str:
     """The customer's words for one priced line of a charge (billing.rating.wording); the plan is
-    named when the charge was priced under several plans in the period."""
+    named when the charge was priced under several plans in the period, the group's values when
+    the charge is grouped."""
     charge = priced.charge
-    unit = METRIC_UNITS[charge.metric]
+    unit = units(charge)
+    label = wording.grouped(charge.label, charge.group_by, group) if group is not None else charge.label
     price = priced.unit_price or ZERO
     model = charge.charge_model
     if model == "graduated":
         assert priced.tier_index is not None
         text = wording.graduated_charge(
-            charge.label, unit, charge.tiers, priced.tier_index, priced.quantity, price, currency, priced.flat
+            label, unit, charge.tiers, priced.tier_index, priced.quantity, price, currency, priced.flat
         )
     elif model == "volume":
         assert priced.tier_index is not None
         text = wording.volume_charge(
-            charge.label, unit, charge.tiers, priced.tier_index, priced.quantity, price, currency, priced.flat
+            label, unit, charge.tiers, priced.tier_index, priced.quantity, price, currency, priced.flat
         )
     elif model == "package":
         assert charge.package_size is not None
         text = wording.package_charge(
-            charge.label, unit, priced.quantity, charge.package_size, priced.used, price, currency
+            label, unit, priced.quantity, charge.package_size, priced.used, price, currency
         )
     else:
-        text = wording.per_unit_charge(charge.label, unit, priced.quantity, price, currency)
+        text = wording.per_unit_charge(label, unit, priced.quantity, price, currency)
     return wording.with_plan(text, priced.plan.name if several_plans else None)
 
 
@@ -112,50 +166,82 @@ def _several_plans(priced: Sequence[Priced]) -> bool:
     return len({p.plan.id for p in priced}) > 1
 
 
+def _parts(
+    charge_id: str, segments: Sequence[Segment], measured: Sequence[Measured], plan_of: Callable[[str], Plan]
+) -> list[tuple[Group | None, str]]:
+    """(group, line-id prefix) of each separately priced part of a charge: one, or one per group."""
+    charge = next(c for s in segments for c in plan_of(s.plan).charges if c.id == charge_id)
+    if not charge.group_by:
+        return [(None, f"charge:{charge_id}")]
+    return [(g, f"charge:{charge_id}:{group_id(charge, g)}") for g in groups_of(charge_id, measured)]
+
+
 def charge_lines(
     segments: Sequence[Segment],
     metered: Sequence[Meters],
     plan_of: Callable[[str], Plan],
     currency: str,
+    measured: Sequence[Measured] = (),
+    units: Units = builtin_units,
 ) -> list[StatementLine]:
     lines = []
     for charge_id in charge_ids(segments, plan_of):
-        uses, trial = uses_of(charge_id, segments, metered, plan_of)
-        all_priced = price(uses)
-        several = _several_plans(all_priced)
-        for priced in all_priced:
-            lines.append(
-                line(
-                    currency,
-                    line_id=f"charge:{charge_id}:{priced.key}",
-                    kind="charge",
-                    plan=priced.plan.id,
-                    description=describe(priced, currency, several),
-                    quantity=priced.quantity,
-                    unit_price=priced.unit_price,
-                    exact=priced.exact,
-                    period_start=priced.start,
-                    period_end=priced.end,
-                )
+        for group, prefix in _parts(charge_id, segments, measured, plan_of):
+            lines += _part_lines(
+                charge_id, group, prefix, segments, metered, plan_of, currency, measured, units
             )
-        if trial:
-            first = next(s for s in segments if s.trial)
-            last = next(s for s in reversed(segments) if s.trial)
-            charge = next(c for s in segments for c in plan_of(s.plan).charges if c.id == charge_id)
-            lines.append(
-                line(
-                    currency,
-                    line_id=f"charge:{charge_id}:trial",
-                    kind="charge",
-                    plan=None,
-                    description=wording.trial_charge(charge.label, METRIC_UNITS[charge.metric], trial),
-                    quantity=Decimal(trial),
-                    unit_price=ZERO,
-                    exact=ZERO,
-                    period_start=first.start,
-                    period_end=last.end,
-                )
+    return lines
+
+
+def _part_lines(
+    charge_id: str,
+    group: Group | None,
+    prefix: str,
+    segments: Sequence[Segment],
+    metered: Sequence[Meters],
+    plan_of: Callable[[str], Plan],
+    currency: str,
+    measured: Sequence[Measured],
+    units: Units,
+) -> list[StatementLine]:
+    lines = []
+    uses, trial = uses_of(charge_id, segments, metered, plan_of, measured, group)
+    all_priced = price(uses)
+    several = _several_plans(all_priced)
+    for priced in all_priced:
+        lines.append(
+            line(
+                currency,
+                line_id=f"{prefix}:{priced.key}",
+                kind="charge",
+                plan=priced.plan.id,
+                description=describe(priced, currency, several, units, group),
+                quantity=Decimal(priced.quantity),
+                unit_price=priced.unit_price,
+                exact=priced.exact,
+                period_start=priced.start,
+                period_end=priced.end,
             )
+        )
+    if trial:
+        first = next(s for s in segments if s.trial)
+        last = next(s for s in reversed(segments) if s.trial)
+        charge = next(c for s in segments for c in plan_of(s.plan).charges if c.id == charge_id)
+        label = wording.grouped(charge.label, charge.group_by, group) if group is not None else charge.label
+        lines.append(
+            line(
+                currency,
+                line_id=f"{prefix}:trial",
+                kind="charge",
+                plan=None,
+                description=wording.trial_charge(label, units(charge), trial),
+                quantity=Decimal(trial),
+                unit_price=ZERO,
+                exact=ZERO,
+                period_start=first.start,
+                period_end=last.end,
+            )
+        )
     return lines
 
 
@@ -166,44 +252,79 @@ def adjustment_lines(
     late: Sequence[Meters],
     plan_of: Callable[[str], Plan],
     currency: str,
+    billed_measured: Sequence[Measured] = (),
+    measured_with_late: Sequence[Measured] = (),
+    units: Units = builtin_units,
 ) -> list[StatementLine]:
-    """Late events of closed ``month``: the charge with them minus the charge billed without them."""
+    """Late events of closed ``month``: the charge with them minus the charge billed without them.
+    A catalog-metric charge compares its units measured over the billed events (``billed_measured``)
+    and over the billed and late events together (``measured_with_late``): a late event can change
+    a max, a latest or a unique count, not only add to it."""
     combined = [tuple(b) + tuple(l) for b, l in zip(billed, late)]
     lines = []
     for charge_id in charge_ids(segments, plan_of):
-        before = {p.key: p for p in price(uses_of(charge_id, segments, billed, plan_of)[0])}
-        after = {p.key: p for p in price(uses_of(charge_id, segments, combined, plan_of)[0])}
-        for key in [*after, *(k for k in before if k not in after)]:
-            a, b = after.get(key), before.get(key)
-            quantity_delta = (a.quantity if a else ZERO) - (b.quantity if b else ZERO)
-            exact_delta = (a.exact if a else ZERO) - (b.exact if b else ZERO)
-            if not quantity_delta and not exact_delta:
-                continue
-            ref = a or b
-            assert ref is not None
-            several = _several_plans([*after.values(), *before.values()])
-            was = f"{wording.count(b.quantity)} for {wording.money(b.exact, currency)}" if b else "nothing"
-            lines.append(
-                line(
-                    currency,
-                    line_id=f"adj:{month}:charge:{charge_id}:{key}",
-                    kind="adjustment",
-                    plan=ref.plan.id,
-                    adjustment_month=month,
-                    description=wording.late_recharge(
-                        month,
-                        describe(a, currency, several)
-                        if a
-                        else wording.none_now(
-                            wording.with_plan(ref.charge.label, ref.plan.name if several else None)
-                        ),
-                        was,
-                    ),
-                    quantity=quantity_delta,
-                    unit_price=ref.unit_price,
-                    exact=exact_delta,
-                    period_start=ref.start,
-                    period_end=ref.end,
-                )
+        parts = dict(_parts(charge_id, segments, [*billed_measured, *measured_with_late], plan_of))
+        for group, prefix in parts.items():
+            lines += _adjustment_part(
+                month, charge_id, group, prefix, segments, billed, combined, plan_of, currency,
+                billed_measured, measured_with_late, units,
+            )  # fmt: skip
+    return lines
+
+
+def _adjustment_part(
+    month: str,
+    charge_id: str,
+    group: Group | None,
+    prefix: str,
+    segments: Sequence[Segment],
+    billed: Sequence[Meters],
+    combined: Sequence[Meters],
+    plan_of: Callable[[str], Plan],
+    currency: str,
+    billed_measured: Sequence[Measured],
+    measured_with_late: Sequence[Measured],
+    units: Units,
+) -> list[StatementLine]:
+    lines = []
+    before = {
+        p.key: p for p in price(uses_of(charge_id, segments, billed, plan_of, billed_measured, group)[0])
+    }
+    after = {
+        p.key: p for p in price(uses_of(charge_id, segments, combined, plan_of, measured_with_late, group)[0])
+    }
+    for key in [*after, *(k for k in before if k not in after)]:
+        a, b = after.get(key), before.get(key)
+        quantity_delta = (a.quantity if a else ZERO) - (b.quantity if b else ZERO)
+        exact_delta = (a.exact if a else ZERO) - (b.exact if b else ZERO)
+        if not quantity_delta and not exact_delta:
+            continue
+        ref = a or b
+        assert ref is not None
+        label = ref.charge.label
+        if group is not None:
+            label = wording.grouped(label, ref.charge.group_by, group)
+        several = _several_plans([*after.values(), *before.values()])
+        was = f"{wording.count(b.quantity)} for {wording.money(b.exact, currency)}" if b else "nothing"
+        lines.append(
+            line(
+                currency,
+                line_id=f"adj:{month}:{prefix}:{key}",
+                kind="adjustment",
+                plan=ref.plan.id,
+                adjustment_month=month,
+                description=wording.late_recharge(
+                    month,
+                    describe(a, currency, several, units, group)
+                    if a
+                    else wording.none_now(wording.with_plan(label, ref.plan.name if several else None)),
+                    was,
+                ),
+                quantity=quantity_delta,
+                unit_price=ref.unit_price,
+                exact=exact_delta,
+                period_start=ref.start,
+                period_end=ref.end,
             )
+        )
     return lines

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from billing.kernel.errors import InvalidRequest, NotFound, ServiceUnavailable
 from billing.kernel.periods import Month, PeriodStore, iso, parse_instant, to_ms
 from billing.rating import LateUsage, MonthUsage, Rater, Segment, final_month, invoices_csv, statement_period
+from billing.rating.measures import Measure
 from billing.runtime.observability import logger
 from billing.statements.statement import Statement
 from billing.tenants.credits import CreditBalance, CreditBook
@@ -55,6 +56,7 @@ class RatingQueries(Protocol):
         cutoff: datetime | None,
         *,
         metered: Collection[str] = (),
+        measures: Mapping[str, Sequence[Measure]] | None = None,
     ) -> dict[str, MonthUsage]: ...
 
     def late_usage(
@@ -176,7 +178,8 @@ class BillingCycle:
             return []
         segments = {t.id: self.rater.segments(t, month) for t in rated}
         metered = [t for t, segs in segments.items() if self.rater.needs_meters(segs)]
-        usage = self.queries.month_usage(segments, month, cutoff, metered=metered)
+        measures = {t: m for t, segs in segments.items() if (m := self.rater.measures(segs))}
+        usage = self.queries.month_usage(segments, month, cutoff, metered=metered, measures=measures)
         credits: dict[str, list[CreditBalance]] = {}
         if self.credits is not None:
             credits = self.credits.for_statements(

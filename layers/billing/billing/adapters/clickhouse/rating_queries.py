@@ -18,9 +18,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from billing.adapters.clickhouse.measure_queries import segment_measures
 from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
 from billing.kernel.periods import Month, utc
 from billing.rating import LateUsage, MonthUsage, Segment, Usage
+from billing.rating.measures import Measure
 from billing.rating.usage import Meter, Meters
 
 LATE_LOOKBACK_MONTHS = 3  # late events are looked for in the months before the one being rated
@@ -58,9 +60,12 @@ class ClickHouseRatingQueries:
         cutoff: datetime | None,
         *,
         metered: Collection[str] = (),
+        measures: Mapping[str, Sequence[Measure]] | None = None,
     ) -> dict[str, MonthUsage]:
         """Usage per pricing segment for every tenant in ``segments`` (tenant_id -> its segments);
-        for the tenants in ``metered`` (a plan of theirs has charges) also their meters per segment.
+        for the tenants in ``metered`` (a plan of theirs has charges) also their meters per segment,
+        and for those in ``measures`` (a plan of theirs charges a catalog metric) the units of each
+        such charge per segment and group (billing.adapters.clickhouse.measure_queries).
 
         Two scans: one GROUP BY tenant over the month's partition gives every tenant's totals (and the
         usage of tenants whose single segment spans the month); one GROUP BY (tenant, segment) over
@@ -110,6 +115,11 @@ class ClickHouseRatingQueries:
             for tenant_id, per_segment_meters in meters.items():
                 use = result[tenant_id]
                 result[tenant_id] = MonthUsage(use.segments, use.total, per_segment_meters)
+        if measures:
+            measured = segment_measures(self.store, segments, measures, month, cutoff)
+            for tenant_id, per_segment_units in measured.items():
+                use = result[tenant_id]
+                result[tenant_id] = MonthUsage(use.segments, use.total, use.metered, per_segment_units)
         return result
 
     def segment_meters(
