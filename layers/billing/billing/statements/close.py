@@ -70,6 +70,7 @@ class RatingQueries(Protocol):
         billed_until: Mapping[tuple[str, Month], datetime] | None = None,
         tenant_ids: Sequence[str] | None = None,
         needs_meters: Callable[[Sequence[Segment]], bool] | None = None,
+        measures: Callable[[Sequence[Segment]], Sequence[Measure]] | None = None,
     ) -> dict[str, list[LateUsage]]: ...
 
 
@@ -172,6 +173,7 @@ class BillingCycle:
                 ),
                 tenant_ids=sorted(by_id),
                 needs_meters=self.rater.needs_meters,
+                measures=self.rater.measures,
             )
         rated = [t for t in tenants if statement_period(t, month) is not None or late.get(t.id)]
         if not rated:

@@ -77,14 +77,36 @@ def _outer(metric: MetricDefinition) -> str:
     raise ValueError(f"metric {metric.id}: a {metric.aggregation} cannot be charged")
 
 
-def measure_sql(measure: Measure, stored: str) -> tuple[str, dict[str, Any]]:
-    """The query for one charge id; ``stored`` an extra condition on the rows (the usage cutoff)."""
+_COLUMNS = (
+    "tenant_id, event_id, timestamp, type, model, input_tokens, output_tokens, bytes, queries, "
+    "string_properties, number_properties"
+)
+
+
+def _first_copies(stored: str) -> str:
+    """Each event once, as its first stored copy, kept when that copy passes ``stored`` (a HAVING on
+    ``first_stored``): what was billed by a watermark, however many copies came later."""
+    picked = ", ".join(f"any({c}) AS {c}_" for c in _COLUMNS.split(", ")[2:])
+    renamed = ", ".join(f"{c}_ AS {c}" for c in _COLUMNS.split(", ")[2:])
+    return f"""(SELECT tenant_id, event_id, {renamed} FROM (
+        SELECT tenant_id, event_id, {picked}, min(stored_at) AS first_stored FROM usage_events
+        WHERE _partition_id = {{partition:String}} AND tenant_id IN {{ids:Array(String)}}
+        GROUP BY tenant_id, event_id{stored}))"""
+
+
+def measure_sql(measure: Measure, stored: str, first_copies: bool = False) -> tuple[str, dict[str, Any]]:
+    """The query for one charge id; ``stored`` an extra condition on the rows (the usage cutoff), or
+    with ``first_copies`` a HAVING on each event's first stored copy (``first_stored``)."""
     where, parameters = metric_conditions(measure.metric)
     groups = []
     for i, name in enumerate(measure.group_by):
         parameters[f"g{i}"] = name
         groups.append(f"string_properties[{{g{i}:String}}]")
     group = f"[{', '.join(groups)}]" if groups else "CAST([], 'Array(String)')"
+    if first_copies:
+        source, rows = _first_copies(stored), ""
+    else:
+        source, rows = "usage_events FINAL", f" AND _partition_id = {{partition:String}}{stored}"
     sql = f"""
         WITH src AS (
             SELECT tenant_id, seg, {{trials:Array(Array(UInt8))}}[idx][seg] AS trial, g, ts, event_id,
@@ -95,8 +117,8 @@ def measure_sql(measure: Measure, stored: str) -> tuple[str, dict[str, Any]]:
                        arrayCount(b -> b <= ts, {{bounds:Array(Array(Int64))}}[idx]) AS seg,
                        {group} AS g, event_id, input_tokens, output_tokens, bytes, queries,
                        string_properties, number_properties
-                FROM usage_events FINAL
-                WHERE _partition_id = {{partition:String}} AND tenant_id IN {{ids:Array(String)}}{stored}
+                FROM {source}
+                WHERE tenant_id IN {{ids:Array(String)}}{rows}
                   AND type IN {{types:Array(String)}}{where})
             WHERE seg >= 1 AND seg < length({{bounds:Array(Array(Int64))}}[idx]))
         {_outer(measure.metric)}
@@ -110,8 +132,12 @@ def segment_measures(
     measures: Mapping[str, Sequence[Measure]],
     month: Month,
     cutoff: datetime | None,
+    *,
+    first_copies: bool = False,
 ) -> dict[str, tuple[Measured, ...]]:
-    """Per tenant (those of ``measures`` with segments), per segment: charge id -> group -> units."""
+    """Per tenant (those of ``measures`` with segments), per segment: charge id -> group -> units,
+    over the events stored by ``cutoff`` (all when None); with ``first_copies``, over the events
+    whose first copy was stored by ``cutoff`` (what a statement with that watermark billed)."""
     from billing.adapters.clickhouse.rating_queries import _ts, ms  # noqa: PLC0415 (it imports this module)
 
     out: dict[str, list[dict[str, dict[Group, Decimal]]]] = {
@@ -131,9 +157,10 @@ def segment_measures(
             "trials": [[int(s.trial) for s in segments[t]] for t in ids],
         }
         if cutoff is not None:
-            stored = f" AND stored_at <= {_ts('cutoff')}"
+            column = "first_stored" if first_copies else "stored_at"
+            stored = f"{' HAVING' if first_copies else ' AND'} {column} <= {_ts('cutoff')}"
             params["cutoff"] = ms(cutoff)
-        sql, fixed = measure_sql(measure, stored)
+        sql, fixed = measure_sql(measure, stored, first_copies)
         for tenant_id, seg, group, units in store.query(sql, {**params, **fixed}):
             cell = out[str(tenant_id)][int(seg) - 1].setdefault(charge_id, {})
             key = tuple(str(v) for v in group)

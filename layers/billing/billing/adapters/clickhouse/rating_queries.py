@@ -311,12 +311,15 @@ class ClickHouseRatingQueries:
         billed_until: Mapping[tuple[str, Month], datetime] | None = None,
         tenant_ids: Sequence[str] | None = None,
         needs_meters: Callable[[Sequence[Segment]], bool] | None = None,
+        measures: Callable[[Sequence[Segment]], Sequence[Measure]] | None = None,
     ) -> dict[str, list[LateUsage]]:
         """Events of closed months before ``month`` whose first copy was stored in (lower, upper]
         (of ``tenant_ids`` only, when given and few; of every tenant otherwise).
 
         When ``needs_meters(segments)`` (a plan of that month has charges), each LateUsage also
-        carries the late events' meters and those of the events already billed, per segment.
+        carries the late events' meters and those of the events already billed, per segment; when
+        ``measures(segments)`` names catalog-metric charges, their units per segment over the events
+        already billed and over those plus the late ones (first copies stored by ``upper``).
 
         ``lower`` is the latest close before ``month`` (everything stored up to it was billed by an
         earlier statement); ``closed`` maps closed months to their close instants; ``billed_until``
@@ -392,6 +395,17 @@ class ClickHouseRatingQueries:
             bound = billed_until.get((tenant_id, m), latest)
             billed_queries = self.billed_queries(tenant_id, segs, m, bound)
             if needs_meters is not None and needs_meters(segs):
+                wanted = list(measures(segs)) if measures is not None else []
+                billed_measured: tuple[Any, ...] = ()
+                with_late: tuple[Any, ...] = ()
+                if wanted:
+                    one, asked = {tenant_id: segs}, {tenant_id: wanted}
+                    billed_measured = segment_measures(self.store, one, asked, m, bound, first_copies=True)[
+                        tenant_id
+                    ]
+                    with_late = segment_measures(self.store, one, asked, m, upper, first_copies=True)[
+                        tenant_id
+                    ]
                 result[tenant_id].append(
                     LateUsage(
                         m,
@@ -399,6 +413,8 @@ class ClickHouseRatingQueries:
                         tuple(per_segment),
                         tuple(tuple(x) for x in late_meters),
                         self.billed_meters(tenant_id, segs, m, bound),
+                        billed_measured,
+                        with_late,
                     )
                 )
             else:
