@@ -60,7 +60,7 @@ def gpu_events(tenant: str) -> list[dict]:
 
 
 def november() -> list[dict]:
-    events = gpu_events("gpu-t") + gpu_events("gpu-flat-t")
+    events = gpu_events("gpu-t") + gpu_events("gpu-flat-t") + gpu_events("gpu-priced-t")
     # a user seen under both plans counts once, under the first (users a, b before the change; c, d after)
     for i, (day, user) in enumerate([(2, "a"), (3, "b"), (20, "a"), (20, "c"), (21, "d")]):
         events.append(ev("users-switch", f"u{i}", T(at(day)), properties={"user": user}))
@@ -89,6 +89,7 @@ def test_charges_on_catalog_metrics_through_billing_simulate(simulate):
     # Then each total is worked out by hand
     assert invoices.splitlines()[1:] == [
         "gpu-flat-t,2025-11,5,0,6.98,2025-11-30",  # 1,744 s x 0.004 = 6.976
+        "gpu-priced-t,2025-11,5,0,5.95,2025-11-30",  # 1,234 x 0.004 + 500 x 0.002 + 10 x 0.001
         "gpu-t,2025-11,5,0,6.98,2025-11-30",  # 0.04 + 2.00 + 4.94 (each group rounded once)
         "pkg-t,2025-11,2,0,3.00,2025-11-30",  # ceil(200.1 / 100) = 3 blocks x 1.00
         "seats-t,2025-11,3,0,47.00,2025-11-30",  # peak 7 x 5.00 + last 4 x 3.00
@@ -109,6 +110,18 @@ def test_charges_on_catalog_metrics_through_billing_simulate(simulate):
         == "GPU seconds (gpu: none): 10 seconds at $0.004"
     )
     assert lines["gpu-flat-t"]["charge:gpu_all:gpu_flat"] == Decimal("6.98")
+    # prices per gpu: one line per price, anything else at the charge's own price
+    assert {k: v for k, v in lines["gpu-priced-t"].items() if k.startswith("charge:")} == {
+        "charge:gpu_priced:gpu=h100:gpu_priced": Decimal("4.94"),  # 4.936
+        "charge:gpu_priced:gpu=a100|l4:gpu_priced": Decimal("1.00"),
+        "charge:gpu_priced:gpu=*:gpu_priced": Decimal("0.01"),
+    }
+    assert rows[("gpu-priced-t", "charge:gpu_priced:gpu=a100|l4:gpu_priced")]["description"] == (
+        "GPU seconds (gpu: a100 or l4): 500 seconds at $0.002"
+    )
+    assert rows[("gpu-priced-t", "charge:gpu_priced:gpu=*:gpu_priced")]["description"] == (
+        "GPU seconds (gpu: other): 10 seconds at $0.001"
+    )
     # the user seen under both plans counts once, in the segment of its first event
     switch = rows[("users-switch", "charge:users:users:t1")], rows[("users-switch", "charge:users:users2:t2")]
     assert [(r["quantity"], r["amount"]) for r in switch] == [("2", "0.00"), ("2", "4.00")]

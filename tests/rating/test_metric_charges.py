@@ -259,3 +259,50 @@ def test_late_events_rerate_a_max_and_a_unique_count_as_adjustments(env):
         "adj:2025-11:queries:one:t1": (Decimal(2), Decimal("0.00")),
         "adj:2025-11:usage": (Decimal(2), Decimal("0.00")),
     }
+
+
+_GPU = {"id": "g", "name": "GPU", "metric": "gpu_seconds", "charge_model": "per_unit", "unit_price": "1"}
+
+
+@pytest.mark.parametrize(
+    ("charges", "message"),
+    [
+        ([{**_GPU, "metric": "nope"}], "metric 'nope' is neither built in"),
+        ([{**_GPU, "event_type": "query"}], "filters through the metric"),
+        ([{**_GPU, "metric": "queries", "group_by": ["gpu"]}], "group_by needs a catalog metric"),
+        ([{**_GPU, "group_by": ["gpu", "gpu"]}], "group_by repeats a property"),
+        ([{**_GPU, "group_by": ["a", "b", "c", "d", "e"]}], "at most 4 items"),
+        (
+            [{**_GPU, "group_by": ["gpu"], "price_by": {"property": "gpu", "prices": [{"values": ["x"]}]}}],
+            "group_by or price_by, not both",
+        ),
+        (
+            [{**_GPU, "price_by": {"property": "gpu", "prices": [{"values": ["x"]}, {"values": ["x"]}]}}],
+            "a value has two prices",
+        ),
+        (
+            [{**_GPU, "price_by": {"property": "gpu", "prices": [{"values": ["x"], "package_price": "1"}]}}],
+            "the price of x: .*priced by unit_price only",
+        ),
+    ],
+)
+def test_a_charge_on_a_catalog_metric_is_checked_at_load_naming_it(charges, message):
+    # Given a plans file with a bad charge on a metric, when it is loaded, then it is refused, saying why
+    document = {
+        "metrics": [
+            {"id": "gpu_seconds", "name": "G", "unit": "s", "event_types": ["query"], "aggregation": "count"}
+        ],
+        "plans": [{"id": "p", "name": "P", "charges": charges}],
+    }
+    with pytest.raises(ValueError, match=message):
+        PlanCatalog.model_validate(document)
+
+
+def test_a_grouped_charge_id_groups_alike_in_every_plan():
+    metric = {"id": "gpu_seconds", "name": "G", "unit": "s", "event_types": ["query"], "aggregation": "count"}
+    plans = [
+        {"id": "a", "name": "A", "charges": [{**_GPU, "group_by": ["gpu"]}]},
+        {"id": "b", "name": "B", "charges": [{**_GPU, "group_by": ["region"]}]},
+    ]
+    with pytest.raises(ValueError, match="charge g: plans a and b give it different"):
+        PlanCatalog.model_validate({"metrics": [metric], "plans": plans})

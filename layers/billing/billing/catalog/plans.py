@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from billing.catalog.metrics import BUILT_IN_METRICS, MetricDefinition, check_unique_ids
 from billing.kernel.money import reject_float
@@ -54,6 +54,38 @@ def _check_tiers(owner: str, bounds: list[int | None]) -> None:
         raise ValueError(f"{owner}: tier bounds must strictly increase")
 
 
+class ValuePrice(BaseModel):
+    """The price of the events whose ``price_by`` property is one of ``values``: the charge model's
+    own keys, each left out taking the charge's (the default price)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    values: list[str] = Field(min_length=1)
+    tiers: list[ChargeTier] | None = None
+    package_size: int | None = Field(default=None, gt=0)
+    package_price: Decimal | None = Field(default=None, ge=0)
+    unit_price: Decimal | None = Field(default=None, ge=0)
+
+    _no_float = field_validator("package_price", "unit_price", mode="before")(reject_float)
+
+
+class PriceBy(BaseModel):
+    """Prices per value of one text property; events with another value (or none) pay the charge's
+    own price."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    property: str
+    prices: list[ValuePrice] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> PriceBy:
+        if PROPERTY_NAME.fullmatch(self.property) is None:
+            raise ValueError(f"price_by {self.property!r} is not a property name")
+        values = [v for p in self.prices for v in p.values]
+        if len(values) != len(set(values)):
+            raise ValueError(f"price_by {self.property}: a value has two prices")
+        return self
+
+
 class Charge(BaseModel):
     """One priced metric of a plan. ``id`` names the charge across plans: a mid-month plan change
     continues the month's count of a charge with the same id (see billing.rating.charges)."""
@@ -68,6 +100,8 @@ class Charge(BaseModel):
     model: str | None = Field(default=None, min_length=1)  # only events of this model
     # one statement line per value of these text properties (a catalog metric only)
     group_by: list[str] = Field(default_factory=list, max_length=MAX_GROUP_BY)
+    # prices per value of one text property (a catalog metric only); the charge's own price is the default
+    price_by: PriceBy | None = None
     charge_model: ChargeModel
     tiers: list[ChargeTier] = Field(default_factory=list)  # graduated, volume
     package_size: int | None = Field(default=None, gt=0)  # package
@@ -91,6 +125,13 @@ class Charge(BaseModel):
             )
         if self.group_by and self.metric in BUILT_IN_METRICS:
             raise ValueError(f"{owner}: group_by needs a catalog metric, not the built-in {self.metric}")
+        if self.price_by is not None:
+            if self.metric in BUILT_IN_METRICS:
+                raise ValueError(f"{owner}: price_by needs a catalog metric, not the built-in {self.metric}")
+            if self.group_by:
+                raise ValueError(f"{owner}: give group_by or price_by, not both")
+            for index in range(len(self.price_by.prices)):
+                self.priced_at(index)  # each value's price is a whole charge of the model
         if self.charge_model in ("graduated", "volume"):
             _check_tiers(owner, [t.up_to for t in self.tiers])
             if self.package_size is not None or self.package_price is not None or self.unit_price is not None:
@@ -111,9 +152,22 @@ class Charge(BaseModel):
     def label(self) -> str:
         return self.name or self.id
 
+    def priced_at(self, index: int | None) -> Charge:
+        """This charge at the ``price_by`` price ``index`` (None: its own, the default)."""
+        if index is None or self.price_by is None:
+            return self
+        keys = self.price_by.prices[index].model_dump(exclude={"values"}, exclude_none=True)
+        document = {**self.model_dump(exclude={"price_by"}), **keys}
+        try:
+            return Charge.model_validate(document)
+        except ValidationError as exc:
+            reason = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            values = ", ".join(self.price_by.prices[index].values)
+            raise ValueError(f"the price of {values}: {reason}") from None
+
 
 # Charge keys added after charges: left out of the digest while at their defaults.
-_LATER_CHARGE_KEYS = ("group_by",)
+_LATER_CHARGE_KEYS = ("group_by", "price_by")
 # Keys added after the first plan format: left out of the plan digest while at their defaults, so a
 # plan file without them digests (and rates) exactly as before.
 _LATER_KEYS = ("charges", "minimum_commitment", "currency", "usage_rate")
@@ -184,12 +238,21 @@ class PlanCatalog(BaseModel):
         seen: dict[str, tuple[object, ...]] = {}
         for plan in self.plans:
             for c in plan.charges:
-                shape = (c.charge_model, c.metric, c.event_type, c.model, tuple(c.group_by), plan.id)
+                by = c.price_by
+                values = (by.property, tuple(tuple(p.values) for p in by.prices)) if by is not None else None
+                shape = (
+                    c.charge_model,
+                    c.metric,
+                    c.event_type,
+                    c.model,
+                    (tuple(c.group_by), values),
+                    plan.id,
+                )
                 first = seen.setdefault(c.id, shape)
                 if first[:5] != shape[:5]:
                     raise ValueError(
                         f"charge {c.id}: plans {first[5]} and {plan.id} give it different models, metrics, "
-                        "filters or groups"
+                        "filters, groups or priced values"
                     )
         return self
 

@@ -21,7 +21,8 @@ Rules (docs/guides/pricing-models.md states them for operators):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 
 from billing.catalog.metrics import BUILT_IN_METRICS
@@ -73,12 +74,42 @@ def builtin_units(charge: Charge) -> str:
     return METRIC_UNITS[charge.metric]
 
 
-def _measured_units(measured: Sequence[Measured], index: int, charge_id: str, group: Group | None) -> Decimal:
-    """A catalog-metric charge's units in segment ``index``: of one group, or of all (ungrouped)."""
+@dataclass(frozen=True)
+class Part:
+    """One separately priced part of a charge on a catalog metric: the units of one ``group``
+    (``group_by``), or, with ``price_by``, of the values one price covers (``entry``: its index in
+    ``price_by.prices``; None with ``by_value``: every other value, at the charge's own price)."""
+
+    prefix: str
+    group: Group | None = None
+    by_value: bool = False
+    entry: int | None = None
+    names: tuple[str, ...] = ()  # what the lines' words name: ``(gpu: h100)``
+    values: tuple[str, ...] = ()
+
+    def units(self, charge: Charge, cell: Mapping[Group, Decimal]) -> Decimal:
+        if self.group is not None:
+            return cell.get(self.group, ZERO)
+        if not self.by_value:
+            return sum(cell.values(), ZERO)
+        return sum((u for g, u in cell.items() if _entry_of(charge, g[0]) == self.entry), ZERO)
+
+    def label(self, charge: Charge) -> str:
+        return wording.grouped(charge.label, self.names, self.values) if self.names else charge.label
+
+
+def _entry_of(charge: Charge, value: str) -> int | None:
+    """The ``price_by`` price holding ``value`` (None: the default)."""
+    assert charge.price_by is not None
+    return next((i for i, p in enumerate(charge.price_by.prices) if value in p.values), None)
+
+
+def _measured_units(measured: Sequence[Measured], index: int, charge: Charge, part: Part | None) -> Decimal:
+    """A catalog-metric charge's units in segment ``index``: of one part, or of all."""
     if index >= len(measured):
         return ZERO
-    cell = measured[index].get(charge_id, {})
-    return sum(cell.values(), ZERO) if group is None else cell.get(group, ZERO)
+    cell = measured[index].get(charge.id, {})
+    return sum(cell.values(), ZERO) if part is None else part.units(charge, cell)
 
 
 def groups_of(charge_id: str, measured: Sequence[Measured]) -> list[Group]:
@@ -91,7 +122,7 @@ def groups_of(charge_id: str, measured: Sequence[Measured]) -> list[Group]:
     return groups
 
 
-def group_id(charge: Charge, group: Group) -> str:
+def _group_id(charge: Charge, group: Group) -> str:
     return ",".join(f"{name}={value}" for name, value in zip(charge.group_by, group))
 
 
@@ -101,9 +132,10 @@ def uses_of(
     metered: Sequence[Meters],
     plan_of: Callable[[str], Plan],
     measured: Sequence[Measured] = (),
-    group: Group | None = None,
+    part: Part | None = None,
 ) -> tuple[list[Use], int | Decimal]:
-    """(non-trial uses in time order, trial units) of one charge id (of one ``group`` of it)."""
+    """(non-trial uses in time order, trial units) of one charge id (of one ``part`` of it, each use
+    at that part's price)."""
     uses: list[Use] = []
     trial: int | Decimal = 0
     for index, seg in enumerate(segments):
@@ -115,7 +147,9 @@ def uses_of(
         if charge.metric in BUILT_IN_METRICS:
             count = quantity(charge, metered[index])
         else:
-            count = _measured_units(measured, index, charge_id, group)
+            count = _measured_units(measured, index, charge, part)
+            if part is not None and part.by_value:
+                charge = charge.priced_at(part.entry)
         if seg.trial:
             trial += count
         else:
@@ -132,14 +166,14 @@ def describe(
     currency: str,
     several_plans: bool = False,
     units: Units = builtin_units,
-    group: Group | None = None,
+    part: Part | None = None,
 ) -> str:
     """The customer's words for one priced line of a charge (billing.rating.wording); the plan is
-    named when the charge was priced under several plans in the period, the group's values when
-    the charge is grouped."""
+    named when the charge was priced under several plans in the period, the part's values when the
+    charge has parts (group_by, price_by)."""
     charge = priced.charge
     unit = units(charge)
-    label = wording.grouped(charge.label, charge.group_by, group) if group is not None else charge.label
+    label = part.label(charge) if part is not None else charge.label
     price = priced.unit_price or ZERO
     model = charge.charge_model
     if model == "graduated":
@@ -168,12 +202,34 @@ def _several_plans(priced: Sequence[Priced]) -> bool:
 
 def _parts(
     charge_id: str, segments: Sequence[Segment], measured: Sequence[Measured], plan_of: Callable[[str], Plan]
-) -> list[tuple[Group | None, str]]:
-    """(group, line-id prefix) of each separately priced part of a charge: one, or one per group."""
+) -> list[Part | None]:
+    """Each separately priced part of a charge: one (None), one per group, or one per price."""
     charge = next(c for s in segments for c in plan_of(s.plan).charges if c.id == charge_id)
+    if charge.price_by is not None:
+        prop = charge.price_by.property
+        parts: list[Part | None] = [
+            Part(
+                f"charge:{charge_id}:{prop}={'|'.join(p.values)}",
+                None,
+                True,
+                i,
+                (prop,),
+                (" or ".join(p.values),),
+            )
+            for i, p in enumerate(charge.price_by.prices)
+        ]
+        return [*parts, Part(f"charge:{charge_id}:{prop}=*", None, True, None, (prop,), ("other",))]
     if not charge.group_by:
-        return [(None, f"charge:{charge_id}")]
-    return [(g, f"charge:{charge_id}:{group_id(charge, g)}") for g in groups_of(charge_id, measured)]
+        return [None]
+    names = tuple(charge.group_by)
+    return [
+        Part(f"charge:{charge_id}:{_group_id(charge, g)}", g, names=names, values=g)
+        for g in groups_of(charge_id, measured)
+    ]
+
+
+def _prefix(charge_id: str, part: Part | None) -> str:
+    return part.prefix if part is not None else f"charge:{charge_id}"
 
 
 def charge_lines(
@@ -186,17 +242,14 @@ def charge_lines(
 ) -> list[StatementLine]:
     lines = []
     for charge_id in charge_ids(segments, plan_of):
-        for group, prefix in _parts(charge_id, segments, measured, plan_of):
-            lines += _part_lines(
-                charge_id, group, prefix, segments, metered, plan_of, currency, measured, units
-            )
+        for part in _parts(charge_id, segments, measured, plan_of):
+            lines += _part_lines(charge_id, part, segments, metered, plan_of, currency, measured, units)
     return lines
 
 
 def _part_lines(
     charge_id: str,
-    group: Group | None,
-    prefix: str,
+    part: Part | None,
     segments: Sequence[Segment],
     metered: Sequence[Meters],
     plan_of: Callable[[str], Plan],
@@ -205,7 +258,8 @@ def _part_lines(
     units: Units,
 ) -> list[StatementLine]:
     lines = []
-    uses, trial = uses_of(charge_id, segments, metered, plan_of, measured, group)
+    prefix = _prefix(charge_id, part)
+    uses, trial = uses_of(charge_id, segments, metered, plan_of, measured, part)
     all_priced = price(uses)
     several = _several_plans(all_priced)
     for priced in all_priced:
@@ -215,7 +269,7 @@ def _part_lines(
                 line_id=f"{prefix}:{priced.key}",
                 kind="charge",
                 plan=priced.plan.id,
-                description=describe(priced, currency, several, units, group),
+                description=describe(priced, currency, several, units, part),
                 quantity=Decimal(priced.quantity),
                 unit_price=priced.unit_price,
                 exact=priced.exact,
@@ -227,7 +281,7 @@ def _part_lines(
         first = next(s for s in segments if s.trial)
         last = next(s for s in reversed(segments) if s.trial)
         charge = next(c for s in segments for c in plan_of(s.plan).charges if c.id == charge_id)
-        label = wording.grouped(charge.label, charge.group_by, group) if group is not None else charge.label
+        label = part.label(charge) if part is not None else charge.label
         lines.append(
             line(
                 currency,
@@ -263,10 +317,9 @@ def adjustment_lines(
     combined = [tuple(b) + tuple(l) for b, l in zip(billed, late)]
     lines = []
     for charge_id in charge_ids(segments, plan_of):
-        parts = dict(_parts(charge_id, segments, [*billed_measured, *measured_with_late], plan_of))
-        for group, prefix in parts.items():
+        for part in _parts(charge_id, segments, [*billed_measured, *measured_with_late], plan_of):
             lines += _adjustment_part(
-                month, charge_id, group, prefix, segments, billed, combined, plan_of, currency,
+                month, charge_id, part, segments, billed, combined, plan_of, currency,
                 billed_measured, measured_with_late, units,
             )  # fmt: skip
     return lines
@@ -275,8 +328,7 @@ def adjustment_lines(
 def _adjustment_part(
     month: str,
     charge_id: str,
-    group: Group | None,
-    prefix: str,
+    part: Part | None,
     segments: Sequence[Segment],
     billed: Sequence[Meters],
     combined: Sequence[Meters],
@@ -287,11 +339,12 @@ def _adjustment_part(
     units: Units,
 ) -> list[StatementLine]:
     lines = []
+    prefix = _prefix(charge_id, part)
     before = {
-        p.key: p for p in price(uses_of(charge_id, segments, billed, plan_of, billed_measured, group)[0])
+        p.key: p for p in price(uses_of(charge_id, segments, billed, plan_of, billed_measured, part)[0])
     }
     after = {
-        p.key: p for p in price(uses_of(charge_id, segments, combined, plan_of, measured_with_late, group)[0])
+        p.key: p for p in price(uses_of(charge_id, segments, combined, plan_of, measured_with_late, part)[0])
     }
     for key in [*after, *(k for k in before if k not in after)]:
         a, b = after.get(key), before.get(key)
@@ -301,9 +354,7 @@ def _adjustment_part(
             continue
         ref = a or b
         assert ref is not None
-        label = ref.charge.label
-        if group is not None:
-            label = wording.grouped(label, ref.charge.group_by, group)
+        label = part.label(ref.charge) if part is not None else ref.charge.label
         several = _several_plans([*after.values(), *before.values()])
         was = f"{wording.count(b.quantity)} for {wording.money(b.exact, currency)}" if b else "nothing"
         lines.append(
@@ -315,7 +366,7 @@ def _adjustment_part(
                 adjustment_month=month,
                 description=wording.late_recharge(
                     month,
-                    describe(a, currency, several, units, group)
+                    describe(a, currency, several, units, part)
                     if a
                     else wording.none_now(wording.with_plan(label, ref.plan.name if several else None)),
                     was,

@@ -79,7 +79,10 @@ class Rater:
             for charge in self._plan(seg.plan).charges:
                 if charge.metric not in BUILT_IN_METRICS and charge.id not in found:
                     metric = self.catalog.metric(charge.metric)
-                    found[charge.id] = Measure(charge.id, metric, tuple(charge.group_by))
+                    by = (
+                        (charge.price_by.property,) if charge.price_by is not None else tuple(charge.group_by)
+                    )
+                    found[charge.id] = Measure(charge.id, metric, by)
         return list(found.values())
 
     def units(self, charge: Charge) -> str:
