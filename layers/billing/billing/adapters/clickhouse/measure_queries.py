@@ -12,7 +12,6 @@ reaching it, a latest in the segment of the last event. Property names are bound
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -131,15 +130,15 @@ def segment_measures(
     segments: Mapping[str, Sequence[Segment]],
     measures: Mapping[str, Sequence[Measure]],
     month: Month,
-    cutoff: datetime | None,
+    bounds: Mapping[str, Sequence[int]],
+    cutoff_ms: int | None,
     *,
     first_copies: bool = False,
 ) -> dict[str, tuple[Measured, ...]]:
     """Per tenant (those of ``measures`` with segments), per segment: charge id -> group -> units,
-    over the events stored by ``cutoff`` (all when None); with ``first_copies``, over the events
-    whose first copy was stored by ``cutoff`` (what a statement with that watermark billed)."""
-    from billing.adapters.clickhouse.rating_queries import _ts, ms  # noqa: PLC0415 (it imports this module)
-
+    over the events stored by ``cutoff_ms`` (all when None); with ``first_copies``, over the events
+    whose first copy was stored by then (what a statement with that watermark billed). ``bounds``:
+    each tenant's segment starts and last end in epoch milliseconds (rating_queries.ms)."""
     out: dict[str, list[dict[str, dict[Group, Decimal]]]] = {
         t: [{} for _ in segments[t]] for t in measures if segments.get(t)
     }
@@ -153,13 +152,14 @@ def segment_measures(
         params: dict[str, Any] = {
             "partition": f"{month.year:04d}{month.month:02d}",
             "ids": ids,
-            "bounds": [[ms(s.start) for s in segments[t]] + [ms(segments[t][-1].end)] for t in ids],
+            "bounds": [list(bounds[t]) for t in ids],
             "trials": [[int(s.trial) for s in segments[t]] for t in ids],
         }
-        if cutoff is not None:
+        if cutoff_ms is not None:
             column = "first_stored" if first_copies else "stored_at"
-            stored = f"{' HAVING' if first_copies else ' AND'} {column} <= {_ts('cutoff')}"
-            params["cutoff"] = ms(cutoff)
+            cutoff = "fromUnixTimestamp64Milli({cutoff:Int64}, 'UTC')"
+            stored = f"{' HAVING' if first_copies else ' AND'} {column} <= {cutoff}"
+            params["cutoff"] = cutoff_ms
         sql, fixed = measure_sql(measure, stored, first_copies)
         for tenant_id, seg, group, units in store.query(sql, {**params, **fixed}):
             cell = out[str(tenant_id)][int(seg) - 1].setdefault(charge_id, {})

@@ -44,6 +44,11 @@ def _segment_index(bounds: Sequence[tuple[int, int]], at_ms: int) -> int | None:
     return None
 
 
+def _bounds(segments: Mapping[str, Sequence[Segment]]) -> dict[str, list[int]]:
+    """Each tenant's segment starts and last end, in epoch milliseconds."""
+    return {t: [ms(s.start) for s in segs] + [ms(segs[-1].end)] for t, segs in segments.items() if segs}
+
+
 def _ts(name: str) -> str:
     return f"fromUnixTimestamp64Milli({{{name}:Int64}}, 'UTC')"
 
@@ -116,7 +121,14 @@ class ClickHouseRatingQueries:
                 use = result[tenant_id]
                 result[tenant_id] = MonthUsage(use.segments, use.total, per_segment_meters)
         if measures:
-            measured = segment_measures(self.store, segments, measures, month, cutoff)
+            measured = segment_measures(
+                self.store,
+                segments,
+                measures,
+                month,
+                _bounds(segments),
+                None if cutoff is None else ms(cutoff),
+            )
             for tenant_id, per_segment_units in measured.items():
                 use = result[tenant_id]
                 result[tenant_id] = MonthUsage(use.segments, use.total, use.metered, per_segment_units)
@@ -400,12 +412,13 @@ class ClickHouseRatingQueries:
                 with_late: tuple[Any, ...] = ()
                 if wanted:
                     one, asked = {tenant_id: segs}, {tenant_id: wanted}
-                    billed_measured = segment_measures(self.store, one, asked, m, bound, first_copies=True)[
-                        tenant_id
-                    ]
-                    with_late = segment_measures(self.store, one, asked, m, upper, first_copies=True)[
-                        tenant_id
-                    ]
+                    edges, upper_ms = _bounds(one), None if upper is None else ms(upper)
+                    billed_measured = segment_measures(
+                        self.store, one, asked, m, edges, ms(bound), first_copies=True
+                    )[tenant_id]
+                    with_late = segment_measures(
+                        self.store, one, asked, m, edges, upper_ms, first_copies=True
+                    )[tenant_id]
                 result[tenant_id].append(
                     LateUsage(
                         m,
