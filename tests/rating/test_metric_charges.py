@@ -306,3 +306,44 @@ def test_a_grouped_charge_id_groups_alike_in_every_plan():
     ]
     with pytest.raises(ValueError, match="charge g: plans a and b give it different"):
         PlanCatalog.model_validate({"metrics": [metric], "plans": plans})
+
+
+def test_prices_per_value_across_a_trial_and_a_plan_change_by_hand(env):
+    # Given a charge priced per gpu in two plans (h100 at 0.004 then 0.008, any other gpu at 0.001
+    # then 0.002), a tenant in trial to the 5th, on A, then on B from the 16th
+    metric = {"id": "gpu_seconds", "name": "G", "unit": "seconds", "event_types": ["query"],
+              "aggregation": "sum", "property": "seconds"}  # fmt: skip
+
+    def plan(plan_id: str, h100: str, other: str) -> dict:
+        by = {"property": "gpu", "prices": [{"values": ["h100"], "unit_price": h100}]}
+        charge = {**_GPU, "id": "c", "unit_price": other, "price_by": by}
+        return {"id": plan_id, "name": plan_id.upper(), "query_quota": None, "charges": [charge]}
+
+    rater = Rater(
+        PlanCatalog.model_validate(
+            {"metrics": [metric], "plans": [plan("a", "0.004", "0.001"), plan("b", "0.008", "0.002")]}
+        )
+    )
+    tenant = tenant_on(
+        [("a", NOV.start), ("b", NOV.start + timedelta(days=15))], trial_ends_at=NOV.start + timedelta(days=4)
+    )
+    day = [NOV.start + timedelta(days=d - 1) for d in range(32)]
+    env.store.insert_events(
+        [
+            event(tenant.id, "t", day[2], {"gpu": "h100", "seconds": 100}),  # in the trial
+            event(tenant.id, "a", day[10], {"gpu": "h100", "seconds": 100}),
+            event(tenant.id, "b", day[20], {"gpu": "h100", "seconds": 50}),
+            event(tenant.id, "x", day[21], {"gpu": "t4", "seconds": 10}),
+        ]
+    )
+    # When November is rated
+    statement = rate(env, rater, tenant)
+    # Then each price is its own part: h100 under A and under B at their prices, free in the trial,
+    # the t4 seconds at B's default
+    lines = {l.line_id: (l.quantity, l.amount, l.description) for l in statement.lines if l.kind == "charge"}
+    assert lines == {
+        "charge:c:gpu=h100:a": (Decimal(100), Decimal("0.40"), "GPU (gpu: h100): 100 seconds at $0.004 (A plan)"),
+        "charge:c:gpu=h100:b": (Decimal(50), Decimal("0.40"), "GPU (gpu: h100): 50 seconds at $0.008 (B plan)"),
+        "charge:c:gpu=h100:trial": (Decimal(100), Decimal("0.00"), "GPU (gpu: h100) during the free trial: 100 seconds (free)"),
+        "charge:c:gpu=*:b": (Decimal(10), Decimal("0.02"), "GPU (gpu: other): 10 seconds at $0.002"),
+    }  # fmt: skip
