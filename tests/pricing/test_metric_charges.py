@@ -135,3 +135,42 @@ def test_charges_on_catalog_metrics_through_billing_simulate(simulate):
     assert rows[("pkg-t", "charge:gpu_blocks:gpu_pkg")]["description"] == (
         "GPU time: 3 packages of 100 seconds at $1.00 (200.1 seconds)"
     )
+
+
+def test_a_what_if_moves_a_grouped_charge_to_prices_per_value(tmp_path, monkeypatch):
+    monkeypatch.setenv("CLICKHOUSE_URL", f"chdb://{CHDB_PATH}")
+    _load()
+    # Given gpu-t on the grouped GPU charge (every gpu at 0.004), and a proposal pricing a100 at 0.002
+    proposed = tmp_path / "proposed.yaml"
+    grouped = "{id: gpu, name: GPU seconds, metric: gpu_seconds, group_by: [gpu], charge_model: per_unit"
+    by_value = (
+        "{id: gpu, name: GPU seconds, metric: gpu_seconds, price_by: {property: gpu, prices: "
+        '[{values: [a100], unit_price: "0.002"}]}, charge_model: per_unit'
+    )
+    proposed.write_text((DATA / "metric_plans.yaml").read_text().replace(grouped, by_value))
+    (tmp_path / "tenants.yaml").write_text(
+        'tenants:\n  - {id: gpu-t, plans: [{plan: gpu, effective_at: "2025-10-01T00:00:00Z"}]}\n'
+    )
+    # When November is simulated under both
+    run_simulate(
+        tmp_path,
+        gpu_events("gpu-t"),
+        "--compare-plans",
+        str(proposed),
+        "--out-diff",
+        str(tmp_path / "diff.csv"),
+        tenants=tmp_path / "tenants.yaml",
+        plans=DATA / "metric_plans.yaml",
+        pricebook=DATA / "pricebook.yaml",
+    )
+    # Then a100's 500 seconds move from 2.00 to 1.00; h100 and the gpu-less seconds (0.004) join one
+    # default line: 1,244 x 0.004 = 4.976 -> 4.98 for 4.94 + 0.04
+    assert (tmp_path / "diff.csv").read_text() == (
+        "tenant_id,item,current,proposed,difference,admission\n"
+        "gpu-t,total,6.98,5.98,-1.00,\n"
+        "gpu-t,charge:gpu:gpu=*:gpu,0.00,4.98,4.98,\n"
+        "gpu-t,charge:gpu:gpu=h100:gpu,4.94,0.00,-4.94,\n"
+        "gpu-t,charge:gpu:gpu=a100:gpu,2.00,1.00,-1.00,\n"
+        "gpu-t,charge:gpu:gpu=:gpu,0.04,0.00,-0.04,\n"
+        "*,total,6.98,5.98,-1.00,\n"
+    )
