@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -347,3 +348,14 @@ def test_prices_per_value_across_a_trial_and_a_plan_change_by_hand(env):
         "charge:c:gpu=h100:trial": (Decimal(100), Decimal("0.00"), "GPU (gpu: h100) during the free trial: 100 seconds (free)"),
         "charge:c:gpu=*:b": (Decimal(10), Decimal("0.02"), "GPU (gpu: other): 10 seconds at $0.002"),
     }  # fmt: skip
+
+
+def test_charges_without_groups_or_value_prices_digest_as_before():
+    # Given the pricing tests' plans (charges on built-in metrics only), and a grouped plan here
+    plans = PlanCatalog.load(Path(__file__).resolve().parents[1] / "pricing" / "plans.yaml")
+    # Then their charges' digest documents hold none of the new keys, so statements keep their digest
+    for plan in plans.plans:
+        for charge in plan.digest_document().get("charges", []):
+            assert "group_by" not in charge and "price_by" not in charge
+    # And a grouped charge's grouping is part of its plan's digest
+    assert CATALOG.get("grouped").digest_document()["charges"][0]["group_by"] == ["gpu", "region"]
