@@ -167,7 +167,8 @@ def main() -> None:
     totals_s, _ = best_of(args.runs, lambda: queries.month_usage({}, MONTH, cutoff))
     split_s, _ = best_of(args.runs, lambda: queries.month_usage(split, MONTH, cutoff))
     metered = [t for t, segs in segments.items() if cycle.rater.needs_meters(segs)]
-    usage = queries.month_usage(segments, MONTH, cutoff, metered=metered)
+    measures = {t: m for t, segs in segments.items() if (m := cycle.rater.measures(segs))}
+    usage = queries.month_usage(segments, MONTH, cutoff, metered=metered, measures=measures)
     meters_s = 0.0
     if metered:
         totals = {t: u.total for t, u in usage.items()}

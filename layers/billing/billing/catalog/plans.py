@@ -12,10 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from billing.catalog.metrics import MetricDefinition, check_unique_ids
+from billing.catalog.metrics import BUILT_IN_METRICS, MetricDefinition, check_unique_ids
 from billing.kernel.money import reject_float
+from billing.metering.events import PROPERTY_NAME
+
+# the aggregations a charge prices (billing.rating.measures says how each splits across segments)
+CHARGEABLE = ("count", "sum", "max", "latest", "unique_count")
+MAX_GROUP_BY = 4  # properties a charge may group by
 
 
 class Tier(BaseModel):
@@ -26,7 +31,6 @@ class Tier(BaseModel):
     _no_float = field_validator("unit_price", mode="before")(reject_float)
 
 
-Metric = Literal["queries", "input_tokens", "output_tokens", "tokens", "bytes", "events"]
 ChargeModel = Literal["graduated", "volume", "package", "per_unit"]
 
 
@@ -50,6 +54,38 @@ def _check_tiers(owner: str, bounds: list[int | None]) -> None:
         raise ValueError(f"{owner}: tier bounds must strictly increase")
 
 
+class ValuePrice(BaseModel):
+    """The price of the events whose ``price_by`` property is one of ``values``: the charge model's
+    own keys, each left out taking the charge's (the default price)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    values: list[str] = Field(min_length=1)
+    tiers: list[ChargeTier] | None = None
+    package_size: int | None = Field(default=None, gt=0)
+    package_price: Decimal | None = Field(default=None, ge=0)
+    unit_price: Decimal | None = Field(default=None, ge=0)
+
+    _no_float = field_validator("package_price", "unit_price", mode="before")(reject_float)
+
+
+class PriceBy(BaseModel):
+    """Prices per value of one text property; events with another value (or none) pay the charge's
+    own price."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    property: str
+    prices: list[ValuePrice] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> PriceBy:
+        if PROPERTY_NAME.fullmatch(self.property) is None:
+            raise ValueError(f"price_by {self.property!r} is not a property name")
+        values = [v for p in self.prices for v in p.values]
+        if len(values) != len(set(values)):
+            raise ValueError(f"price_by {self.property}: a value has two prices")
+        return self
+
+
 class Charge(BaseModel):
     """One priced metric of a plan. ``id`` names the charge across plans: a mid-month plan change
     continues the month's count of a charge with the same id (see billing.rating.charges)."""
@@ -57,9 +93,15 @@ class Charge(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     id: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     name: str = ""
-    metric: Metric
+    # a built-in metric (queries, input_tokens, output_tokens, tokens, bytes, events) or the id of a
+    # catalog metric (billing.catalog.metrics), checked by the catalog
+    metric: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
     event_type: str | None = Field(default=None, min_length=1)  # only events of this type
     model: str | None = Field(default=None, min_length=1)  # only events of this model
+    # one statement line per value of these text properties (a catalog metric only)
+    group_by: list[str] = Field(default_factory=list, max_length=MAX_GROUP_BY)
+    # prices per value of one text property (a catalog metric only); the charge's own price is the default
+    price_by: PriceBy | None = None
     charge_model: ChargeModel
     tiers: list[ChargeTier] = Field(default_factory=list)  # graduated, volume
     package_size: int | None = Field(default=None, gt=0)  # package
@@ -71,6 +113,25 @@ class Charge(BaseModel):
     @model_validator(mode="after")
     def _shape(self) -> Charge:
         owner = f"charge {self.id}"
+        if len(set(self.group_by)) != len(self.group_by):
+            raise ValueError(f"{owner}: group_by repeats a property")
+        for name in self.group_by:
+            if PROPERTY_NAME.fullmatch(name) is None:
+                raise ValueError(f"{owner}: group_by {name!r} is not a property name")
+        if self.metric not in BUILT_IN_METRICS and (self.event_type is not None or self.model is not None):
+            raise ValueError(
+                f"{owner}: a charge on catalog metric {self.metric} filters through the metric "
+                "(its event_types, models and filters), not event_type or model"
+            )
+        if self.group_by and self.metric in BUILT_IN_METRICS:
+            raise ValueError(f"{owner}: group_by needs a catalog metric, not the built-in {self.metric}")
+        if self.price_by is not None:
+            if self.metric in BUILT_IN_METRICS:
+                raise ValueError(f"{owner}: price_by needs a catalog metric, not the built-in {self.metric}")
+            if self.group_by:
+                raise ValueError(f"{owner}: give group_by or price_by, not both")
+            for index in range(len(self.price_by.prices)):
+                self.priced_at(index)  # each value's price is a whole charge of the model
         if self.charge_model in ("graduated", "volume"):
             _check_tiers(owner, [t.up_to for t in self.tiers])
             if self.package_size is not None or self.package_price is not None or self.unit_price is not None:
@@ -91,7 +152,22 @@ class Charge(BaseModel):
     def label(self) -> str:
         return self.name or self.id
 
+    def priced_at(self, index: int | None) -> Charge:
+        """This charge at the ``price_by`` price ``index`` (None: its own, the default)."""
+        if index is None or self.price_by is None:
+            return self
+        keys = self.price_by.prices[index].model_dump(exclude={"values"}, exclude_none=True)
+        document = {**self.model_dump(exclude={"price_by"}), **keys}
+        try:
+            return Charge.model_validate(document)
+        except ValidationError as exc:
+            reason = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            values = ", ".join(self.price_by.prices[index].values)
+            raise ValueError(f"the price of {values}: {reason}") from None
 
+
+# Charge keys added after charges: left out of the digest while at their defaults.
+_LATER_CHARGE_KEYS = ("group_by", "price_by")
 # Keys added after the first plan format: left out of the plan digest while at their defaults, so a
 # plan file without them digests (and rates) exactly as before.
 _LATER_KEYS = ("charges", "minimum_commitment", "currency", "usage_rate")
@@ -131,6 +207,10 @@ class Plan(BaseModel):
         for key in _LATER_KEYS:
             if not document[key]:
                 del document[key]
+        for charge in document.get("charges", []):
+            for key in _LATER_CHARGE_KEYS:
+                if not charge[key]:
+                    del charge[key]
         return document
 
 
@@ -155,14 +235,41 @@ class PlanCatalog(BaseModel):
     @model_validator(mode="after")
     def _one_meaning_per_charge_id(self) -> PlanCatalog:
         """A charge id continues its count across a plan change, so it means one thing everywhere."""
-        seen: dict[str, tuple[str, str, str | None, str | None, str]] = {}
+        seen: dict[str, tuple[object, ...]] = {}
         for plan in self.plans:
             for c in plan.charges:
-                shape = (c.charge_model, c.metric, c.event_type, c.model, plan.id)
+                by = c.price_by
+                values = (by.property, tuple(tuple(p.values) for p in by.prices)) if by is not None else None
+                shape = (
+                    c.charge_model,
+                    c.metric,
+                    c.event_type,
+                    c.model,
+                    (tuple(c.group_by), values),
+                    plan.id,
+                )
                 first = seen.setdefault(c.id, shape)
-                if first[:4] != shape[:4]:
+                if first[:5] != shape[:5]:
                     raise ValueError(
-                        f"charge {c.id}: plans {first[4]} and {plan.id} give it different models, metrics or filters"
+                        f"charge {c.id}: plans {first[5]} and {plan.id} give it different models, metrics, "
+                        "filters, groups or priced values"
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _charges_on_known_metrics(self) -> PlanCatalog:
+        ids = {m.id for m in self.metrics}
+        for plan in self.plans:
+            for c in plan.charges:
+                if c.metric not in BUILT_IN_METRICS and c.metric not in ids:
+                    raise ValueError(
+                        f"plan {plan.id}, charge {c.id}: metric {c.metric!r} is neither built in "
+                        f"({', '.join(sorted(BUILT_IN_METRICS))}) nor defined under `metrics`"
+                    )
+                if c.metric in ids and self.metric(c.metric).aggregation not in CHARGEABLE:
+                    raise ValueError(
+                        f"plan {plan.id}, charge {c.id}: metric {c.metric} ({self.metric(c.metric).aggregation}) "
+                        f"cannot be charged yet (charges price {', '.join(CHARGEABLE)})"
                     )
         return self
 

@@ -9,18 +9,24 @@ however the month is split; a late batch continues the month's count.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from billing.kernel.money import ZERO
 from billing.rating.pricing_types import Priced, Use
 
 
-def blocks_between(before: int, after: int, size: int) -> int:
+def _ceil_div(units: int | Decimal, size: int) -> int:
+    if isinstance(units, int):
+        return -(-units // size)
+    return int((units / size).to_integral_value(rounding=ROUND_CEILING))  # a fraction of a unit
+
+
+def blocks_between(before: int | Decimal, after: int | Decimal, size: int) -> int:
     """Blocks opened by the units at positions before+1 .. after: ceil(after/size) - ceil(before/size)."""
-    return -(-after // size) - -(-before // size)
+    return _ceil_div(after, size) - _ceil_div(before, size)
 
 
-def package(uses: Sequence[Use], position: int = 0) -> list[Priced]:
+def package(uses: Sequence[Use], position: int | Decimal = 0) -> list[Priced]:
     out: dict[str, Priced] = {}
     for use in uses:
         size, price = use.charge.package_size, use.charge.package_price

@@ -9,16 +9,18 @@ from datetime import datetime
 from decimal import Decimal, localcontext
 from typing import Any
 
-from billing.catalog.plans import Plan, PlanCatalog
+from billing.catalog.metrics import BUILT_IN_METRICS
+from billing.catalog.plans import Charge, Plan, PlanCatalog
 from billing.kernel.money import ZERO
 from billing.kernel.periods import Month, iso, utc
 from billing.rating import wording
 from billing.rating.charges import adjustment_lines as charge_adjustment_lines
-from billing.rating.charges import charge_lines, needs_meters
+from billing.rating.charges import builtin_units, charge_lines, needs_meters
 from billing.rating.commitment import true_up_line
 from billing.rating.coupon_lines import coupon_lines
 from billing.rating.credit_lines import credit_lines
 from billing.rating.lines import line
+from billing.rating.measures import Measure
 from billing.rating.proration import base_fee_lines
 from billing.rating.segments import Segment, is_final, pricing_segments, statement_period
 from billing.rating.tiers import walk_tiers
@@ -69,6 +71,26 @@ class Rater:
                 credits,
             )
 
+    def measures(self, segments: Sequence[Segment]) -> list[Measure]:
+        """What rating these segments needs measured: each charge id of the plans in force that
+        prices a catalog metric (none for plans charging built-in metrics only)."""
+        found: dict[str, Measure] = {}
+        for seg in segments:
+            for charge in self._plan(seg.plan).charges:
+                if charge.metric not in BUILT_IN_METRICS and charge.id not in found:
+                    metric = self.catalog.metric(charge.metric)
+                    by = (
+                        (charge.price_by.property,) if charge.price_by is not None else tuple(charge.group_by)
+                    )
+                    found[charge.id] = Measure(charge.id, metric, by)
+        return list(found.values())
+
+    def units(self, charge: Charge) -> str:
+        """What a charge's units are called: a built-in metric's name, or the catalog metric's unit."""
+        if charge.metric in BUILT_IN_METRICS:
+            return builtin_units(charge)
+        return self.catalog.metric(charge.metric).unit
+
     def needs_meters(self, segments: Sequence[Segment]) -> bool:
         """Whether rating these segments needs per-(type, model) meters (a plan in force has charges)."""
         return needs_meters(segments, self._plan)
@@ -106,7 +128,9 @@ class Rater:
         if self.needs_meters(segments):
             if len(usage.metered) != len(segments):
                 raise ValueError(f"{tenant.id} {month}: charges to rate but no meters per segment")
-            lines += charge_lines(segments, usage.metered, self._plan, currency)
+            if self.measures(segments) and len(usage.measured) != len(segments):
+                raise ValueError(f"{tenant.id} {month}: catalog-metric charges to rate but nothing measured")
+            lines += charge_lines(segments, usage.metered, self._plan, currency, usage.measured, self.units)
         if segments:  # without a period here the statement bills late usage alone: adjustment lines only
             lines += self._usage_lines(segments, usage.segments, period, currency)
         for item in sorted(late, key=lambda x: x.month):
@@ -320,8 +344,22 @@ class Rater:
         if self.needs_meters(segments):
             if len(late.metered) != len(segments) or len(late.billed_metered) != len(segments):
                 raise ValueError(f"{tenant.id} {late.month}: late charges to rate but no meters per segment")
+            if self.measures(segments) and (
+                len(late.billed_measured) != len(segments) or len(late.measured_with_late) != len(segments)
+            ):
+                raise ValueError(
+                    f"{tenant.id} {late.month}: late catalog-metric charges but nothing measured"
+                )
             lines += charge_adjustment_lines(
-                tag, segments, late.billed_metered, late.metered, self._plan, currency
+                tag,
+                segments,
+                late.billed_metered,
+                late.metered,
+                self._plan,
+                currency,
+                late.billed_measured,
+                late.measured_with_late,
+                self.units,
             )
         paid = sum((u for s, u in zip(segments, late.segments) if not s.trial), Usage())
         exact, rates = self._in_currency(segments, late.segments, currency)

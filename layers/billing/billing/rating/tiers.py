@@ -25,11 +25,11 @@ class Tier(Protocol):
 @dataclass(frozen=True)
 class TierSlice:
     tier_index: int  # 0-based
-    quantity: int
+    quantity: int | Decimal
     unit_price: Decimal
 
 
-def walk_tiers(tiers: Sequence[Tier], position: int, count: int) -> list[TierSlice]:
+def walk_tiers(tiers: Sequence[Tier], position: int | Decimal, count: int | Decimal) -> list[TierSlice]:
     """Queries at cumulative positions position+1 .. position+count, split by graduated tier."""
     slices: list[TierSlice] = []
     lower = 0
@@ -50,7 +50,7 @@ def tier_lower(tiers: Sequence[Tier], index: int) -> int:
     return 0 if index == 0 else (tiers[index - 1].up_to or 0)
 
 
-def tier_index(tiers: Sequence[Tier], position: int) -> int:
+def tier_index(tiers: Sequence[Tier], position: int | Decimal) -> int:
     """The tier holding cumulative position ``position`` (>= 1)."""
     for index, tier in enumerate(tiers):
         if tier.up_to is None or position <= tier.up_to:

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from billing.kernel.money import ZERO
 from billing.kernel.periods import Month
+from billing.rating.measures import Measured
 
 
 @dataclass(frozen=True)
@@ -49,11 +50,15 @@ class MonthUsage:
     totals of every stored event of the month (trial included) for the CSV.
 
     ``metered``: one ``Meters`` per pricing segment, read only when a plan of the month has
-    ``charges`` (empty otherwise; the rater refuses to price charges without them)."""
+    ``charges`` (empty otherwise; the rater refuses to price charges without them).
+
+    ``measured``: one ``Measured`` per pricing segment (charge id -> group -> units), read only
+    when a plan of the month charges a catalog metric (billing.rating.measures)."""
 
     segments: tuple[Usage, ...]
     total: Usage = field(default_factory=Usage)
     metered: tuple[Meters, ...] = ()
+    measured: tuple[Measured, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,3 +71,7 @@ class LateUsage:
     # With charges: late events' meters per segment, and the meters of the events already billed.
     metered: tuple[Meters, ...] = ()
     billed_metered: tuple[Meters, ...] = ()
+    # With catalog-metric charges: per segment, their units over the billed events, and over the
+    # billed and late events together (a late event can change a max, a latest, a unique count).
+    billed_measured: tuple[Measured, ...] = ()
+    measured_with_late: tuple[Measured, ...] = ()

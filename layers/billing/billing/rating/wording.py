@@ -254,7 +254,13 @@ def _at(price: Decimal, currency: str, flat: Decimal | None) -> str:
 
 
 def package_charge(
-    label: str, unit: str, packages: int | Decimal, size: int, used: int, price: Decimal, currency: str
+    label: str,
+    unit: str,
+    packages: int | Decimal,
+    size: int,
+    used: int | Decimal,
+    price: Decimal,
+    currency: str,
 ) -> str:
     """``Storage: 4 packages of 1M bytes at $0.50 (3.2M bytes)``."""
     return (
@@ -268,7 +274,7 @@ def per_unit_charge(label: str, unit: str, quantity: int | Decimal, price: Decim
     return f"{label}: {_quantity_of(quantity, unit)} at {unit_price(price, currency)}"
 
 
-def trial_charge(label: str, unit: str, quantity: int) -> str:
+def trial_charge(label: str, unit: str, quantity: int | Decimal) -> str:
     """``Embeddings during the free trial: 300 events (free)``."""
     return f"{label} during the free trial: {_quantity_of(quantity, unit)} (free)"
 
@@ -370,3 +376,10 @@ def fit(text: str, limit: int = DESCRIPTION_LIMIT) -> str:
     if space > limit // 2:
         cut = cut[:space]
     return cut.rstrip(" ,;:(") + "…"
+
+
+def grouped(label: str, names: Sequence[str], values: Sequence[str]) -> str:
+    """A grouped charge's label for one group: ``GPU seconds (gpu: h100)``; several properties
+    ``GPU seconds (gpu: h100, region: eu)``; an event lacking the property: ``(gpu: none)``."""
+    shown = ", ".join(f"{name}: {value or 'none'}" for name, value in zip(names, values))
+    return f"{label} ({shown})"

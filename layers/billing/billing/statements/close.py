@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from billing.kernel.errors import InvalidRequest, NotFound, ServiceUnavailable
 from billing.kernel.periods import Month, PeriodStore, iso, parse_instant, to_ms
 from billing.rating import LateUsage, MonthUsage, Rater, Segment, final_month, invoices_csv, statement_period
+from billing.rating.measures import Measure
 from billing.runtime.observability import logger
 from billing.statements.statement import Statement
 from billing.tenants.credits import CreditBalance, CreditBook
@@ -55,6 +56,7 @@ class RatingQueries(Protocol):
         cutoff: datetime | None,
         *,
         metered: Collection[str] = (),
+        measures: Mapping[str, Sequence[Measure]] | None = None,
     ) -> dict[str, MonthUsage]: ...
 
     def late_usage(
@@ -68,6 +70,7 @@ class RatingQueries(Protocol):
         billed_until: Mapping[tuple[str, Month], datetime] | None = None,
         tenant_ids: Sequence[str] | None = None,
         needs_meters: Callable[[Sequence[Segment]], bool] | None = None,
+        measures: Callable[[Sequence[Segment]], Sequence[Measure]] | None = None,
     ) -> dict[str, list[LateUsage]]: ...
 
 
@@ -170,13 +173,15 @@ class BillingCycle:
                 ),
                 tenant_ids=sorted(by_id),
                 needs_meters=self.rater.needs_meters,
+                measures=self.rater.measures,
             )
         rated = [t for t in tenants if statement_period(t, month) is not None or late.get(t.id)]
         if not rated:
             return []
         segments = {t.id: self.rater.segments(t, month) for t in rated}
         metered = [t for t, segs in segments.items() if self.rater.needs_meters(segs)]
-        usage = self.queries.month_usage(segments, month, cutoff, metered=metered)
+        measures = {t: m for t, segs in segments.items() if (m := self.rater.measures(segs))}
+        usage = self.queries.month_usage(segments, month, cutoff, metered=metered, measures=measures)
         credits: dict[str, list[CreditBalance]] = {}
         if self.credits is not None:
             credits = self.credits.for_statements(

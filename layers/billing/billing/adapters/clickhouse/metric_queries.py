@@ -56,6 +56,19 @@ def _aggregate(metric: MetricDefinition) -> tuple[str, str]:
 def metric_sql(metric: MetricDefinition) -> tuple[str, dict[str, Any]]:
     """The query (one row: the value, the number of events it read) and its fixed parameters."""
     value, carried = _aggregate(metric)
+    where, parameters = metric_conditions(metric)
+    sql = (
+        f"SELECT {value}, {carried}\nFROM usage_events FINAL\n"
+        "WHERE tenant_id = {t:String}\n"
+        "  AND timestamp >= {start:DateTime64(3, 'UTC')} AND timestamp < {end:DateTime64(3, 'UTC')}\n"
+        "  AND type IN {types:Array(String)}" + where
+    )
+    return sql, parameters
+
+
+def metric_conditions(metric: MetricDefinition) -> tuple[str, dict[str, Any]]:
+    """The metric's own conditions on an event (``AND ...`` after ``type IN {types}``) and their
+    parameters (``types``, ``p`` the property read, ``models``, ``f{i}``/``v{i}`` the filters)."""
     parameters: dict[str, Any] = {"types": list(metric.event_types), "p": metric.property or ""}
     conditions = []
     if metric.models is not None:
@@ -69,14 +82,7 @@ def metric_sql(metric: MetricDefinition) -> tuple[str, dict[str, Any]]:
             f"AND string_properties[{{f{i}:String}}] IN {{v{i}:Array(String)}})"
         )
         conditions.append(holds if rule.in_ is not None else f"NOT {holds}")
-    where = "".join(f"\n  AND {c}" for c in conditions)
-    sql = (
-        f"SELECT {value}, {carried}\nFROM usage_events FINAL\n"
-        "WHERE tenant_id = {t:String}\n"
-        "  AND timestamp >= {start:DateTime64(3, 'UTC')} AND timestamp < {end:DateTime64(3, 'UTC')}\n"
-        "  AND type IN {types:Array(String)}" + where
-    )
-    return sql, parameters
+    return "".join(f"\n  AND {c}" for c in conditions), parameters
 
 
 class ClickHouseMetrics:

@@ -18,9 +18,11 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from billing.adapters.clickhouse.measure_queries import segment_measures
 from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
 from billing.kernel.periods import Month, utc
 from billing.rating import LateUsage, MonthUsage, Segment, Usage
+from billing.rating.measures import Measure
 from billing.rating.usage import Meter, Meters
 
 LATE_LOOKBACK_MONTHS = 3  # late events are looked for in the months before the one being rated
@@ -42,6 +44,11 @@ def _segment_index(bounds: Sequence[tuple[int, int]], at_ms: int) -> int | None:
     return None
 
 
+def _bounds(segments: Mapping[str, Sequence[Segment]]) -> dict[str, list[int]]:
+    """Each tenant's segment starts and last end, in epoch milliseconds."""
+    return {t: [ms(s.start) for s in segs] + [ms(segs[-1].end)] for t, segs in segments.items() if segs}
+
+
 def _ts(name: str) -> str:
     return f"fromUnixTimestamp64Milli({{{name}:Int64}}, 'UTC')"
 
@@ -58,9 +65,12 @@ class ClickHouseRatingQueries:
         cutoff: datetime | None,
         *,
         metered: Collection[str] = (),
+        measures: Mapping[str, Sequence[Measure]] | None = None,
     ) -> dict[str, MonthUsage]:
         """Usage per pricing segment for every tenant in ``segments`` (tenant_id -> its segments);
-        for the tenants in ``metered`` (a plan of theirs has charges) also their meters per segment.
+        for the tenants in ``metered`` (a plan of theirs has charges) also their meters per segment,
+        and for those in ``measures`` (a plan of theirs charges a catalog metric) the units of each
+        such charge per segment and group (billing.adapters.clickhouse.measure_queries).
 
         Two scans: one GROUP BY tenant over the month's partition gives every tenant's totals (and the
         usage of tenants whose single segment spans the month); one GROUP BY (tenant, segment) over
@@ -110,6 +120,18 @@ class ClickHouseRatingQueries:
             for tenant_id, per_segment_meters in meters.items():
                 use = result[tenant_id]
                 result[tenant_id] = MonthUsage(use.segments, use.total, per_segment_meters)
+        if measures:
+            measured = segment_measures(
+                self.store,
+                segments,
+                measures,
+                month,
+                _bounds(segments),
+                None if cutoff is None else ms(cutoff),
+            )
+            for tenant_id, per_segment_units in measured.items():
+                use = result[tenant_id]
+                result[tenant_id] = MonthUsage(use.segments, use.total, use.metered, per_segment_units)
         return result
 
     def segment_meters(
@@ -301,12 +323,15 @@ class ClickHouseRatingQueries:
         billed_until: Mapping[tuple[str, Month], datetime] | None = None,
         tenant_ids: Sequence[str] | None = None,
         needs_meters: Callable[[Sequence[Segment]], bool] | None = None,
+        measures: Callable[[Sequence[Segment]], Sequence[Measure]] | None = None,
     ) -> dict[str, list[LateUsage]]:
         """Events of closed months before ``month`` whose first copy was stored in (lower, upper]
         (of ``tenant_ids`` only, when given and few; of every tenant otherwise).
 
         When ``needs_meters(segments)`` (a plan of that month has charges), each LateUsage also
-        carries the late events' meters and those of the events already billed, per segment.
+        carries the late events' meters and those of the events already billed, per segment; when
+        ``measures(segments)`` names catalog-metric charges, their units per segment over the events
+        already billed and over those plus the late ones (first copies stored by ``upper``).
 
         ``lower`` is the latest close before ``month`` (everything stored up to it was billed by an
         earlier statement); ``closed`` maps closed months to their close instants; ``billed_until``
@@ -382,6 +407,18 @@ class ClickHouseRatingQueries:
             bound = billed_until.get((tenant_id, m), latest)
             billed_queries = self.billed_queries(tenant_id, segs, m, bound)
             if needs_meters is not None and needs_meters(segs):
+                wanted = list(measures(segs)) if measures is not None else []
+                billed_measured: tuple[Any, ...] = ()
+                with_late: tuple[Any, ...] = ()
+                if wanted:
+                    one, asked = {tenant_id: segs}, {tenant_id: wanted}
+                    edges, upper_ms = _bounds(one), None if upper is None else ms(upper)
+                    billed_measured = segment_measures(
+                        self.store, one, asked, m, edges, ms(bound), first_copies=True
+                    )[tenant_id]
+                    with_late = segment_measures(
+                        self.store, one, asked, m, edges, upper_ms, first_copies=True
+                    )[tenant_id]
                 result[tenant_id].append(
                     LateUsage(
                         m,
@@ -389,6 +426,8 @@ class ClickHouseRatingQueries:
                         tuple(per_segment),
                         tuple(tuple(x) for x in late_meters),
                         self.billed_meters(tenant_id, segs, m, bound),
+                        billed_measured,
+                        with_late,
                     )
                 )
             else:
