@@ -9,13 +9,14 @@ force when the tier's first unit is used, and never for a tier no unit reaches.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 
 from billing.kernel.money import ZERO
 from billing.rating.pricing_types import Priced, Use
 from billing.rating.tiers import tier_lower, walk_tiers
 
 
-def graduated(uses: Sequence[Use], position: int = 0) -> list[Priced]:
+def graduated(uses: Sequence[Use], position: int | Decimal = 0) -> list[Priced]:
     """``position``: units of the month already priced (a late batch continues after them)."""
     out: dict[tuple[str, int], Priced] = {}
     for use in uses:

@@ -17,7 +17,7 @@ from billing.catalog.plans import Charge, Plan
 class Use:
     plan: Plan
     charge: Charge  # the plan's charge with this id
-    quantity: int
+    quantity: int | Decimal  # an exact decimal for a metric with fractional values
     start: datetime
     end: datetime
 
@@ -39,4 +39,4 @@ class Priced:
     charge: Charge
     tier_index: int | None = None
     flat: Decimal = Decimal(0)
-    used: int = 0
+    used: int | Decimal = 0

@@ -9,14 +9,18 @@ is charged once, under the plan of the month's last unit. A month with no unit c
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 
 from billing.kernel.money import ZERO
 from billing.rating.pricing_types import Priced, Use
 from billing.rating.tiers import tier_index
 
 
-def volume_total(uses: Sequence[Use]) -> int:
-    return sum(u.quantity for u in uses)
+def volume_total(uses: Sequence[Use]) -> int | Decimal:
+    total: int | Decimal = 0
+    for use in uses:
+        total += use.quantity
+    return total
 
 
 def volume(uses: Sequence[Use]) -> list[Priced]:
