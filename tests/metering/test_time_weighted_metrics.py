@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from billing.adapters.clickhouse.metric_queries import ClickHouseMetrics
 from billing.catalog.metrics import MILLISECONDS_PER
 from billing.catalog.plans import PlanCatalog
 from billing.kernel.periods import Month
@@ -204,9 +205,10 @@ def integral(events: list[StoredEvent], start: datetime, end: datetime, per: str
     per=st.sampled_from(sorted(MILLISECONDS_PER)),
     orders=st.tuples(st.randoms(use_true_random=False), st.randoms(use_true_random=False)),
     block=st.integers(1, 7),
+    cut=st.one_of(st.sampled_from(_EDGES[2:6]), st.integers(0, _SPAN)),
 )
 def test_a_time_weighted_sum_is_the_integral_of_its_step_function_in_any_insert_order(
-    env, rows, per, orders, block
+    env, rows, per, orders, block, cut
 ):
     # Given any gauge series around November (carried in from before it, ties, the edges), stored
     # for two tenants in two different orders and in blocks
@@ -237,6 +239,17 @@ def test_a_time_weighted_sum_is_the_integral_of_its_step_function_in_any_insert_
     expected = integral(series[tenants[0]], NOV.start, NOV.end, per)
     for tenant in tenants:
         assert of(tenant, "time_weighted_sum", property="gb", per=per) == expected
+    # And the period split at any instant (a plan change) sums to the whole, each part rounded once
+    first = tenants[0]
+    split = NOV.start + cut * MS
+    held = metric(aggregation="time_weighted_sum", property="gb", per=per, filters=eu)
+    metrics = ClickHouseMetrics(env.store)
+    before, after = metrics.value(held, first, NOV.start, split), metrics.value(held, first, split, NOV.end)
+    assert before is not None and after is not None
+    parts = _WIDE.add(before, after)
+    assert _WIDE.abs(_WIDE.subtract(parts, expected)) <= Decimal("1E-18")
+    oracle = (integral(series[first], NOV.start, split, per), integral(series[first], split, NOV.end, per))
+    assert (before, after) == oracle
     # And max and latest do not depend on the order, and a unique count never exceeds the count
     first, second = tenants
     assert of(first, "max", property="gb") == of(second, "max", property="gb")

@@ -148,7 +148,13 @@ def test_graduated_gb_hours_hand_worked_and_split_anywhere():
 def test_volume_gb_hours_on_and_past_a_fractional_bound():
     held = charge_of(GB_HOURS, "held").model_copy(update={"charge_model": "volume"})
     p = plan(held)
-    # Given exactly 2.5 GB-hours: the bound is inclusive, so tier 2 prices all of them
+    # Given 3.25 GB-hours: every unit at the third tier, $0.1625, the line $0.16
+    [reached] = MODELS["volume"](uses(p, [d("0.3"), d("1.7"), d("1.25")]))
+    assert (reached.key, reached.exact) == ("p:t3", d("0.1625"))
+    assert line(
+        description="x", line_id="l", kind="charge", quantity=reached.quantity, exact=reached.exact
+    ).amount == d("0.16")
+    # And exactly 2.5 GB-hours: the bound is inclusive, so tier 2 prices all of them
     [at_bound] = MODELS["volume"](uses(p, [d("1.2"), d("1.3")]))
     assert (at_bound.key, at_bound.exact) == ("p:t2", d("0.250"))
     # And 2.5 plus the smallest property step reaches tier 3 for every unit
