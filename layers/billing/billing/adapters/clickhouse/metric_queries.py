@@ -7,8 +7,7 @@ overflow, and nothing passes through a float); the value reads only what is stor
 runs (a late event changes it when it is asked again). A time-weighted sum also reads the last
 qualifying event before the period (what is held when it opens); ClickHouse sums value x
 milliseconds exactly, and the one division into the metric's time unit is done here, rounded
-half-even to 18 places. Property names are bound as parameters,
-never spliced into the SQL.
+half-even to 18 places. Property names are bound as parameters, never spliced into the SQL.
 """
 
 from __future__ import annotations
@@ -120,9 +119,8 @@ def time_weighted_sql(metric: MetricDefinition) -> tuple[str, dict[str, Any]]:
     return sql, parameters
 
 
-_EXPRESS = Context(
-    prec=120, rounding=ROUND_HALF_EVEN
-)  # enough digits that the division rounds only at the 18th place
+# enough digits that expressing value x milliseconds in the time unit rounds only at the 18th place
+_EXPRESS = Context(prec=120, rounding=ROUND_HALF_EVEN)
 _PLACES = Decimal(1).scaleb(-18)
 
 
