@@ -2,7 +2,8 @@
 ``charges`` (any metric, any pricing model), a minimum commitment and a currency.
 
 ``query_tiers`` is shorthand for one graduated charge on queries (line ids ``queries:...``); a plan
-written without the new keys validates, digests and rates exactly as before they existed.
+written without the new keys validates, digests and rates exactly as before they existed. A charge's
+tier bounds and package size may be fractional: exact decimals read from their quoted text (``Units``).
 """
 
 from __future__ import annotations
