@@ -89,7 +89,7 @@ def test_metrics_load_from_the_plans_file_next_to_the_plans(tmp_path):
         (
             {"aggregation": "avg"},
             "metrics.0.aggregation",
-            "'count', 'sum', 'max', 'latest' or 'unique_count'",
+            "'count', 'sum', 'max', 'latest', 'unique_count' or 'time_weighted_sum'",
         ),
         ({"aggregation": "sum"}, "metrics.0", "a sum reads exactly one of `property`"),
         ({"aggregation": "unique_count"}, "metrics.0", "a unique_count reads exactly one of `property`"),

@@ -9,7 +9,17 @@ A metric reads the events of a tenant in a period (each event once) whose ``type
 - ``latest``: the numeric ``property`` of the last such event (latest ``timestamp``; a tie is broken
   by the greatest ``event_id``, so the value does not depend on arrival order);
 - ``unique_count``: the number of distinct values of ``property`` (text or number; the text ``"3"``
-  and the number 3 are two values; 3 and 3.0 are one).
+  and the number 3 are two values; 3 and 3.0 are one);
+- ``time_weighted_sum`` (a gauge: storage held, seats held): the integral over the period of the
+  step function the numeric ``property`` draws, in value x ``per`` (``second``, ``minute``, ``hour``
+  or ``day``; a metric of GB values ``per: hour`` is in GB-hours). Each event sets the value from its
+  ``timestamp`` until the next event's (events ordered by ``timestamp`` then ``event_id``, so of
+  events at one instant the greatest ``event_id`` holds and the others hold for no time) or the
+  period's end. The last event before the period's start (however long before) holds from the start
+  until the first event of the period: what is held when the period opens is billed from its first
+  millisecond. Before any event nothing is held. Time is exact to the millisecond (the events'
+  precision); the sum of value x milliseconds is exact, and is expressed in the unit by one division
+  by the unit's milliseconds, rounded half-even to 18 decimal places (the only rounding).
 
 Instead of a property, ``field`` reads one of the event's own counters (``input_tokens``,
 ``output_tokens``, ``tokens`` = their sum, ``bytes``, ``queries``), which every event has; ``models``
@@ -18,7 +28,8 @@ their own names (``BUILT_IN``), and compute the same totals.
 
 Values are exact decimals (``billing.adapters.clickhouse.metric_queries`` computes them). Invariants
 checked at load: ids are unique and none is a built-in metric's name (``queries``, ``tokens`` ...);
-``count`` reads nothing, every other aggregation reads exactly one of ``property`` and ``field``;
+``count`` reads nothing, every other aggregation reads exactly one of ``property`` and ``field``
+(``time_weighted_sum`` a ``property``, and it alone has a ``per``);
 names follow the event property rule; a filter lists at least one value.
 """
 
@@ -30,7 +41,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validat
 
 from billing.metering.events import PROPERTY_NAME
 
-Aggregation = Literal["count", "sum", "max", "latest", "unique_count"]
+Aggregation = Literal["count", "sum", "max", "latest", "unique_count", "time_weighted_sum"]
+TimeUnit = Literal["second", "minute", "hour", "day"]
+# how many milliseconds (the events' precision) one ``per`` unit of a time-weighted sum holds
+MILLISECONDS_PER: dict[str, int] = {"second": 1000, "minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
 EventField = Literal["input_tokens", "output_tokens", "tokens", "bytes", "queries"]
 # The metrics charges have always counted (billing.rating.metrics): their names stay theirs.
 BUILT_IN_METRICS = frozenset({"queries", "input_tokens", "output_tokens", "tokens", "bytes", "events"})
@@ -72,6 +86,7 @@ class MetricDefinition(BaseModel):
     aggregation: Aggregation
     property: str | None = None
     field: EventField | None = None
+    per: TimeUnit | None = None  # the time unit of a time_weighted_sum
 
     @model_validator(mode="after")
     def _shape(self, info: ValidationInfo) -> MetricDefinition:
@@ -82,6 +97,14 @@ class MetricDefinition(BaseModel):
             )
         if len(set(self.event_types)) != len(self.event_types):
             raise ValueError(f"{owner}: event_types repeats a type")
+        if self.aggregation == "time_weighted_sum":
+            if self.property is None or self.field is not None or self.per is None:
+                raise ValueError(
+                    f"{owner}: a time_weighted_sum reads a numeric `property` (the value held) and "
+                    "needs `per` (second, minute, hour or day: the time unit)"
+                )
+        elif self.per is not None:
+            raise ValueError(f"{owner}: `per` is the time unit of a time_weighted_sum only")
         if self.aggregation == "count":
             if self.property is not None or self.field is not None:
                 raise ValueError(f"{owner}: a count counts events and reads no property or field")

@@ -2,17 +2,27 @@
 ``charges`` (any metric, any pricing model), a minimum commitment and a currency.
 
 ``query_tiers`` is shorthand for one graduated charge on queries (line ids ``queries:...``); a plan
-written without the new keys validates, digests and rates exactly as before they existed.
+written without the new keys validates, digests and rates exactly as before they existed. A charge's
+tier bounds and package size may be fractional: exact decimals read from their quoted text (``Units``).
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from billing.catalog.metrics import BUILT_IN_METRICS, MetricDefinition, check_unique_ids
 from billing.kernel.money import reject_float
@@ -21,6 +31,46 @@ from billing.metering.events import PROPERTY_NAME
 # the aggregations a charge prices (billing.rating.measures says how each splits across segments)
 CHARGEABLE = ("count", "sum", "max", "latest", "unique_count")
 MAX_GROUP_BY = 4  # properties a charge may group by
+
+UNITS_SCALE = 18  # a bound or package size is exact to 18 decimal places, as event property numbers
+
+
+def _exact_units(value: object) -> object:
+    """A tier bound or package size as written: an integer stays an int (so a plan written with
+    integers validates and digests exactly as before fractional units existed); a decimal, quoted
+    in YAML (``"0.5"``) or a Decimal in code, is read exactly from its text and kept a Decimal
+    unless integral (``"1000.0"`` is 1000); a bare YAML float (``0.5``) may already be inexact and
+    is refused, as prices are."""
+    if isinstance(value, bool) or isinstance(value, float):
+        raise ValueError(
+            'write a fractional bound or package size as a quoted string, e.g. "0.5", never a float'
+        )
+    if isinstance(value, int) or value is None:
+        return value
+    if not isinstance(value, str | Decimal):
+        raise ValueError("must be an integer or a decimal written as a quoted string")
+    try:
+        number = Decimal(value.strip()) if isinstance(value, str) else value
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a decimal number") from None
+    if not number.is_finite():
+        raise ValueError("must be a finite number")
+    if number == number.to_integral_value():
+        return int(number)
+    exponent = number.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -UNITS_SCALE:
+        raise ValueError(f"at most {UNITS_SCALE} decimal places")
+    return number.normalize()
+
+
+def _positive(value: int | Decimal | None) -> int | Decimal | None:
+    if value is not None and value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+# A cumulative tier bound or a package size in units: an int, or an exact Decimal with a fraction.
+Units = Annotated[int | Decimal, BeforeValidator(_exact_units), AfterValidator(_positive)]
 
 
 class Tier(BaseModel):
@@ -39,14 +89,14 @@ class ChargeTier(BaseModel):
     tier is used (graduated: any unit falls in it; volume: the month's total reaches it)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    up_to: int | None = Field(default=None, gt=0)  # cumulative; None = no upper bound
+    up_to: Units | None = None  # cumulative; None = no upper bound; may be fractional ("0.5")
     unit_price: Decimal = Field(default=Decimal(0), ge=0)
     flat_amount: Decimal = Field(default=Decimal(0), ge=0)
 
     _no_float = field_validator("unit_price", "flat_amount", mode="before")(reject_float)
 
 
-def _check_tiers(owner: str, bounds: list[int | None]) -> None:
+def _check_tiers(owner: str, bounds: list[int | Decimal | None]) -> None:
     if not bounds or bounds[-1] is not None or any(b is None for b in bounds[:-1]):
         raise ValueError(f"{owner}: only the last tier may (and must) have up_to: null")
     finite = [b for b in bounds if b is not None]
@@ -104,7 +154,7 @@ class Charge(BaseModel):
     price_by: PriceBy | None = None
     charge_model: ChargeModel
     tiers: list[ChargeTier] = Field(default_factory=list)  # graduated, volume
-    package_size: int | None = Field(default=None, gt=0)  # package
+    package_size: Units | None = None  # package; may be fractional ("0.5")
     package_price: Decimal | None = Field(default=None, ge=0)  # package
     unit_price: Decimal | None = Field(default=None, ge=0)  # per_unit
 

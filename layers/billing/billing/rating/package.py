@@ -3,27 +3,25 @@
 Invariants: blocks are counted over the month's cumulative units across plans - a block is charged
 when its first unit is used, under the plan in force then (a block opened before a plan change is
 filled after it at no charge), so one plan's month of n units is exactly ceil(n / size) blocks,
-however the month is split; a late batch continues the month's count.
+however the month is split; a late batch continues the month's count. Units and the size may be
+exact decimals (0.5 GB-hour blocks): the blocks are counted exactly (as fractions, never a rounded
+quotient), so a partial block is rounded up once, where it opens.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
+from fractions import Fraction
+from math import ceil
 
 from billing.kernel.money import ZERO
 from billing.rating.pricing_types import Priced, Use
 
 
-def _ceil_div(units: int | Decimal, size: int) -> int:
-    if isinstance(units, int):
-        return -(-units // size)
-    return int((units / size).to_integral_value(rounding=ROUND_CEILING))  # a fraction of a unit
-
-
-def blocks_between(before: int | Decimal, after: int | Decimal, size: int) -> int:
-    """Blocks opened by the units at positions before+1 .. after: ceil(after/size) - ceil(before/size)."""
-    return _ceil_div(after, size) - _ceil_div(before, size)
+def blocks_between(before: int | Decimal, after: int | Decimal, size: int | Decimal) -> int:
+    """Blocks opened by the units in (before, after]: ceil(after/size) - ceil(before/size)."""
+    return ceil(Fraction(after) / Fraction(size)) - ceil(Fraction(before) / Fraction(size))
 
 
 def package(uses: Sequence[Use], position: int | Decimal = 0) -> list[Priced]:

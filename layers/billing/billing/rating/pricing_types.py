@@ -17,7 +17,7 @@ from billing.catalog.plans import Charge, Plan
 class Use:
     plan: Plan
     charge: Charge  # the plan's charge with this id
-    quantity: int | Decimal  # a catalog metric's units may be fractional
+    quantity: int | Decimal  # an exact decimal for a metric with fractional values
     start: datetime
     end: datetime
 

@@ -17,7 +17,10 @@ from billing.rating.tiers import tier_index
 
 
 def volume_total(uses: Sequence[Use]) -> int | Decimal:
-    return sum(u.quantity for u in uses)
+    total: int | Decimal = 0
+    for use in uses:
+        total += use.quantity
+    return total
 
 
 def volume(uses: Sequence[Use]) -> list[Priced]:

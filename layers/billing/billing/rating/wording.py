@@ -141,10 +141,13 @@ def days(seconds: Decimal) -> str:
 # --------------------------------------------------------------------------------------- ranges
 def tier_range(tiers: Sequence[Tier], index: int) -> str:
     """The cumulative units a tier holds: ``1-10,000``, ``10,001-50,000``, ``over 50,000``; "" for
-    a single unbounded tier (every unit at one price)."""
+    a single unbounded tier (every unit at one price); a fractional bound (0.5 GB-hours) reads
+    ``over 0.5 up to 2``, since no "next unit" starts a fractional tier."""
     lower, upper = tier_lower(tiers, index), tiers[index].up_to
     if upper is None:
-        return "" if lower == 0 else f"over {lower:,}"
+        return "" if lower == 0 else f"over {count(lower)}"
+    if lower != int(lower) or upper != int(upper):
+        return f"over {count(lower)} up to {count(upper)}" if lower else f"up to {count(upper)}"
     return f"{lower + 1:,}-{upper:,}"
 
 
@@ -257,7 +260,7 @@ def package_charge(
     label: str,
     unit: str,
     packages: int | Decimal,
-    size: int,
+    size: int | Decimal,
     used: int | Decimal,
     price: Decimal,
     currency: str,

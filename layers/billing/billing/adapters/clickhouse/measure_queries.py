@@ -117,8 +117,7 @@ def measure_sql(measure: Measure, stored: str, first_copies: bool = False) -> tu
                        {group} AS g, event_id, input_tokens, output_tokens, bytes, queries,
                        string_properties, number_properties
                 FROM {source}
-                WHERE tenant_id IN {{ids:Array(String)}}{rows}
-                  AND type IN {{types:Array(String)}}{where})
+                WHERE tenant_id IN {{ids:Array(String)}}{rows}{where})
             WHERE seg >= 1 AND seg < length({{bounds:Array(Array(Int64))}}[idx]))
         {_outer(measure.metric)}
     """
