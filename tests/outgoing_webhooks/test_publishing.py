@@ -215,3 +215,22 @@ def test_past_due_and_reinstated_are_published_with_increasing_sequence(env, str
     # Then the receiver got past_due then reinstated, the later one with the higher sequence
     got = sorted((d["sequence"], d["type"], d["data"]["standing"]) for d in receiver.verified)
     assert got == [(1, "tenant.past_due", "past_due"), (2, "tenant.reinstated", "active")]
+
+
+def test_a_final_statement_is_issued_once_by_the_cancellation_and_the_close(env, receiver, app):
+    from billing.tenants.service import CancelRequest
+
+    # Given an endpoint subscribed to statement.issued, and a starter tenant with November queries
+    register(receiver, "statement.issued")
+    make_tenant("leaver", [("starter", "2025-10-01T00:00:00Z")])
+    env.store.insert_events(queries("leaver", 5, "2025-11-02T00:00:00Z"))
+    # When it is cancelled mid-November, the cancellation repeated, and November closed
+    cancel = CancelRequest(at="2025-11-16T00:00:00Z")
+    _, final = container.tenant_service().cancel("leaver", cancel)
+    container.tenant_service().cancel("leaver", cancel)
+    container.billing_cycle().close(NOV)
+    deliver(env, app)
+    # Then the final statement was delivered once, saying it is the final one
+    [delivered] = receiver.verified
+    assert delivered["object_id"] == final.statement_id == "leaver:2025-11"
+    assert delivered["data"]["is_final"] is True and delivered["data"]["total"] == str(final.total)
