@@ -198,7 +198,16 @@ DENIED = [
     ("WebhookDeliveryFunction", "PutItem of an endpoint", put(BILLING, "WEBHOOKS")),
     ("WebhookDeliveryFunction", "GetItem of a tenant record", get(TENANTS, "acme")),
     ("WebhookDeliveryFunction", "GetItem of a statement", get(BILLING, "MONTH#2025-11")),
+    ("WebhookDeliveryFunction", "UpdateItem of a webhook sequence", add_one(BILLING, "WEBHOOKSEQ#in_1")),
+    *[
+        (f, "UpdateItem of an endpoint", add_one(BILLING, "WEBHOOKS"))
+        for f in ("MonthlyCloseFunction", "TenantsApiFunction", "StripeWebhookFunction", "DunningFunction")
+    ],
+    ("StripeWebhookFunction", "PutItem of an endpoint", put(BILLING, "WEBHOOKS")),
+    ("TenantsApiFunction", "PutItem of a webhook publish record", put(BILLING, "WEBHOOKSEQ#acme")),
 ]
+
+PUBLISHERS = ("MonthlyCloseFunction", "TenantsApiFunction", "StripeWebhookFunction", "DunningFunction")
 
 # (function, what the request is, the request): what the code sends, inside each narrowed grant.
 ALLOWED = [
@@ -235,6 +244,11 @@ ALLOWED = [
     ("WebhookEndpointsFunction", "GetItem of an endpoint", get(BILLING, "WEBHOOKS")),
     ("WebhookEndpointsFunction", "DeleteItem of an endpoint", delete(BILLING, "WEBHOOKS")),
     ("WebhookDeliveryFunction", "GetItem of an endpoint", get(BILLING, "WEBHOOKS")),
+    *[
+        (f, "UpdateItem of a webhook sequence", add_one(BILLING, "WEBHOOKSEQ#acme:2025-11"))
+        for f in PUBLISHERS
+    ],
+    *[(f, "GetItem of a webhook publish record", get(BILLING, "WEBHOOKSEQ#in_1")) for f in PUBLISHERS],
 ]
 
 
@@ -413,6 +427,44 @@ def test_webhook_and_dunning_writes_are_allowed_and_each_role_keeps_to_its_own()
     assert refused("DunningFunction", standing_calls, stack) == []
     assert len(refused("DunningFunction", calls, stack)) == len(calls) - len(standing_calls) == 2
     assert {c["operation"] for c in standing_calls} == {"PutItem", "UpdateItem"}
+
+
+def test_every_request_of_a_publish_is_allowed_to_each_producer():
+    from datetime import UTC, datetime
+
+    from billing.adapters.dynamodb.webhook_endpoints import (
+        DynamoPublishLog,
+        DynamoSequenceCounter,
+        DynamoWebhookEndpoints,
+    )
+    from billing.outgoing_webhooks.delivery import Published
+    from billing.outgoing_webhooks.endpoints import Endpoint
+
+    with recorded("iampublish") as (calls, stack):
+        billing = stack.ref("BillingTable")
+        endpoints = DynamoWebhookEndpoints(billing)
+        endpoints.add(
+            Endpoint(
+                id="ep_1",
+                url="https://x.test",
+                event_types=["statement.issued"],
+                created_at=datetime.now(UTC),
+            )
+        )
+        del calls[:]
+        # Given a publish: the subscribers listed, the object's next number, the fact claimed, then
+        # marked queued, and a repeat reading the record
+        assert [e.id for e in endpoints.all()] == ["ep_1"]
+        assert DynamoSequenceCounter(billing).next("acme:2025-11") == 1
+        log = DynamoPublishLog(billing)
+        assert log.claim("acme:2025-11", "msg_1", Published(1, b"{}"))
+        assert not log.claim("acme:2025-11", "msg_1", Published(2, b"{}"))
+        log.mark_queued("acme:2025-11", "msg_1")
+        assert log.get("acme:2025-11", "msg_1") == Published(1, b"{}", queued=True)
+    # Then every producer's role allows each of those requests
+    assert {c["operation"] for c in calls} == {"Query", "UpdateItem", "GetItem"}
+    for function_id in PUBLISHERS:
+        assert refused(function_id, calls, stack) == [], function_id
 
 
 def test_quota_counter_reads_and_repairs_are_allowed():

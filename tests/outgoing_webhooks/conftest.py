@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from standardwebhooks import Webhook
 
+from tests.dunning.support import handlers, stripe  # noqa: F401 - the Stripe fixtures
 from usage_tracker import verify_signature
 
 

@@ -27,6 +27,7 @@ from billing.dunning.notices import InvoiceLookup, NoticePublisher, notices_for
 from billing.dunning.schedule import last_retry
 from billing.dunning.timeline import AuditEntry, Standing, timeline
 from billing.kernel.periods import iso, to_ms
+from billing.outgoing_webhooks.publishing import WebhookPublisher, publish_standing
 from billing.payments.provider import PaymentCollector
 from billing.runtime.observability import logger
 
@@ -148,6 +149,10 @@ class StatusView:
         }
 
 
+def _mark(fact: Fact) -> Mark | None:
+    return getattr(fact, "mark", None)
+
+
 class DunningService:
     """Applies facts with versioned conditional writes (retrying on conflict) and keeps the tenant's
     standing and audit trail equal to ``timeline()`` of its invoice records."""
@@ -164,9 +169,13 @@ class DunningService:
         sleep: Callable[[float], None] = time.sleep,
         notices: NoticePublisher | None = None,
         invoice_details: InvoiceLookup | None = None,
+        webhooks: WebhookPublisher | None = None,
     ):
-        """``notices`` gets every transition a standing commit adds (``billing.dunning.notices``)."""
+        """``notices`` gets every transition a standing commit adds (``billing.dunning.notices``);
+        ``webhooks`` gets each tenant transition as ``tenant.past_due`` / ``tenant.suspended`` /
+        ``tenant.reinstated`` (``billing.outgoing_webhooks.publishing``), after the commit."""
         self.notices = notices
+        self.webhooks = webhooks
         self.invoice_details = invoice_details
         self.repo = repo
         self.retry_days = list(retry_days)
@@ -196,6 +205,10 @@ class DunningService:
                 status = standing.status
                 if not self._up_to_date(standing, invoices):  # an earlier run stopped half way
                     status = self.refresh(tenant_id, snapshot=(standing, invoices))
+                elif self.webhooks is not None:  # a repeated fact publishes what it caused, once
+                    causes = {m.event_id for m in map(_mark, facts) if m is not None}
+                    caused = [e for e in standing.audit if e.event_id in causes]
+                    publish_standing(self.webhooks, tenant_id, status, caused)
                 return Outcome(tenant_id, invoice_id, False, current.state(self.retry_count), status)
             if not self.repo.put_invoice(updated, updated.next_retry_at(self.retry_days)):
                 self._backoff(attempt)
@@ -238,6 +251,10 @@ class DunningService:
             after = TenantStanding(tenant_id, status, deleted, tuple(entries), before.version + 1)
             if self.repo.commit(before, after):
                 self._notify(tenant_id, before, after, invoices)
+                if self.webhooks is not None:
+                    known = set(before.audit)
+                    added = [e for e in after.audit if e not in known]
+                    publish_standing(self.webhooks, tenant_id, status, added)
                 return status
             self._backoff(attempt)
         raise ConcurrentUpdate(f"tenant {tenant_id}: too many concurrent writers")

@@ -11,7 +11,13 @@ Invariants:
   refused connection, any other status) is retried after ``RETRY_SCHEDULE``, about three days in
   all, then given up; a message to an endpoint deleted meanwhile is dropped, never sent;
 - at least once, never exactly once: a receiver deduplicates on ``webhook-id`` and orders by
-  ``sequence`` (the body says which object).
+  ``sequence`` (the body says which object);
+- a publish with a ``source_id`` (the fact it reports: ``statement.issued:{statement_id}``, a Stripe
+  event id...) is one message however often it is repeated: its id is derived from the source
+  (``source_message_id``), and the ``PublishLog`` keeps the sequence and body it got the first time.
+  A repeat after the messages were queued queues nothing; a repeat after a publish cut off before
+  its queueing finished queues the very same id and bytes (a receiver may then see it twice, and
+  drops the repeat by its id).
 """
 
 from __future__ import annotations
@@ -22,7 +28,13 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from billing.outgoing_webhooks.endpoints import EndpointService
-from billing.outgoing_webhooks.signing import encode, new_message_id, payload, sign_delivery
+from billing.outgoing_webhooks.signing import (
+    encode,
+    new_message_id,
+    payload,
+    sign_delivery,
+    source_message_id,
+)
 
 # Delay before attempt n+1 (n = attempts made): immediately, then backing off to 20 hours; the last
 # attempt is about 71 hours after the first.
@@ -84,6 +96,26 @@ class SequenceCounter(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class Published:
+    """What a source fact's publish was given the first time: its sequence number and body, and
+    whether its messages are all queued."""
+
+    sequence: int
+    body: bytes
+    queued: bool = False
+
+
+class PublishLog(Protocol):
+    def get(self, object_id: str, message_id: str) -> Published | None: ...
+
+    def claim(self, object_id: str, message_id: str, published: Published) -> bool:
+        """Record the message's sequence and body if none is recorded yet; False if one is."""
+        ...
+
+    def mark_queued(self, object_id: str, message_id: str) -> None: ...
+
+
 class DeliveryQueue(Protocol):
     def send(self, message: Message, delay: timedelta) -> None:
         """Queue ``message`` to be attempted ``delay`` from now (it sets ``not_before`` if it
@@ -105,20 +137,51 @@ def retry_delay(attempts_made: int) -> timedelta | None:
 
 
 class Dispatcher:
-    def __init__(self, endpoints: EndpointService, sequences: SequenceCounter, queue: DeliveryQueue):
+    def __init__(
+        self,
+        endpoints: EndpointService,
+        sequences: SequenceCounter,
+        queue: DeliveryQueue,
+        log: PublishLog | None = None,
+    ):
         self.endpoints = endpoints
         self.sequences = sequences
         self.queue = queue
+        self.log = log
 
-    def publish(self, event_type: str, object_id: str, data: Mapping[str, Any]) -> list[Message]:
+    def publish(
+        self,
+        event_type: str,
+        object_id: str,
+        data: Mapping[str, Any],
+        *,
+        source_id: str | None = None,
+    ) -> list[Message]:
         """Queue the event for every endpoint that wants it (none: nothing is queued, and no
-        sequence number is used)."""
+        sequence number is used); with ``source_id``, at most once per source (see the module's
+        invariants): the messages this call queued."""
         subscribers = self.endpoints.subscribers(event_type)
         if not subscribers:
             return []
-        sequence = self.sequences.next(object_id)
-        body = encode(payload(event_type, object_id=object_id, sequence=sequence, data=data))
-        message_id = new_message_id()
+        if source_id is None or self.log is None:
+            sequence = self.sequences.next(object_id)
+            body = encode(payload(event_type, object_id=object_id, sequence=sequence, data=data))
+            return self._queue(new_message_id(), event_type, body, subscribers)
+        message_id = source_message_id(source_id)
+        known = self.log.get(object_id, message_id)
+        if known is None:
+            sequence = self.sequences.next(object_id)
+            body = encode(payload(event_type, object_id=object_id, sequence=sequence, data=data))
+            if not self.log.claim(object_id, message_id, Published(sequence, body)):
+                return []  # a concurrent publish of the same source claimed it and queues it
+            known = Published(sequence, body)
+        elif known.queued:
+            return []
+        messages = self._queue(message_id, event_type, known.body, subscribers)
+        self.log.mark_queued(object_id, message_id)
+        return messages
+
+    def _queue(self, message_id: str, event_type: str, body: bytes, subscribers: list[Any]) -> list[Message]:
         messages = [Message(message_id, e.id, event_type, body) for e in subscribers]
         for message in messages:
             self.queue.send(message, timedelta(0))

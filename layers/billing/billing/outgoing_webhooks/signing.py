@@ -41,6 +41,12 @@ def new_message_id() -> str:
     return "msg_" + secrets.token_hex(16)
 
 
+def source_message_id(source_id: str) -> str:
+    """The message id of the fact ``source_id`` (e.g. ``statement.issued:acme:2026-01``): the same
+    for every publish of that fact, so a receiver deduplicating on ``webhook-id`` applies it once."""
+    return "msg_" + hashlib.sha256(source_id.encode("utf-8")).hexdigest()[:32]
+
+
 def secret_key(secret: str) -> bytes:
     """The HMAC key of a ``whsec_`` secret; a secret that is not one is a programming error."""
     if not secret.startswith(SECRET_PREFIX):

@@ -12,6 +12,10 @@ Merging is idempotent (a fact already in the record changes nothing and writes n
 redelivery of a processed event has no effect and is answered 200 "duplicate" when its id is found
 recorded. The id is recorded only after the state change is stored: if processing fails, Stripe's
 redelivery is processed again - the dedup record and the state change can never disagree.
+
+``invoice.finalized``, ``invoice.paid`` and ``invoice.payment_failed`` of our invoices are published
+as outgoing webhooks of the same names after their facts are merged, one message per Stripe event
+id (a redelivery publishes nothing more; billing.outgoing_webhooks.publishing).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from billing.dunning.service import DunningService
 from billing.kernel.errors import InvalidRequest
 from billing.kernel.validation import parse_json, validation_details
 from billing.kernel.validation import raw_body as raw_body  # re-exported: the handler's import
+from billing.outgoing_webhooks.publishing import PUBLISHED_INVOICE_EVENTS, WebhookPublisher, invoice_data
 from billing.payments.card_on_file import CARD_EVENTS, CardObject, CardOnFileService, card_fact, card_object
 from billing.payments.stripe_objects import (
     Metadata,
@@ -212,10 +217,12 @@ class WebhookProcessor:
         clock: Callable[[], datetime],
         cards: Callable[[], CardOnFileService] | None = None,
         api_version: str | None = None,
+        webhooks: WebhookPublisher | None = None,
     ):
-        """``cards`` builds the card-on-file service on first use (it may read the Stripe key);
+        """``webhooks`` gets the invoice events we publish; ``cards`` builds the card-on-file service on first use (it may read the Stripe key);
         ``api_version``: the Stripe API version the typed models are written for (the SDK's pin)."""
         self._cards = cards
+        self.webhooks = webhooks
         self.api_version = api_version
         self.verifier = verifier
         self.events = events
@@ -277,6 +284,18 @@ class WebhookProcessor:
                 {"reason": "invoice customer is not the tenant's", "tenant_id": tenant_id},
             )
         outcome = self.dunning.record(tenant_id, invoice_id, month, invoice_facts(event))
+        if self.webhooks is not None and event.type in PUBLISHED_INVOICE_EVENTS:
+            data = invoice_data(
+                stripe_event_id=event.id,
+                occurred_at=instant(event.created),
+                invoice=event.object,
+                invoice_id=invoice_id,
+                tenant_id=tenant_id,
+                month=month,
+                state=outcome.invoice_state,
+                standing=outcome.standing,
+            )
+            self.webhooks.publish(event.type, invoice_id, data, source_id=f"{event.type}:{event.id}")
         return WebhookResult("processed", event.id, outcome.to_json())
 
     def _card(self, event: StripeEvent) -> WebhookResult:

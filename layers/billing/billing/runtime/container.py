@@ -53,11 +53,13 @@ if TYPE_CHECKING:
         DeliveryQueue,
         Dispatcher,
         Poster,
+        PublishLog,
         Relay,
         Sender,
         SequenceCounter,
     )
     from billing.outgoing_webhooks.endpoints import EndpointService, EndpointStore, SecretVault
+    from billing.outgoing_webhooks.publishing import WebhookPublisher
     from billing.payments.card_on_file import CardOnFileService
     from billing.payments.provider import PaymentCollector
     from billing.payments.stripe_webhooks import WebhookProcessor
@@ -443,6 +445,7 @@ def billing_cycle() -> BillingCycle:
         archive=invoice_archive(),
         fallback_depth=fallback_depth(),
         credits=credit_book(),
+        webhooks=webhook_publisher(),
     )
 
 
@@ -498,6 +501,7 @@ def dunning_service() -> DunningService:
         gateway=payment_collector(),
         notices=notices(),
         invoice_details=DynamoInvoiceDetails(dunning_store(), invoice_records()),
+        webhooks=webhook_publisher(),
     )
 
 
@@ -533,6 +537,7 @@ def webhook_processor() -> WebhookProcessor:
         clock=clock(),
         cards=card_on_file,
         api_version=settings().stripe_api_version,
+        webhooks=webhook_publisher(),
     )
 
 
@@ -557,7 +562,23 @@ def webhook_dispatcher() -> Dispatcher:
     """Publishing an event to every endpoint that wants it (queued, then attempted by the relay)."""
     from billing.outgoing_webhooks.delivery import Dispatcher
 
-    return Dispatcher(webhook_endpoint_service(), webhook_sequences(), webhook_queue())
+    return Dispatcher(webhook_endpoint_service(), webhook_sequences(), webhook_queue(), webhook_publish_log())
+
+
+@provider
+def webhook_publish_log() -> PublishLog:
+    from billing.adapters.dynamodb.webhook_endpoints import DynamoPublishLog
+
+    return DynamoPublishLog(settings().billing_table)
+
+
+@provider
+def webhook_publisher() -> WebhookPublisher:
+    """What the producers (the close, Stripe webhooks, dunning) publish through: once per fact, and
+    never failing the billing action (billing.outgoing_webhooks.publishing)."""
+    from billing.outgoing_webhooks.publishing import QuietPublisher
+
+    return QuietPublisher(webhook_dispatcher)
 
 
 @provider

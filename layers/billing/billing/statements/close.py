@@ -13,7 +13,10 @@ Close of month M (``BillingCycle.close``), safe to run any number of times:
 4. record each stored statement's prepaid-credit burns in the credit ledger (a conditional put per
    statement and grant: a re-run burns nothing twice), then enqueue one invoicing job per non-zero
    statement, once (a marker records the send) - a statement paid in full by credits is not invoiced;
-5. write the CSV of every stored statement of M to S3 (unchanged bytes are not rewritten).
+5. write the CSV of every stored statement of M to S3 (unchanged bytes are not rewritten);
+6. publish ``statement.issued`` (and ``usage.late_adjusted`` for a statement with adjustment lines)
+   for every stored statement of M: one message per statement however many runs publish it, and a
+   failed publish is published by the next run (billing.outgoing_webhooks.publishing).
 A re-run rates nothing already stored, so statements and the CSV are byte-identical.
 """
 
@@ -26,6 +29,7 @@ from typing import Any, Protocol
 
 from billing.kernel.errors import InvalidRequest, NotFound, ServiceUnavailable
 from billing.kernel.periods import Month, PeriodStore, iso, parse_instant, to_ms
+from billing.outgoing_webhooks.publishing import WebhookPublisher, publish_statement
 from billing.rating import LateUsage, MonthUsage, Rater, Segment, final_month, invoices_csv, statement_period
 from billing.rating.measures import Measure
 from billing.runtime.observability import logger
@@ -123,7 +127,9 @@ class BillingCycle:
         store_clock: Callable[[], datetime] | None = None,
         reconcile: Callable[[Month], object] | None = None,
         credits: CreditBook | None = None,
+        webhooks: WebhookPublisher | None = None,
     ):
+        self.webhooks = webhooks
         # Watermarks (closed_at, a final statement's cutoff) are compared with ClickHouse's
         # stored_at, so they are read from ClickHouse's clock, never this process's.
         self.store_clock = store_clock or self._clock
@@ -266,8 +272,14 @@ class BillingCycle:
         result.csv = invoices_csv(result.statements)
         result.csv_key = self.archive.key(str(month))
         result.csv_written = self.archive.put(str(month), result.csv)
+        for statement in result.statements:
+            self._publish(statement)
         logger.info("month closed", extra=result.summary())
         return result
+
+    def _publish(self, statement: Statement) -> None:
+        if self.webhooks is not None:
+            publish_statement(self.webhooks, statement)
 
     def _record_burns(self, statement: Statement) -> None:
         """The stored statement's credit burns into the ledger, once each (after the statement is
@@ -311,6 +323,7 @@ class BillingCycle:
         assert month is not None
         existing = self.statements.get(tenant.id, month)
         if existing is not None:
+            self._publish(existing)  # a repeated cancellation publishes what a cut-off one did not
             return existing
         rated = self.rate([tenant], month, max(to_ms(self.store_clock()), tenant.canceled_at))
         if not rated:
@@ -321,6 +334,7 @@ class BillingCycle:
         self._record_burns(statement)
         if statement.total != 0:
             self.jobs.enqueue_once(tenant.id, str(month))
+        self._publish(statement)
         logger.info(
             "final statement issued",
             extra={"tenant_id": tenant.id, "month": str(month), "total": str(statement.total)},

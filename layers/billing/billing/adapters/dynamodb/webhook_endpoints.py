@@ -2,6 +2,8 @@
 
 pk "WEBHOOKS"                sk "ENDPOINT#{endpoint_id}"   an endpoint (JSON body, its version), never its secret
 pk "WEBHOOKSEQ#{object_id}"  sk "SEQ"                      the object's last webhook sequence number
+pk "WEBHOOKSEQ#{object_id}"  sk "PUB#{message_id}"         a source fact's publish: its sequence, body,
+                                                           whether its messages are queued
 
 One partition: the SaaS has a few endpoints (``MAX_ENDPOINTS``) and every delivery reads them all.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from billing.adapters.dynamodb.items import dynamodb_client, items, put_versioned, write_if
+from billing.outgoing_webhooks.delivery import Published
 from billing.outgoing_webhooks.endpoints import Endpoint
 
 PARTITION = "WEBHOOKS"
@@ -83,3 +86,51 @@ class DynamoSequenceCounter:
             ReturnValues="UPDATED_NEW",
         )
         return int(answer["Attributes"]["seq"]["N"])
+
+
+class DynamoPublishLog:
+    """pk "WEBHOOKSEQ#{object_id}" sk "PUB#{message_id}": what a source fact's publish was given
+    (its object's partition, so the same grant covers the counter and these). Every write is an
+    UpdateItem; the claim is conditional on the item not existing."""
+
+    def __init__(self, table: str, client: Any = None):
+        self.table = table
+        self.client = client or dynamodb_client()
+
+    @staticmethod
+    def _key(object_id: str, message_id: str) -> dict[str, Any]:
+        return {"pk": {"S": f"WEBHOOKSEQ#{object_id}"}, "sk": {"S": f"PUB#{message_id}"}}
+
+    def get(self, object_id: str, message_id: str) -> Published | None:
+        item = self.client.get_item(
+            TableName=self.table, ConsistentRead=True, Key=self._key(object_id, message_id)
+        ).get("Item")
+        if not item:
+            return None
+        return Published(
+            sequence=int(item["seq"]["N"]),
+            body=item["body"]["S"].encode("utf-8"),
+            queued=bool(item.get("queued", {}).get("BOOL", False)),
+        )
+
+    def claim(self, object_id: str, message_id: str, published: Published) -> bool:
+        return write_if(
+            self.client.update_item,
+            TableName=self.table,
+            Key=self._key(object_id, message_id),
+            UpdateExpression="SET seq = :seq, body = :body, queued = :no",
+            ConditionExpression="attribute_not_exists(pk)",
+            ExpressionAttributeValues={
+                ":seq": {"N": str(published.sequence)},
+                ":body": {"S": published.body.decode("utf-8")},
+                ":no": {"BOOL": False},
+            },
+        )
+
+    def mark_queued(self, object_id: str, message_id: str) -> None:
+        self.client.update_item(
+            TableName=self.table,
+            Key=self._key(object_id, message_id),
+            UpdateExpression="SET queued = :yes",
+            ExpressionAttributeValues={":yes": {"BOOL": True}},
+        )
