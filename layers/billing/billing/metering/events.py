@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Context, Decimal
-from typing import Annotated, Any, Generic, Literal, NamedTuple, TypeVar, overload
+from typing import Annotated, Any, Generic, NamedTuple, TypeVar, overload
 
 from pydantic import (
     BaseModel,
@@ -30,7 +30,10 @@ from billing.kernel.validation import (
     validation_details,
 )
 
-EventType = Literal["query", "embedding", "storage"]
+# An event's ``type``: a built-in type (query, embedding, storage) or one the catalog declares
+# (billing.catalog.usage_types). Here only its shape is checked; ingest checks that the catalog knows it.
+EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_BUILT_IN_TYPES = frozenset({"query", "embedding", "storage"})
 # Upper bounds: far beyond any real event, small enough that no sum overflows:
 # sums are UInt128 in ClickHouse (migration 0004), so fewer than 10^23 events of the largest size
 # fit in any total, and costs stay within Decimal(38, 9).
@@ -123,6 +126,19 @@ def _property_value(value: Any) -> PropertyValue:
         raise PydanticCustomError("property_number", str(exc)) from None
 
 
+def _event_type(value: Any) -> str:
+    if type(value) is not str or EVENT_TYPE.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "event_type",
+            "a type is query, embedding, storage or a usage type the catalog declares "
+            "(1-64 characters of a-z, 0-9 and _, starting with a letter)",
+        )
+    return value
+
+
+EventType = Annotated[str, PlainValidator(_event_type, json_schema_input_type=str)]
+
+
 def _at_most_32(value: Any) -> Any:
     if isinstance(value, dict) and len(value) > MAX_PROPERTIES:
         raise PydanticCustomError(
@@ -196,6 +212,11 @@ class UsageEvent(BaseModel):
             raise ValueError("embedding events carry tokens only, no bytes")
         if tokens and not self.model:
             raise ValueError("model is required when tokens > 0")
+        if self.type not in _BUILT_IN_TYPES and (tokens or self.bytes or self.model is not None):
+            # a declared type measures itself in properties, so it adds nothing to the built-in sums
+            raise ValueError(
+                f"{self.type} events carry their measures in properties: no model, tokens or bytes"
+            )
         # the derived values ingest reads for every event, set now rather than by a first read
         self.__dict__["queries"] = 1 if self.type == "query" else 0
         self.__dict__["key"] = (self.tenant_id, self.event_id)
