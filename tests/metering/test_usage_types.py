@@ -110,32 +110,54 @@ def test_declared_types_are_stored_with_their_exact_event_time_cost(typed, post)
 
 def test_an_unknown_type_is_a_400_naming_the_event_and_the_known_types(typed, post):
     make_tenant(plan="starter")
-    # When a batch holds a valid event, an undeclared type and a priced type without its measure
+    # When a batch holds a valid event, an undeclared type and an event with another bad field
     status, answer, _ = post(
         {
             "events": [
                 usage("ok"),
                 {**gpu("g-1", gpu_seconds=1), "type": "video"},
+                usage("bad", timestamp="yesterday"),
+            ]
+        }
+    )
+    # Then the whole batch is refused, every problem listed, and nothing is stored
+    assert status == 400
+    assert answer["details"] == [
+        {
+            "index": 1,
+            "field": "type",
+            "reason": "unknown usage type 'video'; the catalog defines embedding, gpu_job, image, query, storage",
+        },
+        {"index": 2, "field": "timestamp", "reason": answer["details"][1]["reason"]},
+    ]
+    assert typed.store.query("SELECT count() FROM usage_events")[0][0] == 0
+
+
+def test_a_priced_type_without_its_measure_is_a_400_naming_the_property(typed, post):
+    make_tenant(plan="starter")
+    # When GPU jobs lack gpu_seconds, send it as text, or send a negative number
+    status, answer, _ = post(
+        {
+            "events": [
+                usage("ok"),
                 gpu("g-2", gpu="h100"),
                 gpu("g-3", gpu_seconds="12"),
                 gpu("g-4", gpu_seconds=-1),
             ]
         }
     )
-    # Then the whole batch is refused, each problem located, and nothing is stored
+    # Then the batch is refused, each event named with the property, and nothing is stored
     assert status == 400
     details = answer["details"]
-    assert details[0] == {
-        "index": 1,
-        "field": "type",
-        "reason": "unknown usage type 'video'; the catalog defines embedding, gpu_job, image, query, storage",
-    }
-    assert [(d["index"], d["field"]) for d in details[1:]] == [
+    assert [(d["index"], d["field"]) for d in details] == [
+        (1, "properties.gpu_seconds"),
         (2, "properties.gpu_seconds"),
         (3, "properties.gpu_seconds"),
-        (4, "properties.gpu_seconds"),
     ]
-    assert "gpu_job events are priced per gpu_seconds" in details[1]["reason"]
+    assert details[0]["reason"] == (
+        "gpu_job events are priced per gpu_seconds (price book version 2025-01-01T00:00:00Z): "
+        "it must be a number >= 0"
+    )
     assert typed.store.query("SELECT count() FROM usage_events")[0][0] == 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from decimal import Context, Decimal
 from typing import Annotated, Any, Generic, NamedTuple, TypeVar, overload
@@ -278,8 +278,18 @@ def parse_event(raw: Any, index: int | None = None) -> tuple[UsageEvent | None, 
         return None, problems
 
 
-def parse_batch(raw_events: list[Any], max_events: int) -> list[UsageEvent]:
-    """Validate a whole batch; raise InvalidRequest listing every bad event if any is wrong."""
+def unknown_type(index: int | None, event_type: str, known: Collection[str]) -> dict[str, Any]:
+    """The problem of an event whose ``type`` the catalog does not define, listing the ones it does."""
+    return _problem(
+        index, "type", f"unknown usage type {event_type!r}; the catalog defines {', '.join(sorted(known))}"
+    )
+
+
+def parse_batch(
+    raw_events: list[Any], max_events: int, event_types: Collection[str] | None = None
+) -> list[UsageEvent]:
+    """Validate a whole batch; raise InvalidRequest listing every bad event if any is wrong. With
+    ``event_types`` (the catalog's), an event of any other type is one of them."""
     if not isinstance(raw_events, list) or not raw_events:
         raise InvalidRequest(
             "'events' must be a non-empty array", details=[_problem(None, "events", "required")]
@@ -296,6 +306,8 @@ def parse_batch(raw_events: list[Any], max_events: int) -> list[UsageEvent]:
         event, errs = parse_event(raw, index)
         problems.extend(errs)
         if event is not None:
+            if event_types is not None and event.type not in event_types:
+                problems.append(unknown_type(index, event.type, event_types))
             if event.key in seen:
                 problems.append(_problem(index, "event_id", f"repeats event {seen[event.key]} of this batch"))
             seen.setdefault(event.key, index)
@@ -308,9 +320,15 @@ def parse_batch(raw_events: list[Any], max_events: int) -> list[UsageEvent]:
 
 
 def parse_body(
-    body: str | bytes | None, content_type: str | None, *, max_bytes: int, max_events: int
+    body: str | bytes | None,
+    content_type: str | None,
+    *,
+    max_bytes: int,
+    max_events: int,
+    event_types: Collection[str] | None = None,
 ) -> list[UsageEvent]:
-    """An HTTP request body ``{"events": [...]}`` to validated events, or a typed 4xx."""
+    """An HTTP request body ``{"events": [...]}`` to validated events, or a typed 4xx (``event_types``:
+    as for ``parse_batch``)."""
     require_json(content_type)
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else (body or b"")
     if len(raw) > max_bytes:
@@ -325,7 +343,7 @@ def parse_body(
         raise InvalidRequest(
             "unknown top-level fields", details=[_problem(None, f, "unknown field") for f in extra]
         )
-    return parse_batch(document["events"], max_events)
+    return parse_batch(document["events"], max_events, event_types)
 
 
 class StoredEvent(NamedTuple):

@@ -26,7 +26,7 @@ from billing.catalog.plans import PlanCatalog
 from billing.kernel.errors import Conflict, Forbidden, InvalidRequest, PaymentRequired
 from billing.kernel.periods import Month, PeriodStore, iso, month_keys
 from billing.metering.claims import CLAIM_LEASE_SECONDS, ClaimedBatch, IngestResult
-from billing.metering.events import StoredEvent, UsageEvent
+from billing.metering.events import StoredEvent, UsageEvent, unknown_type
 from billing.metering.exactly_once import UsageLedger
 from billing.metering.price_book import MissingMeasure, NoPriceVersion, PriceBook, UnknownModel
 from billing.metering.storing import FallbackQueue, UsageStore
@@ -123,15 +123,10 @@ class IngestService:
         latest = now + self.max_future_skew
         known = self.catalog.event_types
         for index, event in enumerate(events):
-            if event.type not in known:
-                problems.append(
-                    {
-                        "index": index,
-                        "field": "type",
-                        "reason": f"unknown usage type {event.type!r}; the catalog defines "
-                        f"{', '.join(sorted(known))}",
-                    }
-                )
+            if (
+                event.type not in known
+            ):  # parse_body checks it too, to list it with the batch's other problems
+                problems.append(unknown_type(index, event.type, known))
                 continue
             if event.timestamp > latest:
                 problems.append(
