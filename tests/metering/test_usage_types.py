@@ -49,15 +49,20 @@ def _price_book() -> dict[str, Any]:
     return document
 
 
+def write_typed_config(monkeypatch: pytest.MonkeyPatch, directory: Path) -> None:
+    """A catalog declaring gpu_job and image, and a price book pricing gpu_job per GPU-second (H100s
+    dearer) in one version and at one price from 15 November on, in force from now on."""
+    (directory / "plans.yaml").write_text(yaml.safe_dump(_catalog()))
+    (directory / "pricebook.yaml").write_text(yaml.safe_dump(_price_book()))
+    monkeypatch.setenv("PLANS_PATH", str(directory / "plans.yaml"))
+    monkeypatch.setenv("PRICEBOOK_PATH", str(directory / "pricebook.yaml"))
+    container.reset()
+
+
 @pytest.fixture
 def typed(env, monkeypatch, tmp_path):
-    """Given a catalog declaring gpu_job and image, and a price book pricing gpu_job per GPU-second
-    (H100s dearer) in one version and at one price from 15 November on."""
-    (tmp_path / "plans.yaml").write_text(yaml.safe_dump(_catalog()))
-    (tmp_path / "pricebook.yaml").write_text(yaml.safe_dump(_price_book()))
-    monkeypatch.setenv("PLANS_PATH", str(tmp_path / "plans.yaml"))
-    monkeypatch.setenv("PRICEBOOK_PATH", str(tmp_path / "pricebook.yaml"))
-    container.reset()
+    """Given the catalog and price book of ``write_typed_config``."""
+    write_typed_config(monkeypatch, tmp_path)
     return env
 
 
