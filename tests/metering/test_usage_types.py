@@ -15,7 +15,10 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from billing.adapters.clickhouse.metric_queries import ClickHouseMetrics
+from billing.catalog.metrics import MetricDefinition
 from billing.catalog.plans import PlanCatalog
+from billing.kernel.periods import Month
 from billing.metering.price_book import PriceBook
 from billing.runtime import container
 from billing_local.faults import OutageStore
@@ -111,6 +114,15 @@ def test_declared_types_are_stored_with_their_exact_event_time_cost(typed, post)
     assert typed.store.query(
         "SELECT string_properties, number_properties FROM usage_events WHERE event_id = 'g-h100'"
     ) == [({"gpu": "h100"}, {"gpu_seconds": Decimal("12.5")})]
+    # And a catalog metric on the declared type reads them: H100-seconds of November
+    h100 = MetricDefinition.model_validate(
+        {"id": "h100_seconds", "name": "H100 seconds", "unit": "s", "event_types": ["gpu_job"],
+         "filters": [{"property": "gpu", "in": ["h100"]}], "aggregation": "sum", "property": "gpu_seconds"}
+    )  # fmt: skip
+    november = Month(2025, 11)
+    assert ClickHouseMetrics(typed.store).value(h100, "acme-corp", november.start, november.end) == Decimal(
+        "1012.5"
+    )
 
 
 def test_an_unknown_type_is_a_400_naming_the_event_and_the_known_types(typed, post):
