@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-BUILT_IN_TYPES: tuple[str, ...] = ("query", "embedding", "storage")
+from billing.metering.events import BUILT_IN_TYPES
+
+__all__ = ["BUILT_IN_TYPES", "USAGE_TYPE_ID", "UsageType", "check_usage_types"]
 USAGE_TYPE_ID = r"^[a-z][a-z0-9_]{0,63}$"
 
 

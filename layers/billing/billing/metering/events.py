@@ -33,7 +33,8 @@ from billing.kernel.validation import (
 # An event's ``type``: a built-in type (query, embedding, storage) or one the catalog declares
 # (billing.catalog.usage_types). Here only its shape is checked; ingest checks that the catalog knows it.
 EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
-_BUILT_IN_TYPES = frozenset({"query", "embedding", "storage"})
+BUILT_IN_TYPES: tuple[str, ...] = ("query", "embedding", "storage")
+_BUILT_IN_TYPES = frozenset(BUILT_IN_TYPES)
 # Upper bounds: far beyond any real event, small enough that no sum overflows:
 # sums are UInt128 in ClickHouse (migration 0004), so fewer than 10^23 events of the largest size
 # fit in any total, and costs stay within Decimal(38, 9).

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from billing.kernel.money import ZERO, reject_float, round_event_cost
 from billing.kernel.periods import iso, parse_instant
-from billing.metering.events import PROPERTY_NAME, PropertyValue, UsageEvent
+from billing.metering.events import BUILT_IN_TYPES, PROPERTY_NAME, PropertyValue, UsageEvent
 
 MILLION = Decimal(1_000_000)
 GIGABYTE = Decimal(1_000_000_000)
@@ -29,7 +29,7 @@ class ModelPrice(BaseModel):
     output_per_1m: Decimal = Field(ge=0)
 
 
-_BUILT_IN_TYPES = frozenset({"query", "embedding", "storage"})  # priced by tokens and bytes
+_BUILT_IN_TYPES = frozenset(BUILT_IN_TYPES)  # priced by tokens and bytes
 
 
 class UsageTypePrice(BaseModel):
