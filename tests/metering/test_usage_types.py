@@ -13,12 +13,16 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from billing.adapters.clickhouse.metric_queries import ClickHouseMetrics
 from billing.catalog.metrics import MetricDefinition
 from billing.catalog.plans import PlanCatalog
+from billing.kernel.errors import InvalidRequest
 from billing.kernel.periods import Month
+from billing.metering.events import parse_body
 from billing.metering.price_book import PriceBook
 from billing.runtime import container
 from billing_local.faults import OutageStore
@@ -327,3 +331,38 @@ def test_bad_usage_type_prices_are_refused_at_load(price, message):
     document["versions"][0]["usage_types"] = {"storage": {"property": "s", "per_unit": "1"}}
     with pytest.raises(ValidationError, match="usage type storage"):
         PriceBook.from_document(document)
+
+
+# -- fuzz: any JSON value as the type -----------------------------------------------------------
+KNOWN = {"query", "embedding", "storage", "gpu_job", "image"}
+
+
+@settings(deadline=None, max_examples=150)  # a shared machine: timings vary, the property does not
+@given(
+    st.one_of(
+        st.text(max_size=70),
+        st.from_regex(r"[a-z][a-z0-9_]{0,70}", fullmatch=True),
+        st.sampled_from(sorted(KNOWN)),
+        st.integers(),
+        st.none(),
+        st.lists(st.text(max_size=3), max_size=2),
+    )
+)
+def test_any_type_is_stored_when_declared_else_a_400_naming_it(type_value):
+    # Given the declared types, when an event with this type is parsed against the catalog's types
+    catalog = PlanCatalog.model_validate(_catalog())
+    event = {**gpu("g-1", gpu_seconds=1), "type": type_value}
+    try:
+        [parsed] = parse_body(
+            json.dumps({"events": [event]}),
+            "application/json",
+            max_bytes=10**6,
+            max_events=10,
+            event_types=catalog.event_types,
+        )
+    except InvalidRequest as refused:
+        # Then a refusal is of a type neither built in nor declared, naming event 0 and its type
+        assert [(d["index"], d["field"]) for d in refused.details] == [(0, "type")]
+        assert not (isinstance(type_value, str) and type_value in KNOWN)
+    else:
+        assert parsed.type == type_value and type_value in KNOWN
