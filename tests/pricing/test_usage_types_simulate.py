@@ -89,3 +89,43 @@ def test_a_declared_type_is_priced_at_event_time_and_counted_only_where_named(tm
         Decimal("0.06"),
         Decimal("0.03"),
     )
+
+
+def test_late_events_of_a_declared_type_adjust_only_their_charge_and_the_usage(env, monkeypatch, tmp_path):
+    import time
+
+    from billing.kernel.periods import Month
+    from billing.runtime import container
+    from tests.rating.helpers import event, make_tenant
+
+    plans, _ = _config(tmp_path)
+    monkeypatch.setenv("PLANS_PATH", str(plans))
+    container.reset()
+    # Given a Per unit tenant with 2 queries and 3 GPU jobs (event-time cost 0.25 each) in November, closed
+    make_tenant("acme", [("unit", "2025-10-01T00:00:00Z")])
+    env.store.insert_events(
+        [event("acme", f"q{i}", f"2025-11-0{i + 2}T00:00:00Z") for i in range(2)]
+        + [
+            event("acme", f"g{i}", f"2025-11-0{i + 2}T01:00:00Z", type="gpu_job", cost="0.25")
+            for i in range(3)
+        ]
+    )
+    cycle = container.billing_cycle()
+    november = cycle.close(Month(2025, 11)).statements[0]
+    lines = {l.line_id: l.amount for l in november.lines}
+    assert (lines["charge:gpu-jobs:unit"], lines["charge:all-events:unit"], lines["usage"]) == (
+        Decimal("0.30"),
+        Decimal("0.02"),  # the 2 queries: GPU jobs are not built-in events
+        Decimal("0.75"),
+    )
+    time.sleep(0.01)
+    # When 2 more November GPU jobs are stored after the close
+    env.store.insert_events(
+        [event("acme", f"late{i}", "2025-11-20T00:00:00Z", type="gpu_job", cost="0.25") for i in range(2)]
+    )
+    december = cycle.close(Month(2025, 12)).statements[0]
+    # Then December adjusts their charge (2 x 0.10) and the usage (2 x 0.25), nothing else
+    assert {(l.line_id, l.quantity, l.amount) for l in december.lines if l.kind == "adjustment"} == {
+        ("adj:2025-11:charge:gpu-jobs:unit", Decimal(2), Decimal("0.20")),
+        ("adj:2025-11:usage", Decimal(2), Decimal("0.50")),
+    }
