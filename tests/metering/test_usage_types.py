@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from billing.catalog.metrics import MetricDefinition
 from billing.catalog.plans import PlanCatalog
 from billing.kernel.errors import InvalidRequest
 from billing.kernel.periods import Month
-from billing.metering.events import parse_body
+from billing.metering.events import UsageEvent, parse_body
 from billing.metering.price_book import PriceBook
 from billing.runtime import container
 from billing_local.faults import OutageStore
@@ -234,8 +234,6 @@ def test_built_in_events_cost_exactly_as_before(typed, post):
     shipped = PriceBook.load(CONFIG / "pricebook.yaml")
     priced = PriceBook.from_document(_price_book())
     # Then every built-in event costs what the shipped price book says, with the same version
-    from billing.metering.events import UsageEvent
-
     for event in events:
         parsed = UsageEvent.model_validate(event)
         assert priced.cost(parsed) == shipped.cost(parsed)
@@ -366,3 +364,22 @@ def test_any_type_is_stored_when_declared_else_a_400_naming_it(type_value):
         assert not (isinstance(type_value, str) and type_value in KNOWN)
     else:
         assert parsed.type == type_value and type_value in KNOWN
+
+
+def test_a_declared_types_cost_is_exact_whatever_the_digits():
+    # Given a price and a markup of many digits, and the largest exact property value
+    document = _price_book()
+    document["versions"][0]["markup"] = "0.3333333333333333333333333333333"
+    document["versions"][0]["usage_types"] = {
+        "gpu_job": {"property": "gpu_seconds", "per_unit": "0.000123456789012345678901234567890123"}
+    }
+    seconds = Decimal("12345678901234567890.123456789012345678")
+    event = UsageEvent.model_validate({**gpu("g", gpu_seconds=seconds), "timestamp": "2025-11-03T12:00:00Z"})
+    # When it is priced, Then the cost is the exact product rounded half up to nanodollars once
+    exact = Context(prec=200).multiply(
+        Context(prec=200).multiply(seconds, Decimal("0.000123456789012345678901234567890123")),
+        Decimal("1.3333333333333333333333333333333"),
+    )
+    assert PriceBook.from_document(document).cost(event).cost_usd == exact.quantize(
+        Decimal("1E-9"), rounding=ROUND_HALF_UP
+    )

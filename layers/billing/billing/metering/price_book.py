@@ -188,9 +188,7 @@ class PriceBook:
 
     def cost(self, event: UsageEvent) -> EventCost:
         if event.type not in _BUILT_IN_TYPES:
-            with localcontext() as ctx:
-                ctx.prec = 60
-                return self._usage_type_cost(event)
+            return self._usage_type_cost(event)
         index = bisect.bisect_right(self._starts, event.timestamp) - 1
         folded = self._folded[index] if index >= 0 else None
         if folded is not None:
@@ -213,9 +211,10 @@ class PriceBook:
 
     def _usage_type_cost(self, event: UsageEvent) -> EventCost:
         """A declared type's cost: its property times the version's price, plus markup, rounded once.
-        Exact: the property has at most 38 digits and a price few, well within 60. An event of a
-        type the version prices must carry the property as a number >= 0 (``MissingMeasure``):
-        its cost is frozen, so a cost of 0 for a forgotten measure could never be corrected."""
+        Exact whatever the digits: a product has at most as many digits as its factors together, and
+        the context holds that many. An event of a type the version prices must carry the property
+        as a number >= 0 (``MissingMeasure``): its cost is frozen, so a cost of 0 for a forgotten
+        measure could never be corrected."""
         version = self.version_at(event.timestamp)
         price = version.usage_types.get(event.type)
         if price is None:
@@ -227,8 +226,13 @@ class PriceBook:
                 f"{event.type} events are priced per {price.property} (price book version "
                 f"{version.version_id}): it must be a number >= 0",
             )
-        provider = quantity * price.price_of(event.properties)
-        return EventCost(round_event_cost(provider * (1 + version.markup)), version.version_id)
+        unit = price.price_of(event.properties)
+        factor = 1 + version.markup
+        with localcontext() as ctx:
+            ctx.prec = sum(len(d.as_tuple().digits) for d in (quantity, unit, factor)) + 2
+            ctx.traps[Inexact] = True
+            amount = quantity * unit * factor
+        return EventCost(round_event_cost(amount), version.version_id)
 
     def _cost(self, event: UsageEvent) -> EventCost:
         version = self.version_at(event.timestamp)
