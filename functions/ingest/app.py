@@ -28,6 +28,7 @@ def ingest_events() -> Response:
         request.headers.get("content-type"),
         max_bytes=settings.max_body_bytes,
         max_events=settings.max_batch_events,
+        event_types=container.plan_catalog().event_types,
     )
     logger.append_keys(tenant_ids=sorted({e.tenant_id for e in events}))
     try:

@@ -123,6 +123,32 @@ def test_tracked_properties_reach_clickhouse_exactly(env, tracker):
     )
 
 
+def test_a_declared_usage_type_reaches_clickhouse_priced_at_event_time(
+    env, tracker, problems, monkeypatch, tmp_path
+):
+    # Given a catalog declaring gpu_job and a price book pricing it per GPU-second, H100s dearer
+    from tests.metering.test_usage_types import write_typed_config
+
+    write_typed_config(monkeypatch, tmp_path)
+    make_tenant("acme-corp", plan="starter")
+    # When the tracker sends a GPU job and an event of a type the catalog does not declare
+    job = tracker.track(
+        "acme-corp", type="gpu_job", properties={"gpu_seconds": Decimal("12.5"), "gpu": "h100"}
+    )
+    unknown = tracker.track("acme-corp", type="video", properties={"seconds": 1})
+    result = tracker.flush(30)
+    assert (result.complete, result.delivered, result.refused) == (True, 1, 1)
+    # Then the job is stored with its exact cost and the version in force now (12.5 x 0.0005 x 1.25:
+    # that version prices every GPU alike)
+    assert env.store.query("SELECT event_id, type, cost_usd, price_version FROM usage_events FINAL") == [
+        (job, "gpu_job", Decimal("0.0078125"), "nov-gpu")
+    ]
+    # And the API refused the other, naming its type and the catalog's types
+    [rejected] = [p for p in problems if p.kind == "rejected"]
+    assert [e["event_id"] for e in rejected.events] == [unknown]
+    assert "unknown usage type 'video'; the catalog defines" in rejected.events[0]["_reason"]
+
+
 def test_retracked_ids_are_acknowledged_as_duplicates_by_the_real_ledger(env, tracker):
     make_tenant("acme-corp", plan="starter")
     tracker.track("acme-corp", event_id="req-1")

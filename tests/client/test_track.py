@@ -75,7 +75,19 @@ def test_event_is_written_in_the_wire_format_with_the_timestamp_of_the_call(make
         (dict(tenant_id="acme corp"), "tenant_id"),
         (dict(tenant_id=""), "tenant_id"),
         (dict(tenant_id="a" * 129), "tenant_id"),
-        (dict(tenant_id="acme", type="queries"), "type"),
+        (dict(tenant_id="acme", type="Queries"), "type"),
+        (dict(tenant_id="acme", type="gpu-job"), "type"),
+        (dict(tenant_id="acme", type=""), "type"),
+        (dict(tenant_id="acme", type=["query"]), "type"),
+        (dict(tenant_id="acme", type="g" * 65), "type"),
+        (
+            dict(tenant_id="acme", type="gpu_job", model="m"),
+            "gpu_job events carry their measures in properties",
+        ),
+        (
+            dict(tenant_id="acme", type="gpu_job", bytes=5),
+            "gpu_job events carry their measures in properties",
+        ),
         (dict(tenant_id="acme", input_tokens=-1, model="m"), "input_tokens"),
         (dict(tenant_id="acme", output_tokens=True, model="m"), "output_tokens"),
         (dict(tenant_id="acme", output_tokens=1.5, model="m"), "output_tokens"),
@@ -137,6 +149,26 @@ def test_properties_are_spooled_and_sent_exactly_as_given(api, make_tracker, tmp
     tracker.track("acme", "query")
     assert tracker.flush(10)
     assert [e for e in api.stored.values() if "properties" not in e].__len__() == 2
+
+
+def test_a_declared_usage_type_is_tracked_with_its_properties(make_tracker, api, problems):
+    # Given a server whose catalog declares gpu_job (the tracker cannot know it: any well-shaped name goes)
+    api.usage_types.add("gpu_job")
+    tracker = make_tracker()
+    # When a GPU job and a type the server does not know are tracked
+    job = tracker.track("acme", type="gpu_job", properties={"gpu_seconds": Decimal("12.5"), "gpu": "h100"})
+    unknown = tracker.track("acme", type="video", properties={"seconds": 3})
+    # Then the job is stored as sent, and the server refuses the other, naming its type
+    assert not tracker.flush(10)
+    stored = api.stored[("acme", job)]
+    assert (stored["type"], stored["properties"]) == (
+        "gpu_job",
+        {"gpu_seconds": Decimal("12.5"), "gpu": "h100"},
+    )
+    assert "model" not in stored and stored["input_tokens"] == stored["bytes"] == 0
+    [rejected] = [p for p in problems if p.kind == "rejected"]
+    assert [e["event_id"] for e in rejected.events] == [unknown]
+    assert "unknown usage type 'video'" in rejected.events[0]["_reason"]
 
 
 def test_explicit_event_id_and_timestamp_make_a_retried_call_a_duplicate(api, make_tracker):

@@ -67,6 +67,7 @@ CHARGES = [
 
 CATALOG = PlanCatalog.model_validate(
     {
+        "usage_types": [{"id": "agent", "name": "Agent calls"}],
         "plans": [
             {"id": "pro", "name": "Pro", "base_fee": "99.00", "query_tiers": [*TIERS, {"up_to": None, "unit_price": "0.004"}]},
             {"id": "starter", "name": "Starter", "base_fee": "29.00", "query_tiers": [{"up_to": None, "unit_price": "0.01"}]},

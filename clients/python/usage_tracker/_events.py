@@ -17,7 +17,10 @@ from datetime import datetime, timezone
 from decimal import Decimal, localcontext
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-EVENT_TYPES = frozenset({"query", "embedding", "storage"})
+# ``type`` is a built-in type or one the server's catalog declares (gpu_job, image ...): the tracker
+# cannot know the catalog, so it checks the name's shape only; the server refuses an undeclared one.
+BUILT_IN_TYPES = frozenset({"query", "embedding", "storage"})
+EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 # The server's identifier rule (docs/concepts/metering.md, "The wire format"): 1-128 characters of [A-Za-z0-9._:@/+=-].
 _IDENTIFIER = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 _MAX_MODEL = 128
@@ -189,8 +192,11 @@ def encode_event(
     Raises ValueError naming the argument. The result is one JSON object and a newline.
     """
     check_identifier("tenant_id", tenant_id)
-    if type not in EVENT_TYPES:
-        raise ValueError(f"type must be one of query, embedding, storage, got {type!r}")
+    if builtin_type(type) is not str or (type not in BUILT_IN_TYPES and EVENT_TYPE.fullmatch(type) is None):
+        raise ValueError(
+            "type must be query, embedding, storage or a usage type the catalog declares "
+            f"(1-64 characters of a-z, 0-9 and _, starting with a letter), got {type!r}"
+        )
     tokens = _count("input_tokens", input_tokens) + _count("output_tokens", output_tokens)
     _count("bytes", nbytes)
     if model is not None and (builtin_type(model) is not str or not 1 <= len(model) <= _MAX_MODEL):
@@ -201,6 +207,8 @@ def encode_event(
         raise ValueError("storage events carry bytes only, no tokens")
     if type == "embedding" and nbytes:
         raise ValueError("embedding events carry tokens only, no bytes")
+    if type not in BUILT_IN_TYPES and (tokens or nbytes or model is not None):
+        raise ValueError(f"{type} events carry their measures in properties: no model, tokens or bytes")
     model_part = "" if model is None else ',"model":' + _encoded_model(model)
     properties_part = "" if properties is None else encode_properties(properties)
     return (

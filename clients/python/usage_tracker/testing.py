@@ -88,6 +88,7 @@ class FakeBillingAPI:
         quotas: Optional[Dict[str, Optional[int]]] = None,
         tenants: Optional[Iterable[str]] = None,
         models: Optional[Iterable[str]] = None,
+        usage_types: Iterable[str] = (),
         suspended: Iterable[str] = (),
         plan: str = "pro",
     ) -> None:
@@ -95,6 +96,8 @@ class FakeBillingAPI:
         self.quotas: Dict[str, Optional[int]] = dict(quotas or {})
         self.tenants: Optional[Set[str]] = set(tenants) if tenants is not None else None
         self.models: Optional[Set[str]] = set(models) if models is not None else None
+        # the types the catalog declares beyond the built-in ones, as the server's plans file does
+        self.usage_types: Set[str] = {"query", "embedding", "storage", *usage_types}
         self.suspended = set(suspended)
         self.plan = plan
         self.delay = 0.0
@@ -195,8 +198,13 @@ class FakeBillingAPI:
                 problems.append(_problem(index, key, "must be 1-128 characters of [A-Za-z0-9._:@/+=-]"))
         if not isinstance(raw.get("timestamp"), str) or not _RFC3339.fullmatch(raw["timestamp"]):
             problems.append(_problem(index, "timestamp", "must be RFC 3339 with an offset"))
-        if raw.get("type") not in ("query", "embedding", "storage"):
-            problems.append(_problem(index, "type", "must be query, embedding or storage"))
+        if raw.get("type") not in self.usage_types:
+            known = ", ".join(sorted(self.usage_types))
+            problems.append(
+                _problem(
+                    index, "type", f"unknown usage type {raw.get('type')!r}; the catalog defines {known}"
+                )
+            )
         for key in ("input_tokens", "output_tokens", "bytes"):
             value = raw.get(key, 0)
             if type(value) is not int or value < 0:

@@ -39,6 +39,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
+from billing.catalog.usage_types import BUILT_IN_TYPES
 from billing.metering.events import PROPERTY_NAME
 
 Aggregation = Literal["count", "sum", "max", "latest", "unique_count", "time_weighted_sum"]
@@ -80,7 +81,8 @@ class MetricDefinition(BaseModel):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")
     name: str = Field(min_length=1, max_length=128)
     unit: str = Field(min_length=1, max_length=64)
-    event_types: list[Literal["query", "embedding", "storage"]] = Field(min_length=1)
+    # built-in or declared usage types (``PlanCatalog`` checks each is known)
+    event_types: list[str] = Field(min_length=1)
     filters: list[PropertyFilter] = Field(default_factory=list)
     models: list[str] | None = Field(default=None, min_length=1)  # only events of these models
     aggregation: Aggregation
@@ -95,6 +97,8 @@ class MetricDefinition(BaseModel):
             raise ValueError(
                 f"{owner}: the id is a built-in metric's ({', '.join(sorted(BUILT_IN_METRICS))})"
             )
+        for name in self.event_types:
+            _check_name(owner, "event type", name)
         if len(set(self.event_types)) != len(self.event_types):
             raise ValueError(f"{owner}: event_types repeats a type")
         if self.aggregation == "time_weighted_sum":
@@ -126,7 +130,7 @@ def check_unique_ids(metrics: list[MetricDefinition]) -> None:
         seen.add(metric.id)
 
 
-_ALL_TYPES = ["query", "embedding", "storage"]
+_ALL_TYPES = list(BUILT_IN_TYPES)
 _SUMS = {
     "queries": "Queries",
     "input_tokens": "Input tokens",

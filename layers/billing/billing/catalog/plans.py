@@ -19,12 +19,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from billing.catalog.metrics import BUILT_IN_METRICS, MetricDefinition, check_unique_ids
+from billing.catalog.usage_types import BUILT_IN_TYPES, UsageType, check_usage_types
 from billing.kernel.money import reject_float
 from billing.metering.events import PROPERTY_NAME
 
@@ -270,11 +272,38 @@ class PlanCatalog(BaseModel):
     plans: list[Plan]
     # Usage measures over event types and properties (billing.catalog.metrics); none by default.
     metrics: list[MetricDefinition] = Field(default_factory=list)
+    # Event types beyond the built-in query, embedding and storage (billing.catalog.usage_types).
+    usage_types: list[UsageType] = Field(default_factory=list)
+    _event_types: frozenset[str] = PrivateAttr(default=frozenset(BUILT_IN_TYPES))
 
     @model_validator(mode="after")
     def _one_definition_per_metric(self) -> PlanCatalog:
         check_unique_ids(self.metrics)
         return self
+
+    @model_validator(mode="after")
+    def _only_known_types(self) -> PlanCatalog:
+        """Metrics and charges read only types events can carry: a misspelt type would count nothing."""
+        known = check_usage_types(self.usage_types)
+        self._event_types = known
+        listed = ", ".join(sorted(known))
+        for metric in self.metrics:
+            for name in metric.event_types:
+                if name not in known:
+                    raise ValueError(f"metric {metric.id}: unknown usage type {name!r} (known: {listed})")
+        for plan in self.plans:
+            for charge in plan.charges:
+                if charge.event_type is not None and charge.event_type not in known:
+                    raise ValueError(
+                        f"plan {plan.id}, charge {charge.id}: unknown usage type {charge.event_type!r} "
+                        f"(known: {listed})"
+                    )
+        return self
+
+    @property
+    def event_types(self) -> frozenset[str]:
+        """Every ``type`` an event may carry: the built-in types and the declared ones."""
+        return self._event_types
 
     def metric(self, metric_id: str) -> MetricDefinition:
         for metric in self.metrics:

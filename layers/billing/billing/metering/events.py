@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime
 from decimal import Context, Decimal
-from typing import Annotated, Any, Generic, Literal, NamedTuple, TypeVar, overload
+from typing import Annotated, Any, Generic, NamedTuple, TypeVar, overload
 
 from pydantic import (
     BaseModel,
@@ -30,7 +30,11 @@ from billing.kernel.validation import (
     validation_details,
 )
 
-EventType = Literal["query", "embedding", "storage"]
+# An event's ``type``: a built-in type (query, embedding, storage) or one the catalog declares
+# (billing.catalog.usage_types). Here only its shape is checked; ingest checks that the catalog knows it.
+EVENT_TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+BUILT_IN_TYPES: tuple[str, ...] = ("query", "embedding", "storage")
+_BUILT_IN_TYPES = frozenset(BUILT_IN_TYPES)
 # Upper bounds: far beyond any real event, small enough that no sum overflows:
 # sums are UInt128 in ClickHouse (migration 0004), so fewer than 10^23 events of the largest size
 # fit in any total, and costs stay within Decimal(38, 9).
@@ -123,6 +127,19 @@ def _property_value(value: Any) -> PropertyValue:
         raise PydanticCustomError("property_number", str(exc)) from None
 
 
+def _event_type(value: Any) -> str:
+    if type(value) is not str or EVENT_TYPE.fullmatch(value) is None:
+        raise PydanticCustomError(
+            "event_type",
+            "a type is query, embedding, storage or a usage type the catalog declares "
+            "(1-64 characters of a-z, 0-9 and _, starting with a letter)",
+        )
+    return value
+
+
+EventType = Annotated[str, PlainValidator(_event_type, json_schema_input_type=str)]
+
+
 def _at_most_32(value: Any) -> Any:
     if isinstance(value, dict) and len(value) > MAX_PROPERTIES:
         raise PydanticCustomError(
@@ -196,6 +213,11 @@ class UsageEvent(BaseModel):
             raise ValueError("embedding events carry tokens only, no bytes")
         if tokens and not self.model:
             raise ValueError("model is required when tokens > 0")
+        if self.type not in _BUILT_IN_TYPES and (tokens or self.bytes or self.model is not None):
+            # a declared type measures itself in properties, so it adds nothing to the built-in sums
+            raise ValueError(
+                f"{self.type} events carry their measures in properties: no model, tokens or bytes"
+            )
         # the derived values ingest reads for every event, set now rather than by a first read
         self.__dict__["queries"] = 1 if self.type == "query" else 0
         self.__dict__["key"] = (self.tenant_id, self.event_id)
@@ -257,8 +279,18 @@ def parse_event(raw: Any, index: int | None = None) -> tuple[UsageEvent | None, 
         return None, problems
 
 
-def parse_batch(raw_events: list[Any], max_events: int) -> list[UsageEvent]:
-    """Validate a whole batch; raise InvalidRequest listing every bad event if any is wrong."""
+def unknown_type(index: int | None, event_type: str, known: Collection[str]) -> dict[str, Any]:
+    """The problem of an event whose ``type`` the catalog does not define, listing the ones it does."""
+    return _problem(
+        index, "type", f"unknown usage type {event_type!r}; the catalog defines {', '.join(sorted(known))}"
+    )
+
+
+def parse_batch(
+    raw_events: list[Any], max_events: int, event_types: Collection[str] | None = None
+) -> list[UsageEvent]:
+    """Validate a whole batch; raise InvalidRequest listing every bad event if any is wrong. With
+    ``event_types`` (the catalog's), an event of any other type is one of them."""
     if not isinstance(raw_events, list) or not raw_events:
         raise InvalidRequest(
             "'events' must be a non-empty array", details=[_problem(None, "events", "required")]
@@ -275,6 +307,8 @@ def parse_batch(raw_events: list[Any], max_events: int) -> list[UsageEvent]:
         event, errs = parse_event(raw, index)
         problems.extend(errs)
         if event is not None:
+            if event_types is not None and event.type not in event_types:
+                problems.append(unknown_type(index, event.type, event_types))
             if event.key in seen:
                 problems.append(_problem(index, "event_id", f"repeats event {seen[event.key]} of this batch"))
             seen.setdefault(event.key, index)
@@ -287,9 +321,15 @@ def parse_batch(raw_events: list[Any], max_events: int) -> list[UsageEvent]:
 
 
 def parse_body(
-    body: str | bytes | None, content_type: str | None, *, max_bytes: int, max_events: int
+    body: str | bytes | None,
+    content_type: str | None,
+    *,
+    max_bytes: int,
+    max_events: int,
+    event_types: Collection[str] | None = None,
 ) -> list[UsageEvent]:
-    """An HTTP request body ``{"events": [...]}`` to validated events, or a typed 4xx."""
+    """An HTTP request body ``{"events": [...]}`` to validated events, or a typed 4xx (``event_types``:
+    as for ``parse_batch``)."""
     require_json(content_type)
     raw = body.encode("utf-8", "surrogatepass") if isinstance(body, str) else (body or b"")
     if len(raw) > max_bytes:
@@ -304,7 +344,7 @@ def parse_body(
         raise InvalidRequest(
             "unknown top-level fields", details=[_problem(None, f, "unknown field") for f in extra]
         )
-    return parse_batch(document["events"], max_events)
+    return parse_batch(document["events"], max_events, event_types)
 
 
 class StoredEvent(NamedTuple):

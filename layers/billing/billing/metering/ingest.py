@@ -3,7 +3,8 @@ against quotas, stored and committed (``billing.metering.claims.ClaimedBatch``).
 
 Order of work for a batch (nothing is written before every check has passed):
 1. parse + price every event (400 lists each bad event's index, field and reason; an event dated
-   more than ``MAX_FUTURE_SKEW`` ahead is one);
+   more than ``MAX_FUTURE_SKEW`` ahead is one, and so is one whose ``type`` the catalog does not
+   define, or whose priced measure is missing);
 2. tenant checks: ``Principal.authorize`` (unknown 404 for platform keys; unknown or foreign 403 for
    any other key), suspended (402), cancelled or before its first plan (403), month closed (409);
 3. claim every new event id, admit queries against the quota counter, store, commit: a
@@ -25,9 +26,9 @@ from billing.catalog.plans import PlanCatalog
 from billing.kernel.errors import Conflict, Forbidden, InvalidRequest, PaymentRequired
 from billing.kernel.periods import Month, PeriodStore, iso, month_keys
 from billing.metering.claims import CLAIM_LEASE_SECONDS, ClaimedBatch, IngestResult
-from billing.metering.events import StoredEvent, UsageEvent
+from billing.metering.events import StoredEvent, UsageEvent, unknown_type
 from billing.metering.exactly_once import UsageLedger
-from billing.metering.price_book import NoPriceVersion, PriceBook, UnknownModel
+from billing.metering.price_book import MissingMeasure, NoPriceVersion, PriceBook, UnknownModel
 from billing.metering.storing import FallbackQueue, UsageStore
 from billing.runtime.observability import logger
 from billing.tenants.access import PLATFORM, Principal
@@ -120,7 +121,13 @@ class IngestService:
         priced: dict[tuple[str, str], StoredEvent] = {}
         problems = []
         latest = now + self.max_future_skew
+        known = self.catalog.event_types
         for index, event in enumerate(events):
+            if (
+                event.type not in known
+            ):  # parse_body checks it too, to list it with the batch's other problems
+                problems.append(unknown_type(index, event.type, known))
+                continue
             if event.timestamp > latest:
                 problems.append(
                     {
@@ -138,6 +145,9 @@ class IngestService:
                 continue
             except NoPriceVersion as exc:
                 problems.append({"index": index, "field": "timestamp", "reason": str(exc)})
+                continue
+            except MissingMeasure as exc:
+                problems.append({"index": index, "field": exc.field, "reason": str(exc)})
                 continue
             priced[event.key] = event.stored(cost.cost_usd, cost.price_version, now)
         if problems:

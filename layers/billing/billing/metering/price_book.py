@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Context, Decimal, Inexact, InvalidOperation, localcontext
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from billing.kernel.money import ZERO, reject_float, round_event_cost
 from billing.kernel.periods import iso, parse_instant
-from billing.metering.events import UsageEvent
+from billing.metering.events import BUILT_IN_TYPES, PROPERTY_NAME, PropertyValue, UsageEvent
 
 MILLION = Decimal(1_000_000)
 GIGABYTE = Decimal(1_000_000_000)
@@ -28,13 +29,75 @@ class ModelPrice(BaseModel):
     output_per_1m: Decimal = Field(ge=0)
 
 
+_BUILT_IN_TYPES = frozenset(BUILT_IN_TYPES)  # priced by tokens and bytes
+
+
+class UsageTypePrice(BaseModel):
+    """The provider price of a declared usage type: ``per_unit`` USD per unit of the event's numeric
+    property ``property``; with ``by``, the text property named by its one key selects another
+    price per value (``{gpu: {h100: "0.0009"}}``), any other value or none keeping ``per_unit``.
+    The markup applies on top, as to tokens and bytes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    property: str = Field(pattern=PROPERTY_NAME.pattern)
+    per_unit: Decimal = Field(ge=0)
+    by: dict[str, dict[str, Decimal]] = Field(default_factory=dict, max_length=1)
+
+    _no_float = field_validator("per_unit", mode="before")(reject_float)
+
+    @field_validator("by", mode="before")
+    @classmethod
+    def _no_float_by_value(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for prices in value.values():
+                if isinstance(prices, dict):
+                    for price in prices.values():
+                        reject_float(price)
+        return value
+
+    @field_validator("by")
+    @classmethod
+    def _prices_by_value(cls, value: dict[str, dict[str, Decimal]]) -> dict[str, dict[str, Decimal]]:
+        for name, prices in value.items():
+            if PROPERTY_NAME.fullmatch(name) is None:
+                raise ValueError(f"by: {name!r} is not a property name")
+            if not prices:
+                raise ValueError(f"by {name}: give at least one value: price")
+            if any(price < 0 for price in prices.values()):
+                raise ValueError(f"by {name}: a price is at least 0")
+        return value
+
+    def price_of(self, properties: Mapping[str, PropertyValue]) -> Decimal:
+        """USD per unit (before markup) for an event with these properties."""
+        for name, prices in self.by.items():
+            value = properties.get(name)
+            if type(value) is str and value in prices:
+                return prices[value]
+        return self.per_unit
+
+
 class PriceVersion(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     effective_from: datetime
     markup: Decimal = Field(ge=0)
     storage_per_gb: Decimal = Field(ge=0)
     models: dict[str, ModelPrice]
+    # Declared usage types (billing.catalog.usage_types) priced per unit of a numeric property; an
+    # event of a type not listed costs 0.
+    usage_types: dict[str, UsageTypePrice] = Field(default_factory=dict)
     id: str | None = None
+
+    @field_validator("usage_types")
+    @classmethod
+    def _declared_types_only(cls, value: dict[str, UsageTypePrice]) -> dict[str, UsageTypePrice]:
+        for name in value:
+            if name in _BUILT_IN_TYPES:
+                raise ValueError(
+                    f"usage type {name}: query, embedding and storage are priced by models and bytes"
+                )
+            if PROPERTY_NAME.fullmatch(name) is None:
+                raise ValueError(f"usage type {name!r}: not a usage type id")
+        return value
 
     @field_validator("effective_from", mode="before")
     @classmethod
@@ -59,6 +122,14 @@ class UnknownModel(ValueError):
 
 class NoPriceVersion(ValueError):
     pass
+
+
+class MissingMeasure(ValueError):
+    """An event of a priced usage type without the non-negative number its price is per."""
+
+    def __init__(self, field: str, reason: str):
+        super().__init__(reason)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -116,6 +187,8 @@ class PriceBook:
         return self.versions[index]
 
     def cost(self, event: UsageEvent) -> EventCost:
+        if event.type not in _BUILT_IN_TYPES:
+            return self._usage_type_cost(event)
         index = bisect.bisect_right(self._starts, event.timestamp) - 1
         folded = self._folded[index] if index >= 0 else None
         if folded is not None:
@@ -135,6 +208,31 @@ class PriceBook:
         with localcontext() as ctx:  # unknown model, no version, or not exact: the formula itself
             ctx.prec = 60
             return self._cost(event)
+
+    def _usage_type_cost(self, event: UsageEvent) -> EventCost:
+        """A declared type's cost: its property times the version's price, plus markup, rounded once.
+        Exact whatever the digits: a product has at most as many digits as its factors together, and
+        the context holds that many. An event of a type the version prices must carry the property
+        as a number >= 0 (``MissingMeasure``): its cost is frozen, so a cost of 0 for a forgotten
+        measure could never be corrected."""
+        version = self.version_at(event.timestamp)
+        price = version.usage_types.get(event.type)
+        if price is None:
+            return EventCost(round_event_cost(ZERO), version.version_id)
+        quantity = event.properties.get(price.property)
+        if type(quantity) is not Decimal or quantity < 0:
+            raise MissingMeasure(
+                f"properties.{price.property}",
+                f"{event.type} events are priced per {price.property} (price book version "
+                f"{version.version_id}): it must be a number >= 0",
+            )
+        unit = price.price_of(event.properties)
+        factor = 1 + version.markup
+        with localcontext() as ctx:
+            ctx.prec = sum(len(d.as_tuple().digits) for d in (quantity, unit, factor)) + 2
+            ctx.traps[Inexact] = True
+            amount = quantity * unit * factor
+        return EventCost(round_event_cost(amount), version.version_id)
 
     def _cost(self, event: UsageEvent) -> EventCost:
         version = self.version_at(event.timestamp)

@@ -258,7 +258,7 @@ def _models(view: PortalView) -> str:
     if not view.rollup.models:
         return '<h2 id="models-h">Usage by model</h2><p>No usage recorded this month.</p>'
     rows = "".join(
-        f'<tr><th scope="row">{escape(m.model or "storage")}</th>'
+        f'<tr><th scope="row">{escape(m.model or "Storage and other usage")}</th>'
         f'<td class="num" data-label="Queries">{count(m.queries)}</td>'
         f'<td class="num" data-label="Tokens in / out">{count(m.input_tokens)} /<wbr> {count(m.output_tokens)}</td>'
         f'<td class="num" data-label="Metered cost">{metered_usd(m.cost_usd)}</td></tr>'

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from billing.catalog.plans import Charge
+from billing.catalog.usage_types import BUILT_IN_TYPES
 from billing.rating.usage import Meter
 
 METRIC_UNITS = {
@@ -26,10 +27,15 @@ def metric_value(meter: Meter, metric: str) -> int:
 
 
 def quantity(charge: Charge, meters: Iterable[Meter]) -> int:
-    """The charge's units among ``meters``: its metric summed over the events passing its filters."""
+    """The charge's units among ``meters``: its metric summed over the events passing its filters.
+    Without ``event_type`` a charge reads the built-in types only, so declaring a usage type
+    (billing.catalog.usage_types) never changes what an existing charge bills."""
     total = 0
     for meter in meters:
-        if charge.event_type is not None and meter.type != charge.event_type:
+        if charge.event_type is None:
+            if meter.type not in BUILT_IN_TYPES:
+                continue
+        elif meter.type != charge.event_type:
             continue
         if charge.model is not None and meter.model != charge.model:
             continue
