@@ -9,7 +9,9 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from billing.kernel.errors import InvalidRequest
 from billing.kernel.validation import parse_model
+from billing.outgoing_webhooks.delivery_log import DEFAULT_PAGE, MAX_PAGE
 from billing.outgoing_webhooks.endpoints import EndpointRequest, RotateRequest
 from billing.runtime import container
 from billing.runtime.http import caller, install_error_handlers, json_response, request_body
@@ -52,6 +54,35 @@ def rotate_secret(endpoint_id: str) -> Response:
     request = parse_model(RotateRequest, request_body(app.current_event))
     endpoint, secret = container.webhook_endpoint_service().rotate_secret(endpoint_id, request, principal)
     return json_response(200, {**endpoint.model_dump(mode="json"), "secret": secret})
+
+
+@app.get("/v1/webhook-endpoints/<endpoint_id>/deliveries")
+def deliveries(endpoint_id: str) -> Response:
+    query = app.current_event.query_string_parameters or {}
+    limit = query.get("limit", str(DEFAULT_PAGE))
+    if not limit.isdigit() or len(limit) > 4:
+        raise InvalidRequest(
+            f"limit must be 1 to {MAX_PAGE}", details=[{"field": "limit", "reason": "not a number"}]
+        )
+    attempts, cursor = container.webhook_deliveries().page(
+        endpoint_id, caller(app.current_event), limit=int(limit), cursor=query.get("cursor")
+    )
+    return json_response(200, {"deliveries": [a.as_json() for a in attempts], "next_cursor": cursor})
+
+
+@app.post("/v1/webhook-endpoints/<endpoint_id>/deliveries/<message_id>/resend")
+def resend(endpoint_id: str, message_id: str) -> Response:
+    message = container.webhook_deliveries().resend(endpoint_id, message_id, caller(app.current_event))
+    logger.append_keys(endpoint_id=endpoint_id, message_id=message_id)
+    return json_response(
+        202,
+        {
+            "endpoint_id": endpoint_id,
+            "message_id": message.message_id,
+            "event_type": message.event_type,
+            "queued": True,
+        },
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

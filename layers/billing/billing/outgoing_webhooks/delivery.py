@@ -22,6 +22,7 @@ Invariants:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -84,6 +85,7 @@ class Outcome:
     answer: Answer | None
     retry_in: timedelta | None
     dropped: bool = False
+    duration_ms: int = 0
 
 
 class Poster(Protocol):
@@ -209,18 +211,28 @@ class Sender:
             return Outcome(message, delivered=False, answer=None, retry_in=None, dropped=True)
         endpoint, secrets = target
         delivery = sign_delivery(message.message_id, message.body, secrets, self.clock())
+        started = time.perf_counter()
         answer = self.poster.post(endpoint.url, delivery.body, delivery.headers, self.timeout_s)
+        duration_ms = int((time.perf_counter() - started) * 1000)
         made = Message(
             message.message_id, message.endpoint_id, message.event_type, message.body, message.attempts + 1
         )
         if answer.status is not None and 200 <= answer.status < 300:
-            return Outcome(made, delivered=True, answer=answer, retry_in=None)
-        return Outcome(made, delivered=False, answer=answer, retry_in=retry_delay(made.attempts))
+            return Outcome(made, delivered=True, answer=answer, retry_in=None, duration_ms=duration_ms)
+        return Outcome(
+            made, delivered=False, answer=answer, retry_in=retry_delay(made.attempts), duration_ms=duration_ms
+        )
+
+
+class AttemptLog(Protocol):
+    def attempted(self, outcome: Outcome, at: datetime) -> None:
+        """Keep what an attempt made at ``at`` got (``delivery_log``)."""
+        ...
 
 
 class Relay:
     """What the queue's consumer does with each message it receives: wait out ``not_before``, make
-    the attempt, queue the next one after its delay, or hand a message whose attempts are spent to
+    the attempt, log it, queue the next one after its delay, or hand a message whose attempts are spent to
     the dead letters (its alarm says so). A failure of the queue itself raises: the queue then
     hands the same message back, so nothing is lost (an attempt may repeat: at least once)."""
 
@@ -230,11 +242,13 @@ class Relay:
         queue: DeliveryQueue,
         dead_letters: DeadLetters,
         clock: Callable[[], datetime],
+        log: AttemptLog | None = None,
     ):
         self.sender = sender
         self.queue = queue
         self.dead_letters = dead_letters
         self.clock = clock
+        self.log = log
 
     def handle(self, message: Message) -> Outcome | None:
         """The attempt's outcome, or None when the message went back to wait."""
@@ -252,6 +266,8 @@ class Relay:
             )
             return None
         outcome = self.sender.attempt(message)
+        if self.log is not None and not outcome.dropped:
+            self.log.attempted(outcome, now)
         if outcome.retry_in is not None:
             self.queue.send(outcome.message, outcome.retry_in)
         elif not outcome.delivered and not outcome.dropped:

@@ -58,6 +58,7 @@ if TYPE_CHECKING:
         Sender,
         SequenceCounter,
     )
+    from billing.outgoing_webhooks.delivery_log import Deliveries, DeliveryLog
     from billing.outgoing_webhooks.endpoints import EndpointService, EndpointStore, SecretVault
     from billing.outgoing_webhooks.publishing import WebhookPublisher
     from billing.payments.card_on_file import CardOnFileService
@@ -584,8 +585,31 @@ def webhook_publisher() -> WebhookPublisher:
 @provider
 def webhook_relay() -> Relay:
     from billing.outgoing_webhooks.delivery import Relay
+    from billing.outgoing_webhooks.delivery_log import AttemptRecorder
 
-    return Relay(webhook_sender(), webhook_queue(), webhook_dead_letters(), clock())
+    return Relay(
+        webhook_sender(),
+        webhook_queue(),
+        webhook_dead_letters(),
+        clock(),
+        AttemptRecorder(webhook_delivery_log()),
+    )
+
+
+@provider
+def webhook_delivery_log() -> DeliveryLog:
+    """Every attempt of every outgoing webhook message, kept 30 days."""
+    from billing.adapters.dynamodb.webhook_log import DynamoDeliveryLog
+
+    return DynamoDeliveryLog(settings().billing_table)
+
+
+@provider
+def webhook_deliveries() -> Deliveries:
+    """An endpoint's delivery log, and resending a logged message."""
+    from billing.outgoing_webhooks.delivery_log import Deliveries
+
+    return Deliveries(webhook_endpoint_service(), webhook_delivery_log(), webhook_queue(), clock())
 
 
 # ------------------------------------------------------------------------------------------ portal
