@@ -133,3 +133,48 @@ def sample(
     emit(
         {"url": endpoint.url, "headers": delivery.headers, "body": body, "curl": curl}, curl, as_json=as_json
     )
+
+
+@webhooks_app.command("deliveries")
+def deliveries(
+    endpoint_id: str = typer.Argument(..., help="endpoint id (ep_...)"),
+    limit: int = typer.Option(50, help="attempts per page (1 to 200)"),
+    cursor: str | None = typer.Option(None, help="next_cursor of the previous page"),
+    as_json: bool = json_option(),
+) -> None:
+    """The endpoint's delivery log, newest attempt first (kept 30 days)."""
+    from billing.runtime import container
+
+    attempts, next_cursor = container.webhook_deliveries().page(
+        endpoint_id, _platform(), limit=limit, cursor=cursor
+    )
+    table = Table("at", "message id", "event type", "attempt", "outcome", "ms")
+    for a in attempts:
+        outcome = str(a.status) if a.status is not None else (a.error or "no answer")
+        table.add_row(instant(a.at), a.message_id, a.event_type, str(a.attempt), outcome, str(a.duration_ms))
+    human: list[object] = [table if attempts else f"no deliveries logged for {endpoint_id}"]
+    if next_cursor:
+        human.append(f"more: --cursor {next_cursor}")
+    emit({"deliveries": [a.as_json() for a in attempts], "next_cursor": next_cursor}, human, as_json=as_json)
+
+
+@webhooks_app.command("resend")
+def resend(
+    endpoint_id: str = typer.Argument(..., help="endpoint id (ep_...)"),
+    message_id: str = typer.Argument(..., help="message id (the webhook-id, msg_...)"),
+    as_json: bool = json_option(),
+) -> None:
+    """Queue a logged message to the endpoint once more: same webhook-id and body, signed when sent."""
+    from billing.runtime import container
+
+    message = container.webhook_deliveries().resend(endpoint_id, message_id, _platform())
+    emit(
+        {
+            "endpoint_id": endpoint_id,
+            "message_id": message.message_id,
+            "event_type": message.event_type,
+            "queued": True,
+        },
+        f"queued {message.message_id} ({message.event_type}) to {endpoint_id} again",
+        as_json=as_json,
+    )

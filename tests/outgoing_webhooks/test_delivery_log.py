@@ -129,3 +129,31 @@ def test_resend_and_log_refusals(env, endpoint, api):
     assert (
         api("POST", f"/v1/webhook-endpoints/{endpoint.id}/deliveries/msg_x/resend", key=TENANT_KEY)[0] == 403
     )
+
+
+def test_the_cli_reads_the_log_and_resends(env, endpoint, receiver, app, capsys):
+    from billing_cli import run as cli
+    from billing_cli.errors import ExitCode
+
+    def billing(argv: list[str], expected: int = ExitCode.OK) -> Any:
+        capsys.readouterr()  # the Lambda's own log lines
+        code = cli([*argv, "--json"], allow_forward=False)
+        out, err = capsys.readouterr()
+        assert code == expected, (argv, code, out, err)
+        return json.loads(out) if code == ExitCode.OK else err
+
+    # Given a message that failed once with a 500
+    receiver.script = [500]
+    container.webhook_dispatcher().publish("invoice.paid", "in_3", {"id": "in_3"})
+    assert run(app, sqs_records(drain(env.settings.webhook_delivery_queue_url))) == {"batchItemFailures": []}
+    # When the operator reads the endpoint's log, Then the attempt is there with its status
+    [logged] = billing(["webhooks", "deliveries", endpoint.id])["deliveries"]
+    assert (logged["attempt"], logged["status"], logged["delivered"]) == (1, 500, False)
+    # When the operator resends it, Then the same id is delivered and verifies
+    assert billing(["webhooks", "resend", endpoint.id, logged["message_id"]])["queued"] is True
+    queued = drain(env.settings.webhook_delivery_queue_url)
+    assert [decode(q["Body"]).message_id for q in queued] == [logged["message_id"]]
+    assert run(app, sqs_records(queued)) == {"batchItemFailures": []}
+    assert receiver.ids == [logged["message_id"]] * 2 and len(receiver.verified) == 1
+    # And an unknown message is "not found"
+    assert "no logged message" in billing(["webhooks", "resend", endpoint.id, "msg_nope"], ExitCode.NOT_FOUND)
