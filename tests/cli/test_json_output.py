@@ -37,8 +37,10 @@ RATING_DATA = ROOT / "tests" / "rating" / "data"
 # runs its stages), `portal serve` blocks serving the page.
 NOT_IN_THE_MONTH = {("demo",), ("portal", "serve"), ("serve",), ("local", "key"), ("local", "schedule")}
 NOT_IN_THE_MONTH |= {("local", "replay")}
-# tests/outgoing_webhooks/test_cli.py runs every `webhooks` command with --json.
-NOT_IN_THE_MONTH |= {("webhooks", c) for c in ("add", "list", "delete", "rotate-secret", "sample")}
+# tests/outgoing_webhooks/test_cli.py and test_delivery_log.py run every `webhooks` command with --json.
+NOT_IN_THE_MONTH |= {
+    ("webhooks", c) for c in ("add", "list", "delete", "rotate-secret", "sample", "deliveries", "resend")
+}
 
 
 STDERR: list[str] = []  # what the last json_of printed on stderr
