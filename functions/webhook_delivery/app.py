@@ -1,6 +1,6 @@
 """SQS consumer: one attempt of each outgoing webhook message (``billing.outgoing_webhooks.delivery.
-Relay``): delivered, queued again after its backoff, or kept in the dead-letter queue once its
-attempts are spent. A record that fails here (the queue or a store failing) is reported as a
+Relay``): logged (``billing.outgoing_webhooks.delivery_log``), then delivered, queued again after
+its backoff, or kept in the dead-letter queue once its attempts are spent. A record that fails here (the queue or a store failing) is reported as a
 partial batch failure and SQS hands it back: at least once, nothing lost."""
 
 from __future__ import annotations

@@ -233,7 +233,7 @@ class AttemptLog(Protocol):
 class Relay:
     """What the queue's consumer does with each message it receives: wait out ``not_before``, make
     the attempt, log it, queue the next one after its delay, or hand a message whose attempts are spent to
-    the dead letters (its alarm says so). A failure of the queue itself raises: the queue then
+    the dead letters (its alarm says so). A failure of the queue or of the log raises: the queue then
     hands the same message back, so nothing is lost (an attempt may repeat: at least once)."""
 
     def __init__(
