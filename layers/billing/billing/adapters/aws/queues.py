@@ -10,7 +10,9 @@ from billing.adapters.aws.clients import sqs_client
 from billing.kernel.errors import QueueRefused
 
 
-class SqsFallbackQueue:
+class SqsQueue:
+    """One SQS queue by its URL; the client is the process's shared one unless a test gives its own."""
+
     def __init__(self, url: str, client: Any = None):
         self.url = url
         self._client = client
@@ -19,6 +21,8 @@ class SqsFallbackQueue:
     def client(self) -> Any:
         return self._client or sqs_client()
 
+
+class SqsFallbackQueue(SqsQueue):
     def send(self, body: str) -> None:
         """Raises ``QueueRefused`` only when the message is surely not queued: the SDK refused the
         request before sending it, or SQS answered its first attempt with a 4xx (queue missing,

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from billing.adapters.aws.clients import sqs_client
+from billing.adapters.aws.queues import SqsQueue
 from billing.outgoing_webhooks.delivery import Message
 
 MAX_SQS_DELAY = timedelta(minutes=15)
@@ -70,14 +71,6 @@ class SqsDeliveryQueue:
         )
 
 
-class SqsDeadLetters:
-    def __init__(self, url: str, client: Any = None):
-        self.url = url
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        return self._client or sqs_client()
-
+class SqsDeadLetters(SqsQueue):
     def send(self, message: Message, reason: str) -> None:
         self.client.send_message(QueueUrl=self.url, MessageBody=encode(message, reason))
