@@ -315,6 +315,33 @@ class MemoryQueue:
         return len(self.messages)
 
 
+class MemoryWebhookEndpoints:
+    """The SaaS's webhook endpoints (``EndpointStore``): none unless added, so a simulated close
+    publishes nothing and makes no AWS call."""
+
+    def __init__(self) -> None:
+        self.endpoints: dict[str, Any] = {}
+
+    def add(self, endpoint: Any) -> None:
+        self.endpoints[endpoint.id] = endpoint
+
+    def get(self, endpoint_id: str) -> Any:
+        return self.endpoints.get(endpoint_id)
+
+    def all(self) -> list[Any]:
+        return list(self.endpoints.values())
+
+    def replace(self, endpoint: Any, *, expected_version: int) -> bool:
+        stored = self.endpoints.get(endpoint.id)
+        if stored is None or stored.version != expected_version:
+            return False
+        self.endpoints[endpoint.id] = endpoint
+        return True
+
+    def delete(self, endpoint_id: str) -> bool:
+        return self.endpoints.pop(endpoint_id, None) is not None
+
+
 class MemoryCredits:
     """``billing.tenants.credits.CreditLedger`` in memory, with the DynamoDB adapter's rules: a grant is
     written once per (tenant, grant id) and a burn once per (tenant, statement, grant), both

@@ -578,6 +578,8 @@ def memory_stores(block_rows: int = BLOCK_ROWS) -> Iterator[dict[str, Any]]:
         "invoicing_jobs": memory.MemoryJobs(),
         "invoice_archive": memory.MemoryArchive(),
         "credit_ledger": memory.MemoryCredits(),
+        # a simulated month is offline: it has no endpoints to tell (and no AWS to ask)
+        "webhook_endpoints": memory.MemoryWebhookEndpoints(),
     }
     container.override(**stores)
     try:

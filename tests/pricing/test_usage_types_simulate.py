@@ -129,3 +129,28 @@ def test_late_events_of_a_declared_type_adjust_only_their_charge_and_the_usage(e
         ("adj:2025-11:charge:gpu-jobs:unit", Decimal(2), Decimal("0.20")),
         ("adj:2025-11:usage", Decimal(2), Decimal("0.50")),
     }
+
+
+def test_a_simulated_close_publishes_no_webhook_and_asks_no_aws_store(tmp_path, monkeypatch):
+    from billing.adapters.dynamodb.webhook_endpoints import DynamoWebhookEndpoints
+    from billing_cli import _load
+    from tests.conftest import CHDB_PATH
+
+    # Given the real endpoint store would record any question asked of it
+    asked: list[str] = []
+    monkeypatch.setattr(DynamoWebhookEndpoints, "all", lambda self: asked.append("all") or [])
+    for name, value in {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+    }.items():
+        monkeypatch.setenv(name, value)  # an AWS the process could reach, were the simulation to ask
+    monkeypatch.setenv("CLICKHOUSE_URL", f"chdb://{CHDB_PATH}")
+    _load()
+
+    # When a month with statements is simulated
+    run = run_simulate(tmp_path, _built_in(), tenants=DATA / "tenants.yaml", plans=DATA / "plans.yaml")
+
+    # Then statements were made, and no endpoint store outside the simulation was asked for subscribers
+    assert _lines(run)
+    assert asked == []
