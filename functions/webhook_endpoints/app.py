@@ -25,9 +25,10 @@ install_error_handlers(app)
 def register() -> Response:
     principal = caller(app.current_event)
     request = parse_model(EndpointRequest, request_body(app.current_event))
-    endpoint, secret = container.webhook_endpoint_service().register(request, principal)
+    endpoint, secret, created = container.webhook_endpoint_service().registered(request, principal)
     logger.append_keys(endpoint_id=endpoint.id)
-    return json_response(201, {**endpoint.model_dump(mode="json"), "secret": secret})
+    # the same URL and event types again (a retried request): the existing endpoint, 200
+    return json_response(201 if created else 200, {**endpoint.model_dump(mode="json"), "secret": secret})
 
 
 @app.get("/v1/webhook-endpoints")
@@ -46,6 +47,12 @@ def get_endpoint(endpoint_id: str) -> Response:
 def delete_endpoint(endpoint_id: str) -> Response:
     endpoint = container.webhook_endpoint_service().delete(endpoint_id, caller(app.current_event))
     return json_response(200, {**endpoint.model_dump(mode="json"), "deleted": True})
+
+
+@app.post("/v1/webhook-endpoints/<endpoint_id>/enable")
+def enable(endpoint_id: str) -> Response:
+    endpoint = container.webhook_endpoint_service().enable(endpoint_id, caller(app.current_event))
+    return json_response(200, endpoint.model_dump(mode="json"))
 
 
 @app.post("/v1/webhook-endpoints/<endpoint_id>/rotate-secret")

@@ -61,10 +61,11 @@ def add(
 def list_endpoints(as_json: bool = json_option()) -> None:
     """Every registered endpoint (never its secret)."""
     endpoints = _service().endpoints(_platform())
-    table = Table("id", "url", "event types", "created", "previous secret until")
+    table = Table("id", "url", "event types", "created", "previous secret until", "disabled")
     for e in endpoints:
         until = instant(e.previous_secret_expires_at) if e.previous_secret_expires_at else ""
-        table.add_row(e.id, e.url, ", ".join(e.event_types), instant(e.created_at), until)
+        disabled = instant(e.disabled_at) if e.disabled_at else ""
+        table.add_row(e.id, e.url, ", ".join(e.event_types), instant(e.created_at), until, disabled)
     emit({"endpoints": endpoints}, table if endpoints else "no webhook endpoints", as_json=as_json)
 
 
@@ -75,6 +76,15 @@ def delete(
     """Stop sending to an endpoint and delete its secret."""
     endpoint = _service().delete(endpoint_id, _platform())
     emit({"deleted": True, "endpoint": endpoint}, f"deleted {endpoint.id} ({endpoint.url})", as_json=as_json)
+
+
+@webhooks_app.command("enable")
+def enable(
+    endpoint_id: str = typer.Argument(..., help="endpoint id (ep_...)"), as_json: bool = json_option()
+) -> None:
+    """Send to an endpoint again after it was disabled for days of failed deliveries."""
+    endpoint = _service().enable(endpoint_id, _platform())
+    emit({"endpoint": endpoint}, f"enabled {endpoint.id} ({endpoint.url})", as_json=as_json)
 
 
 @webhooks_app.command("rotate-secret")

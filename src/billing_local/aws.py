@@ -403,6 +403,8 @@ def resource_environment(resources: dict[str, Any]) -> dict[str, str]:
         "INVOICES_BUCKET": resources["invoices_bucket"],
         "WEBHOOK_DELIVERY_QUEUE_URL": resources.get("webhook_delivery_queue_url", ""),
         "WEBHOOK_DEAD_LETTER_QUEUE_URL": resources.get("webhook_dead_letter_queue_url", ""),
+        # the local runtime delivers to a team's app on 127.0.0.1; a deployed stack never does
+        "WEBHOOK_ALLOW_LOOPBACK": "true",
         **(
             {"PORTAL_SECRET_NAME": resources["portal_secret_name"]}
             if "portal_secret_name" in resources

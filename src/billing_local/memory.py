@@ -321,6 +321,26 @@ class MemoryWebhookEndpoints:
 
     def __init__(self) -> None:
         self.endpoints: dict[str, Any] = {}
+        self.targets: dict[str, tuple[str, datetime, bool]] = {}  # key -> (owner, claimed_at, done)
+        self._guard = threading.Lock()
+
+    def claim_target(self, key: str, endpoint_id: str, at: datetime, stale_before: datetime) -> str:
+        with self._guard:
+            held = self.targets.get(key)
+            if held is None or (not held[2] and held[1] < stale_before):
+                self.targets[key] = (endpoint_id, at, False)
+                return endpoint_id
+            return held[0]
+
+    def finish_target(self, key: str) -> None:
+        with self._guard:
+            if key in self.targets:
+                owner, at, _done = self.targets[key]
+                self.targets[key] = (owner, at, True)
+
+    def release_target(self, key: str) -> None:
+        with self._guard:
+            self.targets.pop(key, None)
 
     def add(self, endpoint: Any) -> None:
         self.endpoints[endpoint.id] = endpoint

@@ -39,7 +39,8 @@ NOT_IN_THE_MONTH = {("demo",), ("portal", "serve"), ("serve",), ("local", "key")
 NOT_IN_THE_MONTH |= {("local", "replay")}
 # tests/outgoing_webhooks/test_cli.py and test_delivery_log.py run every `webhooks` command with --json.
 NOT_IN_THE_MONTH |= {
-    ("webhooks", c) for c in ("add", "list", "delete", "rotate-secret", "sample", "deliveries", "resend")
+    ("webhooks", c)
+    for c in ("add", "list", "delete", "enable", "rotate-secret", "sample", "deliveries", "resend")
 }
 
 

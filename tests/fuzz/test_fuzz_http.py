@@ -240,6 +240,7 @@ def webhook_endpoint_requests(draw, known_id: str):
                     {"endpoint_id": endpoint_id},
                     lambda: {"overlap_hours": 24},
                 ),
+                ("POST", f"/v1/webhook-endpoints/{endpoint_id}/enable", {"endpoint_id": endpoint_id}, None),
             ]
         )
     )

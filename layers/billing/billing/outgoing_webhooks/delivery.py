@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from billing.outgoing_webhooks.endpoints import EndpointService
 from billing.outgoing_webhooks.signing import (
@@ -36,6 +37,7 @@ from billing.outgoing_webhooks.signing import (
     sign_delivery,
     source_message_id,
 )
+from billing.runtime.observability import logger
 
 # Delay before attempt n+1 (n = attempts made): immediately, then backing off to 20 hours; the last
 # attempt is about 71 hours after the first.
@@ -190,6 +192,12 @@ class Dispatcher:
         return messages
 
 
+class HostGuard(Protocol):
+    def refusal(self, host: str) -> str | None:
+        """Why a send to ``host`` is refused now (None: allowed)."""
+        ...
+
+
 class Sender:
     def __init__(
         self,
@@ -198,11 +206,13 @@ class Sender:
         clock: Callable[[], datetime],
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        guard: HostGuard | None = None,
     ):
         self.endpoints = endpoints
         self.poster = poster
         self.clock = clock
         self.timeout_s = timeout_s
+        self.guard = guard
 
     def attempt(self, message: Message) -> Outcome:
         """Make the message's next attempt now (see the module's invariants)."""
@@ -210,9 +220,13 @@ class Sender:
         if target is None:
             return Outcome(message, delivered=False, answer=None, retry_in=None, dropped=True)
         endpoint, secrets = target
-        delivery = sign_delivery(message.message_id, message.body, secrets, self.clock())
+        refusal = self.guard.refusal(urlsplit(endpoint.url).hostname or "") if self.guard else None
         started = time.perf_counter()
-        answer = self.poster.post(endpoint.url, delivery.body, delivery.headers, self.timeout_s)
+        if refusal is not None:  # never sent: an attempt that failed, logged and retried like any other
+            answer = Answer(status=None, error=refusal)
+        else:
+            delivery = sign_delivery(message.message_id, message.body, secrets, self.clock())
+            answer = self.poster.post(endpoint.url, delivery.body, delivery.headers, self.timeout_s)
         duration_ms = int((time.perf_counter() - started) * 1000)
         made = Message(
             message.message_id, message.endpoint_id, message.event_type, message.body, message.attempts + 1
@@ -230,11 +244,19 @@ class AttemptLog(Protocol):
         ...
 
 
+class HealthWatch(Protocol):
+    def observed(self, outcome: Outcome) -> object:
+        """Take note of an attempt's outcome (``billing.outgoing_webhooks.health``)."""
+        ...
+
+
 class Relay:
     """What the queue's consumer does with each message it receives: wait out ``not_before``, make
     the attempt, log it, queue the next one after its delay, or hand a message whose attempts are spent to
     the dead letters (its alarm says so). A failure of the queue or of the log raises: the queue then
-    hands the same message back, so nothing is lost (an attempt may repeat: at least once)."""
+    hands the same message back, so nothing is lost (an attempt may repeat: at least once). The
+    endpoint's ``health`` hears of every attempt last; its failure is logged, never raised (the
+    next attempt's outcome is heard again)."""
 
     def __init__(
         self,
@@ -243,12 +265,14 @@ class Relay:
         dead_letters: DeadLetters,
         clock: Callable[[], datetime],
         log: AttemptLog | None = None,
+        health: HealthWatch | None = None,
     ):
         self.sender = sender
         self.queue = queue
         self.dead_letters = dead_letters
         self.clock = clock
         self.log = log
+        self.health = health
 
     def handle(self, message: Message) -> Outcome | None:
         """The attempt's outcome, or None when the message went back to wait."""
@@ -273,4 +297,9 @@ class Relay:
         elif not outcome.delivered and not outcome.dropped:
             reason = outcome.answer.error if outcome.answer and outcome.answer.error else "not delivered"
             self.dead_letters.send(outcome.message, reason)
+        if self.health is not None:
+            try:
+                self.health.observed(outcome)
+            except Exception:  # noqa: BLE001 - the attempt is done and its next one queued
+                logger.exception("endpoint health not updated", extra={"endpoint_id": message.endpoint_id})
         return outcome

@@ -13,11 +13,19 @@ Invariants:
   overlap ends: until then deliveries carry a signature of each (``SigningSecrets.in_force``), so a
   receiver may switch to the new secret at any moment of the window; a rotation during an overlap
   ends the older secret at once (never more than two in force);
-- two rotations of one endpoint at once: one wins, the other is a 409 (the endpoint's ``version``).
+- two rotations of one endpoint at once: one wins, the other is a 409 (the endpoint's ``version``);
+- registering is idempotent on the target: a URL with the same set of event types as an endpoint
+  already registered answers that endpoint (200, its current secret) instead of a second one, also
+  when both requests run at once (a conditional claim of the target decides, ``EndpointStore.
+  claim_target``); only the claim's owner writes the secret and the endpoint;
+- an endpoint whose every attempt has failed for ``disable_after`` (``failing_since``, cleared by any
+  delivered attempt) is disabled: nothing more is queued for it or sent to it until it is enabled
+  again (``enable``), which clears ``failing_since``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +46,9 @@ DEFAULT_OVERLAP_HOURS = 24
 MAX_OVERLAP_HOURS = 7 * 24
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 ENDPOINT_ID_PATTERN = r"^ep_[0-9a-f]{24}$"
+# How long an unfinished registration holds its target before an identical request takes it over
+# (its writer died between claiming the target and storing the endpoint).
+TARGET_CLAIM_STALE = timedelta(seconds=60)
 
 
 def checked_url(value: str) -> str:
@@ -119,9 +130,26 @@ class Endpoint(BaseModel):
     secret_rotated_at: datetime | None = None
     previous_secret_expires_at: datetime | None = None
     version: int = 1
+    # the first failed attempt since the last delivered one (None: the last attempt delivered)
+    failing_since: datetime | None = None
+    disabled_at: datetime | None = None  # None: enabled
+    disabled_reason: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.disabled_at is None
+
+    @property
+    def target_key(self) -> str:
+        return target_key(self.url, self.event_types)
 
     def wants(self, event_type: str) -> bool:
-        return event_type in self.event_types
+        return self.enabled and event_type in self.event_types
+
+
+def target_key(url: str, event_types: list[str]) -> str:
+    """What makes two registrations the same endpoint: the URL and the set of event types."""
+    return hashlib.sha256("\x1f".join([url, *sorted(event_types)]).encode()).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -155,6 +183,20 @@ class EndpointStore(Protocol):
         """True if it existed."""
         ...
 
+    def claim_target(self, key: str, endpoint_id: str, at: datetime, stale_before: datetime) -> str:
+        """Claim the registration target ``key`` for ``endpoint_id`` if it is unclaimed, or its claim
+        is unfinished and older than ``stale_before``; the id of the target's owner after the
+        attempt (``endpoint_id`` when claimed now)."""
+        ...
+
+    def finish_target(self, key: str) -> None:
+        """The target's endpoint is stored: its claim is never taken over."""
+        ...
+
+    def release_target(self, key: str) -> None:
+        """The target's endpoint is deleted: the target may be registered again."""
+        ...
+
 
 class SecretVault(Protocol):
     def put(self, endpoint_id: str, material: SigningSecrets) -> None: ...
@@ -185,24 +227,47 @@ class EndpointService:
 
     def register(self, request: EndpointRequest, principal: Principal) -> tuple[Endpoint, str]:
         """The new endpoint and its secret (shown only now). The secret is stored before the
-        endpoint, so a stored endpoint always has one."""
+        endpoint, so a stored endpoint always has one. The same URL and event types as a registered
+        endpoint: that endpoint and its current secret (``registered`` tells the two apart)."""
+        endpoint, secret, _created = self.registered(request, principal)
+        return endpoint, secret
+
+    def registered(self, request: EndpointRequest, principal: Principal) -> tuple[Endpoint, str, bool]:
+        """``register``, and whether the endpoint was created now (False: it existed)."""
         principal.require_platform("manage webhook endpoints")
+        now = self.clock()
+        key = target_key(request.url, request.event_types)
+        endpoint_id = new_endpoint_id()
+        owner = self.store.claim_target(key, endpoint_id, now, now - TARGET_CLAIM_STALE)
+        if owner != endpoint_id:
+            existing = self.store.get(owner)
+            material = self.vault.get(owner) if existing is not None else None
+            if existing is None or material is None:
+                raise Conflict(
+                    "an endpoint with this URL and these event types is being registered right now; retry",
+                    details=[{"field": "url", "reason": "registration in progress"}],
+                    headers={"Retry-After": "1"},
+                )
+            self.store.finish_target(key)
+            return existing, material.current, False
         if len(self.store.all()) >= MAX_ENDPOINTS:
+            self.store.release_target(key)
             raise Conflict(
                 f"at most {MAX_ENDPOINTS} webhook endpoints; delete one first",
                 details=[{"field": "url", "reason": "too many endpoints"}],
             )
         endpoint = Endpoint(
-            id=new_endpoint_id(),
+            id=endpoint_id,
             url=request.url,
             event_types=request.event_types,
             description=request.description,
-            created_at=self.clock(),
+            created_at=now,
         )
         secret = new_secret()
         self.vault.put(endpoint.id, SigningSecrets(current=secret))
         self.store.add(endpoint)
-        return endpoint, secret
+        self.store.finish_target(key)
+        return endpoint, secret, True
 
     def endpoints(self, principal: Principal) -> list[Endpoint]:
         principal.require_platform("manage webhook endpoints")
@@ -220,7 +285,27 @@ class EndpointService:
         endpoint = self.get(endpoint_id, principal)
         self.store.delete(endpoint_id)
         self.vault.delete(endpoint_id)
+        self.store.release_target(endpoint.target_key)
         return endpoint
+
+    def enable(self, endpoint_id: str, principal: Principal) -> Endpoint:
+        """The endpoint enabled again (deliveries resume with the next published event; a message
+        missed meanwhile is resent from the delivery log); an enabled one is returned as it is."""
+        for _attempt in range(5):
+            endpoint = self.get(endpoint_id, principal)
+            if endpoint.enabled:
+                return endpoint
+            enabled = endpoint.model_copy(
+                update={
+                    "disabled_at": None,
+                    "disabled_reason": None,
+                    "failing_since": None,
+                    "version": endpoint.version + 1,
+                }
+            )
+            if self.store.replace(enabled, expected_version=endpoint.version):
+                return enabled
+        raise Conflict("the endpoint changed meanwhile; retry")
 
     def rotate_secret(
         self, endpoint_id: str, request: RotateRequest, principal: Principal
@@ -262,9 +347,9 @@ class EndpointService:
 
     def target(self, endpoint_id: str) -> tuple[Endpoint, list[str]] | None:
         """Where a delivery to the endpoint goes now and what it is signed with; None once the
-        endpoint (or its secret) is deleted."""
+        endpoint (or its secret) is deleted, or while it is disabled."""
         endpoint = self.store.get(endpoint_id)
-        material = self.vault.get(endpoint_id) if endpoint is not None else None
+        material = self.vault.get(endpoint_id) if endpoint is not None and endpoint.enabled else None
         if endpoint is None or material is None:
             return None
         return endpoint, material.in_force(self.clock())

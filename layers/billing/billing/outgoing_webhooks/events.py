@@ -23,5 +23,6 @@ EVENT_TYPES: Final[dict[str, str]] = {
     "alert.resolved": "A tenant's usage or spend went back under a threshold it had crossed.",
     "usage.late_adjusted": "Usage that arrived after its month closed adjusted that month.",
     "event.corrected": "A usage event was corrected (amended or voided).",
+    "webhook_endpoint.disabled": "An endpoint whose every attempt failed for days was disabled.",
 }
 """Every type we send, and what it means (docs/guides/webhooks-to-your-app.md lists the same)."""

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from billing.dunning.notices import NoticePublisher
     from billing.dunning.service import DunningService
     from billing.invoicing import InvoicingService
+    from billing.kernel.notices import FactNotices
     from billing.kernel.periods import PeriodStore
     from billing.metering.ingest import IngestService
     from billing.metering.price_book import PriceBook
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     )
     from billing.outgoing_webhooks.delivery_log import Deliveries, DeliveryLog
     from billing.outgoing_webhooks.endpoints import EndpointService, EndpointStore, SecretVault
+    from billing.outgoing_webhooks.health import EndpointHealth
     from billing.outgoing_webhooks.publishing import WebhookPublisher
     from billing.payments.card_on_file import CardOnFileService
     from billing.payments.provider import PaymentCollector
@@ -554,8 +556,10 @@ def webhook_endpoint_service() -> EndpointService:
 def webhook_sender() -> Sender:
     """One attempt of an outgoing webhook message, signed when it is made."""
     from billing.outgoing_webhooks.delivery import Sender
+    from billing.outgoing_webhooks.health import AddressGuard
 
-    return Sender(webhook_endpoint_service(), webhook_poster(), clock())
+    guard = AddressGuard(allow_loopback=settings().webhook_allow_loopback)
+    return Sender(webhook_endpoint_service(), webhook_poster(), clock(), guard=guard)
 
 
 @provider
@@ -593,7 +597,33 @@ def webhook_relay() -> Relay:
         webhook_dead_letters(),
         clock(),
         AttemptRecorder(webhook_delivery_log()),
+        webhook_health(),
     )
+
+
+@provider
+def webhook_health() -> EndpointHealth:
+    """Disables an endpoint that has failed for days (a notice, a log record, a webhook say so)."""
+    from datetime import timedelta
+
+    from billing.outgoing_webhooks.health import EndpointHealth
+
+    return EndpointHealth(
+        webhook_endpoints(),
+        clock(),
+        disable_after=timedelta(days=settings().webhook_disable_after_days),
+        log=webhook_delivery_log(),
+        notices=fact_notices(),
+        webhooks=webhook_publisher(),
+    )
+
+
+@provider
+def fact_notices() -> FactNotices:
+    """Notices of alerts and disabled endpoints on the stack's EventBridge bus."""
+    from billing.adapters.aws.notices import EventBridgeFactNotices
+
+    return EventBridgeFactNotices(settings().notices_bus_name)
 
 
 @provider

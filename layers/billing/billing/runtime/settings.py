@@ -97,6 +97,14 @@ class Settings(BaseModel):
     # are all spent is kept.
     webhook_delivery_queue_url: str = ""
     webhook_dead_letter_queue_url: str = ""
+    # An endpoint whose every attempt has failed for this many days is disabled (a notice says so).
+    webhook_disable_after_days: float = Field(default=5, gt=0, le=90)
+    # Sends to a host resolving to 127.0.0.1 / ::1 are allowed (billing serve, tests only); private,
+    # link-local and reserved addresses are refused always.
+    webhook_allow_loopback: bool = False
+    # Alerts: the scheduled evaluator's rate (minutes; the freshness bound of an alert on a metric
+    # ingest does not count) and how many tenants one run evaluates at most.
+    alert_evaluation_minutes: int = Field(default=5, ge=1, le=60)
 
     # Retry k is due retry_days[k-1] days after the first failed payment (billing.dunning.schedule).
     dunning_retry_days: list[int] = Field(default_factory=lambda: list(DEFAULT_RETRY_DAYS))

@@ -8,10 +8,52 @@ from collections.abc import Sequence
 from typing import Any
 
 from billing.dunning.notices import InvoiceDetails, Notice
+from billing.kernel.notices import FactNotice
 from billing.runtime.observability import logger
 
 SOURCE = "billing"
 _BATCH = 10  # PutEvents takes at most 10 entries
+
+
+class EventBridgeFactNotices:
+    """``source: billing``, ``detail-type``: the notice's kind (``alert.triggered``,
+    ``webhook_endpoint.disabled``...), ``detail``: ``FactNotice.detail()``. An empty bus name
+    publishes nothing (notices switched off); a failure is logged, never raised."""
+
+    def __init__(self, bus_name: str, client: Any = None):
+        self.bus_name = bus_name
+        self._client = client
+
+    def publish(self, notices: Sequence[FactNotice]) -> None:
+        if not self.bus_name or not notices:
+            return
+        if self._client is None:
+            from billing.adapters.aws.clients import events_client
+
+            self._client = events_client()
+        for start in range(0, len(notices), _BATCH):
+            batch = notices[start : start + _BATCH]
+            entries = [
+                {
+                    "Source": SOURCE,
+                    "DetailType": n.kind,
+                    "Detail": json.dumps(n.detail()),
+                    "EventBusName": self.bus_name,
+                    "Resources": [],
+                    "Time": n.at,
+                }
+                for n in batch
+            ]
+            try:
+                result = self._client.put_events(Entries=entries)
+            except Exception:  # noqa: BLE001 - a lost notice never fails the fact it reports
+                logger.exception("notices not published", extra={"ids": [n.id for n in batch]})
+                continue
+            if result.get("FailedEntryCount"):
+                logger.warning(
+                    "some notices not published",
+                    extra={"failed": result["FailedEntryCount"], "ids": [n.id for n in batch]},
+                )
 
 
 class EventBridgeNoticePublisher:

@@ -1,6 +1,8 @@
 """BillingTable items of the outgoing-webhook endpoints (billing.outgoing_webhooks.endpoints):
 
 pk "WEBHOOKS"                sk "ENDPOINT#{endpoint_id}"   an endpoint (JSON body, its version), never its secret
+pk "WEBHOOKS"                sk "TARGET#{target_key}"      who registers a URL + event types: the owner's
+                                                           endpoint id, when claimed, whether stored (done)
 pk "WEBHOOKSEQ#{object_id}"  sk "SEQ"                      the object's last webhook sequence number
 pk "WEBHOOKSEQ#{object_id}"  sk "PUB#{message_id}"         a source fact's publish: its sequence, body,
                                                            whether its messages are queued
@@ -10,6 +12,7 @@ One partition: the SaaS has a few endpoints (``MAX_ENDPOINTS``) and every delive
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from billing.adapters.dynamodb.items import dynamodb_client, items, put_versioned, write_if
@@ -67,6 +70,42 @@ class DynamoWebhookEndpoints:
             Key=_key(endpoint_id),
             ConditionExpression="attribute_exists(pk)",
         )
+
+    @staticmethod
+    def _target(key: str) -> dict[str, Any]:
+        return {"pk": {"S": PARTITION}, "sk": {"S": f"TARGET#{key}"}}
+
+    def claim_target(self, key: str, endpoint_id: str, at: datetime, stale_before: datetime) -> str:
+        claimed = write_if(
+            self.client.put_item,
+            TableName=self.table,
+            Item={
+                **self._target(key),
+                "endpoint_id": {"S": endpoint_id},
+                "claimed_at": {"N": str(int(at.timestamp()))},
+            },
+            ConditionExpression="attribute_not_exists(pk) OR (attribute_not_exists(done) AND claimed_at < :stale)",
+            ExpressionAttributeValues={":stale": {"N": str(int(stale_before.timestamp()))}},
+        )
+        if claimed:
+            return endpoint_id
+        item = self.client.get_item(TableName=self.table, ConsistentRead=True, Key=self._target(key)).get(
+            "Item"
+        )
+        return item["endpoint_id"]["S"] if item else ""
+
+    def finish_target(self, key: str) -> None:
+        write_if(
+            self.client.update_item,
+            TableName=self.table,
+            Key=self._target(key),
+            UpdateExpression="SET done = :t",
+            ConditionExpression="attribute_exists(pk)",
+            ExpressionAttributeValues={":t": {"BOOL": True}},
+        )
+
+    def release_target(self, key: str) -> None:
+        self.client.delete_item(TableName=self.table, Key=self._target(key))
 
 
 class DynamoSequenceCounter:
