@@ -43,7 +43,24 @@ def ingest_events() -> Response:
     )
     if result.queued:
         metrics.add_metric(name="EventsQueued", unit=MetricUnit.Count, value=len(result.accepted))
+    if result.accepted:
+        alert_on_queries(sorted({e.tenant_id for e in events if e.queries}))
     return json_response(202, result.body())
+
+
+def alert_on_queries(tenant_ids: list[str]) -> None:
+    """Alerts on queries are evaluated here, from the counter this request just moved: they fire
+    before the answer (billing.alerts.evaluation). A failure is logged, never the request's."""
+    if not tenant_ids:
+        return
+    try:
+        evaluator = container.alert_evaluator()
+        now = container.clock()()
+        for tenant in container.tenants().get_many(tenant_ids).values():
+            if evaluator.watches(tenant, "queries", now):
+                evaluator.evaluate_tenant(tenant, now, metrics=frozenset({"queries"}))
+    except Exception:  # noqa: BLE001 - the usage is stored; the scheduled evaluation retries
+        logger.exception("alerts on queries not evaluated at ingest")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -19,11 +19,12 @@ Limit = int | None  # None = unlimited
 
 
 def quota_limit(tenant: Tenant, catalog: PlanCatalog, instant: datetime) -> Limit:
-    """The query_quota of the plan in force at ``instant``; the tenant's own quota before plans exist."""
+    """The hard query limit of the plan in force at ``instant`` (its query_quota, or its hard limit
+    on queries); the tenant's own quota before plans exist."""
     plan_id = tenant.plan_at(instant)
     if plan_id is None:
         return tenant.query_quota
-    return catalog.get(plan_id).query_quota
+    return catalog.get(plan_id).hard_query_limit
 
 
 def quota_schedule(tenant: Tenant, catalog: PlanCatalog) -> Callable[[datetime], Limit]:
@@ -33,7 +34,7 @@ def quota_schedule(tenant: Tenant, catalog: PlanCatalog) -> Callable[[datetime],
     plans = tenant.sorted_plans()
     starts = [p.effective_at for p in plans]
     try:  # each segment's limit, found once (ingest asks twice per query)
-        limits = [tenant.query_quota] + [catalog.get(p.plan).query_quota for p in plans]
+        limits = [tenant.query_quota] + [catalog.get(p.plan).hard_query_limit for p in plans]
     except KeyError:  # a plan the catalog lacks: raise only when an instant falls in its segment
         pass
     else:
@@ -43,7 +44,7 @@ def quota_schedule(tenant: Tenant, catalog: PlanCatalog) -> Callable[[datetime],
         index = bisect.bisect_right(starts, instant)
         if index == 0:
             return tenant.query_quota
-        return catalog.get(plans[index - 1].plan).query_quota
+        return catalog.get(plans[index - 1].plan).hard_query_limit
 
     return limit_at
 

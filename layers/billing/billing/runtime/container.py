@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from billing.adapters.dynamodb.tenants import DynamoTenantStore
     from billing.adapters.dynamodb.usage_ledger import DynamoUsageLedger
     from billing.adapters.stripe.gateway import StripeGateway
+    from billing.alerts.evaluation import AlertEvaluator, AlertStates
     from billing.catalog.plans import PlanCatalog
     from billing.dunning.notices import NoticePublisher
     from billing.dunning.service import DunningService
@@ -613,6 +614,38 @@ def webhook_health() -> EndpointHealth:
         clock(),
         disable_after=timedelta(days=settings().webhook_disable_after_days),
         log=webhook_delivery_log(),
+        notices=fact_notices(),
+        webhooks=webhook_publisher(),
+    )
+
+
+@provider
+def alert_states() -> AlertStates:
+    from billing.adapters.dynamodb.alert_states import DynamoAlertStates
+
+    return DynamoAlertStates(settings().billing_table)
+
+
+@provider
+def alert_evaluator() -> AlertEvaluator:
+    """Alerts on usage and spend: fired and resolved once per threshold and period, announced as
+    notices and webhooks (billing.alerts.evaluation)."""
+    from billing.adapters.clickhouse.metric_queries import ClickHouseMetrics
+    from billing.alerts.evaluation import AlertEvaluator, StoredUsage
+
+    catalog = plan_catalog()
+    usage = StoredUsage(
+        catalog,
+        ledger().quota_used,
+        ClickHouseMetrics(usage_store()).value,
+        lambda tenant_id, month: billing_cycle().statement(tenant_id, month)[0].total,
+    )
+    return AlertEvaluator(
+        tenants=tenants(),
+        catalog=catalog,
+        usage=usage,
+        states=alert_states(),
+        clock=clock(),
         notices=fact_notices(),
         webhooks=webhook_publisher(),
     )

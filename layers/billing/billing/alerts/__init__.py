@@ -1,0 +1,2 @@
+"""Alerts on a tenant's usage of a metric or its spend so far in the period
+(``billing.alerts.evaluation``)."""
