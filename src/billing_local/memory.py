@@ -332,9 +332,9 @@ class MemoryWebhookEndpoints:
                 return endpoint_id
             return held[0]
 
-    def finish_target(self, key: str) -> None:
+    def finish_target(self, key: str, endpoint_id: str) -> None:
         with self._guard:
-            if key in self.targets:
+            if key in self.targets and self.targets[key][0] == endpoint_id:
                 owner, at, _done = self.targets[key]
                 self.targets[key] = (owner, at, True)
 

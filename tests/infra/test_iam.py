@@ -144,7 +144,8 @@ DENIED = [
     ("IngestFunction", "UpdateItem of a claim", add_one(LEDGER, "EVT#acme#e1")),
     ("IngestFunction", "UpdateItem of a processed Stripe event id", add_one(LEDGER, "WEBHOOK#evt_1")),
     ("IngestFunction", "BatchGetItem of a processed Stripe event id", batch_get(LEDGER, "WEBHOOK#evt_1")),
-    ("IngestFunction", "GetItem on the ledger", get(LEDGER, "QUOTA#acme#2025-11")),
+    # it reads the month's query counter (QUOTA#: alerts on queries), nothing else of the ledger
+    ("IngestFunction", "GetItem on the ledger", get(LEDGER, "EVT#acme#e1")),
     ("IngestFunction", "PartiQL INSERT outside EVT#", insert(LEDGER, "WEBHOOK#evt_1")),
     (
         "IngestFunction",
@@ -195,10 +196,10 @@ DENIED = [
     ("WebhookEndpointsFunction", "PutItem of the dunning standing", put(BILLING, "TENANT#acme")),
     ("WebhookEndpointsFunction", "DeleteItem of a statement", delete(BILLING, "MONTH#2025-11")),
     ("WebhookEndpointsFunction", "PutItem of a claim", put(LEDGER, "EVT#acme#e1")),
-    ("WebhookDeliveryFunction", "PutItem of an endpoint", put(BILLING, "WEBHOOKS")),
+    ("WebhookDeliveryFunction", "PutItem of a statement", put(BILLING, "MONTH#2025-11")),
     ("WebhookDeliveryFunction", "GetItem of a tenant record", get(TENANTS, "acme")),
     ("WebhookDeliveryFunction", "GetItem of a statement", get(BILLING, "MONTH#2025-11")),
-    ("WebhookDeliveryFunction", "UpdateItem of a webhook sequence", add_one(BILLING, "WEBHOOKSEQ#in_1")),
+    ("WebhookDeliveryFunction", "UpdateItem of a tenant's dunning", add_one(BILLING, "TENANT#acme")),
     *[
         (f, "UpdateItem of an endpoint", add_one(BILLING, "WEBHOOKS"))
         for f in ("MonthlyCloseFunction", "TenantsApiFunction", "StripeWebhookFunction", "DunningFunction")

@@ -189,8 +189,8 @@ class EndpointStore(Protocol):
         attempt (``endpoint_id`` when claimed now)."""
         ...
 
-    def finish_target(self, key: str) -> None:
-        """The target's endpoint is stored: its claim is never taken over."""
+    def finish_target(self, key: str, endpoint_id: str) -> None:
+        """The target's endpoint ``endpoint_id`` (its owner) is stored: the claim is never taken over."""
         ...
 
     def release_target(self, key: str) -> None:
@@ -248,7 +248,7 @@ class EndpointService:
                     details=[{"field": "url", "reason": "registration in progress"}],
                     headers={"Retry-After": "1"},
                 )
-            self.store.finish_target(key)
+            self.store.finish_target(key, owner)
             return existing, material.current, False
         if len(self.store.all()) >= MAX_ENDPOINTS:
             self.store.release_target(key)
@@ -266,7 +266,7 @@ class EndpointService:
         secret = new_secret()
         self.vault.put(endpoint.id, SigningSecrets(current=secret))
         self.store.add(endpoint)
-        self.store.finish_target(key)
+        self.store.finish_target(key, endpoint.id)
         return endpoint, secret, True
 
     def endpoints(self, principal: Principal) -> list[Endpoint]:

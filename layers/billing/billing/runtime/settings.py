@@ -102,9 +102,6 @@ class Settings(BaseModel):
     # Sends to a host resolving to 127.0.0.1 / ::1 are allowed (billing serve, tests only); private,
     # link-local and reserved addresses are refused always.
     webhook_allow_loopback: bool = False
-    # Alerts: the scheduled evaluator's rate (minutes; the freshness bound of an alert on a metric
-    # ingest does not count) and how many tenants one run evaluates at most.
-    alert_evaluation_minutes: int = Field(default=5, ge=1, le=60)
 
     # Retry k is due retry_days[k-1] days after the first failed payment (billing.dunning.schedule).
     dunning_retry_days: list[int] = Field(default_factory=lambda: list(DEFAULT_RETRY_DAYS))

@@ -94,14 +94,13 @@ class DynamoWebhookEndpoints:
         )
         return item["endpoint_id"]["S"] if item else ""
 
-    def finish_target(self, key: str) -> None:
+    def finish_target(self, key: str, endpoint_id: str) -> None:
         write_if(
-            self.client.update_item,
+            self.client.put_item,
             TableName=self.table,
-            Key=self._target(key),
-            UpdateExpression="SET done = :t",
-            ConditionExpression="attribute_exists(pk)",
-            ExpressionAttributeValues={":t": {"BOOL": True}},
+            Item={**self._target(key), "endpoint_id": {"S": endpoint_id}, "done": {"BOOL": True}},
+            ConditionExpression="endpoint_id = :owner",
+            ExpressionAttributeValues={":owner": {"S": endpoint_id}},
         )
 
     def release_target(self, key: str) -> None:
