@@ -131,6 +131,13 @@ def test_alerts_fire_once_per_threshold_and_resolve_after_a_plan_change(env, wor
         ("spend", "14", "active"),
         ("tokens-limit", "100%", "active"),
     ]
+    # And the usage page lists them in its alerts block
+    view = container.portal_service().view("acme", "2025-11")
+    assert sorted(a["alert_id"] for a in view.to_json()["alerts"]) == ["queries", "spend", "tokens-limit"]
+    from billing.portal.page import render_content
+
+    html = render_content(view)
+    assert 'id="alerts"' in html and "Usage of tokens reached 100% of the plan's limit (1,000): 1,500" in html
     # When the plan changes so that the soft token limit is 5000
     container.override(plan_catalog=catalog(token_limit="5000"))
     changes = container.alert_evaluator().evaluate()

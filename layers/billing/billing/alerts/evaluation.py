@@ -69,13 +69,18 @@ class AlertState:
             "alert_id": self.alert_id,
             "metric": self.metric,
             "threshold": self.threshold,
-            "level": str(self.level),
-            "value": str(self.value),
+            "level": _plain(self.level),
+            "value": _plain(self.value),
             "state": self.state,
             "occurrence": self.occurrence,
             "fired_at": iso(self.fired_at),
             "resolved_at": iso(self.resolved_at) if self.resolved_at else None,
         }
+
+
+def _plain(number: Decimal) -> str:
+    """A quantity as an exact decimal string without trailing zeros (``1500``, ``2.5``)."""
+    return f"{number.normalize():f}" if number != 0 else "0"
 
 
 class AlertStates(Protocol):

@@ -20,6 +20,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from html import escape
 
 from billing.kernel.periods import Month
+from billing.portal.alerts_block import alerts_block
 from billing.portal.charts import bar_chart
 from billing.portal.view import DayUsage, PortalView
 from billing.rating import wording
@@ -322,6 +323,7 @@ def render_content(view: PortalView) -> str:
         + _statement(view)
         + _models(view)
         + _invoices(view)
+        + alerts_block(view.alerts)
     )
 
 

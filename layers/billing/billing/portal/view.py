@@ -129,6 +129,7 @@ class PortalView:
     payment_status: str
     open_invoices: list[OpenInvoice] = field(default_factory=list)
     credits: dict[str, Any] | None = None  # the credit summary; None: the tenant holds no grants
+    alerts: list[dict[str, Any]] = field(default_factory=list)  # the month's active alert thresholds
 
     @property
     def total(self) -> Decimal:
@@ -170,6 +171,7 @@ class PortalView:
             "payment_status": self.payment_status,
             "open_invoices": [i.to_json() for i in self.open_invoices],
             "credits": self.credits,
+            "alerts": self.alerts,
         }
 
 
@@ -191,7 +193,9 @@ class PortalService:
         invoices: InvoiceLookup,
         clock: Callable[[], datetime],
         credits: CreditSummaries | None = None,
+        alerts: Callable[[str, str], Sequence[Any]] | None = None,
     ):
+        self.alerts = alerts  # (tenant, period) -> its alert states (billing.alerts.evaluation)
         self.tenants = tenants
         self.catalog = catalog
         self.statements = statements
@@ -272,7 +276,13 @@ class PortalService:
             payment_status=tenant.payment_status,
             open_invoices=open_invoices,
             credits=credits,
+            alerts=self._alerts(tenant.id, month),
         )
+
+    def _alerts(self, tenant_id: str, month: Month) -> list[dict[str, Any]]:
+        if self.alerts is None:
+            return []
+        return [a.to_json() for a in self.alerts(tenant_id, str(month)) if a.state == "active"]
 
     def _credits(self, tenant_id: str, now: datetime) -> dict[str, Any] | None:
         if self.credits is None:

@@ -713,4 +713,5 @@ def portal_service() -> PortalService:
         invoices=invoice_records(),
         clock=clock(),
         credits=credit_book(),
+        alerts=alert_states().of_period,
     )
