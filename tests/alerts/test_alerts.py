@@ -170,3 +170,25 @@ def test_an_alert_on_queries_fires_at_ingest(env, world):
     # Then the 50% alert fired in that same request, before the answer
     assert response["statusCode"] == 202
     assert [k for k, _ in notices.kinds] == ["alert.triggered"] and "queries:50%" in notices.kinds[0][1]
+
+
+def test_the_trackers_gate_reads_a_hard_limit_written_under_limits(env, world, lambda_context):
+    import json
+
+    from billing_local.runner import load_module
+    from tests.conftest import api_event
+
+    # Given 3 queries stored this month by a tenant whose plan's hard limit (under limits) is 10
+    container.override(clock=None)
+    create_tenant("gate", [("metered", "2025-01-01T00:00:00Z")])
+    today = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    for i in range(3):
+        assert ingest_one({**event(i), "tenant_id": "gate", "timestamp": today}) == 202
+    # When the gate (GET /v1/tenants/{id}/quota) reads it
+    request = api_event("", method="GET", path="/v1/tenants/gate/quota")
+    request["resource"] = "/v1/tenants/{tenant_id}/quota"
+    request["pathParameters"] = {"tenant_id": "gate"}
+    response = load_module("tenant_status").handler(request, lambda_context)
+    # Then it answers the limit, the count and what remains, as for query_quota
+    body = json.loads(response["body"])
+    assert (body["limit"], body["used"], body["remaining"]) == (10, 3, 7)
