@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
+from billing.catalog.limits import alert_rules, limit_on
 from billing.catalog.plans import Plan, PlanCatalog
 
 
@@ -35,7 +36,7 @@ def test_query_quota_and_a_hard_limit_on_queries_are_the_same_limit():
     # Then ingest's limit is 100 for both, and each has a limit of 100 on queries
     for plan_id in ("a", "b"):
         assert c.get(plan_id).hard_query_limit == 100
-        assert c.get(plan_id).limit_on("queries") == Decimal(100)
+        assert limit_on(c.get(plan_id).query_quota, c.get(plan_id).limits, "queries") == Decimal(100)
 
 
 def test_a_plan_without_the_new_keys_digests_as_before():
@@ -53,7 +54,7 @@ def test_a_soft_limit_alerts_at_100_percent_unless_an_alert_watches_it():
             alerts=[{"id": "b", "metric": "bytes", "thresholds": ["50%", "9"]}],
         )
     )
-    rules = {r.id: [t.text for t in r.thresholds] for r in c.get("p").alert_rules()}
+    rules = {r.id: [t.text for t in r.thresholds] for r in alert_rules(c.get("p").limits, c.get("p").alerts)}
     assert rules == {"b": ["50%", "9"], "tokens-limit": ["100%"]}
 
 

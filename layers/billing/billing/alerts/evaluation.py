@@ -25,8 +25,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Final, Literal, Protocol
 
-from billing.catalog.limits import SPEND, AlertRule, Threshold
-from billing.catalog.plans import PlanCatalog
+from billing.catalog.limits import SPEND, AlertRule, Threshold, alert_rules, limit_on
+from billing.catalog.plans import Plan, PlanCatalog
 from billing.kernel.notices import FactNotice, FactNotices
 from billing.kernel.periods import Month, iso
 from billing.outgoing_webhooks.publishing import WebhookPublisher
@@ -114,6 +114,10 @@ class AlertChange:
     state: AlertState
 
 
+def _rules(plan: Plan) -> list[AlertRule]:
+    return alert_rules(plan.limits, plan.alerts)
+
+
 class AlertEvaluator:
     def __init__(
         self,
@@ -135,7 +139,7 @@ class AlertEvaluator:
         return (
             plan_id is not None
             and plan_id in self.catalog
-            and any(r.metric == metric for r in self.catalog.get(plan_id).alert_rules())
+            and any(r.metric == metric for r in _rules(self.catalog.get(plan_id)))
         )
 
     def evaluate(self, tenant_ids: Iterable[str] | None = None) -> list[AlertChange]:
@@ -163,7 +167,7 @@ class AlertEvaluator:
         month = Month.of(now)
         plan_id = tenant.plan_at(now)
         plan = self.catalog.get(plan_id) if plan_id is not None and plan_id in self.catalog else None
-        rules = [r for r in (plan.alert_rules() if plan else []) if metrics is None or r.metric in metrics]
+        rules = [r for r in (_rules(plan) if plan else []) if metrics is None or r.metric in metrics]
         recorded = self.states.of_period(tenant.id, str(month))
         if not rules and not any(s.state == "active" for s in recorded):
             return []
@@ -172,7 +176,7 @@ class AlertEvaluator:
         changes: list[AlertChange] = []
         for rule in rules:
             value = self._value(tenant.id, rule, month, now)
-            limit = plan.limit_on(rule.metric) if plan else None
+            limit = limit_on(plan.query_quota, plan.limits, rule.metric) if plan else None
             for threshold in rule.thresholds:
                 key = (rule.id, threshold.text)
                 wanted.add(key)

@@ -23,8 +23,12 @@ Invariants (checked when the catalog loads; a refusal names the plan, the limit 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
+
+if TYPE_CHECKING:
+    from billing.catalog.metrics import MetricDefinition
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -160,3 +164,54 @@ def check_limits(
                 f"{where}: {', '.join(percents)} of what? The plan has no limit on {alert.metric}; "
                 "add one under limits, or give amounts"
             )
+
+
+def check_catalog(
+    metrics: Sequence[MetricDefinition],
+    plans: Sequence[tuple[str, int | None, list[Limit], list[AlertRule]]],
+) -> None:
+    """``check_limits`` for every (plan id, query_quota, limits, alerts) over the catalog's metrics."""
+    from billing.catalog.metrics import BUILT_IN
+
+    aggregation_of: dict[str, str] = {m: d.aggregation for m, d in BUILT_IN.items()}
+    aggregation_of |= {m.id: m.aggregation for m in metrics}
+    if SPEND in aggregation_of:
+        raise ValueError(f"metric {SPEND}: the id names spend in alerts; choose another")
+    for plan_id, query_quota, limits, alerts in plans:
+        check_limits(plan_id, query_quota, limits, alerts, aggregation_of)
+
+
+def hard_query_limit(query_quota: int | None, limits: Sequence[Limit]) -> int | None:
+    """``query_quota``, or a hard limit on ``queries``; None: unlimited."""
+    if query_quota is not None:
+        return query_quota
+    for limit in limits:
+        if limit.metric == "queries" and limit.enforcement == "hard":
+            return int(limit.value)
+    return None
+
+
+def limit_on(query_quota: int | None, limits: Sequence[Limit], metric: str) -> Decimal | None:
+    """The limit (hard or soft) on ``metric``; None: none."""
+    if metric == "queries" and query_quota is not None:
+        return Decimal(query_quota)
+    for limit in limits:
+        if limit.metric == metric:
+            return limit.value
+    return None
+
+
+def alert_rules(limits: Sequence[Limit], alerts: Sequence[AlertRule]) -> list[AlertRule]:
+    """The declared alerts, and one at 100% for each soft limit no alert watches."""
+    rules = list(alerts)
+    watched = {a.metric for a in alerts}
+    for limit in limits:
+        if limit.enforcement == "soft" and limit.metric not in watched:
+            rules.append(
+                AlertRule(
+                    id=f"{limit.metric}-limit",
+                    metric=limit.metric,
+                    thresholds=[Threshold(percent=Decimal(100))],
+                )
+            )
+    return rules

@@ -25,8 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from billing.catalog.limits import SPEND, AlertRule, Limit, Threshold, check_limits
-from billing.catalog.metrics import BUILT_IN, BUILT_IN_METRICS, MetricDefinition, check_unique_ids
+from billing.catalog.limits import AlertRule, Limit, check_catalog, hard_query_limit
+from billing.catalog.metrics import BUILT_IN_METRICS, MetricDefinition, check_unique_ids
 from billing.catalog.usage_types import BUILT_IN_TYPES, UsageType, check_usage_types
 from billing.kernel.money import reject_float
 from billing.metering.events import PROPERTY_NAME
@@ -241,46 +241,15 @@ class Plan(BaseModel):
     # Units of the plan's currency per USD of event-time usage cost (the price book is in USD): the
     # plan's fixed rate, so a statement stays reproducible. Required for a plan not in USD.
     usage_rate: Decimal | None = Field(default=None, gt=0)
-    # Limits on metrics and the alerts of a tenant on the plan (billing.catalog.limits).
     limits: list[Limit] = Field(default_factory=list)
-    alerts: list[AlertRule] = Field(default_factory=list)
+    alerts: list[AlertRule] = Field(default_factory=list)  # limits and alerts: billing.catalog.limits
 
     _no_float = field_validator("base_fee", "minimum_commitment", "usage_rate", mode="before")(reject_float)
 
     @property
     def hard_query_limit(self) -> int | None:
-        """The monthly query count ingest admits (None: unlimited): ``query_quota``, or a hard
-        limit on ``queries``."""
-        if self.query_quota is not None:
-            return self.query_quota
-        for limit in self.limits:
-            if limit.metric == "queries" and limit.enforcement == "hard":
-                return int(limit.value)
-        return None
-
-    def limit_on(self, metric: str) -> Decimal | None:
-        """The plan's limit (hard or soft) on ``metric``; None: none."""
-        if metric == "queries" and self.query_quota is not None:
-            return Decimal(self.query_quota)
-        for limit in self.limits:
-            if limit.metric == metric:
-                return limit.value
-        return None
-
-    def alert_rules(self) -> list[AlertRule]:
-        """The declared alerts, and one at 100% for each soft limit no alert watches."""
-        rules = list(self.alerts)
-        watched = {a.metric for a in self.alerts}
-        for limit in self.limits:
-            if limit.enforcement == "soft" and limit.metric not in watched:
-                rules.append(
-                    AlertRule(
-                        id=f"{limit.metric}-limit",
-                        metric=limit.metric,
-                        thresholds=[Threshold(percent=Decimal(100))],
-                    )
-                )
-        return rules
+        """The monthly query count ingest admits (None: unlimited) (billing.catalog.limits)."""
+        return hard_query_limit(self.query_quota, self.limits)
 
     @model_validator(mode="after")
     def _tiers_ascending(self) -> Plan:
@@ -318,6 +287,8 @@ class PlanCatalog(BaseModel):
     @model_validator(mode="after")
     def _one_definition_per_metric(self) -> PlanCatalog:
         check_unique_ids(self.metrics)
+        # each plan's limits and alerts on count or sum metrics the catalog knows
+        check_catalog(self.metrics, [(p.id, p.query_quota, p.limits, p.alerts) for p in self.plans])
         return self
 
     @model_validator(mode="after")
@@ -403,16 +374,6 @@ class PlanCatalog(BaseModel):
                 )
             if currency == "usd" and plan.usage_rate not in (None, 1):
                 raise ValueError(f"plan {plan.id}: a USD plan's usage_rate can only be 1")
-        return self
-
-    @model_validator(mode="after")
-    def _limits_and_alerts(self) -> PlanCatalog:
-        aggregation_of: dict[str, str] = {m: BUILT_IN[m].aggregation for m in BUILT_IN_METRICS}
-        aggregation_of |= {m.id: m.aggregation for m in self.metrics}
-        if SPEND in aggregation_of:
-            raise ValueError(f"metric {SPEND}: the id names spend in alerts; choose another")
-        for plan in self.plans:
-            check_limits(plan.id, plan.query_quota, plan.limits, plan.alerts, aggregation_of)
         return self
 
     def usage_rate_of(self, plan_id: str) -> Decimal:
