@@ -117,6 +117,9 @@ def test_an_endpoint_failing_for_five_days_is_disabled_then_enabled(clock):
     clock.now += timedelta(hours=1)
     assert relay.handle(Message("msg_after", endpoint.id, "invoice.paid", b"{}")).dropped
     assert len(receiver.ids) == sent
+    # And a message dropped meanwhile is in its log, to resend once it is enabled
+    page, _ = container.webhook_deliveries().page(endpoint.id, PLATFORM)
+    assert (page[0].message_id, page[0].error) == ("msg_after", "endpoint disabled: not sent")
     assert container.webhook_endpoint_service().subscribers("invoice.paid") == []
     # When the operator enables it and the endpoint recovers
     enabled = container.webhook_endpoint_service().enable(endpoint.id, PLATFORM)

@@ -9,7 +9,8 @@ Invariants:
   retry hours later is neither refused as old nor signed with a secret rotated away;
 - an attempt succeeds on a 2xx answer only; anything else (no answer within ``timeout_s``, a
   refused connection, any other status) is retried after ``RETRY_SCHEDULE``, about three days in
-  all, then given up; a message to an endpoint deleted meanwhile is dropped, never sent;
+  all, then given up; a message to an endpoint deleted meanwhile is dropped, never sent; one to a
+  disabled endpoint is dropped too, and logged ("endpoint disabled") so that it can be resent;
 - at least once, never exactly once: a receiver deduplicates on ``webhook-id`` and orders by
   ``sequence`` (the body says which object);
 - a publish with a ``source_id`` (the fact it reports: ``statement.issued:{statement_id}``, a Stripe
@@ -218,7 +219,10 @@ class Sender:
         """Make the message's next attempt now (see the module's invariants)."""
         target = self.endpoints.target(message.endpoint_id)
         if target is None:
-            return Outcome(message, delivered=False, answer=None, retry_in=None, dropped=True)
+            # a disabled endpoint's message is dropped with a reason, so the log keeps it for a resend
+            endpoint = self.endpoints.store.get(message.endpoint_id)
+            why = Answer(None, "endpoint disabled: not sent") if endpoint is not None else None
+            return Outcome(message, delivered=False, answer=why, retry_in=None, dropped=True)
         endpoint, secrets = target
         refusal = self.guard.refusal(urlsplit(endpoint.url).hostname or "") if self.guard else None
         started = time.perf_counter()
@@ -290,7 +294,7 @@ class Relay:
             )
             return None
         outcome = self.sender.attempt(message)
-        if self.log is not None and not outcome.dropped:
+        if self.log is not None and (not outcome.dropped or outcome.answer is not None):
             self.log.attempted(outcome, now)
         if outcome.retry_in is not None:
             self.queue.send(outcome.message, outcome.retry_in)

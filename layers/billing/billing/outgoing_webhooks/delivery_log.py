@@ -2,8 +2,10 @@
 
 Invariants:
 - every attempt the relay makes is one ``Attempt`` in the log (a message dropped because its
-  endpoint is gone, or one handed back to wait, is no attempt); the log keeps an attempt and the
-  message it carried (id, event type, exact body) for ``RETENTION_DAYS``, then forgets them;
+  endpoint is gone, or one handed back to wait, is no attempt; one dropped because its endpoint is
+  disabled is logged, not sent, with that error, and so is the disabling itself); the log keeps an
+  attempt and the message it carried (id, event type, exact body) for ``RETENTION_DAYS``, then
+  forgets them;
 - an endpoint's log is read newest first, at most ``MAX_PAGE`` a page, a cursor naming where the
   next page starts; only a platform key reads it;
 - a resend queues the logged message again under the same id with the same bytes (a receiver that
