@@ -26,6 +26,14 @@ def catalog(*, token_limit: str = "1000", query_limit: int = 10) -> PlanCatalog:
         {
             "plans": [
                 {
+                    "id": "bigger",
+                    "name": "Bigger",
+                    "base_fee": "10.00",
+                    "query_tiers": [{"up_to": None, "unit_price": "1.00"}],
+                    "limits": [{"metric": "queries", "value": 1000, "enforcement": "hard"}],
+                    "alerts": [{"id": "queries", "metric": "queries", "thresholds": ["50%", "100%"]}],
+                },
+                {
                     "id": "metered",
                     "name": "Metered",
                     "base_fee": "10.00",
@@ -38,7 +46,7 @@ def catalog(*, token_limit: str = "1000", query_limit: int = 10) -> PlanCatalog:
                         {"id": "queries", "metric": "queries", "thresholds": ["50%", "100%"]},
                         {"id": "spend", "metric": "spend", "thresholds": ["14.00"]},
                     ],
-                }
+                },
             ]
         }
     )
@@ -192,3 +200,28 @@ def test_the_trackers_gate_reads_a_hard_limit_written_under_limits(env, world, l
     # Then it answers the limit, the count and what remains, as for query_quota
     body = json.loads(response["body"])
     assert (body["limit"], body["used"], body["remaining"]) == (10, 3, 7)
+
+
+def test_a_plan_change_resolves_what_the_new_plan_no_longer_crosses(env, world):
+    _, webhooks = world
+    # Given a tenant past 50% of its 10 queries, with 1500 tokens over its soft limit of 1000
+    for i in range(5):
+        assert ingest_one(event(i, tokens=300)) == 202
+    fired = container.alert_evaluator().evaluate()
+    assert {c.state.alert_id for c in fired} == {"queries", "tokens-limit", "spend"}
+    # When the tenant moves to a plan of 1000 queries, with no token limit nor spend alert
+    from billing.tenants.requests import PlanChangeRequest
+
+    container.tenant_service().change_plan("acme", PlanChangeRequest(plan="bigger", effective_at=NOW))
+    later = NOW.replace(hour=13)
+    container.override(clock=lambda: later)
+    changes = container.alert_evaluator().evaluate()
+    # Then every active threshold resolves: 5 queries are under 50% of 1000, and the other two
+    # alerts are not in the new plan
+    assert sorted((c.kind, c.state.alert_id) for c in changes) == [
+        ("alert.resolved", "queries"),
+        ("alert.resolved", "spend"),
+        ("alert.resolved", "tokens-limit"),
+    ]
+    assert container.alert_evaluator().evaluate() == []
+    assert container.portal_service().view("acme", "2025-11").alerts == []
