@@ -188,6 +188,12 @@ def test_dunning_finds_nothing_due_on_a_fresh_stack(deployment):
     assert response["due"] == 0, response
 
 
+def test_alert_evaluation_fires_nothing_on_the_shipped_plans(deployment):
+    # the shipped plans declare no alerts or soft limits: every tenant is evaluated, none fires
+    response = ok(deployment.invoke("AlertEvaluationFunction", sample("alert_evaluation")))
+    assert response == {"triggered": 0, "resolved": 0}, response
+
+
 def test_monthly_close_writes_statements_and_the_csv(deployment):
     # When the scheduled close runs for December 1st (closes November 2025)
     response = ok(deployment.invoke("MonthlyCloseFunction", sample("monthly_close")))
