@@ -197,6 +197,12 @@ DENIED = [
     ("WebhookEndpointsFunction", "DeleteItem of a statement", delete(BILLING, "MONTH#2025-11")),
     ("WebhookEndpointsFunction", "PutItem of a claim", put(LEDGER, "EVT#acme#e1")),
     ("WebhookDeliveryFunction", "PutItem of a statement", put(BILLING, "MONTH#2025-11")),
+    ("AlertEvaluationFunction", "PutItem of a statement", put(BILLING, "MONTH#2025-11")),
+    ("AlertEvaluationFunction", "PutItem of a claim", put(LEDGER, "EVT#acme#e1")),
+    ("AlertEvaluationFunction", "UpdateItem of a quota counter", add_one(LEDGER, "QUOTA#acme#2025-11")),
+    ("AlertEvaluationFunction", "PutItem of the dunning standing", put(BILLING, "TENANT#acme")),
+    ("IngestFunction", "PutItem of a statement", put(BILLING, "MONTH#2025-11")),
+    ("TenantPortalFunction", "PutItem of an alert state", put(BILLING, "ALERTS#acme")),
     ("WebhookDeliveryFunction", "GetItem of a tenant record", get(TENANTS, "acme")),
     ("WebhookDeliveryFunction", "GetItem of a statement", get(BILLING, "MONTH#2025-11")),
     ("WebhookDeliveryFunction", "UpdateItem of a tenant's dunning", add_one(BILLING, "TENANT#acme")),
@@ -250,6 +256,19 @@ ALLOWED = [
         for f in PUBLISHERS
     ],
     *[(f, "GetItem of a webhook publish record", get(BILLING, "WEBHOOKSEQ#in_1")) for f in PUBLISHERS],
+    # alerts (billing.alerts.evaluation): on queries at ingest, every alert on the schedule
+    ("IngestFunction", "GetItem of the month's counter", get(LEDGER, "QUOTA#acme#2025-11")),
+    ("IngestFunction", "PutItem of an alert state", put(BILLING, "ALERTS#acme")),
+    ("IngestFunction", "UpdateItem of an alert state", add_one(BILLING, "ALERTS#acme")),
+    ("IngestFunction", "UpdateItem of a webhook sequence", add_one(BILLING, "WEBHOOKSEQ#acme")),
+    ("AlertEvaluationFunction", "GetItem of the month's counter", get(LEDGER, "QUOTA#acme#2025-11")),
+    ("AlertEvaluationFunction", "PutItem of an alert state", put(BILLING, "ALERTS#acme")),
+    ("AlertEvaluationFunction", "UpdateItem of an alert state", add_one(BILLING, "ALERTS#acme")),
+    ("AlertEvaluationFunction", "UpdateItem of a webhook sequence", add_one(BILLING, "WEBHOOKSEQ#acme")),
+    ("AlertEvaluationFunction", "GetItem of a statement", get(BILLING, "MONTH#2025-11")),
+    # an endpoint disabled after days of failures (billing.outgoing_webhooks.health)
+    ("WebhookDeliveryFunction", "PutItem of an endpoint", put(BILLING, "WEBHOOKS")),
+    ("WebhookDeliveryFunction", "UpdateItem of a webhook sequence", add_one(BILLING, "WEBHOOKSEQ#ep_1")),
 ]
 
 
