@@ -1,4 +1,5 @@
-"""Billing periods: calendar months in UTC. The single place that knows about month boundaries."""
+"""Billing periods: calendar months in UTC, the default calendar's periods (every other calendar is
+billing.kernel.calendar, which yields exactly these months by default)."""
 
 from __future__ import annotations
 
