@@ -200,6 +200,42 @@ def add_coupon(
     )
 
 
+@tenant_app.command("calendar")
+def calendar(
+    tenant_id: str = typer.Argument(..., help="tenant id"),
+    time_zone: str | None = typer.Option(None, "--time-zone", help="IANA name, e.g. Asia/Kolkata"),
+    anchor: str | None = typer.Option(None, "--anchor", help="calendar | signup | an RFC 3339 instant"),
+    interval: str | None = typer.Option(None, "--interval", help="week | month | quarter | year"),
+    at: str | None = typer.Option(None, "--at", help="RFC 3339 instant the change is made at (default now)"),
+    as_json: bool = json_option(),
+) -> None:
+    """Show a tenant's billing calendar, or change it from the next period boundary (what GET and
+    POST /v1/tenants/{id}/calendar do)."""
+    from billing.runtime import container
+    from billing.tenants.requests import CalendarRequest, parse_request
+
+    require_tenants(tenant_id)
+    service = container.tenant_service()
+    changes = {"time_zone": time_zone, "anchor": anchor, "interval": interval, "at": at}
+    body = {k: v for k, v in changes.items() if v is not None}
+    if body:
+        view = service.change_calendar(tenant_id, parse_request(CalendarRequest, body))
+    else:
+        view = service.calendar(tenant_id)
+    period = view.current_period
+    text = (
+        f"{tenant_id}: {view.interval}ly periods, anchor {view.anchor}, time zone {view.time_zone}\n"
+        f"current period: {period['label']} ({period['start']} to {period['end']})"
+    )
+    if view.scheduled:
+        s = view.scheduled
+        text += (
+            f"\nfrom {s['effective_at']}: {s['interval']}ly periods, anchor {s['anchor']}, "
+            f"time zone {s['time_zone']}"
+        )
+    emit(view.model_dump(mode="json"), text, as_json=as_json)
+
+
 @tenant_app.command("dunning-run")
 def dunning_run(as_json: bool = json_option()) -> None:
     """Pay every dunning retry that is due now (what the scheduled Lambda does).

@@ -12,6 +12,9 @@ Rules:
 * Cancellation is effective now (or at a given past instant of an open month); the final statement
   is issued at once and its invoicing job enqueued when it is not zero. Cancelling twice returns the
   same tenant and statement.
+* The billing calendar (``billing.tenants.calendar_settings``): set at signup it applies from the
+  start; changed later it applies from the end of the period the change is made in, which must be
+  open (409 otherwise), and never for a cancelled tenant (409).
 * A tenant has one currency: a plan change to a plan of another currency is refused (409).
 * Credits: a grant is written once under its ``grant_id`` (repeating it is a no-op, another grant
   under the same id a 409), in the tenant's currency. Coupons: attached once under their
@@ -27,15 +30,18 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from billing.catalog.plans import PlanCatalog
+from billing.kernel.calendar import Calendar
 from billing.kernel.errors import Conflict, InvalidRequest
 from billing.kernel.periods import MAX_INSTANT, Month, PeriodStore, iso, to_ms
 from billing.kernel.validation import validation_details
 from billing.runtime.observability import logger
 from billing.statements.statement import Statement
 from billing.tenants.access import PLATFORM, Principal
+from billing.tenants.calendar_settings import CalendarSetting, CalendarView, resolve_anchor, settings_of
 from billing.tenants.coupons import Coupon
 from billing.tenants.credits import CreditBook, CreditGrant
 from billing.tenants.requests import (
+    CalendarRequest,
     CancelRequest,
     CouponRequest,
     CreditGrantRequest,
@@ -143,6 +149,7 @@ class TenantService:
             plans=[PlanAssignment(plan=request.plan, effective_at=effective_at)],
             trial_ends_at=trial_ends_at,
             api_key_ids=request.api_key_ids,
+            calendars=self._signup_calendar(request, effective_at),
         )
         if self.tenants.create(tenant):
             logger.info("tenant created", extra={"tenant_id": tenant.id, "plan": request.plan})
@@ -153,13 +160,17 @@ class TenantService:
             and existing.name == tenant.name
             and existing.email == tenant.email
             and existing.trial_ends_at == tenant.trial_ends_at
+            and existing.calendars[:1] == tenant.calendars
         )
         if request.effective_at is None:  # "now" differs between retries: compare what the caller sent
+            first = existing.calendars[0].calendar() if existing.calendars else Calendar()
             same = (
                 bool(existing.plans)
                 and existing.plans[0].plan == request.plan
                 and existing.name == tenant.name
                 and existing.email == tenant.email
+                and first.time_zone == (request.time_zone or first.time_zone)
+                and first.interval == (request.interval or first.interval)
             )
         if not same:
             raise Conflict(
@@ -183,6 +194,15 @@ class TenantService:
             )
             return tenant
         return self.get(tenant.id)
+
+    def _signup_calendar(self, request: SignupRequest, signup_at: datetime) -> list[CalendarSetting]:
+        """The calendar a signup asks for, in force from the start (none: the default calendar)."""
+        calendar = Calendar(
+            request.time_zone or "UTC",
+            resolve_anchor(request.anchor, None, signup_at),
+            request.interval or "month",
+        )
+        return [] if calendar.is_default else [CalendarSetting.of(calendar, None)]
 
     def _trial_end(self, request: SignupRequest, effective_at: datetime) -> datetime | None:
         if request.trial_ends_at is not None:
@@ -248,6 +268,43 @@ class TenantService:
             extra={"tenant_id": tenant_id, "plan": request.plan, "effective_at": iso(effective_at)},
         )
         return tenant
+
+    # ------------------------------------------------------------------------------------------ calendar
+    def calendar(self, tenant_id: str, principal: Principal = PLATFORM) -> CalendarView:
+        """The tenant's calendar now, its current period and any change scheduled (a platform key,
+        or the tenant's own key)."""
+        tenant = self.get(tenant_id, principal, "read the billing calendar of")
+        return CalendarView.of(tenant.id, tenant.calendar_history(), self._now())
+
+    def change_calendar(
+        self, tenant_id: str, request: CalendarRequest, principal: Principal = PLATFORM
+    ) -> CalendarView:
+        """Schedule a calendar change from the end of the period holding ``request.at`` (default
+        now); the fields left out keep the values in force at that boundary."""
+        principal.require_platform("manage tenants")
+        at = to_ms(request.at) if request.at else self._now()
+        self._open(at, "at")
+
+        def apply(tenant: Tenant) -> Tenant:
+            if tenant.canceled_at is not None:
+                raise Conflict(
+                    f"tenant {tenant.id} was cancelled at {iso(tenant.canceled_at)}; its calendar can no longer change",
+                    details=[{"field": "at", "reason": "the tenant is cancelled"}],
+                )
+            history = tenant.calendar_history()
+            effective = history.period_of(at).end
+            base = history.calendar_at(effective)
+            signup = tenant.first_plan_at() or at
+            anchor = resolve_anchor(request.anchor, base.anchor, signup)
+            wanted = Calendar(request.time_zone or base.time_zone, anchor, request.interval or base.interval)
+            changed, _ = history.change(at, wanted)
+            if changed == history:
+                return tenant
+            return tenant.model_copy(update={"calendars": settings_of(changed)})
+
+        tenant = self._update(tenant_id, apply)
+        logger.info("calendar changed", extra={"tenant_id": tenant_id, "at": iso(at)})
+        return CalendarView.of(tenant.id, tenant.calendar_history(), at)
 
     # ------------------------------------------------------------------------------------------ cancel
     def cancel(
