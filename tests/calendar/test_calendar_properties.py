@@ -124,7 +124,7 @@ def test_the_default_calendar_is_the_utc_calendar_month(t: datetime):
     assert (period.start, period.end) == (month.start, month.end)
     assert period.seconds == month.seconds
     assert period.key == str(month) == period.label()
-    assert period.month() == month
+    assert period.as_month() == month
     assert Calendar().is_default
 
 

@@ -180,8 +180,45 @@ class Period:
     def seconds(self) -> int:
         return int((self.end - self.start).total_seconds())
 
+    @property
+    def whole_seconds(self) -> int:
+        """The seconds of its calendar's whole period: what a base fee per interval is spread over
+        (a short period after a calendar change is charged its share of them)."""
+        return self.full().seconds
+
     def contains(self, instant: datetime) -> bool:
         return self.start <= utc(instant) < self.end
+
+    # The rater reads a period as it reads a Month: ``last_day`` (the invoice date's day), ``year``
+    # and ``month`` (the local month it starts in: coupons count their months by it), ordering by start.
+    @property
+    def last_day(self) -> datetime:
+        """The local start of the period's last day (its date is the statement's invoice date)."""
+        last = (self.end - timedelta(milliseconds=1)).astimezone(self.calendar._tz)
+        return last.replace(hour=0, minute=0, second=0, microsecond=0)
+
+    @property
+    def year(self) -> int:
+        return self.local_start().year
+
+    @property
+    def month(self) -> int:
+        return self.local_start().month
+
+    def __lt__(self, other: object) -> bool:
+        return self.start < _start_of(other)
+
+    def __le__(self, other: object) -> bool:
+        return self.start <= _start_of(other)
+
+    def __gt__(self, other: object) -> bool:
+        return self.start > _start_of(other)
+
+    def __ge__(self, other: object) -> bool:
+        return self.start >= _start_of(other)
+
+    def __str__(self) -> str:
+        return self.key
 
     def full(self) -> Period:
         """The calendar's whole period this one lies in (itself unless a change cut it short)."""
@@ -196,7 +233,7 @@ class Period:
             return Decimal(1)
         return Decimal(self.seconds) / Decimal(full.seconds)
 
-    def month(self) -> Month | None:
+    def as_month(self) -> Month | None:
         """The UTC calendar month this period is exactly, if it is one (the default calendar's)."""
         m = Month.of(self.start)
         return m if m.start == self.start and m.end == self.end else None
@@ -205,8 +242,12 @@ class Period:
     def key(self) -> str:
         """A stable name for storage and URLs: ``YYYY-MM`` for a UTC calendar month (what every
         period was named before calendars), else the UTC start and end instants."""
-        m = self.month()
+        m = self.as_month()
         return str(m) if m is not None else f"{iso(self.start)}/{iso(self.end)}"
+
+    def local(self, instant: datetime) -> datetime:
+        """``instant`` in the period's time zone (as its customer reads it)."""
+        return utc(instant).astimezone(self.calendar._tz)
 
     def local_start(self) -> datetime:
         return self.start.astimezone(self.calendar._tz)
@@ -228,6 +269,13 @@ class Period:
             if not (_midnight(start) and _midnight(end)):
                 text = f"{_day(start)} {start:%H:%M} – {_day(end)} {end:%H:%M}"
         return text if cal.time_zone == DEFAULT_TIME_ZONE else f"{text} ({cal.time_zone})"
+
+
+def _start_of(other: object) -> datetime:
+    start = getattr(other, "start", None)
+    if not isinstance(start, datetime):
+        raise TypeError(f"a period compares with periods and months, not {type(other).__name__}")
+    return start
 
 
 def _midnight(local: datetime) -> bool:

@@ -12,7 +12,7 @@ from typing import Any
 from billing.catalog.metrics import BUILT_IN_METRICS
 from billing.catalog.plans import Charge, Plan, PlanCatalog
 from billing.kernel.money import ZERO
-from billing.kernel.periods import Month, iso, utc
+from billing.kernel.periods import RatedPeriod, iso, utc
 from billing.rating import wording
 from billing.rating.charges import adjustment_lines as charge_adjustment_lines
 from billing.rating.charges import builtin_units, charge_lines, needs_meters
@@ -42,13 +42,13 @@ class Rater:
         self.catalog = catalog
         self._digests: dict[tuple[str, ...], str] = {}
 
-    def segments(self, tenant: Tenant, month: Month) -> list[Segment]:
+    def segments(self, tenant: Tenant, month: RatedPeriod) -> list[Segment]:
         return pricing_segments(tenant, month)
 
     def rate(
         self,
         tenant: Tenant,
-        month: Month,
+        month: RatedPeriod,
         usage: MonthUsage,
         late: Iterable[LateUsage] = (),
         *,
@@ -106,7 +106,7 @@ class Rater:
     def _rate(
         self,
         tenant: Tenant,
-        month: Month,
+        month: RatedPeriod,
         usage: MonthUsage,
         late: list[LateUsage],
         usage_cutoff: datetime | None,
@@ -151,7 +151,7 @@ class Rater:
         final = is_final(tenant, month)
         invoice_day = month.last_day.date()
         if final and utc(tenant.canceled_at) < month.end:  # type: ignore[arg-type]
-            invoice_day = utc(tenant.canceled_at).date()  # type: ignore[arg-type]
+            invoice_day = month.local(tenant.canceled_at).date()  # type: ignore[arg-type]
         used_plans = sorted(
             {s.plan for s in segments} | {s.plan for x in late for s in self.segments(tenant, x.month)}
         )
