@@ -222,7 +222,7 @@ class Charge(BaseModel):
 _LATER_CHARGE_KEYS = ("group_by", "price_by")
 # Keys added after the first plan format: left out of the plan digest while at their defaults, so a
 # plan file without them digests (and rates) exactly as before.
-_LATER_KEYS = ("charges", "minimum_commitment", "currency", "usage_rate")
+_LATER_KEYS = ("charges", "minimum_commitment", "currency", "usage_rate", "in_advance")
 
 
 class Plan(BaseModel):
@@ -240,6 +240,8 @@ class Plan(BaseModel):
     # Units of the plan's currency per USD of event-time usage cost (the price book is in USD): the
     # plan's fixed rate, so a statement stays reproducible. Required for a plan not in USD.
     usage_rate: Decimal | None = Field(default=None, gt=0)
+    # The base fee is billed at the start of each period (billing.rating.advance); usage always in arrears.
+    in_advance: bool = False
 
     _no_float = field_validator("base_fee", "minimum_commitment", "usage_rate", mode="before")(reject_float)
 

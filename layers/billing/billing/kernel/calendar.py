@@ -220,6 +220,10 @@ class Period:
     def __str__(self) -> str:
         return self.key
 
+    def next(self) -> Period:
+        """The calendar's period after this one (a change scheduled later is not known here)."""
+        return self.calendar.period_of(self.end)
+
     def full(self) -> Period:
         """The calendar's whole period this one lies in (itself unless a change cut it short)."""
         return self.calendar.period_of(self.start)

@@ -14,6 +14,7 @@ from billing.catalog.plans import Charge, Plan, PlanCatalog
 from billing.kernel.money import ZERO
 from billing.kernel.periods import RatedPeriod, iso, utc
 from billing.rating import wording
+from billing.rating.advance import advance_lines, any_in_advance
 from billing.rating.charges import adjustment_lines as charge_adjustment_lines
 from billing.rating.charges import builtin_units, charge_lines, needs_meters
 from billing.rating.commitment import true_up_line
@@ -121,7 +122,13 @@ class Rater:
         currency = self.currency(tenant)
         period = statement_period(tenant, month) or (month.start, month.end)
         lines: list[StatementLine] = []
-        lines += base_fee_lines(segments, month, self._plan, currency)
+        fees = base_fee_lines(segments, month, self._plan, currency)
+        if any_in_advance(tenant, self._plan):
+            lines += [l for l in fees if l.plan is None or not self._plan(l.plan).in_advance]
+            owed = [l for l in fees if l.plan is not None and self._plan(l.plan).in_advance]
+            lines += advance_lines(tenant, month, owed, self._plan, currency)
+        else:
+            lines += fees
         lines += self._query_lines(
             segments, usage.segments, position=0, prefix="queries", kind="queries", currency=currency
         )
