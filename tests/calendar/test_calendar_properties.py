@@ -68,7 +68,7 @@ def exists(wall: datetime, tz: str) -> bool:
 # --- tiling: every instant in exactly one period, no gap, no overlap -------------------------------
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(calendars, instants)
 def test_every_instant_is_in_the_period_found_for_it_and_its_neighbours_touch(cal: Calendar, t: datetime):
     # Given any calendar and instant / When its period is found
@@ -80,7 +80,7 @@ def test_every_instant_is_in_the_period_found_for_it_and_its_neighbours_touch(ca
     assert cal.period_of(period.end - MS) == period  # its last millisecond is still its own
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(calendars, st.integers(-40, 40))
 def test_boundaries_strictly_increase_and_each_opens_its_own_period(cal: Calendar, k: int):
     # Given a calendar's k-th boundary
@@ -93,7 +93,7 @@ def test_boundaries_strictly_increase_and_each_opens_its_own_period(cal: Calenda
     assert cal.index_of(start - MS) == k - 1
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(calendars, instants, st.integers(1, 60))
 def test_consecutive_periods_tile_a_stretch_of_time(cal: Calendar, t: datetime, count: int):
     # Given the periods over a stretch of time / Then each starts where the one before ended
@@ -111,7 +111,7 @@ def test_consecutive_periods_tile_a_stretch_of_time(cal: Calendar, t: datetime, 
 # --- the default is today's UTC calendar months ----------------------------------------------------
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(instants)
 @example(datetime(2025, 12, 1, tzinfo=UTC))
 @example(datetime(2025, 11, 30, 23, 59, 59, 999000, tzinfo=UTC))
@@ -131,7 +131,7 @@ def test_the_default_calendar_is_the_utc_calendar_month(t: datetime):
 # --- the calendar anchor: the 1st (or Monday) at 00:00 local ----------------------------------------
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(zones, intervals, instants)
 def test_calendar_periods_start_at_local_midnight_on_the_1st_or_a_monday(tz: str, interval, t: datetime):
     # Given a calendar-anchored tenant in any zone / When the period of any instant is found
@@ -180,7 +180,7 @@ def test_november_starts_at_local_midnight_for_odd_offsets(tz: str, utc_start: d
 # --- anniversaries: the 29th, 30th and 31st ----------------------------------------------------------
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(zones, st.sampled_from(["month", "quarter", "year"]), instants, st.integers(-30, 30))
 def test_an_anniversary_falls_on_the_last_day_of_a_short_month_and_returns_after(
     tz: str, interval, anchor: datetime, k: int
@@ -214,7 +214,7 @@ def test_the_31st_through_february_and_march_in_leap_and_common_years():
         assert cal.period_of(datetime(year, 2, 10, tzinfo=UTC)).seconds == february_last * 86400
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(st.integers(2001, 2090), zones)
 def test_a_29_february_yearly_anchor_is_28_february_in_common_years(year: int, tz: str):
     # Given a yearly anniversary of 29 February 2000, 12:00 local
@@ -230,7 +230,7 @@ def test_a_29_february_yearly_anchor_is_28_february_in_common_years(year: int, t
 # --- daylight saving -----------------------------------------------------------------------------
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)
 @given(calendars, st.integers(-60, 60))
 def test_a_boundary_is_the_anchor_wall_time_or_the_stated_gap_and_overlap_rule(cal: Calendar, k: int):
     # Given any calendar's k-th boundary
@@ -288,7 +288,7 @@ def test_an_anniversary_inside_the_autumn_overlap_is_its_earlier_occurrence():
 # --- changes take effect at a boundary -----------------------------------------------------------
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(calendars, calendars, instants, st.integers(0, 100))
 def test_a_change_applies_from_the_next_boundary_and_the_first_new_period_is_short_or_whole(
     old: Calendar, new: Calendar, at: datetime, days_later: int
