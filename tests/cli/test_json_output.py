@@ -128,6 +128,9 @@ def test_every_command_prints_one_json_document_on_stdout(
     assert isinstance(calendar, dict) and calendar["interval"] == "month" and calendar["scheduled"] is None
     changed = cli("tenant", "calendar", "acme", "--time-zone", "Asia/Kolkata", "--interval", "quarter")
     assert isinstance(changed, dict) and changed["scheduled"]["time_zone"] == "Asia/Kolkata"
+    listed = cli("tenant", "calendar", "acme", "--periods", "3")
+    assert isinstance(listed, dict) and len(listed["periods"]) == 3
+    assert listed["periods"][1]["time_zone"] == "Asia/Kolkata"  # the change applies from the second
     credits = cli("tenant", "credits", "acme")
     assert isinstance(credits, dict) and credits["tenant_id"] == "acme"
     status = cli("tenant", "status", "acme")
