@@ -19,7 +19,7 @@ Rules, for the statement of a period P (a Month or a tenant calendar's Period):
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from billing.catalog.plans import Plan
@@ -74,9 +74,7 @@ def advance_lines(
                     line_id="base:advance-settlement",
                     kind="base_fee",
                     plan=billed[0].id,
-                    description=wording.advance_settlement(
-                        difference, period.local(period.start), period.local(period.end)
-                    ),
+                    description=_settlement(difference, period.local(period.start), period.local(period.end)),
                     quantity=Decimal(1),
                     exact=difference,
                     period_start=period.start,
@@ -93,7 +91,7 @@ def advance_lines(
                 line_id=f"base:{plan.id}:advance",
                 kind="base_fee",
                 plan=plan.id,
-                description=wording.advance(
+                description=_advance(
                     plan.name,
                     following.local(following.start),
                     following.local(following.end),
@@ -118,3 +116,23 @@ def in_advance_runs(segments: list[Segment], plan_of: Callable[[str], Plan]) -> 
 
 def any_in_advance(tenant: Tenant, plan_of: Callable[[str], Plan]) -> bool:
     return any(plan_of(p.plan).in_advance for p in tenant.plans)
+
+
+# The customer's words for these lines, built from billing.rating.wording's days and plan names.
+def _advance(plan_name: str, start: datetime, end: datetime, *, seconds: Decimal, whole_seconds: int) -> str:
+    """``Pro plan, 1-31 Dec 2026 (in advance)``; ``Pro plan, 1-31 Dec 2026 (in advance, 17 of 31 days
+    after the free trial)``: a base fee billed before its period (local days)."""
+    head = f"{wording.plan_label(plan_name)}, {wording.day_range(start, end)}"
+    if seconds == whole_seconds:
+        return f"{head} (in advance)"
+    share = f"{wording.days(seconds)} of {wording.days(Decimal(whole_seconds))} days"
+    return f"{head} (in advance, {share} after the free trial)"
+
+
+def _settlement(difference: Decimal, start: datetime, end: datetime) -> str:
+    """The difference between what a period's plans cost by the second and its fee billed in
+    advance: ``Plan change, 1-31 Dec 2026: the difference for the rest of the period`` or
+    ``Unused part of the fee billed in advance for 1-31 Dec 2026``."""
+    if difference > 0:
+        return f"Plan change, {wording.day_range(start, end)}: the difference for the rest of the period"
+    return f"Unused part of the fee billed in advance for {wording.day_range(start, end)}"

@@ -194,24 +194,6 @@ def base_fee(
     return f"{head} (prorated, {of_month})"
 
 
-def advance(plan_name: str, start: datetime, end: datetime, *, seconds: Decimal, whole_seconds: int) -> str:
-    """``Pro plan, 1-31 Dec 2026 (in advance)``; ``Pro plan, 1-31 Dec 2026 (in advance, 17 of 31 days
-    after the free trial)``: a base fee billed before its period (local days)."""
-    head = f"{plan_label(plan_name)}, {day_range(start, end)}"
-    if seconds == whole_seconds:
-        return f"{head} (in advance)"
-    return f"{head} (in advance, {days(seconds)} of {days(Decimal(whole_seconds))} days after the free trial)"
-
-
-def advance_settlement(difference: Decimal, start: datetime, end: datetime) -> str:
-    """The difference between what a period's plans cost by the second and its fee billed in
-    advance: ``Plan change, 1-31 Dec 2026: the difference for the rest of the period`` or
-    ``Unused part of the fee billed in advance for 1-31 Dec 2026``."""
-    if difference > 0:
-        return f"Plan change, {day_range(start, end)}: the difference for the rest of the period"
-    return f"Unused part of the fee billed in advance for {day_range(start, end)}"
-
-
 def query_tier(
     tiers: Sequence[Tier],
     index: int,

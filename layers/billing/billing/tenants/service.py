@@ -12,13 +12,14 @@ Rules:
 * Cancellation is effective now (or at a given past instant of an open month); the final statement
   is issued at once and its invoicing job enqueued when it is not zero. Cancelling twice returns the
   same tenant and statement.
-* The billing calendar (``billing.tenants.calendar_settings``): set at signup it applies from the
-  start; changed later it applies from the end of the period the change is made in, which must be
-  open (409 otherwise), and never for a cancelled tenant (409).
+* The billing calendar: ``billing.tenants.calendar_service``.
 * A tenant has one currency: a plan change to a plan of another currency is refused (409).
 * Credits: a grant is written once under its ``grant_id`` (repeating it is a no-op, another grant
   under the same id a 409), in the tenant's currency. Coupons: attached once under their
   ``coupon_id`` (the same again is a no-op, a different one a 409); they start in an open month.
+
+Length: every operation here shares the read-change-save loop (``_update``) and the open-period
+check; the calendar's operations are in their own module, a base of this class.
 """
 
 from __future__ import annotations
@@ -30,18 +31,16 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from billing.catalog.plans import PlanCatalog
-from billing.kernel.calendar import Calendar
 from billing.kernel.errors import Conflict, InvalidRequest
 from billing.kernel.periods import MAX_INSTANT, Month, PeriodStore, iso, to_ms
 from billing.kernel.validation import validation_details
 from billing.runtime.observability import logger
 from billing.statements.statement import Statement
 from billing.tenants.access import PLATFORM, Principal
-from billing.tenants.calendar_settings import CalendarSetting, CalendarView, resolve_anchor, settings_of
+from billing.tenants.calendar_service import CalendarOperations
 from billing.tenants.coupons import Coupon
 from billing.tenants.credits import CreditBook, CreditGrant
 from billing.tenants.requests import (
-    CalendarRequest,
     CancelRequest,
     CouponRequest,
     CreditGrantRequest,
@@ -60,7 +59,7 @@ __all__ = ["TenantService"]
 SAVE_ATTEMPTS = 5
 
 
-class TenantService:
+class TenantService(CalendarOperations):
     def __init__(
         self,
         *,
@@ -160,17 +159,15 @@ class TenantService:
             and existing.name == tenant.name
             and existing.email == tenant.email
             and existing.trial_ends_at == tenant.trial_ends_at
-            and existing.calendars[:1] == tenant.calendars
+            and self._same_calendar(existing, request, tenant)
         )
         if request.effective_at is None:  # "now" differs between retries: compare what the caller sent
-            first = existing.calendars[0].calendar() if existing.calendars else Calendar()
             same = (
                 bool(existing.plans)
                 and existing.plans[0].plan == request.plan
                 and existing.name == tenant.name
                 and existing.email == tenant.email
-                and first.time_zone == (request.time_zone or first.time_zone)
-                and first.interval == (request.interval or first.interval)
+                and self._same_calendar(existing, request, None)
             )
         if not same:
             raise Conflict(
@@ -194,15 +191,6 @@ class TenantService:
             )
             return tenant
         return self.get(tenant.id)
-
-    def _signup_calendar(self, request: SignupRequest, signup_at: datetime) -> list[CalendarSetting]:
-        """The calendar a signup asks for, in force from the start (none: the default calendar)."""
-        calendar = Calendar(
-            request.time_zone or "UTC",
-            resolve_anchor(request.anchor, None, signup_at),
-            request.interval or "month",
-        )
-        return [] if calendar.is_default else [CalendarSetting.of(calendar, None)]
 
     def _trial_end(self, request: SignupRequest, effective_at: datetime) -> datetime | None:
         if request.trial_ends_at is not None:
@@ -268,43 +256,6 @@ class TenantService:
             extra={"tenant_id": tenant_id, "plan": request.plan, "effective_at": iso(effective_at)},
         )
         return tenant
-
-    # ------------------------------------------------------------------------------------------ calendar
-    def calendar(self, tenant_id: str, principal: Principal = PLATFORM) -> CalendarView:
-        """The tenant's calendar now, its current period and any change scheduled (a platform key,
-        or the tenant's own key)."""
-        tenant = self.get(tenant_id, principal, "read the billing calendar of")
-        return CalendarView.of(tenant.id, tenant.calendar_history(), self._now())
-
-    def change_calendar(
-        self, tenant_id: str, request: CalendarRequest, principal: Principal = PLATFORM
-    ) -> CalendarView:
-        """Schedule a calendar change from the end of the period holding ``request.at`` (default
-        now); the fields left out keep the values in force at that boundary."""
-        principal.require_platform("manage tenants")
-        at = to_ms(request.at) if request.at else self._now()
-        self._open(at, "at")
-
-        def apply(tenant: Tenant) -> Tenant:
-            if tenant.canceled_at is not None:
-                raise Conflict(
-                    f"tenant {tenant.id} was cancelled at {iso(tenant.canceled_at)}; its calendar can no longer change",
-                    details=[{"field": "at", "reason": "the tenant is cancelled"}],
-                )
-            history = tenant.calendar_history()
-            effective = history.period_of(at).end
-            base = history.calendar_at(effective)
-            signup = tenant.first_plan_at() or at
-            anchor = resolve_anchor(request.anchor, base.anchor, signup)
-            wanted = Calendar(request.time_zone or base.time_zone, anchor, request.interval or base.interval)
-            changed, _ = history.change(at, wanted)
-            if changed == history:
-                return tenant
-            return tenant.model_copy(update={"calendars": settings_of(changed)})
-
-        tenant = self._update(tenant_id, apply)
-        logger.info("calendar changed", extra={"tenant_id": tenant_id, "at": iso(at)})
-        return CalendarView.of(tenant.id, tenant.calendar_history(), at)
 
     # ------------------------------------------------------------------------------------------ cancel
     def cancel(
