@@ -1,4 +1,4 @@
-"""Tenants API: signup, plan changes, cancellation, statements, prepaid credits and coupons
+"""Tenants API: signup, plan changes, the billing calendar, cancellation, statements, prepaid credits and coupons
 (API Gateway REST, API key). Authorization (platform keys manage tenants; a tenant's own key reads
 its statements and credits) is decided by the domain (``billing.tenants.access.Principal``), never here."""
 
@@ -14,6 +14,7 @@ from billing.runtime import container
 from billing.runtime.http import caller, install_error_handlers, json_response, request_body
 from billing.runtime.observability import logger, metrics, tracer
 from billing.tenants.requests import (
+    CalendarRequest,
     CancelRequest,
     CouponRequest,
     CreditGrantRequest,
@@ -99,6 +100,22 @@ def attach_coupon(tenant_id: str) -> Response:
     request = parse_request(CouponRequest, request_body(app.current_event))
     tenant, created = container.tenant_service().attach_coupon(tenant_id, request, principal)
     return json_response(201 if created else 200, tenant.model_dump(mode="json"))
+
+
+@app.get("/v1/tenants/<tenant_id>/calendar")
+def read_calendar(tenant_id: str) -> Response:
+    """The billing calendar in force, the current period and any change scheduled."""
+    view = container.tenant_service().calendar(tenant_id, caller(app.current_event))
+    return json_response(200, view.model_dump(mode="json"))
+
+
+@app.post("/v1/tenants/<tenant_id>/calendar")
+def change_calendar(tenant_id: str) -> Response:
+    """Change the time zone, anchor or interval from the next period boundary."""
+    principal = caller(app.current_event)
+    request = parse_request(CalendarRequest, request_body(app.current_event))
+    view = container.tenant_service().change_calendar(tenant_id, request, principal)
+    return json_response(200, view.model_dump(mode="json"))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

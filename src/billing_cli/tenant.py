@@ -7,6 +7,7 @@ Secrets Manager).
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import typer
@@ -198,6 +199,54 @@ def add_coupon(
         f"{tenant_id} ({len(tenant.coupons)} coupon(s) on the tenant)",
         as_json=as_json,
     )
+
+
+@tenant_app.command("calendar")
+def calendar(
+    tenant_id: str = typer.Argument(..., help="tenant id"),
+    time_zone: str | None = typer.Option(None, "--time-zone", help="IANA name, e.g. Asia/Kolkata"),
+    anchor: str | None = typer.Option(None, "--anchor", help="calendar | signup | an RFC 3339 instant"),
+    interval: str | None = typer.Option(None, "--interval", help="week | month | quarter | year"),
+    at: str | None = typer.Option(None, "--at", help="RFC 3339 instant the change is made at (default now)"),
+    periods: int = typer.Option(0, "--periods", min=0, max=120, help="also list this many periods from now"),
+    as_json: bool = json_option(),
+) -> None:
+    """Show a tenant's billing calendar, or change it from the next period boundary (what GET and
+    POST /v1/tenants/{id}/calendar do)."""
+    from itertools import islice
+
+    from billing.kernel.periods import MAX_INSTANT
+    from billing.runtime import container
+    from billing.tenants.calendar_settings import period_view
+    from billing.tenants.requests import CalendarRequest, parse_request
+
+    require_tenants(tenant_id)
+    service = container.tenant_service()
+    changes = {"time_zone": time_zone, "anchor": anchor, "interval": interval, "at": at}
+    body = {k: v for k, v in changes.items() if v is not None}
+    if body:
+        view = service.change_calendar(tenant_id, parse_request(CalendarRequest, body))
+    else:
+        view = service.calendar(tenant_id)
+    period = view.current_period
+    text = (
+        f"{tenant_id}: {view.interval}ly periods, anchor {view.anchor}, time zone {view.time_zone}\n"
+        f"current period: {period['label']} ({period['start']} to {period['end']})"
+    )
+    if view.scheduled:
+        s = view.scheduled
+        text += (
+            f"\nfrom {s['effective_at']}: {s['interval']}ly periods, anchor {s['anchor']}, "
+            f"time zone {s['time_zone']}"
+        )
+    document = view.model_dump(mode="json")
+    if periods:
+        history = service.get(tenant_id).calendar_history()
+        start = datetime.fromisoformat(view.current_period["start"])
+        listed = [period_view(p) for p in islice(history.periods(start, MAX_INSTANT), periods)]
+        document["periods"] = listed
+        text += "".join(f"\n  {p['label']}: {p['start']} to {p['end']}" for p in listed)
+    emit(document, text, as_json=as_json)
 
 
 @tenant_app.command("dunning-run")

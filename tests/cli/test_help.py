@@ -36,7 +36,15 @@ def test_the_help_lists_the_groups_in_working_order_with_the_global_options(
 def test_each_group_help_lists_its_commands(capsys: pytest.CaptureFixture[str]) -> None:
     for group, commands in {
         "invoice": ["preview", "close", "export", "push"],
-        "tenant": ["status", "credits", "grant-credit", "add-coupon", "dunning-run", "sign-webhook"],
+        "tenant": [
+            "status",
+            "credits",
+            "grant-credit",
+            "add-coupon",
+            "calendar",
+            "dunning-run",
+            "sign-webhook",
+        ],
     }.items():
         assert run([group, "--help"]) == 0
         text = capsys.readouterr().out

@@ -125,6 +125,13 @@ def test_every_command_prints_one_json_document_on_stdout(
     assert json.loads(STDERR[0].splitlines()[0])["message"] == "credit granted"
     coupon = cli("tenant", "add-coupon", "acme", "--id", "c1", "--percent-off", "10", "--duration", "once")
     assert isinstance(coupon, dict) and coupon["created"] is True
+    calendar = cli("tenant", "calendar", "acme")
+    assert isinstance(calendar, dict) and calendar["interval"] == "month" and calendar["scheduled"] is None
+    changed = cli("tenant", "calendar", "acme", "--time-zone", "Asia/Kolkata", "--interval", "quarter")
+    assert isinstance(changed, dict) and changed["scheduled"]["time_zone"] == "Asia/Kolkata"
+    listed = cli("tenant", "calendar", "acme", "--periods", "3")
+    assert isinstance(listed, dict) and len(listed["periods"]) == 3
+    assert listed["periods"][1]["time_zone"] == "Asia/Kolkata"  # the change applies from the second
     credits = cli("tenant", "credits", "acme")
     assert isinstance(credits, dict) and credits["tenant_id"] == "acme"
     status = cli("tenant", "status", "acme")

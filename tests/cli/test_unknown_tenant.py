@@ -20,6 +20,8 @@ COMMANDS = [
     ["tenant", "credits", "TENANT"],
     ["tenant", "grant-credit", "TENANT", "--id", "g1", "--amount", "50.00"],
     ["tenant", "add-coupon", "TENANT", "--id", "c1", "--percent-off", "10", "--duration", "once"],
+    ["tenant", "calendar", "TENANT"],
+    ["tenant", "calendar", "TENANT", "--time-zone", "Asia/Kolkata"],
     ["portal", "link", "TENANT"],
 ]
 

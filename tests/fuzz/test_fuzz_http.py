@@ -95,6 +95,13 @@ ROUTES = [
     ),
     ("POST", "/v1/tenants/{tenant_id}/cancel", {"tenant_id": "acme"}, lambda: {"at": "2025-11-20T00:00:00Z"}),
     (
+        "POST",
+        "/v1/tenants/{tenant_id}/calendar",
+        {"tenant_id": "acme"},
+        lambda: {"time_zone": "Asia/Kolkata", "anchor": "signup", "interval": "quarter"},
+    ),
+    ("GET", "/v1/tenants/{tenant_id}/calendar", {"tenant_id": "acme"}, lambda: {}),
+    (
         "GET",
         "/v1/tenants/{tenant_id}/statements/{month}",
         {"tenant_id": "acme", "month": "2025-11"},

@@ -223,7 +223,7 @@ class Charge(BaseModel):
 _LATER_CHARGE_KEYS = ("group_by", "price_by")
 # Keys added after the first plan format: left out of the plan digest while at their defaults, so a
 # plan file without them digests (and rates) exactly as before.
-_LATER_KEYS = ("charges", "minimum_commitment", "currency", "usage_rate", "limits", "alerts")
+_LATER_KEYS = ("charges", "minimum_commitment", "currency", "usage_rate", "limits", "alerts", "in_advance")
 
 
 class Plan(BaseModel):
@@ -243,6 +243,8 @@ class Plan(BaseModel):
     usage_rate: Decimal | None = Field(default=None, gt=0)
     limits: list[Limit] = Field(default_factory=list)
     alerts: list[AlertRule] = Field(default_factory=list)  # limits and alerts: billing.catalog.limits
+    # The base fee is billed at the start of each period (billing.rating.advance); usage always in arrears.
+    in_advance: bool = False
 
     _no_float = field_validator("base_fee", "minimum_commitment", "usage_rate", mode="before")(reject_float)
 

@@ -1,4 +1,5 @@
-"""Billing periods: calendar months in UTC. The single place that knows about month boundaries."""
+"""Billing periods: calendar months in UTC, the default calendar's periods (every other calendar is
+billing.kernel.calendar, which yields exactly these months by default)."""
 
 from __future__ import annotations
 
@@ -143,6 +144,15 @@ class Month:
     def seconds(self) -> int:
         return int((self.end - self.start).total_seconds())
 
+    @property
+    def whole_seconds(self) -> int:
+        """What a monthly fee is spread over: the month's seconds (as ``kernel.calendar.Period``'s)."""
+        return self.seconds
+
+    def local(self, instant: datetime) -> datetime:
+        """``instant`` as a customer reads it: in UTC, the calendar months' zone."""
+        return utc(instant)
+
     def next(self) -> Month:
         return Month(self.year + (self.month == 12), 1 if self.month == 12 else self.month + 1)
 
@@ -167,6 +177,29 @@ def month_keys(instants: Sequence[datetime]) -> list[tuple[int, int]]:
     if set(map(_TZINFO, instants)) <= {UTC}:
         return list(zip(map(_YEAR, instants), map(_MONTH_OF_YEAR, instants)))
     return [(m.year, m.month) for m in map(Month.of, instants)]
+
+
+class RatedPeriod(Protocol):
+    """What rating reads of a statement's period: a UTC ``Month``, or a tenant calendar's
+    ``kernel.calendar.Period``. ``whole_seconds`` is what a base fee per interval is spread over;
+    ``year``/``month`` the (local) month it starts in; ``local`` an instant as its customer reads it."""
+
+    @property
+    def start(self) -> datetime: ...
+    @property
+    def end(self) -> datetime: ...
+    @property
+    def seconds(self) -> int: ...
+    @property
+    def whole_seconds(self) -> int: ...
+    @property
+    def last_day(self) -> datetime: ...
+    @property
+    def year(self) -> int: ...
+    @property
+    def month(self) -> int: ...
+    def local(self, instant: datetime) -> datetime: ...
+    def next(self) -> RatedPeriod: ...
 
 
 class PeriodStore(Protocol):

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from billing.catalog.plans import Plan
 from billing.kernel.money import ZERO, round_minor
-from billing.kernel.periods import Month
+from billing.kernel.periods import RatedPeriod
 from billing.rating import wording
 from billing.rating.lines import line
 from billing.rating.segments import Segment
@@ -22,7 +22,7 @@ from billing.statements.statement import StatementLine
 
 
 def required_minimum(
-    segments: Sequence[Segment], month: Month, plan_of: Callable[[str], Plan]
+    segments: Sequence[Segment], month: RatedPeriod, plan_of: Callable[[str], Plan]
 ) -> Decimal | None:
     """The exact prorated minimum of the month; None when no plan in force has a commitment."""
     total, any_commitment = ZERO, False
@@ -32,13 +32,13 @@ def required_minimum(
             continue
         any_commitment = True
         if not seg.trial:
-            total += minimum * seg.seconds / Decimal(month.seconds)
+            total += minimum * seg.seconds / Decimal(month.whole_seconds)
     return total if any_commitment else None
 
 
 def true_up_line(
     segments: Sequence[Segment],
-    month: Month,
+    month: RatedPeriod,
     plan_of: Callable[[str], Plan],
     charged: Decimal,
     currency: str,

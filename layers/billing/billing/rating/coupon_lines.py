@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from billing.kernel.money import round_minor
-from billing.kernel.periods import Month
+from billing.kernel.periods import RatedPeriod
 from billing.rating import wording
 from billing.rating.lines import line
 from billing.statements.statement import StatementLine
@@ -23,7 +23,7 @@ from billing.tenants.coupons import Coupon
 
 def coupon_lines(
     coupons: Iterable[Coupon],
-    month: Month,
+    month: RatedPeriod,
     subtotal: Decimal,
     currency: str,
     period: tuple[datetime, datetime],

@@ -13,7 +13,7 @@ from decimal import Decimal
 
 from billing.catalog.plans import Plan
 from billing.kernel.money import ZERO
-from billing.kernel.periods import Month
+from billing.kernel.periods import RatedPeriod
 from billing.rating import wording
 from billing.rating.lines import line
 from billing.rating.segments import Segment
@@ -21,7 +21,7 @@ from billing.statements.statement import StatementLine
 
 
 def base_fee_lines(
-    segments: list[Segment], month: Month, plan_of: Callable[[str], Plan], currency: str = "usd"
+    segments: list[Segment], month: RatedPeriod, plan_of: Callable[[str], Plan], currency: str = "usd"
 ) -> list[StatementLine]:
     """One line per maximal interval of one plan: ``base_fee x non-trial seconds / seconds in the month``."""
     runs: list[list[Segment]] = []
@@ -32,7 +32,7 @@ def base_fee_lines(
             runs.append([seg])
     lines = []
     ordinal: dict[str, int] = {}
-    month_seconds = Decimal(month.seconds)
+    month_seconds = Decimal(month.whole_seconds)
     for run in runs:
         plan = plan_of(run[0].plan)
         ordinal[plan.id] = ordinal.get(plan.id, 0) + 1
@@ -48,11 +48,11 @@ def base_fee_lines(
                 plan=plan.id,
                 description=wording.base_fee(
                     plan.name,
-                    start,
-                    end,
+                    month.local(start),
+                    month.local(end),
                     seconds=seconds,
-                    month_seconds=month.seconds,
-                    trial_until=trial[-1].end if trial else None,
+                    month_seconds=month.whole_seconds,
+                    trial_until=month.local(trial[-1].end) if trial else None,
                 ),
                 quantity=Decimal(1),
                 unit_price=None,
@@ -60,7 +60,7 @@ def base_fee_lines(
                 period_start=start,
                 period_end=end,
                 prorated_seconds=seconds,
-                month_seconds=month.seconds,
+                month_seconds=month.whole_seconds,
             )
         )
     return lines

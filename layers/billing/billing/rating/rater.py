@@ -12,8 +12,9 @@ from typing import Any
 from billing.catalog.metrics import BUILT_IN_METRICS
 from billing.catalog.plans import Charge, Plan, PlanCatalog
 from billing.kernel.money import ZERO
-from billing.kernel.periods import Month, iso, utc
+from billing.kernel.periods import RatedPeriod, iso, utc
 from billing.rating import wording
+from billing.rating.advance import advance_lines, any_in_advance
 from billing.rating.charges import adjustment_lines as charge_adjustment_lines
 from billing.rating.charges import builtin_units, charge_lines, needs_meters
 from billing.rating.commitment import true_up_line
@@ -42,13 +43,13 @@ class Rater:
         self.catalog = catalog
         self._digests: dict[tuple[str, ...], str] = {}
 
-    def segments(self, tenant: Tenant, month: Month) -> list[Segment]:
+    def segments(self, tenant: Tenant, month: RatedPeriod) -> list[Segment]:
         return pricing_segments(tenant, month)
 
     def rate(
         self,
         tenant: Tenant,
-        month: Month,
+        month: RatedPeriod,
         usage: MonthUsage,
         late: Iterable[LateUsage] = (),
         *,
@@ -106,7 +107,7 @@ class Rater:
     def _rate(
         self,
         tenant: Tenant,
-        month: Month,
+        month: RatedPeriod,
         usage: MonthUsage,
         late: list[LateUsage],
         usage_cutoff: datetime | None,
@@ -121,7 +122,13 @@ class Rater:
         currency = self.currency(tenant)
         period = statement_period(tenant, month) or (month.start, month.end)
         lines: list[StatementLine] = []
-        lines += base_fee_lines(segments, month, self._plan, currency)
+        fees = base_fee_lines(segments, month, self._plan, currency)
+        if any_in_advance(tenant, self._plan):
+            lines += [l for l in fees if l.plan is None or not self._plan(l.plan).in_advance]
+            owed = [l for l in fees if l.plan is not None and self._plan(l.plan).in_advance]
+            lines += advance_lines(tenant, month, owed, self._plan, currency)
+        else:
+            lines += fees
         lines += self._query_lines(
             segments, usage.segments, position=0, prefix="queries", kind="queries", currency=currency
         )
@@ -151,7 +158,7 @@ class Rater:
         final = is_final(tenant, month)
         invoice_day = month.last_day.date()
         if final and utc(tenant.canceled_at) < month.end:  # type: ignore[arg-type]
-            invoice_day = utc(tenant.canceled_at).date()  # type: ignore[arg-type]
+            invoice_day = month.local(tenant.canceled_at).date()  # type: ignore[arg-type]
         used_plans = sorted(
             {s.plan for s in segments} | {s.plan for x in late for s in self.segments(tenant, x.month)}
         )

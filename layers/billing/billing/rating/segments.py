@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from billing.kernel.periods import Month, utc
+from billing.kernel.periods import Month, RatedPeriod, utc
 from billing.tenants.tenant import Tenant
 
 
@@ -34,7 +34,7 @@ def seconds_between(start: datetime, end: datetime) -> Decimal:
     return Decimal(micro) / Decimal(1_000_000)
 
 
-def statement_period(tenant: Tenant, month: Month) -> tuple[datetime, datetime] | None:
+def statement_period(tenant: Tenant, month: RatedPeriod) -> tuple[datetime, datetime] | None:
     """[start, end) of the tenant's statement for ``month``; None when it has nothing to bill (not
     subscribed yet, or cancelled before the month began)."""
     first = tenant.first_plan_at()
@@ -49,7 +49,7 @@ def statement_period(tenant: Tenant, month: Month) -> tuple[datetime, datetime] 
     return month.start, end
 
 
-def is_final(tenant: Tenant, month: Month) -> bool:
+def is_final(tenant: Tenant, month: RatedPeriod) -> bool:
     """The month's statement is the tenant's last: it is cancelled after the month began and by its end."""
     return tenant.canceled_at is not None and month.start < utc(tenant.canceled_at) <= month.end
 
@@ -62,7 +62,7 @@ def final_month(tenant: Tenant) -> Month | None:
     return month.previous() if utc(tenant.canceled_at) == month.start else month
 
 
-def pricing_segments(tenant: Tenant, month: Month) -> list[Segment]:
+def pricing_segments(tenant: Tenant, month: RatedPeriod) -> list[Segment]:
     period = statement_period(tenant, month)
     if period is None:
         return []

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from billing.kernel.money import reject_float
-from billing.kernel.periods import Month, iso, rfc3339_field
+from billing.kernel.periods import Month, RatedPeriod, iso, rfc3339_field
 from billing.kernel.validation import field_error
 
 Duration = Literal["once", "repeating", "forever"]
@@ -52,9 +52,10 @@ class Coupon(BaseModel):
             )
         return self
 
-    def applies_to(self, month: Month) -> bool:
+    def applies_to(self, month: RatedPeriod) -> bool:
+        """Whether the coupon discounts the period (counted by the month the period starts in)."""
         first = Month.of(self.starts_at)
-        if month < first:
+        if (month.year, month.month) < (first.year, first.month):
             return False
         if self.duration == "forever":
             return True

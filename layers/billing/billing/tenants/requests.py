@@ -10,9 +10,11 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from billing.kernel.calendar import Interval
 from billing.kernel.money import decimal_text
 from billing.kernel.periods import rfc3339_field
 from billing.kernel.validation import Identifier, parse_model
+from billing.tenants.calendar_settings import AnchorKind, anchor_field, time_zone_field
 from billing.tenants.coupons import Duration
 
 _instant = rfc3339_field
@@ -36,8 +38,14 @@ class SignupRequest(BaseModel):
     api_key_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         default_factory=list, max_length=20
     )
+    # The billing calendar (billing.kernel.calendar), from the start; absent: UTC calendar months.
+    time_zone: str | None = Field(default=None, max_length=64)
+    anchor: AnchorKind | datetime | None = None
+    interval: Interval | None = None
 
     _parse = field_validator("effective_at", "trial_ends_at", mode="before")(_instant)
+    _zone = field_validator("time_zone", mode="before")(time_zone_field)
+    _anchor = field_validator("anchor", mode="before")(anchor_field)
 
 
 class PlanChangeRequest(BaseModel):
@@ -46,6 +54,21 @@ class PlanChangeRequest(BaseModel):
     effective_at: datetime | None = None
 
     _parse = field_validator("effective_at", mode="before")(_instant)
+
+
+class CalendarRequest(BaseModel):
+    """A change of the billing calendar: the fields left out keep their values; it applies from the
+    end of the period holding ``at`` (default now)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    time_zone: str | None = Field(default=None, max_length=64)
+    anchor: AnchorKind | datetime | None = None
+    interval: Interval | None = None
+    at: datetime | None = None
+
+    _zone = field_validator("time_zone", mode="before")(time_zone_field)
+    _anchor = field_validator("anchor", mode="before")(anchor_field)
+    _parse = field_validator("at", mode="before")(_instant)
 
 
 class CancelRequest(BaseModel):

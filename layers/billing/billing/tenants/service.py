@@ -12,10 +12,14 @@ Rules:
 * Cancellation is effective now (or at a given past instant of an open month); the final statement
   is issued at once and its invoicing job enqueued when it is not zero. Cancelling twice returns the
   same tenant and statement.
+* The billing calendar: ``billing.tenants.calendar_service``.
 * A tenant has one currency: a plan change to a plan of another currency is refused (409).
 * Credits: a grant is written once under its ``grant_id`` (repeating it is a no-op, another grant
   under the same id a 409), in the tenant's currency. Coupons: attached once under their
   ``coupon_id`` (the same again is a no-op, a different one a 409); they start in an open month.
+
+Length: every operation here shares the read-change-save loop (``_update``) and the open-period
+check; the calendar's operations are in their own module, a base of this class.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from billing.kernel.validation import validation_details
 from billing.runtime.observability import logger
 from billing.statements.statement import Statement
 from billing.tenants.access import PLATFORM, Principal
+from billing.tenants.calendar_service import CalendarOperations
 from billing.tenants.coupons import Coupon
 from billing.tenants.credits import CreditBook, CreditGrant
 from billing.tenants.requests import (
@@ -54,7 +59,7 @@ __all__ = ["TenantService"]
 SAVE_ATTEMPTS = 5
 
 
-class TenantService:
+class TenantService(CalendarOperations):
     def __init__(
         self,
         *,
@@ -143,6 +148,7 @@ class TenantService:
             plans=[PlanAssignment(plan=request.plan, effective_at=effective_at)],
             trial_ends_at=trial_ends_at,
             api_key_ids=request.api_key_ids,
+            calendars=self._signup_calendar(request, effective_at),
         )
         if self.tenants.create(tenant):
             logger.info("tenant created", extra={"tenant_id": tenant.id, "plan": request.plan})
@@ -153,6 +159,7 @@ class TenantService:
             and existing.name == tenant.name
             and existing.email == tenant.email
             and existing.trial_ends_at == tenant.trial_ends_at
+            and self._same_calendar(existing, request, tenant)
         )
         if request.effective_at is None:  # "now" differs between retries: compare what the caller sent
             same = (
@@ -160,6 +167,7 @@ class TenantService:
                 and existing.plans[0].plan == request.plan
                 and existing.name == tenant.name
                 and existing.email == tenant.email
+                and self._same_calendar(existing, request, None)
             )
         if not same:
             raise Conflict(

@@ -8,9 +8,11 @@ from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
+from billing.kernel.calendar import CalendarHistory
 from billing.kernel.errors import NotFound
 from billing.kernel.periods import iso, rfc3339_field
 from billing.kernel.validation import ID_MAX_LENGTH, ID_PATTERN
+from billing.tenants.calendar_settings import CalendarSetting, calendar_history
 from billing.tenants.coupons import Coupon
 
 PaymentStatus = Literal["active", "past_due", "suspended"]
@@ -50,6 +52,8 @@ class Tenant(BaseModel):
     payment_method_at: datetime | None = None
     api_key_ids: list[str] = Field(default_factory=list)
     coupons: list[Coupon] = Field(default_factory=list)  # attached coupons (billing.tenants.coupons)
+    # The billing calendar's history (billing.tenants.calendar_settings); none: UTC calendar months.
+    calendars: list[CalendarSetting] = Field(default_factory=list)
     version: int = 0
 
     _parse = field_validator("trial_ends_at", "canceled_at", "payment_method_at", mode="before")(_instant)
@@ -71,6 +75,10 @@ class Tenant(BaseModel):
     def first_plan_at(self) -> datetime | None:
         plans = self.sorted_plans()
         return plans[0].effective_at if plans else None
+
+    def calendar_history(self) -> CalendarHistory:
+        """The tenant's billing periods over time (UTC calendar months when it set none)."""
+        return calendar_history(self.calendars)
 
     def in_trial(self, instant: datetime) -> bool:
         return self.trial_ends_at is not None and instant < self.trial_ends_at
