@@ -168,6 +168,7 @@ class Rater:
             total=sum((l.amount for l in lines), ZERO),
             total_queries=usage.total.queries,
             total_tokens=usage.total.tokens,
+            total_events=usage.total.events,
             inputs={
                 "rating": RATING_VERSION,
                 "plans_digest": self.plans_digest(used_plans),

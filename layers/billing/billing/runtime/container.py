@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from billing.metering.ingest import IngestService
     from billing.metering.price_book import PriceBook
     from billing.metering.quotas import QuotaReconciler
+    from billing.metering.receipts import ReceiptService
     from billing.metering.storing import FallbackQueue, UsageStore
     from billing.outgoing_webhooks.delivery import (
         DeadLetters,
@@ -426,6 +427,24 @@ def quota_reconciler() -> QuotaReconciler:
         lambda month: usage_store().stored_queries(month),
         ledger(),
         retention_days=settings().dedup_retention_days,
+    )
+
+
+@provider
+def receipt_service() -> ReceiptService:
+    """Receipts of event ids and the reconcile of a tenant's month (no corrections store yet)."""
+    from billing.adapters.clickhouse.receipt_queries import ClickHouseStoredEvents
+    from billing.adapters.dynamodb.receipt_index import DynamoReceiptIndex
+    from billing.metering.receipts import ReceiptService
+
+    return ReceiptService(
+        ledger=DynamoReceiptIndex(settings().ledger_table),
+        events=ClickHouseStoredEvents(usage_store()),
+        periods=periods(),
+        statements=statements(),
+        fallback_depth=fallback_depth(),
+        retention_days=settings().dedup_retention_days,
+        clock=clock(),
     )
 
 

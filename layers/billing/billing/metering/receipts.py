@@ -1,0 +1,438 @@
+"""Receipts: what became of an event id, and the reconcile of a tenant's period.
+
+Sources, each read as it is the authority for one fact:
+
+- **accepted**: the ledger. An id is accepted when its claim's batch has a commit record (the
+  exactly-once protocol, billing.metering.exactly_once). At commit, a batch also writes one
+  receipt index item per (tenant, month) it committed, naming those event ids (``PeriodReceipt``),
+  *before* its commit record: so every committed id is in the index, and an index item of a batch
+  that never committed is ignored (the reconcile keeps the items whose batch committed).
+- **stored**: ClickHouse ``usage_events`` (the first stored copy's ``stored_at``).
+- **queued**: committed, not in ClickHouse, and its batch sent blocks to the fallback queue: the
+  replay will store it. Committed, not stored and nothing queued is ``missing``: the reconcile names it.
+- **billed**: the statement of the event's month when the event was stored by that statement's
+  usage cutoff, else (a late event) the first later statement, within ``LATE_LOOKBACK_MONTHS``,
+  whose cutoff is at or after the event's ``stored_at``: there it is an adjustment line naming the
+  event's month. This is the rule the close applies (billing.statements.close), read back from the
+  stored statements.
+- **refused**: never recorded. A refused event (a 400 batch, a 409 closed month, a query refused for
+  quota) writes nothing: no claim, no counter, no row, so the same id sent again later is accepted as
+  new, and a flood of invalid events costs no writes. Its receipt is ``unknown``; the answer to the
+  request that carried it said why it was refused.
+- **corrected**: read from a ``CorrectionsSource`` when one is given; none is, so far (``NoCorrections``).
+
+Statuses, furthest first: ``billed``, ``stored``, ``queued``, ``missing``, ``pending``, ``unknown``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from billing.kernel.periods import Month, iso, parse_instant
+from billing.kernel.validation import Identifier
+from billing.metering.exactly_once import Claim, ClaimState
+from billing.statements.statement import Statement
+
+MAX_RECEIPT_IDS = 100  # ids per receipts request: one BatchGetItem of claims, one ClickHouse query
+LATE_LOOKBACK_MONTHS = 3  # as billing.statements.close: a late event is looked for 3 months on
+MAX_LISTED_IDS = 1000  # ids named per difference in a reconcile answer (the counts are exact)
+
+STATUSES = ("unknown", "pending", "missing", "queued", "stored", "billed")
+
+
+@dataclass(frozen=True)
+class BatchCommit:
+    batch_id: str
+    queued: bool  # some of its blocks went to the fallback queue
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    timestamp: datetime
+    stored_at: datetime  # of the first stored copy: it decides the statement that bills it
+
+
+class ReceiptLedger(Protocol):
+    """The ledger reads receipts need (billing.adapters.dynamodb.receipt_index)."""
+
+    def lookup(self, claims: Sequence[Claim]) -> dict[Claim, ClaimState]: ...
+
+    def batch_commits(self, batch_ids: Iterable[str]) -> dict[str, BatchCommit]:
+        """The commit records of those batches that committed."""
+        ...
+
+    def committed_ids(self, tenant_id: str, month: str) -> dict[str, str]:
+        """event id -> batch id of every id committed for the tenant's month (the receipt index,
+        kept to the batches that committed)."""
+        ...
+
+
+class StoredEvents(Protocol):
+    """The ClickHouse reads receipts need (billing.adapters.clickhouse.receipt_queries)."""
+
+    def rows(self, tenant_id: str, event_ids: Sequence[str]) -> dict[str, StoredRow]: ...
+
+    def month_rows(self, tenant_id: str, month: Month) -> dict[str, StoredRow]: ...
+
+
+class StatementReads(Protocol):
+    def get(self, tenant_id: str, month: Month | str) -> Statement | None: ...
+
+
+class PeriodReads(Protocol):
+    def closed_at(self, month: Month | str) -> datetime | None: ...
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A correction of an accepted event, as a corrections store reports it."""
+
+    correction_id: str
+    kind: str  # "void" or "amend"
+    at: datetime
+    note: str = ""
+
+
+class CorrectionsSource(Protocol):
+    """Where corrections of accepted events are read from. Receipts show what it returns and never
+    decide billing from it (the corrections store and the close do that)."""
+
+    def corrections_of(self, tenant_id: str, event_ids: Sequence[str]) -> dict[str, list[Correction]]: ...
+
+
+class NoCorrections:
+    """No corrections store is wired yet: no event has a correction."""
+
+    def corrections_of(self, tenant_id: str, event_ids: Sequence[str]) -> dict[str, list[Correction]]:
+        return {}
+
+
+@dataclass
+class Receipt:
+    tenant_id: str
+    event_id: str
+    status: str
+    message: str
+    accepted: bool = False
+    batch_id: str | None = None
+    stored: StoredRow | None = None
+    queued: bool = False
+    billed: dict[str, Any] | None = None
+    corrections: list[Correction] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id,
+            "event_id": self.event_id,
+            "status": self.status,
+            "message": self.message,
+            "accepted": self.accepted,
+            "batch_id": self.batch_id,
+            "stored": (
+                {"timestamp": iso(self.stored.timestamp), "stored_at": iso(self.stored.stored_at)}
+                if self.stored
+                else None
+            ),
+            "queued": self.queued,
+            "billed": self.billed,
+            "corrections": [
+                {"correction_id": c.correction_id, "kind": c.kind, "at": iso(c.at), "note": c.note}
+                for c in self.corrections
+            ],
+        }
+
+
+@dataclass
+class Reconciliation:
+    tenant_id: str
+    month: str
+    accepted: int | None  # None: the ledger no longer holds the month (its claims expired)
+    stored: int
+    billed: (
+        int | None
+    )  # the statement's event count; None: no statement (yet), or one stored before it was counted
+    billed_on_time: int  # stored events the statement's cutoff covers (what ``billed`` must equal)
+    late: int  # stored after that cutoff: adjustment lines of later statements, or billed later
+    fallback_queue_depth: int
+    accepted_not_stored: list[dict[str, Any]]
+    stored_not_accepted: list[str]
+    accepted_not_stored_count: int = 0
+    stored_not_accepted_count: int = 0
+    statement_id: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def agree(self) -> bool:
+        counts = self.accepted is None or (
+            not self.accepted_not_stored_count and not self.stored_not_accepted_count
+        )
+        billed = self.billed is None or self.billed == self.billed_on_time
+        return counts and billed and not self.fallback_queue_depth
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tenant_id": self.tenant_id,
+            "month": self.month,
+            "agree": self.agree,
+            "accepted": self.accepted,
+            "stored": self.stored,
+            "billed": self.billed,
+            "billed_on_time": self.billed_on_time,
+            "late": self.late,
+            "statement_id": self.statement_id,
+            "fallback_queue_depth": self.fallback_queue_depth,
+            "accepted_not_stored": self.accepted_not_stored,
+            "accepted_not_stored_count": self.accepted_not_stored_count,
+            "stored_not_accepted": self.stored_not_accepted,
+            "stored_not_accepted_count": self.stored_not_accepted_count,
+            "notes": self.notes,
+        }
+
+
+class ReceiptsRequest(BaseModel):
+    """``POST /v1/receipts``: a tenant and 1 to ``MAX_RECEIPT_IDS`` of its event ids."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    tenant_id: Identifier
+    event_ids: Annotated[list[Identifier], Field(min_length=1, max_length=MAX_RECEIPT_IDS)]
+
+
+class ReceiptQuery(BaseModel):
+    """``GET /v1/events/{event_id}/receipt?tenant_id=``: one event id of a tenant."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    tenant_id: Identifier
+    event_id: Identifier
+
+
+class ReceiptService:
+    """Receipts of event ids and the reconcile of a tenant's period, from the ledger, ClickHouse,
+    the period closes and the stored statements (see the module docstring for the rules)."""
+
+    def __init__(
+        self,
+        *,
+        ledger: ReceiptLedger,
+        events: StoredEvents,
+        periods: PeriodReads,
+        statements: StatementReads,
+        fallback_depth: Callable[[], int],
+        retention_days: int,
+        clock: Callable[[], datetime],
+        corrections: CorrectionsSource | None = None,
+    ):
+        self.ledger, self.events, self.periods, self.statements = ledger, events, periods, statements
+        self.fallback_depth, self.retention_days, self.clock = fallback_depth, retention_days, clock
+        self.corrections = corrections or NoCorrections()
+
+    # ----------------------------------------------------------------------------------- receipts
+    def receipts(self, tenant_id: str, event_ids: Sequence[str]) -> list[Receipt]:
+        """One receipt per id, in the order asked: one ledger lookup, one ClickHouse query, and a
+        read of each month's close and statements involved."""
+        claims = [Claim(tenant_id, e) for e in event_ids]
+        states = self.ledger.lookup(claims)
+        commits = self.ledger.batch_commits({s.batch_id for s in states.values() if s.committed})
+        rows = self.events.rows(tenant_id, list(event_ids))
+        corrections = self.corrections.corrections_of(tenant_id, list(event_ids))
+        billing = _BillingReads(self.periods, self.statements, tenant_id)
+        out = []
+        for claim in claims:
+            state, row = states.get(claim), rows.get(claim.event_id)
+            receipt = Receipt(
+                tenant_id, claim.event_id, "unknown", "", corrections=corrections.get(claim.event_id, [])
+            )
+            if state is not None:
+                receipt.batch_id = state.batch_id
+                receipt.accepted = state.committed
+            commit = commits.get(state.batch_id) if state is not None and state.committed else None
+            if row is not None:
+                receipt.stored = row
+                self._bill(receipt, row, billing)
+            elif commit is not None and commit.queued:
+                receipt.status, receipt.queued = "queued", True
+                receipt.message = (
+                    "accepted and queued in the fallback queue while the usage store was unavailable; "
+                    "the replay stores it"
+                )
+            elif state is not None and state.committed:
+                receipt.status = "missing"
+                receipt.message = (
+                    "accepted, but the usage store does not hold it and its batch queued nothing: "
+                    "run the reconcile of its month"
+                )
+            elif state is not None:
+                receipt.status = "pending"
+                receipt.message = (
+                    "claimed by a request that has not finished, or that failed and named it 'unsettled'; "
+                    "the client's retry of that request settles it"
+                )
+            else:
+                receipt.message = (
+                    "no record of this event: it was never accepted (a refused event is not recorded: the "
+                    "answer to the request that sent it said why), or its record has expired"
+                )
+            out.append(receipt)
+        return out
+
+    def _bill(self, receipt: Receipt, row: StoredRow, billing: _BillingReads) -> None:
+        """Status and message of a stored event: billed on which statement, or when it will be."""
+        month = Month.of(row.timestamp)
+        receipt.status = "stored"
+        if not receipt.accepted and receipt.batch_id is None:
+            receipt.accepted = True  # stored events were accepted; the ledger forgets them after retention
+        statement = billing.statement(month)
+        cutoff = billing.cutoff(month, statement)
+        if cutoff is None:
+            receipt.message = f"stored; billed on the statement of {month} when that month closes"
+            return
+        if row.stored_at <= cutoff:
+            if statement is None:
+                receipt.message = f"stored, but {month} closed without a statement for this tenant (no plan in force): not billed"
+                return
+            receipt.status = "billed"
+            receipt.billed = _billed(statement, month, adjustment=False)
+            receipt.message = f"billed on statement {statement.statement_id}"
+            return
+        later = month
+        for _ in range(LATE_LOOKBACK_MONTHS):
+            later = later.next()
+            statement_later = billing.statement(later)
+            cutoff_later = billing.cutoff(later, statement_later)
+            if cutoff_later is None:
+                receipt.message = (
+                    f"stored after {month} was billed; billed as an adjustment on the statement of {later} "
+                    "when that month closes"
+                )
+                return
+            if row.stored_at <= cutoff_later:
+                if statement_later is None:
+                    receipt.message = (
+                        f"stored after {month} was billed, and {later} closed without a statement: not billed"
+                    )
+                    return
+                receipt.status = "billed"
+                receipt.billed = _billed(statement_later, month, adjustment=True)
+                receipt.message = f"stored after {month} was billed; billed as an adjustment on statement {statement_later.statement_id}"
+                return
+        receipt.message = f"stored more than {LATE_LOOKBACK_MONTHS} months after {month} was billed: outside the late-data window, not billed"
+
+    # ---------------------------------------------------------------------------------- reconcile
+    def reconcile(self, tenant_id: str, month: Month) -> Reconciliation:
+        """Counts of the tenant's events of ``month`` accepted (ledger commits), stored (ClickHouse)
+        and billed (the statement's event count), and the ids that differ: one receipt-index query
+        (and a read of the commit records it names), one ClickHouse query. Ids stored but missing
+        from the index are looked up claim by claim before being named (an index item is read
+        eventually consistently, and batches committed before the index existed wrote none)."""
+        rows = self.events.month_rows(tenant_id, month)
+        depth = self.fallback_depth()
+        notes: list[str] = []
+        expired = self.clock() > month.end + timedelta(days=self.retention_days)
+        accepted_ids: dict[str, str] | None = None
+        if expired:
+            notes.append(
+                f"the ledger keeps claims {self.retention_days} days after their month ends: {month}'s have expired, "
+                "so only stored and billed are compared"
+            )
+        else:
+            accepted_ids = self.ledger.committed_ids(tenant_id, str(month))
+            unindexed = [e for e in rows if e not in accepted_ids]
+            if unindexed:
+                found = self._committed(tenant_id, unindexed)
+                accepted_ids.update(found)
+        statement = self.statements.get(tenant_id, month)
+        cutoff = _BillingReads(self.periods, self.statements, tenant_id).cutoff(month, statement)
+        on_time = sum(1 for r in rows.values() if cutoff is not None and r.stored_at <= cutoff)
+        billed = statement.total_events if statement is not None else None
+        if statement is not None and billed is None:
+            notes.append(f"statement {statement.statement_id} was stored before statements counted events")
+        if depth:
+            notes.append(
+                f"the fallback queue holds {depth} message(s): accepted events may still be on their way to the store"
+            )
+        missing_ids = sorted(set(accepted_ids or ()) - set(rows))
+        queued = self.ledger.batch_commits({accepted_ids[e] for e in missing_ids}) if accepted_ids else {}
+        extra_ids = sorted(set(rows) - set(accepted_ids)) if accepted_ids is not None else []
+        return Reconciliation(
+            tenant_id=tenant_id,
+            month=str(month),
+            accepted=None if accepted_ids is None else len(accepted_ids),
+            stored=len(rows),
+            billed=billed,
+            billed_on_time=on_time,
+            late=len(rows) - on_time if cutoff is not None else 0,
+            fallback_queue_depth=depth,
+            accepted_not_stored=[
+                {
+                    "event_id": e,
+                    "batch_id": accepted_ids[e],
+                    "queued": bool(queued.get(accepted_ids[e]) and queued[accepted_ids[e]].queued),
+                }
+                for e in missing_ids[:MAX_LISTED_IDS]
+                if accepted_ids is not None
+            ],
+            accepted_not_stored_count=len(missing_ids),
+            stored_not_accepted=extra_ids[:MAX_LISTED_IDS],
+            stored_not_accepted_count=len(extra_ids),
+            statement_id=statement.statement_id if statement is not None else None,
+            notes=notes,
+        )
+
+    def _committed(self, tenant_id: str, event_ids: Sequence[str]) -> dict[str, str]:
+        """event id -> batch id of those of ``event_ids`` whose claim's batch committed."""
+        found: dict[str, str] = {}
+        for start in range(0, len(event_ids), MAX_RECEIPT_IDS):
+            chunk = [Claim(tenant_id, e) for e in event_ids[start : start + MAX_RECEIPT_IDS]]
+            for claim, state in self.ledger.lookup(chunk).items():
+                if state.committed:
+                    found[claim.event_id] = state.batch_id
+        return found
+
+
+class _BillingReads:
+    """Each month's close and the tenant's statement, read once per request."""
+
+    def __init__(self, periods: PeriodReads, statements: StatementReads, tenant_id: str):
+        self.periods, self.statements, self.tenant_id = periods, statements, tenant_id
+        self._closes: dict[Month, datetime | None] = {}
+        self._statements: dict[Month, Statement | None] = {}
+
+    def statement(self, month: Month) -> Statement | None:
+        if month not in self._statements:
+            self._statements[month] = self.statements.get(self.tenant_id, month)
+        return self._statements[month]
+
+    def cutoff(self, month: Month, statement: Statement | None) -> datetime | None:
+        """Up to when the month's own events were billed: the statement's usage cutoff (a final
+        statement's is the cancellation), else the month's close; None while neither exists."""
+        if statement is not None and statement.inputs.get("usage_cutoff"):
+            return parse_instant(statement.inputs["usage_cutoff"])
+        if month not in self._closes:
+            self._closes[month] = self.periods.closed_at(month)
+        return self._closes[month]
+
+
+def _billed(statement: Statement, month: Month, *, adjustment: bool) -> dict[str, Any]:
+    """Where on ``statement`` an event of ``month`` is billed: its usage lines, or the adjustment
+    lines naming ``month`` (none when it is free, e.g. trial-time usage)."""
+    if adjustment:
+        lines = [
+            l.line_id for l in statement.lines if l.kind == "adjustment" and l.adjustment_month == str(month)
+        ]
+    else:
+        lines = [l.line_id for l in statement.lines if l.kind in _USAGE_LINES]
+    return {
+        "statement_id": statement.statement_id,
+        "month": statement.month,
+        "as": "adjustment" if adjustment else "usage",
+        "event_month": str(month),
+        "lines": lines,
+        "plans_digest": statement.inputs.get("plans_digest"),
+    }
+
+
+_USAGE_LINES = frozenset({"queries", "usage_cost", "charge", "commitment"})
