@@ -412,25 +412,27 @@ class DynamoUsageLedger:
         self, batch_id: str, expires_at: int, *, receipts: Sequence[PeriodReceipt] = (), **attributes: Any
     ) -> None:
         """Mark every claim of this batch as durably stored (in ClickHouse or the fallback queue).
-        The receipt index items (``receipts``: the ids committed per tenant and month) are written
-        first, so that every committed id is indexed; an item of a batch that dies before its commit
+        The receipt index items (``receipts``: the ids committed per tenant and month, one PutItem
+        each, in parallel) are written first, so that every committed id is indexed; an item of a batch that dies before its commit
         record is ignored by the reconcile, which keeps the items whose batch committed."""
-        self._batch_write(
-            [
-                {
-                    "PutRequest": {
-                        "Item": {
-                            "pk": {"S": f"{receipt_period(r.tenant_id, r.month)}#{batch_id}"},
-                            "period": {"S": receipt_period(r.tenant_id, r.month)},
-                            "batch_id": {"S": batch_id},
-                            "event_ids": {"SS": list(r.event_ids)},
-                            "expires_at": {"N": str(r.expires_at)},
-                        }
-                    }
-                }
-                for r in receipts
-            ]
-        )
+
+        def put(receipt: PeriodReceipt) -> None:
+            period = receipt_period(receipt.tenant_id, receipt.month)
+            self.client.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": {"S": f"{period}#{batch_id}"},
+                    "period": {"S": period},
+                    "batch_id": {"S": batch_id},
+                    "event_ids": {"SS": list(receipt.event_ids)},
+                    "expires_at": {"N": str(receipt.expires_at)},
+                },
+            )
+
+        if len(receipts) == 1:  # the usual batch: one tenant, one month
+            put(receipts[0])
+        elif receipts:
+            list(_put_pool().map(put, receipts))
         self.client.put_item(
             TableName=self.table,
             Item=to_item(
