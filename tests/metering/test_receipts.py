@@ -5,7 +5,9 @@ per-month counts accepted = stored = billed, naming the ids that differ."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -13,7 +15,10 @@ import pytest
 
 from billing.kernel.periods import Month
 from billing.runtime import container
+from billing_cli import run
+from billing_cli.errors import ExitCode
 from billing_local.faults import OutageStore
+from billing_local.http_api import LocalApi, serving, template_routes
 from billing_local.runner import drain_queue, load_module, response_headers
 from tests.conftest import api_event
 from tests.metering.conftest import make_tenant, usage
@@ -346,3 +351,63 @@ def test_keys_read_only_their_own_tenants_receipts(env, post, call):
         api_key_id="globex-key",
     )
     assert status == 403
+
+
+def test_the_served_api_answers_receipts_and_the_reconcile_from_the_template_routes(env):
+    # Given ingest and the tenant reads served from template.yaml's routes, as `billing serve` does
+    starter()
+    api = LocalApi(template_routes(["ingest", "tenant_status"]), {"secret": "platform-key"})
+    with serving(api) as url:
+
+        def send(method: str, path: str, body: Any = None) -> tuple[int, dict]:
+            data = json.dumps(body).encode() if body is not None else None
+            request = urllib.request.Request(
+                url + path,
+                data=data,
+                method=method,
+                headers={"x-api-key": "secret", "content-type": "application/json"},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    return response.status, json.loads(response.read())
+            except urllib.error.HTTPError as error:
+                return error.code, json.loads(error.read())
+
+        # When an event is sent, then its receipt, the batch form and the month's reconcile are asked
+        assert send("POST", "/v1/events", {"events": [usage("h-1")]})[0] == 202
+        one = send("GET", "/v1/events/h-1/receipt?tenant_id=acme-corp")
+        batch = send("POST", "/v1/receipts", {"tenant_id": "acme-corp", "event_ids": ["h-1", "h-2"]})
+        month = send("GET", "/v1/tenants/acme-corp/reconcile?month=2025-11")
+    # Then each answers from the same records
+    assert one[0] == 200 and one[1]["status"] == "stored"
+    assert [r["status"] for r in batch[1]["receipts"]] == ["stored", "unknown"]
+    assert month[0] == 200 and (month[1]["accepted"], month[1]["stored"], month[1]["agree"]) == (1, 1, True)
+
+
+def test_the_reconcile_command_names_the_lost_id_and_exits_5(env, post, capsys):
+    # Given two stored events, one of whose rows is then deleted from ClickHouse
+    starter()
+    assert post({"events": [usage("c-1"), usage("c-2", ts="2025-11-05T00:00:00Z")]})[0] == 202
+    env.store.client.command(
+        "ALTER TABLE usage_events DELETE WHERE event_id = 'c-2'", settings={"mutations_sync": 2}
+    )
+    capsys.readouterr()  # the ingest handler's metrics line
+    # When `billing reconcile` runs
+    code = run(["reconcile", "--tenant", "acme-corp", "--month", "2025-11", "--json"], allow_forward=False)
+    # Then it exits 5 and names the id
+    document = json.loads(capsys.readouterr().out)
+    assert code == ExitCode.PARTIAL and document["agree"] is False
+    assert [d["event_id"] for d in document["accepted_not_stored"]] == ["c-2"]
+
+
+def test_a_month_whose_claims_expired_compares_stored_and_billed_only(env, post, reconcile):
+    # Given a November event stored and November closed
+    starter()
+    assert post({"events": [usage("x-1")]})[0] == 202
+    container.billing_cycle().close(NOV)
+    # When the reconcile runs after the ledger's retention of November's claims
+    container.override(clock=lambda: NOV.end + timedelta(days=env.settings.dedup_retention_days + 1))
+    result = reconcile()
+    # Then accepted is unknown (null), stored and billed still agree, and a note says why
+    assert result["accepted"] is None and (result["stored"], result["billed"]) == (1, 1)
+    assert result["agree"] is True and "have expired" in result["notes"][0]
