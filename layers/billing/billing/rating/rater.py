@@ -32,7 +32,7 @@ from billing.tenants.tenant import Tenant
 # Recorded in every statement's inputs. It changes whenever the rules change what a statement holds
 # for the same inputs: stored statements are immutable, so a statement that differs from a re-rating
 # of its inputs must say which rules produced it.
-RATING_VERSION = "rating/3"
+RATING_VERSION = "rating/4"
 
 
 class Rater:
