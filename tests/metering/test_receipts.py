@@ -411,3 +411,46 @@ def test_a_month_whose_claims_expired_compares_stored_and_billed_only(env, post,
     # Then accepted is unknown (null), stored and billed still agree, and a note says why
     assert result["accepted"] is None and (result["stored"], result["billed"]) == (1, 1)
     assert result["agree"] is True and "have expired" in result["notes"][0]
+
+
+def test_one_batch_of_two_tenants_and_two_months_is_indexed_per_tenant_and_month(env, post, reconcile):
+    # Given a platform batch carrying acme's November and December events and globex's November one
+    starter()
+    make_tenant("globex", plan="starter", plan_from="2025-10-01T00:00:00Z")
+    events = [
+        usage("t-1"),
+        usage("t-2", ts="2025-12-02T00:00:00Z"),
+        usage("t-3", tenant_id="globex", ts="2025-11-05T00:00:00Z"),
+    ]
+    assert post({"events": events})[0] == 202
+    # When each tenant's months are reconciled
+    acme_nov, acme_dec, globex_nov = reconcile(NOV), reconcile(DEC), reconcile(NOV, "globex")
+    # Then each counts only its own events, and all agree
+    assert [(r["accepted"], r["stored"], r["agree"]) for r in (acme_nov, acme_dec, globex_nov)] == [
+        (1, 1, True),
+        (1, 1, True),
+        (1, 1, True),
+    ]
+
+
+def test_a_503_commits_and_indexes_only_the_events_it_kept(env, post, receipt, reconcile, monkeypatch):
+    # Given blocks of about 3 events, ClickHouse taking the first block only, and SQS refusing messages
+    from billing.metering import fallback
+    from tests.metering.test_outages_and_bounds import FlakyQueue
+
+    monkeypatch.setattr(fallback, "MAX_MESSAGE_BYTES", 800)
+    starter()
+    service = container.ingest_service()
+    service.store = OutageStore(env.store, lambda n: "ok" if n == 0 else "fail")
+    service.fallback = FlakyQueue(container.fallback_queue(), lambda n: True)
+    events = [usage(f"p-{i}", ts=f"2025-11-03T12:00:{i:02d}Z") for i in range(9)]
+    # When the batch arrives
+    status, answer, _ = post({"events": events})
+    # Then the 503 keeps the first block: those are accepted and stored, the others unknown (given back)
+    assert status == 503 and answer["kept"] and answer["unsettled"] == []
+    kept = set(answer["kept"])
+    assert {e["event_id"] for e in events if receipt(e["event_id"])["status"] == "stored"} == kept
+    assert {receipt(e["event_id"])["status"] for e in events if e["event_id"] not in kept} == {"unknown"}
+    # And the month's reconcile agrees on exactly the kept events
+    month = reconcile()
+    assert (month["accepted"], month["stored"], month["agree"]) == (len(kept), len(kept), True)

@@ -236,8 +236,11 @@ class ReceiptService:
         read of each month's close and statements involved."""
         claims = [Claim(tenant_id, e) for e in event_ids]
         states = self.ledger.lookup(claims)
-        commits = self.ledger.batch_commits({s.batch_id for s in states.values() if s.committed})
         rows = self.events.rows(tenant_id, list(event_ids))
+        # whether a batch queued blocks matters only for committed ids the store does not hold
+        commits = self.ledger.batch_commits(
+            {s.batch_id for c, s in states.items() if s.committed and c.event_id not in rows}
+        )
         corrections = self.corrections.corrections_of(tenant_id, list(event_ids))
         billing = _BillingReads(self.periods, self.statements, tenant_id)
         out = []
@@ -354,9 +357,10 @@ class ReceiptService:
             notes.append(
                 f"the fallback queue holds {depth} message(s): accepted events may still be on their way to the store"
             )
-        missing_ids = sorted(set(accepted_ids or ()) - set(rows))
-        queued = self.ledger.batch_commits({accepted_ids[e] for e in missing_ids}) if accepted_ids else {}
-        extra_ids = sorted(set(rows) - set(accepted_ids)) if accepted_ids is not None else []
+        accepted = accepted_ids or {}
+        missing_ids = sorted(set(accepted) - set(rows))
+        queued = self.ledger.batch_commits({accepted[e] for e in missing_ids}) if missing_ids else {}
+        extra_ids = sorted(set(rows) - set(accepted)) if accepted_ids is not None else []
         return Reconciliation(
             tenant_id=tenant_id,
             month=str(month),
@@ -369,11 +373,10 @@ class ReceiptService:
             accepted_not_stored=[
                 {
                     "event_id": e,
-                    "batch_id": accepted_ids[e],
-                    "queued": bool(queued.get(accepted_ids[e]) and queued[accepted_ids[e]].queued),
+                    "batch_id": accepted[e],
+                    "queued": accepted[e] in queued and queued[accepted[e]].queued,
                 }
                 for e in missing_ids[:MAX_LISTED_IDS]
-                if accepted_ids is not None
             ],
             accepted_not_stored_count=len(missing_ids),
             stored_not_accepted=extra_ids[:MAX_LISTED_IDS],
