@@ -53,7 +53,7 @@ def _allowed(tenant_id: str, action: str) -> None:
 @app.get("/v1/events/<event_id>/receipt")
 @tracer.capture_method
 def event_receipt(event_id: str) -> Response:
-    from billing.metering.receipts import ReceiptQuery
+    from billing.metering.receipt_views import ReceiptQuery
 
     caller(app.current_event)  # a 401 before any 400
     query = parse_model(
@@ -69,7 +69,7 @@ def event_receipt(event_id: str) -> Response:
 @app.post("/v1/receipts")
 @tracer.capture_method
 def receipts() -> Response:
-    from billing.metering.receipts import ReceiptsRequest
+    from billing.metering.receipt_views import ReceiptsRequest
 
     caller(app.current_event)
     request = parse_model(ReceiptsRequest, request_body(app.current_event))

@@ -23,7 +23,7 @@ def receipt(
     """The receipt of each event id: accepted, queued in the fallback, stored, billed on which
     statement; unknown for an id never accepted (refused events are never recorded)."""
     from billing.kernel.validation import parse_model
-    from billing.metering.receipts import ReceiptsRequest
+    from billing.metering.receipt_views import ReceiptsRequest
     from billing.runtime import container
 
     request = parse_model(ReceiptsRequest, {"tenant_id": tenant, "event_ids": event_ids}, what="arguments")

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
 from billing.kernel.periods import Month, utc
-from billing.metering.receipts import StoredRow
+from billing.metering.receipt_views import StoredRow
 
 
 class ClickHouseStoredEvents:
