@@ -454,3 +454,26 @@ def test_a_503_commits_and_indexes_only_the_events_it_kept(env, post, receipt, r
     # And the month's reconcile agrees on exactly the kept events
     month = reconcile()
     assert (month["accepted"], month["stored"], month["agree"]) == (len(kept), len(kept), True)
+
+
+def test_a_corrections_source_plugged_in_shows_on_the_receipt(env, post, receipt):
+    # Given a stored event, and a corrections source (the port a corrections store fills) that
+    # reports one void of it
+    from billing.metering.receipt_views import Correction
+
+    class OneVoid:
+        def corrections_of(self, tenant_id, event_ids):
+            at = datetime(2025, 12, 1, tzinfo=UTC)
+            return {"v-1": [Correction("corr-1", "void", at, "sent twice")]} if "v-1" in event_ids else {}
+
+    starter()
+    assert post({"events": [usage("v-1")]})[0] == 202
+    container.override(receipt_corrections=OneVoid())
+    # When its receipt is read
+    found = receipt("v-1")
+    # Then the receipt lists the correction; without a source the list is empty
+    assert found["corrections"] == [
+        {"correction_id": "corr-1", "kind": "void", "at": "2025-12-01T00:00:00Z", "note": "sent twice"}
+    ]
+    container.override(receipt_corrections=None)
+    assert receipt("v-1")["corrections"] == []

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from billing.metering.ingest import IngestService
     from billing.metering.price_book import PriceBook
     from billing.metering.quotas import QuotaReconciler
-    from billing.metering.receipts import ReceiptService
+    from billing.metering.receipts import CorrectionsSource, ReceiptService
     from billing.metering.storing import FallbackQueue, UsageStore
     from billing.outgoing_webhooks.delivery import (
         DeadLetters,
@@ -431,8 +431,17 @@ def quota_reconciler() -> QuotaReconciler:
 
 
 @provider
+def receipt_corrections() -> CorrectionsSource:
+    """Where receipts read the corrections of an event: a corrections store plugs in here; none is
+    recorded yet, so every receipt's ``corrections`` is empty."""
+    from billing.metering.receipts import NoCorrections
+
+    return NoCorrections()
+
+
+@provider
 def receipt_service() -> ReceiptService:
-    """Receipts of event ids and the reconcile of a tenant's month (no corrections store yet)."""
+    """Receipts of event ids and the reconcile of a tenant's month."""
     from billing.adapters.clickhouse.receipt_queries import ClickHouseStoredEvents
     from billing.adapters.dynamodb.receipt_index import DynamoReceiptIndex
     from billing.metering.receipts import ReceiptService
@@ -445,6 +454,7 @@ def receipt_service() -> ReceiptService:
         fallback_depth=fallback_depth(),
         retention_days=settings().dedup_retention_days,
         clock=clock(),
+        corrections=receipt_corrections(),
     )
 
 
