@@ -21,6 +21,8 @@ COMMANDS = [
     ["tenant", "grant-credit", "TENANT", "--id", "g1", "--amount", "50.00"],
     ["tenant", "add-coupon", "TENANT", "--id", "c1", "--percent-off", "10", "--duration", "once"],
     ["portal", "link", "TENANT"],
+    ["events", "receipt", "e-1", "--tenant", "TENANT"],
+    ["reconcile", "--tenant", "TENANT", "--month", "2025-11"],
 ]
 
 
