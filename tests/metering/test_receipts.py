@@ -398,6 +398,13 @@ def test_the_reconcile_command_names_the_lost_id_and_exits_5(env, post, capsys):
     document = json.loads(capsys.readouterr().out)
     assert code == ExitCode.PARTIAL and document["agree"] is False
     assert [d["event_id"] for d in document["accepted_not_stored"]] == ["c-2"]
+    # And the table form names it too, as do the receipts
+    code = run(["reconcile", "--tenant", "acme-corp", "--month", "2025-11"], allow_forward=False)
+    table = capsys.readouterr().out
+    assert code == ExitCode.PARTIAL and "c-2" in table and "accepted, not stored" in table
+    assert run(["events", "receipt", "c-1", "c-2", "--tenant", "acme-corp"], allow_forward=False) == 0
+    receipts = capsys.readouterr().out
+    assert "stored" in receipts and "missing" in receipts
 
 
 def test_a_month_whose_claims_expired_compares_stored_and_billed_only(env, post, reconcile):
