@@ -110,6 +110,15 @@ def test_every_command_prints_one_json_document_on_stdout(
     closed = cli("invoice", "close", "--month", MONTH)
     assert isinstance(closed, dict) and closed["statements"] == 1
     assert closed["closed_at"].endswith("Z")
+    receipts = cli("events", "receipt", "e0", "never-sent", "--tenant", "acme")
+    assert isinstance(receipts, dict)
+    assert [(r["event_id"], r["status"]) for r in receipts["receipts"]] == [
+        ("e0", "billed"),
+        ("never-sent", "unknown"),
+    ]
+    reconciled = cli("reconcile", "--tenant", "acme", "--month", MONTH)
+    assert isinstance(reconciled, dict) and reconciled["agree"] is True
+    assert (reconciled["stored"], reconciled["billed"]) == (20, 20)
     exported = cli("invoice", "export", "--month", MONTH, "--out", str(tmp_path / "invoices.csv"))
     assert isinstance(exported, dict) and exported["rows"] == 1
     planned = cli("invoice", "push", "--month", MONTH, "--dry-run")

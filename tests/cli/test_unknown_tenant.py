@@ -23,6 +23,8 @@ COMMANDS = [
     ["tenant", "calendar", "TENANT"],
     ["tenant", "calendar", "TENANT", "--time-zone", "Asia/Kolkata"],
     ["portal", "link", "TENANT"],
+    ["events", "receipt", "e-1", "--tenant", "TENANT"],
+    ["reconcile", "--tenant", "TENANT", "--month", "2025-11"],
 ]
 
 

@@ -148,6 +148,64 @@ def test_tenant_status_never_fails_and_changes_nothing(tenants, handlers, data):
     assert snapshot(tenants) == before  # a read never writes
 
 
+def _receipts_body(draw) -> dict:
+    ids = ["e-1", "e-2", "e/3", "ė", "", "x" * 200, 7, None]
+    return mutate(
+        {
+            "tenant_id": draw(st.sampled_from(["acme", "other", "ghost", "acme ", ""])),
+            "event_ids": draw(st.lists(st.sampled_from(ids), max_size=120)),
+        },
+        draw,
+    )
+
+
+@given(data=st.data())
+@FUZZ
+def test_receipts_never_fail_and_change_nothing(tenants, handlers, data):
+    # Given any request to the receipt routes: a batch body of any kind, or one event id with any tenant
+    if data.draw(st.booleans()):
+        request = data.draw(
+            api_events(path="/v1/receipts", method="POST", body=data.draw(raw_bodies(_receipts_body)))
+        )
+    else:
+        event_id = data.draw(st.sampled_from(["e-1", "e/3", "ė", "", "x" * 300, "a b"]))
+        request = data.draw(
+            api_events(
+                path=f"/v1/events/{event_id}/receipt",
+                method="GET",
+                body=b"",
+                path_parameters={"event_id": event_id},
+            )
+        )
+        request["resource"] = "/v1/events/{event_id}/receipt"
+        tenant = data.draw(st.sampled_from(["acme", "other", "ghost", "", "x" * 300, None]))
+        request["queryStringParameters"] = None if tenant is None else {"tenant_id": tenant}
+    before = snapshot(tenants)
+    # Then the handler answers without a 5xx, and nothing changes
+    check_response(handlers["tenant_status"].handler(request, CONTEXT), before, tenants)
+    assert snapshot(tenants) == before
+
+
+@given(data=st.data())
+@FUZZ
+def test_reconcile_never_fails_and_changes_nothing(tenants, handlers, data):
+    tenant_id = data.draw(st.sampled_from(["acme", "other", "ghost", "x" * 300, ""]))
+    request = data.draw(
+        api_events(
+            path=f"/v1/tenants/{tenant_id}/reconcile",
+            method="GET",
+            body=b"",
+            path_parameters={"tenant_id": tenant_id},
+        )
+    )
+    request["resource"] = "/v1/tenants/{tenant_id}/reconcile"
+    month = data.draw(st.sampled_from(["2025-11", "2025-13", "1999-12", "2100-01", "", "x", None]))
+    request["queryStringParameters"] = None if month is None else {"month": month}
+    before = snapshot(tenants)
+    check_response(handlers["tenant_status"].handler(request, CONTEXT), before, tenants)
+    assert snapshot(tenants) == before
+
+
 def _customer_updated(tenant_id: str) -> dict:
     """A card event that needs no Stripe call: the tenant's customer, its default card changed."""
     event = customer_deleted_event("evt_fuzz", tenant_id, T0)

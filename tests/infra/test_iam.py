@@ -125,6 +125,24 @@ MIRROR_STATUS = tenant_update(
 )
 MIRROR_METHOD = tenant_update(["payment_method_id", "payment_method_at"])
 
+
+def batch_put(table: str, *pks: str) -> tuple[str, dict[str, Any]]:
+    requests = [{"PutRequest": {"Item": {_hash(table): s(pk)}}} for pk in pks]
+    return "BatchWriteItem", {"RequestItems": {table: requests}}
+
+
+def index_query(table: str, index: str, value: str) -> tuple[str, dict[str, Any]]:
+    return "Query", {
+        "TableName": table,
+        "IndexName": index,
+        "KeyConditionExpression": "period = :p",
+        "ExpressionAttributeValues": {":p": s(value)},
+    }
+
+
+RECEIPT_QUERY = index_query(LEDGER, "receipts", "RCPT#acme#2025-11")
+RECEIPT_QUERY_OUTSIDE = index_query(LEDGER, "receipts", "QUOTA#acme#2025-11")
+
 # (function, what the request is, the request): each is outside the function's grants.
 DENIED = [
     (
@@ -176,7 +194,11 @@ DENIED = [
     ("DunningFunction", "UpdateItem of the payment method", MIRROR_METHOD),
     ("DunningFunction", "UpdateItem linking a Stripe customer", tenant_update(["stripe_customer_id"])),
     ("DunningFunction", "PutItem of an invoice record", put(BILLING, "MONTH#2025-11")),
-    ("TenantStatusFunction", "BatchGetItem of claims", batch_get(LEDGER, "EVT#acme#e1")),
+    ("TenantStatusFunction", "BatchWriteItem deleting claims", batch_delete(LEDGER, "EVT#acme#e1")),
+    ("TenantStatusFunction", "PutItem of a claim", put(LEDGER, "EVT#acme#e1")),
+    ("TenantStatusFunction", "Query of the receipt index outside RCPT#", RECEIPT_QUERY_OUTSIDE),
+    ("IngestFunction", "BatchWriteItem of receipt items", batch_put(LEDGER, "RCPT#acme#2025-11#b1")),
+    ("IngestFunction", "DeleteItem of a receipt item", delete(LEDGER, "RCPT#acme#2025-11#b1")),
     (
         "TenantStatusFunction",
         "BatchGetItem of a processed Stripe event id",
@@ -240,6 +262,13 @@ ALLOWED = [
     ("DunningFunction", "UpdateItem mirroring the standing", MIRROR_STATUS),
     ("DunningFunction", "PutItem of the dunning standing", put(BILLING, "TENANT#acme")),
     ("TenantStatusFunction", "BatchGetItem of the month's counter", batch_get(LEDGER, "QUOTA#acme#2025-11")),
+    (
+        "TenantStatusFunction",
+        "BatchGetItem of claims and their commit records",
+        batch_get(LEDGER, "EVT#acme#e1", "BATCH#b1"),
+    ),
+    ("TenantStatusFunction", "Query of a tenant's month in the receipt index", RECEIPT_QUERY),
+    ("IngestFunction", "PutItem of a receipt item", put(LEDGER, "RCPT#acme#2025-11#b1")),
     ("TenantPortalFunction", "GetItem of the month's counter", get(LEDGER, "QUOTA#acme#2025-11")),
     ("MonthlyCloseFunction", "PutItem of the close", put(BILLING, "PERIOD#2025-11")),
     ("MonthlyCloseFunction", "PutItem of a statement", put(BILLING, "MONTH#2025-11")),

@@ -175,7 +175,7 @@ def test_a_full_month_reads_as_the_plan_its_tiers_and_its_usage():
     (base,) = [l for l in statement.lines if l.kind == "base_fee"]
     assert (base.prorated_seconds, base.month_seconds) == (Decimal(MONTH_SECONDS), MONTH_SECONDS)
     assert base.amount_exact == Decimal("99.00")
-    assert statement.inputs["rating"] == RATING_VERSION == "rating/3"
+    assert statement.inputs["rating"] == RATING_VERSION == "rating/4"
 
 
 def test_a_mid_month_signup_reads_as_the_days_it_pays_for():

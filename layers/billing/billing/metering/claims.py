@@ -63,6 +63,7 @@ from billing.metering.exactly_once import (
     Claim,
     ClaimsInterrupted,
     ClaimState,
+    PeriodReceipt,
     UsageLedger,
 )
 from billing.metering.quotas import admit_queries, quota_schedule
@@ -202,7 +203,11 @@ class ClaimedBatch:
             if outcome.failed is None:
                 self.result.queued = outcome.queued
                 self.ledger.commit_batch(
-                    self.batch_id, max(self.expiry.values()), events=len(accepted), queued=outcome.queued
+                    self.batch_id,
+                    max(self.expiry.values()),
+                    receipts=self._receipts(accepted),
+                    events=len(accepted),
+                    queued=outcome.queued,
                 )
                 self.result.accepted = [e.event_id for e in accepted]
                 return self.result
@@ -366,6 +371,20 @@ class ClaimedBatch:
             delay, pending = min(0.5, delay * 2), live
 
     # ------------------------------------------------------------------------------------ storing
+    def _receipts(self, committed: Sequence[UsageEvent]) -> list[PeriodReceipt]:
+        """The ids this batch commits, per tenant and month (the receipt index items, which expire
+        with the claims)."""
+        month_of = dict(zip(map(attrgetter("key"), self.events), self.months, strict=True))
+        groups: dict[tuple[str, tuple[int, int]], list[str]] = defaultdict(list)
+        for event in committed:
+            groups[(event.tenant_id, month_of[event.key])].append(event.event_id)
+        return [
+            PeriodReceipt(
+                tenant_id, str(Month(*month)), tuple(ids), claim_expiry(*month, self.retention_days)
+            )
+            for (tenant_id, month), ids in sorted(groups.items())
+        ]
+
     # ------------------------------------------------------------------------------ failure exits
     def _quota_error(self) -> QuotaExceeded:
         """The 429 of a batch whose every new query was refused and that claimed nothing else."""
@@ -426,7 +445,11 @@ class ClaimedBatch:
         kept = [e.event_id for e in accepted if e.key in kept_keys]
         if kept:
             self.ledger.commit_batch(
-                batch_id, max(self.expiry.values()), events=len(kept), queued=outcome.queued
+                batch_id,
+                max(self.expiry.values()),
+                receipts=self._receipts([e for e in accepted if e.key in kept_keys]),
+                events=len(kept),
+                queued=outcome.queued,
             )
         extra = {
             "kept": kept,

@@ -96,6 +96,17 @@ class ClaimsInterrupted(Exception):
         self.error, self.written = error, written
 
 
+@dataclass(frozen=True)
+class PeriodReceipt:
+    """The ids one batch committed for one (tenant, month): written with its commit record, so that
+    a tenant's period can be reconciled (billing.metering.receipts)."""
+
+    tenant_id: str
+    month: str
+    event_ids: tuple[str, ...]
+    expires_at: int
+
+
 class UsageLedger(Protocol):
     """Claims, batch commits and quota counters, as ingest needs them (no locks)."""
 
@@ -144,7 +155,12 @@ class UsageLedger(Protocol):
         self, claims: Sequence[Claim], batch_id: str, counted: dict[Claim, str] | None = None
     ) -> None: ...
 
-    def commit_batch(self, batch_id: str, expires_at: int, **attributes: Any) -> None: ...
+    def commit_batch(
+        self, batch_id: str, expires_at: int, *, receipts: Sequence[PeriodReceipt] = (), **attributes: Any
+    ) -> None:
+        """Mark the batch's claims durably stored; ``receipts`` (the ids it committed per tenant and
+        month) are recorded first, where the reconcile finds a tenant's period."""
+        ...
 
     def quota_used(self, tenant_id: str, month: str) -> tuple[int, int | None]: ...
 

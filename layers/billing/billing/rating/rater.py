@@ -33,7 +33,7 @@ from billing.tenants.tenant import Tenant
 # Recorded in every statement's inputs. It changes whenever the rules change what a statement holds
 # for the same inputs: stored statements are immutable, so a statement that differs from a re-rating
 # of its inputs must say which rules produced it.
-RATING_VERSION = "rating/3"
+RATING_VERSION = "rating/4"
 
 
 class Rater:
@@ -175,6 +175,7 @@ class Rater:
             total=sum((l.amount for l in lines), ZERO),
             total_queries=usage.total.queries,
             total_tokens=usage.total.tokens,
+            total_events=usage.total.events,
             inputs={
                 "rating": RATING_VERSION,
                 "plans_digest": self.plans_digest(used_plans),

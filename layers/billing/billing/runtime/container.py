@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from billing.metering.ingest import IngestService
     from billing.metering.price_book import PriceBook
     from billing.metering.quotas import QuotaReconciler
+    from billing.metering.receipts import CorrectionsSource, ReceiptService
     from billing.metering.storing import FallbackQueue, UsageStore
     from billing.outgoing_webhooks.delivery import (
         DeadLetters,
@@ -429,6 +430,34 @@ def quota_reconciler() -> QuotaReconciler:
         lambda month: usage_store().stored_queries(month),
         ledger(),
         retention_days=settings().dedup_retention_days,
+    )
+
+
+@provider
+def receipt_corrections() -> CorrectionsSource:
+    """Where receipts read the corrections of an event: a corrections store plugs in here; none is
+    recorded yet, so every receipt's ``corrections`` is empty."""
+    from billing.metering.receipts import NoCorrections
+
+    return NoCorrections()
+
+
+@provider
+def receipt_service() -> ReceiptService:
+    """Receipts of event ids and the reconcile of a tenant's month."""
+    from billing.adapters.clickhouse.receipt_queries import ClickHouseStoredEvents
+    from billing.adapters.dynamodb.receipt_index import DynamoReceiptIndex
+    from billing.metering.receipts import ReceiptService
+
+    return ReceiptService(
+        ledger=DynamoReceiptIndex(settings().ledger_table),
+        events=ClickHouseStoredEvents(usage_store()),
+        periods=periods(),
+        statements=statements(),
+        fallback_depth=fallback_depth(),
+        retention_days=settings().dedup_retention_days,
+        clock=clock(),
+        corrections=receipt_corrections(),
     )
 
 

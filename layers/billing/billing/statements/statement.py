@@ -55,6 +55,9 @@ class Statement(BaseModel):
     total: Decimal  # sum of the rounded lines
     total_queries: int = 0
     total_tokens: int = 0
+    # Every stored event of the month the statement counted (trial included), what the reconcile
+    # compares with the store; None on statements stored before events were counted.
+    total_events: int | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)  # versions/digests of what it was rated from
 
     @field_serializer("period_start", "period_end")

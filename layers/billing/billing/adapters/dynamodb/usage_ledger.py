@@ -2,6 +2,9 @@
 
 LedgerTable  pk "EVT#{tenant}#{event_id}"    an event claim: batch_id, lease_until, counted month
              pk "BATCH#{batch_id}"           an ingest batch; committed once durably stored
+             pk "RCPT#{tenant}#{YYYY-MM}#{batch_id}"  the ids a batch committed for a tenant's month,
+                                             written just before its commit record; index "receipts"
+                                             on ``period`` "RCPT#{tenant}#{YYYY-MM}" (the reconcile)
              pk "QUOTA#{tenant}#{YYYY-MM}"   accepted queries of a month (atomic conditional ADD)
              pk "WEBHOOK#{stripe_event_id}"  a processed Stripe event (TTL; billing.adapters.dynamodb.dunning)
 
@@ -37,6 +40,7 @@ from billing.metering.exactly_once import (
     ClaimResult,
     ClaimsInterrupted,
     ClaimState,
+    PeriodReceipt,
 )
 
 TRANSACTION_CONFLICT_ATTEMPTS = 20
@@ -58,6 +62,12 @@ RETRIED_STATEMENT_ERRORS = frozenset(
         "InternalServerError",
     }
 )
+
+
+def receipt_period(tenant_id: str, month: str) -> str:
+    """The receipt index's partition value of a tenant's month."""
+    return f"RCPT#{tenant_id}#{month}"
+
 
 _pool: ThreadPoolExecutor | None = None
 _pool_guard = threading.Lock()
@@ -398,8 +408,31 @@ class DynamoUsageLedger:
         """The claims whose batch committed: those events are durably stored (final once true)."""
         return {c for c, state in self.lookup(claims).items() if state.committed}
 
-    def commit_batch(self, batch_id: str, expires_at: int, **attributes: Any) -> None:
-        """Mark every claim of this batch as durably stored (in ClickHouse or the fallback queue)."""
+    def commit_batch(
+        self, batch_id: str, expires_at: int, *, receipts: Sequence[PeriodReceipt] = (), **attributes: Any
+    ) -> None:
+        """Mark every claim of this batch as durably stored (in ClickHouse or the fallback queue).
+        The receipt index items (``receipts``: the ids committed per tenant and month, one PutItem
+        each, in parallel) are written first, so that every committed id is indexed; an item of a batch that dies before its commit
+        record is ignored by the reconcile, which keeps the items whose batch committed."""
+
+        def put(receipt: PeriodReceipt) -> None:
+            period = receipt_period(receipt.tenant_id, receipt.month)
+            self.client.put_item(
+                TableName=self.table,
+                Item={
+                    "pk": {"S": f"{period}#{batch_id}"},
+                    "period": {"S": period},
+                    "batch_id": {"S": batch_id},
+                    "event_ids": {"SS": list(receipt.event_ids)},
+                    "expires_at": {"N": str(receipt.expires_at)},
+                },
+            )
+
+        if len(receipts) == 1:  # the usual batch: one tenant, one month
+            put(receipts[0])
+        elif receipts:
+            list(_put_pool().map(put, receipts))
         self.client.put_item(
             TableName=self.table,
             Item=to_item(
