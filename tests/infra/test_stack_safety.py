@@ -180,6 +180,9 @@ def alarm_on_5xx_of(function_id: str) -> bool:
         for e in FUNCTIONS[function_id]["Properties"]["Events"].values()
         if e["Type"] == "Api"
     }
+    # A function with more routes than one alarm may read (ten metrics) has several alarms, each on
+    # some of its routes; together they watch every route and nothing else's.
+    covered: set[tuple[str, str]] = set()
     for alarm in alarms().values():
         watched = set()
         for metric in alarm.get("Metrics", []):
@@ -187,9 +190,9 @@ def alarm_on_5xx_of(function_id: str) -> bool:
             if stat.get("MetricName") == "5XXError":
                 dims = {d["Name"]: d["Value"] for d in stat["Dimensions"]}
                 watched.add((dims["Method"], dims["Resource"]))
-        if watched and watched == routes:
-            return True
-    return False
+        if watched and watched <= routes:
+            covered |= watched
+    return bool(routes) and covered == routes
 
 
 @pytest.mark.parametrize("function_id", API_FUNCTIONS)
