@@ -36,6 +36,8 @@ CHARGES = [
      "tiers": [{"up_to": 100, "unit_price": "0.01"}, {"up_to": None, "unit_price": "0.005", "flat_amount": "1"}]},
     {"id": "peak", "metric": "peak_seats", "charge_model": "package", "package_size": 3, "package_price": "2"},
     {"id": "last", "metric": "seats_now", "charge_model": "per_unit", "unit_price": "0.7"},
+    {"id": "held", "metric": "seat_hours", "charge_model": "graduated",
+     "tiers": [{"up_to": "100.5", "unit_price": "0.01"}, {"up_to": None, "unit_price": "0.003", "flat_amount": "1"}]},
 ]  # fmt: skip
 CATALOG = PlanCatalog.model_validate(
     {
@@ -63,6 +65,15 @@ CATALOG = PlanCatalog.model_validate(
                 "event_types": ["query"],
                 "aggregation": "max",
                 "property": "seats",
+            },
+            {
+                "id": "seat_hours",
+                "name": "Seat hours",
+                "unit": "seat-hours",
+                "event_types": ["query"],
+                "aggregation": "time_weighted_sum",
+                "property": "seats",
+                "per": "hour",
             },
             {
                 "id": "seats_now",
@@ -168,13 +179,23 @@ def test_a_month_split_by_a_change_to_an_identical_plan_rates_the_same(env, rows
     before = NOV.start - timedelta(days=1)
     whole = tenant_on([("one", before)])
     split = tenant_on([("one", before), ("same", NOV.start + timedelta(seconds=cut))])
-    # When both have the same events (a unique count, a sum, a max, a latest) and are rated
+    # When both have the same events (a unique count, a sum, a max, a latest, seats held) and are rated
     env.store.insert_events(_events(whole.id, rows) + _events(split.id, rows))
     a, b = rate(env, rater, whole), rate(env, rater, split)
-    # Then every charge bills the same exact amount and the same units
-    assert charged(a) == charged(b)
-    units = sorted(l.quantity for l in a.lines if l.kind == "charge")
-    assert sum(units) == sum(l.quantity for l in b.lines if l.kind == "charge")
+    # Then every charge bills the same units and the same exact amount (each line stores its exact
+    # amount to 15 places, billing.rating.lines: seat-hours have 18, so the stored sums agree to that)
+    assert units_per_charge(a) == units_per_charge(b)
+    lines = len(a.lines) + len(b.lines)
+    assert abs(charged(a) - charged(b)) <= Decimal("1e-15") * lines
+
+
+def units_per_charge(statement: Statement) -> dict[str, Decimal]:
+    out: dict[str, Decimal] = {}
+    for l in statement.lines:
+        if l.kind == "charge":
+            charge_id = l.line_id.split(":")[1]
+            out[charge_id] = out.get(charge_id, ZERO) + l.quantity
+    return out
 
 
 @settings(deadline=None, max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -251,9 +272,12 @@ def test_late_events_rerate_a_max_and_a_unique_count_as_adjustments(env):
     december = rate(env, rater, tenant, DEC, late)
     # Then December re-rates November with the late events minus what was billed, line by line:
     # users 2 -> 3 (tier 1 at 0.5), seconds 20 -> 30 (tier 1 at 0.01), peak 4 -> 7 (2 -> 3 blocks of
-    # 3 at 2), the latest stays 2 (b is still the last event): no line
+    # 3 at 2), the latest stays 2 (b is still the last event): no line; seat-hours held from the 4th
+    # 1,250 -> 1,251.5 (c holds 7 instead of a's 4 for half an hour), all in tier 2 at 0.003:
+    # 1,149.5 x 0.003 = 3.4485 and 1,151 x 0.003 = 3.453 both bill 3.45, so a unit line at 0.00
     adjustments = {l.line_id: (l.quantity, l.amount) for l in december.lines if l.kind == "adjustment"}
     assert adjustments == {
+        "adj:2025-11:charge:held:one:t2": (Decimal("1.5"), Decimal("0.00")),
         "adj:2025-11:charge:users:one:t1": (Decimal(1), Decimal("0.50")),
         "adj:2025-11:charge:secs:one:t1": (Decimal(10), Decimal("0.10")),
         "adj:2025-11:charge:peak:one": (Decimal(1), Decimal("2.00")),
