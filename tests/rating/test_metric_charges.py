@@ -383,3 +383,27 @@ def test_charges_without_groups_or_value_prices_digest_as_before():
             assert "group_by" not in charge and "price_by" not in charge
     # And a grouped charge's grouping is part of its plan's digest
     assert CATALOG.get("grouped").digest_document()["charges"][0]["group_by"] == ["gpu", "region"]
+
+
+def test_numeric_group_values_group_by_their_exact_decimals_canonical_text(env):
+    # Given a tenant grouping GPU seconds by gpu and region, whose events carry gpu as numbers
+    # written 1.50, 1.5, 3 and 3.000, and one carrying the text "1.5"
+    rater = Rater(CATALOG)
+    tenant = tenant_on([("grouped", NOV.start - timedelta(days=1))])
+    at = NOV.start + timedelta(days=2)
+    gpus = [Decimal("1.50"), Decimal("1.5"), Decimal("3"), Decimal("3.000"), "1.5", Decimal("0.25")]
+    env.store.insert_events(
+        [
+            event(tenant.id, f"e{i}", at + timedelta(minutes=i), {"gpu": gpu, "region": "eu", "seconds": 10})
+            for i, gpu in enumerate(gpus)
+        ]
+    )
+    # When November is rated
+    lines = {l.line_id: l.quantity for l in rate(env, rater, tenant).lines if l.kind == "charge"}
+    # Then a number groups by its exact decimal's canonical text (no trailing zeros), so 1.50 and
+    # 1.5 are one group, 3 and 3.000 another, and the text "1.5" joins the number's group
+    assert lines == {
+        "charge:gpu:gpu=0.25,region=eu:grouped": Decimal(10),
+        "charge:gpu:gpu=1.5,region=eu:grouped": Decimal(30),
+        "charge:gpu:gpu=3,region=eu:grouped": Decimal(20),
+    }
