@@ -39,6 +39,21 @@ CHARGES = [
     {"id": "held", "metric": "seat_hours", "charge_model": "graduated",
      "tiers": [{"up_to": "100.5", "unit_price": "0.01"}, {"up_to": None, "unit_price": "0.003", "flat_amount": "1"}]},
 ]  # fmt: skip
+HELD = {
+    "id": "seat_hours",
+    "name": "Seat hours",
+    "metric": "seat_hours",
+    "charge_model": "per_unit",
+    "unit_price": "0.01",
+}
+HELD_TIERS = {
+    "id": "held_tiers",
+    "name": "Seat hours",
+    "metric": "seat_hours",
+    "charge_model": "graduated",
+    "tiers": [{"up_to": "1000.5", "unit_price": "0.013"}, {"up_to": None, "unit_price": "0.0071"}],
+}
+# fmt: skip
 CATALOG = PlanCatalog.model_validate(
     {
         "metrics": [
@@ -102,6 +117,22 @@ CATALOG = PlanCatalog.model_validate(
                     }
                 ],
             },
+            {
+                "id": "held",
+                "name": "Held",
+                "query_quota": None,
+                "charges": [
+                    {
+                        "id": "seat_hours",
+                        "name": "Seat hours",
+                        "metric": "seat_hours",
+                        "charge_model": "per_unit",
+                        "unit_price": "0.01",
+                    },
+                    HELD_TIERS,
+                ],
+            },
+            {"id": "held_same", "name": "Held too", "query_quota": None, "charges": [HELD, HELD_TIERS]},
             {
                 "id": "flat",
                 "name": "Flat",
@@ -407,3 +438,77 @@ def test_numeric_group_values_group_by_their_exact_decimals_canonical_text(env):
         "charge:gpu:gpu=1.5,region=eu:grouped": Decimal(30),
         "charge:gpu:gpu=3,region=eu:grouped": Decimal(20),
     }
+
+
+def test_a_late_gauge_event_rerates_the_time_held_as_an_adjustment(env):
+    # Given a tenant holding 4 seats from November 4th, billed at a close: 27 days = 648 h x 4 =
+    # 2,592 seat-hours at 0.01 = 25.92
+    rater = Rater(CATALOG)
+    tenant = tenant_on([("held", NOV.start - timedelta(days=40))])
+    day = NOV.start + timedelta(days=3)
+    env.store.insert_events([event(tenant.id, "a", day, {"seats": 4})])
+    closed_at = datetime.now(UTC)
+    time.sleep(0.01)
+    # When a late November event says 10 seats were held from the 4th at noon
+    env.store.insert_events([event(tenant.id, "b", day + timedelta(hours=12), {"seats": 10})])
+    queries = ClickHouseRatingQueries(container.usage_store())
+    late = queries.late_usage(
+        DEC,
+        lower=closed_at,
+        upper=None,
+        closed={NOV: closed_at},
+        segments_of=lambda _, m: rater.segments(tenant, m),
+        tenant_ids=[tenant.id],
+        needs_meters=rater.needs_meters,
+        measures=rater.measures,
+    )[tenant.id]
+    december = rate(env, rater, tenant, DEC, late)
+    # Then December bills November re-rated minus what was billed: 4 x 12 h + 10 x 636 h = 6,408
+    # seat-hours (64.08) less 2,592 (25.92) = 3,816 seat-hours, 38.16; and December itself holds the
+    # 10 seats carried in from November all month: 744 h x 10 = 7,440 seat-hours, 74.40
+    lines = {l.line_id: (l.quantity, l.amount) for l in december.lines if "seat_hours" in l.line_id}
+    assert lines == {
+        "adj:2025-11:charge:seat_hours:held": (Decimal(3816), Decimal("38.16")),
+        "charge:seat_hours:held": (Decimal(7440), Decimal("74.40")),
+    }
+
+
+_held = st.lists(
+    st.tuples(
+        st.integers(-5 * 86_400_000, NOV.seconds * 1000 - 1),  # ms from November 1st (before: carried in)
+        st.decimals(min_value=0, max_value=50, places=3),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(held=_held, cut=st.integers(1, NOV.seconds * 1000 - 1))
+def test_a_gauge_split_at_any_millisecond_by_a_change_to_an_identical_plan_rates_the_same(env, held, cut):
+    # Given one tenant holding seats all month, another changing to an identical plan at any
+    # millisecond, both with the same gauge events (some before November: the value carried in)
+    rater = Rater(CATALOG)
+    before = NOV.start - timedelta(days=40)
+    whole = tenant_on([("held", before)])
+    split = tenant_on([("held", before), ("held_same", NOV.start + timedelta(milliseconds=cut))])
+    for tenant in (whole, split):
+        env.store.insert_events(
+            [
+                event(tenant.id, f"h{i:02d}", NOV.start + timedelta(milliseconds=ms), {"seats": seats})
+                for i, (ms, seats) in enumerate(held)
+            ]
+        )
+    # When both are rated
+    a, b = rate(env, rater, whole), rate(env, rater, split)
+    # Then both charges (per unit, fractional graduated tiers) bill the same units and the same
+    # exact amounts: each segment's seat-hours are exact, so they add up to the whole month's
+    assert units_per_charge(a) == units_per_charge(b)
+    assert exact_amount(a) == exact_amount(b)
+
+
+def exact_amount(statement: Statement) -> Decimal:
+    """The charges' exact amount: units x unit price, line by line (these plans have no flat fee)."""
+    lines = [l for l in statement.lines if l.kind == "charge"]
+    assert all(l.unit_price is not None for l in lines)
+    return sum((l.quantity * (l.unit_price or ZERO) for l in lines), ZERO)
