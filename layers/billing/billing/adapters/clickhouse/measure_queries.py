@@ -89,8 +89,12 @@ _COLUMNS = (
     "string_properties, number_properties"
 )
 _MONTH = "_partition_id = {partition:String}"
-_BOUNDS = "{bounds:Array(Array(Int64))}"
 _IDS = "{ids:Array(String)}"
+# Each tenant's segment bounds ``b`` and trial flags ``tr``, joined to its rows: a hash join of 1,000
+# keys is an order of magnitude faster than indexing the parameter arrays row by row.
+_KEYS = """keys AS (
+            SELECT k.1 AS tenant_id, k.2 AS b, k.3 AS tr FROM (SELECT arrayJoin(arrayZip(
+                {ids:Array(String)}, {bounds:Array(Array(Int64))}, {trials:Array(Array(UInt8))})) AS k))"""
 
 
 def _first_copies(stored: str, rows: str = _MONTH) -> str:
@@ -134,25 +138,25 @@ def _time_weighted(group: str, where: str, stored: str, first_copies: bool) -> t
         before, rows = "usage_events FINAL", f" AND {opens}{stored}"
     ctes = f""",
         carried AS (
-            SELECT tenant_id, idx, g, argMax(v, (ts, event_id)) AS v FROM (
-                SELECT tenant_id, indexOf({_IDS}, toString(tenant_id)) AS idx,
-                       toUnixTimestamp64Milli(timestamp) AS ts, {group} AS g, event_id,
+            SELECT tenant_id, b, g, argMax(v, (ts, event_id)) AS v FROM (
+                SELECT tenant_id, toUnixTimestamp64Milli(timestamp) AS ts, {group} AS g, event_id,
                        toDecimal256({_PROPERTY}, 18) AS v
                 FROM {before}
-                WHERE tenant_id IN {_IDS}{rows}{where} AND {_HAS_PROPERTY})
-            WHERE ts < {_BOUNDS}[idx][1]
-            GROUP BY tenant_id, idx, g),
+                WHERE tenant_id IN {_IDS}{rows}{where} AND {_HAS_PROPERTY}) AS earlier
+            INNER JOIN keys USING (tenant_id)
+            WHERE ts < b[1]
+            GROUP BY tenant_id, b, g),
         held AS (
-            SELECT tenant_id, idx, g, toDecimal256({_PROPERTY}, 18) AS v, ts, event_id
+            SELECT tenant_id, b, g, toDecimal256({_PROPERTY}, 18) AS v, ts, event_id
             FROM src WHERE {_HAS_PROPERTY}
             UNION ALL
-            SELECT tenant_id, idx, g, v, {_BOUNDS}[idx][1] AS ts, '' AS event_id FROM carried)"""
-    outer = f"""
+            SELECT tenant_id, b, g, v, b[1] AS ts, '' AS event_id FROM carried)"""
+    outer = """
         SELECT tenant_id, seg, g, sum(v * (least(until, b[seg + 1]) - greatest(ts, b[seg]))) FROM (
             SELECT tenant_id, g, v, ts, b, ifNull(next, b[-1]) AS until,
                    arrayJoin(arrayFilter(i -> b[i] < until AND b[i + 1] > ts, range(1, length(b)))) AS seg
             FROM (
-                SELECT tenant_id, g, v, ts, {_BOUNDS}[idx] AS b,
+                SELECT tenant_id, g, v, ts, b,
                        leadInFrame(toNullable(ts), 1) OVER (PARTITION BY tenant_id, g ORDER BY ts, event_id
                            ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) AS next
                 FROM held))
@@ -175,18 +179,20 @@ def measure_sql(measure: Measure, stored: str, first_copies: bool = False) -> tu
     else:
         outer = _outer(measure.metric)
     sql = f"""
-        WITH src AS (
-            SELECT tenant_id, idx, seg, {{trials:Array(Array(UInt8))}}[idx][seg] AS trial, g, ts, event_id,
+        WITH {_KEYS},
+        src AS (
+            SELECT tenant_id, b, seg, tr[seg] AS trial, g, ts, event_id,
                    input_tokens, output_tokens, bytes, queries, string_properties, number_properties
             FROM (
-                SELECT tenant_id, indexOf({_IDS}, toString(tenant_id)) AS idx,
-                       toUnixTimestamp64Milli(timestamp) AS ts,
-                       arrayCount(b -> b <= ts, {_BOUNDS}[idx]) AS seg,
-                       {group} AS g, event_id, input_tokens, output_tokens, bytes, queries,
-                       string_properties, number_properties
-                FROM {source}
-                WHERE tenant_id IN {_IDS}{rows}{where})
-            WHERE seg >= 1 AND seg < length({_BOUNDS}[idx])){ctes}
+                SELECT tenant_id, b, tr, ts, arrayCount(x -> x <= ts, b) AS seg, g, event_id,
+                       input_tokens, output_tokens, bytes, queries, string_properties, number_properties
+                FROM (
+                    SELECT tenant_id, toUnixTimestamp64Milli(timestamp) AS ts, {group} AS g, event_id,
+                           input_tokens, output_tokens, bytes, queries, string_properties, number_properties
+                    FROM {source}
+                    WHERE tenant_id IN {_IDS}{rows}{where}) AS events
+                INNER JOIN keys USING (tenant_id))
+            WHERE seg >= 1 AND seg < length(b)){ctes}
         {outer}
     """
     return sql, parameters
