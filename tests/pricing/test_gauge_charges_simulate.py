@@ -130,9 +130,10 @@ def test_a_gauge_held_for_minutes_in_fractional_packages(simulated):
     totals, lines = simulated
     assert totals["blocks-t"] == Decimal("2.00")
     [row] = lines["blocks-t"].values()
-    assert row["description"] == (
-        "Storage: 2 packages of 0.5 GB-hours at $1.00 (0.666666666666666667 GB-hours)"
-    )
+    # the customer reads the time held to 6 places, said to be rounded; the blocks come from the
+    # exact figure
+    assert row["description"] == "Storage: 2 packages of 0.5 GB-hours at $1.00 (about 0.666667 GB-hours)"
+    assert row["quantity"] == "2"
 
 
 def test_a_gauge_across_a_plan_change_carries_the_held_value_into_the_new_plan(simulated):
