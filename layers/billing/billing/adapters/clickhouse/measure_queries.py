@@ -44,7 +44,11 @@ def exact(value: Any) -> Decimal:
 
 
 def _reads(metric: MetricDefinition) -> tuple[str, str, str, str]:
-    """(the number read, whether the event has it, a unique value's key, whether it has any value)."""
+    """(the number read, whether the event has it, a unique value's key, whether it has any value):
+    computed from the event's maps before its rows meet the join, as ``n``, ``n_has``, ``v_key``
+    and ``v_any`` (carrying the maps through the join would cost more than the join)."""
+    if metric.aggregation == "count":
+        return "0", "1", "(0, '', toDecimal256(0, 18))", "1"
     if metric.field is not None:
         number = _FIELDS[metric.field]
         return number, "1", f"(0, '', toDecimal256({number}, 18))", "1"
@@ -54,7 +58,7 @@ def _reads(metric: MetricDefinition) -> tuple[str, str, str, str]:
 
 def _outer(metric: MetricDefinition) -> str:
     """Rows (tenant_id, segment, group, units) from the ``src`` rows (one per event)."""
-    number, has, key, any_value = _reads(metric)
+    number, has, key, any_value = "n", "n_has", "v_key", "v_any"
     if metric.aggregation == "count":
         return "SELECT tenant_id, seg, g, toDecimal256(count(), 18) FROM src GROUP BY tenant_id, seg, g"
     if metric.aggregation == "sum":
@@ -147,8 +151,8 @@ def _time_weighted(group: str, where: str, stored: str, first_copies: bool) -> t
             WHERE ts < b[1]
             GROUP BY tenant_id, b, g),
         held AS (
-            SELECT tenant_id, b, g, toDecimal256({_PROPERTY}, 18) AS v, ts, event_id
-            FROM src WHERE {_HAS_PROPERTY}
+            SELECT tenant_id, b, g, toDecimal256(n, 18) AS v, ts, event_id
+            FROM src WHERE n_has
             UNION ALL
             SELECT tenant_id, b, g, v, b[1] AS ts, '' AS event_id FROM carried)"""
     outer = """
@@ -173,6 +177,7 @@ def measure_sql(measure: Measure, stored: str, first_copies: bool = False) -> tu
         source, rows = _first_copies(stored), ""
     else:
         source, rows = "usage_events FINAL", f" AND {_MONTH}{stored}"
+    number, has, key, any_value = _reads(measure.metric)
     ctes, outer = "", ""
     if measure.metric.aggregation == "time_weighted_sum":
         ctes, outer = _time_weighted(group, where, stored, first_copies)
@@ -181,14 +186,13 @@ def measure_sql(measure: Measure, stored: str, first_copies: bool = False) -> tu
     sql = f"""
         WITH {_KEYS},
         src AS (
-            SELECT tenant_id, b, seg, tr[seg] AS trial, g, ts, event_id,
-                   input_tokens, output_tokens, bytes, queries, string_properties, number_properties
+            SELECT tenant_id, b, seg, tr[seg] AS trial, g, ts, event_id, n, n_has, v_key, v_any
             FROM (
-                SELECT tenant_id, b, tr, ts, arrayCount(x -> x <= ts, b) AS seg, g, event_id,
-                       input_tokens, output_tokens, bytes, queries, string_properties, number_properties
+                SELECT tenant_id, b, tr, ts, arrayCount(x -> x <= ts, b) AS seg, g, event_id, n, n_has, v_key,
+                       v_any
                 FROM (
                     SELECT tenant_id, toUnixTimestamp64Milli(timestamp) AS ts, {group} AS g, event_id,
-                           input_tokens, output_tokens, bytes, queries, string_properties, number_properties
+                           {number} AS n, {has} AS n_has, {key} AS v_key, {any_value} AS v_any
                     FROM {source}
                     WHERE tenant_id IN {_IDS}{rows}{where}) AS events
                 INNER JOIN keys USING (tenant_id))
