@@ -512,3 +512,26 @@ def exact_amount(statement: Statement) -> Decimal:
     lines = [l for l in statement.lines if l.kind == "charge"]
     assert all(l.unit_price is not None for l in lines)
     return sum((l.quantity * (l.unit_price or ZERO) for l in lines), ZERO)
+
+
+def test_prices_per_value_match_a_numeric_property_by_its_canonical_text(env):
+    # Given GPU seconds priced per gpu size: "1.5" at 0.01, anything else at 0.001
+    metric = {"id": "gpu_seconds", "name": "G", "unit": "seconds", "event_types": ["query"],
+              "aggregation": "sum", "property": "seconds"}  # fmt: skip
+    by = {"property": "size", "prices": [{"values": ["1.5"], "unit_price": "0.01"}]}
+    charge = {**_GPU, "id": "c", "unit_price": "0.001", "price_by": by}
+    plan = {"id": "p", "name": "P", "query_quota": None, "charges": [charge]}
+    rater = Rater(PlanCatalog.model_validate({"metrics": [metric], "plans": [plan]}))
+    tenant = tenant_on([("p", NOV.start - timedelta(days=1))])
+    at = NOV.start + timedelta(days=2)
+    # When events carry size as the numbers 1.50 and 1.5, and 15
+    sizes = [Decimal("1.50"), Decimal("1.5"), Decimal("15")]
+    env.store.insert_events(
+        [event(tenant.id, f"e{i}", at, {"size": size, "seconds": 100}) for i, size in enumerate(sizes)]
+    )
+    lines = {l.line_id: (l.quantity, l.amount) for l in rate(env, rater, tenant).lines if l.kind == "charge"}
+    # Then 1.50 and 1.5 pay the price of "1.5": 200 x 0.01 = 2.00; 15 the default: 100 x 0.001 = 0.10
+    assert lines == {
+        "charge:c:size=1.5:p": (Decimal(200), Decimal("2.00")),
+        "charge:c:size=*:p": (Decimal(100), Decimal("0.10")),
+    }
