@@ -2,8 +2,8 @@
 
 Metering benches get explicit sizes below; any other bench/*.py runs with its own defaults.
 
-    python bench/run_all.py          # dashboards at 1,000,000 events, ingest 10,000 events, import time
-    python bench/run_all.py --full   # dashboards at 10,000,000 events, ingest 1,000,000 events (hours)
+    python bench/run_all.py          # dashboards and metrics at 1,000,000 events, ingest 10,000 events, import time
+    python bench/run_all.py --full   # dashboards and metrics at 10,000,000 events, ingest 1,000,000 events (hours)
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ def main() -> int:
         ["import_time.py"],
         ["dashboard_bench.py", "--events", "10000000" if args.full else "1000000"],
         ["ingest_bench.py", "--events", "1000000" if args.full else "10000"],
+        ["metrics_bench.py", "--events", "10000000" if args.full else "1000000", "--gauge"],
     ]
     # Every other bench script of the folder runs with its own defaults.
     known = {r[0] for r in runs} | {Path(__file__).name}

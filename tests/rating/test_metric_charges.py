@@ -36,7 +36,24 @@ CHARGES = [
      "tiers": [{"up_to": 100, "unit_price": "0.01"}, {"up_to": None, "unit_price": "0.005", "flat_amount": "1"}]},
     {"id": "peak", "metric": "peak_seats", "charge_model": "package", "package_size": 3, "package_price": "2"},
     {"id": "last", "metric": "seats_now", "charge_model": "per_unit", "unit_price": "0.7"},
+    {"id": "held", "metric": "seat_hours", "charge_model": "graduated",
+     "tiers": [{"up_to": "100.5", "unit_price": "0.01"}, {"up_to": None, "unit_price": "0.003", "flat_amount": "1"}]},
 ]  # fmt: skip
+HELD = {
+    "id": "seat_hours",
+    "name": "Seat hours",
+    "metric": "seat_hours",
+    "charge_model": "per_unit",
+    "unit_price": "0.01",
+}
+HELD_TIERS = {
+    "id": "held_tiers",
+    "name": "Seat hours",
+    "metric": "seat_hours",
+    "charge_model": "graduated",
+    "tiers": [{"up_to": "1000.5", "unit_price": "0.013"}, {"up_to": None, "unit_price": "0.0071"}],
+}
+# fmt: skip
 CATALOG = PlanCatalog.model_validate(
     {
         "metrics": [
@@ -65,6 +82,15 @@ CATALOG = PlanCatalog.model_validate(
                 "property": "seats",
             },
             {
+                "id": "seat_hours",
+                "name": "Seat hours",
+                "unit": "seat-hours",
+                "event_types": ["query"],
+                "aggregation": "time_weighted_sum",
+                "property": "seats",
+                "per": "hour",
+            },
+            {
                 "id": "seats_now",
                 "name": "Seats",
                 "unit": "seats",
@@ -91,6 +117,22 @@ CATALOG = PlanCatalog.model_validate(
                     }
                 ],
             },
+            {
+                "id": "held",
+                "name": "Held",
+                "query_quota": None,
+                "charges": [
+                    {
+                        "id": "seat_hours",
+                        "name": "Seat hours",
+                        "metric": "seat_hours",
+                        "charge_model": "per_unit",
+                        "unit_price": "0.01",
+                    },
+                    HELD_TIERS,
+                ],
+            },
+            {"id": "held_same", "name": "Held too", "query_quota": None, "charges": [HELD, HELD_TIERS]},
             {
                 "id": "flat",
                 "name": "Flat",
@@ -168,13 +210,23 @@ def test_a_month_split_by_a_change_to_an_identical_plan_rates_the_same(env, rows
     before = NOV.start - timedelta(days=1)
     whole = tenant_on([("one", before)])
     split = tenant_on([("one", before), ("same", NOV.start + timedelta(seconds=cut))])
-    # When both have the same events (a unique count, a sum, a max, a latest) and are rated
+    # When both have the same events (a unique count, a sum, a max, a latest, seats held) and are rated
     env.store.insert_events(_events(whole.id, rows) + _events(split.id, rows))
     a, b = rate(env, rater, whole), rate(env, rater, split)
-    # Then every charge bills the same exact amount and the same units
-    assert charged(a) == charged(b)
-    units = sorted(l.quantity for l in a.lines if l.kind == "charge")
-    assert sum(units) == sum(l.quantity for l in b.lines if l.kind == "charge")
+    # Then every charge bills the same units and the same exact amount (each line stores its exact
+    # amount to 15 places, billing.rating.lines: seat-hours have 18, so the stored sums agree to that)
+    assert units_per_charge(a) == units_per_charge(b)
+    lines = len(a.lines) + len(b.lines)
+    assert abs(charged(a) - charged(b)) <= Decimal("1e-15") * lines
+
+
+def units_per_charge(statement: Statement) -> dict[str, Decimal]:
+    out: dict[str, Decimal] = {}
+    for l in statement.lines:
+        if l.kind == "charge":
+            charge_id = l.line_id.split(":")[1]
+            out[charge_id] = out.get(charge_id, ZERO) + l.quantity
+    return out
 
 
 @settings(deadline=None, max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -251,9 +303,12 @@ def test_late_events_rerate_a_max_and_a_unique_count_as_adjustments(env):
     december = rate(env, rater, tenant, DEC, late)
     # Then December re-rates November with the late events minus what was billed, line by line:
     # users 2 -> 3 (tier 1 at 0.5), seconds 20 -> 30 (tier 1 at 0.01), peak 4 -> 7 (2 -> 3 blocks of
-    # 3 at 2), the latest stays 2 (b is still the last event): no line
+    # 3 at 2), the latest stays 2 (b is still the last event): no line; seat-hours held from the 4th
+    # 1,250 -> 1,251.5 (c holds 7 instead of a's 4 for half an hour), all in tier 2 at 0.003:
+    # 1,149.5 x 0.003 = 3.4485 and 1,151 x 0.003 = 3.453 both bill 3.45, so a unit line at 0.00
     adjustments = {l.line_id: (l.quantity, l.amount) for l in december.lines if l.kind == "adjustment"}
     assert adjustments == {
+        "adj:2025-11:charge:held:one:t2": (Decimal("1.5"), Decimal("0.00")),
         "adj:2025-11:charge:users:one:t1": (Decimal(1), Decimal("0.50")),
         "adj:2025-11:charge:secs:one:t1": (Decimal(10), Decimal("0.10")),
         "adj:2025-11:charge:peak:one": (Decimal(1), Decimal("2.00")),
@@ -359,3 +414,124 @@ def test_charges_without_groups_or_value_prices_digest_as_before():
             assert "group_by" not in charge and "price_by" not in charge
     # And a grouped charge's grouping is part of its plan's digest
     assert CATALOG.get("grouped").digest_document()["charges"][0]["group_by"] == ["gpu", "region"]
+
+
+def test_numeric_group_values_group_by_their_exact_decimals_canonical_text(env):
+    # Given a tenant grouping GPU seconds by gpu and region, whose events carry gpu as numbers
+    # written 1.50, 1.5, 3 and 3.000, and one carrying the text "1.5"
+    rater = Rater(CATALOG)
+    tenant = tenant_on([("grouped", NOV.start - timedelta(days=1))])
+    at = NOV.start + timedelta(days=2)
+    gpus = [Decimal("1.50"), Decimal("1.5"), Decimal("3"), Decimal("3.000"), "1.5", Decimal("0.25")]
+    env.store.insert_events(
+        [
+            event(tenant.id, f"e{i}", at + timedelta(minutes=i), {"gpu": gpu, "region": "eu", "seconds": 10})
+            for i, gpu in enumerate(gpus)
+        ]
+    )
+    # When November is rated
+    lines = {l.line_id: l.quantity for l in rate(env, rater, tenant).lines if l.kind == "charge"}
+    # Then a number groups by its exact decimal's canonical text (no trailing zeros), so 1.50 and
+    # 1.5 are one group, 3 and 3.000 another, and the text "1.5" joins the number's group
+    assert lines == {
+        "charge:gpu:gpu=0.25,region=eu:grouped": Decimal(10),
+        "charge:gpu:gpu=1.5,region=eu:grouped": Decimal(30),
+        "charge:gpu:gpu=3,region=eu:grouped": Decimal(20),
+    }
+
+
+def test_a_late_gauge_event_rerates_the_time_held_as_an_adjustment(env):
+    # Given a tenant holding 4 seats from November 4th, billed at a close: 27 days = 648 h x 4 =
+    # 2,592 seat-hours at 0.01 = 25.92
+    rater = Rater(CATALOG)
+    tenant = tenant_on([("held", NOV.start - timedelta(days=40))])
+    day = NOV.start + timedelta(days=3)
+    env.store.insert_events([event(tenant.id, "a", day, {"seats": 4})])
+    closed_at = datetime.now(UTC)
+    time.sleep(0.01)
+    # When a late November event says 10 seats were held from the 4th at noon
+    env.store.insert_events([event(tenant.id, "b", day + timedelta(hours=12), {"seats": 10})])
+    queries = ClickHouseRatingQueries(container.usage_store())
+    late = queries.late_usage(
+        DEC,
+        lower=closed_at,
+        upper=None,
+        closed={NOV: closed_at},
+        segments_of=lambda _, m: rater.segments(tenant, m),
+        tenant_ids=[tenant.id],
+        needs_meters=rater.needs_meters,
+        measures=rater.measures,
+    )[tenant.id]
+    december = rate(env, rater, tenant, DEC, late)
+    # Then December bills November re-rated minus what was billed: 4 x 12 h + 10 x 636 h = 6,408
+    # seat-hours (64.08) less 2,592 (25.92) = 3,816 seat-hours, 38.16; and December itself holds the
+    # 10 seats carried in from November all month: 744 h x 10 = 7,440 seat-hours, 74.40
+    lines = {l.line_id: (l.quantity, l.amount) for l in december.lines if "seat_hours" in l.line_id}
+    assert lines == {
+        "adj:2025-11:charge:seat_hours:held": (Decimal(3816), Decimal("38.16")),
+        "charge:seat_hours:held": (Decimal(7440), Decimal("74.40")),
+    }
+
+
+_held = st.lists(
+    st.tuples(
+        st.integers(-5 * 86_400_000, NOV.seconds * 1000 - 1),  # ms from November 1st (before: carried in)
+        st.decimals(min_value=0, max_value=50, places=3),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(deadline=None, max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(held=_held, cut=st.integers(1, NOV.seconds * 1000 - 1))
+def test_a_gauge_split_at_any_millisecond_by_a_change_to_an_identical_plan_rates_the_same(env, held, cut):
+    # Given one tenant holding seats all month, another changing to an identical plan at any
+    # millisecond, both with the same gauge events (some before November: the value carried in)
+    rater = Rater(CATALOG)
+    before = NOV.start - timedelta(days=40)
+    whole = tenant_on([("held", before)])
+    split = tenant_on([("held", before), ("held_same", NOV.start + timedelta(milliseconds=cut))])
+    for tenant in (whole, split):
+        env.store.insert_events(
+            [
+                event(tenant.id, f"h{i:02d}", NOV.start + timedelta(milliseconds=ms), {"seats": seats})
+                for i, (ms, seats) in enumerate(held)
+            ]
+        )
+    # When both are rated
+    a, b = rate(env, rater, whole), rate(env, rater, split)
+    # Then both charges (per unit, fractional graduated tiers) bill the same units and the same
+    # exact amounts: each segment's seat-hours are exact, so they add up to the whole month's
+    assert units_per_charge(a) == units_per_charge(b)
+    assert exact_amount(a) == exact_amount(b)
+
+
+def exact_amount(statement: Statement) -> Decimal:
+    """The charges' exact amount: units x unit price, line by line (these plans have no flat fee)."""
+    lines = [l for l in statement.lines if l.kind == "charge"]
+    assert all(l.unit_price is not None for l in lines)
+    return sum((l.quantity * (l.unit_price or ZERO) for l in lines), ZERO)
+
+
+def test_prices_per_value_match_a_numeric_property_by_its_canonical_text(env):
+    # Given GPU seconds priced per gpu size: "1.5" at 0.01, anything else at 0.001
+    metric = {"id": "gpu_seconds", "name": "G", "unit": "seconds", "event_types": ["query"],
+              "aggregation": "sum", "property": "seconds"}  # fmt: skip
+    by = {"property": "size", "prices": [{"values": ["1.5"], "unit_price": "0.01"}]}
+    charge = {**_GPU, "id": "c", "unit_price": "0.001", "price_by": by}
+    plan = {"id": "p", "name": "P", "query_quota": None, "charges": [charge]}
+    rater = Rater(PlanCatalog.model_validate({"metrics": [metric], "plans": [plan]}))
+    tenant = tenant_on([("p", NOV.start - timedelta(days=1))])
+    at = NOV.start + timedelta(days=2)
+    # When events carry size as the numbers 1.50 and 1.5, and 15
+    sizes = [Decimal("1.50"), Decimal("1.5"), Decimal("15")]
+    env.store.insert_events(
+        [event(tenant.id, f"e{i}", at, {"size": size, "seconds": 100}) for i, size in enumerate(sizes)]
+    )
+    lines = {l.line_id: (l.quantity, l.amount) for l in rate(env, rater, tenant).lines if l.kind == "charge"}
+    # Then 1.50 and 1.5 pay the price of "1.5": 200 x 0.01 = 2.00; 15 the default: 100 x 0.001 = 0.10
+    assert lines == {
+        "charge:c:size=1.5:p": (Decimal(200), Decimal("2.00")),
+        "charge:c:size=*:p": (Decimal(100), Decimal("0.10")),
+    }

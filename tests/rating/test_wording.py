@@ -128,6 +128,8 @@ def test_money_is_in_the_currencys_form_with_its_minor_unit():
 def test_counts_have_separators_and_large_tokens_are_compact():
     assert w.count(2238) == "2,238"
     assert w.count(Decimal("1234.5")) == "1,234.5"
+    assert w.count(Decimal("1234.123456")) == "1,234.123456"
+    assert w.count(Decimal("2400.666666666666666667")) == "about 2,400.666667"
     assert [w.compact(n) for n in (9800, 10000, 12345, 8750000, 999950, 2500000000)] == [
         "9,800", "10K", "12.3K", "8.75M", "1M", "2.5B",
     ]  # fmt: skip

@@ -32,7 +32,7 @@ from billing.kernel.money import reject_float
 from billing.metering.events import PROPERTY_NAME
 
 # the aggregations a charge prices (billing.rating.measures says how each splits across segments)
-CHARGEABLE = ("count", "sum", "max", "latest", "unique_count")
+CHARGEABLE = ("count", "sum", "max", "latest", "unique_count", "time_weighted_sum")
 MAX_GROUP_BY = 4  # properties a charge may group by
 
 UNITS_SCALE = 18  # a bound or package size is exact to 18 decimal places, as event property numbers

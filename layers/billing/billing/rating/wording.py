@@ -55,10 +55,20 @@ def _with_symbol(digits: str, negative: bool, currency: str) -> str:
     return f"{sign}{symbol}{digits}" if symbol else f"{sign}{digits} {currency.upper()}"
 
 
+# Fractional places a customer reads; more (a gauge's time held: 0.666666666666666667 GB-hours) are
+# rounded for reading only, and said to be: amounts are computed from the exact figure, which a
+# per-unit, graduated or volume line keeps as its quantity.
+SHOWN_PLACES = 6
+
+
 def count(n: int | Decimal) -> str:
-    """``2,238``; a Decimal with a fraction keeps it (``1,234.5``)."""
+    """``2,238``; a Decimal with a fraction keeps it (``1,234.5``), up to ``SHOWN_PLACES`` places:
+    beyond, ``about 0.666667``."""
     if isinstance(n, Decimal) and n != n.to_integral_value():
-        return f"{n.normalize():,f}"
+        exact = n.normalize()
+        if -int(exact.as_tuple().exponent) > SHOWN_PLACES:
+            return f"about {n.quantize(Decimal(1).scaleb(-SHOWN_PLACES)).normalize():,f}"
+        return f"{exact:,f}"
     return f"{int(n):,}"
 
 
