@@ -4,7 +4,8 @@ One query per charge id over the month's partition of ``usage_events FINAL`` (ea
 limited to the tenants whose plans have that charge, rows stored after ``cutoff`` left out (late
 data), each event placed in its pricing segment by its millisecond timestamp as
 ``rating_queries.segment_meters`` places it. The units of each segment follow
-``billing.rating.measures``: the trial part and the paid part of the period are aggregated apart,
+``billing.rating.measures``: only live rows are read (``metric_queries.live_rows``: no void, no
+voided event, an amended event as amended), the trial part and the paid part of the period are aggregated apart,
 a unique value counts in the segment of its first event, a max in the segment of the first event
 reaching it, a latest in the segment of the last event. Property names are bound as parameters.
 """
@@ -20,6 +21,7 @@ from billing.adapters.clickhouse.metric_queries import (
     _HAS_ANY,
     _HAS_PROPERTY,
     _PROPERTY,
+    live_rows,
     metric_conditions,
 )
 from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
@@ -78,7 +80,7 @@ def _outer(metric: MetricDefinition) -> str:
 
 _COLUMNS = (
     "tenant_id, event_id, timestamp, type, model, input_tokens, output_tokens, bytes, queries, "
-    "string_properties, number_properties"
+    "string_properties, number_properties, sign"
 )
 
 
@@ -93,10 +95,16 @@ def _first_copies(stored: str) -> str:
         GROUP BY tenant_id, event_id{stored}))"""
 
 
-def measure_sql(measure: Measure, stored: str, first_copies: bool = False) -> tuple[str, dict[str, Any]]:
+def measure_sql(
+    measure: Measure, stored: str, first_copies: bool = False, voids_stored: str = ""
+) -> tuple[str, dict[str, Any]]:
     """The query for one charge id; ``stored`` an extra condition on the rows (the usage cutoff), or
-    with ``first_copies`` a HAVING on each event's first stored copy (``first_stored``)."""
+    with ``first_copies`` a HAVING on each event's first stored copy (``first_stored``);
+    ``voids_stored`` the cutoff's condition on the voids that take rows out (``live_rows``)."""
     where, parameters = metric_conditions(measure.metric)
+    where += live_rows(
+        "tenant_id IN {ids:Array(String)} AND _partition_id = {partition:String}", voids_stored
+    )
     groups = []
     for i, name in enumerate(measure.group_by):
         parameters[f"g{i}"] = name
@@ -147,7 +155,7 @@ def segment_measures(
             by_charge.setdefault(measure.charge_id, (measure, []))[1].append(tenant_id)
     for charge_id, (measure, ids) in sorted(by_charge.items()):
         ids = sorted(ids)
-        stored = ""
+        stored = voids_stored = ""
         params: dict[str, Any] = {
             "partition": f"{month.year:04d}{month.month:02d}",
             "ids": ids,
@@ -158,8 +166,9 @@ def segment_measures(
             column = "first_stored" if first_copies else "stored_at"
             cutoff = "fromUnixTimestamp64Milli({cutoff:Int64}, 'UTC')"
             stored = f"{' HAVING' if first_copies else ' AND'} {column} <= {cutoff}"
+            voids_stored = f" AND stored_at <= {cutoff}"
             params["cutoff"] = cutoff_ms
-        sql, fixed = measure_sql(measure, stored, first_copies)
+        sql, fixed = measure_sql(measure, stored, first_copies, voids_stored)
         for tenant_id, seg, group, units in store.query(sql, {**params, **fixed}):
             cell = out[str(tenant_id)][int(seg) - 1].setdefault(charge_id, {})
             key = tuple(str(v) for v in group)
