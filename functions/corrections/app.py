@@ -5,6 +5,7 @@ own key corrects and reads only its own tenant's events)."""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
@@ -13,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing.kernel.errors import InvalidRequest
 from billing.kernel.validation import ID_MAX_LENGTH, ID_PATTERN, raw_body
-from billing.metering.corrections import parse_corrections, response_status
+from billing.metering.corrections import ItemResult, parse_corrections, response_status
 from billing.runtime import container
 from billing.runtime.http import caller, install_error_handlers, json_response
 from billing.runtime.observability import logger, metrics, tracer
@@ -36,7 +37,15 @@ def post_corrections() -> Response:
     results = container.correction_service().apply(items, principal)
     applied = sum(r.status == "applied" for r in results)
     metrics.add_metric(name="CorrectionsApplied", unit=MetricUnit.Count, value=applied)
-    return json_response(response_status(results), {"results": [r.to_json() for r in results]})
+    status = response_status(results)
+    body: dict[str, Any] = {"results": [r.to_json() for r in results]}
+    if status >= 400:  # every item refused, for one reason: the request's status is that reason's
+        body = {"error": "corrections_refused", "message": "no correction was applied: " + _reasons(results), **body}
+    return json_response(status, body)
+
+
+def _reasons(results: list[ItemResult]) -> str:
+    return "; ".join(r.error.message for r in results if r.error is not None)
 
 
 @app.get("/v1/corrections")
