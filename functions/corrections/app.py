@@ -40,7 +40,11 @@ def post_corrections() -> Response:
     status = response_status(results)
     body: dict[str, Any] = {"results": [r.to_json() for r in results]}
     if status >= 400:  # every item refused, for one reason: the request's status is that reason's
-        body = {"error": "corrections_refused", "message": "no correction was applied: " + _reasons(results), **body}
+        body = {
+            "error": "corrections_refused",
+            "message": "no correction was applied: " + _reasons(results),
+            **body,
+        }
     return json_response(status, body)
 
 
