@@ -38,6 +38,7 @@ HELP_ORDER = [
     "ingest",
     "usage",
     "quota",
+    "corrections",
     "invoice",
     "simulate",
 ]
@@ -79,6 +80,7 @@ _GROUPS = [
     "ingest",
     "usage",
     "quota",
+    "corrections",
     "invoice",
     "invoice_push",
     "simulate",
