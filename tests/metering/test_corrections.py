@@ -307,3 +307,32 @@ def test_maxima_and_unique_counts_see_the_corrected_events(env, post, correct):
     # And when e3 is voided too, the maximum is 5 and the latest is e1's
     correct(void("c-3", "e3"))
     assert (value("max"), value("latest"), value("unique_count"), value("count")) == (5, 5, 1, 1)
+
+
+# ------------------------------------------------------------------------- the tier rule, as a rule
+def test_a_negative_walk_takes_units_off_the_end_and_gives_an_emptied_tiers_flat_fee_back():
+    from billing.catalog.plans import Charge, ChargeTier, Plan
+    from billing.rating.graduated import graduated
+    from billing.rating.pricing_types import Use
+    from billing.rating.tiers import walk_tiers
+
+    tiers = [
+        ChargeTier(up_to=10, unit_price=Decimal("1")),
+        ChargeTier(up_to=None, unit_price=Decimal("0.5"), flat_amount=Decimal("3")),
+    ]
+    # Given 12 units billed (10 at 1, 2 at 0.5 plus tier 2's flat 3), When 4 are taken off
+    walk = walk_tiers(tiers, 12, -4)
+    # Then positions 12 down to 9 come off: 2 at 0.5 and 2 at 1
+    assert [(s.tier_index, s.quantity, s.unit_price) for s in walk] == [
+        (0, -2, Decimal("1")),
+        (1, -2, Decimal("0.5")),
+    ]
+    # And priced as a graduated charge, the billed amount plus the taken-off amount is what 8 units
+    # cost from scratch: tier 2 emptied gives its flat fee back
+    charge = Charge(id="gpu", metric="events", charge_model="graduated", tiers=tiers)
+    plan = Plan(id="p", name="P", charges=[charge])
+    use = Use(plan, charge, -4, IN_NOVEMBER, IN_DECEMBER)
+    taken = sum((p.exact for p in graduated([use], position=12)), Decimal(0))
+    billed = sum((p.exact for p in graduated([Use(plan, charge, 12, IN_NOVEMBER, IN_DECEMBER)])), Decimal(0))
+    fresh = sum((p.exact for p in graduated([Use(plan, charge, 8, IN_NOVEMBER, IN_DECEMBER)])), Decimal(0))
+    assert billed == Decimal(14) and billed + taken == fresh == Decimal(8)
