@@ -14,7 +14,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing.kernel.errors import InvalidRequest
 from billing.kernel.validation import ID_MAX_LENGTH, ID_PATTERN, raw_body
-from billing.metering.corrections import ItemResult, parse_corrections, response_status
+from billing.metering.correction_requests import ItemResult, parse_corrections, response_status
 from billing.runtime import container
 from billing.runtime.http import caller, install_error_handlers, json_response
 from billing.runtime.observability import logger, metrics, tracer

@@ -27,7 +27,7 @@ ID_HELP = (
 
 
 def _apply(item: dict[str, Any], as_json: bool) -> None:
-    from billing.metering.corrections import parse_corrections
+    from billing.metering.correction_requests import parse_corrections
     from billing.runtime import container
     from billing.tenants.access import Principal
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from billing.metering.corrections import CorrectionItem
+from billing.metering.correction_requests import CorrectionItem
 from billing.metering.events import StoredEvent
 from billing.runtime import container
 from billing.tenants.access import Principal

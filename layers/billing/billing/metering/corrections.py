@@ -35,192 +35,40 @@ Invariants:
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
 from billing.catalog.plans import PlanCatalog
 from billing.kernel.errors import (
-    BillingError,
     Conflict,
     Forbidden,
     InvalidRequest,
     NotFound,
-    PayloadTooLarge,
     ServiceUnavailable,
     StoreRejected,
     StoreUnavailable,
 )
 from billing.kernel.periods import Month, iso, parse_instant
-from billing.kernel.validation import Identifier, parse_json, require_json, validation_details
-from billing.metering.events import PropertyValue, StoredEvent, UsageEvent
+from billing.kernel.validation import validation_details
+from billing.metering.correction_requests import (
+    AMEND,
+    VOID,
+    CorrectionItem,
+    ItemResult,
+    UnprocessableCorrection,
+)
+from billing.metering.correction_rows import negation, public_version, row_from_json, row_to_json
+from billing.metering.events import StoredEvent, UsageEvent
 from billing.metering.price_book import MissingMeasure, NoPriceVersion, PriceBook, UnknownModel
 from billing.outgoing_webhooks.publishing import WebhookPublisher
 from billing.tenants.access import Principal
 from billing.tenants.tenant import TenantStore
 
-VOID, AMEND = "void", "amend"
-AMENDABLE = ("model", "input_tokens", "output_tokens", "bytes", "properties")
-MAX_CORRECTIONS = 100  # per request
-MAX_REASON = 500
 COMMIT_ATTEMPTS = 5  # a correction's turn on its event, when other corrections of it go first
-
-
-class UnprocessableCorrection(BillingError):
-    status, code = 422, "unprocessable"
-
-
-class CorrectionItem(BaseModel):
-    """One correction of a request: ``values`` (amend only) are the event fields that change."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-    correction_id: Identifier
-    tenant_id: Identifier
-    event_id: Identifier
-    action: Literal["void", "amend"]
-    reason: str = Field(min_length=1, max_length=MAX_REASON)
-    values: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _values_for_amend_only(self) -> CorrectionItem:
-        if self.action == VOID and self.values is not None:
-            raise ValueError("a void takes no values")
-        if self.action == AMEND:
-            if not self.values:
-                raise ValueError(f"an amend gives the new values of some of: {', '.join(AMENDABLE)}")
-            unknown = sorted(set(self.values) - set(AMENDABLE))
-            if unknown:
-                raise ValueError(
-                    f"an amend may change {', '.join(AMENDABLE)} only (not {', '.join(unknown)}); "
-                    "to move an event in time or to another tenant, void it and send a new event"
-                )
-        return self
-
-    def digest(self) -> str:
-        """What the request asked, to tell a resend of this correction from another one reusing its id."""
-        text = json.dumps(self.model_dump(mode="json"), sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()
-
-
-def parse_corrections(body: bytes, content_type: str | None, *, max_bytes: int) -> list[CorrectionItem]:
-    """A request body ``{"corrections": [...]}`` to validated items, or a 4xx naming every bad field
-    (with its item's index); nothing is applied when any item is malformed."""
-    require_json(content_type)
-    if len(body) > max_bytes:
-        raise PayloadTooLarge(f"request body is {len(body)} bytes; the limit is {max_bytes}")
-    document = parse_json(body, exact_numbers=True)
-    if not isinstance(document, dict) or not isinstance(document.get("corrections"), list):
-        raise InvalidRequest(
-            'body must be an object {"corrections": [...]}',
-            details=[{"index": None, "field": "corrections", "reason": "required: an array"}],
-        )
-    extra = sorted(set(document) - {"corrections"})
-    raw = document["corrections"]
-    problems: list[dict[str, Any]] = [{"index": None, "field": f, "reason": "unknown field"} for f in extra]
-    if not raw:
-        problems.append({"index": None, "field": "corrections", "reason": "give at least one correction"})
-    if len(raw) > MAX_CORRECTIONS:
-        raise PayloadTooLarge(
-            f"a request holds at most {MAX_CORRECTIONS} corrections, got {len(raw)}",
-            details=[{"index": None, "field": "corrections", "reason": "too many corrections"}],
-        )
-    items: list[CorrectionItem] = []
-    seen: dict[tuple[str, str], int] = {}
-    for index, item in enumerate(raw):
-        if not isinstance(item, dict):
-            problems.append({"index": index, "field": "correction", "reason": "must be a JSON object"})
-            continue
-        try:
-            parsed = CorrectionItem.model_validate(item)
-        except ValidationError as exc:
-            problems += validation_details(exc, index=index, root="correction")
-            continue
-        key = (parsed.tenant_id, parsed.correction_id)
-        if key in seen:
-            problems.append(
-                {"index": index, "field": "correction_id", "reason": f"repeats correction {seen[key]}"}
-            )
-        seen.setdefault(key, index)
-        items.append(parsed)
-    if problems:
-        raise InvalidRequest(
-            f"{len({p['index'] for p in problems})} invalid correction(s); nothing was applied",
-            details=problems,
-        )
-    return items
-
-
-# --------------------------------------------------------------------------------------- row codec
-def row_to_json(row: StoredEvent) -> dict[str, Any]:
-    """A stored row as JSON-safe values (exact: numbers as text), for the plan and the audit trail."""
-    text, numbers = row.split_properties()
-    return {
-        "event_id": row.event_id,
-        "timestamp": iso(row.timestamp),
-        "type": row.type,
-        "model": row.model,
-        "queries": row.queries,
-        "input_tokens": row.input_tokens,
-        "output_tokens": row.output_tokens,
-        "bytes": row.bytes,
-        "cost_usd": str(row.cost_usd),
-        "price_version": row.price_version,
-        "properties": {**text, **{k: {"number": str(v)} for k, v in numbers.items()}},
-    }
-
-
-def row_from_json(tenant_id: str, data: dict[str, Any], accepted_at: datetime) -> StoredEvent:
-    properties = {
-        k: Decimal(v["number"]) if isinstance(v, dict) else str(v) for k, v in data["properties"].items()
-    }
-    return StoredEvent(
-        tenant_id,
-        data["event_id"],
-        parse_instant(data["timestamp"]),
-        data["type"],
-        data["model"],
-        int(data["queries"]),
-        int(data["input_tokens"]),
-        int(data["output_tokens"]),
-        int(data["bytes"]),
-        Decimal(data["cost_usd"]),
-        data["price_version"],
-        accepted_at,
-        properties,
-    )
-
-
-def negation(row: StoredEvent, event_id: str, accepted_at: datetime) -> StoredEvent:
-    """The void row of ``row``: same dimensions, every quantity, the cost and each number negated."""
-    properties: dict[str, PropertyValue] = {
-        k: -v if isinstance(v, Decimal) else v for k, v in row.properties.items()
-    }
-    return row._replace(
-        event_id=event_id,
-        queries=-row.queries,
-        input_tokens=-row.input_tokens,
-        output_tokens=-row.output_tokens,
-        bytes=-row.bytes,
-        cost_usd=-row.cost_usd,
-        accepted_at=accepted_at,
-        properties=properties,
-    )
-
-
-def _public(row: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A version of the event as the audit trail shows it (under the customer's event id)."""
-    if row is None:
-        return None
-    properties = {k: v["number"] if isinstance(v, dict) else v for k, v in row["properties"].items()}
-    keep = ("model", "input_tokens", "output_tokens", "bytes", "cost_usd", "price_version")
-    return {**{k: row[k] for k in keep}, "properties": properties}
 
 
 # ------------------------------------------------------------------------------------ collaborators
@@ -257,8 +105,8 @@ class Plan:
             "reason": self.reason,
             "requested_by": self.requested_by,
             "at": self.at,
-            "before": _public(self.before),
-            "after": _public(self.after),
+            "before": public_version(self.before),
+            "after": public_version(self.after),
         }
 
 
@@ -315,40 +163,6 @@ class CorrectionRows(Protocol):
     def insert(self, rows: Sequence[tuple[StoredEvent, int, str]], token: str) -> None: ...
 
 
-@dataclass
-class ItemResult:
-    correction_id: str
-    tenant_id: str
-    event_id: str
-    status: str  # applied, already_applied, refused
-    error: BillingError | None = None
-    entry: dict[str, Any] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "correction_id": self.correction_id,
-            "tenant_id": self.tenant_id,
-            "event_id": self.event_id,
-            "status": self.status,
-        }
-        if self.entry is not None:
-            body["correction"] = self.entry
-        if self.error is not None:
-            body["error"] = {"status": self.error.status, **self.error.body()}
-        return body
-
-
-def response_status(results: Sequence[ItemResult]) -> int:
-    """200 when every item is applied (now or before); the shared 4xx when every item is refused for
-    one reason; 207 otherwise (each item says what became of it)."""
-    refused = {r.error.status for r in results if r.error is not None}
-    if not refused:
-        return 200
-    if len(refused) == 1 and all(r.error is not None for r in results):
-        return refused.pop()
-    return 207
-
-
 # ------------------------------------------------------------------------------------------ service
 class CorrectionService:
     """Applies corrections (``apply``) and reads an event's audit trail (``trail``)."""
@@ -399,8 +213,10 @@ class CorrectionService:
             "timestamp": iso(original.timestamp),
             "type": original.type,
             "status": status,
-            "original": _public(row_to_json(original)),
-            "current": _public(state.current) if state.trail else _public(row_to_json(original)),
+            "original": public_version(row_to_json(original)),
+            "current": public_version(state.current)
+            if state.trail
+            else public_version(row_to_json(original)),
             "corrections": state.trail,
         }
 
@@ -440,7 +256,9 @@ class CorrectionService:
     def _finish(self, plan: Plan, version: int) -> None:
         """Insert the plan's rows (their own dedup token: twice is once), record it, publish it."""
         accepted = parse_instant(plan.at)
-        rows = [(_row(plan.tenant_id, r, accepted), sign, corrects) for r, sign, corrects in plan.rows]
+        rows = [
+            (row_from_json(plan.tenant_id, r, accepted), sign, corrects) for r, sign, corrects in plan.rows
+        ]
         try:
             self.rows.insert(rows, token=f"correction\x1f{plan.tenant_id}\x1f{plan.correction_id}")
         except (StoreUnavailable, StoreRejected) as exc:
@@ -468,7 +286,7 @@ class CorrectionService:
             )
         now = self.clock()
         if state.current is not None:
-            current = _row(item.tenant_id, state.current, now)
+            current = row_from_json(item.tenant_id, state.current, now)
         else:
             stored = self.rows.stored_event(item.tenant_id, item.event_id)
             if stored is None:
@@ -549,7 +367,3 @@ class CorrectionService:
         of the event ends (the correction window is shorter)."""
         month = Month.of(parse_instant(plan.before["timestamp"]))
         return int((month.end + timedelta(days=self.retention_days)).timestamp())
-
-
-def _row(tenant_id: str, data: dict[str, Any], accepted_at: datetime) -> StoredEvent:
-    return row_from_json(tenant_id, data, accepted_at)
