@@ -336,3 +336,85 @@ def test_a_negative_walk_takes_units_off_the_end_and_gives_an_emptied_tiers_flat
     billed = sum((p.exact for p in graduated([Use(plan, charge, 12, IN_NOVEMBER, IN_DECEMBER)])), Decimal(0))
     fresh = sum((p.exact for p in graduated([Use(plan, charge, 8, IN_NOVEMBER, IN_DECEMBER)])), Decimal(0))
     assert billed == Decimal(14) and billed + taken == fresh == Decimal(8)
+
+
+# ------------------------------------------------------------------------------- failures part-way
+def test_a_correction_cut_off_by_a_clickhouse_outage_is_finished_once_by_the_retry(
+    env, post, correct, monkeypatch
+):
+    from billing.adapters.clickhouse.corrections import ClickHouseCorrectionRows
+    from billing.kernel.errors import StoreUnavailable
+
+    # Given an accepted query, and ClickHouse refusing the next insert
+    make_tenant(plan="starter", plan_from="2025-10-01T00:00:00Z")
+    at(IN_NOVEMBER)
+    post({"events": [usage("e1"), usage("e2")]})
+    insert = ClickHouseCorrectionRows.insert
+    failures = iter([StoreUnavailable("connection refused")])
+
+    def failing_once(self, rows, token):
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return insert(self, rows, token)
+
+    monkeypatch.setattr(ClickHouseCorrectionRows, "insert", failing_once)
+    # When a void is sent, it is a 503 and nothing is stored or given back yet
+    status, body = correct(void("c-1", "e1"))
+    assert status == 503 and "applied once by a retry" in body["message"]
+    assert env.store.month_usage("acme-corp", NOV)["queries"] == 2 == quota_used()
+    # And another correction of the same event cannot overtake it: it finishes the first, then is refused
+    status, body = correct(void("c-2", "e1"))
+    assert status == 409 and "already voided (correction 'c-1')" in body["results"][0]["error"]["message"]
+    # Then the retry of the first answers it was applied, and everything moved exactly once
+    status, body = correct(void("c-1", "e1"))
+    assert status == 200 and body["results"][0]["status"] == "already_applied"
+    assert env.store.month_usage("acme-corp", NOV)["queries"] == 1 == quota_used()
+
+
+def test_an_amend_after_the_close_adjusts_the_usage_cost_on_the_next_statement(env, post, correct):
+    # Given a November query of 100 + 20 gpt-4o-mini tokens, billed by November's close
+    make_tenant(plan="starter", plan_from="2025-10-01T00:00:00Z")
+    at(IN_NOVEMBER)
+    post({"events": [usage("e1")]})
+    at(datetime(2025, 12, 1, 1, tzinfo=UTC))
+    cycle = container.billing_cycle()
+    november = cycle.close(NOV).statements[0]
+    time.sleep(0.01)
+    before = env.store.month_usage("acme-corp", NOV)["cost_usd"]
+    # When it is amended in December to 1,000,000 input tokens
+    at(IN_DECEMBER)
+    assert correct(amend("c-1", "e1", {"input_tokens": 1_000_000}))[0] == 200
+    after = env.store.month_usage("acme-corp", NOV)["cost_usd"]
+    at(datetime(2026, 1, 1, 1, tzinfo=UTC))
+    december = cycle.close(DEC).statements[0]
+    # Then November is unchanged and December carries the cost difference as a November adjustment;
+    # the query count did not change, so no query tier moves
+    assert container.statements().get("acme-corp", NOV) == november
+    adjustments = {line.line_id: line for line in december.lines if line.kind == "adjustment"}
+    assert set(adjustments) == {"adj:2025-11:usage"}
+    assert adjustments["adj:2025-11:usage"].amount_exact == after - before > 0
+
+
+def test_adjustment_lines_of_voids_say_the_usage_was_corrected(env, correct):
+    # Given 1,002 November queries billed, then three voided after the close
+    billed_tenant("acme", [("starter", "2025-10-01T00:00:00Z")])
+    env.store.insert_events(queries("acme", 1002, "2025-11-02T00:00:00Z", prefix="n", cost="0.5"))
+    at(datetime(2025, 12, 1, 1, tzinfo=UTC))
+    cycle = container.billing_cycle()
+    cycle.close(NOV)
+    time.sleep(0.01)
+    at(IN_DECEMBER)
+    correct(*(void(f"c-{i}", f"n{i:07d}", tenant_id="acme") for i in range(3)))
+    at(datetime(2026, 1, 1, 1, tzinfo=UTC))
+    # When December is closed, Then its adjustment lines read as corrections, not as late usage
+    december = cycle.close(DEC).statements[0]
+    words = {line.line_id: line.description for line in december.lines if line.kind == "adjustment"}
+    assert words == {
+        "adj:2025-11:queries:starter:t1": "Usage from November 2025 corrected after its statement: "
+        "Queries 1-1,000 at $0.01 (-1 query)",
+        "adj:2025-11:queries:starter:t2": "Usage from November 2025 corrected after its statement: "
+        "Queries 1,001-6,000 at $0.008 (-2 queries)",
+        "adj:2025-11:usage": "Usage from November 2025 corrected after its statement: "
+        "3 requests taken off at list prices",
+    }
