@@ -6,9 +6,10 @@
 -- So every sum over usage_events (and over the rollups) is the corrected sum as it stands, a count is
 -- sum(sign), and a correction stored after a close is late data like any other row. Reads that are
 -- not sums (max, latest, unique counts) take the live rows: sign = 1 and no negation names them.
--- Quantities become signed to hold the negations (Int128 keeps migration 0004's headroom).
+-- Quantities become signed to hold the negations (Int16 holds every UInt8 query count and its
+-- negation; Int128 keeps migration 0004's headroom).
 ALTER TABLE usage_events ADD COLUMN IF NOT EXISTS sign Int8 DEFAULT 1, ADD COLUMN IF NOT EXISTS corrects String DEFAULT '';
-ALTER TABLE usage_events MODIFY COLUMN queries Int8, MODIFY COLUMN input_tokens Int128, MODIFY COLUMN output_tokens Int128, MODIFY COLUMN bytes Int128;
+ALTER TABLE usage_events MODIFY COLUMN queries Int16, MODIFY COLUMN input_tokens Int128, MODIFY COLUMN output_tokens Int128, MODIFY COLUMN bytes Int128;
 ALTER TABLE usage_hourly MODIFY COLUMN events Int128, MODIFY COLUMN queries Int128, MODIFY COLUMN input_tokens Int128, MODIFY COLUMN output_tokens Int128, MODIFY COLUMN bytes Int128;
 ALTER TABLE usage_daily MODIFY COLUMN events Int128, MODIFY COLUMN queries Int128, MODIFY COLUMN input_tokens Int128, MODIFY COLUMN output_tokens Int128, MODIFY COLUMN bytes Int128;
 -- The rollups count events as sum(sign): a void takes its event off the hour and the day it was in.
