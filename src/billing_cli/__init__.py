@@ -40,6 +40,7 @@ HELP_ORDER = [
     "events",
     "reconcile",
     "quota",
+    "corrections",
     "invoice",
     "simulate",
 ]
@@ -82,6 +83,7 @@ _GROUPS = [
     "usage",
     "receipts",
     "quota",
+    "corrections",
     "invoice",
     "invoice_push",
     "simulate",

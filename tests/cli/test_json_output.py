@@ -104,6 +104,22 @@ def test_every_command_prints_one_json_document_on_stdout(
     usage = cli("usage", "--tenant", "acme", "--month", MONTH)
     assert isinstance(usage, dict) and usage["total"]["events"] == 20
     assert isinstance(usage["total"]["cost_usd"], str)  # a Decimal, exactly
+    # (corrections, run inside their window: the month's last day)
+    from billing.kernel.periods import parse_instant
+    from billing.runtime import container
+
+    container.override(clock=lambda: parse_instant(f"{MONTH}-30T12:00:00Z"))
+    voided = cli("corrections", "void", "acme", "e0", "--reason", "sent twice", "--id", "fix-1")
+    assert isinstance(voided, dict) and voided["status"] == "applied"
+    amended = cli("corrections", "amend", "acme", "e1", "--reason", "x", "--values", '{"input_tokens": 10}')
+    assert isinstance(amended, dict) and amended["correction"]["after"]["input_tokens"] == 10
+    again = cli("corrections", "void", "acme", "e0", "--reason", "again", expected=ExitCode.FAILED)
+    assert isinstance(again, dict) and again["error"]["status"] == 409
+    shown = cli("corrections", "show", "acme", "e0")
+    assert isinstance(shown, dict) and shown["status"] == "voided" and shown["current"] is None
+    container.override(clock=None)
+    usage = cli("usage", "--tenant", "acme", "--month", MONTH)
+    assert isinstance(usage, dict) and usage["total"]["events"] == 19
     assert cli("quota", "reconcile", "--month", MONTH) == {"month": MONTH, "repairs": []}
     preview = cli("invoice", "preview", "--tenant", "acme", "--month", MONTH)
     assert isinstance(preview, dict) and isinstance(preview["total"], str)

@@ -28,7 +28,10 @@ CONTEXT = LocalContext(function_name="fuzz")
 
 @pytest.fixture(scope="module")
 def handlers():
-    return {name: load_module(name) for name in ("ingest", "tenants_api", "tenant_status", "stripe_webhook")}
+    return {
+        name: load_module(name)
+        for name in ("ingest", "tenants_api", "tenant_status", "stripe_webhook", "corrections")
+    }
 
 
 @pytest.fixture
@@ -328,3 +331,57 @@ def test_webhook_endpoints_never_fail_and_refusals_change_nothing(tenants, webho
     request = data.draw(webhook_endpoint_requests(known[0].id))
     before = snapshot(tenants)
     check_response(webhook_endpoints_app.handler(request, CONTEXT), before, tenants)
+
+
+def _correction(draw) -> dict:
+    base = {
+        "correction_id": draw(st.sampled_from(["c-1", "c-2", "c/3", "ċ", ""])),
+        "tenant_id": draw(st.sampled_from(["acme", "other", "ghost", "acme "])),
+        "event_id": draw(st.sampled_from(["e-1", "e-2", "nope", ""])),
+        "action": draw(st.sampled_from(["void", "amend", "delete"])),
+        "reason": "fuzz",
+    }
+    if base["action"] == "amend" or draw(st.booleans()):
+        base["values"] = mutate({"input_tokens": 5, "model": "gpt-4o", "properties": {"n": 1}}, draw)
+    return mutate(base, draw)
+
+
+@pytest.fixture
+def corrected(tenants):
+    """acme holds two stored queries (e-1, e-2) of the day before T0, inside the correction window."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from billing.metering.events import StoredEvent
+
+    day_before = T0 - timedelta(days=1)
+    tenants.store.insert_events(
+        [
+            StoredEvent("acme", e, day_before, "query", "gpt-4o-mini", 1, 10, 2, 0, Decimal("0.1"), "v1", T0)
+            for e in ("e-1", "e-2")
+        ]
+    )
+    return tenants
+
+
+@given(data=st.data())
+@FUZZ
+def test_corrections_never_fail_and_refusals_change_nothing(corrected, handlers, data):
+    handler = handlers["corrections"].handler
+    if data.draw(st.booleans()):
+
+        def valid(d):
+            return mutate({"corrections": [_correction(d) for _ in range(d(st.integers(0, 3)))]}, d)
+
+        request = data.draw(
+            api_events(path="/v1/corrections", method="POST", body=data.draw(raw_bodies(valid)))
+        )
+    else:
+        query = {
+            "tenant_id": data.draw(st.sampled_from(["acme", "other", "ghost", "x" * 300, ""])),
+            "event_id": data.draw(st.sampled_from(["e-1", "nope", "ė", ""])),
+        }
+        request = data.draw(api_events(path="/v1/corrections", method="GET", body=b""))
+        request["queryStringParameters"] = data.draw(st.sampled_from([query, None, {"tenant_id": "acme"}]))
+    before = snapshot(corrected)
+    check_response(handler(request, CONTEXT), before, corrected)

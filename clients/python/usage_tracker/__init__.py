@@ -5,14 +5,26 @@ tracker = Tracker(endpoint="http://127.0.0.1:8787", api_key="...", spool_dir="/v
 tracker.track(tenant_id="acme", type="query", model="gpt-4o-mini", input_tokens=1200, output_tokens=300)
 with tracker.query("acme", model="gpt-4o-mini") as q:   # raises QuotaExceeded before the work
     q.record(input_tokens=..., output_tokens=...)
+tracker.void("acme", event_id, reason="sent twice")        # applied once, however often called
 payload = verify_signature(body, headers, "whsec_...")  # a webhook the billing service sent you
 """
 
-from .errors import Problem, Quota, QuotaExceeded, QuotaUnavailable, TenantSuspended, UsageRefused
+from .errors import (
+    Correction,
+    CorrectionFailed,
+    Problem,
+    Quota,
+    QuotaExceeded,
+    QuotaUnavailable,
+    TenantSuspended,
+    UsageRefused,
+)
 from .tracker import FlushResult, QueryScope, Stats, Tracker
 from .webhooks import WebhookVerificationError, verify_signature
 
 __all__ = [
+    "Correction",
+    "CorrectionFailed",
     "FlushResult",
     "Problem",
     "Quota",

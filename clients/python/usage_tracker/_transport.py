@@ -62,6 +62,9 @@ class Transport:
     def post_events(self, body: bytes, timeout: Optional[float] = None) -> Response:
         return self._request("POST", "/v1/events", body, timeout)
 
+    def post_corrections(self, body: bytes, timeout: Optional[float] = None) -> Response:
+        return self._request("POST", "/v1/corrections", body, timeout)
+
     def get_quota(self, tenant_id: str, timeout: Optional[float] = None) -> Response:
         return self._request("GET", f"/v1/tenants/{quote(tenant_id, safe='')}/quota", None, timeout)
 

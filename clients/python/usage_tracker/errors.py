@@ -45,6 +45,28 @@ class TenantSuspended(UsageRefused):
     """The tenant is suspended for non-payment: ingest would refuse its usage with 402."""
 
 
+class CorrectionFailed(Exception):
+    """A correction was not applied: ``status`` is the API's answer for it (404 no such stored event,
+    409 already voided or its id reused, 422 older than the correction window, 400 a bad value), or
+    None when no answer came (sending the same correction again is safe: it is applied once)."""
+
+    def __init__(self, message: str, status: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Correction:
+    """An applied correction: ``status`` is ``applied`` or ``already_applied`` (sent before);
+    ``entry`` the audit trail's line (who, when, why, before and after)."""
+
+    correction_id: str
+    tenant_id: str
+    event_id: str
+    status: str
+    entry: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
 class QuotaUnavailable(Exception):
     """The quota could not be read (network, 5xx, unexpected answer) and ``fail_open`` is False."""
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import atexit
 import builtins
+import hashlib
+import json
 import logging
 import os
 import threading
@@ -18,7 +20,16 @@ from ._events import Clock, EventIds, check_identifier, encode_event, format_tim
 from ._sender import Sender
 from ._spool import Spool, SpoolFull
 from ._transport import Transport
-from .errors import Problem, Quota, QuotaExceeded, QuotaUnavailable, TenantSuspended, TransportError
+from .errors import (
+    Correction,
+    CorrectionFailed,
+    Problem,
+    Quota,
+    QuotaExceeded,
+    QuotaUnavailable,
+    TenantSuspended,
+    TransportError,
+)
 
 log = logging.getLogger("usage_tracker")
 
@@ -415,6 +426,89 @@ class Tracker:
         return QueryScope(self, tenant_id, model, type, properties)
 
     # -- lifecycle ---------------------------------------------------------------------------
+    def void(
+        self, tenant_id: str, event_id: str, reason: str, *, correction_id: Optional[str] = None
+    ) -> Correction:
+        """Void an event sent before (``POST /v1/corrections``): its usage and exact stored cost come
+        off the tenant's month, a query goes back to the quota. Synchronous, not spooled: the answer
+        says whether it was applied. The correction's id defaults to one derived from the arguments,
+        so calling again after a lost answer applies it once. Raises CorrectionFailed."""
+        return self._correct(tenant_id, event_id, "void", reason, None, correction_id)
+
+    def amend(
+        self,
+        tenant_id: str,
+        event_id: str,
+        reason: str,
+        *,
+        correction_id: Optional[str] = None,
+        **values: Any,
+    ) -> Correction:
+        """Amend an event sent before: ``values`` of model, input_tokens, output_tokens, bytes and
+        properties replace the stored ones, priced at the price in force at the event's timestamp.
+        As ``void`` otherwise."""
+        if not values:
+            raise ValueError("give the new values: model, input_tokens, output_tokens, bytes or properties")
+        return self._correct(tenant_id, event_id, "amend", reason, values, correction_id)
+
+    def _correct(
+        self,
+        tenant_id: str,
+        event_id: str,
+        action: str,
+        reason: str,
+        values: Optional[Dict[str, Any]],
+        correction_id: Optional[str],
+    ) -> Correction:
+        check_identifier("tenant_id", tenant_id)
+        check_identifier("event_id", event_id)
+        if not isinstance(reason, str) or not reason:
+            raise ValueError("reason must be a non-empty string")
+        item: Dict[str, Any] = {
+            "tenant_id": tenant_id,
+            "event_id": event_id,
+            "action": action,
+            "reason": reason,
+        }
+        if values is not None:
+            item["values"] = values
+        if correction_id is None:
+            text = json.dumps(item, sort_keys=True, default=str).encode()
+            correction_id = "trk-" + hashlib.sha256(text).hexdigest()[:40]
+        check_identifier("correction_id", correction_id)
+        body = json.dumps({"corrections": [{"correction_id": correction_id, **item}]}, default=str).encode()
+        response = None
+        for attempt in range(3):  # the same correction again is applied once: retrying is safe
+            try:
+                response = self._quota_transport.post_corrections(body, timeout=self._transport.timeout)
+            except TransportError as exc:
+                if attempt == 2:
+                    raise CorrectionFailed(f"{action} {event_id}: no answer ({exc})") from exc
+            else:
+                if response.status < 500:
+                    break
+            if attempt < 2:
+                time.sleep(0.2 * (attempt + 1))
+        assert response is not None
+        data = response.json()
+        results = data.get("results") if isinstance(data, dict) else None
+        if not isinstance(results, list) or not results or not isinstance(results[0], dict):
+            message = data.get("message") if isinstance(data, dict) else None
+            raise CorrectionFailed(
+                f"{action} {event_id} answered {response.status}: {message or 'no body'}", response.status
+            )
+        result = results[0]
+        error = result.get("error")
+        if result.get("status") not in ("applied", "already_applied") or isinstance(error, dict):
+            error = error if isinstance(error, dict) else {}
+            raise CorrectionFailed(
+                f"{action} {event_id}: {error.get('message') or 'refused'}",
+                error.get("status", response.status),
+            )
+        return Correction(
+            correction_id, tenant_id, event_id, str(result["status"]), result.get("correction") or {}
+        )
+
     def flush(self, timeout: float = 10.0) -> FlushResult:
         """Wait until every event tracked before this call (and every replayed one) is answered
         for, sending partial batches at once, at most ``timeout`` seconds. The result is true only

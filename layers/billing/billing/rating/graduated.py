@@ -32,7 +32,13 @@ def graduated(uses: Sequence[Use], position: int | Decimal = 0) -> list[Priced]:
             priced.quantity += piece.quantity
             priced.exact += piece.unit_price * piece.quantity
             priced.end = use.end
-            if position <= tier_lower(tiers, piece.tier_index):  # this piece holds the tier's first unit
+            if use.quantity < 0:  # voided units: a tier left empty gives its flat amount back
+                if position + use.quantity <= tier_lower(tiers, piece.tier_index):
+                    flat = tiers[piece.tier_index].flat_amount
+                    if flat:
+                        priced.flat = -flat
+                        priced.exact -= flat
+            elif position <= tier_lower(tiers, piece.tier_index):  # this piece holds the tier's first unit
                 flat = tiers[piece.tier_index].flat_amount
                 if flat:
                     priced.flat = flat

@@ -256,7 +256,9 @@ class Rater:
                     line_id=f"{prefix}:{plan_id}:t{index + 1}",
                     kind=kind,
                     plan=plan_id,
-                    description=wording.late(month, text) if month else text,
+                    description=(wording.corrected if quantity < 0 else wording.late)(month, text)
+                    if month
+                    else text,
                     quantity=Decimal(quantity),
                     unit_price=price,
                     exact=price * quantity,
@@ -371,7 +373,8 @@ class Rater:
             )
         paid = sum((u for s, u in zip(segments, late.segments) if not s.trial), Usage())
         exact, rates = self._in_currency(segments, late.segments, currency)
-        if paid.events:
+        # an amend after the close moves tokens and cost without moving the count of events
+        if paid.events or paid.tokens or paid.cost_usd:
             lines.append(
                 line(
                     currency,
@@ -379,7 +382,7 @@ class Rater:
                     kind="adjustment",
                     plan=None,
                     adjustment_month=tag,
-                    description=wording.late_usage(
+                    description=(wording.late_usage if paid.events > 0 else wording.corrected_usage)(
                         tag, paid.events, paid.tokens, paid.cost_usd, currency, rates
                     ),
                     quantity=Decimal(paid.events),

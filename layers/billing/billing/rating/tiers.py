@@ -34,7 +34,16 @@ class TierSlice:
 
 
 def walk_tiers(tiers: Sequence[Tier], position: Quantity, count: Quantity) -> list[TierSlice]:
-    """Queries at cumulative positions position+1 .. position+count, split by graduated tier."""
+    """Queries at cumulative positions position+1 .. position+count, split by graduated tier.
+
+    A negative ``count`` (voided units) takes units off the end of the walk: the units at positions
+    position+count+1 .. position, as negative slices, so pricing ``position`` units and then
+    ``count`` gives exactly what pricing ``position + count`` units from 0 gives."""
+    if count < 0:
+        return [
+            TierSlice(s.tier_index, -s.quantity, s.unit_price)
+            for s in walk_tiers(tiers, position + count, -count)
+        ]
     slices: list[TierSlice] = []
     lower: Quantity = 0
     for index, tier in enumerate(tiers):

@@ -165,7 +165,7 @@ def _quantity_of(n: int | Decimal, unit: str) -> str:
     """``2,238 queries``; tokens and bytes compact (``8.75M tokens``)."""
     shown = compact(n) if unit.endswith(("tokens", "bytes")) else count(n)
     singular = unit
-    if n == 1:
+    if abs(n) == 1:  # -1 query too (a void)
         singular = unit[:-3] + "y" if unit.endswith("ies") else unit.removesuffix("s")
     return f"{shown} {singular}"
 
@@ -330,12 +330,37 @@ def late(month: Month | str, text: str) -> str:
     return f"Late usage from {month_name(month)}: {text}"
 
 
+def corrected(month: Month | str, text: str) -> str:
+    """``Usage from October 2026 corrected after its statement: <what>``: usage of a closed month
+    taken off after its close (a void, an amend)."""
+    return f"Usage from {month_name(month)} corrected after its statement: {text}"
+
+
 def late_usage(
     month: Month | str, events: int, tokens: int, cost_usd: Decimal, currency: str, rates: Sequence[Decimal]
 ) -> str:
     """``Late usage from October 2026: 3 requests, 1.2K tokens at list prices``."""
     return late(
         month, f"{_usage_counts(events, tokens)} at list prices{_conversion(cost_usd, currency, rates)}"
+    )
+
+
+def corrected_usage(
+    month: Month | str, events: int, tokens: int, cost_usd: Decimal, currency: str, rates: Sequence[Decimal]
+) -> str:
+    """Late usage whose events were mostly taken off (voids, amends after the close):
+    ``Usage from October 2026 corrected after its statement: 3 requests, 1.2K tokens taken off at
+    list prices`` (or ``... 40K tokens more ...`` when an amend added tokens)."""
+    parts = []
+    if events:
+        parts.append(f"{count(abs(events))} {plural(abs(events), 'request')}")
+    if tokens:
+        parts.append(f"{compact(abs(tokens))} {plural(abs(tokens), 'token')}")
+    what = ", ".join(parts) or "cost"
+    direction = "taken off" if (events or tokens or cost_usd) < 0 else "more"
+    return (
+        f"Usage from {month_name(month)} corrected after its statement: {what} {direction} at list prices"
+        f"{_conversion(cost_usd, currency, rates)}"
     )
 
 

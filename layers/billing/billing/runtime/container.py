@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from billing.invoicing import InvoicingService
     from billing.kernel.notices import FactNotices
     from billing.kernel.periods import PeriodStore
+    from billing.metering.corrections import CorrectionService
     from billing.metering.ingest import IngestService
     from billing.metering.price_book import PriceBook
     from billing.metering.quotas import QuotaReconciler
@@ -402,6 +403,26 @@ def ingest_service() -> IngestService:
         dedup_retention_days=settings().dedup_retention_days,
         claim_wait_seconds=settings().ingest_claim_wait_seconds,
         lease_clock=lambda: now().timestamp(),
+    )
+
+
+@provider
+def correction_service() -> CorrectionService:
+    from billing.adapters.clickhouse.corrections import ClickHouseCorrectionRows
+    from billing.adapters.dynamodb.corrections import DynamoCorrectionLedger
+    from billing.metering.corrections import CorrectionService
+
+    s = settings()
+    return CorrectionService(
+        tenants=tenants(),
+        ledger=DynamoCorrectionLedger(s.ledger_table),
+        rows=ClickHouseCorrectionRows(usage_store()),
+        price_book=price_book(),
+        catalog=plan_catalog(),
+        webhooks=webhook_publisher(),
+        window_days=s.correction_window_days,
+        retention_days=s.dedup_retention_days,
+        clock=clock(),
     )
 
 

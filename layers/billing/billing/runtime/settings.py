@@ -57,6 +57,9 @@ class Settings(BaseModel):
     max_body_bytes: int = 1_000_000
     # How long an event id stays claimed after its month ends (the late-event window).
     dedup_retention_days: int = 70
+    # How far back an accepted event may be voided or amended (days before now, by its timestamp).
+    # At most 62: every correction then falls in the three months the close looks back for late data.
+    correction_window_days: int = Field(default=60, ge=0, le=62)
 
     stripe_secret_name: str = "billing/stripe-secret-key"
     stripe_webhook_secret_name: str = "billing/stripe-webhook-secret"

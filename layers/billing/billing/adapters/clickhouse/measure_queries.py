@@ -4,7 +4,8 @@ One query per charge id over the month's partition of ``usage_events FINAL`` (ea
 limited to the tenants whose plans have that charge, rows stored after ``cutoff`` left out (late
 data), each event placed in its pricing segment by its millisecond timestamp as
 ``rating_queries.segment_meters`` places it. The units of each segment follow
-``billing.rating.measures``: the trial part and the paid part of the period are aggregated apart,
+``billing.rating.measures``: only live rows are read (``metric_queries.live_rows``: no void, no
+voided event, an amended event as amended), the trial part and the paid part of the period are aggregated apart,
 a unique value counts in the segment of its first event, a max in the segment of the first event
 reaching it, a latest in the segment of the last event, a time-weighted sum split at the segments'
 bounds (the value held when the first segment opens carried in from the last earlier event, read
@@ -28,6 +29,7 @@ from billing.adapters.clickhouse.metric_queries import (
     _HAS_PROPERTY,
     _PLACES,
     _PROPERTY,
+    live_rows,
     metric_conditions,
 )
 from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
@@ -90,7 +92,7 @@ def _outer(metric: MetricDefinition) -> str:
 
 _COLUMNS = (
     "tenant_id, event_id, timestamp, type, model, input_tokens, output_tokens, bytes, queries, "
-    "string_properties, number_properties"
+    "string_properties, number_properties, sign"
 )
 _MONTH = "_partition_id = {partition:String}"
 _IDS = "{ids:Array(String)}"
@@ -168,11 +170,16 @@ def _time_weighted(group: str, where: str, stored: str, first_copies: bool) -> t
     return ctes, outer
 
 
-def measure_sql(measure: Measure, stored: str, first_copies: bool = False) -> tuple[str, dict[str, Any]]:
+def measure_sql(
+    measure: Measure, stored: str, first_copies: bool = False, voids_stored: str = ""
+) -> tuple[str, dict[str, Any]]:
     """The query for one charge id; ``stored`` an extra condition on the rows (the usage cutoff), or
-    with ``first_copies`` a HAVING on each event's first stored copy (``first_stored``)."""
+    with ``first_copies`` a HAVING on each event's first stored copy (``first_stored``);
+    ``voids_stored`` the cutoff's condition on the voids that take rows out (``live_rows``)."""
     where, parameters = metric_conditions(measure.metric)
     group = _group(measure.group_by, parameters)
+    conditions = where
+    where += live_rows(f"tenant_id IN {_IDS} AND {_MONTH}", voids_stored)
     if first_copies:
         source, rows = _first_copies(stored), ""
     else:
@@ -180,7 +187,8 @@ def measure_sql(measure: Measure, stored: str, first_copies: bool = False) -> tu
     number, has, key, any_value = _reads(measure.metric)
     ctes, outer = "", ""
     if measure.metric.aggregation == "time_weighted_sum":
-        ctes, outer = _time_weighted(group, where, stored, first_copies)
+        carried = conditions + live_rows(f"tenant_id IN {_IDS}", voids_stored)
+        ctes, outer = _time_weighted(group, carried, stored, first_copies)
     else:
         outer = _outer(measure.metric)
     sql = f"""
@@ -225,7 +233,7 @@ def segment_measures(
             by_charge.setdefault(measure.charge_id, (measure, []))[1].append(tenant_id)
     for charge_id, (measure, ids) in sorted(by_charge.items()):
         ids = sorted(ids)
-        stored = ""
+        stored = voids_stored = ""
         params: dict[str, Any] = {
             "partition": f"{month.year:04d}{month.month:02d}",
             "ids": ids,
@@ -236,11 +244,12 @@ def segment_measures(
             column = "first_stored" if first_copies else "stored_at"
             cutoff = "fromUnixTimestamp64Milli({cutoff:Int64}, 'UTC')"
             stored = f"{' HAVING' if first_copies else ' AND'} {column} <= {cutoff}"
+            voids_stored = f" AND stored_at <= {cutoff}"
             params["cutoff"] = cutoff_ms
         per = measure.metric.per
         if per is not None:
             params["opens"] = max(bounds[t][0] for t in ids)
-        sql, fixed = measure_sql(measure, stored, first_copies)
+        sql, fixed = measure_sql(measure, stored, first_copies, voids_stored)
         rows = [
             (str(tenant_id), int(seg) - 1, tuple(str(v) for v in group), units)
             for tenant_id, seg, group, units in store.query(sql, {**params, **fixed})

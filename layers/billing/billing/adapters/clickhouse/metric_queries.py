@@ -1,6 +1,7 @@
 """A catalog metric's value for one tenant and period, computed by ClickHouse from ``usage_events``.
 
-Invariants: each event counts once (``FINAL``: a copy stored twice is one event); the period is
+Invariants: each event counts once (``FINAL``: a copy stored twice is one event), as corrected
+(``live_rows``: a voided event is not read, an amended one is read as amended); the period is
 ``[start, end)`` on the event's ``timestamp``; numbers are exact (property numbers are
 ``Decimal(38, 18)``; a sum is taken in ``Decimal(76, 18)``, so no sum of fewer than 10^38 events can
 overflow, and nothing passes through a float); the value reads only what is stored when the query
@@ -55,6 +56,20 @@ def _aggregate(metric: MetricDefinition) -> tuple[str, str]:
     return f"uniqExactIf({key}, {any_value})", f"countIf({any_value})"
 
 
+def live_rows(tenants: str, stored: str = "") -> str:
+    """The condition (``AND ...``) keeping the live rows of ``usage_events``: not a void
+    (``sign = -1``), and not a row some void negates (``corrects``, migration 0007). ``tenants`` is a
+    condition on ``tenant_id`` narrowing the voids read; ``stored`` one on their ``stored_at`` (a
+    statement's cutoff: a void stored after it is late, the row it negates still counted).
+    Max, latest and unique counts read these rows, so a voided event never holds a maximum or a
+    last value, and an amended one holds its new values; counts and sums over them equal the
+    signed sums."""
+    return (
+        " AND sign = 1 AND (tenant_id, event_id) NOT IN (SELECT tenant_id, corrects FROM usage_events "
+        f"WHERE sign = -1 AND {tenants}{stored})"
+    )
+
+
 def metric_conditions(metric: MetricDefinition) -> tuple[str, dict[str, Any]]:
     """The conditions (``\n  AND ...``, after the tenant's) an event meets to be read, and their
     parameters (``types``, ``p`` the property read, ``models``, ``f{i}``/``v{i}`` the filters)."""
@@ -75,6 +90,7 @@ def metric_conditions(metric: MetricDefinition) -> tuple[str, dict[str, Any]]:
 
 
 _START = "{start:DateTime64(3, 'UTC')}"
+_LIVE = live_rows("tenant_id = {t:String}")
 _END = "{end:DateTime64(3, 'UTC')}"
 
 
@@ -87,7 +103,7 @@ def metric_sql(metric: MetricDefinition) -> tuple[str, dict[str, Any]]:
     sql = (
         f"SELECT {value}, {carried}\nFROM usage_events FINAL\n"
         "WHERE tenant_id = {t:String}\n"
-        f"  AND timestamp >= {_START} AND timestamp < {_END}" + where
+        f"  AND timestamp >= {_START} AND timestamp < {_END}" + where + _LIVE
     )
     return sql, parameters
 
@@ -100,7 +116,7 @@ def time_weighted_sql(metric: MetricDefinition) -> tuple[str, dict[str, Any]]:
     holds from its timestamp (the period's start for the one carried in) to the next one's, the last
     to the period's end. Ties hold for 0 ms, so the greatest event_id at an instant is what holds."""
     where, parameters = metric_conditions(metric)
-    where += f"\n  AND {_HAS_PROPERTY}"
+    where += f"\n  AND {_HAS_PROPERTY}{_LIVE}"
     read = (
         f"SELECT toDecimal256({_PROPERTY}, 18) AS v, toUnixTimestamp64Milli(timestamp) AS ms, event_id\n"
         "FROM usage_events FINAL\nWHERE tenant_id = {t:String}\n"

@@ -3,6 +3,9 @@
 Exactly-once: ``usage_events FINAL`` collapses duplicate rows of one (tenant_id, timestamp, event_id).
 Usage cutoff: a statement of a closed month M counts only rows with ``stored_at <= closed_at(M)``;
 rows of M stored later are late data, billed as adjustments on a later statement.
+Corrections are rows too (migration 0007): a void negates its event's quantities and cost, so every
+sum here is the corrected sum, an event count is ``sum(sign)``, and a correction stored after a close
+is late data, billed as an adjustment like any late event.
 Boundaries are passed as epoch milliseconds (``timestamp`` is DateTime64(3)); an instant with
 sub-millisecond digits is rounded up, so an event at or after a boundary is on its later side.
 
@@ -87,9 +90,9 @@ class ClickHouseRatingQueries:
             params["cutoff"] = ms(cutoff)
         rows = self.store.query(
             f"""
-            SELECT tenant_id, countIf(billed), sumIf(queries, billed), sumIf(input_tokens + output_tokens, billed),
+            SELECT tenant_id, sumIf(sign, billed), sumIf(queries, billed), sumIf(input_tokens + output_tokens, billed),
                    sumIf(cost_usd, billed), countIf(NOT billed)
-            FROM (SELECT tenant_id, queries, input_tokens, output_tokens, cost_usd,
+            FROM (SELECT tenant_id, sign, queries, input_tokens, output_tokens, cost_usd,
                          {"stored_at <= " + _ts("cutoff") if cutoff is not None else "true"} AS billed
                   FROM usage_events FINAL WHERE _partition_id = {{partition:String}}{only})
             GROUP BY tenant_id
@@ -165,8 +168,8 @@ class ClickHouseRatingQueries:
         rows = self.store.query(
             f"""
             SELECT tenant_id, arrayCount(x -> x <= ts, b) AS segment, type, model,
-                   count(), sum(queries), sum(input_tokens), sum(output_tokens), sum(bytes)
-            FROM (SELECT tenant_id, toUnixTimestamp64Milli(timestamp) AS ts, type, model, queries, input_tokens,
+                   sum(sign), sum(queries), sum(input_tokens), sum(output_tokens), sum(bytes)
+            FROM (SELECT tenant_id, toUnixTimestamp64Milli(timestamp) AS ts, type, model, sign, queries, input_tokens,
                          output_tokens, bytes
                   FROM usage_events FINAL
                   WHERE _partition_id = {{partition:String}} AND tenant_id IN {{ids:Array(String)}}{stored}) AS events
@@ -246,10 +249,10 @@ class ClickHouseRatingQueries:
         if cutoff is not None and stored_later & set(ids):
             late = self.store.query(
                 f"""
-                SELECT tenant_id, {seg_of_hour} AS segment, count(), sum(queries), sum(tokens), sum(cost)
+                SELECT tenant_id, {seg_of_hour} AS segment, sum(sign), sum(queries), sum(tokens), sum(cost)
                 FROM (
                     SELECT tenant_id, intDiv(toUnixTimestamp64Milli(timestamp), {hour_ms}) * {hour_ms} AS hour_ms,
-                           queries, input_tokens + output_tokens AS tokens, cost_usd AS cost
+                           sign, queries, input_tokens + output_tokens AS tokens, cost_usd AS cost
                     FROM usage_events
                     WHERE _partition_id = {{partition:String}} AND tenant_id IN {{ids:Array(String)}}
                       AND stored_at > {_ts("cutoff")})
@@ -261,7 +264,8 @@ class ClickHouseRatingQueries:
         if pairs:
             exact = self.store.query(
                 f"""
-                SELECT tenant_id, toUnixTimestamp64Milli(timestamp), queries, input_tokens + output_tokens, cost_usd
+                SELECT tenant_id, toUnixTimestamp64Milli(timestamp), queries, input_tokens + output_tokens, cost_usd,
+                       sign
                 FROM usage_events FINAL
                 WHERE _partition_id = {{partition:String}} AND tenant_id IN {{ids:Array(String)}}
                   AND (tenant_id, intDiv(toUnixTimestamp64Milli(timestamp), {hour_ms}) * {hour_ms})
@@ -280,7 +284,7 @@ class ClickHouseRatingQueries:
         for r in exact:
             index = _segment_index(bounds[r[0]], int(r[1]))
             if index is not None:
-                result[r[0]][index] += Usage(1, int(r[2]), int(r[3]), Decimal(r[4]))
+                result[r[0]][index] += Usage(int(r[5]), int(r[2]), int(r[3]), Decimal(r[4]))
         out: dict[str, tuple[Usage, ...]] = {}
         for tenant_id in ids:
             if rollup_total.get(tenant_id, Usage()) == totals[tenant_id]:
@@ -299,7 +303,7 @@ class ClickHouseRatingQueries:
             params[f"s{i}"], params[f"e{i}"] = ms(seg.start), ms(seg.end)
             cond = f"timestamp >= {_ts(f's{i}')} AND timestamp < {_ts(f'e{i}')}"
             columns += [
-                f"countIf({cond})",
+                f"sumIf(sign, {cond})",
                 f"sumIf(queries, {cond})",
                 f"sumIf(input_tokens + output_tokens, {cond})",
                 f"sumIf(cost_usd, {cond})",
@@ -368,7 +372,7 @@ class ClickHouseRatingQueries:
             f"""
             SELECT tenant_id, event_id, any(timestamp), min(stored_at), any(queries),
                    any(input_tokens + output_tokens), any(cost_usd), any(type), any(model), any(input_tokens),
-                   any(output_tokens), any(bytes)
+                   any(output_tokens), any(bytes), any(sign)
             FROM usage_events
             WHERE timestamp >= {_ts("first")} AND timestamp < {_ts("start")}
               AND tenant_id IN {{tenants:Array(String)}} AND (tenant_id, event_id) IN {{pairs:Array(Tuple(String, String))}}
@@ -394,12 +398,14 @@ class ClickHouseRatingQueries:
                 at = utc(row[2])
                 for i, seg in enumerate(segs):
                     if seg.start <= at < seg.end:
-                        per_segment[i] = per_segment[i] + Usage(1, int(row[4]), int(row[5]), Decimal(row[6]))
+                        per_segment[i] = per_segment[i] + Usage(
+                            int(row[12]), int(row[4]), int(row[5]), Decimal(row[6])
+                        )
                         late_meters[i].append(
                             Meter(
                                 str(row[7]),
                                 str(row[8]),
-                                1,
+                                int(row[12]),
                                 int(row[4]),
                                 int(row[9]),
                                 int(row[10]),
@@ -455,7 +461,7 @@ class ClickHouseRatingQueries:
             return 0
         row = self.store.query(
             f"""
-            SELECT countIf(q = 1 AND ({" OR ".join(conds)})) FROM (
+            SELECT sumIf(q, {" OR ".join(conds)}) FROM (
                 SELECT event_id, any(timestamp) AS ts, any(queries) AS q, min(stored_at) AS first_stored
                 FROM usage_events
                 WHERE tenant_id = {{t:String}} AND timestamp >= {_ts("start")} AND timestamp < {_ts("end")}
@@ -480,8 +486,9 @@ class ClickHouseRatingQueries:
         rows = self.store.query(
             f"""
             SELECT arrayCount(b -> b <= toUnixTimestamp64Milli(ts), {{bounds:Array(Int64)}}) AS segment, type, model,
-                   count(), sum(q), sum(i), sum(o), sum(by) FROM (
+                   sum(sign), sum(q), sum(i), sum(o), sum(by) FROM (
                 SELECT event_id, any(timestamp) AS ts, any(type) AS type, any(model) AS model, any(queries) AS q,
+                       any(sign) AS sign,
                        any(input_tokens) AS i, any(output_tokens) AS o, any(bytes) AS by,
                        min(stored_at) AS first_stored
                 FROM usage_events
@@ -504,7 +511,7 @@ class ClickHouseRatingQueries:
     def month_totals_scan(self, month: Month) -> list[tuple[Any, ...]]:
         """A plain GROUP BY scan of the month (the bench's reference point)."""
         return self.store.query(
-            """SELECT tenant_id, count(), sum(queries), sum(input_tokens + output_tokens), sum(cost_usd)
+            """SELECT tenant_id, sum(sign), sum(queries), sum(input_tokens + output_tokens), sum(cost_usd)
                 FROM usage_events WHERE _partition_id = {partition:String}
                 GROUP BY tenant_id""",
             {"partition": f"{month.year:04d}{month.month:02d}"},

@@ -168,7 +168,7 @@ class ClickHouseUsageStore:
     def stored_queries(self, month: Month) -> dict[str, int]:
         """Each tenant's stored queries of ``month``, each event once (FINAL)."""
         rows = self.query(
-            "SELECT tenant_id, countIf(queries = 1) FROM usage_events FINAL "
+            "SELECT tenant_id, sum(queries) FROM usage_events FINAL "
             "WHERE timestamp >= {start:DateTime64(3, 'UTC')} AND timestamp < {end:DateTime64(3, 'UTC')} "
             "GROUP BY tenant_id",
             {"start": month.start, "end": month.end},
@@ -179,7 +179,7 @@ class ClickHouseUsageStore:
         """Exactly-once totals of a tenant's month (duplicates collapsed by FINAL)."""
         rows = self.query(
             """
-            SELECT model, count() AS events, sum(queries), sum(input_tokens), sum(output_tokens),
+            SELECT model, sum(sign) AS events, sum(queries), sum(input_tokens), sum(output_tokens),
                    sum(bytes), sum(cost_usd)
             FROM usage_events FINAL
             WHERE tenant_id = {t:String} AND timestamp >= {start:DateTime64(3, 'UTC')}

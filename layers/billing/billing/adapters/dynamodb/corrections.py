@@ -1,0 +1,171 @@
+"""The corrections' exactly-once records in the LedgerTable (billing.metering.corrections).
+
+LedgerTable  pk "CORR#{tenant}#{correction_id}"   a correction id: its request digest, its event, applied
+             pk "EVTCORR#{tenant}#{event_id}"     an event's corrections: version, current row, trail,
+                                                  the plan pending (begun, not yet recorded)
+             pk "QUOTA#{tenant}#{YYYY-MM}"        the month's query counter (billing.adapters.dynamodb.usage_ledger)
+
+Plans and rows are kept as JSON text (numbers as text), so a cost or a property number comes back
+digit for digit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from billing.adapters.dynamodb.items import dynamodb_client
+from billing.metering.corrections import CorrectionRecord, EventState, Plan
+
+
+def _cancelled_for_condition(exc: ClientError) -> bool:
+    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return False
+    reasons = exc.response.get("CancellationReasons") or []
+    return any(r.get("Code") == "ConditionalCheckFailed" for r in reasons) or not reasons
+
+
+class DynamoCorrectionLedger:
+    def __init__(self, table: str, client: Any = None):
+        self.table = table
+        self.client = client or dynamodb_client()
+
+    def _get(self, pk: str) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self.client.get_item(
+            TableName=self.table, Key={"pk": {"S": pk}}, ConsistentRead=True
+        ).get("Item")
+        return item
+
+    def record(self, tenant_id: str, correction_id: str) -> CorrectionRecord | None:
+        item = self._get(f"CORR#{tenant_id}#{correction_id}")
+        if item is None:
+            return None
+        return CorrectionRecord(
+            event_id=item["event_id"]["S"],
+            digest=item["digest"]["S"],
+            applied=item["applied"]["BOOL"],
+            entry=json.loads(item["entry"]["S"]),
+        )
+
+    def state(self, tenant_id: str, event_id: str) -> EventState | None:
+        item = self._get(f"EVTCORR#{tenant_id}#{event_id}")
+        if item is None:
+            return None
+        pending = item.get("pending", {}).get("S")
+        current = item.get("current", {}).get("S")
+        return EventState(
+            version=int(item["version"]["N"]),
+            current=json.loads(current) if current else None,
+            trail=json.loads(item.get("trail", {}).get("S", "[]")),
+            pending=Plan.from_json(json.loads(pending)) if pending else None,
+            voided=item.get("voided", {}).get("BOOL", False),
+        )
+
+    def begin(self, plan: Plan, expected_version: int, expires_at: int) -> bool:
+        event_pk = f"EVTCORR#{plan.tenant_id}#{plan.event_id}"
+        try:
+            self.client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self.table,
+                            "Item": {
+                                "pk": {"S": f"CORR#{plan.tenant_id}#{plan.correction_id}"},
+                                "event_id": {"S": plan.event_id},
+                                "digest": {"S": plan.digest},
+                                "applied": {"BOOL": False},
+                                "entry": {"S": json.dumps(plan.entry())},
+                                "expires_at": {"N": str(expires_at)},
+                            },
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": {"pk": {"S": event_pk}},
+                            "UpdateExpression": "SET pending = :plan, pending_id = :cid, "
+                            "version = if_not_exists(version, :zero), expires_at = :exp",
+                            "ConditionExpression": "attribute_not_exists(pending) AND "
+                            "(attribute_not_exists(pk) OR version = :v)",
+                            "ExpressionAttributeValues": {
+                                ":plan": {"S": json.dumps(plan.to_json())},
+                                ":cid": {"S": plan.correction_id},
+                                ":zero": {"N": "0"},
+                                ":v": {"N": str(expected_version)},
+                                ":exp": {"N": str(expires_at)},
+                            },
+                        }
+                    },
+                ]
+            )
+        except ClientError as exc:
+            if _cancelled_for_condition(exc):
+                return False
+            raise
+        return True
+
+    def commit(self, plan: Plan, expected_version: int, quota_counted: bool) -> bool:
+        event_pk = f"EVTCORR#{plan.tenant_id}#{plan.event_id}"
+        state = self.state(plan.tenant_id, plan.event_id)
+        if state is None or state.pending is None or state.pending.correction_id != plan.correction_id:
+            return False
+        trail = [*state.trail, plan.entry()]
+        values: dict[str, Any] = {
+            ":v": {"N": str(expected_version)},
+            ":next": {"N": str(expected_version + 1)},
+            ":trail": {"S": json.dumps(trail)},
+            ":cid": {"S": plan.correction_id},
+            ":voided": {"BOOL": plan.after is None},
+        }
+        update = "SET version = :next, trail = :trail, voided = :voided REMOVE pending, pending_id"
+        if plan.after is not None:
+            update = "SET version = :next, trail = :trail, voided = :voided, #current = :current REMOVE pending, pending_id"
+            values[":current"] = {"S": json.dumps(plan.after)}
+        else:
+            update += ", #current"
+        items: list[dict[str, Any]] = [
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": {"pk": {"S": event_pk}},
+                    "UpdateExpression": update,
+                    "ConditionExpression": "version = :v AND pending_id = :cid",
+                    "ExpressionAttributeNames": {"#current": "current"},
+                    "ExpressionAttributeValues": values,
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": {"pk": {"S": f"CORR#{plan.tenant_id}#{plan.correction_id}"}},
+                    "UpdateExpression": "SET applied = :yes",
+                    "ConditionExpression": "applied = :no",
+                    "ExpressionAttributeValues": {":yes": {"BOOL": True}, ":no": {"BOOL": False}},
+                }
+            },
+        ]
+        if quota_counted and plan.quota_month is not None:
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": {"pk": {"S": f"QUOTA#{plan.tenant_id}#{plan.quota_month}"}},
+                        "UpdateExpression": "ADD used :neg, version :one",
+                        "ConditionExpression": "attribute_exists(pk)",
+                        "ExpressionAttributeValues": {":neg": {"N": "-1"}, ":one": {"N": "1"}},
+                    }
+                }
+            )
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if _cancelled_for_condition(exc):
+                return False
+            raise
+        return True
+
+    def quota_exists(self, tenant_id: str, month: str) -> bool:
+        return self._get(f"QUOTA#{tenant_id}#{month}") is not None
