@@ -20,7 +20,7 @@ from billing_local.http_api import LocalApi, template_routes
 from billing_local.stripe_double import StripeDouble, put_secret
 from billing_local.wsgi_api import OPENAPI_PATH
 from billing_local.yaml_lint import load_unique
-from tests.contract.support import documented_answer
+from tests.contract.support import documented_answer, peer_credentials
 from tests.dunning.support import create_webhook_secret
 from tests.support import create_tenant
 
@@ -250,7 +250,11 @@ def test_a_route_documents_415_exactly_when_it_refuses_a_body_that_is_not_json(c
     status, _, body = api.handle(
         method,
         path,
-        {"x-api-key": "platform-key", "content-type": "text/plain"},
+        {
+            "x-api-key": "platform-key",
+            "authorization": peer_credentials("platform-key", route),
+            "content-type": "text/plain",
+        },
         b'{"events": []}',
         "localhost",
     )
