@@ -221,3 +221,31 @@ def test_the_key_directory_knows_the_enabled_keys_of_the_stages_usage_plans():
     assert lookup("key-added-later-0000000") is None
     now[0] = 31.0
     assert lookup("key-added-later-0000000") == late
+
+
+def test_a_segment_problem_points_at_the_message_in_the_batch_past_other_calls():
+    batch = {
+        "batch": [
+            {"type": "identify", "userId": "u1"},
+            track(),
+            track(messageId="m2", event="Order Completed"),
+        ]
+    }
+    with pytest.raises(InvalidRequest) as caught:
+        segment.events(
+            body(batch), "application/json", None, LIMITS, NOW, tenant_field="context.groupId", batch=True
+        )
+    assert [(p["index"], p["field"]) for p in caught.value.details] == [(2, "batch[2].event")]
+
+
+def test_every_problem_of_a_lago_batch_is_listed_at_once():
+    bad_stamp = {
+        "transaction_id": "t1",
+        "external_subscription_id": "acme",
+        "code": "query",
+        "timestamp": "soon",
+    }
+    bad_code = {"transaction_id": "t2", "external_subscription_id": "acme", "code": "Page Viewed"}
+    with pytest.raises(InvalidRequest) as caught:
+        lago.events(body({"events": [bad_stamp, bad_code]}), "application/json", LIMITS, NOW, batch=True)
+    assert sorted(p["field"] for p in caught.value.details) == ["events[0].timestamp", "events[1].code"]

@@ -14,7 +14,7 @@ shape that peer's SDK reads. Invariants shared by all of them:
 from __future__ import annotations
 
 import zlib
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,28 +107,46 @@ def our_event(
     return raw
 
 
-def translate(raws: list[Any], limits: Limits, fields: Mapping[str, str], where: str) -> list[UsageEvent]:
+def translate(
+    raws: list[Any],
+    limits: Limits,
+    fields: Mapping[str, str],
+    where: str,
+    *,
+    positions: Sequence[int] | None = None,
+    problems: Sequence[dict[str, Any]] = (),
+) -> list[UsageEvent]:
     """``parse_batch`` over our events, each problem naming the peer's field (``fields``: ours ->
-    theirs) at ``where`` (``events[3]``-style, the index filled in)."""
+    theirs) at ``where`` (``events[3]``-style, the index filled in). ``positions``: each raw event's
+    index in the peer's request, when some of its items are not events; ``problems``: what the
+    translation itself found (already in the peer's field names, at our indexes), listed with the
+    rest so that every problem of the request is reported at once."""
     try:
-        return parse_batch(raws, limits.max_events, limits.event_types)
-    except BillingError as error:
-        rename(error, fields, where)
-        raise
-
-
-def rename(error: BillingError, fields: Mapping[str, str], where: str) -> None:
-    """Rewrite ``error``'s details in place so each names the peer's field at its position."""
-    if not isinstance(error.details, list):
-        return
-    for problem in error.details:
-        if not isinstance(problem, dict) or not isinstance(problem.get("field"), str):
-            continue
-        name = problem["field"]
-        head, dot, rest = name.partition(".")
-        peer = fields.get(head, head) + (dot + rest if rest else "")
+        events = parse_batch(raws, limits.max_events, limits.event_types)
+        error: BillingError | None = None
+    except InvalidRequest as refused:
+        error = refused
+    if error is None and not problems:
+        return events
+    found = [] if error is None or not isinstance(error.details, list) else list(error.details)
+    rename_fields(found, fields)
+    found.extend(dict(p) for p in problems)
+    for problem in found:
         index = problem.get("index")
-        problem["field"] = (where.format(index=index) + "." if index is not None and where else "") + peer
+        if isinstance(index, int) and positions is not None:
+            problem["index"] = index = positions[index]
+        if index is not None and where:
+            problem["field"] = f"{where.format(index=index)}.{problem['field']}"
+    indexes = {p.get("index") for p in found}
+    raise InvalidRequest(f"{len(indexes)} invalid event(s); nothing was stored", details=found)
+
+
+def rename_fields(problems: list[Any], fields: Mapping[str, str]) -> None:
+    """Rewrite each problem's ``field`` in place from our name to the peer's."""
+    for problem in problems:
+        if isinstance(problem, dict) and isinstance(problem.get("field"), str):
+            head, dot, rest = problem["field"].partition(".")
+            problem["field"] = fields.get(head, head) + (dot + rest if rest else "")
 
 
 def partly_refused(result: IngestResult) -> bool:

@@ -91,18 +91,7 @@ def events(
             )
         )
     where = "events[{index}]" if batch else "event"
-    if problems:
-        error = InvalidRequest(
-            f"{len({p['index'] for p in problems})} invalid event(s); nothing was stored", details=problems
-        )
-        _place(error, where)
-        raise error
-    return translate(raws, limits, FIELDS, where)
-
-
-def _place(error: BillingError, where: str) -> None:
-    for problem in error.details:
-        problem["field"] = where.format(index=problem["index"]) + "." + problem["field"]
+    return translate(raws, limits, FIELDS, where, problems=problems)
 
 
 def _timestamp(value: Any, now: datetime) -> str:

@@ -74,14 +74,17 @@ def events(
             )
         messages = [{"type": "track", **document}]
     raws: list[Any] = []
-    for message in messages:
+    positions: list[int] = []  # each track message's place in the batch
+    for position, message in enumerate(messages):
         kind = message.get("type") if isinstance(message, dict) else None
         if isinstance(kind, str) and kind not in USAGE_TYPES:
             continue  # identify, page...: acknowledged, no usage in them
         raws.append(_track(message, tenant_field, now) if isinstance(message, dict) else message)
+        positions.append(position)
     if not raws:
         return []
-    return translate(raws, limits, fields(tenant_field), "batch[{index}]" if batch else "")
+    where = "batch[{index}]" if batch else ""
+    return translate(raws, limits, fields(tenant_field), where, positions=positions)
 
 
 def _track(message: dict[str, Any], tenant_field: str, now: datetime) -> dict[str, Any]:
