@@ -14,7 +14,6 @@ inflated within the body size limit. Answers: 200 ``{"success": true}``; otherwi
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Any
 
@@ -33,8 +32,6 @@ from billing.metering.formats import (
     translate,
 )
 
-DEFAULT_TENANT_FIELD = "context.groupId"
-TENANT_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63}){0,3}")
 USAGE_TYPES = frozenset({"track"})
 
 
