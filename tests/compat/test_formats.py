@@ -249,3 +249,22 @@ def test_every_problem_of_a_lago_batch_is_listed_at_once():
     with pytest.raises(InvalidRequest) as caught:
         lago.events(body({"events": [bad_stamp, bad_code]}), "application/json", LIMITS, NOW, batch=True)
     assert sorted(p["field"] for p in caught.value.details) == ["events[0].timestamp", "events[1].code"]
+
+
+def test_a_batch_partly_refused_for_quota_is_a_429_in_every_format():
+    from billing.metering.claims import IngestResult
+
+    result = IngestResult(
+        accepted=["e1"],
+        rejected_for_quota=[{"event_id": "e2", "tenant_id": "acme", "timestamp": "2025-11-03T12:00:00Z"}],
+        quota={"tenant_id": "acme", "limit": 100, "used": 100, "resets_at": "2025-12-01T00:00:00Z"},
+    )
+    answers = [
+        openmeter.accepted(result),
+        lago.accepted(result, [], NOW, batch=True),
+        segment.accepted(result),
+    ]
+    assert [a.status for a in answers] == [429, 429, 429]
+    for answer in answers:
+        assert "1 event(s) refused" in json.dumps(answer.body) and "e2" in json.dumps(answer.body)
+    assert openmeter.accepted(IngestResult(accepted=["e1"])).status == 204
