@@ -17,6 +17,8 @@ from typing import Any
 
 from billing.adapters.aws.clients import BOTO_CONFIG
 
+PAGE = {"PageSize": 500}  # API Gateway's largest page (its default is 25)
+
 
 class ApiGatewayKeys:
     def __init__(
@@ -52,16 +54,20 @@ class ApiGatewayKeys:
 
     def _read(self, api_id: str, stage: str) -> dict[str, str]:
         in_plans: dict[str, str] = {}  # key id -> value
-        for page in self.client.get_paginator("get_usage_plans").paginate():
+        for page in self.client.get_paginator("get_usage_plans").paginate(PaginationConfig=PAGE):
             for plan in page.get("items", []):
                 stages = plan.get("apiStages", [])
                 if not any(s.get("apiId") == api_id and s.get("stage") == stage for s in stages):
                     continue
-                for keys in self.client.get_paginator("get_usage_plan_keys").paginate(usagePlanId=plan["id"]):
+                for keys in self.client.get_paginator("get_usage_plan_keys").paginate(
+                    usagePlanId=plan["id"], PaginationConfig=PAGE
+                ):
                     for item in keys.get("items", []):
                         if item.get("type", "API_KEY") == "API_KEY" and item.get("value"):
                             in_plans[item["id"]] = item["value"]
         enabled: set[str] = set()
-        for page in self.client.get_paginator("get_api_keys").paginate(includeValues=False):
+        for page in self.client.get_paginator("get_api_keys").paginate(
+            includeValues=False, PaginationConfig=PAGE
+        ):
             enabled.update(item["id"] for item in page.get("items", []) if item.get("enabled"))
         return {value: key_id for key_id, value in in_plans.items() if key_id in enabled}
