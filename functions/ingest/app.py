@@ -1,4 +1,6 @@
-"""POST /v1/events: accept a batch of usage events (API Gateway REST, API key required)."""
+"""POST /v1/events: accept a batch of usage events (API Gateway REST, API key required); and the
+same ingest in the peers' formats (OpenMeter, Lago, Segment: billing.runtime.peers), whose caller
+the peer authorizer names from Bearer or Basic credentials."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from billing.metering.events import parse_body
 from billing.runtime import container
 from billing.runtime.http import caller, install_error_handlers, json_response
 from billing.runtime.observability import logger, metrics, tracer
+from billing.runtime.peers import lago_events, openmeter_events, segment_messages
 
 app = APIGatewayRestResolver()
 install_error_handlers(app)
@@ -61,6 +64,36 @@ def alert_on_queries(tenant_ids: list[str]) -> None:
                 evaluator.evaluate_tenant(tenant, now, metrics=frozenset({"queries"}))
     except Exception:  # noqa: BLE001 - the usage is stored; the scheduled evaluation retries
         logger.exception("alerts on queries not evaluated at ingest")
+
+
+@app.post("/openmeter/api/v1/events")
+@tracer.capture_method
+def openmeter_ingest() -> Response:
+    return openmeter_events(app.current_event.raw_event)
+
+
+@app.post("/lago/api/v1/events")
+@tracer.capture_method
+def lago_event() -> Response:
+    return lago_events(app.current_event.raw_event, batch=False)
+
+
+@app.post("/lago/api/v1/events/batch")
+@tracer.capture_method
+def lago_batch() -> Response:
+    return lago_events(app.current_event.raw_event, batch=True)
+
+
+@app.post("/segment/v1/batch")
+@tracer.capture_method
+def segment_batch() -> Response:
+    return segment_messages(app.current_event.raw_event, batch=True)
+
+
+@app.post("/segment/v1/track")
+@tracer.capture_method
+def segment_track() -> Response:
+    return segment_messages(app.current_event.raw_event, batch=False)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

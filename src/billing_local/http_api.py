@@ -3,7 +3,12 @@ proxy event API Gateway would send, handed to the real handler of functions/<dir
 
 Routes are read from the template (so they cannot drift). The API key check is emulated: routes
 that require a key answer 403 ``{"message": "Forbidden"}`` without a known ``x-api-key``, as API
-Gateway does; a known key reaches the handler as ``requestContext.identity.apiKeyId``.
+Gateway does; a known key reaches the handler as ``requestContext.identity.apiKeyId``. So are the
+template's Lambda authorizers (REQUEST, identity in headers): without the identity headers a 401
+``{"message": "Unauthorized"}``; otherwise the real authorizer function decides (its
+``Unauthorized`` a 401, a Deny a 403) and its context reaches the handler as
+``requestContext.authorizer``. The API keys it may name are this API's (value -> id), standing in
+for the usage plan's keys in API Gateway.
 Dev only (tests, ``billing portal serve``); a thread per connection, the handlers run one event at
 a time in the process (``billing_local.runner.invoke``: Powertools shares the current event
 between threads).
@@ -24,6 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from billing.tenants.credentials import MappingKeys
 from billing_local.runner import invoke
 from billing_local.template import load_template, resources_of_type
 
@@ -35,6 +41,13 @@ class Route:
     function: str  # functions/<dir>
     api_key_required: bool
     pattern: re.Pattern[str]
+    authorizer: Authorizer | None = None
+
+
+@dataclass(frozen=True)
+class Authorizer:
+    function: str  # functions/<dir>
+    identity_headers: tuple[str, ...]
 
 
 def template_routes(function_dirs: Iterable[str] | None = None) -> list[Route]:
@@ -48,6 +61,14 @@ def template_routes(function_dirs: Iterable[str] | None = None) -> list[Route]:
         .get("ApiKeyRequired", False)
     )
     wanted = set(function_dirs) if function_dirs is not None else None
+    functions = resources_of_type(template, "AWS::Serverless::Function")
+    authorizers = {}
+    declared = template["Resources"].get("BillingApi", {}).get("Properties", {}).get("Auth", {})
+    for name, spec in declared.get("Authorizers", {}).items():
+        target = spec["FunctionArn"]["Fn::GetAtt"][0]
+        directory = functions[target]["Properties"]["CodeUri"].rstrip("/").rsplit("/", 1)[-1]
+        headers = tuple(h.lower() for h in spec.get("Identity", {}).get("Headers", []))
+        authorizers[name] = Authorizer(directory, headers)
     routes = []
     for resource in resources_of_type(template, "AWS::Serverless::Function").values():
         directory = resource["Properties"]["CodeUri"].rstrip("/").rsplit("/", 1)[-1]
@@ -66,6 +87,9 @@ def template_routes(function_dirs: Iterable[str] | None = None) -> list[Route]:
                     function=directory,
                     api_key_required=props.get("Auth", {}).get("ApiKeyRequired", default_required),
                     pattern=re.compile(regex),
+                    authorizer=authorizers[props["Auth"]["Authorizer"]]
+                    if props.get("Auth", {}).get("Authorizer")
+                    else None,
                 )
             )
     return routes
@@ -86,6 +110,7 @@ class LocalApi:
         self.api_keys = api_keys  # key value -> key id
         self.stage = stage
         self.all_bodies_binary = all_bodies_binary
+        self.key_directory = MappingKeys(api_keys)
 
     def event(
         self,
@@ -150,6 +175,10 @@ class LocalApi:
         if route.api_key_required and headers.get("x-api-key", "") not in self.api_keys:
             return 403, {"Content-Type": "application/json"}, b'{"message": "Forbidden"}'
         event = self.event(method, url, headers, body, route, match.groupdict(), host)
+        if route.authorizer is not None:
+            refused = self.authorize(route.authorizer, event, headers)
+            if refused is not None:
+                return refused
         response = invoke(route.function, event)
         out_headers = {k: v for k, v in (response.get("headers") or {}).items()}
         for k, values in (response.get("multiValueHeaders") or {}).items():
@@ -157,6 +186,54 @@ class LocalApi:
         raw = response.get("body") or ""
         data = base64.b64decode(raw) if response.get("isBase64Encoded") else raw.encode()
         return int(response["statusCode"]), out_headers, data
+
+    def authorize(
+        self, authorizer: Authorizer, event: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes] | None:
+        """What API Gateway does before a route with a REQUEST authorizer: a refusal, or None with
+        the authorizer's context put in ``event`` (as ``requestContext.authorizer``)."""
+        lowered = {k.lower(): v for k, v in headers.items()}
+        unauthorized = 401, {"Content-Type": "application/json"}, b'{"message": "Unauthorized"}'
+        if any(not lowered.get(h) for h in authorizer.identity_headers):
+            return unauthorized
+        context = event["requestContext"]
+        request = {
+            "type": "REQUEST",
+            "methodArn": f"arn:aws:execute-api:us-east-1:123456789012:local/{self.stage}/"
+            f"{event['httpMethod']}{event['resource']}",
+            "resource": event["resource"],
+            "path": event["path"],
+            "httpMethod": event["httpMethod"],
+            "headers": event["headers"],
+            "multiValueHeaders": event["multiValueHeaders"],
+            "queryStringParameters": event["queryStringParameters"],
+            "multiValueQueryStringParameters": event["multiValueQueryStringParameters"],
+            "pathParameters": event["pathParameters"],
+            "stageVariables": None,
+            "requestContext": {**context, "apiId": "local"},
+        }
+        try:
+            policy = invoke(authorizer.function, request, prepare=self._wire_keys)
+        except Exception as exc:  # noqa: BLE001 - API Gateway: "Unauthorized" is a 401, anything else a 500
+            if str(exc) == "Unauthorized":
+                return unauthorized
+            return 500, {"Content-Type": "application/json"}, b'{"message": null}'
+        statements = policy.get("policyDocument", {}).get("Statement", [])
+        if not statements or any(s.get("Effect") != "Allow" for s in statements):
+            return (
+                403,
+                {"Content-Type": "application/json"},
+                b'{"message": "User is not authorized to access this resource with an explicit deny"}',
+            )
+        context["authorizer"] = {**policy.get("context", {}), "principalId": policy.get("principalId")}
+        return None
+
+    def _wire_keys(self) -> None:
+        """The authorizer's key directory is this API's keys (API Gateway's usage plan keys)."""
+        from billing.runtime import container
+
+        if container.api_key_directory() is not self.key_directory:
+            container.override(api_key_directory=self.key_directory)
 
 
 LISTEN_BACKLOG = 128

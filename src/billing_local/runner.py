@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from types import ModuleType
@@ -52,9 +53,18 @@ def load_function(name: str) -> ModuleType:
 _one_event_at_a_time = threading.Lock()
 
 
-def invoke(function: str, event: Any, context: LocalContext | None = None) -> Any:
-    """The answer of functions/<function>/app.py's handler to ``event``, run alone in the process."""
+def invoke(
+    function: str,
+    event: Any,
+    context: LocalContext | None = None,
+    *,
+    prepare: Callable[[], None] | None = None,
+) -> Any:
+    """The answer of functions/<function>/app.py's handler to ``event``, run alone in the process
+    (``prepare``: run first, alone too, e.g. to wire what the local API stands in for)."""
     with _one_event_at_a_time:
+        if prepare is not None:
+            prepare()
         _skip_cold_start_metric_when_disabled()
         return load_function(function).handler(event, context or LocalContext(function_name=function))
 

@@ -3,6 +3,7 @@ runs the real handlers), the checks every answer must pass, and one request buil
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import schemathesis
@@ -19,6 +20,16 @@ CHECKS = [
     checks.content_type_conformance,
     checks.response_schema_conformance,
 ]
+
+
+# The peer formats' routes: credentials in Authorization (Bearer for OpenMeter and Lago, Basic for Segment).
+PEER_ROUTES = ("/openmeter/", "/lago/", "/segment/")
+
+
+def peer_credentials(key: str, route: str = "/openmeter/") -> str:
+    if route.startswith("/segment/"):
+        return "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    return f"Bearer {key}"
 
 
 def documented_answer(

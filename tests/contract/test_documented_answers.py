@@ -20,7 +20,7 @@ from billing_local.http_api import LocalApi, template_routes
 from billing_local.stripe_double import StripeDouble, put_secret
 from billing_local.wsgi_api import OPENAPI_PATH
 from billing_local.yaml_lint import load_unique
-from tests.contract.support import documented_answer
+from tests.contract.support import documented_answer, peer_credentials
 from tests.dunning.support import create_webhook_secret
 from tests.support import create_tenant
 
@@ -250,7 +250,11 @@ def test_a_route_documents_415_exactly_when_it_refuses_a_body_that_is_not_json(c
     status, _, body = api.handle(
         method,
         path,
-        {"x-api-key": "platform-key", "content-type": "text/plain"},
+        {
+            "x-api-key": "platform-key",
+            "authorization": peer_credentials("platform-key", route),
+            "content-type": "text/plain",
+        },
         b'{"events": []}',
         "localhost",
     )
@@ -271,3 +275,48 @@ def test_a_route_documents_415_exactly_when_it_refuses_a_body_that_is_not_json(c
 def test_only_stripes_try_again_errors_are_a_503(error, retry):
     # Given an error out of the Stripe SDK, Then it is a 503 to retry only when retrying can help
     assert is_backing_service_failure(error) is retry
+
+
+def test_the_peer_routes_answer_their_documented_success_and_refusals(clock):
+    # Given acme with a key of its own, and other, a tenant of someone else
+    create_tenant("acme", plans=[("starter", "2025-10-01T00:00:00Z")], api_key_ids=["acme-key"])
+    create_tenant("other", plans=[("starter", "2025-10-01T00:00:00Z")])
+    stamp = iso(NOW - timedelta(hours=1))
+    usage = {"model": "gpt-4o-mini", "input_tokens": 100, "output_tokens": 20}
+    cloud_event = {"id": "om-1", "source": "s", "specversion": "1.0", "type": "query", "subject": "acme"}
+    cloud_event.update(time=stamp, data=usage)
+    lago_event = {"transaction_id": "lg-1", "external_subscription_id": "acme", "code": "query"}
+    lago_event.update(timestamp=int((NOW - timedelta(hours=1)).timestamp()), properties=usage)
+    track = {"type": "track", "messageId": "sg-1", "event": "query", "userId": "u1", "timestamp": stamp}
+    track.update(context={"groupId": "acme"}, properties=usage)
+    requests = [
+        ("/openmeter/api/v1/events", cloud_event, {**cloud_event, "id": "om-2", "subject": "other"}, 204),
+        (
+            "/lago/api/v1/events",
+            {"event": lago_event},
+            {"event": {**lago_event, "external_subscription_id": "other"}},
+            200,
+        ),
+        (
+            "/lago/api/v1/events/batch",
+            {"events": [lago_event]},
+            {"events": [{**lago_event, "transaction_id": "lg-2", "external_subscription_id": "other"}]},
+            200,
+        ),
+        (
+            "/segment/v1/batch",
+            {"batch": [track]},
+            {"batch": [{**track, "messageId": "sg-2", "context": {"groupId": "other"}}]},
+            200,
+        ),
+        ("/segment/v1/track", track, {**track, "messageId": "sg-3", "context": {"groupId": "other"}}, 200),
+    ]
+    for route, own, foreign, success in requests:
+        # When acme's key sends its own usage (again after the first route: a duplicate), Then the
+        # documented success; and for someone else's tenant the documented 403
+        auth = {"Authorization": peer_credentials("acme-key", route)}
+        assert (
+            documented_answer("POST", route, body=own, headers=auth, api_key=None).status_code == success
+        ), route
+        refused = documented_answer("POST", route, body=foreign, headers=auth, api_key=None)
+        assert refused.status_code == 403, (route, refused.text)

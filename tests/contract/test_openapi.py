@@ -13,7 +13,7 @@ from billing.tenants.tenant import PlanAssignment, Tenant
 from billing_local.template import load_template, resources_of_type
 from billing_local.wsgi_api import OPENAPI_PATH
 from billing_local.yaml_lint import load_unique
-from tests.contract.support import CHECKS, schema
+from tests.contract.support import CHECKS, PEER_ROUTES, peer_credentials, schema
 from tests.dunning.support import create_webhook_secret
 from tests.fuzz.support import FUZZ
 
@@ -56,7 +56,9 @@ def tenants(env):
 @schema.exclude(path_regex="^/v1/portal|/billing/(setup|portal)$").parametrize()
 @settings(FUZZ, max_examples=max(5, FUZZ.max_examples // 2))
 def test_every_answer_is_as_documented(case, tenants):
-    if case.operation.path != "/v1/webhooks/stripe":
+    if case.operation.path.startswith(PEER_ROUTES):  # the peer formats' credentials (their authorizer)
+        case.headers = {**(case.headers or {}), "Authorization": peer_credentials("platform-key")}
+    elif case.operation.path != "/v1/webhooks/stripe":
         case.headers = {**(case.headers or {}), "x-api-key": "platform-key"}
     response = case.call()
     case.validate_response(response, checks=CHECKS)

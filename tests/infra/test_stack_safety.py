@@ -275,7 +275,8 @@ def test_cfn_lint_informational_level_has_no_unexplained_finding(tmp_path):
 
 
 def _generated(path: list) -> bool:
-    return path[1] == "BillingApi" or str(path[1]).endswith("PermissionStage")
+    # SAM's own: the API, each route's invoke permission, each Lambda authorizer's invoke permission
+    return path[1] == "BillingApi" or str(path[1]).endswith(("PermissionStage", "AuthorizerPermission"))
 
 
 def test_no_metric_math_alarm_reads_more_than_ten_metrics():

@@ -38,8 +38,19 @@ def a_closed_zero_statement() -> None:
     )
 
 
+def a_usage_plan_key() -> None:
+    """The authorizer sample presents REPLACE-WITH-YOUR-KEY on stage dev of API abc123: an enabled
+    key of a usage plan of that stage (in moto's API Gateway)."""
+    import boto3
+
+    apigateway = boto3.client("apigateway")
+    key = apigateway.create_api_key(name="sample", value="REPLACE-WITH-YOUR-KEY", enabled=True)
+    plan = apigateway.create_usage_plan(name="sample", apiStages=[{"apiId": "abc123", "stage": "dev"}])
+    apigateway.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
+
+
 # What a sample needs to exist first, by function folder.
-GIVENS = {"invoicing": a_closed_zero_statement}
+GIVENS = {"invoicing": a_closed_zero_statement, "peer_authorizer": a_usage_plan_key}
 
 
 def code_dir(resource: dict) -> Path:

@@ -189,7 +189,7 @@ def describe(service, operation, params, partition_keys):
                 calls.append(_dynamodb(_TRANSACT_ACTION[kind], request, partition_keys))
             return calls
         return [_dynamodb(operation, params, partition_keys)]
-    names = {k: params[k] for k in ("QueueUrl", "Bucket", "Key", "SecretId") if k in params}
+    names = {k: params[k] for k in ("QueueUrl", "Bucket", "Key", "SecretId", "usagePlanId") if k in params}
     if service == "secretsmanager" and operation == "CreateSecret":  # names the secret it creates
         names["SecretId"] = params["Name"]
     if "Entries" in params:  # EventBridge PutEvents: the buses its entries go to

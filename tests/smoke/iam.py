@@ -48,6 +48,8 @@ KEYED_ACTIONS = frozenset(
 
 
 def action_of(call: dict[str, Any]) -> str:
+    if call["service"] == "apigateway":  # API Gateway's management API: IAM actions are its HTTP verbs
+        return "apigateway:GET" if call["operation"].startswith("Get") else f"apigateway:{call['operation']}"
     return IAM_ACTION.get((call["service"], call["operation"]), f"{call['service']}:{call['operation']}")
 
 
@@ -88,6 +90,12 @@ def resources_of(call: dict[str, Any], stack: Stack) -> list[str]:
         ]
     if service == "events":
         return [_physical(stack, "Ref", bus)["Arn"] for bus in call["Buses"]]
+    if service == "apigateway":  # the resource is the management API's path
+        paths = {"GetUsagePlans": "/usageplans", "GetApiKeys": "/apikeys"}
+        if call["operation"] == "GetUsagePlanKeys":
+            return [f"arn:aws:apigateway:{REGION}::/usageplans/{call['usagePlanId']}/keys"]
+        if call["operation"] in paths:
+            return [f"arn:aws:apigateway:{REGION}::{paths[call['operation']]}"]
     raise AssertionError(f"no IAM model for {service}:{call['operation']}")
 
 

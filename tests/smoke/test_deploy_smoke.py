@@ -178,6 +178,49 @@ def test_ingest_stores_the_sample_events(deployment):
     assert any(key.startswith("EVT#acme-corp#") for key in inserted), calls
 
 
+def test_the_peer_authorizer_names_the_key_of_a_usage_plan_of_the_stage(deployment):
+    # Given an enabled API key in a usage plan of the sample's stage (abc123/dev)
+    apigateway = deployment.stack.client("apigateway")
+    key = apigateway.create_api_key(name="smoke-peer", value="REPLACE-WITH-YOUR-KEY", enabled=True)
+    plan = apigateway.create_usage_plan(name="smoke", apiStages=[{"apiId": "abc123", "stage": "dev"}])
+    apigateway.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
+    # When the authorizer runs its sample (that key as a Bearer token)
+    policy = ok(deployment.invoke("PeerAuthorizerFunction", sample("peer_authorizer")))
+    # Then it allows the peer routes and names the key's id for ingest
+    assert policy["principalId"] == key["id"] and policy["context"] == {"apiKeyId": key["id"]}, policy
+    assert {s["Effect"] for s in policy["policyDocument"]["Statement"]} == {"Allow"}, policy
+
+
+def test_ingest_stores_an_openmeter_event_for_the_authorizers_caller(deployment):
+    # Given a CloudEvent for acme-corp (an embedding), the caller named by the authorizer (a platform key id)
+    event = sample("ingest")
+    cloud_event = {
+        "id": "om-1",
+        "source": "smoke",
+        "specversion": "1.0",
+        "type": "embedding",  # not a query: the close below counts the sample's one query
+        "subject": "acme-corp",
+        "time": "2025-11-03T12:01:00Z",
+        "data": {"model": "text-embedding-3-small", "input_tokens": 100},
+    }
+    event.update(
+        resource="/openmeter/api/v1/events", path="/openmeter/api/v1/events", body=json.dumps(cloud_event)
+    )
+    event["headers"] = {
+        "Content-Type": "application/cloudevents+json",
+        "Authorization": "Bearer REPLACE-WITH-YOUR-KEY",
+    }
+    event["requestContext"] = {
+        **event["requestContext"],
+        "resourcePath": "/openmeter/api/v1/events",
+        "identity": {"sourceIp": "203.0.113.10"},
+        "authorizer": {"apiKeyId": "platform-key", "principalId": "platform-key"},
+    }
+    # When ingest runs it, Then OpenMeter's 204 answers it
+    response = ok(deployment.invoke("IngestFunction", event, label="IngestFunction (openmeter)"))
+    assert response["statusCode"] == 204, response
+
+
 def test_fallback_replay_of_a_block_already_stored_stores_nothing_twice(deployment):
     response = ok(deployment.invoke("FallbackReplayFunction", sample("fallback_replay")))
     assert response == {"batchItemFailures": []}

@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from billing.portal.view import PortalService
     from billing.rating import Rater
     from billing.statements.close import BillingCycle, InvoiceArchive, InvoicingJobs, StatementStore
+    from billing.tenants.credentials import KeyDirectory
     from billing.tenants.credits import CreditBook, CreditLedger
     from billing.tenants.service import TenantService
 
@@ -384,6 +385,14 @@ def webhook_secret() -> Callable[[], str]:
     from billing.adapters.stripe.webhook_signature import secret_from_secrets_manager
 
     return secret_from_secrets_manager(settings().stripe_webhook_secret_name, max_age_s=300)
+
+
+@provider
+def api_key_directory() -> KeyDirectory:
+    """The API keys a Bearer or Basic credential may name: those API Gateway accepts on the stage."""
+    from billing.adapters.aws.api_keys import ApiGatewayKeys
+
+    return ApiGatewayKeys()
 
 
 # ------------------------------------------------------------------------------------------ services

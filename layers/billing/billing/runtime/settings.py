@@ -50,6 +50,13 @@ class Settings(BaseModel):
     # The template sets it with !Join [",", ...] (a CommaDelimitedList): "" or "k1,k2"; JSON also works.
     platform_api_key_ids: list[str] = Field(default_factory=list)
 
+    # Which field of a Segment track message names the tenant: a dotted path into the message
+    # (context.groupId, userId, properties.<name>...).
+    segment_tenant_field: str = Field(
+        default="context.groupId",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}(\.[A-Za-z_][A-Za-z0-9_]{0,63}){0,3}$",
+    )
+
     # How long an ingest request waits for another live request that holds one of its event ids
     # (a concurrent copy of the same event) before answering 503; other batches never wait.
     ingest_claim_wait_seconds: float = 10.0
