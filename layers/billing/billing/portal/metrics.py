@@ -81,9 +81,16 @@ def _plain(value: Decimal) -> str:
 
 class MetricFigures(Protocol):
     def month(
-        self, tenant_id: str, asked: Sequence[MetricAsk], start: datetime, end: datetime
+        self,
+        tenant_id: str,
+        asked: Sequence[MetricAsk],
+        start: datetime,
+        end: datetime,
+        *,
+        daily: bool = False,
     ) -> list[MetricUsage]:
-        """Each asked metric over the tenant's events of ``[start, end)``, per group and per day."""
+        """Each asked metric over the tenant's events of ``[start, end)``, per group (and per UTC
+        day with ``daily``)."""
         ...
 
 

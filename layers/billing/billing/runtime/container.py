@@ -638,6 +638,7 @@ def portal_tokens() -> PortalTokens:
 
 @provider
 def portal_service() -> PortalService:
+    from billing.adapters.clickhouse.metric_rollups import ClickHouseMetricRollups
     from billing.adapters.clickhouse.portal_queries import ClickHouseUsageRollups
     from billing.portal.view import PortalService
 
@@ -650,4 +651,5 @@ def portal_service() -> PortalService:
         invoices=invoice_records(),
         clock=clock(),
         credits=credit_book(),
+        metrics=ClickHouseMetricRollups(usage_store()),
     )

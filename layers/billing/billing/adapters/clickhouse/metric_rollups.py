@@ -86,8 +86,12 @@ def _groups(group_by: Sequence[str], parameters: dict[str, Any]) -> str:
     return f"[{', '.join(names)}]" if names else "CAST([], 'Array(String)')"
 
 
-def rollup_sql(ask: MetricAsk) -> tuple[str, dict[str, Any]]:
-    """Rows (day, group, value, carried): per day, then the period (day 1970-01-01)."""
+def _both(per_day: str, period: str, daily: bool) -> str:
+    return f"{per_day}\nUNION ALL\n{period}" if daily else period
+
+
+def rollup_sql(ask: MetricAsk, daily: bool = True) -> tuple[str, dict[str, Any]]:
+    """Rows (day, group, value, carried): per day (if ``daily``), and the period (day 1970-01-01)."""
     where, parameters = metric_conditions(ask.metric)
     group = _groups(ask.group_by, parameters)
     value, carried, rows = _rollup_value(ask.metric)
@@ -95,14 +99,15 @@ def rollup_sql(ask: MetricAsk) -> tuple[str, dict[str, Any]]:
         "FROM usage_metrics_daily\nWHERE tenant_id = {t:String}\n"
         f"  AND day >= {_FIRST_DAY} AND day <= {_LAST_DAY}\n  AND {rows}{where}\n"
     )
-    sql = (
-        f"SELECT day, {group} AS g, {value}, {carried}\n{source}GROUP BY day, g\nUNION ALL\n"
-        f"SELECT {_NO_DAY}, {group} AS g, {value}, {carried}\n{source}GROUP BY g"
+    sql = _both(
+        f"SELECT day, {group} AS g, {value}, {carried}\n{source}GROUP BY day, g",
+        f"SELECT {_NO_DAY}, {group} AS g, {value}, {carried}\n{source}GROUP BY g",
+        daily,
     )
     return sql, parameters
 
 
-def raw_sql(ask: MetricAsk) -> tuple[str, dict[str, Any]]:
+def raw_sql(ask: MetricAsk, daily: bool = True) -> tuple[str, dict[str, Any]]:
     """As ``rollup_sql``, from usage_events FINAL (a field's max, latest or unique count)."""
     where, parameters = metric_conditions(ask.metric)
     group = _groups(ask.group_by, parameters)
@@ -111,15 +116,16 @@ def raw_sql(ask: MetricAsk) -> tuple[str, dict[str, Any]]:
         "FROM usage_events FINAL\nWHERE tenant_id = {t:String}\n"
         f"  AND timestamp >= {_START} AND timestamp < {_END}{where}\n"
     )
-    sql = (
+    sql = _both(
         f"SELECT toDate(timestamp) AS day, {group} AS g, toDecimal256({value}, 18), {carried}\n"
-        f"{source}GROUP BY day, g\nUNION ALL\n"
-        f"SELECT {_NO_DAY}, {group} AS g, toDecimal256({value}, 18), {carried}\n{source}GROUP BY g"
+        f"{source}GROUP BY day, g",
+        f"SELECT {_NO_DAY}, {group} AS g, toDecimal256({value}, 18), {carried}\n{source}GROUP BY g",
+        daily,
     )
     return sql, parameters
 
 
-def held_sql(ask: MetricAsk) -> tuple[str, dict[str, Any]]:
+def held_sql(ask: MetricAsk, daily: bool = True) -> tuple[str, dict[str, Any]]:
     """A time-weighted sum's rows (day, group, value x ms held that day, events read), then the
     period's (day 1970-01-01). Each event holds from its instant (the period's start for the one
     carried in) to the next event of its group or the period's end; ties hold for 0 ms."""
@@ -147,19 +153,18 @@ def held_sql(ask: MetricAsk) -> tuple[str, dict[str, Any]]:
         f"FROM ({holds})\n"
         "ARRAY JOIN range(intDiv(held_from, 86400000), intDiv(greatest(held_to, held_from + 1) - 1, 86400000) + 1) AS d"
     )
-    sql = (
-        f"WITH split AS ({days})\n"
-        "SELECT addDays(toDate('1970-01-01'), d) AS day, g, sum(v * ms), count() FROM split WHERE ms > 0 GROUP BY day, g\n"
-        "UNION ALL\n"
-        f"SELECT {_NO_DAY}, g, sum(v * ms), count() FROM split GROUP BY g"
+    sql = f"WITH split AS ({days})\n" + _both(
+        "SELECT addDays(toDate('1970-01-01'), d) AS day, g, sum(v * ms), count() FROM split WHERE ms > 0 GROUP BY day, g",
+        f"SELECT {_NO_DAY}, g, sum(v * ms), count() FROM split GROUP BY g",
+        daily,
     )
     return sql, parameters
 
 
-def figures_sql(ask: MetricAsk) -> tuple[str, dict[str, Any]]:
+def figures_sql(ask: MetricAsk, daily: bool = True) -> tuple[str, dict[str, Any]]:
     if ask.metric.aggregation == "time_weighted_sum":
-        return held_sql(ask)
-    return rollup_sql(ask) if reads_rollup(ask.metric) else raw_sql(ask)
+        return held_sql(ask, daily)
+    return rollup_sql(ask, daily) if reads_rollup(ask.metric) else raw_sql(ask, daily)
 
 
 _PLACEHOLDER = re.compile(r"\{(\w+):")
@@ -172,15 +177,22 @@ class ClickHouseMetricRollups:
         self.store = store
 
     def month(
-        self, tenant_id: str, asked: Sequence[MetricAsk], start: datetime, end: datetime
+        self,
+        tenant_id: str,
+        asked: Sequence[MetricAsk],
+        start: datetime,
+        end: datetime,
+        *,
+        daily: bool = False,
     ) -> list[MetricUsage]:
-        """Each asked metric over ``[start, end)``: per group, the period's quantity and each UTC
-        day's (the rollup reads whole days: ``start`` and ``end`` at midnight, or ``end`` now)."""
+        """Each asked metric over ``[start, end)``: per group, the period's quantity, and with
+        ``daily`` each UTC day's (the rollup reads whole days: ``start`` and ``end`` at midnight, or
+        ``end`` now)."""
         if not asked:
             return []
         parts, parameters = [], {"t": tenant_id, "start": start, "end": end}
         for i, ask in enumerate(asked):
-            sql, fixed = figures_sql(ask)
+            sql, fixed = figures_sql(ask, daily)
             # each metric's parameters under its own prefix, so all go in one query
             renamed = _PLACEHOLDER.sub(f"{{m{i}_\\1:", sql)
             parts.append(f"SELECT {i} AS m, * FROM (\n{renamed}\n)")
@@ -190,7 +202,7 @@ class ClickHouseMetricRollups:
                 parameters[f"m{i}_{name}"] = parameters[name]
         rows = self.store.query("\nUNION ALL\n".join(parts), parameters)
         period: list[dict[Group, Decimal | None]] = [{} for _ in asked]
-        daily: list[dict[Group, dict[date, Decimal | None]]] = [defaultdict(dict) for _ in asked]
+        days: list[dict[Group, dict[date, Decimal | None]]] = [defaultdict(dict) for _ in asked]
         for m, day, group, value, carried in rows:
             ask = asked[int(m)]
             key = tuple(str(v) for v in group)
@@ -198,17 +210,22 @@ class ClickHouseMetricRollups:
             if day == date(1970, 1, 1):
                 period[m][key] = figure
             else:
-                daily[m][key][day] = figure
+                days[m][key][day] = figure
         return [
             MetricUsage(
                 ask.metric,
                 ask.group_by,
-                [GroupUsage(k, period[i][k], daily[i].get(k, {})) for k in sorted(period[i])]
+                [GroupUsage(k, period[i][k], days[i].get(k, {})) for k in sorted(period[i], key=_by_value)]
                 if ask.group_by
-                else [GroupUsage((), period[i].get((), _empty(ask.metric)), daily[i].get((), {}))],
+                else [GroupUsage((), period[i].get((), _empty(ask.metric)), days[i].get((), {}))],
             )
             for i, ask in enumerate(asked)
         ]
+
+
+def _by_value(group: Group) -> tuple[tuple[bool, str], ...]:
+    """Groups in the order of their values, a missing value (worded "none") after the others."""
+    return tuple((value == "", value) for value in group)
 
 
 def _figure(metric: MetricDefinition, value: Any, carried: int) -> Decimal | None:

@@ -54,3 +54,25 @@ ARRAY JOIN arrayPushFront(arrayZip(mapKeys(number_properties), mapValues(number_
 WHERE stored_at < (SELECT toDateTime64(min(metadata_modification_time), 3, 'UTC') FROM system.tables
                    WHERE database = currentDatabase() AND name = 'usage_metrics_daily_mv')
 GROUP BY tenant_id, day, type, model, string_properties, property;
+
+-- The catalog's metric definitions, for the dashboards (Grafana reads ClickHouse, not the catalog):
+-- written by `billing db migrate` from the plans file in force, one batch per export; readers take
+-- the newest batch (max exported_at), so a metric removed from the catalog leaves the list.
+-- filters: (property, keep, values), keep 1 for `in`, 0 for `not_in`; models [] = any model;
+-- property and field '' when not read; per_ms the time unit of a time_weighted_sum (0 otherwise).
+CREATE TABLE IF NOT EXISTS metric_definitions
+(
+    id           LowCardinality(String),
+    name         String,
+    unit         String,
+    aggregation  LowCardinality(String),
+    event_types  Array(String),
+    models       Array(String),
+    filters      Array(Tuple(String, UInt8, Array(String))),
+    property     String,
+    field        String,
+    per_ms       UInt64,
+    exported_at  DateTime64(3, 'UTC')
+)
+ENGINE = MergeTree
+ORDER BY (exported_at, id);
