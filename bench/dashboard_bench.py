@@ -12,8 +12,14 @@ in moto in-process) and the page's HTML rendering, and cross-checks the page's p
 against usage_events FINAL. Target: the page's data < 300 ms.
 
 Events are generated inside ClickHouse (INSERT ... SELECT FROM numbers()), so the materialized views
-fill usage_hourly and usage_daily exactly as real inserts do. Target: a whole dashboard < 1 s.
-Prints figures only; nothing is asserted.
+fill usage_hourly, usage_daily and usage_metrics_daily exactly as real inserts do. Target: a whole
+dashboard < 1 s. Prints figures only; nothing is asserted.
+
+With catalog metrics (``--metric-share``, default 0.1: that many more events, of declared types with
+properties, skewed like the rest): GPU jobs (gpu, region, user, seconds) and volume gauges; the
+catalog's metrics are exported for the dashboards' ``metric`` variable, the largest tenant's plan
+charges three of them (GPU seconds per gpu and region, active users, jobs), so its usage page shows
+them, and every metric's dashboard panels are timed.
 """
 
 from __future__ import annotations
@@ -63,6 +69,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--no-portal", dest="portal", action="store_false", help="skip the tenant usage page timings"
+    )
+    p.add_argument(
+        "--metric-share",
+        type=float,
+        default=0.1,
+        help="events of catalog-metric types, as a share of --events, added (default 0.1; 0: none)",
     )
     return p.parse_args(argv)
 
@@ -150,6 +162,77 @@ def _insert_chunk(
     """)
 
 
+# The bench's catalog metrics (and the enterprise plan's charges on three of them).
+METRICS: list[dict[str, object]] = [
+    {"id": "gpu_seconds", "name": "GPU time", "unit": "GPU-seconds", "event_types": ["gpu_job"],
+     "aggregation": "sum", "property": "seconds"},
+    {"id": "gpu_jobs", "name": "GPU jobs", "unit": "jobs", "event_types": ["gpu_job"], "aggregation": "count",
+     "filters": [{"property": "region", "in": ["eu", "us"]}]},
+    {"id": "active_users", "name": "Active users", "unit": "users", "event_types": ["gpu_job"],
+     "aggregation": "unique_count", "property": "user"},
+    {"id": "longest_job", "name": "Longest job", "unit": "seconds", "event_types": ["gpu_job"],
+     "aggregation": "max", "property": "seconds"},
+    {"id": "storage_gb_hours", "name": "Storage held", "unit": "GB-hours", "event_types": ["volume"],
+     "aggregation": "time_weighted_sum", "property": "gb", "per": "hour"},
+]  # fmt: skip
+CHARGES = [
+    {"id": "gpu", "name": "GPU time", "metric": "gpu_seconds", "group_by": ["gpu", "region"],
+     "charge_model": "per_unit", "unit_price": "0.004"},
+    {"id": "users", "name": "Active users", "metric": "active_users", "charge_model": "per_unit", "unit_price": "1.00"},
+    {"id": "jobs", "name": "GPU jobs", "metric": "gpu_jobs", "charge_model": "per_unit", "unit_price": "0.01"},
+]  # fmt: skip
+
+
+def bench_catalog():  # type: ignore[no-untyped-def]
+    """The shipped catalog with the bench's metrics, their types, and the charges on enterprise."""
+    import yaml
+
+    from billing.catalog.plans import PlanCatalog
+
+    document = yaml.safe_load((PACKAGE_CONFIG / "plans.yaml").read_text())
+    document["usage_types"] = [{"id": "gpu_job", "unit": "job"}, {"id": "volume", "unit": "reading"}]
+    document["metrics"] = METRICS
+    for plan in document["plans"]:
+        if plan["id"] == "enterprise":
+            plan["charges"] = CHARGES
+    return PlanCatalog.model_validate(document)
+
+
+def generate_metric_events(
+    store: ClickHouseUsageStore, events: int, tenants: int, largest_share: float, month: Month, chunk: int
+) -> None:
+    """GPU jobs (19 in 20: gpu of 4 or none, region of 3, user of 500 per tenant, seconds with 3
+    decimals) and volume readings (1 in 20: one of 3 volumes, GB with 1 decimal), same tenant skew."""
+    largest = int(largest_share * 1_000_000)
+    for offset in range(0, events, chunk):
+        count = min(chunk, events - offset)
+        store.client.command(f"""
+            INSERT INTO usage_events
+                (tenant_id, event_id, timestamp, type, model, queries, input_tokens, output_tokens, bytes,
+                 cost_usd, price_version, accepted_at, string_properties, number_properties)
+            SELECT tenant_id, event_id, ts, type, '', 0, 0, 0, 0, toDecimal128(0, 9), 'bench', ts,
+                   if(type = 'gpu_job',
+                      mapFilter((k, v) -> v != '', map('gpu', ['h100', 'a100', 'l4', 'b200', ''][cityHash64(number, 13) % 5 + 1],
+                          'region', ['eu', 'us', 'ap'][cityHash64(number, 14) % 3 + 1],
+                          'user', concat('user-', toString(cityHash64(number, 15) % 500)))),
+                      map('volume', concat('vol-', toString(cityHash64(number, 16) % 3)))),
+                   if(type = 'gpu_job', map('seconds', toDecimal128(cityHash64(number, 17) % 3600000, 18) / 1000),
+                      map('gb', toDecimal128(cityHash64(number, 18) % 50000, 18) / 10))
+            FROM (
+                SELECT number,
+                       if(cityHash64(number, 11) % 1000000 < {largest}, 'tenant-0000',
+                          concat('tenant-', leftPad(toString(1 + toUInt32(pow((cityHash64(number, 12) % 1000000) / 1e6, 2)
+                                                                         * {tenants - 1})), 4, '0'))) AS tenant_id,
+                       concat('m-', toString(number)) AS event_id,
+                       toDateTime64('{month.start:%Y-%m-%d %H:%M:%S}', 3, 'UTC')
+                           + toIntervalMillisecond(cityHash64(number, 19) % {month.seconds * 1000}) AS ts,
+                       if(cityHash64(number, 20) % 20 = 0, 'volume', 'gpu_job') AS type
+                FROM numbers({offset}, {count})
+            )
+        """)
+        print(f"  inserted {offset + count:>12,} catalog-metric events", flush=True)
+
+
 def timed(store: ClickHouseUsageStore, sql: str, repeat: int) -> tuple[float, float, int]:
     """(first run s, median of the following runs s, rows returned)."""
     start = time.perf_counter()
@@ -179,12 +262,22 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     generate(store, args.events, args.tenants, args.largest_share, month, args.chunk)
     took = time.perf_counter() - start
+    metric_events = int(args.events * args.metric_share)
+    metric_ids = [str(m["id"]) for m in METRICS] if metric_events else []
+    if metric_events:
+        from billing.adapters.clickhouse.metric_definitions import export_metric_definitions
+
+        started = time.perf_counter()
+        generate_metric_events(store, metric_events, args.tenants, args.largest_share, month, args.chunk)
+        export_metric_definitions(store, bench_catalog())
+        print(f"  ({time.perf_counter() - started:.1f} s; {len(METRICS)} metric definitions exported)")
     counts = store.query("SELECT count(), uniqExact(tenant_id) FROM usage_events")[0]
-    rollups = {t: store.query(f"SELECT count() FROM {t}")[0][0] for t in ("usage_hourly", "usage_daily")}
+    tables = ("usage_hourly", "usage_daily", "usage_metrics_daily")
+    rollups = {t: store.query(f"SELECT count() FROM {t}")[0][0] for t in tables}
     print(
         f"generated {counts[0]:,} events for {counts[1]:,} tenants in {took:.1f} s "
         f"({counts[0] / took:,.0f} events/s); usage_hourly {rollups['usage_hourly']:,} rows, "
-        f"usage_daily {rollups['usage_daily']:,} rows"
+        f"usage_daily {rollups['usage_daily']:,} rows, usage_metrics_daily {rollups['usage_metrics_daily']:,} rows"
     )
     tenant, tenant_events = store.query(
         "SELECT tenant_id, count() AS n FROM usage_events GROUP BY tenant_id ORDER BY n DESC LIMIT 1"
@@ -200,12 +293,19 @@ def main(argv: list[str] | None = None) -> int:
     for board in load_dashboards(ROOT / "dashboards"):
         total_first = total_median = 0.0
         for query in board.queries():
-            sql = render(query.raw_sql, time_range, {"tenant": tenant})
-            first, median, rows = timed(store, sql, args.repeat)
-            total_first += first
-            total_median += median
-            label = f"{board.title} / {query.title}" + (" (variable)" if query.kind == "variable" else "")
-            print(f"{label[:70]:<70} {first * 1000:9.1f} {median * 1000:10.1f} {rows:6d}")
+            # a panel of the chosen catalog metric: timed for each metric; the board total counts the slowest
+            choices = (metric_ids or [""]) if "${metric}" in query.title else (metric_ids[:1] or [""])
+            slowest = (0.0, 0.0)
+            for metric in choices:
+                sql = render(query.raw_sql, time_range, {"tenant": tenant, "metric": metric})
+                first, median, rows = timed(store, sql, args.repeat)
+                slowest = max(slowest, (first, median), key=lambda t: t[1])
+                label = f"{board.title} / {query.title}".replace("${metric}", metric) + (
+                    " (variable)" if query.kind == "variable" else ""
+                )
+                print(f"{label[:70]:<70} {first * 1000:9.1f} {median * 1000:10.1f} {rows:6d}")
+            total_first += slowest[0]
+            total_median += slowest[1]
         verdict = "OK" if total_median < 1.0 else "OVER TARGET"
         verdicts.append(verdict)
         print(
@@ -227,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cross-check: rollup month cost {rollup} == usage_events FINAL {exact}: {rollup == exact}")
 
     if args.portal:
-        bench_portal(url, database, store, tenant, month, args.repeat)
+        bench_portal(url, database, store, tenant, month, args.repeat, metrics=bool(metric_ids))
 
     if not args.keep:
         store.client.command(f"DROP DATABASE IF EXISTS {database}")
@@ -237,7 +337,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def bench_portal(
-    url: str, database: str, store: ClickHouseUsageStore, tenant: str, month: Month, repeat: int
+    url: str,
+    database: str,
+    store: ClickHouseUsageStore,
+    tenant: str,
+    month: Month,
+    repeat: int,
+    *,
+    metrics: bool = False,
 ) -> None:
     """The tenant usage page's data for ``tenant`` (in-process: ClickHouse as above, AWS in moto)."""
     from billing.runtime import container
@@ -257,6 +364,8 @@ def bench_portal(
         # "Now" is the month's last hour: the month is open, so the page shows a month-to-date preview
         # (rated from usage_events FINAL by the close/preview service, the expensive case).
         container.override(clock=lambda: month.end - timedelta(hours=1))
+        if metrics:  # the enterprise plan charges three catalog metrics: the page shows them
+            container.override(plan_catalog=bench_catalog())
         container.tenants().create(
             Tenant(
                 id=tenant,
@@ -295,7 +404,7 @@ def _time_portal(
         f"\ntenant usage page for {tenant}, {month}, {state} ({parts} active parts); first run, then median of {repeat}"
     )
     print(f"{'tenant usage page':<70} {'first ms':>9} {'median ms':>10}")
-    runs: dict[str, list[float]] = {"data": [], "statement": [], "rollup": [], "render": []}
+    runs: dict[str, list[float]] = {"data": [], "statement": [], "rollup": [], "metrics": [], "render": []}
     view = None
     for _ in range(repeat + 1):
         start = time.perf_counter()
@@ -308,12 +417,16 @@ def _time_portal(
         service.rollups.month(tenant, month, month.last_day.date())
         runs["rollup"].append(time.perf_counter() - start)
         start = time.perf_counter()
+        service._metrics(service.tenant(tenant), month, service.clock())
+        runs["metrics"].append(time.perf_counter() - start)
+        start = time.perf_counter()
         render_page(view, "token")
         runs["render"].append(time.perf_counter() - start)
     labels = {
         "data": "page data (PortalService.view: everything the page shows)",
         "statement": "  of which: statement preview (close/preview service, FINAL)",
         "rollup": "  of which: per day and per model (usage_daily)",
+        "metrics": "  of which: per catalog metric and group (usage_metrics_daily)",
         "render": "HTML rendering (two SVG charts, tables)",
     }
     for key, label in labels.items():
@@ -332,6 +445,24 @@ def _time_portal(
         )
     }
     same = all(exact.get(d.day, (0, 0)) == (d.queries, d.cost_usd) for d in view.rollup.days)
+    if view.metrics:
+        from billing.adapters.clickhouse.metric_queries import ClickHouseMetrics
+
+        reference = ClickHouseMetrics(store)
+        # the rollup reads whole days: the events of the page's last hour are in its figures
+        pairs = [
+            (u.metric.id, u.total, reference.value(u.metric, tenant, month.start, month.end))
+            for u in view.metrics
+            if not u.group_by
+        ]
+        same_metrics = all(page == exact for _, page, exact in pairs)
+        if not same_metrics:
+            print(f"page metrics differ: {pairs}")
+        groups = sum(len(u.groups) for u in view.metrics)
+        print(
+            f"page metrics: {len(view.metrics)} metrics, {groups} rows; ungrouped figures == the metric "
+            f"query over usage_events FINAL: {same_metrics}"
+        )
     usage_line = (
         next((x for x in view.statement.lines if x.line_id == "usage"), None) if view.statement else None
     )

@@ -6,6 +6,12 @@ place their SQL is written, so tests/dashboards checks the files and that they m
 Every panel reads the rollups (usage_hourly, usage_daily: SummingMergeTree, so always sum() with
 GROUP BY, never a bare SELECT) and tenant_quotas (newest row per tenant via argMax). Cost is
 sum(cost_usd), the same Decimal(38, 9) figures billing sums from usage_events.
+
+The catalog-metric panels read the metric chosen in the ``metric`` variable from the newest export
+of ``metric_definitions`` and compute it as billing.adapters.clickhouse.metric_rollups does: from
+the per-metric rollup usage_metrics_daily (AggregatingMergeTree: merged with sum/max/-Merge), and
+from usage_events FINAL for what the rollup cannot hold (a time-weighted sum; a max, latest or
+unique count of an event counter).
 """
 
 from __future__ import annotations
@@ -159,6 +165,108 @@ def tenant_variable() -> dict[str, Any]:
         "options": [],
         "regex": "",
         "skipUrlSync": False,
+    }
+
+
+# The chosen metric's definition (the newest export), as constants every row of a query can read.
+METRIC_DEFINITION = """
+    (SELECT tuple(aggregation, event_types, models, filters, property, field, per_ms)
+     FROM metric_definitions
+     WHERE id = ${metric:singlequote} AND exported_at = (SELECT max(exported_at) FROM metric_definitions)
+     LIMIT 1) AS def,
+    def.1 AS agg, def.2 AS types, def.3 AS models, def.4 AS filters, def.5 AS prop, def.6 AS fld,
+    def.7 AS per_ms"""
+# The events (or rollup rows) the metric reads: its types, models and text-property filters.
+METRIC_READS = (
+    "has(types, type) AND (empty(models) OR has(models, model))\n"
+    "      AND arrayAll(f -> (mapContains(string_properties, f.1) AND has(f.3, string_properties[f.1])) = (f.2 = 1), filters)"
+)
+FIELD = (
+    "multiIf(fld = 'queries', queries, fld = 'input_tokens', input_tokens, fld = 'output_tokens', output_tokens,\n"
+    "                fld = 'bytes', bytes, input_tokens + output_tokens)"
+)
+DAY_START = "toDateTime64(toDate($__fromTime, 'UTC'), 3, 'UTC')"
+DAY_END = "toDateTime64(toDate($__toTime, 'UTC') + 1, 3, 'UTC')"
+
+
+def metric_sql(key: str, *, tenant: str, raw: bool) -> str:
+    """The chosen metric per ``key`` over the days of the range: ``time`` (a UTC day, one tenant) or
+    ``tenant`` (every tenant). ``raw``: also the aggregations the rollup cannot hold, read from
+    usage_events FINAL (one tenant's rows only: across every tenant they are a full scan)."""
+    rollup_key = "toDateTime(day, 'UTC')" if key == "time" else "tenant_id"
+    raw_key = "toDateTime(toDate(timestamp, 'UTC'), 'UTC')" if key == "time" else "tenant_id"
+    rollup = f"""
+        SELECT {rollup_key} AS {key},
+               multiIf(agg = 'count', toDecimal256(sumIf(events, property = ''), 18),
+                       fld != '', toDecimal256(sumIf({FIELD}, property = ''), 18),
+                       agg = 'sum', sumIf(total, property = prop),
+                       agg = 'max', toDecimal256(maxIf(peak, property = prop), 18),
+                       agg = 'latest', toDecimal256(argMaxMergeIf(last, property = prop), 18),
+                       toDecimal256(uniqExactIf(string_properties[prop], property = '' AND mapContains(string_properties, prop))
+                                    + uniqExactMergeIf(numbers, property = prop), 18)) AS value
+        FROM usage_metrics_daily
+        WHERE {tenant}$__dateFilter(day) AND property IN ('', prop)
+          AND (agg IN ('count', 'sum') OR (fld = '' AND agg IN ('max', 'latest', 'unique_count')))
+          AND {METRIC_READS}
+        GROUP BY {key}
+        HAVING agg NOT IN ('max', 'latest') OR countIf(property = prop) > 0"""
+    if not raw:
+        # a tenant whose events of the metric's types gave it nothing (0 distinct users) is not listed
+        return f"WITH {METRIC_DEFINITION}\nSELECT {key}, value FROM ({rollup}\n)\nWHERE value != 0\nORDER BY {key}"
+    counters = f"""
+        SELECT {raw_key} AS {key},
+               multiIf(agg = 'max', toDecimal256(max(counter), 18),
+                       agg = 'latest', toDecimal256(argMax(counter, (timestamp, event_id)), 18),
+                       toDecimal256(uniqExact(counter), 18)) AS value
+        FROM (SELECT tenant_id, timestamp, event_id, {FIELD} AS counter
+              FROM usage_events FINAL
+              WHERE {tenant}timestamp >= {DAY_START} AND timestamp < {DAY_END}
+                AND fld != '' AND agg IN ('max', 'latest', 'unique_count')
+                AND {METRIC_READS})
+        GROUP BY {key}"""
+    gauge_rows = f"""SELECT tenant_id, toDecimal256(number_properties[prop], 18) AS v,
+                         toUnixTimestamp64Milli(timestamp) AS ms, event_id
+                  FROM usage_events FINAL
+                  WHERE {tenant}agg = 'time_weighted_sum' AND mapContains(number_properties, prop)
+                    AND {METRIC_READS}"""
+    held = f"""
+        SELECT {"toDateTime(addDays(toDate('1970-01-01'), d), 'UTC')" if key == "time" else "tenant_id"} AS {key},
+               roundBankers(toDecimal256(sum(v * ms), 30) / per_ms, 18) AS value
+        FROM (
+            SELECT tenant_id, v, d,
+                   greatest(toInt64(0), least(held_to, (d + 1) * 86400000) - greatest(held_from, d * 86400000)) AS ms
+            FROM (
+                SELECT tenant_id, v, greatest(ms, toUnixTimestamp64Milli({DAY_START})) AS held_from,
+                       leadInFrame(ms, 1, toUnixTimestamp64Milli({DAY_END})) OVER (
+                           PARTITION BY tenant_id ORDER BY ms, event_id ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) AS held_to
+                FROM (
+                    {gauge_rows}
+                      AND timestamp >= {DAY_START} AND timestamp < {DAY_END}
+                    UNION ALL
+                    SELECT * FROM ({gauge_rows}
+                      AND timestamp < {DAY_START}
+                    ORDER BY timestamp DESC, event_id DESC LIMIT 1 BY tenant_id)))
+            ARRAY JOIN range(intDiv(held_from, 86400000), intDiv(greatest(held_to, held_from + 1) - 1, 86400000) + 1) AS d)
+        WHERE ms > 0
+        GROUP BY {key}"""
+    return (
+        f"WITH {METRIC_DEFINITION}\nSELECT {key}, value FROM ({rollup}\n        UNION ALL{counters}\n"
+        f"        UNION ALL{held}\n)\nORDER BY {key}"
+    )
+
+
+def metric_variable() -> dict[str, Any]:
+    query = sql("""
+        SELECT id FROM metric_definitions
+        WHERE id != '' AND exported_at = (SELECT max(exported_at) FROM metric_definitions)
+        ORDER BY id
+    """)
+    return {
+        **tenant_variable(),
+        "name": "metric",
+        "label": "Catalog metric",
+        "query": query,
+        "definition": query,
     }
 
 
@@ -319,12 +427,25 @@ def tenant_usage() -> dict[str, Any]:
         description="Per-model totals over the days of the time range; the cost column is what the "
         "invoice's usage lines are built from.",
     )
+    b.add(
+        "timeseries",
+        "Catalog metric ${metric} per day",
+        (0, 29, 24, 8),
+        metric_sql("time", tenant=f"tenant_id = {TENANT} AND ", raw=True),
+        fmt=TIME_SERIES,
+        unit="short",
+        defaults=bars(),
+        description="The catalog metric chosen in the `metric` variable, per UTC day: each day's "
+        "count, sum, max, latest value, distinct values or time-weighted sum of that day's events, "
+        "exactly as billing computes the metric (per-metric rollup; usage_events for a gauge or a "
+        "counter's max, latest or distinct values). A max or latest has no bar on a day without a value.",
+    )
     return dashboard(
         "billing-tenant-usage",
         "Billing / Tenant usage and cost",
         "One tenant's usage, cost and quota from the ClickHouse rollups.",
         b.panels,
-        [tenant_variable()],
+        [tenant_variable(), metric_variable()],
         ["billing", "tenant"],
     )
 
@@ -468,12 +589,41 @@ def operator_overview() -> dict[str, Any]:
         description="Accepted queries per day (UTC), every tenant (daily: the hourly rollup of every tenant "
         "is too many rows for a sub-second dashboard at 10M events a month).",
     )
+    b.add(
+        "table",
+        "Top tenants by catalog metric ${metric}",
+        (0, 23, 24, 8),
+        metric_sql("tenant", tenant="", raw=False).replace(
+            "ORDER BY tenant", "ORDER BY value DESC, tenant\nLIMIT 10"
+        ),
+        fmt=TABLE,
+        options={"showHeader": True},
+        overrides=[
+            {
+                "matcher": {"id": "byName", "options": "tenant"},
+                "properties": [
+                    {
+                        "id": "links",
+                        "value": [
+                            {
+                                "title": "Tenant usage",
+                                "url": "/d/billing-tenant-usage?var-tenant=${__value.raw}&var-metric=${metric}&${__url_time_range}",
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+        description="The ten tenants with the highest value of the catalog metric chosen in `metric` over "
+        "the days of the time range (per-metric rollup). A time-weighted sum, and a counter's max, latest "
+        "or distinct values, are read from raw events, one tenant at a time: see the tenant dashboard.",
+    )
     return dashboard(
         "billing-operator-overview",
         "Billing / Operator overview",
         "Every tenant: cost, top tenants and quota pressure, from the ClickHouse rollups.",
         b.panels,
-        [],
+        [metric_variable()],
         ["billing", "operator"],
     )
 

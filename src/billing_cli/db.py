@@ -14,7 +14,13 @@ app.add_typer(db_app, name="db", rich_help_panel=SET_UP)
 
 @db_app.command("migrate")
 def migrate(as_json: bool = json_option()) -> None:
-    """Apply pending schema migrations (idempotent) to CLICKHOUSE_URL / CLICKHOUSE_DATABASE."""
-    applied = container.usage_store().migrate()
-    human: Human = [f"applied [bold]{name}[/]" for name in applied] or "schema is up to date"
-    emit({"applied": list(applied)}, human, as_json=as_json)
+    """Apply pending schema migrations (idempotent) to CLICKHOUSE_URL / CLICKHOUSE_DATABASE, then
+    export the catalog's metric definitions for the dashboards (run it again after the catalog changes)."""
+    from billing.adapters.clickhouse.metric_definitions import export_metric_definitions
+
+    store = container.usage_store()
+    applied = store.migrate()
+    exported = export_metric_definitions(store, container.plan_catalog())
+    human: Human = [f"applied [bold]{name}[/]" for name in applied] or ["schema is up to date"]
+    human = [*human, f"{exported} catalog metric definition(s) exported for the dashboards"]
+    emit({"applied": list(applied), "metrics_exported": exported}, human, as_json=as_json)

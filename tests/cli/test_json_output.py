@@ -71,7 +71,7 @@ def test_every_command_prints_one_json_document_on_stdout(
         return json_of(list(argv), capsys, expected)
 
     # Given the schema, the Stripe catalog and a tenant with a card on file
-    assert cli("db", "migrate") == {"applied": []}
+    assert cli("db", "migrate") == {"applied": [], "metrics_exported": 0}
     synced = cli("stripe", "sync-catalog")
     assert isinstance(synced, dict) and synced["dry_run"] is False and synced["products"]
     check = cli("stripe", "check", expected=ExitCode.NOT_CONFIGURED)  # no webhook endpoint yet

@@ -17,13 +17,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from billing.adapters.clickhouse.metric_definitions import export_metric_definitions
+from billing.adapters.clickhouse.metric_queries import ClickHouseMetrics
 from billing.adapters.clickhouse.tenant_quotas import current_quotas, export_tenant_quotas
 from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
+from billing.catalog.plans import PlanCatalog
 from billing.kernel.periods import Month, utc
 from billing.metering.events import StoredEvent, UsageEvent
 from billing.runtime import container
 from billing.tenants.tenant import PlanAssignment, Tenant
 from billing_local.grafana import Dashboard, Query, TemplateError, TimeRange, load_dashboards, render
+from tests.portal.test_metric_figures import METRICS, seeded
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARDS_DIR = ROOT / "dashboards"
@@ -99,9 +103,14 @@ def insert(store: ClickHouseUsageStore, events: list[StoredEvent], block: int = 
 
 
 def run(
-    store: ClickHouseUsageStore, query: Query, tenant: str | None, time_range: TimeRange = RANGE
+    store: ClickHouseUsageStore,
+    query: Query,
+    tenant: str | None,
+    time_range: TimeRange = RANGE,
+    metric: str = "gpu_seconds",
 ) -> list[dict[str, Any]]:
-    result = store.client.query(render(query.raw_sql, time_range, {"tenant": tenant} if tenant else {}))
+    variables = {"tenant": tenant, "metric": metric} if tenant else {"metric": metric}
+    result = store.client.query(render(query.raw_sql, time_range, variables))
     return [dict(zip(result.column_names, row)) for row in result.result_rows]
 
 
@@ -112,6 +121,16 @@ def query(title: str, dashboard: str = "billing-tenant-usage") -> Query:
 
 def in_november(events: list[StoredEvent]) -> list[StoredEvent]:
     return [e for e in events if NOVEMBER.contains(e.timestamp)]
+
+
+def metric_catalog(metric_ids: list[str]) -> PlanCatalog:
+    """The shipped catalog with these metrics (of tests/portal/test_metric_figures) and their types."""
+    import yaml
+
+    document = yaml.safe_load(container.settings().plans_path.read_text())
+    document["usage_types"] = [{"id": t} for t in ("gpu_job", "seat", "volume")]
+    document["metrics"] = [METRICS[m].model_dump(by_alias=True, exclude_none=True) for m in metric_ids]
+    return PlanCatalog.model_validate(document)
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
@@ -146,6 +165,11 @@ def usage(env: Any) -> dict[str, list[StoredEvent]]:
         priced("acme", "edge-dec", datetime(2025, 12, 1, tzinfo=UTC), "query", "gpt-4o", 10**6, 0, 0),
         priced("acme", "edge-first", datetime(2025, 11, 1, tzinfo=UTC), "query", "gpt-4o", 1000, 10, 0),
     ]
+    # GPU jobs, seats, volumes and queries with properties, October 20 to December 3
+    events["acme"] += seeded(11, 900)
+    export_metric_definitions(
+        env.store, metric_catalog(sorted(METRICS)), at=datetime(2025, 11, 15, tzinfo=UTC)
+    )
     for tenant_events in events.values():
         insert(env.store, tenant_events)
     env.store.insert_events(events["acme"][:200])  # the same first block again: dropped by its token
@@ -370,6 +394,64 @@ def test_property_month_to_date_equals_the_sum_of_costs(
     assert row["cost_usd"] == sum((e.cost_usd for e in events), Decimal(0))
     (quota,) = run(env.store, query("Queries this month / quota"), tenant)
     assert quota["used"] == len(events)
+
+
+# ---------------------------------------------------------------------------------------------- catalog metrics
+def test_metric_variable_lists_the_newest_export(usage: dict[str, list[StoredEvent]], env: Any) -> None:
+    rows = run(env.store, query("metric"), None)
+    assert [r["id"] for r in rows] == sorted(METRICS)
+    # When the catalog loses all but two metrics and is exported again, Then only those are listed
+    export_metric_definitions(
+        env.store, metric_catalog(["jobs", "peak_seats"]), at=datetime(2025, 11, 16, tzinfo=UTC)
+    )
+    assert [r["id"] for r in run(env.store, query("metric"), None)] == ["jobs", "peak_seats"]
+    # And a catalog without metrics lists none
+    export_metric_definitions(env.store, metric_catalog([]), at=datetime(2025, 11, 17, tzinfo=UTC))
+    assert run(env.store, query("metric"), None) == []
+
+
+@pytest.mark.parametrize("metric_id", sorted(METRICS))
+def test_metric_per_day_is_the_metric_query_of_each_day(
+    usage: dict[str, list[StoredEvent]], env: Any, metric_id: str
+) -> None:
+    # When the tenant dashboard charts a catalog metric for November
+    rows = run(env.store, query("Catalog metric ${metric} per day"), "acme", metric=metric_id)
+    got = {utc(r["time"]).date(): Decimal(r["value"]) for r in rows}
+    # Then each day's bar is the metric computed from usage_events FINAL over that UTC day
+    metrics = ClickHouseMetrics(env.store)
+    days = [NOVEMBER.start + timedelta(days=d) for d in range(30)]
+    expected = {
+        day.date(): metrics.value(METRICS[metric_id], "acme", day, day + timedelta(days=1)) for day in days
+    }
+    assert {d: v for d, v in got.items()} == {
+        d: v for d, v in expected.items() if v is not None and (v != 0 or d in got)
+    }
+    assert len(got) >= 20, metric_id
+
+
+@pytest.mark.parametrize("metric_id", sorted(METRICS))
+def test_top_tenants_by_metric(usage: dict[str, list[StoredEvent]], env: Any, metric_id: str) -> None:
+    # Given globex's events of the same kinds
+    env.store.insert_events(
+        [e._replace(tenant_id="globex", event_id="g" + e.event_id) for e in seeded(5, 300)]
+    )
+    rows = run(
+        env.store,
+        query("Top tenants by catalog metric ${metric}", "billing-operator-overview"),
+        None,
+        metric=metric_id,
+    )
+    metrics = ClickHouseMetrics(env.store)
+    if metric_id in ("storage_gb_hours", "biggest_prompt"):
+        assert rows == []  # read from raw events: the tenant dashboard shows them
+        return
+    # Then each tenant's month is the metric over its November, highest first
+    expected = {
+        t: metrics.value(METRICS[metric_id], t, NOVEMBER.start, NOVEMBER.end)
+        for t in ("acme", "globex", "initech", "hooli")
+    }
+    assert {r["tenant"]: Decimal(r["value"]) for r in rows} == {t: v for t, v in expected.items() if v}
+    assert [r["value"] for r in rows] == sorted((r["value"] for r in rows), reverse=True)
 
 
 def test_dashboards_load_as_json() -> None:

@@ -132,3 +132,99 @@ def portal(env, clock, lambda_context) -> Portal:
     store.insert_events(usage("acme", "2025-11-01T00:00:00Z", 20, 30))
     store.insert_events(usage("globex", "2025-11-01T00:00:00Z", 20, 9, seed=3))
     return Portal(load_handler("tenant_portal").handler, lambda_context)
+
+
+# A product metered by catalog metrics: GPU jobs priced per GPU and region, active users, seats.
+METERED_CATALOG = {
+    "usage_types": [{"id": "gpu_job", "name": "GPU job", "unit": "job"}, {"id": "seat", "unit": "change"}],
+    "metrics": [
+        {"id": "gpu_seconds", "name": "GPU time", "unit": "GPU-seconds", "event_types": ["gpu_job"],
+         "aggregation": "sum", "property": "seconds"},
+        {"id": "active_users", "name": "Active users", "unit": "users", "event_types": ["gpu_job"],
+         "aggregation": "unique_count", "property": "user"},
+        {"id": "peak_seats", "name": "Peak seats", "unit": "seats", "event_types": ["seat"],
+         "aggregation": "max", "property": "seats"},
+    ],
+    "plan": {
+        "id": "gpu", "name": "GPU", "query_quota": None,
+        "charges": [
+            {"id": "gpu", "name": "GPU time", "metric": "gpu_seconds", "group_by": ["gpu", "region"],
+             "charge_model": "per_unit", "unit_price": "0.004"},
+            {"id": "users", "name": "Active users", "metric": "active_users", "charge_model": "per_unit",
+             "unit_price": "1.00"},
+            {"id": "seats", "name": "Peak seats", "metric": "peak_seats", "charge_model": "per_unit",
+             "unit_price": "5.00"},
+        ],
+    },
+}  # fmt: skip
+LONG_GPU = "nvidia-h100-sxm5-80gb-hbm3-reserved-capacity-block"
+
+
+def metered_events(tenant_id: str) -> list[StoredEvent]:
+    """November 1-20: GPU jobs on three GPUs (one with a long name, some with no gpu property) in two
+    regions, by 7 users; seat counts going up and down."""
+    events = []
+    base = parse_instant("2025-11-01T00:00:00Z")
+    gpus = ["h100", "a100", LONG_GPU, None]
+    for i in range(400):
+        ts = base + timedelta(minutes=i * 69)  # the last on 20 November, 04:00 (before NOW)
+        gpu = gpus[i % 4]
+        properties: dict[str, Any] = {"region": "eu" if i % 3 else "us", "user": f"user-{i % 7}"}
+        properties["seconds"] = Decimal(f"{i % 50}.{i % 10}25")
+        if gpu is not None:
+            properties["gpu"] = gpu
+        events.append(
+            StoredEvent(
+                tenant_id,
+                f"{tenant_id}-job-{i}",
+                ts,
+                "gpu_job",
+                "",
+                0,
+                0,
+                0,
+                0,
+                Decimal(0),
+                "v1",
+                ts,
+                properties,
+            )  # fmt: skip
+        )
+    for i, seats in enumerate([3, 9, 14, 6, 11]):
+        ts = base + timedelta(days=3 * i, hours=5)
+        events.append(
+            StoredEvent(
+                tenant_id,
+                f"{tenant_id}-seat-{i}",
+                ts,
+                "seat",
+                "",
+                0,
+                0,
+                0,
+                0,
+                Decimal(0),
+                "v1",
+                ts,
+                {"seats": seats},
+            )  # fmt: skip
+        )
+    return events
+
+
+@pytest.fixture
+def metered(portal) -> str:
+    """Given the catalog with the GPU product's metrics and plan, and gpuco on it since October with
+    November's GPU jobs and seats."""
+    import yaml
+
+    from billing.catalog.plans import PlanCatalog
+
+    document = yaml.safe_load(container.settings().plans_path.read_text())
+    document["usage_types"] = METERED_CATALOG["usage_types"]
+    document["metrics"] = METERED_CATALOG["metrics"]
+    document["plans"].append(METERED_CATALOG["plan"])
+    container.override(plan_catalog=PlanCatalog.model_validate(document))
+    make_tenant("gpuco", [("gpu", "2025-10-01T00:00:00Z")], name="GPU Co")
+    container.usage_store().insert_events(metered_events("gpuco"))
+    return "gpuco"

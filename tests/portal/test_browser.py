@@ -452,3 +452,27 @@ def test_chart_axes_are_round_and_readable_for_zero_tiny_and_huge_usage(site, pa
     page.goto(link(site, extremes["huge"]))
     assert [t["label"] for t in axes(page, "cost-chart")["ticks"]] == ["$0", "$5M", "$10M", "$15M"]
     assert [t["label"] for t in axes(page, "queries-chart")["ticks"]] == ["0", "1M", "2M", "3M"]
+
+
+def test_metric_rows_read_on_a_phone(site, page, metered):
+    from tests.portal.conftest import LONG_GPU
+
+    # When gpuco, whose plan charges GPU time per gpu and region, opens its page on a 375 px screen
+    page.set_viewport_size(PHONE)
+    page.goto(link(site, metered))
+    # Then the page does not scroll sideways and every metric row can be read: name, group, quantity
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 375
+    assert page.locator("#metrics tbody tr").count() == 10
+    assert table_problems(page) == []
+    row = page.locator(f"#metrics tr[data-group='gpu: {LONG_GPU}, region: us']")
+    assert row.locator("th").inner_text().splitlines() == ["GPU time", f"gpu: {LONG_GPU}, region: us"]
+    quantity = row.locator("td[data-label='Quantity']")
+    assert quantity.is_visible() and quantity.inner_text().endswith("GPU-seconds")
+    label = quantity.evaluate("td => getComputedStyle(td, '::before').content")
+    assert label == '"Quantity"'  # the column's header, shown by each cell on a phone
+    assert row.bounding_box()["width"] <= 375
+    # And wider, the table is an ordinary table with its headers
+    for width in (600, 1280):
+        page.set_viewport_size({"width": width, "height": 900})
+        assert page.locator("#metrics thead th").nth(1).is_visible()
+        assert table_problems(page) == [], width

@@ -22,6 +22,7 @@ from html import escape
 from billing.kernel.periods import Month
 from billing.portal.alerts_block import alerts_block
 from billing.portal.charts import bar_chart
+from billing.portal.metric_table import metrics_section
 from billing.portal.view import DayUsage, PortalView
 from billing.rating import wording
 
@@ -62,6 +63,7 @@ table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
 th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 td.num,th.num{text-align:right;white-space:nowrap}
 tfoot td{font-weight:700;border-top:2px solid var(--fg)}
+th .group{display:block;color:var(--muted);font-weight:400;font-size:.9rem}
 details{margin-top:6px}summary{cursor:pointer;color:var(--accent)}
 footer{color:var(--muted);font-size:.85rem;padding:24px 16px}
 .badge{display:inline-block;font-size:.8rem;padding:1px 8px;border-radius:10px;border:1px solid currentColor}
@@ -273,6 +275,11 @@ def _models(view: PortalView) -> str:
     )
 
 
+def _metrics(view: PortalView) -> str:
+    current = view.month.contains(view.generated_at)
+    return metrics_section(view.metrics, "so far this month" if current else f"in {month_name(view.month)}")
+
+
 def _invoices(view: PortalView) -> str:
     if not view.open_invoices:
         return '<h2 id="invoices-h">Open invoices</h2><p id="no-invoices">No open invoices.</p>'
@@ -322,6 +329,7 @@ def render_content(view: PortalView) -> str:
         + '<p class="sub">Metered cost is the usage priced when it happened; the statement adds plan fees and tiers.</p>'
         + _statement(view)
         + _models(view)
+        + _metrics(view)
         + _invoices(view)
         + alerts_block(view.alerts)
     )

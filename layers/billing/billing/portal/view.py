@@ -5,7 +5,8 @@ Invariants:
   ever read.
 - the statement shown is the one ``GET /v1/tenants/{id}/statements/{month}`` returns (the same
   close/preview service is asked; nothing is re-rated here), so the page's total is what is invoiced.
-- per-day and per-model figures come from the ``usage_daily`` rollup (never a scan of raw events).
+- per-day and per-model figures come from the ``usage_daily`` rollup (never a scan of raw events);
+  per-metric figures (``billing.portal.metrics``) from the per-metric daily rollup.
 - the prepaid-credit balance is the one the status API shows (``CreditBook.summary``: unexpired
   grants less the burns of issued statements), shown only to a tenant that holds grants.
 - every instant shown is UTC.
@@ -25,6 +26,7 @@ from billing.kernel.errors import InvalidRequest, NotFound
 from billing.kernel.money import exponent, fmt_minor
 from billing.kernel.periods import Month, iso, utc
 from billing.metering.quotas import Limit, quota_limit
+from billing.portal.metrics import MetricFigures, MetricUsage, metrics_shown
 from billing.rating.csv import lines_csv
 from billing.statements.statement import Statement
 from billing.tenants.tenant import Tenant, TenantStore, unknown_tenant
@@ -130,6 +132,8 @@ class PortalView:
     open_invoices: list[OpenInvoice] = field(default_factory=list)
     credits: dict[str, Any] | None = None  # the credit summary; None: the tenant holds no grants
     alerts: list[dict[str, Any]] = field(default_factory=list)  # the month's active alert thresholds
+    # the catalog metrics the month's plans charge, period to date (none: the section is left out)
+    metrics: list[MetricUsage] = field(default_factory=list)
 
     @property
     def total(self) -> Decimal:
@@ -172,6 +176,7 @@ class PortalView:
             "open_invoices": [i.to_json() for i in self.open_invoices],
             "credits": self.credits,
             "alerts": self.alerts,
+            "metrics": [m.to_json() for m in self.metrics],
         }
 
 
@@ -194,6 +199,7 @@ class PortalService:
         clock: Callable[[], datetime],
         credits: CreditSummaries | None = None,
         alerts: Callable[[str, str], Sequence[Any]] | None = None,
+        metrics: MetricFigures | None = None,
     ):
         self.alerts = alerts  # (tenant, period) -> its alert states (billing.alerts.evaluation)
         self.tenants = tenants
@@ -204,6 +210,7 @@ class PortalService:
         self.invoices = invoices
         self.clock = clock
         self.credits = credits
+        self.metrics = metrics
 
     def tenant(self, tenant_id: str) -> Tenant:
         tenant = self.tenants.get(tenant_id)
@@ -258,6 +265,7 @@ class PortalService:
                 statement, stored = None, False
             until = min(month.last_day.date(), now.date()) if month.contains(now) else month.last_day.date()
             rollup = self.rollups.month(tenant_id, month, until)
+            metrics = self._metrics(tenant, month, now)
             used, _ = used_later.result()
             open_invoices = invoices_later.result()
             credits = credits_later.result()
@@ -277,12 +285,21 @@ class PortalService:
             open_invoices=open_invoices,
             credits=credits,
             alerts=self._alerts(tenant.id, month),
+            metrics=metrics,
         )
 
     def _alerts(self, tenant_id: str, month: Month) -> list[dict[str, Any]]:
         if self.alerts is None:
             return []
         return [a.to_json() for a in self.alerts(tenant_id, str(month)) if a.state == "active"]
+
+    def _metrics(self, tenant: Tenant, month: Month, now: datetime) -> list[MetricUsage]:
+        """The month's charged catalog metrics so far: to now in the current month, else whole."""
+        asked = metrics_shown(tenant, self.catalog, month)
+        if self.metrics is None or not asked:
+            return []
+        end = min(now, month.end) if month.contains(now) else month.end
+        return self.metrics.month(tenant.id, asked, month.start, end)
 
     def _credits(self, tenant_id: str, now: datetime) -> dict[str, Any] | None:
         if self.credits is None:

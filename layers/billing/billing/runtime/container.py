@@ -760,6 +760,7 @@ def portal_tokens() -> PortalTokens:
 
 @provider
 def portal_service() -> PortalService:
+    from billing.adapters.clickhouse.metric_rollups import ClickHouseMetricRollups
     from billing.adapters.clickhouse.portal_queries import ClickHouseUsageRollups
     from billing.portal.view import PortalService
 
@@ -773,4 +774,5 @@ def portal_service() -> PortalService:
         clock=clock(),
         credits=credit_book(),
         alerts=alert_states().of_period,
+        metrics=ClickHouseMetricRollups(usage_store()),
     )
