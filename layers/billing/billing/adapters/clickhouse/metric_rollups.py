@@ -4,17 +4,18 @@ over the period so far, from the ``usage_metrics_daily`` rollup (migration 0006)
 Which source each metric reads, and why the figure is the one ``metric_queries`` computes from
 ``usage_events``:
 
-- ``count``; ``sum``, ``max``, ``latest`` and ``unique_count`` of a property; ``sum`` of a field:
-  the rollup. Its rows keep each event's type, model and whole ``string_properties`` map in the key,
-  so the metric's filters and the groups are the very conditions ``metric_conditions`` puts on
-  ``usage_events``; counts and sums are added, a max is the max of maxima, a latest merges argMax
-  states on (timestamp, event_id), a unique count adds the distinct text values (distinct by key)
-  and the merged exact ``uniqExact`` states of the numbers (a text and a number value never equal).
-- ``max``, ``latest`` or ``unique_count`` of a field, and ``time_weighted_sum``: ``usage_events
-  FINAL`` for the tenant's period (its sort key), the same expressions per day. A time-weighted sum
-  holds each value from its event to the next (per group), the period's first value carried in from
-  the last event before it; each hold is split at UTC midnights, and a figure is value x ms summed
-  exactly, then divided once into the metric's unit (half-even, 18 places) as ``ClickHouseMetrics``.
+- ``count`` and ``sum`` (of a property or a field): the rollup. Its rows keep each event's type,
+  model and whole ``string_properties`` map in the key, so the metric's filters and the groups are
+  the very conditions ``metric_conditions`` puts on ``usage_events``; counts and sums are added, and
+  a correction's void row (migration 0008) takes its event and its quantities back off them.
+- ``max``, ``latest``, ``unique_count`` and ``time_weighted_sum``: ``usage_events FINAL`` for the
+  tenant's period (its sort key), the live rows only (``metric_queries.live_rows``: a voided event
+  holds no maximum, last value or distinct value; an amended one holds its new values), the same
+  expressions per day. A merged max or distinct-value state cannot give a voided value back, which
+  is why these do not read the rollup. A time-weighted sum holds each value from its event to the
+  next (per group), the period's first value carried in from the last event before it; each hold
+  is split at UTC midnights, and a figure is value x ms summed exactly, then divided once into the
+  metric's unit (half-even, 18 places) as ``ClickHouseMetrics``.
 
 The rollup counts an event in each block that stores it, as ``usage_daily`` does: a replayed block
 is dropped by its dedup token, and the ledger admits an event once. Parameter names are bound, never
@@ -36,6 +37,7 @@ from billing.adapters.clickhouse.metric_queries import (
     _FIELDS,
     _PLACES,
     _aggregate,
+    live_rows,
     metric_conditions,
 )
 from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
@@ -47,35 +49,23 @@ _END = "{end:DateTime64(3, 'UTC')}"
 _FIRST_DAY = "toDate({start:DateTime64(3, 'UTC')})"
 _LAST_DAY = "toDate({end:DateTime64(3, 'UTC')} - toIntervalMillisecond(1))"
 _NO_DAY = "toDate('1970-01-01')"  # the day column of a period row
+_LIVE = live_rows("tenant_id = {t:String}")
 
 
 def reads_rollup(metric: MetricDefinition) -> bool:
     """Whether the metric's figures come from ``usage_metrics_daily`` (else from usage_events FINAL)."""
-    if metric.aggregation == "time_weighted_sum":
-        return False
-    return metric.field is None or metric.aggregation in ("count", "sum")
+    return metric.aggregation in ("count", "sum")
 
 
 def _rollup_value(metric: MetricDefinition) -> tuple[str, str, str]:
-    """(value, events carrying what it reads, the rows read) over ``usage_metrics_daily``."""
+    """(value, events carrying what it reads, the rows read) over ``usage_metrics_daily``, for a
+    count or a sum (``reads_rollup``)."""
     if metric.aggregation == "count":
         return "toDecimal256(sum(events), 18)", "sum(events)", "property = ''"
     if metric.field is not None:  # a sum of a counter every event has
         number = _FIELDS[metric.field]
         return f"toDecimal256(sum({number}), 18)", "sum(events)", "property = ''"
-    if metric.aggregation == "sum":
-        return "sum(total)", "sum(events)", "property = {p:String}"
-    if metric.aggregation == "max":
-        return "toDecimal256(max(peak), 18)", "sum(events)", "property = {p:String}"
-    if metric.aggregation == "latest":
-        return "toDecimal256(argMaxMerge(last), 18)", "sum(events)", "property = {p:String}"
-    texts = "property = '' AND mapContains(string_properties, {p:String})"
-    return (
-        f"toDecimal256(uniqExactIf(string_properties[{{p:String}}], {texts}) "
-        "+ uniqExactMergeIf(numbers, property = {p:String}), 18)",
-        f"sumIf(events, {texts}) + sumIf(events, property = {{p:String}})",
-        "property IN ('', {p:String})",
-    )
+    return "sum(total)", "sum(events)", "property = {p:String}"  # a sum of a number property
 
 
 def _groups(group_by: Sequence[str], parameters: dict[str, Any]) -> str:
@@ -108,8 +98,9 @@ def rollup_sql(ask: MetricAsk, daily: bool = True) -> tuple[str, dict[str, Any]]
 
 
 def raw_sql(ask: MetricAsk, daily: bool = True) -> tuple[str, dict[str, Any]]:
-    """As ``rollup_sql``, from usage_events FINAL (a field's max, latest or unique count)."""
+    """As ``rollup_sql``, from usage_events FINAL's live rows (a max, a latest, a unique count)."""
     where, parameters = metric_conditions(ask.metric)
+    where += _LIVE
     group = _groups(ask.group_by, parameters)
     value, carried = _aggregate(ask.metric)
     source = (
@@ -130,7 +121,7 @@ def held_sql(ask: MetricAsk, daily: bool = True) -> tuple[str, dict[str, Any]]:
     period's (day 1970-01-01). Each event holds from its instant (the period's start for the one
     carried in) to the next event of its group or the period's end; ties hold for 0 ms."""
     where, parameters = metric_conditions(ask.metric)
-    where += "\n  AND mapContains(number_properties, {p:String})"
+    where += "\n  AND mapContains(number_properties, {p:String})" + _LIVE
     group = _groups(ask.group_by, parameters)
     read = (
         "SELECT toDecimal256(number_properties[{p:String}], 18) AS v, "
