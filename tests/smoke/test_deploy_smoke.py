@@ -311,6 +311,17 @@ def test_a_webhook_to_an_endpoint_deleted_meanwhile_is_dropped(deployment):
     assert response == {"batchItemFailures": []}, response
 
 
+def test_a_correction_of_an_event_never_stored_is_refused_and_writes_nothing(deployment):
+    # Given the sample's void of evt-0001, an id this stack never stored
+    # When the corrections function runs it
+    response = ok(deployment.invoke("CorrectionsFunction", sample("corrections")))
+    # Then the item is refused as not found, and no correction is recorded for it
+    assert response["statusCode"] == 404, response
+    assert "evt-0001" in response["body"], response
+    trail = deployment.stack.client("dynamodb").scan(TableName=deployment.stack.ref("LedgerTable"))["Items"]
+    assert not [i for i in trail if "fix-2025-11-03-1" in json.dumps(i)], trail
+
+
 def test_every_aws_call_is_allowed_by_the_functions_role(deployment):
     """moto does not enforce IAM: each call the functions made above is checked against the role
     aws-sam-translator generates for that function (least privilege that still works), with its

@@ -15,6 +15,10 @@ Invariants:
   (``1-30 Nov 2026``, ``28 Nov - 3 Dec 2026``, ``28 Dec 2026 - 3 Jan 2027``);
 * wording never changes an amount: what a line is audited by (its id, ``amount_exact``, the
   prorated seconds, its instants) stays in the line's data, not in its words.
+
+Length: one function per line kind (base fee, tiers, packages, metrics and their groups, late
+usage, corrections, coupons, credits) over shared number and date formatting; kept in one module
+so that every line a customer reads is worded, and can be reviewed, in one place.
 """
 
 from __future__ import annotations
