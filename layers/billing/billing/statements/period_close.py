@@ -118,13 +118,26 @@ class TenantPeriodClose:
         """Close every ended tenant period that has no stored statement yet (the hourly run)."""
         now = utc(now or self.cycle.clock())
         result = DueResult()
+        failed: list[Exception] = []
         for tenant in self.cycle.tenants.list_all():
             if not has_own_periods(tenant):
                 continue
             for period in self.ended(tenant, now):
-                if self.cycle.statements.get(tenant.id, period.key) is None:
+                if self.cycle.statements.get(tenant.id, period.key) is not None:
+                    continue
+                try:
                     result.closed.append(self.close(tenant, period, now=now))
+                except FallbackNotDrained:
+                    raise
+                except Exception as exc:  # one tenant's failure never holds back the others' closes
+                    logger.exception(
+                        "tenant period close failed", extra={"tenant_id": tenant.id, "period": period.key}
+                    )
+                    failed.append(exc)
+                    break  # its later periods wait for this one
         logger.info("tenant periods closed", extra=result.summary())
+        if failed:  # the invocation fails (alarmed, retried by the next hourly run)
+            raise failed[0]
         return result
 
     # ------------------------------------------------------------------------------------------ close
