@@ -212,3 +212,15 @@ def test_the_hourly_schedule_closes_the_month_on_the_1st_and_tenant_periods_ever
     assert first["month"] == "2025-11" and first["statements_created"] == 1
     assert first["tenant_periods"]["periods_closed"] == 0
     assert later == {"tenant_periods": {"periods_closed": 0, "statements_created": 0, "jobs_enqueued": 0}}
+
+
+def test_one_tenant_s_failing_close_does_not_hold_back_the_others(env):
+    # Given two Kolkata tenants whose November has ended, one on a plan the catalog does not know
+    make_tenant("broken", [("ghost", "2025-10-31T18:30:00Z")], calendars=_calendar("Asia/Kolkata"))
+    make_tenant("india", [("starter", "2025-10-31T18:30:00Z")], calendars=_calendar("Asia/Kolkata"))
+    # When the hourly run goes
+    with pytest.raises(Exception):  # noqa: B017 - whatever the rater raises, the run fails (alarmed)
+        container.tenant_period_close().close_due(datetime(2025, 12, 1, 0, 15, tzinfo=UTC))
+    # Then the other tenant's period was closed and billed all the same; the failing one is retried
+    assert container.statements().get("india", KOLKATA_NOVEMBER).total == Decimal("29.00")
+    assert container.statements().get("broken", KOLKATA_NOVEMBER) is None
