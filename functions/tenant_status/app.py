@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from billing.kernel.errors import InvalidRequest
 from billing.kernel.periods import Month, parse_month
 from billing.kernel.validation import parse_model
+from billing.metering.quota_windows import quota_window
 from billing.metering.quotas import quota_status
 from billing.runtime import container
 from billing.runtime.http import caller, install_error_handlers, json_response, request_body
@@ -40,6 +41,9 @@ def tenant_quota(tenant_id: str) -> Response:
     principal = caller(app.current_event)
     now = container.clock()()
     found, used = container.quota_reads().read(tenant_id, str(Month.of(now)))
+    window = quota_window(found, now)
+    if window.key != str(Month.of(now)):  # a tenant calendar's period: its own counter
+        found, used = container.quota_reads().read(tenant_id, window.key)
     tenant = principal.require(tenant_id, found, "read the quota of")
     status = quota_status(tenant, container.plan_catalog(), used, now)
     return json_response(200, status.to_json(), headers={"Cache-Control": "no-store"})

@@ -255,7 +255,11 @@ def simulate(
     events: Path = typer.Option(
         ..., "--events", exists=True, dir_okay=False, help="usage events, JSON lines"
     ),
-    month: str = typer.Option(..., "--month", help="YYYY-MM"),
+    month: str = typer.Option(
+        ...,
+        "--month",
+        help="YYYY-MM; for tenants with a billing calendar, their periods starting in it (local time)",
+    ),
     out: Path = typer.Option(..., "--out", dir_okay=False, help="invoice CSV to write"),
     plans: Path | None = typer.Option(None, "--plans", exists=True, dir_okay=False, help="plans YAML"),
     pricebook: Path | None = typer.Option(
@@ -279,6 +283,8 @@ def simulate(
     as_json: bool = json_option(),
 ) -> None:
     """Run tenants and events through ingest, rating and the close offline; write the month's CSV.
+    Tenants with a billing calendar (``calendars``) get a statement per period starting in the month
+    in their own time zone.
 
     With --compare-plans/--compare-pricebook, also under the proposal, and compare."""
     try:

@@ -37,7 +37,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import compress
 from operator import attrgetter
 from pathlib import Path
@@ -53,10 +53,11 @@ from billing.kernel.periods import Month
 from billing.kernel.validation import exact_number
 from billing.metering.events import UsageEvent, parse_event
 from billing.metering.ingest import IngestService
-from billing.rating import invoices_csv, lines_csv
+from billing.rating import invoices_csv, lines_csv, statement_period
 from billing.runtime import container
 from billing.runtime.settings import get_settings
 from billing.statements.statement import Statement
+from billing.tenants.closed_periods import has_own_periods
 from billing.tenants.requests import CouponRequest, CreditGrantRequest, parse_request
 from billing.tenants.tenant import Tenant
 from billing_local import memory
@@ -661,10 +662,37 @@ def run_month(
         now = datetime.now(UTC)
         cycle.clock = lambda: max(now, month.end)  # a simulation may close a month that is not over
         result = cycle.close(month)
-        report.statements = result.statements
-        report.csv = result.csv
+        report.statements = sorted(
+            [*result.statements, *close_own_periods(tenants, month, now)],
+            key=lambda s: (s.tenant_id, s.month),
+        )
+        report.csv = invoices_csv(report.statements)
         report.seconds["close"] = time.perf_counter() - started
     return report
+
+
+def close_own_periods(tenants: Sequence[Tenant], month: Month, now: datetime) -> list[Statement]:
+    """The statements of every period of a tenant with a billing calendar that starts in ``month``
+    in the tenant's own time zone (its local start's year and month), each closed as the hourly
+    close does once it has ended; periods that are UTC months are the month close's."""
+    closer = container.tenant_period_close()
+    statements = []
+    for tenant in tenants:
+        if not has_own_periods(tenant):
+            continue
+        # a day either side covers every UTC offset (-12:00 to +14:00)
+        around = tenant.calendar_history().periods(
+            month.start - timedelta(days=1), month.end + timedelta(days=1)
+        )
+        for period in around:
+            if (period.year, period.month) != (month.year, month.month) or period.as_month() is not None:
+                continue
+            if statement_period(tenant, period) is None:
+                continue
+            closed = closer.close(tenant, period, now=max(now, period.end))
+            if closed.statement is not None:
+                statements.append(closed.statement)
+    return statements
 
 
 # ---------------------------------------------------------------------------------------------- shards

@@ -3,7 +3,8 @@
 Pure construction: nothing here talks to Stripe. Invariants:
 
 - every draft's metadata names the statement (``tenant_id``, ``month``, ``statement_id``; an item also
-  its ``line_id`` and ``kind``): a later run finds what an earlier one created by these, never by
+  its ``line_id`` and ``kind``; a tenant calendar's invoice also ``period``, its label in the tenant's
+  time zone, and ``time_zone``, which its description names too): a later run finds what an earlier one created by these, never by
   remembering Stripe ids it may have lost;
 - every idempotency key is ``records.idempotency_key(statement_id, step)``, so the same statement
   always sends the same keys (``invoice``, ``invoice:send``, ``line:{line_id}``, ``credit``);
@@ -30,6 +31,7 @@ from billing.payments.provider import (
     InvoiceDraft,
     ItemDraft,
 )
+from billing.rating.period_names import statement_title
 from billing.rating.wording import fit
 from billing.statements.statement import Statement, StatementLine
 
@@ -54,6 +56,15 @@ def line_audit(line: StatementLine) -> dict[str, str]:
     return {k: str(v)[:METADATA_VALUE_LIMIT] for k, v in fields.items() if v is not None}
 
 
+def period_of(statement: Statement) -> dict[str, str]:
+    """A tenant calendar's period as its customer reads it (``period``, its label in the tenant's
+    zone, and ``time_zone``), as invoice metadata; nothing for a UTC month's statement."""
+    period = statement.inputs.get("period")
+    if not isinstance(period, dict):
+        return {}
+    return {"period": str(period["label"])[:METADATA_VALUE_LIMIT], "time_zone": str(period["time_zone"])}
+
+
 class Drafts:
     def __init__(self, catalog: PlanCatalog, products: Callable[[], Mapping[str, str]] | None = None):
         """``products`` gives the recorded ``billing_key -> Stripe product`` ids (catalog sync); it is
@@ -66,16 +77,21 @@ class Drafts:
     def invoice_draft(
         statement: Statement, customer_id: str, method: CollectionMethod = "charge_automatically"
     ) -> InvoiceDraft:
-        kind = "Final statement" if statement.is_final else "Statement"
+        period = period_of(statement)
         return InvoiceDraft(
             customer_id=customer_id,
             currency=statement.currency,
-            description=f"{kind} {statement.month} for {statement.tenant_id}",
+            description=fit(
+                statement_title(
+                    statement.is_final, statement.month, period.get("period"), statement.tenant_id
+                )
+            ),
             metadata={
                 "tenant_id": statement.tenant_id,
                 "month": statement.month,
                 "statement_id": statement.statement_id,
                 "is_final": str(statement.is_final).lower(),
+                **period,
             },
             # Another collection method is another request: its own key (the lookup by metadata
             # before creating keeps it to one invoice per statement).
@@ -115,7 +131,8 @@ class Drafts:
             customer_id=customer_id,
             currency=statement.currency,
             amount=owed,
-            description=f"Credit from statement {statement.statement_id} ({statement.month})",
+            description=f"Credit from statement {statement.statement_id} "
+            f"({period_of(statement).get('period') or statement.month})",
             metadata={
                 "tenant_id": statement.tenant_id,
                 "month": statement.month,

@@ -66,9 +66,11 @@ from billing.metering.exactly_once import (
     PeriodReceipt,
     UsageLedger,
 )
+from billing.metering.quota_windows import QuotaWindow, quota_window
 from billing.metering.quotas import admit_queries, quota_schedule
 from billing.metering.storing import FallbackQueue, StoreOutcome, UsageStore, store_rows, stored_keys
 from billing.runtime.observability import logger
+from billing.tenants.closed_periods import has_own_periods
 from billing.tenants.tenant import Tenant
 
 __all__ = [
@@ -158,6 +160,9 @@ class ClaimedBatch:
         keys = [e.key for e in events]
         self.claims = dict(zip(keys, map(_claim_of, keys), strict=True))
         self.months = months
+        # Tenants whose quota counts per their own calendar period (billing.metering.quota_windows).
+        self.own_periods = {t for t, tenant in tenants.items() if has_own_periods(tenant)}
+        self.window_ends: dict[tuple[str, str], datetime] = {}
         expiry = {m: claim_expiry(*m, retention_days) for m in set(self.months)}
         self.expiry = {self.claims[e.key]: expiry[m] for e, m in zip(events, self.months, strict=True)}
         self.lease_until = lease_clock() + lease_seconds
@@ -223,12 +228,20 @@ class ClaimedBatch:
         text = {m: str(Month(*m)) for m in set(self.months)}
         for event, of in zip(self.events, self.months, strict=True):
             if event.queries:
-                groups[(event.tenant_id, text[of])].append(event)
+                key = self._window(event).key if event.tenant_id in self.own_periods else text[of]
+                groups[(event.tenant_id, key)].append(event)
         rejected: list[UsageEvent] = []
         for (tenant_id, month), group in sorted(groups.items()):
             rejected += self._claim_queries(tenant_id, month, sorted(group, key=_ARRIVAL))
         self._claim_plain([e for e in self.events if not e.queries] + self.moved)
         return rejected
+
+    def _window(self, event: UsageEvent) -> QuotaWindow:
+        """The quota window of ``event``'s query (its UTC month, or its tenant's own period)."""
+        own = event.tenant_id in self.own_periods
+        window = quota_window(self.tenants[event.tenant_id] if own else None, event.timestamp)
+        self.window_ends[(event.tenant_id, window.key)] = window.end
+        return window
 
     def _settled(self, events: Sequence[UsageEvent], *, counting: bool) -> list[UsageEvent]:
         """Those of ``events`` still to be claimed: duplicates (their batch committed) drop out, and
@@ -250,8 +263,9 @@ class ClaimedBatch:
 
     def _claim_queries(self, tenant_id: str, month: str, ordered: list[UsageEvent]) -> list[UsageEvent]:
         limit_at = quota_schedule(self.tenants[tenant_id], self.catalog)
-        of = Month.parse(month)
-        counter_expires = claim_expiry(of.year, of.month, self.retention_days)  # with the month's claims
+        ends = self.window_ends.get((tenant_id, month)) or Month.parse(month).end
+        # kept as long as the claims of the window's last month
+        counter_expires = int((ends + timedelta(days=self.retention_days)).timestamp())
         used, limit = 0, None  # ``used``: the counter as last seen (a guess until a refusal tells)
         rejected: list[UsageEvent] = []
         for start in range(0, len(ordered), MAX_COUNTED_PER_TRANSACTION):
@@ -299,7 +313,7 @@ class ClaimedBatch:
                 "month": month,
                 "limit": limit,
                 "used": used,
-                "resets_at": iso(of.end),
+                "resets_at": iso(ends),
             }
             self.result.rejected_for_quota.extend(
                 {"event_id": e.event_id, "tenant_id": e.tenant_id, "timestamp": iso(e.timestamp)}
@@ -421,7 +435,7 @@ class ClaimedBatch:
         equals the month's counted claims."""
         claims, batch_id = self.claims, self.batch_id
         counted = {c: m for c, m in self.held.items() if m and c in self.taken_over}
-        counted |= {claims[e.key]: str(Month.of(e.timestamp)) for e in accepted if e.queries}
+        counted |= {claims[e.key]: self._window(e).key for e in accepted if e.queries}
         kept_keys = landed | {(r.tenant_id, r.event_id) for r in outcome.kept}
         unsettled_keys = {(r.tenant_id, r.event_id) for r in outcome.unsettled}
         unsettled_keys |= {

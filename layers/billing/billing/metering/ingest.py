@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from billing.catalog.plans import PlanCatalog
+from billing.kernel.calendar import Period
 from billing.kernel.errors import Conflict, Forbidden, InvalidRequest, PaymentRequired
 from billing.kernel.periods import Month, PeriodStore, iso, month_keys
 from billing.metering.claims import CLAIM_LEASE_SECONDS, ClaimedBatch, IngestResult
@@ -32,6 +33,7 @@ from billing.metering.price_book import MissingMeasure, NoPriceVersion, PriceBoo
 from billing.metering.storing import FallbackQueue, UsageStore
 from billing.runtime.observability import logger
 from billing.tenants.access import PLATFORM, Principal
+from billing.tenants.closed_periods import close_key, has_own_periods
 from billing.tenants.tenant import Tenant, TenantStore
 
 __all__ = ["PLATFORM", "IngestResult", "IngestService", "Principal"]
@@ -154,6 +156,26 @@ class IngestService:
             raise InvalidRequest(f"{len(problems)} invalid event(s); nothing was stored", details=problems)
         return priced
 
+    def _closed_own_periods(self, tenant: Tenant, events: Sequence[UsageEvent]) -> list[dict[str, str]]:
+        """The closed periods of ``tenant``'s own calendar that ``events`` fall in (one entry each)."""
+        history = tenant.calendar_history()
+        periods: dict[str, Period] = {}
+        for event in events:
+            period = history.period_of(event.timestamp)
+            periods.setdefault(period.key, period)
+        found = []
+        for key, period in sorted(periods.items(), key=lambda kv: kv[1].start):
+            closed_at = self.periods.closed_at(close_key(tenant.id, period))
+            if closed_at is not None:
+                found.append(
+                    {
+                        "field": "timestamp",
+                        "month": key,
+                        "reason": f"billing period {period.label()} of {tenant.id} was closed at {iso(closed_at)}",
+                    }
+                )
+        return found
+
     def _check_tenants(
         self, events: Sequence[UsageEvent], principal: Principal, months: Sequence[tuple[int, int]]
     ) -> dict[str, Tenant]:
@@ -201,6 +223,9 @@ class IngestService:
                 details=refused,
             )
         closed = []
+        own = {t for t, tenant in tenants.items() if has_own_periods(tenant)}
+        if own:  # those tenants' events are checked against their own periods' closes
+            months = [key for e, key in zip(events, months) if e.tenant_id not in own]
         for month in sorted(Month(*key) for key in set(months)):
             closed_at = self.periods.closed_at(month)
             if closed_at is not None:
@@ -211,6 +236,10 @@ class IngestService:
                         "reason": f"billing period {month} was closed at {iso(closed_at)}",
                     }
                 )
+        for tenant_id in sorted(own):
+            closed += self._closed_own_periods(
+                tenants[tenant_id], [e for e in events if e.tenant_id == tenant_id]
+            )
         if closed:
             raise Conflict(
                 "events for a closed billing period are not accepted; nothing was stored", details=closed

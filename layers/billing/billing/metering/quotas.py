@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from billing.catalog.plans import PlanCatalog
 from billing.kernel.periods import Month, iso
 from billing.metering.events import UsageEvent
+from billing.metering.quota_windows import quota_window
 from billing.runtime.observability import logger
 from billing.tenants.tenant import Tenant, TenantStore
 
@@ -142,10 +143,13 @@ class QuotaReconciler:
         self.retention_days = retention_days
 
     def __call__(self, month: Month) -> list[Repair]:
+        """Tenants whose quota counts per their own calendar period have no counter for ``month``."""
+        tenants = self.tenants.list_all()
+        own = {t.id for t in tenants if quota_window(t, month.start).key != str(month)}
         return reconcile_quotas(
             month,
-            [t.id for t in self.tenants.list_all()],
-            self.stored_queries(month),
+            [t.id for t in tenants if t.id not in own],
+            {t: n for t, n in self.stored_queries(month).items() if t not in own},
             self.counters,
             retention_days=self.retention_days,
         )
@@ -187,13 +191,14 @@ class QuotaStatus:
 
 def quota_status(tenant: Tenant, catalog: PlanCatalog, used: int, now: datetime) -> QuotaStatus:
     """The tenant's quota at ``now``. ``used`` must be the very counter ingest moves in the same
-    transaction as each query's claim (``QuotaReads.read`` of ``Month.of(now)``), read consistently,
-    so the gate never sees a count ingest has not settled, nor a stale replica."""
+    transaction as each query's claim (``QuotaReads.read`` of ``quota_window(tenant, now).key``),
+    read consistently, so the gate never sees a count ingest has not settled, nor a stale replica.
+    ``resets_at`` is the end of that window: the tenant's next period start, in its time zone."""
     return QuotaStatus(
         tenant_id=tenant.id,
         limit=quota_limit(tenant, catalog, now),
         used=used,
-        resets_at=Month.of(now).end,
+        resets_at=quota_window(tenant, now).end,
         plan=tenant.plan_at(now),
         payment_status=tenant.payment_status,
     )

@@ -22,6 +22,7 @@ from billing.rating.coupon_lines import coupon_lines
 from billing.rating.credit_lines import credit_lines
 from billing.rating.lines import line
 from billing.rating.measures import Measure
+from billing.rating.period_names import period_inputs
 from billing.rating.proration import base_fee_lines
 from billing.rating.segments import Segment, is_final, pricing_segments, statement_period
 from billing.rating.tiers import walk_tiers
@@ -188,6 +189,7 @@ class Rater:
                 "late_months": [str(x.month) for x in sorted(late, key=lambda x: x.month)],
                 # Present only when used, so statements without them keep their stored form.
                 **({"coupons": [c.model_dump(mode="json") for c in coupons]} if coupons else {}),
+                **period_inputs(month),
                 **(
                     {
                         "credits": [
@@ -223,6 +225,7 @@ class Rater:
         kind: str,
         month: str | None = None,
         currency: str = "usd",
+        late_period: RatedPeriod | None = None,
     ) -> list[StatementLine]:
         """Walk the tiers over the segments in time order; aggregate per (plan, tier)."""
         buckets: dict[tuple[str, int], list[Any]] = {}
@@ -256,7 +259,9 @@ class Rater:
                     line_id=f"{prefix}:{plan_id}:t{index + 1}",
                     kind=kind,
                     plan=plan_id,
-                    description=(wording.corrected if quantity < 0 else wording.late)(month, text)
+                    description=(wording.corrected if quantity < 0 else wording.late)(
+                        late_period or month, text
+                    )
                     if month
                     else text,
                     quantity=Decimal(quantity),
@@ -350,6 +355,7 @@ class Rater:
             kind="adjustment",
             month=tag,
             currency=currency,
+            late_period=late.month,
         )
         if self.needs_meters(segments):
             if len(late.metered) != len(segments) or len(late.billed_metered) != len(segments):
@@ -383,7 +389,7 @@ class Rater:
                     plan=None,
                     adjustment_month=tag,
                     description=(wording.late_usage if paid.events > 0 else wording.corrected_usage)(
-                        tag, paid.events, paid.tokens, paid.cost_usd, currency, rates
+                        late.month, paid.events, paid.tokens, paid.cost_usd, currency, rates
                     ),
                     quantity=Decimal(paid.events),
                     unit_price=None,

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from billing.kernel.money import exponent, round_minor
-from billing.kernel.periods import Month
+from billing.kernel.periods import Month, RatedPeriod
 from billing.rating.tiers import Tier, tier_lower
 
 # Stripe refuses an invoice item description over 500 characters (API changelog 2018-10-31).
@@ -119,10 +119,15 @@ def day(at: datetime) -> str:
     return f"{at.day} {_mon(at)} {at.year}"
 
 
-def month_name(month: Month | str) -> str:
-    """``October 2026`` (of a month or its ``YYYY-MM``)."""
+def month_name(month: Month | RatedPeriod | str) -> str:
+    """``October 2026`` (of a month or its ``YYYY-MM``); a tenant calendar's period by its label in
+    the tenant's time zone (``31 Jan 2026 – 27 Feb 2026 (Asia/Kolkata)``)."""
     if isinstance(month, Month):
         return f"{_MONTHS[month.month - 1]} {month.year}"
+    label = getattr(month, "label", None)
+    if callable(label):
+        return str(label())
+    assert isinstance(month, str)
     year, number = month.split("-")
     return f"{_MONTHS[int(number) - 1]} {int(year)}"
 
@@ -329,19 +334,24 @@ def _conversion(cost_usd: Decimal, currency: str, rates: Sequence[Decimal]) -> s
     return f" ({usd} at {per} per US$)"
 
 
-def late(month: Month | str, text: str) -> str:
+def late(month: Month | RatedPeriod | str, text: str) -> str:
     """``Late usage from October 2026: <what>``: usage of a closed month stored after its close."""
     return f"Late usage from {month_name(month)}: {text}"
 
 
-def corrected(month: Month | str, text: str) -> str:
+def corrected(month: Month | RatedPeriod | str, text: str) -> str:
     """``Usage from October 2026 corrected after its statement: <what>``: usage of a closed month
     taken off after its close (a void, an amend)."""
     return f"Usage from {month_name(month)} corrected after its statement: {text}"
 
 
 def late_usage(
-    month: Month | str, events: int, tokens: int, cost_usd: Decimal, currency: str, rates: Sequence[Decimal]
+    month: Month | RatedPeriod | str,
+    events: int,
+    tokens: int,
+    cost_usd: Decimal,
+    currency: str,
+    rates: Sequence[Decimal],
 ) -> str:
     """``Late usage from October 2026: 3 requests, 1.2K tokens at list prices``."""
     return late(
@@ -350,7 +360,12 @@ def late_usage(
 
 
 def corrected_usage(
-    month: Month | str, events: int, tokens: int, cost_usd: Decimal, currency: str, rates: Sequence[Decimal]
+    month: Month | RatedPeriod | str,
+    events: int,
+    tokens: int,
+    cost_usd: Decimal,
+    currency: str,
+    rates: Sequence[Decimal],
 ) -> str:
     """Late usage whose events were mostly taken off (voids, amends after the close):
     ``Usage from October 2026 corrected after its statement: 3 requests, 1.2K tokens taken off at

@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from billing.portal.view import PortalService
     from billing.rating import Rater
     from billing.statements.close import BillingCycle, InvoiceArchive, InvoicingJobs, StatementStore
+    from billing.statements.period_close import TenantPeriodClose
     from billing.tenants.credentials import KeyDirectory
     from billing.tenants.credits import CreditBook, CreditLedger
     from billing.tenants.service import TenantService
@@ -493,10 +494,12 @@ def receipt_service() -> ReceiptService:
 
 @provider
 def billing_cycle() -> BillingCycle:
+    from billing.adapters.clickhouse.period_queries import ClickHousePeriodReads
     from billing.adapters.clickhouse.rating_queries import ClickHouseRatingQueries
     from billing.statements.close import BillingCycle
+    from billing.statements.period_close import TenantPeriodClose
 
-    return BillingCycle(
+    cycle = BillingCycle(
         store_clock=usage_store().now,
         reconcile=quota_reconciler(),
         tenants=tenants(),
@@ -510,6 +513,17 @@ def billing_cycle() -> BillingCycle:
         credits=credit_book(),
         webhooks=webhook_publisher(),
     )
+    cycle.own_periods = TenantPeriodClose(cycle, ClickHousePeriodReads(usage_store()))
+    return cycle
+
+
+@provider
+def tenant_period_close() -> TenantPeriodClose:
+    from billing.statements.period_close import TenantPeriodClose
+
+    own = billing_cycle().own_periods
+    assert isinstance(own, TenantPeriodClose)
+    return own
 
 
 @provider

@@ -7,7 +7,8 @@ Close of month M (``BillingCycle.close``), safe to run any number of times:
    then on ingest answers 409 for M); ``closed_at`` is read from the usage store's clock
    (``store_clock``: ClickHouse ``now64``), the clock ``stored_at`` is written with; then repair the
    month's drifted quota counters (``reconcile``; no ingest for M can happen any more);
-3. rate every tenant with a statement period in M that has no stored statement yet, counting events
+3. rate every tenant with a statement period in M that has no stored statement yet and whose period
+   there is that UTC month (``billed_by_month``; other periods: billing.statements.period_close), counting events
    of M stored up to ``closed_at`` and late events of earlier closed months stored after the previous
    close (adjustment lines), and store each statement once (conditional put);
 4. record each stored statement's prepaid-credit burns in the credit ledger (a conditional put per
@@ -34,10 +35,20 @@ from billing.rating import LateUsage, MonthUsage, Rater, Segment, final_month, i
 from billing.rating.measures import Measure
 from billing.runtime.observability import logger
 from billing.statements.statement import Statement
+from billing.tenants.closed_periods import has_own_periods
 from billing.tenants.credits import CreditBalance, CreditBook
 from billing.tenants.tenant import Tenant, TenantStore, unknown_tenant
 
 LATE_LOOKBACK_MONTHS = 3
+
+
+def billed_by_month(tenant: Tenant, month: Month) -> bool:
+    """The month close bills ``tenant`` for ``month``: its period there is exactly that UTC month
+    (always, on the default calendar); any other period is closed per tenant
+    (billing.statements.period_close)."""
+    if not tenant.calendars:
+        return True
+    return tenant.calendar_history().period_of(month.start).as_month() == month
 
 
 class FallbackNotDrained(ServiceUnavailable):
@@ -76,6 +87,13 @@ class RatingQueries(Protocol):
         needs_meters: Callable[[Sequence[Segment]], bool] | None = None,
         measures: Callable[[Sequence[Segment]], Sequence[Measure]] | None = None,
     ) -> dict[str, list[LateUsage]]: ...
+
+
+class OwnPeriods(Protocol):
+    def issue_final(self, tenant: Tenant) -> Statement | None:
+        """The final statement of a cancelled tenant whose last period is not a UTC month, issued
+        once; None when its last period is a UTC month (the month's final statement applies)."""
+        ...
 
 
 class InvoicingJobs(Protocol):
@@ -130,6 +148,9 @@ class BillingCycle:
         webhooks: WebhookPublisher | None = None,
     ):
         self.webhooks = webhooks
+        # The close of tenants' own calendar periods (billing.statements.period_close), which issues
+        # a calendar tenant's final statement; set by the composition root.
+        self.own_periods: OwnPeriods | None = None
         # Watermarks (closed_at, a final statement's cutoff) are compared with ClickHouse's
         # stored_at, so they are read from ClickHouse's clock, never this process's.
         self.store_clock = store_clock or self._clock
@@ -260,7 +281,7 @@ class BillingCycle:
             self.reconcile(month)
         result = CloseResult(month=str(month), closed_at=closed_at, statements=[])
         stored = {s.tenant_id for s in self.statements.list_month(month)}
-        pending = [t for t in self.tenants.list_all() if t.id not in stored]
+        pending = [t for t in self.tenants.list_all() if t.id not in stored and billed_by_month(t, month)]
         for statement in self.rate(pending, month, closed_at):
             if self.statements.put_if_absent(statement):
                 result.created.append(statement.tenant_id)
@@ -307,7 +328,7 @@ class BillingCycle:
     def preview_month(self, month: Month) -> list[Statement]:
         """Every tenant's statement of ``month``: the stored ones, month-to-date previews for the rest."""
         stored = {s.tenant_id: s for s in self.statements.list_month(month)}
-        pending = [t for t in self.tenants.list_all() if t.id not in stored]
+        pending = [t for t in self.tenants.list_all() if t.id not in stored and billed_by_month(t, month)]
         previews = self.rate(pending, month, self.periods.closed_at(month))
         return sorted([*stored.values(), *previews], key=lambda s: s.tenant_id)
 
@@ -319,6 +340,10 @@ class BillingCycle:
         """The final statement of a cancelled tenant, stored and queued for invoicing at once."""
         if tenant.canceled_at is None:
             raise InvalidRequest(f"tenant {tenant.id} is not cancelled")
+        if self.own_periods is not None and has_own_periods(tenant):
+            own = self.own_periods.issue_final(tenant)
+            if own is not None:
+                return own
         month = final_month(tenant)
         assert month is not None
         existing = self.statements.get(tenant.id, month)

@@ -31,7 +31,7 @@ class CalendarOperations:
     def _now(self) -> datetime:
         raise NotImplementedError
 
-    def _open(self, instant: datetime, field: str) -> None:
+    def _open(self, instant: datetime, field: str, tenant_id: str | None = None) -> None:
         raise NotImplementedError
 
     def _update(self, tenant_id: str, apply: Callable[[Tenant], Tenant]) -> Tenant:
@@ -70,7 +70,7 @@ class CalendarOperations:
         now); the fields left out keep the values in force at that boundary."""
         principal.require_platform("manage tenants")
         at = to_ms(request.at) if request.at else self._now()
-        self._open(at, "at")
+        self._open(at, "at", tenant_id)
 
         def apply(tenant: Tenant) -> Tenant:
             if tenant.canceled_at is not None:

@@ -2,9 +2,10 @@
 
 Rules:
 * Instants are kept to the millisecond (like usage timestamps); "now" is the default everywhere.
-* Nothing may change inside a closed billing month (409): a signup or plan change effective in a
-  closed month, or a cancellation dated in one, is refused; a cancellation at 00:00 on the 1st ends
-  the month before (its final statement is that month's), so that month must be open too.
+* Nothing may change inside a closed billing period (409; the tenant's own period when it has a
+  calendar, else the UTC month): a signup or plan change effective in a closed period, or a
+  cancellation dated in one, is refused; a cancellation at a period's first instant ends the period
+  before (its final statement is that period's), so that period must be open too.
 * The plan history is append-only: a change must be effective after the latest entry (409 otherwise)
   and before the cancellation, if any.
 * Trial: ``trial_ends_at`` explicit, or ``trial_days`` explicit, or ``trial: true`` for the plan's
@@ -36,6 +37,7 @@ from billing.kernel.periods import MAX_INSTANT, Month, PeriodStore, iso, to_ms
 from billing.kernel.validation import validation_details
 from billing.runtime.observability import logger
 from billing.statements.statement import Statement
+from billing.tenants import closed_periods
 from billing.tenants.access import PLATFORM, Principal
 from billing.tenants.calendar_service import CalendarOperations
 from billing.tenants.coupons import Coupon
@@ -101,13 +103,16 @@ class TenantService(CalendarOperations):
                 details=[{"field": field, "reason": f"unknown plan; one of: {known}"}],
             )
 
-    def _open(self, instant: datetime, field: str) -> None:
-        month = Month.of(instant)
-        closed_at = self.periods.closed_at(month)
-        if closed_at is not None:
+    def _open(self, instant: datetime, field: str, tenant_id: str | None = None) -> None:
+        """409 when ``instant`` is in a closed period: the tenant's own period when it has a calendar
+        (billing.tenants.closed_periods), else the UTC month."""
+        tenant = self.tenants.get(tenant_id) if tenant_id is not None else None
+        closed = closed_periods.closed_at(self.periods, tenant, instant)
+        if closed is not None:
+            name, closed_at = closed
             raise Conflict(
-                f"billing period {month} was closed at {iso(closed_at)}; it can no longer change",
-                details=[{"field": field, "reason": f"{iso(instant)} falls in closed month {month}"}],
+                f"billing period {name} was closed at {iso(closed_at)}; it can no longer change",
+                details=[{"field": field, "reason": f"{iso(instant)} falls in closed period {name}"}],
             )
 
     def get(self, tenant_id: str, principal: Principal = PLATFORM, action: str = "manage") -> Tenant:
@@ -221,7 +226,7 @@ class TenantService(CalendarOperations):
         principal.require_platform("manage tenants")
         self._plan(request.plan)
         effective_at = to_ms(request.effective_at) if request.effective_at else self._now()
-        self._open(effective_at, "effective_at")
+        self._open(effective_at, "effective_at", tenant_id)
 
         def apply(tenant: Tenant) -> Tenant:
             currencies = {self.catalog.currency_of(p.plan) for p in tenant.plans if p.plan in self.catalog}
@@ -275,8 +280,8 @@ class TenantService(CalendarOperations):
             )
         # The final statement is the month of the last millisecond billed: at 00:00 on the 1st that
         # is the month before, which must still be open as well.
-        self._open(at, "at")
-        self._open(at - timedelta(milliseconds=1), "at")
+        self._open(at, "at", tenant_id)
+        self._open(at - timedelta(milliseconds=1), "at", tenant_id)
 
         def apply(current: Tenant) -> Tenant:
             if current.canceled_at is not None:
@@ -370,7 +375,7 @@ class TenantService(CalendarOperations):
             )
         except ValidationError as exc:
             raise InvalidRequest("invalid coupon", details=validation_details(exc)) from None
-        self._open(starts_at, "starts_at")
+        self._open(starts_at, "starts_at", tenant_id)
         created = []
 
         def apply(tenant: Tenant) -> Tenant:

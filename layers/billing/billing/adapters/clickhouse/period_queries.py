@@ -13,10 +13,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from billing.adapters.clickhouse.rating_queries import _ts, ms
+from billing.adapters.clickhouse.rating_queries import ClickHouseRatingQueries, _ts, ms
 from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
 from billing.kernel.periods import RatedPeriod
-from billing.rating import MonthUsage, Segment, Usage
+from billing.rating import LateUsage, MonthUsage, Segment, Usage
 
 
 def period_usage(
@@ -56,3 +56,72 @@ def period_usage(
         if is_billed and 1 <= segment <= len(segments):
             per_segment[segment - 1] += use
     return MonthUsage(tuple(per_segment), total)
+
+
+def period_late_usage(
+    store: ClickHouseUsageStore,
+    tenant_id: str,
+    segments: Sequence[Segment],
+    period: RatedPeriod,
+    *,
+    lower: datetime,
+    upper: datetime,
+) -> LateUsage | None:
+    """Events of the tenant's closed ``period`` whose first copy was stored in (lower, upper]: late
+    for the statement that billed everything stored by ``lower``; None when there is none. An event
+    is checked against every stored copy of its id, so a duplicate written after the close is not
+    late. ``billed_queries`` is the period's non-trial queries stored by ``lower`` (tier position)."""
+    bounds = [ms(s.start) for s in segments] + ([ms(segments[-1].end)] if segments else [])
+    rows = store.query(
+        f"""
+        SELECT arrayCount(b -> b <= toUnixTimestamp64Milli(ts), {{bounds:Array(Int64)}}) AS segment,
+               count(), sum(q), sum(tokens), sum(cost)
+        FROM (
+            SELECT event_id, any(timestamp) AS ts, any(queries) AS q,
+                   any(input_tokens + output_tokens) AS tokens, any(cost_usd) AS cost, min(stored_at) AS first
+            FROM usage_events
+            WHERE tenant_id = {{tenant:String}} AND timestamp >= {_ts("start")} AND timestamp < {_ts("end")}
+            GROUP BY event_id)
+        WHERE first > {_ts("lower")} AND first <= {_ts("upper")}
+        GROUP BY segment
+        """,
+        {
+            "tenant": tenant_id,
+            "start": ms(period.start),
+            "end": ms(period.end),
+            "bounds": bounds,
+            "lower": ms(lower),
+            "upper": ms(upper),
+        },
+    )
+    per_segment = [Usage() for _ in segments]
+    for segment, events, queries, tokens, cost in rows:
+        if 1 <= segment <= len(segments):
+            per_segment[segment - 1] += Usage(int(events), int(queries), int(tokens), Decimal(cost))
+    if not any(u.events for u in per_segment):
+        return None
+    billed = ClickHouseRatingQueries(store).billed_queries(tenant_id, segments, period, lower)  # type: ignore[arg-type]
+    return LateUsage(period, billed, tuple(per_segment))  # type: ignore[arg-type]
+
+
+class ClickHousePeriodReads:
+    """billing.statements.period_close.PeriodUsageReads over the usage store."""
+
+    def __init__(self, store: ClickHouseUsageStore):
+        self.store = store
+
+    def usage(
+        self, tenant_id: str, segments: Sequence[Segment], period: RatedPeriod, cutoff: datetime | None
+    ) -> MonthUsage:
+        return period_usage(self.store, tenant_id, segments, period, cutoff)
+
+    def late(
+        self,
+        tenant_id: str,
+        segments: Sequence[Segment],
+        period: RatedPeriod,
+        *,
+        lower: datetime,
+        upper: datetime,
+    ) -> LateUsage | None:
+        return period_late_usage(self.store, tenant_id, segments, period, lower=lower, upper=upper)
