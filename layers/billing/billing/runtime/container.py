@@ -465,11 +465,11 @@ def quota_reconciler() -> QuotaReconciler:
 
 @provider
 def receipt_corrections() -> CorrectionsSource:
-    """Where receipts read the corrections of an event: a corrections store plugs in here; none is
-    recorded yet, so every receipt's ``corrections`` is empty."""
-    from billing.metering.receipts import NoCorrections
+    """Where receipts read the corrections of an event: the corrections' audit trail."""
+    from billing.adapters.dynamodb.corrections import DynamoCorrectionLedger
+    from billing.metering.receipt_corrections import TrailCorrections
 
-    return NoCorrections()
+    return TrailCorrections(DynamoCorrectionLedger(settings().ledger_table))
 
 
 @provider
