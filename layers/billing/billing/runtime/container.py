@@ -762,6 +762,9 @@ def portal_tokens() -> PortalTokens:
 def portal_service() -> PortalService:
     from billing.adapters.clickhouse.metric_rollups import ClickHouseMetricRollups
     from billing.adapters.clickhouse.portal_queries import ClickHouseUsageRollups
+    from billing.adapters.clickhouse.receipt_queries import ClickHouseStoredEvents
+    from billing.adapters.dynamodb.corrections import DynamoCorrectionLedger
+    from billing.portal.corrections_block import MonthCorrections
     from billing.portal.view import PortalService
 
     return PortalService(
@@ -775,4 +778,7 @@ def portal_service() -> PortalService:
         credits=credit_book(),
         alerts=alert_states().of_period,
         metrics=ClickHouseMetricRollups(usage_store()),
+        corrections=MonthCorrections(
+            ClickHouseStoredEvents(usage_store()), DynamoCorrectionLedger(settings().ledger_table)
+        ),
     )

@@ -22,6 +22,15 @@ from billing.adapters.dynamodb.usage_ledger import DynamoUsageLedger
 from billing.metering.corrections import CorrectionRecord, EventState, Plan
 
 
+def _record(item: dict[str, Any]) -> CorrectionRecord:
+    return CorrectionRecord(
+        event_id=item["event_id"]["S"],
+        digest=item["digest"]["S"],
+        applied=item["applied"]["BOOL"],
+        entry=json.loads(item["entry"]["S"]),
+    )
+
+
 def _state(item: dict[str, Any]) -> EventState:
     pending = item.get("pending", {}).get("S")
     current = item.get("current", {}).get("S")
@@ -54,14 +63,13 @@ class DynamoCorrectionLedger:
 
     def record(self, tenant_id: str, correction_id: str) -> CorrectionRecord | None:
         item = self._get(f"CORR#{tenant_id}#{correction_id}")
-        if item is None:
-            return None
-        return CorrectionRecord(
-            event_id=item["event_id"]["S"],
-            digest=item["digest"]["S"],
-            applied=item["applied"]["BOOL"],
-            entry=json.loads(item["entry"]["S"]),
-        )
+        return None if item is None else _record(item)
+
+    def records(self, tenant_id: str, correction_ids: Sequence[str]) -> dict[str, CorrectionRecord]:
+        """The records of those correction ids that have one (strongly consistent BatchGetItems)."""
+        prefix = f"CORR#{tenant_id}#"
+        found = DynamoUsageLedger(self.table, self.client)._get_items([prefix + c for c in correction_ids])
+        return {pk.removeprefix(prefix): _record(item) for pk, item in found.items()}
 
     def state(self, tenant_id: str, event_id: str) -> EventState | None:
         item = self._get(f"EVTCORR#{tenant_id}#{event_id}")
