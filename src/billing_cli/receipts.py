@@ -21,7 +21,8 @@ def receipt(
     as_json: bool = json_option(),
 ) -> None:
     """The receipt of each event id: accepted, queued in the fallback, stored, billed on which
-    statement; unknown for an id never accepted (refused events are never recorded)."""
+    statement, voided or amended; unknown for an id never accepted (refused events are never
+    recorded)."""
     from billing.kernel.validation import parse_model
     from billing.metering.receipt_views import ReceiptsRequest
     from billing.runtime import container
@@ -29,11 +30,26 @@ def receipt(
     request = parse_model(ReceiptsRequest, {"tenant_id": tenant, "event_ids": event_ids}, what="arguments")
     require_tenants(tenant)
     found = container.receipt_service().receipts(tenant, list(dict.fromkeys(request.event_ids)))
-    table = Table("event", "status", "stored at", "billed on", "what happened", title=f"receipts of {tenant}")
+    table = Table(
+        "event",
+        "status",
+        "corrected",
+        "stored at",
+        "billed on",
+        "what happened",
+        title=f"receipts of {tenant}",
+    )
     for r in found:
         billed = f"{r.billed['statement_id']} ({r.billed['as']})" if r.billed else "-"
         stored = r.to_json()["stored"]
-        table.add_row(r.event_id, r.status, stored["stored_at"] if stored else "-", billed, r.message)
+        table.add_row(
+            r.event_id,
+            r.status,
+            r.corrected or "-",
+            stored["stored_at"] if stored else "-",
+            billed,
+            r.message,
+        )
     emit({"tenant_id": tenant, "receipts": [r.to_json() for r in found]}, table, as_json=as_json)
 
 
@@ -56,12 +72,15 @@ def reconcile(
     document = result.to_json()
 
     def human() -> list[object]:
-        counts = Table("accepted", "stored", "billed", "billed on time", "late", "fallback queue", "agree")
+        counts = Table(
+            "accepted", "stored", "billed", "billed on time", "late", "voided", "fallback queue", "agree"
+        )
         counts.title = f"{tenant} {month}"
         counts.add_row(
             *(str(document[k]) if document[k] is not None else "-" for k in ("accepted", "stored", "billed")),
             str(result.billed_on_time),
             str(result.late),
+            str(result.voided),
             str(result.fallback_queue_depth),
             "yes" if result.agree else "NO",
         )

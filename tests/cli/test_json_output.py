@@ -134,7 +134,8 @@ def test_every_command_prints_one_json_document_on_stdout(
     ]
     reconciled = cli("reconcile", "--tenant", "acme", "--month", MONTH)
     assert isinstance(reconciled, dict) and reconciled["agree"] is True
-    assert (reconciled["stored"], reconciled["billed"]) == (20, 20)
+    # e0's void keeps it stored and bills it as nothing
+    assert (reconciled["stored"], reconciled["billed"], reconciled["voided"]) == (20, 19, 1)
     exported = cli("invoice", "export", "--month", MONTH, "--out", str(tmp_path / "invoices.csv"))
     assert isinstance(exported, dict) and exported["rows"] == 1
     planned = cli("invoice", "push", "--month", MONTH, "--dry-run")

@@ -385,3 +385,56 @@ def test_corrections_never_fail_and_refusals_change_nothing(corrected, handlers,
         request["queryStringParameters"] = data.draw(st.sampled_from([query, None, {"tenant_id": "acme"}]))
     before = snapshot(corrected)
     check_response(handler(request, CONTEXT), before, corrected)
+
+
+@given(data=st.data())
+@FUZZ
+def test_corrected_events_read_back_through_receipts_reconcile_and_the_page(corrected, handlers, data):
+    from billing.metering.receipt_views import CORRECTED, STATUSES
+    from tests.conftest import api_event
+
+    def post(item: dict) -> int:
+        before = snapshot(corrected)
+        request = api_event({"corrections": [item]}, path="/v1/corrections")
+        return check_response(handlers["corrections"].handler(request, CONTEXT), before, corrected)
+
+    # Given e-1 voided, and an amend of e-2 with any reason text and any values, applied or refused
+    _SERIAL.append(len(_SERIAL))
+    post({"correction_id": "void-1", "tenant_id": "acme", "event_id": "e-1", "action": "void", "reason": "x"})
+    reason = data.draw(st.text(min_size=1, max_size=500) | st.sampled_from(["<script>x</script>", "\u202e"]))
+    values = mutate({"input_tokens": 5, "output_tokens": 7, "model": "gpt-4o", "bytes": 0}, data.draw)
+    amend = {"correction_id": f"amend-{len(_SERIAL)}", "tenant_id": "acme", "event_id": "e-2"}
+    post({**amend, "action": "amend", "reason": reason, "values": values})
+    # When the receipts, the reconcile and the usage page's JSON route read them
+    before = snapshot(corrected)
+    ids = {"tenant_id": "acme", "event_ids": ["e-1", "e-2", "nope"]}
+    receipts = handlers["tenant_status"].handler(api_event(ids, path="/v1/receipts"), CONTEXT)
+    month = api_event("", path="/v1/tenants/acme/reconcile", method="GET", query={"month": "2025-11"})
+    month.update(resource="/v1/tenants/{tenant_id}/reconcile", pathParameters={"tenant_id": "acme"})
+    reconciled = handlers["tenant_status"].handler(month, CONTEXT)
+    # Then each answers 200, nothing changes, and the receipts name their corrections well formed
+    assert check_response(receipts, before, corrected) == 200
+    for receipt in json.loads(receipts["body"])["receipts"]:
+        assert receipt["status"] in STATUSES and receipt["corrected"] in (*CORRECTED, None)
+        assert all(c["kind"] in ("void", "amend") and c["difference"] for c in receipt["corrections"])
+    assert [r["corrected"] for r in json.loads(receipts["body"])["receipts"]][0] == "voided"
+    assert check_response(reconciled, before, corrected) == 200
+    counted = json.loads(reconciled["body"])
+    # (the fixture's rows were inserted without ingest, so the ledger never accepted them)
+    assert (counted["stored"], counted["voided"]) == (2, 1)
+    assert not [e for e in counted["stored_not_accepted"] if "#" in e]  # correction rows are no events
+    assert snapshot(corrected) == before
+    # And the page lists them, escaped, without a 5xx
+    portal = handlers.setdefault("tenant_portal", load_module("tenant_portal")).handler
+    link = api_event("", path="/v1/tenants/acme/portal-link")
+    link.update(resource="/v1/tenants/{tenant_id}/portal-link", pathParameters={"tenant_id": "acme"})
+    token = json.loads(portal(link, CONTEXT)["body"])["url"].split("token=")[1].split("&")[0]
+    page = api_event("", path="/v1/portal/data", method="GET", api_key_id=None, query={"month": "2025-11"})
+    page["headers"] = {**(page.get("headers") or {}), "Authorization": f"Bearer {token}"}
+    shown = portal(page, CONTEXT)
+    assert shown["statusCode"] == 200, shown
+    body = json.loads(shown["body"])
+    assert "e-1" in {c["event_id"] for c in body["corrections"]} and "<script>" not in body["html"]
+
+
+_SERIAL: list[int] = []  # a fresh amend id per example: the store lives as long as the test

@@ -478,9 +478,11 @@ def test_a_corrections_source_plugged_in_shows_on_the_receipt(env, post, receipt
     container.override(receipt_corrections=OneVoid())
     # When its receipt is read
     found = receipt("v-1")
-    # Then the receipt lists the correction; without a source the list is empty
-    assert found["corrections"] == [
-        {"correction_id": "corr-1", "kind": "void", "at": "2025-12-01T00:00:00Z", "note": "sent twice"}
+    # Then the receipt lists the correction and says the event is voided; with the corrections
+    # store wired (no correction of it recorded there) the list is empty
+    assert found["corrected"] == "voided"
+    assert [(c["correction_id"], c["kind"], c["at"], c["reason"]) for c in found["corrections"]] == [
+        ("corr-1", "void", "2025-12-01T00:00:00Z", "sent twice")
     ]
     container.override(receipt_corrections=None)
-    assert receipt("v-1")["corrections"] == []
+    assert receipt("v-1")["corrections"] == [] and receipt("v-1")["corrected"] is None

@@ -476,3 +476,39 @@ def test_metric_rows_read_on_a_phone(site, page, metered):
         page.set_viewport_size({"width": width, "height": 900})
         assert page.locator("#metrics thead th").nth(1).is_visible()
         assert table_problems(page) == [], width
+
+
+def test_the_corrections_block_reads_on_a_phone(site, page, lambda_context):
+    import json
+
+    from tests.conftest import api_event
+    from tests.metering.conftest import load_handler
+
+    # Given an acme event voided with a long reason and one amended
+    items = [
+        {"correction_id": "c-void", "tenant_id": "acme", "event_id": "acme-02-0001", "action": "void",
+         "reason": "Sent twice by our retry after a timeout in the nightly export job"},
+        {"correction_id": "c-amend", "tenant_id": "acme", "event_id": "acme-03-0001", "action": "amend",
+         "reason": "wrong token count", "values": {"input_tokens": 900, "model": "gpt-4o-mini"}},
+    ]  # fmt: skip
+    response = load_handler("corrections").handler(
+        api_event({"corrections": items}, path="/v1/corrections"), lambda_context
+    )
+    assert response["statusCode"] == 200, json.loads(response["body"])
+    # When acme opens its page on a 375 px screen
+    page.set_viewport_size(PHONE)
+    page.goto(link(site, "acme"))
+    # Then the block lists both, the page does not scroll sideways, and every column can be read
+    assert page.locator("#corrections tbody tr").count() == 2
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 375
+    assert table_problems(page) == []
+    row = page.locator("#corrections tr[data-correction='c-void']")
+    reason = row.locator("td[data-label='Reason']")
+    assert reason.is_visible() and "nightly export" in reason.inner_text()
+    assert reason.evaluate("td => getComputedStyle(td, '::before').content") == '"Reason"'
+    assert row.bounding_box()["width"] <= 375
+    # And wider, it is an ordinary table with its headers
+    for width in (600, 1280):
+        page.set_viewport_size({"width": width, "height": 900})
+        assert page.locator("#corrections thead th").nth(3).is_visible()
+        assert table_problems(page) == [], width

@@ -22,6 +22,17 @@ MAX_RECEIPT_IDS = 100  # ids per receipts request: one BatchGetItem of claims, o
 MAX_LISTED_IDS = 1000  # ids named per difference in a reconcile answer (the counts are exact)
 
 STATUSES = ("unknown", "pending", "missing", "queued", "stored", "billed")
+CORRECTED = ("voided", "amended")  # a receipt's ``corrected``, beside its status
+
+
+@dataclass(frozen=True)
+class CorrectionRow:
+    """A correction's row in ClickHouse: ``<correction_id>#void`` (sign -1) or ``#amend`` (sign 1)."""
+
+    correction_id: str
+    kind: str  # "void" or "amend": the row's own suffix (an amend writes one of each)
+    sign: int
+    stored_at: datetime
 
 
 @dataclass(frozen=True)
@@ -32,12 +43,33 @@ class StoredRow:
 
 @dataclass(frozen=True)
 class Correction:
-    """A correction of an accepted event, as a corrections store reports it."""
+    """A correction of an accepted event, as a corrections store reports it: ``difference`` is what
+    it changed (``events``, the quantities, ``cost_usd`` as exact text); ``applied`` False while it
+    is begun and not yet recorded (the retry of its request finishes it). ``billed`` and ``message``
+    (where the correction itself is billed) are filled by the receipt from its rows' ``stored_at``."""
 
     correction_id: str
     kind: str  # "void" or "amend"
     at: datetime
-    note: str = ""
+    reason: str = ""
+    requested_by: str = ""
+    difference: dict[str, Any] = field(default_factory=dict)
+    applied: bool = True
+    billed: dict[str, Any] | None = None
+    message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "correction_id": self.correction_id,
+            "kind": self.kind,
+            "at": iso(self.at),
+            "reason": self.reason,
+            "requested_by": self.requested_by,
+            "applied": self.applied,
+            "difference": self.difference,
+            "billed": self.billed,
+            "message": self.message,
+        }
 
 
 @dataclass
@@ -52,6 +84,14 @@ class Receipt:
     queued: bool = False
     billed: dict[str, Any] | None = None
     corrections: list[Correction] = field(default_factory=list)
+
+    @property
+    def corrected(self) -> str | None:
+        """``voided`` or ``amended`` once a correction of the event is applied, else None."""
+        applied = [c for c in self.corrections if c.applied]
+        if not applied:
+            return None
+        return "voided" if applied[-1].kind == "void" else "amended"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,10 +108,8 @@ class Receipt:
             ),
             "queued": self.queued,
             "billed": self.billed,
-            "corrections": [
-                {"correction_id": c.correction_id, "kind": c.kind, "at": iso(c.at), "note": c.note}
-                for c in self.corrections
-            ],
+            "corrected": self.corrected,
+            "corrections": [c.to_json() for c in self.corrections],
         }
 
 
@@ -93,6 +131,9 @@ class Reconciliation:
     stored_not_accepted_count: int = 0
     statement_id: str | None = None
     notes: list[str] = field(default_factory=list)
+    voided: int = 0  # stored events voided (each still accepted and stored; billed as nothing)
+    amended: int = 0  # amends applied (they change quantities, not the count of events)
+    corrections_late: int = 0  # corrections stored after the cutoff: adjustments on a later statement
 
     @property
     def agree(self) -> bool:
@@ -112,6 +153,9 @@ class Reconciliation:
             "billed": self.billed,
             "billed_on_time": self.billed_on_time,
             "late": self.late,
+            "voided": self.voided,
+            "amended": self.amended,
+            "corrections_late": self.corrections_late,
             "statement_id": self.statement_id,
             "fallback_queue_depth": self.fallback_queue_depth,
             "accepted_not_stored": self.accepted_not_stored,

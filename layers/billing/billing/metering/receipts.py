@@ -19,15 +19,26 @@ Sources, each read as it is the authority for one fact:
   quota) writes nothing: no claim, no counter, no row, so the same id sent again later is accepted as
   new, and a flood of invalid events costs no writes. Its receipt is ``unknown``; the answer to the
   request that carried it said why it was refused.
-- **corrected**: read from a ``CorrectionsSource`` when one is given; none is, so far (``NoCorrections``).
+- **corrected**: the corrections store's audit trail (``CorrectionsSource``:
+  billing.metering.receipt_corrections). A correction does not change the event's status (the
+  furthest its row got: a voided event stays accepted and stored, and a statement closed before the
+  void still billed it); the receipt's ``corrected`` says ``voided`` or ``amended``, and each
+  correction says where it is billed, by the rule of billed above applied to its rows' ``stored_at``
+  (before the close: the month's statement rates the corrected usage; after: an adjustment).
 
 Statuses, furthest first: ``billed``, ``stored``, ``queued``, ``missing``, ``pending``, ``unknown``.
+
+The reconcile counts events as ingest wrote them, so a voided event stays accepted and stored, and
+``billed`` (the statement's event count, a sum of row signs) counts it as nothing once its void is
+stored by the cutoff: ``billed_on_time`` is the stored events the cutoff covers minus the voids it
+covers (an amend writes a void and a new version: zero). Invariant: after a void or an amend,
+accepted, stored and billed agree exactly when they agreed before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -37,6 +48,7 @@ from billing.metering.receipt_views import (
     MAX_LISTED_IDS,
     MAX_RECEIPT_IDS,
     Correction,
+    CorrectionRow,
     Receipt,
     Reconciliation,
     StoredRow,
@@ -73,6 +85,10 @@ class StoredEvents(Protocol):
 
     def month_rows(self, tenant_id: str, month: Month) -> dict[str, StoredRow]: ...
 
+    def correction_rows(self, tenant_id: str, correction_ids: Sequence[str]) -> list[CorrectionRow]: ...
+
+    def month_corrections(self, tenant_id: str, month: Month) -> list[CorrectionRow]: ...
+
 
 class StatementReads(Protocol):
     def get(self, tenant_id: str, month: Month | str) -> Statement | None: ...
@@ -90,7 +106,7 @@ class CorrectionsSource(Protocol):
 
 
 class NoCorrections:
-    """No corrections store is wired yet: no event has a correction."""
+    """No corrections store: no event has a correction."""
 
     def corrections_of(self, tenant_id: str, event_ids: Sequence[str]) -> dict[str, list[Correction]]:
         return {}
@@ -165,8 +181,30 @@ class ReceiptService:
                     "no record of this event: it was never accepted (a refused event is not recorded: the "
                     "answer to the request that sent it said why), or its record has expired"
                 )
+            if receipt.corrections and row is not None:
+                self._bill_corrections(receipt, row, billing)
             out.append(receipt)
         return out
+
+    def _bill_corrections(self, receipt: Receipt, row: StoredRow, billing: _BillingReads) -> None:
+        """Where each correction is billed: the billed rule applied to its rows' ``stored_at``."""
+        ids = [c.correction_id for c in receipt.corrections]
+        stored = {r.correction_id: r.stored_at for r in self.events.correction_rows(receipt.tenant_id, ids)}
+        billed = []
+        for correction in receipt.corrections:
+            if correction.correction_id not in stored:
+                message = "begun, its rows not yet stored: the retry of its request applies it"
+                billed.append(replace(correction, billed=None, message=message))
+                continue
+            where = Receipt(receipt.tenant_id, receipt.event_id, "stored", "")
+            self._bill(where, StoredRow(row.timestamp, stored[correction.correction_id]), billing)
+            billed.append(replace(correction, billed=where.billed, message=where.message))
+        receipt.corrections = billed
+        last = billed[-1]
+        if receipt.corrected == "voided":
+            receipt.message += f"; voided by correction {last.correction_id!r} ({last.message})"
+        elif receipt.corrected == "amended":
+            receipt.message += f"; amended by correction {last.correction_id!r} ({last.message})"
 
     def _bill(self, receipt: Receipt, row: StoredRow, billing: _BillingReads) -> None:
         """Status and message of a stored event: billed on which statement, or when it will be."""
@@ -236,6 +274,14 @@ class ReceiptService:
         statement = self.statements.get(tenant_id, month)
         cutoff = _BillingReads(self.periods, self.statements, tenant_id).cutoff(month, statement)
         on_time = sum(1 for r in rows.values() if cutoff is not None and r.stored_at <= cutoff)
+        corrections = self.events.month_corrections(tenant_id, month)
+        # a void row is -1 and an amend's new version +1: the statement's count is this sum of signs
+        on_time += sum(c.sign for c in corrections if cutoff is not None and c.stored_at <= cutoff)
+        amends = {c.correction_id for c in corrections if c.kind == "amend"}
+        voids = {c.correction_id for c in corrections if c.kind == "void"} - amends
+        late_corrections = {
+            c.correction_id for c in corrections if cutoff is not None and c.stored_at > cutoff
+        }
         billed = statement.total_events if statement is not None else None
         if statement is not None and billed is None:
             notes.append(f"statement {statement.statement_id} was stored before statements counted events")
@@ -269,6 +315,9 @@ class ReceiptService:
             stored_not_accepted_count=len(extra_ids),
             statement_id=statement.statement_id if statement is not None else None,
             notes=notes,
+            voided=len(voids),
+            amended=len(amends),
+            corrections_late=len(late_corrections),
         )
 
     def _committed(self, tenant_id: str, event_ids: Sequence[str]) -> dict[str, str]:

@@ -22,6 +22,7 @@ from html import escape
 from billing.kernel.periods import Month
 from billing.portal.alerts_block import alerts_block
 from billing.portal.charts import bar_chart
+from billing.portal.corrections_block import corrections_block
 from billing.portal.metric_table import metrics_section
 from billing.portal.view import DayUsage, PortalView
 from billing.rating import wording
@@ -332,6 +333,13 @@ def render_content(view: PortalView) -> str:
         + _metrics(view)
         + _invoices(view)
         + alerts_block(view.alerts)
+        + corrections_block(
+            view.corrections,
+            "Corrections this month"
+            if view.month.contains(view.generated_at)
+            else f"Corrections to {month_name(view.month)}",
+            metered_usd,
+        )
     )
 
 

@@ -134,6 +134,8 @@ class PortalView:
     alerts: list[dict[str, Any]] = field(default_factory=list)  # the month's active alert thresholds
     # the catalog metrics the month's plans charge, period to date (none: the section is left out)
     metrics: list[MetricUsage] = field(default_factory=list)
+    # the applied corrections of the month's usage (billing.portal.corrections_block), newest first
+    corrections: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def total(self) -> Decimal:
@@ -177,6 +179,7 @@ class PortalView:
             "credits": self.credits,
             "alerts": self.alerts,
             "metrics": [m.to_json() for m in self.metrics],
+            "corrections": self.corrections,
         }
 
 
@@ -200,7 +203,9 @@ class PortalService:
         credits: CreditSummaries | None = None,
         alerts: Callable[[str, str], Sequence[Any]] | None = None,
         metrics: MetricFigures | None = None,
+        corrections: Callable[[str, Month], list[dict[str, Any]]] | None = None,
     ):
+        self.corrections = corrections  # (tenant, month) -> its corrections (corrections_block)
         self.alerts = alerts  # (tenant, period) -> its alert states (billing.alerts.evaluation)
         self.tenants = tenants
         self.catalog = catalog
@@ -286,6 +291,7 @@ class PortalService:
             credits=credits,
             alerts=self._alerts(tenant.id, month),
             metrics=metrics,
+            corrections=self.corrections(tenant.id, month) if self.corrections is not None else [],
         )
 
     def _alerts(self, tenant_id: str, month: Month) -> list[dict[str, Any]]:

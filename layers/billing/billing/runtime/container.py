@@ -466,11 +466,11 @@ def quota_reconciler() -> QuotaReconciler:
 
 @provider
 def receipt_corrections() -> CorrectionsSource:
-    """Where receipts read the corrections of an event: a corrections store plugs in here; none is
-    recorded yet, so every receipt's ``corrections`` is empty."""
-    from billing.metering.receipts import NoCorrections
+    """Where receipts read the corrections of an event: the corrections' audit trail."""
+    from billing.adapters.dynamodb.corrections import DynamoCorrectionLedger
+    from billing.metering.receipt_corrections import TrailCorrections
 
-    return NoCorrections()
+    return TrailCorrections(DynamoCorrectionLedger(settings().ledger_table))
 
 
 @provider
@@ -776,6 +776,9 @@ def portal_tokens() -> PortalTokens:
 def portal_service() -> PortalService:
     from billing.adapters.clickhouse.metric_rollups import ClickHouseMetricRollups
     from billing.adapters.clickhouse.portal_queries import ClickHouseUsageRollups
+    from billing.adapters.clickhouse.receipt_queries import ClickHouseStoredEvents
+    from billing.adapters.dynamodb.corrections import DynamoCorrectionLedger
+    from billing.portal.corrections_block import MonthCorrections
     from billing.portal.view import PortalService
 
     return PortalService(
@@ -789,4 +792,7 @@ def portal_service() -> PortalService:
         credits=credit_book(),
         alerts=alert_states().of_period,
         metrics=ClickHouseMetricRollups(usage_store()),
+        corrections=MonthCorrections(
+            ClickHouseStoredEvents(usage_store()), DynamoCorrectionLedger(settings().ledger_table)
+        ),
     )

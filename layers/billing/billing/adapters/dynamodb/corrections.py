@@ -12,12 +12,35 @@ digit for digit.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from billing.adapters.dynamodb.items import dynamodb_client
+from billing.adapters.dynamodb.usage_ledger import DynamoUsageLedger
 from billing.metering.corrections import CorrectionRecord, EventState, Plan
+
+
+def _record(item: dict[str, Any]) -> CorrectionRecord:
+    return CorrectionRecord(
+        event_id=item["event_id"]["S"],
+        digest=item["digest"]["S"],
+        applied=item["applied"]["BOOL"],
+        entry=json.loads(item["entry"]["S"]),
+    )
+
+
+def _state(item: dict[str, Any]) -> EventState:
+    pending = item.get("pending", {}).get("S")
+    current = item.get("current", {}).get("S")
+    return EventState(
+        version=int(item["version"]["N"]),
+        current=json.loads(current) if current else None,
+        trail=json.loads(item.get("trail", {}).get("S", "[]")),
+        pending=Plan.from_json(json.loads(pending)) if pending else None,
+        voided=item.get("voided", {}).get("BOOL", False),
+    )
 
 
 def _cancelled_for_condition(exc: ClientError) -> bool:
@@ -40,28 +63,23 @@ class DynamoCorrectionLedger:
 
     def record(self, tenant_id: str, correction_id: str) -> CorrectionRecord | None:
         item = self._get(f"CORR#{tenant_id}#{correction_id}")
-        if item is None:
-            return None
-        return CorrectionRecord(
-            event_id=item["event_id"]["S"],
-            digest=item["digest"]["S"],
-            applied=item["applied"]["BOOL"],
-            entry=json.loads(item["entry"]["S"]),
-        )
+        return None if item is None else _record(item)
+
+    def records(self, tenant_id: str, correction_ids: Sequence[str]) -> dict[str, CorrectionRecord]:
+        """The records of those correction ids that have one (strongly consistent BatchGetItems)."""
+        prefix = f"CORR#{tenant_id}#"
+        found = DynamoUsageLedger(self.table, self.client)._get_items([prefix + c for c in correction_ids])
+        return {pk.removeprefix(prefix): _record(item) for pk, item in found.items()}
 
     def state(self, tenant_id: str, event_id: str) -> EventState | None:
         item = self._get(f"EVTCORR#{tenant_id}#{event_id}")
-        if item is None:
-            return None
-        pending = item.get("pending", {}).get("S")
-        current = item.get("current", {}).get("S")
-        return EventState(
-            version=int(item["version"]["N"]),
-            current=json.loads(current) if current else None,
-            trail=json.loads(item.get("trail", {}).get("S", "[]")),
-            pending=Plan.from_json(json.loads(pending)) if pending else None,
-            voided=item.get("voided", {}).get("BOOL", False),
-        )
+        return None if item is None else _state(item)
+
+    def states(self, tenant_id: str, event_ids: Sequence[str]) -> dict[str, EventState]:
+        """The records of those events that have one (strongly consistent BatchGetItems)."""
+        prefix = f"EVTCORR#{tenant_id}#"
+        found = DynamoUsageLedger(self.table, self.client)._get_items([prefix + e for e in event_ids])
+        return {pk.removeprefix(prefix): _state(item) for pk, item in found.items()}
 
     def begin(self, plan: Plan, expected_version: int, expires_at: int) -> bool:
         event_pk = f"EVTCORR#{plan.tenant_id}#{plan.event_id}"
