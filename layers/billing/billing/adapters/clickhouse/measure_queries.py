@@ -171,11 +171,17 @@ def _time_weighted(group: str, where: str, stored: str, first_copies: bool) -> t
 
 
 def measure_sql(
-    measure: Measure, stored: str, first_copies: bool = False, voids_stored: str = ""
+    measure: Measure,
+    stored: str,
+    first_copies: bool = False,
+    voids_stored: str = "",
+    *,
+    one_tenant: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """The query for one charge id; ``stored`` an extra condition on the rows (the usage cutoff), or
     with ``first_copies`` a HAVING on each event's first stored copy (``first_stored``);
-    ``voids_stored`` the cutoff's condition on the voids that take rows out (``live_rows``)."""
+    ``voids_stored`` the cutoff's condition on the voids that take rows out (``live_rows``);
+    ``one_tenant``: ``ids`` names one tenant, whose bounds are read as constants (no join)."""
     where, parameters = metric_conditions(measure.metric)
     group = _group(measure.group_by, parameters)
     conditions = where
@@ -191,19 +197,24 @@ def measure_sql(
         ctes, outer = _time_weighted(group, carried, stored, first_copies)
     else:
         outer = _outer(measure.metric)
+    # one tenant's bounds and trial flags (a preview, the usage page) as constants: the join is
+    # the same rows' bounds at a cost of its own
+    bounds, joined = "b, tr", "\n                INNER JOIN keys USING (tenant_id)"
+    if one_tenant:
+        bounds = "{bounds:Array(Array(Int64))}[1] AS b, {trials:Array(Array(UInt8))}[1] AS tr"
+        joined = ""
     sql = f"""
         WITH {_KEYS},
         src AS (
             SELECT tenant_id, b, seg, tr[seg] AS trial, g, ts, event_id, n, n_has, v_key, v_any
             FROM (
-                SELECT tenant_id, b, tr, ts, arrayCount(x -> x <= ts, b) AS seg, g, event_id, n, n_has, v_key,
-                       v_any
+                SELECT tenant_id, {bounds}, ts, arrayCount(x -> x <= ts, b) AS seg, g, event_id, n, n_has,
+                       v_key, v_any
                 FROM (
                     SELECT tenant_id, toUnixTimestamp64Milli(timestamp) AS ts, {group} AS g, event_id,
                            {number} AS n, {has} AS n_has, {key} AS v_key, {any_value} AS v_any
                     FROM {source}
-                    WHERE tenant_id IN {_IDS}{rows}{where}) AS events
-                INNER JOIN keys USING (tenant_id))
+                    WHERE tenant_id IN {_IDS}{rows}{where}) AS events{joined})
             WHERE seg >= 1 AND seg < length(b)){ctes}
         {outer}
     """
@@ -249,7 +260,7 @@ def segment_measures(
         per = measure.metric.per
         if per is not None:
             params["opens"] = max(bounds[t][0] for t in ids)
-        sql, fixed = measure_sql(measure, stored, first_copies, voids_stored)
+        sql, fixed = measure_sql(measure, stored, first_copies, voids_stored, one_tenant=len(ids) == 1)
         rows = [
             (str(tenant_id), int(seg) - 1, tuple(str(v) for v in group), units)
             for tenant_id, seg, group, units in store.query(sql, {**params, **fixed})
