@@ -121,6 +121,20 @@ def test_every_module_of_the_layer_ships_its_bytecode_unchecked(deployment):
     assert not checked, f"{len(checked)} modules with checked bytecode, e.g. {checked[:5]}"
 
 
+def test_the_layer_ships_the_catalog_parsed_once_equal_to_its_yaml(deployment):
+    """The build writes each config YAML's parse as JSON next to it, and the layer reads that."""
+    import yaml
+
+    from billing.catalog.documents import compact_path, load_document
+
+    config = deployment.artifacts.layer_dir / "billing" / "config"
+    for source in sorted(config.glob("*.yaml")):
+        assert compact_path(source).is_file(), source.name
+        stored = json.loads(compact_path(source).read_text())
+        assert stored["document"] == yaml.safe_load(source.read_text()), source.name
+        assert load_document(source) == yaml.safe_load(source.read_text()), source.name
+
+
 # ---------------------------------------------------------------------------------- in traffic order
 def test_signup_creates_the_tenant(deployment):
     # Given a fresh stack whose Stripe secret still holds the value generated at deploy
