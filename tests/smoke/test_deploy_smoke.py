@@ -192,6 +192,22 @@ def test_ingest_stores_the_sample_events(deployment):
     assert any(key.startswith("EVT#acme-corp#") for key in inserted), calls
 
 
+def test_the_corrections_trail_of_a_stored_event_reads_back(deployment):
+    # Given the sample event ingest stored above, and the corrections sample's request turned into a read
+    event = {
+        **sample("corrections"),
+        "httpMethod": "GET",
+        "body": None,
+        "isBase64Encoded": False,
+        "queryStringParameters": {"tenant_id": "acme-corp", "event_id": "e-7f3a"},
+    }
+    # When its audit trail is asked for with the platform key
+    response = ok(deployment.invoke("CorrectionsFunction", event))
+    # Then it is answered: the event, never corrected
+    assert response["statusCode"] == 200, response
+    assert body(response)["event_id"] == "e-7f3a", body(response)
+
+
 def test_the_peer_authorizer_names_the_key_of_a_usage_plan_of_the_stage(deployment):
     # Given an enabled API key in a usage plan of the sample's stage (abc123/dev)
     apigateway = deployment.stack.client("apigateway")
