@@ -5,7 +5,7 @@ own key corrects and reads only its own tenant's events)."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
@@ -13,11 +13,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing.kernel.errors import InvalidRequest
-from billing.kernel.validation import ID_MAX_LENGTH, ID_PATTERN, raw_body
-from billing.metering.correction_requests import ItemResult, parse_corrections, response_status
+from billing.kernel.request_body import ID_MAX_LENGTH, ID_PATTERN, raw_body
 from billing.runtime import container
 from billing.runtime.http import caller, install_error_handlers, json_response
 from billing.runtime.observability import logger, metrics, tracer
+
+if TYPE_CHECKING:
+    from billing.metering.correction_requests import ItemResult
 
 app = APIGatewayRestResolver()
 install_error_handlers(app)
@@ -26,6 +28,8 @@ install_error_handlers(app)
 @app.post("/v1/corrections")
 @tracer.capture_method
 def post_corrections() -> Response:
+    from billing.metering.correction_requests import parse_corrections, response_status
+
     request = app.current_event
     principal = caller(request.raw_event)
     items = parse_corrections(

@@ -11,7 +11,6 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing.metering.fallback import replay_block
 from billing.runtime import container
 from billing.runtime.observability import logger, metrics, tracer
 
@@ -20,6 +19,8 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 @tracer.capture_method
 def replay(record: SQSRecord) -> None:
+    from billing.metering.fallback import replay_block
+
     stored = replay_block(record.body, container.usage_store())
     metrics.add_metric(name="EventsReplayed", unit=MetricUnit.Count, value=stored)
     logger.info("fallback block replayed", extra={"message_id": record.message_id, "stored": stored})

@@ -9,12 +9,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing.kernel.validation import raw_body
-from billing.metering.events import parse_body
+from billing.kernel.request_body import raw_body
 from billing.runtime import container
 from billing.runtime.http import caller, install_error_handlers, json_response
 from billing.runtime.observability import logger, metrics, tracer
-from billing.runtime.peers import lago_events, openmeter_events, segment_messages
 
 app = APIGatewayRestResolver()
 install_error_handlers(app)
@@ -23,6 +21,8 @@ install_error_handlers(app)
 @app.post("/v1/events")
 @tracer.capture_method
 def ingest_events() -> Response:
+    from billing.metering.events import parse_body
+
     request = app.current_event
     principal = caller(request.raw_event)
     settings = container.settings()
@@ -69,30 +69,40 @@ def alert_on_queries(tenant_ids: list[str]) -> None:
 @app.post("/openmeter/api/v1/events")
 @tracer.capture_method
 def openmeter_ingest() -> Response:
+    from billing.runtime.peers import openmeter_events
+
     return openmeter_events(app.current_event.raw_event)
 
 
 @app.post("/lago/api/v1/events")
 @tracer.capture_method
 def lago_event() -> Response:
+    from billing.runtime.peers import lago_events
+
     return lago_events(app.current_event.raw_event, batch=False)
 
 
 @app.post("/lago/api/v1/events/batch")
 @tracer.capture_method
 def lago_batch() -> Response:
+    from billing.runtime.peers import lago_events
+
     return lago_events(app.current_event.raw_event, batch=True)
 
 
 @app.post("/segment/v1/batch")
 @tracer.capture_method
 def segment_batch() -> Response:
+    from billing.runtime.peers import segment_messages
+
     return segment_messages(app.current_event.raw_event, batch=True)
 
 
 @app.post("/segment/v1/track")
 @tracer.capture_method
 def segment_track() -> Response:
+    from billing.runtime.peers import segment_messages
+
     return segment_messages(app.current_event.raw_event, batch=False)
 
 

@@ -14,8 +14,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing.invoicing import parse_job
-from billing.runtime.container import invoicing_service
+from billing.runtime import container
 from billing.runtime.observability import logger, metrics, tracer
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
@@ -23,10 +22,12 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 @tracer.capture_method
 def invoice(record: SQSRecord) -> dict:
+    from billing.invoicing import parse_job
+
     job = parse_job(record.body)
     logger.append_keys(tenant_id=job.tenant_id, month=job.month)
     try:
-        outcome = invoicing_service().invoice(job.tenant_id, job.month)
+        outcome = container.invoicing_service().invoice(job.tenant_id, job.month)
     except Exception:
         metrics.add_metric(
             name="InvoicingJobsFailed", unit=MetricUnit.Count, value=1

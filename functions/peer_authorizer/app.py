@@ -14,12 +14,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing.runtime import container
 from billing.runtime.observability import logger
-from billing.tenants.credentials import presented_key
 
 
 @event_source(data_class=APIGatewayAuthorizerRequestEvent)
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: APIGatewayAuthorizerRequestEvent, context: LambdaContext) -> dict:
+    from billing.tenants.credentials import presented_key
+
     arn = event.parsed_arn
     key = presented_key(event.get_header_value("authorization", case_sensitive=False))
     directory = container.api_key_directory()

@@ -9,7 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing.kernel.errors import BillingError
-from billing.payments.stripe_webhooks import raw_body
+from billing.kernel.request_body import raw_body
 from billing.runtime import container
 from billing.runtime.http import install_error_handlers, json_response
 from billing.runtime.observability import logger, metrics, tracer

@@ -15,8 +15,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing.kernel.errors import Forbidden
 from billing.kernel.periods import iso
-from billing.portal.page import content_security_policy, render_content, render_page
-from billing.portal.tokens import parse_ttl
 from billing.runtime import container
 from billing.runtime.http import (
     PAGE_HEADERS,
@@ -44,6 +42,8 @@ def _base_url() -> str:
 
 @app.post("/v1/tenants/<tenant_id>/portal-link")
 def portal_link(tenant_id: str) -> Response:
+    from billing.portal.tokens import parse_ttl
+
     principal = caller(app.current_event)
     if not principal.platform:
         raise Forbidden(
@@ -69,6 +69,8 @@ def _token() -> str | None:
 @app.get(PAGE)
 @tracer.capture_method
 def page() -> Response:
+    from billing.portal.page import content_security_policy, render_page
+
     token = app.current_event.get_query_string_value("token")
     grant = container.portal_tokens().verify(token)
     logger.append_keys(tenant_id=grant.tenant_id)
@@ -80,6 +82,8 @@ def page() -> Response:
 @app.get(DATA)
 @tracer.capture_method
 def data() -> Response:
+    from billing.portal.page import render_content
+
     grant = container.portal_tokens().verify(_token())
     logger.append_keys(tenant_id=grant.tenant_id)
     view = container.portal_service().view(grant.tenant_id, app.current_event.get_query_string_value("month"))

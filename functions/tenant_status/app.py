@@ -12,9 +12,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing.kernel.errors import InvalidRequest
 from billing.kernel.periods import Month, parse_month
-from billing.kernel.validation import parse_model
-from billing.metering.quota_windows import quota_window
-from billing.metering.quotas import quota_status
 from billing.runtime import container
 from billing.runtime.http import caller, install_error_handlers, json_response, request_body
 from billing.runtime.observability import logger, metrics, tracer
@@ -38,6 +35,9 @@ def tenant_status(tenant_id: str) -> Response:
 @app.get("/v1/tenants/<tenant_id>/quota")
 @tracer.capture_method
 def tenant_quota(tenant_id: str) -> Response:
+    from billing.metering.quota_windows import quota_window
+    from billing.metering.quotas import quota_status
+
     principal = caller(app.current_event)
     now = container.clock()()
     found, used = container.quota_reads().read(tenant_id, str(Month.of(now)))
@@ -57,6 +57,7 @@ def _allowed(tenant_id: str, action: str) -> None:
 @app.get("/v1/events/<event_id>/receipt")
 @tracer.capture_method
 def event_receipt(event_id: str) -> Response:
+    from billing.kernel.validation import parse_model
     from billing.metering.receipt_views import ReceiptQuery
 
     caller(app.current_event)  # a 401 before any 400
@@ -73,6 +74,7 @@ def event_receipt(event_id: str) -> Response:
 @app.post("/v1/receipts")
 @tracer.capture_method
 def receipts() -> Response:
+    from billing.kernel.validation import parse_model
     from billing.metering.receipt_views import ReceiptsRequest
 
     caller(app.current_event)

@@ -9,19 +9,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing.kernel.periods import parse_month
-from billing.payments.card_on_file import PaymentSettingsRequest, SetupRequest
 from billing.runtime import container
 from billing.runtime.http import caller, install_error_handlers, json_response, request_body
 from billing.runtime.observability import logger, metrics, tracer
-from billing.tenants.requests import (
-    CalendarRequest,
-    CancelRequest,
-    CouponRequest,
-    CreditGrantRequest,
-    PlanChangeRequest,
-    SignupRequest,
-    parse_request,
-)
 
 app = APIGatewayRestResolver()
 install_error_handlers(app)
@@ -29,6 +19,8 @@ install_error_handlers(app)
 
 @app.post("/v1/tenants")
 def signup() -> Response:
+    from billing.tenants.requests import SignupRequest, parse_request
+
     principal = caller(app.current_event)
     tenant, created = container.tenant_service().signup(
         parse_request(SignupRequest, request_body(app.current_event)), principal
@@ -39,6 +31,8 @@ def signup() -> Response:
 
 @app.post("/v1/tenants/<tenant_id>/plan")
 def change_plan(tenant_id: str) -> Response:
+    from billing.tenants.requests import PlanChangeRequest, parse_request
+
     principal = caller(app.current_event)
     request = parse_request(PlanChangeRequest, request_body(app.current_event))
     tenant = container.tenant_service().change_plan(tenant_id, request, principal)
@@ -47,6 +41,8 @@ def change_plan(tenant_id: str) -> Response:
 
 @app.post("/v1/tenants/<tenant_id>/cancel")
 def cancel(tenant_id: str) -> Response:
+    from billing.tenants.requests import CancelRequest, parse_request
+
     principal = caller(app.current_event)
     request = parse_request(CancelRequest, request_body(app.current_event))
     tenant, statement = container.tenant_service().cancel(tenant_id, request, principal)
@@ -66,6 +62,9 @@ def statement(tenant_id: str, month: str) -> Response:
 def billing_setup(tenant_id: str) -> Response:
     """A Stripe-hosted page (Checkout, setup mode) where the tenant saves a card for its invoices
     (a platform key, or the tenant's own key)."""
+    from billing.payments.card_on_file import SetupRequest
+    from billing.tenants.requests import parse_request
+
     container.tenant_service().get(tenant_id, caller(app.current_event), "ask for the billing pages of")
     request = parse_request(SetupRequest, request_body(app.current_event))
     return json_response(201, container.card_on_file().setup_session(tenant_id, request))
@@ -75,6 +74,9 @@ def billing_setup(tenant_id: str) -> Response:
 def payment_settings(tenant_id: str) -> Response:
     """The payment settings page (a Stripe Billing Portal session): update the card, see and pay
     invoices."""
+    from billing.payments.card_on_file import PaymentSettingsRequest
+    from billing.tenants.requests import parse_request
+
     container.tenant_service().get(tenant_id, caller(app.current_event), "ask for the billing pages of")
     request = parse_request(PaymentSettingsRequest, request_body(app.current_event))
     return json_response(201, container.card_on_file().payment_settings_session(tenant_id, request))
@@ -82,6 +84,8 @@ def payment_settings(tenant_id: str) -> Response:
 
 @app.post("/v1/tenants/<tenant_id>/credits")
 def grant_credit(tenant_id: str) -> Response:
+    from billing.tenants.requests import CreditGrantRequest, parse_request
+
     principal = caller(app.current_event)
     request = parse_request(CreditGrantRequest, request_body(app.current_event))
     grant, created = container.tenant_service().grant_credit(tenant_id, request, principal)
@@ -96,6 +100,8 @@ def list_credits(tenant_id: str) -> Response:
 
 @app.post("/v1/tenants/<tenant_id>/coupons")
 def attach_coupon(tenant_id: str) -> Response:
+    from billing.tenants.requests import CouponRequest, parse_request
+
     principal = caller(app.current_event)
     request = parse_request(CouponRequest, request_body(app.current_event))
     tenant, created = container.tenant_service().attach_coupon(tenant_id, request, principal)
@@ -112,6 +118,8 @@ def read_calendar(tenant_id: str) -> Response:
 @app.post("/v1/tenants/<tenant_id>/calendar")
 def change_calendar(tenant_id: str) -> Response:
     """Change the time zone, anchor or interval from the next period boundary."""
+    from billing.tenants.requests import CalendarRequest, parse_request
+
     principal = caller(app.current_event)
     request = parse_request(CalendarRequest, request_body(app.current_event))
     view = container.tenant_service().change_calendar(tenant_id, request, principal)

@@ -10,7 +10,6 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from billing.adapters.aws.webhook_queue import decode
 from billing.runtime import container
 from billing.runtime.observability import logger, metrics, tracer
 
@@ -19,6 +18,8 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 @tracer.capture_method
 def attempt(record: SQSRecord) -> None:
+    from billing.adapters.aws.webhook_queue import decode
+
     message = decode(record.body)
     outcome = container.webhook_relay().handle(message)
     if outcome is None:

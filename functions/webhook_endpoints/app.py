@@ -10,9 +10,6 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing.kernel.errors import InvalidRequest
-from billing.kernel.validation import parse_model
-from billing.outgoing_webhooks.delivery_log import DEFAULT_PAGE, MAX_PAGE
-from billing.outgoing_webhooks.endpoints import EndpointRequest, RotateRequest
 from billing.runtime import container
 from billing.runtime.http import caller, install_error_handlers, json_response, request_body
 from billing.runtime.observability import logger, metrics, tracer
@@ -23,6 +20,9 @@ install_error_handlers(app)
 
 @app.post("/v1/webhook-endpoints")
 def register() -> Response:
+    from billing.kernel.validation import parse_model
+    from billing.outgoing_webhooks.endpoints import EndpointRequest
+
     principal = caller(app.current_event)
     request = parse_model(EndpointRequest, request_body(app.current_event))
     endpoint, secret, created = container.webhook_endpoint_service().registered(request, principal)
@@ -57,6 +57,9 @@ def enable(endpoint_id: str) -> Response:
 
 @app.post("/v1/webhook-endpoints/<endpoint_id>/rotate-secret")
 def rotate_secret(endpoint_id: str) -> Response:
+    from billing.kernel.validation import parse_model
+    from billing.outgoing_webhooks.endpoints import RotateRequest
+
     principal = caller(app.current_event)
     request = parse_model(RotateRequest, request_body(app.current_event))
     endpoint, secret = container.webhook_endpoint_service().rotate_secret(endpoint_id, request, principal)
@@ -65,6 +68,8 @@ def rotate_secret(endpoint_id: str) -> Response:
 
 @app.get("/v1/webhook-endpoints/<endpoint_id>/deliveries")
 def deliveries(endpoint_id: str) -> Response:
+    from billing.outgoing_webhooks.delivery_log import DEFAULT_PAGE, MAX_PAGE
+
     query = app.current_event.query_string_parameters or {}
     limit = query.get("limit", str(DEFAULT_PAGE))
     if not limit.isdigit() or len(limit) > 4:

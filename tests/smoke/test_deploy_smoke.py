@@ -121,6 +121,20 @@ def test_every_module_of_the_layer_ships_its_bytecode_unchecked(deployment):
     assert not checked, f"{len(checked)} modules with checked bytecode, e.g. {checked[:5]}"
 
 
+def test_the_layer_ships_the_catalog_parsed_once_equal_to_its_yaml(deployment):
+    """The build writes each config YAML's parse as JSON next to it, and the layer reads that."""
+    import yaml
+
+    from billing.catalog.documents import compact_path, load_document
+
+    config = deployment.artifacts.layer_dir / "billing" / "config"
+    for source in sorted(config.glob("*.yaml")):
+        assert compact_path(source).is_file(), source.name
+        stored = json.loads(compact_path(source).read_text())
+        assert stored["document"] == yaml.safe_load(source.read_text()), source.name
+        assert load_document(source) == yaml.safe_load(source.read_text()), source.name
+
+
 # ---------------------------------------------------------------------------------- in traffic order
 def test_signup_creates_the_tenant(deployment):
     # Given a fresh stack whose Stripe secret still holds the value generated at deploy
@@ -176,6 +190,22 @@ def test_ingest_stores_the_sample_events(deployment):
         key for c in calls if c["operation"] == "PartiQLInsert" for key in c["LeadingKeys"][c["TableName"]]
     ]
     assert any(key.startswith("EVT#acme-corp#") for key in inserted), calls
+
+
+def test_the_corrections_trail_of_a_stored_event_reads_back(deployment):
+    # Given the sample event ingest stored above, and the corrections sample's request turned into a read
+    event = {
+        **sample("corrections"),
+        "httpMethod": "GET",
+        "body": None,
+        "isBase64Encoded": False,
+        "queryStringParameters": {"tenant_id": "acme-corp", "event_id": "e-7f3a"},
+    }
+    # When its audit trail is asked for with the platform key
+    response = ok(deployment.invoke("CorrectionsFunction", event))
+    # Then it is answered: the event, never corrected
+    assert response["statusCode"] == 200, response
+    assert body(response)["event_id"] == "e-7f3a", body(response)
 
 
 def test_the_peer_authorizer_names_the_key_of_a_usage_plan_of_the_stage(deployment):

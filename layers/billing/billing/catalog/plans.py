@@ -12,7 +12,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -25,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from billing.catalog.documents import load_document
 from billing.catalog.limits import AlertRule, Limit, check_catalog, hard_query_limit
 from billing.catalog.metrics import BUILT_IN_METRICS, MetricDefinition, check_unique_ids
 from billing.catalog.usage_types import BUILT_IN_TYPES, UsageType, check_usage_types
@@ -385,7 +385,7 @@ class PlanCatalog(BaseModel):
 
     @classmethod
     def load(cls, path: Path | str) -> PlanCatalog:
-        return cls.model_validate(yaml.safe_load(Path(path).read_text()))
+        return cls.model_validate(load_document(path))
 
     def get(self, plan_id: str) -> Plan:
         for plan in self.plans:

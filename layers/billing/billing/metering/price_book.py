@@ -10,9 +10,9 @@ from decimal import Context, Decimal, Inexact, InvalidOperation, localcontext
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from billing.catalog.documents import load_document
 from billing.kernel.money import ZERO, reject_float, round_event_cost
 from billing.kernel.periods import iso, parse_instant
 from billing.metering.events import BUILT_IN_TYPES, PROPERTY_NAME, PropertyValue, UsageEvent
@@ -173,7 +173,7 @@ class PriceBook:
 
     @classmethod
     def load(cls, path: Path | str) -> PriceBook:
-        document = yaml.safe_load(Path(path).read_text())
+        document = load_document(path)
         return cls.from_document(document)
 
     @classmethod

@@ -32,7 +32,6 @@ from billing.dunning.facts import Fact, Failed, Finalized, Mark, Resolved
 from billing.dunning.service import DunningService
 from billing.kernel.errors import InvalidRequest
 from billing.kernel.validation import parse_json, validation_details
-from billing.kernel.validation import raw_body as raw_body  # re-exported: the handler's import
 from billing.outgoing_webhooks.publishing import PUBLISHED_INVOICE_EVENTS, WebhookPublisher, invoice_data
 from billing.payments.card_on_file import CARD_EVENTS, CardObject, CardOnFileService, card_fact, card_object
 from billing.payments.stripe_objects import (

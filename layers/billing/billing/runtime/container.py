@@ -12,6 +12,8 @@ from other providers. Invariants:
   themselves (ingest, the quota rules, the rater, the close) are always the production ones;
 - adapters are imported inside their providers: a function that never touches ClickHouse does not pay
   for importing clickhouse-connect on a cold start, nor one that never pays for importing stripe;
+- importing this module loads no pydantic, no settings and no domain module (a handler imports it
+  in its init phase; what a request needs is imported by the provider that builds it);
 - no domain rule lives here: this module only wires;
 - ``reset()`` forgets everything built and every override, cached boto3 clients and the secrets
   Powertools cached, so a later environment never sees a service or key of an earlier one.
@@ -27,8 +29,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
-
-from billing.runtime.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
@@ -72,6 +72,7 @@ if TYPE_CHECKING:
     from billing.portal.tokens import PortalTokens
     from billing.portal.view import PortalService
     from billing.rating import Rater
+    from billing.runtime.settings import Settings
     from billing.statements.close import BillingCycle, InvoiceArchive, InvoicingJobs, StatementStore
     from billing.statements.period_close import TenantPeriodClose
     from billing.tenants.credentials import KeyDirectory
@@ -126,7 +127,8 @@ def _forget_services() -> None:
 def reset() -> None:
     """Forget everything built so far and every override (tests and the local runner change settings
     between runs)."""
-    get_settings.cache_clear()
+    if "billing.runtime.settings" in sys.modules:  # never import pydantic just to forget the settings
+        sys.modules["billing.runtime.settings"].get_settings.cache_clear()
     _overrides.clear()
     _forget_services()
     if "billing.adapters.aws.clients" in sys.modules:  # never import boto3 just to forget its clients
@@ -137,6 +139,8 @@ def reset() -> None:
 
 # ------------------------------------------------------------------------------------------ settings
 def settings() -> Settings:
+    from billing.runtime.settings import get_settings
+
     return get_settings()
 
 

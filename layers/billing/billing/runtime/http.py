@@ -9,9 +9,8 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 
 from billing.kernel.errors import BillingError, ServiceUnavailable, is_backing_service_failure
-from billing.kernel.validation import parse_json, raw_body
+from billing.kernel.request_body import parse_json, raw_body
 from billing.runtime.observability import logger
-from billing.runtime.settings import get_settings
 
 if TYPE_CHECKING:
     from billing.tenants.access import Principal
@@ -39,8 +38,9 @@ def api_key_id(raw_event: Any) -> str | None:
 def caller(event: Any) -> Principal:
     """Who is calling (``event``: the resolver's current event, or its raw dict): the request's API
     key, platform or tenant; a 401 without one."""
-    # Imported here: the functions that never ask who is calling (webhooks, schedules) need not load
-    # the tenant model on a cold start.
+    # Imported here: the tenant model and the settings (pydantic) load on the first request, never in
+    # a handler's init phase, and the functions that never ask who is calling never load them.
+    from billing.runtime.settings import get_settings
     from billing.tenants.access import principal_for
 
     raw_event = getattr(event, "raw_event", event)
