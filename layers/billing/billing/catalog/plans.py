@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from billing.catalog.limits import AlertRule, Limit, check_catalog, hard_query_limit
+from billing.catalog.limits import AlertRule, Limit, check_catalog, hard_metric_limits, hard_query_limit
 from billing.catalog.metrics import BUILT_IN_METRICS, MetricDefinition, check_unique_ids
 from billing.catalog.usage_types import BUILT_IN_TYPES, UsageType, check_usage_types
 from billing.kernel.money import reject_float
@@ -252,6 +252,11 @@ class Plan(BaseModel):
     def hard_query_limit(self) -> int | None:
         """The monthly query count ingest admits (None: unlimited) (billing.catalog.limits)."""
         return hard_query_limit(self.query_quota, self.limits)
+
+    @property
+    def hard_metric_limits(self) -> dict[str, Decimal]:
+        """The hard limits ingest enforces on metrics other than queries (billing.catalog.limits)."""
+        return hard_metric_limits(self.limits)
 
     @model_validator(mode="after")
     def _tiers_ascending(self) -> Plan:
