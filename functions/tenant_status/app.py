@@ -39,9 +39,9 @@ def tenant_status(tenant_id: str) -> Response:
 def tenant_quota(tenant_id: str) -> Response:
     principal = caller(app.current_event)
     now = container.clock()()
-    found, used = container.quota_reads().read(tenant_id, str(Month.of(now)))
+    found, used, counters = container.quota_reads().read_counters(tenant_id, str(Month.of(now)))
     tenant = principal.require(tenant_id, found, "read the quota of")
-    status = quota_status(tenant, container.plan_catalog(), used, now)
+    status = quota_status(tenant, container.plan_catalog(), used, now, counters)
     return json_response(200, status.to_json(), headers={"Cache-Control": "no-store"})
 
 
