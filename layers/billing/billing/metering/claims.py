@@ -351,10 +351,10 @@ class ClaimedBatch:
         if refused:
             first = refused[0]
             whole = first.metric == QUERIES
-            self.result.quota = {
+            self.result.quota = {  # a query quota's refusal keeps the fields it always had
                 "tenant_id": tenant_id,
                 "month": month,
-                "metric": first.metric,
+                **({} if whole else {"metric": first.metric}),
                 "limit": int(first.limit) if whole else first.limit,
                 "used": int(used.get(QUERIES, 0)) if whole else used.get(first.metric, Decimal(0)),
                 "resets_at": iso(of.end),
