@@ -167,7 +167,8 @@ class QuotaStatus:
     """What the quota gate reads: the month's query count as ingest counts it, against the limit of
     the plan in force now. ``limit``/``remaining`` are None for an unlimited plan. ``limits``: each
     hard limit of that plan (queries included) as (metric, limit, used), ``used`` the very counter
-    ingest moves with each claim."""
+    ingest moves with each claim; listed in the JSON when the plan limits a metric other than
+    queries."""
 
     tenant_id: str
     limit: Limit
@@ -190,15 +191,22 @@ class QuotaStatus:
             "resets_at": iso(self.resets_at),
             "plan": self.plan,
             "payment_status": self.payment_status,
-            "limits": [
+            # a plan limiting queries only keeps the body it always had
+            **(
                 {
-                    "metric": metric,
-                    "limit": _number(metric, limit),
-                    "used": _number(metric, used),
-                    "remaining": _number(metric, max(Decimal(0), limit - used)),
+                    "limits": [
+                        {
+                            "metric": metric,
+                            "limit": _number(metric, limit),
+                            "used": _number(metric, used),
+                            "remaining": _number(metric, max(Decimal(0), limit - used)),
+                        }
+                        for metric, limit, used in self.limits
+                    ]
                 }
-                for metric, limit, used in self.limits
-            ],
+                if any(metric != "queries" for metric, _, _ in self.limits)
+                else {}
+            ),
         }
 
 
