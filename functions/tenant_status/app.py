@@ -40,12 +40,12 @@ def tenant_quota(tenant_id: str) -> Response:
 
     principal = caller(app.current_event)
     now = container.clock()()
-    found, used = container.quota_reads().read(tenant_id, str(Month.of(now)))
+    found, used, counters = container.quota_reads().read_counters(tenant_id, str(Month.of(now)))
     window = quota_window(found, now)
-    if window.key != str(Month.of(now)):  # a tenant calendar's period: its own counter
-        found, used = container.quota_reads().read(tenant_id, window.key)
+    if window.key != str(Month.of(now)):  # a tenant calendar's period: its own counters
+        found, used, counters = container.quota_reads().read_counters(tenant_id, window.key)
     tenant = principal.require(tenant_id, found, "read the quota of")
-    status = quota_status(tenant, container.plan_catalog(), used, now)
+    status = quota_status(tenant, container.plan_catalog(), used, now, counters)
     return json_response(200, status.to_json(), headers={"Cache-Control": "no-store"})
 
 

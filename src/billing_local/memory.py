@@ -27,6 +27,7 @@ import json
 import threading
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
@@ -39,6 +40,7 @@ from billing.metering.exactly_once import (
     ClaimResult,
     ClaimState,
 )
+from billing.metering.hard_limits import ONE_QUERY, QUERIES, add_up, counted_marker, read_marker
 from billing.statements.statement import Statement
 from billing.tenants.credits import CreditBurn, CreditGrant
 from billing.tenants.tenant import Tenant
@@ -70,6 +72,8 @@ class MemoryLedger:
         self._claims: dict[Claim, tuple[str, str | None, float]] = {}
         self._committed: set[str] = set()
         self._quota: dict[tuple[str, str], tuple[int, int]] = {}  # (tenant, month) -> (used, version)
+        # (tenant, month) -> hard-limited metric -> its counter (billing.metering.hard_limits)
+        self._metrics: dict[tuple[str, str], dict[str, Decimal]] = {}
         self._guard = threading.RLock()
 
     def lookup(self, claims: Sequence[Claim]) -> dict[Claim, ClaimState]:
@@ -122,17 +126,32 @@ class MemoryLedger:
         min_used: int | None = None,
         counter_expires_at: int,
         previous: dict[Claim, str],
+        amounts: dict[Claim, dict[str, Decimal]] | None = None,
+        metric_bounds: dict[str, tuple[Decimal | None, Decimal | None]] | None = None,
     ) -> ClaimResult:
         assert 0 < len(claims) <= MAX_COUNTED_PER_TRANSACTION
+        each = amounts if amounts is not None else {c: dict(ONE_QUERY) for c in claims}
         with self._guard:
             used, version = self._quota.get((tenant_id, month), (0, 0))
+            counters = self._metrics.setdefault((tenant_id, month), {})
             no_room = bool(min_used and used < min_used) or (max_used is not None and used > max_used)
+            for metric, (low, high) in (metric_bounds or {}).items():
+                held = counters.get(metric, Decimal(0))
+                no_room |= bool(low and held < low) or (high is not None and held > high)
             conflicts = self._conflicts(claims, previous)
             if no_room or conflicts:
-                return ClaimResult(False, frozenset(conflicts), used if no_room else None)
-            self._quota[(tenant_id, month)] = (used + len(claims), version + 1)
+                return ClaimResult(
+                    False,
+                    frozenset(conflicts),
+                    used if no_room else None,
+                    dict(counters) if no_room else None,
+                )
+            added = add_up(each[c] for c in claims)
+            self._quota[(tenant_id, month)] = (used + int(added.pop(QUERIES, 0)), version + 1)
+            for metric, amount in added.items():
+                counters[metric] = counters.get(metric, Decimal(0)) + amount
             for claim in claims:
-                self._claims[claim] = (batch_id, month, lease_until)
+                self._claims[claim] = (batch_id, counted_marker(month, each[claim]), lease_until)
             return ClaimResult(written=True)
 
     def stored(self, claims: Sequence[Claim]) -> set[Claim]:
@@ -149,9 +168,13 @@ class MemoryLedger:
             for claim in claims:
                 self._claims.pop(claim, None)
             for claim in owned:
-                key = (claim.tenant_id, counted[claim])
+                month, amounts = read_marker(counted[claim])
+                key = (claim.tenant_id, month)
                 used, version = self._quota.get(key, (0, 0))
-                self._quota[key] = (used - 1, version + 1)
+                self._quota[key] = (used - int(amounts.pop(QUERIES, 0)), version + 1)
+                counters = self._metrics.setdefault(key, {})
+                for metric, amount in amounts.items():
+                    counters[metric] = counters.get(metric, Decimal(0)) - amount
 
     def commit_batch(self, batch_id: str, expires_at: int, **attributes: Any) -> None:
         self._committed.add(batch_id)
@@ -164,6 +187,9 @@ class MemoryLedger:
         with self._guard:
             self._claims.clear()
             self._committed.clear()
+
+    def metric_used(self, tenant_id: str, month: str) -> dict[str, Decimal]:
+        return dict(self._metrics.get((tenant_id, month), {}))
 
     def quota_used(self, tenant_id: str, month: str) -> tuple[int, int | None]:
         found = self._quota.get((tenant_id, month))

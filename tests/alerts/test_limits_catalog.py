@@ -61,7 +61,6 @@ def test_a_soft_limit_alerts_at_100_percent_unless_an_alert_watches_it():
 @pytest.mark.parametrize(
     ("keys", "metrics", "says"),
     [
-        ({"limits": [{"metric": "tokens", "value": 5, "enforcement": "hard"}]}, None, "enforcement: soft"),
         ({"limits": [{"metric": "nope", "value": 5, "enforcement": "soft"}]}, None, "unknown metric"),
         ({"limits": [{"metric": "tokens", "value": 0.5, "enforcement": "soft"}]}, None, "never a float"),
         (

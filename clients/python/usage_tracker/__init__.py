@@ -12,6 +12,8 @@ payload = verify_signature(body, headers, "whsec_...")  # a webhook the billing 
 from .errors import (
     Correction,
     CorrectionFailed,
+    LimitReached,
+    MetricLimit,
     Problem,
     Quota,
     QuotaExceeded,
@@ -26,6 +28,8 @@ __all__ = [
     "Correction",
     "CorrectionFailed",
     "FlushResult",
+    "LimitReached",
+    "MetricLimit",
     "Problem",
     "Quota",
     "QueryScope",

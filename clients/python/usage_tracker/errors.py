@@ -3,11 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from decimal import Decimal
+from typing import Any, Dict, List, Optional, Tuple
 
 
 class TransportError(Exception):
     """The request got no HTTP answer (refused, reset, timed out, DNS...)."""
+
+
+@dataclass(frozen=True)
+class MetricLimit:
+    """One hard limit of the tenant's plan (``limits`` of the quota answer): exact decimals, the
+    very counter ingest enforces it on."""
+
+    metric: str
+    limit: Decimal
+    used: Decimal
+    remaining: Decimal
+
+    @property
+    def exhausted(self) -> bool:
+        return self.remaining <= 0
 
 
 @dataclass(frozen=True)
@@ -23,10 +39,15 @@ class Quota:
     plan: Optional[str]
     payment_status: Optional[str]
     raw: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    limits: Tuple[MetricLimit, ...] = ()  # every hard limit of the plan, queries included
 
     @property
     def exhausted(self) -> bool:
         return self.remaining is not None and self.remaining <= 0
+
+    def limit_on(self, metric: str) -> Optional[MetricLimit]:
+        """The plan's hard limit on ``metric``; None: it has none."""
+        return next((m for m in self.limits if m.metric == metric), None)
 
 
 class UsageRefused(Exception):
@@ -39,6 +60,15 @@ class UsageRefused(Exception):
 
 class QuotaExceeded(UsageRefused):
     """The tenant's monthly query quota is used up (``remaining`` is 0): do not do the work."""
+
+
+class LimitReached(QuotaExceeded):
+    """A hard limit of the tenant's plan on a metric the work adds to is used up: do not do the
+    work (``metric`` names it)."""
+
+    def __init__(self, message: str, quota: Quota, metric: str) -> None:
+        super().__init__(message, quota)
+        self.metric = metric
 
 
 class TenantSuspended(UsageRefused):

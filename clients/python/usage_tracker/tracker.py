@@ -13,8 +13,9 @@ import time
 import weakref
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
+from decimal import Decimal
 from types import TracebackType
-from typing import Any, Callable, Dict, List, Mapping, Optional, Type
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Type
 
 from ._events import Clock, EventIds, check_identifier, encode_event, format_timestamp
 from ._sender import Sender
@@ -23,6 +24,8 @@ from ._transport import Transport
 from .errors import (
     Correction,
     CorrectionFailed,
+    LimitReached,
+    MetricLimit,
     Problem,
     Quota,
     QuotaExceeded,
@@ -288,6 +291,15 @@ class Tracker:
             remaining = data.get("remaining")
             if remaining is None and limit is not None:  # tolerate an answer without it
                 remaining = max(0, int(limit) - int(data.get("used") or 0))
+            limits = tuple(
+                MetricLimit(
+                    metric=str(m["metric"]),
+                    limit=Decimal(str(m["limit"])),
+                    used=Decimal(str(m["used"])),
+                    remaining=Decimal(str(m["remaining"])),
+                )
+                for m in data.get("limits") or []
+            )
             return Quota(
                 tenant_id=tenant_id,
                 limit=None if limit is None else int(limit),
@@ -297,13 +309,17 @@ class Tracker:
                 plan=data.get("plan"),
                 payment_status=data.get("payment_status"),
                 raw=data,
+                limits=limits,
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, KeyError, ArithmeticError) as exc:
             raise QuotaUnavailable(f"unexpected quota answer for {tenant_id}: {data!r}") from exc
 
-    def check_quota(self, tenant_id: str, *, queries: bool = True) -> Optional[Quota]:
-        """The gate: raises QuotaExceeded (only when ``queries``: the quota counts queries) or
-        TenantSuspended before the work. When the quota cannot be read, returns None with
+    def check_quota(
+        self, tenant_id: str, *, queries: bool = True, metrics: Iterable[str] = ()
+    ) -> Optional[Quota]:
+        """The gate: raises QuotaExceeded (only when ``queries``: the quota counts queries),
+        LimitReached when a hard limit on one of ``metrics`` (those the work adds to, e.g.
+        ``["gpu_seconds"]``) is used up, or TenantSuspended before the work. When the quota cannot be read, returns None with
         ``fail_open`` (reported; ingest still enforces the quota exactly), else raises
         QuotaUnavailable."""
         try:
@@ -323,6 +339,15 @@ class Tracker:
                 f"it resets at {quota.resets_at}",
                 quota,
             )
+        for metric in metrics:
+            limit = quota.limit_on(metric)
+            if limit is not None and limit.exhausted:
+                raise LimitReached(
+                    f"tenant {tenant_id} has used its limit of {limit.limit} {metric} this period; "
+                    f"it resets at {quota.resets_at}",
+                    quota,
+                    metric,
+                )
         return quota
 
     def _quota_failed(self, exc: QuotaUnavailable) -> None:

@@ -14,8 +14,9 @@ Invariants (checked when the catalog loads; a refusal names the plan, the limit 
 - a limit is on a count or sum metric (built in, or a catalog metric of aggregation count or sum),
   at most one limit per metric per plan; ``value`` is an integer or a quoted decimal, never a float;
 - ``query_quota: N`` is the hard limit ``{metric: queries, value: N}``; a plan gives one or the
-  other. Hard limits are enforced at ingest (429, exactly once, ``billing.metering.claims``) on
-  ``queries``; any other metric takes ``soft`` limits (alerts only) in this version;
+  other. Hard limits, on any count or sum metric, are enforced at ingest (429, exactly once, in the
+  transaction that claims each event: ``billing.metering.claims``, ``billing.metering.hard_limits``);
+  soft limits only alert;
 - an alert's thresholds are percentages of the plan's limit on its metric (the metric must have
   one) or amounts (of the metric; of money in the plan's currency for ``spend``), distinct; a soft
   limit with no alert of its own on that metric alerts at 100%.
@@ -34,7 +35,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 
 SPEND = "spend"  # an alert's metric meaning spend so far in the period (never a catalog metric id)
 LIMITABLE = ("count", "sum")
-HARD_LIMITED = frozenset({"queries"})  # metrics whose hard limit ingest enforces
 
 
 def _exact(value: object) -> object:
@@ -132,16 +132,9 @@ def check_limits(
         seen.add(limit.metric)
         aggregation = aggregation_of.get(limit.metric)
         if aggregation is None:
-            raise ValueError(
-                f"{where}: unknown metric (built in: {', '.join(sorted(HARD_LIMITED | {'tokens'}))}...)"
-            )
+            raise ValueError(f"{where}: unknown metric (built in: queries, tokens, events...)")
         if aggregation not in LIMITABLE:
             raise ValueError(f"{where}: a limit is on a count or sum metric, not {aggregation}")
-        if limit.enforcement == "hard" and limit.metric not in HARD_LIMITED:
-            raise ValueError(
-                f"{where}: hard limits are enforced at ingest on {', '.join(sorted(HARD_LIMITED))} only; "
-                "give this one enforcement: soft (alerts)"
-            )
         if limit.metric == "queries" and query_quota is not None:
             raise ValueError(f"{where}: give query_quota or a limit on queries, not both")
         if limit.metric == "queries" and limit.enforcement == "hard" and limit.value != int(limit.value):
@@ -189,6 +182,15 @@ def hard_query_limit(query_quota: int | None, limits: Sequence[Limit]) -> int | 
         if limit.metric == "queries" and limit.enforcement == "hard":
             return int(limit.value)
     return None
+
+
+def hard_metric_limits(limits: Sequence[Limit]) -> dict[str, Decimal]:
+    """The hard limits on metrics other than ``queries`` (whose limit is ``hard_query_limit``)."""
+    return {
+        limit.metric: limit.value
+        for limit in limits
+        if limit.enforcement == "hard" and limit.metric != "queries"
+    }
 
 
 def limit_on(query_quota: int | None, limits: Sequence[Limit], metric: str) -> Decimal | None:

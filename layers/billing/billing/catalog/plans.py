@@ -4,6 +4,10 @@
 ``query_tiers`` is shorthand for one graduated charge on queries (line ids ``queries:...``); a plan
 written without the new keys validates, digests and rates exactly as before they existed. A charge's
 tier bounds and package size may be fractional: exact decimals read from their quoted text (``Units``).
+
+Length: the plan file's whole schema (plans, charges, tiers, packages, limits and alerts by
+reference) and its load-time checks live together, so that one module says what a valid catalog is;
+the charge models and limits keep their own rules in ``billing.rating`` and ``billing.catalog.limits``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pydantic import (
 )
 
 from billing.catalog.documents import load_document
-from billing.catalog.limits import AlertRule, Limit, check_catalog, hard_query_limit
+from billing.catalog.limits import AlertRule, Limit, check_catalog, hard_metric_limits, hard_query_limit
 from billing.catalog.metrics import BUILT_IN_METRICS, MetricDefinition, check_unique_ids
 from billing.catalog.usage_types import BUILT_IN_TYPES, UsageType, check_usage_types
 from billing.kernel.money import reject_float
@@ -252,6 +256,11 @@ class Plan(BaseModel):
     def hard_query_limit(self) -> int | None:
         """The monthly query count ingest admits (None: unlimited) (billing.catalog.limits)."""
         return hard_query_limit(self.query_quota, self.limits)
+
+    @property
+    def hard_metric_limits(self) -> dict[str, Decimal]:
+        """The hard limits ingest enforces on metrics other than queries (billing.catalog.limits)."""
+        return hard_metric_limits(self.limits)
 
     @model_validator(mode="after")
     def _tiers_ascending(self) -> Plan:

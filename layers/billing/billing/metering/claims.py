@@ -41,9 +41,10 @@ import math
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache, partial
 from operator import attrgetter
 from typing import Any, NoReturn
@@ -66,8 +67,18 @@ from billing.metering.exactly_once import (
     PeriodReceipt,
     UsageLedger,
 )
+from billing.metering.hard_limits import (
+    ONE_QUERY,
+    QUERIES,
+    Refusal,
+    admit,
+    amounts_of,
+    counted_marker,
+    limits_schedule,
+    metric_definitions,
+)
 from billing.metering.quota_windows import QuotaWindow, quota_window
-from billing.metering.quotas import admit_queries, quota_schedule
+from billing.metering.quotas import quota_schedule
 from billing.metering.storing import FallbackQueue, StoreOutcome, UsageStore, store_rows, stored_keys
 from billing.runtime.observability import logger
 from billing.tenants.closed_periods import has_own_periods
@@ -171,7 +182,10 @@ class ClaimedBatch:
         self.held: dict[Claim, str | None] = {}  # claims this batch wrote -> the month counting it
         self.taken_over: set[Claim] = set()  # held claims written over a dead batch's claim
         self.duplicates: set[Claim] = set()
-        self.moved: list[UsageEvent] = []  # queries a dead batch counted: claimed without counting
+        self.moved: list[UsageEvent] = []  # events a dead batch counted: claimed without counting
+        self.amounts: dict[tuple[str, str], Mapping[str, Decimal]] = {}  # event key -> its amounts
+        self.metric_limits: dict[str, Callable[[datetime], dict[str, Decimal]]] = {}
+        self.definition = metric_definitions(catalog)
         # the claims of the write in progress -> month counting them: if it raises, it may still
         # have been applied (DynamoDB timed out after committing it), so a failure gives them up too
         self.in_doubt: dict[Claim, str | None] = {}
@@ -223,17 +237,20 @@ class ClaimedBatch:
 
     # ----------------------------------------------------------------------------------- claiming
     def _claim_all(self) -> list[UsageEvent]:
-        """Claim every new event id; returns the queries refused for quota (never claimed)."""
+        """Claim every new event id; returns the events refused for a hard limit (never claimed)."""
         groups: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
         text = {m: str(Month(*m)) for m in set(self.months)}
+        plain: list[UsageEvent] = []
         for event, of in zip(self.events, self.months, strict=True):
-            if event.queries:
+            if self._amounts_of(event):
                 key = self._window(event).key if event.tenant_id in self.own_periods else text[of]
                 groups[(event.tenant_id, key)].append(event)
+            else:
+                plain.append(event)
         rejected: list[UsageEvent] = []
         for (tenant_id, month), group in sorted(groups.items()):
-            rejected += self._claim_queries(tenant_id, month, sorted(group, key=_ARRIVAL))
-        self._claim_plain([e for e in self.events if not e.queries] + self.moved)
+            rejected += self._claim_counted(tenant_id, month, sorted(group, key=_ARRIVAL))
+        self._claim_plain(plain + self.moved)
         return rejected
 
     def _window(self, event: UsageEvent) -> QuotaWindow:
@@ -242,6 +259,24 @@ class ClaimedBatch:
         window = quota_window(self.tenants[event.tenant_id] if own else None, event.timestamp)
         self.window_ends[(event.tenant_id, window.key)] = window.end
         return window
+
+    def _amounts_of(self, event: UsageEvent) -> Mapping[str, Decimal]:
+        """What ``event`` adds to its tenant's month counters (``billing.metering.hard_limits``):
+        one query, and its amount of each metric the plan in force at its time limits hard."""
+        found = self.amounts.get(event.key)
+        if found is None:
+            schedule = self.metric_limits.get(event.tenant_id)
+            if schedule is None:
+                schedule = self.metric_limits[event.tenant_id] = limits_schedule(
+                    self.tenants[event.tenant_id], self.catalog
+                )
+            limits = schedule(event.timestamp)
+            if limits:
+                found = amounts_of(event, limits, self.definition)
+            else:  # the usual plan: queries only
+                found = ONE_QUERY if event.queries else {}
+            self.amounts[event.key] = found
+        return found
 
     def _settled(self, events: Sequence[UsageEvent], *, counting: bool) -> list[UsageEvent]:
         """Those of ``events`` still to be claimed: duplicates (their batch committed) drop out, and
@@ -261,23 +296,43 @@ class ClaimedBatch:
                 keep.append(event)
         return keep
 
-    def _claim_queries(self, tenant_id: str, month: str, ordered: list[UsageEvent]) -> list[UsageEvent]:
-        limit_at = quota_schedule(self.tenants[tenant_id], self.catalog)
+    def _claim_counted(self, tenant_id: str, month: str, ordered: list[UsageEvent]) -> list[UsageEvent]:
+        """Claim the events that add to the month's counters, 99 per transaction with the counters,
+        in arrival order; returns those refused for a hard limit (recorded in the result)."""
+        query_limit = quota_schedule(self.tenants[tenant_id], self.catalog)
+        metric_limits = self.metric_limits[tenant_id]
+
+        def limits_at(event: UsageEvent) -> dict[str, Decimal]:
+            limits = metric_limits(event.timestamp)
+            queries = query_limit(event.timestamp)
+            return limits if queries is None else {**limits, QUERIES: Decimal(queries)}
+
         ends = self.window_ends.get((tenant_id, month)) or Month.parse(month).end
         # kept as long as the claims of the window's last month
         counter_expires = int((ends + timedelta(days=self.retention_days)).timestamp())
-        used, limit = 0, None  # ``used``: the counter as last seen (a guess until a refusal tells)
-        rejected: list[UsageEvent] = []
+        used: dict[str, Decimal] = {}  # the counters as last seen (a guess until a refusal tells)
+        refused: list[Refusal] = []
         for start in range(0, len(ordered), MAX_COUNTED_PER_TRANSACTION):
             chunk = ordered[start : start + MAX_COUNTED_PER_TRANSACTION]
             for _attempt in range(QUOTA_ATTEMPTS):
                 chunk = self._settled(chunk, counting=True)
-                decision = admit_queries(chunk, used, limit_at)
+                decision = admit(chunk, used, limits_at, self._amounts_of)
                 if not decision.admitted:
                     break
                 admitted = [self.claims[e.key] for e in decision.admitted]
-                exact = bool(decision.rejected)
-                self.in_doubt = dict.fromkeys(admitted, month)
+                amounts = {self.claims[e.key]: dict(self._amounts_of(e)) for e in decision.admitted}
+                markers = {c: counted_marker(month, amounts[c]) for c in admitted}
+                exact = bool(decision.refused)
+                # refusals were decided on the counters as seen: write only if they still hold them
+                # exactly; else only while each still leaves room for every admitted event
+                seen = {m: used.get(m, Decimal(0)) for m in decision.touched}
+                bounds = {
+                    m: (seen[m], seen[m]) if exact else (None, decision.bounds.get(m))
+                    for m in sorted(decision.touched - {QUERIES})
+                }
+                queries_max = decision.bounds.get(QUERIES)
+                queries_seen = int(used.get(QUERIES, 0))
+                self.in_doubt = dict[Claim, str | None](markers)
                 outcome = self.ledger.claim_counted(
                     tenant_id,
                     month,
@@ -285,41 +340,56 @@ class ClaimedBatch:
                     self.batch_id,
                     self.expiry,
                     lease_until=self.lease_until,
-                    max_used=used if exact else _max_used(decision.admitted, limit_at),
-                    min_used=used if exact else None,
+                    max_used=queries_seen if exact else None if queries_max is None else int(queries_max),
+                    min_used=queries_seen if exact else None,
                     counter_expires_at=counter_expires,
                     previous={c: self.known[c].batch_id for c in admitted if c in self.known},
+                    amounts=amounts,
+                    metric_bounds={m: b for m, b in bounds.items() if b != (None, None)},
                 )
                 self.in_doubt = {}
                 if outcome.written:
-                    self.held.update({c: month for c in admitted})
+                    self.held.update(markers)
                     self.taken_over.update(c for c in admitted if c in self.known)
                     break
                 if outcome.conflicts:
                     self._resolve(outcome.conflicts)
                 if outcome.used is not None:
-                    used = outcome.used
+                    used = {QUERIES: Decimal(outcome.used), **(outcome.counters or {})}
             else:
                 raise ServiceUnavailable(
                     "quota counter is too contended; retry the request", headers={"Retry-After": "1"}
                 )
             used = decision.used_after
-            if decision.rejected:
-                limit = decision.limit
-                rejected.extend(decision.rejected)
-        if rejected:
-            self.result.quota = {
+            refused.extend(decision.refused)
+        if refused:
+            first = refused[0]
+            whole = first.metric == QUERIES
+            self.result.quota = {  # a query quota's refusal keeps the fields it always had
                 "tenant_id": tenant_id,
                 "month": month,
-                "limit": limit,
-                "used": used,
+                **({} if whole else {"metric": first.metric}),
+                "limit": int(first.limit) if whole else first.limit,
+                "used": int(used.get(QUERIES, 0)) if whole else used.get(first.metric, Decimal(0)),
                 "resets_at": iso(ends),
             }
+            index = self._index()
             self.result.rejected_for_quota.extend(
-                {"event_id": e.event_id, "tenant_id": e.tenant_id, "timestamp": iso(e.timestamp)}
-                for e in rejected
+                {
+                    "event_id": r.event.event_id,
+                    "tenant_id": r.event.tenant_id,
+                    "timestamp": iso(r.event.timestamp),
+                    "index": index[r.event.key],
+                    "metric": r.metric,
+                    "limit": int(r.limit) if r.metric == QUERIES else r.limit,
+                }
+                for r in refused
             )
-        return rejected
+        return [r.event for r in refused]
+
+    def _index(self) -> dict[tuple[str, str], int]:
+        """Each event's index in the request."""
+        return {e.key: i for i, e in enumerate(self.events)}
 
     def _claim_plain(self, events: list[UsageEvent]) -> None:
         """Claims that change no counter, each on its own condition: those written are held at once,
@@ -405,8 +475,10 @@ class ClaimedBatch:
         quota = self.result.quota or {}
         resets_at = parse_instant(quota["resets_at"]) if quota.get("resets_at") else self.clock()
         retry_after = max(1, int((resets_at - self.clock()).total_seconds()))
+        metric = quota.get("metric", QUERIES)
+        what = "query quota" if metric == QUERIES else f"limit on {metric}"
         return QuotaExceeded(
-            f"monthly query quota of {quota.get('limit')} reached for tenant {quota.get('tenant_id')}; "
+            f"monthly {what} of {quota.get('limit')} reached for tenant {quota.get('tenant_id')}; "
             f"it resets at {quota.get('resets_at')}",
             details={
                 **quota,
@@ -435,7 +507,7 @@ class ClaimedBatch:
         equals the month's counted claims."""
         claims, batch_id = self.claims, self.batch_id
         counted = {c: m for c, m in self.held.items() if m and c in self.taken_over}
-        counted |= {claims[e.key]: self._window(e).key for e in accepted if e.queries}
+        counted |= {claims[e.key]: m for e in accepted if (m := self.held.get(claims[e.key]))}
         kept_keys = landed | {(r.tenant_id, r.event_id) for r in outcome.kept}
         unsettled_keys = {(r.tenant_id, r.event_id) for r in outcome.unsettled}
         unsettled_keys |= {
@@ -590,10 +662,3 @@ def claim_expiry(year: int, month: int, retention_days: int) -> int:
 
 
 _claim_of: Callable[[tuple[str, str]], Claim] = partial(tuple.__new__, Claim)  # Claim(*key), in C
-
-
-def _max_used(admitted: Sequence[UsageEvent], limit_at: Callable[[datetime], int | None]) -> int | None:
-    """The largest counter value at which every admitted query still fits: the i-th (0-based) needs
-    ``used + i < limit`` of its own time. None: no limit applies."""
-    bounds = [limit - 1 - i for i, e in enumerate(admitted) if (limit := limit_at(e.timestamp)) is not None]
-    return min(bounds) if bounds else None

@@ -27,8 +27,9 @@ Invariants:
   (a conditional write on the event's correction state); one left half-done (rows written, not yet
   recorded) is finished by the next request that touches the event, from the plan it recorded, and
   its rows are inserted with a dedup token of their own, so finishing it twice stores them once;
-- a void of a query gives its unit back to the month's quota counter in the transaction that records
-  the correction, so the counter still equals the month's stored queries;
+- a void gives back what its event's claim counted (a query's unit, its amounts of hard-limited
+  metrics: the claim's marker, ``billing.metering.hard_limits``) to the month's counters in the
+  transaction that records the correction, so each counter still equals what is stored;
 - an event voided cannot be corrected again (409); an event id never stored is a 404; an event older
   than the correction window (``correction_window_days``) is a 422.
 """
@@ -63,6 +64,7 @@ from billing.metering.correction_requests import (
 )
 from billing.metering.correction_rows import negation, public_version, row_from_json, row_to_json
 from billing.metering.events import StoredEvent, UsageEvent
+from billing.metering.hard_limits import read_marker
 from billing.metering.price_book import MissingMeasure, NoPriceVersion, PriceBook, UnknownModel
 from billing.outgoing_webhooks.publishing import WebhookPublisher
 from billing.tenants.access import Principal
@@ -75,7 +77,9 @@ COMMIT_ATTEMPTS = 5  # a correction's turn on its event, when other corrections 
 @dataclass(frozen=True)
 class Plan:
     """A correction decided and about to be applied: every row it writes and what it records.
-    ``rows``: (row JSON, sign, corrects); ``quota_month``: the month whose counter gets a query back."""
+    ``rows``: (row JSON, sign, corrects); ``quota_month``: what a void gives back to the month's
+    counters: the marker its event's claim counted (``billing.metering.hard_limits.counted_marker``;
+    the month alone is one query)."""
 
     correction_id: str
     tenant_id: str
@@ -149,10 +153,15 @@ class CorrectionLedger(Protocol):
     def commit(self, plan: Plan, expected_version: int, quota_counted: bool) -> bool:
         """One transaction: the correction recorded applied, the event's state moved to the plan's
         ``after`` with its entry appended and nothing pending, and (``quota_counted``) the month's
-        quota counter given one query back. False when the plan is no longer pending (applied)."""
+        counters given back what ``plan.quota_month`` says. False when the plan is no longer pending
+        (applied)."""
         ...
 
     def quota_exists(self, tenant_id: str, month: str) -> bool: ...
+
+    def counted(self, tenant_id: str, event_id: str) -> str | None:
+        """The marker of what the event's claim counted (None: nothing, or the claim expired)."""
+        ...
 
 
 class CorrectionRows(Protocol):
@@ -267,7 +276,9 @@ class CorrectionService:
                 "pending and applied once by a retry of the request",
                 headers={"Retry-After": "5"},
             ) from exc
-        counted = plan.quota_month is not None and self.ledger.quota_exists(plan.tenant_id, plan.quota_month)
+        counted = plan.quota_month is not None and self.ledger.quota_exists(
+            plan.tenant_id, read_marker(plan.quota_month)[0]
+        )
         if self.ledger.commit(plan, version, counted):
             self.webhooks.publish(
                 "event.corrected",
@@ -309,8 +320,10 @@ class CorrectionService:
             after = row_to_json(amended)
             rows.append((after, 1, item.event_id))
         quota_month = None
-        if item.action == VOID and current.queries == 1:
-            quota_month = str(Month.of(current.timestamp))
+        if item.action == VOID:
+            quota_month = self.ledger.counted(item.tenant_id, item.event_id)
+            if quota_month is None and current.queries == 1:  # its claim expired: one query
+                quota_month = str(Month.of(current.timestamp))
         plan = Plan(
             item.correction_id,
             item.tenant_id,

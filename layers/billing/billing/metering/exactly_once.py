@@ -10,10 +10,12 @@ of one tenant proceed in parallel and meet only in conditional writes. The guara
    (``lease_until``, longer than the ingest Lambda's timeout): while it runs, its batch may still
    commit, and another batch carrying the same id waits for the outcome; once it has run out (or
    is 0: the batch gave the claim up, e.g. a 503 naming it unsettled) the claim is taken over.
-2. **Quota counted per claim, by an atomic conditional counter**: a query's claim is written in the
-   same DynamoDB transaction that adds to its month's counter (``claim_counted``: ``ADD used :n``
-   on condition ``used <= :max_used``, no read first) and is marked with that month; releasing it
-   takes it off the counter in one transaction too. A request that takes over a counted claim
+2. **Quota and hard limits counted per claim, by atomic conditional counters**: a query's claim,
+   and the claim of any event adding to a metric its tenant's plan limits hard, is written in the
+   same DynamoDB transaction that adds to its month's counters (``claim_counted``: ``ADD used :n``
+   and one ``ADD`` per limited metric, on condition each stays within its limit, no read first)
+   and is marked with that month and what it added (``billing.metering.hard_limits``); releasing
+   it takes exactly that off the counters in one transaction too. A request that takes over a counted claim
    does not count it again. So each counter equals the live counted claims of its month at every
    instant, and admission order across batches is the order in which their transactions reach
    the counter.
@@ -38,6 +40,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
 from billing.metering.events import StoredEvent
@@ -61,7 +64,8 @@ MAX_COUNTED_PER_TRANSACTION = 99  # DynamoDB transactions hold 100 items: the co
 @dataclass(frozen=True)
 class ClaimState:
     """An existing claim: the batch that wrote it, whether that batch committed (the event is
-    durably stored: a duplicate), the month whose quota counter counts it (queries only), and the
+    durably stored: a duplicate), the marker of what it counted (``counted_month``: the month, and the
+    amounts unless it is one query, ``billing.metering.hard_limits.counted_marker``), and the
     instant (epoch seconds) until which its batch may still commit it; 0: given up."""
 
     batch_id: str
@@ -79,11 +83,13 @@ class ClaimResult:
     """What a claim call did. ``written``: every claim was written. ``conflicts``: claims that exist
     although they were expected absent, or are no longer held by the batch they were to be taken
     over from: not written (``claim_counted`` then wrote nothing at all; ``claim`` wrote every
-    other claim); ``used``: the month's counter when it had no room (``claim_counted`` only)."""
+    other claim); ``used``: the month's query counter when a counter had no room, ``counters`` the
+    hard-limited metrics' (``claim_counted`` only)."""
 
     written: bool
     conflicts: frozenset[Claim] = frozenset()
     used: int | None = None
+    counters: dict[str, Decimal] | None = None  # the metric counters then, with ``used``
 
 
 class ClaimsInterrupted(Exception):
@@ -143,10 +149,15 @@ class UsageLedger(Protocol):
         min_used: int | None = None,
         counter_expires_at: int,
         previous: dict[Claim, str],
+        amounts: dict[Claim, dict[str, Decimal]] | None = None,
+        metric_bounds: dict[str, tuple[Decimal | None, Decimal | None]] | None = None,
     ) -> ClaimResult:
-        """One transaction: the month's counter grows by ``len(claims)`` if it is now between
-        ``min_used`` and ``max_used`` (None: no bound), and every claim is written marked counted in
-        it; else nothing is written and ``used`` says what the counter holds."""
+        """One transaction: the month's counters grow by the claims' ``amounts`` (metric -> amount,
+        ``billing.metering.hard_limits``; None: each claim is one query) if the query counter is now
+        between ``min_used`` and ``max_used`` and each metric counter within its ``metric_bounds``
+        (None: no bound), and every claim is written marked with what it counted
+        (``counted_marker``); else nothing is written and ``used``/``counters`` say what the
+        counters hold."""
         ...
 
     def stored(self, claims: Sequence[Claim]) -> set[Claim]: ...

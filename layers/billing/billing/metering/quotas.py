@@ -6,6 +6,7 @@ import bisect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from operator import attrgetter
 from typing import Any, Protocol
 
@@ -160,11 +161,18 @@ class QuotaReads(Protocol):
         """The tenant and its month's query counter, both read with strong consistency."""
         ...
 
+    def read_counters(self, tenant_id: str, month: str) -> tuple[Tenant | None, int, dict[str, Decimal]]:
+        """``read``, and the month's hard-limited metric counters, in the same strong read."""
+        ...
+
 
 @dataclass(frozen=True)
 class QuotaStatus:
     """What the quota gate reads: the month's query count as ingest counts it, against the limit of
-    the plan in force now. ``limit``/``remaining`` are None for an unlimited plan."""
+    the plan in force now. ``limit``/``remaining`` are None for an unlimited plan. ``limits``: each
+    hard limit of that plan (queries included) as (metric, limit, used), ``used`` the very counter
+    ingest moves with each claim; listed in the JSON when the plan limits a metric other than
+    queries."""
 
     tenant_id: str
     limit: Limit
@@ -172,6 +180,7 @@ class QuotaStatus:
     resets_at: datetime
     plan: str | None
     payment_status: str
+    limits: tuple[tuple[str, Decimal, Decimal], ...] = ()
 
     @property
     def remaining(self) -> int | None:
@@ -186,15 +195,52 @@ class QuotaStatus:
             "resets_at": iso(self.resets_at),
             "plan": self.plan,
             "payment_status": self.payment_status,
+            # a plan limiting queries only keeps the body it always had
+            **(
+                {
+                    "limits": [
+                        {
+                            "metric": metric,
+                            "limit": _number(metric, limit),
+                            "used": _number(metric, used),
+                            "remaining": _number(metric, max(Decimal(0), limit - used)),
+                        }
+                        for metric, limit, used in self.limits
+                    ]
+                }
+                if any(metric != "queries" for metric, _, _ in self.limits)
+                else {}
+            ),
         }
 
 
-def quota_status(tenant: Tenant, catalog: PlanCatalog, used: int, now: datetime) -> QuotaStatus:
-    """The tenant's quota at ``now``. ``used`` must be the very counter ingest moves in the same
-    transaction as each query's claim (``QuotaReads.read`` of ``quota_window(tenant, now).key``),
-    read consistently, so the gate never sees a count ingest has not settled, nor a stale replica.
-    ``resets_at`` is the end of that window: the tenant's next period start, in its time zone."""
+def _number(metric: str, value: Decimal) -> int | str:
+    """A query count as an integer (as ``limit`` and ``used``); a metric's exact decimal as text."""
+    return int(value) if metric == "queries" else f"{value.normalize():f}"
+
+
+def quota_status(
+    tenant: Tenant,
+    catalog: PlanCatalog,
+    used: int,
+    now: datetime,
+    counters: Mapping[str, Decimal] | None = None,
+) -> QuotaStatus:
+    """The tenant's quota at ``now``. ``used`` (queries) and ``counters`` (hard-limited metrics) must
+    be the very counters ingest moves in the same transaction as each claim (``QuotaReads.read`` of
+    ``quota_window(tenant, now).key``), read consistently, so the gate never sees a count ingest has
+    not settled, nor a stale replica. ``resets_at`` is the end of that window: the tenant's next
+    period start, in its time zone."""
+    plan_id = tenant.plan_at(now)
+    query_limit = quota_limit(tenant, catalog, now)
+    limits: list[tuple[str, Decimal, Decimal]] = []
+    if query_limit is not None:
+        limits.append(("queries", Decimal(query_limit), Decimal(used)))
+    if plan_id is not None:
+        for metric, limit in sorted(catalog.get(plan_id).hard_metric_limits.items()):
+            limits.append((metric, limit, (counters or {}).get(metric, Decimal(0))))
     return QuotaStatus(
+        limits=tuple(limits),
         tenant_id=tenant.id,
         limit=quota_limit(tenant, catalog, now),
         used=used,

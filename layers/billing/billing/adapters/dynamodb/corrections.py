@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 from billing.adapters.dynamodb.items import dynamodb_client
 from billing.adapters.dynamodb.usage_ledger import DynamoUsageLedger
 from billing.metering.corrections import CorrectionRecord, EventState, Plan
+from billing.metering.hard_limits import read_marker
 
 
 def _record(item: dict[str, Any]) -> CorrectionRecord:
@@ -166,17 +167,12 @@ class DynamoCorrectionLedger:
             },
         ]
         if quota_counted and plan.quota_month is not None:
-            items.append(
-                {
-                    "Update": {
-                        "TableName": self.table,
-                        "Key": {"pk": {"S": f"QUOTA#{plan.tenant_id}#{plan.quota_month}"}},
-                        "UpdateExpression": "ADD used :neg, version :one",
-                        "ConditionExpression": "attribute_exists(pk)",
-                        "ExpressionAttributeValues": {":neg": {"N": "-1"}, ":one": {"N": "1"}},
-                    }
-                }
+            month, amounts = read_marker(plan.quota_month)
+            give_back = DynamoUsageLedger(self.table, self.client).counter_give_back(
+                plan.tenant_id, month, amounts
             )
+            give_back["Update"]["ConditionExpression"] = "attribute_exists(pk)"
+            items.append(give_back)
         try:
             self.client.transact_write_items(TransactItems=items)
         except ClientError as exc:
@@ -184,6 +180,10 @@ class DynamoCorrectionLedger:
                 return False
             raise
         return True
+
+    def counted(self, tenant_id: str, event_id: str) -> str | None:
+        item = self._get(f"EVT#{tenant_id}#{event_id}")
+        return None if item is None else item.get("counted", {}).get("S")
 
     def quota_exists(self, tenant_id: str, month: str) -> bool:
         return self._get(f"QUOTA#{tenant_id}#{month}") is not None

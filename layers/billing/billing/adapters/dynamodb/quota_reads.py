@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from billing.adapters.dynamodb.items import dynamodb_client
 from billing.adapters.dynamodb.tenants import _tenant
+from billing.adapters.dynamodb.usage_ledger import metric_counters
 from billing.tenants.tenant import Tenant
 
 
@@ -18,6 +20,11 @@ class DynamoQuotaReads:
 
     def read(self, tenant_id: str, month: str) -> tuple[Tenant | None, int]:
         """(tenant or None, queries counted in ``month``): one round trip, both strongly consistent."""
+        tenant, used, _ = self.read_counters(tenant_id, month)
+        return tenant, used
+
+    def read_counters(self, tenant_id: str, month: str) -> tuple[Tenant | None, int, dict[str, Decimal]]:
+        """``read``, with the month's hard-limited metric counters (the same item)."""
         request: dict[str, Any] = {
             self.tenants_table: {"Keys": [{"tenant_id": {"S": tenant_id}}], "ConsistentRead": True},
             self.ledger_table: {
@@ -33,5 +40,6 @@ class DynamoQuotaReads:
             request = response.get("UnprocessedKeys") or {}
         tenant_rows = found.get(self.tenants_table, [])
         counter_rows = found.get(self.ledger_table, [])
-        used = int(counter_rows[0]["used"]["N"]) if counter_rows else 0
-        return (_tenant(tenant_rows[0]) if tenant_rows else None), used
+        used = int(Decimal(counter_rows[0].get("used", {}).get("N", "0"))) if counter_rows else 0
+        counters = metric_counters(counter_rows[0]) if counter_rows else {}
+        return (_tenant(tenant_rows[0]) if tenant_rows else None), used, counters

@@ -5,7 +5,9 @@ LedgerTable  pk "EVT#{tenant}#{event_id}"    an event claim: batch_id, lease_unt
              pk "RCPT#{tenant}#{YYYY-MM}#{batch_id}"  the ids a batch committed for a tenant's month,
                                              written just before its commit record; index "receipts"
                                              on ``period`` "RCPT#{tenant}#{YYYY-MM}" (the reconcile)
-             pk "QUOTA#{tenant}#{YYYY-MM}"   accepted queries of a month (atomic conditional ADD)
+             pk "QUOTA#{tenant}#{YYYY-MM}"   a month's counters (atomic conditional ADD): ``used``, the
+                                             accepted queries; ``limited:{metric}``, each hard-limited
+                                             metric's sum of what the live counted claims carry
              pk "WEBHOOK#{stripe_event_id}"  a processed Stripe event (TTL; billing.adapters.dynamodb.dunning)
 
 Requests per accepted batch of B events (q queries), nothing contended: ceil(q / 99) transactions
@@ -29,6 +31,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -42,6 +45,7 @@ from billing.metering.exactly_once import (
     ClaimState,
     PeriodReceipt,
 )
+from billing.metering.hard_limits import ONE_QUERY, QUERIES, add_up, counted_marker, read_marker
 
 TRANSACTION_CONFLICT_ATTEMPTS = 20
 # Threads sending one process's claim requests in parallel (boto's connection pool holds 50): a
@@ -62,6 +66,40 @@ RETRIED_STATEMENT_ERRORS = frozenset(
         "InternalServerError",
     }
 )
+
+
+_METRIC_PREFIX = "limited:"  # a metric counter's attribute on the QUOTA item: "limited:{metric}"
+
+
+def _metric_attribute(metric: str) -> str:
+    return f"{_METRIC_PREFIX}{metric}"
+
+
+def metric_counters(item: dict[str, Any]) -> dict[str, Decimal]:
+    """The metric counters (other than queries' ``used``) of a QUOTA item."""
+    return {
+        k.removeprefix(_METRIC_PREFIX): Decimal(v["N"])
+        for k, v in item.items()
+        if k.startswith(_METRIC_PREFIX)
+    }
+
+
+def _bounded(
+    attribute: str, key: str, low: Decimal | int | None, high: Decimal | int | None, values: dict[str, Any]
+) -> str:
+    """``attribute`` between ``low`` and ``high`` (None: no bound); an absent counter is 0, which
+    satisfies any upper bound and a lower bound only of 0 (a lower bound of 0 is no bound)."""
+    bounds = []
+    if low:
+        bounds.append(f"{attribute} >= :{key}min")
+        values[f":{key}min"] = {"N": f"{Decimal(low):f}"}
+    if high is not None:
+        bounds.append(f"{attribute} <= :{key}max")
+        values[f":{key}max"] = {"N": f"{Decimal(high):f}"}
+    if not bounds:
+        return ""
+    condition = " AND ".join(bounds)
+    return condition if low else f"attribute_not_exists({attribute}) OR {condition}"
 
 
 def receipt_period(tenant_id: str, month: str) -> str:
@@ -258,40 +296,54 @@ class DynamoUsageLedger:
         min_used: int | None = None,
         counter_expires_at: int,
         previous: dict[Claim, str],
+        amounts: dict[Claim, dict[str, Decimal]] | None = None,
+        metric_bounds: dict[str, tuple[Decimal | None, Decimal | None]] | None = None,
     ) -> ClaimResult:
-        """One transaction: the month's counter grows by ``len(claims)`` if it is between ``min_used``
-        and ``max_used`` (None: no bound), and every claim is written marked as counted in it. So a query
-        is counted exactly when its claim says so: a crash can never leave one without the other.
+        """One transaction: the month's counters grow by the claims' ``amounts`` (None: each claim
+        is one query) if ``used`` is between ``min_used`` and ``max_used`` and each metric counter
+        within its ``metric_bounds`` (min, max) (None: no bound; an absent counter is 0), and every
+        claim is written marked with what it counted (``counted_marker``). So an event is counted
+        exactly when its claim says so: a crash can never leave one without the other.
         ``previous``: claim -> batch id of an uncommitted claim taken over. Not written: the
-        conflicting claims, or the counter's value when it had no room (then re-decide and retry)."""
+        conflicting claims, or the counters' values when one had no room (then re-decide, retry)."""
         assert 0 < len(claims) <= MAX_COUNTED_PER_TRANSACTION
+        each = amounts if amounts is not None else {c: dict(ONE_QUERY) for c in claims}
+        added = add_up([each[c] for c in claims])
+        values: dict[str, Any] = {
+            ":n": {"N": f"{added.pop(QUERIES, Decimal(0)):f}"},
+            ":one": {"N": "1"},
+            ":exp": {"N": str(counter_expires_at)},
+        }
+        adds = ["used :n", "version :one"]
+        bounds: dict[str, tuple[Decimal | None, Decimal | None]] = {
+            f"#m{i}": b for i, b in enumerate((metric_bounds or {}).values())
+        }
+        names = {f"#m{i}": _metric_attribute(m) for i, m in enumerate(metric_bounds or {})}
+        named = {v: k for k, v in names.items()}
+        for metric, amount in sorted(added.items()):
+            attribute = _metric_attribute(metric)
+            if attribute not in named:
+                named[attribute] = f"#m{len(names)}"
+                names[named[attribute]] = attribute
+            values[f":a{len(adds)}"] = {"N": f"{amount:f}"}
+            adds.append(f"{named[attribute]} :a{len(adds)}")
         counter: dict[str, Any] = {
             "TableName": self.table,
             "Key": {"pk": {"S": f"QUOTA#{tenant_id}#{month}"}},
-            "UpdateExpression": "ADD used :n, version :one SET expires_at = :exp",
-            "ExpressionAttributeValues": {
-                ":n": {"N": str(len(claims))},
-                ":one": {"N": "1"},
-                ":exp": {"N": str(counter_expires_at)},
-            },
+            "UpdateExpression": f"ADD {', '.join(adds)} SET expires_at = :exp",
+            "ExpressionAttributeValues": values,
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
-        values = counter["ExpressionAttributeValues"]
-        bounds = []
-        if min_used:
-            bounds.append("used >= :min")
-            values[":min"] = {"N": str(min_used)}
-        if max_used is not None:
-            bounds.append("used <= :max")
-            values[":max"] = {"N": str(max_used)}
-        if bounds:
-            condition = " AND ".join(bounds)
-            # an absent counter is 0: it satisfies any upper bound, and a lower bound only of 0
-            counter["ConditionExpression"] = (
-                condition if min_used else f"attribute_not_exists(used) OR {condition}"
-            )
+        conditions = [_bounded("used", "u", min_used, max_used, values)]
+        conditions += [_bounded(name, name[1:], low, high, values) for name, (low, high) in bounds.items()]
+        if any(conditions):
+            counter["ConditionExpression"] = " AND ".join(f"({c})" for c in conditions if c)
+        if names:
+            counter["ExpressionAttributeNames"] = names
+        markers = {c: counted_marker(month, each[c]) for c in claims}
         items = [{"Update": counter}] + [
-            self._claim_put(c, batch_id, expires_at[c], month, lease_until, previous.get(c)) for c in claims
+            self._claim_put(c, batch_id, expires_at[c], markers[c], lease_until, previous.get(c))
+            for c in claims
         ]
         return self._transact(items, claims, counter=True)
 
@@ -333,10 +385,12 @@ class DynamoUsageLedger:
             if "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes:
                 time.sleep(random.uniform(0, 0.01 * 2 ** min(attempt, 5)))
                 continue
-            used = None
+            used, counters = None, None
             offset = 1 if counter else 0
             if counter and codes and codes[0] == "ConditionalCheckFailed":
-                used = int(reasons[0].get("Item", {}).get("used", {}).get("N", "0"))
+                item = reasons[0].get("Item", {})
+                used = int(Decimal(item.get("used", {}).get("N", "0")))
+                counters = metric_counters(item)
             conflicts = frozenset(
                 claims[i - offset]
                 for i, code in enumerate(codes)
@@ -344,7 +398,7 @@ class DynamoUsageLedger:
             )
             if not reasons:  # a cancellation without reasons: treat every claim as contested
                 conflicts = frozenset(claims)
-            return ClaimResult(written=False, conflicts=conflicts, used=used)
+            return ClaimResult(written=False, conflicts=conflicts, used=used, counters=counters)
         raise ClientError(
             {"Error": {"Code": "TransactionConflict", "Message": "ledger item too contended"}},
             "TransactWriteItems",
@@ -354,29 +408,22 @@ class DynamoUsageLedger:
         self, claims: Sequence[Claim], batch_id: str, counted: dict[Claim, str] | None = None
     ) -> None:
         """Give claims back (their events were not stored). A counted claim is deleted in the same
-        transaction that takes its query off its month's counter, so the two never disagree."""
+        transaction that takes what it counted (its marker's amounts) off its month's counters, so
+        the two never disagree."""
         counted = counted or {}
         plain = [c for c in claims if c not in counted]
         self._batch_write([{"DeleteRequest": {"Key": {"pk": {"S": c.pk}}}} for c in plain])
         groups: dict[tuple[str, str], list[Claim]] = defaultdict(list)
         for c in claims:
             if c in counted:
-                groups[(c.tenant_id, counted[c])].append(c)
+                groups[(c.tenant_id, read_marker(counted[c])[0])].append(c)
         for (tenant_id, month), group in sorted(groups.items()):
             for start in range(0, len(group), MAX_COUNTED_PER_TRANSACTION):
                 chunk = group[start : start + MAX_COUNTED_PER_TRANSACTION]
                 items: list[dict[str, Any]] = [
-                    {
-                        "Update": {
-                            "TableName": self.table,
-                            "Key": {"pk": {"S": f"QUOTA#{tenant_id}#{month}"}},
-                            "UpdateExpression": "ADD used :neg, version :one",
-                            "ExpressionAttributeValues": {
-                                ":neg": {"N": str(-len(chunk))},
-                                ":one": {"N": "1"},
-                            },
-                        }
-                    }
+                    self.counter_give_back(
+                        tenant_id, month, add_up([read_marker(counted[c])[1] for c in chunk])
+                    )
                 ]
                 items += [
                     {
@@ -390,6 +437,27 @@ class DynamoUsageLedger:
                     for c in chunk
                 ]
                 self.client.transact_write_items(TransactItems=items)
+
+    def counter_give_back(self, tenant_id: str, month: str, amounts: dict[str, Decimal]) -> dict[str, Any]:
+        """The transaction item taking ``amounts`` (metric -> amount; queries: ``used``) off a
+        tenant's month counters (a release, a void)."""
+        amounts = dict(amounts)
+        values = {":neg": {"N": f"{-amounts.pop(QUERIES, Decimal(0)):f}"}, ":one": {"N": "1"}}
+        names: dict[str, str] = {}
+        adds = ["used :neg", "version :one"]
+        for i, (metric, amount) in enumerate(sorted(amounts.items())):
+            names[f"#m{i}"] = _metric_attribute(metric)
+            values[f":a{i}"] = {"N": f"{-amount:f}"}
+            adds.append(f"#m{i} :a{i}")
+        update: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"pk": {"S": f"QUOTA#{tenant_id}#{month}"}},
+            "UpdateExpression": f"ADD {', '.join(adds)}",
+            "ExpressionAttributeValues": values,
+        }
+        if names:
+            update["ExpressionAttributeNames"] = names
+        return {"Update": update}
 
     def _claim_item(
         self, claim: Claim, batch_id: str, expires_at: int, counted: str | None, lease_until: float
@@ -472,6 +540,13 @@ class DynamoUsageLedger:
                     time.sleep(min(1.0, 0.01 * 2**attempt))
 
     # -- quota counters -------------------------------------------------------------------------
+    def metric_used(self, tenant_id: str, month: str) -> dict[str, Decimal]:
+        """The month's counters of hard-limited metrics other than queries (absent: 0)."""
+        item = self.client.get_item(
+            TableName=self.table, Key={"pk": {"S": f"QUOTA#{tenant_id}#{month}"}}, ConsistentRead=True
+        ).get("Item")
+        return metric_counters(item or {})
+
     def quota_used(self, tenant_id: str, month: str) -> tuple[int, int | None]:
         """(used, version) of a tenant's month counter; version None when no counter exists yet."""
         item = self.client.get_item(

@@ -150,14 +150,15 @@ def rename_fields(problems: list[Any], fields: Mapping[str, str]) -> None:
 
 
 def partly_refused(result: IngestResult) -> bool:
-    """Whether some new queries of an accepted batch were refused for quota (the rest are stored)."""
+    """Whether some new events of an accepted batch were refused for a hard limit (the rest are stored)."""
     return bool(result.rejected_for_quota)
 
 
 def quota_message(result: IngestResult) -> str:
     quota = result.quota or {}
+    what = f"limit on {quota['metric']}" if "metric" in quota else "query quota"
     return (
-        f"{len(result.rejected_for_quota)} event(s) refused: the monthly query quota of {quota.get('limit')} "
+        f"{len(result.rejected_for_quota)} event(s) refused: the monthly {what} of {quota.get('limit')} "
         f"is reached for tenant {quota.get('tenant_id')} until {quota.get('resets_at')}; "
         f"{len(result.accepted)} other event(s) were stored"
     )
