@@ -259,11 +259,7 @@ class Rater:
                     line_id=f"{prefix}:{plan_id}:t{index + 1}",
                     kind=kind,
                     plan=plan_id,
-                    description=(wording.corrected if quantity < 0 else wording.late)(
-                        late_period or month, text
-                    )
-                    if month
-                    else text,
+                    description=wording.adjusted(late_period or month, quantity, text) if month else text,
                     quantity=Decimal(quantity),
                     unit_price=price,
                     exact=price * quantity,

@@ -345,6 +345,11 @@ def corrected(month: Month | RatedPeriod | str, text: str) -> str:
     return f"Usage from {month_name(month)} corrected after its statement: {text}"
 
 
+def adjusted(month: Month | RatedPeriod | str, quantity: int, text: str) -> str:
+    """A late tier line: ``late`` when units were added after the close, ``corrected`` when taken off."""
+    return (corrected if quantity < 0 else late)(month, text)
+
+
 def late_usage(
     month: Month | RatedPeriod | str,
     events: int,
