@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from billing.kernel.request_body import raw_body
@@ -22,6 +21,7 @@ install_error_handlers(app)
 @tracer.capture_method
 def ingest_events() -> Response:
     from billing.metering.events import parse_body
+    from billing.runtime.ingest_calls import ingest_counted
 
     request = app.current_event
     principal = caller(request.raw_event)
@@ -33,37 +33,8 @@ def ingest_events() -> Response:
         max_events=settings.max_batch_events,
         event_types=container.plan_catalog().event_types,
     )
-    logger.append_keys(tenant_ids=sorted({e.tenant_id for e in events}))
-    try:
-        result = container.ingest_service().ingest(events, principal)
-    except Exception:
-        metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=len(events))
-        raise
-    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=len(result.accepted))
-    metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=len(result.duplicates))
-    metrics.add_metric(
-        name="EventsRejectedQuota", unit=MetricUnit.Count, value=len(result.rejected_for_quota)
-    )
-    if result.queued:
-        metrics.add_metric(name="EventsQueued", unit=MetricUnit.Count, value=len(result.accepted))
-    if result.accepted:
-        alert_on_queries(sorted({e.tenant_id for e in events if e.queries}))
+    result = ingest_counted(events, principal)
     return json_response(202, result.body())
-
-
-def alert_on_queries(tenant_ids: list[str]) -> None:
-    """Alerts on queries are evaluated here, from the counter this request just moved: they fire
-    before the answer (billing.alerts.evaluation). A failure is logged, never the request's."""
-    if not tenant_ids:
-        return
-    try:
-        evaluator = container.alert_evaluator()
-        now = container.clock()()
-        for tenant in container.tenants().get_many(tenant_ids).values():
-            if evaluator.watches(tenant, "queries", now):
-                evaluator.evaluate_tenant(tenant, now, metrics=frozenset({"queries"}))
-    except Exception:  # noqa: BLE001 - the usage is stored; the scheduled evaluation retries
-        logger.exception("alerts on queries not evaluated at ingest")
 
 
 @app.post("/openmeter/api/v1/events")

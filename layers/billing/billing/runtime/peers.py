@@ -11,19 +11,17 @@ without it the request is a 401, whatever else it carries.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.metrics import MetricUnit
 
 from billing.kernel.errors import BillingError, ServiceUnavailable, is_backing_service_failure
 from billing.kernel.validation import raw_body
-from billing.metering.claims import IngestResult
-from billing.metering.events import UsageEvent
 from billing.metering.formats import Answer, Limits, lago, openmeter, segment
 from billing.runtime import container
-from billing.runtime.observability import logger, metrics
+from billing.runtime.ingest_calls import ingest_counted
+from billing.runtime.observability import logger
 from billing.tenants.access import Principal, principal_for
 
 
@@ -46,23 +44,6 @@ def peer_caller(raw_event: Any) -> Principal:
 def _limits() -> Limits:
     settings = container.settings()
     return Limits(settings.max_body_bytes, settings.max_batch_events, container.plan_catalog().event_types)
-
-
-def _ingest(events: Sequence[UsageEvent], principal: Principal) -> IngestResult:
-    logger.append_keys(tenant_ids=sorted({e.tenant_id for e in events}))
-    try:
-        result = container.ingest_service().ingest(events, principal)
-    except Exception:
-        metrics.add_metric(name="EventsRejected", unit=MetricUnit.Count, value=len(events))
-        raise
-    metrics.add_metric(name="EventsAccepted", unit=MetricUnit.Count, value=len(result.accepted))
-    metrics.add_metric(name="EventsDuplicate", unit=MetricUnit.Count, value=len(result.duplicates))
-    metrics.add_metric(
-        name="EventsRejectedQuota", unit=MetricUnit.Count, value=len(result.rejected_for_quota)
-    )
-    if result.queued:
-        metrics.add_metric(name="EventsQueued", unit=MetricUnit.Count, value=len(result.accepted))
-    return result
 
 
 def _respond(answer: Answer) -> Response[str]:
@@ -102,7 +83,7 @@ def openmeter_events(raw_event: dict[str, Any]) -> Response[str]:
         principal = peer_caller(raw_event)
         now = container.ingest_service().clock()
         events = openmeter.events(raw_body(raw_event), _header(raw_event, "content-type"), _limits(), now)
-        return openmeter.accepted(_ingest(events, principal))
+        return openmeter.accepted(ingest_counted(events, principal))
 
     return _serve(openmeter.refused, work)
 
@@ -114,7 +95,7 @@ def lago_events(raw_event: dict[str, Any], *, batch: bool) -> Response[str]:
         events = lago.events(
             raw_body(raw_event), _header(raw_event, "content-type"), _limits(), now, batch=batch
         )
-        return lago.accepted(_ingest(events, principal), events, now, batch=batch)
+        return lago.accepted(ingest_counted(events, principal), events, now, batch=batch)
 
     return _serve(lago.refused, work)
 
@@ -132,6 +113,6 @@ def segment_messages(raw_event: dict[str, Any], *, batch: bool) -> Response[str]
             tenant_field=container.settings().segment_tenant_field,
             batch=batch,
         )
-        return segment.accepted(_ingest(events, principal) if events else None)
+        return segment.accepted(ingest_counted(events, principal) if events else None)
 
     return _serve(segment.refused, work)
