@@ -12,9 +12,12 @@ Invariants:
   the publisher sends once and a consumer drops by its id; a lost publish never undoes the record;
 - the value is read as the period's stored usage when the evaluation runs (``AlertUsage``): queries
   from ingest's own counter (exact at once), other metrics from ClickHouse, spend from the
-  month-to-date statement; a correction or a plan change (a higher limit, a threshold removed)
+  period-to-date statement; a correction or a plan change (a higher limit, a threshold removed)
   resolves an active threshold at the next evaluation;
-- the period is the calendar month of the evaluation's instant.
+- the period is the tenant's period holding the evaluation's instant, the very window its quota
+  counts in (``billing.metering.quota_windows``): the UTC calendar month for a default tenant, its
+  own period (in its time zone) for a tenant with a calendar; records are keyed by that period's
+  key, so every threshold starts afresh at the tenant's period start.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from typing import Any, Final, Literal, Protocol
 from billing.catalog.limits import SPEND, AlertRule, Threshold, alert_rules, limit_on
 from billing.catalog.plans import Plan, PlanCatalog
 from billing.kernel.notices import FactNotice, FactNotices
-from billing.kernel.periods import Month, iso
+from billing.kernel.periods import iso
+from billing.metering.quota_windows import QuotaWindow, quota_window
 from billing.outgoing_webhooks.publishing import WebhookPublisher
 from billing.runtime.observability import logger
 from billing.tenants.tenant import Tenant, TenantStore
@@ -99,12 +103,12 @@ class AlertStates(Protocol):
 
 
 class AlertUsage(Protocol):
-    def usage(self, tenant_id: str, metric: str, month: Month, now: datetime) -> Decimal:
-        """The metric's value over the tenant's stored events of the month until ``now``."""
+    def usage(self, tenant_id: str, metric: str, window: QuotaWindow, now: datetime) -> Decimal:
+        """The metric's value over the tenant's stored events of the period until ``now``."""
         ...
 
-    def spend(self, tenant_id: str, month: Month) -> Decimal:
-        """The month-to-date statement's total (plan currency)."""
+    def spend(self, tenant: Tenant, window: QuotaWindow) -> Decimal:
+        """The period-to-date statement's total (plan currency)."""
         ...
 
 
@@ -164,18 +168,18 @@ class AlertEvaluator:
     ) -> list[AlertChange]:
         """Fire and resolve the tenant's thresholds of the period of ``now`` (only the alerts on
         ``metrics`` when given: what ingest's counter answers at once)."""
-        month = Month.of(now)
+        window = quota_window(tenant, now)
         plan_id = tenant.plan_at(now)
         plan = self.catalog.get(plan_id) if plan_id is not None and plan_id in self.catalog else None
         rules = [r for r in (_rules(plan) if plan else []) if metrics is None or r.metric in metrics]
-        recorded = self.states.of_period(tenant.id, str(month))
+        recorded = self.states.of_period(tenant.id, window.key)
         if not rules and not any(s.state == "active" for s in recorded):
             return []
         active = {s.key: s for s in recorded if s.state == "active"}
         wanted: set[tuple[str, str]] = set()
         changes: list[AlertChange] = []
         for rule in rules:
-            value = self._value(tenant.id, rule, month, now)
+            value = self._value(tenant, rule, window, now)
             limit = limit_on(plan.query_quota, plan.limits, rule.metric) if plan else None
             for threshold in rule.thresholds:
                 key = (rule.id, threshold.text)
@@ -184,7 +188,7 @@ class AlertEvaluator:
                 crossed = level is not None and value >= level
                 if crossed and key not in active:
                     assert level is not None
-                    fired = self._fire(tenant.id, month, rule, threshold, value, level, now)
+                    fired = self._fire(tenant.id, window, rule, threshold, value, level, now)
                     if fired is not None:
                         changes.append(AlertChange(TRIGGERED, fired))
                 elif not crossed and key in active:
@@ -201,15 +205,15 @@ class AlertEvaluator:
         self._publish(changes)
         return changes
 
-    def _value(self, tenant_id: str, rule: AlertRule, month: Month, now: datetime) -> Decimal:
+    def _value(self, tenant: Tenant, rule: AlertRule, window: QuotaWindow, now: datetime) -> Decimal:
         if rule.metric == SPEND:
-            return self.usage.spend(tenant_id, month)
-        return self.usage.usage(tenant_id, rule.metric, month, now)
+            return self.usage.spend(tenant, window)
+        return self.usage.usage(tenant.id, rule.metric, window, now)
 
     def _fire(
         self,
         tenant_id: str,
-        month: Month,
+        window: QuotaWindow,
         rule: AlertRule,
         threshold: Threshold,
         value: Decimal,
@@ -218,7 +222,7 @@ class AlertEvaluator:
     ) -> AlertState | None:
         state = AlertState(
             tenant_id=tenant_id,
-            period=str(month),
+            period=window.key,
             alert_id=rule.id,
             threshold=threshold.text,
             metric=rule.metric,
@@ -244,15 +248,15 @@ class AlertEvaluator:
 
 class StoredUsage:
     """``AlertUsage`` from what the stack stores: ``queries`` from ingest's counter (exact at
-    once), other metrics from ClickHouse (``metric_value``), spend from the month-to-date statement
-    (``spend_of``)."""
+    once), other metrics from ClickHouse (``metric_value``) over ``[window.start, now)``, spend from
+    the period-to-date statement (``spend_of``)."""
 
     def __init__(
         self,
         catalog: PlanCatalog,
         quota_used: Callable[[str, str], tuple[int, int | None]],
         metric_value: Callable[[Any, str, datetime, datetime], Decimal | None],
-        spend_of: Callable[[str, Month], Decimal],
+        spend_of: Callable[[Tenant, QuotaWindow], Decimal],
     ):
         self.catalog, self.quota_used, self.metric_value, self.spend_of = (
             catalog,
@@ -261,14 +265,14 @@ class StoredUsage:
             spend_of,
         )
 
-    def usage(self, tenant_id: str, metric: str, month: Month, now: datetime) -> Decimal:
+    def usage(self, tenant_id: str, metric: str, window: QuotaWindow, now: datetime) -> Decimal:
         if metric == "queries":
-            return Decimal(self.quota_used(tenant_id, str(month))[0])
+            return Decimal(self.quota_used(tenant_id, window.key)[0])
         from billing.catalog.metrics import BUILT_IN
 
         definition = BUILT_IN[metric] if metric in BUILT_IN else self.catalog.metric(metric)
-        value = self.metric_value(definition, tenant_id, month.start, min(now, month.end))
+        value = self.metric_value(definition, tenant_id, window.start, min(now, window.end))
         return value if value is not None else Decimal(0)
 
-    def spend(self, tenant_id: str, month: Month) -> Decimal:
-        return self.spend_of(tenant_id, month)
+    def spend(self, tenant: Tenant, window: QuotaWindow) -> Decimal:
+        return self.spend_of(tenant, window)

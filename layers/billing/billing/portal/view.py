@@ -25,6 +25,7 @@ from billing.catalog.plans import PlanCatalog
 from billing.kernel.errors import InvalidRequest, NotFound
 from billing.kernel.money import exponent, fmt_minor
 from billing.kernel.periods import Month, iso, utc
+from billing.metering.quota_windows import quota_window
 from billing.metering.quotas import Limit, quota_limit
 from billing.portal.metrics import MetricFigures, MetricUsage, metrics_shown
 from billing.rating.csv import lines_csv
@@ -258,9 +259,13 @@ class PortalService:
         now = utc(self.clock())
         months = self.selectable_months(tenant, now)
         month = self.parse_month(tenant, month_text)
+        at = now if month.contains(now) else month.end - timedelta(milliseconds=1)
+        # The quota counts in the tenant's own period (its UTC month by default): the one holding
+        # now in the current month, else the one the month ends in.
+        window = quota_window(tenant, at)
         # The DynamoDB reads (quota counter, invoice records) overlap the ClickHouse work.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal") as pool:
-            used_later = pool.submit(self.quota.quota_used, tenant_id, str(month))
+            used_later = pool.submit(self.quota.quota_used, tenant_id, window.key)
             invoices_later = pool.submit(self._open_invoices, tenant.id, months)
             credits_later = pool.submit(self._credits, tenant.id, now)
             try:
@@ -274,8 +279,7 @@ class PortalService:
             used, _ = used_later.result()
             open_invoices = invoices_later.result()
             credits = credits_later.result()
-        at = now if month.contains(now) else month.end - timedelta(milliseconds=1)
-        quota = Quota(used=used, limit=quota_limit(tenant, self.catalog, at), resets_at=month.end)
+        quota = Quota(used=used, limit=quota_limit(tenant, self.catalog, at), resets_at=window.end)
         return PortalView(
             tenant_id=tenant.id,
             tenant_name=tenant.name or tenant.id,
@@ -289,15 +293,16 @@ class PortalService:
             payment_status=tenant.payment_status,
             open_invoices=open_invoices,
             credits=credits,
-            alerts=self._alerts(tenant.id, month),
+            alerts=self._alerts(tenant.id, window.key),
             metrics=metrics,
             corrections=self.corrections(tenant.id, month) if self.corrections is not None else [],
         )
 
-    def _alerts(self, tenant_id: str, month: Month) -> list[dict[str, Any]]:
+    def _alerts(self, tenant_id: str, period: str) -> list[dict[str, Any]]:
+        """The active thresholds of the tenant period ``period`` (its key, as alerts record it)."""
         if self.alerts is None:
             return []
-        return [a.to_json() for a in self.alerts(tenant_id, str(month)) if a.state == "active"]
+        return [a.to_json() for a in self.alerts(tenant_id, period) if a.state == "active"]
 
     def _metrics(self, tenant: Tenant, month: Month, now: datetime) -> list[MetricUsage]:
         """The month's charged catalog metrics so far: to now in the current month, else whole."""

@@ -31,6 +31,8 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
+    from decimal import Decimal
+
     from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
     from billing.adapters.dynamodb.dunning import DynamoDunningStore, DynamoEventLog
     from billing.adapters.dynamodb.invoice_records import DynamoInvoiceRecords
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from billing.metering.corrections import CorrectionService
     from billing.metering.ingest import IngestService
     from billing.metering.price_book import PriceBook
+    from billing.metering.quota_windows import QuotaWindow
     from billing.metering.quotas import QuotaReconciler
     from billing.metering.receipts import CorrectionsSource, ReceiptService
     from billing.metering.storing import FallbackQueue, UsageStore
@@ -78,6 +81,7 @@ if TYPE_CHECKING:
     from billing.tenants.credentials import KeyDirectory
     from billing.tenants.credits import CreditBook, CreditLedger
     from billing.tenants.service import TenantService
+    from billing.tenants.tenant import Tenant
 
 T = TypeVar("T")
 
@@ -703,6 +707,21 @@ def alert_states() -> AlertStates:
     return DynamoAlertStates(settings().billing_table)
 
 
+def _period_spend(tenant: Tenant, window: QuotaWindow) -> Decimal:
+    """The period-to-date statement's total: the month's preview for a period that is a UTC
+    calendar month (as the month close rates it), else the tenant period's, rated as its close does."""
+    from billing.kernel.periods import Month
+    from billing.tenants.closed_periods import has_own_periods
+
+    if not has_own_periods(tenant):
+        return billing_cycle().statement(tenant.id, Month.parse(window.key))[0].total
+    period = tenant.calendar_history().period_of(window.start)
+    month = period.as_month()
+    if month is not None:
+        return billing_cycle().statement(tenant.id, month)[0].total
+    return tenant_period_close().rate(tenant, period, None).total
+
+
 @provider
 def alert_evaluator() -> AlertEvaluator:
     """Alerts on usage and spend: fired and resolved once per threshold and period, announced as
@@ -715,7 +734,7 @@ def alert_evaluator() -> AlertEvaluator:
         catalog,
         ledger().quota_used,
         ClickHouseMetrics(usage_store()).value,
-        lambda tenant_id, month: billing_cycle().statement(tenant_id, month)[0].total,
+        _period_spend,
     )
     return AlertEvaluator(
         tenants=tenants(),

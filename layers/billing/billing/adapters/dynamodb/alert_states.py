@@ -30,6 +30,14 @@ def _key(state: AlertState) -> dict[str, Any]:
     }
 
 
+def _period_end(key: str) -> datetime:
+    """The end of the period named ``key``: ``YYYY-MM`` (a UTC month) or ``{start}/{end}`` (a
+    tenant's own period, billing.kernel.calendar.Period.key)."""
+    if "/" in key:
+        return parse_instant(key.split("/", 1)[1])
+    return Month.parse(key).end
+
+
 def _body(state: AlertState) -> str:
     return json.dumps(state.to_json())
 
@@ -65,7 +73,7 @@ class DynamoAlertStates:
                 return None
             last = int(item["occurrence"]["N"]) if item is not None else 0
             fired = replace(state, state="active", occurrence=last + 1, resolved_at=None)
-            expires = int((Month.parse(state.period).end + timedelta(days=RETENTION_DAYS)).timestamp())
+            expires = int((_period_end(state.period) + timedelta(days=RETENTION_DAYS)).timestamp())
             written = write_if(
                 self.client.put_item,
                 TableName=self.table,
