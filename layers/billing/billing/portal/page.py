@@ -153,7 +153,7 @@ def _cards(view: PortalView) -> str:
     queries = sum(d.queries for d in view.rollup.days)
     q = view.quota
     if q.limit is None:
-        quota_value, quota_bar = f"{count(q.used)} used", '<p class="note">No monthly limit on this plan</p>'
+        quota_value, quota_bar = f"{count(q.used)} used", '<p class="note">No query limit on this plan</p>'
     else:
         pct = Decimal(100) * q.used / q.limit if q.limit else Decimal(100)
         quota_value = f"{count(q.used)} / {count(q.limit)}"
