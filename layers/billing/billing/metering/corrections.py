@@ -30,6 +30,11 @@ Invariants:
 - a void gives back what its event's claim counted (a query's unit, its amounts of hard-limited
   metrics: the claim's marker, ``billing.metering.hard_limits``) to the month's counters in the
   transaction that records the correction, so each counter still equals what is stored;
+- an amend moves each counter by what the new version adds minus what the claim counted (amounts
+  under the hard limits in force at the event's timestamp) and rewrites the claim's marker, in the
+  transaction that claims the correction id (before any row is written, as ingest counts before it
+  stores); one that would take a counter past its limit is refused (429) with nothing written, and
+  sent again it moves nothing again (its id is claimed once);
 - an event voided cannot be corrected again (409); an event id never stored is a 404; an event older
   than the correction window (``correction_window_days``) is a 422.
 """
@@ -39,6 +44,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -49,6 +55,7 @@ from billing.kernel.errors import (
     Forbidden,
     InvalidRequest,
     NotFound,
+    QuotaExceeded,
     ServiceUnavailable,
     StoreRejected,
     StoreUnavailable,
@@ -64,8 +71,17 @@ from billing.metering.correction_requests import (
 )
 from billing.metering.correction_rows import negation, public_version, row_from_json, row_to_json
 from billing.metering.events import StoredEvent, UsageEvent
-from billing.metering.hard_limits import read_marker
+from billing.metering.hard_limits import (
+    ONE_QUERY,
+    QUERIES,
+    amounts_of,
+    counted_marker,
+    limits_schedule,
+    metric_definitions,
+    read_marker,
+)
 from billing.metering.price_book import MissingMeasure, NoPriceVersion, PriceBook, UnknownModel
+from billing.metering.quota_windows import quota_window
 from billing.outgoing_webhooks.publishing import WebhookPublisher
 from billing.tenants.access import Principal
 from billing.tenants.tenant import TenantStore
@@ -93,6 +109,7 @@ class Plan:
     after: dict[str, Any] | None
     rows: list[tuple[dict[str, Any], int, str]]
     quota_month: str | None
+    recount: dict[str, Any] | None = None  # an amend's counter moves: see ``Recount``
 
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "rows": [list(r) for r in self.rows]}
@@ -112,6 +129,24 @@ class Plan:
             "before": public_version(self.before),
             "after": public_version(self.after),
         }
+
+
+class OverHardLimit(QuotaExceeded):
+    """An amend that would take a counter past its hard limit: refused, nothing written."""
+
+
+def recount_body(
+    key: str, marker: str | None, moves: dict[str, Decimal], limits: dict[str, Decimal]
+) -> dict[str, Any]:
+    """A plan's ``recount`` (JSON, numbers as text): the counter window ``key``, the claim's new
+    ``marker`` (None: it counts nothing now), ``moves`` (metric -> new minus old amount, never 0) and,
+    for each metric that grows, its hard ``limits``."""
+    return {
+        "key": key,
+        "marker": marker,
+        "moves": {m: f"{a:f}" for m, a in sorted(moves.items())},
+        "limits": {m: f"{limits[m]:f}" for m in sorted(moves) if moves[m] > 0 and m in limits},
+    }
 
 
 @dataclass(frozen=True)
@@ -146,8 +181,10 @@ class CorrectionLedger(Protocol):
 
     def begin(self, plan: Plan, expected_version: int, expires_at: int) -> bool:
         """One transaction: the correction id claimed (absent before) and the plan set pending on the
-        event, whose state must still be at ``expected_version`` with nothing pending. False when
-        either condition fails (nothing written)."""
+        event, whose state must still be at ``expected_version`` with nothing pending, and (an amend's
+        ``plan.recount``) the counters moved, each that grows on condition it stays within its limit,
+        and the claim's marker rewritten. False when either of the first conditions fails; raises
+        ``OverHardLimit`` when a counter has no room (nothing written either way)."""
         ...
 
     def commit(self, plan: Plan, expected_version: int, quota_counted: bool) -> bool:
@@ -201,7 +238,14 @@ class CorrectionService:
             try:
                 principal.require(item.tenant_id, found.get(item.tenant_id), "correct usage of")
                 result.status, result.entry = self._apply_one(item, principal)
-            except (Forbidden, NotFound, Conflict, UnprocessableCorrection, InvalidRequest) as refusal:
+            except (
+                Forbidden,
+                NotFound,
+                Conflict,
+                UnprocessableCorrection,
+                InvalidRequest,
+                OverHardLimit,
+            ) as refusal:
                 result.error = refusal
             results.append(result)
         return results
@@ -315,10 +359,12 @@ class CorrectionService:
         before = row_to_json(current)
         rows = [(row_to_json(negation(current, f"{item.correction_id}#void", now)), -1, current.event_id)]
         after: dict[str, Any] | None = None
+        recount = None
         if item.action == AMEND:
-            amended = self._amended(item, current, now)
+            amended, event = self._amended(item, current, now)
             after = row_to_json(amended)
             rows.append((after, 1, item.event_id))
+            recount = self._recount(item, current, event)
         quota_month = None
         if item.action == VOID:
             quota_month = self.ledger.counted(item.tenant_id, item.event_id)
@@ -337,12 +383,42 @@ class CorrectionService:
             after,
             rows,
             quota_month,
+            recount,
         )
         return plan, state.version
 
-    def _amended(self, item: CorrectionItem, current: StoredEvent, now: datetime) -> StoredEvent:
-        """The new version, validated as ingest validates an event and priced at the price version in
-        force at the event's timestamp."""
+    def _recount(
+        self, item: CorrectionItem, current: StoredEvent, event: UsageEvent
+    ) -> dict[str, Any] | None:
+        """How an amend moves its tenant's counters: the new version's amounts under the hard limits
+        in force at the event's timestamp, minus what the claim's marker says it counted (no marker:
+        nothing, or one query for a query whose claim expired). None when nothing moves."""
+        tenant = self.tenants.get_many([item.tenant_id]).get(item.tenant_id)
+        if tenant is None:
+            return None
+        limits = limits_schedule(tenant, self.catalog)(current.timestamp)
+        marker = self.ledger.counted(item.tenant_id, item.event_id)
+        if marker is not None:
+            key, old = read_marker(marker)
+        else:
+            key = quota_window(tenant, current.timestamp).key
+            old = dict(ONE_QUERY) if current.queries else {}
+        new = amounts_of(event, limits, metric_definitions(self.catalog))
+        if QUERIES in old:  # the type never changes: the query stays counted as it was
+            new[QUERIES] = old[QUERIES]
+        else:
+            new.pop(QUERIES, None)
+        moves = {m: new.get(m, Decimal(0)) - old.get(m, Decimal(0)) for m in {*old, *new}}
+        moves = {m: a for m, a in moves.items() if a}
+        if not moves:
+            return None
+        return recount_body(key, counted_marker(key, new) if new else None, moves, limits)
+
+    def _amended(
+        self, item: CorrectionItem, current: StoredEvent, now: datetime
+    ) -> tuple[StoredEvent, UsageEvent]:
+        """The new version (stored, and as an event), validated as ingest validates an event and
+        priced at the price version in force at the event's timestamp."""
         fields: dict[str, Any] = {
             "event_id": item.event_id,
             "tenant_id": item.tenant_id,
@@ -373,7 +449,7 @@ class CorrectionService:
                 str(exc), details=[{"field": f"values.{exc.field}", "reason": str(exc)}]
             ) from None
         stored = event.stored(cost.cost_usd, cost.price_version, now)
-        return stored._replace(event_id=f"{item.correction_id}#amend")
+        return stored._replace(event_id=f"{item.correction_id}#amend"), event
 
     def _expiry(self, plan: Plan) -> int:
         """Correction records are kept as long as event claims: ``retention_days`` after the month

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from billing.adapters.dynamodb.items import dynamodb_client
-from billing.adapters.dynamodb.usage_ledger import DynamoUsageLedger
-from billing.metering.corrections import CorrectionRecord, EventState, Plan
+from billing.adapters.dynamodb.usage_ledger import DynamoUsageLedger, metric_counters
+from billing.metering.corrections import CorrectionRecord, EventState, OverHardLimit, Plan
 from billing.metering.hard_limits import read_marker
 
 
@@ -82,6 +83,68 @@ class DynamoCorrectionLedger:
         found = DynamoUsageLedger(self.table, self.client)._get_items([prefix + e for e in event_ids])
         return {pk.removeprefix(prefix): _state(item) for pk, item in found.items()}
 
+    def _recount_items(self, plan: Plan, expires_at: int) -> list[dict[str, Any]]:
+        """An amend's counter moves (each that grows within its limit) and its claim's new marker."""
+        if plan.recount is None:
+            return []
+        recount = plan.recount
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {":one": {"N": "1"}, ":exp": {"N": str(expires_at)}}
+        adds, conditions = ["version :one"], []
+        for i, (metric, move) in enumerate(sorted(recount["moves"].items())):
+            attribute = "used" if metric == "queries" else f"limited:{metric}"
+            names[f"#m{i}"] = attribute
+            values[f":a{i}"] = {"N": move}
+            adds.append(f"#m{i} :a{i}")
+            if metric in recount["limits"]:
+                # room for the move: the counter (absent: 0) plus it stays within the limit
+                values[f":max{i}"] = {"N": f"{Decimal(recount['limits'][metric]) - Decimal(move):f}"}
+                conditions.append(f"(attribute_not_exists(#m{i}) OR #m{i} <= :max{i})")
+        counter: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"pk": {"S": f"QUOTA#{plan.tenant_id}#{recount['key']}"}},
+            "UpdateExpression": f"ADD {', '.join(adds)} SET expires_at = if_not_exists(expires_at, :exp)",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+        if conditions:
+            counter["ConditionExpression"] = " AND ".join(conditions)
+        claim: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {"pk": {"S": f"EVT#{plan.tenant_id}#{plan.event_id}"}},
+            "UpdateExpression": "REMOVE counted",
+        }
+        if recount["marker"] is not None:
+            claim["UpdateExpression"] = "SET counted = :m, expires_at = if_not_exists(expires_at, :exp)"
+            claim["ExpressionAttributeValues"] = {
+                ":m": {"S": recount["marker"]},
+                ":exp": {"N": str(expires_at)},
+            }
+        return [{"Update": counter}, {"Update": claim}]
+
+    def _over_limit(self, plan: Plan, exc: ClientError) -> OverHardLimit | None:
+        """The refusal when the transaction failed on the counter's room (its third item)."""
+        reasons: list[Any] = list(exc.response.get("CancellationReasons") or [])
+        codes = [r.get("Code") for r in reasons]
+        if (
+            plan.recount is None
+            or codes[2:3] != ["ConditionalCheckFailed"]
+            or "ConditionalCheckFailed" in codes[:2]
+        ):
+            return None  # the id taken or another correction first: that answer comes before room
+        item: dict[str, Any] = reasons[2].get("Item", {})
+        used = {**metric_counters(item), "queries": Decimal(item.get("used", {}).get("N", "0"))}
+        for metric, limit in sorted(plan.recount["limits"].items()):
+            after = used.get(metric, Decimal(0)) + Decimal(plan.recount["moves"][metric])
+            if after > Decimal(limit):
+                return OverHardLimit(
+                    f"amending event {plan.event_id!r} would take {metric} to {after:f}, past its hard "
+                    f"limit of {limit} for {plan.recount['key']}; nothing was changed",
+                    details=[{"field": "values", "metric": metric, "limit": limit}],
+                )
+        return None
+
     def begin(self, plan: Plan, expected_version: int, expires_at: int) -> bool:
         event_pk = f"EVTCORR#{plan.tenant_id}#{plan.event_id}"
         try:
@@ -118,9 +181,12 @@ class DynamoCorrectionLedger:
                             },
                         }
                     },
+                    *self._recount_items(plan, expires_at),
                 ]
             )
         except ClientError as exc:
+            if (refusal := self._over_limit(plan, exc)) is not None:
+                raise refusal from None
             if _cancelled_for_condition(exc):
                 return False
             raise
