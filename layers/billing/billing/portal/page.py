@@ -169,6 +169,8 @@ def _cards(view: PortalView) -> str:
             "Total invoiced",
             f"Statement issued {view.statement.invoice_date if view.statement else ''}",
         )
+    elif current and view.as_of is not None:
+        label, kind = "Month-to-date cost", f"Preview as of {view.as_of:%H:%M} UTC"
     elif current:
         label, kind = "Month-to-date cost", "Preview: what would be invoiced now"
     else:
@@ -238,6 +240,8 @@ def _statement(view: PortalView) -> str:
         f"Issued {escape(s.invoice_date)}"
         if view.stored
         else f"Preview of the statement for {escape(month_name(view.month))}, as it would be invoiced now"
+        if view.as_of is None
+        else f"Preview of the statement for {escape(month_name(view.month))}, as of {view.as_of:%H:%M} UTC"
     )
     csv = base64.b64encode(view.lines_csv()).decode()
     return (

@@ -28,6 +28,7 @@ from billing.kernel.periods import Month, iso, utc
 from billing.metering.quota_windows import quota_window
 from billing.metering.quotas import Limit, quota_limit
 from billing.portal.metrics import MetricFigures, MetricUsage, metrics_shown
+from billing.portal.preview_cache import Served
 from billing.rating.csv import lines_csv
 from billing.statements.statement import Statement
 from billing.tenants.tenant import Tenant, TenantStore, unknown_tenant
@@ -137,6 +138,7 @@ class PortalView:
     metrics: list[MetricUsage] = field(default_factory=list)
     # the applied corrections of the month's usage (billing.portal.corrections_block), newest first
     corrections: list[dict[str, Any]] = field(default_factory=list)
+    as_of: datetime | None = None  # a preview's figures were computed then (cached: up to the max age ago)
 
     @property
     def total(self) -> Decimal:
@@ -157,6 +159,7 @@ class PortalView:
             "generated_at": iso(self.generated_at),
             "timezone": "UTC",
             "preview": not self.stored,
+            "as_of": iso(self.as_of) if self.as_of is not None else None,
             "total": f"{self.total:.2f}",
             "statement": self.statement.model_dump(mode="json") if self.statement is not None else None,
             "days": [
@@ -184,7 +187,16 @@ class PortalView:
         }
 
 
-StatementReader = Callable[[str, Month], tuple[Statement, bool]]
+StatementReader = Callable[[str, Month], "tuple[Statement, bool] | Served"]
+
+
+def served(answer: tuple[Statement, bool] | Served) -> tuple[Statement, bool, datetime | None]:
+    """(statement, stored, as_of) from either reader: a plain one's preview is computed now (None)."""
+    if isinstance(answer, Served):
+        return answer.statement, answer.stored, answer.as_of
+    return answer[0], answer[1], None
+
+
 OPEN_STATUSES = frozenset({"open", "uncollectible"})
 
 
@@ -270,9 +282,9 @@ class PortalService:
             credits_later = pool.submit(self._credits, tenant.id, now)
             try:
                 statement: Statement | None
-                statement, stored = self.statements(tenant_id, month)
+                statement, stored, as_of = served(self.statements(tenant_id, month))
             except NotFound:
-                statement, stored = None, False
+                statement, stored, as_of = None, False, None
             until = min(month.last_day.date(), now.date()) if month.contains(now) else month.last_day.date()
             rollup = self.rollups.month(tenant_id, month, until)
             metrics = self._metrics(tenant, month, now)
@@ -288,6 +300,7 @@ class PortalService:
             generated_at=now,
             statement=statement,
             stored=stored,
+            as_of=as_of,
             rollup=rollup,
             quota=quota,
             payment_status=tenant.payment_status,

@@ -801,13 +801,22 @@ def portal_service() -> PortalService:
     from billing.adapters.clickhouse.portal_queries import ClickHouseUsageRollups
     from billing.adapters.clickhouse.receipt_queries import ClickHouseStoredEvents
     from billing.adapters.dynamodb.corrections import DynamoCorrectionLedger
+    from billing.adapters.dynamodb.preview_cache import DynamoPreviewStore
     from billing.portal.corrections_block import MonthCorrections
+    from billing.portal.preview_cache import CachedStatements
     from billing.portal.view import PortalService
 
     return PortalService(
         tenants=tenants(),
         catalog=plan_catalog(),
-        statements=lambda tenant_id, month: billing_cycle().statement(tenant_id, month),
+        statements=CachedStatements(
+            stored=lambda tenant_id, month: statements().get(tenant_id, month),
+            tenant=lambda tenant_id: tenants().get(tenant_id),
+            preview=lambda tenant_id, month: billing_cycle().statement(tenant_id, month),
+            store=DynamoPreviewStore(settings().billing_table),
+            clock=clock(),
+            max_age_s=settings().portal_preview_max_age_seconds,
+        ),
         rollups=ClickHouseUsageRollups(usage_store()),
         quota=ledger(),
         invoices=invoice_records(),

@@ -98,6 +98,8 @@ class Settings(BaseModel):
     # and the public base URL links point at (default: the API stage the request came through).
     portal_secret_name: str = "billing/portal-token-secret"
     portal_secret_max_age_s: int = 300
+    # a month-to-date statement preview younger than this is served from its cache ("as of HH:MM UTC")
+    portal_preview_max_age_seconds: int = 300
     portal_base_url: str | None = None
 
     # Outgoing webhooks: each endpoint's signing secret is the Secrets Manager secret

@@ -1,0 +1,53 @@
+"""BillingTable items holding the usage page's cached statement previews.
+
+pk "PREVIEW#{tenant_id}"  sk "MONTH#{YYYY-MM}"  body (the Statement as JSON, Decimals as text),
+                                                computed_at (ISO), inputs_digest, expires_at (TTL)
+
+Only the portal function reads and writes these (its policy is limited to the ``PREVIEW#`` keys);
+an item is a cache: losing it costs one re-rating.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from billing.adapters.dynamodb.items import dynamodb_client
+from billing.kernel.periods import Month, iso, parse_instant
+from billing.portal.preview_cache import CachedPreview
+from billing.statements.statement import Statement
+
+KEEP_DAYS = 40  # DynamoDB's TTL drops an item this long after it was computed (a month and its close)
+
+
+class DynamoPreviewStore:
+    def __init__(self, table: str, client: Any = None):
+        self.table = table
+        self.client = client or dynamodb_client()
+
+    @staticmethod
+    def key(tenant_id: str, month: Month | str) -> dict[str, Any]:
+        return {"pk": {"S": f"PREVIEW#{tenant_id}"}, "sk": {"S": f"MONTH#{month}"}}
+
+    def get(self, tenant_id: str, month: Month) -> CachedPreview | None:
+        item = self.client.get_item(TableName=self.table, Key=self.key(tenant_id, month)).get("Item")
+        if not item:
+            return None
+        return CachedPreview(
+            statement=Statement.model_validate(json.loads(item["body"]["S"])),
+            computed_at=parse_instant(item["computed_at"]["S"]),
+            inputs_digest=item["inputs_digest"]["S"],
+        )
+
+    def put(self, tenant_id: str, month: Month, preview: CachedPreview) -> None:
+        expires = int(preview.computed_at.timestamp()) + KEEP_DAYS * 86400
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                **self.key(tenant_id, month),
+                "body": {"S": preview.statement.model_dump_json()},
+                "computed_at": {"S": iso(preview.computed_at)},
+                "inputs_digest": {"S": preview.inputs_digest},
+                "expires_at": {"N": str(expires)},
+            },
+        )
