@@ -37,6 +37,10 @@ Invariants:
   sent again it moves nothing again (its id is claimed once);
 - an event voided cannot be corrected again (409); an event id never stored is a 404; an event older
   than the correction window (``correction_window_days``) is a 422.
+
+Length: one service whose steps (claim the id, plan the rows, move the counters, store, record,
+finish a half-done correction) share the invariants above; the rows and their JSON are in
+``correction_rows``, the stores behind ports.
 """
 
 from __future__ import annotations
