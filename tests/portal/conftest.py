@@ -23,8 +23,12 @@ NOW = parse_instant("2025-11-20T15:30:00Z")  # the page's "now": November 2025 i
 MODELS = ("gpt-4o-mini", "gpt-4o", "")
 
 
-def usage(tenant_id: str, start: str, days: int, per_day: int, *, seed: int = 0) -> list[StoredEvent]:
-    """``per_day`` events a day (queries with tokens, and a storage event) with varied costs."""
+def usage(
+    tenant_id: str, start: str, days: int, per_day: int, *, seed: int = 0, ids: str | None = None
+) -> list[StoredEvent]:
+    """``per_day`` events a day (queries with tokens, and a storage event) with varied costs, with
+    ids ``{ids}-{day}-{n}`` (``ids`` defaults to the tenant id). An event id names one event of its
+    tenant, as the ledger guarantees: two calls for one tenant need two ``ids``."""
     base = parse_instant(start)
     events = []
     for d in range(days):
@@ -34,7 +38,7 @@ def usage(tenant_id: str, start: str, days: int, per_day: int, *, seed: int = 0)
             events.append(
                 StoredEvent(
                     tenant_id=tenant_id,
-                    event_id=f"{tenant_id}-{d:02d}-{i:04d}",
+                    event_id=f"{ids or tenant_id}-{d:02d}-{i:04d}",
                     timestamp=ts,
                     type="query" if model else "storage",
                     model=model,
@@ -128,7 +132,7 @@ def portal(env, clock, lambda_context) -> Portal:
     make_tenant("acme", [("starter", "2025-10-01T00:00:00Z")])
     make_tenant("globex", [("pro", "2025-10-15T00:00:00Z")])
     store = container.usage_store()
-    store.insert_events(usage("acme", "2025-10-01T00:00:00Z", 31, 20))
+    store.insert_events(usage("acme", "2025-10-01T00:00:00Z", 31, 20, ids="acme-oct"))
     store.insert_events(usage("acme", "2025-11-01T00:00:00Z", 20, 30))
     store.insert_events(usage("globex", "2025-11-01T00:00:00Z", 20, 9, seed=3))
     return Portal(load_handler("tenant_portal").handler, lambda_context)

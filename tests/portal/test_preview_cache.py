@@ -33,7 +33,7 @@ def cached_item(tenant_id: str, month: str) -> dict:
 
 def more_usage(tenant_id: str) -> None:
     """One more day of usage (21 November, before nothing the page has read)."""
-    container.usage_store().insert_events(usage(tenant_id, "2025-11-19T00:00:00Z", 1, 40, seed=9))
+    container.usage_store().insert_events(usage(tenant_id, "2025-11-19T00:00:00Z", 1, 40, seed=9, ids="more"))
 
 
 def test_a_second_request_within_the_max_age_serves_the_cached_preview(portal, lambda_context, clock):
