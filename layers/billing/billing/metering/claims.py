@@ -104,6 +104,9 @@ class IngestResult:
     rejected_for_quota: list[dict[str, Any]] = field(default_factory=list)
     queued: bool = False
     quota: dict[str, Any] | None = None
+    # The batch's tenants as ingest read them (not part of the answer): what runs after the ingest
+    # in the same request (alerts on queries) reuses them instead of reading them again.
+    tenants: dict[str, Tenant] = field(default_factory=dict, repr=False, compare=False)
 
     def body(self) -> dict[str, Any]:
         return {

@@ -105,6 +105,7 @@ class IngestService:
             lease_clock=self.now_s,
             clock=self.clock,
         ).run()
+        result.tenants = tenants
         logger.info(
             "usage batch accepted",
             extra={

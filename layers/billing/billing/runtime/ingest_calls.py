@@ -13,6 +13,7 @@ from billing.metering.events import UsageEvent
 from billing.runtime import container
 from billing.runtime.observability import logger, metrics
 from billing.tenants.access import Principal
+from billing.tenants.tenant import Tenant
 
 
 def ingest_counted(events: Sequence[UsageEvent], principal: Principal) -> IngestResult:
@@ -31,19 +32,21 @@ def ingest_counted(events: Sequence[UsageEvent], principal: Principal) -> Ingest
     if result.queued:
         metrics.add_metric(name="EventsQueued", unit=MetricUnit.Count, value=len(result.accepted))
     if result.accepted:
-        alert_on_queries(sorted({e.tenant_id for e in events if e.queries}))
+        queried = sorted({e.tenant_id for e in events if e.queries})
+        alert_on_queries([result.tenants[t] for t in queried if t in result.tenants])
     return result
 
 
-def alert_on_queries(tenant_ids: list[str]) -> None:
+def alert_on_queries(tenants: list[Tenant]) -> None:
     """Alerts on queries are evaluated here, from the counter this request just moved: they fire
-    before the answer (billing.alerts.evaluation). A failure is logged, never the request's."""
-    if not tenant_ids:
+    before the answer (billing.alerts.evaluation). A failure is logged, never the request's. The
+    tenants are the records ingest read for this batch: the plan and alerts the batch was judged by."""
+    if not tenants:
         return
     try:
         evaluator = container.alert_evaluator()
         now = container.clock()()
-        for tenant in container.tenants().get_many(tenant_ids).values():
+        for tenant in tenants:
             if evaluator.watches(tenant, "queries", now):
                 evaluator.evaluate_tenant(tenant, now, metrics=frozenset({"queries"}))
     except Exception:  # noqa: BLE001 - the usage is stored; the scheduled evaluation retries
