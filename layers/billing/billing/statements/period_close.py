@@ -16,7 +16,9 @@ Close of a tenant period P, safe to run any number of times:
 3. rate P with the events of P stored up to ``closed_at``, and as adjustment lines the events of the
    tenant's earlier closed periods (up to ``LATE_LOOKBACK`` of them) stored after both their own
    close and the previous period's close, up to ``closed_at``; store the statement once;
-4. record its credit burns, enqueue its invoicing job once (non-zero totals), publish it once.
+4. record its credit burns, enqueue its invoicing job once (non-zero totals), write its CSV (the
+   periods CSV of this one statement, under ``period_csv_name``: unchanged bytes are not rewritten),
+   publish it once.
 A re-run rates nothing already stored: the statement is byte-identical.
 
 A cancelled tenant's final statement (``issue_final``, at the cancellation) bills its last period F
@@ -41,9 +43,10 @@ from typing import Any, Protocol
 from billing.kernel.calendar import Period
 from billing.kernel.errors import InvalidRequest
 from billing.kernel.periods import iso, parse_instant, to_ms, utc
-from billing.rating import LateUsage, MonthUsage, Segment, Usage, statement_period
+from billing.rating import LateUsage, MonthUsage, Segment, Usage, periods_csv, statement_period
 from billing.runtime.observability import logger
 from billing.statements.close import BillingCycle, FallbackNotDrained
+from billing.statements.period_export import period_csv_name
 from billing.statements.statement import Statement
 from billing.tenants.closed_periods import close_key, has_own_periods
 from billing.tenants.credits import CreditBalance
@@ -91,6 +94,8 @@ class PeriodCloseResult:
     statement: Statement | None
     created: bool = False
     enqueued: bool = False
+    csv_key: str = ""
+    csv_written: bool = False
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -99,6 +104,8 @@ class PeriodCloseResult:
             "closed_at": iso(self.closed_at),
             "statement_created": self.created,
             "job_enqueued": self.enqueued,
+            "csv_key": self.csv_key,
+            "csv_written": self.csv_written,
         }
 
 
@@ -217,6 +224,9 @@ class TenantPeriodClose:
         cycle._record_burns(statement)
         if statement.total != 0:
             result.enqueued = cycle.jobs.enqueue_once(tenant.id, statement.month)
+        name = period_csv_name(tenant.id, period)
+        result.csv_key = cycle.archive.key(name)
+        result.csv_written = cycle.archive.put(name, periods_csv([statement]))
         cycle._publish(statement)
         logger.info("tenant period closed", extra=result.summary())
         return result
