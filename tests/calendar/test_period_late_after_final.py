@@ -149,3 +149,34 @@ def test_late_events_are_billed_for_three_periods_after_the_last_one_and_not_aft
     # And the one stored after February's close is billed nowhere: the lookback is 3 periods
     assert [r.closed for r in later] == [[], [], []]
     assert container.statements().get("leaver", "2026-02-28T18:30:00Z/2026-03-31T18:30:00Z") is None
+
+
+def test_an_anniversary_tenant_cancelled_at_a_boundary_has_its_last_period_s_late_events_billed_next(env):
+    # Given a UTC tenant anchored on its signup, 31 January 2025 10:00, with 2 queries in its first
+    # period, cancelled at that period's end (28 February 10:00): the first period is its last, whole
+    anna_february = "2025-01-31T10:00:00Z/2025-02-28T10:00:00Z"
+    anna_march = "2025-02-28T10:00:00Z/2025-03-31T10:00:00Z"
+    signup = datetime(2025, 1, 31, 10, tzinfo=UTC)
+    make_tenant(
+        "anna",
+        [("starter", "2025-01-31T10:00:00Z")],
+        calendars=[CalendarSetting.of(Calendar("UTC", signup), None)],
+    )
+    env.store.insert_events(queries("anna", 2, "2025-02-10T00:00:00Z"))
+    _, final = container.tenant_service().cancel("anna", CancelRequest(at="2025-02-28T10:00:00Z"))
+    assert (final.month, final.is_final, final.total) == (anna_february, True, Decimal("29.02"))
+    time.sleep(0.01)
+    # When a query of its last millisecond is stored after the final statement, and the hourly runs
+    # go after its last period ends and after the next one ends
+    env.store.insert_events([event("anna", "last-ms", "2025-02-28T09:59:59.999Z", cost="0.25")])
+    closer = container.tenant_period_close()
+    closer.close_due(datetime(2025, 2, 28, 10, 15, tzinfo=UTC))
+    [closed] = closer.close_due(datetime(2025, 3, 31, 10, 15, tzinfo=UTC)).closed
+    # Then the next period's statement bills it alone, as the third query of the last period
+    assert closed.period == anna_march
+    assert _adjustments(closed.statement) == {
+        f"adj:{anna_february}:queries:starter:t1": Decimal("0.01"),
+        f"adj:{anna_february}:usage": Decimal("0.25"),
+    }
+    assert (closed.statement.total, closed.statement.invoice_date) == (Decimal("0.26"), "2025-03-31")
+    assert container.statements().get("anna", anna_february) == final
