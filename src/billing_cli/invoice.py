@@ -136,19 +136,40 @@ def close(
 
 @invoice_app.command("export")
 def export(
-    month: str = typer.Option(..., "--month"),
     out: Path = typer.Option(..., "--out", dir_okay=False),
+    month: str | None = typer.Option(None, "--month", help="The month's CSV (UTC-month statements)."),
+    periods_ending_in: str | None = typer.Option(
+        None,
+        "--periods-ending-in",
+        help="The periods CSV: stored statements of every period (any time zone, anchor, interval) "
+        "whose last local day is in YYYY-MM.",
+    ),
     as_json: bool = json_option(),
 ) -> None:
-    """Write the month's CSV (stored statements; month-to-date previews for tenants without one)."""
+    """Write the month's CSV (stored statements; month-to-date previews for tenants without one), or
+    with --periods-ending-in the periods CSV (stored statements of periods of any shape)."""
     from billing.runtime import container
 
-    period = parse_month_option(month)
-    csv = container.billing_cycle().export_csv(period)
+    if (month is None) == (periods_ending_in is None):
+        raise typer.BadParameter("give exactly one of --month and --periods-ending-in", param_hint="--month")
+    cycle = container.billing_cycle()
+    if month is not None:
+        period = parse_month_option(month)
+        csv = cycle.export_csv(period)
+        summary: dict[str, object] = {"month": str(period)}
+    else:
+        from billing.statements.period_export import export_periods_csv
+
+        try:
+            period = Month.parse(periods_ending_in or "")
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--periods-ending-in") from None
+        csv = export_periods_csv(cycle.tenants, cycle.statements, period)
+        summary = {"periods_ending_in": str(period)}
     out.write_bytes(csv)
     rows = max(len(csv.decode().splitlines()) - 1, 0)
     emit(
-        {"month": str(period), "path": str(out), "rows": rows, "bytes": len(csv)},
+        {**summary, "path": str(out), "rows": rows, "bytes": len(csv)},
         f"wrote {out} ({rows} row(s))",
         as_json=as_json,
     )

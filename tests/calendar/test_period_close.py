@@ -191,8 +191,10 @@ def test_a_cancellation_at_a_kolkata_midnight_ends_the_period_before_in_one_fina
         "2025-11-30",
     )
     assert again == final == container.statements().get("india", KOLKATA_NOVEMBER)
-    # And the hourly run closes nothing more for it, nor does the month close bill it
-    assert container.tenant_period_close().close_due(datetime(2025, 12, 1, 0, 15, tzinfo=UTC)).closed == []
+    # And the hourly run only records its November's close (no second statement), nor does the
+    # month close bill it
+    closed = container.tenant_period_close().close_due(datetime(2025, 12, 1, 0, 15, tzinfo=UTC)).closed
+    assert [(r.period, r.created, r.statement) for r in closed] == [(KOLKATA_NOVEMBER, False, final)]
     assert container.billing_cycle().close(Month(2025, 11)).statements == []
 
 

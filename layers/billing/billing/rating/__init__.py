@@ -2,7 +2,7 @@
 
 Where things are: ``segments`` (the period and its pricing segments), ``proration`` (base fees by the
 second), ``tiers`` (graduated tier math), ``usage`` (the aggregates rated), ``rater`` (statement lines),
-``csv`` (the invoice CSV and the lines CSV); pricing models: ``charges`` (a plan's charges: metrics per
+``csv`` (the invoice CSV, the periods CSV and the lines CSV); pricing models: ``charges`` (a plan's charges: metrics per
 segment, trial, plan change, late data), ``metrics`` (what a charge counts), one file per charge model
 (``graduated``, ``volume``, ``package``, ``per_unit``; values in ``pricing_types``), ``commitment``
 (minimum commitment true-up), ``coupon_lines`` and ``credit_lines`` (the negative lines, in that order, last);
@@ -30,7 +30,14 @@ Rules (docs/concepts/rating.md, "Rating rules", states them for operators; this 
   currency (cents for USD); the total is the sum of the rounded lines.
 """
 
-from billing.rating.csv import CSV_HEADER, LINES_HEADER, invoices_csv, lines_csv
+from billing.rating.csv import (
+    CSV_HEADER,
+    LINES_HEADER,
+    PERIODS_CSV_HEADER,
+    invoices_csv,
+    lines_csv,
+    periods_csv,
+)
 from billing.rating.rater import RATING_VERSION, Rater
 from billing.rating.segments import (
     Segment,
@@ -46,6 +53,7 @@ from billing.rating.usage import LateUsage, MonthUsage, Usage
 __all__ = [
     "CSV_HEADER",
     "LINES_HEADER",
+    "PERIODS_CSV_HEADER",
     "RATING_VERSION",
     "LateUsage",
     "MonthUsage",
@@ -57,6 +65,7 @@ __all__ = [
     "invoices_csv",
     "is_final",
     "lines_csv",
+    "periods_csv",
     "pricing_segments",
     "seconds_between",
     "statement_period",
