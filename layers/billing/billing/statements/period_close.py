@@ -31,6 +31,7 @@ from billing.kernel.calendar import Period
 from billing.kernel.errors import InvalidRequest
 from billing.kernel.periods import iso, to_ms, utc
 from billing.rating import LateUsage, MonthUsage, Segment, statement_period
+from billing.rating.measures import Measure
 from billing.runtime.observability import logger
 from billing.statements.close import BillingCycle, FallbackNotDrained
 from billing.statements.statement import Statement
@@ -50,10 +51,19 @@ def bills_by_month(period: Period) -> bool:
 
 
 class PeriodUsageReads(Protocol):
-    """Exact reads of one tenant's period (billing.adapters.clickhouse.period_queries)."""
+    """Exact reads of one tenant's period (billing.adapters.clickhouse.period_queries); with
+    ``metered`` (a plan of the period has charges) they carry the meters per segment, with
+    ``measures`` (its catalog-metric charges) their units, as the month close's reads do."""
 
     def usage(
-        self, tenant_id: str, segments: Sequence[Segment], period: Period, cutoff: datetime | None
+        self,
+        tenant_id: str,
+        segments: Sequence[Segment],
+        period: Period,
+        cutoff: datetime | None,
+        *,
+        metered: bool = False,
+        measures: Sequence[Measure] = (),
     ) -> MonthUsage: ...
 
     def late(
@@ -64,6 +74,8 @@ class PeriodUsageReads(Protocol):
         *,
         lower: datetime,
         upper: datetime,
+        metered: bool = False,
+        measures: Sequence[Measure] = (),
     ) -> LateUsage | None: ...
 
 
@@ -213,7 +225,14 @@ class TenantPeriodClose:
         and the late events of its earlier closed periods (adjustment lines)."""
         rater = self.cycle.rater
         segments = rater.segments(tenant, period)
-        usage = self.reads.usage(tenant.id, segments, period, cutoff)
+        usage = self.reads.usage(
+            tenant.id,
+            segments,
+            period,
+            cutoff,
+            metered=rater.needs_meters(segments),
+            measures=rater.measures(segments),
+        )
         credits: list[CreditBalance] = []
         if self.cycle.credits is not None:
             bounds = statement_period(tenant, period) or (period.start, period.end)
@@ -250,7 +269,15 @@ class TenantPeriodClose:
             segments = self.cycle.rater.segments(tenant, p)
             if closed_at is None or not segments:
                 continue
-            late = self.reads.late(tenant.id, segments, p, lower=max(closed_at, last_close), upper=cutoff)
+            late = self.reads.late(
+                tenant.id,
+                segments,
+                p,
+                lower=max(closed_at, last_close),
+                upper=cutoff,
+                metered=self.cycle.rater.needs_meters(segments),
+                measures=self.cycle.rater.measures(segments),
+            )
             if late is not None:
                 found.append(late)
         return found
