@@ -7,14 +7,25 @@ and no query price, so each total is its charges alone."""
 from __future__ import annotations
 
 import csv
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
 import yaml
 
+from billing.catalog.plans import PlanCatalog
+from billing.kernel.calendar import Calendar
+from billing.metering.events import StoredEvent
+from billing.runtime import container
+from billing.tenants.calendar_settings import CalendarSetting
 from billing_cli import _load
 from tests.conftest import CHDB_PATH
-from tests.support import run_simulate
+from tests.pricing.conftest import parse_instant
+from tests.support import create_tenant, run_simulate
+
+NOVEMBER = "2025-10-31T18:30:00Z/2025-11-30T18:30:00Z"
+DECEMBER = "2025-11-30T18:30:00Z/2025-12-31T18:30:00Z"
+NOV_DEC = {"n1", "n2", "n3", "d1"}
 
 PLANS = {
     "currency": "usd",
@@ -136,3 +147,65 @@ def test_a_kolkata_december_takes_the_same_utc_day_s_events_after_its_local_midn
         ),
         "charge:users:gpu_users": (Decimal("4.50"), "Active users: 3 users at $1.50"),
     }
+
+
+def _stored(event_id: str, ts: str, gpu: str, seconds: int, user: str) -> StoredEvent:
+    at = parse_instant(ts)
+    properties = {"gpu": gpu, "seconds": Decimal(seconds), "user": user}
+    return StoredEvent("india", event_id, at, "query", "", 1, 0, 0, 0, Decimal(0), "v1", at, properties)
+
+
+def test_a_late_event_of_a_closed_kolkata_period_rerates_its_charges_as_adjustments(env):
+    # Given the Kolkata tenant on the catalog-metric plan, with November's three events and one of
+    # December's stored, and November (31 Oct 18:30 to 30 Nov 18:30 UTC) closed by the hourly run
+    container.override(plan_catalog=PlanCatalog.model_validate(PLANS))
+    create_tenant(
+        "india",
+        [("gpu_users", "2025-10-31T18:30:00Z")],
+        calendars=[CalendarSetting.of(Calendar("Asia/Kolkata"), None)],
+    )
+    env.store.insert_events(
+        [
+            _stored(e["event_id"], e["timestamp"], **e["properties"])
+            for e in EVENTS
+            if e["event_id"] in NOV_DEC
+        ]
+    )
+    closer = container.tenant_period_close()
+    first = closer.close_due(datetime(2025, 12, 1, 0, 15, tzinfo=UTC))
+    assert [(r.period, r.statement.total) for r in first.closed] == [(NOVEMBER, Decimal("4.90"))]
+    # When two November events are stored after its close (as a fallback replay would): 20 more
+    # h100 seconds from a new user u5, and u1 again with 5 a100 seconds; then December closes
+    env.store.insert_events(
+        [
+            _stored("late-1", "2025-11-20T00:00:00Z", "h100", 20, "u5"),
+            _stored("late-2", "2025-11-30T18:29:00Z", "a100", 5, "u1"),
+        ]
+    )
+    second = closer.close_due(datetime(2025, 12, 31, 19, 15, tzinfo=UTC))
+    # Then December bills its own event d1 (h100 40 seconds: 0.40; user u3: 1.50) and re-rates
+    # November with the late events minus what was billed, as lines of November: h100 130 -> 150
+    # seconds is 20 more over 100 at 0.02 (0.40); a100 30 -> 35 is 5 more at 0.01 (0.05); users 2 ->
+    # 3 (u5 new, u1 billed already) is 1.50. 1.90 + 1.95 = 3.85
+    [december] = [r.statement for r in second.closed]
+    assert december.month == DECEMBER
+    adjustments = {
+        l.line_id: (l.amount, l.adjustment_month) for l in december.lines if l.kind == "adjustment"
+    }
+    assert {i: a for i, (a, _) in adjustments.items() if ":charge:" in i} == {
+        f"adj:{NOVEMBER}:charge:gpu:gpu=h100:gpu_users:t2": Decimal("0.40"),
+        f"adj:{NOVEMBER}:charge:gpu:gpu=a100:gpu_users:t1": Decimal("0.05"),
+        f"adj:{NOVEMBER}:charge:users:gpu_users": Decimal("1.50"),
+    }
+    assert {m for _, m in adjustments.values()} == {NOVEMBER}
+    assert [(l.line_id, l.amount) for l in december.lines if l.kind == "charge"] == [
+        ("charge:gpu:gpu=h100:gpu_users:t1", Decimal("0.40")),
+        ("charge:users:gpu_users", Decimal("1.50")),
+    ]
+    # And each line names November in the tenant's own words
+    [users] = [l for l in december.lines if l.line_id == f"adj:{NOVEMBER}:charge:users:gpu_users"]
+    assert users.description == (
+        "Late usage from 2025-11 (Asia/Kolkata): Active users: 3 users at $1.50; billed before: 2 for $3.00"
+    )
+    assert december.total == Decimal("3.85")
+    assert december.inputs["late_months"] == [NOVEMBER]
