@@ -104,7 +104,9 @@ def test_a_kolkata_november_measures_its_events_up_to_its_local_midnight(runs):
     """November in Kolkata (31 Oct 18:30 to 30 Nov 18:30 UTC) holds n1, n2 and n3 (its last
     millisecond). GPU seconds per gpu, graduated 0.01 up to 100 then 0.02: h100 80 + 50 = 130 ->
     100 x 0.01 + 30 x 0.02 = 1.60; a100 30 -> 0.30. Active users u1, u2: 2 x 1.50 = 3.00. 4.90."""
+    # Given the tenant's events, when November is simulated (runs)
     invoices, lines = runs["2025-11"]
+    # Then its one statement is its Kolkata November, each gpu's seconds and its users priced
     assert list(invoices) == ["2025-10-31T18:30:00Z/2025-11-30T18:30:00Z"]
     assert Decimal(invoices["2025-10-31T18:30:00Z/2025-11-30T18:30:00Z"]["total_cost_usd"]) == Decimal("4.90")
     assert lines == {
@@ -129,7 +131,9 @@ def test_a_kolkata_december_takes_the_same_utc_day_s_events_after_its_local_midn
     UTC day of n2 and n3), d2 and d3; j1 (00:00 on 1 January local) is not in it. h100 40 + 10 = 50
     -> 0.50; a100 200 -> 100 x 0.01 + 100 x 0.02 = 3.00. Users u3, u1, u4 (u1 again in a new
     period): 3 x 1.50 = 4.50. 8.00."""
+    # Given the tenant's events, when December is simulated (runs)
     invoices, lines = runs["2025-12"]
+    # Then its one statement is its Kolkata December, from the local midnight that split the UTC day
     assert list(invoices) == ["2025-11-30T18:30:00Z/2025-12-31T18:30:00Z"]
     assert Decimal(invoices["2025-11-30T18:30:00Z/2025-12-31T18:30:00Z"]["total_cost_usd"]) == Decimal("8.00")
     assert lines == {
