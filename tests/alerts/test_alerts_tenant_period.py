@@ -6,9 +6,11 @@ shows that period's counter and reset instant."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
+from billing.catalog.plans import PlanCatalog
 from billing.kernel.calendar import Calendar
 from billing.kernel.periods import iso
 from billing.runtime import container
@@ -108,3 +110,62 @@ def test_the_usage_pages_quota_block_shows_the_kolkata_periods_counter_and_reset
     view = container.portal_service().view("india", "2025-11").to_json()
     # Then the block shows December's counter, resetting at 18:30 UTC on 31 December
     assert view["quota"] == {"used": 1, "limit": 10, "resets_at": "2025-12-31T18:30:00Z"}
+
+
+def metric_catalog() -> PlanCatalog:
+    """A plan with a catalog-metric charge (active users at 5.00) and a spend alert at 14.00."""
+    return PlanCatalog.model_validate(
+        {
+            "metrics": [
+                {
+                    "id": "active_users",
+                    "name": "Active users",
+                    "unit": "users",
+                    "event_types": ["query"],
+                    "aggregation": "unique_count",
+                    "property": "user",
+                }
+            ],
+            "plans": [
+                {
+                    "id": "users",
+                    "name": "Users",
+                    "base_fee": "10.00",
+                    "query_quota": None,
+                    "charges": [
+                        {
+                            "id": "users",
+                            "name": "Active users",
+                            "metric": "active_users",
+                            "charge_model": "per_unit",
+                            "unit_price": "5.00",
+                        }
+                    ],
+                    "alerts": [{"id": "spend", "metric": "spend", "thresholds": ["14.00"]}],
+                }
+            ],
+        }
+    )
+
+
+def test_a_kolkata_tenants_spend_alert_rates_its_catalog_metric_charges(env):
+    # Given a Kolkata tenant on a plan of 10.00 plus 5.00 per active user, spend alert at 14.00,
+    # with one user's query on the evening of 30 November UTC: still its November in Kolkata
+    webhooks = Webhooks()
+    container.override(
+        plan_catalog=metric_catalog(),
+        fact_notices=Notices(),
+        webhook_publisher=webhooks,
+        clock=lambda: BEFORE_MIDNIGHT,
+    )
+    create_tenant("india", [("users", "2025-01-01T00:00:00Z")], calendars=KOLKATA)
+    body = {**query(0, BEFORE_MIDNIGHT.replace(minute=0)), "properties": {"user": "u1"}}
+    assert ingest_one(body) == 202
+    # When the scheduled evaluation runs
+    container.alert_evaluator().evaluate()
+    # Then the period-to-date statement is rated with its charge (10.00 + 5.00 = 15.00) and the
+    # spend alert fires once, in the tenant's Kolkata November
+    assert container.tenant_period_close().rate(
+        container.tenants().get("india"), NOVEMBER, None
+    ).total == Decimal("15.00")
+    assert fired(webhooks) == [(NOVEMBER.key, "spend", "14")]

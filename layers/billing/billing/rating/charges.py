@@ -28,6 +28,7 @@ from decimal import Decimal
 from billing.catalog.metrics import BUILT_IN_METRICS
 from billing.catalog.plans import Charge, Plan
 from billing.kernel.money import ZERO
+from billing.kernel.periods import RatedPeriod
 from billing.rating import wording
 from billing.rating.graduated import graduated
 from billing.rating.lines import line
@@ -300,7 +301,7 @@ def _part_lines(
 
 
 def adjustment_lines(
-    month: str,
+    period: RatedPeriod,
     segments: Sequence[Segment],
     billed: Sequence[Meters],
     late: Sequence[Meters],
@@ -310,7 +311,8 @@ def adjustment_lines(
     measured_with_late: Sequence[Measured] = (),
     units: Units = builtin_units,
 ) -> list[StatementLine]:
-    """Late events of closed ``month``: the charge with them minus the charge billed without them.
+    """Late events of closed ``period`` (a month, or a tenant calendar's period, named in the
+    tenant's words): the charge with them minus the charge billed without them.
     A catalog-metric charge compares its units measured over the billed events (``billed_measured``)
     and over the billed and late events together (``measured_with_late``): a late event can change
     a max, a latest or a unique count, not only add to it."""
@@ -319,14 +321,14 @@ def adjustment_lines(
     for charge_id in charge_ids(segments, plan_of):
         for part in _parts(charge_id, segments, [*billed_measured, *measured_with_late], plan_of):
             lines += _adjustment_part(
-                month, charge_id, part, segments, billed, combined, plan_of, currency,
+                period, charge_id, part, segments, billed, combined, plan_of, currency,
                 billed_measured, measured_with_late, units,
             )  # fmt: skip
     return lines
 
 
 def _adjustment_part(
-    month: str,
+    period: RatedPeriod,
     charge_id: str,
     part: Part | None,
     segments: Sequence[Segment],
@@ -339,6 +341,7 @@ def _adjustment_part(
     units: Units,
 ) -> list[StatementLine]:
     lines = []
+    month = str(period)
     prefix = _prefix(charge_id, part)
     before = {
         p.key: p for p in price(uses_of(charge_id, segments, billed, plan_of, billed_measured, part)[0])
@@ -365,7 +368,7 @@ def _adjustment_part(
                 plan=ref.plan.id,
                 adjustment_month=month,
                 description=wording.late_recharge(
-                    month,
+                    period,
                     describe(a, currency, several, units, part)
                     if a
                     else wording.none_now(wording.with_plan(label, ref.plan.name if several else None)),

@@ -363,7 +363,7 @@ class Rater:
                     f"{tenant.id} {late.month}: late catalog-metric charges but nothing measured"
                 )
             lines += charge_adjustment_lines(
-                tag,
+                late.month,
                 segments,
                 late.billed_metered,
                 late.metered,

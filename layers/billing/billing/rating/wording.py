@@ -388,7 +388,7 @@ def corrected_usage(
     )
 
 
-def late_recharge(month: Month | str, now: str, was: str) -> str:
+def late_recharge(month: Month | RatedPeriod | str, now: str, was: str) -> str:
     """A charge re-rated with a month's late usage: ``Late usage from October 2026: <the charge as it
     is now>; billed before: <what the month's statement charged for it>``."""
     return late(month, f"{now}; billed before: {was}")

@@ -44,6 +44,7 @@ from billing.kernel.calendar import Period
 from billing.kernel.errors import InvalidRequest
 from billing.kernel.periods import iso, parse_instant, to_ms, utc
 from billing.rating import LateUsage, MonthUsage, Segment, Usage, periods_csv, statement_period
+from billing.rating.measures import Measure
 from billing.runtime.observability import logger
 from billing.statements.close import BillingCycle, FallbackNotDrained
 from billing.statements.period_export import period_csv_name
@@ -69,10 +70,19 @@ def nothing_late_key(tenant_id: str, period: Period) -> str:
 
 
 class PeriodUsageReads(Protocol):
-    """Exact reads of one tenant's period (billing.adapters.clickhouse.period_queries)."""
+    """Exact reads of one tenant's period (billing.adapters.clickhouse.period_queries); with
+    ``metered`` (a plan of the period has charges) they carry the meters per segment, with
+    ``measures`` (its catalog-metric charges) their units, as the month close's reads do."""
 
     def usage(
-        self, tenant_id: str, segments: Sequence[Segment], period: Period, cutoff: datetime | None
+        self,
+        tenant_id: str,
+        segments: Sequence[Segment],
+        period: Period,
+        cutoff: datetime | None,
+        *,
+        metered: bool = False,
+        measures: Sequence[Measure] = (),
     ) -> MonthUsage: ...
 
     def late(
@@ -83,6 +93,8 @@ class PeriodUsageReads(Protocol):
         *,
         lower: datetime,
         upper: datetime,
+        metered: bool = False,
+        measures: Sequence[Measure] = (),
     ) -> LateUsage | None: ...
 
 
@@ -270,7 +282,14 @@ class TenantPeriodClose:
         and the late events of its earlier closed periods (adjustment lines)."""
         rater = self.cycle.rater
         segments = rater.segments(tenant, period)
-        usage = self.reads.usage(tenant.id, segments, period, cutoff)
+        usage = self.reads.usage(
+            tenant.id,
+            segments,
+            period,
+            cutoff,
+            metered=rater.needs_meters(segments),
+            measures=rater.measures(segments),
+        )
         credits: list[CreditBalance] = []
         if self.cycle.credits is not None:
             bounds = statement_period(tenant, period) or (period.start, period.end)
@@ -332,7 +351,15 @@ class TenantPeriodClose:
                 if closed_at is None:
                     continue
                 lower = max(closed_at, watermark)
-            late = self.reads.late(tenant.id, segments, p, lower=lower, upper=cutoff)
+            late = self.reads.late(
+                tenant.id,
+                segments,
+                p,
+                lower=lower,
+                upper=cutoff,
+                metered=self.cycle.rater.needs_meters(segments),
+                measures=self.cycle.rater.measures(segments),
+            )
             if late is not None:
                 found.append(late)
         return found
@@ -363,7 +390,15 @@ class TenantPeriodClose:
             segments = self.cycle.rater.segments(tenant, p)
             if closed_at is None or not segments:
                 continue
-            late = self.reads.late(tenant.id, segments, p, lower=max(closed_at, last_close), upper=cutoff)
+            late = self.reads.late(
+                tenant.id,
+                segments,
+                p,
+                lower=max(closed_at, last_close),
+                upper=cutoff,
+                metered=self.cycle.rater.needs_meters(segments),
+                measures=self.cycle.rater.measures(segments),
+            )
             if late is not None:
                 found.append(late)
         return found

@@ -1,6 +1,8 @@
 """Charges on catalog metrics: each charge's units per pricing segment and group, from ClickHouse.
 
-One query per charge id over the month's partition of ``usage_events FINAL`` (each event once),
+One query per charge id over the period's stored rows of ``usage_events FINAL`` (each event once):
+a UTC month's partition, or any other period's UTC range (a tenant calendar's period, which may
+start at any millisecond and span two partitions),
 limited to the tenants whose plans have that charge, rows stored after ``cutoff`` left out (late
 data), each event placed in its pricing segment by its millisecond timestamp as
 ``rating_queries.segment_meters`` places it. The units of each segment follow
@@ -34,7 +36,7 @@ from billing.adapters.clickhouse.metric_queries import (
 )
 from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
 from billing.catalog.metrics import MILLISECONDS_PER, MetricDefinition
-from billing.kernel.periods import Month
+from billing.kernel.periods import Month, RatedPeriod
 from billing.rating.measures import Group, Measure, Measured
 from billing.rating.segments import Segment
 
@@ -95,6 +97,22 @@ _COLUMNS = (
     "string_properties, number_properties, sign"
 )
 _MONTH = "_partition_id = {partition:String}"
+_RANGE = (
+    "timestamp >= fromUnixTimestamp64Milli({span_start:Int64}, 'UTC') "
+    "AND timestamp < fromUnixTimestamp64Milli({span_end:Int64}, 'UTC')"
+)
+
+
+def span(period: RatedPeriod, start_ms: int, end_ms: int) -> tuple[str, dict[str, Any]]:
+    """The condition selecting a period's stored rows, and its parameters: a UTC month's partition
+    (``_partition_id``), any other period's ``[start, end)`` on ``timestamp`` given in epoch
+    milliseconds (``rating_queries.ms``). Both select the same rows for a month; the partition is
+    what the month's reads have always named."""
+    if isinstance(period, Month):
+        return _MONTH, {"partition": f"{period.year:04d}{period.month:02d}"}
+    return _RANGE, {"span_start": start_ms, "span_end": end_ms}
+
+
 _IDS = "{ids:Array(String)}"
 # Each tenant's segment bounds ``b`` and trial flags ``tr``, joined to its rows: a hash join of 1,000
 # keys is an order of magnitude faster than indexing the parameter arrays row by row.
@@ -106,7 +124,7 @@ _KEYS = """keys AS (
 def _first_copies(stored: str, rows: str = _MONTH) -> str:
     """Each event once, as its first stored copy, kept when that copy passes ``stored`` (a HAVING on
     ``first_stored``): what was billed by a watermark, however many copies came later. ``rows``: the
-    stored rows read (the month's partition)."""
+    stored rows read (the period's: ``span``)."""
     picked = ", ".join(f"any({c}) AS {c}_" for c in _COLUMNS.split(", ")[2:])
     renamed = ", ".join(f"{c}_ AS {c}" for c in _COLUMNS.split(", ")[2:])
     return f"""(SELECT tenant_id, event_id, {renamed} FROM (
@@ -177,19 +195,21 @@ def measure_sql(
     voids_stored: str = "",
     *,
     one_tenant: bool = False,
+    rows_of: str = _MONTH,
 ) -> tuple[str, dict[str, Any]]:
     """The query for one charge id; ``stored`` an extra condition on the rows (the usage cutoff), or
     with ``first_copies`` a HAVING on each event's first stored copy (``first_stored``);
     ``voids_stored`` the cutoff's condition on the voids that take rows out (``live_rows``);
-    ``one_tenant``: ``ids`` names one tenant, whose bounds are read as constants (no join)."""
+    ``one_tenant``: ``ids`` names one tenant, whose bounds are read as constants (no join);
+    ``rows_of``: the condition selecting the period's stored rows (``span``)."""
     where, parameters = metric_conditions(measure.metric)
     group = _group(measure.group_by, parameters)
     conditions = where
-    where += live_rows(f"tenant_id IN {_IDS} AND {_MONTH}", voids_stored)
+    where += live_rows(f"tenant_id IN {_IDS} AND {rows_of}", voids_stored)
     if first_copies:
-        source, rows = _first_copies(stored), ""
+        source, rows = _first_copies(stored, rows_of), ""
     else:
-        source, rows = "usage_events FINAL", f" AND {_MONTH}{stored}"
+        source, rows = "usage_events FINAL", f" AND {rows_of}{stored}"
     number, has, key, any_value = _reads(measure.metric)
     ctes, outer = "", ""
     if measure.metric.aggregation == "time_weighted_sum":
@@ -225,7 +245,7 @@ def segment_measures(
     store: ClickHouseUsageStore,
     segments: Mapping[str, Sequence[Segment]],
     measures: Mapping[str, Sequence[Measure]],
-    month: Month,
+    month: RatedPeriod,
     bounds: Mapping[str, Sequence[int]],
     cutoff_ms: int | None,
     *,
@@ -234,7 +254,8 @@ def segment_measures(
     """Per tenant (those of ``measures`` with segments), per segment: charge id -> group -> units,
     over the events stored by ``cutoff_ms`` (all when None); with ``first_copies``, over the events
     whose first copy was stored by then (what a statement with that watermark billed). ``bounds``:
-    each tenant's segment starts and last end in epoch milliseconds (rating_queries.ms)."""
+    each tenant's segment starts and last end in epoch milliseconds (rating_queries.ms); ``month``:
+    the period they fall in, a UTC month or a tenant's calendar period (``span``)."""
     out: dict[str, list[dict[str, dict[Group, Decimal]]]] = {
         t: [{} for _ in segments[t]] for t in measures if segments.get(t)
     }
@@ -245,8 +266,9 @@ def segment_measures(
     for charge_id, (measure, ids) in sorted(by_charge.items()):
         ids = sorted(ids)
         stored = voids_stored = ""
+        rows_of, spanned = span(month, min(bounds[t][0] for t in ids), max(bounds[t][-1] for t in ids))
         params: dict[str, Any] = {
-            "partition": f"{month.year:04d}{month.month:02d}",
+            **spanned,
             "ids": ids,
             "bounds": [list(bounds[t]) for t in ids],
             "trials": [[int(s.trial) for s in segments[t]] for t in ids],
@@ -260,7 +282,9 @@ def segment_measures(
         per = measure.metric.per
         if per is not None:
             params["opens"] = max(bounds[t][0] for t in ids)
-        sql, fixed = measure_sql(measure, stored, first_copies, voids_stored, one_tenant=len(ids) == 1)
+        sql, fixed = measure_sql(
+            measure, stored, first_copies, voids_stored, one_tenant=len(ids) == 1, rows_of=rows_of
+        )
         rows = [
             (str(tenant_id), int(seg) - 1, tuple(str(v) for v in group), units)
             for tenant_id, seg, group, units in store.query(sql, {**params, **fixed})

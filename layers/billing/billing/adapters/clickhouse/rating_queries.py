@@ -21,9 +21,9 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from billing.adapters.clickhouse.measure_queries import segment_measures
+from billing.adapters.clickhouse.measure_queries import segment_measures, span
 from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
-from billing.kernel.periods import Month, utc
+from billing.kernel.periods import Month, RatedPeriod, utc
 from billing.rating import LateUsage, MonthUsage, Segment, Usage
 from billing.rating.measures import Measure
 from billing.rating.usage import Meter, Meters
@@ -140,15 +140,16 @@ class ClickHouseRatingQueries:
     def segment_meters(
         self,
         segments: Mapping[str, Sequence[Segment]],
-        month: Month,
+        month: RatedPeriod,
         cutoff: datetime | None,
         totals: Mapping[str, Usage],
     ) -> dict[str, tuple[Meters, ...]]:
         """Per segment, the counters of every (type, model) of each tenant's month, exactly once.
 
         One GROUP BY (tenant, segment, type, model) over the month's partition of ``usage_events
-        FINAL``, limited to these tenants (tenants with no event of the month are not read); the
-        rollups hold no event type, so they cannot answer it."""
+        FINAL`` (or a tenant calendar period's UTC range: measure_queries.span), limited to these
+        tenants (tenants with no event of the period are not read); the rollups hold no event type,
+        so they cannot answer it."""
         out: dict[str, tuple[Meters, ...]] = {}
         ids = sorted(t for t in segments if totals.get(t, Usage()).events)
         for tenant_id in segments:
@@ -156,8 +157,9 @@ class ClickHouseRatingQueries:
                 out[tenant_id] = tuple(() for _ in segments[tenant_id])
         if not ids:
             return out
+        rows_of, spanned = span(month, ms(month.start), ms(month.end))
         params: dict[str, Any] = {
-            "partition": f"{month.year:04d}{month.month:02d}",
+            **spanned,
             "ids": ids,
             "bounds": [[ms(s.start) for s in segments[t]] + [ms(segments[t][-1].end)] for t in ids],
         }
@@ -183,7 +185,7 @@ class ClickHouseRatingQueries:
             FROM (SELECT tenant_id, toUnixTimestamp64Milli(timestamp) AS ts, type, model, sign, queries, input_tokens,
                          output_tokens, bytes
                   FROM usage_events FINAL
-                  WHERE _partition_id = {{partition:String}} AND tenant_id IN {{ids:Array(String)}}{stored}) AS events{joined}
+                  WHERE {rows_of} AND tenant_id IN {{ids:Array(String)}}{stored}) AS events{joined}
             GROUP BY tenant_id, segment, type, model
             ORDER BY tenant_id, segment, type, model
             """,
@@ -451,7 +453,7 @@ class ClickHouseRatingQueries:
         return dict(result)
 
     def billed_queries(
-        self, tenant_id: str, segments: Sequence[Segment], month: Month, lower: datetime
+        self, tenant_id: str, segments: Sequence[Segment], month: RatedPeriod, lower: datetime
     ) -> int:
         """Non-trial queries of ``month`` whose first copy was stored by ``lower`` (already billed)."""
         params: dict[str, Any] = {
@@ -480,7 +482,7 @@ class ClickHouseRatingQueries:
         return int(row[0][0])
 
     def billed_meters(
-        self, tenant_id: str, segments: Sequence[Segment], month: Month, lower: datetime
+        self, tenant_id: str, segments: Sequence[Segment], month: RatedPeriod, lower: datetime
     ) -> tuple[Meters, ...]:
         """Per segment, the meters of the events of ``month`` whose first copy was stored by ``lower``."""
         params: dict[str, Any] = {
