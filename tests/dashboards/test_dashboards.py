@@ -109,7 +109,9 @@ def run(
     time_range: TimeRange = RANGE,
     metric: str = "gpu_seconds",
 ) -> list[dict[str, Any]]:
-    variables: dict[str, str | list[str]] = {"tenant": tenant, "metric": metric} if tenant else {"metric": metric}
+    variables: dict[str, str | list[str]] = (
+        {"tenant": tenant, "metric": metric} if tenant else {"metric": metric}
+    )
     if tenant:  # the hidden time_zone variable, as Grafana sets it for the selected tenant
         board = next(d for d in DASHBOARDS if d.title == query.dashboard)
         variables = board.resolve(variables, time_range, store.query)

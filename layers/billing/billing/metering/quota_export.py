@@ -34,7 +34,11 @@ def quota_rows(tenants: Iterable[Tenant], catalog: PlanCatalog, at: datetime) ->
     at = utc(at)
     return [
         QuotaRow(
-            t.id, t.plan_at(at) or "", quota_limit(t, catalog, at), at, t.calendar_history().calendar_at(at).time_zone
+            t.id,
+            t.plan_at(at) or "",
+            quota_limit(t, catalog, at),
+            at,
+            t.calendar_history().calendar_at(at).time_zone,
         )
         for t in sorted(tenants, key=lambda t: t.id)
     ]
