@@ -258,8 +258,10 @@ def metric_sql(key: str, *, tenant: str, raw: bool) -> str:
                        toDecimal256(uniqExactIf(string_properties[prop], property = '' AND mapContains(string_properties, prop))
                                     + uniqExactMergeIf(numbers, property = prop), 18)) AS value
         FROM {table}
-        WHERE {tenant}{days} AND property IN ('', prop)
+        WHERE {tenant}{days}
           AND (agg IN ('count', 'sum') OR (fld = '' AND agg IN ('max', 'latest', 'unique_count')))
+          AND (property = '' AND (agg IN ('count', 'unique_count') OR fld != '')
+               OR property = prop AND fld = '' AND agg IN ('sum', 'max', 'latest', 'unique_count'))
           AND {METRIC_READS}
         GROUP BY {key}
         HAVING agg NOT IN ('max', 'latest') OR countIf(property = prop) > 0"""
