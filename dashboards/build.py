@@ -239,10 +239,16 @@ def metric_sql(key: str, *, tenant: str, raw: bool) -> str:
     """The chosen metric per ``key`` over the days of the range: ``time`` (a local day of the
     tenant's ``time_zone``, one tenant: the quarter-hour rollup) or ``tenant`` (every tenant, UTC
     days: the daily rollup). ``raw``: also the aggregations the rollup cannot hold, read from
-    usage_events FINAL (one tenant's rows only: across every tenant they are a full scan)."""
+    usage_events FINAL (one tenant's rows only: across every tenant they are a full scan).
+
+    With ``raw``, a max, latest value or distinct count of a property is read from the rollup only
+    while no void row (a correction's sign -1) lies in the range: the rollup keeps those over the
+    rows stored with sign 1 (migration 0008), which equal the live events exactly when nothing was
+    voided. Otherwise it is read from the live rows of usage_events FINAL, as billing reads it."""
     local = key == "time"
     rollup_key = LOCAL_DAY if local else "tenant_id"
     raw_key = f"toDateTime(toDate(timestamp, {TIME_ZONE}), 'UTC')" if local else "tenant_id"
+    exact = " AND voids = 0" if raw else ""
     table, days = (
         ("usage_metrics_quarter_hourly", LOCAL_DAYS)
         if local
@@ -259,7 +265,7 @@ def metric_sql(key: str, *, tenant: str, raw: bool) -> str:
                                     + uniqExactMergeIf(numbers, property = prop), 18)) AS value
         FROM {table}
         WHERE {tenant}{days}
-          AND (agg IN ('count', 'sum') OR (fld = '' AND agg IN ('max', 'latest', 'unique_count')))
+          AND (agg IN ('count', 'sum') OR (fld = '' AND agg IN ('max', 'latest', 'unique_count'){exact}))
           AND (property = '' AND (agg IN ('count', 'unique_count') OR fld != '')
                OR property = prop AND fld = '' AND agg IN ('sum', 'max', 'latest', 'unique_count'))
           AND {METRIC_READS}
@@ -269,22 +275,37 @@ def metric_sql(key: str, *, tenant: str, raw: bool) -> str:
         # a tenant whose events of the metric's types gave it nothing (0 distinct users) is not listed
         return f"WITH {METRIC_DEFINITION}\nSELECT {key}, value FROM ({rollup}\n)\nWHERE value != 0\nORDER BY {key}"
     assert local, "raw events are read per local day of one tenant"
-    counters = f"""
+    # The live rows (billing.adapters.clickhouse.metric_queries.live_rows): not a void, not voided.
+    live = (
+        f"AND sign = 1 AND (tenant_id, event_id) NOT IN (SELECT tenant_id, corrects FROM usage_events\n"
+        f"                                                   WHERE {tenant}sign = -1 AND timestamp < {DAY_END})"
+    )
+    # A counter's (or, after a void, a property's) max, latest or distinct values; a value is
+    # (is text, text, number), so the text "3" and the number 3 are two distinct values.
+    values = f"""
         SELECT {raw_key} AS {key},
-               multiIf(agg = 'max', toDecimal256(max(counter), 18),
-                       agg = 'latest', toDecimal256(argMax(counter, (timestamp, event_id)), 18),
-                       toDecimal256(uniqExact(counter), 18)) AS value
-        FROM (SELECT tenant_id, timestamp, event_id, {FIELD} AS counter
+               multiIf(agg = 'max', maxIf(number, has),
+                       agg = 'latest', argMaxIf(number, (timestamp, event_id), has),
+                       toDecimal256(uniqExactIf((is_text, text, number), has OR is_text), 18)) AS value
+        FROM (SELECT tenant_id, timestamp, event_id,
+                     if(fld != '', toDecimal256({FIELD.replace(chr(10), chr(10) + "    ")}, 18),
+                        toDecimal256(number_properties[prop], 18)) AS number,
+                     fld != '' OR mapContains(number_properties, prop) AS has,
+                     fld = '' AND mapContains(string_properties, prop) AS is_text,
+                     if(is_text, string_properties[prop], '') AS text
               FROM usage_events FINAL
               WHERE {tenant}timestamp >= {DAY_START} AND timestamp < {DAY_END}
-                AND fld != '' AND agg IN ('max', 'latest', 'unique_count')
-                AND {METRIC_READS})
-        GROUP BY {key}"""
+                AND agg IN ('max', 'latest', 'unique_count') AND (fld != '' OR voids > 0)
+                AND {METRIC_READS}
+                {live})
+        GROUP BY {key}
+        HAVING agg = 'unique_count' OR countIf(has) > 0"""
     gauge_rows = f"""SELECT tenant_id, toDecimal256(number_properties[prop], 18) AS v,
                          toUnixTimestamp64Milli(timestamp) AS ms, event_id
                   FROM usage_events FINAL
                   WHERE {tenant}agg = 'time_weighted_sum' AND mapContains(number_properties, prop)
-                    AND {METRIC_READS}"""
+                    AND {METRIC_READS}
+                    {live}"""
     # Each held value is split over the local days it spans (a day of a DST change is 23 or 25 hours).
     first_day = f"toUInt32(toDate(fromUnixTimestamp64Milli(held_from), {TIME_ZONE}))"
     last_day = (
@@ -310,8 +331,12 @@ def metric_sql(key: str, *, tenant: str, raw: bool) -> str:
             ARRAY JOIN range({first_day}, {last_day} + 1) AS d)
         WHERE ms > 0
         GROUP BY {key}"""
+    voids = (
+        f"(SELECT count() FROM usage_events WHERE {tenant}timestamp >= {DAY_START} AND timestamp < {DAY_END}"
+        " AND sign = -1) AS voids"
+    )
     return (
-        f"WITH {METRIC_DEFINITION}\nSELECT {key}, value FROM ({rollup}\n        UNION ALL{counters}\n"
+        f"WITH {METRIC_DEFINITION},\n    {voids}\nSELECT {key}, value FROM ({rollup}\n        UNION ALL{values}\n"
         f"        UNION ALL{held}\n)\nORDER BY {key}"
     )
 
