@@ -6,6 +6,8 @@ panel (and variable) query of every Grafana dashboard, timed for the largest ten
     python bench/dashboard_bench.py --url http://default:@localhost:8123 --keep   # a server; keep data
     python bench/dashboard_bench.py --no-portal           # operator dashboards only
     python bench/dashboard_bench.py --time-zone Asia/Kolkata   # the largest tenant's days start at 18:30 UTC
+    python bench/dashboard_bench.py --url chdb:///tmp/b --database b --keep   # then, to time again:
+    python bench/dashboard_bench.py --url chdb:///tmp/b --database b --keep --reuse --no-portal
 
 After the dashboards it times the tenant usage page's data for the same largest tenant (the
 statement preview through the close/preview service, the usage_daily rollup, quota, invoices; AWS
@@ -86,6 +88,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--time-zone",
         default="UTC",
         help="the largest tenant's time zone, as its calendar's (default UTC; e.g. Asia/Kolkata)",
+    )
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="time the dashboards on the events already in --url/--database (a --keep run's); generate none",
     )
     return p.parse_args(argv)
 
@@ -277,11 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     start = time.perf_counter()
-    generate(store, args.events, args.tenants, args.largest_share, month, args.chunk, args.time_zone)
+    if not args.reuse:
+        generate(store, args.events, args.tenants, args.largest_share, month, args.chunk, args.time_zone)
     took = time.perf_counter() - start
     metric_events = int(args.events * args.metric_share)
     metric_ids = [str(m["id"]) for m in METRICS] if metric_events else []
-    if metric_events:
+    if metric_events and not args.reuse:
         from billing.adapters.clickhouse.metric_definitions import export_metric_definitions
 
         started = time.perf_counter()
@@ -298,8 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     rollups = {t: store.query(f"SELECT count() FROM {t}")[0][0] for t in tables}
     print(
-        f"generated {counts[0]:,} events for {counts[1]:,} tenants in {took:.1f} s "
-        f"({counts[0] / took:,.0f} events/s); usage_hourly {rollups['usage_hourly']:,} rows, "
+        (
+            f"found {counts[0]:,} events for {counts[1]:,} tenants"
+            if args.reuse
+            else f"generated {counts[0]:,} events for {counts[1]:,} tenants in {took:.1f} s ({counts[0] / took:,.0f} events/s)"
+        )
+        + f"; usage_hourly {rollups['usage_hourly']:,} rows, "
         f"usage_daily {rollups['usage_daily']:,} rows, usage_metrics_daily {rollups['usage_metrics_daily']:,} rows, "
         f"usage_quarter_hourly {rollups['usage_quarter_hourly']:,} rows, "
         f"usage_metrics_quarter_hourly {rollups['usage_metrics_quarter_hourly']:,} rows"
