@@ -254,23 +254,30 @@ def metric_sql(key: str, *, tenant: str, raw: bool) -> str:
         if local
         else ("usage_metrics_daily", "$__dateFilter(day)")
     )
-    rollup = f"""
-        SELECT {rollup_key} AS {key},
-               multiIf(agg = 'count', toDecimal256(sumIf(events, property = ''), 18),
-                       fld != '', toDecimal256(sumIf({FIELD}, property = ''), 18),
-                       agg = 'sum', sumIf(total, property = prop),
-                       agg = 'max', toDecimal256(maxIf(peak, property = prop), 18),
-                       agg = 'latest', toDecimal256(argMaxMergeIf(last, property = prop), 18),
-                       toDecimal256(uniqExactIf(string_properties[prop], property = '' AND mapContains(string_properties, prop))
-                                    + uniqExactMergeIf(numbers, property = prop), 18)) AS value
+    # One branch per aggregation, each reading only the rows and columns it needs: the branches of
+    # the other aggregations have a constant false condition (the definition is a scalar), so
+    # ClickHouse reads nothing for them.
+    branches = [
+        ("agg = 'count' AND property = ''", "toDecimal256(sum(events), 18)"),
+        ("agg = 'sum' AND fld != '' AND property = ''", f"toDecimal256(sum({FIELD}), 18)"),
+        ("agg = 'sum' AND fld = '' AND property = prop", "sum(total)"),
+        (f"agg = 'max' AND fld = '' AND property = prop{exact}", "toDecimal256(max(peak), 18)"),
+        (f"agg = 'latest' AND fld = '' AND property = prop{exact}", "toDecimal256(argMaxMerge(last), 18)"),
+        (
+            f"agg = 'unique_count' AND fld = '' AND property IN ('', prop){exact}",
+            "toDecimal256(uniqExactIf(string_properties[prop], property = '' AND mapContains(string_properties, prop))\n"
+            "                            + uniqExactMergeIf(numbers, property = prop), 18)",
+        ),
+    ]
+    rollup = "\n        UNION ALL".join(
+        f"""
+        SELECT {rollup_key} AS {key}, {value} AS value
         FROM {table}
-        WHERE {tenant}{days}
-          AND (agg IN ('count', 'sum') OR (fld = '' AND agg IN ('max', 'latest', 'unique_count'){exact}))
-          AND (property = '' AND (agg IN ('count', 'unique_count') OR fld != '')
-               OR property = prop AND fld = '' AND agg IN ('sum', 'max', 'latest', 'unique_count'))
+        WHERE {tenant}{days} AND {condition}
           AND {METRIC_READS}
-        GROUP BY {key}
-        HAVING agg NOT IN ('max', 'latest') OR countIf(property = prop) > 0"""
+        GROUP BY {key}"""
+        for condition, value in branches
+    )
     if not raw:
         # a tenant whose events of the metric's types gave it nothing (0 distinct users) is not listed
         return f"WITH {METRIC_DEFINITION}\nSELECT {key}, value FROM ({rollup}\n)\nWHERE value != 0\nORDER BY {key}"
