@@ -98,6 +98,13 @@ def test_the_time_zone_variable_is_the_tenants_calendar_zone(zoned: Any, env: An
     assert zones == {t: z or "UTC" for t, z in ZONES.items()}
     # And a tenant never exported (usage only) reads as UTC
     assert run(env.store, variable, "unknown-co") == [{"time_zone": "UTC"}]
+    # And so does a row written without a zone (as every export before migration 0010)
+    env.store.client.insert(
+        "tenant_quotas",
+        [["old-co", "pro", 100, EXPORTED_AT]],
+        column_names=["tenant_id", "plan", "query_quota", "updated_at"],
+    )
+    assert run(env.store, variable, "old-co") == [{"time_zone": "UTC"}]
 
 
 def test_events_at_18_and_19_utc_fall_on_two_local_days_in_kolkata(zoned: Any, env: Any) -> None:
@@ -123,6 +130,28 @@ def expected_cost(events: list[StoredEvent], zone: str) -> dict[date, Decimal]:
     for e in events:
         cost[local_day(e.timestamp, zone)] += e.cost_usd
     return dict(cost)
+
+
+@pytest.mark.parametrize(
+    ("tenant", "zone"), [("kolkata-co", "Asia/Kolkata"), ("la-co", "America/Los_Angeles"), ("utc-co", "UTC")]
+)
+def test_every_local_day_of_the_month_sums_its_events(zoned: Any, env: Any, tenant: str, zone: str) -> None:
+    # When the tenant dashboard shows November (UTC range): every local day it touches, whole
+    events = zoned[tenant]
+    first, last = local_day(NOVEMBER.start, zone), local_day(NOVEMBER.end - timedelta(seconds=1), zone)
+    in_days = [e for e in events if first <= local_day(e.timestamp, zone) <= last]
+    cost = per_day(run(env.store, query("Cost per day"), tenant), "cost_usd")
+    # Then each day's cost is the sum of the cost of that local day's events
+    assert cost == expected_cost(in_days, zone)
+    # And the range's totals are those days' sums
+    (tokens,) = run(env.store, query("Tokens in range"), tenant)
+    assert (tokens["input_tokens"], tokens["output_tokens"]) == (
+        sum(e.input_tokens for e in in_days),
+        sum(e.output_tokens for e in in_days),
+    )
+    by_model = run(env.store, query("Usage and cost by model"), tenant)
+    assert sum(r["cost_usd"] for r in by_model) == sum(cost.values())
+    assert sum(r["events"] for r in by_model) == len(in_days)
 
 
 @pytest.mark.parametrize(
