@@ -11,7 +11,8 @@ The catalog-metric panels read the metric chosen in the ``metric`` variable from
 of ``metric_definitions`` and compute it as billing.adapters.clickhouse.metric_rollups does: from
 the per-metric rollup usage_metrics_daily (AggregatingMergeTree: merged with sum/max/-Merge), and
 from usage_events FINAL for what the rollup cannot hold (a time-weighted sum; a max, latest or
-unique count of an event counter).
+unique count of an event counter; on the tenant dashboard, a max, latest or unique count of a
+property once a correction voided an event in the range: the rollup keeps those over sign-1 rows).
 
 Days. The tenant dashboard's figures per day and over the days of the range are the tenant's local
 days: the hidden ``time_zone`` variable reads the tenant's zone from tenant_quotas (exported from its
@@ -21,7 +22,7 @@ offset is a whole number of quarter hours, so a local day is exactly a set of qu
 the range are every local day the range touches (``toDate($__fromTime, zone)`` to
 ``toDate($__toTime, zone)``, whole days, as ``$__dateFilter`` does for UTC days); a day's bar is
 drawn at that local date's 00:00 UTC, so the dashboard's UTC axis reads the local date. The month
-panels (this month's cost and quota) stay UTC calendar months, as the quota ingest enforces is, and
+panels (this month's cost and quota) stay UTC calendar months, the month ingest counts a quota in, and
 the operator dashboard, which spans tenants of many zones, stays in UTC days.
 """
 
