@@ -11,7 +11,19 @@ The catalog-metric panels read the metric chosen in the ``metric`` variable from
 of ``metric_definitions`` and compute it as billing.adapters.clickhouse.metric_rollups does: from
 the per-metric rollup usage_metrics_daily (AggregatingMergeTree: merged with sum/max/-Merge), and
 from usage_events FINAL for what the rollup cannot hold (a time-weighted sum; a max, latest or
-unique count of an event counter).
+unique count of an event counter; on the tenant dashboard, a max, latest or unique count of a
+property once a correction voided an event in the range: the rollup keeps those over sign-1 rows).
+
+Days. The tenant dashboard's figures per day and over the days of the range are the tenant's local
+days: the hidden ``time_zone`` variable reads the tenant's zone from tenant_quotas (exported from its
+billing calendar; 'UTC' without one), and those panels read the quarter-hour rollups
+(usage_quarter_hourly, usage_metrics_quarter_hourly), grouped by ``toDate(quarter, zone)``. Every UTC
+offset is a whole number of quarter hours, so a local day is exactly a set of quarters. The days of
+the range are every local day the range touches (``toDate($__fromTime, zone)`` to
+``toDate($__toTime, zone)``, whole days, as ``$__dateFilter`` does for UTC days); a day's bar is
+drawn at that local date's 00:00 UTC, so the dashboard's UTC axis reads the local date. The month
+panels (this month's cost and quota) stay UTC calendar months, the month ingest counts a quota in, and
+the operator dashboard, which spans tenants of many zones, stays in UTC days.
 """
 
 from __future__ import annotations
@@ -27,8 +39,18 @@ DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "billing-clickhous
 TIME_SERIES, TABLE = 0, 1  # the plugin's "format" (grafana-plugin-sdk sqlutil.FormatQueryOption)
 
 TENANT = "${tenant:singlequote}"
+TIME_ZONE = "${time_zone:singlequote}"
 # "This month" is the calendar month (UTC) holding the end of the dashboard's time range, up to it.
 MONTH_DAYS = "day >= toStartOfMonth(toDate($__toTime, 'UTC')) AND day <= toDate($__toTime, 'UTC')"
+
+
+# The tenant's local days the time range touches, as a filter on a quarter-hour rollup (its sort key
+# after tenant_id), and each row's local date drawn at that date's 00:00 UTC.
+LOCAL_DAYS = (
+    f"quarter >= toDateTime(toDate($__fromTime, {TIME_ZONE}), {TIME_ZONE})"
+    f" AND quarter < toDateTime(toDate($__toTime, {TIME_ZONE}) + 1, {TIME_ZONE})"
+)
+LOCAL_DAY = f"toDateTime(toDate(quarter, {TIME_ZONE}), 'UTC')"
 
 
 def sql(text: str) -> str:
@@ -168,6 +190,25 @@ def tenant_variable() -> dict[str, Any]:
     }
 
 
+def time_zone_variable() -> dict[str, Any]:
+    """Hidden: the selected tenant's time zone (its newest export; 'UTC' when it has none), read by
+    every panel that groups by local day. It follows ``tenant`` (it reads it)."""
+    query = sql(f"""
+        SELECT if(count() = 0, 'UTC', argMax(time_zone, updated_at)) AS time_zone
+        FROM tenant_quotas
+        WHERE tenant_id = {TENANT}
+    """)
+    return {
+        **tenant_variable(),
+        "name": "time_zone",
+        "label": "Time zone",
+        "query": query,
+        "definition": query,
+        "hide": 2,
+        "sort": 0,
+    }
+
+
 # The chosen metric's definition (the newest export), as constants every row of a query can read.
 METRIC_DEFINITION = """
     (SELECT tuple(aggregation, event_types, models, filters, property, field, per_ms)
@@ -185,56 +226,105 @@ FIELD = (
     "multiIf(fld = 'queries', queries, fld = 'input_tokens', input_tokens, fld = 'output_tokens', output_tokens,\n"
     "                fld = 'bytes', bytes, input_tokens + output_tokens)"
 )
-DAY_START = "toDateTime64(toDate($__fromTime, 'UTC'), 3, 'UTC')"
-DAY_END = "toDateTime64(toDate($__toTime, 'UTC') + 1, 3, 'UTC')"
+# The local days of the range as instants, for the raw-event reads.
+DAY_START = f"toDateTime64(toDate($__fromTime, {TIME_ZONE}), 3, {TIME_ZONE})"
+DAY_END = f"toDateTime64(toDate($__toTime, {TIME_ZONE}) + 1, 3, {TIME_ZONE})"
+
+
+def day_ms(d: str) -> str:
+    """Local day number ``d`` (days since 1970-01-01) as its first instant, in ms."""
+    return f"toInt64(toUnixTimestamp(toDateTime(addDays(toDate('1970-01-01'), {d}), {TIME_ZONE}))) * 1000"
 
 
 def metric_sql(key: str, *, tenant: str, raw: bool) -> str:
-    """The chosen metric per ``key`` over the days of the range: ``time`` (a UTC day, one tenant) or
-    ``tenant`` (every tenant). ``raw``: also the aggregations the rollup cannot hold, read from
-    usage_events FINAL (one tenant's rows only: across every tenant they are a full scan)."""
-    rollup_key = "toDateTime(day, 'UTC')" if key == "time" else "tenant_id"
-    raw_key = "toDateTime(toDate(timestamp, 'UTC'), 'UTC')" if key == "time" else "tenant_id"
-    rollup = f"""
-        SELECT {rollup_key} AS {key},
-               multiIf(agg = 'count', toDecimal256(sumIf(events, property = ''), 18),
-                       fld != '', toDecimal256(sumIf({FIELD}, property = ''), 18),
-                       agg = 'sum', sumIf(total, property = prop),
-                       agg = 'max', toDecimal256(maxIf(peak, property = prop), 18),
-                       agg = 'latest', toDecimal256(argMaxMergeIf(last, property = prop), 18),
-                       toDecimal256(uniqExactIf(string_properties[prop], property = '' AND mapContains(string_properties, prop))
-                                    + uniqExactMergeIf(numbers, property = prop), 18)) AS value
-        FROM usage_metrics_daily
-        WHERE {tenant}$__dateFilter(day) AND property IN ('', prop)
-          AND (agg IN ('count', 'sum') OR (fld = '' AND agg IN ('max', 'latest', 'unique_count')))
+    """The chosen metric per ``key`` over the days of the range: ``time`` (a local day of the
+    tenant's ``time_zone``, one tenant: the quarter-hour rollup) or ``tenant`` (every tenant, UTC
+    days: the daily rollup). ``raw``: also the aggregations the rollup cannot hold, read from
+    usage_events FINAL (one tenant's rows only: across every tenant they are a full scan).
+
+    With ``raw``, a max, latest value or distinct count of a property is read from the rollup only
+    while no void row (a correction's sign -1) lies in the range: the rollup keeps those over the
+    rows stored with sign 1 (migration 0008), which equal the live events exactly when nothing was
+    voided. Otherwise it is read from the live rows of usage_events FINAL, as billing reads it."""
+    local = key == "time"
+    rollup_key = LOCAL_DAY if local else "tenant_id"
+    raw_key = f"toDateTime(toDate(timestamp, {TIME_ZONE}), 'UTC')" if local else "tenant_id"
+    exact = " AND voids = 0" if raw else ""
+    table, days = (
+        ("usage_metrics_quarter_hourly", LOCAL_DAYS)
+        if local
+        else ("usage_metrics_daily", "$__dateFilter(day)")
+    )
+    # One branch per aggregation, each reading only the rows and columns it needs: the branches of
+    # the other aggregations have a constant false condition (the definition is a scalar), so
+    # ClickHouse reads nothing for them.
+    branches = [
+        ("agg = 'count' AND property = ''", "toDecimal256(sum(events), 18)"),
+        ("agg = 'sum' AND fld != '' AND property = ''", f"toDecimal256(sum({FIELD}), 18)"),
+        ("agg = 'sum' AND fld = '' AND property = prop", "sum(total)"),
+        (f"agg = 'max' AND fld = '' AND property = prop{exact}", "toDecimal256(max(peak), 18)"),
+        (f"agg = 'latest' AND fld = '' AND property = prop{exact}", "toDecimal256(argMaxMerge(last), 18)"),
+        (
+            f"agg = 'unique_count' AND fld = '' AND property IN ('', prop){exact}",
+            "toDecimal256(uniqExactIf(string_properties[prop], property = '' AND mapContains(string_properties, prop))\n"
+            "                            + uniqExactMergeIf(numbers, property = prop), 18)",
+        ),
+    ]
+    rollup = "\n        UNION ALL".join(
+        f"""
+        SELECT {rollup_key} AS {key}, {value} AS value
+        FROM {table}
+        WHERE {tenant}{days} AND {condition}
           AND {METRIC_READS}
-        GROUP BY {key}
-        HAVING agg NOT IN ('max', 'latest') OR countIf(property = prop) > 0"""
+        GROUP BY {key}"""
+        for condition, value in branches
+    )
     if not raw:
         # a tenant whose events of the metric's types gave it nothing (0 distinct users) is not listed
         return f"WITH {METRIC_DEFINITION}\nSELECT {key}, value FROM ({rollup}\n)\nWHERE value != 0\nORDER BY {key}"
-    counters = f"""
+    assert local, "raw events are read per local day of one tenant"
+    # The live rows (billing.adapters.clickhouse.metric_queries.live_rows): not a void, not voided.
+    live = (
+        f"AND sign = 1 AND (tenant_id, event_id) NOT IN (SELECT tenant_id, corrects FROM usage_events\n"
+        f"                                                   WHERE {tenant}sign = -1 AND timestamp < {DAY_END})"
+    )
+    # A counter's (or, after a void, a property's) max, latest or distinct values; a value is
+    # (is text, text, number), so the text "3" and the number 3 are two distinct values.
+    values = f"""
         SELECT {raw_key} AS {key},
-               multiIf(agg = 'max', toDecimal256(max(counter), 18),
-                       agg = 'latest', toDecimal256(argMax(counter, (timestamp, event_id)), 18),
-                       toDecimal256(uniqExact(counter), 18)) AS value
-        FROM (SELECT tenant_id, timestamp, event_id, {FIELD} AS counter
+               multiIf(agg = 'max', maxIf(number, has),
+                       agg = 'latest', argMaxIf(number, (timestamp, event_id), has),
+                       toDecimal256(uniqExactIf((is_text, text, number), has OR is_text), 18)) AS value
+        FROM (SELECT tenant_id, timestamp, event_id,
+                     if(fld != '', toDecimal256({FIELD.replace(chr(10), chr(10) + "    ")}, 18),
+                        toDecimal256(number_properties[prop], 18)) AS number,
+                     fld != '' OR mapContains(number_properties, prop) AS has,
+                     fld = '' AND mapContains(string_properties, prop) AS is_text,
+                     if(is_text, string_properties[prop], '') AS text
               FROM usage_events FINAL
               WHERE {tenant}timestamp >= {DAY_START} AND timestamp < {DAY_END}
-                AND fld != '' AND agg IN ('max', 'latest', 'unique_count')
-                AND {METRIC_READS})
-        GROUP BY {key}"""
+                AND agg IN ('max', 'latest', 'unique_count') AND (fld != '' OR voids > 0)
+                AND {METRIC_READS}
+                {live})
+        GROUP BY {key}
+        HAVING agg = 'unique_count' OR countIf(has) > 0"""
     gauge_rows = f"""SELECT tenant_id, toDecimal256(number_properties[prop], 18) AS v,
                          toUnixTimestamp64Milli(timestamp) AS ms, event_id
                   FROM usage_events FINAL
                   WHERE {tenant}agg = 'time_weighted_sum' AND mapContains(number_properties, prop)
-                    AND {METRIC_READS}"""
+                    AND {METRIC_READS}
+                    {live}"""
+    # Each held value is split over the local days it spans (a day of a DST change is 23 or 25 hours).
+    first_day = f"toUInt32(toDate(fromUnixTimestamp64Milli(held_from), {TIME_ZONE}))"
+    last_day = (
+        f"toUInt32(toDate(fromUnixTimestamp64Milli(greatest(held_to, held_from + 1) - 1), {TIME_ZONE}))"
+    )
     held = f"""
-        SELECT {"toDateTime(addDays(toDate('1970-01-01'), d), 'UTC')" if key == "time" else "tenant_id"} AS {key},
+        SELECT toDateTime(addDays(toDate('1970-01-01'), d), 'UTC') AS {key},
                roundBankers(toDecimal256(sum(v * ms), 30) / per_ms, 18) AS value
         FROM (
             SELECT tenant_id, v, d,
-                   greatest(toInt64(0), least(held_to, (d + 1) * 86400000) - greatest(held_from, d * 86400000)) AS ms
+                   greatest(toInt64(0), least(held_to, {day_ms("d + 1")}) - greatest(held_from, {day_ms("d")})) AS ms
             FROM (
                 SELECT tenant_id, v, greatest(ms, toUnixTimestamp64Milli({DAY_START})) AS held_from,
                        leadInFrame(ms, 1, toUnixTimestamp64Milli({DAY_END})) OVER (
@@ -246,11 +336,15 @@ def metric_sql(key: str, *, tenant: str, raw: bool) -> str:
                     SELECT * FROM ({gauge_rows}
                       AND timestamp < {DAY_START}
                     ORDER BY timestamp DESC, event_id DESC LIMIT 1 BY tenant_id)))
-            ARRAY JOIN range(intDiv(held_from, 86400000), intDiv(greatest(held_to, held_from + 1) - 1, 86400000) + 1) AS d)
+            ARRAY JOIN range({first_day}, {last_day} + 1) AS d)
         WHERE ms > 0
         GROUP BY {key}"""
+    voids = (
+        f"(SELECT count() FROM usage_events WHERE {tenant}timestamp >= {DAY_START} AND timestamp < {DAY_END}"
+        " AND sign = -1) AS voids"
+    )
     return (
-        f"WITH {METRIC_DEFINITION}\nSELECT {key}, value FROM ({rollup}\n        UNION ALL{counters}\n"
+        f"WITH {METRIC_DEFINITION},\n    {voids}\nSELECT {key}, value FROM ({rollup}\n        UNION ALL{values}\n"
         f"        UNION ALL{held}\n)\nORDER BY {key}"
     )
 
@@ -341,13 +435,13 @@ def tenant_usage() -> dict[str, Any]:
         (18, 0, 6, 5),
         f"""
         SELECT sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens
-        FROM usage_daily
-        WHERE tenant_id = {TENANT} AND $__dateFilter(day)
+        FROM usage_quarter_hourly
+        WHERE tenant_id = {TENANT} AND {LOCAL_DAYS}
     """,
         fmt=TABLE,
         unit="short",
         options=stat_options(),
-        description="Input and output tokens over the days of the time range.",
+        description="Input and output tokens over the days of the time range, in the tenant's time zone.",
     )
     b.add(
         "timeseries",
@@ -363,33 +457,34 @@ def tenant_usage() -> dict[str, Any]:
         fmt=TIME_SERIES,
         unit="short",
         defaults=bars(),
-        description="Accepted queries per hour (UTC), from the usage_hourly rollup.",
+        description="Accepted queries per hour (UTC hours, drawn at their instant), from the usage_hourly rollup.",
     )
     b.add(
         "timeseries",
         "Tokens per day",
         (0, 13, 12, 8),
         f"""
-        SELECT toDateTime(day, 'UTC') AS time, sum(input_tokens) AS input_tokens,
+        SELECT {LOCAL_DAY} AS time, sum(input_tokens) AS input_tokens,
                sum(output_tokens) AS output_tokens
-        FROM usage_daily
-        WHERE tenant_id = {TENANT} AND $__dateFilter(day)
+        FROM usage_quarter_hourly
+        WHERE tenant_id = {TENANT} AND {LOCAL_DAYS}
         GROUP BY time
         ORDER BY time
     """,
         fmt=TIME_SERIES,
         unit="short",
         defaults=bars(),
-        description="Input and output tokens per day (UTC), every model, from the usage_daily rollup.",
+        description="Input and output tokens per day in the tenant's time zone (its billing calendar's; "
+        "UTC without one), every model, from the quarter-hour rollup. Each bar is drawn at its local date.",
     )
     b.add(
         "timeseries",
         "Cost per day",
         (12, 13, 12, 8),
         f"""
-        SELECT toDateTime(day, 'UTC') AS time, sum(cost_usd) AS cost_usd
-        FROM usage_daily
-        WHERE tenant_id = {TENANT} AND $__dateFilter(day)
+        SELECT {LOCAL_DAY} AS time, sum(cost_usd) AS cost_usd
+        FROM usage_quarter_hourly
+        WHERE tenant_id = {TENANT} AND {LOCAL_DAYS}
         GROUP BY time
         ORDER BY time
     """,
@@ -397,7 +492,8 @@ def tenant_usage() -> dict[str, Any]:
         unit="currencyUSD",
         decimals=4,
         defaults=bars(),
-        description="Cost per day (UTC): the sum of the event-time cost_usd of that day's events.",
+        description="Cost per day in the tenant's time zone (UTC without a calendar): the sum of the "
+        "event-time cost_usd of that local day's events. Each bar is drawn at its local date.",
     )
     b.add(
         "table",
@@ -407,8 +503,8 @@ def tenant_usage() -> dict[str, Any]:
         SELECT if(model = '', '(storage)', model) AS model, sum(events) AS events, sum(queries) AS queries,
                sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
                sum(bytes) AS bytes, sum(cost_usd) AS cost_usd
-        FROM usage_daily
-        WHERE tenant_id = {TENANT} AND $__dateFilter(day)
+        FROM usage_quarter_hourly
+        WHERE tenant_id = {TENANT} AND {LOCAL_DAYS}
         GROUP BY model
         ORDER BY cost_usd DESC, model
     """,
@@ -424,8 +520,8 @@ def tenant_usage() -> dict[str, Any]:
                 "properties": [{"id": "unit", "value": "decbytes"}],
             },
         ],
-        description="Per-model totals over the days of the time range; the cost column is what the "
-        "invoice's usage lines are built from.",
+        description="Per-model totals over the days of the time range in the tenant's time zone; the "
+        "cost column is what the invoice's usage lines are built from.",
     )
     b.add(
         "timeseries",
@@ -435,7 +531,8 @@ def tenant_usage() -> dict[str, Any]:
         fmt=TIME_SERIES,
         unit="short",
         defaults=bars(),
-        description="The catalog metric chosen in the `metric` variable, per UTC day: each day's "
+        description="The catalog metric chosen in the `metric` variable, per day in the tenant's time "
+        "zone (UTC without a calendar; each bar drawn at its local date): each day's "
         "count, sum, max, latest value, distinct values or time-weighted sum of that day's events, "
         "exactly as billing computes the metric (per-metric rollup; usage_events for a gauge or a "
         "counter's max, latest or distinct values). A max or latest has no bar on a day without a value.",
@@ -443,9 +540,11 @@ def tenant_usage() -> dict[str, Any]:
     return dashboard(
         "billing-tenant-usage",
         "Billing / Tenant usage and cost",
-        "One tenant's usage, cost and quota from the ClickHouse rollups.",
+        "One tenant's usage, cost and quota from the ClickHouse rollups. Days are the tenant's local "
+        "days (its billing calendar's time zone, UTC without one); this month and the quota are the "
+        "UTC calendar month, and hours are UTC hours.",
         b.panels,
-        [tenant_variable(), metric_variable()],
+        [tenant_variable(), time_zone_variable(), metric_variable()],
         ["billing", "tenant"],
     )
 
@@ -621,7 +720,8 @@ def operator_overview() -> dict[str, Any]:
     return dashboard(
         "billing-operator-overview",
         "Billing / Operator overview",
-        "Every tenant: cost, top tenants and quota pressure, from the ClickHouse rollups.",
+        "Every tenant: cost, top tenants and quota pressure, from the ClickHouse rollups. Days are UTC "
+        "days (tenants have different time zones); a tenant's own dashboard shows its local days.",
         b.panels,
         [metric_variable()],
         ["billing", "operator"],

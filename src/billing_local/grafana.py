@@ -15,13 +15,16 @@ ClickHouse data source plugin (grafana-clickhouse-datasource v4) expands its mac
     $__interval_s         <interval s>
 
 An unknown macro or variable raises, so a dashboard cannot ship SQL this module cannot check.
+``Dashboard.resolve`` fills the query variables not chosen (a hidden one, such as the tenant's
+``time_zone``) as Grafana does: in dashboard order, each from its query's first value, so a variable
+can read those before it.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -83,6 +86,26 @@ class Dashboard:
 
     def variables(self) -> list[dict[str, Any]]:
         return list(self.model.get("templating", {}).get("list", []))
+
+    def resolve(
+        self,
+        given: dict[str, str | list[str]],
+        time_range: TimeRange,
+        fetch: Callable[[str], Sequence[Sequence[Any]]],
+    ) -> dict[str, str | list[str]]:
+        """``given`` plus every query variable it lacks, set to the first value its query returns
+        (``fetch`` runs SQL and returns rows); a variable whose query returns nothing is left unset."""
+        values = dict(given)
+        for variable in self.variables():
+            name = variable.get("name", "")
+            if variable.get("type") != "query" or name in values:
+                continue
+            sql = variable.get("query")
+            sql = sql.get("rawSql", sql.get("query")) if isinstance(sql, dict) else sql
+            rows = fetch(render(str(sql), time_range, values))
+            if rows:
+                values[name] = str(rows[0][0])
+        return values
 
     def queries(self) -> list[Query]:
         found: list[Query] = []

@@ -109,7 +109,12 @@ def run(
     time_range: TimeRange = RANGE,
     metric: str = "gpu_seconds",
 ) -> list[dict[str, Any]]:
-    variables = {"tenant": tenant, "metric": metric} if tenant else {"metric": metric}
+    variables: dict[str, str | list[str]] = (
+        {"tenant": tenant, "metric": metric} if tenant else {"metric": metric}
+    )
+    if tenant:  # the hidden time_zone variable, as Grafana sets it for the selected tenant
+        board = next(d for d in DASHBOARDS if d.title == query.dashboard)
+        variables = board.resolve(variables, time_range, store.query)
     result = store.client.query(render(query.raw_sql, time_range, variables))
     return [dict(zip(result.column_names, row)) for row in result.result_rows]
 

@@ -1,4 +1,5 @@
-"""Write tenants' quotas to ClickHouse ``tenant_quotas`` for the dashboards' "quota used %" panels."""
+"""Write tenants' quotas and time zones to ClickHouse ``tenant_quotas`` for the dashboards' "quota
+used %" panels and the tenant dashboard's local days."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
 from billing.catalog.plans import PlanCatalog
 from billing.metering.quota_export import QuotaRow, quota_rows
 
-COLUMNS = ["tenant_id", "plan", "query_quota", "updated_at"]
+COLUMNS = ["tenant_id", "plan", "query_quota", "updated_at", "time_zone"]
 
 
 def write_quotas(store: ClickHouseUsageStore, rows: Sequence[QuotaRow]) -> int:
@@ -18,7 +19,7 @@ def write_quotas(store: ClickHouseUsageStore, rows: Sequence[QuotaRow]) -> int:
     if rows:
         store.client.insert(
             "tenant_quotas",
-            [[r.tenant_id, r.plan, r.query_quota, r.updated_at] for r in rows],
+            [[r.tenant_id, r.plan, r.query_quota, r.updated_at, r.time_zone] for r in rows],
             column_names=COLUMNS,
         )
     return len(rows)
