@@ -424,7 +424,7 @@ def _time_portal(
         service.statements(tenant, month)
         runs["cached"].append(time.perf_counter() - start)
         start = time.perf_counter()
-        service.rollups.month(tenant, month, month.last_day.date())
+        service.rollups.period(tenant, month.start, month.end, "UTC")
         runs["rollup"].append(time.perf_counter() - start)
         start = time.perf_counter()
         service._metrics(service.tenant(tenant), month, service.clock())

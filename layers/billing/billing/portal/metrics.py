@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from billing.catalog.metrics import MetricDefinition
 from billing.catalog.plans import PlanCatalog
-from billing.kernel.calendar import DEFAULT_TIME_ZONE, local_midnight, zone
+from billing.kernel.calendar import DEFAULT_TIME_ZONE, Period, local_midnight, zone
 from billing.kernel.periods import Month, utc
 from billing.tenants.tenant import Tenant
 
@@ -110,7 +110,7 @@ def local_days(start: datetime, end: datetime, time_zone: str) -> list[LocalDay]
     first starts at ``start``, the last ends at ``end``): they tile the span exactly."""
     start, end = utc(start), utc(end)
     day = start.astimezone(zone(time_zone)).date()
-    days = []
+    days: list[LocalDay] = []
     while True:
         begins, ends = (
             max(start, local_midnight(day, time_zone)),
@@ -130,8 +130,8 @@ def epoch_ms(instant: datetime) -> int:
     return (utc(instant) - _EPOCH) // timedelta(milliseconds=1)
 
 
-def metrics_shown(tenant: Tenant, catalog: PlanCatalog, month: Month) -> list[MetricAsk]:
-    """The catalog metrics charged by a plan the tenant holds during ``month``, each once per
+def metrics_shown(tenant: Tenant, catalog: PlanCatalog, month: Month | Period) -> list[MetricAsk]:
+    """The catalog metrics charged by a plan the tenant holds during ``month`` (a period), each once per
     distinct grouping (the plans' order, then the charges'). Built-in metrics are left out: the
     cards, charts and model table show them already."""
     shown: list[MetricAsk] = []
@@ -150,8 +150,8 @@ def metrics_shown(tenant: Tenant, catalog: PlanCatalog, month: Month) -> list[Me
     return shown
 
 
-def _plans_in(tenant: Tenant, month: Month) -> list[str]:
-    """The plan in force when the month opens, then each plan taking effect within it."""
+def _plans_in(tenant: Tenant, month: Month | Period) -> list[str]:
+    """The plan in force when the period opens, then each plan taking effect within it."""
     plans = [p for p in [tenant.plan_at(month.start)] if p is not None]
     for assignment in tenant.sorted_plans():
         if month.start < assignment.effective_at < month.end and assignment.plan not in plans:
