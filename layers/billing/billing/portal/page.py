@@ -11,6 +11,10 @@ Invariants:
 - a tenant with a billing calendar sees its own periods (named by their labels, in its zone) and
   every day and time in its time zone, which the header names; a tenant without one sees UTC
   calendar months and UTC times, as the page always showed them.
+
+Length: the page is one document (its CSS, its script, and each section's markup in the words the
+customer reads); the charts, the metric table and the alerts and corrections blocks are their own
+modules already, and what is left shares the formatting helpers and the period's wording.
 """
 
 from __future__ import annotations

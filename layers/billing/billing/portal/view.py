@@ -15,6 +15,10 @@ Invariants:
 - the prepaid-credit balance is the one the status API shows (``CreditBook.summary``: unexpired
   grants less the burns of issued statements), shown only to a tenant that holds grants.
 - every instant and day shown is in the period's time zone (UTC for a tenant without a calendar).
+
+Length: the view's data types, its JSON form and the service that assembles it from the services
+owning each figure (choosing the period among the tenant's, and the days shown of it) belong
+together; split, the period rules would be stated twice.
 """
 
 from __future__ import annotations

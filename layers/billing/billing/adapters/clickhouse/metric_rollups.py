@@ -1,25 +1,37 @@
-"""Per-metric daily figures for the usage page: any catalog metric, per group and per UTC day, and
-over the period so far, from the ``usage_metrics_daily`` rollup (migration 0006).
+"""Per-metric figures for the usage page: any catalog metric, per group and per local day of a
+time zone (UTC by default), and over the period so far, from the per-metric quarter-hour rollup
+``usage_metrics_quarter_hourly`` (migration 0009) or from ``usage_events FINAL``.
 
 Which source each metric reads, and why the figure is the one ``metric_queries`` computes from
-``usage_events``:
+``usage_events`` (the rule, tested per aggregation in ``tests/portal/test_metric_figures.py``):
 
+- Every UTC offset in use is a whole number of quarter hours, so a local day is a whole number of
+  the rollup's quarters (``toDate(quarter, zone)``), and a period that starts at a quarter hour and
+  ends at one (or now) is exactly the quarters starting within it. A period starting off a quarter
+  hour (an anniversary at its signup's second) reads every metric from the raw rows.
 - ``count`` and ``sum`` (of a property or a field): the rollup. Its rows keep each event's type,
   model and whole ``string_properties`` map in the key, so the metric's filters and the groups are
   the very conditions ``metric_conditions`` puts on ``usage_events``; counts and sums are added, and
   a correction's void row (migration 0008) takes its event and its quantities back off them.
-- ``max``, ``latest``, ``unique_count`` and ``time_weighted_sum``: ``usage_events FINAL`` for the
-  tenant's period (its sort key), the live rows only (``metric_queries.live_rows``: a voided event
-  holds no maximum, last value or distinct value; an amended one holds its new values), the same
-  expressions per day. A merged max or distinct-value state cannot give a voided value back, which
-  is why these do not read the rollup. A time-weighted sum holds each value from its event to the
-  next (per group), the period's first value carried in from the last event before it; each hold
-  is split at UTC midnights, and a figure is value x ms summed exactly, then divided once into the
-  metric's unit (half-even, 18 places) as ``ClickHouseMetrics``.
+- ``max``, ``latest`` and ``unique_count`` of a property: the rollup's ``peak``, ``last``
+  (``argMaxMerge`` by timestamp, then event id) and ``numbers`` (``uniqExactMerge``; a text
+  property's distinct values are the distinct values of its key in the rows' text map, a property
+  being text or a number, never both) **when no row of the tenant in the period read is a void**
+  (``sign = -1``; one ``LIMIT 1`` query, run only when such a metric is asked). The rollup keeps
+  these over inserted (``sign = 1``) rows only, and a merged max or distinct-value state cannot
+  give a voided value back; with no void, every inserted row is live, so they are the live rows'.
+  With a void in the period, and for a counter's max, latest or distinct values (no rollup column
+  holds them), ``usage_events FINAL``'s live rows for the tenant's period (its sort key;
+  ``metric_queries.live_rows``: a voided event holds no maximum, last value or distinct value; an
+  amended one holds its new values), the same expressions per local day.
+- ``time_weighted_sum``: the raw rows. Each value is held from its event to the next (per group),
+  the period's first value carried in from the last event before it; per day each hold is split at
+  the local midnights (passed as milliseconds), and a figure is value x ms summed exactly, then
+  divided once into the metric's unit (half-even, 18 places) as ``ClickHouseMetrics``.
 
 The rollup counts an event in each block that stores it, as ``usage_daily`` does: a replayed block
 is dropped by its dedup token, and the ledger admits an event once. Parameter names are bound, never
-spliced; all metrics asked go in one round trip.
+spliced; all metrics asked go in one round trip (after the void check).
 """
 
 from __future__ import annotations
