@@ -142,3 +142,31 @@ def test_a_period_not_on_the_page_is_refused_naming_the_field(portal: Any, india
     body = json.loads(response["body"])
     [detail] = body["details"]
     assert detail["field"] == "month" and KOLKATA_NOVEMBER in detail["reason"]
+
+
+def test_a_void_in_the_period_is_listed_and_taken_off_its_local_day(
+    portal: Any, india: str, lambda_context: Any
+) -> None:
+    from tests.conftest import api_event
+    from tests.metering.conftest import load_handler
+
+    # Given the query at 00:30 local on 11 November voided
+    correction = {
+        "correction_id": "c-1",
+        "tenant_id": india,
+        "event_id": "in-b",
+        "action": "void",
+        "reason": "duplicate",
+    }
+    answer = load_handler("corrections").handler(
+        api_event({"corrections": [correction]}, path="/v1/corrections"), lambda_context
+    )
+    assert answer["statusCode"] == 200, answer["body"]
+    token = portal.token(india)
+    # When the period's page and its October are read
+    november = json.loads(portal.data(token)["body"])
+    # Then November lists the correction and its local 11th has no query left; October lists none
+    assert [(c["correction_id"], c["event_id"]) for c in november["corrections"]] == [("c-1", "in-b")]
+    assert day_figures(november) == {"2025-11-10": (1, Decimal("0.25"))}
+    assert json.loads(portal.data(token, KOLKATA_OCTOBER)["body"])["corrections"] == []
+    assert "Corrections this period" in portal.page(token)["body"]

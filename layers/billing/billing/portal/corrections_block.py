@@ -17,7 +17,7 @@ from decimal import Decimal
 from html import escape
 from typing import Any, Protocol
 
-from billing.kernel.calendar import Period
+from billing.kernel.calendar import DEFAULT_TIME_ZONE, Period, zone
 from billing.kernel.periods import Month, parse_instant
 from billing.metering.corrections import CorrectionRecord
 from billing.metering.receipt_corrections import difference
@@ -92,15 +92,19 @@ def usage_change(change: Mapping[str, Any]) -> str:
 
 
 def corrections_block(
-    corrections: Sequence[Mapping[str, Any]], title: str, money: Callable[[Decimal], str]
+    corrections: Sequence[Mapping[str, Any]],
+    title: str,
+    money: Callable[[Decimal], str],
+    time_zone: str = DEFAULT_TIME_ZONE,
 ) -> str:
-    """``corrections``: ``MonthCorrections`` rows; ``money`` formats a metered amount."""
+    """``corrections``: ``MonthCorrections`` rows; ``money`` formats a metered amount; each
+    correction's day is the one it was made on in ``time_zone``."""
     if not corrections:
         return ""
     rows = []
     for c in corrections:
         cost = Decimal(c["difference"]["cost_usd"])
-        when = parse_instant(c["at"]).strftime("%d %b %Y")
+        when = parse_instant(c["at"]).astimezone(zone(time_zone)).strftime("%d %b %Y")
         change = "Removed" if c["action"] == "void" else "Corrected"
         rows.append(
             f'<tr data-correction="{escape(c["correction_id"])}">'

@@ -387,6 +387,7 @@ def render_content(view: PortalView) -> str:
             if view.month.contains(view.generated_at)
             else f"Corrections to {month_name(view.month)}",
             metered_usd,
+            view.time_zone,
         )
     )
 
