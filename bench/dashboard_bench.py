@@ -436,8 +436,8 @@ def _time_portal(
         "data": "page data (PortalService.view: everything the page shows)",
         "statement": "  statement preview rated (close/preview service, FINAL)",
         "cached": "  of which: statement as the page reads it (cached preview, PREVIEW# item)",
-        "rollup": "  of which: per day and per model (usage_daily)",
-        "metrics": "  of which: per catalog metric and group (usage_metrics_daily)",
+        "rollup": "  of which: per day and per model (usage_quarter_hourly)",
+        "metrics": "  of which: per catalog metric and group (usage_metrics_quarter_hourly)",
         "render": "HTML rendering (two SVG charts, tables)",
     }
     for key, label in labels.items():
@@ -460,7 +460,7 @@ def _time_portal(
         from billing.adapters.clickhouse.metric_queries import ClickHouseMetrics
 
         reference = ClickHouseMetrics(store)
-        # the rollup reads whole days: the events of the page's last hour are in its figures
+        # the rollup reads whole quarter hours: the events of the page's last quarter are in its figures
         pairs = [
             (u.metric.id, u.total, reference.value(u.metric, tenant, month.start, month.end))
             for u in view.metrics
