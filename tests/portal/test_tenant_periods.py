@@ -111,6 +111,8 @@ def test_the_selector_lists_the_tenant_s_periods_and_shows_a_closed_one_s_stored
     assert data["statement"] == stored.model_dump(mode="json")
     assert day_figures(data) == {"2025-10-31": (1, Decimal("1.00"))}
     assert [p["key"] for p in data["periods"]] == [KOLKATA_NOVEMBER, KOLKATA_OCTOBER]
+    # And its local month's YYYY-MM names it too (one period starts in it)
+    assert json.loads(portal.data(token, "2025-10")["body"])["month"] == KOLKATA_OCTOBER
     page = portal.page(token, KOLKATA_OCTOBER)["body"]
     assert "Total invoiced" in page
     assert re.search(r"<title>Usage and invoice: [^<]*, 2025-10 \(Asia/Kolkata\)</title>", page), page[:400]
@@ -133,9 +135,9 @@ def test_the_current_period_s_statement_is_its_preview(portal: Any, india: str) 
     ]
 
 
-@pytest.mark.parametrize("asked", ["2025-11", "2025-09-30T18:30:00Z/2025-10-31T18:30:00.001Z", "soon"])
+@pytest.mark.parametrize("asked", ["2025-08", "2025-09-30T18:30:00Z/2025-10-31T18:30:00.001Z", "soon"])
 def test_a_period_not_on_the_page_is_refused_naming_the_field(portal: Any, india: str, asked: str) -> None:
-    # When the JSON route is asked for a month or a key the tenant's page does not offer
+    # When the JSON route is asked for a month (before the first plan) or a key the page does not offer
     response = portal.data(portal.token(india), asked)
     # Then 400, naming the field and what may be chosen
     assert response["statusCode"] == 400, response

@@ -303,8 +303,9 @@ class PortalService:
         return list(periods)
 
     def parse_month(self, tenant: Tenant, text: str | None) -> Shown:
-        """The period ``text`` names (a ``YYYY-MM`` month, or a tenant period's key) among those
-        offered; the current one when none is given. 400 naming ``month`` for anything else."""
+        """The period ``text`` names among those offered: a ``YYYY-MM`` month, or a tenant period's
+        key (or ``YYYY-MM`` when exactly one of its periods starts in that local month); the current
+        one when none is given. 400 naming ``month`` for anything else."""
         shown = self.selectable(tenant, self.clock())
         if not text:
             return shown[0]
@@ -312,6 +313,10 @@ class PortalService:
             for period in shown:
                 if str(period) == text:
                     return period
+            # a month's YYYY-MM names the one offered period starting (locally) in that month
+            starting = [p for p in shown if isinstance(p, Period) and f"{p.year:04d}-{p.month:02d}" == text]
+            if len(starting) == 1:
+                return starting[0]
             raise InvalidRequest(
                 f"period {text} is not available on this page",
                 details=[{"field": "month", "reason": f"choose one of {', '.join(str(p) for p in shown)}"}],
