@@ -409,6 +409,7 @@ def _time_portal(
         "statement": [],
         "cached": [],
         "rollup": [],
+        "local": [],
         "metrics": [],
         "render": [],
     }
@@ -427,6 +428,9 @@ def _time_portal(
         service.rollups.period(tenant, month.start, month.end, "UTC")
         runs["rollup"].append(time.perf_counter() - start)
         start = time.perf_counter()
+        service.rollups.period(tenant, month.start, month.end, "Asia/Kolkata")
+        runs["local"].append(time.perf_counter() - start)
+        start = time.perf_counter()
         service._metrics(service.tenant(tenant), month, service.clock())
         runs["metrics"].append(time.perf_counter() - start)
         start = time.perf_counter()
@@ -437,6 +441,7 @@ def _time_portal(
         "statement": "  statement preview rated (close/preview service, FINAL)",
         "cached": "  of which: statement as the page reads it (cached preview, PREVIEW# item)",
         "rollup": "  of which: per day and per model (usage_quarter_hourly)",
+        "local": "  per day and per model by Asia/Kolkata days (the same rows, another zone)",
         "metrics": "  of which: per catalog metric and group (usage_metrics_quarter_hourly)",
         "render": "HTML rendering (two SVG charts, tables)",
     }
@@ -460,9 +465,9 @@ def _time_portal(
         from billing.adapters.clickhouse.metric_queries import ClickHouseMetrics
 
         reference = ClickHouseMetrics(store)
-        # the rollup reads whole quarter hours: the events of the page's last quarter are in its figures
+        # the page's figures run to its now (an hour before the month's end), to the quarter hour
         pairs = [
-            (u.metric.id, u.total, reference.value(u.metric, tenant, month.start, month.end))
+            (u.metric.id, u.total, reference.value(u.metric, tenant, month.start, view.generated_at))
             for u in view.metrics
             if not u.group_by
         ]
