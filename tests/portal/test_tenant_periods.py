@@ -172,3 +172,33 @@ def test_a_void_in_the_period_is_listed_and_taken_off_its_local_day(
     assert day_figures(november) == {"2025-11-10": (1, Decimal("0.25"))}
     assert json.loads(portal.data(token, KOLKATA_OCTOBER)["body"])["corrections"] == []
     assert "Corrections this period" in portal.page(token)["body"]
+
+
+def test_an_anniversary_period_off_the_quarter_hours_splits_its_first_quarter_exactly(portal: Any) -> None:
+    # Given a UTC tenant billed monthly from its signup at 10:07:13.250 on 14 October, with queries a
+    # millisecond before and at its 14 November boundary, in the same quarter hour, and later
+    signup = datetime(2025, 10, 14, 10, 7, 13, 250000, tzinfo=UTC)
+    make_tenant(
+        "anna",
+        [("starter", "2025-10-14T10:07:13.250Z")],
+        calendars=[CalendarSetting.of(Calendar("UTC", signup), None)],
+    )
+    container.usage_store().insert_events(
+        [
+            event("anna", "a-1", "2025-11-14T10:07:13.249Z", cost="0.1"),
+            event("anna", "a-2", "2025-11-14T10:07:13.250Z", cost="0.2"),
+            event("anna", "a-3", "2025-11-14T10:10:00Z", cost="0.4"),
+            event("anna", "a-4", "2025-11-20T15:29:00Z", cost="0.8"),
+        ]
+    )
+    token = portal.token("anna")
+    # When its current period and the one before are read
+    current = json.loads(portal.data(token)["body"])
+    previous_key = current["periods"][1]["key"]
+    previous = json.loads(portal.data(token, previous_key)["body"])
+    # Then each query is in its own period, on its day (UTC), to the millisecond
+    assert current["month"] == "2025-11-14T10:07:13.250Z/2025-12-14T10:07:13.250Z"
+    assert current["period"]["label"] == "14 Nov 2025 10:07 – 14 Dec 2025 10:07"
+    assert day_figures(current) == {"2025-11-14": (2, Decimal("0.6")), "2025-11-20": (1, Decimal("0.8"))}
+    assert [d["day"] for d in current["days"]][0] == "2025-11-14"
+    assert day_figures(previous) == {"2025-11-14": (1, Decimal("0.1"))}
