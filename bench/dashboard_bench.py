@@ -470,6 +470,7 @@ def _time_portal(
         "statement": [],
         "cached": [],
         "rollup": [],
+        "local": [],
         "metrics": [],
         "render": [],
     }
@@ -485,8 +486,11 @@ def _time_portal(
         service.statements(tenant, month)
         runs["cached"].append(time.perf_counter() - start)
         start = time.perf_counter()
-        service.rollups.month(tenant, month, month.last_day.date())
+        service.rollups.period(tenant, month.start, month.end, "UTC")
         runs["rollup"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        service.rollups.period(tenant, month.start, month.end, "Asia/Kolkata")
+        runs["local"].append(time.perf_counter() - start)
         start = time.perf_counter()
         service._metrics(service.tenant(tenant), month, service.clock())
         runs["metrics"].append(time.perf_counter() - start)
@@ -497,8 +501,9 @@ def _time_portal(
         "data": "page data (PortalService.view: everything the page shows)",
         "statement": "  statement preview rated (close/preview service, FINAL)",
         "cached": "  of which: statement as the page reads it (cached preview, PREVIEW# item)",
-        "rollup": "  of which: per day and per model (usage_daily)",
-        "metrics": "  of which: per catalog metric and group (usage_metrics_daily)",
+        "rollup": "  of which: per day and per model (usage_quarter_hourly)",
+        "local": "  per day and per model by Asia/Kolkata days (the same rows, another zone)",
+        "metrics": "  of which: per catalog metric and group (usage_metrics_quarter_hourly)",
         "render": "HTML rendering (two SVG charts, tables)",
     }
     for key, label in labels.items():
@@ -521,9 +526,9 @@ def _time_portal(
         from billing.adapters.clickhouse.metric_queries import ClickHouseMetrics
 
         reference = ClickHouseMetrics(store)
-        # the rollup reads whole days: the events of the page's last hour are in its figures
+        # the page's figures run to its now (an hour before the month's end), to the quarter hour
         pairs = [
-            (u.metric.id, u.total, reference.value(u.metric, tenant, month.start, month.end))
+            (u.metric.id, u.total, reference.value(u.metric, tenant, month.start, view.generated_at))
             for u in view.metrics
             if not u.group_by
         ]

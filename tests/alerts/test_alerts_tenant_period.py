@@ -107,8 +107,9 @@ def test_the_usage_pages_quota_block_shows_the_kolkata_periods_counter_and_reset
     # When it opens the page at 19:00 UTC, its December in Kolkata, after one more query
     container.override(clock=lambda: AFTER_MIDNIGHT)
     assert ingest_one(query(3, AFTER_MIDNIGHT)) == 202
-    view = container.portal_service().view("india", "2025-11").to_json()
-    # Then the block shows December's counter, resetting at 18:30 UTC on 31 December
+    view = container.portal_service().view("india").to_json()
+    # Then the page's current period is its December: the block shows December's counter,
+    # resetting at 18:30 UTC on 31 December
     assert view["quota"] == {"used": 1, "limit": 10, "resets_at": "2025-12-31T18:30:00Z"}
 
 

@@ -1,7 +1,8 @@
-"""Per-metric daily figures (the usage page's and Grafana's): for every aggregation, each day's and
-the period's figure per group equals the metric computed from usage_events FINAL (ClickHouseMetrics,
-what rating reads), with the events inserted in many blocks, one block replayed, and events before
-and after the month."""
+"""Per-metric daily figures (the usage page's and Grafana's): for every aggregation, each day's (UTC,
+or local in a zone) and the period's figure per group equals the metric computed from usage_events
+FINAL (ClickHouseMetrics, what rating reads), with the events inserted in many blocks, one block
+replayed, and events before and after the month; max, latest and unique counts from the rollup
+without a void in the period, from the live rows with one."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ import pytest
 
 from billing.adapters.clickhouse.corrections import ClickHouseCorrectionRows
 from billing.adapters.clickhouse.metric_queries import ClickHouseMetrics
-from billing.adapters.clickhouse.metric_rollups import ClickHouseMetricRollups, reads_rollup
+from billing.adapters.clickhouse.metric_rollups import ClickHouseMetricRollups, figures_sql, reads_rollup
 from billing.catalog.metrics import MetricDefinition
+from billing.kernel.calendar import local_midnight
 from billing.kernel.periods import Month
 from billing.metering.correction_rows import negation
 from billing.metering.events import StoredEvent
-from billing.portal.metrics import MetricAsk
+from billing.portal.metrics import MetricAsk, local_days
 
 NOV = Month(2025, 11)
 TENANT = "acme"
@@ -169,11 +171,12 @@ def test_corrected_events_read_as_the_metric_query_reads_them(env: Any, events: 
     assert_figures_equal_the_metric_query(env)
 
 
-def assert_figures_equal_the_metric_query(env: Any) -> None:
-    # When the page asks for every metric over November at once
-    figures = ClickHouseMetricRollups(env.store).month(TENANT, ASKED, NOV.start, NOV.end, daily=True)
+def assert_figures_equal_the_metric_query(env: Any, zone: str = "UTC") -> None:
+    # When the page asks for every metric over November (of the zone) at once
+    start, end = local_midnight(date(2025, 11, 1), zone), local_midnight(date(2025, 12, 1), zone)
+    figures = ClickHouseMetricRollups(env.store).month(TENANT, ASKED, start, end, daily=True, zone=zone)
     reference = ClickHouseMetrics(env.store)
-    # Then each group's period and daily figures are the metric over that group's events
+    # Then each group's period and daily figures (per local day) are the metric over that group's events
     checked = 0
     for usage in figures:
         assert usage.groups, usage.metric.id
@@ -181,19 +184,56 @@ def assert_figures_equal_the_metric_query(env: Any) -> None:
             if "" in group.values:
                 continue  # events lacking the property: no `in` filter selects them
             definition = narrowed(usage.metric, usage.group_by, group.values)
-            assert group.quantity == reference.value(definition, TENANT, NOV.start, NOV.end), (
+            assert group.quantity == reference.value(definition, TENANT, start, end), (
                 usage.metric.id,
                 group.values,
             )
-            for day in range(30):
-                start = NOV.start + timedelta(days=day)
-                expected = reference.value(definition, TENANT, start, start + timedelta(days=1))
-                got = group.days.get(start.date())
+            for day in local_days(start, end, zone):
+                expected = reference.value(definition, TENANT, day.start, day.end)
+                got = group.days.get(day.day)
                 if got is None and expected in (None, Decimal(0)):
                     continue  # a day without rows: no value (max, latest) or nothing counted
-                assert got == expected, (usage.metric.id, group.values, start.date())
+                assert got == expected, (usage.metric.id, group.values, day.day)
                 checked += 1
     assert checked > 500
+
+
+def test_per_local_day_of_a_zone_off_utc_by_a_half_hour(env: Any, events: list[StoredEvent]) -> None:
+    # Given the events, When the figures are asked per day of Asia/Kolkata (+05:30), Then each local
+    # day's figure (time-weighted holds split at local midnights) is the metric over that day
+    assert_figures_equal_the_metric_query(env, "Asia/Kolkata")
+
+
+def test_max_latest_and_unique_read_the_rollup_only_while_the_period_has_no_void(
+    env: Any, events: list[StoredEvent]
+) -> None:
+    # Given the events without any correction: the gauges' figures come from the rollup (the
+    # cross-checks above compare them with the metric query), and a count of a counter always does
+    gauges = [ASKED[4], ASKED[5], ASKED[6]]
+    for ask in gauges:
+        assert "usage_metrics_quarter_hourly" in figures_sql(ask, no_voids=True)[0]
+        assert "usage_events FINAL" in figures_sql(ask, no_voids=False)[0]
+    # a max of a counter (no rollup column holds it) and a period off the quarter hours read raw
+    assert "usage_events FINAL" in figures_sql(ASKED[9], no_voids=True)[0]
+    assert "usage_events FINAL" in figures_sql(ASKED[0], aligned=False)[0]
+    rollups = ClickHouseMetricRollups(env.store)
+    before = rollups.month(TENANT, gauges, NOV.start, NOV.end, daily=True)
+    # When every November event holding the month's peak is voided
+    seats = [e for e in events if e.type == "seat" and NOV.contains(e.timestamp)]
+    top = max(e.properties["seats"] for e in seats)
+    peaks = [e for e in seats if e.properties["seats"] == top]
+    ClickHouseCorrectionRows(env.store).insert(
+        [(negation(e, f"c-peak{i}#void", e.accepted_at), -1, e.event_id) for i, e in enumerate(peaks)],
+        "corrections-peak",
+    )
+    after = rollups.month(TENANT, gauges, NOV.start, NOV.end, daily=True)
+    # Then the figures are read from the live rows and the peak no longer counts
+    assert before[0].total == top
+    reference = ClickHouseMetrics(env.store)
+    assert (
+        after[0].total == reference.value(METRICS["peak_seats"], TENANT, NOV.start, NOV.end) < before[0].total
+    )
+    assert_figures_equal_the_metric_query(env)
 
 
 def test_grouped_rows_add_up_to_the_metric(env: Any, events: list[StoredEvent]) -> None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import calendar as _gregorian
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from functools import cache
 from typing import Literal, get_args
@@ -88,6 +88,12 @@ def _local_to_utc(wall: datetime, tz: ZoneInfo) -> datetime:
     """A naive local wall time to its UTC instant: a nonexistent time moves forward by the gap, an
     ambiguous one is its earlier occurrence (``fold=0``)."""
     return wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+
+
+def local_midnight(day: date, time_zone: str) -> datetime:
+    """The UTC instant ``day`` starts in ``time_zone``: its local 00:00, or where a gap at midnight
+    ends (the first instant whose local date is ``day``)."""
+    return _local_to_utc(datetime(day.year, day.month, day.day), zone(time_zone))
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,23 @@
-"""The usage page's "Corrections" block: each correction of the month's usage (billing.metering
+"""The usage page's "Corrections" block: each correction of the period's usage (billing.metering
 .corrections), when, removed or corrected, the event id, the reason given, and what it changed in
 usage and metered cost, in the customer's words.
 
-Which corrections: those whose rows are dated in the month, i.e. corrections of the month's events
-(a correction is dated like the event it corrects), read as ids from ClickHouse (corrections are
-rare next to events: one small read of the month's partition) and as audit-trail records from
+Which corrections: those whose rows are dated in the period shown (a UTC month, or a period of the
+tenant's calendar), i.e. corrections of the period's events (a correction is dated like the event it
+corrects), read as ids from ClickHouse (corrections are rare next to events: one small read of the
+month's partition, or of the tenant's rows in the period) and as audit-trail records from
 DynamoDB (one batched read). Only applied corrections are shown, newest first, at most
 ``MAX_SHOWN``; the block is left out when there are none."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal
 from html import escape
 from typing import Any, Protocol
 
+from billing.kernel.calendar import DEFAULT_TIME_ZONE, Period, zone
 from billing.kernel.periods import Month, parse_instant
 from billing.metering.corrections import CorrectionRecord
 from billing.metering.receipt_corrections import difference
@@ -26,19 +29,26 @@ MAX_SHOWN = 50
 class MonthCorrectionRows(Protocol):
     def month_corrections(self, tenant_id: str, month: Month) -> list[CorrectionRow]: ...
 
+    def period_corrections(self, tenant_id: str, start: datetime, end: datetime) -> list[CorrectionRow]: ...
+
 
 class CorrectionRecords(Protocol):
     def records(self, tenant_id: str, correction_ids: Sequence[str]) -> dict[str, CorrectionRecord]: ...
 
 
 class MonthCorrections:
-    """The applied corrections of a tenant's month, as the page's JSON shows them."""
+    """The applied corrections of a tenant's month or period, as the page's JSON shows them."""
 
     def __init__(self, rows: MonthCorrectionRows, records: CorrectionRecords):
         self.rows, self.records = rows, records
 
-    def __call__(self, tenant_id: str, month: Month) -> list[dict[str, Any]]:
-        ids = sorted({r.correction_id for r in self.rows.month_corrections(tenant_id, month)})
+    def __call__(self, tenant_id: str, month: Month | Period) -> list[dict[str, Any]]:
+        rows = (
+            self.rows.month_corrections(tenant_id, month)
+            if isinstance(month, Month)
+            else self.rows.period_corrections(tenant_id, month.start, month.end)
+        )
+        ids = sorted({r.correction_id for r in rows})
         if not ids:
             return []
         found = self.records.records(tenant_id, ids)
@@ -82,15 +92,19 @@ def usage_change(change: Mapping[str, Any]) -> str:
 
 
 def corrections_block(
-    corrections: Sequence[Mapping[str, Any]], title: str, money: Callable[[Decimal], str]
+    corrections: Sequence[Mapping[str, Any]],
+    title: str,
+    money: Callable[[Decimal], str],
+    time_zone: str = DEFAULT_TIME_ZONE,
 ) -> str:
-    """``corrections``: ``MonthCorrections`` rows; ``money`` formats a metered amount."""
+    """``corrections``: ``MonthCorrections`` rows; ``money`` formats a metered amount; each
+    correction's day is the one it was made on in ``time_zone``."""
     if not corrections:
         return ""
     rows = []
     for c in corrections:
         cost = Decimal(c["difference"]["cost_usd"])
-        when = parse_instant(c["at"]).strftime("%d %b %Y")
+        when = parse_instant(c["at"]).astimezone(zone(time_zone)).strftime("%d %b %Y")
         change = "Removed" if c["action"] == "void" else "Corrected"
         rows.append(
             f'<tr data-correction="{escape(c["correction_id"])}">'

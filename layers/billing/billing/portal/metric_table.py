@@ -50,9 +50,10 @@ def _measure(usage: MetricUsage) -> str:
     return _MEASURES[metric.aggregation].format(what=what, per=metric.per or "")
 
 
-def metrics_section(metrics: Sequence[MetricUsage], period: str) -> str:
+def metrics_section(metrics: Sequence[MetricUsage], period: str, time_zone: str = "UTC") -> str:
     """Usage per catalog metric the month's plans charge: one row per metric, or per group when the
-    charge bills by a property (its values in words, as the statement lines say them)."""
+    charge bills by a property (its values in words, as the statement lines say them); ``time_zone``
+    names the days the figures are counted in."""
     if not metrics:
         return ""
     rows = []
@@ -80,7 +81,7 @@ def metrics_section(metrics: Sequence[MetricUsage], period: str) -> str:
             )
     return (
         '<h2 id="metrics-h">Usage by metric</h2>'
-        f'<p class="sub">What your plan charges for, {escape(period)} (UTC days). A charge billed per '
+        f'<p class="sub">What your plan charges for, {escape(period)} ({escape(time_zone)} days). A charge billed per '
         "property value has one row per value; <em>none</em> is usage without that property.</p>"
         '<div class="scroll"><table id="metrics" class="stack" aria-labelledby="metrics-h"><thead><tr>'
         '<th scope="col">Metric</th><th scope="col" class="num">Quantity</th>'

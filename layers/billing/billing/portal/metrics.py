@@ -14,13 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 from billing.catalog.metrics import MetricDefinition
 from billing.catalog.plans import PlanCatalog
-from billing.kernel.periods import Month
+from billing.kernel.calendar import DEFAULT_TIME_ZONE, Period, local_midnight, zone
+from billing.kernel.periods import Month, utc
 from billing.tenants.tenant import Tenant
 
 Group = tuple[str, ...]  # the group_by properties' values, in order; () ungrouped
@@ -88,14 +89,49 @@ class MetricFigures(Protocol):
         end: datetime,
         *,
         daily: bool = False,
+        zone: str = DEFAULT_TIME_ZONE,
     ) -> list[MetricUsage]:
-        """Each asked metric over the tenant's events of ``[start, end)``, per group (and per UTC
-        day with ``daily``)."""
+        """Each asked metric over the tenant's events of ``[start, end)``, per group (and per local
+        day in ``zone`` with ``daily``)."""
         ...
 
 
-def metrics_shown(tenant: Tenant, catalog: PlanCatalog, month: Month) -> list[MetricAsk]:
-    """The catalog metrics charged by a plan the tenant holds during ``month``, each once per
+@dataclass(frozen=True)
+class LocalDay:
+    """A day as a tenant in ``zone`` reads it, cut to the span asked: ``[start, end)`` in UTC."""
+
+    day: date
+    start: datetime
+    end: datetime
+
+
+def local_days(start: datetime, end: datetime, time_zone: str) -> list[LocalDay]:
+    """The local days of ``time_zone`` overlapping ``[start, end)``, in order, each cut to it (the
+    first starts at ``start``, the last ends at ``end``): they tile the span exactly."""
+    start, end = utc(start), utc(end)
+    day = start.astimezone(zone(time_zone)).date()
+    days: list[LocalDay] = []
+    while True:
+        begins, ends = (
+            max(start, local_midnight(day, time_zone)),
+            min(end, local_midnight(day + timedelta(days=1), time_zone)),
+        )
+        if begins >= end:
+            return days
+        days.append(LocalDay(day, begins, ends))
+        day += timedelta(days=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_ms(instant: datetime) -> int:
+    """Milliseconds since the epoch (exact: no float)."""
+    return (utc(instant) - _EPOCH) // timedelta(milliseconds=1)
+
+
+def metrics_shown(tenant: Tenant, catalog: PlanCatalog, month: Month | Period) -> list[MetricAsk]:
+    """The catalog metrics charged by a plan the tenant holds during ``month`` (a period), each once per
     distinct grouping (the plans' order, then the charges'). Built-in metrics are left out: the
     cards, charts and model table show them already."""
     shown: list[MetricAsk] = []
@@ -114,8 +150,8 @@ def metrics_shown(tenant: Tenant, catalog: PlanCatalog, month: Month) -> list[Me
     return shown
 
 
-def _plans_in(tenant: Tenant, month: Month) -> list[str]:
-    """The plan in force when the month opens, then each plan taking effect within it."""
+def _plans_in(tenant: Tenant, month: Month | Period) -> list[str]:
+    """The plan in force when the period opens, then each plan taking effect within it."""
     plans = [p for p in [tenant.plan_at(month.start)] if p is not None]
     for assignment in tenant.sorted_plans():
         if month.start < assignment.effective_at < month.end and assignment.plan not in plans:

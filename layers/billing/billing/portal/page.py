@@ -7,7 +7,14 @@ Invariants:
   by calling the page's JSON route;
 - each chart has exactly one point (``<rect class="point">``) per day shown, and the same figures as
   an accessible table;
-- money is shown from Decimals (statement amounts exactly as invoiced, in cents), never floats.
+- money is shown from Decimals (statement amounts exactly as invoiced, in cents), never floats;
+- a tenant with a billing calendar sees its own periods (named by their labels, in its zone) and
+  every day and time in its time zone, which the header names; a tenant without one sees UTC
+  calendar months and UTC times, as the page always showed them.
+
+Length: the page is one document (its CSS, its script, and each section's markup in the words the
+customer reads); the charts, the metric table and the alerts and corrections blocks are their own
+modules already, and what is left shares the formatting helpers and the period's wording.
 """
 
 from __future__ import annotations
@@ -19,12 +26,13 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from html import escape
 
+from billing.kernel.calendar import DEFAULT_TIME_ZONE, Period, zone
 from billing.kernel.periods import Month
 from billing.portal.alerts_block import alerts_block
 from billing.portal.charts import bar_chart
 from billing.portal.corrections_block import corrections_block
 from billing.portal.metric_table import metrics_section
-from billing.portal.view import DayUsage, PortalView
+from billing.portal.view import DayUsage, PortalView, Shown
 from billing.rating import wording
 
 STANDING = {  # status -> (short, explanation, style)
@@ -121,8 +129,26 @@ def utc_text(at: datetime) -> str:
     return at.strftime("%d %b %Y, %H:%M UTC")
 
 
-def month_name(month: Month) -> str:
-    return month.start.strftime("%B %Y")
+def local_text(at: datetime, time_zone: str) -> str:
+    """``20 Nov 2025, 21:00 Asia/Kolkata`` (UTC as ``utc_text``)."""
+    if time_zone == DEFAULT_TIME_ZONE:
+        return utc_text(at)
+    return f"{at.astimezone(zone(time_zone)):%d %b %Y, %H:%M} {time_zone}"
+
+
+def clock_text(at: datetime, time_zone: str) -> str:
+    """``15:30 UTC``, ``21:00 Asia/Kolkata``."""
+    return f"{at.astimezone(zone(time_zone)):%H:%M} {time_zone}"
+
+
+def month_name(month: Shown) -> str:
+    """``November 2025`` for a UTC month; a tenant period's label (``2025-11 (Asia/Kolkata)``)."""
+    return month.label() if isinstance(month, Period) else month.start.strftime("%B %Y")
+
+
+def _unit(view: PortalView) -> str:
+    """What the page calls what it shows: a month, or a period of the tenant's calendar."""
+    return "period" if isinstance(view.month, Period) else "month"
 
 
 def metered_usd(amount: Decimal) -> str:
@@ -134,7 +160,7 @@ def metered_usd(amount: Decimal) -> str:
     return f"{'-' if tiny < 0 else ''}${abs(tiny).normalize():f}"
 
 
-def _day_table(days: Sequence[DayUsage]) -> str:
+def _day_table(days: Sequence[DayUsage], time_zone: str = DEFAULT_TIME_ZONE) -> str:
     rows = "".join(
         f'<tr><th scope="row">{d.day:%a %d %b}</th><td class="num" data-label="Queries">{count(d.queries)}</td>'
         f'<td class="num" data-label="Metered cost">{metered_usd(d.cost_usd)}</td></tr>'
@@ -142,7 +168,7 @@ def _day_table(days: Sequence[DayUsage]) -> str:
     )
     return (
         '<details><summary>Show every day as a table</summary><div class="scroll"><table>'
-        '<caption class="sub">Per day (UTC), from the usage rollup</caption>'
+        f'<caption class="sub">Per day ({escape(time_zone)}), from the usage rollup</caption>'
         '<thead><tr><th scope="col">Day</th><th scope="col" class="num">Queries</th>'
         f'<th scope="col" class="num">Metered cost</th></tr></thead><tbody>{rows}</tbody></table></div></details>'
     )
@@ -170,11 +196,14 @@ def _cards(view: PortalView) -> str:
             f"Statement issued {view.statement.invoice_date if view.statement else ''}",
         )
     elif current and view.as_of is not None:
-        label, kind = "Month-to-date cost", f"Preview as of {view.as_of:%H:%M} UTC"
+        label, kind = (
+            f"{_unit(view).title()}-to-date cost",
+            f"Preview as of {clock_text(view.as_of, view.time_zone)}",
+        )
     elif current:
-        label, kind = "Month-to-date cost", "Preview: what would be invoiced now"
+        label, kind = f"{_unit(view).title()}-to-date cost", "Preview: what would be invoiced now"
     else:
-        label, kind = "Cost of the month", "Preview: the month is not closed yet"
+        label, kind = f"Cost of the {_unit(view)}", f"Preview: the {_unit(view)} is not closed yet"
     return (
         '<section class="cards" aria-label="Summary">'
         f'<div class="card"><p class="label">{label}</p>'
@@ -183,7 +212,7 @@ def _cards(view: PortalView) -> str:
         f'<div class="card"><p class="label">Queries in {escape(month_name(view.month))}</p>'
         f'<p class="value" id="queries">{count(queries)}</p></div>'
         f'<div class="card"><p class="label">Query quota used</p><p class="value" id="quota">{quota_value}</p>'
-        f'{quota_bar}<p class="note">Resets {escape(utc_text(q.resets_at))}</p></div>'
+        f'{quota_bar}<p class="note">Resets {escape(local_text(q.resets_at, view.time_zone))}</p></div>'
         f'<div class="card"><p class="label">Payment standing</p>'
         f'<p class="value {css}" id="standing" data-status="{escape(view.payment_status)}">'
         f'{escape(short)}</p><p class="note">{escape(explanation)}</p></div>'
@@ -210,7 +239,7 @@ def _credit_card(view: PortalView) -> str:
     expiries = sorted(g["expires_at"] for g in active if g["expires_at"])
     note = f"{len(active)} active grant{'' if len(active) == 1 else 's'}"
     if expiries:
-        note += f"; the next expires {utc_text(datetime.fromisoformat(expiries[0]))}"
+        note += f"; the next expires {local_text(datetime.fromisoformat(expiries[0]), view.time_zone)}"
     amounts = ",".join(f"{c}:{v}" for c, v in balance.items())
     return (
         '<div class="card"><p class="label">Prepaid credit left</p>'
@@ -222,7 +251,7 @@ def _credit_card(view: PortalView) -> str:
 def _statement(view: PortalView) -> str:
     s = view.statement
     if s is None:
-        return '<h2 id="statement-h">Statement</h2><p>No plan was in force this month: nothing to bill.</p>'
+        return f'<h2 id="statement-h">Statement</h2><p>No plan was in force this {_unit(view)}: nothing to bill.</p>'
     rows = "".join(
         f'<tr data-line="{escape(line.line_id)}"><td class="desc">{escape(line.description)}'
         + (
@@ -241,7 +270,7 @@ def _statement(view: PortalView) -> str:
         if view.stored
         else f"Preview of the statement for {escape(month_name(view.month))}, as it would be invoiced now"
         if view.as_of is None
-        else f"Preview of the statement for {escape(month_name(view.month))}, as of {view.as_of:%H:%M} UTC"
+        else f"Preview of the statement for {escape(month_name(view.month))}, as of {escape(clock_text(view.as_of, view.time_zone))}"
     )
     csv = base64.b64encode(view.lines_csv()).decode()
     return (
@@ -264,7 +293,7 @@ def _unit_price(price: Decimal, currency: str = "usd") -> str:
 
 def _models(view: PortalView) -> str:
     if not view.rollup.models:
-        return '<h2 id="models-h">Usage by model</h2><p>No usage recorded this month.</p>'
+        return f'<h2 id="models-h">Usage by model</h2><p>No usage recorded this {_unit(view)}.</p>'
     rows = "".join(
         f'<tr><th scope="row">{escape(m.model or "Storage and other usage")}</th>'
         f'<td class="num" data-label="Queries">{count(m.queries)}</td>'
@@ -282,7 +311,11 @@ def _models(view: PortalView) -> str:
 
 def _metrics(view: PortalView) -> str:
     current = view.month.contains(view.generated_at)
-    return metrics_section(view.metrics, "so far this month" if current else f"in {month_name(view.month)}")
+    return metrics_section(
+        view.metrics,
+        f"so far this {_unit(view)}" if current else f"in {month_name(view.month)}",
+        view.time_zone,
+    )
 
 
 def _invoices(view: PortalView) -> str:
@@ -290,7 +323,7 @@ def _invoices(view: PortalView) -> str:
         return '<h2 id="invoices-h">Open invoices</h2><p id="no-invoices">No open invoices.</p>'
     items = []
     for inv in view.open_invoices:
-        label = f"Invoice {inv.number or inv.invoice_id} for {month_name(Month.parse(inv.month))}"
+        label = f"Invoice {inv.number or inv.invoice_id} for {_invoice_period(view, inv.month)}"
         amount = money(inv.amount, inv.currency)
         url = inv.hosted_invoice_url or ""
         link = (
@@ -302,6 +335,17 @@ def _invoices(view: PortalView) -> str:
             f'<li data-invoice="{escape(inv.invoice_id)}">{link}: {amount} ({escape(inv.status)})</li>'
         )
     return f'<h2 id="invoices-h">Open invoices</h2><ul id="invoices">{"".join(items)}</ul>'
+
+
+def _invoice_period(view: PortalView, key: str) -> str:
+    """An invoice's period in words: a month's name, a tenant period's label (its key if not listed)."""
+    for shown in view.months:
+        if str(shown) == key:
+            return month_name(shown)
+    try:
+        return month_name(Month.parse(key))
+    except ValueError:
+        return key
 
 
 def render_content(view: PortalView) -> str:
@@ -330,7 +374,7 @@ def render_content(view: PortalView) -> str:
             prefix="$",
         )
         + "</figure></div>"
-        + _day_table(days)
+        + _day_table(days, view.time_zone)
         + '<p class="sub">Metered cost is the usage priced when it happened; the statement adds plan fees and tiers.</p>'
         + _statement(view)
         + _models(view)
@@ -339,10 +383,11 @@ def render_content(view: PortalView) -> str:
         + alerts_block(view.alerts)
         + corrections_block(
             view.corrections,
-            "Corrections this month"
+            f"Corrections this {_unit(view)}"
             if view.month.contains(view.generated_at)
             else f"Corrections to {month_name(view.month)}",
             metered_usd,
+            view.time_zone,
         )
     )
 
@@ -362,17 +407,31 @@ def render_page(view: PortalView, token: str, nonce: str | None = None) -> tuple
         f"<title>Usage and invoice: {escape(view.tenant_name)}, {escape(month_name(view.month))}</title>"
         f'<style nonce="{nonce}">{CSS}</style></head><body>'
         f"<header><div><h1>{escape(view.tenant_name)}</h1>"
-        f'<p class="sub">Usage and invoice, all times UTC. Updated {escape(utc_text(view.generated_at))}.</p></div>'
+        f'<p class="sub">Usage and invoice, all times {escape(view.time_zone)}. '
+        f"Updated {escape(local_text(view.generated_at, view.time_zone))}.</p></div>"
         '<form id="month-form" method="get" action="portal">'
         f'<input type="hidden" name="token" value="{escape(token)}">'
-        f'<label for="month">Month</label><select id="month" name="month">{options}</select>'
+        f'<label for="month">{_unit(view).title()}</label><select id="month" name="month">{options}</select>'
         '<button type="submit">Show</button></form></header>'
         f'<main><p id="status" class="sub" role="status" aria-live="polite"></p><div id="content">{render_content(view)}</div></main>'
         f"<footer>Tenant {escape(view.tenant_id)}. Figures per day come from hourly-updated usage rollups; "
         "the statement is computed exactly as it will be invoiced. This link is personal and expires.</footer>"
-        f'<script nonce="{nonce}">{SCRIPT}</script></body></html>'
+        f'<script nonce="{nonce}">{_script(view)}</script></body></html>'
     )
     return html, nonce
+
+
+def _script(view: PortalView) -> str:
+    """The month swap script; it names a tenant period by its option's label, a month by its value."""
+    if not isinstance(view.month, Period):
+        return SCRIPT
+    return (
+        SCRIPT.replace(
+            "month=select.value;", "month=select.value, name=select.options[select.selectedIndex].text;"
+        )
+        .replace("'Loading '+month", "'Loading '+name")
+        .replace("'Showing '+month", "'Showing '+name")
+    )
 
 
 def error_page(status: int, message: str) -> str:

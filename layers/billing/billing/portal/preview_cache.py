@@ -1,13 +1,14 @@
-"""The month-to-date statement preview, cached per tenant and month with a stated staleness.
+"""The period-to-date statement preview, cached per tenant and period (a UTC month, or a period of
+the tenant's calendar, by its key) with a stated staleness.
 
 Rule (what a cached preview may be served for):
 - a stored (issued) statement always wins: it is read first on every request, so a close replaces
-  the preview at once and a past month never shows one.
+  the preview at once and a past period never shows one.
 - a cached preview is served only while younger than ``max_age_s`` and only if the tenant's record
   (plan history, cancellation, billing settings) digests to the same value it was computed from: a
   plan change invalidates it at once.
 - usage ingested and corrections applied after ``computed_at`` appear at the latest ``max_age_s``
-  later; the page says "as of HH:MM UTC" for every preview it shows.
+  later; the page says "as of HH:MM" (in the period's time zone) for every preview it shows.
 - the cached statement is exactly the computed one (serialized with Decimals as text).
 """
 
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from billing.kernel.calendar import Period
 from billing.kernel.periods import Month, utc
 from billing.statements.statement import Statement
 from billing.tenants.tenant import Tenant, unknown_tenant
@@ -32,9 +34,9 @@ class CachedPreview:
 
 
 class PreviewStore(Protocol):
-    def get(self, tenant_id: str, month: Month) -> CachedPreview | None: ...
+    def get(self, tenant_id: str, month: Month | Period) -> CachedPreview | None: ...
 
-    def put(self, tenant_id: str, month: Month, preview: CachedPreview) -> None: ...
+    def put(self, tenant_id: str, month: Month | Period, preview: CachedPreview) -> None: ...
 
 
 def inputs_digest(tenant: Tenant) -> str:
@@ -55,9 +57,9 @@ class CachedStatements:
     def __init__(
         self,
         *,
-        stored: Callable[[str, Month], Statement | None],
+        stored: Callable[[str, Month | Period], Statement | None],
         tenant: Callable[[str], Tenant | None],
-        preview: Callable[[str, Month], tuple[Statement, bool]],
+        preview: Callable[[str, Month | Period], tuple[Statement, bool]],
         store: PreviewStore,
         clock: Callable[[], datetime],
         max_age_s: int,
@@ -69,7 +71,7 @@ class CachedStatements:
         self.clock = clock
         self.max_age = timedelta(seconds=max_age_s)
 
-    def __call__(self, tenant_id: str, month: Month) -> Served:
+    def __call__(self, tenant_id: str, month: Month | Period) -> Served:
         issued = self.stored(tenant_id, month)
         if issued is not None:
             return Served(issued, True, None)

@@ -3,13 +3,22 @@
 Invariants:
 - the page's routes take the tenant from the verified token only, never from a parameter, and only
   ever read.
-- the statement shown is the one ``GET /v1/tenants/{id}/statements/{month}`` returns (the same
-  close/preview service is asked; nothing is re-rated here), so the page's total is what is invoiced.
-- per-day and per-model figures come from the ``usage_daily`` rollup (never a scan of raw events);
-  per-metric figures (``billing.portal.metrics``) from the per-metric daily rollup.
+- the page shows one of the tenant's billing periods: a UTC calendar month for a tenant on the
+  default calendar (``Month``, keyed ``YYYY-MM``), else a period of its calendar
+  (``billing.kernel.calendar.Period``, keyed by its period key, named by its label).
+- the statement shown is the period's stored statement, else its preview (the same close/preview
+  services are asked; nothing is re-rated here), so the page's total is what is invoiced.
+- per-day and per-model figures come from the quarter-hour rollup summed per local day of the
+  period's time zone (never a scan of raw events); per-metric figures (``billing.portal.metrics``)
+  from the per-metric quarter-hour rollup (``billing.adapters.clickhouse.metric_rollups`` says when
+  raw rows are read instead).
 - the prepaid-credit balance is the one the status API shows (``CreditBook.summary``: unexpired
   grants less the burns of issued statements), shown only to a tenant that holds grants.
-- every instant shown is UTC.
+- every instant and day shown is in the period's time zone (UTC for a tenant without a calendar).
+
+Length: the view's data types, its JSON form and the service that assembles it from the services
+owning each figure (choosing the period among the tenant's, and the days shown of it) belong
+together; split, the period rules would be stated twice.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from billing.catalog.plans import PlanCatalog
+from billing.kernel.calendar import DEFAULT_TIME_ZONE, Period, local_midnight
 from billing.kernel.errors import InvalidRequest, NotFound
 from billing.kernel.money import exponent, fmt_minor
 from billing.kernel.periods import Month, iso, utc
@@ -31,9 +41,16 @@ from billing.portal.metrics import MetricFigures, MetricUsage, metrics_shown
 from billing.portal.preview_cache import Served
 from billing.rating.csv import lines_csv
 from billing.statements.statement import Statement
+from billing.tenants.closed_periods import has_own_periods
 from billing.tenants.tenant import Tenant, TenantStore, unknown_tenant
 
-MONTHS_SHOWN = 12  # the current month and up to 11 before it (never before the first plan)
+MONTHS_SHOWN = 12  # the current period and up to 11 before it (never before the first plan)
+Shown = Month | Period  # a UTC calendar month (the default calendar), or a period of the tenant's calendar
+
+
+def zone_of(shown: Shown) -> str:
+    """The time zone a period is read in (a UTC month's is UTC)."""
+    return shown.calendar.time_zone if isinstance(shown, Period) else DEFAULT_TIME_ZONE
 
 
 @dataclass(frozen=True)
@@ -62,7 +79,9 @@ class MonthRollup:
 
 
 class UsageRollups(Protocol):
-    def month(self, tenant_id: str, month: Month, until: date) -> MonthRollup: ...
+    def period(self, tenant_id: str, start: datetime, end: datetime, zone: str) -> MonthRollup:
+        """Per local day of ``zone`` overlapping ``[start, end)`` (zeros included), and per model."""
+        ...
 
 
 class QuotaCounter(Protocol):
@@ -119,12 +138,12 @@ class OpenInvoice:
 
 @dataclass(frozen=True)
 class PortalView:
-    """Everything the page shows for one tenant and month."""
+    """Everything the page shows for one tenant and period."""
 
     tenant_id: str
     tenant_name: str
-    month: Month
-    months: list[Month]  # selectable, newest first
+    month: Shown
+    months: list[Shown]  # selectable, newest first
     generated_at: datetime
     statement: Statement | None  # None: no plan in force that month (nothing to bill)
     stored: bool  # True: the issued statement; False: a month-to-date preview
@@ -139,6 +158,11 @@ class PortalView:
     # the applied corrections of the month's usage (billing.portal.corrections_block), newest first
     corrections: list[dict[str, Any]] = field(default_factory=list)
     as_of: datetime | None = None  # a preview's figures were computed then (cached: up to the max age ago)
+
+    @property
+    def time_zone(self) -> str:
+        """The zone every day and time of the page is shown in."""
+        return zone_of(self.month)
 
     @property
     def total(self) -> Decimal:
@@ -156,8 +180,9 @@ class PortalView:
             "tenant_name": self.tenant_name,
             "month": str(self.month),
             "months": [str(m) for m in self.months],
+            **self._period_json(),
             "generated_at": iso(self.generated_at),
-            "timezone": "UTC",
+            "timezone": self.time_zone,
             "preview": not self.stored,
             "as_of": iso(self.as_of) if self.as_of is not None else None,
             "total": f"{self.total:.2f}",
@@ -186,8 +211,19 @@ class PortalView:
             "corrections": self.corrections,
         }
 
+    def _period_json(self) -> dict[str, Any]:
+        """A tenant calendar's periods (key, label, UTC bounds); nothing for a UTC-month page."""
+        if not isinstance(self.month, Period):
+            return {}
 
-StatementReader = Callable[[str, Month], "tuple[Statement, bool] | Served"]
+        def one(p: Shown) -> dict[str, Any]:
+            label = p.label() if isinstance(p, Period) else str(p)
+            return {"key": str(p), "label": label, "start": iso(p.start), "end": iso(p.end)}
+
+        return {"period": one(self.month), "periods": [one(p) for p in self.months]}
+
+
+StatementReader = Callable[[str, Shown], "tuple[Statement, bool] | Served"]
 
 
 def served(answer: tuple[Statement, bool] | Served) -> tuple[Statement, bool, datetime | None]:
@@ -216,9 +252,9 @@ class PortalService:
         credits: CreditSummaries | None = None,
         alerts: Callable[[str, str], Sequence[Any]] | None = None,
         metrics: MetricFigures | None = None,
-        corrections: Callable[[str, Month], list[dict[str, Any]]] | None = None,
+        corrections: Callable[[str, Shown], list[dict[str, Any]]] | None = None,
     ):
-        self.corrections = corrections  # (tenant, month) -> its corrections (corrections_block)
+        self.corrections = corrections  # (tenant, period) -> its corrections (corrections_block)
         self.alerts = alerts  # (tenant, period) -> its alert states (billing.alerts.evaluation)
         self.tenants = tenants
         self.catalog = catalog
@@ -249,32 +285,71 @@ class PortalService:
             months.append(months[-1].previous())
         return months
 
-    def parse_month(self, tenant: Tenant, text: str | None) -> Month:
-        months = self.selectable_months(tenant, self.clock())
+    @classmethod
+    def selectable(cls, tenant: Tenant, now: datetime) -> list[Shown]:
+        """The periods the page offers, newest first: UTC months for a tenant on the default
+        calendar (``selectable_months``), else its calendar's periods (a change cuts one short),
+        the current one and those before it back to the first plan's (at most MONTHS_SHOWN)."""
+        if not has_own_periods(tenant):
+            return list(cls.selectable_months(tenant, now))
+        calendars = tenant.calendar_history()
+        current = calendars.period_of(now)
+        if tenant.canceled_at is not None and tenant.canceled_at < current.start:
+            current = calendars.period_of(tenant.canceled_at - timedelta(milliseconds=1))
+        first = tenant.first_plan_at()
+        periods = [current]
+        while len(periods) < MONTHS_SHOWN and first is not None and periods[-1].start > first:
+            periods.append(calendars.period_of(periods[-1].start - timedelta(milliseconds=1)))
+        return list(periods)
+
+    def parse_month(self, tenant: Tenant, text: str | None) -> Shown:
+        """The period ``text`` names among those offered: a ``YYYY-MM`` month, or a tenant period's
+        key (or ``YYYY-MM`` when exactly one of its periods starts in that local month); the current
+        one when none is given. 400 naming ``month`` for anything else."""
+        shown = self.selectable(tenant, self.clock())
         if not text:
-            return months[0]
+            return shown[0]
+        if isinstance(shown[0], Period):
+            for period in shown:
+                if str(period) == text:
+                    return period
+            # a month's YYYY-MM names the one offered period starting (locally) in that month
+            starting = [p for p in shown if isinstance(p, Period) and f"{p.year:04d}-{p.month:02d}" == text]
+            if len(starting) == 1:
+                return starting[0]
+            raise InvalidRequest(
+                f"period {text} is not available on this page",
+                details=[{"field": "month", "reason": f"choose one of {', '.join(str(p) for p in shown)}"}],
+            )
         try:
             month = Month.parse(text)
         except ValueError:
             raise InvalidRequest(
                 "month must be YYYY-MM", details=[{"field": "month", "reason": "not YYYY-MM"}]
             ) from None
-        if month not in months:
+        if month not in shown:
             raise InvalidRequest(
                 f"month {month} is not available on this page",
-                details=[{"field": "month", "reason": f"choose one of {', '.join(str(m) for m in months)}"}],
+                details=[{"field": "month", "reason": f"choose one of {', '.join(str(m) for m in shown)}"}],
             )
         return month
 
     def view(self, tenant_id: str, month_text: str | None = None) -> PortalView:
         tenant = self.tenant(tenant_id)
         now = utc(self.clock())
-        months = self.selectable_months(tenant, now)
+        months = self.selectable(tenant, now)
         month = self.parse_month(tenant, month_text)
-        at = now if month.contains(now) else month.end - timedelta(milliseconds=1)
+        zone = zone_of(month)
+        current = month.contains(now)
+        at = now if current else month.end - timedelta(milliseconds=1)
         # The quota counts in the tenant's own period (its UTC month by default): the one holding
-        # now in the current month, else the one the month ends in.
+        # now in the current period, else the one the period ends in.
         window = quota_window(tenant, at)
+        # the days shown: to the end of today (local) in the current period, else the whole period
+        days_end = month.end
+        if current:
+            today = month.local(now).date() if isinstance(month, Period) else now.date()
+            days_end = min(month.end, local_midnight(today + timedelta(days=1), zone))
         # The DynamoDB reads (quota counter, invoice records) overlap the ClickHouse work.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal") as pool:
             used_later = pool.submit(self.quota.quota_used, tenant_id, window.key)
@@ -285,8 +360,7 @@ class PortalService:
                 statement, stored, as_of = served(self.statements(tenant_id, month))
             except NotFound:
                 statement, stored, as_of = None, False, None
-            until = min(month.last_day.date(), now.date()) if month.contains(now) else month.last_day.date()
-            rollup = self.rollups.month(tenant_id, month, until)
+            rollup = self.rollups.period(tenant_id, month.start, days_end, zone)
             metrics = self._metrics(tenant, month, now)
             used, _ = used_later.result()
             open_invoices = invoices_later.result()
@@ -317,13 +391,13 @@ class PortalService:
             return []
         return [a.to_json() for a in self.alerts(tenant_id, period) if a.state == "active"]
 
-    def _metrics(self, tenant: Tenant, month: Month, now: datetime) -> list[MetricUsage]:
-        """The month's charged catalog metrics so far: to now in the current month, else whole."""
+    def _metrics(self, tenant: Tenant, month: Shown, now: datetime) -> list[MetricUsage]:
+        """The period's charged catalog metrics so far: to now in the current period, else whole."""
         asked = metrics_shown(tenant, self.catalog, month)
         if self.metrics is None or not asked:
             return []
         end = min(now, month.end) if month.contains(now) else month.end
-        return self.metrics.month(tenant.id, asked, month.start, end)
+        return self.metrics.month(tenant.id, asked, month.start, end, zone=zone_of(month))
 
     def _credits(self, tenant_id: str, now: datetime) -> dict[str, Any] | None:
         if self.credits is None:
@@ -331,7 +405,7 @@ class PortalService:
         summary = self.credits.summary(tenant_id, now)
         return summary if summary["grants"] else None
 
-    def _open_invoices(self, tenant_id: str, months: Sequence[Month]) -> list[OpenInvoice]:
+    def _open_invoices(self, tenant_id: str, months: Sequence[Shown]) -> list[OpenInvoice]:
         out = []
         records = self.invoices.for_tenant(tenant_id, [str(m) for m in months])
         for record in sorted(records, key=lambda r: str(r.month), reverse=True):

@@ -46,8 +46,9 @@ if TYPE_CHECKING:
     from billing.dunning.notices import NoticePublisher
     from billing.dunning.service import DunningService
     from billing.invoicing import InvoicingService
+    from billing.kernel.calendar import Period
     from billing.kernel.notices import FactNotices
-    from billing.kernel.periods import PeriodStore
+    from billing.kernel.periods import Month, PeriodStore
     from billing.metering.corrections import CorrectionService
     from billing.metering.ingest import IngestService
     from billing.metering.price_book import PriceBook
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
     from billing.runtime.settings import Settings
     from billing.statements.close import BillingCycle, InvoiceArchive, InvoicingJobs, StatementStore
     from billing.statements.period_close import TenantPeriodClose
+    from billing.statements.statement import Statement
     from billing.tenants.credentials import KeyDirectory
     from billing.tenants.credits import CreditBook, CreditLedger
     from billing.tenants.service import TenantService
@@ -795,6 +797,22 @@ def portal_tokens() -> PortalTokens:
     return PortalTokens(portal_secret(), clock())
 
 
+def _period_preview(tenant_id: str, period: Month | Period) -> tuple[Statement, bool]:
+    """(statement, stored) of the page's period: a UTC month's as the month close rates it (and
+    the statements API answers), a tenant period's as its close rates it, up to now."""
+    from billing.kernel.calendar import Period
+    from billing.tenants.tenant import unknown_tenant
+
+    if isinstance(period, Period) and period.as_month() is None:
+        tenant = tenants().get(tenant_id)
+        if tenant is None:
+            raise unknown_tenant([tenant_id])
+        return tenant_period_close().rate(tenant, period, None), False
+    month = period.as_month() if isinstance(period, Period) else period
+    assert month is not None
+    return billing_cycle().statement(tenant_id, month)
+
+
 @provider
 def portal_service() -> PortalService:
     from billing.adapters.clickhouse.metric_rollups import ClickHouseMetricRollups
@@ -810,9 +828,9 @@ def portal_service() -> PortalService:
         tenants=tenants(),
         catalog=plan_catalog(),
         statements=CachedStatements(
-            stored=lambda tenant_id, month: statements().get(tenant_id, month),
+            stored=lambda tenant_id, period: statements().get(tenant_id, str(period)),
             tenant=lambda tenant_id: tenants().get(tenant_id),
-            preview=lambda tenant_id, month: billing_cycle().statement(tenant_id, month),
+            preview=_period_preview,
             store=DynamoPreviewStore(settings().billing_table),
             clock=clock(),
             max_age_s=settings().portal_preview_max_age_seconds,

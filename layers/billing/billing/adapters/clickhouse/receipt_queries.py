@@ -11,6 +11,7 @@ Events are the rows ingest wrote (``corrects = ''``); a correction's rows (migra
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
 from billing.kernel.periods import Month, utc
@@ -54,6 +55,14 @@ class ClickHouseStoredEvents:
         return self._corrections(
             "tenant_id = {t:String} AND _partition_id = {partition:String}",
             {"t": tenant_id, "partition": f"{month.year:04d}{month.month:02d}"},
+        )
+
+    def period_corrections(self, tenant_id: str, start: datetime, end: datetime) -> list[CorrectionRow]:
+        """Every correction row of the tenant dated in ``[start, end)`` (a tenant calendar's period)."""
+        return self._corrections(
+            "tenant_id = {t:String} AND timestamp >= {start:DateTime64(3, 'UTC')} "
+            "AND timestamp < {end:DateTime64(3, 'UTC')}",
+            {"t": tenant_id, "start": start, "end": end},
         )
 
     def _corrections(self, where: str, params: dict[str, object]) -> list[CorrectionRow]:

@@ -1,7 +1,9 @@
 """BillingTable items holding the usage page's cached statement previews.
 
-pk "PREVIEW#{tenant_id}"  sk "MONTH#{YYYY-MM}"  body (the Statement as JSON, Decimals as text),
+pk "PREVIEW#{tenant_id}"  sk "MONTH#{period key}"  body (the Statement as JSON, Decimals as text),
                                                 computed_at (ISO), inputs_digest, expires_at (TTL)
+
+(the period key: ``YYYY-MM`` for a UTC month, a tenant calendar period's key otherwise)
 
 Only the portal function reads and writes these (its policy is limited to the ``PREVIEW#`` keys);
 an item is a cache: losing it costs one re-rating.
@@ -13,6 +15,7 @@ import json
 from typing import Any
 
 from billing.adapters.dynamodb.items import dynamodb_client
+from billing.kernel.calendar import Period
 from billing.kernel.periods import Month, iso, parse_instant
 from billing.portal.preview_cache import CachedPreview
 from billing.statements.statement import Statement
@@ -26,10 +29,10 @@ class DynamoPreviewStore:
         self.client = client or dynamodb_client()
 
     @staticmethod
-    def key(tenant_id: str, month: Month | str) -> dict[str, Any]:
+    def key(tenant_id: str, month: Month | Period | str) -> dict[str, Any]:
         return {"pk": {"S": f"PREVIEW#{tenant_id}"}, "sk": {"S": f"MONTH#{month}"}}
 
-    def get(self, tenant_id: str, month: Month) -> CachedPreview | None:
+    def get(self, tenant_id: str, month: Month | Period) -> CachedPreview | None:
         item = self.client.get_item(TableName=self.table, Key=self.key(tenant_id, month)).get("Item")
         if not item:
             return None
@@ -39,7 +42,7 @@ class DynamoPreviewStore:
             inputs_digest=item["inputs_digest"]["S"],
         )
 
-    def put(self, tenant_id: str, month: Month, preview: CachedPreview) -> None:
+    def put(self, tenant_id: str, month: Month | Period, preview: CachedPreview) -> None:
         expires = int(preview.computed_at.timestamp()) + KEEP_DAYS * 86400
         self.client.put_item(
             TableName=self.table,
