@@ -351,17 +351,7 @@ class TenantPeriodClose:
                 if closed_at is None:
                     continue
                 lower = max(closed_at, watermark)
-            late = self.reads.late(
-                tenant.id,
-                segments,
-                p,
-                lower=lower,
-                upper=cutoff,
-                metered=self.cycle.rater.needs_meters(segments),
-                measures=self.cycle.rater.measures(segments),
-            )
-            if late is not None:
-                found.append(late)
+            found += self._late_of(tenant, segments, p, lower, cutoff)
         return found
 
     @staticmethod
@@ -390,15 +380,21 @@ class TenantPeriodClose:
             segments = self.cycle.rater.segments(tenant, p)
             if closed_at is None or not segments:
                 continue
-            late = self.reads.late(
-                tenant.id,
-                segments,
-                p,
-                lower=max(closed_at, last_close),
-                upper=cutoff,
-                metered=self.cycle.rater.needs_meters(segments),
-                measures=self.cycle.rater.measures(segments),
-            )
-            if late is not None:
-                found.append(late)
+            found += self._late_of(tenant, segments, p, max(closed_at, last_close), cutoff)
         return found
+
+    def _late_of(
+        self, tenant: Tenant, segments: list[Segment], period: Period, lower: datetime, upper: datetime
+    ) -> list[LateUsage]:
+        """The events of ``period`` first stored in (lower, upper], with its meters and measures."""
+        rater = self.cycle.rater
+        late = self.reads.late(
+            tenant.id,
+            segments,
+            period,
+            lower=lower,
+            upper=upper,
+            metered=rater.needs_meters(segments),
+            measures=rater.measures(segments),
+        )
+        return [] if late is None else [late]
