@@ -180,7 +180,9 @@ def key(
 
 @local_app.command("schedule")
 def schedule(
-    function: str = typer.Argument(..., help="monthly_close or dunning (the template's Schedule events)"),
+    function: str = typer.Argument(
+        ..., help="monthly_close, dunning, alert_evaluation or portal_warm (the template's Schedule events)"
+    ),
     month: str = typer.Option(
         None, "--month", help="monthly_close: the month to close (default: the previous)"
     ),

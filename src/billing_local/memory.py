@@ -388,6 +388,15 @@ class MemoryWebhookEndpoints:
         return self.endpoints.pop(endpoint_id, None) is not None
 
 
+class NoWebhooks:
+    """``WebhookPublisher`` of an offline run (a simulated month): it has no endpoints to tell, so it
+    publishes nothing, as the production dispatcher would find no endpoint, without building the
+    dispatcher's AWS clients (which need a region and credentials a simulation does not have)."""
+
+    def publish(self, event_type: str, object_id: str, data: Any, *, source_id: str) -> None:
+        return None
+
+
 class MemoryCredits:
     """``billing.tenants.credits.CreditLedger`` in memory, with the DynamoDB adapter's rules: a grant is
     written once per (tenant, grant id) and a burn once per (tenant, statement, grant), both

@@ -581,6 +581,7 @@ def memory_stores(block_rows: int = BLOCK_ROWS) -> Iterator[dict[str, Any]]:
         "credit_ledger": memory.MemoryCredits(),
         # a simulated month is offline: it has no endpoints to tell (and no AWS to ask)
         "webhook_endpoints": memory.MemoryWebhookEndpoints(),
+        "webhook_publisher": memory.NoWebhooks(),
     }
     container.override(**stores)
     try:

@@ -11,6 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from tests.client.conftest import wait_until
 from usage_tracker import Tracker
 
@@ -114,8 +116,12 @@ def test_live_trackers_never_take_each_others_spool(api, make_tracker, tmp_path)
     assert sorted(api.stored_ids()) == sorted(ids_a + ids_b)
 
 
-def test_a_torn_last_line_of_a_killed_process_is_skipped_and_reported(api, make_tracker, problems, tmp_path):
-    # Given a dead process's spool whose last line was cut by the kill
+@pytest.mark.parametrize("tail", [b"", b"\0" * 70_000], ids=["appended", "preallocated"])
+def test_a_torn_last_line_of_a_killed_process_is_skipped_and_reported(
+    api, make_tracker, problems, tmp_path, tail
+):
+    # Given a dead process's spool whose last line was cut by the kill (its active segment written
+    # through a preallocated mapping ends in NUL bytes after it)
     spool = tmp_path / "spool"
     dead = spool / "p-999999-deadbeef"
     dead.mkdir(parents=True)
@@ -133,7 +139,7 @@ def test_a_torn_last_line_of_a_killed_process_is_skipped_and_reported(api, make_
         )
         for n in range(3)
     ]
-    (dead / "000000000001.jsonl").write_text("\n".join(lines) + "\n" + lines[0][:20])
+    (dead / "000000000001.jsonl").write_bytes(("\n".join(lines) + "\n" + lines[0][:20]).encode() + tail)
     # When a tracker starts on that spool
     tracker = make_tracker()
     assert tracker.flush(10)

@@ -18,12 +18,17 @@ from usage_tracker import Tracker
 RFC3339_MS_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z")
 
 
-def spool_lines(spool: Path) -> list[dict]:
+def segment_lines(spool: Path) -> list[str]:
+    """The lines of every segment (the active one is preallocated: its file ends in NUL bytes)."""
     return [
-        json.loads(line)
+        line
         for path in sorted(spool.glob("p-*/*.jsonl"))
-        for line in path.read_text().splitlines()
+        for line in path.read_bytes().rstrip(b"\0").decode().splitlines()
     ]
+
+
+def spool_lines(spool: Path) -> list[dict]:
+    return [json.loads(line) for line in segment_lines(spool)]
 
 
 def test_track_returns_time_ordered_uuid7_ids_while_the_server_hangs(api, make_tracker, tmp_path):
@@ -134,11 +139,7 @@ def test_properties_are_spooled_and_sent_exactly_as_given(api, make_tracker, tmp
     # When an event is tracked with them
     event_id = tracker.track("acme", "query", properties=properties)
     # Then the spooled line carries them as exact JSON numbers and text
-    [raw] = [
-        line
-        for path in sorted((tmp_path / "spool").glob("p-*/*.jsonl"))
-        for line in path.read_text().splitlines()
-    ]
+    [raw] = segment_lines(tmp_path / "spool")
     assert json.loads(raw, parse_float=Decimal)["properties"] == {**properties, "ratio": Decimal("0.1")}
     assert '"seconds":12345678901234567890.123456789012345678' in raw and '"ratio":0.1' in raw
     # And the server receives them unchanged
@@ -269,14 +270,15 @@ def test_bad_settings_are_value_errors(api, tmp_path):
 
 
 def test_a_disk_error_in_track_is_reported_as_dropped_and_never_raised(make_tracker, problems):
-    # Given the spool file cannot be written any more (here: its descriptor is gone)
+    # Given the spool file cannot be written any more (here: its descriptor is gone, and with it
+    # the preallocated mapping, which a full disk cannot fail)
     tracker = make_tracker()
-    fd = tracker._spool.active.write_fd
-    tracker._spool.active.write_fd = 10_000
+    fd, mapped = tracker._spool.active.write_fd, tracker._spool.active.mapped
+    tracker._spool.active.write_fd, tracker._spool.active.mapped = 10_000, None
     try:
         # When the app tracks, the call returns normally and the loss is reported
         tracker.track("acme")
         assert tracker.stats().dropped == 1
         assert problems[-1].kind == "dropped" and problems[-1].reason == "disk"
     finally:
-        tracker._spool.active.write_fd = fd
+        tracker._spool.active.write_fd, tracker._spool.active.mapped = fd, mapped

@@ -322,6 +322,32 @@ def test_the_portal_link_opens_the_tenants_page(deployment):
     assert "Acme Corp" in shown["body"] and "<svg" in shown["body"]
 
 
+def test_the_warmer_rates_the_preview_of_a_tenant_with_usage_minutes_ago(deployment):
+    # Given acme-corp sent a query a minute ago (the sample event, re-dated and re-identified)
+    from datetime import UTC, datetime, timedelta
+
+    event = sample("ingest")
+    now = datetime.now(UTC)
+    sent = dict(
+        json.loads(event["body"])["events"][0],
+        event_id="e-warm",
+        timestamp=(now - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+    event["body"] = json.dumps({"events": [sent]})
+    stored = ok(deployment.invoke("IngestFunction", event, label="IngestFunction (this minute)"))
+    assert stored["statusCode"] == 202, stored
+    # When the scheduled warm runs
+    response = ok(deployment.invoke("PortalWarmFunction", sample("portal_warm")))
+    # Then acme-corp's month-to-date preview is rated into the page's cache
+    assert response["warmed"] == 1 and response["skipped"] == 0, response
+    month = response["month"]
+    cached = deployment.stack.client("dynamodb").get_item(
+        TableName=deployment.stack.ref("BillingTable"),
+        Key={"pk": {"S": "PREVIEW#acme-corp"}, "sk": {"S": f"MONTH#{month}"}},
+    )
+    assert "Item" in cached, cached
+
+
 def test_the_saas_registers_a_webhook_endpoint_and_its_secret_is_kept(deployment):
     # When the webhook endpoints API receives its sample (the platform key registers an endpoint)
     response = ok(deployment.invoke("WebhookEndpointsFunction", sample("webhook_endpoints")))
@@ -383,6 +409,7 @@ def test_every_aws_call_is_allowed_by_the_functions_role(deployment):
         ("StripeWebhookFunction", "DunningState"),
         ("StripeWebhookFunction", "MirrorPaymentStatus"),
         ("TenantPortalFunction", "ReadQuotaCounter"),
+        ("PortalWarmFunction", "CachedPreviews"),
         ("WebhookEndpointsFunction", "Endpoints"),
     }, sorted(bound)
 

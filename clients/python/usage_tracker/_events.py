@@ -176,6 +176,28 @@ def encode_properties(properties: Optional[Mapping[str, Any]]) -> str:
     return ',"properties":{%s}' % ",".join(parts) if parts else ""
 
 
+# (tenant_id, type, model) already validated -> (the model's JSON part, the type's rule): most
+# calls repeat a few combinations, so their checks run once. Bounded: past it, checked every call.
+_SHAPES: Dict[Tuple[Any, Any, Any], Tuple[str, int]] = {}
+_MAX_SHAPES = 4096
+_ANY, _STORAGE, _EMBEDDING, _DECLARED = 0, 1, 2, 3
+
+
+def _shape(tenant_id: Any, type: Any, model: Any) -> Tuple[str, int]:
+    check_identifier("tenant_id", tenant_id)
+    if builtin_type(type) is not str or (type not in BUILT_IN_TYPES and EVENT_TYPE.fullmatch(type) is None):
+        raise ValueError(
+            "type must be query, embedding, storage or a usage type the catalog declares "
+            f"(1-64 characters of a-z, 0-9 and _, starting with a letter), got {type!r}"
+        )
+    if model is not None and (builtin_type(model) is not str or not 1 <= len(model) <= _MAX_MODEL):
+        raise ValueError(f"model must be a string of 1-128 characters, got {model!r}")
+    kind = {"storage": _STORAGE, "embedding": _EMBEDDING}.get(type, _ANY)
+    if type not in BUILT_IN_TYPES:
+        kind = _DECLARED
+    return ("" if model is None else ',"model":' + _encoded_model(model)), kind
+
+
 def encode_event(
     event_id: str,
     tenant_id: str,
@@ -191,25 +213,27 @@ def encode_event(
 
     Raises ValueError naming the argument. The result is one JSON object and a newline.
     """
-    check_identifier("tenant_id", tenant_id)
-    if builtin_type(type) is not str or (type not in BUILT_IN_TYPES and EVENT_TYPE.fullmatch(type) is None):
-        raise ValueError(
-            "type must be query, embedding, storage or a usage type the catalog declares "
-            f"(1-64 characters of a-z, 0-9 and _, starting with a letter), got {type!r}"
-        )
+    key = (tenant_id, type, model)
+    try:
+        shape = _SHAPES.get(key)
+    except TypeError:  # an unhashable argument: _shape names it
+        shape = None
+    if shape is None or builtin_type(tenant_id) is not str or builtin_type(type) is not str:
+        shape = _shape(tenant_id, type, model)
+        if len(_SHAPES) < _MAX_SHAPES:
+            _SHAPES[key] = shape
+    model_part, kind = shape
     tokens = _count("input_tokens", input_tokens) + _count("output_tokens", output_tokens)
     _count("bytes", nbytes)
-    if model is not None and (builtin_type(model) is not str or not 1 <= len(model) <= _MAX_MODEL):
-        raise ValueError(f"model must be a string of 1-128 characters, got {model!r}")
     if tokens and model is None:
         raise ValueError("model is required when tokens > 0")
-    if type == "storage" and tokens:
-        raise ValueError("storage events carry bytes only, no tokens")
-    if type == "embedding" and nbytes:
-        raise ValueError("embedding events carry tokens only, no bytes")
-    if type not in BUILT_IN_TYPES and (tokens or nbytes or model is not None):
-        raise ValueError(f"{type} events carry their measures in properties: no model, tokens or bytes")
-    model_part = "" if model is None else ',"model":' + _encoded_model(model)
+    if kind:
+        if kind == _STORAGE and tokens:
+            raise ValueError("storage events carry bytes only, no tokens")
+        if kind == _EMBEDDING and nbytes:
+            raise ValueError("embedding events carry tokens only, no bytes")
+        if kind == _DECLARED and (tokens or nbytes or model is not None):
+            raise ValueError(f"{type} events carry their measures in properties: no model, tokens or bytes")
     properties_part = "" if properties is None else encode_properties(properties)
     return (
         '{"event_id":"%s","tenant_id":"%s","timestamp":"%s","type":"%s"%s,'

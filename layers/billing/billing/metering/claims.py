@@ -305,10 +305,18 @@ class ClaimedBatch:
         query_limit = quota_schedule(self.tenants[tenant_id], self.catalog)
         metric_limits = self.metric_limits[tenant_id]
 
+        # one merged dict per (plan segment's limits, query limit): events of a segment share it
+        merged: dict[tuple[int, int], tuple[dict[str, Decimal], dict[str, Decimal]]] = {}
+
         def limits_at(event: UsageEvent) -> dict[str, Decimal]:
             limits = metric_limits(event.timestamp)
             queries = query_limit(event.timestamp)
-            return limits if queries is None else {**limits, QUERIES: Decimal(queries)}
+            if queries is None:
+                return limits
+            found = merged.get((id(limits), queries))
+            if found is None or found[0] is not limits:  # the limits object held: its id is its own
+                found = merged[(id(limits), queries)] = (limits, {**limits, QUERIES: Decimal(queries)})
+            return found[1]
 
         ends = self.window_ends.get((tenant_id, month)) or Month.parse(month).end
         # kept as long as the claims of the window's last month

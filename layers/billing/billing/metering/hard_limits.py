@@ -151,24 +151,24 @@ def admit(
     decision = Admission(used_after=dict(used))
     start = dict(used)
     now = decision.used_after
+    touched, bounds = decision.touched, decision.bounds
+    zero = Decimal(0)
     for event in sorted(events, key=_ARRIVAL):
         limits, adds = limits_at(event), amounts(event)
-        decision.touched.update(m for m in adds if m in limits)
-        over = next(
-            (
-                Refusal(event, m, limits[m], now.get(m, Decimal(0)))
-                for m, a in sorted(adds.items())
-                if m in limits and a > 0 and now.get(m, Decimal(0)) + a > limits[m]
-            ),
-            None,
-        )
+        # the first metric (by name) the event would take over its limit refuses it
+        over = None
+        for m, a in adds.items() if len(adds) < 2 else sorted(adds.items()):
+            if m in limits:
+                touched.add(m)
+                if over is None and a > 0 and now.get(m, zero) + a > limits[m]:
+                    over = Refusal(event, m, limits[m], now.get(m, zero))
         if over is not None:
             decision.refused.append(over)
             continue
         decision.admitted.append(event)
         for metric, amount in adds.items():
-            now[metric] = now.get(metric, Decimal(0)) + amount
+            now[metric] = now.get(metric, zero) + amount
             if metric in limits:
-                bound = limits[metric] - (now[metric] - start.get(metric, Decimal(0)))
-                decision.bounds[metric] = min(decision.bounds.get(metric, bound), bound)
+                bound = limits[metric] - (now[metric] - start.get(metric, zero))
+                bounds[metric] = min(bounds.get(metric, bound), bound)
     return decision

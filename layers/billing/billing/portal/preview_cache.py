@@ -10,6 +10,9 @@ Rule (what a cached preview may be served for):
 - usage ingested and corrections applied after ``computed_at`` appear at the latest ``max_age_s``
   later; the page says "as of HH:MM" (in the period's time zone) for every preview it shows.
 - the cached statement is exactly the computed one (serialized with Decimals as text).
+- ``refresh`` (the warmer's call, billing.portal.preview_warmer) rates and caches a preview ahead of
+  any request, by the same rule: a stored statement is never replaced, and a cached preview of the
+  same inputs younger than ``keep_younger_than`` is kept as it is.
 """
 
 from __future__ import annotations
@@ -76,13 +79,44 @@ class CachedStatements:
         if issued is not None:
             return Served(issued, True, None)
         now = utc(self.clock())
+        digest = self._digest(tenant_id)
+        cached = self._cached(tenant_id, month, digest, now, self.max_age)
+        if cached is not None:
+            return Served(cached.statement, False, cached.computed_at)
+        return self._rate(tenant_id, month, digest, now)
+
+    def refresh(
+        self, tenant_id: str, month: Month | Period, *, keep_younger_than: timedelta
+    ) -> Served | None:
+        """Rate and cache the month's preview now; None when nothing was rated: the month's
+        statement is stored, or a cached preview of the same inputs is younger than
+        ``keep_younger_than`` (so a repeated run rates nothing twice)."""
+        if self.max_age <= timedelta(0) or self.stored(tenant_id, month) is not None:
+            return None
+        now = utc(self.clock())
+        digest = self._digest(tenant_id)
+        if self._cached(tenant_id, month, digest, now, min(keep_younger_than, self.max_age)) is not None:
+            return None
+        served = self._rate(tenant_id, month, digest, now)
+        return None if served.stored else served
+
+    def _digest(self, tenant_id: str) -> str:
         tenant = self.tenant(tenant_id)
         if tenant is None:
             raise unknown_tenant([tenant_id])
-        digest = inputs_digest(tenant)
-        cached = self.store.get(tenant_id, month) if self.max_age > timedelta(0) else None
-        if cached is not None and cached.inputs_digest == digest and now - cached.computed_at < self.max_age:
-            return Served(cached.statement, False, cached.computed_at)
+        return inputs_digest(tenant)
+
+    def _cached(
+        self, tenant_id: str, month: Month | Period, digest: str, now: datetime, younger_than: timedelta
+    ) -> CachedPreview | None:
+        if younger_than <= timedelta(0):
+            return None
+        cached = self.store.get(tenant_id, month)
+        if cached is None or cached.inputs_digest != digest or now - cached.computed_at >= younger_than:
+            return None
+        return cached
+
+    def _rate(self, tenant_id: str, month: Month | Period, digest: str, now: datetime) -> Served:
         statement, stored = self.preview(tenant_id, month)  # NotFound (nothing to bill) passes through
         if stored:  # closed between the two reads
             return Served(statement, True, None)

@@ -73,6 +73,8 @@ if TYPE_CHECKING:
     from billing.payments.card_on_file import CardOnFileService
     from billing.payments.provider import PaymentCollector
     from billing.payments.stripe_webhooks import WebhookProcessor
+    from billing.portal.preview_cache import CachedStatements
+    from billing.portal.preview_warmer import PreviewWarmer
     from billing.portal.tokens import PortalTokens
     from billing.portal.view import PortalService
     from billing.rating import Rater
@@ -813,28 +815,74 @@ def _period_preview(tenant_id: str, period: Month | Period) -> tuple[Statement, 
     return billing_cycle().statement(tenant_id, month)
 
 
+# the warmer's schedule in template.yaml (PortalWarmFunction): rate(4 minutes), the hour buckets it
+# reads tenants from reach this far back
+PORTAL_WARM_INTERVAL_S = 240
+PORTAL_WARM_WINDOW_S = 600
+
+
+@provider
+def cached_statements() -> CachedStatements:
+    """The statement the usage page shows: stored, a fresh cached preview, or rated then cached."""
+    from billing.adapters.dynamodb.preview_cache import DynamoPreviewStore
+    from billing.portal.preview_cache import CachedStatements
+
+    return CachedStatements(
+        stored=lambda tenant_id, period: statements().get(tenant_id, str(period)),
+        tenant=lambda tenant_id: tenants().get(tenant_id),
+        preview=_period_preview,
+        store=DynamoPreviewStore(settings().billing_table),
+        clock=clock(),
+        max_age_s=settings().portal_preview_max_age_seconds,
+    )
+
+
+@provider
+def preview_warmer() -> PreviewWarmer:
+    """Rates each recently active tenant's month-to-date preview into the cache before the one there
+    expires: a preview younger than max age - (interval + budget) is kept, so the next run still
+    reaches it in time (billing.portal.preview_warmer)."""
+    from datetime import timedelta
+
+    from billing.adapters.clickhouse.active_tenants import ClickHouseActiveTenants
+    from billing.portal.preview_warmer import PreviewWarmer
+
+    s = settings()
+    lead = PORTAL_WARM_INTERVAL_S + s.portal_warm_budget_seconds
+    return PreviewWarmer(
+        active=ClickHouseActiveTenants(usage_store()),
+        statements=cached_statements(),
+        clock=clock(),
+        window=timedelta(seconds=PORTAL_WARM_WINDOW_S),
+        keep_younger_than=timedelta(seconds=max(0, s.portal_preview_max_age_seconds - lead)),
+        max_tenants=s.portal_warm_max_tenants,
+        budget_s=s.portal_warm_budget_seconds,
+        period_of=_shown_period,
+    )
+
+
+def _shown_period(tenant_id: str, now: datetime) -> Month | Period:
+    """The period the tenant's usage page shows at ``now`` (what the warmer keeps warm)."""
+    from billing.kernel.periods import Month
+    from billing.portal.view import PortalService
+
+    tenant = tenants().get(tenant_id)
+    return PortalService.selectable(tenant, now)[0] if tenant is not None else Month.of(now)
+
+
 @provider
 def portal_service() -> PortalService:
     from billing.adapters.clickhouse.metric_rollups import ClickHouseMetricRollups
     from billing.adapters.clickhouse.portal_queries import ClickHouseUsageRollups
     from billing.adapters.clickhouse.receipt_queries import ClickHouseStoredEvents
     from billing.adapters.dynamodb.corrections import DynamoCorrectionLedger
-    from billing.adapters.dynamodb.preview_cache import DynamoPreviewStore
     from billing.portal.corrections_block import MonthCorrections
-    from billing.portal.preview_cache import CachedStatements
     from billing.portal.view import PortalService
 
     return PortalService(
         tenants=tenants(),
         catalog=plan_catalog(),
-        statements=CachedStatements(
-            stored=lambda tenant_id, period: statements().get(tenant_id, str(period)),
-            tenant=lambda tenant_id: tenants().get(tenant_id),
-            preview=_period_preview,
-            store=DynamoPreviewStore(settings().billing_table),
-            clock=clock(),
-            max_age_s=settings().portal_preview_max_age_seconds,
-        ),
+        statements=cached_statements(),
         rollups=ClickHouseUsageRollups(usage_store()),
         quota=ledger(),
         invoices=invoice_records(),

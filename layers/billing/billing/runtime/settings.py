@@ -100,6 +100,10 @@ class Settings(BaseModel):
     portal_secret_max_age_s: int = 300
     # a month-to-date statement preview younger than this is served from its cache ("as of HH:MM UTC")
     portal_preview_max_age_seconds: int = 300
+    # PortalWarmFunction (billing.portal.preview_warmer): at most this many previews rated per run
+    # (the rest are left to a page request), and no new rating started after this many seconds.
+    portal_warm_max_tenants: int = Field(default=100, ge=0)
+    portal_warm_budget_seconds: int = Field(default=45, ge=0)
     portal_base_url: str | None = None
 
     # Outgoing webhooks: each endpoint's signing secret is the Secrets Manager secret
