@@ -18,6 +18,8 @@ from tests.metering.conftest import load_handler
 from tests.portal.conftest import NOW, usage
 from tests.portal.test_page_data import statement_route
 from tests.portal.test_preview_cache import MAX_AGE, cached_item, more_usage
+from tests.portal.test_tenant_periods import KOLKATA_NOVEMBER, calendar
+from tests.rating.helpers import make_tenant
 
 SCHEDULED = json.loads((PROJECT_ROOT / "events" / "portal_warm.json").read_text())
 
@@ -123,3 +125,20 @@ def test_the_schedule_and_the_budget_fit_inside_the_max_age():
     )
     # And the function's timeout lets the last rating started within the budget finish
     assert function["Timeout"] >= settings.portal_warm_budget_seconds + largest_rating_s
+
+
+def test_a_calendar_tenant_is_warmed_for_the_period_its_page_shows(portal, lambda_context, clock):
+    # Given a Kolkata calendar-monthly tenant that sent usage five minutes before the warmer runs
+    make_tenant("india", [("starter", "2025-09-30T18:30:00Z")], calendars=calendar("Asia/Kolkata"))
+    run_at = NOW + timedelta(seconds=MAX_AGE + 60)
+    clock(run_at)
+    recent_usage("india", 5, "india-recent")
+    # When the warmer runs
+    warm(lambda_context)
+    # Then the preview cached is that of its Kolkata November (the period its page shows), not of
+    # the UTC month, and the page a minute later shows it as of the warmer's run
+    assert cached_item("india", KOLKATA_NOVEMBER)["computed_at"]["S"] == "2025-11-20T15:36:00Z"
+    assert cached_item("india", "2025-11") is None
+    clock(run_at + timedelta(seconds=60))
+    data = json.loads(portal.data(portal.token("india"))["body"])
+    assert data["as_of"] == "2025-11-20T15:36:00Z"
