@@ -13,8 +13,9 @@ from decimal import Decimal
 
 from billing.adapters.aws.clients import dynamodb_client
 from billing.adapters.clickhouse.metric_rollups import ClickHouseMetricRollups
+from billing.adapters.dynamodb.preview_cache import DynamoMetricFiguresStore
 from billing.kernel.periods import Month, parse_instant
-from billing.portal.metric_cache import figures_from_json, figures_json
+from billing.portal.metric_cache import CachedFigures, figures_from_json, figures_json
 from billing.portal.metrics import MetricUsage, metrics_shown
 from billing.runtime import container
 from tests.metering.conftest import load_handler
@@ -181,3 +182,14 @@ def test_no_metric_figures_are_cached_for_a_plan_without_catalog_metrics(portal)
     assert data["metrics"] == [] and data["metrics_as_of"] is None
     assert cached_figures("acme", "2025-11") is None
     assert Decimal(data["total"]) >= 0
+
+
+def test_figures_too_large_for_an_item_are_not_cached_and_the_request_goes_on(portal):
+    # Given figures of thousands of groups, over DynamoDB's 400 KB item
+    store = DynamoMetricFiguresStore(container.settings().billing_table)
+    groups = [{"values": [f"user-{i:06d}" * 4], "quantity": "1.5", "days": []} for i in range(12000)]
+    huge = CachedFigures([{"metric": "m", "group_by": ["user"], "groups": groups}], NOW, "t", "a")
+    # When they are stored
+    store.put("acme", NOV, huge)
+    # Then nothing is cached (the page reads them again next time) and no error is raised
+    assert store.get("acme", NOV) is None

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from billing.adapters.dynamodb.items import dynamodb_client
 from billing.kernel.calendar import Period
 from billing.kernel.periods import Month, iso, parse_instant
@@ -83,7 +85,20 @@ class DynamoMetricFiguresStore:
         )
 
     def put(self, tenant_id: str, period: Month | Period, cached: CachedFigures) -> None:
+        """Store the figures; figures over DynamoDB's item size (thousands of groups) are not
+        cached, and the page reads them on every request (a cache: never a failed page)."""
         expires = int(cached.computed_at.timestamp()) + KEEP_DAYS * 86400
+        try:
+            self._put(tenant_id, period, cached, expires)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if (
+                error.get("Code") != "ValidationException"
+                or "size" not in str(error.get("Message", "")).lower()
+            ):
+                raise
+
+    def _put(self, tenant_id: str, period: Month | Period, cached: CachedFigures, expires: int) -> None:
         self.client.put_item(
             TableName=self.table,
             Item={
