@@ -13,8 +13,8 @@ Rule (one run, at ``now``):
   that just rated it): a second run right after the first rates nothing (idempotent).
 - at most ``max_tenants`` are rated, and none is started once ``budget_s`` seconds have passed; the
   others are skipped (the run names them; the handler logs them) and a page request for them rates on a miss as before.
-- each warmed tenant's per-metric figures (billing.portal.metric_cache) are refreshed right after
-  its preview, by the same keep rule (``figures``; within the same bounds: the budget is checked
+- each tenant's per-metric figures (billing.portal.metric_cache) are refreshed right after its
+  preview (warmed or kept; not for one with nothing to bill: no plan charges a metric), by the same keep rule (``figures``; within the same bounds: the budget is checked
   before each tenant, never between its two parts).
 - a tenant with nothing to bill (NotFound) is named as such; one whose month is stored is kept; a
   store or ClickHouse failure fails the run (the next run starts over).
@@ -107,8 +107,8 @@ class PreviewWarmer:
                 served = self.statements.refresh(tenant_id, period, keep_younger_than=self.keep_younger_than)
             except NotFound:
                 result.nothing_to_bill.append(tenant_id)
-            else:
-                (result.warmed if served is not None else result.kept).append(tenant_id)
+                continue
+            (result.warmed if served is not None else result.kept).append(tenant_id)
             if self.figures is not None and self.figures(tenant_id, period, self.keep_younger_than):
                 result.figures_warmed.append(tenant_id)
         return result
