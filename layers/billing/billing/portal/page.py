@@ -311,9 +311,12 @@ def _models(view: PortalView) -> str:
 
 def _metrics(view: PortalView) -> str:
     current = view.month.contains(view.generated_at)
+    as_of = (
+        f", as of {clock_text(view.metrics_as_of, view.time_zone)}" if view.metrics_as_of is not None else ""
+    )
     return metrics_section(
         view.metrics,
-        f"so far this {_unit(view)}" if current else f"in {month_name(view.month)}",
+        f"so far this {_unit(view)}{as_of}" if current else f"in {month_name(view.month)}",
         view.time_zone,
     )
 

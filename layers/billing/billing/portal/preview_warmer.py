@@ -13,6 +13,9 @@ Rule (one run, at ``now``):
   that just rated it): a second run right after the first rates nothing (idempotent).
 - at most ``max_tenants`` are rated, and none is started once ``budget_s`` seconds have passed; the
   others are skipped (the run names them; the handler logs them) and a page request for them rates on a miss as before.
+- each tenant's per-metric figures (billing.portal.metric_cache) are refreshed right after its
+  preview (warmed or kept; not for one with nothing to bill: no plan charges a metric), by the same keep rule (``figures``; within the same bounds: the budget is checked
+  before each tenant, never between its two parts).
 - a tenant with nothing to bill (NotFound) is named as such; one whose month is stored is kept; a
   store or ClickHouse failure fails the run (the next run starts over).
 
@@ -49,6 +52,7 @@ class WarmRun:
     kept: list[str] = field(default_factory=list)  # a young enough cached preview, or a stored statement
     nothing_to_bill: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # over the run's bounds, left to a request
+    figures_warmed: list[str] = field(default_factory=list)  # per-metric figures computed and cached
 
     def summary(self) -> dict[str, object]:
         return {
@@ -57,6 +61,7 @@ class WarmRun:
             "kept": len(self.kept),
             "nothing_to_bill": len(self.nothing_to_bill),
             "skipped": len(self.skipped),
+            "figures_warmed": len(self.figures_warmed),
         }
 
 
@@ -73,7 +78,10 @@ class PreviewWarmer:
         budget_s: float,
         timer: Callable[[], float] = time.monotonic,
         period_of: Callable[[str, datetime], Month | Period] | None = None,
+        figures: Callable[[str, Month | Period, timedelta], bool] | None = None,
     ):
+        # (tenant, period, keep_younger_than) -> whether per-metric figures were computed and cached
+        self.figures = figures
         self.period_of = period_of or (lambda _tenant_id, now: Month.of(now))
         self.active = active
         self.statements = statements
@@ -94,12 +102,13 @@ class PreviewWarmer:
             if len(result.warmed) >= self.max_tenants or self.timer() - started >= self.budget_s:
                 result.skipped = tenants[index:]
                 break
+            period = self.period_of(tenant_id, now)
             try:
-                served = self.statements.refresh(
-                    tenant_id, self.period_of(tenant_id, now), keep_younger_than=self.keep_younger_than
-                )
+                served = self.statements.refresh(tenant_id, period, keep_younger_than=self.keep_younger_than)
             except NotFound:
                 result.nothing_to_bill.append(tenant_id)
                 continue
             (result.warmed if served is not None else result.kept).append(tenant_id)
+            if self.figures is not None and self.figures(tenant_id, period, self.keep_younger_than):
+                result.figures_warmed.append(tenant_id)
         return result

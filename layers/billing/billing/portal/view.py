@@ -37,7 +37,8 @@ from billing.kernel.money import exponent, fmt_minor
 from billing.kernel.periods import Month, iso, utc
 from billing.metering.quota_windows import quota_window
 from billing.metering.quotas import Limit, quota_limit
-from billing.portal.metrics import MetricFigures, MetricUsage, metrics_shown
+from billing.portal.metric_cache import CachedMetricFigures
+from billing.portal.metrics import MetricAsk, MetricFigures, MetricUsage, metrics_shown
 from billing.portal.preview_cache import Served
 from billing.rating.csv import lines_csv
 from billing.statements.statement import Statement
@@ -158,6 +159,8 @@ class PortalView:
     # the applied corrections of the month's usage (billing.portal.corrections_block), newest first
     corrections: list[dict[str, Any]] = field(default_factory=list)
     as_of: datetime | None = None  # a preview's figures were computed then (cached: up to the max age ago)
+    # when the metric figures were computed (cached: up to the max age ago); None: read now, uncached
+    metrics_as_of: datetime | None = None
 
     @property
     def time_zone(self) -> str:
@@ -208,6 +211,7 @@ class PortalView:
             "credits": self.credits,
             "alerts": self.alerts,
             "metrics": [m.to_json() for m in self.metrics],
+            "metrics_as_of": iso(self.metrics_as_of) if self.metrics_as_of is not None else None,
             "corrections": self.corrections,
         }
 
@@ -251,7 +255,7 @@ class PortalService:
         clock: Callable[[], datetime],
         credits: CreditSummaries | None = None,
         alerts: Callable[[str, str], Sequence[Any]] | None = None,
-        metrics: MetricFigures | None = None,
+        metrics: MetricFigures | CachedMetricFigures | None = None,
         corrections: Callable[[str, Shown], list[dict[str, Any]]] | None = None,
     ):
         self.corrections = corrections  # (tenant, period) -> its corrections (corrections_block)
@@ -361,7 +365,7 @@ class PortalService:
             except NotFound:
                 statement, stored, as_of = None, False, None
             rollup = self.rollups.period(tenant_id, month.start, days_end, zone)
-            metrics = self._metrics(tenant, month, now)
+            metrics, metrics_as_of = self._metrics(tenant, month, now)
             used, _ = used_later.result()
             open_invoices = invoices_later.result()
             credits = credits_later.result()
@@ -382,6 +386,7 @@ class PortalService:
             credits=credits,
             alerts=self._alerts(tenant.id, window.key),
             metrics=metrics,
+            metrics_as_of=metrics_as_of,
             corrections=self.corrections(tenant.id, month) if self.corrections is not None else [],
         )
 
@@ -391,13 +396,23 @@ class PortalService:
             return []
         return [a.to_json() for a in self.alerts(tenant_id, period) if a.state == "active"]
 
-    def _metrics(self, tenant: Tenant, month: Shown, now: datetime) -> list[MetricUsage]:
-        """The period's charged catalog metrics so far: to now in the current period, else whole."""
+    def _metrics(
+        self, tenant: Tenant, month: Shown, now: datetime
+    ) -> tuple[list[MetricUsage], datetime | None]:
+        """The period's charged catalog metrics so far: to now in the current period, else whole;
+        with when they were computed, when cached (billing.portal.metric_cache)."""
         asked = metrics_shown(tenant, self.catalog, month)
         if self.metrics is None or not asked:
-            return []
+            return [], None
+        if isinstance(self.metrics, CachedMetricFigures):
+            figures = self.metrics.period(tenant.id, month, asked, zone=zone_of(month))
+            return figures.usage, figures.as_of
         end = min(now, month.end) if month.contains(now) else month.end
-        return self.metrics.month(tenant.id, asked, month.start, end, zone=zone_of(month))
+        return self.metrics.month(tenant.id, asked, month.start, end, zone=zone_of(month)), None
+
+    def metrics_asked(self, tenant_id: str, period: Shown) -> list[MetricAsk]:
+        """The catalog metrics the tenant's page shows for ``period`` (what the warmer caches)."""
+        return metrics_shown(self.tenant(tenant_id), self.catalog, period)
 
     def _credits(self, tenant_id: str, now: datetime) -> dict[str, Any] | None:
         if self.credits is None:

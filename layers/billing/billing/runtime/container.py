@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     from billing.payments.card_on_file import CardOnFileService
     from billing.payments.provider import PaymentCollector
     from billing.payments.stripe_webhooks import WebhookProcessor
+    from billing.portal.metric_cache import CachedMetricFigures
     from billing.portal.preview_cache import CachedStatements
     from billing.portal.preview_warmer import PreviewWarmer
     from billing.portal.tokens import PortalTokens
@@ -842,7 +843,6 @@ def preview_warmer() -> PreviewWarmer:
     """Rates each recently active tenant's month-to-date preview into the cache before the one there
     expires: a preview younger than max age - (interval + budget) is kept, so the next run still
     reaches it in time (billing.portal.preview_warmer)."""
-    from datetime import timedelta
 
     from billing.adapters.clickhouse.active_tenants import ClickHouseActiveTenants
     from billing.portal.preview_warmer import PreviewWarmer
@@ -858,6 +858,34 @@ def preview_warmer() -> PreviewWarmer:
         max_tenants=s.portal_warm_max_tenants,
         budget_s=s.portal_warm_budget_seconds,
         period_of=_shown_period,
+        figures=_warm_figures,
+    )
+
+
+def _warm_figures(tenant_id: str, period: Month | Period, keep_younger_than: timedelta) -> bool:
+    """Refresh the per-metric figures the tenant's page shows for ``period`` (none asked: nothing)."""
+    from billing.portal.view import zone_of
+
+    asked = portal_service().metrics_asked(tenant_id, period)
+    refreshed = cached_metric_figures().refresh(
+        tenant_id, period, asked, zone=zone_of(period), keep_younger_than=keep_younger_than
+    )
+    return refreshed is not None
+
+
+@provider
+def cached_metric_figures() -> CachedMetricFigures:
+    """The usage page's per-metric figures: a fresh cached entry, or read from the rollups then cached."""
+    from billing.adapters.clickhouse.metric_rollups import ClickHouseMetricRollups
+    from billing.adapters.dynamodb.preview_cache import DynamoMetricFiguresStore
+    from billing.portal.metric_cache import CachedMetricFigures
+
+    return CachedMetricFigures(
+        figures=ClickHouseMetricRollups(usage_store()),
+        store=DynamoMetricFiguresStore(settings().billing_table),
+        tenant=lambda tenant_id: tenants().get(tenant_id),
+        clock=clock(),
+        max_age_s=settings().portal_preview_max_age_seconds,
     )
 
 
@@ -872,7 +900,6 @@ def _shown_period(tenant_id: str, now: datetime) -> Month | Period:
 
 @provider
 def portal_service() -> PortalService:
-    from billing.adapters.clickhouse.metric_rollups import ClickHouseMetricRollups
     from billing.adapters.clickhouse.portal_queries import ClickHouseUsageRollups
     from billing.adapters.clickhouse.receipt_queries import ClickHouseStoredEvents
     from billing.adapters.dynamodb.corrections import DynamoCorrectionLedger
@@ -889,7 +916,7 @@ def portal_service() -> PortalService:
         clock=clock(),
         credits=credit_book(),
         alerts=alert_states().of_period,
-        metrics=ClickHouseMetricRollups(usage_store()),
+        metrics=cached_metric_figures(),
         corrections=MonthCorrections(
             ClickHouseStoredEvents(usage_store()), DynamoCorrectionLedger(settings().ledger_table)
         ),

@@ -2,6 +2,9 @@
 
 pk "PREVIEW#{tenant_id}"  sk "MONTH#{period key}"  body (the Statement as JSON, Decimals as text),
                                                 computed_at (ISO), inputs_digest, expires_at (TTL)
+pk "PREVIEW#{tenant_id}"  sk "METRICS#{period key}"  body (the per-metric figures as JSON,
+                                                billing.portal.metric_cache), computed_at, inputs_digest,
+                                                asked_digest, expires_at (TTL)
 
 (the period key: ``YYYY-MM`` for a UTC month, a tenant calendar period's key otherwise)
 
@@ -14,9 +17,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from billing.adapters.dynamodb.items import dynamodb_client
 from billing.kernel.calendar import Period
 from billing.kernel.periods import Month, iso, parse_instant
+from billing.portal.metric_cache import CachedFigures
 from billing.portal.preview_cache import CachedPreview
 from billing.statements.statement import Statement
 
@@ -51,6 +57,56 @@ class DynamoPreviewStore:
                 "body": {"S": preview.statement.model_dump_json()},
                 "computed_at": {"S": iso(preview.computed_at)},
                 "inputs_digest": {"S": preview.inputs_digest},
+                "expires_at": {"N": str(expires)},
+            },
+        )
+
+
+class DynamoMetricFiguresStore:
+    """The usage page's cached per-metric figures, one item per tenant and period (beside its preview)."""
+
+    def __init__(self, table: str, client: Any = None):
+        self.table = table
+        self.client = client or dynamodb_client()
+
+    @staticmethod
+    def key(tenant_id: str, period: Month | Period | str) -> dict[str, Any]:
+        return {"pk": {"S": f"PREVIEW#{tenant_id}"}, "sk": {"S": f"METRICS#{period}"}}
+
+    def get(self, tenant_id: str, period: Month | Period) -> CachedFigures | None:
+        item = self.client.get_item(TableName=self.table, Key=self.key(tenant_id, period)).get("Item")
+        if not item:
+            return None
+        return CachedFigures(
+            figures=json.loads(item["body"]["S"]),
+            computed_at=parse_instant(item["computed_at"]["S"]),
+            inputs_digest=item["inputs_digest"]["S"],
+            asked_digest=item["asked_digest"]["S"],
+        )
+
+    def put(self, tenant_id: str, period: Month | Period, cached: CachedFigures) -> None:
+        """Store the figures; figures over DynamoDB's item size (thousands of groups) are not
+        cached, and the page reads them on every request (a cache: never a failed page)."""
+        expires = int(cached.computed_at.timestamp()) + KEEP_DAYS * 86400
+        try:
+            self._put(tenant_id, period, cached, expires)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if (
+                error.get("Code") != "ValidationException"
+                or "size" not in str(error.get("Message", "")).lower()
+            ):
+                raise
+
+    def _put(self, tenant_id: str, period: Month | Period, cached: CachedFigures, expires: int) -> None:
+        self.client.put_item(
+            TableName=self.table,
+            Item={
+                **self.key(tenant_id, period),
+                "body": {"S": json.dumps(cached.figures, separators=(",", ":"))},
+                "computed_at": {"S": iso(cached.computed_at)},
+                "inputs_digest": {"S": cached.inputs_digest},
+                "asked_digest": {"S": cached.asked_digest},
                 "expires_at": {"N": str(expires)},
             },
         )
