@@ -450,7 +450,11 @@ class EventStore(Protocol):
 class BlockStore:
     """The ingest service's ``Store``: accepted rows are handed to ``target.insert_events`` (the
     production ClickHouse adapter) in blocks of ``block_rows``. ``flush`` stores the rest; until it
-    returns, rows are only in memory, so a simulation flushes before it closes the month."""
+    returns, rows are only in memory, so a simulation flushes before it closes the month.
+    ``buffers_blocks``: ingest hands it each batch whole (``billing.metering.storing.store_rows``),
+    not in queue-sized blocks that it would only join again."""
+
+    buffers_blocks = True
 
     def __init__(self, target: EventStore, *, block_rows: int = 100_000):
         self.target = target

@@ -11,7 +11,10 @@ import pytest
 from billing.adapters.dynamodb.statements import DynamoPeriodStore, DynamoStatementStore
 from billing.adapters.dynamodb.tenants import DynamoTenantStore
 from billing.adapters.dynamodb.usage_ledger import DynamoUsageLedger
+from billing.metering.events import StoredEvent
 from billing.metering.exactly_once import Claim, ClaimState
+from billing.metering.fallback import blocks
+from billing.metering.storing import store_rows
 from billing.runtime import container
 from billing.statements.statement import Statement, StatementLine
 from billing.tenants.tenant import Tenant
@@ -154,3 +157,27 @@ def test_the_first_close_wins_and_statements_are_stored_once(stores):
     assert statements.get("acme", "2025-11") == statement
     assert [s.statement_id for s in statements.list_month("2025-11")] == ["acme:2025-11"]
     assert statements.list_month("2025-10") == []
+
+
+def test_the_block_store_takes_a_batch_whole_and_clickhouse_gets_every_row(env):
+    # Given the simulation's block store over the production ClickHouse store, and a batch of rows
+    # too large for one fallback-queue message (so production would insert it in several blocks)
+    store = memory.BlockStore(env.store, block_rows=10_000)
+    fallback = memory.MemoryQueue()
+    at = datetime(2025, 11, 3, 12, tzinfo=UTC)
+    rows = [
+        StoredEvent(
+            "acme", f"e{i:05d}-{'x' * 100}", at, "query", "", 1, 0, 0, 0, Decimal("0.001"), "v1", at, {}
+        )
+        for i in range(3000)
+    ]
+    assert len(blocks(rows)) > 1
+    # When ingest stores them
+    outcome = store_rows(rows, "batch-1", store, fallback)
+    # Then every row is kept, in order, none queued; and once flushed ClickHouse holds each of them
+    assert (outcome.kept, outcome.queued, outcome.failed) == (rows, False, None)
+    assert fallback.messages == []
+    store.flush()
+    ids = [r.event_id for r in rows]
+    assert env.store.existing_event_ids("acme", ids) == set(ids)
+    assert store.rows == len(rows)

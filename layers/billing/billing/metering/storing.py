@@ -52,9 +52,12 @@ def store_rows(
     rows: list[StoredEvent], batch_id: str, store: UsageStore, fallback: FallbackQueue
 ) -> StoreOutcome:
     """Insert block by block; a block ClickHouse did not take goes to the fallback queue. Stops at
-    the first block that finds no durable home (later blocks are not tried)."""
+    the first block that finds no durable home (later blocks are not tried). A store that buffers
+    rows and cuts its own blocks (``buffers_blocks`` true: the simulation's in-memory block store)
+    gets the batch in one call: the queue-sized blocks exist for the insert dedup token and the
+    fallback queue, and such a store inserts neither block as given."""
     outcome = StoreOutcome()
-    for block in blocks(rows):
+    for block in [rows] if getattr(store, "buffers_blocks", False) else blocks(rows):
         try:
             store.insert_events(block)
             outcome.kept.extend(block)
