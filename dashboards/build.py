@@ -209,144 +209,81 @@ def time_zone_variable() -> dict[str, Any]:
     }
 
 
-# The chosen metric's definition (the newest export), as constants every row of a query can read.
+# The chosen metric's aggregation and time unit (the newest export), as constants every row reads.
 METRIC_DEFINITION = """
-    (SELECT tuple(aggregation, event_types, models, filters, property, field, per_ms)
+    (SELECT tuple(aggregation, per_ms)
      FROM metric_definitions
      WHERE id = ${metric:singlequote} AND exported_at = (SELECT max(exported_at) FROM metric_definitions)
      LIMIT 1) AS def,
-    def.1 AS agg, def.2 AS types, def.3 AS models, def.4 AS filters, def.5 AS prop, def.6 AS fld,
-    def.7 AS per_ms"""
-# The events (or rollup rows) the metric reads: its types, models and text-property filters.
-METRIC_READS = (
-    "has(types, type) AND (empty(models) OR has(models, model))\n"
-    "      AND arrayAll(f -> (mapContains(string_properties, f.1) AND has(f.3, string_properties[f.1])) = (f.2 = 1), filters)"
-)
-FIELD = (
-    "multiIf(fld = 'queries', queries, fld = 'input_tokens', input_tokens, fld = 'output_tokens', output_tokens,\n"
-    "                fld = 'bytes', bytes, input_tokens + output_tokens)"
-)
-# The local days of the range as instants, for the raw-event reads.
-DAY_START = f"toDateTime64(toDate($__fromTime, {TIME_ZONE}), 3, {TIME_ZONE})"
-DAY_END = f"toDateTime64(toDate($__toTime, {TIME_ZONE}) + 1, 3, {TIME_ZONE})"
+    def.1 AS agg, def.2 AS per_ms"""
+# The metric's live points (migration 0011: FINAL drops a second copy of an event, a voided event
+# and the void itself); which events they are is written once, in the view that fills the table.
+POINTS = "metric_points FINAL\n        WHERE metric_id = ${metric:singlequote}"
 
 
-def day_ms(d: str) -> str:
-    """Local day number ``d`` (days since 1970-01-01) as its first instant, in ms."""
-    return f"toInt64(toUnixTimestamp(toDateTime(addDays(toDate('1970-01-01'), {d}), {TIME_ZONE}))) * 1000"
+def metric_sql(key: str, *, tenant: str) -> str:
+    """The chosen metric per ``key`` over the days of the range, from ``metric_points``: ``time``
+    (a local day of the tenant's ``time_zone``, one tenant) or ``tenant`` (every tenant, UTC days).
 
-
-def metric_sql(key: str, *, tenant: str, raw: bool) -> str:
-    """The chosen metric per ``key`` over the days of the range: ``time`` (a local day of the
-    tenant's ``time_zone``, one tenant: the quarter-hour rollup) or ``tenant`` (every tenant, UTC
-    days: the daily rollup). ``raw``: also the aggregations the rollup cannot hold, read from
-    usage_events FINAL (one tenant's rows only: across every tenant they are a full scan).
-
-    With ``raw``, a max, latest value or distinct count of a property is read from the rollup only
-    while no void row (a correction's sign -1) lies in the range: the rollup keeps those over the
-    rows stored with sign 1 (migration 0008), which equal the live events exactly when nothing was
-    voided. Otherwise it is read from the live rows of usage_events FINAL, as billing reads it."""
+    One branch per aggregation, each reading only the metric's (and tenant's) sorted rows of the
+    days: the other branches' condition is constant false once the definition is read (a scalar),
+    so ClickHouse reads nothing for them. Every figure is billing's (billing.catalog.metrics):
+    count, sum, max, the last value (latest timestamp, then greatest event_id), distinct keys, and a
+    time-weighted sum: each value held from its point to the next (the last point before the days
+    holds from their start), split at each local midnight (a DST day is 23 or 25 hours), summed as
+    value x milliseconds and divided once, half-even at 18 places."""
     local = key == "time"
-    rollup_key = LOCAL_DAY if local else "tenant_id"
-    raw_key = f"toDateTime(toDate(timestamp, {TIME_ZONE}), 'UTC')" if local else "tenant_id"
-    exact = " AND voids = 0" if raw else ""
-    table, days = (
-        ("usage_metrics_quarter_hourly", LOCAL_DAYS)
-        if local
-        else ("usage_metrics_daily", "$__dateFilter(day)")
-    )
-    # One branch per aggregation, each reading only the rows and columns it needs: the branches of
-    # the other aggregations have a constant false condition (the definition is a scalar), so
-    # ClickHouse reads nothing for them.
+    zone = TIME_ZONE if local else "'UTC'"
+    start = f"toDateTime64(toDate($__fromTime, {zone}), 3, {zone})"
+    end = f"toDateTime64(toDate($__toTime, {zone}) + 1, 3, {zone})"
+    group = f"toDateTime(toDate(timestamp, {zone}), 'UTC')" if local else "tenant_id"
+    days = f"timestamp >= {start} AND timestamp < {end}"
     branches = [
-        ("agg = 'count' AND property = ''", "toDecimal256(sum(events), 18)"),
-        ("agg = 'sum' AND fld != '' AND property = ''", f"toDecimal256(sum({FIELD}), 18)"),
-        ("agg = 'sum' AND fld = '' AND property = prop", "sum(total)"),
-        (f"agg = 'max' AND fld = '' AND property = prop{exact}", "toDecimal256(max(peak), 18)"),
-        (f"agg = 'latest' AND fld = '' AND property = prop{exact}", "toDecimal256(argMaxMerge(last), 18)"),
-        (
-            f"agg = 'unique_count' AND fld = '' AND property IN ('', prop){exact}",
-            "toDecimal256(uniqExactIf(string_properties[prop], property = '' AND mapContains(string_properties, prop))\n"
-            "                            + uniqExactMergeIf(numbers, property = prop), 18)",
-        ),
+        ("count", "toDecimal256(count(), 18)"),
+        ("sum", "sum(toDecimal256(value, 18))"),
+        ("max", "toDecimal256(max(value), 18)"),
+        ("latest", "toDecimal256(argMax(value, (timestamp, event_id)), 18)"),
+        ("unique_count", "toDecimal256(uniqExact(key), 18)"),
     ]
-    rollup = "\n        UNION ALL".join(
+    figures = "\n        UNION ALL".join(
         f"""
-        SELECT {rollup_key} AS {key}, {value} AS value
-        FROM {table}
-        WHERE {tenant}{days} AND {condition}
-          AND {METRIC_READS}
+        SELECT {group} AS {key}, {value} AS value
+        FROM {POINTS} AND {tenant}{days} AND agg = '{name}'
         GROUP BY {key}"""
-        for condition, value in branches
+        for name, value in branches
     )
-    if not raw:
-        # a tenant whose events of the metric's types gave it nothing (0 distinct users) is not listed
-        return f"WITH {METRIC_DEFINITION}\nSELECT {key}, value FROM ({rollup}\n)\nWHERE value != 0\nORDER BY {key}"
-    assert local, "raw events are read per local day of one tenant"
-    # The live rows (billing.adapters.clickhouse.metric_queries.live_rows): not a void, not voided.
-    live = (
-        f"AND sign = 1 AND (tenant_id, event_id) NOT IN (SELECT tenant_id, corrects FROM usage_events\n"
-        f"                                                   WHERE {tenant}sign = -1 AND timestamp < {DAY_END})"
-    )
-    # A counter's (or, after a void, a property's) max, latest or distinct values; a value is
-    # (is text, text, number), so the text "3" and the number 3 are two distinct values.
-    values = f"""
-        SELECT {raw_key} AS {key},
-               multiIf(agg = 'max', maxIf(number, has),
-                       agg = 'latest', argMaxIf(number, (timestamp, event_id), has),
-                       toDecimal256(uniqExactIf((is_text, text, number), has OR is_text), 18)) AS value
-        FROM (SELECT tenant_id, timestamp, event_id,
-                     if(fld != '', toDecimal256({FIELD.replace(chr(10), chr(10) + "    ")}, 18),
-                        toDecimal256(number_properties[prop], 18)) AS number,
-                     fld != '' OR mapContains(number_properties, prop) AS has,
-                     fld = '' AND mapContains(string_properties, prop) AS is_text,
-                     if(is_text, string_properties[prop], '') AS text
-              FROM usage_events FINAL
-              WHERE {tenant}timestamp >= {DAY_START} AND timestamp < {DAY_END}
-                AND agg IN ('max', 'latest', 'unique_count') AND (fld != '' OR voids > 0)
-                AND {METRIC_READS}
-                {live})
-        GROUP BY {key}
-        HAVING agg = 'unique_count' OR countIf(has) > 0"""
-    gauge_rows = f"""SELECT tenant_id, toDecimal256(number_properties[prop], 18) AS v,
-                         toUnixTimestamp64Milli(timestamp) AS ms, event_id
-                  FROM usage_events FINAL
-                  WHERE {tenant}agg = 'time_weighted_sum' AND mapContains(number_properties, prop)
-                    AND {METRIC_READS}
-                    {live}"""
-    # Each held value is split over the local days it spans (a day of a DST change is 23 or 25 hours).
-    first_day = f"toUInt32(toDate(fromUnixTimestamp64Milli(held_from), {TIME_ZONE}))"
-    last_day = (
-        f"toUInt32(toDate(fromUnixTimestamp64Milli(greatest(held_to, held_from + 1) - 1), {TIME_ZONE}))"
-    )
+    points = f"""SELECT tenant_id, toDecimal256(value, 18) AS v, toUnixTimestamp64Milli(timestamp) AS ms, event_id
+                    FROM {POINTS.replace(chr(10), chr(10) + "            ")} AND {tenant}agg = 'time_weighted_sum'"""
+
+    def day_ms(d: str) -> str:
+        """Day number ``d`` (days since 1970-01-01) of the zone as its first instant, in ms."""
+        return f"toInt64(toUnixTimestamp(toDateTime(addDays(toDate('1970-01-01'), {d}), {zone}))) * 1000"
+
+    first_day = f"toUInt32(toDate(fromUnixTimestamp64Milli(held_from), {zone}))"
+    last_day = f"toUInt32(toDate(fromUnixTimestamp64Milli(greatest(held_to, held_from + 1) - 1), {zone}))"
+    held_key = "toDateTime(addDays(toDate('1970-01-01'), d), 'UTC')" if local else "tenant_id"
     held = f"""
-        SELECT toDateTime(addDays(toDate('1970-01-01'), d), 'UTC') AS {key},
-               roundBankers(toDecimal256(sum(v * ms), 30) / per_ms, 18) AS value
+        SELECT {held_key} AS {key}, roundBankers(toDecimal256(sum(v * ms), 30) / per_ms, 18) AS value
         FROM (
             SELECT tenant_id, v, d,
                    greatest(toInt64(0), least(held_to, {day_ms("d + 1")}) - greatest(held_from, {day_ms("d")})) AS ms
             FROM (
-                SELECT tenant_id, v, greatest(ms, toUnixTimestamp64Milli({DAY_START})) AS held_from,
-                       leadInFrame(ms, 1, toUnixTimestamp64Milli({DAY_END})) OVER (
+                SELECT tenant_id, v, greatest(ms, toUnixTimestamp64Milli({start})) AS held_from,
+                       leadInFrame(ms, 1, toUnixTimestamp64Milli({end})) OVER (
                            PARTITION BY tenant_id ORDER BY ms, event_id ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) AS held_to
                 FROM (
-                    {gauge_rows}
-                      AND timestamp >= {DAY_START} AND timestamp < {DAY_END}
+                    {points}
+                      AND {days}
                     UNION ALL
-                    SELECT * FROM ({gauge_rows}
-                      AND timestamp < {DAY_START}
+                    SELECT * FROM ({points}
+                      AND timestamp < {start}
                     ORDER BY timestamp DESC, event_id DESC LIMIT 1 BY tenant_id)))
             ARRAY JOIN range({first_day}, {last_day} + 1) AS d)
         WHERE ms > 0
         GROUP BY {key}"""
-    voids = (
-        f"(SELECT count() FROM usage_events WHERE {tenant}timestamp >= {DAY_START} AND timestamp < {DAY_END}"
-        " AND sign = -1) AS voids"
-    )
-    return (
-        f"WITH {METRIC_DEFINITION},\n    {voids}\nSELECT {key}, value FROM ({rollup}\n        UNION ALL{values}\n"
-        f"        UNION ALL{held}\n)\nORDER BY {key}"
-    )
+    # the operator's table leaves out a tenant whose events gave the metric nothing (0 distinct users)
+    nonzero = "" if local else "\nWHERE value != 0"
+    return f"WITH {METRIC_DEFINITION}\nSELECT {key}, value FROM ({figures}\n        UNION ALL{held}\n){nonzero}\nORDER BY {key}"
 
 
 def metric_variable() -> dict[str, Any]:
@@ -527,7 +464,7 @@ def tenant_usage() -> dict[str, Any]:
         "timeseries",
         "Catalog metric ${metric} per day",
         (0, 29, 24, 8),
-        metric_sql("time", tenant=f"tenant_id = {TENANT} AND ", raw=True),
+        metric_sql("time", tenant=f"tenant_id = {TENANT} AND "),
         fmt=TIME_SERIES,
         unit="short",
         defaults=bars(),
@@ -692,9 +629,7 @@ def operator_overview() -> dict[str, Any]:
         "table",
         "Top tenants by catalog metric ${metric}",
         (0, 23, 24, 8),
-        metric_sql("tenant", tenant="", raw=False).replace(
-            "ORDER BY tenant", "ORDER BY value DESC, tenant\nLIMIT 10"
-        ),
+        metric_sql("tenant", tenant="").replace("ORDER BY tenant", "ORDER BY value DESC, tenant\nLIMIT 10"),
         fmt=TABLE,
         options={"showHeader": True},
         overrides=[
