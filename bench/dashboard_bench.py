@@ -353,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{total_median * 1000:10.1f}   {verdict} (target < 1000 ms; load average {os.getloadavg()[0]:.1f})"
         )
     local_days_check(store, tenant, time_range, args.time_zone)
+    if metric_ids:
+        metric_check(store, tenant, time_range, args.time_zone)
 
     # The same month-to-date figure straight from usage_events, for reference and as a cross-check.
     raw = f"""SELECT sum(cost_usd) FROM usage_events FINAL WHERE tenant_id = '{tenant}'
@@ -395,6 +397,43 @@ def local_days_check(store: ClickHouseUsageStore, tenant: str, time_range: TimeR
     print(
         f"cross-check: tenant dashboard cost per day ({variables['time_zone']} days) == usage_events FINAL "
         f"per {time_zone} day on all {len(exact)} days: {shown == exact}"
+    )
+
+
+def metric_check(store: ClickHouseUsageStore, tenant: str, time_range: TimeRange, time_zone: str) -> None:
+    """Each catalog metric's panels against billing's metric query (``ClickHouseMetrics`` over
+    usage_events FINAL): the tenant's bars of three local days, and its row of the operator table
+    (the UTC days of the range)."""
+    from datetime import datetime
+
+    from billing.adapters.clickhouse.metric_queries import ClickHouseMetrics
+
+    boards = {b.uid: b for b in load_dashboards(ROOT / "dashboards")}
+    tenant_board, operator = boards["billing-tenant-usage"], boards["billing-operator-overview"]
+    panel = next(q for q in tenant_board.queries() if q.title.startswith("Catalog metric"))
+    table = next(q for q in operator.queries() if q.title.startswith("Top tenants by catalog metric"))
+    metrics, tz = ClickHouseMetrics(store), zone(time_zone)
+    first = time_range.start.astimezone(tz).date()
+    last = time_range.end.astimezone(tz).date()
+    days = [first, first + (last - first) / 2, last]
+    checked, equal = 0, 0
+    for definition in bench_catalog().metrics:
+        variables = tenant_board.resolve({"tenant": tenant, "metric": definition.id}, time_range, store.query)
+        bars = {t.date(): v for t, v in store.query(render(panel.raw_sql, time_range, variables))}
+        for day in days:
+            start = datetime.combine(day, datetime.min.time(), tz)
+            end = datetime.combine(day + timedelta(days=1), datetime.min.time(), tz)
+            exact = metrics.value(definition, tenant, start, end)
+            checked, equal = checked + 1, equal + (bars.get(day) == exact)
+        rows = dict(store.query(render(table.raw_sql, time_range, {"metric": definition.id})))
+        utc_first = time_range.start.replace(hour=0, minute=0, second=0, microsecond=0)
+        utc_end = time_range.end.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+        if tenant in rows:
+            exact = metrics.value(definition, tenant, utc_first, utc_end)
+            checked, equal = checked + 1, equal + (rows[tenant] == exact)
+    print(
+        f"cross-check: catalog-metric panels (tenant bars of 3 {time_zone} days, operator row) == "
+        f"ClickHouseMetrics over usage_events FINAL: {equal} of {checked} equal"
     )
 
 
