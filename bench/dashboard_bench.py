@@ -27,6 +27,11 @@ them, and every metric's dashboard panels are timed.
 The tenant dashboard reads the largest tenant's days in its time zone (``--time-zone``, default UTC;
 exported to tenant_quotas as a calendar tenant's is) from the quarter-hour rollups; with a zone other
 than UTC the bench also cross-checks its "Cost per day" against usage_events FINAL per local day.
+With catalog metrics it cross-checks every metric's panels (the tenant's bars of three local days,
+its operator-table row) against billing's metric query over usage_events FINAL.
+
+Length: one script because generation, timing and the cross-checks share one database and its
+largest tenant; splitting it would pass that state between files for no reader's benefit.
 """
 
 from __future__ import annotations

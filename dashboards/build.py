@@ -7,23 +7,27 @@ Every panel reads the rollups (usage_hourly, usage_daily: SummingMergeTree, so a
 GROUP BY, never a bare SELECT) and tenant_quotas (newest row per tenant via argMax). Cost is
 sum(cost_usd), the same Decimal(38, 9) figures billing sums from usage_events.
 
-The catalog-metric panels read the metric chosen in the ``metric`` variable from the newest export
-of ``metric_definitions`` and compute it as billing.adapters.clickhouse.metric_rollups does: from
-the per-metric rollup usage_metrics_daily (AggregatingMergeTree: merged with sum/max/-Merge), and
-from usage_events FINAL for what the rollup cannot hold (a time-weighted sum; a max, latest or
-unique count of an event counter; on the tenant dashboard, a max, latest or unique count of a
-property once a correction voided an event in the range: the rollup keeps those over sign-1 rows).
+The catalog-metric panels read the metric chosen in the ``metric`` variable (its aggregation and
+time unit from the newest export of ``metric_definitions``) from ``metric_points`` FINAL (migration
+0011): one row per live event per metric, so a panel reads only that metric's sorted rows of the
+tenant (or every tenant) and days, and computes what billing.adapters.clickhouse.metric_queries
+computes from usage_events FINAL, every aggregation included (voids, amends and a copy stored twice
+are resolved by FINAL; which events a metric reads is written once, in the view filling the table).
 
 Days. The tenant dashboard's figures per day and over the days of the range are the tenant's local
 days: the hidden ``time_zone`` variable reads the tenant's zone from tenant_quotas (exported from its
-billing calendar; 'UTC' without one), and those panels read the quarter-hour rollups
-(usage_quarter_hourly, usage_metrics_quarter_hourly), grouped by ``toDate(quarter, zone)``. Every UTC
-offset is a whole number of quarter hours, so a local day is exactly a set of quarters. The days of
-the range are every local day the range touches (``toDate($__fromTime, zone)`` to
-``toDate($__toTime, zone)``, whole days, as ``$__dateFilter`` does for UTC days); a day's bar is
-drawn at that local date's 00:00 UTC, so the dashboard's UTC axis reads the local date. The month
-panels (this month's cost and quota) stay UTC calendar months, the month ingest counts a quota in, and
-the operator dashboard, which spans tenants of many zones, stays in UTC days.
+billing calendar; 'UTC' without one), and those panels read the quarter-hour rollup
+(usage_quarter_hourly), grouped by ``toDate(quarter, zone)``, and the metric's points grouped by
+``toDate(timestamp, zone)``. Every UTC offset is a whole number of quarter hours, so a local day is
+exactly a set of quarters. The days of the range are every local day the range touches
+(``toDate($__fromTime, zone)`` to ``toDate($__toTime, zone)``, whole days, as ``$__dateFilter`` does
+for UTC days); a day's bar is drawn at that local date's 00:00 UTC, so the dashboard's UTC axis reads
+the local date. The month panels (this month's cost and quota) stay UTC calendar months, the month
+ingest counts a quota in, and the operator dashboard, which spans tenants of many zones, stays in
+UTC days.
+
+Length: one module because it is the single place the dashboards' SQL is written; the panels of
+both dashboards share the constants and helpers above, and the JSON files are checked against it.
 """
 
 from __future__ import annotations
@@ -225,9 +229,10 @@ def metric_sql(key: str, *, tenant: str) -> str:
     """The chosen metric per ``key`` over the days of the range, from ``metric_points``: ``time``
     (a local day of the tenant's ``time_zone``, one tenant) or ``tenant`` (every tenant, UTC days).
 
-    One branch per aggregation, each reading only the metric's (and tenant's) sorted rows of the
-    days: the other branches' condition is constant false once the definition is read (a scalar),
-    so ClickHouse reads nothing for them. Every figure is billing's (billing.catalog.metrics):
+    Two branches, each reading only the metric's (and tenant's) sorted rows of the days: the
+    aggregation chosen over them in one pass, or a time-weighted sum over them in order; the branch
+    not chosen has a constant false condition once the definition is read (a scalar), so ClickHouse
+    reads nothing for it. Every figure is billing's (billing.catalog.metrics):
     count, sum, max, the last value (latest timestamp, then greatest event_id), distinct keys, and a
     time-weighted sum: each value held from its point to the next (the last point before the days
     holds from their start), split at each local midnight (a DST day is 23 or 25 hours), summed as
@@ -238,20 +243,18 @@ def metric_sql(key: str, *, tenant: str) -> str:
     end = f"toDateTime64(toDate($__toTime, {zone}) + 1, 3, {zone})"
     group = f"toDateTime(toDate(timestamp, {zone}), 'UTC')" if local else "tenant_id"
     days = f"timestamp >= {start} AND timestamp < {end}"
-    branches = [
-        ("count", "toDecimal256(count(), 18)"),
-        ("sum", "sum(toDecimal256(value, 18))"),
-        ("max", "toDecimal256(max(value), 18)"),
-        ("latest", "toDecimal256(argMax(value, (timestamp, event_id)), 18)"),
-        ("unique_count", "toDecimal256(uniqExact(key), 18)"),
-    ]
-    figures = "\n        UNION ALL".join(
-        f"""
-        SELECT {group} AS {key}, {value} AS value
-        FROM {POINTS} AND {tenant}{days} AND agg = '{name}'
-        GROUP BY {key}"""
-        for name, value in branches
+    # One pass over the metric's points computes the aggregation chosen (the others' -If
+    # condition is a constant false: the definition is a scalar, so they cost nothing per row).
+    value = (
+        "multiIf(agg = 'count', toDecimal256(count(), 18), agg = 'sum', sumIf(toDecimal256(value, 18), agg = 'sum'),\n"
+        "                       agg = 'max', toDecimal256(maxIf(value, agg = 'max'), 18),\n"
+        "                       agg = 'latest', toDecimal256(argMaxIf(value, (timestamp, event_id), agg = 'latest'), 18),\n"
+        "                       toDecimal256(uniqExactIf(key, agg = 'unique_count'), 18))"
     )
+    figures = f"""
+        SELECT {group} AS {key}, {value} AS value
+        FROM {POINTS} AND {tenant}{days} AND agg != 'time_weighted_sum'
+        GROUP BY {key}"""
     points = f"""SELECT tenant_id, toDecimal256(value, 18) AS v, toUnixTimestamp64Milli(timestamp) AS ms, event_id
                     FROM {POINTS.replace(chr(10), chr(10) + "            ")} AND {tenant}agg = 'time_weighted_sum'"""
 
