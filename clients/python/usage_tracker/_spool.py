@@ -22,6 +22,10 @@ Invariants:
 - A directory is worked on only by whoever holds the flock on its .lock. A directory whose owner
   died has a free lock; any tracker that takes it adopts it and replays it from its ack cursor.
   Replaying an acknowledged line is harmless: the server answers "duplicate" (same event_id).
+
+Length: one module because the invariants above span its parts: the append on callers' threads, the
+segment files and their mapping, reading and resolving on the sender thread, and adoption share one
+lock and one on-disk layout, and each part is only correct together with the others.
 """
 
 from __future__ import annotations
