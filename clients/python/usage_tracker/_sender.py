@@ -33,6 +33,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
+from ._events import EventIds
 from ._spool import Batch, Spool
 from ._transport import Transport
 from .errors import Problem, TransportError
@@ -94,8 +95,10 @@ class Sender:
         max_retry_after: float,
         adopt_interval: float,
         unknown_tenant_retention: float = 300.0,
+        ids: Optional[EventIds] = None,
     ) -> None:
         self.spool = spool
+        self.ids = ids  # its id tails are made here, off the callers' threads
         self.transport = transport
         self.report = report
         self.on_resolved = on_resolved
@@ -257,6 +260,8 @@ class Sender:
         if spool.durability == "buffered":
             spool.write_buffer()
         spool.rotate_if_full()
+        if self.ids is not None:
+            self.ids.top_up()
 
     def _sleep(self, seconds: float) -> bool:
         """Back off for ``seconds`` while keeping the spool synced; False once closing is past its deadline."""

@@ -22,6 +22,10 @@ Invariants:
 - A directory is worked on only by whoever holds the flock on its .lock. A directory whose owner
   died has a free lock; any tracker that takes it adopts it and replays it from its ack cursor.
   Replaying an acknowledged line is harmless: the server answers "duplicate" (same event_id).
+
+Length: one module because the invariants above span its parts: the append on callers' threads, the
+segment files and their mapping, reading and resolving on the sender thread, and adoption share one
+lock and one on-disk layout, and each part is only correct together with the others.
 """
 
 from __future__ import annotations
@@ -84,6 +88,7 @@ class Segment:
         self.acked = acked
         self.write_fd: Optional[int] = None
         self.mapped: Optional[mmap.mmap] = None  # durability "batch": the preallocated file, mapped
+        self.mapped_end = 0  # len(mapped)
         self.synced = size
         self._read_fd: Optional[int] = None
 
@@ -213,27 +218,30 @@ class Spool:
     def append(self, line: bytes) -> int:
         """Put one line in the spool (SpoolFull when the size limit would be passed); returns how
         many own lines the sender has not read yet, this one included."""
+        length = len(line)
         with self.lock:
-            if self.bytes + len(line) > self.max_bytes:
+            total = self.bytes + length
+            if total > self.max_bytes:
                 raise SpoolFull
-            if self.durability == "buffered":
+            active = self.active
+            mapped = active.mapped  # only with durability "batch"
+            size = active.size
+            end = size + length
+            if mapped is not None and end <= active.mapped_end:
+                mapped[size:end] = line
+                active.size = end
+            elif self.durability == "buffered":
                 self.buffer.append(line)
             else:
-                active = self.active
-                size = active.size
-                end = size + len(line)
-                mapped = active.mapped
-                if mapped is not None and end <= len(mapped):
-                    mapped[size:end] = line
-                elif os.pwrite(active.write_fd, line, size) != len(line):  # type: ignore[arg-type]
+                if os.pwrite(active.write_fd, line, size) != length:  # type: ignore[arg-type]
                     raise OSError("short write to the spool (disk full?)")
                 active.size = end
                 if self.durability == "event":
                     os.fsync(active.write_fd)  # type: ignore[arg-type]
-                    active.synced = active.size
-            self.bytes += len(line)
-            self.lines_written += 1
-            return self.lines_written - self.own_read
+                    active.synced = end
+            self.bytes = total
+            written = self.lines_written = self.lines_written + 1
+            return written - self.own_read
 
     # -- sender thread -------------------------------------------------------------------------
     def write_buffer(self) -> None:
@@ -446,6 +454,7 @@ class Spool:
         segment.write_fd = os.open(segment.path, os.O_RDWR | os.O_CREAT | _OPEN_FLAGS, 0o600)
         if self.durability == "batch":
             segment.mapped = _preallocated_map(segment.write_fd, self.segment_bytes + _MAP_HEADROOM)
+            segment.mapped_end = 0 if segment.mapped is None else len(segment.mapped)
             populate_ahead(segment)
         if self.durability != "buffered":
             _fsync_dir(directory.path)  # the file's name must survive a power loss with its lines

@@ -210,7 +210,14 @@ class Tracker:
     def _start(self) -> None:
         self._spool = Spool(self.spool_dir, **self._spool_options)  # type: ignore[arg-type]
         self._spool.adopt_orphans()
-        self._sender = Sender(self._spool, self._transport, self._report, self._resolved, **self._options)  # type: ignore[arg-type]
+        self._sender = Sender(
+            self._spool,
+            self._transport,
+            self._report,
+            self._resolved,
+            ids=self._ids,
+            **self._options,  # type: ignore[arg-type]
+        )
         self._sender.start()
 
     # -- the hot path ------------------------------------------------------------------------
