@@ -10,6 +10,7 @@ page does."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -173,6 +174,7 @@ def capture(out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    logging.getLogger("billing").setLevel(logging.WARNING)  # not a line per ingested batch
     out = Path(args[0] if args else "docs/guides")
     out.mkdir(parents=True, exist_ok=True)
     for path in capture(out):
