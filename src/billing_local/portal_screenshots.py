@@ -11,8 +11,10 @@ page does."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -174,7 +176,12 @@ def capture(out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    logging.getLogger("billing").setLevel(logging.WARNING)  # not a line per ingested batch
+    # The handlers' JSON logs (a line per ingested batch) and EMF metrics would bury the two lines.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    from billing.runtime.observability import logger
+
+    logger.setLevel(logging.WARNING)
     out = Path(args[0] if args else "docs/guides")
     out.mkdir(parents=True, exist_ok=True)
     for path in capture(out):
