@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test smoke venv lint format typecheck bench clean live-stripe-test browser docs
+.PHONY: demo test smoke venv lint format typecheck bench clean live-stripe-test browser docs portal-screenshots
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ browser:
 		 (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1)) || \
 		echo "chromium could not be installed: browser tests will be skipped"; \
 	fi
+
+# The usage page's docs screenshots (docs/guides/portal.png, portal-phone.png): a Kolkata tenant's page
+# at a fixed moment, rendered by Debian's Chromium at 1280 and 375 px (billing_local/portal_screenshots.py).
+portal-screenshots: $(STAMP) browser
+	$(BIN)/python -m billing_local.portal_screenshots docs/guides
 
 # Every test, the deploy smoke test (tests/smoke) included.
 test: $(STAMP) browser

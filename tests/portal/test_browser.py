@@ -512,3 +512,70 @@ def test_the_corrections_block_reads_on_a_phone(site, page, lambda_context):
         page.set_viewport_size({"width": width, "height": 900})
         assert page.locator("#corrections thead th").nth(3).is_visible()
         assert table_problems(page) == [], width
+
+
+# The selected option's text, in the select's font, fits the select between its padding and its arrow.
+SELECTED_FITS = """s => {
+  const cs = getComputedStyle(s), ctx = document.createElement('canvas').getContext('2d');
+  ctx.font = `${cs.fontWeight} ${cs.fontSize} ${cs.fontFamily}`;
+  const text = ctx.measureText(s.options[s.selectedIndex].text).width;
+  return text + parseFloat(cs.paddingLeft) + parseFloat(cs.paddingRight) + 20 <= s.clientWidth;
+}"""
+
+
+@pytest.fixture
+def kolkata_metered(metered) -> str:
+    """Given gpuin, on the GPU plan since its local 1 October on its own calendar in Asia/Kolkata
+    (+05:30), with gpuco's November jobs and seats, and an open invoice of its October period."""
+    from billing.invoicing import InvoiceRecord
+    from tests.portal.conftest import metered_events
+    from tests.portal.test_tenant_periods import KOLKATA_OCTOBER, calendar
+    from tests.rating.helpers import make_tenant
+
+    make_tenant(
+        "gpuin", [("gpu", "2025-09-30T18:30:00Z")], name="GPU India", calendars=calendar("Asia/Kolkata")
+    )
+    container.usage_store().insert_events(metered_events("gpuin"))
+    container.invoice_records().save(
+        InvoiceRecord(
+            tenant_id="gpuin", month=KOLKATA_OCTOBER, statement_id=f"gpuin:{KOLKATA_OCTOBER}", state="sent",
+            total_cents=71546, invoice_id="in_gpuin", invoice_status="open", invoice_number="GPUIN-0007",
+            hosted_invoice_url="https://invoice.stripe.com/i/acct_test/test_gpuin",
+        )
+    )  # fmt: skip
+    return "gpuin"
+
+
+@pytest.mark.parametrize("width", [375, 600, 1280])
+def test_a_kolkata_tenant_with_catalog_metrics_reads_on_a_phone_and_wider(site, page, kolkata_metered, width):
+    # When gpuin, on its own Asia/Kolkata calendar with a grouped catalog charge, opens its page
+    page.set_viewport_size({"width": width, "height": 900})
+    page.goto(link(site, kolkata_metered))
+    # Then the page does not scroll sideways, every table can be read, and the period form is on screen
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= width
+    assert page.locator("#metrics tbody tr").count() == 10
+    assert table_problems(page) == []
+    inner = page.locator("header").evaluate(
+        "h => { const r = h.getBoundingClientRect(), cs = getComputedStyle(h);"
+        " return [r.left + parseFloat(cs.paddingLeft), r.right - parseFloat(cs.paddingRight)]; }"
+    )
+    for control in ("#month", "#month-form button", "label[for=month]"):
+        box = page.locator(control).bounding_box()
+        assert inner[0] - 1 <= box["x"] and box["x"] + box["width"] <= inner[1] + 1, (control, box, inner)
+    assert page.locator("#month").evaluate(SELECTED_FITS), "the selected period's label is cut"
+    # And the zone is named where times are shown, the period read as its month in sentences
+    assert "all times Asia/Kolkata" in page.text_content("header")
+    assert page.text_content("#queries").replace(",", "").isdigit()
+    assert "Queries in November 2025" in page.text_content("#content .cards")
+    statement_note = page.locator("#statement-h + p").text_content()
+    assert statement_note.startswith("Preview of the statement for November 2025, as of 21:00 Asia/Kolkata")
+    metrics_note = page.locator("#metrics-h + p").text_content()
+    assert "so far this period, as of 21:00 Asia/Kolkata." in metrics_note
+    assert metrics_note.count("Asia/Kolkata") == 1
+    invoice = page.locator('#invoices li[data-invoice="in_gpuin"]').text_content()
+    assert invoice.startswith("View and pay invoice GPUIN-0007 for October 2025: $715.46")
+    # And nothing reads like an identifier or a key: no period key, no raw zone label in the content
+    content = page.text_content("#content")
+    assert "T18:30:00Z" not in content and "(Asia/Kolkata)" not in content.replace(
+        "Per day (Asia/Kolkata)", ""
+    )

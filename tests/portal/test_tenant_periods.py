@@ -202,3 +202,28 @@ def test_an_anniversary_period_off_the_quarter_hours_splits_its_first_quarter_ex
     assert day_figures(current) == {"2025-11-14": (2, Decimal("0.6")), "2025-11-20": (1, Decimal("0.8"))}
     assert [d["day"] for d in current["days"]][0] == "2025-11-14"
     assert day_figures(previous) == {"2025-11-14": (1, Decimal("0.1"))}
+
+
+def test_a_kolkata_period_reads_as_its_month_in_sentences(portal: Any, india: str) -> None:
+    token = portal.token(india)
+    # When india's page is read, for its current period and for October
+    november = portal.page(token)["body"]
+    october = portal.page(token, KOLKATA_OCTOBER)["body"]
+    # Then the sentences name the period as its local month, the selector keeps the periods' labels
+    assert "Queries in November 2025" in november
+    assert "Preview of the statement for November 2025, as of 21:00 Asia/Kolkata." in november
+    assert f'<option value="{KOLKATA_NOVEMBER}" selected>2025-11 (Asia/Kolkata)</option>' in november
+    assert "Queries in October 2025" in october and "2025-10 (Asia/Kolkata)</option>" in october
+
+
+def test_a_period_that_is_not_a_month_reads_as_its_local_days() -> None:
+    from billing.portal.page import period_words
+
+    # Given anniversary periods from a signup on 15 January at 10:00 in Paris, and local months
+    anniversary = Calendar("Europe/Paris", anchor=datetime(2026, 1, 15, 9, 0, tzinfo=UTC))
+    monthly = Calendar("Asia/Kolkata")
+    at = datetime(2026, 1, 20, tzinfo=UTC)
+    # Then a sentence names the first by its local days and times, the second as its month, neither
+    # with the zone (the page's header names it)
+    assert period_words(anniversary.period_of(at)) == "15 Jan 2026 10:00 – 15 Feb 2026 10:00"
+    assert period_words(monthly.period_of(at)) == "January 2026"

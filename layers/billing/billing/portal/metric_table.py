@@ -79,9 +79,13 @@ def metrics_section(metrics: Sequence[MetricUsage], period: str, time_zone: str 
                 f"{escape(quantity_text(group.quantity, usage.metric.unit))}</td>"
                 f'<td data-label="Measured as">{measure}</td></tr>'
             )
+    # The days are named by their zone; a tenant zone's only once (when the "as of" time names it
+    # already); a UTC page reads as it always has.
+    named = time_zone != "UTC" and period.endswith(f" {time_zone}")
+    days = "" if named else f" ({time_zone} days)"
     return (
         '<h2 id="metrics-h">Usage by metric</h2>'
-        f'<p class="sub">What your plan charges for, {escape(period)} ({escape(time_zone)} days). A charge billed per '
+        f'<p class="sub">What your plan charges for, {escape(period)}{escape(days)}. A charge billed per '
         "property value has one row per value; <em>none</em> is usage without that property.</p>"
         '<div class="scroll"><table id="metrics" class="stack" aria-labelledby="metrics-h"><thead><tr>'
         '<th scope="col">Metric</th><th scope="col" class="num">Quantity</th>'

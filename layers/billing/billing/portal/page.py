@@ -77,6 +77,7 @@ details{margin-top:6px}summary{cursor:pointer;color:var(--accent)}
 footer{color:var(--muted);font-size:.85rem;padding:24px 16px}
 .badge{display:inline-block;font-size:.8rem;padding:1px 8px;border-radius:10px;border:1px solid currentColor}
 @media (max-width:560px){h1{font-size:1.25rem}.card .value{font-size:1.25rem}th,td{padding:6px 4px}
+header>form{width:100%;display:grid;grid-template-columns:minmax(0,1fr) auto;row-gap:2px}header>form label{grid-column:1/-1}
 svg text{font-size:18px}
 #lines thead,table.stack thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);clip-path:inset(50%)}
 #lines tr{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr) auto;column-gap:12px;border-bottom:1px solid var(--line);padding:4px 0}
@@ -142,8 +143,21 @@ def clock_text(at: datetime, time_zone: str) -> str:
 
 
 def month_name(month: Shown) -> str:
-    """``November 2025`` for a UTC month; a tenant period's label (``2025-11 (Asia/Kolkata)``)."""
+    """``November 2025`` for a UTC month; a tenant period's label (``2025-11 (Asia/Kolkata)``), as
+    the period selector lists it."""
     return month.label() if isinstance(month, Period) else month.start.strftime("%B %Y")
+
+
+def period_words(month: Shown) -> str:
+    """The month or period in a sentence: ``November 2025`` for a UTC month and for a local calendar
+    month of a tenant's zone, else its local days (``15 Jan 2026 – 14 Feb 2026``). Never the zone:
+    the page's header names it once for every date and time."""
+    if not isinstance(month, Period):
+        return month_name(month)
+    label = month.label().removesuffix(f" ({month.calendar.time_zone})")
+    if len(label) == 7 and label[4] == "-":  # the label of a whole local calendar month: 2025-11
+        return month.local_start().strftime("%B %Y")
+    return label
 
 
 def _unit(view: PortalView) -> str:
@@ -209,7 +223,7 @@ def _cards(view: PortalView) -> str:
         f'<div class="card"><p class="label">{label}</p>'
         f'<p class="value" id="total" data-amount="{view.total:.2f}">{money(view.total, currency)}</p>'
         f'<p class="note">{kind}</p></div>'
-        f'<div class="card"><p class="label">Queries in {escape(month_name(view.month))}</p>'
+        f'<div class="card"><p class="label">Queries in {escape(period_words(view.month))}</p>'
         f'<p class="value" id="queries">{count(queries)}</p></div>'
         f'<div class="card"><p class="label">Query quota used</p><p class="value" id="quota">{quota_value}</p>'
         f'{quota_bar}<p class="note">Resets {escape(local_text(q.resets_at, view.time_zone))}</p></div>'
@@ -268,9 +282,9 @@ def _statement(view: PortalView) -> str:
     what = (
         f"Issued {escape(s.invoice_date)}"
         if view.stored
-        else f"Preview of the statement for {escape(month_name(view.month))}, as it would be invoiced now"
+        else f"Preview of the statement for {escape(period_words(view.month))}, as it would be invoiced now"
         if view.as_of is None
-        else f"Preview of the statement for {escape(month_name(view.month))}, as of {escape(clock_text(view.as_of, view.time_zone))}"
+        else f"Preview of the statement for {escape(period_words(view.month))}, as of {escape(clock_text(view.as_of, view.time_zone))}"
     )
     csv = base64.b64encode(view.lines_csv()).decode()
     return (
@@ -316,7 +330,7 @@ def _metrics(view: PortalView) -> str:
     )
     return metrics_section(
         view.metrics,
-        f"so far this {_unit(view)}{as_of}" if current else f"in {month_name(view.month)}",
+        f"so far this {_unit(view)}{as_of}" if current else f"in {period_words(view.month)}",
         view.time_zone,
     )
 
@@ -326,13 +340,13 @@ def _invoices(view: PortalView) -> str:
         return '<h2 id="invoices-h">Open invoices</h2><p id="no-invoices">No open invoices.</p>'
     items = []
     for inv in view.open_invoices:
-        label = f"Invoice {inv.number or inv.invoice_id} for {_invoice_period(view, inv.month)}"
+        label = f"invoice {inv.number or inv.invoice_id} for {_invoice_period(view, inv.month)}"
         amount = money(inv.amount, inv.currency)
         url = inv.hosted_invoice_url or ""
         link = (
             f'<a href="{escape(url)}" target="_blank" rel="noopener noreferrer">View and pay {escape(label)}</a>'
             if url.startswith("https://")
-            else escape(label)
+            else escape(label[0].upper() + label[1:])
         )
         items.append(
             f'<li data-invoice="{escape(inv.invoice_id)}">{link}: {amount} ({escape(inv.status)})</li>'
@@ -341,10 +355,10 @@ def _invoices(view: PortalView) -> str:
 
 
 def _invoice_period(view: PortalView, key: str) -> str:
-    """An invoice's period in words: a month's name, a tenant period's label (its key if not listed)."""
+    """An invoice's period in words: a month's name, a tenant period's words (its key if not listed)."""
     for shown in view.months:
         if str(shown) == key:
-            return month_name(shown)
+            return period_words(shown)
     try:
         return month_name(Month.parse(key))
     except ValueError:
@@ -360,7 +374,7 @@ def render_content(view: PortalView) -> str:
         + '<figure><figcaption id="queries-cap">Queries per day</figcaption>'
         + bar_chart(
             "queries-chart",
-            f"Queries per day, {month_name(view.month)}",
+            f"Queries per day, {period_words(view.month)}",
             days,
             lambda d: Decimal(d.queries),
             count,
@@ -370,7 +384,7 @@ def render_content(view: PortalView) -> str:
         + '<figure><figcaption id="cost-cap">Metered cost per day (USD)</figcaption>'
         + bar_chart(
             "cost-chart",
-            f"Metered cost per day, {month_name(view.month)}",
+            f"Metered cost per day, {period_words(view.month)}",
             days,
             lambda d: d.cost_usd,
             metered_usd,
@@ -388,7 +402,7 @@ def render_content(view: PortalView) -> str:
             view.corrections,
             f"Corrections this {_unit(view)}"
             if view.month.contains(view.generated_at)
-            else f"Corrections to {month_name(view.month)}",
+            else f"Corrections to {period_words(view.month)}",
             metered_usd,
             view.time_zone,
         )
@@ -417,8 +431,9 @@ def render_page(view: PortalView, token: str, nonce: str | None = None) -> tuple
         f'<label for="month">{_unit(view).title()}</label><select id="month" name="month">{options}</select>'
         '<button type="submit">Show</button></form></header>'
         f'<main><p id="status" class="sub" role="status" aria-live="polite"></p><div id="content">{render_content(view)}</div></main>'
-        f"<footer>Tenant {escape(view.tenant_id)}. Figures per day come from hourly-updated usage rollups; "
-        "the statement is computed exactly as it will be invoiced. This link is personal and expires.</footer>"
+        f"<footer>Account ID: {escape(view.tenant_id)}. The figures per day and per model are updated as "
+        "usage arrives; the statement is computed exactly as it will be invoiced. This link is personal "
+        "and expires.</footer>"
         f'<script nonce="{nonce}">{_script(view)}</script></body></html>'
     )
     return html, nonce
