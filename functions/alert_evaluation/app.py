@@ -1,6 +1,11 @@
 """Scheduled alert evaluation (every ALERT_EVALUATION_MINUTES): every tenant's alerts on usage and
 spend, fired and resolved once per threshold and period, announced as notices and webhooks
-(``billing.alerts.evaluation``). Alerts on queries also fire at ingest."""
+(``billing.alerts.evaluation``). Alerts on queries also fire at ingest.
+
+Each run then exports every tenant's quota and time zone in force to ``tenant_quotas`` (the
+dashboards'), the safety net of the export each plan or calendar change makes: a change effective
+later, or one whose export failed, reaches the dashboards within a run. An export that fails is
+logged and counted (``TenantQuotaExportFailed``), never failing the alerts' run."""
 
 from __future__ import annotations
 
@@ -19,4 +24,10 @@ def handler(event: dict, context: LambdaContext) -> dict:
     fired = sum(1 for c in changes if c.kind == "alert.triggered")
     metrics.add_metric(name="AlertsTriggered", unit=MetricUnit.Count, value=fired)
     metrics.add_metric(name="AlertsResolved", unit=MetricUnit.Count, value=len(changes) - fired)
-    return {"triggered": fired, "resolved": len(changes) - fired}
+    try:
+        exported: int | None = container.export_tenant_quotas()
+    except Exception:
+        logger.exception("tenant quota export failed; the next run exports them")
+        metrics.add_metric(name="TenantQuotaExportFailed", unit=MetricUnit.Count, value=1)
+        exported = None
+    return {"triggered": fired, "resolved": len(changes) - fired, "quotas_exported": exported}

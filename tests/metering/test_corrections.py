@@ -222,6 +222,41 @@ def test_an_amend_is_priced_at_the_price_version_of_the_event_time(env, post, co
     assert shown["current"]["input_tokens"] == 1_000_000 and shown["original"]["input_tokens"] == 100
 
 
+def test_an_event_state_stored_in_the_earlier_row_format_is_still_corrected(env, post, correct, trail):
+    import boto3
+
+    # Given an amended query whose current version DynamoDB holds in the format corrections wrote
+    # before their rows shared the fallback queue's (no tenant nor acceptance time, numbers as
+    # {"number": text})
+    make_tenant(plan="starter", plan_from="2025-10-01T00:00:00Z")
+    at(IN_NOVEMBER)
+    post({"events": [usage("e1"), usage("e2")]})
+    assert correct(amend("c-1", "e1", {"input_tokens": 500}))[0] == 200
+    table = boto3.client("dynamodb", region_name="us-east-1")
+    key = {"pk": {"S": "EVTCORR#acme-corp#e1"}}
+    ledger = container.settings().ledger_table
+    current = json.loads(table.get_item(TableName=ledger, Key=key)["Item"]["current"]["S"])
+    text, numbers = current.pop("string_properties", {}), current.pop("number_properties", {})
+    old = {k: v for k, v in current.items() if k not in ("tenant_id", "accepted_at")}
+    old["properties"] = {**text, **{k: {"number": v} for k, v in numbers.items()}}
+    table.update_item(
+        TableName=ledger,
+        Key=key,
+        UpdateExpression="SET #c = :c",
+        ExpressionAttributeNames={"#c": "current"},
+        ExpressionAttributeValues={":c": {"S": json.dumps(old)}},
+    )
+    shown_before = trail("e1")[1]["current"]
+    # When it is voided
+    status, body = correct(void("c-2", "e1"))
+    # Then the void negates that version: the month keeps e2 alone, and the trail showed it alike
+    assert status == 200 and body["results"][0]["status"] == "applied"
+    assert body["results"][0]["correction"]["before"] == shown_before
+    assert shown_before["input_tokens"] == 500
+    month = env.store.month_usage("acme-corp", NOV)
+    assert (month["events"], month["queries"], month["input_tokens"]) == (1, 1, 100)
+
+
 # ------------------------------------------------------------------------------------ after the close
 def test_a_void_after_the_close_takes_units_off_the_end_of_the_tier_walk(env, correct):
     # Given a starter tenant billed 1,002 November queries: 1,000 at 0.01 (tier 1), 2 at 0.008 (tier 2)

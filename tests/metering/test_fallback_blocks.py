@@ -12,15 +12,13 @@ from hypothesis import strategies as st
 from billing.metering.events import StoredEvent
 from billing.metering.fallback import (
     MAX_MESSAGE_BYTES,
-    PROPERTY_KEYS,
-    ROW_FIELDS,
     blocks,
     decode_block,
     encode_block,
-    encode_row,
     encoded_size,
     encoded_sizes,
 )
+from billing.metering.row_json import PROPERTY_KEYS, ROW_FIELDS, encode_row
 
 _instants = st.one_of(
     st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)),

@@ -40,7 +40,7 @@ Invariants:
 
 Length: one service whose steps (claim the id, plan the rows, move the counters, store, record,
 finish a half-done correction) share the invariants above; the rows and their JSON are in
-``correction_rows``, the stores behind ports.
+``correction_rows`` and ``row_json``, the stores behind ports.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ from billing.metering.correction_requests import (
     ItemResult,
     UnprocessableCorrection,
 )
-from billing.metering.correction_rows import negation, public_version, row_from_json, row_to_json
+from billing.metering.correction_rows import negation, public_version
 from billing.metering.events import StoredEvent, UsageEvent
 from billing.metering.hard_limits import (
     ONE_QUERY,
@@ -86,6 +86,7 @@ from billing.metering.hard_limits import (
 )
 from billing.metering.price_book import MissingMeasure, NoPriceVersion, PriceBook, UnknownModel
 from billing.metering.quota_windows import quota_window
+from billing.metering.row_json import decode_row, encode_row
 from billing.outgoing_webhooks.publishing import WebhookPublisher
 from billing.tenants.access import Principal
 from billing.tenants.tenant import TenantStore
@@ -270,10 +271,8 @@ class CorrectionService:
             "timestamp": iso(original.timestamp),
             "type": original.type,
             "status": status,
-            "original": public_version(row_to_json(original)),
-            "current": public_version(state.current)
-            if state.trail
-            else public_version(row_to_json(original)),
+            "original": public_version(encode_row(original)),
+            "current": public_version(state.current) if state.trail else public_version(encode_row(original)),
             "corrections": state.trail,
         }
 
@@ -314,7 +313,8 @@ class CorrectionService:
         """Insert the plan's rows (their own dedup token: twice is once), record it, publish it."""
         accepted = parse_instant(plan.at)
         rows = [
-            (row_from_json(plan.tenant_id, r, accepted), sign, corrects) for r, sign, corrects in plan.rows
+            (decode_row(r, tenant_id=plan.tenant_id, accepted_at=accepted), sign, corrects)
+            for r, sign, corrects in plan.rows
         ]
         try:
             self.rows.insert(rows, token=f"correction\x1f{plan.tenant_id}\x1f{plan.correction_id}")
@@ -345,7 +345,7 @@ class CorrectionService:
             )
         now = self.clock()
         if state.current is not None:
-            current = row_from_json(item.tenant_id, state.current, now)
+            current = decode_row(state.current, tenant_id=item.tenant_id, accepted_at=now)
         else:
             stored = self.rows.stored_event(item.tenant_id, item.event_id)
             if stored is None:
@@ -360,13 +360,13 @@ class CorrectionService:
                 f"event {item.event_id!r} of {iso(current.timestamp)} is older than the correction window "
                 f"of {self.window_days} days (oldest correctable now: {iso(oldest)})"
             )
-        before = row_to_json(current)
-        rows = [(row_to_json(negation(current, f"{item.correction_id}#void", now)), -1, current.event_id)]
+        before = encode_row(current)
+        rows = [(encode_row(negation(current, f"{item.correction_id}#void", now)), -1, current.event_id)]
         after: dict[str, Any] | None = None
         recount = None
         if item.action == AMEND:
             amended, event = self._amended(item, current, now)
-            after = row_to_json(amended)
+            after = encode_row(amended)
             rows.append((after, 1, item.event_id))
             recount = self._recount(item, current, event)
         quota_month = None

@@ -12,20 +12,15 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from itertools import repeat
 from operator import attrgetter
 from typing import Any, Protocol
 
-from billing.kernel.periods import iso, parse_instant
-from billing.metering.events import NO_PROPERTIES, STORED_FIELDS, PropertyValue, StoredEvent
+from billing.kernel.periods import iso
+from billing.metering.events import StoredEvent
+from billing.metering.row_json import ROW_FIELDS, decode_row, encode_row, encoded_properties
 
 MAX_MESSAGE_BYTES = 200_000  # SQS allows 256 KiB; leave room for attributes and JSON escaping
-# The keys of every queued row; a row with properties also has "string_properties" and/or
-# "number_properties" (each only when not empty: a row without properties is queued as it always
-# was), numbers written as the decimal text of their exact value.
-ROW_FIELDS = tuple(name for name in STORED_FIELDS if name != "properties")
-PROPERTY_KEYS = ("string_properties", "number_properties")
 # What json.dumps(encode_row(row)) writes besides the values: braces, quoted keys, separators.
 _ROW_OVERHEAD = len(json.dumps(dict.fromkeys(ROW_FIELDS, 0))) - len(ROW_FIELDS)
 _PLAIN = re.compile(r"[ !#-\[\]-~]*")  # what json.dumps writes as itself (no quote, backslash, escape)
@@ -76,21 +71,11 @@ def encoded_sizes(rows: Sequence[StoredEvent]) -> list[int]:
 _PROPERTIES = attrgetter("properties")
 
 
-def _encoded_properties(row: StoredEvent) -> dict[str, dict[str, str]]:
-    text, numbers = row.split_properties()
-    encoded: dict[str, dict[str, str]] = {}
-    if text:
-        encoded["string_properties"] = text
-    if numbers:
-        encoded["number_properties"] = {name: str(value) for name, value in numbers.items()}
-    return encoded
-
-
 def _properties_size(row: StoredEvent) -> int:
     """What a row's properties add to its JSON: ``, "key": {...}`` per non-empty map."""
     if not row.properties:
         return 0
-    return sum(len(key) + 6 + len(json.dumps(value)) for key, value in _encoded_properties(row).items())
+    return sum(len(key) + 6 + len(json.dumps(value)) for key, value in encoded_properties(row).items())
 
 
 _INT, _STR, _DATETIME, _UTC = {int}, {str}, {datetime}, {UTC}
@@ -147,55 +132,12 @@ def _instant_size(value: datetime) -> int:
     return len(iso(value)) + 2
 
 
-def encode_row(row: StoredEvent) -> dict[str, Any]:
-    return {
-        "tenant_id": row.tenant_id,
-        "event_id": row.event_id,
-        "timestamp": iso(row.timestamp),
-        "type": row.type,
-        "model": row.model,
-        "queries": row.queries,
-        "input_tokens": row.input_tokens,
-        "output_tokens": row.output_tokens,
-        "bytes": row.bytes,
-        "cost_usd": str(row.cost_usd),
-        "price_version": row.price_version,
-        "accepted_at": iso(row.accepted_at),
-        **(_encoded_properties(row) if row.properties else {}),
-    }
-
-
 def encode_block(batch_id: str, block: list[StoredEvent]) -> str:
     return json.dumps({"batch_id": batch_id, "events": [encode_row(r) for r in block]}, separators=(",", ":"))
 
 
 def decode_block(body: str) -> list[StoredEvent]:
-    document = json.loads(body)
-    return [
-        StoredEvent(
-            tenant_id=r["tenant_id"],
-            event_id=r["event_id"],
-            timestamp=parse_instant(r["timestamp"]),
-            type=r["type"],
-            model=r["model"],
-            queries=int(r["queries"]),
-            input_tokens=int(r["input_tokens"]),
-            output_tokens=int(r["output_tokens"]),
-            bytes=int(r["bytes"]),
-            cost_usd=Decimal(r["cost_usd"]),
-            price_version=r["price_version"],
-            accepted_at=parse_instant(r["accepted_at"]),
-            properties=_decoded_properties(r),
-        )
-        for r in document["events"]
-    ]
-
-
-def _decoded_properties(row: dict[str, Any]) -> dict[str, PropertyValue]:
-    text, numbers = row.get("string_properties"), row.get("number_properties")
-    if not text and not numbers:
-        return NO_PROPERTIES
-    return {**(text or {}), **{name: Decimal(value) for name, value in (numbers or {}).items()}}
+    return [decode_row(r) for r in json.loads(body)["events"]]
 
 
 def replay_block(body: str, store: ReplayStore) -> int:

@@ -1,8 +1,9 @@
 """What the usage dashboards need besides the rollups: each tenant's monthly query quota and time zone.
 
 DynamoDB holds the tenant records (the source of truth); ClickHouse cannot read them, so the quota in
-force is exported to the ClickHouse table ``tenant_quotas`` (migration 0003) whenever tenants or
-plans change (``billing.adapters.clickhouse.tenant_quotas.export_tenant_quotas``). The limit is the one ingest
+force is exported to the ClickHouse table ``tenant_quotas`` (migration 0003): one tenant's row after
+each signup, plan change and calendar change the tenant service saves, every tenant's by each
+scheduled alert evaluation (``billing.adapters.clickhouse.tenant_quotas``). The limit is the one ingest
 enforces: ``billing.metering.quotas.quota_limit`` (the plan in force, else the tenant's legacy quota).
 The time zone is the one of the tenant's billing calendar in force at the export (``UTC`` without a
 calendar): the tenant dashboard groups its figures per day at that zone's midnight.

@@ -552,7 +552,22 @@ def tenant_service() -> TenantService:
         link_customer=link_customer,
         dunning=dunning_service,
         credits=credit_book(),
+        export_quota=export_tenant_quota,
     )
+
+
+def export_tenant_quota(tenant: Tenant, at: datetime) -> None:
+    """Refresh one tenant's row of the dashboards' ``tenant_quotas`` (its plan or calendar changed)."""
+    from billing.adapters.clickhouse.tenant_quotas import export_tenant_quota as export
+
+    export(tenant, usage_store(), plan_catalog(), at)
+
+
+def export_tenant_quotas() -> int:
+    """Every tenant's row of ``tenant_quotas`` as in force now (the scheduled safety net)."""
+    from billing.adapters.clickhouse.tenant_quotas import export_tenant_quotas as export
+
+    return export(tenants(), usage_store(), plan_catalog(), clock()())
 
 
 def link_customer(tenant_id: str) -> str:

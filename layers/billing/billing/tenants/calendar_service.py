@@ -22,8 +22,8 @@ from billing.tenants.tenant import Tenant
 
 
 class CalendarOperations:
-    """What these operations need of the service: its reads, its clock, its open-period check and
-    its optimistic read-change-save loop (``TenantService`` provides them)."""
+    """What these operations need of the service: its reads, its clock, its open-period check,
+    its optimistic read-change-save loop and its quota export (``TenantService`` provides them)."""
 
     def get(self, tenant_id: str, principal: Principal = PLATFORM, action: str = "manage") -> Tenant:
         raise NotImplementedError
@@ -35,6 +35,9 @@ class CalendarOperations:
         raise NotImplementedError
 
     def _update(self, tenant_id: str, apply: Callable[[Tenant], Tenant]) -> Tenant:
+        raise NotImplementedError
+
+    def _export_quota(self, tenant: Tenant) -> None:
         raise NotImplementedError
 
     def _signup_calendar(self, request: SignupRequest, signup_at: datetime) -> list[CalendarSetting]:
@@ -91,4 +94,5 @@ class CalendarOperations:
 
         tenant = self._update(tenant_id, apply)
         logger.info("calendar changed", extra={"tenant_id": tenant_id, "at": iso(at)})
+        self._export_quota(tenant)
         return CalendarView.of(tenant.id, tenant.calendar_history(), at)

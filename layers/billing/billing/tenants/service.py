@@ -14,6 +14,9 @@ Rules:
   is issued at once and its invoicing job enqueued when it is not zero. Cancelling twice returns the
   same tenant and statement.
 * The billing calendar: ``billing.tenants.calendar_service``.
+* A signup, a plan change and a calendar change export the tenant's quota and time zone in force now
+  to the dashboards (``export_quota``) once saved; an export that fails is logged and never undoes
+  or fails the change (the scheduled export writes the row).
 * A tenant has one currency: a plan change to a plan of another currency is refused (409).
 * Credits: a grant is written once under its ``grant_id`` (repeating it is a no-op, another grant
   under the same id a 409), in the tenant's currency. Coupons: attached once under their
@@ -74,6 +77,7 @@ class TenantService(CalendarOperations):
         link_customer: Callable[[str], object] | None = None,
         dunning: Callable[[], DunningService] | None = None,
         credits: CreditBook | None = None,
+        export_quota: Callable[[Tenant, datetime], object] | None = None,
     ):
         self.dunning = dunning  # the payment standing's reader (status)
         self.credits = credits
@@ -84,6 +88,8 @@ class TenantService(CalendarOperations):
         self._cycle = cycle  # a factory: reading a tenant's status never builds the ClickHouse side
         self.is_conflict = is_conflict
         self.clock = clock or (lambda: datetime.now(UTC))
+        # refreshes a tenant's row of the dashboards' quotas and time zone (billing.metering.quota_export)
+        self.export_quota = export_quota
 
     @property
     def cycle(self) -> BillingCycle:
@@ -157,7 +163,9 @@ class TenantService(CalendarOperations):
         )
         if self.tenants.create(tenant):
             logger.info("tenant created", extra={"tenant_id": tenant.id, "plan": request.plan})
-            return self._linked(self.get(tenant.id)), True
+            created = self._linked(self.get(tenant.id))
+            self._export_quota(created)
+            return created, True
         existing = self.get(tenant.id)
         same = (
             existing.plans[:1] == tenant.plans
@@ -260,6 +268,7 @@ class TenantService(CalendarOperations):
             "plan changed",
             extra={"tenant_id": tenant_id, "plan": request.plan, "effective_at": iso(effective_at)},
         )
+        self._export_quota(tenant)
         return tenant
 
     # ------------------------------------------------------------------------------------------ cancel
@@ -393,6 +402,21 @@ class TenantService(CalendarOperations):
 
         tenant = self._update(tenant_id, apply)
         return tenant, bool(created)
+
+    def _export_quota(self, tenant: Tenant) -> None:
+        """Export the tenant's quota and time zone in force now for the dashboards, after a change of
+        its plans or calendar was saved. A failure is logged, never raised: the change stands, and the
+        next export (the scheduled one, every few minutes) writes the row. A change effective later
+        than now is exported by the first scheduled export after it takes effect."""
+        if self.export_quota is None:
+            return
+        try:
+            self.export_quota(tenant, self._now())
+        except Exception:
+            logger.exception(
+                "tenant quota export failed; the next scheduled export writes it",
+                extra={"tenant_id": tenant.id},
+            )
 
     # ------------------------------------------------------------------------------------------ save
     def _update(self, tenant_id: str, apply: Callable[[Tenant], Tenant]) -> Tenant:

@@ -10,6 +10,7 @@ from typing import Any
 from billing.adapters.clickhouse.usage_store import ClickHouseUsageStore
 from billing.catalog.plans import PlanCatalog
 from billing.metering.quota_export import QuotaRow, quota_rows
+from billing.tenants.tenant import Tenant
 
 COLUMNS = ["tenant_id", "plan", "query_quota", "updated_at", "time_zone"]
 
@@ -30,6 +31,14 @@ def export_tenant_quotas(
 ) -> int:
     """Export every tenant's quota in force at ``at`` (default now). ``tenants`` is a TenantRepository."""
     return write_quotas(store, quota_rows(tenants.list_all(), catalog, at or datetime.now(UTC)))
+
+
+def export_tenant_quota(
+    tenant: Tenant, store: ClickHouseUsageStore, catalog: PlanCatalog, at: datetime
+) -> int:
+    """Export one tenant's quota and time zone in force at ``at`` (after a change of its plan or
+    calendar). Idempotent: the same row again changes nothing a dashboard reads."""
+    return write_quotas(store, quota_rows([tenant], catalog, at))
 
 
 def current_quotas(store: ClickHouseUsageStore) -> dict[str, int | None]:

@@ -19,7 +19,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from billing.adapters.dynamodb.items import dynamodb_client
-from billing.adapters.dynamodb.usage_ledger import DynamoUsageLedger, metric_counters
+from billing.adapters.dynamodb.usage_ledger import Bounds, DynamoUsageLedger, counter_update, metric_counters
 from billing.metering.corrections import CorrectionRecord, EventState, OverHardLimit, Plan
 from billing.metering.hard_limits import read_marker
 
@@ -88,28 +88,14 @@ class DynamoCorrectionLedger:
         if plan.recount is None:
             return []
         recount = plan.recount
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {":one": {"N": "1"}, ":exp": {"N": str(expires_at)}}
-        adds, conditions = ["version :one"], []
-        for i, (metric, move) in enumerate(sorted(recount["moves"].items())):
-            attribute = "used" if metric == "queries" else f"limited:{metric}"
-            names[f"#m{i}"] = attribute
-            values[f":a{i}"] = {"N": move}
-            adds.append(f"#m{i} :a{i}")
-            if metric in recount["limits"]:
-                # room for the move: the counter (absent: 0) plus it stays within the limit
-                values[f":max{i}"] = {"N": f"{Decimal(recount['limits'][metric]) - Decimal(move):f}"}
-                conditions.append(f"(attribute_not_exists(#m{i}) OR #m{i} <= :max{i})")
-        counter: dict[str, Any] = {
-            "TableName": self.table,
-            "Key": {"pk": {"S": f"QUOTA#{plan.tenant_id}#{recount['key']}"}},
-            "UpdateExpression": f"ADD {', '.join(adds)} SET expires_at = if_not_exists(expires_at, :exp)",
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        moves = {metric: Decimal(move) for metric, move in recount["moves"].items()}
+        # room for each move: the counter (absent: 0) plus it stays within the limit
+        room: dict[str, Bounds] = {
+            metric: (None, Decimal(limit) - moves[metric]) for metric, limit in recount["limits"].items()
         }
-        if conditions:
-            counter["ConditionExpression"] = " AND ".join(conditions)
+        counter = counter_update(
+            self.table, plan.tenant_id, recount["key"], moves, room, expires_at=expires_at, keep_expiry=True
+        )
         claim: dict[str, Any] = {
             "TableName": self.table,
             "Key": {"pk": {"S": f"EVT#{plan.tenant_id}#{plan.event_id}"}},
@@ -121,7 +107,7 @@ class DynamoCorrectionLedger:
                 ":m": {"S": recount["marker"]},
                 ":exp": {"N": str(expires_at)},
             }
-        return [{"Update": counter}, {"Update": claim}]
+        return [counter, {"Update": claim}]
 
     def _over_limit(self, plan: Plan, exc: ClientError) -> OverHardLimit | None:
         """The refusal when the transaction failed on the counter's room (its third item)."""

@@ -29,7 +29,7 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
@@ -100,6 +100,54 @@ def _bounded(
         return ""
     condition = " AND ".join(bounds)
     return condition if low else f"attribute_not_exists({attribute}) OR {condition}"
+
+
+Bounds = tuple[Decimal | int | None, Decimal | int | None]  # (low, high) of a counter; None: no bound
+
+
+def counter_update(
+    table: str,
+    tenant_id: str,
+    window: str,
+    amounts: Mapping[str, Decimal],
+    bounds: Mapping[str, Bounds] | None = None,
+    *,
+    expires_at: int | None = None,
+    keep_expiry: bool = False,
+) -> dict[str, Any]:
+    """The transaction item moving a tenant's window counters (pk "QUOTA#{tenant}#{window}"): ``ADD``
+    each of ``amounts`` (metric -> amount; queries are ``used``, any other metric ``limited:{metric}``)
+    and 1 to ``version``, on condition each counter in ``bounds`` is, before the move, between its
+    (low, high) (``_bounded``: an absent counter is 0). ``expires_at`` (None: left as it is) is set,
+    or only given to a counter that has none when ``keep_expiry``. A counter that fails its condition
+    comes back whole (``ALL_OLD``) in the cancellation reason. Ingest, releases, voids and amends all
+    build their counter move here, so the item's attributes and conditions have one definition."""
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {":one": {"N": "1"}}
+    adds, conditions = [], []
+    for i, metric in enumerate(sorted({*amounts, *(bounds or {})})):
+        names[f"#c{i}"] = "used" if metric == QUERIES else _metric_attribute(metric)
+        if metric in amounts:
+            values[f":a{i}"] = {"N": f"{Decimal(amounts[metric]):f}"}
+            adds.append(f"#c{i} :a{i}")
+        if metric in (bounds or {}):
+            low, high = (bounds or {})[metric]
+            conditions.append(_bounded(f"#c{i}", f"c{i}", low, high, values))
+    expression = f"ADD {', '.join([*adds, 'version :one'])}"
+    if expires_at is not None:
+        values[":exp"] = {"N": str(expires_at)}
+        expression += " SET expires_at = " + ("if_not_exists(expires_at, :exp)" if keep_expiry else ":exp")
+    update: dict[str, Any] = {
+        "TableName": table,
+        "Key": {"pk": {"S": f"QUOTA#{tenant_id}#{window}"}},
+        "UpdateExpression": expression,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+    if any(conditions):
+        update["ConditionExpression"] = " AND ".join(f"({c})" for c in conditions if c)
+        update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
+    return {"Update": update}
 
 
 def receipt_period(tenant_id: str, month: str) -> str:
@@ -309,39 +357,17 @@ class DynamoUsageLedger:
         assert 0 < len(claims) <= MAX_COUNTED_PER_TRANSACTION
         each = amounts if amounts is not None else {c: dict(ONE_QUERY) for c in claims}
         added = add_up([each[c] for c in claims])
-        values: dict[str, Any] = {
-            ":n": {"N": f"{added.pop(QUERIES, Decimal(0)):f}"},
-            ":one": {"N": "1"},
-            ":exp": {"N": str(counter_expires_at)},
-        }
-        adds = ["used :n", "version :one"]
-        bounds: dict[str, tuple[Decimal | None, Decimal | None]] = {
-            f"#m{i}": b for i, b in enumerate((metric_bounds or {}).values())
-        }
-        names = {f"#m{i}": _metric_attribute(m) for i, m in enumerate(metric_bounds or {})}
-        named = {v: k for k, v in names.items()}
-        for metric, amount in sorted(added.items()):
-            attribute = _metric_attribute(metric)
-            if attribute not in named:
-                named[attribute] = f"#m{len(names)}"
-                names[named[attribute]] = attribute
-            values[f":a{len(adds)}"] = {"N": f"{amount:f}"}
-            adds.append(f"{named[attribute]} :a{len(adds)}")
-        counter: dict[str, Any] = {
-            "TableName": self.table,
-            "Key": {"pk": {"S": f"QUOTA#{tenant_id}#{month}"}},
-            "UpdateExpression": f"ADD {', '.join(adds)} SET expires_at = :exp",
-            "ExpressionAttributeValues": values,
-            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-        }
-        conditions = [_bounded("used", "u", min_used, max_used, values)]
-        conditions += [_bounded(name, name[1:], low, high, values) for name, (low, high) in bounds.items()]
-        if any(conditions):
-            counter["ConditionExpression"] = " AND ".join(f"({c})" for c in conditions if c)
-        if names:
-            counter["ExpressionAttributeNames"] = names
+        bounds: dict[str, Bounds] = {**(metric_bounds or {}), QUERIES: (min_used, max_used)}
+        counter = counter_update(
+            self.table,
+            tenant_id,
+            month,
+            {QUERIES: added.pop(QUERIES, Decimal(0)), **added},
+            bounds,
+            expires_at=counter_expires_at,
+        )
         markers = {c: counted_marker(month, each[c]) for c in claims}
-        items = [{"Update": counter}] + [
+        items = [counter] + [
             self._claim_put(c, batch_id, expires_at[c], markers[c], lease_until, previous.get(c))
             for c in claims
         ]
@@ -441,23 +467,8 @@ class DynamoUsageLedger:
     def counter_give_back(self, tenant_id: str, month: str, amounts: dict[str, Decimal]) -> dict[str, Any]:
         """The transaction item taking ``amounts`` (metric -> amount; queries: ``used``) off a
         tenant's month counters (a release, a void)."""
-        amounts = dict(amounts)
-        values = {":neg": {"N": f"{-amounts.pop(QUERIES, Decimal(0)):f}"}, ":one": {"N": "1"}}
-        names: dict[str, str] = {}
-        adds = ["used :neg", "version :one"]
-        for i, (metric, amount) in enumerate(sorted(amounts.items())):
-            names[f"#m{i}"] = _metric_attribute(metric)
-            values[f":a{i}"] = {"N": f"{-amount:f}"}
-            adds.append(f"#m{i} :a{i}")
-        update: dict[str, Any] = {
-            "TableName": self.table,
-            "Key": {"pk": {"S": f"QUOTA#{tenant_id}#{month}"}},
-            "UpdateExpression": f"ADD {', '.join(adds)}",
-            "ExpressionAttributeValues": values,
-        }
-        if names:
-            update["ExpressionAttributeNames"] = names
-        return {"Update": update}
+        negated = {metric: -amount for metric, amount in amounts.items()}
+        return counter_update(self.table, tenant_id, month, {QUERIES: Decimal(0), **negated})
 
     def _claim_item(
         self, claim: Claim, batch_id: str, expires_at: int, counted: str | None, lease_until: float
