@@ -60,7 +60,7 @@ def test_a_kolkata_tenant_s_days_start_at_its_local_midnight(portal: Any, india:
     # And the HTML page says so: its zone in the header and the day table, the days local
     html = portal.page(token)["body"]
     assert "all times Asia/Kolkata. Updated 20 Nov 2025, 21:00 Asia/Kolkata." in html
-    assert "Per day (Asia/Kolkata), from the usage rollup" in html
+    assert "Per day, Asia/Kolkata days" in html
     assert '<tr><th scope="row">Mon 10 Nov</th><td class="num" data-label="Queries">1</td>' in html
     assert '<tr><th scope="row">Tue 11 Nov</th><td class="num" data-label="Queries">1</td>' in html
     assert "Period-to-date cost" in html and '<label for="month">Period</label>' in html

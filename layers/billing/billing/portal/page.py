@@ -142,6 +142,16 @@ def clock_text(at: datetime, time_zone: str) -> str:
     return f"{at.astimezone(zone(time_zone)):%H:%M} {time_zone}"
 
 
+def as_of_text(at: datetime, now: datetime, time_zone: str) -> str:
+    """When figures are from: the time alone (``21:00 Asia/Kolkata``) if ``at`` is on the local day
+    of ``now``, else with its date (``20 Nov 2025, 21:00 Asia/Kolkata``): a time with no date reads
+    as today's."""
+    local = zone(time_zone)
+    if at.astimezone(local).date() == now.astimezone(local).date():
+        return clock_text(at, time_zone)
+    return local_text(at, time_zone)
+
+
 def month_name(month: Shown) -> str:
     """``November 2025`` for a UTC month; a tenant period's label (``2025-11 (Asia/Kolkata)``), as
     the period selector lists it."""
@@ -158,6 +168,11 @@ def period_words(month: Shown) -> str:
     if len(label) == 7 and label[4] == "-":  # the label of a whole local calendar month: 2025-11
         return month.local_start().strftime("%B %Y")
     return label
+
+
+def _as_of(view: PortalView, at: datetime) -> str:
+    """An "as of" time of the page, dated unless it is of the page's own (local) day."""
+    return as_of_text(at, view.generated_at, view.time_zone)
 
 
 def _unit(view: PortalView) -> str:
@@ -182,7 +197,7 @@ def _day_table(days: Sequence[DayUsage], time_zone: str = DEFAULT_TIME_ZONE) -> 
     )
     return (
         '<details><summary>Show every day as a table</summary><div class="scroll"><table>'
-        f'<caption class="sub">Per day ({escape(time_zone)}), from the usage rollup</caption>'
+        f'<caption class="sub">Per day, {escape(time_zone)} days</caption>'
         '<thead><tr><th scope="col">Day</th><th scope="col" class="num">Queries</th>'
         f'<th scope="col" class="num">Metered cost</th></tr></thead><tbody>{rows}</tbody></table></div></details>'
     )
@@ -212,7 +227,7 @@ def _cards(view: PortalView) -> str:
     elif current and view.as_of is not None:
         label, kind = (
             f"{_unit(view).title()}-to-date cost",
-            f"Preview as of {clock_text(view.as_of, view.time_zone)}",
+            f"Preview as of {_as_of(view, view.as_of)}",
         )
     elif current:
         label, kind = f"{_unit(view).title()}-to-date cost", "Preview: what would be invoiced now"
@@ -284,7 +299,7 @@ def _statement(view: PortalView) -> str:
         if view.stored
         else f"Preview of the statement for {escape(period_words(view.month))}, as it would be invoiced now"
         if view.as_of is None
-        else f"Preview of the statement for {escape(period_words(view.month))}, as of {escape(clock_text(view.as_of, view.time_zone))}"
+        else f"Preview of the statement for {escape(period_words(view.month))}, as of {escape(_as_of(view, view.as_of))}"
     )
     csv = base64.b64encode(view.lines_csv()).decode()
     return (
@@ -326,7 +341,7 @@ def _models(view: PortalView) -> str:
 def _metrics(view: PortalView) -> str:
     current = view.month.contains(view.generated_at)
     as_of = (
-        f", as of {clock_text(view.metrics_as_of, view.time_zone)}" if view.metrics_as_of is not None else ""
+        f", as of {_as_of(view, view.metrics_as_of)}" if view.metrics_as_of is not None else ""
     )
     return metrics_section(
         view.metrics,
