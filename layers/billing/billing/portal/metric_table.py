@@ -79,9 +79,8 @@ def metrics_section(metrics: Sequence[MetricUsage], period: str, time_zone: str 
                 f"{escape(quantity_text(group.quantity, usage.metric.unit))}</td>"
                 f'<td data-label="Measured as">{measure}</td></tr>'
             )
-    # The days are named by their zone; a tenant zone's only once (when the "as of" time names it
-    # already); a UTC page reads as it always has.
-    named = time_zone != "UTC" and period.endswith(f" {time_zone}")
+    # The days are named by their zone, once: an "as of" time names it already.
+    named = period.endswith(f" {time_zone}")
     days = "" if named else f" ({time_zone} days)"
     return (
         '<h2 id="metrics-h">Usage by metric</h2>'
