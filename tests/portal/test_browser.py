@@ -134,7 +134,7 @@ def test_the_prepaid_credit_left_is_shown_and_pays_the_preview(site, page):
     page.goto(link(site, "acme"))
     # Then the card shows the credit left (no statement issued has used any) and when it expires
     assert page.text_content("#credit-left") == "$25.00"
-    assert page.text_content("#credit-note").startswith("1 active grant; the next expires 01 Jan 2026")
+    assert page.text_content("#credit-note").startswith("1 active grant; the next expires 1 Jan 2026.")
     assert page.locator("#credit-left").is_visible()
     # And the preview's credit line and total are the statement's
     row = page.locator('#lines tr[data-line="credit:welcome"]')

@@ -27,7 +27,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from html import escape
 
 from billing.kernel.calendar import DEFAULT_TIME_ZONE, Period, zone
-from billing.kernel.periods import Month
+from billing.kernel.periods import Month, utc
 from billing.portal.alerts_block import alerts_block
 from billing.portal.charts import bar_chart
 from billing.portal.corrections_block import corrections_block
@@ -257,7 +257,8 @@ def money(amount: Decimal, currency: str) -> str:
 
 def _credit_card(view: PortalView) -> str:
     """The prepaid credit still usable (unexpired grants less what issued statements used), for a
-    tenant holding grants."""
+    tenant holding grants; the next expiry in the statement credit line's words
+    (``billing.rating.wording.credit``: the expiry instant's UTC day, ``expires 31 Mar 2026``)."""
     summary = view.credits
     if not summary:
         return ""
@@ -268,7 +269,8 @@ def _credit_card(view: PortalView) -> str:
     expiries = sorted(g["expires_at"] for g in active if g["expires_at"])
     note = f"{len(active)} active grant{'' if len(active) == 1 else 's'}"
     if expiries:
-        note += f"; the next expires {local_text(datetime.fromisoformat(expiries[0]), view.time_zone)}"
+        # in the words of the statement's credit line (the invoice's wording), so the two agree
+        note += f"; the next expires {wording.day(utc(datetime.fromisoformat(expiries[0])))}"
     amounts = ",".join(f"{c}:{v}" for c, v in balance.items())
     return (
         '<div class="card"><p class="label">Prepaid credit left</p>'
