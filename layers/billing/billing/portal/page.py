@@ -349,6 +349,7 @@ def _metrics(view: PortalView) -> str:
         view.metrics,
         f"so far this {_unit(view)}{as_of}" if current else f"in {period_words(view.month)}",
         view.time_zone,
+        current=current,
     )
 
 
