@@ -113,3 +113,18 @@ def test_a_gauge_in_the_running_period_says_so_far_and_why_the_preview_line_is_l
     # And a past period's gauge is the whole period's: no "so far", no note
     assert "so far" not in past and 'id="metrics-held"' not in past
     assert "What your plan charges for, in October 2025 (UTC days)." in past
+
+
+def test_a_plan_of_catalog_charges_alone_gets_a_sentence_instead_of_an_empty_cost_chart(portal, metered):
+    # When gpuco, whose usage is all catalog metrics (no metered cost), opens its page
+    html = portal.page(portal.token(metered))["body"]
+    # Then the cost figure says there is none and where its charges are, with no chart of zeros
+    assert 'id="cost-chart"' not in html
+    assert (
+        '<p id="cost-empty">No metered cost so far this month. What your plan charges for is under '
+        '<a href="#metrics-h">Usage by metric</a>, and the statement lines price it.</p>'
+    ) in html
+    # And its queries chart is still drawn, as a tenant with metered cost's both are
+    assert 'id="queries-chart"' in html
+    acme = portal.page(portal.token("acme"))["body"]
+    assert 'id="cost-chart"' in acme and 'id="cost-empty"' not in acme

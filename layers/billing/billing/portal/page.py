@@ -383,6 +383,30 @@ def _invoice_period(view: PortalView, key: str) -> str:
         return key
 
 
+def _cost_chart(view: PortalView) -> str:
+    """The metered cost per day; for a tenant whose plan charges catalog metrics and that has no
+    metered cost, a sentence pointing to where its charges are instead of a chart of zeros."""
+    days = view.rollup.days
+    if view.metrics and all(d.cost_usd == 0 for d in days):
+        when = (
+            f"so far this {_unit(view)}"
+            if view.month.contains(view.generated_at)
+            else f"in {period_words(view.month)}"
+        )
+        return (
+            f'<p id="cost-empty">No metered cost {escape(when)}. What your plan charges for is under '
+            '<a href="#metrics-h">Usage by metric</a>, and the statement lines price it.</p>'
+        )
+    return bar_chart(
+        "cost-chart",
+        f"Metered cost per day, {period_words(view.month)}",
+        days,
+        lambda d: d.cost_usd,
+        metered_usd,
+        prefix="$",
+    )
+
+
 def render_content(view: PortalView) -> str:
     """The month-dependent part of the page (what the JSON route returns as ``html``)."""
     days = view.rollup.days
@@ -400,14 +424,7 @@ def render_content(view: PortalView) -> str:
         )
         + "</figure>"
         + '<figure><figcaption id="cost-cap">Metered cost per day (USD)</figcaption>'
-        + bar_chart(
-            "cost-chart",
-            f"Metered cost per day, {period_words(view.month)}",
-            days,
-            lambda d: d.cost_usd,
-            metered_usd,
-            prefix="$",
-        )
+        + _cost_chart(view)
         + "</figure></div>"
         + _day_table(days, view.time_zone)
         + '<p class="sub">Metered cost is the usage priced when it happened; the statement adds plan fees and tiers.</p>'
