@@ -229,7 +229,9 @@ def test_a_period_that_is_not_a_month_reads_as_its_local_days() -> None:
     assert period_words(monthly.period_of(at)) == "January 2026"
 
 
-def test_a_kolkata_grants_expiry_reads_alike_on_the_card_and_the_statement_line(portal: Any, india: str) -> None:
+def test_a_kolkata_grants_expiry_reads_alike_on_the_card_and_the_statement_line(
+    portal: Any, india: str
+) -> None:
     from billing.tenants.requests import CreditGrantRequest
 
     # Given india holds a grant that expires at its local midnight starting 1 April 2026

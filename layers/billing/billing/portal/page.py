@@ -342,9 +342,7 @@ def _models(view: PortalView) -> str:
 
 def _metrics(view: PortalView) -> str:
     current = view.month.contains(view.generated_at)
-    as_of = (
-        f", as of {_as_of(view, view.metrics_as_of)}" if view.metrics_as_of is not None else ""
-    )
+    as_of = f", as of {_as_of(view, view.metrics_as_of)}" if view.metrics_as_of is not None else ""
     return metrics_section(
         view.metrics,
         f"so far this {_unit(view)}{as_of}" if current else f"in {period_words(view.month)}",
