@@ -72,7 +72,7 @@ def test_a_second_request_within_the_max_age_serves_the_cached_figures(portal, m
     assert second["metrics_as_of"] == "2025-11-20T15:30:00Z"
     # And the page says so in words
     assert (
-        "What your plan charges for, so far this month, as of 15:30 UTC (UTC days)"
+        "What your plan charges for, so far this month, as of 15:30 UTC. A charge"
         in portal.page(token)["body"]
     )
 

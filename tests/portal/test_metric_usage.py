@@ -83,3 +83,48 @@ def test_quantities_read_as_words() -> None:
     assert quantity_text(Decimal("12.3456789"), "GB-hours") == "about 12.345679 GB-hours"
     assert quantity_text(Decimal("3.000000000000000000"), "seats") == "3 seats"
     assert quantity_text(None, "seats") == "no value yet"
+
+
+def test_a_gauge_in_the_running_period_says_so_far_and_why_the_preview_line_is_larger() -> None:
+    from billing.portal.metric_table import metrics_section
+    from billing.portal.metrics import GroupUsage, MetricUsage
+
+    # Given a storage gauge (GB held, per hour) and a sum, with their figures so far
+    storage = MetricDefinition.model_validate(
+        {"id": "storage", "name": "Storage", "unit": "GB-hours", "event_types": ["volume"],
+         "aggregation": "time_weighted_sum", "property": "gb", "per": "hour"}
+    )  # fmt: skip
+    seconds = MetricDefinition.model_validate(
+        {"id": "gpu", "name": "GPU time", "unit": "GPU-seconds", "event_types": ["gpu_job"],
+         "aggregation": "sum", "property": "seconds"}
+    )  # fmt: skip
+    figures = [
+        MetricUsage(storage, (), [GroupUsage((), Decimal(313000))]),
+        MetricUsage(seconds, (), [GroupUsage((), Decimal(60))]),
+    ]
+    # When the table is shown for the running period, and for a past one
+    running = metrics_section(figures, "so far this month, as of 15:30 UTC", current=True)
+    past = metrics_section(figures, "in October 2025")
+    # Then in the running period the gauge's row says its figure is so far, the sum's does not, and
+    # a note under the table says the statement preview bills the last value held to the period's end
+    assert '<td data-label="Measured as">gb held over time, per hour, so far</td>' in running
+    assert '<td data-label="Measured as">total seconds</td>' in running
+    assert "bills the last value held as if kept until the period ends" in running
+    # And a past period's gauge is the whole period's: no "so far", no note
+    assert "so far" not in past and 'id="metrics-held"' not in past
+    assert "What your plan charges for, in October 2025 (UTC days)." in past
+
+
+def test_a_plan_of_catalog_charges_alone_gets_a_sentence_instead_of_an_empty_cost_chart(portal, metered):
+    # When gpuco, whose usage is all catalog metrics (no metered cost), opens its page
+    html = portal.page(portal.token(metered))["body"]
+    # Then the cost figure says there is none and where its charges are, with no chart of zeros
+    assert 'id="cost-chart"' not in html
+    assert (
+        '<p id="cost-empty">No metered cost so far this month. What your plan charges for is under '
+        '<a href="#metrics-h">Usage by metric</a>, and the statement lines price it.</p>'
+    ) in html
+    # And its queries chart is still drawn, as a tenant with metered cost's both are
+    assert 'id="queries-chart"' in html
+    acme = portal.page(portal.token("acme"))["body"]
+    assert 'id="cost-chart"' in acme and 'id="cost-empty"' not in acme

@@ -76,6 +76,32 @@ def test_after_the_max_age_the_preview_is_rated_again(portal, lambda_context, cl
     assert "Preview as of 15:35 UTC" in portal.page(token)["body"]
 
 
+def test_a_preview_from_the_day_before_says_its_date(portal, lambda_context, clock):
+    # Given acme's preview was rated two minutes before midnight (UTC, its page's zone)
+    clock(parse_instant("2025-11-20T23:58:00Z"))
+    token = portal.token("acme")
+    assert json.loads(portal.data(token)["body"])["as_of"] == "2025-11-20T23:58:00Z"
+    # When the page is read a few minutes later, the next day, while that preview is still served
+    clock(parse_instant("2025-11-21T00:01:00Z"))
+    html = portal.page(token)["body"]
+    # Then its "as of" says the day too: a time alone would read as today's
+    assert "Preview as of 20 Nov 2025, 23:58 UTC<" in html
+    assert "as of 20 Nov 2025, 23:58 UTC. Amounts in USD." in html
+
+
+def test_an_as_of_time_is_dated_only_when_it_is_not_of_the_local_day():
+    from billing.portal.page import as_of_text
+
+    now = parse_instant("2025-11-20T15:30:00Z")  # 21:00 in Kolkata
+    # Then a time of the same local day reads as a time, one of another local day with its date
+    assert as_of_text(parse_instant("2025-11-20T15:25:00Z"), now, "Asia/Kolkata") == "20:55 Asia/Kolkata"
+    assert as_of_text(parse_instant("2025-11-19T18:29:00Z"), now, "Asia/Kolkata") == (
+        "19 Nov 2025, 23:59 Asia/Kolkata"
+    )
+    assert as_of_text(parse_instant("2025-11-19T18:30:00Z"), now, "Asia/Kolkata") == "00:00 Asia/Kolkata"
+    assert as_of_text(parse_instant("2025-11-19T23:00:00Z"), now, "UTC") == "19 Nov 2025, 23:00 UTC"
+
+
 def test_a_plan_change_invalidates_the_cached_preview(portal, lambda_context, clock):
     # Given acme's cached preview on the starter plan
     token = portal.token("acme")

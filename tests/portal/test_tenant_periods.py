@@ -60,7 +60,7 @@ def test_a_kolkata_tenant_s_days_start_at_its_local_midnight(portal: Any, india:
     # And the HTML page says so: its zone in the header and the day table, the days local
     html = portal.page(token)["body"]
     assert "all times Asia/Kolkata. Updated 20 Nov 2025, 21:00 Asia/Kolkata." in html
-    assert "Per day (Asia/Kolkata), from the usage rollup" in html
+    assert "Per day, Asia/Kolkata days" in html
     assert '<tr><th scope="row">Mon 10 Nov</th><td class="num" data-label="Queries">1</td>' in html
     assert '<tr><th scope="row">Tue 11 Nov</th><td class="num" data-label="Queries">1</td>' in html
     assert "Period-to-date cost" in html and '<label for="month">Period</label>' in html
@@ -227,3 +227,22 @@ def test_a_period_that_is_not_a_month_reads_as_its_local_days() -> None:
     # with the zone (the page's header names it)
     assert period_words(anniversary.period_of(at)) == "15 Jan 2026 10:00 – 15 Feb 2026 10:00"
     assert period_words(monthly.period_of(at)) == "January 2026"
+
+
+def test_a_kolkata_grants_expiry_reads_alike_on_the_card_and_the_statement_line(
+    portal: Any, india: str
+) -> None:
+    from billing.tenants.requests import CreditGrantRequest
+
+    # Given india holds a grant that expires at its local midnight starting 1 April 2026
+    container.tenant_service().grant_credit(
+        india,
+        CreditGrantRequest(grant_id="prepaid", amount=Decimal("100.00"), description="Prepaid credit",
+                           granted_at="2025-10-01T00:00:00Z", expires_at="2026-03-31T18:30:00Z"),
+    )  # fmt: skip
+    # When its page is read
+    html = portal.page(portal.token(india))["body"]
+    # Then the card and the preview's credit line name the same day, the last it can be used
+    assert "1 active grant; the next expires 31 Mar 2026." in html
+    assert "left, expires 31 Mar 2026)" in html
+    assert "01 Apr 2026" not in html

@@ -23,6 +23,14 @@ _MEASURES = {
     "unique_count": "distinct {what} values",
     "time_weighted_sum": "{what} held over time, per {per}",
 }
+HELD = "time_weighted_sum"  # a gauge: what is held, counted over the time it is held
+# Under the table when a running period shows a gauge: the statement preview bills a gauge as the
+# close will (its last value kept to the period's end, billing.catalog.metrics), the table what was
+# held until its figures were read; both are right, and the reader is told which is which.
+HELD_NOTE = (
+    "A quantity held over time counts what was held so far. The statement preview bills the last "
+    "value held as if kept until the period ends, so its line is larger while the period runs."
+)
 QUANTITY_PLACES = 6  # a quantity shown with more decimals is rounded for reading (exact in data-value)
 
 
@@ -44,21 +52,25 @@ def _grouped(value: Decimal) -> str:
     return f"{value.normalize():,f}" if value != value.to_integral_value() else f"{int(value):,}"
 
 
-def _measure(usage: MetricUsage) -> str:
+def _measure(usage: MetricUsage, current: bool) -> str:
     metric = usage.metric
     what = (metric.property or metric.field or "").replace("_", " ")
-    return _MEASURES[metric.aggregation].format(what=what, per=metric.per or "")
+    measure = _MEASURES[metric.aggregation].format(what=what, per=metric.per or "")
+    return f"{measure}, so far" if current and metric.aggregation == HELD else measure
 
 
-def metrics_section(metrics: Sequence[MetricUsage], period: str, time_zone: str = "UTC") -> str:
+def metrics_section(
+    metrics: Sequence[MetricUsage], period: str, time_zone: str = "UTC", *, current: bool = False
+) -> str:
     """Usage per catalog metric the month's plans charge: one row per metric, or per group when the
     charge bills by a property (its values in words, as the statement lines say them); ``time_zone``
-    names the days the figures are counted in."""
+    names the days the figures are counted in. In a ``current`` period a gauge's rows say "so far"
+    and a note under the table says why the statement preview's line for it is larger."""
     if not metrics:
         return ""
     rows = []
     for usage in metrics:
-        measure = escape(_measure(usage))
+        measure = escape(_measure(usage, current))
         groups = usage.groups or []
         if usage.group_by and not groups:
             rows.append(
@@ -79,9 +91,9 @@ def metrics_section(metrics: Sequence[MetricUsage], period: str, time_zone: str 
                 f"{escape(quantity_text(group.quantity, usage.metric.unit))}</td>"
                 f'<td data-label="Measured as">{measure}</td></tr>'
             )
-    # The days are named by their zone; a tenant zone's only once (when the "as of" time names it
-    # already); a UTC page reads as it always has.
-    named = time_zone != "UTC" and period.endswith(f" {time_zone}")
+    held = current and any(u.metric.aggregation == HELD for u in metrics)
+    # The days are named by their zone, once: an "as of" time names it already.
+    named = period.endswith(f" {time_zone}")
     days = "" if named else f" ({time_zone} days)"
     return (
         '<h2 id="metrics-h">Usage by metric</h2>'
@@ -90,4 +102,5 @@ def metrics_section(metrics: Sequence[MetricUsage], period: str, time_zone: str 
         '<div class="scroll"><table id="metrics" class="stack" aria-labelledby="metrics-h"><thead><tr>'
         '<th scope="col">Metric</th><th scope="col" class="num">Quantity</th>'
         f'<th scope="col">Measured as</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>'
+        + (f'<p class="sub" id="metrics-held">{HELD_NOTE}</p>' if held else "")
     )

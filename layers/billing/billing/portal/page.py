@@ -27,7 +27,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from html import escape
 
 from billing.kernel.calendar import DEFAULT_TIME_ZONE, Period, zone
-from billing.kernel.periods import Month
+from billing.kernel.periods import Month, utc
 from billing.portal.alerts_block import alerts_block
 from billing.portal.charts import bar_chart
 from billing.portal.corrections_block import corrections_block
@@ -142,6 +142,16 @@ def clock_text(at: datetime, time_zone: str) -> str:
     return f"{at.astimezone(zone(time_zone)):%H:%M} {time_zone}"
 
 
+def as_of_text(at: datetime, now: datetime, time_zone: str) -> str:
+    """When figures are from: the time alone (``21:00 Asia/Kolkata``) if ``at`` is on the local day
+    of ``now``, else with its date (``20 Nov 2025, 21:00 Asia/Kolkata``): a time with no date reads
+    as today's."""
+    local = zone(time_zone)
+    if at.astimezone(local).date() == now.astimezone(local).date():
+        return clock_text(at, time_zone)
+    return local_text(at, time_zone)
+
+
 def month_name(month: Shown) -> str:
     """``November 2025`` for a UTC month; a tenant period's label (``2025-11 (Asia/Kolkata)``), as
     the period selector lists it."""
@@ -158,6 +168,11 @@ def period_words(month: Shown) -> str:
     if len(label) == 7 and label[4] == "-":  # the label of a whole local calendar month: 2025-11
         return month.local_start().strftime("%B %Y")
     return label
+
+
+def _as_of(view: PortalView, at: datetime) -> str:
+    """An "as of" time of the page, dated unless it is of the page's own (local) day."""
+    return as_of_text(at, view.generated_at, view.time_zone)
 
 
 def _unit(view: PortalView) -> str:
@@ -182,7 +197,7 @@ def _day_table(days: Sequence[DayUsage], time_zone: str = DEFAULT_TIME_ZONE) -> 
     )
     return (
         '<details><summary>Show every day as a table</summary><div class="scroll"><table>'
-        f'<caption class="sub">Per day ({escape(time_zone)}), from the usage rollup</caption>'
+        f'<caption class="sub">Per day, {escape(time_zone)} days</caption>'
         '<thead><tr><th scope="col">Day</th><th scope="col" class="num">Queries</th>'
         f'<th scope="col" class="num">Metered cost</th></tr></thead><tbody>{rows}</tbody></table></div></details>'
     )
@@ -212,7 +227,7 @@ def _cards(view: PortalView) -> str:
     elif current and view.as_of is not None:
         label, kind = (
             f"{_unit(view).title()}-to-date cost",
-            f"Preview as of {clock_text(view.as_of, view.time_zone)}",
+            f"Preview as of {_as_of(view, view.as_of)}",
         )
     elif current:
         label, kind = f"{_unit(view).title()}-to-date cost", "Preview: what would be invoiced now"
@@ -242,7 +257,8 @@ def money(amount: Decimal, currency: str) -> str:
 
 def _credit_card(view: PortalView) -> str:
     """The prepaid credit still usable (unexpired grants less what issued statements used), for a
-    tenant holding grants."""
+    tenant holding grants; the next expiry in the statement credit line's words
+    (``billing.rating.wording.credit``: the expiry instant's UTC day, ``expires 31 Mar 2026``)."""
     summary = view.credits
     if not summary:
         return ""
@@ -253,7 +269,8 @@ def _credit_card(view: PortalView) -> str:
     expiries = sorted(g["expires_at"] for g in active if g["expires_at"])
     note = f"{len(active)} active grant{'' if len(active) == 1 else 's'}"
     if expiries:
-        note += f"; the next expires {local_text(datetime.fromisoformat(expiries[0]), view.time_zone)}"
+        # in the words of the statement's credit line (the invoice's wording), so the two agree
+        note += f"; the next expires {wording.day(utc(datetime.fromisoformat(expiries[0])))}"
     amounts = ",".join(f"{c}:{v}" for c, v in balance.items())
     return (
         '<div class="card"><p class="label">Prepaid credit left</p>'
@@ -284,7 +301,7 @@ def _statement(view: PortalView) -> str:
         if view.stored
         else f"Preview of the statement for {escape(period_words(view.month))}, as it would be invoiced now"
         if view.as_of is None
-        else f"Preview of the statement for {escape(period_words(view.month))}, as of {escape(clock_text(view.as_of, view.time_zone))}"
+        else f"Preview of the statement for {escape(period_words(view.month))}, as of {escape(_as_of(view, view.as_of))}"
     )
     csv = base64.b64encode(view.lines_csv()).decode()
     return (
@@ -325,13 +342,12 @@ def _models(view: PortalView) -> str:
 
 def _metrics(view: PortalView) -> str:
     current = view.month.contains(view.generated_at)
-    as_of = (
-        f", as of {clock_text(view.metrics_as_of, view.time_zone)}" if view.metrics_as_of is not None else ""
-    )
+    as_of = f", as of {_as_of(view, view.metrics_as_of)}" if view.metrics_as_of is not None else ""
     return metrics_section(
         view.metrics,
         f"so far this {_unit(view)}{as_of}" if current else f"in {period_words(view.month)}",
         view.time_zone,
+        current=current,
     )
 
 
@@ -365,6 +381,30 @@ def _invoice_period(view: PortalView, key: str) -> str:
         return key
 
 
+def _cost_chart(view: PortalView) -> str:
+    """The metered cost per day; for a tenant whose plan charges catalog metrics and that has no
+    metered cost, a sentence pointing to where its charges are instead of a chart of zeros."""
+    days = view.rollup.days
+    if view.metrics and all(d.cost_usd == 0 for d in days):
+        when = (
+            f"so far this {_unit(view)}"
+            if view.month.contains(view.generated_at)
+            else f"in {period_words(view.month)}"
+        )
+        return (
+            f'<p id="cost-empty">No metered cost {escape(when)}. What your plan charges for is under '
+            '<a href="#metrics-h">Usage by metric</a>, and the statement lines price it.</p>'
+        )
+    return bar_chart(
+        "cost-chart",
+        f"Metered cost per day, {period_words(view.month)}",
+        days,
+        lambda d: d.cost_usd,
+        metered_usd,
+        prefix="$",
+    )
+
+
 def render_content(view: PortalView) -> str:
     """The month-dependent part of the page (what the JSON route returns as ``html``)."""
     days = view.rollup.days
@@ -382,14 +422,7 @@ def render_content(view: PortalView) -> str:
         )
         + "</figure>"
         + '<figure><figcaption id="cost-cap">Metered cost per day (USD)</figcaption>'
-        + bar_chart(
-            "cost-chart",
-            f"Metered cost per day, {period_words(view.month)}",
-            days,
-            lambda d: d.cost_usd,
-            metered_usd,
-            prefix="$",
-        )
+        + _cost_chart(view)
         + "</figure></div>"
         + _day_table(days, view.time_zone)
         + '<p class="sub">Metered cost is the usage priced when it happened; the statement adds plan fees and tiers.</p>'
