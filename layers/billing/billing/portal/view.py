@@ -235,6 +235,7 @@ class PortalService:
         self.metrics = metrics
         # (tenant, month text) -> the keys its last page needed: what the next one asks for first
         self._expected: dict[tuple[str, str], PageKeys] = {}
+        self._executor: ThreadPoolExecutor | None = None
 
     def tenant(self, tenant_id: str) -> Tenant:
         tenant = self.tenants.get(tenant_id)
@@ -316,6 +317,11 @@ class PortalService:
         statement: Statement | None
         asked = (tenant_id, month_text or "")
         expected = self._expected.get(asked) or self._utc_keys(month_text, now)
+        # The two DynamoDB queries (credits; alerts, of the quota window expected) overlap the
+        # batched read and the rest.
+        pool = self._pool()
+        credits_later = pool.submit(self._credits, tenant_id, now)
+        alerts_later = pool.submit(self._alerts, tenant_id, expected.quota)
         items = self.reads.read(tenant_id, expected)
         tenant = items.tenant
         if tenant is None:
@@ -331,26 +337,24 @@ class PortalService:
         missing = keys.missing(expected)
         if missing is not None:
             items.merge(self.reads.read(tenant_id, missing, tenant=False))
+        if window.key != expected.quota:
+            alerts_later = pool.submit(self._alerts, tenant_id, window.key)
         if len(self._expected) >= EXPECTED_KEYS_KEPT:
             self._expected.clear()
         self._expected[asked] = keys
         digest = inputs_digest(tenant)  # the record every cached figure must have been computed from
-        # The two DynamoDB queries (credits, alerts) overlap the rest.
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="portal") as pool:
-            credits_later = pool.submit(self._credits, tenant.id, now)
-            alerts_later = pool.submit(self._alerts, tenant.id, window.key)
-            key = str(month)
-            try:
-                answer = self.statements.serve(
-                    tenant, month, stored=items.stored.get(key), cached=items.previews.get(key), digest=digest
-                )
-                statement, stored, as_of = answer.statement, answer.stored, answer.as_of
-            except NotFound:
-                statement, stored, as_of = None, False, None
-            usage = self.usage.serve(tenant, month, items.usage.get(key), digest=digest)
-            metrics, metrics_as_of = self._metrics(tenant, month, now, items, digest)
-            credits = credits_later.result()
-            alerts = alerts_later.result()
+        key = str(month)
+        try:
+            answer = self.statements.serve(
+                tenant, month, stored=items.stored.get(key), cached=items.previews.get(key), digest=digest
+            )
+            statement, stored, as_of = answer.statement, answer.stored, answer.as_of
+        except NotFound:
+            statement, stored, as_of = None, False, None
+        usage = self.usage.serve(tenant, month, items.usage.get(key), digest=digest)
+        metrics, metrics_as_of = self._metrics(tenant, month, now, items, digest)
+        credits = credits_later.result()
+        alerts = alerts_later.result()
         quota = Quota(
             used=items.quota_used.get(window.key, 0),
             limit=quota_limit(tenant, self.catalog, at),
@@ -376,6 +380,12 @@ class PortalService:
             metrics_as_of=metrics_as_of,
             corrections=usage.corrections,
         )
+
+    def _pool(self) -> ThreadPoolExecutor:
+        """The threads the page's queries run on, started once per process (not per request)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="portal")
+        return self._executor
 
     @staticmethod
     def _utc_keys(month_text: str | None, now: datetime) -> PageKeys:
