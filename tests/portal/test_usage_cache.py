@@ -45,9 +45,14 @@ def cached_usage(tenant_id: str, period: str) -> dict | None:
 
 def fresh(tenant_id: str, at: datetime) -> dict[str, Any]:
     """The days and models read straight from the rollup as at ``at``, as the page's JSON lists them."""
-    rollup = ClickHouseUsageRollups(container.usage_store()).period(tenant_id, NOV.start, days_end(NOV, at), "UTC")
+    rollup = ClickHouseUsageRollups(container.usage_store()).period(
+        tenant_id, NOV.start, days_end(NOV, at), "UTC"
+    )
     return {
-        "days": [{"day": d.day.isoformat(), "queries": d.queries, "cost_usd": f"{d.cost_usd:f}"} for d in rollup.days],
+        "days": [
+            {"day": d.day.isoformat(), "queries": d.queries, "cost_usd": f"{d.cost_usd:f}"}
+            for d in rollup.days
+        ],
         "models": [
             {
                 "model": m.model,
