@@ -12,6 +12,11 @@ Invariants:
   period's time zone (never a scan of raw events); per-metric figures (``billing.portal.metrics``)
   from the per-metric quarter-hour rollup (``billing.adapters.clickhouse.metric_rollups`` says when
   raw rows are read instead).
+- the preview, the per-day, per-model and corrections figures and the per-metric figures are served
+  from their caches by one stated-staleness rule (``preview_cache``, ``usage_cache``,
+  ``metric_cache``: the same tenant record, younger than the max age, "as of" shown); every keyed
+  item a request needs comes from one batched read (``page_reads``), so a request whose cached
+  items are fresh reads nothing from ClickHouse and does no work that grows with the tenant's events.
 - the prepaid-credit balance is the one the status API shows (``CreditBook.summary``: unexpired
   grants less the burns of issued statements), shown only to a tenant that holds grants.
 - every instant and day shown is in the period's time zone (UTC for a tenant without a calendar).
