@@ -5,6 +5,7 @@ route's ``corrections`` field; none shown for a month without corrections."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -13,6 +14,8 @@ import pytest
 from billing.runtime import container
 from tests.conftest import api_event
 from tests.metering.conftest import load_handler
+from tests.portal.conftest import NOW
+from tests.portal.test_preview_cache import MAX_AGE
 
 
 @pytest.fixture
@@ -85,3 +88,20 @@ def test_a_month_without_corrections_has_no_block(portal, correct):
     data = json.loads(portal.data(token, "2025-10")["body"])
     # Then it has no corrections and no block
     assert data["corrections"] == [] and "corrections-h" not in data["html"]
+
+
+def test_a_correction_applied_after_the_page_was_cached_shows_at_the_max_age(portal, correct, clock):
+    # Given acme's page was opened at 15:30 (no correction yet: the block and the days cached)
+    token = portal.token("acme")
+    assert json.loads(portal.data(token)["body"])["corrections"] == []
+    # When an event is voided and the page is asked one second short of the max age
+    correct(item("c-late", "acme-02-0001", "void", "Sent twice"))
+    clock(NOW + timedelta(seconds=MAX_AGE - 1))
+    cached = json.loads(portal.data(token)["body"])
+    # Then the page still shows its figures as of 15:30, without the correction
+    assert cached["corrections"] == [] and cached["usage_as_of"] == "2025-11-20T15:30:00Z"
+    # And at the max age it reads them again: the correction is listed
+    clock(NOW + timedelta(seconds=MAX_AGE))
+    fresh = json.loads(portal.data(token)["body"])
+    assert [c["correction_id"] for c in fresh["corrections"]] == ["c-late"]
+    assert fresh["usage_as_of"] == "2025-11-20T15:35:00Z"

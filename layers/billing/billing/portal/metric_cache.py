@@ -147,6 +147,26 @@ class CachedMetricFigures:
             return Figures(figures_from_json(cached.figures, asked), cached.computed_at)
         return self._compute(tenant_id, period, asked, zone, current, digests, now)
 
+    def serve(
+        self,
+        tenant: Tenant,
+        period: Month | Period,
+        asked: Sequence[MetricAsk],
+        cached: CachedFigures | None,
+        *,
+        zone: str,
+        digest: str | None = None,
+    ) -> Figures:
+        """The same rule as ``period``, given the entry already read (one batched read of the
+        page; None: none stored) and the tenant record (``digest``: its ``inputs_digest``)."""
+        now = utc(self.clock())
+        current = period.contains(now)
+        digests = (digest or inputs_digest(tenant), asked_digest(asked, zone, current))
+        if self._fresh(cached, digests, now, self.max_age):
+            assert cached is not None
+            return Figures(figures_from_json(cached.figures, asked), cached.computed_at)
+        return self._compute(tenant.id, period, asked, zone, current, digests, now)
+
     def refresh(
         self,
         tenant_id: str,
@@ -186,13 +206,18 @@ class CachedMetricFigures:
         if younger_than <= timedelta(0):
             return None
         cached = self.store.get(tenant_id, period)
-        if (
-            cached is None
-            or (cached.inputs_digest, cached.asked_digest) != digests
-            or now - cached.computed_at >= younger_than
-        ):
-            return None
-        return cached
+        return cached if self._fresh(cached, digests, now, younger_than) else None
+
+    @staticmethod
+    def _fresh(
+        cached: CachedFigures | None, digests: tuple[str, str], now: datetime, younger_than: timedelta
+    ) -> bool:
+        return (
+            cached is not None
+            and younger_than > timedelta(0)
+            and (cached.inputs_digest, cached.asked_digest) == digests
+            and now - cached.computed_at < younger_than
+        )
 
     def _compute(
         self,

@@ -405,12 +405,25 @@ def _cost_chart(view: PortalView) -> str:
     )
 
 
+def _usage_as_of(view: PortalView) -> str:
+    """When the current period's per-day and per-model figures were read (cached: up to the
+    preview's max age ago); nothing for a past period, as for its metric figures."""
+    if view.usage_as_of is None or not view.month.contains(view.generated_at):
+        return ""
+    return (
+        f'<p class="sub" id="usage-as-of">Per day and per model as of '
+        f"{escape(_as_of(view, view.usage_as_of))}.</p>"
+    )
+
+
 def render_content(view: PortalView) -> str:
     """The month-dependent part of the page (what the JSON route returns as ``html``)."""
     days = view.rollup.days
     return (
         _cards(view)
-        + '<h2 id="charts-h">Per day</h2><div class="charts">'
+        + '<h2 id="charts-h">Per day</h2>'
+        + _usage_as_of(view)
+        + '<div class="charts">'
         + '<figure><figcaption id="queries-cap">Queries per day</figcaption>'
         + bar_chart(
             "queries-chart",

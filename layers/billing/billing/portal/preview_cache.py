@@ -85,6 +85,27 @@ class CachedStatements:
             return Served(cached.statement, False, cached.computed_at)
         return self._rate(tenant_id, month, digest, now)
 
+    def serve(
+        self,
+        tenant: Tenant,
+        month: Month | Period,
+        *,
+        stored: Statement | None,
+        cached: CachedPreview | None,
+        digest: str | None = None,
+    ) -> Served:
+        """The same rule as a call, given the items already read (one batched read of the page):
+        the period's stored statement and cached preview (None: absent), and the tenant record
+        (``digest``: its ``inputs_digest``, when the caller has it)."""
+        if stored is not None:
+            return Served(stored, True, None)
+        now = utc(self.clock())
+        digest = digest or inputs_digest(tenant)
+        if self._fresh(cached, digest, now, self.max_age):
+            assert cached is not None
+            return Served(cached.statement, False, cached.computed_at)
+        return self._rate(tenant.id, month, digest, now)
+
     def refresh(
         self, tenant_id: str, month: Month | Period, *, keep_younger_than: timedelta
     ) -> Served | None:
@@ -112,9 +133,16 @@ class CachedStatements:
         if younger_than <= timedelta(0):
             return None
         cached = self.store.get(tenant_id, month)
-        if cached is None or cached.inputs_digest != digest or now - cached.computed_at >= younger_than:
-            return None
-        return cached
+        return cached if self._fresh(cached, digest, now, younger_than) else None
+
+    @staticmethod
+    def _fresh(cached: CachedPreview | None, digest: str, now: datetime, younger_than: timedelta) -> bool:
+        return (
+            cached is not None
+            and younger_than > timedelta(0)
+            and cached.inputs_digest == digest
+            and now - cached.computed_at < younger_than
+        )
 
     def _rate(self, tenant_id: str, month: Month | Period, digest: str, now: datetime) -> Served:
         statement, stored = self.preview(tenant_id, month)  # NotFound (nothing to bill) passes through

@@ -16,6 +16,9 @@ Rule (one run, at ``now``):
 - each tenant's per-metric figures (billing.portal.metric_cache) are refreshed right after its
   preview (warmed or kept; not for one with nothing to bill: no plan charges a metric), by the same keep rule (``figures``; within the same bounds: the budget is checked
   before each tenant, never between its two parts).
+- each tenant's per-day and per-model figures and corrections block (billing.portal.usage_cache) are
+  refreshed right after its preview the same way (``usage``; also for a tenant with nothing to
+  bill: its page shows its usage all the same).
 - a tenant with nothing to bill (NotFound) is named as such; one whose month is stored is kept; a
   store or ClickHouse failure fails the run (the next run starts over).
 
@@ -53,6 +56,7 @@ class WarmRun:
     nothing_to_bill: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # over the run's bounds, left to a request
     figures_warmed: list[str] = field(default_factory=list)  # per-metric figures computed and cached
+    usage_warmed: list[str] = field(default_factory=list)  # per-day and per-model figures read and cached
 
     def summary(self) -> dict[str, object]:
         return {
@@ -62,6 +66,7 @@ class WarmRun:
             "nothing_to_bill": len(self.nothing_to_bill),
             "skipped": len(self.skipped),
             "figures_warmed": len(self.figures_warmed),
+            "usage_warmed": len(self.usage_warmed),
         }
 
 
@@ -79,7 +84,10 @@ class PreviewWarmer:
         timer: Callable[[], float] = time.monotonic,
         period_of: Callable[[str, datetime], Month | Period] | None = None,
         figures: Callable[[str, Month | Period, timedelta], bool] | None = None,
+        usage: Callable[[str, Month | Period, timedelta], bool] | None = None,
     ):
+        # (tenant, period, keep_younger_than) -> whether per-day and per-model figures were read and cached
+        self.usage = usage
         # (tenant, period, keep_younger_than) -> whether per-metric figures were computed and cached
         self.figures = figures
         self.period_of = period_of or (lambda _tenant_id, now: Month.of(now))
@@ -107,8 +115,14 @@ class PreviewWarmer:
                 served = self.statements.refresh(tenant_id, period, keep_younger_than=self.keep_younger_than)
             except NotFound:
                 result.nothing_to_bill.append(tenant_id)
+                self._usage(result, tenant_id, period)
                 continue
             (result.warmed if served is not None else result.kept).append(tenant_id)
+            self._usage(result, tenant_id, period)
             if self.figures is not None and self.figures(tenant_id, period, self.keep_younger_than):
                 result.figures_warmed.append(tenant_id)
         return result
+
+    def _usage(self, result: WarmRun, tenant_id: str, period: Month | Period) -> None:
+        if self.usage is not None and self.usage(tenant_id, period, self.keep_younger_than):
+            result.usage_warmed.append(tenant_id)

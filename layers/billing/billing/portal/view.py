@@ -12,6 +12,11 @@ Invariants:
   period's time zone (never a scan of raw events); per-metric figures (``billing.portal.metrics``)
   from the per-metric quarter-hour rollup (``billing.adapters.clickhouse.metric_rollups`` says when
   raw rows are read instead).
+- the preview, the per-day, per-model and corrections figures and the per-metric figures are served
+  from their caches by one stated-staleness rule (``preview_cache``, ``usage_cache``,
+  ``metric_cache``: the same tenant record, younger than the max age, "as of" shown); every keyed
+  item a request needs comes from one batched read (``page_reads``), so a request whose cached
+  items are fresh reads nothing from ClickHouse and does no work that grows with the tenant's events.
 - the prepaid-credit balance is the one the status API shows (``CreditBook.summary``: unexpired
   grants less the burns of issued statements), shown only to a tenant that holds grants.
 - every instant and day shown is in the period's time zone (UTC for a tenant without a calendar).
@@ -26,12 +31,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 from billing.catalog.plans import PlanCatalog
-from billing.kernel.calendar import DEFAULT_TIME_ZONE, Period, local_midnight
+from billing.kernel.calendar import Period
 from billing.kernel.errors import InvalidRequest, NotFound
 from billing.kernel.money import exponent, fmt_minor
 from billing.kernel.periods import Month, iso, utc
@@ -39,65 +44,40 @@ from billing.metering.quota_windows import quota_window
 from billing.metering.quotas import Limit, quota_limit
 from billing.portal.metric_cache import CachedMetricFigures
 from billing.portal.metrics import MetricAsk, MetricFigures, MetricUsage, metrics_shown
-from billing.portal.preview_cache import Served
+from billing.portal.page_reads import PageItems, PageKeys, PageReads
+from billing.portal.preview_cache import CachedStatements, inputs_digest
+from billing.portal.usage import (  # re-exported: the page and the adapters name them from here
+    DayUsage,
+    ModelUsage,
+    MonthRollup,
+    Shown,
+    UsageRollups,
+    zone_of,
+)
+from billing.portal.usage_cache import CachedUsageFigures
 from billing.rating.csv import lines_csv
 from billing.statements.statement import Statement
 from billing.tenants.closed_periods import has_own_periods
 from billing.tenants.tenant import Tenant, TenantStore, unknown_tenant
 
+__all__ = [
+    "DayUsage",
+    "ModelUsage",
+    "MonthRollup",
+    "PortalService",
+    "PortalView",
+    "Shown",
+    "UsageRollups",
+    "zone_of",
+]
+
 MONTHS_SHOWN = 12  # the current period and up to 11 before it (never before the first plan)
-Shown = Month | Period  # a UTC calendar month (the default calendar), or a period of the tenant's calendar
-
-
-def zone_of(shown: Shown) -> str:
-    """The time zone a period is read in (a UTC month's is UTC)."""
-    return shown.calendar.time_zone if isinstance(shown, Period) else DEFAULT_TIME_ZONE
-
-
-@dataclass(frozen=True)
-class DayUsage:
-    day: date
-    queries: int
-    cost_usd: Decimal
-
-
-@dataclass(frozen=True)
-class ModelUsage:
-    model: str  # "" for storage-only events
-    events: int
-    queries: int
-    input_tokens: int
-    output_tokens: int
-    cost_usd: Decimal
-
-
-@dataclass(frozen=True)
-class MonthRollup:
-    """One month of a tenant from ``usage_daily``: per day (every day present, zeros included) and per model."""
-
-    days: list[DayUsage]
-    models: list[ModelUsage]
-
-
-class UsageRollups(Protocol):
-    def period(self, tenant_id: str, start: datetime, end: datetime, zone: str) -> MonthRollup:
-        """Per local day of ``zone`` overlapping ``[start, end)`` (zeros included), and per model."""
-        ...
-
-
-class QuotaCounter(Protocol):
-    def quota_used(self, tenant_id: str, month: str) -> tuple[int, int | None]: ...
+EXPECTED_KEYS_KEPT = 4096  # the keys of so many (tenant, month text) asked before are remembered
 
 
 class CreditSummaries(Protocol):
     def summary(self, tenant_id: str, now: datetime) -> dict[str, Any]:
         """``{"balance": {currency: amount}, "grants": [...]}`` (billing.tenants.credits.CreditBook)."""
-        ...
-
-
-class InvoiceLookup(Protocol):
-    def for_tenant(self, tenant_id: str, months: Sequence[str]) -> Sequence[Any]:
-        """The invoice records (billing.invoicing.InvoiceRecord) of these months that exist."""
         ...
 
 
@@ -161,6 +141,8 @@ class PortalView:
     as_of: datetime | None = None  # a preview's figures were computed then (cached: up to the max age ago)
     # when the metric figures were computed (cached: up to the max age ago); None: read now, uncached
     metrics_as_of: datetime | None = None
+    # when the per-day and per-model figures and the corrections were read (cached: up to the max age ago)
+    usage_as_of: datetime | None = None
 
     @property
     def time_zone(self) -> str:
@@ -212,6 +194,7 @@ class PortalView:
             "alerts": self.alerts,
             "metrics": [m.to_json() for m in self.metrics],
             "metrics_as_of": iso(self.metrics_as_of) if self.metrics_as_of is not None else None,
+            "usage_as_of": iso(self.usage_as_of) if self.usage_as_of is not None else None,
             "corrections": self.corrections,
         }
 
@@ -227,16 +210,6 @@ class PortalView:
         return {"period": one(self.month), "periods": [one(p) for p in self.months]}
 
 
-StatementReader = Callable[[str, Shown], "tuple[Statement, bool] | Served"]
-
-
-def served(answer: tuple[Statement, bool] | Served) -> tuple[Statement, bool, datetime | None]:
-    """(statement, stored, as_of) from either reader: a plain one's preview is computed now (None)."""
-    if isinstance(answer, Served):
-        return answer.statement, answer.stored, answer.as_of
-    return answer[0], answer[1], None
-
-
 OPEN_STATUSES = frozenset({"open", "uncollectible"})
 
 
@@ -248,27 +221,26 @@ class PortalService:
         *,
         tenants: TenantStore,
         catalog: PlanCatalog,
-        statements: StatementReader,
-        rollups: UsageRollups,
-        quota: QuotaCounter,
-        invoices: InvoiceLookup,
+        reads: PageReads,
+        statements: CachedStatements,
+        usage: CachedUsageFigures,
         clock: Callable[[], datetime],
         credits: CreditSummaries | None = None,
         alerts: Callable[[str, str], Sequence[Any]] | None = None,
         metrics: MetricFigures | CachedMetricFigures | None = None,
-        corrections: Callable[[str, Shown], list[dict[str, Any]]] | None = None,
     ):
-        self.corrections = corrections  # (tenant, period) -> its corrections (corrections_block)
         self.alerts = alerts  # (tenant, period) -> its alert states (billing.alerts.evaluation)
         self.tenants = tenants
         self.catalog = catalog
+        self.reads = reads  # the page's keyed DynamoDB reads, batched
         self.statements = statements
-        self.rollups = rollups
-        self.quota = quota
-        self.invoices = invoices
+        self.usage = usage  # per day, per model and the corrections block, cached
         self.clock = clock
         self.credits = credits
         self.metrics = metrics
+        # (tenant, month text) -> the keys its last page needed: what the next one asks for first
+        self._expected: dict[tuple[str, str], PageKeys] = {}
+        self._executor: ThreadPoolExecutor | None = None
 
     def tenant(self, tenant_id: str) -> Tenant:
         tenant = self.tenants.get(tenant_id)
@@ -310,7 +282,10 @@ class PortalService:
         """The period ``text`` names among those offered: a ``YYYY-MM`` month, or a tenant period's
         key (or ``YYYY-MM`` when exactly one of its periods starts in that local month); the current
         one when none is given. 400 naming ``month`` for anything else."""
-        shown = self.selectable(tenant, self.clock())
+        return self._pick(self.selectable(tenant, self.clock()), text)
+
+    @staticmethod
+    def _pick(shown: list[Shown], text: str | None) -> Shown:
         if not text:
             return shown[0]
         if isinstance(shown[0], Period):
@@ -339,37 +314,57 @@ class PortalService:
         return month
 
     def view(self, tenant_id: str, month_text: str | None = None) -> PortalView:
-        tenant = self.tenant(tenant_id)
+        """The page's data: its keyed items in one batched read (two when the tenant's record names
+        keys the first did not ask for), the credits and alerts queries beside them, and the cached
+        figures (statement preview, per day and model, corrections, per metric) served by their
+        stated-staleness rule: a hit reads nothing from ClickHouse."""
         now = utc(self.clock())
+        statement: Statement | None
+        asked = (tenant_id, month_text or "")
+        expected = self._expected.get(asked) or self._utc_keys(month_text, now)
+        # The two DynamoDB queries (credits; alerts, of the quota window expected) overlap the
+        # batched read and the rest.
+        pool = self._pool()
+        credits_later = pool.submit(self._credits, tenant_id, now)
+        alerts_later = pool.submit(self._alerts, tenant_id, expected.quota)
+        items = self.reads.read(tenant_id, expected)
+        tenant = items.tenant
+        if tenant is None:
+            raise unknown_tenant([tenant_id])
         months = self.selectable(tenant, now)
-        month = self.parse_month(tenant, month_text)
-        zone = zone_of(month)
+        month = self._pick(months, month_text)
         current = month.contains(now)
         at = now if current else month.end - timedelta(milliseconds=1)
         # The quota counts in the tenant's own period (its UTC month by default): the one holding
         # now in the current period, else the one the period ends in.
         window = quota_window(tenant, at)
-        # the days shown: to the end of today (local) in the current period, else the whole period
-        days_end = month.end
-        if current:
-            today = month.local(now).date() if isinstance(month, Period) else now.date()
-            days_end = min(month.end, local_midnight(today + timedelta(days=1), zone))
-        # The DynamoDB reads (quota counter, invoice records) overlap the ClickHouse work.
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="portal") as pool:
-            used_later = pool.submit(self.quota.quota_used, tenant_id, window.key)
-            invoices_later = pool.submit(self._open_invoices, tenant.id, months)
-            credits_later = pool.submit(self._credits, tenant.id, now)
-            try:
-                statement: Statement | None
-                statement, stored, as_of = served(self.statements(tenant_id, month))
-            except NotFound:
-                statement, stored, as_of = None, False, None
-            rollup = self.rollups.period(tenant_id, month.start, days_end, zone)
-            metrics, metrics_as_of = self._metrics(tenant, month, now)
-            used, _ = used_later.result()
-            open_invoices = invoices_later.result()
-            credits = credits_later.result()
-        quota = Quota(used=used, limit=quota_limit(tenant, self.catalog, at), resets_at=window.end)
+        keys = PageKeys(str(month), window.key, tuple(str(m) for m in months))
+        missing = keys.missing(expected)
+        if missing is not None:
+            items.merge(self.reads.read(tenant_id, missing, tenant=False))
+        if window.key != expected.quota:
+            alerts_later = pool.submit(self._alerts, tenant_id, window.key)
+        if len(self._expected) >= EXPECTED_KEYS_KEPT:
+            self._expected.clear()
+        self._expected[asked] = keys
+        digest = inputs_digest(tenant)  # the record every cached figure must have been computed from
+        key = str(month)
+        try:
+            answer = self.statements.serve(
+                tenant, month, stored=items.stored.get(key), cached=items.previews.get(key), digest=digest
+            )
+            statement, stored, as_of = answer.statement, answer.stored, answer.as_of
+        except NotFound:
+            statement, stored, as_of = None, False, None
+        usage = self.usage.serve(tenant, month, items.usage.get(key), digest=digest)
+        metrics, metrics_as_of = self._metrics(tenant, month, now, items, digest)
+        credits = credits_later.result()
+        alerts = alerts_later.result()
+        quota = Quota(
+            used=items.quota_used.get(window.key, 0),
+            limit=quota_limit(tenant, self.catalog, at),
+            resets_at=window.end,
+        )
         return PortalView(
             tenant_id=tenant.id,
             tenant_name=tenant.name or tenant.id,
@@ -379,16 +374,38 @@ class PortalService:
             statement=statement,
             stored=stored,
             as_of=as_of,
-            rollup=rollup,
+            rollup=usage.rollup,
+            usage_as_of=usage.as_of,
             quota=quota,
             payment_status=tenant.payment_status,
-            open_invoices=open_invoices,
+            open_invoices=self._open_invoices(items, months),
             credits=credits,
-            alerts=self._alerts(tenant.id, window.key),
+            alerts=alerts,
             metrics=metrics,
             metrics_as_of=metrics_as_of,
-            corrections=self.corrections(tenant.id, month) if self.corrections is not None else [],
+            corrections=usage.corrections,
         )
+
+    def _pool(self) -> ThreadPoolExecutor:
+        """The threads the page's queries run on, started once per process (not per request)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="portal")
+        return self._executor
+
+    @staticmethod
+    def _utc_keys(month_text: str | None, now: datetime) -> PageKeys:
+        """The keys a tenant on UTC calendar months needs (what a page asks for first when it has
+        not served this tenant and month text before): the month named (else the current one), its
+        quota counter and the invoices of the months offered at most."""
+        current = Month.of(now)
+        try:
+            month = Month.parse(month_text) if month_text else current
+        except ValueError:
+            month = current
+        months = [current]
+        while len(months) < MONTHS_SHOWN:
+            months.append(months[-1].previous())
+        return PageKeys(str(month), str(month), tuple(str(m) for m in months))
 
     def _alerts(self, tenant_id: str, period: str) -> list[dict[str, Any]]:
         """The active thresholds of the tenant period ``period`` (its key, as alerts record it)."""
@@ -397,15 +414,25 @@ class PortalService:
         return [a.to_json() for a in self.alerts(tenant_id, period) if a.state == "active"]
 
     def _metrics(
-        self, tenant: Tenant, month: Shown, now: datetime
+        self,
+        tenant: Tenant,
+        month: Shown,
+        now: datetime,
+        items: PageItems | None = None,
+        digest: str | None = None,
     ) -> tuple[list[MetricUsage], datetime | None]:
         """The period's charged catalog metrics so far: to now in the current period, else whole;
-        with when they were computed, when cached (billing.portal.metric_cache)."""
+        with when they were computed, when cached (billing.portal.metric_cache; ``items``: the
+        page's batched read, holding the cached entry if there is one)."""
         asked = metrics_shown(tenant, self.catalog, month)
         if self.metrics is None or not asked:
             return [], None
         if isinstance(self.metrics, CachedMetricFigures):
-            figures = self.metrics.period(tenant.id, month, asked, zone=zone_of(month))
+            if items is None:
+                figures = self.metrics.period(tenant.id, month, asked, zone=zone_of(month))
+            else:
+                cached = items.metrics.get(str(month))
+                figures = self.metrics.serve(tenant, month, asked, cached, zone=zone_of(month), digest=digest)
             return figures.usage, figures.as_of
         end = min(now, month.end) if month.contains(now) else month.end
         return self.metrics.month(tenant.id, asked, month.start, end, zone=zone_of(month)), None
@@ -420,9 +447,10 @@ class PortalService:
         summary = self.credits.summary(tenant_id, now)
         return summary if summary["grants"] else None
 
-    def _open_invoices(self, tenant_id: str, months: Sequence[Shown]) -> list[OpenInvoice]:
+    @staticmethod
+    def _open_invoices(items: PageItems, months: Sequence[Shown]) -> list[OpenInvoice]:
         out = []
-        records = self.invoices.for_tenant(tenant_id, [str(m) for m in months])
+        records = items.invoice_records(str(m) for m in months)
         for record in sorted(records, key=lambda r: str(r.month), reverse=True):
             if not record.invoice_id or record.invoice_status not in OPEN_STATUSES:
                 continue

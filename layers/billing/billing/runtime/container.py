@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from billing.portal.preview_cache import CachedStatements
     from billing.portal.preview_warmer import PreviewWarmer
     from billing.portal.tokens import PortalTokens
+    from billing.portal.usage_cache import CachedUsageFigures
     from billing.portal.view import PortalService
     from billing.rating import Rater
     from billing.runtime.settings import Settings
@@ -874,6 +875,38 @@ def preview_warmer() -> PreviewWarmer:
         budget_s=s.portal_warm_budget_seconds,
         period_of=_shown_period,
         figures=_warm_figures,
+        usage=_warm_usage,
+    )
+
+
+def _warm_usage(tenant_id: str, period: Month | Period, keep_younger_than: timedelta) -> bool:
+    """Refresh the per-day and per-model figures and corrections the tenant's page shows for ``period``."""
+    tenant = tenants().get(tenant_id)
+    if tenant is None:
+        return False
+    return cached_usage_figures().refresh(tenant, period, keep_younger_than=keep_younger_than) is not None
+
+
+@provider
+def cached_usage_figures() -> CachedUsageFigures:
+    """The usage page's per-day and per-model figures and corrections block: a fresh cached entry,
+    or read from the rollup (and the corrections) then cached."""
+    from billing.adapters.clickhouse.portal_queries import ClickHouseUsageRollups
+    from billing.adapters.clickhouse.receipt_queries import ClickHouseStoredEvents
+    from billing.adapters.dynamodb.corrections import DynamoCorrectionLedger
+    from billing.adapters.dynamodb.preview_cache import DynamoUsageFiguresStore
+    from billing.portal.corrections_block import MonthCorrections
+    from billing.portal.usage_cache import CachedUsageFigures
+
+    s = settings()
+    return CachedUsageFigures(
+        rollups=ClickHouseUsageRollups(usage_store()),
+        corrections=MonthCorrections(
+            ClickHouseStoredEvents(usage_store()), DynamoCorrectionLedger(s.ledger_table)
+        ),
+        store=DynamoUsageFiguresStore(s.billing_table),
+        clock=clock(),
+        max_age_s=s.portal_preview_max_age_seconds,
     )
 
 
@@ -915,24 +948,20 @@ def _shown_period(tenant_id: str, now: datetime) -> Month | Period:
 
 @provider
 def portal_service() -> PortalService:
-    from billing.adapters.clickhouse.portal_queries import ClickHouseUsageRollups
-    from billing.adapters.clickhouse.receipt_queries import ClickHouseStoredEvents
-    from billing.adapters.dynamodb.corrections import DynamoCorrectionLedger
-    from billing.portal.corrections_block import MonthCorrections
+    from billing.adapters.dynamodb.page_reads import DynamoPageReads
     from billing.portal.view import PortalService
 
+    s = settings()
     return PortalService(
         tenants=tenants(),
         catalog=plan_catalog(),
+        reads=DynamoPageReads(
+            tenants_table=s.tenants_table, ledger_table=s.ledger_table, billing_table=s.billing_table
+        ),
         statements=cached_statements(),
-        rollups=ClickHouseUsageRollups(usage_store()),
-        quota=ledger(),
-        invoices=invoice_records(),
+        usage=cached_usage_figures(),
         clock=clock(),
         credits=credit_book(),
         alerts=alert_states().of_period,
         metrics=cached_metric_figures(),
-        corrections=MonthCorrections(
-            ClickHouseStoredEvents(usage_store()), DynamoCorrectionLedger(settings().ledger_table)
-        ),
     )

@@ -35,7 +35,7 @@ class DynamoInvoiceRecords:
         item = self.client.get_item(
             TableName=self.table, Key=self._key(month, tenant_id), ConsistentRead=True
         ).get("Item")
-        return _record(item) if item else None
+        return record_of(item) if item else None
 
     def find_by_invoice_id(self, invoice_id: str) -> InvoiceRecord | None:
         found = invoice_statement(self.client, self.table, invoice_id)
@@ -43,7 +43,7 @@ class DynamoInvoiceRecords:
 
     def list_month(self, month: str) -> list[InvoiceRecord]:
         records = [
-            _record(i)
+            record_of(i)
             for i in items(
                 self.client.query,
                 TableName=self.table,
@@ -62,7 +62,7 @@ class DynamoInvoiceRecords:
             request = {self.table: {"Keys": keys[start : start + 100], "ConsistentRead": True}}
             for _ in range(10):  # unprocessed keys are retried (throttling); a handful of keys at most
                 answer = self.client.batch_get_item(RequestItems=request)
-                found.extend(_record(i) for i in answer.get("Responses", {}).get(self.table, []))
+                found.extend(record_of(i) for i in answer.get("Responses", {}).get(self.table, []))
                 request = answer.get("UnprocessedKeys") or {}
                 if not request:
                     break
@@ -87,6 +87,6 @@ class DynamoInvoiceRecords:
         self.client.delete_item(TableName=self.table, Key=self._key(month, tenant_id))
 
 
-def _record(item: dict[str, Any]) -> InvoiceRecord:
+def record_of(item: dict[str, Any]) -> InvoiceRecord:
     data = {k: v for k, v in from_item(item).items() if k not in ("pk", "sk", "gsi1pk", "gsi1sk")}
     return InvoiceRecord.model_validate(data)

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing.adapters.dynamodb.items import dynamodb_client
-from billing.adapters.dynamodb.tenants import _tenant
+from billing.adapters.dynamodb.tenants import tenant_of
 from billing.adapters.dynamodb.usage_ledger import metric_counters
 from billing.tenants.tenant import Tenant
 
@@ -42,4 +42,4 @@ class DynamoQuotaReads:
         counter_rows = found.get(self.ledger_table, [])
         used = int(Decimal(counter_rows[0].get("used", {}).get("N", "0"))) if counter_rows else 0
         counters = metric_counters(counter_rows[0]) if counter_rows else {}
-        return (_tenant(tenant_rows[0]) if tenant_rows else None), used, counters
+        return (tenant_of(tenant_rows[0]) if tenant_rows else None), used, counters

@@ -21,7 +21,7 @@ class DynamoTenantStore:
         item = self.client.get_item(
             TableName=self.table, Key={"tenant_id": {"S": tenant_id}}, ConsistentRead=True
         ).get("Item")
-        return _tenant(item) if item else None
+        return tenant_of(item) if item else None
 
     def get_many(self, tenant_ids: Iterable[str]) -> dict[str, Tenant]:
         ids = sorted(set(tenant_ids))
@@ -32,13 +32,13 @@ class DynamoTenantStore:
             while request:
                 response = self.client.batch_get_item(RequestItems=request)
                 for item in response["Responses"].get(self.table, []):
-                    tenant = _tenant(item)
+                    tenant = tenant_of(item)
                     found[tenant.id] = tenant
                 request = response.get("UnprocessedKeys") or {}
         return found
 
     def list_all(self) -> list[Tenant]:
-        tenants = [_tenant(i) for i in items(self.client.scan, TableName=self.table, ConsistentRead=True)]
+        tenants = [tenant_of(i) for i in items(self.client.scan, TableName=self.table, ConsistentRead=True)]
         return sorted(tenants, key=lambda t: t.id)
 
     def create(self, tenant: Tenant) -> bool:
@@ -110,7 +110,7 @@ class DynamoTenantStore:
         )
 
 
-def _tenant(item: dict[str, Any]) -> Tenant:
+def tenant_of(item: dict[str, Any]) -> Tenant:
     data = from_item(item)
     data["id"] = data.pop("tenant_id")
     return Tenant.model_validate(data)
