@@ -265,27 +265,22 @@ def metric_sql(key: str, *, tenant: str) -> str:
     first_day = f"toUInt32(toDate(fromUnixTimestamp64Milli(held_from), {zone}))"
     last_day = f"toUInt32(toDate(fromUnixTimestamp64Milli(greatest(held_to, held_from + 1) - 1), {zone}))"
     held_key = "toDateTime(addDays(toDate('1970-01-01'), d), 'UTC')" if local else "tenant_id"
-    start_ms, end_ms = f"toUnixTimestamp64Milli({start})", f"toUnixTimestamp64Milli({end})"
-    # Each tenant's points of the days in order (ms, event_id), after the last one before them (held
-    # from the days' start); each is held until the next one's ms, the last until the days' end.
     held = f"""
         SELECT {held_key} AS {key}, roundBankers(toDecimal256(sum(v * ms), 30) / per_ms, 18) AS value
         FROM (
             SELECT tenant_id, v, d,
                    greatest(toInt64(0), least(held_to, {day_ms("d + 1")}) - greatest(held_from, {day_ms("d")})) AS ms
             FROM (
-                SELECT tenant_id, p.1 AS held_from, p.2 AS held_to, p.3 AS v
+                SELECT tenant_id, v, greatest(ms, toUnixTimestamp64Milli({start})) AS held_from,
+                       leadInFrame(ms, 1, toUnixTimestamp64Milli({end})) OVER (
+                           PARTITION BY tenant_id ORDER BY ms, event_id ROWS BETWEEN CURRENT ROW AND 1 FOLLOWING) AS held_to
                 FROM (
-                    SELECT tenant_id, arrayConcat(
-                               if(countIf(ms < {start_ms}) = 0, [],
-                                  [tuple({start_ms}, '', argMaxIf(v, (ms, event_id), ms < {start_ms}))]),
-                               arraySort(groupArrayIf((ms, event_id, v), ms >= {start_ms}))) AS held
-                    FROM ({points}
-                      AND timestamp < {end})
-                    GROUP BY tenant_id)
-                ARRAY JOIN arrayZip(arrayMap(x -> greatest(x.1, {start_ms}), held),
-                                    arrayPushBack(arrayPopFront(arrayMap(x -> x.1, held)), {end_ms}),
-                                    arrayMap(x -> x.3, held)) AS p)
+                    {points}
+                      AND {days}
+                    UNION ALL
+                    SELECT * FROM ({points}
+                      AND timestamp < {start}
+                    ORDER BY timestamp DESC, event_id DESC LIMIT 1 BY tenant_id)))
             ARRAY JOIN range({first_day}, {last_day} + 1) AS d)
         WHERE ms > 0
         GROUP BY {key}"""
