@@ -277,7 +277,12 @@ def timed(store: ClickHouseUsageStore, sql: str, repeat: int) -> tuple[float, fl
         store.query(sql)
         runs.append(time.perf_counter() - start)
         cpu.append(time.process_time() - started_cpu)
-    return first, statistics.median(runs) if runs else first, len(rows), statistics.median(cpu) if cpu else 0.0
+    return (
+        first,
+        statistics.median(runs) if runs else first,
+        len(rows),
+        statistics.median(cpu) if cpu else 0.0,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -352,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
                 label = f"{board.title} / {query.title}".replace("${metric}", metric) + (
                     " (variable)" if query.kind == "variable" else ""
                 )
-                print(f"{label[:70]:<70} {first * 1000:9.1f} {median * 1000:10.1f} {rows:6d} {cpu * 1000:7.1f}")
+                print(
+                    f"{label[:70]:<70} {first * 1000:9.1f} {median * 1000:10.1f} {rows:6d} {cpu * 1000:7.1f}"
+                )
             total_first += slowest[0]
             total_median += slowest[1]
             total_cpu += slowest[2]
