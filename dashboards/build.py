@@ -13,6 +13,9 @@ time unit from the newest export of ``metric_definitions``) from ``metric_points
 tenant (or every tenant) and days, and computes what billing.adapters.clickhouse.metric_queries
 computes from usage_events FINAL, every aggregation included (voids, amends and a copy stored twice
 are resolved by FINAL; which events a metric reads is written once, in the view filling the table).
+The tenant dashboard's panel reads only the aggregation the hidden ``metric_aggregation`` variable
+names (one named subquery each, so ClickHouse plans that one alone); the operator's table, with no
+such variable, plans both of its branches (``metric_sql``).
 
 Days. The tenant dashboard's figures per day and over the days of the range are the tenant's local
 days: the hidden ``time_zone`` variable reads the tenant's zone from tenant_quotas (exported from its
