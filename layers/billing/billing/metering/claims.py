@@ -252,13 +252,15 @@ class ClaimedBatch:
         plain: list[UsageEvent] = []
         amounts, schedules = self.amounts, self.metric_limits
         for event, of in zip(self.events, self.months, strict=True):
-            # ``_amounts_of`` inline: each event is new to ``amounts`` here
+            # what it adds to its tenant's month counters (``billing.metering.hard_limits``): one
+            # query, and its amount of each metric the plan in force at its time limits hard
             schedule = schedules.get(event.tenant_id)
             if schedule is None:
                 schedule = schedules[event.tenant_id] = limits_schedule(
                     self.tenants[event.tenant_id], self.catalog
                 )
             limits = schedule(event.timestamp)
+            found: Mapping[str, Decimal]
             if limits:
                 found = amounts_of(event, limits, self.definition)
             else:  # the usual plan: queries only
@@ -281,24 +283,6 @@ class ClaimedBatch:
         window = quota_window(self.tenants[event.tenant_id] if own else None, event.timestamp)
         self.window_ends[(event.tenant_id, window.key)] = window.end
         return window
-
-    def _amounts_of(self, event: UsageEvent) -> Mapping[str, Decimal]:
-        """What ``event`` adds to its tenant's month counters (``billing.metering.hard_limits``):
-        one query, and its amount of each metric the plan in force at its time limits hard."""
-        found = self.amounts.get(event.key)
-        if found is None:
-            schedule = self.metric_limits.get(event.tenant_id)
-            if schedule is None:
-                schedule = self.metric_limits[event.tenant_id] = limits_schedule(
-                    self.tenants[event.tenant_id], self.catalog
-                )
-            limits = schedule(event.timestamp)
-            if limits:
-                found = amounts_of(event, limits, self.definition)
-            else:  # the usual plan: queries only
-                found = ONE_QUERY if event.queries else {}
-            self.amounts[event.key] = found
-        return found
 
     def _settled(self, events: Sequence[UsageEvent], *, counting: bool) -> list[UsageEvent]:
         """Those of ``events`` still to be claimed: duplicates (their batch committed) drop out, and

@@ -390,7 +390,7 @@ class StoredEvent(NamedTuple):
 
 
 # StoredEvent(*values) in C: a NamedTuple's own __new__ is a Python function taking each field
-_new_stored: Callable[[type[StoredEvent], tuple[Any, ...]], StoredEvent] = tuple.__new__  # type: ignore[assignment]
+_new_stored: Callable[[type[StoredEvent], tuple[Any, ...]], StoredEvent] = tuple.__new__
 
 # usage_events' columns and the fallback row's keys, in this order (one list: the tuple's fields)
 STORED_FIELDS: tuple[str, ...] = StoredEvent._fields

@@ -185,8 +185,8 @@ class _Scaled:
         exponent = min(-9, *(int(p.as_tuple().exponent) for p in prices))
 
         def scaled(price: Decimal) -> int:
-            sign, digits, own = price.as_tuple()
-            return int("".join(map(str, digits))) * 10 ** (int(own) - exponent)
+            _sign, digits, own = price.as_tuple()  # own >= exponent: a whole number of units
+            return int("".join(map(str, digits)) + "0" * (int(own) - exponent))
 
         return cls(
             {model: (scaled(a), scaled(b)) for model, (a, b) in per_token.items()},
