@@ -1,5 +1,6 @@
 """Event-time pricing: the formula, version selection, rounding and refusal of unknown models."""
 
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation, localcontext
 
 import pytest
@@ -137,6 +138,67 @@ def test_the_fast_path_gives_the_formulas_decimal(
     if isinstance(expected, EventCost):
         got = book.cost(e)
         assert (str(got.cost_usd), got.price_version) == (str(expected.cost_usd), expected.price_version)
+    else:
+        with pytest.raises(expected):
+            book.cost(e)
+
+
+def _decimal_path(book: PriceBook) -> PriceBook:
+    """``book`` pricing without its integer sums: the Decimal fast path (and the formula) alone."""
+    plain = PriceBook(book.versions)
+    plain._folded = [None if f is None else replace(f, scaled=None) for f in plain._folded]
+    return plain
+
+
+_signed_prices = st.one_of(_prices, st.just(Decimal("-0")), st.just(Decimal("-0.000")))
+
+
+@settings(deadline=None)  # a shared machine: timings vary, the property does not
+@given(
+    markup=_signed_prices,
+    storage=_signed_prices,
+    price_in=_signed_prices,
+    price_out=_signed_prices,
+    inp=st.integers(0, MAX_TOKENS) | st.just(0),
+    out=st.integers(0, MAX_TOKENS) | st.just(0),
+    nbytes=st.integers(0, MAX_BYTES) | st.just(0),
+    model=st.sampled_from(["m", "other", None]),
+    kind=st.sampled_from(["query", "embedding", "storage"]),
+)
+def test_the_integer_sums_give_the_decimal_paths_cost(
+    markup, storage, price_in, price_out, inp, out, nbytes, model, kind
+):
+    # Given a price book with arbitrary prices (-0 among them) and an event of any measures
+    book = PriceBook.from_document(
+        {
+            "versions": [
+                {
+                    "effective_from": "2025-01-01T00:00:00Z",
+                    "markup": str(markup),
+                    "storage_per_gb": str(storage),
+                    "models": {"m": {"input_per_1m": str(price_in), "output_per_1m": str(price_out)}},
+                }
+            ]
+        }
+    )
+    fields = {
+        "query": {"model": model, "input_tokens": inp, "output_tokens": out, "bytes": nbytes},
+        "embedding": {"model": model, "input_tokens": inp, "output_tokens": out},
+        "storage": {"bytes": nbytes},
+    }[kind]
+    try:
+        e = event("2025-03-01T00:00:00Z", type=kind, **fields)
+    except ValueError:  # a combination the event rules refuse (tokens without a model): not priced
+        return
+    # When it is priced with the integer sums and by the Decimal path alone
+    try:
+        expected: EventCost | type[Exception] = _decimal_path(book).cost(e)
+    except (UnknownModel, InvalidOperation) as exc:
+        expected = type(exc)
+    # Then both give the same Decimal, to the digit, the exponent and the sign (or the same refusal)
+    if isinstance(expected, EventCost):
+        got = book.cost(e)
+        assert (repr(got.cost_usd), got.price_version) == (repr(expected.cost_usd), expected.price_version)
     else:
         with pytest.raises(expected):
             book.cost(e)

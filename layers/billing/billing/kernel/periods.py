@@ -80,6 +80,16 @@ def to_ms(instant: datetime) -> datetime:
 def rfc3339_field(value: object) -> object:
     """A pydantic ``mode="before"`` validator for instants arriving as JSON/YAML text: RFC 3339 with
     an offset, normalised to UTC. None and datetimes pass through for the field's own type check."""
+    if type(value) is str:
+        if _RFC3339_UTC.fullmatch(value):  # parse_instant's usual case, without the call
+            try:
+                dt = datetime.fromisoformat(value)
+            except ValueError:
+                pass
+            else:
+                if MIN_INSTANT <= dt < MAX_INSTANT:
+                    return dt
+        return parse_instant(value)
     if value is None:
         return value
     if isinstance(value, datetime):  # built in code, not read from a request: no range to enforce

@@ -37,6 +37,7 @@ failure exit reads; split up, that state would travel between modules again as p
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 import time
@@ -71,7 +72,7 @@ from billing.metering.hard_limits import (
     ONE_QUERY,
     QUERIES,
     Refusal,
-    admit,
+    admit_ordered,
     amounts_of,
     counted_marker,
     limits_schedule,
@@ -178,7 +179,10 @@ class ClaimedBatch:
         self.own_periods = {t for t, tenant in tenants.items() if has_own_periods(tenant)}
         self.window_ends: dict[tuple[str, str], datetime] = {}
         expiry = {m: claim_expiry(*m, retention_days) for m in set(self.months)}
-        self.expiry = {self.claims[e.key]: expiry[m] for e, m in zip(events, self.months, strict=True)}
+        if len(expiry) == 1:  # one month (the usual batch): every claim expires with it
+            self.expiry = dict.fromkeys(self.claims.values(), *expiry.values())
+        else:
+            self.expiry = {self.claims[e.key]: expiry[m] for e, m in zip(events, self.months, strict=True)}
         self.lease_until = lease_clock() + lease_seconds
         self.result = IngestResult()
         self.known: dict[Claim, ClaimState] = {}  # claims found held by another batch (after a conflict)
@@ -201,9 +205,11 @@ class ClaimedBatch:
             raise self._busy(busy) from None
         except Exception as exc:
             self._fail(exc, inserted=False)
-        self.result.duplicates = [e.event_id for e in self.events if self.claims[e.key] in self.duplicates]
+        claims, held, duplicates = self.claims, self.held, self.duplicates
+        if duplicates:
+            self.result.duplicates = [e.event_id for e in self.events if claims[e.key] in duplicates]
         rejected_keys = {e.key for e in rejected}
-        accepted = [e for e in self.events if self.claims[e.key] in self.held and e.key not in rejected_keys]
+        accepted = [e for e in self.events if claims[e.key] in held and e.key not in rejected_keys]
         if not accepted:  # nothing claimed: nothing to commit (a refused request writes nothing)
             if rejected:
                 raise self._quota_error()
@@ -244,8 +250,23 @@ class ClaimedBatch:
         groups: dict[tuple[str, str], list[UsageEvent]] = defaultdict(list)
         text = {m: str(Month(*m)) for m in set(self.months)}
         plain: list[UsageEvent] = []
+        amounts, schedules = self.amounts, self.metric_limits
         for event, of in zip(self.events, self.months, strict=True):
-            if self._amounts_of(event):
+            # what it adds to its tenant's month counters (``billing.metering.hard_limits``): one
+            # query, and its amount of each metric the plan in force at its time limits hard
+            schedule = schedules.get(event.tenant_id)
+            if schedule is None:
+                schedule = schedules[event.tenant_id] = limits_schedule(
+                    self.tenants[event.tenant_id], self.catalog
+                )
+            limits = schedule(event.timestamp)
+            found: Mapping[str, Decimal]
+            if limits:
+                found = amounts_of(event, limits, self.definition)
+            else:  # the usual plan: queries only
+                found = ONE_QUERY if event.queries else {}
+            amounts[event.key] = found
+            if found:
                 key = self._window(event).key if event.tenant_id in self.own_periods else text[of]
                 groups[(event.tenant_id, key)].append(event)
             else:
@@ -263,27 +284,11 @@ class ClaimedBatch:
         self.window_ends[(event.tenant_id, window.key)] = window.end
         return window
 
-    def _amounts_of(self, event: UsageEvent) -> Mapping[str, Decimal]:
-        """What ``event`` adds to its tenant's month counters (``billing.metering.hard_limits``):
-        one query, and its amount of each metric the plan in force at its time limits hard."""
-        found = self.amounts.get(event.key)
-        if found is None:
-            schedule = self.metric_limits.get(event.tenant_id)
-            if schedule is None:
-                schedule = self.metric_limits[event.tenant_id] = limits_schedule(
-                    self.tenants[event.tenant_id], self.catalog
-                )
-            limits = schedule(event.timestamp)
-            if limits:
-                found = amounts_of(event, limits, self.definition)
-            else:  # the usual plan: queries only
-                found = ONE_QUERY if event.queries else {}
-            self.amounts[event.key] = found
-        return found
-
     def _settled(self, events: Sequence[UsageEvent], *, counting: bool) -> list[UsageEvent]:
         """Those of ``events`` still to be claimed: duplicates (their batch committed) drop out, and
         when ``counting``, so do queries a dead batch already counted (claimed later, not counted)."""
+        if not self.known:  # no claim found held by anyone (the usual batch): all are still to claim
+            return list(events)
         keep = []
         for event in events:
             state = self.known.get(self.claims[event.key])
@@ -304,19 +309,21 @@ class ClaimedBatch:
         in arrival order; returns those refused for a hard limit (recorded in the result)."""
         query_limit = quota_schedule(self.tenants[tenant_id], self.catalog)
         metric_limits = self.metric_limits[tenant_id]
-
-        # one merged dict per (plan segment's limits, query limit): events of a segment share it
-        merged: dict[tuple[int, int], tuple[dict[str, Decimal], dict[str, Decimal]]] = {}
+        # both schedules bisect the same plan history: one merged dict per plan segment, made when
+        # the first event falls in it (so a plan the catalog lacks raises where it did)
+        starts = [p.effective_at for p in self.tenants[tenant_id].sorted_plans()]
+        merged: dict[int, dict[str, Decimal]] = {}
 
         def limits_at(event: UsageEvent) -> dict[str, Decimal]:
-            limits = metric_limits(event.timestamp)
-            queries = query_limit(event.timestamp)
-            if queries is None:
-                return limits
-            found = merged.get((id(limits), queries))
-            if found is None or found[0] is not limits:  # the limits object held: its id is its own
-                found = merged[(id(limits), queries)] = (limits, {**limits, QUERIES: Decimal(queries)})
-            return found[1]
+            found = merged.get(bisect.bisect_right(starts, event.timestamp))
+            if found is None:
+                limits = metric_limits(event.timestamp)
+                queries = query_limit(event.timestamp)
+                found = limits if queries is None else {**limits, QUERIES: Decimal(queries)}
+                merged[bisect.bisect_right(starts, event.timestamp)] = found
+            return found
+
+        found_amounts = self.amounts  # every event of ``ordered`` was given its amounts by _claim_all
 
         ends = self.window_ends.get((tenant_id, month)) or Month.parse(month).end
         # kept as long as the claims of the window's last month
@@ -327,11 +334,12 @@ class ClaimedBatch:
             chunk = ordered[start : start + MAX_COUNTED_PER_TRANSACTION]
             for _attempt in range(QUOTA_ATTEMPTS):
                 chunk = self._settled(chunk, counting=True)
-                decision = admit(chunk, used, limits_at, self._amounts_of)
+                # ``chunk`` is in arrival order already (a slice of ``ordered``)
+                decision = admit_ordered(chunk, used, limits_at, lambda e: found_amounts[e.key])
                 if not decision.admitted:
                     break
                 admitted = [self.claims[e.key] for e in decision.admitted]
-                amounts = {self.claims[e.key]: dict(self._amounts_of(e)) for e in decision.admitted}
+                amounts = {self.claims[e.key]: dict(found_amounts[e.key]) for e in decision.admitted}
                 markers = {c: counted_marker(month, amounts[c]) for c in admitted}
                 exact = bool(decision.refused)
                 # refusals were decided on the counters as seen: write only if they still hold them

@@ -206,21 +206,27 @@ class UsageEvent(BaseModel):
 
     @model_validator(mode="after")
     def _type_rules(self) -> UsageEvent:
-        tokens = self.input_tokens + self.output_tokens
-        if self.type == "storage" and tokens:
+        fields = self.__dict__  # the validated fields, read as a dict (once per event parsed)
+        kind = fields["type"]
+        tokens = fields["input_tokens"] + fields["output_tokens"]
+        if kind == "query":  # the usual event: only the model rule applies to it
+            if tokens and not fields["model"]:
+                raise ValueError("model is required when tokens > 0")
+            fields["queries"] = 1
+            fields["key"] = (fields["tenant_id"], fields["event_id"])
+            return self
+        if kind == "storage" and tokens:
             raise ValueError("storage events carry bytes only, no tokens")
-        if self.type == "embedding" and self.bytes:
+        if kind == "embedding" and fields["bytes"]:
             raise ValueError("embedding events carry tokens only, no bytes")
-        if tokens and not self.model:
+        if tokens and not fields["model"]:
             raise ValueError("model is required when tokens > 0")
-        if self.type not in _BUILT_IN_TYPES and (tokens or self.bytes or self.model is not None):
+        if kind not in _BUILT_IN_TYPES and (tokens or fields["bytes"] or fields["model"] is not None):
             # a declared type measures itself in properties, so it adds nothing to the built-in sums
-            raise ValueError(
-                f"{self.type} events carry their measures in properties: no model, tokens or bytes"
-            )
+            raise ValueError(f"{kind} events carry their measures in properties: no model, tokens or bytes")
         # the derived values ingest reads for every event, set now rather than by a first read
-        self.__dict__["queries"] = 1 if self.type == "query" else 0
-        self.__dict__["key"] = (self.tenant_id, self.event_id)
+        fields["queries"] = 0
+        fields["key"] = (fields["tenant_id"], fields["event_id"])
         return self
 
     @_once
@@ -246,20 +252,23 @@ class UsageEvent(BaseModel):
 
     def stored(self, cost_usd: Decimal, price_version: str, accepted_at: datetime) -> StoredEvent:
         """This event as it is written to usage_events, priced at event time."""
-        return StoredEvent(
-            self.tenant_id,
-            self.event_id,
-            self.timestamp,
-            self.type,
-            self.model or "",
-            self.queries,
-            self.input_tokens,
-            self.output_tokens,
-            self.bytes,
-            cost_usd,
-            price_version,
-            accepted_at,
-            self.properties or NO_PROPERTIES,
+        return _new_stored(
+            StoredEvent,
+            (
+                self.tenant_id,
+                self.event_id,
+                self.timestamp,
+                self.type,
+                self.model or "",
+                self.queries,
+                self.input_tokens,
+                self.output_tokens,
+                self.bytes,
+                cost_usd,
+                price_version,
+                accepted_at,
+                self.properties or NO_PROPERTIES,
+            ),
         )
 
 
@@ -379,6 +388,9 @@ class StoredEvent(NamedTuple):
                 numbers[name] = value  # type: ignore[assignment]
         return text, numbers
 
+
+# StoredEvent(*values) in C: a NamedTuple's own __new__ is a Python function taking each field
+_new_stored: Callable[[type[StoredEvent], tuple[Any, ...]], StoredEvent] = tuple.__new__
 
 # usage_events' columns and the fallback row's keys, in this order (one list: the tuple's fields)
 STORED_FIELDS: tuple[str, ...] = StoredEvent._fields

@@ -97,7 +97,7 @@ def amounts_of(
 def counted_marker(month: str, amounts: Mapping[str, Decimal]) -> str:
     """The claim's ``counted`` attribute: the month alone for one query (as every counted claim was
     before metric limits), else ``month|metric=amount|...``."""
-    if dict(amounts) == ONE_QUERY:
+    if len(amounts) == 1 and amounts.get(QUERIES) == 1:  # dict(amounts) == ONE_QUERY, without the copy
         return month
     return month + "".join(f"|{m}={a:f}" for m, a in sorted(amounts.items()))
 
@@ -148,12 +148,22 @@ def admit(
     """Admit events in (timestamp, event_id) order while each limited metric's counter plus the
     event's amount stays within the limit in force at its time (an event adding nothing, or taking
     away, to a metric is never refused on it). Pure: the caller writes the outcome conditionally."""
+    return admit_ordered(sorted(events, key=_ARRIVAL), used, limits_at, amounts)
+
+
+def admit_ordered(
+    events: Sequence[UsageEvent],
+    used: Mapping[str, Decimal],
+    limits_at: Callable[[UsageEvent], Limits],
+    amounts: Callable[[UsageEvent], Mapping[str, Decimal]],
+) -> Admission:
+    """``admit`` of ``events`` already in (timestamp, event_id) order, as taken."""
     decision = Admission(used_after=dict(used))
     start = dict(used)
     now = decision.used_after
     touched, bounds = decision.touched, decision.bounds
     zero = Decimal(0)
-    for event in sorted(events, key=_ARRIVAL):
+    for event in events:
         limits, adds = limits_at(event), amounts(event)
         # the first metric (by name) the event would take over its limit refuses it
         over = None

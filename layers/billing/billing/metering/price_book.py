@@ -21,6 +21,7 @@ MILLION = Decimal(1_000_000)
 GIGABYTE = Decimal(1_000_000_000)
 # Arithmetic that must be exact: any rounding raises Inexact (and the exact-by-definition path is taken).
 _EXACT = Context(prec=60, traps=[Inexact, InvalidOperation])
+_PREC60 = Context(prec=60)  # a cost of fewer than 60 digits in nanodollars is never rounded here
 
 
 class ModelPrice(BaseModel):
@@ -135,10 +136,11 @@ class MissingMeasure(ValueError):
 @dataclass(frozen=True)
 class _Folded:
     """A version's prices with the markup and the unit folded in: USD per input token, per output
-    token (by model) and per byte, each exact."""
+    token (by model) and per byte, each exact; and the same prices as integers (``_Scaled``)."""
 
     per_token: dict[str, tuple[Decimal, Decimal]]
     per_byte: Decimal
+    scaled: _Scaled | None = None
 
     @classmethod
     def of(cls, version: PriceVersion) -> _Folded | None:
@@ -152,9 +154,60 @@ class _Folded:
                 )
                 for model, price in version.models.items()
             }
-            return cls(per_token, _EXACT.divide(_EXACT.multiply(version.storage_per_gb, factor), GIGABYTE))
+            per_byte = _EXACT.divide(_EXACT.multiply(version.storage_per_gb, factor), GIGABYTE)
         except (Inexact, InvalidOperation):
             return None
+        return cls(per_token, per_byte, _Scaled.of(per_token, per_byte))
+
+
+# A cost's nanodollars below this bound have fewer than 60 digits: so does every product and sum
+# the Decimal path forms (each is at most the total), so that path would have been exact too.
+_SCALED_LIMIT = 10**60
+
+
+@dataclass(frozen=True)
+class _Scaled:
+    """The folded prices as integers: each price is ``integer * 10**exponent`` for one exponent of the
+    version (the smallest of its prices', at most -9), so a cost is an integer sum of count times
+    integer price, which is exact; ``unit`` is 10**(-9 - exponent), that many per nanodollar."""
+
+    per_token: dict[str, tuple[int, int]]
+    per_byte: int
+    unit: int
+
+    @classmethod
+    def of(cls, per_token: dict[str, tuple[Decimal, Decimal]], per_byte: Decimal) -> _Scaled | None:
+        """None unless every price is finite and carries no minus sign (a -0 price makes -0 costs,
+        which an integer cannot say: those versions keep the Decimal path)."""
+        prices = [per_byte, *(price for pair in per_token.values() for price in pair)]
+        if any(not p.is_finite() or p.is_signed() for p in prices):
+            return None
+        exponent = min(-9, *(int(p.as_tuple().exponent) for p in prices))
+
+        def scaled(price: Decimal) -> int:
+            _sign, digits, own = price.as_tuple()  # own >= exponent: a whole number of units
+            return int("".join(map(str, digits)) + "0" * (int(own) - exponent))
+
+        return cls(
+            {model: (scaled(a), scaled(b)) for model, (a, b) in per_token.items()},
+            scaled(per_byte),
+            10 ** (-9 - exponent),
+        )
+
+    def cost(
+        self, rates: tuple[int, int] | None, input_tokens: int, output_tokens: int, size: int
+    ) -> Decimal | None:
+        """``round_event_cost`` of the exact cost (``rates`` None: bytes alone), or None when it has
+        60 digits or more (then the Decimal path decides, as before)."""
+        total = self.per_byte * size
+        if rates is not None:
+            total += rates[0] * input_tokens + rates[1] * output_tokens
+        if total >= _SCALED_LIMIT:
+            return None
+        nanos, rest = divmod(total, self.unit)
+        if rest + rest >= self.unit:  # half up (a cost is never negative)
+            nanos += 1
+        return Decimal(nanos).scaleb(-9, _PREC60)
 
 
 class PriceBook:
@@ -192,8 +245,19 @@ class PriceBook:
         index = bisect.bisect_right(self._starts, event.timestamp) - 1
         folded = self._folded[index] if index >= 0 else None
         if folded is not None:
-            rates = folded.per_token.get(event.model or "")
+            model = event.model or ""
+            rates = folded.per_token.get(model)
             tokens = event.input_tokens or event.output_tokens or event.model
+            if (scaled := folded.scaled) is not None and (rates is not None or not tokens):
+                # the same exact sum in integers: a cost of Decimal's fast path, to the digit
+                exact = scaled.cost(
+                    scaled.per_token[model] if tokens and rates is not None else None,
+                    event.input_tokens,
+                    event.output_tokens,
+                    event.bytes,
+                )
+                if exact is not None:
+                    return EventCost(exact, self._ids[index])
             if rates is not None or not tokens:
                 try:  # a zero count adds exactly nothing: skipped
                     amount = _EXACT.multiply(folded.per_byte, event.bytes) if event.bytes else ZERO
