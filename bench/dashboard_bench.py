@@ -348,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     verdicts = []
     for board in load_dashboards(ROOT / "dashboards"):
         total_first = total_median = total_cpu = 0.0
+        # every query Grafana sends (a panel showing another panel's results sends none)
         for query in board.queries():
             # a panel of the chosen catalog metric: timed for each metric; the board total counts the costliest (CPU)
             choices = (metric_ids or [""]) if "${metric}" in query.title else (metric_ids[:1] or [""])
@@ -412,9 +413,11 @@ def main(argv: list[str] | None = None) -> int:
 def local_days_check(store: ClickHouseUsageStore, tenant: str, time_range: TimeRange, time_zone: str) -> None:
     """The tenant dashboard's "Cost per day" against usage_events FINAL per local day of the zone."""
     board = next(b for b in load_dashboards(ROOT / "dashboards") if b.uid == "billing-tenant-usage")
-    panel = next(q for q in board.queries() if q.title == "Cost per day")
+    panel = board.shown("Cost per day")  # its source panel's query, its own transformations
     variables = board.resolve({"tenant": tenant, "metric": ""}, time_range, store.query)
-    shown = {t.date(): c for t, c in store.query(render(panel.raw_sql, time_range, variables))}
+    result = store.client.query(render(panel.raw_sql, time_range, variables))
+    rows = panel.transform([dict(zip(result.column_names, row)) for row in result.result_rows])
+    shown = {r["time"].date(): r["cost_usd"] for r in rows}
     exact = {
         d: c
         for d, c in store.query(

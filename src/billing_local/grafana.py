@@ -15,6 +15,13 @@ ClickHouse data source plugin (grafana-clickhouse-datasource v4) expands its mac
     $__interval_s         <interval s>
 
 An unknown macro or variable raises, so a dashboard cannot ship SQL this module cannot check.
+A panel on Grafana's Dashboard data source (``-- Dashboard --``, the target's ``panelId`` naming
+another panel) sends no query: Grafana gives it the source panel's query results (as they come from
+the data source, not the source panel's transformations). ``Dashboard.queries`` lists only the
+queries Grafana sends; ``Dashboard.shown`` gives any panel's query as Grafana runs it (the source's
+SQL for a shared panel) with that panel's transformations, which ``transform`` applies to rows (the
+two transformations the dashboards use: ``filterFieldsByName`` and a ``reduce`` of each field).
+
 ``Dashboard.resolve`` fills the query variables not chosen (a hidden one, such as the tenant's
 ``time_zone``) as Grafana does: in dashboard order, each from its query's first value, so a variable
 can read those before it.
@@ -31,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 PLUGIN_TYPE = "grafana-clickhouse-datasource"
+SHARED_UID = "-- Dashboard --"
 _MACRO = re.compile(r"\$__(\w+)(?:\(([^()]*)\))?")
 _VARIABLE = re.compile(r"\$\{(\w+)(?::(\w+))?\}|\[\[(\w+)(?::(\w+))?\]\]|\$(?!__)(\w+)")
 
@@ -64,6 +72,45 @@ class Query:
     raw_sql: str
     format: int | None = None
     panel: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    transformations: tuple[dict[str, Any], ...] = field(default=(), compare=False, repr=False)
+
+    def transform(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The rows as the panel shows them (after its transformations)."""
+        return transform(rows, self.transformations)
+
+
+def shares(panel: dict[str, Any]) -> int | None:
+    """The id of the panel whose query results ``panel`` shows (Dashboard data source), else None."""
+    source = panel.get("datasource") or {}
+    if source.get("uid") != SHARED_UID:
+        return None
+    (target,) = panel.get("targets", [])
+    return int(target["panelId"])
+
+
+def transform(rows: list[dict[str, Any]], transformations: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Grafana's transformations of a panel, in order; one it has no rule for here raises."""
+    for step in transformations:
+        options = step.get("options", {})
+        if step.get("id") == "filterFieldsByName" and set(options) == {"include"}:
+            names = options["include"]["names"]
+            rows = [{k: row[k] for k in names if k in row} for row in rows]
+        elif step.get("id") == "reduce" and options.get("mode") == "reduceFields" and options.get(
+            "reducers"
+        ) == ["sum"]:
+            if rows and any(isinstance(v, datetime) for v in rows[0].values()):
+                raise TemplateError("reduce: a time field is left in (filter it out first)")
+            keys = list(rows[0]) if rows else []
+            # a sum over no rows is 0; a field of only nulls sums to null
+            rows = [
+                {
+                    k: sum(v for v in values) if (values := [r[k] for r in rows if r[k] is not None]) else None
+                    for k in keys
+                }
+            ]
+        else:
+            raise TemplateError(f"transformation {step.get('id')!r} with {options} is not supported here")
+    return rows
 
 
 @dataclass
@@ -107,7 +154,32 @@ class Dashboard:
                 values[name] = str(rows[0][0])
         return values
 
+    def shown(self, title: str) -> Query:
+        """The query whose rows the panel (or the variable) of this title shows, as Grafana runs it:
+        a shared panel's is its source panel's SQL with the shared panel's transformations."""
+        for variable_query in self.queries():
+            if variable_query.kind == "variable" and variable_query.title == title:
+                return variable_query
+        panel = next(p for p in self.panels() if p.get("title") == title)
+        source_id = shares(panel)
+        source = panel if source_id is None else next(p for p in self.panels() if p.get("id") == source_id)
+        if shares(source) is not None:
+            raise TemplateError(f"panel {title}: its source panel shares another panel's results")
+        (target,) = [t for t in source.get("targets", []) if not t.get("hide")]
+        return Query(
+            self.title,
+            "panel",
+            title,
+            target.get("refId", "A"),
+            target.get("rawSql", ""),
+            target.get("format"),
+            panel,
+            tuple(panel.get("transformations", [])),
+        )
+
     def queries(self) -> list[Query]:
+        """Every query Grafana sends to the data source: each query variable's, each panel target's
+        (a panel sharing another's results sends none)."""
         found: list[Query] = []
         for variable in self.variables():
             if variable.get("type") == "query":
@@ -115,6 +187,8 @@ class Dashboard:
                 sql = sql.get("rawSql", sql.get("query")) if isinstance(sql, dict) else sql
                 found.append(Query(self.title, "variable", variable["name"], variable["name"], str(sql)))
         for panel in self.panels():
+            if shares(panel) is not None:
+                continue
             for target in panel.get("targets", []):
                 if target.get("hide"):
                     continue
@@ -127,6 +201,7 @@ class Dashboard:
                         target.get("rawSql", ""),
                         target.get("format"),
                         panel,
+                        tuple(panel.get("transformations", [])),
                     )
                 )
         return found

@@ -26,7 +26,15 @@ from billing.kernel.periods import Month, utc
 from billing.metering.events import StoredEvent, UsageEvent
 from billing.runtime import container
 from billing.tenants.tenant import PlanAssignment, Tenant
-from billing_local.grafana import Dashboard, Query, TemplateError, TimeRange, load_dashboards, render
+from billing_local.grafana import (
+    Dashboard,
+    Query,
+    TemplateError,
+    TimeRange,
+    load_dashboards,
+    render,
+    shares,
+)
 from tests.portal.test_metric_figures import METRICS, seeded
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,12 +124,13 @@ def run(
         board = next(d for d in DASHBOARDS if d.title == query.dashboard)
         variables = board.resolve(variables, time_range, store.query)
     result = store.client.query(render(query.raw_sql, time_range, variables))
-    return [dict(zip(result.column_names, row)) for row in result.result_rows]
+    return query.transform([dict(zip(result.column_names, row)) for row in result.result_rows])
 
 
 def query(title: str, dashboard: str = "billing-tenant-usage") -> Query:
+    """What the panel (or variable) of this title shows: a shared panel's source query, transformed."""
     board = next(d for d in DASHBOARDS if d.uid == dashboard)
-    return next(q for q in board.queries() if q.title == title)
+    return board.shown(title)
 
 
 def in_november(events: list[StoredEvent]) -> list[StoredEvent]:
@@ -206,8 +215,13 @@ def test_every_target_uses_the_provisioned_clickhouse_datasource() -> None:
     assert {d.uid for d in DASHBOARDS} == {"billing-tenant-usage", "billing-operator-overview"}
     for board in DASHBOARDS:
         assert board.model["timezone"] == "utc"
+        ids = {panel["id"]: panel for panel in board.panels()}
         for panel in board.panels():
             assert panel["targets"], panel["title"]
+            if (shown := shares(panel)) is not None:
+                # a panel showing another's results: that panel queries ClickHouse itself
+                assert shares(ids[shown]) is None and panel["targets"][0]["datasource"] == panel["datasource"]
+                continue
             for target in panel["targets"]:
                 assert target["datasource"] == {"type": source["type"], "uid": source["uid"]}
                 assert target["editorType"] == "sql" and target["format"] in (0, 1)
