@@ -85,7 +85,10 @@ def fields(*names: str) -> dict[str, Any]:
 
 
 # Grafana's transformation summing each field over the rows: one row (a sum of no rows is 0).
-SUM_ROWS = {"id": "reduce", "options": {"mode": "reduceFields", "reducers": ["sum"], "includeTimeField": False}}
+SUM_ROWS = {
+    "id": "reduce",
+    "options": {"mode": "reduceFields", "reducers": ["sum"], "includeTimeField": False},
+}
 
 
 class Board:

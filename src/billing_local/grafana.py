@@ -95,16 +95,20 @@ def transform(rows: list[dict[str, Any]], transformations: Sequence[dict[str, An
         if step.get("id") == "filterFieldsByName" and set(options) == {"include"}:
             names = options["include"]["names"]
             rows = [{k: row[k] for k in names if k in row} for row in rows]
-        elif step.get("id") == "reduce" and options.get("mode") == "reduceFields" and options.get(
-            "reducers"
-        ) == ["sum"]:
+        elif (
+            step.get("id") == "reduce"
+            and options.get("mode") == "reduceFields"
+            and options.get("reducers") == ["sum"]
+        ):
             if rows and any(isinstance(v, datetime) for v in rows[0].values()):
                 raise TemplateError("reduce: a time field is left in (filter it out first)")
             keys = list(rows[0]) if rows else []
             # a sum over no rows is 0; a field of only nulls sums to null
             rows = [
                 {
-                    k: sum(v for v in values) if (values := [r[k] for r in rows if r[k] is not None]) else None
+                    k: sum(v for v in values)
+                    if (values := [r[k] for r in rows if r[k] is not None])
+                    else None
                     for k in keys
                 }
             ]
