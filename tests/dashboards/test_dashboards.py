@@ -474,3 +474,30 @@ def test_dashboards_load_as_json() -> None:
     for path in DASHBOARDS_DIR.glob("*.json"):
         model = json.loads(path.read_text())
         assert isinstance(Dashboard(path, model).queries(), list)
+
+
+def test_shared_panels_show_their_source_query_transformed() -> None:
+    # Given the tenant dashboard: the quota panels and the day panels share another panel's query
+    board = next(d for d in DASHBOARDS if d.uid == "billing-tenant-usage")
+    sent = {q.title for q in board.queries() if q.kind == "panel"}
+    assert sent.isdisjoint({"Quota used %", "Queries this month / quota", "Tokens in range", "Cost per day"})
+    assert board.shown("Quota used %").raw_sql == board.shown("Month-to-date cost").raw_sql
+    tokens = board.shown("Tokens in range")
+    assert tokens.raw_sql == board.shown("Tokens per day").raw_sql
+    # When the days' rows are transformed as "Tokens in range" does, Then they are summed to one row
+    day = datetime(2025, 11, 1, tzinfo=UTC)
+    rows = [
+        {"time": day, "input_tokens": 3, "output_tokens": 1, "cost_usd": Decimal("0.5")},
+        {"time": day + timedelta(days=1), "input_tokens": 4, "output_tokens": 2, "cost_usd": Decimal(1)},
+    ]
+    assert tokens.transform(rows) == [{"input_tokens": 7, "output_tokens": 3}]
+    # And no days give one row without figures, which the panel shows as its noValue: 0, as the SQL
+    # sum of no rows did
+    assert tokens.transform([]) == [{}]
+    assert tokens.panel["fieldConfig"]["defaults"]["noValue"] == "0"
+    assert board.shown("Cost per day").transform(rows) == [
+        {"time": day, "cost_usd": Decimal("0.5")},
+        {"time": day + timedelta(days=1), "cost_usd": Decimal(1)},
+    ]
+    with pytest.raises(TemplateError, match="not supported"):
+        Query("d", "panel", "t", "A", "", transformations=({"id": "merge", "options": {}},)).transform(rows)
