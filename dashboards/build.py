@@ -7,6 +7,10 @@ Every panel reads the rollups (usage_hourly, usage_daily: SummingMergeTree, so a
 GROUP BY, never a bare SELECT) and tenant_quotas (newest row per tenant via argMax). Cost is
 sum(cost_usd), the same Decimal(38, 9) figures billing sums from usage_events.
 
+Panels showing the same rows share one query (Grafana's Dashboard data source, ``SHARED``): the
+source panel's query returns every field they show, each panel keeps its own (a stat's fields, or a
+transformation), so each shows what its own query showed, and the dashboard sends fewer queries.
+
 The catalog-metric panels read the metric chosen in the ``metric`` variable (its aggregation and
 time unit from the newest export of ``metric_definitions``) from ``metric_points`` FINAL (migration
 0011): one row per live event per metric, so a panel reads only that metric's sorted rows of the
@@ -510,7 +514,7 @@ def tenant_usage() -> dict[str, Any]:
         "event-time cost_usd of that local day's events. Each bar is drawn at its local date.",
     )
     if tokens_per_day != daily:
-        raise ValueError("the shared day panels read panel {daily}, not the tokens per day")
+        raise ValueError(f"the shared day panels read panel {daily}, not the tokens per day")
     b.add(
         "table",
         "Usage and cost by model",
