@@ -18,6 +18,8 @@ with --api-key and a --tenant that exists there.
 The caller-cost table is wall time (what the app waits); a second table times the default mode by
 the calling thread's CPU time, which another process taking the core does not inflate, so it is the
 figure to compare across runs on a shared, loaded machine. --pin runs this process on one CPU.
+Both tables end with the calling thread's minor page faults per 1,000 calls (getrusage
+RUSAGE_THREAD around the timed loop): faults on the spool mapping, plus the loop's own few.
 
 3. The same end-to-end comparison against `billing serve` (started here in a subprocess on a fresh
    data directory, a tenant on the enterprise plan): the real handlers, moto and embedded
