@@ -13,9 +13,13 @@ Invariants:
   sender reads it (durability "buffered"). With "batch" the active segment's file is preallocated
   (``posix_fallocate``) and mapped shared: ``append`` copies the line into the mapping, which is the
   file's page cache, so the line survives the process (kill -9) exactly as a ``write(2)`` would,
-  without a system call that lets go of the GIL on the caller's thread; ``fsync`` writes it back
-  (on Linux it covers pages dirtied through a mapping). A line past the mapping is written with
-  ``pwrite``. A segment is truncated to its lines when sealed; one left by a killed process ends in
+  without a system call that lets go of the GIL on the caller's thread. The sender makes the lines
+  since its last sync durable: on Linux with ``msync(MS_SYNC)`` of their pages (the kernel runs it
+  as ``fdatasync`` of that range: the data, the extents it converts and the length fixed by the
+  preallocation), called through ctypes so the GIL is let go during the disk write; elsewhere, or
+  when that cannot be done, with ``fsync``. A whole-file sync would also write back, and
+  write-protect, the pages faulted in ahead of the writes, so the caller's next write to each would
+  fault again. A line past the mapping is written with ``pwrite`` and synced with ``fsync``. A segment is truncated to its lines when sealed; one left by a killed process ends in
   NUL bytes (JSON lines hold none), which adoption trims.
 - A segment is deleted only when it is sealed (no more writes) and every line in it is resolved:
   acknowledged by the server (accepted, or a listed duplicate) or refused by it as final.
@@ -36,7 +40,7 @@ import mmap
 import os
 import sys
 import threading
-from typing import List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
 DIR_PREFIX = "p-"
 LOCK_NAME = ".lock"
@@ -47,8 +51,14 @@ _MAP_HEADROOM = 1 << 20  # mapped beyond segment_bytes: lines appended before th
 # Linux's MADV_POPULATE_WRITE (5.14+; Python 3.11's mmap module does not name it): takes the write
 # faults of a range of the mapping now, on the sender thread, not on the first track() into each page.
 _POPULATE_WRITE = getattr(mmap, "MADV_POPULATE_WRITE", 23 if sys.platform.startswith("linux") else None)
-_POPULATE_AHEAD = 256 << 10  # more than a batch of lines: the sender populates again after each fsync
+# The sender populates again after each sync, and a sync writes back only the lines' pages, so the
+# window costs no disk writes: a wide one (the headroom, several batches of lines) keeps a caller
+# that runs ahead of a slow sender on pages already writable.
+_POPULATE_AHEAD = _MAP_HEADROOM
 _POPULATE_STEP = 32 << 10  # one madvise holds the GIL: a few pages at a time
+_MS_SYNC = 4  # Linux's value; the mmap module does not name it
+_msync: Any = None  # libc's msync through ctypes, loaded with the first mapped segment
+_msync_loaded = False
 
 
 def _fsync_dir(path: str) -> None:
@@ -89,6 +99,7 @@ class Segment:
         self.write_fd: Optional[int] = None
         self.mapped: Optional[mmap.mmap] = None  # durability "batch": the preallocated file, mapped
         self.mapped_end = 0  # len(mapped)
+        self.mapped_address = 0  # where ``mapped`` starts in memory, for msync; 0: fsync instead
         self.synced = size
         self._read_fd: Optional[int] = None
 
@@ -104,6 +115,7 @@ class Segment:
         if fd is None:
             return
         if self.mapped is not None:
+            self.mapped_address = 0
             self.mapped.close()
             self.mapped = None
             os.ftruncate(fd, self.size)
@@ -114,6 +126,7 @@ class Segment:
         self.write_fd = None
 
     def close(self) -> None:
+        self.mapped_address = 0
         if self.mapped is not None:
             try:
                 self.mapped.close()
@@ -266,7 +279,8 @@ class Spool:
         active = self.active
         size = active.size
         if size > active.synced and active.write_fd is not None:
-            os.fsync(active.write_fd)
+            if not _sync_range(active, size):
+                os.fsync(active.write_fd)
             active.synced = size
             populate_ahead(active)
 
@@ -455,6 +469,7 @@ class Spool:
         if self.durability == "batch":
             segment.mapped = _preallocated_map(segment.write_fd, self.segment_bytes + _MAP_HEADROOM)
             segment.mapped_end = 0 if segment.mapped is None else len(segment.mapped)
+            segment.mapped_address = _map_address(segment.mapped)
             populate_ahead(segment)
         if self.durability != "buffered":
             _fsync_dir(directory.path)  # the file's name must survive a power loss with its lines
@@ -490,6 +505,48 @@ def _preallocated_map(fd: int, length: int) -> Optional[mmap.mmap]:
         return None
 
 
+def _map_address(mapped: Optional[mmap.mmap]) -> int:
+    """Where ``mapped`` starts in memory; 0 where msync cannot be called (not Linux, no ctypes)."""
+    global _msync, _msync_loaded
+    if mapped is None or not sys.platform.startswith("linux"):
+        return 0
+    try:
+        import ctypes
+
+        if not _msync_loaded:
+            _msync_loaded = True
+            function = ctypes.CDLL(None, use_errno=True).msync  # CDLL calls let go of the GIL
+            function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+            function.restype = ctypes.c_int
+            _msync = function
+        if _msync is None:
+            return 0
+        view = ctypes.c_char.from_buffer(mapped)
+        address = ctypes.addressof(view)
+        del view  # an exported buffer would keep mmap.close() from unmapping
+        return address
+    except (ImportError, OSError, AttributeError, TypeError, ValueError):
+        return 0
+
+
+def _sync_range(segment: Segment, size: int) -> bool:
+    """Make the segment's bytes from its last sync to ``size`` durable with msync(MS_SYNC) of their
+    pages; False where that cannot be done (no address, lines past the mapping), and the caller
+    fsyncs the whole file. A failed msync raises as fsync would: it has consumed the file's
+    write-back error, so an fsync after it could return success for lost pages. Sender thread
+    only, like seal_file: the mapping is live."""
+    address = segment.mapped_address
+    if not address or _msync is None or size > segment.mapped_end:
+        return False
+    start = segment.synced - segment.synced % mmap.PAGESIZE
+    if _msync(address + start, size - start, _MS_SYNC) != 0:
+        import ctypes
+
+        code = ctypes.get_errno()
+        raise OSError(code, f"msync of the spool: {os.strerror(code)}")
+    return True
+
+
 def _written_size(path: str) -> int:
     """A segment's length without the NUL bytes a killed process's preallocated tail left."""
     size = os.path.getsize(path)
@@ -506,7 +563,7 @@ def _written_size(path: str) -> int:
 
 def populate_ahead(segment: Segment) -> None:
     """Fault in, writable, the pages the next lines will be copied to (a write-back makes them
-    read-only again, so after each fsync). Content is unchanged; where the kernel cannot, nothing."""
+    read-only again: the last, partly written page after each sync, any after the kernel's own). Content is unchanged; where the kernel cannot, nothing."""
     global _POPULATE_WRITE
     mapped = segment.mapped
     if mapped is None or _POPULATE_WRITE is None:
